@@ -1,0 +1,156 @@
+"""The one inference interface every backend implements.
+
+A backend is opened on an exported model directory (``manifest.json`` plus
+ONNX graphs, see :mod:`facecycle.export`) and runs a named graph on a batch:
+numpy in, numpy out. Batches of any size are accepted: a backend splits
+batches above its maximum and pads to the sizes an engine was built for.
+"""
+from __future__ import annotations
+
+import abc
+import json
+import logging
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from facecycle.errors import ModelError
+
+__all__ = ["Backend", "GraphSpec", "read_manifest"]
+
+log = logging.getLogger(__name__)
+
+
+class GraphSpec:
+    """Names, shapes and dtypes of one graph's inputs and outputs (from the manifest)."""
+
+    def __init__(self, name: str, entry: Mapping) -> None:
+        self.name = name
+        self.file = str(entry["file"])
+        self.sha256 = str(entry.get("sha256", ""))
+        self.inputs: List[dict] = list(entry["inputs"])
+        self.outputs: List[dict] = list(entry["outputs"])
+
+    @property
+    def input_names(self) -> List[str]:
+        return [i["name"] for i in self.inputs]
+
+    @property
+    def output_names(self) -> List[str]:
+        return [o["name"] for o in self.outputs]
+
+    def __repr__(self) -> str:
+        return f"GraphSpec({self.name!r}, inputs={self.input_names}, outputs={self.output_names})"
+
+
+def read_manifest(model_dir: Union[str, Path]) -> dict:
+    """Read and sanity-check ``manifest.json`` of an exported model directory."""
+    p = Path(model_dir) / "manifest.json"
+    if not p.is_file():
+        raise ModelError(f"{model_dir}: no manifest.json (not an exported model directory)")
+    try:
+        man = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelError(f"{p}: corrupt manifest ({e})") from None
+    if man.get("format") != "facecycle-onnx" or not isinstance(man.get("graphs"), dict):
+        raise ModelError(f"{p}: not a FaceCycle ONNX manifest")
+    return man
+
+
+class Backend(abc.ABC):
+    """Runs the graphs of one exported model directory.
+
+    Attributes:
+        name: backend name (``"onnxruntime"``, ``"torch"``, ``"tensorrt"``).
+        device: where it runs, in words (``"cpu"``, ``"cuda:0 (NVIDIA H100)"``).
+        precision: ``"fp32"`` or ``"fp16"``.
+        manifest: the parsed manifest.
+        graphs: the available graph specs by name.
+        max_batch: the largest batch one call sends to the device (larger
+            batches are split).
+
+    Thread-safety: each backend documents its own; the default is that one
+    instance may be used from one thread at a time.
+    """
+
+    name: str = "base"
+
+    def __init__(self, model_dir: Union[str, Path]) -> None:
+        self.model_dir = Path(model_dir)
+        self.manifest = read_manifest(self.model_dir)
+        self.graphs: Dict[str, GraphSpec] = {k: GraphSpec(k, v) for k, v in self.manifest["graphs"].items()}
+        self.device: str = "cpu"
+        self.precision: str = "fp32"
+        self.max_batch: int = 64
+
+    # ---------------------------------------------------------------- API
+    def run(self, graph: str, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Run ``graph`` on a batch.
+
+        Args:
+            graph: a graph name of the manifest (``"analyze"``, ...).
+            inputs: arrays by input name, float32, batch first; all the same batch size.
+
+        Returns:
+            float32 arrays by output name, batch first, same batch size as the inputs.
+        """
+        spec = self._spec(graph)
+        arrs = self._check_inputs(spec, inputs)
+        n = next(iter(arrs.values())).shape[0]
+        if n == 0:
+            return {o["name"]: np.zeros([0] + [int(d) for d in o["shape"][1:]], np.float32) for o in spec.outputs}
+        if n <= self.max_batch:
+            return self._run(spec, arrs)
+        parts = [self._run(spec, {k: v[i:i + self.max_batch] for k, v in arrs.items()})
+                 for i in range(0, n, self.max_batch)]
+        return {k: np.concatenate([p[k] for p in parts]) for k in spec.output_names}
+
+    def warmup(self, batch_sizes: Sequence[int] = (1,), graphs: Optional[Sequence[str]] = None) -> None:
+        """Run each graph once per batch size on zeros (allocations, autotuning, graph capture)."""
+        for g in graphs or list(self.graphs):
+            spec = self.graphs[g]
+            for b in batch_sizes:
+                self.run(g, {i["name"]: np.zeros([b] + [int(d) for d in i["shape"][1:]], np.float32)
+                             for i in spec.inputs})
+
+    def close(self) -> None:
+        """Release device resources."""
+
+    def describe(self) -> dict:
+        return {"backend": self.name, "device": self.device, "precision": self.precision,
+                "max_batch": self.max_batch, "graphs": sorted(self.graphs)}
+
+    def __enter__(self) -> "Backend":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------- to implement
+    @abc.abstractmethod
+    def _run(self, spec: GraphSpec, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Run one batch of at most ``max_batch`` items."""
+
+    # ------------------------------------------------------------ helpers
+    def _spec(self, graph: str) -> GraphSpec:
+        try:
+            return self.graphs[graph]
+        except KeyError:
+            raise ModelError(f"graph {graph!r} not in {self.model_dir} (has {', '.join(self.graphs)})") from None
+
+    @staticmethod
+    def _check_inputs(spec: GraphSpec, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        missing = [n for n in spec.input_names if n not in inputs]
+        if missing:
+            raise ValueError(f"{spec.name}: missing inputs {missing}")
+        arrs = {n: np.ascontiguousarray(inputs[n], dtype=np.float32) for n in spec.input_names}
+        sizes = {a.shape[0] for a in arrs.values()}
+        if len(sizes) != 1:
+            raise ValueError(f"{spec.name}: inputs disagree on batch size {sorted(sizes)}")
+        for i in spec.inputs:
+            want = [int(d) for d in i["shape"][1:]]
+            got = list(arrs[i["name"]].shape[1:])
+            if got != want:
+                raise ValueError(f"{spec.name}: input {i['name']} has shape {got} per item, expected {want}")
+        return arrs

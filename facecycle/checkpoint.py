@@ -1,0 +1,215 @@
+"""Checkpoints: our safetensors format and the authors' released layout.
+
+Formats
+-------
+* **facecycle** (ours): one ``.safetensors`` file; tensors are named
+  ``<module>.<param>`` (the :class:`~facecycle.model.FaceCycle` state dict) and
+  the header metadata holds ``format = "facecycle-rt"``, ``config`` (the
+  config as JSON) and ``modules``. A directory holding ``model.safetensors``
+  is accepted too. No pickle is involved.
+* **official**: the authors' ``torch.save``'d dict ``{module_name: state_dict}``
+  (``ExpCode_*.tar``: codegeneration, exptoflow, Swap_Generator; ``idcode_*.tar``:
+  all five). Read with ``torch.load(weights_only=True)`` — never unpickled
+  beyond tensors and plain containers.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict
+from pathlib import Path
+from typing import Dict, Mapping, Optional, Union
+
+import torch
+
+from .config import FaceCycleConfig, get_config
+from .errors import ModelError
+from .model import ALL_MODULES, FaceCycle
+
+__all__ = [
+    "CheckpointError", "detect_format", "load_checkpoint", "save_checkpoint",
+    "load_official", "save_official", "read_official_state", "FORMAT_TAG",
+]
+
+log = logging.getLogger(__name__)
+
+FORMAT_TAG = "facecycle-rt"
+PathLike = Union[str, Path]
+
+
+class CheckpointError(ModelError, ValueError):
+    """A checkpoint file that cannot be read or does not fit the model."""
+
+
+def detect_format(path: PathLike) -> str:
+    """Return ``"facecycle"`` or ``"official"`` for an existing checkpoint path."""
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"{p}: no such file or directory")
+    if p.is_dir():
+        if (p / "model.safetensors").is_file():
+            return "facecycle"
+        raise CheckpointError(f"{p}: a directory without model.safetensors")
+    with open(p, "rb") as f:
+        head = f.read(16)
+    if len(head) < 8:
+        raise CheckpointError(f"{p}: file too short to be a checkpoint ({len(head)} bytes)")
+    if head[:2] == b"PK" or head[:1] == b"\x80":  # zip (torch>=1.6) or legacy pickle
+        return "official"
+    n = int.from_bytes(head[:8], "little")
+    if 2 <= n < 100_000_000 and head[8:9] == b"{":
+        return "facecycle"
+    raise CheckpointError(f"{p}: neither a safetensors file nor a torch checkpoint")
+
+
+def _safetensors_path(path: Path) -> Path:
+    return path / "model.safetensors" if path.is_dir() else path
+
+
+# ------------------------------------------------------------------ ours
+def save_checkpoint(model: FaceCycle, path: PathLike, dtype: Optional[torch.dtype] = None,
+                    extra: Optional[Mapping[str, str]] = None) -> Path:
+    """Save ``model`` in our format (one safetensors file, config in its metadata).
+
+    ``dtype`` (e.g. ``torch.float16``) casts floating tensors to save space.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sd = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    if dtype is not None:
+        sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
+    meta = {"format": FORMAT_TAG, "config": model.config.to_json(), "modules": json.dumps(list(model.module_names))}
+    if extra:
+        meta.update({str(k): str(v) for k, v in extra.items()})
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(sd, str(tmp), metadata=meta)
+    tmp.replace(path)
+    return path
+
+
+def _read_ours(path: Path):
+    from safetensors import safe_open
+
+    p = _safetensors_path(path)
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            meta = f.metadata() or {}
+            sd = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises several types for bad headers
+        raise CheckpointError(f"{p}: unreadable safetensors file ({e})") from None
+    cfg = None
+    if "config" in meta:
+        cfg = FaceCycleConfig.from_dict(json.loads(meta["config"]))
+    side = path / "config.json" if path.is_dir() else None
+    if side is not None and side.is_file():
+        cfg = FaceCycleConfig.from_dict(json.loads(side.read_text()))
+    return sd, cfg, meta
+
+
+# -------------------------------------------------------------- official
+def read_official_state(path: PathLike) -> Dict[str, Dict[str, torch.Tensor]]:
+    """Read an authors' checkpoint as ``{module: state_dict}`` with ``weights_only=True``.
+
+    ``module.`` prefixes (from ``nn.DataParallel``) are stripped. Top-level
+    entries that are not module state dicts (an epoch number, say) are ignored
+    with a log line.
+    """
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: cannot read as a weights-only torch checkpoint ({msg})") from None
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: expected a dict of module state dicts, got {type(obj).__name__}")
+    out: Dict[str, Dict[str, torch.Tensor]] = {}
+    for key, val in obj.items():
+        if key in ALL_MODULES and isinstance(val, Mapping):
+            out[key] = OrderedDict(
+                (k[7:] if k.startswith("module.") else k, v) for k, v in val.items()
+            )
+        elif isinstance(val, Mapping):
+            raise CheckpointError(f"{path}: unknown module {key!r}; known: {', '.join(ALL_MODULES)}")
+        else:
+            log.info("%s: ignoring top-level entry %r", path, key)
+    if not out:
+        raise CheckpointError(f"{path}: no FaceCycle modules found (keys: {list(obj)[:8]})")
+    return out
+
+
+def save_official(model: FaceCycle, path: PathLike) -> Path:
+    """Save ``model`` in the authors' layout: ``torch.save({module: state_dict})``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    obj = {n: OrderedDict((k, v.detach().clone()) for k, v in getattr(model, n).state_dict().items())
+           for n in model.module_names}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, str(tmp))
+    tmp.replace(path)
+    return path
+
+
+def _load_into(model: FaceCycle, flat: Mapping[str, torch.Tensor], source: str) -> None:
+    """Load a flat state dict strictly, naming every offending key on mismatch."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(flat))
+    unexpected = sorted(set(flat) - set(own))
+    wrong = sorted(k for k in set(own) & set(flat) if tuple(own[k].shape) != tuple(flat[k].shape))
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)}: {', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:10])}"
+                         f"{' …' if len(unexpected) > 10 else ''}")
+        if wrong:
+            parts.append("shape mismatch: " + ", ".join(
+                f"{k} {tuple(flat[k].shape)} vs {tuple(own[k].shape)}" for k in wrong[:10]))
+        raise CheckpointError(f"{source}: checkpoint does not fit config {model.config.name!r}: " + "; ".join(parts))
+    with torch.no_grad():
+        for k, t in own.items():
+            t.copy_(flat[k].to(t.dtype))
+
+
+def load_official(path: PathLike, config: "FaceCycleConfig | str | None" = None) -> FaceCycle:
+    """Load an authors' checkpoint (default config: ``paper``)."""
+    state = read_official_state(path)
+    cfg = get_config(config) if isinstance(config, str) else (config or get_config("paper"))
+    model = FaceCycle(cfg, modules=list(state))
+    flat = {f"{m}.{k}": v for m, sd in state.items() for k, v in sd.items()}
+    _load_into(model, flat, str(path))
+    return model.eval()
+
+
+def load_checkpoint(path: PathLike, config: "FaceCycleConfig | str | None" = None) -> FaceCycle:
+    """Load a FaceCycle model from our format or the authors' checkpoints.
+
+    Args:
+        path: a ``.safetensors`` file (ours), a directory holding
+            ``model.safetensors``, or an authors' ``.tar``/``.pth`` file.
+        config: overrides the config (needed for official files of a config
+            other than ``paper``; ours carry their own).
+
+    Returns:
+        the model in eval mode, float32, on the CPU.
+
+    Raises:
+        CheckpointError: unreadable file, or keys/shapes that do not fit,
+            with the offending keys named.
+    """
+    path = Path(path)
+    fmt = detect_format(path)
+    if fmt == "official":
+        return load_official(path, config)
+    sd, cfg, meta = _read_ours(path)
+    if meta.get("format") not in (None, FORMAT_TAG):
+        raise CheckpointError(f"{path}: unknown format tag {meta.get('format')!r}")
+    if config is not None:
+        cfg = get_config(config) if isinstance(config, str) else config
+    if cfg is None:
+        raise CheckpointError(f"{path}: no config in the file; pass config=")
+    modules = json.loads(meta["modules"]) if "modules" in meta else sorted({k.split(".")[0] for k in sd})
+    model = FaceCycle(cfg, modules=modules)
+    _load_into(model, sd, str(path))
+    return model.eval()

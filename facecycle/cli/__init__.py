@@ -1,0 +1,100 @@
+"""The ``facecycle`` command line.
+
+Each sub-command lives in its own module exposing ``register(subparsers)``;
+the module sets ``func`` on its parser(s). ``func(args) -> int`` returns the
+exit code. Errors derived from :class:`facecycle.errors.FaceCycleError` become
+one line on stderr and their exit code; anything else becomes one line too
+(``--debug`` shows the traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import signal
+import sys
+from typing import List, Optional
+
+from .. import __version__
+from ..errors import FaceCycleError
+
+__all__ = ["main", "build_parser", "COMMAND_MODULES"]
+
+log = logging.getLogger("facecycle")
+
+#: sub-command modules, in the order ``facecycle --help`` lists them
+COMMAND_MODULES = (
+    "facecycle.cli.process_cmd",   # process, live
+    "facecycle.cli.app_cmd",       # app
+    "facecycle.cli.model_cmd",     # model info / convert
+    "facecycle.cli.export_cmd",    # export
+    "facecycle.cli.engine_cmd",    # engine build / list / clean
+    "facecycle.cli.data_cmd",      # data prepare
+    "facecycle.cli.train_cmd",     # train
+    "facecycle.cli.probe_cmd",     # probe fit / eval
+    "facecycle.cli.bench_cmd",     # bench engines / pipeline / soak
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="facecycle", description="FaceCycle RT: real-time facial expression analysis.")
+    p.add_argument("--version", action="version", version=f"facecycle {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for mod_name in COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(mod_name)
+        except ModuleNotFoundError as e:
+            if e.name == mod_name:  # command not built into this install
+                continue
+            raise
+        mod.register(sub)
+    return p
+
+
+def _on_sigterm(signum, frame):  # turn SIGTERM into an exception the pipeline cleans up after
+    raise SystemExit(143)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0 if args.command is None else 2
+    try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not in the main thread (tests)
+        pass
+    try:
+        return int(args.func(args) or 0)
+    except FaceCycleError as e:
+        if args.debug:
+            log.exception("error")
+        print(f"facecycle: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("facecycle: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as e:  # noqa: BLE001 - last resort: one line, no traceback
+        if args.debug:
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print(f"facecycle: internal error: {type(e).__name__}: {msg} (rerun with --debug for details)",
+              file=sys.stderr)
+        return 1
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

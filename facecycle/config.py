@@ -1,0 +1,149 @@
+"""Architecture configs for FaceCycle, kept in a small registry (timm style).
+
+A config names every size the model depends on. ``paper`` is the published
+architecture at 64 px; ``paper128`` the same at 128 px; ``small`` halves the
+widths (our shipped default is trained from it); ``tiny`` is for fast tests.
+
+This module imports no torch: the inference path reads configs too.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List
+
+__all__ = [
+    "FaceCycleConfig",
+    "register_config",
+    "get_config",
+    "list_configs",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class FaceCycleConfig:
+    """Sizes of every FaceCycle module.
+
+    Attributes:
+        name: registry name.
+        image_size: square input side in pixels (64 in the paper; 128 optional).
+        width: channel multiplier applied to every hidden width (1.0 = paper).
+        code_dim: size of the expression and identity codes (256 in the paper).
+        hidden_dim: hidden size of the code MLP (512 in the paper).
+        gen_blocks: residual blocks in the generator (8 in the paper).
+        norm_blocks: residual blocks in the normalizer before its last block (6).
+        enc_res_blocks: residual blocks of the encoders at 1/4 resolution (2).
+        dec_res_blocks: residual blocks of the motion decoder (2).
+        noise_std: std of the Gaussian noise the generator adds to its
+            feature statistics while training (0 in eval mode, so inference
+            is deterministic).
+        mean: input normalisation mean (RGB).
+        std: input normalisation std (RGB).
+    """
+
+    name: str = "paper"
+    image_size: int = 64
+    width: float = 1.0
+    code_dim: int = 256
+    hidden_dim: int = 512
+    gen_blocks: int = 8
+    norm_blocks: int = 6
+    enc_res_blocks: int = 2
+    dec_res_blocks: int = 2
+    noise_std: float = 1.0
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+
+    def ch(self, c: int) -> int:
+        """Scale a paper channel count by ``width`` (at least 4 channels)."""
+        return max(4, int(round(c * self.width)))
+
+    @property
+    def feature_shape(self) -> tuple:
+        """Shape (C, H, W) of the encoder's conv feature for ``image_size``."""
+        s = self.image_size
+        # conv7/2, conv3/2, conv3/2, conv3/2 with padding k//2: ceil halvings
+        for _ in range(4):
+            s = (s + 1) // 2
+        return (self.ch(128), s, s)
+
+    @property
+    def feature_dim(self) -> int:
+        """Length of the flattened conv feature (2048 for the paper config)."""
+        c, h, w = self.feature_shape
+        return c * h * w
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["mean"] = list(self.mean)
+        d["std"] = list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "FaceCycleConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys: {', '.join(unknown)}")
+        d = dict(d)
+        for k in ("mean", "std"):
+            if k in d:
+                d[k] = tuple(float(v) for v in d[k])
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def replace(self, **kw: Any) -> "FaceCycleConfig":
+        return dataclasses.replace(self, **kw)
+
+
+_REGISTRY: Dict[str, Callable[[], FaceCycleConfig]] = {}
+
+
+def register_config(fn: Callable[[], FaceCycleConfig]) -> Callable[[], FaceCycleConfig]:
+    """Decorator: register a zero-argument config factory under its config's name."""
+    cfg = fn()
+    _REGISTRY[cfg.name] = fn
+    return fn
+
+
+def get_config(name: str) -> FaceCycleConfig:
+    """Return the registered config ``name`` (``ValueError`` listing the choices otherwise)."""
+    try:
+        return _REGISTRY[name]()
+    except KeyError:
+        raise ValueError(f"unknown config {name!r}; choose from {', '.join(list_configs())}") from None
+
+
+def list_configs() -> List[str]:
+    return sorted(_REGISTRY)
+
+
+@register_config
+def paper() -> FaceCycleConfig:
+    return FaceCycleConfig(name="paper")
+
+
+@register_config
+def paper128() -> FaceCycleConfig:
+    return FaceCycleConfig(name="paper128", image_size=128)
+
+
+@register_config
+def small() -> FaceCycleConfig:
+    return FaceCycleConfig(name="small", width=0.5, hidden_dim=256, gen_blocks=4, norm_blocks=3)
+
+
+@register_config
+def tiny() -> FaceCycleConfig:
+    return FaceCycleConfig(
+        name="tiny", image_size=32, width=0.125, code_dim=16, hidden_dim=32,
+        gen_blocks=1, norm_blocks=1, enc_res_blocks=1, dec_res_blocks=1,
+    )

@@ -1,0 +1,143 @@
+"""The FaceCycle model object and its inference surface."""
+from __future__ import annotations
+
+from typing import Dict, Iterable, NamedTuple, Optional, Sequence
+
+import torch
+from torch import nn
+
+from .config import FaceCycleConfig, get_config
+from .nn import Encoder, Generator, MotionDecoder, Normalizer, flow_intensity
+
+__all__ = ["FaceCycle", "Analysis", "MOTION_MODULES", "IDENTITY_MODULES", "ALL_MODULES"]
+
+#: modules of a motion-stage checkpoint (the authors' ``ExpCode_*.tar``)
+MOTION_MODULES = ("codegeneration", "exptoflow", "Swap_Generator")
+#: modules added by the identity stage (the authors' ``idcode_*.tar`` holds all five)
+IDENTITY_MODULES = ("idcodegen", "Swap_Norm")
+ALL_MODULES = MOTION_MODULES + IDENTITY_MODULES
+
+_FACTORIES = {
+    "codegeneration": Encoder,
+    "exptoflow": MotionDecoder,
+    "Swap_Generator": Generator,
+    "idcodegen": Encoder,
+    "Swap_Norm": Normalizer,
+}
+
+
+class Analysis(NamedTuple):
+    """What :meth:`FaceCycle.analyze` returns (batch first).
+
+    feature (B, feature_dim) conv feature; code (B, code_dim) expression code;
+    flow, backflow (B, 2, 16, 16) in grid units; intensity (B,) see
+    :func:`facecycle.nn.flow_intensity`.
+    """
+
+    feature: torch.Tensor
+    code: torch.Tensor
+    flow: torch.Tensor
+    backflow: torch.Tensor
+    intensity: torch.Tensor
+
+
+class FaceCycle(nn.Module):
+    """FaceCycle: expression encoder, motion decoder, generator, identity encoder, normalizer.
+
+    Sub-module names are those of the authors' checkpoints, so
+    ``model.state_dict()`` keys read ``codegeneration.conv1.0.weight`` etc.
+    All image tensors are (B, 3, S, S) float32, RGB, normalised with
+    ``config.mean``/``config.std`` (see :mod:`facecycle.preprocess`).
+
+    Args:
+        config: a :class:`FaceCycleConfig` or a registered name.
+        modules: which modules to build; a motion-stage model has no
+            identity encoder / normalizer.
+    """
+
+    def __init__(self, config: "FaceCycleConfig | str" = "paper", modules: Sequence[str] = ALL_MODULES) -> None:
+        super().__init__()
+        self.config = get_config(config) if isinstance(config, str) else config
+        unknown = [m for m in modules if m not in _FACTORIES]
+        if unknown:
+            raise ValueError(f"unknown modules {unknown}; known: {list(_FACTORIES)}")
+        self.module_names = tuple(m for m in ALL_MODULES if m in modules)
+        for name in self.module_names:
+            self.add_module(name, _FACTORIES[name](self.config))
+
+    # ------------------------------------------------------------------ info
+    @property
+    def has_identity(self) -> bool:
+        return all(m in self.module_names for m in IDENTITY_MODULES)
+
+    def parameter_counts(self) -> Dict[str, int]:
+        """Number of parameters of each module."""
+        return {n: sum(p.numel() for p in getattr(self, n).parameters()) for n in self.module_names}
+
+    def _need(self, names: Iterable[str]) -> None:
+        missing = [n for n in names if n not in self.module_names]
+        if missing:
+            raise RuntimeError(
+                f"this model has no {', '.join(missing)} (a motion-stage checkpoint?); "
+                "identity functions need an identity-stage model"
+            )
+
+    # -------------------------------------------------------------- motion
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Image -> (B, feature_dim) conv feature (2048-d in the paper config)."""
+        return self.codegeneration.features(x)
+
+    def encode(self, x: torch.Tensor):
+        """Image -> (feature, expression code)."""
+        return self.codegeneration(x)
+
+    def motion(self, code: torch.Tensor):
+        """Expression code -> (flow, backflow), each (B, 2, 16, 16)."""
+        return self.exptoflow(code)
+
+    def analyze(self, x: torch.Tensor) -> Analysis:
+        """Image -> :class:`Analysis` (feature, code, flow, backflow, intensity)."""
+        feat, code = self.codegeneration(x)
+        flow, back = self.exptoflow(code)
+        return Analysis(feat, code, flow, back, flow_intensity(flow))
+
+    def neutralize(self, x: torch.Tensor, flow: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """De-expression: G(x, flow). Computes the flow when not given."""
+        if flow is None:
+            flow = self.motion(self.encode(x)[1])[0]
+        return self.Swap_Generator(x, flow)
+
+    def reexpress(self, neutral: torch.Tensor, backflow: torch.Tensor) -> torch.Tensor:
+        """Re-expression: G(neutral, backflow)."""
+        return self.Swap_Generator(neutral, backflow)
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """De-expression then re-expression of ``x`` (the motion cycle)."""
+        a = self.analyze(x)
+        return self.reexpress(self.Swap_Generator(x, a.flow), a.backflow)
+
+    def transfer(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Expression transfer: the neutral face of ``target`` re-expressed with ``source``'s backflow."""
+        back = self.analyze(source).backflow
+        return self.reexpress(self.neutralize(target), back)
+
+    # ------------------------------------------------------------ identity
+    def identity(self, x: torch.Tensor) -> torch.Tensor:
+        """Image -> (B, code_dim) identity code."""
+        self._need(IDENTITY_MODULES)
+        return self.idcodegen(x)[1]
+
+    def deidentify(self, neutral: torch.Tensor, id_code: torch.Tensor) -> torch.Tensor:
+        """De-identity: N(neutral, denorm, id) (towards the mean face)."""
+        self._need(IDENTITY_MODULES)
+        return self.Swap_Norm(neutral, id_code, "denorm")
+
+    def reidentify(self, mean_face: torch.Tensor, id_code: torch.Tensor) -> torch.Tensor:
+        """Re-identity: N(mean face, renorm, id)."""
+        self._need(IDENTITY_MODULES)
+        return self.Swap_Norm(mean_face, id_code, "renorm")
+
+    def swap_identity(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """N(mean face of a, renorm, identity code of b)."""
+        mean_a = self.deidentify(self.neutralize(a), self.identity(a))
+        return self.reidentify(mean_a, self.identity(b))
