@@ -167,6 +167,7 @@ def validate_export(model: FaceCycle, out_dir: Union[str, Path], manifest: dict,
         sess = ort.InferenceSession(str(Path(out_dir) / g["file"]), providers=["CPUExecutionProvider"])
         wrapper = specs[name]["wrapper"](model).eval()
         errs: List[float] = []
+        scale = 1.0
         for b in batches:
             args = tuple(_example(i["shape"], b, gen) for i in g["inputs"])
             with torch.no_grad():
@@ -174,9 +175,13 @@ def validate_export(model: FaceCycle, out_dir: Union[str, Path], manifest: dict,
             ref = ref if isinstance(ref, tuple) else (ref,)
             got = sess.run(None, {i["name"]: a.numpy() for i, a in zip(g["inputs"], args)})
             errs.append(max(float(np.abs(r.numpy() - o).max()) for r, o in zip(ref, got)))
+            scale = max([scale] + [float(r.abs().max()) for r in ref])
         err = max(errs)
-        report[name] = {"max_abs_err": err, "batches": list(batches)}
-        if not err <= atol:
-            raise ExportError(f"{name}: ONNX Runtime differs from PyTorch by {err:.3g} (> {atol})")
+        # Absolute tolerance for outputs of unit scale (trained models: images of about ±2);
+        # untrained generators emit values in the hundreds, where fp32 rounding alone exceeds 1e-4.
+        report[name] = {"max_abs_err": err, "output_scale": scale, "batches": list(batches)}
+        if not err <= atol * scale:
+            raise ExportError(f"{name}: ONNX Runtime differs from PyTorch by {err:.3g} "
+                              f"(> {atol} x output scale {scale:.3g})")
         log.info("validated %s: max abs err %.2e", name, err)
     return report

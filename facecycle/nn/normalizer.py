@@ -20,8 +20,8 @@ class CondNorm(nn.Module):
 
     def __init__(self, code_dim: int, channels: int) -> None:
         super().__init__()
+        self.beta = nn.Conv2d(code_dim, channels, 1)  # declared first: the authors' key order
         self.gamma = nn.Conv2d(code_dim, channels, 1)
-        self.beta = nn.Conv2d(code_dim, channels, 1)
 
     def forward(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         c = code.reshape(code.shape[0], -1, 1, 1)

@@ -1,0 +1,147 @@
+"""Checkpoints: the authors' layout, our safetensors format, conversion both ways."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import OrderedDict
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from facecycle.checkpoint import (  # noqa: E402
+    CheckpointError, detect_format, load_checkpoint, read_official_state, save_checkpoint, save_official,
+)
+from facecycle.model import MOTION_MODULES  # noqa: E402
+
+
+def _official_from_manifest(layout: dict, modules=None, seed: int = 0) -> dict:
+    """Random tensors of the listed shapes, as the authors' torch.save'd dict."""
+    g = torch.Generator().manual_seed(seed)
+    return {m: OrderedDict((k, torch.randn(*shape, generator=g)) for k, shape in params.items())
+            for m, params in layout["modules"].items() if modules is None or m in modules}
+
+
+@pytest.fixture(scope="module")
+def official_file(official_layout, tmp_path_factory):
+    p = tmp_path_factory.mktemp("ckpt") / "idcode_random.tar"
+    torch.save(_official_from_manifest(official_layout), p)
+    return p
+
+
+def test_official_identity_checkpoint_loads_every_key(official_file, official_layout):
+    model = load_checkpoint(official_file)
+    assert model.module_names == tuple(official_layout["modules"])
+    state = read_official_state(official_file)
+    sd = model.state_dict()
+    for m, params in state.items():
+        for k, v in params.items():
+            assert torch.equal(sd[f"{m}.{k}"], v)
+
+
+def test_official_motion_checkpoint_has_three_modules(official_layout, tmp_path):
+    p = tmp_path / "ExpCode_random.tar"
+    torch.save(_official_from_manifest(official_layout, MOTION_MODULES), p)
+    model = load_checkpoint(p)
+    assert model.module_names == MOTION_MODULES
+    assert not model.has_identity
+
+
+def test_convert_round_trip_is_bit_identical(official_file, tmp_path):
+    ours = tmp_path / "m.safetensors"
+    back = tmp_path / "back.tar"
+    cli = [sys.executable, "-m", "facecycle", "model", "convert"]
+    subprocess.run(cli + [str(official_file), str(ours)], check=True, capture_output=True)
+    subprocess.run(cli + [str(ours), str(back)], check=True, capture_output=True)
+    assert detect_format(ours) == "facecycle" and detect_format(back) == "official"
+    a, b = read_official_state(official_file), read_official_state(back)
+    assert list(a) == list(b)
+    for m in a:
+        assert list(a[m]) == list(b[m])
+        for k in a[m]:
+            assert a[m][k].dtype == b[m][k].dtype and torch.equal(a[m][k], b[m][k]), f"{m}.{k}"
+
+
+def test_dataparallel_prefix_is_stripped(official_layout, tmp_path):
+    sd = _official_from_manifest(official_layout, MOTION_MODULES)
+    sd = {m: OrderedDict((f"module.{k}", v) for k, v in p.items()) for m, p in sd.items()}
+    sd["epoch"] = 39
+    p = tmp_path / "dp.tar"
+    torch.save(sd, p)
+    assert load_checkpoint(p).module_names == MOTION_MODULES
+
+
+def test_mismatch_names_offending_keys(official_layout, tmp_path):
+    sd = _official_from_manifest(official_layout, MOTION_MODULES)
+    del sd["exptoflow"]["toflow4.3.weight"]
+    sd["codegeneration"]["bogus.weight"] = torch.zeros(3)
+    sd["Swap_Generator"]["torgb.bias"] = torch.zeros(4)
+    p = tmp_path / "bad.tar"
+    torch.save(sd, p)
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(p)
+    msg = str(e.value)
+    assert "exptoflow.toflow4.3.weight" in msg
+    assert "codegeneration.bogus.weight" in msg
+    assert "Swap_Generator.torgb.bias" in msg
+
+
+def test_wrong_config_is_a_clear_error(official_file):
+    with pytest.raises(CheckpointError, match="does not fit config 'small'"):
+        load_checkpoint(official_file, config="small")
+
+
+def test_pickled_code_is_never_executed(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (exec, ("open(%r, 'w').write('pwned')" % str(tmp_path / "pwned"),))
+
+    p = tmp_path / "evil.tar"
+    torch.save({"codegeneration": {"x": Evil()}}, p)
+    with pytest.raises(CheckpointError, match="weights-only"):
+        load_checkpoint(p)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_our_format_round_trip_and_fp16(tmp_path):
+    from facecycle.model import FaceCycle
+
+    torch.manual_seed(0)
+    m = FaceCycle("tiny")
+    p = save_checkpoint(m, tmp_path / "t.safetensors")
+    m2 = load_checkpoint(p)
+    assert m2.config == m.config
+    for (k, a), (_, b) in zip(m.state_dict().items(), m2.state_dict().items()):
+        assert torch.equal(a, b), k
+    p16 = save_checkpoint(m, tmp_path / "t16.safetensors", dtype=torch.float16)
+    assert p16.stat().st_size < p.stat().st_size * 0.6
+    m3 = load_checkpoint(p16)
+    w = m.state_dict()["codegeneration.conv1.0.weight"]
+    assert torch.allclose(m3.state_dict()["codegeneration.conv1.0.weight"], w, atol=1e-3)
+
+
+@pytest.mark.parametrize("content", [b"", b"abc", b"\x00" * 64, b"PK\x03\x04garbage"])
+def test_corrupt_files_give_checkpoint_error(tmp_path, content):
+    p = tmp_path / "bad.safetensors"
+    p.write_bytes(content)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(p)
+
+
+def test_truncated_safetensors_is_a_clear_error(tmp_path):
+    from facecycle.model import FaceCycle
+
+    p = save_checkpoint(FaceCycle("tiny"), tmp_path / "t.safetensors")
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="unreadable safetensors"):
+        load_checkpoint(p)
+
+
+def test_cli_convert_refuses_to_overwrite(official_file, tmp_path):
+    out = tmp_path / "x.safetensors"
+    out.write_bytes(b"keep")
+    r = subprocess.run([sys.executable, "-m", "facecycle", "model", "convert", str(official_file), str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 4 and "exists" in r.stderr and "Traceback" not in r.stderr
+    assert out.read_bytes() == b"keep"
