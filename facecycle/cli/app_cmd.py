@@ -1,0 +1,20 @@
+"""``facecycle app``: the desktop app (PyQt6) — see docs/app.md."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ui.app import add_arguments  # imports no Qt: PyQt6 is only needed when the command runs
+
+    p = sub.add_parser("app", help="open the desktop app (webcam or video file; live view, recording, CSV)",
+                       description="Open the FaceCycle RT window. With --exit-after/--screenshot/--stats-json it "
+                                   "runs unattended (tests, docs, benchmarks) and exits 0 when done.")
+    add_arguments(p)
+    p.set_defaults(func=_app)
+
+
+def _app(args: argparse.Namespace) -> int:
+    from ui.app import run_app
+
+    return run_app(args)

@@ -1,0 +1,220 @@
+"""Starting the app: command-line options, the QApplication, automation (screenshot, exit after N frames).
+
+``facecycle app [--input FILE | --camera N] [--model DIR] [--backend B] [--detector D]
+[--screenshot PNG] [--exit-after N] [--stats-json PATH] ...``; ``facecycle-app`` is
+the same as ``facecycle app``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+from facecycle.errors import FaceCycleError, OutputError, PipelineError, UsageError
+
+__all__ = ["add_arguments", "run_app", "main", "Automation"]
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``facecycle app`` options (shared by the CLI sub-command and the GUI script)."""
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--input", "-i", metavar="FILE", help="video file, stream URL or image folder to open at start")
+    src.add_argument("--camera", type=int, metavar="N", help="open camera N at start")
+    p.add_argument("--model", metavar="DIR", default=None,
+                   help="exported model directory (default: the shipped model in facecycle/assets/default)")
+    p.add_argument("--backend", default="auto", help="inference backend (auto, onnxruntime, tensorrt, torch, ...)")
+    p.add_argument("--detector", default="centerface", help="face detector (centerface, yunet, scrfd)")
+    p.add_argument("--realtime", action="store_true", help="play files at their own pace, like a camera")
+    p.add_argument("--record", metavar="VIDEO", help="record the annotated view to this file from the start")
+    p.add_argument("--csv", metavar="CSV", help="write the per-frame CSV to this file from the start")
+    p.add_argument("--neutralized", action="store_true", help="start with the neutralized view on")
+    p.add_argument("--no-overlays", action="store_true", help="start with every overlay off")
+    auto = p.add_argument_group("automation (tests, docs, benchmarks)")
+    auto.add_argument("--exit-after", type=int, metavar="N",
+                      help="quit after N frames have been painted (or at the end of the input)")
+    auto.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the whole window before quitting")
+    auto.add_argument("--stats-json", metavar="PATH",
+                      help="write displayed fps, pipeline fps, drops and latency as JSON before quitting")
+    auto.add_argument("--timeout", type=float, default=600.0, metavar="S",
+                      help="automation: give up (exit 7) after S seconds (default 600)")
+    auto.add_argument("--size", default="1180x640", metavar="WxH", help="window size (default 1180x640)")
+
+
+def _parse_size(s: str):
+    try:
+        w, h = (int(v) for v in s.lower().split("x"))
+        if w < 200 or h < 150:
+            raise ValueError
+        return w, h
+    except ValueError:
+        raise UsageError(f"--size {s!r}: expected WxH, at least 200x150") from None
+
+
+class Automation:
+    """Drives a window for scripted runs: after ``exit_after`` painted frames (or the end of the
+    input, or an error) it saves the screenshot and the stats, then closes the window
+    (which stops the pipeline and finishes every file first).
+
+    ``exit_code`` is 0 on success; ``error`` holds the FaceCycleError to report otherwise.
+    """
+
+    def __init__(self, window, exit_after: Optional[int], screenshot: Optional[str], stats_json: Optional[str],
+                 timeout: float = 600.0) -> None:
+        from PyQt6.QtCore import QTimer
+
+        self.window = window
+        self.exit_after = exit_after
+        self.screenshot = screenshot
+        self.stats_json = stats_json
+        self.error: Optional[FaceCycleError] = None
+        self.done = False
+        self.stats: dict = {}
+        self.t_start = time.perf_counter()
+        window.live_view.framePainted.connect(self._on_painted)
+        window.runFinished.connect(self._on_finished)
+        self._timer = QTimer(window)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self._on_timeout)
+        self._timer.start(int(timeout * 1000))
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.error is None else self.error.exit_code
+
+    def _on_painted(self, n: int) -> None:
+        if self.exit_after is not None and n >= self.exit_after and not self.done:
+            self.done = True
+            from PyQt6.QtCore import QTimer
+
+            QTimer.singleShot(0, self.finish)  # not from inside paintEvent
+
+    def _on_finished(self, reason: str) -> None:
+        if self.done:
+            return
+        self.done = True
+        s = self.window.session
+        if reason == "error":
+            err = s.error if s is not None and s.error is not None else PipelineError(
+                self.window.errors[-1] if self.window.errors else "the pipeline failed")
+            self.error = err
+        elif self.exit_after is not None and self.window.live_view.painted < self.exit_after:
+            log.warning("the input ended after %d painted frames (asked for %d)", self.window.live_view.painted,
+                        self.exit_after)
+        self.finish()
+
+    def _on_timeout(self) -> None:
+        if not self.done:
+            self.done = True
+            self.error = PipelineError(f"automation timed out after {time.perf_counter() - self.t_start:.0f} s "
+                                       f"({self.window.live_view.painted} frames painted)")
+            self.finish()
+
+    def finish(self) -> None:
+        """Save the screenshot and stats, then close the window (files are finished before it closes)."""
+        w = self.window
+        self.stats = w.stats()
+        self.stats.update(wall_s=round(time.perf_counter() - self.t_start, 2),
+                          loadavg=[round(v, 2) for v in os.getloadavg()], cpu_count=os.cpu_count(),
+                          source=str(w.source), qt_platform=_platform_name())
+        if w.session is not None:
+            self.stats["pipeline"] = w.session.info.get("backend")
+        try:
+            if self.screenshot:
+                p = Path(self.screenshot)
+                p.parent.mkdir(parents=True, exist_ok=True)
+                if not w.grab().save(str(p)):
+                    raise OutputError(f"{p}: cannot save the screenshot")
+            if self.stats_json:
+                p = Path(self.stats_json)
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.write_text(json.dumps(self.stats, indent=2, default=str) + "\n")
+        except OSError as e:
+            self.error = self.error or OutputError(f"{e.filename or ''}: {e.strerror or e}")
+        except FaceCycleError as e:
+            self.error = self.error or e
+        w.close()
+
+
+def _platform_name() -> str:
+    try:
+        from PyQt6.QtGui import QGuiApplication
+
+        return QGuiApplication.platformName()
+    except Exception:  # noqa: BLE001
+        return "?"
+
+
+def _ensure_platform() -> None:
+    """Without a display, run offscreen instead of failing to connect to X11/Wayland."""
+    if os.environ.get("QT_QPA_PLATFORM"):
+        return
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        log.info("no display: using the offscreen Qt platform")
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+
+
+def run_app(args: argparse.Namespace) -> int:
+    """Open the main window (the ``facecycle app`` command). Returns the exit code; in automation,
+    a pipeline error is raised as its FaceCycleError (one line, its exit code)."""
+    if args.exit_after is not None and args.exit_after < 1:
+        raise UsageError("--exit-after must be >= 1")
+    automated = args.exit_after is not None or args.screenshot or args.stats_json
+    if automated and args.input is None and args.camera is None:
+        raise UsageError("--exit-after/--screenshot/--stats-json need --input or --camera")
+    if args.model is not None and not (Path(args.model) / "manifest.json").is_file():
+        from facecycle.errors import ModelError
+
+        raise ModelError(f"{args.model}: not an exported model directory (no manifest.json)")
+    size = _parse_size(args.size)
+    _ensure_platform()
+    try:
+        from PyQt6.QtWidgets import QApplication
+    except ImportError as e:
+        from facecycle.errors import BackendUnavailable
+
+        raise BackendUnavailable(f"the app needs PyQt6 (pip install 'facecycle-rt[ui]'): {e}") from None
+
+    from .main_window import MainWindow
+    from .settings import Overlays
+
+    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "facecycle-app"])
+    app.setApplicationName("FaceCycle RT")
+    overlays = Overlays(boxes=not args.no_overlays, pose=not args.no_overlays, emotions=not args.no_overlays,
+                        neutral_thumb=False, neutralized=bool(args.neutralized))
+    win = MainWindow(model_dir=args.model, backend=args.backend, detector=args.detector, realtime=args.realtime,
+                     overlays=overlays)
+    win.resize(*size)
+    auto = Automation(win, args.exit_after, args.screenshot, args.stats_json, args.timeout) if automated else None
+    if args.record:
+        win.set_record_path(args.record)
+    if args.csv:
+        win.set_csv_path(args.csv)
+    win.show()
+    if args.input is not None:
+        win.open_source(args.input, start=True)
+    elif args.camera is not None:
+        win.open_source(int(args.camera), start=True)
+    rc = app.exec()
+    if auto is not None:
+        if auto.error is not None:
+            raise auto.error
+        return 0
+    return int(rc)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """The ``facecycle-app`` GUI script: same options as ``facecycle app``."""
+    from facecycle.cli import main as cli_main
+
+    return cli_main(["app", *(sys.argv[1:] if argv is None else list(argv))])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""The GUI's view of a pipeline run: :class:`PipelineStream` wraps ``realtime``'s Analyzer + Run.
+
+It opens the model, detector and source (all slow or failing steps happen
+here, in the worker thread), and exposes what the session needs: iteration
+over finished :class:`~realtime.types.FramePacket` s, pause / resume / stop
+from any thread, the neutral-face computation switched at run time, and the
+source's rate and time base for the recorder.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Iterator, Optional
+
+from realtime.analyzer import Analyzer
+from realtime.types import FramePacket
+
+from .settings import RunConfig
+
+__all__ = ["PipelineStream", "open_stream"]
+
+log = logging.getLogger(__name__)
+
+
+class PipelineStream:
+    """One run of the real-time pipeline (``realtime.analyzer``) on ``config.source``.
+
+    Annotation is left to the GUI (``annotate=False``) and so are the CSV and
+    video sinks (the GUI switches them on and off while the run goes on).
+
+    Raises:
+        facecycle.errors.FaceCycleError: model, backend, detector or source cannot be opened.
+    """
+
+    def __init__(self, config: RunConfig, neutralize: bool = False) -> None:
+        self.config = config
+        self.analyzer = Analyzer(model=config.model_dir, backend=config.backend, detector=config.detector,
+                                 max_faces=config.max_faces, neutralize=False)
+        self.can_neutralize = "neutralize" in self.analyzer.backend.graphs
+        self.set_neutralize(neutralize)
+        try:
+            self.run = self.analyzer.process_video(config.source, realtime=config.realtime, annotate=False)
+        except BaseException:
+            self.analyzer.close()
+            raise
+        src = self.run.src
+        self.fps: Optional[float] = src.fps
+        self.time_base = src.time_base
+        self.path: Optional[str] = src.path
+        self.code_dim = self.analyzer.code_dim
+        self._gen = None
+
+    def __iter__(self) -> Iterator[FramePacket]:
+        self._gen = iter(self.run)
+        return self._gen
+
+    # any thread
+    def pause(self) -> None:
+        self.run.pause()
+
+    def resume(self) -> None:
+        self.run.resume()
+
+    def request_stop(self) -> None:
+        self.run.stop()
+
+    def set_neutralize(self, on: bool) -> None:
+        """Compute neutral faces from the next frame on (ignored when the model has no neutralize graph)."""
+        self.analyzer.inference.neutralize = bool(on) and self.can_neutralize
+
+    @property
+    def drops(self) -> int:
+        return int(self.run.stats.drops)
+
+    def stats(self) -> dict:
+        return self.run.stats.summary()
+
+    def describe(self) -> dict:
+        d = self.analyzer.describe()
+        d["input"] = self.run.src.describe()
+        d["app"] = "facecycle app"
+        return d
+
+    def close(self) -> None:
+        """Stop the run, join its threads, close the source and the model (idempotent)."""
+        try:
+            self.run.stop()
+            if self._gen is not None:
+                self._gen.close()  # runs the Run's cleanup: pipeline threads joined, source closed
+            else:
+                self.run.close()
+        finally:
+            self.analyzer.close()
+
+
+def open_stream(config: RunConfig, neutralize: bool = False) -> PipelineStream:
+    """Open a pipeline run for the GUI (slow: loads the model and the detector)."""
+    return PipelineStream(config, neutralize=neutralize)

@@ -1,0 +1,192 @@
+"""One run of the pipeline for the GUI: a worker thread that consumes the pipeline's frames.
+
+The pipeline runs in its own threads (``realtime``); the session's worker
+thread takes its finished frames, draws the overlays the user currently
+wants, feeds the recorder (video + CSV) and hands each frame to the
+:class:`~ui.bridge.FrameBridge`. Nothing here ever waits on the GUI thread, and
+the GUI only calls the non-blocking methods below (``pause``, ``resume``,
+``stop``, ``set_overlays``, ``record_video``, ``export_csv``).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Optional, Union
+
+from facecycle.errors import FaceCycleError
+
+from .bridge import FrameBridge, summarize
+from .pipeline_adapter import open_stream
+from .recorder import Recorder
+from .render import render
+from .settings import Overlays, RunConfig
+
+__all__ = ["AnalysisSession"]
+
+log = logging.getLogger(__name__)
+
+
+class AnalysisSession:
+    """Run ``config`` and stream its frames into ``bridge``.
+
+    Args:
+        config: what to run.
+        bridge: where frames, errors and the end of the run are reported.
+        overlays: initial overlay toggles (change with :meth:`set_overlays`).
+        video_path, csv_path: start recording / CSV export with the first frame.
+    """
+
+    def __init__(self, config: RunConfig, bridge: FrameBridge, overlays: Overlays = Overlays(),
+                 video_path: Optional[Union[str, Path]] = None,
+                 csv_path: Optional[Union[str, Path]] = None) -> None:
+        self.config = config
+        self.bridge = bridge
+        self.overlays = overlays
+        self._video_req = video_path
+        self._csv_req = csv_path
+        self._stop = threading.Event()
+        self._running = threading.Event()  # cleared while paused
+        self._running.set()
+        self._thread: Optional[threading.Thread] = None
+        self._stream = None
+        self.recorder: Optional[Recorder] = None
+        self.frames = 0
+        self.t_first: Optional[float] = None
+        self.t_last: Optional[float] = None
+        self.finished_files: list = []
+        self.end_reason: Optional[str] = None
+        self.info: dict = {}
+        self.error: Optional[FaceCycleError] = None  # the error that ended the run, if any
+
+    # ---- control (GUI thread; none of these blocks) -----------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="facecycle-ui-worker", daemon=True)
+        self._thread.start()
+
+    def pause(self) -> None:
+        self._running.clear()
+        s = self._stream
+        if s is not None:
+            s.pause()
+
+    def resume(self) -> None:
+        s = self._stream
+        if s is not None:
+            s.resume()
+        self._running.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def stop(self) -> None:
+        """Ask the run to end: the worker finishes the frame in hand, closes every file, reports ``finished``."""
+        self._stop.set()
+        self._running.set()
+        s = self._stream
+        if s is not None:
+            s.request_stop()
+
+    def set_overlays(self, overlays: Overlays) -> None:
+        self.overlays = overlays  # one reference assignment: atomic for the worker
+
+    def record_video(self, path: Optional[Union[str, Path]]) -> None:
+        """Record the annotated view to ``path`` from the next frame on (None: stop, finish the file)."""
+        self._video_req = path
+        if self.recorder is not None:
+            self.recorder.request_video(path)
+
+    def export_csv(self, path: Optional[Union[str, Path]]) -> None:
+        """Write the CSV to ``path`` from the next frame on (None: stop, finish the file)."""
+        self._csv_req = path
+        if self.recorder is not None:
+            self.recorder.request_csv(path)
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def join(self, timeout: Optional[float] = None) -> bool:
+        """Wait for the worker (tests and shutdown only — the GUI waits on ``finished`` instead)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return not self.is_alive()
+
+    # ---- statistics (any thread) -------------------------------------------
+    def pipeline_fps(self) -> float:
+        """Frames out of the pipeline per second (first to last frame)."""
+        if self.t_first is None or self.t_last is None or self.frames < 2 or self.t_last <= self.t_first:
+            return 0.0
+        return (self.frames - 1) / (self.t_last - self.t_first)
+
+    def source_drops(self) -> int:
+        s = self._stream
+        return int(getattr(s, "drops", 0) or 0) if s is not None else 0
+
+    # ---- worker thread -----------------------------------------------------
+    def _run(self) -> None:
+        reason = "stopped"
+        stream = None
+        try:
+            stream = open_stream(self.config, neutralize=self.overlays.needs_neutral)
+            self._stream = stream
+            if self._stop.is_set():  # stopped while opening
+                stream.request_stop()
+            rec = Recorder(stream.code_dim, fps=stream.fps, time_base=stream.time_base,
+                           audio_from=stream.path, describe=stream.describe)
+            self.recorder = rec
+            if self._video_req is not None:
+                rec.request_video(self._video_req)
+            if self._csv_req is not None:
+                rec.request_csv(self._csv_req)
+            self.info = stream.describe()
+            self.bridge.report_started(self.info)
+            reason = "end of input"
+            for packet in stream:
+                while not self._running.is_set():
+                    self._running.wait(0.1)
+                if self._stop.is_set():
+                    reason = "stopped"
+                    break
+                ov = self.overlays
+                stream.set_neutralize(ov.needs_neutral)
+                render(packet, ov)
+                for msg in rec.write(packet):
+                    self.bridge.report_error(msg)
+                now = time.perf_counter()
+                packet.stats["ui_ready"] = now
+                if self.t_first is None:
+                    self.t_first = now
+                self.t_last = now
+                self.frames += 1
+                self.bridge.offer(packet, summarize(packet))
+            else:
+                if self._stop.is_set():
+                    reason = "stopped"
+        except FaceCycleError as e:
+            reason = "error"
+            self.error = e
+            self.bridge.report_error(str(e))
+        except Exception as e:  # noqa: BLE001 - the app must stay usable: report, never crash the GUI
+            reason = "error"
+            self.error = FaceCycleError(f"internal error: {type(e).__name__}: {e}")
+            log.exception("worker failed")
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            self.bridge.report_error(f"internal error: {type(e).__name__}: {msg}")
+        finally:
+            try:
+                if self.recorder is not None:
+                    self.recorder.close()
+                    self.finished_files = list(self.recorder.finished)
+            except Exception as e:  # noqa: BLE001
+                reason = "error"
+                self.bridge.report_error(f"could not finish the output files: {e}")
+            finally:
+                if stream is not None:
+                    try:
+                        stream.close()
+                    except Exception as e:  # noqa: BLE001
+                        log.warning("closing the pipeline failed: %s", e)
+                self.end_reason = reason
+                self.bridge.report_finished(reason)

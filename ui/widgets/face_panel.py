@@ -1,0 +1,207 @@
+"""The per-face side panel: one card per tracked face with emotion bars, pose, neutral face and a time plot."""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional
+
+import numpy as np
+from PyQt6.QtCore import QRectF, QSize, Qt
+from PyQt6.QtGui import QColor, QPainter, QPaintEvent, QPixmap
+from PyQt6.QtWidgets import QFrame, QGridLayout, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
+
+from ..bridge import FaceSample
+from ..imaging import rgb_to_qimage
+from .plot import TimePlot
+from .style import EMOTION_COLORS, EMOTIONS
+
+__all__ = ["EmotionBars", "FaceCard", "FacePanel"]
+
+
+class EmotionBars(QWidget):
+    """Seven horizontal bars (probabilities in ``EMOTIONS`` order), or a note when there is no expression head."""
+
+    def __init__(self, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.values: Optional[np.ndarray] = None
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setFixedHeight(7 * 14 + 4)
+
+    def sizeHint(self) -> QSize:
+        return QSize(240, 7 * 14 + 4)
+
+    def set_values(self, values: Optional[np.ndarray]) -> None:
+        self.values = None if values is None else np.asarray(values, np.float32)
+        self.update()
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        p = QPainter(self)
+        f = p.font()
+        f.setPointSizeF(8)
+        p.setFont(f)
+        w = self.width()
+        label_w = 58
+        if self.values is None:
+            p.setPen(QColor(150, 150, 150))
+            p.drawText(QRectF(0, 0, w, self.height()), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                       "emotions: this model has no expression head")
+            p.end()
+            return
+        for i, name in enumerate(EMOTIONS):
+            y = 2 + i * 14
+            p.setPen(QColor(200, 200, 200))
+            p.drawText(QRectF(0, y, label_w, 13), Qt.AlignmentFlag.AlignVCenter, name)
+            bar = QRectF(label_w, y + 2, w - label_w - 40, 10)
+            p.fillRect(bar, QColor(50, 50, 55))
+            v = float(np.clip(self.values[i], 0, 1))
+            p.fillRect(QRectF(bar.left(), bar.top(), bar.width() * v, bar.height()), EMOTION_COLORS[name])
+            p.drawText(QRectF(w - 38, y, 38, 13), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+                       f"{v:.2f}")
+        p.end()
+
+
+class FaceCard(QFrame):
+    """Everything the panel shows about one track."""
+
+    def __init__(self, track_id: int, window: float = 10.0, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.track_id = int(track_id)
+        self.setObjectName("faceCard")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.last_seen = -math.inf
+        self.intensity = float("nan")
+        self.emotions: Optional[np.ndarray] = None
+        self.pose: Optional[np.ndarray] = None
+        lay = QGridLayout(self)
+        lay.setContentsMargins(6, 6, 6, 6)
+        lay.setVerticalSpacing(3)
+        self.title = QLabel(f"<b>Face #{track_id}</b>", self)
+        self.thumb = QLabel(self)
+        self.thumb.setFixedSize(64, 64)
+        self.thumb.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.thumb.setStyleSheet("background: #222; color: #777; font-size: 8pt;")
+        self.thumb.setText("neutral\nface off")
+        self.thumb.setToolTip("neutral face (enable 'Neutral thumbnail' or 'Neutralized view')")
+        self.readout = QLabel(self)
+        self.readout.setTextFormat(Qt.TextFormat.RichText)
+        self.bars = EmotionBars(self)
+        self.plot = TimePlot(window=window, parent=self)
+        lay.addWidget(self.title, 0, 0, 1, 2)
+        lay.addWidget(self.thumb, 1, 0)
+        lay.addWidget(self.readout, 1, 1)
+        lay.addWidget(self.bars, 2, 0, 1, 2)
+        lay.addWidget(self.plot, 3, 0, 1, 2)
+        self._refresh_readout()
+
+    def add_sample(self, s: FaceSample) -> None:
+        self.last_seen = s.timestamp
+        self.intensity = s.intensity
+        self.emotions = s.emotions
+        self.pose = s.pose
+        self.plot.add(s.timestamp, s.intensity, s.emotions)
+
+    def refresh(self) -> None:
+        """Repaint the bars/readout/plot from the latest sample (called once per GUI tick)."""
+        self.bars.set_values(self.emotions)
+        self._refresh_readout()
+        self.plot.update()
+
+    def set_neutral(self, neutral_rgb: Optional[np.ndarray]) -> None:
+        if neutral_rgb is None:
+            return
+        pm = QPixmap.fromImage(rgb_to_qimage(neutral_rgb)).scaled(
+            64, 64, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+        self.thumb.setPixmap(pm)
+
+    def _refresh_readout(self) -> None:
+        it = f"{self.intensity:.3f}" if math.isfinite(self.intensity) else "–"
+        if self.pose is not None:
+            rx, ry, rz = (math.degrees(float(v)) for v in self.pose[:3])
+            pose = f"yaw {ry:+.0f}°<br>pitch {rx:+.0f}°<br>roll {rz:+.0f}°"
+        else:
+            pose = "pose –"
+        top = ""
+        if self.emotions is not None:
+            i = int(np.argmax(self.emotions))
+            top = f"<br><b>{EMOTIONS[i]}</b> {float(self.emotions[i]):.2f}"
+        self.readout.setText(f"intensity <b>{it}</b>{top}<br>{pose}")
+
+    def values(self) -> dict:
+        """The card's current numbers (intensity, emotions, pose) — what the user sees."""
+        return {"intensity": self.intensity,
+                "emotions": None if self.emotions is None else self.emotions.copy(),
+                "pose": None if self.pose is None else self.pose.copy()}
+
+
+class FacePanel(QScrollArea):
+    """A scrolling column of :class:`FaceCard` s, one per face currently tracked.
+
+    A card disappears when its track has not been seen for ``forget_after`` seconds
+    (source time).
+    """
+
+    def __init__(self, window: float = 10.0, forget_after: float = 2.0, max_cards: int = 8,
+                 parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.window = window
+        self.forget_after = forget_after
+        self.max_cards = max_cards
+        self.setWidgetResizable(True)
+        self.setMinimumWidth(290)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        inner = QWidget(self)
+        inner.setObjectName("facePanelInner")
+        inner.setStyleSheet("#facePanelInner { background: #1c1c1e; } #facePanelInner QLabel { color: #e0e0e0; }"
+                            " QFrame#faceCard { background: #252528; border: 1px solid #3c3c40;"
+                            " border-radius: 4px; }")
+        self._layout = QVBoxLayout(inner)
+        self._layout.setContentsMargins(4, 4, 4, 4)
+        self._empty = QLabel("No face yet", inner)
+        self._empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._empty.setStyleSheet("color: #888;")
+        self._layout.addWidget(self._empty)
+        self._layout.addStretch(1)
+        self.setWidget(inner)
+        self.cards: Dict[int, FaceCard] = {}
+        self._now = -math.inf
+
+    def add_samples(self, samples: List[FaceSample]) -> None:
+        """Feed every analysed face sample (in time order) to its card, creating cards as needed."""
+        for s in samples:
+            if s.timestamp < self._now - 1.0:  # the source restarted: start over
+                self.clear()
+            self._now = max(self._now, s.timestamp)
+            card = self.cards.get(s.track_id)
+            if card is None:
+                if len(self.cards) >= self.max_cards:
+                    continue
+                card = FaceCard(s.track_id, window=self.window, parent=self.widget())
+                self._layout.insertWidget(len(self.cards), card)
+                self.cards[s.track_id] = card
+            card.add_sample(s)
+
+    def set_neutral_faces(self, faces) -> None:
+        """Show neutral faces from a frame packet's faces (those with ``neutral`` set)."""
+        for f in faces:
+            card = self.cards.get(int(f.track_id))
+            if card is not None and getattr(f, "neutral", None) is not None:
+                card.set_neutral(f.neutral)
+
+    def advance(self, now: Optional[float] = None) -> None:
+        """Drop stale cards and repaint the others (once per GUI tick)."""
+        if now is not None:
+            self._now = max(self._now, now)
+        for tid in [t for t, c in self.cards.items() if self._now - c.last_seen > self.forget_after]:
+            card = self.cards.pop(tid)
+            self._layout.removeWidget(card)
+            card.deleteLater()
+        for c in self.cards.values():
+            c.refresh()
+        self._empty.setVisible(not self.cards)
+
+    def clear(self) -> None:
+        for card in self.cards.values():
+            self._layout.removeWidget(card)
+            card.deleteLater()
+        self.cards.clear()
+        self._now = -math.inf
+        self._empty.setVisible(True)

@@ -1,0 +1,122 @@
+"""A scrolling time plot drawn with QPainter: expression intensity and the top emotions over the last ~10 s."""
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Deque, List, Optional, Sequence, Tuple
+
+import numpy as np
+from PyQt6.QtCore import QPointF, QRectF, QSize, Qt
+from PyQt6.QtGui import QColor, QPainter, QPainterPath, QPaintEvent, QPen
+from PyQt6.QtWidgets import QSizePolicy, QWidget
+
+from .style import EMOTION_COLORS, EMOTIONS, INTENSITY_COLOR
+
+__all__ = ["TimePlot"]
+
+
+class TimePlot(QWidget):
+    """Plots the last ``window`` seconds of one face.
+
+    Intensity is drawn on its own auto-ranged scale (its maximum is printed in
+    the corner); emotions on 0..1. Only the ``top_k`` emotions with the highest
+    mean probability inside the window are drawn.
+    """
+
+    def __init__(self, window: float = 10.0, top_k: int = 3, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.window = float(window)
+        self.top_k = int(top_k)
+        self._t: Deque[float] = deque()
+        self._intensity: Deque[float] = deque()
+        self._emotions: Deque[Optional[np.ndarray]] = deque()
+        self.setMinimumHeight(90)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def sizeHint(self) -> QSize:
+        return QSize(260, 110)
+
+    def add(self, t: float, intensity: float, emotions: Optional[np.ndarray]) -> None:
+        """Append one sample (timestamps must not go backwards; a jump back clears the plot)."""
+        if self._t and t < self._t[-1]:
+            self.clear()
+        self._t.append(float(t))
+        self._intensity.append(float(intensity))
+        self._emotions.append(None if emotions is None else np.asarray(emotions, np.float32))
+        while self._t and self._t[-1] - self._t[0] > self.window:
+            self._t.popleft()
+            self._intensity.popleft()
+            self._emotions.popleft()
+
+    def clear(self) -> None:
+        self._t.clear()
+        self._intensity.clear()
+        self._emotions.clear()
+        self.update()
+
+    def __len__(self) -> int:
+        return len(self._t)
+
+    def top_emotions(self) -> List[str]:
+        """Names of the emotions drawn (the ``top_k`` highest mean probabilities in the window)."""
+        em = [e for e in self._emotions if e is not None]
+        if not em:
+            return []
+        mean = np.mean(np.stack(em), axis=0)
+        return [EMOTIONS[i] for i in np.argsort(-mean)[: self.top_k]]
+
+    def _path(self, rect: QRectF, ts: Sequence[float], ys: Sequence[float], lo: float, hi: float) -> QPainterPath:
+        path = QPainterPath()
+        t_end = ts[-1]
+        span = hi - lo if hi > lo else 1.0
+        started = False
+        for t, y in zip(ts, ys):
+            if not math.isfinite(y):
+                started = False
+                continue
+            px = rect.right() - (t_end - t) / self.window * rect.width()
+            py = rect.bottom() - (min(max(y, lo), hi) - lo) / span * rect.height()
+            if started:
+                path.lineTo(QPointF(px, py))
+            else:
+                path.moveTo(QPointF(px, py))
+                started = True
+        return path
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        r = QRectF(self.rect()).adjusted(2, 2, -2, -14)
+        p.fillRect(QRectF(self.rect()), QColor(28, 28, 30))
+        p.setPen(QPen(QColor(70, 70, 75), 1))
+        for k in range(5):  # vertical grid every 2 s, horizontal at 0.5
+            x = r.right() - k * (2.0 / self.window) * r.width()
+            p.drawLine(QPointF(x, r.top()), QPointF(x, r.bottom()))
+        p.drawLine(QPointF(r.left(), r.center().y()), QPointF(r.right(), r.center().y()))
+        p.setPen(QColor(140, 140, 140))
+        f = p.font()
+        f.setPointSizeF(7.5)
+        p.setFont(f)
+        p.drawText(QRectF(r.left(), r.bottom() + 1, r.width(), 12), Qt.AlignmentFlag.AlignLeft,
+                   f"-{self.window:g} s")
+        p.drawText(QRectF(r.left(), r.bottom() + 1, r.width(), 12), Qt.AlignmentFlag.AlignRight, "now")
+        if len(self._t) >= 2:
+            ts = list(self._t)
+            for name in self.top_emotions():
+                i = EMOTIONS.index(name)
+                ys = [e[i] if e is not None else float("nan") for e in self._emotions]
+                p.setPen(QPen(EMOTION_COLORS[name], 1.5))
+                p.drawPath(self._path(r, ts, ys, 0.0, 1.0))
+            vals = [v for v in self._intensity if math.isfinite(v)]
+            if vals:
+                hi = max(max(vals), 1e-6)
+                p.setPen(QPen(INTENSITY_COLOR, 2.0))
+                p.drawPath(self._path(r, ts, list(self._intensity), 0.0, hi * 1.1))
+                p.setPen(INTENSITY_COLOR)
+                p.drawText(QRectF(r.left() + 3, r.top() + 1, r.width(), 12), Qt.AlignmentFlag.AlignLeft,
+                           f"intensity (max {hi:.3g})")
+        p.end()
+
+    def samples(self) -> List[Tuple[float, float]]:
+        """(timestamp, intensity) pairs in the window (for tests and export)."""
+        return list(zip(self._t, self._intensity))
