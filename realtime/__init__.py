@@ -1,0 +1,31 @@
+"""Real-time pipeline: capture → detect → track → infer → render, with video and CSV outputs.
+
+Main entry points: :class:`realtime.analyzer.Analyzer` (also ``facecycle.Analyzer``),
+:func:`realtime.sources.open_source`, :func:`realtime.detectors.create_detector`,
+:class:`realtime.pipeline.LatestFrame` (GUI bridge), the sinks in :mod:`realtime.sinks`
+and the annotators in :mod:`realtime.annotators`. Submodules are imported lazily.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["Analyzer", "FramePacket", "Face", "LatestFrame", "open_source", "create_detector"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Analyzer":
+        from .analyzer import Analyzer
+        return Analyzer
+    if name in ("FramePacket", "Face"):
+        from . import types
+        return getattr(types, name)
+    if name == "LatestFrame":
+        from .pipeline import LatestFrame
+        return LatestFrame
+    if name == "open_source":
+        from .sources import open_source
+        return open_source
+    if name == "create_detector":
+        from .detectors import create_detector
+        return create_detector
+    raise AttributeError(f"module 'realtime' has no attribute {name!r}")

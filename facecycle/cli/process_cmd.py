@@ -1,0 +1,254 @@
+"""``facecycle process`` (videos/folders → CSV + sidecar + annotated video) and ``facecycle live`` (a camera window)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from ..errors import BackendUnavailable, InputError, OutputError, UsageError
+
+log = logging.getLogger(__name__)
+
+
+def _add_analyzer_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model and detection")
+    g.add_argument("--model", default=None, metavar="DIR",
+                   help="exported model directory (default: the shipped default model)")
+    g.add_argument("--backend", default="auto", help="inference backend: auto, onnxruntime, tensorrt, torch")
+    g.add_argument("--detector", default="centerface", choices=("centerface", "yunet", "scrfd"),
+                   help="face detector (default centerface; yunet/scrfd need --detector-model)")
+    g.add_argument("--detector-model", default=None, metavar="PATH",
+                   help="model file for yunet (.onnx) or scrfd (.onnx or an insightface model-pack folder)")
+    g.add_argument("--detect-every", type=int, default=5, metavar="N",
+                   help="run the detector every N frames, optical-flow tracking in between (default 5)")
+    g.add_argument("--detect-size", type=int, default=320, metavar="PX",
+                   help="shrink frames to this longer side for detection (default 320; 0 = native)")
+    g.add_argument("--score-threshold", type=float, default=0.5, help="detector confidence threshold (0.5)")
+    g.add_argument("--max-faces", type=int, default=None, metavar="N", help="analyse at most N faces per frame")
+    g.add_argument("--neutralize", action="store_true",
+                   help="compute neutral faces; the video shows the neutralized view and thumbnails")
+    g.add_argument("--reid", action="store_true", help="re-identify faces after occlusions by identity code")
+    g.add_argument("--no-smooth", dest="smooth", action="store_false", help="disable One Euro smoothing")
+    g.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per session (default 1)")
+    g.add_argument("--infer-workers", type=int, default=None, metavar="N",
+                   help="parallel inference threads (default: 2 on >= 2 cores)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("process", help="analyse video files / image folders into CSV + annotated video",
+                       description="Analyse each INPUT (video file, stream URL or image folder): writes "
+                                   "<stem>.csv, <stem>.json (sidecar) and <stem>.annotated.mp4 into --out-dir.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("--out-dir", default=".", metavar="DIR", help="output folder (default: current folder)")
+    p.add_argument("--csv", dest="csv", action="store_true", default=True, help="write the CSV (default)")
+    p.add_argument("--no-csv", dest="csv", action="store_false", help="do not write the CSV")
+    p.add_argument("--video", dest="video", action="store_true", default=True,
+                   help="write the annotated video (default)")
+    p.add_argument("--no-video", dest="video", action="store_false", help="do not write the annotated video")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--realtime", action="store_true",
+                   help="play files at their own pace like a camera (frames are dropped when behind)")
+    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames per input")
+    p.add_argument("--no-audio", dest="audio", action="store_false", help="do not copy audio into the video")
+    p.add_argument("--video-preset", default="veryfast", help="libx264 preset (default veryfast)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    _add_analyzer_args(p)
+    p.set_defaults(func=_process)
+
+    lv = sub.add_parser("live", help="analyse a camera (or a file played in real time) in an OpenCV window")
+    lv.add_argument("--camera", default="0", help="camera index or device path (default 0)")
+    lv.add_argument("--input", default=None, help="play this video file in real time instead of a camera")
+    lv.add_argument("--width", type=int, default=None, help="requested camera width")
+    lv.add_argument("--height", type=int, default=None, help="requested camera height")
+    lv.add_argument("--fps", type=float, default=None, help="requested camera frame rate")
+    lv.add_argument("--record", default=None, metavar="VIDEO", help="also record the annotated video here")
+    lv.add_argument("--csv", default=None, metavar="CSV", help="also write the CSV here")
+    lv.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    lv.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
+    lv.add_argument("--no-window", dest="window", action="store_false",
+                    help="no window (headless: just process and write the outputs)")
+    _add_analyzer_args(lv)
+    lv.set_defaults(func=_live)
+
+
+# ---------------------------------------------------------------------------------------------------
+def _analyzer(args: argparse.Namespace):
+    from realtime.analyzer import Analyzer
+
+    if args.detect_every < 1:
+        raise UsageError("--detect-every must be >= 1")
+    if args.max_faces is not None and args.max_faces < 1:
+        raise UsageError("--max-faces must be >= 1")
+    if args.threads < 1:
+        raise UsageError("--threads must be >= 1")
+    if not 0.0 < args.score_threshold < 1.0:
+        raise UsageError("--score-threshold must be in (0, 1)")
+    return Analyzer(model=args.model, backend=args.backend, detector=args.detector,
+                    detector_model=args.detector_model, detect_every=args.detect_every,
+                    detect_size=args.detect_size or None, score_threshold=args.score_threshold,
+                    max_faces=args.max_faces, neutralize=args.neutralize, reid=args.reid, smooth=args.smooth,
+                    threads=args.threads, infer_workers=args.infer_workers)
+
+
+class _Signals:
+    """While active, SIGINT/SIGTERM ask the current run to stop (outputs get flushed and closed);
+    a second SIGINT raises KeyboardInterrupt."""
+
+    def __init__(self) -> None:
+        self.run = None
+        self.signum: Optional[int] = None
+        self._old = {}
+
+    def __enter__(self) -> "_Signals":
+        for s in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[s] = signal.signal(s, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        if self.run is not None:
+            self.run.stop()
+
+    def __exit__(self, *exc) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+    @property
+    def exit_code(self) -> int:
+        return 143 if self.signum == signal.SIGTERM else 130
+
+
+def _outputs_for(inputs: List[str], args: argparse.Namespace) -> List[dict]:
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir}: not a folder")
+    plans, seen = [], {}
+    for inp in inputs:
+        p = Path(inp)
+        if "://" not in inp and not p.exists():
+            raise InputError(f"{inp}: no such file or folder")
+        stem = p.stem if p.suffix else p.name
+        stem = stem or "stream"
+        if stem in seen:
+            raise UsageError(f"inputs {seen[stem]} and {inp} would write the same outputs ({stem}.*); "
+                             "process them into different --out-dir folders")
+        seen[stem] = inp
+        plan = {"input": inp, "csv": out_dir / f"{stem}.csv" if args.csv else None,
+                "video": out_dir / f"{stem}.annotated.mp4" if args.video else None}
+        for k in ("csv", "video"):
+            if plan[k] is not None and plan[k].exists() and not args.overwrite:
+                raise OutputError(f"{plan[k]}: exists (use --overwrite to replace it)")
+        plans.append(plan)
+    return plans
+
+
+def _process(args: argparse.Namespace) -> int:
+    if not args.csv and not args.video:
+        raise UsageError("nothing to write: both --no-csv and --no-video given")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UsageError("--max-frames must be >= 1")
+    plans = _outputs_for(args.inputs, args)
+    analyzer = _analyzer(args)
+    from realtime.annotators import default_annotator
+
+    annot = default_annotator(neutralized=args.neutralize, thumbnail=args.neutralize) if args.video else False
+    with analyzer, _Signals() as sig:
+        for plan in plans:
+            run = analyzer.process_video(plan["input"], realtime=args.realtime, csv=plan["csv"],
+                                         video=plan["video"], annotate=annot, overwrite=args.overwrite,
+                                         max_frames=args.max_frames, audio=args.audio,
+                                         video_preset=args.video_preset)
+            sig.run = run
+            if sig.signum is not None:
+                run.stop()
+            bar = _progress(run, args.progress, plan["input"])
+            try:
+                for _ in run:
+                    if bar is not None:
+                        bar.update(1)
+            finally:
+                if bar is not None:
+                    bar.close()
+            s = run.stats.summary()
+            wrote = ", ".join(str(v) for v in (plan["csv"], plan["video"]) if v)
+            print(f"{plan['input']}: {s['frames']} frames, {s['faces']} faces, {s['fps']:.1f} fps"
+                  + (f", {s['drops']} dropped" if s["drops"] else "")
+                  + (f", {s['decode_errors']} damaged packets skipped" if s["decode_errors"] else "")
+                  + f" -> {wrote}", file=sys.stderr)
+            if sig.signum is not None:
+                print(f"facecycle: {'terminated' if sig.exit_code == 143 else 'interrupted'}; outputs flushed "
+                      f"and closed", file=sys.stderr)
+                return sig.exit_code
+    return 0
+
+
+def _progress(run, enabled: bool, name: str):
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=run.src.frame_count, unit="frame", desc=Path(name).name[:30], dynamic_ncols=True,
+                leave=False, file=sys.stderr, mininterval=0.5)
+
+
+def _live(args: argparse.Namespace) -> int:
+    import cv2
+
+    from realtime.sources import CameraSource, VideoSource
+
+    if args.input:
+        src = VideoSource(args.input, realtime=True)
+    else:
+        src = CameraSource(args.camera, width=args.width, height=args.height, fps=args.fps)
+    try:
+        analyzer = _analyzer(args)
+    except BaseException:
+        src.close()
+        raise
+    title = f"facecycle live - {src.name} (q to quit)"
+    from realtime.annotators import default_annotator
+
+    with analyzer, _Signals() as sig:
+        run = analyzer.process_video(src, csv=args.csv, video=args.record, overwrite=args.overwrite,
+                                     annotate=default_annotator(neutralized=args.neutralize,
+                                                                thumbnail=args.neutralize),
+                                     max_frames=args.max_frames)
+        sig.run = run
+        window = args.window
+        try:
+            for p in run:
+                if not window:
+                    continue
+                img = p.annotated if p.annotated is not None else p.image
+                cv2.putText(img, f"{run.stats.recent_fps:.0f} fps  drops {run.stats.drops}", (6, 22),
+                            cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 0), 1, cv2.LINE_AA)
+                try:
+                    cv2.imshow(title, img)
+                    key = cv2.waitKey(1) & 0xFF
+                except cv2.error:
+                    run.stop()
+                    raise BackendUnavailable("this OpenCV build cannot open windows (opencv-python-headless?); "
+                                             "use --no-window or `facecycle app`") from None
+                if key in (ord("q"), 27):
+                    run.stop()
+        finally:
+            if window:
+                try:
+                    cv2.destroyAllWindows()
+                except cv2.error:
+                    pass
+        s = run.stats.summary()
+        print(f"{src.name}: {s['frames']} frames, {s['fps']:.1f} fps, {s['drops']} dropped", file=sys.stderr)
+        if sig.signum is not None:
+            return sig.exit_code
+    return 0

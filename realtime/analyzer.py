@@ -1,0 +1,441 @@
+"""The Python API: :class:`Analyzer` (``from facecycle import Analyzer``).
+
+>>> from facecycle import Analyzer
+>>> an = Analyzer(model="exported_model_dir")            # doctest: +SKIP
+>>> for packet in an.process_video("clip.mp4", csv="clip.csv"):   # doctest: +SKIP
+...     for face in packet.faces:
+...         print(packet.index, face.track_id, face.intensity, face.pose)
+
+``process_video`` returns a :class:`Run`: iterate it to get every frame's
+:class:`~realtime.types.FramePacket` in order (faces with boxes, landmarks,
+track ids, expression codes, intensity, emotions, pose, neutral faces); it
+writes the CSV / JSON sidecar / annotated video while you iterate, and
+closes them when the iteration ends, breaks, or fails. ``Run.stop()``,
+``pause()`` and ``resume()`` may be called from any thread.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Union
+
+import numpy as np
+
+from facecycle.errors import UsageError
+
+from .annotators import Annotator, default_annotator
+from .backend import open_model
+from .crops import DEFAULT_SCALE
+from .detectors import create_detector
+from .heads import ExpressionHead
+from .inference import FaceInference
+from .pipeline import Pipeline
+from .pose import POSE_SOURCE
+from .reid import IdentityReID
+from .sinks import CsvSink, VideoSink, csv_columns, versions, write_sidecar
+from .smoothing import TrackSmoother
+from .sources import Source, open_source
+from .tracking import Tracker
+from .types import FramePacket
+
+__all__ = ["Analyzer", "Run", "RunStats"]
+
+log = logging.getLogger(__name__)
+
+
+class RunStats:
+    """Counters and timings of one run (thread-safe enough for a status bar to read)."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.faces = 0
+        self.detections = 0
+        self.drops = 0
+        self.errors = 0
+        self.stage_time: Dict[str, float] = {}
+        self.latencies: List[float] = []
+        self.t_start = time.perf_counter()
+        self.t_end: Optional[float] = None
+        self._recent: List[float] = []
+
+    def add(self, p: FramePacket) -> None:
+        self.frames += 1
+        self.faces += len(p.faces)
+        now = time.perf_counter()
+        for k, v in p.stats.items():
+            if k != "t0":
+                self.stage_time[k] = self.stage_time.get(k, 0.0) + v
+        if "t0" in p.stats:
+            self.latencies.append(now - p.stats["t0"])
+        self._recent.append(now)
+        if len(self._recent) > 60:
+            del self._recent[:-60]
+
+    @property
+    def elapsed(self) -> float:
+        return (self.t_end or time.perf_counter()) - self.t_start
+
+    @property
+    def fps(self) -> float:
+        """Average frames per second over the run."""
+        return self.frames / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def recent_fps(self) -> float:
+        """Frames per second over the last ~60 frames (for live displays)."""
+        r = self._recent
+        return (len(r) - 1) / (r[-1] - r[0]) if len(r) > 1 and r[-1] > r[0] else 0.0
+
+    @property
+    def last_latency(self) -> float:
+        return self.latencies[-1] if self.latencies else float("nan")
+
+    def summary(self) -> dict:
+        lat = sorted(self.latencies)
+
+        def q(p):
+            return lat[min(len(lat) - 1, int(p * (len(lat) - 1) + 0.5))] * 1000 if lat else float("nan")
+
+        return {"frames": self.frames, "faces": self.faces, "detector_runs": self.detections, "drops": self.drops,
+                "decode_errors": self.errors, "elapsed_s": round(self.elapsed, 3), "fps": round(self.fps, 2),
+                "latency_ms_p50": round(q(0.5), 2), "latency_ms_p95": round(q(0.95), 2),
+                "stage_ms_per_frame": {k: round(v / max(1, self.frames) * 1000, 3)
+                                       for k, v in sorted(self.stage_time.items())}}
+
+
+class Analyzer:
+    """Face detection, tracking and FaceCycle analysis of videos, streams, cameras and images.
+
+    Args:
+        model: exported model directory (``manifest.json`` + ONNX graphs);
+            None = ``facecycle.assets.default_model_dir()``.
+        backend: inference backend name (``auto``, ``onnxruntime``, ``tensorrt``, ``torch``).
+        detector: ``centerface`` (default), ``yunet`` or ``scrfd``.
+        detector_model: model file for ``yunet`` / ``scrfd`` (an insightface model
+            pack folder works for scrfd).
+        detect_every: run the detector every N frames; optical-flow tracking
+            in between (a tracking failure triggers a detection at once).
+        detect_size: longer side the frame is shrunk to for detection.
+        score_threshold: detector confidence threshold.
+        max_faces: analyse at most this many faces per frame (the largest).
+        neutralize: compute neutral faces (slower: one more graph per frame).
+        identity: compute identity codes (needs an identity-stage model).
+        reid: re-identify a face after an occlusion by its identity code
+            (implies ``identity``).
+        smooth: One Euro smoothing of pose, intensity, emotions and codes per track.
+        threads: ONNX Runtime intra-op threads per session (1 keeps the stages
+            from fighting over a small CPU).
+        infer_workers: threads running the model in parallel on successive
+            frames (results stay in order); default: 2 on machines with ≥ 2 cores.
+        queue_size: capacity of the queues between stages.
+        crop_scale: loose-crop side / face box side (see ``realtime.crops``).
+
+    One Analyzer runs one video at a time (its backend and detector are reused across runs).
+    """
+
+    def __init__(self, model: Optional[Union[str, Path]] = None, backend: str = "auto",
+                 detector: str = "centerface", detector_model: Optional[str] = None, detect_every: int = 5,
+                 detect_size: Optional[int] = 320, score_threshold: float = 0.5, max_faces: Optional[int] = None,
+                 neutralize: bool = False, identity: bool = False, reid: bool = False, smooth: bool = True,
+                 threads: int = 1, queue_size: int = 4, crop_scale: float = DEFAULT_SCALE,
+                 infer_workers: Optional[int] = None) -> None:
+        if detect_every < 1:
+            raise UsageError("detect_every must be >= 1")
+        if max_faces is not None and max_faces < 1:
+            raise UsageError("max_faces must be >= 1")
+        self.backend = open_model(model, backend, threads=threads)
+        self.head = ExpressionHead.find(self.backend.model_dir)
+        self.detector = create_detector(detector, detector_model, max_side=detect_size,
+                                        score_threshold=score_threshold, max_faces=max_faces, threads=threads) \
+            if detector in ("centerface", "scrfd") else \
+            create_detector(detector, detector_model, max_side=detect_size, score_threshold=score_threshold,
+                            max_faces=max_faces)
+        self.inference = FaceInference(self.backend, self.head, neutralize=neutralize, identity=identity or reid,
+                                       crop_scale=crop_scale)
+        self.detect_every = int(detect_every)
+        self.max_faces = max_faces
+        self.reid = reid
+        self.smooth = smooth
+        self.queue_size = queue_size
+        self.infer_workers = int(infer_workers) if infer_workers else min(2, os.cpu_count() or 1)
+        self._lock = threading.Lock()
+
+    @property
+    def code_dim(self) -> int:
+        return self.inference.code_dim
+
+    # --------------------------------------------------------------- runs
+    def process_video(self, source: Union[str, Path, int, Source], *, realtime: bool = False,
+                      csv: Optional[Union[str, Path]] = None, video: Optional[Union[str, Path]] = None,
+                      annotate: Union[bool, Annotator, None] = None, overwrite: bool = False,
+                      max_frames: Optional[int] = None, audio: bool = True, video_preset: str = "veryfast",
+                      sidecar: Optional[Union[str, Path]] = None) -> "Run":
+        """Analyse every frame of ``source`` (path, URL, camera index, folder or :class:`Source`).
+
+        Args:
+            realtime: play a file at its own pace, dropping frames when behind.
+            csv: write the per-frame CSV here (and a JSON sidecar next to it).
+            video: write the annotated video here.
+            annotate: True/None = the default overlay when ``video`` is set; an
+                :class:`Annotator` to use; False = none (``packet.annotated`` stays None).
+            overwrite: replace existing outputs.
+            max_frames: stop after this many frames.
+            audio: copy the input's audio into ``video``.
+            sidecar: JSON sidecar path (default: ``csv`` with ``.json``).
+        """
+        return Run(self, source, realtime=realtime, csv=csv, video=video, annotate=annotate, overwrite=overwrite,
+                   max_frames=max_frames, audio=audio, video_preset=video_preset, sidecar=sidecar)
+
+    def analyze_image(self, image: np.ndarray, timestamp: float = 0.0, index: int = 0) -> FramePacket:
+        """Analyse one BGR image (H, W, 3) uint8 synchronously (detection always runs; no tracking history)."""
+        from fractions import Fraction
+
+        p = FramePacket(index=index, pts=None, time_base=Fraction(1, 1000), timestamp=timestamp,
+                        image=np.ascontiguousarray(image))
+        tr = Tracker()
+        p.faces = tr.update(p.image, self.detector.detect(p.image), timestamp)
+        return self.inference(p)
+
+    def describe(self) -> dict:
+        """What produced the numbers (for the JSON sidecar)."""
+        man = self.backend.manifest
+        return {"model": {"dir": str(self.backend.model_dir), "config": man.get("config", {}).get("name"),
+                          "source": man.get("source"), "image_size": self.inference.size,
+                          "code_dim": self.code_dim, "feature_dim": self.inference.feature_dim,
+                          "expression_head": (self.head.meta if self.head is not None else None)},
+                "backend": self.backend.describe(), "detector": self.detector.describe(),
+                "detect_every": self.detect_every, "max_faces": self.max_faces, "pose_source": POSE_SOURCE,
+                "smoothing": "one-euro" if self.smooth else None, "reid": self.reid,
+                "neutralize": self.inference.neutralize, "crop_scale": self.inference.crop_scale}
+
+    def close(self) -> None:
+        self.detector.close()
+        self.backend.close()
+
+    def __enter__(self) -> "Analyzer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Run:
+    """One pass over a source: iterable of :class:`FramePacket`, context manager, stoppable from any thread."""
+
+    def __init__(self, analyzer: Analyzer, source, *, realtime: bool, csv, video, annotate, overwrite: bool,
+                 max_frames: Optional[int], audio: bool, video_preset: str, sidecar) -> None:
+        self.analyzer = analyzer
+        self.stats = RunStats()
+        self.src = source if isinstance(source, Source) else open_source(source, realtime=realtime)
+        self.csv_path = Path(csv) if csv else None
+        self.video_path = Path(video) if video else None
+        self.sidecar_path = Path(sidecar) if sidecar else (self.csv_path.with_suffix(".json") if csv else None)
+        if annotate is None or annotate is True:
+            self.annotator = default_annotator(neutralized=False) if (video or annotate) else None
+        elif annotate is False:
+            self.annotator = None
+        else:
+            self.annotator = annotate
+        self.overwrite = overwrite
+        self.max_frames = max_frames
+        self.audio = audio
+        self.video_preset = video_preset
+        self.interrupted = False
+        self.error: Optional[BaseException] = None
+        self._csv: Optional[CsvSink] = None
+        self._video: Optional[VideoSink] = None
+        self._pipeline: Optional[Pipeline] = None
+        self._iterated = False
+        self._closed = False
+        # per-run state
+        self.tracker = Tracker()
+        self.smoother = TrackSmoother() if analyzer.smooth else None
+        self.reid = IdentityReID() if analyzer.reid else None
+        self._since_detect = 10 ** 9
+        try:
+            self._open_sinks()
+        except BaseException:
+            self.src.close()
+            self._close_sinks()
+            raise
+
+    # ------------------------------------------------------------ control
+    def stop(self) -> None:
+        """Stop after the frame in hand (any thread, signal handlers too)."""
+        self.interrupted = True
+        if self._pipeline is not None:
+            self._pipeline.stop()
+
+    def pause(self) -> None:
+        if self._pipeline is not None:
+            self._pipeline.pause()
+
+    def resume(self) -> None:
+        if self._pipeline is not None:
+            self._pipeline.resume()
+
+    @property
+    def paused(self) -> bool:
+        return bool(self._pipeline and self._pipeline.paused)
+
+    # ------------------------------------------------------------- stages
+    def _detect_stage(self, p: FramePacket) -> FramePacket:
+        t = time.perf_counter()
+        an = self.analyzer
+        run_det = self._since_detect >= an.detect_every
+        if not run_det:
+            faces, ok = self.tracker.propagate(p.image, p.timestamp)
+            run_det = not ok
+        if run_det:
+            det = an.detector.detect(p.image)
+            faces = self.tracker.update(p.image, det, p.timestamp)
+            self._since_detect = 0
+            self.stats.detections += 1
+        self._since_detect += 1
+        if an.max_faces and len(faces) > an.max_faces:
+            faces = sorted(faces, key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))[: an.max_faces]
+            faces.sort(key=lambda f: f.track_id)
+        p.faces = faces
+        p.stats["detect"] = time.perf_counter() - t
+        return p
+
+    def _infer_stage(self, p: FramePacket) -> FramePacket:
+        return self.analyzer.inference(p)
+
+    def _post(self, p: FramePacket) -> None:
+        t = time.perf_counter()
+        if self.reid is not None:
+            self.reid(p)
+        sm = self.smoother
+        if sm is not None:
+            ts = p.timestamp
+            for f in p.faces:
+                tid = f.track_id
+                if f.pose is not None and np.all(np.isfinite(f.pose)):
+                    f.pose = sm(tid, "pose", f.pose, ts)
+                if f.code is not None:
+                    f.code = sm(tid, "code", f.code, ts)
+                if math.isfinite(f.intensity):
+                    f.intensity = float(sm(tid, "intensity", np.array([f.intensity]), ts)[0])
+                if f.emotions is not None:
+                    e = np.clip(sm(tid, "emotions", f.emotions, ts), 0, None)
+                    f.emotions = e / max(float(e.sum()), 1e-8)
+            sm.keep_only({f.track_id for f in p.faces})
+        p.stats["post"] = time.perf_counter() - t
+        if self.annotator is not None:
+            t = time.perf_counter()
+            self.annotator.annotate(p.image, p)
+            p.stats["annotate"] = time.perf_counter() - t
+        if self._csv is not None:
+            t = time.perf_counter()
+            self._csv.write(p)
+            p.stats["csv"] = time.perf_counter() - t
+        if self._video is not None:
+            t = time.perf_counter()
+            self._video.write(p)
+            p.stats["video"] = time.perf_counter() - t
+
+    # -------------------------------------------------------------- sinks
+    def _open_sinks(self) -> None:
+        if self.csv_path is not None:
+            self._csv = CsvSink(self.csv_path, self.analyzer.code_dim, overwrite=self.overwrite)
+            self._write_sidecar(status="running")
+        if self.video_path is not None:
+            self._video = VideoSink(self.video_path, fps=self.src.fps, time_base=self.src.time_base,
+                                    audio_from=self.src.path if self.audio else None, preset=self.video_preset,
+                                    overwrite=self.overwrite)
+
+    def _close_sinks(self) -> None:
+        for s in (self._csv, self._video):
+            if s is not None:
+                try:
+                    s.close()
+                except Exception as e:  # noqa: BLE001 - keep closing the others
+                    log.warning("closing %s failed: %s", getattr(s, "path", s), e)
+
+    def _write_sidecar(self, status: str) -> None:
+        if self.sidecar_path is None:
+            return
+        info = {"input": self.src.describe(), "status": status, "csv": str(self.csv_path) if self.csv_path else None,
+                "video": str(self.video_path) if self.video_path else None,
+                "columns": {"count": len(csv_columns(self.analyzer.code_dim)), "code_dim": self.analyzer.code_dim,
+                            "emotions": self.analyzer.head is not None},
+                **self.analyzer.describe(), "versions": versions()}
+        if status != "running":
+            info["stats"] = self.stats.summary()
+            if self.error is not None:
+                info["error"] = str(self.error)
+        write_sidecar(self.sidecar_path, info)
+
+    # ----------------------------------------------------------- iterate
+    def __iter__(self) -> Iterator[FramePacket]:
+        if self._iterated:
+            raise RuntimeError("a Run can be iterated once")
+        self._iterated = True
+        self._pipeline = Pipeline(self.src, [("detect", self._detect_stage),
+                                             ("infer", self._infer_stage, self.analyzer.infer_workers)],
+                                  queue_size=self.analyzer.queue_size, max_frames=self.max_frames)
+        if self.interrupted:
+            self._pipeline.stop()
+        status = "complete"
+        try:
+            with self.analyzer._lock:
+                for p in self._pipeline:
+                    self._post(p)
+                    self.stats.add(p)
+                    self.stats.drops = self._pipeline.drops
+                    yield p
+        except GeneratorExit:
+            status = "stopped"
+            raise
+        except BaseException as e:
+            self.error = e
+            status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+            raise
+        finally:
+            self._pipeline.stop()
+            self.stats.t_end = time.perf_counter()
+            self.stats.drops = self._pipeline.drops
+            self.stats.errors = self.src.errors
+            if self.interrupted and status == "complete":
+                status = "interrupted"
+            self._close_sinks()
+            try:
+                self._write_sidecar(status)
+            except Exception as e:  # noqa: BLE001
+                log.warning("sidecar not written: %s", e)
+            self._closed = True
+
+    def run(self, callback=None) -> RunStats:
+        """Consume the whole run (``callback(packet)`` per frame); returns the stats."""
+        for p in self:
+            if callback is not None:
+                callback(p)
+        return self.stats
+
+    def close(self) -> None:
+        """Stop and close the outputs (when the run was never iterated or iterated partly)."""
+        self.stop()
+        if not self._iterated:
+            self.src.close()
+            self._close_sinks()
+            self.stats.t_end = time.perf_counter()
+            try:
+                self._write_sidecar("stopped")
+            except Exception:  # noqa: BLE001
+                pass
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def outputs(self) -> dict:
+        return {"csv": self.csv_path, "sidecar": self.sidecar_path, "video": self.video_path}

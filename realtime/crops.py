@@ -1,0 +1,115 @@
+"""Loose square face crops — ONE definition shared by inference and training data prep.
+
+FaceCycle is trained on VoxCeleb-like crops: a square centred on the face box
+whose side is ``scale`` × the longer side of the box (1.7 by default), so the
+whole head and a little background is visible. Training code imports these
+functions (``from realtime.crops import loose_square_box, crop_square``) so
+both sides crop identically. numpy / OpenCV only.
+"""
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+import cv2
+import numpy as np
+
+__all__ = ["DEFAULT_SCALE", "loose_square_box", "crop_square", "crop_faces", "paste_square"]
+
+#: crop side / longer side of the detector's face box
+DEFAULT_SCALE = 1.7
+
+
+def loose_square_box(box_xyxy: Sequence[float], scale: float = DEFAULT_SCALE) -> Tuple[int, int, int]:
+    """The loose square around a face box.
+
+    Args:
+        box_xyxy: (x1, y1, x2, y2) face box in pixels.
+        scale: side of the square / max(box width, box height).
+
+    Returns:
+        (x0, y0, side) integers: the square's top-left corner and side in
+        pixels, centred on the box centre. It may extend past the image
+        (:func:`crop_square` replicates the border there). side ≥ 1.
+    """
+    x1, y1, x2, y2 = (float(v) for v in box_xyxy[:4])
+    side = max(1, int(round(max(x2 - x1, y2 - y1) * float(scale))))
+    cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+    return int(round(cx - side / 2.0)), int(round(cy - side / 2.0)), side
+
+
+def crop_square(image: np.ndarray, square: Tuple[int, int, int], size: int) -> np.ndarray:
+    """Cut the square ``(x0, y0, side)`` out of ``image`` and resize it to ``size``×``size``.
+
+    Parts outside the image are filled by replicating the border pixels.
+    Shrinking uses area interpolation (no aliasing), enlarging bilinear.
+
+    Args:
+        image: (H, W, C) or (H, W) uint8, any colour order (kept).
+        square: (x0, y0, side) from :func:`loose_square_box`.
+        size: output side in pixels.
+
+    Returns:
+        (size, size, C) / (size, size) uint8, same colour order as ``image``.
+    """
+    h, w = image.shape[:2]
+    x0, y0, side = (int(v) for v in square)
+    xa, ya, xb, yb = max(0, x0), max(0, y0), min(w, x0 + side), min(h, y0 + side)
+    if xb <= xa or yb <= ya:  # entirely outside: replicate the nearest edge pixel
+        xa, ya = min(max(x0, 0), w - 1), min(max(y0, 0), h - 1)
+        xb, yb = xa + 1, ya + 1
+    patch = image[ya:yb, xa:xb]
+    top, left = ya - y0, xa - x0
+    bottom, right = side - top - (yb - ya), side - left - (xb - xa)
+    if top or left or bottom > 0 or right > 0:
+        patch = cv2.copyMakeBorder(patch, max(top, 0), max(bottom, 0), max(left, 0), max(right, 0),
+                                   cv2.BORDER_REPLICATE)
+    interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    return cv2.resize(patch, (size, size), interpolation=interp)
+
+
+def crop_faces(image_bgr: np.ndarray, boxes: np.ndarray, size: int, scale: float = DEFAULT_SCALE
+               ) -> Tuple[np.ndarray, list]:
+    """Batch of model-ready crops for all faces of a frame.
+
+    Args:
+        image_bgr: (H, W, 3) uint8 **BGR** frame.
+        boxes: (N, 4) xyxy face boxes.
+        size: model input side (the manifest's ``input.size``).
+
+    Returns:
+        crops: (N, size, size, 3) uint8 **RGB**; squares: N (x0, y0, side).
+    """
+    squares = [loose_square_box(b, scale) for b in np.asarray(boxes).reshape(-1, 4)]
+    if not squares:
+        return np.zeros((0, size, size, 3), np.uint8), []
+    crops = np.stack([crop_square(image_bgr, sq, size) for sq in squares])
+    return crops[..., ::-1].copy(), squares
+
+
+def paste_square(image: np.ndarray, patch: np.ndarray, square: Tuple[int, int, int], feather: float = 0.12
+                 ) -> np.ndarray:
+    """Blend ``patch`` back into ``image`` over ``square`` with a feathered (soft-edged) elliptic mask.
+
+    Args:
+        image: (H, W, 3) uint8, modified in place and returned.
+        patch: (S, S, 3) uint8 in ``image``'s colour order.
+        square: (x0, y0, side) where the patch goes.
+        feather: blur width as a fraction of the side.
+    """
+    h, w = image.shape[:2]
+    x0, y0, side = (int(v) for v in square)
+    if side < 4:
+        return image
+    big = cv2.resize(patch, (side, side), interpolation=cv2.INTER_LINEAR)
+    mask = np.zeros((side, side), np.float32)
+    cv2.ellipse(mask, (side // 2, side // 2), (int(side * 0.36), int(side * 0.44)), 0, 0, 360, 1.0, -1)
+    k = max(3, int(side * feather) | 1)
+    mask = cv2.GaussianBlur(mask, (k, k), 0)
+    xa, ya, xb, yb = max(0, x0), max(0, y0), min(w, x0 + side), min(h, y0 + side)
+    if xb <= xa or yb <= ya:
+        return image
+    sub = (slice(ya - y0, yb - y0), slice(xa - x0, xb - x0))
+    m = mask[sub][..., None]
+    roi = image[ya:yb, xa:xb].astype(np.float32)
+    image[ya:yb, xa:xb] = np.clip(roi * (1 - m) + big[sub].astype(np.float32) * m, 0, 255).astype(np.uint8)
+    return image

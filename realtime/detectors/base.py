@@ -1,0 +1,100 @@
+"""The detector interface: ``detect(image_bgr) -> Detections`` in frame coordinates."""
+from __future__ import annotations
+
+import abc
+import logging
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from ..types import Detections
+
+__all__ = ["Detector", "nms", "ort_session"]
+
+log = logging.getLogger(__name__)
+
+
+def ort_session(model, threads: int = 1, providers=None):
+    """An ONNX Runtime session (``model``: path or serialized bytes) with quiet logs and ``threads`` intra-op threads."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = max(1, int(threads))
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(model if isinstance(model, (bytes, bytearray)) else str(model), so,
+                                providers=providers or ["CPUExecutionProvider"])
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.4) -> np.ndarray:
+    """Indices kept by non-maximum suppression, best first. boxes: (N, 4) xyxy; scores: (N,)."""
+    if len(boxes) == 0:
+        return np.zeros((0,), np.int64)
+    xywh = np.stack([boxes[:, 0], boxes[:, 1], boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], 1)
+    keep = cv2.dnn.NMSBoxes(xywh.astype(np.float32).tolist(), scores.astype(np.float32).tolist(), 0.0, iou)
+    keep = np.asarray(keep, np.int64).reshape(-1)
+    return keep[np.argsort(-scores[keep], kind="stable")]
+
+
+class Detector(abc.ABC):
+    """Finds faces in a BGR frame.
+
+    Args:
+        max_side: the frame is shrunk so that its longer side is at most this
+            many pixels before detection (None = native size). Boxes and
+            landmarks are returned in the original frame's pixels.
+        score_threshold: minimum confidence kept.
+        max_faces: keep at most this many faces (the largest), None = all.
+    """
+
+    name = "detector"
+
+    def __init__(self, max_side: Optional[int] = 320, score_threshold: float = 0.5,
+                 max_faces: Optional[int] = None) -> None:
+        self.max_side = max_side
+        self.score_threshold = float(score_threshold)
+        self.max_faces = max_faces
+
+    def detect(self, image: np.ndarray) -> Detections:
+        """Detect faces.
+
+        Args:
+            image: (H, W, 3) uint8 **BGR**.
+
+        Returns:
+            :class:`~realtime.types.Detections` in ``image`` pixel coordinates,
+            sorted by decreasing score.
+        """
+        h, w = image.shape[:2]
+        s = 1.0
+        small = image
+        if self.max_side and max(h, w) > self.max_side:
+            s = self.max_side / float(max(h, w))
+            small = cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        det = self._detect(small)
+        keep = det.scores >= self.score_threshold
+        det = det.select(keep)
+        if len(det) and s != 1.0:
+            det = Detections(det.boxes / s, det.scores, det.landmarks / s)
+        if len(det):
+            det.boxes[:, 0::2] = np.clip(det.boxes[:, 0::2], 0, w)
+            det.boxes[:, 1::2] = np.clip(det.boxes[:, 1::2], 0, h)
+            ok = (det.boxes[:, 2] - det.boxes[:, 0] > 1) & (det.boxes[:, 3] - det.boxes[:, 1] > 1)
+            det = det.select(ok)
+        if self.max_faces and len(det) > self.max_faces:
+            area = (det.boxes[:, 2] - det.boxes[:, 0]) * (det.boxes[:, 3] - det.boxes[:, 1])
+            det = det.select(np.sort(np.argsort(-area)[: self.max_faces]))
+        return Detections(det.boxes.astype(np.float32), det.scores.astype(np.float32),
+                          det.landmarks.astype(np.float32).reshape(-1, 5, 2))
+
+    @abc.abstractmethod
+    def _detect(self, image: np.ndarray) -> Detections:
+        """Detect on the (possibly shrunk) BGR image; coordinates in its pixels."""
+
+    def describe(self) -> dict:
+        return {"detector": self.name, "max_side": self.max_side, "score_threshold": self.score_threshold}
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,56 @@
+"""YuNet through ``cv2.FaceDetectorYN`` with a user-supplied model file (e.g. face_detection_yunet_2023mar.onnx)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from facecycle.errors import BackendUnavailable, ModelError
+
+from ..types import Detections
+from .base import Detector
+
+__all__ = ["YuNetDetector"]
+
+
+class YuNetDetector(Detector):
+    """YuNet. YuNet's landmark order (right eye, left eye, nose, right mouth, left mouth, of the
+    subject) is image-left first, the same as :class:`~realtime.types.Detections`."""
+
+    name = "yunet"
+
+    def __init__(self, model_path: Optional[str] = None, nms_iou: float = 0.3, top_k: int = 50, **kw) -> None:
+        super().__init__(**kw)
+        if not model_path:
+            raise BackendUnavailable("detector 'yunet' needs a model file: --detector-model PATH "
+                                     "(face_detection_yunet_2023mar.onnx from opencv_zoo)")
+        if not Path(model_path).is_file():
+            raise ModelError(f"{model_path}: YuNet model file not found")
+        if not hasattr(cv2, "FaceDetectorYN"):
+            raise BackendUnavailable("this OpenCV build has no cv2.FaceDetectorYN")
+        self.model_path = str(model_path)
+        try:
+            # threshold low here; Detector.detect applies score_threshold
+            self.det = cv2.FaceDetectorYN.create(self.model_path, "", (320, 320), 0.3, nms_iou, top_k)
+        except cv2.error as e:
+            raise ModelError(f"{model_path}: cannot load YuNet ({str(e).strip().splitlines()[-1]})") from None
+        self._size = (320, 320)
+
+    def _detect(self, image: np.ndarray) -> Detections:
+        h, w = image.shape[:2]
+        if self._size != (w, h):
+            self.det.setInputSize((w, h))
+            self._size = (w, h)
+        _, faces = self.det.detect(image)
+        if faces is None or len(faces) == 0:
+            return Detections.empty()
+        f = np.asarray(faces, np.float32)
+        boxes = np.stack([f[:, 0], f[:, 1], f[:, 0] + f[:, 2], f[:, 1] + f[:, 3]], 1)
+        return Detections(boxes, f[:, 14].copy(), f[:, 4:14].reshape(-1, 5, 2).copy())
+
+    def describe(self) -> dict:
+        d = super().describe()
+        d["model"] = Path(self.model_path).name
+        return d

@@ -1,0 +1,113 @@
+"""The expression (emotion) probe head: a linear layer over the encoder feature, applied in numpy.
+
+File format — ``expression_head.safetensors`` in the model directory:
+
+* tensors (float32): ``weight`` (7, feature_dim), ``bias`` (7,), and optionally
+  ``mean`` (feature_dim,) and ``std`` (feature_dim,) for feature standardisation;
+* metadata (strings): ``classes`` = JSON list of the 7 class names in FER order
+  ``["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]``;
+  optional ``feature`` (name of the analyze output it reads, default
+  ``"feature"``), ``source``, ``accuracy``.
+
+Probabilities = softmax(W · ((f − mean) / std) + b), f = the ``feature`` output
+of the ``analyze`` graph (B, feature_dim).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from facecycle.errors import ModelError
+
+from .types import EMOTIONS
+
+__all__ = ["ExpressionHead", "HEAD_FILE", "save_expression_head"]
+
+log = logging.getLogger(__name__)
+
+HEAD_FILE = "expression_head.safetensors"
+
+
+class ExpressionHead:
+    """Linear softmax head. ``predict(features (B, D)) -> (B, 7)`` float32 probabilities."""
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray, classes: Sequence[str] = EMOTIONS,
+                 mean: Optional[np.ndarray] = None, std: Optional[np.ndarray] = None,
+                 feature: str = "feature", meta: Optional[dict] = None) -> None:
+        self.weight = np.asarray(weight, np.float32)
+        self.bias = np.asarray(bias, np.float32)
+        self.classes = tuple(classes)
+        if self.weight.ndim != 2 or self.bias.shape != (self.weight.shape[0],):
+            raise ModelError(f"expression head: weight {self.weight.shape} / bias {self.bias.shape} mismatch")
+        if len(self.classes) != self.weight.shape[0]:
+            raise ModelError(f"expression head: {len(self.classes)} classes but {self.weight.shape[0]} rows")
+        d = self.weight.shape[1]
+        self.mean = None if mean is None else np.asarray(mean, np.float32).reshape(d)
+        self.std = None if std is None else np.maximum(np.asarray(std, np.float32).reshape(d), 1e-8)
+        self.feature = feature
+        self.meta = dict(meta or {})
+        # reorder rows into the CSV's fixed EMOTIONS order when the file lists them differently
+        if set(self.classes) == set(EMOTIONS) and self.classes != EMOTIONS:
+            order = [self.classes.index(c) for c in EMOTIONS]
+            self.weight, self.bias, self.classes = self.weight[order], self.bias[order], EMOTIONS
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.weight.shape[1])
+
+    @classmethod
+    def load(cls, path: Union[str, Path]) -> "ExpressionHead":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="numpy") as f:
+                meta = f.metadata() or {}
+                t = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as e:  # noqa: BLE001 - safetensors raises several types
+            raise ModelError(f"{path}: corrupt expression head ({str(e).splitlines()[0]})") from None
+        if "weight" not in t or "bias" not in t:
+            raise ModelError(f"{path}: expression head needs 'weight' and 'bias' tensors")
+        try:
+            classes = json.loads(meta.get("classes", json.dumps(list(EMOTIONS))))
+        except json.JSONDecodeError:
+            raise ModelError(f"{path}: metadata 'classes' is not a JSON list") from None
+        return cls(t["weight"], t["bias"], classes, t.get("mean"), t.get("std"), meta.get("feature", "feature"),
+                   meta)
+
+    @classmethod
+    def find(cls, model_dir: Union[str, Path]) -> Optional["ExpressionHead"]:
+        p = Path(model_dir) / HEAD_FILE
+        return cls.load(p) if p.is_file() else None
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        f = np.asarray(features, np.float32).reshape(len(features), -1)
+        if f.shape[1] != self.feature_dim:
+            raise ModelError(f"expression head expects features of size {self.feature_dim}, got {f.shape[1]}")
+        if self.mean is not None:
+            f = f - self.mean
+        if self.std is not None:
+            f = f / self.std
+        z = f @ self.weight.T + self.bias
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def save_expression_head(path: Union[str, Path], weight: np.ndarray, bias: np.ndarray,
+                         mean: Optional[np.ndarray] = None, std: Optional[np.ndarray] = None,
+                         classes: Sequence[str] = EMOTIONS, **meta: str) -> None:
+    """Write a head in the format above (used by the probe trainer and tests)."""
+    from safetensors.numpy import save_file
+
+    t = {"weight": np.ascontiguousarray(weight, np.float32), "bias": np.ascontiguousarray(bias, np.float32)}
+    if mean is not None:
+        t["mean"] = np.ascontiguousarray(mean, np.float32)
+    if std is not None:
+        t["std"] = np.ascontiguousarray(std, np.float32)
+    md = {"classes": json.dumps(list(classes))}
+    md.update({k: str(v) for k, v in meta.items()})
+    save_file(t, str(path), metadata=md)

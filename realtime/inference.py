@@ -1,0 +1,103 @@
+"""Per-face model outputs: one batched engine call per frame for all its faces.
+
+For each frame: loose square crops of every face (``realtime.crops``), one
+``analyze`` call (code, feature, intensity, flow), the emotion head on the
+feature when present, and — only when requested — ``neutralize`` (the neutral
+face) and ``identity`` (the identity code).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Optional
+
+import numpy as np
+
+from engines.base import Backend
+from facecycle.errors import ModelError
+from facecycle.preprocess import from_output, to_input
+
+from .crops import DEFAULT_SCALE, crop_faces
+from .heads import ExpressionHead
+from .pose import estimate_pose
+from .types import FramePacket
+
+__all__ = ["FaceInference"]
+
+log = logging.getLogger(__name__)
+
+
+class FaceInference:
+    """Fill the model outputs of every face of a packet.
+
+    Args:
+        backend: an open :class:`engines.base.Backend` on an exported model dir.
+        head: the expression head (None: emotions stay None).
+        neutralize: also compute ``Face.neutral`` (S, S, 3) uint8 RGB.
+        identity: also compute ``Face.identity`` (needs an ``identity`` graph).
+        crop_scale: see :func:`realtime.crops.loose_square_box`.
+    """
+
+    def __init__(self, backend: Backend, head: Optional[ExpressionHead] = None, neutralize: bool = False,
+                 identity: bool = False, crop_scale: float = DEFAULT_SCALE) -> None:
+        self.backend = backend
+        man = backend.manifest
+        self.size = int(man["input"]["size"])
+        self.mean = tuple(man["input"]["mean"])
+        self.std = tuple(man["input"]["std"])
+        cfg = man.get("config", {})
+        self.code_dim = int(cfg.get("code_dim") or _out_dim(backend, "analyze", "code"))
+        self.feature_dim = _out_dim(backend, "analyze", "feature")
+        if "analyze" not in backend.graphs:
+            raise ModelError(f"{backend.model_dir}: no 'analyze' graph")
+        if neutralize and "neutralize" not in backend.graphs:
+            raise ModelError(f"{backend.model_dir}: no 'neutralize' graph (needed for --neutralize)")
+        if identity and "identity" not in backend.graphs:
+            raise ModelError(f"{backend.model_dir}: no 'identity' graph (not an identity-stage model)")
+        if head is not None and head.feature_dim != self.feature_dim:
+            raise ModelError(f"expression head expects {head.feature_dim}-d features, model gives "
+                             f"{self.feature_dim}")
+        self.head = head
+        self.neutralize = neutralize
+        self.identity = identity
+        self.crop_scale = crop_scale
+
+    def __call__(self, packet: FramePacket) -> FramePacket:
+        t = time.perf_counter()
+        faces = packet.faces
+        w, h = packet.width, packet.height
+        for f in faces:
+            f.pose = estimate_pose(f.landmarks, w, h)
+        if faces:
+            crops, squares = crop_faces(packet.image, np.stack([f.box for f in faces]), self.size, self.crop_scale)
+            x = to_input(crops, self.mean, self.std)
+            out = self.backend.run("analyze", {"image": x})
+            probs = self.head.predict(out["feature"]) if self.head is not None else None
+            neutral = from_output(self.backend.run("neutralize", {"image": x, "flow": out["flow"]})["neutral"],
+                                  self.mean, self.std) if self.neutralize else None
+            ident = self.backend.run("identity", {"image": x})["identity"] if self.identity else None
+            for i, f in enumerate(faces):
+                f.crop_box = squares[i]
+                f.code = out["code"][i]
+                f.feature = out["feature"][i]
+                f.intensity = float(out["intensity"][i])
+                f.emotions = probs[i] if probs is not None else None
+                f.neutral = neutral[i] if neutral is not None else None
+                f.identity = ident[i] if ident is not None else None
+        packet.stats["infer"] = time.perf_counter() - t
+        return packet
+
+    def describe(self) -> dict:
+        return {"image_size": self.size, "code_dim": self.code_dim, "feature_dim": self.feature_dim,
+                "expression_head": self.head is not None, "neutralize": self.neutralize,
+                "identity": self.identity, "crop_scale": self.crop_scale}
+
+
+def _out_dim(backend: Backend, graph: str, name: str) -> int:
+    spec = backend.graphs.get(graph)
+    if spec is None:
+        raise ModelError(f"{backend.model_dir}: no {graph!r} graph")
+    for o in spec.outputs:
+        if o["name"] == name:
+            return int(o["shape"][1])
+    raise ModelError(f"{backend.model_dir}: graph {graph!r} has no output {name!r}")

@@ -1,0 +1,75 @@
+"""Geometric head pose from the 5 detector landmarks (``pose_source: "landmarks-pnp"``).
+
+``cv2.solvePnP`` fits a generic 3D five-point face (millimetres, x right, y
+down, z away from the camera; origin between the eyes) to the landmarks with a
+pinhole camera of focal length = frame width and the principal point at the
+frame centre. A frontal face gives (0, 0, 0). Angles follow OpenFace:
+``R = Rx(pitch)·Ry(yaw)·Rz(roll)``, radians, camera axes (x right, y down,
+z forward): Rx > 0 looks down, Ry > 0 turns to the image left... (see docs/csv.md).
+This is a coarse estimate (5 points, generic shape): ±10° is typical.
+"""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+__all__ = ["POSE_SOURCE", "FACE_MODEL_5", "estimate_pose", "rotation_to_euler", "euler_to_rotation", "camera_matrix"]
+
+POSE_SOURCE = "landmarks-pnp"
+
+#: generic 3D positions (mm) of: image-left eye, image-right eye, nose tip, image-left / -right mouth corner
+FACE_MODEL_5 = np.array([
+    [-32.0, 0.0, 0.0],
+    [32.0, 0.0, 0.0],
+    [0.0, 38.0, -28.0],
+    [-25.0, 72.0, -5.0],
+    [25.0, 72.0, -5.0],
+], np.float64)
+
+
+def rotation_to_euler(R: np.ndarray) -> np.ndarray:
+    """3×3 rotation -> (Rx, Ry, Rz) radians with R = Rx·Ry·Rz (OpenFace's convention)."""
+    q0 = math.atan2(-R[1, 2], R[2, 2])
+    q1 = math.asin(max(-1.0, min(1.0, R[0, 2])))
+    q2 = math.atan2(-R[0, 1], R[0, 0])
+    return np.array([q0, q1, q2], np.float32)
+
+
+def euler_to_rotation(e) -> np.ndarray:
+    """(Rx, Ry, Rz) radians -> 3×3 rotation R = Rx·Ry·Rz."""
+    a, b, c = (float(v) for v in e)
+    rx = np.array([[1, 0, 0], [0, math.cos(a), -math.sin(a)], [0, math.sin(a), math.cos(a)]])
+    ry = np.array([[math.cos(b), 0, math.sin(b)], [0, 1, 0], [-math.sin(b), 0, math.cos(b)]])
+    rz = np.array([[math.cos(c), -math.sin(c), 0], [math.sin(c), math.cos(c), 0], [0, 0, 1]])
+    return rx @ ry @ rz
+
+
+def camera_matrix(width: int, height: int) -> np.ndarray:
+    f = float(max(width, height))
+    return np.array([[f, 0, width / 2.0], [0, f, height / 2.0], [0, 0, 1]], np.float64)
+
+
+def estimate_pose(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Head pose of one face.
+
+    Args:
+        landmarks: (5, 2) float pixels (see :class:`realtime.types.Detections`).
+        width, height: frame size in pixels.
+
+    Returns:
+        (3,) float32 (Rx pitch, Ry yaw, Rz roll) radians; NaNs if the fit fails.
+    """
+    pts = np.asarray(landmarks, np.float64).reshape(5, 2)
+    K = camera_matrix(width, height)
+    ok, rvec, tvec = cv2.solvePnP(FACE_MODEL_5, pts, K, None, flags=cv2.SOLVEPNP_EPNP)
+    if ok:
+        ok, rvec, tvec = cv2.solvePnP(FACE_MODEL_5, pts, K, None, rvec, tvec, useExtrinsicGuess=True,
+                                      flags=cv2.SOLVEPNP_ITERATIVE)
+    if not ok or not np.all(np.isfinite(rvec)):
+        return np.full(3, np.nan, np.float32)
+    if tvec[2, 0] < 0:  # the mirrored solution (face behind the camera): flip
+        return np.full(3, np.nan, np.float32)
+    R, _ = cv2.Rodrigues(rvec)
+    return rotation_to_euler(R)

@@ -1,0 +1,61 @@
+"""Optional re-identification after an occlusion, by identity code.
+
+When a new track id appears, its identity code is compared (cosine) with the
+mean identity codes of tracks that disappeared less than ``window`` seconds
+ago; above ``threshold`` the new track takes the old id (for the rest of its
+life). Needs ``Face.identity`` (the analyzer computes it when ``reid=True``).
+"""
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+import numpy as np
+
+from .types import FramePacket
+
+__all__ = ["IdentityReID"]
+
+
+class IdentityReID:
+    def __init__(self, threshold: float = 0.8, window: float = 10.0) -> None:
+        self.threshold = float(threshold)
+        self.window = float(window)
+        self._map: Dict[int, int] = {}          # tracker id -> reported id
+        self._codes: Dict[int, np.ndarray] = {}  # reported id -> mean unit identity code
+        self._last: Dict[int, float] = {}        # reported id -> last time seen
+        self._seen: set = set()
+
+    def __call__(self, p: FramePacket) -> None:
+        present = {self._map[f.track_id] for f in p.faces if f.track_id in self._map}
+        for f in p.faces:
+            tid = f.track_id
+            if tid not in self._seen:
+                self._seen.add(tid)
+                self._map[tid] = self._match(f.identity, p.timestamp, exclude=present) if f.identity is not None \
+                    else tid
+            rid = self._map.get(tid, tid)
+            f.track_id = rid
+            present.add(rid)
+            if f.identity is not None:
+                v = np.asarray(f.identity, np.float32)
+                v = v / max(float(np.linalg.norm(v)), 1e-8)
+                old = self._codes.get(rid)
+                self._codes[rid] = v if old is None else 0.9 * old + 0.1 * v
+            self._last[rid] = p.timestamp
+        p.faces.sort(key=lambda f: f.track_id)
+
+    def _match(self, ident, t: float, exclude) -> int:
+        v = np.asarray(ident, np.float32)
+        v = v / max(float(np.linalg.norm(v)), 1e-8)
+        best, best_sim = None, self.threshold
+        for rid, code in self._codes.items():
+            if rid in exclude or t - self._last.get(rid, -1e9) > self.window:
+                continue
+            sim = float(code @ v / max(float(np.linalg.norm(code)), 1e-8))
+            if sim > best_sim:
+                best, best_sim = rid, sim
+        return best if best is not None else self._fresh_id()
+
+    def _fresh_id(self) -> int:
+        used = set(self._codes) | set(self._map.values())
+        return max(used) + 1 if used else 0

@@ -1,0 +1,121 @@
+"""The per-frame CSV (one row per face per frame; see docs/csv.md for every column).
+
+Rows of one frame are formatted completely, then written with a single
+``os.write`` on an unbuffered file descriptor: a kill between frames leaves
+only complete lines, and a reader sees each frame's rows as soon as it ends.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import math
+import os
+from pathlib import Path
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+
+from facecycle.errors import OutputError
+
+from ..types import EMOTIONS, Face, FramePacket
+from .base import Sink, prepare_output
+
+__all__ = ["CsvSink", "csv_columns", "format_rows"]
+
+log = logging.getLogger(__name__)
+
+
+def csv_columns(code_dim: int) -> List[str]:
+    """The CSV header for a model with ``code_dim``-d expression codes."""
+    cols = ["frame", "face_id", "timestamp", "confidence", "success", "face_x", "face_y", "face_w", "face_h"]
+    cols += [f"lmk_x_{i}" for i in range(5)] + [f"lmk_y_{i}" for i in range(5)]
+    cols += ["pose_Rx", "pose_Ry", "pose_Rz", "expr_intensity", "emotion"]
+    cols += [f"emotion_{e}" for e in EMOTIONS]
+    cols += [f"exp_{i}" for i in range(code_dim)]
+    return cols
+
+
+def _f(v: float, fmt: str = "%.4f") -> str:
+    v = float(v)
+    return "" if not math.isfinite(v) else fmt % v
+
+
+def _face_row(p: FramePacket, f: Face, code_dim: int) -> str:
+    b = f.box
+    lm = f.landmarks
+    parts = [str(p.index), str(f.track_id), "%.6f" % p.timestamp, "%.4f" % f.score, "1",
+             "%.2f" % b[0], "%.2f" % b[1], "%.2f" % (b[2] - b[0]), "%.2f" % (b[3] - b[1])]
+    parts += ["%.2f" % v for v in lm[:, 0].tolist()] + ["%.2f" % v for v in lm[:, 1].tolist()]
+    pose = f.pose if f.pose is not None else (math.nan,) * 3
+    parts += [_f(v, "%.5f") for v in np.asarray(pose).tolist()]
+    parts.append(_f(f.intensity, "%.6f"))
+    if f.emotions is not None:
+        parts.append(f.emotion or "")
+        parts += ["%.5f" % v for v in np.asarray(f.emotions).tolist()]
+    else:
+        parts += [""] * (1 + len(EMOTIONS))
+    if f.code is not None:
+        parts += ["%.6g" % v for v in np.asarray(f.code).tolist()]
+    else:
+        parts += [""] * code_dim
+    return ",".join(parts)
+
+
+def format_rows(packet: FramePacket, code_dim: int) -> str:
+    """All CSV lines of one frame (newline-terminated): one per face, or one ``success`` 0 row."""
+    if not packet.faces:
+        n_empty = len(csv_columns(code_dim)) - 5
+        return f"{packet.index},-1,{packet.timestamp:.6f},0,0" + "," * n_empty + "\n"
+    return "".join(_face_row(packet, f, code_dim) + "\n" for f in packet.faces)
+
+
+class CsvSink(Sink):
+    """Write the per-frame CSV.
+
+    Args:
+        path: output file (``.csv``).
+        code_dim: expression code size (number of ``exp_*`` columns).
+        overwrite: replace an existing file.
+    """
+
+    def __init__(self, path: Union[str, Path], code_dim: int, overwrite: bool = False) -> None:
+        self.path = prepare_output(path, overwrite)
+        self.code_dim = int(code_dim)
+        self.columns = csv_columns(self.code_dim)
+        self.rows = 0
+        self.frames = 0
+        self.last_frame = -1
+        try:
+            self._fd: Optional[int] = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        except OSError as e:
+            raise OutputError(f"{self.path}: cannot write ({e.strerror or e})") from None
+        self._write((",".join(self.columns) + "\n").encode())
+
+    def _write(self, data: bytes) -> None:
+        if self._fd is None:
+            raise OutputError(f"{self.path}: already closed")
+        view = memoryview(data)
+        try:
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise OutputError(f"{self.path}: disk full (rows up to frame {self.last_frame} are complete)") \
+                    from None
+            raise OutputError(f"{self.path}: write failed ({e.strerror or e})") from None
+
+    def write(self, packet: FramePacket) -> None:
+        text = format_rows(packet, self.code_dim)
+        self._write(text.encode())
+        self.rows += max(1, len(packet.faces))
+        self.frames += 1
+        self.last_frame = packet.index
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                os.close(fd)
+            except OSError:
+                pass

@@ -1,0 +1,176 @@
+"""Annotated video through PyAV: H.264 (libx264, yuv420p), the source's timestamps, audio copied.
+
+Each frame keeps its source PTS (so variable frame rate survives) in the
+source stream's time base. When the input has an audio stream it is remuxed
+(packets copied, not re-encoded) and interleaved with the video by time; an
+audio codec the container cannot hold is skipped with a warning. Closing
+flushes the encoder and writes the index, so an interrupted run still leaves
+a playable file.
+"""
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+from pathlib import Path
+from typing import Optional, Union
+
+import av
+import numpy as np
+
+from facecycle.errors import OutputError
+
+from ..types import FramePacket
+from .base import Sink, prepare_output
+
+__all__ = ["VideoSink"]
+
+log = logging.getLogger(__name__)
+
+
+class VideoSink(Sink):
+    """Write packets' ``annotated`` image (else ``image``), BGR, to an H.264 file.
+
+    Args:
+        path: output file (``.mp4``, ``.mkv``, ``.mov``).
+        fps: nominal frame rate (used when packets have no pts).
+        time_base: the packets' pts time base.
+        audio_from: input file whose audio stream is copied (None: no audio).
+        preset, crf: libx264 speed/quality.
+        overwrite: replace an existing file.
+    """
+
+    def __init__(self, path: Union[str, Path], fps: Optional[float] = 30.0, time_base: Optional[Fraction] = None,
+                 audio_from: Optional[str] = None, preset: str = "veryfast", crf: int = 23,
+                 overwrite: bool = False, codec: str = "libx264") -> None:
+        self.path = prepare_output(path, overwrite)
+        self.fps = Fraction(fps).limit_denominator(1001 * 1000) if fps else Fraction(30)
+        self.time_base = time_base or Fraction(1, 90000)
+        self.preset, self.crf, self.codec = preset, int(crf), codec
+        self.audio_from = audio_from
+        self.frames = 0
+        self._first_pts: Optional[int] = None
+        self._last_pts: Optional[int] = None
+        self._stream = None
+        self._audio_in = None
+        self._audio_iter = None
+        self._audio_out = None
+        self._pending_audio = None
+        self._closed = False
+        try:
+            self.container = av.open(str(self.path), "w")
+        except (av.error.FFmpegError, OSError) as e:
+            raise OutputError(f"{self.path}: cannot create video ({e})") from None
+
+    # -------------------------------------------------------------- setup
+    def _open_streams(self, width: int, height: int) -> None:
+        try:
+            s = self.container.add_stream(self.codec, rate=self.fps)
+        except (av.error.FFmpegError, ValueError) as e:
+            raise OutputError(f"{self.path}: encoder {self.codec} unavailable ({e})") from None
+        s.width, s.height = width, height
+        s.pix_fmt = "yuv420p"
+        s.codec_context.time_base = self.time_base
+        s.options = {"preset": self.preset, "crf": str(self.crf)}
+        self._stream = s
+        if self.audio_from:
+            self._open_audio()
+
+    def _open_audio(self) -> None:
+        try:
+            self._audio_in = av.open(self.audio_from)
+            if not self._audio_in.streams.audio:
+                self._audio_in.close()
+                self._audio_in = None
+                return
+            ain = self._audio_in.streams.audio[0]
+            self._audio_out = self.container.add_stream_from_template(ain)
+            self._audio_iter = self._audio_in.demux(ain)
+        except Exception as e:  # noqa: BLE001 - audio is best effort
+            log.warning("%s: audio not copied (%s)", self.path, e)
+            self._close_audio_in()
+
+    def _close_audio_in(self) -> None:
+        if self._audio_in is not None:
+            try:
+                self._audio_in.close()
+            except Exception:  # noqa: BLE001
+                pass
+        self._audio_in = self._audio_iter = None
+
+    def _mux_audio_until(self, t: float) -> None:
+        """Copy audio packets whose time is before ``t`` seconds (from the video's start)."""
+        if self._audio_iter is None:
+            return
+        try:
+            while True:
+                pk = self._pending_audio
+                if pk is None:
+                    pk = next(self._audio_iter)
+                    if pk.dts is None:  # the demuxer's final empty packet
+                        continue
+                pt = float((pk.pts if pk.pts is not None else pk.dts) * pk.time_base)
+                if pt > t:
+                    self._pending_audio = pk
+                    return
+                self._pending_audio = None
+                pk.stream = self._audio_out
+                self.container.mux(pk)
+        except StopIteration:
+            self._close_audio_in()
+        except av.error.FFmpegError as e:
+            log.warning("%s: audio copy stopped (%s)", self.path, e)
+            self._close_audio_in()
+
+    # -------------------------------------------------------------- write
+    def write(self, packet: FramePacket) -> None:
+        if self._closed:
+            raise OutputError(f"{self.path}: already closed")
+        img = packet.annotated if packet.annotated is not None else packet.image
+        h, w = img.shape[:2]
+        if h % 2 or w % 2:  # yuv420p needs even sizes: replicate the last row / column
+            img = np.pad(img, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+            h, w = img.shape[:2]
+        if self._stream is None:
+            self._open_streams(w, h)
+        elif (w, h) != (self._stream.width, self._stream.height):
+            import cv2
+
+            img = cv2.resize(img, (self._stream.width, self._stream.height))
+        pts = packet.pts
+        if pts is None or packet.time_base != self.time_base:
+            pts = int(round(packet.timestamp / self.time_base))
+        if self._first_pts is None:
+            self._first_pts = pts
+        pts -= self._first_pts
+        if self._last_pts is not None and pts <= self._last_pts:
+            pts = self._last_pts + 1
+        self._last_pts = pts
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24")
+        frame.pts = pts
+        frame.time_base = self.time_base
+        self._mux_audio_until(float(pts * self.time_base))
+        try:
+            for p in self._stream.encode(frame):
+                self.container.mux(p)
+        except (av.error.FFmpegError, OSError) as e:
+            raise OutputError(f"{self.path}: video write failed ({e})") from None
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._stream is not None:
+                for p in self._stream.encode():
+                    self.container.mux(p)
+                if self._last_pts is not None:
+                    self._mux_audio_until(float((self._last_pts + 1) * self.time_base) + 1.0 / float(self.fps))
+        except Exception as e:  # noqa: BLE001 - still close the container
+            log.warning("%s: flushing failed (%s)", self.path, e)
+        finally:
+            self._close_audio_in()
+            try:
+                self.container.close()
+            except Exception as e:  # noqa: BLE001
+                log.warning("%s: closing failed (%s)", self.path, e)

@@ -1,0 +1,34 @@
+"""Frame sources: video files/streams (PyAV), cameras (OpenCV), image folders.
+
+Use :func:`open_source` to pick one from a user's input string.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+from .base import Source
+from .camera import CameraSource
+from .images import ImageFolderSource
+from .video import VideoSource
+
+__all__ = ["Source", "VideoSource", "CameraSource", "ImageFolderSource", "open_source"]
+
+
+def open_source(spec: Union[str, int, Path], realtime: bool = False, width: Optional[int] = None,
+                height: Optional[int] = None, fps: Optional[float] = None) -> Source:
+    """Open ``spec``: an int / ``camera:N`` / ``/dev/videoN`` -> camera; a folder -> images; else a video.
+
+    Raises:
+        facecycle.errors.InputError: the input is missing or cannot be read.
+    """
+    if isinstance(spec, int):
+        return CameraSource(spec, width=width, height=height, fps=fps)
+    s = str(spec)
+    if s.startswith("camera:"):
+        return CameraSource(s.split(":", 1)[1], width=width, height=height, fps=fps)
+    if s.startswith("/dev/video"):
+        return CameraSource(s, width=width, height=height, fps=fps)
+    if Path(s).is_dir():
+        return ImageFolderSource(s, fps=fps or 30.0)
+    return VideoSource(s, realtime=realtime)

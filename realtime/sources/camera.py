@@ -1,0 +1,87 @@
+"""Webcams through OpenCV (``cv2.VideoCapture``): an index or a device path."""
+from __future__ import annotations
+
+import logging
+import time
+from fractions import Fraction
+from typing import Iterator, Optional, Union
+
+import cv2
+
+from facecycle.errors import InputError, PipelineError
+
+from ..types import FramePacket
+from .base import Source
+
+__all__ = ["CameraSource"]
+
+log = logging.getLogger(__name__)
+
+
+class CameraSource(Source):
+    """A live camera. Timestamps are wall-clock seconds since the first frame.
+
+    Args:
+        device: camera index (``0``) or device path (``/dev/video2``).
+        width, height: requested resolution (the driver may pick another).
+        fps: requested frame rate.
+        timeout: seconds without a frame before the camera counts as stopped
+            (:class:`~facecycle.errors.PipelineError`).
+        max_frames: stop after this many frames (None = until stopped).
+    """
+
+    live = True
+    time_base = Fraction(1, 1000000)
+
+    def __init__(self, device: Union[int, str] = 0, width: Optional[int] = None, height: Optional[int] = None,
+                 fps: Optional[float] = None, timeout: float = 5.0, max_frames: Optional[int] = None) -> None:
+        super().__init__()
+        if isinstance(device, str) and device.isdigit():
+            device = int(device)
+        self.device = device
+        self.name = f"camera:{device}"
+        self.timeout = float(timeout)
+        self.max_frames = max_frames
+        self.cap = cv2.VideoCapture(device)
+        if not self.cap.isOpened():
+            self.cap.release()
+            raise InputError(f"camera {device!r}: cannot open (no such camera or it is busy)")
+        if width:
+            self.cap.set(cv2.CAP_PROP_FRAME_WIDTH, int(width))
+        if height:
+            self.cap.set(cv2.CAP_PROP_FRAME_HEIGHT, int(height))
+        if fps:
+            self.cap.set(cv2.CAP_PROP_FPS, float(fps))
+        self.width = int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+        self.height = int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        self.fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0) or (float(fps) if fps else 30.0)
+
+    def __iter__(self) -> Iterator[FramePacket]:
+        index = 0
+        t0: Optional[float] = None
+        last_ok = time.monotonic()
+        while self.max_frames is None or index < self.max_frames:
+            t = time.perf_counter()
+            ok, img = self.cap.read()
+            if not ok or img is None:
+                if time.monotonic() - last_ok > self.timeout:
+                    raise PipelineError(f"{self.name}: no frame for {self.timeout:g} s (camera stopped?)")
+                time.sleep(0.01)
+                continue
+            last_ok = time.monotonic()
+            now = time.perf_counter()
+            if t0 is None:
+                t0 = now
+            ts = now - t0
+            if img.ndim == 2:
+                img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+            self.height, self.width = img.shape[:2]
+            yield FramePacket(index=index, pts=int(round(ts * 1e6)), time_base=self.time_base, timestamp=ts,
+                              image=img, source=self.name, stats={"decode": now - t})
+            index += 1
+
+    def close(self) -> None:
+        try:
+            self.cap.release()
+        except Exception:  # noqa: BLE001
+            pass

@@ -1,0 +1,188 @@
+"""Video files and network streams through PyAV, with true timestamps.
+
+Every decoded frame is yielded once, in presentation order, with its PTS and
+the stream's time base (variable frame rate is preserved). Rotation metadata
+(the display matrix, read back by PyAV as ``VideoFrame.rotation``,
+counter-clockwise degrees) is applied, so images are in display orientation.
+Damaged packets are skipped and counted in ``errors``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+import av
+import cv2
+import numpy as np
+
+from facecycle.errors import InputError
+
+from ..types import FramePacket
+from .base import Source
+
+__all__ = ["VideoSource", "rotate_image"]
+
+log = logging.getLogger(__name__)
+
+_STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
+
+
+def rotate_image(image: np.ndarray, degrees_ccw: float) -> np.ndarray:
+    """Rotate (H, W, C) by a multiple of 90° counter-clockwise (other angles round to the nearest)."""
+    k = int(round(float(degrees_ccw) / 90.0)) % 4
+    if k == 0:
+        return image
+    code = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_CLOCKWISE}[k]
+    return cv2.rotate(image, code)
+
+
+class VideoSource(Source):
+    """Decode a video file or stream.
+
+    Args:
+        path: file path or stream URL.
+        realtime: play at the file's own pace as if it were a camera (a slow
+            consumer makes it drop frames, counted in ``drops``; see
+            :class:`realtime.pipeline.Pipeline`).
+        threads: decoder threads (0 = FFmpeg's choice).
+        max_errors: give up (InputError) after this many damaged packets in a row.
+    """
+
+    def __init__(self, path: Union[str, Path], realtime: bool = False, threads: int = 0,
+                 max_errors: int = 50) -> None:
+        super().__init__()
+        spath = str(path)
+        self.is_url = spath.startswith(_STREAM_PREFIXES)
+        if not self.is_url:
+            p = Path(spath)
+            if not p.exists():
+                raise InputError(f"{spath}: no such file")
+            if p.is_dir():
+                raise InputError(f"{spath}: is a directory, not a video file")
+            if p.stat().st_size == 0:
+                raise InputError(f"{spath}: empty file (0 bytes)")
+            if not os.access(spath, os.R_OK):
+                raise InputError(f"{spath}: permission denied")
+        self.name = spath
+        self.path = None if self.is_url else spath
+        self.live = bool(realtime) or self.is_url
+        self.realtime = bool(realtime)
+        self.max_errors = max_errors
+        try:
+            self.container = av.open(spath, "r", timeout=10.0 if self.is_url else None)
+        except (av.error.FFmpegError, OSError, ValueError) as e:
+            raise InputError(f"{spath}: cannot open as a video ({_msg(e)})") from None
+        if not self.container.streams.video:
+            self.container.close()
+            raise InputError(f"{spath}: no video stream (audio-only or not a video)")
+        self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        if threads:
+            self.stream.thread_count = threads
+        cc = self.stream.codec_context
+        self.time_base = self.stream.time_base or Fraction(1, 1000)
+        rate = self.stream.average_rate or self.stream.guessed_rate or self.stream.base_rate
+        self.fps = float(rate) if rate else None
+        self.rate = rate
+        self.frame_count = int(self.stream.frames) or None
+        if self.frame_count is None and self.stream.duration and self.fps:
+            self.frame_count = int(round(float(self.stream.duration * self.time_base) * self.fps))
+        self.rotation = 0
+        self.width, self.height = int(cc.width or 0), int(cc.height or 0)
+        if self.width <= 0 or self.height <= 0:
+            self.container.close()
+            raise InputError(f"{spath}: video stream has no frame size (corrupt header?)")
+        self.still = len(self.container.streams) == 1 and cc.name in ("mjpeg", "png", "bmp", "webp", "tiff") \
+            and (self.frame_count or 0) <= 1
+        self._closed = False
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------
+    def __iter__(self) -> Iterator[FramePacket]:
+        t0_wall: Optional[float] = None
+        first_pts: Optional[int] = None
+        index = 0
+        last_pts: Optional[int] = None
+        bad_in_row = 0
+        tb = self.time_base
+        for packet in self._demux():
+            try:
+                frames = packet.decode()
+                bad_in_row = 0
+            except av.error.FFmpegError as e:
+                self.errors += 1
+                bad_in_row += 1
+                log.warning("%s: damaged packet skipped (%s)", self.name, _msg(e))
+                if bad_in_row >= self.max_errors:
+                    raise InputError(f"{self.name}: undecodable ({bad_in_row} damaged packets in a row)") from None
+                continue
+            for frame in frames:
+                t = time.perf_counter()
+                pts = frame.pts
+                if pts is None:  # no timestamps: synthesise from the nominal rate
+                    pts = (last_pts + 1) if last_pts is not None and not self.fps else (
+                        int(round(index / (self.fps * tb))) if self.fps else index)
+                if last_pts is not None and pts <= last_pts:  # repair non-increasing pts
+                    pts = last_pts + 1
+                last_pts = pts
+                if first_pts is None:
+                    first_pts = pts
+                ts = float((pts - first_pts) * tb)
+                img = self._to_bgr(frame)
+                pkt = FramePacket(index=index, pts=pts, time_base=tb, timestamp=ts, image=img,
+                                  source=self.name, stats={"decode": time.perf_counter() - t})
+                if self.realtime:  # pace like a camera
+                    now = time.perf_counter()
+                    if t0_wall is None:
+                        t0_wall = now - ts
+                    wait = t0_wall + ts - now
+                    if wait > 0:
+                        time.sleep(wait)
+                index += 1
+                yield pkt
+        if index == 0:
+            raise InputError(f"{self.name}: no decodable video frames")
+
+    def _demux(self):
+        try:
+            for packet in self.container.demux(self.stream):
+                yield packet
+        except av.error.FFmpegError as e:  # truncated / corrupt container: stop, keep what was decoded
+            self.errors += 1
+            log.warning("%s: demuxing stopped early (%s)", self.name, _msg(e))
+            return
+        # the final flush packet (packet.size 0) is yielded by demux itself
+
+    def _to_bgr(self, frame: "av.VideoFrame") -> np.ndarray:
+        rot = getattr(frame, "rotation", 0) or 0
+        self.rotation = rot
+        img = frame.to_ndarray(format="bgr24")
+        if rot:
+            img = rotate_image(img, rot)
+        self.height, self.width = img.shape[:2]
+        return img
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                try:
+                    self.container.close()
+                except Exception:  # noqa: BLE001 - closing must not raise
+                    pass
+
+    def describe(self) -> dict:
+        d = super().describe()
+        d.update(codec=self.stream.codec_context.name, time_base=str(self.time_base), rotation=self.rotation,
+                 errors=self.errors)
+        return d
+
+
+def _msg(e: BaseException) -> str:
+    s = getattr(e, "strerror", None) or str(e)
+    return s.strip().splitlines()[0] if s.strip() else type(e).__name__

@@ -1,0 +1,164 @@
+"""Face tracking: stable ids across frames.
+
+* On detection frames, detections are matched to live and recently lost
+  tracks by IoU with the Hungarian algorithm (``scipy.optimize.linear_sum_assignment``);
+  unmatched detections start new tracks; unmatched tracks become *lost* and are
+  kept for ``lost_buffer`` seconds so a face that reappears keeps its id.
+* Between detections, :meth:`Tracker.propagate` moves each live track with
+  pyramidal Lucas–Kanade optical flow of its 5 landmarks on a small grey
+  frame (translation + scale from the point motion). A track whose points fail
+  the forward–backward check is dropped to *lost*, and ``propagate`` returns
+  ``False`` so the caller can run the detector on that frame (a scene cut).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+import cv2
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from .types import Detections, Face
+
+__all__ = ["Tracker", "Track", "iou_matrix"]
+
+log = logging.getLogger(__name__)
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU between every box of ``a`` (N, 4) and ``b`` (M, 4), xyxy -> (N, M)."""
+    a = np.asarray(a, np.float32).reshape(-1, 4)
+    b = np.asarray(b, np.float32).reshape(-1, 4)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-6)
+
+
+@dataclass
+class Track:
+    id: int
+    box: np.ndarray
+    landmarks: np.ndarray
+    score: float
+    last_seen: float  # timestamp of the last detection match
+    hits: int = 1
+    lost: bool = False
+    identity: Optional[np.ndarray] = field(default=None, repr=False)
+
+
+class Tracker:
+    """IoU + Hungarian tracker with a lost-track buffer and optical-flow propagation.
+
+    Args:
+        iou_threshold: minimum IoU for a detection to continue a track.
+        lost_buffer: seconds a lost track is remembered (re-matched by IoU with its last box).
+        flow_side: longer side (pixels) of the grey frame used for optical flow.
+        max_fb_error: forward–backward error (pixels at ``flow_side`` scale) above which a point fails.
+    """
+
+    def __init__(self, iou_threshold: float = 0.3, lost_buffer: float = 2.0, flow_side: int = 320,
+                 max_fb_error: float = 1.5) -> None:
+        self.iou_threshold = float(iou_threshold)
+        self.lost_buffer = float(lost_buffer)
+        self.flow_side = int(flow_side)
+        self.max_fb_error = float(max_fb_error)
+        self.tracks: List[Track] = []
+        self.next_id = 0
+        self._prev_gray: Optional[np.ndarray] = None
+        self._scale = 1.0
+
+    # --------------------------------------------------------------- frames
+    def _gray(self, image: np.ndarray) -> Tuple[np.ndarray, float]:
+        h, w = image.shape[:2]
+        s = min(1.0, self.flow_side / float(max(h, w)))
+        small = cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA) \
+            if s < 1.0 else image
+        return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), s
+
+    def update(self, image: np.ndarray, det: Detections, timestamp: float) -> List[Face]:
+        """Detection frame: match ``det`` to tracks; returns the faces of this frame (live tracks)."""
+        self._prev_gray, self._scale = self._gray(image)
+        self.tracks = [t for t in self.tracks if not t.lost or timestamp - t.last_seen <= self.lost_buffer]
+        matched_t, matched_d = set(), set()
+        if self.tracks and len(det):
+            iou = iou_matrix(np.stack([t.box for t in self.tracks]), det.boxes)
+            # live tracks win ties over lost ones
+            cost = 1.0 - iou + np.array([0.05 if t.lost else 0.0 for t in self.tracks])[:, None]
+            rows, cols = linear_sum_assignment(cost)
+            for r, c in zip(rows, cols):
+                if iou[r, c] >= self.iou_threshold:
+                    t = self.tracks[r]
+                    t.box, t.landmarks, t.score = det.boxes[c].copy(), det.landmarks[c].copy(), float(det.scores[c])
+                    t.last_seen, t.lost = timestamp, False
+                    t.hits += 1
+                    matched_t.add(r)
+                    matched_d.add(c)
+        for r, t in enumerate(self.tracks):
+            if r not in matched_t:
+                t.lost = True
+        for c in range(len(det)):
+            if c not in matched_d:
+                self.tracks.append(Track(self.next_id, det.boxes[c].copy(), det.landmarks[c].copy(),
+                                         float(det.scores[c]), timestamp))
+                self.next_id += 1
+        return self._faces(detected=True)
+
+    def propagate(self, image: np.ndarray, timestamp: float) -> Tuple[List[Face], bool]:
+        """Frame without detection: move live tracks by optical flow.
+
+        Returns:
+            (faces, ok): ``ok`` is False when a live track was lost (the caller
+            should run the detector on this frame).
+        """
+        gray, s = self._gray(image)
+        live = [t for t in self.tracks if not t.lost]
+        ok = True
+        if live and self._prev_gray is not None and self._prev_gray.shape == gray.shape:
+            p0 = (np.concatenate([t.landmarks for t in live]) * self._scale).astype(np.float32).reshape(-1, 1, 2)
+            lk = dict(winSize=(15, 15), maxLevel=2, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 0.03))
+            p1, st1, _ = cv2.calcOpticalFlowPyrLK(self._prev_gray, gray, p0, None, **lk)
+            p0b, st2, _ = cv2.calcOpticalFlowPyrLK(gray, self._prev_gray, p1, None, **lk)
+            fb = np.linalg.norm((p0 - p0b).reshape(-1, 2), axis=1)
+            good = (st1.reshape(-1) == 1) & (st2.reshape(-1) == 1) & (fb < self.max_fb_error)
+            p0, p1 = p0.reshape(-1, 5, 2) / s, p1.reshape(-1, 5, 2) / s
+            good = good.reshape(-1, 5)
+            for i, t in enumerate(live):
+                g = good[i]
+                if g.sum() < 3:
+                    t.lost = True
+                    ok = False
+                    continue
+                a, b = p0[i][g], p1[i][g]
+                ca, cb = a.mean(0), b.mean(0)
+                da = np.linalg.norm(a - ca, axis=1).mean()
+                db = np.linalg.norm(b - cb, axis=1).mean()
+                k = float(np.clip(db / da, 0.8, 1.25)) if da > 1e-3 else 1.0
+                t.box = np.concatenate([cb + (t.box[:2] - ca) * k, cb + (t.box[2:] - ca) * k]).astype(np.float32)
+                lm = t.landmarks.copy()
+                lm[g] = b
+                lm[~g] = cb + (lm[~g] - ca) * k  # failed points follow the others
+                t.landmarks = lm.astype(np.float32)
+        elif live and self._prev_gray is not None:  # frame size changed
+            ok = False
+        self._prev_gray, self._scale = gray, s
+        return self._faces(detected=False), ok
+
+    def _faces(self, detected: bool) -> List[Face]:
+        out = []
+        for t in self.tracks:
+            if not t.lost:
+                out.append(Face(box=t.box.copy(), score=t.score, landmarks=t.landmarks.copy(), track_id=t.id,
+                                detected=detected))
+        out.sort(key=lambda f: f.track_id)
+        return out
+
+    def reset(self) -> None:
+        self.tracks.clear()
+        self._prev_gray = None

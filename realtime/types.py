@@ -1,0 +1,126 @@
+"""The data that flows through the pipeline: one :class:`FramePacket` per decoded frame.
+
+Colour order: every ``image`` in this package is **BGR** uint8 (OpenCV's order),
+shape (H, W, 3), C-contiguous, in display orientation (rotation metadata already
+applied). Model crops and the neutral face are **RGB** (the model's order); the
+field docs say which.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Dict, List, Optional
+
+import numpy as np
+
+__all__ = ["Face", "FramePacket", "EMOTIONS", "Detections"]
+
+#: FER-2013 class order used by the expression head and the CSV
+EMOTIONS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+
+
+@dataclass
+class Detections:
+    """Raw detector output for one frame, in frame pixel coordinates.
+
+    Attributes:
+        boxes: (N, 4) float32 xyxy.
+        scores: (N,) float32 in [0, 1].
+        landmarks: (N, 5, 2) float32 (x, y): left eye, right eye, nose tip, left
+            mouth corner, right mouth corner ("left" = image left).
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    landmarks: np.ndarray
+
+    @classmethod
+    def empty(cls) -> "Detections":
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32))
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+    def select(self, idx) -> "Detections":
+        return Detections(self.boxes[idx], self.scores[idx], self.landmarks[idx])
+
+
+@dataclass
+class Face:
+    """One face in one frame.
+
+    Attributes:
+        box: (4,) float32 xyxy in frame pixels.
+        score: detector confidence in [0, 1] (the last detection's score on
+            tracked-only frames).
+        landmarks: (5, 2) float32 (x, y) frame pixels (see :class:`Detections`).
+        track_id: stable id of the face across frames (-1 before tracking).
+        detected: True when the detector ran on this frame and found this face,
+            False when its box was carried by the tracker.
+        code: (code_dim,) float32 expression code, or None before inference.
+        feature: (feature_dim,) float32 encoder feature (input of the emotion head).
+        intensity: expression intensity (mean flow magnitude, crop-side units).
+        emotions: (7,) float32 probabilities in :data:`EMOTIONS` order, or None
+            when no expression head is present.
+        pose: (3,) float32 (Rx pitch, Ry yaw, Rz roll) radians, OpenFace convention.
+        neutral: (S, S, 3) uint8 **RGB** neutral face, or None (only with neutralize).
+        identity: (code_dim,) float32 identity code, or None.
+        crop_box: (x0, y0, side) of the loose square crop in frame pixels.
+    """
+
+    box: np.ndarray
+    score: float
+    landmarks: np.ndarray
+    track_id: int = -1
+    detected: bool = True
+    code: Optional[np.ndarray] = None
+    feature: Optional[np.ndarray] = None
+    intensity: float = float("nan")
+    emotions: Optional[np.ndarray] = None
+    pose: Optional[np.ndarray] = None
+    neutral: Optional[np.ndarray] = None
+    identity: Optional[np.ndarray] = None
+    crop_box: Optional[tuple] = None
+
+    @property
+    def emotion(self) -> Optional[str]:
+        """The most probable emotion name, or None without an expression head."""
+        if self.emotions is None:
+            return None
+        return EMOTIONS[int(np.argmax(self.emotions))]
+
+
+@dataclass
+class FramePacket:
+    """One decoded frame and everything computed about it.
+
+    Attributes:
+        index: 0-based index of the frame among the decoded frames of the source.
+        pts: presentation timestamp in ``time_base`` units (None if the container has none).
+        time_base: the stream's time base (seconds per pts unit).
+        timestamp: seconds from the start of the source (pts·time_base minus the
+            first frame's; wall-clock seconds for cameras).
+        image: (H, W, 3) uint8 **BGR**, display orientation.
+        faces: the faces found, sorted by track id.
+        source: name of the source (file path, ``camera:0``, folder).
+        stats: per-stage timings in seconds (``decode``, ``detect``, ``infer``, ...).
+        annotated: (H, W, 3) uint8 BGR rendered image once an annotator ran, else None.
+    """
+
+    index: int
+    pts: Optional[int]
+    time_base: Fraction
+    timestamp: float
+    image: np.ndarray
+    faces: List[Face] = field(default_factory=list)
+    source: str = ""
+    stats: Dict[str, float] = field(default_factory=dict)
+    annotated: Optional[np.ndarray] = None
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
