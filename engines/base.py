@@ -8,6 +8,7 @@ batches above its maximum and pads to the sizes an engine was built for.
 from __future__ import annotations
 
 import abc
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -42,6 +43,15 @@ class GraphSpec:
 
     def __repr__(self) -> str:
         return f"GraphSpec({self.name!r}, inputs={self.input_names}, outputs={self.output_names})"
+
+
+def _sha256(path: Path) -> str:
+    """Hex sha256 of a file (torch-free twin of :func:`facecycle.export.sha256_file`)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def read_manifest(model_dir: Union[str, Path]) -> dict:
@@ -132,7 +142,31 @@ class Backend(abc.ABC):
     def _run(self, spec: GraphSpec, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Run one batch of at most ``max_batch`` items."""
 
+    def run_torch(self, graph: str, tensors: Mapping[str, "object"]) -> Dict[str, "object"]:
+        """Run ``graph`` on torch tensors and return torch tensors.
+
+        Backends with a zero-copy device path (PyTorch, TensorRT) override this
+        and keep CUDA tensors on the GPU; this fallback goes through numpy
+        (host copies) and returns CPU tensors.
+        """
+        import torch
+
+        arrs = {k: t.detach().float().cpu().numpy() for k, t in tensors.items()}
+        return {k: torch.from_numpy(v) for k, v in self.run(graph, arrs).items()}
+
     # ------------------------------------------------------------ helpers
+    def _graph_file(self, spec: GraphSpec, verify: bool = True) -> Path:
+        """Path of a graph's ONNX file; ModelError if it is missing or its sha256 differs from the manifest."""
+        path = self.model_dir / spec.file
+        if not path.is_file():
+            raise ModelError(f"{path}: graph file missing from the model directory")
+        if verify and spec.sha256:
+            got = _sha256(path)
+            if got != spec.sha256:
+                raise ModelError(f"{path}: sha256 {got[:12]}… does not match the manifest ({spec.sha256[:12]}…); "
+                                 "the file is truncated, corrupt or was replaced — re-export the model")
+        return path
+
     def _spec(self, graph: str) -> GraphSpec:
         try:
             return self.graphs[graph]

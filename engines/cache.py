@@ -1,0 +1,222 @@
+"""The user engine cache: where built engines and converted graphs live, and their keys.
+
+Layout (``$FACECYCLE_CACHE`` or ``$XDG_CACHE_HOME/facecycle`` or ``~/.cache/facecycle``)::
+
+    <root>/engines/<graph>-<precision>-b<min>_<opt>_<max>-<key16>.engine   TensorRT plan
+    <root>/engines/<same>.json                                             what the key was made of
+    <root>/engines/timing/trt<version>-<gpu>-sm<cc>.cache                  TensorRT timing cache
+    <root>/engines/onnx16/<onnx sha256 [:16]>-fp16.onnx                    FP16 graphs (I/O kept FP32)
+
+Nothing here imports TensorRT; the key is a pure function, unit-tested on
+any machine. Never put the cache inside the repository.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator, List, Optional, Tuple, Union
+
+from facecycle.errors import ModelError, OutputError
+
+__all__ = [
+    "cache_root", "engine_cache_dir", "EngineKey", "engine_key", "engine_path", "timing_cache_path",
+    "list_engines", "clean_engines", "fp16_onnx", "slug",
+]
+
+log = logging.getLogger(__name__)
+
+
+def cache_root() -> Path:
+    """``$FACECYCLE_CACHE``, else ``$XDG_CACHE_HOME/facecycle``, else ``~/.cache/facecycle``."""
+    env = os.environ.get("FACECYCLE_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "facecycle"
+
+
+def engine_cache_dir() -> Path:
+    return cache_root() / "engines"
+
+
+def slug(s: str) -> str:
+    """Filesystem-safe lowercase token (``"NVIDIA H100 80GB HBM3"`` -> ``"nvidia-h100-80gb-hbm3"``)."""
+    return re.sub(r"[^a-z0-9.]+", "-", s.lower()).strip("-") or "unknown"
+
+
+@dataclass(frozen=True)
+class EngineKey:
+    """Everything a TensorRT engine depends on; a change in any field means a rebuild."""
+
+    graph: str
+    onnx_sha256: str
+    trt_version: str
+    gpu_name: str
+    compute_capability: str   # "9.0"
+    precision: str            # "fp32" | "fp16"
+    profile: Tuple[int, int, int]  # batch (min, opt, max)
+    fp16_mode: str = "graph"  # "graph": ONNX converted to fp16; "flag": BuilderFlag.FP16 (TRT 10 only)
+
+    def digest(self) -> str:
+        d = asdict(self)
+        d["profile"] = list(self.profile)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+    def filename(self) -> str:
+        lo, opt, hi = self.profile
+        return f"{self.graph}-{self.precision}-b{lo}_{opt}_{hi}-{self.digest()[:16]}.engine"
+
+
+def engine_key(graph: str, onnx_sha256: str, trt_version: str, gpu_name: str, compute_capability,
+               precision: str, profile, fp16_mode: str = "graph") -> EngineKey:
+    """Validate and normalise the parts of an engine key (pure; no TensorRT needed)."""
+    if precision not in ("fp32", "fp16"):
+        raise ValueError(f"precision must be fp32 or fp16, not {precision!r}")
+    lo, opt, hi = (int(v) for v in profile)
+    if not 1 <= lo <= opt <= hi:
+        raise ValueError(f"profile must satisfy 1 <= min <= opt <= max, got {lo}/{opt}/{hi}")
+    if not re.fullmatch(r"[0-9a-f]{64}", onnx_sha256 or ""):
+        raise ValueError(f"onnx_sha256 must be 64 hex digits, got {onnx_sha256!r}")
+    if isinstance(compute_capability, (tuple, list)):
+        compute_capability = ".".join(str(int(v)) for v in compute_capability)
+    mode = fp16_mode if precision == "fp16" else "none"
+    if mode not in ("graph", "flag", "none"):
+        raise ValueError(f"fp16_mode must be 'graph' or 'flag', not {fp16_mode!r}")
+    return EngineKey(graph, onnx_sha256, str(trt_version), str(gpu_name), str(compute_capability), precision,
+                     (lo, opt, hi), mode)
+
+
+def engine_path(key: EngineKey, root: Optional[Path] = None) -> Path:
+    return (root or engine_cache_dir()) / key.filename()
+
+
+def timing_cache_path(trt_version: str, gpu_name: str, compute_capability: str, root: Optional[Path] = None) -> Path:
+    """One persistent timing cache per TensorRT version and GPU (shared by all graphs)."""
+    return (root or engine_cache_dir()) / "timing" / f"trt{trt_version}-{slug(gpu_name)}-sm{compute_capability}.cache"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write to the engine cache ({e.strerror or e})") from None
+
+
+def _entries(root: Path) -> Iterator[Path]:
+    if root.is_dir():
+        yield from sorted(root.glob("*.engine"))
+
+
+def list_engines(root: Optional[Path] = None) -> List[dict]:
+    """Cached engines with their key fields (from the ``.json`` sidecar) and size."""
+    root = root or engine_cache_dir()
+    out = []
+    for p in _entries(root):
+        meta: dict = {}
+        side = p.with_suffix(".json")
+        if side.is_file():
+            try:
+                meta = json.loads(side.read_text())
+            except (OSError, ValueError):
+                meta = {"error": "unreadable sidecar"}
+        out.append({"path": str(p), "bytes": p.stat().st_size, **meta})
+    return out
+
+
+def clean_engines(root: Optional[Path] = None, timing: bool = True, onnx16: bool = True) -> Tuple[int, int]:
+    """Delete cached engines (and optionally timing caches / fp16 graphs). Returns (files, bytes)."""
+    root = root or engine_cache_dir()
+    files: List[Path] = list(_entries(root)) + [p.with_suffix(".json") for p in _entries(root)]
+    if timing and (root / "timing").is_dir():
+        files += list((root / "timing").iterdir())
+    if onnx16 and (root / "onnx16").is_dir():
+        files += list((root / "onnx16").iterdir())
+    n = b = 0
+    for f in files:
+        if f.is_file():
+            b += f.stat().st_size
+            f.unlink()
+            n += 1
+    for d in ("timing", "onnx16"):
+        if (root / d).is_dir() and not any((root / d).iterdir()):
+            shutil.rmtree(root / d, ignore_errors=True)
+    return n, b
+
+
+def _isolate_outputs(model) -> None:
+    """Give every graph output its own Identity node (in place).
+
+    ``convert_float_to_float16(keep_io_types=True)`` casts graph outputs back to
+    float32 by renaming them; an output that is also consumed inside the graph
+    (``analyze``'s ``feature`` feeds the code MLP, ``flow`` feeds the backflow)
+    would then feed float32 into float16 nodes (ORT: "Type parameter (T) of
+    Optype (Gemm) bound to different types"). Routing each output through an
+    Identity keeps the internal tensor float16.
+    """
+    from onnx import helper
+
+    g = model.graph
+    for out in g.output:
+        name = out.name
+        inner = name + "__inner"
+        for node in g.node:
+            node.output[:] = [inner if o == name else o for o in node.output]
+            node.input[:] = [inner if i == name else i for i in node.input]
+        g.node.append(helper.make_node("Identity", [inner], [name], name=f"{name}__output"))
+
+
+def _fix_casts(model) -> None:
+    """Retarget ``Cast(to=FLOAT)`` nodes whose output the converter typed FLOAT16 (in place).
+
+    The converter rewrites ``value_info`` to float16 but leaves the ``to``
+    attribute of casts inside the graph (``warp``'s ``Range -> Cast(float)``
+    grid), which ORT rejects: "Type (tensor(float16)) of output arg
+    (/exptoflow/Cast_2_output_0) ... does not match expected type (tensor(float))".
+    """
+    from onnx import TensorProto
+
+    fp16 = {v.name for v in model.graph.value_info if v.type.tensor_type.elem_type == TensorProto.FLOAT16}
+    for node in model.graph.node:
+        if node.op_type == "Cast" and node.output[0] in fp16:
+            for a in node.attribute:
+                if a.name == "to" and a.i == TensorProto.FLOAT:
+                    a.i = TensorProto.FLOAT16
+
+
+def fp16_onnx(src: Union[str, Path], sha256: str, root: Optional[Path] = None) -> Path:
+    """FP16 copy of an ONNX graph with FP32 inputs/outputs, cached by the source sha256.
+
+    Uses ``onnxconverter_common.float16.convert_float_to_float16(model,
+    keep_io_types=True)`` (casts inserted at the graph boundary).
+    """
+    root = root or engine_cache_dir()
+    out = root / "onnx16" / f"{sha256[:16]}-fp16.onnx"
+    if out.is_file():
+        return out
+    try:
+        import onnx
+        from onnxconverter_common import float16
+    except ImportError as e:
+        raise ModelError(f"FP16 conversion needs 'onnx' and 'onnxconverter-common' ({e})") from None
+    try:
+        model = onnx.load(str(src))
+    except Exception as e:  # noqa: BLE001 - protobuf errors
+        raise ModelError(f"{src}: cannot read ONNX graph ({type(e).__name__}: {e})") from None
+    _isolate_outputs(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "float32 number ... truncated to 1e-07" for tiny constants
+        m16 = float16.convert_float_to_float16(model, keep_io_types=True)
+    _fix_casts(m16)
+    write_atomic(out, m16.SerializeToString())
+    log.info("converted %s to fp16 -> %s", src, out)
+    return out

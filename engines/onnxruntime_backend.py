@@ -1,0 +1,159 @@
+"""ONNX Runtime backend: the CPU default; CUDA / TensorRT execution providers when installed.
+
+Thread-safety: one :class:`OnnxRuntimeBackend` may be shared by several
+threads. ``InferenceSession.run`` is documented thread-safe by ONNX Runtime,
+and sessions are created lazily (once per graph, under a lock) on first use.
+Concurrent calls share the session's intra-op thread pool, so on a small CPU
+running batches from one thread is usually faster than many threads.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Dict, List, Optional, Union
+
+import numpy as np
+
+from facecycle.errors import BackendUnavailable, ModelError, UsageError
+
+from .base import Backend, GraphSpec
+
+__all__ = ["OnnxRuntimeBackend"]
+
+log = logging.getLogger(__name__)
+
+_PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+class OnnxRuntimeBackend(Backend):
+    """Runs the manifest's ONNX graphs with ONNX Runtime.
+
+    Args:
+        model_dir: exported model directory (``manifest.json`` + ``*.onnx``).
+        device: ``"cpu"`` (default), ``"cuda"`` (CUDA EP) or ``"tensorrt"`` (TensorRT EP).
+        precision: ``"fp32"`` (the exported graphs) or ``"fp16"`` (graphs converted
+            to FP16 with FP32 inputs/outputs, cached in the user engine cache;
+            worthwhile on GPUs only).
+        intra_op_threads: threads inside one operator (default: all cores,
+            ``os.cpu_count()``).
+        inter_op_threads: threads across independent operators (default 1:
+            these graphs are chains, parallel execution does not help).
+        max_batch: the largest batch one ``session.run`` receives (default 64).
+        device_id: GPU index for the CUDA / TensorRT providers.
+        verify: check each graph file's sha256 against the manifest before
+            loading (default True).
+        spin: let idle intra-op threads spin (ORT default True; False is kinder
+            to a CPU shared with capture/decoding threads).
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, model_dir: Union[str, Path], device: str = "cpu", precision: str = "fp32",
+                 intra_op_threads: Optional[int] = None, inter_op_threads: int = 1, max_batch: int = 64,
+                 device_id: int = 0, verify: bool = True, spin: Optional[bool] = None,
+                 providers: Optional[List] = None, **unused) -> None:
+        super().__init__(model_dir)
+        if unused:
+            log.debug("onnxruntime: ignoring options %s", sorted(unused))
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise BackendUnavailable(f"onnxruntime is not installed ({e})") from None
+        self._ort = ort
+        if device not in _PROVIDERS:
+            raise UsageError(f"onnxruntime device must be one of {', '.join(_PROVIDERS)}, not {device!r}")
+        if precision not in ("fp32", "fp16"):
+            raise UsageError(f"precision must be fp32 or fp16, not {precision!r}")
+        if max_batch < 1:
+            raise UsageError("max_batch must be >= 1")
+        avail = ort.get_available_providers()
+        want = providers or _PROVIDERS[device]
+        names = [p if isinstance(p, str) else p[0] for p in want]
+        if names[0] not in avail:
+            raise BackendUnavailable(f"onnxruntime has no {names[0]} (available: {', '.join(avail)})")
+        self._providers = [p for p in want if (p if isinstance(p, str) else p[0]) in avail]
+        if device in ("cuda", "tensorrt") and providers is None:
+            self._providers = [(p, {"device_id": device_id}) if p != "CPUExecutionProvider" else p
+                               for p in self._providers]
+        self.device = "cpu" if device == "cpu" else f"cuda:{device_id} ({names[0]})"
+        self.precision = precision
+        self.max_batch = int(max_batch)
+        self.intra_op_threads = int(intra_op_threads or os.cpu_count() or 1)
+        self.inter_op_threads = int(inter_op_threads)
+        self._verify = verify
+        self._spin = spin
+        self._sessions: Dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ sessions
+    def session_options(self):
+        """The ``SessionOptions`` used for every graph (graph optimisation level ALL)."""
+        so = self._ort.SessionOptions()
+        so.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.execution_mode = self._ort.ExecutionMode.ORT_SEQUENTIAL
+        so.intra_op_num_threads = self.intra_op_threads
+        so.inter_op_num_threads = self.inter_op_threads
+        so.log_severity_level = 3  # errors only; our logging reports choices
+        if self._spin is not None:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "1" if self._spin else "0")
+        return so
+
+    def session(self, graph: str):
+        """The (lazily created) ``InferenceSession`` of ``graph``."""
+        sess = self._sessions.get(graph)
+        if sess is not None:
+            return sess
+        spec = self._spec(graph)
+        with self._lock:
+            sess = self._sessions.get(graph)
+            if sess is None:
+                sess = self._create(spec)
+                self._sessions[graph] = sess
+        return sess
+
+    def _create(self, spec: GraphSpec):
+        path = self._graph_file(spec, verify=self._verify)
+        if self.precision == "fp16":
+            from .cache import fp16_onnx
+
+            path = fp16_onnx(path, spec.sha256 or _sha(path))
+        try:
+            sess = self._ort.InferenceSession(str(path), self.session_options(), providers=self._providers)
+        except Exception as e:  # noqa: BLE001 - ORT raises its own Fail/InvalidProtobuf/... types
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelError(f"{path}: ONNX Runtime cannot load this graph ({msg[:300]})") from None
+        got = [i.name for i in sess.get_inputs()]
+        if sorted(got) != sorted(spec.input_names):
+            raise ModelError(f"{path}: graph inputs {got} do not match the manifest {spec.input_names}")
+        log.info("onnxruntime: loaded %s on %s (%s, %d intra-op threads)", path.name, self.device,
+                 ",".join(sess.get_providers()), self.intra_op_threads)
+        return sess
+
+    # ----------------------------------------------------------------- run
+    def _run(self, spec: GraphSpec, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        sess = self.session(spec.name)
+        outs = sess.run(spec.output_names, inputs)
+        return {n: np.asarray(o, dtype=np.float32) for n, o in zip(spec.output_names, outs)}
+
+    def describe(self) -> dict:
+        d = super().describe()
+        d.update(providers=[p if isinstance(p, str) else p[0] for p in self._providers],
+                 intra_op_threads=self.intra_op_threads, inter_op_threads=self.inter_op_threads,
+                 ort_version=self._ort.__version__)
+        return d
+
+    def close(self) -> None:
+        with self._lock:
+            self._sessions.clear()
+
+
+def _sha(path: Path) -> str:
+    from .base import _sha256
+
+    return _sha256(path)

@@ -1,0 +1,107 @@
+"""``facecycle engine``: build / list / clean inference engines in the user cache."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..errors import UsageError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("engine", help="build, list and clean inference engines (TensorRT, FP16 graphs)")
+    esub = p.add_subparsers(dest="engine_command", metavar="ACTION", parser_class=type(p))
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+    b = esub.add_parser("build", help="build engines for a model into the user cache")
+    b.add_argument("--backend", default="tensorrt", choices=("tensorrt", "onnxruntime"),
+                   help="tensorrt: TensorRT engines; onnxruntime: FP16 ONNX graphs (with --precision fp16)")
+    b.add_argument("--precision", choices=("fp32", "fp16"), default="fp16")
+    b.add_argument("--model", help="exported model directory (default: the shipped default model)")
+    b.add_argument("--graphs", default=None, help="comma-separated graphs (default: all)")
+    b.add_argument("--max-batch", type=int, default=64, help="profile max batch (default 64)")
+    b.add_argument("--opt-batch", type=int, default=8, help="profile opt batch (default 8)")
+    b.add_argument("--min-batch", type=int, default=1, help="profile min batch (default 1)")
+    b.add_argument("--fp16-mode", choices=("graph", "flag"), default="graph",
+                   help="graph: convert the ONNX graph (TensorRT 10 and 11); flag: BuilderFlag.FP16 (TensorRT 10)")
+    b.add_argument("--rebuild", action="store_true", help="ignore cached engines")
+    b.set_defaults(func=_build)
+
+    ls = esub.add_parser("list", help="list available backends and cached engines")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    ls.add_argument("--model", help="also check PyTorch weights of this model directory")
+    ls.set_defaults(func=_list)
+
+    c = esub.add_parser("clean", help="delete cached engines, timing caches and FP16 graphs")
+    c.add_argument("--keep-timing", action="store_true", help="keep TensorRT timing caches")
+    c.set_defaults(func=_clean)
+
+
+def _model_dir(arg) -> Path:
+    if arg:
+        return Path(arg)
+    from ..assets import default_model_dir
+
+    return default_model_dir()
+
+
+def _build(args: argparse.Namespace) -> int:
+    from engines import open_backend, read_manifest
+
+    model_dir = _model_dir(args.model)
+    man = read_manifest(model_dir)
+    graphs = [g.strip() for g in args.graphs.split(",")] if args.graphs else list(man["graphs"])
+    bad = [g for g in graphs if g not in man["graphs"]]
+    if bad:
+        raise UsageError(f"graph(s) {', '.join(bad)} not in {model_dir} (has {', '.join(man['graphs'])})")
+    if not 1 <= args.min_batch <= args.opt_batch <= args.max_batch:
+        raise UsageError("need 1 <= --min-batch <= --opt-batch <= --max-batch")
+    if args.backend == "tensorrt":
+        with open_backend(model_dir, "tensorrt", precision=args.precision, fp16_mode=args.fp16_mode,
+                          profile=(args.min_batch, args.opt_batch, args.max_batch), rebuild=args.rebuild) as be:
+            files = be.build_all(graphs)
+            for g in graphs:
+                print(f"{g:11s} {files[g]}")
+        return 0
+    if args.precision == "fp32":
+        print("onnxruntime runs the exported FP32 graphs directly; nothing to build")
+        return 0
+    from engines.base import GraphSpec, _sha256
+    from engines.cache import fp16_onnx
+
+    for g in graphs:
+        spec = GraphSpec(g, man["graphs"][g])
+        src = model_dir / spec.file
+        print(f"{g:11s} {fp16_onnx(src, spec.sha256 or _sha256(src))}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from engines import available_backends
+    from engines.cache import engine_cache_dir, list_engines
+
+    backs = available_backends(args.model)
+    engines = list_engines()
+    if args.json:
+        print(json.dumps({"backends": backs, "cache_dir": str(engine_cache_dir()), "engines": engines}, indent=2))
+        return 0
+    print("backends (auto order):")
+    for b in backs:
+        print(f"  {'yes' if b['available'] else 'no ':3s} {b['name']:17s} {b['reason']}")
+    print(f"engine cache: {engine_cache_dir()}")
+    if not engines:
+        print("  (no cached engines)")
+    for e in engines:
+        prof = "/".join(str(v) for v in e.get("profile", [])) or "?"
+        print(f"  {Path(e['path']).name}  {e['bytes'] / 1e6:.1f} MB  trt {e.get('trt_version', '?')}  "
+              f"{e.get('gpu_name', '?')} sm{e.get('compute_capability', '?')}  {e.get('precision', '?')}  "
+              f"batch {prof}")
+    return 0
+
+
+def _clean(args: argparse.Namespace) -> int:
+    from engines.cache import clean_engines, engine_cache_dir
+
+    n, b = clean_engines(timing=not args.keep_timing)
+    print(f"removed {n} file(s), {b / 1e6:.1f} MB from {engine_cache_dir()}")
+    return 0

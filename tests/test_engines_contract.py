@@ -1,0 +1,308 @@
+"""One contract for every backend present: same graphs, same numbers as the PyTorch reference.
+
+Checked on real face crops (centre crops of a ../shared talking-head clip) with the
+tiny config: each graph at batch 1, 3 and 5 with ``max_batch=4`` (so 5 is split),
+max abs error <= 1e-4 in FP32 and <= 2e-2 in FP16 (times max(1, max|reference|) for
+outputs whose untrained scale exceeds 1). Backends that are not usable on
+this machine skip with the reason :mod:`engines.select` gives.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import VIDEOS
+from engines import open_backend
+from engines.probes import default_probes
+from engines.select import canonical, check
+from facecycle.errors import BackendUnavailable, ModelError
+
+MAX_BATCH = 4
+BATCHES = (1, 3, MAX_BATCH + 1)
+CLIP = "3ddfa_obama.mp4"
+
+# (id, backend name, options, tolerance, needs GPU)
+CASES = [
+    ("onnxruntime-cpu", "onnxruntime", {}, 1e-4, False),
+    ("onnxruntime-cpu-fp16", "onnxruntime", {"precision": "fp16"}, 2e-2, False),
+    ("torch-cpu", "torch", {}, 1e-4, False),
+    ("torch-cuda", "torch-cuda", {"device": "cuda"}, 1e-4, True),
+    ("torch-cuda-graphs", "torch-cuda", {"device": "cuda", "cuda_graphs": True}, 1e-4, True),
+    ("torch-cuda-fp16", "torch-cuda", {"device": "cuda", "precision": "fp16"}, 2e-2, True),
+    ("onnxruntime-cuda", "onnxruntime-cuda", {}, 1e-4, True),
+    ("onnxruntime-cuda-fp16", "onnxruntime-cuda", {"precision": "fp16"}, 2e-2, True),
+    ("tensorrt-fp32", "tensorrt", {"precision": "fp32"}, 1e-4, True),
+    ("tensorrt-fp16", "tensorrt", {"precision": "fp16"}, 2e-2, True),
+]
+
+
+@pytest.fixture(autouse=True)
+def _user_cache(tmp_path_factory, monkeypatch):
+    """Keep converted graphs / engines out of the real user cache."""
+    monkeypatch.setenv("FACECYCLE_CACHE", str(tmp_path_factory.getbasetemp() / "facecycle_cache"))
+
+
+@pytest.fixture(scope="module")
+def contract_model(tiny_export, tmp_path_factory):
+    """(model, dir): the tiny_export model with non-degenerate flows, exported, plus safetensors weights.
+
+    A randomly initialised motion decoder outputs flows of ~1e-5, which would make
+    any absolute tolerance on flow/backflow/intensity meaningless; the last flow
+    conv is rescaled so real crops give flows of a few tenths (as a trained model does).
+    """
+    import copy
+
+    torch = pytest.importorskip("torch")
+    from facecycle.checkpoint import save_checkpoint
+    from facecycle.export import export_onnx
+
+    model = copy.deepcopy(tiny_export[0]).eval()
+    conv = model.exptoflow.toflow4[3]
+    with torch.no_grad():
+        x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+        conv.weight.mul_(0.3 / float(model.analyze(x).flow.abs().max()))
+    d = tmp_path_factory.mktemp("tiny_contract")
+    export_onnx(model, d, source="random:tiny:flow-rescaled")
+    save_checkpoint(model, d / "model.safetensors")
+    return model, d
+
+
+@pytest.fixture(scope="module")
+def model_dir(contract_model):
+    return contract_model[1]
+
+
+@pytest.fixture(scope="module")
+def reference(contract_model):
+    """Real inputs and the PyTorch fp32 reference outputs of every graph at batch 5."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("av")
+    pytest.importorskip("cv2")
+    from tests.realdata import center_face_crops
+
+    from facecycle.preprocess import to_input
+
+    p = VIDEOS / CLIP
+    if not p.is_file():
+        pytest.skip(f"{p} is absent (../shared not mounted); contract tests need real face crops")
+    model, _ = contract_model
+    x = to_input(center_face_crops(p, MAX_BATCH + 1, model.config.image_size))
+    with torch.no_grad():
+        a = model.analyze(torch.from_numpy(x))
+        neutral = model.Swap_Generator(torch.from_numpy(x), a.flow)
+        image = model.Swap_Generator(neutral, a.backflow)
+    inputs = {"analyze": {"image": x},
+              "neutralize": {"image": x, "flow": a.flow.numpy()},
+              "reexpress": {"neutral": neutral.numpy(), "backflow": a.backflow.numpy()}}
+    outputs = {"analyze": {k: getattr(a, k).numpy() for k in ("feature", "code", "flow", "backflow", "intensity")},
+               "neutralize": {"neutral": neutral.numpy()}, "reexpress": {"image": image.numpy()}}
+    assert float(np.abs(a.flow.numpy()).max()) > 0.05, "degenerate reference: flows are ~zero"
+    return inputs, outputs
+
+
+def _open(case, model_dir, request):
+    cid, name, opts, tol, gpu = case
+    ok, why = check(canonical(name), default_probes(), model_dir, opts)
+    if not ok:
+        pytest.skip(f"{cid}: {why}")
+    if gpu and not request.config.getoption("--cuda"):
+        pytest.skip(f"{cid}: GPU case, available here but only run with --cuda")
+    extra = {"profile": (1, 2, MAX_BATCH)} if name == "tensorrt" else {"max_batch": MAX_BATCH}
+    return open_backend(model_dir, name, **opts, **extra)
+
+
+def _params(cases):
+    return [pytest.param(c, id=c[0], marks=[pytest.mark.gpu] if c[4] else []) for c in cases]
+
+
+@pytest.mark.parametrize("case", _params(CASES))
+def test_backend_matches_pytorch_reference(case, model_dir, reference, request):
+    inputs, outputs = reference
+    tol = case[3]
+    with _open(case, model_dir, request) as be:
+        assert be.max_batch == MAX_BATCH
+        assert set(be.graphs) >= {"analyze", "neutralize", "reexpress"}
+        assert be.precision == case[2].get("precision", "fp32")
+        for graph in ("analyze", "neutralize", "reexpress"):
+            for b in BATCHES:
+                got = be.run(graph, {k: v[:b] for k, v in inputs[graph].items()})
+                assert set(got) == set(outputs[graph])
+                for k, ref in outputs[graph].items():
+                    assert got[k].dtype == np.float32 and got[k].shape == ref[:b].shape, (graph, k, b)
+                    err = float(np.abs(got[k] - ref[:b]).max())
+                    # untrained generators output values ~1e1..1e2: the tolerance scales with max(1, |ref|)
+                    lim = tol * max(1.0, float(np.abs(ref).max()))
+                    assert err <= lim, f"{case[0]} {graph}.{k} batch {b}: max abs err {err:.3g} > {lim:.3g}"
+
+
+@pytest.mark.parametrize("case", _params([c for c in CASES if c[0] in ("onnxruntime-cpu", "torch-cpu",
+                                                                        "torch-cuda", "tensorrt-fp32")]))
+def test_zero_copy_torch_path(case, model_dir, reference, request):
+    torch = pytest.importorskip("torch")
+    inputs, outputs = reference
+    with _open(case, model_dir, request) as be:
+        dev = "cuda" if case[4] else "cpu"
+        x = torch.from_numpy(inputs["analyze"]["image"]).to(dev)
+        got = be.run_torch("analyze", {"image": x})
+        assert isinstance(got["code"], torch.Tensor) and got["code"].device.type == dev
+        assert float((got["code"].cpu() - torch.from_numpy(outputs["analyze"]["code"])).abs().max()) <= 1e-4
+
+
+def test_onnxruntime_is_thread_safe(model_dir, reference):
+    """One ORT backend shared by 4 threads gives exactly the serial results."""
+    inputs, _ = reference
+    with open_backend(model_dir, "onnxruntime", max_batch=MAX_BATCH, intra_op_threads=1) as be:
+        want = be.run("analyze", inputs["analyze"])["code"]
+        errs, results = [], []
+
+        def work():
+            try:
+                for _ in range(5):
+                    results.append(be.run("analyze", inputs["analyze"])["code"])
+            except Exception as e:  # noqa: BLE001
+                errs.append(e)
+
+        ts = [threading.Thread(target=work) for _ in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    assert not errs and len(results) == 20
+    assert all(np.array_equal(r, want) for r in results)
+
+
+def test_empty_batch_and_bad_inputs(model_dir):
+    with open_backend(model_dir, "onnxruntime") as be:
+        out = be.run("analyze", {"image": np.zeros((0, 3, 32, 32), np.float32)})
+        assert out["code"].shape == (0, 16) and out["flow"].shape == (0, 2, 16, 16)
+        with pytest.raises(ValueError, match="expected \\[3, 32, 32\\]"):
+            be.run("analyze", {"image": np.zeros((1, 3, 64, 64), np.float32)})
+        with pytest.raises(ModelError, match="graph 'nope' not in"):
+            be.run("nope", {})
+
+
+def test_describe_and_auto_choice(model_dir, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        be = open_backend(model_dir)  # auto: ORT CPU on this machine (TensorRT/ORT-CUDA where present)
+    with be:
+        d = be.describe()
+        assert d["backend"] in ("tensorrt", "onnxruntime") and d["graphs"] == sorted(be.graphs)
+        assert "auto:" in be.choice.reason
+    assert "auto:" in caplog.text
+
+
+# ------------------------------------------------------------------------------ corrupt / missing files
+@pytest.fixture()
+def broken_dir(model_dir, tmp_path):
+    d = tmp_path / "broken"
+    shutil.copytree(model_dir, d)
+    return d
+
+
+def test_truncated_onnx_is_a_model_error(broken_dir):
+    f = broken_dir / "analyze.onnx"
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 3])
+    with open_backend(broken_dir, "onnxruntime") as be:
+        with pytest.raises(ModelError, match="analyze.onnx: sha256 .* does not match the manifest.*truncated"):
+            be.run("analyze", {"image": np.zeros((1, 3, 32, 32), np.float32)})
+    # without the checksum, ONNX Runtime's own failure still becomes one clear ModelError
+    with open_backend(broken_dir, "onnxruntime", verify=False) as be:
+        with pytest.raises(ModelError, match="analyze.onnx: ONNX Runtime cannot load this graph"):
+            be.run("analyze", {"image": np.zeros((1, 3, 32, 32), np.float32)})
+
+
+def test_garbage_onnx_and_missing_files(broken_dir):
+    (broken_dir / "neutralize.onnx").write_bytes(b"this is not a protobuf" * 10)
+    (broken_dir / "reexpress.onnx").unlink()
+    with open_backend(broken_dir, "onnxruntime", verify=False) as be:
+        with pytest.raises(ModelError, match="neutralize.onnx: ONNX Runtime cannot load"):
+            be.run("neutralize", {"image": np.zeros((1, 3, 32, 32), np.float32),
+                                  "flow": np.zeros((1, 2, 16, 16), np.float32)})
+        with pytest.raises(ModelError, match="reexpress.onnx: graph file missing"):
+            be.warmup(graphs=["reexpress"])
+
+
+def test_corrupt_manifest_and_torch_weights(broken_dir):
+    (broken_dir / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage")
+    with pytest.raises(ModelError):
+        open_backend(broken_dir, "torch")
+    (broken_dir / "manifest.json").write_text("{not json")
+    with pytest.raises(ModelError, match="corrupt manifest"):
+        open_backend(broken_dir, "onnxruntime")
+
+
+def test_torch_weights_must_match_manifest_config(model_dir, tmp_path):
+    torch = pytest.importorskip("torch")
+    from facecycle.checkpoint import save_checkpoint
+    from facecycle.config import get_config
+    from facecycle.model import FaceCycle
+
+    other = FaceCycle(get_config("tiny").replace(code_dim=8)).eval()
+    ck = tmp_path / "other.safetensors"
+    save_checkpoint(other, ck)
+    with pytest.raises(ModelError, match="config differs in code_dim"):
+        open_backend(model_dir, "torch", checkpoint=str(ck))
+    del torch
+
+
+def test_cli_errors_are_one_line_with_exit_codes(broken_dir, capsys):
+    from facecycle.cli import main
+
+    f = broken_dir / "analyze.onnx"
+    f.write_bytes(f.read_bytes()[:1000])
+    rc = main(["bench", "engines", "--model", str(broken_dir), "--backend", "onnxruntime", "--baseline", "none",
+               "--batch", "1", "--repeats", "1", "--json", str(broken_dir / "b.json")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 5 and len(err) == 1 and "sha256" in err[0]
+    rc = main(["bench", "engines", "--model", str(broken_dir), "--backend", "tensorrt", "--baseline", "none",
+               "--json", str(broken_dir / "b.json")])
+    err = capsys.readouterr().err.strip().splitlines()
+    if rc != 0:  # machines without TensorRT
+        assert rc == 6 and len(err) == 1 and "tensorrt" in err[0]
+
+
+# ------------------------------------------------------------------------------------------- benchmark
+def test_bench_engines_cli_writes_records(model_dir, tmp_path, capsys):
+    from facecycle.cli import main
+
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "engines", "--model", str(model_dir), "--backend", "onnxruntime", "--baseline", "torch",
+               "--batch", "1,4", "--repeats", "3", "--warmup", "1", "--json", str(out)])
+    assert rc == 0
+    recs = json.loads(out.read_text())
+    keys = {"backend", "device", "precision", "graph", "batch", "faces_per_s", "latency_ms_p50",
+            "latency_ms_p95", "baseline", "speedup_vs_baseline"}
+    assert len(recs) == 4 and all(keys <= set(r) for r in recs)
+    by = {(r["variant"], r["batch"]): r for r in recs}
+    for b in (1, 4):
+        ort, ref = by[("onnxruntime-cpu", b)], by[("torch-cpu", b)]
+        assert ref["speedup_vs_baseline"] == 1.0 and ref["role"] == "baseline"
+        assert ort["speedup_vs_baseline"] == pytest.approx(ort["faces_per_s"] / ref["faces_per_s"], rel=1e-2)
+        assert ort["latency_ms_p95"] >= ort["latency_ms_p50"] > 0
+        assert ort["faces_per_s"] == pytest.approx(b / (ort["latency_ms_p50"] / 1e3), rel=1e-2)
+    assert "faces/s" in capsys.readouterr().out
+
+
+def test_engine_cli_list_build_clean(model_dir, tmp_path, monkeypatch, capsys):
+    from facecycle.cli import main
+
+    monkeypatch.setenv("FACECYCLE_CACHE", str(tmp_path / "cache"))
+    assert main(["engine", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "onnxruntime-cpu" in out and "(no cached engines)" in out
+    assert main(["engine", "build", "--backend", "onnxruntime", "--precision", "fp16", "--model",
+                 str(model_dir), "--graphs", "analyze"]) == 0
+    built = list((tmp_path / "cache" / "engines" / "onnx16").glob("*-fp16.onnx"))
+    assert len(built) == 1
+    assert main(["engine", "clean"]) == 0
+    assert "removed 1 file(s)" in capsys.readouterr().out and not built[0].exists()
+    rc = main(["engine", "build", "--backend", "tensorrt", "--model", str(model_dir)])
+    if rc != 0:
+        assert rc == 6 and "tensorrt" in capsys.readouterr().err
