@@ -122,7 +122,7 @@ class Automation:
         self.stats = w.stats()
         self.stats.update(wall_s=round(time.perf_counter() - self.t_start, 2),
                           loadavg=[round(v, 2) for v in os.getloadavg()], cpu_count=os.cpu_count(),
-                          source=str(w.source), qt_platform=_platform_name())
+                          source=str(w.source), qt_platform=_platform_name(), window=[w.width(), w.height()])
         if w.session is not None:
             self.stats["pipeline"] = w.session.info.get("backend")
         try:

@@ -61,20 +61,21 @@ class FrameBridge(QObject):
     :meth:`report_finished`. GUI side: connect to the signals and call :meth:`take` /
     :meth:`take_samples`. Create it in the GUI thread.
 
-    Signals:
+    Signals (the ``int`` is the run's generation from :meth:`new_run`, so that a late
+    signal of an earlier run is never mistaken for the current one's):
         frameReady(): a new frame is in the slot (never more than one pending).
-        errorRaised(str): a one-line error message from the worker.
-        started(dict): the pipeline is running; the dict describes it (source, model, backend...).
-        finished(str): the worker ended; the reason ("end of input", "stopped", "error").
+        errorRaised(int, str): a one-line error message from the worker.
+        started(int, dict): the pipeline is running; the dict describes it (model, backend, detector...).
+        finished(int, str): the worker ended; the reason ("end of input", "stopped", "error").
     """
 
     frameReady = pyqtSignal()
-    errorRaised = pyqtSignal(str)
-    started = pyqtSignal(dict)
-    finished = pyqtSignal(str)
-    _error = pyqtSignal(str)
-    _started = pyqtSignal(dict)
-    _finished = pyqtSignal(str)
+    errorRaised = pyqtSignal(int, str)
+    started = pyqtSignal(int, dict)
+    finished = pyqtSignal(int, str)
+    _error = pyqtSignal(int, str)
+    _started = pyqtSignal(int, dict)
+    _finished = pyqtSignal(int, str)
     _ready = pyqtSignal()
 
     def __init__(self, max_samples: int = 4096, parent: Optional[QObject] = None) -> None:
@@ -86,6 +87,7 @@ class FrameBridge(QObject):
         self.offered = 0
         self.taken = 0
         self.drops = 0
+        self.generation = 0
         # worker threads emit the private signals; queued connections deliver them in the GUI thread
         q = Qt.ConnectionType.QueuedConnection
         self._ready.connect(self.frameReady, q)
@@ -108,14 +110,14 @@ class FrameBridge(QObject):
         if emit:
             self._ready.emit()
 
-    def report_error(self, message: str) -> None:
-        self._error.emit(str(message))
+    def report_error(self, generation: int, message: str) -> None:
+        self._error.emit(int(generation), str(message))
 
-    def report_started(self, info: dict) -> None:
-        self._started.emit(dict(info))
+    def report_started(self, generation: int, info: dict) -> None:
+        self._started.emit(int(generation), dict(info))
 
-    def report_finished(self, reason: str) -> None:
-        self._finished.emit(str(reason))
+    def report_finished(self, generation: int, reason: str) -> None:
+        self._finished.emit(int(generation), str(reason))
 
     # ---- GUI side ----------------------------------------------------
     @pyqtSlot()
@@ -138,6 +140,13 @@ class FrameBridge(QObject):
         """(offered, taken, dropped) frames so far."""
         with self._lock:
             return self.offered, self.taken, self.drops
+
+    def new_run(self) -> int:
+        """Clear the slot and the counters for a new run; returns the run's generation number."""
+        self.reset()
+        with self._lock:
+            self.generation += 1
+            return self.generation
 
     def reset(self) -> None:
         with self._lock:

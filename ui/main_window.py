@@ -57,6 +57,7 @@ class MainWindow(QMainWindow):
     """
 
     runFinished = pyqtSignal(str)
+    panel_interval = 1 / 15  # seconds between side-panel repaints
 
     def __init__(self, model_dir: Optional[str] = None, backend: str = "auto", detector: str = "centerface",
                  realtime: bool = False, overlays: Overlays = Overlays(), parent: Optional[QWidget] = None) -> None:
@@ -76,10 +77,12 @@ class MainWindow(QMainWindow):
         self._closing = False
         self._latencies: Deque[float] = deque(maxlen=240)
         self.last_packet = None
+        self._panel_refreshed = 0.0
+        self.finished_generation = 0
 
         self._build_ui(backend, detector, realtime)
         self.bridge.frameReady.connect(self._on_frame)
-        self.bridge.errorRaised.connect(self.show_error)
+        self.bridge.errorRaised.connect(self._on_error)
         self.bridge.started.connect(self._on_started)
         self.bridge.finished.connect(self._on_finished)
         self._status_timer = QTimer(self)
@@ -209,6 +212,12 @@ class MainWindow(QMainWindow):
     def running(self) -> bool:
         return self.session is not None and self.session.is_alive()
 
+    @property
+    def idle(self) -> bool:
+        """No run, or the last run has ended and the window has handled its end."""
+        return self.session is None or (not self.session.is_alive()
+                                        and self.finished_generation == self.session.generation)
+
     def run_config(self) -> Optional[RunConfig]:
         if self.source is None:
             return None
@@ -237,7 +246,6 @@ class MainWindow(QMainWindow):
             return
         cfg = self.run_config()
         self.banner.hide()
-        self.bridge.reset()
         self.live_view.reset_counters()
         self.panel.clear()
         self._latencies.clear()
@@ -324,17 +332,29 @@ class MainWindow(QMainWindow):
         img = packet.annotated if packet.annotated is not None else packet.image
         self.live_view.set_image(bgr_to_qimage(img))
         self.panel.add_samples(self.bridge.take_samples())
-        if self.overlays.needs_neutral:
-            self.panel.set_neutral_faces(packet.faces)
-        self.panel.advance(packet.timestamp)
         now = time.perf_counter()
+        if now - self._panel_refreshed >= self.panel_interval:  # the panel repaints at most ~15 times a second
+            self._panel_refreshed = now
+            if self.overlays.needs_neutral:
+                self.panel.set_neutral_faces(packet.faces)
+            self.panel.advance(packet.timestamp)
         t0 = packet.stats.get("t_capture")
         if t0 is None:  # pipeline without a capture stamp: stage times + time since the worker finished
             t0 = packet.stats.get("ui_ready", now) - sum(v for k, v in packet.stats.items()
                                                          if k in ("decode", "detect", "track", "infer", "render"))
         self._latencies.append(max(0.0, now - t0))
 
-    def _on_started(self, info: dict) -> None:
+    def _current(self, generation: int) -> bool:
+        """Whether a bridge signal comes from the current run (late signals of older runs are ignored)."""
+        return self.session is not None and self.session.generation == generation
+
+    def _on_error(self, generation: int, message: str) -> None:
+        if self._current(generation):
+            self.show_error(message)
+
+    def _on_started(self, generation: int, info: dict) -> None:
+        if not self._current(generation):
+            return
         src = self.session.config.source_label if self.session else ""
         b = info.get("backend")
         backend = b.get("backend", "") if isinstance(b, dict) else str(b or "")
@@ -344,7 +364,12 @@ class MainWindow(QMainWindow):
         self.live_view.set_placeholder("waiting for the first frame …")
         self._update_buttons()
 
-    def _on_finished(self, reason: str) -> None:
+    def _on_finished(self, generation: int, reason: str) -> None:
+        if not self._current(generation):
+            return
+        self.finished_generation = generation
+        self.panel.add_samples(self.bridge.take_samples())
+        self.panel.advance()
         s = self.session
         if s is not None:
             s.join(5.0)  # the worker has already reported its last line: this returns at once

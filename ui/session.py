@@ -43,6 +43,7 @@ class AnalysisSession:
                  csv_path: Optional[Union[str, Path]] = None) -> None:
         self.config = config
         self.bridge = bridge
+        self.generation = bridge.new_run()  # tags this run's signals
         self.overlays = overlays
         self._video_req = video_path
         self._csv_req = csv_path
@@ -141,7 +142,7 @@ class AnalysisSession:
             if self._csv_req is not None:
                 rec.request_csv(self._csv_req)
             self.info = stream.describe()
-            self.bridge.report_started(self.info)
+            self.bridge.report_started(self.generation, self.info)
             reason = "end of input"
             for packet in stream:
                 while not self._running.is_set():
@@ -153,7 +154,7 @@ class AnalysisSession:
                 stream.set_neutralize(ov.needs_neutral)
                 render(packet, ov)
                 for msg in rec.write(packet):
-                    self.bridge.report_error(msg)
+                    self.bridge.report_error(self.generation, msg)
                 now = time.perf_counter()
                 packet.stats["ui_ready"] = now
                 if self.t_first is None:
@@ -167,13 +168,13 @@ class AnalysisSession:
         except FaceCycleError as e:
             reason = "error"
             self.error = e
-            self.bridge.report_error(str(e))
+            self.bridge.report_error(self.generation, str(e))
         except Exception as e:  # noqa: BLE001 - the app must stay usable: report, never crash the GUI
             reason = "error"
             self.error = FaceCycleError(f"internal error: {type(e).__name__}: {e}")
             log.exception("worker failed")
             msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            self.bridge.report_error(f"internal error: {type(e).__name__}: {msg}")
+            self.bridge.report_error(self.generation, f"internal error: {type(e).__name__}: {msg}")
         finally:
             try:
                 if self.recorder is not None:
@@ -181,7 +182,7 @@ class AnalysisSession:
                     self.finished_files = list(self.recorder.finished)
             except Exception as e:  # noqa: BLE001
                 reason = "error"
-                self.bridge.report_error(f"could not finish the output files: {e}")
+                self.bridge.report_error(self.generation, f"could not finish the output files: {e}")
             finally:
                 if stream is not None:
                     try:
@@ -189,4 +190,4 @@ class AnalysisSession:
                     except Exception as e:  # noqa: BLE001
                         log.warning("closing the pipeline failed: %s", e)
                 self.end_reason = reason
-                self.bridge.report_finished(reason)
+                self.bridge.report_finished(self.generation, reason)

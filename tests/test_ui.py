@@ -1,0 +1,293 @@
+"""The desktop app (ui/): real clips from ../shared, a tiny exported model, Qt offscreen.
+
+Covers the bridge (latest frame only, drops counted, one pending signal), a
+full run of a clip with recording + CSV export (files decoded / parsed
+completely), the side panel following the video, pause, run-time overlay
+toggles, errors shown in the window while the app stays usable, closing
+mid-run (threads joined, files finished) and the automation command line.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before Qt is imported
+
+import csv  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+pytest.importorskip("PyQt6.QtWidgets")
+pytest.importorskip("pytestqt")
+
+from PyQt6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
+from PyQt6.QtGui import QDropEvent, QImage  # noqa: E402
+
+from tests.conftest import ROOT, shared_video  # noqa: E402
+from ui.bridge import FrameBridge  # noqa: E402
+from ui.main_window import MainWindow  # noqa: E402
+from ui.settings import Overlays  # noqa: E402
+from ui.widgets.live_view import fit_rect  # noqa: E402
+
+CLIP = "pyfeat_single_face.mp4"  # 72 frames, 640x360, one face
+LONG_CLIP = "pyfeat_WolfgangLanger_Pexels.mp4"  # 472 frames, 640x360
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_export):
+    return str(tiny_export[1])
+
+
+@pytest.fixture
+def window(qtbot, model_dir):
+    w = MainWindow(model_dir=model_dir)
+    qtbot.addWidget(w)
+    w.resize(900, 520)
+    w.show()
+    yield w
+    if w.session is not None:
+        w.session.stop()
+        w.session.join(20)
+
+
+def _worker_threads():
+    return [t for t in threading.enumerate() if t.name.startswith(("fc-", "facecycle-ui"))]
+
+
+def _wait_finished(qtbot, w, timeout=60_000):
+    """Until the run has ended and the window has handled its end (queued signals delivered)."""
+    qtbot.waitUntil(lambda: w.session is not None and w.idle, timeout=timeout)
+    assert w.session.end_reason is not None
+
+
+def _read_csv(path: Path):
+    """Parse the whole CSV; every row has the header's width."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:]
+    assert header[:5] == ["frame", "face_id", "timestamp", "confidence", "success"]
+    assert all(len(r) == len(header) for r in body), "a CSV row is incomplete"
+    return header, body
+
+
+def _decode(path: Path):
+    import av
+
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(s)]
+    return frames
+
+
+# --------------------------------------------------------------------- units
+def test_bridge_hands_over_only_the_latest_frame(qtbot):
+    bridge = FrameBridge()
+    signals = []
+    bridge.frameReady.connect(lambda: signals.append(1))
+
+    def worker():
+        for i in range(50):
+            bridge.offer(i)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    qtbot.wait(50)  # deliver queued signals
+    assert len(signals) == 1, "more than one frameReady pending: Qt's event queue would pile up"
+    assert bridge.take() == 49
+    assert bridge.take() is None
+    assert bridge.counts() == (50, 1, 49)
+    bridge.offer("next")
+    qtbot.waitUntil(lambda: len(signals) == 2, timeout=2000)
+    assert bridge.take() == "next"
+
+
+def test_fit_rect_keeps_aspect():
+    from PyQt6.QtCore import QRect
+
+    r = fit_rect(640, 360, QRect(0, 0, 800, 800))
+    assert (r.width(), r.height()) == (800, 450) and r.y() == 175
+    r = fit_rect(360, 640, QRect(10, 0, 800, 400))
+    assert r.height() == 400 and abs(r.width() - 225) <= 1 and r.x() == 10 + (800 - r.width()) // 2
+
+
+# --------------------------------------------------------------------- app runs
+def test_clip_renders_panel_follows_and_outputs_are_valid(qtbot, window, tmp_path):
+    clip = shared_video(CLIP)
+    video, table = tmp_path / "rec.mp4", tmp_path / "out.csv"
+    window.set_record_path(video)
+    window.set_csv_path(table)
+    window.open_source(clip, start=True)
+    assert window.running
+    seen = []
+
+    def sample():
+        for c in window.panel.cards.values():
+            seen.append(c.values()["intensity"])
+
+    window.live_view.framePainted.connect(lambda n: sample())
+    qtbot.waitUntil(lambda: window.live_view.painted >= 10, timeout=60_000)
+    assert window.live_view.image() is not None and window.live_view.image().width() == 640
+    _wait_finished(qtbot, window)
+    assert window.session.end_reason == "end of input"
+    assert window.session.error is None and not window.errors
+
+    # the side panel followed the video: one card for the one face, values changing over time
+    assert window.panel.cards, "no face card in the side panel"
+    card = next(iter(window.panel.cards.values()))
+    vals = [v for v in seen if math.isfinite(v)]
+    assert len(vals) >= 5 and np.std(vals) > 0, "panel intensity did not change with the video"
+    assert len(card.plot) >= 10 and card.values()["pose"] is not None
+    # the display never got more frames than the pipeline produced; drops are counted
+    offered, taken, drops = window.bridge.counts()
+    assert offered == window.session.frames == 72 and taken + drops == offered
+    assert window.live_view.painted <= taken
+
+    # CSV: every decoded frame once, in order, complete rows, numbers where expected
+    header, body = _read_csv(table)
+    frames = [int(r[0]) for r in body]
+    assert sorted(set(frames)) == list(range(72)) and frames == sorted(frames)
+    with_face = [r for r in body if r[4] == "1"]
+    assert len(with_face) >= 0.9 * 72
+    i_int = header.index("expr_intensity")
+    assert all(math.isfinite(float(r[i_int])) for r in with_face)
+    exp = [i for i, h in enumerate(header) if h.startswith("exp_")]
+    assert exp and all(r[exp[0]] != "" for r in with_face)
+    assert (table.with_suffix(".json")).is_file()
+    side = json.loads(table.with_suffix(".json").read_text())
+    assert side["frames"] == 72
+
+    # the recorded video: decodes, every frame, the annotated view (boxes drawn => differs from the source)
+    rec = _decode(video)
+    src = _decode(clip)
+    assert len(rec) == len(src) == 72
+    assert rec[0].shape == src[0].shape
+    diff = np.abs(rec[30].astype(int) - src[30].astype(int)).mean()
+    assert diff > 0.5, "recorded frames carry no overlay"
+
+    # closing is clean: the window closes, no pipeline thread is left
+    window.close()
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=5000)
+    qtbot.waitUntil(lambda: not _worker_threads(), timeout=10_000)
+
+
+def test_pause_overlays_and_close_mid_run(qtbot, window, tmp_path):
+    clip = shared_video(LONG_CLIP)
+    table = tmp_path / "partial.csv"
+    video = tmp_path / "partial.mp4"
+    window.open_source(clip, start=True)
+    qtbot.waitUntil(lambda: window.live_view.painted >= 3, timeout=60_000)
+
+    # pause: no new frames while paused, they come back after resume
+    window.pause(True)
+    qtbot.wait(400)
+    n = window.session.frames
+    qtbot.wait(600)
+    assert window.session.frames == n, "frames kept coming while paused"
+    window.pause(False)
+    qtbot.waitUntil(lambda: window.session.frames > n + 3, timeout=30_000)
+
+    # overlays at run time: everything off -> the raw frame is shown; neutralized view -> neutral faces
+    window.set_overlays(Overlays(boxes=False, pose=False, emotions=False))
+    qtbot.waitUntil(lambda: window.last_packet is not None and window.last_packet.annotated is None
+                    and window.last_packet.index > n + 3, timeout=30_000)
+    window.set_overlays(Overlays(neutralized=True))
+    qtbot.waitUntil(lambda: window.last_packet.annotated is not None and any(
+        f.neutral is not None for f in window.last_packet.faces), timeout=30_000)
+
+    # start recording + CSV mid-run, then close the window while it runs
+    window.set_csv_path(table)
+    window.set_record_path(video)
+    start = window.session.frames
+    qtbot.waitUntil(lambda: window.session.frames >= start + 8, timeout=30_000)
+    window.close()
+    assert window.isVisible(), "the window must wait for the pipeline to finish its files"
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=30_000)
+    assert window.session.end_reason == "stopped"
+    qtbot.waitUntil(lambda: not _worker_threads(), timeout=10_000)
+
+    header, body = _read_csv(table)
+    frames = [int(r[0]) for r in body]
+    assert len(frames) >= 8 and frames == sorted(frames)
+    assert len(set(frames)) == frames[-1] - frames[0] + 1  # consecutive: no frame lost in between
+    rec = _decode(video)
+    assert abs(len(rec) - len(set(frames))) <= 1
+
+
+def test_errors_show_in_the_window_and_app_stays_usable(qtbot, window, tmp_path):
+    # unreadable file
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"this is not a video" * 100)
+    window.open_source(bad, start=True)
+    _wait_finished(qtbot, window)
+    assert window.session.end_reason == "error"
+    assert window.banner.isVisible() and "broken.mp4" in window.banner.text()
+
+    # missing file, dropped on the view
+    md = QMimeData()
+    md.setUrls([QUrl.fromLocalFile(str(tmp_path / "missing.mp4"))])
+    ev = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, md, Qt.MouseButton.NoButton,
+                    Qt.KeyboardModifier.NoModifier)
+    window.live_view.dropEvent(ev)
+    assert window.source == str(tmp_path / "missing.mp4")
+    _wait_finished(qtbot, window)
+    assert "no such file" in window.banner.text()
+
+    # a backend that is not available here
+    window.backend_combo.setCurrentText("tensorrt")
+    window.open_source(shared_video(CLIP), start=True)
+    _wait_finished(qtbot, window)
+    assert window.session.end_reason == "error" and window.banner.isVisible()
+    assert "tensorrt" in window.banner.text().lower() or "backend" in window.banner.text().lower()
+
+    # a camera that does not exist
+    window.backend_combo.setCurrentText("auto")
+    window.open_source(63, start=True)
+    _wait_finished(qtbot, window)
+    assert window.session.end_reason == "error" and "camera" in window.banner.text()
+
+    # still usable: a good clip plays
+    window.open_source(shared_video(CLIP), start=True)
+    qtbot.waitUntil(lambda: window.live_view.painted >= 5, timeout=60_000)
+    assert not window.banner.isVisible()
+    window.stop()
+    _wait_finished(qtbot, window)
+    assert window.session.end_reason in ("stopped", "end of input")
+
+
+# --------------------------------------------------------------------- command line
+def _run_cli(args, timeout=120):
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    return subprocess.run([sys.executable, "-m", "facecycle", "app", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_screenshot_exit_after_and_stats(model_dir, tmp_path):
+    clip = shared_video(LONG_CLIP)
+    shot, stats = tmp_path / "shot.png", tmp_path / "stats.json"
+    r = _run_cli(["--input", str(clip), "--model", model_dir, "--screenshot", str(shot), "--exit-after", "12",
+                  "--stats-json", str(stats), "--size", "960x540"])
+    assert r.returncode == 0, r.stderr
+    img = QImage(str(shot))
+    st = json.loads(stats.read_text())
+    assert [img.width(), img.height()] == st["window"] and img.width() >= 960 and img.height() >= 540
+    assert st["frames_painted"] >= 12 and st["displayed_fps"] > 0 and st["pipeline_fps"] > 0
+    assert st["frames_analyzed"] >= st["frames_painted"]
+    assert st["display_drops"] >= 0 and st["source_drops"] == 0 and not st["errors"]
+
+
+def test_cli_bad_input_is_one_line_error(model_dir, tmp_path):
+    r = _run_cli(["--input", str(tmp_path / "nope.mp4"), "--model", model_dir, "--exit-after", "5",
+                  "--screenshot", str(tmp_path / "s.png")])
+    assert r.returncode == 3, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("facecycle:")]
+    assert len(lines) == 1 and "no such file" in lines[0] and "Traceback" not in r.stderr
+    r = _run_cli(["--input", "x.mp4", "--exit-after", "0"])
+    assert r.returncode == 2
