@@ -1,9 +1,12 @@
 """Engine benchmark: faces/s and latency per backend, graph and batch size.
 
-Backends are timed round-robin (one call of each in turn per repeat), so a
-shared machine's load swings hit them alike and the ratios against the
-baseline stay fair. Each record holds medians over the timed repeats after
-warm-up calls.
+For each graph and batch size, every backend is warmed up and then timed for
+``repeats`` calls, one backend after the other (interleaving single calls
+would let one runtime's spinning thread pool slow the next). Each record
+holds the median (p50) and p95 latency over the timed calls, faces/s from
+the median, the process CPU time per face (``faces_per_cpu_s``: robust to
+other processes' load on a shared machine), the 1-minute load average, and
+the speed relative to the baseline backend measured in the same process.
 """
 from __future__ import annotations
 
@@ -57,18 +60,34 @@ def export_random(config: str, out_dir: Path, graphs: Optional[Sequence[str]] = 
     return Path(out_dir)
 
 
+def _loadavg() -> Optional[float]:
+    try:
+        import os
+
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
+
+
 def _label(be: Backend) -> str:
     lab = getattr(getattr(be, "choice", None), "name", be.name)
     if getattr(be, "cuda_graphs", False):
         lab += "+graphs"
+    if be.precision != "fp32":
+        lab += f":{be.precision}"
     return lab
 
 
 def _split_name(name: str) -> Tuple[str, dict]:
-    """``torch-cuda+graphs`` -> (``torch-cuda``, {cuda_graphs: True})."""
+    """``torch-cuda+graphs`` -> (``torch-cuda``, {cuda_graphs: True}); ``onnxruntime:int8`` -> precision int8."""
+    extra: dict = {}
+    if ":" in name:
+        name, prec = name.split(":", 1)
+        extra["precision"] = prec
     if name.endswith("+graphs"):
-        return name[: -len("+graphs")], {"cuda_graphs": True}
-    return name, {}
+        name = name[: -len("+graphs")]
+        extra["cuda_graphs"] = True
+    return name, extra
 
 
 def bench_engines(model_dir: Path, backends: Sequence[str] = ("onnxruntime",), batches: Sequence[int] = (1, 8, 32),
@@ -78,7 +97,8 @@ def bench_engines(model_dir: Path, backends: Sequence[str] = ("onnxruntime",), b
     """Benchmark backends on ``model_dir``.
 
     Args:
-        backends: backend names (``open_backend`` names, plus ``torch-cuda+graphs``).
+        backends: backend names (``open_backend`` names, plus ``torch-cuda+graphs``; a
+            ``:fp16``/``:int8`` suffix overrides the precision for that backend).
         baseline: a backend measured alongside (if available) that every record's
             ``speedup_vs_baseline`` refers to (``None``/unavailable: the first backend).
         repeats: timed calls per (backend, graph, batch); fewer if a case exceeds ``max_seconds``.
@@ -90,13 +110,15 @@ def bench_engines(model_dir: Path, backends: Sequence[str] = ("onnxruntime",), b
         latency_ms_p95, repeats, baseline, speedup_vs_baseline, ...}``.
     """
     opts = dict(opts or {})
+    # the baseline is the reference implementation: always fp32, never quantized
+    base_opts = {k: v for k, v in opts.items() if k not in ("precision", "calibration")}
     names = list(dict.fromkeys(backends))
     bl_name = None
     if baseline:
         if baseline not in names:
             try:
                 base, extra = _split_name(baseline)
-                open_backend(model_dir, base, **{**opts, **extra}).close()
+                open_backend(model_dir, base, **{**base_opts, **extra}).close()
                 names.append(baseline)
             except BackendUnavailable as e:
                 log.warning("baseline %s unavailable (%s); ratios refer to %s", baseline, e, names[0])
@@ -105,7 +127,8 @@ def bench_engines(model_dir: Path, backends: Sequence[str] = ("onnxruntime",), b
     try:
         for n in names:
             base, extra = _split_name(n)
-            be = open_backend(model_dir, base, **{**opts, **extra})
+            o = base_opts if (n == bl_name and n not in backends) else opts
+            be = open_backend(model_dir, base, **{**o, **extra})
             opened.append((n, be))
         bl_name = bl_name or names[0]
         records: List[dict] = []
@@ -116,16 +139,20 @@ def bench_engines(model_dir: Path, backends: Sequence[str] = ("onnxruntime",), b
                     for _ in range(warmup):
                         be.run(g, xs[n])
                 times: Dict[str, List[float]] = {n: [] for n, _ in opened}
-                t_start = time.perf_counter()
-                for r in range(repeats):
-                    for n, be in opened:
+                cpu: Dict[str, float] = {n: 0.0 for n, _ in opened}
+                load0 = _loadavg()
+                for n, be in opened:  # backends one after another: no thread pools spinning against each other
+                    t_start = time.perf_counter()
+                    c0 = time.process_time()
+                    for r in range(repeats):
                         t0 = time.perf_counter()
                         be.run(g, xs[n])
                         times[n].append(time.perf_counter() - t0)
-                    if r >= 4 and time.perf_counter() - t_start > max_seconds:
-                        log.warning("bench %s b=%d: stopping after %d repeats (%.0f s budget)", g, b, r + 1,
-                                    max_seconds)
-                        break
+                        if r >= 4 and time.perf_counter() - t_start > max_seconds:
+                            log.warning("bench %s %s b=%d: stopping after %d repeats (%.0f s budget)", n, g, b,
+                                        r + 1, max_seconds)
+                            break
+                    cpu[n] = time.process_time() - c0
                 recs = {}
                 for n, be in opened:
                     ts = np.array(times[n])
@@ -136,6 +163,9 @@ def bench_engines(model_dir: Path, backends: Sequence[str] = ("onnxruntime",), b
                         "latency_ms_p50": round(p50 * 1e3, 3),
                         "latency_ms_p95": round(float(np.percentile(ts, 95)) * 1e3, 3),
                         "repeats": int(len(ts)), "warmup": int(warmup),
+                        # process CPU seconds (all threads) per face: robust to other processes' load
+                        "faces_per_cpu_s": round(b * len(ts) / cpu[n], 2) if cpu[n] > 0 else None,
+                        "loadavg_1min": load0,
                         "threads": be.describe().get("intra_op_threads", be.describe().get("threads")),
                         "role": "baseline" if n == bl_name and n not in backends else "measured",
                         **(meta or {}),

@@ -6,6 +6,7 @@ Layout (``$FACECYCLE_CACHE`` or ``$XDG_CACHE_HOME/facecycle`` or ``~/.cache/face
     <root>/engines/<same>.json                                             what the key was made of
     <root>/engines/timing/trt<version>-<gpu>-sm<cc>.cache                  TensorRT timing cache
     <root>/engines/onnx16/<onnx sha256 [:16]>-fp16.onnx                    FP16 graphs (I/O kept FP32)
+    <root>/engines/onnx8/<onnx sha256 [:16]>-<calib sha [:12]>-int8.onnx   INT8 QDQ graphs (ORT CPU)
 
 Nothing here imports TensorRT; the key is a pure function, unit-tested on
 any machine. Never put the cache inside the repository.
@@ -134,20 +135,21 @@ def list_engines(root: Optional[Path] = None) -> List[dict]:
 
 
 def clean_engines(root: Optional[Path] = None, timing: bool = True, onnx16: bool = True) -> Tuple[int, int]:
-    """Delete cached engines (and optionally timing caches / fp16 graphs). Returns (files, bytes)."""
+    """Delete cached engines (and optionally timing caches / converted fp16 and int8 graphs). Returns (files, bytes)."""
     root = root or engine_cache_dir()
     files: List[Path] = list(_entries(root)) + [p.with_suffix(".json") for p in _entries(root)]
     if timing and (root / "timing").is_dir():
         files += list((root / "timing").iterdir())
-    if onnx16 and (root / "onnx16").is_dir():
-        files += list((root / "onnx16").iterdir())
+    for sub in ("onnx16", "onnx8"):
+        if onnx16 and (root / sub).is_dir():
+            files += list((root / sub).iterdir())
     n = b = 0
     for f in files:
         if f.is_file():
             b += f.stat().st_size
             f.unlink()
             n += 1
-    for d in ("timing", "onnx16"):
+    for d in ("timing", "onnx16", "onnx8"):
         if (root / d).is_dir() and not any((root / d).iterdir()):
             shutil.rmtree(root / d, ignore_errors=True)
     return n, b

@@ -37,9 +37,13 @@ class OnnxRuntimeBackend(Backend):
     Args:
         model_dir: exported model directory (``manifest.json`` + ``*.onnx``).
         device: ``"cpu"`` (default), ``"cuda"`` (CUDA EP) or ``"tensorrt"`` (TensorRT EP).
-        precision: ``"fp32"`` (the exported graphs) or ``"fp16"`` (graphs converted
+        precision: ``"fp32"`` (the exported graphs), ``"fp16"`` (graphs converted
             to FP16 with FP32 inputs/outputs, cached in the user engine cache;
-            worthwhile on GPUs only).
+            worthwhile on GPUs only) or ``"int8"`` (static QDQ quantization of the
+            image-only graphs ``analyze``/``identity``, calibrated on ``calibration``;
+            the generator graphs stay FP32; for the CPU).
+        calibration: int8 calibration crops: array, ``.npy`` file or a video of faces
+            (see :mod:`engines.quantize`).
         intra_op_threads: threads inside one operator (default: all cores,
             ``os.cpu_count()``).
         inter_op_threads: threads across independent operators (default 1:
@@ -57,7 +61,7 @@ class OnnxRuntimeBackend(Backend):
     def __init__(self, model_dir: Union[str, Path], device: str = "cpu", precision: str = "fp32",
                  intra_op_threads: Optional[int] = None, inter_op_threads: int = 1, max_batch: int = 64,
                  device_id: int = 0, verify: bool = True, spin: Optional[bool] = None,
-                 providers: Optional[List] = None, **unused) -> None:
+                 providers: Optional[List] = None, calibration=None, **unused) -> None:
         super().__init__(model_dir)
         if unused:
             log.debug("onnxruntime: ignoring options %s", sorted(unused))
@@ -68,8 +72,12 @@ class OnnxRuntimeBackend(Backend):
         self._ort = ort
         if device not in _PROVIDERS:
             raise UsageError(f"onnxruntime device must be one of {', '.join(_PROVIDERS)}, not {device!r}")
-        if precision not in ("fp32", "fp16"):
-            raise UsageError(f"precision must be fp32 or fp16, not {precision!r}")
+        if precision not in ("fp32", "fp16", "int8"):
+            raise UsageError(f"precision must be fp32, fp16 or int8, not {precision!r}")
+        if precision == "int8" and calibration is None:
+            raise UsageError("int8 needs calibration face crops (calibration=array, .npy or a video of faces)")
+        self._calibration = calibration
+        self._calib_inputs = None
         if max_batch < 1:
             raise UsageError("max_batch must be >= 1")
         avail = ort.get_available_providers()
@@ -89,6 +97,7 @@ class OnnxRuntimeBackend(Backend):
         self._verify = verify
         self._spin = spin
         self._sessions: Dict[str, object] = {}
+        self._paths: Dict[str, Path] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ sessions
@@ -117,12 +126,27 @@ class OnnxRuntimeBackend(Backend):
                 self._sessions[graph] = sess
         return sess
 
+    def graph_path(self, graph: str) -> Path:
+        """The ONNX file the session of ``graph`` was loaded from (after conversion)."""
+        self.session(graph)
+        return self._paths[graph]
+
     def _create(self, spec: GraphSpec):
         path = self._graph_file(spec, verify=self._verify)
         if self.precision == "fp16":
             from .cache import fp16_onnx
 
             path = fp16_onnx(path, spec.sha256 or _sha(path))
+        elif self.precision == "int8":
+            if spec.input_names == ["image"]:
+                from .quantize import calibration_inputs, int8_onnx
+
+                if self._calib_inputs is None:
+                    self._calib_inputs = calibration_inputs(self._calibration, self.manifest)
+                path = int8_onnx(path, spec.sha256 or _sha(path), self._calib_inputs)
+            else:
+                log.info("onnxruntime: %s stays fp32 under precision int8 (only image-input graphs are quantized)",
+                         spec.name)
         try:
             sess = self._ort.InferenceSession(str(path), self.session_options(), providers=self._providers)
         except Exception as e:  # noqa: BLE001 - ORT raises its own Fail/InvalidProtobuf/... types
@@ -131,6 +155,7 @@ class OnnxRuntimeBackend(Backend):
         got = [i.name for i in sess.get_inputs()]
         if sorted(got) != sorted(spec.input_names):
             raise ModelError(f"{path}: graph inputs {got} do not match the manifest {spec.input_names}")
+        self._paths[spec.name] = path
         log.info("onnxruntime: loaded %s on %s (%s, %d intra-op threads)", path.name, self.device,
                  ",".join(sess.get_providers()), self.intra_op_threads)
         return sess

@@ -41,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="bench random weights of a config (paper, small, ...) exported to a temp dir (needs torch)")
     e.add_argument("--backend", default="onnxruntime",
                    help="comma-separated backends: onnxruntime, torch, torch-cuda, torch-cuda+graphs, tensorrt, "
-                        "onnxruntime-cuda, auto (default: onnxruntime)")
+                        "onnxruntime-cuda, auto; a ':fp16' / ':int8' suffix sets that backend's precision "
+                        "(default: onnxruntime)")
     e.add_argument("--baseline", default="torch",
                    help="backend measured alongside as the ratio baseline (default: torch, i.e. PyTorch eager CPU; "
                         "'none' to use the first backend)")
@@ -49,7 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--graphs", default="analyze", help="comma-separated graphs (default analyze)")
     e.add_argument("--repeats", type=int, default=10, help="timed calls per case (default 10)")
     e.add_argument("--warmup", type=int, default=3, help="untimed calls per case first (default 3)")
-    e.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
+    e.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
+                   help="int8: ONNX Runtime static quantization (needs --calibration)")
+    e.add_argument("--calibration", metavar="SRC",
+                   help="int8 calibration face crops: a video of faces or a .npy of (N,S,S,3) uint8 crops")
     e.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op / torch CPU threads")
     e.add_argument("--max-batch", type=int, default=None, help="largest batch per call (TensorRT profile max)")
     e.add_argument("--json", required=True, metavar="OUT", help="write the records here ('-' for stdout)")
@@ -78,6 +82,10 @@ def _bench_engines(args: argparse.Namespace) -> int:
     if out is not None and out.parent and not out.parent.exists():
         raise OutputError(f"{out.parent}: directory does not exist")
     opts = {"precision": args.precision}
+    if args.precision == "int8" or any(b.endswith(":int8") for b in backends):
+        if not args.calibration:
+            raise UsageError("--precision int8 needs --calibration (a video of faces or a .npy of face crops)")
+        opts["calibration"] = args.calibration
     if args.threads:
         opts.update(intra_op_threads=args.threads, threads=args.threads)
     if args.max_batch:

@@ -15,8 +15,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     b = esub.add_parser("build", help="build engines for a model into the user cache")
     b.add_argument("--backend", default="tensorrt", choices=("tensorrt", "onnxruntime"),
-                   help="tensorrt: TensorRT engines; onnxruntime: FP16 ONNX graphs (with --precision fp16)")
-    b.add_argument("--precision", choices=("fp32", "fp16"), default="fp16")
+                   help="tensorrt: TensorRT engines; onnxruntime: FP16 or INT8 ONNX graphs")
+    b.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16",
+                   help="int8: ONNX Runtime only, static quantization of analyze/identity (needs --calibration)")
+    b.add_argument("--calibration", metavar="SRC",
+                   help="int8 calibration face crops: a video of faces or a .npy of (N,S,S,3) uint8 crops")
     b.add_argument("--model", help="exported model directory (default: the shipped default model)")
     b.add_argument("--graphs", default=None, help="comma-separated graphs (default: all)")
     b.add_argument("--max-batch", type=int, default=64, help="profile max batch (default 64)")
@@ -57,6 +60,8 @@ def _build(args: argparse.Namespace) -> int:
     if not 1 <= args.min_batch <= args.opt_batch <= args.max_batch:
         raise UsageError("need 1 <= --min-batch <= --opt-batch <= --max-batch")
     if args.backend == "tensorrt":
+        if args.precision == "int8":
+            raise UsageError("TensorRT int8 is not supported (use fp16); int8 is for --backend onnxruntime")
         with open_backend(model_dir, "tensorrt", precision=args.precision, fp16_mode=args.fp16_mode,
                           profile=(args.min_batch, args.opt_batch, args.max_batch), rebuild=args.rebuild) as be:
             files = be.build_all(graphs)
@@ -66,13 +71,12 @@ def _build(args: argparse.Namespace) -> int:
     if args.precision == "fp32":
         print("onnxruntime runs the exported FP32 graphs directly; nothing to build")
         return 0
-    from engines.base import GraphSpec, _sha256
-    from engines.cache import fp16_onnx
-
-    for g in graphs:
-        spec = GraphSpec(g, man["graphs"][g])
-        src = model_dir / spec.file
-        print(f"{g:11s} {fp16_onnx(src, spec.sha256 or _sha256(src))}")
+    if args.precision == "int8" and not args.calibration:
+        raise UsageError("--precision int8 needs --calibration (a video of faces or a .npy of face crops)")
+    with open_backend(model_dir, "onnxruntime", precision=args.precision, calibration=args.calibration) as be:
+        for g in graphs:
+            be.session(g)
+            print(f"{g:11s} {be.graph_path(g)}")
     return 0
 
 

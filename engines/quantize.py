@@ -1,0 +1,149 @@
+"""INT8 (static, QDQ) ONNX graphs for the ONNX Runtime CPU backend.
+
+FP32 convolutions bound the CPU: the paper ``analyze`` graph costs ~0.5 GMAC
+per face. ONNX Runtime's int8 kernels (u8 activations x s8 per-channel
+weights) roughly double CPU throughput at the cost of a small, measurable
+error (see ``docs/engines.md``). Quantization needs calibration crops: real
+face crops, never random noise.
+
+Calibration sources (``calibration=``):
+
+* an array ``(N, S, S, 3) uint8 RGB`` face crops, or ``(N, 3, S, S) float32``
+  already normalised model inputs;
+* a ``.npy`` file holding either;
+* a video of faces (talking heads): ``N`` loose centre crops are taken via PyAV.
+
+Quantized graphs are cached next to the engines
+(``<cache>/engines/onnx8/<onnx sha[:16]>-<calibration sha[:12]>-int8.onnx``).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import warnings
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from facecycle.errors import InputError, ModelError, UsageError
+
+from .cache import engine_cache_dir
+
+__all__ = ["calibration_inputs", "int8_onnx", "QUANT_OPS"]
+
+log = logging.getLogger(__name__)
+
+QUANT_OPS = ("Conv", "MatMul", "Gemm")
+
+
+def _center_crops(video: Path, n: int, size: int, step: int = 5) -> np.ndarray:
+    """(n', size, size, 3) uint8 RGB loose centre crops (80 % of the short side) of a video."""
+    try:
+        import av
+        import cv2
+    except ImportError as e:
+        raise UsageError(f"calibration from a video needs PyAV and OpenCV ({e})") from None
+    out = []
+    try:
+        with av.open(str(video)) as c:
+            for i, fr in enumerate(c.decode(video=0)):
+                if i % step:
+                    continue
+                a = fr.to_ndarray(format="rgb24")
+                h, w = a.shape[:2]
+                s = int(min(h, w) * 0.8)
+                y0, x0 = (h - s) // 2, (w - s) // 2
+                out.append(cv2.resize(a[y0:y0 + s, x0:x0 + s], (size, size), interpolation=cv2.INTER_AREA))
+                if len(out) >= n:
+                    break
+    except (av.error.FFmpegError, OSError) as e:  # type: ignore[attr-defined]
+        raise InputError(f"{video}: cannot decode calibration video ({e})") from None
+    if not out:
+        raise InputError(f"{video}: no frames decoded for calibration")
+    return np.stack(out)
+
+
+def calibration_inputs(source, manifest: dict, n: int = 64) -> np.ndarray:
+    """Normalised ``(N, 3, S, S) float32`` model inputs from a calibration source (see module doc)."""
+    from facecycle.preprocess import to_input
+
+    inp = manifest.get("input", {})
+    size = int(inp.get("size") or manifest["config"]["image_size"])
+    mean, std = inp.get("mean"), inp.get("std")
+    if isinstance(source, (str, Path)):
+        p = Path(source)
+        if not p.exists():
+            raise InputError(f"{p}: calibration source not found")
+        if p.suffix == ".npy":
+            try:
+                source = np.load(p, allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise InputError(f"{p}: cannot read calibration array ({e})") from None
+        else:
+            source = _center_crops(p, n, size)
+    a = np.asarray(source)
+    if a.ndim == 4 and a.shape[1:] == (size, size, 3) and a.dtype == np.uint8:
+        kw = {k: v for k, v in (("mean", mean), ("std", std)) if v}
+        return to_input(a[:n], **kw)
+    if a.ndim == 4 and a.shape[1:] == (3, size, size):
+        return np.ascontiguousarray(a[:n], np.float32)
+    raise InputError(f"calibration data must be (N, {size}, {size}, 3) uint8 crops or (N, 3, {size}, {size}) "
+                     f"float32 inputs, got {a.shape} {a.dtype}")
+
+
+def int8_onnx(src: Union[str, Path], sha256: str, calib: np.ndarray, input_name: str = "image",
+              root: Optional[Path] = None, extra_inputs: Optional[dict] = None) -> Path:
+    """Static QDQ int8 copy of an ONNX graph (per-channel s8 weights, u8 activations), cached.
+
+    Args:
+        src: FP32 ONNX graph. sha256: its hash (cache key).
+        calib: normalised calibration inputs ``(N, 3, S, S)`` float32 for ``input_name``.
+        extra_inputs: fixed arrays (batch first, N rows) for the graph's other inputs.
+    """
+    try:
+        from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quant_pre_process,
+                                              quantize_static)
+    except ImportError as e:
+        raise ModelError(f"int8 needs onnxruntime.quantization ({e})") from None
+    calib = np.ascontiguousarray(calib, np.float32)
+    if calib.shape[0] < 8:
+        raise UsageError(f"int8 calibration needs at least 8 face crops, got {calib.shape[0]}")
+    csha = hashlib.sha256(calib.tobytes()).hexdigest()
+    root = root or engine_cache_dir()
+    out = root / "onnx8" / f"{sha256[:16]}-{csha[:12]}-int8.onnx"
+    if out.is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pre = out.with_name(out.stem + ".pre.onnx")
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            batches = []
+            for i in range(0, len(calib), 8):
+                feed = {input_name: calib[i:i + 8]}
+                for k, v in (extra_inputs or {}).items():
+                    feed[k] = np.ascontiguousarray(v[i:i + 8], np.float32)
+                batches.append(feed)
+            self._it = iter(batches)
+
+        def get_next(self):
+            return next(self._it, None)
+
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quant_pre_process(str(src), str(pre))
+            quantize_static(str(pre), str(tmp), _Reader(), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                            op_types_to_quantize=list(QUANT_OPS))
+        tmp.replace(out)
+    except Exception as e:  # noqa: BLE001 - onnx/ORT raise many types
+        raise ModelError(f"{src}: int8 quantization failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})") \
+            from None
+    finally:
+        pre.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+    log.info("quantized %s to int8 (%d calibration crops) -> %s", src, len(calib), out)
+    return out
