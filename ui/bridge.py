@@ -22,7 +22,20 @@ from typing import Any, Deque, List, Optional, Tuple
 import numpy as np
 from PyQt6.QtCore import QObject, Qt, pyqtSignal, pyqtSlot
 
-__all__ = ["FrameBridge", "FaceSample", "summarize"]
+__all__ = ["FrameBridge", "FaceSample", "DisplayFrame", "summarize"]
+
+
+@dataclass(frozen=True)
+class DisplayFrame:
+    """What the worker hands to the GUI: the analysed packet and the image to paint.
+
+    Attributes:
+        packet: the :class:`realtime.types.FramePacket` (faces, stats, timestamps).
+        image: QImage (RGB32) already scaled to the live view's size by the worker.
+    """
+
+    packet: Any
+    image: Any
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from PyQt6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QHBoxLayout, QLa
                              QSizePolicy, QSpinBox, QSplitter, QStatusBar, QVBoxLayout, QWidget)
 
 from .bridge import FrameBridge
-from .imaging import bgr_to_qimage
 from .session import AnalysisSession
 from .settings import Overlays, RunConfig
 from .widgets import ErrorBanner, FacePanel, LiveView
@@ -252,7 +251,8 @@ class MainWindow(QMainWindow):
         self.pause_button.setChecked(False)
         self.session = AnalysisSession(cfg, self.bridge, self.overlays,
                                        video_path=self.record_path if self.record_button.isChecked() else None,
-                                       csv_path=self.csv_path if self.csv_button.isChecked() else None)
+                                       csv_path=self.csv_path if self.csv_button.isChecked() else None,
+                                       view_size=lambda: self.live_view.target_size)
         self.sessions_run += 1
         self.state_label.setText(f"starting {cfg.source_label} …")
         self.session.start()
@@ -325,12 +325,11 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ frames
     def _on_frame(self) -> None:
-        packet = self.bridge.take()
-        if packet is None:
+        frame = self.bridge.take()
+        if frame is None:
             return
-        self.last_packet = packet
-        img = packet.annotated if packet.annotated is not None else packet.image
-        self.live_view.set_image(bgr_to_qimage(img))
+        packet = self.last_packet = frame.packet
+        self.live_view.set_image(frame.image)
         self.panel.add_samples(self.bridge.take_samples())
         now = time.perf_counter()
         if now - self._panel_refreshed >= self.panel_interval:  # the panel repaints at most ~15 times a second

@@ -13,11 +13,12 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Tuple, Union
 
 from facecycle.errors import FaceCycleError
 
-from .bridge import FrameBridge, summarize
+from .bridge import DisplayFrame, FrameBridge, summarize
+from .imaging import display_image
 from .pipeline_adapter import open_stream
 from .recorder import Recorder
 from .render import render
@@ -40,8 +41,10 @@ class AnalysisSession:
 
     def __init__(self, config: RunConfig, bridge: FrameBridge, overlays: Overlays = Overlays(),
                  video_path: Optional[Union[str, Path]] = None,
-                 csv_path: Optional[Union[str, Path]] = None) -> None:
+                 csv_path: Optional[Union[str, Path]] = None,
+                 view_size: Optional[Callable[[], Tuple[int, int]]] = None) -> None:
         self.config = config
+        self.view_size = view_size  # (w, h) of the live view, read each frame to pre-scale the image
         self.bridge = bridge
         self.generation = bridge.new_run()  # tags this run's signals
         self.overlays = overlays
@@ -155,13 +158,15 @@ class AnalysisSession:
                 render(packet, ov)
                 for msg in rec.write(packet):
                     self.bridge.report_error(self.generation, msg)
+                shown = packet.annotated if packet.annotated is not None else packet.image
+                image = display_image(shown, self.view_size() if self.view_size is not None else None)
                 now = time.perf_counter()
                 packet.stats["ui_ready"] = now
                 if self.t_first is None:
                     self.t_first = now
                 self.t_last = now
                 self.frames += 1
-                self.bridge.offer(packet, summarize(packet))
+                self.bridge.offer(DisplayFrame(packet, image), summarize(packet))
             else:
                 if self._stop.is_set():
                     reason = "stopped"

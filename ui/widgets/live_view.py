@@ -48,9 +48,14 @@ class LiveView(QWidget):
         self.first_paint: Optional[float] = None
         self.last_paint: Optional[float] = None
         self._times: Deque[float] = deque(maxlen=120)
+        self.target_size = (800, 450)  # (w, h) of the paint area; read by the worker to pre-scale frames
 
     def sizeHint(self) -> QSize:
         return QSize(800, 450)
+
+    def resizeEvent(self, event) -> None:
+        self.target_size = (self.width(), self.height())
+        super().resizeEvent(event)
 
     def set_image(self, image: Optional[QImage]) -> None:
         """Show ``image`` at the next paint (None clears the view)."""
@@ -84,8 +89,12 @@ class LiveView(QWidget):
             p.setPen(QColor(170, 170, 170))
             p.drawText(area, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self._placeholder)
         else:
-            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
-            p.drawImage(fit_rect(self._image.width(), self._image.height(), area), self._image)
+            r = fit_rect(self._image.width(), self._image.height(), area)
+            if r.width() == self._image.width() and r.height() == self._image.height():
+                p.drawImage(r.topLeft(), self._image)  # pre-scaled by the worker: a plain copy
+            else:  # the view was resized since the worker scaled this frame
+                p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+                p.drawImage(r, self._image)
             if self._new:
                 self._new = False
                 now = time.perf_counter()
