@@ -174,6 +174,7 @@ class MainWindow(QMainWindow):
         root.addWidget(self.banner)
 
         self.live_view = LiveView(self)
+        self.live_view.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # initial focus: the view, not an input field
         self.live_view.fileDropped.connect(lambda p: self.open_source(p, start=True))
         self.panel = FacePanel(parent=self)
         split = QSplitter(Qt.Orientation.Horizontal, self)
@@ -184,6 +185,7 @@ class MainWindow(QMainWindow):
         split.setChildrenCollapsible(False)
         root.addWidget(split, 1)
         self.setCentralWidget(central)
+        self.live_view.setFocus()
 
         sb = QStatusBar(self)
         self.state_label = QLabel("idle", self)
