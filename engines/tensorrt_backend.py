@@ -238,7 +238,7 @@ class TensorRTBackend(Backend):
         prof = builder.create_optimization_profile()
         for i in range(network.num_inputs):
             t = network.get_input(i)
-            rest = tuple(int(d) for d in t.shape[1:])
+            rest = tuple(int(d) for d in tuple(t.shape)[1:])
             prof.set_shape(t.name, (lo,) + rest, (opt,) + rest, (hi,) + rest)
         config.add_optimization_profile(prof)
         tc_path = timing_cache_path(self.trt_version, self.gpu_name, self.compute_capability, self.cache_dir)

@@ -9,6 +9,7 @@
 #     OUT=dir            output folder (default gpu_out)
 #     WHEELS=dir         local wheels to install missing deps from (default .wheels)
 #     ALLOW_CPU=1        dry run without a GPU (CPU backends, short timings) to check the script itself
+#     SKIP_INSTALL=1     do not pip install anything (dependencies already present)
 #
 # Outputs: $OUT/env.json, $OUT/pytest.xml, $OUT/bench_torch.json, $OUT/bench_tensorrt.json,
 #          $OUT/bench_ort_cuda.json (each where it ran), $OUT/<step>.log, $OUT/summary.json (exit codes, seconds).
@@ -54,14 +55,18 @@ else
 fi
 
 # ---- 2. our package and its deps (no network needed when $WHEELS holds them) -------------------
-"$PY" -m pip install -q -e . --no-deps 2>&1 | tail -2
+# (running from the repository root works without installing; the editable install adds the console script)
+if [[ "${SKIP_INSTALL:-0}" != "1" ]]; then
+    "$PY" -m pip install -q -e . --no-deps --no-build-isolation 2>&1 | tail -2 \
+        || echo "gpu_check: editable install failed; continuing from the source tree"
+fi
 missing=()
 for d in "${DEPS[@]}"; do
     mod=${d//-/_}; case $d in opencv-python-headless) mod=cv2;; onnxconverter-common) mod=onnxconverter_common;; esac
     "$PY" -c "import $mod" 2>/dev/null || missing+=("$d")
 done
 # onnxruntime-gpu provides the 'onnxruntime' module: prefer it on a GPU machine when it is available locally
-if [[ ${#missing[@]} -gt 0 ]]; then
+if [[ ${#missing[@]} -gt 0 && "${SKIP_INSTALL:-0}" != "1" ]]; then
     echo "gpu_check: installing missing deps: ${missing[*]}"
     if [[ -d "$WHEELS" ]]; then
         "$PY" -m pip install -q --no-index --find-links "$WHEELS" "${missing[@]}" 2>&1 | tail -3

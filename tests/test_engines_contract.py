@@ -306,3 +306,29 @@ def test_engine_cli_list_build_clean(model_dir, tmp_path, monkeypatch, capsys):
     rc = main(["engine", "build", "--backend", "tensorrt", "--model", str(model_dir)])
     if rc != 0:
         assert rc == 6 and "tensorrt" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------- int8
+def test_onnxruntime_int8_calibrated_on_a_real_clip(model_dir, reference):
+    """Static int8 analyze graph: calibrated on centre crops of a real clip, close to fp32, cached."""
+    from facecycle.errors import UsageError
+
+    inputs, outputs = reference
+    with pytest.raises(UsageError, match="calibration"):
+        open_backend(model_dir, "onnxruntime", precision="int8")
+    clip = VIDEOS / CLIP
+    with open_backend(model_dir, "onnxruntime", precision="int8", calibration=str(clip)) as be:
+        got = be.run("analyze", inputs["analyze"])
+        path = be.graph_path("analyze")
+        assert "onnx8" in str(path) and path.name.endswith("-int8.onnx")
+        assert be.graph_path("neutralize").name == "neutralize.onnx"  # generator graphs stay fp32
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    for k in ("feature", "code", "flow"):
+        a, b = outputs["analyze"][k].reshape(5, -1), got[k].reshape(5, -1)
+        cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        assert cos.min() >= 0.98, f"int8 {k}: cosine to fp32 {cos.min():.4f}"
+    with open_backend(model_dir, "onnxruntime", precision="int8", calibration=str(clip)) as be:
+        assert be.graph_path("analyze") == path  # reused from the cache, not re-quantized
