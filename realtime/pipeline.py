@@ -198,6 +198,7 @@ class Pipeline:
                 except StopIteration:
                     break
                 pkt.stats["t0"] = t0
+                self._last_read = time.monotonic()
                 self.frames_read += 1
                 item = (self.frames_read, pkt)
                 if live:
@@ -272,28 +273,37 @@ class Pipeline:
         for t in self._threads:
             t.start()
         last = qs[-1]
+        # watchdog: a live source with a ``timeout`` (a camera) whose read blocks instead of failing
+        stall = getattr(self.source, "timeout", None) if self.source.live else None
+        self._last_read = time.monotonic()
         try:
             while True:
                 try:
                     item = last.get(timeout=0.05)
                 except queue.Empty:
+                    if stall and self._error is None and not self.stop_event.is_set():
+                        if not self._running.is_set():  # paused: not a stall
+                            self._last_read = time.monotonic()
+                        elif time.monotonic() - self._last_read > stall + 0.5:
+                            self._fail("source", PipelineError(
+                                f"{self.source.name}: no frame for {stall:g} s (camera stopped or unplugged?)"))
+                            stall = -1.0  # marks the stall for the joins below
+                            break  # the reader is stuck in a blocking read: do not wait for it
                     if self.stop_event.is_set() and self._error is None and not any(
                             t.is_alive() for t in self._threads):
                         break
                     continue
                 if item is _END:
                     break
-                if self._error is not None:
-                    break
-                yield item[1]
-                if self.stop_event.is_set():
+                yield item[1]  # after a failure, frames finished before it still come out
+                if self.stop_event.is_set() and self._error is None:
                     break
         finally:
             self._abort.set()
             self.stop_event.set()
             self._running.set()
             for t in self._threads:
-                t.join(timeout=5.0)
+                t.join(timeout=0.2 if stall == -1.0 else 5.0)
             self.source.close()
         self.raise_error()
 

@@ -8,7 +8,9 @@
   pyramidal Lucas–Kanade optical flow of its 5 landmarks on a small grey
   frame (translation + scale from the point motion). A track whose points fail
   the forward–backward check is dropped to *lost*, and ``propagate`` returns
-  ``False`` so the caller can run the detector on that frame (a scene cut).
+  ``False`` so the caller can run the detector on that frame. A scene cut (the
+  mean absolute difference of consecutive grey frames above ``cut_threshold``)
+  returns ``False`` too, so a face that appears at a cut is found at once.
 """
 from __future__ import annotations
 
@@ -61,14 +63,16 @@ class Tracker:
         lost_buffer: seconds a lost track is remembered (re-matched by IoU with its last box).
         flow_side: longer side (pixels) of the grey frame used for optical flow.
         max_fb_error: forward–backward error (pixels at ``flow_side`` scale) above which a point fails.
+        cut_threshold: mean absolute grey-level difference between consecutive frames that counts as a cut.
     """
 
     def __init__(self, iou_threshold: float = 0.3, lost_buffer: float = 2.0, flow_side: int = 320,
-                 max_fb_error: float = 1.5) -> None:
+                 max_fb_error: float = 1.5, cut_threshold: float = 25.0) -> None:
         self.iou_threshold = float(iou_threshold)
         self.lost_buffer = float(lost_buffer)
         self.flow_side = int(flow_side)
         self.max_fb_error = float(max_fb_error)
+        self.cut_threshold = float(cut_threshold)
         self.tracks: List[Track] = []
         self.next_id = 0
         self._prev_gray: Optional[np.ndarray] = None
@@ -77,10 +81,15 @@ class Tracker:
     # --------------------------------------------------------------- frames
     def _gray(self, image: np.ndarray) -> Tuple[np.ndarray, float]:
         h, w = image.shape[:2]
-        s = min(1.0, self.flow_side / float(max(h, w)))
-        small = cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA) \
-            if s < 1.0 else image
-        return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), s
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        k = max(1, int(np.ceil(max(h, w) / float(self.flow_side))))  # integer factor: the fast area path
+        if k == 1:
+            return gray, 1.0
+        if h < k or w < k:
+            return gray, 1.0
+        # drop the last h % k rows / w % k columns so the scale is exactly 1/k on both axes
+        small = cv2.resize(gray[: h - h % k, : w - w % k], (w // k, h // k), interpolation=cv2.INTER_AREA)
+        return small, 1.0 / k
 
     def update(self, image: np.ndarray, det: Detections, timestamp: float) -> List[Face]:
         """Detection frame: match ``det`` to tracks; returns the faces of this frame (live tracks)."""
@@ -120,6 +129,9 @@ class Tracker:
         gray, s = self._gray(image)
         live = [t for t in self.tracks if not t.lost]
         ok = True
+        if self._prev_gray is not None and self._prev_gray.shape == gray.shape and \
+                cv2.norm(self._prev_gray, gray, cv2.NORM_L1) / gray.size > self.cut_threshold:
+            ok = False  # scene cut: ask for a detection on this frame
         if live and self._prev_gray is not None and self._prev_gray.shape == gray.shape:
             p0 = (np.concatenate([t.landmarks for t in live]) * self._scale).astype(np.float32).reshape(-1, 1, 2)
             lk = dict(winSize=(15, 15), maxLevel=2, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 0.03))

@@ -9,6 +9,7 @@ a playable file.
 """
 from __future__ import annotations
 
+import errno
 import logging
 from fractions import Fraction
 from pathlib import Path
@@ -153,6 +154,9 @@ class VideoSink(Sink):
             for p in self._stream.encode(frame):
                 self.container.mux(p)
         except (av.error.FFmpegError, OSError) as e:
+            if getattr(e, "errno", None) == errno.ENOSPC:
+                raise OutputError(f"{self.path}: disk full (video frames up to {self.frames - 1} were written)") \
+                    from None
             raise OutputError(f"{self.path}: video write failed ({e})") from None
         self.frames += 1
 
@@ -160,6 +164,7 @@ class VideoSink(Sink):
         if self._closed:
             return
         self._closed = True
+        failed: Optional[BaseException] = None
         try:
             if self._stream is not None:
                 for p in self._stream.encode():
@@ -168,9 +173,15 @@ class VideoSink(Sink):
                     self._mux_audio_until(float((self._last_pts + 1) * self.time_base) + 1.0 / float(self.fps))
         except Exception as e:  # noqa: BLE001 - still close the container
             log.warning("%s: flushing failed (%s)", self.path, e)
+            failed = e
         finally:
             self._close_audio_in()
             try:
                 self.container.close()
             except Exception as e:  # noqa: BLE001
                 log.warning("%s: closing failed (%s)", self.path, e)
+                failed = failed or e
+        if failed is not None:  # the file is incomplete: say so (disk full, I/O error), never exit 0 silently
+            if getattr(failed, "errno", None) == errno.ENOSPC:
+                raise OutputError(f"{self.path}: disk full (the video is incomplete)")
+            raise OutputError(f"{self.path}: writing the video failed ({failed})")

@@ -18,6 +18,24 @@ __all__ = ["CameraSource"]
 log = logging.getLogger(__name__)
 
 
+def _open_capture(device: Union[int, str]) -> "cv2.VideoCapture":
+    """``cv2.VideoCapture(device)`` with OpenCV's own logging silenced while it probes its backends
+    (a missing camera otherwise prints a dozen WARN/ERROR lines to stderr; we raise one clear error)."""
+    log_api = getattr(getattr(cv2, "utils", None), "logging", None)
+    old = None
+    if log_api is not None:
+        try:
+            old = log_api.getLogLevel()
+            log_api.setLogLevel(log_api.LOG_LEVEL_SILENT)
+        except Exception:  # noqa: BLE001 - logging control is best effort
+            old = None
+    try:
+        return cv2.VideoCapture(device)
+    finally:
+        if old is not None:
+            log_api.setLogLevel(old)
+
+
 class CameraSource(Source):
     """A live camera. Timestamps are wall-clock seconds since the first frame.
 
@@ -42,7 +60,7 @@ class CameraSource(Source):
         self.name = f"camera:{device}"
         self.timeout = float(timeout)
         self.max_frames = max_frames
-        self.cap = cv2.VideoCapture(device)
+        self.cap = _open_capture(device)
         if not self.cap.isOpened():
             self.cap.release()
             raise InputError(f"camera {device!r}: cannot open (no such camera or it is busy)")

@@ -76,7 +76,10 @@ class VideoSource(Source):
         try:
             self.container = av.open(spath, "r", timeout=10.0 if self.is_url else None)
         except (av.error.FFmpegError, OSError, ValueError) as e:
-            raise InputError(f"{spath}: cannot open as a video ({_msg(e)})") from None
+            hint = ""
+            if isinstance(e, av.error.InvalidDataError) and Path(spath).suffix.lower() in (".mp4", ".mov", ".m4v"):
+                hint = "; if the recording was cut short, its index (moov atom) is missing"
+            raise InputError(f"{spath}: cannot open as a video ({_msg(e)}{hint})") from None
         if not self.container.streams.video:
             self.container.close()
             raise InputError(f"{spath}: no video stream (audio-only or not a video)")
@@ -92,6 +95,10 @@ class VideoSource(Source):
         self.frame_count = int(self.stream.frames) or None
         if self.frame_count is None and self.stream.duration and self.fps:
             self.frame_count = int(round(float(self.stream.duration * self.time_base) * self.fps))
+        if self.frame_count is None and self.container.duration and self.fps and not self.is_url:
+            self.frame_count = int(round(self.container.duration / 1e6 * self.fps))  # container: microseconds
+        self.frames_decoded = 0
+        self.frames_missing = 0
         self.rotation = 0
         self.width, self.height = int(cc.width or 0), int(cc.height or 0)
         if self.width <= 0 or self.height <= 0:
@@ -123,6 +130,8 @@ class VideoSource(Source):
                 continue
             for frame in frames:
                 t = time.perf_counter()
+                if getattr(frame, "is_corrupt", False):  # decoded with errors concealed
+                    self.errors += 1
                 pts = frame.pts
                 if pts is None:  # no timestamps: synthesise from the nominal rate
                     pts = (last_pts + 1) if last_pts is not None and not self.fps else (
@@ -144,9 +153,14 @@ class VideoSource(Source):
                     if wait > 0:
                         time.sleep(wait)
                 index += 1
+                self.frames_decoded = index
                 yield pkt
         if index == 0:
             raise InputError(f"{self.name}: no decodable video frames")
+        expected = self.frame_count or 0
+        if not self.is_url and expected and expected - index > max(2, 0.02 * expected):
+            self.frames_missing = expected - index
+            log.warning("%s: decoded %d of ~%d frames (truncated or damaged file)", self.name, index, expected)
 
     def _demux(self):
         try:
@@ -179,7 +193,7 @@ class VideoSource(Source):
     def describe(self) -> dict:
         d = super().describe()
         d.update(codec=self.stream.codec_context.name, time_base=str(self.time_base), rotation=self.rotation,
-                 errors=self.errors)
+                 errors=self.errors, frames_decoded=self.frames_decoded, frames_missing=self.frames_missing)
         return d
 
 

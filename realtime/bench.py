@@ -1,0 +1,290 @@
+"""``facecycle bench pipeline`` and ``facecycle bench soak`` (registered into the ``bench`` group).
+
+pipeline: end-to-end fps, p50/p95 per-frame latency (decode start → outputs
+written), time per stage, drops; the median of ``--runs`` runs, with a
+baseline measured in the same process (decode-only fps of the same frames) and
+the ratio pipeline/baseline. Figures depend on what else runs on the machine:
+the record includes the load average before and after.
+
+soak: one long run over real clips played in a loop (``--frames`` in total),
+reporting resident memory (RSS) at the start and end and throughput per
+window, so leaks and slow-downs show.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator, List, Optional, Sequence
+
+from facecycle.errors import InputError, OutputError, UsageError
+
+from .sources.base import Source
+from .sources.video import VideoSource
+from .types import FramePacket
+
+__all__ = ["register_bench", "bench_pipeline", "bench_soak", "LoopingSource", "decode_fps"]
+
+log = logging.getLogger(__name__)
+
+
+def _rss_mb() -> float:
+    try:
+        import psutil
+
+        return psutil.Process().memory_info().rss / 2 ** 20
+    except ImportError:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _load() -> Optional[List[float]]:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def decode_fps(path: str, frames: int) -> float:
+    """Baseline: frames per second of decoding alone (PyAV → BGR arrays, as the pipeline's source does)."""
+    t = time.perf_counter()
+    n = 0
+    with VideoSource(path) as src:
+        for _ in src:
+            n += 1
+            if n >= frames:
+                break
+    return n / (time.perf_counter() - t)
+
+
+class LoopingSource(Source):
+    """Play ``paths`` one after the other, in a loop, until ``frames`` frames were produced.
+
+    Timestamps keep increasing across loops (each clip is offset by the end of the previous one);
+    ``index`` counts all frames.
+    """
+
+    def __init__(self, paths: Sequence[str], frames: int) -> None:
+        super().__init__()
+        if not paths:
+            raise UsageError("no clips to loop")
+        self.paths = [str(p) for p in paths]
+        for p in self.paths:
+            if not Path(p).is_file():
+                raise InputError(f"{p}: no such file")
+        self.frames = int(frames)
+        self.frame_count = self.frames
+        self.name = f"loop({len(self.paths)} clips)"
+        self.time_base = Fraction(1, 1000000)
+        self.fps = 30.0
+        self.loops = 0
+
+    def __iter__(self) -> Iterator[FramePacket]:
+        n, offset = 0, 0.0
+        while n < self.frames:
+            for p in self.paths:
+                last = 0.0
+                with VideoSource(p) as src:
+                    for pkt in src:
+                        if n >= self.frames:
+                            return
+                        last = pkt.timestamp
+                        pkt.timestamp += offset
+                        pkt.pts = int(round(pkt.timestamp * 1e6))
+                        pkt.time_base = self.time_base
+                        pkt.index = n
+                        self.height, self.width = pkt.image.shape[:2]
+                        n += 1
+                        yield pkt
+                    self.errors += src.errors
+                offset += last + 1.0 / 30
+            self.loops += 1
+
+
+def _analyzer_from_args(args, tmp: Path):
+    from .analyzer import Analyzer
+
+    model = args.model
+    if getattr(args, "config", None):
+        model = _export_random(args.config, tmp)
+    return Analyzer(model=model, backend=args.backend, detector=args.detector, detector_model=args.detector_model,
+                    detect_every=args.detect_every, detect_size=args.detect_size or None,
+                    neutralize=getattr(args, "neutralize", False), threads=args.threads,
+                    infer_workers=args.infer_workers)
+
+
+def _export_random(config: str, tmp: Path) -> Path:
+    try:
+        import torch
+
+        from facecycle.config import get_config
+        from facecycle.export import export_onnx
+        from facecycle.model import FaceCycle
+    except ImportError:
+        raise UsageError("--config needs torch (the [torch] extra); pass --model DIR instead") from None
+    try:
+        cfg = get_config(config)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    torch.manual_seed(0)
+    out = tmp / f"random_{config}"
+    export_onnx(FaceCycle(cfg).eval(), out, graphs=["analyze", "neutralize"], atol=1e-2, source=f"random:{config}")
+    return out
+
+
+def bench_pipeline(args: argparse.Namespace) -> dict:
+    """Run the benchmark described in the module docstring; returns the JSON record."""
+    video = str(args.video_in)
+    if not Path(video).is_file():
+        raise InputError(f"{video}: no such file")
+    if args.runs < 1 or args.frames < 1:
+        raise UsageError("--runs and --frames must be >= 1")
+    load_before = _load()
+    with tempfile.TemporaryDirectory(prefix="fc_bench_") as td:
+        tmp = Path(td)
+        an = _analyzer_from_args(args, tmp)
+        with an:
+            # warm-up: sessions, allocations, caches
+            for _ in an.process_video(video, max_frames=min(30, args.frames), annotate=False):
+                pass
+            runs, base = [], []
+            for r in range(args.runs):
+                base.append(decode_fps(video, args.frames))
+                run = an.process_video(video, csv=tmp / "bench.csv", video=(tmp / "bench.mp4") if args.video else None,
+                                       overwrite=True, max_frames=args.frames, audio=True,
+                                       annotate=None if args.video else False)
+                run.run()
+                s = run.stats.summary()
+                runs.append(s)
+                log.info("run %d: %.1f fps (decode-only %.1f fps)", r + 1, s["fps"], base[-1])
+            info = an.describe()
+    med = statistics.median
+    fps = med([s["fps"] for s in runs])
+    stages = sorted({k for s in runs for k in s["stage_ms_per_frame"]})
+    rec = {
+        "benchmark": "pipeline", "video": video, "frames_per_run": runs[0]["frames"], "runs": args.runs,
+        "video_output": bool(args.video), "csv_output": True,
+        "fps_median": round(fps, 2), "fps_runs": [s["fps"] for s in runs],
+        "latency_ms_p50": round(med([s["latency_ms_p50"] for s in runs]), 2),
+        "latency_ms_p95": round(med([s["latency_ms_p95"] for s in runs]), 2),
+        "stage_ms_per_frame": {k: round(med([s["stage_ms_per_frame"].get(k, 0.0) for s in runs]), 3)
+                               for k in stages},
+        "drops": max(s["drops"] for s in runs),
+        "detector_runs_per_run": runs[0]["detector_runs"],
+        "baseline": {"what": "decode-only fps (PyAV -> BGR), same frames, same process",
+                     "fps_median": round(med(base), 2), "fps_runs": [round(b, 2) for b in base]},
+        "ratio_to_baseline": round(fps / med(base), 4) if med(base) > 0 else None,
+        "config": {"model": info["model"], "backend": info["backend"], "detector": info["detector"],
+                   "detect_every": info["detect_every"], "pose_source": info["pose_source"],
+                   "expression_head": info["model"]["expression_head"] is not None,
+                   "threads": args.threads, "infer_workers": an.infer_workers},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "load_avg_before": load_before, "load_avg_after": _load()},
+    }
+    return rec
+
+
+def bench_soak(args: argparse.Namespace) -> dict:
+    if args.frames < 1 or args.window < 1:
+        raise UsageError("--frames and --window must be >= 1")
+    clips = [str(c) for c in args.videos]
+    if not clips:
+        raise UsageError("give at least one video to loop")
+    with tempfile.TemporaryDirectory(prefix="fc_soak_") as td:
+        tmp = Path(td)
+        an = _analyzer_from_args(args, tmp)
+        with an:
+            src = LoopingSource(clips, args.frames)
+            import gc
+
+            gc.collect()
+            rss0 = _rss_mb()
+            windows = []
+            t_w, n_w = time.perf_counter(), 0
+            run = an.process_video(src, csv=tmp / "soak.csv", video=(tmp / "soak.mp4") if args.video else None,
+                                   overwrite=True, annotate=None if args.video else False)
+            rss_peak = rss0
+            for p in run:
+                n_w += 1
+                if n_w == args.window:
+                    now = time.perf_counter()
+                    rss = _rss_mb()
+                    rss_peak = max(rss_peak, rss)
+                    windows.append({"end_frame": p.index + 1, "fps": round(n_w / (now - t_w), 2),
+                                    "rss_mb": round(rss, 1)})
+                    log.info("soak: %d frames, %.1f fps, RSS %.1f MB", p.index + 1, windows[-1]["fps"], rss)
+                    t_w, n_w = now, 0
+            gc.collect()
+            rss1 = _rss_mb()
+            s = run.stats.summary()
+            csv_bytes = (tmp / "soak.csv").stat().st_size
+    fps = [w["fps"] for w in windows]
+    half = max(1, len(fps) // 2)
+    return {
+        "benchmark": "soak", "clips": clips, "frames_requested": args.frames, "frames_processed": s["frames"],
+        "loops": src.loops, "rss_mb_start": round(rss0, 1), "rss_mb_end": round(rss1, 1),
+        "rss_mb_peak": round(rss_peak, 1), "rss_growth_mb": round(rss1 - rss0, 1),
+        "fps_overall": s["fps"], "window": args.window, "windows": windows,
+        "fps_first_half_median": statistics.median(fps[:half]) if fps else None,
+        "fps_second_half_median": statistics.median(fps[half:]) if len(fps) > 1 else None,
+        "throughput_ratio_second_to_first_half": (round(statistics.median(fps[half:]) / statistics.median(fps[:half]), 4)
+                                                  if len(fps) > 1 else None),
+        "csv_bytes": csv_bytes, "drops": s["drops"], "decode_errors": s["decode_errors"],
+        "machine": {"cpus": os.cpu_count(), "load_avg_end": _load()},
+    }
+
+
+def _write(rec: dict, out: str) -> None:
+    text = json.dumps(rec, indent=2, default=str) + "\n"
+    if out == "-":
+        print(text, end="")
+        return
+    p = Path(out)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    except OSError as e:
+        raise OutputError(f"{out}: cannot write ({e.strerror or e})") from None
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--model", default=None, metavar="DIR", help="exported model dir (default: shipped model)")
+    src.add_argument("--config", default=None, metavar="NAME",
+                     help="random weights of a config (e.g. paper) exported to a temp dir (needs torch)")
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--detector", default="centerface", choices=("centerface", "yunet", "scrfd"))
+    p.add_argument("--detector-model", default=None)
+    p.add_argument("--detect-every", type=int, default=5)
+    p.add_argument("--detect-size", type=int, default=320)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--infer-workers", type=int, default=None)
+    p.add_argument("--video", action="store_true", help="also write the annotated video")
+    p.add_argument("--json", required=True, metavar="OUT", help="write the record here ('-' = stdout)")
+
+
+def register_bench(bsub: argparse._SubParsersAction) -> None:
+    """Add ``pipeline`` and ``soak`` to the ``facecycle bench`` sub-command group."""
+    p = bsub.add_parser("pipeline", help="end-to-end pipeline fps / latency / stage times (median of runs)")
+    p.add_argument("video_in", metavar="VIDEO")
+    p.add_argument("--frames", type=int, default=300, help="frames per run (at most the clip's length)")
+    p.add_argument("--runs", type=int, default=3, help="runs; the median is reported (default 3)")
+    _common(p)
+    p.set_defaults(func=lambda a: (_write(bench_pipeline(a), a.json), 0)[1])
+
+    s = bsub.add_parser("soak", help="long run over looped clips: RSS memory and throughput per window")
+    s.add_argument("videos", nargs="+", metavar="VIDEO")
+    s.add_argument("--frames", type=int, default=20000, help="frames in total (default 20000)")
+    s.add_argument("--window", type=int, default=1000, help="frames per throughput/memory sample (1000)")
+    _common(s)
+    s.set_defaults(func=lambda a: (_write(bench_soak(a), a.json), 0)[1])

@@ -1,0 +1,237 @@
+"""End-to-end acceptance of the pipeline on every real clip in ../shared/data/videos, the annotated video,
+SIGINT/SIGTERM safety, the CLI's errors and `bench pipeline`.
+
+Cost control (2 CPU cores): the all-clips run uses the tiny model, detection every 15 frames (optical-flow
+tracking in between, detection forced at scene cuts and tracking failures), no smoothing and no video.
+"""
+from __future__ import annotations
+
+import collections
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from facecycle.cli import main as cli_main
+
+from .conftest import ROOT, VIDEOS, shared_video
+
+pytestmark = [pytest.mark.slow, pytest.mark.shared]
+
+NO_FACE = "pyfeat_no_face.mp4"
+TRANSITIONS = {"pyfeat_face_noface.mov": "face_then_none", "pyfeat_noface_face.mov": "none_then_face"}
+
+
+def decoded_frames(path: Path) -> int:
+    """Independent count of decodable frames (PyAV, no conversion)."""
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        s.thread_type = "AUTO"
+        return sum(1 for _ in c.decode(s))
+
+
+def scene_cuts(path: Path, factor: float = 20.0) -> list:
+    """Frames that start a new shot: mean abs grey difference to the previous frame far above the median."""
+    diffs, prev = [], None
+    with av.open(str(path)) as c:
+        for f in c.decode(video=0):
+            g = f.to_ndarray(format="gray").astype(np.float32)[::4, ::4]
+            if prev is not None:
+                diffs.append(np.abs(g - prev).mean())
+            prev = g
+    d = np.array(diffs)
+    return [int(i) + 1 for i in np.nonzero(d > factor * max(np.median(d), 0.5))[0]]
+
+
+def read_csv(path: Path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def all_clips(tiny_export, tmp_path_factory, videos_dir):
+    from realtime.analyzer import Analyzer
+
+    _, model_dir = tiny_export
+    out = tmp_path_factory.mktemp("clips")
+    clips = sorted(p for p in videos_dir.iterdir() if p.suffix.lower() in (".mp4", ".mov", ".mkv", ".avi"))
+    assert len(clips) >= 30
+    res = {}
+    with Analyzer(model=model_dir, detect_every=15, smooth=False, infer_workers=1) as an:
+        for p in clips:
+            run = an.process_video(p, csv=out / f"{p.stem}.csv", annotate=False)
+            run.run()
+            res[p.name] = (p, out / f"{p.stem}.csv", out / f"{p.stem}.json")
+    return res
+
+
+def test_every_decoded_frame_appears_once_in_order(all_clips):
+    for name, (clip, csv_path, side) in all_clips.items():
+        rows = read_csv(csv_path)
+        frames = [int(r["frame"]) for r in rows]
+        # one row per face: a frame may repeat only on consecutive rows with distinct face ids
+        uniq = list(dict.fromkeys(frames))
+        assert uniq == list(range(decoded_frames(clip))), name
+        assert frames == sorted(frames), name
+        by_frame = collections.defaultdict(list)
+        for r in rows:
+            by_frame[int(r["frame"])].append(r)
+        for fr, rs in by_frame.items():
+            ids = [r["face_id"] for r in rs]
+            assert len(set(ids)) == len(ids), (name, fr)
+            if "-1" in ids:
+                assert len(rs) == 1 and rs[0]["success"] == "0", (name, fr)
+        ts = [float(r["timestamp"]) for r in rows]
+        assert all(b >= a for a, b in zip(ts, ts[1:])), name
+        meta = json.loads(side.read_text())
+        assert meta["status"] == "complete" and meta["pose_source"] == "landmarks-pnp"
+        assert meta["stats"]["frames"] == len(uniq)
+
+
+def test_single_person_clips_keep_one_face_id(all_clips):
+    checked = 0
+    for name, (clip, csv_path, _) in all_clips.items():
+        if name == NO_FACE:
+            continue
+        rows = [r for r in read_csv(csv_path) if r["success"] == "1"]
+        face_frames = {r["frame"] for r in rows}
+        assert face_frames, name
+        top_id, n = collections.Counter(r["face_id"] for r in rows).most_common(1)[0]
+        covered = {r["frame"] for r in rows if r["face_id"] == top_id}
+        assert len(covered) / len(face_frames) >= 0.95, (name, len(covered), len(face_frames))
+        checked += 1
+    assert checked >= 30
+
+
+def test_no_face_clip_has_no_successes(all_clips):
+    _, csv_path, _ = all_clips[NO_FACE]
+    rows = read_csv(csv_path)
+    assert sum(r["success"] == "0" for r in rows) / len(rows) >= 0.95
+
+
+def test_face_presence_switches_at_the_cut(all_clips):
+    for name, kind in TRANSITIONS.items():
+        clip, csv_path, _ = all_clips[name]
+        succ = {}
+        for r in read_csv(csv_path):
+            succ[int(r["frame"])] = succ.get(int(r["frame"]), 0) | int(r["success"])
+        s = np.array([succ[i] for i in range(len(succ))])
+        cut = scene_cuts(clip)[0]  # the shot boundary, found without any detector
+        before, after = s[:cut], s[cut:cut + 60]
+        if kind == "face_then_none":
+            assert before.mean() >= 0.95 and after.mean() <= 0.05, (name, cut, s)
+        else:
+            assert before.mean() <= 0.05 and after.mean() >= 0.95, (name, cut, s)
+        # the switch happens within one frame of the cut (detection is forced at scene cuts)
+        change = int(np.nonzero(np.diff(s))[0][0]) + 1
+        assert abs(change - cut) <= 1, (name, change, cut)
+
+
+# --------------------------------------------------------------------------------------------- video
+@pytest.mark.parametrize("name", ["pyfeat_WolfgangLanger_Pexels.mp4", "pyfeat_face_noface.mov"])
+def test_annotated_video_matches_input_frames_and_duration(tiny_export, tmp_path, name):
+    clip = shared_video(name)
+    _, model_dir = tiny_export
+    rc = cli_main(["process", str(clip), "--model", str(model_dir), "--out-dir", str(tmp_path), "--no-progress",
+                   "--neutralize", "--max-faces", "2"])
+    assert rc == 0
+    out = tmp_path / f"{clip.stem}.annotated.mp4"
+
+    def info(p):
+        with av.open(str(p)) as c:
+            s = c.streams.video[0]
+            fr = [f for f in c.decode(s)]
+            has_audio = len(c.streams.audio) > 0
+            times = [float(f.pts * f.time_base) for f in fr]
+        rate = 1.0 / np.median(np.diff(times))
+        return len(fr), times[-1] - times[0] + 1.0 / rate, rate, has_audio, fr[0].width, fr[0].height
+
+    n_in, dur_in, rate_in, audio_in, w, h = info(clip)
+    n_out, dur_out, rate_out, audio_out, w2, h2 = info(out)
+    assert abs(n_out - n_in) <= 1 and abs(dur_out - dur_in) <= 1.0 / rate_in + 1e-6
+    assert (w2, h2) == (w + w % 2, h + h % 2) and audio_out == audio_in
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.name == "h264"
+    rows = read_csv(tmp_path / f"{clip.stem}.csv")
+    assert len({r["frame"] for r in rows}) == n_in
+
+
+# --------------------------------------------------------------------------------------------- signals
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_mid_file_leaves_complete_csv_and_playable_video(tiny_export, tmp_path, sig, code):
+    clip = shared_video("liveportrait_driving_d6.mp4")  # 1008 frames: still running when signalled
+    _, model_dir = tiny_export
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "facecycle", "process", str(clip), "--model", str(model_dir),
+                             "--out-dir", str(tmp_path), "--no-progress"], cwd=str(tmp_path), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    csv_path = tmp_path / f"{clip.stem}.csv"
+    t0 = time.time()
+    while time.time() - t0 < 120:
+        if csv_path.exists() and csv_path.read_text().count("\n") > 40:
+            break
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, proc.communicate()
+    os.kill(proc.pid, sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    text = csv_path.read_text()
+    assert text.endswith("\n")
+    lines = text.splitlines()
+    header = lines[0].split(",")
+    assert all(len(line.split(",")) == len(header) for line in lines[1:])
+    frames = [int(line.split(",", 1)[0]) for line in lines[1:]]
+    assert frames == list(range(len(frames))) and 40 <= len(frames) < 1008
+    with av.open(str(tmp_path / f"{clip.stem}.annotated.mp4")) as c:
+        n_video = sum(1 for _ in c.decode(video=0))
+    assert n_video == len(frames)
+    meta = json.loads((tmp_path / f"{clip.stem}.json").read_text())
+    assert meta["status"] == "interrupted" and meta["stats"]["frames"] == len(frames)
+
+
+# --------------------------------------------------------------------------------------------- CLI
+def test_cli_errors_are_one_line_with_exit_codes(tiny_export, tmp_path, capsys):
+    _, model_dir = tiny_export
+    clip = shared_video("pyfeat_single_face.mp4")
+    m = ["--model", str(model_dir), "--no-progress"]
+    cases = [
+        (["process", str(tmp_path / "missing.mp4"), *m], 3),
+        (["process", str(clip), "--no-csv", "--no-video", *m], 2),
+        (["process", str(clip), "--model", str(tmp_path), "--no-progress"], 5),
+        (["process", str(clip), "--detector", "scrfd", "--detector-model", str(tmp_path / "x.onnx"),
+          "--out-dir", str(tmp_path / "o"), *m], 5),
+    ]
+    for argv, code in cases:
+        assert cli_main(argv) == code, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("facecycle: error:"), err
+    (tmp_path / "o2").mkdir()
+    (tmp_path / "o2" / "pyfeat_single_face.csv").write_text("precious")
+    assert cli_main(["process", str(clip), "--out-dir", str(tmp_path / "o2"), *m]) == 4
+    assert (tmp_path / "o2" / "pyfeat_single_face.csv").read_text() == "precious"
+    capsys.readouterr()
+
+
+def test_bench_pipeline_writes_a_record(tiny_export, tmp_path):
+    clip = shared_video("pyfeat_WolfgangLanger_Pexels.mp4")
+    _, model_dir = tiny_export
+    out = tmp_path / "b.json"
+    assert cli_main(["bench", "pipeline", str(clip), "--model", str(model_dir), "--frames", "40", "--runs", "2",
+                     "--json", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert rec["frames_per_run"] == 40 and len(rec["fps_runs"]) == 2 and rec["fps_median"] > 0
+    assert rec["baseline"]["fps_median"] > rec["fps_median"] > 0
+    assert 0 < rec["ratio_to_baseline"] < 1
+    assert rec["latency_ms_p95"] >= rec["latency_ms_p50"] > 0
+    assert {"decode", "detect", "infer", "csv"} <= set(rec["stage_ms_per_frame"])

@@ -1,0 +1,525 @@
+"""Unit tests of the real-time pipeline's parts: crops, smoothing, pose, tracking, CSV, head, detectors,
+sources (timestamps, rotation, VFR), sinks (audio, timestamps), the threaded pipeline."""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from facecycle.errors import InputError, ModelError, OutputError, PipelineError
+from realtime.crops import crop_faces, crop_square, loose_square_box, paste_square
+from realtime.heads import ExpressionHead, save_expression_head
+from realtime.pipeline import LatestFrame, Pipeline
+from realtime.pose import FACE_MODEL_5, camera_matrix, estimate_pose, euler_to_rotation, rotation_to_euler
+from realtime.sinks import CsvSink, VideoSink, csv_columns, format_rows
+from realtime.smoothing import OneEuroFilter, TrackSmoother
+from realtime.sources import ImageFolderSource, VideoSource, open_source
+from realtime.tracking import Tracker, iou_matrix
+from realtime.types import EMOTIONS, Detections, Face, FramePacket
+
+from .conftest import MODELS, shared_video
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def write_video(path: Path, frames, pts=None, rate=25, rotation=None, time_base=None, audio=False):
+    """Encode BGR frames with PyAV (H.264), optional explicit pts (VFR), display rotation and an audio track."""
+    c = av.open(str(path), "w")
+    s = c.add_stream("libx264", rate=rate)
+    h, w = frames[0].shape[:2]
+    s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+    if time_base is not None:
+        s.codec_context.time_base = time_base
+    if rotation is not None:
+        s.set_display_rotation(rotation)
+    a = None
+    if audio:
+        a = c.add_stream("aac", rate=16000)
+        a.layout = "mono"
+    for i, img in enumerate(frames):
+        f = av.VideoFrame.from_ndarray(img, format="bgr24")
+        f.pts = pts[i] if pts is not None else i
+        if time_base is not None:
+            f.time_base = time_base
+        for p in s.encode(f):
+            c.mux(p)
+    if a is not None:
+        n = int(16000 * len(frames) / rate)
+        samples = (np.sin(np.arange(n) / 16000 * 2 * np.pi * 440) * 0.3).astype(np.float32)[None]
+        af = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+        af.sample_rate = 16000
+        af.pts = 0
+        for p in a.encode(af):
+            c.mux(p)
+        for p in a.encode(None):
+            c.mux(p)
+    for p in s.encode():
+        c.mux(p)
+    c.close()
+
+
+def face(box, tid=0, lm=None):
+    box = np.asarray(box, np.float32)
+    if lm is None:
+        x1, y1, x2, y2 = box
+        w, h = x2 - x1, y2 - y1
+        lm = np.array([[x1 + .3 * w, y1 + .4 * h], [x1 + .7 * w, y1 + .4 * h], [x1 + .5 * w, y1 + .6 * h],
+                       [x1 + .35 * w, y1 + .8 * h], [x1 + .65 * w, y1 + .8 * h]], np.float32)
+    return Face(box=box, score=0.9, landmarks=lm, track_id=tid)
+
+
+def dets(boxes):
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return Detections(boxes, np.full(len(boxes), 0.9, np.float32),
+                      np.stack([face(b).landmarks for b in boxes]) if len(boxes) else np.zeros((0, 5, 2), np.float32))
+
+
+# ------------------------------------------------------------------------------------------------ crops
+def test_loose_square_box_is_centred_and_scaled():
+    x0, y0, side = loose_square_box((100, 50, 200, 250), scale=1.5)
+    assert side == 300  # 1.5 × max(100, 200)
+    assert (x0 + side / 2, y0 + side / 2) == (150, 150)
+
+
+def test_crop_square_replicates_border_outside_the_image():
+    img = np.zeros((40, 60, 3), np.uint8)
+    img[:, 0] = (10, 20, 30)   # left column
+    img[0, :] = (200, 0, 0)    # top row
+    out = crop_square(img, (-20, 10, 20), 20)  # entirely left of the image, rows 10..29
+    assert out.shape == (20, 20, 3)
+    assert np.all(out == (10, 20, 30))
+    inside = crop_square(img, (0, 0, 40), 40)
+    assert np.array_equal(inside, img[:40, :40])
+
+
+def test_crop_faces_batches_rgb_crops():
+    img = np.zeros((100, 100, 3), np.uint8)
+    img[..., 0] = 255  # blue in BGR
+    crops, squares = crop_faces(img, np.array([[20, 20, 60, 60], [50, 50, 90, 90]]), 32)
+    assert crops.shape == (2, 32, 32, 3) and crops.dtype == np.uint8
+    assert np.all(crops[..., 2] == 255) and np.all(crops[..., 0] == 0)  # RGB out
+    assert len(squares) == 2
+
+
+def test_paste_square_blends_only_inside_the_mask():
+    img = np.zeros((100, 100, 3), np.uint8)
+    patch = np.full((32, 32, 3), 255, np.uint8)
+    paste_square(img, patch, (20, 20, 60))
+    assert img[50, 50].min() > 240          # centre replaced
+    assert img[21, 21].max() < 20           # corner of the square kept (feathered ellipse)
+    assert img[5, 5].max() == 0 and img[95, 95].max() == 0
+
+
+# ------------------------------------------------------------------------------------------------ smoothing
+def test_one_euro_is_timestamp_driven_and_resets():
+    f = OneEuroFilter(min_cutoff=1.0, beta=0.0)
+    assert f(np.array([0.0]), 0.0)[0] == 0.0
+    fast = f(np.array([1.0]), 0.1)[0]        # 0.1 s later
+    g = OneEuroFilter(min_cutoff=1.0, beta=0.0)
+    g(np.array([0.0]), 0.0)
+    slow = g(np.array([1.0]), 0.01)[0]       # 10 ms later: smoothed much more
+    assert 0 < slow < fast < 1
+    for k in range(2, 200):                  # converges on a constant
+        v = f(np.array([1.0]), 0.1 * k)[0]
+    assert abs(v - 1.0) < 1e-3
+    f.reset()
+    assert f(np.array([5.0]), 100.0)[0] == 5.0
+
+
+def test_one_euro_beta_reduces_lag_on_fast_motion():
+    ts = np.arange(0, 1, 1 / 30)
+    x = ts * 20.0  # fast ramp
+    lag = {}
+    for beta in (0.0, 1.0):
+        f = OneEuroFilter(min_cutoff=1.0, beta=beta)
+        y = [f(np.array([v]), t)[0] for v, t in zip(x, ts)]
+        lag[beta] = x[-1] - y[-1]
+    assert lag[1.0] < lag[0.0] / 2
+
+
+def test_track_smoother_keeps_tracks_apart():
+    s = TrackSmoother()
+    s(0, "pose", np.zeros(3), 0.0)
+    assert np.allclose(s(1, "pose", np.ones(3), 0.0), 1.0)  # new track: passes through
+    s.keep_only({1})
+    assert np.allclose(s(0, "pose", np.full(3, 7.0), 0.1), 7.0)  # dropped track restarts
+
+
+# ------------------------------------------------------------------------------------------------ pose
+@pytest.mark.parametrize("angles", [(0, 0, 0), (0.25, 0, 0), (0, 0.4, 0), (0, 0, 0.3), (-0.15, -0.3, 0.2)])
+def test_pose_recovers_synthetic_rotations(angles):
+    K = camera_matrix(640, 480)
+    rv, _ = cv2.Rodrigues(euler_to_rotation(angles))
+    pts, _ = cv2.projectPoints(FACE_MODEL_5, rv, np.array([[20.0], [-10.0], [650.0]]), K, None)
+    est = estimate_pose(pts.reshape(5, 2), 640, 480)
+    assert np.allclose(est, angles, atol=0.03), (est, angles)
+
+
+def test_euler_round_trip():
+    for e in [(0.1, -0.2, 0.3), (-0.5, 0.4, -0.1)]:
+        assert np.allclose(rotation_to_euler(euler_to_rotation(e)), e, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ tracking
+def test_iou_matrix():
+    m = iou_matrix(np.array([[0, 0, 10, 10]]), np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]]))
+    assert np.allclose(m, [[1.0, 1 / 3, 0.0]])
+
+
+def test_tracker_keeps_ids_through_motion_and_short_losses():
+    img = np.zeros((200, 400, 3), np.uint8)
+    tr = Tracker(lost_buffer=1.0)
+    a, b = np.array([10, 50, 70, 110.0]), np.array([300, 50, 360, 110.0])
+    ids0 = [f.track_id for f in tr.update(img, dets([a, b]), 0.0)]
+    assert ids0 == [0, 1]
+    for k in range(1, 20):  # both move 4 px per frame towards each other, detections listed in swapped order
+        fs = tr.update(img, dets([b - [4 * k, 0, 4 * k, 0], a + [4 * k, 0, 4 * k, 0]]), k * 0.04)
+        byx = {f.track_id: f.box[0] for f in fs}
+        assert byx[0] == pytest.approx(a[0] + 4 * k) and byx[1] == pytest.approx(b[0] - 4 * k)
+    last_a = a + [4 * 19, 0, 4 * 19, 0]
+    assert [f.track_id for f in tr.update(img, dets([]), 0.8)] == []        # occluded
+    assert [f.track_id for f in tr.update(img, dets([last_a]), 1.2)] == [0]  # back within 1 s: same id
+    tr.update(img, dets([]), 1.3)
+    assert [f.track_id for f in tr.update(img, dets([last_a]), 3.0)] == [2]  # lost too long: new id
+
+
+def test_tracker_propagates_with_optical_flow_and_flags_cuts():
+    rng = np.random.default_rng(0)
+    tex = (rng.random((240, 320)) * 255).astype(np.uint8)
+    tex = cv2.GaussianBlur(cv2.cvtColor(tex, cv2.COLOR_GRAY2BGR), (5, 5), 0)
+    tr = Tracker()
+    box = np.array([100, 60, 180, 160], np.float32)
+    tr.update(tex, dets([box]), 0.0)
+    shifted = np.roll(tex, (3, 5), axis=(0, 1))  # content moves 5 px right, 3 px down
+    fs, ok = tr.propagate(shifted, 0.04)
+    assert ok and len(fs) == 1
+    assert np.allclose(fs[0].box, box + [5, 3, 5, 3], atol=1.0)
+    other = cv2.GaussianBlur((rng.random((240, 320, 3)) * 255).astype(np.uint8), (5, 5), 0)
+    fs, ok = tr.propagate(other, 0.08)   # a scene cut: points fail the forward-backward check
+    assert not ok and fs == []
+
+
+# ------------------------------------------------------------------------------------------------ CSV
+def _packet(faces, index=0, ts=0.0):
+    return FramePacket(index=index, pts=index, time_base=Fraction(1, 25), timestamp=ts,
+                       image=np.zeros((10, 10, 3), np.uint8), faces=faces)
+
+
+def test_csv_columns_contract():
+    cols = csv_columns(256)
+    assert cols[:9] == ["frame", "face_id", "timestamp", "confidence", "success", "face_x", "face_y", "face_w",
+                        "face_h"]
+    assert cols[9:19] == [f"lmk_x_{i}" for i in range(5)] + [f"lmk_y_{i}" for i in range(5)]
+    assert cols[19:24] == ["pose_Rx", "pose_Ry", "pose_Rz", "expr_intensity", "emotion"]
+    assert cols[24:31] == [f"emotion_{e}" for e in EMOTIONS]
+    assert cols[31:] == [f"exp_{i}" for i in range(256)]
+
+
+def test_csv_rows_parse_with_and_without_faces(tmp_path):
+    f = face((10, 20, 50, 80), tid=3)
+    f.code, f.intensity, f.pose = np.arange(4, dtype=np.float32) / 7, 0.0123, np.array([0.1, -0.2, 0.3])
+    f.emotions = np.array([0.1, 0, 0, 0.7, 0.2, 0, 0], np.float32)
+    with CsvSink(tmp_path / "a.csv", code_dim=4) as s:
+        s.write(_packet([f], 0, 0.0))
+        s.write(_packet([], 1, 0.04))
+        g = face((0, 0, 5, 5), tid=4)  # no model outputs: empty cells, still complete lines
+        s.write(_packet([g], 2, 0.08))
+    rows = list(csv.DictReader(open(tmp_path / "a.csv")))
+    assert [r["frame"] for r in rows] == ["0", "1", "2"]
+    assert all(len(r) == len(csv_columns(4)) and None not in r for r in rows)
+    r0, r1 = rows[0], rows[1]
+    assert r0["face_id"] == "3" and r0["success"] == "1" and float(r0["face_w"]) == 40
+    assert r0["emotion"] == "happy" and float(r0["emotion_happy"]) == pytest.approx(0.7)
+    assert [float(r0[f"exp_{i}"]) for i in range(4)] == pytest.approx(list(np.arange(4) / 7), abs=1e-5)
+    assert float(r0["pose_Ry"]) == pytest.approx(-0.2)
+    assert r1["face_id"] == "-1" and r1["success"] == "0" and r1["face_x"] == "" and r1["exp_3"] == ""
+    assert rows[2]["emotion"] == "" and rows[2]["exp_0"] == ""
+
+
+def test_csv_sink_refuses_to_overwrite(tmp_path):
+    (tmp_path / "x.csv").write_text("keep")
+    with pytest.raises(OutputError, match="exists"):
+        CsvSink(tmp_path / "x.csv", 4)
+    assert (tmp_path / "x.csv").read_text() == "keep"
+    CsvSink(tmp_path / "x.csv", 4, overwrite=True).close()
+    assert (tmp_path / "x.csv").read_text().startswith("frame,face_id")
+
+
+# ------------------------------------------------------------------------------------------------ head
+def test_expression_head_round_trip_and_order(tmp_path):
+    rng = np.random.default_rng(1)
+    W, b = rng.normal(size=(7, 12)).astype(np.float32), rng.normal(size=7).astype(np.float32)
+    mean, std = rng.normal(size=12).astype(np.float32), rng.random(12).astype(np.float32) + 0.5
+    save_expression_head(tmp_path / "h.safetensors", W, b, mean, std)
+    h = ExpressionHead.load(tmp_path / "h.safetensors")
+    x = rng.normal(size=(3, 12)).astype(np.float32)
+    z = ((x - mean) / std) @ W.T + b
+    want = np.exp(z - z.max(1, keepdims=True))
+    want /= want.sum(1, keepdims=True)
+    assert np.allclose(h.predict(x), want, atol=1e-5)
+    # a file listing the classes in another order is re-ordered to the CSV's order
+    perm = [6, 5, 4, 3, 2, 1, 0]
+    save_expression_head(tmp_path / "p.safetensors", W[perm], b[perm], mean, std,
+                         classes=[EMOTIONS[i] for i in perm])
+    assert np.allclose(ExpressionHead.load(tmp_path / "p.safetensors").predict(x), want, atol=1e-5)
+    with pytest.raises(ModelError):
+        h.predict(np.zeros((1, 5), np.float32))
+    (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(ModelError):
+        ExpressionHead.load(tmp_path / "bad.safetensors")
+
+
+# ------------------------------------------------------------------------------------------------ detectors
+def _first_frame(name, index=0):
+    with VideoSource(shared_video(name)) as s:
+        for p in s:
+            if p.index == index:
+                return p.image
+
+
+def _detectors():
+    from realtime.detectors import create_detector
+
+    out = {"centerface": create_detector("centerface")}
+    if (MODELS / "face_detection_yunet_2023mar.onnx").is_file():
+        out["yunet"] = create_detector("yunet", str(MODELS / "face_detection_yunet_2023mar.onnx"))
+    if (MODELS / "scrfd_500m_bnkps.onnx").is_file():
+        out["scrfd"] = create_detector("scrfd", str(MODELS / "scrfd_500m_bnkps.onnx"))
+    return out
+
+
+def test_detectors_agree_on_a_real_face_and_find_none_in_a_cartoon():
+    img = _first_frame("pyfeat_WolfgangLanger_Pexels.mp4")
+    cartoon = _first_frame("pyfeat_no_face.mp4", 30)
+    results = {}
+    for name, d in _detectors().items():
+        r = d.detect(img)
+        assert len(r) == 1, name
+        lm = r.landmarks[0]
+        assert lm[0, 0] < lm[1, 0] and lm[3, 0] < lm[4, 0], name           # image-left first
+        assert max(lm[0, 1], lm[1, 1]) < lm[2, 1] < min(lm[3, 1], lm[4, 1]), name  # eyes, nose, mouth
+        box = r.boxes[0]
+        assert np.all((lm[:, 0] > box[0]) & (lm[:, 0] < box[2]) & (lm[:, 1] > box[1]) & (lm[:, 1] < box[3]))
+        results[name] = r
+        assert len(d.detect(cartoon)) == 0, name
+    names = list(results)
+    for a in names:
+        for b in names:
+            assert iou_matrix(results[a].boxes, results[b].boxes)[0, 0] > 0.75
+            assert np.abs(results[a].landmarks - results[b].landmarks).max() < 25
+
+
+def test_unknown_detector_and_missing_model():
+    from facecycle.errors import BackendUnavailable, UsageError
+    from realtime.detectors import create_detector
+
+    with pytest.raises(UsageError):
+        create_detector("nope")
+    with pytest.raises((BackendUnavailable, ModelError)):
+        create_detector("yunet")
+    with pytest.raises(ModelError):
+        create_detector("scrfd", "/nonexistent/model.onnx")
+
+
+def test_scrfd_accepts_an_insightface_model_pack_folder(tmp_path):
+    src = MODELS / "scrfd_500m_bnkps.onnx"
+    if not src.is_file():
+        pytest.skip(f"{src} absent")
+    from realtime.detectors.scrfd import find_scrfd_model
+
+    pack = tmp_path / "buffalo_s"
+    pack.mkdir()
+    (pack / "det_500m.onnx").symlink_to(src)
+    (pack / "w600k_mbf.onnx").write_bytes(b"")
+    assert find_scrfd_model(str(pack)).name == "det_500m.onnx"
+
+
+# ------------------------------------------------------------------------------------------------ sources
+def test_video_source_timestamps_follow_pts():
+    p = shared_video("pyfeat_WolfgangLanger_Pexels.mp4")
+    with av.open(str(p)) as c:
+        ref = [(f.pts, float(f.pts * f.time_base)) for f in c.decode(video=0)]
+    with VideoSource(p) as s:
+        got = [(q.index, q.pts, q.timestamp) for q in s]
+    assert [g[0] for g in got] == list(range(len(ref)))
+    assert [g[1] for g in got] == [r[0] for r in ref]
+    assert np.allclose([g[2] for g in got], [r[1] - ref[0][1] for r in ref])
+
+
+def test_variable_frame_rate_survives_source_and_video_sink(tmp_path):
+    tb = Fraction(1, 1000)
+    pts = [0, 40, 80, 200, 233, 500, 520, 540]  # irregular gaps (ms)
+    frames = [np.full((64, 96, 3), 20 * i, np.uint8) for i in range(len(pts))]
+    write_video(tmp_path / "vfr.mp4", frames, pts=pts, time_base=tb)
+    with VideoSource(tmp_path / "vfr.mp4") as s:
+        got = list(s)
+        ts = [q.timestamp for q in got]
+        assert np.allclose(ts, np.array(pts) / 1000, atol=1e-3)
+        with VideoSink(tmp_path / "out.mp4", s.fps, s.time_base) as v:
+            for q in got:
+                v.write(q)
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        out = [float(f.pts * f.time_base) for f in c.decode(video=0)]
+    assert np.allclose(out, np.array(pts) / 1000, atol=2e-3)
+
+
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_rotation_metadata_is_applied(tmp_path, rotation):
+    img = np.zeros((48, 80, 3), np.uint8)
+    img[:16, :16] = (0, 0, 255)  # red square at the top-left of the stored frame
+    write_video(tmp_path / "rot.mp4", [img] * 3, rotation=rotation)
+    with VideoSource(tmp_path / "rot.mp4") as s:
+        out = next(iter(s)).image
+    want = {90: cv2.ROTATE_90_COUNTERCLOCKWISE, -90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180}[rotation]
+    ref = cv2.rotate(img, want)
+    assert out.shape == ref.shape
+    red = out[..., 2] > 128
+    ys, xs = np.nonzero(red)
+    rys, rxs = np.nonzero(ref[..., 2] > 128)
+    assert abs(ys.mean() - rys.mean()) < 3 and abs(xs.mean() - rxs.mean()) < 3
+
+
+def test_video_sink_copies_audio_and_keeps_frame_count(tmp_path):
+    frames = [np.full((64, 64, 3), 10 * i, np.uint8) for i in range(25)]
+    write_video(tmp_path / "av.mp4", frames, audio=True)
+    with VideoSource(tmp_path / "av.mp4") as s, \
+            VideoSink(tmp_path / "o.mp4", s.fps, s.time_base, audio_from=s.path) as v:
+        for q in s:
+            v.write(q)
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        assert len(c.streams.audio) == 1 and c.streams.audio[0].codec_context.name == "aac"
+        n_audio = sum(1 for p in c.demux(c.streams.audio[0]) if p.size)
+        c.seek(0)
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 25
+    assert n_audio > 5
+
+
+def test_odd_frame_sizes_are_encoded(tmp_path):
+    with VideoSink(tmp_path / "odd.mp4", 25, Fraction(1, 25)) as v:
+        for i in range(3):
+            v.write(FramePacket(i, i, Fraction(1, 25), i / 25, np.zeros((33, 47, 3), np.uint8)))
+    with av.open(str(tmp_path / "odd.mp4")) as c:
+        fr = list(c.decode(video=0))
+    assert len(fr) == 3 and (fr[0].width, fr[0].height) == (48, 34)
+
+
+def test_image_folder_source_natural_order(tmp_path):
+    for i in (10, 2, 1):
+        cv2.imwrite(str(tmp_path / f"img{i}.png"), np.full((8, 8, 3), i, np.uint8))
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "img5.jpg").write_bytes(b"not an image")
+    s = open_source(tmp_path)
+    assert isinstance(s, ImageFolderSource)
+    got = [(p.index, int(p.image[0, 0, 0]), p.timestamp) for p in s]
+    assert [g[1] for g in got] == [1, 2, 10] and s.errors == 1
+    assert [g[0] for g in got] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("name, data, msg", [
+    ("missing.mp4", None, "no such file"),
+    ("empty.mp4", b"", "empty"),
+    ("junk.mp4", np.random.default_rng(0).bytes(5000), "cannot open"),
+])
+def test_video_source_bad_inputs(tmp_path, name, data, msg):
+    if data is not None:
+        (tmp_path / name).write_bytes(data)
+    with pytest.raises(InputError, match=msg):
+        VideoSource(tmp_path / name)
+    with pytest.raises(InputError):
+        VideoSource(tmp_path)  # a directory
+
+
+# ------------------------------------------------------------------------------------------------ pipeline
+class _ListSource:
+    """A tiny in-memory source (live or not)."""
+
+    def __init__(self, n, live=False, delay=0.0, fail_at=None):
+        self.n, self.live, self.delay, self.fail_at = n, live, delay, fail_at
+        self.drops = self.errors = 0
+        self.closed = False
+
+    def __iter__(self):
+        for i in range(self.n):
+            if self.fail_at == i:
+                raise InputError("camera unplugged")
+            if self.delay:
+                time.sleep(self.delay)
+            yield FramePacket(i, i, Fraction(1, 25), i / 25, np.zeros((4, 4, 3), np.uint8))
+
+    def close(self):
+        self.closed = True
+
+
+def test_pipeline_keeps_order_with_parallel_workers():
+    rng = np.random.default_rng(0)
+
+    def slow(p):
+        time.sleep(float(rng.random()) * 0.004)
+        return p
+
+    src = _ListSource(120)
+    pl = Pipeline(src, [("a", lambda p: p), ("b", slow, 3), ("c", lambda p: p)], queue_size=2)
+    assert [p.index for p in pl] == list(range(120))
+    assert src.closed and pl.drops == 0
+
+
+def test_live_source_drops_oldest_when_behind():
+    src = _ListSource(60, live=True, delay=0.002)
+
+    def slow(p):
+        time.sleep(0.02)
+        return p
+
+    pl = Pipeline(src, [("slow", slow)], queue_size=2)
+    got = [p.index for p in pl]
+    assert pl.drops > 10 and len(got) + pl.drops == 60
+    assert got == sorted(got) and got[-1] == 59 or got[-1] >= 55
+
+
+def test_stage_error_stops_everything_with_one_message():
+    def boom(p):
+        if p.index == 7:
+            raise ValueError("bad crop\nsecond line")
+        return p
+
+    src = _ListSource(1000)
+    pl = Pipeline(src, [("infer", boom)])
+    seen = []
+    with pytest.raises(PipelineError, match=r"^infer stage failed: ValueError: bad crop$"):
+        for p in pl:
+            seen.append(p.index)
+    assert seen == list(range(7)) and src.closed
+    src2 = _ListSource(100, fail_at=5)
+    with pytest.raises(InputError, match="camera unplugged"):
+        list(Pipeline(src2, [("x", lambda p: p)]))
+
+
+def test_stop_from_another_thread_finishes_promptly():
+    src = _ListSource(10 ** 6)
+    pl = Pipeline(src, [("x", lambda p: p)])
+    n = 0
+    threading.Timer(0.2, pl.stop).start()
+    t = time.perf_counter()
+    for _ in pl:
+        n += 1
+    assert time.perf_counter() - t < 3 and 0 < n < 10 ** 6 and src.closed
+
+
+def test_latest_frame_keeps_only_the_newest():
+    box = LatestFrame()
+    assert box.get(timeout=0.01) is None
+    for i in range(5):
+        box.put(i)
+    assert box.get() == 4 and box.dropped == 4
+    assert box.get(timeout=0.01) is None and box.peek() == 4
+    threading.Timer(0.05, box.put, args=(9,)).start()
+    assert box.get(timeout=2) == 9
