@@ -1,0 +1,1 @@
+"""Dataset preparation (videos -> face tracks), pair datasets and augmentations for training."""

@@ -1,0 +1,84 @@
+"""The paper's training augmentations, batched in torch with an explicit generator.
+
+Random resized crop (scale 0.95–1.05, ratio 0.95–1.05, output the input size),
+colour jitter (brightness, contrast, saturation 0.05, hue 0.01) with p 0.8,
+horizontal flip p 0.5 — drawn independently for every image. A mirror pair's
+second image is flipped relative to the first before augmentation.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["augment_pairs", "augment_batch", "color_jitter"]
+
+
+def _rgb_to_yiq_rot(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """Rotate the hue of RGB (B, 3, H, W) by ``angle`` radians (B,) in YIQ space."""
+    m = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=x.dtype)
+    minv = torch.linalg.inv(m)
+    c, s = torch.cos(angle), torch.sin(angle)
+    z, o = torch.zeros_like(c), torch.ones_like(c)
+    rot = torch.stack([torch.stack([o, z, z], -1), torch.stack([z, c, -s], -1), torch.stack([z, s, c], -1)], -2)
+    t = minv @ rot @ m  # (B, 3, 3)
+    return torch.einsum("bij,bjhw->bihw", t, x)
+
+
+def color_jitter(x: torch.Tensor, g: torch.Generator, b: float = 0.05, c: float = 0.05, s: float = 0.05,
+                 h: float = 0.01, p: float = 0.8) -> torch.Tensor:
+    """x: (B, 3, H, W) float RGB in [0, 1] -> jittered, clipped to [0, 1]."""
+    n = x.shape[0]
+    on = (torch.rand(n, generator=g) < p).to(x.dtype).view(n, 1, 1, 1)
+    fb = 1 + (torch.rand(n, generator=g) * 2 - 1) * b
+    fc = 1 + (torch.rand(n, generator=g) * 2 - 1) * c
+    fs = 1 + (torch.rand(n, generator=g) * 2 - 1) * s
+    fh = (torch.rand(n, generator=g) * 2 - 1) * h * 2 * math.pi
+    y = x * fb.view(n, 1, 1, 1)
+    gray = (0.299 * y[:, 0] + 0.587 * y[:, 1] + 0.114 * y[:, 2]).unsqueeze(1)
+    y = (y - gray.mean(dim=(2, 3), keepdim=True)) * fc.view(n, 1, 1, 1) + gray.mean(dim=(2, 3), keepdim=True)
+    gray = (0.299 * y[:, 0] + 0.587 * y[:, 1] + 0.114 * y[:, 2]).unsqueeze(1)
+    y = (y - gray) * fs.view(n, 1, 1, 1) + gray
+    y = _rgb_to_yiq_rot(y, fh)
+    y = y.clamp(0, 1)
+    return on * y + (1 - on) * x
+
+
+def augment_batch(x: torch.Tensor, g: torch.Generator, flip: torch.Tensor,
+                  scale=(0.95, 1.05), ratio=(0.95, 1.05)) -> torch.Tensor:
+    """Random resized crop + flip of (B, 3, S, S) float in [0, 1] (edge padding beyond the border)."""
+    n = x.shape[0]
+    area = scale[0] + torch.rand(n, generator=g) * (scale[1] - scale[0])
+    logr = math.log(ratio[0]) + torch.rand(n, generator=g) * (math.log(ratio[1]) - math.log(ratio[0]))
+    r = torch.exp(logr)
+    sw, sh = torch.sqrt(area * r), torch.sqrt(area / r)  # crop side / image side
+    tx = (torch.rand(n, generator=g) * 2 - 1) * (1 - sw).abs()
+    ty = (torch.rand(n, generator=g) * 2 - 1) * (1 - sh).abs()
+    sx = torch.where(flip, -sw, sw)
+    theta = torch.zeros(n, 2, 3, dtype=x.dtype)
+    theta[:, 0, 0], theta[:, 0, 2] = sx, tx
+    theta[:, 1, 1], theta[:, 1, 2] = sh, ty
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def augment_pairs(a: torch.Tensor, b: torch.Tensor, mirror: torch.Tensor, g: torch.Generator,
+                  mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 (P, S, S, 3) RGB pairs -> normalised float32 X = [a; b] (2P, 3, S, S).
+
+    ``mirror[i]`` makes b[i] the mirror of a[i] (b[i] itself is ignored then).
+    """
+    x = torch.cat((a, b)).permute(0, 3, 1, 2).float().div_(255.0)
+    p = a.shape[0]
+    fa = torch.rand(p, generator=g) < 0.5
+    fb_ = torch.rand(p, generator=g) < 0.5
+    # a mirror pair uses a's image for b with the opposite flip
+    x[p:][mirror] = x[:p][mirror]
+    fb_ = torch.where(mirror, ~fa, fb_)
+    x = augment_batch(x, g, torch.cat((fa, fb_)))
+    x = color_jitter(x, g)
+    m = torch.tensor(mean, dtype=x.dtype).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype).view(1, 3, 1, 1)
+    return ((x - m) / s).contiguous()

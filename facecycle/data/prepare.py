@@ -1,0 +1,218 @@
+"""Videos / image folders -> a face-track dataset of square crops.
+
+Layout of a dataset directory::
+
+    DATASET/
+      index.csv          source,track,frame,x0,y0,x1,y1,file   (one row per crop)
+      sources.csv        source,status,tracks,crops,message     (resumability + bad files)
+      meta.json          size, scale, detector, every
+      tracks/<track>/<frame:06d>.png                          (RGB crops, size×size)
+
+Track names are ``<source stem>_<hash>_t<id>``. A source listed in
+sources.csv (done or failed) is skipped on the next run, so an interrupted run
+resumes where it stopped; the crops of a source are written before its rows are
+appended to the index, and a partly written source is redone.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import InputError, OutputError
+from .tracks import IoUTracker, crop_square, loose_square_box
+
+__all__ = ["PrepareOptions", "prepare_dataset", "iter_sources", "read_index", "VIDEO_EXTS", "IMAGE_EXTS"]
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+INDEX_FIELDS = ["source", "track", "frame", "x0", "y0", "x1", "y1", "file"]
+SOURCE_FIELDS = ["source", "status", "tracks", "crops", "message"]
+
+
+@dataclass
+class PrepareOptions:
+    size: int = 64
+    scale: float = 1.7
+    every: int = 1
+    min_track: int = 8
+    min_face: int = 32
+    min_iou: float = 0.3
+    max_gap: int = 10
+
+
+def iter_sources(inputs: Sequence[str]) -> List[Path]:
+    """Expand inputs: video files, directories of videos, and image folders (one source each)."""
+    out: List[Path] = []
+    for s in inputs:
+        p = Path(s)
+        if p.is_file():
+            out.append(p)
+        elif p.is_dir():
+            vids = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in VIDEO_EXTS)
+            imgs = [q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_EXTS]
+            out.extend(vids)
+            if imgs:
+                out.append(p)  # an image folder is one source (frames in name order)
+            for sub in sorted(q for q in p.iterdir() if q.is_dir()):
+                if any(r.suffix.lower() in IMAGE_EXTS for r in sub.iterdir() if r.is_file()):
+                    out.append(sub)
+        else:
+            raise InputError(f"{s}: no such file or directory")
+    return out
+
+
+def _frames(src: Path, every: int) -> Iterator[Tuple[int, np.ndarray]]:
+    """Yield (frame index, BGR uint8 frame) of a video or image folder, every ``every``-th."""
+    import cv2
+
+    if src.is_dir():
+        files = sorted(q for q in src.iterdir() if q.suffix.lower() in IMAGE_EXTS)
+        for i, f in enumerate(files):
+            if i % every:
+                continue
+            img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+            if img is None:
+                log.warning("%s: unreadable image, skipped", f)
+                continue
+            yield i, img
+        return
+    import av
+
+    with av.open(str(src)) as c:
+        if not c.streams.video:
+            raise InputError("no video stream")
+        st = c.streams.video[0]
+        st.thread_type = "AUTO"
+        for i, fr in enumerate(c.decode(st)):
+            if i % every:
+                continue
+            yield i, fr.to_ndarray(format="bgr24")
+
+
+def _source_id(src: Path) -> str:
+    return str(src.resolve())
+
+
+def _read_csv(path: Path) -> List[Dict[str, str]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def read_index(dataset: Path) -> List[Dict[str, str]]:
+    """Rows of ``DATASET/index.csv`` (empty list when absent)."""
+    return _read_csv(Path(dataset) / "index.csv")
+
+
+def _append(path: Path, fields: List[str], rows: List[Dict]) -> None:
+    new = not path.is_file()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        if new:
+            w.writeheader()
+        w.writerows(rows)
+        f.flush()
+
+
+def _process_source(src: Path, out: Path, detector: Callable, opt: PrepareOptions) -> Tuple[List[Dict], int]:
+    import cv2
+
+    stem = src.stem if src.is_file() else src.name
+    tag = hashlib.sha1(_source_id(src).encode()).hexdigest()[:6]
+    tracker = IoUTracker(min_iou=opt.min_iou, max_gap=opt.max_gap * max(1, opt.every))
+    per_track: Dict[int, List[Tuple[int, Tuple[float, ...], np.ndarray]]] = {}
+    for fi, frame in _frames(src, opt.every):
+        dets = detector(frame)
+        boxes = [tuple(float(v) for v in d[:4]) for d in dets
+                 if min(d[2] - d[0], d[3] - d[1]) >= opt.min_face]
+        ids = tracker.update(fi, boxes)
+        for tid, b in zip(ids, boxes):
+            sq = loose_square_box(b, opt.scale)
+            crop = crop_square(frame, sq, opt.size)
+            per_track.setdefault(tid, []).append((fi, sq, cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)))
+    rows: List[Dict] = []
+    n_tracks = 0
+    for tid, items in sorted(per_track.items()):
+        if len(items) < opt.min_track:
+            continue
+        name = f"{stem}_{tag}_t{tid}"
+        d = out / "tracks" / name
+        if d.exists():
+            shutil.rmtree(d)
+        d.mkdir(parents=True)
+        n_tracks += 1
+        for fi, sq, crop in items:
+            rel = f"tracks/{name}/{fi:06d}.png"
+            cv2.imwrite(str(out / rel), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+            rows.append({"source": _source_id(src), "track": name, "frame": fi,
+                         "x0": f"{sq[0]:.1f}", "y0": f"{sq[1]:.1f}", "x1": f"{sq[2]:.1f}",
+                         "y1": f"{sq[3]:.1f}", "file": rel})
+    return rows, n_tracks
+
+
+def prepare_dataset(inputs: Sequence[str], out: Path, detector: Callable, opt: PrepareOptions,
+                    detector_name: str = "", progress: bool = True) -> Dict[str, int]:
+    """Build or extend the dataset at ``out``; returns counts (sources done/skipped/failed, crops)."""
+    from tqdm import tqdm
+
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{out}: {e.strerror or e}") from None
+    meta_p = out / "meta.json"
+    meta = {"size": opt.size, "scale": opt.scale, "every": opt.every, "detector": detector_name,
+            "min_track": opt.min_track}
+    if meta_p.is_file():
+        old = json.loads(meta_p.read_text())
+        if old.get("size") != opt.size or abs(float(old.get("scale", 0)) - opt.scale) > 1e-9:
+            raise InputError(f"{out}: existing dataset has size {old.get('size')} scale {old.get('scale')}; "
+                             f"asked for size {opt.size} scale {opt.scale}")
+    else:
+        meta_p.write_text(json.dumps(meta, indent=2))
+    done = {r["source"] for r in _read_csv(out / "sources.csv")}
+    # rows of sources that never reached sources.csv (interrupted) are dropped
+    idx = _read_csv(out / "index.csv")
+    keep = [r for r in idx if r["source"] in done]
+    if len(keep) != len(idx):
+        (out / "index.csv").unlink()
+        if keep:
+            _append(out / "index.csv", INDEX_FIELDS, keep)
+    sources = iter_sources(inputs)
+    counts = {"done": 0, "skipped": 0, "failed": 0, "crops": 0, "tracks": 0}
+    bar = tqdm(sources, desc="prepare", unit="src", disable=not progress)
+    for src in bar:
+        sid = _source_id(src)
+        if sid in done:
+            counts["skipped"] += 1
+            continue
+        bar.set_postfix_str(src.name[:30])
+        try:
+            rows, nt = _process_source(src, out, detector, opt)
+        except Exception as e:  # noqa: BLE001 - a bad file is reported and skipped
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            log.warning("%s: skipped (%s)", src, msg)
+            bar.write(f"skipped {src}: {msg}")
+            _append(out / "sources.csv", SOURCE_FIELDS,
+                    [{"source": sid, "status": "failed", "tracks": 0, "crops": 0, "message": msg}])
+            counts["failed"] += 1
+            continue
+        if rows:
+            _append(out / "index.csv", INDEX_FIELDS, rows)
+        _append(out / "sources.csv", SOURCE_FIELDS,
+                [{"source": sid, "status": "done", "tracks": nt, "crops": len(rows), "message": ""}])
+        counts["done"] += 1
+        counts["crops"] += len(rows)
+        counts["tracks"] += nt
+    return counts

@@ -1,0 +1,1 @@
+"""Linear probes on the frozen FaceCycle conv feature (expression, head pose) and their baselines."""

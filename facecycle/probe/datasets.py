@@ -1,0 +1,124 @@
+"""Labelled datasets for the linear probes.
+
+* Expression: ``<root>/<split>/<class>/*.jpg`` (FER-2013, RAF-DB layout).
+  :func:`stratified_split` holds out a seeded, stratified validation part of a
+  split (FER-2013 ships no validation split).
+* Head pose: 300W-LP / AFLW2000 ``.jpg`` + ``.mat`` with ``Pose_Para`` (pitch,
+  yaw, roll in radians in the first three entries).
+
+Images are returned as (S, S, 3) uint8 **RGB** (grayscale converted).
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import InputError
+
+__all__ = [
+    "EXPRESSION_CLASSES", "list_expression", "stratified_split", "load_image", "load_images",
+    "read_pose_mat", "list_pose",
+]
+
+#: FER-2013 class names in the head's order
+EXPRESSION_CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+_IMG = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+def list_expression(root: Path, split: str, classes: Sequence[str] = EXPRESSION_CLASSES) -> List[Tuple[Path, int]]:
+    """(file, class index) for ``root/split/<class>/*``, sorted; classes missing on disk are allowed."""
+    d = Path(root) / split
+    if not d.is_dir():
+        raise InputError(f"{d}: no such directory (expected <data>/<split>/<class>/*.jpg)")
+    out: List[Tuple[Path, int]] = []
+    unknown = sorted(p.name for p in d.iterdir() if p.is_dir() and p.name.lower() not in classes)
+    if unknown:
+        raise InputError(f"{d}: unknown class folders {unknown}; expected {list(classes)}")
+    for ci, c in enumerate(classes):
+        cd = d / c
+        if not cd.is_dir():
+            continue
+        out.extend((p, ci) for p in sorted(cd.iterdir()) if p.suffix.lower() in _IMG)
+    if not out:
+        raise InputError(f"{d}: no images found")
+    return out
+
+
+def stratified_split(items: Sequence[Tuple[Path, int]], val_frac: float = 0.1,
+                     seed: int = 0) -> Tuple[List[Tuple[Path, int]], List[Tuple[Path, int]]]:
+    """Seeded stratified split -> (train, val); deterministic for a given file list."""
+    by: Dict[int, List[Tuple[Path, int]]] = {}
+    for it in items:
+        by.setdefault(it[1], []).append(it)
+    rng = random.Random(seed)
+    tr: List[Tuple[Path, int]] = []
+    va: List[Tuple[Path, int]] = []
+    for c in sorted(by):
+        lst = sorted(by[c], key=lambda t: str(t[0]))
+        rng.shuffle(lst)
+        k = int(round(len(lst) * val_frac))
+        va.extend(lst[:k])
+        tr.extend(lst[k:])
+    return tr, va
+
+
+def load_image(path: Path, size: int) -> np.ndarray:
+    """Read an image as (size, size, 3) uint8 RGB (grayscale converted; resized with area/linear)."""
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)  # grayscale files come back as 3 equal channels
+    if img is None:
+        raise InputError(f"{path}: unreadable image")
+    if img.shape[0] != size or img.shape[1] != size:
+        interp = cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR
+        img = cv2.resize(img, (size, size), interpolation=interp)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def load_images(paths: Sequence[Path], size: int) -> np.ndarray:
+    """(N, size, size, 3) uint8 RGB."""
+    out = np.empty((len(paths), size, size, 3), np.uint8)
+    for i, p in enumerate(paths):
+        out[i] = load_image(p, size)
+    return out
+
+
+def read_pose_mat(path: Path) -> np.ndarray:
+    """(yaw, pitch, roll) in degrees from a 300W-LP / AFLW2000 ``.mat`` (``Pose_Para`` = pitch, yaw, roll, … radians)."""
+    from scipy.io import loadmat
+
+    try:
+        m = loadmat(str(path))
+    except Exception as e:  # noqa: BLE001
+        raise InputError(f"{path}: unreadable .mat file ({e})") from None
+    if "Pose_Para" not in m:
+        raise InputError(f"{path}: no Pose_Para in the .mat file")
+    pp = np.asarray(m["Pose_Para"], np.float64).reshape(-1)
+    if pp.size < 3:
+        raise InputError(f"{path}: Pose_Para has {pp.size} entries, need >= 3")
+    pitch, yaw, roll = pp[:3]
+    return np.degrees(np.array([yaw, pitch, roll]))
+
+
+def list_pose(root: Path, max_abs_deg: float = 99.0) -> List[Tuple[Path, np.ndarray]]:
+    """(image, [yaw, pitch, roll] degrees) for every ``*.jpg`` with a ``.mat`` beside it (recursive).
+
+    Samples with any angle beyond ±``max_abs_deg`` are dropped (the usual AFLW2000 protocol).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: no such directory")
+    out = []
+    for jpg in sorted(root.rglob("*.jpg")):
+        mat = jpg.with_suffix(".mat")
+        if not mat.is_file():
+            continue
+        ang = read_pose_mat(mat)
+        if np.all(np.abs(ang) <= max_abs_deg):
+            out.append((jpg, ang))
+    if not out:
+        raise InputError(f"{root}: no .jpg + .mat pairs found")
+    return out

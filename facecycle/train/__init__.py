@@ -1,0 +1,1 @@
+"""Training: the FaceCycle trainer, its state files and preview images."""

@@ -1,0 +1,267 @@
+"""FaceCycle trainer: motion stage (E, M, G) and identity stage (I, N; E, M, G frozen).
+
+A run directory holds::
+
+    RUN/last.safetensors    model weights, our checkpoint format
+    RUN/state.safetensors   optimizer state, step, options (see :mod:`.state`)
+    RUN/log.csv             step, lr, loss terms, samples/s, wall time
+    RUN/samples/step_XXXXXX.png   input / neutral / reconstruction / flow rows
+
+Every step's data and noise derive from ``(seed, step)`` only (no hidden
+iterator state), and the optimizer state is saved in full, so ``resume``
+continues bit-exactly (same thread count, same machine).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..config import FaceCycleConfig, get_config
+from ..errors import InputError, UsageError
+from ..losses import PerceptualNet, identity_losses, motion_losses
+from ..model import ALL_MODULES, IDENTITY_MODULES, MOTION_MODULES, FaceCycle
+from ..preprocess import from_output
+from .state import load_state, save_state
+from .visual import flow_to_rgb, save_grid
+
+__all__ = ["TrainOptions", "Trainer", "lr_at"]
+
+log = logging.getLogger(__name__)
+
+_VGG_FRONT = ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1")
+
+
+@dataclass
+class TrainOptions:
+    """Everything that defines a run (saved in the state file)."""
+
+    stage: str = "motion"
+    config: str = "small"
+    steps: int = 1000
+    pairs: int = 16            # pairs per batch (the model sees 2·pairs images)
+    lr: float = 2e-4
+    warmup: float = 0.025      # fraction of steps at lr/5
+    drop_at: float = 0.5       # fraction of steps after which lr/5
+    betas: tuple = (0.5, 0.999)
+    seed: int = 0
+    mirror_prob: float = 0.5
+    fer_frac: float = 0.0
+    vgg19_weights: Optional[str] = None
+    init: Optional[str] = None  # motion checkpoint the identity stage starts from
+    ckpt_every: int = 200
+    sample_every: int = 250
+    threads: int = 0
+    perceptual_weight: Optional[float] = None  # None: 0.01 with ImageNet VGG weights, else 0 (off)
+    width: Optional[float] = None              # override the config's width (a narrower CPU model)
+
+
+def lr_at(step: int, o: TrainOptions) -> float:
+    """Paper-shaped schedule over ``o.steps``: lr/5 warm-up, lr, then lr/5."""
+    if step < o.warmup * o.steps:
+        return o.lr / 5
+    if step >= o.drop_at * o.steps:
+        return o.lr / 5
+    return o.lr
+
+
+class Trainer:
+    """Train one stage of FaceCycle into ``out``.
+
+    Args:
+        opts: the run's options.
+        source: a :class:`facecycle.data.pairs.PairSource`.
+        out: run directory.
+    """
+
+    def __init__(self, opts: TrainOptions, source, out: Path) -> None:
+        if opts.stage not in ("motion", "identity"):
+            raise UsageError(f"--stage must be motion or identity, not {opts.stage!r}")
+        self.o = opts
+        self.src = source
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            self.cfg: FaceCycleConfig = get_config(opts.config)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        if opts.width is not None and opts.width != self.cfg.width:
+            self.cfg = self.cfg.replace(name=f"{self.cfg.name}-w{opts.width:g}", width=opts.width)
+        if opts.threads:
+            torch.set_num_threads(opts.threads)
+        torch.manual_seed(opts.seed)
+        if opts.stage == "motion":
+            self.model = FaceCycle(self.cfg, modules=MOTION_MODULES)
+            self.train_names = MOTION_MODULES
+        else:
+            if not opts.init:
+                raise UsageError("the identity stage needs --init MOTION_CHECKPOINT")
+            mot = load_checkpoint(opts.init)
+            if mot.config.to_dict() != self.cfg.to_dict():
+                self.cfg = mot.config
+            self.model = FaceCycle(self.cfg, modules=ALL_MODULES)
+            with torch.no_grad():
+                for n in MOTION_MODULES:
+                    getattr(self.model, n).load_state_dict(getattr(mot, n).state_dict())
+            self.train_names = IDENTITY_MODULES
+        frozen = [n for n in self.model.module_names if n not in self.train_names]
+        for n in frozen:
+            getattr(self.model, n).requires_grad_(False)
+        if opts.vgg19_weights:
+            from ..nn.vgg import load_vgg19_front
+
+            for n in ("Swap_Generator", "Swap_Norm"):
+                if n in self.model.module_names:
+                    m = getattr(self.model, n)
+                    load_vgg19_front(m, opts.vgg19_weights)
+                    for layer in _VGG_FRONT:
+                        getattr(m, layer).requires_grad_(False)
+        pw = opts.perceptual_weight
+        self.perceptual_weight = (0.01 if opts.vgg19_weights else 0.0) if pw is None else float(pw)
+        self.pnet = (PerceptualNet(width=1.0 if opts.vgg19_weights else self.cfg.width,
+                                   seed=opts.seed + 12345, weights=opts.vgg19_weights)
+                     if self.perceptual_weight > 0 else None)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.Adam(self.params, lr=opts.lr, betas=tuple(opts.betas))
+        self.loss_fn = motion_losses if opts.stage == "motion" else identity_losses
+        self.step = 0
+        self.wall = 0.0
+
+    # ----------------------------------------------------------------- io
+    @property
+    def ckpt_path(self) -> Path:
+        return self.out / "last.safetensors"
+
+    @property
+    def state_path(self) -> Path:
+        return self.out / "state.safetensors"
+
+    def save(self) -> None:
+        save_checkpoint(self.model, self.ckpt_path, extra={
+            "stage": self.o.stage, "step": str(self.step), "train_options": json.dumps(asdict(self.o))})
+        save_state(self.state_path, self.opt, {"step": self.step, "wall_s": self.wall,
+                                               "options": asdict(self.o)})
+
+    def resume(self) -> bool:
+        """Load RUN/last + RUN/state if present; returns whether it resumed."""
+        if not (self.ckpt_path.is_file() and self.state_path.is_file()):
+            return False
+        m = load_checkpoint(self.ckpt_path)
+        if m.config.to_dict() != self.cfg.to_dict():
+            raise InputError(f"{self.ckpt_path}: config {m.config.name!r} differs from --config {self.cfg.name!r}")
+        with torch.no_grad():
+            for n in self.model.module_names:
+                getattr(self.model, n).load_state_dict(getattr(m, n).state_dict())
+        meta, _ = load_state(self.state_path, self.opt)
+        old = meta.get("options", {})
+        for k in ("stage", "config", "pairs", "seed", "fer_frac", "mirror_prob"):
+            if k in old and old[k] != getattr(self.o, k):
+                log.warning("resume: option %s was %r, now %r (the continuation will not be exact)",
+                            k, old[k], getattr(self.o, k))
+        self.step = int(meta["step"])
+        self.wall = float(meta.get("wall_s", 0.0))
+        self._trim_log()
+        return True
+
+    def _trim_log(self) -> None:
+        p = self.out / "log.csv"
+        if not p.is_file():
+            return
+        with open(p, newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows:
+            return
+        keep = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= self.step]
+        with open(p, "w", newline="") as f:
+            csv.writer(f).writerows(keep)
+
+    def _log_row(self, row: Dict[str, float]) -> None:
+        p = self.out / "log.csv"
+        new = not p.is_file()
+        with open(p, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+    def sample_grid(self, x: torch.Tensor, res: Dict[str, torch.Tensor], n: int = 8) -> Path:
+        mean, std = self.cfg.mean, self.cfg.std
+        k = min(n, x.shape[0])
+        idx = list(range(k // 2)) + list(range(x.shape[0] // 2, x.shape[0] // 2 + k - k // 2))
+        rows = [from_output(x[idx].numpy(), mean, std), from_output(res["_neutral"][idx].numpy(), mean, std),
+                from_output(res["_recon"][idx].numpy(), mean, std),
+                flow_to_rgb(res["_flow"][idx].numpy(), x.shape[-1])]
+        return save_grid(self.out / "samples" / f"step_{self.step:06d}.png", rows)
+
+    # --------------------------------------------------------------- loop
+    def train_step(self) -> Dict[str, torch.Tensor]:
+        o = self.o
+        for g in self.opt.param_groups:
+            g["lr"] = lr_at(self.step, o)
+        torch.manual_seed((o.seed * 7_919 + self.step * 104_729 + 17) % (2 ** 63))
+        x = self.src.batch(self.step, o.pairs, self.cfg.mean, self.cfg.std)
+        self.model.train()
+        for n in self.model.module_names:
+            if n not in self.train_names:
+                getattr(self.model, n).eval()
+        res = self.loss_fn(self.model, x, self.pnet, self.cfg.mean, self.cfg.std, self.perceptual_weight)
+        self.opt.zero_grad(set_to_none=True)
+        res["loss"].backward()
+        self.opt.step()
+        res["_x"] = x
+        return res
+
+    def fit(self, until: Optional[int] = None, max_seconds: Optional[float] = None,
+            progress: bool = True, on_step: Optional[Callable[[int, Dict[str, float]], None]] = None) -> List[float]:
+        """Train to step ``until`` (default ``opts.steps``) or until ``max_seconds`` pass; returns the losses."""
+        from tqdm import tqdm
+
+        until = self.o.steps if until is None else until
+        losses: List[float] = []
+        t0 = time.perf_counter()
+        bar = tqdm(total=until, initial=self.step, desc=f"train {self.o.stage}", unit="step",
+                   disable=not progress, dynamic_ncols=True, mininterval=2.0)
+        ema = None
+        try:
+            while self.step < until:
+                ts = time.perf_counter()
+                res = self.train_step()
+                dt = time.perf_counter() - ts
+                self.wall += dt
+                self.step += 1
+                loss = float(res["loss"].detach())
+                if not math.isfinite(loss):
+                    raise FloatingPointError(f"loss became {loss} at step {self.step}")
+                losses.append(loss)
+                sps = 2 * self.o.pairs / dt
+                ema = sps if ema is None else 0.9 * ema + 0.1 * sps
+                terms = {k: float(v.detach()) for k, v in res.items() if not k.startswith("_")}
+                row = {"step": self.step, "lr": lr_at(self.step - 1, self.o), **terms,
+                       "samples_per_s": round(sps, 2), "wall_s": round(self.wall, 2)}
+                self._log_row(row)
+                bar.set_postfix_str(" ".join(f"{k} {v:.3g}" for k, v in terms.items()) + f" | {ema:.1f} img/s")
+                bar.update(1)
+                if on_step:
+                    on_step(self.step, row)
+                if self.o.sample_every and self.step % self.o.sample_every == 0:
+                    with torch.no_grad():
+                        self.sample_grid(res["_x"], res)
+                if self.o.ckpt_every and self.step % self.o.ckpt_every == 0:
+                    self.save()
+                if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
+                    log.info("time limit reached at step %d", self.step)
+                    break
+        finally:
+            bar.close()
+            self.save()
+        return losses
