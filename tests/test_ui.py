@@ -108,6 +108,15 @@ def test_bridge_hands_over_only_the_latest_frame(qtbot):
     qtbot.waitUntil(lambda: len(signals) == 2, timeout=2000)
     assert bridge.take() == "next"
 
+    # files: the worker may wait (bounded) for the GUI to take the previous frame -> no drop
+    got = []
+    bridge.frameReady.connect(lambda: got.append(bridge.take()))
+    t = threading.Thread(target=lambda: [bridge.offer(i, wait=5.0) for i in range(20)])
+    t.start()
+    qtbot.waitUntil(lambda: not t.is_alive(), timeout=10_000)
+    qtbot.waitUntil(lambda: len(got) >= 20, timeout=2000)
+    assert [g for g in got if g is not None] == list(range(20)) and bridge.drops == 49
+
 
 def test_fit_rect_keeps_aspect():
     from PyQt6.QtCore import QRect
@@ -292,3 +301,9 @@ def test_cli_bad_input_is_one_line_error(model_dir, tmp_path):
     assert len(lines) == 1 and "no such file" in lines[0] and "Traceback" not in r.stderr
     r = _run_cli(["--input", "x.mp4", "--exit-after", "0"])
     assert r.returncode == 2
+    # the facecycle-app GUI script (ui.app:main) takes the same options and exits the same way
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    r = subprocess.run([sys.executable, "-c", "import sys; from ui.app import main; sys.exit(main())",
+                        "--input", str(tmp_path / "nope.mp4"), "--model", model_dir, "--exit-after", "3"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3 and "no such file" in r.stderr

@@ -94,6 +94,7 @@ class FrameBridge(QObject):
     def __init__(self, max_samples: int = 4096, parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
         self._lock = threading.Lock()
+        self._taken = threading.Condition(self._lock)
         self._slot: Any = None
         self._pending = False
         self._samples: Deque[FaceSample] = deque(maxlen=max_samples)
@@ -109,9 +110,19 @@ class FrameBridge(QObject):
         self._finished.connect(self.finished, q)
 
     # ---- worker side -------------------------------------------------
-    def offer(self, item: Any, samples: Optional[List[FaceSample]] = None) -> None:
-        """Put ``item`` (a frame packet) in the slot, replacing (and counting) an untaken one."""
+    def offer(self, item: Any, samples: Optional[List[FaceSample]] = None, wait: float = 0.0) -> None:
+        """Put ``item`` in the slot, replacing (and counting as dropped) an untaken one.
+
+        Args:
+            wait: seconds the *worker* may wait for the GUI to take the previous
+                frame before replacing it (0 = never wait: live sources). A short
+                wait lets files be shown frame by frame when the GUI keeps up on
+                average, without ever blocking the GUI thread or queueing more
+                than one frame.
+        """
         with self._lock:
+            if self._slot is not None and wait > 0:
+                self._taken.wait_for(lambda: self._slot is None, timeout=wait)
             if self._slot is not None:
                 self.drops += 1
             self._slot = item
@@ -141,6 +152,7 @@ class FrameBridge(QObject):
             self._pending = False
             if item is not None:
                 self.taken += 1
+                self._taken.notify_all()
             return item
 
     def take_samples(self) -> List[FaceSample]:
@@ -167,3 +179,4 @@ class FrameBridge(QObject):
             self._pending = False
             self._samples.clear()
             self.offered = self.taken = self.drops = 0
+            self._taken.notify_all()

@@ -46,6 +46,7 @@ class PipelineStream:
         self.fps: Optional[float] = src.fps
         self.time_base = src.time_base
         self.path: Optional[str] = src.path
+        self.live: bool = bool(src.live)
         self.code_dim = self.analyzer.code_dim
         self._gen = None
 

@@ -32,12 +32,20 @@ log = logging.getLogger(__name__)
 class AnalysisSession:
     """Run ``config`` and stream its frames into ``bridge``.
 
+    Frames of live sources (cameras, files at their own pace) are handed over
+    without waiting (the GUI shows the newest, older ones count as display
+    drops). For files played as fast as possible the worker waits up to
+    ``hand_off_wait`` seconds for the GUI to take the previous frame, so the
+    view shows every frame whenever the GUI keeps up.
+
     Args:
         config: what to run.
         bridge: where frames, errors and the end of the run are reported.
         overlays: initial overlay toggles (change with :meth:`set_overlays`).
         video_path, csv_path: start recording / CSV export with the first frame.
     """
+
+    hand_off_wait = 0.05
 
     def __init__(self, config: RunConfig, bridge: FrameBridge, overlays: Overlays = Overlays(),
                  video_path: Optional[Union[str, Path]] = None,
@@ -166,7 +174,8 @@ class AnalysisSession:
                     self.t_first = now
                 self.t_last = now
                 self.frames += 1
-                self.bridge.offer(DisplayFrame(packet, image), summarize(packet))
+                self.bridge.offer(DisplayFrame(packet, image), summarize(packet),
+                                  wait=0.0 if stream.live else self.hand_off_wait)
             else:
                 if self._stop.is_set():
                     reason = "stopped"
