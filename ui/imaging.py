@@ -41,14 +41,15 @@ def fit_size(img_w: int, img_h: int, area_w: int, area_h: int) -> Tuple[int, int
     return max(1, int(img_w * s)), max(1, int(img_h * s))
 
 
-def display_image(bgr: np.ndarray, area: Optional[Tuple[int, int]] = None) -> QImage:
-    """The frame as the live view paints it: scaled to fit ``area`` (w, h) and in QImage's
-    native 32-bit format, so that painting is a plain copy.
+def display_image(bgr: np.ndarray, area: Optional[Tuple[int, int, float]] = None) -> QImage:
+    """The frame as the live view paints it: scaled to fit ``area`` (w, h in device pixels,
+    device pixel ratio) and in QImage's native 32-bit format, so that painting is a plain copy.
 
     Runs in the worker thread (OpenCV releases the GIL), keeping the GUI thread's
     per-frame work to a blit. ``bgr``: (H, W, 3) uint8 BGR.
     """
     h, w = bgr.shape[:2]
+    dpr = float(area[2]) if area is not None and len(area) > 2 else 1.0
     if area is not None:
         tw, th = fit_size(w, h, int(area[0]), int(area[1]))
         if (tw, th) != (w, h):
@@ -57,4 +58,6 @@ def display_image(bgr: np.ndarray, area: Optional[Tuple[int, int]] = None) -> QI
     bgra = cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)  # little-endian BGRA bytes == QImage RGB32
     img = QImage(bgra.data, bgra.shape[1], bgra.shape[0], int(bgra.strides[0]), QImage.Format.Format_RGB32)
     img._keep = bgra
+    if dpr != 1.0:
+        img.setDevicePixelRatio(dpr)
     return img

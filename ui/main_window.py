@@ -378,6 +378,10 @@ class MainWindow(QMainWindow):
             text = f"{reason}" + (f" — saved {files}" if files else "")
             self.state_label.setText(text)
         self.pause_button.setChecked(False)
+        # the files are finished: a new run asks for new ones instead of overwriting them
+        self.record_path = self.csv_path = None
+        self.record_button.setChecked(False)
+        self.csv_button.setChecked(False)
         self._update_buttons()
         self.runFinished.emit(reason)
         if self._closing:

@@ -50,9 +50,9 @@ class AnalysisSession:
     def __init__(self, config: RunConfig, bridge: FrameBridge, overlays: Overlays = Overlays(),
                  video_path: Optional[Union[str, Path]] = None,
                  csv_path: Optional[Union[str, Path]] = None,
-                 view_size: Optional[Callable[[], Tuple[int, int]]] = None) -> None:
+                 view_size: Optional[Callable[[], Tuple[int, int, float]]] = None) -> None:
         self.config = config
-        self.view_size = view_size  # (w, h) of the live view, read each frame to pre-scale the image
+        self.view_size = view_size  # (w, h, dpr) of the live view, read each frame to pre-scale the image
         self.bridge = bridge
         self.generation = bridge.new_run()  # tags this run's signals
         self.overlays = overlays

@@ -48,13 +48,14 @@ class LiveView(QWidget):
         self.first_paint: Optional[float] = None
         self.last_paint: Optional[float] = None
         self._times: Deque[float] = deque(maxlen=120)
-        self.target_size = (800, 450)  # (w, h) of the paint area; read by the worker to pre-scale frames
+        self.target_size = (800, 450, 1.0)  # (w, h) device pixels + pixel ratio; the worker pre-scales to it
 
     def sizeHint(self) -> QSize:
         return QSize(800, 450)
 
     def resizeEvent(self, event) -> None:
-        self.target_size = (self.width(), self.height())
+        dpr = self.devicePixelRatioF()
+        self.target_size = (int(self.width() * dpr), int(self.height() * dpr), dpr)
         super().resizeEvent(event)
 
     def set_image(self, image: Optional[QImage]) -> None:
@@ -89,12 +90,15 @@ class LiveView(QWidget):
             p.setPen(QColor(170, 170, 170))
             p.drawText(area, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self._placeholder)
         else:
-            r = fit_rect(self._image.width(), self._image.height(), area)
-            if r.width() == self._image.width() and r.height() == self._image.height():
-                p.drawImage(r.topLeft(), self._image)  # pre-scaled by the worker: a plain copy
+            img = self._image
+            dpr = img.devicePixelRatio() or 1.0
+            iw, ih = round(img.width() / dpr), round(img.height() / dpr)  # logical size
+            r = fit_rect(iw, ih, area)
+            if abs(r.width() - iw) <= 1 and abs(r.height() - ih) <= 1:
+                p.drawImage(r.topLeft(), img)  # pre-scaled by the worker: a plain copy
             else:  # the view was resized since the worker scaled this frame
                 p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
-                p.drawImage(r, self._image)
+                p.drawImage(r, img)
             if self._new:
                 self._new = False
                 now = time.perf_counter()
