@@ -339,10 +339,10 @@ class MainWindow(QMainWindow):
             if self.overlays.needs_neutral:
                 self.panel.set_neutral_faces(packet.faces)
             self.panel.advance(packet.timestamp)
-        t0 = packet.stats.get("t_capture")
-        if t0 is None:  # pipeline without a capture stamp: stage times + time since the worker finished
+        t0 = packet.stats.get("t0")  # perf_counter() when the source started reading the frame
+        if t0 is None:  # a pipeline without a capture stamp: stage times + time since the worker finished
             t0 = packet.stats.get("ui_ready", now) - sum(v for k, v in packet.stats.items()
-                                                         if k in ("decode", "detect", "track", "infer", "render"))
+                                                         if k in ("decode", "detect", "infer", "post", "render"))
         self._latencies.append(max(0.0, now - t0))
 
     def _current(self, generation: int) -> bool:
