@@ -1,0 +1,145 @@
+"""``facecycle probe fit|eval``: linear probes (expression, head pose) on frozen features, with baselines."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import OutputError, UsageError
+
+
+def _common(q: argparse.ArgumentParser) -> None:
+    q.add_argument("--task", choices=("expression", "pose"), default="expression")
+    q.add_argument("--data", required=True, help="expression: <DIR>/<split>/<class>/*.jpg; pose: .jpg+.mat folder")
+    q.add_argument("--val-frac", type=float, default=0.1,
+                   help="expression: fraction of <DIR>/train held out as split 'val' (stratified, seeded)")
+    q.add_argument("--seed", type=int, default=0, help="split / fit seed")
+    q.add_argument("--checkpoint", default=None, help="FaceCycle checkpoint (torch) to take features from")
+    q.add_argument("--model", default=None, help="exported model dir (ONNX; default: the shipped model)")
+    q.add_argument("--threads", type=int, default=0, help="CPU threads for feature extraction (0: default)")
+    q.add_argument("--no-progress", action="store_true")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("probe", help="linear probes on the frozen FaceCycle feature (paper protocol)")
+    ps = p.add_subparsers(dest="probe_command", metavar="SUBCOMMAND")
+    f = ps.add_parser("fit", help="fit a linear head on frozen features")
+    _common(f)
+    f.add_argument("--split", default="train", help="split to fit on (train = train minus the held-out val part)")
+    f.add_argument("--baseline", choices=("pixels", "random-encoder"), default=None,
+                   help="fit on a baseline feature instead of the model's")
+    f.add_argument("--config", default=None, help="config of the random-encoder baseline (default: the model's)")
+    f.add_argument("--max-train", type=int, default=0, help="stratified subsample of the fit split (0: all)")
+    f.add_argument("--no-flips", action="store_true", help="no mirrored copies of the training images")
+    f.add_argument("--out", required=True, help="head file (.safetensors)")
+    f.add_argument("--json", default=None, help="write fit info as JSON")
+    f.set_defaults(func=_fit)
+    e = ps.add_parser("eval", help="evaluate a fitted head")
+    _common(e)
+    e.add_argument("--split", default="test", help="test, val (held out of train) or any <DIR> sub-folder")
+    e.add_argument("--head", default=None, help="head file (default: the shipped expression head)")
+    e.add_argument("--json", default=None, help="write the report as JSON")
+    e.set_defaults(func=_eval)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def _extractor(args, meta=None):
+    from .. import probe  # noqa: F401
+    from ..probe.features import OnnxFeatures, PixelFeatures, TorchFeatures, extractor_from_meta, random_encoder
+
+    if meta is not None:
+        return extractor_from_meta(meta, Path(args.model) if args.model else None,
+                                   Path(args.checkpoint) if args.checkpoint else None, args.threads)
+    base = getattr(args, "baseline", None)
+    if base == "pixels":
+        return PixelFeatures(64)
+    model_cfg = None
+    if args.checkpoint:
+        from ..checkpoint import load_checkpoint
+
+        model = load_checkpoint(args.checkpoint)
+        model_cfg = model.config
+        if base is None:
+            return TorchFeatures(model, threads=args.threads)
+    elif base is None or not args.config:
+        from ..assets import default_model_dir
+
+        ex = OnnxFeatures(Path(args.model) if args.model else default_model_dir(), args.threads)
+        if base is None:
+            return ex
+        model_cfg = ex.cfg
+    cfg = args.config or model_cfg
+    if cfg is None:
+        raise UsageError("--baseline random-encoder needs --config, --checkpoint or a model")
+    return random_encoder(cfg, args.seed, args.threads)
+
+
+def _write_json(path, obj) -> None:
+    if not path:
+        return
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(obj, indent=2))
+    except OSError as e:
+        raise OutputError(f"{path}: {e.strerror or e}") from None
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from ..probe.linear import save_head
+    from ..probe.run import expression_items, fit_expression, fit_pose, subsample
+
+    ex = _extractor(args)
+    if args.task == "expression":
+        items = subsample(expression_items(Path(args.data), args.split, args.val_frac, args.seed),
+                          args.max_train, args.seed)
+        head, info = fit_expression(ex, items, flips=not args.no_flips, seed=args.seed,
+                                    progress=not args.no_progress)
+        head.meta.update({"data": str(args.data), "split": args.split, "val_frac": str(args.val_frac),
+                          "seed": str(args.seed)})
+    else:
+        head, info = fit_pose(ex, Path(args.data), seed=args.seed, progress=not args.no_progress)
+    save_head(head, Path(args.out))
+    info.update({"head": str(args.out), "feature": head.meta.get("feature")})
+    _write_json(args.json, info)
+    print(f"wrote {args.out} ({head.meta.get('feature')} features, {head.weight.shape[1]}-d; "
+          f"fit on {info['n_images']} images)")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from ..probe.linear import load_head
+    from ..probe.run import eval_expression, eval_pose, expression_items
+
+    if args.head:
+        head_path = Path(args.head)
+    else:
+        from ..assets import default_model_dir
+
+        head_path = default_model_dir() / ("expression_head.safetensors" if args.task == "expression"
+                                           else "pose_head.safetensors")
+    head = load_head(head_path)
+    if head.meta.get("task", args.task) != args.task:
+        raise UsageError(f"{head_path} is a {head.meta.get('task')} head, not {args.task}")
+    ex = _extractor(args, head.meta)
+    if args.task == "expression":
+        items = expression_items(Path(args.data), args.split, args.val_frac, args.seed)
+        rep = eval_expression(ex, head, items, progress=not args.no_progress)
+        rep.update({"split": args.split, "head": str(head_path), "feature": head.meta.get("feature")})
+        print(f"accuracy {rep['accuracy']:.4f} on {rep['n']} images ({args.split}); "
+              f"mean class accuracy {rep['mean_class_accuracy']:.4f}")
+        w = max(len(c) for c in rep["classes"])
+        for c, a in rep["per_class_accuracy"].items():
+            print(f"  {c:{w}s} {'-' if a is None else f'{a:.3f}'}")
+        print("confusion (rows true, cols predicted): " + " ".join(c[:3] for c in rep["classes"]))
+        for c, row in zip(rep["classes"], rep["confusion_matrix"]):
+            print(f"  {c[:3]} " + " ".join(f"{v:4d}" for v in row))
+    else:
+        rep = eval_pose(ex, head, Path(args.data), progress=not args.no_progress)
+        rep.update({"head": str(head_path), "feature": head.meta.get("feature")})
+        m = rep["mae_deg"]
+        print(f"MAE yaw {m['yaw']:.2f} pitch {m['pitch']:.2f} roll {m['roll']:.2f} deg "
+              f"(mean {rep['mae_mean_deg']:.2f}) on {rep['n']} images")
+    _write_json(args.json, rep)
+    sys.stdout.flush()
+    return 0

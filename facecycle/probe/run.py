@@ -1,0 +1,104 @@
+"""Probe workflows used by ``facecycle probe``: load a split, extract features, fit / evaluate heads."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import InputError, UsageError
+from .datasets import EXPRESSION_CLASSES, list_expression, list_pose, load_images, stratified_split
+from .features import FeatureExtractor
+from .linear import Head, classification_report, fit_classifier, fit_regressor
+
+__all__ = ["expression_items", "extract", "fit_expression", "eval_expression", "fit_pose", "eval_pose",
+           "subsample"]
+
+log = logging.getLogger(__name__)
+
+
+def expression_items(data: Path, split: str, val_frac: float = 0.1, seed: int = 0) -> List[Tuple[Path, int]]:
+    """Items of a split. ``train`` excludes the held-out validation part when ``val_frac`` > 0;
+    ``val`` is that held-out part of ``<data>/train`` (stratified, seeded); other names are folders."""
+    if split in ("train", "val") and val_frac > 0 and (Path(data) / "train").is_dir():
+        tr, va = stratified_split(list_expression(Path(data), "train"), val_frac, seed)
+        return tr if split == "train" else va
+    if split == "val" and not (Path(data) / "val").is_dir():
+        raise InputError(f"{data}: no val folder and --val-frac 0")
+    return list_expression(Path(data), split)
+
+
+def subsample(items: Sequence, n: int, seed: int = 0) -> List:
+    """Seeded stratified subsample of (path, label) items to about ``n`` (all when n <= 0)."""
+    if n <= 0 or n >= len(items):
+        return list(items)
+    frac = 1.0 - n / len(items)
+    keep, _ = stratified_split(items, frac, seed + 1)
+    return keep
+
+
+def extract(extractor: FeatureExtractor, paths: Sequence[Path], flips: bool = False,
+            chunk: int = 2048, progress: bool = False) -> np.ndarray:
+    """Features of image files (RGB; grayscale converted), optionally followed by those of their mirrors."""
+    from tqdm import tqdm
+
+    out, out_f = [], []
+    for i in tqdm(range(0, len(paths), chunk), desc="features", disable=not progress, unit="chunk"):
+        imgs = load_images(paths[i:i + chunk], extractor.image_size)
+        out.append(extractor(imgs))
+        if flips:
+            out_f.append(extractor(np.ascontiguousarray(imgs[:, :, ::-1])))
+    feats = np.concatenate(out)
+    return np.concatenate([feats, np.concatenate(out_f)]) if flips else feats
+
+
+def fit_expression(extractor: FeatureExtractor, items: Sequence[Tuple[Path, int]], flips: bool = True,
+                   seed: int = 0, progress: bool = False, classes: Sequence[str] = EXPRESSION_CLASSES
+                   ) -> Tuple[Head, Dict]:
+    paths = [p for p, _ in items]
+    y = np.array([c for _, c in items])
+    t0 = time.perf_counter()
+    f = extract(extractor, paths, flips=flips, progress=progress)
+    t_feat = time.perf_counter() - t0
+    groups = np.arange(len(y))
+    if flips:
+        y, groups = np.concatenate([y, y]), np.concatenate([groups, groups])
+    t0 = time.perf_counter()
+    head, scores = fit_classifier(f, y, classes, extractor.describe(), seed=seed, groups=groups)
+    info = {"n_images": len(paths), "flips": flips, "feature_seconds": round(t_feat, 1),
+            "fit_seconds": round(time.perf_counter() - t0, 1), "inner_val_accuracy": scores,
+            "weight_decay": head.meta["weight_decay"]}
+    head.meta["flips"] = str(flips)
+    return head, info
+
+
+def eval_expression(extractor: FeatureExtractor, head: Head, items: Sequence[Tuple[Path, int]],
+                    progress: bool = False) -> Dict:
+    classes = head.classes or list(EXPRESSION_CLASSES)
+    f = extract(extractor, [p for p, _ in items], progress=progress)
+    y = np.array([c for _, c in items])
+    return classification_report(head.predict(f), y, classes)
+
+
+POSE_NAMES = ("yaw", "pitch", "roll")
+
+
+def fit_pose(extractor: FeatureExtractor, root: Path, seed: int = 0, progress: bool = False) -> Tuple[Head, Dict]:
+    items = list_pose(root)
+    f = extract(extractor, [p for p, _ in items], progress=progress)
+    t = np.stack([a for _, a in items])
+    head, scores = fit_regressor(f, t, POSE_NAMES, extractor.describe(), seed=seed)
+    return head, {"n_images": len(items), "inner_val_mae": scores}
+
+
+def eval_pose(extractor: FeatureExtractor, head: Head, root: Path, progress: bool = False) -> Dict:
+    items = list_pose(root)
+    f = extract(extractor, [p for p, _ in items], progress=progress)
+    t = np.stack([a for _, a in items])
+    err = np.abs(head.predict(f) - t)
+    mae = err.mean(0)
+    return {"n": len(items), "mae_deg": {n: float(v) for n, v in zip(POSE_NAMES, mae)},
+            "mae_mean_deg": float(mae.mean())}
