@@ -54,6 +54,8 @@ class RunStats:
     def __init__(self) -> None:
         self.frames = 0
         self.faces = 0
+        self.cpu_start = time.process_time()
+        self.cpu_end: Optional[float] = None
         self.detections = 0
         self.drops = 0
         self.errors = 0
@@ -103,6 +105,8 @@ class RunStats:
 
         return {"frames": self.frames, "faces": self.faces, "detector_runs": self.detections, "drops": self.drops,
                 "decode_errors": self.errors, "elapsed_s": round(self.elapsed, 3), "fps": round(self.fps, 2),
+                "cpu_ms_per_frame": round(((self.cpu_end or time.process_time()) - self.cpu_start)
+                                          / max(1, self.frames) * 1000, 3),
                 "latency_ms_p50": round(q(0.5), 2), "latency_ms_p95": round(q(0.95), 2),
                 "stage_ms_per_frame": {k: round(v / max(1, self.frames) * 1000, 3)
                                        for k, v in sorted(self.stage_time.items())}}
@@ -132,6 +136,8 @@ class Analyzer:
             from fighting over a small CPU).
         infer_workers: threads running the model in parallel on successive
             frames (results stay in order); default: 2 on machines with ≥ 2 cores.
+        precision: engine precision (``fp32`` default; ``int8`` = ONNX Runtime static
+            quantization of ``analyze``, calibrated on ``calibration``, a video of faces).
         queue_size: capacity of the queues between stages.
         crop_scale: loose-crop side / face box side (see ``realtime.crops``).
 
@@ -143,12 +149,13 @@ class Analyzer:
                  detect_size: Optional[int] = 320, score_threshold: float = 0.5, max_faces: Optional[int] = None,
                  neutralize: bool = False, identity: bool = False, reid: bool = False, smooth: bool = True,
                  threads: int = 1, queue_size: int = 4, crop_scale: float = DEFAULT_SCALE,
-                 infer_workers: Optional[int] = None) -> None:
+                 infer_workers: Optional[int] = None, precision: Optional[str] = None,
+                 calibration: Optional[str] = None) -> None:
         if detect_every < 1:
             raise UsageError("detect_every must be >= 1")
         if max_faces is not None and max_faces < 1:
             raise UsageError("max_faces must be >= 1")
-        self.backend = open_model(model, backend, threads=threads)
+        self.backend = open_model(model, backend, threads=threads, precision=precision, calibration=calibration)
         self.head = ExpressionHead.find(self.backend.model_dir)
         self.detector = create_detector(detector, detector_model, max_side=detect_size,
                                         score_threshold=score_threshold, max_faces=max_faces, threads=threads) \
@@ -350,13 +357,17 @@ class Run:
                                     audio_from=self.src.path if self.audio else None, preset=self.video_preset,
                                     overwrite=self.overwrite)
 
-    def _close_sinks(self) -> None:
+    def _close_sinks(self) -> Optional[BaseException]:
+        """Close every sink; returns the first error (an output left incomplete), if any."""
+        first: Optional[BaseException] = None
         for s in (self._csv, self._video):
             if s is not None:
                 try:
                     s.close()
                 except Exception as e:  # noqa: BLE001 - keep closing the others
                     log.warning("closing %s failed: %s", getattr(s, "path", s), e)
+                    first = first or e
+        return first
 
     def _write_sidecar(self, status: str) -> None:
         if self.sidecar_path is None:
@@ -400,16 +411,23 @@ class Run:
         finally:
             self._pipeline.stop()
             self.stats.t_end = time.perf_counter()
+            self.stats.cpu_end = time.process_time()
             self.stats.drops = self._pipeline.drops
             self.stats.errors = self.src.errors
             if self.interrupted and status == "complete":
                 status = "interrupted"
-            self._close_sinks()
+            close_error = self._close_sinks()
+            if close_error is not None and status in ("complete", "interrupted"):
+                self.error, status = close_error, "failed"
+            else:
+                close_error = None  # another error is already on its way out
             try:
                 self._write_sidecar(status)
             except Exception as e:  # noqa: BLE001
                 log.warning("sidecar not written: %s", e)
             self._closed = True
+            if close_error is not None:  # e.g. the disk filled up while the video was flushed
+                raise close_error
 
     def run(self, callback=None) -> RunStats:
         """Consume the whole run (``callback(packet)`` per frame); returns the stats."""

@@ -69,8 +69,11 @@ def default_model_dir() -> Path:
     return Path(f())
 
 
-def open_model(model_dir: Optional[Union[str, Path]] = None, backend: str = "auto", threads: int = 1) -> Backend:
+def open_model(model_dir: Optional[Union[str, Path]] = None, backend: str = "auto", threads: int = 1,
+               **opts) -> Backend:
     """Open ``model_dir`` (default: the shipped model) on ``backend``.
+
+    ``opts`` go to ``engines.open_backend`` (e.g. ``precision="int8", calibration="faces.mp4"``).
 
     Raises:
         ModelError: not a model directory. BackendUnavailable: the backend cannot run here.
@@ -86,7 +89,10 @@ def open_model(model_dir: Optional[Union[str, Path]] = None, backend: str = "aut
         open_backend = None
     if open_backend is not None:
         # one intra-op thread, no spinning: the pipeline's other stages need the remaining core(s)
-        return open_backend(d, backend=backend, intra_op_threads=threads, spin=False)
+        return open_backend(d, backend=backend, intra_op_threads=threads, spin=False,
+                            **{k: v for k, v in opts.items() if v is not None})
+    if opts.get("precision") not in (None, "fp32"):
+        raise BackendUnavailable(f"precision {opts['precision']!r} needs engines.open_backend")
     if backend not in ("auto", "onnxruntime", "ort", "cpu"):
         raise BackendUnavailable(f"backend {backend!r} is not available (engines.open_backend missing)")
     return LocalOrtBackend(d, threads=threads)

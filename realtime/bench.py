@@ -30,7 +30,7 @@ from .sources.base import Source
 from .sources.video import VideoSource
 from .types import FramePacket
 
-__all__ = ["register_bench", "bench_pipeline", "bench_soak", "LoopingSource", "decode_fps"]
+__all__ = ["register_bench", "bench_pipeline", "bench_soak", "bench_detectors", "LoopingSource", "decode_fps"]
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,8 @@ def _analyzer_from_args(args, tmp: Path):
     return Analyzer(model=model, backend=args.backend, detector=args.detector, detector_model=args.detector_model,
                     detect_every=args.detect_every, detect_size=args.detect_size or None,
                     neutralize=getattr(args, "neutralize", False), threads=args.threads,
-                    infer_workers=args.infer_workers)
+                    infer_workers=args.infer_workers, precision=getattr(args, "precision", None),
+                    calibration=getattr(args, "calibration", None))
 
 
 def _export_random(config: str, tmp: Path) -> Path:
@@ -177,6 +178,8 @@ def bench_pipeline(args: argparse.Namespace) -> dict:
         "fps_median": round(fps, 2), "fps_runs": [s["fps"] for s in runs],
         "latency_ms_p50": round(med([s["latency_ms_p50"] for s in runs]), 2),
         "latency_ms_p95": round(med([s["latency_ms_p95"] for s in runs]), 2),
+        "cpu_ms_per_frame": round(med([s["cpu_ms_per_frame"] for s in runs]), 3),
+        "frames_per_cpu_s": round(1000.0 / med([s["cpu_ms_per_frame"] for s in runs]), 2),
         "stage_ms_per_frame": {k: round(med([s["stage_ms_per_frame"].get(k, 0.0) for s in runs]), 3)
                                for k in stages},
         "drops": max(s["drops"] for s in runs),
@@ -187,7 +190,8 @@ def bench_pipeline(args: argparse.Namespace) -> dict:
         "config": {"model": info["model"], "backend": info["backend"], "detector": info["detector"],
                    "detect_every": info["detect_every"], "pose_source": info["pose_source"],
                    "expression_head": info["model"]["expression_head"] is not None,
-                   "threads": args.threads, "infer_workers": an.infer_workers},
+                   "threads": args.threads, "infer_workers": an.infer_workers,
+                   "precision": an.backend.precision},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "load_avg_before": load_before, "load_avg_after": _load()},
     }
@@ -244,6 +248,61 @@ def bench_soak(args: argparse.Namespace) -> dict:
     }
 
 
+def bench_detectors(args: argparse.Namespace) -> dict:
+    """Detection rate and speed of each detector on every ``--step``-th frame of the given clips.
+
+    "rate" = share of frames with at least one face (every clip except the no-face ones shows one
+    person all the time, so on them it is the recall); "extra" = frames with two or more boxes;
+    timings are the detector call only (BGR frame in, boxes in frame pixels out), median per clip
+    then median over clips, measured in the same process for every detector, so ratios compare.
+    """
+    from .detectors import create_detector
+
+    specs = []
+    for item in args.detectors.split(","):
+        name, _, size = item.strip().partition("@")
+        specs.append((name, int(size) if size else 320))
+    clips = [Path(c) for c in args.videos]
+    frames = {}
+    for c in clips:
+        with VideoSource(c) as src:
+            frames[c.name] = [p.image for p in src if p.index % args.step == 0]
+    out = {"benchmark": "detectors", "step": args.step, "frames": sum(len(v) for v in frames.values()),
+           "load_avg_before": _load(), "detectors": {}}
+    for name, size in specs:
+        model = {"yunet": args.yunet_model, "scrfd": args.scrfd_model}.get(name)
+        if name != "centerface" and not model:
+            continue
+        det = create_detector(name, model, max_side=size, score_threshold=0.5)
+        det.detect(next(iter(frames.values()))[0])  # warm-up
+        per_clip, ms_clip = {}, []
+        for cname, imgs in frames.items():
+            n1 = n2 = 0
+            ts = []
+            for img in imgs:
+                t = time.perf_counter()
+                r = det.detect(img)
+                ts.append(time.perf_counter() - t)
+                n1 += len(r) >= 1
+                n2 += len(r) >= 2
+            per_clip[cname] = {"frames": len(imgs), "rate": round(n1 / len(imgs), 4), "extra": n2,
+                               "median_ms": round(statistics.median(ts) * 1000, 2)}
+            ms_clip.append(statistics.median(ts) * 1000)
+        no_face = [k for k in per_clip if "no_face" in k]
+        faces = [k for k in per_clip if k not in no_face]
+        out["detectors"][f"{name}@{size}"] = {
+            "median_ms": round(statistics.median(ms_clip), 2),
+            "rate_face_clips": round(sum(per_clip[k]["rate"] * per_clip[k]["frames"] for k in faces)
+                                     / max(1, sum(per_clip[k]["frames"] for k in faces)), 4),
+            "min_rate_clip": min(((per_clip[k]["rate"], k) for k in faces), default=None),
+            "no_face_rate": {k: per_clip[k]["rate"] for k in no_face},
+            "extra_boxes": sum(v["extra"] for v in per_clip.values()),
+            "per_clip": per_clip,
+        }
+    out["load_avg_after"] = _load()
+    return out
+
+
 def _write(rec: dict, out: str) -> None:
     text = json.dumps(rec, indent=2, default=str) + "\n"
     if out == "-":
@@ -269,6 +328,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detect-size", type=int, default=320)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--infer-workers", type=int, default=None)
+    p.add_argument("--precision", default=None, choices=("fp32", "fp16", "int8"))
+    p.add_argument("--calibration", default=None, help="faces video for --precision int8")
     p.add_argument("--video", action="store_true", help="also write the annotated video")
     p.add_argument("--json", required=True, metavar="OUT", help="write the record here ('-' = stdout)")
 
@@ -288,3 +349,13 @@ def register_bench(bsub: argparse._SubParsersAction) -> None:
     s.add_argument("--window", type=int, default=1000, help="frames per throughput/memory sample (1000)")
     _common(s)
     s.set_defaults(func=lambda a: (_write(bench_soak(a), a.json), 0)[1])
+
+    d = bsub.add_parser("detectors", help="detection rate and speed of the face detectors on clips")
+    d.add_argument("videos", nargs="+", metavar="VIDEO")
+    d.add_argument("--detectors", default="centerface@320,centerface@640,yunet@320,yunet@640,scrfd@320",
+                   help="comma-separated name@max_side (default: %(default)s)")
+    d.add_argument("--yunet-model", default=None, help="YuNet .onnx (yunet entries are skipped without it)")
+    d.add_argument("--scrfd-model", default=None, help="SCRFD .onnx (scrfd entries are skipped without it)")
+    d.add_argument("--step", type=int, default=5, help="use every N-th frame (default 5)")
+    d.add_argument("--json", required=True, metavar="OUT")
+    d.set_defaults(func=lambda a: (_write(bench_detectors(a), a.json), 0)[1])

@@ -35,6 +35,10 @@ def _add_analyzer_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per session (default 1)")
     g.add_argument("--infer-workers", type=int, default=None, metavar="N",
                    help="parallel inference threads (default: 2 on >= 2 cores)")
+    g.add_argument("--precision", default=None, choices=("fp32", "fp16", "int8"),
+                   help="engine precision (default fp32; int8 = ONNX Runtime quantized analyze, needs --calibration)")
+    g.add_argument("--calibration", default=None, metavar="VIDEO",
+                   help="video of faces (or .npy crops) to calibrate --precision int8")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -90,7 +94,8 @@ def _analyzer(args: argparse.Namespace):
                     detector_model=args.detector_model, detect_every=args.detect_every,
                     detect_size=args.detect_size or None, score_threshold=args.score_threshold,
                     max_faces=args.max_faces, neutralize=args.neutralize, reid=args.reid, smooth=args.smooth,
-                    threads=args.threads, infer_workers=args.infer_workers)
+                    threads=args.threads, infer_workers=args.infer_workers, precision=args.precision,
+                    calibration=args.calibration)
 
 
 class _Signals:
@@ -182,6 +187,8 @@ def _process(args: argparse.Namespace) -> int:
             print(f"{plan['input']}: {s['frames']} frames, {s['faces']} faces, {s['fps']:.1f} fps"
                   + (f", {s['drops']} dropped" if s["drops"] else "")
                   + (f", {s['decode_errors']} damaged packets skipped" if s["decode_errors"] else "")
+                  + (f", ~{run.src.frames_missing} frames missing (truncated or damaged file)"
+                     if getattr(run.src, "frames_missing", 0) else "")
                   + f" -> {wrote}", file=sys.stderr)
             if sig.signum is not None:
                 print(f"facecycle: {'terminated' if sig.exit_code == 143 else 'interrupted'}; outputs flushed "

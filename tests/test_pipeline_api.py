@@ -1,0 +1,170 @@
+"""The Python API (`facecycle.Analyzer`) on real frames with the tiny exported model: per-frame results,
+expression head, neutral faces, identity re-id, stop/pause, the GUI bridge, and `bench soak`."""
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from facecycle.cli import main as cli_main
+
+from .conftest import shared_video
+
+CLIP = "pyfeat_WolfgangLanger_Pexels.mp4"
+
+
+@pytest.fixture(scope="module")
+def model_with_head(tiny_export, tmp_path_factory):
+    """The tiny export plus a random expression head in the documented format."""
+    from realtime.heads import save_expression_head
+
+    _, src = tiny_export
+    d = tmp_path_factory.mktemp("with_head") / "model"
+    shutil.copytree(src, d)
+    man = json.loads((d / "manifest.json").read_text())
+    fdim = [o for o in man["graphs"]["analyze"]["outputs"] if o["name"] == "feature"][0]["shape"][1]
+    rng = np.random.default_rng(0)
+    save_expression_head(d / "expression_head.safetensors", rng.normal(size=(7, fdim)) * 0.1, np.zeros(7),
+                         source="test")
+    return d
+
+
+def test_facecycle_analyzer_yields_complete_packets(model_with_head):
+    from facecycle import Analyzer
+
+    clip = shared_video(CLIP)
+    with Analyzer(model=model_with_head, neutralize=True, detect_every=4) as an:
+        assert an.code_dim == 16  # tiny config: everything follows the manifest
+        packets = []
+        for p in an.process_video(clip, max_frames=25):
+            packets.append(p)
+        assert [p.index for p in packets] == list(range(25))
+        assert all(len(p.faces) == 1 for p in packets)
+        f = packets[10].faces[0]
+        assert f.code.shape == (16,) and np.isfinite(f.code).all()
+        assert f.emotions.shape == (7,) and f.emotions.sum() == pytest.approx(1, abs=1e-4)
+        assert f.emotion in ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+        assert f.neutral.shape == (32, 32, 3) and f.neutral.dtype == np.uint8
+        assert np.isfinite(f.pose).all() and abs(f.pose[1]) < 0.6  # a roughly frontal face
+        assert f.intensity >= 0
+        x0, y0, side = f.crop_box
+        assert side == pytest.approx(1.7 * max(f.box[2] - f.box[0], f.box[3] - f.box[1]), abs=2)
+        assert packets[0].faces[0].detected and not packets[1].faces[0].detected  # detection every 4 frames
+        img = packets[0].image
+        single = an.analyze_image(img)
+        assert len(single.faces) == 1
+        assert np.allclose(single.faces[0].box, packets[0].faces[0].box, atol=1)
+
+
+def test_smoothing_changes_codes_but_not_the_first_frame(model_with_head):
+    from facecycle import Analyzer
+
+    clip = shared_video(CLIP)
+    out = {}
+    for smooth in (False, True):
+        with Analyzer(model=model_with_head, smooth=smooth, detect_every=1) as an:
+            out[smooth] = [p.faces[0].code.copy() for p in an.process_video(clip, max_frames=15)]
+    assert np.allclose(out[False][0], out[True][0], atol=1e-5)  # filters start at the track's first frame
+    raw_jitter = np.mean([np.abs(a - b).mean() for a, b in zip(out[False], out[False][1:])])
+    sm_jitter = np.mean([np.abs(a - b).mean() for a, b in zip(out[True], out[True][1:])])
+    assert sm_jitter < raw_jitter
+
+
+def test_stop_and_pause_from_another_thread(tiny_export, tmp_path):
+    from realtime.analyzer import Analyzer
+
+    _, model = tiny_export
+    clip = shared_video(CLIP)
+    with Analyzer(model=model) as an:
+        run = an.process_video(clip, csv=tmp_path / "a.csv")
+        seen = []
+        for p in run:
+            seen.append(p.index)
+            if p.index == 5:
+                run.pause()
+                time.sleep(0.3)
+                assert run.paused
+                run.resume()
+            if p.index == 12:
+                threading.Thread(target=run.stop).start()
+        assert 13 <= len(seen) < 30 and seen == list(range(len(seen)))
+    meta = json.loads((tmp_path / "a.json").read_text())
+    assert meta["status"] == "interrupted" and meta["stats"]["frames"] == len(seen)
+    lines = (tmp_path / "a.csv").read_text().splitlines()
+    assert len(lines) == 1 + len(seen)
+
+
+def test_latest_frame_bridge_with_a_slow_consumer(tiny_export):
+    """The GUI pattern: a worker iterates the run and puts packets in a LatestFrame; a slow reader gets the
+    newest ones, nothing piles up, and the numbers add up."""
+    from realtime.analyzer import Analyzer
+    from realtime.pipeline import LatestFrame
+
+    _, model = tiny_export
+    box = LatestFrame()
+    with Analyzer(model=model) as an:
+        run = an.process_video(shared_video(CLIP), max_frames=60)
+
+        def work():
+            for p in run:
+                box.put(p)
+            box.close()
+
+        t = threading.Thread(target=work)
+        t.start()
+        got = []
+        while True:
+            p = box.get(timeout=5)
+            if p is None:
+                break
+            got.append(p.index)
+            time.sleep(0.05)  # a slow GUI
+        t.join()
+    assert got == sorted(got) and got[-1] == 59
+    assert box.delivered == len(got) and box.delivered + box.dropped == 60
+
+
+def test_reid_restores_an_id_after_an_occlusion(tiny_export):
+    from realtime.reid import IdentityReID
+    from realtime.types import Face, FramePacket
+    from fractions import Fraction
+
+    rng = np.random.default_rng(0)
+    me, other = rng.normal(size=16), rng.normal(size=16)
+    r = IdentityReID(threshold=0.8, window=5.0)
+
+    def pkt(t, faces):
+        return FramePacket(0, None, Fraction(1, 25), t, np.zeros((2, 2, 3), np.uint8), faces=faces)
+
+    def face(tid, ident):
+        return Face(box=np.zeros(4, np.float32), score=1, landmarks=np.zeros((5, 2), np.float32), track_id=tid,
+                    identity=ident + rng.normal(size=16) * 0.05)
+
+    p = pkt(0.0, [face(0, me)])
+    r(p)
+    assert p.faces[0].track_id == 0
+    p = pkt(1.0, [face(1, other)])  # a different person while 0 is gone: new id
+    r(p)
+    assert p.faces[0].track_id != 0
+    p = pkt(2.0, [face(2, me)])     # the same person back under a new tracker id: old id restored
+    r(p)
+    assert p.faces[0].track_id == 0
+    p = pkt(20.0, [face(3, me)])    # too late: a fresh id
+    r(p)
+    assert p.faces[0].track_id not in (0,)
+
+
+def test_bench_soak_reports_memory_and_windows(tiny_export, tmp_path):
+    _, model = tiny_export
+    out = tmp_path / "soak.json"
+    clips = [str(shared_video("pyfeat_single_face.mp4")), str(shared_video("liveportrait_driving_d1.mp4"))]
+    assert cli_main(["bench", "soak", *clips, "--model", str(model), "--frames", "200", "--window", "50",
+                     "--json", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert rec["frames_processed"] == 200 and rec["loops"] >= 2  # 72 + 16 frames per loop
+    assert len(rec["windows"]) == 4 and all(w["fps"] > 0 for w in rec["windows"])
+    assert rec["rss_mb_start"] > 0 and rec["rss_mb_end"] > 0 and "rss_growth_mb" in rec
