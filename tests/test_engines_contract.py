@@ -261,11 +261,14 @@ def test_cli_errors_are_one_line_with_exit_codes(broken_dir, capsys):
                "--batch", "1", "--repeats", "1", "--json", str(broken_dir / "b.json")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 5 and len(err) == 1 and "sha256" in err[0]
-    rc = main(["bench", "engines", "--model", str(broken_dir), "--backend", "tensorrt", "--baseline", "none",
-               "--json", str(broken_dir / "b.json")])
-    err = capsys.readouterr().err.strip().splitlines()
-    if rc != 0:  # machines without TensorRT
+    if not check("tensorrt", default_probes())[0]:  # machines without TensorRT: exit 6 naming it
+        rc = main(["bench", "engines", "--model", str(broken_dir), "--backend", "tensorrt", "--baseline", "none",
+                   "--json", str(broken_dir / "b.json")])
+        err = capsys.readouterr().err.strip().splitlines()
         assert rc == 6 and len(err) == 1 and "tensorrt" in err[0]
+    with pytest.raises(SystemExit) as e:  # argparse usage errors exit 2 with one line
+        main(["bench", "engines", "--model", str(broken_dir), "--batch", "0", "--json", str(broken_dir / "b.json")])
+    assert e.value.code == 2 and "batch sizes must be >= 1" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------- benchmark
@@ -303,9 +306,9 @@ def test_engine_cli_list_build_clean(model_dir, tmp_path, monkeypatch, capsys):
     assert len(built) == 1
     assert main(["engine", "clean"]) == 0
     assert "removed 1 file(s)" in capsys.readouterr().out and not built[0].exists()
-    rc = main(["engine", "build", "--backend", "tensorrt", "--model", str(model_dir)])
-    if rc != 0:
-        assert rc == 6 and "tensorrt" in capsys.readouterr().err
+    if not check("tensorrt", default_probes())[0]:
+        assert main(["engine", "build", "--backend", "tensorrt", "--model", str(model_dir)]) == 6
+        assert "'tensorrt' Python package is not installed" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------------- int8
