@@ -113,6 +113,10 @@ def bench_engines(model_dir: Path, backends: Sequence[str] = ("onnxruntime",), b
     # the baseline is the reference implementation: always fp32, never quantized
     base_opts = {k: v for k, v in opts.items() if k not in ("precision", "calibration")}
     names = list(dict.fromkeys(backends))
+    from .select import canonical
+
+    for n in names + ([baseline] if baseline else []):
+        canonical(_split_name(n)[0])  # UsageError on unknown names before anything is opened
     bl_name = None
     if baseline:
         if baseline not in names:
