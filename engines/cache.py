@@ -7,6 +7,7 @@ Layout (``$FACECYCLE_CACHE`` or ``$XDG_CACHE_HOME/facecycle`` or ``~/.cache/face
     <root>/engines/timing/trt<version>-<gpu>-sm<cc>.cache                  TensorRT timing cache
     <root>/engines/onnx16/<onnx sha256 [:16]>-fp16.onnx                    FP16 graphs (I/O kept FP32)
     <root>/engines/onnx8/<onnx sha256 [:16]>-<calib sha [:12]>-int8.onnx   INT8 QDQ graphs (ORT CPU)
+    <root>/engines/ort-trt/                                                ORT TensorRT EP's own engine cache
 
 Nothing here imports TensorRT; the key is a pure function, unit-tested on
 any machine. Never put the cache inside the repository.
@@ -140,7 +141,7 @@ def clean_engines(root: Optional[Path] = None, timing: bool = True, onnx16: bool
     files: List[Path] = list(_entries(root)) + [p.with_suffix(".json") for p in _entries(root)]
     if timing and (root / "timing").is_dir():
         files += list((root / "timing").iterdir())
-    for sub in ("onnx16", "onnx8"):
+    for sub in ("onnx16", "onnx8", "ort-trt"):
         if onnx16 and (root / sub).is_dir():
             files += list((root / sub).iterdir())
     n = b = 0
@@ -149,7 +150,7 @@ def clean_engines(root: Optional[Path] = None, timing: bool = True, onnx16: bool
             b += f.stat().st_size
             f.unlink()
             n += 1
-    for d in ("timing", "onnx16", "onnx8"):
+    for d in ("timing", "onnx16", "onnx8", "ort-trt"):
         if (root / d).is_dir() and not any((root / d).iterdir()):
             shutil.rmtree(root / d, ignore_errors=True)
     return n, b

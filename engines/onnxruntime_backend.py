@@ -87,8 +87,16 @@ class OnnxRuntimeBackend(Backend):
             raise BackendUnavailable(f"onnxruntime has no {names[0]} (available: {', '.join(avail)})")
         self._providers = [p for p in want if (p if isinstance(p, str) else p[0]) in avail]
         if device in ("cuda", "tensorrt") and providers is None:
-            self._providers = [(p, {"device_id": device_id}) if p != "CPUExecutionProvider" else p
-                               for p in self._providers]
+            from .cache import engine_cache_dir
+
+            def _opts(p: str):
+                o: Dict[str, object] = {"device_id": device_id}
+                if p == "TensorrtExecutionProvider":  # keep the EP's engines in our user cache, not the cwd
+                    o.update(trt_engine_cache_enable=True, trt_timing_cache_enable=True,
+                             trt_engine_cache_path=str(engine_cache_dir() / "ort-trt"))
+                return (p, o)
+
+            self._providers = [_opts(p) if p != "CPUExecutionProvider" else p for p in self._providers]
         self.device = "cpu" if device == "cpu" else f"cuda:{device_id} ({names[0]})"
         self.precision = precision
         self.max_batch = int(max_batch)
