@@ -18,6 +18,7 @@ import math  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
+import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -306,3 +307,32 @@ def test_cli_bad_input_is_one_line_error(model_dir, tmp_path):
                         "--input", str(tmp_path / "nope.mp4"), "--model", model_dir, "--exit-after", "3"],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 3 and "no such file" in r.stderr
+
+
+def test_cli_sigint_finishes_the_files(model_dir, tmp_path):
+    import signal
+
+    clip = shared_video(LONG_CLIP)
+    video, table = tmp_path / "int.mp4", tmp_path / "int.csv"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    p = subprocess.Popen([sys.executable, "-m", "facecycle", "app", "--input", str(clip), "--model", model_dir,
+                          "--record", str(video), "--csv", str(table), "--exit-after", "100000"],
+                         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and p.poll() is None:
+            if table.is_file() and table.read_text().count("\n") > 15:
+                break
+            time.sleep(0.2)
+        assert p.poll() is None, p.stderr.read()
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    header, body = _read_csv(table)
+    frames = [int(r[0]) for r in body]
+    assert len(frames) >= 15 and sorted(set(frames)) == list(range(frames[-1] + 1))
+    assert abs(len(_decode(video)) - len(set(frames))) <= 1

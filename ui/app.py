@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -201,12 +202,52 @@ def run_app(args: argparse.Namespace) -> int:
         win.open_source(args.input, start=True)
     elif args.camera is not None:
         win.open_source(int(args.camera), start=True)
-    rc = app.exec()
+    caught = _install_signal_handlers(win)
+    try:
+        rc = app.exec()
+    finally:
+        _restore_signal_handlers(caught)
+    if caught.get("signum") == signal.SIGINT:
+        raise KeyboardInterrupt  # the files are finished already; the CLI says "interrupted", exit 130
+    if caught.get("signum") == signal.SIGTERM:
+        return 143
     if auto is not None:
         if auto.error is not None:
             raise auto.error
         return 0
     return int(rc)
+
+
+def _install_signal_handlers(window) -> dict:
+    """SIGINT / SIGTERM close the window the normal way (pipeline stopped, files finished).
+
+    Python runs signal handlers between bytecodes; the window's 4 Hz status timer
+    makes sure that happens while Qt's event loop is waiting.
+    """
+    from PyQt6.QtCore import QTimer
+
+    state: dict = {"old": {}}
+
+    def handler(signum, frame):
+        if state.get("signum") is None:
+            state["signum"] = signum
+            log.warning("signal %d: stopping the pipeline and finishing the files", signum)
+            QTimer.singleShot(0, window.close)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            state["old"][sig] = signal.signal(sig, handler)
+        except (ValueError, OSError):  # not the main thread
+            pass
+    return state
+
+
+def _restore_signal_handlers(state: dict) -> None:
+    for sig, old in state.get("old", {}).items():
+        try:
+            signal.signal(sig, old)
+        except (ValueError, OSError, TypeError):
+            pass
 
 
 def main(argv: Optional[List[str]] = None) -> int:
