@@ -10,6 +10,9 @@
 #     WHEELS=dir         local wheels to install missing deps from (default .wheels)
 #     ALLOW_CPU=1        dry run without a GPU (CPU backends, short timings) to check the script itself
 #     SKIP_INSTALL=1     do not pip install anything (dependencies already present)
+#     PYTEST_LIMIT=s     time limit of the test step (default 150)
+#     FACECYCLE_SHARED   the shared data folder (default ../shared); without its clips the contract
+#                        tests skip (they need real face crops), so point it at a copy on the GPU machine
 #
 # Outputs: $OUT/env.json, $OUT/pytest.xml, $OUT/bench_torch.json, $OUT/bench_tensorrt.json,
 #          $OUT/bench_ort_cuda.json (each where it ran), $OUT/<step>.log, $OUT/summary.json (exit codes, seconds).
@@ -111,7 +114,7 @@ has() { "$PY" -c "import json,sys; b={r['name']: r['available'] for r in json.lo
 
 # ---- 4. tests ----------------------------------------------------------------------------------
 CUDA_FLAG=--cuda; [[ $CPU_ONLY == 1 ]] && CUDA_FLAG=
-step pytest 150 "$PY" -m pytest $CUDA_FLAG -m "gpu or not slow" -q -p no:cacheprovider \
+step pytest "${PYTEST_LIMIT:-150}" "$PY" -m pytest $CUDA_FLAG -m "gpu or not slow" -q -p no:cacheprovider \
     --junitxml="$OUT/pytest.xml" \
     tests/test_engines_select.py tests/test_engines_contract.py tests/test_model.py
 
