@@ -41,8 +41,19 @@ LONG_CLIP = "pyfeat_WolfgangLanger_Pexels.mp4"  # 472 frames, 640x360
 
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_export):
-    return str(tiny_export[1])
+def model_dir(tiny_export, tmp_path_factory):
+    """The tiny export plus a random expression head, so emotion bars and plots have values."""
+    import shutil
+
+    from realtime.heads import HEAD_FILE, save_expression_head
+
+    d = tmp_path_factory.mktemp("tiny_with_head") / "model"
+    shutil.copytree(tiny_export[1], d)
+    man = json.loads((d / "manifest.json").read_text())
+    dim = next(o["shape"][1] for o in man["graphs"]["analyze"]["outputs"] if o["name"] == "feature")
+    rng = np.random.default_rng(0)
+    save_expression_head(d / HEAD_FILE, rng.normal(0, 3.0, (7, dim)), rng.normal(0, 0.5, 7), source="random:test")
+    return str(d)
 
 
 @pytest.fixture
@@ -135,11 +146,13 @@ def test_clip_renders_panel_follows_and_outputs_are_valid(qtbot, window, tmp_pat
     window.set_csv_path(table)
     window.open_source(clip, start=True)
     assert window.running
-    seen = []
+    seen, seen_em = [], []
 
     def sample():
         for c in window.panel.cards.values():
             seen.append(c.values()["intensity"])
+            if c.values()["emotions"] is not None:
+                seen_em.append(c.values()["emotions"])
 
     window.live_view.framePainted.connect(lambda n: sample())
     qtbot.waitUntil(lambda: window.live_view.painted >= 10, timeout=60_000)
@@ -155,6 +168,10 @@ def test_clip_renders_panel_follows_and_outputs_are_valid(qtbot, window, tmp_pat
     vals = [v for v in seen if math.isfinite(v)]
     assert len(vals) >= 5 and np.std(vals) > 0, "panel intensity did not change with the video"
     assert len(card.plot) >= 10 and card.values()["pose"] is not None
+    em = np.stack(seen_em)
+    assert em.shape[1] == 7 and np.allclose(em.sum(1), 1, atol=1e-3) and em.std(0).max() > 0, \
+        "panel emotion bars did not follow the video"
+    assert card.bars.values is not None and len(card.plot.top_emotions()) == 3
     # the display never got more frames than the pipeline produced; drops are counted
     offered, taken, drops = window.bridge.counts()
     assert offered == window.session.frames == 72 and taken + drops == offered
@@ -170,6 +187,8 @@ def test_clip_renders_panel_follows_and_outputs_are_valid(qtbot, window, tmp_pat
     assert all(math.isfinite(float(r[i_int])) for r in with_face)
     exp = [i for i, h in enumerate(header) if h.startswith("exp_")]
     assert exp and all(r[exp[0]] != "" for r in with_face)
+    i_em = header.index("emotion_happy")
+    assert all(0 <= float(r[i_em]) <= 1 for r in with_face)
     assert (table.with_suffix(".json")).is_file()
     side = json.loads(table.with_suffix(".json").read_text())
     assert side["frames"] == 72
@@ -211,6 +230,8 @@ def test_pause_overlays_and_close_mid_run(qtbot, window, tmp_path):
     window.set_overlays(Overlays(neutralized=True))
     qtbot.waitUntil(lambda: window.last_packet.annotated is not None and any(
         f.neutral is not None for f in window.last_packet.faces), timeout=30_000)
+    qtbot.waitUntil(lambda: any(not c.thumb.pixmap().isNull() for c in window.panel.cards.values()),
+                    timeout=10_000)  # the side panel shows the neutral face
 
     # start recording + CSV mid-run, then close the window while it runs
     window.set_csv_path(table)

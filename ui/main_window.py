@@ -430,6 +430,8 @@ class MainWindow(QMainWindow):
         self._apply_overlays(Overlays(**{k: cb.isChecked() for k, cb in self.overlay_checks.items()}))
 
     def _apply_overlays(self, overlays: Overlays) -> None:
+        if not overlays.needs_neutral:
+            self.panel.clear_neutral_faces()
         self.overlays = overlays
         if self.session is not None:
             self.session.set_overlays(overlays)

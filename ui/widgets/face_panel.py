@@ -79,7 +79,7 @@ class FaceCard(QFrame):
         self.thumb.setFixedSize(64, 64)
         self.thumb.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.thumb.setStyleSheet("background: #222; color: #777; font-size: 8pt;")
-        self.thumb.setText("neutral\nface off")
+        self.clear_neutral()
         self.thumb.setToolTip("neutral face (enable 'Neutral thumbnail' or 'Neutralized view')")
         self.readout = QLabel(self)
         self.readout.setTextFormat(Qt.TextFormat.RichText)
@@ -104,6 +104,10 @@ class FaceCard(QFrame):
         self.bars.set_values(self.emotions)
         self._refresh_readout()
         self.plot.update()
+
+    def clear_neutral(self) -> None:
+        self.thumb.setPixmap(QPixmap())
+        self.thumb.setText("neutral\nface off")
 
     def set_neutral(self, neutral_rgb: Optional[np.ndarray]) -> None:
         if neutral_rgb is None:
@@ -185,6 +189,10 @@ class FacePanel(QScrollArea):
             card = self.cards.get(int(f.track_id))
             if card is not None and getattr(f, "neutral", None) is not None:
                 card.set_neutral(f.neutral)
+
+    def clear_neutral_faces(self) -> None:
+        for c in self.cards.values():
+            c.clear_neutral()
 
     def advance(self, now: Optional[float] = None) -> None:
         """Drop stale cards and repaint the others (once per GUI tick)."""
