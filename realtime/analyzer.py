@@ -22,7 +22,8 @@ import statistics
 import threading
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Union
+from collections import deque
+from typing import Deque, Dict, Iterator, List, Optional, Union
 
 import numpy as np
 
@@ -51,6 +52,8 @@ log = logging.getLogger(__name__)
 class RunStats:
     """Counters and timings of one run (thread-safe enough for a status bar to read)."""
 
+    LATENCY_WINDOW = 100_000
+
     def __init__(self) -> None:
         self.frames = 0
         self.faces = 0
@@ -60,7 +63,8 @@ class RunStats:
         self.drops = 0
         self.errors = 0
         self.stage_time: Dict[str, float] = {}
-        self.latencies: List[float] = []
+        # bounded: a camera session runs for hours (p50/p95 cover the last LATENCY_WINDOW frames)
+        self.latencies: Deque[float] = deque(maxlen=self.LATENCY_WINDOW)
         self.t_start = time.perf_counter()
         self.t_end: Optional[float] = None
         self._recent: List[float] = []
@@ -164,6 +168,14 @@ class Analyzer:
                             max_faces=max_faces)
         self.inference = FaceInference(self.backend, self.head, neutralize=neutralize, identity=identity or reid,
                                        crop_scale=crop_scale)
+        # load (and run once) every graph now: a corrupt or truncated graph fails here, with one clear
+        # ModelError, before any output file is created; it also takes the first-call cost off frame 1
+        try:
+            self.backend.warmup(graphs=["analyze"] + (["neutralize"] if neutralize else [])
+                                + (["identity"] if identity or reid else []))
+        except BaseException:
+            self.close()
+            raise
         self.detect_every = int(detect_every)
         self.max_faces = max_faces
         self.reid = reid
@@ -180,7 +192,7 @@ class Analyzer:
     def process_video(self, source: Union[str, Path, int, Source], *, realtime: bool = False,
                       csv: Optional[Union[str, Path]] = None, video: Optional[Union[str, Path]] = None,
                       annotate: Union[bool, Annotator, None] = None, overwrite: bool = False,
-                      max_frames: Optional[int] = None, audio: bool = True, video_preset: str = "veryfast",
+                      max_frames: Optional[int] = None, audio: bool = True, video_preset: str = "superfast",
                       sidecar: Optional[Union[str, Path]] = None) -> "Run":
         """Analyse every frame of ``source`` (path, URL, camera index, folder or :class:`Source`).
 

@@ -201,9 +201,9 @@ def bench_pipeline(args: argparse.Namespace) -> dict:
 def bench_soak(args: argparse.Namespace) -> dict:
     if args.frames < 1 or args.window < 1:
         raise UsageError("--frames and --window must be >= 1")
-    clips = [str(c) for c in args.videos]
-    if not clips:
-        raise UsageError("give at least one video to loop")
+    from .soak import WindowMeter, default_clips, summarize_soak
+
+    clips = [str(c) for c in args.videos] or default_clips()
     with tempfile.TemporaryDirectory(prefix="fc_soak_") as td:
         tmp = Path(td)
         an = _analyzer_from_args(args, tmp)
@@ -213,21 +213,14 @@ def bench_soak(args: argparse.Namespace) -> dict:
 
             gc.collect()
             rss0 = _rss_mb()
-            windows = []
-            t_w, n_w = time.perf_counter(), 0
+            meter = WindowMeter(args.window)  # per window: fps, frames per CPU-second, RSS, load
+            windows = meter.samples
             run = an.process_video(src, csv=tmp / "soak.csv", video=(tmp / "soak.mp4") if args.video else None,
                                    overwrite=True, annotate=None if args.video else False)
             rss_peak = rss0
             for p in run:
-                n_w += 1
-                if n_w == args.window:
-                    now = time.perf_counter()
-                    rss = _rss_mb()
-                    rss_peak = max(rss_peak, rss)
-                    windows.append({"end_frame": p.index + 1, "fps": round(n_w / (now - t_w), 2),
-                                    "rss_mb": round(rss, 1)})
-                    log.info("soak: %d frames, %.1f fps, RSS %.1f MB", p.index + 1, windows[-1]["fps"], rss)
-                    t_w, n_w = now, 0
+                if meter.tick(p.index + 1) is not None:
+                    rss_peak = max(rss_peak, windows[-1]["rss_mb"])
             gc.collect()
             rss1 = _rss_mb()
             s = run.stats.summary()
@@ -245,14 +238,16 @@ def bench_soak(args: argparse.Namespace) -> dict:
                                                   if len(fps) > 1 else None),
         "csv_bytes": csv_bytes, "drops": s["drops"], "decode_errors": s["decode_errors"],
         "machine": {"cpus": os.cpu_count(), "load_avg_end": _load()},
+        **summarize_soak(windows, rss0, rss1),  # warm-up-aware memory growth, CPU-normalised decay, verdict
     }
 
 
 def bench_detectors(args: argparse.Namespace) -> dict:
     """Detection rate and speed of each detector on every ``--step``-th frame of the given clips.
 
-    "rate" = share of frames with at least one face (every clip except the no-face ones shows one
-    person all the time, so on them it is the recall); "extra" = frames with two or more boxes;
+    "rate" = share of frames with at least one face (on clips that show one person throughout it is
+    the recall; clips named ``*no_face*`` have none, ``*noface*`` ones a face for part of the clip and
+    are reported apart); "extra" = frames with two or more boxes;
     timings are the detector call only (BGR frame in, boxes in frame pixels out), median per clip
     then median over clips, measured in the same process for every detector, so ratios compare.
     """
@@ -289,17 +284,24 @@ def bench_detectors(args: argparse.Namespace) -> dict:
                                "median_ms": round(statistics.median(ts) * 1000, 2)}
             ms_clip.append(statistics.median(ts) * 1000)
         no_face = [k for k in per_clip if "no_face" in k]
-        faces = [k for k in per_clip if k not in no_face]
+        transitions = [k for k in per_clip if "noface" in k and k not in no_face]  # a face for part of the clip
+        faces = [k for k in per_clip if k not in no_face and k not in transitions]
         out["detectors"][f"{name}@{size}"] = {
             "median_ms": round(statistics.median(ms_clip), 2),
             "rate_face_clips": round(sum(per_clip[k]["rate"] * per_clip[k]["frames"] for k in faces)
                                      / max(1, sum(per_clip[k]["frames"] for k in faces)), 4),
+            "face_clips": len(faces),
             "min_rate_clip": min(((per_clip[k]["rate"], k) for k in faces), default=None),
             "no_face_rate": {k: per_clip[k]["rate"] for k in no_face},
+            "transition_rate": {k: per_clip[k]["rate"] for k in transitions},
             "extra_boxes": sum(v["extra"] for v in per_clip.values()),
             "per_clip": per_clip,
         }
     out["load_avg_after"] = _load()
+    ref = out["detectors"].get("centerface@320")
+    if ref:
+        for v in out["detectors"].values():
+            v["speed_vs_centerface320"] = round(ref["median_ms"] / v["median_ms"], 2) if v["median_ms"] else None
     return out
 
 
@@ -344,7 +346,8 @@ def register_bench(bsub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda a: (_write(bench_pipeline(a), a.json), 0)[1])
 
     s = bsub.add_parser("soak", help="long run over looped clips: RSS memory and throughput per window")
-    s.add_argument("videos", nargs="+", metavar="VIDEO")
+    s.add_argument("videos", nargs="*", metavar="VIDEO",
+                   help="clips to loop (default: three clips of ../shared/data/videos, see realtime/soak.py)")
     s.add_argument("--frames", type=int, default=20000, help="frames in total (default 20000)")
     s.add_argument("--window", type=int, default=1000, help="frames per throughput/memory sample (1000)")
     _common(s)

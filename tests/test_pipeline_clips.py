@@ -235,3 +235,24 @@ def test_bench_pipeline_writes_a_record(tiny_export, tmp_path):
     assert 0 < rec["ratio_to_baseline"] < 1
     assert rec["latency_ms_p95"] >= rec["latency_ms_p50"] > 0
     assert {"decode", "detect", "infer", "csv"} <= set(rec["stage_ms_per_frame"])
+
+
+def test_live_plays_a_file_in_real_time_headless(tiny_export, tmp_path, capsys):
+    """`facecycle live --input FILE` paces the file like a camera (dropping when behind) and writes its CSV."""
+    clip = shared_video("pyfeat_single_face.mp4")  # 72 frames at 30 fps: about 2.4 s of real time
+    _, model_dir = tiny_export
+    t = time.perf_counter()
+    rc = cli_main(["live", "--input", str(clip), "--no-window", "--model", str(model_dir),
+                   "--csv", str(tmp_path / "live.csv")])
+    wall = time.perf_counter() - t
+    assert rc == 0
+    assert wall >= 2.0  # real-time pacing, not as fast as possible
+    rows = read_csv(tmp_path / "live.csv")
+    frames = [int(r["frame"]) for r in rows]
+    meta = json.loads((tmp_path / "live.json").read_text())
+    assert frames == sorted(set(frames)) and frames[-1] == 71  # dropped frames are absent, never reordered
+    assert len(frames) + meta["stats"]["drops"] == 72
+    capsys.readouterr()
+    assert cli_main(["live", "--camera", "97", "--no-window", "--model", str(model_dir)]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "camera" in err[0]

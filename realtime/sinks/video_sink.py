@@ -41,7 +41,7 @@ class VideoSink(Sink):
     """
 
     def __init__(self, path: Union[str, Path], fps: Optional[float] = 30.0, time_base: Optional[Fraction] = None,
-                 audio_from: Optional[str] = None, preset: str = "veryfast", crf: int = 23,
+                 audio_from: Optional[str] = None, preset: str = "superfast", crf: int = 23,
                  overwrite: bool = False, codec: str = "libx264") -> None:
         self.path = prepare_output(path, overwrite)
         self.fps = Fraction(fps).limit_denominator(1001 * 1000) if fps else Fraction(30)

@@ -36,6 +36,20 @@ def _open_capture(device: Union[int, str]) -> "cv2.VideoCapture":
             log_api.setLogLevel(old)
 
 
+def _open_quietly(device):
+    """``cv2.VideoCapture(device)`` without OpenCV's own error lines on stderr (we raise one clear error)."""
+    try:
+        lg = cv2.utils.logging
+        old = lg.getLogLevel()
+        lg.setLogLevel(lg.LOG_LEVEL_SILENT)
+    except AttributeError:
+        return cv2.VideoCapture(device)
+    try:
+        return cv2.VideoCapture(device)
+    finally:
+        lg.setLogLevel(old)
+
+
 class CameraSource(Source):
     """A live camera. Timestamps are wall-clock seconds since the first frame.
 
