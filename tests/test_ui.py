@@ -284,10 +284,16 @@ def test_errors_show_in_the_window_and_app_stays_usable(qtbot, window, tmp_path)
     _wait_finished(qtbot, window)
     assert window.session.end_reason == "error" and "camera" in window.banner.text()
 
-    # still usable: a good clip plays
-    window.open_source(shared_video(CLIP), start=True)
+    # still usable: a good clip plays; a recording that cannot be written is reported, the run goes on
+    window.open_source(shared_video(LONG_CLIP), start=True)
     qtbot.waitUntil(lambda: window.live_view.painted >= 5, timeout=60_000)
     assert not window.banner.isVisible()
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    window.set_record_path(blocker / "rec.mp4")  # its folder is a file
+    qtbot.waitUntil(lambda: "recording not started" in window.banner.text(), timeout=30_000)
+    n = window.live_view.painted
+    qtbot.waitUntil(lambda: window.live_view.painted > n + 3, timeout=30_000)
     window.stop()
     _wait_finished(qtbot, window)
     assert window.session.end_reason in ("stopped", "end of input")

@@ -203,9 +203,20 @@ def run_app(args: argparse.Namespace) -> int:
     elif args.camera is not None:
         win.open_source(int(args.camera), start=True)
     caught = _install_signal_handlers(win)
+    old_hook = sys.excepthook
+
+    def excepthook(exc_type, exc, tb):  # PyQt aborts on an unhandled exception in a slot: report it instead
+        log.error("unexpected error in the GUI", exc_info=(exc_type, exc, tb))
+        try:
+            win.show_error(f"internal error: {exc_type.__name__}: {exc}")
+        except Exception:  # noqa: BLE001
+            pass
+
+    sys.excepthook = excepthook
     try:
         rc = app.exec()
     finally:
+        sys.excepthook = old_hook
         _restore_signal_handlers(caught)
     if caught.get("signum") == signal.SIGINT:
         raise KeyboardInterrupt  # the files are finished already; the CLI says "interrupted", exit 130
