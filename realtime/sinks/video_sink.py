@@ -57,6 +57,7 @@ class VideoSink(Sink):
         self._audio_out = None
         self._pending_audio = None
         self._closed = False
+        self._broken = False
         try:
             self.container = av.open(str(self.path), "w")
         except (av.error.FFmpegError, OSError) as e:
@@ -119,6 +120,11 @@ class VideoSink(Sink):
         except StopIteration:
             self._close_audio_in()
         except av.error.FFmpegError as e:
+            if getattr(e, "errno", None) in (errno.ENOSPC, errno.EIO, errno.EDQUOT):  # the output failed
+                self._broken = True
+                self._close_audio_in()
+                raise OutputError(f"{self.path}: {'disk full' if e.errno == errno.ENOSPC else 'write failed'} "
+                                  f"(video frames up to {self.frames - 1} were written)") from None
             log.warning("%s: audio copy stopped (%s)", self.path, e)
             self._close_audio_in()
 
@@ -154,6 +160,7 @@ class VideoSink(Sink):
             for p in self._stream.encode(frame):
                 self.container.mux(p)
         except (av.error.FFmpegError, OSError) as e:
+            self._broken = True  # FFmpeg's muxer must not be used again (muxing after a failed write crashes)
             if getattr(e, "errno", None) == errno.ENOSPC:
                 raise OutputError(f"{self.path}: disk full (video frames up to {self.frames - 1} were written)") \
                     from None
@@ -166,7 +173,7 @@ class VideoSink(Sink):
         self._closed = True
         failed: Optional[BaseException] = None
         try:
-            if self._stream is not None:
+            if self._stream is not None and not self._broken:
                 for p in self._stream.encode():
                     self.container.mux(p)
                 if self._last_pts is not None:
