@@ -1,0 +1,612 @@
+"""Reliability of ``facecycle process`` / ``facecycle live`` on bad inputs, failing outputs and damaged models.
+
+Every test makes its own bad input (PyAV writes odd formats; truncation and corruption are byte surgery on a
+file the test wrote) and checks the documented behaviour (docs/reliability.md): the exit code, a single
+``facecycle: error: ...`` line without a traceback, and, where rows were produced, a CSV that parses
+completely. Frames with faces come from a real clip in ../shared when present (synthetic otherwise).
+Most cases run the CLI in-process (``facecycle.cli.main``) with ``capfd`` (so FFmpeg/OpenCV writes to fd 2
+are seen too); a few run it as a subprocess to see exactly what a user sees.
+"""
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import os
+import subprocess
+import sys
+import threading
+from fractions import Fraction
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from facecycle.cli import main
+from realtime.sinks import csv_columns
+
+from .conftest import ROOT, VIDEOS
+
+FACE_CLIP = VIDEOS / "pyfeat_single_face.mp4"
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def real_frames(n: int = 40, size=(320, 180)) -> List[np.ndarray]:
+    """``n`` BGR frames (H, W, 3) uint8 of a real face clip resized to ``size`` (W, H); synthetic if absent."""
+    w, h = size
+    out: List[np.ndarray] = []
+    if FACE_CLIP.is_file():
+        with av.open(str(FACE_CLIP)) as c:
+            for f in c.decode(video=0):
+                out.append(cv2.resize(f.to_ndarray(format="bgr24"), (w, h), interpolation=cv2.INTER_AREA))
+                if len(out) >= n:
+                    break
+    while len(out) < n:  # synthetic filler: moving bars
+        img = np.zeros((h, w, 3), np.uint8)
+        img[:, : (len(out) * 7) % w + 1] = (40, 120, 220)
+        out.append(img)
+    return out
+
+
+def write_video(path: Path, frames: Sequence[np.ndarray], codec: str = "libx264", pix_fmt: str = "yuv420p",
+                rate: int = 25, fmt: Optional[str] = None, pts: Optional[Sequence[int]] = None,
+                time_base: Optional[Fraction] = None, rotation: Optional[float] = None,
+                options: Optional[dict] = None, container_options: Optional[dict] = None) -> Path:
+    """Encode BGR frames with PyAV (any codec / pixel format / container), optional VFR pts and rotation."""
+    c = av.open(str(path), "w", format=fmt, options=container_options or {})
+    s = c.add_stream(codec, rate=rate)
+    h, w = frames[0].shape[:2]
+    s.width, s.height, s.pix_fmt = w, h, pix_fmt
+    if options:
+        s.options = options
+    if time_base is not None:
+        s.codec_context.time_base = time_base
+    if rotation is not None:
+        s.set_display_rotation(rotation)
+    for i, img in enumerate(frames):
+        f = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24")
+        if pts is not None:
+            f.pts, f.time_base = pts[i], time_base
+        for p in s.encode(f):
+            c.mux(p)
+    for p in s.encode():
+        c.mux(p)
+    c.close()
+    return path
+
+
+def read_csv(path: Path, code_dim: int) -> List[dict]:
+    """Parse the whole CSV; every line complete, the contract's columns, frames in order. Returns the rows."""
+    text = path.read_text()
+    assert text.endswith("\n"), "last line is incomplete"
+    rows = list(csv.reader(text.splitlines()))
+    cols = csv_columns(code_dim)
+    assert rows[0] == cols
+    out = []
+    last = -1
+    for r in rows[1:]:
+        assert len(r) == len(cols), f"row with {len(r)} fields, expected {len(cols)}"
+        d = dict(zip(cols, r))
+        frame = int(d["frame"])
+        assert frame >= last, "frames out of order"
+        last = frame
+        float(d["timestamp"])
+        assert d["success"] in ("0", "1")
+        out.append(d)
+    return out
+
+
+def frames_of(rows: List[dict]) -> List[int]:
+    return sorted({int(r["frame"]) for r in rows})
+
+
+def decode_count(path: Path) -> int:
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+def one_error_line(err: str, code_word: str = "facecycle: error:") -> str:
+    """The single error line of ``err`` (asserts: no traceback, exactly one error line)."""
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    errs = [ln for ln in lines if ln.startswith(code_word) or ln.startswith("facecycle process: error:")
+            or ln.startswith("facecycle live: error:")]
+    assert len(errs) == 1, err
+    return errs[0]
+
+
+@pytest.fixture(scope="module")
+def model(tiny_export) -> Path:
+    return Path(tiny_export[1])
+
+
+@pytest.fixture(scope="module")
+def code_dim(tiny_export) -> int:
+    return tiny_export[0].config.code_dim
+
+
+@pytest.fixture(scope="module")
+def faces40() -> List[np.ndarray]:
+    return real_frames(40)
+
+
+@pytest.fixture
+def cli(model, tmp_path, capfd):
+    """Run ``facecycle process INPUT... --model tiny --out-dir tmp/out`` in-process: (rc, stdout, stderr)."""
+
+    def run(*args: str, out: Optional[Path] = None, cmd: str = "process", model_dir: Optional[Path] = None):
+        argv = [cmd, *map(str, args)]
+        if cmd in ("process", "live"):
+            argv += ["--model", str(model_dir or model)]
+        if cmd == "process":
+            argv += ["--no-progress", "--out-dir", str(out or tmp_path / "out")]
+        capfd.readouterr()
+        try:
+            rc = main(argv)
+        except SystemExit as e:  # argparse
+            rc = e.code
+        o, e = capfd.readouterr()
+        return rc, o, e
+
+    return run
+
+
+def run_subprocess(args: Sequence[str], timeout: float = 120) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "facecycle", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=str(ROOT), env=env)
+
+
+# ------------------------------------------------------------------------------------ 1. bad inputs
+def test_missing_path(cli, tmp_path):
+    rc, _, err = cli(tmp_path / "nope.mp4")
+    assert rc == 3
+    assert "no such file" in one_error_line(err)
+    assert not (tmp_path / "out" / "nope.csv").exists()
+
+
+def test_directory_without_images(cli, tmp_path):
+    d = tmp_path / "clips.mp4"  # a folder, even one named like a video
+    d.mkdir()
+    (d / "notes.txt").write_text("x")
+    rc, _, err = cli(d)
+    assert rc == 3
+    assert "no images" in one_error_line(err)
+
+
+def test_zero_byte_file(cli, tmp_path):
+    p = tmp_path / "empty.mp4"
+    p.write_bytes(b"")
+    rc, _, err = cli(p)
+    assert rc == 3
+    assert "empty file" in one_error_line(err)
+
+
+def test_random_bytes_named_mp4_subprocess(model, tmp_path):
+    p = tmp_path / "noise.mp4"
+    p.write_bytes(np.random.default_rng(0).integers(0, 256, 50_000, dtype=np.uint8).tobytes())
+    r = run_subprocess(["process", p, "--model", model, "--out-dir", tmp_path / "out", "--no-progress"])
+    assert r.returncode == 3, r.stderr
+    assert r.stderr.count("\n") == 1 and "cannot open as a video" in one_error_line(r.stderr)
+    assert r.stdout == ""
+    assert not (tmp_path / "out" / "noise.csv").exists()
+
+
+def test_truncated_streamable_file_keeps_what_decodes(cli, tmp_path, faces40, code_dim):
+    """A Matroska file cut at 60 %: the frames before the cut are processed, the loss is reported."""
+    src = write_video(tmp_path / "full.mkv", faces40)
+    data = src.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    rc, _, err = cli(cut)
+    assert rc == 0, err
+    assert "Traceback" not in err
+    assert "frames missing (truncated or damaged file)" in err
+    rows = read_csv(tmp_path / "out" / "cut.csv", code_dim)
+    frames = frames_of(rows)
+    assert frames == list(range(len(frames))) and 5 <= len(frames) < 40
+    side = json.loads((tmp_path / "out" / "cut.json").read_text())
+    assert side["status"] == "complete"
+    assert side["input"]["frames_decoded"] == len(frames)
+    assert side["input"]["frames_missing"] == 40 - len(frames)
+    assert decode_count(tmp_path / "out" / "cut.annotated.mp4") == len(frames)
+
+
+def test_truncated_mp4_without_index_is_a_clear_error(cli, tmp_path, faces40):
+    """An MP4 whose writer was killed has no moov atom: nothing decodes; say so (exit 3)."""
+    src = write_video(tmp_path / "full.mp4", faces40[:20])
+    data = src.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    rc, _, err = cli(cut)
+    assert rc == 3
+    assert "moov atom" in one_error_line(err)
+
+
+def test_truncated_faststart_mp4_keeps_what_decodes(cli, tmp_path, faces40, code_dim):
+    src = write_video(tmp_path / "fs.mp4", faces40, container_options={"movflags": "faststart"})
+    data = src.read_bytes()
+    cut = tmp_path / "fscut.mp4"
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    rc, _, err = cli(cut)
+    assert rc == 0, err
+    assert "frames missing" in err
+    frames = frames_of(read_csv(tmp_path / "out" / "fscut.csv", code_dim))
+    assert frames == list(range(len(frames))) and 5 <= len(frames) < 40
+
+
+def _corrupt(path: Path, fracs=(0.4, 0.55, 0.7), n: int = 1500) -> Path:
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(1)
+    for f in fracs:
+        i = int(len(data) * f)
+        data[i:i + n] = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+    out = path.with_name("bad_" + path.name)
+    out.write_bytes(bytes(data))
+    return out
+
+
+@pytest.mark.parametrize("codec,pix_fmt,name,fmt", [("mjpeg", "yuvj420p", "clip.avi", None),
+                                                    ("libx264", "yuv420p", "clip.ts", "mpegts")])
+def test_corrupt_packets_in_the_middle_are_skipped_and_counted(cli, tmp_path, faces40, code_dim, codec, pix_fmt,
+                                                                name, fmt):
+    bad = _corrupt(write_video(tmp_path / name, faces40, codec=codec, pix_fmt=pix_fmt, fmt=fmt))
+    rc, _, err = cli(bad)
+    assert rc == 0, err
+    assert "Traceback" not in err
+    stem = bad.stem
+    frames = frames_of(read_csv(tmp_path / "out" / f"{stem}.csv", code_dim))
+    assert frames == list(range(len(frames)))
+    assert 25 <= len(frames) < 40  # decoded around the damage, up to the end
+    side = json.loads((tmp_path / "out" / f"{stem}.json").read_text())
+    assert side["input"]["errors"] >= 1  # damaged packets / frames counted
+    assert side["stats"]["decode_errors"] == side["input"]["errors"]
+    assert "damaged packets skipped" in err
+    # the frames after the last damaged region were decoded: the last rows are late frames
+    assert frames[-1] >= 30
+
+
+def test_audio_only_file(cli, tmp_path):
+    p = tmp_path / "speech.m4a"
+    c = av.open(str(p), "w")
+    s = c.add_stream("aac", rate=16000)
+    s.layout = "mono"
+    f = av.AudioFrame.from_ndarray(np.zeros((1, 16000), np.float32), format="fltp", layout="mono")
+    f.sample_rate, f.pts = 16000, 0
+    for pk in s.encode(f):
+        c.mux(pk)
+    for pk in s.encode():
+        c.mux(pk)
+    c.close()
+    rc, _, err = cli(p)
+    assert rc == 3
+    assert "no video stream" in one_error_line(err)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_still_image_is_a_one_frame_video(cli, tmp_path, faces40, code_dim, suffix):
+    """Documented choice: a still image given as INPUT is processed as a 1-frame video."""
+    p = tmp_path / f"portrait{suffix}"
+    cv2.imwrite(str(p), faces40[0])
+    rc, _, err = cli(p)
+    assert rc == 0, err
+    rows = read_csv(tmp_path / "out" / "portrait.csv", code_dim)
+    assert frames_of(rows) == [0]
+    if FACE_CLIP.is_file():
+        assert rows[0]["success"] == "1"
+    assert decode_count(tmp_path / "out" / "portrait.annotated.mp4") == 1
+
+
+def test_one_by_one_video(cli, tmp_path, code_dim):
+    frames = [np.full((1, 1, 3), v, np.uint8) for v in range(0, 250, 50)]
+    p = write_video(tmp_path / "dot.mkv", frames, codec="ffv1", pix_fmt="bgr0")
+    rc, _, err = cli(p)
+    assert rc == 0, err
+    rows = read_csv(tmp_path / "out" / "dot.csv", code_dim)
+    assert frames_of(rows) == list(range(5)) and all(r["success"] == "0" for r in rows)
+    assert decode_count(tmp_path / "out" / "dot.annotated.mp4") == 5
+
+
+def test_4k_frames(cli, tmp_path, code_dim):
+    frames = real_frames(2, size=(3840, 2160))
+    p = write_video(tmp_path / "uhd.mp4", frames, options={"preset": "ultrafast"})
+    rc, _, err = cli(p, "--video-preset", "ultrafast")
+    assert rc == 0, err
+    rows = read_csv(tmp_path / "out" / "uhd.csv", code_dim)
+    assert frames_of(rows) == [0, 1]
+    if FACE_CLIP.is_file():
+        assert sum(r["success"] == "1" for r in rows) >= 1
+    with av.open(str(tmp_path / "out" / "uhd.annotated.mp4")) as c:
+        s = c.streams.video[0]
+        assert (s.width, s.height) == (3840, 2160)
+        assert sum(1 for _ in c.decode(s)) == 2
+
+
+@pytest.mark.parametrize("codec,pix_fmt", [("libx264", "yuv420p10le"), ("ffv1", "gray"), ("ffv1", "gray16le")])
+def test_high_bit_depth_and_grayscale(cli, tmp_path, faces40, code_dim, codec, pix_fmt):
+    p = write_video(tmp_path / f"{pix_fmt}.mkv", faces40[:12], codec=codec, pix_fmt=pix_fmt)
+    with av.open(str(p)) as c:
+        assert c.streams.video[0].codec_context.pix_fmt == pix_fmt
+    rc, _, err = cli(p)
+    assert rc == 0, err
+    rows = read_csv(tmp_path / "out" / f"{pix_fmt}.csv", code_dim)
+    assert frames_of(rows) == list(range(12))
+    if FACE_CLIP.is_file():  # converted to BGR correctly: the face is still found
+        assert sum(r["success"] == "1" for r in rows) >= 10
+
+
+def test_rotated_metadata_is_honoured(cli, tmp_path, faces40, code_dim):
+    """Stored sideways with a display matrix saying "rotate back": frames are analysed upright."""
+    stored = [cv2.rotate(f, cv2.ROTATE_90_CLOCKWISE) for f in faces40[:12]]  # (320, 180) stored
+    p = write_video(tmp_path / "phone.mp4", stored, rotation=90)  # display: 90 deg counter-clockwise
+    rc, _, err = cli(p)
+    assert rc == 0, err
+    rows = read_csv(tmp_path / "out" / "phone.csv", code_dim)
+    assert frames_of(rows) == list(range(12))
+    side = json.loads((tmp_path / "out" / "phone.json").read_text())
+    assert (side["input"]["width"], side["input"]["height"]) == (320, 180)
+    with av.open(str(tmp_path / "out" / "phone.annotated.mp4")) as c:
+        s = c.streams.video[0]
+        assert (s.width, s.height) == (320, 180)
+    if FACE_CLIP.is_file():
+        assert sum(r["success"] == "1" for r in rows) >= 10
+
+
+def test_variable_frame_rate_keeps_true_timestamps(cli, tmp_path, faces40, code_dim):
+    pts = [0, 40, 80, 200, 210, 220, 500, 540, 1000, 1001, 1500, 1533]  # ms, irregular
+    p = write_video(tmp_path / "vfr.mkv", faces40[:12], pts=pts, time_base=Fraction(1, 1000))
+    rc, _, err = cli(p)
+    assert rc == 0, err
+    rows = read_csv(tmp_path / "out" / "vfr.csv", code_dim)
+    ts = {int(r["frame"]): float(r["timestamp"]) for r in rows}
+    assert [ts[i] for i in range(12)] == pytest.approx([v / 1000 for v in pts], abs=1e-6)
+    with av.open(str(tmp_path / "out" / "vfr.annotated.mp4")) as c:
+        out = [float(f.pts * f.time_base) for f in c.decode(video=0)]
+    assert out == pytest.approx([v / 1000 for v in pts], abs=2e-3)
+
+
+def test_camera_index_that_does_not_exist_subprocess(model):
+    r = run_subprocess(["live", "--camera", "57", "--no-window", "--model", model])
+    assert r.returncode == 3, r.stderr
+    assert r.stderr.count("\n") == 1, r.stderr  # OpenCV's own probing noise is silenced
+    assert "camera 57: cannot open" in one_error_line(r.stderr)
+
+
+class _FakeCapture:
+    """Stands in for ``cv2.VideoCapture``: ``n`` real frames paced at 40 ms, then it stops delivering
+    (``mode="fail"``: read returns False, as a driver reports an unplugged camera; ``mode="block"``:
+    read never returns, as a hung driver does)."""
+
+    frames: List[np.ndarray] = []
+    mode = "fail"
+    release_event = threading.Event()
+
+    def __init__(self, device, *a) -> None:
+        self.i = 0
+
+    def isOpened(self) -> bool:
+        return True
+
+    def set(self, *a) -> bool:
+        return True
+
+    def get(self, prop) -> float:
+        return {cv2.CAP_PROP_FRAME_WIDTH: 320.0, cv2.CAP_PROP_FRAME_HEIGHT: 180.0, cv2.CAP_PROP_FPS: 25.0}.get(prop, 0)
+
+    def read(self):
+        import time
+
+        if self.i < len(self.frames):
+            time.sleep(0.04)
+            self.i += 1
+            return True, self.frames[self.i - 1].copy()
+        if self.mode == "block":
+            self.release_event.wait(60)
+        time.sleep(0.01)
+        return False, None
+
+    def release(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("mode", ["fail", "block"])
+def test_camera_that_stops_delivering_frames(cli, tmp_path, monkeypatch, faces40, code_dim, mode):
+    import time
+
+    import realtime.sources.camera as camera
+
+    fake = type("Fake", (_FakeCapture,), {"frames": faces40[:8], "mode": mode, "release_event": threading.Event()})
+    monkeypatch.setattr(camera.cv2, "VideoCapture", fake)
+    defaults = list(camera.CameraSource.__init__.__defaults__)
+    defaults[4] = 1.5  # timeout (s): the real timeout code with a short wait
+    monkeypatch.setattr(camera.CameraSource.__init__, "__defaults__", tuple(defaults))
+    csv_path = tmp_path / "cam.csv"
+    t = time.monotonic()
+    try:
+        rc, _, err = cli("--camera", "0", "--no-window", "--csv", csv_path, "--record", tmp_path / "cam.mp4",
+                         cmd="live")
+    finally:
+        fake.release_event.set()
+    assert time.monotonic() - t < 30
+    assert rc == 7, err
+    assert "no frame for 1.5 s" in one_error_line(err)
+    rows = read_csv(csv_path, code_dim)
+    side = json.loads(csv_path.with_suffix(".json").read_text())
+    assert side["status"] == "failed" and "no frame" in side["error"]
+    n = len(frames_of(rows))
+    assert n >= 1 and n + side["stats"]["drops"] == 8  # every delivered frame is written or counted as dropped
+    assert decode_count(tmp_path / "cam.mp4") == n  # the video was closed properly
+
+
+# ------------------------------------------------------------------------------------------ 2. outputs
+@pytest.fixture(scope="module")
+def small_clip(tmp_path_factory, faces40) -> Path:
+    return write_video(tmp_path_factory.mktemp("clip") / "clip.mp4", faces40[:10])
+
+
+def test_output_folder_under_a_regular_file(cli, tmp_path, small_clip):
+    f = tmp_path / "a_file"
+    f.write_text("x")
+    rc, _, err = cli(small_clip, out=f / "sub")
+    assert rc == 4
+    assert "cannot create folder" in one_error_line(err)
+    rc, _, err = cli(small_clip, out=f)
+    assert rc == 4
+    assert "not a folder" in one_error_line(err)
+
+
+def test_output_folder_on_a_read_only_filesystem(cli, small_clip):
+    target = Path("/proc/facecycle_out")  # /proc refuses new entries, even to root
+    rc, _, err = cli(small_clip, out=target)
+    assert rc == 4
+    one_error_line(err)
+
+
+def test_existing_output_is_refused_unless_overwrite(cli, tmp_path, small_clip, code_dim):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "clip.csv").write_text("precious\n")
+    rc, _, err = cli(small_clip, out=out)
+    assert rc == 4
+    assert "exists (use --overwrite" in one_error_line(err)
+    assert (out / "clip.csv").read_text() == "precious\n"
+    assert not (out / "clip.annotated.mp4").exists()  # nothing was written
+    rc, _, err = cli(small_clip, "--overwrite", out=out)
+    assert rc == 0, err
+    assert frames_of(read_csv(out / "clip.csv", code_dim)) == list(range(10))
+
+
+class _FullDiskOs:
+    """``os`` for the CSV sink whose ``write`` fails with ENOSPC after ``ok`` calls (the header is call 1)."""
+
+    def __init__(self, ok: int) -> None:
+        self.ok = ok
+        self.calls = 0
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    def write(self, fd, data):
+        self.calls += 1
+        if self.calls > self.ok:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return os.write(fd, data)
+
+
+def test_disk_full_while_writing_the_csv(cli, tmp_path, small_clip, monkeypatch, code_dim):
+    import realtime.sinks.csv_sink as csv_sink
+
+    fake = _FullDiskOs(ok=1 + 6)  # header + 6 frames, then the disk is full
+    monkeypatch.setattr(csv_sink, "os", fake)
+    rc, _, err = cli(small_clip)
+    assert rc == 4
+    line = one_error_line(err)
+    assert "disk full" in line and "frame 5 are complete" in line
+    rows = read_csv(tmp_path / "out" / "clip.csv", code_dim)
+    assert frames_of(rows) == list(range(6))
+    side = json.loads((tmp_path / "out" / "clip.json").read_text())
+    assert side["status"] == "failed" and "disk full" in side["error"]
+    assert decode_count(tmp_path / "out" / "clip.annotated.mp4") >= 5  # still closed into a playable file
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="/dev/full absent")
+@pytest.mark.parametrize("which", ["csv", "video"])
+def test_disk_full_on_dev_full(cli, tmp_path, small_clip, which):
+    """A real ENOSPC from the kernel: the output is a symlink to /dev/full."""
+    out = tmp_path / "out"
+    out.mkdir()
+    name = "clip.csv" if which == "csv" else "clip.annotated.mp4"
+    (out / name).symlink_to("/dev/full")
+    flags = ["--no-video"] if which == "csv" else ["--no-csv"]
+    rc, _, err = cli(small_clip, "--overwrite", *flags, out=out)
+    assert rc == 4, err
+    line = one_error_line(err)
+    assert "disk full" in line or "No space left" in line
+
+
+# ------------------------------------------------------------------------------------- 3. model files
+def _copy_model(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+@pytest.mark.parametrize("damage", ["truncated_onnx", "garbage_onnx", "missing_onnx", "garbage_manifest",
+                                    "no_manifest", "empty_dir"])
+def test_damaged_model_directory(cli, model, tmp_path, small_clip, damage):
+    d = _copy_model(model, tmp_path / "model")
+    onnx = d / "analyze.onnx"
+    if damage == "truncated_onnx":
+        data = onnx.read_bytes()
+        onnx.write_bytes(data[: len(data) // 3])
+    elif damage == "garbage_onnx":
+        onnx.write_bytes(b"\x08\x07garbage" * 100)
+    elif damage == "missing_onnx":
+        onnx.unlink()
+    elif damage == "garbage_manifest":
+        (d / "manifest.json").write_text('{"graphs": [1, 2')
+    elif damage == "no_manifest":
+        (d / "manifest.json").unlink()
+    else:
+        for f in d.iterdir():
+            f.unlink()
+    rc, _, err = cli(small_clip, model_dir=d)
+    assert rc == 5, err
+    line = one_error_line(err)
+    assert str(d) in line or "manifest" in line or "model" in line
+    assert not (tmp_path / "out" / "clip.csv").exists()
+
+
+def test_damaged_model_directory_subprocess(model, tmp_path, small_clip):
+    d = _copy_model(model, tmp_path / "model")
+    data = (d / "analyze.onnx").read_bytes()
+    (d / "analyze.onnx").write_bytes(data[: len(data) // 2])
+    r = run_subprocess(["process", small_clip, "--model", d, "--out-dir", tmp_path / "out", "--no-progress"])
+    assert r.returncode == 5, r.stderr
+    assert r.stderr.count("\n") == 1 and "analyze.onnx" in one_error_line(r.stderr)
+    assert not (tmp_path / "out" / "clip.csv").exists()  # no half-made outputs from a model that never loaded
+
+
+def test_truncated_safetensors_model_info(cli, tmp_path):
+    torch = pytest.importorskip("torch")
+    from facecycle.checkpoint import save_checkpoint
+    from facecycle.model import FaceCycle
+
+    torch.manual_seed(0)
+    p = save_checkpoint(FaceCycle("tiny"), tmp_path / "t.safetensors")
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+    rc, out, err = cli("info", "--checkpoint", p, cmd="model")
+    assert rc == 5, err
+    assert "safetensors" in one_error_line(err)
+
+
+class _Evil:
+    """Unpickling this runs ``exec`` (creating ``_Evil.marker``): it must never happen."""
+
+    marker = ""
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('pwned')",))
+
+
+def test_pickled_checkpoint_is_never_executed_by_the_cli(cli, tmp_path):
+    torch = pytest.importorskip("torch")
+    marker = tmp_path / "pwned"
+    evil = _Evil()
+    evil.marker = str(marker)
+    payload = tmp_path / "evil.tar"  # the authors' torch.save layout, with a code-running object inside
+    torch.save({"codegeneration": {"conv1.0.weight": torch.zeros(1), "x": evil}}, payload)
+    assert payload.is_file() and not marker.exists()
+    for args, cmd in ((["info", "--checkpoint", payload], "model"),
+                      (["convert", payload, tmp_path / "out.safetensors"], "model"),
+                      (["--checkpoint", payload, "--out", tmp_path / "exp"], "export")):
+        rc, _, err = cli(*args, cmd=cmd)
+        assert rc == 5, (args, err)
+        assert "weights-only" in one_error_line(err)
+        assert not marker.exists(), f"{cmd} {args[0]} executed pickled code"
+    assert not (tmp_path / "out.safetensors").exists()

@@ -1,0 +1,110 @@
+"""SIGINT / SIGTERM at different moments of ``facecycle process`` (a real subprocess and ``os.kill``).
+
+After the signal the CLI exits with 130 (SIGINT) or 143 (SIGTERM), the CSV parses completely up to the last
+finished frame, the sidecar says "interrupted", and the annotated video is playable with exactly the CSV's
+frames. A signal during start-up (before any output exists) still exits cleanly without a traceback.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+from .test_reliability import decode_count, frames_of, read_csv, real_frames, write_video
+
+N_FRAMES = 240
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory) -> Path:
+    frames = real_frames(60, size=(160, 96))
+    frames = (frames + frames[::-1]) * (N_FRAMES // 120)  # a real face back and forth, 240 frames
+    return write_video(tmp_path_factory.mktemp("sig") / "long.mkv", frames)
+
+
+def _start(model: Path, clip: Path, out: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen([sys.executable, "-m", "facecycle", "process", str(clip), "--model", str(model),
+                             "--out-dir", str(out), "--no-progress", "--detect-every", "3"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(ROOT), env=env)
+
+
+def _data_lines(p: Path) -> int:
+    try:
+        return max(0, p.read_bytes().count(b"\n") - 1)
+    except FileNotFoundError:
+        return -1
+
+
+def _wait(cond, proc, timeout=90.0) -> bool:
+    t = time.monotonic()
+    while time.monotonic() - t < timeout:
+        if proc.poll() is not None:
+            return False
+        if cond():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.mark.parametrize("sig,moment", [(signal.SIGINT, "outputs_open"), (signal.SIGTERM, "outputs_open"),
+                                        (signal.SIGINT, "mid_stream"), (signal.SIGTERM, "mid_stream"),
+                                        (signal.SIGINT, "twice")])
+def test_signal_leaves_valid_outputs(tiny_export, long_clip, tmp_path, sig, moment):
+    model, code_dim = tiny_export[1], tiny_export[0].config.code_dim
+    out = tmp_path / "out"
+    csv_path, vid = out / "long.csv", out / "long.annotated.mp4"
+    proc = _start(model, long_clip, out)
+    try:
+        if moment == "outputs_open":
+            ok = _wait(lambda: _data_lines(csv_path) >= 0, proc)
+        else:
+            ok = _wait(lambda: _data_lines(csv_path) >= 10, proc)
+        assert ok, "the run ended before the signal could be sent"
+        proc.send_signal(sig)
+        if moment == "twice":
+            time.sleep(0.05)
+            proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == (143 if sig == signal.SIGTERM else 130), err
+    assert "Traceback" not in err, err
+    rows = read_csv(csv_path, code_dim)
+    frames = frames_of(rows)
+    assert frames == list(range(len(frames))) and len(frames) < N_FRAMES
+    side = json.loads(csv_path.with_suffix(".json").read_text())
+    assert side["status"] == "interrupted"
+    if frames:
+        assert decode_count(vid) == len(frames)  # playable, with exactly the CSV's frames
+    elif vid.exists():
+        assert vid.stat().st_size == 0 or decode_count(vid) == 0
+
+
+_IMPORT_SIGINT = pytest.mark.xfail(
+    strict=True, reason="known: SIGINT while Python imports facecycle.cli (the first ~0.5-2 s) prints a "
+    "KeyboardInterrupt traceback; needs a handler installed at the top of facecycle/__main__.py before "
+    "`from .cli import run` (see docs/reliability.md)")
+
+
+@pytest.mark.parametrize("sig", [pytest.param(signal.SIGINT, marks=_IMPORT_SIGINT), signal.SIGTERM])
+def test_signal_during_startup_is_clean(tiny_export, long_clip, tmp_path, sig):
+    """Before the pipeline starts (imports, model loading): no traceback, a signal exit status."""
+    proc = _start(tiny_export[1], long_clip, tmp_path / "out")
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err, err
+    assert proc.returncode in ((130, -signal.SIGINT) if sig == signal.SIGINT else (143, -signal.SIGTERM)), err
+    csv_path = tmp_path / "out" / "long.csv"
+    if csv_path.exists():
+        read_csv(csv_path, tiny_export[0].config.code_dim)
