@@ -1,7 +1,7 @@
 """Annotated video through PyAV: H.264 (libx264, yuv420p), the source's timestamps, audio copied.
 
-Each frame keeps its source PTS (so variable frame rate survives) in the
-source stream's time base. When the input has an audio stream it is remuxed
+Each frame keeps its source PTS (so variable frame rate survives and the
+audio stays in sync) in the source stream's time base. When the input has an audio stream it is remuxed
 (packets copied, not re-encoded) and interleaved with the video by time; an
 audio codec the container cannot hold is skipped with a warning. Closing
 flushes the encoder and writes the index, so an interrupted run still leaves
@@ -50,6 +50,7 @@ class VideoSink(Sink):
         self.audio_from = audio_from
         self.frames = 0
         self._first_pts: Optional[int] = None
+        self._shift = 0
         self._last_pts: Optional[int] = None
         self._stream = None
         self._audio_in = None
@@ -146,9 +147,10 @@ class VideoSink(Sink):
         pts = packet.pts
         if pts is None or packet.time_base != self.time_base:
             pts = int(round(packet.timestamp / self.time_base))
-        if self._first_pts is None:
+        if self._first_pts is None:  # keep the source's timeline (audio stays in sync); only avoid negative pts
             self._first_pts = pts
-        pts -= self._first_pts
+            self._shift = -pts if pts < 0 else 0
+        pts += self._shift
         if self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1
         self._last_pts = pts
