@@ -143,6 +143,34 @@ class Automation:
         w.close()
 
 
+def _check_choices(args: argparse.Namespace) -> None:
+    """Unknown --detector / --backend names are usage errors before any window opens."""
+    from realtime.detectors import DETECTORS
+
+    if args.detector.lower() not in DETECTORS:
+        raise UsageError(f"unknown detector {args.detector!r}; choose from {', '.join(DETECTORS)}")
+    try:
+        from engines.select import canonical
+    except ImportError:
+        return
+    canonical(args.backend)  # raises UsageError for an unknown name
+
+
+def _qt_message_handler(mode, context, message: str) -> None:
+    """Qt's own messages go to logging (the offscreen plugin's size-hint notice only at debug level)."""
+    from PyQt6.QtCore import QtMsgType
+
+    qlog = logging.getLogger("qt")
+    if "propagateSizeHints" in message:
+        qlog.debug("%s", message)
+    elif mode in (QtMsgType.QtCriticalMsg, QtMsgType.QtFatalMsg):
+        qlog.error("%s", message)
+    elif mode == QtMsgType.QtWarningMsg:
+        qlog.warning("%s", message)
+    else:
+        qlog.debug("%s", message)
+
+
 def _platform_name() -> str:
     try:
         from PyQt6.QtGui import QGuiApplication
@@ -174,6 +202,7 @@ def run_app(args: argparse.Namespace) -> int:
 
         raise ModelError(f"{args.model}: not an exported model directory (no manifest.json)")
     size = _parse_size(args.size)
+    _check_choices(args)
     _ensure_platform()
     try:
         from PyQt6.QtWidgets import QApplication
@@ -185,6 +214,9 @@ def run_app(args: argparse.Namespace) -> int:
     from .main_window import MainWindow
     from .settings import Overlays
 
+    from PyQt6.QtCore import qInstallMessageHandler
+
+    qInstallMessageHandler(_qt_message_handler)
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "facecycle-app"])
     app.setApplicationName("FaceCycle RT")
     overlays = Overlays(boxes=not args.no_overlays, pose=not args.no_overlays, emotions=not args.no_overlays,

@@ -296,7 +296,7 @@ class MainWindow(QMainWindow):
     def show_error(self, message: str) -> None:
         """Show ``message`` in the banner and the status bar; the app stays usable."""
         self.errors.append(message)
-        log.warning("%s", message)
+        log.info("shown in the window: %s", message)
         self.banner.show_error(message)
         self.statusBar().showMessage(message, 10000)
 
