@@ -102,7 +102,7 @@ def paste_square(image: np.ndarray, patch: np.ndarray, square: Tuple[int, int, i
         return image
     big = cv2.resize(patch, (side, side), interpolation=cv2.INTER_LINEAR)
     mask = np.zeros((side, side), np.float32)
-    cv2.ellipse(mask, (side // 2, side // 2), (int(side * 0.36), int(side * 0.44)), 0, 0, 360, 1.0, -1)
+    cv2.ellipse(mask, (side // 2, side // 2), (int(side * 0.30), int(side * 0.38)), 0, 0, 360, 1.0, -1)
     k = max(3, int(side * feather) | 1)
     mask = cv2.GaussianBlur(mask, (k, k), 0)
     xa, ya, xb, yb = max(0, x0), max(0, y0), min(w, x0 + side), min(h, y0 + side)
