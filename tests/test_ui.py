@@ -324,10 +324,12 @@ def test_cli_bad_input_is_one_line_error(model_dir, tmp_path):
     r = _run_cli(["--input", str(tmp_path / "nope.mp4"), "--model", model_dir, "--exit-after", "5",
                   "--screenshot", str(tmp_path / "s.png")])
     assert r.returncode == 3, r.stderr
-    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("facecycle:")]
-    assert len(lines) == 1 and "no such file" in lines[0] and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("facecycle: error:") and "no such file" in lines[0], r.stderr
     r = _run_cli(["--input", "x.mp4", "--exit-after", "0"])
     assert r.returncode == 2
+    r = _run_cli(["--input", "x.mp4", "--detector", "nope", "--exit-after", "3"])
+    assert r.returncode == 2 and "unknown detector" in r.stderr
     # the facecycle-app GUI script (ui.app:main) takes the same options and exits the same way
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     r = subprocess.run([sys.executable, "-c", "import sys; from ui.app import main; sys.exit(main())",
