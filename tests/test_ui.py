@@ -41,14 +41,15 @@ LONG_CLIP = "pyfeat_WolfgangLanger_Pexels.mp4"  # 472 frames, 640x360
 
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_export, tmp_path_factory):
+def model_dir(request, tmp_path_factory):
     """The tiny export plus a random expression head, so emotion bars and plots have values."""
     import shutil
 
     from realtime.heads import HEAD_FILE, save_expression_head
 
+    shared_video(CLIP)  # skip before exporting anything when ../shared is absent
     d = tmp_path_factory.mktemp("tiny_with_head") / "model"
-    shutil.copytree(tiny_export[1], d)
+    shutil.copytree(request.getfixturevalue("tiny_export")[1], d)
     man = json.loads((d / "manifest.json").read_text())
     dim = next(o["shape"][1] for o in man["graphs"]["analyze"]["outputs"] if o["name"] == "feature")
     rng = np.random.default_rng(0)

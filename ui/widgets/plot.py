@@ -27,9 +27,10 @@ class TimePlot(QWidget):
         super().__init__(parent)
         self.window = float(window)
         self.top_k = int(top_k)
-        self._t: Deque[float] = deque()
-        self._intensity: Deque[float] = deque()
-        self._emotions: Deque[Optional[np.ndarray]] = deque()
+        cap = 4000  # hard cap (~130 s at 30 fps) in case timestamps stall
+        self._t: Deque[float] = deque(maxlen=cap)
+        self._intensity: Deque[float] = deque(maxlen=cap)
+        self._emotions: Deque[Optional[np.ndarray]] = deque(maxlen=cap)
         self.setMinimumHeight(90)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
