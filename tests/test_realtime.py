@@ -482,7 +482,7 @@ def test_live_source_drops_oldest_when_behind():
     pl = Pipeline(src, [("slow", slow)], queue_size=2)
     got = [p.index for p in pl]
     assert pl.drops > 10 and len(got) + pl.drops == 60
-    assert got == sorted(got) and got[-1] == 59 or got[-1] >= 55
+    assert got == sorted(got) and got[-1] == 59  # the newest frame is never the one dropped
 
 
 def test_stage_error_stops_everything_with_one_message():
