@@ -366,3 +366,20 @@ def test_cli_sigint_finishes_the_files(model_dir, tmp_path):
     frames = [int(r[0]) for r in body]
     assert len(frames) >= 15 and sorted(set(frames)) == list(range(frames[-1] + 1))
     assert abs(len(_decode(video)) - len(set(frames))) <= 1
+
+
+def test_cli_under_xvfb(model_dir, tmp_path):
+    import shutil
+
+    if shutil.which("xvfb-run") is None:
+        pytest.skip("xvfb-run is not installed (apt-get install xvfb)")
+    clip = shared_video(CLIP)
+    shot, stats = tmp_path / "x.png", tmp_path / "x.json"
+    env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}
+    r = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1280x800x24", sys.executable, "-m", "facecycle", "app",
+                        "--input", str(clip), "--model", model_dir, "--exit-after", "8", "--screenshot", str(shot),
+                        "--stats-json", str(stats)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    st = json.loads(stats.read_text())
+    assert st["qt_platform"] == "xcb" and st["frames_painted"] >= 8
+    assert not QImage(str(shot)).isNull()
