@@ -43,8 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     auto.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the whole window before quitting")
     auto.add_argument("--stats-json", metavar="PATH",
                       help="write displayed fps, pipeline fps, drops and latency as JSON before quitting")
-    auto.add_argument("--timeout", type=float, default=600.0, metavar="S",
-                      help="automation: give up (exit 7) after S seconds (default 600)")
+    auto.add_argument("--timeout", type=float, default=None, metavar="S",
+                      help="automation: give up (exit 7) after S seconds (default: 600 with --exit-after, "
+                           "else no limit)")
     auto.add_argument("--size", default="1180x640", metavar="WxH", help="window size (default 1180x640)")
 
 
@@ -67,7 +68,7 @@ class Automation:
     """
 
     def __init__(self, window, exit_after: Optional[int], screenshot: Optional[str], stats_json: Optional[str],
-                 timeout: float = 600.0) -> None:
+                 timeout: Optional[float] = 600.0) -> None:
         from PyQt6.QtCore import QTimer
 
         self.window = window
@@ -83,7 +84,8 @@ class Automation:
         self._timer = QTimer(window)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._on_timeout)
-        self._timer.start(int(timeout * 1000))
+        if timeout is not None:
+            self._timer.start(int(timeout * 1000))
 
     @property
     def exit_code(self) -> int:
@@ -224,7 +226,10 @@ def run_app(args: argparse.Namespace) -> int:
     win = MainWindow(model_dir=args.model, backend=args.backend, detector=args.detector, realtime=args.realtime,
                      overlays=overlays)
     win.resize(*size)
-    auto = Automation(win, args.exit_after, args.screenshot, args.stats_json, args.timeout) if automated else None
+    timeout = args.timeout if args.timeout is not None else (600.0 if args.exit_after is not None else None)
+    if timeout is not None and timeout <= 0:
+        raise UsageError("--timeout must be > 0")
+    auto = Automation(win, args.exit_after, args.screenshot, args.stats_json, timeout) if automated else None
     if args.record:
         win.set_record_path(args.record)
     if args.csv:
