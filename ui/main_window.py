@@ -393,7 +393,8 @@ class MainWindow(QMainWindow):
     def _update_status(self) -> None:
         st = self.stats()
         self.fps_label.setText(f"display {self.live_view.fps():.1f} fps")
-        self.pipe_label.setText(f"pipeline {st['pipeline_fps']:.1f} fps")
+        recent = self.session.recent_fps() if self.session is not None and self.session.is_alive() else None
+        self.pipe_label.setText(f"pipeline {recent if recent is not None else st['pipeline_fps']:.1f} fps")
         lat = st["latency_ms_p50"]
         self.latency_label.setText(f"latency {lat:.0f} ms" if lat is not None else "latency – ms")
         self.drops_label.setText(f"dropped {st['display_drops'] + st['source_drops']} "

@@ -13,7 +13,8 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Optional, Tuple, Union
+from collections import deque
+from typing import Callable, Deque, Optional, Tuple, Union
 
 from facecycle.errors import FaceCycleError
 
@@ -65,6 +66,7 @@ class AnalysisSession:
         self._stream = None
         self.recorder: Optional[Recorder] = None
         self.frames = 0
+        self._recent: Deque[float] = deque(maxlen=60)
         self.t_first: Optional[float] = None
         self.t_last: Optional[float] = None
         self.finished_files: list = []
@@ -132,6 +134,11 @@ class AnalysisSession:
             return 0.0
         return (self.frames - 1) / (self.t_last - self.t_first)
 
+    def recent_fps(self) -> float:
+        """Frames out of the pipeline per second over the last ~60 frames (for the status bar)."""
+        r = list(self._recent)
+        return (len(r) - 1) / (r[-1] - r[0]) if len(r) > 1 and r[-1] > r[0] else 0.0
+
     def source_drops(self) -> int:
         s = self._stream
         return int(getattr(s, "drops", 0) or 0) if s is not None else 0
@@ -173,6 +180,7 @@ class AnalysisSession:
                 if self.t_first is None:
                     self.t_first = now
                 self.t_last = now
+                self._recent.append(now)
                 self.frames += 1
                 self.bridge.offer(DisplayFrame(packet, image), summarize(packet),
                                   wait=0.0 if stream.live else self.hand_off_wait)
