@@ -139,7 +139,8 @@ class Analyzer:
         threads: ONNX Runtime intra-op threads per session (1 keeps the stages
             from fighting over a small CPU).
         infer_workers: threads running the model in parallel on successive
-            frames (results stay in order); default: 2 on machines with ≥ 2 cores.
+            frames (results stay in order); default: 2 with ONNX Runtime on a CPU of
+            ≥ 2 cores (its sessions are thread-safe), else 1.
         precision: engine precision (``fp32`` default; ``int8`` = ONNX Runtime static
             quantization of ``analyze``, calibrated on ``calibration``, a video of faces).
         queue_size: capacity of the queues between stages.
@@ -181,7 +182,11 @@ class Analyzer:
         self.reid = reid
         self.smooth = smooth
         self.queue_size = queue_size
-        self.infer_workers = int(infer_workers) if infer_workers else min(2, os.cpu_count() or 1)
+        if infer_workers:
+            self.infer_workers = int(infer_workers)
+        else:  # parallel calls only where the backend is known to be thread-safe (ORT on the CPU)
+            cpu_ort = self.backend.name == "onnxruntime" and str(self.backend.device).startswith("cpu")
+            self.infer_workers = min(2, os.cpu_count() or 1) if cpu_ort else 1
         self._lock = threading.Lock()
 
     @property
