@@ -32,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--config", default=None, help="config of the random-encoder baseline (default: the model's)")
     f.add_argument("--max-train", type=int, default=0, help="stratified subsample of the fit split (0: all)")
     f.add_argument("--no-flips", action="store_true", help="no mirrored copies of the training images")
+    f.add_argument("--weight-decays", default="1e-4,1e-3,1e-2,1e-1",
+                   help="L2 strengths to choose from on a held-out part of the fit split (comma list)")
     f.add_argument("--out", required=True, help="head file (.safetensors)")
     f.add_argument("--json", default=None, help="write fit info as JSON")
     f.set_defaults(func=_fit)
@@ -86,6 +88,10 @@ def _write_json(path, obj) -> None:
 
 
 def _fit(args: argparse.Namespace) -> int:
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     from ..probe.linear import save_head
     from ..probe.run import expression_items, fit_expression, fit_pose, subsample
 
@@ -93,8 +99,14 @@ def _fit(args: argparse.Namespace) -> int:
     if args.task == "expression":
         items = subsample(expression_items(Path(args.data), args.split, args.val_frac, args.seed),
                           args.max_train, args.seed)
+        try:
+            wds = [float(v) for v in args.weight_decays.split(",") if v.strip()]
+        except ValueError:
+            raise UsageError(f"--weight-decays: not a comma list of numbers: {args.weight_decays!r}") from None
+        if not wds:
+            raise UsageError("--weight-decays is empty")
         head, info = fit_expression(ex, items, flips=not args.no_flips, seed=args.seed,
-                                    progress=not args.no_progress)
+                                    progress=not args.no_progress, wds=wds)
         head.meta.update({"data": str(args.data), "split": args.split, "val_frac": str(args.val_frac),
                           "seed": str(args.seed)})
     else:

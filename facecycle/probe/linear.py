@@ -92,7 +92,7 @@ def _standardise(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def _lbfgs_softmax(z: np.ndarray, y: np.ndarray, k: int, wd: float, iters: int = 200,
+def _lbfgs_softmax(z: np.ndarray, y: np.ndarray, k: int, wd: float, iters: int = 100,
                    w0: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
     import torch
 
@@ -132,7 +132,7 @@ def _split_idx(y: np.ndarray, frac: float, seed: int) -> Tuple[np.ndarray, np.nd
 
 def fit_classifier(feats: np.ndarray, labels: np.ndarray, classes: Sequence[str], meta: Dict[str, str],
                    wds: Sequence[float] = DEFAULT_WDS, inner_frac: float = 0.15, seed: int = 0,
-                   iters: int = 200, groups: Optional[np.ndarray] = None) -> Tuple[Head, Dict[str, float]]:
+                   iters: int = 100, groups: Optional[np.ndarray] = None) -> Tuple[Head, Dict[str, float]]:
     """Fit a softmax probe; returns (head, {wd: inner validation accuracy}).
 
     ``groups`` (N,) ties augmented copies to their source image so that the
@@ -149,11 +149,11 @@ def fit_classifier(feats: np.ndarray, labels: np.ndarray, classes: Sequence[str]
     mean, std = _standardise(x[tr])
     ztr, zva = (x[tr] - mean) / std, (x[va] - mean) / std
     scores: Dict[str, float] = {}
-    for wd in wds:
+    for wd in (wds if len(wds) > 1 else []):  # one value: nothing to choose
         w, b = _lbfgs_softmax(ztr, y[tr], k, wd, iters)
         scores[f"{wd:g}"] = float(((zva @ w.T + b).argmax(1) == y[va]).mean()) if len(va) else 0.0
         log.info("probe wd %g: inner val acc %.4f", wd, scores[f"{wd:g}"])
-    best = max(wds, key=lambda v: (scores[f"{v:g}"], v))
+    best = max(wds, key=lambda v: (scores[f"{v:g}"], v)) if scores else wds[0]
     mean, std = _standardise(x)
     w, b = _lbfgs_softmax((x - mean) / std, y, k, best, iters)
     m = dict(meta)

@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import InputError, UsageError
 from .datasets import EXPRESSION_CLASSES, list_expression, list_pose, load_images, stratified_split
 from .features import FeatureExtractor
-from .linear import Head, classification_report, fit_classifier, fit_regressor
+from .linear import DEFAULT_WDS, Head, classification_report, fit_classifier, fit_regressor
 
 __all__ = ["expression_items", "extract", "fit_expression", "eval_expression", "fit_pose", "eval_pose",
            "subsample"]
@@ -56,8 +56,8 @@ def extract(extractor: FeatureExtractor, paths: Sequence[Path], flips: bool = Fa
 
 
 def fit_expression(extractor: FeatureExtractor, items: Sequence[Tuple[Path, int]], flips: bool = True,
-                   seed: int = 0, progress: bool = False, classes: Sequence[str] = EXPRESSION_CLASSES
-                   ) -> Tuple[Head, Dict]:
+                   seed: int = 0, progress: bool = False, classes: Sequence[str] = EXPRESSION_CLASSES,
+                   wds: Sequence[float] = DEFAULT_WDS) -> Tuple[Head, Dict]:
     paths = [p for p, _ in items]
     y = np.array([c for _, c in items])
     t0 = time.perf_counter()
@@ -67,7 +67,7 @@ def fit_expression(extractor: FeatureExtractor, items: Sequence[Tuple[Path, int]
     if flips:
         y, groups = np.concatenate([y, y]), np.concatenate([groups, groups])
     t0 = time.perf_counter()
-    head, scores = fit_classifier(f, y, classes, extractor.describe(), seed=seed, groups=groups)
+    head, scores = fit_classifier(f, y, classes, extractor.describe(), wds=wds, seed=seed, groups=groups)
     info = {"n_images": len(paths), "flips": flips, "feature_seconds": round(t_feat, 1),
             "fit_seconds": round(time.perf_counter() - t0, 1), "inner_val_accuracy": scores,
             "weight_decay": head.meta["weight_decay"]}
