@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this many minutes")
+    p.add_argument("--stop-at", type=int, default=None,
+                   help="stop (and save) at this step; --steps still defines the lr schedule")
     p.add_argument("--ckpt-every", type=int, default=200)
     p.add_argument("--sample-every", type=int, default=250)
     p.add_argument("--no-progress", action="store_true")
@@ -79,7 +81,7 @@ def _train(args: argparse.Namespace) -> int:
             print(f"nothing to resume in {args.out}; starting at step 0")
     elif tr.ckpt_path.is_file():
         raise UsageError(f"{args.out} already holds a run; pass --resume or choose another --out")
-    losses = tr.fit(max_seconds=args.max_minutes * 60 if args.max_minutes else None,
+    losses = tr.fit(until=args.stop_at, max_seconds=args.max_minutes * 60 if args.max_minutes else None,
                     progress=not args.no_progress)
     if losses:
         print(f"step {tr.step}: loss {losses[-1]:.4f} (first {losses[0]:.4f}); "
