@@ -83,6 +83,11 @@ def test_signal_leaves_valid_outputs(tiny_export, long_clip, tmp_path, sig, mome
     frames = frames_of(rows)
     assert frames == list(range(len(frames))) and len(frames) < N_FRAMES
     side = json.loads(csv_path.with_suffix(".json").read_text())
+    if moment == "twice":
+        # a second Ctrl-C is the documented force-quit: it may land while the outputs are being finalised,
+        # so only the CSV's complete lines are guaranteed (docs/reliability.md)
+        assert side["status"] in ("interrupted", "running")
+        return
     assert side["status"] == "interrupted"
     if frames:
         assert decode_count(vid) == len(frames)  # playable, with exactly the CSV's frames

@@ -125,7 +125,9 @@ class _Signals:
 
     def __exit__(self, *exc) -> None:
         for s, h in self._old.items():
-            signal.signal(s, h)
+            # after a signal the process is on its way out (outputs are closed): a repeated Ctrl-C during
+            # interpreter shutdown would otherwise kill it with SIGINT's default action (exit -2, not 130)
+            signal.signal(s, signal.SIG_IGN if self.signum is not None else h)
 
     @property
     def exit_code(self) -> int:
