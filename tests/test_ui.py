@@ -139,6 +139,28 @@ def test_fit_rect_keeps_aspect():
     assert r.height() == 400 and abs(r.width() - 225) <= 1 and r.x() == 10 + (800 - r.width()) // 2
 
 
+def test_face_panel_cards_and_plot_window(qtbot):
+    from ui.bridge import FaceSample
+    from ui.widgets import FacePanel
+
+    panel = FacePanel(window=10.0, forget_after=2.0)
+    qtbot.addWidget(panel)
+    em = np.array([0.1, 0.0, 0.0, 0.6, 0.2, 0.05, 0.05], np.float32)
+    # two faces for 12 s at 10 Hz, then only face 1 for 3 s
+    samples = [FaceSample(t / 10, tid, 0.01 * t, em, np.zeros(3, np.float32)) for t in range(120) for tid in (1, 2)]
+    samples += [FaceSample(12 + t / 10, 1, 0.5, em, None) for t in range(30)]
+    panel.add_samples(samples)
+    panel.advance()
+    assert set(panel.cards) == {1}, "a face gone for more than 2 s keeps its card"
+    plot = panel.cards[1].plot
+    ts = [t for t, _ in plot.samples()]
+    assert ts[-1] - ts[0] <= 10.0 + 1e-6 and len(ts) == 101  # the plot keeps the last 10 s only
+    assert plot.top_emotions() == ["happy", "neutral", "angry"]
+    assert panel.cards[1].values()["intensity"] == 0.5
+    panel.add_samples([FaceSample(0.0, 1, 0.1, None, None)])  # the source restarted: start over
+    assert len(panel.cards[1].plot) == 1
+
+
 # --------------------------------------------------------------------- app runs
 def test_clip_renders_panel_follows_and_outputs_are_valid(qtbot, window, tmp_path):
     clip = shared_video(CLIP)
