@@ -610,3 +610,22 @@ def test_pickled_checkpoint_is_never_executed_by_the_cli(cli, tmp_path):
         assert "weights-only" in one_error_line(err)
         assert not marker.exists(), f"{cmd} {args[0]} executed pickled code"
     assert not (tmp_path / "out.safetensors").exists()
+
+
+# ------------------------------------------------------------------------------------------- 4. soak
+def test_bench_soak_record(model, tmp_path, small_clip, capfd):
+    """`bench soak` (short here; the 20000-frame figures are in docs/reliability.md): windows, RSS, verdict."""
+    out = tmp_path / "soak.json"
+    rc = main(["bench", "soak", str(small_clip), str(small_clip), "--model", str(model), "--frames", "45",
+               "--window", "15", "--json", str(out)])
+    assert rc == 0, capfd.readouterr().err
+    rec = json.loads(out.read_text())
+    assert rec["frames_processed"] == 45 and rec["loops"] >= 2  # a 10-frame clip, looped
+    assert [w["end_frame"] for w in rec["windows"]] == [15, 30, 45]
+    for w in rec["windows"]:
+        assert w["fps"] > 0 and w["rss_mb"] > 0 and "cpu_fps" in w
+    assert rec["rss_mb_start"] > 0 and rec["rss_mb_end"] > 0
+    assert rec["rss_growth_after_first_window_mb"] == pytest.approx(rec["rss_mb_end"] - rec["windows"][0]["rss_mb"],
+                                                                    abs=0.11)
+    assert set(rec["verdict"]) >= {"memory_growth_under_50mb", "throughput_no_decay", "pass"}
+    assert rec["drops"] == 0 and rec["decode_errors"] == 0
