@@ -53,7 +53,7 @@ class TrainOptions:
     lr: float = 2e-4
     warmup: float = 0.025      # fraction of steps at lr/5
     drop_at: float = 0.5       # fraction of steps after which lr/5
-    betas: tuple = (0.5, 0.999)
+    betas: Optional[tuple] = None  # None: (0.5, 0.999) motion, (0.5, 0.9) identity (the paper's)
     seed: int = 0
     mirror_prob: float = 0.5
     fer_frac: float = 0.0
@@ -91,24 +91,26 @@ class Trainer:
         self.src = source
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
-        try:
-            self.cfg: FaceCycleConfig = get_config(opts.config)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-        if opts.width is not None and opts.width != self.cfg.width:
-            self.cfg = self.cfg.replace(name=f"{self.cfg.name}-w{opts.width:g}", width=opts.width)
-        if opts.threads:
-            torch.set_num_threads(opts.threads)
-        torch.manual_seed(opts.seed)
-        if opts.stage == "motion":
-            self.model = FaceCycle(self.cfg, modules=MOTION_MODULES)
-            self.train_names = MOTION_MODULES
-        else:
+        mot = None
+        if opts.stage == "identity":
             if not opts.init:
                 raise UsageError("the identity stage needs --init MOTION_CHECKPOINT")
             mot = load_checkpoint(opts.init)
-            if mot.config.to_dict() != self.cfg.to_dict():
-                self.cfg = mot.config
+            self.cfg: FaceCycleConfig = mot.config  # the motion model defines the architecture
+        else:
+            try:
+                self.cfg = get_config(opts.config)
+            except ValueError as e:
+                raise UsageError(str(e)) from None
+            if opts.width is not None and opts.width != self.cfg.width:
+                self.cfg = self.cfg.replace(name=f"{self.cfg.name}-w{opts.width:g}", width=opts.width)
+        if opts.threads:
+            torch.set_num_threads(opts.threads)
+        torch.manual_seed(opts.seed)
+        if mot is None:
+            self.model = FaceCycle(self.cfg, modules=MOTION_MODULES)
+            self.train_names = MOTION_MODULES
+        else:
             self.model = FaceCycle(self.cfg, modules=ALL_MODULES)
             with torch.no_grad():
                 for n in MOTION_MODULES:
@@ -132,7 +134,8 @@ class Trainer:
                                    seed=opts.seed + 12345, weights=opts.vgg19_weights)
                      if self.perceptual_weight > 0 else None)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.opt = torch.optim.Adam(self.params, lr=opts.lr, betas=tuple(opts.betas))
+        betas = opts.betas or ((0.5, 0.999) if opts.stage == "motion" else (0.5, 0.9))
+        self.opt = torch.optim.Adam(self.params, lr=opts.lr, betas=tuple(betas))
         self.loss_fn = motion_losses if opts.stage == "motion" else identity_losses
         self.step = 0
         self.wall = 0.0
