@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Reproduce the shipped default model (facecycle/assets/default) and every number in docs/MODEL_CARD.md.
 # CPU only; run from the project root with ../shared present. Steps are idempotent / resumable.
-#   STOP_AT   motion step to stop at (the shipped model stopped where its time budget ran out; see the card)
-#   RUN       which training run to ship: A (videos only) or B (videos + FER-2013 mirror pairs)
+#   RUN       which training run to ship: A (videos only; shipped) or B (videos + FER-2013 mirror pairs; compared)
+#   STOP_AT   optional: stop the motion stage early at this step (the shipped run completed all 900 steps)
+# Bit-exact reproduction of the weights needs the same --threads (1) and the same torch build (2.13 CPU).
 set -euo pipefail
 SHARED=${SHARED:-../shared}
 WORK=${WORK:-/tmp/facecycle_default}
@@ -33,19 +34,25 @@ python -m facecycle train --stage motion --data "$WORK/vid_train" "${EXTRA[@]}" 
   --ckpt-every 50 --sample-every 100 --resume "${STOP[@]}"
 CKPT=$WORK/motion_$RUN/last.safetensors
 
+# 2b. identity stage, brief: 150 steps, E/M/G frozen, lr 1e-4, Adam betas (0.5, 0.9)
+python -m facecycle train --stage identity --init "$CKPT" --data "$WORK/vid_train" --batch 8 --steps 150 \
+  --drop-at 0.8 --lr 1e-4 --seed 0 --threads "$THREADS" --out "$WORK/identity_$RUN" --ckpt-every 50 \
+  --sample-every 50 --resume
+SHIP=$WORK/identity_$RUN/last.safetensors   # all five modules; the motion modules equal $CKPT's
+
 # 3. held-out reconstruction metrics + figure
-python -m facecycle.train.evaluate --checkpoint "$CKPT" --data "$WORK/vid_holdout" --train-data "$WORK/vid_train" \
+python -m facecycle.train.evaluate --checkpoint "$SHIP" --data "$WORK/vid_holdout" --train-data "$WORK/vid_train" \
   --json "$WORK/eval_recon.json" --figure docs/model_card_figure.png --threads "$THREADS"
 
 # 4. ship: weights + ONNX graphs + manifest
 mkdir -p "$OUT"
-cp "$CKPT" "$OUT/model.safetensors"
+cp "$SHIP" "$OUT/model.safetensors"
 python -m facecycle export --checkpoint "$OUT/model.safetensors" --out "$OUT"
 
 # 5. FER-2013 linear probes (validation = 10% of train held out, stratified, seed 0; fit on a 10k subsample
 #    of the rest + mirrored copies; weight decay chosen on a held-out 15% of the fit data)
 PROBE=(--task expression --data "$FER" --val-frac 0.1 --threads "$THREADS" --no-progress)
-python -m facecycle probe fit "${PROBE[@]}" --max-train 10000 --model "$OUT" --out "$OUT/expression_head.safetensors" \
+python -m facecycle probe fit "${PROBE[@]}" --max-train 10000 --checkpoint "$CKPT" --out "$OUT/expression_head.safetensors" \
   --json "$WORK/fit_model.json"
 python -m facecycle probe eval "${PROBE[@]}" --split val --json "$WORK/eval_model.json"   # shipped model + head, no flags
 for B in random-encoder pixels; do

@@ -117,3 +117,23 @@ def test_probe_cli_errors(tmp_path, capsys):
 
     assert main(["probe", "eval", "--data", str(tmp_path), "--head", str(tmp_path / "nope.safetensors")]) == 3
     assert "no such head file" in capsys.readouterr().err
+
+
+def test_shipped_default_model_and_head_load_without_flags(fer_small, tmp_path):
+    """The packaged model + expression head: found with no flags, ONNX features, 7-class report."""
+    from facecycle.assets import default_model_dir
+    from facecycle.cli import main
+
+    d = default_model_dir()
+    man = json.loads((d / "manifest.json").read_text())
+    assert {"analyze", "neutralize", "reexpress"} <= set(man["graphs"])
+    head = load_head(d / "expression_head.safetensors")
+    assert head.classes == list(EXPRESSION_CLASSES)
+    assert head.weight.shape == (7, man["graphs"]["analyze"]["outputs"][0]["shape"][-1])
+    total = sum(p.stat().st_size for p in d.iterdir() if p.is_file())
+    assert total <= 40 * 2 ** 20
+    out = tmp_path / "rep.json"
+    assert main(["probe", "eval", "--data", str(fer_small), "--split", "test", "--json", str(out),
+                 "--no-progress", "--threads", "1"]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["n"] == 28 and rep["feature"] == "facecycle"

@@ -98,7 +98,7 @@ def figure(model, images: np.ndarray, tracks: np.ndarray, path: Path, n: int = 6
     transfer = model.Swap_Generator(neutral, an.backflow[src])
     rows = [images[picks], from_output(neutral.numpy(), c.mean, c.std), images[picks][src.numpy()],
             from_output(transfer.numpy(), c.mean, c.std)]
-    return save_grid(path, rows, scale=2)
+    return save_grid(path, rows, scale=1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
