@@ -1,3 +1,10 @@
-from .cli import run
+"""``python -m facecycle``: the CLI. A Ctrl-C while the CLI is still importing exits 130 without a traceback."""
+import sys
+
+try:
+    from .cli import run
+except KeyboardInterrupt:
+    sys.stderr.write("facecycle: interrupted\n")
+    sys.exit(130)
 
 run()

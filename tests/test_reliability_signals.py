@@ -95,13 +95,7 @@ def test_signal_leaves_valid_outputs(tiny_export, long_clip, tmp_path, sig, mome
         assert vid.stat().st_size == 0 or decode_count(vid) == 0
 
 
-_IMPORT_SIGINT = pytest.mark.xfail(
-    strict=True, reason="known: SIGINT while Python imports facecycle.cli (the first ~0.5-2 s) prints a "
-    "KeyboardInterrupt traceback; needs a handler installed at the top of facecycle/__main__.py before "
-    "`from .cli import run` (see docs/reliability.md)")
-
-
-@pytest.mark.parametrize("sig", [pytest.param(signal.SIGINT, marks=_IMPORT_SIGINT), signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_during_startup_is_clean(tiny_export, long_clip, tmp_path, sig):
     """Before the pipeline starts (imports, model loading): no traceback, a signal exit status."""
     proc = _start(tiny_export[1], long_clip, tmp_path / "out")

@@ -63,8 +63,12 @@ def _on_sigterm(signum, frame):  # turn SIGTERM into an exception the pipeline c
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:  # building the parser imports every command module: a Ctrl-C here is still a clean exit
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print("facecycle: interrupted", file=sys.stderr)
+        return 130
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
@@ -97,4 +101,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def run() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    try:
+        code = main()
+    except KeyboardInterrupt:  # a Ctrl-C outside main's own handlers (e.g. during interpreter teardown)
+        print("facecycle: interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code)
