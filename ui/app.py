@@ -36,6 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--record", metavar="VIDEO", help="record the annotated view to this file from the start")
     p.add_argument("--csv", metavar="CSV", help="write the per-frame CSV to this file from the start")
     p.add_argument("--neutralized", action="store_true", help="start with the neutralized view on")
+    p.add_argument("--neutral-thumbnail", action="store_true", help="start with the neutral-face thumbnail on")
     p.add_argument("--no-overlays", action="store_true", help="start with every overlay off")
     auto = p.add_argument_group("automation (tests, docs, benchmarks)")
     auto.add_argument("--exit-after", type=int, metavar="N",
@@ -222,7 +223,7 @@ def run_app(args: argparse.Namespace) -> int:
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "facecycle-app"])
     app.setApplicationName("FaceCycle RT")
     overlays = Overlays(boxes=not args.no_overlays, pose=not args.no_overlays, emotions=not args.no_overlays,
-                        neutral_thumb=False, neutralized=bool(args.neutralized))
+                        neutral_thumb=bool(args.neutral_thumbnail), neutralized=bool(args.neutralized))
     win = MainWindow(model_dir=args.model, backend=args.backend, detector=args.detector, realtime=args.realtime,
                      overlays=overlays)
     win.resize(*size)
