@@ -110,7 +110,7 @@ class FrameBridge(QObject):
         self._finished.connect(self.finished, q)
 
     # ---- worker side -------------------------------------------------
-    def offer(self, item: Any, samples: Optional[List[FaceSample]] = None, wait: float = 0.0) -> None:
+    def offer(self, item: Any, samples: Optional[List[FaceSample]] = None, wait: float = 0.0) -> bool:
         """Put ``item`` in the slot, replacing (and counting as dropped) an untaken one.
 
         Args:
@@ -119,11 +119,15 @@ class FrameBridge(QObject):
                 wait lets files be shown frame by frame when the GUI keeps up on
                 average, without ever blocking the GUI thread or queueing more
                 than one frame.
+
+        Returns:
+            True when an untaken frame was replaced (a display drop).
         """
         with self._lock:
             if self._slot is not None and wait > 0:
                 self._taken.wait_for(lambda: self._slot is None, timeout=wait)
-            if self._slot is not None:
+            dropped = self._slot is not None
+            if dropped:
                 self.drops += 1
             self._slot = item
             self.offered += 1
@@ -133,6 +137,7 @@ class FrameBridge(QObject):
             self._pending = True
         if emit:
             self._ready.emit()
+        return dropped
 
     def report_error(self, generation: int, message: str) -> None:
         self._error.emit(int(generation), str(message))

@@ -37,7 +37,10 @@ class AnalysisSession:
     without waiting (the GUI shows the newest, older ones count as display
     drops). For files played as fast as possible the worker waits up to
     ``hand_off_wait`` seconds for the GUI to take the previous frame, so the
-    view shows every frame whenever the GUI keeps up.
+    view shows every frame whenever the GUI keeps up. When such a wait times out
+    (the GUI thread is starved of CPU), the next ``skip_after_timeout`` frames
+    are handed over without waiting, so a starved GUI costs the pipeline at
+    most one timed-out wait per ``skip_after_timeout`` frames.
 
     Args:
         config: what to run.
@@ -47,6 +50,7 @@ class AnalysisSession:
     """
 
     hand_off_wait = 0.05
+    skip_after_timeout = 30  # frames handed over without waiting after a wait timed out
 
     def __init__(self, config: RunConfig, bridge: FrameBridge, overlays: Overlays = Overlays(),
                  video_path: Optional[Union[str, Path]] = None,
@@ -162,6 +166,7 @@ class AnalysisSession:
             self.info = stream.describe()
             self.bridge.report_started(self.generation, self.info)
             reason = "end of input"
+            skip_wait = 0
             for packet in stream:
                 while not self._running.is_set():
                     self._running.wait(0.1)
@@ -182,8 +187,12 @@ class AnalysisSession:
                 self.t_last = now
                 self._recent.append(now)
                 self.frames += 1
-                self.bridge.offer(DisplayFrame(packet, image), summarize(packet),
-                                  wait=0.0 if stream.live else self.hand_off_wait)
+                wait = 0.0 if stream.live or skip_wait > 0 else self.hand_off_wait
+                dropped = self.bridge.offer(DisplayFrame(packet, image), summarize(packet), wait=wait)
+                if skip_wait > 0:
+                    skip_wait -= 1
+                elif dropped and wait > 0:  # the GUI is starved: stop paying for waits for a while
+                    skip_wait = self.skip_after_timeout
             else:
                 if self._stop.is_set():
                     reason = "stopped"
