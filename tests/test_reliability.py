@@ -629,3 +629,19 @@ def test_bench_soak_record(model, tmp_path, small_clip, capfd):
                                                                     abs=0.11)
     assert set(rec["verdict"]) >= {"memory_growth_under_50mb", "throughput_no_decay", "pass"}
     assert rec["drops"] == 0 and rec["decode_errors"] == 0
+
+
+def test_bad_input_in_a_batch_does_not_stop_the_others(cli, tmp_path, faces40, code_dim):
+    """Several inputs: an undecodable one is reported and skipped, the others are processed; exit 3."""
+    good1 = write_video(tmp_path / "a.mp4", faces40[:12])
+    bad = tmp_path / "b.mp4"
+    bad.write_bytes(np.random.default_rng(1).integers(0, 256, 20_000, dtype=np.uint8).tobytes())
+    good2 = write_video(tmp_path / "c.mp4", faces40[12:24])
+    rc, _, err = cli(good1, bad, good2, "--no-video")
+    assert rc == 3, err
+    assert "Traceback" not in err
+    assert "b.mp4" in err and "continuing with the other inputs" in err and "1 of 3 inputs failed" in err
+    out = tmp_path / "out"
+    assert len(read_csv(out / "a.csv", code_dim)) >= 12
+    assert len(read_csv(out / "c.csv", code_dim)) >= 12
+    assert not (out / "b.csv").exists()

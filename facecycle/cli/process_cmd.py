@@ -168,35 +168,55 @@ def _process(args: argparse.Namespace) -> int:
     from realtime.annotators import default_annotator
 
     annot = default_annotator(neutralized=args.neutralize, thumbnail=args.neutralize) if args.video else False
+    failures: List[InputError] = []
     with analyzer, _Signals() as sig:
         for plan in plans:
-            run = analyzer.process_video(plan["input"], realtime=args.realtime, csv=plan["csv"],
-                                         video=plan["video"], annotate=annot, overwrite=args.overwrite,
-                                         max_frames=args.max_frames, audio=args.audio,
-                                         video_preset=args.video_preset)
-            sig.run = run
-            if sig.signum is not None:
-                run.stop()
-            bar = _progress(run, args.progress, plan["input"])
             try:
-                for _ in run:
-                    if bar is not None:
-                        bar.update(1)
-            finally:
-                if bar is not None:
-                    bar.close()
-            s = run.stats.summary()
-            wrote = ", ".join(str(v) for v in (plan["csv"], plan["video"]) if v)
-            print(f"{plan['input']}: {s['frames']} frames, {s['faces']} faces, {s['fps']:.1f} fps"
-                  + (f", {s['drops']} dropped" if s["drops"] else "")
-                  + (f", {s['decode_errors']} damaged packets skipped" if s["decode_errors"] else "")
-                  + (f", ~{run.src.frames_missing} frames missing (truncated or damaged file)"
-                     if getattr(run.src, "frames_missing", 0) else "")
-                  + f" -> {wrote}", file=sys.stderr)
-            if sig.signum is not None:
-                print(f"facecycle: {'terminated' if sig.exit_code == 143 else 'interrupted'}; outputs flushed "
-                      f"and closed", file=sys.stderr)
-                return sig.exit_code
+                code = _process_one(analyzer, plan, args, annot, sig)
+            except InputError as e:
+                if len(plans) == 1:
+                    raise
+                # one undecodable file must not cost the user the rest of a batch
+                print(f"facecycle: error: {e} (skipped; continuing with the other inputs)", file=sys.stderr)
+                failures.append(e)
+                continue
+            if code:
+                return code
+    if failures:
+        print(f"facecycle: error: {len(failures)} of {len(plans)} inputs failed (see above)", file=sys.stderr)
+        return failures[0].exit_code
+    return 0
+
+
+def _process_one(analyzer, plan: dict, args: argparse.Namespace, annot, sig: "_Signals") -> int:
+    """Process one input into its outputs; returns 0, or the signal exit code after SIGINT/SIGTERM."""
+    run = analyzer.process_video(plan["input"], realtime=args.realtime, csv=plan["csv"],
+                                 video=plan["video"], annotate=annot, overwrite=args.overwrite,
+                                 max_frames=args.max_frames, audio=args.audio,
+                                 video_preset=args.video_preset)
+    sig.run = run
+    if sig.signum is not None:
+        run.stop()
+    bar = _progress(run, args.progress, plan["input"])
+    try:
+        for _ in run:
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    s = run.stats.summary()
+    wrote = ", ".join(str(v) for v in (plan["csv"], plan["video"]) if v)
+    print(f"{plan['input']}: {s['frames']} frames, {s['faces']} faces, {s['fps']:.1f} fps"
+          + (f", {s['drops']} dropped" if s["drops"] else "")
+          + (f", {s['decode_errors']} damaged packets skipped" if s["decode_errors"] else "")
+          + (f", ~{run.src.frames_missing} frames missing (truncated or damaged file)"
+             if getattr(run.src, "frames_missing", 0) else "")
+          + f" -> {wrote}", file=sys.stderr)
+    if sig.signum is not None:
+        print(f"facecycle: {'terminated' if sig.exit_code == 143 else 'interrupted'}; outputs flushed "
+              f"and closed", file=sys.stderr)
+        return sig.exit_code
     return 0
 
 
