@@ -147,3 +147,9 @@ def tiny() -> FaceCycleConfig:
         name="tiny", image_size=32, width=0.125, code_dim=16, hidden_dim=32,
         gen_blocks=1, norm_blocks=1, enc_res_blocks=1, dec_res_blocks=1,
     )
+
+
+@register_config
+def small_w025() -> FaceCycleConfig:
+    """``small`` at a quarter of the paper's width: the architecture of the shipped default model."""
+    return FaceCycleConfig(name="small-w0.25", width=0.25, hidden_dim=256, gen_blocks=4, norm_blocks=3)
