@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the shipped default model (facecycle/assets/default) and every number in docs/MODEL_CARD.md.
+# Reproduce the shipped default model (facecycle/assets/default) and every number in MODEL_CARD.md.
 # CPU only; run from the project root with ../shared present. Steps are idempotent / resumable.
 #   RUN       which training run to ship: A (videos only; shipped) or B (videos + FER-2013 mirror pairs; compared)
 #   STOP_AT   optional: stop the motion stage early at this step (the shipped run completed all 900 steps)
