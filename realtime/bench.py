@@ -36,16 +36,9 @@ log = logging.getLogger(__name__)
 
 
 def _rss_mb() -> float:
-    try:
-        import psutil
+    from .soak import rss_mb
 
-        return psutil.Process().memory_info().rss / 2 ** 20
-    except ImportError:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    return float("nan")
+    return rss_mb()
 
 
 def _load() -> Optional[List[float]]:
