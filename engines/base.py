@@ -8,7 +8,6 @@ batches above its maximum and pads to the sizes an engine was built for.
 from __future__ import annotations
 
 import abc
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from facecycle.errors import ModelError
+from facecycle.files import sha256_file
 
 __all__ = ["Backend", "GraphSpec", "read_manifest"]
 
@@ -43,15 +43,6 @@ class GraphSpec:
 
     def __repr__(self) -> str:
         return f"GraphSpec({self.name!r}, inputs={self.input_names}, outputs={self.output_names})"
-
-
-def _sha256(path: Path) -> str:
-    """Hex sha256 of a file (torch-free twin of :func:`facecycle.export.sha256_file`)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_manifest(model_dir: Union[str, Path]) -> dict:
@@ -161,7 +152,7 @@ class Backend(abc.ABC):
         if not path.is_file():
             raise ModelError(f"{path}: graph file missing from the model directory")
         if verify and spec.sha256:
-            got = _sha256(path)
+            got = sha256_file(path)
             if got != spec.sha256:
                 raise ModelError(f"{path}: sha256 {got[:12]}… does not match the manifest ({spec.sha256[:12]}…); "
                                  "the file is truncated, corrupt or was replaced — re-export the model")

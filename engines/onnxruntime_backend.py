@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Union
 import numpy as np
 
 from facecycle.errors import BackendUnavailable, ModelError, UsageError
+from facecycle.files import sha256_file
 
 from .base import Backend, GraphSpec
 
@@ -144,14 +145,14 @@ class OnnxRuntimeBackend(Backend):
         if self.precision == "fp16":
             from .cache import fp16_onnx
 
-            path = fp16_onnx(path, spec.sha256 or _sha(path))
+            path = fp16_onnx(path, spec.sha256 or sha256_file(path))
         elif self.precision == "int8":
             if spec.input_names == ["image"]:
                 from .quantize import calibration_inputs, int8_onnx
 
                 if self._calib_inputs is None:
                     self._calib_inputs = calibration_inputs(self._calibration, self.manifest)
-                path = int8_onnx(path, spec.sha256 or _sha(path), self._calib_inputs)
+                path = int8_onnx(path, spec.sha256 or sha256_file(path), self._calib_inputs)
             else:
                 log.info("onnxruntime: %s stays fp32 under precision int8 (only image-input graphs are quantized)",
                          spec.name)
@@ -184,9 +185,3 @@ class OnnxRuntimeBackend(Backend):
     def close(self) -> None:
         with self._lock:
             self._sessions.clear()
-
-
-def _sha(path: Path) -> str:
-    from .base import _sha256
-
-    return _sha256(path)

@@ -59,8 +59,9 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from facecycle.errors import BackendUnavailable, ModelError, PipelineError, UsageError
+from facecycle.files import sha256_file
 
-from .base import Backend, GraphSpec, _sha256
+from .base import Backend, GraphSpec
 from .cache import EngineKey, engine_cache_dir, engine_key, engine_path, fp16_onnx, timing_cache_path, write_atomic
 
 __all__ = ["TensorRTBackend", "DEFAULT_PROFILE", "trt_major"]
@@ -160,7 +161,7 @@ class TensorRTBackend(Backend):
 
     # ------------------------------------------------------------- engines
     def key_for(self, spec: GraphSpec) -> EngineKey:
-        sha = spec.sha256 or _sha256(self._graph_file(spec, verify=False))
+        sha = spec.sha256 or sha256_file(self._graph_file(spec, verify=False))
         return engine_key(spec.name, sha, self.trt_version, self.gpu_name, self.compute_capability,
                           self.precision, self.profile, self.fp16_mode)
 

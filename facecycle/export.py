@@ -12,7 +12,6 @@ Images are (B, 3, S, S) float32 RGB normalised with the manifest's
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from torch import nn
 
 from . import __version__
 from .errors import ModelError
+from .files import sha256_file
 from .model import FaceCycle
 
 __all__ = ["GRAPHS", "export_onnx", "validate_export", "sha256_file", "ExportError", "MANIFEST_VERSION"]
@@ -83,14 +83,6 @@ def _specs(m: FaceCycle) -> Dict[str, dict]:
 
 
 GRAPHS = ("analyze", "neutralize", "reexpress", "identity")
-
-
-def sha256_file(path: Union[str, Path]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _example(shape: Sequence, batch: int, gen: torch.Generator) -> torch.Tensor:
