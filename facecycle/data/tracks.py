@@ -73,39 +73,28 @@ class IoUTracker:
 
 
 def loose_square_box(box_xyxy: Sequence[float], scale: float = 1.7) -> Box:
-    """A square box centred on ``box_xyxy`` with side ``scale`` × its longer side (VoxCeleb-like)."""
-    x0, y0, x1, y1 = (float(v) for v in box_xyxy)
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    s = max(x1 - x0, y1 - y0) * scale / 2
-    return (cx - s, cy - s, cx + s, cy + s)
+    """The pipeline's loose square (:func:`realtime.crops.loose_square_box`) as an xyxy box.
+
+    Training crops and inference crops come from the same function, so the
+    model sees faces framed exactly as it was trained.
+    """
+    from realtime.crops import loose_square_box as square
+
+    x0, y0, side = square(box_xyxy, scale)
+    return (float(x0), float(y0), float(x0 + side), float(y0 + side))
 
 
 def crop_square(image: np.ndarray, box: Sequence[float], size: int) -> np.ndarray:
-    """Crop ``box`` (may leave the image: padded with edge replication) and resize to ``size``².
+    """Crop the square xyxy ``box`` (may leave the image: edge replication) and resize to ``size``².
+
+    Delegates to :func:`realtime.crops.crop_square`.
 
     Args:
         image: (H, W, 3) uint8 (any colour order; kept).
     Returns:
         (size, size, 3) uint8.
     """
-    import cv2
+    from realtime.crops import crop_square as cut
 
-    x0, y0, x1, y1 = box
-    side = max(x1 - x0, 1e-3)
-    # affine map: box -> [0, size)
-    a = size / side
-    m = np.array([[a, 0, -x0 * a], [0, a, -y0 * a]], np.float32)
-    interp = cv2.INTER_AREA if a < 1 else cv2.INTER_LINEAR
-    if a < 0.5:  # shrink first for proper anti-aliasing
-        ix0, iy0 = int(max(0, np.floor(x0))), int(max(0, np.floor(y0)))
-        ix1, iy1 = int(min(image.shape[1], np.ceil(x1))), int(min(image.shape[0], np.ceil(y1)))
-        if ix1 > ix0 and iy1 > iy0:
-            sub = image[iy0:iy1, ix0:ix1]
-            f = 2.0 * a
-            sub = cv2.resize(sub, (max(1, int(round(sub.shape[1] * f))), max(1, int(round(sub.shape[0] * f)))),
-                             interpolation=cv2.INTER_AREA)
-            m = np.array([[0.5, 0, (ix0 - x0) * a], [0, 0.5, (iy0 - y0) * a]], np.float32)
-            m[0, 0] = a * (ix1 - ix0) / sub.shape[1]
-            m[1, 1] = a * (iy1 - iy0) / sub.shape[0]
-            return cv2.warpAffine(sub, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return cv2.warpAffine(image, m, (size, size), flags=interp, borderMode=cv2.BORDER_REPLICATE)
+    x0, y0, x1, _ = (float(v) for v in box)
+    return cut(image, (int(round(x0)), int(round(y0)), max(1, int(round(x1 - x0)))), size)
