@@ -136,7 +136,6 @@ class TorchBackend(Backend):
             return self._fns[graph](*tensors)
 
     def _replay(self, graph: str, n: int, tensors):
-        torch = self._torch
         with self._graph_lock:
             entry = self._cuda_graphs.get((graph, n))
             if entry is None:

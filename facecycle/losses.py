@@ -7,19 +7,18 @@ the model outputs, as the authors' code does.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import IMAGENET_MEAN, IMAGENET_STD, FaceCycleConfig
+from .config import IMAGENET_MEAN, IMAGENET_STD
 from .nn.warp import warp
 
 __all__ = [
     "gaussian_window", "ssim", "gram", "symmetry_loss", "denormalize", "PerceptualNet",
-    "perceptual_loss", "MotionLoss", "motion_losses", "identity_losses",
+    "perceptual_loss", "motion_losses", "identity_losses",
 ]
 
 

@@ -7,7 +7,7 @@ life). Needs ``Face.identity`` (the analyzer computes it when ``reid=True``).
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict
 
 import numpy as np
 

@@ -47,7 +47,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _extractor(args, meta=None):
-    from .. import probe  # noqa: F401
     from ..probe.features import OnnxFeatures, PixelFeatures, TorchFeatures, extractor_from_meta, random_encoder
 
     if meta is not None:

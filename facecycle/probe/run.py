@@ -1,15 +1,14 @@
 """Probe workflows used by ``facecycle probe``: load a split, extract features, fit / evaluate heads."""
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import InputError, UsageError
+from ..errors import InputError
 from .datasets import EXPRESSION_CLASSES, list_expression, list_pose, load_images, stratified_split
 from .features import FeatureExtractor
 from .linear import DEFAULT_WDS, Head, classification_report, fit_classifier, fit_regressor

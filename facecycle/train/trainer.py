@@ -17,13 +17,11 @@ import csv
 import json
 import logging
 import math
-import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional
 
-import numpy as np
 import torch
 
 from ..checkpoint import load_checkpoint, save_checkpoint

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..crops import paste_square
 from ..pose import euler_to_rotation
-from ..types import EMOTIONS, FramePacket
+from ..types import EMOTIONS
 from .base import Annotator, color_for
 
 __all__ = ["BoxAnnotator", "LandmarkAnnotator", "PoseAxesAnnotator", "EmotionBarAnnotator",
