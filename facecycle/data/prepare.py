@@ -72,31 +72,18 @@ def iter_sources(inputs: Sequence[str]) -> List[Path]:
 
 
 def _frames(src: Path, every: int) -> Iterator[Tuple[int, np.ndarray]]:
-    """Yield (frame index, BGR uint8 frame) of a video or image folder, every ``every``-th."""
-    import cv2
+    """Yield (frame index, BGR uint8 frame) of a video or image folder, every ``every``-th.
 
-    if src.is_dir():
-        files = sorted(q for q in src.iterdir() if q.suffix.lower() in IMAGE_EXTS)
-        for i, f in enumerate(files):
-            if i % every:
-                continue
-            img = cv2.imread(str(f), cv2.IMREAD_COLOR)
-            if img is None:
-                log.warning("%s: unreadable image, skipped", f)
-                continue
-            yield i, img
-        return
-    import av
+    Decoding is the pipeline's (:func:`realtime.sources.open_source`): rotation
+    metadata applied, damaged packets skipped, so training sees frames as
+    inference does.
+    """
+    from realtime.sources import open_source
 
-    with av.open(str(src)) as c:
-        if not c.streams.video:
-            raise InputError("no video stream")
-        st = c.streams.video[0]
-        st.thread_type = "AUTO"
-        for i, fr in enumerate(c.decode(st)):
-            if i % every:
-                continue
-            yield i, fr.to_ndarray(format="bgr24")
+    with open_source(src) as source:
+        for packet in source:
+            if packet.index % every == 0:
+                yield packet.index, packet.image
 
 
 def _source_id(src: Path) -> str:
