@@ -41,12 +41,18 @@ def make_inputs(be: Backend, graph: str, batch: int, seed: int = 0) -> Dict[str,
     return out
 
 
-def export_random(config: str, out_dir: Path, graphs: Optional[Sequence[str]] = None, seed: int = 0) -> Path:
-    """Export randomly initialised weights of a config (ONNX + ``model.safetensors``) into ``out_dir`` (needs torch)."""
+def export_random(config: str, out_dir: Path, graphs: Optional[Sequence[str]] = None, seed: int = 0,
+                  atol: float = 1e-4) -> Path:
+    """Export randomly initialised weights of a config (ONNX + ``model.safetensors``) into ``out_dir`` (needs torch).
+
+    The one random-weight exporter: ``bench engines --config`` and ``bench pipeline/soak --config`` both use it.
+    ``atol`` is the ONNX-vs-PyTorch tolerance of the export check (random weights of a large config need more).
+    """
     try:
         import torch
     except ImportError:
-        raise BackendUnavailable("--config needs PyTorch to create and export the model") from None
+        raise BackendUnavailable("--config needs PyTorch (the [torch] extra) to create and export the model; "
+                                 "pass --model DIR instead") from None
     from facecycle.checkpoint import save_checkpoint
     from facecycle.config import get_config
     from facecycle.export import export_onnx
@@ -55,7 +61,7 @@ def export_random(config: str, out_dir: Path, graphs: Optional[Sequence[str]] = 
     torch.manual_seed(seed)
     model = FaceCycle(get_config(config)).eval()
     want = [g for g in (graphs or []) if g != "identity" or model.has_identity] or None
-    export_onnx(model, out_dir, graphs=want, source=f"random:{config}:seed{seed}")
+    export_onnx(model, out_dir, graphs=want, atol=atol, source=f"random:{config}:seed{seed}")
     save_checkpoint(model, Path(out_dir) / "model.safetensors")
     return Path(out_dir)
 

@@ -1,7 +1,13 @@
 """FaceCycle RT: real-time facial analysis built on FaceCycle (ICCV 2021).
 
+This package is the bottom layer: the model, training and probes, and the
+basics every other package uses (errors, files, config, preprocess, assets).
+It imports none of the others (``engines``, ``realtime``, ``ui``,
+``facecycle_cli``). The pipeline's :class:`Analyzer` is
+``from realtime import Analyzer``.
+
 The top level imports no torch. ``load_checkpoint`` and ``FaceCycle`` need
-torch (the ``[torch]`` extra); ``Analyzer`` runs on ONNX Runtime.
+torch (the ``[torch]`` extra).
 """
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "__version__", "FaceCycleConfig", "get_config", "list_configs", "register_config",
-    "FaceCycle", "load_checkpoint", "save_checkpoint", "Analyzer",
+    "FaceCycle", "load_checkpoint", "save_checkpoint",
 ]
 
 
@@ -24,7 +30,6 @@ def __getattr__(name: str) -> Any:  # lazy imports keep torch optional
     if name in ("load_checkpoint", "save_checkpoint"):
         from . import checkpoint
         return getattr(checkpoint, name)
-    if name == "Analyzer":
-        from realtime.analyzer import Analyzer
-        return Analyzer
+    if name == "Analyzer":  # moved up to the pipeline layer: the model layer cannot import it
+        raise ImportError("facecycle.Analyzer moved: use `from realtime import Analyzer`")
     raise AttributeError(f"module 'facecycle' has no attribute {name!r}")

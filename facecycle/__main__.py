@@ -1,10 +1,6 @@
-"""``python -m facecycle``: the CLI. A Ctrl-C while the CLI is still importing exits 130 without a traceback."""
-import sys
+"""``python -m facecycle``: the command line, as the ``facecycle`` command runs it (:mod:`facecycle_cli`).
 
-try:
-    from .cli import run
-except KeyboardInterrupt:
-    sys.stderr.write("facecycle: interrupted\n")
-    sys.exit(130)
-
-run()
+A launcher, not a library module: nothing imports it, so its one upward import closes no cycle. It is the
+single exception in the layer contract (``pyproject.toml``, ``[tool.importlinter]``).
+"""
+import facecycle_cli.__main__  # noqa: F401 - importing it runs the CLI

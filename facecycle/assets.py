@@ -14,9 +14,7 @@ def default_model_dir() -> Path:
     Raises:
         ModelError: the directory has no ``manifest.json`` (not installed/trained yet).
     """
-    import facecycle
-
-    d = Path(facecycle.__file__).parent / "assets" / "default"
+    d = Path(__file__).resolve().parent / "assets" / "default"
     if not (d / "manifest.json").is_file():
         raise ModelError(f"no default model at {d} (manifest.json missing); pass --model DIR with an exported "
                          "model (facecycle export --checkpoint C --out DIR) or reinstall the package")

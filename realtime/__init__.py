@@ -1,6 +1,6 @@
 """Real-time pipeline: capture → detect → track → infer → render, with video and CSV outputs.
 
-Main entry points: :class:`realtime.analyzer.Analyzer` (also ``facecycle.Analyzer``),
+Main entry points: :class:`realtime.analyzer.Analyzer` (``from realtime import Analyzer``),
 :func:`realtime.sources.open_source`, :func:`realtime.detectors.create_detector`,
 :class:`realtime.pipeline.LatestFrame` (GUI bridge), the sinks in :mod:`realtime.sinks`
 and the annotators in :mod:`realtime.annotators`. Submodules are imported lazily.

@@ -1,6 +1,6 @@
-"""The Python API: :class:`Analyzer` (``from facecycle import Analyzer``).
+"""The Python API: :class:`Analyzer` (``from realtime import Analyzer``).
 
->>> from facecycle import Analyzer
+>>> from realtime import Analyzer
 >>> an = Analyzer(model="exported_model_dir")            # doctest: +SKIP
 >>> for packet in an.process_video("clip.mp4", csv="clip.csv"):   # doctest: +SKIP
 ...     for face in packet.faces:

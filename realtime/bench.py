@@ -30,7 +30,7 @@ from .sources.base import Source
 from .sources.video import VideoSource
 from .types import FramePacket
 
-__all__ = ["register_bench", "bench_pipeline", "bench_soak", "bench_detectors", "LoopingSource", "decode_fps"]
+__all__ = ["bench_pipeline", "bench_soak", "bench_detectors", "LoopingSource", "decode_fps"]
 
 log = logging.getLogger(__name__)
 
@@ -109,31 +109,14 @@ def _analyzer_from_args(args, tmp: Path):
 
     model = args.model
     if getattr(args, "config", None):
-        model = _export_random(args.config, tmp)
+        from engines.bench import export_random
+
+        model = export_random(args.config, tmp / f"random_{args.config}", graphs=["analyze", "neutralize"], atol=1e-2)
     return Analyzer(model=model, backend=args.backend, detector=args.detector, detector_model=args.detector_model,
                     detect_every=args.detect_every, detect_size=args.detect_size or None,
                     neutralize=getattr(args, "neutralize", False), threads=args.threads,
                     infer_workers=args.infer_workers, precision=getattr(args, "precision", None),
                     calibration=getattr(args, "calibration", None))
-
-
-def _export_random(config: str, tmp: Path) -> Path:
-    try:
-        import torch
-
-        from facecycle.config import get_config
-        from facecycle.export import export_onnx
-        from facecycle.model import FaceCycle
-    except ImportError:
-        raise UsageError("--config needs torch (the [torch] extra); pass --model DIR instead") from None
-    try:
-        cfg = get_config(config)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    torch.manual_seed(0)
-    out = tmp / f"random_{config}"
-    export_onnx(FaceCycle(cfg).eval(), out, graphs=["analyze", "neutralize"], atol=1e-2, source=f"random:{config}")
-    return out
 
 
 def bench_pipeline(args: argparse.Namespace) -> dict:
@@ -296,62 +279,3 @@ def bench_detectors(args: argparse.Namespace) -> dict:
         for v in out["detectors"].values():
             v["speed_vs_centerface320"] = round(ref["median_ms"] / v["median_ms"], 2) if v["median_ms"] else None
     return out
-
-
-def _write(rec: dict, out: str) -> None:
-    text = json.dumps(rec, indent=2, default=str) + "\n"
-    if out == "-":
-        print(text, end="")
-        return
-    p = Path(out)
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-    except OSError as e:
-        raise OutputError(f"{out}: cannot write ({e.strerror or e})") from None
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--model", default=None, metavar="DIR", help="exported model dir (default: shipped model)")
-    src.add_argument("--config", default=None, metavar="NAME",
-                     help="random weights of a config (e.g. paper) exported to a temp dir (needs torch)")
-    p.add_argument("--backend", default="auto")
-    p.add_argument("--detector", default="centerface", choices=("centerface", "yunet", "scrfd"))
-    p.add_argument("--detector-model", default=None)
-    p.add_argument("--detect-every", type=int, default=5)
-    p.add_argument("--detect-size", type=int, default=320)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--infer-workers", type=int, default=None)
-    p.add_argument("--precision", default=None, choices=("fp32", "fp16", "int8"))
-    p.add_argument("--calibration", default=None, help="faces video for --precision int8")
-    p.add_argument("--video", action="store_true", help="also write the annotated video")
-    p.add_argument("--json", required=True, metavar="OUT", help="write the record here ('-' = stdout)")
-
-
-def register_bench(bsub: argparse._SubParsersAction) -> None:
-    """Add ``pipeline`` and ``soak`` to the ``facecycle bench`` sub-command group."""
-    p = bsub.add_parser("pipeline", help="end-to-end pipeline fps / latency / stage times (median of runs)")
-    p.add_argument("video_in", metavar="VIDEO")
-    p.add_argument("--frames", type=int, default=300, help="frames per run (at most the clip's length)")
-    p.add_argument("--runs", type=int, default=3, help="runs; the median is reported (default 3)")
-    _common(p)
-    p.set_defaults(func=lambda a: (_write(bench_pipeline(a), a.json), 0)[1])
-
-    s = bsub.add_parser("soak", help="long run over looped clips: RSS memory and throughput per window")
-    s.add_argument("videos", nargs="*", metavar="VIDEO",
-                   help="clips to loop (default: three clips of ../shared/data/videos, see realtime/soak.py)")
-    s.add_argument("--frames", type=int, default=20000, help="frames in total (default 20000)")
-    s.add_argument("--window", type=int, default=1000, help="frames per throughput/memory sample (1000)")
-    _common(s)
-    s.set_defaults(func=lambda a: (_write(bench_soak(a), a.json), 0)[1])
-
-    d = bsub.add_parser("detectors", help="detection rate and speed of the face detectors on clips")
-    d.add_argument("videos", nargs="+", metavar="VIDEO")
-    d.add_argument("--detectors", default="centerface@320,centerface@640,yunet@320,yunet@640,scrfd@320",
-                   help="comma-separated name@max_side (default: %(default)s)")
-    d.add_argument("--yunet-model", default=None, help="YuNet .onnx (yunet entries are skipped without it)")
-    d.add_argument("--scrfd-model", default=None, help="SCRFD .onnx (scrfd entries are skipped without it)")
-    d.add_argument("--step", type=int, default=5, help="use every N-th frame (default 5)")
-    d.add_argument("--json", required=True, metavar="OUT")
-    d.set_defaults(func=lambda a: (_write(bench_detectors(a), a.json), 0)[1])

@@ -2,9 +2,9 @@
 
 FaceCycle is trained on VoxCeleb-like crops: a square centred on the face box
 whose side is ``scale`` × the longer side of the box (1.7 by default), so the
-whole head and a little background is visible. Training code imports these
-functions (``from realtime.crops import loose_square_box, crop_square``) so
-both sides crop identically. numpy / OpenCV only.
+whole head and a little background is visible. Training data preparation
+crops through them too (:mod:`realtime.facetracks`), so both sides crop
+identically. numpy / OpenCV only.
 """
 from __future__ import annotations
 

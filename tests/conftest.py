@@ -1,9 +1,16 @@
 """Shared fixtures: paths into ../shared (skipped cleanly where absent), tiny models."""
 from __future__ import annotations
 
+import csv
 import os
+import threading
+from fractions import Fraction
 from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Tuple
 
+import av
+import cv2
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,3 +79,122 @@ def tiny_export(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_export")
     export_onnx(model, out, source="random:tiny")
     return model, out
+
+
+def write_video(path: Path, frames: Sequence[np.ndarray], codec: str = "libx264", pix_fmt: str = "yuv420p",
+                rate: int = 25, fmt: Optional[str] = None, pts: Optional[Sequence[int]] = None,
+                time_base: Optional[Fraction] = None, rotation: Optional[float] = None,
+                options: Optional[dict] = None, container_options: Optional[dict] = None,
+                audio: bool = False) -> Path:
+    """Encode BGR frames with PyAV (any codec / pixel format / container): optional VFR ``pts`` in ``time_base``,
+    display ``rotation``, a 440 Hz mono AAC ``audio`` track. Returns ``path``."""
+    c = av.open(str(path), "w", format=fmt, options=container_options or {})
+    s = c.add_stream(codec, rate=rate)
+    h, w = frames[0].shape[:2]
+    s.width, s.height, s.pix_fmt = w, h, pix_fmt
+    if options:
+        s.options = options
+    if time_base is not None:
+        s.codec_context.time_base = time_base
+    if rotation is not None:
+        s.set_display_rotation(rotation)
+    a = None
+    if audio:
+        a = c.add_stream("aac", rate=16000)
+        a.layout = "mono"
+    for i, img in enumerate(frames):
+        f = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24")
+        f.pts = pts[i] if pts is not None else i
+        if time_base is not None:
+            f.time_base = time_base
+        for p in s.encode(f):
+            c.mux(p)
+    if a is not None:
+        n = int(16000 * len(frames) / rate)
+        samples = (np.sin(np.arange(n) / 16000 * 2 * np.pi * 440) * 0.3).astype(np.float32)[None]
+        af = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+        af.sample_rate = 16000
+        af.pts = 0
+        for p in a.encode(af):
+            c.mux(p)
+        for p in a.encode(None):
+            c.mux(p)
+    for p in s.encode():
+        c.mux(p)
+    c.close()
+    return path
+
+
+def run_in_threads(work: Callable[[], object], threads: int, calls: int = 1,
+                   timeout: float = 120.0) -> Tuple[List[object], List[BaseException]]:
+    """Call ``work()`` ``calls`` times in each of ``threads`` threads at once; returns (results, errors)."""
+    results: List[object] = []
+    errors: List[BaseException] = []
+
+    def loop():
+        try:
+            for _ in range(calls):
+                results.append(work())
+        except Exception as e:  # noqa: BLE001 - reported to the test
+            errors.append(e)
+
+    ts = [threading.Thread(target=loop) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(timeout)
+    assert not any(t.is_alive() for t in ts), "a thread is still running"
+    return results, errors
+
+
+#: a real one-face clip (real_frames falls back to synthetic frames without it)
+FACE_CLIP = VIDEOS / "pyfeat_single_face.mp4"
+
+
+def real_frames(n: int = 40, size=(320, 180)) -> List[np.ndarray]:
+    """``n`` BGR frames (H, W, 3) uint8 of a real face clip resized to ``size`` (W, H); synthetic if absent."""
+    w, h = size
+    out: List[np.ndarray] = []
+    if FACE_CLIP.is_file():
+        with av.open(str(FACE_CLIP)) as c:
+            for f in c.decode(video=0):
+                out.append(cv2.resize(f.to_ndarray(format="bgr24"), (w, h), interpolation=cv2.INTER_AREA))
+                if len(out) >= n:
+                    break
+    while len(out) < n:  # synthetic filler: moving bars
+        img = np.zeros((h, w, 3), np.uint8)
+        img[:, : (len(out) * 7) % w + 1] = (40, 120, 220)
+        out.append(img)
+    return out
+
+
+def read_csv(path: Path, code_dim: int) -> List[dict]:
+    """Parse the whole CSV; every line complete, the contract's columns, frames in order. Returns the rows."""
+    text = path.read_text()
+    assert text.endswith("\n"), "last line is incomplete"
+    from realtime.sinks import csv_columns
+
+    rows = list(csv.reader(text.splitlines()))
+    cols = csv_columns(code_dim)
+    assert rows[0] == cols
+    out = []
+    last = -1
+    for r in rows[1:]:
+        assert len(r) == len(cols), f"row with {len(r)} fields, expected {len(cols)}"
+        d = dict(zip(cols, r))
+        frame = int(d["frame"])
+        assert frame >= last, "frames out of order"
+        last = frame
+        float(d["timestamp"])
+        assert d["success"] in ("0", "1")
+        out.append(d)
+    return out
+
+
+def frames_of(rows: List[dict]) -> List[int]:
+    return sorted({int(r["frame"]) for r in rows})
+
+
+def decode_count(path: Path) -> int:
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))

@@ -1,4 +1,5 @@
-"""`facecycle data prepare` on real clips: tracks, crops, index, resume, bad files; IoU tracker units."""
+"""`facecycle data prepare`: the pipeline's tracker and crops on drawn frames; real clips: tracks, crops, index,
+resume, bad files."""
 from __future__ import annotations
 
 import csv
@@ -6,30 +7,60 @@ import csv
 import numpy as np
 import pytest
 
-from facecycle.data.tracks import IoUTracker, crop_square, iou, loose_square_box
+from realtime.detectors import Detector
+from realtime.types import Detections
 from tests.conftest import MODELS, shared_video
 
 
-def test_iou_and_tracker():
-    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == pytest.approx(1.0)
-    assert iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
-    assert iou((0, 0, 1, 1), (2, 2, 3, 3)) == 0.0
-    t = IoUTracker(min_iou=0.3, max_gap=2)
-    assert t.update(0, [(0, 0, 10, 10), (50, 50, 60, 60)]) == [0, 1]
-    assert t.update(1, [(51, 50, 61, 60), (1, 0, 11, 10)]) == [1, 0]   # matched by overlap, not order
-    assert t.update(5, [(1, 0, 11, 10)]) == [2]                         # gap too long: a new track
+class _MarkDetector(Detector):
+    """Finds the faces the test drew: frame k carries k in pixel (0, 0); ``plan[k]`` are its boxes."""
+
+    def __init__(self, plan):
+        super().__init__(max_side=None, score_threshold=0.5)
+        self.plan = plan
+
+    def _detect(self, image):
+        boxes = self.plan.get(int(image[0, 0, 0]), [])
+        if not boxes:
+            return Detections.empty()
+        b = np.asarray(boxes, np.float32)
+        lm = np.repeat(((b[:, :2] + b[:, 2:]) / 2)[:, None, :], 5, axis=1)
+        return Detections(b, np.full(len(b), 0.9, np.float32), lm)
 
 
-def test_loose_square_box_and_crop():
-    b = loose_square_box((10, 20, 30, 60), scale=1.5)  # 20×40 box -> 60×60 square around (20, 40)
-    assert b == pytest.approx((-10, 10, 50, 70))
-    img = np.zeros((100, 100, 3), np.uint8)
-    img[40:60, 40:60] = 255
-    c = crop_square(img, (30, 30, 70, 70), 20)  # the white square fills the middle half
-    assert c.shape == (20, 20, 3)
-    assert c[10, 10, 0] == 255 and c[1, 1, 0] == 0
-    big = crop_square(np.full((400, 400, 3), 7, np.uint8), (-50, -50, 450, 450), 16)  # leaves the image
-    assert big.shape == (16, 16, 3) and (big == 7).all()
+def test_face_tracks_use_the_pipeline_tracker_and_crops(tmp_path):
+    """Training data goes through the pipeline's tracker (a gap longer than max_gap starts a new track),
+    min_face filter and loose-square crops (the same squares as inference)."""
+    import cv2
+
+    from realtime.crops import crop_faces, loose_square_box
+    from realtime.facetracks import face_tracks
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    images = []
+    for k in range(12):
+        img = (rng.random((200, 240, 3)) * 255).astype(np.uint8)
+        img[0, 0] = k
+        images.append(img)
+        cv2.imwrite(str(frames / f"{k:03d}.png"), img)
+    a = [(20 + k, 30, 80 + k, 100) for k in range(12)]            # always there, moving right
+    plan = {k: [a[k]] for k in range(12)}
+    for k in (0, 1, 2, 9, 10, 11):                                 # gone for 6 frames in the middle
+        plan[k].append((150, 100, 210, 170))
+    plan[5].append((5, 5, 20, 20))                                 # too small: ignored
+    tracks = face_tracks(frames, _MarkDetector(plan), size=32, scale=1.5, every=1, min_face=32, max_gap=3)
+    assert sorted(len(v) for v in tracks.values()) == [3, 3, 12]
+    tid_a = next(t for t, v in tracks.items() if len(v) == 12)
+    for fi, sq, crop in tracks[tid_a]:
+        x0, y0, side = loose_square_box(a[fi], 1.5)
+        assert sq == (x0, y0, x0 + side, y0 + side)
+        want, _ = crop_faces(images[fi], np.array([a[fi]], np.float32), 32, 1.5)  # RGB, as inference
+        assert crop.shape == (32, 32, 3) and np.array_equal(crop, want[0])
+    every2 = face_tracks(frames, _MarkDetector(plan), size=32, scale=1.5, every=2, min_face=32, max_gap=3)
+    assert all(fi % 2 == 0 for v in every2.values() for fi, _, _ in v)
+    assert sorted(len(v) for v in every2.values()) == [1, 2, 6]   # frames 2 -> 10: 8 > 3 x 2, a new track
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +72,7 @@ def yunet():
 
 
 def test_prepare_two_clips_resume_and_bad_file(tmp_path, yunet, capsys):
-    from facecycle.cli import main
+    from facecycle_cli import main
 
     clips = [shared_video("liveportrait_driving_d1.mp4"), shared_video("pyfeat_no_face.mp4")]
     bad = tmp_path / "broken.mp4"
@@ -71,7 +102,7 @@ def test_prepare_two_clips_resume_and_bad_file(tmp_path, yunet, capsys):
 
 
 def test_prepare_errors(tmp_path, capsys):
-    from facecycle.cli import main
+    from facecycle_cli import main
 
     assert main(["data", "prepare", str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "o"),
                  "--detector-model", str(tmp_path / "m.onnx")]) in (2, 3)

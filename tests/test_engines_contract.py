@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import VIDEOS
+from tests.conftest import VIDEOS, run_in_threads
 from engines import open_backend
 from engines.probes import default_probes
 from engines.select import canonical, check
@@ -158,20 +157,7 @@ def test_onnxruntime_is_thread_safe(model_dir, reference):
     inputs, _ = reference
     with open_backend(model_dir, "onnxruntime", max_batch=MAX_BATCH, intra_op_threads=1) as be:
         want = be.run("analyze", inputs["analyze"])["code"]
-        errs, results = [], []
-
-        def work():
-            try:
-                for _ in range(5):
-                    results.append(be.run("analyze", inputs["analyze"])["code"])
-            except Exception as e:  # noqa: BLE001
-                errs.append(e)
-
-        ts = [threading.Thread(target=work) for _ in range(4)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
+        results, errs = run_in_threads(lambda: be.run("analyze", inputs["analyze"])["code"], threads=4, calls=5)
     assert not errs and len(results) == 20
     assert all(np.array_equal(r, want) for r in results)
 
@@ -253,7 +239,7 @@ def test_torch_weights_must_match_manifest_config(model_dir, tmp_path):
 
 
 def test_cli_errors_are_one_line_with_exit_codes(broken_dir, capsys):
-    from facecycle.cli import main
+    from facecycle_cli import main
 
     f = broken_dir / "analyze.onnx"
     f.write_bytes(f.read_bytes()[:1000])
@@ -273,7 +259,7 @@ def test_cli_errors_are_one_line_with_exit_codes(broken_dir, capsys):
 
 # ------------------------------------------------------------------------------------------- benchmark
 def test_bench_engines_cli_writes_records(model_dir, tmp_path, capsys):
-    from facecycle.cli import main
+    from facecycle_cli import main
 
     out = tmp_path / "bench.json"
     rc = main(["bench", "engines", "--model", str(model_dir), "--backend", "onnxruntime", "--baseline", "torch",
@@ -294,7 +280,7 @@ def test_bench_engines_cli_writes_records(model_dir, tmp_path, capsys):
 
 
 def test_engine_cli_list_build_clean(model_dir, tmp_path, monkeypatch, capsys):
-    from facecycle.cli import main
+    from facecycle_cli import main
 
     monkeypatch.setenv("FACECYCLE_CACHE", str(tmp_path / "cache"))
     assert main(["engine", "list"]) == 0

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import pytest
 
 from engines.probes import default_probes
 from engines.select import check
+from tests.conftest import run_in_threads
 
 pytestmark = pytest.mark.gpu
 
@@ -85,20 +85,14 @@ def test_one_context_per_thread_and_same_results(trt_dir, cache):
     x = np.random.default_rng(0).standard_normal((4, 3, 32, 32), dtype=np.float32)
     with open_backend(trt_dir, "tensorrt", profile=(1, 2, 4)) as be:
         want = be.run("analyze", {"image": x})["code"]
-        ctxs, outs, errs = set(), [], []
+        ctxs = set()
 
         def work():
-            try:
-                outs.append(be.run("analyze", {"image": x})["code"])
-                ctxs.add(id(be._context("analyze")[0]))
-            except Exception as e:  # noqa: BLE001
-                errs.append(e)
+            out = be.run("analyze", {"image": x})["code"]
+            ctxs.add(id(be._context("analyze")[0]))
+            return out
 
-        ts = [threading.Thread(target=work) for _ in range(3)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
+        outs, errs = run_in_threads(work, threads=3)
     assert not errs and len(ctxs) == 3
     assert all(np.allclose(o, want, atol=1e-5) for o in outs)
 

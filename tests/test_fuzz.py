@@ -29,7 +29,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from facecycle.cli import main
+from facecycle_cli import main
 from realtime.sinks import CsvSink, VideoSink, csv_columns
 from realtime.sources.video import VideoSource
 from realtime.types import EMOTIONS, Face, FramePacket

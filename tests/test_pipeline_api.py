@@ -1,4 +1,4 @@
-"""The Python API (`facecycle.Analyzer`) on real frames with the tiny exported model: per-frame results,
+"""The Python API (`realtime.Analyzer`) on real frames with the tiny exported model: per-frame results,
 expression head, neutral faces, identity re-id, stop/pause, the GUI bridge, and `bench soak`."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from facecycle.cli import main as cli_main
+from facecycle_cli import main as cli_main
 
 from .conftest import shared_video
 
@@ -34,7 +34,7 @@ def model_with_head(tiny_export, tmp_path_factory):
 
 
 def test_facecycle_analyzer_yields_complete_packets(model_with_head):
-    from facecycle import Analyzer
+    from realtime import Analyzer
 
     clip = shared_video(CLIP)
     with Analyzer(model=model_with_head, neutralize=True, detect_every=4) as an:
@@ -61,7 +61,7 @@ def test_facecycle_analyzer_yields_complete_packets(model_with_head):
 
 
 def test_smoothing_changes_codes_but_not_the_first_frame(model_with_head):
-    from facecycle import Analyzer
+    from realtime import Analyzer
 
     clip = shared_video(CLIP)
     out = {}

@@ -20,7 +20,7 @@ import av
 import numpy as np
 import pytest
 
-from facecycle.cli import main as cli_main
+from facecycle_cli import main as cli_main
 
 from .conftest import ROOT, VIDEOS, shared_video
 

@@ -84,7 +84,7 @@ def test_fer_layout_split_and_grayscale(fer_small):
 
 
 def test_probe_cli_fit_and_eval_with_exported_model(fer_small, tiny_export, tmp_path):
-    from facecycle.cli import main
+    from facecycle_cli import main
 
     _, model_dir = tiny_export
     head = tmp_path / "head.safetensors"
@@ -113,7 +113,7 @@ def test_probe_cli_fit_and_eval_with_exported_model(fer_small, tiny_export, tmp_
 
 
 def test_probe_cli_errors(tmp_path, capsys):
-    from facecycle.cli import main
+    from facecycle_cli import main
 
     assert main(["probe", "eval", "--data", str(tmp_path), "--head", str(tmp_path / "nope.safetensors")]) == 3
     assert "no such head file" in capsys.readouterr().err
@@ -122,7 +122,7 @@ def test_probe_cli_errors(tmp_path, capsys):
 def test_shipped_default_model_and_head_load_without_flags(fer_small, tmp_path):
     """The packaged model + expression head: found with no flags, ONNX features, 7-class report."""
     from facecycle.assets import default_model_dir
-    from facecycle.cli import main
+    from facecycle_cli import main
 
     d = default_model_dir()
     man = json.loads((d / "manifest.json").read_text())

@@ -26,46 +26,10 @@ from realtime.sources import ImageFolderSource, VideoSource, open_source
 from realtime.tracking import Tracker, iou_matrix
 from realtime.types import EMOTIONS, Detections, Face, FramePacket
 
-from .conftest import MODELS, shared_video
+from .conftest import MODELS, shared_video, write_video
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def write_video(path: Path, frames, pts=None, rate=25, rotation=None, time_base=None, audio=False):
-    """Encode BGR frames with PyAV (H.264), optional explicit pts (VFR), display rotation and an audio track."""
-    c = av.open(str(path), "w")
-    s = c.add_stream("libx264", rate=rate)
-    h, w = frames[0].shape[:2]
-    s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-    if time_base is not None:
-        s.codec_context.time_base = time_base
-    if rotation is not None:
-        s.set_display_rotation(rotation)
-    a = None
-    if audio:
-        a = c.add_stream("aac", rate=16000)
-        a.layout = "mono"
-    for i, img in enumerate(frames):
-        f = av.VideoFrame.from_ndarray(img, format="bgr24")
-        f.pts = pts[i] if pts is not None else i
-        if time_base is not None:
-            f.time_base = time_base
-        for p in s.encode(f):
-            c.mux(p)
-    if a is not None:
-        n = int(16000 * len(frames) / rate)
-        samples = (np.sin(np.arange(n) / 16000 * 2 * np.pi * 440) * 0.3).astype(np.float32)[None]
-        af = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
-        af.sample_rate = 16000
-        af.pts = 0
-        for p in a.encode(af):
-            c.mux(p)
-        for p in a.encode(None):
-            c.mux(p)
-    for p in s.encode():
-        c.mux(p)
-    c.close()
-
-
 def face(box, tid=0, lm=None):
     box = np.asarray(box, np.float32)
     if lm is None:

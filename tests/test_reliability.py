@@ -4,7 +4,7 @@ Every test makes its own bad input (PyAV writes odd formats; truncation and corr
 file the test wrote) and checks the documented behaviour (docs/reliability.md): the exit code, a single
 ``facecycle: error: ...`` line without a traceback, and, where rows were produced, a CSV that parses
 completely. Frames with faces come from a real clip in ../shared when present (synthetic otherwise).
-Most cases run the CLI in-process (``facecycle.cli.main``) with ``capfd`` (so FFmpeg/OpenCV writes to fd 2
+Most cases run the CLI in-process (``facecycle_cli.main``) with ``capfd`` (so FFmpeg/OpenCV writes to fd 2
 are seen too); a few run it as a subprocess to see exactly what a user sees.
 """
 from __future__ import annotations
@@ -25,89 +25,13 @@ import cv2
 import numpy as np
 import pytest
 
-from facecycle.cli import main
+from facecycle_cli import main
 from realtime.sinks import csv_columns
 
-from .conftest import ROOT, VIDEOS
-
-FACE_CLIP = VIDEOS / "pyfeat_single_face.mp4"
+from .conftest import FACE_CLIP, ROOT, decode_count, frames_of, read_csv, real_frames, write_video
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def real_frames(n: int = 40, size=(320, 180)) -> List[np.ndarray]:
-    """``n`` BGR frames (H, W, 3) uint8 of a real face clip resized to ``size`` (W, H); synthetic if absent."""
-    w, h = size
-    out: List[np.ndarray] = []
-    if FACE_CLIP.is_file():
-        with av.open(str(FACE_CLIP)) as c:
-            for f in c.decode(video=0):
-                out.append(cv2.resize(f.to_ndarray(format="bgr24"), (w, h), interpolation=cv2.INTER_AREA))
-                if len(out) >= n:
-                    break
-    while len(out) < n:  # synthetic filler: moving bars
-        img = np.zeros((h, w, 3), np.uint8)
-        img[:, : (len(out) * 7) % w + 1] = (40, 120, 220)
-        out.append(img)
-    return out
-
-
-def write_video(path: Path, frames: Sequence[np.ndarray], codec: str = "libx264", pix_fmt: str = "yuv420p",
-                rate: int = 25, fmt: Optional[str] = None, pts: Optional[Sequence[int]] = None,
-                time_base: Optional[Fraction] = None, rotation: Optional[float] = None,
-                options: Optional[dict] = None, container_options: Optional[dict] = None) -> Path:
-    """Encode BGR frames with PyAV (any codec / pixel format / container), optional VFR pts and rotation."""
-    c = av.open(str(path), "w", format=fmt, options=container_options or {})
-    s = c.add_stream(codec, rate=rate)
-    h, w = frames[0].shape[:2]
-    s.width, s.height, s.pix_fmt = w, h, pix_fmt
-    if options:
-        s.options = options
-    if time_base is not None:
-        s.codec_context.time_base = time_base
-    if rotation is not None:
-        s.set_display_rotation(rotation)
-    for i, img in enumerate(frames):
-        f = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24")
-        if pts is not None:
-            f.pts, f.time_base = pts[i], time_base
-        for p in s.encode(f):
-            c.mux(p)
-    for p in s.encode():
-        c.mux(p)
-    c.close()
-    return path
-
-
-def read_csv(path: Path, code_dim: int) -> List[dict]:
-    """Parse the whole CSV; every line complete, the contract's columns, frames in order. Returns the rows."""
-    text = path.read_text()
-    assert text.endswith("\n"), "last line is incomplete"
-    rows = list(csv.reader(text.splitlines()))
-    cols = csv_columns(code_dim)
-    assert rows[0] == cols
-    out = []
-    last = -1
-    for r in rows[1:]:
-        assert len(r) == len(cols), f"row with {len(r)} fields, expected {len(cols)}"
-        d = dict(zip(cols, r))
-        frame = int(d["frame"])
-        assert frame >= last, "frames out of order"
-        last = frame
-        float(d["timestamp"])
-        assert d["success"] in ("0", "1")
-        out.append(d)
-    return out
-
-
-def frames_of(rows: List[dict]) -> List[int]:
-    return sorted({int(r["frame"]) for r in rows})
-
-
-def decode_count(path: Path) -> int:
-    with av.open(str(path)) as c:
-        return sum(1 for _ in c.decode(video=0))
-
-
 def one_error_line(err: str, code_word: str = "facecycle: error:") -> str:
     """The single error line of ``err`` (asserts: no traceback, exactly one error line)."""
     assert "Traceback" not in err, err

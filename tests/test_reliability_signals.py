@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
-from .test_reliability import decode_count, frames_of, read_csv, real_frames, write_video
+from .conftest import ROOT, decode_count, frames_of, read_csv, real_frames, write_video
 
 N_FRAMES = 240
 

@@ -353,9 +353,9 @@ def test_cli_bad_input_is_one_line_error(model_dir, tmp_path):
     assert r.returncode == 2
     r = _run_cli(["--input", "x.mp4", "--detector", "nope", "--exit-after", "3"])
     assert r.returncode == 2 and "unknown detector" in r.stderr
-    # the facecycle-app GUI script (ui.app:main) takes the same options and exits the same way
+    # the facecycle-app GUI script (facecycle_cli.app_cmd:main) takes the same options and exits the same way
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    r = subprocess.run([sys.executable, "-c", "import sys; from ui.app import main; sys.exit(main())",
+    r = subprocess.run([sys.executable, "-c", "import sys; from facecycle_cli.app_cmd import main; sys.exit(main())",
                         "--input", str(tmp_path / "nope.mp4"), "--model", model_dir, "--exit-after", "3"],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 3 and "no such file" in r.stderr

@@ -2,7 +2,7 @@
 
 ``facecycle app [--input FILE | --camera N] [--model DIR] [--backend B] [--detector D]
 [--screenshot PNG] [--exit-after N] [--stats-json PATH] ...``; ``facecycle-app`` is
-the same as ``facecycle app``.
+the same as ``facecycle app`` (its launcher is :func:`facecycle_cli.app_cmd.main`).
 """
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 from facecycle.errors import FaceCycleError, OutputError, PipelineError, UsageError
 
-__all__ = ["add_arguments", "run_app", "main", "Automation"]
+__all__ = ["add_arguments", "run_app", "Automation"]
 
 log = logging.getLogger(__name__)
 
@@ -148,14 +148,11 @@ class Automation:
 
 def _check_choices(args: argparse.Namespace) -> None:
     """Unknown --detector / --backend names are usage errors before any window opens."""
+    from engines.select import canonical
     from realtime.detectors import DETECTORS
 
     if args.detector.lower() not in DETECTORS:
         raise UsageError(f"unknown detector {args.detector!r}; choose from {', '.join(DETECTORS)}")
-    try:
-        from engines.select import canonical
-    except ImportError:
-        return
     canonical(args.backend)  # raises UsageError for an unknown name
 
 
@@ -297,14 +294,3 @@ def _restore_signal_handlers(state: dict) -> None:
             signal.signal(sig, old)
         except (ValueError, OSError, TypeError):
             pass
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    """The ``facecycle-app`` GUI script: same options as ``facecycle app``."""
-    from facecycle.cli import main as cli_main
-
-    return cli_main(["app", *(sys.argv[1:] if argv is None else list(argv))])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

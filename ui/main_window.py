@@ -13,6 +13,9 @@ from PyQt6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PyQt6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QHBoxLayout, QLabel, QMainWindow, QPushButton,
                              QSizePolicy, QSpinBox, QSplitter, QStatusBar, QVBoxLayout, QWidget)
 
+from engines.select import BACKEND_NAMES
+from realtime.detectors import DETECTORS
+
 from .bridge import FrameBridge
 from .session import AnalysisSession
 from .settings import Overlays, RunConfig
@@ -27,21 +30,12 @@ VIDEO_FILTER = "Videos (*.mp4 *.mov *.mkv *.avi *.webm *.m4v);;All files (*)"
 
 def backend_choices() -> List[str]:
     """Backend names for the combo box (``engines`` names; ``auto`` first)."""
-    try:
-        from engines.select import BACKEND_NAMES
-
-        return list(BACKEND_NAMES)
-    except ImportError:
-        return ["auto", "onnxruntime"]
+    return list(BACKEND_NAMES)
 
 
 def detector_choices() -> List[str]:
-    try:
-        from realtime.detectors import DETECTORS
-
-        return list(DETECTORS)
-    except ImportError:
-        return ["centerface"]
+    """Detector names for the combo box (``realtime.detectors``; the default first)."""
+    return list(DETECTORS)
 
 
 class MainWindow(QMainWindow):

@@ -8,7 +8,10 @@ Layout of a dataset directory::
       meta.json          size, scale, detector, every
       tracks/<track>/<frame:06d>.png                          (RGB crops, size×size)
 
-Track names are ``<source stem>_<hash>_t<id>``. A source listed in
+The faces themselves come from the caller's ``extract(source)`` (the
+command line passes :func:`realtime.facetracks.face_tracks`: the pipeline's
+decoder, detector, tracker and crops); this module owns the dataset: its
+layout, index and resumability. Track names are ``<source stem>_<hash>_t<id>``. A source listed in
 sources.csv (done or failed) is skipped on the next run, so an interrupted run
 resumes where it stopped; the crops of a source are written before its rows are
 appended to the index, and a partly written source is redone.
@@ -22,14 +25,13 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import InputError, OutputError
-from .tracks import IoUTracker, crop_square, loose_square_box
 
-__all__ = ["PrepareOptions", "prepare_dataset", "iter_sources", "read_index", "VIDEO_EXTS", "IMAGE_EXTS"]
+__all__ = ["PrepareOptions", "prepare_dataset", "iter_sources", "read_index", "VIDEO_EXTS", "IMAGE_EXTS", "Extract"]
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +41,14 @@ INDEX_FIELDS = ["source", "track", "frame", "x0", "y0", "x1", "y1", "file"]
 SOURCE_FIELDS = ["source", "status", "tracks", "crops", "message"]
 
 
+#: ``extract(source) -> {track id: [(frame index, square (x0, y0, x1, y1), crop (size, size, 3) uint8 RGB), ...]}``
+Extract = Callable[[Path], Dict[int, List[Tuple[int, Tuple[float, float, float, float], np.ndarray]]]]
+
+
 @dataclass
 class PrepareOptions:
+    """Crop size and framing (recorded in ``meta.json``), frame step and the tracking limits of ``extract``."""
+
     size: int = 64
     scale: float = 1.7
     every: int = 1
@@ -71,21 +79,6 @@ def iter_sources(inputs: Sequence[str]) -> List[Path]:
     return out
 
 
-def _frames(src: Path, every: int) -> Iterator[Tuple[int, np.ndarray]]:
-    """Yield (frame index, BGR uint8 frame) of a video or image folder, every ``every``-th.
-
-    Decoding is the pipeline's (:func:`realtime.sources.open_source`): rotation
-    metadata applied, damaged packets skipped, so training sees frames as
-    inference does.
-    """
-    from realtime.sources import open_source
-
-    with open_source(src) as source:
-        for packet in source:
-            if packet.index % every == 0:
-                yield packet.index, packet.image
-
-
 def _source_id(src: Path) -> str:
     return str(src.resolve())
 
@@ -112,25 +105,14 @@ def _append(path: Path, fields: List[str], rows: List[Dict]) -> None:
         f.flush()
 
 
-def _process_source(src: Path, out: Path, detector: Callable, opt: PrepareOptions) -> Tuple[List[Dict], int]:
+def _write_source(src: Path, out: Path, extract: Extract, opt: PrepareOptions) -> Tuple[List[Dict], int]:
     import cv2
 
     stem = src.stem if src.is_file() else src.name
     tag = hashlib.sha1(_source_id(src).encode()).hexdigest()[:6]
-    tracker = IoUTracker(min_iou=opt.min_iou, max_gap=opt.max_gap * max(1, opt.every))
-    per_track: Dict[int, List[Tuple[int, Tuple[float, ...], np.ndarray]]] = {}
-    for fi, frame in _frames(src, opt.every):
-        dets = detector(frame)
-        boxes = [tuple(float(v) for v in d[:4]) for d in dets
-                 if min(d[2] - d[0], d[3] - d[1]) >= opt.min_face]
-        ids = tracker.update(fi, boxes)
-        for tid, b in zip(ids, boxes):
-            sq = loose_square_box(b, opt.scale)
-            crop = crop_square(frame, sq, opt.size)
-            per_track.setdefault(tid, []).append((fi, sq, cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)))
     rows: List[Dict] = []
     n_tracks = 0
-    for tid, items in sorted(per_track.items()):
+    for tid, items in sorted(extract(src).items()):
         if len(items) < opt.min_track:
             continue
         name = f"{stem}_{tag}_t{tid}"
@@ -148,9 +130,13 @@ def _process_source(src: Path, out: Path, detector: Callable, opt: PrepareOption
     return rows, n_tracks
 
 
-def prepare_dataset(inputs: Sequence[str], out: Path, detector: Callable, opt: PrepareOptions,
+def prepare_dataset(inputs: Sequence[str], out: Path, extract: Extract, opt: PrepareOptions,
                     detector_name: str = "", progress: bool = True) -> Dict[str, int]:
-    """Build or extend the dataset at ``out``; returns counts (sources done/skipped/failed, crops)."""
+    """Build or extend the dataset at ``out`` with the face tracks ``extract`` finds in each source.
+
+    Returns counts (sources done/skipped/failed, tracks, crops). A source that fails is recorded as
+    failed in ``sources.csv`` and skipped; the others go on.
+    """
     from tqdm import tqdm
 
     out = Path(out)
@@ -186,7 +172,7 @@ def prepare_dataset(inputs: Sequence[str], out: Path, detector: Callable, opt: P
             continue
         bar.set_postfix_str(src.name[:30])
         try:
-            rows, nt = _process_source(src, out, detector, opt)
+            rows, nt = _write_source(src, out, extract, opt)
         except Exception as e:  # noqa: BLE001 - a bad file is reported and skipped
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             log.warning("%s: skipped (%s)", src, msg)

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Union
 
+import numpy as np
+
 __all__ = ["versions", "write_sidecar"]
 
 
@@ -35,13 +37,8 @@ def write_sidecar(path: Union[str, Path], info: Dict[str, Any]) -> None:
 
 
 def _default(o):
-    try:
-        import numpy as np
-
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-    except ImportError:
-        pass
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
     return str(o)

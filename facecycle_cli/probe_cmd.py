@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import OutputError, UsageError
+from facecycle.errors import OutputError, UsageError
 
 
 def _common(q: argparse.ArgumentParser) -> None:
@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _extractor(args, meta=None):
-    from ..probe.features import OnnxFeatures, PixelFeatures, TorchFeatures, extractor_from_meta, random_encoder
+    from facecycle.probe.features import OnnxFeatures, PixelFeatures, TorchFeatures, extractor_from_meta, random_encoder
 
     if meta is not None:
         return extractor_from_meta(meta, Path(args.model) if args.model else None,
@@ -57,14 +57,14 @@ def _extractor(args, meta=None):
         return PixelFeatures(64)
     model_cfg = None
     if args.checkpoint:
-        from ..checkpoint import load_checkpoint
+        from facecycle.checkpoint import load_checkpoint
 
         model = load_checkpoint(args.checkpoint)
         model_cfg = model.config
         if base is None:
             return TorchFeatures(model, threads=args.threads)
     elif base is None or not args.config:
-        from ..assets import default_model_dir
+        from facecycle.assets import default_model_dir
 
         ex = OnnxFeatures(Path(args.model) if args.model else default_model_dir(), args.threads)
         if base is None:
@@ -91,8 +91,8 @@ def _fit(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from ..probe.linear import save_head
-    from ..probe.run import expression_items, fit_expression, fit_pose, subsample
+    from facecycle.probe.linear import save_head
+    from facecycle.probe.run import expression_items, fit_expression, fit_pose, subsample
 
     ex = _extractor(args)
     if args.task == "expression":
@@ -119,13 +119,13 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from ..probe.linear import load_head
-    from ..probe.run import eval_expression, eval_pose, expression_items
+    from facecycle.probe.linear import load_head
+    from facecycle.probe.run import eval_expression, eval_pose, expression_items
 
     if args.head:
         head_path = Path(args.head)
     else:
-        from ..assets import default_model_dir
+        from facecycle.assets import default_model_dir
 
         head_path = default_model_dir() / ("expression_head.safetensors" if args.task == "expression"
                                            else "pose_head.safetensors")

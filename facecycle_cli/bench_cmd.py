@@ -1,8 +1,7 @@
 """``facecycle bench``: benchmarks writing JSON records.
 
-Sub-commands: ``bench engines`` (here); ``bench pipeline`` and ``bench soak``
-are registered by :mod:`realtime.bench` (``register_bench(bench_sub)``) when
-that module exists — see ``register`` below.
+Sub-commands: ``bench engines`` (:mod:`engines.bench`), ``bench pipeline``, ``bench soak`` and
+``bench detectors`` (:mod:`realtime.bench`).
 """
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ import os
 import platform
 from pathlib import Path
 
-from ..errors import OutputError, UsageError
+from facecycle.errors import OutputError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +58,74 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--json", required=True, metavar="OUT", help="write the records here ('-' for stdout)")
     e.set_defaults(func=_bench_engines)
 
-    # ---- bench pipeline / bench soak: registered by the pipeline helper ------------------------
-    # realtime/bench.py provides register_bench(bsub) adding "pipeline" and "soak" to this group.
+    # ---- bench pipeline / soak / detectors (realtime.bench) --------------------------------------
+    pp = bsub.add_parser("pipeline", help="end-to-end pipeline fps / latency / stage times (median of runs)")
+    pp.add_argument("video_in", metavar="VIDEO")
+    pp.add_argument("--frames", type=int, default=300, help="frames per run (at most the clip's length)")
+    pp.add_argument("--runs", type=int, default=3, help="runs; the median is reported (default 3)")
+    _pipeline_args(pp)
+    pp.set_defaults(func=_bench_realtime("bench_pipeline"))
+
+    s = bsub.add_parser("soak", help="long run over looped clips: RSS memory and throughput per window")
+    s.add_argument("videos", nargs="*", metavar="VIDEO",
+                   help="clips to loop (default: three clips of ../shared/data/videos, see realtime/soak.py)")
+    s.add_argument("--frames", type=int, default=20000, help="frames in total (default 20000)")
+    s.add_argument("--window", type=int, default=1000, help="frames per throughput/memory sample (1000)")
+    _pipeline_args(s)
+    s.set_defaults(func=_bench_realtime("bench_soak"))
+
+    d = bsub.add_parser("detectors", help="detection rate and speed of the face detectors on clips")
+    d.add_argument("videos", nargs="+", metavar="VIDEO")
+    d.add_argument("--detectors", default="centerface@320,centerface@640,yunet@320,yunet@640,scrfd@320",
+                   help="comma-separated name@max_side (default: %(default)s)")
+    d.add_argument("--yunet-model", default=None, help="YuNet .onnx (yunet entries are skipped without it)")
+    d.add_argument("--scrfd-model", default=None, help="SCRFD .onnx (scrfd entries are skipped without it)")
+    d.add_argument("--step", type=int, default=5, help="use every N-th frame (default 5)")
+    d.add_argument("--json", required=True, metavar="OUT")
+    d.set_defaults(func=_bench_realtime("bench_detectors"))
+
+
+def _pipeline_args(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--model", default=None, metavar="DIR", help="exported model dir (default: shipped model)")
+    src.add_argument("--config", default=None, metavar="NAME",
+                     help="random weights of a config (e.g. paper) exported to a temp dir (needs torch)")
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--detector", default="centerface", choices=("centerface", "yunet", "scrfd"))
+    p.add_argument("--detector-model", default=None)
+    p.add_argument("--detect-every", type=int, default=5)
+    p.add_argument("--detect-size", type=int, default=320)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--infer-workers", type=int, default=None)
+    p.add_argument("--precision", default=None, choices=("fp32", "fp16", "int8"))
+    p.add_argument("--calibration", default=None, help="faces video for --precision int8")
+    p.add_argument("--video", action="store_true", help="also write the annotated video")
+    p.add_argument("--json", required=True, metavar="OUT", help="write the record here ('-' = stdout)")
+
+
+def _bench_realtime(name: str):
+    """The ``func`` of a realtime benchmark: run ``realtime.bench.<name>(args)`` and write its record."""
+    def run(args: argparse.Namespace) -> int:
+        import realtime.bench
+
+        _write(getattr(realtime.bench, name)(args), args.json)
+        return 0
+
+    return run
+
+
+def _write(rec, out: str) -> None:
+    """Write a JSON record to ``out`` ('-' = stdout)."""
+    text = json.dumps(rec, indent=2, default=str) + "\n"
+    if out == "-":
+        print(text, end="")
+        return
+    p = Path(out)
     try:
-        from realtime.bench import register_bench  # type: ignore[import-not-found]
-    except ImportError as err:
-        if getattr(err, "name", "") not in ("realtime", "realtime.bench") and "register_bench" not in str(err):
-            raise
-    else:
-        register_bench(bsub)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    except OSError as e:
+        raise OutputError(f"{out}: cannot write ({e.strerror or e})") from None
 
 
 def _bench_engines(args: argparse.Namespace) -> int:
@@ -104,7 +162,7 @@ def _bench_engines(args: argparse.Namespace) -> int:
                                               "config": (man.get("config") or {}).get("name")})
 
     if args.config:
-        from ..config import get_config
+        from facecycle.config import get_config
 
         try:
             get_config(args.config)
@@ -116,18 +174,11 @@ def _bench_engines(args: argparse.Namespace) -> int:
         if args.model:
             model_dir = Path(args.model)
         else:
-            from ..assets import default_model_dir
+            from facecycle.assets import default_model_dir
 
             model_dir = default_model_dir()
         records = run(model_dir, str(model_dir))
-    text = json.dumps(records, indent=2)
-    if out is None:
-        print(text)
-    else:
-        try:
-            out.write_text(text + "\n")
-        except OSError as err:
-            raise OutputError(f"{out}: {err.strerror or err}") from None
+    _write(records, args.json)
     for r in records:
         print(f"{r['variant']:22s} {r['graph']:10s} b={r['batch']:<3d} {r['faces_per_s']:9.1f} faces/s  "
               f"p50 {r['latency_ms_p50']:8.2f} ms  p95 {r['latency_ms_p95']:8.2f} ms  "

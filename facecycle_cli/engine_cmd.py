@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..errors import UsageError
+from facecycle.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _model_dir(arg) -> Path:
     if arg:
         return Path(arg)
-    from ..assets import default_model_dir
+    from facecycle.assets import default_model_dir
 
     return default_model_dir()
 

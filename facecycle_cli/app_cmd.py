@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import List, Optional
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,3 +20,14 @@ def _app(args: argparse.Namespace) -> int:
     from ui.app import run_app
 
     return run_app(args)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """The ``facecycle-app`` GUI script: same options as ``facecycle app``."""
+    from . import main as cli_main
+
+    return cli_main(["app", *(sys.argv[1:] if argv is None else list(argv))])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,7 +5,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..errors import UsageError
+from facecycle.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..config import get_config
-    from ..data.pairs import PairSource, load_image_pool, load_track_dataset
-    from ..train.trainer import Trainer, TrainOptions
+    from facecycle.config import get_config
+    from facecycle.data.pairs import PairSource, load_image_pool, load_track_dataset
+    from facecycle.train.trainer import Trainer, TrainOptions
 
     try:
         cfg = get_config(args.config)
@@ -55,13 +55,13 @@ def _train(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.batch < 1:
         raise UsageError("--steps and --batch must be >= 1")
     if args.stage == "identity" and args.init:
-        from ..checkpoint import load_checkpoint
+        from facecycle.checkpoint import load_checkpoint
 
         cfg = load_checkpoint(args.init).config
     imgs, tracks = load_track_dataset([Path(d) for d in args.data], cfg.image_size)
     pool = None
     if args.fer:
-        from ..probe.datasets import list_expression, stratified_split
+        from facecycle.probe.datasets import list_expression, stratified_split
 
         tr, _ = stratified_split(list_expression(Path(args.fer), "train"), args.val_frac, seed=0)
         pool = load_image_pool([p for p, _ in tr], cfg.image_size)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from ..errors import BackendUnavailable, InputError, OutputError, UsageError
+from facecycle.errors import BackendUnavailable, InputError, OutputError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -223,10 +223,8 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, annot, sig: "_S
 def _progress(run, enabled: bool, name: str):
     if not enabled:
         return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
+    from tqdm import tqdm
+
     return tqdm(total=run.src.frame_count, unit="frame", desc=Path(name).name[:30], dynamic_ncols=True,
                 leave=False, file=sys.stderr, mininterval=0.5)
 

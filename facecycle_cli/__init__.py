@@ -1,4 +1,13 @@
-"""The ``facecycle`` command line.
+"""The ``facecycle`` command line: the application layer, the one package that may import every other.
+
+The layers, bottom up (``pyproject.toml``, ``[tool.importlinter]``; checked by ``tests/test_layers.py``)::
+
+    facecycle_cli   the command line and the ``facecycle-app`` launcher (this package)
+    ui              the desktop app (PyQt6)
+    realtime        the pipeline: sources, detectors, tracking, crops, inference, sinks, the Analyzer
+    engines         inference backends behind one interface
+    facecycle       the model, training and probes, and the shared basics every layer uses
+                    (errors, files, config, preprocess, assets)
 
 Each sub-command lives in its own module exposing ``register(subparsers)``;
 the module sets ``func`` on its parser(s). ``func(args) -> int`` returns the
@@ -9,30 +18,31 @@ one line on stderr and their exit code; anything else becomes one line too
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import signal
 import sys
 from typing import List, Optional
 
-from .. import __version__
-from ..errors import FaceCycleError
+from facecycle import __version__
+from facecycle.errors import FaceCycleError
 
-__all__ = ["main", "build_parser", "COMMAND_MODULES"]
+from . import app_cmd, bench_cmd, data_cmd, engine_cmd, export_cmd, model_cmd, probe_cmd, process_cmd, train_cmd
+
+__all__ = ["main", "build_parser", "run", "COMMAND_MODULES"]
 
 log = logging.getLogger("facecycle")
 
 #: sub-command modules, in the order ``facecycle --help`` lists them
 COMMAND_MODULES = (
-    "facecycle.cli.process_cmd",   # process, live
-    "facecycle.cli.app_cmd",       # app
-    "facecycle.cli.model_cmd",     # model info / convert
-    "facecycle.cli.export_cmd",    # export
-    "facecycle.cli.engine_cmd",    # engine build / list / clean
-    "facecycle.cli.data_cmd",      # data prepare
-    "facecycle.cli.train_cmd",     # train
-    "facecycle.cli.probe_cmd",     # probe fit / eval
-    "facecycle.cli.bench_cmd",     # bench engines / pipeline / soak
+    process_cmd,   # process, live
+    app_cmd,       # app
+    model_cmd,     # model info / convert
+    export_cmd,    # export
+    engine_cmd,    # engine build / list / clean
+    data_cmd,      # data prepare
+    train_cmd,     # train
+    probe_cmd,     # probe fit / eval
+    bench_cmd,     # bench engines / pipeline / soak / detectors
 )
 
 
@@ -47,13 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for mod_name in COMMAND_MODULES:
-        try:
-            mod = importlib.import_module(mod_name)
-        except ModuleNotFoundError as e:
-            if e.name == mod_name:  # command not built into this install
-                continue
-            raise
+    for mod in COMMAND_MODULES:
         mod.register(sub)
     return p
 

@@ -5,8 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ..config import get_config, list_configs
-from ..errors import InputError, OutputError, UsageError
+from facecycle.config import get_config, list_configs
+from facecycle.errors import InputError, OutputError, UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,10 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from ..model import FaceCycle
+    from facecycle.model import FaceCycle
 
     if args.checkpoint:
-        from ..checkpoint import load_checkpoint
+        from facecycle.checkpoint import load_checkpoint
 
         model = load_checkpoint(args.checkpoint)
     else:
@@ -62,7 +62,7 @@ def _info(args: argparse.Namespace) -> int:
 def _convert(args: argparse.Namespace) -> int:
     import torch
 
-    from ..checkpoint import load_checkpoint, save_checkpoint, save_official
+    from facecycle.checkpoint import load_checkpoint, save_checkpoint, save_official
 
     src, dst = Path(args.input), Path(args.output)
     if not src.exists():

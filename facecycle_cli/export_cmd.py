@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import get_config
-from ..errors import OutputError, UsageError
+from facecycle.config import get_config
+from facecycle.errors import OutputError, UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,13 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _export(args: argparse.Namespace) -> int:
     import torch
 
-    from ..export import export_onnx
-    from ..model import FaceCycle
+    from facecycle.export import export_onnx
+    from facecycle.model import FaceCycle
 
     if args.opset < 17:
         raise UsageError("--opset must be >= 17")
     if args.checkpoint:
-        from ..checkpoint import load_checkpoint
+        from facecycle.checkpoint import load_checkpoint
 
         model = load_checkpoint(args.checkpoint, args.config)
         source = str(args.checkpoint)

@@ -1,0 +1,63 @@
+"""The faces of a whole video or image folder as tracks of square crops (training data preparation).
+
+The pipeline's own pieces do every step, so training sees faces exactly as
+inference does: :func:`realtime.sources.open_source` decodes (rotation applied,
+damaged packets skipped), a :class:`realtime.detectors.Detector` finds the faces,
+:class:`realtime.tracking.Tracker` links them into tracks (IoU + Hungarian
+matching, a lost track is remembered for ``max_gap`` frames) and
+:func:`realtime.crops.crop_faces` cuts the loose squares. Writing the dataset
+(layout, index, resume) is :mod:`facecycle.data.prepare`'s job.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Tuple, Union
+
+import numpy as np
+
+from .crops import DEFAULT_SCALE, crop_faces
+from .detectors import Detector
+from .sources import open_source
+from .tracking import Tracker
+
+__all__ = ["FaceTracks", "face_tracks"]
+
+#: track id -> [(frame index, square (x0, y0, x1, y1) in frame pixels, crop (size, size, 3) uint8 RGB), ...]
+FaceTracks = Dict[int, List[Tuple[int, Tuple[float, float, float, float], np.ndarray]]]
+
+
+def face_tracks(source: Union[str, Path], detector: Detector, *, size: int = 64, scale: float = DEFAULT_SCALE,
+                every: int = 1, min_face: int = 32, min_iou: float = 0.3, max_gap: int = 10) -> FaceTracks:
+    """Detect and track every face of ``source`` (every ``every``-th frame) and crop it.
+
+    Args:
+        source: a video file or an image folder (frames in name order).
+        detector: the face detector (detection on every used frame; no optical-flow propagation).
+        size: crop side in pixels.
+        scale: square side / longer side of the detector's box.
+        every: use every N-th frame.
+        min_face: faces whose box is smaller than this (pixels, shorter side) are ignored.
+        min_iou: minimum IoU to continue a track.
+        max_gap: used frames a face may be missing before its track ends.
+
+    Returns:
+        tracks by id, each a list of (frame index, square xyxy, RGB crop) in frame order.
+    """
+    # the tracker's clock is the frame index: a track lost for more than max_gap used frames is forgotten
+    tracker = Tracker(iou_threshold=min_iou, lost_buffer=float(max_gap * max(1, every)))
+    tracks: FaceTracks = {}
+    with open_source(source) as src:
+        for packet in src:
+            if packet.index % every:
+                continue
+            det = detector.detect(packet.image)
+            b = det.boxes
+            det = det.select(np.minimum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) >= min_face)
+            faces = tracker.update(packet.image, det, float(packet.index))
+            if not faces:
+                continue
+            crops, squares = crop_faces(packet.image, np.stack([f.box for f in faces]), size, scale)
+            for f, crop, (x0, y0, side) in zip(faces, crops, squares, strict=True):
+                tracks.setdefault(f.track_id, []).append(
+                    (packet.index, (float(x0), float(y0), float(x0 + side), float(y0 + side)), crop))
+    return tracks
