@@ -26,7 +26,8 @@ from typing import List, Optional
 from facecycle import __version__
 from facecycle.errors import FaceCycleError
 
-from . import app_cmd, bench_cmd, data_cmd, engine_cmd, export_cmd, model_cmd, probe_cmd, process_cmd, train_cmd
+from . import (app_cmd, batch_cmd, bench_cmd, data_cmd, engine_cmd, export_cmd, model_cmd, probe_cmd, process_cmd,
+               train_cmd)
 
 __all__ = ["main", "build_parser", "run", "COMMAND_MODULES"]
 
@@ -35,6 +36,7 @@ log = logging.getLogger("facecycle")
 #: sub-command modules, in the order ``facecycle --help`` lists them
 COMMAND_MODULES = (
     process_cmd,   # process, live
+    batch_cmd,     # batch (many videos, Ray)
     app_cmd,       # app
     model_cmd,     # model info / convert
     export_cmd,    # export

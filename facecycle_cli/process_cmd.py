@@ -80,9 +80,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
-def _analyzer(args: argparse.Namespace):
-    from realtime.analyzer import Analyzer
-
+def analyzer_options(args: argparse.Namespace) -> dict:
+    """Checked ``Analyzer`` keyword arguments from the options of ``_add_analyzer_args``
+    (``facecycle process``, ``live`` and ``batch`` build their analyzer from this one dict)."""
     if args.detect_every < 1:
         raise UsageError("--detect-every must be >= 1")
     if args.max_faces is not None and args.max_faces < 1:
@@ -91,12 +91,18 @@ def _analyzer(args: argparse.Namespace):
         raise UsageError("--threads must be >= 1")
     if not 0.0 < args.score_threshold < 1.0:
         raise UsageError("--score-threshold must be in (0, 1)")
-    return Analyzer(model=args.model, backend=args.backend, detector=args.detector,
-                    detector_model=args.detector_model, detect_every=args.detect_every,
-                    detect_size=args.detect_size or None, score_threshold=args.score_threshold,
-                    max_faces=args.max_faces, neutralize=args.neutralize, reid=args.reid, smooth=args.smooth,
-                    threads=args.threads, infer_workers=args.infer_workers, precision=args.precision,
-                    calibration=args.calibration)
+    return dict(model=args.model, backend=args.backend, detector=args.detector,
+                detector_model=args.detector_model, detect_every=args.detect_every,
+                detect_size=args.detect_size or None, score_threshold=args.score_threshold,
+                max_faces=args.max_faces, neutralize=args.neutralize, reid=args.reid, smooth=args.smooth,
+                threads=args.threads, infer_workers=args.infer_workers, precision=args.precision,
+                calibration=args.calibration)
+
+
+def _analyzer(args: argparse.Namespace):
+    from realtime.analyzer import Analyzer
+
+    return Analyzer(**analyzer_options(args))
 
 
 class _Signals:
@@ -165,14 +171,11 @@ def _process(args: argparse.Namespace) -> int:
         raise UsageError("--max-frames must be >= 1")
     plans = _outputs_for(args.inputs, args)
     analyzer = _analyzer(args)
-    from realtime.annotators import default_annotator
-
-    annot = default_annotator(neutralized=args.neutralize, thumbnail=args.neutralize) if args.video else False
     failures: List[InputError] = []
     with analyzer, _Signals() as sig:
         for plan in plans:
             try:
-                code = _process_one(analyzer, plan, args, annot, sig)
+                code = _process_one(analyzer, plan, args, sig)
             except InputError as e:
                 if len(plans) == 1:
                     raise
@@ -188,12 +191,13 @@ def _process(args: argparse.Namespace) -> int:
     return 0
 
 
-def _process_one(analyzer, plan: dict, args: argparse.Namespace, annot, sig: "_Signals") -> int:
+def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals") -> int:
     """Process one input into its outputs; returns 0, or the signal exit code after SIGINT/SIGTERM."""
-    run = analyzer.process_video(plan["input"], realtime=args.realtime, csv=plan["csv"],
-                                 video=plan["video"], annotate=annot, overwrite=args.overwrite,
-                                 max_frames=args.max_frames, audio=args.audio,
-                                 video_preset=args.video_preset)
+    from realtime.batch.job import analyze_file  # the per-video path `facecycle batch` runs too
+
+    run = analyze_file(analyzer, plan["input"], csv=plan["csv"], video=plan["video"],
+                       neutralize=args.neutralize, overwrite=args.overwrite, max_frames=args.max_frames,
+                       audio=args.audio, video_preset=args.video_preset, realtime=args.realtime)
     sig.run = run
     if sig.signum is not None:
         run.stop()

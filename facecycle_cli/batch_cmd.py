@@ -1,0 +1,96 @@
+"""``facecycle batch``: many videos, in this process or on Ray, resumable, one dataset out (realtime.batch)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from facecycle.errors import UsageError
+
+from .process_cmd import _add_analyzer_args, analyzer_options
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "batch", help="analyse many videos (folders, globs, @lists) on Ray workers; resumable; Parquet out",
+        description="Analyse every INPUT (video file, folder searched recursively for videos, glob pattern, "
+                    "or @list.txt with one path per line) like `facecycle process`, each video as one task on "
+                    "Ray workers (or in this process without Ray). Outputs mirror the inputs' folders under "
+                    "--out-dir. Re-running skips inputs already complete with the same model and settings.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("--out-dir", required=True, metavar="DIR",
+                   help="output folder; on a cluster, a path every node can reach (shared filesystem)")
+    p.add_argument("--root", default=None, metavar="DIR",
+                   help="mirror outputs relative to this folder (default: the deepest folder holding every input)")
+    g = p.add_argument_group("execution")
+    g.add_argument("--cluster", default=None, metavar="WHERE",
+                   help="local (a private Ray on this machine; the default when ray is installed), auto (join "
+                        "the cluster `ray start` made), ray://HOST:PORT (Ray client), or none (this process, "
+                        "one video at a time; the default without ray)")
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="videos processed at once (default: CPUs // --threads-per-worker)")
+    g.add_argument("--threads-per-worker", type=int, default=1, metavar="T",
+                   help="CPUs each worker reserves; also its ONNX Runtime threads unless --threads (default 1)")
+    g.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G",
+                   help="GPUs each worker reserves (e.g. 1, or 0.5 to share one; default 0)")
+    g.add_argument("--retries", type=int, default=2, metavar="K",
+                   help="run a video again up to K times when its worker process dies (default 2); "
+                        "undecodable inputs are not retried")
+    g.add_argument("--force", action="store_true", help="redo inputs that are already complete")
+    g.add_argument("--dry-run", action="store_true", help="list what would run and what would be skipped")
+    o = p.add_argument_group("outputs")
+    o.add_argument("--csv", dest="csv", action="store_true", default=True, help="write the CSV (default)")
+    o.add_argument("--no-csv", dest="csv", action="store_false", help="do not write the CSV")
+    o.add_argument("--video", dest="video", action="store_true", default=True,
+                   help="write the annotated video (default)")
+    o.add_argument("--no-video", dest="video", action="store_false", help="do not write the annotated video")
+    o.add_argument("--parquet", default=None, metavar="PATH",
+                   help="also write every CSV row as one Parquet dataset (PATH.parquet: one file; else a folder)")
+    o.add_argument("--summary", default=None, metavar="JSON", help="summary JSON (default: OUT_DIR/batch.json)")
+    o.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames per input")
+    o.add_argument("--no-audio", dest="audio", action="store_false", help="do not copy audio into the video")
+    o.add_argument("--video-preset", default="superfast", help="libx264 preset of the annotated video")
+    o.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    _add_analyzer_args(p)
+    p.set_defaults(func=_batch, threads=None, infer_workers=None)
+
+
+def _abs(p):
+    return os.path.abspath(p) if p else p
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from realtime.batch import BatchSettings, collect_inputs, run_batch
+    from realtime.batch.executors import make_executor
+
+    if not args.csv and not args.video:
+        raise UsageError("nothing to write: both --no-csv and --no-video given")
+    if args.parquet and not args.csv:
+        raise UsageError("--parquet needs the CSVs (drop --no-csv)")
+    for name in ("max_frames", "workers", "threads_per_worker"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.retries < 0:
+        raise UsageError("--retries must be >= 0")
+    if args.gpus_per_worker < 0:
+        raise UsageError("--gpus-per-worker must be >= 0")
+    if args.threads is None:
+        args.threads = args.threads_per_worker
+    if args.infer_workers is None:
+        args.infer_workers = 1  # parallelism comes from the workers; one inference thread each
+    opts = analyzer_options(args)
+    for k in ("model", "detector_model", "calibration"):  # workers may run elsewhere: absolute paths
+        opts[k] = _abs(opts[k])
+    settings = BatchSettings(analyzer=opts, csv=args.csv, video=args.video, max_frames=args.max_frames,
+                             audio=args.audio, video_preset=args.video_preset)
+    items, dups = collect_inputs(args.inputs, out_dir=args.out_dir, root=args.root)
+    if not items:
+        raise UsageError("no inputs (folders held no videos)")
+    executor = None if args.dry_run else make_executor(settings, args.cluster, args.workers,
+                                                       args.threads_per_worker, args.gpus_per_worker,
+                                                       args.retries)
+    res = run_batch(items, args.out_dir, settings, executor, duplicates=dups, parquet=args.parquet,
+                    force=args.force, progress=args.progress, summary=args.summary, dry_run=args.dry_run,
+                    command=["facecycle"] + sys.argv[1:] if sys.argv else None)
+    return res.exit_code

@@ -1,0 +1,251 @@
+"""Where batch tasks run: in this process, one after another (no Ray needed), or as Ray tasks.
+
+Both run :func:`realtime.batch.job.run_task`. A Ray worker process loads the model once (its first video)
+and reuses it for every later video it gets (``job._cached_analyzer``). A worker process that dies mid-video
+(killed, out of memory) makes Ray run the task again, up to ``retries`` times, on another worker process;
+a bad input is not retried (``run_task`` returns it as a result instead of raising).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from facecycle.errors import UsageError
+
+from .job import BatchSettings, clear_cache, run_task
+
+__all__ = ["LocalExecutor", "RayExecutor", "ray_available", "RAY_MISSING"]
+
+log = logging.getLogger(__name__)
+
+RAY_MISSING = 'ray is not installed; pip install "facecycle-rt[cluster]"'
+
+
+def ray_available() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("ray") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+class LocalExecutor:
+    """Runs tasks in this process, one at a time (``capacity`` 1), with one cached Analyzer."""
+
+    name = "in-process"
+
+    def __init__(self, settings: BatchSettings) -> None:
+        self.settings = settings
+        self.capacity = 1
+        self.workers = 1
+        self._queue: List[Tuple[int, Dict[str, Any]]] = []
+        self._frames: Dict[str, int] = {}
+        self._next = 0
+        self.on_progress = None
+
+    def start(self) -> Dict[str, Any]:
+        return {"mode": self.name, "workers": 1, "cpus": os.cpu_count()}
+
+    def submit(self, task: Dict[str, Any]) -> int:
+        self._next += 1
+        self._queue.append((self._next, task))
+        return self._next
+
+    def wait(self, handles: List[int], timeout: float) -> List[Tuple[int, Dict[str, Any]]]:
+        if not self._queue:
+            return []
+        h, task = self._queue.pop(0)
+
+        def progress(n: int) -> None:
+            self._frames[task["rel"]] = n
+            if self.on_progress is not None:
+                self.on_progress()
+
+        return [(h, run_task(task, self.settings, progress=progress))]
+
+    def frames(self) -> Dict[str, int]:
+        return dict(self._frames)
+
+    def cancel(self) -> None:
+        self._queue.clear()
+
+    def shutdown(self) -> None:
+        clear_cache()
+
+
+class _ProgressBoard:
+    """Ray actor: frames done per input of the attempts in flight (absolute counts, so a retry starts at 0)."""
+
+    def __init__(self) -> None:
+        self.frames: Dict[str, int] = {}
+
+    def report(self, key: str, n: int) -> None:
+        self.frames[key] = n
+
+    def get(self) -> Dict[str, int]:
+        return dict(self.frames)
+
+
+def _ray_entry(task: Dict[str, Any], settings: Dict[str, Any], board) -> Dict[str, Any]:
+    """The Ray task: one video on whichever worker process Ray picked."""
+    cb = None
+    if board is not None:
+        key = task["rel"]
+
+        def cb(n: int) -> None:
+            board.report.remote(key, n)
+    return run_task(task, settings, progress=cb)
+
+
+class RayExecutor:
+    """Runs tasks on Ray: ``local`` starts a private Ray with ``workers × threads`` CPUs; ``auto`` or
+    ``ray://HOST:PORT`` joins an existing cluster. At most ``workers`` videos are in flight; each reserves
+    ``threads`` CPUs (and ``gpus`` GPUs)."""
+
+    name = "ray"
+
+    def __init__(self, settings: BatchSettings, cluster: str = "local", workers: Optional[int] = None,
+                 threads: int = 1, gpus: float = 0.0, retries: int = 2) -> None:
+        if not ray_available():
+            raise UsageError(RAY_MISSING)
+        self.settings = settings
+        self.cluster = cluster
+        self.workers = workers
+        self.threads = max(1, int(threads))
+        self.gpus = float(gpus or 0)
+        self.retries = int(retries)
+        self.capacity = 1
+        self._refs: Dict[int, Any] = {}
+        self._tasks: Dict[int, Dict[str, Any]] = {}
+        self._next = 0
+        self._started = False
+        self._board = None
+        self._frames_cache: Dict[str, int] = {}
+        self.on_progress = None
+
+    def start(self) -> Dict[str, Any]:
+        import ray
+
+        cpus = os.cpu_count() or 1
+        if self.cluster == "local":
+            workers = self.workers or max(1, cpus // self.threads)
+            need = workers * self.threads
+            if need > cpus:
+                log.warning("%d workers x %d threads = %d CPUs > %d on this machine: they will contend",
+                            workers, self.threads, need, cpus)
+            # worker processes must import this very facecycle (a source checkout too): pass our sys.path on
+            pkg_root = str(Path(__file__).resolve().parents[2])
+            pp = os.environ.get("PYTHONPATH", "")
+            if pkg_root not in pp.split(os.pathsep):
+                os.environ["PYTHONPATH"] = pkg_root + (os.pathsep + pp if pp else "")
+            ray.init(num_cpus=max(need, 1), num_gpus=None, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR, object_store_memory=128 * 1024 * 1024,
+                     configure_logging=True)
+        else:
+            address = self.cluster
+            try:
+                ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+            except ConnectionError as e:
+                raise UsageError(f"--cluster {address}: cannot connect to a Ray cluster ({e}); "
+                                 "start one with `ray start --head` or use --cluster local") from None
+            res = ray.cluster_resources()
+            total = int(res.get("CPU", 1))
+            workers = self.workers or max(1, total // self.threads)
+            if self.gpus:
+                workers = min(workers, int(res.get("GPU", 0) / self.gpus)) or 1
+        self._started = True
+        self.workers = workers
+        self.capacity = workers
+        self._remote = ray.remote(num_cpus=self.threads, num_gpus=self.gpus, max_retries=self.retries,
+                                  retry_exceptions=False)(_ray_entry)
+        self._board = ray.remote(num_cpus=0)(_ProgressBoard).remote()
+        self._settings_ref = ray.put(self.settings.to_dict())
+        res = ray.cluster_resources()
+        return {"mode": "ray", "cluster": self.cluster, "workers": workers, "threads_per_worker": self.threads,
+                "gpus_per_worker": self.gpus, "retries": self.retries,
+                "cluster_cpus": res.get("CPU"), "cluster_gpus": res.get("GPU", 0),
+                "nodes": len([n for n in ray.nodes() if n.get("Alive")]), "ray": ray.__version__}
+
+    def submit(self, task: Dict[str, Any]) -> int:
+        self._next += 1
+        self._refs[self._next] = self._remote.remote(task, self._settings_ref, self._board)
+        self._tasks[self._next] = task
+        return self._next
+
+    def wait(self, handles: List[int], timeout: float) -> List[Tuple[int, Dict[str, Any]]]:
+        import ray
+
+        refs = [self._refs[h] for h in handles if h in self._refs]
+        if not refs:
+            return []
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
+        by_ref = {r: h for h, r in self._refs.items()}
+        out = []
+        for r in ready:
+            h = by_ref[r]
+            task = self._tasks.pop(h)
+            del self._refs[h]
+            try:
+                res = ray.get(r)
+            except ray.exceptions.RayError as e:  # the worker died on every attempt (or the cluster went away)
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                res = {"input": task["input"], "rel": task["rel"], "status": "failed", "exit_code": 3,
+                       "error": f"worker lost {self.retries + 1} times ({type(e).__name__}: {first[:200]})",
+                       "error_type": type(e).__name__, "retries": self.retries, "frames": 0}
+            out.append((h, res))
+        return out
+
+    def frames(self) -> Dict[str, int]:
+        import ray
+
+        if self._board is None:
+            return {}
+        try:
+            self._frames_cache = ray.get(self._board.get.remote(), timeout=2)
+        except Exception:  # noqa: BLE001 - progress is best effort
+            pass
+        return dict(self._frames_cache)
+
+    def cancel(self) -> None:
+        import ray
+
+        for r in self._refs.values():
+            try:
+                ray.cancel(r, force=True)
+            except Exception:  # noqa: BLE001
+                pass
+        self._refs.clear()
+
+    def shutdown(self) -> None:
+        if self._started:
+            import ray
+
+            ray.shutdown()
+            self._started = False
+
+
+def make_executor(settings: BatchSettings, cluster: Optional[str], workers: Optional[int], threads: int,
+                  gpus: float, retries: int):
+    """``cluster`` None: Ray local when ray is installed, else in this process (``workers`` must be 1);
+    ``none``: in this process; ``local`` / ``auto`` / ``ray://HOST:PORT``: Ray."""
+    if cluster is None:
+        if ray_available():
+            cluster = "local"
+        elif workers not in (None, 1):
+            raise UsageError(f"--workers {workers} needs {RAY_MISSING}")
+        else:
+            print("facecycle batch: ray is not installed: processing in this process, one video at a time "
+                  '(pip install "facecycle-rt[cluster]" for parallel workers)', file=sys.stderr)
+            cluster = "none"
+    if cluster == "none":
+        if workers not in (None, 1):
+            raise UsageError("--cluster none runs one video at a time; drop --workers or use --cluster local")
+        return LocalExecutor(settings)
+    if cluster not in ("local", "auto") and not cluster.startswith("ray://"):
+        raise UsageError(f"--cluster {cluster!r}: expected local, auto, ray://HOST:PORT or none")
+    return RayExecutor(settings, cluster=cluster, workers=workers, threads=threads, gpus=gpus, retries=retries)

@@ -1,0 +1,240 @@
+"""One video of a batch: the run ``facecycle process`` does, written under temporary names, moved into place,
+and committed last by a sidecar that says ``complete`` and carries the settings fingerprint.
+
+Layout for an input whose path relative to the batch root is ``REL`` (``a/b/interview.mp4``), under ``out_dir``::
+
+    a/b/interview.csv               per-frame CSV (docs/csv.md), byte-identical to ``facecycle process``
+    a/b/interview.annotated.mp4     annotated video (``video=True``)
+    a/b/interview.json              sidecar: process's fields + ``fingerprint`` + ``batch`` (the commit marker)
+    a/b/.facecycle-partial/interview/<run_id>.<pid>/   work folder of an attempt in progress
+
+The sidecar is deleted when an attempt starts and written (atomically) only after the CSV and video were moved
+into place, so a killed attempt never leaves a ``complete`` sidecar behind; the next attempt or run redoes it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Tuple, Union
+
+from facecycle.errors import FaceCycleError, InputError
+
+__all__ = ["BatchSettings", "analyze_file", "run_task", "output_paths", "read_sidecar", "PARTIAL_DIR",
+           "count_csv_rows"]
+
+log = logging.getLogger(__name__)
+
+#: hidden folder (per output folder) that holds attempts in progress
+PARTIAL_DIR = ".facecycle-partial"
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """Everything a worker needs to process one video exactly like ``facecycle process``.
+
+    Attributes:
+        analyzer: keyword arguments of :class:`realtime.analyzer.Analyzer` (paths absolute).
+        csv: write ``<stem>.csv``.
+        video: write ``<stem>.annotated.mp4``.
+        max_frames: stop after this many frames per input (None = all).
+        audio: copy the input's audio into the annotated video.
+        video_preset: libx264 preset of the annotated video.
+    """
+
+    analyzer: Dict[str, Any] = field(default_factory=dict)
+    csv: bool = True
+    video: bool = True
+    max_frames: Optional[int] = None
+    audio: bool = True
+    video_preset: str = "superfast"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "BatchSettings":
+        return cls(**d)
+
+
+def analyze_file(analyzer, source: Union[str, Path], *, csv: Optional[Union[str, Path]],
+                 video: Optional[Union[str, Path]], sidecar: Optional[Union[str, Path]] = None,
+                 neutralize: bool = False, overwrite: bool = False, max_frames: Optional[int] = None,
+                 audio: bool = True, video_preset: str = "superfast", realtime: bool = False):
+    """The per-video path shared by ``facecycle process`` and ``facecycle batch``: a
+    :class:`realtime.analyzer.Run` of ``source`` writing ``csv`` / ``video`` (annotated with the standard
+    overlay; the neutralized view and thumbnails with ``neutralize``) and the JSON sidecar."""
+    from realtime.annotators import default_annotator
+
+    annot = default_annotator(neutralized=neutralize, thumbnail=neutralize) if video else False
+    return analyzer.process_video(str(source), realtime=realtime, csv=csv, video=video, annotate=annot,
+                                  overwrite=overwrite, max_frames=max_frames, audio=audio,
+                                  video_preset=video_preset, sidecar=sidecar)
+
+
+def output_paths(out_dir: Union[str, Path], rel: Union[str, Path], csv: bool = True,
+                 video: bool = True) -> Dict[str, Optional[Path]]:
+    """Final output paths of the input at ``rel`` (relative to the batch root): csv, video, sidecar."""
+    rel = Path(rel)
+    d = Path(out_dir) / rel.parent
+    stem = rel.stem if rel.suffix else rel.name
+    return {"csv": d / f"{stem}.csv" if csv else None,
+            "video": d / f"{stem}.annotated.mp4" if video else None,
+            "sidecar": d / f"{stem}.json", "work": d / PARTIAL_DIR / stem, "stem": stem}  # type: ignore[dict-item]
+
+
+def read_sidecar(path: Union[str, Path]) -> Optional[Dict[str, Any]]:
+    """The sidecar's JSON, or None when it is missing or unreadable (a torn write counts as missing)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def count_csv_rows(path: Union[str, Path]) -> int:
+    """Data rows of a CSV written by ``CsvSink`` (lines minus the header)."""
+    n = 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            n += chunk.count(b"\n")
+    return max(0, n - 1)
+
+
+# ----------------------------------------------------------------------------------------- worker side
+_cache_lock = threading.Lock()
+_cache: Dict[str, Any] = {}
+
+
+def _cached_analyzer(opts: Dict[str, Any]) -> Tuple[Any, bool]:
+    """This process's Analyzer for ``opts`` (loaded once per worker process, reused across its videos)."""
+    key = json.dumps(opts, sort_keys=True, default=str)
+    with _cache_lock:
+        an = _cache.get(key)
+        if an is not None:
+            return an, False
+        for old in _cache.values():  # one model per worker: settings changed (another batch in this process)
+            try:
+                old.close()
+            except Exception:  # noqa: BLE001
+                pass
+        _cache.clear()
+        from realtime.analyzer import Analyzer
+
+        an = Analyzer(**opts)
+        _cache[key] = an
+        return an, True
+
+
+def clear_cache() -> None:
+    """Close and forget this process's cached Analyzer (tests, end of an in-process batch)."""
+    with _cache_lock:
+        for an in _cache.values():
+            try:
+                an.close()
+            except Exception:  # noqa: BLE001
+                pass
+        _cache.clear()
+
+
+def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]],
+             progress: Optional[Callable[[int], None]] = None, progress_every_s: float = 0.5) -> Dict[str, Any]:
+    """Process one input of a batch; never raises for a bad input (the result says what went wrong).
+
+    Args:
+        task: ``input`` (absolute path), ``rel`` (path relative to the batch root), ``out_dir`` (absolute),
+            ``run_id``, ``fingerprint`` and ``batch`` (the fingerprinted settings, stored in the sidecar).
+        settings: :class:`BatchSettings` (or its dict).
+        progress: called with the number of frames done so far (about every ``progress_every_s``).
+
+    Returns:
+        dict with ``status`` (``done`` / ``failed`` / ``error``), ``error``, ``error_type``, ``exit_code``,
+        ``frames``, ``faces``, ``fps``, ``time_s``, ``rows``, ``retries`` (earlier attempts of this run that
+        died), ``pid``, ``host``, ``model_loaded`` and the output paths.
+    """
+    if isinstance(settings, dict):
+        settings = BatchSettings.from_dict(settings)
+    t0 = time.perf_counter()
+    paths = output_paths(task["out_dir"], task["rel"], settings.csv, settings.video)
+    res: Dict[str, Any] = {"input": task["input"], "rel": task["rel"], "status": "failed", "error": None,
+                           "error_type": None, "exit_code": 0, "frames": 0, "faces": 0, "fps": None,
+                           "time_s": None, "rows": None, "retries": 0, "pid": os.getpid(),
+                           "host": socket.gethostname(), "model_loaded": False,
+                           "csv": str(paths["csv"]) if paths["csv"] else None,
+                           "video": str(paths["video"]) if paths["video"] else None,
+                           "sidecar": str(paths["sidecar"])}
+    work_root: Path = paths["work"]  # type: ignore[assignment]
+    work: Optional[Path] = None
+    try:
+        work_root.mkdir(parents=True, exist_ok=True)
+        # attempts of this run that left a work folder died mid-video (killed worker, OOM): retries
+        stale = [p for p in work_root.iterdir() if p.is_dir()]
+        res["retries"] = sum(1 for p in stale if p.name.split(".")[0] == task["run_id"])
+        for p in stale:
+            shutil.rmtree(p, ignore_errors=True)
+        try:
+            Path(paths["sidecar"]).unlink()  # the commit marker goes first: a crash from here on means "redo"
+        except FileNotFoundError:
+            pass
+        work = work_root / f"{task['run_id']}.{os.getpid()}"
+        work.mkdir()
+        stem = paths["stem"]
+        tmp = {"csv": work / f"{stem}.csv" if settings.csv else None,
+               "video": work / f"{stem}.annotated.mp4" if settings.video else None,
+               "sidecar": work / f"{stem}.json"}
+        analyzer, res["model_loaded"] = _cached_analyzer(settings.analyzer)
+        run = analyze_file(analyzer, task["input"], csv=tmp["csv"], video=tmp["video"], sidecar=tmp["sidecar"],
+                           neutralize=bool(settings.analyzer.get("neutralize")), overwrite=True,
+                           max_frames=settings.max_frames, audio=settings.audio,
+                           video_preset=settings.video_preset)
+        n, last = 0, time.perf_counter()
+        for _ in run:
+            n += 1
+            if progress is not None and time.perf_counter() - last >= progress_every_s:
+                last = time.perf_counter()
+                progress(n)
+        if progress is not None:
+            progress(n)
+        info = read_sidecar(tmp["sidecar"])
+        if info is None or info.get("status") != "complete":
+            raise InputError(f"{task['input']}: run ended as {info.get('status') if info else 'unknown'}"
+                             + (f" ({info['error']})" if info and info.get("error") else ""))
+        for k in ("csv", "video"):
+            if tmp[k] is not None:
+                os.replace(tmp[k], paths[k])  # type: ignore[arg-type]
+        s = run.stats.summary()
+        res.update(frames=s["frames"], faces=s["faces"], fps=s["fps"],
+                   rows=count_csv_rows(paths["csv"]) if paths["csv"] else None)  # type: ignore[arg-type]
+        info["csv"] = res["csv"]
+        info["video"] = res["video"]
+        info["fingerprint"] = task["fingerprint"]
+        info["batch"] = {"run_id": task["run_id"], "input": task["input"], "rel": task["rel"],
+                         "retries": res["retries"], "rows": res["rows"], **task.get("batch", {}),
+                         "csv_bytes": Path(paths["csv"]).stat().st_size if paths["csv"] else None}
+        from realtime.sinks import write_sidecar
+
+        write_sidecar(paths["sidecar"], info)  # atomic: the input is complete from here on
+        res["status"] = "done"
+    except InputError as e:
+        res.update(error=str(e), error_type=type(e).__name__, exit_code=e.exit_code)
+    except FaceCycleError as e:  # model, output, backend: every other input would fail the same way
+        res.update(status="error", error=str(e), error_type=type(e).__name__, exit_code=e.exit_code)
+    except Exception as e:  # noqa: BLE001 - reported per input; the batch goes on
+        log.exception("%s: unexpected error", task["input"])
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        res.update(error=f"internal error: {type(e).__name__}: {msg}", error_type=type(e).__name__, exit_code=1)
+    finally:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+        for d in (work_root, work_root.parent):
+            try:
+                d.rmdir()  # only when empty (another input of the folder may be in progress)
+            except OSError:
+                pass
+        res["time_s"] = round(time.perf_counter() - t0, 3)
+    return res

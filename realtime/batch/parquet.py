@@ -1,0 +1,111 @@
+"""All CSVs of a batch as one Parquet dataset (pyarrow): a ``video`` column, then the CSV's columns.
+
+Column types follow docs/csv.md: ``frame``, ``face_id``, ``success`` int64; ``emotion`` string (null when no
+head or no face); everything else float64 (an empty CSV cell is null). ``video`` is the input's path relative
+to the batch root (the same relative path its outputs have under ``--out-dir``), dictionary-encoded.
+
+``PATH`` ending in ``.parquet`` is one file; anything else is a folder of ``part-NNNNN.parquet`` files of at
+most ``rows_per_file`` rows (``pandas.read_parquet(PATH)``, ``polars.read_parquet(PATH + "/*.parquet")``,
+DuckDB ``read_parquet('PATH/*.parquet')``). Streams one CSV at a time: memory holds one video's rows.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Iterable, List, Optional, Tuple, Union
+
+from facecycle.errors import BackendUnavailable, OutputError
+
+__all__ = ["write_parquet", "PYARROW_MISSING"]
+
+log = logging.getLogger(__name__)
+
+PYARROW_MISSING = 'pyarrow is not installed; pip install "facecycle-rt[cluster]" (or pip install pyarrow)'
+_INT_COLUMNS = ("frame", "face_id", "success")
+
+
+def _column_types(columns: List[str]):
+    import pyarrow as pa
+
+    return {c: (pa.int64() if c in _INT_COLUMNS else pa.string() if c == "emotion" else pa.float64())
+            for c in columns}
+
+
+def write_parquet(csvs: Iterable[Tuple[str, Union[str, Path]]], path: Union[str, Path],
+                  rows_per_file: int = 2_000_000, compression: str = "zstd") -> dict:
+    """Write ``(video, csv_path)`` pairs as one dataset at ``path`` (written aside, then moved into place).
+
+    Returns:
+        ``{"path", "files", "rows", "videos"}``.
+
+    Raises:
+        BackendUnavailable: pyarrow missing. OutputError: unwritable path, or CSVs with different columns.
+    """
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise BackendUnavailable(PYARROW_MISSING) from None
+    dest = Path(path)
+    single = dest.suffix.lower() == ".parquet"
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if not single:
+            tmp.mkdir()
+    except OSError as e:
+        raise OutputError(f"{dest}: cannot write ({e.strerror or e})") from None
+    columns: Optional[List[str]] = None
+    schema = None
+    writer = None
+    files: List[str] = []
+    rows_in_file = total = videos = 0
+    try:
+        for video, csv in csvs:
+            with open(csv, "rb") as f:
+                header = f.readline().decode().strip().split(",")
+            if columns is None:
+                columns = header
+                types = _column_types(columns)
+                schema = pa.schema([pa.field("video", pa.dictionary(pa.int32(), pa.string()))]
+                                   + [pa.field(c, types[c]) for c in columns])
+                convert = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
+            elif header != columns:
+                raise OutputError(f"{csv}: columns differ from the first CSV's ({len(header)} vs {len(columns)}; "
+                                  "different models in one dataset?)")
+            table = pacsv.read_csv(str(csv), convert_options=convert)
+            n = table.num_rows
+            vcol = pa.DictionaryArray.from_arrays(pa.array([0] * n, pa.int32()), pa.array([video], pa.string()))
+            table = pa.Table.from_arrays([vcol] + [table.column(c) for c in columns], schema=schema)
+            if writer is None or (not single and rows_in_file and rows_in_file + n > rows_per_file):
+                if writer is not None:
+                    writer.close()
+                target = tmp if single else tmp / f"part-{len(files):05d}.parquet"
+                writer = pq.ParquetWriter(str(target), schema, compression=compression)
+                files.append(target.name if not single else dest.name)
+                rows_in_file = 0
+            writer.write_table(table)
+            rows_in_file += n
+            total += n
+            videos += 1
+        if writer is None:  # no CSV at all: an empty dataset with no columns known
+            log.warning("no CSV to put into %s", dest)
+            return {"path": str(dest), "files": 0, "rows": 0, "videos": 0}
+        writer.close()
+        writer = None
+        if dest.exists():
+            shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
+        os.replace(tmp, dest)
+    except OSError as e:
+        raise OutputError(f"{dest}: cannot write ({e.strerror or e})") from None
+    finally:
+        if writer is not None:
+            writer.close()
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink()
+    return {"path": str(dest), "files": len(files), "rows": total, "videos": videos}

@@ -1,0 +1,224 @@
+"""What a batch has to do: the inputs (files, folders, globs, ``@list.txt``), where each one's outputs go,
+the settings fingerprint, and which inputs are already complete."""
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+
+from facecycle.errors import InputError, UsageError
+
+from .job import PARTIAL_DIR, BatchSettings, output_paths, read_sidecar
+
+__all__ = ["VIDEO_SUFFIXES", "BatchItem", "collect_inputs", "settings_fingerprint", "item_fingerprint",
+           "is_complete"]
+
+log = logging.getLogger(__name__)
+
+#: file suffixes a folder is searched for (explicitly named files are taken whatever their suffix)
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts",
+                  ".mts", ".m2ts", ".3gp", ".ogv", ".mxf")
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass
+class BatchItem:
+    """One input: ``path`` absolute (symlinks kept, so mirrored names stay the user's), ``rel`` its path
+    relative to the batch root (mirrored under ``--out-dir``), ``error`` set when it cannot be submitted."""
+
+    path: Path
+    rel: Path
+    error: Optional[str] = None
+
+
+def _expand(spec: str, out_dir: Optional[Path], origin: str) -> List[Tuple[Path, Path, Optional[str]]]:
+    """(file, root it is mirrored from, error) for one spec; ``error`` for a missing path or an empty pattern."""
+    if _GLOB_CHARS & set(spec) and not Path(spec).exists():
+        hits = sorted(glob.glob(os.path.expanduser(spec), recursive=True))
+        if not hits:
+            p = Path(os.path.abspath(spec))
+            return [(p, p.parent, f"{spec}: no file matches this pattern{origin}")]
+        return [t for h in hits for t in _expand(h, out_dir, origin)]
+    p = Path(os.path.abspath(os.path.expanduser(spec)))
+    if p.is_dir():
+        found: List[Tuple[Path, Path, Optional[str]]] = []
+        for dirpath, dirnames, filenames in os.walk(p, followlinks=True):
+            d = Path(dirpath)
+            # hidden folders (our own .facecycle-partial among them) and the output folder are not inputs
+            dirnames[:] = sorted(n for n in dirnames if not n.startswith(".")
+                                 and (out_dir is None or (d / n) != out_dir))
+            for name in sorted(filenames):
+                if not name.startswith(".") and Path(name).suffix.lower() in VIDEO_SUFFIXES:
+                    found.append((d / name, p, None))
+        if not found:
+            log.warning("%s: no videos (%s, ...) in this folder", spec, ", ".join(VIDEO_SUFFIXES[:6]))
+        return found
+    if not p.exists():
+        return [(p, p.parent, f"{spec}: no such file or folder{origin}")]
+    return [(p, p.parent, None)]
+
+
+def _read_list(spec: str) -> List[str]:
+    path = Path(os.path.expanduser(spec[1:]))
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the input list ({e.strerror or e})") from None
+    base = path.parent
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            out.append(line if os.path.isabs(os.path.expanduser(line)) else str(base / line))
+    return out
+
+
+def collect_inputs(specs: Iterable[str], out_dir: Optional[Union[str, Path]] = None,
+                   root: Optional[Union[str, Path]] = None) -> Tuple[List[BatchItem], List[Dict[str, Any]]]:
+    """Resolve command-line inputs into batch items.
+
+    Args:
+        specs: files, folders (searched recursively for :data:`VIDEO_SUFFIXES`), glob patterns, and
+            ``@list.txt`` files (one path per line, relative to the list's folder; ``#`` comments).
+        out_dir: the output folder (never searched for inputs).
+        root: mirror the outputs relative to this folder; default: the deepest folder that holds every input
+            (a folder input counts as itself, a file as its folder), so a single file's outputs land directly
+            in ``out_dir`` as with ``facecycle process``.
+
+    Returns:
+        (items in command-line order, duplicates: ``{"input", "count"}`` for paths given more than once
+        (the same file under two names counts once: real paths are compared)). Items of missing paths carry
+        ``error``.
+
+    Raises:
+        UsageError: two inputs would write the same outputs (``a.mp4`` and ``a.mov`` in one folder), or an
+            input lies outside ``root``.
+    """
+    out = Path(os.path.abspath(out_dir)) if out_dir is not None else None
+    pairs: List[Tuple[Path, Path, Optional[str]]] = []
+    for spec in specs:
+        if spec.startswith("@"):
+            for entry in _read_list(spec):
+                pairs += _expand(entry, out, f" (listed in {spec[1:]})")
+        else:
+            pairs += _expand(spec, out, "")
+    # duplicates: by real path (symlinks and ../ spellings of one file)
+    seen: Dict[str, int] = {}
+    counts: Dict[str, int] = {}
+    unique: List[Tuple[Path, Path, Optional[str]]] = []
+    for f, r, e in pairs:
+        key = os.path.realpath(f)
+        if key in seen:
+            counts[key] = counts.get(key, 1) + 1
+            continue
+        seen[key] = len(unique)
+        unique.append((f, r, e))
+    duplicates = [{"input": str(unique[seen[k]][0]), "count": n} for k, n in counts.items()]
+    if root is not None:
+        base = Path(os.path.abspath(root))
+    else:
+        roots = sorted({str(r) for _, r, _ in unique})
+        try:
+            base = Path(os.path.commonpath(roots)) if roots else Path.cwd()
+        except ValueError:  # different drives (Windows)
+            base = Path(os.path.abspath(os.sep))
+    items: List[BatchItem] = []
+    claimed: Dict[Tuple[str, str], Path] = {}
+    for f, _, e in unique:
+        try:
+            rel = f.relative_to(base)
+        except ValueError:
+            raise UsageError(f"{f}: not under --root {base}") from None
+        key = (str(rel.parent), rel.stem if rel.suffix else rel.name)
+        if key in claimed:
+            raise UsageError(f"inputs {claimed[key]} and {f} would write the same outputs "
+                             f"({Path(*key)}.*); rename one of them")
+        claimed[key] = f
+        if PARTIAL_DIR in rel.parts:
+            continue
+        items.append(BatchItem(f, rel, e))
+    return items, duplicates
+
+
+# ------------------------------------------------------------------------------------------ fingerprint
+def _sha_file(p: Path) -> str:
+    from facecycle.files import sha256_file
+
+    return sha256_file(p)
+
+
+def _sha_path(p: Optional[Union[str, Path]]) -> Optional[str]:
+    """sha256 of a file, or of a folder's files (names and contents), or None."""
+    if p is None:
+        return None
+    p = Path(p)
+    if p.is_file():
+        return _sha_file(p)
+    if p.is_dir():
+        h = hashlib.sha256()
+        for f in sorted(q for q in p.rglob("*") if q.is_file()):
+            h.update(str(f.relative_to(p)).encode() + b"\0" + _sha_file(f).encode() + b"\n")
+        return h.hexdigest()
+    return None
+
+
+def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
+    """sha256 over everything that shapes the outputs, and the dict it was computed from.
+
+    Covered: the model (sha256 of ``manifest.json``, which lists every graph's sha256, and of the expression
+    head), the detector and its model file, detection and analysis options, precision and calibration
+    video, the outputs asked for, ``max_frames``, the video preset and audio, and the facecycle version.
+    Not covered: thread counts and worker counts (they change speed, not numbers)."""
+    import facecycle
+    from realtime.backend import default_model_dir
+
+    a = dict(settings.analyzer)
+    model_dir = Path(a.get("model") or default_model_dir())
+    manifest = model_dir / "manifest.json"
+    model = {"manifest_sha256": _sha_file(manifest) if manifest.is_file() else None,
+             "head_sha256": _sha_path(model_dir / "expression_head.safetensors")}
+    detail = {"facecycle": getattr(facecycle, "__version__", "?"), "model": model,
+              "backend": a.get("backend", "auto"), "precision": a.get("precision"),
+              "calibration_sha256": _sha_path(a.get("calibration")),
+              "detector": a.get("detector", "centerface"),
+              "detector_model_sha256": _sha_path(a.get("detector_model")),
+              **{k: a.get(k) for k in ("detect_every", "detect_size", "score_threshold", "max_faces", "neutralize",
+                                       "reid", "smooth")},
+              "csv": settings.csv, "video": settings.video, "max_frames": settings.max_frames,
+              "audio": settings.audio if settings.video else None,
+              "video_preset": settings.video_preset if settings.video else None}
+    blob = json.dumps(detail, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest(), detail
+
+
+def item_fingerprint(settings_fp: str, path: Path) -> Tuple[str, Dict[str, Any]]:
+    """Fingerprint of one input: the settings' plus the file's size and modification time."""
+    try:
+        st = path.stat()
+        stat = {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+    except OSError:
+        stat = {"bytes": None, "mtime_ns": None}
+    blob = json.dumps({"settings": settings_fp, "input": stat}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest(), stat
+
+
+def is_complete(item: BatchItem, out_dir: Union[str, Path], settings: BatchSettings,
+                fingerprint: str) -> Tuple[bool, Optional[Dict[str, Any]]]:
+    """True (and the sidecar) when ``item``'s sidecar says ``complete`` with ``fingerprint`` and its outputs
+    are there with the recorded CSV size; anything else (missing, partial, other settings) means redo."""
+    paths = output_paths(out_dir, item.rel, settings.csv, settings.video)
+    info = read_sidecar(paths["sidecar"])  # type: ignore[arg-type]
+    if not info or info.get("status") != "complete" or info.get("fingerprint") != fingerprint:
+        return False, info
+    for k in ("csv", "video"):
+        if paths[k] is not None and not Path(paths[k]).is_file():  # type: ignore[arg-type]
+            return False, info
+    want = (info.get("batch") or {}).get("csv_bytes")
+    if paths["csv"] is not None and want is not None and Path(paths["csv"]).stat().st_size != want:  # type: ignore
+        return False, info
+    return True, info

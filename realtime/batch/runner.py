@@ -1,0 +1,236 @@
+"""Drive a batch: skip complete inputs, run the rest on an executor, one progress bar, ``batch.json``,
+and the Parquet dataset."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import sys
+import time
+import uuid
+from collections import deque
+from pathlib import Path
+from typing import Any, Deque, Dict, List, Optional, Union
+
+from facecycle.errors import OutputError
+
+from .job import BatchSettings, output_paths
+from .plan import BatchItem, is_complete, item_fingerprint, settings_fingerprint
+
+__all__ = ["run_batch", "BatchResult"]
+
+log = logging.getLogger(__name__)
+
+
+class BatchResult(dict):
+    """The content of ``batch.json`` (a dict) plus ``exit_code``: 0; 3 when an input failed; the code of a
+    fatal error (model, output, backend) that stopped the batch."""
+
+    @property
+    def exit_code(self) -> int:
+        return int(self["exit_code"])
+
+
+def _write_json(path: Path, data: Dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
+
+
+def _bar(total: int, enabled: bool):
+    if not enabled or total == 0:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="video", desc="batch", dynamic_ncols=True, file=sys.stderr, mininterval=0.5,
+                smoothing=0.1)
+
+
+def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: BatchSettings, executor=None, *,
+              duplicates: Optional[List[Dict[str, Any]]] = None, parquet: Optional[Union[str, Path]] = None,
+              force: bool = False, progress: bool = True, summary: Optional[Union[str, Path]] = None,
+              dry_run: bool = False, command: Optional[List[str]] = None) -> BatchResult:
+    """Process ``items`` into ``out_dir``; returns (and writes to ``summary``, default ``out_dir/batch.json``)
+    per-input status, time, frames, fps, retries and errors.
+
+    Args:
+        executor: :class:`~realtime.batch.executors.LocalExecutor` or ``RayExecutor`` (started here only if
+            something is left to do, and shut down at the end); None = in this process.
+        force: redo complete inputs too.
+        dry_run: decide what to skip and what to run, write nothing, run nothing.
+    """
+    from .executors import LocalExecutor
+
+    t_start = time.time()
+    out = Path(os.path.abspath(out_dir))
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: not a folder")
+    summary_path = Path(summary) if summary else out / "batch.json"
+    settings_fp, fp_detail = settings_fingerprint(settings)
+    run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+    entries: List[Dict[str, Any]] = []
+    todo: Deque[Dict[str, Any]] = deque()
+    for it in items:
+        fp, stat = item_fingerprint(settings_fp, it.path)
+        paths = output_paths(out, it.rel, settings.csv, settings.video)
+        e: Dict[str, Any] = {"input": str(it.path), "rel": it.rel.as_posix(), "status": "pending", "retries": 0,
+                             "csv": str(paths["csv"]) if paths["csv"] else None,
+                             "sidecar": str(paths["sidecar"])}
+        entries.append(e)
+        if it.error:
+            e.update(status="failed", error=it.error, exit_code=3)
+            continue
+        done, info = (False, None) if force else is_complete(it, out, settings, fp)
+        if done:
+            st = (info or {}).get("stats") or {}
+            e.update(status="skipped", frames=st.get("frames"), fps=st.get("fps"),
+                     rows=(info.get("batch") or {}).get("rows"))
+            continue
+        if info:  # why an input with outputs from before runs again
+            e["redo"] = "partial" if info.get("status") != "complete" else "settings or outputs changed"
+        todo.append({"input": str(it.path), "rel": it.rel.as_posix(), "out_dir": str(out), "run_id": run_id,
+                     "fingerprint": fp, "batch": {"settings_fingerprint": settings_fp, "input_stat": stat},
+                     "_entry": len(entries) - 1})
+    for e in entries:
+        if e["status"] == "failed":
+            print(f"facecycle batch: error: {e['error']}", file=sys.stderr)
+    for d in duplicates or []:
+        print(f"facecycle batch: {d['input']} given {d['count']} times; processed once", file=sys.stderr)
+    n_skip = sum(e["status"] == "skipped" for e in entries)
+    result = BatchResult(run_id=run_id, started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_start)),
+                         command=command, out_dir=str(out), settings=settings.to_dict(),
+                         settings_fingerprint=settings_fp, fingerprinted=fp_detail, executor=None,
+                         host=platform.node(), duplicates=duplicates or [], inputs=entries)
+    if dry_run:
+        for e in entries:
+            print(f"{e['status'] if e['status'] != 'pending' else 'run'}\t{e['input']}")
+        result.update(exit_code=0, counts={"inputs": len(entries), "to_run": len(todo), "skipped": n_skip})
+        return result
+    if n_skip:
+        print(f"facecycle batch: {n_skip} of {len(entries)} inputs already complete (same model and settings); "
+              f"skipped", file=sys.stderr)
+    out.mkdir(parents=True, exist_ok=True)
+    ex = executor or LocalExecutor(settings)
+    fatal: Optional[Dict[str, Any]] = None
+    t_work = time.perf_counter()
+    frames_done = 0
+    interrupted = False
+    if todo:
+        bar = _bar(len(todo), progress)
+        failed = 0
+
+        def refresh() -> None:
+            if bar is None:
+                return
+            live = sum(n for k, n in ex.frames().items() if k in running)
+            el = time.perf_counter() - t_work
+            bar.set_postfix_str(f"frames={frames_done + live} fps={(frames_done + live) / max(el, 1e-6):.1f} "
+                                f"failed={failed}", refresh=True)
+
+        ex.on_progress = (lambda: refresh()) if isinstance(ex, LocalExecutor) else None
+        pending: Dict[int, Dict[str, Any]] = {}
+        running: set = set()  # rel paths in flight (their frames count live until they finish)
+        try:
+            t_up = time.perf_counter()
+            result["executor"] = ex.start()
+            result["executor"]["startup_s"] = round(time.perf_counter() - t_up, 3)
+            t_work = time.perf_counter()  # throughput counts from a started executor
+            last_refresh = 0.0
+            while todo or pending:
+                while todo and len(pending) < ex.capacity and fatal is None:
+                    t = todo.popleft()
+                    idx = t.pop("_entry")
+                    h = ex.submit(t)
+                    pending[h] = {"entry": idx}
+                    running.add(t["rel"])
+                    entries[idx]["status"] = "running"
+                if fatal is not None:
+                    todo.clear()
+                for h, res in ex.wait(list(pending), timeout=0.5):
+                    idx = pending.pop(h)["entry"]
+                    e = entries[idx]
+                    running.discard(e["rel"])
+                    e.update({k: v for k, v in res.items() if k not in ("input", "rel", "csv", "sidecar")})
+                    frames_done += int(res.get("frames") or 0)
+                    if res["status"] != "done":
+                        failed += 1
+                        msg = f"facecycle batch: error: {res.get('error')}"
+                        (bar.write(msg, file=sys.stderr) if bar is not None else print(msg, file=sys.stderr))
+                        if res["status"] == "error" and fatal is None:
+                            fatal = res
+                            ex.cancel()
+                            for p in pending.values():
+                                entries[p["entry"]]["status"] = "cancelled"
+                            pending.clear()
+                            todo.clear()
+                    if bar is not None:
+                        bar.update(1)
+                if time.perf_counter() - last_refresh > 0.5:
+                    last_refresh = time.perf_counter()
+                    refresh()
+        except KeyboardInterrupt:
+            interrupted = True
+            ex.cancel()
+            for p in pending.values():
+                entries[p["entry"]]["status"] = "interrupted"
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+            ex.shutdown()
+            for e in entries:
+                if e["status"] in ("pending", "running"):
+                    e["status"] = "cancelled" if fatal else "interrupted"
+            _finish(result, entries, t_start, t_work, fatal, interrupted)
+            if interrupted:
+                try:
+                    _write_json(summary_path, result)
+                except OutputError:
+                    pass
+    else:
+        result["executor"] = {"mode": "none (nothing to run)"}
+        _finish(result, entries, t_start, t_work, None, False)
+    if parquet and fatal is None:
+        from .parquet import write_parquet
+
+        pairs = [(e["rel"], e["csv"]) for e in entries if e["status"] in ("done", "skipped") and e.get("csv")]
+        result["parquet"] = write_parquet(pairs, parquet)
+        want = sum(int(e.get("rows") or 0) for e in entries if e["status"] in ("done", "skipped") and e.get("csv"))
+        result["parquet"]["rows_expected"] = want
+    _write_json(summary_path, result)
+    c = result["counts"]
+    print(f"facecycle batch: {c['done']} processed, {c['skipped']} skipped, {c['failed']} failed"
+          f"{', ' + str(c['retries']) + ' retries' if c['retries'] else ''}; {c['frames']} frames in "
+          f"{result['wall_s']:.1f} s -> {summary_path}", file=sys.stderr)
+    return result
+
+
+def _finish(result: BatchResult, entries: List[Dict[str, Any]], t_start: float, t_work: float,
+            fatal: Optional[Dict[str, Any]], interrupted: bool) -> None:
+    work_s = time.perf_counter() - t_work
+    done = [e for e in entries if e["status"] == "done"]
+    failed = [e for e in entries if e["status"] == "failed"]
+    frames = sum(int(e.get("frames") or 0) for e in done)
+    result["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    result["wall_s"] = round(time.time() - t_start, 3)
+    result["counts"] = {"inputs": len(entries), "done": len(done),
+                        "skipped": sum(e["status"] == "skipped" for e in entries), "failed": len(failed),
+                        "cancelled": sum(e["status"] in ("cancelled", "interrupted") for e in entries),
+                        "retries": sum(int(e.get("retries") or 0) for e in entries), "frames": frames}
+    result["throughput"] = {"work_s": round(work_s, 3), "fps": round(frames / work_s, 2) if work_s > 0 else None,
+                            "videos_per_min": round(len(done) / work_s * 60, 2) if work_s > 0 else None}
+    if fatal is not None:
+        result["error"] = fatal.get("error")
+        result["exit_code"] = int(fatal.get("exit_code") or 1)
+    elif interrupted:
+        result["exit_code"] = 130
+    elif failed:
+        result["exit_code"] = 3  # as `facecycle process`: the other inputs were done, some input failed
+    else:
+        result["exit_code"] = 0

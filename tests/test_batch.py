@@ -1,0 +1,294 @@
+"""`facecycle batch`: inputs, fingerprint, resume, in-process and Ray (2 local workers) on real clips.
+
+Acceptance (issue 14): outputs identical to `facecycle process`; a second run skips everything in seconds; a
+killed worker's video is retried and completes; a corrupt input is reported while the others finish; the
+Parquet row count equals the CSVs'. Ray tests skip where `ray` is not installed, clip tests where ../shared is
+absent. Cost: the short LivePortrait clips (16 frames) plus one of 72 and one of 148 frames, no video.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from facecycle_cli import main as cli_main
+from facecycle.errors import UsageError
+from realtime.batch import BatchSettings, collect_inputs, settings_fingerprint
+from realtime.batch.executors import ray_available
+from realtime.batch.job import PARTIAL_DIR, count_csv_rows
+
+from .conftest import ROOT, shared_video
+
+SHORT = ("liveportrait_driving_d1.mp4", "liveportrait_driving_d2.mp4")
+MID = "pyfeat_single_face.mp4"      # 72 frames
+LONG = "liveportrait_driving_d5.mp4"  # 148 frames
+
+#: sidecar fields that legitimately differ between `process` and `batch` (timing, paths, batch's own)
+VOLATILE = {"stats", "written_at", "csv", "video", "fingerprint", "batch"}
+
+needs_ray = pytest.mark.skipif(not ray_available(), reason='ray is not installed (pip install "facecycle-rt[cluster]")')
+
+
+def _touch(p: Path, data: bytes = b"x") -> Path:
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(data)
+    return p
+
+
+def _sidecar(p: Path) -> dict:
+    d = json.loads(p.read_text())
+    d["input"].pop("name")  # the path the input was given by
+    return {k: v for k, v in d.items() if k not in VOLATILE}
+
+
+def _corpus(tmp: Path, corrupt: bool = True) -> Path:
+    """tmp/in: a/interview.mp4 and b/interview.mp4 (same name, two folders), the 72-frame clip, a corrupt file."""
+    src = tmp / "in"
+    (src / "a").mkdir(parents=True)
+    (src / "b").mkdir()
+    shutil.copy(shared_video(SHORT[0]), src / "a" / "interview.mp4")
+    shutil.copy(shared_video(SHORT[1]), src / "b" / "interview.mp4")
+    shutil.copy(shared_video(MID), src / MID)
+    if corrupt:  # the first 30 kB of a real file: header and no index (a recording cut short)
+        _touch(src / "broken.mp4", shared_video(MID).read_bytes()[:30000])
+    return src
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """`facecycle process --no-video` outputs of the clips: {name: (csv bytes, sidecar dict)}."""
+    out = tmp_path_factory.mktemp("process_ref")
+    ref = {}
+    for name in SHORT + (MID, LONG):
+        clip = shared_video(name)
+        d = out / name
+        assert cli_main(["process", str(clip), "--out-dir", str(d), "--no-video", "--no-progress"]) == 0
+        ref[name] = ((d / f"{clip.stem}.csv").read_bytes(), _sidecar(d / f"{clip.stem}.json"))
+    return ref
+
+
+# ----------------------------------------------------------------------------------------- inputs
+def test_inputs_folders_globs_lists_duplicates_and_mirroring(tmp_path, monkeypatch):
+    d = tmp_path / "corpus"
+    a = _touch(d / "s1" / "interview.mp4")
+    b = _touch(d / "s2" / "interview.MOV")
+    _touch(d / "s2" / "notes.txt")
+    _touch(d / ".hidden" / "x.mp4")
+    _touch(d / "s1" / PARTIAL_DIR / "interview" / "r.1" / "interview.annotated.mp4")
+    out = d / "results"  # outputs inside the input folder are not inputs
+    _touch(out / "s1" / "interview.annotated.mp4")
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"# inputs\ncorpus/s1/interview.mp4\n{b}\nmissing.mp4\n")
+    monkeypatch.chdir(tmp_path)
+    items, dups = collect_inputs([str(d), "corpus/s*/*.mp4", f"@{lst}", "nothing*.mp4"], out_dir=out)
+    by = {it.rel.as_posix(): it for it in items}
+    assert [it.path for it in items[:2]] == [a, b]
+    assert set(by) == {"corpus/s1/interview.mp4", "corpus/s2/interview.MOV", "missing.mp4", "nothing*.mp4"}
+    assert by["missing.mp4"].error and "no such file" in by["missing.mp4"].error
+    assert "list.txt" in by["missing.mp4"].error
+    assert by["nothing*.mp4"].error and "no file matches" in by["nothing*.mp4"].error
+    assert by["corpus/s1/interview.mp4"].error is None
+    assert {x["input"]: x["count"] for x in dups} == {str(a): 3, str(b): 2}
+    # a folder alone: outputs relative to it; one file alone: straight into out_dir (as `process`)
+    items, _ = collect_inputs([str(d)], out_dir=out)
+    assert sorted(it.rel.as_posix() for it in items) == ["s1/interview.mp4", "s2/interview.MOV"]
+    items, _ = collect_inputs([str(a)])
+    assert [it.rel.as_posix() for it in items] == ["interview.mp4"]
+    # the same file under a symlink is one input
+    os.symlink(a, tmp_path / "link.mp4")
+    items, dups = collect_inputs([str(a), str(tmp_path / "link.mp4")])
+    assert len(items) == 1 and dups[0]["count"] == 2
+    # two inputs that would write the same outputs: refused before any work
+    _touch(d / "s1" / "interview.mkv")
+    with pytest.raises(UsageError, match="same outputs"):
+        collect_inputs([str(d / "s1")])
+    with pytest.raises(UsageError, match="not under --root"):
+        collect_inputs([str(a)], root=str(tmp_path / "elsewhere"))
+
+
+def test_fingerprint_follows_settings_not_threads():
+    base = BatchSettings(analyzer={"detect_every": 5, "threads": 1, "infer_workers": 1}, video=False)
+    fp, detail = settings_fingerprint(base)
+    assert detail["model"]["manifest_sha256"] and len(fp) == 64
+    assert settings_fingerprint(BatchSettings(analyzer={"detect_every": 5, "threads": 4, "infer_workers": 2},
+                                              video=False))[0] == fp
+    for other in (BatchSettings(analyzer={"detect_every": 3}, video=False),
+                  BatchSettings(analyzer={"detect_every": 5, "neutralize": True}, video=False),
+                  BatchSettings(analyzer={"detect_every": 5}, video=False, max_frames=10),
+                  BatchSettings(analyzer={"detect_every": 5}, video=True)):
+        assert settings_fingerprint(other)[0] != fp
+
+
+def test_cli_usage_errors_and_missing_ray(tmp_path, capsys, monkeypatch):
+    clip = _touch(tmp_path / "v.mp4")
+    o = ["--out-dir", str(tmp_path / "o")]
+    assert cli_main(["batch", str(clip), *o, "--no-csv", "--no-video"]) == 2
+    assert cli_main(["batch", str(clip), *o, "--workers", "0"]) == 2
+    assert cli_main(["batch", str(clip), *o, "--cluster", "yarn"]) == 2
+    assert cli_main(["batch", str(clip), *o, "--parquet", "x", "--no-csv"]) == 2
+    import realtime.batch.executors as ex
+
+    monkeypatch.setattr(ex, "ray_available", lambda: False)
+    capsys.readouterr()
+    assert cli_main(["batch", str(clip), *o, "--cluster", "local"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ['facecycle: error: ray is not installed; pip install "facecycle-rt[cluster]"']
+    assert cli_main(["batch", str(clip), *o, "--workers", "2"]) == 2
+    assert "ray is not installed" in capsys.readouterr().err
+    # no --cluster and no ray: this process; the (undecodable) input is reported, exit 3
+    assert cli_main(["batch", str(clip), *o, "--no-progress"]) == 3
+    err = capsys.readouterr().err
+    assert "processing in this process" in err and "v.mp4" in err
+    rec = json.loads((tmp_path / "o" / "batch.json").read_text())
+    assert rec["inputs"][0]["status"] == "failed" and rec["executor"]["mode"] == "in-process"
+
+
+# ------------------------------------------------------------------------------- in-process, real clips
+@pytest.mark.slow
+@pytest.mark.shared
+def test_in_process_batch_matches_process_resumes_and_redoes_partial(tmp_path, reference, capsys):
+    src = _corpus(tmp_path)
+    out = tmp_path / "out"
+    args = ["batch", str(src), "--out-dir", str(out), "--cluster", "none", "--no-video", "--no-progress"]
+    assert cli_main(args + ["--parquet", str(out / "all.parquet")]) == 3  # broken.mp4 failed, the rest done
+    err = capsys.readouterr().err
+    assert "broken.mp4" in err and "1 failed" in err
+    rec = json.loads((out / "batch.json").read_text())
+    st = {e["rel"]: e for e in rec["inputs"]}
+    assert st["broken.mp4"]["status"] == "failed" and st["broken.mp4"]["error_type"] == "InputError"
+    assert not (out / "broken.json").exists() and not (out / "broken.csv").exists()
+    for rel, name in (("a/interview", SHORT[0]), ("b/interview", SHORT[1]), (Path(MID).stem, MID)):
+        assert st[rel + ".mp4"]["status"] == "done"
+        assert (out / f"{rel}.csv").read_bytes() == reference[name][0], rel
+        assert _sidecar(out / f"{rel}.json") == reference[name][1], rel
+        side = json.loads((out / f"{rel}.json").read_text())
+        assert side["status"] == "complete" and len(side["fingerprint"]) == 64
+    assert sum(e.get("model_loaded", False) for e in rec["inputs"]) == 1  # one model load for the batch
+    assert not list(out.rglob(PARTIAL_DIR))
+    # second run (the good inputs): everything skipped, in seconds
+    t = time.perf_counter()
+    good = [str(src / "a"), str(src / "b"), str(src / MID), "--root", str(src)]
+    assert cli_main(["batch", *good, *args[2:]]) == 0
+    assert time.perf_counter() - t < 5
+    rec = json.loads((out / "batch.json").read_text())
+    assert rec["counts"]["skipped"] == 3 and rec["counts"]["done"] == 0
+    # a partial output (killed run: sidecar not `complete`) and a changed CSV are redone, nothing else
+    side = out / "a" / "interview.json"
+    d = json.loads(side.read_text())
+    d["status"] = "running"
+    side.write_text(json.dumps(d))
+    with open(out / "b" / "interview.csv", "ab") as f:
+        f.write(b"garbage\n")
+    assert cli_main(["batch", *good, *args[2:]]) == 0
+    rec = json.loads((out / "batch.json").read_text())
+    st = {e["rel"]: e for e in rec["inputs"]}
+    assert st["a/interview.mp4"]["status"] == "done" and st["a/interview.mp4"]["redo"] == "partial"
+    assert st["b/interview.mp4"]["status"] == "done" and st[MID]["status"] == "skipped"
+    assert (out / "b" / "interview.csv").read_bytes() == reference[SHORT[1]][0]
+    # other settings: redone; --max-frames is part of the fingerprint
+    assert cli_main(["batch", str(src / "a"), *args[2:], "--max-frames", "5"]) == 0
+    assert count_csv_rows(out / "interview.csv") == 5  # single folder input: outputs straight under out
+
+
+# ----------------------------------------------------------------------------------------------- Ray
+def _ray_batch(args, **kw):
+    return subprocess.run([sys.executable, "-m", "facecycle", "batch", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, **kw)
+
+
+@needs_ray
+@pytest.mark.slow
+@pytest.mark.shared
+def test_ray_two_workers_identical_outputs_corrupt_input_parquet_and_skip(tmp_path, reference):
+    src = _corpus(tmp_path)
+    out = tmp_path / "out"
+    pq = tmp_path / "dataset"
+    common = ["--out-dir", str(out), "--cluster", "local", "--workers", "2", "--no-video", "--no-progress"]
+    r = _ray_batch([str(src), *common, "--parquet", str(pq)])
+    assert r.returncode == 3, r.stderr
+    assert "broken.mp4" in r.stderr
+    rec = json.loads((out / "batch.json").read_text())
+    assert rec["executor"]["mode"] == "ray" and rec["executor"]["workers"] == 2
+    st = {e["rel"]: e for e in rec["inputs"]}
+    assert st["broken.mp4"]["status"] == "failed" and st["broken.mp4"]["retries"] == 0
+    rows = 0
+    for rel, name in (("a/interview", SHORT[0]), ("b/interview", SHORT[1]), (Path(MID).stem, MID)):
+        assert st[rel + ".mp4"]["status"] == "done"
+        assert (out / f"{rel}.csv").read_bytes() == reference[name][0], rel
+        assert _sidecar(out / f"{rel}.json") == reference[name][1], rel
+        rows += count_csv_rows(out / f"{rel}.csv")
+    # each worker process loads the model once
+    pids = {e["pid"] for e in rec["inputs"] if e.get("pid")}
+    assert sum(bool(e.get("model_loaded")) for e in rec["inputs"]) <= len(pids)
+    # Parquet: one row per CSV row, a `video` column, the CSV's columns and values
+    pd = pytest.importorskip("pandas")
+    df = pd.read_parquet(pq)
+    assert len(df) == rows == rec["parquet"]["rows"]
+    ref = pd.read_csv(out / "a" / "interview.csv")
+    assert list(df.columns) == ["video"] + list(ref.columns)
+    sub = df[df["video"] == "a/interview.mp4"].drop(columns="video").reset_index(drop=True)
+    pd.testing.assert_frame_equal(sub, ref, check_dtype=False)
+    for mod, q in (("duckdb", lambda m: m.sql(f"select count(*) from read_parquet('{pq}/*.parquet')").fetchone()[0]),
+                   ("polars", lambda m: m.read_parquet(f"{pq}/*.parquet").height)):
+        try:
+            m = __import__(mod)
+        except ImportError:
+            continue
+        assert q(m) == rows
+    # second run over the good inputs: all skipped, Ray not even started
+    t = time.perf_counter()
+    r = _ray_batch([str(src / "a"), str(src / "b"), str(src / MID), "--root", str(src), *common])
+    assert r.returncode == 0, r.stderr
+    assert time.perf_counter() - t < 20  # python start + imports; no video is touched
+    rec = json.loads((out / "batch.json").read_text())
+    assert rec["counts"]["skipped"] == 3 and rec["counts"]["done"] == 0
+    assert rec["executor"]["mode"].startswith("none")
+
+
+@needs_ray
+@pytest.mark.slow
+@pytest.mark.shared
+def test_ray_killed_worker_is_retried_and_completes(tmp_path, reference):
+    src = tmp_path / "in"
+    src.mkdir()
+    for n in (LONG, MID, SHORT[0]):
+        shutil.copy(shared_video(n), src / n)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "facecycle", "batch", str(src), "--out-dir", str(out),
+                             "--cluster", "local", "--workers", "2", "--retries", "2", "--no-video",
+                             "--no-progress"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stem = Path(LONG).stem
+    work = out / PARTIAL_DIR / stem
+    killed = None
+    deadline = time.time() + 120
+    try:
+        while killed is None and time.time() < deadline and proc.poll() is None:
+            for d in (work.iterdir() if work.is_dir() else []):
+                csv = d / f"{stem}.csv"
+                if csv.is_file() and count_csv_rows(csv) >= 10:  # mid-video: frames written, more to come
+                    killed = int(d.name.rsplit(".", 1)[1])
+                    os.kill(killed, signal.SIGKILL)
+                    break
+            time.sleep(0.05)
+        _, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert killed is not None, "the long clip was never seen mid-video"
+    assert proc.returncode == 0, err
+    rec = json.loads((out / "batch.json").read_text())
+    st = {e["rel"]: e for e in rec["inputs"]}
+    assert all(e["status"] == "done" for e in rec["inputs"]), rec["inputs"]
+    assert st[LONG]["retries"] >= 1 and st[LONG]["pid"] != killed
+    assert rec["counts"]["retries"] >= 1
+    assert json.loads((out / f"{stem}.json").read_text())["batch"]["retries"] >= 1
+    for name in (LONG, MID, SHORT[0]):
+        assert (out / f"{Path(name).stem}.csv").read_bytes() == reference[name][0], name
+    assert not list(out.rglob(PARTIAL_DIR))
