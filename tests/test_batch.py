@@ -148,6 +148,14 @@ def test_cli_usage_errors_and_missing_ray(tmp_path, capsys, monkeypatch):
     assert "processing in this process" in err and "v.mp4" in err
     rec = json.loads((tmp_path / "o" / "batch.json").read_text())
     assert rec["inputs"][0]["status"] == "failed" and rec["executor"]["mode"] == "in-process"
+    # a model every video would fail on stops the batch with the model error's code
+    bad = tmp_path / "bad_model"
+    bad.mkdir()
+    assert cli_main(["batch", str(clip), str(_touch(tmp_path / "w.mp4")), *o, "--model", str(bad),
+                     "--no-progress"]) == 5
+    rec = json.loads((tmp_path / "o" / "batch.json").read_text())
+    assert rec["exit_code"] == 5 and rec["error"]
+    assert sorted(e["status"] for e in rec["inputs"]) == ["cancelled", "error"]
 
 
 # ------------------------------------------------------------------------------- in-process, real clips
@@ -198,6 +206,18 @@ def test_in_process_batch_matches_process_resumes_and_redoes_partial(tmp_path, r
 
 
 # ----------------------------------------------------------------------------------------------- Ray
+def _mid_video(proc: subprocess.Popen, work: Path, stem: str, rows: int, timeout: float = 120):
+    """The attempt folder of ``stem`` once its CSV has ``rows`` rows (the video is mid-way), or None."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        for d in (work.iterdir() if work.is_dir() else []):
+            csv = d / f"{stem}.csv"
+            if csv.is_file() and count_csv_rows(csv) >= rows:
+                return d
+        time.sleep(0.05)
+    return None
+
+
 def _ray_batch(args, **kw):
     return subprocess.run([sys.executable, "-m", "facecycle", "batch", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=300, **kw)
@@ -265,18 +285,11 @@ def test_ray_killed_worker_is_retried_and_completes(tmp_path, reference):
                              "--cluster", "local", "--workers", "2", "--retries", "2", "--no-video",
                              "--no-progress"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stem = Path(LONG).stem
-    work = out / PARTIAL_DIR / stem
-    killed = None
-    deadline = time.time() + 120
+    attempt = _mid_video(proc, out / PARTIAL_DIR / stem, stem, rows=10)
+    killed = int(attempt.name.rsplit(".", 1)[1]) if attempt else None  # <run>.<pid>: the worker process
     try:
-        while killed is None and time.time() < deadline and proc.poll() is None:
-            for d in (work.iterdir() if work.is_dir() else []):
-                csv = d / f"{stem}.csv"
-                if csv.is_file() and count_csv_rows(csv) >= 10:  # mid-video: frames written, more to come
-                    killed = int(d.name.rsplit(".", 1)[1])
-                    os.kill(killed, signal.SIGKILL)
-                    break
-            time.sleep(0.05)
+        if killed is not None:
+            os.kill(killed, signal.SIGKILL)
         _, err = proc.communicate(timeout=240)
     finally:
         if proc.poll() is None:
@@ -292,3 +305,36 @@ def test_ray_killed_worker_is_retried_and_completes(tmp_path, reference):
     for name in (LONG, MID, SHORT[0]):
         assert (out / f"{Path(name).stem}.csv").read_bytes() == reference[name][0], name
     assert not list(out.rglob(PARTIAL_DIR))
+
+
+def test_base_install_imports_no_ray():
+    code = ("import sys, facecycle.cli as c; p = c.build_parser(); p.parse_args(['batch', 'x', '--out-dir', 'o']); "
+            "import realtime.batch; bad = [m for m in ('ray', 'pyarrow') if m in sys.modules]; "
+            "sys.exit(bool(bad) and print(bad) or 0)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+def test_interrupted_batch_leaves_no_complete_sidecar(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(shared_video(LONG), src / LONG)
+    out = tmp_path / "out"
+    stem = Path(LONG).stem
+    proc = subprocess.Popen([sys.executable, "-m", "facecycle", "batch", str(src), "--out-dir", str(out),
+                             "--cluster", "none", "--no-video", "--no-progress"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _mid_video(proc, out / PARTIAL_DIR / stem, stem, rows=5) is not None
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert not (out / f"{stem}.json").exists() and not (out / f"{stem}.csv").exists()
+    assert not list(out.rglob(PARTIAL_DIR))
+    rec = json.loads((out / "batch.json").read_text())
+    assert rec["exit_code"] == 130 and rec["inputs"][0]["status"] == "interrupted"

@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import socket
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -155,7 +156,8 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
     Returns:
         dict with ``status`` (``done`` / ``failed`` / ``error``), ``error``, ``error_type``, ``exit_code``,
         ``frames``, ``faces``, ``fps``, ``time_s``, ``rows``, ``retries`` (earlier attempts of this run that
-        died), ``pid``, ``host``, ``model_loaded`` and the output paths.
+        died), ``pid``, ``host``, ``model_loaded``, ``max_rss_mb`` (the worker process's peak) and the output
+        paths.
     """
     if isinstance(settings, dict):
         settings = BatchSettings.from_dict(settings)
@@ -237,4 +239,16 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
             except OSError:
                 pass
         res["time_s"] = round(time.perf_counter() - t0, 3)
+        res["max_rss_mb"] = _max_rss_mb()
     return res
+
+
+def _max_rss_mb() -> Optional[float]:
+    """Peak resident memory of this (worker) process so far, MiB (None where unsupported)."""
+    try:
+        import resource
+
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return round(kb / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+    except (ImportError, OSError, ValueError):
+        return None

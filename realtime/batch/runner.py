@@ -120,7 +120,7 @@ def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batch
     fatal: Optional[Dict[str, Any]] = None
     t_work = time.perf_counter()
     frames_done = 0
-    interrupted = False
+    interrupted = 0  # the exit code of a signal that stopped the batch
     if todo:
         bar = _bar(len(todo), progress)
         failed = 0
@@ -153,6 +153,8 @@ def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batch
                 if fatal is not None:
                     todo.clear()
                 for h, res in ex.wait(list(pending), timeout=0.5):
+                    if h not in pending:  # cancelled after a fatal error earlier in this round
+                        continue
                     idx = pending.pop(h)["entry"]
                     e = entries[idx]
                     running.discard(e["rel"])
@@ -174,8 +176,8 @@ def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batch
                 if time.perf_counter() - last_refresh > 0.5:
                     last_refresh = time.perf_counter()
                     refresh()
-        except KeyboardInterrupt:
-            interrupted = True
+        except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C; SIGTERM (the CLI raises SystemExit(143))
+            interrupted = 143 if isinstance(e, SystemExit) and e.code == 143 else 130
             ex.cancel()
             for p in pending.values():
                 entries[p["entry"]]["status"] = "interrupted"
@@ -195,7 +197,7 @@ def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batch
                     pass
     else:
         result["executor"] = {"mode": "none (nothing to run)"}
-        _finish(result, entries, t_start, t_work, None, False)
+        _finish(result, entries, t_start, t_work, None, 0)
     if parquet and fatal is None:
         from .parquet import write_parquet
 
@@ -212,7 +214,7 @@ def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batch
 
 
 def _finish(result: BatchResult, entries: List[Dict[str, Any]], t_start: float, t_work: float,
-            fatal: Optional[Dict[str, Any]], interrupted: bool) -> None:
+            fatal: Optional[Dict[str, Any]], interrupted: int) -> None:
     work_s = time.perf_counter() - t_work
     done = [e for e in entries if e["status"] == "done"]
     failed = [e for e in entries if e["status"] == "failed"]
@@ -229,7 +231,7 @@ def _finish(result: BatchResult, entries: List[Dict[str, Any]], t_start: float, 
         result["error"] = fatal.get("error")
         result["exit_code"] = int(fatal.get("exit_code") or 1)
     elif interrupted:
-        result["exit_code"] = 130
+        result["exit_code"] = int(interrupted)
     elif failed:
         result["exit_code"] = 3  # as `facecycle process`: the other inputs were done, some input failed
     else:
