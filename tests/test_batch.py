@@ -308,7 +308,7 @@ def test_ray_killed_worker_is_retried_and_completes(tmp_path, reference):
 
 
 def test_base_install_imports_no_ray():
-    code = ("import sys, facecycle.cli as c; p = c.build_parser(); p.parse_args(['batch', 'x', '--out-dir', 'o']); "
+    code = ("import sys, facecycle_cli as c; p = c.build_parser(); p.parse_args(['batch', 'x', '--out-dir', 'o']); "
             "import realtime.batch; bad = [m for m in ('ray', 'pyarrow') if m in sys.modules]; "
             "sys.exit(bool(bad) and print(bad) or 0)")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -175,7 +175,7 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
     video, the outputs asked for, ``max_frames``, the video preset and audio, and the facecycle version.
     Not covered: thread counts and worker counts (they change speed, not numbers)."""
     import facecycle
-    from realtime.backend import default_model_dir
+    from facecycle.assets import default_model_dir
 
     a = dict(settings.analyzer)
     model_dir = Path(a.get("model") or default_model_dir())
