@@ -46,7 +46,8 @@ def _one(clips, mode: str, workers: int, extra) -> dict:
             raise SystemExit(f"bench_batch: {' '.join(cmd)} failed ({r.returncode}): {r.stderr[-2000:]}")
         rec = json.loads((Path(tmp) / "batch.json").read_text())
     per_video = [{"rel": e["rel"], "frames": e["frames"], "time_s": e["time_s"], "fps": e["fps"],
-                  "model_loaded": e.get("model_loaded"), "max_rss_mb": e.get("max_rss_mb")} for e in rec["inputs"]]
+                  "model_loaded": e.get("model_loaded"), "max_rss_mb": e.get("max_rss_mb"),
+                  "csv_bytes": e.get("csv_bytes")} for e in rec["inputs"]]
     return {"wall_s": round(wall, 3), "startup_s": rec["executor"].get("startup_s"),
             "work_s": rec["throughput"]["work_s"], "frames": rec["counts"]["frames"],
             "fps": rec["throughput"]["fps"], "videos_per_min": rec["throughput"]["videos_per_min"],
@@ -98,6 +99,8 @@ def main(argv=None) -> int:
         med["worker_s_per_frame"] = round(statistics.median(spf), 5) if spf else None
         rss = [v["max_rss_mb"] for r in runs for v in r["per_video"] if v.get("max_rss_mb")]
         med["worker_peak_rss_mb"] = max(rss) if rss else None
+        vb = [(v["csv_bytes"], v["frames"]) for r in runs for v in r["per_video"] if v.get("csv_bytes")]
+        med["csv_bytes_per_frame"] = round(sum(b for b, _ in vb) / sum(f for _, f in vb), 1) if vb else None
         out["cases"].append({"mode": mode, "workers": w, "median": med, "runs": runs})
     out["load_at_end"] = _load()
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)

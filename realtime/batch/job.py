@@ -211,13 +211,14 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
                 os.replace(tmp[k], paths[k])  # type: ignore[arg-type]
         s = run.stats.summary()
         res.update(frames=s["frames"], faces=s["faces"], fps=s["fps"],
-                   rows=count_csv_rows(paths["csv"]) if paths["csv"] else None)  # type: ignore[arg-type]
+                   rows=count_csv_rows(paths["csv"]) if paths["csv"] else None,  # type: ignore[arg-type]
+                   csv_bytes=Path(paths["csv"]).stat().st_size if paths["csv"] else None)  # type: ignore[arg-type]
         info["csv"] = res["csv"]
         info["video"] = res["video"]
         info["fingerprint"] = task["fingerprint"]
         info["batch"] = {"run_id": task["run_id"], "input": task["input"], "rel": task["rel"],
                          "retries": res["retries"], "rows": res["rows"], **task.get("batch", {}),
-                         "csv_bytes": Path(paths["csv"]).stat().st_size if paths["csv"] else None}
+                         "csv_bytes": res["csv_bytes"]}
         from realtime.sinks import write_sidecar
 
         write_sidecar(paths["sidecar"], info)  # atomic: the input is complete from here on
