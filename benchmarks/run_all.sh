@@ -16,3 +16,4 @@ QT_QPA_PLATFORM=offscreen python -m ui.bench $V --runs 3 --frames 300 --json $B/
 python -m facecycle bench soak --frames 20000 --window 1000 --json $B/soak_default.json > $B/soak.log 2>&1
 uptime > $B/uptime_end.txt
 python -m facecycle bench detectors ../shared/data/videos/* --step 6 --detectors centerface@320,yunet@320,yunet@640,scrfd@320 --yunet-model ../shared/models/face_detection_yunet_2023mar.onnx --scrfd-model ../shared/models/scrfd_500m_bnkps.onnx --json benchmarks/2026-11-28-cpu2/detectors.json > benchmarks/2026-11-28-cpu2/detectors.log 2>&1
+python scripts/bench_batch.py --runs 3 --json benchmarks/2026-12-02-cpu2/batch_ray.json > /dev/null 2>&1  # needs the [cluster] extra
