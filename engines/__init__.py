@@ -1,7 +1,7 @@
 """Inference engines behind one interface (:class:`engines.base.Backend`).
 
 >>> from engines import open_backend
->>> with open_backend("path/to/model_dir") as be:          # auto: TensorRT → ORT CUDA → ORT CPU → PyTorch
+>>> with open_backend("path/to/model_dir") as be:          # auto: TensorRT → ORT CUDA → torch CUDA → CPU
 ...     out = be.run("analyze", {"image": batch})           # (N, 3, S, S) float32 -> dict of float32 arrays
 
 See ``docs/engines.md`` for selection, options, caching and thread-safety.
@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import List, Optional, Sequence, Union
+
+from facecycle.errors import UsageError
 
 from .base import Backend, GraphSpec, read_manifest
 from .probes import Probes
-from .select import AUTO_ORDER, BACKEND_NAMES, Choice, choose
+from .select import AUTO_ORDER, BACKEND_NAMES, Choice, candidates, choose
 
 __all__ = ["Backend", "GraphSpec", "read_manifest", "open_backend", "available_backends", "choose",
-           "Choice", "Probes", "AUTO_ORDER", "BACKEND_NAMES"]
+           "candidates", "Choice", "Probes", "AUTO_ORDER", "BACKEND_NAMES"]
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +31,34 @@ def available_backends(model_dir: Optional[Union[str, Path]] = None, probes: Opt
     return _avail(probes, model_dir)
 
 
+def _impl(choice: Choice):
+    if choice.impl == "onnxruntime":
+        from .onnxruntime_backend import OnnxRuntimeBackend as cls
+    elif choice.impl == "torch":
+        from .torch_backend import TorchBackend as cls
+    else:
+        from .tensorrt_backend import TensorRTBackend as cls
+    return cls
+
+
+def _one_line(e: BaseException) -> str:
+    msg = str(e).strip()
+    return f"{type(e).__name__}: {msg.splitlines()[0][:300]}" if msg else type(e).__name__
+
+
 def open_backend(model_dir: Union[str, Path], backend: str = "auto", probes: Optional[Probes] = None,
-                 **opts) -> Backend:
+                 warmup: Optional[Sequence[str]] = None, **opts) -> Backend:
     """Open ``model_dir`` (an exported model directory) on a backend.
 
     Args:
         model_dir: directory with ``manifest.json`` and the ONNX graphs.
         backend: ``"auto"`` or a name of :data:`engines.select.BACKEND_NAMES`.
         probes: availability probes (tests inject fakes).
+        warmup: graphs to build (TensorRT engines) and run once on zeros while opening. Under ``auto``, a
+            backend that fails to open, build or run them is closed and the next of the chain (TensorRT →
+            ONNX Runtime CUDA → torch CUDA → ONNX Runtime CPU → torch CPU, the available ones) is tried,
+            with one WARNING line naming the reason. ``be.fallbacks`` lists them (``describe()`` too, so
+            the JSON sidecar records it). Failures after opening are not caught.
         **opts: backend options (``precision``, ``max_batch``, ``intra_op_threads``,
             ``cuda_graphs``, ``checkpoint``, ``profile``, ...); options a backend
             does not know are ignored (logged at DEBUG).
@@ -44,18 +66,38 @@ def open_backend(model_dir: Union[str, Path], backend: str = "auto", probes: Opt
     Raises:
         ModelError: no/corrupt manifest.
         BackendUnavailable: an explicitly requested backend is not usable (the message names what is missing),
-            or nothing is usable under ``auto``.
+            or nothing is usable under ``auto``. The last candidate's own error when every one failed.
     """
     read_manifest(model_dir)  # fail early and clearly on a bad directory
-    choice = choose(backend, probes, model_dir, opts)
-    kw = {**choice.opts, **opts}  # explicit options (e.g. device="cuda:1") win over the choice's defaults
-    if choice.impl == "onnxruntime":
-        from .onnxruntime_backend import OnnxRuntimeBackend as cls
-    elif choice.impl == "torch":
-        from .torch_backend import TorchBackend as cls
-    else:
-        from .tensorrt_backend import TensorRTBackend as cls
-    be = cls(model_dir, **kw)
-    be.choice = choice
-    log.info("opened %s on %s (%s): %s", be.name, be.device, be.precision, choice.reason)
-    return be
+    chain = candidates(backend, probes, model_dir, opts)
+    fallbacks: List[dict] = []
+    for i, choice in enumerate(chain):
+        kw = {**choice.opts, **opts}  # explicit options (e.g. device="cuda:1") win over the choice's defaults
+        be = None
+        try:
+            be = _impl(choice)(model_dir, **kw)
+            if warmup is not None:
+                # graphs the model lacks are left to the caller's own check (e.g. "no 'neutralize' graph")
+                be.warmup(graphs=[g for g in warmup if g in be.graphs])
+        except UsageError:
+            raise  # bad options: the user's to fix, on any backend
+        except Exception as e:  # noqa: BLE001 - TensorRT / CUDA / ORT raise many types
+            if be is not None:
+                try:
+                    be.close()
+                except Exception:  # noqa: BLE001
+                    pass
+            if i + 1 >= len(chain):
+                raise
+            why = _one_line(e)
+            log.warning("backend %s failed (%s); falling back to %s", choice.name, why, chain[i + 1].name)
+            fallbacks.append({"backend": choice.name, "error": why})
+            continue
+        be.choice = choice
+        be.fallbacks = fallbacks
+        if i == 0:
+            log.info("opened %s on %s (%s): %s", be.name, be.device, be.precision, choice.reason)
+        else:
+            log.info("opened %s on %s (%s) after %d failed backend(s)", be.name, be.device, be.precision, i)
+        return be
+    raise AssertionError("unreachable")  # candidates() is never empty

@@ -119,8 +119,13 @@ class Backend(abc.ABC):
         """Release device resources."""
 
     def describe(self) -> dict:
-        return {"backend": self.name, "device": self.device, "precision": self.precision,
-                "max_batch": self.max_batch, "graphs": sorted(self.graphs)}
+        d = {"backend": self.name, "device": self.device, "precision": self.precision,
+             "max_batch": self.max_batch, "graphs": sorted(self.graphs)}
+        choice = getattr(self, "choice", None)
+        if choice is not None:  # set by engines.open_backend
+            d["selected"] = choice.reason
+            d["fallbacks"] = list(getattr(self, "fallbacks", []))
+        return d
 
     def __enter__(self) -> "Backend":
         return self

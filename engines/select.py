@@ -1,11 +1,14 @@
-"""Backend selection: ``auto`` picks TensorRT → ONNX Runtime CUDA → ONNX Runtime CPU → PyTorch.
+"""Backend selection: ``auto`` picks TensorRT → ONNX Runtime CUDA → PyTorch CUDA → ONNX Runtime CPU → PyTorch CPU.
+
+:func:`candidates` lists every usable backend in that order; :func:`engines.open_backend` opens the first and,
+under ``auto``, falls back to the next when opening, building or the first run fails.
 
 Pure logic over :class:`engines.probes.Probes`, unit-tested with fake probes.
 
 Backend names (``--backend``):
 
 ============================  =====================================================
-``auto``                      the first available of :data:`AUTO_ORDER`
+``auto``                      the first available of :data:`AUTO_ORDER` that opens and runs
 ``tensorrt``                  TensorRT engines (``tensorrt`` + CUDA GPU + torch CUDA for buffers)
 ``onnxruntime``               ONNX Runtime, CPU execution provider (the CPU default)
 ``onnxruntime-cpu``           same as ``onnxruntime``
@@ -26,11 +29,12 @@ from facecycle.errors import BackendUnavailable, UsageError
 
 from .probes import Probes, default_probes
 
-__all__ = ["Choice", "BACKEND_NAMES", "AUTO_ORDER", "check", "choose", "available_backends", "find_weights"]
+__all__ = ["Choice", "BACKEND_NAMES", "AUTO_ORDER", "check", "choose", "candidates", "available_backends",
+           "find_weights"]
 
 log = logging.getLogger(__name__)
 
-AUTO_ORDER = ("tensorrt", "onnxruntime-cuda", "onnxruntime-cpu", "torch-cpu")
+AUTO_ORDER = ("tensorrt", "onnxruntime-cuda", "torch-cuda", "onnxruntime-cpu", "torch-cpu")
 BACKEND_NAMES = ("auto", "tensorrt", "onnxruntime", "onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-trt",
                  "torch", "torch-cpu", "torch-cuda")
 _ALIASES = {"onnxruntime": "onnxruntime-cpu", "ort": "onnxruntime-cpu", "torch": "torch-cpu",
@@ -77,9 +81,13 @@ def check(name: str, probes: Probes, model_dir=None, opts: Optional[dict] = None
         gpu = probes.gpu_name()
         return None if gpu else "no CUDA GPU/driver found (libcuda did not report a device)"
 
+    def and_no_gpu(msg: str) -> str:  # say so when there is no GPU either: installing the package won't help
+        return msg if probes.gpu_name() else msg + "; and this machine has no CUDA GPU (no driver reported one)"
+
     if name == "tensorrt":
         if not probes.has_module("tensorrt"):
-            return False, "the 'tensorrt' Python package is not installed (pip install 'facecycle-rt[tensorrt]')"
+            return False, and_no_gpu("the 'tensorrt' Python package is not installed "
+                                     "(pip install 'facecycle-rt[tensorrt]')")
         miss = need_gpu()
         if miss:
             return False, miss
@@ -94,7 +102,8 @@ def check(name: str, probes: Probes, model_dir=None, opts: Optional[dict] = None
         ep = "CUDAExecutionProvider" if name == "onnxruntime-cuda" else "TensorrtExecutionProvider"
         provs = probes.ort_providers()
         if ep not in provs:
-            return False, f"onnxruntime has no {ep} (has {', '.join(provs) or 'none'}; install onnxruntime-gpu)"
+            return False, and_no_gpu(f"onnxruntime has no {ep} (has {', '.join(provs) or 'none'}; "
+                                     "install onnxruntime-gpu)")
         miss = need_gpu()
         if miss:
             return False, miss
@@ -106,7 +115,7 @@ def check(name: str, probes: Probes, model_dir=None, opts: Optional[dict] = None
             return False, (f"no weights for PyTorch in {model_dir} (expected {' or '.join(WEIGHT_NAMES)} "
                            "next to manifest.json, or pass checkpoint=PATH)")
         if name == "torch-cuda" and not probes.torch_cuda():
-            return False, "torch has no CUDA device (torch.cuda.is_available() is False)"
+            return False, and_no_gpu("torch has no CUDA device (torch.cuda.is_available() is False)")
         return True, "PyTorch " + ("CUDA" if name == "torch-cuda" else "CPU")
     raise UsageError(f"unknown backend {name!r}")
 
@@ -129,22 +138,39 @@ def choose(backend: str = "auto", probes: Optional[Probes] = None, model_dir=Non
     explicitly requested backend that is unavailable raises
     :class:`~facecycle.errors.BackendUnavailable` naming what is missing.
     """
+    c = candidates(backend, probes, model_dir, opts)[0]
+    if c.reason.startswith("auto"):
+        log.info("backend %s", c.reason)
+    return c
+
+
+def candidates(backend: str = "auto", probes: Optional[Probes] = None, model_dir=None,
+               opts: Optional[dict] = None) -> List[Choice]:
+    """Every usable backend for ``backend``, best first: one for an explicit name, the available ones of
+    :data:`AUTO_ORDER` under ``auto`` (the fallback chain of :func:`engines.open_backend`).
+
+    Raises:
+        UsageError: unknown name. BackendUnavailable: nothing usable (the message names what is missing).
+    """
     probes = probes or default_probes()
     name = canonical(backend)
     if name != "auto":
         ok, why = check(name, probes, model_dir, opts)
         if not ok:
             raise BackendUnavailable(f"backend {backend!r} is unavailable: {why}")
-        return _resolve(name, f"requested explicitly ({why})")
+        return [_resolve(name, f"requested explicitly ({why})")]
     skipped: List[str] = []
+    out: List[Choice] = []
     for cand in AUTO_ORDER:
         ok, why = check(cand, probes, model_dir, opts)
         if ok:
-            reason = f"auto: {cand} ({why})" + (f"; skipped {'; '.join(skipped)}" if skipped else "")
-            log.info("backend %s", reason)
-            return _resolve(cand, reason)
-        skipped.append(f"{cand}: {why}")
-    raise BackendUnavailable("no inference backend available: " + "; ".join(skipped))
+            reason = f"auto: {cand} ({why})" + (f"; skipped {'; '.join(skipped)}" if skipped and not out else "")
+            out.append(_resolve(cand, reason))
+        elif not out:
+            skipped.append(f"{cand}: {why}")
+    if not out:
+        raise BackendUnavailable("no inference backend available: " + "; ".join(skipped))
+    return out
 
 
 def available_backends(probes: Optional[Probes] = None, model_dir=None) -> List[dict]:

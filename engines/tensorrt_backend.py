@@ -64,11 +64,78 @@ from facecycle.files import sha256_file
 from .base import Backend, GraphSpec
 from .cache import EngineKey, engine_cache_dir, engine_key, engine_path, fp16_onnx, timing_cache_path, write_atomic
 
-__all__ = ["TensorRTBackend", "DEFAULT_PROFILE", "trt_major"]
+__all__ = ["TensorRTBackend", "DEFAULT_PROFILE", "trt_major", "BuildProgress"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PROFILE = (1, 8, 64)
+
+
+class BuildProgress:
+    """Progress of a long engine build: a WARNING line every ``every`` seconds while it runs (the first build
+    takes minutes), naming TensorRT's current phase when its ``IProgressMonitor`` reports one.
+
+    Use as a context manager around ``build_serialized_network``; :meth:`monitor` gives the
+    ``trt.IProgressMonitor`` to set on the builder config (TensorRT >= 10 has it; None otherwise).
+    """
+
+    def __init__(self, label: str, every: float = 15.0, emit=None) -> None:
+        self.label = label
+        self.every = float(every)
+        self.emit = emit or (lambda msg: log.warning("%s", msg))
+        self.phase: Optional[str] = None
+        self.step: Tuple[int, int] = (0, 0)
+        self.lines = 0
+        self._stop = threading.Event()
+        self._t0 = 0.0
+        self._thread: Optional[threading.Thread] = None
+
+    def status(self) -> str:
+        s = f"tensorrt: still building {self.label} ({time.perf_counter() - self._t0:.0f} s"
+        if self.phase:
+            s += f", {self.phase}" + (f" {self.step[0]}/{self.step[1]}" if self.step[1] else "")
+        return s + ")"
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every):
+            self.lines += 1
+            self.emit(self.status())
+
+    def __enter__(self) -> "BuildProgress":
+        self._t0 = time.perf_counter()
+        self._thread = threading.Thread(target=self._beat, name="trt-build-progress", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+
+    def monitor(self, trt):
+        """A ``trt.IProgressMonitor`` feeding :attr:`phase` / :attr:`step` (None if TensorRT lacks the class)."""
+        base = getattr(trt, "IProgressMonitor", None)
+        if base is None:
+            return None
+        prog = self
+
+        class _Monitor(base):
+            def __init__(self) -> None:
+                base.__init__(self)
+
+            def phase_start(self, phase_name, parent_phase, num_steps):
+                if parent_phase is None:  # top-level phases only
+                    prog.phase, prog.step = str(phase_name), (0, int(num_steps))
+
+            def step_complete(self, phase_name, step):
+                if str(phase_name) == prog.phase:
+                    prog.step = (int(step) + 1, prog.step[1])
+                return True  # keep building
+
+            def phase_finish(self, phase_name):
+                pass
+
+        return _Monitor()
 
 
 def trt_major(version: str) -> int:
@@ -247,7 +314,12 @@ class TensorRTBackend(Backend):
         if not config.set_timing_cache(cache, ignore_mismatch=False):
             log.warning("tensorrt: timing cache %s does not fit this device; starting a fresh one", tc_path)
             config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
-        plan = builder.build_serialized_network(network, config)
+        progress = BuildProgress(f"the {self.precision} {spec.name} engine")
+        mon = progress.monitor(trt)
+        if mon is not None:
+            config.progress_monitor = mon
+        with progress:
+            plan = builder.build_serialized_network(network, config)
         if plan is None:
             raise ModelError(f"{src}: TensorRT failed to build an engine (see the TensorRT log above)")
         write_atomic(tc_path, bytes(memoryview(config.get_timing_cache().serialize())))

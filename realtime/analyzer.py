@@ -122,9 +122,9 @@ class Analyzer:
         model: exported model directory (``manifest.json`` + ONNX graphs);
             None = ``facecycle.assets.default_model_dir()``.
         backend: inference backend name (``auto``, ``onnxruntime``, ``tensorrt``, ``torch``).
-        detector: ``centerface`` (default), ``yunet`` or ``scrfd``.
-        detector_model: model file for ``yunet`` / ``scrfd`` (an insightface model
-            pack folder works for scrfd).
+        detector: ``centerface`` (default), ``yunet`` or ``insightface`` (``scrfd`` is an alias).
+        detector_model: model for ``yunet`` (.onnx) / ``insightface`` (.onnx, model-pack folder or a
+            pack name under ~/.insightface/models).
         detect_every: run the detector every N frames; optical-flow tracking
             in between (a tracking failure triggers a detection at once).
         detect_size: longer side the frame is shrunk to for detection.
@@ -159,22 +159,21 @@ class Analyzer:
             raise UsageError("detect_every must be >= 1")
         if max_faces is not None and max_faces < 1:
             raise UsageError("max_faces must be >= 1")
-        self.backend = open_model(model, backend, threads=threads, precision=precision, calibration=calibration)
-        self.head = ExpressionHead.find(self.backend.model_dir)
-        self.detector = create_detector(detector, detector_model, max_side=detect_size,
-                                        score_threshold=score_threshold, max_faces=max_faces, threads=threads) \
-            if detector in ("centerface", "scrfd") else \
-            create_detector(detector, detector_model, max_side=detect_size, score_threshold=score_threshold,
-                            max_faces=max_faces)
-        self.inference = FaceInference(self.backend, self.head, neutralize=neutralize, identity=identity or reid,
-                                       crop_scale=crop_scale)
-        # load (and run once) every graph now: a corrupt or truncated graph fails here, with one clear
-        # ModelError, before any output file is created; it also takes the first-call cost off frame 1
+        # load (and run once) every graph while opening: a corrupt or truncated graph fails here, with one
+        # clear ModelError, before any output file is created; under backend "auto" a GPU backend that fails
+        # to build or run falls back to the next (engines.open_backend); it also takes the first-call cost
+        # off frame 1
+        graphs = ["analyze"] + (["neutralize"] if neutralize else []) + (["identity"] if identity or reid else [])
+        self.backend = open_model(model, backend, threads=threads, precision=precision, calibration=calibration,
+                                  warmup=graphs)
         try:
-            self.backend.warmup(graphs=["analyze"] + (["neutralize"] if neutralize else [])
-                                + (["identity"] if identity or reid else []))
+            self.head = ExpressionHead.find(self.backend.model_dir)
+            self.inference = FaceInference(self.backend, self.head, neutralize=neutralize,
+                                           identity=identity or reid, crop_scale=crop_scale)
+            self.detector = create_detector(detector, detector_model, max_side=detect_size,
+                                            score_threshold=score_threshold, max_faces=max_faces, threads=threads)
         except BaseException:
-            self.close()
+            self.backend.close()
             raise
         self.detect_every = int(detect_every)
         self.max_faces = max_faces

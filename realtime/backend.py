@@ -27,6 +27,7 @@ def open_model(model_dir: Optional[Union[str, Path]] = None, backend: str = "aut
     d = Path(model_dir) if model_dir else Path(default_model_dir())
     if not d.exists():
         raise ModelError(f"{d}: model directory not found")
-    # one intra-op thread, no spinning: the pipeline's other stages need the remaining core(s)
+    # one intra-op thread, no spinning: the pipeline's other stages need the remaining core(s);
+    # opts may carry warmup=[graphs] (built and run once while opening; "auto" falls back on failure)
     return open_backend(d, backend=backend, intra_op_threads=threads, spin=False,
                         **{k: v for k, v in opts.items() if v is not None})

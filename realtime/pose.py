@@ -59,9 +59,12 @@ def estimate_pose(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
         width, height: frame size in pixels.
 
     Returns:
-        (3,) float32 (Rx pitch, Ry yaw, Rz roll) radians; NaNs if the fit fails.
+        (3,) float32 (Rx pitch, Ry yaw, Rz roll) radians; NaNs if the fit fails or the landmarks are NaN
+        (a detector without landmarks: no pose is computed).
     """
     pts = np.asarray(landmarks, np.float64).reshape(5, 2)
+    if not np.all(np.isfinite(pts)):
+        return np.full(3, np.nan, np.float32)
     K = camera_matrix(width, height)
     ok, rvec, tvec = cv2.solvePnP(FACE_MODEL_5, pts, K, None, flags=cv2.SOLVEPNP_EPNP)
     if ok:

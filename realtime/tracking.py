@@ -133,7 +133,10 @@ class Tracker:
                 cv2.norm(self._prev_gray, gray, cv2.NORM_L1) / gray.size > self.cut_threshold:
             ok = False  # scene cut: ask for a detection on this frame
         if live and self._prev_gray is not None and self._prev_gray.shape == gray.shape:
-            p0 = (np.concatenate([t.landmarks for t in live]) * self._scale).astype(np.float32).reshape(-1, 1, 2)
+            # points followed by optical flow: the landmarks, or (detector without landmarks: NaN) 5 points
+            # inside the box, used for the motion only
+            pts = [t.landmarks if np.all(np.isfinite(t.landmarks)) else _box_points(t.box) for t in live]
+            p0 = (np.concatenate(pts) * self._scale).astype(np.float32).reshape(-1, 1, 2)
             lk = dict(winSize=(15, 15), maxLevel=2, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 0.03))
             p1, st1, _ = cv2.calcOpticalFlowPyrLK(self._prev_gray, gray, p0, None, **lk)
             p0b, st2, _ = cv2.calcOpticalFlowPyrLK(gray, self._prev_gray, p1, None, **lk)
@@ -153,10 +156,11 @@ class Tracker:
                 db = np.linalg.norm(b - cb, axis=1).mean()
                 k = float(np.clip(db / da, 0.8, 1.25)) if da > 1e-3 else 1.0
                 t.box = np.concatenate([cb + (t.box[:2] - ca) * k, cb + (t.box[2:] - ca) * k]).astype(np.float32)
-                lm = t.landmarks.copy()
-                lm[g] = b
-                lm[~g] = cb + (lm[~g] - ca) * k  # failed points follow the others
-                t.landmarks = lm.astype(np.float32)
+                if np.all(np.isfinite(t.landmarks)):
+                    lm = t.landmarks.copy()
+                    lm[g] = b
+                    lm[~g] = cb + (lm[~g] - ca) * k  # failed points follow the others
+                    t.landmarks = lm.astype(np.float32)
         elif live and self._prev_gray is not None:  # frame size changed
             ok = False
         self._prev_gray, self._scale = gray, s
@@ -174,3 +178,9 @@ class Tracker:
     def reset(self) -> None:
         self.tracks.clear()
         self._prev_gray = None
+
+
+def _box_points(box: np.ndarray) -> np.ndarray:
+    """(5, 2) float32 points spread inside a face box (tracking aid where the detector gives no landmarks)."""
+    rel = np.array([[0.3, 0.35], [0.7, 0.35], [0.5, 0.55], [0.35, 0.75], [0.65, 0.75]], np.float32)
+    return (box[:2] + rel * (box[2:] - box[:2])).astype(np.float32)

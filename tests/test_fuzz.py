@@ -339,7 +339,7 @@ def test_unknown_backend_and_detector_names(tiny_export, clip, tmp_path_factory,
     rc, err = _cli(base + [f"--backend=nope-{name}"])
     _assert_usage_error(rc, err)
     assert "unknown backend" in err
-    assume(name not in ("centerface", "yunet", "scrfd"))
+    assume(name not in ("centerface", "yunet", "insightface", "scrfd"))
     rc, err = _cli(base + [f"--detector={name}"])
     _assert_usage_error(rc, err)
     assert not (out / "c.csv").exists()

@@ -47,6 +47,8 @@ class LandmarkAnnotator(Annotator):
     def annotate(self, image, packet):
         r = max(1, _thick(image) + 1)
         for f in packet.faces:
+            if not np.all(np.isfinite(f.landmarks)):  # a detector without landmarks
+                continue
             for x, y in f.landmarks:
                 cv2.circle(image, (int(round(x)), int(round(y))), r, (0, 255, 255), -1, cv2.LINE_AA)
         return image

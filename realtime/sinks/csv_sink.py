@@ -45,7 +45,7 @@ def _face_row(p: FramePacket, f: Face, code_dim: int) -> str:
     lm = f.landmarks
     parts = [str(p.index), str(f.track_id), "%.6f" % p.timestamp, "%.4f" % f.score, "1",
              "%.2f" % b[0], "%.2f" % b[1], "%.2f" % (b[2] - b[0]), "%.2f" % (b[3] - b[1])]
-    parts += ["%.2f" % v for v in lm[:, 0].tolist()] + ["%.2f" % v for v in lm[:, 1].tolist()]
+    parts += [_f(v, "%.2f") for v in lm[:, 0].tolist()] + [_f(v, "%.2f") for v in lm[:, 1].tolist()]
     pose = f.pose if f.pose is not None else (math.nan,) * 3
     parts += [_f(v, "%.5f") for v in np.asarray(pose).tolist()]
     parts.append(_f(f.intensity, "%.6f"))

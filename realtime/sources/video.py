@@ -118,6 +118,9 @@ class VideoSource(Source):
         bad_in_row = 0
         tb = self.time_base
         for packet in self._demux():
+            if getattr(packet, "is_corrupt", False):  # the demuxer saw damage (e.g. MPEG-TS continuity errors)
+                self.errors += 1
+                log.warning("%s: damaged packet (flagged by the demuxer)", self.name)
             try:
                 frames = packet.decode()
                 bad_in_row = 0
