@@ -18,7 +18,9 @@ one line on stderr and their exit code; anything else becomes one line too
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
+import re
 import signal
 import sys
 from typing import List, Optional
@@ -49,8 +51,33 @@ COMMAND_MODULES = (
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2
-        self.exit(2, f"{self.prog}: error: {message}\n")
+    def error(self, message: str) -> None:  # one line, exit 2 (with a "did you mean" where one is close)
+        self.exit(2, f"{self.prog}: error: {message}{_suggestion(self, message)}\n")
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> List[str]:
+    """Every option string of ``parser`` and of its sub-commands."""
+    out: List[str] = []
+    for a in parser._actions:
+        out += [s for s in a.option_strings if s.startswith("--")]
+        if isinstance(a, argparse._SubParsersAction):
+            for sp in a.choices.values():
+                out += _option_strings(sp)
+    return sorted(set(out))
+
+
+def _suggestion(parser: argparse.ArgumentParser, message: str) -> str:
+    m = re.search(r"unrecognized arguments: (\S+)", message)
+    if m and m.group(1).startswith("--"):
+        bad = m.group(1).split("=", 1)[0]
+        close = difflib.get_close_matches(bad, _option_strings(parser), n=1, cutoff=0.6)
+        return f" (did you mean {close[0]}?)" if close else ""
+    m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if m:
+        choices = re.findall(r"'([^']*)'", m.group(2))
+        close = difflib.get_close_matches(m.group(1), choices, n=1, cutoff=0.6)
+        return f" (did you mean {close[0]}?)" if close else ""
+    return ""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,7 +88,34 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for mod in COMMAND_MODULES:
         mod.register(sub)
+    _tidy_metavars(p)
     return p
+
+
+_PATH_WORDS = ("model", "checkpoint", "out", "json", "init", "weights", "calibration", "head", "dir", "video",
+               "csv", "record", "file")
+
+
+def _tidy_metavars(parser: argparse.ArgumentParser) -> None:
+    """Give every value option without a metavar a short one (``N``, ``X``, ``PATH``, ``NAME``) instead of
+    argparse's upper-cased dest (``SCORE_THRESHOLD``)."""
+    for a in parser._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            for sp in a.choices.values():
+                _tidy_metavars(sp)
+            continue
+        if not a.option_strings or a.nargs == 0 or a.metavar is not None or a.choices is not None:
+            continue
+        if a.type is int:
+            a.metavar = "N"
+        elif a.type is float:
+            a.metavar = "X"
+        elif any(w in a.dest.split("_") for w in _PATH_WORDS):
+            a.metavar = "PATH"
+        elif a.nargs in ("+", "*") or a.dest in ("batch", "graphs", "detectors"):
+            a.metavar = "LIST"
+        else:
+            a.metavar = "NAME" if a.dest in ("config", "backend", "baseline", "detector", "split") else "VALUE"
 
 
 def _on_sigterm(signum, frame):  # turn SIGTERM into an exception the pipeline cleans up after

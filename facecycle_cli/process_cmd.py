@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -14,25 +17,34 @@ log = logging.getLogger(__name__)
 
 
 def _add_analyzer_args(p: argparse.ArgumentParser) -> None:
+    from engines.select import BACKEND_NAMES
+    from realtime.detectors import DETECTOR_CHOICES
+
     g = p.add_argument_group("model and detection")
     g.add_argument("--model", default=None, metavar="DIR",
                    help="exported model directory (default: the shipped default model)")
-    g.add_argument("--backend", default="auto", help="inference backend: auto, onnxruntime, tensorrt, torch")
-    g.add_argument("--detector", default="centerface", choices=("centerface", "yunet", "scrfd"),
-                   help="face detector (default centerface; yunet/scrfd need --detector-model)")
+    g.add_argument("--backend", default="auto", metavar="NAME",
+                   help=f"inference backend: {', '.join(BACKEND_NAMES)} (default auto: TensorRT, ONNX Runtime "
+                        "CUDA, torch CUDA, then the CPU, falling back when one fails)")
+    g.add_argument("--detector", default="centerface", choices=DETECTOR_CHOICES, metavar="NAME",
+                   help=f"face detector: {', '.join(DETECTOR_CHOICES)} (default centerface, built in; yunet and "
+                        "insightface need --detector-model; scrfd = insightface)")
     g.add_argument("--detector-model", default=None, metavar="PATH",
-                   help="model file for yunet (.onnx) or scrfd (.onnx or an insightface model-pack folder)")
+                   help="model for yunet (.onnx) or insightface (.onnx, a model-pack folder, or a pack name "
+                        "under ~/.insightface/models)")
     g.add_argument("--detect-every", type=int, default=5, metavar="N",
                    help="run the detector every N frames, optical-flow tracking in between (default 5)")
     g.add_argument("--detect-size", type=int, default=320, metavar="PX",
                    help="shrink frames to this longer side for detection (default 320; 0 = native)")
-    g.add_argument("--score-threshold", type=float, default=0.5, help="detector confidence threshold (0.5)")
+    g.add_argument("--score-threshold", type=float, default=0.5, metavar="P",
+                   help="detector confidence threshold in (0, 1) (default 0.5)")
     g.add_argument("--max-faces", type=int, default=None, metavar="N", help="analyse at most N faces per frame")
     g.add_argument("--neutralize", action="store_true",
                    help="compute neutral faces; the video shows the neutralized view and thumbnails")
     g.add_argument("--reid", action="store_true", help="re-identify faces after occlusions by identity code")
     g.add_argument("--no-smooth", dest="smooth", action="store_false", help="disable One Euro smoothing")
-    g.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per session (default 1)")
+    g.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="ONNX Runtime threads per session (default 1)")
     g.add_argument("--infer-workers", type=int, default=None, metavar="N",
                    help="parallel inference threads (default: 2 on >= 2 cores)")
     g.add_argument("--precision", default=None, choices=("fp32", "fp16", "int8"),
@@ -45,7 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("process", help="analyse video files / image folders into CSV + annotated video",
                        description="Analyse each INPUT (video file, stream URL or image folder): writes "
                                    "<stem>.csv, <stem>.json (sidecar) and <stem>.annotated.mp4 into --out-dir.")
-    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="video file, stream URL (rtsp://, http://...) or folder of images; several allowed")
     p.add_argument("--out-dir", default=".", metavar="DIR", help="output folder (default: current folder)")
     p.add_argument("--csv", dest="csv", action="store_true", default=True, help="write the CSV (default)")
     p.add_argument("--no-csv", dest="csv", action="store_false", help="do not write the CSV")
@@ -57,24 +70,29 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="play files at their own pace like a camera (frames are dropped when behind)")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames per input")
     p.add_argument("--no-audio", dest="audio", action="store_false", help="do not copy audio into the video")
-    p.add_argument("--video-preset", default="superfast",
+    p.add_argument("--video-preset", default="superfast", metavar="PRESET",
                    help="libx264 preset (default superfast: cheap on a small CPU; veryfast/medium: smaller files)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     _add_analyzer_args(p)
     p.set_defaults(func=_process)
 
-    lv = sub.add_parser("live", help="analyse a camera (or a file played in real time) in an OpenCV window")
-    lv.add_argument("--camera", default="0", help="camera index or device path (default 0)")
-    lv.add_argument("--input", default=None, help="play this video file in real time instead of a camera")
-    lv.add_argument("--width", type=int, default=None, help="requested camera width")
-    lv.add_argument("--height", type=int, default=None, help="requested camera height")
-    lv.add_argument("--fps", type=float, default=None, help="requested camera frame rate")
+    lv = sub.add_parser("live", help="analyse a camera (or a file played in real time) in an OpenCV window",
+                        description="Analyse a camera (or a video file played at its own pace) and show the "
+                                    "annotated view in an OpenCV window (q or Esc quits). Nothing is written "
+                                    "unless --csv / --record name files. Without a display use --no-window: "
+                                    "progress (frames, fps, drops) goes to stderr.")
+    lv.add_argument("--camera", default="0", metavar="N|DEVICE", help="camera index or device path (default 0)")
+    lv.add_argument("--input", default=None, metavar="VIDEO",
+                    help="play this video file in real time instead of a camera")
+    lv.add_argument("--width", type=int, default=None, metavar="PX", help="requested camera width")
+    lv.add_argument("--height", type=int, default=None, metavar="PX", help="requested camera height")
+    lv.add_argument("--fps", type=float, default=None, metavar="FPS", help="requested camera frame rate")
     lv.add_argument("--record", default=None, metavar="VIDEO", help="also record the annotated video here")
     lv.add_argument("--csv", default=None, metavar="CSV", help="also write the CSV here")
     lv.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     lv.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
     lv.add_argument("--no-window", dest="window", action="store_false",
-                    help="no window (headless: just process and write the outputs)")
+                    help="no window (headless): process, print progress to stderr, write --csv / --record")
     _add_analyzer_args(lv)
     lv.set_defaults(func=_live)
 
@@ -210,7 +228,8 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals"
         if bar is not None:
             bar.close()
     s = run.stats.summary()
-    wrote = ", ".join(str(v) for v in (plan["csv"], plan["video"]) if v)
+    side = getattr(run, "sidecar_path", None) or (Path(plan["csv"]).with_suffix(".json") if plan["csv"] else None)
+    wrote = ", ".join(str(v) for v in (plan["csv"], side, plan["video"]) if v)
     print(f"{plan['input']}: {s['frames']} frames, {s['faces']} faces, {s['fps']:.1f} fps"
           + (f", {s['drops']} dropped" if s["drops"] else "")
           + (f", {s['decode_errors']} damaged packets skipped" if s["decode_errors"] else "")
@@ -233,11 +252,45 @@ def _progress(run, enabled: bool, name: str):
                 leave=False, file=sys.stderr, mininterval=0.5)
 
 
+#: seconds between progress lines of ``live --no-window``
+_LIVE_REPORT_S = 2.0
+
+_WINDOW_PROBE = ("import cv2, numpy as np; cv2.namedWindow('facecycle-probe'); "
+                 "cv2.imshow('facecycle-probe', np.zeros((8, 8, 3), np.uint8)); cv2.waitKey(1); "
+                 "cv2.destroyAllWindows()")
+
+
+def window_problem(timeout: float = 30.0) -> Optional[str]:
+    """Why an OpenCV window cannot open here (None if it can).
+
+    Probed in a child process: OpenCV's Qt backend aborts the whole process (SIGABRT, exit 134, a multi-line
+    Qt message) when there is no display, which no ``try`` can catch.
+    """
+    try:
+        r = subprocess.run([sys.executable, "-c", _WINDOW_PROBE], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "opening a test window did not finish"
+    if r.returncode == 0:
+        return None
+    err = r.stderr
+    if "not implemented" in err or "Rebuild the library" in err:
+        return "this OpenCV build has no GUI support (is opencv-python-headless installed over opencv-python?)"
+    display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    if not display:
+        return "no display (DISPLAY is not set)"
+    return f"cannot open a window on display {display!r} (OpenCV's GUI backend failed to start)"
+
+
 def _live(args: argparse.Namespace) -> int:
     import cv2
 
     from realtime.sources import CameraSource, VideoSource
 
+    if args.window:  # before the camera and the model are opened: fail in a second, with one line
+        why = window_problem()
+        if why:
+            raise BackendUnavailable(f"cannot show the live window: {why}; use --no-window (progress on "
+                                     "stderr; --csv/--record to save) or `facecycle app`")
     if args.input:
         src = VideoSource(args.input, realtime=True)
     else:
@@ -253,13 +306,25 @@ def _live(args: argparse.Namespace) -> int:
     with analyzer, _Signals() as sig:
         run = analyzer.process_video(src, csv=args.csv, video=args.record, overwrite=args.overwrite,
                                      annotate=default_annotator(neutralized=args.neutralize,
-                                                                thumbnail=args.neutralize),
+                                                                thumbnail=args.neutralize)
+                                     if args.window or args.record else False,
                                      max_frames=args.max_frames)
         sig.run = run
         window = args.window
+        outs = [str(v) for v in (args.csv, getattr(run, "sidecar_path", None), args.record) if v]
+        if not window:
+            print(f"{src.name}: analysing without a window; "
+                  + (f"writing {', '.join(outs)}" if outs else "writing nothing (add --csv FILE / --record VIDEO)")
+                  + "; Ctrl-C stops", file=sys.stderr)
+        next_report = time.monotonic() + _LIVE_REPORT_S
         try:
             for p in run:
                 if not window:
+                    now = time.monotonic()
+                    if now >= next_report:
+                        next_report = now + _LIVE_REPORT_S
+                        print(f"{src.name}: {run.stats.frames} frames, {run.stats.recent_fps:.1f} fps, "
+                              f"{run.stats.drops} dropped, {len(p.faces)} faces", file=sys.stderr, flush=True)
                     continue
                 img = p.annotated if p.annotated is not None else p.image
                 cv2.putText(img, f"{run.stats.recent_fps:.0f} fps  drops {run.stats.drops}", (6, 22),
@@ -280,7 +345,8 @@ def _live(args: argparse.Namespace) -> int:
                 except cv2.error:
                     pass
         s = run.stats.summary()
-        print(f"{src.name}: {s['frames']} frames, {s['fps']:.1f} fps, {s['drops']} dropped", file=sys.stderr)
+        print(f"{src.name}: {s['frames']} frames, {s['fps']:.1f} fps, {s['drops']} dropped"
+              + (f" -> {', '.join(outs)}" if outs else ""), file=sys.stderr)
         if sig.signum is not None:
             return sig.exit_code
     return 0

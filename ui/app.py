@@ -30,8 +30,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--camera", type=int, metavar="N", help="open camera N at start")
     p.add_argument("--model", metavar="DIR", default=None,
                    help="exported model directory (default: the shipped model in facecycle/assets/default)")
-    p.add_argument("--backend", default="auto", help="inference backend (auto, onnxruntime, tensorrt, torch, ...)")
-    p.add_argument("--detector", default="centerface", help="face detector (centerface, yunet, scrfd)")
+    from engines.select import BACKEND_NAMES
+    from realtime.detectors import DETECTOR_CHOICES
+
+    p.add_argument("--backend", default="auto", metavar="NAME",
+                   help=f"inference backend: {', '.join(BACKEND_NAMES)} (default auto)")
+    p.add_argument("--detector", default="centerface", metavar="NAME",
+                   help=f"face detector: {', '.join(DETECTOR_CHOICES)} (default centerface; the others need "
+                        "--detector-model)")
+    p.add_argument("--detector-model", default=None, metavar="PATH",
+                   help="model for yunet (.onnx) or insightface (.onnx, model-pack folder or pack name)")
     p.add_argument("--realtime", action="store_true", help="play files at their own pace, like a camera")
     p.add_argument("--record", metavar="VIDEO", help="record the annotated view to this file from the start")
     p.add_argument("--csv", metavar="CSV", help="write the per-frame CSV to this file from the start")
@@ -222,7 +230,7 @@ def run_app(args: argparse.Namespace) -> int:
     overlays = Overlays(boxes=not args.no_overlays, pose=not args.no_overlays, emotions=not args.no_overlays,
                         neutral_thumb=bool(args.neutral_thumbnail), neutralized=bool(args.neutralized))
     win = MainWindow(model_dir=args.model, backend=args.backend, detector=args.detector, realtime=args.realtime,
-                     overlays=overlays)
+                     overlays=overlays, detector_model=args.detector_model)
     win.resize(*size)
     timeout = args.timeout if args.timeout is not None else (600.0 if args.exit_after is not None else None)
     if timeout is not None and timeout <= 0:

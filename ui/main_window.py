@@ -14,7 +14,7 @@ from PyQt6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QHBoxLayout, QLa
                              QSizePolicy, QSpinBox, QSplitter, QStatusBar, QVBoxLayout, QWidget)
 
 from engines.select import BACKEND_NAMES
-from realtime.detectors import DETECTORS
+from realtime.detectors import DETECTOR_CHOICES
 
 from .bridge import FrameBridge
 from .session import AnalysisSession
@@ -34,8 +34,8 @@ def backend_choices() -> List[str]:
 
 
 def detector_choices() -> List[str]:
-    """Detector names for the combo box (``realtime.detectors``; the default first)."""
-    return list(DETECTORS)
+    """Detector names for the combo box (``realtime.detectors``; the default first; ``scrfd`` is an alias)."""
+    return [d for d in DETECTOR_CHOICES if d != "scrfd"]
 
 
 class MainWindow(QMainWindow):
@@ -53,8 +53,10 @@ class MainWindow(QMainWindow):
     panel_interval = 1 / 15  # seconds between side-panel repaints
 
     def __init__(self, model_dir: Optional[str] = None, backend: str = "auto", detector: str = "centerface",
-                 realtime: bool = False, overlays: Overlays = Overlays(), parent: Optional[QWidget] = None) -> None:
+                 realtime: bool = False, overlays: Overlays = Overlays(), parent: Optional[QWidget] = None,
+                 detector_model: Optional[str] = None) -> None:
         super().__init__(parent)
+        self.detector_model = detector_model
         self.setWindowTitle("FaceCycle RT")
         self.setAcceptDrops(True)
         self.model_dir = model_dir
@@ -217,7 +219,8 @@ class MainWindow(QMainWindow):
         if self.source is None:
             return None
         return RunConfig(source=self.source, model_dir=self.model_dir, backend=self.backend_combo.currentText(),
-                         detector=self.detector_combo.currentText(), realtime=self.realtime_check.isChecked())
+                         detector=self.detector_combo.currentText(), detector_model=self.detector_model,
+                         realtime=self.realtime_check.isChecked())
 
     def open_source(self, source: Union[str, int, Path], start: bool = False) -> None:
         """Select a video file / folder / stream (str) or a camera index (int); optionally start it."""

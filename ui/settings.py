@@ -43,6 +43,7 @@ class RunConfig:
         model_dir: exported model directory (None: the shipped default).
         backend: inference backend name (``engines`` names; ``auto`` picks).
         detector: face detector name (``realtime.detectors`` names).
+        detector_model: model for ``yunet`` / ``insightface`` (None for ``centerface``).
         realtime: play files at their own pace (like a camera; late frames dropped).
         max_faces: analyse at most this many faces per frame (None = all).
     """
@@ -51,6 +52,7 @@ class RunConfig:
     model_dir: Optional[str] = None
     backend: str = "auto"
     detector: str = "centerface"
+    detector_model: Optional[str] = None
     realtime: bool = False
     max_faces: Optional[int] = None
 

@@ -1,0 +1,113 @@
+"""First-run usability of the command line (issue 12): help texts, "did you mean", `live` without a display,
+`live --no-window` progress, the end-of-run line. Runs without ../shared (synthetic clips)."""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+import pytest
+
+from engines.select import BACKEND_NAMES
+from facecycle.cli import build_parser, main
+from realtime.detectors import DETECTOR_CHOICES
+
+from .conftest import ROOT
+from .test_reliability import real_frames, write_video
+
+
+def _sub(name: str) -> argparse.ArgumentParser:
+    for a in build_parser()._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            return a.choices[name]
+    raise KeyError(name)
+
+
+def _all_parsers(p, path=("facecycle",)):
+    yield path, p
+    for a in p._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            for n, sp in a.choices.items():
+                yield from _all_parsers(sp, path + (n,))
+
+
+def test_no_option_shows_an_auto_generated_metavar():
+    for path, p in _all_parsers(build_parser()):
+        for a in p._actions:
+            if a.option_strings and a.nargs != 0 and a.choices is None and a.type is not None:
+                assert a.metavar is not None, (path, a.option_strings)
+        text = p.format_help()
+        for bad in ("SCORE_THRESHOLD", "VIDEO_PRESET", "DETECTOR_MODEL", "MAX_FRAMES"):
+            assert bad not in text, (path, bad)
+
+
+def test_process_live_and_app_help_describe_inputs_and_choices():
+    proc = _sub("process").format_help()
+    assert "INPUT" in proc and "video file, stream URL" in proc
+    for name in BACKEND_NAMES:  # the help lists what the error message accepts
+        assert name in " ".join(proc.split()), name
+    for name in DETECTOR_CHOICES:
+        assert name in proc
+    live = _sub("live")
+    assert live.description and "--no-window" in live.description
+    app = " ".join(_sub("app").format_help().split())
+    assert all(d in app for d in DETECTOR_CHOICES) and "--detector-model" in app
+
+
+def test_a_misspelt_option_or_choice_gets_did_you_mean(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["process", "x.mp4", "--detectr", "yunet"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "did you mean --detector?" in err[0]
+    with pytest.raises(SystemExit):
+        main(["process", "x.mp4", "--detector", "insightfce"])
+    assert "did you mean insightface?" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return write_video(tmp_path_factory.mktemp("clip") / "clip.mp4", real_frames(50), rate=25)
+
+
+def test_live_without_a_display_is_one_line_with_a_documented_code(clip, tiny_export):
+    """OpenCV's Qt backend aborts the process (exit 134) without a display: we probe first and say so."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    r = subprocess.run([sys.executable, "-m", "facecycle", "live", "--input", str(clip), "--model",
+                        str(tiny_export[1])], capture_output=True, text=True, timeout=120, cwd=str(ROOT), env=env)
+    assert r.returncode == 6, r.stderr  # README: backend, detector or display unavailable
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("facecycle: error: cannot show the live window") and "--no-window" in lines[0]
+
+
+def test_live_no_window_reports_progress_and_where_outputs_go(clip, tiny_export, tmp_path, capfd, monkeypatch):
+    import facecycle.cli.process_cmd as pc
+
+    monkeypatch.setattr(pc, "_LIVE_REPORT_S", 0.3)
+    rc = main(["live", "--input", str(clip), "--no-window", "--model", str(tiny_export[1])])
+    err = capfd.readouterr().err
+    assert rc == 0, err
+    assert "writing nothing (add --csv FILE / --record VIDEO)" in err
+    progress = [ln for ln in err.splitlines() if " fps, " in ln and "dropped" in ln]
+    assert len(progress) >= 3, err  # 2 s of real-time playback, a line every 0.3 s, plus the summary
+    csv_path = tmp_path / "live.csv"
+    rc = main(["live", "--input", str(clip), "--no-window", "--model", str(tiny_export[1]), "--csv", str(csv_path)])
+    err = capfd.readouterr().err
+    assert rc == 0 and f"writing {csv_path}, {csv_path.with_suffix('.json')}" in err
+
+
+def test_process_end_line_names_the_sidecar(clip, tiny_export, tmp_path, capfd):
+    rc = main(["process", str(clip), "--model", str(tiny_export[1]), "--out-dir", str(tmp_path), "--no-progress",
+               "--max-frames", "3"])
+    err = capfd.readouterr().err
+    assert rc == 0, err
+    last = err.strip().splitlines()[-1]
+    for suffix in (".csv", ".json", ".annotated.mp4"):
+        assert str(tmp_path / f"clip{suffix}") in last
+
+
+def test_quick_start_output_folder_is_ignored_by_git():
+    assert "/results/" in (ROOT / ".gitignore").read_text().split()
