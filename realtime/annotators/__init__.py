@@ -4,12 +4,11 @@ from __future__ import annotations
 from typing import List
 
 from .base import Annotator, Compose, color_for
-from .draw import (BoxAnnotator, EmotionBarAnnotator, InfoAnnotator, IntensityAnnotator, LandmarkAnnotator,
-                   NeutralizedFaceAnnotator, NeutralThumbnailAnnotator, PoseAxesAnnotator)
+from .draw import (BoxAnnotator, FacePanelAnnotator, InfoAnnotator, LandmarkAnnotator, NeutralizedFaceAnnotator,
+                   PoseAxesAnnotator)
 
 __all__ = ["Annotator", "Compose", "color_for", "BoxAnnotator", "LandmarkAnnotator", "PoseAxesAnnotator",
-           "EmotionBarAnnotator", "IntensityAnnotator", "NeutralThumbnailAnnotator", "NeutralizedFaceAnnotator",
-           "InfoAnnotator", "default_annotator"]
+           "FacePanelAnnotator", "NeutralizedFaceAnnotator", "InfoAnnotator", "default_annotator"]
 
 
 def default_annotator(boxes: bool = True, landmarks: bool = True, pose: bool = True, emotions: bool = True,
@@ -24,10 +23,6 @@ def default_annotator(boxes: bool = True, landmarks: bool = True, pose: bool = T
         a.append(LandmarkAnnotator())
     if pose:
         a.append(PoseAxesAnnotator())
-    if intensity:
-        a.append(IntensityAnnotator())
-    if emotions:
-        a.append(EmotionBarAnnotator())
-    if thumbnail:
-        a.append(NeutralThumbnailAnnotator())
+    if emotions or intensity or thumbnail:  # one panel per face, laid out to stay readable (layout.py)
+        a.append(FacePanelAnnotator(emotions=emotions, intensity=intensity, thumbnail=thumbnail))
     return Compose(a)

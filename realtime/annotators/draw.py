@@ -1,5 +1,5 @@
-"""The annotators: boxes + ids, landmarks, pose axes, emotion bars, intensity meter,
-neutral-face thumbnail, and the neutralized view (neutral face pasted back)."""
+"""The annotators: boxes + ids, landmarks, pose axes, the face panel (emotion bars, intensity gauge,
+neutral-face thumbnail), and the neutralized view (neutral face pasted back)."""
 from __future__ import annotations
 
 import math
@@ -11,33 +11,30 @@ from ..crops import paste_square
 from ..pose import euler_to_rotation
 from ..types import EMOTIONS
 from .base import Annotator, color_for
+from .layout import place_panel, shade, tag_rect, text_metrics
 
-__all__ = ["BoxAnnotator", "LandmarkAnnotator", "PoseAxesAnnotator", "EmotionBarAnnotator",
-           "IntensityAnnotator", "NeutralThumbnailAnnotator", "NeutralizedFaceAnnotator", "InfoAnnotator"]
+__all__ = ["BoxAnnotator", "LandmarkAnnotator", "PoseAxesAnnotator", "FacePanelAnnotator",
+           "NeutralizedFaceAnnotator", "InfoAnnotator"]
 
 
 def _thick(image: np.ndarray) -> int:
     return max(1, int(round(max(image.shape[:2]) / 500)))
 
 
-def _font(image: np.ndarray) -> float:
-    return max(0.35, max(image.shape[:2]) / 1400)
-
-
 class BoxAnnotator(Annotator):
-    """Face boxes with ``#id`` and the top emotion (if any)."""
+    """Face boxes with an ``#id`` tag inside the frame (the face panel shows the emotion)."""
 
     def annotate(self, image, packet):
-        t, fs = _thick(image), _font(image)
+        t = _thick(image)
+        m = text_metrics(image)
         for f in packet.faces:
             c = color_for(f.track_id)
             x1, y1, x2, y2 = (int(round(v)) for v in f.box)
             cv2.rectangle(image, (x1, y1), (x2, y2), c, t, cv2.LINE_AA)
-            label = f"#{f.track_id}" + (f" {f.emotion}" if f.emotion else "")
-            (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, fs, 1)
-            y = max(th + 4, y1)
-            cv2.rectangle(image, (x1, y - th - 4), (x1 + tw + 4, y), c, -1)
-            cv2.putText(image, label, (x1 + 2, y - 3), cv2.FONT_HERSHEY_SIMPLEX, fs, (0, 0, 0), 1, cv2.LINE_AA)
+            label = f"#{f.track_id}"
+            tx1, ty1, tx2, ty2 = tag_rect(image, f.box, label, m)
+            cv2.rectangle(image, (tx1, ty1), (tx2, ty2), c, -1)
+            m.put(image, label, (tx1 + m.pad // 2, ty1), (0, 0, 0))
         return image
 
 
@@ -78,70 +75,87 @@ class PoseAxesAnnotator(Annotator):
         return image
 
 
-class EmotionBarAnnotator(Annotator):
-    """Seven horizontal probability bars beside each face (nothing without an expression head)."""
+class FacePanelAnnotator(Annotator):
+    """One info panel per face: ``#id`` and top emotion, the 7 emotion bars, the intensity gauge and (with
+    neutralize) the neutral-face thumbnail, laid out by :mod:`realtime.annotators.layout`.
 
-    def annotate(self, image, packet):
-        h, w = image.shape[:2]
-        fs = _font(image) * 0.9
-        bar_h = max(8, int(h / 45))
-        bar_w = max(40, int(w / 10))
-        for f in packet.faces:
-            if f.emotions is None:
-                continue
-            x = int(f.box[2]) + 6
-            if x + bar_w + 70 > w:
-                x = max(0, int(f.box[0]) - bar_w - 76)
-            y = max(0, int(f.box[1]))
-            for i, (name, p) in enumerate(zip(EMOTIONS, f.emotions)):
-                yy = y + i * (bar_h + 3)
-                if yy + bar_h > h:
-                    break
-                cv2.rectangle(image, (x, yy), (x + bar_w, yy + bar_h), (40, 40, 40), -1)
-                cv2.rectangle(image, (x, yy), (x + int(bar_w * float(p)), yy + bar_h), color_for(f.track_id), -1)
-                cv2.putText(image, name[:4], (x + bar_w + 4, yy + bar_h - 1), cv2.FONT_HERSHEY_SIMPLEX, fs,
-                            (255, 255, 255), 1, cv2.LINE_AA)
-        return image
+    The panel keeps a legible text size whatever the face size (at least ~9 px text on a 256-px frame), has
+    a translucent dark background so it reads over hair or background, and is placed beside the face where
+    it fits, else in the frame corner that covers the least of any face and of the box tags (close-ups).
+    Panels of several faces do not overlap each other when there is room.
 
+    Args:
+        emotions: the emotion rows (skipped for faces without an expression head).
+        intensity: the expression-intensity gauge row, relative to ``full_scale``.
+        thumbnail: the neutral face (faces computed with neutralize only).
+        full_scale: intensity shown as a full gauge.
+    """
 
-class IntensityAnnotator(Annotator):
-    """A vertical meter left of each face: expression intensity relative to ``full_scale``."""
-
-    def __init__(self, full_scale: float = 0.1) -> None:
+    def __init__(self, emotions: bool = True, intensity: bool = True, thumbnail: bool = True,
+                 full_scale: float = 0.1) -> None:
+        self.emotions = emotions
+        self.intensity = intensity
+        self.thumbnail = thumbnail
         self.full_scale = full_scale
 
-    def annotate(self, image, packet):
-        for f in packet.faces:
-            if not math.isfinite(f.intensity):
-                continue
-            x2 = int(f.box[0]) - 4
-            x1 = x2 - max(4, int((f.box[2] - f.box[0]) / 14))
-            if x1 < 0:
-                continue
-            y1, y2 = int(f.box[1]), int(f.box[3])
-            level = min(1.0, max(0.0, f.intensity / self.full_scale))
-            cv2.rectangle(image, (x1, y1), (x2, y2), (40, 40, 40), -1)
-            cv2.rectangle(image, (x1, int(y2 - (y2 - y1) * level)), (x2, y2), (0, 165, 255), -1)
-        return image
+    #: labels on frames whose shorter side is under 480 px (full names would cover too much of a close-up)
+    SHORT = {"angry": "ang", "disgust": "dis", "fear": "fea", "happy": "hap", "neutral": "neu", "sad": "sad",
+             "surprise": "sur", "intensity": "int"}
 
-
-class NeutralThumbnailAnnotator(Annotator):
-    """Each face's neutral face as a thumbnail in the top-left corner (needs neutralize)."""
-
-    def __init__(self, size_fraction: float = 0.18) -> None:
-        self.size_fraction = size_fraction
+    def _rows(self, f, short: bool) -> list:
+        rows = []
+        if self.emotions and f.emotions is not None:
+            rows += [(name, float(p), None) for name, p in zip(EMOTIONS, f.emotions)]
+        if self.intensity and math.isfinite(f.intensity):
+            rows.append(("intensity", min(1.0, max(0.0, f.intensity / self.full_scale)), (0, 165, 255)))
+        return [(self.SHORT[n] if short else n, v, c) for n, v, c in rows]
 
     def annotate(self, image, packet):
         h, w = image.shape[:2]
-        s = max(32, int(min(h, w) * self.size_fraction))
-        x = 4
-        for f in packet.faces:
-            if f.neutral is None or x + s > w or s + 4 > h:
+        m = text_metrics(image)
+        faces = packet.faces
+        boxes = [tuple(float(v) for v in f.box) for f in faces]
+        occupied = [tag_rect(image, f.box, f"#{f.track_id}", m) for f in faces]
+        short = min(h, w) < 480
+        for f in faces:
+            rows = self._rows(f, short)
+            thumb = f.neutral if self.thumbnail and f.neutral is not None else None
+            if not rows and thumb is None:
                 continue
-            thumb = cv2.resize(f.neutral[..., ::-1], (s, s), interpolation=cv2.INTER_LINEAR)
-            image[4:4 + s, x:x + s] = thumb
-            cv2.rectangle(image, (x, 4), (x + s, 4 + s), color_for(f.track_id), 2)
-            x += s + 4
+            col = color_for(f.track_id)
+            header = f"#{f.track_id}" + (f" {f.emotion}" if self.emotions and f.emotion else "")
+            label_w = max(m.width(r[0]) for r in rows) if rows else 0
+            bar_w = max(3 * m.row, 36)
+            pw = m.pad * 2 + max(m.width(header), label_w + m.pad + bar_w if rows else 0)
+            bar_w = pw - 3 * m.pad - label_w  # bars fill the panel's width
+            ts = 0
+            if thumb is not None:
+                ts = max(32, int(min(h, w) * 0.18))
+                ts = min(ts, pw - 2 * m.pad) if rows and pw - 2 * m.pad >= 32 else ts
+                pw = max(pw, ts + 2 * m.pad)
+            ph = m.pad * 2 + m.row * (1 + len(rows)) + (ts + m.pad if thumb is not None else 0)
+            x, y = place_panel((w, h), tuple(float(v) for v in f.box), (pw, ph), boxes, occupied, m.pad)
+            occupied.append((x, y, x + pw, y + ph))
+            shade(image, (x, y, x + pw, y + ph))
+            cv2.rectangle(image, (x, y), (x + pw - 1, y + ph - 1), col, 1, cv2.LINE_AA)
+            cy = y + m.pad
+            m.put(image, header, (x + m.pad, cy), col)
+            cy += m.row
+            if thumb is not None:
+                t = cv2.resize(thumb[..., ::-1], (ts, ts), interpolation=cv2.INTER_AREA)
+                x0 = x + m.pad
+                y1, x1 = min(h, cy + ts), min(w, x0 + ts)
+                if y1 > cy and x1 > x0:  # (clipped when the panel is taller than the frame)
+                    image[cy:y1, x0:x1] = t[: y1 - cy, : x1 - x0]
+                    cv2.rectangle(image, (x0, cy), (x1 - 1, y1 - 1), col, 1)
+                cy += ts + m.pad
+            bx = x + m.pad + label_w + m.pad
+            for name, v, c in rows:
+                m.put(image, name, (x + m.pad, cy), (235, 235, 235))
+                y0, y1 = cy + max(1, m.row // 6), cy + m.row - max(2, m.row // 5)
+                cv2.rectangle(image, (bx, y0), (bx + bar_w, y1), (70, 70, 70), -1)
+                cv2.rectangle(image, (bx, y0), (bx + int(round(bar_w * v)), y1), c or col, -1)
+                cy += m.row
         return image
 
 
@@ -160,6 +174,6 @@ class InfoAnnotator(Annotator):
 
     def annotate(self, image, packet):
         h = image.shape[0]
-        cv2.putText(image, f"{packet.index}  {packet.timestamp:.2f}s", (6, h - 8), cv2.FONT_HERSHEY_SIMPLEX,
-                    _font(image), (255, 255, 255), 1, cv2.LINE_AA)
+        m = text_metrics(image)
+        m.put(image, f"{packet.index}  {packet.timestamp:.2f}s", (6, h - m.row - 2), (255, 255, 255))
         return image
