@@ -13,6 +13,7 @@ import platform
 from pathlib import Path
 
 from facecycle.errors import OutputError, UsageError
+from realtime.detectors import DETECTOR_CHOICES
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--detectors", default="centerface@320,centerface@640,yunet@320,yunet@640,scrfd@320",
                    help="comma-separated name@max_side (default: %(default)s)")
     d.add_argument("--yunet-model", default=None, help="YuNet .onnx (yunet entries are skipped without it)")
-    d.add_argument("--scrfd-model", default=None, help="SCRFD .onnx (scrfd entries are skipped without it)")
+    d.add_argument("--scrfd-model", default=None,
+                   help="insightface detector (.onnx or pack) for scrfd/insightface entries (skipped without it)")
     d.add_argument("--step", type=int, default=5, help="use every N-th frame (default 5)")
     d.add_argument("--json", required=True, metavar="OUT")
     d.set_defaults(func=_bench_realtime("bench_detectors"))
@@ -91,7 +93,7 @@ def _pipeline_args(p: argparse.ArgumentParser) -> None:
     src.add_argument("--config", default=None, metavar="NAME",
                      help="random weights of a config (e.g. paper) exported to a temp dir (needs torch)")
     p.add_argument("--backend", default="auto")
-    p.add_argument("--detector", default="centerface", choices=("centerface", "yunet", "scrfd"))
+    p.add_argument("--detector", default="centerface", choices=DETECTOR_CHOICES)
     p.add_argument("--detector-model", default=None)
     p.add_argument("--detect-every", type=int, default=5)
     p.add_argument("--detect-size", type=int, default=320)

@@ -241,7 +241,7 @@ def bench_detectors(args: argparse.Namespace) -> dict:
     out = {"benchmark": "detectors", "step": args.step, "frames": sum(len(v) for v in frames.values()),
            "load_avg_before": _load(), "detectors": {}}
     for name, size in specs:
-        model = {"yunet": args.yunet_model, "scrfd": args.scrfd_model}.get(name)
+        model = {"yunet": args.yunet_model, "scrfd": args.scrfd_model, "insightface": args.scrfd_model}.get(name)
         if name != "centerface" and not model:
             continue
         det = create_detector(name, model, max_side=size, score_threshold=0.5)
