@@ -14,7 +14,7 @@ from typing import List, Optional, Sequence, Union
 
 from facecycle.errors import UsageError
 
-from .base import Backend, GraphSpec, read_manifest
+from .base import Backend, GraphSpec, graph_file, read_manifest
 from .probes import Probes
 from .select import AUTO_ORDER, BACKEND_NAMES, Choice, candidates, choose
 
@@ -68,8 +68,13 @@ def open_backend(model_dir: Union[str, Path], backend: str = "auto", probes: Opt
         BackendUnavailable: an explicitly requested backend is not usable (the message names what is missing),
             or nothing is usable under ``auto``. The last candidate's own error when every one failed.
     """
-    read_manifest(model_dir)  # fail early and clearly on a bad directory
+    man = read_manifest(model_dir)  # fail early and clearly on a bad directory
     chain = candidates(backend, probes, model_dir, opts)
+    if warmup is not None and len(chain) > 1 and opts.get("verify", True):
+        # a missing or damaged graph file is the model's fault, not a backend's: say so now, no fallback
+        for g in warmup:
+            if g in man["graphs"]:
+                graph_file(model_dir, GraphSpec(g, man["graphs"][g]))
     fallbacks: List[dict] = []
     for i, choice in enumerate(chain):
         kw = {**choice.opts, **opts}  # explicit options (e.g. device="cuda:1") win over the choice's defaults

@@ -18,7 +18,7 @@ import numpy as np
 from facecycle.errors import ModelError
 from facecycle.files import sha256_file
 
-__all__ = ["Backend", "GraphSpec", "read_manifest"]
+__all__ = ["Backend", "GraphSpec", "read_manifest", "graph_file"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,20 @@ def read_manifest(model_dir: Union[str, Path]) -> dict:
     if man.get("format") != "facecycle-onnx" or not isinstance(man.get("graphs"), dict):
         raise ModelError(f"{p}: not a FaceCycle ONNX manifest")
     return man
+
+
+def graph_file(model_dir: Union[str, Path], spec: GraphSpec, verify: bool = True) -> Path:
+    """Path of a graph's ONNX file; ModelError if it is missing or (``verify``) its sha256 differs from the
+    manifest's."""
+    path = Path(model_dir) / spec.file
+    if not path.is_file():
+        raise ModelError(f"{path}: graph file missing from the model directory")
+    if verify and spec.sha256:
+        got = sha256_file(path)
+        if got != spec.sha256:
+            raise ModelError(f"{path}: sha256 {got[:12]}… does not match the manifest ({spec.sha256[:12]}…); "
+                             "the file is truncated, corrupt or was replaced — re-export the model")
+    return path
 
 
 class Backend(abc.ABC):
@@ -153,15 +167,7 @@ class Backend(abc.ABC):
     # ------------------------------------------------------------ helpers
     def _graph_file(self, spec: GraphSpec, verify: bool = True) -> Path:
         """Path of a graph's ONNX file; ModelError if it is missing or its sha256 differs from the manifest."""
-        path = self.model_dir / spec.file
-        if not path.is_file():
-            raise ModelError(f"{path}: graph file missing from the model directory")
-        if verify and spec.sha256:
-            got = sha256_file(path)
-            if got != spec.sha256:
-                raise ModelError(f"{path}: sha256 {got[:12]}… does not match the manifest ({spec.sha256[:12]}…); "
-                                 "the file is truncated, corrupt or was replaced — re-export the model")
-        return path
+        return graph_file(self.model_dir, spec, verify)
 
     def _spec(self, graph: str) -> GraphSpec:
         try:
