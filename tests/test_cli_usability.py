@@ -10,11 +10,11 @@ import sys
 import pytest
 
 from engines.select import BACKEND_NAMES
-from facecycle.cli import build_parser, main
+from facecycle_cli import build_parser, main
 from realtime.detectors import DETECTOR_CHOICES
 
 from .conftest import ROOT
-from .test_reliability import real_frames, write_video
+from .conftest import real_frames, write_video
 
 
 def _sub(name: str) -> argparse.ArgumentParser:
@@ -84,7 +84,7 @@ def test_live_without_a_display_is_one_line_with_a_documented_code(clip, tiny_ex
 
 
 def test_live_no_window_reports_progress_and_where_outputs_go(clip, tiny_export, tmp_path, capfd, monkeypatch):
-    import facecycle.cli.process_cmd as pc
+    import facecycle_cli.process_cmd as pc
 
     monkeypatch.setattr(pc, "_LIVE_REPORT_S", 0.3)
     rc = main(["live", "--input", str(clip), "--no-window", "--model", str(tiny_export[1])])

@@ -114,9 +114,9 @@ def test_cli_run_completes_after_a_forced_tensorrt_failure_and_the_sidecar_says_
         tiny_export, failing_trt, monkeypatch, tmp_path, capfd, caplog):
     """The acceptance case: `facecycle process` with the default backend on a 'GPU machine' whose TensorRT fails."""
     import engines.select as sel
-    from facecycle.cli import main
+    from facecycle_cli import main
 
-    from .test_reliability import real_frames, write_video
+    from .conftest import real_frames, write_video
 
     clip = write_video(tmp_path / "clip.mp4", real_frames(8))
     monkeypatch.setattr(sel, "default_probes", lambda: probes(modules=("tensorrt", "onnxruntime"),

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facecycle.cli import main as cli_main
+from facecycle_cli import main as cli_main
 from facecycle.errors import BackendUnavailable, ModelError
 
 from .conftest import MODELS, shared_video
