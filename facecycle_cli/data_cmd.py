@@ -10,6 +10,7 @@ import functools
 from pathlib import Path
 
 from facecycle.errors import UsageError
+from realtime.detectors import DETECTOR_CHOICES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--out", required=True, help="dataset directory (created or resumed)")
     q.add_argument("--size", type=int, default=64, choices=(64, 128), help="crop side in pixels")
     q.add_argument("--scale", type=float, default=1.7, help="square crop side / detector box side")
-    q.add_argument("--detector", default="yunet", choices=("centerface", "yunet", "scrfd"),
+    q.add_argument("--detector", default="yunet", choices=DETECTOR_CHOICES,
                    help="face detector, as in `facecycle process` (default yunet: needs --detector-model)")
     q.add_argument("--detector-model", default=None, help="detector model file (YuNet needs one)")
     q.add_argument("--score", type=float, default=None,
