@@ -37,7 +37,8 @@ from .inference import FaceInference
 from .pipeline import Pipeline
 from .pose import POSE_SOURCE
 from .reid import IdentityReID
-from .sinks import CsvSink, VideoSink, csv_columns, versions, write_sidecar
+from .outputs import RunOutputs
+from .sinks import csv_columns, versions
 from .smoothing import TrackSmoother
 from .sources import Source, open_source
 from .tracking import Tracker
@@ -145,7 +146,9 @@ class Analyzer:
         queue_size: capacity of the queues between stages.
         crop_scale: loose-crop side / face box side (see ``realtime.crops``).
 
-    One Analyzer runs one video at a time (its backend and detector are reused across runs).
+    One Analyzer runs one video at a time (its backend and detector are reused across runs): a run
+    started while another is in progress, in any thread, raises :class:`~facecycle.errors.UsageError`
+    at its first frame, and so does :meth:`analyze_image`. Use one Analyzer per concurrent video.
     """
 
     def __init__(self, model: Optional[Union[str, Path]] = None, backend: str = "auto",
@@ -185,7 +188,21 @@ class Analyzer:
         else:  # parallel calls only where the backend is known to be thread-safe (ORT on the CPU)
             cpu_ort = self.backend.name == "onnxruntime" and str(self.backend.device).startswith("cpu")
             self.infer_workers = min(2, os.cpu_count() or 1) if cpu_ort else 1
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _active only; never held while frames are processed
+        self._active: Optional[object] = None  # the Run (or analyze_image call) using the detector now
+
+    def _claim(self, user: object) -> None:
+        """Mark the Analyzer busy for ``user``; a second user fails at once with a clear UsageError."""
+        with self._lock:
+            if self._active is not None:
+                raise UsageError("this Analyzer is already running a video: one run at a time per Analyzer "
+                                 "(finish or close that run first, or use a second Analyzer)")
+            self._active = user
+
+    def _release(self, user: object) -> None:
+        with self._lock:
+            if self._active is user:
+                self._active = None
 
     @property
     def code_dim(self) -> int:
@@ -219,9 +236,13 @@ class Analyzer:
 
         p = FramePacket(index=index, pts=None, time_base=Fraction(1, 1000), timestamp=timestamp,
                         image=np.ascontiguousarray(image))
-        tr = Tracker()
-        p.faces = tr.update(p.image, self.detector.detect(p.image), timestamp)
-        return self.inference(p)
+        token = object()
+        self._claim(token)  # the detector is not shared with a run in progress
+        try:
+            p.faces = Tracker().update(p.image, self.detector.detect(p.image), timestamp)
+            return self.inference(p)
+        finally:
+            self._release(token)
 
     def describe(self) -> dict:
         """What produced the numbers (for the JSON sidecar)."""
@@ -257,20 +278,11 @@ class Run:
         self.csv_path = Path(csv) if csv else None
         self.video_path = Path(video) if video else None
         self.sidecar_path = Path(sidecar) if sidecar else (self.csv_path.with_suffix(".json") if csv else None)
-        if annotate is None or annotate is True:
-            self.annotator = default_annotator(neutralized=False) if (video or annotate) else None
-        elif annotate is False:
-            self.annotator = None
-        else:
-            self.annotator = annotate
-        self.overwrite = overwrite
         self.max_frames = max_frames
-        self.audio = audio
-        self.video_preset = video_preset
         self.interrupted = False
         self.error: Optional[BaseException] = None
-        self._csv: Optional[CsvSink] = None
-        self._video: Optional[VideoSink] = None
+        #: extra keys for the JSON sidecar (the app adds ``"app"``)
+        self.info: dict = {}
         self._pipeline: Optional[Pipeline] = None
         self._iterated = False
         self._closed = False
@@ -279,12 +291,30 @@ class Run:
         self.smoother = TrackSmoother() if analyzer.smooth else None
         self.reid = IdentityReID() if analyzer.reid else None
         self._since_detect = 10 ** 9
+        #: the end of every frame's path: overlay, CSV + sidecar, video (switchable while the run goes)
+        self.outputs = RunOutputs(analyzer.code_dim, fps=self.src.fps, time_base=self.src.time_base,
+                                  audio_from=self.src.path if audio else None, describe=self._describe,
+                                  stats=self.stats.summary, overwrite=overwrite, video_preset=video_preset)
+        if annotate is None or annotate is True:
+            self.outputs.annotator = default_annotator(neutralized=False) if (video or annotate) else None
+        elif annotate is not False:
+            self.outputs.annotator = annotate
         try:
-            self._open_sinks()
+            if self.csv_path is not None:
+                self.outputs.open_csv(self.csv_path, self.sidecar_path)
+            elif self.sidecar_path is not None:
+                self.outputs.sidecar_path = self.sidecar_path
+            if self.video_path is not None:
+                self.outputs.open_video(self.video_path)
         except BaseException:
             self.src.close()
-            self._close_sinks()
+            self.outputs.close("failed")
             raise
+
+    @property
+    def annotator(self) -> Optional[Annotator]:
+        """The overlay drawn on each frame (``run.outputs.set_annotator`` switches it while the run goes)."""
+        return self.outputs.annotator
 
     # ------------------------------------------------------------ control
     def stop(self) -> None:
@@ -349,60 +379,27 @@ class Run:
                     f.emotions = e / max(float(e.sum()), 1e-8)
             sm.keep_only({f.track_id for f in p.faces})
         p.stats["post"] = time.perf_counter() - t
-        if self.annotator is not None:
-            t = time.perf_counter()
-            self.annotator.annotate(p.image, p)
-            p.stats["annotate"] = time.perf_counter() - t
-        if self._csv is not None:
-            t = time.perf_counter()
-            self._csv.write(p)
-            p.stats["csv"] = time.perf_counter() - t
-        if self._video is not None:
-            t = time.perf_counter()
-            self._video.write(p)
-            p.stats["video"] = time.perf_counter() - t
+        self.outputs.write(p)
 
-    # -------------------------------------------------------------- sinks
-    def _open_sinks(self) -> None:
-        if self.csv_path is not None:
-            self._csv = CsvSink(self.csv_path, self.analyzer.code_dim, overwrite=self.overwrite)
-            self._write_sidecar(status="running")
-        if self.video_path is not None:
-            self._video = VideoSink(self.video_path, fps=self.src.fps, time_base=self.src.time_base,
-                                    audio_from=self.src.path if self.audio else None, preset=self.video_preset,
-                                    overwrite=self.overwrite)
-
-    def _close_sinks(self) -> Optional[BaseException]:
-        """Close every sink; returns the first error (an output left incomplete), if any."""
-        first: Optional[BaseException] = None
-        for s in (self._csv, self._video):
-            if s is not None:
-                try:
-                    s.close()
-                except Exception as e:  # noqa: BLE001 - keep closing the others
-                    log.warning("closing %s failed: %s", getattr(s, "path", s), e)
-                    first = first or e
-        return first
-
-    def _write_sidecar(self, status: str) -> None:
-        if self.sidecar_path is None:
-            return
-        info = {"input": self.src.describe(), "status": status, "csv": str(self.csv_path) if self.csv_path else None,
-                "video": str(self.video_path) if self.video_path else None,
+    def _describe(self) -> dict:
+        """What produced the numbers: the JSON sidecar's body (without status and statistics)."""
+        return {"input": self.src.describe(),
                 "columns": {"count": len(csv_columns(self.analyzer.code_dim)), "code_dim": self.analyzer.code_dim,
                             "emotions": self.analyzer.head is not None},
-                **self.analyzer.describe(), "versions": versions()}
-        if status != "running":
-            info["stats"] = self.stats.summary()
-            if self.error is not None:
-                info["error"] = str(self.error)
-        write_sidecar(self.sidecar_path, info)
+                **self.analyzer.describe(), "versions": versions(), **self.info}
 
     # ----------------------------------------------------------- iterate
     def __iter__(self) -> Iterator[FramePacket]:
         if self._iterated:
             raise RuntimeError("a Run can be iterated once")
         self._iterated = True
+        try:  # one run at a time per Analyzer: a second one fails here at once (never waits)
+            self.analyzer._claim(self)
+        except BaseException as e:
+            self.error = e
+            self.src.close()
+            self.outputs.close("failed", e)
+            raise
         self._pipeline = Pipeline(self.src, [("detect", self._detect_stage),
                                              ("infer", self._infer_stage, self.analyzer.infer_workers)],
                                   queue_size=self.analyzer.queue_size, max_frames=self.max_frames)
@@ -410,12 +407,11 @@ class Run:
             self._pipeline.stop()
         status = "complete"
         try:
-            with self.analyzer._lock:
-                for p in self._pipeline:
-                    self._post(p)
-                    self.stats.add(p)
-                    self.stats.drops = self._pipeline.drops
-                    yield p
+            for p in self._pipeline:
+                self._post(p)
+                self.stats.add(p)
+                self.stats.drops = self._pipeline.drops
+                yield p
         except GeneratorExit:
             status = "stopped"
             raise
@@ -424,23 +420,22 @@ class Run:
             status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
             raise
         finally:
-            self._pipeline.stop()
-            self.stats.t_end = time.perf_counter()
-            self.stats.cpu_end = time.process_time()
-            self.stats.drops = self._pipeline.drops
-            self.stats.errors = self.src.errors
-            if self.interrupted and status == "complete":
-                status = "interrupted"
-            close_error = self._close_sinks()
-            if close_error is not None and status in ("complete", "interrupted"):
-                self.error, status = close_error, "failed"
-            else:
-                close_error = None  # another error is already on its way out
             try:
-                self._write_sidecar(status)
-            except Exception as e:  # noqa: BLE001
-                log.warning("sidecar not written: %s", e)
-            self._closed = True
+                self._pipeline.stop()
+                self.stats.t_end = time.perf_counter()
+                self.stats.cpu_end = time.process_time()
+                self.stats.drops = self._pipeline.drops
+                self.stats.errors = self.src.errors
+                if self.interrupted and status == "complete":
+                    status = "interrupted"
+                close_error = self.outputs.close(status, self.error)
+                if close_error is not None and status in ("complete", "interrupted"):
+                    self.error = close_error
+                else:
+                    close_error = None  # another error is already on its way out
+                self._closed = True
+            finally:
+                self.analyzer._release(self)
             if close_error is not None:  # e.g. the disk filled up while the video was flushed
                 raise close_error
 
@@ -455,20 +450,13 @@ class Run:
         """Stop and close the outputs (when the run was never iterated or iterated partly)."""
         self.stop()
         if not self._iterated:
+            self._iterated = True
             self.src.close()
-            self._close_sinks()
             self.stats.t_end = time.perf_counter()
-            try:
-                self._write_sidecar("stopped")
-            except Exception:  # noqa: BLE001
-                pass
+            self.outputs.close("stopped")
 
     def __enter__(self) -> "Run":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-    @property
-    def outputs(self) -> dict:
-        return {"csv": self.csv_path, "sidecar": self.sidecar_path, "video": self.video_path}

@@ -13,7 +13,6 @@ window, so leaks and slow-downs show.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -24,7 +23,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence
 
-from facecycle.errors import InputError, OutputError, UsageError
+from facecycle.errors import InputError, UsageError
 
 from .sources.base import Source
 from .sources.video import VideoSource

@@ -38,7 +38,12 @@ Stage = Tuple
 
 
 class _Ordered:
-    """Re-orders the results of parallel workers by sequence number."""
+    """Re-orders the results of parallel workers by sequence number.
+
+    One worker at a time emits (the one holding the "emitter" role); the others only
+    file their result and go back to work. The lock is never held while emitting, so a
+    full output queue blocks only the emitter, never a sibling that finishes meanwhile.
+    """
 
     def __init__(self, workers: int) -> None:
         self.lock = threading.Lock()
@@ -46,19 +51,31 @@ class _Ordered:
         self.next_seq = 1  # the stage before renumbers its output 1, 2, 3, ...
         self.alive = workers
         self._skip = False
+        self._emitting = False
 
     def done(self, seq: int, result, put) -> bool:
-        """Record ``result`` for ``seq`` (None = dropped) and emit everything now in order."""
+        """Record ``result`` for ``seq`` (None = dropped) and emit everything now in order.
+
+        Returns False when ``put`` gave up (the pipeline is aborting)."""
         with self.lock:
             if self._skip:
                 return True
             self.pending[seq] = result
-            while self.next_seq in self.pending:
+            if self._emitting:  # the emitting worker sends this one when its turn comes
+                return True
+            self._emitting = True
+        while True:
+            with self.lock:
+                if self._skip or self.next_seq not in self.pending:
+                    self._emitting = False
+                    return True
                 r = self.pending.pop(self.next_seq)
+                out_seq = self.next_seq
                 self.next_seq += 1
-                if r is not None and not put((self.next_seq - 1, r)):
-                    return False
-            return True
+            if r is not None and not put((out_seq, r)):  # may block on a full queue: no lock held
+                with self.lock:
+                    self._emitting = False
+                return False
 
     def skip_all(self) -> None:
         with self.lock:
@@ -144,6 +161,11 @@ class Pipeline:
         self.frames_read = 0
         self.drops = 0
         self._started = False
+        # the source is closed once, by whoever is last: the consumer, or the reader thread when the
+        # consumer had to leave it inside a blocking read (OpenCV captures are not thread-safe)
+        self._close_lock = threading.Lock()
+        self._reader_done = False
+        self._reader_closes = False
 
     # ---------------------------------------------------------- control
     def stop(self) -> None:
@@ -219,6 +241,17 @@ class Pipeline:
             self._fail("source", e)
         finally:
             self._put(out, _END)
+            with self._close_lock:
+                self._reader_done = True
+                close = self._reader_closes
+            if close:
+                self._close_source()
+
+    def _close_source(self) -> None:
+        try:
+            self.source.close()
+        except Exception as e:  # noqa: BLE001 - closing is best effort; the run's result stands
+            log.warning("closing %s failed: %s", self.source.name, e)
 
     def _worker(self, name: str, fn: Callable, inq: "queue.Queue", out: "queue.Queue",
                 group: Optional["_Ordered"] = None) -> None:
@@ -304,7 +337,13 @@ class Pipeline:
             self._running.set()
             for t in self._threads:
                 t.join(timeout=0.2 if stall == -1.0 else 5.0)
-            self.source.close()
+            with self._close_lock:
+                if not self._reader_done:  # still inside a read: the reader closes the source when it returns
+                    self._reader_closes = True
+                    log.warning("%s: the reader is still blocked in a read; it closes the source when the read "
+                                "returns", self.source.name)
+            if not self._reader_closes:
+                self._close_source()
         self.raise_error()
 
     def raise_error(self) -> None:

@@ -168,3 +168,60 @@ def test_bench_soak_reports_memory_and_windows(tiny_export, tmp_path):
     assert rec["frames_processed"] == 200 and rec["loops"] >= 2  # 72 + 16 frames per loop
     assert len(rec["windows"]) == 4 and all(w["fps"] > 0 for w in rec["windows"])
     assert rec["rss_mb_start"] > 0 and rec["rss_mb_end"] > 0 and "rss_growth_mb" in rec
+
+
+def test_a_second_run_on_one_analyzer_fails_at_once_and_never_hangs(tiny_export, tmp_path):
+    """Overlapping runs on one Analyzer (nested in one thread, or from another thread) give an immediate,
+    clear UsageError; the first run is unharmed and the Analyzer is free again afterwards. The whole scenario
+    runs in a thread with a timeout of seconds, so a regression to a hang fails instead of blocking the suite."""
+    from facecycle.errors import UsageError
+    from realtime import Analyzer
+
+    _, model = tiny_export
+    clip = shared_video(CLIP)
+    result: dict = {}
+
+    def scenario():
+        with Analyzer(model=model) as an:
+            first = []
+            for p in an.process_video(clip, max_frames=12):
+                first.append(p.index)
+                if p.index == 3:
+                    nested = an.process_video(clip, max_frames=3, csv=tmp_path / "nested.csv")
+                    t = time.perf_counter()
+                    try:
+                        next(iter(nested))
+                    except UsageError as e:
+                        result["nested"] = (str(e), time.perf_counter() - t)
+                    box: dict = {}
+
+                    def other_thread():
+                        try:
+                            list(an.process_video(clip, max_frames=3))
+                        except UsageError as e:
+                            box["error"] = str(e)
+
+                    th = threading.Thread(target=other_thread)
+                    th.start()
+                    th.join(10)
+                    result["thread"] = box.get("error")
+                    try:
+                        an.analyze_image(p.image)
+                    except UsageError as e:
+                        result["image"] = str(e)
+            result["first"] = first
+            result["after"] = [p.index for p in an.process_video(clip, max_frames=3)]
+            result["image_after"] = len(an.analyze_image(p.image).faces)
+        result["nested_sidecar"] = json.loads((tmp_path / "nested.json").read_text())["status"]
+
+    th = threading.Thread(target=scenario, daemon=True)
+    th.start()
+    th.join(60)
+    assert not th.is_alive(), "overlapping runs on one Analyzer hang"
+    msg, waited = result["nested"]
+    assert "already running a video" in msg and waited < 1.0
+    assert result["thread"] and "already running a video" in result["thread"]
+    assert result["image"] and "already running a video" in result["image"]
+    assert result["first"] == list(range(12))  # the first run was not disturbed
+    assert result["after"] == [0, 1, 2] and result["image_after"] >= 0  # free again once the first ended
+    assert result["nested_sidecar"] == "failed"

@@ -19,7 +19,7 @@ import pytest
 from facecycle.errors import InputError, ModelError, OutputError, PipelineError
 from realtime.crops import crop_faces, crop_square, loose_square_box, paste_square
 from realtime.heads import ExpressionHead, save_expression_head
-from realtime.pipeline import LatestFrame, Pipeline
+from realtime.pipeline import LatestFrame, Pipeline, _Ordered
 from realtime.pose import FACE_MODEL_5, camera_matrix, estimate_pose, euler_to_rotation, rotation_to_euler
 from realtime.sinks import CsvSink, VideoSink, csv_columns, format_rows
 from realtime.smoothing import OneEuroFilter, TrackSmoother
@@ -475,6 +475,65 @@ def test_stop_from_another_thread_finishes_promptly():
     for _ in pl:
         n += 1
     assert time.perf_counter() - t < 3 and 0 < n < 10 ** 6 and src.closed
+
+
+def test_ordered_workers_never_wait_on_each_other_while_one_is_blocked_emitting():
+    """A worker whose output queue is full blocks alone: a sibling files its result and returns at once."""
+    group, gate, out = _Ordered(2), threading.Event(), []
+
+    def put(item):
+        gate.wait(5)  # the next stage is full
+        out.append(item)
+        return True
+
+    first = threading.Thread(target=group.done, args=(1, "a", put))
+    first.start()
+    time.sleep(0.05)  # the first worker is now blocked inside put
+    t = time.perf_counter()
+    assert group.done(2, "b", put) and group.done(3, None, put) and group.done(4, "d", put)
+    assert time.perf_counter() - t < 0.5, "a sibling waited for the blocked worker's put"
+    gate.set()
+    first.join(5)
+    assert out == [(1, "a"), (2, "b"), (4, "d")]  # in order, the dropped one (3) skipped
+
+
+class _StuckCamera(_ListSource):
+    """A live source whose read blocks (a camera stops delivering): close() must wait for the read to return."""
+
+    timeout = 0.3
+    name = "stuck"
+
+    def __init__(self):
+        super().__init__(1, live=True)
+        self.release = threading.Event()
+        self.reading = False
+        self.closed_while_reading = None
+
+    def __iter__(self):
+        yield FramePacket(0, 0, Fraction(1, 25), 0.0, np.zeros((4, 4, 3), np.uint8))
+        self.reading = True
+        self.release.wait(10)  # inside the "driver's" read
+        self.reading = False
+
+    def close(self):
+        self.closed_while_reading = self.reading
+        self.closed = True
+
+
+def test_a_source_is_never_closed_while_its_reader_is_inside_a_read():
+    src = _StuckCamera()
+    pl = Pipeline(src, [("x", lambda p: p)])
+    t = time.perf_counter()
+    with pytest.raises(PipelineError, match="no frame for 0.3 s"):
+        for _ in pl:
+            pass
+    assert time.perf_counter() - t < 5  # the consumer did not wait for the stuck read
+    assert not src.closed  # left for the reader thread, not closed under its feet
+    src.release.set()  # the read returns: the reader closes the source itself
+    deadline = time.perf_counter() + 5
+    while not src.closed and time.perf_counter() < deadline:
+        time.sleep(0.01)
+    assert src.closed and src.closed_while_reading is False
 
 
 def test_latest_frame_keeps_only_the_newest():

@@ -230,6 +230,28 @@ def test_clip_renders_panel_follows_and_outputs_are_valid(qtbot, window, tmp_pat
     qtbot.waitUntil(lambda: not _worker_threads(), timeout=10_000)
 
 
+def test_app_csv_is_the_same_as_facecycle_process(qtbot, window, model_dir, tmp_path):
+    """The app's CSV export and `facecycle process` end each frame with the same code (realtime.outputs):
+    the same clip and settings give the same rows, byte for byte."""
+    from facecycle_cli import main as cli_main
+
+    clip = shared_video(CLIP)
+    app_csv = tmp_path / "app.csv"
+    window.set_csv_path(app_csv)
+    window.open_source(clip, start=True)
+    _wait_finished(qtbot, window)
+    assert window.session.end_reason == "end of input" and not window.errors
+    assert cli_main(["process", str(clip), "--out-dir", str(tmp_path / "cli"), "--no-video", "--no-progress",
+                     "--model", model_dir]) == 0
+    cli_csv = tmp_path / "cli" / (clip.stem + ".csv")
+    app_rows, cli_rows = app_csv.read_text().splitlines(), cli_csv.read_text().splitlines()
+    assert len(app_rows) > 72 // 2 and app_rows == cli_rows
+    app_side, cli_side = (json.loads(p.with_suffix(".json").read_text()) for p in (app_csv, cli_csv))
+    assert app_side["status"] == cli_side["status"] == "complete" and app_side["app"] == "facecycle app"
+    for k in ("detector", "detect_every", "smoothing", "columns", "rows", "frames"):
+        assert app_side[k] == cli_side[k], k
+
+
 def test_pause_overlays_and_close_mid_run(qtbot, window, tmp_path):
     clip = shared_video(LONG_CLIP)
     table = tmp_path / "partial.csv"

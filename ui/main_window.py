@@ -70,6 +70,7 @@ class MainWindow(QMainWindow):
         self.errors: List[str] = []
         self._pending_start = False
         self._closing = False
+        self._close_started = 0.0
         self._latencies: Deque[float] = deque(maxlen=240)
         self.last_packet = None
         self._panel_refreshed = 0.0
@@ -339,7 +340,7 @@ class MainWindow(QMainWindow):
         t0 = packet.stats.get("t0")  # perf_counter() when the source started reading the frame
         if t0 is None:  # a pipeline without a capture stamp: stage times + time since the worker finished
             t0 = packet.stats.get("ui_ready", now) - sum(v for k, v in packet.stats.items()
-                                                         if k in ("decode", "detect", "infer", "post", "render"))
+                                                         if k in ("decode", "detect", "infer", "post", "annotate"))
         self._latencies.append(max(0.0, now - t0))
 
     def _current(self, generation: int) -> bool:
@@ -398,11 +399,13 @@ class MainWindow(QMainWindow):
                                  f"(display {st['display_drops']}, source {st['source_drops']})")
         s = self.session
         rec = []
-        if s is not None and s.recorder is not None and s.is_alive():
-            if s.recorder.video is not None:
-                rec.append(f"● REC {Path(str(s.recorder.video.path)).name}")
-            if s.recorder.csv is not None:
-                rec.append(f"CSV {Path(str(s.recorder.csv.path)).name}")
+        out = s.outputs if s is not None and s.is_alive() else None
+        if out is not None:
+            video, csv = out.video, out.csv  # read once: the worker may switch them meanwhile
+            if video is not None:
+                rec.append(f"● REC {Path(str(video.path)).name}")
+            if csv is not None:
+                rec.append(f"CSV {Path(str(csv.path)).name}")
         self.rec_label.setText("  ".join(rec))
 
     def _update_buttons(self) -> None:
@@ -479,13 +482,15 @@ class MainWindow(QMainWindow):
     def dropEvent(self, event: QDropEvent) -> None:
         self.live_view.dropEvent(event)
 
-    close_timeout = 20.0  # seconds a closing window waits for the worker before it gives up
+    close_timeout = 20.0  # seconds after which a closing window says it is still finishing the files
 
-    def _force_close(self) -> None:
-        if self._closing and self.isVisible():
-            log.error("the pipeline did not stop within %.0f s; closing anyway", self.close_timeout)
-            self.session = None
-            self.close()
+    def _still_closing(self) -> None:
+        """The worker is still finishing the files: keep waiting (never abandon a file half written) and say so."""
+        if self._closing and self.isVisible() and self.session is not None and self.session.is_alive():
+            waited = time.perf_counter() - self._close_started
+            log.warning("still finishing the files after %.0f s", waited)
+            self.state_label.setText(f"finishing files … ({waited:.0f} s)")
+            QTimer.singleShot(5000, self._still_closing)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         """Closing stops the pipeline first: the window closes once the worker has finished every file."""
@@ -494,7 +499,8 @@ class MainWindow(QMainWindow):
             self._pending_start = False
             self.session.stop()
             self.state_label.setText("finishing files …")
-            QTimer.singleShot(int(self.close_timeout * 1000), self._force_close)
+            self._close_started = time.perf_counter()
+            QTimer.singleShot(int(self.close_timeout * 1000), self._still_closing)
             event.ignore()
             return
         self._status_timer.stop()

@@ -4,12 +4,13 @@ It opens the model, detector and source (all slow or failing steps happen
 here, in the worker thread), and exposes what the session needs: iteration
 over finished :class:`~realtime.types.FramePacket` s, pause / resume / stop
 from any thread, the neutral-face computation switched at run time, and the
-source's rate and time base for the recorder.
+run's outputs (overlay, CSV, video: ``run.outputs``, the same ending as
+``facecycle process``), which the GUI switches on and off while the run goes.
 """
 from __future__ import annotations
 
 import logging
-from typing import Iterator, Optional
+from typing import Iterator
 
 from realtime.analyzer import Analyzer
 from realtime.types import FramePacket
@@ -24,8 +25,10 @@ log = logging.getLogger(__name__)
 class PipelineStream:
     """One run of the real-time pipeline (``realtime.analyzer``) on ``config.source``.
 
-    Annotation is left to the GUI (``annotate=False``) and so are the CSV and
-    video sinks (the GUI switches them on and off while the run goes on).
+    The run starts with no overlay and no files; the session attaches them through
+    :attr:`outputs` (``set_annotator``, ``set_csv``, ``set_video``; any thread).
+    Files are replaced without asking (the GUI asks the user first), and a file
+    that fails is reported through ``outputs.on_error`` while the run goes on.
 
     Raises:
         facecycle.errors.FaceCycleError: model, backend, detector or source cannot be opened.
@@ -38,16 +41,14 @@ class PipelineStream:
         self.can_neutralize = "neutralize" in self.analyzer.backend.graphs
         self.set_neutralize(neutralize)
         try:
-            self.run = self.analyzer.process_video(config.source, realtime=config.realtime, annotate=False)
+            self.run = self.analyzer.process_video(config.source, realtime=config.realtime, annotate=False,
+                                                   overwrite=True)
         except BaseException:
             self.analyzer.close()
             raise
-        src = self.run.src
-        self.fps: Optional[float] = src.fps
-        self.time_base = src.time_base
-        self.path: Optional[str] = src.path
-        self.live: bool = bool(src.live)
-        self.code_dim = self.analyzer.code_dim
+        self.run.info["app"] = "facecycle app"
+        self.outputs = self.run.outputs
+        self.live: bool = bool(self.run.src.live)
         self._gen = None
 
     def __iter__(self) -> Iterator[FramePacket]:
@@ -76,13 +77,13 @@ class PipelineStream:
         return self.run.stats.summary()
 
     def describe(self) -> dict:
-        d = self.analyzer.describe()
-        d["input"] = self.run.src.describe()
-        d["app"] = "facecycle app"
-        return d
+        """What produced the numbers (the body of the CSV's JSON sidecar)."""
+        return self.run._describe()
 
     def close(self) -> None:
-        """Stop the run, join its threads, close the source and the model (idempotent)."""
+        """Stop the run, join its threads, close the source, finish the files, close the model (idempotent).
+
+        Raises the error of a file that could not be finished (after everything is closed)."""
         try:
             self.run.stop()
             if self._gen is not None:

@@ -1,11 +1,13 @@
 """One run of the pipeline for the GUI: a worker thread that consumes the pipeline's frames.
 
 The pipeline runs in its own threads (``realtime``); the session's worker
-thread takes its finished frames, draws the overlays the user currently
-wants, feeds the recorder (video + CSV) and hands each frame to the
+thread consumes the run, so each frame's ending (overlay, CSV, video: the
+run's :class:`~realtime.outputs.RunOutputs`, the same code as ``facecycle
+process``) happens in it, and hands each frame to the
 :class:`~ui.bridge.FrameBridge`. Nothing here ever waits on the GUI thread, and
 the GUI only calls the non-blocking methods below (``pause``, ``resume``,
-``stop``, ``set_overlays``, ``record_video``, ``export_csv``).
+``stop``, ``set_overlays``, ``record_video``, ``export_csv``): they switch the
+run's outputs from the next frame on.
 """
 from __future__ import annotations
 
@@ -20,9 +22,8 @@ from facecycle.errors import FaceCycleError
 
 from .bridge import DisplayFrame, FrameBridge, summarize
 from .imaging import display_image
-from .pipeline_adapter import open_stream
-from .recorder import Recorder
-from .render import render
+from .pipeline_adapter import PipelineStream, open_stream
+from .render import annotator_for
 from .settings import Overlays, RunConfig
 
 __all__ = ["AnalysisSession"]
@@ -67,8 +68,7 @@ class AnalysisSession:
         self._running = threading.Event()  # cleared while paused
         self._running.set()
         self._thread: Optional[threading.Thread] = None
-        self._stream = None
-        self.recorder: Optional[Recorder] = None
+        self._stream: Optional[PipelineStream] = None
         self.frames = 0
         self._recent: Deque[float] = deque(maxlen=60)
         self.t_first: Optional[float] = None
@@ -107,20 +107,31 @@ class AnalysisSession:
         if s is not None:
             s.request_stop()
 
+    @property
+    def outputs(self):
+        """The run's :class:`~realtime.outputs.RunOutputs` (None until the run is open)."""
+        s = self._stream
+        return s.outputs if s is not None else None
+
     def set_overlays(self, overlays: Overlays) -> None:
         self.overlays = overlays  # one reference assignment: atomic for the worker
+        out = self.outputs
+        if out is not None:
+            out.set_annotator(annotator_for(overlays))
 
     def record_video(self, path: Optional[Union[str, Path]]) -> None:
         """Record the annotated view to ``path`` from the next frame on (None: stop, finish the file)."""
         self._video_req = path
-        if self.recorder is not None:
-            self.recorder.request_video(path)
+        out = self.outputs
+        if out is not None:
+            out.set_video(path)
 
     def export_csv(self, path: Optional[Union[str, Path]]) -> None:
         """Write the CSV to ``path`` from the next frame on (None: stop, finish the file)."""
         self._csv_req = path
-        if self.recorder is not None:
-            self.recorder.request_csv(path)
+        out = self.outputs
+        if out is not None:
+            out.set_csv(path)
 
     def is_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -153,16 +164,16 @@ class AnalysisSession:
         stream = None
         try:
             stream = open_stream(self.config, neutralize=self.overlays.needs_neutral)
-            self._stream = stream
+            out = stream.outputs
+            out.on_error = lambda msg: self.bridge.report_error(self.generation, msg)
+            self._stream = stream  # from here on the GUI's switches go straight to the run's outputs ...
+            out.set_annotator(annotator_for(self.overlays))  # ... and what it asked for before is applied
+            if self._video_req is not None:
+                out.set_video(self._video_req)
+            if self._csv_req is not None:
+                out.set_csv(self._csv_req)
             if self._stop.is_set():  # stopped while opening
                 stream.request_stop()
-            rec = Recorder(stream.code_dim, fps=stream.fps, time_base=stream.time_base,
-                           audio_from=stream.path, describe=stream.describe)
-            self.recorder = rec
-            if self._video_req is not None:
-                rec.request_video(self._video_req)
-            if self._csv_req is not None:
-                rec.request_csv(self._csv_req)
             self.info = stream.describe()
             self.bridge.report_started(self.generation, self.info)
             reason = "end of input"
@@ -173,11 +184,7 @@ class AnalysisSession:
                 if self._stop.is_set():
                     reason = "stopped"
                     break
-                ov = self.overlays
-                stream.set_neutralize(ov.needs_neutral)
-                render(packet, ov)
-                for msg in rec.write(packet):
-                    self.bridge.report_error(self.generation, msg)
+                stream.set_neutralize(self.overlays.needs_neutral)
                 shown = packet.annotated if packet.annotated is not None else packet.image
                 image = display_image(shown, self.view_size() if self.view_size is not None else None)
                 now = time.perf_counter()
@@ -208,17 +215,13 @@ class AnalysisSession:
             self.bridge.report_error(self.generation, f"internal error: {type(e).__name__}: {msg}")
         finally:
             try:
-                if self.recorder is not None:
-                    self.recorder.close()
-                    self.finished_files = list(self.recorder.finished)
+                if stream is not None:
+                    stream.close()  # the run's end: threads joined, source closed, every file finished
             except Exception as e:  # noqa: BLE001
                 reason = "error"
                 self.bridge.report_error(self.generation, f"could not finish the output files: {e}")
             finally:
                 if stream is not None:
-                    try:
-                        stream.close()
-                    except Exception as e:  # noqa: BLE001
-                        log.warning("closing the pipeline failed: %s", e)
+                    self.finished_files = list(stream.outputs.finished)
                 self.end_reason = reason
                 self.bridge.report_finished(self.generation, reason)

@@ -1,0 +1,229 @@
+"""The end of every frame's path: overlay, CSV (+ JSON sidecar) and annotated video, attached to a run.
+
+:class:`RunOutputs` is the one ending that ``facecycle process``, ``facecycle live`` and the desktop app all
+use (:class:`realtime.analyzer.Run` owns one, ``run.outputs``). Each output can be switched on, off, or to
+another file **from any thread while the run goes**: :meth:`RunOutputs.set_annotator`,
+:meth:`RunOutputs.set_csv` and :meth:`RunOutputs.set_video` only store the request (under a short lock);
+the run's consumer thread applies it before the next frame in :meth:`RunOutputs.write`. Sinks are only
+ever touched by that thread (or by :meth:`RunOutputs.close` once it has finished).
+
+Order per frame: annotate (``packet.annotated``), then CSV, then video (the video shows the overlay).
+A CSV's JSON sidecar is written when the CSV opens (``status: running``) and again when it closes
+(final status, frame/row counts, run statistics).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, List, Optional, Union
+
+from facecycle.errors import FaceCycleError
+
+from .annotators import Annotator, Compose
+from .sinks import CsvSink, VideoSink, write_sidecar
+from .types import FramePacket
+
+__all__ = ["RunOutputs"]
+
+log = logging.getLogger(__name__)
+
+_KEEP = object()  # "no change requested"
+
+PathLike = Union[str, Path]
+
+
+class RunOutputs:
+    """Overlay + CSV + video of one run, switchable from any thread.
+
+    Args:
+        code_dim: expression code size (the CSV's ``exp_*`` columns).
+        fps, time_base: the source's nominal rate and pts time base (for the video).
+        audio_from: input file whose audio is copied into a video that starts with the run's first frame.
+        describe: ``() -> dict``, what produced the numbers (model, backend, input, ...): the sidecar's body.
+        stats: ``() -> dict``, the run's statistics so far (added to the sidecar when a CSV closes).
+        overwrite: replace existing files.
+        video_preset: libx264 preset.
+        on_error: None = a sink that fails raises (the run fails: ``process``); a callable = the failing
+            sink is closed and dropped, ``on_error(one-line message)`` is called and the run goes on (the app).
+    """
+
+    def __init__(self, code_dim: int, *, fps: Optional[float] = None, time_base: Optional[Fraction] = None,
+                 audio_from: Optional[str] = None, describe: Optional[Callable[[], dict]] = None,
+                 stats: Optional[Callable[[], dict]] = None, overwrite: bool = False,
+                 video_preset: str = "superfast", on_error: Optional[Callable[[str], None]] = None) -> None:
+        self.code_dim = int(code_dim)
+        self.fps = fps
+        self.time_base = time_base
+        self.audio_from = audio_from
+        self.describe = describe
+        self.stats = stats
+        self.overwrite = overwrite
+        self.video_preset = video_preset
+        self.on_error = on_error
+        self.annotator: Optional[Annotator] = None
+        self.csv: Optional[CsvSink] = None
+        self.video: Optional[VideoSink] = None
+        self.sidecar_path: Optional[Path] = None
+        self.video_path: Optional[Path] = None  # the last video opened (named in the sidecar)
+        self.finished: List[str] = []  # files closed so far
+        self._lock = threading.Lock()
+        self._req_annotator: object = _KEEP
+        self._req_csv: object = _KEEP
+        self._req_video: object = _KEEP
+        self._frames_seen = 0
+
+    # ---------------------------------------------------------------- any thread
+    def set_annotator(self, annotator: Optional[Annotator]) -> None:
+        """Draw with ``annotator`` from the next frame on (None: no overlay, ``packet.annotated`` stays None)."""
+        with self._lock:
+            self._req_annotator = annotator
+
+    def set_csv(self, path: Optional[PathLike], sidecar: Optional[PathLike] = None) -> None:
+        """Write the CSV to ``path`` from the next frame on (None: finish the open CSV). The sidecar goes to
+        ``sidecar`` (default: ``path`` with ``.json``)."""
+        with self._lock:
+            self._req_csv = None if path is None else (Path(path), Path(sidecar) if sidecar else None)
+
+    def set_video(self, path: Optional[PathLike]) -> None:
+        """Record the annotated video to ``path`` from the next frame on (None: finish the open video)."""
+        with self._lock:
+            self._req_video = None if path is None else Path(path)
+
+    # --------------------------------------------------------- consumer thread
+    def open_csv(self, path: PathLike, sidecar: Optional[PathLike] = None) -> None:
+        """Open the CSV now (raises :class:`~facecycle.errors.OutputError`); used before the first frame."""
+        self._close_csv("stopped")
+        self.csv = CsvSink(path, self.code_dim, overwrite=self.overwrite)
+        self.sidecar_path = Path(sidecar) if sidecar else Path(path).with_suffix(".json")
+        self.write_sidecar("running")
+
+    def open_video(self, path: PathLike) -> None:
+        """Open the video now (raises :class:`~facecycle.errors.OutputError`). Audio is copied only when the
+        recording starts with the run's first frame (it would be out of sync otherwise)."""
+        self._close_video()
+        audio = self.audio_from if self._frames_seen == 0 else None
+        self.video = VideoSink(path, fps=self.fps, time_base=self.time_base, audio_from=audio,
+                               preset=self.video_preset, overwrite=self.overwrite)
+        self.video_path = self.video.path
+
+    def _apply_requests(self) -> None:
+        with self._lock:
+            ann, self._req_annotator = self._req_annotator, _KEEP
+            csv, self._req_csv = self._req_csv, _KEEP
+            video, self._req_video = self._req_video, _KEEP
+        if ann is not _KEEP:
+            self.annotator = None if isinstance(ann, Compose) and not ann.annotators else ann
+        if csv is not _KEEP:
+            self._close_csv("complete")
+            if csv is not None:
+                self._guard("CSV export not started", self.open_csv, *csv)
+        if video is not _KEEP:
+            self._close_video()
+            if video is not None:
+                self._guard("recording not started", self.open_video, video)
+
+    def _guard(self, what: str, fn, *args) -> bool:
+        """Run ``fn``; with ``on_error``, a FaceCycleError is reported as "``what``: message" (False)."""
+        if self.on_error is None:
+            fn(*args)
+            return True
+        try:
+            fn(*args)
+            return True
+        except FaceCycleError as e:
+            self.on_error(f"{what}: {e}")
+            return False
+
+    def write(self, packet: FramePacket) -> None:
+        """Apply pending switches, then annotate ``packet`` and write it to the open sinks (consumer thread)."""
+        self._apply_requests()
+        if self.annotator is not None:
+            t = time.perf_counter()
+            self.annotator.annotate(packet.image, packet)
+            packet.stats["annotate"] = time.perf_counter() - t
+        if self.csv is not None:
+            t = time.perf_counter()
+            if not self._guard("CSV export stopped", self.csv.write, packet):
+                self._close_csv("failed")
+            packet.stats["csv"] = time.perf_counter() - t
+        if self.video is not None:
+            t = time.perf_counter()
+            if not self._guard("recording stopped", self.video.write, packet):
+                self._close_video()
+            packet.stats["video"] = time.perf_counter() - t
+        self._frames_seen += 1
+
+    # ------------------------------------------------------------------ closing
+    def write_sidecar(self, status: str, error: Optional[BaseException] = None) -> None:
+        """(Re)write the open CSV's JSON sidecar with ``status`` (no-op without a CSV or ``describe``)."""
+        if self.sidecar_path is None or self.describe is None:
+            return
+        info = dict(self.describe())
+        info["status"] = status
+        info["csv"] = str(self.csv.path) if self.csv is not None else None
+        info["video"] = str(self.video_path) if self.video_path is not None else None
+        if self.csv is not None:
+            info.update(frames=self.csv.frames, rows=self.csv.rows)
+        if status != "running" and self.stats is not None:
+            info["stats"] = self.stats()
+        if error is not None:
+            info["error"] = str(error)
+        write_sidecar(self.sidecar_path, info)
+
+    def _close_csv(self, status: str, error: Optional[BaseException] = None) -> None:
+        """Finish the CSV and write its sidecar's final state (raises the close error, after the sidecar)."""
+        if self.csv is None:
+            return
+        c = self.csv
+        failed: Optional[BaseException] = None
+        try:
+            c.close()
+        except Exception as e:  # noqa: BLE001 - recorded in the sidecar, then raised
+            failed = e
+            status, error = "failed", e
+        try:
+            self.write_sidecar(status, error)
+        except Exception as e:  # noqa: BLE001 - the CSV itself is complete
+            log.warning("%s: sidecar not written (%s)", self.sidecar_path, e)
+        self.csv, self.sidecar_path = None, None
+        self.finished.append(str(c.path))
+        log.info("CSV finished: %s (%d frames)", c.path, c.frames)
+        if failed is not None:
+            raise failed
+
+    def _close_video(self) -> None:
+        if self.video is None:
+            return
+        v, self.video = self.video, None
+        v.close()
+        self.finished.append(str(v.path))
+        log.info("video finished: %s (%d frames)", v.path, v.frames)
+
+    def close(self, status: str = "complete", error: Optional[BaseException] = None) -> Optional[BaseException]:
+        """Finish every file (idempotent). The CSV's sidecar gets ``status``; returns the first error of a
+        sink that could not be finished (its file is incomplete), None when all are complete."""
+        first: Optional[BaseException] = None
+        try:
+            self._close_video()
+        except Exception as e:  # noqa: BLE001 - keep closing the CSV
+            log.warning("closing the video failed: %s", e)
+            first = e
+            if status in ("complete", "interrupted"):
+                status, error = "failed", e
+        try:
+            if self.csv is not None:
+                self._close_csv(status, error)
+            elif self.sidecar_path is not None:  # a sidecar without a CSV (Analyzer.process_video(sidecar=...))
+                self.write_sidecar(status, error)
+                self.sidecar_path = None
+        except Exception as e:  # noqa: BLE001
+            log.warning("closing the CSV failed: %s", e)
+            first = first or e
+        return first
+
+    @property
+    def recording(self) -> bool:
+        return self.video is not None
