@@ -173,7 +173,7 @@ class OnnxRuntimeBackend(Backend):
     def _run(self, spec: GraphSpec, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         sess = self.session(spec.name)
         outs = sess.run(spec.output_names, inputs)
-        return {n: np.asarray(o, dtype=np.float32) for n, o in zip(spec.output_names, outs)}
+        return {n: np.asarray(o, dtype=np.float32) for n, o in zip(spec.output_names, outs, strict=True)}
 
     def describe(self) -> dict:
         d = super().describe()

@@ -102,8 +102,13 @@ def int8_onnx(src: Union[str, Path], sha256: str, calib: np.ndarray, input_name:
         extra_inputs: fixed arrays (batch first, N rows) for the graph's other inputs.
     """
     try:
-        from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quant_pre_process,
-                                              quantize_static)
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            QuantFormat,
+            QuantType,
+            quant_pre_process,
+            quantize_static,
+        )
     except ImportError as e:
         raise ModelError(f"int8 needs onnxruntime.quantization ({e})") from None
     calib = np.ascontiguousarray(calib, np.float32)

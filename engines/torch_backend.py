@@ -142,7 +142,7 @@ class TorchBackend(Backend):
                 entry = self._capture(graph, tensors)
                 self._cuda_graphs[(graph, n)] = entry
             g, static_in, static_out = entry
-            for s, t in zip(static_in, tensors):
+            for s, t in zip(static_in, tensors, strict=True):
                 s.copy_(t)
             g.replay()
             return tuple(o.clone() for o in static_out)
@@ -169,7 +169,7 @@ class TorchBackend(Backend):
         torch = self._torch
         ts = [torch.from_numpy(inputs[n]).to(self._dev, self._dtype, non_blocking=False) for n in spec.input_names]
         outs = self._forward(spec.name, ts)
-        return {n: o.float().cpu().numpy() for n, o in zip(spec.output_names, outs)}
+        return {n: o.float().cpu().numpy() for n, o in zip(spec.output_names, outs, strict=True)}
 
     def run_torch(self, graph: str, tensors: Mapping[str, "object"]) -> Dict[str, "object"]:
         """Zero-copy path: torch tensors in (any device; moved here if needed), float32 tensors on this device out."""

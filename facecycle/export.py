@@ -165,8 +165,8 @@ def validate_export(model: FaceCycle, out_dir: Union[str, Path], manifest: dict,
             with torch.no_grad():
                 ref = wrapper(*args)
             ref = ref if isinstance(ref, tuple) else (ref,)
-            got = sess.run(None, {i["name"]: a.numpy() for i, a in zip(g["inputs"], args)})
-            errs.append(max(float(np.abs(r.numpy() - o).max()) for r, o in zip(ref, got)))
+            got = sess.run(None, {i["name"]: a.numpy() for i, a in zip(g["inputs"], args, strict=True)})
+            errs.append(max(float(np.abs(r.numpy() - o).max()) for r, o in zip(ref, got, strict=True)))
             scale = max([scale] + [float(r.abs().max()) for r in ref])
         err = max(errs)
         # Absolute tolerance for outputs of unit scale (trained models: images of about ±2);

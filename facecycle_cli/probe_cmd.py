@@ -143,7 +143,7 @@ def _eval(args: argparse.Namespace) -> int:
         for c, a in rep["per_class_accuracy"].items():
             print(f"  {c:{w}s} {'-' if a is None else f'{a:.3f}'}")
         print("confusion (rows true, cols predicted): " + " ".join(c[:3] for c in rep["classes"]))
-        for c, row in zip(rep["classes"], rep["confusion_matrix"]):
+        for c, row in zip(rep["classes"], rep["confusion_matrix"], strict=True):
             print(f"  {c[:3]} " + " ".join(f"{v:4d}" for v in row))
     else:
         rep = eval_pose(ex, head, Path(args.data), progress=not args.no_progress)

@@ -99,16 +99,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 # ---------------------------------------------------------------------------------------------------
 def analyzer_options(args: argparse.Namespace) -> dict:
-    """Checked ``Analyzer`` keyword arguments from the options of ``_add_analyzer_args``
-    (``facecycle process``, ``live`` and ``batch`` build their analyzer from this one dict)."""
-    if args.detect_every < 1:
-        raise UsageError("--detect-every must be >= 1")
-    if args.max_faces is not None and args.max_faces < 1:
-        raise UsageError("--max-faces must be >= 1")
-    if args.threads < 1:
-        raise UsageError("--threads must be >= 1")
-    if not 0.0 < args.score_threshold < 1.0:
-        raise UsageError("--score-threshold must be in (0, 1)")
+    """``Analyzer`` keyword arguments from the options of ``_add_analyzer_args`` (``facecycle process``,
+    ``live`` and ``batch`` build their analyzer from this one dict). The Analyzer checks the values
+    (UsageError, exit 2): there is no second copy of those checks here."""
     return dict(model=args.model, backend=args.backend, detector=args.detector,
                 detector_model=args.detector_model, detect_every=args.detect_every,
                 detect_size=args.detect_size or None, score_threshold=args.score_threshold,

@@ -20,8 +20,8 @@ import math
 import os
 import threading
 import time
-from pathlib import Path
 from collections import deque
+from pathlib import Path
 from typing import Deque, Dict, Iterator, List, Optional, Union
 
 import numpy as np
@@ -34,10 +34,10 @@ from .crops import DEFAULT_SCALE
 from .detectors import create_detector
 from .heads import ExpressionHead
 from .inference import FaceInference
+from .outputs import RunOutputs
 from .pipeline import Pipeline
 from .pose import POSE_SOURCE
 from .reid import IdentityReID
-from .outputs import RunOutputs
 from .sinks import csv_columns, versions
 from .smoothing import TrackSmoother
 from .sources import Source, open_source
@@ -158,10 +158,17 @@ class Analyzer:
                  threads: int = 1, queue_size: int = 4, crop_scale: float = DEFAULT_SCALE,
                  infer_workers: Optional[int] = None, precision: Optional[str] = None,
                  calibration: Optional[str] = None) -> None:
+        # the one place these are checked (the CLI passes its options straight through)
         if detect_every < 1:
-            raise UsageError("detect_every must be >= 1")
+            raise UsageError("detect_every (--detect-every) must be >= 1")
         if max_faces is not None and max_faces < 1:
-            raise UsageError("max_faces must be >= 1")
+            raise UsageError("max_faces (--max-faces) must be >= 1")
+        if threads < 1:
+            raise UsageError("threads (--threads) must be >= 1")
+        if infer_workers is not None and infer_workers < 1:
+            raise UsageError("infer_workers (--infer-workers) must be >= 1")
+        if not 0.0 < score_threshold < 1.0:
+            raise UsageError("score_threshold (--score-threshold) must be in (0, 1)")
         # load (and run once) every graph while opening: a corrupt or truncated graph fails here, with one
         # clear ModelError, before any output file is created; under backend "auto" a GPU backend that fails
         # to build or run falls back to the next (engines.open_backend); it also takes the first-call cost

@@ -209,8 +209,8 @@ def bench_soak(args: argparse.Namespace) -> dict:
         "fps_overall": s["fps"], "window": args.window, "windows": windows,
         "fps_first_half_median": statistics.median(fps[:half]) if fps else None,
         "fps_second_half_median": statistics.median(fps[half:]) if len(fps) > 1 else None,
-        "throughput_ratio_second_to_first_half": (round(statistics.median(fps[half:]) / statistics.median(fps[:half]), 4)
-                                                  if len(fps) > 1 else None),
+        "throughput_ratio_second_to_first_half": (
+            round(statistics.median(fps[half:]) / statistics.median(fps[:half]), 4) if len(fps) > 1 else None),
         "csv_bytes": csv_bytes, "drops": s["drops"], "decode_errors": s["decode_errors"],
         "machine": {"cpus": os.cpu_count(), "load_avg_end": _load()},
         **summarize_soak(windows, rss0, rss1),  # warm-up-aware memory growth, CPU-normalised decay, verdict

@@ -101,7 +101,7 @@ class Tracker:
             # live tracks win ties over lost ones
             cost = 1.0 - iou + np.array([0.05 if t.lost else 0.0 for t in self.tracks])[:, None]
             rows, cols = linear_sum_assignment(cost)
-            for r, c in zip(rows, cols):
+            for r, c in zip(rows, cols, strict=True):
                 if iou[r, c] >= self.iou_threshold:
                     t = self.tracks[r]
                     t.box, t.landmarks, t.score = det.boxes[c].copy(), det.landmarks[c].copy(), float(det.scores[c])

@@ -181,7 +181,7 @@ def read_csv(path: Path, code_dim: int) -> List[dict]:
     last = -1
     for r in rows[1:]:
         assert len(r) == len(cols), f"row with {len(r)} fields, expected {len(cols)}"
-        d = dict(zip(cols, r))
+        d = dict(zip(cols, r, strict=True))
         frame = int(d["frame"])
         assert frame >= last, "frames out of order"
         last = frame

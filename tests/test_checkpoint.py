@@ -10,7 +10,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from facecycle.checkpoint import (  # noqa: E402
-    CheckpointError, detect_format, load_checkpoint, read_official_state, save_checkpoint, save_official,
+    CheckpointError,
+    detect_format,
+    load_checkpoint,
+    read_official_state,
+    save_checkpoint,
 )
 from facecycle.model import MOTION_MODULES  # noqa: E402
 
@@ -111,7 +115,7 @@ def test_our_format_round_trip_and_fp16(tmp_path):
     p = save_checkpoint(m, tmp_path / "t.safetensors")
     m2 = load_checkpoint(p)
     assert m2.config == m.config
-    for (k, a), (_, b) in zip(m.state_dict().items(), m2.state_dict().items()):
+    for (k, a), (_, b) in zip(m.state_dict().items(), m2.state_dict().items(), strict=True):
         assert torch.equal(a, b), k
     p16 = save_checkpoint(m, tmp_path / "t16.safetensors", dtype=torch.float16)
     assert p16.stat().st_size < p.stat().st_size * 0.6

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import VIDEOS, run_in_threads
 from engines import open_backend
 from engines.probes import default_probes
 from engines.select import canonical, check
-from facecycle.errors import BackendUnavailable, ModelError
+from facecycle.errors import ModelError
+from tests.conftest import VIDEOS, run_in_threads
 
 MAX_BATCH = 4
 BATCHES = (1, 3, MAX_BATCH + 1)
@@ -82,9 +81,8 @@ def reference(contract_model):
     torch = pytest.importorskip("torch")
     pytest.importorskip("av")
     pytest.importorskip("cv2")
-    from tests.realdata import center_face_crops
-
     from facecycle.preprocess import to_input
+    from tests.realdata import center_face_crops
 
     p = VIDEOS / CLIP
     if not p.is_file():

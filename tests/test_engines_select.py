@@ -6,8 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from engines.cache import (EngineKey, cache_root, clean_engines, engine_cache_dir, engine_key, engine_path,
-                           list_engines, slug, timing_cache_path)
+from engines.cache import (
+    cache_root,
+    clean_engines,
+    engine_cache_dir,
+    engine_key,
+    engine_path,
+    list_engines,
+    slug,
+    timing_cache_path,
+)
 from engines.probes import Probes
 from engines.select import AUTO_ORDER, available_backends, canonical, choose
 from engines.tensorrt_backend import _profile, trt_major

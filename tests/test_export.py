@@ -23,7 +23,8 @@ def _run_both(model, out, crops):
     x = to_input(crops)
     sess = {g: ort.InferenceSession(str(out / f"{g}.onnx"), providers=["CPUExecutionProvider"])
             for g in ("analyze", "neutralize", "reexpress", "identity") if (out / f"{g}.onnx").exists()}
-    got = dict(zip(["feature", "code", "flow", "backflow", "intensity"], sess["analyze"].run(None, {"image": x})))
+    names = ["feature", "code", "flow", "backflow", "intensity"]
+    got = dict(zip(names, sess["analyze"].run(None, {"image": x}), strict=True))
     with torch.no_grad():
         ref = model.analyze(torch.from_numpy(x))
         errs = {k: float(np.abs(getattr(ref, k).numpy() - got[k]).max()) for k in got}

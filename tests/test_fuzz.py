@@ -15,7 +15,6 @@ import contextlib
 import csv
 import io
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -78,7 +77,7 @@ def _parse(path: Path, code_dim: int) -> List[List[str]]:
     assert rows[0] == csv_columns(code_dim)
     for r in rows[1:]:
         assert len(r) == len(rows[0])
-        for name, v in zip(rows[0], r):
+        for name, v in zip(rows[0], r, strict=True):
             if name != "emotion" and v != "":
                 float(v)  # every numeric cell parses (nan / inf spelled as Python and pandas read them)
             if name == "emotion":
@@ -98,7 +97,7 @@ def test_csv_writer_always_writes_a_parsable_file(tmp_path_factory, data, code_d
     assert len(rows) == sum(max(1, len(p.faces)) for p in pk)
     pairs = [(p, f) for p in pk for f in (p.faces or [None])]
     assert [(int(r[0]), int(r[1])) for r in rows] == [(p.index, -1 if f is None else f.track_id) for p, f in pairs]
-    for r, (p, f) in zip(rows, pairs):
+    for r, (p, f) in zip(rows, pairs, strict=True):
         assert r[4] == ("0" if f is None else "1")
         assert float(r[2]) == pytest.approx(p.timestamp, abs=1e-6)
 
@@ -203,7 +202,7 @@ def test_timestamps_are_strictly_increasing_whatever_the_pts(pts, tb, fps):
     assert [p.index for p in out] == list(range(len(pts)))
     ts = [p.timestamp for p in out]
     assert ts[0] == 0.0
-    assert all(b > a for a, b in zip(ts, ts[1:]))
+    assert all(b > a for a, b in zip(ts, ts[1:], strict=False))
     assert all(math.isfinite(t) for t in ts)
     for p in out:  # timestamp = (pts - first pts) * time_base
         assert p.timestamp == pytest.approx(float((p.pts - out[0].pts) * tb), rel=1e-9, abs=1e-9)
@@ -263,7 +262,7 @@ def clip(tmp_path_factory) -> Path:
     c = av.open(str(p), "w")
     s = c.add_stream("libx264", rate=25)
     s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
-    for i in range(3):
+    for _ in range(3):
         for pk in s.encode(av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="bgr24")):
             c.mux(pk)
     for pk in s.encode():

@@ -28,7 +28,8 @@ def test_an_upward_import_inside_a_function_breaks_the_contract(tmp_path):
     import shutil
 
     for name in ("facecycle", "engines", "realtime", "ui", "facecycle_cli"):
-        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("*.onnx", "*.safetensors", "__pycache__"))
+        skip = shutil.ignore_patterns("*.onnx", "*.safetensors", "__pycache__")
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=skip)
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     with open(tmp_path / "facecycle" / "files.py", "a") as f:
         f.write("\n\ndef _reach_up():\n    from realtime.crops import crop_square  # noqa: F401\n")

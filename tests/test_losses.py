@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from facecycle.losses import gaussian_window, gram, perceptual_loss, PerceptualNet, ssim, symmetry_loss
+from facecycle.losses import PerceptualNet, gaussian_window, gram, perceptual_loss, ssim, symmetry_loss
 from facecycle.nn.warp import backflow, warp
 
 
@@ -71,7 +71,7 @@ def test_backflow_of_constant_flow_is_its_negative():
 
 def test_perceptual_loss_zero_for_identical_and_seeded():
     net_a, net_b = PerceptualNet(width=0.125, seed=3), PerceptualNet(width=0.125, seed=3)
-    for p, q in zip(net_a.parameters(), net_b.parameters()):
+    for p, q in zip(net_a.parameters(), net_b.parameters(), strict=True):
         assert torch.equal(p, q) and not p.requires_grad
     x = torch.randn(2, 3, 32, 32)
     assert perceptual_loss(net_a, [x.clone()], x).item() == pytest.approx(0.0, abs=1e-8)

@@ -22,7 +22,7 @@ import pytest
 
 from facecycle_cli import main as cli_main
 
-from .conftest import ROOT, VIDEOS, shared_video
+from .conftest import ROOT, shared_video
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
 
@@ -90,7 +90,7 @@ def test_every_decoded_frame_appears_once_in_order(all_clips):
             if "-1" in ids:
                 assert len(rs) == 1 and rs[0]["success"] == "0", (name, fr)
         ts = [float(r["timestamp"]) for r in rows]
-        assert all(b >= a for a, b in zip(ts, ts[1:])), name
+        assert all(b >= a for a, b in zip(ts, ts[1:], strict=False)), name
         meta = json.loads(side.read_text())
         assert meta["status"] == "complete" and meta["pose_source"] == "landmarks-pnp"
         assert meta["stats"]["frames"] == len(uniq)
@@ -98,7 +98,7 @@ def test_every_decoded_frame_appears_once_in_order(all_clips):
 
 def test_single_person_clips_keep_one_face_id(all_clips):
     checked = 0
-    for name, (clip, csv_path, _) in all_clips.items():
+    for name, (_, csv_path, _) in all_clips.items():
         if name == NO_FACE:
             continue
         rows = [r for r in read_csv(csv_path) if r["success"] == "1"]

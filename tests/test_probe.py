@@ -7,8 +7,14 @@ import shutil
 import numpy as np
 import pytest
 
-from facecycle.probe.datasets import (EXPRESSION_CLASSES, list_expression, list_pose, load_image, read_pose_mat,
-                                      stratified_split)
+from facecycle.probe.datasets import (
+    EXPRESSION_CLASSES,
+    list_expression,
+    list_pose,
+    load_image,
+    read_pose_mat,
+    stratified_split,
+)
 from facecycle.probe.linear import Head, classification_report, fit_regressor, load_head, save_head
 from tests.conftest import FER
 

@@ -9,7 +9,6 @@ import math
 import threading
 import time
 from fractions import Fraction
-from pathlib import Path
 
 import av
 import cv2
@@ -21,7 +20,7 @@ from realtime.crops import crop_faces, crop_square, loose_square_box, paste_squa
 from realtime.heads import ExpressionHead, save_expression_head
 from realtime.pipeline import LatestFrame, Pipeline, _Ordered
 from realtime.pose import FACE_MODEL_5, camera_matrix, estimate_pose, euler_to_rotation, rotation_to_euler
-from realtime.sinks import CsvSink, VideoSink, csv_columns, format_rows
+from realtime.sinks import CsvSink, VideoSink, csv_columns
 from realtime.smoothing import OneEuroFilter, TrackSmoother
 from realtime.sources import ImageFolderSource, VideoSource, open_source
 from realtime.tracking import Tracker, iou_matrix
@@ -105,7 +104,7 @@ def test_one_euro_beta_reduces_lag_on_fast_motion():
     lag = {}
     for beta in (0.0, 1.0):
         f = OneEuroFilter(min_cutoff=1.0, beta=beta)
-        y = [f(np.array([v]), t)[0] for v, t in zip(x, ts)]
+        y = [f(np.array([v]), t)[0] for v, t in zip(x, ts, strict=True)]
         lag[beta] = x[-1] - y[-1]
     assert lag[1.0] < lag[0.0] / 2
 

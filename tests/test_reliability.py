@@ -9,7 +9,6 @@ are seen too); a few run it as a subprocess to see exactly what a user sees.
 """
 from __future__ import annotations
 
-import csv
 import errno
 import json
 import os
@@ -26,7 +25,6 @@ import numpy as np
 import pytest
 
 from facecycle_cli import main
-from realtime.sinks import csv_columns
 
 from .conftest import FACE_CLIP, ROOT, decode_count, frames_of, read_csv, real_frames, write_video
 

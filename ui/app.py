@@ -219,10 +219,10 @@ def run_app(args: argparse.Namespace) -> int:
 
         raise BackendUnavailable(f"the app needs PyQt6 (pip install 'facecycle-rt[ui]'): {e}") from None
 
+    from PyQt6.QtCore import qInstallMessageHandler
+
     from .main_window import MainWindow
     from .settings import Overlays
-
-    from PyQt6.QtCore import qInstallMessageHandler
 
     qInstallMessageHandler(_qt_message_handler)
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "facecycle-app"])

@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
 from collections import deque
+from pathlib import Path
 from typing import Callable, Deque, Optional, Tuple, Union
 
 from facecycle.errors import FaceCycleError

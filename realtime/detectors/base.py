@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 def ort_session(model, threads: int = 1, providers=None):
-    """An ONNX Runtime session (``model``: path or serialized bytes) with quiet logs and ``threads`` intra-op threads."""
+    """An ONNX Runtime session (``model``: path or serialized bytes), quiet logs, ``threads`` intra-op threads."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()

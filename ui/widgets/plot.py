@@ -71,7 +71,7 @@ class TimePlot(QWidget):
         t_end = ts[-1]
         span = hi - lo if hi > lo else 1.0
         started = False
-        for t, y in zip(ts, ys):
+        for t, y in zip(ts, ys, strict=True):
             if not math.isfinite(y):
                 started = False
                 continue
@@ -124,4 +124,4 @@ class TimePlot(QWidget):
 
     def samples(self) -> List[Tuple[float, float]]:
         """(timestamp, intensity) pairs in the window (for tests and export)."""
-        return list(zip(self._t, self._intensity))
+        return list(zip(self._t, self._intensity, strict=True))
