@@ -300,7 +300,7 @@ class Run:
         self._since_detect = 10 ** 9
         #: the end of every frame's path: overlay, CSV + sidecar, video (switchable while the run goes)
         self.outputs = RunOutputs(analyzer.code_dim, fps=self.src.fps, time_base=self.src.time_base,
-                                  audio_from=self.src.path if audio else None, describe=self._describe,
+                                  audio_from=self.src.path if audio else None, describe=self.describe,
                                   stats=self.stats.summary, overwrite=overwrite, video_preset=video_preset)
         if annotate is None or annotate is True:
             self.outputs.annotator = default_annotator(neutralized=False) if (video or annotate) else None
@@ -388,7 +388,7 @@ class Run:
         p.stats["post"] = time.perf_counter() - t
         self.outputs.write(p)
 
-    def _describe(self) -> dict:
+    def describe(self) -> dict:
         """What produced the numbers: the JSON sidecar's body (without status and statistics)."""
         return {"input": self.src.describe(),
                 "columns": {"count": len(csv_columns(self.analyzer.code_dim)), "code_dim": self.analyzer.code_dim,

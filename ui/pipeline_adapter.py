@@ -78,7 +78,7 @@ class PipelineStream:
 
     def describe(self) -> dict:
         """What produced the numbers (the body of the CSV's JSON sidecar)."""
-        return self.run._describe()
+        return self.run.describe()
 
     def close(self) -> None:
         """Stop the run, join its threads, close the source, finish the files, close the model (idempotent).
