@@ -117,11 +117,11 @@ class RunOutputs:
         if ann is not _KEEP:
             self.annotator = None if isinstance(ann, Compose) and not ann.annotators else ann
         if csv is not _KEEP:
-            self._close_csv("complete")
+            self._guard("CSV export not finished", self._close_csv, "complete")
             if csv is not None:
                 self._guard("CSV export not started", self.open_csv, *csv)
         if video is not _KEEP:
-            self._close_video()
+            self._guard("recording not finished", self._close_video)
             if video is not None:
                 self._guard("recording not started", self.open_video, video)
 
@@ -137,6 +137,14 @@ class RunOutputs:
             self.on_error(f"{what}: {e}")
             return False
 
+    @staticmethod
+    def _quietly(fn, *args) -> None:
+        """Finish a sink that already failed (its error was reported): a second error is only logged."""
+        try:
+            fn(*args)
+        except Exception as e:  # noqa: BLE001
+            log.warning("closing a failed output: %s", e)
+
     def write(self, packet: FramePacket) -> None:
         """Apply pending switches, then annotate ``packet`` and write it to the open sinks (consumer thread)."""
         self._apply_requests()
@@ -147,12 +155,12 @@ class RunOutputs:
         if self.csv is not None:
             t = time.perf_counter()
             if not self._guard("CSV export stopped", self.csv.write, packet):
-                self._close_csv("failed")
+                self._quietly(self._close_csv, "failed")
             packet.stats["csv"] = time.perf_counter() - t
         if self.video is not None:
             t = time.perf_counter()
             if not self._guard("recording stopped", self.video.write, packet):
-                self._close_video()
+                self._quietly(self._close_video)
             packet.stats["video"] = time.perf_counter() - t
         self._frames_seen += 1
 

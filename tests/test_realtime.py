@@ -177,6 +177,43 @@ def _packet(faces, index=0, ts=0.0):
                        image=np.zeros((10, 10, 3), np.uint8), faces=faces)
 
 
+def test_run_outputs_switch_while_the_run_goes(tmp_path):
+    """The one ending of every frame (realtime.outputs.RunOutputs): overlay, CSV and video switched on, off and
+    to another file between frames; each CSV gets its sidecar; a failing output is reported and dropped."""
+    import json
+
+    from realtime.annotators import Compose, default_annotator
+    from realtime.outputs import RunOutputs
+
+    errors = []
+    out = RunOutputs(4, fps=25, describe=lambda: {"input": {"name": "test"}}, stats=lambda: {"frames": -1},
+                     on_error=errors.append)
+    f = face((2, 2, 8, 8))
+    for i in range(10):
+        if i == 2:
+            out.set_csv(tmp_path / "a.csv")
+            out.set_annotator(default_annotator())
+        if i == 5:
+            out.set_csv(tmp_path / "b.csv")           # switched to another file: a.csv is finished
+            out.set_annotator(Compose([]))            # every overlay off: nothing drawn
+        if i == 7:
+            out.set_csv(None)                         # off
+            out.set_video(tmp_path / "missing" / "x" / "v.mp4")  # created folders: fine
+            out.set_csv(tmp_path / "a.csv")           # exists and overwrite is off: reported, not raised
+        p = _packet([f], i, i / 25)
+        out.write(p)
+        assert (p.annotated is not None) == (2 <= i < 5)
+    assert out.close("complete") is None
+    rows = {n: [r["frame"] for r in csv.DictReader(open(tmp_path / n))] for n in ("a.csv", "b.csv")}
+    assert rows == {"a.csv": ["2", "3", "4"], "b.csv": ["5", "6"]}
+    side = json.loads((tmp_path / "a.json").read_text())
+    assert side["status"] == "complete" and side["frames"] == 3 and side["input"] == {"name": "test"}
+    assert side["stats"] == {"frames": -1}
+    assert len(errors) == 1 and errors[0].startswith("CSV export not started:") and "exists" in errors[0]
+    assert (tmp_path / "missing" / "x" / "v.mp4").is_file()
+    assert out.finished == [str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), str(tmp_path / "missing" / "x" / "v.mp4")]
+
+
 def test_csv_columns_contract():
     cols = csv_columns(256)
     assert cols[:9] == ["frame", "face_id", "timestamp", "confidence", "success", "face_x", "face_y", "face_w",
