@@ -251,7 +251,7 @@ class Pipeline:
         try:
             self.source.close()
         except Exception as e:  # noqa: BLE001 - closing is best effort; the run's result stands
-            log.warning("closing %s failed: %s", self.source.name, e)
+            log.warning("closing %s failed: %s", getattr(self.source, "name", "the source"), e)
 
     def _worker(self, name: str, fn: Callable, inq: "queue.Queue", out: "queue.Queue",
                 group: Optional["_Ordered"] = None) -> None:
@@ -341,7 +341,7 @@ class Pipeline:
                 if not self._reader_done:  # still inside a read: the reader closes the source when it returns
                     self._reader_closes = True
                     log.warning("%s: the reader is still blocked in a read; it closes the source when the read "
-                                "returns", self.source.name)
+                                "returns", getattr(self.source, "name", "the source"))
             if not self._reader_closes:
                 self._close_source()
         self.raise_error()
