@@ -28,8 +28,18 @@ from typing import List, Optional
 from facecycle import __version__
 from facecycle.errors import FaceCycleError
 
-from . import (app_cmd, batch_cmd, bench_cmd, data_cmd, engine_cmd, export_cmd, model_cmd, probe_cmd, process_cmd,
-               train_cmd)
+from . import (
+    app_cmd,
+    batch_cmd,
+    bench_cmd,
+    data_cmd,
+    engine_cmd,
+    export_cmd,
+    model_cmd,
+    probe_cmd,
+    process_cmd,
+    train_cmd,
+)
 
 __all__ = ["main", "build_parser", "run", "COMMAND_MODULES"]
 

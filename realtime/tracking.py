@@ -137,7 +137,8 @@ class Tracker:
             # inside the box, used for the motion only
             pts = [t.landmarks if np.all(np.isfinite(t.landmarks)) else _box_points(t.box) for t in live]
             p0 = (np.concatenate(pts) * self._scale).astype(np.float32).reshape(-1, 1, 2)
-            lk = dict(winSize=(15, 15), maxLevel=2, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 0.03))
+            lk = dict(winSize=(15, 15), maxLevel=2,
+                      criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 0.03))
             p1, st1, _ = cv2.calcOpticalFlowPyrLK(self._prev_gray, gray, p0, None, **lk)
             p0b, st2, _ = cv2.calcOpticalFlowPyrLK(gray, self._prev_gray, p1, None, **lk)
             fb = np.linalg.norm((p0 - p0b).reshape(-1, 2), axis=1)

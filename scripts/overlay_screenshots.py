@@ -46,7 +46,7 @@ def two_face_clip(shared: Path, out: Path, n: int) -> Path:
     a = _frames(shared / "data/videos/pyfeat_WolfgangLanger_Pexels.mp4", n)
     b = _frames(shared / "data/videos/videoretalking_face_2.mp4", n)
     frames = []
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):  # the shorter clip sets the length
         x = cv2.resize(x, (int(x.shape[1] * 360 / x.shape[0]) // 2 * 2, 360))
         y = cv2.resize(y, (int(y.shape[1] * 360 / y.shape[0]) // 2 * 2, 360))
         frames.append(np.ascontiguousarray(np.hstack([x, y])))

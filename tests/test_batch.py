@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from facecycle_cli import main as cli_main
 from facecycle.errors import UsageError
+from facecycle_cli import main as cli_main
 from realtime.batch import BatchSettings, collect_inputs, settings_fingerprint
 from realtime.batch.executors import ray_available
 from realtime.batch.job import PARTIAL_DIR, count_csv_rows

@@ -13,8 +13,7 @@ from engines.select import BACKEND_NAMES
 from facecycle_cli import build_parser, main
 from realtime.detectors import DETECTOR_CHOICES
 
-from .conftest import ROOT
-from .conftest import real_frames, write_video
+from .conftest import ROOT, real_frames, write_video
 
 
 def _sub(name: str) -> argparse.ArgumentParser:

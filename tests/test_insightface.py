@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facecycle_cli import main as cli_main
 from facecycle.errors import BackendUnavailable, ModelError
+from facecycle_cli import main as cli_main
 
 from .conftest import MODELS, shared_video
 

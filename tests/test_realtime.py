@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import importlib.util
-import io
-import math
 import threading
 import time
 from fractions import Fraction

@@ -4,8 +4,14 @@ from __future__ import annotations
 from typing import List
 
 from .base import Annotator, Compose, color_for
-from .draw import (BoxAnnotator, FacePanelAnnotator, InfoAnnotator, LandmarkAnnotator, NeutralizedFaceAnnotator,
-                   PoseAxesAnnotator)
+from .draw import (
+    BoxAnnotator,
+    FacePanelAnnotator,
+    InfoAnnotator,
+    LandmarkAnnotator,
+    NeutralizedFaceAnnotator,
+    PoseAxesAnnotator,
+)
 
 __all__ = ["Annotator", "Compose", "color_for", "BoxAnnotator", "LandmarkAnnotator", "PoseAxesAnnotator",
            "FacePanelAnnotator", "NeutralizedFaceAnnotator", "InfoAnnotator", "default_annotator"]

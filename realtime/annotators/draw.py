@@ -105,7 +105,7 @@ class FacePanelAnnotator(Annotator):
     def _rows(self, f, short: bool) -> list:
         rows = []
         if self.emotions and f.emotions is not None:
-            rows += [(name, float(p), None) for name, p in zip(EMOTIONS, f.emotions)]
+            rows += [(name, float(p), None) for name, p in zip(EMOTIONS, f.emotions, strict=True)]
         if self.intensity and math.isfinite(f.intensity):
             rows.append(("intensity", min(1.0, max(0.0, f.intensity / self.full_scale)), (0, 165, 255)))
         return [(self.SHORT[n] if short else n, v, c) for n, v, c in rows]

@@ -77,7 +77,8 @@ def _load(model_zoo, path: Path, threads: int):
     try:  # sess_options is honoured by insightface >= 0.7.3's router (ignored by older ones)
         return model_zoo.get_model(str(path), providers=["CPUExecutionProvider"], sess_options=so)
     except Exception as e:  # noqa: BLE001 - onnxruntime / insightface raise many types
-        raise ModelError(f"{path}: insightface cannot load it ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from None
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{path}: insightface cannot load it ({why})") from None
 
 
 def _pick_detection_model(model_zoo, pack: Path, threads: int):
