@@ -77,7 +77,7 @@ def save_checkpoint(model: FaceCycle, path: PathLike, dtype: Optional[torch.dtyp
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sd = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if dtype is not None:
         sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
     meta = {"format": FORMAT_TAG, "config": model.config.to_json(), "modules": json.dumps(list(model.module_names))}

@@ -45,6 +45,18 @@ class FaceCycleConfig:
             is deterministic).
         mean: input normalisation mean (RGB).
         std: input normalisation std (RGB).
+        crop_scale: face framing the model was trained on: side of the square
+            crop / longer side of the face detector's box (1.7 = the paper's
+            loose VoxCeleb-like crop; ~1.0 = FER-2013's tight framing).
+            Inference crops with this value (:mod:`realtime.crops`).
+        encoder_width: channel multiplier of the two encoders alone (0 = ``width``):
+            a wider expression encoder with a narrower generator.
+        feature_flip: the model's ``feature`` (the emotion head's input) is the mean of the
+            encoder feature of the image and of its mirror image (test-time flip averaging;
+            the expression code and the flow still come from the image alone).
+        gray_input: the encoders read the luma of the input only (colour
+            invariant expression code; FER-2013 is greyscale). The generator
+            still warps and renders the colour image.
     """
 
     name: str = "paper"
@@ -59,6 +71,15 @@ class FaceCycleConfig:
     noise_std: float = 1.0
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
+    crop_scale: float = 1.7
+    gray_input: bool = False
+    encoder_width: float = 0.0
+    feature_flip: bool = False
+
+    def enc_ch(self, c: int) -> int:
+        """Channel count of the encoders: ``encoder_width`` when set (> 0), else ``width``."""
+        w = self.encoder_width or self.width
+        return max(4, int(round(c * w)))
 
     def ch(self, c: int) -> int:
         """Scale a paper channel count by ``width`` (at least 4 channels)."""
@@ -71,7 +92,7 @@ class FaceCycleConfig:
         # conv7/2, conv3/2, conv3/2, conv3/2 with padding k//2: ceil halvings
         for _ in range(4):
             s = (s + 1) // 2
-        return (self.ch(128), s, s)
+        return (self.enc_ch(128), s, s)
 
     @property
     def feature_dim(self) -> int:
@@ -153,3 +174,26 @@ def tiny() -> FaceCycleConfig:
 def small_w025() -> FaceCycleConfig:
     """``small`` at a quarter of the paper's width: the architecture of the shipped default model."""
     return FaceCycleConfig(name="small-w0.25", width=0.25, hidden_dim=256, gen_blocks=4, norm_blocks=3)
+
+
+@register_config
+def rt48() -> FaceCycleConfig:
+    """The semi-supervised real-time default: 48 px, encoders at 1/2 and the rest at 3/8 of the paper's width,
+    FER-2013 framing (crop 1.03 × the face box), grey encoders."""
+    return FaceCycleConfig(name="rt48", image_size=48, width=0.375, encoder_width=0.5, hidden_dim=256,
+                           gen_blocks=4, norm_blocks=3, crop_scale=1.03, gray_input=True)
+
+
+@register_config
+def rt48_narrow() -> FaceCycleConfig:
+    """``rt48`` at 3/8 of the paper's width (faster, a little less accurate)."""
+    return FaceCycleConfig(name="rt48-w0.375", image_size=48, width=0.375, hidden_dim=256, gen_blocks=4,
+                           norm_blocks=3, crop_scale=1.03, gray_input=True)
+
+
+@register_config
+def rt64() -> FaceCycleConfig:
+    """The semi-supervised real-time default: ``small-w0.25``'s sizes (64 px, 1/4 of the paper's width) with
+    FER-2013's framing (crop 1.03 × the face box) and grey encoders."""
+    return FaceCycleConfig(name="rt64", image_size=64, width=0.25, hidden_dim=256, gen_blocks=4, norm_blocks=3,
+                           crop_scale=1.03, gray_input=True)

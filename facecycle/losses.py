@@ -162,9 +162,18 @@ def _swap(t: torch.Tensor) -> torch.Tensor:
 
 
 def motion_losses(model, x: torch.Tensor, pnet: Optional[PerceptualNet],
-                  mean=IMAGENET_MEAN, std=IMAGENET_STD, perceptual_weight: float = 0.01) -> Dict[str, torch.Tensor]:
-    """Stage-1 loss of a batch X = [a; b] (2B images). Returns terms and ``loss``, plus outputs for previews."""
+                  mean=IMAGENET_MEAN, std=IMAGENET_STD, perceptual_weight: float = 0.01,
+                  enc_grad_scale: float = 1.0) -> Dict[str, torch.Tensor]:
+    """Stage-1 loss of a batch X = [a; b] (2B images). Returns terms and ``loss``, plus outputs for previews.
+
+    ``enc_grad_scale`` scales the gradient that reaches the expression encoder
+    (the forward pass is unchanged); the semi-supervised recipe uses < 1 so
+    that the cycle losses shape the encoder without outweighing supervision.
+    ``_neutral_live`` is the neutral face with its graph (for further losses).
+    """
     feat, code = model.codegeneration(x)
+    if enc_grad_scale != 1.0:
+        code = code * enc_grad_scale + code.detach() * (1.0 - enc_grad_scale)
     flow, back = model.exptoflow(code)
     G = model.Swap_Generator
     neutral = G(x, flow)
@@ -184,7 +193,8 @@ def motion_losses(model, x: torch.Tensor, pnet: Optional[PerceptualNet],
     sym = symmetry_loss(neutral) + 0.5 * symmetry_loss(direct_fwd)
     loss = pixel + perceptual_weight * perc + 5 * s + 1.5 * sym
     return {"loss": loss, "pixel": pixel.detach(), "perc": perc.detach(), "ssim": s.detach(),
-            "sym": sym.detach(), "_neutral": neutral.detach(), "_recon": recon.detach(), "_flow": flow.detach()}
+            "sym": sym.detach(), "_neutral": neutral.detach(), "_recon": recon.detach(), "_flow": flow.detach(),
+            "_neutral_live": neutral, "_recon_live": recon}
 
 
 def identity_losses(model, x: torch.Tensor, pnet: Optional[PerceptualNet],

@@ -84,8 +84,14 @@ class FaceCycle(nn.Module):
 
     # -------------------------------------------------------------- motion
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Image -> (B, feature_dim) conv feature (2048-d in the paper config)."""
-        return self.codegeneration.features(x)
+        """Image -> (B, feature_dim) conv feature (2048-d in the paper config).
+
+        With ``config.feature_flip`` the mean of the features of ``x`` and of its mirror.
+        """
+        f = self.codegeneration.features(x)
+        if self.config.feature_flip:
+            f = 0.5 * (f + self.codegeneration.features(x.flip(-1)))
+        return f
 
     def encode(self, x: torch.Tensor):
         """Image -> (feature, expression code)."""
@@ -99,6 +105,8 @@ class FaceCycle(nn.Module):
         """Image -> :class:`Analysis` (feature, code, flow, backflow, intensity)."""
         feat, code = self.codegeneration(x)
         flow, back = self.exptoflow(code)
+        if self.config.feature_flip:
+            feat = 0.5 * (feat + self.codegeneration.features(x.flip(-1)))
         return Analysis(feat, code, flow, back, flow_intensity(flow))
 
     def neutralize(self, x: torch.Tensor, flow: Optional[torch.Tensor] = None) -> torch.Tensor:

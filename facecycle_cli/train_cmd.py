@@ -12,8 +12,11 @@ log = logging.getLogger(__name__)
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train FaceCycle (motion or identity stage) on face-track datasets")
-    p.add_argument("--stage", choices=("motion", "identity"), default="motion")
-    p.add_argument("--data", nargs="+", required=True, metavar="DATASET", help="datasets from `data prepare`")
+    p.add_argument("--stage", choices=("motion", "identity", "semisup"), default="motion",
+                   help="motion / identity: the paper's unsupervised stages; semisup: the motion stage plus "
+                        "FER-2013 supervision through the same encoder (the shipped default's recipe, "
+                        "needs --fer)")
+    p.add_argument("--data", nargs="+", default=[], metavar="DATASET", help="datasets from `data prepare`")
     p.add_argument("--config", default="small", help="model config (paper, paper128, small, tiny)")
     p.add_argument("--out", required=True, help="run directory (checkpoints, log.csv, samples/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
@@ -24,7 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="FER-2013 root (<DIR>/train/<class>/*.jpg): its probe-train part as mirror pairs")
     p.add_argument("--fer-frac", type=float, default=0.25, help="fraction of pairs drawn from --fer")
     p.add_argument("--val-frac", type=float, default=0.1, help="FER validation fraction kept out (as in probes)")
-    p.add_argument("--init", default=None, help="motion checkpoint to start the identity stage from")
+    p.add_argument("--init", default=None, help="motion checkpoint to start the identity stage from "
+                   "(semisup: a checkpoint of the same sizes to start the motion modules from)")
+    p.add_argument("--init-identity", default=None,
+                   help="identity stage: start the identity encoder and normalizer from this checkpoint's")
     p.add_argument("--vgg19-weights", default=None, help="torchvision vgg19 state-dict file (freezes VGG fronts)")
     p.add_argument("--width", type=float, default=None,
                    help="override the config's channel width (e.g. 0.25: a narrower model for CPU training)")
@@ -40,6 +46,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ckpt-every", type=int, default=200)
     p.add_argument("--sample-every", type=int, default=250)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--video-scale", type=float, default=None,
+                   help="the --scale the video datasets were prepared with (semisup default 1.3); when it differs "
+                        "from the model's crop_scale, the model's framing is cut out of the crops")
+    p.add_argument("--hold-out", default="", metavar="PREFIXES",
+                   help="comma list of track-name prefixes (clip stems) left out of training")
+    p.add_argument("--cycle-every", type=int, default=8, help="semisup: one FaceCycle step every N steps")
+    p.add_argument("--device", default="cpu", help="semisup: torch device (cpu, cuda)")
+    p.add_argument("--video-batch", type=int, default=32, help="semisup: video crops per step (consistency)")
+    p.add_argument("--consistency-start", type=float, default=0.3,
+                   help="semisup: fraction of --steps before the video consistency term starts")
+    p.add_argument("--pairs", type=int, default=6, help="semisup: video pairs per FaceCycle step")
+    p.add_argument("--pack", default=None, metavar="FILE",
+                   help="semisup: train from a data pack (see --write-pack) instead of --data/--fer")
+    p.add_argument("--write-pack", default=None, metavar="FILE",
+                   help="semisup: write the loaded data to a pack (one .npz, for a machine without ../shared) "
+                        "and exit")
     p.set_defaults(func=_train)
 
 
@@ -54,11 +76,26 @@ def _train(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
     if args.steps < 1 or args.batch < 1:
         raise UsageError("--steps and --batch must be >= 1")
+    if args.stage == "semisup":
+        return _train_semisup(args, cfg)
+    if not args.data:
+        raise UsageError("--data DATASET... is required")
     if args.stage == "identity" and args.init:
         from facecycle.checkpoint import load_checkpoint
 
         cfg = load_checkpoint(args.init).config
-    imgs, tracks = load_track_dataset([Path(d) for d in args.data], cfg.image_size)
+    hold = [h for h in args.hold_out.split(",") if h.strip()]
+    cut = bool(args.video_scale and abs(args.video_scale - cfg.crop_scale) > 1e-3)
+    if hold:
+        from ..train.semisup import load_video
+
+        imgs, tracks, _ = load_video([Path(d) for d in args.data], 64 if cut else cfg.image_size, exclude=hold)
+    else:
+        imgs, tracks = load_track_dataset([Path(d) for d in args.data], 64 if cut else cfg.image_size)
+    if cut:  # datasets prepared looser than the model's framing: cut the model's framing out of them
+        from ..train.semisup import cut_framing
+
+        imgs = center_cut(imgs, cut_framing(args.video_scale, cfg.crop_scale), cfg.image_size)
     pool = None
     if args.fer:
         from facecycle.probe.datasets import list_expression, stratified_split
@@ -69,7 +106,8 @@ def _train(args: argparse.Namespace) -> int:
           + (f", {len(pool)} still images (mirror pairs, {args.fer_frac:.0%} of pairs)" if pool is not None else ""))
     opts = TrainOptions(stage=args.stage, config=cfg.name, steps=args.steps, pairs=args.batch, lr=args.lr,
                         seed=args.seed, fer_frac=args.fer_frac if pool is not None else 0.0,
-                        vgg19_weights=args.vgg19_weights, init=args.init, ckpt_every=args.ckpt_every,
+                        vgg19_weights=args.vgg19_weights, init=args.init, init_identity=args.init_identity,
+                        ckpt_every=args.ckpt_every,
                         sample_every=args.sample_every, threads=args.threads, width=args.width,
                         perceptual_weight=args.perceptual_weight, drop_at=args.drop_at)
     src = PairSource(imgs, tracks, pool=pool, pool_frac=opts.fer_frac, seed=args.seed)
@@ -87,3 +125,67 @@ def _train(args: argparse.Namespace) -> int:
         print(f"step {tr.step}: loss {losses[-1]:.4f} (first {losses[0]:.4f}); "
               f"wall {tr.wall / 60:.1f} min; checkpoint {tr.ckpt_path}")
     return 0
+
+
+def _train_semisup(args: argparse.Namespace, cfg) -> int:
+    import time
+
+    from ..train.semisup import SemiSupOptions, SemiSupTrainer, load_stills, load_video
+
+    t = time.perf_counter()
+    if args.pack:
+        from ..train.pack import read_pack
+
+        stills, val, (vimg, vtr) = read_pack(Path(args.pack))
+        print(f"data (pack {args.pack}): {len(stills[0])} labelled stills, {len(val[0])} held out; "
+              f"{len(vimg)} video crops in {len(set(vtr.tolist()))} tracks; loaded in {time.perf_counter() - t:.0f} s",
+              flush=True)
+    else:
+        if not args.fer or not args.data:
+            raise UsageError("--stage semisup needs --fer FER2013_ROOT (a <root>/train/<class>/*.jpg folder) and "
+                             "--data DATASET... (or --pack FILE)")
+        stills, val = load_stills(Path(args.fer), cfg.image_size, args.val_frac, seed=0)
+        hold = [h for h in args.hold_out.split(",") if h.strip()]
+        vimg, vtr, names = load_video([Path(d) for d in args.data], 64, exclude=hold)
+        print(f"data: {len(stills[0])} labelled stills, {len(val[0])} held out; {len(vimg)} video crops in "
+              f"{len(names)} tracks ({len(hold)} clip prefixes held out); loaded in {time.perf_counter() - t:.0f} s",
+              flush=True)
+    if args.write_pack:
+        from ..train.pack import write_pack
+
+        n = write_pack(Path(args.write_pack), stills, val, (vimg, vtr))
+        print(f"wrote {args.write_pack} ({n / 1e6:.1f} MB)")
+        return 0
+    opts = SemiSupOptions(config=cfg.name, steps=args.steps, batch=args.batch, seed=args.seed,
+                          video_batch=args.video_batch, consistency_start=args.consistency_start,
+                          pairs=args.pairs,
+                          ckpt_every=args.ckpt_every, threads=args.threads, cycle_every=args.cycle_every,
+                          video_crop_scale=args.video_scale or 1.3, device=args.device)
+    if args.lr != 2e-4:  # the motion stages' default; semisup has its own
+        opts.lr = args.lr
+    tr = SemiSupTrainer(opts, stills, val, (vimg, vtr), Path(args.out), init=args.init)
+    if args.resume:
+        if tr.resume():
+            print(f"resumed {args.out} at step {tr.step}", flush=True)
+        else:
+            print(f"nothing to resume in {args.out}; starting at step 0", flush=True)
+    elif (Path(args.out) / "last.safetensors").is_file():
+        raise UsageError(f"{args.out} already holds a run; pass --resume or choose another --out")
+    tr.fit(max_seconds=args.max_minutes * 60 if args.max_minutes else None, stop_at=args.stop_at,
+           progress=not args.no_progress)
+    v = tr.validate()
+    print(f"step {tr.step}: val acc {v['val_acc']:.4f} (flip-averaged {v['val_acc_flip']:.4f}); "
+          f"wall {tr.wall / 60:.1f} min; run {args.out}", flush=True)
+    return 0
+
+
+def center_cut(images, frac: float, size: int):
+    """(N, S, S, 3) uint8 -> the centre ``frac`` of each image resized to (N, size, size, 3) (area)."""
+    import cv2
+    import numpy as np
+
+    s = images.shape[1]
+    side = max(1, int(round(s * frac)))
+    o = (s - side) // 2
+    return np.stack([cv2.resize(im[o:o + side, o:o + side], (size, size), interpolation=cv2.INTER_AREA)
+                     for im in images])

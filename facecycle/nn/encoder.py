@@ -21,7 +21,7 @@ class Encoder(nn.Module):
 
     def __init__(self, cfg: FaceCycleConfig) -> None:
         super().__init__()
-        c64, c128, c256 = cfg.ch(64), cfg.ch(128), cfg.ch(256)
+        c64, c128, c256 = cfg.enc_ch(64), cfg.enc_ch(128), cfg.enc_ch(256)
         self.conv1 = nn.Sequential(conv(3, c64, 7, 2), lrelu(), conv(c64, c64), lrelu())
         self.layer1 = nn.Sequential(conv(c64, c64), lrelu(), SelfAttention(c64), conv(c64, c64), lrelu())
         self.layer2_1 = nn.Sequential(
@@ -30,6 +30,13 @@ class Encoder(nn.Module):
         for i in range(cfg.enc_res_blocks):
             self.add_module(f"resblock{i + 1}", ResBlock(c128))
         self.n_res = cfg.enc_res_blocks
+        self.gray = bool(cfg.gray_input)
+        if self.gray:
+            m = torch.tensor(cfg.mean, dtype=torch.float32).view(1, 3, 1, 1)
+            s = torch.tensor(cfg.std, dtype=torch.float32).view(1, 3, 1, 1)
+            self.register_buffer("_mean", m, persistent=False)
+            self.register_buffer("_std", s, persistent=False)
+            self.register_buffer("_luma", torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1), persistent=False)
         self.layer2_2 = nn.Sequential(conv(c128, c128, 3, 2), lrelu(), conv(c128, c128), lrelu())
         self.layer3_1 = nn.Sequential(conv(c128, c256, 3, 2), lrelu(), conv(c256, c256), lrelu())
         self.layer3_2 = nn.Sequential(conv(c256, c256), lrelu(), conv(c256, c128), lrelu())
@@ -38,8 +45,18 @@ class Encoder(nn.Module):
         )
         init_weights(self)
 
+    def to_gray(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised RGB (B, 3, S, S) -> the normalised image of its luma (B, 3, S, S), all channels equal grey."""
+        y = ((x * self._std + self._mean) * self._luma).sum(dim=1, keepdim=True)
+        return (y - self._mean) / self._std
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) -> flattened conv feature (B, feature_dim)."""
+        """(B, 3, S, S) -> flattened conv feature (B, feature_dim).
+
+        With ``config.gray_input`` only the luma of ``x`` is read.
+        """
+        if self.gray:
+            x = self.to_gray(x)
         x = self.layer2_1(self.layer1(self.conv1(x)))
         for i in range(self.n_res):
             x = getattr(self, f"resblock{i + 1}")(x)

@@ -24,7 +24,7 @@ def save_state(path: Path, optimizer: torch.optim.Optimizer, meta: Dict[str, Any
     for idx, st in sd["state"].items():
         for k, v in st.items():
             t = v if torch.is_tensor(v) else torch.tensor(v)
-            tensors[f"opt.{idx}.{k}"] = t.detach().clone().contiguous()
+            tensors[f"opt.{idx}.{k}"] = t.detach().cpu().clone().contiguous()
     for k, v in (extra or {}).items():
         tensors[f"extra.{k}"] = v.detach().clone().contiguous()
     md = {"meta": json.dumps(meta), "param_groups": json.dumps(sd["param_groups"])}

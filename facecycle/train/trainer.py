@@ -57,6 +57,7 @@ class TrainOptions:
     fer_frac: float = 0.0
     vgg19_weights: Optional[str] = None
     init: Optional[str] = None  # motion checkpoint the identity stage starts from
+    init_identity: Optional[str] = None  # identity stage: start I and N from this checkpoint's (same sizes)
     ckpt_every: int = 200
     sample_every: int = 250
     threads: int = 0
@@ -113,6 +114,16 @@ class Trainer:
             with torch.no_grad():
                 for n in MOTION_MODULES:
                     getattr(self.model, n).load_state_dict(getattr(mot, n).state_dict())
+                if opts.init_identity:
+                    idm = load_checkpoint(opts.init_identity)
+                    if not idm.has_identity:
+                        raise UsageError(f"{opts.init_identity} has no identity modules")
+                    for n in IDENTITY_MODULES:
+                        try:
+                            getattr(self.model, n).load_state_dict(getattr(idm, n).state_dict())
+                        except RuntimeError as e:
+                            raise UsageError(f"{opts.init_identity}: {n} does not fit "
+                                             f"({str(e).splitlines()[0]})") from None
             self.train_names = IDENTITY_MODULES
         frozen = [n for n in self.model.module_names if n not in self.train_names]
         for n in frozen:

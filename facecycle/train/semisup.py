@@ -1,0 +1,581 @@
+"""Semi-supervised FaceCycle: the cycle losses on face video plus FER-2013 labels through the same encoder.
+
+The unsupervised recipe (:mod:`.trainer`) does not learn expression on a CPU
+budget (see MODEL_CARD.md). This recipe trains the FaceCycle motion modules
+(expression encoder E, motion decoder M, generator G) and a linear emotion head
+H on the encoder's conv feature together. Every step:
+
+* **supervision** — a batch of labelled stills (FER-2013 train minus the
+  held-out validation part): cross-entropy of H(E.features(x)) with label
+  smoothing and mild class weights; affine / flip / brightness / contrast /
+  erasing jitter;
+* **zero flow for neutral** — stills labelled neutral must give a zero
+  neutralizing flow and backflow (M(E(x)) = 0);
+* **video consistency** (after a warm-up) — unlabelled video face crops, two
+  augmentations each: the prediction on the strong one is pulled to the
+  confident prediction on the weak one (FixMatch-style), adapting the
+  encoder from 48-px stills to video frames of ~55 people;
+
+and every ``cycle_every`` steps a **FaceCycle step** on video pairs (two frames
+of one face track, or a frame and its mirror): the paper's motion losses, with
+the encoder's share of their gradient scaled by ``enc_grad_scale``, plus
+
+* **the neutral face reads as neutral** — H(E(G(x, flow))) → "neutral"
+  (E and H frozen for this term, so only M and G learn it);
+* **the re-expressed face reads as its source** — H(E(recon)) matches the
+  (detached) prediction on the input.
+
+Video crops are prepared loose (``facecycle data prepare --scale 1.3``) and cut
+to the model's framing (``config.crop_scale``) here with a little jitter, so
+training and inference frame faces alike.
+
+Every step's data derives from ``(seed, step)`` and the optimizer state is
+saved, so ``--resume`` continues the run (across sessions: commit RUN/).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..config import FaceCycleConfig, get_config
+from ..errors import InputError, UsageError
+from ..losses import motion_losses
+from ..model import MOTION_MODULES, FaceCycle
+from .state import load_state, save_state
+
+__all__ = ["SemiSupOptions", "SemiSupTrainer", "EMOTION_CLASSES", "affine_jitter", "cut_framing"]
+
+log = logging.getLogger(__name__)
+
+#: FER-2013 order (the CSV's and the head's)
+EMOTION_CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+NEUTRAL = EMOTION_CLASSES.index("neutral")
+
+
+@dataclass
+class SemiSupOptions:
+    """Everything that defines a semi-supervised run (saved in RUN/state.safetensors)."""
+
+    config: str = "rt64"
+    steps: int = 6000              # supervised steps: the length of the cosine schedule
+    batch: int = 128               # labelled stills per step
+    video_batch: int = 32          # unlabelled video crops per step (consistency term); 0 = off
+    cycle_every: int = 8           # one FaceCycle step every N steps; 0 = none
+    pairs: int = 6                 # video pairs per FaceCycle step
+    lr: float = 2e-3               # peak lr of E and H (AdamW, cosine)
+    lr_motion: float = 4e-4        # peak lr of M and G
+    weight_decay: float = 5e-4
+    warmup_steps: int = 200
+    label_smoothing: float = 0.1
+    class_weight_power: float = 0.3  # class weights (median count / count) ** power, clipped to [0.5, 3]
+    zero_flow_weight: float = 20.0
+    consistency_weight: float = 1.0
+    consistency_threshold: float = 0.8
+    consistency_start: float = 0.3   # fraction of steps before the video term starts
+    enc_grad_scale: float = 0.1
+    neutral_weight: float = 0.5
+    reexpress_weight: float = 0.5
+    cycle_weight: float = 1.0
+    head_dropout: float = 0.3
+    video_crop_scale: float = 1.3  # the framing the video crops were prepared with
+    val_every: int = 500
+    ckpt_every: int = 250
+    seed: int = 0
+    threads: int = 0
+    device: str = "cpu"            # "cuda" on a GPU machine (augmentation stays on the CPU)
+
+
+def lr_factor(step: int, o: SemiSupOptions) -> float:
+    """Linear warm-up then cosine decay to 2 % of the peak over ``o.steps``."""
+    if step < o.warmup_steps:
+        return (step + 1) / o.warmup_steps
+    t = min(1.0, (step - o.warmup_steps) / max(1, o.steps - o.warmup_steps))
+    return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def affine_jitter(x: torch.Tensor, g: torch.Generator, scale: Tuple[float, float] = (0.88, 1.12),
+                  rot_deg: float = 12.0, shift: float = 0.08, flip: bool = True, zoom: float = 1.0) -> torch.Tensor:
+    """Random similarity transform (+ flip) of (B, C, H, W) float images, border padding.
+
+    ``zoom`` < 1 first cuts the centre ``zoom`` fraction (a tighter framing).
+    """
+    n = x.shape[0]
+    s = scale[0] + torch.rand(n, generator=g) * (scale[1] - scale[0])
+    a = (torch.rand(n, generator=g) * 2 - 1) * math.radians(rot_deg)
+    tx = (torch.rand(n, generator=g) * 2 - 1) * shift
+    ty = (torch.rand(n, generator=g) * 2 - 1) * shift
+    fl = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0) if flip else torch.ones(n)
+    k = zoom / s
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = k * torch.cos(a) * fl
+    theta[:, 0, 1] = -k * torch.sin(a)
+    theta[:, 1, 0] = k * torch.sin(a) * fl
+    theta[:, 1, 1] = k * torch.cos(a)
+    theta[:, 0, 2] = tx
+    theta[:, 1, 2] = ty
+    return theta
+
+
+def _warp_batch(x: torch.Tensor, theta: torch.Tensor, size: int) -> torch.Tensor:
+    grid = F.affine_grid(theta.to(x.dtype), [x.shape[0], x.shape[1], size, size], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def _photometric(x: torch.Tensor, g: torch.Generator, b: float, c: float) -> torch.Tensor:
+    """Brightness / contrast jitter of [0, 1] images (B, C, H, W)."""
+    n = x.shape[0]
+    fb = (torch.rand(n, generator=g) * 2 - 1) * b
+    fc = 1 + (torch.rand(n, generator=g) * 2 - 1) * c
+    m = x.mean(dim=(1, 2, 3), keepdim=True)
+    return ((x - m) * fc.view(n, 1, 1, 1) + m + fb.view(n, 1, 1, 1)).clamp(0, 1)
+
+
+def _erase(x: torch.Tensor, g: torch.Generator, p: float = 0.5, frac: Tuple[float, float] = (0.1, 0.3)) -> torch.Tensor:
+    """Random erasing: a grey rectangle (side fraction in ``frac``) on a fraction ``p`` of the images."""
+    n, _, h, w = x.shape
+    on = torch.rand(n, generator=g) < p
+    sw = (frac[0] + torch.rand(n, generator=g) * (frac[1] - frac[0])) * w
+    sh = (frac[0] + torch.rand(n, generator=g) * (frac[1] - frac[0])) * h
+    cx = torch.rand(n, generator=g) * w
+    cy = torch.rand(n, generator=g) * h
+    xs = torch.arange(w).view(1, 1, w)
+    ys = torch.arange(h).view(1, h, 1)
+    m = ((xs - cx.view(n, 1, 1)).abs() < sw.view(n, 1, 1) / 2) & ((ys - cy.view(n, 1, 1)).abs() < sh.view(n, 1, 1) / 2)
+    m = m & on.view(n, 1, 1)
+    return torch.where(m.unsqueeze(1), torch.full_like(x, 0.5), x)
+
+
+def cut_framing(prepared_scale: float, model_scale: float) -> float:
+    """Fraction of a crop prepared at ``prepared_scale`` that holds the ``model_scale`` framing."""
+    return float(model_scale) / float(prepared_scale)
+
+
+def _normalize(x: torch.Tensor, cfg: FaceCycleConfig) -> torch.Tensor:
+    m = torch.tensor(cfg.mean, dtype=x.dtype).view(1, 3, 1, 1)
+    s = torch.tensor(cfg.std, dtype=x.dtype).view(1, 3, 1, 1)
+    return ((x - m) / s).contiguous()
+
+
+class EmotionHead(nn.Module):
+    """Dropout + linear layer over the encoder's conv feature (exported as ``expression_head.safetensors``)."""
+
+    def __init__(self, dim: int, classes: int = len(EMOTION_CLASSES), dropout: float = 0.3) -> None:
+        super().__init__()
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(dim, classes)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.drop(f))
+
+
+class SemiSupTrainer:
+    """Train E, M, G and the emotion head with the recipe above into ``out``.
+
+    Args:
+        opts: the run's options.
+        stills: (N, S, S, 3) uint8 RGB labelled stills (any S; resized on the fly) and (N,) int64 labels.
+        val: the held-out stills and labels (accuracy logged every ``val_every`` steps).
+        video: (M, V, V, 3) uint8 RGB face-track crops prepared at ``video_crop_scale`` and (M,) track ids.
+        out: run directory.
+    """
+
+    def __init__(self, opts: SemiSupOptions, stills: Tuple[np.ndarray, np.ndarray],
+                 val: Tuple[np.ndarray, np.ndarray], video: Optional[Tuple[np.ndarray, np.ndarray]],
+                 out: Path, init: Optional[str] = None) -> None:
+        self.o = opts
+        try:
+            self.cfg = get_config(opts.config)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        if opts.threads:
+            torch.set_num_threads(opts.threads)
+        torch.manual_seed(opts.seed)
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.model = FaceCycle(self.cfg, modules=MOTION_MODULES)
+        if init:  # start from another model of the same sizes (e.g. an unsupervised FaceCycle run)
+            m = load_checkpoint(init)
+            sd = {k: v for k, v in m.state_dict().items() if k.split(".")[0] in MOTION_MODULES}
+            try:
+                self.model.load_state_dict(sd)
+            except RuntimeError as e:
+                raise InputError(f"{init}: its sizes do not fit config {self.cfg.name!r} "
+                                 f"({str(e).splitlines()[0]})") from None
+        self.head = EmotionHead(self.cfg.feature_dim, dropout=opts.head_dropout)
+        self.dev = torch.device(opts.device)
+        self.model.to(self.dev)
+        self.head.to(self.dev)
+        xs, ys = stills
+        if len(xs) == 0:
+            raise InputError("no labelled stills")
+        self.xs = torch.from_numpy(np.ascontiguousarray(xs)).permute(0, 3, 1, 2).contiguous()  # uint8 (N,3,S,S)
+        self.ys = torch.from_numpy(np.asarray(ys, np.int64))
+        self.xv = torch.from_numpy(np.ascontiguousarray(val[0])).permute(0, 3, 1, 2).contiguous()
+        self.yv = torch.from_numpy(np.asarray(val[1], np.int64))
+        if video is not None and len(video[0]):
+            self.vid = torch.from_numpy(np.ascontiguousarray(video[0])).permute(0, 3, 1, 2).contiguous()
+            tr = np.asarray(video[1])
+            order = np.argsort(tr, kind="stable")
+            t_sorted = tr[order]
+            starts = np.searchsorted(t_sorted, t_sorted, side="left")
+            ends = np.searchsorted(t_sorted, t_sorted, side="right")
+            inv = np.empty_like(order)
+            inv[order] = np.arange(len(order))
+            self._vorder = torch.from_numpy(order)
+            self._vstart = torch.from_numpy(starts[inv])
+            self._vlen = torch.from_numpy((ends - starts)[inv])
+        else:
+            self.vid = None
+        counts = torch.bincount(self.ys, minlength=len(EMOTION_CLASSES)).float().clamp(min=1)
+        w = (counts.median() / counts) ** opts.class_weight_power
+        self.class_weight = w.clamp(0.5, 3.0).to(self.dev)
+        enc = list(self.model.codegeneration.parameters()) + list(self.head.parameters())
+        mot = list(self.model.exptoflow.parameters()) + list(self.model.Swap_Generator.parameters())
+        self.opt = torch.optim.AdamW([
+            {"params": enc, "lr": opts.lr, "peak": opts.lr},
+            {"params": mot, "lr": opts.lr_motion, "peak": opts.lr_motion, "betas": (0.5, 0.999)},
+        ], weight_decay=opts.weight_decay)
+        self.step = 0
+        self.wall = 0.0
+        self.best_val = 0.0
+
+    # ------------------------------------------------------------------ io
+    def save(self) -> None:
+        from safetensors.torch import save_file
+
+        save_checkpoint(self.model, self.out / "last.safetensors", extra={
+            "stage": "semisup", "step": str(self.step), "train_options": json.dumps(asdict(self.o))})
+        hs = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
+        tmp = self.out / "head.safetensors.tmp"
+        save_file(hs, str(tmp))
+        tmp.replace(self.out / "head.safetensors")
+        save_state(self.out / "state.safetensors", self.opt, {
+            "step": self.step, "wall_s": self.wall, "best_val": self.best_val, "options": asdict(self.o)})
+
+    def resume(self) -> bool:
+        """Continue from RUN/ if it holds a saved step; returns whether it did."""
+        ck, st, hd = (self.out / n for n in ("last.safetensors", "state.safetensors", "head.safetensors"))
+        if not (ck.is_file() and st.is_file() and hd.is_file()):
+            return False
+        from safetensors.torch import load_file
+
+        m = load_checkpoint(ck)
+        if m.config.to_dict() != self.cfg.to_dict():
+            raise InputError(f"{ck}: config {m.config.name!r} differs from {self.cfg.name!r}")
+        self.model.load_state_dict(m.state_dict())
+        self.head.load_state_dict(load_file(str(hd), device=str(self.dev)))
+        meta, _ = load_state(st, self.opt)
+        self.step = int(meta["step"])
+        self.wall = float(meta.get("wall_s", 0.0))
+        self.best_val = float(meta.get("best_val", 0.0))
+        _trim_csv(self.out / "log.csv", self.step)
+        return True
+
+    # ---------------------------------------------------------------- data
+    def _gen(self, step: int, k: int) -> torch.Generator:
+        return torch.Generator().manual_seed((self.o.seed * 1_000_003 + step * 7 + k) % (2 ** 63))
+
+    def still_batch(self, step: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Augmented normalised stills (B, 3, S, S) and labels (B,)."""
+        g = self._gen(step, 0)
+        i = torch.randint(0, len(self.xs), (self.o.batch,), generator=g)
+        x = self.xs[i].float().div_(255.0)
+        theta = affine_jitter(x, g)
+        x = _warp_batch(x, theta, self.cfg.image_size)
+        x = _photometric(x, g, 0.25, 0.3)
+        x = _erase(x, g, 0.5)
+        return _normalize(x, self.cfg).to(self.dev), self.ys[i].to(self.dev)
+
+    def _video_views(self, idx: torch.Tensor, g: torch.Generator, strong: bool) -> torch.Tensor:
+        x = self.vid[idx].float().div_(255.0)
+        zoom = cut_framing(self.o.video_crop_scale, self.cfg.crop_scale)
+        if strong:
+            theta = affine_jitter(x, g, zoom=zoom)
+        else:
+            theta = affine_jitter(x, g, scale=(0.97, 1.03), rot_deg=3, shift=0.03, zoom=zoom)
+        x = _warp_batch(x, theta, self.cfg.image_size)
+        if strong:
+            x = _photometric(x, g, 0.25, 0.3)
+            x = _erase(x, g, 0.5)
+        return _normalize(x, self.cfg).to(self.dev)
+
+    def video_batch(self, step: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Weak and strong views (B, 3, S, S) of the same random video crops."""
+        g = self._gen(step, 1)
+        i = torch.randint(0, len(self.vid), (self.o.video_batch,), generator=g)
+        return self._video_views(i, g, False), self._video_views(i, g, True)
+
+    def pair_batch(self, step: int) -> torch.Tensor:
+        """FaceCycle pairs X = [a; b] (2P, 3, S, S): two frames of a track, or (p 0.5) a frame and its mirror."""
+        from ..data.augment import color_jitter
+
+        g = self._gen(step, 2)
+        p = self.o.pairs
+        i = torch.randint(0, len(self.vid), (p,), generator=g)
+        off = (torch.rand(p, generator=g) * self._vlen[i]).long()
+        j = self._vorder[self._vstart[i] + off]
+        mirror = torch.rand(p, generator=g) < 0.5
+        a = self.vid[i].float().div_(255.0)
+        b = self.vid[j].float().div_(255.0)
+        b[mirror] = a[mirror].flip(-1)
+        x = torch.cat((a, b))
+        zoom = cut_framing(self.o.video_crop_scale, self.cfg.crop_scale)
+        theta = affine_jitter(x, g, scale=(0.95, 1.05), rot_deg=0, shift=0.03, flip=False, zoom=zoom)
+        fl = torch.rand(p, generator=g) < 0.5  # flip both images of a pair alike
+        theta[:p, 0, 0] *= torch.where(fl, -1.0, 1.0)
+        theta[p:, 0, 0] *= torch.where(fl, -1.0, 1.0)
+        x = _warp_batch(x, theta, self.cfg.image_size)
+        x = color_jitter(x, g)
+        return _normalize(x, self.cfg).to(self.dev)
+
+    # ---------------------------------------------------------------- loss
+    def _head_frozen(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of ``x`` with E and H frozen (gradients reach only ``x``)."""
+        enc = self.model.codegeneration
+        ps = list(enc.parameters()) + list(self.head.parameters())
+        flags = [p.requires_grad for p in ps]
+        for p in ps:
+            p.requires_grad_(False)
+        was = self.head.training
+        self.head.eval()
+        try:
+            return self.head(enc.features(x))
+        finally:
+            self.head.train(was)
+            for p, f in zip(ps, flags, strict=True):
+                p.requires_grad_(f)
+
+    def train_step(self) -> Dict[str, float]:
+        o = self.o
+        f = lr_factor(self.step, o)
+        for grp in self.opt.param_groups:
+            grp["lr"] = grp["peak"] * f
+        torch.manual_seed((o.seed * 7_919 + self.step * 104_729 + 17) % (2 ** 63))
+        self.model.train()
+        self.head.train()
+        enc = self.model.codegeneration
+        terms: Dict[str, float] = {}
+        x, y = self.still_batch(self.step)
+        feat, code = enc(x)
+        logits = self.head(feat)
+        ce = F.cross_entropy(logits, y, weight=self.class_weight, label_smoothing=o.label_smoothing)
+        loss = ce
+        terms["ce"] = float(ce.detach())
+        terms["acc"] = float((logits.argmax(1) == y).float().mean())
+        neu = y == NEUTRAL
+        if o.zero_flow_weight > 0 and bool(neu.any()):
+            fl, bk = self.model.exptoflow(code[neu])
+            zf = fl.abs().mean() + bk.abs().mean()
+            loss = loss + o.zero_flow_weight * zf
+            terms["zero_flow"] = float(zf.detach())
+        if self.vid is not None and o.video_batch > 0 and self.step >= o.consistency_start * o.steps:
+            weak, strong = self.video_batch(self.step)
+            with torch.no_grad():
+                self.head.eval()
+                pw = torch.softmax(self.head(enc.features(weak)), 1)
+                self.head.train()
+            conf, pl = pw.max(1)
+            mask = (conf >= o.consistency_threshold).float()
+            ls = F.cross_entropy(self.head(enc.features(strong)), pl, reduction="none")
+            cons = (ls * mask).mean()
+            loss = loss + o.consistency_weight * cons
+            terms["cons"] = float(cons.detach())
+            terms["cons_mask"] = float(mask.mean())
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        if self.vid is not None and o.cycle_every and self.step % o.cycle_every == 0:
+            terms.update(self.cycle_step())
+        return terms
+
+    def cycle_step(self) -> Dict[str, float]:
+        o = self.o
+        x = self.pair_batch(self.step)
+        res = motion_losses(self.model, x, None, self.cfg.mean, self.cfg.std, 0.0, enc_grad_scale=o.enc_grad_scale)
+        loss = o.cycle_weight * res["loss"]
+        out = {"cycle": float(res["loss"].detach())}
+        if o.neutral_weight > 0:
+            ln = self._head_frozen(res["_neutral_live"])
+            tgt = torch.full((ln.shape[0],), NEUTRAL, dtype=torch.long, device=ln.device)
+            nl = F.cross_entropy(ln, tgt)
+            loss = loss + o.neutral_weight * nl
+            out["neutral_ce"] = float(nl.detach())
+            out["neutral_p"] = float(torch.softmax(ln.detach(), 1)[:, NEUTRAL].mean())
+        if o.reexpress_weight > 0:
+            with torch.no_grad():
+                self.head.eval()
+                px = torch.softmax(self.head(self.model.codegeneration.features(x)), 1)
+                self.head.train()
+            lr_ = self._head_frozen(res["_recon_live"])
+            kl = F.kl_div(F.log_softmax(lr_, 1), px, reduction="batchmean")
+            loss = loss + o.reexpress_weight * kl
+            out["reexpress_kl"] = float(kl.detach())
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return out
+
+    # ---------------------------------------------------------------- eval
+    @torch.no_grad()
+    def validate(self) -> Dict[str, float]:
+        """Accuracy on the held-out stills, plain and with flip averaging (the head on the mean of the
+        features of an image and its mirror: ``config.feature_flip``)."""
+        self.model.eval()
+        self.head.eval()
+        enc = self.model.codegeneration
+        correct = correct_tta = 0
+        for i in range(0, len(self.xv), 512):
+            x = self.xv[i:i + 512].float().div_(255.0)
+            if x.shape[-1] != self.cfg.image_size:
+                x = F.interpolate(x, size=self.cfg.image_size, mode="bilinear", align_corners=False, antialias=True)
+            x = _normalize(x, self.cfg).to(self.dev)
+            lo = self.head(enc.features(x))
+            lf = self.head(enc.features(x.flip(-1)))
+            y = self.yv[i:i + 512].to(self.dev)
+            correct += int((lo.argmax(1) == y).sum())
+            correct_tta += int(((lo + lf).argmax(1) == y).sum())  # = the head on the mean feature
+        n = max(1, len(self.xv))
+        return {"val_acc": correct / n, "val_acc_flip": correct_tta / n}
+
+    # ---------------------------------------------------------------- loop
+    def fit(self, max_seconds: Optional[float] = None, stop_at: Optional[int] = None,
+            progress: bool = True) -> Dict[str, float]:
+        """Train until ``opts.steps`` (or ``stop_at``) or ``max_seconds``; saves on exit. Returns the last terms."""
+        from tqdm import tqdm
+
+        until = min(self.o.steps, stop_at or self.o.steps)
+        t0 = time.perf_counter()
+        bar = tqdm(total=until, initial=self.step, desc="train semisup", unit="step", disable=not progress,
+                   dynamic_ncols=True, mininterval=5.0)
+        terms: Dict[str, float] = {}
+        ema = None
+        n_img = self.o.batch + (2 * self.o.video_batch if self.vid is not None else 0)
+        try:
+            while self.step < until:
+                ts = time.perf_counter()
+                terms = self.train_step()
+                dt = time.perf_counter() - ts
+                self.wall += dt
+                self.step += 1
+                if not all(math.isfinite(v) for v in terms.values()):
+                    raise FloatingPointError(f"a loss became non-finite at step {self.step}: {terms}")
+                ips = n_img / dt
+                ema = ips if ema is None else 0.95 * ema + 0.05 * ips
+                row = {"step": self.step, "lr": self.opt.param_groups[0]["lr"], "images_per_s": round(ips, 1),
+                       "wall_s": round(self.wall, 2), **{k: round(v, 5) for k, v in terms.items()}}
+                if self.o.val_every and self.step % self.o.val_every == 0:
+                    v = self.validate()
+                    row.update(v)
+                    self.best_val = max(self.best_val, v["val_acc"])
+                    log.info("step %d: val acc %.4f (flip %.4f), %.0f img/s", self.step, v["val_acc"],
+                             v["val_acc_flip"], ema)
+                _append_csv(self.out / "log.csv", row)
+                bar.set_postfix_str(f"ce {terms.get('ce', 0):.3f} acc {terms.get('acc', 0):.3f} "
+                                    f"| {ema:.0f} img/s")
+                bar.update(1)
+                if self.o.ckpt_every and self.step % self.o.ckpt_every == 0:
+                    self.save()
+                if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
+                    log.info("time limit reached at step %d", self.step)
+                    break
+        finally:
+            bar.close()
+            self.save()
+        return terms
+
+    def head_arrays(self) -> Tuple[np.ndarray, np.ndarray]:
+        """The emotion head as (weight (7, D), bias (7,)) float32 arrays."""
+        return (self.head.fc.weight.detach().cpu().numpy().astype(np.float32),
+                self.head.fc.bias.detach().cpu().numpy().astype(np.float32))
+
+
+_LOG_FIELDS: Dict[Path, List[str]] = {}
+
+
+def _append_csv(path: Path, row: Dict[str, float]) -> None:
+    """Append ``row`` to a CSV whose header is the union of keys seen (rewritten when new keys appear)."""
+    rows: List[Dict[str, str]] = []
+    fields = _LOG_FIELDS.get(path)
+    if fields is None:
+        if path.is_file():
+            with open(path, newline="") as f:
+                r = csv.DictReader(f)
+                fields = list(r.fieldnames or [])
+        else:
+            fields = []
+    new = [k for k in row if k not in fields]
+    if new or not path.is_file():
+        if path.is_file():
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
+        fields = fields + new
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            w.writerows(rows)
+    _LOG_FIELDS[path] = fields
+    with open(path, "a", newline="") as f:
+        csv.DictWriter(f, fieldnames=fields).writerow(row)
+
+
+def _trim_csv(path: Path, step: int) -> None:
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        r = csv.DictReader(f)
+        fields = list(r.fieldnames or [])
+        rows = [x for x in r if x.get("step") and int(x["step"]) <= step]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    _LOG_FIELDS.pop(path, None)
+
+
+def load_stills(root: Path, size: int, val_frac: float = 0.1, seed: int = 0
+                ) -> Tuple[Tuple[np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray]]:
+    """FER-2013-layout ``root/train/<class>/*`` -> ((train images, labels), (val images, labels)).
+
+    The validation part is the probes' stratified split (``facecycle probe ... --split val``), so the
+    figures of both agree. Images are (N, size, size, 3) uint8 RGB.
+    """
+    from ..probe.datasets import load_images
+    from ..probe.run import expression_items
+
+    tr = expression_items(Path(root), "train", val_frac, seed)
+    va = expression_items(Path(root), "val", val_frac, seed)
+    xt = load_images([p for p, _ in tr], size)
+    xv = load_images([p for p, _ in va], size)
+    return (xt, np.array([c for _, c in tr], np.int64)), (xv, np.array([c for _, c in va], np.int64))
+
+
+def load_video(dirs: Sequence[Path], size: int, exclude: Sequence[str] = ()) -> Tuple[np.ndarray, np.ndarray, List[str]]:
+    """Crops of prepared datasets, leaving out tracks whose name starts with any of ``exclude``."""
+    from ..data.pairs import load_track_dataset
+    from ..data.prepare import read_index
+
+    keep_dirs = list(dirs)
+    imgs, tids = load_track_dataset(keep_dirs, size)
+    names: Dict[int, str] = {}
+    k = 0
+    for d in keep_dirs:
+        seen: Dict[str, int] = {}
+        for r in read_index(Path(d)):
+            if r["track"] not in seen:
+                seen[r["track"]] = k
+                names[k] = r["track"]
+                k += 1
+    keep = np.array([not any(names[int(t)].startswith(e) for e in exclude) for t in tids], bool)
+    return imgs[keep], tids[keep], sorted({names[int(t)] for t in tids[keep]})
