@@ -30,7 +30,7 @@ from facecycle.errors import UsageError
 
 from .annotators import Annotator, default_annotator
 from .backend import open_model
-from .crops import DEFAULT_SCALE
+from .baseline import NeutralBaseline
 from .detectors import create_detector
 from .heads import ExpressionHead
 from .inference import FaceInference
@@ -144,7 +144,8 @@ class Analyzer:
         precision: engine precision (``fp32`` default; ``int8`` = ONNX Runtime static
             quantization of ``analyze``, calibrated on ``calibration``, a video of faces).
         queue_size: capacity of the queues between stages.
-        crop_scale: loose-crop side / face box side (see ``realtime.crops``).
+        crop_scale: crop side / face box side (see ``realtime.crops``); None = the
+            framing the model was trained on (from its manifest).
 
     One Analyzer runs one video at a time (its backend and detector are reused across runs): a run
     started while another is in progress, in any thread, raises :class:`~facecycle.errors.UsageError`
@@ -155,7 +156,7 @@ class Analyzer:
                  detector: str = "centerface", detector_model: Optional[str] = None, detect_every: int = 5,
                  detect_size: Optional[int] = 320, score_threshold: float = 0.5, max_faces: Optional[int] = None,
                  neutralize: bool = False, identity: bool = False, reid: bool = False, smooth: bool = True,
-                 threads: int = 1, queue_size: int = 4, crop_scale: float = DEFAULT_SCALE,
+                 threads: int = 1, queue_size: int = 4, crop_scale: Optional[float] = None,
                  infer_workers: Optional[int] = None, precision: Optional[str] = None,
                  calibration: Optional[str] = None) -> None:
         # the one place these are checked (the CLI passes its options straight through)
@@ -296,6 +297,7 @@ class Run:
         # per-run state
         self.tracker = Tracker()
         self.smoother = TrackSmoother() if analyzer.smooth else None
+        self.baseline = NeutralBaseline()
         self.reid = IdentityReID() if analyzer.reid else None
         self._since_detect = 10 ** 9
         #: the end of every frame's path: overlay, CSV + sidecar, video (switchable while the run goes)
@@ -385,6 +387,7 @@ class Run:
                     e = np.clip(sm(tid, "emotions", f.emotions, ts), 0, None)
                     f.emotions = e / max(float(e.sum()), 1e-8)
             sm.keep_only({f.track_id for f in p.faces})
+        self.baseline(p)
         p.stats["post"] = time.perf_counter() - t
         self.outputs.write(p)
 
@@ -393,7 +396,8 @@ class Run:
         return {"input": self.src.describe(),
                 "columns": {"count": len(csv_columns(self.analyzer.code_dim)), "code_dim": self.analyzer.code_dim,
                             "emotions": self.analyzer.head is not None},
-                **self.analyzer.describe(), "versions": versions(), **self.info}
+                **self.analyzer.describe(), "person_baseline": self.baseline.describe(), "versions": versions(),
+                **self.info}
 
     # ----------------------------------------------------------- iterate
     def __iter__(self) -> Iterator[FramePacket]:

@@ -17,10 +17,11 @@ from engines.base import Backend
 from facecycle.errors import ModelError
 from facecycle.preprocess import from_output, to_input
 
-from .crops import DEFAULT_SCALE, crop_faces
+from .crops import DEFAULT_SCALE, crop_faces, crop_square
 from .heads import ExpressionHead
+from .neutral_detail import sharpen_neutral
 from .pose import estimate_pose
-from .types import FramePacket
+from .types import EMOTIONS, FramePacket
 
 __all__ = ["FaceInference"]
 
@@ -35,11 +36,15 @@ class FaceInference:
         head: the expression head (None: emotions stay None).
         neutralize: also compute ``Face.neutral`` (S, S, 3) uint8 RGB.
         identity: also compute ``Face.identity`` (needs an ``identity`` graph).
-        crop_scale: see :func:`realtime.crops.loose_square_box`.
+        crop_scale: see :func:`realtime.crops.loose_square_box`; None = the framing
+            the model was trained on (its manifest's ``config.crop_scale``, else 1.7).
+        neutral_detail: return sharp neutral faces (:mod:`realtime.neutral_detail`) at up to
+            ``neutral_size`` pixels instead of the generator's S×S output.
     """
 
     def __init__(self, backend: Backend, head: Optional[ExpressionHead] = None, neutralize: bool = False,
-                 identity: bool = False, crop_scale: float = DEFAULT_SCALE) -> None:
+                 identity: bool = False, crop_scale: Optional[float] = None, neutral_detail: bool = True,
+                 neutral_size: int = 192) -> None:
         self.backend = backend
         man = backend.manifest
         self.size = int(man["input"]["size"])
@@ -60,7 +65,10 @@ class FaceInference:
         self.head = head
         self.neutralize = neutralize
         self.identity = identity
-        self.crop_scale = crop_scale
+        self.crop_scale = float(crop_scale if crop_scale is not None else cfg.get("crop_scale", DEFAULT_SCALE))
+        self.neutral_detail = bool(neutral_detail)
+        self.neutral_size = int(neutral_size)
+        self.neutral_idx = EMOTIONS.index("neutral")
 
     def __call__(self, packet: FramePacket) -> FramePacket:
         t = time.perf_counter()
@@ -75,22 +83,36 @@ class FaceInference:
             probs = self.head.predict(out["feature"]) if self.head is not None else None
             neutral = from_output(self.backend.run("neutralize", {"image": x, "flow": out["flow"]})["neutral"],
                                   self.mean, self.std) if self.neutralize else None
+            if neutral is not None and self.neutral_detail:
+                neutral = [self._sharp(packet.image, sq, neutral[i], out["flow"][i]) for i, sq in enumerate(squares)]
             ident = self.backend.run("identity", {"image": x})["identity"] if self.identity else None
             for i, f in enumerate(faces):
                 f.crop_box = squares[i]
                 f.code = out["code"][i]
                 f.feature = out["feature"][i]
-                f.intensity = float(out["intensity"][i])
+                f.flow_intensity = float(out["intensity"][i])
                 f.emotions = probs[i] if probs is not None else None
+                f.intensity = (1.0 - float(probs[i][self.neutral_idx])) if probs is not None else f.flow_intensity
                 f.neutral = neutral[i] if neutral is not None else None
                 f.identity = ident[i] if ident is not None else None
         packet.stats["infer"] = time.perf_counter() - t
         return packet
 
+    def _sharp(self, image_bgr: np.ndarray, square: tuple, neutral_rgb: np.ndarray, flow: np.ndarray) -> np.ndarray:
+        side = int(square[2])
+        hr = min(self.neutral_size, max(self.size, side))
+        if hr <= self.size:
+            return neutral_rgb
+        crop = crop_square(image_bgr, square, hr)[..., ::-1]
+        return sharpen_neutral(neutral_rgb, np.ascontiguousarray(crop), flow)
+
     def describe(self) -> dict:
         return {"image_size": self.size, "code_dim": self.code_dim, "feature_dim": self.feature_dim,
                 "expression_head": self.head is not None, "neutralize": self.neutralize,
-                "identity": self.identity, "crop_scale": self.crop_scale}
+                "identity": self.identity, "crop_scale": self.crop_scale,
+                "intensity": "1 - P(neutral) of the expression head" if self.head is not None
+                else "mean flow length (crop-side units)",
+                "neutral_detail": self.neutral_detail if self.neutralize else None}
 
 
 def _out_dim(backend: Backend, graph: str, name: str) -> int:

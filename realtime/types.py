@@ -59,13 +59,20 @@ class Face:
             False when its box was carried by the tracker.
         code: (code_dim,) float32 expression code, or None before inference.
         feature: (feature_dim,) float32 encoder feature (input of the emotion head).
-        intensity: expression intensity (mean flow magnitude, crop-side units).
+        intensity: expression intensity in [0, 1]: the probability mass the
+            emotion head puts on the six non-neutral classes (1 − P(neutral)); 0 for
+            a neutral face. Without an expression head: ``flow_intensity``.
+        flow_intensity: mean length of the neutralizing flow in crop-side units
+            (FaceCycle's motion; head motion raises it too).
         emotions: (7,) float32 probabilities in :data:`EMOTIONS` order, or None
             when no expression head is present.
         pose: (3,) float32 (Rx pitch, Ry yaw, Rz roll) radians, OpenFace convention.
         neutral: (S, S, 3) uint8 **RGB** neutral face, or None (only with neutralize).
         identity: (code_dim,) float32 identity code, or None.
-        crop_box: (x0, y0, side) of the loose square crop in frame pixels.
+        crop_box: (x0, y0, side) of the square crop in frame pixels.
+        rel_intensity, rel_emotions, rel_code_dist, baseline_ready: the face
+            against the person's own running neutral (:mod:`realtime.baseline`);
+            NaN / None until ``baseline_ready``.
     """
 
     box: np.ndarray
@@ -81,6 +88,11 @@ class Face:
     neutral: Optional[np.ndarray] = None
     identity: Optional[np.ndarray] = None
     crop_box: Optional[tuple] = None
+    flow_intensity: float = float("nan")
+    rel_intensity: float = float("nan")
+    rel_emotions: Optional[np.ndarray] = None
+    rel_code_dist: float = float("nan")
+    baseline_ready: bool = False
 
     @property
     def emotion(self) -> Optional[str]:

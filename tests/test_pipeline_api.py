@@ -2,6 +2,8 @@
 expression head, neutral faces, identity re-id, stop/pause, the GUI bridge, and `bench soak`."""
 from __future__ import annotations
 
+import math
+
 import json
 import shutil
 import threading
@@ -48,7 +50,11 @@ def test_facecycle_analyzer_yields_complete_packets(model_with_head):
         assert f.code.shape == (16,) and np.isfinite(f.code).all()
         assert f.emotions.shape == (7,) and f.emotions.sum() == pytest.approx(1, abs=1e-4)
         assert f.emotion in ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
-        assert f.neutral.shape == (32, 32, 3) and f.neutral.dtype == np.uint8
+        # sharp neutral faces: the crop's resolution (up to 192 px), never below the model's 32
+        side_px = f.neutral.shape[0]
+        assert f.neutral.shape == (side_px, side_px, 3) and 32 <= side_px <= 192 and f.neutral.dtype == np.uint8
+        assert 0 <= f.intensity <= 1 and f.intensity == pytest.approx(1 - f.emotions[4], abs=0.2)  # smoothed
+        assert math.isfinite(f.flow_intensity) and f.flow_intensity >= 0
         assert np.isfinite(f.pose).all() and abs(f.pose[1]) < 0.6  # a roughly frontal face
         assert f.intensity >= 0
         x0, y0, side = f.crop_box

@@ -219,7 +219,9 @@ def test_csv_columns_contract():
     assert cols[9:19] == [f"lmk_x_{i}" for i in range(5)] + [f"lmk_y_{i}" for i in range(5)]
     assert cols[19:24] == ["pose_Rx", "pose_Ry", "pose_Rz", "expr_intensity", "emotion"]
     assert cols[24:31] == [f"emotion_{e}" for e in EMOTIONS]
-    assert cols[31:] == [f"exp_{i}" for i in range(256)]
+    assert cols[31:35] == ["flow_intensity", "baseline_ready", "rel_intensity", "rel_code_dist"]
+    assert cols[35:42] == [f"rel_emotion_{e}" for e in EMOTIONS]
+    assert cols[42:] == [f"exp_{i}" for i in range(256)]
 
 
 def test_csv_rows_parse_with_and_without_faces(tmp_path):

@@ -92,7 +92,7 @@ class FacePanelAnnotator(Annotator):
     """
 
     def __init__(self, emotions: bool = True, intensity: bool = True, thumbnail: bool = True,
-                 full_scale: float = 0.1) -> None:
+                 full_scale: float = 1.0) -> None:
         self.emotions = emotions
         self.intensity = intensity
         self.thumbnail = thumbnail

@@ -31,6 +31,8 @@ def csv_columns(code_dim: int) -> List[str]:
     cols += [f"lmk_x_{i}" for i in range(5)] + [f"lmk_y_{i}" for i in range(5)]
     cols += ["pose_Rx", "pose_Ry", "pose_Rz", "expr_intensity", "emotion"]
     cols += [f"emotion_{e}" for e in EMOTIONS]
+    cols += ["flow_intensity", "baseline_ready", "rel_intensity", "rel_code_dist"]
+    cols += [f"rel_emotion_{e}" for e in EMOTIONS]
     cols += [f"exp_{i}" for i in range(code_dim)]
     return cols
 
@@ -54,6 +56,12 @@ def _face_row(p: FramePacket, f: Face, code_dim: int) -> str:
         parts += ["%.5f" % v for v in np.asarray(f.emotions).tolist()]
     else:
         parts += [""] * (1 + len(EMOTIONS))
+    parts += [_f(f.flow_intensity, "%.6f"), "1" if f.baseline_ready else "0", _f(f.rel_intensity, "%.5f"),
+              _f(f.rel_code_dist, "%.5f")]
+    if f.rel_emotions is not None:
+        parts += ["%.5f" % v for v in np.asarray(f.rel_emotions).tolist()]
+    else:
+        parts += [""] * len(EMOTIONS)
     if f.code is not None:
         parts += ["%.6g" % v for v in np.asarray(f.code).tolist()]
     else:

@@ -1,0 +1,61 @@
+"""Sharp neutral faces: the generator's low-resolution neutral face plus the detail of the warped crop.
+
+FaceCycle's generator renders the neutral face at the model's input size (48 or
+64 px), which is blurry next to the camera's crop. The flow that neutralizes the
+face is known, so the full-resolution crop can be warped with the same flow:
+that image has the crop's detail (skin, hair, eyes) but only moves pixels, so it
+cannot close a smile on its own. :func:`sharpen_neutral` keeps the generator's
+image below its own resolution and adds the warped crop's detail above it (a
+two-band Laplacian blend), at ``out_size`` pixels.
+
+numpy / OpenCV only. Images are (H, W, 3) uint8 in any colour order (kept).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+__all__ = ["warp_by_flow", "sharpen_neutral"]
+
+
+def warp_by_flow(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """Warp ``image`` as :func:`facecycle.nn.warp.warp` does, at the image's own size.
+
+    Args:
+        image: (H, W, C) uint8.
+        flow: (2, h, w) float displacement (x, y) in normalised grid units
+            (−1…1 spans the image, align-corners), clamped to [−1, 1].
+
+    Returns:
+        (H, W, C) uint8; outside the image the border is replicated.
+    """
+    h, w = image.shape[:2]
+    f = np.clip(np.asarray(flow, np.float32), -1.0, 1.0)
+    fx = cv2.resize(f[0], (w, h), interpolation=cv2.INTER_LINEAR)
+    fy = cv2.resize(f[1], (w, h), interpolation=cv2.INTER_LINEAR)
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    mx = gx + fx * (w - 1) / 2.0
+    my = gy + fy * (h - 1) / 2.0
+    return cv2.remap(image, mx, my, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def sharpen_neutral(neutral: np.ndarray, crop_hr: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """The generator's neutral face with the detail of the flow-warped full-resolution crop.
+
+    Args:
+        neutral: (S, S, 3) uint8, the generator's output.
+        crop_hr: (H, H, 3) uint8, the same square crop at a higher resolution (H ≥ S).
+        flow: (2, h, w) the neutralizing flow the generator used.
+
+    Returns:
+        (H, H, 3) uint8: ``up(neutral) + (warped − up(down(warped)))``.
+    """
+    s = neutral.shape[0]
+    hh = crop_hr.shape[0]
+    if hh <= s:
+        return neutral
+    warped = warp_by_flow(crop_hr, flow).astype(np.float32)
+    low = cv2.resize(cv2.resize(warped, (s, s), interpolation=cv2.INTER_AREA), (hh, hh),
+                     interpolation=cv2.INTER_CUBIC)
+    base = cv2.resize(neutral.astype(np.float32), (hh, hh), interpolation=cv2.INTER_CUBIC)
+    return np.clip(base + (warped - low), 0, 255).astype(np.uint8)
