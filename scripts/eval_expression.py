@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""Measure what issue 11 asks of a model on held-out material and write one JSON.
+
+* FER-2013: accuracy of the model's own head on the held-out validation split
+  (the probes' stratified 10 % of train), plain and against the raw-pixel baseline
+  figure read from the same run of ``facecycle probe`` (not re-fitted here);
+* held-out video clips (``benchmarks/heldout_clips.csv``: clip, label, person, kind):
+  ``facecycle process``'s per-frame emotions averaged over the frames with a face →
+  the named emotion; median ``expr_intensity`` per clip; the person-relative
+  intensity; with ``--neutralize``, on the expressive clips: the share of neutral
+  faces (and of the input crops) that a separately trained classifier (``--judge``,
+  default ``benchmarks/judge_rt48``: an earlier run of ours at 51 % FER validation
+  accuracy, not the model the generator was trained against) reads as neutral,
+  the same with the model's own head, the detail ratio (median variance of the
+  Laplacian, neutral over the input crop at the same size) and the SSIM of
+  neutral against input (grey, same size).
+
+Usage::
+
+    python scripts/eval_expression.py --model facecycle/assets/default \\
+        --fer ../shared/data/fer2013 --clips benchmarks/heldout_clips.csv --out benchmarks/.../expression.json
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from realtime.crops import crop_square  # noqa: E402
+from realtime.types import EMOTIONS  # noqa: E402
+
+
+def lap_var(img_rgb: np.ndarray) -> float:
+    return float(cv2.Laplacian(cv2.cvtColor(img_rgb, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())
+
+
+def ssim_gray(a: np.ndarray, b: np.ndarray) -> float:
+    from skimage.metrics import structural_similarity
+
+    ga = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY)
+    gb = cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
+    return float(structural_similarity(ga, gb, data_range=255))
+
+
+def eval_fer(model: Path, fer: Path) -> dict:
+    from facecycle.probe.features import OnnxFeatures
+    from facecycle.probe.linear import load_head
+    from facecycle.probe.run import eval_expression, expression_items
+
+    head = load_head(model / "expression_head.safetensors")
+    ex = OnnxFeatures(model, threads=2)
+    items = expression_items(fer, "val", 0.1, 0)
+    rep = eval_expression(ex, head, items)
+    return {"split": "val (stratified 10 % of train, seed 0)", "n": rep["n"], "accuracy": rep["accuracy"],
+            "mean_class_accuracy": rep["mean_class_accuracy"], "per_class_accuracy": rep["per_class_accuracy"]}
+
+
+class Judge:
+    """A FER-2013 classifier of ours kept apart from the shipped model: ``p_neutral(rgb images) -> (N,)``."""
+
+    def __init__(self, d: Path) -> None:
+        import torch
+        from safetensors.torch import load_file
+
+        from facecycle.checkpoint import load_checkpoint
+
+        self.torch = torch
+        self.m = load_checkpoint(d / "model.safetensors").float().eval()
+        h = load_file(str(d / "head.safetensors"))
+        self.w, self.b = h["fc.weight"].float(), h["fc.bias"].float()
+        c = self.m.config
+        self.size, self.mean, self.std, self.scale = c.image_size, c.mean, c.std, c.crop_scale
+
+    def p_neutral(self, rgb: np.ndarray) -> np.ndarray:
+        from facecycle.preprocess import to_input
+
+        x = np.stack([cv2.resize(im, (self.size, self.size), interpolation=cv2.INTER_AREA) for im in rgb])
+        with self.torch.no_grad():
+            f = self.m.codegeneration.features(self.torch.from_numpy(to_input(x, self.mean, self.std)))
+            p = self.torch.softmax(f @ self.w.T + self.b, 1)
+        return p[:, EMOTIONS.index("neutral")].numpy()
+
+
+def eval_clips(model: Path, clips_csv: Path, shared: Path, neutralize: bool, max_frames: int,
+               judge: "Judge | None" = None) -> dict:
+    from realtime.analyzer import Analyzer
+
+    rows = list(csv.DictReader(open(clips_csv)))
+    out = []
+    with Analyzer(model, backend="onnxruntime", neutralize=neutralize) as an:
+        for r in rows:
+            path = shared / "data" / r["clip"]
+            if not path.is_file():
+                print(f"skip {path}: absent", file=sys.stderr)
+                continue
+            emos, inten, rel, p_neutral, detail, ssims = [], [], [], [], [], []
+            j_neu, j_inp = [], []
+            t = time.perf_counter()
+            n = 0
+            for p in an.process_video(path, max_frames=max_frames):
+                n += 1
+                if not p.faces:
+                    continue
+                f = max(p.faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+                if f.emotions is not None:
+                    emos.append(f.emotions)
+                inten.append(f.intensity)
+                if f.baseline_ready:
+                    rel.append(f.rel_intensity)
+                if neutralize and f.neutral is not None and r["kind"] == "expressive" and n % 3 == 0:
+                    ne = f.neutral
+                    inp = crop_square(p.image, f.crop_box, ne.shape[0])[..., ::-1]
+                    detail.append(lap_var(ne) / max(1e-6, lap_var(inp)))
+                    ssims.append(ssim_gray(ne, np.ascontiguousarray(inp)))
+                    small = cv2.resize(ne, (an.inference.size, an.inference.size), interpolation=cv2.INTER_AREA)
+                    p_neutral.append(_head_neutral(an, small))
+                    if judge is not None:
+                        # the judge frames faces as it was trained (its crop_scale); neutral and input alike
+                        jp = judge.p_neutral(np.stack([np.ascontiguousarray(ne),
+                                                       np.ascontiguousarray(inp)]))
+                        j_neu.append(float(jp[0]))
+                        j_inp.append(float(jp[1]))
+            mean_e = np.mean(emos, axis=0) if emos else None
+            rec = {"clip": r["clip"], "label": r["label"], "person": r["person"], "kind": r["kind"],
+                   "frames": n, "face_frames": len(inten), "seconds": round(time.perf_counter() - t, 2),
+                   "mean_emotions": None if mean_e is None else {e: round(float(v), 4) for e, v in zip(EMOTIONS, mean_e)},
+                   "named": None if mean_e is None else EMOTIONS[int(np.argmax(mean_e))],
+                   "median_intensity": float(np.median(inten)) if inten else None,
+                   "median_rel_intensity": float(np.median(rel)) if rel else None}
+            if j_neu:
+                rec.update({"judge_neutral_share_of_neutral_faces": float(np.mean(np.array(j_neu) > 0.5)),
+                            "judge_neutral_share_of_inputs": float(np.mean(np.array(j_inp) > 0.5))})
+            if detail:
+                rec.update({"neutral_read_neutral_by_own_head": float(np.mean(np.array(p_neutral) > 0.5)),
+                            "neutral_detail_ratio_median": float(np.median(detail)),
+                            "neutral_ssim_to_input_median": float(np.median(ssims))})
+            rec["correct"] = rec["named"] == r["label"]
+            print(json.dumps({k: rec[k] for k in ("clip", "label", "named", "median_intensity")}), flush=True)
+            out.append(rec)
+    exp = [c["median_intensity"] for c in out if c["kind"] == "expressive" and c["median_intensity"] is not None]
+    neu = [c["median_intensity"] for c in out if c["kind"] == "neutral" and c["median_intensity"] is not None]
+    summary = {"clips": len(out), "named_correctly": int(sum(c["correct"] for c in out)),
+               "expressive_named_correctly": int(sum(c["correct"] for c in out if c["kind"] == "expressive")),
+               "expressive_clips": int(sum(c["kind"] == "expressive" for c in out)),
+               "median_intensity_expressive_clips": float(np.median(exp)) if exp else None,
+               "median_intensity_neutral_clips": float(np.median(neu)) if neu else None}
+    if exp and neu:
+        summary["intensity_ratio_expressive_over_neutral"] = float(np.median(exp) / max(1e-6, np.median(neu)))
+        summary["expressive_clips_above_1.5x_neutral_median"] = int(sum(v >= 1.5 * np.median(neu) for v in exp))
+    det = [c for c in out if "neutral_detail_ratio_median" in c]
+    if det:
+        summary["neutral_detail_ratio_median"] = float(np.median([c["neutral_detail_ratio_median"] for c in det]))
+        summary["neutral_read_neutral_by_own_head"] = float(np.mean([c["neutral_read_neutral_by_own_head"] for c in det]))
+        summary["neutral_ssim_to_input_median"] = float(np.median([c["neutral_ssim_to_input_median"] for c in det]))
+    jd = [c for c in out if "judge_neutral_share_of_neutral_faces" in c]
+    if jd:
+        summary["judge_neutral_share_of_neutral_faces"] = float(np.mean([c["judge_neutral_share_of_neutral_faces"]
+                                                                         for c in jd]))
+        summary["judge_neutral_share_of_inputs"] = float(np.mean([c["judge_neutral_share_of_inputs"] for c in jd]))
+    return {"summary": summary, "clips": out}
+
+
+def _head_neutral(an, rgb: np.ndarray) -> float:
+    from facecycle.preprocess import to_input
+
+    x = to_input(rgb[None], an.inference.mean, an.inference.std)
+    feat = an.backend.run("analyze", {"image": x})["feature"]
+    return float(an.head.predict(feat)[0][EMOTIONS.index("neutral")])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, default=ROOT / "facecycle" / "assets" / "default")
+    ap.add_argument("--fer", type=Path, default=None)
+    ap.add_argument("--clips", type=Path, default=None)
+    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    ap.add_argument("--neutralize", action="store_true")
+    ap.add_argument("--max-frames", type=int, default=None)
+    ap.add_argument("--judge", type=Path, default=ROOT / "benchmarks" / "judge_rt48",
+                    help="a separately trained classifier (model.safetensors + head.safetensors)")
+    ap.add_argument("--out", type=Path, required=True)
+    a = ap.parse_args()
+    res = {"model": str(a.model), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+           "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()}}
+    if a.fer:
+        res["fer2013"] = eval_fer(a.model, a.fer)
+        print(json.dumps(res["fer2013"]), flush=True)
+    if a.clips:
+        judge = Judge(a.judge) if a.neutralize and a.judge and (a.judge / "model.safetensors").is_file() else None
+        res["video"] = eval_clips(a.model, a.clips, a.shared, a.neutralize, a.max_frames, judge)
+        print(json.dumps(res["video"]["summary"]), flush=True)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Turn a training run into the shipped default model directory.
+
+Writes into ``--out`` (``facecycle/assets/default``): the ONNX graphs + manifest
+(validated against PyTorch with ONNX Runtime), ``model.safetensors`` (fp16, our
+checkpoint format) and ``expression_head.safetensors`` (the emotion head trained
+with the encoder, in the probes' head format, so ``facecycle probe eval`` and the
+pipeline both read it).
+
+Usage::
+
+    python scripts/ship_default.py --checkpoint runs/rt64-id/last.safetensors \\
+        --head runs/rt64/head.safetensors --out facecycle/assets/default --note "semisup 10000 steps"
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> int:
+    import torch
+    from safetensors.torch import load_file
+
+    from facecycle.checkpoint import load_checkpoint, save_checkpoint
+    from facecycle.export import export_onnx
+    from facecycle.probe.linear import Head, save_head
+    from facecycle.train.semisup import EMOTION_CLASSES
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", type=Path, required=True)
+    ap.add_argument("--head", type=Path, required=True, help="RUN/head.safetensors of the semisup run")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--note", default="", help="free text stored as the manifest's source")
+    ap.add_argument("--val-acc", type=float, default=None, help="validation accuracy to record in the head")
+    ap.add_argument("--feature-flip", action="store_true",
+                    help="ship with config.feature_flip (the feature averages the image and its mirror)")
+    a = ap.parse_args()
+
+    model = load_checkpoint(a.checkpoint).float().eval()
+    if a.feature_flip:
+        model.config = model.config.replace(feature_flip=True)
+    tmp = a.out.with_name(a.out.name + ".new")
+    shutil.rmtree(tmp, ignore_errors=True)
+    man = export_onnx(model, tmp, source=a.note or f"trained: {a.checkpoint}")
+    save_checkpoint(model, tmp / "model.safetensors", dtype=torch.float16)
+    hs = load_file(str(a.head))
+    w = hs["fc.weight"].float().numpy()
+    b = hs["fc.bias"].float().numpy()
+    c = model.config
+    meta = {"task": "expression", "feature": "facecycle", "config": c.to_json(), "config_name": c.name,
+            "image_size": str(c.image_size), "feature_dim": str(c.feature_dim),
+            "classes": json.dumps(list(EMOTION_CLASSES)),
+            "fit": "trained end to end with the encoder (facecycle train --stage semisup)",
+            "source": a.note}
+    if a.val_acc is not None:
+        meta["accuracy"] = f"{a.val_acc:.4f}"
+    save_head(Head(w, b, np.zeros(w.shape[1], np.float32), np.ones(w.shape[1], np.float32), meta),
+              tmp / "expression_head.safetensors")
+    if a.out.exists():
+        shutil.rmtree(a.out)
+    tmp.rename(a.out)
+    total = sum(p.stat().st_size for p in a.out.iterdir())
+    print(f"wrote {a.out}: {', '.join(sorted(p.name for p in a.out.iterdir()))}; {total / 1e6:.1f} MB; "
+          f"graphs {list(man['graphs'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
