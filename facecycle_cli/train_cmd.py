@@ -87,13 +87,13 @@ def _train(args: argparse.Namespace) -> int:
     hold = [h for h in args.hold_out.split(",") if h.strip()]
     cut = bool(args.video_scale and abs(args.video_scale - cfg.crop_scale) > 1e-3)
     if hold:
-        from ..train.semisup import load_video
+        from facecycle.train.semisup import load_video
 
         imgs, tracks, _ = load_video([Path(d) for d in args.data], 64 if cut else cfg.image_size, exclude=hold)
     else:
         imgs, tracks = load_track_dataset([Path(d) for d in args.data], 64 if cut else cfg.image_size)
     if cut:  # datasets prepared looser than the model's framing: cut the model's framing out of them
-        from ..train.semisup import cut_framing
+        from facecycle.train.semisup import cut_framing
 
         imgs = center_cut(imgs, cut_framing(args.video_scale, cfg.crop_scale), cfg.image_size)
     pool = None
@@ -130,11 +130,11 @@ def _train(args: argparse.Namespace) -> int:
 def _train_semisup(args: argparse.Namespace, cfg) -> int:
     import time
 
-    from ..train.semisup import SemiSupOptions, SemiSupTrainer, load_stills, load_video
+    from facecycle.train.semisup import SemiSupOptions, SemiSupTrainer, load_stills, load_video
 
     t = time.perf_counter()
     if args.pack:
-        from ..train.pack import read_pack
+        from facecycle.train.pack import read_pack
 
         stills, val, (vimg, vtr) = read_pack(Path(args.pack))
         print(f"data (pack {args.pack}): {len(stills[0])} labelled stills, {len(val[0])} held out; "
@@ -151,7 +151,7 @@ def _train_semisup(args: argparse.Namespace, cfg) -> int:
               f"{len(names)} tracks ({len(hold)} clip prefixes held out); loaded in {time.perf_counter() - t:.0f} s",
               flush=True)
     if args.write_pack:
-        from ..train.pack import write_pack
+        from facecycle.train.pack import write_pack
 
         n = write_pack(Path(args.write_pack), stills, val, (vimg, vtr))
         print(f"wrote {args.write_pack} ({n / 1e6:.1f} MB)")
