@@ -53,7 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma list of track-name prefixes (clip stems) left out of training")
     p.add_argument("--cycle-every", type=int, default=8, help="semisup: one FaceCycle step every N steps")
     p.add_argument("--device", default="cpu", help="semisup: torch device (cpu, cuda)")
-    p.add_argument("--video-batch", type=int, default=32, help="semisup: video crops per step (consistency)")
+    p.add_argument("--video-batch", type=int, default=0,
+                   help="semisup: video crops per step for the pseudo-label consistency term (default 0 = off: "
+                        "measured to collapse video predictions to one class, see MODEL_CARD.md)")
     p.add_argument("--consistency-start", type=float, default=0.3,
                    help="semisup: fraction of --steps before the video consistency term starts")
     p.add_argument("--pairs", type=int, default=6, help="semisup: video pairs per FaceCycle step")

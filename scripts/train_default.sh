@@ -14,7 +14,7 @@ MODE=${1:-all}
 SHARED=${SHARED:-../shared}
 WORK=${WORK:-runs/default}          # prepared crops and the identity run (not committed)
 RUN=${RUN:-training/rt64}           # the semi-supervised run (committed state)
-STEPS=${STEPS:-10000}               # length of the cosine schedule (the shipped model: 10000)
+STEPS=${STEPS:-3600}                # length of the cosine schedule (the shipped model: 3600)
 THREADS=${THREADS:-2}
 MINUTES=${MINUTES:-}
 FER=$SHARED/data/fer2013
@@ -38,8 +38,8 @@ if [[ ! -f $UNSUP ]]; then mkdir -p "$WORK"; git show 3fbdedb:facecycle/assets/d
 if [[ $MODE == all || $MODE == train ]]; then
   # FER-2013 train minus the probes' 10 % validation split (stratified, seed 0) + video; see facecycle/train/semisup.py
   "${FC[@]}" train --stage semisup --config rt64 --init "$UNSUP" --data "$WORK/vid1" "$WORK/vid2" --fer "$FER" \
-    --hold-out "$HOLD" --steps "$STEPS" --batch 128 --lr 1e-3 --cycle-every 8 --pairs 6 --video-batch 32 \
-    --consistency-start 0.3 --threads "$THREADS" --ckpt-every 250 --out "$RUN" --resume "${LIMIT[@]}"
+    --hold-out "$HOLD" --steps "$STEPS" --batch 128 --lr 1e-3 --cycle-every 8 --pairs 6 --video-batch 0 \
+    --threads "$THREADS" --ckpt-every 250 --out "$RUN" --resume "${LIMIT[@]}"
 fi
 
 if [[ $MODE == all || $MODE == identity ]]; then

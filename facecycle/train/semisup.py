@@ -11,10 +11,12 @@ H on the encoder's conv feature together. Every step:
   erasing jitter;
 * **zero flow for neutral** — stills labelled neutral must give a zero
   neutralizing flow and backflow (M(E(x)) = 0);
-* **video consistency** (after a warm-up) — unlabelled video face crops, two
-  augmentations each: the prediction on the strong one is pulled to the
-  confident prediction on the weak one (FixMatch-style), adapting the
-  encoder from 48-px stills to video frames of ~55 people;
+* **video consistency** (optional, ``video_batch`` > 0; off in the shipped
+  recipe) — unlabelled video face crops, two augmentations each: the
+  prediction on the strong one is pulled to the confident prediction on the
+  weak one (FixMatch-style). Measured: it keeps FER-2013 accuracy but makes
+  every video frame read as one class (neutral in one run, surprise in
+  another) — self-training collapse on talking heads; MODEL_CARD.md;
 
 and every ``cycle_every`` steps a **FaceCycle step** on video pairs (two frames
 of one face track, or a frame and its mirror): the paper's motion losses, with
@@ -71,7 +73,7 @@ class SemiSupOptions:
     config: str = "rt64"
     steps: int = 6000              # supervised steps: the length of the cosine schedule
     batch: int = 128               # labelled stills per step
-    video_batch: int = 32          # unlabelled video crops per step (consistency term); 0 = off
+    video_batch: int = 0           # unlabelled video crops per step (consistency term); 0 = off (see below)
     cycle_every: int = 8           # one FaceCycle step every N steps; 0 = none
     pairs: int = 6                 # video pairs per FaceCycle step
     lr: float = 2e-3               # peak lr of E and H (AdamW, cosine)
