@@ -135,7 +135,8 @@ def eval_clips(model: Path, clips_csv: Path, shared: Path, neutralize: bool, max
             mean_e = np.mean(emos, axis=0) if emos else None
             rec = {"clip": r["clip"], "label": r["label"], "person": r["person"], "kind": r["kind"],
                    "frames": n, "face_frames": len(inten), "seconds": round(time.perf_counter() - t, 2),
-                   "mean_emotions": None if mean_e is None else {e: round(float(v), 4) for e, v in zip(EMOTIONS, mean_e)},
+                   "mean_emotions": None if mean_e is None else {e: round(float(v), 4)
+                                                                 for e, v in zip(EMOTIONS, mean_e, strict=True)},
                    "named": None if mean_e is None else EMOTIONS[int(np.argmax(mean_e))],
                    "median_intensity": float(np.median(inten)) if inten else None,
                    "median_rel_intensity": float(np.median(rel)) if rel else None}
@@ -163,7 +164,8 @@ def eval_clips(model: Path, clips_csv: Path, shared: Path, neutralize: bool, max
     det = [c for c in out if "neutral_detail_ratio_median" in c]
     if det:
         summary["neutral_detail_ratio_median"] = float(np.median([c["neutral_detail_ratio_median"] for c in det]))
-        summary["neutral_read_neutral_by_own_head"] = float(np.mean([c["neutral_read_neutral_by_own_head"] for c in det]))
+        summary["neutral_read_neutral_by_own_head"] = float(np.mean([c["neutral_read_neutral_by_own_head"]
+                                                                     for c in det]))
         summary["inputs_read_neutral_by_own_head"] = float(np.mean([c["inputs_read_neutral_by_own_head"] for c in det]))
         summary["neutral_ssim_to_input_median"] = float(np.median([c["neutral_ssim_to_input_median"] for c in det]))
     jd = [c for c in out if "judge_neutral_share_of_neutral_faces" in c]

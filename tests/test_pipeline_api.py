@@ -2,9 +2,8 @@
 expression head, neutral faces, identity re-id, stop/pause, the GUI bridge, and `bench soak`."""
 from __future__ import annotations
 
-import math
-
 import json
+import math
 import shutil
 import threading
 import time

@@ -563,7 +563,8 @@ def load_stills(root: Path, size: int, val_frac: float = 0.1, seed: int = 0
     return (xt, np.array([c for _, c in tr], np.int64)), (xv, np.array([c for _, c in va], np.int64))
 
 
-def load_video(dirs: Sequence[Path], size: int, exclude: Sequence[str] = ()) -> Tuple[np.ndarray, np.ndarray, List[str]]:
+def load_video(dirs: Sequence[Path], size: int, exclude: Sequence[str] = ()
+               ) -> Tuple[np.ndarray, np.ndarray, List[str]]:
     """Crops of prepared datasets, leaving out tracks whose name starts with any of ``exclude``."""
     from ..data.pairs import load_track_dataset
     from ..data.prepare import read_index
