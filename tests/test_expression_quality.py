@@ -1,0 +1,99 @@
+"""The shipped default model reads expressions (issue 11), measured on held-out real data from ../shared.
+
+* FER-2013: the shipped head on a stratified part of the validation split (never trained on).
+* Held-out video (people never trained on, ``scripts/heldout_prefixes.txt``): the per-clip mean of the
+  emotion probabilities names the acted emotion; intensity separates expression from neutral talking.
+* Person-normalized expression on a clip that goes from rest to a strong expression.
+
+Thresholds sit below the figures in MODEL_CARD.md (benchmarks/*/expression.json) by a margin for noise;
+a model that reads expressions no better than chance fails every one of them.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from .conftest import SHARED
+
+#: the shipped head on 1,200 validation images: 57.5 % on all 2,872 (MODEL_CARD.md); pixels 36.9 %, chance 25 %
+ACC_MIN = 0.50
+#: held-out people (scripts/heldout_prefixes.txt) whose clips the shipped model names correctly with a margin
+CLIPS = [("videos_more/styletalk_style_clips_happyenglish_clip1.mp4", "happy"),
+         ("videos_more/styletalk_style_clips_furious_talk1_clip1.mp4", "angry"),
+         ("videos_more/styletalk_source_video_feifeili_clip1.mp4", "neutral")]
+NEUTRAL_CLIP = "videos_more/styletalk_source_video_feifeili_clip1.mp4"
+STRONG_CLIPS = ["videos_more/styletalk_style_clips_happyenglish_clip1.mp4",
+                "videos_more/styletalk_style_clips_furious_talk1_clip1.mp4"]
+#: rest, a broad smile from about 1 s to 3 s, rest again (a trained-on clip: this checks the mechanism)
+REST_TO_EXPRESSION = ("videos/liveportrait_driving_d0.mp4", 78)
+
+
+def _clip(name: str):
+    p = SHARED / "data" / name
+    if not p.is_file():
+        pytest.skip(f"{p} is absent (../shared not mounted)")
+    return p
+
+
+@pytest.fixture(scope="module")
+def analyzer():
+    from realtime.analyzer import Analyzer
+
+    with Analyzer(backend="onnxruntime", detect_every=5) as an:
+        yield an
+
+
+def _run(an, path, max_frames=150):
+    rows = []
+    for p in an.process_video(path, max_frames=max_frames):
+        if p.faces:
+            f = max(p.faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+            rows.append((p.timestamp, f.intensity, f.emotions, f.rel_intensity, f.baseline_ready))
+    assert len(rows) > 0.8 * min(max_frames, 78), "faces not found"
+    return rows
+
+
+def test_shipped_head_reads_fer2013_validation_images():
+    fer = SHARED / "data" / "fer2013"
+    if not (fer / "train").is_dir():
+        pytest.skip(f"{fer} is absent (../shared not mounted)")
+    from facecycle.assets import default_model_dir
+    from facecycle.probe.features import OnnxFeatures
+    from facecycle.probe.linear import load_head
+    from facecycle.probe.run import eval_expression, expression_items, subsample
+
+    model = default_model_dir()
+    head = load_head(model / "expression_head.safetensors")
+    items = subsample(expression_items(fer, "val", 0.1, 0), 1200, seed=0)
+    rep = eval_expression(OnnxFeatures(model, threads=2), head, items)
+    # raw pixels: 36.9 %, the unsupervised model: 34.2 %, majority class: 25.1 % (MODEL_CARD.md)
+    assert rep["accuracy"] >= ACC_MIN, rep["accuracy"]
+    assert rep["per_class_accuracy"]["happy"] > 0.6 and rep["per_class_accuracy"]["surprise"] > 0.5
+
+
+@pytest.mark.parametrize("clip,label", CLIPS)
+def test_held_out_clip_names_its_emotion(analyzer, clip, label):
+    rows = _run(analyzer, _clip(clip))
+    from realtime.types import EMOTIONS
+
+    mean = np.mean([r[2] for r in rows], axis=0)
+    assert EMOTIONS[int(np.argmax(mean))] == label, dict(zip(EMOTIONS, np.round(mean, 3)))
+
+
+def test_intensity_is_higher_on_strong_expressions_than_on_neutral_talking(analyzer):
+    neutral = np.median([r[1] for r in _run(analyzer, _clip(NEUTRAL_CLIP))])
+    for clip in STRONG_CLIPS:
+        strong = np.median([r[1] for r in _run(analyzer, _clip(clip))])
+        # measured: 0.97 and 0.93 against 0.61 (1 - P(neutral) saturates: the ratio is 1.4-1.6, not more)
+        assert strong >= neutral + 0.2, (clip, strong, neutral)
+
+
+def test_person_normalized_intensity_rises_from_rest_to_expression(analyzer):
+    rows = _run(analyzer, _clip(REST_TO_EXPRESSION[0]), max_frames=REST_TO_EXPRESSION[1])
+    assert not any(r[4] for r in rows if r[0] < 0.5), "relative values during the warm-up"
+    smile = [r for r in rows if 1.2 <= r[0] < 2.8]
+    rest = [r for r in rows if r[0] >= 3.0]
+    assert smile and rest and all(r[4] for r in smile + rest)
+    assert np.median([r[3] for r in smile]) > 0.6, [round(r[3], 2) for r in smile]
+    assert np.median([r[3] for r in rest]) < 0.3, [round(r[3], 2) for r in rest]
+    assert np.median([r[1] for r in smile]) > np.median([r[1] for r in rest]) + 0.3
