@@ -59,6 +59,9 @@ fi
 if [[ $MODE == all || $MODE == eval ]]; then
   D=benchmarks/$(date -u +%Y-%m-%d)-cpu2
   mkdir -p "$D"
-  python scripts/eval_expression.py --fer "$FER" --clips benchmarks/heldout_clips.csv --neutralize --out "$D/expression.json"
+  python scripts/eval_expression.py --fer "$FER" --clips benchmarks/heldout_clips.csv --max-frames 300 \
+    --out "$D/expression_heldout.json"
+  python scripts/eval_expression.py --clips benchmarks/heldout_clips.csv --neutralize --max-frames 75 \
+    --out "$D/expression_neutral.json"
   "${FC[@]}" probe eval --task expression --data "$FER" --split val --json "$D/probe_val_shipped.json" --no-progress
 fi
