@@ -77,7 +77,7 @@ def test_held_out_clip_names_its_emotion(analyzer, clip, label):
     from realtime.types import EMOTIONS
 
     mean = np.mean([r[2] for r in rows], axis=0)
-    assert EMOTIONS[int(np.argmax(mean))] == label, dict(zip(EMOTIONS, np.round(mean, 3)))
+    assert EMOTIONS[int(np.argmax(mean))] == label, dict(zip(EMOTIONS, np.round(mean, 3), strict=True))
 
 
 def test_intensity_is_higher_on_strong_expressions_than_on_neutral_talking(analyzer):
