@@ -50,8 +50,11 @@ def text_metrics(image: np.ndarray) -> TextMetrics:
     px = max(MIN_TEXT_PX, int(round(min(h, w) / 48)))
     (_, ref), _ = cv2.getTextSize("H", _FONT, 1.0, 1)
     scale = px / float(ref)
-    row = px + max(4, px // 2)
-    return TextMetrics(scale=scale, px=px, row=row, pad=max(2, px // 3), thick=1 if px < 18 else 2)
+    thick = 1 if px < 18 else 2
+    # a row holds the tallest glyphs plus descenders as this OpenCV build renders them (4.x and 5.x differ)
+    (_, th), base = cv2.getTextSize("Hdgy", _FONT, scale, thick)
+    row = max(px + max(4, px // 2), th + base + 1)
+    return TextMetrics(scale=scale, px=px, row=row, pad=max(2, px // 3), thick=thick)
 
 
 def tag_rect(image: np.ndarray, box: Sequence[float], label: str, m: TextMetrics) -> Tuple[int, int, int, int]:
