@@ -19,7 +19,7 @@ from ..errors import InputError
 from .augment import augment_pairs
 from .prepare import read_index
 
-__all__ = ["PairSource", "load_track_dataset", "load_image_pool"]
+__all__ = ["PairSource", "load_track_dataset", "load_image_pool", "track_index"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,22 @@ def load_image_pool(paths: Sequence[Path], size: int) -> np.ndarray:
     return load_images(list(paths), size)
 
 
+def track_index(tracks: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For sampling a second frame of the same track: (order, start, length), int64 tensors of (N,).
+
+    ``order`` sorts the images by track (stably); image i's track occupies
+    ``order[start[i]:start[i] + length[i]]``.
+    """
+    tracks = np.asarray(tracks)
+    order = np.argsort(tracks, kind="stable")
+    t_sorted = tracks[order]
+    starts = np.searchsorted(t_sorted, t_sorted, side="left")
+    ends = np.searchsorted(t_sorted, t_sorted, side="right")
+    inv = np.empty_like(order)
+    inv[order] = np.arange(len(order))
+    return torch.from_numpy(order), torch.from_numpy(starts[inv]), torch.from_numpy((ends - starts)[inv])
+
+
 @dataclass
 class PairSource:
     """Deterministic pair sampler over track crops plus an optional still-image pool.
@@ -76,16 +92,7 @@ class PairSource:
     def __post_init__(self) -> None:
         self._img = torch.from_numpy(np.ascontiguousarray(self.images))
         self._pool = torch.from_numpy(np.ascontiguousarray(self.pool)) if self.pool is not None else None
-        order = np.argsort(self.tracks, kind="stable")
-        self._order = torch.from_numpy(order)
-        t_sorted = self.tracks[order]
-        starts = np.searchsorted(t_sorted, t_sorted, side="left")
-        ends = np.searchsorted(t_sorted, t_sorted, side="right")
-        inv = np.empty_like(order)
-        inv[order] = np.arange(len(order))
-        # for image i: the range [start, end) of its track in self._order
-        self._start = torch.from_numpy(starts[inv])
-        self._len = torch.from_numpy((ends - starts)[inv])
+        self._order, self._start, self._len = track_index(self.tracks)
 
     def generator(self, step: int) -> torch.Generator:
         return torch.Generator().manual_seed((self.seed * 1_000_003 + step) % (2 ** 63))

@@ -52,6 +52,7 @@ from torch import nn
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import FaceCycleConfig, get_config
+from ..data.pairs import track_index
 from ..errors import InputError, UsageError
 from ..losses import motion_losses
 from ..model import MOTION_MODULES, FaceCycle
@@ -228,16 +229,7 @@ class SemiSupTrainer:
         self.yv = torch.from_numpy(np.asarray(val[1], np.int64))
         if video is not None and len(video[0]):
             self.vid = torch.from_numpy(np.ascontiguousarray(video[0])).permute(0, 3, 1, 2).contiguous()
-            tr = np.asarray(video[1])
-            order = np.argsort(tr, kind="stable")
-            t_sorted = tr[order]
-            starts = np.searchsorted(t_sorted, t_sorted, side="left")
-            ends = np.searchsorted(t_sorted, t_sorted, side="right")
-            inv = np.empty_like(order)
-            inv[order] = np.arange(len(order))
-            self._vorder = torch.from_numpy(order)
-            self._vstart = torch.from_numpy(starts[inv])
-            self._vlen = torch.from_numpy((ends - starts)[inv])
+            self._vorder, self._vstart, self._vlen = track_index(video[1])
         else:
             self.vid = None
         counts = torch.bincount(self.ys, minlength=len(EMOTION_CLASSES)).float().clamp(min=1)
