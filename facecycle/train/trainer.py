@@ -13,7 +13,6 @@ continues bit-exactly (same thread count, same machine).
 """
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -30,6 +29,7 @@ from ..errors import InputError, UsageError
 from ..losses import PerceptualNet, identity_losses, motion_losses
 from ..model import ALL_MODULES, IDENTITY_MODULES, MOTION_MODULES, FaceCycle
 from ..preprocess import from_output
+from .runlog import RunLog
 from .state import load_state, save_state
 from .visual import flow_to_rgb, save_grid
 
@@ -90,6 +90,7 @@ class Trainer:
         self.src = source
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
+        self.log = RunLog(self.out / "log.csv")
         mot = None
         if opts.stage == "identity":
             if not opts.init:
@@ -182,29 +183,8 @@ class Trainer:
                             k, old[k], getattr(self.o, k))
         self.step = int(meta["step"])
         self.wall = float(meta.get("wall_s", 0.0))
-        self._trim_log()
+        self.log.trim(self.step)
         return True
-
-    def _trim_log(self) -> None:
-        p = self.out / "log.csv"
-        if not p.is_file():
-            return
-        with open(p, newline="") as f:
-            rows = list(csv.reader(f))
-        if not rows:
-            return
-        keep = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= self.step]
-        with open(p, "w", newline="") as f:
-            csv.writer(f).writerows(keep)
-
-    def _log_row(self, row: Dict[str, float]) -> None:
-        p = self.out / "log.csv"
-        new = not p.is_file()
-        with open(p, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                w.writeheader()
-            w.writerow(row)
 
     def sample_grid(self, x: torch.Tensor, res: Dict[str, torch.Tensor], n: int = 8) -> Path:
         mean, std = self.cfg.mean, self.cfg.std
@@ -260,7 +240,7 @@ class Trainer:
                 terms = {k: float(v.detach()) for k, v in res.items() if not k.startswith("_")}
                 row = {"step": self.step, "lr": lr_at(self.step - 1, self.o), **terms,
                        "samples_per_s": round(sps, 2), "wall_s": round(self.wall, 2)}
-                self._log_row(row)
+                self.log.append(row)
                 bar.set_postfix_str(" ".join(f"{k} {v:.3g}" for k, v in terms.items()) + f" | {ema:.1f} img/s")
                 bar.update(1)
                 if on_step:
