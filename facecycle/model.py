@@ -1,6 +1,7 @@
 """The FaceCycle model object and its inference surface."""
 from __future__ import annotations
 
+from functools import partial
 from typing import Dict, Iterable, NamedTuple, Optional, Sequence
 
 import torch
@@ -21,7 +22,7 @@ _FACTORIES = {
     "codegeneration": Encoder,
     "exptoflow": MotionDecoder,
     "Swap_Generator": Generator,
-    "idcodegen": Encoder,
+    "idcodegen": partial(Encoder, identity=True),
     "Swap_Norm": Normalizer,
 }
 

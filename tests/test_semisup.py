@@ -100,3 +100,69 @@ def test_old_configs_without_the_new_fields_still_load():
     assert r.feature_dim == 32 * 4 * 4 and r.crop_scale == pytest.approx(1.03) and r.gray_input
     # the same sizes as the unsupervised small-w0.25, so one starts from the other
     assert r.replace(name="small-w0.25", crop_scale=1.7, gray_input=False) == get_config("small-w0.25")
+
+
+def test_encoder_width_widens_the_expression_encoder_alone():
+    from facecycle.model import FaceCycle
+
+    c = get_config("rt64w")
+    m = FaceCycle(c)
+    assert m.codegeneration.conv1[0].weight.shape[0] == c.enc_ch(64) == 32
+    assert m.idcodegen.conv1[0].weight.shape[0] == c.ch(64) == 16  # the identity encoder keeps width
+    x = torch.zeros(2, 3, 64, 64)
+    assert m.codegeneration(x)[0].shape == (2, c.feature_dim) == (2, 32 * 4 * 4 * 2)
+    assert m.identity(x).shape == (2, c.code_dim)
+
+
+def test_init_from_a_narrower_model_keeps_motion_and_starts_the_encoder_fresh(tmp_path):
+    from facecycle.checkpoint import save_checkpoint
+    from facecycle.model import MOTION_MODULES, FaceCycle
+
+    torch.manual_seed(1)
+    narrow = FaceCycle(get_config("tiny").replace(name="tiny-narrow-test", gray_input=True, crop_scale=1.0),
+                       modules=MOTION_MODULES)
+    save_checkpoint(narrow, tmp_path / "narrow.safetensors")
+    o = SemiSupOptions(config="tiny-gray-test", steps=2, batch=8, cycle_every=0, val_every=0, ckpt_every=0)
+    tr = SemiSupTrainer(o, _stills(16, 32, 0), _stills(8, 32, 1), None, tmp_path / "run",
+                        init=str(tmp_path / "narrow.safetensors"))
+    for mod in ("exptoflow", "Swap_Generator"):
+        for (k, v), (_, w) in zip(getattr(tr.model, mod).state_dict().items(),
+                                  getattr(narrow, mod).state_dict().items(), strict=True):
+            assert torch.equal(v, w), k
+    assert tr.model.codegeneration.conv1[0].weight.shape != narrow.codegeneration.conv1[0].weight.shape
+    # a model whose motion decoder does not fit is refused with one clear error
+    other = FaceCycle(get_config("tiny").replace(name="tiny-other-test", code_dim=8, gray_input=True),
+                      modules=MOTION_MODULES)
+    save_checkpoint(other, tmp_path / "other.safetensors")
+    from facecycle.errors import InputError
+
+    with pytest.raises(InputError, match="does not fit"):
+        SemiSupTrainer(o, _stills(16, 32, 0), _stills(8, 32, 1), None, tmp_path / "run2",
+                       init=str(tmp_path / "other.safetensors"))
+
+
+def test_bf16_autocast_trains_and_rejects_unknown_modes(tmp_path):
+    o = SemiSupOptions(config="tiny-gray-test", steps=30, batch=32, cycle_every=0, lr=3e-3, warmup_steps=5,
+                       val_every=0, ckpt_every=0, threads=1, amp="bf16")
+    tr = SemiSupTrainer(o, _stills(700, 32, 0), _stills(200, 32, 1), None, tmp_path / "bf16")
+    before = tr.validate()["val_acc"]
+    terms = tr.fit(progress=False)
+    assert np.isfinite(terms["ce"]) and tr.validate()["val_acc"] > before + 0.1
+    from facecycle.errors import UsageError
+
+    o.amp = "fp8"
+    with pytest.raises(UsageError, match="amp"):
+        SemiSupTrainer(o, _stills(16, 32, 0), _stills(8, 32, 1), None, tmp_path / "x")
+
+
+def test_set_options_for_ablations():
+    from facecycle.errors import UsageError
+    from facecycle_cli.train_cmd import set_options
+
+    o = SemiSupOptions()
+    set_options(o, ["zero_flow_weight=0", "cycle-every=4", "amp=bf16"])
+    assert o.zero_flow_weight == 0.0 and isinstance(o.zero_flow_weight, float)
+    assert o.cycle_every == 4 and o.amp == "bf16"
+    for bad in ("nonsense=1", "zero_flow_weight", "cycle_every=x"):
+        with pytest.raises(UsageError):
+            set_options(o, [bad])

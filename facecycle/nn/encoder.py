@@ -17,11 +17,15 @@ class Encoder(nn.Module):
 
     Shapes: image (B, 3, S, S) float, RGB, ImageNet-normalised ->
     feature (B, feature_dim) (2048 for the paper config), code (B, code_dim) in (−1, 1).
+    ``identity=True`` builds the identity encoder: channels from ``config.width`` (not
+    ``encoder_width``), so its feature is ``config.ch(128) * 4 * 4`` long; only its code is used.
     """
 
-    def __init__(self, cfg: FaceCycleConfig) -> None:
+    def __init__(self, cfg: FaceCycleConfig, identity: bool = False) -> None:
         super().__init__()
-        c64, c128, c256 = cfg.enc_ch(64), cfg.enc_ch(128), cfg.enc_ch(256)
+        # ``config.encoder_width`` widens the expression encoder alone; the identity encoder keeps ``width``
+        ch = cfg.ch if identity else cfg.enc_ch
+        c64, c128, c256 = ch(64), ch(128), ch(256)
         self.conv1 = nn.Sequential(conv(3, c64, 7, 2), lrelu(), conv(c64, c64), lrelu())
         self.layer1 = nn.Sequential(conv(c64, c64), lrelu(), SelfAttention(c64), conv(c64, c64), lrelu())
         self.layer2_1 = nn.Sequential(
@@ -40,8 +44,10 @@ class Encoder(nn.Module):
         self.layer2_2 = nn.Sequential(conv(c128, c128, 3, 2), lrelu(), conv(c128, c128), lrelu())
         self.layer3_1 = nn.Sequential(conv(c128, c256, 3, 2), lrelu(), conv(c256, c256), lrelu())
         self.layer3_2 = nn.Sequential(conv(c256, c256), lrelu(), conv(c256, c128), lrelu())
+        _, fh, fw = cfg.feature_shape
+        self.feature_dim = c128 * fh * fw
         self.expresscode = nn.Sequential(
-            nn.Linear(cfg.feature_dim, cfg.hidden_dim), lrelu(), nn.Linear(cfg.hidden_dim, cfg.code_dim), nn.Tanh()
+            nn.Linear(self.feature_dim, cfg.hidden_dim), lrelu(), nn.Linear(cfg.hidden_dim, cfg.code_dim), nn.Tanh()
         )
         init_weights(self)
 

@@ -36,7 +36,6 @@ saved, so ``--resume`` continues the run (across sessions: commit RUN/).
 """
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -56,6 +55,7 @@ from ..data.pairs import track_index
 from ..errors import InputError, UsageError
 from ..losses import motion_losses
 from ..model import MOTION_MODULES, FaceCycle
+from .runlog import RunLog
 from .state import load_state, save_state
 
 __all__ = ["SemiSupOptions", "SemiSupTrainer", "EMOTION_CLASSES", "affine_jitter", "cut_framing"]
@@ -71,7 +71,7 @@ NEUTRAL = EMOTION_CLASSES.index("neutral")
 class SemiSupOptions:
     """Everything that defines a semi-supervised run (saved in RUN/state.safetensors)."""
 
-    config: str = "rt64"
+    config: str = "rt64w"
     steps: int = 6000              # supervised steps: the length of the cosine schedule
     batch: int = 128               # labelled stills per step
     video_batch: int = 0           # unlabelled video crops per step (consistency term); 0 = off (see below)
@@ -98,6 +98,8 @@ class SemiSupOptions:
     seed: int = 0
     threads: int = 0
     device: str = "cpu"            # "cuda" on a GPU machine (augmentation stays on the CPU)
+    amp: str = "none"              # "bf16": the supervised pass under bfloat16 autocast (CPUs with AMX / AVX512-BF16,
+                                   # GPUs); the FaceCycle step and validation stay float32
 
 
 def lr_factor(step: int, o: SemiSupOptions) -> float:
@@ -207,15 +209,12 @@ class SemiSupTrainer:
         torch.manual_seed(opts.seed)
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
+        self.log = RunLog(self.out / "log.csv")
         self.model = FaceCycle(self.cfg, modules=MOTION_MODULES)
-        if init:  # start from another model of the same sizes (e.g. an unsupervised FaceCycle run)
-            m = load_checkpoint(init)
-            sd = {k: v for k, v in m.state_dict().items() if k.split(".")[0] in MOTION_MODULES}
-            try:
-                self.model.load_state_dict(sd)
-            except RuntimeError as e:
-                raise InputError(f"{init}: its sizes do not fit config {self.cfg.name!r} "
-                                 f"({str(e).splitlines()[0]})") from None
+        if opts.amp not in ("none", "bf16"):
+            raise UsageError(f"amp must be 'none' or 'bf16', not {opts.amp!r}")
+        if init:
+            self._init_from(init)
         self.head = EmotionHead(self.cfg.feature_dim, dropout=opts.head_dropout)
         self.dev = torch.device(opts.device)
         self.model.to(self.dev)
@@ -244,6 +243,29 @@ class SemiSupTrainer:
         self.step = 0
         self.wall = 0.0
         self.best_val = 0.0
+
+    def _init_from(self, init: str) -> None:
+        """Start the motion modules from another model (e.g. an unsupervised FaceCycle run).
+
+        Every module must fit, except the expression encoder: when only its width differs (``encoder_width``),
+        it starts fresh and M, G start from ``init``.
+        """
+        m = load_checkpoint(init)
+        src = m.state_dict()
+        own = self.model.state_dict()
+        fresh = []
+        for mod in MOTION_MODULES:
+            keys = [k for k in own if k.split(".")[0] == mod]
+            fits = all(k in src and src[k].shape == own[k].shape for k in keys)
+            if fits:
+                own.update({k: src[k] for k in keys})
+            elif mod == "codegeneration" and m.config.code_dim == self.cfg.code_dim:
+                fresh.append(mod)
+            else:
+                raise InputError(f"{init}: its {mod} does not fit config {self.cfg.name!r}")
+        self.model.load_state_dict(own)
+        if fresh:
+            log.info("init %s: %s starts fresh (its sizes differ), the other motion modules from it", init, fresh)
 
     # ------------------------------------------------------------------ io
     def save(self) -> None:
@@ -274,7 +296,7 @@ class SemiSupTrainer:
         self.step = int(meta["step"])
         self.wall = float(meta.get("wall_s", 0.0))
         self.best_val = float(meta.get("best_val", 0.0))
-        _trim_csv(self.out / "log.csv", self.step)
+        self.log.trim(self.step)
         return True
 
     # ---------------------------------------------------------------- data
@@ -362,15 +384,16 @@ class SemiSupTrainer:
         enc = self.model.codegeneration
         terms: Dict[str, float] = {}
         x, y = self.still_batch(self.step)
-        feat, code = enc(x)
-        logits = self.head(feat)
+        with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=o.amp == "bf16"):
+            feat, code = enc(x)
+            logits = self.head(feat).float()
         ce = F.cross_entropy(logits, y, weight=self.class_weight, label_smoothing=o.label_smoothing)
         loss = ce
         terms["ce"] = float(ce.detach())
         terms["acc"] = float((logits.argmax(1) == y).float().mean())
         neu = y == NEUTRAL
         if o.zero_flow_weight > 0 and bool(neu.any()):
-            fl, bk = self.model.exptoflow(code[neu])
+            fl, bk = self.model.exptoflow(code[neu].float())
             zf = fl.abs().mean() + bk.abs().mean()
             loss = loss + o.zero_flow_weight * zf
             terms["zero_flow"] = float(zf.detach())
@@ -475,7 +498,7 @@ class SemiSupTrainer:
                     self.best_val = max(self.best_val, v["val_acc"])
                     log.info("step %d: val acc %.4f (flip %.4f), %.0f img/s", self.step, v["val_acc"],
                              v["val_acc_flip"], ema)
-                _append_csv(self.out / "log.csv", row)
+                self.log.append(row)
                 bar.set_postfix_str(f"ce {terms.get('ce', 0):.3f} acc {terms.get('acc', 0):.3f} "
                                     f"| {ema:.0f} img/s")
                 bar.update(1)
@@ -493,49 +516,6 @@ class SemiSupTrainer:
         """The emotion head as (weight (7, D), bias (7,)) float32 arrays."""
         return (self.head.fc.weight.detach().cpu().numpy().astype(np.float32),
                 self.head.fc.bias.detach().cpu().numpy().astype(np.float32))
-
-
-_LOG_FIELDS: Dict[Path, List[str]] = {}
-
-
-def _append_csv(path: Path, row: Dict[str, float]) -> None:
-    """Append ``row`` to a CSV whose header is the union of keys seen (rewritten when new keys appear)."""
-    rows: List[Dict[str, str]] = []
-    fields = _LOG_FIELDS.get(path)
-    if fields is None:
-        if path.is_file():
-            with open(path, newline="") as f:
-                r = csv.DictReader(f)
-                fields = list(r.fieldnames or [])
-        else:
-            fields = []
-    new = [k for k in row if k not in fields]
-    if new or not path.is_file():
-        if path.is_file():
-            with open(path, newline="") as f:
-                rows = list(csv.DictReader(f))
-        fields = fields + new
-        with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields)
-            w.writeheader()
-            w.writerows(rows)
-    _LOG_FIELDS[path] = fields
-    with open(path, "a", newline="") as f:
-        csv.DictWriter(f, fieldnames=fields).writerow(row)
-
-
-def _trim_csv(path: Path, step: int) -> None:
-    if not path.is_file():
-        return
-    with open(path, newline="") as f:
-        r = csv.DictReader(f)
-        fields = list(r.fieldnames or [])
-        rows = [x for x in r if x.get("step") and int(x["step"]) <= step]
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
-    _LOG_FIELDS.pop(path, None)
 
 
 def load_stills(root: Path, size: int, val_frac: float = 0.1, seed: int = 0
