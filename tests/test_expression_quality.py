@@ -16,7 +16,7 @@ import pytest
 from .conftest import SHARED
 
 #: the shipped head on 1,200 validation images: 57.5 % on all 2,872 (MODEL_CARD.md); pixels 36.9 %, chance 25 %
-ACC_MIN = 0.50
+ACC_MIN = 0.60
 #: held-out people (scripts/heldout_prefixes.txt) whose clips the shipped model names correctly with a margin
 CLIPS = [("videos_more/styletalk_style_clips_happyenglish_clip1.mp4", "happy"),
          ("videos_more/styletalk_style_clips_furious_talk1_clip1.mp4", "angry"),
@@ -84,7 +84,7 @@ def test_intensity_is_higher_on_strong_expressions_than_on_neutral_talking(analy
     neutral = np.median([r[1] for r in _run(analyzer, _clip(NEUTRAL_CLIP))])
     for clip in STRONG_CLIPS:
         strong = np.median([r[1] for r in _run(analyzer, _clip(clip))])
-        # measured: 0.97 and 0.93 against 0.61 (1 - P(neutral) saturates: the ratio is 1.4-1.6, not more)
+        # 1 - P(neutral) saturates near 1 on strong clips; talking neutral faces read 0.4-0.8 (expression_neutral.json)
         assert strong >= neutral + 0.2, (clip, strong, neutral)
 
 
