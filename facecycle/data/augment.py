@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["augment_pairs", "augment_batch", "color_jitter"]
+__all__ = ["augment_pairs", "augment_batch", "color_jitter", "warp_affine", "normalize"]
 
 
 def _rgb_to_yiq_rot(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
@@ -46,6 +46,20 @@ def color_jitter(x: torch.Tensor, g: torch.Generator, b: float = 0.05, c: float 
     return on * y + (1 - on) * x
 
 
+def warp_affine(x: torch.Tensor, theta: torch.Tensor, size: int) -> torch.Tensor:
+    """Sample (B, C, H, W) float images through (B, 2, 3) affine ``theta`` (grid units) into (B, C, size, size);
+    bilinear, border padding."""
+    grid = F.affine_grid(theta.to(x.dtype), [x.shape[0], x.shape[1], size, size], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """[0, 1] RGB (B, 3, H, W) -> (x − mean) / std, contiguous (the inverse of :func:`facecycle.losses.denormalize`)."""
+    m = torch.tensor(mean, dtype=x.dtype).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype).view(1, 3, 1, 1)
+    return ((x - m) / s).contiguous()
+
+
 def augment_batch(x: torch.Tensor, g: torch.Generator, flip: torch.Tensor,
                   scale=(0.95, 1.05), ratio=(0.95, 1.05)) -> torch.Tensor:
     """Random resized crop + flip of (B, 3, S, S) float in [0, 1] (edge padding beyond the border)."""
@@ -60,8 +74,7 @@ def augment_batch(x: torch.Tensor, g: torch.Generator, flip: torch.Tensor,
     theta = torch.zeros(n, 2, 3, dtype=x.dtype)
     theta[:, 0, 0], theta[:, 0, 2] = sx, tx
     theta[:, 1, 1], theta[:, 1, 2] = sh, ty
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return warp_affine(x, theta, x.shape[-1])
 
 
 def augment_pairs(a: torch.Tensor, b: torch.Tensor, mirror: torch.Tensor, g: torch.Generator,
@@ -79,6 +92,4 @@ def augment_pairs(a: torch.Tensor, b: torch.Tensor, mirror: torch.Tensor, g: tor
     fb_ = torch.where(mirror, ~fa, fb_)
     x = augment_batch(x, g, torch.cat((fa, fb_)))
     x = color_jitter(x, g)
-    m = torch.tensor(mean, dtype=x.dtype).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype).view(1, 3, 1, 1)
-    return ((x - m) / s).contiguous()
+    return normalize(x, mean, std)

@@ -50,13 +50,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import load_checkpoint, save_checkpoint
-from ..config import FaceCycleConfig, get_config
+from ..config import get_config
+from ..data.augment import color_jitter, normalize, warp_affine
 from ..data.pairs import track_index
 from ..errors import InputError, UsageError
 from ..losses import motion_losses
 from ..model import MOTION_MODULES, FaceCycle
 from .runlog import RunLog
-from .state import load_state, save_state
+from .state import after_step, load_state, save_state
 
 __all__ = ["SemiSupOptions", "SemiSupTrainer", "EMOTION_CLASSES", "affine_jitter", "cut_framing"]
 
@@ -133,11 +134,6 @@ def affine_jitter(x: torch.Tensor, g: torch.Generator, scale: Tuple[float, float
     return theta
 
 
-def _warp_batch(x: torch.Tensor, theta: torch.Tensor, size: int) -> torch.Tensor:
-    grid = F.affine_grid(theta.to(x.dtype), [x.shape[0], x.shape[1], size, size], align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-
 def _photometric(x: torch.Tensor, g: torch.Generator, b: float, c: float) -> torch.Tensor:
     """Brightness / contrast jitter of [0, 1] images (B, C, H, W)."""
     n = x.shape[0]
@@ -165,12 +161,6 @@ def _erase(x: torch.Tensor, g: torch.Generator, p: float = 0.5, frac: Tuple[floa
 def cut_framing(prepared_scale: float, model_scale: float) -> float:
     """Fraction of a crop prepared at ``prepared_scale`` that holds the ``model_scale`` framing."""
     return float(model_scale) / float(prepared_scale)
-
-
-def _normalize(x: torch.Tensor, cfg: FaceCycleConfig) -> torch.Tensor:
-    m = torch.tensor(cfg.mean, dtype=x.dtype).view(1, 3, 1, 1)
-    s = torch.tensor(cfg.std, dtype=x.dtype).view(1, 3, 1, 1)
-    return ((x - m) / s).contiguous()
 
 
 class EmotionHead(nn.Module):
@@ -309,10 +299,10 @@ class SemiSupTrainer:
         i = torch.randint(0, len(self.xs), (self.o.batch,), generator=g)
         x = self.xs[i].float().div_(255.0)
         theta = affine_jitter(x, g)
-        x = _warp_batch(x, theta, self.cfg.image_size)
+        x = warp_affine(x, theta, self.cfg.image_size)
         x = _photometric(x, g, 0.25, 0.3)
         x = _erase(x, g, 0.5)
-        return _normalize(x, self.cfg).to(self.dev), self.ys[i].to(self.dev)
+        return normalize(x, self.cfg.mean, self.cfg.std).to(self.dev), self.ys[i].to(self.dev)
 
     def _video_views(self, idx: torch.Tensor, g: torch.Generator, strong: bool) -> torch.Tensor:
         x = self.vid[idx].float().div_(255.0)
@@ -321,11 +311,11 @@ class SemiSupTrainer:
             theta = affine_jitter(x, g, zoom=zoom)
         else:
             theta = affine_jitter(x, g, scale=(0.97, 1.03), rot_deg=3, shift=0.03, zoom=zoom)
-        x = _warp_batch(x, theta, self.cfg.image_size)
+        x = warp_affine(x, theta, self.cfg.image_size)
         if strong:
             x = _photometric(x, g, 0.25, 0.3)
             x = _erase(x, g, 0.5)
-        return _normalize(x, self.cfg).to(self.dev)
+        return normalize(x, self.cfg.mean, self.cfg.std).to(self.dev)
 
     def video_batch(self, step: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """Weak and strong views (B, 3, S, S) of the same random video crops."""
@@ -335,8 +325,6 @@ class SemiSupTrainer:
 
     def pair_batch(self, step: int) -> torch.Tensor:
         """FaceCycle pairs X = [a; b] (2P, 3, S, S): two frames of a track, or (p 0.5) a frame and its mirror."""
-        from ..data.augment import color_jitter
-
         g = self._gen(step, 2)
         p = self.o.pairs
         i = torch.randint(0, len(self.vid), (p,), generator=g)
@@ -352,9 +340,9 @@ class SemiSupTrainer:
         fl = torch.rand(p, generator=g) < 0.5  # flip both images of a pair alike
         theta[:p, 0, 0] *= torch.where(fl, -1.0, 1.0)
         theta[p:, 0, 0] *= torch.where(fl, -1.0, 1.0)
-        x = _warp_batch(x, theta, self.cfg.image_size)
+        x = warp_affine(x, theta, self.cfg.image_size)
         x = color_jitter(x, g)
-        return _normalize(x, self.cfg).to(self.dev)
+        return normalize(x, self.cfg.mean, self.cfg.std).to(self.dev)
 
     # ---------------------------------------------------------------- loss
     def _head_frozen(self, x: torch.Tensor) -> torch.Tensor:
@@ -431,9 +419,9 @@ class SemiSupTrainer:
             out["neutral_ce"] = float(nl.detach())
             out["neutral_p"] = float(torch.softmax(ln.detach(), 1)[:, NEUTRAL].mean())
         if o.reexpress_weight > 0:
-            with torch.no_grad():
+            with torch.no_grad():  # the input's prediction, from the feature motion_losses computed
                 self.head.eval()
-                px = torch.softmax(self.head(self.model.codegeneration.features(x)), 1)
+                px = torch.softmax(self.head(res["_feat"]), 1)
                 self.head.train()
             lr_ = self._head_frozen(res["_recon_live"])
             kl = F.kl_div(F.log_softmax(lr_, 1), px, reduction="batchmean")
@@ -457,7 +445,7 @@ class SemiSupTrainer:
             x = self.xv[i:i + 512].float().div_(255.0)
             if x.shape[-1] != self.cfg.image_size:
                 x = F.interpolate(x, size=self.cfg.image_size, mode="bilinear", align_corners=False, antialias=True)
-            x = _normalize(x, self.cfg).to(self.dev)
+            x = normalize(x, self.cfg.mean, self.cfg.std).to(self.dev)
             lo = self.head(enc.features(x))
             lf = self.head(enc.features(x.flip(-1)))
             y = self.yv[i:i + 512].to(self.dev)
@@ -502,10 +490,7 @@ class SemiSupTrainer:
                 bar.set_postfix_str(f"ce {terms.get('ce', 0):.3f} acc {terms.get('acc', 0):.3f} "
                                     f"| {ema:.0f} img/s")
                 bar.update(1)
-                if self.o.ckpt_every and self.step % self.o.ckpt_every == 0:
-                    self.save()
-                if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
-                    log.info("time limit reached at step %d", self.step)
+                if after_step(self.step, self.o.ckpt_every, self.save, t0, max_seconds):
                     break
         finally:
             bar.close()

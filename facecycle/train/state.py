@@ -7,12 +7,29 @@ anything else the trainer needs to continue exactly.
 from __future__ import annotations
 
 import json
+import logging
+import time
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 
-__all__ = ["save_state", "load_state"]
+__all__ = ["save_state", "load_state", "after_step"]
+
+log = logging.getLogger(__name__)
+
+
+def after_step(step: int, ckpt_every: int, save: Callable[[], None], started: float,
+               max_seconds: Optional[float]) -> bool:
+    """The end of a training step, shared by the trainers: ``save()`` every ``ckpt_every`` steps (0 = never);
+    True when ``max_seconds`` have passed since ``started`` (``time.perf_counter()``), i.e. stop now
+    (the caller's ``finally`` saves)."""
+    if ckpt_every and step % ckpt_every == 0:
+        save()
+    if max_seconds is not None and time.perf_counter() - started > max_seconds:
+        log.info("time limit reached at step %d", step)
+        return True
+    return False
 
 
 def save_state(path: Path, optimizer: torch.optim.Optimizer, meta: Dict[str, Any],

@@ -30,7 +30,7 @@ from ..losses import PerceptualNet, identity_losses, motion_losses
 from ..model import ALL_MODULES, IDENTITY_MODULES, MOTION_MODULES, FaceCycle
 from ..preprocess import from_output
 from .runlog import RunLog
-from .state import load_state, save_state
+from .state import after_step, load_state, save_state
 from .visual import flow_to_rgb, save_grid
 
 __all__ = ["TrainOptions", "Trainer", "lr_at"]
@@ -248,10 +248,7 @@ class Trainer:
                 if self.o.sample_every and self.step % self.o.sample_every == 0:
                     with torch.no_grad():
                         self.sample_grid(res["_x"], res)
-                if self.o.ckpt_every and self.step % self.o.ckpt_every == 0:
-                    self.save()
-                if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
-                    log.info("time limit reached at step %d", self.step)
+                if after_step(self.step, self.o.ckpt_every, self.save, t0, max_seconds):
                     break
         finally:
             bar.close()
