@@ -65,6 +65,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="set_options",
                    help="semisup: set any field of SemiSupOptions (facecycle/train/semisup.py), e.g. "
                         "--set zero_flow_weight=0 for an ablation; repeatable")
+    p.add_argument("--video-labels", default=None, metavar="CSV",
+                   help="semisup: clip labels (columns clip,label; e.g. training/video_labels.csv) for the "
+                        "clip-labelled video term; set its batch with --set video_label_batch=N")
+    p.add_argument("--init-head", default=None, metavar="FILE",
+                   help="semisup: an emotion head (a run's head.safetensors) to start from, with --init, to "
+                        "fine-tune a run")
     p.add_argument("--pack", default=None, metavar="FILE",
                    help="semisup: train from a data pack (see --write-pack) instead of --data/--fer")
     p.add_argument("--write-pack", default=None, metavar="FILE",
@@ -138,13 +144,19 @@ def _train(args: argparse.Namespace) -> int:
 def _train_semisup(args: argparse.Namespace, cfg) -> int:
     import time
 
-    from facecycle.train.semisup import SemiSupOptions, SemiSupTrainer, load_stills, load_video
+    from facecycle.train.semisup import (SemiSupOptions, SemiSupTrainer, label_video, load_stills, load_video,
+                                         read_clip_labels)
 
     t = time.perf_counter()
+    vlab = None
+    if args.pack and args.video_labels:
+        raise UsageError("--video-labels needs --data (a pack holds no track names; it keeps the labels it was "
+                         "written with)")
     if args.pack:
-        from facecycle.train.pack import read_pack
+        from facecycle.train.pack import read_pack, read_pack_video_labels
 
         stills, val, (vimg, vtr) = read_pack(Path(args.pack))
+        vlab = read_pack_video_labels(Path(args.pack))
         print(f"data (pack {args.pack}): {len(stills[0])} labelled stills, {len(val[0])} held out; "
               f"{len(vimg)} video crops in {len(set(vtr.tolist()))} tracks; loaded in {time.perf_counter() - t:.0f} s",
               flush=True)
@@ -155,13 +167,17 @@ def _train_semisup(args: argparse.Namespace, cfg) -> int:
         stills, val = load_stills(Path(args.fer), cfg.image_size, args.val_frac, seed=0)
         hold = [h for h in args.hold_out.split(",") if h.strip()]
         vimg, vtr, names = load_video([Path(d) for d in args.data], 64, exclude=hold)
+        if args.video_labels:
+            vlab = label_video([Path(d) for d in args.data], read_clip_labels(Path(args.video_labels)), hold)
+            print(f"video labels ({args.video_labels}): {int((vlab >= 0).sum())} of {len(vlab)} crops labelled",
+                  flush=True)
         print(f"data: {len(stills[0])} labelled stills, {len(val[0])} held out; {len(vimg)} video crops in "
               f"{len(names)} tracks ({len(hold)} clip prefixes held out); loaded in {time.perf_counter() - t:.0f} s",
               flush=True)
     if args.write_pack:
         from facecycle.train.pack import write_pack
 
-        n = write_pack(Path(args.write_pack), stills, val, (vimg, vtr))
+        n = write_pack(Path(args.write_pack), stills, val, (vimg, vtr), video_labels=vlab)
         print(f"wrote {args.write_pack} ({n / 1e6:.1f} MB)")
         return 0
     opts = SemiSupOptions(config=cfg.name, steps=args.steps, batch=args.batch, seed=args.seed,
@@ -173,7 +189,10 @@ def _train_semisup(args: argparse.Namespace, cfg) -> int:
     if args.lr != 2e-4:  # the motion stages' default; semisup has its own
         opts.lr = args.lr
     set_options(opts, args.set_options)
-    tr = SemiSupTrainer(opts, stills, val, (vimg, vtr), Path(args.out), init=args.init)
+    if opts.video_label_batch > 0 and vlab is None:
+        raise UsageError("video_label_batch > 0 needs --video-labels CSV")
+    tr = SemiSupTrainer(opts, stills, val, (vimg, vtr), Path(args.out), init=args.init, video_labels=vlab,
+                        init_head=args.init_head)
     if args.resume:
         if tr.resume():
             print(f"resumed {args.out} at step {tr.step}", flush=True)

@@ -3,19 +3,21 @@
 # (the `device` tool's lent H200 in this workplace, which gets the repository but not ../shared).
 #
 #   bash scripts/train_default_gpu.sh pack      # here, with ../shared: data -> .gpu/train_pack.npz (~50 MB)
-#   bash scripts/train_default_gpu.sh train     # there, carrying .gpu: resume training/rt64w on cuda;
-#                                               # writes the updated run (bf16 moments) to $OUT/rt64w/
-#   MINUTES=8 STEPS=10000 ... as for train_default.sh
-# The same recipe and schedule as on the CPU (facecycle/train/semisup.py); only --device differs, so
-# a run can move between CPU sessions and GPU sessions. Never run on a GPU so far: see MODEL_CARD.md.
+#   bash scripts/train_default_gpu.sh train     # there, carrying .gpu: resume $RUN on cuda with the options
+#                                               # saved in its state; writes the updated run (bf16 moments)
+#                                               # to $OUT/<run name>/
+#   RUN=training/rt64w_vl MINUTES=8 STEPS=... as for train_default.sh (STEPS, when set, stretches the schedule)
+# The same recipe and schedule as on the CPU (facecycle/train/semisup.py, the run's saved options; the pack
+# keeps the video crops' clip labels); only the device differs, so a run can move between CPU sessions and GPU
+# sessions. Never run on a GPU so far: see MODEL_CARD.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${1:-train}
 SHARED=${SHARED:-../shared}
-RUN=${RUN:-training/rt64w}
+RUN=${RUN:-training/rt64w_vl}
 CONFIG=${CONFIG:-rt64w}
 PACK=${PACK:-.gpu/train_pack.npz}
-STEPS=${STEPS:-17000}
+STEPS=${STEPS:-0}                   # 0: the run's own schedule
 MINUTES=${MINUTES:-8}
 OUT=${OUT:-gpu_out}
 HOLD=$(cat scripts/heldout_prefixes.txt)
@@ -25,20 +27,30 @@ if [[ $MODE == pack ]]; then
     mkdir -p .gpu
     grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
     python -m facecycle train --stage semisup --config "$CONFIG" --data runs/default/vid1 runs/default/vid2 \
-        --fer "$SHARED/data/fer2013" --hold-out "$HOLD" --out /tmp/unused --write-pack "$PACK"
+        --fer "$SHARED/data/fer2013" --hold-out "$HOLD" --video-labels training/video_labels.csv \
+        --out /tmp/unused --write-pack "$PACK"
     exit 0
 fi
 
 python3 - "$PACK" "$RUN" "$STEPS" "$MINUTES" "$CONFIG" <<'PY'
-import sys, time, torch
+import dataclasses, sys, time, torch
 from pathlib import Path
-from facecycle.train.pack import read_pack
+from facecycle.train.pack import read_pack, read_pack_video_labels
 from facecycle.train.semisup import SemiSupOptions, SemiSupTrainer
+from facecycle.train.state import read_meta
 pack, run, steps, minutes, config = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 assert torch.cuda.is_available(), "no CUDA device"
 stills, val, video = read_pack(Path(pack))
-o = SemiSupOptions(config=config, steps=steps, batch=128, lr=1e-3, device="cuda", amp="bf16")  # the CPU recipe's
-tr = SemiSupTrainer(o, stills, val, video, run)
+known = {f.name for f in dataclasses.fields(SemiSupOptions)}
+if (run / "state.safetensors").is_file():  # continue the run with its own recipe
+    saved = read_meta(run / "state.safetensors")["options"]
+    o = SemiSupOptions(**{k: v for k, v in saved.items() if k in known})
+else:  # a new run: the CPU recipe of scripts/train_default.sh train
+    o = SemiSupOptions(config=config, steps=steps or 17000, batch=128, lr=1e-3)
+o.device, o.amp, o.threads = "cuda", "bf16", 0
+if steps:
+    o.steps = steps
+tr = SemiSupTrainer(o, stills, val, video, run, video_labels=read_pack_video_labels(Path(pack)))
 print("resumed" if tr.resume() else "new run", "at step", tr.step, flush=True)
 t = time.time()
 tr.fit(max_seconds=minutes * 60, progress=False)

@@ -166,3 +166,77 @@ def test_set_options_for_ablations():
     for bad in ("nonsense=1", "zero_flow_weight", "cycle_every=x"):
         with pytest.raises(UsageError):
             set_options(o, [bad])
+
+
+def _labelled_video(n: int, seed: int):
+    """64-px crops in tracks of 8; even tracks show class 0's pattern (labelled 0), odd ones class 4's (labelled
+    4), and every 4th track is unlabelled (-1)."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(60, 100, (n, 64, 64, 3)).astype(np.uint8)
+    tid = np.repeat(np.arange(n // 8), 8)[:n]
+    lab = np.where(tid % 2 == 0, 0, 4)
+    for i, k in enumerate(lab):
+        r, c = divmod(int(k), 3)  # the stills' pattern, scaled to 64 px (the trainer cuts the model's framing)
+        x[i, 8 + r * 18:24 + r * 18, 8 + c * 18:24 + c * 18] = 230
+    lab = np.where(tid % 4 == 3, -1, lab)
+    return (x, tid), lab
+
+
+def test_clip_labelled_video_term_trains_and_balances(tmp_path):
+    video, lab = _labelled_video(64, 3)
+    o = SemiSupOptions(config="tiny-gray-test", steps=40, batch=16, cycle_every=0, lr=3e-3, warmup_steps=5,
+                       val_every=0, ckpt_every=0, threads=1, video_label_batch=16, video_crop_scale=1.0,
+                       video_label_balance=1.0)
+    tr = SemiSupTrainer(o, _stills(300, 32, 0), _stills(50, 32, 1), video, tmp_path / "vl", video_labels=lab)
+    assert len(tr.vlab_idx) == int((lab >= 0).sum())  # unlabelled crops are never drawn
+    _, y = tr.labelled_video_batch(0)
+    assert set(y.tolist()) <= {0, 4}
+    terms = tr.fit(progress=False)
+    assert "video_ce" in terms and terms["video_acc"] > 0.7, terms
+    header = (tmp_path / "vl" / "log.csv").read_text().splitlines()[0].split(",")
+    assert "video_ce" in header and "video_acc" in header
+    # balance 1: both classes drawn about equally although class 0 has 2x the labelled crops
+    o2 = SemiSupOptions(**{**o.__dict__, "video_label_batch": 4000})
+    y = SemiSupTrainer(o2, _stills(16, 32, 0), _stills(8, 32, 1), video, tmp_path / "b",
+                       video_labels=lab).labelled_video_batch(1)[1]
+    assert abs(float((y == 0).float().mean()) - 0.5) < 0.05
+    from facecycle.errors import UsageError
+
+    with pytest.raises(UsageError, match="labels"):
+        SemiSupTrainer(o, _stills(16, 32, 0), _stills(8, 32, 1), video, tmp_path / "c")
+
+
+def test_clip_labels_match_prepared_track_names(tmp_path):
+    from facecycle.errors import InputError
+    from facecycle.train.semisup import label_video, read_clip_labels
+
+    d = tmp_path / "prep"
+    d.mkdir()
+    rows = ["source,track,frame,x0,y0,x1,y1,file"]
+    for track in ("talk_1_ab12_t0", "talk_1_ab12_t0", "talk_12_cd34_t0", "held_ef56_t0", "other_0a_t1"):
+        rows.append(f"s.mp4,{track},0,0,0,1,1,x.png")
+    (d / "index.csv").write_text("\n".join(rows) + "\n")
+    csv = tmp_path / "labels.csv"
+    csv.write_text("clip,label\ntalk_1,neutral\ntalk_12,happy\nheld,sad\n")
+    table = read_clip_labels(csv)
+    # talk_12 is not talk_1's: the stem must be followed by "_"; held-out tracks are left out as load_video does
+    assert label_video([d], table, exclude=["held"]).tolist() == [4, 4, 3, -1]
+    csv.write_text("clip,label\ntalk_1,bored\n")
+    with pytest.raises(InputError, match="labels.csv:2"):
+        read_clip_labels(csv)
+    with pytest.raises(InputError, match="cannot read"):
+        read_clip_labels(tmp_path / "missing.csv")
+
+
+def test_init_head_starts_from_a_runs_head(tmp_path):
+    from facecycle.errors import InputError
+
+    o = SemiSupOptions(config="tiny-gray-test", steps=3, batch=8, cycle_every=0, val_every=0, ckpt_every=0)
+    a = SemiSupTrainer(o, _stills(16, 32, 0), _stills(8, 32, 1), None, tmp_path / "a")
+    a.fit(progress=False)
+    b = SemiSupTrainer(o, _stills(16, 32, 0), _stills(8, 32, 1), None, tmp_path / "b",
+                       init_head=str(tmp_path / "a" / "head.safetensors"))
+    assert torch.equal(a.head.fc.weight, b.head.fc.weight)
+    with pytest.raises(InputError, match="not an emotion head"):
+        SemiSupTrainer(o, _stills(16, 32, 0), _stills(8, 32, 1), None, tmp_path / "c",
+                       init_head=str(tmp_path / "a" / "last.safetensors"))

@@ -2,7 +2,8 @@
 
 The device machine (a lent GPU) receives only the repository, at most 64 MiB of
 it. ``facecycle train --stage semisup ... --write-pack FILE`` stores what the
-run loads — the labelled stills, the held-out stills and the video crops — as
+run loads — the labelled stills, the held-out stills, the video crops and, when
+the run has them, the video crops' clip labels (``--video-labels``) — as
 JPEG bytes (quality 92; stills grey) in one ``.npz`` of plain arrays (no
 pickle); ``--pack FILE`` trains from it with no other data. A pack of FER-2013
 (48 px) and the shared clips' crops is about 50 MB.
@@ -10,13 +11,13 @@ pickle); ``--pack FILE`` trains from it with no other data. A pack of FER-2013
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["write_pack", "read_pack"]
+__all__ = ["write_pack", "read_pack", "read_pack_video_labels"]
 
 Arrays = Tuple[np.ndarray, np.ndarray]
 
@@ -48,12 +49,18 @@ def _decode(data: np.ndarray, offs: np.ndarray) -> np.ndarray:
     return np.stack(out) if out else np.zeros((0, 1, 1, 3), np.uint8)
 
 
-def write_pack(path: Path, stills: Arrays, val: Arrays, video: Arrays, quality: int = 92) -> int:
+def write_pack(path: Path, stills: Arrays, val: Arrays, video: Arrays, quality: int = 92,
+               video_labels: Optional[np.ndarray] = None) -> int:
     """Write the three data sets to ``path`` (.npz); returns its size in bytes.
 
-    stills/val: ((N, S, S, 3) uint8 RGB grey-valued images, (N,) labels); video: (crops, track ids).
+    stills/val: ((N, S, S, 3) uint8 RGB grey-valued images, (N,) labels); video: (crops, track ids);
+    video_labels: optional (M,) int64 clip label of each video crop (-1: none).
     """
     arrays = {}
+    if video_labels is not None:
+        if len(video_labels) != len(video[0]):
+            raise InputError(f"{len(video_labels)} video labels for {len(video[0])} crops")
+        arrays["video_label"] = np.asarray(video_labels, np.int64)
     for name, (x, y), grey in (("stills", stills, True), ("val", val, True), ("video", video, False)):
         d, o = _encode(np.asarray(x), grey, quality)
         arrays[f"{name}_jpg"] = d
@@ -75,4 +82,13 @@ def read_pack(path: Path) -> Tuple[Arrays, Arrays, Arrays]:
         z = np.load(path, allow_pickle=False)
         return tuple((_decode(z[f"{n}_jpg"], z[f"{n}_off"]), z[f"{n}_y"]) for n in ("stills", "val", "video"))
     except (KeyError, ValueError, OSError) as e:
+        raise InputError(f"{path}: not a training pack ({e})") from None
+
+
+def read_pack_video_labels(path: Path) -> Optional[np.ndarray]:
+    """The video crops' clip labels stored in a pack, or None when it has none."""
+    try:
+        z = np.load(Path(path), allow_pickle=False)
+        return np.asarray(z["video_label"], np.int64) if "video_label" in z.files else None
+    except (ValueError, OSError) as e:
         raise InputError(f"{path}: not a training pack ({e})") from None

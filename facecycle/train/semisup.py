@@ -17,6 +17,12 @@ H on the encoder's conv feature together. Every step:
   weak one (FixMatch-style). Measured: it keeps FER-2013 accuracy but makes
   every video frame read as one class (neutral in one run, surprise in
   another) — self-training collapse on talking heads; MODEL_CARD.md;
+* **clip-labelled video** (optional, ``video_label_batch`` > 0) — crops of
+  training clips that show one expression throughout (most are people talking
+  with a neutral face; ``training/video_labels.csv``), with the clip's label:
+  cross-entropy with stronger label smoothing (the labels are per clip, not per
+  frame). This carries the stills' classes to talking faces in video, where
+  an open, speaking mouth otherwise reads as surprise;
 
 and every ``cycle_every`` steps a **FaceCycle step** on video pairs (two frames
 of one face track, or a frame and its mirror): the paper's motion losses, with
@@ -59,7 +65,8 @@ from ..model import MOTION_MODULES, FaceCycle
 from .runlog import RunLog
 from .state import after_step, load_state, save_state
 
-__all__ = ["SemiSupOptions", "SemiSupTrainer", "EMOTION_CLASSES", "affine_jitter", "cut_framing"]
+__all__ = ["SemiSupOptions", "SemiSupTrainer", "EMOTION_CLASSES", "affine_jitter", "cut_framing", "load_stills",
+           "load_video", "read_clip_labels", "label_video"]
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +95,10 @@ class SemiSupOptions:
     consistency_weight: float = 1.0
     consistency_threshold: float = 0.8
     consistency_start: float = 0.3   # fraction of steps before the video term starts
+    video_label_batch: int = 0     # clip-labelled video crops per step (needs video labels); 0 = off
+    video_label_weight: float = 0.5
+    video_label_smoothing: float = 0.2
+    video_label_balance: float = 0.5  # class sampling weight count ** -balance (0: as found, 1: balanced)
     enc_grad_scale: float = 0.1
     neutral_weight: float = 0.5
     reexpress_weight: float = 0.5
@@ -184,11 +195,16 @@ class SemiSupTrainer:
         val: the held-out stills and labels (accuracy logged every ``val_every`` steps).
         video: (M, V, V, 3) uint8 RGB face-track crops prepared at ``video_crop_scale`` and (M,) track ids.
         out: run directory.
+        init: a checkpoint to start the motion modules from (see :meth:`_init_from`).
+        video_labels: (M,) int64 class of each video crop (``EMOTION_CLASSES`` index) or -1 for none; used
+            when ``video_label_batch`` > 0.
+        init_head: an emotion head (``head.safetensors`` of a run) to start from, e.g. to fine-tune a run.
     """
 
     def __init__(self, opts: SemiSupOptions, stills: Tuple[np.ndarray, np.ndarray],
                  val: Tuple[np.ndarray, np.ndarray], video: Optional[Tuple[np.ndarray, np.ndarray]],
-                 out: Path, init: Optional[str] = None) -> None:
+                 out: Path, init: Optional[str] = None, video_labels: Optional[np.ndarray] = None,
+                 init_head: Optional[str] = None) -> None:
         self.o = opts
         try:
             self.cfg = get_config(opts.config)
@@ -206,6 +222,13 @@ class SemiSupTrainer:
         if init:
             self._init_from(init)
         self.head = EmotionHead(self.cfg.feature_dim, dropout=opts.head_dropout)
+        if init_head:
+            from safetensors.torch import load_file
+
+            try:
+                self.head.load_state_dict(load_file(str(init_head)))
+            except (OSError, RuntimeError) as e:
+                raise InputError(f"{init_head}: not an emotion head for config {self.cfg.name!r} ({e})") from None
         self.dev = torch.device(opts.device)
         self.model.to(self.dev)
         self.head.to(self.dev)
@@ -221,6 +244,21 @@ class SemiSupTrainer:
             self._vorder, self._vstart, self._vlen = track_index(video[1])
         else:
             self.vid = None
+        self.vlab_idx = self.vlab_w = self.vlab = None
+        if opts.video_label_batch > 0:
+            if self.vid is None or video_labels is None:
+                raise UsageError("video_label_batch > 0 needs video crops and their labels (--video-labels CSV)")
+            lab = torch.from_numpy(np.asarray(video_labels, np.int64))
+            if lab.shape != (len(self.vid),):
+                raise UsageError(f"{len(lab)} video labels for {len(self.vid)} crops")
+            idx = torch.nonzero(lab >= 0).flatten()
+            if len(idx) == 0:
+                raise InputError("no video crop has a label (check the labels file against the track names)")
+            cnt = torch.bincount(lab[idx], minlength=len(EMOTION_CLASSES)).float()
+            self.vlab, self.vlab_idx = lab, idx
+            self.vlab_w = cnt[lab[idx]] ** -opts.video_label_balance
+            log.info("clip-labelled video: %d crops, per class %s", len(idx),
+                     {EMOTION_CLASSES[k]: int(c) for k, c in enumerate(cnt.tolist()) if c})
         counts = torch.bincount(self.ys, minlength=len(EMOTION_CLASSES)).float().clamp(min=1)
         w = (counts.median() / counts) ** opts.class_weight_power
         self.class_weight = w.clamp(0.5, 3.0).to(self.dev)
@@ -323,6 +361,13 @@ class SemiSupTrainer:
         i = torch.randint(0, len(self.vid), (self.o.video_batch,), generator=g)
         return self._video_views(i, g, False), self._video_views(i, g, True)
 
+    def labelled_video_batch(self, step: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Strongly augmented clip-labelled video crops (B, 3, S, S) and their clip labels (B,)."""
+        g = self._gen(step, 3)
+        j = torch.multinomial(self.vlab_w, self.o.video_label_batch, replacement=True, generator=g)
+        i = self.vlab_idx[j]
+        return self._video_views(i, g, True), self.vlab[i].to(self.dev)
+
     def pair_batch(self, step: int) -> torch.Tensor:
         """FaceCycle pairs X = [a; b] (2P, 3, S, S): two frames of a track, or (p 0.5) a frame and its mirror."""
         g = self._gen(step, 2)
@@ -372,11 +417,21 @@ class SemiSupTrainer:
         enc = self.model.codegeneration
         terms: Dict[str, float] = {}
         x, y = self.still_batch(self.step)
+        nv = 0
+        if self.vlab_idx is not None:  # one encoder pass over stills and labelled video crops
+            xl, yl = self.labelled_video_batch(self.step)
+            nv = len(yl)
+            x = torch.cat((x, xl))
         with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=o.amp == "bf16"):
             feat, code = enc(x)
             logits = self.head(feat).float()
+        if nv:
+            lv, logits, code = logits[-nv:], logits[:-nv], code[:-nv]
+            vce = F.cross_entropy(lv, yl, label_smoothing=o.video_label_smoothing)
+            terms["video_ce"] = float(vce.detach())
+            terms["video_acc"] = float((lv.argmax(1) == yl).float().mean())
         ce = F.cross_entropy(logits, y, weight=self.class_weight, label_smoothing=o.label_smoothing)
-        loss = ce
+        loss = ce + (o.video_label_weight * vce if nv else 0.0)
         terms["ce"] = float(ce.detach())
         terms["acc"] = float((logits.argmax(1) == y).float().mean())
         neu = y == NEUTRAL
@@ -466,7 +521,8 @@ class SemiSupTrainer:
                    dynamic_ncols=True, mininterval=5.0)
         terms: Dict[str, float] = {}
         ema = None
-        n_img = self.o.batch + (2 * self.o.video_batch if self.vid is not None else 0)
+        n_img = self.o.batch + (2 * self.o.video_batch if self.vid is not None else 0) \
+            + (self.o.video_label_batch if self.vlab_idx is not None else 0)
         try:
             while self.step < until:
                 ts = time.perf_counter()
@@ -522,7 +578,10 @@ def load_stills(root: Path, size: int, val_frac: float = 0.1, seed: int = 0
 
 def load_video(dirs: Sequence[Path], size: int, exclude: Sequence[str] = ()
                ) -> Tuple[np.ndarray, np.ndarray, List[str]]:
-    """Crops of prepared datasets, leaving out tracks whose name starts with any of ``exclude``."""
+    """Crops of prepared datasets, leaving out tracks whose name starts with any of ``exclude``.
+
+    Returns (N, size, size, 3) uint8 RGB crops, (N,) int64 track ids, and the sorted names of the kept tracks.
+    """
     from ..data.pairs import load_track_dataset
     from ..data.prepare import read_index
 
@@ -539,3 +598,40 @@ def load_video(dirs: Sequence[Path], size: int, exclude: Sequence[str] = ()
                 k += 1
     keep = np.array([not any(names[int(t)].startswith(e) for e in exclude) for t in tids], bool)
     return imgs[keep], tids[keep], sorted({names[int(t)] for t in tids[keep]})
+
+
+def read_clip_labels(path: Path) -> Dict[str, int]:
+    """A clip-label table (CSV with columns ``clip`` and ``label``; ``clip`` is a video file's stem, ``label``
+    one of :data:`EMOTION_CLASSES`) -> {stem: class index}."""
+    import csv
+
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the clip labels ({e.strerror or e})") from None
+    out: Dict[str, int] = {}
+    for n, r in enumerate(rows, start=2):
+        clip, label = (r.get("clip") or "").strip(), (r.get("label") or "").strip().lower()
+        if not clip or label not in EMOTION_CLASSES:
+            raise InputError(f"{path}:{n}: needs a clip stem and a label in {', '.join(EMOTION_CLASSES)}")
+        out[clip] = EMOTION_CLASSES.index(label)
+    return out
+
+
+def label_video(dirs: Sequence[Path], table: Dict[str, int], exclude: Sequence[str] = ()) -> np.ndarray:
+    """The clip label of every crop :func:`load_video` returns for the same ``dirs`` and ``exclude``, in its
+    order: (N,) int64 class index, -1 where the crop's clip has no label. A track belongs to the clip whose stem
+    its name starts with (``<stem>_<hash>_t<k>``, as ``facecycle data prepare`` names them); the longest wins."""
+    from ..data.prepare import read_index
+
+    stems = sorted(table, key=len, reverse=True)
+    labels: List[int] = []
+    for d in dirs:
+        for r in read_index(Path(d)):
+            t = r["track"]
+            if any(t.startswith(e) for e in exclude):
+                continue
+            labels.append(next((table[s] for s in stems if t.startswith(s + "_")), -1))
+    return np.asarray(labels, np.int64)

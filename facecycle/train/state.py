@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 
-__all__ = ["save_state", "load_state", "after_step"]
+__all__ = ["save_state", "load_state", "read_meta", "after_step"]
 
 log = logging.getLogger(__name__)
 
@@ -68,3 +68,11 @@ def load_state(path: Path, optimizer: torch.optim.Optimizer) -> Tuple[Dict[str, 
         state.setdefault(int(idx), {})[key] = t
     optimizer.load_state_dict({"state": state, "param_groups": json.loads(md["param_groups"])})
     return json.loads(md["meta"]), extra
+
+
+def read_meta(path: Path) -> Dict[str, Any]:
+    """The ``meta`` of a state file (step, options, ...) without restoring an optimizer."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads(f.metadata()["meta"])
