@@ -240,3 +240,27 @@ def test_init_head_starts_from_a_runs_head(tmp_path):
     with pytest.raises(InputError, match="not an emotion head"):
         SemiSupTrainer(o, _stills(16, 32, 0), _stills(8, 32, 1), None, tmp_path / "c",
                        init_head=str(tmp_path / "a" / "last.safetensors"))
+
+
+def test_flow_margin_keeps_flow_on_expressive_stills(tmp_path):
+    """With the margin, expressive stills get flows near the margin and neutral ones near zero; without it,
+    the zero-flow term alone shrinks every flow (the collapse seen in the shipped run)."""
+    from facecycle.nn import flow_intensity
+
+    def run(name, margin_weight):
+        o = SemiSupOptions(config="tiny-gray-test", steps=40, batch=32, cycle_every=0, lr=3e-3, lr_motion=3e-3,
+                           warmup_steps=5, val_every=0, ckpt_every=0, threads=1, flow_margin=0.05,
+                           flow_margin_weight=margin_weight, zero_flow_weight=2.0)
+        tr = SemiSupTrainer(o, _stills(700, 32, 0), _stills(200, 32, 1), None, tmp_path / name)
+        terms = tr.fit(progress=False)
+        tr.model.eval()
+        x, y = tr.still_batch(999)
+        with torch.no_grad():
+            fi = flow_intensity(tr.model.exptoflow(tr.model.codegeneration(x)[1])[0])
+        return terms, float(fi[y != 4].mean()), float(fi[y == 4].mean())
+
+    terms, expressive, neutral = run("margin", 10.0)
+    assert "flow_margin" in terms and "flow_expressive" in terms
+    assert expressive > 0.03 and neutral < expressive / 2, (expressive, neutral)
+    _, expressive0, _ = run("none", 0.0)
+    assert expressive0 < expressive / 2, (expressive0, expressive)

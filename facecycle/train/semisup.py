@@ -10,7 +10,10 @@ H on the encoder's conv feature together. Every step:
   smoothing and mild class weights; affine / flip / brightness / contrast /
   erasing jitter;
 * **zero flow for neutral** — stills labelled neutral must give a zero
-  neutralizing flow and backflow (M(E(x)) = 0);
+  neutralizing flow and backflow (M(E(x)) = 0); optionally (``flow_margin_weight``)
+  stills labelled expressive must give a flow of at least ``flow_margin`` (crop-side
+  units): on its own the zero-flow term drove the motion decoder of the 17,000-step
+  run to zero flow for every face (``scripts/flow_check.py``, MODEL_CARD.md);
 * **video consistency** (optional, ``video_batch`` > 0; off in the shipped
   recipe) — unlabelled video face crops, two augmentations each: the
   prediction on the strong one is pulled to the confident prediction on the
@@ -62,6 +65,7 @@ from ..data.pairs import track_index
 from ..errors import InputError, UsageError
 from ..losses import motion_losses
 from ..model import MOTION_MODULES, FaceCycle
+from ..nn import flow_intensity
 from .runlog import RunLog
 from .state import after_step, load_state, save_state
 
@@ -92,6 +96,8 @@ class SemiSupOptions:
     label_smoothing: float = 0.1
     class_weight_power: float = 0.3  # class weights (median count / count) ** power, clipped to [0.5, 3]
     zero_flow_weight: float = 20.0
+    flow_margin: float = 0.0       # stills labelled expressive: flow_intensity below this margin is penalised
+    flow_margin_weight: float = 0.0  # (hinge); 0 = off. Keeps the motion decoder from collapsing to zero flow
     consistency_weight: float = 1.0
     consistency_threshold: float = 0.8
     consistency_start: float = 0.3   # fraction of steps before the video term starts
@@ -435,8 +441,16 @@ class SemiSupTrainer:
         terms["ce"] = float(ce.detach())
         terms["acc"] = float((logits.argmax(1) == y).float().mean())
         neu = y == NEUTRAL
+        margin = o.flow_margin_weight > 0 and o.flow_margin > 0
+        if margin:  # one decoder pass for both flow terms
+            fl_all, bk_all = self.model.exptoflow(code.float())
+            fi = flow_intensity(fl_all[~neu])
+            mg = F.relu(o.flow_margin - fi).mean() if len(fi) else fl_all.new_zeros(())
+            loss = loss + o.flow_margin_weight * mg
+            terms["flow_margin"] = float(mg.detach())
+            terms["flow_expressive"] = float(fi.detach().mean()) if len(fi) else 0.0
         if o.zero_flow_weight > 0 and bool(neu.any()):
-            fl, bk = self.model.exptoflow(code[neu].float())
+            fl, bk = (fl_all[neu], bk_all[neu]) if margin else self.model.exptoflow(code[neu].float())
             zf = fl.abs().mean() + bk.abs().mean()
             loss = loss + o.zero_flow_weight * zf
             terms["zero_flow"] = float(zf.detach())
