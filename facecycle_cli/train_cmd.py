@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     p.add_argument("--steps", type=int, default=4000, help="total steps (defines the lr schedule)")
     p.add_argument("--batch", type=int, default=16, help="pairs per batch (the model sees 2x images)")
-    p.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (Adam)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate (motion / identity stages: default 2e-4; semisup: 2e-3, of E and the head)")
     p.add_argument("--fer", default=None, metavar="DIR",
                    help="FER-2013 root (<DIR>/train/<class>/*.jpg): its probe-train part as mirror pairs")
     p.add_argument("--fer-frac", type=float, default=0.25, help="fraction of pairs drawn from --fer")
@@ -118,7 +119,8 @@ def _train(args: argparse.Namespace) -> int:
         pool = load_image_pool([p for p, _ in tr], cfg.image_size)
     print(f"data: {len(imgs)} crops in {len(set(tracks.tolist()))} tracks"
           + (f", {len(pool)} still images (mirror pairs, {args.fer_frac:.0%} of pairs)" if pool is not None else ""))
-    opts = TrainOptions(stage=args.stage, config=cfg.name, steps=args.steps, pairs=args.batch, lr=args.lr,
+    opts = TrainOptions(stage=args.stage, config=cfg.name, steps=args.steps, pairs=args.batch,
+                        lr=2e-4 if args.lr is None else args.lr,
                         seed=args.seed, fer_frac=args.fer_frac if pool is not None else 0.0,
                         vgg19_weights=args.vgg19_weights, init=args.init, init_identity=args.init_identity,
                         ckpt_every=args.ckpt_every,
@@ -145,7 +147,6 @@ def _train_semisup(args: argparse.Namespace, cfg) -> int:
     import time
 
     from facecycle.train.semisup import (
-        SemiSupOptions,
         SemiSupTrainer,
         label_video,
         load_stills,
@@ -186,15 +187,7 @@ def _train_semisup(args: argparse.Namespace, cfg) -> int:
         n = write_pack(Path(args.write_pack), stills, val, (vimg, vtr), video_labels=vlab)
         print(f"wrote {args.write_pack} ({n / 1e6:.1f} MB)")
         return 0
-    opts = SemiSupOptions(config=cfg.name, steps=args.steps, batch=args.batch, seed=args.seed,
-                          video_batch=args.video_batch, consistency_start=args.consistency_start,
-                          pairs=args.pairs,
-                          ckpt_every=args.ckpt_every, threads=args.threads, cycle_every=args.cycle_every,
-                          video_crop_scale=args.video_scale or 1.3, device=args.device,
-                          amp=args.amp)
-    if args.lr != 2e-4:  # the motion stages' default; semisup has its own
-        opts.lr = args.lr
-    set_options(opts, args.set_options)
+    opts = semisup_options(args, cfg.name)
     if opts.video_label_batch > 0 and vlab is None:
         raise UsageError("video_label_batch > 0 needs --video-labels CSV")
     tr = SemiSupTrainer(opts, stills, val, (vimg, vtr), Path(args.out), init=args.init, video_labels=vlab,
@@ -212,6 +205,22 @@ def _train_semisup(args: argparse.Namespace, cfg) -> int:
     print(f"step {tr.step}: val acc {v['val_acc']:.4f} (flip-averaged {v['val_acc_flip']:.4f}); "
           f"wall {tr.wall / 60:.1f} min; run {args.out}", flush=True)
     return 0
+
+
+def semisup_options(args: argparse.Namespace, config: str):
+    """The :class:`SemiSupOptions` of a ``train --stage semisup`` command line (``--set`` applied last)."""
+    from facecycle.train.semisup import SemiSupOptions
+
+    opts = SemiSupOptions(config=config, steps=args.steps, batch=args.batch, seed=args.seed,
+                          video_batch=args.video_batch, consistency_start=args.consistency_start,
+                          pairs=args.pairs,
+                          ckpt_every=args.ckpt_every, threads=args.threads, cycle_every=args.cycle_every,
+                          video_crop_scale=args.video_scale or 1.3, device=args.device,
+                          amp=args.amp)
+    if args.lr is not None:  # semisup's own default otherwise
+        opts.lr = args.lr
+    set_options(opts, args.set_options)
+    return opts
 
 
 def set_options(opts, items) -> None:

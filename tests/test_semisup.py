@@ -264,3 +264,14 @@ def test_flow_margin_keeps_flow_on_expressive_stills(tmp_path):
     assert expressive > 0.03 and neutral < expressive / 2, (expressive, neutral)
     _, expressive0, _ = run("none", 0.0)
     assert expressive0 < expressive / 2, (expressive0, expressive)
+
+
+@pytest.mark.parametrize("argv,lr", [([], 2e-3), (["--lr", "2e-4"], 2e-4), (["--lr", "1e-3"], 1e-3),
+                                     (["--lr", "1e-3", "--set", "lr=5e-4"], 5e-4)])
+def test_semisup_lr_from_the_command_line(argv, lr):
+    """--lr is taken as given (2e-4, the motion stages' default, was once mistaken for 'not given')."""
+    from facecycle_cli import build_parser
+    from facecycle_cli.train_cmd import semisup_options
+
+    args = build_parser().parse_args(["train", "--stage", "semisup", "--out", "x", *argv])
+    assert semisup_options(args, "rt64w").lr == pytest.approx(lr)

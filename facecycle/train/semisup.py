@@ -98,6 +98,7 @@ class SemiSupOptions:
     zero_flow_weight: float = 20.0
     flow_margin: float = 0.0       # stills labelled expressive: flow_intensity below this margin is penalised
     flow_margin_weight: float = 0.0  # (hinge); 0 = off. Keeps the motion decoder from collapsing to zero flow
+    still_flow_enc_grad: float = 1.0  # share of the still flow terms' gradient that reaches the encoder (0: M only)
     consistency_weight: float = 1.0
     consistency_threshold: float = 0.8
     consistency_start: float = 0.3   # fraction of steps before the video term starts
@@ -442,6 +443,8 @@ class SemiSupTrainer:
         terms["acc"] = float((logits.argmax(1) == y).float().mean())
         neu = y == NEUTRAL
         margin = o.flow_margin_weight > 0 and o.flow_margin > 0
+        if o.still_flow_enc_grad != 1.0:  # the flow terms below: scale their gradient into the encoder
+            code = code * o.still_flow_enc_grad + code.detach() * (1.0 - o.still_flow_enc_grad)
         if margin:  # one decoder pass for both flow terms
             fl_all, bk_all = self.model.exptoflow(code.float())
             fi = flow_intensity(fl_all[~neu])
