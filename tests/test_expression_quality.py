@@ -15,12 +15,14 @@ import pytest
 
 from .conftest import SHARED
 
-#: the shipped head on 1,200 validation images: 57.5 % on all 2,872 (MODEL_CARD.md); pixels 36.9 %, chance 25 %
-ACC_MIN = 0.60
+#: the shipped head on 1,200 validation images: 68.1 % on all 2,872 (MODEL_CARD.md; ±1.3 points one s.e. on
+#: 1,200); pixels 36.9 %, chance 25 %
+ACC_MIN = 0.63
 #: held-out people (scripts/heldout_prefixes.txt) whose clips the shipped model names correctly with a margin
 CLIPS = [("videos_more/styletalk_style_clips_happyenglish_clip1.mp4", "happy"),
          ("videos_more/styletalk_style_clips_furious_talk1_clip1.mp4", "angry"),
-         ("videos_more/styletalk_source_video_feifeili_clip1.mp4", "neutral")]
+         ("videos_more/styletalk_source_video_feifeili_clip1.mp4", "neutral"),
+         ("videos/videoretalking_face_2.mp4", "neutral")]
 NEUTRAL_CLIP = "videos_more/styletalk_source_video_feifeili_clip1.mp4"
 STRONG_CLIPS = ["videos_more/styletalk_style_clips_happyenglish_clip1.mp4",
                 "videos_more/styletalk_style_clips_furious_talk1_clip1.mp4"]
@@ -84,8 +86,9 @@ def test_intensity_is_higher_on_strong_expressions_than_on_neutral_talking(analy
     neutral = np.median([r[1] for r in _run(analyzer, _clip(NEUTRAL_CLIP))])
     for clip in STRONG_CLIPS:
         strong = np.median([r[1] for r in _run(analyzer, _clip(clip))])
-        # 1 - P(neutral) saturates near 1 on strong clips; talking neutral faces read 0.4-0.8 (expression_neutral.json)
-        assert strong >= neutral + 0.2, (clip, strong, neutral)
+        # the criterion: strong clips >= 1.5x a neutral talking clip (measured 0.95 against 0.25,
+        # benchmarks/2026-12-02-epyc2/expression_heldout.json)
+        assert strong >= 1.5 * neutral and strong >= neutral + 0.3, (clip, strong, neutral)
 
 
 def test_person_normalized_intensity_rises_from_rest_to_expression(analyzer):
@@ -94,6 +97,8 @@ def test_person_normalized_intensity_rises_from_rest_to_expression(analyzer):
     smile = [r for r in rows if 1.2 <= r[0] < 2.8]
     rest = [r for r in rows if r[0] >= 3.0]
     assert smile and rest and all(r[4] for r in smile + rest)
-    assert np.median([r[3] for r in smile]) > 0.6, [round(r[3], 2) for r in smile]
-    assert np.median([r[3] for r in rest]) < 0.3, [round(r[3], 2) for r in rest]
+    # measured: ~0.54 during the smile, ~0.02 at rest (the clip-labelled model reads this smile as happy 0.44,
+    # neutral 0.38: more cautious than the previous default, which gave > 0.6)
+    assert np.median([r[3] for r in smile]) > 0.4, [round(r[3], 2) for r in smile]
+    assert np.median([r[3] for r in rest]) < 0.15, [round(r[3], 2) for r in rest]
     assert np.median([r[1] for r in smile]) > np.median([r[1] for r in rest]) + 0.3
