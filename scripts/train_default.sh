@@ -5,7 +5,7 @@
 #   bash scripts/train_default.sh [all|data|train|finetune|identity|ship|eval]
 #   MINUTES=60 bash scripts/train_default.sh train    # train for at most an hour now, continue later
 #
-# The run's state lives in training/rt64w/ (committed, see training/README.md), so a later session
+# The fine-tune's state lives in training/rt64w_vl/ (committed, see training/README.md), so a later session
 # (or a GPU session: scripts/train_default_gpu.sh) continues it instead of restarting.
 # Give training the machine alone: other jobs on these 2 cores slow it 3-10x (log.csv has images_per_s).
 set -euo pipefail
