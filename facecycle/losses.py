@@ -18,7 +18,7 @@ from .nn.warp import warp
 
 __all__ = [
     "gaussian_window", "ssim", "gram", "symmetry_loss", "denormalize", "PerceptualNet",
-    "perceptual_loss", "motion_losses", "identity_losses",
+    "perceptual_loss", "motion_losses", "identity_losses", "scale_grad",
 ]
 
 
@@ -155,6 +155,11 @@ def perceptual_loss(net: PerceptualNet, preds: Sequence[torch.Tensor], target: t
     return total
 
 
+def scale_grad(t: torch.Tensor, scale: float) -> torch.Tensor:
+    """``t`` in the forward pass; its gradient multiplied by ``scale`` in the backward pass (1: unchanged)."""
+    return t if scale == 1.0 else t * scale + t.detach() * (1.0 - scale)
+
+
 def _swap(t: torch.Tensor) -> torch.Tensor:
     """Exchange the two halves of a batch [a; b] -> [b; a]."""
     h = t.shape[0] // 2
@@ -173,8 +178,7 @@ def motion_losses(model, x: torch.Tensor, pnet: Optional[PerceptualNet],
     further losses); ``_feat`` is the encoder's (detached) conv feature of ``x``.
     """
     feat, code = model.codegeneration(x)
-    if enc_grad_scale != 1.0:
-        code = code * enc_grad_scale + code.detach() * (1.0 - enc_grad_scale)
+    code = scale_grad(code, enc_grad_scale)
     flow, back = model.exptoflow(code)
     G = model.Swap_Generator
     neutral = G(x, flow)

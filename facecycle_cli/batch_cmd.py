@@ -67,14 +67,6 @@ def _batch(args: argparse.Namespace) -> int:
         raise UsageError("nothing to write: both --no-csv and --no-video given")
     if args.parquet and not args.csv:
         raise UsageError("--parquet needs the CSVs (drop --no-csv)")
-    if args.parquet:  # before any video is processed, not after hours of it
-        import importlib.util
-
-        from facecycle.errors import BackendUnavailable
-        from realtime.batch.parquet import PYARROW_MISSING
-
-        if importlib.util.find_spec("pyarrow") is None:
-            raise BackendUnavailable(PYARROW_MISSING)
     for name in ("max_frames", "workers", "threads_per_worker"):
         v = getattr(args, name)
         if v is not None and v < 1:

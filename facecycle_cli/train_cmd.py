@@ -188,8 +188,6 @@ def _train_semisup(args: argparse.Namespace, cfg) -> int:
         print(f"wrote {args.write_pack} ({n / 1e6:.1f} MB)")
         return 0
     opts = semisup_options(args, cfg.name)
-    if opts.video_label_batch > 0 and vlab is None:
-        raise UsageError("video_label_batch > 0 needs --video-labels CSV")
     tr = SemiSupTrainer(opts, stills, val, (vimg, vtr), Path(args.out), init=args.init, video_labels=vlab,
                         init_head=args.init_head)
     if args.resume:

@@ -49,14 +49,15 @@ def main() -> int:
         theta = affine_jitter(x0, g, scale=(1.0, 1.0), rot_deg=0, shift=0.0, flip=False,
                               zoom=cut_framing(a.scale, cfg.crop_scale))
         x = normalize(warp_affine(x0, theta, cfg.image_size), cfg.mean, cfg.std)
+        dec = m.exptoflow
+        seen = {}  # the activation entering the flow head, caught on its way in (MotionDecoder.forward as is)
+        hook = dec.toflow4.register_forward_pre_hook(lambda mod, inp, s=seen: s.__setitem__("h", inp[0]))
         with torch.no_grad():
             _, code = m.codegeneration(x)
-            dec = m.exptoflow
-            h = dec.motiongen2(dec.motiongen1(code.reshape(code.shape[0], -1, 1, 1)))
-            for i in range(dec.n_res):
-                h = getattr(dec, f"resblock{i + 1}")(h)
             flow, _ = dec(code)
             fi = flow_intensity(flow)
+        hook.remove()
+        h = seen["h"]
         res["models"][name] = {
             "checkpoint": path, "config": cfg.name,
             "flow_intensity_median": float(fi.median()), "flow_intensity_p90": float(fi.quantile(0.9)),

@@ -27,10 +27,11 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 def main() -> int:
     import cv2
-    from eval_expression import crop_square, lap_var
+    from eval_expression import lap_var
 
     from facecycle.probe.peer import FerPeer
     from realtime.analyzer import Analyzer
+    from realtime.crops import crop_square
     from realtime.neutral_detail import sharpen_neutral
     from realtime.types import EMOTIONS
 
@@ -60,8 +61,9 @@ def main() -> int:
                 inp = np.ascontiguousarray(crop_square(p.image, f.crop_box, a.size)[..., ::-1])
                 raw = cv2.resize(f.neutral, (a.size, a.size), interpolation=cv2.INTER_CUBIC)
                 x = an.inference  # the flow of this face, as the pipeline computed it
-                flow = x.backend.run("analyze", {"image": _input(x, inp)})["flow"][0]
-                flows.append(float(0.5 * np.sqrt((flow ** 2).sum(0)).mean()))
+                out = x.backend.run("analyze", {"image": _input(x, inp)})
+                flow = out["flow"][0]
+                flows.append(float(out["intensity"][0]))  # flow_intensity, computed by the graph
                 sharp = sharpen_neutral(f.neutral, inp, flow)
                 half = np.clip(0.5 * raw.astype(np.float32) + 0.5 * sharp, 0, 255).astype(np.uint8)
                 ims = dict(zip(kinds, (inp, raw, sharp, half), strict=True))

@@ -63,7 +63,7 @@ from ..config import get_config
 from ..data.augment import color_jitter, normalize, warp_affine
 from ..data.pairs import track_index
 from ..errors import InputError, UsageError
-from ..losses import motion_losses
+from ..losses import motion_losses, scale_grad
 from ..model import MOTION_MODULES, FaceCycle
 from ..nn import flow_intensity
 from .runlog import RunLog
@@ -443,8 +443,7 @@ class SemiSupTrainer:
         terms["acc"] = float((logits.argmax(1) == y).float().mean())
         neu = y == NEUTRAL
         margin = o.flow_margin_weight > 0 and o.flow_margin > 0
-        if o.still_flow_enc_grad != 1.0:  # the flow terms below: scale their gradient into the encoder
-            code = code * o.still_flow_enc_grad + code.detach() * (1.0 - o.still_flow_enc_grad)
+        code = scale_grad(code, o.still_flow_enc_grad)  # the flow terms below: their gradient into the encoder
         if margin:  # one decoder pass for both flow terms
             fl_all, bk_all = self.model.exptoflow(code.float())
             fi = flow_intensity(fl_all[~neu])

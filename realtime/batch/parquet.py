@@ -18,12 +18,20 @@ from typing import Iterable, List, Optional, Tuple, Union
 
 from facecycle.errors import BackendUnavailable, OutputError
 
-__all__ = ["write_parquet", "PYARROW_MISSING"]
+__all__ = ["write_parquet", "require_pyarrow", "PYARROW_MISSING"]
 
 log = logging.getLogger(__name__)
 
 PYARROW_MISSING = 'pyarrow is not installed; pip install "facecycle-rt[cluster]" (or pip install pyarrow)'
 _INT_COLUMNS = ("frame", "face_id", "success")
+
+
+def require_pyarrow() -> None:
+    """Raise :class:`BackendUnavailable` (one line) when pyarrow cannot be imported; imports nothing itself."""
+    import importlib.util
+
+    if importlib.util.find_spec("pyarrow") is None:
+        raise BackendUnavailable(PYARROW_MISSING)
 
 
 def _column_types(columns: List[str]):
@@ -43,12 +51,11 @@ def write_parquet(csvs: Iterable[Tuple[str, Union[str, Path]]], path: Union[str,
     Raises:
         BackendUnavailable: pyarrow missing. OutputError: unwritable path, or CSVs with different columns.
     """
-    try:
-        import pyarrow as pa
-        import pyarrow.csv as pacsv
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise BackendUnavailable(PYARROW_MISSING) from None
+    require_pyarrow()
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
     dest = Path(path)
     single = dest.suffix.lower() == ".parquet"
     tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")

@@ -67,6 +67,10 @@ def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batch
     """
     from .executors import LocalExecutor
 
+    if parquet:  # refuse before any input is processed, not after hours of it
+        from .parquet import require_pyarrow
+
+        require_pyarrow()
     t_start = time.time()
     out = Path(os.path.abspath(out_dir))
     if out.exists() and not out.is_dir():
