@@ -72,6 +72,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init-head", default=None, metavar="FILE",
                    help="semisup: an emotion head (a run's head.safetensors) to start from, with --init, to "
                         "fine-tune a run")
+    p.add_argument("--init-motion", default=None, metavar="FILE",
+                   help="semisup: take the motion decoder and generator from this checkpoint (after --init), "
+                        "e.g. for a refit of M and G with --set train_encoder=false")
     p.add_argument("--pack", default=None, metavar="FILE",
                    help="semisup: train from a data pack (see --write-pack) instead of --data/--fer")
     p.add_argument("--write-pack", default=None, metavar="FILE",
@@ -189,7 +192,7 @@ def _train_semisup(args: argparse.Namespace, cfg) -> int:
         return 0
     opts = semisup_options(args, cfg.name)
     tr = SemiSupTrainer(opts, stills, val, (vimg, vtr), Path(args.out), init=args.init, video_labels=vlab,
-                        init_head=args.init_head)
+                        init_head=args.init_head, init_motion=args.init_motion)
     if args.resume:
         if tr.resume():
             print(f"resumed {args.out} at step {tr.step}", flush=True)

@@ -14,7 +14,10 @@
   (``--peer``), the same with the model's own head (NOT independent:
   the generator was trained against it), the detail ratio (median variance of the
   Laplacian, neutral over the input crop at the same size) and the SSIM of
-  neutral against input (grey, same size).
+  neutral against input (grey, same size), and a crude same-person check: the share of neutral faces whose
+  nearest input crop (HOG of the 64-px grey face, the face's own frame left out) shows the same person
+  (there is no face-recognition model here; with few people this only catches faces that stopped looking
+  like their person).
 
 Usage::
 
@@ -54,6 +57,24 @@ def ssim_gray(a: np.ndarray, b: np.ndarray) -> float:
     return float(structural_similarity(ga, gb, data_range=255))
 
 
+def hog_feature(img_rgb: np.ndarray) -> np.ndarray:
+    """HOG of the 64-px grey face (the same-person check)."""
+    from skimage.feature import hog
+
+    g = cv2.cvtColor(cv2.resize(img_rgb, (64, 64), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+    return hog(g, pixels_per_cell=(8, 8), cells_per_block=(2, 2))
+
+
+def same_person_rank1(neutral: np.ndarray, inputs: np.ndarray, person: np.ndarray) -> float:
+    """Share of neutral faces (N, D) whose nearest input (N, D), other than their own (row i), is the same person."""
+    ok = []
+    for i, f in enumerate(neutral):
+        d = np.linalg.norm(inputs - f, axis=1)
+        d[i] = np.inf
+        ok.append(person[int(np.argmin(d))] == person[i])
+    return float(np.mean(ok))
+
+
 def eval_fer(model: Path, fer: Path) -> dict:
     from facecycle.probe.features import OnnxFeatures
     from facecycle.probe.linear import load_head
@@ -73,13 +94,14 @@ def eval_clips(model: Path, clips_csv: Path, shared: Path, neutralize: bool, max
 
     rows = list(csv.DictReader(open(clips_csv)))
     out = []
+    ids = []  # (HOG of the neutral face, HOG of the input, person) for the same-person check
     with Analyzer(model, backend="onnxruntime", neutralize=neutralize) as an:
         for r in rows:
             path = shared / "data" / r["clip"]
             if not path.is_file():
                 print(f"skip {path}: absent", file=sys.stderr)
                 continue
-            emos, inten, rel, p_neutral, detail, ssims = [], [], [], [], [], []
+            emos, inten, rel, p_neutral, detail, ssims, flows = [], [], [], [], [], [], []
             j_neu, j_inp, p_input, peer_p = [], [], [], []
             t = time.perf_counter()
             n = 0
@@ -91,6 +113,7 @@ def eval_clips(model: Path, clips_csv: Path, shared: Path, neutralize: bool, max
                 if f.emotions is not None:
                     emos.append(f.emotions)
                 inten.append(f.intensity)
+                flows.append(f.flow_intensity)
                 if f.baseline_ready:
                     rel.append(f.rel_intensity)
                 if judge is not None and not neutralize:  # the peer on the crop our model reads
@@ -101,6 +124,7 @@ def eval_clips(model: Path, clips_csv: Path, shared: Path, neutralize: bool, max
                     inp = crop_square(p.image, f.crop_box, ne.shape[0])[..., ::-1]
                     detail.append(lap_var(ne) / max(1e-6, lap_var(inp)))
                     ssims.append(ssim_gray(ne, np.ascontiguousarray(inp)))
+                    ids.append((hog_feature(ne), hog_feature(np.ascontiguousarray(inp)), r["person"]))
                     small = cv2.resize(ne, (an.inference.size, an.inference.size), interpolation=cv2.INTER_AREA)
                     p_neutral.append(_head_neutral(an, small))
                     small_in = cv2.resize(np.ascontiguousarray(inp), (an.inference.size, an.inference.size),
@@ -119,7 +143,8 @@ def eval_clips(model: Path, clips_csv: Path, shared: Path, neutralize: bool, max
                                                                  for e, v in zip(EMOTIONS, mean_e, strict=True)},
                    "named": None if mean_e is None else EMOTIONS[int(np.argmax(mean_e))],
                    "median_intensity": float(np.median(inten)) if inten else None,
-                   "median_rel_intensity": float(np.median(rel)) if rel else None}
+                   "median_rel_intensity": float(np.median(rel)) if rel else None,
+                   "median_flow_intensity": float(np.median(flows)) if flows else None}
             if j_neu:
                 rec.update({"judge_neutral_share_of_neutral_faces": float(np.mean(j_neu)),
                             "judge_neutral_share_of_inputs": float(np.mean(j_inp))})
@@ -149,6 +174,11 @@ def eval_clips(model: Path, clips_csv: Path, shared: Path, neutralize: bool, max
                "expressive_clips": int(sum(c["kind"] == "expressive" for c in out)),
                "median_intensity_expressive_clips": float(np.median(exp)) if exp else None,
                "median_intensity_neutral_clips": float(np.median(neu)) if neu else None, **summary_peer}
+    fl = {k: [c["median_flow_intensity"] for c in out if c["kind"] == k and c["median_flow_intensity"] is not None]
+          for k in ("expressive", "neutral")}
+    if fl["expressive"] and fl["neutral"]:
+        summary["median_flow_intensity_expressive_clips"] = float(np.median(fl["expressive"]))
+        summary["median_flow_intensity_neutral_clips"] = float(np.median(fl["neutral"]))
     if exp and neu:
         summary["intensity_ratio_expressive_over_neutral"] = float(np.median(exp) / max(1e-6, np.median(neu)))
         summary["expressive_clips_above_1.5x_neutral_median"] = int(sum(v >= 1.5 * np.median(neu) for v in exp))
@@ -159,6 +189,9 @@ def eval_clips(model: Path, clips_csv: Path, shared: Path, neutralize: bool, max
                                                                      for c in det]))
         summary["inputs_read_neutral_by_own_head"] = float(np.mean([c["inputs_read_neutral_by_own_head"] for c in det]))
         summary["neutral_ssim_to_input_median"] = float(np.median([c["neutral_ssim_to_input_median"] for c in det]))
+        hn, hi, who = (np.array(v) for v in zip(*ids, strict=True))
+        summary["neutral_same_person_rank1_hog"] = same_person_rank1(hn, hi, who)
+        summary["same_person_people"] = int(len(set(who.tolist())))
     jd = [c for c in out if "judge_neutral_share_of_neutral_faces" in c]
     if jd:
         summary["judge_neutral_share_of_neutral_faces"] = float(np.mean([c["judge_neutral_share_of_neutral_faces"]

@@ -2,11 +2,12 @@
 # Reproduce the shipped default model (facecycle/assets/default, config rt64w) and the figures in MODEL_CARD.md.
 # CPU; run from the project root with ../shared present. Every step is resumable: run it again to continue.
 #
-#   bash scripts/train_default.sh [all|data|train|finetune|identity|ship|eval]
+#   bash scripts/train_default.sh [all|data|train|finetune|refit|identity|ship|eval]
 #   MINUTES=60 bash scripts/train_default.sh train    # train for at most an hour now, continue later
 #
-# The fine-tune's state lives in training/rt64w_vl/ (committed, see training/README.md), so a later session
-# (or a GPU session: scripts/train_default_gpu.sh) continues it instead of restarting.
+# The fine-tune's and the refit's states live in training/rt64w_vl/ and training/rt64w_nf/ (committed, see
+# training/README.md), so a later session (or a GPU session: scripts/train_default_gpu.sh, RUN=...) continues
+# them instead of restarting.
 # Give training the machine alone: other jobs on these 2 cores slow it 3-10x (log.csv has images_per_s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,10 +15,12 @@ MODE=${1:-all}
 SHARED=${SHARED:-../shared}
 WORK=${WORK:-runs/default}          # prepared crops and the identity run (not committed)
 RUN=${RUN:-training/rt64w}          # the semi-supervised run (its final state is in git history, commit 391f02f)
-FT=${FT:-training/rt64w_vl}         # the clip-labelled fine-tune of RUN (committed state): the shipped model
+FT=${FT:-training/rt64w_vl}         # the clip-labelled fine-tune of RUN (committed state): the shipped encoder and head
+NF=${NF:-training/rt64w_nf}         # the refit of M and G on FT's frozen encoder (committed state): the shipped model
 CONFIG=${CONFIG:-rt64w}             # the model's sizes (facecycle/config.py); rt64 = the previous default
 STEPS=${STEPS:-17000}               # length of the cosine schedule (the shipped model: 17000)
 FT_STEPS=${FT_STEPS:-2400}          # length of the fine-tune's schedule
+NF_STEPS=${NF_STEPS:-300}           # length of the refit's schedule
 # bf16 autocast for the supervised pass where the CPU has bf16 units (AMX / AVX512-BF16): ~1.7x faster
 if [[ -z ${AMP:-} ]]; then
   if grep -qE 'amx_bf16|avx512_bf16' /proc/cpuinfo 2>/dev/null; then AMP=bf16; else AMP=none; fi
@@ -64,19 +67,30 @@ if [[ $MODE == all || $MODE == finetune ]]; then
     --threads "$THREADS" --ckpt-every 250 --out "$FT" --resume --no-progress "${LIMIT[@]}"
 fi
 
+if [[ $MODE == all || $MODE == refit ]]; then
+  # refit the motion decoder and generator on FT's frozen encoder and head (the emotions do not change): M and G
+  # start from the unsupervised model, every step is a FaceCycle step on 16 video pairs, zero flow (weight 2) for
+  # the neutral stills of a 32-still batch; the flows come back and the neutral face keeps the person
+  "${FC[@]}" train --stage semisup --config "$CONFIG" --init "$FT/last.safetensors" --init-head "$FT/head.safetensors" \
+    --init-motion "$UNSUP" --data "$WORK/vid1" "$WORK/vid2" --fer "$FER" --hold-out "$HOLD" \
+    --steps "$NF_STEPS" --batch 32 --pairs 16 --cycle-every 1 --set train_encoder=false --set zero_flow_weight=2 \
+    --set neutral_weight=0.1 --set warmup_steps=50 --set val_every=0 \
+    --threads "$THREADS" --ckpt-every 100 --out "$NF" --resume --no-progress "${LIMIT[@]}"
+fi
+
 if [[ $MODE == all || $MODE == identity ]]; then
   # identity stage (E, M, G frozen): identity encoder + normalizer, for --reid and identity codes
-  "${FC[@]}" train --stage identity --init "$FT/last.safetensors" --init-identity "$UNSUP" \
+  "${FC[@]}" train --stage identity --init "$NF/last.safetensors" --init-identity "$UNSUP" \
     --data "$WORK/vid1" "$WORK/vid2" --video-scale 1.3 \
-    --hold-out "$HOLD" --batch 8 --steps 300 --drop-at 0.8 --lr 1e-4 --threads "$THREADS" --out "$WORK/identity" \
+    --hold-out "$HOLD" --batch 8 --steps 300 --drop-at 0.8 --lr 1e-4 --threads "$THREADS" --out "$WORK/identity_nf" \
     --ckpt-every 50 --no-progress \
     --sample-every 100 --resume "${LIMIT[@]}"
 fi
 
 if [[ $MODE == all || $MODE == ship ]]; then
-  python scripts/ship_default.py --checkpoint "$WORK/identity/last.safetensors" --head "$FT/head.safetensors" \
+  python scripts/ship_default.py --checkpoint "$WORK/identity_nf/last.safetensors" --head "$NF/head.safetensors" \
     --feature-flip --out facecycle/assets/default \
-    --note "$CONFIG, semi-supervised FaceCycle ($RUN, $STEPS steps; $FT, $FT_STEPS steps with clip-labelled video)"
+    --note "$CONFIG, semi-supervised FaceCycle ($RUN, $STEPS steps; $FT, $FT_STEPS steps with clip-labelled video; $NF, M and G refit, $NF_STEPS steps)"
 fi
 
 if [[ $MODE == all || $MODE == eval ]]; then

@@ -26,6 +26,11 @@ CLIPS = [("videos_more/styletalk_style_clips_happyenglish_clip1.mp4", "happy"),
 NEUTRAL_CLIP = "videos_more/styletalk_source_video_feifeili_clip1.mp4"
 STRONG_CLIPS = ["videos_more/styletalk_style_clips_happyenglish_clip1.mp4",
                 "videos_more/styletalk_style_clips_furious_talk1_clip1.mp4"]
+#: neutral faces on STRONG_CLIPS[0] (happyenglish, 15 frames): median correlation with the input crop 0.86 and
+#: median flow_intensity 0.021 for the shipped model; the previous default (collapsed motion decoder, blurred
+#: mean-face neutral faces) gave 0.64 and 0 (benchmarks/2026-12-02-epyc3, MODEL_CARD.md)
+CORR_MIN = 0.78
+FLOW_MIN = 0.008
 #: rest, a broad smile from about 1 s to 3 s, rest again (a trained-on clip: this checks the mechanism)
 REST_TO_EXPRESSION = ("videos/liveportrait_driving_d0.mp4", 78)
 
@@ -102,3 +107,41 @@ def test_person_normalized_intensity_rises_from_rest_to_expression(analyzer):
     assert np.median([r[3] for r in smile]) > 0.4, [round(r[3], 2) for r in smile]
     assert np.median([r[3] for r in rest]) < 0.15, [round(r[3], 2) for r in rest]
     assert np.median([r[1] for r in smile]) > np.median([r[1] for r in rest]) + 0.3
+
+
+def _gray(img_rgb, size=64):
+    import cv2
+
+    return cv2.cvtColor(cv2.resize(np.ascontiguousarray(img_rgb), (size, size), interpolation=cv2.INTER_AREA),
+                        cv2.COLOR_RGB2GRAY).astype(np.float64)
+
+
+def test_neutral_faces_keep_the_person_and_come_from_a_live_flow():
+    """``--neutralize`` on a held-out expressive clip: the neutral face is still this face (correlation with the
+    input crop), sharp (variance of the Laplacian against the input's), and made with a real flow (an earlier
+    default's motion decoder had collapsed to zero flow and its neutral faces to a blurred mean face)."""
+    import cv2
+
+    from realtime.analyzer import Analyzer
+    from realtime.crops import crop_square
+
+    path = _clip(STRONG_CLIPS[0])
+    corr, detail, flows = [], [], []
+    with Analyzer(backend="onnxruntime", neutralize=True) as an:
+        for n, p in enumerate(an.process_video(path, max_frames=60)):
+            if not p.faces or n % 4:
+                continue
+            f = max(p.faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+            inp = crop_square(p.image, f.crop_box, f.neutral.shape[0])[..., ::-1]
+            a, b = _gray(f.neutral), _gray(inp)
+            corr.append(float(np.corrcoef(a.ravel(), b.ravel())[0, 1]))
+            lap = [cv2.Laplacian(cv2.cvtColor(np.ascontiguousarray(x), cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()
+                   for x in (f.neutral, inp)]
+            detail.append(lap[0] / max(lap[1], 1e-6))
+            flows.append(f.flow_intensity)
+    assert len(corr) >= 10
+    assert np.median(corr) > CORR_MIN, np.round(corr, 2)
+    # the issue's detail target is 0.5 over all expressive clips (measured 0.63); this one clip measures 0.57
+    # (the generator's own 64-px output alone: about 0.1)
+    assert np.median(detail) > 0.45, np.round(detail, 2)
+    assert np.median(flows) > FLOW_MIN, flows

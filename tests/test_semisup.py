@@ -275,3 +275,43 @@ def test_semisup_lr_from_the_command_line(argv, lr):
 
     args = build_parser().parse_args(["train", "--stage", "semisup", "--out", "x", *argv])
     assert semisup_options(args, "rt64w").lr == pytest.approx(lr)
+
+
+def test_refit_of_motion_and_generator_keeps_encoder_and_head(tmp_path):
+    """train_encoder=False: E and the head do not move (the emotions are unchanged), M and G learn from the
+    FaceCycle step; init_motion takes M and G from another checkpoint; it needs video pairs."""
+    from facecycle.checkpoint import save_checkpoint
+    from facecycle.errors import UsageError
+
+    base = _trainer(tmp_path, "base", steps=6)
+    base.fit(progress=False)
+    donor = _trainer(tmp_path, "donor", steps=1)
+    torch.manual_seed(5)
+    for p in donor.model.exptoflow.parameters():
+        p.data.normal_(0, 0.05)
+    save_checkpoint(donor.model, tmp_path / "donor.safetensors")
+    o = SemiSupOptions(config="tiny-gray-test", steps=8, batch=16, cycle_every=1, pairs=2, lr_motion=1e-3,
+                       warmup_steps=1, val_every=0, ckpt_every=0, threads=1, train_encoder=False,
+                       zero_flow_weight=2.0)
+    tr = SemiSupTrainer(o, _stills(300, 32, 0), _stills(50, 32, 1), _video(64, 2), tmp_path / "refit",
+                        init=str(tmp_path / "base" / "last.safetensors"),
+                        init_head=str(tmp_path / "base" / "head.safetensors"),
+                        init_motion=str(tmp_path / "donor.safetensors"))
+    for name in ("exptoflow", "Swap_Generator"):
+        for a, b in zip(getattr(tr.model, name).parameters(), getattr(donor.model, name).parameters(), strict=True):
+            assert torch.equal(a, b), name
+    enc0 = {k: v.clone() for k, v in tr.model.codegeneration.state_dict().items()}
+    head0 = tr.head.fc.weight.clone()
+    m0 = [p.clone() for p in tr.model.exptoflow.parameters()]
+    g0 = [p.clone() for p in tr.model.Swap_Generator.parameters()]
+    val0 = tr.validate()
+    terms = tr.fit(progress=False)
+    assert {"cycle", "zero_flow", "neutral_ce"} <= set(terms)
+    for k, v in tr.model.codegeneration.state_dict().items():  # weights and BatchNorm statistics alike
+        assert torch.equal(v, enc0[k]), k
+    assert torch.equal(tr.head.fc.weight, head0)
+    assert tr.validate() == val0
+    assert any(not torch.equal(a, b) for a, b in zip(tr.model.exptoflow.parameters(), m0, strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(tr.model.Swap_Generator.parameters(), g0, strict=True))
+    with pytest.raises(UsageError, match="needs video pairs"):
+        SemiSupTrainer(o, _stills(30, 32, 0), _stills(10, 32, 1), None, tmp_path / "novideo")

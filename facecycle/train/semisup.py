@@ -36,6 +36,11 @@ the encoder's share of their gradient scaled by ``enc_grad_scale``, plus
 * **the re-expressed face reads as its source** — H(E(recon)) matches the
   (detached) prediction on the input.
 
+**Refit of M and G** (``train_encoder=False``): E and H stay frozen (the emotions do not change) and
+every step is a FaceCycle step, with the zero-flow term on the neutral stills of a still batch. With
+``init_motion`` (M and G from an unsupervised run) it rebuilds a motion decoder and generator whose flows are
+alive and whose neutral faces keep the person, on a trained encoder; MODEL_CARD.md measures it.
+
 Video crops are prepared loose (``facecycle data prepare --scale 1.3``) and cut
 to the model's framing (``config.crop_scale``) here with a little jitter, so
 training and inference frame faces alike.
@@ -110,6 +115,8 @@ class SemiSupOptions:
     neutral_weight: float = 0.5
     reexpress_weight: float = 0.5
     cycle_weight: float = 1.0
+    train_encoder: bool = True     # False: a refit of M and G only (E and the head frozen, the emotions unchanged):
+                                   # every step is a FaceCycle step, plus zero flow on the neutral stills of ``batch``
     head_dropout: float = 0.3
     video_crop_scale: float = 1.3  # the framing the video crops were prepared with
     val_every: int = 500
@@ -206,12 +213,14 @@ class SemiSupTrainer:
         video_labels: (M,) int64 class of each video crop (``EMOTION_CLASSES`` index) or -1 for none; used
             when ``video_label_batch`` > 0.
         init_head: an emotion head (``head.safetensors`` of a run) to start from, e.g. to fine-tune a run.
+        init_motion: a checkpoint to take the motion decoder and generator from, after ``init`` (e.g. an
+            unsupervised run's, for a refit of M and G on a trained encoder: ``train_encoder=False``).
     """
 
     def __init__(self, opts: SemiSupOptions, stills: Tuple[np.ndarray, np.ndarray],
                  val: Tuple[np.ndarray, np.ndarray], video: Optional[Tuple[np.ndarray, np.ndarray]],
                  out: Path, init: Optional[str] = None, video_labels: Optional[np.ndarray] = None,
-                 init_head: Optional[str] = None) -> None:
+                 init_head: Optional[str] = None, init_motion: Optional[str] = None) -> None:
         self.o = opts
         try:
             self.cfg = get_config(opts.config)
@@ -228,6 +237,8 @@ class SemiSupTrainer:
             raise UsageError(f"amp must be 'none' or 'bf16', not {opts.amp!r}")
         if init:
             self._init_from(init)
+        if init_motion:
+            self._init_motion_from(init_motion)
         self.head = EmotionHead(self.cfg.feature_dim, dropout=opts.head_dropout)
         if init_head:
             from safetensors.torch import load_file
@@ -271,10 +282,15 @@ class SemiSupTrainer:
         self.class_weight = w.clamp(0.5, 3.0).to(self.dev)
         enc = list(self.model.codegeneration.parameters()) + list(self.head.parameters())
         mot = list(self.model.exptoflow.parameters()) + list(self.model.Swap_Generator.parameters())
-        self.opt = torch.optim.AdamW([
-            {"params": enc, "lr": opts.lr, "peak": opts.lr},
-            {"params": mot, "lr": opts.lr_motion, "peak": opts.lr_motion, "betas": (0.5, 0.999)},
-        ], weight_decay=opts.weight_decay)
+        groups = [{"params": mot, "lr": opts.lr_motion, "peak": opts.lr_motion, "betas": (0.5, 0.999)}]
+        if opts.train_encoder:
+            groups.insert(0, {"params": enc, "lr": opts.lr, "peak": opts.lr})
+        else:
+            if self.vid is None or not opts.pairs:
+                raise UsageError("train_encoder=False (a refit of M and G) needs video pairs (--data, pairs > 0)")
+            for p in enc:
+                p.requires_grad_(False)
+        self.opt = torch.optim.AdamW(groups, weight_decay=opts.weight_decay)
         self.step = 0
         self.wall = 0.0
         self.best_val = 0.0
@@ -301,6 +317,16 @@ class SemiSupTrainer:
         self.model.load_state_dict(own)
         if fresh:
             log.info("init %s: %s starts fresh (its sizes differ), the other motion modules from it", init, fresh)
+
+    def _init_motion_from(self, path: str) -> None:
+        """Replace the motion decoder and generator with ``path``'s (same sizes)."""
+        m = load_checkpoint(path)
+        for mod in ("exptoflow", "Swap_Generator"):
+            try:
+                getattr(self.model, mod).load_state_dict(getattr(m, mod).state_dict())
+            except (AttributeError, RuntimeError):
+                raise InputError(f"{path}: its {mod} does not fit config {self.cfg.name!r}") from None
+        log.info("init motion: exptoflow and Swap_Generator from %s", path)
 
     # ------------------------------------------------------------------ io
     def save(self) -> None:
@@ -419,6 +445,8 @@ class SemiSupTrainer:
         for grp in self.opt.param_groups:
             grp["lr"] = grp["peak"] * f
         torch.manual_seed((o.seed * 7_919 + self.step * 104_729 + 17) % (2 ** 63))
+        if not o.train_encoder:
+            return self.refit_step()
         self.model.train()
         self.head.train()
         enc = self.model.codegeneration
@@ -476,11 +504,35 @@ class SemiSupTrainer:
             terms.update(self.cycle_step())
         return terms
 
-    def cycle_step(self) -> Dict[str, float]:
+    def refit_step(self) -> Dict[str, float]:
+        """``train_encoder=False``: one FaceCycle step on video pairs (M and G learn; E and the head are frozen,
+        in eval mode), with zero flow for the neutral stills of a still batch (``batch``, ``zero_flow_weight``)."""
+        o = self.o
+        self.model.train()
+        self.model.codegeneration.eval()
+        self.head.eval()
+        extra = None
+        terms: Dict[str, float] = {}
+        if o.zero_flow_weight > 0 and o.batch > 0:
+            x, y = self.still_batch(self.step)
+            neu = y == NEUTRAL
+            if bool(neu.any()):
+                with torch.no_grad():
+                    code = self.model.codegeneration(x[neu])[1]
+                fl, bk = self.model.exptoflow(code)
+                zf = fl.abs().mean() + bk.abs().mean()
+                extra = o.zero_flow_weight * zf
+                terms["zero_flow"] = float(zf.detach())
+        terms.update(self.cycle_step(extra))
+        return terms
+
+    def cycle_step(self, extra: Optional[torch.Tensor] = None) -> Dict[str, float]:
+        """One FaceCycle step on video pairs (plus ``extra``, a loss to optimise in the same step)."""
         o = self.o
         x = self.pair_batch(self.step)
-        res = motion_losses(self.model, x, None, self.cfg.mean, self.cfg.std, 0.0, enc_grad_scale=o.enc_grad_scale)
-        loss = o.cycle_weight * res["loss"]
+        res = motion_losses(self.model, x, None, self.cfg.mean, self.cfg.std, 0.0,
+                            enc_grad_scale=o.enc_grad_scale if o.train_encoder else 0.0)
+        loss = o.cycle_weight * res["loss"] + (extra if extra is not None else 0.0)
         out = {"cycle": float(res["loss"].detach())}
         if o.neutral_weight > 0:
             ln = self._head_frozen(res["_neutral_live"])
@@ -539,6 +591,8 @@ class SemiSupTrainer:
         ema = None
         n_img = self.o.batch + (2 * self.o.video_batch if self.vid is not None else 0) \
             + (self.o.video_label_batch if self.vlab_idx is not None else 0)
+        if not self.o.train_encoder:  # pairs, and the stills only where the zero-flow term reads them
+            n_img = 2 * self.o.pairs + (self.o.batch if self.o.zero_flow_weight > 0 else 0)
         try:
             while self.step < until:
                 ts = time.perf_counter()

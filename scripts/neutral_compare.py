@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Compare the neutral faces of training checkpoints (torch) on held-out expressive frames, without exporting.
+
+For each checkpoint: the pipeline's neutral face (the generator's 64-px output plus the detail of the
+flow-warped 192-px crop, :func:`realtime.neutral_detail.sharpen_neutral`) of the largest face on frames of the
+expressive held-out clips (``benchmarks/heldout_clips.csv``), found with the shipped pipeline; reports the share
+the independent judge (the ``fer`` peer) calls neutral, the detail ratio, SSIM to the input, the crude HOG
+same-person check of ``eval_expression.py`` and the median ``flow_intensity``. Two frame sets: ``report``
+(every 5th of the first 75 frames, as ``eval_expression.py --neutralize``) and ``select`` (every 10th of
+frames 101-300), so that a choice made on one can be checked on the other.
+
+    python scripts/neutral_compare.py --out cmp.json name=RUN/last.safetensors ...
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+FRAME_SETS = {"report": (75, lambda n: n % 5 == 0), "select": (300, lambda n: n > 100 and n % 10 == 0)}
+
+
+def frames(clips: Path, shared: Path, which: str):
+    """(crops 192 px, crops at the model size 64 px, person) of the largest face, RGB uint8."""
+    from realtime.analyzer import Analyzer
+    from realtime.crops import crop_square
+
+    limit, keep = FRAME_SETS[which]
+    big, small, who = [], [], []
+    rows = [r for r in csv.DictReader(open(clips)) if r["kind"] == "expressive"]
+    with Analyzer(backend="onnxruntime") as an:
+        for r in rows:
+            for n, p in enumerate(an.process_video(shared / "data" / r["clip"], max_frames=limit), start=1):
+                if not p.faces or not keep(n):
+                    continue
+                f = max(p.faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+                big.append(np.ascontiguousarray(crop_square(p.image, f.crop_box, 192)[..., ::-1]))
+                small.append(np.ascontiguousarray(crop_square(p.image, f.crop_box, 64)[..., ::-1]))
+                who.append(r["person"])
+    return np.stack(big), np.stack(small), np.array(who)
+
+
+def measure(ckpt: str, big: np.ndarray, small: np.ndarray, who: np.ndarray, judge) -> dict:
+    import torch
+    from eval_expression import hog_feature, lap_var, same_person_rank1, ssim_gray
+
+    from facecycle.checkpoint import load_checkpoint
+    from facecycle.preprocess import from_output, to_input
+    from realtime.neutral_detail import sharpen_neutral
+    from realtime.types import EMOTIONS
+
+    m = load_checkpoint(ckpt).eval().float()
+    with torch.no_grad():
+        x = torch.from_numpy(to_input(small, m.config.mean, m.config.std))
+        a = m.analyze(x)
+        n64 = from_output(m.neutralize(x, a.flow).numpy(), m.config.mean, m.config.std)
+    out = np.stack([sharpen_neutral(n, c, f) for n, c, f in zip(n64, big, a.flow.numpy(), strict=True)])
+    k = EMOTIONS.index("neutral")
+    pairs = list(zip(out, big, strict=True))
+    return {"checkpoint": ckpt, "frames": len(out),
+            "judge_neutral_share": float(np.mean(judge.predict(out).argmax(1) == k)),
+            "judge_neutral_share_of_inputs": float(np.mean(judge.predict(big).argmax(1) == k)),
+            "detail_ratio_median": float(np.median([lap_var(o) / max(1e-6, lap_var(c)) for o, c in pairs])),
+            "ssim_to_input_median": float(np.median([ssim_gray(o, c) for o, c in pairs])),
+            "same_person_rank1_hog": same_person_rank1(np.stack([hog_feature(o) for o in out]),
+                                                       np.stack([hog_feature(c) for c in big]), who),
+            "flow_intensity_median": float(a.intensity.median())}
+
+
+def main() -> int:
+    from facecycle.probe.peer import FerPeer
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("checkpoints", nargs="+", metavar="NAME=CHECKPOINT")
+    ap.add_argument("--clips", type=Path, default=ROOT / "benchmarks" / "heldout_clips.csv")
+    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    ap.add_argument("--out", type=Path, required=True)
+    a = ap.parse_args()
+    judge = FerPeer()
+    res: dict = {}
+    for which in FRAME_SETS:
+        big, small, who = frames(a.clips, a.shared, which)
+        for item in a.checkpoints:
+            name, _, path = item.partition("=")
+            res.setdefault(name, {})[which] = r = measure(path, big, small, who, judge)
+            print(name, which, json.dumps(r), flush=True)
+    a.out.write_text(json.dumps(res, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
