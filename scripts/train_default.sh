@@ -70,11 +70,12 @@ fi
 if [[ $MODE == all || $MODE == refit ]]; then
   # refit the motion decoder and generator on FT's frozen encoder and head (the emotions do not change): M and G
   # start from the unsupervised model, every step is a FaceCycle step on 16 video pairs, zero flow (weight 2) for
-  # the neutral stills of a 32-still batch; the flows come back and the neutral face keeps the person
+  # the neutral stills of a 32-still batch, and the neutral face must read as neutral to the frozen head through
+  # random moves, blur and noise (neutral_jitter); the flows come back and the neutral face keeps the person
   "${FC[@]}" train --stage semisup --config "$CONFIG" --init "$FT/last.safetensors" --init-head "$FT/head.safetensors" \
     --init-motion "$UNSUP" --data "$WORK/vid1" "$WORK/vid2" --fer "$FER" --hold-out "$HOLD" \
     --steps "$NF_STEPS" --batch 32 --pairs 16 --cycle-every 1 --set train_encoder=false --set zero_flow_weight=2 \
-    --set neutral_weight=0.1 --set warmup_steps=50 --set val_every=0 \
+    --set neutral_weight=0.5 --set neutral_jitter=1.0 --set warmup_steps=50 --set val_every=0 \
     --threads "$THREADS" --ckpt-every 100 --out "$NF" --resume --no-progress "${LIMIT[@]}"
 fi
 

@@ -292,7 +292,7 @@ def test_refit_of_motion_and_generator_keeps_encoder_and_head(tmp_path):
     save_checkpoint(donor.model, tmp_path / "donor.safetensors")
     o = SemiSupOptions(config="tiny-gray-test", steps=8, batch=16, cycle_every=1, pairs=2, lr_motion=1e-3,
                        warmup_steps=1, val_every=0, ckpt_every=0, threads=1, train_encoder=False,
-                       zero_flow_weight=2.0)
+                       zero_flow_weight=2.0, neutral_jitter=1.0)
     tr = SemiSupTrainer(o, _stills(300, 32, 0), _stills(50, 32, 1), _video(64, 2), tmp_path / "refit",
                         init=str(tmp_path / "base" / "last.safetensors"),
                         init_head=str(tmp_path / "base" / "head.safetensors"),
@@ -315,3 +315,16 @@ def test_refit_of_motion_and_generator_keeps_encoder_and_head(tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(tr.model.Swap_Generator.parameters(), g0, strict=True))
     with pytest.raises(UsageError, match="needs video pairs"):
         SemiSupTrainer(o, _stills(30, 32, 0), _stills(10, 32, 1), None, tmp_path / "novideo")
+
+
+def test_critic_jitter_is_random_repeatable_and_differentiable():
+    from facecycle.train.semisup import critic_jitter
+
+    x = torch.randn(3, 3, 32, 32, requires_grad=True)
+    a = critic_jitter(x, torch.Generator().manual_seed(1), 1.0)
+    b = critic_jitter(x, torch.Generator().manual_seed(1), 1.0)
+    c = critic_jitter(x, torch.Generator().manual_seed(2), 1.0)
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.allclose(a, c)
+    assert (a - x).abs().mean() > 0.05  # moved, blurred and noised
+    a.square().mean().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
