@@ -64,6 +64,14 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (with a "did you mean" where one is close)
         self.exit(2, f"{self.prog}: error: {message}{_suggestion(self, message)}\n")
 
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        ns, rest = super().parse_known_args(args, namespace)
+        for a in self._actions:  # Python 3.11 reads ``--opt=--`` as an empty list, not as a missing value
+            if (isinstance(a, argparse._StoreAction) and a.nargs is None and a.option_strings
+                    and isinstance(getattr(ns, a.dest, None), list)):
+                self.error(f"argument {'/'.join(a.option_strings)}: expected one argument")
+        return ns, rest
+
 
 def _option_strings(parser: argparse.ArgumentParser) -> List[str]:
     """Every option string of ``parser`` and of its sub-commands."""

@@ -65,6 +65,18 @@ def test_a_misspelt_option_or_choice_gets_did_you_mean(capsys):
     assert "did you mean insightface?" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv", [["process", "x.mp4", "--detector=--"], ["process", "x.mp4", "--backend=--"],
+                                  ["train", "--stage", "semisup", "--out=--"]])
+def test_an_option_given_only_dashes_is_a_usage_error(argv, capsys):
+    """Python 3.11's argparse reads ``--opt=--`` as an empty list; it used to reach the code as one (exit 1,
+    "internal error"), found by the fuzz tests."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "error" in err[0] and "internal error" not in err[0], err
+
+
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     return write_video(tmp_path_factory.mktemp("clip") / "clip.mp4", real_frames(50), rate=25)

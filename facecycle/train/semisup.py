@@ -32,7 +32,8 @@ of one face track, or a frame and its mirror): the paper's motion losses, with
 the encoder's share of their gradient scaled by ``enc_grad_scale``, plus
 
 * **the neutral face reads as neutral** — H(E(G(x, flow))) → "neutral"
-  (E and H frozen for this term, so only M and G learn it);
+  (E and H frozen for this term, so only M and G learn it; with ``neutral_jitter`` the head sees the face
+  through :func:`critic_jitter`, since a plain frozen head is easily pleased by artefacts);
 * **the re-expressed face reads as its source** — H(E(recon)) matches the
   (detached) prediction on the input.
 
