@@ -66,9 +66,9 @@ class _Parser(argparse.ArgumentParser):
 
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
         ns, rest = super().parse_known_args(args, namespace)
-        for a in self._actions:  # Python 3.11 reads ``--opt=--`` as an empty list, not as a missing value
+        for a in self._actions:  # Python 3.11 reads ``--opt=--`` as an empty list (without calling ``type``)
             if (isinstance(a, argparse._StoreAction) and a.nargs is None and a.option_strings
-                    and isinstance(getattr(ns, a.dest, None), list)):
+                    and getattr(ns, a.dest, None) == [] and a.default != []):
                 self.error(f"argument {'/'.join(a.option_strings)}: expected one argument")
         return ns, rest
 
