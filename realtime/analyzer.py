@@ -359,7 +359,7 @@ class Run:
             self.stats.detections += 1
         self._since_detect += 1
         if an.max_faces and len(faces) > an.max_faces:
-            faces = sorted(faces, key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))[: an.max_faces]
+            faces = sorted(faces, key=lambda f: -f.area)[: an.max_faces]
             faces.sort(key=lambda f: f.track_id)
         p.faces = faces
         p.stats["detect"] = time.perf_counter() - t

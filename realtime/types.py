@@ -101,6 +101,11 @@ class Face:
             return None
         return EMOTIONS[int(np.argmax(self.emotions))]
 
+    @property
+    def area(self) -> float:
+        """Area of ``box`` in frame pixels²."""
+        return float((self.box[2] - self.box[0]) * (self.box[3] - self.box[1]))
+
 
 @dataclass
 class FramePacket:
@@ -128,6 +133,11 @@ class FramePacket:
     source: str = ""
     stats: Dict[str, float] = field(default_factory=dict)
     annotated: Optional[np.ndarray] = None
+
+    @property
+    def largest_face(self) -> Optional[Face]:
+        """The face with the largest box (the first of equals), or None when there is none."""
+        return max(self.faces, key=lambda f: f.area) if self.faces else None
 
     @property
     def height(self) -> int:

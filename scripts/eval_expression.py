@@ -109,7 +109,7 @@ def eval_clips(model: Path, clips_csv: Path, shared: Path, neutralize: bool, max
                 n += 1
                 if not p.faces:
                     continue
-                f = max(p.faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+                f = p.largest_face
                 if f.emotions is not None:
                     emos.append(f.emotions)
                 inten.append(f.intensity)

@@ -41,7 +41,7 @@ def frames(clips: Path, shared: Path, which: str):
             for n, p in enumerate(an.process_video(shared / "data" / r["clip"], max_frames=limit), start=1):
                 if not p.faces or not keep(n):
                     continue
-                f = max(p.faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+                f = p.largest_face
                 big.append(np.ascontiguousarray(crop_square(p.image, f.crop_box, 192)[..., ::-1]))
                 small.append(np.ascontiguousarray(crop_square(p.image, f.crop_box, 64)[..., ::-1]))
                 who.append(r["person"])

@@ -57,7 +57,7 @@ def main() -> int:
                 n += 1
                 if not p.faces or n % 5:
                     continue
-                f = max(p.faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+                f = p.largest_face
                 inp = np.ascontiguousarray(crop_square(p.image, f.crop_box, a.size)[..., ::-1])
                 raw = cv2.resize(f.neutral, (a.size, a.size), interpolation=cv2.INTER_CUBIC)
                 x = an.inference  # the flow of this face, as the pipeline computed it

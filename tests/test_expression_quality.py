@@ -54,7 +54,7 @@ def _run(an, path, max_frames=150):
     rows = []
     for p in an.process_video(path, max_frames=max_frames):
         if p.faces:
-            f = max(p.faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+            f = p.largest_face
             rows.append((p.timestamp, f.intensity, f.emotions, f.rel_intensity, f.baseline_ready))
     assert len(rows) > 0.8 * min(max_frames, 78), "faces not found"
     return rows
@@ -131,7 +131,7 @@ def test_neutral_faces_keep_the_person_and_come_from_a_live_flow():
         for n, p in enumerate(an.process_video(path, max_frames=60)):
             if not p.faces or n % 4:
                 continue
-            f = max(p.faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+            f = p.largest_face
             inp = crop_square(p.image, f.crop_box, f.neutral.shape[0])[..., ::-1]
             a, b = _gray(f.neutral), _gray(inp)
             corr.append(float(np.corrcoef(a.ravel(), b.ravel())[0, 1]))

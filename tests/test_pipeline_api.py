@@ -232,3 +232,19 @@ def test_a_second_run_on_one_analyzer_fails_at_once_and_never_hangs(tiny_export,
     assert result["first"] == list(range(12))  # the first run was not disturbed
     assert result["after"] == [0, 1, 2] and result["image_after"] >= 0  # free again once the first ended
     assert result["nested_sidecar"] == "failed"
+
+
+def test_largest_face_is_the_one_with_the_biggest_box():
+    from fractions import Fraction
+
+    from realtime.types import Face, FramePacket
+
+    def face(tid, box):
+        return Face(box=np.array(box, np.float32), score=0.9, landmarks=np.zeros((5, 2), np.float32), track_id=tid)
+
+    p = FramePacket(index=0, pts=0, time_base=Fraction(1, 25), timestamp=0.0, image=np.zeros((8, 8, 3), np.uint8))
+    assert p.largest_face is None
+    p.faces = [face(0, [0, 0, 10, 10]), face(1, [5, 5, 30, 25]), face(2, [0, 0, 20, 25])]
+    assert p.largest_face.track_id == 1 and p.faces[1].area == 500.0
+    p.faces.append(face(3, [100, 100, 125, 120]))  # equal area: the first stays
+    assert p.largest_face.track_id == 1

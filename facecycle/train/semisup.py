@@ -555,8 +555,7 @@ class SemiSupTrainer:
         """One FaceCycle step on video pairs (plus ``extra``, a loss to optimise in the same step)."""
         o = self.o
         x = self.pair_batch(self.step)
-        res = motion_losses(self.model, x, None, self.cfg.mean, self.cfg.std, 0.0,
-                            enc_grad_scale=o.enc_grad_scale if o.train_encoder else 0.0)
+        res = motion_losses(self.model, x, None, self.cfg.mean, self.cfg.std, 0.0, enc_grad_scale=o.enc_grad_scale)
         loss = o.cycle_weight * res["loss"] + (extra if extra is not None else 0.0)
         out = {"cycle": float(res["loss"].detach())}
         if o.neutral_weight > 0:
