@@ -175,7 +175,8 @@ def motion_losses(model, x: torch.Tensor, pnet: Optional[PerceptualNet],
     (the forward pass is unchanged); the semi-supervised recipe uses < 1 so
     that the cycle losses shape the encoder without outweighing supervision.
     ``_neutral_live`` / ``_recon_live`` are the neutral face and the reconstruction with their graphs (for
-    further losses); ``_feat`` is the encoder's (detached) conv feature of ``x``.
+    further losses); ``_feat`` is the encoder's (detached) conv feature of ``x``; ``_warped`` is ``x`` warped by
+    the neutralizing flow (detached).
     """
     feat, code = model.codegeneration(x)
     code = scale_grad(code, enc_grad_scale)
@@ -199,7 +200,8 @@ def motion_losses(model, x: torch.Tensor, pnet: Optional[PerceptualNet],
     loss = pixel + perceptual_weight * perc + 5 * s + 1.5 * sym
     return {"loss": loss, "pixel": pixel.detach(), "perc": perc.detach(), "ssim": s.detach(),
             "sym": sym.detach(), "_neutral": neutral.detach(), "_recon": recon.detach(), "_flow": flow.detach(),
-            "_neutral_live": neutral, "_recon_live": recon, "_feat": feat.detach()}
+            "_neutral_live": neutral, "_recon_live": recon, "_feat": feat.detach(),
+            "_warped": direct_fwd.detach()}
 
 
 def identity_losses(model, x: torch.Tensor, pnet: Optional[PerceptualNet],

@@ -75,6 +75,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init-motion", default=None, metavar="FILE",
                    help="semisup: take the motion decoder and generator from this checkpoint (after --init), "
                         "e.g. for a refit of M and G with --set train_encoder=false")
+    p.add_argument("--critic", default=None, metavar="FILE",
+                   help="semisup: a second, independent expression critic (critic.safetensors from "
+                        "python -m facecycle.train.critic) for the neutral-reads-neutral term; its weight is "
+                        "--set critic_weight=W")
     p.add_argument("--pack", default=None, metavar="FILE",
                    help="semisup: train from a data pack (see --write-pack) instead of --data/--fer")
     p.add_argument("--write-pack", default=None, metavar="FILE",
@@ -192,7 +196,7 @@ def _train_semisup(args: argparse.Namespace, cfg) -> int:
         return 0
     opts = semisup_options(args, cfg.name)
     tr = SemiSupTrainer(opts, stills, val, (vimg, vtr), Path(args.out), init=args.init, video_labels=vlab,
-                        init_head=args.init_head, init_motion=args.init_motion)
+                        init_head=args.init_head, init_motion=args.init_motion, critic=args.critic)
     if args.resume:
         if tr.resume():
             print(f"resumed {args.out} at step {tr.step}", flush=True)

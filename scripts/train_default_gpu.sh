@@ -50,7 +50,8 @@ else:  # a new run: the CPU recipe of scripts/train_default.sh train
 o.device, o.amp, o.threads = "cuda", "bf16", 0
 if steps:
     o.steps = steps
-tr = SemiSupTrainer(o, stills, val, video, run, video_labels=read_pack_video_labels(Path(pack)))
+critic = "training/critic/critic.safetensors" if o.critic_weight > 0 else None  # a refit's second critic
+tr = SemiSupTrainer(o, stills, val, video, run, video_labels=read_pack_video_labels(Path(pack)), critic=critic)
 print("resumed" if tr.resume() else "new run", "at step", tr.step, flush=True)
 t = time.time()
 tr.fit(max_seconds=minutes * 60, progress=False)

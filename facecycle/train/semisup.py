@@ -117,6 +117,10 @@ class SemiSupOptions:
     neutral_jitter: float = 0.0    # the neutral-reads-neutral term sees its face randomly moved, blurred and noised
                                    # (strength 0-1; 0 = off) so that pixel artefacts cannot please the frozen head
     reexpress_weight: float = 0.5
+    critic_weight: float = 0.0     # the neutral face must also read as neutral to a second, independent critic
+                                   # (:mod:`.critic`, passed as ``critic``; same jittered view); 0 = off
+    detail_excess_weight: float = 0.0  # the neutral face may not add fine detail the flow-warped input lacks
+                                   # (:func:`detail_excess`: stripes that fool critics); 0 = off
     cycle_weight: float = 1.0
     train_encoder: bool = True     # False: a refit of M and G only (E and the head frozen, the emotions unchanged):
                                    # every step is a FaceCycle step, plus zero flow on the neutral stills of ``batch``
@@ -208,6 +212,25 @@ def critic_jitter(x: torch.Tensor, g: torch.Generator, strength: float) -> torch
     return y + 0.1 * strength * noise
 
 
+def detail_excess(y: torch.Tensor, ref: torch.Tensor, low: int = 16, window: int = 5) -> torch.Tensor:
+    """How much fine detail ``y`` has where ``ref`` has less: the mean of ReLU(local RMS of y's high band −
+    local RMS of ref's), for (B, C, S, S) images; differentiable in ``y``.
+
+    The high band is what a bilinear resize to ``low`` px and back loses (periods below S/low · 2 px); the
+    local RMS is over ``window``² pixels. A generator may remove detail (close a mouth, smooth a fold) at no
+    cost but pays for detail the input does not have where it is: the stripes and dots with which a strong
+    critic is fooled (MODEL_CARD.md, experiment 9).
+    """
+    def band(z: torch.Tensor) -> torch.Tensor:
+        size = z.shape[-1]
+        lo = F.interpolate(F.interpolate(z, size=low, mode="bilinear", align_corners=False, antialias=True),
+                           size=size, mode="bilinear", align_corners=False)
+        e = (z - lo).square().mean(1, keepdim=True)
+        return (F.avg_pool2d(e, window, 1, window // 2, count_include_pad=False) + 1e-6).sqrt()
+
+    return F.relu(band(y) - band(ref.detach())).mean()
+
+
 def cut_framing(prepared_scale: float, model_scale: float) -> float:
     """Fraction of a crop prepared at ``prepared_scale`` that holds the ``model_scale`` framing."""
     return float(model_scale) / float(prepared_scale)
@@ -240,12 +263,15 @@ class SemiSupTrainer:
         init_head: an emotion head (``head.safetensors`` of a run) to start from, e.g. to fine-tune a run.
         init_motion: a checkpoint to take the motion decoder and generator from, after ``init`` (e.g. an
             unsupervised run's, for a refit of M and G on a trained encoder: ``train_encoder=False``).
+        critic: a trained :class:`.critic.StillCritic` (``critic.safetensors``), needed when ``critic_weight`` > 0:
+            the neutral-reads-neutral term asks it too (it stays frozen).
     """
 
     def __init__(self, opts: SemiSupOptions, stills: Tuple[np.ndarray, np.ndarray],
                  val: Tuple[np.ndarray, np.ndarray], video: Optional[Tuple[np.ndarray, np.ndarray]],
                  out: Path, init: Optional[str] = None, video_labels: Optional[np.ndarray] = None,
-                 init_head: Optional[str] = None, init_motion: Optional[str] = None) -> None:
+                 init_head: Optional[str] = None, init_motion: Optional[str] = None,
+                 critic: Optional[str] = None) -> None:
         self.o = opts
         try:
             self.cfg = get_config(opts.config)
@@ -275,6 +301,17 @@ class SemiSupTrainer:
         self.dev = torch.device(opts.device)
         self.model.to(self.dev)
         self.head.to(self.dev)
+        self.critic = None
+        if opts.critic_weight > 0:
+            if not critic:
+                raise UsageError("critic_weight > 0 needs a critic (--critic FILE, from "
+                                 "python -m facecycle.train.critic)")
+            from .critic import load_critic
+
+            try:
+                self.critic = load_critic(Path(critic), opts.device)
+            except (OSError, RuntimeError, KeyError, ValueError) as e:
+                raise InputError(f"{critic}: not a critic ({e})") from None
         xs, ys = stills
         if len(xs) == 0:
             raise InputError("no labelled stills")
@@ -558,16 +595,25 @@ class SemiSupTrainer:
         res = motion_losses(self.model, x, None, self.cfg.mean, self.cfg.std, 0.0, enc_grad_scale=o.enc_grad_scale)
         loss = o.cycle_weight * res["loss"] + (extra if extra is not None else 0.0)
         out = {"cycle": float(res["loss"].detach())}
-        if o.neutral_weight > 0:
+        if o.neutral_weight > 0 or self.critic is not None:
             y = res["_neutral_live"]
             if o.neutral_jitter > 0:
                 y = critic_jitter(y, self._gen(self.step, 4), o.neutral_jitter)
-            ln = self._head_frozen(y)
-            tgt = torch.full((ln.shape[0],), NEUTRAL, dtype=torch.long, device=ln.device)
-            nl = F.cross_entropy(ln, tgt)
-            loss = loss + o.neutral_weight * nl
-            out["neutral_ce"] = float(nl.detach())
-            out["neutral_p"] = float(torch.softmax(ln.detach(), 1)[:, NEUTRAL].mean())
+            tgt = torch.full((y.shape[0],), NEUTRAL, dtype=torch.long, device=y.device)
+            if o.neutral_weight > 0:
+                ln = self._head_frozen(y)
+                nl = F.cross_entropy(ln, tgt)
+                loss = loss + o.neutral_weight * nl
+                out["neutral_ce"] = float(nl.detach())
+                out["neutral_p"] = float(torch.softmax(ln.detach(), 1)[:, NEUTRAL].mean())
+            if self.critic is not None:  # frozen, in eval mode (load_critic)
+                lc = self.critic(y)
+                loss = loss + o.critic_weight * F.cross_entropy(lc, tgt)
+                out["critic_p"] = float(torch.softmax(lc.detach(), 1)[:, NEUTRAL].mean())
+        if o.detail_excess_weight > 0:
+            de = detail_excess(res["_neutral_live"], res["_warped"])
+            loss = loss + o.detail_excess_weight * de
+            out["detail_excess"] = float(de.detach())
         if o.reexpress_weight > 0:
             with torch.no_grad():  # the input's prediction, from the feature motion_losses computed
                 self.head.eval()

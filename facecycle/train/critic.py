@@ -1,0 +1,232 @@
+"""A second, independent expression critic for the refit of the generator.
+
+The refit (:mod:`.semisup`, ``train_encoder=False``) teaches the generator G that its neutral face must read
+as "neutral". Its only critic used to be the shipped encoder and head, frozen: G learns what pleases that one
+network, and an independent classifier agrees only part of the time (MODEL_CARD.md). Adversarial
+changes transfer poorly between networks but well from an ensemble, so this module trains a second critic
+that shares nothing with the shipped model. It has another architecture (a small VGG-style CNN), another
+input (grey, 48 px, like FER-2013 itself), and its own initialisation and augmentation, including blur, so that
+softness alone does not read as one class. Only training uses it: it is not shipped.
+
+    python -m facecycle.train.critic --fer ../shared/data/fer2013 --out training/critic --minutes 15
+
+Input of :class:`StillCritic`: (B, 3, S, S) float RGB, normalised with the model's mean and std (the
+generator's output as it is), any S; it converts to grey and resizes to 48 px itself. Output: (B, 7) logits in
+FER-2013 order (:data:`.semisup.EMOTION_CLASSES`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.augment import normalize, warp_affine
+
+__all__ = ["StillCritic", "CriticOptions", "train_critic", "load_critic"]
+
+log = logging.getLogger(__name__)
+
+#: luma weights (ITU-R BT.601), RGB order
+_LUMA = (0.299, 0.587, 0.114)
+
+
+class StillCritic(nn.Module):
+    """Grey 48-px VGG-style expression classifier over normalised RGB input.
+
+    Args:
+        mean, std: the normalisation of the input (the FaceCycle model's ``config.mean`` / ``std``).
+        widths: channels of the four conv stages (two 3×3 conv + BN + ReLU each, 2× max-pool between).
+        classes: number of classes.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], widths: Sequence[int] = (16, 32, 64, 128),
+                 classes: int = 7, dropout: float = 0.3, size: int = 48) -> None:
+        super().__init__()
+        self.size = int(size)
+        self.widths = tuple(int(w) for w in widths)
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("luma", torch.tensor(_LUMA, dtype=torch.float32).view(1, 3, 1, 1))
+        layers = []
+        c = 1
+        for i, w in enumerate(self.widths):
+            for _ in range(2):
+                layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+                c = w
+            if i < len(self.widths) - 1:
+                layers.append(nn.MaxPool2d(2))
+        self.body = nn.Sequential(*layers)
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(c, classes)
+
+    def grey(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) normalised RGB -> (B, 1, 48, 48) grey in [-0.5, 0.5] (differentiable)."""
+        rgb = x * self.std + self.mean
+        g = (rgb * self.luma).sum(1, keepdim=True)
+        if g.shape[-1] != self.size:
+            g = F.interpolate(g, size=self.size, mode="bilinear", align_corners=False,
+                              antialias=g.shape[-1] > self.size)
+        return g - 0.5
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.body(self.grey(x))
+        return self.fc(self.drop(h.mean((2, 3))))
+
+
+def load_critic(path: Path, device: str = "cpu") -> StillCritic:
+    """A trained :class:`StillCritic` from ``path`` (``critic.safetensors`` + its ``critic.json``), in eval mode,
+    with frozen weights."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    net = StillCritic(meta["mean"], meta["std"], meta["widths"])
+    net.load_state_dict(load_file(str(path)))
+    net.eval().to(device)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+class CriticOptions:
+    """Settings of :func:`train_critic`."""
+
+    def __init__(self, steps: int = 4000, batch: int = 128, lr: float = 3e-3, weight_decay: float = 5e-4,
+                 warmup: int = 100, label_smoothing: float = 0.1, blur_p: float = 0.5, seed: int = 1,
+                 widths: Sequence[int] = (16, 32, 64, 128), image_size: int = 64,
+                 mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5)) -> None:
+        self.steps, self.batch, self.lr, self.weight_decay = int(steps), int(batch), float(lr), float(weight_decay)
+        self.warmup, self.label_smoothing, self.blur_p, self.seed = int(warmup), float(label_smoothing), \
+            float(blur_p), int(seed)
+        self.widths, self.image_size = tuple(widths), int(image_size)
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def as_dict(self) -> Dict[str, object]:
+        return dict(vars(self))
+
+
+def _batch(xs: torch.Tensor, ys: torch.Tensor, o: CriticOptions, g: torch.Generator
+           ) -> Tuple[torch.Tensor, torch.Tensor]:
+    from .semisup import _erase, _photometric, affine_jitter
+
+    i = torch.randint(0, len(xs), (o.batch,), generator=g)
+    x = xs[i].float().div_(255.0)
+    x = warp_affine(x, affine_jitter(x, g), o.image_size)
+    x = _photometric(x, g, 0.25, 0.3)
+    if float(torch.rand((), generator=g)) < o.blur_p:  # blur a whole batch: softness must not read as a class
+        small = int(torch.randint(o.image_size // 2, o.image_size, (1,), generator=g))
+        x = F.interpolate(F.interpolate(x, size=small, mode="bilinear", align_corners=False),
+                          size=o.image_size, mode="bilinear", align_corners=False)
+    x = _erase(x, g, 0.5)
+    return normalize(x, o.mean, o.std), ys[i]
+
+
+@torch.no_grad()
+def evaluate(net: StillCritic, xv: np.ndarray, yv: np.ndarray, o: CriticOptions) -> float:
+    """Accuracy on (N, S, S, 3) uint8 RGB stills."""
+    net.eval()
+    correct = 0
+    for i in range(0, len(xv), 512):
+        x = torch.from_numpy(xv[i:i + 512]).permute(0, 3, 1, 2).float().div_(255.0)
+        x = normalize(x, o.mean, o.std)
+        correct += int((net(x).argmax(1) == torch.from_numpy(yv[i:i + 512])).sum())
+    net.train()
+    return correct / max(1, len(xv))
+
+
+def train_critic(stills: Tuple[np.ndarray, np.ndarray], val: Tuple[np.ndarray, np.ndarray], out: Path,
+                 o: CriticOptions, max_seconds: Optional[float] = None) -> Dict[str, float]:
+    """Train a :class:`StillCritic` on labelled stills ((N, S, S, 3) uint8 RGB, (N,) int64) into ``out``.
+
+    Writes ``critic.safetensors``, ``critic.json`` (options, validation accuracy, steps, wall time, images/s)
+    and ``log.csv``. Stops at ``o.steps`` or after ``max_seconds`` (the schedule is cut there too: the
+    cosine runs over the steps that fit, estimated from the first 20).
+    """
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(o.seed)
+    g = torch.Generator().manual_seed(o.seed)
+    xs = torch.from_numpy(stills[0]).permute(0, 3, 1, 2).contiguous()
+    ys = torch.from_numpy(stills[1])
+    net = StillCritic(o.mean, o.std, o.widths)
+    opt = torch.optim.AdamW(net.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+    steps = o.steps
+    t0 = time.perf_counter()
+    rows = ["step,lr,loss,images_per_s,wall_s"]
+    ema = None
+    step = 0
+    tl = t0
+    while step < steps:
+        lr = o.lr * (step + 1) / o.warmup if step < o.warmup else \
+            0.5 * o.lr * (1 + math.cos(math.pi * (step - o.warmup) / max(1, steps - o.warmup)))
+        for pg in opt.param_groups:
+            pg["lr"] = lr
+        x, y = _batch(xs, ys, o, g)
+        loss = F.cross_entropy(net(x), y, label_smoothing=o.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        lv = float(loss.detach())
+        ema = lv if ema is None else 0.98 * ema + 0.02 * lv
+        if step == 20 and max_seconds:  # fit the schedule into the time given
+            per = (time.perf_counter() - t0) / 20
+            steps = min(steps, max(step + 1, int(max_seconds / per)))
+            o.steps = steps  # what the schedule ran over (critic.json); pass it as --steps to repeat the run
+            log.info("critic: %.3f s/step, %d steps fit in %.0f s", per, steps, max_seconds)
+        if step % 50 == 0 or step == steps:
+            now = time.perf_counter()
+            ips = 50 * o.batch / max(1e-9, now - tl) if step % 50 == 0 else float("nan")
+            tl = now
+            rows.append(f"{step},{lr:.6g},{ema:.5f},{ips:.1f},{now - t0:.1f}")
+            log.info("critic step %d/%d loss %.4f %.0f img/s", step, steps, ema, ips)
+    wall = time.perf_counter() - t0
+    acc = evaluate(net, val[0], val[1], o)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / "critic.safetensors"))
+    meta = {"widths": list(o.widths), "mean": list(o.mean), "std": list(o.std), "options": o.as_dict(),
+            "steps": step, "wall_s": round(wall, 1), "images_per_s": round(step * o.batch / wall, 1),
+            "val_acc": round(acc, 4), "val_images": int(len(val[0])),
+            "torch_threads": torch.get_num_threads()}
+    (out / "critic.json").write_text(json.dumps(meta, indent=2) + "\n")
+    (out / "log.csv").write_text("\n".join(rows) + "\n")
+    return {"val_acc": acc, "steps": step, "wall_s": wall}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from ..config import get_config
+    from .semisup import load_stills
+
+    ap = argparse.ArgumentParser(prog="python -m facecycle.train.critic", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--fer", required=True, help="FER-2013 root (<DIR>/train/<class>/*)")
+    ap.add_argument("--out", required=True, help="output folder (critic.safetensors, critic.json, log.csv)")
+    ap.add_argument("--config", default="rt64w", help="the FaceCycle config whose input size and mean/std the "
+                                                      "critic reads (default rt64w)")
+    ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--minutes", type=float, default=None, help="fit the schedule into this many minutes")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=1)
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    cfg = get_config(a.config)
+    stills, val = load_stills(Path(a.fer), cfg.image_size)
+    o = CriticOptions(steps=a.steps, seed=a.seed, image_size=cfg.image_size, mean=cfg.mean, std=cfg.std)
+    r = train_critic(stills, val, Path(a.out), o, a.minutes * 60 if a.minutes else None)
+    print(f"critic: val acc {r['val_acc']:.4f} after {r['steps']} steps, {r['wall_s'] / 60:.1f} min; {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
