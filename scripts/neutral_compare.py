@@ -5,11 +5,13 @@ For each checkpoint: the pipeline's neutral face (the generator's 64-px output p
 flow-warped 192-px crop, :func:`realtime.neutral_detail.sharpen_neutral`) of the largest face on frames of the
 expressive held-out clips (``benchmarks/heldout_clips.csv``), found with the shipped pipeline; reports the share
 the independent judge (the ``fer`` peer) calls neutral, the detail ratio, SSIM to the input, the crude HOG
-same-person check of ``eval_expression.py`` and the median ``flow_intensity``. Two frame sets: ``report``
+same-person check of ``eval_expression.py``, the median ``flow_intensity`` and ``detail_excess`` (fine detail the
+generator adds where the flow-warped input has none: stripes that fool critics, 0 for a clean face). Look at the
+faces too (``--grid``): a critic can be fooled, and so can the judge. Two frame sets: ``report``
 (every 5th of the first 75 frames, as ``eval_expression.py --neutralize``) and ``select`` (every 10th of
 frames 101-300), so that a choice made on one can be checked on the other.
 
-    python scripts/neutral_compare.py --out cmp.json name=RUN/last.safetensors ...
+    python scripts/neutral_compare.py --out cmp.json [--grid cmp.png] name=RUN/last.safetensors ...
 """
 from __future__ import annotations
 
@@ -48,21 +50,33 @@ def frames(clips: Path, shared: Path, which: str):
     return np.stack(big), np.stack(small), np.array(who)
 
 
-def measure(ckpt: str, big: np.ndarray, small: np.ndarray, who: np.ndarray, judge) -> dict:
+def neutral_faces(ckpt: str, big: np.ndarray, small: np.ndarray):
+    """The pipeline's neutral faces (N, 192, 192, 3) RGB of ``ckpt``, its Analysis and the detail excess."""
     import torch
-    from eval_expression import hog_feature, lap_var, same_person_rank1, ssim_gray
 
     from facecycle.checkpoint import load_checkpoint
+    from facecycle.nn.warp import warp
     from facecycle.preprocess import from_output, to_input
+    from facecycle.train.semisup import detail_excess
     from realtime.neutral_detail import sharpen_neutral
-    from realtime.types import EMOTIONS
 
     m = load_checkpoint(ckpt).eval().float()
     with torch.no_grad():
         x = torch.from_numpy(to_input(small, m.config.mean, m.config.std))
         a = m.analyze(x)
-        n64 = from_output(m.neutralize(x, a.flow).numpy(), m.config.mean, m.config.std)
+        n = m.neutralize(x, a.flow)
+        excess = float(detail_excess(n, warp(x, a.flow)))
+        n64 = from_output(n.numpy(), m.config.mean, m.config.std)
     out = np.stack([sharpen_neutral(n, c, f) for n, c, f in zip(n64, big, a.flow.numpy(), strict=True)])
+    return out, a, excess
+
+
+def measure(ckpt: str, big: np.ndarray, small: np.ndarray, who: np.ndarray, judge) -> dict:
+    from eval_expression import hog_feature, lap_var, same_person_rank1, ssim_gray
+
+    from realtime.types import EMOTIONS
+
+    out, a, excess = neutral_faces(ckpt, big, small)
     k = EMOTIONS.index("neutral")
     pairs = list(zip(out, big, strict=True))
     return {"checkpoint": ckpt, "frames": len(out),
@@ -72,7 +86,20 @@ def measure(ckpt: str, big: np.ndarray, small: np.ndarray, who: np.ndarray, judg
             "ssim_to_input_median": float(np.median([ssim_gray(o, c) for o, c in pairs])),
             "same_person_rank1_hog": same_person_rank1(np.stack([hog_feature(o) for o in out]),
                                                        np.stack([hog_feature(c) for c in big]), who),
-            "flow_intensity_median": float(a.intensity.median())}
+            "flow_intensity_median": float(a.intensity.median()),
+            "detail_excess": excess}
+
+
+def grid(path: Path, big: np.ndarray, small: np.ndarray, ckpts: list, n: int = 12) -> None:
+    """Write a PNG: for ``n`` frames spread over the set, the input and each checkpoint's neutral face."""
+    import cv2
+
+    idx = np.linspace(0, len(big) - 1, n).astype(int)
+    cols = [big[idx]] + [neutral_faces(c, big[idx], small[idx])[0] for c in ckpts]
+    rows = [np.concatenate([c[i] for c in cols], 1) for i in range(n)]
+    half = (n + 1) // 2
+    g = np.concatenate([np.concatenate(rows[:half], 0), np.concatenate(rows[half:] + rows[:2 * half - n], 0)], 1)
+    cv2.imwrite(str(path), np.ascontiguousarray(g[..., ::-1]))
 
 
 def main() -> int:
@@ -83,6 +110,8 @@ def main() -> int:
     ap.add_argument("--clips", type=Path, default=ROOT / "benchmarks" / "heldout_clips.csv")
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--grid", type=Path, default=None,
+                    help="also write a PNG of 12 report frames: the input, then each checkpoint's neutral face")
     a = ap.parse_args()
     judge = FerPeer()
     res: dict = {}
@@ -92,6 +121,8 @@ def main() -> int:
             name, _, path = item.partition("=")
             res.setdefault(name, {})[which] = r = measure(path, big, small, who, judge)
             print(name, which, json.dumps(r), flush=True)
+        if a.grid is not None and which == "report":
+            grid(a.grid, big, small, [c.partition("=")[2] for c in a.checkpoints])
     a.out.write_text(json.dumps(res, indent=1) + "\n")
     return 0
 
