@@ -2,7 +2,7 @@
 # Reproduce the shipped default model (facecycle/assets/default, config rt64w) and the figures in MODEL_CARD.md.
 # CPU; run from the project root with ../shared present. Every step is resumable: run it again to continue.
 #
-#   bash scripts/train_default.sh [all|data|train|finetune|refit|identity|ship|eval]
+#   bash scripts/train_default.sh [all|data|train|finetune|critic|refit|identity|ship|eval]
 #   MINUTES=60 bash scripts/train_default.sh train    # train for at most an hour now, continue later
 #
 # The fine-tune's and the refit's states live in training/rt64w_vl/ and training/rt64w_nf/ (committed, see
@@ -21,6 +21,10 @@ CONFIG=${CONFIG:-rt64w}             # the model's sizes (facecycle/config.py); r
 STEPS=${STEPS:-17000}               # length of the cosine schedule (the shipped model: 17000)
 FT_STEPS=${FT_STEPS:-2400}          # length of the fine-tune's schedule
 NF_STEPS=${NF_STEPS:-300}           # length of the refit's schedule
+CRITIC=${CRITIC:-training/critic}   # a second, independent critic for the refit (committed; not shipped)
+CRITIC_W=${CRITIC_W:-0}             # its weight in the refit; 0 = the head alone, as the shipped refit F (MODEL_CARD.md,
+EXCESS_W=${EXCESS_W:-0}             # experiment 9: with the critic, CRITIC_W=0.5 EXCESS_W=10, the penalty on fine
+                                    # detail the warped input lacks, is needed against critic-fooling stripes)
 # bf16 autocast for the supervised pass where the CPU has bf16 units (AMX / AVX512-BF16): ~1.7x faster
 if [[ -z ${AMP:-} ]]; then
   if grep -qE 'amx_bf16|avx512_bf16' /proc/cpuinfo 2>/dev/null; then AMP=bf16; else AMP=none; fi
@@ -67,6 +71,14 @@ if [[ $MODE == all || $MODE == finetune ]]; then
     --threads "$THREADS" --ckpt-every 250 --out "$FT" --resume --no-progress "${LIMIT[@]}"
 fi
 
+if [[ $MODE == critic ]] && [[ ! -f $CRITIC/critic.safetensors ]]; then
+  # a second expression critic for the refit (experiment 9; not part of `all`: the shipped refit does not use it),
+  # sharing nothing with the shipped model: a small grey 48-px CNN on FER-2013 train minus the validation split
+  # (facecycle/train/critic.py); the committed critic: 3,208 steps, the schedule that fit in 14 minutes at 486
+  # images/s on 2 cores
+  python -m facecycle.train.critic --fer "$FER" --out "$CRITIC" --steps 3208 --threads "$THREADS"
+fi
+
 if [[ $MODE == all || $MODE == refit ]]; then
   # refit the motion decoder and generator on FT's frozen encoder and head (the emotions do not change): M and G
   # start from the unsupervised model, every step is a FaceCycle step on 16 video pairs, zero flow (weight 2) for
@@ -76,6 +88,7 @@ if [[ $MODE == all || $MODE == refit ]]; then
     --init-motion "$UNSUP" --data "$WORK/vid1" "$WORK/vid2" --fer "$FER" --hold-out "$HOLD" \
     --steps "$NF_STEPS" --batch 32 --pairs 16 --cycle-every 1 --set train_encoder=false --set zero_flow_weight=2 \
     --set neutral_weight=0.5 --set neutral_jitter=1.0 --set warmup_steps=50 --set val_every=0 \
+    --critic "$CRITIC/critic.safetensors" --set critic_weight="$CRITIC_W" --set detail_excess_weight="$EXCESS_W" \
     --threads "$THREADS" --ckpt-every 100 --out "$NF" --resume --no-progress "${LIMIT[@]}"
 fi
 
