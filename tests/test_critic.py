@@ -67,8 +67,12 @@ def test_refit_asks_the_critic_too_and_leaves_it_frozen(tmp_path):
     with pytest.raises(UsageError, match="needs a critic"):
         SemiSupTrainer(o, _stills(30, 32, 0), _stills(10, 32, 1), _video(64, 2), tmp_path / "x", **kw)
     (tmp_path / "bad.safetensors").write_bytes(b"not a critic")
-    with pytest.raises(InputError, match="not a critic"):
+    with pytest.raises(InputError, match="not a critic"):  # no critic.json beside it
         SemiSupTrainer(o, _stills(30, 32, 0), _stills(10, 32, 1), _video(64, 2), tmp_path / "y",
+                       critic=str(tmp_path / "bad.safetensors"), **kw)
+    (tmp_path / "bad.json").write_text(path.with_suffix(".json").read_text())
+    with pytest.raises(InputError, match="not a critic"):  # its json, but a damaged weights file
+        SemiSupTrainer(o, _stills(30, 32, 0), _stills(10, 32, 1), _video(64, 2), tmp_path / "z",
                        critic=str(tmp_path / "bad.safetensors"), **kw)
 
 
@@ -88,3 +92,18 @@ def test_detail_excess_charges_added_stripes_not_removed_detail():
     y = stripes.clone().requires_grad_(True)
     detail_excess(y, ref).backward()
     assert y.grad[:, :, 10:30, 10:54].abs().sum() > 0 and y.grad[:, :, 55:, :].abs().sum() == 0
+
+
+def test_critic_blur_keeps_stripes_from_the_critics():
+    from facecycle.train.semisup import critic_jitter
+
+    stripes = torch.zeros(4, 3, 64, 64)
+    stripes[..., 0::4, :] = 1.0
+    stripes[..., 1::4, :] = 1.0
+    plain = critic_jitter(stripes, torch.Generator().manual_seed(3), 1.0)
+    low = critic_jitter(stripes, torch.Generator().manual_seed(3), 1.0, blur_max=0.45)
+    hp = lambda y: (y - torch.nn.functional.avg_pool2d(y, 5, 1, 2, count_include_pad=False)).std()  # noqa: E731
+    assert hp(low) < 0.6 * hp(plain)
+    x = torch.randn(2, 3, 64, 64, requires_grad=True)
+    critic_jitter(x, torch.Generator().manual_seed(1), 1.0, blur_max=0.45).sum().backward()
+    assert x.grad.abs().sum() > 0

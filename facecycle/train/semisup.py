@@ -116,6 +116,8 @@ class SemiSupOptions:
     neutral_weight: float = 0.5
     neutral_jitter: float = 0.0    # the neutral-reads-neutral term sees its face randomly moved, blurred and noised
                                    # (strength 0-1; 0 = off) so that pixel artefacts cannot please the frozen head
+    critic_blur: float = 1.0       # < 1: the jittered critics always see the neutral face blurred to at most this
+                                   # fraction of its size (critic_jitter's blur_max); 1 = as before
     reexpress_weight: float = 0.5
     critic_weight: float = 0.0     # the neutral face must also read as neutral to a second, independent critic
                                    # (:mod:`.critic`, passed as ``critic``; same jittered view); 0 = off
@@ -190,24 +192,28 @@ def _erase(x: torch.Tensor, g: torch.Generator, p: float = 0.5, frac: Tuple[floa
     return torch.where(m.unsqueeze(1), torch.full_like(x, 0.5), x)
 
 
-def critic_jitter(x: torch.Tensor, g: torch.Generator, strength: float) -> torch.Tensor:
+def critic_jitter(x: torch.Tensor, g: torch.Generator, strength: float, blur_max: float = 1.0) -> torch.Tensor:
     """Random degradation of (B, C, S, S) images before a frozen critic, differentiable in ``x``.
 
     The centre 85 % of the image (the critic never sees the border, which a generator could otherwise fill with
     a pattern for it: a first run drew a purple line along the bottom edge), under a similarity transform
     (scale ±10 %, ±8°, shift ±6 % at strength 1, flip), a blur (down to between 50 % and 100 % of the size
     and back, bilinear) and Gaussian noise (σ 0.1 in normalised units): a change that reads as an expression
-    survives them; artefacts tuned to one view of the critic mostly do not.
+    survives them; artefacts tuned to one view of the critic mostly do not. ``blur_max`` < 1 always low-passes:
+    the face is resized (antialiased) to between ``blur_max`` · (1 − 0.3 · strength) and ``blur_max`` of its size
+    and back, so that fine patterns (stripes, dots) cannot reach the critic at all.
     """
     size = x.shape[-1]
     theta = affine_jitter(x, g, scale=(1 - 0.1 * strength, 1 + 0.1 * strength), rot_deg=8 * strength,
                           shift=0.06 * strength, zoom=0.85)
     y = warp_affine(x, theta.to(x.device), size)
-    lo = max(8, int(round(size * (1 - 0.5 * strength))))
-    small = int(torch.randint(lo, size + 1, (1,), generator=g))
-    if small < size:
-        y = F.interpolate(F.interpolate(y, size=small, mode="bilinear", align_corners=False), size=size,
-                          mode="bilinear", align_corners=False)
+    low_pass = blur_max < 1.0
+    hi = max(8, int(round(size * blur_max))) if low_pass else size
+    lo = min(hi, max(8, int(round(size * (blur_max * (1 - 0.3 * strength) if low_pass else 1 - 0.5 * strength)))))
+    small = int(torch.randint(lo, hi + 1, (1,), generator=g))
+    if small < size:  # antialiased where blur_max asks for a low-pass (the default path is kept as it was)
+        y = F.interpolate(F.interpolate(y, size=small, mode="bilinear", align_corners=False,
+                                        antialias=low_pass), size=size, mode="bilinear", align_corners=False)
     noise = torch.randn(y.shape, generator=g).to(y.device)
     return y + 0.1 * strength * noise
 
@@ -306,11 +312,13 @@ class SemiSupTrainer:
             if not critic:
                 raise UsageError("critic_weight > 0 needs a critic (--critic FILE, from "
                                  "python -m facecycle.train.critic)")
+            from safetensors import SafetensorError
+
             from .critic import load_critic
 
             try:
                 self.critic = load_critic(Path(critic), opts.device)
-            except (OSError, RuntimeError, KeyError, ValueError) as e:
+            except (OSError, RuntimeError, KeyError, ValueError, SafetensorError) as e:
                 raise InputError(f"{critic}: not a critic ({e})") from None
         xs, ys = stills
         if len(xs) == 0:
@@ -598,7 +606,7 @@ class SemiSupTrainer:
         if o.neutral_weight > 0 or self.critic is not None:
             y = res["_neutral_live"]
             if o.neutral_jitter > 0:
-                y = critic_jitter(y, self._gen(self.step, 4), o.neutral_jitter)
+                y = critic_jitter(y, self._gen(self.step, 4), o.neutral_jitter, o.critic_blur)
             tgt = torch.full((y.shape[0],), NEUTRAL, dtype=torch.long, device=y.device)
             if o.neutral_weight > 0:
                 ln = self._head_frozen(y)
