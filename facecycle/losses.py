@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import IMAGENET_MEAN, IMAGENET_STD
+from .data.augment import resize_blur
 from .nn.warp import warp
 
 __all__ = [
@@ -153,6 +154,22 @@ def perceptual_loss(net: PerceptualNet, preds: Sequence[torch.Tensor], target: t
         for i in range(n):
             total = total + F.mse_loss(g[i * b:(i + 1) * b], gt)
     return total
+
+
+def detail_excess(y: torch.Tensor, ref: torch.Tensor, low: int = 16, window: int = 5) -> torch.Tensor:
+    """How much fine detail ``y`` has where ``ref`` has less: the mean of ReLU(local RMS of y's high band −
+    local RMS of ref's), for (B, C, S, S) images; differentiable in ``y``.
+
+    The high band is what a bilinear resize to ``low`` px and back loses (periods below S/low · 2 px); the
+    local RMS is over ``window``² pixels. A generator may remove detail (close a mouth, smooth a fold) at no
+    cost but pays for detail the input does not have where it is: the stripes and dots with which a strong
+    critic is fooled (MODEL_CARD.md, experiment 9; the refit's ``detail_excess_weight``).
+    """
+    def band(z: torch.Tensor) -> torch.Tensor:
+        e = (z - resize_blur(z, low, antialias=True)).square().mean(1, keepdim=True)
+        return (F.avg_pool2d(e, window, 1, window // 2, count_include_pad=False) + 1e-6).sqrt()
+
+    return F.relu(band(y) - band(ref.detach())).mean()
 
 
 def scale_grad(t: torch.Tensor, scale: float) -> torch.Tensor:

@@ -55,9 +55,9 @@ def neutral_faces(ckpt: str, big: np.ndarray, small: np.ndarray):
     import torch
 
     from facecycle.checkpoint import load_checkpoint
+    from facecycle.losses import detail_excess
     from facecycle.nn.warp import warp
     from facecycle.preprocess import from_output, to_input
-    from facecycle.train.semisup import detail_excess
     from realtime.neutral_detail import sharpen_neutral
 
     m = load_checkpoint(ckpt).eval().float()
@@ -71,7 +71,8 @@ def neutral_faces(ckpt: str, big: np.ndarray, small: np.ndarray):
     return out, a, excess
 
 
-def measure(ckpt: str, big: np.ndarray, small: np.ndarray, who: np.ndarray, judge) -> dict:
+def measure(ckpt: str, big: np.ndarray, small: np.ndarray, who: np.ndarray, judge) -> tuple:
+    """(figures, the neutral faces) of ``ckpt`` on one frame set."""
     from eval_expression import hog_feature, lap_var, same_person_rank1, ssim_gray
 
     from realtime.types import EMOTIONS
@@ -87,15 +88,16 @@ def measure(ckpt: str, big: np.ndarray, small: np.ndarray, who: np.ndarray, judg
             "same_person_rank1_hog": same_person_rank1(np.stack([hog_feature(o) for o in out]),
                                                        np.stack([hog_feature(c) for c in big]), who),
             "flow_intensity_median": float(a.intensity.median()),
-            "detail_excess": excess}
+            "detail_excess": excess}, out
 
 
-def grid(path: Path, big: np.ndarray, small: np.ndarray, ckpts: list, n: int = 12) -> None:
-    """Write a PNG: for ``n`` frames spread over the set, the input and each checkpoint's neutral face."""
+def grid(path: Path, big: np.ndarray, faces: list, n: int = 12) -> None:
+    """Write a PNG: for ``n`` frames spread over the set, the input and each checkpoint's neutral face
+    (``faces``: one (N, 192, 192, 3) RGB array per checkpoint, as :func:`measure` returns them)."""
     import cv2
 
     idx = np.linspace(0, len(big) - 1, n).astype(int)
-    cols = [big[idx]] + [neutral_faces(c, big[idx], small[idx])[0] for c in ckpts]
+    cols = [big[idx]] + [f[idx] for f in faces]
     rows = [np.concatenate([c[i] for c in cols], 1) for i in range(n)]
     half = (n + 1) // 2
     g = np.concatenate([np.concatenate(rows[:half], 0), np.concatenate(rows[half:] + rows[:2 * half - n], 0)], 1)
@@ -117,12 +119,15 @@ def main() -> int:
     res: dict = {}
     for which in FRAME_SETS:
         big, small, who = frames(a.clips, a.shared, which)
+        faces = []
         for item in a.checkpoints:
             name, _, path = item.partition("=")
-            res.setdefault(name, {})[which] = r = measure(path, big, small, who, judge)
+            r, out = measure(path, big, small, who, judge)
+            res.setdefault(name, {})[which] = r
+            faces.append(out)
             print(name, which, json.dumps(r), flush=True)
         if a.grid is not None and which == "report":
-            grid(a.grid, big, small, [c.partition("=")[2] for c in a.checkpoints])
+            grid(a.grid, big, faces)
     a.out.write_text(json.dumps(res, indent=1) + "\n")
     return 0
 

@@ -33,7 +33,7 @@ if [[ $MODE == pack ]]; then
 fi
 
 python3 - "$PACK" "$RUN" "$STEPS" "$MINUTES" "$CONFIG" <<'PY'
-import dataclasses, sys, time, torch
+import dataclasses, os, sys, time, torch
 from pathlib import Path
 from facecycle.train.pack import read_pack, read_pack_video_labels
 from facecycle.train.semisup import SemiSupOptions, SemiSupTrainer
@@ -50,7 +50,8 @@ else:  # a new run: the CPU recipe of scripts/train_default.sh train
 o.device, o.amp, o.threads = "cuda", "bf16", 0
 if steps:
     o.steps = steps
-critic = "training/critic/critic.safetensors" if o.critic_weight > 0 else None  # a refit's second critic
+critic = os.environ.get("CRITIC", "training/critic") + "/critic.safetensors" if o.critic_weight > 0 else None
+# (a refit's second critic: CRITIC as in train_default.sh)
 tr = SemiSupTrainer(o, stills, val, video, run, video_labels=read_pack_video_labels(Path(pack)), critic=critic)
 print("resumed" if tr.resume() else "new run", "at step", tr.step, flush=True)
 t = time.time()

@@ -77,7 +77,7 @@ def test_refit_asks_the_critic_too_and_leaves_it_frozen(tmp_path):
 
 
 def test_detail_excess_charges_added_stripes_not_removed_detail():
-    from facecycle.train.semisup import detail_excess
+    from facecycle.losses import detail_excess
 
     g = torch.Generator().manual_seed(0)
     ref = torch.nn.functional.interpolate(torch.rand(2, 3, 8, 8, generator=g), size=64, mode="bilinear")

@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["augment_pairs", "augment_batch", "color_jitter", "warp_affine", "normalize"]
+__all__ = ["augment_pairs", "augment_batch", "color_jitter", "warp_affine", "normalize", "resize_blur"]
 
 
 def _rgb_to_yiq_rot(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
@@ -51,6 +51,14 @@ def warp_affine(x: torch.Tensor, theta: torch.Tensor, size: int) -> torch.Tensor
     bilinear, border padding."""
     grid = F.affine_grid(theta.to(x.dtype), [x.shape[0], x.shape[1], size, size], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def resize_blur(x: torch.Tensor, small: int, antialias: bool = False) -> torch.Tensor:
+    """Blur (B, C, S, S) images by a bilinear resize to ``small`` px and back to S (``antialias``: on the way
+    down, a proper low-pass; otherwise the plain bilinear resize, a milder blur)."""
+    size = x.shape[-1]
+    y = F.interpolate(x, size=small, mode="bilinear", align_corners=False, antialias=antialias)
+    return F.interpolate(y, size=size, mode="bilinear", align_corners=False)
 
 
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

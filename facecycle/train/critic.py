@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -33,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.augment import normalize, warp_affine
+from ..data.augment import normalize, resize_blur, warp_affine
 
 __all__ = ["StillCritic", "CriticOptions", "train_critic", "load_critic"]
 
@@ -101,21 +102,22 @@ def load_critic(path: Path, device: str = "cpu") -> StillCritic:
     return net
 
 
+@dataclass
 class CriticOptions:
-    """Settings of :func:`train_critic`."""
+    """Settings of :func:`train_critic` (written to ``critic.json``)."""
 
-    def __init__(self, steps: int = 3208, batch: int = 128, lr: float = 3e-3, weight_decay: float = 5e-4,
-                 warmup: int = 100, label_smoothing: float = 0.1, blur_p: float = 0.5, seed: int = 1,
-                 widths: Sequence[int] = (16, 32, 64, 128), image_size: int = 64,
-                 mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5)) -> None:
-        self.steps, self.batch, self.lr, self.weight_decay = int(steps), int(batch), float(lr), float(weight_decay)
-        self.warmup, self.label_smoothing, self.blur_p, self.seed = int(warmup), float(label_smoothing), \
-            float(blur_p), int(seed)
-        self.widths, self.image_size = tuple(widths), int(image_size)
-        self.mean, self.std = tuple(mean), tuple(std)
-
-    def as_dict(self) -> Dict[str, object]:
-        return dict(vars(self))
+    steps: int = 3208
+    batch: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    warmup: int = 100
+    label_smoothing: float = 0.1
+    blur_p: float = 0.5
+    seed: int = 1
+    widths: Tuple[int, ...] = (16, 32, 64, 128)
+    image_size: int = 64
+    mean: Tuple[float, ...] = (0.5, 0.5, 0.5)
+    std: Tuple[float, ...] = (0.5, 0.5, 0.5)
 
 
 def _batch(xs: torch.Tensor, ys: torch.Tensor, o: CriticOptions, g: torch.Generator
@@ -128,8 +130,7 @@ def _batch(xs: torch.Tensor, ys: torch.Tensor, o: CriticOptions, g: torch.Genera
     x = _photometric(x, g, 0.25, 0.3)
     if float(torch.rand((), generator=g)) < o.blur_p:  # blur a whole batch: softness must not read as a class
         small = int(torch.randint(o.image_size // 2, o.image_size, (1,), generator=g))
-        x = F.interpolate(F.interpolate(x, size=small, mode="bilinear", align_corners=False),
-                          size=o.image_size, mode="bilinear", align_corners=False)
+        x = resize_blur(x, small)
     x = _erase(x, g, 0.5)
     return normalize(x, o.mean, o.std), ys[i]
 
@@ -198,7 +199,7 @@ def train_critic(stills: Tuple[np.ndarray, np.ndarray], val: Tuple[np.ndarray, n
     wall = time.perf_counter() - t0
     acc = evaluate(net, val[0], val[1], o)
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / "critic.safetensors"))
-    meta = {"widths": list(o.widths), "mean": list(o.mean), "std": list(o.std), "options": o.as_dict(),
+    meta = {"widths": list(o.widths), "mean": list(o.mean), "std": list(o.std), "options": asdict(o),
             "steps": step, "wall_s": round(wall, 1), "images_per_s": round(step * o.batch / wall, 1),
             "val_acc": round(acc, 4), "val_images": int(len(val[0])),
             "torch_threads": torch.get_num_threads()}
@@ -227,7 +228,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         torch.set_num_threads(a.threads)
     cfg = get_config(a.config)
     stills, val = load_stills(Path(a.fer), cfg.image_size)
-    o = CriticOptions(steps=a.steps, seed=a.seed, image_size=cfg.image_size, mean=cfg.mean, std=cfg.std)
+    o = CriticOptions(steps=a.steps, seed=a.seed, image_size=cfg.image_size, mean=tuple(cfg.mean),
+                      std=tuple(cfg.std))
     r = train_critic(stills, val, Path(a.out), o, a.minutes * 60 if a.minutes else None)
     print(f"critic: val acc {r['val_acc']:.4f} after {r['steps']} steps, {r['wall_s'] / 60:.1f} min; {a.out}")
     return 0

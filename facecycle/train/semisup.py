@@ -66,10 +66,10 @@ from torch import nn
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import get_config
-from ..data.augment import color_jitter, normalize, warp_affine
+from ..data.augment import color_jitter, normalize, resize_blur, warp_affine
 from ..data.pairs import track_index
 from ..errors import InputError, UsageError
-from ..losses import motion_losses, scale_grad
+from ..losses import detail_excess, motion_losses, scale_grad
 from ..model import MOTION_MODULES, FaceCycle
 from ..nn import flow_intensity
 from .runlog import RunLog
@@ -208,33 +208,16 @@ def critic_jitter(x: torch.Tensor, g: torch.Generator, strength: float, blur_max
                           shift=0.06 * strength, zoom=0.85)
     y = warp_affine(x, theta.to(x.device), size)
     low_pass = blur_max < 1.0
-    hi = max(8, int(round(size * blur_max))) if low_pass else size
-    lo = min(hi, max(8, int(round(size * (blur_max * (1 - 0.3 * strength) if low_pass else 1 - 0.5 * strength)))))
+    if low_pass:
+        hi = max(8, int(round(size * blur_max)))
+        lo = min(hi, max(8, int(round(size * blur_max * (1 - 0.3 * strength)))))
+    else:
+        hi, lo = size, max(8, int(round(size * (1 - 0.5 * strength))))
     small = int(torch.randint(lo, hi + 1, (1,), generator=g))
     if small < size:  # antialiased where blur_max asks for a low-pass (the default path is kept as it was)
-        y = F.interpolate(F.interpolate(y, size=small, mode="bilinear", align_corners=False,
-                                        antialias=low_pass), size=size, mode="bilinear", align_corners=False)
+        y = resize_blur(y, small, antialias=low_pass)
     noise = torch.randn(y.shape, generator=g).to(y.device)
     return y + 0.1 * strength * noise
-
-
-def detail_excess(y: torch.Tensor, ref: torch.Tensor, low: int = 16, window: int = 5) -> torch.Tensor:
-    """How much fine detail ``y`` has where ``ref`` has less: the mean of ReLU(local RMS of y's high band −
-    local RMS of ref's), for (B, C, S, S) images; differentiable in ``y``.
-
-    The high band is what a bilinear resize to ``low`` px and back loses (periods below S/low · 2 px); the
-    local RMS is over ``window``² pixels. A generator may remove detail (close a mouth, smooth a fold) at no
-    cost but pays for detail the input does not have where it is: the stripes and dots with which a strong
-    critic is fooled (MODEL_CARD.md, experiment 9).
-    """
-    def band(z: torch.Tensor) -> torch.Tensor:
-        size = z.shape[-1]
-        lo = F.interpolate(F.interpolate(z, size=low, mode="bilinear", align_corners=False, antialias=True),
-                           size=size, mode="bilinear", align_corners=False)
-        e = (z - lo).square().mean(1, keepdim=True)
-        return (F.avg_pool2d(e, window, 1, window // 2, count_include_pad=False) + 1e-6).sqrt()
-
-    return F.relu(band(y) - band(ref.detach())).mean()
 
 
 def cut_framing(prepared_scale: float, model_scale: float) -> float:
