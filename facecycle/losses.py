@@ -191,9 +191,9 @@ def motion_losses(model, x: torch.Tensor, pnet: Optional[PerceptualNet],
     ``enc_grad_scale`` scales the gradient that reaches the expression encoder
     (the forward pass is unchanged); the semi-supervised recipe uses < 1 so
     that the cycle losses shape the encoder without outweighing supervision.
-    ``_neutral_live`` / ``_recon_live`` are the neutral face and the reconstruction with their graphs (for
-    further losses); ``_feat`` is the encoder's (detached) conv feature of ``x``; ``_warped`` is ``x`` warped by
-    the neutralizing flow (detached).
+    ``_neutral_live`` / ``_recon_live`` / ``_flow_live`` are the neutral face, the reconstruction and the
+    neutralizing flow with their graphs (for further losses); ``_feat`` is the encoder's (detached) conv feature
+    of ``x``; ``_warped`` is ``x`` warped by the neutralizing flow (detached).
     """
     feat, code = model.codegeneration(x)
     code = scale_grad(code, enc_grad_scale)
@@ -217,7 +217,7 @@ def motion_losses(model, x: torch.Tensor, pnet: Optional[PerceptualNet],
     loss = pixel + perceptual_weight * perc + 5 * s + 1.5 * sym
     return {"loss": loss, "pixel": pixel.detach(), "perc": perc.detach(), "ssim": s.detach(),
             "sym": sym.detach(), "_neutral": neutral.detach(), "_recon": recon.detach(), "_flow": flow.detach(),
-            "_neutral_live": neutral, "_recon_live": recon, "_feat": feat.detach(),
+            "_neutral_live": neutral, "_recon_live": recon, "_flow_live": flow, "_feat": feat.detach(),
             "_warped": direct_fwd.detach()}
 
 

@@ -11,7 +11,7 @@ faces too (``--grid``): a critic can be fooled, and so can the judge. Two frame 
 (every 5th of the first 75 frames, as ``eval_expression.py --neutralize``) and ``select`` (every 10th of
 frames 101-300), so that a choice made on one can be checked on the other.
 
-    python scripts/neutral_compare.py --out cmp.json [--grid cmp.png] name=RUN/last.safetensors ...
+    python scripts/neutral_compare.py --out cmp.json [--grid cmp.png] [--gains 1,1.5] name=RUN/last.safetensors ...
 """
 from __future__ import annotations
 
@@ -50,8 +50,9 @@ def frames(clips: Path, shared: Path, which: str):
     return np.stack(big), np.stack(small), np.array(who)
 
 
-def neutral_faces(ckpt: str, big: np.ndarray, small: np.ndarray):
-    """The pipeline's neutral faces (N, 192, 192, 3) RGB of ``ckpt``, its Analysis and the detail excess."""
+def neutral_faces(ckpt: str, big: np.ndarray, small: np.ndarray, gain: float = 1.0):
+    """The pipeline's neutral faces (N, 192, 192, 3) RGB of ``ckpt``, its Analysis and the detail excess;
+    ``gain`` scales the neutralizing flow (1: as the model predicts it)."""
     import torch
 
     from facecycle.checkpoint import load_checkpoint
@@ -64,23 +65,24 @@ def neutral_faces(ckpt: str, big: np.ndarray, small: np.ndarray):
     with torch.no_grad():
         x = torch.from_numpy(to_input(small, m.config.mean, m.config.std))
         a = m.analyze(x)
-        n = m.neutralize(x, a.flow)
-        excess = float(detail_excess(n, warp(x, a.flow)))
+        flow = a.flow * gain
+        n = m.neutralize(x, flow)
+        excess = float(detail_excess(n, warp(x, flow)))
         n64 = from_output(n.numpy(), m.config.mean, m.config.std)
-    out = np.stack([sharpen_neutral(n, c, f) for n, c, f in zip(n64, big, a.flow.numpy(), strict=True)])
+    out = np.stack([sharpen_neutral(n, c, f) for n, c, f in zip(n64, big, flow.numpy(), strict=True)])
     return out, a, excess
 
 
-def measure(ckpt: str, big: np.ndarray, small: np.ndarray, who: np.ndarray, judge) -> tuple:
-    """(figures, the neutral faces) of ``ckpt`` on one frame set."""
+def measure(ckpt: str, big: np.ndarray, small: np.ndarray, who: np.ndarray, judge, gain: float = 1.0) -> tuple:
+    """(figures, the neutral faces) of ``ckpt`` on one frame set (``gain``: :func:`neutral_faces`)."""
     from eval_expression import hog_feature, lap_var, same_person_rank1, ssim_gray
 
     from realtime.types import EMOTIONS
 
-    out, a, excess = neutral_faces(ckpt, big, small)
+    out, a, excess = neutral_faces(ckpt, big, small, gain)
     k = EMOTIONS.index("neutral")
     pairs = list(zip(out, big, strict=True))
-    return {"checkpoint": ckpt, "frames": len(out),
+    return {"checkpoint": ckpt, "flow_gain": gain, "frames": len(out),
             "judge_neutral_share": float(np.mean(judge.predict(out).argmax(1) == k)),
             "judge_neutral_share_of_inputs": float(np.mean(judge.predict(big).argmax(1) == k)),
             "detail_ratio_median": float(np.median([lap_var(o) / max(1e-6, lap_var(c)) for o, c in pairs])),
@@ -114,7 +116,11 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--grid", type=Path, default=None,
                     help="also write a PNG of 12 report frames: the input, then each checkpoint's neutral face")
+    ap.add_argument("--gains", default="1",
+                    help="comma-separated flow gains: each checkpoint's neutral face with its flow scaled by each "
+                         "(entries NAME@GAIN for gains other than 1)")
     a = ap.parse_args()
+    gains = [float(v) for v in a.gains.split(",")]
     judge = FerPeer()
     res: dict = {}
     for which in FRAME_SETS:
@@ -122,10 +128,12 @@ def main() -> int:
         faces = []
         for item in a.checkpoints:
             name, _, path = item.partition("=")
-            r, out = measure(path, big, small, who, judge)
-            res.setdefault(name, {})[which] = r
-            faces.append(out)
-            print(name, which, json.dumps(r), flush=True)
+            for gain in gains:
+                key = name if gain == 1 else f"{name}@{gain:g}"
+                r, out = measure(path, big, small, who, judge, gain)
+                res.setdefault(key, {})[which] = r
+                faces.append(out)
+                print(key, which, json.dumps(r), flush=True)
         if a.grid is not None and which == "report":
             grid(a.grid, big, faces)
     a.out.write_text(json.dumps(res, indent=1) + "\n")

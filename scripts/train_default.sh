@@ -25,6 +25,11 @@ CRITIC=${CRITIC:-training/critic}   # a second, independent critic for the refit
 CRITIC_W=${CRITIC_W:-0}             # its weight in the refit; 0 = the head alone, as the shipped refit F (MODEL_CARD.md,
 EXCESS_W=${EXCESS_W:-0}             # experiment 9: with the critic, CRITIC_W=0.5 EXCESS_W=10, the penalty on fine
                                     # detail the warped input lacks, is needed against critic-fooling stripes)
+ADAPT_LR=${ADAPT_LR:-0}             # > 0: the critic keeps learning during the refit (OnlineCritic); 0 = frozen
+VIA=${VIA:-generator}               # what the refit's neutral-face critics train: generator (G and M) or flow (M only)
+REAL_W=${REAL_W:-0}                 # the refit's realism term: a patch discriminator trained beside G (0 = off, as F)
+REAL_SRC=${REAL_SRC:-neutral}       # its real images: clip-labelled neutral video crops, or "frames" (the pairs)
+REAL_LR=${REAL_LR:-4e-4}            # its learning rate
 # bf16 autocast for the supervised pass where the CPU has bf16 units (AMX / AVX512-BF16): ~1.7x faster
 if [[ -z ${AMP:-} ]]; then
   if grep -qE 'amx_bf16|avx512_bf16' /proc/cpuinfo 2>/dev/null; then AMP=bf16; else AMP=none; fi
@@ -89,7 +94,9 @@ if [[ $MODE == all || $MODE == refit ]]; then
     --steps "$NF_STEPS" --batch 32 --pairs 16 --cycle-every 1 --set train_encoder=false --set zero_flow_weight=2 \
     --set neutral_weight=0.5 --set neutral_jitter=1.0 --set warmup_steps=50 --set val_every=0 \
     --critic "$CRITIC/critic.safetensors" --set critic_weight="$CRITIC_W" --set detail_excess_weight="$EXCESS_W" \
-    --threads "$THREADS" --ckpt-every 100 --out "$NF" --resume --no-progress "${LIMIT[@]}"
+    --video-labels training/video_labels.csv --set realism_weight="$REAL_W" --set realism_real="$REAL_SRC" \
+    --set realism_lr="$REAL_LR" --set neutral_via="$VIA" \
+    --set critic_adapt_lr="$ADAPT_LR" --threads "$THREADS" --ckpt-every 100 --out "$NF" --resume --no-progress "${LIMIT[@]}"
 fi
 
 if [[ $MODE == all || $MODE == identity ]]; then

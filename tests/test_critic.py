@@ -9,7 +9,13 @@ torch = pytest.importorskip("torch", reason="training needs torch (pip install t
 
 from facecycle.train.critic import CriticOptions, StillCritic, load_critic, train_critic  # noqa: E402
 from facecycle.train.semisup import SemiSupOptions, SemiSupTrainer  # noqa: E402
-from tests.test_semisup import _stills, _trainer, _video  # noqa: E402  (registers the tiny-gray-test config)
+from tests.test_semisup import (  # noqa: E402  (registers the tiny-gray-test config)
+    _refit_base,
+    _refit_options,
+    _stills,
+    _trainer,
+    _video,
+)
 
 
 def _tiny_critic(tmp_path, steps=150):
@@ -107,3 +113,33 @@ def test_critic_blur_keeps_stripes_from_the_critics():
     x = torch.randn(2, 3, 64, 64, requires_grad=True)
     critic_jitter(x, torch.Generator().manual_seed(1), 1.0, blur_max=0.45).sum().backward()
     assert x.grad.abs().sum() > 0
+
+
+def test_online_critic_learns_from_the_neutral_faces_and_resumes(tmp_path):
+    from facecycle.errors import UsageError
+    from facecycle.train.critic import OnlineCritic
+
+    _, path = _tiny_critic(tmp_path, steps=20)
+    kw, data = _refit_base(tmp_path)
+    o = _refit_options(ckpt_every=2, critic_weight=0.5, critic_adapt_lr=1e-3)
+    tr = SemiSupTrainer(o, *data, tmp_path / "refit", critic=str(path), **kw)
+    c0 = {k: v.clone() for k, v in tr.critic.state_dict().items()}
+    terms = tr.fit(progress=False, stop_at=2)
+    assert "critic_still_ce" in terms and "critic_p" in terms
+    sd = tr.critic.state_dict()
+    assert any(not torch.equal(sd[k], c0[k]) for k in c0 if "running" not in k)  # its weights learn
+    assert all(torch.equal(sd[k], c0[k]) for k in c0 if "running" in k)  # its BatchNorm statistics do not
+    saved = {k: v.clone() for k, v in sd.items()}
+    tr2 = SemiSupTrainer(o, *data, tmp_path / "refit", critic=str(path), **kw)
+    assert tr2.resume() and all(torch.equal(v, saved[k]) for k, v in tr2.critic.state_dict().items())
+    with pytest.raises(UsageError, match="needs a critic in use"):
+        SemiSupTrainer(SemiSupOptions(**{**o.__dict__, "critic_weight": 0.0}), *data, tmp_path / "x", **kw)
+    # the fakes' labels are learned: a critic shown constant images labelled "happy" comes to read them so
+    net = load_critic(path)
+    oc = OnlineCritic(net, lr=3e-3)
+    fakes, happy = torch.zeros(8, 3, 32, 32), torch.full((8,), 3)
+    stills = torch.from_numpy(data[0][0][:16]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    labels = torch.from_numpy(data[0][1][:16])
+    for _ in range(40):
+        t = oc.step(stills, labels, fakes, happy)
+    assert t["critic_fake_seen"] == 1.0

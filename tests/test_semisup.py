@@ -37,6 +37,20 @@ def _trainer(tmp_path, name="run", steps=60):
     return SemiSupTrainer(o, _stills(700, 32, 0), _stills(200, 32, 1), _video(64, 2), tmp_path / name)
 
 
+def _refit_base(tmp_path, steps: int = 4):
+    """A tiny base run to refit: the refit's ``init`` / ``init_head`` keywords and its (stills, val, video)."""
+    _trainer(tmp_path, "base", steps=steps).fit(progress=False)
+    kw = dict(init=str(tmp_path / "base" / "last.safetensors"), init_head=str(tmp_path / "base" / "head.safetensors"))
+    return kw, (_stills(300, 32, 0), _stills(50, 32, 1), _video(64, 2))
+
+
+def _refit_options(**changes) -> SemiSupOptions:
+    """Tiny refit options (M and G only, a FaceCycle step every step) with ``changes``."""
+    o = dict(config="tiny-gray-test", steps=4, batch=16, cycle_every=1, pairs=2, lr_motion=1e-3, warmup_steps=1,
+             val_every=0, ckpt_every=0, threads=1, train_encoder=False, zero_flow_weight=2.0, neutral_jitter=1.0)
+    return SemiSupOptions(**{**o, **changes})
+
+
 def test_supervision_through_the_encoder_learns_and_every_term_runs(tmp_path):
     tr = _trainer(tmp_path)
     before = tr.validate()["val_acc"]

@@ -36,7 +36,7 @@ from torch import nn
 
 from ..data.augment import normalize, resize_blur, warp_affine
 
-__all__ = ["StillCritic", "CriticOptions", "train_critic", "load_critic"]
+__all__ = ["StillCritic", "CriticOptions", "train_critic", "load_critic", "OnlineCritic"]
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,54 @@ def load_critic(path: Path, device: str = "cpu") -> StillCritic:
     for p in net.parameters():
         p.requires_grad_(False)
     return net
+
+
+class OnlineCritic:
+    """A loaded critic that keeps learning during a refit, so that it sees through what fools it.
+
+    Each :meth:`step` trains it (BatchNorm statistics stay frozen: eval mode) on labelled stills, as it was
+    trained, and on the generator's neutral faces labelled with the expression of their *input* (where that is
+    not neutral): a neutral face that still shows the input's smile under stripes is taught to read as the
+    smile. The generator then has to remove the expression to be read as neutral. Saved beside a run
+    (``critic_online.safetensors``: weights and Adam state).
+    """
+
+    FILE = "critic_online.safetensors"
+
+    def __init__(self, net: StillCritic, lr: float = 1e-4) -> None:
+        self.net = net.eval()
+        for p in net.parameters():
+            p.requires_grad_(True)
+        self.opt = torch.optim.Adam(net.parameters(), lr=lr)
+
+    def step(self, stills: torch.Tensor, labels: torch.Tensor, fakes: torch.Tensor,
+             fake_labels: torch.Tensor) -> dict:
+        """One update on (B, 3, S, S) normalised stills with their labels and (F, 3, S', S') neutral faces with
+        their inputs' labels (detached; F may be 0); returns the two cross-entropies and the share of the fakes
+        it reads as their input's class."""
+        ls = F.cross_entropy(self.net(stills), labels)
+        loss, out = ls, {"critic_still_ce": float(ls.detach())}
+        if len(fakes):
+            lo = self.net(fakes.detach())
+            lf = F.cross_entropy(lo, fake_labels)
+            loss = loss + lf
+            out["critic_fake_ce"] = float(lf.detach())
+            out["critic_fake_seen"] = float((lo.argmax(1) == fake_labels).float().mean())
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return out
+
+    def save(self, run: Path, step: int) -> None:
+        from .state import save_module
+
+        save_module(Path(run) / self.FILE, self.net, self.opt, step)
+
+    def load(self, run: Path) -> Optional[int]:
+        """Restore from ``run`` if it holds an adapted critic; returns its step (None when absent)."""
+        from .state import load_module
+
+        return load_module(Path(run) / self.FILE, self.net, self.opt)
 
 
 @dataclass

@@ -72,6 +72,7 @@ from ..errors import InputError, UsageError
 from ..losses import detail_excess, motion_losses, scale_grad
 from ..model import MOTION_MODULES, FaceCycle
 from ..nn import flow_intensity
+from .freeze import frozen
 from .runlog import RunLog
 from .state import after_step, load_state, save_state
 
@@ -121,8 +122,19 @@ class SemiSupOptions:
     reexpress_weight: float = 0.5
     critic_weight: float = 0.0     # the neutral face must also read as neutral to a second, independent critic
                                    # (:mod:`.critic`, passed as ``critic``; same jittered view); 0 = off
+    critic_adapt_lr: float = 0.0   # > 0: the critic keeps learning during the refit (:class:`.critic.OnlineCritic`):
+                                   # on the step's stills and on the neutral faces, labelled as their input reads
+                                   # to the head; 0 = frozen
     detail_excess_weight: float = 0.0  # the neutral face may not add fine detail the flow-warped input lacks
                                    # (:func:`detail_excess`: stripes that fool critics); 0 = off
+    realism_weight: float = 0.0    # the neutral face must pass a patch discriminator trained beside G against the
+                                   # real video frames of each step (:mod:`.realism`); 0 = off
+    realism_lr: float = 2e-4       # the discriminator's Adam learning rate
+    neutral_via: str = "generator"  # what the neutral-face critics (head, critic) train: "generator" (G and M,
+                                   # through G's neutral face) or "flow" (M only: they see G(x, flow) with G frozen,
+                                   # so the face can only be moved towards neutral, not painted)
+    realism_real: str = "frames"   # its real images: "frames" (the step's video pairs, expressions and all) or
+                                   # "neutral" (as many clip-labelled neutral video crops: needs video labels)
     cycle_weight: float = 1.0
     train_encoder: bool = True     # False: a refit of M and G only (E and the head frozen, the emotions unchanged):
                                    # every step is a FaceCycle step, plus zero flow on the neutral stills of ``batch``
@@ -303,6 +315,25 @@ class SemiSupTrainer:
                 self.critic = load_critic(Path(critic), opts.device)
             except (OSError, RuntimeError, KeyError, ValueError, SafetensorError) as e:
                 raise InputError(f"{critic}: not a critic ({e})") from None
+        self.critic_online = None
+        if opts.critic_adapt_lr > 0:
+            if self.critic is None:
+                raise UsageError("critic_adapt_lr > 0 needs a critic in use (critic_weight > 0 and --critic FILE)")
+            if opts.zero_flow_weight <= 0 or opts.batch <= 0:
+                raise UsageError("critic_adapt_lr > 0 learns from the refit's still batch (batch > 0, "
+                                 "zero_flow_weight > 0)")
+            from .critic import OnlineCritic
+
+            self.critic_online = OnlineCritic(self.critic, opts.critic_adapt_lr)
+        if opts.neutral_via not in ("generator", "flow"):
+            raise UsageError(f"neutral_via must be 'generator' or 'flow', not {opts.neutral_via!r}")
+        self.realism = None
+        if opts.realism_weight > 0:
+            from .realism import Realism
+
+            if opts.realism_real not in ("frames", "neutral"):
+                raise UsageError(f"realism_real must be 'frames' or 'neutral', not {opts.realism_real!r}")
+            self.realism = Realism(opts.device, opts.realism_lr)
         xs, ys = stills
         if len(xs) == 0:
             raise InputError("no labelled stills")
@@ -330,6 +361,14 @@ class SemiSupTrainer:
             self.vlab_w = cnt[lab[idx]] ** -opts.video_label_balance
             log.info("clip-labelled video: %d crops, per class %s", len(idx),
                      {EMOTION_CLASSES[k]: int(c) for k, c in enumerate(cnt.tolist()) if c})
+        self.neutral_idx = None
+        if self.realism is not None and opts.realism_real == "neutral":
+            if self.vid is None or video_labels is None:
+                raise UsageError("realism_real=neutral needs video crops and their labels (--video-labels CSV)")
+            self.neutral_idx = torch.nonzero(torch.from_numpy(np.asarray(video_labels, np.int64)) == NEUTRAL).flatten()
+            if len(self.neutral_idx) == 0:
+                raise InputError("realism_real=neutral: no video crop is labelled neutral")
+            log.info("realism term: %d clip-labelled neutral video crops as its real images", len(self.neutral_idx))
         counts = torch.bincount(self.ys, minlength=len(EMOTION_CLASSES)).float().clamp(min=1)
         w = (counts.median() / counts) ** opts.class_weight_power
         self.class_weight = w.clamp(0.5, 3.0).to(self.dev)
@@ -347,6 +386,7 @@ class SemiSupTrainer:
         self.step = 0
         self.wall = 0.0
         self.best_val = 0.0
+        self._stills: Optional[Tuple[torch.Tensor, torch.Tensor]] = None  # the refit step's stills (online critic)
 
     def _init_from(self, init: str) -> None:
         """Start the motion modules from another model (e.g. an unsupervised FaceCycle run).
@@ -393,6 +433,10 @@ class SemiSupTrainer:
         tmp.replace(self.out / "head.safetensors")
         save_state(self.out / "state.safetensors", self.opt, {
             "step": self.step, "wall_s": self.wall, "best_val": self.best_val, "options": asdict(self.o)})
+        if self.realism is not None:
+            self.realism.save(self.out, self.step)
+        if self.critic_online is not None:
+            self.critic_online.save(self.out, self.step)
 
     def resume(self) -> bool:
         """Continue from RUN/ if it holds a saved step; returns whether it did."""
@@ -410,6 +454,10 @@ class SemiSupTrainer:
         self.step = int(meta["step"])
         self.wall = float(meta.get("wall_s", 0.0))
         self.best_val = float(meta.get("best_val", 0.0))
+        if self.realism is not None and self.realism.load(self.out) is None:
+            log.warning("%s: no discriminator saved; the realism term's discriminator starts fresh", self.out)
+        if self.critic_online is not None and self.critic_online.load(self.out) is None:
+            log.warning("%s: no adapted critic saved; the critic starts again from its file", self.out)
         self.log.trim(self.step)
         return True
 
@@ -475,22 +523,28 @@ class SemiSupTrainer:
         x = color_jitter(x, g)
         return normalize(x, self.cfg.mean, self.cfg.std).to(self.dev)
 
+    def neutral_frames(self, step: int) -> torch.Tensor:
+        """``2 * pairs`` clip-labelled neutral video crops (B, 3, S, S), framed and jittered as :meth:`pair_batch`'s
+        frames: the realism term's real images with ``realism_real="neutral"``."""
+        g = self._gen(step, 5)
+        i = self.neutral_idx[torch.randint(0, len(self.neutral_idx), (2 * self.o.pairs,), generator=g)]
+        x = self.vid[i].float().div_(255.0)
+        zoom = cut_framing(self.o.video_crop_scale, self.cfg.crop_scale)
+        x = warp_affine(x, affine_jitter(x, g, scale=(0.95, 1.05), rot_deg=0, shift=0.03, zoom=zoom),
+                        self.cfg.image_size)
+        return normalize(color_jitter(x, g), self.cfg.mean, self.cfg.std).to(self.dev)
+
     # ---------------------------------------------------------------- loss
     def _head_frozen(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of ``x`` with E and H frozen (gradients reach only ``x``)."""
         enc = self.model.codegeneration
-        ps = list(enc.parameters()) + list(self.head.parameters())
-        flags = [p.requires_grad for p in ps]
-        for p in ps:
-            p.requires_grad_(False)
         was = self.head.training
         self.head.eval()
         try:
-            return self.head(enc.features(x))
+            with frozen(enc, self.head):
+                return self.head(enc.features(x))
         finally:
             self.head.train(was)
-            for p, f in zip(ps, flags, strict=True):
-                p.requires_grad_(f)
 
     def train_step(self) -> Dict[str, float]:
         o = self.o
@@ -566,8 +620,10 @@ class SemiSupTrainer:
         self.head.eval()
         extra = None
         terms: Dict[str, float] = {}
+        self._stills = None
         if o.zero_flow_weight > 0 and o.batch > 0:
             x, y = self.still_batch(self.step)
+            self._stills = (x, y)
             neu = y == NEUTRAL
             if bool(neu.any()):
                 with torch.no_grad():
@@ -588,6 +644,9 @@ class SemiSupTrainer:
         out = {"cycle": float(res["loss"].detach())}
         if o.neutral_weight > 0 or self.critic is not None:
             y = res["_neutral_live"]
+            if o.neutral_via == "flow":
+                with frozen(self.model.Swap_Generator):
+                    y = self.model.Swap_Generator(x, res["_flow_live"])
             if o.neutral_jitter > 0:
                 y = critic_jitter(y, self._gen(self.step, 4), o.neutral_jitter, o.critic_blur)
             tgt = torch.full((y.shape[0],), NEUTRAL, dtype=torch.long, device=y.device)
@@ -597,14 +656,19 @@ class SemiSupTrainer:
                 loss = loss + o.neutral_weight * nl
                 out["neutral_ce"] = float(nl.detach())
                 out["neutral_p"] = float(torch.softmax(ln.detach(), 1)[:, NEUTRAL].mean())
-            if self.critic is not None:  # frozen, in eval mode (load_critic)
-                lc = self.critic(y)
+            if self.critic is not None:  # frozen for this pass, in eval mode (load_critic)
+                with frozen(self.critic):
+                    lc = self.critic(y)
                 loss = loss + o.critic_weight * F.cross_entropy(lc, tgt)
                 out["critic_p"] = float(torch.softmax(lc.detach(), 1)[:, NEUTRAL].mean())
         if o.detail_excess_weight > 0:
             de = detail_excess(res["_neutral_live"], res["_warped"])
             loss = loss + o.detail_excess_weight * de
             out["detail_excess"] = float(de.detach())
+        if self.realism is not None:
+            rl = self.realism.generator_loss(res["_neutral_live"])
+            loss = loss + o.realism_weight * rl
+            out["realism"] = float(rl.detach())
         if o.reexpress_weight > 0:
             with torch.no_grad():  # the input's prediction, from the feature motion_losses computed
                 self.head.eval()
@@ -617,6 +681,14 @@ class SemiSupTrainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
+        if self.critic_online is not None and self._stills is not None:  # as the critic saw the neutral faces
+            with torch.no_grad():
+                src = self.head(res["_feat"]).argmax(1)
+            keep = src != NEUTRAL
+            out.update(self.critic_online.step(*self._stills, y.detach()[keep], src[keep]))
+        if self.realism is not None:  # fake: this step's neutral faces; real: its frames or neutral video crops
+            real = x if self.neutral_idx is None else self.neutral_frames(self.step)
+            out.update(self.realism.step(real, res["_neutral_live"]))
         return out
 
     # ---------------------------------------------------------------- eval

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 
-__all__ = ["save_state", "load_state", "read_meta", "after_step"]
+__all__ = ["save_state", "load_state", "read_meta", "after_step", "save_module", "load_module"]
 
 log = logging.getLogger(__name__)
 
@@ -76,3 +76,18 @@ def read_meta(path: Path) -> Dict[str, Any]:
 
     with safe_open(str(path), framework="pt") as f:
         return json.loads(f.metadata()["meta"])
+
+
+def save_module(path: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int) -> None:
+    """A module trained beside a run (a discriminator, an adapting critic): its weights and optimizer in one file."""
+    sd = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    save_state(path, optimizer, {"step": step}, extra=sd)
+
+
+def load_module(path: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Optional[int]:
+    """Restore what :func:`save_module` wrote; returns its step (None when ``path`` is absent)."""
+    if not Path(path).is_file():
+        return None
+    meta, sd = load_state(path, optimizer)
+    module.load_state_dict(sd)
+    return int(meta["step"])
