@@ -8,12 +8,13 @@ second image is flipped relative to the first before augmentation.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["augment_pairs", "augment_batch", "color_jitter", "warp_affine", "normalize", "resize_blur"]
+__all__ = ["augment_pairs", "augment_batch", "color_jitter", "warp_affine", "normalize", "resize_blur",
+           "affine_jitter", "brightness_contrast", "random_erase"]
 
 
 def _rgb_to_yiq_rot(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
@@ -101,3 +102,51 @@ def augment_pairs(a: torch.Tensor, b: torch.Tensor, mirror: torch.Tensor, g: tor
     x = augment_batch(x, g, torch.cat((fa, fb_)))
     x = color_jitter(x, g)
     return normalize(x, mean, std)
+
+
+def affine_jitter(x: torch.Tensor, g: torch.Generator, scale: Tuple[float, float] = (0.88, 1.12),
+                  rot_deg: float = 12.0, shift: float = 0.08, flip: bool = True, zoom: float = 1.0) -> torch.Tensor:
+    """Random similarity transform (+ flip) of (B, C, H, W) float images, border padding.
+
+    ``zoom`` < 1 first cuts the centre ``zoom`` fraction (a tighter framing).
+    """
+    n = x.shape[0]
+    s = scale[0] + torch.rand(n, generator=g) * (scale[1] - scale[0])
+    a = (torch.rand(n, generator=g) * 2 - 1) * math.radians(rot_deg)
+    tx = (torch.rand(n, generator=g) * 2 - 1) * shift
+    ty = (torch.rand(n, generator=g) * 2 - 1) * shift
+    fl = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0) if flip else torch.ones(n)
+    k = zoom / s
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = k * torch.cos(a) * fl
+    theta[:, 0, 1] = -k * torch.sin(a)
+    theta[:, 1, 0] = k * torch.sin(a) * fl
+    theta[:, 1, 1] = k * torch.cos(a)
+    theta[:, 0, 2] = tx
+    theta[:, 1, 2] = ty
+    return theta
+
+
+def brightness_contrast(x: torch.Tensor, g: torch.Generator, b: float, c: float) -> torch.Tensor:
+    """Brightness / contrast jitter of [0, 1] images (B, C, H, W)."""
+    n = x.shape[0]
+    fb = (torch.rand(n, generator=g) * 2 - 1) * b
+    fc = 1 + (torch.rand(n, generator=g) * 2 - 1) * c
+    m = x.mean(dim=(1, 2, 3), keepdim=True)
+    return ((x - m) * fc.view(n, 1, 1, 1) + m + fb.view(n, 1, 1, 1)).clamp(0, 1)
+
+
+def random_erase(x: torch.Tensor, g: torch.Generator, p: float = 0.5,
+                 frac: Tuple[float, float] = (0.1, 0.3)) -> torch.Tensor:
+    """Random erasing: a grey rectangle (side fraction in ``frac``) on a fraction ``p`` of the images."""
+    n, _, h, w = x.shape
+    on = torch.rand(n, generator=g) < p
+    sw = (frac[0] + torch.rand(n, generator=g) * (frac[1] - frac[0])) * w
+    sh = (frac[0] + torch.rand(n, generator=g) * (frac[1] - frac[0])) * h
+    cx = torch.rand(n, generator=g) * w
+    cy = torch.rand(n, generator=g) * h
+    xs = torch.arange(w).view(1, 1, w)
+    ys = torch.arange(h).view(1, h, 1)
+    m = ((xs - cx.view(n, 1, 1)).abs() < sw.view(n, 1, 1) / 2) & ((ys - cy.view(n, 1, 1)).abs() < sh.view(n, 1, 1) / 2)
+    m = m & on.view(n, 1, 1)
+    return torch.where(m.unsqueeze(1), torch.full_like(x, 0.5), x)

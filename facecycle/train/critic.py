@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.augment import normalize, resize_blur, warp_affine
+from ..data.augment import affine_jitter, brightness_contrast, normalize, random_erase, resize_blur, warp_affine
 
 __all__ = ["StillCritic", "CriticOptions", "train_critic", "load_critic", "OnlineCritic"]
 
@@ -170,16 +170,15 @@ class CriticOptions:
 
 def _batch(xs: torch.Tensor, ys: torch.Tensor, o: CriticOptions, g: torch.Generator
            ) -> Tuple[torch.Tensor, torch.Tensor]:
-    from .semisup import _erase, _photometric, affine_jitter
-
+    """A jittered, normalised batch of stills (B, 3, S, S) and their labels, as the semi-supervised stills."""
     i = torch.randint(0, len(xs), (o.batch,), generator=g)
     x = xs[i].float().div_(255.0)
     x = warp_affine(x, affine_jitter(x, g), o.image_size)
-    x = _photometric(x, g, 0.25, 0.3)
+    x = brightness_contrast(x, g, 0.25, 0.3)
     if float(torch.rand((), generator=g)) < o.blur_p:  # blur a whole batch: softness must not read as a class
         small = int(torch.randint(o.image_size // 2, o.image_size, (1,), generator=g))
         x = resize_blur(x, small)
-    x = _erase(x, g, 0.5)
+    x = random_erase(x, g, 0.5)
     return normalize(x, o.mean, o.std), ys[i]
 
 

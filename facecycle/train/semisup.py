@@ -66,7 +66,15 @@ from torch import nn
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import get_config
-from ..data.augment import color_jitter, normalize, resize_blur, warp_affine
+from ..data.augment import (
+    affine_jitter,
+    brightness_contrast,
+    color_jitter,
+    normalize,
+    random_erase,
+    resize_blur,
+    warp_affine,
+)
 from ..data.pairs import track_index
 from ..errors import InputError, UsageError
 from ..losses import detail_excess, motion_losses, scale_grad
@@ -155,53 +163,6 @@ def lr_factor(step: int, o: SemiSupOptions) -> float:
         return (step + 1) / o.warmup_steps
     t = min(1.0, (step - o.warmup_steps) / max(1, o.steps - o.warmup_steps))
     return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t))
-
-
-def affine_jitter(x: torch.Tensor, g: torch.Generator, scale: Tuple[float, float] = (0.88, 1.12),
-                  rot_deg: float = 12.0, shift: float = 0.08, flip: bool = True, zoom: float = 1.0) -> torch.Tensor:
-    """Random similarity transform (+ flip) of (B, C, H, W) float images, border padding.
-
-    ``zoom`` < 1 first cuts the centre ``zoom`` fraction (a tighter framing).
-    """
-    n = x.shape[0]
-    s = scale[0] + torch.rand(n, generator=g) * (scale[1] - scale[0])
-    a = (torch.rand(n, generator=g) * 2 - 1) * math.radians(rot_deg)
-    tx = (torch.rand(n, generator=g) * 2 - 1) * shift
-    ty = (torch.rand(n, generator=g) * 2 - 1) * shift
-    fl = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0) if flip else torch.ones(n)
-    k = zoom / s
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0] = k * torch.cos(a) * fl
-    theta[:, 0, 1] = -k * torch.sin(a)
-    theta[:, 1, 0] = k * torch.sin(a) * fl
-    theta[:, 1, 1] = k * torch.cos(a)
-    theta[:, 0, 2] = tx
-    theta[:, 1, 2] = ty
-    return theta
-
-
-def _photometric(x: torch.Tensor, g: torch.Generator, b: float, c: float) -> torch.Tensor:
-    """Brightness / contrast jitter of [0, 1] images (B, C, H, W)."""
-    n = x.shape[0]
-    fb = (torch.rand(n, generator=g) * 2 - 1) * b
-    fc = 1 + (torch.rand(n, generator=g) * 2 - 1) * c
-    m = x.mean(dim=(1, 2, 3), keepdim=True)
-    return ((x - m) * fc.view(n, 1, 1, 1) + m + fb.view(n, 1, 1, 1)).clamp(0, 1)
-
-
-def _erase(x: torch.Tensor, g: torch.Generator, p: float = 0.5, frac: Tuple[float, float] = (0.1, 0.3)) -> torch.Tensor:
-    """Random erasing: a grey rectangle (side fraction in ``frac``) on a fraction ``p`` of the images."""
-    n, _, h, w = x.shape
-    on = torch.rand(n, generator=g) < p
-    sw = (frac[0] + torch.rand(n, generator=g) * (frac[1] - frac[0])) * w
-    sh = (frac[0] + torch.rand(n, generator=g) * (frac[1] - frac[0])) * h
-    cx = torch.rand(n, generator=g) * w
-    cy = torch.rand(n, generator=g) * h
-    xs = torch.arange(w).view(1, 1, w)
-    ys = torch.arange(h).view(1, h, 1)
-    m = ((xs - cx.view(n, 1, 1)).abs() < sw.view(n, 1, 1) / 2) & ((ys - cy.view(n, 1, 1)).abs() < sh.view(n, 1, 1) / 2)
-    m = m & on.view(n, 1, 1)
-    return torch.where(m.unsqueeze(1), torch.full_like(x, 0.5), x)
 
 
 def critic_jitter(x: torch.Tensor, g: torch.Generator, strength: float, blur_max: float = 1.0) -> torch.Tensor:
@@ -472,8 +433,8 @@ class SemiSupTrainer:
         x = self.xs[i].float().div_(255.0)
         theta = affine_jitter(x, g)
         x = warp_affine(x, theta, self.cfg.image_size)
-        x = _photometric(x, g, 0.25, 0.3)
-        x = _erase(x, g, 0.5)
+        x = brightness_contrast(x, g, 0.25, 0.3)
+        x = random_erase(x, g, 0.5)
         return normalize(x, self.cfg.mean, self.cfg.std).to(self.dev), self.ys[i].to(self.dev)
 
     def _video_views(self, idx: torch.Tensor, g: torch.Generator, strong: bool) -> torch.Tensor:
@@ -485,8 +446,8 @@ class SemiSupTrainer:
             theta = affine_jitter(x, g, scale=(0.97, 1.03), rot_deg=3, shift=0.03, zoom=zoom)
         x = warp_affine(x, theta, self.cfg.image_size)
         if strong:
-            x = _photometric(x, g, 0.25, 0.3)
-            x = _erase(x, g, 0.5)
+            x = brightness_contrast(x, g, 0.25, 0.3)
+            x = random_erase(x, g, 0.5)
         return normalize(x, self.cfg.mean, self.cfg.std).to(self.dev)
 
     def video_batch(self, step: int) -> Tuple[torch.Tensor, torch.Tensor]:
