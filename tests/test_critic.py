@@ -134,6 +134,9 @@ def test_online_critic_learns_from_the_neutral_faces_and_resumes(tmp_path):
     assert tr2.resume() and all(torch.equal(v, saved[k]) for k, v in tr2.critic.state_dict().items())
     with pytest.raises(UsageError, match="needs a critic in use"):
         SemiSupTrainer(SemiSupOptions(**{**o.__dict__, "critic_weight": 0.0}), *data, tmp_path / "x", **kw)
+    with pytest.raises(UsageError, match="learns from a refit's still batch"):
+        SemiSupTrainer(SemiSupOptions(**{**o.__dict__, "train_encoder": True}), *data, tmp_path / "x2",
+                       critic=str(path), **kw)
     # the fakes' labels are learned: a critic shown constant images labelled "happy" comes to read them so
     net = load_critic(path)
     oc = OnlineCritic(net, lr=3e-3)

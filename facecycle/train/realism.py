@@ -3,7 +3,7 @@
 The critics that ask a neutral face to *read* neutral (the frozen emotion head, :mod:`.critic`) can be pleased by
 patterns no face has: stripes, dot grids, coloured bands (MODEL_CARD.md, experiment 9). A discriminator that
 learns, during the refit, to tell the generator's neutral faces from real video frames penalises exactly what
-makes them unlike a photograph, at every place in the image (a PatchGAN: one logit per ~22-px patch), and it
+makes them unlike a photograph, at every place in the image (a PatchGAN: one logit per 26-px patch), and it
 keeps learning as the generator changes, where a frozen penalty (:func:`facecycle.losses.detail_excess`) only
 catches what it was written for.
 
@@ -13,7 +13,6 @@ gradient penalty is needed at this size. Images are (B, 3, S, S) float, normalis
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Optional
 
@@ -25,14 +24,12 @@ from .freeze import frozen
 
 __all__ = ["PatchDiscriminator", "realism_loss", "Realism"]
 
-log = logging.getLogger(__name__)
-
 
 class PatchDiscriminator(nn.Module):
     """(B, 3, S, S) normalised image -> (B, 1, S/4, S/4) logits, real > 0.
 
     Four spectrally normalised convolutions (4×4/2, 4×4/2, 3×3, 3×3), widths ``width``, 2×, 4×; receptive field
-    22 px. ``width`` 32: 0.17 M parameters.
+    26 px. ``width`` 32: 0.11 M parameters.
     """
 
     def __init__(self, width: int = 32) -> None:

@@ -135,12 +135,12 @@ class SemiSupOptions:
                                    # to the head; 0 = frozen
     detail_excess_weight: float = 0.0  # the neutral face may not add fine detail the flow-warped input lacks
                                    # (:func:`detail_excess`: stripes that fool critics); 0 = off
-    realism_weight: float = 0.0    # the neutral face must pass a patch discriminator trained beside G against the
-                                   # real video frames of each step (:mod:`.realism`); 0 = off
-    realism_lr: float = 2e-4       # the discriminator's Adam learning rate
     neutral_via: str = "generator"  # what the neutral-face critics (head, critic) train: "generator" (G and M,
                                    # through G's neutral face) or "flow" (M only: they see G(x, flow) with G frozen,
                                    # so the face can only be moved towards neutral, not painted)
+    realism_weight: float = 0.0    # the neutral face must pass a patch discriminator trained beside G against real
+                                   # video (:mod:`.realism`); 0 = off
+    realism_lr: float = 2e-4       # the discriminator's Adam learning rate
     realism_real: str = "frames"   # its real images: "frames" (the step's video pairs, expressions and all) or
                                    # "neutral" (as many clip-labelled neutral video crops: needs video labels)
     cycle_weight: float = 1.0
@@ -280,9 +280,9 @@ class SemiSupTrainer:
         if opts.critic_adapt_lr > 0:
             if self.critic is None:
                 raise UsageError("critic_adapt_lr > 0 needs a critic in use (critic_weight > 0 and --critic FILE)")
-            if opts.zero_flow_weight <= 0 or opts.batch <= 0:
-                raise UsageError("critic_adapt_lr > 0 learns from the refit's still batch (batch > 0, "
-                                 "zero_flow_weight > 0)")
+            if opts.train_encoder or opts.zero_flow_weight <= 0 or opts.batch <= 0:
+                raise UsageError("critic_adapt_lr > 0 learns from a refit's still batch (train_encoder=false, "
+                                 "batch > 0, zero_flow_weight > 0)")
             from .critic import OnlineCritic
 
             self.critic_online = OnlineCritic(self.critic, opts.critic_adapt_lr)
