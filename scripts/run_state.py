@@ -4,7 +4,9 @@
 ``python scripts/run_state.py RUN DEST`` copies RUN/last.safetensors and RUN/head.safetensors
 as they are (fp32) and RUN/state.safetensors with the Adam moments cast to bfloat16 (half the
 bytes; PyTorch casts them back to the parameters' dtype when the optimizer loads them), plus
-RUN/log.csv. ``facecycle train --stage semisup --out DEST --resume`` then continues the run —
+RUN/log.csv, and the modules a refit trains beside the model where the run has them
+(``disc.safetensors``: the realism term's discriminator; ``critic_online.safetensors``: a critic that keeps
+learning), as they are. ``facecycle train --stage semisup --out DEST --resume`` then continues the run —
 not bit-exactly (the moments lost precision), which the log notes.
 """
 from __future__ import annotations
@@ -26,6 +28,9 @@ def main() -> int:
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("last.safetensors", "head.safetensors", "log.csv"):
         shutil.copy2(run / name, dest / name)
+    for name in ("disc.safetensors", "critic_online.safetensors"):  # a refit's side modules, when it has them
+        if (run / name).is_file():
+            shutil.copy2(run / name, dest / name)
     with safe_open(str(run / "state.safetensors"), framework="pt") as f:
         meta = f.metadata()
         t = {k: (f.get_tensor(k).to(torch.bfloat16) if k.endswith(("exp_avg", "exp_avg_sq")) else f.get_tensor(k))

@@ -140,3 +140,21 @@ def test_realism_can_take_its_real_images_from_clip_labelled_neutral_video(tmp_p
     with pytest.raises(InputError, match="no video crop is labelled neutral"):
         SemiSupTrainer(o, _stills(100, 32, 0), _stills(20, 32, 1), vid, tmp_path / "r3",
                        video_labels=np.full(64, -1, np.int64), **kw)
+
+
+def test_run_state_carries_the_discriminator_so_a_copied_refit_resumes_it(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    kw, data = _refit_base(tmp_path)
+    o = _refit_options(steps=3, realism_weight=0.1)
+    tr = SemiSupTrainer(o, *data, tmp_path / "refit", **kw)
+    tr.fit(progress=False, stop_at=2)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "run_state.py"
+    subprocess.run([sys.executable, str(script), str(tmp_path / "refit"), str(tmp_path / "copy")], check=True,
+                   capture_output=True)
+    assert (tmp_path / "copy" / "disc.safetensors").is_file()
+    tr2 = SemiSupTrainer(o, *data, tmp_path / "copy", **kw)
+    assert tr2.resume() and tr2.step == 2
+    assert all(torch.equal(v, tr.realism.d.state_dict()[k]) for k, v in tr2.realism.d.state_dict().items())
