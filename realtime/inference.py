@@ -100,9 +100,7 @@ class FaceInference:
 
     def _sharp(self, image_bgr: np.ndarray, square: tuple, neutral_rgb: np.ndarray, flow: np.ndarray) -> np.ndarray:
         side = int(square[2])
-        hr = min(self.neutral_size, max(self.size, side))
-        if hr <= self.size:
-            return neutral_rgb
+        hr = min(self.neutral_size, max(self.size, side))  # a face smaller than the model's input: only the border
         crop = crop_square(image_bgr, square, hr)[..., ::-1]
         return sharpen_neutral(neutral_rgb, np.ascontiguousarray(crop), flow)
 

@@ -6,16 +6,19 @@ face is known, so the full-resolution crop can be warped with the same flow:
 that image has the crop's detail (skin, hair, eyes) but only moves pixels, so it
 cannot close a smile on its own. :func:`sharpen_neutral` keeps the generator's
 image below its own resolution and adds the warped crop's detail above it (a
-two-band Laplacian blend), at ``out_size`` pixels.
+two-band Laplacian blend), at the crop's size, and takes the image's outer band
+from the warped crop, where the generator draws a frame.
 
 numpy / OpenCV only. Images are (H, W, 3) uint8 in any colour order (kept).
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cv2
 import numpy as np
 
-__all__ = ["warp_by_flow", "sharpen_neutral"]
+__all__ = ["warp_by_flow", "sharpen_neutral", "BORDER"]
 
 
 def warp_by_flow(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
@@ -39,23 +42,47 @@ def warp_by_flow(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     return cv2.remap(image, mx, my, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def sharpen_neutral(neutral: np.ndarray, crop_hr: np.ndarray, flow: np.ndarray) -> np.ndarray:
+#: the outer fraction of the neutral face taken from the flow-warped crop instead of the generator (feathered)
+BORDER = 0.08
+
+
+@lru_cache(maxsize=8)
+def _border_weight(size: int, border: float) -> np.ndarray:
+    """(size, size, 1) float32: 0 at the image's edge, rising linearly to 1 at ``border`` of the side inwards."""
+    r = np.arange(size, dtype=np.float32)
+    d = np.minimum(r, size - 1 - r)
+    d = np.minimum(d[:, None], d[None, :])
+    return np.clip(d / max(1e-6, border * size), 0.0, 1.0)[..., None]
+
+
+def sharpen_neutral(neutral: np.ndarray, crop_hr: np.ndarray, flow: np.ndarray, border: float = BORDER) -> np.ndarray:
     """The generator's neutral face with the detail of the flow-warped full-resolution crop.
 
     Args:
         neutral: (S, S, 3) uint8, the generator's output.
-        crop_hr: (H, H, 3) uint8, the same square crop at a higher resolution (H ≥ S).
+        crop_hr: (H, H, 3) uint8, the same square crop at a higher resolution (H ≥ S; H = S adds no detail).
         flow: (2, h, w) the neutralizing flow the generator used.
+        border: the outer fraction of the image where the warped crop replaces the generator's image (a
+            linear feather from the edge inwards; 0 = none). The generator's padding leaves a grey frame and
+            coloured bands along the edges, which the warped crop does not have (MODEL_CARD.md: 0.08 raised
+            SSIM to the input from 0.65 to 0.71 on held-out frames).
 
     Returns:
-        (H, H, 3) uint8: ``up(neutral) + (warped − up(down(warped)))``.
+        (H, H, 3) uint8: ``up(neutral) + (warped − up(down(warped)))``, its border feathered into ``warped``.
     """
     s = neutral.shape[0]
     hh = crop_hr.shape[0]
-    if hh <= s:
+    if hh < s or (hh == s and border <= 0):
         return neutral
     warped = warp_by_flow(crop_hr, flow).astype(np.float32)
-    low = cv2.resize(cv2.resize(warped, (s, s), interpolation=cv2.INTER_AREA), (hh, hh),
-                     interpolation=cv2.INTER_CUBIC)
-    base = cv2.resize(neutral.astype(np.float32), (hh, hh), interpolation=cv2.INTER_CUBIC)
-    return np.clip(base + (warped - low), 0, 255).astype(np.uint8)
+    if hh == s:
+        out = neutral.astype(np.float32)
+    else:
+        low = cv2.resize(cv2.resize(warped, (s, s), interpolation=cv2.INTER_AREA), (hh, hh),
+                         interpolation=cv2.INTER_CUBIC)
+        base = cv2.resize(neutral.astype(np.float32), (hh, hh), interpolation=cv2.INTER_CUBIC)
+        out = base + (warped - low)
+    if border > 0:
+        w = _border_weight(hh, float(border))
+        out = w * out + (1.0 - w) * warped
+    return np.clip(out, 0, 255).astype(np.uint8)

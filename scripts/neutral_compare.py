@@ -50,16 +50,17 @@ def frames(clips: Path, shared: Path, which: str):
     return np.stack(big), np.stack(small), np.array(who)
 
 
-def neutral_faces(ckpt: str, big: np.ndarray, small: np.ndarray, gain: float = 1.0):
+def neutral_faces(ckpt: str, big: np.ndarray, small: np.ndarray, gain: float = 1.0, border: float | None = None):
     """The pipeline's neutral faces (N, 192, 192, 3) RGB of ``ckpt``, its Analysis and the detail excess;
-    ``gain`` scales the neutralizing flow (1: as the model predicts it)."""
+    ``gain`` scales the neutralizing flow (1: as the model predicts it), ``border`` is
+    :func:`sharpen_neutral`'s (None: the pipeline's)."""
     import torch
 
     from facecycle.checkpoint import load_checkpoint
     from facecycle.losses import detail_excess
     from facecycle.nn.warp import warp
     from facecycle.preprocess import from_output, to_input
-    from realtime.neutral_detail import sharpen_neutral
+    from realtime.neutral_detail import BORDER, sharpen_neutral
 
     m = load_checkpoint(ckpt).eval().float()
     with torch.no_grad():
@@ -69,20 +70,24 @@ def neutral_faces(ckpt: str, big: np.ndarray, small: np.ndarray, gain: float = 1
         n = m.neutralize(x, flow)
         excess = float(detail_excess(n, warp(x, flow)))
         n64 = from_output(n.numpy(), m.config.mean, m.config.std)
-    out = np.stack([sharpen_neutral(n, c, f) for n, c, f in zip(n64, big, flow.numpy(), strict=True)])
+    b = BORDER if border is None else border
+    out = np.stack([sharpen_neutral(n, c, f, b) for n, c, f in zip(n64, big, flow.numpy(), strict=True)])
     return out, a, excess
 
 
-def measure(ckpt: str, big: np.ndarray, small: np.ndarray, who: np.ndarray, judge, gain: float = 1.0) -> tuple:
-    """(figures, the neutral faces) of ``ckpt`` on one frame set (``gain``: :func:`neutral_faces`)."""
+def measure(ckpt: str, big: np.ndarray, small: np.ndarray, who: np.ndarray, judge, gain: float = 1.0,
+            border: float | None = None) -> tuple:
+    """(figures, the neutral faces) of ``ckpt`` on one frame set (``gain``, ``border``: :func:`neutral_faces`)."""
     from eval_expression import hog_feature, lap_var, same_person_rank1, ssim_gray
 
     from realtime.types import EMOTIONS
 
-    out, a, excess = neutral_faces(ckpt, big, small, gain)
+    out, a, excess = neutral_faces(ckpt, big, small, gain, border)
     k = EMOTIONS.index("neutral")
     pairs = list(zip(out, big, strict=True))
-    return {"checkpoint": ckpt, "flow_gain": gain, "frames": len(out),
+    from realtime.neutral_detail import BORDER
+
+    return {"checkpoint": ckpt, "flow_gain": gain, "border": BORDER if border is None else border, "frames": len(out),
             "judge_neutral_share": float(np.mean(judge.predict(out).argmax(1) == k)),
             "judge_neutral_share_of_inputs": float(np.mean(judge.predict(big).argmax(1) == k)),
             "detail_ratio_median": float(np.median([lap_var(o) / max(1e-6, lap_var(c)) for o, c in pairs])),
@@ -116,6 +121,9 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--grid", type=Path, default=None,
                     help="also write a PNG of 12 report frames: the input, then each checkpoint's neutral face")
+    ap.add_argument("--border", type=float, default=None,
+                    help="sharpen_neutral's border (the outer fraction taken from the warped crop); default: the "
+                         "pipeline's (realtime.neutral_detail.BORDER); 0 = the generator's image to the edge")
     ap.add_argument("--gains", default="1",
                     help="comma-separated flow gains: each checkpoint's neutral face with its flow scaled by each "
                          "(entries NAME@GAIN for gains other than 1)")
@@ -130,7 +138,7 @@ def main() -> int:
             name, _, path = item.partition("=")
             for gain in gains:
                 key = name if gain == 1 else f"{name}@{gain:g}"
-                r, out = measure(path, big, small, who, judge, gain)
+                r, out = measure(path, big, small, who, judge, gain, a.border)
                 res.setdefault(key, {})[which] = r
                 faces.append(out)
                 print(key, which, json.dumps(r), flush=True)

@@ -51,5 +51,24 @@ def test_detail_transfer_keeps_the_generators_content_and_the_crops_detail():
     # the low band is the generator's
     low = cv2.resize(out, (s, s), interpolation=cv2.INTER_AREA).astype(float)
     assert np.abs(low - blurry.astype(float)).mean() < 4.0
-    # no larger output than asked for: an S×S crop gives the generator's image back
-    assert sharpen_neutral(blurry, blurry, flow) is blurry
+    # no larger output than asked for: an S×S crop gives the generator's image back (without a border)
+    assert sharpen_neutral(blurry, blurry, flow, border=0) is blurry
+    assert sharpen_neutral(blurry, blurry, flow).shape == blurry.shape
+
+
+def test_the_border_comes_from_the_warped_crop_and_the_centre_from_the_generator():
+    """The generator draws a frame along the image's edges (padding); the outer band is the warped crop's."""
+    hr = _face_like(192, 4)
+    gen = cv2.resize(hr, (64, 64), interpolation=cv2.INTER_AREA)
+    gen[:3, :] = gen[-3:, :] = gen[:, :3] = gen[:, -3:] = (90, 60, 140)  # a purple frame, as the generator's
+    flow = np.zeros((2, 16, 16), np.float32)
+    plain = sharpen_neutral(gen, hr, flow, border=0).astype(float)
+    out = sharpen_neutral(gen, hr, flow).astype(float)
+    edge = np.zeros((192, 192), bool)
+    edge[:4, :] = edge[-4:, :] = edge[:, :4] = edge[:, -4:] = True
+    assert np.abs(out[edge] - hr[edge]).mean() < 0.3 * np.abs(plain[edge] - hr[edge]).mean()
+    centre = (slice(40, 152), slice(40, 152))
+    assert np.array_equal(out[centre], plain[centre])  # inside the band: unchanged
+    # at the model's size (a small face) the border is fixed too, and nothing else changes
+    small = sharpen_neutral(gen, gen.copy(), flow)
+    assert small.shape == gen.shape and np.array_equal(small[20:44, 20:44], gen[20:44, 20:44])
