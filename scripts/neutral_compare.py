@@ -80,13 +80,12 @@ def measure(ckpt: str, big: np.ndarray, small: np.ndarray, who: np.ndarray, judg
     """(figures, the neutral faces) of ``ckpt`` on one frame set (``gain``, ``border``: :func:`neutral_faces`)."""
     from eval_expression import hog_feature, lap_var, same_person_rank1, ssim_gray
 
+    from realtime.neutral_detail import BORDER
     from realtime.types import EMOTIONS
 
     out, a, excess = neutral_faces(ckpt, big, small, gain, border)
     k = EMOTIONS.index("neutral")
     pairs = list(zip(out, big, strict=True))
-    from realtime.neutral_detail import BORDER
-
     return {"checkpoint": ckpt, "flow_gain": gain, "border": BORDER if border is None else border, "frames": len(out),
             "judge_neutral_share": float(np.mean(judge.predict(out).argmax(1) == k)),
             "judge_neutral_share_of_inputs": float(np.mean(judge.predict(big).argmax(1) == k)),
