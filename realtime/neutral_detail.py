@@ -7,9 +7,10 @@ that image has the crop's detail (skin, hair, eyes) but only moves pixels, so it
 cannot close a smile on its own. :func:`sharpen_neutral` keeps the generator's
 image below its own resolution and adds the warped crop's detail above it (a
 two-band Laplacian blend), at the crop's size, and takes the image's outer band
-from the warped crop, where the generator draws a frame.
+from the warped crop, where the generator draws a frame. The generator's colours
+drift (greyish, purple-tinted skin): its chroma is shifted to the warped crop's.
 
-numpy / OpenCV only. Images are (H, W, 3) uint8 in any colour order (kept).
+numpy / OpenCV only. Images are (H, W, 3) uint8 **RGB**.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-__all__ = ["warp_by_flow", "sharpen_neutral", "BORDER"]
+__all__ = ["warp_by_flow", "sharpen_neutral", "match_chroma", "BORDER"]
 
 
 def warp_by_flow(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
@@ -55,31 +56,47 @@ def _border_weight(size: int, border: float) -> np.ndarray:
     return np.clip(d / max(1e-6, border * size), 0.0, 1.0)[..., None]
 
 
-def sharpen_neutral(neutral: np.ndarray, crop_hr: np.ndarray, flow: np.ndarray, border: float = BORDER) -> np.ndarray:
+def match_chroma(image: np.ndarray, reference: np.ndarray, centre: float = 0.75) -> np.ndarray:
+    """``image`` with its mean chroma (CIELAB a*, b*) over the centre ``centre`` of the side shifted to
+    ``reference``'s; lightness is kept. Both (S, S, 3) uint8 RGB of the same size."""
+    s = image.shape[0]
+    m = int(round(s * (1.0 - centre) / 2))
+    c = slice(m, s - m)
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+    ref = cv2.cvtColor(reference, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lab[..., 1:] += ref[c, c, 1:].mean(axis=(0, 1)) - lab[c, c, 1:].mean(axis=(0, 1))
+    return cv2.cvtColor(np.clip(lab, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+
+
+def sharpen_neutral(neutral: np.ndarray, crop_hr: np.ndarray, flow: np.ndarray, border: float = BORDER,
+                    chroma: bool = True) -> np.ndarray:
     """The generator's neutral face with the detail of the flow-warped full-resolution crop.
 
     Args:
-        neutral: (S, S, 3) uint8, the generator's output.
-        crop_hr: (H, H, 3) uint8, the same square crop at a higher resolution (H ≥ S; H = S adds no detail).
+        neutral: (S, S, 3) uint8 RGB, the generator's output.
+        crop_hr: (H, H, 3) uint8 RGB, the same square crop at a higher resolution (H ≥ S; H = S adds no detail).
         flow: (2, h, w) the neutralizing flow the generator used.
         border: the outer fraction of the image where the warped crop replaces the generator's image (a
             linear feather from the edge inwards; 0 = none). The generator's padding leaves a grey frame and
             coloured bands along the edges, which the warped crop does not have (MODEL_CARD.md: 0.08 raised
             SSIM to the input from 0.65 to 0.71 on held-out frames).
+        chroma: first shift the generator's mean chroma to the warped crop's (:func:`match_chroma`).
 
     Returns:
-        (H, H, 3) uint8: ``up(neutral) + (warped − up(down(warped)))``, its border feathered into ``warped``.
+        (H, H, 3) uint8 RGB: ``up(neutral) + (warped − up(down(warped)))``, its border feathered into ``warped``.
     """
     s = neutral.shape[0]
     hh = crop_hr.shape[0]
-    if hh < s or (hh == s and border <= 0):
+    if hh < s or (hh == s and border <= 0 and not chroma):
         return neutral
     warped = warp_by_flow(crop_hr, flow).astype(np.float32)
+    small = warped if hh == s else cv2.resize(warped, (s, s), interpolation=cv2.INTER_AREA)
+    if chroma:
+        neutral = match_chroma(neutral, np.clip(small, 0, 255).astype(np.uint8))
     if hh == s:
         out = neutral.astype(np.float32)
     else:
-        low = cv2.resize(cv2.resize(warped, (s, s), interpolation=cv2.INTER_AREA), (hh, hh),
-                         interpolation=cv2.INTER_CUBIC)
+        low = cv2.resize(small, (hh, hh), interpolation=cv2.INTER_CUBIC)
         base = cv2.resize(neutral.astype(np.float32), (hh, hh), interpolation=cv2.INTER_CUBIC)
         out = base + (warped - low)
     if border > 0:

@@ -50,10 +50,11 @@ def frames(clips: Path, shared: Path, which: str):
     return np.stack(big), np.stack(small), np.array(who)
 
 
-def neutral_faces(ckpt: str, big: np.ndarray, small: np.ndarray, gain: float = 1.0, border: float | None = None):
+def neutral_faces(ckpt: str, big: np.ndarray, small: np.ndarray, gain: float = 1.0, border: float | None = None,
+                  chroma: bool = True):
     """The pipeline's neutral faces (N, 192, 192, 3) RGB of ``ckpt``, its Analysis and the detail excess;
-    ``gain`` scales the neutralizing flow (1: as the model predicts it), ``border`` is
-    :func:`sharpen_neutral`'s (None: the pipeline's)."""
+    ``gain`` scales the neutralizing flow (1: as the model predicts it), ``border`` and ``chroma`` are
+    :func:`sharpen_neutral`'s (border None: the pipeline's)."""
     import torch
 
     from facecycle.checkpoint import load_checkpoint
@@ -71,22 +72,34 @@ def neutral_faces(ckpt: str, big: np.ndarray, small: np.ndarray, gain: float = 1
         excess = float(detail_excess(n, warp(x, flow)))
         n64 = from_output(n.numpy(), m.config.mean, m.config.std)
     b = BORDER if border is None else border
-    out = np.stack([sharpen_neutral(n, c, f, b) for n, c, f in zip(n64, big, flow.numpy(), strict=True)])
+    out = np.stack([sharpen_neutral(n, c, f, b, chroma) for n, c, f in zip(n64, big, flow.numpy(), strict=True)])
     return out, a, excess
 
 
+def chroma_error(a: np.ndarray, b: np.ndarray) -> float:
+    """|Δa*| + |Δb*| (CIELAB, 8-bit scale) between the mean chroma of two RGB images' centre 75 %."""
+    import cv2
+
+    s = a.shape[0]
+    c = slice(s // 8, s - s // 8)
+    la, lb = (cv2.cvtColor(im, cv2.COLOR_RGB2LAB)[c, c, 1:].astype(np.float32).mean(axis=(0, 1)) for im in (a, b))
+    return float(np.abs(la - lb).sum())
+
+
 def measure(ckpt: str, big: np.ndarray, small: np.ndarray, who: np.ndarray, judge, gain: float = 1.0,
-            border: float | None = None) -> tuple:
-    """(figures, the neutral faces) of ``ckpt`` on one frame set (``gain``, ``border``: :func:`neutral_faces`)."""
+            border: float | None = None, chroma: bool = True) -> tuple:
+    """(figures, the neutral faces) of ``ckpt`` on one frame set (``gain``, ``border``, ``chroma``:
+    :func:`neutral_faces`)."""
     from eval_expression import hog_feature, lap_var, same_person_rank1, ssim_gray
 
     from realtime.neutral_detail import BORDER
     from realtime.types import EMOTIONS
 
-    out, a, excess = neutral_faces(ckpt, big, small, gain, border)
+    out, a, excess = neutral_faces(ckpt, big, small, gain, border, chroma)
     k = EMOTIONS.index("neutral")
     pairs = list(zip(out, big, strict=True))
-    return {"checkpoint": ckpt, "flow_gain": gain, "border": BORDER if border is None else border, "frames": len(out),
+    return {"checkpoint": ckpt, "flow_gain": gain, "border": BORDER if border is None else border,
+            "chroma_match": chroma, "frames": len(out),
             "judge_neutral_share": float(np.mean(judge.predict(out).argmax(1) == k)),
             "judge_neutral_share_of_inputs": float(np.mean(judge.predict(big).argmax(1) == k)),
             "detail_ratio_median": float(np.median([lap_var(o) / max(1e-6, lap_var(c)) for o, c in pairs])),
@@ -94,7 +107,8 @@ def measure(ckpt: str, big: np.ndarray, small: np.ndarray, who: np.ndarray, judg
             "same_person_rank1_hog": same_person_rank1(np.stack([hog_feature(o) for o in out]),
                                                        np.stack([hog_feature(c) for c in big]), who),
             "flow_intensity_median": float(a.intensity.median()),
-            "detail_excess": excess}, out
+            "detail_excess": excess,
+            "chroma_error_median": float(np.median([chroma_error(o, c) for o, c in pairs]))}, out
 
 
 def grid(path: Path, big: np.ndarray, faces: list, n: int = 12) -> None:
@@ -123,6 +137,8 @@ def main() -> int:
     ap.add_argument("--border", type=float, default=None,
                     help="sharpen_neutral's border (the outer fraction taken from the warped crop); default: the "
                          "pipeline's (realtime.neutral_detail.BORDER); 0 = the generator's image to the edge")
+    ap.add_argument("--chroma", action=argparse.BooleanOptionalAction, default=True,
+                    help="sharpen_neutral's chroma match (the generator's mean colour shifted to the warped crop's)")
     ap.add_argument("--gains", default="1",
                     help="comma-separated flow gains: each checkpoint's neutral face with its flow scaled by each "
                          "(entries NAME@GAIN for gains other than 1)")
@@ -137,7 +153,7 @@ def main() -> int:
             name, _, path = item.partition("=")
             for gain in gains:
                 key = name if gain == 1 else f"{name}@{gain:g}"
-                r, out = measure(path, big, small, who, judge, gain, a.border)
+                r, out = measure(path, big, small, who, judge, gain, a.border, a.chroma)
                 res.setdefault(key, {})[which] = r
                 faces.append(out)
                 print(key, which, json.dumps(r), flush=True)

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime.neutral_detail import sharpen_neutral, warp_by_flow
+from realtime.neutral_detail import match_chroma, sharpen_neutral, warp_by_flow
 
 
 def _face_like(size: int, seed: int = 0) -> np.ndarray:
@@ -43,7 +43,7 @@ def test_detail_transfer_keeps_the_generators_content_and_the_crops_detail():
     s = 48
     blurry = cv2.resize(cv2.GaussianBlur(cv2.resize(hr, (s, s), interpolation=cv2.INTER_AREA), (3, 3), 1.0), (s, s))
     flow = np.zeros((2, 16, 16), np.float32)
-    out = sharpen_neutral(blurry, hr, flow)
+    out = sharpen_neutral(blurry, hr, flow, chroma=False)
     assert out.shape == (192, 192, 3)
     lap = lambda im: cv2.Laplacian(cv2.cvtColor(im, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()  # noqa: E731
     up = cv2.resize(blurry, (192, 192), interpolation=cv2.INTER_CUBIC)
@@ -52,7 +52,7 @@ def test_detail_transfer_keeps_the_generators_content_and_the_crops_detail():
     low = cv2.resize(out, (s, s), interpolation=cv2.INTER_AREA).astype(float)
     assert np.abs(low - blurry.astype(float)).mean() < 4.0
     # no larger output than asked for: an S×S crop gives the generator's image back (without a border)
-    assert sharpen_neutral(blurry, blurry, flow, border=0) is blurry
+    assert sharpen_neutral(blurry, blurry, flow, border=0, chroma=False) is blurry
     assert sharpen_neutral(blurry, blurry, flow).shape == blurry.shape
 
 
@@ -62,13 +62,33 @@ def test_the_border_comes_from_the_warped_crop_and_the_centre_from_the_generator
     gen = cv2.resize(hr, (64, 64), interpolation=cv2.INTER_AREA)
     gen[:3, :] = gen[-3:, :] = gen[:, :3] = gen[:, -3:] = (90, 60, 140)  # a purple frame, as the generator's
     flow = np.zeros((2, 16, 16), np.float32)
-    plain = sharpen_neutral(gen, hr, flow, border=0).astype(float)
-    out = sharpen_neutral(gen, hr, flow).astype(float)
+    plain = sharpen_neutral(gen, hr, flow, border=0, chroma=False).astype(float)
+    out = sharpen_neutral(gen, hr, flow, chroma=False).astype(float)
     edge = np.zeros((192, 192), bool)
     edge[:4, :] = edge[-4:, :] = edge[:, :4] = edge[:, -4:] = True
     assert np.abs(out[edge] - hr[edge]).mean() < 0.3 * np.abs(plain[edge] - hr[edge]).mean()
     centre = (slice(40, 152), slice(40, 152))
     assert np.array_equal(out[centre], plain[centre])  # inside the band: unchanged
     # at the model's size (a small face) the border is fixed too, and nothing else changes
-    small = sharpen_neutral(gen, gen.copy(), flow)
+    small = sharpen_neutral(gen, gen.copy(), flow, chroma=False)
     assert small.shape == gen.shape and np.array_equal(small[20:44, 20:44], gen[20:44, 20:44])
+
+
+def _chroma(im: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(im, cv2.COLOR_RGB2LAB)[24:-24, 24:-24, 1:].astype(float).mean(axis=(0, 1))
+
+
+def test_chroma_match_restores_the_crops_colour_and_keeps_lightness_and_shape():
+    """The generator's colours drift (greyish, purple-tinted skin): its mean chroma is shifted to the crop's."""
+    hr = _face_like(192, 5)
+    gen = cv2.resize(hr, (64, 64), interpolation=cv2.INTER_AREA).astype(int)
+    gen = np.clip(gen + np.array([12, -10, 14]), 0, 255).astype(np.uint8)  # a purple cast
+    flow = np.zeros((2, 16, 16), np.float32)
+    off = sharpen_neutral(gen, hr, flow, chroma=False)
+    on = sharpen_neutral(gen, hr, flow)
+    err = lambda im: np.abs(_chroma(im) - _chroma(hr)).sum()  # noqa: E731
+    assert err(off) > 8 and err(on) < 0.2 * err(off)
+    grey = lambda im: cv2.cvtColor(im, cv2.COLOR_RGB2GRAY).astype(float)  # noqa: E731
+    assert np.abs(grey(on) - grey(off)).mean() < 4.0  # lightness (and so the expression's shading) is kept
+    m = match_chroma(gen, cv2.resize(hr, (64, 64), interpolation=cv2.INTER_AREA))
+    assert m.shape == gen.shape and m.dtype == np.uint8
