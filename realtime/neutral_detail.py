@@ -19,7 +19,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-__all__ = ["warp_by_flow", "sharpen_neutral", "match_chroma", "BORDER"]
+__all__ = ["warp_by_flow", "sharpen_neutral", "match_chroma", "mean_chroma", "BORDER"]
 
 
 def warp_by_flow(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
@@ -56,15 +56,23 @@ def _border_weight(size: int, border: float) -> np.ndarray:
     return np.clip(d / max(1e-6, border * size), 0.0, 1.0)[..., None]
 
 
-def match_chroma(image: np.ndarray, reference: np.ndarray, centre: float = 0.75) -> np.ndarray:
-    """``image`` with its mean chroma (CIELAB a*, b*) over the centre ``centre`` of the side shifted to
-    ``reference``'s; lightness is kept. Both (S, S, 3) uint8 RGB of the same size."""
-    s = image.shape[0]
+def _centre_chroma(lab: np.ndarray, centre: float) -> np.ndarray:
+    s = lab.shape[0]
     m = int(round(s * (1.0 - centre) / 2))
-    c = slice(m, s - m)
+    return lab[m:s - m, m:s - m, 1:].astype(np.float32).mean(axis=(0, 1))
+
+
+def mean_chroma(image: np.ndarray, centre: float = 0.75) -> np.ndarray:
+    """(2,) float32: the mean CIELAB a*, b* (OpenCV's 8-bit scale) of (S, S, 3) uint8 RGB ``image`` over the
+    centre ``centre`` of its side."""
+    return _centre_chroma(cv2.cvtColor(image, cv2.COLOR_RGB2LAB), centre)
+
+
+def match_chroma(image: np.ndarray, reference: np.ndarray, centre: float = 0.75) -> np.ndarray:
+    """``image`` with its mean chroma (:func:`mean_chroma`) shifted to ``reference``'s; lightness is kept. Both
+    (S, S, 3) uint8 RGB of the same size."""
     lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
-    ref = cv2.cvtColor(reference, cv2.COLOR_RGB2LAB).astype(np.float32)
-    lab[..., 1:] += ref[c, c, 1:].mean(axis=(0, 1)) - lab[c, c, 1:].mean(axis=(0, 1))
+    lab[..., 1:] += mean_chroma(reference, centre) - _centre_chroma(lab, centre)
     return cv2.cvtColor(np.clip(lab, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
 
 

@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from realtime.neutral_detail import BORDER, mean_chroma  # noqa: E402  (numpy / OpenCV only)
+
 FRAME_SETS = {"report": (75, lambda n: n % 5 == 0), "select": (300, lambda n: n > 100 and n % 10 == 0)}
 
 
@@ -50,18 +52,18 @@ def frames(clips: Path, shared: Path, which: str):
     return np.stack(big), np.stack(small), np.array(who)
 
 
-def neutral_faces(ckpt: str, big: np.ndarray, small: np.ndarray, gain: float = 1.0, border: float | None = None,
+def neutral_faces(ckpt: str, big: np.ndarray, small: np.ndarray, gain: float = 1.0, border: float = BORDER,
                   chroma: bool = True):
     """The pipeline's neutral faces (N, 192, 192, 3) RGB of ``ckpt``, its Analysis and the detail excess;
     ``gain`` scales the neutralizing flow (1: as the model predicts it), ``border`` and ``chroma`` are
-    :func:`sharpen_neutral`'s (border None: the pipeline's)."""
+    :func:`sharpen_neutral`'s."""
     import torch
 
     from facecycle.checkpoint import load_checkpoint
     from facecycle.losses import detail_excess
     from facecycle.nn.warp import warp
     from facecycle.preprocess import from_output, to_input
-    from realtime.neutral_detail import BORDER, sharpen_neutral
+    from realtime.neutral_detail import sharpen_neutral
 
     m = load_checkpoint(ckpt).eval().float()
     with torch.no_grad():
@@ -71,34 +73,27 @@ def neutral_faces(ckpt: str, big: np.ndarray, small: np.ndarray, gain: float = 1
         n = m.neutralize(x, flow)
         excess = float(detail_excess(n, warp(x, flow)))
         n64 = from_output(n.numpy(), m.config.mean, m.config.std)
-    b = BORDER if border is None else border
-    out = np.stack([sharpen_neutral(n, c, f, b, chroma) for n, c, f in zip(n64, big, flow.numpy(), strict=True)])
+    out = np.stack([sharpen_neutral(n, c, f, border, chroma) for n, c, f in zip(n64, big, flow.numpy(), strict=True)])
     return out, a, excess
 
 
 def chroma_error(a: np.ndarray, b: np.ndarray) -> float:
     """|Δa*| + |Δb*| (CIELAB, 8-bit scale) between the mean chroma of two RGB images' centre 75 %."""
-    import cv2
-
-    s = a.shape[0]
-    c = slice(s // 8, s - s // 8)
-    la, lb = (cv2.cvtColor(im, cv2.COLOR_RGB2LAB)[c, c, 1:].astype(np.float32).mean(axis=(0, 1)) for im in (a, b))
-    return float(np.abs(la - lb).sum())
+    return float(np.abs(mean_chroma(a) - mean_chroma(b)).sum())
 
 
 def measure(ckpt: str, big: np.ndarray, small: np.ndarray, who: np.ndarray, judge, gain: float = 1.0,
-            border: float | None = None, chroma: bool = True) -> tuple:
+            border: float = BORDER, chroma: bool = True) -> tuple:
     """(figures, the neutral faces) of ``ckpt`` on one frame set (``gain``, ``border``, ``chroma``:
     :func:`neutral_faces`)."""
     from eval_expression import hog_feature, lap_var, same_person_rank1, ssim_gray
 
-    from realtime.neutral_detail import BORDER
     from realtime.types import EMOTIONS
 
     out, a, excess = neutral_faces(ckpt, big, small, gain, border, chroma)
     k = EMOTIONS.index("neutral")
     pairs = list(zip(out, big, strict=True))
-    return {"checkpoint": ckpt, "flow_gain": gain, "border": BORDER if border is None else border,
+    return {"checkpoint": ckpt, "flow_gain": gain, "border": border,
             "chroma_match": chroma, "frames": len(out),
             "judge_neutral_share": float(np.mean(judge.predict(out).argmax(1) == k)),
             "judge_neutral_share_of_inputs": float(np.mean(judge.predict(big).argmax(1) == k)),
@@ -134,9 +129,9 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--grid", type=Path, default=None,
                     help="also write a PNG of 12 report frames: the input, then each checkpoint's neutral face")
-    ap.add_argument("--border", type=float, default=None,
+    ap.add_argument("--border", type=float, default=BORDER,
                     help="sharpen_neutral's border (the outer fraction taken from the warped crop); default: the "
-                         "pipeline's (realtime.neutral_detail.BORDER); 0 = the generator's image to the edge")
+                         f"pipeline's ({BORDER}); 0 = the generator's image to the edge")
     ap.add_argument("--chroma", action=argparse.BooleanOptionalAction, default=True,
                     help="sharpen_neutral's chroma match (the generator's mean colour shifted to the warped crop's)")
     ap.add_argument("--gains", default="1",

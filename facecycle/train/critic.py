@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.augment import affine_jitter, brightness_contrast, normalize, random_erase, resize_blur, warp_affine
+from .state import SideModule
 
 __all__ = ["StillCritic", "CriticOptions", "train_critic", "load_critic", "OnlineCritic"]
 
@@ -102,7 +103,7 @@ def load_critic(path: Path, device: str = "cpu") -> StillCritic:
     return net
 
 
-class OnlineCritic:
+class OnlineCritic(SideModule):
     """A loaded critic that keeps learning during a refit, so that it sees through what fools it.
 
     Each :meth:`step` trains it (BatchNorm statistics stay frozen: eval mode) on labelled stills, as it was
@@ -115,7 +116,7 @@ class OnlineCritic:
     FILE = "critic_online.safetensors"
 
     def __init__(self, net: StillCritic, lr: float = 1e-4) -> None:
-        self.net = net.eval()
+        self.net = self.module = net.eval()
         for p in net.parameters():
             p.requires_grad_(True)
         self.opt = torch.optim.Adam(net.parameters(), lr=lr)
@@ -138,16 +139,6 @@ class OnlineCritic:
         self.opt.step()
         return out
 
-    def save(self, run: Path, step: int) -> None:
-        from .state import save_module
-
-        save_module(Path(run) / self.FILE, self.net, self.opt, step)
-
-    def load(self, run: Path) -> Optional[int]:
-        """Restore from ``run`` if it holds an adapted critic; returns its step (None when absent)."""
-        from .state import load_module
-
-        return load_module(Path(run) / self.FILE, self.net, self.opt)
 
 
 @dataclass

@@ -13,14 +13,12 @@ gradient penalty is needed at this size. Images are (B, 3, S, S) float, normalis
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .freeze import frozen
+from .state import SideModule
 
 __all__ = ["PatchDiscriminator", "realism_loss", "Realism"]
 
@@ -53,7 +51,7 @@ def realism_loss(d: nn.Module, fake: torch.Tensor) -> torch.Tensor:
         return F.softplus(-d(fake)).mean()
 
 
-class Realism:
+class Realism(SideModule):
     """A discriminator with its optimizer, saved beside a run (``disc.safetensors``: weights and Adam state).
 
     Args:
@@ -65,7 +63,7 @@ class Realism:
     FILE = "disc.safetensors"
 
     def __init__(self, device: torch.device | str = "cpu", lr: float = 2e-4, width: int = 32) -> None:
-        self.d = PatchDiscriminator(width).to(device)
+        self.d = self.module = PatchDiscriminator(width).to(device)
         self.opt = torch.optim.Adam(self.d.parameters(), lr=lr, betas=(0.5, 0.999))
 
     def generator_loss(self, fake: torch.Tensor) -> torch.Tensor:
@@ -83,14 +81,3 @@ class Realism:
         self.opt.step()
         return {"disc": float(loss.detach()), "disc_real": float(dr.detach().mean()),
                 "disc_fake": float(df.detach().mean())}
-
-    def save(self, run: Path, step: int) -> None:
-        from .state import save_module
-
-        save_module(Path(run) / self.FILE, self.d, self.opt, step)
-
-    def load(self, run: Path) -> Optional[int]:
-        """Restore from ``run`` if it holds a discriminator; returns its step (None when absent)."""
-        from .state import load_module
-
-        return load_module(Path(run) / self.FILE, self.d, self.opt)

@@ -394,10 +394,8 @@ class SemiSupTrainer:
         tmp.replace(self.out / "head.safetensors")
         save_state(self.out / "state.safetensors", self.opt, {
             "step": self.step, "wall_s": self.wall, "best_val": self.best_val, "options": asdict(self.o)})
-        if self.realism is not None:
-            self.realism.save(self.out, self.step)
-        if self.critic_online is not None:
-            self.critic_online.save(self.out, self.step)
+        for side in self._side_modules():
+            side.save(self.out, self.step)
 
     def resume(self) -> bool:
         """Continue from RUN/ if it holds a saved step; returns whether it did."""
@@ -415,12 +413,15 @@ class SemiSupTrainer:
         self.step = int(meta["step"])
         self.wall = float(meta.get("wall_s", 0.0))
         self.best_val = float(meta.get("best_val", 0.0))
-        if self.realism is not None and self.realism.load(self.out) is None:
-            log.warning("%s: no discriminator saved; the realism term's discriminator starts fresh", self.out)
-        if self.critic_online is not None and self.critic_online.load(self.out) is None:
-            log.warning("%s: no adapted critic saved; the critic starts again from its file", self.out)
+        for side in self._side_modules():
+            if side.load(self.out) is None:
+                log.warning("%s: no %s saved; %s starts again", self.out, side.FILE, type(side).__name__)
         self.log.trim(self.step)
         return True
+
+    def _side_modules(self) -> list:
+        """The modules trained beside the model (:class:`.state.SideModule`), saved and resumed with it."""
+        return [m for m in (self.realism, self.critic_online) if m is not None]
 
     # ---------------------------------------------------------------- data
     def _gen(self, step: int, k: int) -> torch.Generator:

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 
-__all__ = ["save_state", "load_state", "read_meta", "after_step", "save_module", "load_module"]
+__all__ = ["save_state", "load_state", "read_meta", "after_step", "save_module", "load_module", "SideModule"]
 
 log = logging.getLogger(__name__)
 
@@ -91,3 +91,19 @@ def load_module(path: Path, module: torch.nn.Module, optimizer: torch.optim.Opti
     meta, sd = load_state(path, optimizer)
     module.load_state_dict(sd)
     return int(meta["step"])
+
+
+class SideModule:
+    """A module trained beside a run's model with its own optimizer (the realism discriminator, an adapting
+    critic), saved in the run directory as ``FILE`` (:func:`save_module`) so that a resumed run continues it."""
+
+    FILE = "side.safetensors"
+    module: torch.nn.Module
+    opt: torch.optim.Optimizer
+
+    def save(self, run: Path, step: int) -> None:
+        save_module(Path(run) / self.FILE, self.module, self.opt, step)
+
+    def load(self, run: Path) -> Optional[int]:
+        """Restore from ``run`` if it holds ``FILE``; returns its step (None when absent)."""
+        return load_module(Path(run) / self.FILE, self.module, self.opt)
