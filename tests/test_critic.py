@@ -124,8 +124,13 @@ def test_online_critic_learns_from_the_neutral_faces_and_resumes(tmp_path):
     o = _refit_options(ckpt_every=2, critic_weight=0.5, critic_adapt_lr=1e-3)
     tr = SemiSupTrainer(o, *data, tmp_path / "refit", critic=str(path), **kw)
     c0 = {k: v.clone() for k, v in tr.critic.state_dict().items()}
+    seen = []
+    step = tr.critic_online.step
+    tr.critic_online.step = lambda *a: (seen.append((tr.head.training, a[3])), step(*a))[1]
     terms = tr.fit(progress=False, stop_at=2)
     assert "critic_still_ce" in terms and "critic_p" in terms
+    # the neutral faces are labelled by the head in eval mode (no dropout): their inputs' own readings
+    assert seen and not any(training for training, _ in seen)
     sd = tr.critic.state_dict()
     assert any(not torch.equal(sd[k], c0[k]) for k in c0 if "running" not in k)  # its weights learn
     assert all(torch.equal(sd[k], c0[k]) for k in c0 if "running" in k)  # its BatchNorm statistics do not

@@ -631,11 +631,15 @@ class SemiSupTrainer:
             rl = self.realism.generator_loss(res["_neutral_live"])
             loss = loss + o.realism_weight * rl
             out["realism"] = float(rl.detach())
+        lx = None  # the input's logits (eval mode, no graph), from the feature motion_losses computed
+        if o.reexpress_weight > 0 or self.critic_online is not None:
+            was = self.head.training
+            self.head.eval()
+            with torch.no_grad():
+                lx = self.head(res["_feat"])
+            self.head.train(was)
         if o.reexpress_weight > 0:
-            with torch.no_grad():  # the input's prediction, from the feature motion_losses computed
-                self.head.eval()
-                px = torch.softmax(self.head(res["_feat"]), 1)
-                self.head.train()
+            px = torch.softmax(lx, 1)
             lr_ = self._head_frozen(res["_recon_live"])
             kl = F.kl_div(F.log_softmax(lr_, 1), px, reduction="batchmean")
             loss = loss + o.reexpress_weight * kl
@@ -644,8 +648,7 @@ class SemiSupTrainer:
         loss.backward()
         self.opt.step()
         if self.critic_online is not None and self._stills is not None:  # as the critic saw the neutral faces
-            with torch.no_grad():
-                src = self.head(res["_feat"]).argmax(1)
+            src = lx.argmax(1)
             keep = src != NEUTRAL
             out.update(self.critic_online.step(*self._stills, y.detach()[keep], src[keep]))
         if self.realism is not None:  # fake: this step's neutral faces; real: its frames or neutral video crops
