@@ -102,6 +102,9 @@ def _pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default=None, choices=("fp32", "fp16", "int8"))
     p.add_argument("--calibration", default=None, help="faces video for --precision int8")
     p.add_argument("--video", action="store_true", help="also write the annotated video")
+    p.add_argument("--neutralize", action="store_true", help="also compute neutral faces (as process --neutralize)")
+    p.add_argument("--neutral-passes", type=int, default=None, metavar="N",
+                   help="with --neutralize: neutralization passes (default: the pipeline's, 2)")
     p.add_argument("--json", required=True, metavar="OUT", help="write the record here ('-' = stdout)")
 
 

@@ -41,6 +41,10 @@ def _add_analyzer_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-faces", type=int, default=None, metavar="N", help="analyse at most N faces per frame")
     g.add_argument("--neutralize", action="store_true",
                    help="compute neutral faces; the video shows the neutralized view and thumbnails")
+    g.add_argument("--neutral-passes", type=int, default=None, metavar="N",
+                   help="with --neutralize: neutralize N times, each pass on the previous pass's neutral face "
+                        "(default 2, realtime.inference.NEUTRAL_PASSES; 1 = the model's single de-expression, "
+                        "faster)")
     g.add_argument("--reid", action="store_true", help="re-identify faces after occlusions by identity code")
     g.add_argument("--no-smooth", dest="smooth", action="store_false", help="disable One Euro smoothing")
     g.add_argument("--threads", type=int, default=1, metavar="N",
@@ -102,12 +106,13 @@ def analyzer_options(args: argparse.Namespace) -> dict:
     """``Analyzer`` keyword arguments from the options of ``_add_analyzer_args`` (``facecycle process``,
     ``live`` and ``batch`` build their analyzer from this one dict). The Analyzer checks the values
     (UsageError, exit 2): there is no second copy of those checks here."""
+    passes = {} if args.neutral_passes is None else {"neutral_passes": args.neutral_passes}
     return dict(model=args.model, backend=args.backend, detector=args.detector,
                 detector_model=args.detector_model, detect_every=args.detect_every,
                 detect_size=args.detect_size or None, score_threshold=args.score_threshold,
                 max_faces=args.max_faces, neutralize=args.neutralize, reid=args.reid, smooth=args.smooth,
                 threads=args.threads, infer_workers=args.infer_workers, precision=args.precision,
-                calibration=args.calibration)
+                calibration=args.calibration, **passes)
 
 
 def _analyzer(args: argparse.Namespace):

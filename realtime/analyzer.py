@@ -33,7 +33,7 @@ from .backend import open_model
 from .baseline import NeutralBaseline
 from .detectors import create_detector
 from .heads import ExpressionHead
-from .inference import FaceInference
+from .inference import NEUTRAL_PASSES, FaceInference
 from .outputs import RunOutputs
 from .pipeline import Pipeline
 from .pose import POSE_SOURCE
@@ -131,7 +131,8 @@ class Analyzer:
         detect_size: longer side the frame is shrunk to for detection.
         score_threshold: detector confidence threshold.
         max_faces: analyse at most this many faces per frame (the largest).
-        neutralize: compute neutral faces (slower: one more graph per frame).
+        neutralize: compute neutral faces (slower: one more graph call per frame,
+            two more per pass after the first).
         identity: compute identity codes (needs an identity-stage model).
         reid: re-identify a face after an occlusion by its identity code
             (implies ``identity``).
@@ -146,6 +147,8 @@ class Analyzer:
         queue_size: capacity of the queues between stages.
         crop_scale: crop side / face box side (see ``realtime.crops``); None = the
             framing the model was trained on (from its manifest).
+        neutral_passes: with ``neutralize``, neutralize this many times, each pass on the
+            previous pass's neutral face (:class:`realtime.inference.FaceInference`).
 
     One Analyzer runs one video at a time (its backend and detector are reused across runs): a run
     started while another is in progress, in any thread, raises :class:`~facecycle.errors.UsageError`
@@ -158,7 +161,7 @@ class Analyzer:
                  neutralize: bool = False, identity: bool = False, reid: bool = False, smooth: bool = True,
                  threads: int = 1, queue_size: int = 4, crop_scale: Optional[float] = None,
                  infer_workers: Optional[int] = None, precision: Optional[str] = None,
-                 calibration: Optional[str] = None) -> None:
+                 calibration: Optional[str] = None, neutral_passes: int = NEUTRAL_PASSES) -> None:
         # the one place these are checked (the CLI passes its options straight through)
         if detect_every < 1:
             raise UsageError("detect_every (--detect-every) must be >= 1")
@@ -166,6 +169,8 @@ class Analyzer:
             raise UsageError("max_faces (--max-faces) must be >= 1")
         if threads < 1:
             raise UsageError("threads (--threads) must be >= 1")
+        if neutral_passes < 1:
+            raise UsageError("neutral_passes (--neutral-passes) must be >= 1")
         if infer_workers is not None and infer_workers < 1:
             raise UsageError("infer_workers (--infer-workers) must be >= 1")
         if not 0.0 < score_threshold < 1.0:
@@ -180,7 +185,8 @@ class Analyzer:
         try:
             self.head = ExpressionHead.find(self.backend.model_dir)
             self.inference = FaceInference(self.backend, self.head, neutralize=neutralize,
-                                           identity=identity or reid, crop_scale=crop_scale)
+                                           identity=identity or reid, crop_scale=crop_scale,
+                                           neutral_passes=neutral_passes)
             self.detector = create_detector(detector, detector_model, max_side=detect_size,
                                             score_threshold=score_threshold, max_faces=max_faces, threads=threads)
         except BaseException:
@@ -262,7 +268,9 @@ class Analyzer:
                 "backend": self.backend.describe(), "detector": self.detector.describe(),
                 "detect_every": self.detect_every, "max_faces": self.max_faces, "pose_source": POSE_SOURCE,
                 "smoothing": "one-euro" if self.smooth else None, "reid": self.reid,
-                "neutralize": self.inference.neutralize, "crop_scale": self.inference.crop_scale}
+                "neutralize": self.inference.neutralize,
+                "neutral_passes": self.inference.neutral_passes if self.inference.neutralize else None,
+                "crop_scale": self.inference.crop_scale}
 
     def close(self) -> None:
         self.detector.close()

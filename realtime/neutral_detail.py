@@ -19,7 +19,17 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-__all__ = ["warp_by_flow", "sharpen_neutral", "match_chroma", "mean_chroma", "BORDER"]
+__all__ = ["warp_by_flow", "warp_by_flows", "sharpen_neutral", "match_chroma", "mean_chroma", "BORDER"]
+
+
+def _sample_map(flow: np.ndarray, w: int, h: int) -> tuple:
+    """(map_x, map_y) float32 (h, w): where each output pixel samples the image, for one flow (see
+    :func:`warp_by_flow`)."""
+    f = np.clip(np.asarray(flow, np.float32), -1.0, 1.0)
+    fx = cv2.resize(f[0], (w, h), interpolation=cv2.INTER_LINEAR)
+    fy = cv2.resize(f[1], (w, h), interpolation=cv2.INTER_LINEAR)
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return gx + fx * (w - 1) / 2.0, gy + fy * (h - 1) / 2.0
 
 
 def warp_by_flow(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
@@ -34,12 +44,26 @@ def warp_by_flow(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
         (H, W, C) uint8; outside the image the border is replicated.
     """
     h, w = image.shape[:2]
-    f = np.clip(np.asarray(flow, np.float32), -1.0, 1.0)
-    fx = cv2.resize(f[0], (w, h), interpolation=cv2.INTER_LINEAR)
-    fy = cv2.resize(f[1], (w, h), interpolation=cv2.INTER_LINEAR)
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    mx = gx + fx * (w - 1) / 2.0
-    my = gy + fy * (h - 1) / 2.0
+    mx, my = _sample_map(flow, w, h)
+    return cv2.remap(image, mx, my, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def warp_by_flows(image: np.ndarray, flows: np.ndarray) -> np.ndarray:
+    """``image`` warped by one flow (2, h, w), or by several (K, 2, h, w) one after the other (the flows of
+    successive neutralization passes: flow k moves the result of flows 1…k−1).
+
+    The K sampling maps are composed first and the image is resampled once, so it is interpolated once,
+    not K times (sharper than K calls of :func:`warp_by_flow`; the same up to interpolation).
+    """
+    f = np.asarray(flows, np.float32)
+    if f.ndim == 3:
+        return warp_by_flow(image, f)
+    h, w = image.shape[:2]
+    mx, my = _sample_map(f[-1], w, h)
+    for earlier in f[-2::-1]:  # I_k(p) = I_{k-1}(M_k(p)): the total map is M_1(M_2(...M_K(p)))
+        ex, ey = _sample_map(earlier, w, h)
+        mx, my = (cv2.remap(ex, mx, my, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE),
+                  cv2.remap(ey, mx, my, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
     return cv2.remap(image, mx, my, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
@@ -83,7 +107,9 @@ def sharpen_neutral(neutral: np.ndarray, crop_hr: np.ndarray, flow: np.ndarray, 
     Args:
         neutral: (S, S, 3) uint8 RGB, the generator's output.
         crop_hr: (H, H, 3) uint8 RGB, the same square crop at a higher resolution (H ≥ S; H = S adds no detail).
-        flow: (2, h, w) the neutralizing flow the generator used.
+        flow: (2, h, w) the neutralizing flow the generator used; or (K, 2, h, w), the flows of K successive
+            passes (the generator's image is then the last pass's; the crop is warped by all K in order,
+            :func:`warp_by_flows`).
         border: the outer fraction of the image where the warped crop replaces the generator's image (a
             linear feather from the edge inwards; 0 = none). The generator's padding leaves a grey frame and
             coloured bands along the edges, which the warped crop does not have (MODEL_CARD.md: 0.08 raised
@@ -97,7 +123,7 @@ def sharpen_neutral(neutral: np.ndarray, crop_hr: np.ndarray, flow: np.ndarray, 
     hh = crop_hr.shape[0]
     if hh < s or (hh == s and border <= 0 and not chroma):
         return neutral
-    warped = warp_by_flow(crop_hr, flow).astype(np.float32)
+    warped = warp_by_flows(crop_hr, flow).astype(np.float32)
     small = warped if hh == s else cv2.resize(warped, (s, s), interpolation=cv2.INTER_AREA)
     if chroma:
         neutral = match_chroma(neutral, np.clip(small, 0, 255).astype(np.uint8))

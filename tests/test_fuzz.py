@@ -293,7 +293,7 @@ def _assert_usage_error(rc, err):
     assert len(lines) == 1 and "error:" in lines[0], err
 
 
-_INT_OPTS = ["--max-faces", "--detect-every", "--threads", "--max-frames"]
+_INT_OPTS = ["--max-faces", "--detect-every", "--threads", "--max-frames", "--neutral-passes"]
 
 
 @FUZZ

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime.neutral_detail import match_chroma, sharpen_neutral, warp_by_flow
+from realtime.neutral_detail import match_chroma, sharpen_neutral, warp_by_flow, warp_by_flows
 
 
 def _face_like(size: int, seed: int = 0) -> np.ndarray:
@@ -36,6 +36,34 @@ def test_numpy_warp_matches_the_model_warp():
     inner = (slice(6, -6), slice(6, -6))  # borders differ by design (replicate vs zeros)
     # flow resizing differs slightly between cv2 and torch's align_corners interpolation
     assert np.abs(ours[inner] - ref[inner]).mean() < 6.0
+
+
+def _smooth_flow(seed: int, scale: float = 0.05) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    f = (rng.normal(size=(4, 4, 2)) * scale).astype(np.float32)
+    return np.ascontiguousarray(cv2.resize(f, (16, 16), interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1))
+
+
+def test_several_passes_warp_the_crop_by_each_flow_in_order_and_resample_it_once():
+    """Successive neutralization passes: the crop is warped by pass 1's flow, then by pass 2's; the maps are
+    composed, so the image is interpolated once (sharper than two warps, otherwise the same)."""
+    img = cv2.resize(_face_like(48, 4), (192, 192), interpolation=cv2.INTER_CUBIC)
+    f1, f2 = _smooth_flow(5), _smooth_flow(6)
+    both = warp_by_flows(img, np.stack([f1, f2])).astype(float)
+    twice = warp_by_flow(warp_by_flow(img, f1), f2).astype(float)
+    swapped = warp_by_flow(warp_by_flow(img, f2), f1).astype(float)
+    inner = (slice(12, -12), slice(12, -12))
+    lap = lambda im: cv2.Laplacian(cv2.cvtColor(im.astype(np.uint8), cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()  # noqa: E731
+    assert np.abs(both - twice)[inner].mean() < 0.5 * np.abs(swapped - twice)[inner].mean()  # order matters
+    assert np.abs(both - twice)[inner].mean() < 4.0
+    assert lap(both) > 1.05 * lap(twice)  # one interpolation, not two
+    assert np.array_equal(warp_by_flows(img, f1), warp_by_flow(img, f1))  # one (2, h, w) flow: one warp
+    assert np.array_equal(warp_by_flows(img, f1[None]), warp_by_flow(img, f1))
+    zero = np.zeros_like(f1)
+    assert np.array_equal(warp_by_flows(img, np.stack([f1, zero])), warp_by_flow(img, f1))
+    gen = cv2.resize(img, (48, 48), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(sharpen_neutral(gen, img, f1[None]), sharpen_neutral(gen, img, f1))
+    assert not np.array_equal(sharpen_neutral(gen, img, np.stack([f1, f2])), sharpen_neutral(gen, img, f1))
 
 
 def test_detail_transfer_keeps_the_generators_content_and_the_crops_detail():
