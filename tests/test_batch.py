@@ -124,6 +124,12 @@ def test_fingerprint_follows_settings_not_threads():
                   BatchSettings(analyzer={"detect_every": 5}, video=False, max_frames=10),
                   BatchSettings(analyzer={"detect_every": 5}, video=True)):
         assert settings_fingerprint(other)[0] != fp
+    # the neutralization passes count only with neutral faces; the default is fingerprinted as its value
+    neu = {"detect_every": 5, "neutralize": True}
+    assert settings_fingerprint(BatchSettings(analyzer={**neu, "neutral_passes": 1}, video=False))[0] != \
+        settings_fingerprint(BatchSettings(analyzer=neu, video=False))[0] == \
+        settings_fingerprint(BatchSettings(analyzer={**neu, "neutral_passes": 2}, video=False))[0]
+    assert settings_fingerprint(BatchSettings(analyzer={"detect_every": 5, "neutral_passes": 1}, video=False))[0] == fp
 
 
 def test_cli_usage_errors_and_missing_ray(tmp_path, capsys, monkeypatch):

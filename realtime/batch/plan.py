@@ -171,11 +171,14 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
     """sha256 over everything that shapes the outputs, and the dict it was computed from.
 
     Covered: the model (sha256 of ``manifest.json``, which lists every graph's sha256, and of the expression
-    head), the detector and its model file, detection and analysis options, precision and calibration
+    head), the detector and its model file, detection and analysis options (with neutral faces, the number of
+    neutralization passes, default or not), precision and calibration
     video, the outputs asked for, ``max_frames``, the video preset and audio, and the facecycle version.
     Not covered: thread counts and worker counts (they change speed, not numbers)."""
     import facecycle
     from facecycle.assets import default_model_dir
+
+    from ..inference import NEUTRAL_PASSES
 
     a = dict(settings.analyzer)
     model_dir = Path(a.get("model") or default_model_dir())
@@ -189,6 +192,8 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
               "detector_model_sha256": _sha_path(a.get("detector_model")),
               **{k: a.get(k) for k in ("detect_every", "detect_size", "score_threshold", "max_faces", "neutralize",
                                        "reid", "smooth")},
+              # only with neutral faces (the key's absence keeps the fingerprints of runs without them)
+              **({"neutral_passes": a.get("neutral_passes", NEUTRAL_PASSES)} if a.get("neutralize") else {}),
               "csv": settings.csv, "video": settings.video, "max_frames": settings.max_frames,
               "audio": settings.audio if settings.video else None,
               "video_preset": settings.video_preset if settings.video else None}
