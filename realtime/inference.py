@@ -9,7 +9,7 @@ The neutral face is the model's de-expression applied ``neutral_passes`` times
 (default :data:`NEUTRAL_PASSES`): the generator softens an expression more than
 it removes it, and a neutral face should be a fixed point of neutralization, so
 the first pass's face is analysed and neutralized again (MODEL_CARD.md,
-experiment 13: 52 % → 66 % judged neutral on held-out expressive frames).
+experiment 13: 52 % → 69 % judged neutral on held-out expressive frames).
 """
 from __future__ import annotations
 

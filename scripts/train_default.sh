@@ -30,6 +30,9 @@ VIA=${VIA:-generator}               # what the refit's neutral-face critics trai
 REAL_W=${REAL_W:-0}                 # the refit's realism term: a patch discriminator trained beside G (0 = off, as F)
 REAL_SRC=${REAL_SRC:-neutral}       # its real images: clip-labelled neutral video crops, or "frames" (the pairs)
 REAL_LR=${REAL_LR:-4e-4}            # its learning rate
+SECOND_W=${SECOND_W:-0}             # the refit's two-pass distillation (second_pass_weight; experiment 14); 0 = off
+NF_FROM=${NF_FROM:-}                # a refit to continue from (all its modules) instead of M and G from UNSUP; the
+                                    # distillation's teacher is this starting model
 # bf16 autocast for the supervised pass where the CPU has bf16 units (AMX / AVX512-BF16): ~1.7x faster
 if [[ -z ${AMP:-} ]]; then
   if grep -qE 'amx_bf16|avx512_bf16' /proc/cpuinfo 2>/dev/null; then AMP=bf16; else AMP=none; fi
@@ -89,14 +92,16 @@ if [[ $MODE == all || $MODE == refit ]]; then
   # start from the unsupervised model, every step is a FaceCycle step on 16 video pairs, zero flow (weight 2) for
   # the neutral stills of a 32-still batch, and the neutral face must read as neutral to the frozen head through
   # random moves, blur and noise (neutral_jitter); the flows come back and the neutral face keeps the person
-  "${FC[@]}" train --stage semisup --config "$CONFIG" --init "$FT/last.safetensors" --init-head "$FT/head.safetensors" \
-    --init-motion "$UNSUP" --data "$WORK/vid1" "$WORK/vid2" --fer "$FER" --hold-out "$HOLD" \
+  START=(--init "$FT/last.safetensors" --init-motion "$UNSUP")
+  [[ -n $NF_FROM ]] && START=(--init "$NF_FROM")
+  "${FC[@]}" train --stage semisup --config "$CONFIG" "${START[@]}" --init-head "$FT/head.safetensors" \
+    --data "$WORK/vid1" "$WORK/vid2" --fer "$FER" --hold-out "$HOLD" \
     --steps "$NF_STEPS" --batch 32 --pairs 16 --cycle-every 1 --set train_encoder=false --set zero_flow_weight=2 \
     --set neutral_weight=0.5 --set neutral_jitter=1.0 --set warmup_steps=50 --set val_every=0 \
     --critic "$CRITIC/critic.safetensors" --set critic_weight="$CRITIC_W" --set detail_excess_weight="$EXCESS_W" \
     --video-labels training/video_labels.csv --set realism_weight="$REAL_W" --set realism_real="$REAL_SRC" \
     --set realism_lr="$REAL_LR" --set neutral_via="$VIA" \
-    --set critic_adapt_lr="$ADAPT_LR" --threads "$THREADS" --ckpt-every 100 --out "$NF" --resume --no-progress "${LIMIT[@]}"
+    --set critic_adapt_lr="$ADAPT_LR" --set second_pass_weight="$SECOND_W" --threads "$THREADS" --ckpt-every 100 --out "$NF" --resume --no-progress "${LIMIT[@]}"
 fi
 
 if [[ $MODE == all || $MODE == identity ]]; then

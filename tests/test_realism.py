@@ -1,6 +1,7 @@
 """The realism term of the refit (facecycle.train.realism): a patch discriminator trained beside the generator."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="training needs torch (pip install torch)")
@@ -158,3 +159,25 @@ def test_run_state_carries_the_discriminator_so_a_copied_refit_resumes_it(tmp_pa
     tr2 = SemiSupTrainer(o, *data, tmp_path / "copy", **kw)
     assert tr2.resume() and tr2.step == 2
     assert all(torch.equal(v, tr.realism.d.state_dict()[k]) for k, v in tr2.realism.d.state_dict().items())
+
+
+def test_second_pass_term_distils_the_starting_models_two_passes_into_one(tmp_path):
+    """``second_pass_weight``: a refit's neutral face is pulled towards the starting model's two-pass neutral face
+    (a frozen copy of M and G), compared at half resolution. Alone (cycle and critics off) it moves G and M,
+    never E or the copy, and the gap falls."""
+    from facecycle.errors import UsageError
+
+    kw, data = _refit_base(tmp_path)
+    o = _refit_options(steps=8, zero_flow_weight=0.0, neutral_jitter=0.0, neutral_weight=0.0, reexpress_weight=0.0,
+                       cycle_weight=0.0, weight_decay=0.0, second_pass_weight=1.0, lr_motion=1e-3)
+    tr = SemiSupTrainer(o, *data, tmp_path / "second", **kw)
+    enc0 = [p.clone() for p in tr.model.codegeneration.parameters()]
+    g0 = [p.clone() for p in tr.model.Swap_Generator.parameters()]
+    t0 = [p.clone() for m in tr.teacher for p in m.parameters()]
+    gaps = [tr.train_step()["second_pass"] for _ in range(8)]
+    assert np.mean(gaps[-3:]) < 0.7 * np.mean(gaps[:2]), gaps
+    assert all(torch.equal(a, b) for a, b in zip(tr.model.codegeneration.parameters(), enc0, strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(tr.model.Swap_Generator.parameters(), g0, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip([p for m in tr.teacher for p in m.parameters()], t0, strict=True))
+    with pytest.raises(UsageError, match="refit term"):
+        SemiSupTrainer(SemiSupOptions(config="tiny-gray-test", second_pass_weight=1.0), *data, tmp_path / "bad", **kw)

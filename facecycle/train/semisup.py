@@ -138,6 +138,10 @@ class SemiSupOptions:
     neutral_via: str = "generator"  # what the neutral-face critics (head, critic) train: "generator" (G and M,
                                    # through G's neutral face) or "flow" (M only: they see G(x, flow) with G frozen,
                                    # so the face can only be moved towards neutral, not painted)
+    second_pass_weight: float = 0.0  # a refit's neutral face is pulled (L1, compared at half resolution, where the
+                                   # generator's fine lines vanish) towards the starting model's two-pass neutral
+                                   # face of the same input (a frozen copy of M and G as the run starts): one pass
+                                   # learns the pipeline's two (distillation); 0 = off
     realism_weight: float = 0.0    # the neutral face must pass a patch discriminator trained beside G against real
                                    # video (:mod:`.realism`); 0 = off
     realism_lr: float = 2e-4       # the discriminator's Adam learning rate
@@ -155,6 +159,12 @@ class SemiSupOptions:
     device: str = "cpu"            # "cuda" on a GPU machine (augmentation stays on the CPU)
     amp: str = "none"              # "bf16": the supervised pass under bfloat16 autocast (CPUs with AMX / AVX512-BF16,
                                    # GPUs); the FaceCycle step and validation stay float32
+
+
+def _half(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, H/2, W/2), antialiased: the scale at which :attr:`SemiSupOptions.second_pass_weight`
+    compares faces."""
+    return F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=False, antialias=True)
 
 
 def lr_factor(step: int, o: SemiSupOptions) -> float:
@@ -286,6 +296,15 @@ class SemiSupTrainer:
             from .critic import OnlineCritic
 
             self.critic_online = OnlineCritic(self.critic, opts.critic_adapt_lr)
+        self.teacher = None
+        if opts.second_pass_weight > 0:
+            if opts.train_encoder:
+                raise UsageError("second_pass_weight is a refit term (train_encoder=false): its target needs the "
+                                 "encoder frozen")
+            import copy
+
+            self.teacher = tuple(copy.deepcopy(m).eval().requires_grad_(False)
+                                 for m in (self.model.exptoflow, self.model.Swap_Generator))
         if opts.neutral_via not in ("generator", "flow"):
             raise UsageError(f"neutral_via must be 'generator' or 'flow', not {opts.neutral_via!r}")
         self.realism = None
@@ -623,6 +642,10 @@ class SemiSupTrainer:
                     lc = self.critic(y)
                 loss = loss + o.critic_weight * F.cross_entropy(lc, tgt)
                 out["critic_p"] = float(torch.softmax(lc.detach(), 1)[:, NEUTRAL].mean())
+        if self.teacher is not None:
+            sp = (_half(res["_neutral_live"]) - _half(self._two_pass_target(x))).abs().mean()
+            loss = loss + o.second_pass_weight * sp
+            out["second_pass"] = float(sp.detach())
         if o.detail_excess_weight > 0:
             de = detail_excess(res["_neutral_live"], res["_warped"])
             loss = loss + o.detail_excess_weight * de
@@ -655,6 +678,14 @@ class SemiSupTrainer:
             real = x if self.neutral_idx is None else self.neutral_frames(self.step)
             out.update(self.realism.step(real, res["_neutral_live"]))
         return out
+
+    @torch.no_grad()
+    def _two_pass_target(self, x: torch.Tensor) -> torch.Tensor:
+        """The starting model's two-pass neutral face of ``x`` (E is frozen in a refit, so it is the start's)."""
+        m0, g0 = self.teacher
+        enc = self.model.codegeneration
+        n = g0(x, m0(enc(x)[1])[0])
+        return g0(n, m0(enc(n)[1])[0])
 
     # ---------------------------------------------------------------- eval
     @torch.no_grad()
