@@ -98,7 +98,7 @@ class FaceInference:
             probs = self.head.predict(out["feature"]) if self.head is not None else None
             neutral = None
             if self.neutralize:
-                n, flows = self._neutral(x, out["flow"])
+                n, flows = self.run_neutral(x, out["flow"])
                 neutral = from_output(n, self.mean, self.std)
                 if self.neutral_detail:
                     neutral = [self._sharp(packet.image, sq, neutral[i], flows[:, i]) for i, sq in enumerate(squares)]
@@ -115,9 +115,11 @@ class FaceInference:
         packet.stats["infer"] = time.perf_counter() - t
         return packet
 
-    def _neutral(self, x: np.ndarray, flow: np.ndarray) -> tuple:
-        """(the last pass's neutral faces (N, 3, S, S) in the model's normalised space, every pass's flow
-        (passes, N, 2, h, w)) for model inputs ``x`` whose analysis gave ``flow``."""
+    def run_neutral(self, x: np.ndarray, flow: np.ndarray) -> tuple:
+        """The ``neutral_passes`` neutralization passes of model inputs ``x`` (N, 3, S, S) whose ``analyze``
+        gave ``flow`` (N, 2, h, w): (the last pass's neutral faces (N, 3, S, S) in the model's normalised space,
+        every pass's flow (passes, N, 2, h, w)), as :func:`realtime.neutral_detail.sharpen_neutral` takes them
+        (per face: ``flows[:, i]``)."""
         flows = [flow]
         n = self.backend.run("neutralize", {"image": x, "flow": flow})["neutral"]
         for _ in range(self.neutral_passes - 1):

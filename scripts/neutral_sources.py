@@ -1,19 +1,19 @@
 #!/usr/bin/env python3
 """Where do the neutral faces' neutrality and detail come from? The independent judge on four images per frame.
 
-On the expressive held-out clips (``benchmarks/heldout_clips.csv``; every 5th of the first 75 frames, as
-``eval_expression.py --neutralize``), for the largest face: the input crop at 192 px, the generator's 64-px
-neutral face upscaled (``raw``), the shipped sharp neutral face (``sharp``: the raw face plus the detail of the
-flow-warped full-resolution crop, :func:`realtime.neutral_detail.sharpen_neutral`) and their average
-(``half``). Reports the share the judge (the ``fer`` peer) calls neutral and the detail ratio (variance of the
-Laplacian against the input's).
+On the expressive held-out clips (``benchmarks/heldout_clips.csv``; the frames of ``neutral_compare.py``'s
+``report`` set: every 5th of the first 75, as ``eval_expression.py --neutralize``), for the largest face: the
+input crop at 192 px, the generator's 64-px neutral face upscaled (``raw``, after the pipeline's
+``--neutral-passes``), the shipped sharp neutral face (``sharp``: the raw face plus the detail of the
+full-resolution crop warped by every pass's flow, :func:`realtime.neutral_detail.sharpen_neutral`) and their
+average (``half``). Reports the share the judge (the ``fer`` peer) calls neutral and the detail ratio
+(variance of the Laplacian against the input's). The exported model on ONNX Runtime, as the pipeline runs it.
 
-    python scripts/neutral_sources.py [--model DIR] --out neutral_sources.json
+    python scripts/neutral_sources.py [--model DIR] [--neutral-passes N] --out neutral_sources.json
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -28,10 +28,12 @@ sys.path.insert(0, str(ROOT / "scripts"))
 def main() -> int:
     import cv2
     from eval_expression import lap_var
+    from neutral_compare import frames
 
+    from facecycle.preprocess import from_output, to_input
     from facecycle.probe.peer import FerPeer
-    from realtime.analyzer import Analyzer
-    from realtime.crops import crop_square
+    from realtime.backend import open_model
+    from realtime.inference import NEUTRAL_PASSES, FaceInference
     from realtime.neutral_detail import sharpen_neutral
     from realtime.types import EMOTIONS
 
@@ -39,55 +41,35 @@ def main() -> int:
     ap.add_argument("--model", type=Path, default=ROOT / "facecycle" / "assets" / "default")
     ap.add_argument("--clips", type=Path, default=ROOT / "benchmarks" / "heldout_clips.csv")
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
-    ap.add_argument("--size", type=int, default=192)
+    ap.add_argument("--neutral-passes", type=int, default=NEUTRAL_PASSES)
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
     judge = FerPeer()
     k = EMOTIONS.index("neutral")
-    rows = [r for r in csv.DictReader(open(a.clips)) if r["kind"] == "expressive"]
+    big, small, _ = frames(a.clips, a.shared, "report")
+    size = big.shape[1]
     kinds = ("input", "raw", "sharp", "half")
-    judged = {n: [] for n in kinds}
-    detail = {n: [] for n in kinds[1:]}
-    flows = []
-    with Analyzer(a.model, backend="onnxruntime", neutralize=True) as an:
-        an.inference.neutral_detail = False  # the generator's own output; the sharp one is made here
-        for r in rows:
-            n = 0
-            for p in an.process_video(a.shared / "data" / r["clip"], max_frames=75):
-                n += 1
-                if not p.faces or n % 5:
-                    continue
-                f = p.largest_face
-                inp = np.ascontiguousarray(crop_square(p.image, f.crop_box, a.size)[..., ::-1])
-                raw = cv2.resize(f.neutral, (a.size, a.size), interpolation=cv2.INTER_CUBIC)
-                x = an.inference  # the flow of this face, as the pipeline computed it
-                out = x.backend.run("analyze", {"image": _input(x, inp)})
-                flow = out["flow"][0]
-                flows.append(float(out["intensity"][0]))  # flow_intensity, computed by the graph
-                sharp = sharpen_neutral(f.neutral, inp, flow)
-                half = np.clip(0.5 * raw.astype(np.float32) + 0.5 * sharp, 0, 255).astype(np.uint8)
-                ims = dict(zip(kinds, (inp, raw, sharp, half), strict=True))
-                for (name, im), q in zip(ims.items(), judge.predict(np.stack(list(ims.values()))), strict=True):
-                    judged[name].append(float(q.argmax() == k))
-                    if name in detail:
-                        detail[name].append(lap_var(im) / max(1e-6, lap_var(inp)))
-    out = {"model": str(a.model), "frames": len(judged["input"]),
-           "judged_neutral_share": {n: float(np.mean(v)) for n, v in judged.items()},
-           "detail_ratio_median": {n: float(np.median(v)) for n, v in detail.items()},
-           "flow_intensity_median": float(np.median(flows))}
-    a.out.write_text(json.dumps(out, indent=1) + "\n")
-    print(json.dumps(out))
+    with open_model(a.model, backend="onnxruntime") as backend:
+        inf = FaceInference(backend, neutralize=True, neutral_passes=a.neutral_passes)
+        if small.shape[1] != inf.size:
+            raise SystemExit(f"{a.model}: model input {inf.size} px, frames prepared at {small.shape[1]} px")
+        x = to_input(small, inf.mean, inf.std)
+        out = backend.run("analyze", {"image": x})
+        n, flows = inf.run_neutral(x, out["flow"])
+    n64 = from_output(n, inf.mean, inf.std)
+    raw = np.stack([cv2.resize(g, (size, size), interpolation=cv2.INTER_CUBIC) for g in n64])
+    sharp = np.stack([sharpen_neutral(g, c, flows[:, i]) for i, (g, c) in enumerate(zip(n64, big, strict=True))])
+    half = np.clip(0.5 * raw.astype(np.float32) + 0.5 * sharp, 0, 255).astype(np.uint8)
+    ims = dict(zip(kinds, (big, raw, sharp, half), strict=True))
+    res = {"model": str(a.model), "neutral_passes": a.neutral_passes, "frames": len(big),
+           "judged_neutral_share": {name: float(np.mean(judge.predict(im).argmax(1) == k)) for name, im in ims.items()},
+           "detail_ratio_median": {name: float(np.median([lap_var(o) / max(1e-6, lap_var(c))
+                                                          for o, c in zip(im, big, strict=True)]))
+                                   for name, im in ims.items() if name != "input"},
+           "flow_intensity_median": float(np.median(out["intensity"]))}
+    a.out.write_text(json.dumps(res, indent=1) + "\n")
+    print(json.dumps(res))
     return 0
-
-
-def _input(stage, crop_rgb: np.ndarray) -> np.ndarray:
-    """The model's input for a face crop that is already square and framed: (1, 3, S, S) float32."""
-    import cv2
-
-    from facecycle.preprocess import to_input
-
-    small = cv2.resize(crop_rgb, (stage.size, stage.size), interpolation=cv2.INTER_AREA)
-    return to_input(small[None], stage.mean, stage.std)
 
 
 if __name__ == "__main__":
