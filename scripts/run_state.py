@@ -6,7 +6,8 @@ as they are (fp32) and RUN/state.safetensors with the Adam moments cast to bfloa
 bytes; PyTorch casts them back to the parameters' dtype when the optimizer loads them), plus
 RUN/log.csv, and the modules a refit trains beside the model where the run has them
 (``disc.safetensors``: the realism term's discriminator; ``critic_online.safetensors``: a critic that keeps
-learning), as they are. ``facecycle train --stage semisup --out DEST --resume`` then continues the run —
+learning; ``teacher.safetensors``: the starting model of a two-pass distillation), as they are.
+``facecycle train --stage semisup --out DEST --resume`` then continues the run —
 not bit-exactly (the moments lost precision), which the log notes.
 """
 from __future__ import annotations
@@ -28,7 +29,8 @@ def main() -> int:
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("last.safetensors", "head.safetensors", "log.csv"):
         shutil.copy2(run / name, dest / name)
-    for name in ("disc.safetensors", "critic_online.safetensors"):  # a refit's side modules, when it has them
+    # a refit's side modules and distillation target, when it has them
+    for name in ("disc.safetensors", "critic_online.safetensors", "teacher.safetensors"):
         if (run / name).is_file():
             shutil.copy2(run / name, dest / name)
     with safe_open(str(run / "state.safetensors"), framework="pt") as f:

@@ -181,3 +181,14 @@ def test_second_pass_term_distils_the_starting_models_two_passes_into_one(tmp_pa
     assert all(torch.equal(a, b) for a, b in zip([p for m in tr.teacher for p in m.parameters()], t0, strict=True))
     with pytest.raises(UsageError, match="refit term"):
         SemiSupTrainer(SemiSupOptions(config="tiny-gray-test", second_pass_weight=1.0), *data, tmp_path / "bad", **kw)
+    # the starting model is saved with the run: a resume without --init (the GPU script's) keeps it
+    tr.save()
+    again = SemiSupTrainer(o, *data, tmp_path / "second")
+    assert again.resume()
+    assert all(torch.equal(a, b) for a, b in zip([p for m in again.teacher for p in m.parameters()], t0,
+                                                 strict=True))
+    (tmp_path / "second" / "teacher.safetensors").unlink()
+    from facecycle.errors import InputError
+
+    with pytest.raises(InputError, match="teacher.safetensors"):
+        SemiSupTrainer(o, *data, tmp_path / "second").resume()

@@ -161,6 +161,10 @@ class SemiSupOptions:
                                    # GPUs); the FaceCycle step and validation stay float32
 
 
+#: a refit's distillation target (second_pass_weight): the starting model's M and G, saved with the run
+TEACHER_FILE = "teacher.safetensors"
+
+
 def _half(x: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) -> (B, C, H/2, W/2), antialiased: the scale at which :attr:`SemiSupOptions.second_pass_weight`
     compares faces."""
@@ -415,6 +419,11 @@ class SemiSupTrainer:
             "step": self.step, "wall_s": self.wall, "best_val": self.best_val, "options": asdict(self.o)})
         for side in self._side_modules():
             side.save(self.out, self.step)
+        if self.teacher is not None:  # the distillation's target model, so that a resumed run keeps its start
+            tmp = self.out / f"{TEACHER_FILE}.tmp"
+            save_file({k: v.detach().cpu().contiguous() for k, v in torch.nn.ModuleList(self.teacher).state_dict()
+                       .items()}, str(tmp))
+            tmp.replace(self.out / TEACHER_FILE)
 
     def resume(self) -> bool:
         """Continue from RUN/ if it holds a saved step; returns whether it did."""
@@ -435,6 +444,12 @@ class SemiSupTrainer:
         for side in self._side_modules():
             if side.load(self.out) is None:
                 log.warning("%s: no %s saved; %s starts again", self.out, side.FILE, type(side).__name__)
+        if self.teacher is not None:
+            if not (self.out / TEACHER_FILE).is_file():
+                raise InputError(f"{self.out}: no {TEACHER_FILE} (second_pass_weight's starting model) to resume "
+                                 "the distillation with")
+            torch.nn.ModuleList(self.teacher).load_state_dict(load_file(str(self.out / TEACHER_FILE),
+                                                                        device=str(self.dev)))
         self.log.trim(self.step)
         return True
 
