@@ -107,6 +107,8 @@ def analyzer_options(args: argparse.Namespace) -> dict:
     ``live`` and ``batch`` build their analyzer from this one dict). The Analyzer checks the values
     (UsageError, exit 2): there is no second copy of those checks here."""
     passes = {} if args.neutral_passes is None else {"neutral_passes": args.neutral_passes}
+    if passes and not args.neutralize:
+        log.warning("--neutral-passes has no effect without --neutralize")
     return dict(model=args.model, backend=args.backend, detector=args.detector,
                 detector_model=args.detector_model, detect_every=args.detect_every,
                 detect_size=args.detect_size or None, score_threshold=args.score_threshold,

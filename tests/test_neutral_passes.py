@@ -77,3 +77,19 @@ def test_zero_passes_is_a_usage_error(backend, tiny_export):
         FaceInference(backend, neutralize=True, neutral_passes=0)
     with pytest.raises(UsageError, match="--neutral-passes"):
         Analyzer(model=tiny_export[1], neutralize=True, neutral_passes=0)
+
+
+def test_neutral_passes_without_neutralize_warns(caplog):
+    import argparse
+
+    from facecycle_cli.process_cmd import _add_analyzer_args, analyzer_options
+
+    ap = argparse.ArgumentParser()
+    _add_analyzer_args(ap)
+    with caplog.at_level("WARNING"):
+        opts = analyzer_options(ap.parse_args(["--neutral-passes", "3"]))
+    assert opts["neutral_passes"] == 3 and "no effect without --neutralize" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        opts = analyzer_options(ap.parse_args(["--neutralize"]))
+    assert "neutral_passes" not in opts and not caplog.text  # the Analyzer's default applies
