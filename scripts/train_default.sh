@@ -31,6 +31,7 @@ REAL_W=${REAL_W:-0}                 # the refit's realism term: a patch discrimi
 REAL_SRC=${REAL_SRC:-neutral}       # its real images: clip-labelled neutral video crops, or "frames" (the pairs)
 REAL_LR=${REAL_LR:-4e-4}            # its learning rate
 SECOND_W=${SECOND_W:-0}             # the refit's two-pass distillation (second_pass_weight; experiment 14); 0 = off
+TRAIN_PASSES=${TRAIN_PASSES:-1}     # > 1: the refit's neutral-face terms also judge the second pass's face (train_passes)
 NF_FROM=${NF_FROM:-}                # a refit to continue from (all its modules) instead of M and G from UNSUP; the
                                     # distillation's teacher is this starting model
 # bf16 autocast for the supervised pass where the CPU has bf16 units (AMX / AVX512-BF16): ~1.7x faster
@@ -101,7 +102,8 @@ if [[ $MODE == all || $MODE == refit ]]; then
     --critic "$CRITIC/critic.safetensors" --set critic_weight="$CRITIC_W" --set detail_excess_weight="$EXCESS_W" \
     --video-labels training/video_labels.csv --set realism_weight="$REAL_W" --set realism_real="$REAL_SRC" \
     --set realism_lr="$REAL_LR" --set neutral_via="$VIA" \
-    --set critic_adapt_lr="$ADAPT_LR" --set second_pass_weight="$SECOND_W" --threads "$THREADS" --ckpt-every 100 --out "$NF" --resume --no-progress "${LIMIT[@]}"
+    --set critic_adapt_lr="$ADAPT_LR" --set second_pass_weight="$SECOND_W" \
+    --set train_passes="$TRAIN_PASSES" --threads "$THREADS" --ckpt-every 100 --out "$NF" --resume --no-progress "${LIMIT[@]}"
 fi
 
 if [[ $MODE == all || $MODE == identity ]]; then

@@ -192,3 +192,28 @@ def test_second_pass_term_distils_the_starting_models_two_passes_into_one(tmp_pa
 
     with pytest.raises(InputError, match="teacher.safetensors"):
         SemiSupTrainer(o, *data, tmp_path / "second").resume()
+
+
+def test_train_passes_judges_the_second_pass_face_with_gradients_through_both(tmp_path):
+    """``train_passes=2``: the neutral-face terms also read the second pass's face G(n, M(E(n))); with the
+    first pass's face alone in the term (cycle off) the loss differs, E never moves, and the second pass's
+    detail excess is charged. Refused outside a refit."""
+    from facecycle.errors import UsageError
+
+    kw, data = _refit_base(tmp_path)
+
+    def run(passes: int, name: str):
+        o = _refit_options(steps=2, zero_flow_weight=0.0, neutral_jitter=0.0, neutral_weight=1.0,
+                           reexpress_weight=0.0, cycle_weight=0.0, weight_decay=0.0, detail_excess_weight=1.0,
+                           train_passes=passes)
+        tr = SemiSupTrainer(o, *data, tmp_path / name, **kw)
+        enc0 = [p.clone() for p in tr.model.codegeneration.parameters()]
+        terms = tr.train_step()
+        assert all(torch.equal(a, b) for a, b in zip(tr.model.codegeneration.parameters(), enc0, strict=True))
+        return terms
+
+    one, two = run(1, "one"), run(2, "two")
+    assert "detail_excess_later" in two and "detail_excess_later" not in one
+    assert two["neutral_ce"] != one["neutral_ce"]  # the mean over both passes' faces
+    with pytest.raises(UsageError, match="train_passes"):
+        SemiSupTrainer(SemiSupOptions(config="tiny-gray-test", train_passes=2), *data, tmp_path / "bad", **kw)

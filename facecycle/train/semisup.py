@@ -80,6 +80,7 @@ from ..errors import InputError, UsageError
 from ..losses import detail_excess, motion_losses, scale_grad
 from ..model import MOTION_MODULES, FaceCycle
 from ..nn import flow_intensity
+from ..nn.warp import warp
 from .freeze import frozen
 from .runlog import RunLog
 from .state import after_step, load_state, save_state
@@ -142,6 +143,9 @@ class SemiSupOptions:
                                    # generator's fine lines vanish) towards the starting model's two-pass neutral
                                    # face of the same input (a frozen copy of M and G as the run starts): one pass
                                    # learns the pipeline's two (distillation); 0 = off
+    train_passes: int = 1          # > 1: the neutral-face terms (head, critic, detail excess) also judge the face after
+                                   # this many neutralization passes (the pipeline's --neutral-passes), with
+                                   # gradients through every pass (E frozen): G learns to neutralize its own output
     realism_weight: float = 0.0    # the neutral face must pass a patch discriminator trained beside G against real
                                    # video (:mod:`.realism`); 0 = off
     realism_lr: float = 2e-4       # the discriminator's Adam learning rate
@@ -309,6 +313,10 @@ class SemiSupTrainer:
 
             self.teacher = tuple(copy.deepcopy(m).eval().requires_grad_(False)
                                  for m in (self.model.exptoflow, self.model.Swap_Generator))
+        if opts.train_passes < 1:
+            raise UsageError("train_passes must be >= 1")
+        if opts.train_passes > 1 and (opts.train_encoder or opts.critic_adapt_lr > 0):
+            raise UsageError("train_passes > 1 is for a refit (train_encoder=false) without critic_adapt_lr")
         if opts.neutral_via not in ("generator", "flow"):
             raise UsageError(f"neutral_via must be 'generator' or 'flow', not {opts.neutral_via!r}")
         self.realism = None
@@ -643,6 +651,19 @@ class SemiSupTrainer:
             if o.neutral_via == "flow":
                 with frozen(self.model.Swap_Generator):
                     y = self.model.Swap_Generator(x, res["_flow_live"])
+            if o.train_passes > 1:  # the critics read every pass's face (first pass first)
+                faces, prev = [y], y
+                for _ in range(o.train_passes - 1):
+                    with frozen(self.model.codegeneration):
+                        fk = self.model.exptoflow(self.model.codegeneration(prev)[1])[0]
+                    nk = self.model.Swap_Generator(prev, fk)
+                    if o.detail_excess_weight > 0:
+                        dk = detail_excess(nk, warp(prev.detach(), fk.detach()))
+                        loss = loss + o.detail_excess_weight * dk
+                        out["detail_excess_later"] = float(dk.detach())
+                    faces.append(nk)
+                    prev = nk
+                y = torch.cat(faces)
             if o.neutral_jitter > 0:
                 y = critic_jitter(y, self._gen(self.step, 4), o.neutral_jitter, o.critic_blur)
             tgt = torch.full((y.shape[0],), NEUTRAL, dtype=torch.long, device=y.device)
