@@ -315,8 +315,10 @@ class SemiSupTrainer:
                                  for m in (self.model.exptoflow, self.model.Swap_Generator))
         if opts.train_passes < 1:
             raise UsageError("train_passes must be >= 1")
-        if opts.train_passes > 1 and (opts.train_encoder or opts.critic_adapt_lr > 0):
-            raise UsageError("train_passes > 1 is for a refit (train_encoder=false) without critic_adapt_lr")
+        if opts.train_passes > 1 and (opts.train_encoder or opts.critic_adapt_lr > 0
+                                      or opts.neutral_via != "generator"):
+            raise UsageError("train_passes > 1 is for a refit (train_encoder=false) with neutral_via=generator and "
+                             "without critic_adapt_lr")
         if opts.neutral_via not in ("generator", "flow"):
             raise UsageError(f"neutral_via must be 'generator' or 'flow', not {opts.neutral_via!r}")
         self.realism = None
