@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Dict, Iterable, NamedTuple, Optional, Sequence
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -10,7 +10,7 @@ from torch import nn
 from .config import FaceCycleConfig, get_config
 from .nn import Encoder, Generator, MotionDecoder, Normalizer, flow_intensity
 
-__all__ = ["FaceCycle", "Analysis", "MOTION_MODULES", "IDENTITY_MODULES", "ALL_MODULES"]
+__all__ = ["FaceCycle", "Analysis", "MOTION_MODULES", "IDENTITY_MODULES", "ALL_MODULES", "neutralization_passes"]
 
 #: modules of a motion-stage checkpoint (the authors' ``ExpCode_*.tar``)
 MOTION_MODULES = ("codegeneration", "exptoflow", "Swap_Generator")
@@ -25,6 +25,28 @@ _FACTORIES = {
     "idcodegen": partial(Encoder, identity=True),
     "Swap_Norm": Normalizer,
 }
+
+
+def neutralization_passes(encoder: nn.Module, motion: nn.Module, generator: nn.Module, x: torch.Tensor,
+                          passes: int, flow: Optional[torch.Tensor] = None,
+                          gain: float = 1.0) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+    """Neutralize (B, 3, S, S) ``x`` ``passes`` times: pass k reads pass k−1's face with ``encoder`` and
+    ``motion`` and neutralizes it with ``generator`` (the pipeline's ``--neutral-passes``).
+
+    ``flow``: the first pass's (B, 2, h, w) flow when the input's analysis already has it; ``gain`` scales
+    every pass's flow. Returns (faces, flows): one (B, 3, S, S) face and its flow per pass, in order.
+    """
+    faces: List[torch.Tensor] = []
+    flows: List[torch.Tensor] = []
+    n = x
+    for k in range(passes):
+        f = flow if k == 0 and flow is not None else motion(encoder(n)[1])[0]
+        if gain != 1.0:
+            f = f * gain
+        n = generator(n, f)
+        faces.append(n)
+        flows.append(f)
+    return faces, flows
 
 
 class Analysis(NamedTuple):
@@ -116,6 +138,11 @@ class FaceCycle(nn.Module):
         if flow is None:
             flow = self.motion(self.encode(x)[1])[0]
         return self.Swap_Generator(x, flow)
+
+    def neutralize_passes(self, x: torch.Tensor, passes: int, flow: Optional[torch.Tensor] = None,
+                          gain: float = 1.0) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+        """:func:`neutralization_passes` with this model's E, M and G."""
+        return neutralization_passes(self.codegeneration, self.exptoflow, self.Swap_Generator, x, passes, flow, gain)
 
     def reexpress(self, neutral: torch.Tensor, backflow: torch.Tensor) -> torch.Tensor:
         """Re-expression: G(neutral, backflow)."""

@@ -162,15 +162,14 @@ class Analyzer:
                  threads: int = 1, queue_size: int = 4, crop_scale: Optional[float] = None,
                  infer_workers: Optional[int] = None, precision: Optional[str] = None,
                  calibration: Optional[str] = None, neutral_passes: int = NEUTRAL_PASSES) -> None:
-        # the one place these are checked (the CLI passes its options straight through)
+        # the one place these are checked (the CLI passes its options straight through; neutral_passes is checked
+        # by FaceInference, which every entry point builds)
         if detect_every < 1:
             raise UsageError("detect_every (--detect-every) must be >= 1")
         if max_faces is not None and max_faces < 1:
             raise UsageError("max_faces (--max-faces) must be >= 1")
         if threads < 1:
             raise UsageError("threads (--threads) must be >= 1")
-        if neutral_passes < 1:
-            raise UsageError("neutral_passes (--neutral-passes) must be >= 1")
         if infer_workers is not None and infer_workers < 1:
             raise UsageError("infer_workers (--infer-workers) must be >= 1")
         if not 0.0 < score_threshold < 1.0:

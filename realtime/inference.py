@@ -123,8 +123,9 @@ class FaceInference:
         flows = [flow]
         n = self.backend.run("neutralize", {"image": x, "flow": flow})["neutral"]
         for _ in range(self.neutral_passes - 1):
-            f = self.backend.run("analyze", {"image": np.ascontiguousarray(n, np.float32)})["flow"]
-            n = self.backend.run("neutralize", {"image": np.ascontiguousarray(n, np.float32), "flow": f})["neutral"]
+            n = np.ascontiguousarray(n, np.float32)
+            f = self.backend.run("analyze", {"image": n})["flow"]
+            n = self.backend.run("neutralize", {"image": n, "flow": f})["neutral"]
             flows.append(f)
         return n, np.stack(flows)
 

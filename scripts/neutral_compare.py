@@ -53,33 +53,28 @@ def frames(clips: Path, shared: Path, which: str):
     return np.stack(big), np.stack(small), np.array(who)
 
 
-def neutral_faces(ckpt: str, big: np.ndarray, small: np.ndarray, gain: float = 1.0, border: float = BORDER,
+def neutral_faces(m, big: np.ndarray, small: np.ndarray, gain: float = 1.0, border: float = BORDER,
                   chroma: bool = True, passes: int = 1):
-    """The pipeline's neutral faces (N, 192, 192, 3) RGB of ``ckpt``, its Analysis (of the input) and the
+    """The pipeline's neutral faces (N, 192, 192, 3) RGB of model ``m`` (a loaded checkpoint, eval mode), its
+    Analysis (of the input) and the
     detail excess (of the last pass); ``gain`` scales the neutralizing flow (1: as the model predicts it),
     ``border`` and ``chroma`` are :func:`sharpen_neutral`'s, ``passes`` is
     :class:`realtime.inference.FaceInference`'s ``neutral_passes`` (each pass neutralizes the last one's
     face)."""
     import torch
 
-    from facecycle.checkpoint import load_checkpoint
     from facecycle.losses import detail_excess
     from facecycle.nn.warp import warp
     from facecycle.preprocess import from_output, to_input
     from realtime.neutral_detail import sharpen_neutral
 
-    m = load_checkpoint(ckpt).eval().float()
     with torch.no_grad():
         x = torch.from_numpy(to_input(small, m.config.mean, m.config.std))
         a = m.analyze(x)
-        n, flows = x, []
-        for k in range(passes):
-            flow = (a.flow if k == 0 else m.analyze(n).flow) * gain
-            prev, n = n, m.neutralize(n, flow)
-            flows.append(flow.numpy())
-        excess = float(detail_excess(n, warp(prev, flow)))
-        n64 = from_output(n.numpy(), m.config.mean, m.config.std)
-    fl = np.stack(flows, 1)  # (N, passes, 2, h, w)
+        faces, flows = m.neutralize_passes(x, passes, flow=a.flow, gain=gain)
+        excess = float(detail_excess(faces[-1], warp(([x] + faces)[-2], flows[-1])))
+        n64 = from_output(faces[-1].numpy(), m.config.mean, m.config.std)
+    fl = np.stack([f.numpy() for f in flows], 1)  # (N, passes, 2, h, w)
     out = np.stack([sharpen_neutral(n, c, f, border, chroma) for n, c, f in zip(n64, big, fl, strict=True)])
     return out, a, excess
 
@@ -89,25 +84,35 @@ def chroma_error(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(mean_chroma(a) - mean_chroma(b)).sum())
 
 
-def measure(ckpt: str, big: np.ndarray, small: np.ndarray, who: np.ndarray, judge, gain: float = 1.0,
-            border: float = BORDER, chroma: bool = True, passes: int = 1) -> tuple:
-    """(figures, the neutral faces) of ``ckpt`` on one frame set (``gain``, ``border``, ``chroma``,
-    ``passes``: :func:`neutral_faces`)."""
+def reference(big: np.ndarray, judge) -> dict:
+    """What :func:`measure` compares every checkpoint's faces with, computed once per frame set: the judge's
+    reading of the input crops and their HOG features."""
+    from eval_expression import hog_feature
+
+    from realtime.types import EMOTIONS
+
+    return {"judge_neutral_share_of_inputs": float(np.mean(judge.predict(big).argmax(1) == EMOTIONS.index("neutral"))),
+            "hog": np.stack([hog_feature(c) for c in big])}
+
+
+def measure(m, ckpt: str, big: np.ndarray, small: np.ndarray, who: np.ndarray, judge, ref: dict,
+            gain: float = 1.0, border: float = BORDER, chroma: bool = True, passes: int = 1) -> tuple:
+    """(figures, the neutral faces) of model ``m`` (loaded from ``ckpt``) on one frame set (``ref``:
+    :func:`reference` of its inputs; ``gain``, ``border``, ``chroma``, ``passes``: :func:`neutral_faces`)."""
     from eval_expression import hog_feature, lap_var, same_person_rank1, ssim_gray
 
     from realtime.types import EMOTIONS
 
-    out, a, excess = neutral_faces(ckpt, big, small, gain, border, chroma, passes)
+    out, a, excess = neutral_faces(m, big, small, gain, border, chroma, passes)
     k = EMOTIONS.index("neutral")
     pairs = list(zip(out, big, strict=True))
     return {"checkpoint": ckpt, "flow_gain": gain, "border": border, "neutral_passes": passes,
             "chroma_match": chroma, "frames": len(out),
             "judge_neutral_share": float(np.mean(judge.predict(out).argmax(1) == k)),
-            "judge_neutral_share_of_inputs": float(np.mean(judge.predict(big).argmax(1) == k)),
+            "judge_neutral_share_of_inputs": ref["judge_neutral_share_of_inputs"],
             "detail_ratio_median": float(np.median([lap_var(o) / max(1e-6, lap_var(c)) for o, c in pairs])),
             "ssim_to_input_median": float(np.median([ssim_gray(o, c) for o, c in pairs])),
-            "same_person_rank1_hog": same_person_rank1(np.stack([hog_feature(o) for o in out]),
-                                                       np.stack([hog_feature(c) for c in big]), who),
+            "same_person_rank1_hog": same_person_rank1(np.stack([hog_feature(o) for o in out]), ref["hog"], who),
             "flow_intensity_median": float(a.intensity.median()),
             "detail_excess": excess,
             "chroma_error_median": float(np.median([chroma_error(o, c) for o, c in pairs]))}, out
@@ -127,6 +132,7 @@ def grid(path: Path, big: np.ndarray, faces: list, n: int = 12) -> None:
 
 
 def main() -> int:
+    from facecycle.checkpoint import load_checkpoint
     from facecycle.probe.peer import FerPeer
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -155,12 +161,14 @@ def main() -> int:
     for which in FRAME_SETS:
         big, small, who = frames(a.clips, a.shared, which)
         faces = []
+        ref = reference(big, judge)
         for item in a.checkpoints:
             name, _, path = item.partition("=")
+            m = load_checkpoint(path).eval().float()
             for gain in gains:
                 for k in passes:
                     key = (name if gain == 1 else f"{name}@{gain:g}") + ("" if k == 1 else f"/{k}")
-                    r, out = measure(path, big, small, who, judge, gain, a.border, a.chroma, k)
+                    r, out = measure(m, path, big, small, who, judge, ref, gain, a.border, a.chroma, k)
                     res.setdefault(key, {})[which] = r
                     faces.append(out)
                     print(key, which, json.dumps(r), flush=True)

@@ -140,7 +140,6 @@ class OnlineCritic(SideModule):
         return out
 
 
-
 @dataclass
 class CriticOptions:
     """Settings of :func:`train_critic` (written to ``critic.json``)."""

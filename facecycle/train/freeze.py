@@ -1,4 +1,5 @@
-"""Freeze modules for one pass: gradients reach the inputs (and other modules), never these parameters."""
+"""Freeze modules for one pass: gradients reach the inputs (and other modules), never these parameters; or
+put them in eval mode for one pass."""
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -6,7 +7,7 @@ from typing import Iterator
 
 from torch import nn
 
-__all__ = ["frozen"]
+__all__ = ["frozen", "eval_mode"]
 
 
 @contextmanager
@@ -22,3 +23,16 @@ def frozen(*modules: nn.Module) -> Iterator[None]:
     finally:
         for p, f in zip(ps, flags, strict=True):
             p.requires_grad_(f)
+
+
+@contextmanager
+def eval_mode(*modules: nn.Module) -> Iterator[None]:
+    """Within the block, ``modules`` are in eval mode (no dropout); each one's previous mode is restored after."""
+    was = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, w in zip(modules, was, strict=True):
+            m.train(w)

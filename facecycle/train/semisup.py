@@ -78,12 +78,12 @@ from ..data.augment import (
 from ..data.pairs import track_index
 from ..errors import InputError, UsageError
 from ..losses import detail_excess, motion_losses, scale_grad
-from ..model import MOTION_MODULES, FaceCycle
+from ..model import MOTION_MODULES, FaceCycle, neutralization_passes
 from ..nn import flow_intensity
 from ..nn.warp import warp
-from .freeze import frozen
+from .freeze import eval_mode, frozen
 from .runlog import RunLog
-from .state import after_step, load_state, save_state
+from .state import FrozenSide, after_step, load_state, save_state
 
 __all__ = ["SemiSupOptions", "SemiSupTrainer", "EMOTION_CLASSES", "affine_jitter", "cut_framing", "load_stills",
            "load_video", "read_clip_labels", "label_video"]
@@ -311,8 +311,8 @@ class SemiSupTrainer:
                                  "encoder frozen")
             import copy
 
-            self.teacher = tuple(copy.deepcopy(m).eval().requires_grad_(False)
-                                 for m in (self.model.exptoflow, self.model.Swap_Generator))
+            self.teacher = nn.ModuleList([copy.deepcopy(self.model.exptoflow), copy.deepcopy(self.model.Swap_Generator)]
+                                         ).eval().requires_grad_(False)
         if opts.train_passes < 1:
             raise UsageError("train_passes must be >= 1")
         if opts.train_passes > 1 and (opts.train_encoder or opts.critic_adapt_lr > 0
@@ -429,11 +429,6 @@ class SemiSupTrainer:
             "step": self.step, "wall_s": self.wall, "best_val": self.best_val, "options": asdict(self.o)})
         for side in self._side_modules():
             side.save(self.out, self.step)
-        if self.teacher is not None:  # the distillation's target model, so that a resumed run keeps its start
-            tmp = self.out / f"{TEACHER_FILE}.tmp"
-            save_file({k: v.detach().cpu().contiguous() for k, v in torch.nn.ModuleList(self.teacher).state_dict()
-                       .items()}, str(tmp))
-            tmp.replace(self.out / TEACHER_FILE)
 
     def resume(self) -> bool:
         """Continue from RUN/ if it holds a saved step; returns whether it did."""
@@ -453,19 +448,16 @@ class SemiSupTrainer:
         self.best_val = float(meta.get("best_val", 0.0))
         for side in self._side_modules():
             if side.load(self.out) is None:
+                if side.REQUIRED:
+                    raise InputError(f"{self.out}: no {side.FILE} saved; the run cannot resume without it")
                 log.warning("%s: no %s saved; %s starts again", self.out, side.FILE, type(side).__name__)
-        if self.teacher is not None:
-            if not (self.out / TEACHER_FILE).is_file():
-                raise InputError(f"{self.out}: no {TEACHER_FILE} (second_pass_weight's starting model) to resume "
-                                 "the distillation with")
-            torch.nn.ModuleList(self.teacher).load_state_dict(load_file(str(self.out / TEACHER_FILE),
-                                                                        device=str(self.dev)))
         self.log.trim(self.step)
         return True
 
     def _side_modules(self) -> list:
         """The modules trained beside the model (:class:`.state.SideModule`), saved and resumed with it."""
-        return [m for m in (self.realism, self.critic_online) if m is not None]
+        teacher = FrozenSide(self.teacher, TEACHER_FILE) if self.teacher is not None else None
+        return [m for m in (self.realism, self.critic_online, teacher) if m is not None]
 
     # ---------------------------------------------------------------- data
     def _gen(self, step: int, k: int) -> torch.Generator:
@@ -544,13 +536,8 @@ class SemiSupTrainer:
     def _head_frozen(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of ``x`` with E and H frozen (gradients reach only ``x``)."""
         enc = self.model.codegeneration
-        was = self.head.training
-        self.head.eval()
-        try:
-            with frozen(enc, self.head):
-                return self.head(enc.features(x))
-        finally:
-            self.head.train(was)
+        with eval_mode(self.head), frozen(enc, self.head):
+            return self.head(enc.features(x))
 
     def train_step(self) -> Dict[str, float]:
         o = self.o
@@ -654,18 +641,14 @@ class SemiSupTrainer:
                 with frozen(self.model.Swap_Generator):
                     y = self.model.Swap_Generator(x, res["_flow_live"])
             if o.train_passes > 1:  # the critics read every pass's face (first pass first)
-                faces, prev = [y], y
-                for _ in range(o.train_passes - 1):
-                    with frozen(self.model.codegeneration):
-                        fk = self.model.exptoflow(self.model.codegeneration(prev)[1])[0]
-                    nk = self.model.Swap_Generator(prev, fk)
-                    if o.detail_excess_weight > 0:
+                with frozen(self.model.codegeneration):
+                    later, flows = self.model.neutralize_passes(y, o.train_passes - 1)
+                if o.detail_excess_weight > 0:
+                    for prev, nk, fk in zip([y] + later[:-1], later, flows, strict=True):
                         dk = detail_excess(nk, warp(prev.detach(), fk.detach()))
                         loss = loss + o.detail_excess_weight * dk
                         out["detail_excess_later"] = float(dk.detach())
-                    faces.append(nk)
-                    prev = nk
-                y = torch.cat(faces)
+                y = torch.cat([y] + later)
             if o.neutral_jitter > 0:
                 y = critic_jitter(y, self._gen(self.step, 4), o.neutral_jitter, o.critic_blur)
             tgt = torch.full((y.shape[0],), NEUTRAL, dtype=torch.long, device=y.device)
@@ -694,11 +677,8 @@ class SemiSupTrainer:
             out["realism"] = float(rl.detach())
         lx = None  # the input's logits (eval mode, no graph), from the feature motion_losses computed
         if o.reexpress_weight > 0 or self.critic_online is not None:
-            was = self.head.training
-            self.head.eval()
-            with torch.no_grad():
+            with eval_mode(self.head), torch.no_grad():
                 lx = self.head(res["_feat"])
-            self.head.train(was)
         if o.reexpress_weight > 0:
             px = torch.softmax(lx, 1)
             lr_ = self._head_frozen(res["_recon_live"])
@@ -721,9 +701,7 @@ class SemiSupTrainer:
     def _two_pass_target(self, x: torch.Tensor) -> torch.Tensor:
         """The starting model's two-pass neutral face of ``x`` (E is frozen in a refit, so it is the start's)."""
         m0, g0 = self.teacher
-        enc = self.model.codegeneration
-        n = g0(x, m0(enc(x)[1])[0])
-        return g0(n, m0(enc(n)[1])[0])
+        return neutralization_passes(self.model.codegeneration, m0, g0, x, 2)[0][-1]
 
     # ---------------------------------------------------------------- eval
     @torch.no_grad()

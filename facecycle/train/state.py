@@ -14,7 +14,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 
-__all__ = ["save_state", "load_state", "read_meta", "after_step", "save_module", "load_module", "SideModule"]
+__all__ = ["save_state", "load_state", "read_meta", "after_step", "save_module", "load_module", "SideModule",
+           "FrozenSide"]
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +33,12 @@ def after_step(step: int, ckpt_every: int, save: Callable[[], None], started: fl
     return False
 
 
-def save_state(path: Path, optimizer: torch.optim.Optimizer, meta: Dict[str, Any],
+def save_state(path: Path, optimizer: Optional[torch.optim.Optimizer], meta: Dict[str, Any],
                extra: Dict[str, torch.Tensor] | None = None) -> None:
+    """Write ``optimizer``'s state (None: none), ``meta`` and ``extra`` tensors to ``path`` (atomically)."""
     from safetensors.torch import save_file
 
-    sd = optimizer.state_dict()
+    sd = optimizer.state_dict() if optimizer is not None else {"state": {}, "param_groups": []}
     tensors: Dict[str, torch.Tensor] = {}
     for idx, st in sd["state"].items():
         for k, v in st.items():
@@ -51,8 +53,9 @@ def save_state(path: Path, optimizer: torch.optim.Optimizer, meta: Dict[str, Any
     tmp.replace(path)
 
 
-def load_state(path: Path, optimizer: torch.optim.Optimizer) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
-    """Restore the optimizer from ``path``; returns (meta, extra tensors)."""
+def load_state(path: Path, optimizer: Optional[torch.optim.Optimizer]
+               ) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
+    """Restore the optimizer from ``path`` (None: none to restore); returns (meta, extra tensors)."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
@@ -66,7 +69,8 @@ def load_state(path: Path, optimizer: torch.optim.Optimizer) -> Tuple[Dict[str, 
             continue
         _, idx, key = name.split(".", 2)
         state.setdefault(int(idx), {})[key] = t
-    optimizer.load_state_dict({"state": state, "param_groups": json.loads(md["param_groups"])})
+    if optimizer is not None:
+        optimizer.load_state_dict({"state": state, "param_groups": json.loads(md["param_groups"])})
     return json.loads(md["meta"]), extra
 
 
@@ -78,13 +82,14 @@ def read_meta(path: Path) -> Dict[str, Any]:
         return json.loads(f.metadata()["meta"])
 
 
-def save_module(path: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int) -> None:
-    """A module trained beside a run (a discriminator, an adapting critic): its weights and optimizer in one file."""
+def save_module(path: Path, module: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], step: int) -> None:
+    """A module kept beside a run (a discriminator, an adapting critic, a frozen copy): its weights and optimizer
+    (None: a module that does not train) in one file."""
     sd = {k: v.detach().cpu() for k, v in module.state_dict().items()}
     save_state(path, optimizer, {"step": step}, extra=sd)
 
 
-def load_module(path: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Optional[int]:
+def load_module(path: Path, module: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer]) -> Optional[int]:
     """Restore what :func:`save_module` wrote; returns its step (None when ``path`` is absent)."""
     if not Path(path).is_file():
         return None
@@ -94,12 +99,14 @@ def load_module(path: Path, module: torch.nn.Module, optimizer: torch.optim.Opti
 
 
 class SideModule:
-    """A module trained beside a run's model with its own optimizer (the realism discriminator, an adapting
-    critic), saved in the run directory as ``FILE`` (:func:`save_module`) so that a resumed run continues it."""
+    """A module kept beside a run's model (the realism discriminator, an adapting critic, with their own
+    optimizers; a frozen copy, ``opt`` None), saved in the run directory as ``FILE`` (:func:`save_module`) so
+    that a resumed run continues with it. ``REQUIRED``: a resume without the file is an error, not a fresh start."""
 
     FILE = "side.safetensors"
+    REQUIRED = False
     module: torch.nn.Module
-    opt: torch.optim.Optimizer
+    opt: Optional[torch.optim.Optimizer] = None
 
     def save(self, run: Path, step: int) -> None:
         save_module(Path(run) / self.FILE, self.module, self.opt, step)
@@ -107,3 +114,13 @@ class SideModule:
     def load(self, run: Path) -> Optional[int]:
         """Restore from ``run`` if it holds ``FILE``; returns its step (None when absent)."""
         return load_module(Path(run) / self.FILE, self.module, self.opt)
+
+
+class FrozenSide(SideModule):
+    """A frozen module a run needs to resume (a distillation's starting model), saved as ``file``."""
+
+    REQUIRED = True
+
+    def __init__(self, module: torch.nn.Module, file: str) -> None:
+        self.module = module
+        self.FILE = file
