@@ -18,6 +18,14 @@ def _common(q: argparse.ArgumentParser) -> None:
     q.add_argument("--checkpoint", default=None, help="FaceCycle checkpoint (torch) to take features from")
     q.add_argument("--model", default=None, help="exported model dir (ONNX; default: the shipped model)")
     q.add_argument("--threads", type=int, default=0, help="CPU threads for feature extraction (0: default)")
+    q.add_argument("--framing", choices=("auto", "detect", "none"), default="auto",
+                   help="how faces are cut out of the images: auto (default) finds the face with the pipeline's "
+                        "detector and crops it as the pipeline does, unless the image already is a face crop "
+                        "(FER-2013) or no face is found; detect always crops a found face; none squashes the "
+                        "whole image to the model's input")
+    q.add_argument("--detector", default="centerface", metavar="NAME",
+                   help="face detector for --framing (default centerface, built in; see `facecycle process -h`)")
+    q.add_argument("--detector-model", default=None, metavar="PATH", help="model file of --detector")
     q.add_argument("--no-progress", action="store_true")
 
 
@@ -76,6 +84,27 @@ def _extractor(args, meta=None):
     return random_encoder(cfg, args.seed, args.threads)
 
 
+def _framer(args, extractor):
+    """The still framer of ``--framing`` (None for ``none``): the pipeline's detector and crops."""
+    if args.framing == "none":
+        return None
+    from realtime.crops import StillFramer
+    from realtime.detectors import create_detector
+
+    det = create_detector(args.detector, args.detector_model, max_faces=1,
+                          threads=max(1, args.threads or 1))
+    return StillFramer(det, extractor.crop_scale, args.framing)
+
+
+def _framing_report(framer) -> dict:
+    if framer is None:
+        return {"framing": "none"}
+    rep = framer.describe()
+    print(f"framing {rep['framing']} ({rep['detector']}, {rep['crop_scale']:g} x the face box): "
+          f"{rep['cropped']} cropped, {rep['whole']} used whole, {rep['no_face']} without a face found (used whole)")
+    return rep
+
+
 def _write_json(path, obj) -> None:
     if not path:
         return
@@ -95,6 +124,7 @@ def _fit(args: argparse.Namespace) -> int:
     from facecycle.probe.run import expression_items, fit_expression, fit_pose, subsample
 
     ex = _extractor(args)
+    framer = _framer(args, ex)
     if args.task == "expression":
         items = subsample(expression_items(Path(args.data), args.split, args.val_frac, args.seed),
                           args.max_train, args.seed)
@@ -105,13 +135,14 @@ def _fit(args: argparse.Namespace) -> int:
         if not wds:
             raise UsageError("--weight-decays is empty")
         head, info = fit_expression(ex, items, flips=not args.no_flips, seed=args.seed,
-                                    progress=not args.no_progress, wds=wds)
+                                    progress=not args.no_progress, wds=wds, framer=framer)
         head.meta.update({"data": str(args.data), "split": args.split, "val_frac": str(args.val_frac),
                           "seed": str(args.seed)})
     else:
-        head, info = fit_pose(ex, Path(args.data), seed=args.seed, progress=not args.no_progress)
+        head, info = fit_pose(ex, Path(args.data), seed=args.seed, progress=not args.no_progress, framer=framer)
+    head.meta["framing"] = args.framing
     save_head(head, Path(args.out))
-    info.update({"head": str(args.out), "feature": head.meta.get("feature")})
+    info.update({"head": str(args.out), "feature": head.meta.get("feature"), "framing": _framing_report(framer)})
     _write_json(args.json, info)
     print(f"wrote {args.out} ({head.meta.get('feature')} features, {head.weight.shape[1]}-d; "
           f"fit on {info['n_images']} images)")
@@ -133,10 +164,12 @@ def _eval(args: argparse.Namespace) -> int:
     if head.meta.get("task", args.task) != args.task:
         raise UsageError(f"{head_path} is a {head.meta.get('task')} head, not {args.task}")
     ex = _extractor(args, head.meta)
+    framer = _framer(args, ex)
     if args.task == "expression":
         items = expression_items(Path(args.data), args.split, args.val_frac, args.seed)
-        rep = eval_expression(ex, head, items, progress=not args.no_progress)
-        rep.update({"split": args.split, "head": str(head_path), "feature": head.meta.get("feature")})
+        rep = eval_expression(ex, head, items, progress=not args.no_progress, framer=framer)
+        rep.update({"split": args.split, "head": str(head_path), "feature": head.meta.get("feature"),
+                    "framing": _framing_report(framer)})
         print(f"accuracy {rep['accuracy']:.4f} on {rep['n']} images ({args.split}); "
               f"mean class accuracy {rep['mean_class_accuracy']:.4f}")
         w = max(len(c) for c in rep["classes"])
@@ -146,8 +179,8 @@ def _eval(args: argparse.Namespace) -> int:
         for c, row in zip(rep["classes"], rep["confusion_matrix"], strict=True):
             print(f"  {c[:3]} " + " ".join(f"{v:4d}" for v in row))
     else:
-        rep = eval_pose(ex, head, Path(args.data), progress=not args.no_progress)
-        rep.update({"head": str(head_path), "feature": head.meta.get("feature")})
+        rep = eval_pose(ex, head, Path(args.data), progress=not args.no_progress, framer=framer)
+        rep.update({"head": str(head_path), "feature": head.meta.get("feature"), "framing": _framing_report(framer)})
         m = rep["mae_deg"]
         print(f"MAE yaw {m['yaw']:.2f} pitch {m['pitch']:.2f} roll {m['roll']:.2f} deg "
               f"(mean {rep['mae_mean_deg']:.2f}) on {rep['n']} images")

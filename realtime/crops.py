@@ -8,12 +8,13 @@ identically. numpy / OpenCV only.
 """
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
-__all__ = ["DEFAULT_SCALE", "loose_square_box", "crop_square", "crop_faces", "paste_square"]
+__all__ = ["DEFAULT_SCALE", "loose_square_box", "crop_square", "crop_faces", "paste_square", "StillFramer",
+           "FRAMINGS"]
 
 #: crop side / longer side of the detector's face box
 DEFAULT_SCALE = 1.7
@@ -84,6 +85,72 @@ def crop_faces(image_bgr: np.ndarray, boxes: np.ndarray, size: int, scale: float
         return np.zeros((0, size, size, 3), np.uint8), []
     crops = np.stack([crop_square(image_bgr, sq, size) for sq in squares])
     return crops[..., ::-1].copy(), squares
+
+
+#: how :class:`StillFramer` frames a still: ``auto`` crops the face unless the image already is a face crop,
+#: ``detect`` always crops a found face, ``none`` keeps every image whole
+FRAMINGS = ("auto", "detect", "none")
+
+
+class StillFramer:
+    """Frame labelled stills (FER-2013, CK+, JAFFE, photos) the way the pipeline frames video faces.
+
+    The probes and the still-image tools read datasets whose faces come at any framing: FER-2013's are
+    tight 48-px crops already at the model's framing, CK+'s a third of a 640×490 frame, JAFFE's half of a
+    256-px image. Squashing such an image to the model's input shows the model a small, distorted face.
+    The framer finds the face with the pipeline's detector and cuts the same square the pipeline cuts
+    (:func:`loose_square_box` at the model's ``crop_scale``, :func:`crop_square`).
+
+    Args:
+        detector: anything with ``detect(image_bgr) -> Detections`` (:mod:`realtime.detectors`); the
+            largest face is used.
+        scale: the model's framing (its config's ``crop_scale``).
+        mode: one of :data:`FRAMINGS`. ``auto`` keeps the image whole when the face's square would cover
+            at least ``whole_above`` of its shorter side (it already is a face crop: re-cropping it with a
+            detector box would only add the box's noise), and whenever no face is found.
+        whole_above: see ``mode``.
+
+    ``__call__(image_bgr)``: (H, W, 3) uint8 **BGR** -> (h, w, 3) uint8 BGR, the face's square or the
+    whole image. ``counts`` tallies ``cropped`` / ``whole`` / ``no_face`` over the calls.
+    """
+
+    def __init__(self, detector, scale: float, mode: str = "auto", whole_above: float = 0.85) -> None:
+        if mode not in FRAMINGS:
+            raise ValueError(f"framing must be one of {FRAMINGS}, not {mode!r}")
+        self.detector = detector
+        self.scale = float(scale)
+        self.mode = mode
+        self.whole_above = float(whole_above)
+        self.counts: Dict[str, int] = {"cropped": 0, "whole": 0, "no_face": 0}
+
+    def square(self, image_bgr: np.ndarray) -> Optional[Tuple[int, int, int]]:
+        """The largest face's square (x0, y0, side) in ``image_bgr``, or None when no face is found."""
+        det = self.detector.detect(image_bgr)
+        if not len(det):
+            return None
+        b = det.boxes
+        i = int(np.argmax((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])))
+        return loose_square_box(b[i], self.scale)
+
+    def __call__(self, image_bgr: np.ndarray) -> np.ndarray:
+        if self.mode == "none":
+            self.counts["whole"] += 1
+            return image_bgr
+        sq = self.square(image_bgr)
+        if sq is None:
+            self.counts["no_face"] += 1
+            return image_bgr
+        if self.mode == "auto" and sq[2] >= self.whole_above * min(image_bgr.shape[:2]):
+            self.counts["whole"] += 1
+            return image_bgr
+        self.counts["cropped"] += 1
+        return crop_square(image_bgr, sq, sq[2])
+
+    def describe(self) -> Dict[str, object]:
+        """The framing and its tallies, for reports."""
+        d = getattr(self.detector, "describe", lambda: {})()
+        return {"framing": self.mode, "crop_scale": self.scale, "whole_above": self.whole_above,
+                "detector": d.get("detector"), **self.counts}
 
 
 def paste_square(image: np.ndarray, patch: np.ndarray, square: Tuple[int, int, int], feather: float = 0.12

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import InputError
 
 __all__ = [
-    "EXPRESSION_CLASSES", "list_expression", "stratified_split", "load_image", "load_images",
+    "EXPRESSION_CLASSES", "Framer", "list_expression", "stratified_split", "load_image", "load_images",
     "read_pose_mat", "list_pose",
 ]
 
@@ -65,24 +65,34 @@ def stratified_split(items: Sequence[Tuple[Path, int]], val_frac: float = 0.1,
     return tr, va
 
 
-def load_image(path: Path, size: int) -> np.ndarray:
-    """Read an image as (size, size, 3) uint8 RGB (grayscale converted; resized with area/linear)."""
+#: ``framer(image_bgr (H, W, 3) uint8) -> (h, w, 3) uint8 BGR``: cuts the face out of a still
+#: (``realtime.crops.StillFramer``, built by the command line; this layer does not detect faces)
+Framer = Callable[[np.ndarray], np.ndarray]
+
+
+def load_image(path: Path, size: int, framer: Optional[Framer] = None) -> np.ndarray:
+    """Read an image as (size, size, 3) uint8 RGB (grayscale converted; resized with area/linear).
+
+    ``framer``, when given, first frames the face (see :data:`Framer`); without it the whole image is used.
+    """
     import cv2
 
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)  # grayscale files come back as 3 equal channels
     if img is None:
         raise InputError(f"{path}: unreadable image")
+    if framer is not None:
+        img = framer(img)
     if img.shape[0] != size or img.shape[1] != size:
         interp = cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR
         img = cv2.resize(img, (size, size), interpolation=interp)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def load_images(paths: Sequence[Path], size: int) -> np.ndarray:
-    """(N, size, size, 3) uint8 RGB."""
+def load_images(paths: Sequence[Path], size: int, framer: Optional[Framer] = None) -> np.ndarray:
+    """(N, size, size, 3) uint8 RGB (see :func:`load_image`)."""
     out = np.empty((len(paths), size, size, 3), np.uint8)
     for i, p in enumerate(paths):
-        out[i] = load_image(p, size)
+        out[i] = load_image(p, size, framer)
     return out
 
 

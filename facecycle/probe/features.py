@@ -32,10 +32,16 @@ def resize_batch(images: np.ndarray, size: int) -> np.ndarray:
 
 
 class FeatureExtractor:
-    """Base: ``__call__(images uint8 (N, S, S, 3) RGB) -> (N, D) float32``."""
+    """Base: ``__call__(images uint8 (N, S, S, 3) RGB) -> (N, D) float32``.
+
+    ``crop_scale`` is the face framing the features expect (side of the square / the detector box's longer
+    side), used when stills are framed by a face detector: FER-2013's own framing (1.03, measured with
+    CenterFace; ``docs/training.md``) unless a model says otherwise.
+    """
 
     image_size: int = 64
     batch: int = 256
+    crop_scale: float = 1.03
 
     def _run(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -86,6 +92,7 @@ class OnnxFeatures(FeatureExtractor):
         inp = self.manifest.get("input", {})
         self.mean = inp.get("mean", cfg.get("mean"))
         self.std = inp.get("std", cfg.get("std"))
+        self.crop_scale = float(cfg.get("crop_scale", 1.7))  # 1.7: configs older than the field (as the pipeline)
         self.model_dir = model_dir
 
     def _run(self, x: np.ndarray) -> np.ndarray:
@@ -104,6 +111,7 @@ class TorchFeatures(FeatureExtractor):
                  threads: int = 0) -> None:
         self.model = model.eval()
         self.image_size = model.config.image_size
+        self.crop_scale = float(model.config.crop_scale)
         self.kind = kind
         self.extra = extra or {}
         self.threads = threads

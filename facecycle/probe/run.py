@@ -4,12 +4,12 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import InputError
-from .datasets import EXPRESSION_CLASSES, list_expression, list_pose, load_images, stratified_split
+from .datasets import EXPRESSION_CLASSES, Framer, list_expression, list_pose, load_images, stratified_split
 from .features import FeatureExtractor
 from .linear import DEFAULT_WDS, Head, classification_report, fit_classifier, fit_regressor
 
@@ -40,13 +40,16 @@ def subsample(items: Sequence, n: int, seed: int = 0) -> List:
 
 
 def extract(extractor: FeatureExtractor, paths: Sequence[Path], flips: bool = False,
-            chunk: int = 2048, progress: bool = False) -> np.ndarray:
-    """Features of image files (RGB; grayscale converted), optionally followed by those of their mirrors."""
+            chunk: int = 2048, progress: bool = False, framer: Optional[Framer] = None) -> np.ndarray:
+    """Features of image files (RGB; grayscale converted), optionally followed by those of their mirrors.
+
+    ``framer`` frames each image's face first (:data:`~facecycle.probe.datasets.Framer`); None: whole images.
+    """
     from tqdm import tqdm
 
     out, out_f = [], []
     for i in tqdm(range(0, len(paths), chunk), desc="features", disable=not progress, unit="chunk"):
-        imgs = load_images(paths[i:i + chunk], extractor.image_size)
+        imgs = load_images(paths[i:i + chunk], extractor.image_size, framer)
         out.append(extractor(imgs))
         if flips:
             out_f.append(extractor(np.ascontiguousarray(imgs[:, :, ::-1])))
@@ -56,11 +59,11 @@ def extract(extractor: FeatureExtractor, paths: Sequence[Path], flips: bool = Fa
 
 def fit_expression(extractor: FeatureExtractor, items: Sequence[Tuple[Path, int]], flips: bool = True,
                    seed: int = 0, progress: bool = False, classes: Sequence[str] = EXPRESSION_CLASSES,
-                   wds: Sequence[float] = DEFAULT_WDS) -> Tuple[Head, Dict]:
+                   wds: Sequence[float] = DEFAULT_WDS, framer: Optional[Framer] = None) -> Tuple[Head, Dict]:
     paths = [p for p, _ in items]
     y = np.array([c for _, c in items])
     t0 = time.perf_counter()
-    f = extract(extractor, paths, flips=flips, progress=progress)
+    f = extract(extractor, paths, flips=flips, progress=progress, framer=framer)
     t_feat = time.perf_counter() - t0
     groups = np.arange(len(y))
     if flips:
@@ -75,9 +78,9 @@ def fit_expression(extractor: FeatureExtractor, items: Sequence[Tuple[Path, int]
 
 
 def eval_expression(extractor: FeatureExtractor, head: Head, items: Sequence[Tuple[Path, int]],
-                    progress: bool = False) -> Dict:
+                    progress: bool = False, framer: Optional[Framer] = None) -> Dict:
     classes = head.classes or list(EXPRESSION_CLASSES)
-    f = extract(extractor, [p for p, _ in items], progress=progress)
+    f = extract(extractor, [p for p, _ in items], progress=progress, framer=framer)
     y = np.array([c for _, c in items])
     return classification_report(head.predict(f), y, classes)
 
@@ -85,17 +88,19 @@ def eval_expression(extractor: FeatureExtractor, head: Head, items: Sequence[Tup
 POSE_NAMES = ("yaw", "pitch", "roll")
 
 
-def fit_pose(extractor: FeatureExtractor, root: Path, seed: int = 0, progress: bool = False) -> Tuple[Head, Dict]:
+def fit_pose(extractor: FeatureExtractor, root: Path, seed: int = 0, progress: bool = False,
+             framer: Optional[Framer] = None) -> Tuple[Head, Dict]:
     items = list_pose(root)
-    f = extract(extractor, [p for p, _ in items], progress=progress)
+    f = extract(extractor, [p for p, _ in items], progress=progress, framer=framer)
     t = np.stack([a for _, a in items])
     head, scores = fit_regressor(f, t, POSE_NAMES, extractor.describe(), seed=seed)
     return head, {"n_images": len(items), "inner_val_mae": scores}
 
 
-def eval_pose(extractor: FeatureExtractor, head: Head, root: Path, progress: bool = False) -> Dict:
+def eval_pose(extractor: FeatureExtractor, head: Head, root: Path, progress: bool = False,
+              framer: Optional[Framer] = None) -> Dict:
     items = list_pose(root)
-    f = extract(extractor, [p for p, _ in items], progress=progress)
+    f = extract(extractor, [p for p, _ in items], progress=progress, framer=framer)
     t = np.stack([a for _, a in items])
     err = np.abs(head.predict(f) - t)
     mae = err.mean(0)
