@@ -32,6 +32,10 @@ REAL_SRC=${REAL_SRC:-neutral}       # its real images: clip-labelled neutral vid
 REAL_LR=${REAL_LR:-4e-4}            # its learning rate
 SECOND_W=${SECOND_W:-0}             # the refit's two-pass distillation (second_pass_weight; experiment 14); 0 = off
 TRAIN_PASSES=${TRAIN_PASSES:-1}     # > 1: the refit's neutral-face terms also judge the second pass's face (train_passes)
+FT_FROM=${FT_FROM:-}                # a finished fine-tune to continue from (model and head) instead of RUN's final state
+FT_LR=${FT_LR:-4e-4}                # the fine-tune's learning rate (M and G: a quarter of it) and warm-up steps
+FT_WARMUP=${FT_WARMUP:-100}
+LABELS=${LABELS:-training/video_labels.csv}  # clip (and span) labels of training video (facecycle/train/semisup.py)
 NF_FROM=${NF_FROM:-}                # a refit to continue from (all its modules) instead of M and G from UNSUP; the
                                     # distillation's teacher is this starting model
 # bf16 autocast for the supervised pass where the CPU has bf16 units (AMX / AVX512-BF16): ~1.7x faster
@@ -69,14 +73,16 @@ fi
 if [[ $MODE == all || $MODE == finetune ]]; then
   # fine-tune RUN (model and head) with clip-labelled video added (training/video_labels.csv, 32 crops per step):
   # talking faces of people never seen in FER-2013 learn to read as neutral; see facecycle/train/semisup.py
-  if [[ ! -f $FT/state.safetensors && ! -f $RUN/last.safetensors ]]; then
+  FROM=${FT_FROM:-$RUN}
+  if [[ -z $FT_FROM && ! -f $FT/state.safetensors && ! -f $RUN/last.safetensors ]]; then
     mkdir -p "$RUN"  # the base run's final state, from git history
     for f in last.safetensors head.safetensors; do git show "391f02f:training/rt64w/$f" > "$RUN/$f"; done
   fi
-  "${FC[@]}" train --stage semisup --config "$CONFIG" --amp "$AMP" --init "$RUN/last.safetensors" \
-    --init-head "$RUN/head.safetensors" --data "$WORK/vid1" "$WORK/vid2" --fer "$FER" --hold-out "$HOLD" \
-    --video-labels training/video_labels.csv --set video_label_batch=32 --steps "$FT_STEPS" --batch 128 \
-    --lr 4e-4 --set lr_motion=1e-4 --set warmup_steps=100 --cycle-every 8 --pairs 6 \
+  LR_M=$(python -c "print(f'{$FT_LR / 4:g}')")
+  "${FC[@]}" train --stage semisup --config "$CONFIG" --amp "$AMP" --init "$FROM/last.safetensors" \
+    --init-head "$FROM/head.safetensors" --data "$WORK/vid1" "$WORK/vid2" --fer "$FER" --hold-out "$HOLD" \
+    --video-labels "$LABELS" --set video_label_batch=32 --steps "$FT_STEPS" --batch 128 \
+    --lr "$FT_LR" --set lr_motion="$LR_M" --set warmup_steps="$FT_WARMUP" --cycle-every 8 --pairs 6 \
     --threads "$THREADS" --ckpt-every 250 --out "$FT" --resume --no-progress "${LIMIT[@]}"
 fi
 
@@ -100,7 +106,7 @@ if [[ $MODE == all || $MODE == refit ]]; then
     --steps "$NF_STEPS" --batch 32 --pairs 16 --cycle-every 1 --set train_encoder=false --set zero_flow_weight=2 \
     --set neutral_weight=0.5 --set neutral_jitter=1.0 --set warmup_steps=50 --set val_every=0 \
     --critic "$CRITIC/critic.safetensors" --set critic_weight="$CRITIC_W" --set detail_excess_weight="$EXCESS_W" \
-    --video-labels training/video_labels.csv --set realism_weight="$REAL_W" --set realism_real="$REAL_SRC" \
+    --video-labels "$LABELS" --set realism_weight="$REAL_W" --set realism_real="$REAL_SRC" \
     --set realism_lr="$REAL_LR" --set neutral_via="$VIA" \
     --set critic_adapt_lr="$ADAPT_LR" --set second_pass_weight="$SECOND_W" \
     --set train_passes="$TRAIN_PASSES" --threads "$THREADS" --ckpt-every 100 --out "$NF" --resume --no-progress "${LIMIT[@]}"

@@ -238,6 +238,18 @@ def test_clip_labels_match_prepared_track_names(tmp_path):
     csv.write_text("clip,label\ntalk_1,bored\n")
     with pytest.raises(InputError, match="labels.csv:2"):
         read_clip_labels(csv)
+    # spans: a clip labelled in parts (source frames, end exclusive); frames outside every span are unlabelled
+    rows = ["source,track,frame,x0,y0,x1,y1,file"] + [f"s.mp4,face_9f_t0,{f},0,0,1,1,x.png" for f in (0, 10, 20, 30, 40)]
+    (d / "index.csv").write_text("\n".join(rows) + "\n")
+    csv.write_text("clip,label,start,end,note\nface,neutral,0,10,rest\nface,happy,20,40,smile\n")
+    assert label_video([d], read_clip_labels(csv)).tolist() == [4, -1, 3, 3, -1]
+    csv.write_text("clip,label,start,end\nface,surprise,30,\nface,happy,,10\n")  # empty: the clip's end / start
+    assert label_video([d], read_clip_labels(csv)).tolist() == [3, -1, -1, 6, 6]
+    for bad, msg in (("face,happy,0,10\nface,sad,5,20", "overlaps"), ("face,happy,10,10", "empty"),
+                     ("face,happy,a,10", "frame numbers"), ("face,happy,5,\nface,sad,0,", "overlaps")):
+        csv.write_text("clip,label,start,end\n" + bad + "\n")
+        with pytest.raises(InputError, match=msg):
+            read_clip_labels(csv)
     with pytest.raises(InputError, match="cannot read"):
         read_clip_labels(tmp_path / "missing.csv")
 

@@ -86,7 +86,7 @@ from .runlog import RunLog
 from .state import FrozenSide, after_step, load_state, save_state
 
 __all__ = ["SemiSupOptions", "SemiSupTrainer", "EMOTION_CLASSES", "affine_jitter", "cut_framing", "load_stills",
-           "load_video", "read_clip_labels", "label_video"]
+           "load_video", "read_clip_labels", "label_video", "ClipSpans"]
 
 log = logging.getLogger(__name__)
 
@@ -818,9 +818,18 @@ def load_video(dirs: Sequence[Path], size: int, exclude: Sequence[str] = ()
     return imgs[keep], tids[keep], sorted({names[int(t)] for t in tids[keep]})
 
 
-def read_clip_labels(path: Path) -> Dict[str, int]:
-    """A clip-label table (CSV with columns ``clip`` and ``label``; ``clip`` is a video file's stem, ``label``
-    one of :data:`EMOTION_CLASSES`) -> {stem: class index}."""
+#: a clip's labelled spans: (class index, first source frame, end frame (exclusive) or None for the clip's end)
+ClipSpans = List[Tuple[int, int, Optional[int]]]
+
+
+def read_clip_labels(path: Path) -> Dict[str, ClipSpans]:
+    """A clip-label table -> {clip stem: [(class index, start, end), ...]}.
+
+    CSV columns ``clip`` (a video file's stem) and ``label`` (one of :data:`EMOTION_CLASSES`), and optionally
+    ``start`` and ``end``: the span of source frames (``end`` exclusive) that shows that expression; left
+    empty (or absent), the whole clip. A clip may have several rows for several spans; spans of one clip must
+    not overlap.
+    """
     import csv
 
     path = Path(path)
@@ -829,19 +838,32 @@ def read_clip_labels(path: Path) -> Dict[str, int]:
             rows = list(csv.DictReader(f))
     except OSError as e:
         raise InputError(f"{path}: cannot read the clip labels ({e.strerror or e})") from None
-    out: Dict[str, int] = {}
+    out: Dict[str, ClipSpans] = {}
     for n, r in enumerate(rows, start=2):
         clip, label = (r.get("clip") or "").strip(), (r.get("label") or "").strip().lower()
         if not clip or label not in EMOTION_CLASSES:
             raise InputError(f"{path}:{n}: needs a clip stem and a label in {', '.join(EMOTION_CLASSES)}")
-        out[clip] = EMOTION_CLASSES.index(label)
+        try:
+            start = int((r.get("start") or "").strip() or 0)
+            end_s = (r.get("end") or "").strip()
+            end = int(end_s) if end_s else None
+        except ValueError:
+            raise InputError(f"{path}:{n}: start and end must be frame numbers (or empty)") from None
+        if start < 0 or (end is not None and end <= start):
+            raise InputError(f"{path}:{n}: the span {start}..{end} is empty or negative")
+        spans = out.setdefault(clip, [])
+        for _, s0, e0 in spans:
+            if (e0 is None or start < e0) and (end is None or s0 < end):
+                raise InputError(f"{path}:{n}: the span {start}..{end} of {clip} overlaps another row's")
+        spans.append((EMOTION_CLASSES.index(label), start, end))
     return out
 
 
-def label_video(dirs: Sequence[Path], table: Dict[str, int], exclude: Sequence[str] = ()) -> np.ndarray:
+def label_video(dirs: Sequence[Path], table: Dict[str, ClipSpans], exclude: Sequence[str] = ()) -> np.ndarray:
     """The clip label of every crop :func:`load_video` returns for the same ``dirs`` and ``exclude``, in its
-    order: (N,) int64 class index, -1 where the crop's clip has no label. A track belongs to the clip whose stem
-    its name starts with (``<stem>_<hash>_t<k>``, as ``facecycle data prepare`` names them); the longest wins."""
+    order: (N,) int64 class index, -1 where the crop's clip has no label or its frame lies outside the clip's
+    labelled spans. A track belongs to the clip whose stem its name starts with (``<stem>_<hash>_t<k>``, as
+    ``facecycle data prepare`` names them; the longest wins); a crop's frame is the index's ``frame`` column."""
     from ..data.prepare import read_index
 
     stems = sorted(table, key=len, reverse=True)
@@ -851,5 +873,10 @@ def label_video(dirs: Sequence[Path], table: Dict[str, int], exclude: Sequence[s
             t = r["track"]
             if any(t.startswith(e) for e in exclude):
                 continue
-            labels.append(next((table[s] for s in stems if t.startswith(s + "_")), -1))
+            stem = next((s for s in stems if t.startswith(s + "_")), None)
+            lab = -1
+            if stem is not None:
+                fr = int(r.get("frame") or 0)
+                lab = next((c for c, s0, e0 in table[stem] if s0 <= fr and (e0 is None or fr < e0)), -1)
+            labels.append(lab)
     return np.asarray(labels, np.int64)
