@@ -243,3 +243,15 @@ def test_probe_auto_framing_keeps_fer_crops_whole(fer_small, tmp_path):
                  "--no-progress"]) == 0
     fa = json.loads(out.read_text())["framing"]
     assert fa["framing"] == "auto" and fa["whole"] + fa["no_face"] >= 0.75 * 28
+
+
+def test_expression_layout_reads_tiff_and_pgm_stills(tmp_path):
+    """JAFFE ships .tiff, some older sets .pgm: the probe lists and reads them like any image."""
+    import cv2
+
+    for c, name in (("happy", "KA.HA1.29.tiff"), ("sad", "KA.SA1.33.tif"), ("neutral", "s1.pgm")):
+        (tmp_path / "test" / c).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "test" / c / name), np.full((256, 256), 90, np.uint8))
+    items = list_expression(tmp_path, "test")
+    assert sorted(c for _, c in items) == [3, 4, 5]
+    assert all(load_image(p, 64).shape == (64, 64, 3) for p, _ in items)

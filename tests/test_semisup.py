@@ -239,7 +239,8 @@ def test_clip_labels_match_prepared_track_names(tmp_path):
     with pytest.raises(InputError, match="labels.csv:2"):
         read_clip_labels(csv)
     # spans: a clip labelled in parts (source frames, end exclusive); frames outside every span are unlabelled
-    rows = ["source,track,frame,x0,y0,x1,y1,file"] + [f"s.mp4,face_9f_t0,{f},0,0,1,1,x.png" for f in (0, 10, 20, 30, 40)]
+    rows = ["source,track,frame,x0,y0,x1,y1,file"]
+    rows += [f"s.mp4,face_9f_t0,{f},0,0,1,1,x.png" for f in (0, 10, 20, 30, 40)]
     (d / "index.csv").write_text("\n".join(rows) + "\n")
     csv.write_text("clip,label,start,end,note\nface,neutral,0,10,rest\nface,happy,20,40,smile\n")
     assert label_video([d], read_clip_labels(csv)).tolist() == [4, -1, 3, 3, -1]

@@ -30,13 +30,14 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import numpy as np
 
 from ..errors import InputError, OutputError
+from ..files import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 __all__ = ["PrepareOptions", "prepare_dataset", "iter_sources", "read_index", "VIDEO_EXTS", "IMAGE_EXTS", "Extract"]
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+VIDEO_EXTS = VIDEO_SUFFIXES  # the names this module has always exported
+IMAGE_EXTS = IMAGE_SUFFIXES
 INDEX_FIELDS = ["source", "track", "frame", "x0", "y0", "x1", "y1", "file"]
 SOURCE_FIELDS = ["source", "status", "tracks", "crops", "message"]
 

@@ -17,6 +17,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import InputError
+from ..files import IMAGE_SUFFIXES
 
 __all__ = [
     "EXPRESSION_CLASSES", "Framer", "list_expression", "stratified_split", "load_image", "load_images",
@@ -25,7 +26,7 @@ __all__ = [
 
 #: FER-2013 class names in the head's order
 EXPRESSION_CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
-_IMG = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+_IMG = IMAGE_SUFFIXES
 
 
 def list_expression(root: Path, split: str, classes: Sequence[str] = EXPRESSION_CLASSES) -> List[Tuple[Path, int]]:

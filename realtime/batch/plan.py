@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from facecycle.errors import InputError, UsageError
+from facecycle.files import VIDEO_SUFFIXES
 
 from .job import PARTIAL_DIR, BatchSettings, output_paths, read_sidecar
 
@@ -20,9 +21,6 @@ __all__ = ["VIDEO_SUFFIXES", "BatchItem", "collect_inputs", "settings_fingerprin
 
 log = logging.getLogger(__name__)
 
-#: file suffixes a folder is searched for (explicitly named files are taken whatever their suffix)
-VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts",
-                  ".mts", ".m2ts", ".3gp", ".ogv", ".mxf")
 _GLOB_CHARS = set("*?[")
 
 

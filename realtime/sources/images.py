@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from facecycle.errors import InputError
+from facecycle.files import IMAGE_SUFFIXES
 
 from ..types import FramePacket
 from .base import Source
@@ -19,8 +20,6 @@ from .base import Source
 __all__ = ["ImageFolderSource", "IMAGE_SUFFIXES"]
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def _natural_key(p: Path):
