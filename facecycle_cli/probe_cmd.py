@@ -18,11 +18,12 @@ def _common(q: argparse.ArgumentParser) -> None:
     q.add_argument("--checkpoint", default=None, help="FaceCycle checkpoint (torch) to take features from")
     q.add_argument("--model", default=None, help="exported model dir (ONNX; default: the shipped model)")
     q.add_argument("--threads", type=int, default=0, help="CPU threads for feature extraction (0: default)")
-    q.add_argument("--framing", choices=("auto", "detect", "none"), default="auto",
-                   help="how faces are cut out of the images: auto (default) finds the face with the pipeline's "
-                        "detector and crops it as the pipeline does, unless the image already is a face crop "
-                        "(FER-2013) or no face is found; detect always crops a found face; none squashes the "
-                        "whole image to the model's input")
+    q.add_argument("--framing", choices=("auto", "detect", "none"), default=None,
+                   help="how faces are cut out of the images: auto (the default; eval: the framing the head was "
+                        "fitted with, auto for the shipped head) finds the face with the pipeline's detector and "
+                        "crops it as the pipeline does, unless the image already is a face crop (FER-2013) or no "
+                        "face is found; detect always crops a found face; none squashes the whole image to the "
+                        "model's input")
     q.add_argument("--detector", default="centerface", metavar="NAME",
                    help="face detector for --framing (default centerface, built in; see `facecycle process -h`)")
     q.add_argument("--detector-model", default=None, metavar="PATH", help="model file of --detector")
@@ -124,6 +125,7 @@ def _fit(args: argparse.Namespace) -> int:
     from facecycle.probe.run import expression_items, fit_expression, fit_pose, subsample
 
     ex = _extractor(args)
+    args.framing = args.framing or "auto"
     framer = _framer(args, ex)
     if args.task == "expression":
         items = subsample(expression_items(Path(args.data), args.split, args.val_frac, args.seed),
@@ -164,6 +166,7 @@ def _eval(args: argparse.Namespace) -> int:
     if head.meta.get("task", args.task) != args.task:
         raise UsageError(f"{head_path} is a {head.meta.get('task')} head, not {args.task}")
     ex = _extractor(args, head.meta)
+    args.framing = args.framing or head.meta.get("framing", "auto")  # as the head was fitted
     framer = _framer(args, ex)
     if args.task == "expression":
         items = expression_items(Path(args.data), args.split, args.val_frac, args.seed)

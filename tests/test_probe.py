@@ -116,6 +116,14 @@ def test_probe_cli_fit_and_eval_with_exported_model(fer_small, tiny_export, tmp_
                      "--head", str(bh), "--json", str(out), "--no-progress"]) == 0
         # fitted on these very images: far above chance (1/7)
         assert json.loads(out.read_text())["accuracy"] > 0.5
+    # a head remembers its framing, and eval uses it unless told otherwise
+    assert load_head(bh).meta["framing"] == "auto"
+    nh = tmp_path / "none.safetensors"
+    assert main(["probe", "fit", "--data", str(fer_small), "--baseline", "pixels", "--framing", "none",
+                 "--val-frac", "0", "--weight-decays", "1e-3", "--out", str(nh), "--no-progress"]) == 0
+    assert main(["probe", "eval", "--data", str(fer_small), "--split", "test", "--head", str(nh),
+                 "--json", str(out), "--no-progress"]) == 0
+    assert json.loads(out.read_text())["framing"] == {"framing": "none"}
 
 
 def test_probe_cli_errors(tmp_path, capsys):
