@@ -101,7 +101,7 @@ def match_chroma(image: np.ndarray, reference: np.ndarray, centre: float = 0.75)
 
 
 def sharpen_neutral(neutral: np.ndarray, crop_hr: np.ndarray, flow: np.ndarray, border: float = BORDER,
-                    chroma: bool = True) -> np.ndarray:
+                    chroma: bool = True, smooth: bool = True) -> np.ndarray:
     """The generator's neutral face with the detail of the flow-warped full-resolution crop.
 
     Args:
@@ -115,16 +115,23 @@ def sharpen_neutral(neutral: np.ndarray, crop_hr: np.ndarray, flow: np.ndarray, 
             coloured bands along the edges, which the warped crop does not have (MODEL_CARD.md: 0.08 raised
             SSIM to the input from 0.65 to 0.71 on held-out frames).
         chroma: first shift the generator's mean chroma to the warped crop's (:func:`match_chroma`).
+        smooth: first filter the generator's image with a 3×3 binomial kernel ([1 2 1]/4 each way), which
+            removes its pixel-period checkerboard (the dot grid its upsampling leaves on skin) and keeps its lower
+            frequencies (MODEL_CARD.md, experiment 16).
 
     Returns:
         (H, H, 3) uint8 RGB: ``up(neutral) + (warped − up(down(warped)))``, its border feathered into ``warped``.
     """
     s = neutral.shape[0]
     hh = crop_hr.shape[0]
-    if hh < s or (hh == s and border <= 0 and not chroma):
+    if hh < s or (hh == s and border <= 0 and not chroma and not smooth):
         return neutral
     warped = warp_by_flows(crop_hr, flow).astype(np.float32)
     small = warped if hh == s else cv2.resize(warped, (s, s), interpolation=cv2.INTER_AREA)
+    if smooth:
+        k = np.array([0.25, 0.5, 0.25], np.float32)
+        neutral = np.clip(cv2.sepFilter2D(neutral.astype(np.float32), -1, k, k, borderType=cv2.BORDER_REPLICATE)
+                          + 0.5, 0, 255).astype(np.uint8)
     if chroma:
         neutral = match_chroma(neutral, np.clip(small, 0, 255).astype(np.uint8))
     if hh == s:

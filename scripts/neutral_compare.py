@@ -54,7 +54,7 @@ def frames(clips: Path, shared: Path, which: str):
 
 
 def neutral_faces(m, big: np.ndarray, small: np.ndarray, gain: float = 1.0, border: float = BORDER,
-                  chroma: bool = True, passes: int = 1):
+                  chroma: bool = True, passes: int = 1, smooth: bool = True):
     """The pipeline's neutral faces (N, 192, 192, 3) RGB of model ``m`` (a loaded checkpoint, eval mode), its
     Analysis (of the input) and the
     detail excess (of the last pass); ``gain`` scales the neutralizing flow (1: as the model predicts it),
@@ -75,7 +75,7 @@ def neutral_faces(m, big: np.ndarray, small: np.ndarray, gain: float = 1.0, bord
         excess = float(detail_excess(faces[-1], warp(([x] + faces)[-2], flows[-1])))
         n64 = from_output(faces[-1].numpy(), m.config.mean, m.config.std)
     fl = np.stack([f.numpy() for f in flows], 1)  # (N, passes, 2, h, w)
-    out = np.stack([sharpen_neutral(n, c, f, border, chroma) for n, c, f in zip(n64, big, fl, strict=True)])
+    out = np.stack([sharpen_neutral(n, c, f, border, chroma, smooth) for n, c, f in zip(n64, big, fl, strict=True)])
     return out, a, excess
 
 
@@ -96,18 +96,19 @@ def reference(big: np.ndarray, judge) -> dict:
 
 
 def measure(m, ckpt: str, big: np.ndarray, small: np.ndarray, who: np.ndarray, judge, ref: dict,
-            gain: float = 1.0, border: float = BORDER, chroma: bool = True, passes: int = 1) -> tuple:
+            gain: float = 1.0, border: float = BORDER, chroma: bool = True, passes: int = 1,
+            smooth: bool = True) -> tuple:
     """(figures, the neutral faces) of model ``m`` (loaded from ``ckpt``) on one frame set (``ref``:
     :func:`reference` of its inputs; ``gain``, ``border``, ``chroma``, ``passes``: :func:`neutral_faces`)."""
     from eval_expression import hog_feature, lap_var, same_person_rank1, ssim_gray
 
     from realtime.types import EMOTIONS
 
-    out, a, excess = neutral_faces(m, big, small, gain, border, chroma, passes)
+    out, a, excess = neutral_faces(m, big, small, gain, border, chroma, passes, smooth)
     k = EMOTIONS.index("neutral")
     pairs = list(zip(out, big, strict=True))
     return {"checkpoint": ckpt, "flow_gain": gain, "border": border, "neutral_passes": passes,
-            "chroma_match": chroma, "frames": len(out),
+            "chroma_match": chroma, "smooth": smooth, "frames": len(out),
             "judge_neutral_share": float(np.mean(judge.predict(out).argmax(1) == k)),
             "judge_neutral_share_of_inputs": ref["judge_neutral_share_of_inputs"],
             "detail_ratio_median": float(np.median([lap_var(o) / max(1e-6, lap_var(c)) for o, c in pairs])),
@@ -150,12 +151,16 @@ def main() -> int:
     ap.add_argument("--gains", default="1",
                     help="comma-separated flow gains: each checkpoint's neutral face with its flow scaled by each "
                          "(entries NAME@GAIN for gains other than 1)")
+    ap.add_argument("--smooth", default="1",
+                    help="comma-separated 0/1: sharpen_neutral's smooth (the generator's image filtered [1 2 1] "
+                         "against its dot grid; 1, the pipeline's, by default; entries NAME~raw for 0)")
     ap.add_argument("--passes", default="1",
                     help="comma-separated neutralization passes (the pipeline's --neutral-passes; entries "
                          "NAME/PASSES for other than 1)")
     a = ap.parse_args()
     gains = [float(v) for v in a.gains.split(",")]
     passes = [int(v) for v in a.passes.split(",")]
+    smooths = [bool(int(v)) for v in a.smooth.split(",")]
     judge = FerPeer()
     res: dict = {}
     for which in FRAME_SETS:
@@ -167,11 +172,13 @@ def main() -> int:
             m = load_checkpoint(path).eval().float()
             for gain in gains:
                 for k in passes:
-                    key = (name if gain == 1 else f"{name}@{gain:g}") + ("" if k == 1 else f"/{k}")
-                    r, out = measure(m, path, big, small, who, judge, ref, gain, a.border, a.chroma, k)
-                    res.setdefault(key, {})[which] = r
-                    faces.append(out)
-                    print(key, which, json.dumps(r), flush=True)
+                    for sm in smooths:
+                        key = ((name if gain == 1 else f"{name}@{gain:g}") + ("" if k == 1 else f"/{k}")
+                               + ("" if sm else "~raw"))
+                        r, out = measure(m, path, big, small, who, judge, ref, gain, a.border, a.chroma, k, sm)
+                        res.setdefault(key, {})[which] = r
+                        faces.append(out)
+                        print(key, which, json.dumps(r), flush=True)
         if a.grid is not None and which == "report":
             grid(a.grid, big, faces)
     a.out.write_text(json.dumps(res, indent=1) + "\n")

@@ -80,7 +80,7 @@ def test_detail_transfer_keeps_the_generators_content_and_the_crops_detail():
     low = cv2.resize(out, (s, s), interpolation=cv2.INTER_AREA).astype(float)
     assert np.abs(low - blurry.astype(float)).mean() < 4.0
     # no larger output than asked for: an S×S crop gives the generator's image back (without a border)
-    assert sharpen_neutral(blurry, blurry, flow, border=0, chroma=False) is blurry
+    assert sharpen_neutral(blurry, blurry, flow, border=0, chroma=False, smooth=False) is blurry
     assert sharpen_neutral(blurry, blurry, flow).shape == blurry.shape
 
 
@@ -98,7 +98,7 @@ def test_the_border_comes_from_the_warped_crop_and_the_centre_from_the_generator
     centre = (slice(40, 152), slice(40, 152))
     assert np.array_equal(out[centre], plain[centre])  # inside the band: unchanged
     # at the model's size (a small face) the border is fixed too, and nothing else changes
-    small = sharpen_neutral(gen, gen.copy(), flow, chroma=False)
+    small = sharpen_neutral(gen, gen.copy(), flow, chroma=False, smooth=False)
     assert small.shape == gen.shape and np.array_equal(small[20:44, 20:44], gen[20:44, 20:44])
 
 
@@ -120,3 +120,26 @@ def test_chroma_match_restores_the_crops_colour_and_keeps_lightness_and_shape():
     assert np.abs(grey(on) - grey(off)).mean() < 4.0  # lightness (and so the expression's shading) is kept
     m = match_chroma(gen, cv2.resize(hr, (64, 64), interpolation=cv2.INTER_AREA))
     assert m.shape == gen.shape and m.dtype == np.uint8
+
+
+def test_smoothing_removes_the_generators_dot_grid_and_keeps_its_face():
+    """The generator leaves a pixel-period checkerboard on skin; smooth (the default) removes it from the neutral
+    face and leaves the generator's smooth content and the crop's detail as they were."""
+    hr = _face_like(192, 5)
+    clean = cv2.GaussianBlur(cv2.resize(hr, (64, 64), interpolation=cv2.INTER_AREA), (5, 5), 1.5)
+    grid = np.indices((64, 64)).sum(0) % 2 * 2 - 1  # +1 / -1 checkerboard
+    dotted = np.clip(clean.astype(int) + 12 * grid[..., None], 0, 255).astype(np.uint8)
+    flow = np.zeros((2, 16, 16), np.float32)
+
+    def grid_energy(im):  # the checkerboard's amplitude in the 64-px image under the output
+        g = cv2.resize(cv2.cvtColor(im, cv2.COLOR_RGB2GRAY), (64, 64), interpolation=cv2.INTER_AREA).astype(float)
+        return abs(float((g * grid).mean()))
+
+    raw = sharpen_neutral(dotted, hr, flow, chroma=False, smooth=False)
+    out = sharpen_neutral(dotted, hr, flow, chroma=False)
+    assert grid_energy(raw) > 4.0 and grid_energy(out) < 0.25 * grid_energy(raw)
+    ref = sharpen_neutral(clean, hr, flow, chroma=False, smooth=False).astype(float)
+    assert np.abs(out.astype(float) - ref).mean() < 0.5 * np.abs(raw.astype(float) - ref).mean()
+    # at the model's size too
+    small = sharpen_neutral(dotted, dotted.copy(), flow, border=0, chroma=False)
+    assert grid_energy(small) < 0.25 * grid_energy(dotted)
