@@ -8,7 +8,8 @@ cannot close a smile on its own. :func:`sharpen_neutral` keeps the generator's
 image below its own resolution and adds the warped crop's detail above it (a
 two-band Laplacian blend), at the crop's size, and takes the image's outer band
 from the warped crop, where the generator draws a frame. The generator's colours
-drift (greyish, purple-tinted skin): its chroma is shifted to the warped crop's.
+drift (greyish, purple-tinted skin): its chroma is shifted to the warped crop's. Its
+upsampling leaves a pixel-period dot grid on the skin, which a [1 2 1] filter removes first.
 
 numpy / OpenCV only. Images are (H, W, 3) uint8 **RGB**.
 """
