@@ -153,13 +153,8 @@ def _train(args: argparse.Namespace) -> int:
 def _train_semisup(args: argparse.Namespace, cfg) -> int:
     import time
 
-    from facecycle.train.semisup import (
-        SemiSupTrainer,
-        label_video,
-        load_stills,
-        load_video,
-        read_clip_labels,
-    )
+    from facecycle.probe.run import load_stills
+    from facecycle.train.semisup import SemiSupTrainer, label_video, load_video, read_clip_labels
 
     t = time.perf_counter()
     vlab = None

@@ -13,7 +13,7 @@ from .datasets import EXPRESSION_CLASSES, Framer, list_expression, list_pose, lo
 from .features import FeatureExtractor
 from .linear import DEFAULT_WDS, Head, classification_report, fit_classifier, fit_regressor
 
-__all__ = ["expression_items", "extract", "fit_expression", "eval_expression", "fit_pose", "eval_pose",
+__all__ = ["expression_items", "load_stills", "extract", "fit_expression", "eval_expression", "fit_pose", "eval_pose",
            "subsample"]
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,20 @@ def expression_items(data: Path, split: str, val_frac: float = 0.1, seed: int = 
     if split == "val" and not (Path(data) / "val").is_dir():
         raise InputError(f"{data}: no val folder and --val-frac 0")
     return list_expression(Path(data), split)
+
+
+def load_stills(root: Path, size: int, val_frac: float = 0.1, seed: int = 0
+                ) -> Tuple[Tuple[np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray]]:
+    """FER-2013-layout ``root/train/<class>/*`` -> ((train images, labels), (val images, labels)).
+
+    The validation part is the probes' stratified split (``facecycle probe ... --split val``), so the
+    figures of both agree. Images are (N, size, size, 3) uint8 RGB.
+    """
+    tr = expression_items(Path(root), "train", val_frac, seed)
+    va = expression_items(Path(root), "val", val_frac, seed)
+    xt = load_images([p for p, _ in tr], size)
+    xv = load_images([p for p, _ in va], size)
+    return (xt, np.array([c for _, c in tr], np.int64)), (xv, np.array([c for _, c in va], np.int64))
 
 
 def subsample(items: Sequence, n: int, seed: int = 0) -> List:

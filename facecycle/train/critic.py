@@ -247,7 +247,7 @@ def train_critic(stills: Tuple[np.ndarray, np.ndarray], val: Tuple[np.ndarray, n
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from ..config import get_config
-    from .semisup import load_stills
+    from ..probe.run import load_stills
 
     ap = argparse.ArgumentParser(prog="python -m facecycle.train.critic", description=__doc__.split("\n\n")[0])
     ap.add_argument("--fer", required=True, help="FER-2013 root (<DIR>/train/<class>/*)")

@@ -81,6 +81,7 @@ from ..losses import detail_excess, motion_losses, scale_grad
 from ..model import MOTION_MODULES, FaceCycle, neutralization_passes
 from ..nn import flow_intensity
 from ..nn.warp import warp
+from ..probe.run import load_stills  # noqa: F401  (re-exported: the trainer's data loaders live together here)
 from .freeze import eval_mode, frozen
 from .runlog import RunLog
 from .state import FrozenSide, after_step, load_state, save_state
@@ -775,23 +776,6 @@ class SemiSupTrainer:
         """The emotion head as (weight (7, D), bias (7,)) float32 arrays."""
         return (self.head.fc.weight.detach().cpu().numpy().astype(np.float32),
                 self.head.fc.bias.detach().cpu().numpy().astype(np.float32))
-
-
-def load_stills(root: Path, size: int, val_frac: float = 0.1, seed: int = 0
-                ) -> Tuple[Tuple[np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray]]:
-    """FER-2013-layout ``root/train/<class>/*`` -> ((train images, labels), (val images, labels)).
-
-    The validation part is the probes' stratified split (``facecycle probe ... --split val``), so the
-    figures of both agree. Images are (N, size, size, 3) uint8 RGB.
-    """
-    from ..probe.datasets import load_images
-    from ..probe.run import expression_items
-
-    tr = expression_items(Path(root), "train", val_frac, seed)
-    va = expression_items(Path(root), "val", val_frac, seed)
-    xt = load_images([p for p, _ in tr], size)
-    xv = load_images([p for p, _ in va], size)
-    return (xt, np.array([c for _, c in tr], np.int64)), (xv, np.array([c for _, c in va], np.int64))
 
 
 def load_video(dirs: Sequence[Path], size: int, exclude: Sequence[str] = ()
