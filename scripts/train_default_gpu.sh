@@ -21,13 +21,14 @@ STEPS=${STEPS:-0}                   # 0: the run's own schedule
 MINUTES=${MINUTES:-8}
 OUT=${OUT:-gpu_out}
 HOLD=$(cat scripts/heldout_prefixes.txt)
+LABELS=${LABELS:-training/video_labels.csv}  # clip (and span) labels, as in train_default.sh
 
 if [[ $MODE == pack ]]; then
     bash scripts/train_default.sh data
     mkdir -p .gpu
     grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
     python -m facecycle train --stage semisup --config "$CONFIG" --data runs/default/vid1 runs/default/vid2 \
-        --fer "$SHARED/data/fer2013" --hold-out "$HOLD" --video-labels training/video_labels.csv \
+        --fer "$SHARED/data/fer2013" --hold-out "$HOLD" --video-labels "$LABELS" \
         --out /tmp/unused --write-pack "$PACK"
     exit 0
 fi
