@@ -58,7 +58,7 @@ def neutral_faces(m, big: np.ndarray, small: np.ndarray, gain: float = 1.0, bord
     """The pipeline's neutral faces (N, 192, 192, 3) RGB of model ``m`` (a loaded checkpoint, eval mode), its
     Analysis (of the input) and the
     detail excess (of the last pass); ``gain`` scales the neutralizing flow (1: as the model predicts it),
-    ``border`` and ``chroma`` are :func:`sharpen_neutral`'s, ``passes`` is
+    ``border``, ``chroma`` and ``smooth`` are :func:`sharpen_neutral`'s, ``passes`` is
     :class:`realtime.inference.FaceInference`'s ``neutral_passes`` (each pass neutralizes the last one's
     face)."""
     import torch
@@ -99,7 +99,7 @@ def measure(m, ckpt: str, big: np.ndarray, small: np.ndarray, who: np.ndarray, j
             gain: float = 1.0, border: float = BORDER, chroma: bool = True, passes: int = 1,
             smooth: bool = True) -> tuple:
     """(figures, the neutral faces) of model ``m`` (loaded from ``ckpt``) on one frame set (``ref``:
-    :func:`reference` of its inputs; ``gain``, ``border``, ``chroma``, ``passes``: :func:`neutral_faces`)."""
+    :func:`reference` of its inputs; ``gain``, ``border``, ``chroma``, ``passes``, ``smooth``: :func:`neutral_faces`)."""
     from eval_expression import hog_feature, lap_var, same_person_rank1, ssim_gray
 
     from realtime.types import EMOTIONS
