@@ -99,7 +99,8 @@ def measure(m, ckpt: str, big: np.ndarray, small: np.ndarray, who: np.ndarray, j
             gain: float = 1.0, border: float = BORDER, chroma: bool = True, passes: int = 1,
             smooth: bool = True) -> tuple:
     """(figures, the neutral faces) of model ``m`` (loaded from ``ckpt``) on one frame set (``ref``:
-    :func:`reference` of its inputs; ``gain``, ``border``, ``chroma``, ``passes``, ``smooth``: :func:`neutral_faces`)."""
+    :func:`reference` of its inputs; ``gain``, ``border``, ``chroma``, ``passes``, ``smooth``:
+    :func:`neutral_faces`)."""
     from eval_expression import hog_feature, lap_var, same_person_rank1, ssim_gray
 
     from realtime.types import EMOTIONS
