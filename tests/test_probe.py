@@ -263,3 +263,25 @@ def test_expression_layout_reads_tiff_and_pgm_stills(tmp_path):
     items = list_expression(tmp_path, "test")
     assert sorted(c for _, c in items) == [3, 4, 5]
     assert all(load_image(p, 64).shape == (64, 64, 3) for p, _ in items)
+
+
+def test_expression_layout_accepts_other_class_names_and_skips_nothing(tmp_path):
+    """RAF-DB / AffectNet / CK+ write-ups name folders Anger, Happiness, Surprised...: they map to the classes,
+    case-insensitively (a folder `Happy` used to pass the check and then be skipped on a case-sensitive disk)."""
+    import cv2
+
+    from facecycle.errors import InputError
+
+    for c in ("Anger", "Happy", "sadness", "SURPRISED"):
+        (tmp_path / "test" / c).mkdir(parents=True)
+        for k in range(2):
+            cv2.imwrite(str(tmp_path / "test" / c / f"{k}.png"), np.full((48, 48), 90, np.uint8))
+    items = list_expression(tmp_path, "test")
+    assert sorted(c for _, c in items) == [0, 0, 3, 3, 5, 5, 6, 6]
+    (tmp_path / "test" / "happiness").mkdir()
+    with pytest.raises(InputError, match="both name the class 'happy'"):
+        list_expression(tmp_path, "test")
+    (tmp_path / "test" / "happiness").rmdir()
+    (tmp_path / "test" / "contempt").mkdir()
+    with pytest.raises(InputError, match="unknown class folders \\['contempt'\\]"):
+        list_expression(tmp_path, "test")

@@ -20,7 +20,7 @@ from ..errors import InputError
 from ..files import IMAGE_SUFFIXES
 
 __all__ = [
-    "EXPRESSION_CLASSES", "Framer", "list_expression", "stratified_split", "load_image", "load_images",
+    "EXPRESSION_CLASSES", "CLASS_SYNONYMS", "Framer", "list_expression", "stratified_split", "load_image", "load_images",
     "read_pose_mat", "list_pose",
 ]
 
@@ -29,20 +29,39 @@ EXPRESSION_CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "su
 _IMG = IMAGE_SUFFIXES
 
 
+#: other names datasets give the seven classes (RAF-DB, AffectNet, CK+ and JAFFE write-ups), case-insensitive
+CLASS_SYNONYMS = {
+    "anger": "angry", "disgusted": "disgust", "fearful": "fear", "afraid": "fear", "happiness": "happy",
+    "sadness": "sad", "surprised": "surprise", "neutrality": "neutral",
+}
+
+
 def list_expression(root: Path, split: str, classes: Sequence[str] = EXPRESSION_CLASSES) -> List[Tuple[Path, int]]:
-    """(file, class index) for ``root/split/<class>/*``, sorted; classes missing on disk are allowed."""
+    """(file, class index) for ``root/split/<class>/*``, sorted; classes missing on disk are allowed.
+
+    Folder names match the classes case-insensitively, also under the common other names of
+    :data:`CLASS_SYNONYMS` (``Anger``, ``happiness``, ``Surprised``, ...). A folder that names no class, or two
+    folders naming the same class, is an error: nothing is skipped silently.
+    """
     d = Path(root) / split
     if not d.is_dir():
         raise InputError(f"{d}: no such directory (expected <data>/<split>/<class>/*.jpg)")
-    out: List[Tuple[Path, int]] = []
-    unknown = sorted(p.name for p in d.iterdir() if p.is_dir() and p.name.lower() not in classes)
+    folders: Dict[int, Path] = {}
+    unknown = []
+    for f in sorted(p for p in d.iterdir() if p.is_dir()):
+        name = CLASS_SYNONYMS.get(f.name.lower(), f.name.lower())
+        if name not in classes:
+            unknown.append(f.name)
+            continue
+        ci = list(classes).index(name)
+        if ci in folders:
+            raise InputError(f"{d}: folders {folders[ci].name!r} and {f.name!r} both name the class {name!r}")
+        folders[ci] = f
     if unknown:
         raise InputError(f"{d}: unknown class folders {unknown}; expected {list(classes)}")
-    for ci, c in enumerate(classes):
-        cd = d / c
-        if not cd.is_dir():
-            continue
-        out.extend((p, ci) for p in sorted(cd.iterdir()) if p.suffix.lower() in _IMG)
+    out: List[Tuple[Path, int]] = []
+    for ci in sorted(folders):
+        out.extend((p, ci) for p in sorted(folders[ci].iterdir()) if p.suffix.lower() in _IMG)
     if not out:
         raise InputError(f"{d}: no images found")
     return out
