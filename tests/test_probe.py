@@ -198,29 +198,21 @@ def test_still_framer_crops_loose_faces_and_keeps_face_crops_whole():
 @pytest.fixture(scope="module")
 def video_stills(tmp_path_factory):
     """Real full frames of the held-out clips (every 25th of the first 300), labelled with their clip's
-    emotion, as a `<root>/test/<class>/*.png` still dataset: faces at a looser framing than FER-2013's."""
+    emotion, as a `<root>/test/<class>/*.png` still dataset (``scripts/eval_stills.py``'s own frame dump): faces
+    at a looser framing than FER-2013's."""
     import csv
-    from pathlib import Path
-
-    import cv2
+    import sys
 
     from tests.conftest import ROOT, SHARED
 
-    rows = list(csv.DictReader((ROOT / "benchmarks" / "heldout_clips.csv").open()))
-    if not all((SHARED / "data" / r["clip"]).is_file() for r in rows):
+    clips = ROOT / "benchmarks" / "heldout_clips.csv"
+    if not all((SHARED / "data" / r["clip"]).is_file() for r in csv.DictReader(clips.open())):
         pytest.skip(f"the held-out clips are absent under {SHARED / 'data'}")
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from eval_stills import dump_frames
+
     root = tmp_path_factory.mktemp("stills")
-    for r in rows:
-        d = root / "test" / r["label"]
-        d.mkdir(parents=True, exist_ok=True)
-        cap = cv2.VideoCapture(str(SHARED / "data" / r["clip"]))
-        for i in range(300):
-            ok, fr = cap.read()
-            if not ok:
-                break
-            if i % 25 == 0:
-                cv2.imwrite(str(d / f"{Path(r['clip']).stem}_{i:04d}.png"), fr)
-        cap.release()
+    assert dump_frames(clips, SHARED / "data", root, every=25, max_frames=300) > 90
     return root
 
 
