@@ -148,7 +148,8 @@ class Analyzer:
         crop_scale: crop side / face box side (see ``realtime.crops``); None = the
             framing the model was trained on (from its manifest).
         neutral_passes: with ``neutralize``, neutralize this many times, each pass on the
-            previous pass's neutral face (:class:`realtime.inference.FaceInference`).
+            previous pass's neutral face (:class:`realtime.inference.FaceInference`); None = the
+            pipeline's default, :data:`realtime.inference.NEUTRAL_PASSES`.
 
     One Analyzer runs one video at a time (its backend and detector are reused across runs): a run
     started while another is in progress, in any thread, raises :class:`~facecycle.errors.UsageError`
@@ -161,7 +162,7 @@ class Analyzer:
                  neutralize: bool = False, identity: bool = False, reid: bool = False, smooth: bool = True,
                  threads: int = 1, queue_size: int = 4, crop_scale: Optional[float] = None,
                  infer_workers: Optional[int] = None, precision: Optional[str] = None,
-                 calibration: Optional[str] = None, neutral_passes: int = NEUTRAL_PASSES) -> None:
+                 calibration: Optional[str] = None, neutral_passes: Optional[int] = None) -> None:
         # the one place these are checked (the CLI passes its options straight through; neutral_passes is checked
         # by FaceInference, which every entry point builds)
         if detect_every < 1:
@@ -185,7 +186,8 @@ class Analyzer:
             self.head = ExpressionHead.find(self.backend.model_dir)
             self.inference = FaceInference(self.backend, self.head, neutralize=neutralize,
                                            identity=identity or reid, crop_scale=crop_scale,
-                                           neutral_passes=neutral_passes)
+                                           neutral_passes=NEUTRAL_PASSES if neutral_passes is None
+                                           else neutral_passes)
             self.detector = create_detector(detector, detector_model, max_side=detect_size,
                                             score_threshold=score_threshold, max_faces=max_faces, threads=threads)
         except BaseException:

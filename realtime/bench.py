@@ -111,9 +111,8 @@ def _analyzer_from_args(args, tmp: Path):
         from engines.bench import export_random
 
         model = export_random(args.config, tmp / f"random_{args.config}", graphs=["analyze", "neutralize"], atol=1e-2)
-    passes = getattr(args, "neutral_passes", None)
     return Analyzer(model=model, backend=args.backend, detector=args.detector, detector_model=args.detector_model,
-                    **({} if passes is None else {"neutral_passes": passes}),
+                    neutral_passes=getattr(args, "neutral_passes", None),
                     detect_every=args.detect_every, detect_size=args.detect_size or None,
                     neutralize=getattr(args, "neutralize", False), threads=args.threads,
                     infer_workers=args.infer_workers, precision=getattr(args, "precision", None),

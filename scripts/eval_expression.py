@@ -95,8 +95,7 @@ def eval_clips(model: Path, clips_csv: Path, shared: Path, neutralize: bool, max
     rows = list(csv.DictReader(open(clips_csv)))
     out = []
     ids = []  # (HOG of the neutral face, HOG of the input, person) for the same-person check
-    passes = {} if neutral_passes is None else {"neutral_passes": neutral_passes}
-    with Analyzer(model, backend="onnxruntime", neutralize=neutralize, **passes) as an:
+    with Analyzer(model, backend="onnxruntime", neutralize=neutralize, neutral_passes=neutral_passes) as an:
         for r in rows:
             path = shared / "data" / r["clip"]
             if not path.is_file():

@@ -16,6 +16,8 @@ import shutil
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
 
 def main() -> int:
     import torch
@@ -29,8 +31,12 @@ def main() -> int:
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("last.safetensors", "head.safetensors", "log.csv"):
         shutil.copy2(run / name, dest / name)
-    # a refit's side modules and distillation target, when it has them
-    for name in ("disc.safetensors", "critic_online.safetensors", "teacher.safetensors"):
+    # a refit's side modules and distillation target, when it has them (their trainer's own file names)
+    from facecycle.train.critic import OnlineCritic
+    from facecycle.train.realism import Realism
+    from facecycle.train.semisup import TEACHER_FILE
+
+    for name in (Realism.FILE, OnlineCritic.FILE, TEACHER_FILE):
         if (run / name).is_file():
             shutil.copy2(run / name, dest / name)
     with safe_open(str(run / "state.safetensors"), framework="pt") as f:

@@ -81,12 +81,11 @@ from ..losses import detail_excess, motion_losses, scale_grad
 from ..model import MOTION_MODULES, FaceCycle, neutralization_passes
 from ..nn import flow_intensity
 from ..nn.warp import warp
-from ..probe.run import load_stills  # noqa: F401  (re-exported: the trainer's data loaders live together here)
 from .freeze import eval_mode, frozen
 from .runlog import RunLog
 from .state import FrozenSide, after_step, load_state, save_state
 
-__all__ = ["SemiSupOptions", "SemiSupTrainer", "EMOTION_CLASSES", "affine_jitter", "cut_framing", "load_stills",
+__all__ = ["SemiSupOptions", "SemiSupTrainer", "EMOTION_CLASSES", "affine_jitter", "cut_framing",
            "load_video", "read_clip_labels", "label_video", "ClipSpans"]
 
 log = logging.getLogger(__name__)
