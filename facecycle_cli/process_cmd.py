@@ -209,6 +209,18 @@ def _process(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reading(sidecar: Optional[Path]) -> str:
+    """", read as <emotion> (mean p 0.62 over N face rows)" from the sidecar's summary; "" without one."""
+    from realtime.batch.job import read_sidecar
+
+    info = read_sidecar(sidecar) if sidecar is not None else None
+    faces = ((info or {}).get("summary") or {}).get("faces") or {}
+    if not faces.get("emotion"):
+        return ""
+    name = faces["emotion"]
+    return f", read as {name} (mean p {faces['mean_emotions'][name]:.2f} over {faces['rows']} face rows)"
+
+
 def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals") -> int:
     """Process one input into its outputs; returns 0, or the signal exit code after SIGINT/SIGTERM."""
     from realtime.batch.job import analyze_file  # the per-video path `facecycle batch` runs too
@@ -235,7 +247,7 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals"
           + (f", {s['decode_errors']} damaged packets skipped" if s["decode_errors"] else "")
           + (f", ~{run.src.frames_missing} frames missing (truncated or damaged file)"
              if getattr(run.src, "frames_missing", 0) else "")
-          + f" -> {wrote}", file=sys.stderr)
+          + _reading(side) + f" -> {wrote}", file=sys.stderr)
     if sig.signum is not None:
         print(f"facecycle: {'terminated' if sig.exit_code == 143 else 'interrupted'}; outputs flushed "
               f"and closed", file=sys.stderr)

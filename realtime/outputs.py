@@ -9,7 +9,7 @@ ever touched by that thread (or by :meth:`RunOutputs.close` once it has finished
 
 Order per frame: annotate (``packet.annotated``), then CSV, then video (the video shows the overlay).
 A CSV's JSON sidecar is written when the CSV opens (``status: running``) and again when it closes
-(final status, frame/row counts, run statistics).
+(final status, frame/row counts, the rows' expression summary, run statistics).
 """
 from __future__ import annotations
 
@@ -174,7 +174,7 @@ class RunOutputs:
         info["csv"] = str(self.csv.path) if self.csv is not None else None
         info["video"] = str(self.video_path) if self.video_path is not None else None
         if self.csv is not None:
-            info.update(frames=self.csv.frames, rows=self.csv.rows)
+            info.update(frames=self.csv.frames, rows=self.csv.rows, summary=self.csv.summary.to_dict())
         if status != "running" and self.stats is not None:
             info["stats"] = self.stats()
         if error is not None:

@@ -17,6 +17,7 @@ import numpy as np
 
 from facecycle.errors import OutputError
 
+from ..summary import ExpressionSummary
 from ..types import EMOTIONS, Face, FramePacket
 from .base import Sink, prepare_output
 
@@ -84,6 +85,9 @@ class CsvSink(Sink):
         path: output file (``.csv``).
         code_dim: expression code size (number of ``exp_*`` columns).
         overwrite: replace an existing file.
+
+    ``summary`` (:class:`~realtime.summary.ExpressionSummary`) follows the rows written: per track and for all
+    faces, the mean emotion probabilities and the intensity's quantiles (the sidecar's ``summary``).
     """
 
     def __init__(self, path: Union[str, Path], code_dim: int, overwrite: bool = False) -> None:
@@ -93,6 +97,7 @@ class CsvSink(Sink):
         self.rows = 0
         self.frames = 0
         self.last_frame = -1
+        self.summary = ExpressionSummary()
         try:
             self._fd: Optional[int] = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         except OSError as e:
@@ -119,6 +124,7 @@ class CsvSink(Sink):
         self.rows += max(1, len(packet.faces))
         self.frames += 1
         self.last_frame = packet.index
+        self.summary.add(packet)
 
     def close(self) -> None:
         if self._fd is not None:

@@ -1,0 +1,126 @@
+"""A running summary of what a CSV holds: per track and for the whole input, the mean emotion probabilities,
+the emotion they name, and the distribution of the expression intensity.
+
+This is the reading research users take from a clip ("the mean of the ``emotion_*`` columns over the frames
+with a face names the clip's emotion"), computed once, from the same (smoothed) values the CSV rows carry, so
+that nobody has to re-derive it with pandas. :class:`ExpressionSummary` is fed every frame by
+:class:`~realtime.sinks.CsvSink` and ends up in the JSON sidecar's ``summary`` block (``docs/csv.md``).
+
+Memory is constant per track: sums for the means, and 1,000-bin histograms on [0, 1] for the intensity
+quantiles (exact to 0.001), so a webcam session recorded for hours costs what a short clip does.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from .types import EMOTIONS, Face, FramePacket
+
+__all__ = ["ExpressionSummary", "BINS"]
+
+#: histogram bins on [0, 1] for intensity quantiles (resolution 1 / BINS)
+BINS = 1000
+
+
+@dataclass
+class _Acc:
+    """Sums and histograms of one group of face rows (one track, or all of them)."""
+
+    rows: int = 0
+    emotion_rows: int = 0
+    emotion_sum: np.ndarray = field(default_factory=lambda: np.zeros(len(EMOTIONS), np.float64))
+    top_counts: np.ndarray = field(default_factory=lambda: np.zeros(len(EMOTIONS), np.int64))
+    intensity: np.ndarray = field(default_factory=lambda: np.zeros(BINS, np.int64))
+    rel_intensity: np.ndarray = field(default_factory=lambda: np.zeros(BINS, np.int64))
+    first_frame: int = -1
+    last_frame: int = -1
+    first_time: float = math.nan
+    last_time: float = math.nan
+
+    def add(self, p: FramePacket, f: Face) -> None:
+        if self.rows == 0:
+            self.first_frame, self.first_time = p.index, p.timestamp
+        self.last_frame, self.last_time = p.index, p.timestamp
+        self.rows += 1
+        if f.emotions is not None:
+            e = np.asarray(f.emotions, np.float64)
+            self.emotion_sum += e
+            self.top_counts[int(np.argmax(e))] += 1
+            self.emotion_rows += 1
+        _bin(self.intensity, f.intensity)
+        if f.baseline_ready:
+            _bin(self.rel_intensity, f.rel_intensity)
+
+    def to_dict(self) -> Dict[str, object]:
+        out: Dict[str, object] = {"rows": self.rows, "first_frame": self.first_frame, "last_frame": self.last_frame,
+                                  "first_timestamp": _round(self.first_time, 6),
+                                  "last_timestamp": _round(self.last_time, 6)}
+        if self.emotion_rows:
+            mean = self.emotion_sum / self.emotion_rows
+            top = int(np.argmax(mean))
+            out["mean_emotions"] = {e: round(float(v), 5) for e, v in zip(EMOTIONS, mean, strict=True)}
+            out["emotion"] = EMOTIONS[top]
+            out["emotion_top_share"] = round(float(self.top_counts[top]) / self.emotion_rows, 5)
+        else:
+            out["mean_emotions"], out["emotion"], out["emotion_top_share"] = None, None, None
+        out["intensity"] = _quantiles(self.intensity)
+        out["rel_intensity"] = _quantiles(self.rel_intensity)
+        return out
+
+
+def _bin(hist: np.ndarray, v: float) -> None:
+    v = float(v)
+    if math.isfinite(v):
+        hist[min(BINS - 1, max(0, int(v * BINS)))] += 1
+
+
+def _round(v: float, nd: int) -> Optional[float]:
+    return round(v, nd) if math.isfinite(v) else None
+
+
+def _quantiles(hist: np.ndarray) -> Optional[Dict[str, float]]:
+    """Median, 10th and 90th percentile of a [0, 1] histogram (bin centres), with the row count; None if empty."""
+    n = int(hist.sum())
+    if n == 0:
+        return None
+    cdf = np.cumsum(hist)
+
+    def q(p: float) -> float:
+        i = int(np.searchsorted(cdf, p * n, side="left"))  # the smallest bin holding the (p·n)-th value
+        return round((min(i, BINS - 1) + 0.5) / BINS, 4)
+
+    return {"rows": n, "p10": q(0.1), "median": q(0.5), "p90": q(0.9)}
+
+
+class ExpressionSummary:
+    """Per-track and whole-input summary of the faces written (see the module doc).
+
+    ``add(packet)`` after each frame is written; ``to_dict()`` at any time. Frames without a face count in
+    ``frames`` only.
+    """
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.frames_with_face = 0
+        self.all = _Acc()
+        self.tracks: Dict[int, _Acc] = {}
+
+    def add(self, packet: FramePacket) -> None:
+        self.frames += 1
+        if packet.faces:
+            self.frames_with_face += 1
+        for f in packet.faces:
+            self.all.add(packet, f)
+            self.tracks.setdefault(int(f.track_id), _Acc()).add(packet, f)
+
+    def to_dict(self) -> Dict[str, object]:
+        """``{frames, frames_with_face, faces: {...}, tracks: [{face_id, ...}, ...]}``; ``faces`` summarises every
+        face row (all tracks), each track's entry its own rows; tracks are ordered by rows, most first."""
+        tracks: List[Dict[str, object]] = []
+        for tid, acc in sorted(self.tracks.items(), key=lambda kv: (-kv[1].rows, kv[0])):
+            tracks.append({"face_id": tid, **acc.to_dict()})
+        return {"frames": self.frames, "frames_with_face": self.frames_with_face, "faces": self.all.to_dict(),
+                "tracks": tracks}

@@ -1,0 +1,94 @@
+"""The CSV's running expression summary (realtime.summary, the sidecar's ``summary``): made-up packets with known
+values; the real-clip check is in tests/test_expression_quality.py (the issue's per-clip protocol)."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from fractions import Fraction
+
+import numpy as np
+
+from realtime.outputs import RunOutputs
+from realtime.summary import BINS, ExpressionSummary
+from realtime.types import EMOTIONS, Face, FramePacket
+
+
+def _face(tid: int, emotions=None, intensity=math.nan, rel=math.nan, ready=False) -> Face:
+    return Face(box=np.array([0, 0, 10, 10], np.float32), score=0.9, landmarks=np.zeros((5, 2), np.float32),
+                track_id=tid, emotions=None if emotions is None else np.asarray(emotions, np.float32),
+                intensity=intensity, rel_intensity=rel, baseline_ready=ready)
+
+
+def _packet(i: int, faces) -> FramePacket:
+    return FramePacket(index=i, pts=i, time_base=Fraction(1, 25), timestamp=i / 25,
+                       image=np.zeros((8, 8, 3), np.uint8), faces=list(faces))
+
+
+def _onehot(k: int, p: float = 0.7) -> np.ndarray:
+    e = np.full(len(EMOTIONS), (1 - p) / (len(EMOTIONS) - 1))
+    e[k] = p
+    return e
+
+
+def test_means_top_share_and_nearest_rank_quantiles_per_track_and_overall():
+    s = ExpressionSummary()
+    happy, sad = EMOTIONS.index("happy"), EMOTIONS.index("sad")
+    a_int = np.linspace(0.1, 0.9, 9)  # track 3: 9 frames
+    for i in range(12):
+        faces = []
+        if i < 9:
+            faces.append(_face(3, _onehot(happy if i < 6 else sad), a_int[i], rel=0.5, ready=i >= 4))
+        if i >= 10:
+            faces.append(_face(1, _onehot(sad, 0.9), 0.95))
+        s.add(_packet(i, faces))
+    d = s.to_dict()
+    assert d["frames"] == 12 and d["frames_with_face"] == 11
+    t3, t1 = d["tracks"]  # most rows first
+    assert t3["face_id"] == 3 and t3["rows"] == 9 and (t3["first_frame"], t3["last_frame"]) == (0, 8)
+    assert t3["last_timestamp"] == 8 / 25
+    want = (6 * _onehot(happy) + 3 * _onehot(sad)) / 9
+    assert np.allclose([t3["mean_emotions"][e] for e in EMOTIONS], want, atol=1e-5)
+    assert t3["emotion"] == "happy" and abs(t3["emotion_top_share"] - 6 / 9) < 1e-5
+    q = t3["intensity"]
+    assert q["rows"] == 9 and abs(q["median"] - 0.5) <= 1 / BINS and abs(q["p10"] - 0.1) <= 1 / BINS
+    assert abs(q["p90"] - 0.9) <= 1 / BINS  # nearest rank: the 9th of 9 values
+    assert t3["rel_intensity"]["rows"] == 5  # only frames whose baseline was ready
+    assert t1["face_id"] == 1 and t1["emotion"] == "sad" and t1["emotion_top_share"] == 1.0
+    assert t1["rel_intensity"] is None
+    allf = d["faces"]
+    assert allf["rows"] == 11 and allf["emotion"] == "happy"  # 6 happy rows at 0.7 against 5 sad rows
+    want_all = (6 * _onehot(happy) + 3 * _onehot(sad) + 2 * _onehot(sad, 0.9)) / 11
+    assert np.allclose([allf["mean_emotions"][e] for e in EMOTIONS], want_all, atol=1e-5)
+
+
+def test_faces_without_emotions_or_intensity_and_an_empty_input():
+    s = ExpressionSummary()
+    assert s.to_dict() == {"frames": 0, "frames_with_face": 0, "tracks": [],
+                           "faces": {"rows": 0, "first_frame": -1, "last_frame": -1, "first_timestamp": None,
+                                     "last_timestamp": None, "mean_emotions": None, "emotion": None,
+                                     "emotion_top_share": None, "intensity": None, "rel_intensity": None}}
+    s.add(_packet(0, [_face(0)]))  # a model without an expression head, intensity NaN
+    s.add(_packet(1, [_face(0, intensity=1.0)]))  # 1.0 falls in the last bin
+    t = s.to_dict()["tracks"][0]
+    assert t["mean_emotions"] is None and t["emotion"] is None
+    assert t["intensity"]["rows"] == 1 and t["intensity"]["median"] == round(1 - 0.5 / BINS, 4)
+
+
+def test_the_sidecar_summarises_the_rows_of_its_own_csv(tmp_path):
+    """A CSV switched mid-run gets the summary of its own rows, equal to the means of its emotion columns."""
+    out = RunOutputs(4, fps=25, describe=lambda: {"input": {"name": "test"}})
+    happy, angry = EMOTIONS.index("happy"), EMOTIONS.index("angry")
+    for i in range(10):
+        if i == 0:
+            out.set_csv(tmp_path / "a.csv")
+        if i == 4:
+            out.set_csv(tmp_path / "b.csv")
+        out.write(_packet(i, [_face(0, _onehot(happy if i < 4 else angry, 0.6 + 0.03 * i), 0.5)]))
+    assert out.close("complete") is None
+    for name, label, n in (("a", "happy", 4), ("b", "angry", 6)):
+        rows = list(csv.DictReader(open(tmp_path / f"{name}.csv")))
+        side = json.loads((tmp_path / f"{name}.json").read_text())["summary"]
+        assert side["frames"] == n and side["faces"]["rows"] == n and side["faces"]["emotion"] == label
+        mean = np.mean([[float(r[f"emotion_{e}"]) for e in EMOTIONS] for r in rows], axis=0)
+        assert np.allclose([side["faces"]["mean_emotions"][e] for e in EMOTIONS], mean, atol=1e-5)
