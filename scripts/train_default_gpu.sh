@@ -7,6 +7,8 @@
 #                                               # saved in its state; writes the updated run (bf16 moments)
 #                                               # to $OUT/<run name>/
 #   RUN=training/rt64w_vl MINUTES=8 STEPS=... as for train_default.sh (STEPS, when set, stretches the schedule)
+#   DEVICE=cpu AMP=none                         # a dry run of the script itself without a GPU (tests/test_gpu_scripts.py
+#                                               # runs it on a tiny run and pack, so it is known to work when one is lent)
 # The same recipe and schedule as on the CPU (facecycle/train/semisup.py, the run's saved options; the pack
 # keeps the video crops' clip labels); only the device differs, so a run can move between CPU sessions and GPU
 # sessions. Never run on a GPU so far: see MODEL_CARD.md.
@@ -22,6 +24,8 @@ MINUTES=${MINUTES:-8}
 OUT=${OUT:-gpu_out}
 HOLD=$(cat scripts/heldout_prefixes.txt)
 LABELS=${LABELS:-training/video_labels.csv}  # clip (and span) labels, as in train_default.sh
+DEVICE=${DEVICE:-cuda}              # cpu: dry run (the same code path, no GPU)
+AMP=${AMP:-bf16}
 
 if [[ $MODE == pack ]]; then
     bash scripts/train_default.sh data
@@ -33,14 +37,16 @@ if [[ $MODE == pack ]]; then
     exit 0
 fi
 
-python3 - "$PACK" "$RUN" "$STEPS" "$MINUTES" "$CONFIG" <<'PY'
+python3 - "$PACK" "$RUN" "$STEPS" "$MINUTES" "$CONFIG" "$DEVICE" "$AMP" <<'PY'
 import dataclasses, os, sys, time, torch
 from pathlib import Path
 from facecycle.train.pack import read_pack, read_pack_video_labels
 from facecycle.train.semisup import SemiSupOptions, SemiSupTrainer
 from facecycle.train.state import read_meta
 pack, run, steps, minutes, config = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
-assert torch.cuda.is_available(), "no CUDA device"
+device, amp = sys.argv[6], sys.argv[7]
+if device == "cuda" and not torch.cuda.is_available():
+    sys.exit("train_default_gpu.sh: no CUDA device (torch.cuda.is_available() is False); DEVICE=cpu for a dry run")
 stills, val, video = read_pack(Path(pack))
 known = {f.name for f in dataclasses.fields(SemiSupOptions)}
 if (run / "state.safetensors").is_file():  # continue the run with its own recipe
@@ -48,7 +54,7 @@ if (run / "state.safetensors").is_file():  # continue the run with its own recip
     o = SemiSupOptions(**{k: v for k, v in saved.items() if k in known})
 else:  # a new run: the CPU recipe of scripts/train_default.sh train
     o = SemiSupOptions(config=config, steps=steps or 17000, batch=128, lr=1e-3)
-o.device, o.amp, o.threads = "cuda", "bf16", 0
+o.device, o.amp, o.threads = device, amp, 0
 if steps:
     o.steps = steps
 critic = os.environ.get("CRITIC", "training/critic") + "/critic.safetensors" if o.critic_weight > 0 else None
