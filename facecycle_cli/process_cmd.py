@@ -212,13 +212,13 @@ def _process(args: argparse.Namespace) -> int:
 def _reading(sidecar: Optional[Path]) -> str:
     """", read as <emotion> (mean p 0.62 over N face rows)" from the sidecar's summary; "" without one."""
     from realtime.batch.job import read_sidecar
+    from realtime.summary import clip_reading
 
     info = read_sidecar(sidecar) if sidecar is not None else None
-    faces = ((info or {}).get("summary") or {}).get("faces") or {}
-    if not faces.get("emotion"):
+    r = clip_reading((info or {}).get("summary"))
+    if r is None:
         return ""
-    name = faces["emotion"]
-    return f", read as {name} (mean p {faces['mean_emotions'][name]:.2f} over {faces['rows']} face rows)"
+    return f", read as {r['emotion']} (mean p {r['p']:.2f} over {r['face_rows']} face rows)"
 
 
 def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals") -> int:

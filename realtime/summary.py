@@ -19,7 +19,7 @@ import numpy as np
 
 from .types import EMOTIONS, Face, FramePacket
 
-__all__ = ["ExpressionSummary", "BINS"]
+__all__ = ["ExpressionSummary", "BINS", "clip_reading"]
 
 #: histogram bins on [0, 1] for intensity quantiles (resolution 1 / BINS)
 BINS = 1000
@@ -124,3 +124,17 @@ class ExpressionSummary:
             tracks.append({"face_id": tid, **acc.to_dict()})
         return {"frames": self.frames, "frames_with_face": self.frames_with_face, "faces": self.all.to_dict(),
                 "tracks": tracks}
+
+
+def clip_reading(summary: Optional[Dict[str, object]]) -> Optional[Dict[str, object]]:
+    """The compact per-input reading of a sidecar's ``summary`` (all faces): ``{emotion, p, face_rows,
+    intensity_median, mean_emotions}``, or None when no face row carried emotions. ``batch.json`` lists it per
+    input and ``facecycle process`` prints it."""
+    faces = (summary or {}).get("faces") or {}
+    if not isinstance(faces, dict) or not faces.get("emotion"):
+        return None
+    name = str(faces["emotion"])
+    means = dict(faces["mean_emotions"])  # type: ignore[arg-type]
+    inten = faces.get("intensity") or {}
+    return {"emotion": name, "p": means[name], "face_rows": faces["rows"],
+            "intensity_median": inten.get("median") if isinstance(inten, dict) else None, "mean_emotions": means}

@@ -190,6 +190,10 @@ def test_in_process_batch_matches_process_resumes_and_redoes_partial(tmp_path, r
         assert _sidecar(out / f"{rel}.json") == reference[name][1], rel
         side = json.loads((out / f"{rel}.json").read_text())
         assert side["status"] == "complete" and len(side["fingerprint"]) == 64
+        # batch.json reads each input as process does: the sidecar summary's emotion (the same as process's)
+        reading = st[rel + ".mp4"]["reading"]
+        assert reading["emotion"] == reference[name][1]["summary"]["faces"]["emotion"]
+        assert reading["face_rows"] == side["summary"]["faces"]["rows"] > 0
     assert sum(e.get("model_loaded", False) for e in rec["inputs"]) == 1  # one model load for the batch
     assert not list(out.rglob(PARTIAL_DIR))
     # second run (the good inputs): everything skipped, in seconds
@@ -199,6 +203,7 @@ def test_in_process_batch_matches_process_resumes_and_redoes_partial(tmp_path, r
     assert time.perf_counter() - t < 5
     rec = json.loads((out / "batch.json").read_text())
     assert rec["counts"]["skipped"] == 3 and rec["counts"]["done"] == 0
+    assert all(e["reading"]["emotion"] for e in rec["inputs"])  # skipped inputs keep their reading
     # a partial output (killed run: sidecar not `complete`) and a changed CSV are redone, nothing else
     side = out / "a" / "interview.json"
     d = json.loads(side.read_text())
@@ -281,6 +286,7 @@ def test_ray_two_workers_identical_outputs_corrupt_input_parquet_and_skip(tmp_pa
     assert time.perf_counter() - t < 20  # python start + imports; no video is touched
     rec = json.loads((out / "batch.json").read_text())
     assert rec["counts"]["skipped"] == 3 and rec["counts"]["done"] == 0
+    assert all(e["reading"]["emotion"] for e in rec["inputs"])  # skipped inputs keep their reading
     assert rec["executor"]["mode"].startswith("none")
 
 

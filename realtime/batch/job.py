@@ -27,6 +27,8 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 from facecycle.errors import FaceCycleError, InputError
 
+from ..summary import clip_reading
+
 __all__ = ["BatchSettings", "analyze_file", "run_task", "output_paths", "read_sidecar", "PARTIAL_DIR",
            "count_csv_rows"]
 
@@ -210,7 +212,7 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
             if tmp[k] is not None:
                 os.replace(tmp[k], paths[k])  # type: ignore[arg-type]
         s = run.stats.summary()
-        res.update(frames=s["frames"], faces=s["faces"], fps=s["fps"],
+        res.update(frames=s["frames"], faces=s["faces"], fps=s["fps"], reading=clip_reading(info.get("summary")),
                    rows=count_csv_rows(paths["csv"]) if paths["csv"] else None,  # type: ignore[arg-type]
                    csv_bytes=Path(paths["csv"]).stat().st_size if paths["csv"] else None)  # type: ignore[arg-type]
         info["csv"] = res["csv"]

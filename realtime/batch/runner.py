@@ -15,6 +15,7 @@ from typing import Any, Deque, Dict, List, Optional, Union
 
 from facecycle.errors import OutputError
 
+from ..summary import clip_reading
 from .job import BatchSettings, output_paths
 from .plan import BatchItem, is_complete, item_fingerprint, settings_fingerprint
 
@@ -94,7 +95,7 @@ def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batch
         if done:
             st = (info or {}).get("stats") or {}
             e.update(status="skipped", frames=st.get("frames"), fps=st.get("fps"),
-                     rows=(info.get("batch") or {}).get("rows"))
+                     rows=(info.get("batch") or {}).get("rows"), reading=clip_reading((info or {}).get("summary")))
             continue
         if info:  # why an input with outputs from before runs again
             e["redo"] = "partial" if info.get("status") != "complete" else "settings or outputs changed"
