@@ -210,7 +210,8 @@ def _process(args: argparse.Namespace) -> int:
 
 
 def _reading(sidecar: Optional[Path]) -> str:
-    """", read as <emotion> (mean p 0.62 over N face rows)" from the sidecar's summary; "" without one."""
+    """The end line's reading from the sidecar's summary, e.g. ``, read as happy (mean p 0.62 over 120 face rows)``;
+    an empty string when there is none (no face, no expression head, no CSV)."""
     from realtime.batch.job import read_sidecar
     from realtime.summary import clip_reading
 

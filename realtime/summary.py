@@ -6,8 +6,10 @@ with a face names the clip's emotion"), computed once, from the same (smoothed) 
 that nobody has to re-derive it with pandas. :class:`ExpressionSummary` is fed every frame by
 :class:`~realtime.sinks.CsvSink` and ends up in the JSON sidecar's ``summary`` block (``docs/csv.md``).
 
-Memory is constant per track: sums for the means, and 1,000-bin histograms on [0, 1] for the intensity
-quantiles (exact to 0.001), so a webcam session recorded for hours costs what a short clip does.
+Memory is constant per track (about 16 KB): sums for the means, and 1,000-bin histograms on [0, 1] for the
+intensity quantiles (exact to 0.001), so hours of one face cost what a short clip does. Only rows with finite
+emotion probabilities count in the means and quantiles: without an expression head ``expr_intensity`` is the
+unbounded ``flow_intensity`` and nothing but the row counts and times is summarised.
 """
 from __future__ import annotations
 
@@ -45,11 +47,14 @@ class _Acc:
             self.first_frame, self.first_time = p.index, p.timestamp
         self.last_frame, self.last_time = p.index, p.timestamp
         self.rows += 1
-        if f.emotions is not None:
-            e = np.asarray(f.emotions, np.float64)
-            self.emotion_sum += e
-            self.top_counts[int(np.argmax(e))] += 1
-            self.emotion_rows += 1
+        if f.emotions is None:  # no expression head: intensity is the unbounded flow_intensity, not summarised
+            return
+        e = np.asarray(f.emotions, np.float64)
+        if not np.isfinite(e).all():  # one bad row must not turn the whole input's means into NaN
+            return
+        self.emotion_sum += e
+        self.top_counts[int(np.argmax(e))] += 1
+        self.emotion_rows += 1
         _bin(self.intensity, f.intensity)
         if f.baseline_ready:
             _bin(self.rel_intensity, f.rel_intensity)

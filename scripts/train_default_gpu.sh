@@ -7,8 +7,8 @@
 #                                               # saved in its state; writes the updated run (bf16 moments)
 #                                               # to $OUT/<run name>/
 #   RUN=training/rt64w_vl MINUTES=8 STEPS=... as for train_default.sh (STEPS, when set, stretches the schedule)
-#   DEVICE=cpu AMP=none                         # a dry run of the script itself without a GPU (tests/test_gpu_scripts.py
-#                                               # runs it on a tiny run and pack, so it is known to work when one is lent)
+#   DEVICE=cpu                                  # a dry run of the script itself without a GPU
+#                                               # (tests/test_gpu_scripts.py runs it on a tiny run and pack)
 # The same recipe and schedule as on the CPU (facecycle/train/semisup.py, the run's saved options; the pack
 # keeps the video crops' clip labels); only the device differs, so a run can move between CPU sessions and GPU
 # sessions. Never run on a GPU so far: see MODEL_CARD.md.
@@ -25,7 +25,7 @@ OUT=${OUT:-gpu_out}
 HOLD=$(cat scripts/heldout_prefixes.txt)
 LABELS=${LABELS:-training/video_labels.csv}  # clip (and span) labels, as in train_default.sh
 DEVICE=${DEVICE:-cuda}              # cpu: dry run (the same code path, no GPU)
-AMP=${AMP:-bf16}
+if [[ $DEVICE == cuda* ]]; then AMP=${AMP:-bf16}; else AMP=${AMP:-none}; fi
 
 if [[ $MODE == pack ]]; then
     bash scripts/train_default.sh data
@@ -45,7 +45,7 @@ from facecycle.train.semisup import SemiSupOptions, SemiSupTrainer
 from facecycle.train.state import read_meta
 pack, run, steps, minutes, config = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 device, amp = sys.argv[6], sys.argv[7]
-if device == "cuda" and not torch.cuda.is_available():
+if device.startswith("cuda") and not torch.cuda.is_available():
     sys.exit("train_default_gpu.sh: no CUDA device (torch.cuda.is_available() is False); DEVICE=cpu for a dry run")
 stills, val, video = read_pack(Path(pack))
 known = {f.name for f in dataclasses.fields(SemiSupOptions)}

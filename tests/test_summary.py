@@ -68,11 +68,18 @@ def test_faces_without_emotions_or_intensity_and_an_empty_input():
                            "faces": {"rows": 0, "first_frame": -1, "last_frame": -1, "first_timestamp": None,
                                      "last_timestamp": None, "mean_emotions": None, "emotion": None,
                                      "emotion_top_share": None, "intensity": None, "rel_intensity": None}}
-    s.add(_packet(0, [_face(0)]))  # a model without an expression head, intensity NaN
-    s.add(_packet(1, [_face(0, intensity=1.0)]))  # 1.0 falls in the last bin
+    s.add(_packet(0, [_face(0)]))  # a model without an expression head: intensity NaN ...
+    s.add(_packet(1, [_face(0, intensity=2.5)]))  # ... or the unbounded flow_intensity: neither is summarised
     t = s.to_dict()["tracks"][0]
-    assert t["mean_emotions"] is None and t["emotion"] is None
+    assert t["rows"] == 2 and t["mean_emotions"] is None and t["emotion"] is None and t["intensity"] is None
+    bad = _onehot(0)
+    bad[0] = math.nan
+    s.add(_packet(2, [_face(0, bad, 0.3)]))  # a row with a NaN probability is left out, not spread to the means
+    s.add(_packet(3, [_face(0, _onehot(EMOTIONS.index("fear")), 1.0)]))  # 1.0 falls in the last bin
+    t = s.to_dict()["tracks"][0]
+    assert t["rows"] == 4 and t["emotion"] == "fear" and all(math.isfinite(v) for v in t["mean_emotions"].values())
     assert t["intensity"]["rows"] == 1 and t["intensity"]["median"] == round(1 - 0.5 / BINS, 4)
+    json.dumps(s.to_dict(), allow_nan=False)  # strict JSON
 
 
 def test_the_sidecar_summarises_the_rows_of_its_own_csv(tmp_path):
@@ -87,7 +94,8 @@ def test_the_sidecar_summarises_the_rows_of_its_own_csv(tmp_path):
         out.write(_packet(i, [_face(0, _onehot(happy if i < 4 else angry, 0.6 + 0.03 * i), 0.5)]))
     assert out.close("complete") is None
     for name, label, n in (("a", "happy", 4), ("b", "angry", 6)):
-        rows = list(csv.DictReader(open(tmp_path / f"{name}.csv")))
+        with open(tmp_path / f"{name}.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
         side = json.loads((tmp_path / f"{name}.json").read_text())["summary"]
         assert side["frames"] == n and side["faces"]["rows"] == n and side["faces"]["emotion"] == label
         mean = np.mean([[float(r[f"emotion_{e}"]) for e in EMOTIONS] for r in rows], axis=0)

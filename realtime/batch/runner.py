@@ -93,9 +93,10 @@ def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batch
             continue
         done, info = (False, None) if force else is_complete(it, out, settings, fp)
         if done:
-            st = (info or {}).get("stats") or {}
+            info = info or {}
+            st = info.get("stats") or {}
             e.update(status="skipped", frames=st.get("frames"), fps=st.get("fps"),
-                     rows=(info.get("batch") or {}).get("rows"), reading=clip_reading((info or {}).get("summary")))
+                     rows=(info.get("batch") or {}).get("rows"), reading=clip_reading(info.get("summary")))
             continue
         if info:  # why an input with outputs from before runs again
             e["redo"] = "partial" if info.get("status") != "complete" else "settings or outputs changed"
