@@ -5,7 +5,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from facecycle.errors import UsageError
+import numpy as np
+
+from facecycle.errors import InputError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--video-labels", default=None, metavar="CSV",
                    help="semisup: clip labels (columns clip,label; e.g. training/video_labels.csv) for the "
                         "clip-labelled video term; set its batch with --set video_label_batch=N")
+    p.add_argument("--still-targets", default=None, metavar="FILE",
+                   help="semisup: a teacher's emotion probabilities of the FER-2013 stills (.npz from "
+                        "scripts/teacher_targets.py) for --set distill_weight=W")
     p.add_argument("--init-head", default=None, metavar="FILE",
                    help="semisup: an emotion head (a run's head.safetensors) to start from, with --init, to "
                         "fine-tune a run")
@@ -190,8 +195,10 @@ def _train_semisup(args: argparse.Namespace, cfg) -> int:
         print(f"wrote {args.write_pack} ({n / 1e6:.1f} MB)")
         return 0
     opts = semisup_options(args, cfg.name)
+    targets = read_still_targets(Path(args.still_targets), stills[1]) if args.still_targets else None
     tr = SemiSupTrainer(opts, stills, val, (vimg, vtr), Path(args.out), init=args.init, video_labels=vlab,
-                        init_head=args.init_head, init_motion=args.init_motion, critic=args.critic)
+                        init_head=args.init_head, init_motion=args.init_motion, critic=args.critic,
+                        still_targets=targets)
     if args.resume:
         if tr.resume():
             print(f"resumed {args.out} at step {tr.step}", flush=True)
@@ -205,6 +212,20 @@ def _train_semisup(args: argparse.Namespace, cfg) -> int:
     print(f"step {tr.step}: val acc {v['val_acc']:.4f} (flip-averaged {v['val_acc_flip']:.4f}); "
           f"wall {tr.wall / 60:.1f} min; run {args.out}", flush=True)
     return 0
+
+
+def read_still_targets(path: Path, labels: np.ndarray) -> np.ndarray:
+    """The (N, 7) teacher probabilities of ``path`` (scripts/teacher_targets.py), checked against the stills'
+    labels so that a file made for another split or order is refused instead of mislabelling every still."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            t, lab = z["targets"], z["labels"]
+    except (OSError, KeyError, ValueError) as e:
+        raise InputError(f"{path}: not a still-targets file ({e})") from None
+    if len(lab) != len(labels) or not np.array_equal(lab, labels):
+        raise InputError(f"{path}: made for other stills ({len(lab)} labels against {len(labels)}, or another "
+                         f"order); remake it with scripts/teacher_targets.py")
+    return t
 
 
 def semisup_options(args: argparse.Namespace, config: str):

@@ -36,6 +36,8 @@ FT_FROM=${FT_FROM:-}                # a finished fine-tune to continue from (mod
 FT_LR=${FT_LR:-4e-4}                # the fine-tune's learning rate (M and G: a quarter of it) and warm-up steps
 FT_WARMUP=${FT_WARMUP:-100}
 LABELS=${LABELS:-training/video_labels.csv}  # clip (and span) labels of training video (facecycle/train/semisup.py)
+TARGETS=${TARGETS:-}                # the fine-tune's teacher probabilities of the stills (scripts/teacher_targets.py)
+DISTILL_W=${DISTILL_W:-1.0}         # and their weight (distill_weight; MODEL_CARD.md experiment 18), used with TARGETS
 NF_FROM=${NF_FROM:-}                # a refit to continue from (all its modules) instead of M and G from UNSUP; the
                                     # distillation's teacher is this starting model
 # bf16 autocast for the supervised pass where the CPU has bf16 units (AMX / AVX512-BF16): ~1.7x faster
@@ -79,11 +81,13 @@ if [[ $MODE == all || $MODE == finetune ]]; then
     for f in last.safetensors head.safetensors; do git show "391f02f:training/rt64w/$f" > "$RUN/$f"; done
   fi
   LR_M=$(python -c "print(f'{$FT_LR / 4:g}')")
+  DISTILL=()
+  [[ -n $TARGETS ]] && DISTILL=(--still-targets "$TARGETS" --set distill_weight="$DISTILL_W")
   "${FC[@]}" train --stage semisup --config "$CONFIG" --amp "$AMP" --init "$FROM/last.safetensors" \
     --init-head "$FROM/head.safetensors" --data "$WORK/vid1" "$WORK/vid2" --fer "$FER" --hold-out "$HOLD" \
     --video-labels "$LABELS" --set video_label_batch=32 --steps "$FT_STEPS" --batch 128 \
     --lr "$FT_LR" --set lr_motion="$LR_M" --set warmup_steps="$FT_WARMUP" --cycle-every 8 --pairs 6 \
-    --threads "$THREADS" --ckpt-every 250 --out "$FT" --resume --no-progress "${LIMIT[@]}"
+    --threads "$THREADS" --ckpt-every 250 --out "$FT" --resume --no-progress "${DISTILL[@]}" "${LIMIT[@]}"
 fi
 
 if [[ $MODE == critic ]] && [[ ! -f $CRITIC/critic.safetensors ]]; then

@@ -355,3 +355,46 @@ def test_critic_jitter_is_random_repeatable_and_differentiable():
     assert (a - x).abs().mean() > 0.05  # moved, blurred and noised
     a.square().mean().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_distillation_pulls_the_stills_towards_the_teachers_probabilities(tmp_path):
+    """``distill_weight`` with ``still_targets`` (scripts/teacher_targets.py): the head's probabilities of the stills
+    move towards the teacher's. Here the teacher says 'class (label + 1) mod 7' for every still, against the labels:
+    with the KL term alone (no cross-entropy reaches it at weight 50 against 1) the student follows the teacher."""
+    from facecycle.errors import InputError, UsageError
+
+    xs, ys = _stills(300, 32, 0)
+    t = np.full((len(ys), 7), 0.01, np.float32)
+    t[np.arange(len(ys)), (ys + 1) % 7] = 0.94
+    o = SemiSupOptions(config="tiny-gray-test", steps=60, batch=32, cycle_every=0, lr=3e-3, warmup_steps=5,
+                       val_every=0, ckpt_every=0, threads=1, distill_weight=50.0, label_smoothing=0.0)
+    tr = SemiSupTrainer(o, (xs, ys), _stills(50, 32, 1), None, tmp_path / "kd", still_targets=t)
+    assert torch.equal(tr._still_idx(3), tr._still_idx(3))  # the targets follow the step's own stills
+    first = tr.train_step()["distill_kl"]
+    terms = tr.fit(progress=False)
+    assert terms["distill_kl"] < 0.5 * first, (first, terms)
+    with torch.no_grad():
+        tr.head.eval()
+        pred = tr.head(tr.model.codegeneration.features(tr.still_batch(0)[0])).argmax(1)
+    idx = tr._still_idx(0)
+    assert float((pred == torch.from_numpy((ys[idx.numpy()] + 1) % 7)).float().mean()) > 0.6
+    with pytest.raises(UsageError, match="still-targets"):
+        SemiSupTrainer(o, (xs, ys), _stills(50, 32, 1), None, tmp_path / "a")
+    with pytest.raises(InputError, match="shape"):
+        SemiSupTrainer(o, (xs, ys), _stills(50, 32, 1), None, tmp_path / "b", still_targets=t[:10])
+    with pytest.raises(InputError, match="probabilities"):
+        SemiSupTrainer(o, (xs, ys), _stills(50, 32, 1), None, tmp_path / "c", still_targets=t * 2)
+
+
+def test_still_targets_file_must_match_the_stills(tmp_path):
+    from facecycle.errors import InputError
+    from facecycle_cli.train_cmd import read_still_targets
+
+    labels = np.array([0, 3, 4, 4, 6])
+    p = tmp_path / "t.npz"
+    np.savez(p, targets=np.full((5, 7), 1 / 7, np.float32), labels=labels)
+    assert read_still_targets(p, labels).shape == (5, 7)
+    with pytest.raises(InputError, match="other stills"):
+        read_still_targets(p, labels[::-1])
+    with pytest.raises(InputError, match="not a still-targets file"):
+        read_still_targets(tmp_path / "missing.npz", labels)

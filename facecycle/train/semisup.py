@@ -122,6 +122,9 @@ class SemiSupOptions:
     video_label_weight: float = 0.5
     video_label_smoothing: float = 0.2
     video_label_balance: float = 0.5  # class sampling weight count ** -balance (0: as found, 1: balanced)
+    distill_weight: float = 0.0    # the stills' probabilities are also pulled (KL) towards a teacher's (the trainer's
+                                   # ``still_targets``, e.g. the shipped model averaged over moved views:
+                                   # scripts/teacher_targets.py, MODEL_CARD.md experiment 18); 0 = off
     enc_grad_scale: float = 0.1
     neutral_weight: float = 0.5
     neutral_jitter: float = 0.0    # the neutral-reads-neutral term sees its face randomly moved, blurred and noised
@@ -251,7 +254,7 @@ class SemiSupTrainer:
                  val: Tuple[np.ndarray, np.ndarray], video: Optional[Tuple[np.ndarray, np.ndarray]],
                  out: Path, init: Optional[str] = None, video_labels: Optional[np.ndarray] = None,
                  init_head: Optional[str] = None, init_motion: Optional[str] = None,
-                 critic: Optional[str] = None) -> None:
+                 critic: Optional[str] = None, still_targets: Optional[np.ndarray] = None) -> None:
         self.o = opts
         try:
             self.cfg = get_config(opts.config)
@@ -333,6 +336,18 @@ class SemiSupTrainer:
             raise InputError("no labelled stills")
         self.xs = torch.from_numpy(np.ascontiguousarray(xs)).permute(0, 3, 1, 2).contiguous()  # uint8 (N,3,S,S)
         self.ys = torch.from_numpy(np.asarray(ys, np.int64))
+        self.still_targets = None
+        if opts.distill_weight > 0:
+            if still_targets is None:
+                raise UsageError("distill_weight > 0 needs the teacher's probabilities of the stills "
+                                 "(--still-targets FILE, from scripts/teacher_targets.py)")
+            t = np.asarray(still_targets, np.float32)
+            if t.shape != (len(xs), len(EMOTION_CLASSES)):
+                raise InputError(f"still targets of shape {t.shape} for {len(xs)} stills "
+                                 f"(expected ({len(xs)}, {len(EMOTION_CLASSES)}))")
+            if not (np.isfinite(t).all() and np.allclose(t.sum(1), 1.0, atol=1e-3) and (t >= 0).all()):
+                raise InputError("still targets are not probabilities (rows must be >= 0 and sum to 1)")
+            self.still_targets = torch.from_numpy(t)
         self.xv = torch.from_numpy(np.ascontiguousarray(val[0])).permute(0, 3, 1, 2).contiguous()
         self.yv = torch.from_numpy(np.asarray(val[1], np.int64))
         if video is not None and len(video[0]):
@@ -463,10 +478,14 @@ class SemiSupTrainer:
     def _gen(self, step: int, k: int) -> torch.Generator:
         return torch.Generator().manual_seed((self.o.seed * 1_000_003 + step * 7 + k) % (2 ** 63))
 
+    def _still_idx(self, step: int, g: Optional[torch.Generator] = None) -> torch.Tensor:
+        """The indices of step ``step``'s stills (the first draw of its generator)."""
+        return torch.randint(0, len(self.xs), (self.o.batch,), generator=g or self._gen(step, 0))
+
     def still_batch(self, step: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """Augmented normalised stills (B, 3, S, S) and labels (B,)."""
         g = self._gen(step, 0)
-        i = torch.randint(0, len(self.xs), (self.o.batch,), generator=g)
+        i = self._still_idx(step, g)
         x = self.xs[i].float().div_(255.0)
         theta = affine_jitter(x, g)
         x = warp_affine(x, theta, self.cfg.image_size)
@@ -567,6 +586,11 @@ class SemiSupTrainer:
             terms["video_acc"] = float((lv.argmax(1) == yl).float().mean())
         ce = F.cross_entropy(logits, y, weight=self.class_weight, label_smoothing=o.label_smoothing)
         loss = ce + (o.video_label_weight * vce if nv else 0.0)
+        if self.still_targets is not None:
+            tgt = self.still_targets[self._still_idx(self.step)].to(self.dev)
+            kd = F.kl_div(F.log_softmax(logits, 1), tgt, reduction="batchmean")
+            loss = loss + o.distill_weight * kd
+            terms["distill_kl"] = float(kd.detach())
         terms["ce"] = float(ce.detach())
         terms["acc"] = float((logits.argmax(1) == y).float().mean())
         neu = y == NEUTRAL
