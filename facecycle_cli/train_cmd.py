@@ -195,6 +195,8 @@ def _train_semisup(args: argparse.Namespace, cfg) -> int:
         print(f"wrote {args.write_pack} ({n / 1e6:.1f} MB)")
         return 0
     opts = semisup_options(args, cfg.name)
+    if bool(args.still_targets) != (opts.distill_weight > 0):
+        raise UsageError("--still-targets and --set distill_weight=W (W > 0) go together")
     targets = read_still_targets(Path(args.still_targets), stills[1]) if args.still_targets else None
     tr = SemiSupTrainer(opts, stills, val, (vimg, vtr), Path(args.out), init=args.init, video_labels=vlab,
                         init_head=args.init_head, init_motion=args.init_motion, critic=args.critic,
@@ -217,10 +219,12 @@ def _train_semisup(args: argparse.Namespace, cfg) -> int:
 def read_still_targets(path: Path, labels: np.ndarray) -> np.ndarray:
     """The (N, 7) teacher probabilities of ``path`` (scripts/teacher_targets.py), checked against the stills'
     labels so that a file made for another split or order is refused instead of mislabelling every still."""
+    import zipfile
+
     try:
         with np.load(path, allow_pickle=False) as z:
             t, lab = z["targets"], z["labels"]
-    except (OSError, KeyError, ValueError) as e:
+    except (OSError, KeyError, ValueError, TypeError, AttributeError, zipfile.BadZipFile) as e:  # a plain .npy
         raise InputError(f"{path}: not a still-targets file ({e})") from None
     if len(lab) != len(labels) or not np.array_equal(lab, labels):
         raise InputError(f"{path}: made for other stills ({len(lab)} labels against {len(labels)}, or another "

@@ -83,7 +83,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
     t0 = time.time()
-    rows = list(csv.DictReader(open(a.clips)))
+    with open(a.clips, newline="") as fh:
+        rows = list(csv.DictReader(fh))
     recs = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

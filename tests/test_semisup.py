@@ -359,8 +359,8 @@ def test_critic_jitter_is_random_repeatable_and_differentiable():
 
 def test_distillation_pulls_the_stills_towards_the_teachers_probabilities(tmp_path):
     """``distill_weight`` with ``still_targets`` (scripts/teacher_targets.py): the head's probabilities of the stills
-    move towards the teacher's. Here the teacher says 'class (label + 1) mod 7' for every still, against the labels:
-    with the KL term alone (no cross-entropy reaches it at weight 50 against 1) the student follows the teacher."""
+    move towards the teacher's. Here the teacher says 'class (label + 1) mod 7' for every still, against the labels;
+    the KL term dominates the cross-entropy (weight 50 against 1), so the student follows the teacher."""
     from facecycle.errors import InputError, UsageError
 
     xs, ys = _stills(300, 32, 0)
@@ -369,12 +369,13 @@ def test_distillation_pulls_the_stills_towards_the_teachers_probabilities(tmp_pa
     o = SemiSupOptions(config="tiny-gray-test", steps=60, batch=32, cycle_every=0, lr=3e-3, warmup_steps=5,
                        val_every=0, ckpt_every=0, threads=1, distill_weight=50.0, label_smoothing=0.0)
     tr = SemiSupTrainer(o, (xs, ys), _stills(50, 32, 1), None, tmp_path / "kd", still_targets=t)
-    assert torch.equal(tr._still_idx(3), tr._still_idx(3))  # the targets follow the step's own stills
+    assert torch.equal(tr.still_batch(3)[1].cpu(), tr.ys[tr._still_idx(3)])  # the targets follow the step's stills
     first = tr.train_step()["distill_kl"]
     terms = tr.fit(progress=False)
     assert terms["distill_kl"] < 0.5 * first, (first, terms)
     with torch.no_grad():
         tr.head.eval()
+        tr.model.eval()
         pred = tr.head(tr.model.codegeneration.features(tr.still_batch(0)[0])).argmax(1)
     idx = tr._still_idx(0)
     assert float((pred == torch.from_numpy((ys[idx.numpy()] + 1) % 7)).float().mean()) > 0.6
@@ -384,6 +385,18 @@ def test_distillation_pulls_the_stills_towards_the_teachers_probabilities(tmp_pa
         SemiSupTrainer(o, (xs, ys), _stills(50, 32, 1), None, tmp_path / "b", still_targets=t[:10])
     with pytest.raises(InputError, match="probabilities"):
         SemiSupTrainer(o, (xs, ys), _stills(50, 32, 1), None, tmp_path / "c", still_targets=t * 2)
+    with pytest.raises(UsageError, match="refit"):
+        SemiSupTrainer(SemiSupOptions(**{**o.__dict__, "train_encoder": False}), (xs, ys), _stills(50, 32, 1),
+                       _video(16, 2), tmp_path / "d", still_targets=t)
+    # a distilled run resumes only as one, with its own targets
+    plain = SemiSupOptions(**{**o.__dict__, "distill_weight": 0.0})
+    with pytest.raises(UsageError, match="distill_weight 50"):
+        SemiSupTrainer(plain, (xs, ys), _stills(50, 32, 1), None, tmp_path / "kd").resume()
+    other = np.roll(t, 1, axis=1)
+    with pytest.raises(InputError, match="other --still-targets"):
+        SemiSupTrainer(o, (xs, ys), _stills(50, 32, 1), None, tmp_path / "kd", still_targets=other).resume()
+    again = SemiSupTrainer(o, (xs, ys), _stills(50, 32, 1), None, tmp_path / "kd", still_targets=t)
+    assert again.resume() and again.step == 60
 
 
 def test_still_targets_file_must_match_the_stills(tmp_path):
@@ -398,3 +411,6 @@ def test_still_targets_file_must_match_the_stills(tmp_path):
         read_still_targets(p, labels[::-1])
     with pytest.raises(InputError, match="not a still-targets file"):
         read_still_targets(tmp_path / "missing.npz", labels)
+    np.save(tmp_path / "plain.npy", np.zeros((5, 7), np.float32))
+    with pytest.raises(InputError, match="not a still-targets file"):
+        read_still_targets(tmp_path / "plain.npy", labels)

@@ -51,6 +51,7 @@ saved, so ``--resume`` continues the run (across sessions: commit RUN/).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -336,7 +337,7 @@ class SemiSupTrainer:
             raise InputError("no labelled stills")
         self.xs = torch.from_numpy(np.ascontiguousarray(xs)).permute(0, 3, 1, 2).contiguous()  # uint8 (N,3,S,S)
         self.ys = torch.from_numpy(np.asarray(ys, np.int64))
-        self.still_targets = None
+        self.still_targets, self.still_targets_sha = None, None
         if opts.distill_weight > 0:
             if still_targets is None:
                 raise UsageError("distill_weight > 0 needs the teacher's probabilities of the stills "
@@ -347,7 +348,11 @@ class SemiSupTrainer:
                                  f"(expected ({len(xs)}, {len(EMOTION_CLASSES)}))")
             if not (np.isfinite(t).all() and np.allclose(t.sum(1), 1.0, atol=1e-3) and (t >= 0).all()):
                 raise InputError("still targets are not probabilities (rows must be >= 0 and sum to 1)")
+            if not opts.train_encoder:
+                raise UsageError("distill_weight is a term of the encoder's training; a refit "
+                                 "(train_encoder=false) never uses it")
             self.still_targets = torch.from_numpy(t)
+            self.still_targets_sha = hashlib.sha256(np.ascontiguousarray(t).tobytes()).hexdigest()[:16]
         self.xv = torch.from_numpy(np.ascontiguousarray(val[0])).permute(0, 3, 1, 2).contiguous()
         self.yv = torch.from_numpy(np.asarray(val[1], np.int64))
         if video is not None and len(video[0]):
@@ -441,7 +446,8 @@ class SemiSupTrainer:
         save_file(hs, str(tmp))
         tmp.replace(self.out / "head.safetensors")
         save_state(self.out / "state.safetensors", self.opt, {
-            "step": self.step, "wall_s": self.wall, "best_val": self.best_val, "options": asdict(self.o)})
+            "step": self.step, "wall_s": self.wall, "best_val": self.best_val, "options": asdict(self.o),
+            "still_targets_sha": self.still_targets_sha})
         for side in self._side_modules():
             side.save(self.out, self.step)
 
@@ -458,6 +464,13 @@ class SemiSupTrainer:
         self.model.load_state_dict(m.state_dict())
         self.head.load_state_dict(load_file(str(hd), device=str(self.dev)))
         meta, _ = load_state(st, self.opt)
+        saved_w = float((meta.get("options") or {}).get("distill_weight", 0.0))
+        if saved_w != self.o.distill_weight:
+            raise UsageError(f"{self.out} was trained with distill_weight {saved_w:g}; resume it with the same "
+                             f"(and its --still-targets), not {self.o.distill_weight:g}")
+        if self.still_targets_sha is not None and meta.get("still_targets_sha") not in (None, self.still_targets_sha):
+            raise InputError(f"{self.out} was trained with other --still-targets (sha {meta['still_targets_sha']}, "
+                             f"given {self.still_targets_sha})")
         self.step = int(meta["step"])
         self.wall = float(meta.get("wall_s", 0.0))
         self.best_val = float(meta.get("best_val", 0.0))
@@ -480,7 +493,7 @@ class SemiSupTrainer:
 
     def _still_idx(self, step: int, g: Optional[torch.Generator] = None) -> torch.Tensor:
         """The indices of step ``step``'s stills (the first draw of its generator)."""
-        return torch.randint(0, len(self.xs), (self.o.batch,), generator=g or self._gen(step, 0))
+        return torch.randint(0, len(self.xs), (self.o.batch,), generator=g if g is not None else self._gen(step, 0))
 
     def still_batch(self, step: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """Augmented normalised stills (B, 3, S, S) and labels (B,)."""
