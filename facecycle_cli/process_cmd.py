@@ -358,8 +358,9 @@ def _live(args: argparse.Namespace) -> int:
                 except cv2.error:
                     pass
         s = run.stats.summary()
+        side = getattr(run, "sidecar_path", None)
         print(f"{src.name}: {s['frames']} frames, {s['fps']:.1f} fps, {s['drops']} dropped"
-              + (f" -> {', '.join(outs)}" if outs else ""), file=sys.stderr)
+              + (_reading(Path(side)) if side else "") + (f" -> {', '.join(outs)}" if outs else ""), file=sys.stderr)
         if sig.signum is not None:
             return sig.exit_code
     return 0

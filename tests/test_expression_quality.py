@@ -105,6 +105,25 @@ def test_held_out_clip_names_its_emotion(clip, label, tmp_path, capfd):
     assert f"read as {label} (mean p {faces['mean_emotions'][label]:.2f} over {len(rows)} face rows)" in err
 
 
+def test_live_with_a_csv_ends_with_the_same_reading(tmp_path, capfd):
+    """``facecycle live --csv`` (a file played in real time, no window) ends with the sidecar's reading, as
+    ``process`` does."""
+    import json
+
+    from facecycle_cli import main
+
+    path = _clip(CLIPS[0][0])
+    csv_path = tmp_path / "live.csv"
+    rc = main(["live", "--input", str(path), "--no-window", "--csv", str(csv_path), "--max-frames", "60",
+               "--backend", "onnxruntime"])
+    err = capfd.readouterr().err
+    assert rc == 0, err
+    faces = json.loads(csv_path.with_suffix(".json").read_text())["summary"]["faces"]
+    assert faces["emotion"] == CLIPS[0][1] and faces["rows"] >= 50
+    last = err.strip().splitlines()[-1]
+    assert f"read as {CLIPS[0][1]} (mean p {faces['mean_emotions'][CLIPS[0][1]]:.2f} over {faces['rows']}" in last
+
+
 def test_intensity_is_higher_on_strong_expressions_than_on_neutral_talking(analyzer):
     neutral = np.median([r[1] for r in _run(analyzer, _clip(NEUTRAL_CLIP))])
     for clip in STRONG_CLIPS:
