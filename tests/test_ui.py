@@ -248,8 +248,12 @@ def test_app_csv_is_the_same_as_facecycle_process(qtbot, window, model_dir, tmp_
     assert len(app_rows) > 72 // 2 and app_rows == cli_rows
     app_side, cli_side = (json.loads(p.with_suffix(".json").read_text()) for p in (app_csv, cli_csv))
     assert app_side["status"] == cli_side["status"] == "complete" and app_side["app"] == "facecycle app"
-    for k in ("detector", "detect_every", "smoothing", "columns", "rows", "frames"):
+    for k in ("detector", "detect_every", "smoothing", "columns", "rows", "frames", "summary"):
         assert app_side[k] == cli_side[k], k
+    # the window's last word on the run names the file and its reading, as process's end line does
+    want = cli_side["summary"]["faces"]
+    assert f"app.csv read as {want['emotion']} (mean p {want['mean_emotions'][want['emotion']]:.2f})" in \
+        window.state_label.text(), window.state_label.text()
 
 
 def test_pause_overlays_and_close_mid_run(qtbot, window, tmp_path):

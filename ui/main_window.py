@@ -27,7 +27,10 @@ from PyQt6.QtWidgets import (
 )
 
 from engines.select import BACKEND_NAMES
+from facecycle.files import VIDEO_SUFFIXES
+from realtime.batch.job import read_sidecar
 from realtime.detectors import DETECTOR_CHOICES
+from realtime.summary import clip_reading
 
 from .bridge import FrameBridge
 from .session import AnalysisSession
@@ -38,7 +41,8 @@ __all__ = ["MainWindow", "backend_choices", "detector_choices"]
 
 log = logging.getLogger(__name__)
 
-VIDEO_FILTER = "Videos (*.mp4 *.mov *.mkv *.avi *.webm *.m4v);;All files (*)"
+#: the open dialog's filter: every suffix the pipeline reads (facecycle.files.VIDEO_SUFFIXES, the one list)
+VIDEO_FILTER = "Videos (" + " ".join(f"*{x}" for x in VIDEO_SUFFIXES) + ");;All files (*)"
 
 
 def backend_choices() -> List[str]:
@@ -49,6 +53,13 @@ def backend_choices() -> List[str]:
 def detector_choices() -> List[str]:
     """Detector names for the combo box (``realtime.detectors``; the default first; ``scrfd`` is an alias)."""
     return [d for d in DETECTOR_CHOICES if d != "scrfd"]
+
+
+def csv_reading(csv_file: Union[str, Path]) -> str:
+    """``"out.csv read as happy (mean p 0.62)"`` from a finished CSV's sidecar summary; "" when it has none."""
+    info = read_sidecar(Path(csv_file).with_suffix(".json"))
+    r = clip_reading((info or {}).get("summary"))
+    return f"{Path(csv_file).name} read as {r['emotion']} (mean p {r['p']:.2f})" if r else ""
 
 
 class MainWindow(QMainWindow):
@@ -386,7 +397,8 @@ class MainWindow(QMainWindow):
         if s is not None:
             s.join(5.0)  # the worker has already reported its last line: this returns at once
             files = ", ".join(Path(f).name for f in s.finished_files)
-            text = f"{reason}" + (f" — saved {files}" if files else "")
+            readings = [r for r in (csv_reading(f) for f in s.finished_files if f.endswith(".csv")) if r]
+            text = f"{reason}" + (f" — saved {files}" if files else "") + "".join(f"; {r}" for r in readings)
             self.state_label.setText(text)
         self.pause_button.setChecked(False)
         # the files are finished: a new run asks for new ones instead of overwriting them
