@@ -100,6 +100,7 @@ def test_csv_writer_always_writes_a_parsable_file(tmp_path_factory, data, code_d
     for r, (p, f) in zip(rows, pairs, strict=True):
         assert r[4] == ("0" if f is None else "1")
         assert float(r[2]) == pytest.approx(p.timestamp, abs=1e-6)
+        assert all(c == "" or math.isfinite(float(c)) for c in r[5:9]), r[5:9]  # a box cell is a number or empty
 
 
 _KILL_WRITER = r"""

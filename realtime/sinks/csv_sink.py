@@ -46,8 +46,9 @@ def _f(v: float, fmt: str = "%.4f") -> str:
 def _face_row(p: FramePacket, f: Face, code_dim: int) -> str:
     b = f.box
     lm = f.landmarks
+    x0, y0, x1, y1 = (float(v) for v in b[:4])  # float64: a width of float32 extremes must not overflow
     parts = [str(p.index), str(f.track_id), "%.6f" % p.timestamp, "%.4f" % f.score, "1",
-             "%.2f" % b[0], "%.2f" % b[1], "%.2f" % (b[2] - b[0]), "%.2f" % (b[3] - b[1])]
+             _f(x0, "%.2f"), _f(y0, "%.2f"), _f(x1 - x0, "%.2f"), _f(y1 - y0, "%.2f")]
     parts += [_f(v, "%.2f") for v in lm[:, 0].tolist()] + [_f(v, "%.2f") for v in lm[:, 1].tolist()]
     pose = f.pose if f.pose is not None else (math.nan,) * 3
     parts += [_f(v, "%.5f") for v in np.asarray(pose).tolist()]
