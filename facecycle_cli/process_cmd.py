@@ -212,7 +212,7 @@ def _process(args: argparse.Namespace) -> int:
 def _reading(sidecar: Optional[Path]) -> str:
     """The end line's reading from the sidecar's summary, e.g. ``, read as happy (mean p 0.62 over 120 face rows)``;
     an empty string when there is none (no face, no expression head, no CSV)."""
-    from realtime.batch.job import read_sidecar
+    from realtime.sinks import read_sidecar
     from realtime.summary import clip_reading
 
     info = read_sidecar(sidecar) if sidecar is not None else None

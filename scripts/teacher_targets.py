@@ -22,16 +22,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-
-def shifted(x: np.ndarray, dx: int, dy: int) -> np.ndarray:
-    """(N, S, S, 3) uint8 moved by (dx, dy) px, borders replicated (the views of experiment 17)."""
-    import cv2
-
-    n = x.shape[1]
-    m = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
-    return np.stack([cv2.warpAffine(im, m, (n, n), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-                     for im in x])
+sys.path.insert(0, str(ROOT / "scripts"))
 
 
 def main() -> int:
@@ -44,6 +35,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     import torch
+    from eval_head_variants import affine  # experiment 17's views, the same moves
 
     from facecycle.assets import default_model_dir
     from facecycle.checkpoint import load_checkpoint
@@ -63,7 +55,7 @@ def main() -> int:
     def feats(x: np.ndarray) -> np.ndarray:
         out = np.zeros((len(x), c.feature_dim), np.float64)
         for dx, dy in views:
-            xi = torch.from_numpy(to_input(x if (dx, dy) == (0, 0) else shifted(x, dx, dy), c.mean, c.std))
+            xi = torch.from_numpy(to_input(x if (dx, dy) == (0, 0) else affine(x, 1.0, dx, dy), c.mean, c.std))
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
                 f = torch.cat([m.features(xi[i:i + 256]).float() for i in range(0, len(xi), 256)])
             out += f.numpy() / len(views)

@@ -28,8 +28,8 @@ from PyQt6.QtWidgets import (
 
 from engines.select import BACKEND_NAMES
 from facecycle.files import VIDEO_SUFFIXES
-from realtime.batch.job import read_sidecar
 from realtime.detectors import DETECTOR_CHOICES
+from realtime.sinks import read_sidecar
 from realtime.summary import clip_reading
 
 from .bridge import FrameBridge

@@ -27,9 +27,10 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 from facecycle.errors import FaceCycleError, InputError
 
+from ..sinks.sidecar import read_sidecar
 from ..summary import clip_reading
 
-__all__ = ["BatchSettings", "analyze_file", "run_task", "output_paths", "read_sidecar", "PARTIAL_DIR",
+__all__ = ["BatchSettings", "analyze_file", "run_task", "output_paths", "PARTIAL_DIR",
            "count_csv_rows"]
 
 log = logging.getLogger(__name__)
@@ -90,14 +91,6 @@ def output_paths(out_dir: Union[str, Path], rel: Union[str, Path], csv: bool = T
     return {"csv": d / f"{stem}.csv" if csv else None,
             "video": d / f"{stem}.annotated.mp4" if video else None,
             "sidecar": d / f"{stem}.json", "work": d / PARTIAL_DIR / stem, "stem": stem}  # type: ignore[dict-item]
-
-
-def read_sidecar(path: Union[str, Path]) -> Optional[Dict[str, Any]]:
-    """The sidecar's JSON, or None when it is missing or unreadable (a torn write counts as missing)."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def count_csv_rows(path: Union[str, Path]) -> int:

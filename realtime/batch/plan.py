@@ -14,7 +14,8 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 from facecycle.errors import InputError, UsageError
 from facecycle.files import VIDEO_SUFFIXES
 
-from .job import PARTIAL_DIR, BatchSettings, output_paths, read_sidecar
+from ..sinks.sidecar import read_sidecar
+from .job import PARTIAL_DIR, BatchSettings, output_paths
 
 __all__ = ["VIDEO_SUFFIXES", "BatchItem", "collect_inputs", "settings_fingerprint", "item_fingerprint",
            "is_complete"]

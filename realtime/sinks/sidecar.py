@@ -1,4 +1,5 @@
-"""The JSON sidecar next to each CSV: what produced it (model, backend, detector, pose source, versions)."""
+"""The JSON sidecar next to each CSV: what produced it (model, backend, detector, pose source, versions), written
+and read here."""
 from __future__ import annotations
 
 import json
@@ -6,11 +7,11 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Any, Dict, Union
+from typing import Any, Dict, Optional, Union
 
 import numpy as np
 
-__all__ = ["versions", "write_sidecar"]
+__all__ = ["versions", "write_sidecar", "read_sidecar"]
 
 
 def versions() -> Dict[str, str]:
@@ -34,6 +35,14 @@ def write_sidecar(path: Union[str, Path], info: Dict[str, Any]) -> None:
     tmp = p.with_name(p.name + ".tmp")
     tmp.write_text(json.dumps(d, indent=2, default=_default) + "\n")
     os.replace(tmp, p)
+
+
+def read_sidecar(path: Union[str, Path]) -> Optional[Dict[str, Any]]:
+    """The sidecar's JSON, or None when it is missing or unreadable (a torn write counts as missing)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _default(o):
