@@ -57,6 +57,13 @@ class FaceCycleConfig:
         gray_input: the encoders read the luma of the input only (colour
             invariant expression code; FER-2013 is greyscale). The generator
             still warps and renders the colour image.
+        detail_px: the model's ``feature`` (the emotion head's input) is the expression encoder's
+            feature of the input low-passed to this many pixels across (antialiased bilinear down to
+            ``detail_px``, bilinear back up to ``image_size``; :func:`facecycle.nn.encoder.lowpass_matrix`),
+            0 = off. Set it to the resolution of the labelled stills (FER-2013: 48 px) so that sharp
+            video crops reach the head with the stills' detail (MODEL_CARD.md, experiment 19). The
+            expression code (and so the flow and the neutral face) and the identity code still read
+            the sharp image.
     """
 
     name: str = "paper"
@@ -75,6 +82,7 @@ class FaceCycleConfig:
     gray_input: bool = False
     encoder_width: float = 0.0
     feature_flip: bool = False
+    detail_px: int = 0
 
     def enc_ch(self, c: int) -> int:
         """Channel count of the expression encoder: ``encoder_width`` when set (> 0), else ``width``."""
@@ -197,6 +205,14 @@ def rt64w() -> FaceCycleConfig:
     included, at 1/4): more capacity where the emotions are read, for ~1.5x the encoder's CPU time."""
     return FaceCycleConfig(name="rt64w", image_size=64, width=0.25, encoder_width=0.5, hidden_dim=256,
                            gen_blocks=4, norm_blocks=3, crop_scale=1.03, gray_input=True)
+
+
+@register_config
+def rt64w_d48() -> FaceCycleConfig:
+    """``rt64w`` with the emotion head's feature read at 48 px (``detail_px``), as the shipped default reads it:
+    train or fine-tune with this config to train the head and encoder on that reading too (same weights' shapes,
+    so ``rt64w`` checkpoints start it)."""
+    return rt64w().replace(name="rt64w-d48", detail_px=48)
 
 
 @register_config

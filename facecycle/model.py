@@ -107,17 +107,17 @@ class FaceCycle(nn.Module):
 
     # -------------------------------------------------------------- motion
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Image -> (B, feature_dim) conv feature (2048-d in the paper config).
+        """Image -> (B, feature_dim) conv feature (2048-d in the paper config), what the emotion head reads.
 
-        With ``config.feature_flip`` the mean of the features of ``x`` and of its mirror.
+        With ``config.detail_px`` the image is low-passed first (:meth:`Encoder.features`); with
+        ``config.feature_flip`` the mean of the features of ``x`` and of its mirror.
         """
-        return self._flip_mean(self.codegeneration.features(x), x)
-
-    def _flip_mean(self, feat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``feat`` (the feature of ``x``), averaged with that of ``x``'s mirror when ``config.feature_flip``."""
-        if self.config.feature_flip:
-            feat = 0.5 * (feat + self.codegeneration.features(x.flip(-1)))
-        return feat
+        enc = self.codegeneration
+        if not self.config.feature_flip:
+            return enc.features(x)
+        b = x.shape[0]
+        f = enc.features(torch.cat([x, x.flip(-1)]))  # one batched pass over both views
+        return 0.5 * (f[:b] + f[b:])
 
     def encode(self, x: torch.Tensor):
         """Image -> (feature, expression code)."""
@@ -129,9 +129,19 @@ class FaceCycle(nn.Module):
 
     def analyze(self, x: torch.Tensor) -> Analysis:
         """Image -> :class:`Analysis` (feature, code, flow, backflow, intensity)."""
-        feat, code = self.codegeneration(x)
+        enc = self.codegeneration
+        b = x.shape[0]
+        if enc.lowpass:  # the code reads the sharp image, the feature the low-passed one: one batched pass
+            views = [x, enc.low(x)] + ([enc.low(x.flip(-1))] if self.config.feature_flip else [])
+            f = enc.trunk(torch.cat(views))
+            code = enc.expresscode(f[:b])
+            feat = f[b:2 * b] if len(views) == 2 else 0.5 * (f[b:2 * b] + f[2 * b:])
+        else:
+            feat, code = enc(x)
+            if self.config.feature_flip:
+                feat = 0.5 * (feat + enc.features(x.flip(-1)))
         flow, back = self.exptoflow(code)
-        return Analysis(self._flip_mean(feat, x), code, flow, back, flow_intensity(flow))
+        return Analysis(feat, code, flow, back, flow_intensity(flow))
 
     def neutralize(self, x: torch.Tensor, flow: Optional[torch.Tensor] = None) -> torch.Tensor:
         """De-expression: G(x, flow). Computes the flow when not given."""

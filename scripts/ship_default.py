@@ -26,6 +26,30 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def rebuild(model, config):
+    """``model``'s weights in a model built from ``config`` (fields that change buffers or the graph only)."""
+    from facecycle.model import FaceCycle
+
+    out = FaceCycle(config, modules=model.module_names).eval()
+    out.load_state_dict(model.state_dict())
+    return out
+
+
+def with_identity(model, donor):
+    """``model`` (E, M, G) with ``donor``'s identity encoder and normalizer (same config apart from them)."""
+    from facecycle.model import ALL_MODULES, IDENTITY_MODULES, FaceCycle
+
+    if not donor.has_identity:
+        raise SystemExit("--identity-from: that checkpoint has no identity modules")
+    if donor.config.replace(feature_flip=False, detail_px=0) != model.config.replace(feature_flip=False, detail_px=0):
+        raise SystemExit("--identity-from: that checkpoint's config differs from --checkpoint's")
+    out = FaceCycle(model.config, modules=ALL_MODULES).eval()
+    sd = {k: v for k, v in model.state_dict().items()}
+    sd.update({k: v for k, v in donor.state_dict().items() if k.split(".")[0] in IDENTITY_MODULES})
+    out.load_state_dict(sd)
+    return out
+
+
 def main() -> int:
     import torch
     from safetensors.torch import load_file
@@ -43,11 +67,24 @@ def main() -> int:
     ap.add_argument("--val-acc", type=float, default=None, help="validation accuracy to record in the head")
     ap.add_argument("--feature-flip", action="store_true",
                     help="ship with config.feature_flip (the feature averages the image and its mirror)")
+    ap.add_argument("--detail-px", type=int, default=0,
+                    help="ship with config.detail_px (the expression encoder reads its input low-passed to this "
+                         "many pixels; 48 = FER-2013's stills; MODEL_CARD.md experiment 19)")
+    ap.add_argument("--identity-from", type=Path, default=None,
+                    help="take the identity encoder and normalizer from this checkpoint (e.g. the shipped "
+                         "model.safetensors, when --checkpoint is a motion-stage run without them)")
     a = ap.parse_args()
 
     model = load_checkpoint(a.checkpoint).float().eval()
+    if a.identity_from is not None:
+        model = with_identity(model, load_checkpoint(a.identity_from).float().eval())
+    cfg = {}
     if a.feature_flip:
-        model.config = model.config.replace(feature_flip=True)
+        cfg["feature_flip"] = True
+    if a.detail_px:
+        cfg["detail_px"] = int(a.detail_px)
+    if cfg:  # config fields that change the graphs, not the weights: rebuild the model with them
+        model = rebuild(model, model.config.replace(**cfg))
     tmp = a.out.with_name(a.out.name + ".new")
     shutil.rmtree(tmp, ignore_errors=True)
     man = export_onnx(model, tmp, source=a.note or f"trained: {a.checkpoint}")

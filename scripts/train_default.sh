@@ -44,6 +44,8 @@ NF_FROM=${NF_FROM:-}                # a refit to continue from (all its modules)
 if [[ -z ${AMP:-} ]]; then
   if grep -qE 'amx_bf16|avx512_bf16' /proc/cpuinfo 2>/dev/null; then AMP=bf16; else AMP=none; fi
 fi
+DETAIL_PX=${DETAIL_PX:-48}          # ship: the emotion head's feature read at 48 px, FER-2013's detail (detail_px;
+                                    # MODEL_CARD.md experiment 19); 0 = the sharp 64-px feature
 THREADS=${THREADS:-2}
 MINUTES=${MINUTES:-}
 FER=$SHARED/data/fer2013
@@ -127,7 +129,7 @@ fi
 
 if [[ $MODE == all || $MODE == ship ]]; then
   python scripts/ship_default.py --checkpoint "$WORK/identity_nf/last.safetensors" --head "$NF/head.safetensors" \
-    --feature-flip --out facecycle/assets/default \
+    --feature-flip --detail-px "$DETAIL_PX" --out facecycle/assets/default \
     --note "$CONFIG, semi-supervised FaceCycle ($RUN, $STEPS steps; $FT, $FT_STEPS steps with clip-labelled video; $NF, M and G refit, $NF_STEPS steps)"
 fi
 

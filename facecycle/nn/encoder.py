@@ -4,12 +4,23 @@ from __future__ import annotations
 from typing import Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..config import FaceCycleConfig
 from .blocks import ResBlock, SelfAttention, conv, init_weights, lrelu
 
-__all__ = ["Encoder"]
+__all__ = ["Encoder", "lowpass_matrix"]
+
+
+def lowpass_matrix(size: int, px: int) -> torch.Tensor:
+    """(size, size) float32 ``A`` such that ``A @ x @ A.T`` is the (…, size, size) image ``x`` resized to ``px``
+    pixels (bilinear, antialiased) and back to ``size`` (bilinear, half-pixel centres): a low-pass that keeps
+    the detail of a ``px``-pixel image. Rows sum to 1, so it commutes with per-channel normalisation."""
+    e = torch.eye(size, dtype=torch.float64).view(1, 1, size, size)
+    down = F.interpolate(e, size=(px, size), mode="bilinear", antialias=True, align_corners=False)
+    up = F.interpolate(down, size=(size, size), mode="bilinear", align_corners=False)
+    return up[0, 0].float()
 
 
 class Encoder(nn.Module):
@@ -19,6 +30,9 @@ class Encoder(nn.Module):
     feature (B, feature_dim) (2048 for the paper config), code (B, code_dim) in (−1, 1).
     ``identity=True`` builds the identity encoder: channels from ``config.width`` (not
     ``encoder_width``), so its feature is ``config.ch(128) * 4 * 4`` long; only its code is used.
+    With ``config.detail_px`` the expression encoder's :meth:`features` (what the emotion head reads) see the
+    input low-passed to that many pixels (:func:`lowpass_matrix`; a fixed buffer, not in the state dict); the
+    code (:meth:`forward`) and the identity encoder read the sharp image.
     """
 
     def __init__(self, cfg: FaceCycleConfig, identity: bool = False) -> None:
@@ -41,6 +55,10 @@ class Encoder(nn.Module):
             self.register_buffer("_mean", m, persistent=False)
             self.register_buffer("_std", s, persistent=False)
             self.register_buffer("_luma", torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1), persistent=False)
+        px = 0 if identity else int(cfg.detail_px or 0)
+        self.lowpass = 0 < px < cfg.image_size
+        if self.lowpass:
+            self.register_buffer("_lowpass", lowpass_matrix(cfg.image_size, px), persistent=False)
         self.layer2_2 = nn.Sequential(conv(c128, c128, 3, 2), lrelu(), conv(c128, c128), lrelu())
         self.layer3_1 = nn.Sequential(conv(c128, c256, 3, 2), lrelu(), conv(c256, c256), lrelu())
         self.layer3_2 = nn.Sequential(conv(c256, c256), lrelu(), conv(c256, c128), lrelu())
@@ -56,8 +74,15 @@ class Encoder(nn.Module):
         y = ((x * self._std + self._mean) * self._luma).sum(dim=1, keepdim=True)
         return (y - self._mean) / self._std
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) -> flattened conv feature (B, feature_dim).
+    def low(self, x: torch.Tensor) -> torch.Tensor:
+        """(…, S, S) -> the same low-passed to ``config.detail_px`` pixels (unchanged when that is off)."""
+        if not self.lowpass:
+            return x
+        a = self._lowpass.to(x.dtype)
+        return a @ x @ a.transpose(0, 1)
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> flattened conv feature (B, feature_dim) of ``x`` as given (no low-pass).
 
         With ``config.gray_input`` only the luma of ``x`` is read.
         """
@@ -69,6 +94,13 @@ class Encoder(nn.Module):
         x = self.layer3_2(self.layer3_1(self.layer2_2(x)))
         return x.flatten(1)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> the feature the emotion head reads (B, feature_dim): the conv feature of ``x``
+        low-passed to ``config.detail_px`` (of ``x`` itself when that is off)."""
+        return self.trunk(self.low(x))
+
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        feat = self.features(x)
+        """(B, 3, S, S) -> (conv feature, code) of the sharp ``x``: the code, which drives the motion decoder,
+        reads every detail; only :meth:`features` is low-passed."""
+        feat = self.trunk(x)
         return feat, self.expresscode(feat)

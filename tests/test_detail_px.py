@@ -1,0 +1,138 @@
+"""``config.detail_px``: the expression encoder reads its input at the labelled stills' detail (48 px).
+
+The low-pass is a fixed linear map inside the model (``facecycle.nn.encoder.lowpass_matrix``), so every engine
+and every caller (pipeline, probes, training) gets it from the graph itself. These tests check the map against
+OpenCV's resize pair, that the encoder ignores detail finer than ``detail_px`` and only then, that checkpoints
+stay interchangeable, that the export carries it, and that the shipped model has it.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from facecycle.config import get_config  # noqa: E402
+from facecycle.model import FaceCycle  # noqa: E402
+from facecycle.nn.encoder import lowpass_matrix  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _face_like(size: int = 64, seed: int = 0) -> np.ndarray:
+    """(size, size) float32 in [0, 1]: smooth shading with a few blurred blobs (a stand-in for a face crop)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    img = 0.4 + 0.3 * xx - 0.2 * yy
+    for _ in range(6):
+        cy, cx, r = rng.uniform(0.2, 0.8, 2).tolist() + [rng.uniform(0.05, 0.15)]
+        img += rng.uniform(-0.3, 0.3) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
+    return np.clip(img, 0, 1).astype(np.float32)
+
+
+def _checker(size: int) -> np.ndarray:
+    """The finest pattern a ``size``-px image holds: ±1 alternating pixels."""
+    return ((np.indices((size, size)).sum(0) % 2) * 2 - 1).astype(np.float32)
+
+
+def test_lowpass_matrix_is_a_resize_pair():
+    a = lowpass_matrix(64, 48).numpy()
+    assert a.shape == (64, 64) and a.dtype == np.float32
+    np.testing.assert_allclose(a.sum(1), 1.0, atol=1e-5)  # rows sum to 1: constants and normalisation pass
+    x = _face_like()
+    y = a @ x @ a.T
+    ref = cv2.resize(cv2.resize(x, (48, 48), interpolation=cv2.INTER_AREA), (64, 64), interpolation=cv2.INTER_LINEAR)
+    assert float(np.abs(y - ref).mean()) < 2.0 / 255  # the same low-pass as OpenCV's area-down / linear-up pair
+    assert float(np.abs(y - x).mean()) < 2.0 / 255  # a smooth face survives it
+    c = np.abs(a @ _checker(64) @ a.T)
+    # 64-px detail, above 48 px's Nyquist limit, is removed (to 4 % away from the image's two-pixel border)
+    assert float(c[2:-2, 2:-2].max()) < 0.06 and float(c.mean()) < 0.04
+    assert float(np.abs(lowpass_matrix(64, 64).numpy() - np.eye(64)).max()) < 1e-5  # at full size: no change
+
+
+def _pair(cfg_name: str = "rt64w"):
+    torch.manual_seed(0)
+    sharp = FaceCycle(get_config(cfg_name)).eval()
+    soft = FaceCycle(get_config(cfg_name).replace(detail_px=48)).eval()
+    soft.load_state_dict(sharp.state_dict())  # same keys: a checkpoint loads into either
+    return sharp, soft
+
+
+def test_encoder_ignores_detail_finer_than_detail_px_only():
+    sharp, soft = _pair()
+    assert soft.codegeneration.lowpass and not soft.idcodegen.lowpass and not sharp.codegeneration.lowpass
+    g = _face_like()
+    x = torch.from_numpy(np.repeat(g[None, None], 3, 1))
+    xn = x + 0.15 * torch.from_numpy(_checker(64))[None, None]
+    with torch.no_grad():
+        def change(m):
+            a, b = m.analyze(x), m.analyze(xn)
+            return float((a.feature - b.feature).norm() / a.feature.norm())
+        d_soft, d_sharp = change(soft), change(sharp)
+        # the identity encoder still reads the sharp image
+        assert float((soft.identity(x) - sharp.identity(x)).abs().max()) == 0.0
+        # the smooth image itself reads nearly the same either way
+        base = float((soft.analyze(x).feature - sharp.analyze(x).feature).norm() / sharp.analyze(x).feature.norm())
+    assert d_soft < 0.2 * d_sharp, (d_soft, d_sharp)
+    assert base < 0.1, base
+
+
+def test_detail_px_is_kept_in_checkpoints_and_exports(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from facecycle.checkpoint import load_checkpoint, save_checkpoint
+    from facecycle.export import export_onnx
+    from facecycle.preprocess import to_input
+
+    torch.manual_seed(0)
+    model = FaceCycle(get_config("tiny").replace(detail_px=24, gray_input=True)).eval()
+    save_checkpoint(model, tmp_path / "m.safetensors")
+    back = load_checkpoint(tmp_path / "m.safetensors")
+    assert back.config.detail_px == 24 and back.codegeneration.lowpass
+    man = export_onnx(back, tmp_path / "onnx")
+    assert man["config"]["detail_px"] == 24
+    rng = np.random.default_rng(0)
+    crops = np.stack([(np.stack([_face_like(32, s)] * 3, -1) * 255).astype(np.uint8) for s in range(3)])
+    crops = np.clip(crops.astype(np.int16) + rng.integers(-20, 21, crops.shape), 0, 255).astype(np.uint8)
+    x = to_input(crops)
+    sess = ort.InferenceSession(str(tmp_path / "onnx" / "analyze.onnx"), providers=["CPUExecutionProvider"])
+    got = sess.run(["feature"], {"image": x})[0]
+    with torch.no_grad():
+        ref = back.analyze(torch.from_numpy(x)).feature.numpy()
+        off = FaceCycle(back.config.replace(detail_px=0)).eval()
+        off.load_state_dict(back.state_dict())
+        unfiltered = off.analyze(torch.from_numpy(x)).feature.numpy()
+    assert float(np.abs(got - ref).max()) <= 1e-4
+    assert float(np.abs(got - unfiltered).max()) > 1e-3  # the graph does filter
+
+
+def test_shipped_model_reads_at_48_px():
+    """The default model's ``feature`` ignores 64-px detail; the same weights without ``detail_px`` do not; and
+    its ``analyze`` graph (ONNX Runtime) computes the same feature as the torch model."""
+    ort = pytest.importorskip("onnxruntime")
+    from facecycle.checkpoint import load_checkpoint
+    from facecycle.preprocess import to_input
+
+    model = ROOT / "facecycle" / "assets" / "default"
+    man = json.loads((model / "manifest.json").read_text())
+    assert man["config"]["detail_px"] == 48
+    soft = load_checkpoint(model / "model.safetensors").float().eval()
+    assert soft.config.detail_px == 48
+    sharp = FaceCycle(soft.config.replace(detail_px=0), modules=soft.module_names).eval()
+    sharp.load_state_dict(soft.state_dict())
+    g = (0.2 + 0.6 * np.stack([_face_like()] * 3, -1)) * 255  # mid-grey range: the pattern is never clipped
+    imgs = [np.rint(v).astype(np.uint8) for v in (g, g + 10 * _checker(64)[..., None])]
+    x = [torch.from_numpy(to_input(v)) for v in imgs]
+    with torch.no_grad():
+        def change(m):
+            f0, f1 = m.features(x[0]), m.features(x[1])
+            return float((f0 - f1).norm() / f0.norm())
+        d_soft, d_sharp = change(soft), change(sharp)
+        ref = soft.analyze(x[1]).feature.numpy()
+    assert d_soft < 0.25 * d_sharp, (d_soft, d_sharp)
+    sess = ort.InferenceSession(str(model / "analyze.onnx"), providers=["CPUExecutionProvider"])
+    got = sess.run(["feature"], {"image": to_input(imgs[1])})[0]
+    assert float(np.abs(got - ref).max()) <= 1e-2 * float(np.abs(ref).max())  # fp16 weights in the checkpoint
