@@ -41,8 +41,11 @@ def with_identity(model, donor):
 
     if not donor.has_identity:
         raise SystemExit("--identity-from: that checkpoint has no identity modules")
-    if donor.config.replace(feature_flip=False, detail_px=0) != model.config.replace(feature_flip=False, detail_px=0):
-        raise SystemExit("--identity-from: that checkpoint's config differs from --checkpoint's")
+    def sizes(c):  # what must agree: everything but the name and the reading (flip, detail)
+        return c.replace(name="", feature_flip=False, detail_px=0)
+
+    if sizes(donor.config) != sizes(model.config):
+        raise SystemExit("--identity-from: that checkpoint's sizes differ from --checkpoint's")
     out = FaceCycle(model.config, modules=ALL_MODULES).eval()
     sd = {k: v for k, v in model.state_dict().items()}
     sd.update({k: v for k, v in donor.state_dict().items() if k.split(".")[0] in IDENTITY_MODULES})

@@ -136,3 +136,54 @@ def test_shipped_model_reads_at_48_px():
     sess = ort.InferenceSession(str(model / "analyze.onnx"), providers=["CPUExecutionProvider"])
     got = sess.run(["feature"], {"image": to_input(imgs[1])})[0]
     assert float(np.abs(got - ref).max()) <= 1e-2 * float(np.abs(ref).max())  # fp16 weights in the checkpoint
+
+
+def test_ship_default_sets_detail_px_and_takes_identity_from_another_checkpoint(tmp_path):
+    """``scripts/ship_default.py --detail-px --identity-from``: a motion-stage run shipped with a donor's identity
+    modules and the 48-px-style reading; the graphs carry both."""
+    import subprocess
+    import sys
+
+    ort = pytest.importorskip("onnxruntime")
+    from safetensors.torch import save_file
+
+    from facecycle.checkpoint import save_checkpoint
+    from facecycle.model import MOTION_MODULES
+    from facecycle.preprocess import to_input
+
+    torch.manual_seed(0)
+    cfg = get_config("tiny").replace(gray_input=True)
+    motion = FaceCycle(cfg, modules=MOTION_MODULES).eval()
+    donor = FaceCycle(cfg.replace(name="other-name")).eval()  # another run of the same sizes, identity trained
+    save_checkpoint(motion, tmp_path / "motion.safetensors")
+    save_checkpoint(donor, tmp_path / "donor.safetensors")
+    head = {"fc.weight": torch.randn(7, cfg.feature_dim), "fc.bias": torch.zeros(7)}
+    save_file(head, str(tmp_path / "head.safetensors"))
+    out = tmp_path / "shipped"
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "ship_default.py"), "--checkpoint",
+                        str(tmp_path / "motion.safetensors"), "--head", str(tmp_path / "head.safetensors"),
+                        "--identity-from", str(tmp_path / "donor.safetensors"), "--feature-flip", "--detail-px", "24",
+                        "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["config"]["detail_px"] == 24 and man["config"]["feature_flip"] is True
+    assert "identity" in man["graphs"]
+    crops = (np.stack([np.stack([_face_like(32, s)] * 3, -1) for s in range(2)]) * 255).astype(np.uint8)
+    x = to_input(crops)
+    def run(graph, name):
+        sess = ort.InferenceSession(str(out / f"{graph}.onnx"), providers=["CPUExecutionProvider"])
+        return sess.run([name], {"image": x})[0]
+
+    ident, feat = run("identity", "identity"), run("analyze", "feature")
+    with torch.no_grad():
+        np.testing.assert_allclose(ident, donor.identity(torch.from_numpy(x)).numpy(), atol=1e-4)
+        read = FaceCycle(cfg.replace(feature_flip=True, detail_px=24), modules=MOTION_MODULES).eval()
+        read.load_state_dict(motion.state_dict())
+        np.testing.assert_allclose(feat, read.features(torch.from_numpy(x)).numpy(), atol=1e-4)
+    # a donor of other sizes is refused with one line
+    save_checkpoint(FaceCycle(cfg.replace(code_dim=8)).eval(), tmp_path / "bad.safetensors")
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "ship_default.py"), "--checkpoint",
+                        str(tmp_path / "motion.safetensors"), "--head", str(tmp_path / "head.safetensors"),
+                        "--identity-from", str(tmp_path / "bad.safetensors"), "--out", str(tmp_path / "x")],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode != 0 and "sizes differ" in r.stderr and "Traceback" not in r.stderr
