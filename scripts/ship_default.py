@@ -41,6 +41,7 @@ def with_identity(model, donor):
 
     if not donor.has_identity:
         raise SystemExit("--identity-from: that checkpoint has no identity modules")
+
     def sizes(c):  # what must agree: everything but the name and the reading (flip, detail)
         return c.replace(name="", feature_flip=False, detail_px=0)
 
