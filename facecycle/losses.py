@@ -192,10 +192,11 @@ def motion_losses(model, x: torch.Tensor, pnet: Optional[PerceptualNet],
     (the forward pass is unchanged); the semi-supervised recipe uses < 1 so
     that the cycle losses shape the encoder without outweighing supervision.
     ``_neutral_live`` / ``_recon_live`` / ``_flow_live`` are the neutral face, the reconstruction and the
-    neutralizing flow with their graphs (for further losses); ``_feat`` is the encoder's (detached) conv feature
-    of ``x``; ``_warped`` is ``x`` warped by the neutralizing flow (detached).
+    neutralizing flow with their graphs (for further losses); ``_feat`` is the (detached) feature the emotion head
+    reads of ``x`` (:meth:`Encoder.read`: low-passed with ``config.detail_px``); ``_warped`` is ``x`` warped by
+    the neutralizing flow (detached).
     """
-    feat, code = model.codegeneration(x)
+    feat, code = model.codegeneration.read(x)  # the head's feature, the (sharp) code
     code = scale_grad(code, enc_grad_scale)
     flow, back = model.exptoflow(code)
     G = model.Swap_Generator

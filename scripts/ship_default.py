@@ -71,9 +71,10 @@ def main() -> int:
     ap.add_argument("--val-acc", type=float, default=None, help="validation accuracy to record in the head")
     ap.add_argument("--feature-flip", action="store_true",
                     help="ship with config.feature_flip (the feature averages the image and its mirror)")
-    ap.add_argument("--detail-px", type=int, default=0,
-                    help="ship with config.detail_px (the expression encoder reads its input low-passed to this "
-                         "many pixels; 48 = FER-2013's stills; MODEL_CARD.md experiment 19)")
+    ap.add_argument("--detail-px", type=int, default=None,
+                    help="ship with config.detail_px (the emotion head's feature read low-passed to this many "
+                         "pixels; 48 = FER-2013's stills, 0 = sharp; default: the checkpoint's; MODEL_CARD.md "
+                         "experiment 19)")
     ap.add_argument("--identity-from", type=Path, default=None,
                     help="take the identity encoder and normalizer from this checkpoint (e.g. the shipped "
                          "model.safetensors, when --checkpoint is a motion-stage run without them)")
@@ -85,7 +86,7 @@ def main() -> int:
     cfg = {}
     if a.feature_flip:
         cfg["feature_flip"] = True
-    if a.detail_px:
+    if a.detail_px is not None:
         cfg["detail_px"] = int(a.detail_px)
     if cfg:  # config fields that change the graphs, not the weights: rebuild the model with them
         model = rebuild(model, model.config.replace(**cfg))

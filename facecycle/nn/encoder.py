@@ -99,6 +99,16 @@ class Encoder(nn.Module):
         low-passed to ``config.detail_px`` (of ``x`` itself when that is off)."""
         return self.trunk(self.low(x))
 
+    def read(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, S, S) -> (the feature the emotion head reads, code): :meth:`features` and :meth:`forward`'s
+        code, in one batched pass of the sharp and the low-passed ``x`` when ``config.detail_px`` is set (what
+        training uses, so that the head learns on the reading it is shipped with)."""
+        if not self.lowpass:
+            return self(x)
+        b = x.shape[0]
+        f = self.trunk(torch.cat([x, self.low(x)]))
+        return f[b:], self.expresscode(f[:b])
+
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, S, S) -> (conv feature, code) of the sharp ``x``: the code, which drives the motion decoder,
         reads every detail; only :meth:`features` is low-passed."""

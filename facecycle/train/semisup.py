@@ -590,7 +590,7 @@ class SemiSupTrainer:
             nv = len(yl)
             x = torch.cat((x, xl))
         with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=o.amp == "bf16"):
-            feat, code = enc(x)
+            feat, code = enc.read(x)  # the head's feature (low-passed with detail_px), the sharp code
             logits = self.head(feat).float()
         if nv:
             lv, logits, code = logits[-nv:], logits[:-nv], code[:-nv]
