@@ -112,12 +112,19 @@ class FaceCycle(nn.Module):
         With ``config.detail_px`` the image is low-passed first (:meth:`Encoder.features`); with
         ``config.feature_flip`` the mean of the features of ``x`` and of its mirror.
         """
-        enc = self.codegeneration
-        if not self.config.feature_flip:
-            return enc.features(x)
-        b = x.shape[0]
-        f = enc.features(torch.cat([x, x.flip(-1)]))  # one batched pass over both views
-        return 0.5 * (f[:b] + f[b:])
+        views = self._head_views(x)
+        return self._mean_views(self.codegeneration.trunk(torch.cat(views)), len(views))
+
+    def _head_views(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """The images the emotion head's feature averages: ``x`` low-passed (``config.detail_px``; as is when
+        off), and its mirror when ``config.feature_flip``."""
+        low = self.codegeneration.low(x)
+        return [low, low.flip(-1)] if self.config.feature_flip else [low]
+
+    @staticmethod
+    def _mean_views(f: torch.Tensor, n: int) -> torch.Tensor:
+        """The mean over ``n`` views of batch-concatenated features (n·B, D) -> (B, D)."""
+        return f.view(n, -1, f.shape[-1]).mean(0)
 
     def encode(self, x: torch.Tensor):
         """Image -> (feature, expression code)."""
@@ -131,15 +138,14 @@ class FaceCycle(nn.Module):
         """Image -> :class:`Analysis` (feature, code, flow, backflow, intensity)."""
         enc = self.codegeneration
         b = x.shape[0]
-        if enc.lowpass:  # the code reads the sharp image, the feature the low-passed one: one batched pass
-            views = [x, enc.low(x)] + ([enc.low(x.flip(-1))] if self.config.feature_flip else [])
-            f = enc.trunk(torch.cat(views))
-            code = enc.expresscode(f[:b])
-            feat = f[b:2 * b] if len(views) == 2 else 0.5 * (f[b:2 * b] + f[2 * b:])
-        else:
+        if enc.lowpass:  # the code reads the sharp image, the feature the low-passed views: one batched pass
+            views = self._head_views(x)
+            f = enc.trunk(torch.cat([x, *views]))
+            code, feat = enc.expresscode(f[:b]), self._mean_views(f[b:], len(views))
+        else:  # the sharp image's feature is the head's: its pass gives both, the mirror is one more
             feat, code = enc(x)
             if self.config.feature_flip:
-                feat = 0.5 * (feat + enc.features(x.flip(-1)))
+                feat = 0.5 * (feat + enc.trunk(x.flip(-1)))
         flow, back = self.exptoflow(code)
         return Analysis(feat, code, flow, back, flow_intensity(flow))
 
