@@ -2,8 +2,8 @@
 """Refit the shipped emotion head on its frozen features: FER-2013 stills plus span-labelled training video.
 
 ``python scripts/refit_head.py --fer ../shared/data/fer2013 --data /work/data/vid1 /work/data/vid2
---labels training/video_spans.csv --out-model DIR --json J`` (MODEL_CARD.md, experiment 21; about 6 min on
-2 cores, most of it the features).
+--labels training/video_spans.csv --out-model DIR --json J`` (MODEL_CARD.md, experiment 21; about 4 min on
+2 cores, almost all of it the features; seconds once they are cached).
 
 Only ``expression_head.safetensors`` changes: the encoder, and with it the feature, the code, the flow and the
 neutral faces, stay the shipped ones, so every figure but the emotion and intensity columns is unchanged.
@@ -12,7 +12,7 @@ neutral faces, stay the shipped ones, so every figure but the emotion and intens
   ``detail_px``) of the probes' FER-2013 train part and validation split, and of every crop of the prepared
   training video (``facecycle data prepare`` folders, held-out people left out with
   ``scripts/heldout_prefixes.txt``), cut from the prepared framing to the model's as training cuts it.
-  Cached in ``--cache`` (keyed by the model's ``analyze.onnx`` hash).
+  Cached in ``--cache`` (keyed by the model's ``analyze.onnx`` hash and the folders' paths).
 * **Fit:** the shipped head's weights are the start and the anchor (an L2 pull towards them, ``--anchor``).
   Each step: 256 stills (cross-entropy, label smoothing 0.1, class weights (median / count) ** 0.3, as the
   semi-supervised stage) plus ``--video-batch`` labelled video crops drawn with class weight count **
