@@ -135,17 +135,18 @@ class FaceCycle(nn.Module):
         return self.exptoflow(code)
 
     def analyze(self, x: torch.Tensor) -> Analysis:
-        """Image -> :class:`Analysis` (feature, code, flow, backflow, intensity)."""
+        """Image -> :class:`Analysis` (feature, code, flow, backflow, intensity).
+
+        One batched encoder pass: the code reads the sharp image, the feature the head's views
+        (:meth:`_head_views`). Without ``config.detail_px`` the sharp image is the first view, and its pass
+        serves both.
+        """
         enc = self.codegeneration
         b = x.shape[0]
-        if enc.lowpass:  # the code reads the sharp image, the feature the low-passed views: one batched pass
-            views = self._head_views(x)
-            f = enc.trunk(torch.cat([x, *views]))
-            code, feat = enc.expresscode(f[:b]), self._mean_views(f[b:], len(views))
-        else:  # the sharp image's feature is the head's: its pass gives both, the mirror is one more
-            feat, code = enc(x)
-            if self.config.feature_flip:
-                feat = 0.5 * (feat + enc.trunk(x.flip(-1)))
+        views = self._head_views(x)
+        shared = not enc.lowpass
+        f = enc.trunk(torch.cat(views if shared else [x, *views]))
+        code, feat = enc.expresscode(f[:b]), self._mean_views(f if shared else f[b:], len(views))
         flow, back = self.exptoflow(code)
         return Analysis(feat, code, flow, back, flow_intensity(flow))
 

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from eval_detail_px import clip_report, collect, probabilities  # noqa: E402
+from eval_detail_px import clip_report, collect, fer_val, load_model, probabilities  # noqa: E402
 
 
 def luma(x: np.ndarray) -> np.ndarray:
@@ -63,19 +63,11 @@ def main() -> int:
     a = ap.parse_args()
     import torch
 
-    from facecycle.checkpoint import load_checkpoint
-    from facecycle.probe.features import resize_batch
-    from facecycle.probe.linear import load_head
-    from facecycle.probe.run import expression_items, load_images
-
     torch.set_num_threads(2)
     t0 = time.perf_counter()
-    model = load_checkpoint(a.model / "model.safetensors").float().eval()
-    head = load_head(a.model / "expression_head.safetensors")
+    model, head = load_model(a.model)
     data = collect(a.model, a.clips, a.shared, 3, 300)
-    items = expression_items(a.fer, "val", 0.1, 0)
-    fx = resize_batch(load_images([p for p, _ in items], 48), model.config.image_size)
-    fy = np.array([c for _, c in items])
+    fx, fy = fer_val(a.fer, model.config.image_size)
     fl, vl = luma(fx), luma(data["crops"])
     stats = {name: {"mean_luma_median": round(float(np.median(g.mean((1, 2)))), 1),
                     "contrast_median": round(float(np.median(g.std((1, 2)))), 1)}

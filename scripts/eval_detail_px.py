@@ -59,6 +59,25 @@ def collect(model_dir: Path, clips_csv: Path, shared: Path, every: int, max_fram
     return {"crops": np.stack(crops), "labels": np.array(labels), "clip": np.array(clip), "rows": rows}
 
 
+def load_model(model_dir: Path):
+    """The torch model (fp32, eval) and the emotion head of an exported model folder."""
+    from facecycle.checkpoint import load_checkpoint
+    from facecycle.probe.linear import load_head
+
+    return (load_checkpoint(model_dir / "model.safetensors").float().eval(),
+            load_head(model_dir / "expression_head.safetensors"))
+
+
+def fer_val(fer: Path, size: int) -> "tuple[np.ndarray, np.ndarray]":
+    """The probes' FER-2013 validation split (stratified 10 %, seed 0): (N, size, size, 3) uint8 (the 48-px
+    stills blown up as the probes do), (N,) class indices."""
+    from facecycle.probe.features import resize_batch
+    from facecycle.probe.run import expression_items, load_images
+
+    items = expression_items(fer, "val", 0.1, 0)
+    return resize_batch(load_images([p for p, _ in items], 48), size), np.array([c for _, c in items])
+
+
 #: two-pass mixes of views (name -> feature of normalised (B, 3, S, S) ``x`` from the expression encoder ``e``)
 VARIANTS = {
     "sharp face + mirror at detail_px": lambda e, x: 0.5 * (e.trunk(x) + e.trunk(e.low(x.flip(-1)))),
@@ -118,23 +137,13 @@ def main() -> int:
 
     import torch
 
-    from facecycle.checkpoint import load_checkpoint
     from facecycle.model import FaceCycle
-    from facecycle.probe.features import resize_batch
-    from facecycle.probe.linear import load_head
 
     torch.set_num_threads(2)
     t0 = time.perf_counter()
-    base = load_checkpoint(a.model / "model.safetensors").float().eval()
-    head = load_head(a.model / "expression_head.safetensors")
+    base, head = load_model(a.model)
     sets = {c.name: collect(a.model, c, a.shared, a.every, a.max_frames) for c in a.clips}
-    fer = None
-    if a.fer:
-        from facecycle.probe.run import expression_items, load_images
-
-        items = expression_items(a.fer, "val", 0.1, 0)
-        fer = (resize_batch(load_images([p for p, _ in items], 48), base.config.image_size),
-               np.array([c for _, c in items]))
+    fer = fer_val(a.fer, base.config.image_size) if a.fer else None
     res = {"model": str(a.model), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
            "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()},
            "every": a.every, "max_frames": a.max_frames, "sweep": {}}

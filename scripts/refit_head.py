@@ -44,13 +44,12 @@ def _heldout() -> List[str]:
 
 
 def _cut(imgs: np.ndarray, frac: float) -> np.ndarray:
-    """(N, S, S, 3) crops -> the centre ``frac`` of each, resized back to S (as training's zoom)."""
-    import cv2
+    """(N, S, S, 3) crops -> the centre ``frac`` of each, resized back to S (training's zoom without jitter)."""
+    from realtime.crops import crop_square
 
     s = imgs.shape[1]
     c = int(round(s * frac))
-    o = (s - c) // 2
-    return np.stack([cv2.resize(im[o:o + c, o:o + c], (s, s), interpolation=cv2.INTER_LINEAR) for im in imgs])
+    return np.stack([crop_square(im, ((s - c) // 2, (s - c) // 2, c), s) for im in imgs])
 
 
 def features(model: Path, fer: Path, data: List[Path], cache: Path) -> dict:

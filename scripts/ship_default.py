@@ -48,7 +48,7 @@ def with_identity(model, donor):
     if sizes(donor.config) != sizes(model.config):
         raise SystemExit("--identity-from: that checkpoint's sizes differ from --checkpoint's")
     out = FaceCycle(model.config, modules=ALL_MODULES).eval()
-    sd = {k: v for k, v in model.state_dict().items()}
+    sd = dict(model.state_dict())
     sd.update({k: v for k, v in donor.state_dict().items() if k.split(".")[0] in IDENTITY_MODULES})
     out.load_state_dict(sd)
     return out
