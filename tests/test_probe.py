@@ -61,6 +61,17 @@ def test_head_roundtrip_and_report(tmp_path):
     rep = classification_report(np.eye(3)[[0, 1, 2, 2]], np.array([0, 1, 1, 2]), ["a", "b", "c"])
     assert rep["accuracy"] == 0.75 and rep["confusion_matrix"] == [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
     assert rep["per_class_accuracy"]["b"] == 0.5
+    assert rep["accuracy_labelled_classes"] is None and rep["labelled_classes"] is None
+
+
+def test_classification_report_labelled_classes_only():
+    """A test set that labels only some classes (CK+'s six for a seven-class head) also gets the argmax over
+    those classes: a face whose top score is an unlabelled class counts by its best labelled class."""
+    logits = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.6], [0.1, 0.8, 0.3], [0.0, 0.2, 0.9]])
+    rep = classification_report(logits, np.array([0, 2, 0, 2]), ["a", "b", "c"])
+    assert rep["accuracy"] == 0.5  # rows 1 and 2 pick the unlabelled "b"
+    assert rep["labelled_classes"] == ["a", "c"]
+    assert rep["accuracy_labelled_classes"] == 0.75  # row 1 -> c (right), row 2 -> c (wrong)
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +162,24 @@ def test_shipped_default_model_and_head_load_without_flags(fer_small, tmp_path):
                  "--no-progress", "--threads", "1"]) == 0
     rep = json.loads(out.read_text())
     assert rep["n"] == 28 and rep["feature"] == "facecycle"
+    assert rep["accuracy_labelled_classes"] is None  # all seven labelled
+
+
+def test_probe_eval_six_class_set_reports_both_accuracies(fer_small, tmp_path, capsys):
+    """A CK+-style set without a neutral folder: the shipped head's report keeps the seven-way accuracy and adds
+    the six-way one (argmax over the labelled classes), which is never lower."""
+    from facecycle_cli import main
+
+    for c in EXPRESSION_CLASSES:
+        if c != "neutral":
+            shutil.copytree(fer_small / "test" / c, tmp_path / "six" / "test" / c)
+    out = tmp_path / "rep.json"
+    assert main(["probe", "eval", "--data", str(tmp_path / "six"), "--split", "test", "--json", str(out),
+                 "--no-progress", "--threads", "1"]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["n"] == 24 and rep["labelled_classes"] == [c for c in EXPRESSION_CLASSES if c != "neutral"]
+    assert rep["accuracy_labelled_classes"] >= rep["accuracy"]
+    assert "choosing among the 6 labelled classes only" in capsys.readouterr().out
 
 
 class _BoxDetector:

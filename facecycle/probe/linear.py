@@ -195,14 +195,27 @@ def fit_regressor(feats: np.ndarray, targets: np.ndarray, names: Sequence[str], 
 
 
 def classification_report(logits: np.ndarray, labels: np.ndarray, classes: Sequence[str]) -> Dict:
-    """Accuracy, per-class accuracy (recall) and confusion matrix (rows: true, columns: predicted)."""
-    pred = np.asarray(logits).argmax(1)
+    """Accuracy, per-class accuracy (recall) and confusion matrix (rows: true, columns: predicted).
+
+    ``accuracy`` is the argmax over all ``classes``. When the labels use only some of them (CK+'s six basic
+    emotions for a seven-class head), ``accuracy_labelled_classes`` adds the argmax over the labelled classes
+    only, the usual score of a cross-dataset test, and ``labelled_classes`` names them; both are ``None``
+    when every class is labelled.
+    """
+    z = np.asarray(logits)
+    pred = z.argmax(1)
     y = np.asarray(labels)
     k = len(classes)
     cm = np.zeros((k, k), np.int64)
     np.add.at(cm, (y, pred), 1)
     per = {c: (float(cm[i, i] / cm[i].sum()) if cm[i].sum() else None) for i, c in enumerate(classes)}
     vals = [v for v in per.values() if v is not None]
+    present = np.unique(y)
+    sub = None
+    if 0 < len(present) < k:
+        sub = float((present[z[:, present].argmax(1)] == y).mean())
     return {"accuracy": float((pred == y).mean()) if len(y) else 0.0, "n": int(len(y)),
             "mean_class_accuracy": float(np.mean(vals)) if vals else None,
-            "per_class_accuracy": per, "confusion_matrix": cm.tolist(), "classes": list(classes)}
+            "per_class_accuracy": per, "confusion_matrix": cm.tolist(), "classes": list(classes),
+            "labelled_classes": [classes[i] for i in present] if sub is not None else None,
+            "accuracy_labelled_classes": sub}
