@@ -176,9 +176,9 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"accuracy {rep['accuracy']:.4f} on {rep['n']} images ({args.split}); "
               f"mean class accuracy {rep['mean_class_accuracy']:.4f}")
         if rep["accuracy_labelled_classes"] is not None:
-            print(f"accuracy {rep['accuracy_labelled_classes']:.4f} choosing among the "
-                  f"{len(rep['labelled_classes'])} labelled classes only ({', '.join(rep['labelled_classes'])}); "
-                  f"the line above chooses among all {len(rep['classes'])}")
+            print(f"  choosing among the {len(rep['labelled_classes'])} labelled classes only "
+                  f"({', '.join(rep['labelled_classes'])}): {rep['accuracy_labelled_classes']:.4f} right "
+                  f"(the line above chooses among all {len(rep['classes'])}; JSON accuracy_labelled_classes)")
         w = max(len(c) for c in rep["classes"])
         for c, a in rep["per_class_accuracy"].items():
             print(f"  {c:{w}s} {'-' if a is None else f'{a:.3f}'}")
