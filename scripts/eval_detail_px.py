@@ -78,6 +78,19 @@ def fer_val(fer: Path, size: int) -> "tuple[np.ndarray, np.ndarray]":
     return resize_batch(load_images([p for p, _ in items], 48), size), np.array([c for _, c in items])
 
 
+def run_header(model: Path) -> dict:
+    """The fields every evaluation JSON of these scripts starts with: model folder, UTC date, machine."""
+    return {"model": str(model), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+            "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()}}
+
+
+def write_result(out: Path, res: dict, t0: float) -> None:
+    """Add the wall time since ``t0`` (``time.perf_counter()``) to ``res`` and write it to ``out`` as JSON."""
+    res["seconds"] = round(time.perf_counter() - t0, 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2))
+
+
 #: two-pass mixes of views (name -> feature of normalised (B, 3, S, S) ``x`` from the expression encoder ``e``)
 VARIANTS = {
     "sharp face + mirror at detail_px": lambda e, x: 0.5 * (e.trunk(x) + e.trunk(e.low(x.flip(-1)))),
@@ -144,9 +157,7 @@ def main() -> int:
     base, head = load_model(a.model)
     sets = {c.name: collect(a.model, c, a.shared, a.every, a.max_frames) for c in a.clips}
     fer = fer_val(a.fer, base.config.image_size) if a.fer else None
-    res = {"model": str(a.model), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-           "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()},
-           "every": a.every, "max_frames": a.max_frames, "sweep": {}}
+    res = {**run_header(a.model), "every": a.every, "max_frames": a.max_frames, "sweep": {}}
     runs = [(str(int(v)), int(v), None) for v in a.px.split(",")]
     if a.variants:
         res["variants"] = {}
@@ -164,9 +175,7 @@ def main() -> int:
             res["variants"][key] = {"detail_px": px, **rec}
         print(key, json.dumps({k: (v["frame_accuracy"], v["clips_named"]) if "clips" in v else v["accuracy"]
                                for k, v in rec.items()}), flush=True)
-    res["seconds"] = round(time.perf_counter() - t0, 1)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(res, indent=2))
+    write_result(a.out, res, t0)
     return 0
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -35,7 +34,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from eval_detail_px import clip_report, collect, fer_val, load_model, probabilities  # noqa: E402
+from eval_detail_px import (  # noqa: E402
+    clip_report,
+    collect,
+    fer_val,
+    load_model,
+    probabilities,
+    run_header,
+    write_result,
+)
 
 from realtime.types import EMOTIONS  # noqa: E402
 
@@ -82,9 +89,7 @@ def main() -> int:
     sets = {c.name: collect(a.model, c, a.shared, a.every, a.max_frames) for c in a.clips}
     for name, d in sets.items():
         logp[name] = np.log(probabilities(model, head, d["crops"]))
-    res = {"model": str(a.model), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-           "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()},
-           "prior": dict(zip(EMOTIONS, np.round(prior, 4).tolist(), strict=True)), "sweep": {}}
+    res = {**run_header(a.model), "prior": dict(zip(EMOTIONS, np.round(prior, 4).tolist(), strict=True)), "sweep": {}}
     for tau in (float(t) for t in a.taus.split(",")):
         pf = adjust(logp["fer2013_val"], prior, tau)
         rec = {"fer2013_val": {"n": int(len(fy)), "accuracy": float((pf.argmax(1) == fy).mean()),
@@ -101,9 +106,7 @@ def main() -> int:
                                for k, v in rec.items()}), flush=True)
     res["chosen_tau_by_fer_val_mean_recall"] = max(
         res["sweep"], key=lambda t: res["sweep"][t]["fer2013_val"]["mean_class_recall"])
-    res["seconds"] = round(time.perf_counter() - t0, 1)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(res, indent=2))
+    write_result(a.out, res, t0)
     return 0
 
 

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
-import platform
 import random
 import sys
 import time
@@ -35,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from eval_detail_px import clip_report, load_model, probabilities  # noqa: E402
+from eval_detail_px import clip_report, load_model, probabilities, run_header, write_result  # noqa: E402
 
 from realtime.crops import crop_square  # noqa: E402
 from realtime.types import EMOTIONS  # noqa: E402
@@ -123,9 +121,8 @@ def main() -> int:
     t0 = time.perf_counter()
     fracs = [float(f) for f in a.fracs.split(",")]
     model, head = load_model(a.model)
-    res = {"model": str(a.model), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-           "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()},
-           "roll": {"fer2013_train_sample": abs_stats(fer_rolls(a.fer, a.fer_sample))}, "derolled": {}}
+    res = {**run_header(a.model), "roll": {"fer2013_train_sample": abs_stats(fer_rolls(a.fer, a.fer_sample))},
+           "derolled": {}}
     for c in a.clips:
         d = collect(a.model, c, a.shared, a.every, a.max_frames, fracs)
         res["roll"][c.name] = abs_stats(d["rolls"])
@@ -135,9 +132,7 @@ def main() -> int:
             rep = clip_report(probabilities(model, head, d["crops"][f]), d)
             res["derolled"].setdefault(str(f), {})[c.name] = rep
             print(c.name, f, round(rep["frame_accuracy"], 4), rep["clips_named"], flush=True)
-    res["seconds"] = round(time.perf_counter() - t0, 1)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(res, indent=2))
+    write_result(a.out, res, t0)
     return 0
 
 

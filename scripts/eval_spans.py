@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -36,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from eval_detail_px import load_model, probabilities  # noqa: E402
+from eval_detail_px import load_model, probabilities, run_header, write_result  # noqa: E402
 
 from realtime.types import EMOTIONS  # noqa: E402
 
@@ -153,9 +152,7 @@ def main() -> int:
         return 2
     d = collect(a.model, spans, a.shared, a.neutralize)
     model, head = load_model(a.model)
-    res = {"model": str(a.model), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-           "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()},
-           "ours": report(probabilities(model, head, d["crops"]), d, spans)}
+    res = {**run_header(a.model), "ours": report(probabilities(model, head, d["crops"]), d, spans)}
     if a.variants:
         from eval_detail_px import VARIANTS
 
@@ -176,9 +173,7 @@ def main() -> int:
         if k in res:
             print(k, res[k]["frame_accuracy"], f"{res[k]['spans_named']}/{res[k]['spans']}",
                   json.dumps(res[k]["by_class"]), flush=True)
-    res["seconds"] = round(time.perf_counter() - t0, 1)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(res, indent=2))
+    write_result(a.out, res, t0)
     return 0
 
 
