@@ -159,15 +159,15 @@ def main() -> int:
         res["variants"] = {v: report(probabilities(model, head, d["crops"], v), d, spans) for v in VARIANTS}
         for v, r in res["variants"].items():
             print(v, r["frame_accuracy"], f"{r['spans_named']}/{r['spans']}", flush=True)
-    if a.peer:
+    if a.peer or a.neutralize:
         from facecycle.probe.peer import FerPeer
 
-        z = FerPeer().predict(d["crops"])
+        judge = FerPeer()
+    if a.peer:
+        z = judge.predict(d["crops"])
         res["peer"] = report(z / z.sum(1, keepdims=True), d, spans)
     if a.neutralize:
-        from facecycle.probe.peer import FerPeer
-
-        res["neutral_faces"] = neutral_report(d, spans, FerPeer())
+        res["neutral_faces"] = neutral_report(d, spans, judge)
         print("neutral faces", json.dumps({k: v for k, v in res["neutral_faces"].items() if k != "rows"}))
     for k in ("ours", "peer"):
         if k in res:
