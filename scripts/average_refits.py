@@ -27,7 +27,12 @@ def main() -> int:
     a = ap.parse_args()
     if len(a.checkpoints) < 2:
         ap.error("give two checkpoints or more")
-    sds = [load_file(str(p)) for p in a.checkpoints]
+    try:
+        sds = [load_file(str(p)) for p in a.checkpoints]
+    except Exception as e:  # a missing file, or one that is not safetensors (safetensors raises its own types)
+        print(f"error: cannot read the checkpoints: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+              file=sys.stderr)
+        return 2
     if any(set(s) != set(sds[0]) or any(s[k].shape != v.shape for k, v in sds[0].items()) for s in sds[1:]):
         print("error: the checkpoints are not of one model (their tensors differ in names or shapes)", file=sys.stderr)
         return 2

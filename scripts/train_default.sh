@@ -32,9 +32,9 @@ REAL_SRC=${REAL_SRC:-neutral}       # its real images: clip-labelled neutral vid
 REAL_LR=${REAL_LR:-4e-4}            # its learning rate
 SECOND_W=${SECOND_W:-0}             # the refit's two-pass distillation (second_pass_weight; experiment 14); 0 = off
 TRAIN_PASSES=${TRAIN_PASSES:-1}     # > 1: the refit's neutral-face terms also judge the second pass's face (train_passes)
-STILL_W=${STILL_W:-0}               # > 0: the refit's neutral-reads-neutral term also on its expressive stills, which
-STILL_CYC=${STILL_CYC:-1}           # must come back from their neutral face (still_neutral_weight, still_cycle_weight;
-NF_BATCH=${NF_BATCH:-32}            # experiment 26); NF_BATCH: the refit's stills per step
+STILL_W=${STILL_W:-0}               # > 0: the refit's neutral-reads-neutral term also on its expressive stills
+STILL_CYC=${STILL_CYC:-1}           # and with it their cycle back from the neutral face (still_neutral_weight,
+                                    # still_cycle_weight; experiment 26: neither helped; STILL_W=0, off, ships)
 NF_SEED=${NF_SEED:-0}               # the refit's seed (its data, jitter and initial draws; the shipped refit: 0)
 FT_FROM=${FT_FROM:-}                # a finished fine-tune to continue from (model and head) instead of RUN's final state
 FT_LR=${FT_LR:-4e-4}                # the fine-tune's learning rate (M and G: a quarter of it) and warm-up steps
@@ -113,14 +113,15 @@ if [[ $MODE == all || $MODE == refit ]]; then
   [[ -n $NF_FROM ]] && START=(--init "$NF_FROM")
   "${FC[@]}" train --stage semisup --config "$CONFIG" "${START[@]}" --init-head "$FT/head.safetensors" \
     --data "$WORK/vid1" "$WORK/vid2" --fer "$FER" --hold-out "$HOLD" \
-    --steps "$NF_STEPS" --batch "$NF_BATCH" --pairs 16 --cycle-every 1 --set train_encoder=false --set zero_flow_weight=2 \
+    --steps "$NF_STEPS" --batch 32 --pairs 16 --cycle-every 1 --set train_encoder=false --set zero_flow_weight=2 \
     --set neutral_weight=0.5 --set neutral_jitter=1.0 --set warmup_steps=50 --set val_every=0 \
     --critic "$CRITIC/critic.safetensors" --set critic_weight="$CRITIC_W" --set detail_excess_weight="$EXCESS_W" \
     --video-labels "$LABELS" --set realism_weight="$REAL_W" --set realism_real="$REAL_SRC" \
     --set realism_lr="$REAL_LR" --set neutral_via="$VIA" \
     --set critic_adapt_lr="$ADAPT_LR" --set second_pass_weight="$SECOND_W" \
     --set train_passes="$TRAIN_PASSES" --set still_neutral_weight="$STILL_W" \
-    --set still_cycle_weight="$STILL_CYC" --set seed="$NF_SEED" --threads "$THREADS" --ckpt-every 100 --out "$NF" --resume --no-progress "${LIMIT[@]}"
+    --set still_cycle_weight="$STILL_CYC" --set seed="$NF_SEED" \
+    --threads "$THREADS" --ckpt-every 100 --out "$NF" --resume --no-progress "${LIMIT[@]}"
 fi
 
 if [[ $MODE == all || $MODE == identity ]]; then
