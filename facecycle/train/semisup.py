@@ -579,6 +579,13 @@ class SemiSupTrainer:
         with eval_mode(self.head), frozen(enc, self.head):
             return self.head(enc.features(x))
 
+    def _reads_neutral(self, y: torch.Tensor) -> Tuple[torch.Tensor, float]:
+        """Cross-entropy of the frozen head's reading of faces ``y`` (B, 3, S, S), normalised, against "neutral"
+        (gradients reach only ``y``), and the mean neutral probability."""
+        ln = self._head_frozen(y)
+        ce = F.cross_entropy(ln, torch.full((y.shape[0],), NEUTRAL, dtype=torch.long, device=y.device))
+        return ce, float(torch.softmax(ln.detach(), 1)[:, NEUTRAL].mean())
+
     def train_step(self) -> Dict[str, float]:
         o = self.o
         f = lr_factor(self.step, o)
@@ -688,12 +695,9 @@ class SemiSupTrainer:
         G = self.model.Swap_Generator
         n = G(x, flow)
         y = critic_jitter(n, self._gen(self.step, 6), o.neutral_jitter, o.critic_blur) if o.neutral_jitter > 0 else n
-        tgt = torch.full((y.shape[0],), NEUTRAL, dtype=torch.long, device=y.device)
-        ln = self._head_frozen(y)
-        nl = F.cross_entropy(ln, tgt)
+        nl, pn = self._reads_neutral(y)
         loss = o.still_neutral_weight * nl
-        out = {"still_neutral_ce": float(nl.detach()),
-               "still_neutral_p": float(torch.softmax(ln.detach(), 1)[:, NEUTRAL].mean())}
+        out = {"still_neutral_ce": float(nl.detach()), "still_neutral_p": pn}
         if o.still_cycle_weight > 0:
             rec = G(n, back)
             xd, rd = denormalize(x, self.cfg.mean, self.cfg.std), denormalize(rec, self.cfg.mean, self.cfg.std)
@@ -725,16 +729,14 @@ class SemiSupTrainer:
                 y = torch.cat([y] + later)
             if o.neutral_jitter > 0:
                 y = critic_jitter(y, self._gen(self.step, 4), o.neutral_jitter, o.critic_blur)
-            tgt = torch.full((y.shape[0],), NEUTRAL, dtype=torch.long, device=y.device)
             if o.neutral_weight > 0:
-                ln = self._head_frozen(y)
-                nl = F.cross_entropy(ln, tgt)
+                nl, pn = self._reads_neutral(y)
                 loss = loss + o.neutral_weight * nl
-                out["neutral_ce"] = float(nl.detach())
-                out["neutral_p"] = float(torch.softmax(ln.detach(), 1)[:, NEUTRAL].mean())
+                out["neutral_ce"], out["neutral_p"] = float(nl.detach()), pn
             if self.critic is not None:  # frozen for this pass, in eval mode (load_critic)
                 with frozen(self.critic):
                     lc = self.critic(y)
+                tgt = torch.full((y.shape[0],), NEUTRAL, dtype=torch.long, device=y.device)
                 loss = loss + o.critic_weight * F.cross_entropy(lc, tgt)
                 out["critic_p"] = float(torch.softmax(lc.detach(), 1)[:, NEUTRAL].mean())
         if self.teacher is not None:
