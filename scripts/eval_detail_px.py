@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -36,6 +35,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from eval_expression import run_header  # noqa: E402  (re-exported for the other eval scripts)
 
 from realtime.types import EMOTIONS  # noqa: E402
 
@@ -76,12 +77,6 @@ def fer_val(fer: Path, size: int) -> "tuple[np.ndarray, np.ndarray]":
 
     items = expression_items(fer, "val", 0.1, 0)
     return resize_batch(load_images([p for p, _ in items], 48), size), np.array([c for _, c in items])
-
-
-def run_header(model: Path) -> dict:
-    """The fields every evaluation JSON of these scripts starts with: model folder, UTC date, machine."""
-    return {"model": str(model), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-            "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()}}
 
 
 def write_result(out: Path, res: dict, t0: float) -> None:

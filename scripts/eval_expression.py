@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import platform
 import sys
 import time
@@ -208,6 +209,12 @@ def _head_neutral(an, rgb: np.ndarray) -> float:
     return float(an.head.predict(feat)[0][EMOTIONS.index("neutral")])
 
 
+def run_header(model: Path) -> dict:
+    """The fields every evaluation JSON of these scripts starts with: model folder, UTC date, machine."""
+    return {"model": str(model), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=ROOT / "facecycle" / "assets" / "default")
@@ -223,8 +230,7 @@ def main() -> int:
                          "--neutralize, its reading of the neutral faces (the independent judge)")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
-    res = {"model": str(a.model), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-           "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()}}
+    res = run_header(a.model)
     if a.fer:
         res["fer2013"] = eval_fer(a.model, a.fer)
         print(json.dumps(res["fer2013"]), flush=True)
