@@ -36,6 +36,10 @@ STILL_W=${STILL_W:-0}               # > 0: the refit's neutral-reads-neutral ter
 STILL_CYC=${STILL_CYC:-1}           # and with it their cycle back from the neutral face (still_neutral_weight,
                                     # still_cycle_weight; experiment 26: neither helped; STILL_W=0, off, ships)
 NF_SEED=${NF_SEED:-0}               # the refit's seed (its data, jitter and initial draws; the shipped refit: 0)
+NF_BATCH=${NF_BATCH:-32}            # the refit's stills per step and video pairs per FaceCycle step (the shipped
+NF_PAIRS=${NF_PAIRS:-16}            # refit: 32 and 16; larger ones on a GPU, scripts/gpu_refit_sweep.sh)
+PACK=${PACK:-}                      # refit: train from this data pack (train_default_gpu.sh pack) instead of the crops
+DEVICE=${DEVICE:-cpu}               # refit: torch device (cuda on a lent GPU)
 FT_FROM=${FT_FROM:-}                # a finished fine-tune to continue from (model and head) instead of RUN's final state
 FT_LR=${FT_LR:-4e-4}                # the fine-tune's learning rate (M and G: a quarter of it) and warm-up steps
 FT_WARMUP=${FT_WARMUP:-100}
@@ -69,7 +73,10 @@ LIMIT=()
 # semi-supervised run starts M and G from it (rt64w's wider expression encoder starts fresh), and the
 # identity stage its identity modules
 UNSUP=$WORK/unsupervised_3fbdedb.safetensors
-if [[ ! -f $UNSUP ]]; then mkdir -p "$WORK"; git show 3fbdedb:facecycle/assets/default/model.safetensors > "$UNSUP"; fi
+# (a refit from NF_FROM needs none: a GPU machine has no git history)
+if [[ ! -f $UNSUP && ! ( $MODE == refit && -n $NF_FROM ) ]]; then
+  mkdir -p "$WORK"; git show 3fbdedb:facecycle/assets/default/model.safetensors > "$UNSUP"
+fi
 
 if [[ $MODE == all || $MODE == train ]]; then
   # FER-2013 train minus the probes' 10 % validation split (stratified, seed 0) + video; see facecycle/train/semisup.py
@@ -111,12 +118,14 @@ if [[ $MODE == all || $MODE == refit ]]; then
   # random moves, blur and noise (neutral_jitter); the flows come back and the neutral face keeps the person
   START=(--init "$FT/last.safetensors" --init-motion "$UNSUP")
   [[ -n $NF_FROM ]] && START=(--init "$NF_FROM")
-  "${FC[@]}" train --stage semisup --config "$CONFIG" "${START[@]}" --init-head "$FT/head.safetensors" \
-    --data "$WORK/vid1" "$WORK/vid2" --fer "$FER" --hold-out "$HOLD" \
-    --steps "$NF_STEPS" --batch 32 --pairs 16 --cycle-every 1 --set train_encoder=false --set zero_flow_weight=2 \
+  DATA=(--data "$WORK/vid1" "$WORK/vid2" --fer "$FER" --hold-out "$HOLD" --video-labels "$LABELS")
+  [[ -n $PACK ]] && DATA=(--pack "$PACK")  # the same data, held-out clips already left out, labels inside
+  "${FC[@]}" train --stage semisup --config "$CONFIG" "${START[@]}" --init-head "$FT/head.safetensors" "${DATA[@]}" \
+    --steps "$NF_STEPS" --batch "$NF_BATCH" --pairs "$NF_PAIRS" --cycle-every 1 --set train_encoder=false \
+    --set zero_flow_weight=2 --device "$DEVICE" \
     --set neutral_weight=0.5 --set neutral_jitter=1.0 --set warmup_steps=50 --set val_every=0 \
     --critic "$CRITIC/critic.safetensors" --set critic_weight="$CRITIC_W" --set detail_excess_weight="$EXCESS_W" \
-    --video-labels "$LABELS" --set realism_weight="$REAL_W" --set realism_real="$REAL_SRC" \
+    --set realism_weight="$REAL_W" --set realism_real="$REAL_SRC" \
     --set realism_lr="$REAL_LR" --set neutral_via="$VIA" \
     --set critic_adapt_lr="$ADAPT_LR" --set second_pass_weight="$SECOND_W" \
     --set train_passes="$TRAIN_PASSES" --set still_neutral_weight="$STILL_W" \

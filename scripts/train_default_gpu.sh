@@ -2,10 +2,15 @@
 # GPU variant of scripts/train_default.sh: continue the default model's semi-supervised run on a CUDA machine
 # (the `device` tool's lent H200 in this workplace, which gets the repository but not ../shared).
 #
-#   bash scripts/train_default_gpu.sh pack      # here, with ../shared: data -> .gpu/train_pack.npz (~50 MB)
+#   bash scripts/train_default_gpu.sh pack      # here, with ../shared: data -> .gpu/train_pack.npz (~52 MB)
+#                                               # and .gpu/refit_init.safetensors (the refit's start)
 #   bash scripts/train_default_gpu.sh train     # there, carrying .gpu: resume $RUN on cuda with the options
 #                                               # saved in its state; writes the updated run (bf16 moments)
 #                                               # to $OUT/<run name>/
+#   bash scripts/train_default_gpu.sh refit     # there: the refit of M and G (train_default.sh refit, the same
+#                                               # options: NF, NF_STEPS, NF_BATCH, NF_PAIRS, NF_SEED, ...) from the
+#                                               # pack and .gpu/refit_init.safetensors; scripts/gpu_refit_sweep.sh
+#                                               # runs several at once
 #   RUN=training/rt64w_vl MINUTES=8 STEPS=... as for train_default.sh (STEPS, when set, stretches the schedule)
 #   DEVICE=cpu                                  # a dry run of the script itself without a GPU
 #                                               # (tests/test_gpu_scripts.py runs it on a tiny run and pack)
@@ -27,13 +32,38 @@ LABELS=${LABELS:-training/video_labels.csv}  # clip (and span) labels, as in tra
 DEVICE=${DEVICE:-cuda}              # cpu: dry run (the same code path, no GPU)
 if [[ $DEVICE == cuda* ]]; then AMP=${AMP:-bf16}; else AMP=${AMP:-none}; fi
 
+INIT=${INIT:-.gpu/refit_init.safetensors}  # the refit's start: FT's encoder with the unsupervised M and G
+
 if [[ $MODE == pack ]]; then
-    bash scripts/train_default.sh data
-    mkdir -p .gpu
+    WORK=${WORK:-runs/default}
+    FT=${FT:-training/rt64w_vl}
+    WORK=$WORK bash scripts/train_default.sh data   # resumes: quick where the crops are there
+    mkdir -p "$(dirname "$PACK")" "$(dirname "$INIT")"
     grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
-    python -m facecycle train --stage semisup --config "$CONFIG" --data runs/default/vid1 runs/default/vid2 \
+    python -m facecycle train --stage semisup --config "$CONFIG" --data "$WORK/vid1" "$WORK/vid2" \
         --fer "$SHARED/data/fer2013" --hold-out "$HOLD" --video-labels "$LABELS" \
         --out /tmp/unused --write-pack "$PACK"
+    # one file instead of two (the working tree that travels is at most 64 MiB): what train_default.sh refit's
+    # --init FT/last.safetensors --init-motion UNSUP starts from, as one checkpoint for NF_FROM
+    python3 - "$FT/last.safetensors" "$WORK/unsupervised_3fbdedb.safetensors" "$INIT" <<'PY'
+import sys
+from facecycle.checkpoint import load_checkpoint, save_checkpoint
+ft, unsup, out = sys.argv[1:]
+m, u = load_checkpoint(ft), load_checkpoint(unsup)
+for mod in ("exptoflow", "Swap_Generator"):
+    getattr(m, mod).load_state_dict(getattr(u, mod).state_dict())
+save_checkpoint(m, out, extra={"note": f"refit start: {ft} with exptoflow and Swap_Generator of {unsup}"})
+print("wrote", out)
+PY
+    exit 0
+fi
+
+if [[ $MODE == refit ]]; then
+    [[ -f $INIT && -f $PACK ]] || { echo "train_default_gpu.sh refit: needs $PACK and $INIT (pack mode)" >&2; exit 2; }
+    if [[ $DEVICE == cuda* ]]; then
+        python3 -c "import sys, torch; torch.cuda.is_available() or sys.exit('train_default_gpu.sh: no CUDA device')"
+    fi
+    PACK=$PACK DEVICE=$DEVICE NF_FROM=$INIT MINUTES=$MINUTES WORK=.gpu bash scripts/train_default.sh refit
     exit 0
 fi
 

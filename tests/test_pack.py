@@ -49,3 +49,37 @@ def test_bad_packs_are_one_line_errors(tmp_path):
     np.savez(bad, something=np.zeros(3))
     with pytest.raises(InputError, match="not a training pack"):
         read_pack(bad)
+
+
+def test_grey_mosaics_decode_to_the_pixels_of_one_jpeg_per_image(tmp_path):
+    import cv2
+
+    rng = np.random.default_rng(3)
+    grey = _smooth(70, 64, 4, True)  # 70: one full 8 x 8 mosaic and a padded one
+    grey[:, 20:30, 20:30] = rng.integers(0, 255, (70, 10, 10, 1), dtype=np.uint8)  # detail JPEG must keep
+    p = tmp_path / "m.npz"
+    write_pack(p, (grey, np.arange(70) % 7), (grey[:5], np.arange(5)), (_smooth(2, 64, 5, False), np.zeros(2)))
+    z = np.load(p)
+    assert int(z["stills_tile"]) == 8 and len(z["stills_off"]) == 3  # two JPEGs for 70 stills
+    (s, _), (v, _), _ = read_pack(p)
+    one = np.stack([cv2.imdecode(cv2.imencode(".jpg", im[..., 0], [cv2.IMWRITE_JPEG_QUALITY, 92])[1],
+                                 cv2.IMREAD_GRAYSCALE) for im in grey])
+    assert s.shape == (70, 64, 64, 3) and np.array_equal(s[..., 0], one) and np.array_equal(s[..., 2], one)
+    assert np.array_equal(v[..., 0], one[:5])
+
+
+def test_packs_without_mosaics_still_read(tmp_path):
+    """A pack written before the mosaics (one JPEG per image, no *_tile arrays) reads as before."""
+    import cv2
+
+    ims = _smooth(3, 48, 6, True)
+    arrays = {}
+    for name in ("stills", "val", "video"):
+        bufs = [cv2.imencode(".jpg", im[..., 0])[1].reshape(-1) for im in ims]
+        arrays[f"{name}_jpg"] = np.concatenate(bufs)
+        arrays[f"{name}_off"] = np.cumsum([0] + [b.size for b in bufs])
+        arrays[f"{name}_y"] = np.arange(3)
+    p = tmp_path / "old.npz"
+    np.savez(p, **arrays)
+    (s, sy), _, (c, _) = read_pack(p)
+    assert s.shape == c.shape == (3, 48, 48, 3) and np.abs(s.astype(int) - ims).mean() < 3 and sy.tolist() == [0, 1, 2]

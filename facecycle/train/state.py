@@ -45,7 +45,7 @@ def save_state(path: Path, optimizer: Optional[torch.optim.Optimizer], meta: Dic
             t = v if torch.is_tensor(v) else torch.tensor(v)
             tensors[f"opt.{idx}.{k}"] = t.detach().cpu().clone().contiguous()
     for k, v in (extra or {}).items():
-        tensors[f"extra.{k}"] = v.detach().clone().contiguous()
+        tensors[f"extra.{k}"] = v.detach().cpu().clone().contiguous()
     md = {"meta": json.dumps(meta), "param_groups": json.dumps(sd["param_groups"])}
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
