@@ -72,3 +72,99 @@ def test_gpu_script_without_a_gpu_says_so_in_one_line(tmp_path):
                        env=_env(RUN=str(tmp_path / "run"), PACK=str(tmp_path / "pack.npz"), OUT=str(tmp_path / "o")))
     assert r.returncode != 0
     assert "no CUDA device" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+SWEEP = ROOT / "scripts" / "gpu_refit_sweep.sh"
+
+
+def _refit_start(tmp_path):
+    """A tiny fine-tune to refit (config tiny, built in, so that the script's own process knows it): its
+    checkpoint as the refit's start, its head in FT/, and a pack with labelled video."""
+    stills, val, video = _stills(160, 32, 0), _stills(40, 32, 1), _video(32, 2)
+    labels = np.where(np.arange(32) < 16, 4, -1).astype(np.int64)
+    o = SemiSupOptions(config="tiny", steps=1, batch=16, cycle_every=1, pairs=2, lr=1e-3, warmup_steps=1,
+                       val_every=0, ckpt_every=0, threads=1)
+    SemiSupTrainer(o, stills, val, video, tmp_path / "ft", video_labels=labels).fit(progress=False)
+    write_pack(tmp_path / "pack.npz", stills, val, video, video_labels=labels)
+    return tmp_path / "ft"
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is absent")
+def test_refit_sweep_runs_each_variant_from_the_pack_and_returns_its_checkpoint(tmp_path):
+    """scripts/gpu_refit_sweep.sh -> train_default_gpu.sh refit -> train_default.sh refit, as on a GPU but on the
+    CPU: two variants at once (their own batch sizes and seeds), each checkpoint and one log back in OUT."""
+    ft = _refit_start(tmp_path)
+    out = tmp_path / "out"
+    r = subprocess.run(["bash", str(SWEEP)], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                       env=_env(DEVICE="cpu", CONFIG="tiny", FT=str(ft), INIT=str(ft / "last.safetensors"),
+                                PACK=str(tmp_path / "pack.npz"), OUT=str(out), RUNS=str(tmp_path / "runs"),
+                                CRITIC=str(tmp_path / "no_critic"), THREADS="1", MINUTES="5",
+                                VARIANTS="a:2:16:2:0 b:3:8:4:1:REAL_W=0.3,REAL_LR=1e-3"))
+    assert r.returncode == 0 and "2 rc=0" in r.stdout, (r.stdout, r.stderr[-2000:])
+    log = (out / "logs.txt").read_text()
+    assert "## a" in log and "## b" in log and "sweep wall_s=" in log
+    from facecycle.train.state import read_meta
+
+    for name, steps, batch, pairs, seed, real in (("a", 2, 16, 2, 0, 0.0), ("b", 3, 8, 4, 1, 0.3)):
+        assert (out / name / "last.safetensors").is_file()
+        saved = read_meta(tmp_path / "runs" / name / "state.safetensors")
+        o = saved["options"]
+        assert saved["step"] == steps and (o["steps"], o["batch"], o["pairs"], o["seed"]) == (steps, batch, pairs, seed)
+        assert o["train_encoder"] is False and o["device"] == "cpu" and o["cycle_every"] == 1
+        assert o["realism_weight"] == real and o["realism_lr"] == (1e-3 if real else 4e-4)  # the variant's extras
+    assert {p.name for p in out.iterdir()} == {"a", "b", "logs.txt"}  # what the device tool brings back
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is absent")
+def test_refit_sweep_refuses_a_malformed_variant_before_starting_any(tmp_path):
+    for bad in ("a:2:16:2", "a:2:16:2:0:real_w=1", "a:2:16:2:0 b:x:8:4:1"):
+        r = subprocess.run(["bash", str(SWEEP)], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                           env=_env(DEVICE="cpu", OUT=str(tmp_path / "out"), RUNS=str(tmp_path / "runs"), VARIANTS=bad))
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, (bad, r.stderr)
+        assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()  # nothing started
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is absent")
+def test_refit_mode_without_its_pack_says_so_in_one_line(tmp_path):
+    r = subprocess.run(["bash", str(SCRIPT), "refit"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                       env=_env(DEVICE="cpu", PACK=str(tmp_path / "none.npz"), INIT=str(tmp_path / "none.safetensors")))
+    assert r.returncode == 2 and "needs" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.skipif(shutil.which("git") is None or shutil.which("bash") is None, reason="git or bash is absent")
+def test_device_tree_enters_a_small_branch_and_leaves_every_file_as_it_was(tmp_path):
+    """scripts/device_tree.sh on a clone of this repository: enter keeps the code and the refit's small files and
+    drops the large ones, so that a training pack fits the device tool's 64 MiB; leave restores the branch."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("the project is not a git checkout here")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=300)
+    script = ROOT / "scripts" / "device_tree.sh"
+    branch = subprocess.run(["git", "symbolic-ref", "--short", "HEAD"], cwd=clone, capture_output=True,
+                            text=True, check=True).stdout.strip()
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True).stdout
+
+    (clone / "facecycle" / "config.py").write_text("changed\n")  # a dirty tree is refused, untouched
+    r = subprocess.run(["bash", str(script), "enter"], cwd=clone, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "commit them first" in r.stderr
+    subprocess.run(["git", "checkout", "-q", "--", "facecycle/config.py"], cwd=clone, check=True)
+
+    r = subprocess.run(["bash", str(script), "enter"], cwd=clone, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    for kept in ("facecycle/train/semisup.py", "scripts/gpu_refit_sweep.sh", "training/rt64w_vl/head.safetensors",
+                 "pyproject.toml"):
+        assert (clone / kept).is_file(), kept
+    for dropped in ("facecycle/assets", "training/rt64w_nf", "benchmarks"):
+        assert not (clone / dropped).exists(), dropped
+    tracked = subprocess.run(["git", "ls-files"], cwd=clone, capture_output=True, text=True).stdout.split()
+    assert sum((clone / p).stat().st_size for p in tracked) < 8e6
+    assert subprocess.run(["bash", str(script), "size"], cwd=clone, capture_output=True).returncode == 0
+
+    r = subprocess.run(["bash", str(script), "leave"], cwd=clone, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    now = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True).stdout
+    assert now == head and (clone / "facecycle" / "assets").is_dir() and (clone / "training" / "rt64w_nf").is_dir()
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True).stdout == ""
+    assert "device-tree" not in subprocess.run(["git", "branch"], cwd=clone, capture_output=True, text=True).stdout
+    assert branch in subprocess.run(["git", "branch", "--show-current"], cwd=clone, capture_output=True,
+                                    text=True).stdout
