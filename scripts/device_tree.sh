@@ -39,6 +39,9 @@ enter)
     fi
     cur=$(git symbolic-ref --short -q HEAD) || { echo "device_tree.sh: HEAD is detached; check out a branch" >&2; exit 2; }
     if [[ $cur == "$BR" ]]; then echo "device_tree.sh: already on $BR ('leave' first)" >&2; exit 2; fi
+    if git show-ref -q --verify "refs/heads/$BR"; then
+        echo "device_tree.sh: a branch $BR is left from an earlier enter; delete it (git branch -D $BR)" >&2; exit 2
+    fi
     for p in "$@"; do
         git ls-files --error-unmatch -- "$p" > /dev/null 2>&1 || { echo "device_tree.sh: $p is not tracked" >&2; exit 2; }
     done

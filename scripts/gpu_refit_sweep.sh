@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Several refits of M and G at once on a lent GPU (scripts/train_default_gpu.sh refit, each in its own process
-# on the one GPU), to measure what a GPU's budget buys the neutral faces: the shipped recipe there (does the GPU
-# reproduce the CPU's refit?), longer refits and larger batches, several seeds each (MODEL_CARD.md experiment 27).
+# on the one GPU), to measure what a GPU's budget buys the neutral faces: longer refits, larger batches and the
+# realism term over many steps (MODEL_CARD.md experiment 27).
 #
 #   here:   bash scripts/train_default_gpu.sh pack            # .gpu/train_pack.npz + .gpu/refit_init.safetensors
 #   there:  bash scripts/gpu_refit_sweep.sh                    # with the device tool, carry .gpu
@@ -13,8 +13,9 @@
 # The default: the shipped recipe (does the GPU reproduce the CPU's refit?); 1,500 steps at 128 stills and 64
 # pairs, two seeds (on the CPU, 300 such steps striped the faces: MODEL_CARD.md experiment 27); the same with
 # experiment 10's realism term (a patch discriminator beside G), which 300 CPU steps left too weak to keep
-# stripes away, at 0.3 and at 1.0 with a faster discriminator; and 1,500 steps at the shipped batch with it. Writes $OUT/<name>/last.safetensors (8 MB each: the device tool returns 8 files,
-# 64 MiB) and $OUT/logs.txt (each run's output and log.csv, nvidia-smi, wall times).
+# stripes away, at 0.3 and at 1.0 with a faster discriminator; and 1,500 steps at the shipped batch with it.
+# Writes $OUT/<name>/last.safetensors (8 MB each: the device tool returns at most 8 files, 64 MiB, so at most
+# 7 variants) and $OUT/logs.txt (each run's output and log.csv, nvidia-smi, wall times).
 # DEVICE=cpu with tiny STEPS is a dry run of the same path (tests/test_gpu_scripts.py).
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -168,3 +168,9 @@ def test_device_tree_enters_a_small_branch_and_leaves_every_file_as_it_was(tmp_p
     assert "device-tree" not in subprocess.run(["git", "branch"], cwd=clone, capture_output=True, text=True).stdout
     assert branch in subprocess.run(["git", "branch", "--show-current"], cwd=clone, capture_output=True,
                                     text=True).stdout
+
+    subprocess.run(["git", "branch", "device-tree"], cwd=clone, check=True)  # left over from an aborted enter
+    r = subprocess.run(["bash", str(script), "enter"], cwd=clone, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "left from an earlier enter" in r.stderr
+    assert subprocess.run(["git", "branch", "--show-current"], cwd=clone, capture_output=True,
+                          text=True).stdout.strip() == branch
