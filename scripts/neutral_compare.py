@@ -101,11 +101,10 @@ class CriticJudge:
         import cv2
         import torch
 
+        from facecycle.train.critic import critic_logits
+
         x = np.stack([cv2.resize(im, (64, 64), interpolation=cv2.INTER_AREA) for im in images])
-        t = torch.from_numpy(x).permute(0, 3, 1, 2).float().div(255.0)
-        t = (t - self.net.mean) / self.net.std
-        with torch.no_grad():
-            return torch.softmax(self.net(t), 1).numpy()
+        return torch.softmax(critic_logits(self.net, x), 1).numpy()
 
 
 def reference(big: np.ndarray, judge) -> dict:

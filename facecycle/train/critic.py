@@ -37,7 +37,7 @@ from torch import nn
 from ..data.augment import affine_jitter, brightness_contrast, normalize, random_erase, resize_blur, warp_affine
 from .state import SideModule
 
-__all__ = ["StillCritic", "CriticOptions", "train_critic", "load_critic", "OnlineCritic"]
+__all__ = ["StillCritic", "CriticOptions", "train_critic", "load_critic", "critic_logits", "OnlineCritic"]
 
 log = logging.getLogger(__name__)
 
@@ -173,14 +173,19 @@ def _batch(xs: torch.Tensor, ys: torch.Tensor, o: CriticOptions, g: torch.Genera
 
 
 @torch.no_grad()
+def critic_logits(net: StillCritic, images: np.ndarray) -> torch.Tensor:
+    """(N, S, S, 3) uint8 RGB stills -> (N, 7) logits in FER-2013 order (``net`` as it is: no mode change)."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    return net(normalize(x, net.mean.flatten().tolist(), net.std.flatten().tolist()))
+
+
+@torch.no_grad()
 def evaluate(net: StillCritic, xv: np.ndarray, yv: np.ndarray, o: CriticOptions) -> float:
-    """Accuracy on (N, S, S, 3) uint8 RGB stills."""
+    """Accuracy on (N, S, S, 3) uint8 RGB stills (``net`` normalises as ``o`` says: it was built from it)."""
     net.eval()
     correct = 0
     for i in range(0, len(xv), 512):
-        x = torch.from_numpy(xv[i:i + 512]).permute(0, 3, 1, 2).float().div_(255.0)
-        x = normalize(x, o.mean, o.std)
-        correct += int((net(x).argmax(1) == torch.from_numpy(yv[i:i + 512])).sum())
+        correct += int((critic_logits(net, xv[i:i + 512]).argmax(1) == torch.from_numpy(yv[i:i + 512])).sum())
     net.train()
     return correct / max(1, len(xv))
 
