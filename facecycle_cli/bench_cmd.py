@@ -105,6 +105,8 @@ def _pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--neutralize", action="store_true", help="also compute neutral faces (as process --neutralize)")
     p.add_argument("--neutral-passes", type=int, default=None, metavar="N",
                    help="with --neutralize: neutralization passes (default: the pipeline's, 2)")
+    p.add_argument("--no-neutral-reference", dest="neutral_reference", action="store_false",
+                   help="with --neutralize: no track reference (as process --no-neutral-reference)")
     p.add_argument("--json", required=True, metavar="OUT", help="write the record here ('-' = stdout)")
 
 

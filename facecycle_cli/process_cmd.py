@@ -45,6 +45,10 @@ def _add_analyzer_args(p: argparse.ArgumentParser) -> None:
                    help="with --neutralize: neutralize N times, each pass on the previous pass's neutral face "
                         "(default 2, realtime.inference.NEUTRAL_PASSES; 1 = the model's single de-expression, "
                         "faster)")
+    g.add_argument("--no-neutral-reference", dest="neutral_reference", action="store_false",
+                   help="with --neutralize: every face keeps its own frame's neutral face (default: a strongly "
+                        "expressive face gets its track's neutral face from its least expressive earlier frame "
+                        "in a similar pose, realtime.neutral_reference)")
     g.add_argument("--reid", action="store_true", help="re-identify faces after occlusions by identity code")
     g.add_argument("--no-smooth", dest="smooth", action="store_false", help="disable One Euro smoothing")
     g.add_argument("--threads", type=int, default=1, metavar="N",
@@ -109,12 +113,14 @@ def analyzer_options(args: argparse.Namespace) -> dict:
     passes = {} if args.neutral_passes is None else {"neutral_passes": args.neutral_passes}
     if passes and not args.neutralize:
         log.warning("--neutral-passes has no effect without --neutralize")
+    if not args.neutral_reference and not args.neutralize:
+        log.warning("--no-neutral-reference has no effect without --neutralize")
     return dict(model=args.model, backend=args.backend, detector=args.detector,
                 detector_model=args.detector_model, detect_every=args.detect_every,
                 detect_size=args.detect_size or None, score_threshold=args.score_threshold,
                 max_faces=args.max_faces, neutralize=args.neutralize, reid=args.reid, smooth=args.smooth,
                 threads=args.threads, infer_workers=args.infer_workers, precision=args.precision,
-                calibration=args.calibration, **passes)
+                calibration=args.calibration, neutral_reference=args.neutral_reference, **passes)
 
 
 def _analyzer(args: argparse.Namespace):

@@ -34,6 +34,7 @@ from .baseline import NeutralBaseline
 from .detectors import create_detector
 from .heads import ExpressionHead
 from .inference import NEUTRAL_PASSES, FaceInference
+from .neutral_reference import NeutralReference
 from .outputs import RunOutputs
 from .pipeline import Pipeline
 from .pose import POSE_SOURCE
@@ -150,6 +151,11 @@ class Analyzer:
         neutral_passes: with ``neutralize``, neutralize this many times, each pass on the
             previous pass's neutral face (:class:`realtime.inference.FaceInference`); None = the
             pipeline's default, :data:`realtime.inference.NEUTRAL_PASSES`.
+        neutral_reference: in runs over videos and cameras, give a strongly expressive face the neutral face of
+            its track's least expressive earlier frame in a similar head pose, aligned to it
+            (:class:`realtime.neutral_reference.NeutralReference`; ``Face.neutral_from`` tells which frame);
+            False = every face keeps its own frame's neutral face. No effect without neutral faces or on
+            :meth:`analyze_image`.
 
     One Analyzer runs one video at a time (its backend and detector are reused across runs): a run
     started while another is in progress, in any thread, raises :class:`~facecycle.errors.UsageError`
@@ -162,7 +168,8 @@ class Analyzer:
                  neutralize: bool = False, identity: bool = False, reid: bool = False, smooth: bool = True,
                  threads: int = 1, queue_size: int = 4, crop_scale: Optional[float] = None,
                  infer_workers: Optional[int] = None, precision: Optional[str] = None,
-                 calibration: Optional[str] = None, neutral_passes: Optional[int] = None) -> None:
+                 calibration: Optional[str] = None, neutral_passes: Optional[int] = None,
+                 neutral_reference: bool = True) -> None:
         # the one place these are checked (the CLI passes its options straight through; neutral_passes is checked
         # by FaceInference, which every entry point builds)
         if detect_every < 1:
@@ -197,6 +204,7 @@ class Analyzer:
         self.max_faces = max_faces
         self.reid = reid
         self.smooth = smooth
+        self.neutral_reference = bool(neutral_reference)
         self.queue_size = queue_size
         if infer_workers:
             self.infer_workers = int(infer_workers)
@@ -271,6 +279,7 @@ class Analyzer:
                 "smoothing": "one-euro" if self.smooth else None, "reid": self.reid,
                 "neutralize": self.inference.neutralize,
                 "neutral_passes": self.inference.neutral_passes if self.inference.neutralize else None,
+                "neutral_reference": self.neutral_reference if self.inference.neutralize else None,
                 "crop_scale": self.inference.crop_scale}
 
     def close(self) -> None:
@@ -307,6 +316,8 @@ class Run:
         self.tracker = Tracker()
         self.smoother = TrackSmoother() if analyzer.smooth else None
         self.baseline = NeutralBaseline()
+        #: the track's own neutral face (acts only on faces that have a neutral face: the app switches it live)
+        self.neutral_ref = NeutralReference() if analyzer.neutral_reference else None
         self.reid = IdentityReID() if analyzer.reid else None
         self._since_detect = 10 ** 9
         #: the end of every frame's path: overlay, CSV + sidecar, video (switchable while the run goes)
@@ -397,6 +408,8 @@ class Run:
                     f.emotions = e / max(float(e.sum()), 1e-8)
             sm.keep_only({f.track_id for f in p.faces})
         self.baseline(p)
+        if self.neutral_ref is not None:
+            self.neutral_ref(p)
         p.stats["post"] = time.perf_counter() - t
         self.outputs.write(p)
 
@@ -405,7 +418,10 @@ class Run:
         return {"input": self.src.describe(),
                 "columns": {"count": len(csv_columns(self.analyzer.code_dim)), "code_dim": self.analyzer.code_dim,
                             "emotions": self.analyzer.head is not None},
-                **self.analyzer.describe(), "person_baseline": self.baseline.describe(), "versions": versions(),
+                **self.analyzer.describe(), "person_baseline": self.baseline.describe(),
+                **({"neutral_reference": self.neutral_ref.describe()}
+                   if self.neutral_ref is not None and self.analyzer.inference.neutralize else {}),
+                "versions": versions(),
                 **self.info}
 
     # ----------------------------------------------------------- iterate

@@ -113,6 +113,7 @@ def _analyzer_from_args(args, tmp: Path):
         model = export_random(args.config, tmp / f"random_{args.config}", graphs=["analyze", "neutralize"], atol=1e-2)
     return Analyzer(model=model, backend=args.backend, detector=args.detector, detector_model=args.detector_model,
                     neutral_passes=getattr(args, "neutral_passes", None),
+                    neutral_reference=getattr(args, "neutral_reference", True),
                     detect_every=args.detect_every, detect_size=args.detect_size or None,
                     neutralize=getattr(args, "neutralize", False), threads=args.threads,
                     infer_workers=args.infer_workers, precision=getattr(args, "precision", None),
@@ -167,6 +168,7 @@ def bench_pipeline(args: argparse.Namespace) -> dict:
                    "detect_every": info["detect_every"], "pose_source": info["pose_source"],
                    "expression_head": info["model"]["expression_head"] is not None,
                    "neutralize": info["neutralize"], "neutral_passes": info["neutral_passes"],
+                   "neutral_reference": info.get("neutral_reference"),
                    "threads": args.threads, "infer_workers": an.infer_workers,
                    "precision": an.backend.precision},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),

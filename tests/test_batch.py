@@ -131,6 +131,12 @@ def test_fingerprint_follows_settings_not_threads():
         settings_fingerprint(BatchSettings(analyzer=neu, video=False))[0] == \
         settings_fingerprint(BatchSettings(analyzer={**neu, "neutral_passes": 2}, video=False))[0]
     assert settings_fingerprint(BatchSettings(analyzer={"detect_every": 5, "neutral_passes": 1}, video=False))[0] == fp
+    # so does the track's reference (realtime.neutral_reference), on by default
+    assert settings_fingerprint(BatchSettings(analyzer={**neu, "neutral_reference": False}, video=False))[0] != \
+        settings_fingerprint(BatchSettings(analyzer=neu, video=False))[0] == \
+        settings_fingerprint(BatchSettings(analyzer={**neu, "neutral_reference": True}, video=False))[0]
+    assert settings_fingerprint(BatchSettings(analyzer={"detect_every": 5, "neutral_reference": False},
+                                              video=False))[0] == fp
 
 
 def test_cli_usage_errors_and_missing_ray(tmp_path, capsys, monkeypatch):

@@ -248,3 +248,26 @@ def test_largest_face_is_the_one_with_the_biggest_box():
     assert p.largest_face.track_id == 1 and p.faces[1].area == 500.0
     p.faces.append(face(3, [100, 100, 125, 120]))  # equal area: the first stays
     assert p.largest_face.track_id == 1
+
+
+def test_the_tracks_neutral_reference_is_on_by_default_and_can_be_turned_off(model_with_head, tmp_path):
+    """``--no-neutral-reference`` / ``Analyzer(neutral_reference=False)``: every face keeps its own neutral face;
+    by default a face may take an earlier frame's (``Face.neutral_from``), and the sidecar says which was used."""
+    clip = shared_video(CLIP)
+    base = ["process", str(clip), "--model", str(model_with_head), "--no-video", "--no-progress", "--neutralize",
+            "--max-frames", "6"]
+    assert cli_main([*base, "--out-dir", str(tmp_path / "on")]) == 0
+    assert cli_main([*base, "--out-dir", str(tmp_path / "off"), "--no-neutral-reference"]) == 0
+    on = json.loads((tmp_path / "on" / f"{clip.stem}.json").read_text())
+    off = json.loads((tmp_path / "off" / f"{clip.stem}.json").read_text())
+    assert on["neutral_reference"]["gap"] == 0.2 and on["neutral_reference"]["max_pose_deg"] == 15.0
+    assert off["neutral_reference"] is False
+    # the CSVs do not depend on it (it changes the neutral face only)
+    assert (tmp_path / "on" / f"{clip.stem}.csv").read_bytes() == (tmp_path / "off" / f"{clip.stem}.csv").read_bytes()
+    from realtime import Analyzer
+
+    with Analyzer(model=model_with_head, neutralize=True, neutral_reference=False) as an:
+        assert all(f.neutral_from == -1 for p in an.process_video(clip, max_frames=12) for f in p.faces)
+    with Analyzer(model=model_with_head, neutralize=True) as an:
+        for p in an.process_video(clip, max_frames=12):
+            assert all(f.neutral_from < p.index and f.neutral is not None for f in p.faces)

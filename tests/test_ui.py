@@ -159,6 +159,16 @@ def test_face_panel_cards_and_plot_window(qtbot):
     assert panel.cards[1].values()["intensity"] == 0.5
     panel.add_samples([FaceSample(0.0, 1, 0.1, None, None)])  # the source restarted: start over
     assert len(panel.cards[1].plot) == 1
+    # the neutral thumbnail says which frame its face came from (realtime.neutral_reference)
+    from realtime.types import Face
+
+    f = Face(box=np.zeros(4, np.float32), score=1.0, landmarks=np.zeros((5, 2), np.float32), track_id=1,
+             neutral=np.zeros((32, 32, 3), np.uint8), neutral_from=17)
+    panel.set_neutral_faces([f])
+    assert not panel.cards[1].thumb.pixmap().isNull() and "from frame 17" in panel.cards[1].thumb.toolTip()
+    f.neutral_from = -1
+    panel.set_neutral_faces([f])
+    assert panel.cards[1].thumb.toolTip() == "neutral face of this frame"
 
 
 # --------------------------------------------------------------------- app runs
@@ -280,7 +290,9 @@ def test_pause_overlays_and_close_mid_run(qtbot, window, tmp_path):
     qtbot.waitUntil(lambda: window.last_packet.annotated is not None and any(
         f.neutral is not None for f in window.last_packet.faces), timeout=30_000)
     qtbot.waitUntil(lambda: any(not c.thumb.pixmap().isNull() for c in window.panel.cards.values()),
-                    timeout=10_000)  # the side panel shows the neutral face
+                    timeout=10_000)  # the side panel shows the neutral face, and says where it came from
+    assert all(c.thumb.toolTip().startswith("neutral face ") for c in window.panel.cards.values()
+               if not c.thumb.pixmap().isNull())
 
     # start recording + CSV mid-run, then close the window while it runs
     window.set_csv_path(table)

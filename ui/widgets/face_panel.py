@@ -109,12 +109,17 @@ class FaceCard(QFrame):
         self.thumb.setPixmap(QPixmap())
         self.thumb.setText("neutral\nface off")
 
-    def set_neutral(self, neutral_rgb: Optional[np.ndarray]) -> None:
+    def set_neutral(self, neutral_rgb: Optional[np.ndarray], neutral_from: int = -1) -> None:
+        """Show a neutral face (S, S, 3) uint8 RGB; ``neutral_from``: the frame it came from (``Face.neutral_from``,
+        -1 = this frame's own), said in the tooltip."""
         if neutral_rgb is None:
             return
         pm = QPixmap.fromImage(rgb_to_qimage(neutral_rgb)).scaled(
             64, 64, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
         self.thumb.setPixmap(pm)
+        self.thumb.setToolTip("neutral face of this frame" if neutral_from < 0 else
+                              f"neutral face from frame {neutral_from}: this person's least expressive frame "
+                              "so far in a similar pose, aligned to this one")
 
     def _refresh_readout(self) -> None:
         it = f"{self.intensity:.3f}" if math.isfinite(self.intensity) else "–"
@@ -188,7 +193,7 @@ class FacePanel(QScrollArea):
         for f in faces:
             card = self.cards.get(int(f.track_id))
             if card is not None and getattr(f, "neutral", None) is not None:
-                card.set_neutral(f.neutral)
+                card.set_neutral(f.neutral, int(getattr(f, "neutral_from", -1)))
 
     def clear_neutral_faces(self) -> None:
         for c in self.cards.values():

@@ -1,0 +1,172 @@
+"""The track's own neutral face: each face's neutral face drawn from the person's most neutral frame so far.
+
+FaceCycle's neutral face belongs to the person, not to the frame: every frame of a
+clip should give the same one (the paper's cycle rebuilds one frame from another
+frame's neutral face). The generator neutralizes a mild expression well and a
+strong one (a broad smile with teeth, a shout) only partly (MODEL_CARD.md,
+"Neutral faces"). So, per track, :class:`NeutralReference` keeps a small bank of
+the person's own neutral faces, the pipeline's neutral face (``Face.neutral``) of
+the track's least expressive frame in each head-pose bin, and gives a strongly
+expressive frame the banked neutral face of the nearest pose instead of its own:
+
+* **bank:** one entry per (yaw, pitch) bin of ``bin_deg`` degrees (roll is undone
+  by the alignment); an entry is replaced by a later frame of lower
+  ``Face.intensity`` (the smoothed 1 − P(neutral) of the expression head) in the
+  same bin. Only frames whose crop is at least ``min_size`` of the largest crop
+  seen in the track enter (a far, small face would be blurred when enlarged).
+* **use:** the least expressive entry within ``max_pose_deg`` degrees of the face's
+  yaw and pitch, when its intensity is below the face's by more than ``gap``
+  (otherwise the face keeps its own neutral face: a mild expression is already
+  neutralized well by the generator, and a reference no more neutral than the
+  face would only add alignment error).
+* **composite:** the entry's neutral face is aligned to the face by the
+  similarity transform (rotation, uniform scale, shift; OpenCV's
+  ``estimateAffinePartial2D``) between the two frames' five landmarks, and
+  replaces the face's own neutral face inside a feathered ellipse on the face
+  box (hair, background and shoulders stay this frame's). The mean colour inside
+  the ellipse is matched to this frame's neutral face (lighting changes).
+
+``Face.neutral_from`` tells which frame a neutral face came from: the frame index
+of the reference, or -1 for the face's own. A clip that never shows the person
+less expressive than now, a new track and an unseen pose all keep the face's own
+neutral face. The reference is causal (only earlier frames), so a live camera and
+a file give the same faces. Measured in MODEL_CARD.md ("Neutral faces", the track's
+reference).
+
+Colour order: ``Face.neutral`` is **RGB** uint8 (S, S, 3) as everywhere in the pipeline.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, Optional, Tuple
+
+import cv2
+import numpy as np
+
+from .types import Face, FramePacket
+
+__all__ = ["NeutralReference"]
+
+
+@dataclass
+class _Entry:
+    intensity: float
+    neutral: np.ndarray  # (S, S, 3) uint8 RGB
+    landmarks: np.ndarray  # (5, 2) float32 in the neutral face's pixels
+    yaw_pitch: np.ndarray  # (2,) radians
+    index: int  # frame index
+
+
+@dataclass
+class _Track:
+    last: float
+    max_side: float = 0.0
+    bank: Dict[Tuple[int, int], _Entry] = field(default_factory=dict)
+
+
+def crop_landmarks(face: Face, size: int) -> np.ndarray:
+    """``face.landmarks`` (5, 2) frame pixels -> (5, 2) float32 pixels of its crop resized to ``size``."""
+    x0, y0, side = face.crop_box
+    return ((np.asarray(face.landmarks, np.float32) - np.array([x0, y0], np.float32)) * (size / float(side))
+            ).astype(np.float32)
+
+
+def face_mask(face: Face, size: int) -> np.ndarray:
+    """(size, size) float32 in [0, 1]: a feathered ellipse on ``face.box`` inside its crop."""
+    x0, y0, side = face.crop_box
+    s = size / float(side)
+    bx0, by0, bx1, by1 = (float(v) for v in face.box)
+    cx, cy = ((bx0 + bx1) / 2 - x0) * s, ((by0 + by1) / 2 - y0) * s
+    ax, ay = (bx1 - bx0) / 2 * s * 1.05, (by1 - by0) / 2 * s * 1.05
+    m = np.zeros((size, size), np.float32)
+    cv2.ellipse(m, (int(round(cx)), int(round(cy))), (max(1, int(round(ax))), max(1, int(round(ay)))),
+                0, 0, 360, 1.0, -1)
+    return cv2.GaussianBlur(m, (0, 0), size / 24.0)
+
+
+class NeutralReference:
+    """Per-track bank of the person's own neutral faces by head pose (see the module doc).
+
+    Args:
+        gap: a banked neutral face replaces the face's own only when its intensity is lower by more than this.
+        bin_deg: size of the (yaw, pitch) bins of the bank, degrees.
+        max_pose_deg: largest yaw or pitch difference between a face and the entry it may use, degrees.
+        min_size: a frame enters the bank only if its crop side is at least this share of the track's largest.
+        forget_s: a track unseen this long is dropped.
+        match_colour: shift the reference's mean colour inside the face ellipse to this frame's neutral face.
+    """
+
+    def __init__(self, gap: float = 0.2, bin_deg: float = 10.0, max_pose_deg: float = 15.0,
+                 min_size: float = 0.8, forget_s: float = 10.0, match_colour: bool = True) -> None:
+        if not 0.0 <= gap < 1.0 or bin_deg <= 0 or max_pose_deg < 0 or not 0.0 <= min_size <= 1.0:
+            raise ValueError("NeutralReference: need 0 <= gap < 1, bin_deg > 0, max_pose_deg >= 0, "
+                             "0 <= min_size <= 1")
+        self.gap = float(gap)
+        self.bin = math.radians(bin_deg)
+        self.max_pose = math.radians(max_pose_deg)
+        self.min_size = float(min_size)
+        self.forget_s = float(forget_s)
+        self.match_colour = bool(match_colour)
+        self._t: Dict[int, _Track] = {}
+
+    def describe(self) -> dict:
+        return {"gap": self.gap, "bin_deg": round(math.degrees(self.bin), 3),
+                "max_pose_deg": round(math.degrees(self.max_pose), 3), "min_size": self.min_size,
+                "forget_s": self.forget_s, "match_colour": self.match_colour}
+
+    def keep_only(self, ids: Iterable[int]) -> None:
+        keep = set(ids)
+        for k in [k for k in self._t if k not in keep]:
+            del self._t[k]
+
+    def __call__(self, packet: FramePacket) -> FramePacket:
+        """Bank every face's own neutral face and replace it by its track's reference where that is more
+        neutral (sets ``Face.neutral`` and ``Face.neutral_from``)."""
+        ts = float(packet.timestamp)
+        for f in packet.faces:
+            if (f.neutral is None or f.crop_box is None or f.track_id < 0 or not math.isfinite(f.intensity)
+                    or f.landmarks is None):
+                continue
+            t = self._t.get(f.track_id)
+            if t is None:
+                t = self._t[f.track_id] = _Track(last=ts)
+            t.last = ts
+            size = int(f.neutral.shape[0])
+            lm = crop_landmarks(f, size)
+            yp = (np.array([f.pose[1], f.pose[0]], np.float64)
+                  if f.pose is not None and np.all(np.isfinite(f.pose[:2])) else np.zeros(2))
+            side = float(f.crop_box[2])
+            t.max_side = max(t.max_side, side)
+            key = (int(round(yp[0] / self.bin)), int(round(yp[1] / self.bin)))
+            own = t.bank.get(key)
+            if side >= self.min_size * t.max_side and (own is None or f.intensity < own.intensity):
+                t.bank[key] = _Entry(float(f.intensity), f.neutral, lm, yp, int(packet.index))
+            near = [e for e in t.bank.values() if float(np.max(np.abs(e.yaw_pitch - yp))) <= self.max_pose]
+            ref = min(near, key=lambda e: e.intensity) if near else None
+            if ref is None or ref.index == packet.index or f.intensity - ref.intensity <= self.gap:
+                continue
+            out = self._composite(ref, f, lm, size, self.match_colour)
+            if out is not None:
+                f.neutral = out
+                f.neutral_from = ref.index
+        for k in [k for k, t in self._t.items() if ts - t.last > self.forget_s]:
+            del self._t[k]
+        return packet
+
+    @staticmethod
+    def _composite(ref: _Entry, face: Face, lm: np.ndarray, size: int, match_colour: bool) -> Optional[np.ndarray]:
+        """``ref``'s neutral face aligned to ``face`` and laid over its own inside the face ellipse; None when
+        the landmarks give no transform."""
+        m, _ = cv2.estimateAffinePartial2D(ref.landmarks, lm)
+        if m is None or not np.all(np.isfinite(m)):
+            return None
+        warped = cv2.warpAffine(ref.neutral, m, (size, size), flags=cv2.INTER_CUBIC,
+                                borderMode=cv2.BORDER_REPLICATE)
+        own = np.ascontiguousarray(face.neutral)
+        mask = face_mask(face, size)
+        inside = (mask > 0.5).astype(np.uint8)
+        if match_colour and inside.any():  # the mean colour inside the ellipse (the light may have changed since)
+            shift = np.subtract(cv2.mean(own, inside)[:3], cv2.mean(warped, inside)[:3])
+            warped = cv2.add(warped, (*shift.tolist(), 0.0))  # saturating
+        return cv2.blendLinear(warped, own, mask, 1.0 - mask)

@@ -1,0 +1,140 @@
+"""The track's own neutral face (:mod:`realtime.neutral_reference`): a strongly expressive face gets the neutral
+face of its track's least expressive earlier frame in a similar pose, aligned by its landmarks. Made-up faces
+here (no ../shared, no model); the effect on real clips is checked in ``tests/test_expression_quality.py``."""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import cv2
+import numpy as np
+import pytest
+
+from realtime.neutral_reference import NeutralReference, crop_landmarks
+from realtime.types import Face, FramePacket
+
+S = 128  # neutral face size
+LM = np.array([[44, 52], [84, 52], [64, 72], [48, 92], [80, 92]], np.float32)  # in a crop at (0, 0), side S
+
+
+def _pattern(seed: int) -> np.ndarray:
+    """(S, S, 3) uint8 RGB: a smooth random texture (so an alignment error shows)."""
+    rng = np.random.default_rng(seed)
+    x = cv2.resize(rng.uniform(0, 255, (16, 16, 3)).astype(np.float32), (S, S), interpolation=cv2.INTER_CUBIC)
+    return np.clip(x, 0, 255).astype(np.uint8)
+
+
+def _face(neutral, intensity, shift=(0.0, 0.0), track=1, yaw_deg=0.0, side=float(S), scale=1.0) -> Face:
+    """A face whose crop is at (0, 0) with ``side`` pixels; its landmarks are LM moved by ``shift`` (crop pixels
+    at size S) and scaled by ``scale`` about the crop centre."""
+    k = side / S
+    lm = ((LM - S / 2) * scale + S / 2 + np.array(shift, np.float32)) * k
+    box = np.array([24, 24, 104, 116], np.float32) * k
+    return Face(box=box, score=0.9, landmarks=lm.astype(np.float32), track_id=track, intensity=float(intensity),
+                pose=np.array([0.0, math.radians(yaw_deg), 0.0], np.float32), neutral=neutral.copy(),
+                crop_box=(0.0, 0.0, side))
+
+
+def _packet(i: int, *faces: Face, t=None) -> FramePacket:
+    return FramePacket(index=i, pts=i, time_base=Fraction(1, 30), timestamp=i / 30 if t is None else t,
+                       image=np.zeros((4, 4, 3), np.uint8), faces=list(faces))
+
+
+def test_an_expressive_face_gets_its_tracks_earlier_neutral_face_aligned_to_it():
+    ref, own = _pattern(0), _pattern(1)
+    nr = NeutralReference(match_colour=False)
+    f0 = _face(ref, 0.05)
+    nr(_packet(0, f0))
+    assert f0.neutral_from == -1 and np.array_equal(f0.neutral, ref)  # the first frame keeps its own
+    f1 = _face(own, 0.9, shift=(6.0, -4.0))
+    nr(_packet(1, f1))
+    assert f1.neutral_from == 0
+    # inside the face: the reference moved with the landmarks; the crop's corner: this frame's own neutral face
+    expect = cv2.warpAffine(ref, np.float32([[1, 0, 6], [0, 1, -4]]), (S, S), flags=cv2.INTER_CUBIC,
+                            borderMode=cv2.BORDER_REPLICATE).astype(np.float64)
+    centre = (slice(50, 90), slice(45, 85))
+    assert np.abs(f1.neutral[centre] - expect[centre]).mean() < 2.0
+    assert np.abs(f1.neutral[centre].astype(np.float64) - own[centre]).mean() > 20.0
+    assert np.array_equal(f1.neutral[:6, :6], own[:6, :6])
+
+
+def test_scale_follows_the_landmarks():
+    ref = _pattern(2)
+    nr = NeutralReference(match_colour=False)
+    nr(_packet(0, _face(ref, 0.0)))
+    f = _face(_pattern(3), 0.8, scale=1.2)
+    nr(_packet(1, f))
+    m = cv2.getRotationMatrix2D((S / 2, S / 2), 0, 1.2)
+    expect = cv2.warpAffine(ref, m, (S, S), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    centre = (slice(55, 85), slice(50, 80))
+    assert f.neutral_from == 0
+    assert np.abs(f.neutral[centre].astype(np.float64) - expect[centre]).mean() < 3.0
+
+
+def test_a_face_not_much_more_expressive_than_the_reference_keeps_its_own():
+    nr = NeutralReference(gap=0.2)
+    nr(_packet(0, _face(_pattern(0), 0.3)))
+    own = _pattern(1)
+    f = _face(own, 0.45)  # 0.15 above the reference: within the gap
+    nr(_packet(1, f))
+    assert f.neutral_from == -1 and np.array_equal(f.neutral, own)
+    g = _face(own, 0.55)  # 0.25 above it
+    nr(_packet(2, g))
+    assert g.neutral_from == 0
+
+
+def test_the_reference_is_the_least_expressive_frame_in_a_near_pose_and_tracks_do_not_mix():
+    nr = NeutralReference(max_pose_deg=15.0, bin_deg=10.0)
+    nr(_packet(0, _face(_pattern(0), 0.4)))
+    nr(_packet(1, _face(_pattern(1), 0.1)))  # more neutral: replaces frame 0 in the same pose bin
+    nr(_packet(2, _face(_pattern(2), 0.3, yaw_deg=35.0)))  # another pose bin
+    f = _face(_pattern(3), 0.9)
+    turned = _face(_pattern(4), 0.9, yaw_deg=32.0)
+    other = _face(_pattern(5), 0.9, track=2)
+    far = _face(_pattern(6), 0.95, yaw_deg=-60.0)
+    nr(_packet(3, f))
+    nr(_packet(4, turned))
+    nr(_packet(5, other))
+    nr(_packet(6, far))
+    assert f.neutral_from == 1
+    assert turned.neutral_from == 2  # frame 1 is 32 degrees away; frame 2 is 3 degrees away
+    assert other.neutral_from == -1  # another person's track has no bank yet
+    assert far.neutral_from == -1  # no reference within 15 degrees
+
+
+def test_small_crops_do_not_enter_the_bank_and_unseen_tracks_are_forgotten():
+    nr = NeutralReference(min_size=0.8, forget_s=2.0)
+    nr(_packet(0, _face(_pattern(0), 0.5, side=200.0)))
+    nr(_packet(1, _face(_pattern(1), 0.0, side=100.0)))  # more neutral, but far away (half the size): not banked
+    f = _face(_pattern(2), 0.95, side=200.0)
+    nr(_packet(2, f))
+    assert f.neutral_from == 0
+    nr(_packet(3, _face(_pattern(3), 0.5, track=7), t=10.0))  # track 1 unseen for > 2 s: forgotten
+    g = _face(_pattern(4), 0.95, side=200.0)
+    nr(_packet(4, g, t=10.1))
+    assert g.neutral_from == -1
+
+
+def test_the_colour_is_matched_to_this_frames_light():
+    ref = np.full((S, S, 3), 100, np.uint8)
+    own = np.full((S, S, 3), 140, np.uint8)
+    nr = NeutralReference(match_colour=True)
+    nr(_packet(0, _face(ref, 0.0)))
+    f = _face(own, 0.9)
+    nr(_packet(1, f))
+    assert f.neutral_from == 0
+    assert abs(float(f.neutral[64, 64].mean()) - 140) <= 2
+
+
+def test_faces_without_a_neutral_face_or_track_are_left_alone_and_settings_are_checked():
+    nr = NeutralReference()
+    a = _face(_pattern(0), 0.0)
+    a.neutral = None
+    b = _face(_pattern(1), 0.9, track=-1)
+    nr(_packet(0, a, b))
+    assert a.neutral is None and b.neutral_from == -1
+    assert crop_landmarks(_face(_pattern(0), 0.0, side=256.0), S).round(3).tolist() == LM.tolist()
+    for bad in ({"gap": 1.0}, {"gap": -0.1}, {"bin_deg": 0}, {"max_pose_deg": -1}, {"min_size": 1.5}):
+        with pytest.raises(ValueError):
+            NeutralReference(**bad)
+    assert NeutralReference().describe()["max_pose_deg"] == 15.0
