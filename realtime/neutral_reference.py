@@ -30,8 +30,8 @@ expressive frame the banked neutral face of the nearest pose instead of its own:
 of the reference, or -1 for the face's own. A clip that never shows the person
 less expressive than now, a new track and an unseen pose all keep the face's own
 neutral face. The reference is causal (only earlier frames), so a live camera and
-a file give the same faces. Measured in MODEL_CARD.md ("Neutral faces", the track's
-reference).
+a file give the same faces. Measured in MODEL_CARD.md (experiment 28). A track unseen
+for ``forget_s`` seconds is forgotten (brief misses keep the bank).
 
 Colour order: ``Face.neutral`` is **RGB** uint8 (S, S, 3) as everywhere in the pipeline.
 """
@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -115,11 +115,6 @@ class NeutralReference:
                 "max_pose_deg": round(math.degrees(self.max_pose), 3), "min_size": self.min_size,
                 "forget_s": self.forget_s, "match_colour": self.match_colour}
 
-    def keep_only(self, ids: Iterable[int]) -> None:
-        keep = set(ids)
-        for k in [k for k in self._t if k not in keep]:
-            del self._t[k]
-
     def __call__(self, packet: FramePacket) -> FramePacket:
         """Bank every face's own neutral face and replace it by its track's reference where that is more
         neutral (sets ``Face.neutral`` and ``Face.neutral_from``)."""
@@ -139,8 +134,8 @@ class NeutralReference:
             side = float(f.crop_box[2])
             t.max_side = max(t.max_side, side)
             key = (int(round(yp[0] / self.bin)), int(round(yp[1] / self.bin)))
-            own = t.bank.get(key)
-            if side >= self.min_size * t.max_side and (own is None or f.intensity < own.intensity):
+            held = t.bank.get(key)
+            if side >= self.min_size * t.max_side and (held is None or f.intensity < held.intensity):
                 t.bank[key] = _Entry(float(f.intensity), f.neutral, lm, yp, int(packet.index))
             near = [e for e in t.bank.values() if float(np.max(np.abs(e.yaw_pitch - yp))) <= self.max_pose]
             ref = min(near, key=lambda e: e.intensity) if near else None
