@@ -382,6 +382,7 @@ class Run:
             faces = sorted(faces, key=lambda f: -f.area)[: an.max_faces]
             faces.sort(key=lambda f: f.track_id)
         p.faces = faces
+        p.scene_cut = self.tracker.last_cut
         p.stats["detect"] = time.perf_counter() - t
         return p
 

@@ -11,6 +11,10 @@
   ``False`` so the caller can run the detector on that frame. A scene cut (the
   mean absolute difference of consecutive grey frames above ``cut_threshold``)
   returns ``False`` too, so a face that appears at a cut is found at once.
+  :attr:`Tracker.last_cut` says whether the frame just tracked (by ``propagate``,
+  ``update`` or both) follows a scene cut; ids continue across a cut when the
+  boxes overlap, so per-track state that must not mix people (the track's
+  neutral reference) starts over there.
 """
 from __future__ import annotations
 
@@ -77,6 +81,14 @@ class Tracker:
         self.next_id = 0
         self._prev_gray: Optional[np.ndarray] = None
         self._scale = 1.0
+        #: True when the frame last given to :meth:`propagate` / :meth:`update` follows a scene cut
+        self.last_cut = False
+        self._cut_seen = False  # propagate saw a cut on the frame that update may now be given
+
+    def _is_cut(self, gray: np.ndarray) -> bool:
+        """A scene cut between the previous grey frame and ``gray``: mean absolute difference > cut_threshold."""
+        return (self._prev_gray is not None and self._prev_gray.shape == gray.shape
+                and cv2.norm(self._prev_gray, gray, cv2.NORM_L1) / gray.size > self.cut_threshold)
 
     # --------------------------------------------------------------- frames
     def _gray(self, image: np.ndarray) -> Tuple[np.ndarray, float]:
@@ -93,7 +105,11 @@ class Tracker:
 
     def update(self, image: np.ndarray, det: Detections, timestamp: float) -> List[Face]:
         """Detection frame: match ``det`` to tracks; returns the faces of this frame (live tracks)."""
-        self._prev_gray, self._scale = self._gray(image)
+        gray, scale = self._gray(image)
+        # after propagate on the same frame, _prev_gray is this frame: propagate's finding counts
+        self.last_cut = self._cut_seen or bool(self._is_cut(gray))
+        self._cut_seen = False
+        self._prev_gray, self._scale = gray, scale
         self.tracks = [t for t in self.tracks if not t.lost or timestamp - t.last_seen <= self.lost_buffer]
         matched_t, matched_d = set(), set()
         if self.tracks and len(det):
@@ -129,8 +145,8 @@ class Tracker:
         gray, s = self._gray(image)
         live = [t for t in self.tracks if not t.lost]
         ok = True
-        if self._prev_gray is not None and self._prev_gray.shape == gray.shape and \
-                cv2.norm(self._prev_gray, gray, cv2.NORM_L1) / gray.size > self.cut_threshold:
+        self.last_cut = self._cut_seen = bool(self._is_cut(gray))
+        if self.last_cut:
             ok = False  # scene cut: ask for a detection on this frame
         if live and self._prev_gray is not None and self._prev_gray.shape == gray.shape:
             # points followed by optical flow: the landmarks, or (detector without landmarks: NaN) 5 points
@@ -179,6 +195,7 @@ class Tracker:
     def reset(self) -> None:
         self.tracks.clear()
         self._prev_gray = None
+        self.last_cut = self._cut_seen = False
 
 
 def _box_points(box: np.ndarray) -> np.ndarray:

@@ -125,6 +125,8 @@ class FramePacket:
         source: name of the source (file path, ``camera:0``, folder).
         stats: per-stage timings in seconds (``decode``, ``detect``, ``infer``, ...).
         annotated: (H, W, 3) uint8 BGR rendered image once an annotator ran, else None.
+        scene_cut: True when the tracker saw a scene cut just before this frame (a face id
+            carried across it may be another person).
     """
 
     index: int
@@ -136,6 +138,7 @@ class FramePacket:
     source: str = ""
     stats: Dict[str, float] = field(default_factory=dict)
     annotated: Optional[np.ndarray] = None
+    scene_cut: bool = False
 
     @property
     def largest_face(self) -> Optional[Face]:

@@ -115,6 +115,21 @@ def test_small_crops_do_not_enter_the_bank_and_unseen_tracks_are_forgotten():
     assert g.neutral_from == -1
 
 
+def test_every_bank_starts_over_at_a_scene_cut():
+    nr = NeutralReference()
+    nr(_packet(0, _face(_pattern(0), 0.0), _face(_pattern(1), 0.0, track=2)))
+    f = _face(_pattern(2), 0.9)
+    nr(_packet(1, f))
+    assert f.neutral_from == 0
+    cut = _packet(2, _face(_pattern(3), 0.9), _face(_pattern(4), 0.9, track=2))
+    cut.scene_cut = True  # the same ids after a cut may be other people
+    nr(cut)
+    assert [g.neutral_from for g in cut.faces] == [-1, -1]
+    g = _face(_pattern(5), 0.95)
+    nr(_packet(3, g))
+    assert g.neutral_from == -1  # frame 2 (0.9) is not 0.2 below 0.95: no earlier reference survived the cut
+
+
 def test_the_colour_is_matched_to_this_frames_light():
     ref = np.full((S, S, 3), 100, np.uint8)
     own = np.full((S, S, 3), 140, np.uint8)

@@ -165,8 +165,22 @@ def test_tracker_propagates_with_optical_flow_and_flags_cuts():
     assert ok and len(fs) == 1
     assert np.allclose(fs[0].box, box + [5, 3, 5, 3], atol=1.0)
     other = cv2.GaussianBlur((rng.random((240, 320, 3)) * 255).astype(np.uint8), (5, 5), 0)
+    assert not tr.last_cut
     fs, ok = tr.propagate(other, 0.08)   # a scene cut: points fail the forward-backward check
     assert not ok and fs == []
+    # the grey-level cut test (mean absolute difference > cut_threshold), which Tracker.last_cut reports
+    dark = other // 4  # the light goes down: a mean grey difference of about 95 levels
+    tr.update(other, dets([box]), 0.08)
+    fs, ok = tr.propagate(dark, 0.12)
+    assert not ok and tr.last_cut
+    tr.update(dark, dets([box]), 0.12)   # the detection the caller runs on the same frame keeps the finding
+    assert tr.last_cut
+    tr.update(dark, dets([box]), 0.16)   # the next frame, the same shot
+    assert not tr.last_cut
+    tr.update(other, dets([box]), 0.20)  # a cut on a detection frame (no propagate before it)
+    assert tr.last_cut
+    fs, ok = tr.propagate(other, 0.24)
+    assert ok and not tr.last_cut
 
 
 # ------------------------------------------------------------------------------------------------ CSV
