@@ -22,7 +22,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Deque, Dict, Iterator, List, Optional, Union
+from typing import Any, Deque, Dict, Iterator, List, Optional, Union
 
 import numpy as np
 
@@ -154,8 +154,9 @@ class Analyzer:
         neutral_reference: in runs over videos and cameras, give a strongly expressive face the neutral face of
             its track's least expressive earlier frame in a similar head pose, aligned to it
             (:class:`realtime.neutral_reference.NeutralReference`; ``Face.neutral_from`` tells which frame);
-            False = every face keeps its own frame's neutral face. No effect without neutral faces or on
-            :meth:`analyze_image`.
+            False = every face keeps its own frame's neutral face; a dict = on, with these
+            :class:`~realtime.neutral_reference.NeutralReference` settings (e.g. ``{"hysteresis": 0.0}``). No
+            effect without neutral faces or on :meth:`analyze_image`.
 
     One Analyzer runs one video at a time (its backend and detector are reused across runs): a run
     started while another is in progress, in any thread, raises :class:`~facecycle.errors.UsageError`
@@ -169,7 +170,7 @@ class Analyzer:
                  threads: int = 1, queue_size: int = 4, crop_scale: Optional[float] = None,
                  infer_workers: Optional[int] = None, precision: Optional[str] = None,
                  calibration: Optional[str] = None, neutral_passes: Optional[int] = None,
-                 neutral_reference: bool = True) -> None:
+                 neutral_reference: Union[bool, Dict[str, Any]] = True) -> None:
         # the one place these are checked (the CLI passes its options straight through; neutral_passes is checked
         # by FaceInference, which every entry point builds)
         if detect_every < 1:
@@ -182,6 +183,11 @@ class Analyzer:
             raise UsageError("infer_workers (--infer-workers) must be >= 1")
         if not 0.0 < score_threshold < 1.0:
             raise UsageError("score_threshold (--score-threshold) must be in (0, 1)")
+        if isinstance(neutral_reference, dict):
+            try:
+                NeutralReference(**neutral_reference)
+            except (TypeError, ValueError) as e:
+                raise UsageError(f"neutral_reference settings: {e}") from None
         # load (and run once) every graph while opening: a corrupt or truncated graph fails here, with one
         # clear ModelError, before any output file is created; under backend "auto" a GPU backend that fails
         # to build or run falls back to the next (engines.open_backend); it also takes the first-call cost
@@ -204,7 +210,7 @@ class Analyzer:
         self.max_faces = max_faces
         self.reid = reid
         self.smooth = smooth
-        self.neutral_reference = bool(neutral_reference)
+        self.neutral_reference = neutral_reference if isinstance(neutral_reference, dict) else bool(neutral_reference)
         self.queue_size = queue_size
         if infer_workers:
             self.infer_workers = int(infer_workers)
@@ -279,7 +285,7 @@ class Analyzer:
                 "smoothing": "one-euro" if self.smooth else None, "reid": self.reid,
                 "neutralize": self.inference.neutralize,
                 "neutral_passes": self.inference.neutral_passes if self.inference.neutralize else None,
-                "neutral_reference": self.neutral_reference if self.inference.neutralize else None,
+                "neutral_reference": (self.neutral_reference is not False) if self.inference.neutralize else None,
                 "crop_scale": self.inference.crop_scale}
 
     def close(self) -> None:
@@ -317,7 +323,9 @@ class Run:
         self.smoother = TrackSmoother() if analyzer.smooth else None
         self.baseline = NeutralBaseline()
         #: the track's own neutral face (acts only on faces that have a neutral face: the app switches it live)
-        self.neutral_ref = NeutralReference() if analyzer.neutral_reference else None
+        nr = analyzer.neutral_reference
+        self.neutral_ref = (NeutralReference(**nr) if isinstance(nr, dict) else NeutralReference()) if nr is not False \
+            else None
         self.reid = IdentityReID() if analyzer.reid else None
         self._since_detect = 10 ** 9
         #: the end of every frame's path: overlay, CSV + sidecar, video (switchable while the run goes)

@@ -19,6 +19,10 @@ expressive frame the banked neutral face of the nearest pose instead of its own:
   (otherwise the face keeps its own neutral face: a mild expression is already
   neutralized well by the generator, and a reference no more neutral than the
   face would only add alignment error).
+* **steadiness:** against flicker, a track keeps the entry it uses while that entry
+  is within ``hysteresis`` of the least expressive one near the pose, and keeps
+  using a reference until the face's intensity is no more than ``gap - hysteresis``
+  above it.
 * **composite:** the entry's neutral face is aligned to the face by the
   similarity transform (rotation, uniform scale, shift; OpenCV's
   ``estimateAffinePartial2D``) between the two frames' five landmarks, and
@@ -65,6 +69,7 @@ class _Track:
     last: float
     max_side: float = 0.0
     bank: Dict[Tuple[int, int], _Entry] = field(default_factory=dict)
+    using: Optional[Tuple[int, int]] = None  # the bin whose entry the last face used (None: its own)
 
 
 def crop_landmarks(face: Face, size: int) -> np.ndarray:
@@ -97,25 +102,31 @@ class NeutralReference:
         min_size: a frame enters the bank only if its crop side is at least this share of the track's largest.
         forget_s: a track unseen this long is dropped.
         match_colour: shift the reference's mean colour inside the face ellipse to this frame's neutral face.
+        hysteresis: against flicker, a track keeps the entry it uses while that entry is within this of the
+            least expressive one near the pose, and keeps using a reference until the face's intensity falls to
+            ``gap - hysteresis`` above it.
     """
 
     def __init__(self, gap: float = 0.2, bin_deg: float = 10.0, max_pose_deg: float = 15.0,
-                 min_size: float = 0.8, forget_s: float = 10.0, match_colour: bool = True) -> None:
-        if not 0.0 <= gap < 1.0 or bin_deg <= 0 or max_pose_deg < 0 or not 0.0 <= min_size <= 1.0:
+                 min_size: float = 0.8, forget_s: float = 10.0, match_colour: bool = True,
+                 hysteresis: float = 0.1) -> None:
+        if (not 0.0 <= gap < 1.0 or bin_deg <= 0 or max_pose_deg < 0 or not 0.0 <= min_size <= 1.0
+                or not 0.0 <= hysteresis <= gap):
             raise ValueError("NeutralReference: need 0 <= gap < 1, bin_deg > 0, max_pose_deg >= 0, "
-                             "0 <= min_size <= 1")
+                             "0 <= min_size <= 1, 0 <= hysteresis <= gap")
         self.gap = float(gap)
         self.bin = math.radians(bin_deg)
         self.max_pose = math.radians(max_pose_deg)
         self.min_size = float(min_size)
         self.forget_s = float(forget_s)
         self.match_colour = bool(match_colour)
+        self.hysteresis = float(hysteresis)
         self._t: Dict[int, _Track] = {}
 
     def describe(self) -> dict:
         return {"gap": self.gap, "bin_deg": round(math.degrees(self.bin), 3),
                 "max_pose_deg": round(math.degrees(self.max_pose), 3), "min_size": self.min_size,
-                "forget_s": self.forget_s, "match_colour": self.match_colour}
+                "forget_s": self.forget_s, "match_colour": self.match_colour, "hysteresis": self.hysteresis}
 
     def __call__(self, packet: FramePacket) -> FramePacket:
         """Bank every face's own neutral face and replace it by its track's reference where that is more
@@ -141,14 +152,21 @@ class NeutralReference:
             held = t.bank.get(key)
             if side >= self.min_size * t.max_side and (held is None or f.intensity < held.intensity):
                 t.bank[key] = _Entry(float(f.intensity), f.neutral, lm, yp, int(packet.index))
-            near = [e for e in t.bank.values() if float(np.max(np.abs(e.yaw_pitch - yp))) <= self.max_pose]
-            ref = min(near, key=lambda e: e.intensity) if near else None
-            if ref is None or ref.index == packet.index or f.intensity - ref.intensity <= self.gap:
+            near = {k: e for k, e in t.bank.items() if float(np.max(np.abs(e.yaw_pitch - yp))) <= self.max_pose}
+            ref_key = min(near, key=lambda k: near[k].intensity) if near else None
+            kept = near.get(t.using) if t.using is not None else None
+            if kept is not None and kept.intensity <= near[ref_key].intensity + self.hysteresis:
+                ref_key = t.using  # hysteresis: no switching between near-equal entries as the head moves
+            ref = near.get(ref_key) if ref_key is not None else None
+            gap = self.gap - (self.hysteresis if t.using is not None else 0.0)
+            t.using = None
+            if ref is None or ref.index == packet.index or f.intensity - ref.intensity <= gap:
                 continue
             out = self._composite(ref, f, lm, size, self.match_colour)
             if out is not None:
                 f.neutral = out
                 f.neutral_from = ref.index
+                t.using = ref_key
         for k in [k for k, t in self._t.items() if ts - t.last > self.forget_s]:
             del self._t[k]
         return packet

@@ -55,13 +55,13 @@ def unlabelled_spans(spans_csv: Path, labels_csv: Path) -> "list[dict]":
 
 
 def collect(model_dir: Path, spans: "list[dict]", shared: Path, neutralize: bool = False,
-            neutral_reference: bool = True) -> dict:
+            neutral_reference: "bool | dict" = True) -> dict:
     """(N, S, S, 3) uint8 RGB crops of the largest face of every span frame, labels, span index; with
     ``neutralize``, also the pipeline's neutral face (``Face.neutral``, RGB) and the input cut at its size."""
     from realtime.analyzer import Analyzer
     from realtime.crops import crop_square
 
-    crops, labels, span, neutral, inputs = [], [], [], [], []
+    crops, labels, span, neutral, inputs, source = [], [], [], [], [], []
     with Analyzer(model_dir, backend="onnxruntime", neutralize=neutralize, neutral_reference=neutral_reference) as an:
         size = an.inference.size
         for si, r in enumerate(spans):
@@ -75,17 +75,20 @@ def collect(model_dir: Path, spans: "list[dict]", shared: Path, neutralize: bool
                 span.append(si)
                 if neutralize:
                     neutral.append(f.neutral)
+                    source.append(f.neutral_from)
                     inputs.append(np.ascontiguousarray(crop_square(p.image, f.crop_box, f.neutral.shape[0])[..., ::-1]))
     d = {"crops": np.stack(crops), "labels": np.array(labels), "span": np.array(span)}
     if neutralize:  # lists: each face's size is its crop's
-        d.update(neutral=neutral, inputs=inputs)
+        d.update(neutral=neutral, inputs=inputs, neutral_from=np.array(source))
     return d
 
 
 def neutral_report(d: dict, spans: "list[dict]", judge) -> dict:
     """The independent judge (the ``fer`` peer) on the neutral faces and on the inputs of the expressive spans:
-    the share of frames it calls neutral (per span, and the mean over spans), and the detail ratio (variance
-    of the Laplacian, neutral face over input at the same size)."""
+    the share of frames it calls neutral (per span, and the mean over spans), the detail ratio (variance
+    of the Laplacian, neutral face over input at the same size), and where the neutral faces came from: the
+    share taken from an earlier frame (``Face.neutral_from``) and the switches (a frame whose source differs
+    from the previous span frame's: flicker in a video)."""
     from eval_expression import lap_var
 
     k = EMOTIONS.index("neutral")
@@ -97,17 +100,22 @@ def neutral_report(d: dict, spans: "list[dict]", judge) -> dict:
         jp = np.stack([judge.predict(np.stack([d["neutral"][i], d["inputs"][i]])) for i in m]).argmax(2) == k
         jn, ji = jp[:, 0], jp[:, 1]
         det = [lap_var(d["neutral"][i]) / max(1e-6, lap_var(d["inputs"][i])) for i in m]
+        src = d["neutral_from"][m]
         rows.append({"clip": r["clip"], "start": int(r["start"]), "label": r["label"], "frames": int(len(m)),
                      "judged_neutral_share_of_neutral_faces": round(float(jn.mean()), 4),
                      "judged_neutral_share_of_inputs": round(float(ji.mean()), 4),
-                     "detail_ratio_median": round(float(np.median(det)), 4)})
+                     "detail_ratio_median": round(float(np.median(det)), 4),
+                     "share_from_earlier_frame": round(float(np.mean(src >= 0)), 4),
+                     "source_switches": int(np.sum(src[1:] != src[:-1]))})
     return {"spans": len(rows),
             "judged_neutral_share_of_neutral_faces": round(float(np.mean(
                 [r["judged_neutral_share_of_neutral_faces"] for r in rows])), 4),
             "judged_neutral_share_of_inputs": round(float(np.mean([r["judged_neutral_share_of_inputs"]
                                                                    for r in rows])), 4),
             "detail_ratio_median": round(float(np.median([r["detail_ratio_median"] for r in rows])), 4),
-            "rows": rows}
+            "share_from_earlier_frame": round(float(np.mean([r["share_from_earlier_frame"] for r in rows])), 4),
+            "source_switches": int(sum(r["source_switches"] for r in rows)),
+            "frames": int(sum(r["frames"] for r in rows)), "rows": rows}
 
 
 def report(p: np.ndarray, d: dict, spans: "list[dict]") -> dict:
@@ -142,6 +150,8 @@ def main() -> int:
                     help="also judge the pipeline's neutral faces of the expressive spans with the fer peer")
     ap.add_argument("--no-neutral-reference", dest="neutral_reference", action="store_false",
                     help="with --neutralize: the Analyzer's neutral_reference off (every face its own neutral face)")
+    ap.add_argument("--neutral-reference-set", action="append", default=[], metavar="NAME=VALUE",
+                    help="with --neutralize: a NeutralReference setting (e.g. hysteresis=0), repeatable")
     ap.add_argument("--judge", default=None, metavar="critic:PATH",
                     help="with --neutralize: judge the neutral faces with neutral_compare.CriticJudge (the committed "
                          "critic of experiment 9) instead of the fer peer")
@@ -156,7 +166,10 @@ def main() -> int:
     if not spans:
         print(f"no span clips under {a.shared / 'data'}", file=sys.stderr)
         return 2
-    d = collect(a.model, spans, a.shared, a.neutralize, a.neutral_reference)
+    ref = a.neutral_reference
+    if ref and a.neutral_reference_set:
+        ref = {k: float(v) for k, v in (x.split("=", 1) for x in a.neutral_reference_set)}
+    d = collect(a.model, spans, a.shared, a.neutralize, ref)
     model, head = load_model(a.model)
     res = {**run_header(a.model), "ours": report(probabilities(model, head, d["crops"]), d, spans)}
     if a.variants:
@@ -178,7 +191,7 @@ def main() -> int:
 
             judge_n = CriticJudge(Path(a.judge.split(":", 1)[1]))
         res["neutral_faces"] = {**neutral_report(d, spans, judge_n if a.judge else judge),
-                                "neutral_reference": a.neutral_reference, "judge": a.judge or "fer"}
+                                "neutral_reference": ref, "judge": a.judge or "fer"}
         print("neutral faces", json.dumps({k: v for k, v in res["neutral_faces"].items() if k != "rows"}))
     for k in ("ours", "peer"):
         if k in res:

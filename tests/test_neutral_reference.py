@@ -115,6 +115,31 @@ def test_small_crops_do_not_enter_the_bank_and_unseen_tracks_are_forgotten():
     assert g.neutral_from == -1
 
 
+def test_hysteresis_keeps_the_choice_steady():
+    nr = NeutralReference(gap=0.2, hysteresis=0.1, bin_deg=10.0, max_pose_deg=15.0)
+    nr(_packet(0, _face(_pattern(0), 0.10)))
+    nr(_packet(1, _face(_pattern(1), 0.08, yaw_deg=20.0)))  # two bins away: a little more neutral
+    used = []
+    # the intensity hovers around reference + gap, the head turns between the two bins
+    for i, (inten, yaw) in enumerate([(0.5, 0.0), (0.28, 4.0), (0.33, 6.0), (0.5, 9.0), (0.5, 11.0), (0.18, 12.0)],
+                                     start=2):
+        f = _face(_pattern(i), inten, yaw_deg=yaw)
+        nr(_packet(i, f))
+        used.append(f.neutral_from)
+    # starts at 0.5 (0.4 above frame 0), keeps the reference down to 0.28 (> 0.2 - 0.1 above it), stays with
+    # frame 0 once the head turns within 15 degrees of frame 1 (0.08 is within 0.1 of 0.10), lets go at 0.18
+    assert used == [0, 0, 0, 0, 0, -1], used
+    plain = NeutralReference(gap=0.2, hysteresis=0.0)
+    plain(_packet(0, _face(_pattern(0), 0.10)))
+    plain(_packet(1, _face(_pattern(1), 0.08, yaw_deg=20.0)))
+    seen = []
+    for i, (inten, yaw) in enumerate([(0.5, 0.0), (0.28, 4.0), (0.5, 6.0)], start=2):
+        f = _face(_pattern(i), inten, yaw_deg=yaw)
+        plain(_packet(i, f))
+        seen.append(f.neutral_from)
+    assert seen == [0, -1, 1], seen  # without hysteresis: off at 0.18 above, and a switch to frame 1
+
+
 def test_every_bank_starts_over_at_a_scene_cut():
     nr = NeutralReference()
     nr(_packet(0, _face(_pattern(0), 0.0), _face(_pattern(1), 0.0, track=2)))
@@ -149,7 +174,8 @@ def test_faces_without_a_neutral_face_or_track_are_left_alone_and_settings_are_c
     nr(_packet(0, a, b))
     assert a.neutral is None and b.neutral_from == -1
     assert crop_landmarks(_face(_pattern(0), 0.0, side=256.0), S).round(3).tolist() == LM.tolist()
-    for bad in ({"gap": 1.0}, {"gap": -0.1}, {"bin_deg": 0}, {"max_pose_deg": -1}, {"min_size": 1.5}):
+    for bad in ({"gap": 1.0}, {"gap": -0.1}, {"bin_deg": 0}, {"max_pose_deg": -1}, {"min_size": 1.5},
+                {"gap": 0.1, "hysteresis": 0.2}):
         with pytest.raises(ValueError):
             NeutralReference(**bad)
     assert NeutralReference().describe()["max_pose_deg"] == 15.0

@@ -271,3 +271,14 @@ def test_the_tracks_neutral_reference_is_on_by_default_and_can_be_turned_off(mod
     with Analyzer(model=model_with_head, neutralize=True) as an:
         for p in an.process_video(clip, max_frames=12):
             assert all(f.neutral_from < p.index and f.neutral is not None for f in p.faces)
+    # settings as a dict (checked when the Analyzer opens: one clear UsageError)
+    from facecycle.errors import UsageError
+
+    with Analyzer(model=model_with_head, neutralize=True, neutral_reference={"hysteresis": 0.0, "gap": 0.3}) as an:
+        run = an.process_video(clip, max_frames=3)
+        assert len(list(run)) == 3
+        assert run.describe()["neutral_reference"]["gap"] == 0.3
+        assert run.describe()["neutral_reference"]["hysteresis"] == 0.0
+    for bad in ({"bogus": 1}, {"gap": 2.0}):
+        with pytest.raises(UsageError, match="neutral_reference settings"):
+            Analyzer(model=model_with_head, neutralize=True, neutral_reference=bad)

@@ -193,7 +193,7 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
                                        "reid", "smooth")},
               # only with neutral faces (the key's absence keeps the fingerprints of runs without them)
               **({"neutral_passes": a.get("neutral_passes") or NEUTRAL_PASSES,
-                  "neutral_reference": bool(a.get("neutral_reference", True))} if a.get("neutralize") else {}),
+                  "neutral_reference": a.get("neutral_reference", True)} if a.get("neutralize") else {}),
               "csv": settings.csv, "video": settings.video, "max_frames": settings.max_frames,
               "audio": settings.audio if settings.video else None,
               "video_preset": settings.video_preset if settings.video else None}
