@@ -210,7 +210,9 @@ class Analyzer:
         self.max_faces = max_faces
         self.reid = reid
         self.smooth = smooth
-        self.neutral_reference = neutral_reference if isinstance(neutral_reference, dict) else bool(neutral_reference)
+        #: the track reference's NeutralReference settings ({} = its defaults), None when it is off
+        self.neutral_reference_settings: Optional[Dict[str, Any]] = (
+            dict(neutral_reference) if isinstance(neutral_reference, dict) else {} if neutral_reference else None)
         self.queue_size = queue_size
         if infer_workers:
             self.infer_workers = int(infer_workers)
@@ -285,7 +287,8 @@ class Analyzer:
                 "smoothing": "one-euro" if self.smooth else None, "reid": self.reid,
                 "neutralize": self.inference.neutralize,
                 "neutral_passes": self.inference.neutral_passes if self.inference.neutralize else None,
-                "neutral_reference": (self.neutral_reference is not False) if self.inference.neutralize else None,
+                "neutral_reference": (self.neutral_reference_settings is not None) if self.inference.neutralize
+                else None,
                 "crop_scale": self.inference.crop_scale}
 
     def close(self) -> None:
@@ -323,9 +326,8 @@ class Run:
         self.smoother = TrackSmoother() if analyzer.smooth else None
         self.baseline = NeutralBaseline()
         #: the track's own neutral face (acts only on faces that have a neutral face: the app switches it live)
-        nr = analyzer.neutral_reference
-        self.neutral_ref = (NeutralReference(**nr) if isinstance(nr, dict) else NeutralReference()) if nr is not False \
-            else None
+        settings = analyzer.neutral_reference_settings
+        self.neutral_ref = NeutralReference(**settings) if settings is not None else None
         self.reid = IdentityReID() if analyzer.reid else None
         self._since_detect = 10 ** 9
         #: the end of every frame's path: overlay, CSV + sidecar, video (switchable while the run goes)
