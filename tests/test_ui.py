@@ -171,6 +171,29 @@ def test_face_panel_cards_and_plot_window(qtbot):
     assert panel.cards[1].thumb.toolTip() == "neutral face of this frame"
 
 
+def test_the_app_passes_the_neutral_reference_choice_to_the_pipeline(qtbot, model_dir):
+    import argparse
+
+    from ui.app import add_arguments
+    from ui.pipeline_adapter import open_stream
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    assert p.parse_args([]).neutral_reference and not p.parse_args(["--no-neutral-reference"]).neutral_reference
+    for on in (True, False):
+        w = MainWindow(model_dir=model_dir, neutral_reference=on)
+        qtbot.addWidget(w)
+        w.source = str(shared_video(CLIP))
+        cfg = w.run_config()
+        assert cfg.neutral_reference is on
+        stream = open_stream(cfg, neutralize=True)
+        try:
+            assert (stream.analyzer.neutral_reference_settings is not None) is on
+            assert (stream.run.neutral_ref is not None) is on
+        finally:
+            stream.close()
+
+
 # --------------------------------------------------------------------- app runs
 def test_clip_renders_panel_follows_and_outputs_are_valid(qtbot, window, tmp_path):
     clip = shared_video(CLIP)

@@ -46,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--neutralized", action="store_true", help="start with the neutralized view on")
     p.add_argument("--neutral-thumbnail", action="store_true", help="start with the neutral-face thumbnail on")
     p.add_argument("--no-overlays", action="store_true", help="start with every overlay off")
+    p.add_argument("--no-neutral-reference", dest="neutral_reference", action="store_false",
+                   help="neutral faces: every face keeps its own frame's (default: a strongly expressive face gets "
+                        "its track's neutral face from a less expressive earlier frame, as facecycle process)")
     auto = p.add_argument_group("automation (tests, docs, benchmarks)")
     auto.add_argument("--exit-after", type=int, metavar="N",
                       help="quit after N frames have been painted (or at the end of the input)")
@@ -230,7 +233,8 @@ def run_app(args: argparse.Namespace) -> int:
     overlays = Overlays(boxes=not args.no_overlays, pose=not args.no_overlays, emotions=not args.no_overlays,
                         neutral_thumb=bool(args.neutral_thumbnail), neutralized=bool(args.neutralized))
     win = MainWindow(model_dir=args.model, backend=args.backend, detector=args.detector, realtime=args.realtime,
-                     overlays=overlays, detector_model=args.detector_model)
+                     overlays=overlays, detector_model=args.detector_model,
+                     neutral_reference=args.neutral_reference)
     win.resize(*size)
     timeout = args.timeout if args.timeout is not None else (600.0 if args.exit_after is not None else None)
     if timeout is not None and timeout <= 0:

@@ -78,9 +78,10 @@ class MainWindow(QMainWindow):
 
     def __init__(self, model_dir: Optional[str] = None, backend: str = "auto", detector: str = "centerface",
                  realtime: bool = False, overlays: Overlays = Overlays(), parent: Optional[QWidget] = None,
-                 detector_model: Optional[str] = None) -> None:
+                 detector_model: Optional[str] = None, neutral_reference: bool = True) -> None:
         super().__init__(parent)
         self.detector_model = detector_model
+        self.neutral_reference = neutral_reference
         self.setWindowTitle("FaceCycle RT")
         self.setAcceptDrops(True)
         self.model_dir = model_dir
@@ -245,7 +246,7 @@ class MainWindow(QMainWindow):
             return None
         return RunConfig(source=self.source, model_dir=self.model_dir, backend=self.backend_combo.currentText(),
                          detector=self.detector_combo.currentText(), detector_model=self.detector_model,
-                         realtime=self.realtime_check.isChecked())
+                         realtime=self.realtime_check.isChecked(), neutral_reference=self.neutral_reference)
 
     def open_source(self, source: Union[str, int, Path], start: bool = False) -> None:
         """Select a video file / folder / stream (str) or a camera index (int); optionally start it."""

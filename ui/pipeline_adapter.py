@@ -37,7 +37,8 @@ class PipelineStream:
     def __init__(self, config: RunConfig, neutralize: bool = False) -> None:
         self.config = config
         self.analyzer = Analyzer(model=config.model_dir, backend=config.backend, detector=config.detector,
-                                 detector_model=config.detector_model, max_faces=config.max_faces, neutralize=False)
+                                 detector_model=config.detector_model, max_faces=config.max_faces, neutralize=False,
+                                 neutral_reference=config.neutral_reference)
         self.can_neutralize = "neutralize" in self.analyzer.backend.graphs
         self.set_neutralize(neutralize)
         try:

@@ -46,6 +46,8 @@ class RunConfig:
         detector_model: model for ``yunet`` / ``insightface`` (None for ``centerface``).
         realtime: play files at their own pace (like a camera; late frames dropped).
         max_faces: analyse at most this many faces per frame (None = all).
+        neutral_reference: neutral faces from the track's least expressive earlier frame for strongly
+            expressive faces (``realtime.neutral_reference``; the pipeline's default).
     """
 
     source: Union[str, int]
@@ -55,6 +57,7 @@ class RunConfig:
     detector_model: Optional[str] = None
     realtime: bool = False
     max_faces: Optional[int] = None
+    neutral_reference: bool = True
 
     @property
     def is_camera(self) -> bool:
