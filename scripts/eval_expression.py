@@ -250,11 +250,11 @@ def main() -> int:
         res["fer2013"] = eval_fer(a.model, a.fer)
         print(json.dumps(res["fer2013"]), flush=True)
     if a.clips:
-        judge = FerPeer() if a.peer else None
-        if judge is not None and a.judge:
-            from neutral_compare import CriticJudge
+        judge = None
+        if a.peer:
+            from neutral_compare import make_judge
 
-            judge = CriticJudge(Path(a.judge.split(":", 1)[1]))
+            judge = make_judge(a.judge or "fer")
         res["video"] = eval_clips(a.model, a.clips, a.shared, a.neutralize, a.max_frames, judge,
                                   a.neutral_passes, a.neutral_reference,
                                   tuple(int(v) for v in a.neutral_frames.split(",")))

@@ -187,10 +187,10 @@ def main() -> int:
         res["peer"] = report(z / z.sum(1, keepdims=True), d, spans)
     if a.neutralize:
         if a.judge:
-            from neutral_compare import CriticJudge
+            from neutral_compare import make_judge
 
-            judge_n = CriticJudge(Path(a.judge.split(":", 1)[1]))
-        res["neutral_faces"] = {**neutral_report(d, spans, judge_n if a.judge else judge),
+            judge = make_judge(a.judge)
+        res["neutral_faces"] = {**neutral_report(d, spans, judge),
                                 "neutral_reference": ref, "judge": a.judge or "fer"}
         print("neutral faces", json.dumps({k: v for k, v in res["neutral_faces"].items() if k != "rows"}))
     for k in ("ours", "peer"):

@@ -107,6 +107,19 @@ class CriticJudge:
         return torch.softmax(critic_logits(self.net, x), 1).numpy()
 
 
+def make_judge(spec: str):
+    """The judge named by ``spec``: ``fer`` (:class:`facecycle.probe.peer.FerPeer`, the independent judge) or
+    ``critic:PATH`` (:class:`CriticJudge`); ValueError for anything else. Both have ``predict`` ((N, H, W, 3)
+    uint8 RGB -> (N, 7) probabilities in FER-2013 order)."""
+    if spec == "fer":
+        from facecycle.probe.peer import FerPeer
+
+        return FerPeer()
+    if spec.startswith("critic:"):
+        return CriticJudge(Path(spec.partition(":")[2]))
+    raise ValueError(f"--judge must be 'fer' or 'critic:PATH', not {spec!r}")
+
+
 def reference(big: np.ndarray, judge) -> dict:
     """What :func:`measure` compares every checkpoint's faces with, computed once per frame set: the judge's
     reading of the input crops and their HOG features."""
@@ -158,7 +171,6 @@ def grid(path: Path, big: np.ndarray, faces: list, n: int = 12) -> None:
 
 def main() -> int:
     from facecycle.checkpoint import load_checkpoint
-    from facecycle.probe.peer import FerPeer
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoints", nargs="+", metavar="NAME=CHECKPOINT")
@@ -189,12 +201,10 @@ def main() -> int:
     gains = [float(v) for v in a.gains.split(",")]
     passes = [int(v) for v in a.passes.split(",")]
     smooths = [bool(int(v)) for v in a.smooth.split(",")]
-    if a.judge == "fer":
-        judge = FerPeer()
-    elif a.judge.startswith("critic:"):
-        judge = CriticJudge(Path(a.judge.partition(":")[2]))
-    else:
-        ap.error(f"--judge must be 'fer' or 'critic:PATH', not {a.judge!r}")
+    try:
+        judge = make_judge(a.judge)
+    except ValueError as e:
+        ap.error(str(e))
     res: dict = {}
     for which in FRAME_SETS:
         big, small, who = frames(a.clips, a.shared, which)
