@@ -61,6 +61,7 @@ class RunStats:
         self.cpu_start = time.process_time()
         self.cpu_end: Optional[float] = None
         self.detections = 0
+        self.scene_cuts = 0
         self.drops = 0
         self.errors = 0
         self.stage_time: Dict[str, float] = {}
@@ -73,6 +74,7 @@ class RunStats:
     def add(self, p: FramePacket) -> None:
         self.frames += 1
         self.faces += len(p.faces)
+        self.scene_cuts += bool(p.scene_cut)
         now = time.perf_counter()
         for k, v in p.stats.items():
             if k != "t0":
@@ -108,7 +110,8 @@ class RunStats:
         def q(p):
             return lat[min(len(lat) - 1, int(p * (len(lat) - 1) + 0.5))] * 1000 if lat else float("nan")
 
-        return {"frames": self.frames, "faces": self.faces, "detector_runs": self.detections, "drops": self.drops,
+        return {"frames": self.frames, "faces": self.faces, "detector_runs": self.detections,
+                "scene_cuts": self.scene_cuts, "drops": self.drops,
                 "decode_errors": self.errors, "elapsed_s": round(self.elapsed, 3), "fps": round(self.fps, 2),
                 "cpu_ms_per_frame": round(((self.cpu_end or time.process_time()) - self.cpu_start)
                                           / max(1, self.frames) * 1000, 3),
@@ -429,7 +432,8 @@ class Run:
         return {"input": self.src.describe(),
                 "columns": {"count": len(csv_columns(self.analyzer.code_dim)), "code_dim": self.analyzer.code_dim,
                             "emotions": self.analyzer.head is not None},
-                **self.analyzer.describe(), "person_baseline": self.baseline.describe(),
+                **self.analyzer.describe(), "tracker": self.tracker.describe(),
+                "person_baseline": self.baseline.describe(),
                 **({"neutral_reference": self.neutral_ref.describe()}
                    if self.neutral_ref is not None and self.analyzer.inference.neutralize else {}),
                 "versions": versions(),

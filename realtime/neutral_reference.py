@@ -36,8 +36,8 @@ less expressive than now, a new track and an unseen pose all keep the face's own
 neutral face. The reference is causal (only earlier frames), so a live camera and
 a file give the same faces. Measured in MODEL_CARD.md (experiment 28). A track unseen
 for ``forget_s`` seconds is forgotten (brief misses keep the bank), and every bank starts
-over at a scene cut (``FramePacket.scene_cut``: the tracker keeps an id across a cut
-when the boxes overlap, and the person may have changed).
+over at a scene cut (``FramePacket.scene_cut``; the tracker ends every track there too,
+so no face borrows a neutral face from the previous shot).
 
 Colour order: ``Face.neutral`` is **RGB** uint8 (S, S, 3) as everywhere in the pipeline.
 """
@@ -132,7 +132,7 @@ class NeutralReference:
         """Bank every face's own neutral face and replace it by its track's reference where that is more
         neutral (sets ``Face.neutral`` and ``Face.neutral_from``)."""
         ts = float(packet.timestamp)
-        if packet.scene_cut:  # an id carried across a cut may be another person: every bank starts over
+        if packet.scene_cut:  # a new shot: every bank starts over (the tracker ended every track there too)
             self._t.clear()
         for f in packet.faces:
             if (f.neutral is None or f.crop_box is None or f.track_id < 0 or not math.isfinite(f.intensity)

@@ -125,8 +125,8 @@ class FramePacket:
         source: name of the source (file path, ``camera:0``, folder).
         stats: per-stage timings in seconds (``decode``, ``detect``, ``infer``, ...).
         annotated: (H, W, 3) uint8 BGR rendered image once an annotator ran, else None.
-        scene_cut: True when the tracker saw a scene cut just before this frame (a face id
-            carried across it may be another person).
+        scene_cut: True when the tracker saw a scene cut just before this frame: every track
+            ended there, so the faces of this frame have new ids.
     """
 
     index: int

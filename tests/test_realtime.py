@@ -166,20 +166,28 @@ def test_tracker_propagates_with_optical_flow_and_flags_cuts():
     assert np.allclose(fs[0].box, box + [5, 3, 5, 3], atol=1.0)
     other = cv2.GaussianBlur((rng.random((240, 320, 3)) * 255).astype(np.uint8), (5, 5), 0)
     assert not tr.last_cut
-    fs, ok = tr.propagate(other, 0.08)   # a scene cut: points fail the forward-backward check
-    assert not ok and fs == []
-    # the grey-level cut test (mean absolute difference > cut_threshold), which Tracker.last_cut reports
-    dark = other // 4  # the light goes down: a mean grey difference of about 95 levels
-    tr.update(other, dets([box]), 0.08)
+    fs, ok = tr.propagate(other, 0.08)   # the points fail the forward-backward check: the track is lost
+    assert not ok and fs == [] and not tr.last_cut  # a small grey-level change: no cut
+    (tid,) = [f.track_id for f in tr.update(other, dets([box]), 0.08)]
+    assert tid == 0  # found again by IoU: the same id
+    # the light goes down (a mean grey difference of about 95 levels): a detection is asked for, but the
+    # structure is the same, so it is no cut and the face keeps its id
+    dark = other // 4
     fs, ok = tr.propagate(dark, 0.12)
-    assert not ok and tr.last_cut
-    tr.update(dark, dets([box]), 0.12)   # the detection the caller runs on the same frame keeps the finding
-    assert tr.last_cut
-    tr.update(dark, dets([box]), 0.16)   # the next frame, the same shot
+    assert not ok and not tr.last_cut and tr.tracks  # optical flow loses it, but the track is kept
+    assert [f.track_id for f in tr.update(dark, dets([box]), 0.12)] == [tid] and not tr.last_cut
+    # another shot: a cut. Every track ends, so the face there is new even where the boxes overlap
+    shot2 = np.kron((rng.random((6, 8, 3)) > 0.5).astype(np.uint8) * 255, np.ones((40, 40, 1), np.uint8))
+    fs, ok = tr.propagate(shot2, 0.16)
+    assert not ok and tr.last_cut and fs == [] and tr.tracks == []
+    fs = tr.update(shot2, dets([box]), 0.16)  # the detection the caller runs on the same frame keeps the finding
+    assert tr.last_cut and len(fs) == 1 and fs[0].track_id > tid
+    new_id = fs[0].track_id
+    assert [f.track_id for f in tr.update(shot2, dets([box]), 0.20)] == [new_id]  # the same shot
     assert not tr.last_cut
-    tr.update(other, dets([box]), 0.20)  # a cut on a detection frame (no propagate before it)
-    assert tr.last_cut
-    fs, ok = tr.propagate(other, 0.24)
+    fs = tr.update(other, dets([box]), 0.24)  # a cut on a detection frame (no propagate before it)
+    assert tr.last_cut and [f.track_id for f in fs] == [new_id + 1]
+    fs, ok = tr.propagate(other, 0.28)
     assert ok and not tr.last_cut
 
 

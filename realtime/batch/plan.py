@@ -171,13 +171,14 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
 
     Covered: the model (sha256 of ``manifest.json``, which lists every graph's sha256, and of the expression
     head), the detector and its model file, detection and analysis options (with neutral faces, the number of
-    neutralization passes, default or not), precision and calibration
+    neutralization passes, default or not), the tracker's scene-cut rule, precision and calibration
     video, the outputs asked for, ``max_frames``, the video preset and audio, and the facecycle version.
     Not covered: thread counts and worker counts (they change speed, not numbers)."""
     import facecycle
     from facecycle.assets import default_model_dir
 
     from ..inference import NEUTRAL_PASSES
+    from ..tracking import Tracker
 
     a = dict(settings.analyzer)
     model_dir = Path(a.get("model") or default_model_dir())
@@ -194,6 +195,8 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
               # only with neutral faces (the key's absence keeps the fingerprints of runs without them)
               **({"neutral_passes": a.get("neutral_passes") or NEUTRAL_PASSES,
                   "neutral_reference": a.get("neutral_reference", True)} if a.get("neutralize") else {}),
+              # the tracker's scene-cut rule shapes face_id (tracks end at cuts)
+              "tracker": Tracker().describe(),
               "csv": settings.csv, "video": settings.video, "max_frames": settings.max_frames,
               "audio": settings.audio if settings.video else None,
               "video_preset": settings.video_preset if settings.video else None}

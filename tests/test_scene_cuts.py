@@ -1,0 +1,90 @@
+"""Scene cuts on real clips: tracks end at a cut (new ids, per-track state starts over) and nowhere else."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from realtime.tracking import Tracker, iou_matrix
+from tests.conftest import shared_video, write_video
+
+#: the shot changes inside the shared clips of data/videos (checked by eye): clip -> frames that start a shot
+SHOT_CHANGES = {"pyfeat_face_noface.mov": [72, 73], "pyfeat_noface_face.mov": [96, 168]}
+
+
+def bgr_frames(path: Path, n: int) -> list:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="bgr24") for _, f in zip(range(n), c.decode(video=0), strict=False)]
+
+
+def test_cuts_are_found_at_shot_changes_and_nowhere_else(videos_dir):
+    """Every clip of data/videos (talking, grimacing, head shakes): the tracker's cut test fires at the known
+    shot changes only."""
+    clips = sorted(p for p in videos_dir.iterdir() if p.suffix.lower() in (".mp4", ".mov"))
+    assert len(clips) >= 30
+    found = {}
+    for p in clips:
+        tr = Tracker()
+        with av.open(str(p)) as c:
+            s = c.streams.video[0]
+            s.thread_type = "AUTO"
+            for i, f in enumerate(c.decode(s)):
+                if i >= 600:
+                    break
+                tr.propagate(f.to_ndarray(format="bgr24"), i / 25)
+                if tr.last_cut:
+                    found.setdefault(p.name, []).append(i)
+    assert found == SHOT_CHANGES
+
+
+def test_a_face_after_a_cut_is_a_new_track(tiny_export, tmp_path):
+    """Two people's clips joined at frame 40, faces in the same place: the face after the join gets a new id,
+    its person baseline warms up again (``baseline_ready`` 0, ``rel_*`` empty), and only that frame is a cut."""
+    from realtime.analyzer import Analyzer
+
+    a = bgr_frames(shared_video("sadtalker_WDA_KatieHill_000.mp4"), 40)
+    b = bgr_frames(shared_video("sadtalker_WDA_AlexandriaOcasioCortez_000.mp4"), 40)
+    assert a[0].shape == b[0].shape
+    clip = write_video(tmp_path / "joined.mp4", a + b, options={"crf": "14"})
+    _, model_dir = tiny_export
+    cuts = []
+    with Analyzer(model=model_dir, detect_every=5, infer_workers=1) as an:
+        for p in an.process_video(clip, csv=tmp_path / "joined.csv"):
+            if p.scene_cut:
+                cuts.append(p.index)
+            assert len(p.faces) == 1, p.index
+    assert cuts == [40]
+    side = json.loads((tmp_path / "joined.json").read_text())
+    assert side["stats"]["scene_cuts"] == 1 and side["tracker"]["tracks_end_at_cuts"] is True
+    with open(tmp_path / "joined.csv", newline="") as f:
+        rows = {int(r["frame"]): r for r in csv.DictReader(f)}
+    ids = np.array([int(rows[i]["face_id"]) for i in range(80)])
+    assert (ids[:40] == ids[0]).all() and (ids[40:] == ids[40]).all() and ids[40] != ids[0]
+    # the boxes overlap across the join: the id changed because of the cut, not because the face moved
+    boxes = []
+    for i in (39, 40):
+        x, y, w, h = (float(rows[i][k]) for k in ("face_x", "face_y", "face_w", "face_h"))
+        boxes.append(np.array([[x, y, x + w, y + h]], np.float32))
+    assert iou_matrix(*boxes)[0, 0] > 0.5
+    assert rows[39]["baseline_ready"] == "1" and rows[39]["rel_intensity"] != ""
+    assert rows[40]["baseline_ready"] == "0" and rows[40]["rel_intensity"] == ""
+
+
+@pytest.mark.parametrize("gain", [0.4, 1.8])
+def test_a_change_of_light_is_no_cut(tiny_export, tmp_path, gain):
+    """The same shot darkened or brightened from frame 30 on (a light switched, the exposure jumping): a
+    detection is run there, but the face keeps its id."""
+    from realtime.analyzer import Analyzer
+
+    a = bgr_frames(shared_video("sadtalker_WDA_KatieHill_000.mp4"), 60)
+    frames = a[:30] + [np.clip(f.astype(np.float32) * gain, 0, 255).astype(np.uint8) for f in a[30:]]
+    clip = write_video(tmp_path / "light.mp4", frames, options={"crf": "14"})
+    _, model_dir = tiny_export
+    with Analyzer(model=model_dir, detect_every=10, infer_workers=1) as an:
+        packets = [(p.index, p.scene_cut, [f.track_id for f in p.faces]) for p in an.process_video(clip)]
+    assert not any(cut for _, cut, _ in packets)
+    assert {tuple(ids) for _, _, ids in packets} == {(packets[0][2][0],)}
