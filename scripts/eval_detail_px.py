@@ -129,18 +129,24 @@ def clip_report(p: np.ndarray, data: dict) -> dict:
             "clips_named": int(sum(c["named"] == c["label"] for c in clips)), "clips": clips}
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def clip_args(ap: "argparse.ArgumentParser", fer_required: bool = True) -> None:
+    """The options every evaluation on labelled clips and FER-2013 validation shares: ``--model``, ``--clips``,
+    ``--shared``, ``--fer``, ``--every``, ``--max-frames`` and ``--out``."""
     ap.add_argument("--model", type=Path, default=ROOT / "facecycle" / "assets" / "default")
     ap.add_argument("--clips", type=Path, nargs="+", required=True)
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
-    ap.add_argument("--fer", type=Path, default=None)
-    ap.add_argument("--px", default="0,48,40,32", help="detail_px values (0 = sharp)")
-    ap.add_argument("--variants", action="store_true", help="also the two-pass mixes of views (VARIANTS)")
-    ap.add_argument("--variant-px", type=int, default=48)
+    ap.add_argument("--fer", type=Path, required=fer_required, default=None)
     ap.add_argument("--every", type=int, default=3)
     ap.add_argument("--max-frames", type=int, default=300)
     ap.add_argument("--out", type=Path, required=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    clip_args(ap, fer_required=False)
+    ap.add_argument("--px", default="0,48,40,32", help="detail_px values (0 = sharp)")
+    ap.add_argument("--variants", action="store_true", help="also the two-pass mixes of views (VARIANTS)")
+    ap.add_argument("--variant-px", type=int, default=48)
     a = ap.parse_args()
 
     import torch

@@ -29,7 +29,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from eval_detail_px import clip_report, collect, fer_val, load_model, probabilities, run_header, write_result  # noqa: E402
+from eval_detail_px import (  # noqa: E402
+    clip_args,
+    clip_report,
+    collect,
+    fer_val,
+    load_model,
+    probabilities,
+    run_header,
+    write_result,
+)
 from neutral_compare import CriticJudge  # noqa: E402
 
 
@@ -45,15 +54,9 @@ def mix(ours: np.ndarray, critic: np.ndarray, w: float, kind: str) -> np.ndarray
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, default=ROOT / "facecycle" / "assets" / "default")
+    clip_args(ap)
     ap.add_argument("--critic", type=Path, default=ROOT / "training" / "critic" / "critic.safetensors")
-    ap.add_argument("--clips", type=Path, nargs="+", required=True)
-    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
-    ap.add_argument("--fer", type=Path, required=True)
     ap.add_argument("--weights", default="0,0.2,0.33,0.5,1")
-    ap.add_argument("--every", type=int, default=3)
-    ap.add_argument("--max-frames", type=int, default=300)
-    ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
 
     import torch

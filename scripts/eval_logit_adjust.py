@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from eval_detail_px import (  # noqa: E402
+    clip_args,
     clip_report,
     collect,
     fer_val,
@@ -72,14 +73,8 @@ def recalls(p: np.ndarray, y: np.ndarray) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, default=ROOT / "facecycle" / "assets" / "default")
-    ap.add_argument("--clips", type=Path, nargs="+", required=True)
-    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
-    ap.add_argument("--fer", type=Path, required=True)
+    clip_args(ap)
     ap.add_argument("--taus", default="0,0.25,0.5,0.75,1.0")
-    ap.add_argument("--every", type=int, default=3)
-    ap.add_argument("--max-frames", type=int, default=300)
-    ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
 
     import torch

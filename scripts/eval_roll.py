@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from eval_detail_px import clip_report, load_model, probabilities, run_header, write_result  # noqa: E402
+from eval_detail_px import clip_args, clip_report, load_model, probabilities, run_header, write_result  # noqa: E402
 
 from realtime.crops import crop_square  # noqa: E402
 from realtime.types import EMOTIONS  # noqa: E402
@@ -104,15 +104,9 @@ def abs_stats(r: np.ndarray) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, default=ROOT / "facecycle" / "assets" / "default")
-    ap.add_argument("--clips", type=Path, nargs="+", required=True)
-    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
-    ap.add_argument("--fer", type=Path, required=True)
+    clip_args(ap)
     ap.add_argument("--fer-sample", type=int, default=600)
     ap.add_argument("--fracs", default="0,0.5,1")
-    ap.add_argument("--every", type=int, default=3)
-    ap.add_argument("--max-frames", type=int, default=300)
-    ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
 
     import torch
