@@ -40,8 +40,9 @@ def test_face_tracks_use_the_pipeline_tracker_and_crops(tmp_path):
     frames.mkdir()
     rng = np.random.default_rng(0)
     images = []
+    scene = (rng.random((200, 240, 3)) * 255).astype(np.uint8)  # one shot: a scene cut would end every track
     for k in range(12):
-        img = (rng.random((200, 240, 3)) * 255).astype(np.uint8)
+        img = scene.copy()
         img[0, 0] = k
         images.append(img)
         cv2.imwrite(str(frames / f"{k:03d}.png"), img)
@@ -61,6 +62,27 @@ def test_face_tracks_use_the_pipeline_tracker_and_crops(tmp_path):
     every2 = face_tracks(frames, _MarkDetector(plan), size=32, scale=1.5, every=2, min_face=32, max_gap=3)
     assert all(fi % 2 == 0 for v in every2.values() for fi, _, _ in v)
     assert sorted(len(v) for v in every2.values()) == [1, 2, 6]   # frames 2 -> 10: 8 > 3 x 2, a new track
+
+
+def test_face_tracks_end_at_a_scene_cut(tmp_path):
+    """A training track is one person: at a cut (another shot, the face in the same place) the pipeline's
+    tracker ends the track, as in inference, so the cycle losses never pair two shots."""
+    import cv2
+
+    from realtime.facetracks import face_tracks
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(1)
+    shots = [cv2.GaussianBlur((rng.random((200, 240, 3)) * 255).astype(np.uint8), (0, 0), 6) for _ in range(2)]
+    shots = [cv2.normalize(s, None, 0, 255, cv2.NORM_MINMAX) for s in shots]  # full contrast: a clear cut
+    for k in range(10):
+        img = shots[k // 5].copy()
+        img[0, 0] = k
+        cv2.imwrite(str(frames / f"{k:03d}.png"), img)
+    plan = {k: [(60 + k, 40, 140 + k, 130)] for k in range(10)}
+    tracks = face_tracks(frames, _MarkDetector(plan), size=32, scale=1.5, every=1, min_face=32, max_gap=3)
+    assert sorted([fi for fi, _, _ in v] for v in tracks.values()) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
 
 
 @pytest.fixture(scope="module")
