@@ -88,3 +88,22 @@ def test_a_change_of_light_is_no_cut(tiny_export, tmp_path, gain):
         packets = [(p.index, p.scene_cut, [f.track_id for f in p.faces]) for p in an.process_video(clip)]
     assert not any(cut for _, cut, _ in packets)
     assert {tuple(ids) for _, _, ids in packets} == {(packets[0][2][0],)}
+
+
+def test_reid_never_gives_another_person_the_id_across_cuts(tmp_path):
+    """Person A, a cut to person B, a cut back to A, with ``reid`` and the shipped identity code: B gets an id of
+    its own (at the former threshold, 0.8, B took A's id and the whole clip was one face), and A comes back
+    under A's id."""
+    from realtime.analyzer import Analyzer
+
+    a = bgr_frames(shared_video("sadtalker_WDA_KatieHill_000.mp4"), 60)
+    b = bgr_frames(shared_video("sadtalker_WDA_AlexandriaOcasioCortez_000.mp4"), 60)
+    clip = write_video(tmp_path / "aba.mp4", a + b + a[:30], options={"crf": "16"})
+    with Analyzer(reid=True, infer_workers=1) as an:
+        ids = [[f.track_id for f in p.faces] for p in an.process_video(clip)]
+    assert all(len(i) == 1 for i in ids)
+    ids = np.array([i[0] for i in ids])
+    first, second, third = set(ids[:60]), set(ids[60:120]), set(ids[120:])
+    assert len(first) == len(second) == len(third) == 1
+    assert second != first and third != second
+    assert third == first

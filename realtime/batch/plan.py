@@ -178,6 +178,7 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
     from facecycle.assets import default_model_dir
 
     from ..inference import NEUTRAL_PASSES
+    from ..reid import IdentityReID
     from ..tracking import Tracker
 
     a = dict(settings.analyzer)
@@ -197,6 +198,9 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
                   "neutral_reference": a.get("neutral_reference", True)} if a.get("neutralize") else {}),
               # the tracker's scene-cut rule shapes face_id (tracks end at cuts)
               "tracker": Tracker().describe(),
+              # only with --reid (the key's absence keeps the fingerprints of runs without it)
+              **({"reid_rule": {"threshold": IdentityReID().threshold, "window_s": IdentityReID().window}}
+                 if a.get("reid") else {}),
               "csv": settings.csv, "video": settings.video, "max_frames": settings.max_frames,
               "audio": settings.audio if settings.video else None,
               "video_preset": settings.video_preset if settings.video else None}
