@@ -39,7 +39,7 @@ from eval_detail_px import (  # noqa: E402
     run_header,
     write_result,
 )
-from neutral_compare import CriticJudge  # noqa: E402
+from judges import CriticJudge  # noqa: E402
 
 
 def mix(ours: np.ndarray, critic: np.ndarray, w: float, kind: str) -> np.ndarray:

