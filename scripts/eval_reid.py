@@ -22,6 +22,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import csv
 import itertools
 import json
 import sys
@@ -48,12 +49,12 @@ def unit(v: np.ndarray) -> np.ndarray:
     return v / max(float(np.linalg.norm(v)), 1e-8)
 
 
-def codes(clips: list, max_frames: int) -> dict:
+def codes(clips: list, max_frames: int, model: "Path | None" = None) -> dict:
     """Clip name -> (N, D) identity codes of the largest face of each frame with a face."""
     from realtime.analyzer import Analyzer
 
     out = {}
-    with Analyzer(backend="onnxruntime", identity=True, smooth=False) as an:
+    with Analyzer(model, backend="onnxruntime", identity=True, smooth=False) as an:
         for c in clips:
             out[c.name] = np.array([np.asarray(p.largest_face.identity, np.float32)
                                     for p in an.process_video(c, max_frames=max_frames) if p.faces])
@@ -71,6 +72,9 @@ def running(code_rows: np.ndarray) -> np.ndarray:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dirs", type=Path, nargs="+", required=True)
+    ap.add_argument("--model", type=Path, default=None, help="exported model folder (default: the shipped one)")
+    ap.add_argument("--only", type=Path, default=None,
+                    help="a clips CSV (column clip): keep only those clips (e.g. the held-out people)")
     ap.add_argument("--max-frames", type=int, default=240)
     ap.add_argument("--min-frames", type=int, default=90)
     ap.add_argument("--thresholds", default="0.8,0.9,0.95,0.96,0.97,0.98")
@@ -81,14 +85,18 @@ def main() -> int:
     if not clips:
         print(f"error: no clips in {' '.join(map(str, a.dirs))}", file=sys.stderr)
         return 2
-    cs = {n: c for n, c in codes(clips, a.max_frames).items() if len(c) >= a.min_frames}
+    if a.only is not None:
+        keep = {Path(r["clip"]).name for r in csv.DictReader(open(a.only))}
+        clips = [c for c in clips if c.name in keep]
+    cs = {n: c for n, c in codes(clips, a.max_frames, a.model).items() if len(c) >= a.min_frames}
     old = {n: running(c[:60]) for n, c in cs.items()}
     same_shot = np.array([old[n] @ unit(c[-1]) for n, c in cs.items()])
     same_person, different = [], []
     for x, y in itertools.permutations(sorted(cs), 2):
         (same_person if person(x) == person(y) else different).append(float(old[x] @ unit(cs[y][0])))
     same_person, different = np.array(same_person), np.array(different)
-    res = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "clips": len(cs),
+    res = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "model": str(a.model or "shipped default"),
+           "only": str(a.only) if a.only else None, "clips": len(cs),
            "max_frames": a.max_frames, "pairs": {"same_shot": len(same_shot), "same_person_other_clip":
                                                  len(same_person), "different_people": len(different)},
            "cosine_percentiles": {k: dict(zip(("p1", "p5", "p50", "p95", "p99"),

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 
-def collect(clips: Path, shared: Path, max_frames: int, every: int):
+def collect(clips: Path, shared: Path, max_frames: int, every: int, model: "Path | None" = None):
     """(identity codes, HOG features, pixel features, person, clip index) of the largest face per kept frame."""
     import cv2
     from eval_expression import hog_feature
@@ -36,7 +36,7 @@ def collect(clips: Path, shared: Path, max_frames: int, every: int):
 
     ids, hogs, pix, who, clip = [], [], [], [], []
     rows = list(csv.DictReader(open(clips)))
-    with Analyzer(backend="onnxruntime", identity=True) as an:
+    with Analyzer(model, backend="onnxruntime", identity=True) as an:
         for c, r in enumerate(rows):
             for n, p in enumerate(an.process_video(shared / "data" / r["clip"], max_frames=max_frames)):
                 if not p.faces or n % every:
@@ -83,14 +83,16 @@ def scores(feat: np.ndarray, who: np.ndarray, clip: np.ndarray) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, default=None, help="exported model folder (default: the shipped one)")
     ap.add_argument("--clips", type=Path, default=ROOT / "benchmarks" / "heldout_clips.csv")
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     ap.add_argument("--max-frames", type=int, default=200)
     ap.add_argument("--every", type=int, default=10)
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
-    ids, hogs, pix, who, clip = collect(a.clips, a.shared, a.max_frames, a.every)
-    res = {"what": __doc__.splitlines()[0], "frames": int(len(ids)), "people": int(len(set(who))),
+    ids, hogs, pix, who, clip = collect(a.clips, a.shared, a.max_frames, a.every, a.model)
+    res = {"what": __doc__.splitlines()[0], "model": str(a.model or "shipped default"),
+           "frames": int(len(ids)), "people": int(len(set(who))),
            "clips": int(len(set(clip.tolist()))), "every": a.every, "max_frames": a.max_frames,
            "identity_code": scores(ids, who, clip), "hog_baseline": scores(hogs, who, clip),
            "pixels_baseline": scores(pix, who, clip)}
