@@ -33,6 +33,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from eval_detail_px import write_result  # noqa: E402
 
 SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 #: people seen in more than one shared clip (a clip belongs to the group whose key its name contains)
@@ -110,9 +113,7 @@ def main() -> int:
              "different_people_matched": round(float((different > t).mean()), 4)}
         res["thresholds"][f"{t:g}"] = r
         print(f"threshold {t:g}: {json.dumps(r)}", flush=True)
-    res["seconds"] = round(time.perf_counter() - t0, 1)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(res, indent=2))
+    write_result(a.out, res, t0)
     return 0
 
 

@@ -22,7 +22,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from eval_detail_px import write_result  # noqa: E402
 
 from realtime.tracking import Tracker, structural_similarity  # noqa: E402
 
@@ -107,9 +109,7 @@ def main() -> int:
         print(f"{rule}: {len(false)} false cuts in {len(within)} frame pairs, "
               f"{res['rules'][rule]['known_shot_changes_found']}/{len(real)} known shot changes, "
               f"{res['rules'][rule]['joins_found']:.2%} of {len(joins)} joins")
-    res["seconds"] = round(time.perf_counter() - t0, 1)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(res, indent=2))
+    write_result(a.out, res, t0)
     return 0
 
 

@@ -126,9 +126,9 @@ def main() -> int:
             now = time.perf_counter()
             ips = seen / (now - t_log)
             acc = float((cos.argmax(1) == y).float().mean())
-            lw.writerow([step, round(now - t0, 1), f"{lr:.2e}", round(float(loss), 4), round(acc, 3), round(ips, 1)])
+            lw.writerow([step, round(now - t0, 1), f"{lr:.2e}", round(loss.item(), 4), round(acc, 3), round(ips, 1)])
             log.flush()
-            print(f"step {step} {now - t0:.0f}s lr {lr:.1e} loss {float(loss):.3f} acc {acc:.2f} {ips:.0f} img/s",
+            print(f"step {step} {now - t0:.0f}s lr {lr:.1e} loss {loss.item():.3f} acc {acc:.2f} {ips:.0f} img/s",
                   flush=True)
             seen, t_log = 0, now
     log.close()

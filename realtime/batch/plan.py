@@ -182,6 +182,7 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
     from ..tracking import Tracker
 
     a = dict(settings.analyzer)
+    reid = IdentityReID()
     model_dir = Path(a.get("model") or default_model_dir())
     manifest = model_dir / "manifest.json"
     model = {"manifest_sha256": _sha_file(manifest) if manifest.is_file() else None,
@@ -199,8 +200,7 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
               # the tracker's scene-cut rule shapes face_id (tracks end at cuts)
               "tracker": Tracker().describe(),
               # only with --reid (the key's absence keeps the fingerprints of runs without it)
-              **({"reid_rule": {"threshold": IdentityReID().threshold, "window_s": IdentityReID().window}}
-                 if a.get("reid") else {}),
+              **({"reid_rule": {"threshold": reid.threshold, "window_s": reid.window}} if a.get("reid") else {}),
               "csv": settings.csv, "video": settings.video, "max_frames": settings.max_frames,
               "audio": settings.audio if settings.video else None,
               "video_preset": settings.video_preset if settings.video else None}
