@@ -6,8 +6,10 @@ with a face names the clip's emotion"), computed once, from the same (smoothed) 
 that nobody has to re-derive it with pandas. :class:`ExpressionSummary` is fed every frame by
 :class:`~realtime.sinks.CsvSink` and ends up in the JSON sidecar's ``summary`` block (``docs/csv.md``).
 
-Memory is constant per track (about 16 KB): sums for the means, and 1,000-bin histograms on [0, 1] for the
-intensity quantiles (exact to 0.001), so hours of one face cost what a short clip does. Only rows with finite
+Memory is constant per track (at most about 8 KB): sums for the means, and 1,000-bin 32-bit histograms on
+[0, 1] for the intensity quantiles (exact to 0.001), each made when its first value comes, so hours of one face
+cost what a short clip does, and the many short tracks of an edited video (every track ends at a scene cut)
+cost less. Only rows with finite
 emotion probabilities count in the means and quantiles: without an expression head ``expr_intensity`` is the
 unbounded ``flow_intensity`` and nothing but the row counts and times is summarised.
 """
@@ -35,8 +37,8 @@ class _Acc:
     emotion_rows: int = 0
     emotion_sum: np.ndarray = field(default_factory=lambda: np.zeros(len(EMOTIONS), np.float64))
     top_counts: np.ndarray = field(default_factory=lambda: np.zeros(len(EMOTIONS), np.int64))
-    intensity: np.ndarray = field(default_factory=lambda: np.zeros(BINS, np.int64))
-    rel_intensity: np.ndarray = field(default_factory=lambda: np.zeros(BINS, np.int64))
+    intensity: Optional[np.ndarray] = None      # (BINS,) int32, made with the first value
+    rel_intensity: Optional[np.ndarray] = None  # (BINS,) int32, made with the first value
     first_frame: int = -1
     last_frame: int = -1
     first_time: float = math.nan
@@ -55,9 +57,9 @@ class _Acc:
         self.emotion_sum += e
         self.top_counts[int(np.argmax(e))] += 1
         self.emotion_rows += 1
-        _bin(self.intensity, f.intensity)
+        self.intensity = _bin(self.intensity, f.intensity)
         if f.baseline_ready:
-            _bin(self.rel_intensity, f.rel_intensity)
+            self.rel_intensity = _bin(self.rel_intensity, f.rel_intensity)
 
     def to_dict(self) -> Dict[str, object]:
         out: Dict[str, object] = {"rows": self.rows, "first_frame": self.first_frame, "last_frame": self.last_frame,
@@ -76,22 +78,26 @@ class _Acc:
         return out
 
 
-def _bin(hist: np.ndarray, v: float) -> None:
+def _bin(hist: Optional[np.ndarray], v: float) -> Optional[np.ndarray]:
+    """Count ``v`` (clipped to [0, 1]) in ``hist``, made on the first finite value; returns the histogram."""
     v = float(v)
     if math.isfinite(v):
+        if hist is None:
+            hist = np.zeros(BINS, np.int32)
         hist[min(BINS - 1, max(0, int(v * BINS)))] += 1
+    return hist
 
 
 def _round(v: float, nd: int) -> Optional[float]:
     return round(v, nd) if math.isfinite(v) else None
 
 
-def _quantiles(hist: np.ndarray) -> Optional[Dict[str, float]]:
+def _quantiles(hist: Optional[np.ndarray]) -> Optional[Dict[str, float]]:
     """Median, 10th and 90th percentile of a [0, 1] histogram (bin centres), with the row count; None if empty."""
-    n = int(hist.sum())
+    n = int(hist.sum(dtype=np.int64)) if hist is not None else 0
     if n == 0:
         return None
-    cdf = np.cumsum(hist)
+    cdf = np.cumsum(hist, dtype=np.int64)
 
     def q(p: float) -> float:
         i = int(np.searchsorted(cdf, p * n, side="left"))  # the smallest bin holding the (p·n)-th value

@@ -72,6 +72,9 @@ def test_faces_without_emotions_or_intensity_and_an_empty_input():
     s.add(_packet(1, [_face(0, intensity=2.5)]))  # ... or the unbounded flow_intensity: neither is summarised
     t = s.to_dict()["tracks"][0]
     assert t["rows"] == 2 and t["mean_emotions"] is None and t["emotion"] is None and t["intensity"] is None
+    # nothing summarised, nothing held: the histograms are made with their first value (many short tracks of an
+    # edited video stay cheap)
+    assert s.tracks[0].intensity is None and s.tracks[0].rel_intensity is None
     bad = _onehot(0)
     bad[0] = math.nan
     s.add(_packet(2, [_face(0, bad, 0.3)]))  # a row with a NaN probability is left out, not spread to the means
@@ -79,6 +82,7 @@ def test_faces_without_emotions_or_intensity_and_an_empty_input():
     t = s.to_dict()["tracks"][0]
     assert t["rows"] == 4 and t["emotion"] == "fear" and all(math.isfinite(v) for v in t["mean_emotions"].values())
     assert t["intensity"]["rows"] == 1 and t["intensity"]["median"] == round(1 - 0.5 / BINS, 4)
+    assert s.tracks[0].intensity.dtype == np.int32 and s.tracks[0].rel_intensity is None  # no baseline yet
     json.dumps(s.to_dict(), allow_nan=False)  # strict JSON
 
 
