@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 
@@ -107,3 +108,27 @@ def test_reid_never_gives_another_person_the_id_across_cuts(tmp_path):
     assert len(first) == len(second) == len(third) == 1
     assert second != first and third != second
     assert third == first
+
+
+def test_a_stream_that_changes_frame_size_is_read_whole_and_starts_new_ids(tiny_export, tmp_path):
+    """Two MPEG-TS segments of one clip at 320² and 480², joined byte for byte (as a stream that switches
+    resolution): every frame is read, the size change is a cut (boxes of two sizes cannot be matched), and the
+    run completes."""
+    from realtime.analyzer import Analyzer
+
+    frames = bgr_frames(shared_video("sadtalker_WDA_KatieHill_000.mp4"), 30)
+    a = write_video(tmp_path / "a.ts", [cv2.resize(f, (320, 320)) for f in frames], fmt="mpegts")
+    b = write_video(tmp_path / "b.ts", [cv2.resize(f, (480, 480)) for f in frames[::-1]], fmt="mpegts")
+    joined = tmp_path / "ab.ts"
+    joined.write_bytes(a.read_bytes() + b.read_bytes())
+    _, model_dir = tiny_export
+    with Analyzer(model=model_dir, infer_workers=1) as an:
+        run = an.process_video(joined, csv=tmp_path / "ab.csv")
+        got = [(p.index, p.image.shape[:2], p.scene_cut, [f.track_id for f in p.faces]) for p in run]
+    side = json.loads((tmp_path / "ab.json").read_text())
+    assert len(got) == 60 and side["status"] == "complete" and side["stats"]["scene_cuts"] == 1
+    assert [i for i, _, cut, _ in got if cut] == [30]
+    assert {shape for _, shape, _, _ in got} == {(320, 320), (480, 480)}
+    first = {tuple(ids) for i, _, _, ids in got if i < 30}
+    second = {tuple(ids) for i, _, _, ids in got if i >= 30}
+    assert len(first) == len(second) == 1 and first != second
