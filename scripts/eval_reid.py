@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from eval_detail_px import write_result  # noqa: E402
 
-SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
+from facecycle.files import VIDEO_SUFFIXES  # noqa: E402
+
 #: people seen in more than one shared clip (a clip belongs to the group whose key its name contains)
 PEOPLE = {"obama": ["obama"], "andrew": ["andrew"], "feifeili": ["feifeili"],
           "happyenglish": ["happyenglish", "edtalk_expression_source"], "furious": ["furious_talk"]}
@@ -84,7 +85,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
     t0 = time.perf_counter()
-    clips = sorted(p for d in a.dirs for p in d.iterdir() if p.suffix.lower() in SUFFIXES)
+    clips = sorted(p for d in a.dirs for p in d.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
     if not clips:
         print(f"error: no clips in {' '.join(map(str, a.dirs))}", file=sys.stderr)
         return 2

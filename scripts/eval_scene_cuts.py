@@ -36,9 +36,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from eval_detail_px import write_result  # noqa: E402
 
+from facecycle.files import VIDEO_SUFFIXES  # noqa: E402
 from realtime.tracking import Tracker, structural_similarity  # noqa: E402
 
-SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 #: shot changes inside the shared clips, checked by eye (name: frame that starts the new shot)
 KNOWN = ["pyfeat_face_noface.mov:72", "pyfeat_face_noface.mov:73", "pyfeat_noface_face.mov:96",
          "pyfeat_noface_face.mov:168", "styletalk_style_clips_furious_talk2_clip1.mp4:30"]
@@ -72,7 +72,7 @@ def main() -> int:
     a = ap.parse_args()
     t0 = time.perf_counter()
     tr = Tracker()
-    clips = sorted(p for d in a.dirs for p in d.iterdir() if p.suffix.lower() in SUFFIXES)
+    clips = sorted(p for d in a.dirs for p in d.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
     if not clips:
         print(f"error: no clips in {' '.join(map(str, a.dirs))}", file=sys.stderr)
         return 2
