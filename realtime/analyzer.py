@@ -195,7 +195,9 @@ class Analyzer:
         # clear ModelError, before any output file is created; under backend "auto" a GPU backend that fails
         # to build or run falls back to the next (engines.open_backend); it also takes the first-call cost
         # off frame 1
-        graphs = ["analyze"] + (["neutralize"] if neutralize else []) + (["identity"] if identity or reid else [])
+        # (the track's neutral reference checks the person with the identity graph where the model has one)
+        graphs = ["analyze"] + (["neutralize"] if neutralize else []) + (
+            ["identity"] if identity or reid or (neutralize and neutral_reference is not False) else [])
         self.backend = open_model(model, backend, threads=threads, precision=precision, calibration=calibration,
                                   warmup=graphs)
         try:
@@ -330,7 +332,9 @@ class Run:
         self.baseline = NeutralBaseline()
         #: the track's own neutral face (acts only on faces that have a neutral face: the app switches it live)
         settings = analyzer.neutral_reference_settings
-        self.neutral_ref = NeutralReference(**settings) if settings is not None else None
+        self.neutral_ref = (NeutralReference(**settings, identify=analyzer.inference.identify
+                                             if analyzer.inference.can_identify else None)
+                            if settings is not None else None)
         self.reid = IdentityReID() if analyzer.reid else None
         self._since_detect = 10 ** 9
         #: the end of every frame's path: overlay, CSV + sidecar, video (switchable while the run goes)

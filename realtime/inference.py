@@ -17,6 +17,7 @@ import logging
 import time
 from typing import Optional
 
+import cv2
 import numpy as np
 
 from engines.base import Backend
@@ -134,6 +135,29 @@ class FaceInference:
         hr = min(self.neutral_size, max(self.size, side))  # a face smaller than the model's input: only the border
         crop = crop_square(image_bgr, square, hr)[..., ::-1]
         return sharpen_neutral(neutral_rgb, np.ascontiguousarray(crop), flow)
+
+    def identify(self, images: np.ndarray) -> np.ndarray:
+        """Unit identity codes of face images (the neutral faces that :mod:`realtime.neutral_reference` compares).
+
+        Args:
+            images: (N, H, W, 3) uint8 **RGB**, any square size (resized to the model's with area interpolation).
+
+        Returns:
+            (N, D) float32, L2-normalised rows. Needs an ``identity`` graph (see :attr:`can_identify`).
+        """
+        imgs = np.asarray(images)
+        if imgs.ndim == 3:
+            imgs = imgs[None]
+        small = np.stack([im if im.shape[0] == self.size else
+                          cv2.resize(im, (self.size, self.size), interpolation=cv2.INTER_AREA) for im in imgs])
+        v = np.asarray(self.backend.run("identity", {"image": to_input(small, self.mean, self.std)})["identity"],
+                       np.float32)
+        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-9)
+
+    @property
+    def can_identify(self) -> bool:
+        """Whether the model has an ``identity`` graph (:meth:`identify`)."""
+        return "identity" in self.backend.graphs
 
     def describe(self) -> dict:
         return {"image_size": self.size, "code_dim": self.code_dim, "feature_dim": self.feature_dim,

@@ -23,6 +23,16 @@ expressive frame the banked neutral face of the nearest pose instead of its own:
   is within ``hysteresis`` of the least expressive one near the pose, and keeps
   using a reference until the face's intensity is no more than ``gap - hysteresis``
   above it.
+* **same person:** with an ``identify`` function (the model's identity code; the
+  :class:`~realtime.analyzer.Analyzer` passes it when the model has an ``identity``
+  graph), an entry is used only when the identity codes of its neutral face and of
+  the face's own neutral face agree (cosine ≥ ``min_identity``); otherwise the face
+  keeps its own neutral face, and an entry refused ``drop_after`` times in a row
+  leaves the bank (a single refusal, which a strong grimace of the same person can
+  cause, does not cost the track its reference). A track that passes from one
+  person to another without a detected scene cut (two people crossing, a dissolve,
+  a missed cut) thus does not paint the first person's face on the second, and the
+  bank refills with the new person's frames.
 * **composite:** the entry's neutral face is aligned to the face by the
   similarity transform (rotation, uniform scale, shift; OpenCV's
   ``estimateAffinePartial2D``) between the two frames' five landmarks, and
@@ -45,7 +55,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -62,6 +72,8 @@ class _Entry:
     landmarks: np.ndarray  # (5, 2) float32 in the neutral face's pixels
     yaw_pitch: np.ndarray  # (2,) radians
     index: int  # frame index
+    code: Optional[np.ndarray] = None  # (D,) unit identity code of ``neutral``, computed when first needed
+    refusals: int = 0  # identity refusals in a row
 
 
 @dataclass
@@ -92,6 +104,13 @@ def face_mask(face: Face, size: int) -> np.ndarray:
     return cv2.GaussianBlur(m, (0, 0), size / 24.0)
 
 
+def _resized(image: np.ndarray, size: int) -> np.ndarray:
+    """``image`` (S, S, 3) at ``size`` × ``size`` (area interpolation; the image itself when already that size)."""
+    if image.shape[0] == size:
+        return image
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+
+
 class NeutralReference:
     """Per-track bank of the person's own neutral faces by head pose (see the module doc).
 
@@ -105,15 +124,22 @@ class NeutralReference:
         hysteresis: against flicker, a track keeps the entry it uses while that entry is within this of the
             least expressive one near the pose, and keeps using a reference until the face's intensity falls to
             ``gap - hysteresis`` above it.
+        identify: (N, S, S, 3) uint8 RGB faces -> (N, D) unit identity codes
+            (:meth:`realtime.inference.FaceInference.identify`); None: no same-person check.
+        min_identity: the least cosine between the identity codes of an entry's neutral face and the face's own
+            for the entry to be used (0.9: on the shipped model, 0.2 % of the same person's references refused
+            and 84 % of other people's, MODEL_CARD.md experiment 33).
+        drop_after: an entry refused this many times in a row leaves the bank.
     """
 
     def __init__(self, gap: float = 0.2, bin_deg: float = 10.0, max_pose_deg: float = 15.0,
                  min_size: float = 0.8, forget_s: float = 10.0, match_colour: bool = True,
-                 hysteresis: float = 0.1) -> None:
+                 hysteresis: float = 0.1, min_identity: float = 0.9, drop_after: int = 3,
+                 identify: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> None:
         if (not 0.0 <= gap < 1.0 or bin_deg <= 0 or max_pose_deg < 0 or not 0.0 <= min_size <= 1.0
-                or not 0.0 <= hysteresis <= gap):
+                or not 0.0 <= hysteresis <= gap or not -1.0 <= min_identity <= 1.0 or int(drop_after) < 1):
             raise ValueError("NeutralReference: need 0 <= gap < 1, bin_deg > 0, max_pose_deg >= 0, "
-                             "0 <= min_size <= 1, 0 <= hysteresis <= gap")
+                             "0 <= min_size <= 1, 0 <= hysteresis <= gap, -1 <= min_identity <= 1, drop_after >= 1")
         self.gap = float(gap)
         self.bin = math.radians(bin_deg)
         self.max_pose = math.radians(max_pose_deg)
@@ -121,12 +147,21 @@ class NeutralReference:
         self.forget_s = float(forget_s)
         self.match_colour = bool(match_colour)
         self.hysteresis = float(hysteresis)
+        self.min_identity = float(min_identity)
+        self.drop_after = int(drop_after)
+        self.identify = identify
+        #: entries refused because their identity code did not match the face's (another person's face)
+        self.refused = 0
         self._t: Dict[int, _Track] = {}
 
     def describe(self) -> dict:
         return {"gap": self.gap, "bin_deg": round(math.degrees(self.bin), 3),
                 "max_pose_deg": round(math.degrees(self.max_pose), 3), "min_size": self.min_size,
-                "forget_s": self.forget_s, "match_colour": self.match_colour, "hysteresis": self.hysteresis}
+                "forget_s": self.forget_s, "match_colour": self.match_colour, "hysteresis": self.hysteresis,
+                "identity_check": self.identify is not None,
+                "min_identity": self.min_identity if self.identify is not None else None,
+                "drop_after": self.drop_after if self.identify is not None else None,
+                "references_refused": self.refused}
 
     def __call__(self, packet: FramePacket) -> FramePacket:
         """Bank every face's own neutral face and replace it by its track's reference where that is more
@@ -162,6 +197,14 @@ class NeutralReference:
             t.using = None
             if ref is None or ref.index == packet.index or f.intensity - ref.intensity <= gap:
                 continue
+            if self.identify is not None:
+                if not self._same_person(ref, f.neutral):
+                    self.refused += 1
+                    ref.refusals += 1
+                    if ref.refusals >= self.drop_after:  # another person's face: the bank refills from now on
+                        del t.bank[ref_key]
+                    continue
+                ref.refusals = 0
             out = self._composite(ref, f, lm, size, self.match_colour)
             if out is not None:
                 f.neutral = out
@@ -170,6 +213,16 @@ class NeutralReference:
         for k in [k for k, t in self._t.items() if ts - t.last > self.forget_s]:
             del self._t[k]
         return packet
+
+    def _same_person(self, ref: _Entry, own: np.ndarray) -> bool:
+        """Whether ``ref``'s neutral face and the face's own neutral face ``own`` show the same person (cosine of
+        their identity codes ≥ ``min_identity``; the entry's code is computed once)."""
+        if ref.code is None:
+            codes = self.identify(np.stack([ref.neutral, _resized(own, ref.neutral.shape[0])]))
+            ref.code, mine = codes[0], codes[1]
+        else:
+            mine = self.identify(own[None])[0]
+        return float(np.dot(ref.code, mine)) >= self.min_identity
 
     @staticmethod
     def _composite(ref: _Entry, face: Face, lm: np.ndarray, size: int, match_colour: bool) -> Optional[np.ndarray]:

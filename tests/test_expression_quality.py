@@ -254,3 +254,40 @@ def test_the_tracks_own_neutral_face_removes_a_broad_smile_the_generator_keeps()
         read = judge.predict(np.stack([r[4] for r in smile])).argmax(1)
         share[ref] = float(np.mean(read == EMOTIONS.index("neutral")))
     assert share[True] >= 0.6 and share[True] >= share[False] + 0.4, share
+
+
+def test_the_tracks_reference_is_never_another_persons_face():
+    """A track that passes from one person to another without a scene cut (two people crossing, a dissolve, a
+    missed cut): the second person's expressive faces must not get the first person's banked neutral face. Real
+    faces of two people, the shipped model's identity code (MODEL_CARD.md, experiment 33): without the check the
+    second person takes the first one's neutral face; with it (the default) never, and the bank refills."""
+    from fractions import Fraction
+
+    from realtime.analyzer import Analyzer
+    from realtime.neutral_reference import NeutralReference
+    from realtime.types import FramePacket
+
+    first = _clip(REST_TO_EXPRESSION[0])  # at rest for its first second
+    second = _clip(STRONG_CLIPS[1])  # another man, shouting
+    with Analyzer(backend="onnxruntime", neutralize=True, neutral_reference=False) as an:
+        faces = [(name, p.largest_face) for name, path, n in ((0, first, 24), (1, second, 36))
+                 for p in an.process_video(path, max_frames=n) if p.faces]
+        identify = an.inference.identify
+        assert an.inference.can_identify
+        result = {}
+        for check in (True, False):
+            nr = NeutralReference(identify=identify if check else None)
+            whose = {}
+            got = []
+            for i, (name, f) in enumerate(faces):
+                g = type(f)(**{**f.__dict__, "track_id": 1, "neutral_from": -1})
+                whose[i] = name
+                nr(FramePacket(index=i, pts=i, time_base=Fraction(1, 25), timestamp=i / 25,
+                               image=np.zeros((4, 4, 3), np.uint8), faces=[g]))
+                if name == 1:
+                    got.append(whose.get(g.neutral_from))
+            result[check] = (got, nr.refused)
+    borrowed_without = sum(w == 0 for w in result[False][0])
+    assert borrowed_without >= 5, result[False]  # the scenario is real: without the check, the first man's face
+    assert not any(w == 0 for w in result[True][0]), result[True]  # with it, never
+    assert result[True][1] >= 1

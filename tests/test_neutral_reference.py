@@ -155,6 +155,60 @@ def test_every_bank_starts_over_at_a_scene_cut():
     assert g.neutral_from == -1  # frame 2 (0.9) is not 0.2 below 0.95: no earlier reference survived the cut
 
 
+def _by_seed_parity(images: np.ndarray) -> np.ndarray:
+    """A stand-in identity code: the sign of the first pixel's red channel minus 128 (the made-up "person")."""
+    sign = np.where(np.asarray(images)[:, 0, 0, 0].astype(np.int32) >= 128, 1.0, -1.0)
+    return np.stack([sign, np.zeros_like(sign)], 1).astype(np.float32)
+
+
+def _person(seed: int, bright: bool) -> np.ndarray:
+    img = _pattern(seed)
+    img[0, 0, 0] = 200 if bright else 50
+    return img
+
+
+def test_another_persons_neutral_face_is_refused_and_leaves_the_bank():
+    """The same track passes from one person to another without a scene cut (two people crossing, a dissolve):
+    the first person's banked neutral face is not painted on the second; refused ``drop_after`` times in a row it
+    leaves the bank, which refills with the second person. A single refusal does not drop an entry."""
+    calls = []
+
+    def identify(images):
+        calls.append(len(images))
+        return _by_seed_parity(images)
+
+    nr = NeutralReference(identify=identify, match_colour=False, drop_after=2)
+    nr(_packet(0, _face(_person(0, True), 0.0)))
+    same = _face(_person(1, True), 0.9)
+    nr(_packet(1, same))
+    assert same.neutral_from == 0  # the same person: used
+    other = _face(_person(2, False), 0.9)
+    nr(_packet(2, other))
+    assert other.neutral_from == -1 and nr.refused == 1  # another person: refused once, the entry kept
+    again = _face(_person(3, True), 0.9)
+    nr(_packet(3, again))
+    assert again.neutral_from == 0  # the first person again: used, and the count of refusals starts over
+    seen = []
+    for i in (4, 5):  # the second person for good: refused twice in a row, the entry leaves the bank
+        g = _face(_person(i, False), 0.9)
+        nr(_packet(i, g))
+        seen.append(g.neutral_from)
+    assert seen == [-1, -1] and nr.refused == 3
+    nr(_packet(6, _face(_person(6, False), 0.1)))  # the second person at rest: banked (the bin was emptied)
+    later = _face(_person(7, False), 0.9)
+    nr(_packet(7, later))
+    assert later.neutral_from == 6
+    d = nr.describe()
+    assert d["identity_check"] is True and d["min_identity"] == 0.9 and d["references_refused"] == 3
+    # codes only when a reference would be used, an entry's once: entry 0 + own, then own (x4), entry 6 + own
+    assert calls == [2, 1, 1, 1, 1, 2]
+    plain = NeutralReference(match_colour=False)  # no identify function: no check
+    plain(_packet(0, _face(_person(0, True), 0.0)))
+    g = _face(_person(2, False), 0.9)
+    plain(_packet(1, g))
+    assert g.neutral_from == 0 and plain.describe()["identity_check"] is False
+
+
 def test_the_colour_is_matched_to_this_frames_light():
     ref = np.full((S, S, 3), 100, np.uint8)
     own = np.full((S, S, 3), 140, np.uint8)
@@ -175,7 +229,8 @@ def test_faces_without_a_neutral_face_or_track_are_left_alone_and_settings_are_c
     assert a.neutral is None and b.neutral_from == -1
     assert crop_landmarks(_face(_pattern(0), 0.0, side=256.0), S).round(3).tolist() == LM.tolist()
     for bad in ({"gap": 1.0}, {"gap": -0.1}, {"bin_deg": 0}, {"max_pose_deg": -1}, {"min_size": 1.5},
-                {"gap": 0.1, "hysteresis": 0.2}):
+                {"gap": 0.1, "hysteresis": 0.2}, {"min_identity": 1.5},
+                {"drop_after": 0}):
         with pytest.raises(ValueError):
             NeutralReference(**bad)
     assert NeutralReference().describe()["max_pose_deg"] == 15.0
