@@ -159,8 +159,7 @@ class NeutralReference:
                 "max_pose_deg": round(math.degrees(self.max_pose), 3), "min_size": self.min_size,
                 "forget_s": self.forget_s, "match_colour": self.match_colour, "hysteresis": self.hysteresis,
                 "identity_check": self.identify is not None,
-                "min_identity": self.min_identity if self.identify is not None else None,
-                "drop_after": self.drop_after if self.identify is not None else None,
+                "min_identity": self.min_identity, "drop_after": self.drop_after,
                 "references_refused": self.refused}
 
     def __call__(self, packet: FramePacket) -> FramePacket:

@@ -137,6 +137,12 @@ def test_fingerprint_follows_settings_not_threads():
         settings_fingerprint(BatchSettings(analyzer={**neu, "neutral_reference": True}, video=False))[0]
     assert settings_fingerprint(BatchSettings(analyzer={"detect_every": 5, "neutral_reference": False},
                                               video=False))[0] == fp
+    # and the reference's rule, the identity check's threshold among it (MODEL_CARD.md experiment 33)
+    rule = settings_fingerprint(BatchSettings(analyzer=neu, video=False))[1]["neutral_reference_rule"]
+    assert rule["min_identity"] == 0.9 and rule["drop_after"] == 3 and rule["gap"] == 0.2
+    assert settings_fingerprint(BatchSettings(analyzer={**neu, "neutral_reference": {"min_identity": 0.8}},
+                                              video=False))[0] != settings_fingerprint(BatchSettings(analyzer=neu,
+                                                                                                     video=False))[0]
 
 
 def test_cli_usage_errors_and_missing_ray(tmp_path, capsys, monkeypatch):

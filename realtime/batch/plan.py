@@ -171,18 +171,23 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
 
     Covered: the model (sha256 of ``manifest.json``, which lists every graph's sha256, and of the expression
     head), the detector and its model file, detection and analysis options (with neutral faces, the number of
-    neutralization passes, default or not), the tracker's scene-cut rule, precision and calibration
-    video, the outputs asked for, ``max_frames``, the video preset and audio, and the facecycle version.
+    neutralization passes, default or not, and the track reference's rule), the tracker's scene-cut rule,
+    precision and calibration video, the outputs asked for, ``max_frames``, the video preset and audio, and the facecycle version.
     Not covered: thread counts and worker counts (they change speed, not numbers)."""
     import facecycle
     from facecycle.assets import default_model_dir
 
     from ..inference import NEUTRAL_PASSES
+    from ..neutral_reference import NeutralReference
     from ..reid import IdentityReID
     from ..tracking import Tracker
 
     a = dict(settings.analyzer)
     reid = IdentityReID()
+    ref = a.get("neutral_reference", True)
+    # the reference's rule (gap, pose bins, the identity check's threshold): it shapes the neutral faces
+    ref_rule = ({k: v for k, v in NeutralReference(**(ref if isinstance(ref, dict) else {})).describe().items()
+                 if k not in ("identity_check", "references_refused")} if ref is not False else None)
     model_dir = Path(a.get("model") or default_model_dir())
     manifest = model_dir / "manifest.json"
     model = {"manifest_sha256": _sha_file(manifest) if manifest.is_file() else None,
@@ -196,7 +201,8 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
                                        "reid", "smooth")},
               # only with neutral faces (the key's absence keeps the fingerprints of runs without them)
               **({"neutral_passes": a.get("neutral_passes") or NEUTRAL_PASSES,
-                  "neutral_reference": a.get("neutral_reference", True)} if a.get("neutralize") else {}),
+                  "neutral_reference": ref is not False, "neutral_reference_rule": ref_rule}
+                 if a.get("neutralize") else {}),
               # the tracker's scene-cut rule shapes face_id (tracks end at cuts)
               "tracker": Tracker().describe(),
               # only with --reid (the key's absence keeps the fingerprints of runs without it)
