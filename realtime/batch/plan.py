@@ -172,7 +172,8 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
     Covered: the model (sha256 of ``manifest.json``, which lists every graph's sha256, and of the expression
     head), the detector and its model file, detection and analysis options (with neutral faces, the number of
     neutralization passes, default or not, and the track reference's rule), the tracker's scene-cut rule,
-    precision and calibration video, the outputs asked for, ``max_frames``, the video preset and audio, and the facecycle version.
+    precision and calibration video, the outputs asked for, ``max_frames``, the video preset and audio, and the
+    facecycle version.
     Not covered: thread counts and worker counts (they change speed, not numbers)."""
     import facecycle
     from facecycle.assets import default_model_dir
