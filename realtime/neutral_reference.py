@@ -27,12 +27,13 @@ expressive frame the banked neutral face of the nearest pose instead of its own:
   :class:`~realtime.analyzer.Analyzer` passes it when the model has an ``identity``
   graph), an entry is used only when the identity codes of its neutral face and of
   the face's own neutral face agree (cosine ≥ ``min_identity``); otherwise the face
-  keeps its own neutral face, and an entry refused ``drop_after`` times in a row
-  leaves the bank (a single refusal, which a strong grimace of the same person can
-  cause, does not cost the track its reference). A track that passes from one
-  person to another without a detected scene cut (two people crossing, a dissolve,
-  a missed cut) thus does not paint the first person's face on the second, and the
-  bank refills with the new person's frames.
+  keeps its own neutral face. An entry refused ``drop_after`` times in a row means
+  another person: the track's bank starts over from that face, as at a scene cut (a
+  single refusal, which a strong grimace of the same person can cause, does not
+  cost the track its reference). A track that passes from one person to another
+  without a detected scene cut (two people crossing, a dissolve, a missed cut) thus
+  does not paint the first person's face on the second, and the bank refills with
+  the new person's frames.
 * **composite:** the entry's neutral face is aligned to the face by the
   similarity transform (rotation, uniform scale, shift; OpenCV's
   ``estimateAffinePartial2D``) between the two frames' five landmarks, and
@@ -129,7 +130,7 @@ class NeutralReference:
         min_identity: the least cosine between the identity codes of an entry's neutral face and the face's own
             for the entry to be used (0.9: on the shipped model, 0.2 % of the same person's references refused
             and 84 % of other people's, MODEL_CARD.md experiment 33).
-        drop_after: an entry refused this many times in a row leaves the bank.
+        drop_after: an entry refused this many times in a row starts the track's bank over from that face.
     """
 
     def __init__(self, gap: float = 0.2, bin_deg: float = 10.0, max_pose_deg: float = 15.0,
@@ -200,8 +201,11 @@ class NeutralReference:
                 if not self._same_person(ref, f.neutral):
                     self.refused += 1
                     ref.refusals += 1
-                    if ref.refusals >= self.drop_after:  # another person's face: the bank refills from now on
-                        del t.bank[ref_key]
+                    if ref.refusals >= self.drop_after:
+                        # another person on this track: it starts over with this face, as at a scene cut (the
+                        # bank, and the largest crop seen, which a smaller new face must not be measured against)
+                        t = self._t[f.track_id] = _Track(last=ts, max_side=side)
+                        t.bank[key] = _Entry(float(f.intensity), f.neutral, lm, yp, int(packet.index))
                     continue
                 ref.refusals = 0
             out = self._composite(ref, f, lm, size, self.match_colour)

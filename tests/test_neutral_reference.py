@@ -194,7 +194,7 @@ def test_another_persons_neutral_face_is_refused_and_leaves_the_bank():
         nr(_packet(i, g))
         seen.append(g.neutral_from)
     assert seen == [-1, -1] and nr.refused == 3
-    nr(_packet(6, _face(_person(6, False), 0.1)))  # the second person at rest: banked (the bin was emptied)
+    nr(_packet(6, _face(_person(6, False), 0.1)))  # the second person at rest: banked (the track started over)
     later = _face(_person(7, False), 0.9)
     nr(_packet(7, later))
     assert later.neutral_from == 6
@@ -224,9 +224,11 @@ def test_faces_without_a_neutral_face_or_track_are_left_alone_and_settings_are_c
     nr = NeutralReference()
     a = _face(_pattern(0), 0.0)
     a.neutral = None
-    b = _face(_pattern(1), 0.9, track=-1)
+    b = _face(_pattern(1), 0.0, track=-1)
     nr(_packet(0, a, b))
-    assert a.neutral is None and b.neutral_from == -1
+    c = _face(_pattern(2), 0.9, track=-1)  # an untracked face is never banked, so never given another's face
+    nr(_packet(1, c))
+    assert a.neutral is None and b.neutral_from == -1 and c.neutral_from == -1
     assert crop_landmarks(_face(_pattern(0), 0.0, side=256.0), S).round(3).tolist() == LM.tolist()
     for bad in ({"gap": 1.0}, {"gap": -0.1}, {"bin_deg": 0}, {"max_pose_deg": -1}, {"min_size": 1.5},
                 {"gap": 0.1, "hysteresis": 0.2}, {"min_identity": 1.5},
