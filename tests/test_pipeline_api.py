@@ -133,7 +133,8 @@ def test_latest_frame_bridge_with_a_slow_consumer(tiny_export):
     assert box.delivered == len(got) and box.delivered + box.dropped == 60
 
 
-def test_reid_restores_an_id_after_an_occlusion(tiny_export):
+def test_reid_restores_an_id_after_an_occlusion():
+    """The shipped rule (threshold 0.97, a 10 s window) on made-up identity codes."""
     from fractions import Fraction
 
     from realtime.reid import IdentityReID
@@ -141,7 +142,8 @@ def test_reid_restores_an_id_after_an_occlusion(tiny_export):
 
     rng = np.random.default_rng(0)
     me, other = rng.normal(size=16), rng.normal(size=16)
-    r = IdentityReID(threshold=0.8, window=5.0)
+    r = IdentityReID()
+    assert r.threshold == 0.97 and r.window == 10.0
 
     def pkt(t, faces):
         return FramePacket(0, None, Fraction(1, 25), t, np.zeros((2, 2, 3), np.uint8), faces=faces)
@@ -251,8 +253,9 @@ def test_largest_face_is_the_one_with_the_biggest_box():
 
 
 def test_the_tracks_neutral_reference_is_on_by_default_and_can_be_turned_off(model_with_head, tmp_path):
-    """``--no-neutral-reference`` / ``Analyzer(neutral_reference=False)``: every face keeps its own neutral face;
-    by default a face may take an earlier frame's (``Face.neutral_from``), and the sidecar says which was used."""
+    """``--no-neutral-reference`` / ``Analyzer(neutral_reference=False)``: the switch, the sidecar and the settings.
+    (This tiny model's head reads every face alike, so no reference fires here; that it fires, and leaves the CSV
+    as it is, is tested with the shipped model on a real smile in ``tests/test_expression_quality.py``.)"""
     clip = shared_video(CLIP)
     base = ["process", str(clip), "--model", str(model_with_head), "--no-video", "--no-progress", "--neutralize",
             "--max-frames", "6"]
@@ -262,17 +265,11 @@ def test_the_tracks_neutral_reference_is_on_by_default_and_can_be_turned_off(mod
     off = json.loads((tmp_path / "off" / f"{clip.stem}.json").read_text())
     assert on["neutral_reference"]["gap"] == 0.2 and on["neutral_reference"]["max_pose_deg"] == 15.0
     assert off["neutral_reference"] is False
-    # the CSVs do not depend on it (it changes the neutral face only)
-    assert (tmp_path / "on" / f"{clip.stem}.csv").read_bytes() == (tmp_path / "off" / f"{clip.stem}.csv").read_bytes()
-    from realtime import Analyzer
-
-    with Analyzer(model=model_with_head, neutralize=True, neutral_reference=False) as an:
-        assert all(f.neutral_from == -1 for p in an.process_video(clip, max_frames=12) for f in p.faces)
-    with Analyzer(model=model_with_head, neutralize=True) as an:
-        for p in an.process_video(clip, max_frames=12):
-            assert all(f.neutral_from < p.index and f.neutral is not None for f in p.faces)
+    # the identity check acts where the model has an identity graph (this export has one)
+    assert on["neutral_reference"]["identity_check"] is True and on["neutral_reference"]["min_identity"] == 0.9
     # settings as a dict (checked when the Analyzer opens: one clear UsageError)
     from facecycle.errors import UsageError
+    from realtime import Analyzer
 
     with Analyzer(model=model_with_head, neutralize=True, neutral_reference={"hysteresis": 0.0, "gap": 0.3}) as an:
         run = an.process_video(clip, max_frames=3)

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from facecycle.files import VIDEO_SUFFIXES
 from realtime.tracking import Tracker, iou_matrix
 from tests.conftest import shared_video, write_video
 
@@ -25,7 +26,7 @@ def bgr_frames(path: Path, n: int) -> list:
 def test_cuts_are_found_at_shot_changes_and_nowhere_else(videos_dir):
     """Every clip of data/videos (talking, grimacing, head shakes): the tracker's cut test fires at the known
     shot changes only."""
-    clips = sorted(p for p in videos_dir.iterdir() if p.suffix.lower() in (".mp4", ".mov"))
+    clips = sorted(p for p in videos_dir.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
     assert len(clips) >= 30
     found = {}
     for p in clips:
@@ -43,52 +44,61 @@ def test_cuts_are_found_at_shot_changes_and_nowhere_else(videos_dir):
 
 
 def test_a_face_after_a_cut_is_a_new_track(tiny_export, tmp_path):
-    """Two people's clips joined at frame 40, faces in the same place: the face after the join gets a new id,
-    its person baseline warms up again (``baseline_ready`` 0, ``rel_*`` empty), and only that frame is a cut."""
+    """Two people's clips joined at frame 42, faces in the same place: the face after the join gets a new id,
+    its person baseline warms up again (``baseline_ready`` 0, ``rel_*`` empty), and only that frame is a cut.
+    The join falls between scheduled detections (every 5th frame): the tracker's change test asks for one."""
     from realtime.analyzer import Analyzer
 
-    a = bgr_frames(shared_video("sadtalker_WDA_KatieHill_000.mp4"), 40)
+    J = 42
+    a = bgr_frames(shared_video("sadtalker_WDA_KatieHill_000.mp4"), J)
     b = bgr_frames(shared_video("sadtalker_WDA_AlexandriaOcasioCortez_000.mp4"), 40)
     assert a[0].shape == b[0].shape
     clip = write_video(tmp_path / "joined.mp4", a + b, options={"crf": "14"})
     _, model_dir = tiny_export
-    cuts = []
+    cuts, detected = [], []
     with Analyzer(model=model_dir, detect_every=5, infer_workers=1) as an:
         for p in an.process_video(clip, csv=tmp_path / "joined.csv"):
             if p.scene_cut:
                 cuts.append(p.index)
             assert len(p.faces) == 1, p.index
-    assert cuts == [40]
+            if p.faces[0].detected:
+                detected.append(p.index)
+    assert cuts == [J]
+    assert J in detected and J % 5 != 0, detected  # a detection on the cut frame, off the schedule
     side = json.loads((tmp_path / "joined.json").read_text())
     assert side["stats"]["scene_cuts"] == 1 and side["tracker"]["tracks_end_at_cuts"] is True
     with open(tmp_path / "joined.csv", newline="") as f:
         rows = {int(r["frame"]): r for r in csv.DictReader(f)}
-    ids = np.array([int(rows[i]["face_id"]) for i in range(80)])
-    assert (ids[:40] == ids[0]).all() and (ids[40:] == ids[40]).all() and ids[40] != ids[0]
+    ids = np.array([int(rows[i]["face_id"]) for i in range(J + 40)])
+    assert (ids[:J] == ids[0]).all() and (ids[J:] == ids[J]).all() and ids[J] != ids[0]
     # the boxes overlap across the join: the id changed because of the cut, not because the face moved
     boxes = []
-    for i in (39, 40):
+    for i in (J - 1, J):
         x, y, w, h = (float(rows[i][k]) for k in ("face_x", "face_y", "face_w", "face_h"))
         boxes.append(np.array([[x, y, x + w, y + h]], np.float32))
     assert iou_matrix(*boxes)[0, 0] > 0.5
-    assert rows[39]["baseline_ready"] == "1" and rows[39]["rel_intensity"] != ""
-    assert rows[40]["baseline_ready"] == "0" and rows[40]["rel_intensity"] == ""
+    assert rows[J - 1]["baseline_ready"] == "1" and rows[J - 1]["rel_intensity"] != ""
+    assert rows[J]["baseline_ready"] == "0" and rows[J]["rel_intensity"] == ""
 
 
 @pytest.mark.parametrize("gain", [0.4, 1.8])
 def test_a_change_of_light_is_no_cut(tiny_export, tmp_path, gain):
-    """The same shot darkened or brightened from frame 30 on (a light switched, the exposure jumping): a
-    detection is run there, but the face keeps its id."""
+    """The same shot darkened or brightened from frame 33 on (a light switched, the exposure jumping): a
+    detection is run there (off the every-10th-frame schedule), but the face keeps its id."""
     from realtime.analyzer import Analyzer
 
     a = bgr_frames(shared_video("sadtalker_WDA_KatieHill_000.mp4"), 60)
-    frames = a[:30] + [np.clip(f.astype(np.float32) * gain, 0, 255).astype(np.uint8) for f in a[30:]]
+    frames = a[:33] + [np.clip(f.astype(np.float32) * gain, 0, 255).astype(np.uint8) for f in a[33:]]
     clip = write_video(tmp_path / "light.mp4", frames, options={"crf": "14"})
     _, model_dir = tiny_export
     with Analyzer(model=model_dir, detect_every=10, infer_workers=1) as an:
-        packets = [(p.index, p.scene_cut, [f.track_id for f in p.faces]) for p in an.process_video(clip)]
-    assert not any(cut for _, cut, _ in packets)
-    assert {tuple(ids) for _, _, ids in packets} == {(packets[0][2][0],)}
+        packets = [(p.index, p.scene_cut, [f.track_id for f in p.faces], any(f.detected for f in p.faces))
+                   for p in an.process_video(clip)]
+    detected = [i for i, _, _, det in packets if det]
+    # a detection at the change (33), after which the every-10th schedule starts again from there (43, not 40)
+    assert 33 in detected and 40 not in detected and 43 in detected, detected
+    assert not any(cut for _, cut, _, _ in packets)
+    assert {tuple(ids) for _, _, ids, _ in packets} == {(packets[0][2][0],)}
 
 
 def test_reid_never_gives_another_person_the_id_across_cuts(tmp_path):
@@ -97,14 +107,14 @@ def test_reid_never_gives_another_person_the_id_across_cuts(tmp_path):
     under A's id."""
     from realtime.analyzer import Analyzer
 
-    a = bgr_frames(shared_video("sadtalker_WDA_KatieHill_000.mp4"), 60)
+    a = bgr_frames(shared_video("sadtalker_WDA_KatieHill_000.mp4"), 62)
     b = bgr_frames(shared_video("sadtalker_WDA_AlexandriaOcasioCortez_000.mp4"), 60)
-    clip = write_video(tmp_path / "aba.mp4", a + b + a[:30], options={"crf": "16"})
+    clip = write_video(tmp_path / "aba.mp4", a + b + a[:30], options={"crf": "16"})  # cuts at 62 and 122
     with Analyzer(reid=True, infer_workers=1) as an:
         ids = [[f.track_id for f in p.faces] for p in an.process_video(clip)]
     assert all(len(i) == 1 for i in ids)
     ids = np.array([i[0] for i in ids])
-    first, second, third = set(ids[:60]), set(ids[60:120]), set(ids[120:])
+    first, second, third = set(ids[:62]), set(ids[62:122]), set(ids[122:])  # both cuts off the detection schedule
     assert len(first) == len(second) == len(third) == 1
     assert second != first and third != second
     assert third == first
