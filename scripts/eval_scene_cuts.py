@@ -15,6 +15,15 @@ its own test (``Tracker._change``):
 Each rule is scored: the shipped one (``cut_threshold`` and ``cut_similarity`` of :class:`Tracker`) and the
 previous grey-level test alone (mean absolute difference > ``cut_threshold``).
 
+Gradual transitions (MODEL_CARD.md, experiment 34; the tracker's :class:`GradualCut` beside its cut test, every
+frame of every clip in order, as the tracker sees them):
+
+- **false transitions**: frames of the clips where either test fires, other than the known shot changes;
+- **dissolves**: ``--dissolves`` ordered pairs of two different clips (seeded), the first's frames up to
+  ``--join-at`` cross-faded into the second's over L frames (L in ``--lengths``; both keep moving), and
+  **fades** through black (L/2 frames out, 2 black, L/2 in). Found: either test fires between the
+  transition's first frame and 24 frames after its last. The cut test alone is scored too.
+
 Usage::
 
     python scripts/eval_scene_cuts.py --dirs ../shared/data/videos ../shared/data/videos_more --out J
@@ -37,7 +46,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from eval_detail_px import write_result  # noqa: E402
 
 from facecycle.files import VIDEO_SUFFIXES  # noqa: E402
-from realtime.tracking import Tracker, structural_similarity  # noqa: E402
+from realtime.tracking import GradualCut, Tracker, structural_similarity  # noqa: E402
 
 #: shot changes inside the shared clips, checked by eye (name: frame that starts the new shot)
 KNOWN = ["pyfeat_face_noface.mov:72", "pyfeat_face_noface.mov:73", "pyfeat_noface_face.mov:96",
@@ -62,12 +71,54 @@ def scores(a: np.ndarray, b: np.ndarray) -> tuple:
     return cv2.norm(a, b, cv2.NORM_L1) / a.size, structural_similarity(a, b)
 
 
+def cuts_of(frames: list, gradual: bool = True) -> list:
+    """Indices of the frames where the tracker ends every track: its cut test and, with ``gradual``, its
+    :class:`GradualCut` (reset at a cut, as in :meth:`Tracker.propagate`)."""
+    tr, out = Tracker(), []
+    for i, g in enumerate(frames):
+        tr._prev_gray = frames[i - 1] if i else None
+        cut = tr._change(g)[1]
+        if cut:
+            tr.gradual.reset()
+        if gradual and tr.gradual(g):
+            cut = True
+        if cut:
+            out.append(i)
+    return out
+
+
+def transition(gx: list, gy: list, k: int, length: int, fade: bool, pad: int = 60) -> tuple:
+    """Frames of ``gx`` up to ``k`` then ``length`` frames of transition into ``gy`` (scaled to ``gx``'s size), then
+    ``gy``: (frames, first transition frame, last transition frame)."""
+    size = gx[0].shape[::-1]
+    y = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in gy[: length + pad]]
+    y += [y[-1]] * (length + pad - len(y))
+    x = gx[max(0, k - pad): k] if k > 0 else gx[:1]
+    mid = []
+    if fade:
+        h = length // 2
+        mid = [(gx[min(len(gx) - 1, k + j)].astype(np.float32) * (1 - (j + 1) / (h + 1))) for j in range(h)]
+        mid += [np.zeros(gx[0].shape, np.float32)] * 2
+        mid += [y[j].astype(np.float32) * ((j + 1) / (h + 1)) for j in range(h)]
+        rest = y[h:]
+    else:
+        for j in range(length):
+            a = (j + 1) / (length + 1)
+            mid.append(gx[min(len(gx) - 1, k + j)].astype(np.float32) * (1 - a) + y[j].astype(np.float32) * a)
+        rest = y[length:]
+    mid = [np.clip(np.rint(f), 0, 255).astype(np.uint8) for f in mid]
+    return list(x) + mid + list(rest), len(x), len(x) + len(mid) - 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dirs", type=Path, nargs="+", required=True)
     ap.add_argument("--max-frames", type=int, default=900)
     ap.add_argument("--join-at", type=int, default=150)
     ap.add_argument("--known", nargs="*", default=KNOWN)
+    ap.add_argument("--dissolves", type=int, default=200, help="ordered clip pairs for made dissolves and fades")
+    ap.add_argument("--lengths", default="10,20,30,50", help="transition lengths in frames")
+    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
     t0 = time.perf_counter()
@@ -109,6 +160,31 @@ def main() -> int:
         print(f"{rule}: {len(false)} false cuts in {len(within)} frame pairs, "
               f"{res['rules'][rule]['known_shot_changes_found']}/{len(real)} known shot changes, "
               f"{res['rules'][rule]['joins_found']:.2%} of {len(joins)} joins")
+    # gradual transitions: the tracker's decisions on every clip in order, and on made dissolves and fades
+    false = {}
+    for name, g in grays.items():
+        hits = [i for i in cuts_of(g) if f"{name}:{i}" not in known]
+        if hits:
+            false[name] = hits
+    rng = np.random.default_rng(a.seed)
+    pairs = [(x, y) for x in names for y in names if x != y]
+    pairs = [pairs[i] for i in rng.choice(len(pairs), min(a.dissolves, len(pairs)), replace=False)]
+    made = {}
+    for kind in ("dissolve", "fade"):
+        for length in (int(v) for v in a.lengths.split(",")):
+            found = {"with_gradual": 0, "cut_test_alone": 0}
+            for x, y in pairs:
+                gx = grays[x]
+                frames, s0, s1 = transition(gx, grays[y], min(len(gx) - 1, a.join_at), length, kind == "fade")
+                for key, grad in (("with_gradual", True), ("cut_test_alone", False)):
+                    found[key] += any(s0 <= i <= s1 + 24 for i in cuts_of(frames, grad))
+            made[f"{kind}_{length}"] = {k: round(v / len(pairs), 4) for k, v in found.items()}
+            print(f"{kind} over {length} frames: found {made[f'{kind}_{length}']['with_gradual']:.1%} "
+                  f"(the cut test alone {made[f'{kind}_{length}']['cut_test_alone']:.1%}) of {len(pairs)}")
+    res["gradual"] = {"rule": GradualCut().describe(), "frames": sum(len(g) for g in grays.values()),
+                      "false_transitions": sum(len(v) for v in false.values()), "false_transition_frames": false,
+                      "pairs": len(pairs), "made_transitions_found": made}
+    print(f"gradual: {res['gradual']['false_transitions']} false transitions in {res['gradual']['frames']} frames")
     write_result(a.out, res, t0)
     return 0
 

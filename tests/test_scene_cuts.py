@@ -142,3 +142,67 @@ def test_a_stream_that_changes_frame_size_is_read_whole_and_starts_new_ids(tiny_
     first = {tuple(ids) for i, _, _, ids in got if i < 30}
     second = {tuple(ids) for i, _, _, ids in got if i >= 30}
     assert len(first) == len(second) == 1 and first != second
+
+
+def _texture(seed: int, shape=(180, 240)) -> np.ndarray:
+    """(H, W) uint8: a smooth random picture (a stand-in for a shot)."""
+    rng = np.random.default_rng(seed)
+    small = rng.uniform(0, 255, (shape[0] // 12, shape[1] // 12)).astype(np.float32)
+    return np.clip(cv2.resize(small, shape[::-1], interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
+
+
+def test_gradual_transitions_made_up():
+    """:class:`GradualCut` on made-up pictures: a dissolve and a fade through black are found once each; a pan,
+    a light ramp, a still picture and a dark but not blank picture are not."""
+    from realtime.tracking import GradualCut
+
+    a, b = _texture(0), _texture(1)
+
+    def run(frames):
+        g = GradualCut()
+        return [i for i, f in enumerate(frames) if g(f)]
+
+    still = [a] * 80
+    assert run(still) == []
+    pan = [np.roll(a, 2 * i, axis=1) for i in range(80)]  # the camera pans 2 px per frame
+    assert run(pan) == []
+    ramp = [np.clip(a.astype(np.float32) * (1 - 0.01 * i), 0, 255).astype(np.uint8) for i in range(80)]  # to 21 %
+    assert run(ramp) == []
+    dim = [(a // 12).astype(np.uint8)] * 20  # a dark room: low contrast, but a picture
+    assert run([a] * 20 + dim) == []
+    mix = [np.clip(a * (1 - t) + b * t, 0, 255).astype(np.uint8) for t in np.linspace(0, 1, 22)[1:-1]]
+    found = run([a] * 30 + mix + [b] * 30)
+    assert len(found) == 1 and 30 <= found[0] <= 30 + len(mix) + 24, found
+    fade = [(a * (1 - t)).astype(np.uint8) for t in np.linspace(0, 1, 11)[1:]] + \
+           [(b * t).astype(np.uint8) for t in np.linspace(0, 1, 11)[1:]]
+    found = run([a] * 30 + fade + [b] * 30)
+    assert found == [39], found  # the first black frame, once
+
+
+@pytest.mark.parametrize("kind", ["dissolve", "fade"])
+def test_a_face_after_a_dissolve_or_fade_is_a_new_track(tiny_export, tmp_path, kind):
+    """Two people's clips joined by a 20-frame dissolve, or a fade through black, faces in the same place: the
+    face after it gets a new id (the cut test alone misses both: each frame changes too little), and nowhere
+    else does a track end."""
+    from realtime.analyzer import Analyzer
+
+    a = bgr_frames(shared_video("sadtalker_WDA_KatieHill_000.mp4"), 70)
+    b = bgr_frames(shared_video("sadtalker_WDA_AlexandriaOcasioCortez_000.mp4"), 70)
+    if kind == "dissolve":
+        mid = [cv2.addWeighted(a[40 + j], 1 - t, b[j], t, 0) for j, t in enumerate(np.linspace(0, 1, 22)[1:-1])]
+    else:
+        mid = [cv2.convertScaleAbs(a[40 + j], alpha=1 - t) for j, t in enumerate(np.linspace(0, 1, 11)[1:])] + \
+              [cv2.convertScaleAbs(b[j], alpha=t) for j, t in enumerate(np.linspace(0, 1, 11)[1:])]
+    frames = a[:40] + mid + b[20:70]
+    clip = write_video(tmp_path / f"{kind}.mp4", frames, options={"crf": "14"})
+    _, model_dir = tiny_export
+    cuts, ids = [], {}
+    with Analyzer(model=model_dir, detect_every=5, infer_workers=1) as an:
+        for p in an.process_video(clip):
+            if p.scene_cut:
+                cuts.append(p.index)
+            ids[p.index] = [f.track_id for f in p.faces]
+    assert len(cuts) == 1 and 40 <= cuts[0] <= 40 + len(mid) + 24, cuts
+    before = {i for k in range(40) for i in ids[k]}
+    after = {i for k in range(cuts[0] + 10, len(frames)) for i in ids[k]}
+    assert len(before) == 1 and after and not before & after, (before, after)
