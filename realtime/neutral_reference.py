@@ -34,6 +34,11 @@ expressive frame the banked neutral face of the nearest pose instead of its own:
   without a detected scene cut (two people crossing, a dissolve, a missed cut) thus
   does not paint the first person's face on the second, and the bank refills with
   the new person's frames.
+* **the resting frame's own detail:** a banked neutral face keeps what the
+  generator made below ``detail_px`` pixels of resolution and takes the detail above
+  from the frame's own input crop, which is at rest there (the generator's fine
+  texture and contour lines read less neutral than real skin; MODEL_CARD.md,
+  experiment 35). The identity check reads the generator's face as it was.
 * **composite:** the entry's neutral face is aligned to the face by the
   similarity transform (rotation, uniform scale, shift; OpenCV's
   ``estimateAffinePartial2D``) between the two frames' five landmarks, and
@@ -61,6 +66,7 @@ from typing import Callable, Dict, Optional, Tuple
 import cv2
 import numpy as np
 
+from .crops import crop_square
 from .types import Face, FramePacket
 
 __all__ = ["NeutralReference"]
@@ -73,7 +79,8 @@ class _Entry:
     landmarks: np.ndarray  # (5, 2) float32 in the neutral face's pixels
     yaw_pitch: np.ndarray  # (2,) radians
     index: int  # frame index
-    code: Optional[np.ndarray] = None  # (D,) unit identity code of ``neutral``, computed when first needed
+    code: Optional[np.ndarray] = None  # (D,) unit identity code of ``plain``, computed when first needed
+    plain: Optional[np.ndarray] = None  # the frame's own neutral face before the detail transfer (None: neutral)
     refusals: int = 0  # identity refusals in a row
 
 
@@ -112,6 +119,18 @@ def _resized(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
 
 
+def _detail_from(neutral: np.ndarray, crop: np.ndarray, px: int) -> np.ndarray:
+    """``neutral`` (S, S, 3) uint8 below ``px`` pixels of resolution plus ``crop``'s (S, S, 3) detail above it
+    (area down to ``px``, cubic back up: the same low-pass for both)."""
+    s = neutral.shape[0]
+
+    def low(im: np.ndarray) -> np.ndarray:
+        return cv2.resize(cv2.resize(im, (px, px), interpolation=cv2.INTER_AREA), (s, s), interpolation=cv2.INTER_CUBIC)
+
+    n, c = neutral.astype(np.float32), np.ascontiguousarray(crop).astype(np.float32)
+    return np.clip(low(n) + (c - low(c)) + 0.5, 0, 255).astype(np.uint8)
+
+
 class NeutralReference:
     """Per-track bank of the person's own neutral faces by head pose (see the module doc).
 
@@ -131,16 +150,20 @@ class NeutralReference:
             for the entry to be used (0.9: on the shipped model, 0.2 % of the same person's references refused
             and 84 % of other people's, MODEL_CARD.md experiment 33).
         drop_after: an entry refused this many times in a row starts the track's bank over from that face.
+        detail_px: a banked neutral face takes its frame's input detail above this resolution (pixels across the
+            face crop; 0: none). 56 lifted the judged-neutral share and the detail on posed spans
+            (MODEL_CARD.md, experiment 35).
     """
 
     def __init__(self, gap: float = 0.2, bin_deg: float = 10.0, max_pose_deg: float = 15.0,
                  min_size: float = 0.8, forget_s: float = 10.0, match_colour: bool = True,
-                 hysteresis: float = 0.1, min_identity: float = 0.9, drop_after: int = 3,
+                 hysteresis: float = 0.1, min_identity: float = 0.9, drop_after: int = 3, detail_px: int = 56,
                  identify: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> None:
         if (not 0.0 <= gap < 1.0 or bin_deg <= 0 or max_pose_deg < 0 or not 0.0 <= min_size <= 1.0
-                or not 0.0 <= hysteresis <= gap or not -1.0 <= min_identity <= 1.0 or int(drop_after) < 1):
-            raise ValueError("NeutralReference: need 0 <= gap < 1, bin_deg > 0, max_pose_deg >= 0, "
-                             "0 <= min_size <= 1, 0 <= hysteresis <= gap, -1 <= min_identity <= 1, drop_after >= 1")
+                or not 0.0 <= hysteresis <= gap or not -1.0 <= min_identity <= 1.0 or int(drop_after) < 1
+                or int(detail_px) < 0):
+            raise ValueError("NeutralReference: need 0 <= gap < 1, bin_deg > 0, max_pose_deg >= 0, 0 <= min_size <= 1, "
+                             "0 <= hysteresis <= gap, -1 <= min_identity <= 1, drop_after >= 1, detail_px >= 0")
         self.gap = float(gap)
         self.bin = math.radians(bin_deg)
         self.max_pose = math.radians(max_pose_deg)
@@ -150,6 +173,7 @@ class NeutralReference:
         self.hysteresis = float(hysteresis)
         self.min_identity = float(min_identity)
         self.drop_after = int(drop_after)
+        self.detail_px = int(detail_px)
         self.identify = identify
         #: entries refused because their identity code did not match the face's (another person's face)
         self.refused = 0
@@ -160,7 +184,7 @@ class NeutralReference:
                 "max_pose_deg": round(math.degrees(self.max_pose), 3), "min_size": self.min_size,
                 "forget_s": self.forget_s, "match_colour": self.match_colour, "hysteresis": self.hysteresis,
                 "identity_check": self.identify is not None,
-                "min_identity": self.min_identity, "drop_after": self.drop_after,
+                "min_identity": self.min_identity, "drop_after": self.drop_after, "detail_px": self.detail_px,
                 "references_refused": self.refused}
 
     def __call__(self, packet: FramePacket) -> FramePacket:
@@ -186,7 +210,7 @@ class NeutralReference:
             key = (int(round(yp[0] / self.bin)), int(round(yp[1] / self.bin)))
             held = t.bank.get(key)
             if side >= self.min_size * t.max_side and (held is None or f.intensity < held.intensity):
-                t.bank[key] = _Entry(float(f.intensity), f.neutral, lm, yp, int(packet.index))
+                t.bank[key] = self._entry(f, packet, lm, yp)
             near = {k: e for k, e in t.bank.items() if float(np.max(np.abs(e.yaw_pitch - yp))) <= self.max_pose}
             ref_key = min(near, key=lambda k: near[k].intensity) if near else None
             kept = near.get(t.using) if t.using is not None else None
@@ -205,7 +229,7 @@ class NeutralReference:
                         # another person on this track: it starts over with this face, as at a scene cut (the
                         # bank, and the largest crop seen, which a smaller new face must not be measured against)
                         t = self._t[f.track_id] = _Track(last=ts, max_side=side)
-                        t.bank[key] = _Entry(float(f.intensity), f.neutral, lm, yp, int(packet.index))
+                        t.bank[key] = self._entry(f, packet, lm, yp)
                     continue
                 ref.refusals = 0
             out = self._composite(ref, f, lm, size, self.match_colour)
@@ -217,11 +241,22 @@ class NeutralReference:
             del self._t[k]
         return packet
 
+    def _entry(self, f: Face, packet: FramePacket, lm: np.ndarray, yp: np.ndarray) -> _Entry:
+        """A bank entry of face ``f`` of ``packet``: its neutral face with the frame's own detail above
+        ``detail_px`` (see the module doc)."""
+        neutral = f.neutral
+        size = int(neutral.shape[0])
+        if 0 < self.detail_px < size and packet.image is not None and packet.image.ndim == 3:
+            crop = crop_square(packet.image, f.crop_box, size)[..., ::-1]
+            neutral = _detail_from(neutral, crop, self.detail_px)
+        return _Entry(float(f.intensity), neutral, lm, yp, int(packet.index), plain=f.neutral)
+
     def _same_person(self, ref: _Entry, own: np.ndarray) -> bool:
         """Whether ``ref``'s neutral face and the face's own neutral face ``own`` show the same person (cosine of
         their identity codes ≥ ``min_identity``; the entry's code is computed once)."""
         if ref.code is None:
-            codes = self.identify(np.stack([ref.neutral, _resized(own, ref.neutral.shape[0])]))
+            plain = ref.plain if ref.plain is not None else ref.neutral
+            codes = self.identify(np.stack([plain, _resized(own, plain.shape[0])]))
             ref.code, mine = codes[0], codes[1]
         else:
             mine = self.identify(own[None])[0]

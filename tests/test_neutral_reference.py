@@ -209,6 +209,45 @@ def test_another_persons_neutral_face_is_refused_and_leaves_the_bank():
     assert g.neutral_from == 0 and plain.describe()["identity_check"] is False
 
 
+def test_a_banked_neutral_face_takes_its_resting_frames_own_detail():
+    """A banked neutral face keeps the generator's picture below ``detail_px`` and takes the detail above from
+    its own frame's input crop (experiment 35); the identity check still reads the generator's face."""
+    rng = np.random.default_rng(7)
+    fine = rng.uniform(0, 255, (S, S, 3)).astype(np.uint8)  # the frame: fine texture (BGR)
+    smooth = cv2.GaussianBlur(_pattern(0), (0, 0), 4.0)  # the generator's neutral face: smooth (RGB)
+    seen = []
+
+    def identify(images):
+        seen.append(np.asarray(images).copy())
+        return np.ones((len(images), 2), np.float32) / np.sqrt(2)
+
+    def run(px):
+        nr = NeutralReference(match_colour=False, detail_px=px, identify=identify)
+        rest = FramePacket(index=0, pts=0, time_base=Fraction(1, 30), timestamp=0.0, image=fine,
+                           faces=[_face(smooth, 0.0)])
+        nr(rest)
+        f = _face(_pattern(1), 0.9)
+        nr(_packet(1, f))
+        assert f.neutral_from == 0
+        return f.neutral[50:90, 45:85].astype(np.float32)
+
+    def high(x):
+        return x - cv2.GaussianBlur(x, (0, 0), 2.0)
+
+    with_detail, without = run(56), run(0)
+    frame_high = high(fine[..., ::-1].astype(np.float32))[50:90, 45:85]
+    corr = np.corrcoef(high(with_detail).ravel(), frame_high.ravel())[0, 1]
+    # the generator's face alone is smooth; with the transfer the frame's own texture is there
+    assert np.abs(high(with_detail)).mean() > 3 * np.abs(high(without)).mean() and corr > 0.8, \
+        (np.abs(high(with_detail)).mean(), np.abs(high(without)).mean(), corr)
+    # the low frequencies stay the generator's
+    low = cv2.GaussianBlur(with_detail, (0, 0), 6.0) - cv2.GaussianBlur(smooth[50:90, 45:85].astype(np.float32),
+                                                                         (0, 0), 6.0)
+    assert np.abs(low[10:30, 10:30]).mean() < 12.0
+    # the identity check read the generator's face (the entry's code), not the detailed one
+    assert any(np.array_equal(batch[0], smooth) for batch in seen)
+
+
 def test_the_colour_is_matched_to_this_frames_light():
     ref = np.full((S, S, 3), 100, np.uint8)
     own = np.full((S, S, 3), 140, np.uint8)
@@ -232,7 +271,7 @@ def test_faces_without_a_neutral_face_or_track_are_left_alone_and_settings_are_c
     assert crop_landmarks(_face(_pattern(0), 0.0, side=256.0), S).round(3).tolist() == LM.tolist()
     for bad in ({"gap": 1.0}, {"gap": -0.1}, {"bin_deg": 0}, {"max_pose_deg": -1}, {"min_size": 1.5},
                 {"gap": 0.1, "hysteresis": 0.2}, {"min_identity": 1.5},
-                {"drop_after": 0}):
+                {"drop_after": 0}, {"detail_px": -1}):
         with pytest.raises(ValueError):
             NeutralReference(**bad)
     assert NeutralReference().describe()["max_pose_deg"] == 15.0
