@@ -125,12 +125,17 @@ class Tracker:
             return False, False
         return True, structural_similarity(prev, gray) < self.cut_similarity
 
-    def _gradual(self, gray: np.ndarray, timestamp: float) -> bool:
-        """Whether ``gray`` ends a dissolve or fade (each frame shown to :class:`GradualCut` once)."""
-        if self._seen_ts is not None and timestamp == self._seen_ts:
-            return False
-        self._seen_ts = timestamp
-        return self.gradual(gray)
+    def _scene(self, gray: np.ndarray, timestamp: float) -> Tuple[bool, bool]:
+        """``(changed, cut)`` for the grey frame ``gray`` against the previous one (:meth:`_change`), where a
+        dissolve or fade ending here is a cut too (:attr:`gradual`, shown each frame once: ``propagate`` and
+        ``update`` may both see one frame; after a cut it starts over)."""
+        changed, cut = self._change(gray)
+        if cut:  # a new shot: the dissolve test starts over too
+            self.gradual.reset()
+        if self._seen_ts is None or timestamp != self._seen_ts:
+            self._seen_ts = timestamp
+            cut = self.gradual(gray) or cut
+        return changed, cut
 
     def _end_all(self, timestamp: float) -> None:
         if self.tracks:
@@ -154,11 +159,7 @@ class Tracker:
         """Detection frame: match ``det`` to tracks; returns the faces of this frame (live tracks)."""
         gray, scale = self._gray(image)
         # after propagate on the same frame, _prev_gray is this frame: propagate's finding counts
-        hard = self._change(gray)[1]
-        if hard:  # a new shot: the dissolve test starts over too
-            self.gradual.reset()
-        gradual = self._gradual(gray, timestamp)
-        self.last_cut = self._cut_seen or hard or gradual
+        self.last_cut = self._cut_seen or self._scene(gray, timestamp)[1]
         self._cut_seen = False
         if self.last_cut:
             self._end_all(timestamp)
@@ -197,10 +198,7 @@ class Tracker:
             scene cut ``faces`` is empty: every track ended.
         """
         gray, s = self._gray(image)
-        changed, cut = self._change(gray)
-        if cut:  # a new shot: the dissolve test starts over too
-            self.gradual.reset()
-        cut = self._gradual(gray, timestamp) or cut
+        changed, cut = self._scene(gray, timestamp)
         ok = not (changed or cut)  # the picture changed: ask for a detection on this frame
         self.last_cut = self._cut_seen = cut
         if cut:
@@ -296,7 +294,7 @@ class GradualCut:
 
     def __call__(self, gray: np.ndarray) -> bool:
         """Show one frame, (H, W) uint8 grey; True when it ends a dissolve or starts a blank."""
-        t = cv2.resize(gray, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+        t = _thumb(gray)
         self._since += 1
         mad = float(np.abs(t - t.mean()).mean())
         if mad < self.blank:
@@ -336,7 +334,13 @@ class GradualCut:
                 "blank": self.blank}
 
 
+def _thumb(gray: np.ndarray, side: int = 32) -> np.ndarray:
+    """(side, side) float32: ``gray`` shrunk with area interpolation."""
+    return cv2.resize(gray, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
 def _ncc(a: np.ndarray, b: np.ndarray) -> float:
+    """Normalized cross-correlation of two arrays of one shape; 0 when either is flat."""
     va, vb = a.ravel() - a.mean(), b.ravel() - b.mean()
     den = float(np.linalg.norm(va) * np.linalg.norm(vb))
     return float(va @ vb / den) if den > 1e-6 else 0.0
@@ -359,12 +363,7 @@ def structural_similarity(a: np.ndarray, b: np.ndarray, side: int = 32) -> float
     Gain and offset (exposure, a light switched on) leave it at 1; another shot is near 0. A flat frame
     (black) correlates with nothing: 0.
     """
-    va = cv2.resize(a, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
-    vb = cv2.resize(b, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
-    va -= va.mean()
-    vb -= vb.mean()
-    den = float(np.linalg.norm(va) * np.linalg.norm(vb))
-    return float(va @ vb / den) if den > 1e-6 else 0.0
+    return _ncc(_thumb(a, side), _thumb(b, side))
 
 
 def _box_points(box: np.ndarray) -> np.ndarray:

@@ -72,17 +72,12 @@ def scores(a: np.ndarray, b: np.ndarray) -> tuple:
 
 
 def cuts_of(frames: list, gradual: bool = True) -> list:
-    """Indices of the frames where the tracker ends every track: its cut test and, with ``gradual``, its
-    :class:`GradualCut` (reset at a cut, as in :meth:`Tracker.propagate`)."""
+    """Indices of the frames where the tracker ends every track: its scene test (``Tracker._scene``: the cut
+    test and its :class:`GradualCut`), or with ``gradual`` False the cut test alone."""
     tr, out = Tracker(), []
     for i, g in enumerate(frames):
         tr._prev_gray = frames[i - 1] if i else None
-        cut = tr._change(g)[1]
-        if cut:
-            tr.gradual.reset()
-        if gradual and tr.gradual(g):
-            cut = True
-        if cut:
+        if (tr._scene(g, float(i)) if gradual else tr._change(g))[1]:
             out.append(i)
     return out
 
