@@ -75,12 +75,13 @@ __all__ = ["NeutralReference"]
 @dataclass
 class _Entry:
     intensity: float
-    neutral: np.ndarray  # (S, S, 3) uint8 RGB
+    neutral: np.ndarray  # (S, S, 3) uint8 RGB, the frame's own neutral face (the generator's)
     landmarks: np.ndarray  # (5, 2) float32 in the neutral face's pixels
     yaw_pitch: np.ndarray  # (2,) radians
     index: int  # frame index
-    code: Optional[np.ndarray] = None  # (D,) unit identity code of ``plain``, computed when first needed
-    plain: Optional[np.ndarray] = None  # the frame's own neutral face before the detail transfer (None: neutral)
+    crop: Optional[np.ndarray] = None  # (S, S, 3) uint8 RGB input crop, until its detail is transferred
+    picture: Optional[np.ndarray] = None  # ``neutral`` with ``crop``'s detail, made when first used
+    code: Optional[np.ndarray] = None  # (D,) unit identity code of ``neutral``, computed when first needed
     refusals: int = 0  # identity refusals in a row
 
 
@@ -232,7 +233,7 @@ class NeutralReference:
                         t.bank[key] = self._entry(f, packet, lm, yp)
                     continue
                 ref.refusals = 0
-            out = self._composite(ref, f, lm, size, self.match_colour)
+            out = self._composite(ref, self._picture(ref), f, lm, size, self.match_colour)
             if out is not None:
                 f.neutral = out
                 f.neutral_from = ref.index
@@ -242,34 +243,39 @@ class NeutralReference:
         return packet
 
     def _entry(self, f: Face, packet: FramePacket, lm: np.ndarray, yp: np.ndarray) -> _Entry:
-        """A bank entry of face ``f`` of ``packet``: its neutral face with the frame's own detail above
-        ``detail_px`` (see the module doc)."""
-        neutral = f.neutral
-        size = int(neutral.shape[0])
-        if 0 < self.detail_px < size and packet.image is not None and packet.image.ndim == 3:
-            crop = crop_square(packet.image, f.crop_box, size)[..., ::-1]
-            neutral = _detail_from(neutral, crop, self.detail_px)
-        return _Entry(float(f.intensity), neutral, lm, yp, int(packet.index), plain=f.neutral)
+        """A bank entry of face ``f`` of ``packet``: its neutral face, and the frame's input crop for the detail
+        transfer, which :meth:`_picture` makes only if the entry is used (most are replaced first)."""
+        size = int(f.neutral.shape[0])
+        crop = (crop_square(packet.image, f.crop_box, size)[..., ::-1]
+                if 0 < self.detail_px < size and packet.image is not None and packet.image.ndim == 3 else None)
+        return _Entry(float(f.intensity), f.neutral, lm, yp, int(packet.index), crop=crop)
+
+    def _picture(self, ref: _Entry) -> np.ndarray:
+        """The entry's neutral face with its frame's own detail above ``detail_px`` (see the module doc)."""
+        if ref.picture is None:
+            ref.picture = ref.neutral if ref.crop is None else _detail_from(ref.neutral, ref.crop, self.detail_px)
+            ref.crop = None
+        return ref.picture
 
     def _same_person(self, ref: _Entry, own: np.ndarray) -> bool:
         """Whether ``ref``'s neutral face and the face's own neutral face ``own`` show the same person (cosine of
         their identity codes ≥ ``min_identity``; the entry's code is computed once)."""
         if ref.code is None:
-            plain = ref.plain if ref.plain is not None else ref.neutral
-            codes = self.identify(np.stack([plain, _resized(own, plain.shape[0])]))
+            codes = self.identify(np.stack([ref.neutral, _resized(own, ref.neutral.shape[0])]))
             ref.code, mine = codes[0], codes[1]
         else:
             mine = self.identify(own[None])[0]
         return float(np.dot(ref.code, mine)) >= self.min_identity
 
     @staticmethod
-    def _composite(ref: _Entry, face: Face, lm: np.ndarray, size: int, match_colour: bool) -> Optional[np.ndarray]:
-        """``ref``'s neutral face aligned to ``face`` and laid over its own inside the face ellipse; None when
-        the landmarks give no transform."""
+    def _composite(ref: _Entry, picture: np.ndarray, face: Face, lm: np.ndarray, size: int,
+                   match_colour: bool) -> Optional[np.ndarray]:
+        """``picture`` (``ref``'s neutral face) aligned to ``face`` by the two frames' landmarks and laid over its
+        own inside the face ellipse; None when the landmarks give no transform."""
         m, _ = cv2.estimateAffinePartial2D(ref.landmarks, lm)
         if m is None or not np.all(np.isfinite(m)):
             return None
-        warped = cv2.warpAffine(ref.neutral, m, (size, size), flags=cv2.INTER_CUBIC,
+        warped = cv2.warpAffine(picture, m, (size, size), flags=cv2.INTER_CUBIC,
                                 borderMode=cv2.BORDER_REPLICATE)
         own = np.ascontiguousarray(face.neutral)
         mask = face_mask(face, size)
