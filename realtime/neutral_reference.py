@@ -39,6 +39,18 @@ expressive frame the banked neutral face of the nearest pose instead of its own:
   from the frame's own input crop, which is at rest there (the generator's fine
   texture and contour lines read less neutral than real skin; MODEL_CARD.md,
   experiment 35). The identity check reads the generator's face as it was.
+* **open eyes:** a blink reads as little expression, so the least expressive
+  frame is often one with the eyes closed (a blink, a squint, crying), which would
+  then be painted on every later face. So each bin keeps two entries: the least
+  expressive frame with the eyes open and the one with them closed, open meaning
+  at least ``min_eyes`` of the track's usual (the ``eyes_percentile`` of its last
+  ``eyes_window`` scores of :func:`realtime.eyes.eye_openness`). A face uses an
+  open-eyed entry whenever one is less expressive than the face by the gap, and a
+  closed-eyed one only where none is (a closed-eyed resting face is still more
+  neutral than a grin). Openness is judged again at each use against the track's
+  usual then, so an entry banked before the track had seen the eyes open loses its
+  place to the first open-eyed frame. Where the score cannot be measured (an eye
+  near the image border) the frame counts as open (MODEL_CARD.md, experiment 36).
 * **composite:** the entry's neutral face is aligned to the face by the
   similarity transform (rotation, uniform scale, shift; OpenCV's
   ``estimateAffinePartial2D``) between the two frames' five landmarks, and
@@ -60,13 +72,15 @@ Colour order: ``Face.neutral`` is **RGB** uint8 (S, S, 3) as everywhere in the p
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Deque, Dict, Optional, Tuple
 
 import cv2
 import numpy as np
 
 from .crops import crop_square
+from .eyes import eye_openness
 from .types import Face, FramePacket
 
 __all__ = ["NeutralReference"]
@@ -83,14 +97,16 @@ class _Entry:
     picture: Optional[np.ndarray] = None  # ``neutral`` with ``crop``'s detail, made when first used
     code: Optional[np.ndarray] = None  # (D,) unit identity code of ``neutral``, computed when first needed
     refusals: int = 0  # identity refusals in a row
+    eyes: float = math.nan  # :func:`realtime.eyes.eye_openness` of the frame (NaN: not measured)
 
 
 @dataclass
 class _Track:
     last: float
     max_side: float = 0.0
-    bank: Dict[Tuple[int, int], _Entry] = field(default_factory=dict)
-    using: Optional[Tuple[int, int]] = None  # the bin whose entry the last face used (None: its own)
+    bank: Dict[Tuple[int, int, bool], _Entry] = field(default_factory=dict)  # (yaw bin, pitch bin, eyes open)
+    using: Optional[Tuple[int, int, bool]] = None  # the bin whose entry the last face used (None: its own)
+    eyes: Deque[float] = field(default_factory=deque)  # the last ``eyes_window`` eye-openness scores
 
 
 def crop_landmarks(face: Face, size: int) -> np.ndarray:
@@ -154,17 +170,28 @@ class NeutralReference:
         detail_px: a banked neutral face takes its frame's input detail above this resolution (pixels across the
             face crop; 0: none). 56 lifted the judged-neutral share and the detail on posed spans
             (MODEL_CARD.md, experiment 35).
+        min_eyes: a frame's eyes count as open at this share of its track's usual openness or more; open-eyed
+            entries are used first (0: no eye check). 0.7 calls 98 % of open eyes and 20 % of closed ones open
+            on 350 frames labelled by eye (MODEL_CARD.md, experiment 36).
+        eyes_percentile: the track's usual eye openness is this percentile of its recent scores.
+        eyes_window: how many recent frames of the track that percentile is taken over.
+        eyes_fallback: use a closed-eyed entry where no open-eyed one is less expressive than the face by the gap
+            (False: never; on the posed spans that left more grins, experiment 36).
     """
 
     def __init__(self, gap: float = 0.2, bin_deg: float = 10.0, max_pose_deg: float = 15.0,
                  min_size: float = 0.8, forget_s: float = 10.0, match_colour: bool = True,
                  hysteresis: float = 0.1, min_identity: float = 0.9, drop_after: int = 3, detail_px: int = 56,
+                 min_eyes: float = 0.7, eyes_percentile: float = 75.0, eyes_window: int = 150,
+                 eyes_fallback: bool = True,
                  identify: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> None:
         if (not 0.0 <= gap < 1.0 or bin_deg <= 0 or max_pose_deg < 0 or not 0.0 <= min_size <= 1.0
                 or not 0.0 <= hysteresis <= gap or not -1.0 <= min_identity <= 1.0 or int(drop_after) < 1
-                or int(detail_px) < 0):
+                or int(detail_px) < 0 or not 0.0 <= min_eyes < 1.0 or not 0.0 <= eyes_percentile <= 100.0
+                or int(eyes_window) < 1):
             raise ValueError("NeutralReference: need 0 <= gap < 1, bin_deg > 0, max_pose_deg >= 0, 0 <= min_size <= 1, "
-                             "0 <= hysteresis <= gap, -1 <= min_identity <= 1, drop_after >= 1, detail_px >= 0")
+                             "0 <= hysteresis <= gap, -1 <= min_identity <= 1, drop_after >= 1, detail_px >= 0, "
+                             "0 <= min_eyes < 1, 0 <= eyes_percentile <= 100, eyes_window >= 1")
         self.gap = float(gap)
         self.bin = math.radians(bin_deg)
         self.max_pose = math.radians(max_pose_deg)
@@ -175,6 +202,10 @@ class NeutralReference:
         self.min_identity = float(min_identity)
         self.drop_after = int(drop_after)
         self.detail_px = int(detail_px)
+        self.min_eyes = float(min_eyes)
+        self.eyes_percentile = float(eyes_percentile)
+        self.eyes_window = int(eyes_window)
+        self.eyes_fallback = bool(eyes_fallback)
         self.identify = identify
         #: entries refused because their identity code did not match the face's (another person's face)
         self.refused = 0
@@ -186,6 +217,8 @@ class NeutralReference:
                 "forget_s": self.forget_s, "match_colour": self.match_colour, "hysteresis": self.hysteresis,
                 "identity_check": self.identify is not None,
                 "min_identity": self.min_identity, "drop_after": self.drop_after, "detail_px": self.detail_px,
+                "min_eyes": self.min_eyes, "eyes_percentile": self.eyes_percentile, "eyes_window": self.eyes_window,
+                "eyes_fallback": self.eyes_fallback,
                 "references_refused": self.refused}
 
     def __call__(self, packet: FramePacket) -> FramePacket:
@@ -208,17 +241,24 @@ class NeutralReference:
                   if f.pose is not None and np.all(np.isfinite(f.pose[:2])) else np.zeros(2))
             side = float(f.crop_box[2])
             t.max_side = max(t.max_side, side)
-            key = (int(round(yp[0] / self.bin)), int(round(yp[1] / self.bin)))
+            eyes, usual = self._eyes(t, packet, f)
+            # one entry per pose bin with the eyes open and one with them closed (as this frame's track saw them)
+            key = (int(round(yp[0] / self.bin)), int(round(yp[1] / self.bin)), self._open(eyes, usual))
             held = t.bank.get(key)
-            if side >= self.min_size * t.max_side and (held is None or f.intensity < held.intensity):
-                t.bank[key] = self._entry(f, packet, lm, yp)
+            if side >= self.min_size * t.max_side and (held is None or f.intensity < held.intensity or (
+                    key[2] and not self._open(held.eyes, usual))):  # banked as open before the track's usual was known
+                t.bank[key] = self._entry(f, packet, lm, yp, eyes)
             near = {k: e for k, e in t.bank.items() if float(np.max(np.abs(e.yaw_pitch - yp))) <= self.max_pose}
+            gap = self.gap - (self.hysteresis if t.using is not None else 0.0)
+            # open eyes first: the closed-eyed entries only where no open-eyed one is less expressive by the gap
+            opened = {k: e for k, e in near.items() if self._open(e.eyes, usual)}
+            if not self.eyes_fallback or (opened and f.intensity - min(e.intensity for e in opened.values()) > gap):
+                near = opened
             ref_key = min(near, key=lambda k: near[k].intensity) if near else None
             kept = near.get(t.using) if t.using is not None else None
             if kept is not None and kept.intensity <= near[ref_key].intensity + self.hysteresis:
                 ref_key = t.using  # hysteresis: no switching between near-equal entries as the head moves
             ref = near.get(ref_key) if ref_key is not None else None
-            gap = self.gap - (self.hysteresis if t.using is not None else 0.0)
             t.using = None
             if ref is None or ref.index == packet.index or f.intensity - ref.intensity <= gap:
                 continue
@@ -230,7 +270,9 @@ class NeutralReference:
                         # another person on this track: it starts over with this face, as at a scene cut (the
                         # bank, and the largest crop seen, which a smaller new face must not be measured against)
                         t = self._t[f.track_id] = _Track(last=ts, max_side=side)
-                        t.bank[key] = self._entry(f, packet, lm, yp)
+                        if math.isfinite(eyes):
+                            t.eyes.append(eyes)
+                        t.bank[key] = self._entry(f, packet, lm, yp, eyes)
                     continue
                 ref.refusals = 0
             out = self._composite(ref, self._picture(ref), f, lm, size, self.match_colour)
@@ -242,13 +284,35 @@ class NeutralReference:
             del self._t[k]
         return packet
 
-    def _entry(self, f: Face, packet: FramePacket, lm: np.ndarray, yp: np.ndarray) -> _Entry:
+    def _eyes(self, t: _Track, packet: FramePacket, f: Face) -> Tuple[float, float]:
+        """The face's eye openness, added to its track's recent scores, and the track's usual openness (the
+        ``eyes_percentile`` of those scores); NaN where not measured or the check is off."""
+        if self.min_eyes <= 0 or packet.image is None:
+            return math.nan, math.nan
+        v = eye_openness(packet.image, f.landmarks)
+        if math.isfinite(v):
+            t.eyes.append(v)
+            while len(t.eyes) > self.eyes_window:
+                t.eyes.popleft()
+        if not t.eyes:
+            return v, math.nan
+        return v, float(np.percentile(np.fromiter(t.eyes, np.float64, len(t.eyes)), self.eyes_percentile))
+
+    def _open(self, eyes: float, usual: float) -> bool:
+        """Whether eyes scored ``eyes`` are open enough against the track's ``usual`` (True when either is unknown
+        or the check is off)."""
+        if self.min_eyes <= 0 or not math.isfinite(eyes) or not math.isfinite(usual) or usual <= 0.0:
+            return True
+        return eyes >= self.min_eyes * usual
+
+    def _entry(self, f: Face, packet: FramePacket, lm: np.ndarray, yp: np.ndarray, eyes: float = math.nan
+               ) -> _Entry:
         """A bank entry of face ``f`` of ``packet``: its neutral face, and the frame's input crop for the detail
         transfer, which :meth:`_picture` makes only if the entry is used (most are replaced first)."""
         size = int(f.neutral.shape[0])
         crop = (crop_square(packet.image, f.crop_box, size)[..., ::-1]
                 if 0 < self.detail_px < size and packet.image is not None and packet.image.ndim == 3 else None)
-        return _Entry(float(f.intensity), f.neutral, lm, yp, int(packet.index), crop=crop)
+        return _Entry(float(f.intensity), f.neutral, lm, yp, int(packet.index), crop=crop, eyes=float(eyes))
 
     def _picture(self, ref: _Entry) -> np.ndarray:
         """The entry's neutral face with its frame's own detail above ``detail_px`` (see the module doc)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from .conftest import SHARED
+from .conftest import ROOT, SHARED
 
 #: the shipped head on 1,200 validation images: 67.97 % on all 2,872 (MODEL_CARD.md; ±1.3 points one s.e. on
 #: 1,200); pixels 38.8 % (benchmarks/2026-12-05-epyc2/probe_val_pixels.json), chance 25 %
@@ -299,3 +299,42 @@ def test_the_tracks_reference_is_never_another_persons_face():
     assert not any(w == 0 for w in result[True][0]), result[True]  # with it, never
     assert result[True][1] >= 3  # refused drop_after (3) times in a row: the track started over ...
     assert result[True][2] and set(result[True][2]) == {1}, result[True][2]  # ... and its bank holds the second man
+
+
+def test_eye_openness_tells_labelled_open_eyes_from_closed_ones_and_closed_eyed_frames_are_not_references():
+    """``benchmarks/eye_labels.csv`` labels frames of a held-out clip (happyenglish clip 2: she blinks and
+    squeezes her eyes shut while laughing) open or closed by eye. The score over the clip's median separates them
+    (MODEL_CARD.md, experiment 36: AUC 0.997 on all 350 labelled frames). With ``--neutralize``, the track's
+    reference (:mod:`realtime.neutral_reference`) without the eye check paints closed-eyed frames (eyes under 0.75
+    of the clip's median) on later faces; with it (the default) it prefers open-eyed ones."""
+    import csv
+    from collections import Counter
+
+    from realtime.analyzer import Analyzer
+    from realtime.eyes import eye_openness
+
+    clip = "videos_more/styletalk_style_clips_happyenglish_clip2.mp4"
+    path = _clip(clip)
+    labels = {int(r["frame"]): r["eyes"] for r in csv.DictReader((ROOT / "benchmarks" / "eye_labels.csv").open())
+              if r["clip"] == clip and r["eyes"] != "neither"}
+    assert sum(v == "closed" for v in labels.values()) >= 8 and sum(v == "open" for v in labels.values()) >= 8
+    n = max(labels) + 1
+    used = {}
+    for check in (False, True):
+        scores, refs = [], []
+        with Analyzer(backend="onnxruntime", neutralize=True,
+                      neutral_reference={} if check else {"min_eyes": 0.0}) as an:
+            for p in an.process_video(path, max_frames=n):
+                f = p.largest_face if p.faces else None
+                scores.append(eye_openness(p.image, f.landmarks) if f is not None else np.nan)
+                refs.append(f.neutral_from if f is not None else -1)
+        ratio = np.array(scores) / np.nanmedian(scores)
+        opened = [ratio[i] for i, v in labels.items() if v == "open"]
+        closed = [ratio[i] for i, v in labels.items() if v == "closed"]
+        assert min(opened) > max(closed), (sorted(opened)[:3], sorted(closed)[-3:])
+        used[check] = Counter(round(float(ratio[r]), 3) for r in refs if r >= 0)  # frames per reference's eyes
+    closed = {c: sum(k for v, k in used[c].items() if v < 0.75) for c in used}
+    # without the check 138 faces took a closed-eyed frame's neutral face, with it 1 (an open-eyed entry was not
+    # yet less expressive by the gap); the faces that use a reference stay about as many (199 and 150)
+    assert closed[False] >= 50 and closed[True] <= 0.1 * closed[False], used
+    assert sum(used[True].values()) >= 0.6 * sum(used[False].values()), used
