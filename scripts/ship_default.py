@@ -60,7 +60,7 @@ def main() -> int:
 
     from facecycle.checkpoint import load_checkpoint, save_checkpoint
     from facecycle.export import export_onnx
-    from facecycle.probe.linear import Head, save_head
+    from facecycle.probe.linear import Head, save_head, with_class_bias
     from facecycle.train.semisup import EMOTION_CLASSES
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -75,6 +75,9 @@ def main() -> int:
                     help="ship with config.detail_px (the emotion head's feature read low-passed to this many "
                          "pixels; 48 = FER-2013's stills, 0 = sharp; default: the checkpoint's; MODEL_CARD.md "
                          "experiment 19)")
+    ap.add_argument("--class-bias", action="append", default=[], metavar="CLASS=B",
+                    help="add B to the emotion head's bias of CLASS (repeatable; the shipped head: sad=0.25, "
+                         "MODEL_CARD.md experiment 37)")
     ap.add_argument("--identity-from", type=Path, default=None,
                     help="take the identity encoder and normalizer from this checkpoint (e.g. the shipped "
                          "model.safetensors, when --checkpoint is a motion-stage run without them)")
@@ -105,8 +108,9 @@ def main() -> int:
             "source": a.note}
     if a.val_acc is not None:
         meta["accuracy"] = f"{a.val_acc:.4f}"
-    save_head(Head(w, b, np.zeros(w.shape[1], np.float32), np.ones(w.shape[1], np.float32), meta),
-              tmp / "expression_head.safetensors")
+    head = Head(w, b, np.zeros(w.shape[1], np.float32), np.ones(w.shape[1], np.float32), meta)
+    bias = {k: float(v) for k, v in (x.split("=", 1) for x in a.class_bias)}
+    save_head(with_class_bias(head, bias) if bias else head, tmp / "expression_head.safetensors")
     if a.out.exists():
         shutil.rmtree(a.out)
     tmp.rename(a.out)

@@ -36,6 +36,7 @@ STILL_W=${STILL_W:-0}               # > 0: the refit's neutral-reads-neutral ter
 STILL_CYC=${STILL_CYC:-1}           # and with it their cycle back from the neutral face (still_neutral_weight,
                                     # still_cycle_weight; experiment 26: neither helped; STILL_W=0, off, ships)
 NF_SEED=${NF_SEED:-0}               # the refit's seed (its data, jitter and initial draws; the shipped refit: 0)
+SAD_BIAS=${SAD_BIAS:-0.25}         # added to the emotion head's sad bias at shipping (MODEL_CARD.md, experiment 37)
 NF_BATCH=${NF_BATCH:-32}            # the refit's stills per step and video pairs per FaceCycle step (the shipped
 NF_PAIRS=${NF_PAIRS:-16}            # refit: 32 and 16; larger ones on a GPU, scripts/gpu_refit_sweep.sh)
 PACK=${PACK:-}                      # refit: train from this data pack (train_default_gpu.sh pack) instead of the crops
@@ -144,7 +145,7 @@ fi
 
 if [[ $MODE == all || $MODE == ship ]]; then
   python scripts/ship_default.py --checkpoint "$WORK/identity_nf/last.safetensors" --head "$NF/head.safetensors" \
-    --feature-flip --detail-px "$DETAIL_PX" --out facecycle/assets/default \
+    --feature-flip --detail-px "$DETAIL_PX" --class-bias "sad=$SAD_BIAS" --out facecycle/assets/default \
     --note "$CONFIG, semi-supervised FaceCycle ($RUN, $STEPS steps; $FT, $FT_STEPS steps with clip-labelled video; $NF, M and G refit, $NF_STEPS steps)"
 fi
 

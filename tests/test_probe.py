@@ -306,3 +306,25 @@ def test_expression_layout_accepts_other_class_names_and_skips_nothing(tmp_path)
     (tmp_path / "test" / "contempt").mkdir()
     with pytest.raises(InputError, match="unknown class folders \\['contempt'\\]"):
         list_expression(tmp_path, "test")
+
+
+def test_a_class_bias_shifts_one_class_and_is_relative_to_the_fit(tmp_path):
+    from facecycle.errors import InputError
+    from facecycle.probe.linear import with_class_bias
+
+    rng = np.random.default_rng(0)
+    meta = {"task": "expression", "classes": json.dumps(list(EXPRESSION_CLASSES))}
+    fit = Head(rng.normal(size=(7, 5)), rng.normal(size=7), np.zeros(5), np.ones(5), meta)
+    x = rng.normal(size=(50, 5)).astype(np.float32)
+    k = EXPRESSION_CLASSES.index("sad")
+    biased = with_class_bias(fit, {"sad": 0.25})
+    diff = biased.predict(x) - fit.predict(x)
+    assert np.allclose(diff[:, k], 0.25, atol=1e-5) and np.allclose(np.delete(diff, k, 1), 0.0, atol=1e-6)
+    assert json.loads(biased.meta["class_bias"]) == {"sad": 0.25}
+    save_head(biased, tmp_path / "h.safetensors")
+    again = with_class_bias(load_head(tmp_path / "h.safetensors"), {"sad": 0.25})  # twice: no change
+    assert np.allclose(again.bias, biased.bias, atol=1e-6)
+    restored = with_class_bias(again, {})
+    assert np.allclose(restored.bias, fit.bias, atol=1e-6) and "class_bias" not in restored.meta
+    with pytest.raises(InputError, match="unknown classes"):
+        with_class_bias(fit, {"sadness": 1.0})

@@ -12,7 +12,8 @@ Head file (safetensors): ``weight`` (K, D), ``bias`` (K,), ``mean``/``std``
 (D,) float32 — logits = ((feature − mean) / std) · weightᵀ + bias; metadata:
 ``task``, ``classes`` (JSON list), ``feature`` (facecycle | pixels |
 random-encoder), ``config`` (JSON), ``config_name``, ``feature_dim``,
-``image_size`` and the fit's settings.
+``image_size`` and the fit's settings; ``class_bias`` (JSON {class: b}) where :func:`with_class_bias` added
+``b`` to classes' biases after the fit.
 """
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["Head", "fit_classifier", "fit_regressor", "save_head", "load_head", "classification_report",
-           "DEFAULT_WDS", "DEFAULT_RIDGE"]
+__all__ = ["Head", "fit_classifier", "fit_regressor", "save_head", "load_head", "with_class_bias",
+           "classification_report", "DEFAULT_WDS", "DEFAULT_RIDGE"]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,28 @@ def load_head(path: Path) -> Head:
     d = t["weight"].shape[1]
     return Head(t["weight"], t["bias"], t.get("mean", np.zeros(d, np.float32)),
                 t.get("std", np.ones(d, np.float32)), meta)
+
+
+def with_class_bias(head: Head, bias: Dict[str, float]) -> Head:
+    """``head`` with ``bias[c]`` added to class ``c``'s bias (a post-hoc shift of its log-odds against every
+    other class), relative to the fit: a bias recorded in the head's ``class_bias`` metadata is taken off first,
+    so applying it again changes nothing. ``{}`` restores the fit. Classes not named keep theirs."""
+    names = head.classes
+    unknown = sorted(set(bias) - set(names))
+    if unknown:
+        raise InputError(f"class bias: unknown classes {unknown} (the head's: {names})")
+    old = json.loads(head.meta.get("class_bias", "{}"))
+    b = head.bias.copy()
+    for c, v in old.items():
+        b[names.index(c)] -= np.float32(v)
+    for c, v in bias.items():
+        b[names.index(c)] += np.float32(v)
+    meta = dict(head.meta)
+    if bias:
+        meta["class_bias"] = json.dumps({c: float(v) for c, v in sorted(bias.items())})
+    else:
+        meta.pop("class_bias", None)
+    return Head(head.weight, b, head.mean, head.std, meta)
 
 
 def _standardise(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
