@@ -22,7 +22,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -33,22 +32,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from eval_detail_px import (  # noqa: E402
-    clip_args,
-    clip_report,
-    collect,
-    fer_val,
-    load_model,
-    probabilities,
-    run_header,
-    write_result,
-)
-from eval_logit_adjust import recalls  # noqa: E402
+from eval_detail_px import clip_args, probabilities, run_header, write_result  # noqa: E402
+from eval_logit_adjust import read_sets, recalls, summary_line, sweep_point  # noqa: E402
 from eval_spans import collect as collect_spans  # noqa: E402
 from eval_spans import report as span_report  # noqa: E402
 from eval_spans import unlabelled_spans  # noqa: E402
 
-from facecycle.probe.linear import with_class_bias  # noqa: E402
 from realtime.types import EMOTIONS  # noqa: E402
 
 
@@ -74,36 +63,18 @@ def main() -> int:
     torch.set_num_threads(2)
     t0 = time.perf_counter()
     k = EMOTIONS.index(a.cls)
-    model, head = load_model(a.model)
-    shipped = head.meta.get("class_bias", "{}")
-    head = with_class_bias(head, {})  # the sweep is relative to the head as fitted
-    fx, fy = fer_val(a.fer, model.config.image_size)
-    logp = {"fer2013_val": np.log(probabilities(model, head, fx))}
-    sets = {c.name: collect(a.model, c, a.shared, a.every, a.max_frames) for c in a.clips}
-    for name, d in sets.items():
-        logp[name] = np.log(probabilities(model, head, d["crops"]))
+    model, fit, logp, fy, sets, shipped = read_sets(a)
     spans = unlabelled_spans(a.spans, a.span_labels)
     sd = collect_spans(a.model, spans, a.shared)
-    logp["spans"] = np.log(probabilities(model, head, sd["crops"]))
-    res = {**run_header(a.model), "class": a.cls, "shipped_class_bias": json.loads(shipped), "sweep": {}}
+    spans_logp = np.log(probabilities(model, fit, sd["crops"]))
+    res = {**run_header(a.model), "class": a.cls, "shipped_class_bias": shipped, "sweep": {}}
     for b in (float(t) for t in a.biases.split(",")):
-        pf = biased(logp["fer2013_val"], k, b)
-        rec = {"fer2013_val": {"n": int(len(fy)), "accuracy": float((pf.argmax(1) == fy).mean()),
-                               "mean_class_recall": float(np.mean(list(recalls(pf, fy).values()))),
-                               "recall": recalls(pf, fy)}}
-        for name, d in sets.items():
-            p = biased(logp[name], k, b)
-            rep = clip_report(p, d)
-            rep["recall"] = recalls(p, d["labels"])
-            rec[name] = rep
-        ps = biased(logp["spans"], k, b)
+        rec = sweep_point(logp, fy, sets, lambda lp, b=b: biased(lp, k, b))
+        ps = biased(spans_logp, k, b)
         rec["spans"] = span_report(ps, sd, spans)
         rec["spans"]["recall"] = recalls(ps, sd["labels"])
         res["sweep"][str(b)] = rec
-        print(b, json.dumps({n: (round(v["frame_accuracy"], 4), v.get("clips_named", v.get("spans_named")))
-                             if "frame_accuracy" in v else (round(v["accuracy"], 4), round(v["mean_class_recall"], 4))
-                             for n, v in rec.items()}),
-              {n: v["recall"].get(a.cls) for n, v in rec.items()}, flush=True)
+        print(b, summary_line(rec), {n: v["recall"].get(a.cls) for n, v in rec.items()}, flush=True)
     write_result(a.out, res, t0)
     return 0
 
