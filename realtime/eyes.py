@@ -25,11 +25,29 @@ nose, mouth corners).
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import cv2
 import numpy as np
 
-__all__ = ["eye_openness"]
+__all__ = ["eye_openness", "UsualEyes"]
+
+
+class UsualEyes:
+    """A track's usual eye openness: the ``percentile`` of its last ``window`` finite :func:`eye_openness` scores
+    (the rule :class:`realtime.neutral_reference.NeutralReference` reads frames against)."""
+
+    def __init__(self, window: int = 150, percentile: float = 75.0) -> None:
+        self._scores: deque = deque(maxlen=int(window))
+        self.percentile = float(percentile)
+
+    def update(self, score: float) -> float:
+        """Add ``score`` (NaN is skipped) and return the usual openness so far (NaN before any score)."""
+        if math.isfinite(score):
+            self._scores.append(score)
+        if not self._scores:
+            return math.nan
+        return float(np.percentile(np.fromiter(self._scores, np.float64, len(self._scores)), self.percentile))
 
 
 def eye_openness(image: np.ndarray, landmarks: np.ndarray, half_width: float = 0.16, half_height: float = 0.12,

@@ -72,15 +72,14 @@ Colour order: ``Face.neutral`` is **RGB** uint8 (S, S, 3) as everywhere in the p
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Deque, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import cv2
 import numpy as np
 
 from .crops import crop_square
-from .eyes import eye_openness
+from .eyes import UsualEyes, eye_openness
 from .types import Face, FramePacket
 
 __all__ = ["NeutralReference"]
@@ -106,7 +105,7 @@ class _Track:
     max_side: float = 0.0
     bank: Dict[Tuple[int, int, bool], _Entry] = field(default_factory=dict)  # (yaw bin, pitch bin, eyes open)
     using: Optional[Tuple[int, int, bool]] = None  # the bin whose entry the last face used (None: its own)
-    eyes: Deque[float] = field(default_factory=deque)  # the last ``eyes_window`` eye-openness scores
+    eyes: UsualEyes = field(default_factory=UsualEyes)  # the track's recent eye-openness scores
 
 
 def crop_landmarks(face: Face, size: int) -> np.ndarray:
@@ -233,7 +232,7 @@ class NeutralReference:
                 continue
             t = self._t.get(f.track_id)
             if t is None:
-                t = self._t[f.track_id] = _Track(last=ts)
+                t = self._t[f.track_id] = self._track(ts)
             t.last = ts
             size = int(f.neutral.shape[0])
             lm = crop_landmarks(f, size)
@@ -269,9 +268,8 @@ class NeutralReference:
                     if ref.refusals >= self.drop_after:
                         # another person on this track: it starts over with this face, as at a scene cut (the
                         # bank, and the largest crop seen, which a smaller new face must not be measured against)
-                        t = self._t[f.track_id] = _Track(last=ts, max_side=side)
-                        if math.isfinite(eyes):
-                            t.eyes.append(eyes)
+                        t = self._t[f.track_id] = self._track(ts, max_side=side)
+                        t.eyes.update(eyes)
                         t.bank[key] = self._entry(f, packet, lm, yp, eyes)
                     continue
                 ref.refusals = 0
@@ -284,19 +282,17 @@ class NeutralReference:
             del self._t[k]
         return packet
 
+    def _track(self, ts: float, max_side: float = 0.0) -> _Track:
+        """A new track seen at ``ts``, with this reference's eye rule."""
+        return _Track(last=ts, max_side=max_side, eyes=UsualEyes(self.eyes_window, self.eyes_percentile))
+
     def _eyes(self, t: _Track, packet: FramePacket, f: Face) -> Tuple[float, float]:
         """The face's eye openness, added to its track's recent scores, and the track's usual openness (the
         ``eyes_percentile`` of those scores); NaN where not measured or the check is off."""
         if self.min_eyes <= 0 or packet.image is None:
             return math.nan, math.nan
         v = eye_openness(packet.image, f.landmarks)
-        if math.isfinite(v):
-            t.eyes.append(v)
-            while len(t.eyes) > self.eyes_window:
-                t.eyes.popleft()
-        if not t.eyes:
-            return v, math.nan
-        return v, float(np.percentile(np.fromiter(t.eyes, np.float64, len(t.eyes)), self.eyes_percentile))
+        return v, t.eyes.update(v)
 
     def _open(self, eyes: float, usual: float) -> bool:
         """Whether eyes scored ``eyes`` are open enough against the track's ``usual`` (True when either is unknown

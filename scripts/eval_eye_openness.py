@@ -39,23 +39,17 @@ from eval_detail_px import run_header, write_result  # noqa: E402
 from eval_reference_identity import auc  # noqa: E402
 from eval_spans import find_clip, unlabelled_spans  # noqa: E402
 
-from realtime.eyes import eye_openness  # noqa: E402
+from realtime.eyes import UsualEyes, eye_openness  # noqa: E402
 from realtime.neutral_reference import NeutralReference  # noqa: E402
 
 THRESHOLDS = (0.6, 0.65, 0.7, 0.75, 0.8)
 
 
 def causal(scores: "list[float]", window: int, q: float) -> np.ndarray:
-    """Each score over the ``q`` percentile of the last ``window`` finite scores up to and including it (the
-    pipeline's rule; NaN where the score is NaN)."""
-    out, hist = [], []
-    for v in scores:
-        if np.isfinite(v):
-            hist = (hist + [v])[-window:]
-            out.append(v / np.percentile(hist, q))
-        else:
-            out.append(np.nan)
-    return np.array(out)
+    """Each score over its track's usual openness so far (:class:`realtime.eyes.UsualEyes`, the pipeline's rule;
+    NaN where the score is NaN)."""
+    usual = UsualEyes(window, q)
+    return np.array([v / u if np.isfinite(v) else np.nan for v, u in ((v, usual.update(v)) for v in scores)])
 
 
 def label_report(ratio: np.ndarray, eyes: np.ndarray) -> dict:
@@ -108,16 +102,15 @@ def main() -> int:
         length[r["clip"]] = max(length.get(r["clip"], 0), int(r["frame"]) + 1)
     with Analyzer(a.model, backend="onnxruntime") as an:
         scores = {c: scores_of(an, a.shared / "data" / c, n)[0] for c, n in sorted(length.items())}
+    over_median = {c: np.array(sc) / np.nanmedian(sc) for c, sc in scores.items()}  # once per clip
+    live = {c: causal(sc, rule.eyes_window, rule.eyes_percentile) for c, sc in scores.items()}
     sets: dict = {}
     for r in labels:
-        sc = scores[r["clip"]]
-        med = np.nanmedian(sc)
-        live = causal(sc, rule.eyes_window, rule.eyes_percentile)
         n = int(r["frame"])
         for key in (r["set"], "all"):
             s = sets.setdefault(key, {"median": [], "causal": [], "eyes": []})
-            s["median"].append(sc[n] / med)
-            s["causal"].append(live[n])
+            s["median"].append(over_median[r["clip"]][n])
+            s["causal"].append(live[r["clip"]][n])
             s["eyes"].append(r["eyes"])
     res = {**run_header(a.model), "rule": {"min_eyes": rule.min_eyes, "eyes_percentile": rule.eyes_percentile,
                                            "eyes_window": rule.eyes_window}, "labels": {}}
