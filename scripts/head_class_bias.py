@@ -18,7 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from facecycle.probe.linear import load_head, save_head, with_class_bias  # noqa: E402
+from facecycle.errors import InputError  # noqa: E402
+from facecycle.probe.linear import load_head, parse_class_bias, save_head, with_class_bias  # noqa: E402
 
 
 def main() -> int:
@@ -26,7 +27,11 @@ def main() -> int:
     ap.add_argument("head", type=Path)
     ap.add_argument("--set", action="append", default=[], metavar="CLASS=B")
     a = ap.parse_args()
-    head = with_class_bias(load_head(a.head), {k: float(v) for k, v in (x.split("=", 1) for x in a.set)})
+    try:
+        head = with_class_bias(load_head(a.head), parse_class_bias(a.set))
+    except InputError as e:
+        print(f"head_class_bias: error: {e}", file=sys.stderr)
+        return 3
     save_head(head, a.head)
     print(f"{a.head}: class_bias {head.meta.get('class_bias', '{}')}; bias {head.bias.round(4).tolist()}")
     return 0

@@ -60,7 +60,7 @@ def main() -> int:
 
     from facecycle.checkpoint import load_checkpoint, save_checkpoint
     from facecycle.export import export_onnx
-    from facecycle.probe.linear import Head, save_head, with_class_bias
+    from facecycle.probe.linear import Head, parse_class_bias, save_head, with_class_bias
     from facecycle.train.semisup import EMOTION_CLASSES
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -109,8 +109,7 @@ def main() -> int:
     if a.val_acc is not None:
         meta["accuracy"] = f"{a.val_acc:.4f}"
     head = Head(w, b, np.zeros(w.shape[1], np.float32), np.ones(w.shape[1], np.float32), meta)
-    bias = {k: float(v) for k, v in (x.split("=", 1) for x in a.class_bias)}
-    save_head(with_class_bias(head, bias) if bias else head, tmp / "expression_head.safetensors")
+    save_head(with_class_bias(head, parse_class_bias(a.class_bias)), tmp / "expression_head.safetensors")
     if a.out.exists():
         shutil.rmtree(a.out)
     tmp.rename(a.out)

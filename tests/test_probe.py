@@ -310,7 +310,7 @@ def test_expression_layout_accepts_other_class_names_and_skips_nothing(tmp_path)
 
 def test_a_class_bias_shifts_one_class_and_is_relative_to_the_fit(tmp_path):
     from facecycle.errors import InputError
-    from facecycle.probe.linear import with_class_bias
+    from facecycle.probe.linear import parse_class_bias, with_class_bias
 
     rng = np.random.default_rng(0)
     meta = {"task": "expression", "classes": json.dumps(list(EXPRESSION_CLASSES))}
@@ -328,3 +328,7 @@ def test_a_class_bias_shifts_one_class_and_is_relative_to_the_fit(tmp_path):
     assert np.allclose(restored.bias, fit.bias, atol=1e-6) and "class_bias" not in restored.meta
     with pytest.raises(InputError, match="unknown classes"):
         with_class_bias(fit, {"sadness": 1.0})
+    assert parse_class_bias(["sad=0.25", "fear=-1"]) == {"sad": 0.25, "fear": -1.0}
+    for bad in ("sad", "sad=", "=0.3", "sad=high"):
+        with pytest.raises(InputError, match="expected CLASS=B"):
+            parse_class_bias([bad])

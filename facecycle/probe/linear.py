@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["Head", "fit_classifier", "fit_regressor", "save_head", "load_head", "with_class_bias",
+__all__ = ["Head", "fit_classifier", "fit_regressor", "save_head", "load_head", "with_class_bias", "parse_class_bias",
            "classification_report", "DEFAULT_WDS", "DEFAULT_RIDGE"]
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,21 @@ def with_class_bias(head: Head, bias: Dict[str, float]) -> Head:
     else:
         meta.pop("class_bias", None)
     return Head(head.weight, b, head.mean, head.std, meta)
+
+
+def parse_class_bias(items: Sequence[str]) -> Dict[str, float]:
+    """``["sad=0.25", ...]`` (command-line ``CLASS=B`` items) -> ``{"sad": 0.25, ...}``; a malformed item is an
+    :class:`~facecycle.errors.InputError` naming it."""
+    out: Dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise InputError(f"class bias {item!r}: expected CLASS=B, e.g. sad=0.25") from None
+    return out
 
 
 def _standardise(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
