@@ -107,6 +107,9 @@ def _pipeline_args(p: argparse.ArgumentParser) -> None:
                    help="with --neutralize: neutralization passes (default: the pipeline's, 2)")
     p.add_argument("--no-neutral-reference", dest="neutral_reference", action="store_false",
                    help="with --neutralize: no track reference (as process --no-neutral-reference)")
+    p.add_argument("--no-neutral-lookahead", dest="neutral_lookahead", action="store_false", default=None,
+                   help="with --neutralize: read the video once (as process --no-neutral-lookahead; default: "
+                        "twice, the look-ahead, which the fps then include)")
     p.add_argument("--json", required=True, metavar="OUT", help="write the record here ('-' = stdout)")
 
 

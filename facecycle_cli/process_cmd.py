@@ -49,6 +49,13 @@ def _add_analyzer_args(p: argparse.ArgumentParser) -> None:
                    help="with --neutralize: every face keeps its own frame's neutral face (default: a strongly "
                         "expressive face gets its track's neutral face from its least expressive earlier frame "
                         "in a similar pose, realtime.neutral_reference)")
+    g.add_argument("--no-neutral-lookahead", dest="neutral_lookahead", action="store_false", default=None,
+                   help="with --neutralize, on video files: read each file once, the reference from earlier "
+                        "frames only (default: read each file twice, so that a face can also take its track's "
+                        "neutral face from a later, less expressive frame; about twice the time; cameras, streams "
+                        "and image folders are always read once)")
+    g.add_argument("--neutral-lookahead", dest="neutral_lookahead", action="store_true", default=None,
+                   help="the default, spelled out: also warns where an input cannot be read twice")
     g.add_argument("--reid", action="store_true", help="re-identify faces after occlusions by identity code")
     g.add_argument("--no-smooth", dest="smooth", action="store_false", help="disable One Euro smoothing")
     g.add_argument("--threads", type=int, default=1, metavar="N",
@@ -115,12 +122,16 @@ def analyzer_options(args: argparse.Namespace) -> dict:
         log.warning("--neutral-passes has no effect without --neutralize")
     if not args.neutral_reference and not args.neutralize:
         log.warning("--no-neutral-reference has no effect without --neutralize")
+    if args.neutral_lookahead is not None and not (args.neutralize and args.neutral_reference):
+        log.warning("--%sneutral-lookahead has no effect without --neutralize and the neutral reference",
+                    "" if args.neutral_lookahead else "no-")
     return dict(model=args.model, backend=args.backend, detector=args.detector,
                 detector_model=args.detector_model, detect_every=args.detect_every,
                 detect_size=args.detect_size or None, score_threshold=args.score_threshold,
                 max_faces=args.max_faces, neutralize=args.neutralize, reid=args.reid, smooth=args.smooth,
                 threads=args.threads, infer_workers=args.infer_workers, precision=args.precision,
-                calibration=args.calibration, neutral_reference=args.neutral_reference, **passes)
+                calibration=args.calibration, neutral_reference=args.neutral_reference,
+                neutral_lookahead=args.neutral_lookahead, **passes)
 
 
 def _analyzer(args: argparse.Namespace):
@@ -239,6 +250,10 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals"
     if sig.signum is not None:
         run.stop()
     bar = _progress(run, args.progress, plan["input"])
+    if bar is not None and run.lookahead:  # the file is read twice: the bar counts both passes
+        bar.total = 2 * bar.total if bar.total else None
+        bar.set_description(f"{bar.desc} (2 passes)")
+        run.on_ahead = lambda _p: bar.update(1)
     try:
         for _ in run:
             if bar is not None:

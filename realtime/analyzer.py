@@ -22,7 +22,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Deque, Dict, Iterator, List, Optional, Union
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Union
 
 import numpy as np
 
@@ -41,7 +41,7 @@ from .pose import POSE_SOURCE
 from .reid import IdentityReID
 from .sinks import csv_columns, versions
 from .smoothing import TrackSmoother
-from .sources import Source, open_source
+from .sources import Source, VideoSource, open_source
 from .tracking import Tracker
 from .types import FramePacket
 
@@ -160,6 +160,14 @@ class Analyzer:
             False = every face keeps its own frame's neutral face; a dict = on, with these
             :class:`~realtime.neutral_reference.NeutralReference` settings (e.g. ``{"hysteresis": 0.0}``). No
             effect without neutral faces or on :meth:`analyze_image`.
+        neutral_lookahead: with neutral faces and the track reference, over a video file read at full speed: read
+            the file twice. The first pass (no outputs) banks each track's neutral faces over the whole clip, the
+            second starts from those banks, so a face can also take the neutral face of a later, less expressive
+            frame (:meth:`NeutralReference.seed`; about twice the time of a run with neutral faces; emotions,
+            intensity and every CSV column are unchanged; MODEL_CARD.md experiment 38). None (the default): on for
+            such files, off for cameras, streams, image folders and ``realtime`` playback, where there is no
+            second reading; True: the same, with a warning where it cannot be; False: causal everywhere (the
+            desktop app, which shows frames as they come). :meth:`process_video` may override it per run.
 
     One Analyzer runs one video at a time (its backend and detector are reused across runs): a run
     started while another is in progress, in any thread, raises :class:`~facecycle.errors.UsageError`
@@ -173,7 +181,8 @@ class Analyzer:
                  threads: int = 1, queue_size: int = 4, crop_scale: Optional[float] = None,
                  infer_workers: Optional[int] = None, precision: Optional[str] = None,
                  calibration: Optional[str] = None, neutral_passes: Optional[int] = None,
-                 neutral_reference: Union[bool, Dict[str, Any]] = True) -> None:
+                 neutral_reference: Union[bool, Dict[str, Any]] = True,
+                 neutral_lookahead: Optional[bool] = None) -> None:
         # the one place these are checked (the CLI passes its options straight through; neutral_passes is checked
         # by FaceInference, which every entry point builds)
         if detect_every < 1:
@@ -218,6 +227,8 @@ class Analyzer:
         #: the track reference's NeutralReference settings ({} = its defaults), None when it is off
         self.neutral_reference_settings: Optional[Dict[str, Any]] = (
             dict(neutral_reference) if isinstance(neutral_reference, dict) else {} if neutral_reference else None)
+        #: read video files once ahead for the track reference (process_video's default; None = where possible)
+        self.neutral_lookahead = None if neutral_lookahead is None else bool(neutral_lookahead)
         self.queue_size = queue_size
         if infer_workers:
             self.infer_workers = int(infer_workers)
@@ -249,7 +260,8 @@ class Analyzer:
                       csv: Optional[Union[str, Path]] = None, video: Optional[Union[str, Path]] = None,
                       annotate: Union[bool, Annotator, None] = None, overwrite: bool = False,
                       max_frames: Optional[int] = None, audio: bool = True, video_preset: str = "superfast",
-                      sidecar: Optional[Union[str, Path]] = None) -> "Run":
+                      sidecar: Optional[Union[str, Path]] = None,
+                      neutral_lookahead: Optional[bool] = None) -> "Run":
         """Analyse every frame of ``source`` (path, URL, camera index, folder or :class:`Source`).
 
         Args:
@@ -262,9 +274,12 @@ class Analyzer:
             max_frames: stop after this many frames.
             audio: copy the input's audio into ``video``.
             sidecar: JSON sidecar path (default: ``csv`` with ``.json``).
+            neutral_lookahead: read a video file once ahead for the track reference (see the class's
+                ``neutral_lookahead``); None = the Analyzer's setting.
         """
         return Run(self, source, realtime=realtime, csv=csv, video=video, annotate=annotate, overwrite=overwrite,
-                   max_frames=max_frames, audio=audio, video_preset=video_preset, sidecar=sidecar)
+                   max_frames=max_frames, audio=audio, video_preset=video_preset, sidecar=sidecar,
+                   neutral_lookahead=self.neutral_lookahead if neutral_lookahead is None else neutral_lookahead)
 
     def analyze_image(self, image: np.ndarray, timestamp: float = 0.0, index: int = 0) -> FramePacket:
         """Analyse one BGR image (H, W, 3) uint8 synchronously (detection always runs; no tracking history)."""
@@ -294,6 +309,8 @@ class Analyzer:
                 "neutral_passes": self.inference.neutral_passes if self.inference.neutralize else None,
                 "neutral_reference": (self.neutral_reference_settings is not None) if self.inference.neutralize
                 else None,
+                "neutral_lookahead": ("auto" if self.neutral_lookahead is None else self.neutral_lookahead)
+                if self.inference.neutralize else None,
                 "crop_scale": self.inference.crop_scale}
 
     def close(self) -> None:
@@ -311,7 +328,8 @@ class Run:
     """One pass over a source: iterable of :class:`FramePacket`, context manager, stoppable from any thread."""
 
     def __init__(self, analyzer: Analyzer, source, *, realtime: bool, csv, video, annotate, overwrite: bool,
-                 max_frames: Optional[int], audio: bool, video_preset: str, sidecar) -> None:
+                 max_frames: Optional[int], audio: bool, video_preset: str, sidecar,
+                 neutral_lookahead: Optional[bool] = None) -> None:
         self.analyzer = analyzer
         self.stats = RunStats()
         self.src = source if isinstance(source, Source) else open_source(source, realtime=realtime)
@@ -337,6 +355,17 @@ class Run:
                             if settings is not None else None)
         self.reid = IdentityReID() if analyzer.reid else None
         self._since_detect = 10 ** 9
+        #: read the file once ahead for the track reference (see Analyzer.process_video)
+        active = self.neutral_ref is not None and analyzer.inference.neutralize
+        possible = isinstance(self.src, VideoSource) and self.src.path is not None and not self.src.live
+        self.lookahead = bool(active and possible and neutral_lookahead is not False)
+        if neutral_lookahead and active and not possible:
+            log.warning("%s: the neutral look-ahead needs a video file read at full speed; the reference stays "
+                        "causal", self.src.name)
+        #: called with each frame of the look-ahead's first pass (a progress bar)
+        self.on_ahead: Optional[Callable[[FramePacket], None]] = None
+        self._ahead: Optional[Run] = None  # the look-ahead's first pass while it runs
+        self._nested = False  # a first pass: the outer run holds the analyzer
         #: the end of every frame's path: overlay, CSV + sidecar, video (switchable while the run goes)
         self.outputs = RunOutputs(analyzer.code_dim, fps=self.src.fps, time_base=self.src.time_base,
                                   audio_from=self.src.path if audio else None, describe=self.describe,
@@ -366,6 +395,8 @@ class Run:
     def stop(self) -> None:
         """Stop after the frame in hand (any thread, signal handlers too)."""
         self.interrupted = True
+        if self._ahead is not None:
+            self._ahead.stop()
         if self._pipeline is not None:
             self._pipeline.stop()
 
@@ -438,7 +469,7 @@ class Run:
                             "emotions": self.analyzer.head is not None},
                 **self.analyzer.describe(), "tracker": self.tracker.describe(),
                 "person_baseline": self.baseline.describe(),
-                **({"neutral_reference": self.neutral_ref.describe()}
+                **({"neutral_reference": {**self.neutral_ref.describe(), "lookahead": self.lookahead}}
                    if self.neutral_ref is not None and self.analyzer.inference.neutralize else {}),
                 "versions": versions(),
                 **self.info}
@@ -449,7 +480,14 @@ class Run:
             raise RuntimeError("a Run can be iterated once")
         self._iterated = True
         try:  # one run at a time per Analyzer: a second one fails here at once (never waits)
-            self.analyzer._claim(self)
+            if not self._nested:
+                self.analyzer._claim(self)
+            try:
+                if self.lookahead and not self.interrupted:
+                    self._read_ahead()
+            except BaseException:
+                self.analyzer._release(self)
+                raise
         except BaseException as e:
             self.error = e
             self.src.close()
@@ -490,9 +528,30 @@ class Run:
                     close_error = None  # another error is already on its way out
                 self._closed = True
             finally:
-                self.analyzer._release(self)
+                if not self._nested:
+                    self.analyzer._release(self)
             if close_error is not None:  # e.g. the disk filled up while the video was flushed
                 raise close_error
+
+    def _read_ahead(self) -> None:
+        """The look-ahead's first pass: the same file and settings, no outputs; this run's reference then starts
+        each track from the bank that pass left (NeutralReference.banks / seed)."""
+        t = time.perf_counter()
+        log.info("%s: neutral look-ahead, reading the video once ahead", self.src.name)
+        first = Run(self.analyzer, open_source(self.src.path), realtime=False, csv=None, video=None, annotate=False,
+                    overwrite=False, max_frames=self.max_frames, audio=False, video_preset="superfast", sidecar=None,
+                    neutral_lookahead=False)
+        first._nested = True
+        first.neutral_ref.keep_banks = True
+        self._ahead = first
+        try:
+            first.run(self.on_ahead)
+        finally:
+            self._ahead = None
+        if not self.interrupted:
+            self.neutral_ref.seed(first.neutral_ref.banks())
+        log.info("%s: look-ahead done in %.1f s (%d frames)", self.src.name, time.perf_counter() - t,
+                 first.stats.frames)
 
     def run(self, callback=None) -> RunStats:
         """Consume the whole run (``callback(packet)`` per frame); returns the stats."""

@@ -114,6 +114,7 @@ def _analyzer_from_args(args, tmp: Path):
     return Analyzer(model=model, backend=args.backend, detector=args.detector, detector_model=args.detector_model,
                     neutral_passes=getattr(args, "neutral_passes", None),
                     neutral_reference=getattr(args, "neutral_reference", True),
+                    neutral_lookahead=getattr(args, "neutral_lookahead", None),
                     detect_every=args.detect_every, detect_size=args.detect_size or None,
                     neutralize=getattr(args, "neutralize", False), threads=args.threads,
                     infer_workers=args.infer_workers, precision=getattr(args, "precision", None),

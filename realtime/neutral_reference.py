@@ -62,7 +62,15 @@ expressive frame the banked neutral face of the nearest pose instead of its own:
 of the reference, or -1 for the face's own. A clip that never shows the person
 less expressive than now, a new track and an unseen pose all keep the face's own
 neutral face. The reference is causal (only earlier frames), so a live camera and
-a file give the same faces. Measured in MODEL_CARD.md (experiment 28). A track unseen
+a file give the same faces. Measured in MODEL_CARD.md (experiment 28).
+
+**The whole clip (look-ahead, files only):** :meth:`NeutralReference.banks` gives every
+track's bank at the end of a run, keyed by (shot, track id), and :meth:`NeutralReference.seed`
+starts a second run over the same video from them, so a face can also take the neutral face of a
+*later*, less expressive frame of its track (a clip that opens with a grin and rests at its end).
+The pipeline is deterministic over a file, so the second run's shots and track ids are the first's;
+the identity check still guards each use. ``Analyzer.process_video(neutral_lookahead=True)`` runs the
+two passes (MODEL_CARD.md, experiment 38). A track unseen
 for ``forget_s`` seconds is forgotten (brief misses keep the bank), and every bank starts
 over at a scene cut (``FramePacket.scene_cut``; the tracker ends every track there too,
 so no face borrows a neutral face from the previous shot).
@@ -208,7 +216,17 @@ class NeutralReference:
         self.identify = identify
         #: entries refused because their identity code did not match the face's (another person's face)
         self.refused = 0
+        #: keep the banks of ended tracks for :meth:`banks` (a first pass over a file sets it), at most
+        #: ``max_kept`` entries (each holds one neutral face, about 0.1 MB at 180 px; beyond it the earliest
+        #: ended tracks' banks are let go)
+        self.keep_banks = False
+        self.max_kept = 5000
         self._t: Dict[int, _Track] = {}
+        self._shot = 0  # scene cuts seen in this run
+        self._ended: Dict[Tuple[int, int], _Track] = {}  # banks of ended tracks, by (shot, track id)
+        self._seed: Dict[Tuple[int, int], _Track] = {}  # banks a track starts from (a first pass's, see seed())
+        #: tracks started from a seeded bank (look-ahead)
+        self.seeded = 0
 
     def describe(self) -> dict:
         return {"gap": self.gap, "bin_deg": round(math.degrees(self.bin), 3),
@@ -218,21 +236,24 @@ class NeutralReference:
                 "min_identity": self.min_identity, "drop_after": self.drop_after, "detail_px": self.detail_px,
                 "min_eyes": self.min_eyes, "eyes_percentile": self.eyes_percentile, "eyes_window": self.eyes_window,
                 "eyes_fallback": self.eyes_fallback,
-                "references_refused": self.refused}
+                "references_refused": self.refused, "lookahead_tracks_seeded": self.seeded}
 
     def __call__(self, packet: FramePacket) -> FramePacket:
         """Bank every face's own neutral face and replace it by its track's reference where that is more
         neutral (sets ``Face.neutral`` and ``Face.neutral_from``)."""
         ts = float(packet.timestamp)
         if packet.scene_cut:  # a new shot: every bank starts over (the tracker ended every track there too)
-            self._t.clear()
+            for k in list(self._t):
+                self._end(k)
+            self._shot += 1
         for f in packet.faces:
             if (f.neutral is None or f.crop_box is None or f.track_id < 0 or not math.isfinite(f.intensity)
                     or f.landmarks is None):
                 continue
             t = self._t.get(f.track_id)
             if t is None:
-                t = self._t[f.track_id] = self._track(ts)
+                t = self._t[f.track_id] = self._seed.pop((self._shot, f.track_id), None) or self._track(ts)
+                self.seeded += bool(t.bank)
             t.last = ts
             size = int(f.neutral.shape[0])
             lm = crop_landmarks(f, size)
@@ -279,8 +300,39 @@ class NeutralReference:
                 f.neutral_from = ref.index
                 t.using = ref_key
         for k in [k for k, t in self._t.items() if ts - t.last > self.forget_s]:
-            del self._t[k]
+            self._end(k)
         return packet
+
+    def _end(self, track_id: int) -> None:
+        """Drop a track from the live ones, keeping its bank for :meth:`banks` (within ``max_kept`` entries)."""
+        t = self._t.pop(track_id)
+        if not self.keep_banks or not t.bank:
+            return
+        for e in t.bank.values():  # compact: the picture and the identity code are all a later use needs
+            if self.identify is not None and e.code is None:  # the check reads the generator's face, as live
+                e.code = self.identify(e.neutral[None])[0]
+            e.neutral = self._picture(e)
+        self._ended[(self._shot, track_id)] = t
+        kept = sum(len(x.bank) for x in self._ended.values())
+        while kept > self.max_kept and len(self._ended) > 1:
+            kept -= len(self._ended.pop(next(iter(self._ended))).bank)
+
+    def banks(self) -> Dict[Tuple[int, int], "_Track"]:
+        """Every track's bank as this run leaves it, by (shot, track id): the ended tracks' and the live ones'.
+        Give them to :meth:`seed` of the reference of a second run over the same video."""
+        return {**self._ended, **{(self._shot, k): t for k, t in self._t.items() if t.bank}}
+
+    def seed(self, banks: Dict[Tuple[int, int], "_Track"]) -> None:
+        """Start each track of the coming run from ``banks`` (:meth:`banks` of a first run over the same video):
+        the track (shot, id) begins with that bank, its largest crop and its usual eye openness, so its faces can
+        use neutral faces of its later frames too. Call before the run's first frame."""
+        if self._t or self._shot:
+            raise RuntimeError("NeutralReference.seed: call it before the run's first frame")
+        self._seed = {}
+        for k, t in banks.items():
+            for e in t.bank.values():
+                e.refusals = 0
+            self._seed[k] = _Track(last=t.last, max_side=t.max_side, bank=dict(t.bank), eyes=t.eyes)
 
     def _track(self, ts: float, max_side: float = 0.0) -> _Track:
         """A new track seen at ``ts``, with this reference's eye rule."""

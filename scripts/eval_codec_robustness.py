@@ -8,7 +8,13 @@ Both go through ``facecycle process --csv --no-video`` (ONNX Runtime); reported 
 the ``emotion_*`` columns names (the sidecar's ``summary``), the largest difference between the two mean
 probability vectors, and the share of frames whose top emotion is the same in both.
 
+``--face-scales 1,0.5,0.35`` also measures the face size: at a scale ``s`` < 1 the 480x360 picture is shrunk by
+``s`` and centred on a flat grey 480x360 background (CREMA-D's actors sit before a plain backdrop, the face about
+a third of the frame high), so the same frames reach the detector and the model as smaller faces, then are
+encoded both ways. Each scale's readings are compared with the nearly lossless full-size ones (scale 1, mp4).
+
     python scripts/eval_codec_robustness.py --out benchmarks/DIR/codec_robustness.json
+    python scripts/eval_codec_robustness.py --face-scales 1,0.5,0.35 --out benchmarks/DIR/face_size.json
 """
 from __future__ import annotations
 
@@ -48,6 +54,29 @@ def frames(path: Path, n: int) -> List[np.ndarray]:
     return out
 
 
+def shrink(imgs: List[np.ndarray], scale: float) -> List[np.ndarray]:
+    """480x360 RGB frames shrunk by ``scale`` and centred on flat grey (128) 480x360; ``scale`` 1 returns them."""
+    import cv2
+
+    if scale >= 1.0:
+        return imgs
+    w, h = max(2, int(round(480 * scale))), max(2, int(round(360 * scale)))
+    x0, y0 = (480 - w) // 2, (360 - h) // 2
+    out = []
+    for im in imgs:
+        c = np.full((360, 480, 3), 128, np.uint8)
+        c[y0:y0 + h, x0:x0 + w] = cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA)
+        out.append(c)
+    return out
+
+
+def face_height(csv_path: Path) -> float:
+    """Median face box height in pixels over the rows with a face of a ``facecycle process`` CSV."""
+    with open(csv_path, newline="") as fh:
+        hs = [float(r["face_h"]) for r in csv.DictReader(fh) if r["success"] == "1" and r.get("face_h")]
+    return float(np.median(hs)) if hs else float("nan")
+
+
 def encode(path: Path, imgs: List[np.ndarray], kind: str) -> None:
     import av
 
@@ -72,7 +101,18 @@ def run(video: Path, out_dir: Path) -> Dict:
     side = json.loads((out_dir / f"{video.stem}.json").read_text())["summary"]["faces"]
     with open(out_dir / f"{video.stem}.csv", newline="") as fh:
         top = {int(r["frame"]): r["emotion"] for r in csv.DictReader(fh) if r["success"] == "1"}
-    return {"emotion": side["emotion"], "mean_emotions": side["mean_emotions"], "face_rows": side["rows"], "top": top}
+    return {"emotion": side["emotion"], "mean_emotions": side["mean_emotions"], "face_rows": side["rows"],
+            "face_height_px_median": round(face_height(out_dir / f"{video.stem}.csv"), 1), "top": top}
+
+
+def compare(a: Dict, b: Dict) -> Dict:
+    """The largest difference between two runs' mean probability vectors and the share of frames (with a face in
+    both) whose top emotion is the same."""
+    both = sorted(set(a["top"]) & set(b["top"]))
+    same = float(np.mean([a["top"][i] == b["top"][i] for i in both])) if both else None
+    diff = max(abs(a["mean_emotions"][e] - b["mean_emotions"][e]) for e in EMOTIONS)
+    return {"max_mean_prob_difference": round(diff, 4),
+            "frames_same_top_emotion": None if same is None else round(same, 4)}
 
 
 def main() -> int:
@@ -80,8 +120,13 @@ def main() -> int:
     ap.add_argument("--clips", type=Path, default=ROOT / "benchmarks" / "heldout_clips.csv")
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     ap.add_argument("--frames", type=int, default=150)
+    ap.add_argument("--face-scales", default="1",
+                    help="comma-separated picture scales on a grey 480x360 frame, 1 first")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
+    scales = [float(x) for x in a.face_scales.split(",")]
+    if scales[0] != 1.0 or any(not 0.05 <= x <= 1.0 for x in scales):
+        ap.error("--face-scales: the first scale must be 1 (the reference), all within 0.05..1")
     t0 = time.time()
     with open(a.clips, newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -95,24 +140,28 @@ def main() -> int:
                 continue
             imgs = frames(src, a.frames)
             res = {}
-            for kind in ("mp4", "flv"):
-                v = tmp / f"{src.stem}.{kind}"
-                encode(v, imgs, kind)
-                res[kind] = run(v, tmp / kind)
-                res[kind]["kbit_s"] = round(v.stat().st_size * 8 / (len(imgs) / 30) / 1000)
-            top_mp4, top_flv = res["mp4"].pop("top"), res["flv"].pop("top")
-            both = sorted(set(top_mp4) & set(top_flv))
-            same = float(np.mean([top_mp4[i] == top_flv[i] for i in both])) if both else float("nan")
-            diff = max(abs(res["mp4"]["mean_emotions"][e] - res["flv"]["mean_emotions"][e]) for e in EMOTIONS)
-            recs.append({"clip": r["clip"], "label": r["label"], "person": r["person"], **res,
-                         "max_mean_prob_difference": round(diff, 4),
-                         "frames_same_top_emotion": round(same, 4) if both else None})
-            print(f"{src.stem[:40]:41s} {r['label']:8s} mp4 {res['mp4']['emotion']:8s} flv {res['flv']['emotion']:8s} "
-                  f"max diff {diff:.3f} same top {same:.2f}", flush=True)
-    named = {k: sum(x[k]["emotion"] == x["label"] for x in recs) for k in ("mp4", "flv")}
+            for sc in scales:
+                for kind in ("mp4", "flv"):
+                    key = kind if sc == 1.0 else f"{kind}@{sc:g}"
+                    v = tmp / f"{src.stem}.{kind}"
+                    encode(v, shrink(imgs, sc), kind)
+                    res[key] = run(v, tmp / key)
+                    res[key]["kbit_s"] = round(v.stat().st_size * 8 / (len(imgs) / 30) / 1000)
+            ref = res["mp4"]
+            cmp = {k: compare(ref, x) for k, x in res.items() if k != "mp4"}
+            for x in res.values():
+                x.pop("top")
+            recs.append({"clip": r["clip"], "label": r["label"], "person": r["person"], **res, **cmp["flv"],
+                         "against_mp4": cmp})
+            print(f"{src.stem[:40]:41s} {r['label']:8s} " + " ".join(f"{k} {x['emotion']}" for k, x in res.items()),
+                  flush=True)
+    runs = [k for k in recs[0] if k in ("mp4", "flv") or "@" in k] if recs else []
+    named = {k: sum(x[k]["emotion"] == x["label"] for x in recs) for k in runs}
     rec = {"what": __doc__.splitlines()[0], "date": time.strftime("%Y-%m-%d"), "frames_per_clip": a.frames,
-           "clips": recs, "named": named, "same_clip_reading": sum(x["mp4"]["emotion"] == x["flv"]["emotion"]
-                                                                    for x in recs),
+           "face_scales": scales, "clips": recs, "named": named,
+           "same_clip_reading": sum(x["mp4"]["emotion"] == x["flv"]["emotion"] for x in recs),
+           "same_clip_reading_as_mp4": {k: sum(x[k]["emotion"] == x["mp4"]["emotion"] for x in recs) for k in runs},
+           "face_height_px_median": {k: float(np.median([x[k]["face_height_px_median"] for x in recs])) for k in runs},
            "n_clips": len(recs), "seconds": round(time.time() - t0, 1)}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(rec, indent=2) + "\n")

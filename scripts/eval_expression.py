@@ -91,7 +91,8 @@ def eval_fer(model: Path, fer: Path) -> dict:
 
 def eval_clips(model: Path, clips_csv: Path, shared: Path, neutralize: bool, max_frames: int,
                judge: "FerPeer | None" = None, neutral_passes: "int | None" = None,
-               neutral_reference: bool = True, neutral_frames: "tuple[int, int]" = (5, 1)) -> dict:
+               neutral_reference: bool = True, neutral_frames: "tuple[int, int]" = (5, 1),
+               neutral_lookahead: "bool | None" = None) -> dict:
     """The pipeline over every clip of ``clips_csv``: per clip and in summary, the clip's reading, intensity and,
     with ``neutralize``, the neutral faces of frames ``n`` (1-based) with ``n % every == 0`` and ``n >= first``
     of the expressive clips (``neutral_frames`` = (every, first)), judged by ``judge``."""
@@ -101,7 +102,7 @@ def eval_clips(model: Path, clips_csv: Path, shared: Path, neutralize: bool, max
     out = []
     ids = []  # (HOG of the neutral face, HOG of the input, person) for the same-person check
     with Analyzer(model, backend="onnxruntime", neutralize=neutralize, neutral_passes=neutral_passes,
-                  neutral_reference=neutral_reference) as an:
+                  neutral_reference=neutral_reference, neutral_lookahead=neutral_lookahead) as an:
         for r in rows:
             path = shared / "data" / r["clip"]
             if not path.is_file():
@@ -233,6 +234,12 @@ def main() -> int:
                     help="the Analyzer's neutral_passes (default: the pipeline's)")
     ap.add_argument("--no-neutral-reference", dest="neutral_reference", action="store_false",
                     help="the Analyzer's neutral_reference off: every face keeps its own neutral face")
+    ap.add_argument("--no-neutral-lookahead", dest="neutral_lookahead", action="store_false", default=None,
+                    help="with --neutralize: the Analyzer's neutral_lookahead off, each clip read once (default: "
+                         "the pipeline's, twice, so a face can take its track's neutral face from a later frame "
+                         "up to the last frame read)")
+    ap.add_argument("--neutral-lookahead", dest="neutral_lookahead", action="store_true", default=None,
+                    help="the default, spelled out")
     ap.add_argument("--neutral-frames", default="5,1", metavar="EVERY,FIRST",
                     help="with --neutralize: judge every EVERY-th frame from frame FIRST (1-based; default 5,1; "
                          "neutral_compare.py's second set, frames 101-300 by 10: --max-frames 300 "
@@ -257,8 +264,9 @@ def main() -> int:
             judge = make_judge(a.judge or "fer")
         res["video"] = eval_clips(a.model, a.clips, a.shared, a.neutralize, a.max_frames, judge,
                                   a.neutral_passes, a.neutral_reference,
-                                  tuple(int(v) for v in a.neutral_frames.split(",")))
+                                  tuple(int(v) for v in a.neutral_frames.split(",")), a.neutral_lookahead)
         res["video"]["neutral_reference"] = a.neutral_reference
+        res["video"]["neutral_lookahead"] = a.neutral_lookahead
         res["video"]["neutral_frames"] = a.neutral_frames
         res["video"]["judge"] = a.judge or ("fer" if judge is not None else None)
         print(json.dumps(res["video"]["summary"]), flush=True)

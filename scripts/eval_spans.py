@@ -55,14 +55,15 @@ def unlabelled_spans(spans_csv: Path, labels_csv: Path) -> "list[dict]":
 
 
 def collect(model_dir: Path, spans: "list[dict]", shared: Path, neutralize: bool = False,
-            neutral_reference: "bool | dict" = True) -> dict:
+            neutral_reference: "bool | dict" = True, neutral_lookahead: "bool | None" = None) -> dict:
     """(N, S, S, 3) uint8 RGB crops of the largest face of every span frame, labels, span index; with
     ``neutralize``, also the pipeline's neutral face (``Face.neutral``, RGB) and the input cut at its size."""
     from realtime.analyzer import Analyzer
     from realtime.crops import crop_square
 
     crops, labels, span, neutral, inputs, source = [], [], [], [], [], []
-    with Analyzer(model_dir, backend="onnxruntime", neutralize=neutralize, neutral_reference=neutral_reference) as an:
+    with Analyzer(model_dir, backend="onnxruntime", neutralize=neutralize, neutral_reference=neutral_reference,
+                  neutral_lookahead=neutral_lookahead) as an:
         size = an.inference.size
         for si, r in enumerate(spans):
             start, end = int(r["start"]), int(r["end"])
@@ -152,6 +153,12 @@ def main() -> int:
                     help="with --neutralize: the Analyzer's neutral_reference off (every face its own neutral face)")
     ap.add_argument("--neutral-reference-set", action="append", default=[], metavar="NAME=VALUE",
                     help="with --neutralize: a NeutralReference setting (e.g. hysteresis=0), repeatable")
+    ap.add_argument("--no-neutral-lookahead", dest="neutral_lookahead", action="store_false", default=None,
+                    help="with --neutralize: the Analyzer's neutral_lookahead off, each clip read once (default: "
+                         "the pipeline's, twice, so a face can take its track's neutral face from a later frame "
+                         "up to the last frame read)")
+    ap.add_argument("--neutral-lookahead", dest="neutral_lookahead", action="store_true", default=None,
+                    help="the default, spelled out")
     ap.add_argument("--judge", default=None, metavar="critic:PATH",
                     help="with --neutralize: judge the neutral faces with judges.CriticJudge (the committed "
                          "critic of experiment 9) instead of the fer peer")
@@ -169,7 +176,7 @@ def main() -> int:
     ref = a.neutral_reference
     if ref and a.neutral_reference_set:
         ref = {k: float(v) for k, v in (x.split("=", 1) for x in a.neutral_reference_set)}
-    d = collect(a.model, spans, a.shared, a.neutralize, ref)
+    d = collect(a.model, spans, a.shared, a.neutralize, ref, a.neutral_lookahead)
     model, head = load_model(a.model)
     res = {**run_header(a.model), "ours": report(probabilities(model, head, d["crops"]), d, spans)}
     if a.variants:
@@ -191,7 +198,8 @@ def main() -> int:
 
             judge = make_judge(a.judge)
         res["neutral_faces"] = {**neutral_report(d, spans, judge),
-                                "neutral_reference": ref, "judge": a.judge or "fer"}
+                                "neutral_reference": ref, "neutral_lookahead": a.neutral_lookahead,
+                                "judge": a.judge or "fer"}
         print("neutral faces", json.dumps({k: v for k, v in res["neutral_faces"].items() if k != "rows"}))
     for k in ("ours", "peer"):
         if k in res:

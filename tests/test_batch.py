@@ -143,6 +143,15 @@ def test_fingerprint_follows_settings_not_threads():
     assert settings_fingerprint(BatchSettings(analyzer={**neu, "neutral_reference": {"min_identity": 0.8}},
                                               video=False))[0] != settings_fingerprint(BatchSettings(analyzer=neu,
                                                                                                      video=False))[0]
+    # the look-ahead (on by default with neutral faces and the reference) changes the neutral faces: off is
+    # fingerprinted as before it existed (no key), on (the default, or asked for) with the key
+    ahead = settings_fingerprint(BatchSettings(analyzer={**neu, "neutral_lookahead": True}, video=False))
+    assert ahead[0] == settings_fingerprint(BatchSettings(analyzer=neu, video=False))[0]
+    assert ahead[1]["neutral_lookahead"] is True
+    once = settings_fingerprint(BatchSettings(analyzer={**neu, "neutral_lookahead": False}, video=False))
+    assert once[0] != ahead[0] and "neutral_lookahead" not in once[1]
+    assert settings_fingerprint(BatchSettings(analyzer={"detect_every": 5, "neutral_lookahead": True},
+                                              video=False))[0] == fp
 
 
 def test_cli_usage_errors_and_missing_ray(tmp_path, capsys, monkeypatch):

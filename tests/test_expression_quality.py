@@ -237,7 +237,8 @@ def test_the_tracks_own_neutral_face_removes_a_broad_smile_the_generator_keeps(t
     share = {}
     for ref in (True, False):
         rows = []
-        with Analyzer(backend="onnxruntime", neutralize=True, neutral_reference=ref) as an:
+        # causal (no look-ahead): the smile's references come from the rest before it
+        with Analyzer(backend="onnxruntime", neutralize=True, neutral_reference=ref, neutral_lookahead=False) as an:
             for p in an.process_video(path, max_frames=REST_TO_EXPRESSION[1], csv=tmp_path / f"{ref}.csv"):
                 if p.faces:
                     f = p.largest_face
@@ -322,7 +323,7 @@ def test_eye_openness_tells_labelled_open_eyes_from_closed_ones_and_closed_eyed_
     used = {}
     for check in (False, True):
         scores, refs = [], []
-        with Analyzer(backend="onnxruntime", neutralize=True,
+        with Analyzer(backend="onnxruntime", neutralize=True, neutral_lookahead=False,  # the causal rule's counts
                       neutral_reference={} if check else {"min_eyes": 0.0}) as an:
             for p in an.process_video(path, max_frames=n):
                 f = p.largest_face if p.faces else None
@@ -338,3 +339,60 @@ def test_eye_openness_tells_labelled_open_eyes_from_closed_ones_and_closed_eyed_
     # yet less expressive by the gap); the faces that use a reference stay about as many (199 and 150)
     assert closed[False] >= 50 and closed[True] <= 0.1 * closed[False], used
     assert sum(used[True].values()) >= 0.6 * sum(used[False].values()), used
+
+
+def test_the_look_ahead_gives_a_clip_that_opens_with_a_smile_its_later_resting_face(tmp_path):
+    """A clip that opens with a broad smile and rests only at its end (LivePortrait's d0 from the smile on): the
+    causal reference has no resting frame to give the smile; with ``neutral_lookahead`` the first pass banks the
+    resting frames and the smile takes their neutral face (a later frame). Emotions, intensity and every other
+    CSV column are the same, byte for byte: only neutral faces change (MODEL_CARD.md, experiment 38)."""
+    import av
+    import cv2
+
+    from realtime.analyzer import Analyzer
+
+    src = _clip(REST_TO_EXPRESSION[0])
+    clip = tmp_path / "smile_then_rest.mp4"
+    with av.open(str(src)) as c, av.open(str(clip), "w") as o:
+        s = o.add_stream("libx264", rate=25, options={"crf": "12"})
+        for i, fr in enumerate(c.decode(video=0)):
+            img = fr.to_ndarray(format="rgb24")
+            if i == 0:
+                s.width, s.height, s.pix_fmt = img.shape[1] // 2 * 2, img.shape[0] // 2 * 2, "yuv420p"
+            if i >= 26:  # the smile starts at about 1 s (frame 24) and ends near 2.7 s (frame 68)
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img[: s.height, : s.width]), format="rgb24")
+                for pk in s.encode(vf):
+                    o.mux(pk)
+        for pk in s.encode():
+            o.mux(pk)
+    rows, seeded = {}, None
+    with Analyzer(backend="onnxruntime", neutralize=True) as an:
+        assert an.process_video(clip).lookahead is True  # the default over a file (the run is never iterated)
+        for ahead in (False, True):
+            run = an.process_video(clip, csv=tmp_path / f"{ahead}.csv", neutral_lookahead=ahead)
+            rows[ahead] = [(p.index, p.largest_face.intensity, p.largest_face.neutral_from,
+                            cv2.resize(p.largest_face.neutral, (192, 192))) for p in run if p.faces]
+            if ahead:
+                seeded = run.describe()["neutral_reference"]
+    assert seeded["lookahead"] is True and seeded["lookahead_tracks_seeded"] >= 1
+    smile = [i for i, (n, inten, _, _) in enumerate(rows[False]) if n < 36 and inten > 0.6]
+    assert len(smile) >= 25
+    assert not [rows[False][i] for i in smile if rows[False][i][2] >= 0]  # causal: no resting frame before
+    later = [rows[True][i] for i in smile if rows[True][i][2] > rows[True][i][0]]
+    assert len(later) >= 0.7 * len(smile), [rows[True][i][2] for i in smile]
+    when = {r[0]: r for r in rows[True]}
+    assert all(when[r[2]][1] < r[1] - 0.1 for r in later)  # a clearly less expressive frame
+    assert (tmp_path / "True.csv").read_bytes() == (tmp_path / "False.csv").read_bytes()
+    import importlib.util
+
+    from facecycle.probe.peer import FerPeer, peer_model_path
+
+    if peer_model_path() is not None and importlib.util.find_spec("ai_edge_litert") is not None:
+        # the independent judge, where installed: the smile's neutral faces now read neutral
+        from realtime.types import EMOTIONS
+
+        judge = FerPeer()
+        share = {a: float(np.mean(judge.predict(np.stack([rows[a][i][3] for i in smile])).argmax(1)
+                                  == EMOTIONS.index("neutral"))) for a in (False, True)}
+        print("judged neutral, causal / look-ahead:", share)
+        assert share[True] >= 0.6 and share[True] >= share[False] + 0.3, share

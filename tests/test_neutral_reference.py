@@ -275,3 +275,67 @@ def test_faces_without_a_neutral_face_or_track_are_left_alone_and_settings_are_c
         with pytest.raises(ValueError):
             NeutralReference(**bad)
     assert NeutralReference().describe()["max_pose_deg"] == 15.0
+
+
+def _first_pass(frames, **kw) -> NeutralReference:
+    """A reference run over ``frames`` (lists of faces per frame, index = position) keeping its banks."""
+    nr = NeutralReference(match_colour=False, **kw)
+    nr.keep_banks = True
+    for i, faces in enumerate(frames):
+        p = _packet(i, *faces)
+        p.scene_cut = any(getattr(f, "_cut", False) for f in faces)
+        nr(p)
+    return nr
+
+
+def test_a_second_pass_seeded_with_the_first_gives_early_faces_a_later_resting_frames_neutral_face():
+    """The look-ahead (``banks`` / ``seed``): a clip that opens with a grin and rests only at its end. Causally the
+    grin keeps its own neutral face; seeded from a first pass over the same frames it takes the resting frame's."""
+    clip = lambda: [[_face(_pattern(i), 0.9)] for i in range(4)] + [[_face(_pattern(4), 0.05)]]  # noqa: E731
+    causal = NeutralReference(match_colour=False)
+    first = [f for faces in clip() for f in faces]
+    for i, f in enumerate(first):
+        causal(_packet(i, f))
+    assert [f.neutral_from for f in first] == [-1, -1, -1, -1, -1]
+    banks = _first_pass(clip()).banks()
+    assert list(banks) == [(0, 1)] and len(banks[(0, 1)].bank) == 1
+    second = NeutralReference(match_colour=False)
+    second.seed(banks)
+    again = [f for faces in clip() for f in faces]
+    for i, f in enumerate(again):
+        second(_packet(i, f))
+    # every grin takes frame 4's neutral face; frame 4 itself is the resting frame and keeps its own
+    assert [f.neutral_from for f in again] == [4, 4, 4, 4, -1]
+    assert np.abs(again[0].neutral[50:90, 45:85].astype(np.float64) - _pattern(4)[50:90, 45:85]).mean() < 2.0
+    assert second.describe()["lookahead_tracks_seeded"] == 1
+    with pytest.raises(RuntimeError):  # seeding once the run has begun would mix two passes
+        second.seed(banks)
+
+
+def test_seeded_banks_stay_in_their_shot_and_ended_tracks_are_kept_only_when_asked():
+    """Banks are keyed by (shot, track id): after a scene cut the same id may be someone else, so the second
+    shot's faces never take the first shot's resting face. Without ``keep_banks`` (every live run) the banks of
+    ended tracks are let go at once."""
+    cut = _face(_pattern(2), 0.9)
+    cut._cut = True
+    frames = [[_face(_pattern(0), 0.9)], [_face(_pattern(1), 0.0)], [cut], [_face(_pattern(3), 0.9)],
+              [_face(_pattern(4), 0.3)]]
+    first = _first_pass(frames)
+    banks = first.banks()
+    assert sorted(banks) == [(0, 1), (1, 1)]
+    assert [e.index for e in banks[(0, 1)].bank.values()] == [1] and min(
+        e.intensity for e in banks[(1, 1)].bank.values()) == 0.3
+    second = NeutralReference(match_colour=False)
+    second.seed(banks)
+    faces = [_face(_pattern(0), 0.9), _face(_pattern(1), 0.0), _face(_pattern(2), 0.9), _face(_pattern(3), 0.9)]
+    for i, f in enumerate(faces):
+        p = _packet(i, f)
+        p.scene_cut = i == 2
+        second(p)
+    assert [f.neutral_from for f in faces] == [1, -1, 4, 4]  # shot 2 uses its own frame 4, never frame 1
+    plain = NeutralReference(match_colour=False)
+    for i, faces_i in enumerate(frames):
+        p = _packet(i, *faces_i)
+        p.scene_cut = i == 2
+        plain(p)
+    assert sorted(plain.banks()) == [(1, 1)]  # only the live track: shot 1's bank went with the cut

@@ -279,3 +279,62 @@ def test_the_tracks_neutral_reference_is_on_by_default_and_can_be_turned_off(mod
     for bad in ({"bogus": 1}, {"gap": 2.0}):
         with pytest.raises(UsageError, match="neutral_reference settings"):
             Analyzer(model=model_with_head, neutralize=True, neutral_reference=bad)
+
+
+def _made_clip(path, frames: int = 8) -> None:
+    """A small H.264 clip of moving grey noise (no face needed: this checks the run's plumbing)."""
+    import av
+
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as o:
+        s = o.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 96, 64, "yuv420p"
+        for _ in range(frames):
+            img = rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)
+            for pk in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                o.mux(pk)
+        for pk in s.encode():
+            o.mux(pk)
+
+
+def test_the_neutral_look_ahead_reads_a_file_twice_and_says_so(model_with_head, tmp_path, caplog):
+    """The look-ahead (on by default with ``--neutralize`` over files; ``--no-neutral-lookahead`` /
+    ``Analyzer(neutral_lookahead=False)`` turns it off): the same rows, the sidecar says it. Where there is no file
+    to read twice (an image folder) the reference stays causal, silently by default and with a warning when the
+    look-ahead was asked for. That it gives early faces a later resting face is tested with the shipped model on a
+    real smile in ``tests/test_expression_quality.py``."""
+    import logging
+
+    import cv2
+
+    from realtime import Analyzer
+
+    clip = tmp_path / "noise.mp4"
+    _made_clip(clip)
+    base = ["process", str(clip), "--model", str(model_with_head), "--no-video", "--no-progress", "--neutralize"]
+    assert cli_main([*base, "--out-dir", str(tmp_path / "ahead")]) == 0
+    assert cli_main([*base, "--out-dir", str(tmp_path / "causal"), "--no-neutral-lookahead"]) == 0
+    ahead = json.loads((tmp_path / "ahead" / "noise.json").read_text())
+    causal = json.loads((tmp_path / "causal" / "noise.json").read_text())
+    assert ahead["neutral_reference"]["lookahead"] is True and causal["neutral_reference"]["lookahead"] is False
+    assert ahead["neutral_lookahead"] == "auto" and causal["neutral_lookahead"] is False
+    assert ahead["status"] == "complete" and ahead["stats"]["frames"] == 8
+    assert (tmp_path / "ahead" / "noise.csv").read_bytes() == (tmp_path / "causal" / "noise.csv").read_bytes()
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), np.full((64, 64, 3), 100 + i, np.uint8))
+    with Analyzer(model=model_with_head, neutralize=True) as an:
+        with caplog.at_level(logging.WARNING):
+            run = an.process_video(folder)
+            assert len(list(run)) == 3 and run.lookahead is False
+        assert not [r for r in caplog.records if "look-ahead" in r.getMessage()]  # the default: silent
+        with caplog.at_level(logging.WARNING):
+            run = an.process_video(folder, neutral_lookahead=True)
+            assert len(list(run)) == 3 and run.lookahead is False
+        assert any("look-ahead needs a video file" in r.getMessage() for r in caplog.records)
+        # one run at a time still holds: the first pass shares the run's claim on the Analyzer
+        again = an.process_video(clip)
+        assert again.lookahead is True and len(list(again)) == 8
+    with Analyzer(model=model_with_head, neutralize=False) as an:  # no neutral faces: nothing to look ahead for
+        assert an.process_video(clip).lookahead is False

@@ -38,7 +38,8 @@ class PipelineStream:
         self.config = config
         self.analyzer = Analyzer(model=config.model_dir, backend=config.backend, detector=config.detector,
                                  detector_model=config.detector_model, max_faces=config.max_faces, neutralize=False,
-                                 neutral_reference=config.neutral_reference)
+                                 neutral_reference=config.neutral_reference,
+                                 neutral_lookahead=False)  # frames as they come: no second reading first
         self.can_neutralize = "neutralize" in self.analyzer.backend.graphs
         self.set_neutralize(neutralize)
         try:

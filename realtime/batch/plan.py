@@ -187,8 +187,9 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
     reid = IdentityReID()
     ref = a.get("neutral_reference", True)
     # the reference's rule (gap, pose bins, the identity check's threshold): it shapes the neutral faces
+    stats = ("identity_check", "references_refused", "lookahead_tracks_seeded")
     ref_rule = ({k: v for k, v in NeutralReference(**(ref if isinstance(ref, dict) else {})).describe().items()
-                 if k not in ("identity_check", "references_refused")} if ref is not False else None)
+                 if k not in stats} if ref is not False else None)
     model_dir = Path(a.get("model") or default_model_dir())
     manifest = model_dir / "manifest.json"
     model = {"manifest_sha256": _sha_file(manifest) if manifest.is_file() else None,
@@ -204,6 +205,10 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
               **({"neutral_passes": a.get("neutral_passes") or NEUTRAL_PASSES,
                   "neutral_reference": ref is not False, "neutral_reference_rule": ref_rule}
                  if a.get("neutralize") else {}),
+              # on by default with neutral faces and the reference (a file is read twice: later resting faces
+              # too); the key is absent when off, as before it existed
+              **({"neutral_lookahead": True} if a.get("neutralize") and ref is not False
+                 and a.get("neutral_lookahead") is not False else {}),
               # the tracker's scene-cut rule shapes face_id (tracks end at cuts)
               "tracker": Tracker().describe(),
               # only with --reid (the key's absence keeps the fingerprints of runs without it)
