@@ -366,6 +366,7 @@ class Run:
         self.on_ahead: Optional[Callable[[FramePacket], None]] = None
         self._ahead: Optional[Run] = None  # the look-ahead's first pass while it runs
         self._nested = False  # a first pass: the outer run holds the analyzer
+        self._neutralize: Optional[bool] = None  # None: the inference's own setting (the app switches it live)
         #: the end of every frame's path: overlay, CSV + sidecar, video (switchable while the run goes)
         self.outputs = RunOutputs(analyzer.code_dim, fps=self.src.fps, time_base=self.src.time_base,
                                   audio_from=self.src.path if audio else None, describe=self.describe,
@@ -435,7 +436,7 @@ class Run:
         return p
 
     def _infer_stage(self, p: FramePacket) -> FramePacket:
-        return self.analyzer.inference(p)
+        return self.analyzer.inference(p, neutralize=self._neutralize)
 
     def _post(self, p: FramePacket) -> None:
         t = time.perf_counter()
@@ -542,7 +543,9 @@ class Run:
                     overwrite=False, max_frames=self.max_frames, audio=False, video_preset="superfast", sidecar=None,
                     neutral_lookahead=False)
         first._nested = True
+        first._neutralize = False  # analysis only: the reference makes neutral faces for the frames it banks
         first.neutral_ref.keep_banks = True
+        first.neutral_ref.make_neutral = lambda p, f: self.analyzer.inference.neutral_face(p.image, f.box)
         self._ahead = first
         try:
             first.run(self.on_ahead)

@@ -86,7 +86,9 @@ class FaceInference:
         self.neutral_passes = int(neutral_passes)
         self.neutral_idx = EMOTIONS.index("neutral")
 
-    def __call__(self, packet: FramePacket) -> FramePacket:
+    def __call__(self, packet: FramePacket, neutralize: Optional[bool] = None) -> FramePacket:
+        """Fill every face's outputs; ``neutralize`` overrides this instance's setting for this packet (the
+        look-ahead's first pass analyses without neutral faces, :meth:`neutral_face` makes the few it banks)."""
         t = time.perf_counter()
         faces = packet.faces
         w, h = packet.width, packet.height
@@ -97,12 +99,8 @@ class FaceInference:
             x = to_input(crops, self.mean, self.std)
             out = self.backend.run("analyze", {"image": x})
             probs = self.head.predict(out["feature"]) if self.head is not None else None
-            neutral = None
-            if self.neutralize:
-                n, flows = self.run_neutral(x, out["flow"])
-                neutral = from_output(n, self.mean, self.std)
-                if self.neutral_detail:
-                    neutral = [self._sharp(packet.image, sq, neutral[i], flows[:, i]) for i, sq in enumerate(squares)]
+            neutral = (self._neutral_faces(packet.image, x, out["flow"], squares)
+                       if (self.neutralize if neutralize is None else neutralize) else None)
             ident = self.backend.run("identity", {"image": x})["identity"] if self.identity else None
             for i, f in enumerate(faces):
                 f.crop_box = squares[i]
@@ -115,6 +113,22 @@ class FaceInference:
                 f.identity = ident[i] if ident is not None else None
         packet.stats["infer"] = time.perf_counter() - t
         return packet
+
+    def neutral_face(self, image_bgr: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """The neutral face (S', S', 3) uint8 RGB of the face with detector box ``box`` (4,) in ``image_bgr``
+        (H, W, 3) uint8 BGR, exactly as :meth:`__call__` makes ``Face.neutral`` (one face, its own batch)."""
+        crops, squares = crop_faces(image_bgr, np.asarray(box, np.float32)[None], self.size, self.crop_scale)
+        x = to_input(crops, self.mean, self.std)
+        return self._neutral_faces(image_bgr, x, self.backend.run("analyze", {"image": x})["flow"], squares)[0]
+
+    def _neutral_faces(self, image_bgr: np.ndarray, x: np.ndarray, flow: np.ndarray, squares) -> list:
+        """Neutral faces (RGB uint8) of model inputs ``x`` cut from ``image_bgr`` at ``squares`` whose ``analyze``
+        gave ``flow``: the passes, then the sharp detail (:mod:`realtime.neutral_detail`) where on."""
+        n, flows = self.run_neutral(x, flow)
+        neutral = from_output(n, self.mean, self.std)
+        if self.neutral_detail:
+            return [self._sharp(image_bgr, sq, neutral[i], flows[:, i]) for i, sq in enumerate(squares)]
+        return list(neutral)
 
     def run_neutral(self, x: np.ndarray, flow: np.ndarray) -> tuple:
         """The ``neutral_passes`` neutralization passes of model inputs ``x`` (N, 3, S, S) whose ``analyze``

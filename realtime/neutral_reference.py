@@ -221,6 +221,10 @@ class NeutralReference:
         #: ended tracks' banks are let go)
         self.keep_banks = False
         self.max_kept = 5000
+        #: ``make_neutral(packet, face) -> (S, S, 3) uint8 RGB``: when set, bank only (never use a reference) and
+        #: make a face's neutral face only when it enters the bank (the look-ahead's first pass, whose faces have
+        #: none: most frames never enter a bank, so the generator runs on few)
+        self.make_neutral: Optional[Callable[[FramePacket, Face], np.ndarray]] = None
         self._t: Dict[int, _Track] = {}
         self._shot = 0  # scene cuts seen in this run
         self._ended: Dict[Tuple[int, int], _Track] = {}  # banks of ended tracks, by (shot, track id)
@@ -246,17 +250,16 @@ class NeutralReference:
             for k in list(self._t):
                 self._end(k)
             self._shot += 1
+        bank_only = self.make_neutral is not None
         for f in packet.faces:
-            if (f.neutral is None or f.crop_box is None or f.track_id < 0 or not math.isfinite(f.intensity)
-                    or f.landmarks is None):
+            if ((f.neutral is None and not bank_only) or f.crop_box is None or f.track_id < 0
+                    or not math.isfinite(f.intensity) or f.landmarks is None):
                 continue
             t = self._t.get(f.track_id)
             if t is None:
                 t = self._t[f.track_id] = self._seed.pop((self._shot, f.track_id), None) or self._track(ts)
                 self.seeded += bool(t.bank)
             t.last = ts
-            size = int(f.neutral.shape[0])
-            lm = crop_landmarks(f, size)
             yp = (np.array([f.pose[1], f.pose[0]], np.float64)
                   if f.pose is not None and np.all(np.isfinite(f.pose[:2])) else np.zeros(2))
             side = float(f.crop_box[2])
@@ -265,8 +268,17 @@ class NeutralReference:
             # one entry per pose bin with the eyes open and one with them closed (as this frame's track saw them)
             key = (int(round(yp[0] / self.bin)), int(round(yp[1] / self.bin)), self._open(eyes, usual))
             held = t.bank.get(key)
-            if side >= self.min_size * t.max_side and (held is None or f.intensity < held.intensity or (
-                    key[2] and not self._open(held.eyes, usual))):  # banked as open before the track's usual was known
+            banked = side >= self.min_size * t.max_side and (held is None or f.intensity < held.intensity or (
+                key[2] and not self._open(held.eyes, usual)))  # banked as open before the track's usual was known
+            if bank_only:  # the look-ahead's first pass: bank only, the neutral face made for banked frames alone
+                if banked:
+                    neutral = self.make_neutral(packet, f)
+                    t.bank[key] = self._entry(f, packet, crop_landmarks(f, int(neutral.shape[0])), yp, eyes,
+                                              neutral)
+                continue
+            size = int(f.neutral.shape[0])
+            lm = crop_landmarks(f, size)
+            if banked:
                 t.bank[key] = self._entry(f, packet, lm, yp, eyes)
             near = {k: e for k, e in t.bank.items() if float(np.max(np.abs(e.yaw_pitch - yp))) <= self.max_pose}
             gap = self.gap - (self.hysteresis if t.using is not None else 0.0)
@@ -353,14 +365,16 @@ class NeutralReference:
             return True
         return eyes >= self.min_eyes * usual
 
-    def _entry(self, f: Face, packet: FramePacket, lm: np.ndarray, yp: np.ndarray, eyes: float = math.nan
-               ) -> _Entry:
-        """A bank entry of face ``f`` of ``packet``: its neutral face, and the frame's input crop for the detail
-        transfer, which :meth:`_picture` makes only if the entry is used (most are replaced first)."""
-        size = int(f.neutral.shape[0])
+    def _entry(self, f: Face, packet: FramePacket, lm: np.ndarray, yp: np.ndarray, eyes: float = math.nan,
+               neutral: Optional[np.ndarray] = None) -> _Entry:
+        """A bank entry of face ``f`` of ``packet``: its neutral face (``neutral``, else ``f.neutral``), and the
+        frame's input crop for the detail transfer, which :meth:`_picture` makes only if the entry is used (most
+        are replaced first)."""
+        neutral = f.neutral if neutral is None else neutral
+        size = int(neutral.shape[0])
         crop = (crop_square(packet.image, f.crop_box, size)[..., ::-1]
                 if 0 < self.detail_px < size and packet.image is not None and packet.image.ndim == 3 else None)
-        return _Entry(float(f.intensity), f.neutral, lm, yp, int(packet.index), crop=crop, eyes=float(eyes))
+        return _Entry(float(f.intensity), neutral, lm, yp, int(packet.index), crop=crop, eyes=float(eyes))
 
     def _picture(self, ref: _Entry) -> np.ndarray:
         """The entry's neutral face with its frame's own detail above ``detail_px`` (see the module doc)."""

@@ -69,6 +69,18 @@ def test_two_passes_neutralize_the_first_passes_neutral_face(backend):
     assert np.array_equal(faces[1].code, faces[3].code) and faces[1].flow_intensity == faces[3].flow_intensity
 
 
+def test_one_faces_neutral_face_on_demand_is_the_pipelines_and_a_packet_may_skip_them(backend):
+    """``FaceInference.neutral_face`` (what the look-ahead's first pass calls for the frames it banks) gives
+    exactly the ``Face.neutral`` of a packet run; ``__call__(..., neutralize=False)`` leaves them out."""
+    from realtime.inference import FaceInference
+
+    inf = FaceInference(backend, neutralize=True)
+    p = inf(_packet())
+    assert np.array_equal(inf.neutral_face(p.image, p.faces[0].box), p.faces[0].neutral)
+    q = inf(_packet(), neutralize=False)
+    assert q.faces[0].neutral is None and np.array_equal(q.faces[0].code, p.faces[0].code)
+
+
 def test_zero_passes_is_a_usage_error(backend, tiny_export):
     from realtime import Analyzer
     from realtime.inference import FaceInference

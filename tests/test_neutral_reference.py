@@ -339,3 +339,30 @@ def test_seeded_banks_stay_in_their_shot_and_ended_tracks_are_kept_only_when_ask
         p.scene_cut = i == 2
         plain(p)
     assert sorted(plain.banks()) == [(1, 1)]  # only the live track: shot 1's bank went with the cut
+
+
+def test_a_bank_only_first_pass_makes_neutral_faces_for_the_frames_it_banks_alone():
+    """The look-ahead's first pass analyses without neutral faces: with ``make_neutral`` the reference banks as
+    usual, makes a neutral face only when a frame enters the bank, and never uses a reference. Its banks seed a
+    second pass exactly as a pass with every neutral face would."""
+    made = []
+
+    def make(packet, face):
+        made.append(packet.index)
+        return _pattern(packet.index)
+
+    intensities = [0.9, 0.5, 0.95, 0.4, 0.9, 0.1, 0.9]
+    nr = NeutralReference(match_colour=False)
+    nr.keep_banks, nr.make_neutral = True, make
+    faces = []
+    for i, v in enumerate(intensities):
+        f = _face(_pattern(i), v)
+        f.neutral = None
+        nr(_packet(i, f))
+        faces.append(f)
+    assert made == [0, 1, 3, 5]  # each new least expressive frame, no other
+    assert all(f.neutral is None and f.neutral_from == -1 for f in faces)  # nothing used, nothing painted
+    full = _first_pass([[_face(_pattern(i), v)] for i, v in enumerate(intensities)])
+    banks, full_banks = nr.banks(), full.banks()
+    assert [e.index for e in banks[(0, 1)].bank.values()] == [e.index for e in full_banks[(0, 1)].bank.values()] == [5]
+    assert np.array_equal(banks[(0, 1)].bank[(0, 0, True)].neutral, full_banks[(0, 1)].bank[(0, 0, True)].neutral)
