@@ -163,7 +163,7 @@ class Analyzer:
         neutral_lookahead: with neutral faces and the track reference, over a video file read at full speed: read
             the file twice. The first pass (no outputs) banks each track's neutral faces over the whole clip, the
             second starts from those banks, so a face can also take the neutral face of a later, less expressive
-            frame (:meth:`NeutralReference.seed`; about twice the time of a run with neutral faces; emotions,
+            frame (:meth:`NeutralReference.seed`; about 1.7 times the time of a run with neutral faces; emotions,
             intensity and every CSV column are unchanged; MODEL_CARD.md experiment 38). None (the default): on for
             such files, off for cameras, streams, image folders and ``realtime`` playback, where there is no
             second reading; True: the same, with a warning where it cannot be; False: causal everywhere (the
@@ -487,7 +487,8 @@ class Run:
                 if self.lookahead and not self.interrupted:
                     self._read_ahead()
             except BaseException:
-                self.analyzer._release(self)
+                if not self._nested:
+                    self.analyzer._release(self)
                 raise
         except BaseException as e:
             self.error = e

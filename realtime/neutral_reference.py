@@ -61,16 +61,17 @@ expressive frame the banked neutral face of the nearest pose instead of its own:
 ``Face.neutral_from`` tells which frame a neutral face came from: the frame index
 of the reference, or -1 for the face's own. A clip that never shows the person
 less expressive than now, a new track and an unseen pose all keep the face's own
-neutral face. The reference is causal (only earlier frames), so a live camera and
-a file give the same faces. Measured in MODEL_CARD.md (experiment 28).
+neutral face. Within one run the reference is causal (only earlier frames), so a live
+camera gives the same faces as a file read once. Measured in MODEL_CARD.md (experiment 28).
 
 **The whole clip (look-ahead, files only):** :meth:`NeutralReference.banks` gives every
 track's bank at the end of a run, keyed by (shot, track id), and :meth:`NeutralReference.seed`
 starts a second run over the same video from them, so a face can also take the neutral face of a
 *later*, less expressive frame of its track (a clip that opens with a grin and rests at its end).
 The pipeline is deterministic over a file, so the second run's shots and track ids are the first's;
-the identity check still guards each use. ``Analyzer.process_video(neutral_lookahead=True)`` runs the
-two passes (MODEL_CARD.md, experiment 38). A track unseen
+the identity check still guards each use. With ``make_neutral`` set the first run only banks, making a
+neutral face just for the frames that enter a bank. The :class:`~realtime.analyzer.Analyzer` runs the two
+passes over video files by default (``neutral_lookahead``; MODEL_CARD.md, experiment 38). A track unseen
 for ``forget_s`` seconds is forgotten (brief misses keep the bank), and every bank starts
 over at a scene cut (``FramePacket.scene_cut``; the tracker ends every track there too,
 so no face borrows a neutral face from the previous shot).

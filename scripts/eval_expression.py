@@ -89,6 +89,17 @@ def eval_fer(model: Path, fer: Path) -> dict:
             "mean_class_accuracy": rep["mean_class_accuracy"], "per_class_accuracy": rep["per_class_accuracy"]}
 
 
+def lookahead_args(ap: "argparse.ArgumentParser") -> None:
+    """``--no-neutral-lookahead`` / ``--neutral-lookahead`` (dest ``neutral_lookahead``: None = the pipeline's
+    default, the look-ahead over files), shared by the evaluations that neutralize clips."""
+    ap.add_argument("--no-neutral-lookahead", dest="neutral_lookahead", action="store_false", default=None,
+                    help="with --neutralize: the Analyzer's neutral_lookahead off, each clip read once (default: "
+                         "the pipeline's, twice, so a face can take its track's neutral face from a later frame "
+                         "up to the last frame read)")
+    ap.add_argument("--neutral-lookahead", dest="neutral_lookahead", action="store_true", default=None,
+                    help="the default, spelled out")
+
+
 def eval_clips(model: Path, clips_csv: Path, shared: Path, neutralize: bool, max_frames: int,
                judge: "FerPeer | None" = None, neutral_passes: "int | None" = None,
                neutral_reference: bool = True, neutral_frames: "tuple[int, int]" = (5, 1),
@@ -234,12 +245,7 @@ def main() -> int:
                     help="the Analyzer's neutral_passes (default: the pipeline's)")
     ap.add_argument("--no-neutral-reference", dest="neutral_reference", action="store_false",
                     help="the Analyzer's neutral_reference off: every face keeps its own neutral face")
-    ap.add_argument("--no-neutral-lookahead", dest="neutral_lookahead", action="store_false", default=None,
-                    help="with --neutralize: the Analyzer's neutral_lookahead off, each clip read once (default: "
-                         "the pipeline's, twice, so a face can take its track's neutral face from a later frame "
-                         "up to the last frame read)")
-    ap.add_argument("--neutral-lookahead", dest="neutral_lookahead", action="store_true", default=None,
-                    help="the default, spelled out")
+    lookahead_args(ap)
     ap.add_argument("--neutral-frames", default="5,1", metavar="EVERY,FIRST",
                     help="with --neutralize: judge every EVERY-th frame from frame FIRST (1-based; default 5,1; "
                          "neutral_compare.py's second set, frames 101-300 by 10: --max-frames 300 "

@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from eval_detail_px import load_model, probabilities, run_header, write_result  # noqa: E402
+from eval_expression import lookahead_args  # noqa: E402
 
 from realtime.types import EMOTIONS  # noqa: E402
 
@@ -153,12 +154,7 @@ def main() -> int:
                     help="with --neutralize: the Analyzer's neutral_reference off (every face its own neutral face)")
     ap.add_argument("--neutral-reference-set", action="append", default=[], metavar="NAME=VALUE",
                     help="with --neutralize: a NeutralReference setting (e.g. hysteresis=0), repeatable")
-    ap.add_argument("--no-neutral-lookahead", dest="neutral_lookahead", action="store_false", default=None,
-                    help="with --neutralize: the Analyzer's neutral_lookahead off, each clip read once (default: "
-                         "the pipeline's, twice, so a face can take its track's neutral face from a later frame "
-                         "up to the last frame read)")
-    ap.add_argument("--neutral-lookahead", dest="neutral_lookahead", action="store_true", default=None,
-                    help="the default, spelled out")
+    lookahead_args(ap)
     ap.add_argument("--judge", default=None, metavar="critic:PATH",
                     help="with --neutralize: judge the neutral faces with judges.CriticJudge (the committed "
                          "critic of experiment 9) instead of the fer peer")
