@@ -26,7 +26,7 @@ from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Union
 
 import numpy as np
 
-from facecycle.errors import UsageError
+from facecycle.errors import FaceCycleError, UsageError
 
 from .annotators import Annotator, default_annotator
 from .backend import open_model
@@ -550,6 +550,9 @@ class Run:
         self._ahead = first
         try:
             first.run(self.on_ahead)
+        except FaceCycleError as e:  # e.g. a file undecodable midway: read it once, keeping the rows before it
+            log.warning("%s: the neutral look-ahead stopped (%s); the reference stays causal", self.src.name, e)
+            return
         finally:
             self._ahead = None
         if not self.interrupted:

@@ -338,3 +338,42 @@ def test_the_neutral_look_ahead_reads_a_file_twice_and_says_so(model_with_head, 
         assert again.lookahead is True and len(list(again)) == 8
     with Analyzer(model=model_with_head, neutralize=False) as an:  # no neutral faces: nothing to look ahead for
         assert an.process_video(clip).lookahead is False
+
+
+def test_a_look_ahead_that_fails_leaves_the_run_reading_once(model_with_head, tmp_path, monkeypatch, caplog):
+    """Where the look-ahead's own reading fails (a file that turns undecodable midway), the run goes on reading
+    the file once, as without it: every row, a warning, no seeded bank."""
+    import logging
+
+    import realtime.analyzer as analyzer_mod
+    from facecycle.errors import InputError
+    from realtime import Analyzer
+    from realtime.sources import VideoSource
+
+    class Failing(VideoSource):
+        def __iter__(self):
+            for i, p in enumerate(super().__iter__()):
+                if i == 3:
+                    raise InputError(f"{self.name}: undecodable (made up)")
+                yield p
+
+    clip = tmp_path / "noise.mp4"
+    _made_clip(clip)
+    opened = []
+    real = analyzer_mod.open_source
+
+    def open_source(spec, **kw):
+        src = real(spec, **kw)
+        opened.append(src)
+        if len(opened) == 2:  # the look-ahead's reading (the run's own source is opened first)
+            src.__class__ = Failing
+        return src
+
+    monkeypatch.setattr(analyzer_mod, "open_source", open_source)
+    with caplog.at_level(logging.WARNING), Analyzer(model=model_with_head, neutralize=True) as an:
+        run = an.process_video(str(clip), csv=tmp_path / "out.csv")
+        assert run.lookahead is True and len(list(run)) == 8
+        assert run.describe()["neutral_reference"]["lookahead_tracks_seeded"] == 0
+    assert len(opened) == 2 and any("look-ahead stopped" in r.getMessage() for r in caplog.records)
+    side = json.loads((tmp_path / "out.json").read_text())
+    assert side["status"] == "complete" and side["stats"]["frames"] == 8

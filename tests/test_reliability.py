@@ -197,6 +197,25 @@ def test_corrupt_packets_in_the_middle_are_skipped_and_counted(cli, tmp_path, fa
     assert frames[-1] >= 30
 
 
+def test_a_file_damaged_midway_with_neutral_faces_gives_the_same_rows_as_when_read_once(model, tmp_path, faces40):
+    """With ``--neutralize`` a file is read twice (the neutral look-ahead): a file whose second half is wiped gives
+    the same exit code, status and CSV as when read once (the rows before the damage; the damage counted)."""
+    clip = write_video(tmp_path / "long.avi", faces40 * 3, codec="mjpeg", pix_fmt="yuvj420p")
+    data = bytearray(clip.read_bytes())
+    a, b = len(data) * 4 // 10, len(data) * 9 // 10
+    data[a:b] = np.random.default_rng(2).integers(0, 256, b - a, dtype=np.uint8).tobytes()
+    bad = tmp_path / "damaged.avi"
+    bad.write_bytes(bytes(data))
+    out = {}
+    for name, extra in (("ahead", []), ("once", ["--no-neutral-lookahead"])):
+        rc = main(["process", str(bad), "--model", str(model), "--out-dir", str(tmp_path / name), "--no-video",
+                   "--no-progress", "--neutralize", *extra])
+        side = json.loads((tmp_path / name / "damaged.json").read_text())
+        out[name] = (rc, side["status"], side["input"]["errors"], (tmp_path / name / "damaged.csv").read_bytes())
+    assert out["ahead"] == out["once"]
+    assert out["once"][2] >= 1 and 5 < out["once"][3].count(b"\n") < 120  # rows before the damage, damage counted
+
+
 def test_audio_only_file(cli, tmp_path):
     p = tmp_path / "speech.m4a"
     c = av.open(str(p), "w")
