@@ -365,8 +365,9 @@ class Run:
         #: called with each frame of the look-ahead's first pass (a progress bar)
         self.on_ahead: Optional[Callable[[FramePacket], None]] = None
         self._ahead: Optional[Run] = None  # the look-ahead's first pass while it runs
-        self._nested = False  # a first pass: the outer run holds the analyzer
-        self._neutralize: Optional[bool] = None  # None: the inference's own setting (the app switches it live)
+        #: the look-ahead's first pass of an outer run: it holds no claim on the analyzer (the outer run does) and
+        #: analyses without neutral faces (its reference makes them for the frames it banks)
+        self._first_pass = False
         #: the end of every frame's path: overlay, CSV + sidecar, video (switchable while the run goes)
         self.outputs = RunOutputs(analyzer.code_dim, fps=self.src.fps, time_base=self.src.time_base,
                                   audio_from=self.src.path if audio else None, describe=self.describe,
@@ -436,7 +437,8 @@ class Run:
         return p
 
     def _infer_stage(self, p: FramePacket) -> FramePacket:
-        return self.analyzer.inference(p, neutralize=self._neutralize)
+        # None: the inference's own setting (the app switches it live)
+        return self.analyzer.inference(p, neutralize=False if self._first_pass else None)
 
     def _post(self, p: FramePacket) -> None:
         t = time.perf_counter()
@@ -481,15 +483,14 @@ class Run:
             raise RuntimeError("a Run can be iterated once")
         self._iterated = True
         try:  # one run at a time per Analyzer: a second one fails here at once (never waits)
-            if not self._nested:
+            if not self._first_pass:
                 self.analyzer._claim(self)
-            try:
-                if self.lookahead and not self.interrupted:
+            if self.lookahead and not self.interrupted:
+                try:
                     self._read_ahead()
-            except BaseException:
-                if not self._nested:
+                except BaseException:
                     self.analyzer._release(self)
-                raise
+                    raise
         except BaseException as e:
             self.error = e
             self.src.close()
@@ -530,7 +531,7 @@ class Run:
                     close_error = None  # another error is already on its way out
                 self._closed = True
             finally:
-                if not self._nested:
+                if not self._first_pass:
                     self.analyzer._release(self)
             if close_error is not None:  # e.g. the disk filled up while the video was flushed
                 raise close_error
@@ -543,8 +544,7 @@ class Run:
         first = Run(self.analyzer, open_source(self.src.path), realtime=False, csv=None, video=None, annotate=False,
                     overwrite=False, max_frames=self.max_frames, audio=False, video_preset="superfast", sidecar=None,
                     neutral_lookahead=False)
-        first._nested = True
-        first._neutralize = False  # analysis only: the reference makes neutral faces for the frames it banks
+        first._first_pass = True
         first.neutral_ref.keep_banks = True
         first.neutral_ref.make_neutral = lambda p, f: self.analyzer.inference.neutral_face(p.image, f.box)
         self._ahead = first

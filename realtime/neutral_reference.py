@@ -271,16 +271,12 @@ class NeutralReference:
             held = t.bank.get(key)
             banked = side >= self.min_size * t.max_side and (held is None or f.intensity < held.intensity or (
                 key[2] and not self._open(held.eyes, usual)))  # banked as open before the track's usual was known
-            if bank_only:  # the look-ahead's first pass: bank only, the neutral face made for banked frames alone
-                if banked:
-                    neutral = self.make_neutral(packet, f)
-                    t.bank[key] = self._entry(f, packet, crop_landmarks(f, int(neutral.shape[0])), yp, eyes,
-                                              neutral)
+            if banked:  # the look-ahead's first pass makes the neutral face for banked frames alone
+                t.bank[key] = self._entry(f, packet, yp, eyes, self.make_neutral(packet, f) if bank_only else f.neutral)
+            if bank_only:  # bank only: its faces have no neutral face to replace
                 continue
             size = int(f.neutral.shape[0])
             lm = crop_landmarks(f, size)
-            if banked:
-                t.bank[key] = self._entry(f, packet, lm, yp, eyes)
             near = {k: e for k, e in t.bank.items() if float(np.max(np.abs(e.yaw_pitch - yp))) <= self.max_pose}
             gap = self.gap - (self.hysteresis if t.using is not None else 0.0)
             # open eyes first: the closed-eyed entries only where no open-eyed one is less expressive by the gap
@@ -304,7 +300,7 @@ class NeutralReference:
                         # bank, and the largest crop seen, which a smaller new face must not be measured against)
                         t = self._t[f.track_id] = self._track(ts, max_side=side)
                         t.eyes.update(eyes)
-                        t.bank[key] = self._entry(f, packet, lm, yp, eyes)
+                        t.bank[key] = self._entry(f, packet, yp, eyes, f.neutral)
                     continue
                 ref.refusals = 0
             out = self._composite(ref, self._picture(ref), f, lm, size, self.match_colour)
@@ -366,16 +362,15 @@ class NeutralReference:
             return True
         return eyes >= self.min_eyes * usual
 
-    def _entry(self, f: Face, packet: FramePacket, lm: np.ndarray, yp: np.ndarray, eyes: float = math.nan,
-               neutral: Optional[np.ndarray] = None) -> _Entry:
-        """A bank entry of face ``f`` of ``packet``: its neutral face (``neutral``, else ``f.neutral``), and the
-        frame's input crop for the detail transfer, which :meth:`_picture` makes only if the entry is used (most
-        are replaced first)."""
-        neutral = f.neutral if neutral is None else neutral
+    def _entry(self, f: Face, packet: FramePacket, yp: np.ndarray, eyes: float, neutral: np.ndarray) -> _Entry:
+        """A bank entry of face ``f`` of ``packet`` with its neutral face ``neutral`` (S, S, 3) RGB: its landmarks
+        in that face's pixels, and the frame's input crop for the detail transfer, which :meth:`_picture` makes
+        only if the entry is used (most are replaced first)."""
         size = int(neutral.shape[0])
         crop = (crop_square(packet.image, f.crop_box, size)[..., ::-1]
                 if 0 < self.detail_px < size and packet.image is not None and packet.image.ndim == 3 else None)
-        return _Entry(float(f.intensity), neutral, lm, yp, int(packet.index), crop=crop, eyes=float(eyes))
+        return _Entry(float(f.intensity), neutral, crop_landmarks(f, size), yp, int(packet.index), crop=crop,
+                      eyes=float(eyes))
 
     def _picture(self, ref: _Entry) -> np.ndarray:
         """The entry's neutral face with its frame's own detail above ``detail_px`` (see the module doc)."""

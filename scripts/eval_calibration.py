@@ -35,16 +35,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from eval_detail_px import clip_args, run_header, write_result  # noqa: E402
-from eval_logit_adjust import read_sets  # noqa: E402
+from eval_logit_adjust import read_sets, softmax  # noqa: E402
 
 from realtime.types import EMOTIONS  # noqa: E402
 
 
 def softmax_t(logp: np.ndarray, t: float = 1.0) -> np.ndarray:
     """(N, K) log-probabilities -> (N, K) probabilities of ``logp / t``."""
-    z = logp / t
-    z = np.exp(z - z.max(1, keepdims=True))
-    return z / z.sum(1, keepdims=True)
+    return softmax(logp / t)
 
 
 def ece(p: np.ndarray, y: np.ndarray, bins: int = 15) -> float:

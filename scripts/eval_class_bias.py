@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from eval_detail_px import clip_args, probabilities, run_header, write_result  # noqa: E402
-from eval_logit_adjust import read_sets, recalls, summary_line, sweep_point  # noqa: E402
+from eval_logit_adjust import read_sets, recalls, softmax, summary_line, sweep_point  # noqa: E402
 from eval_spans import collect as collect_spans  # noqa: E402
 from eval_spans import report as span_report  # noqa: E402
 from eval_spans import unlabelled_spans  # noqa: E402
@@ -45,8 +45,7 @@ def biased(logp: np.ndarray, k: int, b: float) -> np.ndarray:
     """(N, 7) log-probabilities -> (N, 7) probabilities with ``b`` added to class ``k``'s score."""
     z = logp.copy()
     z[:, k] += b
-    z = np.exp(z - z.max(1, keepdims=True))
-    return z / z.sum(1, keepdims=True)
+    return softmax(z)
 
 
 def main() -> int:

@@ -127,6 +127,8 @@ def main() -> int:
     scales = [float(x) for x in a.face_scales.split(",")]
     if scales[0] != 1.0 or any(not 0.05 <= x <= 1.0 for x in scales):
         ap.error("--face-scales: the first scale must be 1 (the reference), all within 0.05..1")
+    #: (result key, scale, codec) of every encoding of a clip: "mp4", "flv", then "mp4@0.5", "flv@0.5", ...
+    runs = [(kind if sc == 1.0 else f"{kind}@{sc:g}", sc, kind) for sc in scales for kind in ("mp4", "flv")]
     t0 = time.time()
     with open(a.clips, newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -140,13 +142,11 @@ def main() -> int:
                 continue
             imgs = frames(src, a.frames)
             res = {}
-            for sc in scales:
-                for kind in ("mp4", "flv"):
-                    key = kind if sc == 1.0 else f"{kind}@{sc:g}"
-                    v = tmp / f"{src.stem}.{kind}"
-                    encode(v, shrink(imgs, sc), kind)
-                    res[key] = run(v, tmp / key)
-                    res[key]["kbit_s"] = round(v.stat().st_size * 8 / (len(imgs) / 30) / 1000)
+            for key, sc, kind in runs:
+                v = tmp / f"{src.stem}.{kind}"
+                encode(v, shrink(imgs, sc), kind)
+                res[key] = run(v, tmp / key)
+                res[key]["kbit_s"] = round(v.stat().st_size * 8 / (len(imgs) / 30) / 1000)
             ref = res["mp4"]
             cmp = {k: compare(ref, x) for k, x in res.items() if k != "mp4"}
             for x in res.values():
@@ -155,13 +155,13 @@ def main() -> int:
                          "against_mp4": cmp})
             print(f"{src.stem[:40]:41s} {r['label']:8s} " + " ".join(f"{k} {x['emotion']}" for k, x in res.items()),
                   flush=True)
-    runs = [k for k in recs[0] if k in ("mp4", "flv") or "@" in k] if recs else []
-    named = {k: sum(x[k]["emotion"] == x["label"] for x in recs) for k in runs}
+    keys = [key for key, _, _ in runs] if recs else []
+    named = {k: sum(x[k]["emotion"] == x["label"] for x in recs) for k in keys}
     rec = {"what": __doc__.splitlines()[0], "date": time.strftime("%Y-%m-%d"), "frames_per_clip": a.frames,
            "face_scales": scales, "clips": recs, "named": named,
            "same_clip_reading": sum(x["mp4"]["emotion"] == x["flv"]["emotion"] for x in recs),
-           "same_clip_reading_as_mp4": {k: sum(x[k]["emotion"] == x["mp4"]["emotion"] for x in recs) for k in runs},
-           "face_height_px_median": {k: float(np.median([x[k]["face_height_px_median"] for x in recs])) for k in runs},
+           "same_clip_reading_as_mp4": {k: sum(x[k]["emotion"] == x["mp4"]["emotion"] for x in recs) for k in keys},
+           "face_height_px_median": {k: float(np.median([x[k]["face_height_px_median"] for x in recs])) for k in keys},
            "n_clips": len(recs), "seconds": round(time.time() - t0, 1)}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(rec, indent=2) + "\n")

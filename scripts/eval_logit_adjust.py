@@ -56,11 +56,15 @@ def train_prior(fer: Path) -> np.ndarray:
     return counts / counts.sum()
 
 
-def adjust(logp: np.ndarray, prior: np.ndarray, tau: float) -> np.ndarray:
-    """(N, 7) log-probabilities -> (N, 7) probabilities of the scores minus ``tau * log(prior)``."""
-    z = logp - tau * np.log(prior)[None]
+def softmax(z: np.ndarray) -> np.ndarray:
+    """(N, K) scores -> (N, K) probabilities (row-wise softmax, the post-hoc sweeps' one normalisation)."""
     z = np.exp(z - z.max(1, keepdims=True))
     return z / z.sum(1, keepdims=True)
+
+
+def adjust(logp: np.ndarray, prior: np.ndarray, tau: float) -> np.ndarray:
+    """(N, 7) log-probabilities -> (N, 7) probabilities of the scores minus ``tau * log(prior)``."""
+    return softmax(logp - tau * np.log(prior)[None])
 
 
 def recalls(p: np.ndarray, y: np.ndarray) -> dict:
