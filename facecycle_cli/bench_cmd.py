@@ -110,6 +110,9 @@ def _pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-neutral-lookahead", dest="neutral_lookahead", action="store_false", default=None,
                    help="with --neutralize: read the video once (as process --no-neutral-lookahead; default: "
                         "twice, the look-ahead, which the fps then include)")
+    p.add_argument("--baseline-lookahead", action="store_true",
+                   help="read the video twice for the person baseline (as process --baseline-lookahead; the fps "
+                        "include both readings)")
     p.add_argument("--json", required=True, metavar="OUT", help="write the record here ('-' = stdout)")
 
 

@@ -56,6 +56,12 @@ def _add_analyzer_args(p: argparse.ArgumentParser) -> None:
                         "and image folders are always read once)")
     g.add_argument("--neutral-lookahead", dest="neutral_lookahead", action="store_true", default=None,
                    help="the default, spelled out: also warns where an input cannot be read twice")
+    g.add_argument("--baseline-lookahead", action="store_true",
+                   help="on video files: read each file twice and start each face's person baseline (the rel_* "
+                        "columns) from its track's first 900 frames, later ones included: no warm-up, and a face "
+                        "expressive from the start is measured against the person's later rest (default: the "
+                        "running baseline of earlier frames; one reading serves this and the neutral look-ahead; "
+                        "cameras, streams and image folders are read once)")
     g.add_argument("--reid", action="store_true", help="re-identify faces after occlusions by identity code")
     g.add_argument("--no-smooth", dest="smooth", action="store_false", help="disable One Euro smoothing")
     g.add_argument("--threads", type=int, default=1, metavar="N",
@@ -131,7 +137,7 @@ def analyzer_options(args: argparse.Namespace) -> dict:
                 max_faces=args.max_faces, neutralize=args.neutralize, reid=args.reid, smooth=args.smooth,
                 threads=args.threads, infer_workers=args.infer_workers, precision=args.precision,
                 calibration=args.calibration, neutral_reference=args.neutral_reference,
-                neutral_lookahead=args.neutral_lookahead, **passes)
+                neutral_lookahead=args.neutral_lookahead, baseline_lookahead=args.baseline_lookahead, **passes)
 
 
 def _analyzer(args: argparse.Namespace):
@@ -250,7 +256,7 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals"
     if sig.signum is not None:
         run.stop()
     bar = _progress(run, args.progress, plan["input"])
-    if bar is not None and run.lookahead:  # the file is read twice: the bar counts both passes
+    if bar is not None and (run.lookahead or run.baseline_ahead):  # read twice: the bar counts both passes
         bar.total = 2 * bar.total if bar.total else None
         bar.set_description(f"{bar.desc} (2 passes)")
         run.on_ahead = lambda _p: bar.update(1)

@@ -168,6 +168,12 @@ class Analyzer:
             such files, off for cameras, streams, image folders and ``realtime`` playback, where there is no
             second reading; True: the same, with a warning where it cannot be; False: causal everywhere (the
             desktop app, which shows frames as they come). :meth:`process_video` may override it per run.
+        baseline_lookahead: over a video file read at full speed, start each track's person baseline (the ``rel_*``
+            fields, :mod:`realtime.baseline`) from its first 900 frames as a first reading of the file saw them:
+            no warm-up, and a face expressive from its first frame is measured against the person's later rest
+            instead of against itself. It reads the file twice (one reading serves this and the neutral
+            look-ahead); only the ``rel_*`` fields and ``baseline_ready`` change. False (the default): the
+            running, causal baseline everywhere. :meth:`process_video` may override it per run.
 
     One Analyzer runs one video at a time (its backend and detector are reused across runs): a run
     started while another is in progress, in any thread, raises :class:`~facecycle.errors.UsageError`
@@ -182,7 +188,7 @@ class Analyzer:
                  infer_workers: Optional[int] = None, precision: Optional[str] = None,
                  calibration: Optional[str] = None, neutral_passes: Optional[int] = None,
                  neutral_reference: Union[bool, Dict[str, Any]] = True,
-                 neutral_lookahead: Optional[bool] = None) -> None:
+                 neutral_lookahead: Optional[bool] = None, baseline_lookahead: bool = False) -> None:
         # the one place these are checked (the CLI passes its options straight through; neutral_passes is checked
         # by FaceInference, which every entry point builds)
         if detect_every < 1:
@@ -229,6 +235,8 @@ class Analyzer:
             dict(neutral_reference) if isinstance(neutral_reference, dict) else {} if neutral_reference else None)
         #: read video files once ahead for the track reference (process_video's default; None = where possible)
         self.neutral_lookahead = None if neutral_lookahead is None else bool(neutral_lookahead)
+        #: start each track's person baseline from a first reading of a video file (process_video's default)
+        self.baseline_lookahead = bool(baseline_lookahead)
         self.queue_size = queue_size
         if infer_workers:
             self.infer_workers = int(infer_workers)
@@ -261,7 +269,8 @@ class Analyzer:
                       annotate: Union[bool, Annotator, None] = None, overwrite: bool = False,
                       max_frames: Optional[int] = None, audio: bool = True, video_preset: str = "superfast",
                       sidecar: Optional[Union[str, Path]] = None,
-                      neutral_lookahead: Optional[bool] = None) -> "Run":
+                      neutral_lookahead: Optional[bool] = None,
+                      baseline_lookahead: Optional[bool] = None) -> "Run":
         """Analyse every frame of ``source`` (path, URL, camera index, folder or :class:`Source`).
 
         Args:
@@ -276,10 +285,13 @@ class Analyzer:
             sidecar: JSON sidecar path (default: ``csv`` with ``.json``).
             neutral_lookahead: read a video file once ahead for the track reference (see the class's
                 ``neutral_lookahead``); None = the Analyzer's setting.
+            baseline_lookahead: start each track's person baseline from a first reading of a video file (see the
+                class's ``baseline_lookahead``); None = the Analyzer's setting.
         """
         return Run(self, source, realtime=realtime, csv=csv, video=video, annotate=annotate, overwrite=overwrite,
                    max_frames=max_frames, audio=audio, video_preset=video_preset, sidecar=sidecar,
-                   neutral_lookahead=self.neutral_lookahead if neutral_lookahead is None else neutral_lookahead)
+                   neutral_lookahead=self.neutral_lookahead if neutral_lookahead is None else neutral_lookahead,
+                   baseline_lookahead=self.baseline_lookahead if baseline_lookahead is None else baseline_lookahead)
 
     def analyze_image(self, image: np.ndarray, timestamp: float = 0.0, index: int = 0) -> FramePacket:
         """Analyse one BGR image (H, W, 3) uint8 synchronously (detection always runs; no tracking history)."""
@@ -311,6 +323,7 @@ class Analyzer:
                 else None,
                 "neutral_lookahead": ("auto" if self.neutral_lookahead is None else self.neutral_lookahead)
                 if self.inference.neutralize else None,
+                "baseline_lookahead": self.baseline_lookahead,
                 "crop_scale": self.inference.crop_scale}
 
     def close(self) -> None:
@@ -329,7 +342,7 @@ class Run:
 
     def __init__(self, analyzer: Analyzer, source, *, realtime: bool, csv, video, annotate, overwrite: bool,
                  max_frames: Optional[int], audio: bool, video_preset: str, sidecar,
-                 neutral_lookahead: Optional[bool] = None) -> None:
+                 neutral_lookahead: Optional[bool] = None, baseline_lookahead: bool = False) -> None:
         self.analyzer = analyzer
         self.stats = RunStats()
         self.src = source if isinstance(source, Source) else open_source(source, realtime=realtime)
@@ -362,6 +375,11 @@ class Run:
         if neutral_lookahead and active and not possible:
             log.warning("%s: the neutral look-ahead needs a video file read at full speed; the reference stays "
                         "causal", self.src.name)
+        #: start each track's person baseline from the first reading (see Analyzer's baseline_lookahead)
+        self.baseline_ahead = bool(baseline_lookahead and possible)
+        if baseline_lookahead and not possible:
+            log.warning("%s: the baseline look-ahead needs a video file read at full speed; the person baseline "
+                        "stays causal", self.src.name)
         #: called with each frame of the look-ahead's first pass (a progress bar)
         self.on_ahead: Optional[Callable[[FramePacket], None]] = None
         self._ahead: Optional[Run] = None  # the look-ahead's first pass while it runs
@@ -471,7 +489,7 @@ class Run:
                 "columns": {"count": len(csv_columns(self.analyzer.code_dim)), "code_dim": self.analyzer.code_dim,
                             "emotions": self.analyzer.head is not None},
                 **self.analyzer.describe(), "tracker": self.tracker.describe(),
-                "person_baseline": self.baseline.describe(),
+                "person_baseline": {**self.baseline.describe(), "lookahead": self.baseline_ahead},
                 **({"neutral_reference": {**self.neutral_ref.describe(), "lookahead": self.lookahead}}
                    if self.neutral_ref is not None and self.analyzer.inference.neutralize else {}),
                 "versions": versions(),
@@ -485,7 +503,7 @@ class Run:
         try:  # one run at a time per Analyzer: a second one fails here at once (never waits)
             if not self._first_pass:
                 self.analyzer._claim(self)
-            if self.lookahead and not self.interrupted:
+            if (self.lookahead or self.baseline_ahead) and not self.interrupted:
                 try:
                     self._read_ahead()
                 except BaseException:
@@ -538,25 +556,32 @@ class Run:
 
     def _read_ahead(self) -> None:
         """The look-ahead's first pass: the same file and settings, no outputs; this run's reference then starts
-        each track from the bank that pass left (NeutralReference.banks / seed)."""
+        each track from the bank that pass left (NeutralReference.banks / seed), and with ``baseline_ahead`` its
+        person baseline each track from the frames that pass recorded (NeutralBaseline.histories / seed)."""
         t = time.perf_counter()
-        log.info("%s: neutral look-ahead, reading the video once ahead", self.src.name)
+        what = " and ".join(w for w, on in (("neutral", self.lookahead), ("baseline", self.baseline_ahead)) if on)
+        log.info("%s: %s look-ahead, reading the video once ahead", self.src.name, what)
         first = Run(self.analyzer, open_source(self.src.path), realtime=False, csv=None, video=None, annotate=False,
                     overwrite=False, max_frames=self.max_frames, audio=False, video_preset="superfast", sidecar=None,
                     neutral_lookahead=False)
         first._first_pass = True
-        first.neutral_ref.keep_banks = True
-        first.neutral_ref.make_neutral = lambda p, f: self.analyzer.inference.neutral_face(p.image, f.box)
+        if self.lookahead:
+            first.neutral_ref.keep_banks = True
+            first.neutral_ref.make_neutral = lambda p, f: self.analyzer.inference.neutral_face(p.image, f.box)
+        first.baseline.record = self.baseline_ahead
         self._ahead = first
         try:
             first.run(self.on_ahead)
         except FaceCycleError as e:  # e.g. a file undecodable midway: read it once, keeping the rows before it
-            log.warning("%s: the neutral look-ahead stopped (%s); the reference stays causal", self.src.name, e)
+            log.warning("%s: the %s look-ahead stopped (%s); it stays causal", self.src.name, what, e)
             return
         finally:
             self._ahead = None
         if not self.interrupted:
-            self.neutral_ref.seed(first.neutral_ref.banks())
+            if self.lookahead:
+                self.neutral_ref.seed(first.neutral_ref.banks())
+            if self.baseline_ahead:
+                self.baseline.seed(first.baseline.histories())
         log.info("%s: look-ahead done in %.1f s (%d frames)", self.src.name, time.perf_counter() - t,
                  first.stats.frames)
 

@@ -21,13 +21,25 @@ at least ``warmup_s`` seconds (defaults: 15 frames and 1.0 s). The history
 holds the last ``window`` frames (default 900, about 30 s at 30 fps), so the
 neutral follows slow changes (lighting, a new person on a re-used id). A track
 unseen for ``forget_s`` seconds (default 10) is forgotten.
+
+**Read ahead** (offline, over a video file: ``Analyzer(baseline_lookahead=True)``, ``--baseline-lookahead``): a
+first run over the same file records each track's first ``window`` frames (:attr:`NeutralBaseline.record`,
+:meth:`NeutralBaseline.histories`), and the second run starts each track from them
+(:meth:`NeutralBaseline.seed`). Until the track has that many frames of its own, its neutral is the mean over the
+most neutral of **those** frames, its first ``window`` frames (the whole track if shorter), past and future; from
+then on the running estimate above, which at that moment holds exactly the same frames. So there is no warm-up
+(a track too short for one, under ``warmup_frames`` or ``warmup_s``, still gets no neutral), and a face that is
+expressive from its first frame is measured against a later resting frame instead of against itself. The
+pipeline is deterministic over a file, so the second run's tracks are the first's; each is keyed by (track id,
+how many times that id began a history in the run). At most ``max_recorded`` frames are recorded (codes at half
+precision: about 0.6 KB a frame with a 256-d code); later tracks keep the causal warm-up.
 """
 from __future__ import annotations
 
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Deque, Dict, Iterable, Optional
+from typing import Deque, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
@@ -37,12 +49,41 @@ __all__ = ["NeutralBaseline"]
 
 
 @dataclass
+class _Prefix:
+    """A track's first frames, as a first run over the same video saw them (see the module doc, "Read ahead")."""
+    t0: float
+    t1: float = 0.0
+    intensity: List[float] = field(default_factory=list)
+    emotions: List[np.ndarray] = field(default_factory=list)
+    codes: List[np.ndarray] = field(default_factory=list)  # float16: the record's memory is bounded by frames
+    #: the neutral estimate over these frames, once computed (they are fixed once the second run uses them)
+    estimate: Optional[Tuple[float, Optional[np.ndarray], Optional[np.ndarray]]] = None
+
+
+@dataclass
 class _History:
     t0: float
     last: float = 0.0
     intensity: Deque[float] = field(default_factory=deque)
     emotions: Deque[np.ndarray] = field(default_factory=deque)
     codes: Deque[np.ndarray] = field(default_factory=deque)
+    #: seeded: the track's first frames from a first run (used until the track has as many of its own)
+    ahead: Optional[_Prefix] = None
+    #: recording (``record``): this run's copy of the track's first ``window`` frames
+    first: Optional[_Prefix] = None
+
+
+def _estimate(intensity: np.ndarray, emotions, codes, quantile: float
+              ) -> Tuple[float, Optional[np.ndarray], Optional[np.ndarray]]:
+    """The neutral of one history: the mean intensity, emotions (7,) and code (D,) over the frames at or below
+    the ``quantile`` of ``intensity`` (n,); emotions and code None where some frame lacks them."""
+    n = len(intensity)
+    sel = np.nonzero(intensity <= np.quantile(intensity, quantile))[0]
+    base_e = (np.stack([emotions[i] for i in sel]).astype(np.float32).mean(axis=0)
+              if len(emotions) == n else None)
+    base_c = (np.stack([codes[i] for i in sel]).astype(np.float32).mean(axis=0)
+              if len(codes) == n else None)
+    return float(intensity[sel].mean()), base_e, base_c
 
 
 class NeutralBaseline:
@@ -66,10 +107,33 @@ class NeutralBaseline:
         self.window = int(window)
         self.forget_s = float(forget_s)
         self._h: Dict[int, _History] = {}
+        #: record each track's first ``window`` frames for :meth:`histories` (a look-ahead's first run)
+        self.record = False
+        #: the most frames recorded in all (each about 0.6 KB with a 256-d code); later tracks are not recorded
+        self.max_recorded = 100_000
+        self._recorded: Dict[Tuple[int, int], _Prefix] = {}
+        self._n_recorded = 0
+        self._seed: Dict[Tuple[int, int], _Prefix] = {}
+        self._seeded = 0
+        self._began: Dict[int, int] = {}  # histories begun per track id in this run
 
     def describe(self) -> dict:
         return {"warmup_frames": self.warmup_frames, "warmup_s": self.warmup_s, "quantile": self.quantile,
-                "window": self.window, "forget_s": self.forget_s}
+                "window": self.window, "forget_s": self.forget_s,
+                **({"lookahead_tracks_seeded": self._seeded} if self._seed or self._seeded else {})}
+
+    def histories(self) -> Dict[Tuple[int, int], _Prefix]:
+        """The first ``window`` frames of every track of this run (with :attr:`record`), keyed by (track id, how
+        many times that id began a history before); give them to :meth:`seed` of a second run's baseline."""
+        return dict(self._recorded)
+
+    def seed(self, histories: Dict[Tuple[int, int], _Prefix]) -> None:
+        """Start each track of the coming run from ``histories`` (:meth:`histories` of a first run over the same
+        video; see the module doc, "Read ahead"). Call before the run's first frame."""
+        if self._h or self._began:
+            raise RuntimeError("NeutralBaseline.seed: call it before the run's first frame")
+        self._seed = {k: _Prefix(t0=v.t0, t1=v.t1, intensity=list(v.intensity), emotions=list(v.emotions),
+                                 codes=list(v.codes)) for k, v in histories.items() if v.intensity}
 
     def keep_only(self, ids: Iterable[int]) -> None:
         keep = set(ids)
@@ -84,7 +148,7 @@ class NeutralBaseline:
                 continue
             h = self._h.get(f.track_id)
             if h is None:
-                h = self._h[f.track_id] = _History(t0=ts)
+                h = self._h[f.track_id] = self._begin(f.track_id, ts)
             h.last = ts
             h.intensity.append(float(f.intensity))
             if f.emotions is not None:
@@ -94,30 +158,67 @@ class NeutralBaseline:
             for q in (h.intensity, h.emotions, h.codes):
                 while len(q) > self.window:
                     q.popleft()
+            if h.first is not None:
+                self._note(h.first, ts, f)
             n = len(h.intensity)
-            if n < self.warmup_frames or ts - h.t0 < self.warmup_s:
-                continue
-            inten = np.fromiter(h.intensity, np.float64, n)
-            thr = np.quantile(inten, self.quantile)
-            sel = np.nonzero(inten <= thr)[0]
-            base_i = float(inten[sel].mean())
+            a = h.ahead
+            if a is not None and n < len(a.intensity):  # the track's first frames, read ahead
+                if len(a.intensity) < self.warmup_frames or a.t1 - a.t0 < self.warmup_s:
+                    continue
+                if a.estimate is None:
+                    a.estimate = _estimate(np.asarray(a.intensity, np.float64), a.emotions, a.codes, self.quantile)
+                base_i, base_e, base_c = a.estimate
+            else:
+                h.ahead = None  # its own history now holds the same frames and more
+                if n < self.warmup_frames or ts - h.t0 < self.warmup_s:
+                    continue
+                base_i, base_e, base_c = _estimate(np.fromiter(h.intensity, np.float64, n), h.emotions, h.codes,
+                                                   self.quantile)
             f.rel_intensity = float(np.clip((f.intensity - base_i) / max(1e-6, 1.0 - base_i), 0.0, 1.0)) \
                 if base_i < 1.0 else 0.0
             f.baseline_ready = True
-            if f.emotions is not None and len(h.emotions) == n:
-                base_e = np.stack([h.emotions[i] for i in sel]).mean(axis=0)
+            if f.emotions is not None and base_e is not None:
                 f.rel_emotions = (np.asarray(f.emotions, np.float32) - base_e).astype(np.float32)
-            if f.code is not None and len(h.codes) == n:
-                base_c = np.stack([h.codes[i] for i in sel]).mean(axis=0)
+            if f.code is not None and base_c is not None:
                 f.rel_code_dist = float(np.sqrt(np.mean((np.asarray(f.code, np.float32) - base_c) ** 2)))
         for k in [k for k, h in self._h.items() if ts - h.last > self.forget_s]:
             del self._h[k]
         return packet
 
+    def _begin(self, track_id: int, ts: float) -> _History:
+        """A new history for ``track_id`` at ``ts``: seeded from a first run's record where there is one, and
+        recorded for :meth:`histories` with :attr:`record`."""
+        key = (track_id, self._began.get(track_id, 0))
+        self._began[track_id] = key[1] + 1
+        h = _History(t0=ts, ahead=self._seed.pop(key, None))
+        self._seeded += h.ahead is not None
+        if self.record and self._n_recorded < self.max_recorded:
+            h.first = self._recorded[key] = _Prefix(t0=ts)
+        return h
+
+    def _note(self, rec: _Prefix, ts: float, f) -> None:
+        """Add face ``f`` at ``ts`` to a track's record, up to ``window`` frames and ``max_recorded`` in all."""
+        if len(rec.intensity) >= self.window or self._n_recorded >= self.max_recorded:
+            return
+        self._n_recorded += 1
+        rec.t1 = ts
+        rec.intensity.append(float(f.intensity))
+        if f.emotions is not None:
+            rec.emotions.append(np.asarray(f.emotions, np.float32))
+        if f.code is not None:
+            rec.codes.append(np.asarray(f.code, np.float16))
+
     def neutral_of(self, track_id: int) -> Optional[float]:
         """The current neutral intensity of a track (None before warm-up)."""
         h = self._h.get(track_id)
-        if h is None or len(h.intensity) < self.warmup_frames:
+        if h is None:
+            return None
+        a = h.ahead
+        if a is not None and len(h.intensity) < len(a.intensity):
+            if len(a.intensity) < self.warmup_frames or a.t1 - a.t0 < self.warmup_s:
+                return None
+            return _estimate(np.asarray(a.intensity, np.float64), [], [], self.quantile)[0]
+        if len(h.intensity) < self.warmup_frames:
             return None
         inten = np.asarray(h.intensity, np.float64)
         return float(inten[inten <= np.quantile(inten, self.quantile)].mean())

@@ -80,3 +80,82 @@ def test_invalid_settings_are_refused():
         NeutralBaseline(quantile=0)
     with pytest.raises(ValueError):
         NeutralBaseline(warmup_frames=10, window=5)
+
+
+def _grin_then_rest(bl: NeutralBaseline, frames: int = 125, grin_s: float = 2.0, tid: int = 0):
+    """A person who grins (0.9) for ``grin_s`` seconds, then rests (0.2), at 25 fps; the faces, in order."""
+    out = []
+    for i in range(frames):
+        t = i / 25
+        grin = t < grin_s
+        f = _face(tid, 0.9 if grin else 0.2, _emotions(0.1 if grin else 0.8),
+                  np.full(8, 1.0 if grin else 0.0, np.float32))
+        bl(_packet(i, t, [f]))
+        out.append(f)
+    return out
+
+
+def test_a_baseline_seeded_from_a_first_reading_has_no_warm_up_and_sees_the_later_rest():
+    """Read ahead (``record`` / ``histories`` / ``seed``): a face expressive from its first frame is measured
+    against the person's later rest; causally it is its own neutral until the rest outnumbers it."""
+    causal = _grin_then_rest(NeutralBaseline())
+    first = NeutralBaseline()
+    first.record = True
+    _grin_then_rest(first)
+    second = NeutralBaseline()
+    second.seed(first.histories())
+    ahead = _grin_then_rest(second)
+    assert not causal[5].baseline_ready and ahead[0].baseline_ready  # no warm-up
+    assert max(f.rel_intensity for f in causal[25:50]) < 0.05  # the grin is the causal neutral
+    assert min(f.rel_intensity for f in ahead[:50]) > 0.8  # (0.9 - 0.2) / 0.8 = 0.875
+    assert ahead[10].rel_emotions[EMOTIONS.index("happy")] > 0.6 and ahead[10].rel_code_dist > 0.9
+    assert max(f.rel_intensity for f in ahead[60:]) < 0.05 and ahead[100].rel_code_dist < 0.01
+    assert second.describe()["lookahead_tracks_seeded"] == 1 and "lookahead_tracks_seeded" not in first.describe()
+    with pytest.raises(RuntimeError):  # only before the first frame
+        second.seed(first.histories())
+
+
+def test_a_seeded_track_joins_the_running_estimate_once_it_has_as_many_frames_of_its_own():
+    """The record holds a track's first ``window`` frames; from then on a seeded track's neutral is the running
+    one, which at that moment holds the same frames: the two readings agree from there on."""
+    first = NeutralBaseline(window=40)
+    first.record = True
+    _grin_then_rest(first, frames=100, grin_s=1.0)
+    rec = first.histories()[(0, 0)]
+    assert len(rec.intensity) == 40 and rec.codes[0].dtype == np.float16
+    second = NeutralBaseline(window=40)
+    second.seed(first.histories())
+    causal = _grin_then_rest(NeutralBaseline(window=40), frames=100, grin_s=1.0)
+    seeded = _grin_then_rest(second, frames=100, grin_s=1.0)
+    assert seeded[0].baseline_ready and seeded[10].rel_intensity > 0.8 and not causal[20].baseline_ready
+    for a, b in zip(causal[40:], seeded[40:], strict=True):
+        assert a.rel_intensity == pytest.approx(b.rel_intensity, abs=1e-6)
+    assert second.neutral_of(0) == pytest.approx(0.2)
+
+
+def test_the_record_is_keyed_by_each_history_of_an_id_and_bounded():
+    """An id forgotten and seen again begins a second history: it is recorded and seeded apart. A track too
+    short for the warm-up gets no neutral read ahead either, and ``max_recorded`` bounds the record."""
+    code = np.zeros(4, np.float32)
+    first = NeutralBaseline(warmup_frames=5, warmup_s=0.1, forget_s=1.0)
+    first.record = True
+    for i in range(20):  # id 0 grins, then leaves for 2 s and comes back at rest
+        first(_packet(i, i / 25, [_face(0, 0.9, _emotions(0.1), code)]))
+    first(_packet(60, 60 / 25, []))  # a frame without a face: id 0 is forgotten
+    for i in range(70, 90):
+        first(_packet(i, i / 25, [_face(0, 0.2, _emotions(0.8), code)]))
+    first(_packet(90, 90 / 25, [_face(1, 0.5, _emotions(0.5), code)]))  # one frame of id 1
+    h = first.histories()
+    assert sorted(h) == [(0, 0), (0, 1), (1, 0)] and len(h[(0, 0)].intensity) == 20
+    second = NeutralBaseline(warmup_frames=5, warmup_s=0.1, forget_s=1.0)
+    second.seed(h)
+    f0 = _face(0, 0.9, _emotions(0.1), code)
+    second(_packet(0, 0.0, [f0]))
+    assert f0.baseline_ready and f0.rel_intensity == pytest.approx(0.0)  # its first history was all grin
+    f1 = _face(1, 0.5, _emotions(0.5), code)
+    second(_packet(1, 0.04, [f1]))
+    assert not f1.baseline_ready  # one frame: too short for a neutral, read ahead or not
+    small = NeutralBaseline()
+    small.record, small.max_recorded = True, 30
+    _grin_then_rest(small, frames=60)
+    assert sum(len(r.intensity) for r in small.histories().values()) == 30

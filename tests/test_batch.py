@@ -150,6 +150,12 @@ def test_fingerprint_follows_settings_not_threads():
     assert ahead[1]["neutral_lookahead"] is True
     once = settings_fingerprint(BatchSettings(analyzer={**neu, "neutral_lookahead": False}, video=False))
     assert once[0] != ahead[0] and "neutral_lookahead" not in once[1]
+    plain = settings_fingerprint(BatchSettings(analyzer={"detect_every": 5}, video=False))
+    base_ahead = settings_fingerprint(BatchSettings(analyzer={"detect_every": 5, "baseline_lookahead": True},
+                                                    video=False))
+    assert base_ahead[0] != plain[0] and base_ahead[1]["baseline_lookahead"] is True
+    assert settings_fingerprint(BatchSettings(analyzer={"detect_every": 5, "baseline_lookahead": False},
+                                              video=False))[0] == plain[0]
     assert settings_fingerprint(BatchSettings(analyzer={"detect_every": 5, "neutral_lookahead": True},
                                               video=False))[0] == fp
 

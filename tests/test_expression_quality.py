@@ -396,3 +396,40 @@ def test_the_look_ahead_gives_a_clip_that_opens_with_a_smile_its_later_resting_f
                                   == EMOTIONS.index("neutral"))) for a in (False, True)}
         print("judged neutral, causal / look-ahead:", share)
         assert share[True] >= 0.6 and share[True] >= share[False] + 0.3, share
+
+
+def test_the_baseline_look_ahead_measures_a_clip_that_opens_with_a_grin_against_the_later_rest(tmp_path, capfd):
+    """``--baseline-lookahead``: SMIRK's Dafoe clip opens with a grin (frames 0-34 by eye, training/video_spans.csv)
+    and calms down after it. The causal baseline has a warm-up and then takes the grin as the person's own
+    neutral (``rel_intensity`` near 0); read ahead, the track starts from its whole first 900 frames, so the grin
+    stands out from the first frame. Only ``rel_*`` and ``baseline_ready`` change (MODEL_CARD.md, experiment 41:
+    0 % against 86 % of the grin's frames at ``rel_intensity`` >= 0.3)."""
+    import csv
+    import json
+
+    from facecycle_cli import main
+
+    path = _clip("videos_more/smirk_dafoe.mp4")
+    rows = {}
+    for mode, extra in (("causal", []), ("ahead", ["--baseline-lookahead"])):
+        out = tmp_path / mode
+        rc = main(["process", str(path), "--csv", "--no-video", "--out-dir", str(out), "--no-progress",
+                   "--backend", "onnxruntime", *extra])
+        assert rc == 0, capfd.readouterr().err
+        with open(out / "smirk_dafoe.csv", newline="") as fh:
+            rows[mode] = list(csv.DictReader(fh))
+        side = json.loads((out / "smirk_dafoe.json").read_text())
+        assert side["person_baseline"]["lookahead"] is (mode == "ahead")
+        if mode == "ahead":
+            assert side["person_baseline"]["lookahead_tracks_seeded"] >= 1 and side["baseline_lookahead"] is True
+    grin = {m: [r for r in rows[m] if r["success"] == "1" and int(r["frame"]) <= 34] for m in rows}
+    assert len(grin["ahead"]) >= 30 and all(r["baseline_ready"] == "1" for r in grin["ahead"])
+
+    def above(rs):
+        return np.mean([r["rel_intensity"] != "" and float(r["rel_intensity"]) >= 0.3 for r in rs])
+
+    assert above(grin["ahead"]) >= 0.7 and above(grin["causal"]) <= 0.1, (above(grin["ahead"]), above(grin["causal"]))
+    changed = {"baseline_ready", "rel_intensity", "rel_code_dist"}
+    for a, c in zip(rows["ahead"], rows["causal"], strict=True):
+        assert {k: v for k, v in a.items() if k not in changed and not k.startswith("rel_")} == \
+               {k: v for k, v in c.items() if k not in changed and not k.startswith("rel_")}

@@ -340,6 +340,44 @@ def test_the_neutral_look_ahead_reads_a_file_twice_and_says_so(model_with_head, 
         assert an.process_video(clip).lookahead is False
 
 
+def test_the_baseline_look_ahead_reads_a_file_twice_only_when_asked(model_with_head, tmp_path, caplog):
+    """``--baseline-lookahead`` / ``Analyzer(baseline_lookahead=True)``: a file is read twice (without neutral
+    faces too) and the sidecar says so; off by default; an image folder is read once, with a warning. That it
+    measures an early grin against the later rest is tested on a real clip in
+    ``tests/test_expression_quality.py``."""
+    import logging
+
+    import cv2
+
+    from realtime import Analyzer
+
+    clip = tmp_path / "noise.mp4"
+    _made_clip(clip)
+    base = ["process", str(clip), "--model", str(model_with_head), "--no-video", "--no-progress"]
+    assert cli_main([*base, "--out-dir", str(tmp_path / "ahead"), "--baseline-lookahead"]) == 0
+    assert cli_main([*base, "--out-dir", str(tmp_path / "causal")]) == 0
+    ahead = json.loads((tmp_path / "ahead" / "noise.json").read_text())
+    causal = json.loads((tmp_path / "causal" / "noise.json").read_text())
+    assert ahead["person_baseline"]["lookahead"] is True and ahead["baseline_lookahead"] is True
+    assert causal["person_baseline"]["lookahead"] is False and causal["baseline_lookahead"] is False
+    assert ahead["status"] == "complete" and ahead["stats"]["frames"] == 8
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), np.full((64, 64, 3), 100 + i, np.uint8))
+    read = []
+    with Analyzer(model=model_with_head, baseline_lookahead=True) as an:
+        run = an.process_video(clip)
+        run.on_ahead = read.append
+        assert run.baseline_ahead is True and run.lookahead is False and len(list(run)) == 8
+        assert len(read) == 8  # the first reading
+        with caplog.at_level(logging.WARNING):
+            run = an.process_video(folder)
+            assert len(list(run)) == 3 and run.baseline_ahead is False
+        assert any("baseline look-ahead needs a video file" in r.getMessage() for r in caplog.records)
+        assert an.process_video(clip, baseline_lookahead=False).baseline_ahead is False
+
+
 def test_a_look_ahead_that_fails_leaves_the_run_reading_once(model_with_head, tmp_path, monkeypatch, caplog):
     """Where the look-ahead's own reading fails (a file that turns undecodable midway), the run goes on reading
     the file once, as without it: every row, a warning, no seeded bank."""

@@ -209,6 +209,8 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
               # too); the key is absent when off, as before it existed
               **({"neutral_lookahead": True} if a.get("neutralize") and ref is not False
                  and a.get("neutral_lookahead") is not False else {}),
+              # the rel_* columns' baseline read ahead (the key is absent when off, as before it existed)
+              **({"baseline_lookahead": True} if a.get("baseline_lookahead") else {}),
               # the tracker's scene-cut rule shapes face_id (tracks end at cuts)
               "tracker": Tracker().describe(),
               # only with --reid (the key's absence keeps the fingerprints of runs without it)
