@@ -15,6 +15,7 @@ closes them when the iteration ends, breaks, or fails. ``Run.stop()``,
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -48,6 +49,10 @@ from .types import FramePacket
 __all__ = ["Analyzer", "Run", "RunStats"]
 
 log = logging.getLogger(__name__)
+
+#: the most faces (summed over frames) a look-ahead's first pass keeps for the second to replay (each about 6 KB:
+#: its feature and code); over it the second pass detects and analyses again
+REPLAY_MAX_FACES = 20_000
 
 
 class RunStats:
@@ -386,6 +391,14 @@ class Run:
         #: the look-ahead's first pass of an outer run: it holds no claim on the analyzer (the outer run does) and
         #: analyses without neutral faces (its reference makes them for the frames it banks)
         self._first_pass = False
+        #: a first pass's record for the second to replay: frame index -> (analysed faces before smoothing, scene cut,
+        #: whether the detector ran); None = not recording (or over REPLAY_MAX_FACES)
+        self._record: Optional[Dict[int, tuple]] = None
+        self._recorded_faces = 0
+        #: the second pass: the first's record, replayed instead of detecting (and, without neutral faces,
+        #: analysing) again; the frames replayed and waiting for the infer stage
+        self._replay: Optional[Dict[int, tuple]] = None
+        self._replayed: set = set()
         #: the end of every frame's path: overlay, CSV + sidecar, video (switchable while the run goes)
         self.outputs = RunOutputs(analyzer.code_dim, fps=self.src.fps, time_base=self.src.time_base,
                                   audio_from=self.src.path if audio else None, describe=self.describe,
@@ -435,6 +448,13 @@ class Run:
     # ------------------------------------------------------------- stages
     def _detect_stage(self, p: FramePacket) -> FramePacket:
         t = time.perf_counter()
+        rec = self._replay.pop(p.index, None) if self._replay is not None else None
+        if rec is not None:  # the look-ahead's first pass saw this frame: its faces, tracks and cut, as they were
+            p.faces, p.scene_cut, ran = rec
+            self.stats.detections += ran
+            self._replayed.add(p.index)
+            p.stats["detect"] = time.perf_counter() - t
+            return p
         an = self.analyzer
         run_det = self._since_detect >= an.detect_every
         if not run_det:
@@ -451,15 +471,37 @@ class Run:
             faces.sort(key=lambda f: f.track_id)
         p.faces = faces
         p.scene_cut = self.tracker.last_cut
+        if self._record is not None and run_det:
+            p.stats["detector_ran"] = 0.0  # a mark for _post's record (removed there), not a stage time
         p.stats["detect"] = time.perf_counter() - t
         return p
 
     def _infer_stage(self, p: FramePacket) -> FramePacket:
+        inference = self.analyzer.inference
+        if p.index in self._replayed:
+            self._replayed.discard(p.index)
+            if not inference.neutralize:  # the replayed faces are analysed already
+                return p
         # None: the inference's own setting (the app switches it live)
-        return self.analyzer.inference(p, neutralize=False if self._first_pass else None)
+        return inference(p, neutralize=False if self._first_pass else None)
+
+    def _keep(self, p: FramePacket) -> None:
+        """Record ``p``'s analysed faces (before smoothing changes them) for the second pass to replay."""
+        ran = p.stats.pop("detector_ran", None) is not None
+        if self._record is None:
+            return
+        self._recorded_faces += len(p.faces)
+        if self._recorded_faces > REPLAY_MAX_FACES:
+            log.info("%s: over %d faces: the second reading detects and analyses again", self.src.name,
+                     REPLAY_MAX_FACES)
+            self._record = None
+            return
+        self._record[p.index] = (copy.deepcopy(p.faces), p.scene_cut, int(ran))  # smoothing changes p's
 
     def _post(self, p: FramePacket) -> None:
         t = time.perf_counter()
+        if self._first_pass:
+            self._keep(p)
         if self.reid is not None:
             self.reid(p)
         sm = self.smoother
@@ -569,6 +611,7 @@ class Run:
             first.neutral_ref.keep_banks = True
             first.neutral_ref.make_neutral = lambda p, f: self.analyzer.inference.neutral_face(p.image, f.box)
         first.baseline.record = self.baseline_ahead
+        first._record = {}
         self._ahead = first
         try:
             first.run(self.on_ahead)
@@ -582,6 +625,7 @@ class Run:
                 self.neutral_ref.seed(first.neutral_ref.banks())
             if self.baseline_ahead:
                 self.baseline.seed(first.baseline.histories())
+            self._replay = first._record
         log.info("%s: look-ahead done in %.1f s (%d frames)", self.src.name, time.perf_counter() - t,
                  first.stats.frames)
 

@@ -378,6 +378,36 @@ def test_the_baseline_look_ahead_reads_a_file_twice_only_when_asked(model_with_h
         assert an.process_video(clip, baseline_lookahead=False).baseline_ahead is False
 
 
+@pytest.mark.parametrize("neutralize", [False, True])
+def test_the_second_reading_replays_the_first_and_gives_the_same_rows(model_with_head, tmp_path, monkeypatch,
+                                                                        neutralize):
+    """A look-ahead's second reading takes each frame's faces, tracks and scene cut from the first instead of
+    detecting (and, without neutral faces, analysing) again. Over ``REPLAY_MAX_FACES`` it detects and analyses
+    again: both give the same CSV, neutral faces and detector count."""
+    import hashlib
+
+    import realtime.analyzer as analyzer_mod
+    from realtime import Analyzer
+
+    clip = shared_video(CLIP)
+    out = {}
+    for cap in (analyzer_mod.REPLAY_MAX_FACES, 0):
+        monkeypatch.setattr(analyzer_mod, "REPLAY_MAX_FACES", cap)
+        h = hashlib.sha256()
+        with Analyzer(model=model_with_head, neutralize=neutralize, baseline_lookahead=True) as an:
+            run = an.process_video(clip, csv=tmp_path / f"{cap}.csv", max_frames=40)
+            for p in run:
+                for f in p.faces:
+                    h.update(f.neutral.tobytes() if f.neutral is not None else b"-")
+            replayed = run._replay is not None
+        side = json.loads((tmp_path / f"{cap}.json").read_text())
+        out[cap] = ((tmp_path / f"{cap}.csv").read_bytes(), h.hexdigest(), side["stats"]["detector_runs"],
+                    side["stats"]["faces"], replayed)
+    (a_csv, a_h, a_det, a_faces, a_rep), (b_csv, b_h, b_det, b_faces, b_rep) = out.values()
+    assert a_rep and not b_rep and a_faces >= 30
+    assert a_csv == b_csv and a_h == b_h and a_det == b_det >= 8
+
+
 def test_a_look_ahead_that_fails_leaves_the_run_reading_once(model_with_head, tmp_path, monkeypatch, caplog):
     """Where the look-ahead's own reading fails (a file that turns undecodable midway), the run goes on reading
     the file once, as without it: every row, a warning, no seeded bank."""
