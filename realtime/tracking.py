@@ -45,7 +45,7 @@ from scipy.optimize import linear_sum_assignment
 
 from .types import Detections, Face
 
-__all__ = ["Tracker", "Track", "GradualCut", "iou_matrix", "structural_similarity"]
+__all__ = ["Tracker", "Track", "GradualCut", "iou_matrix", "picture_area", "structural_similarity"]
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,8 @@ class Tracker:
             return False, False
         if prev.shape != gray.shape:
             return True, True
+        rows, cols = picture_area(prev, gray)  # inside letterbox / pillarbox bars, which would dilute both tests
+        prev, gray = np.ascontiguousarray(prev[rows, cols]), np.ascontiguousarray(gray[rows, cols])
         if cv2.norm(prev, gray, cv2.NORM_L1) / gray.size <= self.cut_threshold:
             return False, False
         return True, structural_similarity(prev, gray) < self.cut_similarity
@@ -274,7 +276,9 @@ class GradualCut:
     or when a frame is blank (mean absolute deviation below ``blank`` grey levels on the thumbnail: uniform,
     as a fade's black or white frame is; the least of any frame of the shared clips is 12.7) after one that was
     not (that is, more than 3 levels): a fade through black or white. Thumbnails are kept only since the last
-    transition or blank frame, and none is reported within ``max(windows)`` frames of the last.
+    transition or blank frame, and none is reported within ``max(windows)`` frames of the last. Where a frame of
+    the window's two ends and middle has letterbox or pillarbox bars (:func:`picture_area`), the test reads the
+    three inside the bars of all three: bars the two ends share would make them look alike (experiment 42).
 
     The thresholds were chosen on the 77 shared clips and on dissolves made of them (MODEL_CARD.md,
     experiment 34): no false transition in 21,206 frames.
@@ -288,15 +292,16 @@ class GradualCut:
         self.similarity = float(similarity)
         self.residual = float(residual)
         self.blank = float(blank)
-        self._thumbs: Deque[np.ndarray] = deque(maxlen=self.windows[-1] + 1)
+        #: the recent frames: each one's thumbnail, small picture and bars (:class:`_Shown`)
+        self._thumbs: Deque[_Shown] = deque(maxlen=self.windows[-1] + 1)
         self._since = 10 ** 9  # frames since the last transition
         self._was_blank = False
 
     def __call__(self, gray: np.ndarray) -> bool:
         """Show one frame, (H, W) uint8 grey; True when it ends a dissolve or starts a blank."""
-        t = _thumb(gray)
+        full = _thumb(gray)
         self._since += 1
-        mad = float(np.abs(t - t.mean()).mean())
+        mad = float(np.abs(full - full.mean()).mean())
         if mad < self.blank:
             found = not self._was_blank
             self._was_blank = True
@@ -307,20 +312,21 @@ class GradualCut:
         if self._was_blank and mad <= 3.0:  # just out of a blank: wait for a picture
             return False
         self._was_blank = False
-        self._thumbs.append(t)
+        self._thumbs.append(_Shown(gray, full))
         if self._since <= self.windows[-1]:
             return False
         n = len(self._thumbs)
         for k in self.windows:
             if k >= n:
                 break
-            a, b = self._thumbs[n - 1 - k], self._thumbs[n - 1]
+            a, mid, b = _inside_bars(self._thumbs[n - 1 - k], self._thumbs[n - 1 - k // 2], self._thumbs[n - 1])
             if _ncc(a, b) >= self.similarity:
                 continue
-            if _mix_residual(a, self._thumbs[n - 1 - k // 2], b) < self.residual:
+            if _mix_residual(a, mid, b) < self.residual:
                 self._since = 0
+                last = self._thumbs[-1]
                 self._thumbs.clear()
-                self._thumbs.append(t)
+                self._thumbs.append(last)
                 return True
         return False
 
@@ -332,6 +338,36 @@ class GradualCut:
     def describe(self) -> dict:
         return {"windows": list(self.windows), "similarity": self.similarity, "residual": self.residual,
                 "blank": self.blank}
+
+
+class _Shown:
+    """One frame as :class:`GradualCut` keeps it: its 32×32 thumbnail, a small copy (longer side at most 128 px)
+    and its own bars (:func:`picture_area` as (row start, row stop, column start, column stop) of the small copy)."""
+
+    __slots__ = ("thumb", "small", "area", "whole")
+
+    def __init__(self, gray: np.ndarray, thumb: np.ndarray) -> None:
+        self.thumb = thumb
+        h, w = gray.shape
+        f = max(1, int(np.ceil(max(h, w) / 128.0)))
+        self.small = cv2.resize(gray, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA) if f > 1 else gray
+        rows, cols = picture_area(self.small, self.small)
+        sh, sw = self.small.shape
+        self.area = (rows.start, rows.stop, cols.start, cols.stop)
+        self.whole = self.area == (0, sh, 0, sw)
+
+
+def _inside_bars(*shown: _Shown) -> Tuple[np.ndarray, ...]:
+    """The thumbnails of ``shown`` frames, each of its picture inside the bars of any of them (their areas'
+    intersection), or the whole frames' where none has bars, their sizes differ, or too little is left."""
+    if all(s.whole for s in shown) or len({s.small.shape for s in shown}) > 1:
+        return tuple(s.thumb for s in shown)
+    r0, c0 = max(s.area[0] for s in shown), max(s.area[2] for s in shown)
+    r1, c1 = min(s.area[1] for s in shown), min(s.area[3] for s in shown)
+    sh, sw = shown[0].small.shape
+    if r1 - r0 < sh // 4 or c1 - c0 < sw // 4:
+        return tuple(s.thumb for s in shown)
+    return tuple(_thumb(np.ascontiguousarray(s.small[r0:r1, c0:c1])) for s in shown)
 
 
 def _thumb(gray: np.ndarray, side: int = 32) -> np.ndarray:
@@ -364,6 +400,29 @@ def structural_similarity(a: np.ndarray, b: np.ndarray, side: int = 32) -> float
     (black) correlates with nothing: 0.
     """
     return _ncc(_thumb(a, side), _thumb(b, side))
+
+
+def picture_area(a: np.ndarray, b: np.ndarray, flat: float = 4.0, min_bar: float = 0.08) -> Tuple[slice, slice]:
+    """(rows, columns) of two grey frames (H, W) uint8 inside the bars they share: a run of rows or columns at an
+    edge of the frames that is flat in both (standard deviation under ``flat`` grey levels), at the same level, and
+    at least ``min_bar`` of the side wide (letterbox and pillarbox bars: a portrait phone video or a 4:3 film shown
+    in a 16:9 frame; a narrower flat edge, such as a plain wall, stays in). The whole side where it has no such
+    bars, or where they would leave less than a quarter of it. Give one frame twice for its own bars."""
+    fa, fb = a.astype(np.float32), b.astype(np.float32)
+
+    def span(axis: int) -> slice:
+        n = a.shape[1 - axis]
+        level = np.abs(fa.mean(axis=axis) - fb.mean(axis=axis))
+        flat_ = (fa.std(axis=axis) < flat) & (fb.std(axis=axis) < flat) & (level < flat)
+        keep = np.flatnonzero(~flat_)
+        if keep.size == 0:
+            return slice(0, n)
+        i0, i1 = int(keep[0]), int(keep[-1]) + 1
+        i0 = i0 if i0 >= min_bar * n else 0
+        i1 = i1 if n - i1 >= min_bar * n else n
+        return slice(i0, i1) if i1 - i0 >= n // 4 else slice(0, n)
+
+    return span(1), span(0)
 
 
 def _box_points(box: np.ndarray) -> np.ndarray:

@@ -13,7 +13,11 @@ its own test (``Tracker._change``):
   Two clips of one person count too: they are two shots.
 
 Each rule is scored: the shipped one (``cut_threshold`` and ``cut_similarity`` of :class:`Tracker`) and the
-previous grey-level test alone (mean absolute difference > ``cut_threshold``).
+previous grey-level test alone (mean absolute difference > ``cut_threshold``). Both measure inside the borders
+the two frames share (``realtime.tracking.picture_area``, as the tracker does since experiment 42).
+
+With ``--pad W:H`` every clip is shown as in a W:H frame (16:9: a portrait or square phone clip between black
+pillarbox bars, as video players and editors show it): the bars dilute a whole-frame test (experiment 42).
 
 Gradual transitions (MODEL_CARD.md, experiment 34; the tracker's :class:`GradualCut` beside its cut test, every
 frame of every clip in order, as the tracker sees them):
@@ -46,28 +50,44 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from eval_detail_px import write_result  # noqa: E402
 
 from facecycle.files import VIDEO_SUFFIXES  # noqa: E402
-from realtime.tracking import GradualCut, Tracker, structural_similarity  # noqa: E402
+from realtime.tracking import GradualCut, Tracker, picture_area, structural_similarity  # noqa: E402
 
 #: shot changes inside the shared clips, checked by eye (name: frame that starts the new shot)
 KNOWN = ["pyfeat_face_noface.mov:72", "pyfeat_face_noface.mov:73", "pyfeat_noface_face.mov:96",
          "pyfeat_noface_face.mov:168", "styletalk_style_clips_furious_talk2_clip1.mp4:30"]
 
 
-def grey_frames(path: Path, tracker: Tracker, max_frames: int) -> list:
-    """The tracker's grey frames (uint8, optical-flow scale) of the first ``max_frames`` frames of ``path``."""
+def pad_to(image: np.ndarray, aspect: "float | None") -> np.ndarray:
+    """``image`` (H, W, ...) centred in black bars to the width/height ratio ``aspect`` (as is when None)."""
+    if not aspect:
+        return image
+    h, w = image.shape[:2]
+    nh, nw = (h, int(round(h * aspect))) if w / h < aspect else (int(round(w / aspect)), w)
+    out = np.zeros((nh, nw) + image.shape[2:], image.dtype)
+    y0, x0 = (nh - h) // 2, (nw - w) // 2
+    out[y0: y0 + h, x0: x0 + w] = image
+    return out
+
+
+def grey_frames(path: Path, tracker: Tracker, max_frames: int, aspect: "float | None" = None) -> list:
+    """The tracker's grey frames (uint8, optical-flow scale) of the first ``max_frames`` frames of ``path``, shown
+    in a frame of ``aspect`` (width / height) where given (:func:`pad_to`)."""
     out = []
     with av.open(str(path)) as c:
         s = c.streams.video[0]
         s.thread_type = "AUTO"
         for f in c.decode(s):
-            out.append(tracker._gray(f.to_ndarray(format="bgr24"))[0])
+            out.append(tracker._gray(pad_to(f.to_ndarray(format="bgr24"), aspect))[0])
             if len(out) >= max_frames:
                 break
     return out
 
 
 def scores(a: np.ndarray, b: np.ndarray) -> tuple:
-    """(mean absolute grey difference, structural similarity) of two grey frames of one size."""
+    """(mean absolute grey difference, structural similarity) of two grey frames of one size, inside the borders
+    they share (:func:`picture_area`), as :meth:`Tracker._change` measures them."""
+    rows, cols = picture_area(a, b)
+    a, b = np.ascontiguousarray(a[rows, cols]), np.ascontiguousarray(b[rows, cols])
     return cv2.norm(a, b, cv2.NORM_L1) / a.size, structural_similarity(a, b)
 
 
@@ -114,6 +134,7 @@ def main() -> int:
     ap.add_argument("--dissolves", type=int, default=200, help="ordered clip pairs for made dissolves and fades")
     ap.add_argument("--lengths", default="10,20,30,50", help="transition lengths in frames")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pad", default=None, metavar="W:H", help="show every clip in a W:H frame (black bars)")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
     t0 = time.perf_counter()
@@ -123,7 +144,8 @@ def main() -> int:
         print(f"error: no clips in {' '.join(map(str, a.dirs))}", file=sys.stderr)
         return 2
     known = set(a.known)
-    grays = {p.name: grey_frames(p, tr, a.max_frames) for p in clips}
+    aspect = (lambda w, h: float(w) / float(h))(*a.pad.split(":")) if a.pad else None
+    grays = {p.name: grey_frames(p, tr, a.max_frames, aspect) for p in clips}
     within, real = [], []
     for name, g in grays.items():
         for i in range(1, len(g)):
@@ -142,7 +164,7 @@ def main() -> int:
             lambda m, s: m > tr.cut_threshold and s < tr.cut_similarity,
         "previous: difference > %g" % tr.cut_threshold: lambda m, s: m > tr.cut_threshold,
     }
-    res = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "clips": len(clips),
+    res = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "clips": len(clips), "pad": a.pad,
            "frame_pairs": len(within), "known_shot_changes": len(real), "joins": len(joins), "rules": {}}
     for rule, f in rules.items():
         false = [(n, i, round(m, 1), round(s, 3)) for n, i, m, s in within if f(m, s)]
