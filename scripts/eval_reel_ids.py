@@ -41,7 +41,7 @@ def make_reel(clips: "list[Path]", frames: int, out: Path) -> "list[tuple[str, i
         for c in clips:
             starts.append((c.name, n))
             with av.open(str(c)) as f:
-                for _, fr in zip(range(frames), f.decode(video=0)):
+                for _, fr in zip(range(frames), f.decode(video=0), strict=False):
                     img = fr.to_ndarray(format="rgb24")
                     h, w = img.shape[:2]
                     k = min(W / w, H / h)
@@ -78,7 +78,7 @@ def main() -> int:
                 if p.scene_cut:
                     cuts.append(p.index)
     kept = []
-    for (prev, _), (name, s) in zip(starts[:-1], starts[1:]):
+    for (prev, _), (name, s) in zip(starts[:-1], starts[1:], strict=True):
         if ids.get(s - 1) and ids.get(s) and ids[s - 1] & ids[s]:
             kept.append(f"{prev} -> {name}")
     joins = sum(1 for _, s in starts[1:] if ids.get(s - 1) and ids.get(s))
