@@ -396,6 +396,7 @@ class Run:
         #: whether the detector ran); None = not recording (or over REPLAY_MAX_FACES)
         self._record: Optional[Dict[int, tuple]] = None
         self._recorded_faces = 0
+        self._detected: set = set()  # frames of the first pass where the detector ran (for its record)
         #: the second pass: the first's record, replayed instead of detecting (and, without neutral faces,
         #: analysing) again; the frames replayed and waiting for the infer stage
         self._replay: Optional[Dict[int, tuple]] = None
@@ -473,7 +474,7 @@ class Run:
         p.faces = faces
         p.scene_cut = self.tracker.last_cut
         if self._record is not None and run_det:
-            p.stats["detector_ran"] = 0.0  # a mark for _post's record (removed there), not a stage time
+            self._detected.add(p.index)
         p.stats["detect"] = time.perf_counter() - t
         return p
 
@@ -488,7 +489,8 @@ class Run:
 
     def _keep(self, p: FramePacket) -> None:
         """Record ``p``'s analysed faces (before smoothing changes them) for the second pass to replay."""
-        ran = p.stats.pop("detector_ran", None) is not None
+        ran = p.index in self._detected
+        self._detected.discard(p.index)
         if self._record is None:
             return
         self._recorded_faces += len(p.faces)
