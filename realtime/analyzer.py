@@ -50,8 +50,8 @@ __all__ = ["Analyzer", "Run", "RunStats"]
 
 log = logging.getLogger(__name__)
 
-#: the most faces (summed over frames) a look-ahead's first pass keeps for the second to replay (each about 6 KB:
-#: its feature and code); over it the second pass detects and analyses again
+#: the most faces (summed over frames) a look-ahead's first pass keeps for the second to replay (each about 8 KB:
+#: its feature, code and flow); over it the second pass detects and analyses again
 REPLAY_MAX_FACES = 20_000
 
 
@@ -480,10 +480,12 @@ class Run:
 
     def _infer_stage(self, p: FramePacket) -> FramePacket:
         inference = self.analyzer.inference
-        if p.index in self._replayed:
+        if p.index in self._replayed:  # the replayed faces are analysed already: at most their neutral faces
             self._replayed.discard(p.index)
-            if not inference.neutralize:  # the replayed faces are analysed already
+            if not inference.neutralize:
                 return p
+            if all(f.flow is not None for f in p.faces):
+                return inference.add_neutral_faces(p)
         # None: the inference's own setting (the app switches it live)
         return inference(p, neutralize=False if self._first_pass else None)
 

@@ -107,10 +107,26 @@ class FaceInference:
                 f.code = out["code"][i]
                 f.feature = out["feature"][i]
                 f.flow_intensity = float(out["intensity"][i])
+                f.flow = out["flow"][i]
                 f.emotions = probs[i] if probs is not None else None
                 f.intensity = (1.0 - float(probs[i][self.neutral_idx])) if probs is not None else f.flow_intensity
                 f.neutral = neutral[i] if neutral is not None else None
                 f.identity = ident[i] if ident is not None else None
+        packet.stats["infer"] = time.perf_counter() - t
+        return packet
+
+    def add_neutral_faces(self, packet: FramePacket) -> FramePacket:
+        """Give the faces of ``packet`` their neutral faces from their own analyses (``Face.flow``, ``crop_box``,
+        left by an earlier :meth:`__call__` on the same frame and faces): the look-ahead's second reading replays
+        the first's analyses and only neutralizes, with the same faces as :meth:`__call__` would make."""
+        t = time.perf_counter()
+        faces = packet.faces
+        if faces:
+            crops, squares = crop_faces(packet.image, np.stack([f.box for f in faces]), self.size, self.crop_scale)
+            neutral = self._neutral_faces(packet.image, to_input(crops, self.mean, self.std),
+                                          np.stack([f.flow for f in faces]), squares)
+            for f, n in zip(faces, neutral, strict=True):
+                f.neutral = n
         packet.stats["infer"] = time.perf_counter() - t
         return packet
 

@@ -64,6 +64,8 @@ class Face:
             a neutral face. Without an expression head: ``flow_intensity``.
         flow_intensity: mean length of the neutralizing flow in crop-side units
             (FaceCycle's motion; head motion raises it too).
+        flow: (2, h, w) float32 the neutralizing flow itself, the ``analyze`` graph's ``flow`` output (16×16 for
+            the published sizes), or None before inference.
         emotions: (7,) float32 probabilities in :data:`EMOTIONS` order, or None
             when no expression head is present.
         pose: (3,) float32 (Rx pitch, Ry yaw, Rz roll) radians, OpenFace convention.
@@ -96,6 +98,7 @@ class Face:
     rel_emotions: Optional[np.ndarray] = None
     rel_code_dist: float = float("nan")
     baseline_ready: bool = False
+    flow: Optional[np.ndarray] = None
 
     @property
     def emotion(self) -> Optional[str]:
