@@ -52,7 +52,7 @@ def _add_analyzer_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-neutral-lookahead", dest="neutral_lookahead", action="store_false", default=None,
                    help="with --neutralize, on video files: read each file once, the reference from earlier "
                         "frames only (default: read each file twice, so that a face can also take its track's "
-                        "neutral face from a later, less expressive frame; about 1.4 times the time; cameras, streams "
+                        "neutral face from a later, less expressive frame; about 1.3 times the time; cameras, streams "
                         "and image folders are always read once)")
     g.add_argument("--neutral-lookahead", dest="neutral_lookahead", action="store_true", default=None,
                    help="the default, spelled out: also warns where an input cannot be read twice")

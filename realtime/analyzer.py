@@ -168,8 +168,8 @@ class Analyzer:
         neutral_lookahead: with neutral faces and the track reference, over a video file read at full speed: read
             the file twice. The first pass (no outputs) banks each track's neutral faces over the whole clip, the
             second starts from those banks, so a face can also take the neutral face of a later, less expressive
-            frame (:meth:`NeutralReference.seed`; about 1.4 times the time of a run with neutral faces read once,
-            the second reading replaying the first's detections; emotions, intensity and every CSV column are
+            frame (:meth:`NeutralReference.seed`; about 1.3 times the time of a run with neutral faces read once,
+            the second reading replaying the first's analyses; emotions, intensity and every CSV column are
             unchanged; MODEL_CARD.md experiments 38 and 41). None (the default): on for
             such files, off for cameras, streams, image folders and ``realtime`` playback, where there is no
             second reading; True: the same, with a warning where it cannot be; False: causal everywhere (the
