@@ -43,7 +43,7 @@ from typing import Deque, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
-from .types import FramePacket
+from .types import Face, FramePacket
 
 __all__ = ["NeutralBaseline"]
 
@@ -160,20 +160,10 @@ class NeutralBaseline:
                     q.popleft()
             if h.first is not None:
                 self._note(h.first, ts, f)
-            n = len(h.intensity)
-            a = h.ahead
-            if a is not None and n < len(a.intensity):  # the track's first frames, read ahead
-                if len(a.intensity) < self.warmup_frames or a.t1 - a.t0 < self.warmup_s:
-                    continue
-                if a.estimate is None:
-                    a.estimate = _estimate(np.asarray(a.intensity, np.float64), a.emotions, a.codes, self.quantile)
-                base_i, base_e, base_c = a.estimate
-            else:
-                h.ahead = None  # its own history now holds the same frames and more
-                if n < self.warmup_frames or ts - h.t0 < self.warmup_s:
-                    continue
-                base_i, base_e, base_c = _estimate(np.fromiter(h.intensity, np.float64, n), h.emotions, h.codes,
-                                                   self.quantile)
+            neutral = self._neutral(h)
+            if neutral is None:  # warm-up
+                continue
+            base_i, base_e, base_c = neutral
             f.rel_intensity = float(np.clip((f.intensity - base_i) / max(1e-6, 1.0 - base_i), 0.0, 1.0)) \
                 if base_i < 1.0 else 0.0
             f.baseline_ready = True
@@ -184,6 +174,22 @@ class NeutralBaseline:
         for k in [k for k, h in self._h.items() if ts - h.last > self.forget_s]:
             del self._h[k]
         return packet
+
+    def _neutral(self, h: _History) -> Optional[Tuple[float, Optional[np.ndarray], Optional[np.ndarray]]]:
+        """The neutral of history ``h`` as of its last frame (:func:`_estimate`), None during the warm-up: over its
+        first frames read ahead while it is seeded and has fewer of its own, else over its own."""
+        n = len(h.intensity)
+        a = h.ahead
+        if a is not None and n < len(a.intensity):
+            if len(a.intensity) < self.warmup_frames or a.t1 - a.t0 < self.warmup_s:
+                return None
+            if a.estimate is None:  # the record is fixed: once
+                a.estimate = _estimate(np.asarray(a.intensity, np.float64), a.emotions, a.codes, self.quantile)
+            return a.estimate
+        h.ahead = None  # its own history now holds the same frames and more
+        if n < self.warmup_frames or h.last - h.t0 < self.warmup_s:
+            return None
+        return _estimate(np.fromiter(h.intensity, np.float64, n), h.emotions, h.codes, self.quantile)
 
     def _begin(self, track_id: int, ts: float) -> _History:
         """A new history for ``track_id`` at ``ts``: seeded from a first run's record where there is one, and
@@ -196,7 +202,7 @@ class NeutralBaseline:
             h.first = self._recorded[key] = _Prefix(t0=ts)
         return h
 
-    def _note(self, rec: _Prefix, ts: float, f) -> None:
+    def _note(self, rec: _Prefix, ts: float, f: Face) -> None:
         """Add face ``f`` at ``ts`` to a track's record, up to ``window`` frames and ``max_recorded`` in all."""
         if len(rec.intensity) >= self.window or self._n_recorded >= self.max_recorded:
             return
@@ -211,14 +217,5 @@ class NeutralBaseline:
     def neutral_of(self, track_id: int) -> Optional[float]:
         """The current neutral intensity of a track (None before warm-up)."""
         h = self._h.get(track_id)
-        if h is None:
-            return None
-        a = h.ahead
-        if a is not None and len(h.intensity) < len(a.intensity):
-            if len(a.intensity) < self.warmup_frames or a.t1 - a.t0 < self.warmup_s:
-                return None
-            return _estimate(np.asarray(a.intensity, np.float64), [], [], self.quantile)[0]
-        if len(h.intensity) < self.warmup_frames:
-            return None
-        inten = np.asarray(h.intensity, np.float64)
-        return float(inten[inten <= np.quantile(inten, self.quantile)].mean())
+        neutral = self._neutral(h) if h is not None else None
+        return None if neutral is None else neutral[0]

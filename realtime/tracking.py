@@ -125,7 +125,8 @@ class Tracker:
         if prev.shape != gray.shape:
             return True, True
         rows, cols = picture_area(prev, gray)  # inside letterbox / pillarbox bars, which would dilute both tests
-        prev, gray = np.ascontiguousarray(prev[rows, cols]), np.ascontiguousarray(gray[rows, cols])
+        if (rows.stop - rows.start, cols.stop - cols.start) != gray.shape:
+            prev, gray = np.ascontiguousarray(prev[rows, cols]), np.ascontiguousarray(gray[rows, cols])
         if cv2.norm(prev, gray, cv2.NORM_L1) / gray.size <= self.cut_threshold:
             return False, False
         return True, structural_similarity(prev, gray) < self.cut_similarity
