@@ -23,7 +23,7 @@ import logging
 import re
 import signal
 import sys
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 from facecycle import __version__
 from facecycle.errors import FaceCycleError
@@ -62,9 +62,10 @@ COMMAND_MODULES = (
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (with a "did you mean" where one is close)
-        self.exit(2, f"{self.prog}: error: {message}{_suggestion(self, message)}\n")
+        self.exit(2, f"{self.prog}: error: {message}{_suggestion(self, message, getattr(self, '_argv', []))}\n")
 
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        self._argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
         ns, rest = super().parse_known_args(args, namespace)
         for a in self._actions:  # Python 3.11 reads ``--opt=--`` as an empty list (without calling ``type``)
             if (isinstance(a, argparse._StoreAction) and a.nargs is None and a.option_strings
@@ -73,22 +74,25 @@ class _Parser(argparse.ArgumentParser):
         return ns, rest
 
 
-def _option_strings(parser: argparse.ArgumentParser) -> List[str]:
-    """Every option string of ``parser`` and of its sub-commands."""
-    out: List[str] = []
+def _option_strings(parser: argparse.ArgumentParser, argv: Sequence[str]) -> List[str]:
+    """The long options valid where ``argv`` puts them: ``parser``'s own, and those of the sub-command
+    (and sub-sub-command) that ``argv`` names; every sub-command's where ``argv`` names none."""
+    out = [s for a in parser._actions for s in a.option_strings if s.startswith("--")]
     for a in parser._actions:
-        out += [s for s in a.option_strings if s.startswith("--")]
         if isinstance(a, argparse._SubParsersAction):
+            first = next((i for i, t in enumerate(argv) if not t.startswith("-")), None)
+            if first is not None and argv[first] in a.choices:
+                return sorted(set(out + _option_strings(a.choices[argv[first]], argv[first + 1:])))
             for sp in a.choices.values():
-                out += _option_strings(sp)
+                out += _option_strings(sp, [])
     return sorted(set(out))
 
 
-def _suggestion(parser: argparse.ArgumentParser, message: str) -> str:
+def _suggestion(parser: argparse.ArgumentParser, message: str, argv: Sequence[str] = ()) -> str:
     m = re.search(r"unrecognized arguments: (\S+)", message)
     if m and m.group(1).startswith("--"):
         bad = m.group(1).split("=", 1)[0]
-        close = difflib.get_close_matches(bad, _option_strings(parser), n=1, cutoff=0.6)
+        close = difflib.get_close_matches(bad, [o for o in _option_strings(parser, argv) if o != bad], n=1, cutoff=0.6)
         return f" (did you mean {close[0]}?)" if close else ""
     m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
     if m:

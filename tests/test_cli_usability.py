@@ -65,6 +65,18 @@ def test_a_misspelt_option_or_choice_gets_did_you_mean(capsys):
     assert "did you mean insightface?" in capsys.readouterr().err
 
 
+def test_did_you_mean_reads_the_sub_command_given(capsys):
+    # `--frames` is an option of `bench pipeline`, not of `process`: the suggestion must be one `process` takes
+    with pytest.raises(SystemExit) as e:
+        main(["process", "x.mp4", "--frames", "5"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "did you mean --max-frames?" in err and "did you mean --frames?" not in err
+    with pytest.raises(SystemExit):
+        main(["bench", "pipeline", "x.mp4", "--json", "j.json", "--fames", "3"])
+    assert "did you mean --frames?" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv", [["process", "x.mp4", "--detector=--"], ["process", "x.mp4", "--backend=--"],
                                   ["train", "--stage", "semisup", "--out=--"]])
 def test_an_option_given_only_dashes_is_a_usage_error(argv, capsys):
