@@ -62,7 +62,10 @@ def _abs(p):
 def _batch(args: argparse.Namespace) -> int:
     from realtime.batch import BatchSettings, collect_inputs, run_batch
     from realtime.batch.executors import make_executor
+    from realtime.sinks.video_sink import check_x264_preset
 
+    if args.video:
+        check_x264_preset(args.video_preset)  # once, before any worker starts
     if not args.csv and not args.video:
         raise UsageError("nothing to write: both --no-csv and --no-video given")
     if args.parquet and not args.csv:

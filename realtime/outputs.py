@@ -24,6 +24,7 @@ from facecycle.errors import FaceCycleError
 
 from .annotators import Annotator, Compose
 from .sinks import CsvSink, VideoSink, write_sidecar
+from .sinks.video_sink import check_x264_preset
 from .types import FramePacket
 
 __all__ = ["RunOutputs"]
@@ -61,7 +62,7 @@ class RunOutputs:
         self.describe = describe
         self.stats = stats
         self.overwrite = overwrite
-        self.video_preset = video_preset
+        self.video_preset = check_x264_preset(video_preset)
         self.on_error = on_error
         self.annotator: Optional[Annotator] = None
         self.csv: Optional[CsvSink] = None

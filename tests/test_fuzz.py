@@ -328,6 +328,31 @@ def _is_number(s: str) -> bool:
 
 
 @FUZZ
+@given(value=st.one_of(st.integers(max_value=-1), st.integers(min_value=1, max_value=31)))
+def test_detect_size_negative_or_too_small(tiny_export, clip, tmp_path_factory, value):
+    # a negative size scaled the frame by a negative factor and a tiny one finds no face: both used to run to the
+    # end and write a CSV without faces
+    out = tmp_path_factory.mktemp("o")
+    rc, err = _cli(["process", str(clip), "--model", str(tiny_export[1]), "--out-dir", str(out),
+                    f"--detect-size={value}"])
+    _assert_usage_error(rc, err)
+    assert "--detect-size" in err
+    assert not any(out.iterdir())
+
+
+@pytest.mark.parametrize("command", ["process", "batch"])
+def test_unknown_video_preset_is_refused_before_anything_is_written(tiny_export, clip, tmp_path, command):
+    # libx264 used to refuse it only when the first frame opened the encoder: a one-row CSV and a failed sidecar
+    # were left behind (process), every input failed one by one (batch)
+    out = tmp_path / "o"
+    rc, err = _cli([command, str(clip), "--model", str(tiny_export[1]), "--out-dir", str(out),
+                    "--video-preset", "nosuch"])
+    _assert_usage_error(rc, err)
+    assert "--video-preset" in err and "superfast" in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+@FUZZ
 @given(value=st.one_of(st.floats(max_value=0.0), st.floats(min_value=1.0), st.just(float("nan"))))
 def test_score_threshold_outside_0_1(tiny_export, clip, tmp_path_factory, value):
     out = tmp_path_factory.mktemp("o")

@@ -8,9 +8,14 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from facecycle.errors import UsageError
+
 from ..types import Detections
 
-__all__ = ["Detector", "nms", "ort_session"]
+__all__ = ["Detector", "nms", "ort_session", "MIN_SIDE"]
+
+#: The smallest ``max_side`` (``--detect-size``) a detector takes: a 32-px picture still holds a face that fills it.
+MIN_SIDE = 32
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +48,8 @@ class Detector(abc.ABC):
 
     Args:
         max_side: the frame is shrunk so that its longer side is at most this
-            many pixels before detection (None = native size). Boxes and
+            many pixels before detection (None or 0 = native size; else at least
+            :data:`MIN_SIDE`, below which no face can be found). Boxes and
             landmarks are returned in the original frame's pixels.
         score_threshold: minimum confidence kept.
         max_faces: keep at most this many faces (the largest), None = all.
@@ -53,7 +59,12 @@ class Detector(abc.ABC):
 
     def __init__(self, max_side: Optional[int] = 320, score_threshold: float = 0.5,
                  max_faces: Optional[int] = None) -> None:
-        self.max_side = max_side
+        if max_side is not None and max_side != 0 and max_side < MIN_SIDE:
+            # a negative side scaled the frame by a negative factor, and a tiny one finds no face: both ran to the
+            # end with no face found, which reads like a video without faces
+            raise UsageError(f"detect_size (--detect-size) must be 0 (the frame's own size) or >= {MIN_SIDE}, "
+                             f"not {max_side}")
+        self.max_side = max_side or None
         self.score_threshold = float(score_threshold)
         self.max_faces = max_faces
 

@@ -18,14 +18,25 @@ from typing import Optional, Union
 import av
 import numpy as np
 
-from facecycle.errors import OutputError
+from facecycle.errors import OutputError, UsageError
 
 from ..types import FramePacket
 from .base import Sink, prepare_output
 
-__all__ = ["VideoSink"]
+__all__ = ["VideoSink", "X264_PRESETS", "check_x264_preset"]
 
 log = logging.getLogger(__name__)
+
+#: libx264's presets, fastest first (``--video-preset``).
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
+
+
+def check_x264_preset(preset: str) -> str:
+    """``preset`` if libx264 has it, else :class:`~facecycle.errors.UsageError` (before any file is made)."""
+    if preset not in X264_PRESETS:
+        raise UsageError(f"unknown video preset {preset!r} (--video-preset); choose from {', '.join(X264_PRESETS)}")
+    return preset
 
 
 class VideoSink(Sink):
@@ -43,6 +54,8 @@ class VideoSink(Sink):
     def __init__(self, path: Union[str, Path], fps: Optional[float] = 30.0, time_base: Optional[Fraction] = None,
                  audio_from: Optional[str] = None, preset: str = "superfast", crf: int = 23,
                  overwrite: bool = False, codec: str = "libx264") -> None:
+        if codec == "libx264":
+            check_x264_preset(preset)  # before the file exists, not when the first frame opens the encoder
         self.path = prepare_output(path, overwrite)
         self.fps = Fraction(fps).limit_denominator(1001 * 1000) if fps else Fraction(30)
         self.time_base = time_base or Fraction(1, 90000)
