@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
-from facecycle.errors import UsageError
+from facecycle.errors import InputError, UsageError
 
 from .base import Backend, GraphSpec, graph_file, read_manifest
 from .probes import Probes
@@ -84,8 +84,8 @@ def open_backend(model_dir: Union[str, Path], backend: str = "auto", probes: Opt
             if warmup is not None:
                 # graphs the model lacks are left to the caller's own check (e.g. "no 'neutralize' graph")
                 be.warmup(graphs=[g for g in warmup if g in be.graphs])
-        except UsageError:
-            raise  # bad options: the user's to fix, on any backend
+        except (UsageError, InputError):
+            raise  # bad options or a missing / unreadable input (int8 calibration): the user's to fix, on any backend
         except Exception as e:  # noqa: BLE001 - TensorRT / CUDA / ORT raise many types
             if be is not None:
                 try:

@@ -17,7 +17,7 @@ from engines import open_backend
 from engines.base import Backend
 from engines.probes import Probes
 from engines.tensorrt_backend import BuildProgress
-from facecycle.errors import BackendUnavailable, ModelError
+from facecycle.errors import BackendUnavailable, InputError, ModelError
 
 GPU = "NVIDIA FakeGPU"
 
@@ -99,6 +99,18 @@ def test_the_whole_chain_trt_ort_cuda_torch_cuda_then_cpu(tiny_export, failing_t
 def test_an_explicit_backend_does_not_fall_back(tiny_export, failing_trt):
     with pytest.raises(ModelError, match="TensorRT failed to build"):
         open_backend(tiny_export[1], "tensorrt", probes=probes(), warmup=["analyze"])
+
+
+def test_a_missing_calibration_source_is_the_users_error_not_a_backends(tiny_export, tmp_path):
+    # int8 on ONNX Runtime CPU reads the calibration faces: a missing file used to be taken for a failing backend,
+    # and the fallback (torch CPU, which has no int8) then hid it behind "precision must be fp32 or fp16"
+    model_dir = tmp_path / "m"
+    shutil.copytree(tiny_export[1], model_dir)
+    (model_dir / "model.safetensors").write_bytes(b"")  # torch-cpu becomes the next candidate
+    with pytest.raises(InputError, match="nope.mp4: calibration source not found"):
+        open_backend(model_dir, "auto", probes=probes(modules=("onnxruntime", "torch"),
+                                                           providers=("CPUExecutionProvider",), torch_cuda=False),
+                     warmup=["analyze"], precision="int8", calibration=str(tmp_path / "nope.mp4"))
 
 
 def test_explicit_tensorrt_without_a_gpu_says_there_is_none():
