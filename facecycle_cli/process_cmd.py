@@ -242,7 +242,7 @@ def _reading(sidecar: Optional[Path]) -> str:
     r = clip_reading((info or {}).get("summary"))
     if r is None:
         return ""
-    return f", read as {r['emotion']} (mean p {r['p']:.2f} over {r['face_rows']} face rows)"
+    return f", read as {r['emotion']} (mean p {r['p']:.2f} over {_n(r['face_rows'], 'face row')})"
 
 
 def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals") -> int:
@@ -270,10 +270,13 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals"
     s = run.stats.summary()
     side = getattr(run, "sidecar_path", None) or (Path(plan["csv"]).with_suffix(".json") if plan["csv"] else None)
     wrote = ", ".join(str(v) for v in (plan["csv"], side, plan["video"]) if v)
-    print(f"{plan['input']}: {s['frames']} frames, {s['faces']} faces, {s['fps']:.1f} fps"
+    from realtime.sources.images import ImageFolderSource
+
+    skipped = "unreadable image" if isinstance(run.src, ImageFolderSource) else "damaged packet"
+    print(f"{plan['input']}: {_n(s['frames'], 'frame')}, {_n(s['faces'], 'face')}, {s['fps']:.1f} fps"
           + (f", {s['drops']} dropped" if s["drops"] else "")
-          + (f", {s['decode_errors']} damaged packets skipped" if s["decode_errors"] else "")
-          + (f", ~{run.src.frames_missing} frames missing (truncated or damaged file)"
+          + (f", {_n(s['decode_errors'], skipped)} skipped" if s["decode_errors"] else "")
+          + (f", ~{_n(run.src.frames_missing, 'frame')} missing (truncated or damaged file)"
              if getattr(run.src, "frames_missing", 0) else "")
           + _reading(side) + f" -> {wrote}", file=sys.stderr)
     if sig.signum is not None:
@@ -281,6 +284,11 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals"
               f"and closed", file=sys.stderr)
         return sig.exit_code
     return 0
+
+
+def _n(count: int, noun: str) -> str:
+    """``"1 frame"``, ``"3 frames"``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _progress(run, enabled: bool, name: str):
