@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from eval_detail_px import write_result  # noqa: E402
 from eval_spans import find_clip, unlabelled_spans  # noqa: E402
 
 from realtime.crops import crop_square  # noqa: E402
@@ -151,7 +151,7 @@ def main() -> int:
     from realtime.heads import ExpressionHead
 
     shared = Path(a.shared)
-    t0 = time.time()
+    t0 = time.perf_counter()
     sets: Dict[str, dict] = {}
     for name, table in (("heldout", ROOT / "benchmarks" / "heldout_clips.csv"),
                         ("trained", ROOT / "benchmarks" / "trained_expressive_clips.csv")):
@@ -165,7 +165,7 @@ def main() -> int:
     sets["spans"]["names"] = [f"{r['clip']}:{r['start']}" for r in spans]
     if a.fer:
         sets["fer_val"] = fer_faces(Path(a.fer))
-    print("faces:", {k: len(v["labels"]) for k, v in sets.items()}, f"({time.time() - t0:.0f} s)", flush=True)
+    print("faces:", {k: len(v["labels"]) for k, v in sets.items()}, f"({time.perf_counter() - t0:.0f} s)", flush=True)
 
     model = default_model_dir()
     res: dict = {"script": "scripts/eval_tta.py", "model": str(model), "loose": [LOOSE, LOOSE_PX],
@@ -185,9 +185,7 @@ def main() -> int:
                                            if k != "fer_val" else f"{k} {v['frame_accuracy']:.4f}"
                                            for k, v in r.items()), flush=True)
     res["names"] = {k: v.get("names") for k, v in sets.items() if k != "fer_val"}
-    res["seconds"] = round(time.time() - t0, 1)
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(res, indent=2))
+    write_result(Path(a.out), res, t0)
     return 0
 
 
