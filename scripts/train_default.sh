@@ -35,6 +35,7 @@ TRAIN_PASSES=${TRAIN_PASSES:-1}     # > 1: the refit's neutral-face terms also j
 STILL_W=${STILL_W:-0}               # > 0: the refit's neutral-reads-neutral term also on its expressive stills
 STILL_CYC=${STILL_CYC:-1}           # and with it their cycle back from the neutral face (still_neutral_weight,
                                     # still_cycle_weight; experiment 26: neither helped; STILL_W=0, off, ships)
+REEXP_W=${REEXP_W:-0.5}             # the refit's re-expressed-reads-as-source term (reexpress_weight; experiment 45: keep it)
 NF_SEED=${NF_SEED:-0}               # the refit's seed (its data, jitter and initial draws; the shipped refit: 0)
 SAD_BIAS=${SAD_BIAS:-0.25}         # added to the emotion head's sad bias at shipping (MODEL_CARD.md, experiment 37)
 NF_BATCH=${NF_BATCH:-32}            # the refit's stills per step and video pairs per FaceCycle step (the shipped
@@ -130,7 +131,7 @@ if [[ $MODE == all || $MODE == refit ]]; then
     --set realism_lr="$REAL_LR" --set neutral_via="$VIA" \
     --set critic_adapt_lr="$ADAPT_LR" --set second_pass_weight="$SECOND_W" \
     --set train_passes="$TRAIN_PASSES" --set still_neutral_weight="$STILL_W" \
-    --set still_cycle_weight="$STILL_CYC" --set seed="$NF_SEED" \
+    --set still_cycle_weight="$STILL_CYC" --set seed="$NF_SEED" --set reexpress_weight="$REEXP_W" \
     --threads "$THREADS" --ckpt-every 100 --out "$NF" --resume --no-progress "${LIMIT[@]}"
 fi
 

@@ -132,7 +132,8 @@ class SemiSupOptions:
                                    # (strength 0-1; 0 = off) so that pixel artefacts cannot please the frozen head
     critic_blur: float = 1.0       # < 1: the jittered critics always see the neutral face blurred to at most this
                                    # fraction of its size (critic_jitter's blur_max); 1 = as before
-    reexpress_weight: float = 0.5
+    reexpress_weight: float = 0.5  # the re-expressed face (the neutral face warped back by the backflow) must read
+                                   # as its source to the frozen head (KL to the input's probabilities); 0 = off
     critic_weight: float = 0.0     # the neutral face must also read as neutral to a second, independent critic
                                    # (:mod:`.critic`, passed as ``critic``; same jittered view); 0 = off
     critic_adapt_lr: float = 0.0   # > 0: the critic keeps learning during the refit (:class:`.critic.OnlineCritic`):
