@@ -279,35 +279,52 @@ class GradualCut:
 
     or when a frame is blank (mean absolute deviation below ``blank`` grey levels on the thumbnail: uniform,
     as a fade's black or white frame is; the least of any frame of the shared clips is 12.7) after one that was
-    not (that is, more than 3 levels): a fade through black or white. Thumbnails are kept only since the last
-    transition or blank frame, and none is reported within ``max(windows)`` frames of the last. Where a frame of
+    not (that is, more than 3 levels): a fade through black or white. Between black bars a picture fading to
+    white is uniform only inside them, so the blank test also reads the picture inside the bars of the last frame
+    that showed one (experiment 44). Thumbnails are kept only since the last transition or blank frame, and none
+    is reported within ``max(windows)`` frames of the last (nor a blank within ``min(windows)``). Where a frame of
     the window's two ends and middle has letterbox or pillarbox bars (:func:`picture_area`), the test reads the
-    three inside the bars of all three: bars the two ends share would make them look alike (experiment 42).
+    three inside the bars of all three: bars the two ends share would make them look alike (experiment 42). A
+    window whose end is nearly flat (mean absolute deviation under ``picture`` grey levels: a fade's last steps,
+    or its first ones out of a blank, whose few grey levels correlate with nothing) is left to the blank test:
+    read as a dissolve, the fade-in after a blank was found a second time, and the person fading in got two ids.
 
     The thresholds were chosen on the 77 shared clips and on dissolves made of them (MODEL_CARD.md,
     experiment 34): no false transition in 21,206 frames.
     """
 
     def __init__(self, windows: Sequence[int] = (8, 16, 32, 48), similarity: float = 0.45, residual: float = 0.3,
-                 blank: float = 0.5) -> None:
+                 blank: float = 0.5, picture: float = 6.0) -> None:
         if not windows or min(windows) < 2:
             raise ValueError("GradualCut: windows must be >= 2 frames")
         self.windows = tuple(sorted(int(k) for k in windows))
         self.similarity = float(similarity)
         self.residual = float(residual)
         self.blank = float(blank)
+        self.picture = float(picture)
         #: the recent frames: each one's thumbnail, small picture and bars (:class:`_Shown`)
         self._thumbs: Deque[_Shown] = deque(maxlen=self.windows[-1] + 1)
         self._since = 10 ** 9  # frames since the last transition
         self._was_blank = False
+        #: the bars of the last frame with a picture, as (small copy's shape, area), None when it had none
+        self._bars: Optional[Tuple[Tuple[int, int], Tuple[int, int, int, int]]] = None
 
     def __call__(self, gray: np.ndarray) -> bool:
         """Show one frame, (H, W) uint8 grey; True when it ends a dissolve or starts a blank."""
         full = _thumb(gray)
         self._since += 1
-        mad = float(np.abs(full - full.mean()).mean())
+        mad = _mad(full)
+        shown = None
+        if mad >= self.blank and self._bars is not None:
+            # a fade through white (or grey) between black bars is uniform only inside them: read it there, in the
+            # bars of the last frame that had a picture
+            shown = _Shown(gray, full)
+            thumb = shown.inside(*self._bars)
+            if thumb is not None:
+                mad = min(mad, _mad(thumb))
         if mad < self.blank:
-            found = not self._was_blank
+            # a blank just after a dissolve was reported (a fade's last steps can read as one) is the same transition
+            found = not self._was_blank and self._since > self.windows[0]
             self._was_blank = True
             self._thumbs.clear()
             if found:
@@ -316,7 +333,15 @@ class GradualCut:
         if self._was_blank and mad <= 3.0:  # just out of a blank: wait for a picture
             return False
         self._was_blank = False
-        self._thumbs.append(_Shown(gray, full))
+        shown = shown or _Shown(gray, full)
+        self._thumbs.append(shown)
+        if not shown.whole:
+            # bars are taken from a picture: a frame fading to white shows flat light edges that are no bars
+            inner = shown.inside(shown.small.shape, shown.area)
+            if inner is not None and _mad(inner) >= self.picture:
+                self._bars = (shown.small.shape, shown.area)
+        elif self._bars is not None and not shown.has_bars(*self._bars):
+            self._bars = None  # a picture without bars (a picture fading to white inside its bars keeps them)
         if self._since <= self.windows[-1]:
             return False
         n = len(self._thumbs)
@@ -324,6 +349,10 @@ class GradualCut:
             if k >= n:
                 break
             a, mid, b = _inside_bars(self._thumbs[n - 1 - k], self._thumbs[n - 1 - k // 2], self._thumbs[n - 1])
+            if min(_mad(a), _mad(b)) < self.picture:
+                # an end nearly flat (a fade's last steps, or the first ones out of a blank, where the picture's
+                # few grey levels correlate with nothing): that is the blank test's to find, not a dissolve
+                continue
             if _ncc(a, b) >= self.similarity:
                 continue
             if _mix_residual(a, mid, b) < self.residual:
@@ -338,10 +367,11 @@ class GradualCut:
         self._thumbs.clear()
         self._since = 10 ** 9
         self._was_blank = False
+        self._bars = None
 
     def describe(self) -> dict:
         return {"windows": list(self.windows), "similarity": self.similarity, "residual": self.residual,
-                "blank": self.blank}
+                "blank": self.blank, "picture": self.picture}
 
 
 class _Shown:
@@ -360,6 +390,27 @@ class _Shown:
         self.area = (rows.start, rows.stop, cols.start, cols.stop)
         self.whole = self.area == (0, sh, 0, sw)
 
+    def inside(self, shape: Tuple[int, int], area: Tuple[int, int, int, int]) -> Optional[np.ndarray]:
+        """The thumbnail of this frame's small copy inside ``area`` (another frame's bars) less one pixel at each
+        side (the picture's edge blends into the bars when it is scaled), None when the small copies' shapes
+        differ or too little is left."""
+        r0, r1, c0, c1 = area
+        if self.small.shape != tuple(shape) or r1 - r0 < 8 or c1 - c0 < 8:
+            return None
+        return _thumb(np.ascontiguousarray(self.small[r0 + 1:r1 - 1, c0 + 1:c1 - 1]))
+
+    def has_bars(self, shape: Tuple[int, int], area: Tuple[int, int, int, int], flat: float = 4.0) -> bool:
+        """Whether this frame still has bars outside ``area`` (another frame's picture area): every row above and
+        below it and every column left and right of it, less the one next to the picture (where the two blend when
+        scaled), flat (standard deviation under ``flat`` grey levels), as :func:`picture_area` finds bars."""
+        if self.small.shape != tuple(shape):
+            return False
+        r0, r1, c0, c1 = area
+        s = self.small.astype(np.float32)
+        rows = [x.std(axis=1) for x in (s[:max(0, r0 - 1)], s[r1 + 1:]) if x.size]
+        cols = [x.std(axis=0) for x in (s[:, :max(0, c0 - 1)], s[:, c1 + 1:]) if x.size]
+        return bool(rows or cols) and all(bool((v < flat).all()) for v in rows + cols)
+
 
 def _inside_bars(*shown: _Shown) -> Tuple[np.ndarray, ...]:
     """The thumbnails of ``shown`` frames, each of its picture inside the bars of any of them (their areas'
@@ -377,6 +428,11 @@ def _inside_bars(*shown: _Shown) -> Tuple[np.ndarray, ...]:
 def _thumb(gray: np.ndarray, side: int = 32) -> np.ndarray:
     """(side, side) float32: ``gray`` shrunk with area interpolation."""
     return cv2.resize(gray, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def _mad(thumb: np.ndarray) -> float:
+    """Mean absolute deviation of a thumbnail's grey levels (0: uniform)."""
+    return float(np.abs(thumb - thumb.mean()).mean())
 
 
 def _ncc(a: np.ndarray, b: np.ndarray) -> float:

@@ -25,8 +25,10 @@ frame of every clip in order, as the tracker sees them):
 - **false transitions**: frames of the clips where either test fires, other than the known shot changes;
 - **dissolves**: ``--dissolves`` ordered pairs of two different clips (seeded), the first's frames up to
   ``--join-at`` cross-faded into the second's over L frames (L in ``--lengths``; both keep moving), and
-  **fades** through black (L/2 frames out, 2 black, L/2 in). Found: either test fires between the
-  transition's first frame and 24 frames after its last. The cut test alone is scored too.
+  **fades** through black (L/2 frames out, 2 black, L/2 in) and through white (the picture inside any black bars
+  fades to white; the bars stay). Found: either test fires between the
+  transition's first frame and 24 frames after its last (``found_twice``: two or more times). The cut test alone is
+  scored too.
 
 Usage::
 
@@ -102,19 +104,28 @@ def cuts_of(frames: list, gradual: bool = True) -> list:
     return out
 
 
-def transition(gx: list, gy: list, k: int, length: int, fade: bool, pad: int = 60) -> tuple:
+def transition(gx: list, gy: list, k: int, length: int, kind: str, pad: int = 60) -> tuple:
     """Frames of ``gx`` up to ``k`` then ``length`` frames of transition into ``gy`` (scaled to ``gx``'s size), then
-    ``gy``: (frames, first transition frame, last transition frame)."""
+    ``gy``: (frames, first transition frame, last transition frame). ``kind``: ``dissolve``, ``fade`` (through
+    black) or ``fade_white`` (through white inside the picture: black bars, where the frames have them, stay)."""
     size = gx[0].shape[::-1]
     y = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in gy[: length + pad]]
     y += [y[-1]] * (length + pad - len(y))
     x = gx[max(0, k - pad): k] if k > 0 else gx[:1]
     mid = []
-    if fade:
+    if kind in ("fade", "fade_white"):
         h = length // 2
-        mid = [(gx[min(len(gx) - 1, k + j)].astype(np.float32) * (1 - (j + 1) / (h + 1))) for j in range(h)]
-        mid += [np.zeros(gx[0].shape, np.float32)] * 2
-        mid += [y[j].astype(np.float32) * ((j + 1) / (h + 1)) for j in range(h)]
+        level = np.zeros(gx[0].shape, np.float32)
+        if kind == "fade_white":
+            rows, cols = picture_area(gx[min(len(gx) - 1, k)], gx[min(len(gx) - 1, k)])
+            level[rows, cols] = 255.0
+
+        def toward(f: np.ndarray, a: float) -> np.ndarray:
+            return f.astype(np.float32) * (1 - a) + level * a
+
+        mid = [toward(gx[min(len(gx) - 1, k + j)], (j + 1) / (h + 1)) for j in range(h)]
+        mid += [level] * 2
+        mid += [toward(y[j], 1 - (j + 1) / (h + 1)) for j in range(h)]
         rest = y[h:]
     else:
         for j in range(length):
@@ -187,14 +198,17 @@ def main() -> int:
     pairs = [(x, y) for x in names for y in names if x != y]
     pairs = [pairs[i] for i in rng.choice(len(pairs), min(a.dissolves, len(pairs)), replace=False)]
     made = {}
-    for kind in ("dissolve", "fade"):
+    for kind in ("dissolve", "fade", "fade_white"):
         for length in (int(v) for v in a.lengths.split(",")):
-            found = {"with_gradual": 0, "cut_test_alone": 0}
+            found = {"with_gradual": 0, "cut_test_alone": 0, "found_twice": 0}
             for x, y in pairs:
                 gx = grays[x]
-                frames, s0, s1 = transition(gx, grays[y], min(len(gx) - 1, a.join_at), length, kind == "fade")
+                frames, s0, s1 = transition(gx, grays[y], min(len(gx) - 1, a.join_at), length, kind)
                 for key, grad in (("with_gradual", True), ("cut_test_alone", False)):
-                    found[key] += any(s0 <= i <= s1 + 24 for i in cuts_of(frames, grad))
+                    hits = sum(s0 <= i <= s1 + 24 for i in cuts_of(frames, grad))
+                    found[key] += hits > 0
+                    if grad:  # one transition ending tracks twice: a face that appears in between gets two ids
+                        found["found_twice"] += hits > 1
             made[f"{kind}_{length}"] = {k: round(v / len(pairs), 4) for k, v in found.items()}
             print(f"{kind} over {length} frames: found {made[f'{kind}_{length}']['with_gradual']:.1%} "
                   f"(the cut test alone {made[f'{kind}_{length}']['cut_test_alone']:.1%}) of {len(pairs)}")

@@ -268,3 +268,29 @@ def test_a_dissolve_between_black_bars_is_found():
         if tr.last_cut:
             cuts.append(i)
     assert len(cuts) == 1 and 40 <= cuts[0] <= 40 + len(mid) + 24, cuts
+
+
+@pytest.mark.parametrize("plain_edge", [False, True])
+def test_a_fade_through_white_between_black_bars_is_one_transition(plain_edge):
+    """A slow fade through white of the picture between pillarbox bars that stay black. No frame is uniform, so
+    the blank test, which read the whole frame, never fired; the dissolve test found the white frame, and then the
+    fade-in a second time, so the person fading in got an id that ended when the fade was over. The blank test
+    now also reads inside the bars of the last frame with a picture: one transition, at the white frame. A plain
+    light edge of the picture, which :func:`picture_area` takes for a bar, must not lose the bars as it fades."""
+    a = bgr_frames(shared_video("sadtalker_WDA_KatieHill_000.mp4"), 60)
+    b = bgr_frames(shared_video("sadtalker_WDA_AlexandriaOcasioCortez_000.mp4"), 60)
+    if plain_edge:  # a plain light wall along the picture's right edge: flat, as wide as a bar, but no bar
+        for f in a:
+            f[:, -f.shape[1] // 6:] = 225
+    white = np.full_like(a[0], 255)
+    steps = np.linspace(0, 1, 50)[1:-1]  # 48 frames out, 2 white, 48 in
+    out = [cv2.addWeighted(a[min(59, 20 + j)], 1 - t, white, t, 0) for j, t in enumerate(steps)]
+    back = [cv2.addWeighted(white, 1 - t, b[min(59, j)], t, 0) for j, t in enumerate(steps)]
+    frames = _pillarbox(a[:40] + out + [white] * 2 + back + b[24:60])
+    tr = Tracker()
+    cuts = []
+    for i, f in enumerate(frames):
+        tr.propagate(f, i / 25)
+        if tr.last_cut:
+            cuts.append(i)
+    assert cuts == [40 + len(out)], cuts  # the first white frame, once
