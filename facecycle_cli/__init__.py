@@ -21,7 +21,6 @@ import argparse
 import difflib
 import logging
 import re
-import signal
 import sys
 from typing import List, Optional, Sequence
 
@@ -38,6 +37,7 @@ from . import (
     model_cmd,
     probe_cmd,
     process_cmd,
+    sigterm,
     train_cmd,
 )
 
@@ -140,10 +140,6 @@ def _tidy_metavars(parser: argparse.ArgumentParser) -> None:
             a.metavar = "NAME" if a.dest in ("config", "backend", "baseline", "detector", "split") else "VALUE"
 
 
-def _on_sigterm(signum, frame):  # turn SIGTERM into an exception the pipeline cleans up after
-    raise SystemExit(143)
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     try:  # building the parser imports every command module: a Ctrl-C here is still a clean exit
         parser = build_parser()
@@ -156,12 +152,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
+    sigterm.install()  # SIGTERM raises SystemExit(143), which the pipeline cleans up after
     try:
-        signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # not in the main thread (tests)
-        pass
-    try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        if code == 0 and sigterm.received():  # a SIGTERM whose exception a library swallowed (facecycle_cli.sigterm)
+            print("facecycle: terminated", file=sys.stderr)
+            return sigterm.EXIT_CODE
+        return code
     except FaceCycleError as e:
         if args.debug:
             log.exception("error")

@@ -156,6 +156,9 @@ class _Signals:
         self._old = {}
 
     def __enter__(self) -> "_Signals":
+        from .sigterm import raise_if_received
+
+        raise_if_received()  # one that came during start-up and was swallowed: stop before any output is made
         for s in (signal.SIGINT, signal.SIGTERM):
             try:
                 self._old[s] = signal.signal(s, self._handle)
