@@ -189,7 +189,9 @@ def test_corrupt_packets_in_the_middle_are_skipped_and_counted(cli, tmp_path, fa
     stem = bad.stem
     frames = frames_of(read_csv(tmp_path / "out" / f"{stem}.csv", code_dim))
     assert frames == list(range(len(frames)))
-    assert 25 <= len(frames) < 40  # decoded around the damage, up to the end
+    # decoded around the damage, up to the end; the decoder may conceal every damaged frame (x264's threaded encode
+    # and decode make the count vary from run to run: all 40 came back in about 1 run in 6), so no frame need be lost
+    assert 25 <= len(frames) <= 40
     side = json.loads((tmp_path / "out" / f"{stem}.json").read_text())
     assert side["input"]["errors"] >= 1  # damaged packets / frames counted
     assert side["stats"]["decode_errors"] == side["input"]["errors"]
