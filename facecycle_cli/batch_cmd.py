@@ -64,8 +64,7 @@ def _batch(args: argparse.Namespace) -> int:
     from realtime.batch.executors import make_executor
     from realtime.sinks.video_sink import check_x264_preset
 
-    if args.video:
-        check_x264_preset(args.video_preset)  # once, before any worker starts
+    check_x264_preset(args.video_preset)  # once, before any worker starts (each one's outputs check it too)
     if not args.csv and not args.video:
         raise UsageError("nothing to write: both --no-csv and --no-video given")
     if args.parquet and not args.csv:

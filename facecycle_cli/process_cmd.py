@@ -13,6 +13,8 @@ from typing import List, Optional
 
 from facecycle.errors import BackendUnavailable, InputError, OutputError, UsageError
 
+from .sigterm import raise_if_received
+
 log = logging.getLogger(__name__)
 
 
@@ -156,8 +158,6 @@ class _Signals:
         self._old = {}
 
     def __enter__(self) -> "_Signals":
-        from .sigterm import raise_if_received
-
         raise_if_received()  # one that came during start-up and was swallowed: stop before any output is made
         for s in (signal.SIGINT, signal.SIGTERM):
             try:
