@@ -33,7 +33,9 @@
   (``benchmarks/2026-12-05-epyc2/scene_cuts.json``). Both tests read the picture inside letterbox and pillarbox
   bars (:func:`picture_area`; experiment 42): with every clip in a 16:9 frame, 99.1 % of joins (59.4 % before)
   and 93.5 % of 10-frame dissolves (30.5 %) found, no false cut or transition
-  (``benchmarks/2026-12-05-epyc5/scene_cuts_pad16x9.json``).
+  (``benchmarks/2026-12-05-epyc5/scene_cuts_pad16x9.json``). A fade is reported once: the cut test's cut
+  out of a reported blank is that blank's transition (experiment 46: 10-frame fades reported twice 15–33 % → 0–1 %,
+  ``benchmarks/2026-12-05-epyc7/scene_cuts*.json``).
 """
 from __future__ import annotations
 
@@ -133,14 +135,14 @@ class Tracker:
 
     def _scene(self, gray: np.ndarray, timestamp: float) -> Tuple[bool, bool]:
         """``(changed, cut)`` for the grey frame ``gray`` against the previous one (:meth:`_change`), where a
-        dissolve or fade ending here is a cut too (:attr:`gradual`, shown each frame once: ``propagate`` and
-        ``update`` may both see one frame; after a cut it starts over)."""
+        dissolve or fade ending here is a cut too, and the cut test's cut just out of a fade's blank is not
+        (:attr:`gradual`, shown each frame once: ``propagate`` and ``update`` may both see one frame)."""
         changed, cut = self._change(gray)
-        if cut:  # a new shot: the dissolve test starts over too
-            self.gradual.reset()
         if self._seen_ts is None or timestamp != self._seen_ts:
             self._seen_ts = timestamp
-            cut = self.gradual(gray) or cut
+            # the gradual test sees the cut test's finding: its windows start over at a cut, and a cut out of a
+            # blank that it reported is that blank's transition, not a second one
+            cut = self.gradual(gray, cut=cut)
         return changed, cut
 
     def _end_all(self, timestamp: float) -> None:
@@ -306,11 +308,15 @@ class GradualCut:
         self._thumbs: Deque[_Shown] = deque(maxlen=self.windows[-1] + 1)
         self._since = 10 ** 9  # frames since the last transition
         self._was_blank = False
+        self._reported_blank = False  # the blank now (or just left) was reported as a transition
         #: the bars of the last frame with a picture, as (small copy's shape, area), None when it had none
         self._bars: Optional[Tuple[Tuple[int, int], Tuple[int, int, int, int]]] = None
 
-    def __call__(self, gray: np.ndarray) -> bool:
-        """Show one frame, (H, W) uint8 grey; True when it ends a dissolve or starts a blank."""
+    def __call__(self, gray: np.ndarray, cut: bool = False) -> bool:
+        """Show one frame, (H, W) uint8 grey; True when a transition ends here: a dissolve ends, a blank starts, or
+        ``cut`` (the tracker's cut test fired on this frame: a new shot, where the windows start over) other than
+        the step out of a blank already reported (a fast fade's first frame back after black or white differs
+        from the blank by as much as a cut, and a blank has no structure: the same transition, reported once)."""
         full = _thumb(gray)
         self._since += 1
         mad = _mad(full)
@@ -323,16 +329,26 @@ class GradualCut:
             if thumb is not None:
                 mad = min(mad, _mad(thumb))
         if mad < self.blank:
-            # a blank just after a dissolve was reported (a fade's last steps can read as one) is the same transition
-            found = not self._was_blank and self._since > self.windows[0]
+            # a blank just after a dissolve was reported (a fade's last steps can read as one) is the same transition,
+            # and so is a cut inside a blank already reported
+            covered = self._was_blank and self._reported_blank
+            found = not covered and (cut or (not self._was_blank and self._since > self.windows[0]))
+            self._reported_blank = covered or found
             self._was_blank = True
             self._thumbs.clear()
             if found:
                 self._since = 0
             return found
         if self._was_blank and mad <= 3.0:  # just out of a blank: wait for a picture
-            return False
-        self._was_blank = False
+            found = cut and not self._reported_blank
+            self._reported_blank = self._reported_blank or found
+            return found
+        if cut and self._was_blank and self._reported_blank:
+            cut = False  # the first picture after a reported blank: the blank's transition
+        self._was_blank = self._reported_blank = False
+        if cut:  # a new shot: the windows start over at it (the bars are read again from its picture below)
+            self._thumbs.clear()
+            self._since = 10 ** 9
         shown = shown or _Shown(gray, full)
         self._thumbs.append(shown)
         if not shown.whole:
@@ -342,6 +358,8 @@ class GradualCut:
                 self._bars = (shown.small.shape, shown.area)
         elif self._bars is not None and not shown.has_bars(*self._bars):
             self._bars = None  # a picture without bars (a picture fading to white inside its bars keeps them)
+        if cut:
+            return True
         if self._since <= self.windows[-1]:
             return False
         n = len(self._thumbs)
@@ -366,7 +384,7 @@ class GradualCut:
     def reset(self) -> None:
         self._thumbs.clear()
         self._since = 10 ** 9
-        self._was_blank = False
+        self._was_blank = self._reported_blank = False
         self._bars = None
 
     def describe(self) -> dict:

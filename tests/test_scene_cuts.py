@@ -14,8 +14,11 @@ from facecycle.files import VIDEO_SUFFIXES
 from realtime.tracking import Tracker, iou_matrix
 from tests.conftest import shared_video, write_video
 
-#: the shot changes inside the shared clips of data/videos (checked by eye): clip -> frames that start a shot
-SHOT_CHANGES = {"pyfeat_face_noface.mov": [72, 73], "pyfeat_noface_face.mov": [96, 168]}
+#: the shot changes inside the shared clips of data/videos (checked by eye): clip -> frames where the tracker
+#: ends every track. pyfeat_face_noface.mov goes from the face's shot to the next through one black frame (72):
+#: one transition, ended at the black frame (the step out of it, 73, differs as much as a cut, but no track can
+#: start on a blank frame: it used to be reported a second time)
+SHOT_CHANGES = {"pyfeat_face_noface.mov": [72], "pyfeat_noface_face.mov": [96, 168]}
 
 
 def bgr_frames(path: Path, n: int) -> list:
@@ -177,6 +180,39 @@ def test_gradual_transitions_made_up():
            [(b * t).astype(np.uint8) for t in np.linspace(0, 1, 11)[1:]]
     found = run([a] * 30 + fade + [b] * 30)
     assert found == [39], found  # the first black frame, once
+
+
+@pytest.mark.parametrize("kind", ["black", "white_between_bars", "one_black_frame"])
+def test_a_fast_fade_is_one_transition(kind):
+    """A fast fade (4 frames out, 2 blank, 4 in; 0.4 s at 25 fps) through black, or through white inside black
+    bars, and a cut through one black frame: the tracker reports one transition, at the first blank frame. The
+    first frame back out of the blank differs from it as much as a cut does and a blank has no structure, so the
+    cut test fires there too: it used to be a second transition (MODEL_CARD.md experiment 46; 15-33 % of made
+    10-frame fades)."""
+    a, b = _texture(0), _texture(1)
+    level = 0.0
+    if kind == "white_between_bars":
+        a, b = (np.pad(x, ((0, 0), (80, 80))) for x in (a, b))  # a 240-px picture in a 400-px frame
+        level = 255.0
+    inside = np.zeros(a.shape, np.float32)
+    inside[:, 80:-80 if kind == "white_between_bars" else None] = level
+
+    def toward(f: np.ndarray, t: float) -> np.ndarray:
+        return np.clip(np.rint(f * (1 - t) + inside * t), 0, 255).astype(np.uint8)
+
+    if kind == "one_black_frame":
+        mid = [np.zeros_like(a)]
+    else:
+        mid = [toward(a, t) for t in (0.2, 0.4, 0.6, 0.8)] + [toward(a, 1.0)] * 2 + \
+              [toward(b, t) for t in (0.8, 0.6, 0.4, 0.2)]
+    frames = [a] * 30 + mid + [b] * 30
+    tr, cuts = Tracker(), []
+    for i, f in enumerate(frames):
+        tr.propagate(cv2.cvtColor(f, cv2.COLOR_GRAY2BGR), i / 25)
+        if tr.last_cut:
+            cuts.append(i)
+    first_blank = 30 if kind == "one_black_frame" else 34
+    assert cuts == [first_blank], cuts
 
 
 @pytest.mark.parametrize("kind", ["dissolve", "fade"])
