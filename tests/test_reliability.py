@@ -100,6 +100,18 @@ def test_directory_without_images(cli, tmp_path):
     assert "no images" in one_error_line(err)
 
 
+def test_folder_of_videos_points_to_its_files(cli, tmp_path):
+    """A folder of videos given to ``process`` (which reads a folder as an image sequence): one line that says what
+    it holds and how to process it, instead of only "no images"."""
+    d = tmp_path / "clips"
+    d.mkdir()
+    for name in ("a.mp4", "b.MOV"):
+        (d / name).write_bytes(b"x")
+    rc, _, err = cli(d)
+    assert rc == 3
+    line = one_error_line(err)
+    assert "no images" in line and "2 video files" in line and "facecycle batch" in line, line
+
 def test_zero_byte_file(cli, tmp_path):
     p = tmp_path / "empty.mp4"
     p.write_bytes(b"")

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from facecycle.errors import InputError
-from facecycle.files import IMAGE_SUFFIXES
+from facecycle.files import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 from ..types import FramePacket
 from .base import Source
@@ -40,7 +40,10 @@ class ImageFolderSource(Source):
         self.files: List[Path] = sorted((p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
                                         key=_natural_key)
         if not self.files:
-            raise InputError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+            videos = sum(1 for p in d.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+            hint = (f"; it holds {videos} video file{'s' * (videos != 1)}: give them as inputs ({d / '*'}), or the "
+                    f"folder to `facecycle batch`, which searches it") if videos else ""
+            raise InputError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}){hint}")
         self.name = str(d)
         self.fps = float(fps)
         self.time_base = Fraction(1, 1000)
