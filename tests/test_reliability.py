@@ -150,6 +150,26 @@ def test_truncated_streamable_file_keeps_what_decodes(cli, tmp_path, faces40, co
     assert decode_count(tmp_path / "out" / "cut.annotated.mp4") == len(frames)
 
 
+def test_samples_an_edit_list_hides_are_not_missing_frames(caplog):
+    """3ddfa_obama.mp4 (a real clip) holds 158 video samples and plays 55: its MP4 edit list starts after the first
+    103, which the decoder drops as every player does. Counted as samples, the clip read as truncated: the end
+    line said "~103 frames missing (truncated or damaged file)" and the sidecar's ``frames_missing`` said 103."""
+    from realtime.sources.video import VideoSource
+
+    from .conftest import shared_video
+
+    path = shared_video("3ddfa_obama.mp4")
+    with av.open(str(path)) as c:
+        assert c.streams.video[0].frames == 158  # the samples in the file (the test's premise)
+    src = VideoSource(str(path))
+    try:
+        with caplog.at_level("WARNING", logger="realtime.sources.video"):
+            n = sum(1 for _ in src)
+    finally:
+        src.close()
+    assert n == 55 and src.frame_count == 55 and src.frames_missing == 0
+    assert "truncated" not in caplog.text
+
 def test_truncated_mp4_without_index_is_a_clear_error(cli, tmp_path, faces40):
     """An MP4 whose writer was killed has no moov atom: nothing decodes; say so (exit 3)."""
     src = write_video(tmp_path / "full.mp4", faces40[:20])

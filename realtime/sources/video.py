@@ -92,9 +92,13 @@ class VideoSource(Source):
         rate = self.stream.average_rate or self.stream.guessed_rate or self.stream.base_rate
         self.fps = float(rate) if rate else None
         self.rate = rate
-        self.frame_count = int(self.stream.frames) or None
-        if self.frame_count is None and self.stream.duration and self.fps:
-            self.frame_count = int(round(float(self.stream.duration * self.time_base) * self.fps))
+        # the stream's sample count, or its duration times the rate, whichever is fewer: an MP4 edit list can hide
+        # samples from playback (3ddfa_obama.mp4 holds 158 and plays 55, its first 103 before the list's start), and
+        # the decoder drops them, as every player does; counted as samples they read as a truncated file
+        counts = [int(self.stream.frames or 0)]
+        if self.stream.duration and self.fps:
+            counts.append(int(round(float(self.stream.duration * self.time_base) * self.fps)))
+        self.frame_count = min((n for n in counts if n > 0), default=None)
         if self.frame_count is None and self.container.duration and self.fps and not self.is_url:
             self.frame_count = int(round(self.container.duration / 1e6 * self.fps))  # container: microseconds
         self.frames_decoded = 0
