@@ -170,6 +170,33 @@ def test_samples_an_edit_list_hides_are_not_missing_frames(caplog):
     assert n == 55 and src.frame_count == 55 and src.frames_missing == 0
     assert "truncated" not in caplog.text
 
+def test_the_main_picture_not_a_cover_image_stream(cli, tmp_path, faces40, code_dim):
+    """A Matroska file whose first video stream is a one-frame cover image (MJPEG) and whose second is the video:
+    the video is processed (FFmpeg's best stream, as players choose). It used to take the first stream: one frame
+    of the cover, no face, exit 0, the 40 frames silently left out."""
+    path = tmp_path / "cover_first.mkv"
+    with av.open(str(path), "w") as c:
+        cover = c.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 96, 96, "yuvj420p"
+        video = c.add_stream("libx264", rate=25)
+        video.height, video.width = faces40[0].shape[:2]
+        video.pix_fmt = "yuv420p"
+        grey = av.VideoFrame.from_ndarray(np.full((96, 96, 3), 128, np.uint8), format="rgb24")
+        grey = grey.reformat(format="yuvj420p")
+        for pkt in [*cover.encode(grey), *cover.encode()]:
+            c.mux(pkt)
+        for f in faces40:
+            for pkt in video.encode(av.VideoFrame.from_ndarray(f, format="bgr24").reformat(format="yuv420p")):
+                c.mux(pkt)
+        for pkt in video.encode():
+            c.mux(pkt)
+    with av.open(str(path)) as c:
+        assert c.streams.video[0].codec_context.name == "mjpeg"  # the test's premise: the cover comes first
+    rc, _, err = cli(path, "--no-video")
+    assert rc == 0, err
+    frames = frames_of(read_csv(tmp_path / "out" / "cover_first.csv", code_dim))
+    assert frames == list(range(40)), frames[:5]
+
 def test_truncated_mp4_without_index_is_a_clear_error(cli, tmp_path, faces40):
     """An MP4 whose writer was killed has no moov atom: nothing decodes; say so (exit 3)."""
     src = write_video(tmp_path / "full.mp4", faces40[:20])

@@ -98,7 +98,7 @@ class VideoSink(Sink):
                 self._audio_in.close()
                 self._audio_in = None
                 return
-            ain = self._audio_in.streams.audio[0]
+            ain = self._audio_in.streams.best("audio") or self._audio_in.streams.audio[0]  # the default track
             self._audio_out = self.container.add_stream_from_template(ain)
             self._audio_iter = self._audio_in.demux(ain)
         except Exception as e:  # noqa: BLE001 - audio is best effort

@@ -83,7 +83,9 @@ class VideoSource(Source):
         if not self.container.streams.video:
             self.container.close()
             raise InputError(f"{spath}: no video stream (audio-only or not a video)")
-        self.stream = self.container.streams.video[0]
+        # FFmpeg's own choice (av_find_best_stream, as ffmpeg and players pick): the main picture, not a cover image
+        # or thumbnail stored as another video stream, which may come first and hold a single frame
+        self.stream = self.container.streams.best("video") or self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
         if threads:
             self.stream.thread_count = threads
