@@ -197,6 +197,49 @@ def test_the_main_picture_not_a_cover_image_stream(cli, tmp_path, faces40, code_
     frames = frames_of(read_csv(tmp_path / "out" / "cover_first.csv", code_dim))
     assert frames == list(range(40)), frames[:5]
 
+@pytest.fixture
+def http_dir(tmp_path):
+    """(folder, base URL): a local HTTP server (the standard library's, which answers no range requests) serving a
+    folder, for the life of the test."""
+    import functools
+    import http.server
+
+    root = tmp_path / "served"
+    root.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield root, f"http://127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_a_video_file_over_http_is_read_whole(cli, tmp_path, faces40, code_dim, http_dir):
+    """An MP4 on a web server (index first, as web video is written) is a file, not a live stream: every frame is
+    processed. Stream URLs were all treated as live, which drops the oldest queued frame when the pipeline is
+    behind: 135 of a served clip's 169 frames were dropped. A file whose index is at its end cannot stream from a
+    server without range requests: one line says why and what to do."""
+    root, base = http_dir
+    write_video(root / "web.mp4", faces40, container_options={"movflags": "+faststart"})
+    # the index at the end (a plain MP4 write), behind a lossless picture too large for FFmpeg to read through
+    write_video(root / "tail.mp4", faces40, options={"crf": "0"})
+    rc, _, err = cli(f"{base}/web.mp4", "--no-video")
+    assert rc == 0, err
+    frames = frames_of(read_csv(tmp_path / "out" / "web.csv", code_dim))
+    assert frames == list(range(40)), frames
+    side = json.loads((tmp_path / "out" / "web.json").read_text())
+    assert side["input"]["live"] is False and side["stats"]["drops"] == 0
+    rc, _, err = cli(f"{base}/tail.mp4", "--no-video")
+    assert rc == 3
+    assert "range requests" in one_error_line(err) and "faststart" in one_error_line(err)
+
 def test_truncated_mp4_without_index_is_a_clear_error(cli, tmp_path, faces40):
     """An MP4 whose writer was killed has no moov atom: nothing decodes; say so (exit 3)."""
     src = write_video(tmp_path / "full.mp4", faces40[:20])

@@ -16,8 +16,8 @@ class Source(abc.ABC):
     Attributes:
         name: what to call it in logs and outputs (a path, ``camera:0``).
         live: True for sources that produce frames at their own pace (cameras,
-            files with ``realtime=True``): a slow pipeline drops their oldest
-            frames instead of blocking them.
+            live stream URLs, files with ``realtime=True``): a slow pipeline drops
+            their oldest frames instead of blocking them.
         fps: nominal frame rate (frames per second), or None if unknown.
         time_base: time base of ``FramePacket.pts``.
         frame_count: expected number of frames, or None if unknown.

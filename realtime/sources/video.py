@@ -70,7 +70,6 @@ class VideoSource(Source):
                 raise InputError(f"{spath}: permission denied")
         self.name = spath
         self.path = None if self.is_url else spath
-        self.live = bool(realtime) or self.is_url
         self.realtime = bool(realtime)
         self.max_errors = max_errors
         try:
@@ -86,6 +85,12 @@ class VideoSource(Source):
         # FFmpeg's own choice (av_find_best_stream, as ffmpeg and players pick): the main picture, not a cover image
         # or thumbnail stored as another video stream, which may come first and hold a single frame
         self.stream = self.container.streams.best("video") or self.container.streams.video[0]
+        # live: frames come at the sender's pace and the oldest queued one is dropped when the pipeline is behind. A
+        # live stream is: RTSP, RTMP, UDP, SRT, TCP, or HTTP(S) without a known duration (a live HLS playlist, an
+        # MJPEG camera). A file over HTTP(S) (an MP4 on a web server or object store, an HLS VOD playlist) has a
+        # duration and is read as a file: every frame (it used to be live: 135 of 169 frames of a served MP4 dropped)
+        self.live = bool(realtime) or (self.is_url and (not spath.startswith(("http://", "https://"))
+                                                        or not self.container.duration))
         self.stream.thread_type = "AUTO"
         if threads:
             self.stream.thread_count = threads
@@ -109,7 +114,8 @@ class VideoSource(Source):
         self.width, self.height = int(cc.width or 0), int(cc.height or 0)
         if self.width <= 0 or self.height <= 0:
             self.container.close()
-            raise InputError(f"{spath}: video stream has no frame size (corrupt header?)")
+            raise InputError(f"{spath}: video stream has no frame size ({'corrupt header?' if not self.is_url else ''}"
+                             f"{_index_hint(spath)})")
         self.still = len(self.container.streams) == 1 and cc.name in ("mjpeg", "png", "bmp", "webp", "tiff") \
             and (self.frame_count or 0) <= 1
         self._closed = False
@@ -165,9 +171,10 @@ class VideoSource(Source):
                 self.frames_decoded = index
                 yield pkt
         if index == 0:
-            raise InputError(f"{self.name}: no decodable video frames")
+            hint = _index_hint(self.name)
+            raise InputError(f"{self.name}: no decodable video frames{f' ({hint})' if hint else ''}")
         expected = self.frame_count or 0
-        if not self.is_url and expected and expected - index > max(2, 0.02 * expected):
+        if not (self.is_url and self.live) and expected and expected - index > max(2, 0.02 * expected):
             self.frames_missing = expected - index
             log.warning("%s: decoded %d of ~%d frames (truncated or damaged file)", self.name, index, expected)
 
@@ -204,6 +211,18 @@ class VideoSource(Source):
         d.update(codec=self.stream.codec_context.name, time_base=str(self.time_base), rotation=self.rotation,
                  errors=self.errors, frames_decoded=self.frames_decoded, frames_missing=self.frames_missing)
         return d
+
+
+def _index_hint(spath: str) -> str:
+    """For an MP4 / MOV over HTTP(S): why it may not stream (else ""). Its index (moov atom) is often at the end of
+    the file, which FFmpeg can reach only where the server answers range requests (a plain ``python -m
+    http.server`` does not)."""
+    if not spath.startswith(("http://", "https://")):
+        return ""
+    if Path(spath.split("?", 1)[0]).suffix.lower() not in (".mp4", ".mov", ".m4v"):
+        return ""
+    return ("an MP4 whose index (moov atom) is at its end streams only from a server that answers range requests: "
+            "download it, or remux it with `ffmpeg -i IN -c copy -movflags +faststart OUT`")
 
 
 def _msg(e: BaseException) -> str:
