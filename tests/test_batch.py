@@ -112,6 +112,15 @@ def test_inputs_folders_globs_lists_duplicates_and_mirroring(tmp_path, monkeypat
         collect_inputs([str(d / "s1")])
     with pytest.raises(UsageError, match="not under --root"):
         collect_inputs([str(a)], root=str(tmp_path / "elsewhere"))
+    # a URL, given or listed: refused before any work, with what to do (it used to read as a relative path:
+    # "./http:/host/a.mp4: no such file or folder", one failure per URL)
+    urls = tmp_path / "urls.txt"
+    urls.write_text("https://example.com/corpus/a.mp4\ncorpus/s1/interview.mp4\ns3://bucket/b.mp4\n")
+    with pytest.raises(UsageError, match=r"https://example.com/corpus/a.mp4 \(listed in .*urls.txt\) and 1 more URL: "
+                                         r"batch reads files and folders, not URLs"):
+        collect_inputs([f"@{urls}"])
+    with pytest.raises(UsageError, match="facecycle process URL"):
+        collect_inputs([str(a), "rtsp://camera.local/stream"])
 
 
 def test_fingerprint_follows_settings_not_threads():

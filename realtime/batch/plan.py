@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
@@ -23,6 +24,7 @@ __all__ = ["VIDEO_SUFFIXES", "BatchItem", "collect_inputs", "settings_fingerprin
 log = logging.getLogger(__name__)
 
 _GLOB_CHARS = set("*?[")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 @dataclass
@@ -73,7 +75,7 @@ def _read_list(spec: str) -> List[str]:
     for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
-            out.append(line if os.path.isabs(os.path.expanduser(line)) else str(base / line))
+            out.append(line if os.path.isabs(os.path.expanduser(line)) or _URL.match(line) else str(base / line))
     return out
 
 
@@ -95,17 +97,24 @@ def collect_inputs(specs: Iterable[str], out_dir: Optional[Union[str, Path]] = N
         ``error``.
 
     Raises:
-        UsageError: two inputs would write the same outputs (``a.mp4`` and ``a.mov`` in one folder), or an
-            input lies outside ``root``.
+        UsageError: two inputs would write the same outputs (``a.mp4`` and ``a.mov`` in one folder), an
+            input lies outside ``root``, or an input is a URL.
     """
     out = Path(os.path.abspath(out_dir)) if out_dir is not None else None
     pairs: List[Tuple[Path, Path, Optional[str]]] = []
+    urls: List[str] = []  # refused: a batch reads files (its resumability and output names rest on them)
     for spec in specs:
-        if spec.startswith("@"):
-            for entry in _read_list(spec):
-                pairs += _expand(entry, out, f" (listed in {spec[1:]})")
-        else:
-            pairs += _expand(spec, out, "")
+        listed = spec.startswith("@")
+        entries = [(e, f" (listed in {spec[1:]})") for e in _read_list(spec)] if listed else [(spec, "")]
+        for entry, origin in entries:
+            if _URL.match(entry):
+                urls.append(entry + origin)
+            else:
+                pairs += _expand(entry, out, origin)
+    if urls:
+        more = f" and {len(urls) - 1} more URL{'s' * (len(urls) > 2)}" if len(urls) > 1 else ""
+        raise UsageError(f"{urls[0]}{more}: batch reads files and folders, not URLs (download or mount the videos "
+                         f"first, docs/batch.md); `facecycle process URL` reads one stream")
     # duplicates: by real path (symlinks and ../ spellings of one file)
     seen: Dict[str, int] = {}
     counts: Dict[str, int] = {}
