@@ -240,6 +240,31 @@ def test_a_video_file_over_http_is_read_whole(cli, tmp_path, faces40, code_dim, 
     assert rc == 3
     assert "range requests" in one_error_line(err) and "faststart" in one_error_line(err)
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes need a POSIX system")
+def test_a_named_pipe_is_read_once_in_full(cli, tmp_path, faces40, code_dim, caplog):
+    """A named pipe fed by another program (``ffmpeg … -f matroska - > pipe``, or /dev/stdin of a shell pipe): every
+    frame is read, once; the look-ahead, which reads a file twice, stays off and says so. A pipe's size is 0, and
+    the input used to be refused as an "empty file (0 bytes)"."""
+    src = write_video(tmp_path / "src.mkv", faces40)
+    fifo = tmp_path / "feed.mkv"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with open(fifo, "wb") as w:
+            w.write(src.read_bytes())
+
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    with caplog.at_level("WARNING"):
+        rc, _, err = cli(fifo, "--no-video", "--baseline-lookahead")
+    t.join(timeout=30)
+    assert rc == 0, err
+    assert frames_of(read_csv(tmp_path / "out" / "feed.csv", code_dim)) == list(range(40))
+    side = json.loads((tmp_path / "out" / "feed.json").read_text())
+    assert side["input"]["frames_decoded"] == 40 and side["input"]["errors"] == 0
+    assert side["person_baseline"]["lookahead"] is False
+    assert "baseline look-ahead needs a video file" in caplog.text
+
 def test_truncated_mp4_without_index_is_a_clear_error(cli, tmp_path, faces40):
     """An MP4 whose writer was killed has no moov atom: nothing decodes; say so (exit 3)."""
     src = write_video(tmp_path / "full.mp4", faces40[:20])

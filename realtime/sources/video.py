@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
 import time
 from fractions import Fraction
@@ -58,18 +59,25 @@ class VideoSource(Source):
         super().__init__()
         spath = str(path)
         self.is_url = spath.startswith(_STREAM_PREFIXES)
+        #: a named pipe or /dev/stdin fed by a pipe (``ffmpeg ... -f matroska - | facecycle process /dev/stdin``):
+        #: read once, in order, every frame (the writer waits for us: nothing is dropped), never re-opened
+        self.is_pipe = False
         if not self.is_url:
             p = Path(spath)
             if not p.exists():
                 raise InputError(f"{spath}: no such file")
             if p.is_dir():
                 raise InputError(f"{spath}: is a directory, not a video file")
-            if p.stat().st_size == 0:
+            st = p.stat()
+            self.is_pipe = stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode) or stat.S_ISSOCK(st.st_mode)
+            if st.st_size == 0 and not self.is_pipe:
                 raise InputError(f"{spath}: empty file (0 bytes)")
             if not os.access(spath, os.R_OK):
                 raise InputError(f"{spath}: permission denied")
         self.name = spath
-        self.path = None if self.is_url else spath
+        # the file, for what reads it again (the look-ahead's second pass, the audio copied into the video): not a
+        # URL, not a pipe
+        self.path = None if self.is_url or self.is_pipe else spath
         self.realtime = bool(realtime)
         self.max_errors = max_errors
         try:
