@@ -189,7 +189,7 @@ def _fake_source(pts: List[Optional[int]], tb: Fraction, fps: Optional[float]) -
     VideoSource.__bases__[0].__init__(s)
     s.name, s.is_url, s.realtime, s.max_errors = "fake", False, False, 5
     s.time_base, s.fps, s.frame_count, s.rotation = tb, fps, None, 0
-    s.frames_decoded = s.frames_missing = 0
+    s.frames_decoded = s.frames_missing = s.discontinuities = 0
     s.stream = None
     s.container = _Container([_Packet([_Frame(p)]) for p in pts])
     s._closed = False
@@ -223,6 +223,21 @@ def test_increasing_pts_give_exact_seconds(gaps, start, tb):
     assert [p.pts for p in out] == pts
     assert [p.timestamp for p in out] == [float((v - pts[0]) * tb) for v in pts]
 
+
+@pytest.mark.parametrize("tb", [Fraction(1, 90000), Fraction(1, 1000)])
+def test_a_clock_restart_continues_the_timeline(tb):
+    """Two 25 fps segments whose clocks both start at 0 (MPEG-TS segments joined): the second goes on one frame after
+    the first, at its own spacing. Repairing each frame to one tick after the last froze the timestamps of the rest
+    of the file (50 frames within 0.6 ms)."""
+    one = [int(Fraction(i, 25) / tb) for i in range(50)]
+    src = _fake_source(one + one, tb, 25.0)
+    out = list(src)
+    assert [p.timestamp for p in out] == pytest.approx([i / 25 for i in range(100)], abs=1e-9)
+    assert src.discontinuities == 1
+    # a pts one tick out of order is repaired in place, not taken for a restart
+    f = int(Fraction(1, 25) / tb)
+    out = list(_fake_source([0, f, f, 3 * f], tb, 25.0))
+    assert [p.pts for p in out] == [0, f, f + 1, 3 * f]
 
 @settings(deadline=None, max_examples=8, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                HealthCheck.too_slow])

@@ -265,6 +265,23 @@ def test_a_named_pipe_is_read_once_in_full(cli, tmp_path, faces40, code_dim, cap
     assert side["person_baseline"]["lookahead"] is False
     assert "baseline look-ahead needs a video file" in caplog.text
 
+def test_joined_ts_segments_keep_time_running(cli, tmp_path, faces40, code_dim):
+    """Two MPEG-TS segments joined byte for byte (as captures and HLS segments are), each clock starting at 0: the
+    CSV's timestamps go on at 25 fps across the join and the sidecar counts the restart. They used to freeze
+    (each frame one 90 kHz tick after the last), so per-track time (smoothing, the lost-track buffer, the baseline's
+    warm-up) stood still for the rest of the file."""
+    parts = [write_video(tmp_path / f"seg{k}.ts", faces40[20 * k: 20 * k + 20], fmt="mpegts") for k in (0, 1)]
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(parts[0].read_bytes() + parts[1].read_bytes())
+    rc, _, err = cli(joined, "--no-video")
+    assert rc == 0, err
+    rows = read_csv(tmp_path / "out" / "joined.csv", code_dim)
+    ts = sorted({(int(r["frame"]), float(r["timestamp"])) for r in rows})
+    assert [f for f, _ in ts] == list(range(40))
+    assert np.allclose(np.diff([t for _, t in ts]), 0.04, atol=1e-6), [t for _, t in ts]
+    side = json.loads((tmp_path / "out" / "joined.json").read_text())
+    assert side["input"]["timestamp_discontinuities"] == 1
+
 def test_truncated_mp4_without_index_is_a_clear_error(cli, tmp_path, faces40):
     """An MP4 whose writer was killed has no moov atom: nothing decodes; say so (exit 3)."""
     src = write_video(tmp_path / "full.mp4", faces40[:20])

@@ -118,6 +118,7 @@ class VideoSource(Source):
             self.frame_count = int(round(self.container.duration / 1e6 * self.fps))  # container: microseconds
         self.frames_decoded = 0
         self.frames_missing = 0
+        self.discontinuities = 0  # times the timestamps jumped back (the timeline was continued across them)
         self.rotation = 0
         self.width, self.height = int(cc.width or 0), int(cc.height or 0)
         if self.width <= 0 or self.height <= 0:
@@ -137,6 +138,8 @@ class VideoSource(Source):
         last_pts: Optional[int] = None
         bad_in_row = 0
         tb = self.time_base
+        step = max(1, int(round(1 / (self.fps * tb)))) if self.fps else 1  # one frame, in time-base ticks
+        offset = 0  # added to the stream's pts since its clock restarted (see below)
         for packet in self._demux():
             if getattr(packet, "is_corrupt", False):  # the demuxer saw damage (e.g. MPEG-TS continuity errors)
                 self.errors += 1
@@ -159,8 +162,21 @@ class VideoSource(Source):
                 if pts is None:  # no timestamps: synthesise from the nominal rate
                     pts = (last_pts + 1) if last_pts is not None and not self.fps else (
                         int(round(index / (self.fps * tb))) if self.fps else index)
-                if last_pts is not None and pts <= last_pts:  # repair non-increasing pts
-                    pts = last_pts + 1
+                else:
+                    pts += offset
+                if last_pts is not None and pts <= last_pts:
+                    if last_pts - pts > step:
+                        # the stream's clock restarted (MPEG-TS segments joined, a spliced or re-muxed capture): time
+                        # goes on from the previous frame, one frame later, and the rest keeps its own spacing
+                        # (each frame one tick after the last froze the timestamps for the rest of the file)
+                        offset += last_pts + step - pts
+                        self.discontinuities += 1
+                        log.warning("%s: timestamps jump back %.3f s at frame %d (joined or spliced stream): the "
+                                    "timeline continues from the previous frame", self.name,
+                                    float((last_pts - pts) * tb), index)
+                        pts = last_pts + step
+                    else:  # repair a non-increasing pts
+                        pts = last_pts + 1
                 last_pts = pts
                 if first_pts is None:
                     first_pts = pts
@@ -217,7 +233,8 @@ class VideoSource(Source):
     def describe(self) -> dict:
         d = super().describe()
         d.update(codec=self.stream.codec_context.name, time_base=str(self.time_base), rotation=self.rotation,
-                 errors=self.errors, frames_decoded=self.frames_decoded, frames_missing=self.frames_missing)
+                 errors=self.errors, frames_decoded=self.frames_decoded, frames_missing=self.frames_missing,
+                 timestamp_discontinuities=self.discontinuities)
         return d
 
 
