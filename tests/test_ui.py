@@ -302,6 +302,12 @@ def test_pause_overlays_and_close_mid_run(qtbot, window, tmp_path):
     n = window.session.frames
     qtbot.wait(600)
     assert window.session.frames == n, "frames kept coming while paused"
+    # paused, the side panel shows the numbers of the frame on screen (it repaints ~15 times a second while running,
+    # so it used to stay on a frame up to 1/15 s older than the picture)
+    shown = {f.track_id: f for f in window.last_packet.faces if f.emotions is not None}
+    assert shown and set(shown) <= set(window.panel.cards)
+    for tid, f in shown.items():
+        assert np.allclose(window.panel.cards[tid].bars.values, f.emotions, atol=1e-6), tid
     window.pause(False)
     qtbot.waitUntil(lambda: window.session.frames > n + 3, timeout=30_000)
 

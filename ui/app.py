@@ -144,6 +144,7 @@ class Automation:
             if self.screenshot:
                 p = Path(self.screenshot)
                 p.parent.mkdir(parents=True, exist_ok=True)
+                w.refresh_panel()  # the side panel's numbers of the frame shown, not of one up to 1/15 s before
                 if not w.grab().save(str(p)):
                     raise OutputError(f"{p}: cannot save the screenshot")
             if self.stats_json:

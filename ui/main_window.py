@@ -357,16 +357,26 @@ class MainWindow(QMainWindow):
         self.live_view.set_image(frame.image)
         self.panel.add_samples(self.bridge.take_samples())
         now = time.perf_counter()
-        if now - self._panel_refreshed >= self.panel_interval:  # the panel repaints at most ~15 times a second
-            self._panel_refreshed = now
-            if self.overlays.needs_neutral:
-                self.panel.set_neutral_faces(packet.faces)
-            self.panel.advance(packet.timestamp)
+        # the panel repaints at most ~15 times a second, and on every frame while paused (the frames still in
+        # flight when pause was pressed): what stays on screen is the frame shown and its numbers
+        if self.pause_button.isChecked() or now - self._panel_refreshed >= self.panel_interval:
+            self.refresh_panel()
         t0 = packet.stats.get("t0")  # perf_counter() when the source started reading the frame
         if t0 is None:  # a pipeline without a capture stamp: stage times + time since the worker finished
             t0 = packet.stats.get("ui_ready", now) - sum(v for k, v in packet.stats.items()
                                                          if k in ("decode", "detect", "infer", "post", "annotate"))
         self._latencies.append(max(0.0, now - t0))
+
+    def refresh_panel(self) -> None:
+        """Repaint the side panel now, from the frame shown (its faces' latest samples and neutral faces)."""
+        self._panel_refreshed = time.perf_counter()
+        self.panel.add_samples(self.bridge.take_samples())
+        packet = self.last_packet
+        if packet is None:
+            return
+        if self.overlays.needs_neutral:
+            self.panel.set_neutral_faces(packet.faces)
+        self.panel.advance(packet.timestamp)
 
     def _current(self, generation: int) -> bool:
         """Whether a bridge signal comes from the current run (late signals of older runs are ignored)."""
@@ -449,6 +459,7 @@ class MainWindow(QMainWindow):
         if paused:
             s.pause()
             self.state_label.setText("paused")
+            self.refresh_panel()
         else:
             s.resume()
             self.state_label.setText("running")
