@@ -69,7 +69,7 @@ class VideoSource(Source):
             if p.is_dir():
                 raise InputError(f"{spath}: is a directory, not a video file")
             st = p.stat()
-            self.is_pipe = stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode) or stat.S_ISSOCK(st.st_mode)
+            self.is_pipe = stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode)
             if st.st_size == 0 and not self.is_pipe:
                 raise InputError(f"{spath}: empty file (0 bytes)")
             if not os.access(spath, os.R_OK):
@@ -123,8 +123,8 @@ class VideoSource(Source):
         self.width, self.height = int(cc.width or 0), int(cc.height or 0)
         if self.width <= 0 or self.height <= 0:
             self.container.close()
-            raise InputError(f"{spath}: video stream has no frame size ({'corrupt header?' if not self.is_url else ''}"
-                             f"{_index_hint(spath)})")
+            why = _index_hint(spath) or ("the stream sent no picture size" if self.is_url else "corrupt header?")
+            raise InputError(f"{spath}: video stream has no frame size ({why})")
         self.still = len(self.container.streams) == 1 and cc.name in ("mjpeg", "png", "bmp", "webp", "tiff") \
             and (self.frame_count or 0) <= 1
         self._closed = False
