@@ -619,6 +619,42 @@ def test_disk_full_while_writing_the_csv(cli, tmp_path, small_clip, monkeypatch,
     assert decode_count(tmp_path / "out" / "clip.annotated.mp4") >= 5  # still closed into a playable file
 
 
+def test_disk_full_for_the_sidecar_too(cli, tmp_path, small_clip, monkeypatch, code_dim):
+    """The disk is full for everything at the end, the sidecar's temp file included: the final sidecar is written
+    over the "running" one, whose padding reserved the room (JSON allows trailing white space), and no temp file is
+    left. It used to stay "running", beside an empty ``clip.json.tmp``."""
+    import realtime.sinks.csv_sink as csv_sink
+    from realtime.sinks import sidecar
+
+    monkeypatch.setattr(csv_sink, "os", _FullDiskOs(ok=1 + 6))
+    real_write_text = Path.write_text
+
+    def full(self, *a, **k):
+        if self.name.endswith(".json.tmp") and "clip.json" in self.name:
+            status = json.loads(a[0])["status"] if a else "?"
+            if status != "running":
+                self.touch()  # as a failed write leaves it
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write_text(self, *a, **k)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    rc, _, err = cli(small_clip, "--no-video")
+    assert rc == 4
+    side_path = tmp_path / "out" / "clip.json"
+    side = json.loads(side_path.read_text())
+    assert side["status"] == "failed" and "disk full" in side["error"] and side["frames"] == 6
+    assert side_path.stat().st_size == sidecar.RESERVE_BYTES  # written in place: the file did not grow
+    assert not (tmp_path / "out" / "clip.json.tmp").exists()
+    # a final sidecar larger than the reserve: the error is raised and the running one stays whole
+    big = {"status": "complete", "blob": "x" * (2 * sidecar.RESERVE_BYTES)}
+    run = tmp_path / "r.json"
+    sidecar.write_sidecar(run, {"status": "running"})
+    monkeypatch.setattr(Path, "write_text", lambda self, *a, **k: (_ for _ in ()).throw(
+        OSError(errno.ENOSPC, "No space left on device")))
+    with pytest.raises(OSError):
+        sidecar.write_sidecar(run, big)
+    assert json.loads(run.read_bytes())["status"] == "running" and not (tmp_path / "r.json.tmp").exists()
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="/dev/full absent")
 @pytest.mark.parametrize("which", ["csv", "video"])
 def test_disk_full_on_dev_full(cli, tmp_path, small_clip, which):

@@ -26,15 +26,37 @@ def versions() -> Dict[str, str]:
     return out
 
 
+#: a ``running`` sidecar is padded (JSON allows trailing white space) to at least this many bytes, so that on a full
+#: disk the final one can still be written in its place: its blocks are already the file's
+RESERVE_BYTES = 32 * 1024
+
+
 def write_sidecar(path: Union[str, Path], info: Dict[str, Any]) -> None:
-    """Write ``info`` (plus ``versions`` and ``written_at``) atomically (temp file + rename)."""
+    """Write ``info`` (plus ``versions`` and ``written_at``) atomically (temp file + rename).
+
+    A ``running`` sidecar is padded to :data:`RESERVE_BYTES`. Where the atomic write fails (a full disk or quota), the
+    JSON, compact, is written over the existing file when it fits in the file's size (padded to it, so the file does
+    not grow), and the temp file is removed; else the error is raised, and the existing sidecar stays as it was.
+    """
     p = Path(path)
     d = dict(info)
     d.setdefault("versions", versions())
     d["written_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    text = json.dumps(d, indent=2, default=_default) + "\n"
+    if d.get("status") == "running":
+        text += " " * max(0, RESERVE_BYTES - len(text.encode()))
     tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(json.dumps(d, indent=2, default=_default) + "\n")
-    os.replace(tmp, p)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, p)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        data = (json.dumps(d, default=_default) + "\n").encode()
+        size = p.stat().st_size if p.is_file() else 0
+        if len(data) > size:
+            raise
+        with open(p, "r+b") as f:  # over the file's own blocks: nothing new to allocate
+            f.write(data + b" " * (size - len(data)))
 
 
 def read_sidecar(path: Union[str, Path]) -> Optional[Dict[str, Any]]:
