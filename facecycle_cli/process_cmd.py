@@ -185,6 +185,8 @@ class _Signals:
 
 
 def _outputs_for(inputs: List[str], args: argparse.Namespace) -> List[dict]:
+    from realtime.sinks import check_output_name
+
     out_dir = Path(args.out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"{out_dir}: not a folder")
@@ -202,8 +204,11 @@ def _outputs_for(inputs: List[str], args: argparse.Namespace) -> List[dict]:
         plan = {"input": inp, "csv": out_dir / f"{stem}.csv" if args.csv else None,
                 "video": out_dir / f"{stem}.annotated.mp4" if args.video else None}
         for k in ("csv", "video"):
-            if plan[k] is not None and plan[k].exists() and not args.overwrite:
-                raise OutputError(f"{plan[k]}: exists (use --overwrite to replace it)")
+            if plan[k] is not None:  # before any file is made: a name too long for the file system, an existing one
+                check_output_name(plan[k])
+                check_output_name(plan[k].with_suffix(".json"))  # the sidecar
+                if plan[k].exists() and not args.overwrite:
+                    raise OutputError(f"{plan[k]}: exists (use --overwrite to replace it)")
         plans.append(plan)
     return plans
 

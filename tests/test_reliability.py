@@ -655,6 +655,19 @@ def test_disk_full_for_the_sidecar_too(cli, tmp_path, small_clip, monkeypatch, c
         sidecar.write_sidecar(run, big)
     assert json.loads(run.read_bytes())["status"] == "running" and not (tmp_path / "r.json.tmp").exists()
 
+def test_an_input_name_near_the_limit_is_a_clear_output_error(cli, tmp_path, small_clip):
+    """An input named 249 bytes (legal) gives ``NAME.annotated.mp4`` of 259, over the file system's 255: one line,
+    exit 4, and nothing is made. It was an internal error (exit 1, a traceback under --debug) after the CSV and its
+    sidecar had been created."""
+    src = tmp_path / ("a" * 245 + ".mp4")
+    src.write_bytes(small_clip.read_bytes())
+    out = tmp_path / "fresh"
+    rc, _, err = cli(src, "--overwrite", out=out)
+    assert rc == 4, err
+    line = one_error_line(err)
+    assert "output file name too long (259 bytes" in line and "rename the input" in line
+    assert not out.exists() or not any(out.iterdir())
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="/dev/full absent")
 @pytest.mark.parametrize("which", ["csv", "video"])
 def test_disk_full_on_dev_full(cli, tmp_path, small_clip, which):

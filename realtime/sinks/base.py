@@ -10,20 +10,43 @@ from facecycle.errors import OutputError
 
 from ..types import FramePacket
 
-__all__ = ["Sink", "prepare_output"]
+__all__ = ["Sink", "prepare_output", "check_output_name"]
+
+
+def check_output_name(path: Union[str, Path]) -> Path:
+    """Raise :class:`OutputError` when the file name of ``path`` is longer than its file system allows (the nearest
+    existing folder's ``NAME_MAX``, else 255 bytes): an input named near the limit gets ``NAME.annotated.mp4``."""
+    p = Path(path)
+    folder = p.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows) or no such setting
+        limit = 255
+    n = len(os.fsencode(p.name))
+    if n > limit:
+        raise OutputError(f"{p.name[:40]}…{p.suffix}: output file name too long ({n} bytes; this file system allows "
+                          f"{limit}): rename the input")
+    return p
 
 
 def prepare_output(path: Union[str, Path], overwrite: bool = False) -> Path:
-    """Check that ``path`` may be written: its folder exists (created) and is writable, and
-    the file does not exist unless ``overwrite``. Raises :class:`OutputError`."""
-    p = Path(path)
+    """Check that ``path`` may be written: its name fits the file system (:func:`check_output_name`), its folder
+    exists (created) and is writable, and the file does not exist unless ``overwrite``. Raises
+    :class:`OutputError`."""
+    p = check_output_name(path)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"{p.parent}: cannot create folder ({e.strerror or e})") from None
-    if p.exists() and not overwrite:
+    try:
+        exists, is_dir = p.exists(), p.is_dir()
+    except OSError as e:
+        raise OutputError(f"{p}: cannot be written ({e.strerror or e})") from None
+    if exists and not overwrite:
         raise OutputError(f"{p}: exists (use --overwrite to replace it)")
-    if p.is_dir():
+    if is_dir:
         raise OutputError(f"{p}: is a directory")
     if not os.access(p.parent, os.W_OK):
         raise OutputError(f"{p.parent}: not writable")
