@@ -228,8 +228,10 @@ def test_a_video_file_over_http_is_read_whole(cli, tmp_path, faces40, code_dim, 
     server without range requests: one line says why and what to do."""
     root, base = http_dir
     write_video(root / "web.mp4", faces40, container_options={"movflags": "+faststart"})
-    # the index at the end (a plain MP4 write), behind a lossless picture too large for FFmpeg to read through
-    write_video(root / "tail.mp4", faces40, options={"crf": "0"})
+    # the index at the end (a plain MP4 write), behind lossless noise too large for FFmpeg to read through
+    noise = np.random.default_rng(0).integers(0, 256, (40, *faces40[0].shape), dtype=np.uint8)
+    tail = write_video(root / "tail.mp4", list(noise), options={"crf": "0"})
+    assert tail.stat().st_size > 512 * 1024  # the test's premise
     rc, _, err = cli(f"{base}/web.mp4", "--no-video")
     assert rc == 0, err
     frames = frames_of(read_csv(tmp_path / "out" / "web.csv", code_dim))
