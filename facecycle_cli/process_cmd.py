@@ -203,12 +203,13 @@ def _outputs_for(inputs: List[str], args: argparse.Namespace) -> List[dict]:
         seen[stem] = inp
         plan = {"input": inp, "csv": out_dir / f"{stem}.csv" if args.csv else None,
                 "video": out_dir / f"{stem}.annotated.mp4" if args.video else None}
+        # before any file is made: a name too long for the file system (the sidecar's too), an existing file
+        for q in (plan["csv"], plan["video"], out_dir / f"{stem}.json"):
+            if q is not None:
+                check_output_name(q)
         for k in ("csv", "video"):
-            if plan[k] is not None:  # before any file is made: a name too long for the file system, an existing one
-                check_output_name(plan[k])
-                check_output_name(plan[k].with_suffix(".json"))  # the sidecar
-                if plan[k].exists() and not args.overwrite:
-                    raise OutputError(f"{plan[k]}: exists (use --overwrite to replace it)")
+            if plan[k] is not None and plan[k].exists() and not args.overwrite:
+                raise OutputError(f"{plan[k]}: exists (use --overwrite to replace it)")
         plans.append(plan)
     return plans
 
