@@ -2,6 +2,7 @@
 and read here."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -50,7 +51,8 @@ def write_sidecar(path: Union[str, Path], info: Dict[str, Any]) -> None:
         tmp.write_text(text)
         os.replace(tmp, p)
     except OSError:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the write's own error is the one to report
+            tmp.unlink(missing_ok=True)
         data = (json.dumps(d, default=_default) + "\n").encode()
         size = p.stat().st_size if p.is_file() else 0
         if len(data) > size:
