@@ -44,7 +44,7 @@ from .sinks import csv_columns, versions
 from .smoothing import TrackSmoother
 from .sources import Source, VideoSource, open_source
 from .tracking import Tracker
-from .types import FramePacket
+from .types import FramePacket, as_bgr_image
 
 __all__ = ["Analyzer", "Run", "RunStats"]
 
@@ -299,12 +299,17 @@ class Analyzer:
                    neutral_lookahead=self.neutral_lookahead if neutral_lookahead is None else neutral_lookahead,
                    baseline_lookahead=self.baseline_lookahead if baseline_lookahead is None else baseline_lookahead)
 
-    def analyze_image(self, image: np.ndarray, timestamp: float = 0.0, index: int = 0) -> FramePacket:
-        """Analyse one BGR image (H, W, 3) uint8 synchronously (detection always runs; no tracking history)."""
+    def analyze_image(self, image: Union[np.ndarray, str, Path], timestamp: float = 0.0,
+                      index: int = 0) -> FramePacket:
+        """Analyse one image synchronously (detection always runs; no tracking history).
+
+        ``image``: a BGR uint8 array (H, W, 3), grey (H, W) or BGRA (H, W, 4), or an image file's path
+        (:func:`realtime.types.as_bgr_image`); anything else raises TypeError / ValueError with the reason.
+        """
         from fractions import Fraction
 
         p = FramePacket(index=index, pts=None, time_base=Fraction(1, 1000), timestamp=timestamp,
-                        image=np.ascontiguousarray(image))
+                        image=as_bgr_image(image))
         token = object()
         self._claim(token)  # the detector is not shared with a run in progress
         try:

@@ -9,14 +9,53 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Dict, List, Optional
+from pathlib import Path
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 
-__all__ = ["Face", "FramePacket", "EMOTIONS", "Detections"]
+__all__ = ["Face", "FramePacket", "EMOTIONS", "Detections", "as_bgr_image"]
 
 #: FER-2013 class order used by the expression head and the CSV
 EMOTIONS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+
+
+def as_bgr_image(image: Union[np.ndarray, str, Path]) -> np.ndarray:
+    """The pipeline's image from what a caller has: (H, W, 3) BGR uint8, C-contiguous.
+
+    Accepts a uint8 array (H, W) or (H, W, 1) grey, (H, W, 3) BGR or (H, W, 4) BGRA (alpha dropped), or the
+    path of an image file (read as OpenCV reads it: BGR, EXIF orientation applied).
+
+    Raises:
+        TypeError: not an array or path, or not uint8 (a float image in 0-1 would find no face).
+        ValueError: an unreadable file, a shape that is not an image, or an empty image.
+    """
+    if isinstance(image, (str, Path)):
+        import cv2
+
+        if not Path(image).is_file():
+            raise ValueError(f"{image}: no such file")
+        img = cv2.imread(str(image), cv2.IMREAD_COLOR)
+        if img is None:
+            raise ValueError(f"{image}: not a readable image file")
+        return np.ascontiguousarray(img)
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"expected a BGR uint8 numpy array or an image path, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        how = ("(img * 255).clip(0, 255).astype(np.uint8) for floats in 0-1" if image.dtype.kind == "f" else
+               "(img >> 8).astype(np.uint8) for 16-bit" if image.dtype == np.uint16 else "scale it to 0-255")
+        raise TypeError(f"expected a uint8 image (0-255), got {image.dtype}: convert it first, e.g. {how}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        image = image[:, :, :3]
+    elif not (image.ndim == 3 and image.shape[2] == 3):
+        raise ValueError(f"expected an image of shape (H, W), (H, W, 3) or (H, W, 4), got {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"empty image (shape {image.shape})")
+    return np.ascontiguousarray(image)
 
 
 @dataclass

@@ -13,7 +13,7 @@ import pytest
 
 from facecycle_cli import main as cli_main
 
-from .conftest import shared_video
+from .conftest import real_frames, shared_video
 
 CLIP = "pyfeat_WolfgangLanger_Pexels.mp4"
 
@@ -445,3 +445,55 @@ def test_a_look_ahead_that_fails_leaves_the_run_reading_once(model_with_head, tm
     assert len(opened) == 2 and any("look-ahead stopped" in r.getMessage() for r in caplog.records)
     side = json.loads((tmp_path / "out.json").read_text())
     assert side["status"] == "complete" and side["stats"]["frames"] == 8
+
+
+def test_as_bgr_image_takes_grey_bgra_and_paths_and_refuses_the_rest_with_the_reason(tmp_path):
+    import cv2
+
+    from realtime.types import as_bgr_image
+
+    rng = np.random.default_rng(0)
+    bgr = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    grey = bgr[:, :, 1].copy()
+    assert as_bgr_image(grey).shape == (12, 16, 3) and (as_bgr_image(grey) == grey[:, :, None]).all()
+    assert (as_bgr_image(grey[:, :, None]) == as_bgr_image(grey)).all()
+    bgra = np.dstack([bgr, np.full((12, 16), 7, np.uint8)])
+    assert (as_bgr_image(bgra) == bgr).all() and as_bgr_image(bgra).flags.c_contiguous
+    flipped = as_bgr_image(bgr[:, ::-1])
+    assert flipped.flags.c_contiguous and (flipped == bgr[:, ::-1]).all()
+    cv2.imwrite(str(tmp_path / "x.png"), bgr)
+    assert (as_bgr_image(tmp_path / "x.png") == bgr).all() and (as_bgr_image(str(tmp_path / "x.png")) == bgr).all()
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    for bad, err, words in [(bgr.astype(np.float32) / 255, TypeError, "* 255"),
+                            (bgr.astype(np.uint16) * 256, TypeError, ">> 8"),
+                            (bgr.tolist(), TypeError, "got list"),
+                            (bgr[None], ValueError, "(1, 12, 16, 3)"),
+                            (np.zeros((0, 5, 3), np.uint8), ValueError, "empty image"),
+                            (tmp_path / "none.png", ValueError, "no such file"),
+                            (tmp_path / "bad.png", ValueError, "not a readable image")]:
+        with pytest.raises(err, match=None) as e:
+            as_bgr_image(bad)
+        assert words in str(e.value)
+
+
+def test_analyze_image_reads_grey_bgra_and_a_path_and_refuses_a_float_image(tmp_path):
+    import cv2
+
+    from realtime import Analyzer
+
+    img = real_frames(1, size=(640, 360))[0]
+    cv2.imwrite(str(tmp_path / "face.png"), img)
+    with Analyzer(neutralize=False) as an:
+        ref = an.analyze_image(img)
+        if not ref.faces:
+            pytest.skip("no face in the frame (synthetic frames without ../shared)")
+        for other in (cv2.cvtColor(img, cv2.COLOR_BGR2BGRA), tmp_path / "face.png"):
+            got = an.analyze_image(other)
+            assert len(got.faces) == 1 and np.allclose(got.faces[0].box, ref.faces[0].box, atol=0.5)
+            assert np.allclose(got.faces[0].emotions, ref.faces[0].emotions, atol=1e-4)
+        grey = an.analyze_image(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY))
+        assert len(grey.faces) == 1 and np.allclose(grey.faces[0].box, ref.faces[0].box, atol=12)
+        with pytest.raises(TypeError, match="uint8"):  # before: no face and no word why
+            an.analyze_image(img.astype(np.float32) / 255)
+        with pytest.raises(ValueError, match="empty image"):  # before: an ONNX Runtime error about a missing input
+            an.analyze_image(np.zeros((0, 0, 3), np.uint8))
