@@ -81,7 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Analyse each INPUT (video file, stream URL or image folder): writes "
                                    "<stem>.csv, <stem>.json (sidecar) and <stem>.annotated.mp4 into --out-dir.")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="video file, stream URL (rtsp://, http://...) or folder of images; several allowed")
+                   help="video file, image, stream URL (rtsp://, http://...), folder of images, or - (standard input: "
+                        "a piped stream, e.g. MPEG-TS); several allowed")
     p.add_argument("--out-dir", default=".", metavar="DIR", help="output folder (default: current folder)")
     p.add_argument("--csv", dest="csv", action="store_true", default=True, help="write the CSV (default)")
     p.add_argument("--no-csv", dest="csv", action="store_false", help="do not write the CSV")
@@ -184,6 +185,16 @@ class _Signals:
         return 143 if self.signum == signal.SIGTERM else 130
 
 
+def _stdin_input() -> str:
+    """The path that reads standard input (``-`` on the command line), after checking that something is piped."""
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageError("-: standard input is a terminal; pipe a video into it, e.g. "
+                         "`ffmpeg -i IN -f mpegts - | facecycle process -`")
+    if not Path("/dev/stdin").exists():
+        raise UsageError("-: reading standard input needs /dev/stdin, which this system lacks; give a file")
+    return "/dev/stdin"
+
+
 def _outputs_for(inputs: List[str], args: argparse.Namespace) -> List[dict]:
     from realtime.sinks import check_output_name
 
@@ -219,7 +230,9 @@ def _process(args: argparse.Namespace) -> int:
         raise UsageError("nothing to write: both --no-csv and --no-video given")
     if args.max_frames is not None and args.max_frames < 1:
         raise UsageError("--max-frames must be >= 1")
-    plans = _outputs_for(args.inputs, args)
+    if args.inputs.count("-") > 1:
+        raise UsageError("-: standard input can be given once")
+    plans = _outputs_for([_stdin_input() if i == "-" else i for i in args.inputs], args)
     analyzer = _analyzer(args)
     failures: List[InputError] = []
     with analyzer, _Signals() as sig:

@@ -267,6 +267,47 @@ def test_a_named_pipe_is_read_once_in_full(cli, tmp_path, faces40, code_dim, cap
     assert side["person_baseline"]["lookahead"] is False
     assert "baseline look-ahead needs a video file" in caplog.text
 
+@pytest.mark.skipif(not Path("/dev/stdin").exists(), reason="reading standard input needs /dev/stdin")
+def test_a_dash_reads_standard_input(model, tmp_path, faces40, code_dim):
+    """``… | facecycle process -``: the conventional name for standard input. It used to be refused as "-: no such
+    file or folder". An MPEG-TS piped in is read whole into ``stdin.*``; an MP4 with its index at the end cannot be
+    read through a pipe, and the one line says what to pipe instead; a terminal on stdin is refused at once (it
+    would wait for ever); ``-`` twice is a usage error."""
+    import pty
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = tmp_path / "out"
+
+    def run(*args: str, data: Optional[bytes] = None, stdin=None) -> subprocess.CompletedProcess:
+        argv = [sys.executable, "-m", "facecycle", "process", *args, "--model", str(model), "--no-progress",
+                "--no-video", "--out-dir", str(out)]
+        return subprocess.run(argv, input=data, stdin=stdin, capture_output=True, timeout=120, cwd=str(ROOT),
+                              env=env)
+
+    ts = write_video(tmp_path / "src.ts", faces40, fmt="mpegts")
+    r = run("-", data=ts.read_bytes())
+    assert r.returncode == 0, r.stderr.decode()
+    assert frames_of(read_csv(out / "stdin.csv", code_dim)) == list(range(40))
+    assert json.loads((out / "stdin.json").read_text())["input"]["frames_decoded"] == 40
+    # PyAV writes the index at the end; behind lossless noise too large for FFmpeg's buffer to read through
+    noise = np.random.default_rng(0).integers(0, 256, (40, *faces40[0].shape), dtype=np.uint8)
+    tail = write_video(tmp_path / "tail.mp4", list(noise), options={"crf": "0"})
+    assert tail.stat().st_size > 512 * 1024  # the test's premise
+    r = run("-", "--overwrite", data=tail.read_bytes())
+    assert r.returncode == 3
+    line = one_error_line(r.stderr.decode())
+    assert "through a pipe" in line and "mpegts" in line, line
+    r = run("-", "-", data=b"")
+    assert r.returncode == 2 and "standard input can be given once" in one_error_line(r.stderr.decode())
+    master, slave = pty.openpty()
+    try:
+        r = run("-", stdin=slave)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert r.returncode == 2 and "standard input is a terminal" in one_error_line(r.stderr.decode())
+
+
 def test_joined_ts_segments_keep_time_running(cli, tmp_path, faces40, code_dim):
     """Two MPEG-TS segments joined byte for byte (as captures and HLS segments are), each clock starting at 0: the
     CSV's timestamps go on at 25 fps across the join and the sidecar counts the restart. They used to freeze

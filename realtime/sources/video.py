@@ -123,7 +123,8 @@ class VideoSource(Source):
         self.width, self.height = int(cc.width or 0), int(cc.height or 0)
         if self.width <= 0 or self.height <= 0:
             self.container.close()
-            why = _index_hint(spath) or ("the stream sent no picture size" if self.is_url else "corrupt header?")
+            why = _index_hint(spath, self._pipe_format()) or ("the stream sent no picture size" if self.is_url
+                                                              else "corrupt header?")
             raise InputError(f"{spath}: video stream has no frame size ({why})")
         self.still = len(self.container.streams) == 1 and cc.name in ("mjpeg", "png", "bmp", "webp", "tiff") \
             and (self.frame_count or 0) <= 1
@@ -195,7 +196,7 @@ class VideoSource(Source):
                 self.frames_decoded = index
                 yield pkt
         if index == 0:
-            hint = _index_hint(self.name)
+            hint = _index_hint(self.name, self._pipe_format())
             raise InputError(f"{self.name}: no decodable video frames{f' ({hint})' if hint else ''}")
         expected = self.frame_count or 0
         if not (self.is_url and self.live) and expected and expected - index > max(2, 0.02 * expected):
@@ -211,6 +212,9 @@ class VideoSource(Source):
             log.warning("%s: demuxing stopped early (%s)", self.name, _msg(e))
             return
         # the final flush packet (packet.size 0) is yielded by demux itself
+
+    def _pipe_format(self) -> str:
+        return (self.container.format.name or "") if self.is_pipe else ""
 
     def _to_bgr(self, frame: "av.VideoFrame") -> np.ndarray:
         rot = getattr(frame, "rotation", 0) or 0
@@ -238,10 +242,15 @@ class VideoSource(Source):
         return d
 
 
-def _index_hint(spath: str) -> str:
-    """For an MP4 / MOV over HTTP(S): why it may not stream (else ""). Its index (moov atom) is often at the end of
-    the file, which FFmpeg can reach only where the server answers range requests (a plain ``python -m
-    http.server`` does not)."""
+def _index_hint(spath: str, pipe_format: str = "") -> str:
+    """For an MP4 / MOV over HTTP(S) or through a pipe: why it may not stream (else ""). Its index (moov atom) is
+    often at the end of the file, which FFmpeg can reach only where the server answers range requests (a plain
+    ``python -m http.server`` does not), and never through a pipe. ``pipe_format``: the demuxer's name for a pipe's
+    contents (``mov,mp4,m4a,3gp,3g2,mj2``)."""
+    if "mp4" in pipe_format or "mov" in pipe_format:
+        return ("an MP4 whose index (moov atom) is at its end cannot be read through a pipe: give the file itself, "
+                "pipe MPEG-TS or Matroska (`ffmpeg -i IN -c copy -f mpegts -`), or remux it with "
+                "`ffmpeg -i IN -c copy -movflags +faststart OUT`")
     if not spath.startswith(("http://", "https://")):
         return ""
     if Path(spath.split("?", 1)[0]).suffix.lower() not in (".mp4", ".mov", ".m4v"):
