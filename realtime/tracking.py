@@ -37,6 +37,8 @@
   out of a reported blank is that blank's transition (experiment 46: 10-frame fades reported twice 15–33 % → 0–1 %,
   ``benchmarks/2026-12-05-epyc7/scene_cuts*.json``). Windows of 64 and 96 frames find longer dissolves
   (experiment 47: 50-frame ones 74 → 83.5 %, 100-frame ones 22.5 → 79 %, ``scene_cuts*_windows96.json``).
+* A **change of frame size** at the same aspect (a stream switching resolution) is no cut: the tracks are
+  rescaled to the new size and a detection is asked for. Another aspect is a cut.
 """
 from __future__ import annotations
 
@@ -115,6 +117,11 @@ class Tracker:
         #: dissolves and fades (every track ends there too)
         self.gradual = GradualCut()
         self._seen_ts: Optional[float] = None  # the frame GradualCut saw last (propagate and update share one)
+        self._size: Optional[Tuple[int, int]] = None  # the last frame's (H, W)
+        #: the frame size changed on the frame being tracked: "scaled" (same aspect: the same picture at another
+        #: resolution, as an adaptive stream switches), "reshaped" (another aspect: a new picture), or None
+        self._size_jump: Optional[str] = None
+        self._jump_ts: Optional[float] = None
 
     def _change(self, gray: np.ndarray) -> Tuple[bool, bool]:
         """``(changed, cut)`` between the previous grey frame and ``gray``.
@@ -125,8 +132,13 @@ class Tracker:
         prev = self._prev_gray
         if prev is None:
             return False, False
-        if prev.shape != gray.shape:
+        if self._size_jump == "reshaped":
             return True, True
+        if prev.shape != gray.shape:
+            if self._size_jump != "scaled":
+                return True, True
+            # the same picture at another resolution: compare (and follow the flow) at the new small size
+            prev = self._prev_gray = cv2.resize(prev, (gray.shape[1], gray.shape[0]), interpolation=cv2.INTER_AREA)
         rows, cols = picture_area(prev, gray)  # inside letterbox / pillarbox bars, which would dilute both tests
         if (rows.stop - rows.start, cols.stop - cols.start) != gray.shape:
             prev, gray = np.ascontiguousarray(prev[rows, cols]), np.ascontiguousarray(gray[rows, cols])
@@ -145,6 +157,28 @@ class Tracker:
             # blank that it reported is that blank's transition, not a second one
             cut = self.gradual(gray, cut=cut)
         return changed, cut
+
+    def _resize_check(self, image: np.ndarray, scale: float, timestamp: float) -> bool:
+        """Note ``image``'s size; True when it differs from the last frame's. At the same aspect (within 2 %) the
+        tracks' boxes and landmarks are rescaled to the new size, so a stream that switches resolution keeps its
+        ids; at another aspect the change test reports a cut. Either way the caller asks for a detection."""
+        size = (int(image.shape[0]), int(image.shape[1]))
+        old, self._size = self._size, size
+        if old is None or old == size:
+            if timestamp != self._jump_ts:  # (propagate and update may both see the frame of the jump)
+                self._size_jump = None
+            return self._size_jump is not None
+        self._jump_ts = timestamp
+        sx, sy = size[1] / old[1], size[0] / old[0]
+        self._size_jump = "scaled" if abs(sx / sy - 1.0) <= 0.02 else "reshaped"
+        log.debug("frame size %dx%d -> %dx%d (%s)", old[1], old[0], size[1], size[0], self._size_jump)
+        if self._size_jump == "scaled":
+            k = np.array([sx, sy], np.float32)
+            for t in self.tracks:
+                t.box = (t.box.reshape(2, 2) * k).reshape(4).astype(np.float32)
+                t.landmarks = (t.landmarks * k).astype(np.float32)
+            self._scale = scale
+        return True
 
     def _end_all(self, timestamp: float) -> None:
         if self.tracks:
@@ -167,6 +201,7 @@ class Tracker:
     def update(self, image: np.ndarray, det: Detections, timestamp: float) -> List[Face]:
         """Detection frame: match ``det`` to tracks; returns the faces of this frame (live tracks)."""
         gray, scale = self._gray(image)
+        self._resize_check(image, scale, timestamp)
         # after propagate on the same frame, _prev_gray is this frame: propagate's finding counts
         self.last_cut = self._cut_seen or self._scene(gray, timestamp)[1]
         self._cut_seen = False
@@ -207,8 +242,9 @@ class Tracker:
             scene cut ``faces`` is empty: every track ended.
         """
         gray, s = self._gray(image)
+        resized = self._resize_check(image, s, timestamp)
         changed, cut = self._scene(gray, timestamp)
-        ok = not (changed or cut)  # the picture changed: ask for a detection on this frame
+        ok = not (changed or cut or resized)  # the picture changed: ask for a detection on this frame
         self.last_cut = self._cut_seen = cut
         if cut:
             self._end_all(timestamp)
@@ -264,6 +300,7 @@ class Tracker:
     def reset(self) -> None:
         self.tracks.clear()
         self._prev_gray = None
+        self._size = self._size_jump = self._jump_ts = None
         self.last_cut = self._cut_seen = False
         self.gradual.reset()
         self._seen_ts = None

@@ -123,28 +123,43 @@ def test_reid_never_gives_another_person_the_id_across_cuts(tmp_path):
     assert third == first
 
 
-def test_a_stream_that_changes_frame_size_is_read_whole_and_starts_new_ids(tiny_export, tmp_path):
-    """Two MPEG-TS segments of one clip at 320² and 480², joined byte for byte (as a stream that switches
-    resolution): every frame is read, the size change is a cut (boxes of two sizes cannot be matched), and the
-    run completes."""
+@pytest.mark.parametrize("second", [(480, 480), (640, 640)])
+def test_a_stream_that_changes_resolution_keeps_its_ids_and_another_aspect_starts_new_ones(tiny_export, tmp_path,
+                                                                                          second):
+    """Three MPEG-TS segments of one clip joined byte for byte, as a stream that switches resolution: 320², then
+    ``second`` (the same aspect, the picture going on), then 480×320 (another aspect). Every frame is read. The
+    same picture at another resolution keeps its id, with boxes in the new frame's pixels; another aspect is a
+    new picture (a cut). Before, any size change was a cut, and where the tracker's small grey copies of the two
+    sizes came out alike (320² and 640² both give 320²) the boxes stayed in the old frame's pixels: 640² frames
+    were read with boxes half their size until the next detection."""
     from realtime.analyzer import Analyzer
 
     frames = bgr_frames(shared_video("sadtalker_WDA_KatieHill_000.mp4"), 30)
     a = write_video(tmp_path / "a.ts", [cv2.resize(f, (320, 320)) for f in frames], fmt="mpegts")
-    b = write_video(tmp_path / "b.ts", [cv2.resize(f, (480, 480)) for f in frames[::-1]], fmt="mpegts")
-    joined = tmp_path / "ab.ts"
-    joined.write_bytes(a.read_bytes() + b.read_bytes())
+    b = write_video(tmp_path / "b.ts", [cv2.resize(f, second) for f in frames[::-1]], fmt="mpegts")
+    c = write_video(tmp_path / "c.ts", [cv2.resize(f, (480, 320)) for f in frames], fmt="mpegts")
+    joined = tmp_path / "abc.ts"
+    joined.write_bytes(a.read_bytes() + b.read_bytes() + c.read_bytes())
     _, model_dir = tiny_export
-    with Analyzer(model=model_dir, infer_workers=1) as an:
-        run = an.process_video(joined, csv=tmp_path / "ab.csv")
-        got = [(p.index, p.image.shape[:2], p.scene_cut, [f.track_id for f in p.faces]) for p in run]
-    side = json.loads((tmp_path / "ab.json").read_text())
-    assert len(got) == 60 and side["status"] == "complete" and side["stats"]["scene_cuts"] == 1
-    assert [i for i, _, cut, _ in got if cut] == [30]
-    assert {shape for _, shape, _, _ in got} == {(320, 320), (480, 480)}
-    first = {tuple(ids) for i, _, _, ids in got if i < 30}
-    second = {tuple(ids) for i, _, _, ids in got if i >= 30}
-    assert len(first) == len(second) == 1 and first != second
+    with Analyzer(model=model_dir, infer_workers=1, detect_every=5) as an:
+        run = an.process_video(joined, csv=tmp_path / "abc.csv")
+        got = [(p.index, p.image.shape[:2], p.scene_cut, [f.track_id for f in p.faces],
+                [f.box.copy() for f in p.faces], [f.detected for f in p.faces]) for p in run]
+        ref = an.detector.detect(cv2.resize(frames[-1], second))  # the first frame after the switch, detected
+    side = json.loads((tmp_path / "abc.json").read_text())
+    assert len(got) == 90 and side["status"] == "complete" and side["stats"]["scene_cuts"] == 1
+    assert [i for i, _, cut, *_ in got if cut] == [60]
+    assert [shape for _, shape, *_ in got] == [(320, 320)] * 30 + [second[::-1]] * 30 + [(320, 480)] * 30
+    ids = [tuple(i) for _, _, _, i, _, _ in got]
+    assert len(set(ids[:60])) == 1 and ids[0] == (0,)  # one face, one id through the switch
+    assert len(set(ids[60:])) == 1 and ids[60] != ids[0]
+    box, detected = got[30][4][0], got[30][5][0]
+    assert detected  # a size change asks for a detection
+    assert len(ref) == 1 and iou_matrix(box[None], ref.boxes[:1])[0, 0] > 0.9
+    k = second[0] / 320  # carried frames after the switch are in the new frame's pixels, not the old one's
+    for i in range(31, 35):
+        assert not got[i][5][0]
+        assert iou_matrix(got[i][4][0][None], got[29][4][0][None] * k)[0, 0] > 0.7
 
 
 def _texture(seed: int, shape=(180, 240)) -> np.ndarray:
