@@ -93,6 +93,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--realtime", action="store_true",
                    help="play files at their own pace like a camera (frames are dropped when behind)")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames per input")
+    p.add_argument("--images", choices=("auto", "sequence", "stills"), default="auto",
+                   help="an image folder is a video's frames (sequence: tracked and smoothed) or separate pictures "
+                        "(stills: each analysed on its own); auto (default): a sequence where the names count up "
+                        "(frame_0001.png, ...) and neighbouring images look alike. The CSV's last column, file, "
+                        "names each row's image")
     p.add_argument("--no-audio", dest="audio", action="store_false", help="do not copy audio into the video")
     p.add_argument("--video-preset", default="superfast", metavar="PRESET",
                    help="libx264 preset (default superfast: cheap on a small CPU; veryfast/medium: smaller files)")
@@ -273,7 +278,8 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals"
 
     run = analyze_file(analyzer, plan["input"], csv=plan["csv"], video=plan["video"],
                        neutralize=args.neutralize, overwrite=args.overwrite, max_frames=args.max_frames,
-                       audio=args.audio, video_preset=args.video_preset, realtime=args.realtime)
+                       audio=args.audio, video_preset=args.video_preset, realtime=args.realtime,
+                       images=args.images)
     sig.run = run
     if sig.signum is not None:
         run.stop()

@@ -276,7 +276,7 @@ class Analyzer:
                       max_frames: Optional[int] = None, audio: bool = True, video_preset: str = "superfast",
                       sidecar: Optional[Union[str, Path]] = None,
                       neutral_lookahead: Optional[bool] = None,
-                      baseline_lookahead: Optional[bool] = None) -> "Run":
+                      baseline_lookahead: Optional[bool] = None, images: str = "auto") -> "Run":
         """Analyse every frame of ``source`` (path, URL, camera index, folder or :class:`Source`).
 
         Args:
@@ -293,9 +293,11 @@ class Analyzer:
                 ``neutral_lookahead``); None = the Analyzer's setting.
             baseline_lookahead: start each track's person baseline from a first reading of a video file (see the
                 class's ``baseline_lookahead``); None = the Analyzer's setting.
+            images: a folder's images are ``sequence`` (a video's frames), ``stills`` (separate pictures, each
+                analysed on its own) or ``auto`` (:class:`~realtime.sources.ImageFolderSource`).
         """
         return Run(self, source, realtime=realtime, csv=csv, video=video, annotate=annotate, overwrite=overwrite,
-                   max_frames=max_frames, audio=audio, video_preset=video_preset, sidecar=sidecar,
+                   max_frames=max_frames, audio=audio, video_preset=video_preset, sidecar=sidecar, images=images,
                    neutral_lookahead=self.neutral_lookahead if neutral_lookahead is None else neutral_lookahead,
                    baseline_lookahead=self.baseline_lookahead if baseline_lookahead is None else baseline_lookahead)
 
@@ -353,10 +355,11 @@ class Run:
 
     def __init__(self, analyzer: Analyzer, source, *, realtime: bool, csv, video, annotate, overwrite: bool,
                  max_frames: Optional[int], audio: bool, video_preset: str, sidecar,
-                 neutral_lookahead: Optional[bool] = None, baseline_lookahead: bool = False) -> None:
+                 neutral_lookahead: Optional[bool] = None, baseline_lookahead: bool = False,
+                 images: str = "auto") -> None:
         self.analyzer = analyzer
         self.stats = RunStats()
-        self.src = source if isinstance(source, Source) else open_source(source, realtime=realtime)
+        self.src = source if isinstance(source, Source) else open_source(source, realtime=realtime, images=images)
         self.csv_path = Path(csv) if csv else None
         self.video_path = Path(video) if video else None
         self.sidecar_path = Path(sidecar) if sidecar else (self.csv_path.with_suffix(".json") if csv else None)
@@ -409,7 +412,8 @@ class Run:
         #: the end of every frame's path: overlay, CSV + sidecar, video (switchable while the run goes)
         self.outputs = RunOutputs(analyzer.code_dim, fps=self.src.fps, time_base=self.src.time_base,
                                   audio_from=self.src.path if audio else None, describe=self.describe,
-                                  stats=self.stats.summary, overwrite=overwrite, video_preset=video_preset)
+                                  stats=self.stats.summary, overwrite=overwrite, video_preset=video_preset,
+                                  file_column=self.src.frame_files)
         if annotate is None or annotate is True:
             self.outputs.annotator = default_annotator(neutralized=False) if (video or annotate) else None
         elif annotate is not False:
@@ -463,7 +467,9 @@ class Run:
             p.stats["detect"] = time.perf_counter() - t
             return p
         an = self.analyzer
-        run_det = self._since_detect >= an.detect_every
+        if self.src.stills:  # separate pictures: each is detected afresh, its faces new tracks (ids go on rising)
+            self.tracker.reset()
+        run_det = self._since_detect >= an.detect_every or self.src.stills
         if not run_det:
             faces, ok = self.tracker.propagate(p.image, p.timestamp)
             run_det = not ok
@@ -538,8 +544,9 @@ class Run:
     def describe(self) -> dict:
         """What produced the numbers: the JSON sidecar's body (without status and statistics)."""
         return {"input": self.src.describe(),
-                "columns": {"count": len(csv_columns(self.analyzer.code_dim)), "code_dim": self.analyzer.code_dim,
-                            "emotions": self.analyzer.head is not None},
+                "columns": {"count": len(csv_columns(self.analyzer.code_dim, self.src.frame_files)),
+                            "code_dim": self.analyzer.code_dim, "emotions": self.analyzer.head is not None,
+                            "file": self.src.frame_files},
                 **self.analyzer.describe(), "tracker": self.tracker.describe(),
                 "person_baseline": {**self.baseline.describe(), "lookahead": self.baseline_ahead},
                 **({"neutral_reference": {**self.neutral_ref.describe(), "lookahead": self.lookahead}}

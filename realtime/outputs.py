@@ -49,13 +49,16 @@ class RunOutputs:
         video_preset: libx264 preset.
         on_error: None = a sink that fails raises (the run fails: ``process``); a callable = the failing
             sink is closed and dropped, ``on_error(one-line message)`` is called and the run goes on (the app).
+        file_column: the CSV ends each row with its frame's file name (sources whose frames are files).
     """
 
     def __init__(self, code_dim: int, *, fps: Optional[float] = None, time_base: Optional[Fraction] = None,
                  audio_from: Optional[str] = None, describe: Optional[Callable[[], dict]] = None,
                  stats: Optional[Callable[[], dict]] = None, overwrite: bool = False,
-                 video_preset: str = "superfast", on_error: Optional[Callable[[str], None]] = None) -> None:
+                 video_preset: str = "superfast", on_error: Optional[Callable[[str], None]] = None,
+                 file_column: bool = False) -> None:
         self.code_dim = int(code_dim)
+        self.file_column = bool(file_column)
         self.fps = fps
         self.time_base = time_base
         self.audio_from = audio_from
@@ -97,7 +100,7 @@ class RunOutputs:
     def open_csv(self, path: PathLike, sidecar: Optional[PathLike] = None) -> None:
         """Open the CSV now (raises :class:`~facecycle.errors.OutputError`); used before the first frame."""
         self._close_csv("stopped")
-        self.csv = CsvSink(path, self.code_dim, overwrite=self.overwrite)
+        self.csv = CsvSink(path, self.code_dim, overwrite=self.overwrite, file_column=self.file_column)
         self.sidecar_path = Path(sidecar) if sidecar else Path(path).with_suffix(".json")
         self.write_sidecar("running")
 

@@ -9,7 +9,9 @@ that nobody has to re-derive it with pandas. :class:`ExpressionSummary` is fed e
 Memory is constant per track (at most about 8 KB): sums for the means, and 1,000-bin 32-bit histograms on
 [0, 1] for the intensity quantiles (exact to 0.001), each made when its first value comes, so hours of one face
 cost what a short clip does, and the many short tracks of an edited video (every track ends at a scene cut)
-cost less. Only rows with finite
+cost less. At most :data:`MAX_TRACKS` tracks are kept (a folder of 30,000 photos read as stills has a track per
+face): past that, the ended track with the fewest rows is dropped from the list (its rows stay in ``faces``), and
+``tracks_total`` counts them all. Only rows with finite
 emotion probabilities count in the means and quantiles: without an expression head ``expr_intensity`` is the
 unbounded ``flow_intensity`` and nothing but the row counts and times is summarised.
 """
@@ -23,10 +25,13 @@ import numpy as np
 
 from .types import EMOTIONS, Face, FramePacket
 
-__all__ = ["ExpressionSummary", "BINS", "clip_reading"]
+__all__ = ["ExpressionSummary", "BINS", "MAX_TRACKS", "clip_reading"]
 
 #: histogram bins on [0, 1] for intensity quantiles (resolution 1 / BINS)
 BINS = 1000
+
+#: the most tracks summarised one by one (about 8 KB each); the rest count in ``faces`` and ``tracks_total``
+MAX_TRACKS = 1000
 
 
 @dataclass
@@ -113,11 +118,13 @@ class ExpressionSummary:
     ``frames`` only.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_tracks: int = MAX_TRACKS) -> None:
         self.frames = 0
         self.frames_with_face = 0
         self.all = _Acc()
         self.tracks: Dict[int, _Acc] = {}
+        self.max_tracks = int(max_tracks)
+        self.tracks_total = 0
 
     def add(self, packet: FramePacket) -> None:
         self.frames += 1
@@ -125,16 +132,27 @@ class ExpressionSummary:
             self.frames_with_face += 1
         for f in packet.faces:
             self.all.add(packet, f)
-            self.tracks.setdefault(int(f.track_id), _Acc()).add(packet, f)
+            tid = int(f.track_id)
+            acc = self.tracks.get(tid)
+            if acc is None:
+                acc = self.tracks[tid] = _Acc()
+                self.tracks_total += 1
+            acc.add(packet, f)
+        if len(self.tracks) > self.max_tracks:
+            here = {int(f.track_id) for f in packet.faces}
+            gone = [(a.rows, t) for t, a in self.tracks.items() if t not in here]
+            for _, t in sorted(gone)[: len(self.tracks) - self.max_tracks]:
+                del self.tracks[t]
 
     def to_dict(self) -> Dict[str, object]:
-        """``{frames, frames_with_face, faces: {...}, tracks: [{face_id, ...}, ...]}``; ``faces`` summarises every
-        face row (all tracks), each track's entry its own rows; tracks are ordered by rows, most first."""
+        """``{frames, frames_with_face, faces: {...}, tracks: [{face_id, ...}, ...], tracks_total}``; ``faces``
+        summarises every face row (all tracks), each track's entry its own rows; tracks are ordered by rows, most
+        first, at most ``max_tracks`` of the ``tracks_total`` seen."""
         tracks: List[Dict[str, object]] = []
         for tid, acc in sorted(self.tracks.items(), key=lambda kv: (-kv[1].rows, kv[0])):
             tracks.append({"face_id": tid, **acc.to_dict()})
         return {"frames": self.frames, "frames_with_face": self.frames_with_face, "faces": self.all.to_dict(),
-                "tracks": tracks}
+                "tracks": tracks, "tracks_total": self.tracks_total}
 
 
 def clip_reading(summary: Optional[Dict[str, object]]) -> Optional[Dict[str, object]]:

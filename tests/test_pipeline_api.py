@@ -497,3 +497,95 @@ def test_analyze_image_reads_grey_bgra_and_a_path_and_refuses_a_float_image(tmp_
             an.analyze_image(img.astype(np.float32) / 255)
         with pytest.raises(ValueError, match="empty image"):  # before: an ONNX Runtime error about a missing input
             an.analyze_image(np.zeros((0, 0, 3), np.uint8))
+
+
+def _texture_frames(n: int, seed: int, drift: float = 1.0) -> list:
+    """``n`` frames of one smooth random texture drifting ``drift`` px per frame (a video's neighbours)."""
+    import cv2
+
+    base = cv2.GaussianBlur(np.random.default_rng(seed).integers(0, 256, (200, 260), dtype=np.uint8), (0, 0), 6)
+    base = cv2.normalize(base, None, 0, 255, cv2.NORM_MINMAX)
+    return [cv2.cvtColor(np.ascontiguousarray(base[20:180, int(i * drift) % 40: int(i * drift) % 40 + 200]),
+                         cv2.COLOR_GRAY2BGR) for i in range(n)]
+
+
+def test_a_folder_is_a_sequence_only_where_names_count_up_and_neighbours_look_alike(tmp_path):
+    import cv2
+
+    from realtime.sources.images import ImageFolderSource, sequence_evidence
+
+    def folder(name, frames, names) -> list:
+        d = tmp_path / name
+        d.mkdir()
+        for f, n in zip(frames, names, strict=True):
+            cv2.imwrite(str(d / n), f)
+        return ImageFolderSource(d).files
+
+    video = _texture_frames(12, 0)
+    photos = [_texture_frames(1, s)[0] for s in range(12)]  # other pictures, numbered in order
+    seq = [f"frame_{i:05d}.png" for i in range(12)]
+    assert sequence_evidence(folder("video", video, seq))[0]
+    assert sequence_evidence(folder("gaps", video, [f"f{i}.png" for i in [*range(11), 12]]))[0]  # a frame missing
+    assert sequence_evidence(folder("every5", video, [f"x_{5 * i:03d}.png" for i in range(12)]))[0]
+    ok, why = sequence_evidence(folder("photos", photos, [f"IMG_{1000 + i}.png" for i in range(12)]))
+    assert not ok and "differ" in why
+    ok, why = sequence_evidence(folder("named", video, [f"{c}.png" for c in "abcdefghijkl"]))
+    assert not ok and "without a frame number" in why
+    ok, why = sequence_evidence(folder("ids", video, [f"Training_{n}.png" for n in
+                                                      sorted(np.random.default_rng(1).integers(1e6, 1e8, 12))]))
+    assert not ok and "equal steps" in why
+    two = [f"a_{i}.png" for i in range(6)] + [f"b_{i}.png" for i in range(6)]
+    ok, why = sequence_evidence(folder("two", video, two))
+    assert not ok and "more than one pattern" in why
+    assert not sequence_evidence(folder("one", video[:1], ["frame_1.png"]))[0]
+    src = ImageFolderSource(tmp_path / "video", reading="stills")
+    assert src.stills and src.reading == "stills" and src.describe()["reading_why"] == "asked for"
+    with pytest.raises(ValueError, match="reading must be one of"):
+        ImageFolderSource(tmp_path / "video", reading="photos")
+
+
+def test_photos_read_as_stills_each_as_alone_and_the_csv_names_each_image(tmp_path):
+    """Separate photos in one folder were read as a video: one face id for all, emotions smoothed from photo to
+    photo (3 of 12 photos of one person read as another emotion than alone). As stills each row is what
+    ``analyze_image`` reads for its image, each face a new id, nothing carried over; the ``file`` column names the
+    image, no-face images included."""
+    import csv
+
+    import cv2
+
+    from realtime import Analyzer
+    from realtime.batch.job import analyze_file
+
+    clip = shared_video("liveportrait_driving_d0.mp4")
+    import av
+
+    with av.open(str(clip)) as c:
+        frames = [f.to_ndarray(format="bgr24") for f in c.decode(video=0)]
+    d = tmp_path / "photos"
+    d.mkdir()
+    picks = np.linspace(0, len(frames) - 1, 6).astype(int)
+    for k, i in enumerate(picks):
+        cv2.imwrite(str(d / f"photo, {k}.png"), frames[i])  # a comma in the name: quoted in the CSV
+    cv2.imwrite(str(d / "photo, 6.png"), np.full((120, 160, 3), 90, np.uint8))  # no face
+    out = {}
+    with Analyzer() as an:
+        for reading in ("stills", "sequence"):
+            run = analyze_file(an, d, csv=tmp_path / f"{reading}.csv", video=None, images=reading)
+            for _ in run:
+                pass
+            out[reading] = list(csv.DictReader(open(tmp_path / f"{reading}.csv", newline="")))
+        alone = {f"photo, {k}.png": an.analyze_image(d / f"photo, {k}.png") for k in range(7)}
+    side = json.loads((tmp_path / "stills.json").read_text())
+    assert side["input"]["reading"] == "stills" and side["columns"]["file"] is True
+    rows = out["stills"]
+    assert [r["file"] for r in rows] == [f"photo, {k}.png" for k in range(7)]
+    assert rows[-1]["success"] == "0" and not alone["photo, 6.png"].faces
+    faces = [r for r in rows if r["success"] == "1"]
+    assert [int(r["face_id"]) for r in faces] == list(range(6))
+    for r in faces:
+        f = alone[r["file"]].faces[0]
+        got = np.array([float(r[f"emotion_{e}"]) for e in ("angry", "disgust", "fear", "happy", "neutral", "sad",
+                                                              "surprise")])
+        assert np.abs(got - f.emotions).max() < 2e-3, r["file"]
+        assert r["baseline_ready"] == "0"
+    assert len({r["face_id"] for r in out["sequence"] if r["success"] == "1"}) == 1  # asked for: one track

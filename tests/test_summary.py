@@ -64,7 +64,7 @@ def test_means_top_share_and_nearest_rank_quantiles_per_track_and_overall():
 
 def test_faces_without_emotions_or_intensity_and_an_empty_input():
     s = ExpressionSummary()
-    assert s.to_dict() == {"frames": 0, "frames_with_face": 0, "tracks": [],
+    assert s.to_dict() == {"frames": 0, "frames_with_face": 0, "tracks": [], "tracks_total": 0,
                            "faces": {"rows": 0, "first_frame": -1, "last_frame": -1, "first_timestamp": None,
                                      "last_timestamp": None, "mean_emotions": None, "emotion": None,
                                      "emotion_top_share": None, "intensity": None, "rel_intensity": None}}
@@ -104,3 +104,21 @@ def test_the_sidecar_summarises_the_rows_of_its_own_csv(tmp_path):
         assert side["frames"] == n and side["faces"]["rows"] == n and side["faces"]["emotion"] == label
         mean = np.mean([[float(r[f"emotion_{e}"]) for e in EMOTIONS] for r in rows], axis=0)
         assert np.allclose([side["faces"]["mean_emotions"][e] for e in EMOTIONS], mean, atol=1e-5)
+
+
+def test_many_tracks_keep_the_longest_listed_and_every_row_counted():
+    """A folder of photos read as stills has a track per face, as a long edited video has thousands: the list
+    keeps the ``max_tracks`` with the most rows (about 8 KB each; before, every track was kept, 30,000 photos about
+    240 MB, and the sidecar listed them all), a track in the current frame is never dropped, and ``faces`` and
+    ``tracks_total`` count every row and track."""
+    s = ExpressionSummary(max_tracks=5)
+    for tid in range(3):  # three long tracks first
+        for i in range(10):
+            s.add(_packet(i, [_face(tid, _onehot(3), 0.5)]))
+    for tid in range(3, 40):  # then one-frame ones (stills)
+        s.add(_packet(10 + tid, [_face(tid, _onehot(0), 0.9)]))
+        assert len(s.tracks) <= 5 and tid in s.tracks
+    d = s.to_dict()
+    assert d["tracks_total"] == 40 and d["faces"]["rows"] == 30 + 37
+    assert [t["face_id"] for t in d["tracks"]][:3] == [0, 1, 2] and len(d["tracks"]) == 5
+    assert d["tracks"][-1]["face_id"] == 39  # the last frame's track

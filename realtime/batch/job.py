@@ -70,16 +70,18 @@ class BatchSettings:
 def analyze_file(analyzer, source: Union[str, Path], *, csv: Optional[Union[str, Path]],
                  video: Optional[Union[str, Path]], sidecar: Optional[Union[str, Path]] = None,
                  neutralize: bool = False, overwrite: bool = False, max_frames: Optional[int] = None,
-                 audio: bool = True, video_preset: str = "superfast", realtime: bool = False):
+                 audio: bool = True, video_preset: str = "superfast", realtime: bool = False,
+                 images: str = "auto"):
     """The per-video path shared by ``facecycle process`` and ``facecycle batch``: a
     :class:`realtime.analyzer.Run` of ``source`` writing ``csv`` / ``video`` (annotated with the standard
-    overlay; the neutralized view and thumbnails with ``neutralize``) and the JSON sidecar."""
+    overlay; the neutralized view and thumbnails with ``neutralize``) and the JSON sidecar. ``images``: how an
+    image folder is read (:class:`realtime.sources.ImageFolderSource`)."""
     from realtime.annotators import default_annotator
 
     annot = default_annotator(neutralized=neutralize, thumbnail=neutralize) if video else False
     return analyzer.process_video(str(source), realtime=realtime, csv=csv, video=video, annotate=annot,
                                   overwrite=overwrite, max_frames=max_frames, audio=audio,
-                                  video_preset=video_preset, sidecar=sidecar)
+                                  video_preset=video_preset, sidecar=sidecar, images=images)
 
 
 def output_paths(out_dir: Union[str, Path], rel: Union[str, Path], csv: bool = True,

@@ -26,8 +26,9 @@ __all__ = ["CsvSink", "csv_columns", "format_rows"]
 log = logging.getLogger(__name__)
 
 
-def csv_columns(code_dim: int) -> List[str]:
-    """The CSV header for a model with ``code_dim``-d expression codes."""
+def csv_columns(code_dim: int, file_column: bool = False) -> List[str]:
+    """The CSV header for a model with ``code_dim``-d expression codes; ``file_column``: a last column ``file``,
+    the image each row comes from (image folders)."""
     cols = ["frame", "face_id", "timestamp", "confidence", "success", "face_x", "face_y", "face_w", "face_h"]
     cols += [f"lmk_x_{i}" for i in range(5)] + [f"lmk_y_{i}" for i in range(5)]
     cols += ["pose_Rx", "pose_Ry", "pose_Rz", "expr_intensity", "emotion"]
@@ -35,7 +36,17 @@ def csv_columns(code_dim: int) -> List[str]:
     cols += ["flow_intensity", "baseline_ready", "rel_intensity", "rel_code_dist"]
     cols += [f"rel_emotion_{e}" for e in EMOTIONS]
     cols += [f"exp_{i}" for i in range(code_dim)]
+    if file_column:
+        cols.append("file")
     return cols
+
+
+def _file_field(packet: FramePacket) -> str:
+    """``,name`` of the packet's source file (RFC 4180 quoting where the name needs it)."""
+    name = Path(packet.source).name if packet.source else ""
+    if any(c in name for c in ',"\r\n'):
+        name = '"' + name.replace('"', '""') + '"'
+    return "," + name
 
 
 def _f(v: float, fmt: str = "%.4f") -> str:
@@ -71,12 +82,14 @@ def _face_row(p: FramePacket, f: Face, code_dim: int) -> str:
     return ",".join(parts)
 
 
-def format_rows(packet: FramePacket, code_dim: int) -> str:
-    """All CSV lines of one frame (newline-terminated): one per face, or one ``success`` 0 row."""
+def format_rows(packet: FramePacket, code_dim: int, file_column: bool = False) -> str:
+    """All CSV lines of one frame (newline-terminated): one per face, or one ``success`` 0 row; with
+    ``file_column``, each ends with the name of the frame's file (:func:`csv_columns`)."""
+    end = (_file_field(packet) if file_column else "") + "\n"
     if not packet.faces:
         n_empty = len(csv_columns(code_dim)) - 5
-        return f"{packet.index},-1,{packet.timestamp:.6f},0,0" + "," * n_empty + "\n"
-    return "".join(_face_row(packet, f, code_dim) + "\n" for f in packet.faces)
+        return f"{packet.index},-1,{packet.timestamp:.6f},0,0" + "," * n_empty + end
+    return "".join(_face_row(packet, f, code_dim) + end for f in packet.faces)
 
 
 class CsvSink(Sink):
@@ -86,15 +99,18 @@ class CsvSink(Sink):
         path: output file (``.csv``).
         code_dim: expression code size (number of ``exp_*`` columns).
         overwrite: replace an existing file.
+        file_column: end each row with the name of its frame's file (``file``: image folders).
 
     ``summary`` (:class:`~realtime.summary.ExpressionSummary`) follows the rows written: per track and for all
     faces, the mean emotion probabilities and the intensity's quantiles (the sidecar's ``summary``).
     """
 
-    def __init__(self, path: Union[str, Path], code_dim: int, overwrite: bool = False) -> None:
+    def __init__(self, path: Union[str, Path], code_dim: int, overwrite: bool = False,
+                 file_column: bool = False) -> None:
         self.path = prepare_output(path, overwrite)
         self.code_dim = int(code_dim)
-        self.columns = csv_columns(self.code_dim)
+        self.file_column = bool(file_column)
+        self.columns = csv_columns(self.code_dim, self.file_column)
         self.rows = 0
         self.frames = 0
         self.last_frame = -1
@@ -120,7 +136,7 @@ class CsvSink(Sink):
             raise OutputError(f"{self.path}: write failed ({e.strerror or e})") from None
 
     def write(self, packet: FramePacket) -> None:
-        text = format_rows(packet, self.code_dim)
+        text = format_rows(packet, self.code_dim, self.file_column)
         self._write(text.encode())
         self.rows += max(1, len(packet.faces))
         self.frames += 1

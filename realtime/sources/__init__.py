@@ -16,8 +16,9 @@ __all__ = ["Source", "VideoSource", "CameraSource", "ImageFolderSource", "open_s
 
 
 def open_source(spec: Union[str, int, Path], realtime: bool = False, width: Optional[int] = None,
-                height: Optional[int] = None, fps: Optional[float] = None) -> Source:
-    """Open ``spec``: an int / ``camera:N`` / ``/dev/videoN`` -> camera; a folder -> images; else a video.
+                height: Optional[int] = None, fps: Optional[float] = None, images: str = "auto") -> Source:
+    """Open ``spec``: an int / ``camera:N`` / ``/dev/videoN`` -> camera; a folder -> images (read as ``images``:
+    ``auto``, ``sequence`` or ``stills``, :class:`ImageFolderSource`); else a video.
 
     Raises:
         facecycle.errors.InputError: the input is missing or cannot be read.
@@ -30,5 +31,5 @@ def open_source(spec: Union[str, int, Path], realtime: bool = False, width: Opti
     if s.startswith("/dev/video"):
         return CameraSource(s, width=width, height=height, fps=fps)
     if Path(s).is_dir():
-        return ImageFolderSource(s, fps=fps or 30.0)
+        return ImageFolderSource(s, fps=fps or 30.0, reading=images)
     return VideoSource(s, realtime=realtime)

@@ -25,6 +25,9 @@ class Source(abc.ABC):
         path: the input file for sinks that remux other streams (audio), or None.
         drops: frames this source discarded because the pipeline was behind.
         errors: damaged packets / frames skipped while decoding.
+        frame_files: each frame is a file of its own (``FramePacket.source``): the CSV names it in ``file``.
+        stills: the frames are separate pictures, not a video: each is analysed on its own (detected, new track
+            ids, nothing smoothed or carried over from the frame before).
     """
 
     name: str = ""
@@ -35,6 +38,8 @@ class Source(abc.ABC):
     width: int = 0
     height: int = 0
     path: Optional[str] = None
+    frame_files: bool = False
+    stills: bool = False
 
     def __init__(self) -> None:
         self.drops = 0
