@@ -392,6 +392,23 @@ def test_variable_frame_rate_survives_source_and_video_sink(tmp_path):
     assert np.allclose(out, np.array(pts) / 1000, atol=2e-3)
 
 
+def test_a_frame_of_another_size_keeps_its_proportions_in_the_video(tmp_path):
+    """The video takes the first frame's size; a later frame of another shape (a folder of pictures of many
+    sizes, a stream that changes) is fitted in on black at its own aspect. It used to be stretched."""
+    tb = Fraction(1, 25)
+    first = np.full((96, 128, 3), 200, np.uint8)
+    square = np.full((64, 64, 3), 200, np.uint8)
+    with VideoSink(tmp_path / "out.mp4", 25, tb) as v:
+        for i, img in enumerate([first, square, square]):
+            v.write(FramePacket(index=i, pts=i, time_base=tb, timestamp=i / 25, image=img))
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        out = [f.to_ndarray(format="gray") for f in c.decode(video=0)]
+    assert [o.shape for o in out] == [(96, 128)] * 3
+    sq = out[1].astype(int)
+    assert abs(sq[:, 20:108].mean() - 200) < 6  # the square, scaled to 96 x 96, in the middle
+    assert sq[:, :12].max() < 30 and sq[:, -12:].max() < 30  # black on both sides, not stretched
+
+
 @pytest.mark.parametrize("rotation", [90, -90, 180])
 def test_rotation_metadata_is_applied(tmp_path, rotation):
     img = np.zeros((48, 80, 3), np.uint8)

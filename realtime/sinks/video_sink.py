@@ -39,6 +39,21 @@ def check_x264_preset(preset: str) -> str:
     return preset
 
 
+def fit_into(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``img`` (H, W, 3) scaled to fit ``width`` × ``height`` at its own aspect, centred on black: a stream that
+    changes size, or a folder of pictures of many sizes, keeps its proportions in a video of the first frame's
+    size (it used to be stretched to it)."""
+    import cv2
+
+    h, w = img.shape[:2]
+    k = min(width / w, height / h)
+    nw, nh = max(1, min(width, round(w * k))), max(1, min(height, round(h * k)))
+    out = np.zeros((height, width, 3), np.uint8)
+    x, y = (width - nw) // 2, (height - nh) // 2
+    out[y: y + nh, x: x + nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR)
+    return out
+
+
 class VideoSink(Sink):
     """Write packets' ``annotated`` image (else ``image``), BGR, to an H.264 file.
 
@@ -154,9 +169,7 @@ class VideoSink(Sink):
         if self._stream is None:
             self._open_streams(w, h)
         elif (w, h) != (self._stream.width, self._stream.height):
-            import cv2
-
-            img = cv2.resize(img, (self._stream.width, self._stream.height))
+            img = fit_into(img, self._stream.width, self._stream.height)
         pts = packet.pts
         if pts is None or packet.time_base != self.time_base:
             pts = int(round(packet.timestamp / self.time_base))
