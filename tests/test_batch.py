@@ -406,3 +406,19 @@ def test_parquet_without_pyarrow_is_one_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 6 and len(err) == 1 and "pyarrow is not installed" in err[0], (code, err)
     assert not (tmp_path / "o" / "batch.json").exists()  # refused before any input was processed
+
+
+def test_a_folder_of_images_given_to_batch_points_to_process(tmp_path, caplog, capsys):
+    """`batch` reads videos; a folder of images used to end in "no videos in this folder" alone. The warning now
+    counts the images and names the command that reads them."""
+    import cv2
+    import numpy as np
+
+    d = tmp_path / "shots"
+    d.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(d / f"s{i}.jpg"), np.full((16, 16, 3), 50 * i, np.uint8))
+    with caplog.at_level("WARNING"):
+        assert cli_main(["batch", str(d), "--out-dir", str(tmp_path / "out"), "--cluster", "none"]) == 2
+    assert "holds 3 images" in caplog.text and f"facecycle process {d}" in caplog.text
+    assert "no inputs" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from facecycle.errors import InputError, UsageError
-from facecycle.files import VIDEO_SUFFIXES
+from facecycle.files import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 from ..sinks.sidecar import read_sidecar
 from .job import PARTIAL_DIR, BatchSettings, output_paths
@@ -57,7 +57,10 @@ def _expand(spec: str, out_dir: Optional[Path], origin: str) -> List[Tuple[Path,
                 if not name.startswith(".") and Path(name).suffix.lower() in VIDEO_SUFFIXES:
                     found.append((d / name, p, None))
         if not found:
-            log.warning("%s: no videos (%s, ...) in this folder", spec, ", ".join(VIDEO_SUFFIXES[:6]))
+            images = sum(1 for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file())
+            hint = (f"; it holds {images} image{'s' * (images != 1)}: `facecycle process {spec}` reads an image "
+                    "folder (as a video's frames or as separate photos, --images)") if images else ""
+            log.warning("%s: no videos (%s, ...) in this folder%s", spec, ", ".join(VIDEO_SUFFIXES[:6]), hint)
         return found
     if not p.exists():
         return [(p, p.parent, f"{spec}: no such file or folder{origin}")]
