@@ -332,3 +332,44 @@ def test_a_class_bias_shifts_one_class_and_is_relative_to_the_fit(tmp_path):
     for bad in ("sad", "sad=", "=0.3", "sad=high"):
         with pytest.raises(InputError, match="expected CLASS=B"):
             parse_class_bias([bad])
+
+
+def test_the_split_folder_in_any_case_the_split_folder_itself_and_the_official_csv(tmp_path):
+    """`--data` as people hold FER-2013: `<data>/Test/<class>`, the `test/` folder itself, or the official
+    `fer2013.csv` (emotion 0-6 in its own order, 2,304 pixels, Usage). Each used to end in "no such directory"."""
+    import csv
+
+    import cv2
+
+    from facecycle.errors import InputError
+    from facecycle.probe.run import expression_items
+
+    rng = np.random.default_rng(0)
+    faces = {c: rng.integers(0, 256, (48, 48), dtype=np.uint8) for c in ("happy", "sad", "neutral")}
+    for c, img in faces.items():
+        (tmp_path / "data" / "Test" / c).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "data" / "Test" / c / "a.png"), img)
+    want = [3, 4, 5]
+    assert sorted(c for _, c in list_expression(tmp_path / "data", "test")) == want
+    assert sorted(c for _, c in list_expression(tmp_path / "data" / "Test", "test")) == want
+    with pytest.raises(InputError, match="no such directory"):
+        list_expression(tmp_path / "data", "val")
+    official = {"happy": 3, "sad": 4, "neutral": 6}  # fer2013.csv's label order differs from the head's
+    with open(tmp_path / "fer2013.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["emotion", "pixels", "Usage"])
+        for c, img in faces.items():
+            w.writerow([official[c], " ".join(map(str, img.reshape(-1))), "PrivateTest"])
+            w.writerow([official[c], " ".join(map(str, img.reshape(-1))), "Training"])
+        w.writerow([0, " ".join(["7"] * 2304), "PublicTest"])
+    items = list_expression(tmp_path / "fer2013.csv", "test")
+    assert sorted(c for _, c in items) == [0, *want]
+    by_class = {c: load_image(p, 48)[:, :, 0] for p, c in items}
+    assert all((by_class[EXPRESSION_CLASSES.index(c)] == img).all() for c, img in faces.items())
+    assert len(list_expression(tmp_path / "fer2013.csv", "privatetest")) == 3
+    assert len(expression_items(tmp_path / "fer2013.csv", "train", val_frac=0.0)) == 3
+    with pytest.raises(InputError, match="not in fer2013.csv"):
+        list_expression(tmp_path / "fer2013.csv", "dev")
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(InputError, match="not the FER-2013 CSV"):
+        list_expression(tmp_path / "other.csv", "test")

@@ -10,6 +10,7 @@ Images are returned as (S, S, 3) uint8 **RGB** (grayscale converted).
 """
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -19,9 +20,11 @@ import numpy as np
 from ..errors import InputError
 from ..files import IMAGE_SUFFIXES
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "EXPRESSION_CLASSES", "CLASS_SYNONYMS", "Framer", "list_expression", "stratified_split", "load_image", "load_images",
-    "read_pose_mat", "list_pose",
+    "read_pose_mat", "list_pose", "unpack_fer_csv", "FER_CSV_USAGE",
 ]
 
 #: FER-2013 class names in the head's order
@@ -36,20 +39,94 @@ CLASS_SYNONYMS = {
 }
 
 
+def _class_name(folder: str) -> str:
+    return CLASS_SYNONYMS.get(folder.lower(), folder.lower())
+
+
+def _split_dir(root: Path, split: str, classes: Sequence[str]) -> Path:
+    """The folder of ``split``: ``root/split``, matched case-insensitively (``Test``), or ``root`` itself where it
+    holds the class folders (``--data test/``); an official ``fer2013.csv`` is unpacked first
+    (:func:`unpack_fer_csv`)."""
+    if root.is_file() and root.suffix.lower() == ".csv":
+        return unpack_fer_csv(root, split)
+    if not root.is_dir():
+        raise InputError(f"{root}: no such directory (expected <data>/<split>/<class>/*.jpg, or fer2013.csv)")
+    d = root / split
+    if d.is_dir():
+        return d
+    same = [p for p in root.iterdir() if p.is_dir() and p.name.lower() == split.lower()]
+    if len(same) == 1:
+        return same[0]
+    subs = [p for p in root.iterdir() if p.is_dir()]
+    if subs and all(_class_name(p.name) in classes for p in subs):
+        log.info("%s holds the class folders: read as the %s split", root, split)
+        return root
+    raise InputError(f"{d}: no such directory (expected <data>/<split>/<class>/*.jpg, or fer2013.csv)")
+
+
+#: the official ``fer2013.csv``'s ``Usage`` values of each split (``test``: both test parts, as the image release's
+#: ``test/`` folder holds them, 7,178 faces)
+FER_CSV_USAGE = {"train": ("Training",), "test": ("PublicTest", "PrivateTest"), "publictest": ("PublicTest",),
+                 "privatetest": ("PrivateTest",)}
+#: the official CSV's label order (0-6) -> our class names
+FER_CSV_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
+def unpack_fer_csv(path: Path, split: str) -> Path:
+    """The faces of ``split`` in the official FER-2013 release (``fer2013.csv``: ``emotion``, ``pixels`` (2,304
+    grey values), ``Usage``) written as ``<split>/<class>/<row>.png`` into a temporary folder (removed at exit);
+    returns the split's folder. Splits: :data:`FER_CSV_USAGE`."""
+    import atexit
+    import csv
+    import shutil
+    import tempfile
+
+    import cv2
+
+    usage = FER_CSV_USAGE.get(split.lower())
+    if usage is None:
+        raise InputError(f"{path}: split {split!r} is not in fer2013.csv; use one of {sorted(FER_CSV_USAGE)}")
+    out = Path(tempfile.mkdtemp(prefix="fer2013-"))
+    atexit.register(shutil.rmtree, out, True)
+    d = out / split
+    n = 0
+    try:
+        with open(path, newline="") as f:
+            rows = csv.DictReader(f)
+            if not {"emotion", "pixels", "Usage"} <= set(rows.fieldnames or ()):
+                raise InputError(f"{path}: not the FER-2013 CSV (needs the columns emotion, pixels, Usage)")
+            for i, r in enumerate(rows, start=2):
+                if r["Usage"] not in usage:
+                    continue
+                px = np.array(r["pixels"].split(), np.uint8)
+                if px.size != 48 * 48 or not r["emotion"].isdigit() or int(r["emotion"]) >= len(FER_CSV_LABELS):
+                    raise InputError(f"{path}: line {i}: expected an emotion 0-6 and 2,304 pixel values")
+                c = d / FER_CSV_LABELS[int(r["emotion"])]
+                c.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(c / f"{i:06d}.png"), px.reshape(48, 48))
+                n += 1
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise InputError(f"{path}: unreadable ({e})") from None
+    if not n:
+        raise InputError(f"{path}: no rows of {' / '.join(usage)}")
+    log.info("%s: %d faces of %s unpacked", path, n, " + ".join(usage))
+    return d
+
+
 def list_expression(root: Path, split: str, classes: Sequence[str] = EXPRESSION_CLASSES) -> List[Tuple[Path, int]]:
-    """(file, class index) for ``root/split/<class>/*``, sorted; classes missing on disk are allowed.
+    """(file, class index) for ``root/split/<class>/*``, sorted; classes missing on disk are allowed. ``split``
+    matches a folder case-insensitively; ``root`` may be the split's folder itself, or the official
+    ``fer2013.csv`` (:func:`unpack_fer_csv`).
 
     Folder names match the classes case-insensitively, also under the common other names of
     :data:`CLASS_SYNONYMS` (``Anger``, ``happiness``, ``Surprised``, ...). A folder that names no class, or two
     folders naming the same class, is an error: nothing is skipped silently.
     """
-    d = Path(root) / split
-    if not d.is_dir():
-        raise InputError(f"{d}: no such directory (expected <data>/<split>/<class>/*.jpg)")
+    d = _split_dir(Path(root), split, classes)
     folders: Dict[int, Path] = {}
     unknown = []
     for f in sorted(p for p in d.iterdir() if p.is_dir()):
-        name = CLASS_SYNONYMS.get(f.name.lower(), f.name.lower())
+        name = _class_name(f.name)
         if name not in classes:
             unknown.append(f.name)
             continue

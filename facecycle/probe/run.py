@@ -22,10 +22,11 @@ log = logging.getLogger(__name__)
 def expression_items(data: Path, split: str, val_frac: float = 0.1, seed: int = 0) -> List[Tuple[Path, int]]:
     """Items of a split. ``train`` excludes the held-out validation part when ``val_frac`` > 0;
     ``val`` is that held-out part of ``<data>/train`` (stratified, seeded); other names are folders."""
-    if split in ("train", "val") and val_frac > 0 and (Path(data) / "train").is_dir():
+    is_csv = Path(data).is_file() and Path(data).suffix.lower() == ".csv"  # the official fer2013.csv
+    if split in ("train", "val") and val_frac > 0 and (is_csv or (Path(data) / "train").is_dir()):
         tr, va = stratified_split(list_expression(Path(data), "train"), val_frac, seed)
         return tr if split == "train" else va
-    if split == "val" and not (Path(data) / "val").is_dir():
+    if split == "val" and (is_csv or not (Path(data) / "val").is_dir()):
         raise InputError(f"{data}: no val folder and --val-frac 0")
     return list_expression(Path(data), split)
 
