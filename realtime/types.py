@@ -169,6 +169,8 @@ class FramePacket:
         annotated: (H, W, 3) uint8 BGR rendered image once an annotator ran, else None.
         scene_cut: True when the tracker saw a scene cut just before this frame: every track
             ended there, so the faces of this frame have new ids.
+        file: for a frame that is a file of its own (an image folder's), its path relative to the folder
+            (``/``-separated); "" otherwise.
     """
 
     index: int
@@ -181,6 +183,7 @@ class FramePacket:
     stats: Dict[str, float] = field(default_factory=dict)
     annotated: Optional[np.ndarray] = None
     scene_cut: bool = False
+    file: str = ""
 
     @property
     def largest_face(self) -> Optional[Face]:

@@ -589,3 +589,25 @@ def test_photos_read_as_stills_each_as_alone_and_the_csv_names_each_image(tmp_pa
         assert np.abs(got - f.emotions).max() < 2e-3, r["file"]
         assert r["baseline_ready"] == "0"
     assert len({r["face_id"] for r in out["sequence"] if r["success"] == "1"}) == 1  # asked for: one track
+
+
+def test_a_data_set_tree_is_read_through_its_class_folders_and_named_by_relative_path(tiny_export, tmp_path):
+    """A face data set is `<class>/*.jpg`: a folder with no images of its own is read through its subfolders
+    (hidden ones skipped), as stills, and `file` holds each image's path relative to the folder, so rows join to
+    their labels. It used to be refused as "no images"."""
+    import csv
+
+    import cv2
+
+    root = tmp_path / "test"
+    for c, names in {"happy": ["im10.png", "im9.png"], "sad": ["a.png"], ".cache": ["x.png"]}.items():
+        (root / c).mkdir(parents=True)
+        for k, n in enumerate(names):
+            cv2.imwrite(str(root / c / n), np.full((40, 60, 3), 40 * k + 30 * len(c), np.uint8))
+    _, model_dir = tiny_export
+    assert cli_main(["process", str(root), "--model", str(model_dir), "--no-video", "--no-progress",
+                     "--out-dir", str(tmp_path / "out")]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "out" / "test.csv", newline="")))
+    assert [r["file"] for r in rows] == ["happy/im9.png", "happy/im10.png", "sad/a.png"]
+    side = json.loads((tmp_path / "out" / "test.json").read_text())
+    assert side["input"]["reading"] == "stills" and side["input"]["frame_count"] == 3

@@ -42,8 +42,8 @@ def csv_columns(code_dim: int, file_column: bool = False) -> List[str]:
 
 
 def _file_field(packet: FramePacket) -> str:
-    """``,name`` of the packet's source file (RFC 4180 quoting where the name needs it)."""
-    name = Path(packet.source).name if packet.source else ""
+    """``,name`` of the packet's file (``FramePacket.file``; RFC 4180 quoting where the name needs it)."""
+    name = packet.file
     if any(c in name for c in ',"\r\n'):
         name = '"' + name.replace('"', '""') + '"'
     return "," + name

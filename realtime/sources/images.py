@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from fractions import Fraction
@@ -34,6 +35,22 @@ SEQUENCE_MAX_DIFF = 20.0
 
 def _natural_key(p: Path):
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
+
+
+def _list_images(d: Path) -> List[Path]:
+    """The folder's images in natural name order; where it holds none itself, those of its subfolders (a data
+    set's ``<class>/*.jpg``), hidden ones skipped, in natural order of their paths."""
+    def key(p: Path):
+        return [_natural_key(Path(part)) for part in p.relative_to(d).parts]
+
+    files = sorted((p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()), key=key)
+    if files:
+        return files
+    for dirpath, dirnames, filenames in os.walk(d):
+        dirnames[:] = [n for n in dirnames if not n.startswith(".")]
+        files.extend(Path(dirpath) / n for n in filenames
+                     if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(files, key=key)
 
 
 def _numbered(files: List[Path]) -> Optional[str]:
@@ -116,8 +133,8 @@ class ImageFolderSource(Source):
         d = Path(folder)
         if not d.is_dir():
             raise InputError(f"{folder}: not a folder")
-        self.files: List[Path] = sorted((p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
-                                        key=_natural_key)
+        self.root = d
+        self.files: List[Path] = _list_images(d)
         if not self.files:
             videos = sum(1 for p in d.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
             hint = (f"; it holds {videos} video file{'s' * (videos != 1)}: give them as inputs ({d / '*'}), or the "
@@ -150,7 +167,8 @@ class ImageFolderSource(Source):
             self.height, self.width = img.shape[:2]
             ts = index / self.fps
             yield FramePacket(index=index, pts=int(round(ts * 1000)), time_base=self.time_base, timestamp=ts,
-                              image=img, source=str(f), stats={"decode": time.perf_counter() - t})
+                              image=img, source=str(f), stats={"decode": time.perf_counter() - t},
+                              file=f.relative_to(self.root).as_posix())
             index += 1
         if index == 0:
             raise InputError(f"{self.name}: no readable images")
