@@ -315,7 +315,7 @@ class Analyzer:
         token = object()
         self._claim(token)  # the detector is not shared with a run in progress
         try:
-            p.faces = Tracker().update(p.image, self.detector.detect(p.image), timestamp)
+            p.faces = Tracker().update(p.image, self.detector.detect_still(p.image), timestamp)
             return self.inference(p)
         finally:
             self._release(token)
@@ -474,7 +474,7 @@ class Run:
             faces, ok = self.tracker.propagate(p.image, p.timestamp)
             run_det = not ok
         if run_det:
-            det = an.detector.detect(p.image)
+            det = an.detector.detect_still(p.image) if self.src.stills else an.detector.detect(p.image)
             faces = self.tracker.update(p.image, det, p.timestamp)
             self._since_detect = 0
             self.stats.detections += 1

@@ -100,6 +100,31 @@ class Detector(abc.ABC):
         return Detections(det.boxes.astype(np.float32), det.scores.astype(np.float32),
                           det.landmarks.astype(np.float32).reshape(-1, 5, 2))
 
+    def detect_still(self, image: np.ndarray, pad: float = 0.5) -> Detections:
+        """:meth:`detect` for a picture on its own (a photo, a data set's face crop): where nothing is found, detect
+        again on the picture centred in a mid-grey border of ``pad`` × its longer side on each side, and return
+        those faces in ``image`` pixels (boxes clipped to it). A face that fills the picture, as an aligned crop's
+        does (FER-2013, RAF-DB, AffectNet), has too little context for the detector: 69 of 105 FER-2013 faces were
+        found, 102 with the border. Video frames do not take this second try (a frame without faces would cost
+        two detections)."""
+        det = self.detect(image)
+        if len(det):
+            return det
+        h, w = image.shape[:2]
+        p = int(round(pad * max(h, w)))
+        if p < 1:
+            return det
+        framed = cv2.copyMakeBorder(image, p, p, p, p, cv2.BORDER_CONSTANT, value=(128, 128, 128))
+        det = self.detect(framed)
+        if not len(det):
+            return det
+        boxes = det.boxes - np.float32(p)
+        inside = np.clip(boxes, [0, 0, 0, 0], [w, h, w, h])
+        area = np.maximum(boxes[:, 2] - boxes[:, 0], 1e-6) * np.maximum(boxes[:, 3] - boxes[:, 1], 1e-6)
+        kept = (inside[:, 2] - inside[:, 0]) * (inside[:, 3] - inside[:, 1]) >= 0.5 * area  # mostly on the picture
+        return Detections(inside[kept].astype(np.float32), det.scores[kept],
+                          (det.landmarks[kept] - np.float32(p)).astype(np.float32))
+
     @abc.abstractmethod
     def _detect(self, image: np.ndarray) -> Detections:
         """Detect on the (possibly shrunk) BGR image; coordinates in its pixels."""

@@ -128,6 +128,7 @@ class VideoSource(Source):
             raise InputError(f"{spath}: video stream has no frame size ({why})")
         self.still = len(self.container.streams) == 1 and cc.name in ("mjpeg", "png", "bmp", "webp", "tiff") \
             and (self.frame_count or 0) <= 1
+        self.stills = self.still  # a single picture: analysed as a still (Source.stills)
         self._closed = False
         self._lock = threading.Lock()
 
