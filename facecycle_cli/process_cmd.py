@@ -200,6 +200,27 @@ def _stdin_input() -> str:
     return "/dev/stdin"
 
 
+def _annotated_suffix(inp: Path, images: str) -> str:
+    """The annotated output's suffix: ``.mp4`` for a video or a frame sequence; the picture's own suffix (``.png``
+    where OpenCV writes it less well) for a single image; none (a folder of pictures) for an image folder read as
+    stills."""
+    from facecycle.files import IMAGE_SUFFIXES
+    from realtime.sources import ImageFolderSource
+
+    if "://" in str(inp) or not inp.exists():
+        return ".mp4"
+    if inp.is_dir():
+        try:
+            stills = images == "stills" or (images == "auto" and ImageFolderSource(inp, reading="auto").stills)
+        except (InputError, OSError):  # no images: the run itself says so
+            stills = False
+        return "" if stills else ".mp4"
+    suffix = inp.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return suffix if suffix in (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff") else ".png"
+    return ".mp4"
+
+
 def _outputs_for(inputs: List[str], args: argparse.Namespace) -> List[dict]:
     from realtime.sinks import check_output_name
 
@@ -218,7 +239,7 @@ def _outputs_for(inputs: List[str], args: argparse.Namespace) -> List[dict]:
                              "process them into different --out-dir folders")
         seen[stem] = inp
         plan = {"input": inp, "csv": out_dir / f"{stem}.csv" if args.csv else None,
-                "video": out_dir / f"{stem}.annotated.mp4" if args.video else None}
+                "video": out_dir / f"{stem}.annotated{_annotated_suffix(p, args.images)}" if args.video else None}
         # before any file is made: a name too long for the file system (the sidecar's too), an existing file
         for q in (plan["csv"], plan["video"], out_dir / f"{stem}.json"):
             if q is not None:
@@ -297,8 +318,12 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals"
             bar.close()
     s = run.stats.summary()
     side = getattr(run, "sidecar_path", None) or (Path(plan["csv"]).with_suffix(".json") if plan["csv"] else None)
-    wrote = ", ".join(str(v) for v in (plan["csv"], side, plan["video"]) if v)
+    from facecycle.files import IMAGE_SUFFIXES
     from realtime.sources.images import ImageFolderSource
+
+    shown = plan["video"] and (str(plan["video"]) if Path(plan["video"]).suffix.lower() in (".mp4", *IMAGE_SUFFIXES)
+                               else f"{plan['video']}{os.sep}")  # a folder of pictures
+    wrote = ", ".join(str(v) for v in (plan["csv"], side, shown) if v)
 
     skipped = "unreadable image" if isinstance(run.src, ImageFolderSource) else "damaged packet"
     print(f"{plan['input']}: {_n(s['frames'], 'frame')}, {_n(s['faces'], 'face')}, {s['fps']:.1f} fps"

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Callable, List, Optional, Union
 
 from facecycle.errors import FaceCycleError
+from facecycle.files import VIDEO_SUFFIXES
 
 from .annotators import Annotator, Compose
-from .sinks import CsvSink, VideoSink, write_sidecar
+from .sinks import CsvSink, ImageSink, VideoSink, write_sidecar
 from .sinks.video_sink import check_x264_preset
 from .types import FramePacket
 
@@ -69,7 +70,7 @@ class RunOutputs:
         self.on_error = on_error
         self.annotator: Optional[Annotator] = None
         self.csv: Optional[CsvSink] = None
-        self.video: Optional[VideoSink] = None
+        self.video: Optional[Union[VideoSink, ImageSink]] = None
         self.sidecar_path: Optional[Path] = None
         self.video_path: Optional[Path] = None  # the last video opened (named in the sidecar)
         self.finished: List[str] = []  # files closed so far
@@ -106,11 +107,16 @@ class RunOutputs:
 
     def open_video(self, path: PathLike) -> None:
         """Open the video now (raises :class:`~facecycle.errors.OutputError`). Audio is copied only when the
-        recording starts with the run's first frame (it would be out of sync otherwise)."""
+        recording starts with the run's first frame (it would be out of sync otherwise). A path with a video
+        suffix (``.mp4``, ``.mkv``, …) is a video; an image file's (``.png``, ``.jpg``, …) or any other is an
+        :class:`~realtime.sinks.ImageSink`: one picture, or a folder of them (stills)."""
         self._close_video()
-        audio = self.audio_from if self._frames_seen == 0 else None
-        self.video = VideoSink(path, fps=self.fps, time_base=self.time_base, audio_from=audio,
-                               preset=self.video_preset, overwrite=self.overwrite)
+        if Path(path).suffix.lower() not in VIDEO_SUFFIXES:
+            self.video = ImageSink(path, overwrite=self.overwrite)
+        else:
+            audio = self.audio_from if self._frames_seen == 0 else None
+            self.video = VideoSink(path, fps=self.fps, time_base=self.time_base, audio_from=audio,
+                                   preset=self.video_preset, overwrite=self.overwrite)
         self.video_path = self.video.path
 
     def _apply_requests(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import threading
 import time
@@ -13,7 +14,7 @@ import pytest
 
 from facecycle_cli import main as cli_main
 
-from .conftest import real_frames, shared_video
+from .conftest import decode_count, real_frames, shared_video
 
 CLIP = "pyfeat_WolfgangLanger_Pexels.mp4"
 
@@ -636,3 +637,39 @@ def test_aligned_face_crops_are_found_with_a_border_around_them(tmp_path):
         assert not len(det.detect_still(np.full((48, 48, 3), 128, np.uint8)))
         cv2.imwrite(str(tmp_path / "face.png"), cv2.imread(str(files[0])))
         assert len(an.analyze_image(tmp_path / "face.png").faces) == len(found[0])
+
+
+def test_stills_get_annotated_pictures_not_a_video(tiny_export, tmp_path, capsys):
+    """A single picture's annotated output is a picture of its size and kind (it was a one-frame H.264 video); an
+    image folder read as stills gets a folder of annotated pictures under the same relative paths (it was a
+    30 fps video of unrelated pictures); a frame sequence still gets a video. An existing output folder is
+    refused up front without --overwrite."""
+    import cv2
+
+    _, model_dir = tiny_export
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(tmp_path / "photo.jpg"), rng.integers(0, 256, (50, 70, 3), dtype=np.uint8))
+    cv2.imwrite(str(tmp_path / "scan.pgm"), rng.integers(0, 256, (30, 40), dtype=np.uint8))
+    shots = tmp_path / "shots"
+    for rel, size in (("a/x.png", (40, 60)), ("b/y.jpg", (64, 64))):
+        (shots / rel).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(shots / rel), rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+    seq = tmp_path / "seq"
+    seq.mkdir()
+    for i, f in enumerate(_texture_frames(6, 0)):
+        cv2.imwrite(str(seq / f"frame_{i:03d}.png"), f)
+    out = tmp_path / "out"
+    base = ["--model", str(model_dir), "--no-progress", "--out-dir", str(out)]
+    assert cli_main(["process", str(tmp_path / "photo.jpg"), str(tmp_path / "scan.pgm"), str(shots), str(seq),
+                     *base]) == 0
+    assert cv2.imread(str(out / "photo.annotated.jpg")).shape == (50, 70, 3)
+    assert cv2.imread(str(out / "scan.annotated.png")).shape == (30, 40, 3)
+    assert cv2.imread(str(out / "shots.annotated" / "a" / "x.png")).shape == (40, 60, 3)
+    assert cv2.imread(str(out / "shots.annotated" / "b" / "y.jpg")).shape == (64, 64, 3)
+    assert not list((out / "shots.annotated").rglob(".*"))  # no partial files left
+    assert decode_count(out / "seq.annotated.mp4") == 6
+    assert json.loads((out / "shots.json").read_text())["video"] == str(out / "shots.annotated")
+    assert f"{out / 'shots.annotated'}{os.sep}" in capsys.readouterr().err
+    assert cli_main(["process", str(shots), *base, "--no-csv"]) == 4  # the folder exists
+    assert "exists (use --overwrite" in capsys.readouterr().err
+    assert cli_main(["process", str(shots), *base, "--overwrite"]) == 0

@@ -437,8 +437,9 @@ def test_audio_only_file(cli, tmp_path):
 
 
 @pytest.mark.parametrize("suffix", [".png", ".jpg"])
-def test_still_image_is_a_one_frame_video(cli, tmp_path, faces40, code_dim, suffix):
-    """Documented choice: a still image given as INPUT is processed as a 1-frame video."""
+def test_still_image_is_one_frame_and_an_annotated_picture(cli, tmp_path, faces40, code_dim, suffix):
+    """A still image given as INPUT is one frame of rows, and its annotated output a picture of its kind and size
+    (it was a one-frame H.264 video)."""
     p = tmp_path / f"portrait{suffix}"
     cv2.imwrite(str(p), faces40[0])
     rc, _, err = cli(p)
@@ -447,7 +448,8 @@ def test_still_image_is_a_one_frame_video(cli, tmp_path, faces40, code_dim, suff
     assert frames_of(rows) == [0]
     if FACE_CLIP.is_file():
         assert rows[0]["success"] == "1"
-    assert decode_count(tmp_path / "out" / "portrait.annotated.mp4") == 1
+    assert cv2.imread(str(tmp_path / "out" / f"portrait.annotated{suffix}")).shape == faces40[0].shape
+    assert not (tmp_path / "out" / "portrait.annotated.mp4").exists()
 
 
 def test_one_by_one_video(cli, tmp_path, code_dim):

@@ -1,0 +1,89 @@
+"""Annotated pictures for stills: one image file (a single picture's input), or a folder of them (an image folder
+read as stills), where a video of unrelated pictures at 30 frames per second would be no use."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Union
+
+import cv2
+
+from facecycle.errors import OutputError
+from facecycle.files import IMAGE_SUFFIXES
+
+from ..types import FramePacket
+from .base import Sink, check_output_name, prepare_output
+
+__all__ = ["ImageSink", "is_image_path"]
+
+log = logging.getLogger(__name__)
+
+#: what OpenCV writes well for each input suffix (lossy in, lossy out; anything else as PNG)
+_KEEP = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def is_image_path(path: Union[str, Path]) -> bool:
+    """True for a path that names one image file (by its suffix)."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+class ImageSink(Sink):
+    """Write each packet's annotated image (else its image), BGR uint8 (H, W, 3), at the frame's own size.
+
+    Args:
+        path: an image file (``photo.annotated.jpg``: every frame replaces it; for a single picture), or a folder
+            (``photos.annotated/``: each frame as ``<folder>/<FramePacket.file>``, sub-folders kept, the suffix
+            kept where OpenCV writes it well, else ``.png``).
+        overwrite: replace existing files (else an existing file or a non-empty folder is refused up front).
+
+    Each file is written whole (a temporary file renamed into place): an interrupted run leaves only complete
+    pictures.
+    """
+
+    def __init__(self, path: Union[str, Path], overwrite: bool = False) -> None:
+        self.single = is_image_path(path)
+        if self.single:
+            self.path = prepare_output(path, overwrite)
+        else:
+            self.path = check_output_name(path)
+            if self.path.exists() and not self.path.is_dir():
+                raise OutputError(f"{self.path}: exists and is not a folder")
+            if self.path.is_dir() and any(self.path.iterdir()) and not overwrite:
+                raise OutputError(f"{self.path}: exists (use --overwrite to replace it)")
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise OutputError(f"{self.path}: cannot create folder ({e.strerror or e})") from None
+        self.frames = 0
+        self._closed = False
+
+    def _target(self, packet: FramePacket) -> Path:
+        if self.single:
+            return self.path
+        rel = Path(packet.file or f"frame_{packet.index:06d}.png")
+        if rel.suffix.lower() not in _KEEP:
+            rel = rel.with_suffix(".png")
+        return self.path / rel
+
+    def write(self, packet: FramePacket) -> None:
+        if self._closed:
+            raise OutputError(f"{self.path}: already closed")
+        img = packet.annotated if packet.annotated is not None else packet.image
+        out = self._target(packet)
+        tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if not cv2.imwrite(str(tmp), img):
+                raise OSError("OpenCV could not encode the image")
+            os.replace(tmp, out)
+        except OSError as e:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+            raise OutputError(f"{out}: write failed ({e.strerror or e}; {self.frames} pictures written)") from None
+        self.frames += 1
+
+    def close(self) -> None:
+        self._closed = True
