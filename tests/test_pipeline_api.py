@@ -605,13 +605,15 @@ def test_a_data_set_tree_is_read_through_its_class_folders_and_named_by_relative
         (root / c).mkdir(parents=True)
         for k, n in enumerate(names):
             cv2.imwrite(str(root / c / n), np.full((40, 60, 3), 40 * k + 30 * len(c), np.uint8))
+    (root / "sad" / "broken.jpg").write_bytes(b"not a picture")
     _, model_dir = tiny_export
     assert cli_main(["process", str(root), "--model", str(model_dir), "--no-video", "--no-progress",
                      "--out-dir", str(tmp_path / "out")]) == 0
     rows = list(csv.DictReader(open(tmp_path / "out" / "test.csv", newline="")))
     assert [r["file"] for r in rows] == ["happy/im9.png", "happy/im10.png", "sad/a.png"]
     side = json.loads((tmp_path / "out" / "test.json").read_text())
-    assert side["input"]["reading"] == "stills" and side["input"]["frame_count"] == 3
+    assert side["input"]["reading"] == "stills" and side["input"]["frame_count"] == 4
+    assert side["input"]["errors"] == 1 and side["input"]["unreadable"] == ["sad/broken.jpg"]  # named, not lost
 
 
 def test_aligned_face_crops_are_found_with_a_border_around_them(tmp_path):

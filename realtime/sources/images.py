@@ -134,6 +134,8 @@ class ImageFolderSource(Source):
         if not d.is_dir():
             raise InputError(f"{folder}: not a folder")
         self.root = d
+        #: the images skipped as unreadable (relative paths, the first 1,000), for the sidecar
+        self.unreadable: List[str] = []
         self.files: List[Path] = _list_images(d)
         if not self.files:
             videos = sum(1 for p in d.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
@@ -161,6 +163,8 @@ class ImageFolderSource(Source):
             img = cv2.imread(str(f), cv2.IMREAD_COLOR)
             if img is None:
                 self.errors += 1
+                if len(self.unreadable) < 1000:
+                    self.unreadable.append(f.relative_to(self.root).as_posix())
                 log.warning("%s: unreadable image skipped", f)
                 continue
             img = np.ascontiguousarray(img)
@@ -175,5 +179,5 @@ class ImageFolderSource(Source):
 
     def describe(self) -> dict:
         d = super().describe()
-        d.update(reading=self.reading, reading_why=self.reading_why, errors=self.errors)
+        d.update(reading=self.reading, reading_why=self.reading_why, errors=self.errors, unreadable=self.unreadable)
         return d
