@@ -31,7 +31,8 @@ def face_tracks(source: Union[str, Path], detector: Detector, *, size: int = 64,
     """Detect and track every face of ``source`` (every ``every``-th frame) and crop it.
 
     Args:
-        source: a video file or an image folder (frames in name order).
+        source: a video file or an image folder (frames in name order; read as the pipeline reads it: separate
+            photos are stills, each face a track of its own, :class:`realtime.sources.ImageFolderSource`).
         detector: the face detector (detection on every used frame; no optical-flow propagation).
         size: crop side in pixels.
         scale: square side / longer side of the detector's box.
@@ -50,7 +51,9 @@ def face_tracks(source: Union[str, Path], detector: Detector, *, size: int = 64,
         for packet in src:
             if packet.index % every:
                 continue
-            det = detector.detect(packet.image)
+            if src.stills:  # separate pictures (an image folder read as stills): each face a track of its own
+                tracker.reset()
+            det = detector.detect_still(packet.image) if src.stills else detector.detect(packet.image)
             b = det.boxes
             det = det.select(np.minimum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) >= min_face)
             faces = tracker.update(packet.image, det, float(packet.index))

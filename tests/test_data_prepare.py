@@ -129,3 +129,26 @@ def test_prepare_errors(tmp_path, capsys):
     assert main(["data", "prepare", str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "o"),
                  "--detector-model", str(tmp_path / "m.onnx")]) in (2, 3)
     assert "facecycle: error:" in capsys.readouterr().err
+
+
+def test_face_tracks_of_separate_photos_are_one_face_each(tmp_path):
+    """A folder of separate photos (numbered in order, but unlike each other) is read as stills, as the pipeline
+    reads it: every face is a track of its own, so the cycle losses never pair two photos. Before, a folder was
+    always a video, and photos of one setting at other exposures (a change of light, no cut) joined into one
+    track."""
+    import cv2
+
+    from realtime.facetracks import face_tracks
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(2)
+    scene = cv2.GaussianBlur((rng.random((200, 240, 3)) * 255).astype(np.uint8), (0, 0), 6)
+    scene = cv2.normalize(scene, None, 0, 255, cv2.NORM_MINMAX)
+    for k in range(6):
+        img = (scene * (0.3 if k % 2 else 1.0)).astype(np.uint8)  # bracketed exposures
+        img[0, 0] = k
+        cv2.imwrite(str(photos / f"IMG_{100 + k}.png"), img)
+    plan = {k: [(60, 40, 140, 130)] for k in range(6)}  # the face in the same place in every photo
+    tracks = face_tracks(photos, _MarkDetector(plan), size=32, scale=1.5, every=1, min_face=32, max_gap=3)
+    assert sorted(len(v) for v in tracks.values()) == [1] * 6
