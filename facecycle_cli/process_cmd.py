@@ -200,28 +200,8 @@ def _stdin_input() -> str:
     return "/dev/stdin"
 
 
-def _annotated_suffix(inp: Path, images: str) -> str:
-    """The annotated output's suffix: ``.mp4`` for a video or a frame sequence; the picture's own suffix (``.png``
-    where OpenCV writes it less well) for a single image; none (a folder of pictures) for an image folder read as
-    stills."""
-    from facecycle.files import IMAGE_SUFFIXES
-    from realtime.sources import ImageFolderSource
-
-    if "://" in str(inp) or not inp.exists():
-        return ".mp4"
-    if inp.is_dir():
-        try:
-            stills = images == "stills" or (images == "auto" and ImageFolderSource(inp, reading="auto").stills)
-        except (InputError, OSError):  # no images: the run itself says so
-            stills = False
-        return "" if stills else ".mp4"
-    suffix = inp.suffix.lower()
-    if suffix in IMAGE_SUFFIXES:
-        return suffix if suffix in (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff") else ".png"
-    return ".mp4"
-
-
 def _outputs_for(inputs: List[str], args: argparse.Namespace) -> List[dict]:
+    from realtime.batch.job import annotated_suffix
     from realtime.sinks import check_output_name
 
     out_dir = Path(args.out_dir)
@@ -239,7 +219,7 @@ def _outputs_for(inputs: List[str], args: argparse.Namespace) -> List[dict]:
                              "process them into different --out-dir folders")
         seen[stem] = inp
         plan = {"input": inp, "csv": out_dir / f"{stem}.csv" if args.csv else None,
-                "video": out_dir / f"{stem}.annotated{_annotated_suffix(p, args.images)}" if args.video else None}
+                "video": out_dir / f"{stem}.annotated{annotated_suffix(p, args.images)}" if args.video else None}
         # before any file is made: a name too long for the file system (the sidecar's too), an existing file
         for q in (plan["csv"], plan["video"], out_dir / f"{stem}.json"):
             if q is not None:

@@ -422,3 +422,24 @@ def test_a_folder_of_images_given_to_batch_points_to_process(tmp_path, caplog, c
         assert cli_main(["batch", str(d), "--out-dir", str(tmp_path / "out"), "--cluster", "none"]) == 2
     assert "holds 3 images" in caplog.text and f"facecycle process {d}" in caplog.text
     assert "no inputs" in capsys.readouterr().err
+
+
+def test_a_picture_in_a_batch_gets_the_annotated_picture_process_writes(tiny_export, tmp_path):
+    """`batch` promises the outputs of `process`: a single picture gives X.annotated.<its kind> there too (it
+    was an .mp4 in batch after process began writing pictures)."""
+    import cv2
+    import numpy as np
+
+    _, model_dir = tiny_export
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "shot.png"), np.full((30, 40, 3), 90, np.uint8))
+    cv2.imwrite(str(src / "scan.pgm"), np.full((30, 40), 90, np.uint8))
+    for cmd, out in (("batch", tmp_path / "b"), ("process", tmp_path / "p")):
+        extra = ["--cluster", "none"] if cmd == "batch" else ["--no-progress"]
+        assert cli_main([cmd, str(src / "shot.png"), str(src / "scan.pgm"), "--model", str(model_dir),
+                         "--out-dir", str(out), *extra]) == 0
+    for out in (tmp_path / "b", tmp_path / "p"):
+        assert cv2.imread(str(out / "shot.annotated.png")).shape == (30, 40, 3)
+        assert cv2.imread(str(out / "scan.annotated.png")).shape == (30, 40, 3)
+        assert not list(out.rglob("*.mp4"))

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 from facecycle.errors import FaceCycleError, InputError
+from facecycle.files import IMAGE_SUFFIXES
 
 from ..sinks.sidecar import read_sidecar
 from ..summary import clip_reading
@@ -84,14 +85,41 @@ def analyze_file(analyzer, source: Union[str, Path], *, csv: Optional[Union[str,
                                   video_preset=video_preset, sidecar=sidecar, images=images)
 
 
+def picture_suffix(suffix: str) -> str:
+    """The annotated picture's suffix for an input image of ``suffix``: its own where OpenCV writes it well, else
+    ``.png``."""
+    s = suffix.lower()
+    return s if s in (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff") else ".png"
+
+
+def annotated_suffix(source: Union[str, Path], images: str = "auto") -> str:
+    """The annotated output's suffix for ``source`` (``process`` and ``batch`` alike): ``.mp4`` for a video or a
+    frame sequence; :func:`picture_suffix` for a single image; none (a folder of pictures,
+    :class:`~realtime.sinks.ImageSink`) for an image folder read as stills (``images``: the folder's reading)."""
+    from ..sources import ImageFolderSource
+
+    p = Path(source)
+    if "://" in str(source) or not p.exists():
+        return ".mp4"
+    if p.is_dir():
+        try:
+            stills = images == "stills" or (images == "auto" and ImageFolderSource(p, reading="auto").stills)
+        except (InputError, OSError):  # no images: the run itself says so
+            stills = False
+        return "" if stills else ".mp4"
+    return picture_suffix(p.suffix) if p.suffix.lower() in IMAGE_SUFFIXES else ".mp4"
+
+
 def output_paths(out_dir: Union[str, Path], rel: Union[str, Path], csv: bool = True,
                  video: bool = True) -> Dict[str, Optional[Path]]:
-    """Final output paths of the input at ``rel`` (relative to the batch root): csv, video, sidecar."""
+    """Final output paths of the input at ``rel`` (relative to the batch root): csv, video, sidecar. A single
+    image's annotated output is a picture (:func:`picture_suffix`), as ``process`` writes it."""
     rel = Path(rel)
     d = Path(out_dir) / rel.parent
     stem = rel.stem if rel.suffix else rel.name
+    kind = picture_suffix(rel.suffix) if rel.suffix.lower() in IMAGE_SUFFIXES else ".mp4"
     return {"csv": d / f"{stem}.csv" if csv else None,
-            "video": d / f"{stem}.annotated.mp4" if video else None,
+            "video": d / f"{stem}.annotated{kind}" if video else None,
             "sidecar": d / f"{stem}.json", "work": d / PARTIAL_DIR / stem, "stem": stem}  # type: ignore[dict-item]
 
 
@@ -184,7 +212,7 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
         work.mkdir()
         stem = paths["stem"]
         tmp = {"csv": work / f"{stem}.csv" if settings.csv else None,
-               "video": work / f"{stem}.annotated.mp4" if settings.video else None,
+               "video": work / paths["video"].name if paths["video"] else None,
                "sidecar": work / f"{stem}.json"}
         analyzer, res["model_loaded"] = _cached_analyzer(settings.analyzer)
         run = analyze_file(analyzer, task["input"], csv=tmp["csv"], video=tmp["video"], sidecar=tmp["sidecar"],
