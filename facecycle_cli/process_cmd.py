@@ -306,7 +306,12 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals"
     wrote = ", ".join(str(v) for v in (plan["csv"], side, shown) if v)
 
     skipped = "unreadable image" if isinstance(run.src, ImageFolderSource) else "damaged packet"
-    print(f"{plan['input']}: {_n(s['frames'], 'frame')}, {_n(s['faces'], 'face')}, {s['fps']:.1f} fps"
+    folder = ""
+    if isinstance(run.src, ImageFolderSource):  # say how the folder was read: it changes every row
+        what = "separate pictures" if run.src.stills else "a frame sequence"
+        folder = (f" (read as {what}, as asked)" if run.src.reading_why == "asked for"
+                  else f" (read as {what}: {run.src.reading_why}; --images chooses)")
+    print(f"{plan['input']}: {_n(s['frames'], 'frame')}{folder}, {_n(s['faces'], 'face')}, {s['fps']:.1f} fps"
           + (f", {s['drops']} dropped" if s["drops"] else "")
           + (f", {_n(s['decode_errors'], skipped)} skipped" if s["decode_errors"] else "")
           + (f", ~{_n(run.src.frames_missing, 'frame')} missing (truncated or damaged file)"

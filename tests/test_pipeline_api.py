@@ -671,7 +671,10 @@ def test_stills_get_annotated_pictures_not_a_video(tiny_export, tmp_path, capsys
     assert not list((out / "shots.annotated").rglob(".*"))  # no partial files left
     assert decode_count(out / "seq.annotated.mp4") == 6
     assert json.loads((out / "shots.json").read_text())["video"] == str(out / "shots.annotated")
-    assert f"{out / 'shots.annotated'}{os.sep}" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{out / 'shots.annotated'}{os.sep}" in err
+    assert "shots: 2 frames (read as separate pictures: names without a frame number" in err  # the end line says
+    assert "seq: 6 frames (read as a frame sequence: numbered names and neighbours alike" in err
     assert cli_main(["process", str(shots), *base, "--no-csv"]) == 4  # the folder exists
     assert "exists (use --overwrite" in capsys.readouterr().err
     assert cli_main(["process", str(shots), *base, "--overwrite"]) == 0

@@ -110,8 +110,8 @@ def sequence_evidence(files: List[Path], pairs: int = 8) -> Tuple[bool, str]:
         return False, "no readable neighbours"
     med = float(np.median(diffs))
     if med > SEQUENCE_MAX_DIFF:
-        return False, f"numbered names, but neighbours differ as separate pictures do (median {med:.1f} grey levels)"
-    return True, f"numbered names and neighbours alike (median difference {med:.1f} grey levels)"
+        return False, f"numbered names, but neighbours differ as separate pictures do, by a median {med:.1f} levels"
+    return True, f"numbered names and neighbours alike, differing by a median {med:.1f} levels"
 
 
 class ImageFolderSource(Source):
