@@ -547,9 +547,9 @@ def test_a_folder_is_a_sequence_only_where_names_count_up_and_neighbours_look_al
 
 def test_photos_read_as_stills_each_as_alone_and_the_csv_names_each_image(tmp_path):
     """Separate photos in one folder were read as a video: one face id for all, emotions smoothed from photo to
-    photo (3 of 12 photos of one person read as another emotion than alone). As stills each row is what
-    ``analyze_image`` reads for its image, each face a new id, nothing carried over; the ``file`` column names the
-    image, no-face images included."""
+    photo (2 of 12 frames of one clip read as another emotion than alone, image_folders.json). As stills each
+    row is what ``analyze_image`` reads for its image, each face a new id, nothing carried over; the ``file``
+    column names the image, no-face images included."""
     import csv
 
     import cv2
