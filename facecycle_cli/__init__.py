@@ -25,7 +25,7 @@ import sys
 from typing import List, Optional, Sequence
 
 from facecycle import __version__
-from facecycle.errors import FaceCycleError
+from facecycle.errors import BackendUnavailable, FaceCycleError
 
 from . import (
     app_cmd,
@@ -44,6 +44,11 @@ from . import (
 __all__ = ["main", "build_parser", "run", "COMMAND_MODULES"]
 
 log = logging.getLogger("facecycle")
+
+#: optional dependencies (top-level module) -> the extra of pyproject.toml that installs them: a command that needs
+#: one says so in one line (exit 6) instead of "internal error: ModuleNotFoundError"
+_EXTRAS = {"torch": "torch", "onnx": "torch", "PyQt6": "ui", "ray": "cluster", "pyarrow": "cluster",
+           "tensorrt": "tensorrt", "insightface": "insightface", "ai_edge_litert": "judge", "skimage": "judge"}
 
 #: sub-command modules, in the order ``facecycle --help`` lists them
 COMMAND_MODULES = (
@@ -169,6 +174,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
+    except ModuleNotFoundError as e:  # an optional dependency this command needs: which extra brings it
+        extra = _EXTRAS.get((e.name or "").split(".")[0])
+        if extra is None:
+            if args.debug:
+                raise
+            print(f"facecycle: internal error: ModuleNotFoundError: {e} (rerun with --debug for details)",
+                  file=sys.stderr)
+            return 1
+        if args.debug:
+            log.exception("error")
+        print(f"facecycle: error: `facecycle {args.command}` needs {e.name}, which is not installed: "
+              f"pip install 'facecycle-rt[{extra}]'", file=sys.stderr)
+        return BackendUnavailable.exit_code
     except Exception as e:  # noqa: BLE001 - last resort: one line, no traceback
         if args.debug:
             raise

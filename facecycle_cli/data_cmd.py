@@ -21,8 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--out", required=True, help="dataset directory (created or resumed)")
     q.add_argument("--size", type=int, default=64, choices=(64, 128), help="crop side in pixels")
     q.add_argument("--scale", type=float, default=1.7, help="square crop side / detector box side")
-    q.add_argument("--detector", default="yunet", choices=DETECTOR_CHOICES,
-                   help="face detector, as in `facecycle process` (default yunet: needs --detector-model)")
+    q.add_argument("--detector", default="centerface", choices=DETECTOR_CHOICES,
+                   help="face detector, as in `facecycle process` (default centerface, embedded, as process; yunet "
+                        "needs --detector-model)")
     q.add_argument("--detector-model", default=None, help="detector model file (YuNet needs one)")
     q.add_argument("--score", type=float, default=None,
                    help="detector score threshold (default 0.7 for yunet, 0.5 for the others)")

@@ -134,3 +134,22 @@ def test_process_end_line_names_the_sidecar(clip, tiny_export, tmp_path, capfd):
 
 def test_quick_start_output_folder_is_ignored_by_git():
     assert "/results/" in (ROOT / ".gitignore").read_text().split()
+
+
+@pytest.mark.parametrize("module, argv, extra", [
+    ("torch", ["model", "info", "--config", "paper"], "torch"),
+    ("torch", ["train", "--stage", "motion", "--data", "x", "--config", "tiny", "--out", "y"], "torch"),
+    ("PyQt6", ["app"], "ui"),
+])
+def test_a_missing_optional_dependency_names_the_extra(tmp_path, module, argv, extra):
+    """On the base install (no torch) `train`, `model` and `export` ended in "internal error:
+    ModuleNotFoundError: No module named 'torch'"; they now say which extra to install, exit 6. A fresh
+    interpreter where importing the module fails, as without its wheel."""
+    code = (f"import sys; sys.modules[{module!r}] = None; from facecycle_cli import main; "
+            f"sys.exit(main({argv!r}))")
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                       env=env)
+    assert r.returncode == 6, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert f"needs {module}" in last and f"pip install 'facecycle-rt[{extra}]'" in last, last

@@ -101,7 +101,7 @@ def test_prepare_two_clips_resume_and_bad_file(tmp_path, yunet, capsys):
     bad.write_bytes(b"\x00" * 1000)
     out = tmp_path / "ds"
     args = ["data", "prepare", *map(str, clips), str(bad), "--out", str(out), "--every", "3",
-            "--detector-model", str(yunet), "--min-track", "3", "--no-progress"]
+            "--detector", "yunet", "--detector-model", str(yunet), "--min-track", "3", "--no-progress"]
     assert main(args) == 0
     msg = capsys.readouterr()
     assert "2 sources prepared" in msg.out and "1 failed" in msg.out and "broken.mp4" in msg.err + msg.out
@@ -152,3 +152,15 @@ def test_face_tracks_of_separate_photos_are_one_face_each(tmp_path):
     plan = {k: [(60, 40, 140, 130)] for k in range(6)}  # the face in the same place in every photo
     tracks = face_tracks(photos, _MarkDetector(plan), size=32, scale=1.5, every=1, min_face=32, max_gap=3)
     assert sorted(len(v) for v in tracks.values()) == [1] * 6
+
+
+def test_prepare_needs_no_download_by_default(tmp_path, capsys):
+    """The default detector is the embedded CenterFace, as `process` uses: on a fresh install `data prepare CLIP`
+    runs with no model file (it defaulted to YuNet and stopped: "detector 'yunet' needs a model file")."""
+    from facecycle_cli import main
+
+    clip = shared_video("liveportrait_driving_d1.mp4")
+    assert main(["data", "prepare", str(clip), "--out", str(tmp_path / "ds"), "--every", "10", "--min-track", "2",
+                 "--no-progress"]) == 0, capsys.readouterr().err
+    rows = list(csv.DictReader(open(tmp_path / "ds" / "index.csv")))
+    assert rows and {r["source"] for r in rows} == {str(clip.resolve())}
