@@ -93,6 +93,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--realtime", action="store_true",
                    help="play files at their own pace like a camera (frames are dropped when behind)")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames per input")
+    p.add_argument("--parquet", default=None, metavar="PATH",
+                   help="also write every input's CSV rows into one Parquet dataset, with a video column naming the "
+                        "input (PATH.parquet: one file; else a folder; needs pyarrow)")
     p.add_argument("--images", choices=("auto", "sequence", "stills"), default="auto",
                    help="an image folder is a video's frames (sequence: tracked and smoothed) or separate pictures "
                         "(stills: each analysed on its own); auto (default): a sequence where the names count up "
@@ -238,9 +241,16 @@ def _process(args: argparse.Namespace) -> int:
         raise UsageError("--max-frames must be >= 1")
     if args.inputs.count("-") > 1:
         raise UsageError("-: standard input can be given once")
+    if args.parquet:  # refused before any input is read, not after it
+        from realtime.batch.parquet import require_pyarrow
+
+        if not args.csv:
+            raise UsageError("--parquet needs the CSVs (drop --no-csv)")
+        require_pyarrow()
     plans = _outputs_for([_stdin_input() if i == "-" else i for i in args.inputs], args)
     analyzer = _analyzer(args)
     failures: List[InputError] = []
+    done: List[dict] = []
     with analyzer, _Signals() as sig:
         for plan in plans:
             try:
@@ -254,6 +264,12 @@ def _process(args: argparse.Namespace) -> int:
                 continue
             if code:
                 return code
+            done.append(plan)
+    if args.parquet and done:
+        from realtime.batch.parquet import write_parquet
+
+        res = write_parquet([(str(p["input"]), p["csv"]) for p in done], args.parquet)
+        print(f"{res['path']}: {_n(res['rows'], 'row')} of {_n(res['videos'], 'input')} (Parquet)", file=sys.stderr)
     if failures:
         print(f"facecycle: error: {len(failures)} of {len(plans)} inputs failed (see above)", file=sys.stderr)
         return failures[0].exit_code

@@ -443,3 +443,37 @@ def test_a_picture_in_a_batch_gets_the_annotated_picture_process_writes(tiny_exp
         assert cv2.imread(str(out / "shot.annotated.png")).shape == (30, 40, 3)
         assert cv2.imread(str(out / "scan.annotated.png")).shape == (30, 40, 3)
         assert not list(out.rglob("*.mp4"))
+
+
+def test_process_writes_one_parquet_dataset_of_videos_and_image_folders(tiny_export, tmp_path, capsys):
+    """`process --parquet`: the CSV rows of every input in one dataset (it was batch only), a video column naming
+    each input; an image folder's `file` column is kept (string), null on the video's rows."""
+    pytest.importorskip("pyarrow", reason="pyarrow is not installed (the [cluster] extra)")
+    import csv as csvmod
+
+    import cv2
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from .conftest import write_video
+
+    _, model_dir = tiny_export
+    rng = np.random.default_rng(0)
+    clip = write_video(tmp_path / "clip.mp4", [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(5)])
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    for n in ("a.png", "b.png"):
+        cv2.imwrite(str(shots / n), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    out = tmp_path / "out"
+    base = ["process", str(clip), str(shots), "--model", str(model_dir), "--no-progress", "--out-dir", str(out)]
+    assert cli_main([*base, "--no-video", "--parquet", str(out / "all.parquet")]) == 0
+    t = pq.read_table(out / "all.parquet")
+    rows = {name: list(csvmod.DictReader(open(out / f"{name}.csv"))) for name in ("clip", "shots")}
+    assert t.num_rows == len(rows["clip"]) + len(rows["shots"]) == 5 + 2
+    assert t.schema.field("file").type == "string" and t.schema.field("frame").type == "int64"
+    d = t.to_pydict()
+    assert [f for v, f in zip(d["video"], d["file"], strict=True) if v == str(shots)] == ["a.png", "b.png"]
+    assert all(f is None for v, f in zip(d["video"], d["file"], strict=True) if v == str(clip))
+    capsys.readouterr()
+    assert cli_main([*base, "--overwrite", "--no-csv", "--parquet", str(out / "x.parquet")]) == 2
+    assert "--parquet needs the CSVs" in capsys.readouterr().err

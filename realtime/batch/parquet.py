@@ -1,7 +1,8 @@
 """All CSVs of a batch as one Parquet dataset (pyarrow): a ``video`` column, then the CSV's columns.
 
 Column types follow docs/csv.md: ``frame``, ``face_id``, ``success`` int64; ``emotion`` string (null when no
-head or no face); everything else float64 (an empty CSV cell is null). ``video`` is the input's path relative
+head or no face); ``file`` string (image folders' CSVs end with it; where one does, the dataset has it, null on
+the videos' rows); everything else float64 (an empty CSV cell is null). ``video`` is the input's path relative
 to the batch root (the same relative path its outputs have under ``--out-dir``), dictionary-encoded.
 
 ``PATH`` ending in ``.parquet`` is one file; anything else is a folder of ``part-NNNNN.parquet`` files of at
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 PYARROW_MISSING = 'pyarrow is not installed; pip install "facecycle-rt[cluster]" (or pip install pyarrow)'
 _INT_COLUMNS = ("frame", "face_id", "success")
+_TEXT_COLUMNS = ("emotion", "file")
 
 
 def require_pyarrow() -> None:
@@ -37,8 +39,13 @@ def require_pyarrow() -> None:
 def _column_types(columns: List[str]):
     import pyarrow as pa
 
-    return {c: (pa.int64() if c in _INT_COLUMNS else pa.string() if c == "emotion" else pa.float64())
+    return {c: (pa.int64() if c in _INT_COLUMNS else pa.string() if c in _TEXT_COLUMNS else pa.float64())
             for c in columns}
+
+
+def _header(csv: Union[str, Path]) -> List[str]:
+    with open(csv, "rb") as f:
+        return f.readline().decode().strip().split(",")
 
 
 def write_parquet(csvs: Iterable[Tuple[str, Union[str, Path]]], path: Union[str, Path],
@@ -72,23 +79,27 @@ def write_parquet(csvs: Iterable[Tuple[str, Union[str, Path]]], path: Union[str,
     writer = None
     files: List[str] = []
     rows_in_file = total = videos = 0
+    csvs = list(csvs)
+    # an image folder's CSV ends with `file`: where one has it, the dataset does, null for the videos' rows
+    with_file = any(_header(c)[-1:] == ["file"] for _, c in csvs)
     try:
         for video, csv in csvs:
-            with open(csv, "rb") as f:
-                header = f.readline().decode().strip().split(",")
+            header = _header(csv)
+            own = header[:-1] if header[-1:] == ["file"] else header
             if columns is None:
-                columns = header
+                columns = own + (["file"] if with_file else [])
                 types = _column_types(columns)
                 schema = pa.schema([pa.field("video", pa.dictionary(pa.int32(), pa.string()))]
                                    + [pa.field(c, types[c]) for c in columns])
-                convert = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
-            elif header != columns:
+            elif own != [c for c in columns if c != "file"]:
                 raise OutputError(f"{csv}: columns differ from the first CSV's ({len(header)} vs {len(columns)}; "
                                   "different models in one dataset?)")
+            convert = pacsv.ConvertOptions(column_types={c: types[c] for c in header}, strings_can_be_null=True)
             table = pacsv.read_csv(str(csv), convert_options=convert)
             n = table.num_rows
             vcol = pa.DictionaryArray.from_arrays(pa.array([0] * n, pa.int32()), pa.array([video], pa.string()))
-            table = pa.Table.from_arrays([vcol] + [table.column(c) for c in columns], schema=schema)
+            cols = [table.column(c) if c in header else pa.nulls(n, types[c]) for c in columns]
+            table = pa.Table.from_arrays([vcol] + cols, schema=schema)
             if writer is None or (not single and rows_in_file and rows_in_file + n > rows_per_file):
                 if writer is not None:
                     writer.close()
