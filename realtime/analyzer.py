@@ -520,7 +520,7 @@ class Run:
             self._keep(p)
         if self.reid is not None:
             self.reid(p)
-        sm = self.smoother
+        sm = self.smoother if not self.src.stills else None  # separate pictures: no time between them to smooth over
         if sm is not None:
             ts = p.timestamp
             for f in p.faces:

@@ -590,6 +590,17 @@ def test_photos_read_as_stills_each_as_alone_and_the_csv_names_each_image(tmp_pa
         assert np.abs(got - f.emotions).max() < 2e-3, r["file"]
         assert r["baseline_ready"] == "0"
     assert len({r["face_id"] for r in out["sequence"] if r["success"] == "1"}) == 1  # asked for: one track
+    # --reid gives one person's photos one id back; their readings stay each photo's own (nothing is smoothed
+    # across photos, as it was when the id came back)
+    with Analyzer(reid=True) as an:
+        for _ in analyze_file(an, d, csv=tmp_path / "reid.csv", video=None, images="stills"):
+            pass
+    rows = [r for r in csv.DictReader(open(tmp_path / "reid.csv", newline="")) if r["success"] == "1"]
+    assert len({r["face_id"] for r in rows}) < len(rows)  # ids given back
+    for r in rows:
+        got = np.array([float(r[f"emotion_{e}"]) for e in ("angry", "disgust", "fear", "happy", "neutral", "sad",
+                                                              "surprise")])
+        assert np.abs(got - alone[r["file"]].faces[0].emotions).max() < 2e-3, r["file"]
 
 
 def test_a_data_set_tree_is_read_through_its_class_folders_and_named_by_relative_path(tiny_export, tmp_path):
