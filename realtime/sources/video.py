@@ -126,7 +126,7 @@ class VideoSource(Source):
             why = _index_hint(spath, self._pipe_format()) or ("the stream sent no picture size" if self.is_url
                                                               else "corrupt header?")
             raise InputError(f"{spath}: video stream has no frame size ({why})")
-        self.still = len(self.container.streams) == 1 and cc.name in ("mjpeg", "png", "bmp", "webp", "tiff") \
+        self.still = len(self.container.streams) == 1 and cc.name in _STILL_CODECS \
             and (self.frame_count or 0) <= 1
         self.stills = self.still  # a single picture: analysed as a still (Source.stills)
         self._closed = False
@@ -241,6 +241,11 @@ class VideoSource(Source):
                  errors=self.errors, frames_decoded=self.frames_decoded, frames_missing=self.frames_missing,
                  timestamp_discontinuities=self.discontinuities)
         return d
+
+
+#: decoders of single pictures (a file of one frame decoded by one of these is a still, :attr:`Source.stills`)
+_STILL_CODECS = ("mjpeg", "png", "bmp", "webp", "tiff", "pgm", "ppm", "pbm", "pam", "gif", "qoi", "jpeg2000",
+                 "jpegls")
 
 
 def _index_hint(spath: str, pipe_format: str = "") -> str:
