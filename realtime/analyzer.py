@@ -413,21 +413,23 @@ class Run:
         self.outputs = RunOutputs(analyzer.code_dim, fps=self.src.fps, time_base=self.src.time_base,
                                   audio_from=self.src.path if audio else None, describe=self.describe,
                                   stats=self.stats.summary, overwrite=overwrite, video_preset=video_preset,
-                                  file_column=self.src.frame_files)
+                                  file_column=self.src.frame_files, stills=self.src.stills)
         if annotate is None or annotate is True:
             self.outputs.annotator = default_annotator(neutralized=False) if (video or annotate) else None
         elif annotate is not False:
             self.outputs.annotator = annotate
         try:
+            if self.video_path is not None:  # a name that cannot be a video fails before the CSV exists
+                self.outputs.check_video_path(self.video_path)
             if self.csv_path is not None:
                 self.outputs.open_csv(self.csv_path, self.sidecar_path)
             elif self.sidecar_path is not None:
                 self.outputs.sidecar_path = self.sidecar_path
             if self.video_path is not None:
                 self.outputs.open_video(self.video_path)
-        except BaseException:
+        except BaseException as e:
             self.src.close()
-            self.outputs.close("failed")
+            self.outputs.close("failed", e if isinstance(e, Exception) else None)
             raise
 
     @property

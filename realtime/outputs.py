@@ -20,12 +20,12 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Callable, List, Optional, Union
 
-from facecycle.errors import FaceCycleError
+from facecycle.errors import FaceCycleError, OutputError
 from facecycle.files import VIDEO_SUFFIXES
 
 from .annotators import Annotator, Compose
-from .sinks import CsvSink, ImageSink, VideoSink, write_sidecar
-from .sinks.video_sink import check_x264_preset
+from .sinks import CsvSink, ImageSink, VideoSink, is_image_path, write_sidecar
+from .sinks.video_sink import VIDEO_OUT_SUFFIXES, check_x264_preset
 from .types import FramePacket
 
 __all__ = ["RunOutputs"]
@@ -51,15 +51,17 @@ class RunOutputs:
         on_error: None = a sink that fails raises (the run fails: ``process``); a callable = the failing
             sink is closed and dropped, ``on_error(one-line message)`` is called and the run goes on (the app).
         file_column: the CSV ends each row with its frame's file name (sources whose frames are files).
+        stills: the frames are separate pictures: a video path without a video suffix is a folder of pictures.
     """
 
     def __init__(self, code_dim: int, *, fps: Optional[float] = None, time_base: Optional[Fraction] = None,
                  audio_from: Optional[str] = None, describe: Optional[Callable[[], dict]] = None,
                  stats: Optional[Callable[[], dict]] = None, overwrite: bool = False,
                  video_preset: str = "superfast", on_error: Optional[Callable[[str], None]] = None,
-                 file_column: bool = False) -> None:
+                 file_column: bool = False, stills: bool = False) -> None:
         self.code_dim = int(code_dim)
         self.file_column = bool(file_column)
+        self.stills = bool(stills)
         self.fps = fps
         self.time_base = time_base
         self.audio_from = audio_from
@@ -105,13 +107,23 @@ class RunOutputs:
         self.sidecar_path = Path(sidecar) if sidecar else Path(path).with_suffix(".json")
         self.write_sidecar("running")
 
+    def _pictures(self, path: PathLike) -> bool:
+        return is_image_path(path) or (self.stills and Path(path).suffix.lower() not in VIDEO_SUFFIXES)
+
+    def check_video_path(self, path: PathLike) -> None:
+        """Raise :class:`~facecycle.errors.OutputError` where ``path`` can be neither a video (.mp4, .mkv, …) nor
+        pictures (:meth:`open_video`); nothing is created."""
+        if not self._pictures(path) and Path(path).suffix.lower() not in VIDEO_OUT_SUFFIXES:
+            raise OutputError(f"{path}: not a video file name this writer can fill with H.264 "
+                              f"(use {', '.join(VIDEO_OUT_SUFFIXES)})")
+
     def open_video(self, path: PathLike) -> None:
         """Open the video now (raises :class:`~facecycle.errors.OutputError`). Audio is copied only when the
-        recording starts with the run's first frame (it would be out of sync otherwise). A path with a video
-        suffix (``.mp4``, ``.mkv``, …) is a video; an image file's (``.png``, ``.jpg``, …) or any other is an
-        :class:`~realtime.sinks.ImageSink`: one picture, or a folder of them (stills)."""
+        recording starts with the run's first frame (it would be out of sync otherwise). An image file's path
+        (``.png``, ``.jpg``, …) is one picture (:class:`~realtime.sinks.ImageSink`); for ``stills``, a path without
+        a video suffix is a folder of pictures (``photos.annotated``); anything else is a video."""
         self._close_video()
-        if Path(path).suffix.lower() not in VIDEO_SUFFIXES:
+        if self._pictures(path):
             self.video = ImageSink(path, overwrite=self.overwrite)
         else:
             audio = self.audio_from if self._frames_seen == 0 else None

@@ -860,3 +860,16 @@ def test_a_single_picture_of_any_kind_is_a_still(tmp_path, suffix):
         assert s.stills
     with VideoSource(write_video(tmp_path / "two.mp4", [np.zeros((32, 32, 3), np.uint8)] * 2)) as s:
         assert not s.stills
+
+
+@pytest.mark.parametrize("name", ["rec", "rec.webm", "rec.ogv"])
+def test_a_recording_name_that_cannot_hold_h264_is_refused_before_any_file(cli, tmp_path, faces40, name):
+    """`--record rec` (no suffix) ended in "internal error: ValueError: Could not determine output format"; WebM
+    and Ogg failed at the first frame, after the CSV had been started. Now one line, exit 4, and no file made."""
+    src = write_video(tmp_path / "in.mp4", faces40[:5])
+    out = tmp_path / "o"
+    out.mkdir()
+    rc, _, err = cli("--input", src, "--no-window", "--csv", out / "x.csv", "--record", out / name, cmd="live")
+    assert rc == 4
+    assert "not a video file name" in one_error_line(err) and ".mp4" in one_error_line(err)
+    assert list(out.iterdir()) == []

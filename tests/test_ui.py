@@ -473,3 +473,23 @@ def test_cli_under_xvfb(model_dir, tmp_path):
     st = json.loads(stats.read_text())
     assert st["qt_platform"] == "xcb" and st["frames_painted"] >= 8
     assert not QImage(str(shot)).isNull()
+
+
+def test_a_record_or_csv_name_typed_without_a_suffix_gets_one(qtbot, window, tmp_path, monkeypatch):
+    """Qt's own save dialog adds no suffix: a recording named `rec` reached the video writer, which could not
+    tell its format (an internal error before, a refusal now). The app adds .mp4 / .csv."""
+    from PyQt6.QtWidgets import QFileDialog
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp_path / "rec"), ""))
+    window._on_record_clicked(True)
+    assert window.record_path == str(tmp_path / "rec.mp4")
+    window._on_record_clicked(False)
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp_path / "rows"), ""))
+    window._on_csv_clicked(True)
+    assert window.csv_path == str(tmp_path / "rows.csv")
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp_path / "take.mkv"), ""))
+    window._on_record_clicked(True)
+    assert window.record_path == str(tmp_path / "take.mkv")
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: ("", ""))  # cancelled
+    window._on_record_clicked(True)
+    assert window.record_path is None

@@ -478,6 +478,8 @@ class MainWindow(QMainWindow):
         if checked:
             path, _ = QFileDialog.getSaveFileName(self, "Record annotated video", self._default_name(".mp4"),
                                                   "MP4 video (*.mp4);;Matroska (*.mkv)")
+            if path and not Path(path).suffix:  # a name typed without one (Qt's own dialog adds none)
+                path += ".mp4"
             self.set_record_path(path or None)
         else:
             self.set_record_path(None)
@@ -486,6 +488,8 @@ class MainWindow(QMainWindow):
         if checked:
             path, _ = QFileDialog.getSaveFileName(self, "Export per-frame CSV", self._default_name(".csv"),
                                                   "CSV (*.csv)")
+            if path and not Path(path).suffix:
+                path += ".csv"
             self.set_csv_path(path or None)
         else:
             self.set_csv_path(None)

@@ -23,7 +23,10 @@ from facecycle.errors import OutputError, UsageError
 from ..types import FramePacket
 from .base import Sink, prepare_output
 
-__all__ = ["VideoSink", "X264_PRESETS", "check_x264_preset"]
+__all__ = ["VideoSink", "X264_PRESETS", "check_x264_preset", "VIDEO_OUT_SUFFIXES"]
+
+#: containers that hold the H.264 this sink writes (WebM and Ogg do not: they failed at the first frame)
+VIDEO_OUT_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".ts", ".flv")
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +92,8 @@ class VideoSink(Sink):
         self._broken = False
         try:
             self.container = av.open(str(self.path), "w")
+        except ValueError:  # FFmpeg knows no container for the name: say so before anything is written
+            raise OutputError(f"{self.path}: not a video file name (use .mp4, .mkv or .mov)") from None
         except (av.error.FFmpegError, OSError) as e:
             raise OutputError(f"{self.path}: cannot create video ({e})") from None
 
