@@ -7,8 +7,9 @@ from typing import Union
 
 __all__ = ["sha256_file", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES"]
 
-#: still-image file suffixes every folder reader accepts (lower case; OpenCV reads them all)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
+#: still-image file suffixes every folder reader accepts (lower case; OpenCV reads them all, AVIF where its build
+#: has the codec, as the pip wheels since 4.11 do)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".avif")
 #: video file suffixes a folder is searched for (explicitly named files are taken whatever their suffix)
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts",
                   ".mts", ".m2ts", ".3gp", ".ogv", ".mxf")

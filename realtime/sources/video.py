@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from facecycle.errors import InputError
+from facecycle.files import IMAGE_SUFFIXES
 
 from ..types import FramePacket
 from .base import Source
@@ -126,8 +127,8 @@ class VideoSource(Source):
             why = _index_hint(spath, self._pipe_format()) or ("the stream sent no picture size" if self.is_url
                                                               else "corrupt header?")
             raise InputError(f"{spath}: video stream has no frame size ({why})")
-        self.still = len(self.container.streams) == 1 and cc.name in _STILL_CODECS \
-            and (self.frame_count or 0) <= 1
+        self.still = len(self.container.streams) == 1 and (self.frame_count or 0) <= 1 and (
+            cc.name in _STILL_CODECS or Path(spath).suffix.lower() in IMAGE_SUFFIXES)  # AVIF: one AV1 frame
         self.stills = self.still  # a single picture: analysed as a still (Source.stills)
         self._closed = False
         self._lock = threading.Lock()
