@@ -876,3 +876,17 @@ def test_a_recording_name_that_cannot_hold_h264_is_refused_before_any_file(cli, 
     assert rc == 4
     assert "not a video file name" in one_error_line(err) and ".mp4" in one_error_line(err)
     assert list(out.iterdir()) == []
+
+
+def test_a_run_that_cannot_open_its_video_leaves_a_failed_sidecar_with_the_reason(cli, tmp_path, faces40):
+    """The CSV opens first; where the video then cannot be made (its folder is a file), the sidecar says
+    `failed` and why (its `error` was empty)."""
+    src = write_video(tmp_path / "in.mp4", faces40[:5])
+    (tmp_path / "blocker").write_text("a file where the video's folder should be")
+    out = tmp_path / "o"
+    out.mkdir()
+    rc, _, err = cli("--input", src, "--no-window", "--csv", out / "x.csv", "--record",
+                     tmp_path / "blocker" / "rec.mp4", cmd="live")
+    assert rc == 4, err
+    side = json.loads((out / "x.json").read_text())
+    assert side["status"] == "failed" and "blocker" in side["error"]
