@@ -603,7 +603,8 @@ def test_photos_read_as_stills_each_as_alone_and_the_csv_names_each_image(tmp_pa
         assert np.abs(got - alone[r["file"]].faces[0].emotions).max() < 2e-3, r["file"]
 
 
-def test_a_data_set_tree_is_read_through_its_class_folders_and_named_by_relative_path(tiny_export, tmp_path):
+def test_a_data_set_tree_is_read_through_its_class_folders_and_named_by_relative_path(tiny_export, tmp_path,
+                                                                                      caplog):
     """A face data set is `<class>/*.jpg`: a folder with no images of its own is read through its subfolders
     (hidden ones skipped), as stills, and `file` holds each image's path relative to the folder, so rows join to
     their labels. It used to be refused as "no images"."""
@@ -617,9 +618,12 @@ def test_a_data_set_tree_is_read_through_its_class_folders_and_named_by_relative
         for k, n in enumerate(names):
             cv2.imwrite(str(root / c / n), np.full((40, 60, 3), 40 * k + 30 * len(c), np.uint8))
     (root / "sad" / "broken.jpg").write_bytes(b"not a picture")
+    (root / "clip.mp4").write_bytes(b"")  # a video beside the pictures is not read with them: said once
     _, model_dir = tiny_export
-    assert cli_main(["process", str(root), "--model", str(model_dir), "--no-video", "--no-progress",
-                     "--out-dir", str(tmp_path / "out")]) == 0
+    with caplog.at_level("WARNING"):
+        assert cli_main(["process", str(root), "--model", str(model_dir), "--no-video", "--no-progress",
+                         "--out-dir", str(tmp_path / "out")]) == 0
+    assert caplog.text.count("also holds 1 video file (clip.mp4), not read with the pictures") == 1
     rows = list(csv.DictReader(open(tmp_path / "out" / "test.csv", newline="")))
     assert [r["file"] for r in rows] == ["happy/im9.png", "happy/im10.png", "sad/a.png"]
     side = json.loads((tmp_path / "out" / "test.json").read_text())

@@ -157,6 +157,12 @@ class ImageFolderSource(Source):
         self.frame_count = len(self.files)
 
     def __iter__(self) -> Iterator[FramePacket]:
+        videos = sorted(p.name for p in self.root.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+        if videos:  # the pictures are read: say what is left out
+            one = len(videos) == 1
+            log.warning("%s: also holds %d video file%s (%s%s), not read with the pictures; give %s as input%s",
+                        self.name, len(videos), "" if one else "s", ", ".join(videos[:3]),
+                        ", ..." if len(videos) > 3 else "", "it" if one else "them", "" if one else "s")
         index = 0
         for f in self.files:
             t = time.perf_counter()
