@@ -692,4 +692,8 @@ def test_stills_get_annotated_pictures_not_a_video(tiny_export, tmp_path, capsys
     assert "seq: 6 frames (read as a frame sequence: numbered names and neighbours alike" in err
     assert cli_main(["process", str(shots), *base, "--no-csv"]) == 4  # the folder exists
     assert "exists (use --overwrite" in capsys.readouterr().err
+    (out / "shots.annotated" / "old.png").write_bytes(b"from an earlier run")
     assert cli_main(["process", str(shots), *base, "--overwrite"]) == 0
+    assert sorted(p.relative_to(out / "shots.annotated").as_posix() for p in (out / "shots.annotated").rglob("*")
+                  if p.is_file()) == ["a/x.png", "b/y.jpg"]  # replaced whole: no picture of the earlier run
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]

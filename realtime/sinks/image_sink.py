@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Union
 
@@ -38,7 +39,8 @@ class ImageSink(Sink):
         overwrite: replace existing files (else an existing file or a non-empty folder is refused up front).
 
     Each file is written whole (a temporary file renamed into place): an interrupted run leaves only complete
-    pictures.
+    pictures. A folder is written aside (``.NAME.partial-PID``) and moved into place by :meth:`close`, replacing
+    what an earlier run left there.
     """
 
     def __init__(self, path: Union[str, Path], overwrite: bool = False) -> None:
@@ -51,8 +53,13 @@ class ImageSink(Sink):
                 raise OutputError(f"{self.path}: exists and is not a folder")
             if self.path.is_dir() and any(self.path.iterdir()) and not overwrite:
                 raise OutputError(f"{self.path}: exists (use --overwrite to replace it)")
+            # written aside and moved into place at the end: an overwritten folder keeps no picture of the last
+            # run, and a folder of this run's pictures appears whole
+            self._work = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}")
             try:
-                self.path.mkdir(parents=True, exist_ok=True)
+                if self._work.exists():
+                    shutil.rmtree(self._work)
+                self._work.mkdir(parents=True)
             except OSError as e:
                 raise OutputError(f"{self.path}: cannot create folder ({e.strerror or e})") from None
         self.frames = 0
@@ -64,7 +71,7 @@ class ImageSink(Sink):
         rel = Path(packet.file or f"frame_{packet.index:06d}.png")
         if rel.suffix.lower() not in _KEEP:
             rel = rel.with_suffix(".png")
-        return self.path / rel
+        return self._work / rel
 
     def write(self, packet: FramePacket) -> None:
         if self._closed:
@@ -86,4 +93,16 @@ class ImageSink(Sink):
         self.frames += 1
 
     def close(self) -> None:
+        """Finish (idempotent): a folder's pictures move into place, replacing the folder's earlier contents."""
+        if self._closed:
+            return
         self._closed = True
+        if self.single:
+            return
+        try:
+            if self.path.is_dir():
+                shutil.rmtree(self.path)
+            os.replace(self._work, self.path)
+        except OSError as e:
+            raise OutputError(f"{self.path}: cannot move the pictures into place ({e.strerror or e}; they are in "
+                              f"{self._work})") from None
