@@ -50,6 +50,18 @@ log = logging.getLogger("facecycle")
 _EXTRAS = {"torch": "torch", "onnx": "torch", "PyQt6": "ui", "ray": "cluster", "pyarrow": "cluster",
            "tensorrt": "tensorrt", "insightface": "insightface", "ai_edge_litert": "judge", "skimage": "judge"}
 
+def _missing(module: str) -> bool:
+    """True when ``module`` cannot be found (not installed, or blocked as ``sys.modules[name] = None``)."""
+    import importlib.util
+
+    if module in sys.modules and sys.modules[module] is None:
+        return True
+    try:
+        return importlib.util.find_spec(module) is None
+    except (ImportError, ValueError):
+        return True
+
+
 #: sub-command modules, in the order ``facecycle --help`` lists them
 COMMAND_MODULES = (
     process_cmd,   # process, live
@@ -175,8 +187,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except BrokenPipeError:
         return 1
     except ModuleNotFoundError as e:  # an optional dependency this command needs: which extra brings it
-        extra = _EXTRAS.get((e.name or "").split(".")[0])
-        if extra is None:
+        top = (e.name or "").split(".")[0]
+        extra = _EXTRAS.get(top) if top and _missing(top) else None
+        if extra is None:  # not an optional dependency, or one that is installed (a broken import): a bug
             if args.debug:
                 raise
             print(f"facecycle: internal error: ModuleNotFoundError: {e} (rerun with --debug for details)",
