@@ -613,7 +613,8 @@ def test_a_data_set_tree_is_read_through_its_class_folders_and_named_by_relative
     import cv2
 
     root = tmp_path / "test"
-    for c, names in {"happy": ["im10.png", "im9.png"], "sad": ["a.png"], ".cache": ["x.png"]}.items():
+    for c, names in {"happy": ["im10.png", "im9.png"], "sad": ["a.png"], ".cache": ["x.png"],
+                     "test.annotated": ["old.png"]}.items():  # hidden, and an earlier run's annotated pictures
         (root / c).mkdir(parents=True)
         for k, n in enumerate(names):
             cv2.imwrite(str(root / c / n), np.full((40, 60, 3), 40 * k + 30 * len(c), np.uint8))

@@ -25,7 +25,7 @@ class Source(abc.ABC):
         path: the input file for sinks that remux other streams (audio), or None.
         drops: frames this source discarded because the pipeline was behind.
         errors: damaged packets / frames skipped while decoding.
-        frame_files: each frame is a file of its own (``FramePacket.source``): the CSV names it in ``file``.
+        frame_files: each frame is a file of its own (``FramePacket.file``): the CSV names it in ``file``.
         stills: the frames are separate pictures, not a video: each is analysed on its own (detected, new track
             ids, nothing smoothed or carried over from the frame before).
     """

@@ -39,7 +39,7 @@ def _natural_key(p: Path):
 
 def _list_images(d: Path) -> List[Path]:
     """The folder's images in natural name order; where it holds none itself, those of its subfolders (a data
-    set's ``<class>/*.jpg``), hidden ones skipped, in natural order of their paths."""
+    set's ``<class>/*.jpg``; hidden ones and ``*.annotated`` outputs skipped), in natural order of their paths."""
     def key(p: Path):
         return [_natural_key(Path(part)) for part in p.relative_to(d).parts]
 
@@ -47,7 +47,8 @@ def _list_images(d: Path) -> List[Path]:
     if files:
         return files
     for dirpath, dirnames, filenames in os.walk(d):
-        dirnames[:] = [n for n in dirnames if not n.startswith(".")]
+        # hidden folders, and our own annotated pictures (`X.annotated/`, where --out-dir is the input folder)
+        dirnames[:] = [n for n in dirnames if not n.startswith(".") and not n.endswith(".annotated")]
         files.extend(Path(dirpath) / n for n in filenames
                      if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_SUFFIXES)
     return sorted(files, key=key)
