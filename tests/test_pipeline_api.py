@@ -617,7 +617,7 @@ def test_a_data_set_tree_is_read_through_its_class_folders_and_named_by_relative
                      "test.annotated": ["old.png"]}.items():  # hidden, and an earlier run's annotated pictures
         (root / c).mkdir(parents=True)
         for k, n in enumerate(names):
-            cv2.imwrite(str(root / c / n), np.full((40, 60, 3), 40 * k + 30 * len(c), np.uint8))
+            cv2.imwrite(str(root / c / n), np.full((40, 60, 3), (40 * k + 30 * len(c)) % 256, np.uint8))
     (root / "sad" / "broken.jpg").write_bytes(b"not a picture")
     (root / "clip.mp4").write_bytes(b"")  # a video beside the pictures is not read with them: said once
     _, model_dir = tiny_export
