@@ -17,7 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "or @list.txt with one path per line) like `facecycle process`, each video as one task on "
                     "Ray workers (or in this process without Ray). Outputs mirror the inputs' folders under "
                     "--out-dir. Re-running skips inputs already complete with the same model and settings.")
-    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="video files, folders (searched for videos), quoted globs, served files' URLs (http(s)://, "
+                        "ftp://) and @list.txt files")
     p.add_argument("--out-dir", required=True, metavar="DIR",
                    help="output folder; on a cluster, a path every node can reach (shared filesystem)")
     p.add_argument("--root", default=None, metavar="DIR",

@@ -112,12 +112,22 @@ def test_inputs_folders_globs_lists_duplicates_and_mirroring(tmp_path, monkeypat
         collect_inputs([str(d / "s1")])
     with pytest.raises(UsageError, match="not under --root"):
         collect_inputs([str(a)], root=str(tmp_path / "elsewhere"))
-    # a URL, given or listed: refused before any work, with what to do (it used to read as a relative path:
-    # "./http:/host/a.mp4: no such file or folder", one failure per URL)
+    # a served file's URL, given or listed, is an input, its outputs under HOST/PATH (it used to be refused; before
+    # that it read as a relative path, "./http:/host/a.mp4: no such file or folder"); a live stream's URL is
+    # refused before any work, with what to do
     urls = tmp_path / "urls.txt"
-    urls.write_text("https://example.com/corpus/a.mp4\ncorpus/s1/interview.mp4\ns3://bucket/b.mp4\n")
-    with pytest.raises(UsageError, match=r"https://example.com/corpus/a.mp4 \(listed in .*urls.txt\) and 1 more URL: "
-                                         r"batch reads files and folders, not URLs"):
+    urls.write_text("https://example.com/corpus/a.mp4?sig=1\nhttp://127.0.0.1:8000/b%20c.mkv\n"
+                    "https://example.com/corpus/a.mp4?sig=1\n")
+    items, dups = collect_inputs([f"@{urls}", str(a)])
+    got = {str(i.path): i.rel.as_posix() for i in items}
+    assert got["https://example.com/corpus/a.mp4?sig=1"] == "example.com/corpus/a.mp4"
+    assert got["http://127.0.0.1:8000/b%20c.mkv"] == "127.0.0.1_8000/b c.mkv"
+    assert got[str(a)] == a.name and dups == [{"input": "https://example.com/corpus/a.mp4?sig=1", "count": 2}]
+    with pytest.raises(UsageError, match="same outputs"):  # two URLs of one name
+        collect_inputs(["https://example.com/corpus/a.mp4", "https://example.com/corpus/a.mkv"])
+    urls.write_text("rtsp://camera.local/stream\ns3://bucket/b.mp4\n")
+    with pytest.raises(UsageError, match=r"rtsp://camera.local/stream \(listed in .*urls.txt\) and 1 more URL: "
+                                         r"batch reads files, folders and served files"):
         collect_inputs([f"@{urls}"])
     with pytest.raises(UsageError, match="facecycle process URL"):
         collect_inputs([str(a), "rtsp://camera.local/stream"])
@@ -477,3 +487,45 @@ def test_process_writes_one_parquet_dataset_of_videos_and_image_folders(tiny_exp
     capsys.readouterr()
     assert cli_main([*base, "--overwrite", "--no-csv", "--parquet", str(out / "x.parquet")]) == 2
     assert "--parquet needs the CSVs" in capsys.readouterr().err
+
+
+def test_a_batch_of_served_files_reads_them_whole_and_resumes(tiny_export, tmp_path, capsys):
+    """Served files (http://, https://, ftp://) are batch inputs: read whole, outputs under HOST/PATH, and a
+    second run finds them complete (the URL is the input's fingerprint). A batch used to refuse every URL."""
+    import functools
+    import http.server
+    import threading
+
+    import numpy as np
+
+    from .conftest import write_video
+
+    _, model_dir = tiny_export
+    served = tmp_path / "served" / "corpus"
+    served.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    write_video(served / "a.mp4", [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(6)],
+                container_options={"movflags": "+faststart"})
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet,
+                                                                               directory=str(tmp_path / "served")))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}/corpus/a.mp4"
+        out = tmp_path / "out"
+        argv = ["batch", url, "--out-dir", str(out), "--cluster", "none", "--model", str(model_dir), "--no-video"]
+        assert cli_main(argv) == 0, capsys.readouterr().err
+        csv_path = out / f"127.0.0.1_{srv.server_address[1]}" / "corpus" / "a.csv"
+        assert count_csv_rows(csv_path) == 6
+        side = json.loads(csv_path.with_suffix(".json").read_text())
+        assert side["status"] == "complete" and side["batch"]["input"] == url
+        capsys.readouterr()
+        assert cli_main(argv) == 0
+        assert "0 processed, 1 skipped" in capsys.readouterr().err
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -29,12 +29,27 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 @dataclass
 class BatchItem:
-    """One input: ``path`` absolute (symlinks kept, so mirrored names stay the user's), ``rel`` its path
-    relative to the batch root (mirrored under ``--out-dir``), ``error`` set when it cannot be submitted."""
+    """One input: ``path`` absolute (symlinks kept, so mirrored names stay the user's), or a served file's URL
+    (a string); ``rel`` its path relative to the batch root (a URL's: ``HOST/PATH``), mirrored under
+    ``--out-dir``; ``error`` set when it cannot be submitted."""
 
-    path: Path
+    path: Union[Path, str]
     rel: Path
     error: Optional[str] = None
+
+
+#: URL schemes a batch reads: files served over HTTP(S) or FTP (they end; a live stream would run for ever)
+BATCH_URL_SCHEMES = ("http", "https", "ftp")
+
+
+def _url_rel(url: str) -> Path:
+    """``HOST/PATH`` of a URL (query and fragment dropped), where its outputs go under ``--out-dir``."""
+    from urllib.parse import unquote, urlsplit
+
+    u = urlsplit(url)
+    parts = [p for p in unquote(u.path).split("/") if p not in ("", ".", "..")]
+    host = (u.hostname or "host") + (f"_{u.port}" if u.port else "")
+    return Path(host, *parts) if parts else Path(host, "stream")
 
 
 def _expand(spec: str, out_dir: Optional[Path], origin: str) -> List[Tuple[Path, Path, Optional[str]]]:
@@ -87,8 +102,9 @@ def collect_inputs(specs: Iterable[str], out_dir: Optional[Union[str, Path]] = N
     """Resolve command-line inputs into batch items.
 
     Args:
-        specs: files, folders (searched recursively for :data:`VIDEO_SUFFIXES`), glob patterns, and
-            ``@list.txt`` files (one path per line, relative to the list's folder; ``#`` comments).
+        specs: files, folders (searched recursively for :data:`VIDEO_SUFFIXES`), glob patterns, served files'
+            URLs (http, https, ftp), and ``@list.txt`` files (one path or URL per line, paths relative to the
+            list's folder; ``#`` comments).
         out_dir: the output folder (never searched for inputs).
         root: mirror the outputs relative to this folder; default: the deepest folder that holds every input
             (a folder input counts as itself, a file as its folder), so a single file's outputs land directly
@@ -101,23 +117,29 @@ def collect_inputs(specs: Iterable[str], out_dir: Optional[Union[str, Path]] = N
 
     Raises:
         UsageError: two inputs would write the same outputs (``a.mp4`` and ``a.mov`` in one folder), an
-            input lies outside ``root``, or an input is a URL.
+            input lies outside ``root``, or an input is a live stream's URL (a served file's, ``http(s)://`` or
+            ``ftp://``, is an input: its outputs go under ``HOST/PATH``).
     """
     out = Path(os.path.abspath(out_dir)) if out_dir is not None else None
     pairs: List[Tuple[Path, Path, Optional[str]]] = []
-    urls: List[str] = []  # refused: a batch reads files (its resumability and output names rest on them)
+    urls: List[str] = []  # served files: outputs under HOST/PATH
+    refused: List[str] = []  # live streams: a batch task must end
     for spec in specs:
         listed = spec.startswith("@")
         entries = [(e, f" (listed in {spec[1:]})") for e in _read_list(spec)] if listed else [(spec, "")]
         for entry, origin in entries:
             if _URL.match(entry):
-                urls.append(entry + origin)
+                if entry.split("://", 1)[0].lower() in BATCH_URL_SCHEMES:
+                    urls.append(entry)
+                else:
+                    refused.append(entry + origin)
             else:
                 pairs += _expand(entry, out, origin)
-    if urls:
-        more = f" and {len(urls) - 1} more URL{'s' * (len(urls) > 2)}" if len(urls) > 1 else ""
-        raise UsageError(f"{urls[0]}{more}: batch reads files and folders, not URLs (download or mount the videos "
-                         f"first, docs/batch.md); `facecycle process URL` reads one stream")
+    if refused:
+        more = f" and {len(refused) - 1} more URL{'s' * (len(refused) > 2)}" if len(refused) > 1 else ""
+        raise UsageError(f"{refused[0]}{more}: batch reads files, folders and served files "
+                         f"({', '.join(s + '://' for s in BATCH_URL_SCHEMES)}), not live streams, which never end; "
+                         "`facecycle process URL` reads a stream")
     # duplicates: by real path (symlinks and ../ spellings of one file)
     seen: Dict[str, int] = {}
     counts: Dict[str, int] = {}
@@ -139,12 +161,18 @@ def collect_inputs(specs: Iterable[str], out_dir: Optional[Union[str, Path]] = N
         except ValueError:  # different drives (Windows)
             base = Path(os.path.abspath(os.sep))
     items: List[BatchItem] = []
-    claimed: Dict[Tuple[str, str], Path] = {}
+    claimed: Dict[Tuple[str, str], Union[Path, str]] = {}
+    located: List[Tuple[Union[Path, str], Path, Optional[str]]] = []
     for f, _, e in unique:
         try:
-            rel = f.relative_to(base)
+            located.append((f, f.relative_to(base), e))
         except ValueError:
             raise UsageError(f"{f}: not under --root {base}") from None
+    for url in dict.fromkeys(urls):  # given twice: once (counted as a duplicate)
+        if urls.count(url) > 1:
+            duplicates.append({"input": url, "count": urls.count(url)})
+        located.append((url, _url_rel(url), None))
+    for f, rel, e in located:
         key = (str(rel.parent), rel.stem if rel.suffix else rel.name)
         if key in claimed:
             raise UsageError(f"inputs {claimed[key]} and {f} would write the same outputs "
@@ -234,13 +262,17 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
     return hashlib.sha256(blob).hexdigest(), detail
 
 
-def item_fingerprint(settings_fp: str, path: Path) -> Tuple[str, Dict[str, Any]]:
-    """Fingerprint of one input: the settings' plus the file's size and modification time."""
-    try:
-        st = path.stat()
-        stat = {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
-    except OSError:
-        stat = {"bytes": None, "mtime_ns": None}
+def item_fingerprint(settings_fp: str, path: Union[Path, str]) -> Tuple[str, Dict[str, Any]]:
+    """Fingerprint of one input: the settings' plus the file's size and modification time; for a URL, the URL
+    (a served file is taken to stay the same while its URL does)."""
+    if isinstance(path, str) and _URL.match(path):
+        stat: Dict[str, Any] = {"url": path}
+    else:
+        try:
+            st = Path(path).stat()
+            stat = {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+        except OSError:
+            stat = {"bytes": None, "mtime_ns": None}
     blob = json.dumps({"settings": settings_fp, "input": stat}, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest(), stat
 
