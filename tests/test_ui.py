@@ -493,3 +493,22 @@ def test_a_record_or_csv_name_typed_without_a_suffix_gets_one(qtbot, window, tmp
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: ("", ""))  # cancelled
     window._on_record_clicked(True)
     assert window.record_path is None
+
+
+def test_cli_a_single_picture_is_painted_before_the_app_quits(model_dir, tmp_path):
+    """A single picture ends the run with its only frame: the end could reach the app before the frame was
+    painted, and `--exit-after 1` warned "the input ended after 0 painted frames". The last frame is shown and
+    painted first."""
+    import cv2
+
+    from .conftest import real_frames
+
+    pic = tmp_path / "pic.png"
+    cv2.imwrite(str(pic), real_frames(1, size=(640, 360))[0])  # a face where ../shared is there
+    stats = tmp_path / "stats.json"
+    for _ in range(3):  # the race went either way
+        r = _run_cli(["--input", str(pic), "--model", model_dir, "--screenshot", str(tmp_path / "s.png"),
+                      "--exit-after", "1", "--stats-json", str(stats)])
+        assert r.returncode == 0, r.stderr
+        assert "painted frames" not in r.stderr
+        assert json.loads(stats.read_text())["frames_painted"] == 1

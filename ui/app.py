@@ -119,9 +119,11 @@ class Automation:
             err = s.error if s is not None and s.error is not None else PipelineError(
                 self.window.errors[-1] if self.window.errors else "the pipeline failed")
             self.error = err
-        elif self.exit_after is not None and self.window.live_view.painted < self.exit_after:
-            log.warning("the input ended after %d painted frames (asked for %d)", self.window.live_view.painted,
-                        self.exit_after)
+        elif self.exit_after is not None:
+            self.window.live_view.repaint()  # the last frame, which may have come with the end, painted first
+            if self.window.live_view.painted < self.exit_after:
+                log.warning("the input ended after %d painted frames (asked for %d)", self.window.live_view.painted,
+                            self.exit_after)
         self.finish()
 
     def _on_timeout(self) -> None:

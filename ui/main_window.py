@@ -402,6 +402,7 @@ class MainWindow(QMainWindow):
         if not self._current(generation):
             return
         self.finished_generation = generation
+        self._on_frame()  # a last frame still in the slot (a single picture's only one) is shown, not dropped
         self.panel.add_samples(self.bridge.take_samples())
         self.panel.advance()
         s = self.session
