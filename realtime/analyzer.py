@@ -316,7 +316,7 @@ class Analyzer:
         self._claim(token)  # the detector is not shared with a run in progress
         try:
             p.faces = Tracker().update(p.image, self.detector.detect_still(p.image), timestamp)
-            return self.inference(p)
+            return self.inference(self.inference.frame_as_still(p))
         finally:
             self._release(token)
 
@@ -485,6 +485,8 @@ class Run:
             faces = sorted(faces, key=lambda f: -f.area)[: an.max_faces]
             faces.sort(key=lambda f: f.track_id)
         p.faces = faces
+        if self.src.stills:  # a face that fills its picture is read from the whole picture, as the probes read it
+            an.inference.frame_as_still(p)
         p.scene_cut = self.tracker.last_cut
         if self._record is not None and run_det:
             self._detected.add(p.index)

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 __all__ = ["DEFAULT_SCALE", "loose_square_box", "crop_square", "crop_faces", "paste_square", "StillFramer",
-           "FRAMINGS"]
+           "FRAMINGS", "WHOLE_ABOVE", "whole_picture_square"]
 
 #: crop side / longer side of the detector's face box
 DEFAULT_SCALE = 1.7
@@ -68,19 +68,40 @@ def crop_square(image: np.ndarray, square: Tuple[int, int, int], size: int) -> n
     return cv2.resize(patch, (size, size), interpolation=interp)
 
 
-def crop_faces(image_bgr: np.ndarray, boxes: np.ndarray, size: int, scale: float = DEFAULT_SCALE
-               ) -> Tuple[np.ndarray, list]:
+#: a still whose face's square covers at least this share of its shorter side already is a face crop (FER-2013,
+#: RAF-DB, AffectNet): it is read whole, not re-cropped around a detector box (:class:`StillFramer`, and the
+#: pipeline's stills, :func:`whole_picture_square`)
+WHOLE_ABOVE = 0.85
+
+
+def whole_picture_square(shape: Sequence[int], square: Tuple[int, int, int], whole_above: float = WHOLE_ABOVE
+                         ) -> Optional[Tuple[int, int, int]]:
+    """The picture's own square ``(x0, y0, side)`` where the face's ``square`` covers at least ``whole_above`` of
+    the shorter side of a (near-)square picture of ``shape`` (H, W, ...), i.e. the picture already is a face crop;
+    else None. A picture more than 10 % from square keeps the face's square (its whole would be distorted)."""
+    h, w = int(shape[0]), int(shape[1])
+    if square[2] < whole_above * min(h, w) or max(h, w) > 1.1 * min(h, w):
+        return None
+    side = min(h, w)
+    return ((w - side) // 2, (h - side) // 2, side)
+
+
+def crop_faces(image_bgr: np.ndarray, boxes: np.ndarray, size: int, scale: float = DEFAULT_SCALE,
+               squares: Optional[Sequence[Optional[Tuple[int, int, int]]]] = None) -> Tuple[np.ndarray, list]:
     """Batch of model-ready crops for all faces of a frame.
 
     Args:
         image_bgr: (H, W, 3) uint8 **BGR** frame.
         boxes: (N, 4) xyxy face boxes.
         size: model input side (the manifest's ``input.size``).
+        squares: per face, a square ``(x0, y0, side)`` to use instead of the box's (None entries: the box's).
 
     Returns:
         crops: (N, size, size, 3) uint8 **RGB**; squares: N (x0, y0, side).
     """
-    squares = [loose_square_box(b, scale) for b in np.asarray(boxes).reshape(-1, 4)]
+    given = list(squares) if squares is not None else []
+    squares = [given[i] if i < len(given) and given[i] is not None else loose_square_box(b, scale)
+               for i, b in enumerate(np.asarray(boxes).reshape(-1, 4))]
     if not squares:
         return np.zeros((0, size, size, 3), np.uint8), []
     crops = np.stack([crop_square(image_bgr, sq, size) for sq in squares])
@@ -114,7 +135,7 @@ class StillFramer:
     whole image. ``counts`` tallies ``cropped`` / ``whole`` / ``no_face`` over the calls.
     """
 
-    def __init__(self, detector, scale: float, mode: str = "auto", whole_above: float = 0.85) -> None:
+    def __init__(self, detector, scale: float, mode: str = "auto", whole_above: float = WHOLE_ABOVE) -> None:
         if mode not in FRAMINGS:
             raise ValueError(f"framing must be one of {FRAMINGS}, not {mode!r}")
         self.detector = detector

@@ -24,7 +24,7 @@ from engines.base import Backend
 from facecycle.errors import ModelError, UsageError
 from facecycle.preprocess import from_output, to_input
 
-from .crops import DEFAULT_SCALE, crop_faces, crop_square
+from .crops import DEFAULT_SCALE, crop_faces, crop_square, loose_square_box, whole_picture_square
 from .heads import ExpressionHead
 from .neutral_detail import sharpen_neutral
 from .pose import estimate_pose
@@ -95,7 +95,8 @@ class FaceInference:
         for f in faces:
             f.pose = estimate_pose(f.landmarks, w, h)
         if faces:
-            crops, squares = crop_faces(packet.image, np.stack([f.box for f in faces]), self.size, self.crop_scale)
+            crops, squares = crop_faces(packet.image, np.stack([f.box for f in faces]), self.size, self.crop_scale,
+                                        squares=[f.crop_box for f in faces])
             x = to_input(crops, self.mean, self.std)
             out = self.backend.run("analyze", {"image": x})
             probs = self.head.predict(out["feature"]) if self.head is not None else None
@@ -115,6 +116,16 @@ class FaceInference:
         packet.stats["infer"] = time.perf_counter() - t
         return packet
 
+    def frame_as_still(self, packet: FramePacket) -> FramePacket:
+        """For a picture on its own: where its one face fills a (near-)square picture, the face is read from the
+        whole picture (``Face.crop_box``), as the probes read FER-2013 (:func:`~realtime.crops.whole_picture_square`):
+        an aligned crop re-cropped around a detector box loses the framing the model learnt on. Call before
+        :meth:`__call__`; frames of a video are never framed this way."""
+        if len(packet.faces) == 1:
+            f = packet.faces[0]
+            f.crop_box = whole_picture_square(packet.image.shape, loose_square_box(f.box, self.crop_scale))
+        return packet
+
     def add_neutral_faces(self, packet: FramePacket) -> FramePacket:
         """Give the faces of ``packet`` their neutral faces from their own analyses (``Face.flow``, ``crop_box``,
         left by an earlier :meth:`__call__` on the same frame and faces): the look-ahead's second reading replays
@@ -122,7 +133,8 @@ class FaceInference:
         t = time.perf_counter()
         faces = packet.faces
         if faces:
-            crops, squares = crop_faces(packet.image, np.stack([f.box for f in faces]), self.size, self.crop_scale)
+            crops, squares = crop_faces(packet.image, np.stack([f.box for f in faces]), self.size, self.crop_scale,
+                                        squares=[f.crop_box for f in faces])
             neutral = self._neutral_faces(packet.image, to_input(crops, self.mean, self.std),
                                           np.stack([f.flow for f in faces]), squares)
             for f, n in zip(faces, neutral, strict=True):

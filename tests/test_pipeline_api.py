@@ -655,6 +655,16 @@ def test_aligned_face_crops_are_found_with_a_border_around_them(tmp_path):
         assert not len(det.detect_still(np.full((48, 48, 3), 128, np.uint8)))
         cv2.imwrite(str(tmp_path / "face.png"), cv2.imread(str(files[0])))
         assert len(an.analyze_image(tmp_path / "face.png").faces) == len(found[0])
+        # a face that fills its (square) picture is read from the whole picture, as the probes read FER-2013;
+        # a face in a wider frame keeps the detector's square
+        whole = [an.analyze_image(cv2.imread(str(f))) for f in files]
+        assert sum(len(p.faces) == 1 and p.faces[0].crop_box == (0, 0, 48) for p in whole) >= 0.8 * len(files)
+        frame = real_frames(1, size=(640, 360))[0]
+        wide = an.analyze_image(frame)
+        if wide.faces:
+            from realtime.crops import loose_square_box
+
+            assert wide.faces[0].crop_box == loose_square_box(wide.faces[0].box, an.inference.crop_scale)
 
 
 def test_stills_get_annotated_pictures_not_a_video(tiny_export, tmp_path, capsys):
@@ -698,3 +708,12 @@ def test_stills_get_annotated_pictures_not_a_video(tiny_export, tmp_path, capsys
     assert sorted(p.relative_to(out / "shots.annotated").as_posix() for p in (out / "shots.annotated").rglob("*")
                   if p.is_file()) == ["a/x.png", "b/y.jpg"]  # replaced whole: no picture of the earlier run
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_whole_picture_square_only_for_a_face_that_fills_a_near_square_picture():
+    from realtime.crops import WHOLE_ABOVE, whole_picture_square
+
+    assert whole_picture_square((48, 48, 3), (-2, 0, 50)) == (0, 0, 48)
+    assert whole_picture_square((100, 104), (0, 0, int(WHOLE_ABOVE * 100))) == (2, 0, 100)
+    assert whole_picture_square((100, 100), (10, 10, int(WHOLE_ABOVE * 100) - 1)) is None  # a smaller face
+    assert whole_picture_square((360, 640), (100, 0, 360)) is None  # a wide frame: its whole would be squashed
