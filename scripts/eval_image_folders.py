@@ -4,7 +4,8 @@ separate pictures now), through `facecycle process` as a user runs it.
 A. FER-2013 faces (the last ``--per-class`` of each class of ../shared's train split: training images of the
    shipped model, so the accuracies are optimistic; what matters is the gap) in one flat folder: faces found and
    faces read as their class, with ``--images sequence`` (tracked, smoothed, plain detection) and ``--images
-   stills`` (each on its own, a second detection inside a grey border).
+   stills`` (each on its own, a second detection inside a grey border, a face filling its picture read whole);
+   and the same faces through ``probe eval`` (the probes' framing).
 B. Twelve photos of one person (evenly spaced frames of a posed clip) in one folder: how many photos each reading
    gives another top emotion than ``Analyzer.analyze_image`` gives the photo alone.
 
@@ -61,6 +62,18 @@ def fer_part(tmp: Path, per_class: int) -> dict:
             shutil.copy(p, flat / f"{c}_{p.name}")
     files = ImageFolderSource(flat).files
     res = {"images": len(files)}
+    # the same faces through `probe eval` (the probes' framing: FER crops whole), for the gap
+    tree = tmp / "fer_tree" / "test"
+    for f in files:
+        (tree / f.name.split("_")[0]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, tree / f.name.split("_")[0] / f.name)
+    from facecycle_cli import main
+
+    if main(["probe", "eval", "--task", "expression", "--data", str(tree.parent), "--split", "test", "--json",
+             str(tmp / "probe.json")]):
+        raise SystemExit("probe eval failed")
+    probe = json.loads((tmp / "probe.json").read_text())
+    res["probe_eval"] = {k: probe[k] for k in ("accuracy", "n") if k in probe} or probe
     for reading in ("sequence", "stills"):
         t = time.perf_counter()
         best = _best(_process(flat, tmp / f"out_fer_{reading}", reading), files)
