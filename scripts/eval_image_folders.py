@@ -74,6 +74,17 @@ def fer_part(tmp: Path, per_class: int) -> dict:
         raise SystemExit("probe eval failed")
     probe = json.loads((tmp / "probe.json").read_text())
     res["probe_eval"] = {k: probe[k] for k in ("accuracy", "n") if k in probe} or probe
+    # the detector alone on each picture: as it is, and with the stills' second try inside a grey border
+    import cv2
+
+    from realtime import Analyzer
+
+    with Analyzer() as an:
+        imgs = [cv2.imread(str(f)) for f in files]
+        res["detector"] = {"name": an.detector.name,
+                           "pictures_with_a_face_plain": sum(len(an.detector.detect(im)) > 0 for im in imgs),
+                           "pictures_with_a_face_detect_still": sum(len(an.detector.detect_still(im)) > 0
+                                                                    for im in imgs)}
     for reading in ("sequence", "stills"):
         t = time.perf_counter()
         best = _best(_process(flat, tmp / f"out_fer_{reading}", reading), files)

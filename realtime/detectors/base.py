@@ -104,9 +104,9 @@ class Detector(abc.ABC):
         """:meth:`detect` for a picture on its own (a photo, a data set's face crop): where nothing is found, detect
         again on the picture centred in a mid-grey border of ``pad`` × its longer side on each side, and return
         those faces in ``image`` pixels (boxes clipped to it). A face that fills the picture, as an aligned crop's
-        does (FER-2013, RAF-DB, AffectNet), has too little context for the detector: 69 of 105 FER-2013 faces were
-        found, 102 with the border. Video frames do not take this second try (a frame without faces would cost
-        two detections)."""
+        does (FER-2013, RAF-DB, AffectNet), has too little context for the detector: 192 of 280 FER-2013 faces were
+        found, 266 with the border (``benchmarks/2026-12-06-epyc1/image_folders.json``). Video frames do not take
+        this second try (a frame without faces would cost two detections)."""
         det = self.detect(image)
         if len(det):
             return det
