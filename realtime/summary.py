@@ -124,7 +124,7 @@ class ExpressionSummary:
         self.all = _Acc()
         self.tracks: Dict[int, _Acc] = {}
         self.max_tracks = int(max_tracks)
-        self.tracks_total = 0
+        self._seen: set = set()  # every track id (a track dropped from the list and seen again counts once)
 
     def add(self, packet: FramePacket) -> None:
         self.frames += 1
@@ -136,7 +136,7 @@ class ExpressionSummary:
             acc = self.tracks.get(tid)
             if acc is None:
                 acc = self.tracks[tid] = _Acc()
-                self.tracks_total += 1
+                self._seen.add(tid)
             acc.add(packet, f)
         if len(self.tracks) > self.max_tracks:
             here = {int(f.track_id) for f in packet.faces}
@@ -152,7 +152,12 @@ class ExpressionSummary:
         for tid, acc in sorted(self.tracks.items(), key=lambda kv: (-kv[1].rows, kv[0])):
             tracks.append({"face_id": tid, **acc.to_dict()})
         return {"frames": self.frames, "frames_with_face": self.frames_with_face, "faces": self.all.to_dict(),
-                "tracks": tracks, "tracks_total": self.tracks_total}
+                "tracks": tracks, "tracks_total": len(self._seen)}
+
+    @property
+    def tracks_total(self) -> int:
+        """Every track seen, listed or not."""
+        return len(self._seen)
 
 
 def clip_reading(summary: Optional[Dict[str, object]]) -> Optional[Dict[str, object]]:
