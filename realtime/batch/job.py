@@ -28,6 +28,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 from facecycle.errors import FaceCycleError, InputError
 from facecycle.files import IMAGE_SUFFIXES
 
+from ..sinks.image_sink import picture_suffix
 from ..sinks.sidecar import read_sidecar
 from ..summary import clip_reading
 
@@ -83,13 +84,6 @@ def analyze_file(analyzer, source: Union[str, Path], *, csv: Optional[Union[str,
     return analyzer.process_video(str(source), realtime=realtime, csv=csv, video=video, annotate=annot,
                                   overwrite=overwrite, max_frames=max_frames, audio=audio,
                                   video_preset=video_preset, sidecar=sidecar, images=images)
-
-
-def picture_suffix(suffix: str) -> str:
-    """The annotated picture's suffix for an input image of ``suffix``: its own where OpenCV writes it well, else
-    ``.png``."""
-    s = suffix.lower()
-    return s if s in (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff") else ".png"
 
 
 def annotated_suffix(source: Union[str, Path], images: str = "auto") -> str:

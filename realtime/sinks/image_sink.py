@@ -16,7 +16,7 @@ from facecycle.files import IMAGE_SUFFIXES
 from ..types import FramePacket
 from .base import Sink, check_output_name, prepare_output
 
-__all__ = ["ImageSink", "is_image_path"]
+__all__ = ["ImageSink", "is_image_path", "picture_suffix"]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,13 @@ _KEEP = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 def is_image_path(path: Union[str, Path]) -> bool:
     """True for a path that names one image file (by its suffix)."""
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def picture_suffix(suffix: str) -> str:
+    """The annotated picture's suffix for an input image of ``suffix``: its own where OpenCV writes it well, else
+    ``.png``."""
+    s = suffix.lower()
+    return s if s in _KEEP else ".png"
 
 
 class ImageSink(Sink):
