@@ -384,7 +384,10 @@ class Run:
         self._since_detect = 10 ** 9
         #: read the file once ahead for the track reference (see Analyzer.process_video)
         active = self.neutral_ref is not None and analyzer.inference.neutralize
-        possible = isinstance(self.src, VideoSource) and self.src.path is not None and not self.src.live
+        # a video file read at full speed; never a single picture (one frame: nothing later to take a neutral
+        # face or a baseline from; it was read twice)
+        possible = (isinstance(self.src, VideoSource) and self.src.path is not None and not self.src.live
+                    and not self.src.stills)
         self.lookahead = bool(active and possible and neutral_lookahead is not False)
         if neutral_lookahead and active and not possible:
             log.warning("%s: the neutral look-ahead needs a video file read at full speed; the reference stays "

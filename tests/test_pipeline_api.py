@@ -718,3 +718,19 @@ def test_whole_picture_square_only_for_a_face_that_fills_a_near_square_picture()
     assert whole_picture_square((100, 104), (0, 0, int(WHOLE_ABOVE * 100))) == (2, 0, 100)
     assert whole_picture_square((100, 100), (10, 10, int(WHOLE_ABOVE * 100) - 1)) is None  # a smaller face
     assert whole_picture_square((360, 640), (100, 0, 360)) is None  # a wide frame: its whole would be squashed
+
+
+def test_a_single_picture_is_read_once_even_with_neutral_faces(tiny_export, tmp_path):
+    """The neutral look-ahead (and the baseline's) reads a video file twice; a single picture was read twice too,
+    for nothing (one frame: nothing later to take a neutral face or a baseline from)."""
+    import cv2
+
+    _, model_dir = tiny_export
+    pic = tmp_path / "pic.png"
+    cv2.imwrite(str(pic), real_frames(1, size=(320, 180))[0])
+    out = tmp_path / "out"
+    assert cli_main(["process", str(pic), "--neutralize", "--baseline-lookahead", "--model", str(model_dir),
+                     "--no-video", "--no-progress", "--out-dir", str(out)]) == 0
+    side = json.loads((out / "pic.json").read_text())
+    assert side["neutral_reference"]["lookahead"] is False and side["person_baseline"]["lookahead"] is False
+    assert side["frames"] == 1
