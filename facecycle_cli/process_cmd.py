@@ -215,6 +215,8 @@ def _outputs_for(inputs: List[str], args: argparse.Namespace) -> List[dict]:
         p = Path(inp)
         if "://" not in inp and not p.exists():
             raise InputError(f"{inp}: no such file or folder")
+        if "://" not in inp and p.name in ("", ".", ".."):  # `.` or `..`: the folder's own name
+            p = p.resolve()
         stem = p.stem if p.suffix else p.name
         stem = stem or "stream"
         if stem in seen:

@@ -734,3 +734,18 @@ def test_a_single_picture_is_read_once_even_with_neutral_faces(tiny_export, tmp_
     side = json.loads((out / "pic.json").read_text())
     assert side["neutral_reference"]["lookahead"] is False and side["person_baseline"]["lookahead"] is False
     assert side["frames"] == 1
+
+
+def test_the_current_folder_as_input_names_its_outputs_after_itself(tiny_export, tmp_path, monkeypatch):
+    """`facecycle process .` inside a folder of pictures wrote `stream.csv`; the outputs now take the folder's
+    name."""
+    import cv2
+
+    _, model_dir = tiny_export
+    shots = tmp_path / "holiday"
+    shots.mkdir()
+    cv2.imwrite(str(shots / "a.png"), np.full((40, 40, 3), 90, np.uint8))
+    monkeypatch.chdir(shots)
+    assert cli_main(["process", ".", "--model", str(model_dir), "--no-video", "--no-progress",
+                     "--out-dir", str(tmp_path / "out")]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["holiday.csv", "holiday.json"]
