@@ -427,8 +427,8 @@ def _live(args: argparse.Namespace) -> int:
                     now = time.monotonic()
                     if now >= next_report:
                         next_report = now + _LIVE_REPORT_S
-                        print(f"{src.name}: {run.stats.frames} frames, {run.stats.recent_fps:.1f} fps, "
-                              f"{run.stats.drops} dropped, {len(p.faces)} faces", file=sys.stderr, flush=True)
+                        print(f"{src.name}: {_n(run.stats.frames, 'frame')}, {run.stats.recent_fps:.1f} fps, "
+                              f"{run.stats.drops} dropped, {_n(len(p.faces), 'face')}", file=sys.stderr, flush=True)
                     continue
                 img = p.annotated if p.annotated is not None else p.image
                 cv2.putText(img, f"{run.stats.recent_fps:.0f} fps  drops {run.stats.drops}", (6, 22),
@@ -450,7 +450,7 @@ def _live(args: argparse.Namespace) -> int:
                     pass
         s = run.stats.summary()
         side = getattr(run, "sidecar_path", None)
-        print(f"{src.name}: {s['frames']} frames, {s['fps']:.1f} fps, {s['drops']} dropped"
+        print(f"{src.name}: {_n(s['frames'], 'frame')}, {s['fps']:.1f} fps, {s['drops']} dropped"
               + (_reading(Path(side)) if side else "") + (f" -> {', '.join(outs)}" if outs else ""), file=sys.stderr)
         if sig.signum is not None:
             return sig.exit_code

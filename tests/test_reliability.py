@@ -890,3 +890,12 @@ def test_a_run_that_cannot_open_its_video_leaves_a_failed_sidecar_with_the_reaso
     assert rc == 4, err
     side = json.loads((out / "x.json").read_text())
     assert side["status"] == "failed" and "blocker" in side["error"]
+
+
+def test_live_counts_in_words_that_agree(cli, tmp_path, faces40):
+    """`live --input picture.png` ended with "1 frames"."""
+    p = tmp_path / "one.png"
+    cv2.imwrite(str(p), faces40[0])
+    rc, _, err = cli("--input", p, "--no-window", "--csv", tmp_path / "x.csv", cmd="live")
+    assert rc == 0, err
+    assert f"{p}: 1 frame, " in err.strip().splitlines()[-1]
