@@ -203,6 +203,16 @@ def _stdin_input() -> str:
     return "/dev/stdin"
 
 
+def _open_folder(path: Path, images: str):
+    """The image folder at ``path`` as a source, or None where it cannot be one (the run then says why)."""
+    from realtime.sources import ImageFolderSource
+
+    try:
+        return ImageFolderSource(path, reading=images)
+    except (InputError, OSError):
+        return None
+
+
 def _outputs_for(inputs: List[str], args: argparse.Namespace) -> List[dict]:
     from realtime.batch.job import annotated_suffix
     from realtime.sinks import check_output_name
@@ -223,8 +233,11 @@ def _outputs_for(inputs: List[str], args: argparse.Namespace) -> List[dict]:
             raise UsageError(f"inputs {seen[stem]} and {inp} would write the same outputs ({stem}.*); "
                              "process them into different --out-dir folders")
         seen[stem] = inp
-        plan = {"input": inp, "csv": out_dir / f"{stem}.csv" if args.csv else None,
-                "video": out_dir / f"{stem}.annotated{annotated_suffix(p, args.images)}" if args.video else None}
+        # an image folder is opened (listed, its reading decided) once, here, and the run reads that source
+        folder = _open_folder(p, args.images) if "://" not in inp and p.is_dir() else None
+        plan = {"input": inp, "source": folder, "csv": out_dir / f"{stem}.csv" if args.csv else None,
+                "video": (out_dir / f"{stem}.annotated{annotated_suffix(folder or p, args.images)}"
+                          if args.video else None)}
         # before any file is made: a name too long for the file system (the sidecar's too), an existing file
         for q in (plan["csv"], plan["video"], out_dir / f"{stem}.json"):
             if q is not None:
@@ -295,7 +308,7 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals"
     """Process one input into its outputs; returns 0, or the signal exit code after SIGINT/SIGTERM."""
     from realtime.batch.job import analyze_file  # the per-video path `facecycle batch` runs too
 
-    run = analyze_file(analyzer, plan["input"], csv=plan["csv"], video=plan["video"],
+    run = analyze_file(analyzer, plan["source"] or plan["input"], csv=plan["csv"], video=plan["video"],
                        neutralize=args.neutralize, overwrite=args.overwrite, max_frames=args.max_frames,
                        audio=args.audio, video_preset=args.video_preset, realtime=args.realtime,
                        images=args.images)
@@ -316,11 +329,10 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals"
             bar.close()
     s = run.stats.summary()
     side = getattr(run, "sidecar_path", None) or (Path(plan["csv"]).with_suffix(".json") if plan["csv"] else None)
-    from facecycle.files import IMAGE_SUFFIXES
     from realtime.sources.images import ImageFolderSource
 
-    shown = plan["video"] and (str(plan["video"]) if Path(plan["video"]).suffix.lower() in (".mp4", *IMAGE_SUFFIXES)
-                               else f"{plan['video']}{os.sep}")  # a folder of pictures
+    shown = plan["video"] and (f"{plan['video']}{os.sep}" if Path(plan["video"]).suffix == ".annotated"  # pictures
+                               else str(plan["video"]))
     wrote = ", ".join(str(v) for v in (plan["csv"], side, shown) if v)
 
     skipped = "unreadable image" if isinstance(run.src, ImageFolderSource) else "damaged packet"

@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 from facecycle.errors import FaceCycleError, InputError
-from facecycle.files import IMAGE_SUFFIXES
 
-from ..sinks.image_sink import picture_suffix
+from ..sinks.image_sink import is_image_path, picture_suffix
 from ..sinks.sidecar import read_sidecar
 from ..summary import clip_reading
 
@@ -69,29 +68,35 @@ class BatchSettings:
         return cls(**d)
 
 
-def analyze_file(analyzer, source: Union[str, Path], *, csv: Optional[Union[str, Path]],
+def analyze_file(analyzer, source: Union[str, Path, Any], *, csv: Optional[Union[str, Path]],
                  video: Optional[Union[str, Path]], sidecar: Optional[Union[str, Path]] = None,
                  neutralize: bool = False, overwrite: bool = False, max_frames: Optional[int] = None,
                  audio: bool = True, video_preset: str = "superfast", realtime: bool = False,
                  images: str = "auto"):
     """The per-video path shared by ``facecycle process`` and ``facecycle batch``: a
     :class:`realtime.analyzer.Run` of ``source`` writing ``csv`` / ``video`` (annotated with the standard
-    overlay; the neutralized view and thumbnails with ``neutralize``) and the JSON sidecar. ``images``: how an
-    image folder is read (:class:`realtime.sources.ImageFolderSource`)."""
+    overlay; the neutralized view and thumbnails with ``neutralize``) and the JSON sidecar. ``source``: a path or
+    URL, or a :class:`realtime.sources.Source` already open; ``images``: how an image folder is read
+    (:class:`realtime.sources.ImageFolderSource`)."""
     from realtime.annotators import default_annotator
+    from realtime.sources import Source
 
     annot = default_annotator(neutralized=neutralize, thumbnail=neutralize) if video else False
-    return analyzer.process_video(str(source), realtime=realtime, csv=csv, video=video, annotate=annot,
+    src = source if isinstance(source, Source) else str(source)
+    return analyzer.process_video(src, realtime=realtime, csv=csv, video=video, annotate=annot,
                                   overwrite=overwrite, max_frames=max_frames, audio=audio,
                                   video_preset=video_preset, sidecar=sidecar, images=images)
 
 
-def annotated_suffix(source: Union[str, Path], images: str = "auto") -> str:
+def annotated_suffix(source: Union[str, Path, Any], images: str = "auto") -> str:
     """The annotated output's suffix for ``source`` (``process`` and ``batch`` alike): ``.mp4`` for a video or a
     frame sequence; :func:`picture_suffix` for a single image; none (a folder of pictures,
-    :class:`~realtime.sinks.ImageSink`) for an image folder read as stills (``images``: the folder's reading)."""
+    :class:`~realtime.sinks.ImageSink`) for an image folder read as stills (``images``: the folder's reading;
+    an :class:`~realtime.sources.ImageFolderSource` already open says it itself)."""
     from ..sources import ImageFolderSource
 
+    if isinstance(source, ImageFolderSource):
+        return "" if source.stills else ".mp4"
     p = Path(source)
     if "://" in str(source) or not p.exists():
         return ".mp4"
@@ -101,7 +106,7 @@ def annotated_suffix(source: Union[str, Path], images: str = "auto") -> str:
         except (InputError, OSError):  # no images: the run itself says so
             stills = False
         return "" if stills else ".mp4"
-    return picture_suffix(p.suffix) if p.suffix.lower() in IMAGE_SUFFIXES else ".mp4"
+    return picture_suffix(p.suffix) if is_image_path(p) else ".mp4"
 
 
 def output_paths(out_dir: Union[str, Path], rel: Union[str, Path], csv: bool = True,
@@ -111,7 +116,7 @@ def output_paths(out_dir: Union[str, Path], rel: Union[str, Path], csv: bool = T
     rel = Path(rel)
     d = Path(out_dir) / rel.parent
     stem = rel.stem if rel.suffix else rel.name
-    kind = picture_suffix(rel.suffix) if rel.suffix.lower() in IMAGE_SUFFIXES else ".mp4"
+    kind = picture_suffix(rel.suffix) if is_image_path(rel) else ".mp4"
     return {"csv": d / f"{stem}.csv" if csv else None,
             "video": d / f"{stem}.annotated{kind}" if video else None,
             "sidecar": d / f"{stem}.json", "work": d / PARTIAL_DIR / stem, "stem": stem}  # type: ignore[dict-item]
