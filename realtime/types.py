@@ -20,6 +20,21 @@ __all__ = ["Face", "FramePacket", "EMOTIONS", "Detections", "as_bgr_image"]
 EMOTIONS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 
 
+def _short(value: object) -> str:
+    """A field's value for a ``repr``: arrays of more than 8 values as ``array(shape, dtype)``, floats to 4 digits."""
+    if isinstance(value, np.ndarray):
+        if value.size > 8:
+            return f"array({'x'.join(map(str, value.shape))}, {value.dtype})"
+        return np.array2string(value, precision=4, separator=", ", suppress_small=True)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return repr(value)
+
+
+def _repr(obj: object, names: tuple) -> str:
+    return f"{type(obj).__name__}({', '.join(f'{n}={_short(getattr(obj, n))}' for n in names)})"
+
+
 def as_bgr_image(image: Union[np.ndarray, str, Path]) -> np.ndarray:
     """The pipeline's image from what a caller has: (H, W, 3) BGR uint8, C-contiguous.
 
@@ -139,12 +154,24 @@ class Face:
     baseline_ready: bool = False
     flow: Optional[np.ndarray] = None
 
+    def __repr__(self) -> str:
+        # the fields a reader looks at first; arrays (code, feature, neutral face, flow) by their shape only
+        names = ("track_id", "box", "score", "emotion", "intensity", "pose", "detected", "code", "neutral")
+        return _repr(self, names)
+
     @property
     def emotion(self) -> Optional[str]:
         """The most probable emotion name, or None without an expression head."""
         if self.emotions is None:
             return None
         return EMOTIONS[int(np.argmax(self.emotions))]
+
+    @property
+    def emotion_probs(self) -> Dict[str, float]:
+        """``emotions`` by name, in :data:`EMOTIONS` order (``{"angry": p, ...}``); empty without a head."""
+        if self.emotions is None:
+            return {}
+        return {name: float(p) for name, p in zip(EMOTIONS, self.emotions, strict=True)}
 
     @property
     def area(self) -> float:
@@ -184,6 +211,11 @@ class FramePacket:
     annotated: Optional[np.ndarray] = None
     scene_cut: bool = False
     file: str = ""
+
+    def __repr__(self) -> str:
+        # the image by its shape; the faces in full (their own repr is short)
+        return _repr(self, ("index", "timestamp", "pts", "time_base", "source", "file", "image", "faces",
+                            "scene_cut"))
 
     @property
     def largest_face(self) -> Optional[Face]:

@@ -253,6 +253,27 @@ def test_largest_face_is_the_one_with_the_biggest_box():
     assert p.largest_face.track_id == 1
 
 
+def test_packets_and_faces_print_short_and_name_their_emotions():
+    """Printing a packet in a loop showed every pixel of the frame and every value of the code (tens of kB)."""
+    from fractions import Fraction
+
+    from realtime.types import EMOTIONS, Face, FramePacket
+
+    probs = np.array([0.05, 0.05, 0.05, 0.6, 0.15, 0.05, 0.05], np.float32)
+    f = Face(box=np.array([1, 2, 30, 40], np.float32), score=0.9, landmarks=np.zeros((5, 2), np.float32), track_id=3,
+             code=np.ones(256, np.float32), emotions=probs, intensity=0.85, neutral=np.zeros((64, 64, 3), np.uint8))
+    p = FramePacket(index=7, pts=700, time_base=Fraction(1, 25), timestamp=0.28,
+                    image=np.zeros((720, 1280, 3), np.uint8), faces=[f], source="clip.mp4")
+    text = repr(p)
+    assert len(text) < 600, text
+    assert "image=array(720x1280x3, uint8)" in text and "code=array(256, float32)" in text
+    assert "neutral=array(64x64x3, uint8)" in text and "emotion='happy'" in text and "track_id=3" in text
+    assert "index=7" in text and "source='clip.mp4'" in text
+    assert list(f.emotion_probs) == list(EMOTIONS) and f.emotion_probs["happy"] == pytest.approx(0.6)
+    f.emotions = None
+    assert f.emotion_probs == {} and "emotion=None" in repr(f)
+
+
 def test_the_tracks_neutral_reference_is_on_by_default_and_can_be_turned_off(model_with_head, tmp_path):
     """``--no-neutral-reference`` / ``Analyzer(neutral_reference=False)``: the switch, the sidecar and the settings.
     (This tiny model's head reads every face alike, so no reference fires here; that it fires, and leaves the CSV

@@ -45,7 +45,7 @@ def prepare_output(path: Union[str, Path], overwrite: bool = False) -> Path:
     except OSError as e:
         raise OutputError(f"{p}: cannot be written ({e.strerror or e})") from None
     if exists and not overwrite:
-        raise OutputError(f"{p}: exists (use --overwrite to replace it)")
+        raise OutputError(f"{p}: exists (use --overwrite, or overwrite=True in Python, to replace it)")
     if is_dir:
         raise OutputError(f"{p}: is a directory")
     if not os.access(p.parent, os.W_OK):

@@ -59,7 +59,7 @@ class ImageSink(Sink):
             if self.path.exists() and not self.path.is_dir():
                 raise OutputError(f"{self.path}: exists and is not a folder")
             if self.path.is_dir() and any(self.path.iterdir()) and not overwrite:
-                raise OutputError(f"{self.path}: exists (use --overwrite to replace it)")
+                raise OutputError(f"{self.path}: exists (use --overwrite, or overwrite=True in Python, to replace it)")
             # written aside and moved into place at the end: an overwritten folder keeps no picture of the last
             # run, and a folder of this run's pictures appears whole
             self._work = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}")
