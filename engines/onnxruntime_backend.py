@@ -76,7 +76,8 @@ class OnnxRuntimeBackend(Backend):
         if precision not in ("fp32", "fp16", "int8"):
             raise UsageError(f"precision must be fp32, fp16 or int8, not {precision!r}")
         if precision == "int8" and calibration is None:
-            raise UsageError("int8 needs calibration face crops (calibration=array, .npy or a video of faces)")
+            raise UsageError("int8 needs calibration face crops: --calibration VIDEO (a video of faces, or a .npy of "
+                             "crops; calibration= in Python)")
         self._calibration = calibration
         self._calib_inputs = None
         if max_batch < 1:
