@@ -15,6 +15,8 @@ from pathlib import Path
 from facecycle.errors import OutputError, UsageError
 from realtime.detectors import DETECTOR_CHOICES
 
+from .process_cmd import backend_name
+
 log = logging.getLogger(__name__)
 
 
@@ -92,7 +94,7 @@ def _pipeline_args(p: argparse.ArgumentParser) -> None:
     src.add_argument("--model", default=None, metavar="DIR", help="exported model dir (default: shipped model)")
     src.add_argument("--config", default=None, metavar="NAME",
                      help="random weights of a config (e.g. paper) exported to a temp dir (needs torch)")
-    p.add_argument("--backend", default="auto")
+    p.add_argument("--backend", default="auto", type=backend_name)
     p.add_argument("--detector", default="centerface", choices=DETECTOR_CHOICES)
     p.add_argument("--detector-model", default=None)
     p.add_argument("--detect-every", type=int, default=5)

@@ -18,6 +18,18 @@ from .sigterm import raise_if_received
 log = logging.getLogger(__name__)
 
 
+def backend_name(value: str) -> str:
+    """argparse ``type`` of ``--backend``: a known name (or alias), refused at parse time with the choices (exit 2)
+    before any input is opened."""
+    from engines.select import canonical
+
+    try:
+        canonical(value)
+    except UsageError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
+
 def _add_analyzer_args(p: argparse.ArgumentParser) -> None:
     from engines.select import BACKEND_NAMES
     from realtime.detectors import DETECTOR_CHOICES
@@ -25,7 +37,7 @@ def _add_analyzer_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and detection")
     g.add_argument("--model", default=None, metavar="DIR",
                    help="exported model directory (default: the shipped default model)")
-    g.add_argument("--backend", default="auto", metavar="NAME",
+    g.add_argument("--backend", default="auto", metavar="NAME", type=backend_name,
                    help=f"inference backend: {', '.join(BACKEND_NAMES)} (default auto: TensorRT, ONNX Runtime "
                         "CUDA, torch CUDA, then the CPU, falling back when one fails)")
     g.add_argument("--detector", default="centerface", choices=DETECTOR_CHOICES, metavar="NAME",

@@ -89,6 +89,18 @@ def test_an_option_given_only_dashes_is_a_usage_error(argv, capsys):
     assert len(err) == 1 and "error" in err[0] and "internal error" not in err[0], err
 
 
+@pytest.mark.parametrize("argv", [["process", "x.mp4", "--backend", "onnxruntim"],
+                                  ["bench", "pipeline", "x.mp4", "--json", "j.json", "--backend", "gpu"]])
+def test_an_unknown_backend_is_refused_when_parsing_with_the_choices(argv, capsys):
+    """It used to be checked only once the inputs had been opened (a missing input hid it; Python 3.13's argparse
+    passes ``--backend=--`` on as the name "--")."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown backend" in err[0] and "onnxruntime-cpu" in err[0], err
+
+
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     return write_video(tmp_path_factory.mktemp("clip") / "clip.mp4", real_frames(50), rate=25)
