@@ -81,10 +81,13 @@ def test_did_you_mean_reads_the_sub_command_given(capsys):
                                   ["train", "--stage", "semisup", "--out=--"]])
 def test_an_option_given_only_dashes_is_a_usage_error(argv, capsys):
     """Python 3.11's argparse reads ``--opt=--`` as an empty list; it used to reach the code as one (exit 1,
-    "internal error"), found by the fuzz tests."""
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    assert e.value.code == 2
+    "internal error"), found by the fuzz tests. Python 3.12+ passes the name "--" on: then the command's own checks
+    refuse the line (a usage error, returned rather than raised)."""
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "error" in err[0] and "internal error" not in err[0], err
 
