@@ -43,7 +43,7 @@ from .reid import IdentityReID
 from .sinks import csv_columns, versions
 from .smoothing import TrackSmoother
 from .sources import Source, VideoSource, open_source
-from .tracking import Tracker
+from .tracking import Tracker, detect_faces
 from .types import FramePacket, as_bgr_image
 
 __all__ = ["Analyzer", "Run", "RunStats"]
@@ -315,7 +315,7 @@ class Analyzer:
         token = object()
         self._claim(token)  # the detector is not shared with a run in progress
         try:
-            p.faces = Tracker().update(p.image, self.detector.detect_still(p.image), timestamp)
+            p.faces = detect_faces(self.detector, Tracker(), p.image, timestamp, still=True)
             return self.inference(self.inference.frame_as_still(p))
         finally:
             self._release(token)
@@ -472,15 +472,13 @@ class Run:
             p.stats["detect"] = time.perf_counter() - t
             return p
         an = self.analyzer
-        if self.src.stills:  # separate pictures: each is detected afresh, its faces new tracks (ids go on rising)
-            self.tracker.reset()
+        # separate pictures: each is detected afresh, its faces new tracks (ids go on rising)
         run_det = self._since_detect >= an.detect_every or self.src.stills
         if not run_det:
             faces, ok = self.tracker.propagate(p.image, p.timestamp)
             run_det = not ok
         if run_det:
-            det = an.detector.detect_still(p.image) if self.src.stills else an.detector.detect(p.image)
-            faces = self.tracker.update(p.image, det, p.timestamp)
+            faces = detect_faces(an.detector, self.tracker, p.image, p.timestamp, still=self.src.stills)
             self._since_detect = 0
             self.stats.detections += 1
         self._since_detect += 1

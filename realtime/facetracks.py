@@ -18,7 +18,7 @@ import numpy as np
 from .crops import DEFAULT_SCALE, crop_faces
 from .detectors import Detector
 from .sources import open_source
-from .tracking import Tracker
+from .tracking import Tracker, detect_faces
 
 __all__ = ["FaceTracks", "face_tracks"]
 
@@ -51,12 +51,10 @@ def face_tracks(source: Union[str, Path], detector: Detector, *, size: int = 64,
         for packet in src:
             if packet.index % every:
                 continue
-            if src.stills:  # separate pictures (an image folder read as stills): each face a track of its own
-                tracker.reset()
-            det = detector.detect_still(packet.image) if src.stills else detector.detect(packet.image)
-            b = det.boxes
-            det = det.select(np.minimum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) >= min_face)
-            faces = tracker.update(packet.image, det, float(packet.index))
+            # separate pictures (an image folder read as stills): each face a track of its own
+            faces = detect_faces(detector, tracker, packet.image, float(packet.index), still=src.stills,
+                                 keep=lambda d: d.select(np.minimum(d.boxes[:, 2] - d.boxes[:, 0],
+                                                                    d.boxes[:, 3] - d.boxes[:, 1]) >= min_face))
             if not faces:
                 continue
             crops, squares = crop_faces(packet.image, np.stack([f.box for f in faces]), size, scale)

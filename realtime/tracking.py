@@ -45,7 +45,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Deque, List, Optional, Sequence, Tuple
+from typing import Callable, Deque, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -53,7 +53,7 @@ from scipy.optimize import linear_sum_assignment
 
 from .types import Detections, Face
 
-__all__ = ["Tracker", "Track", "GradualCut", "iou_matrix", "picture_area", "structural_similarity"]
+__all__ = ["Tracker", "Track", "GradualCut", "detect_faces", "iou_matrix", "picture_area", "structural_similarity"]
 
 log = logging.getLogger(__name__)
 
@@ -304,6 +304,24 @@ class Tracker:
         self.last_cut = self._cut_seen = False
         self.gradual.reset()
         self._seen_ts = None
+
+
+def detect_faces(detector, tracker: Tracker, image: np.ndarray, timestamp: float, still: bool = False,
+                 keep: Optional[Callable[[Detections], Detections]] = None) -> List[Face]:
+    """One detection step on ``image`` (BGR uint8), the one rule every reader follows (the pipeline's detect stage,
+    ``Analyzer.analyze_image``, the training crops' ``face_tracks``).
+
+    A video frame is detected with ``detector.detect`` and its faces matched to the live tracks. A still picture
+    (a single photo, an image folder read as stills) is detected afresh with ``detector.detect_still`` (a face that
+    fills the picture is looked for inside a border too), and its faces start new tracks: nothing is carried over
+    from the picture before. ``keep`` filters the detections before matching.
+    """
+    if still:
+        tracker.reset()
+    det = detector.detect_still(image) if still else detector.detect(image)
+    if keep is not None:
+        det = keep(det)
+    return tracker.update(image, det, timestamp)
 
 
 class GradualCut:
