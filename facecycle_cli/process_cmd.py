@@ -227,6 +227,7 @@ def _open_folder(path: Path, images: str):
 
 def _outputs_for(inputs: List[str], args: argparse.Namespace) -> List[dict]:
     from realtime.batch.job import annotated_suffix
+    from realtime.batch.plan import url_output_path
     from realtime.sinks import check_output_name
 
     out_dir = Path(args.out_dir)
@@ -239,7 +240,11 @@ def _outputs_for(inputs: List[str], args: argparse.Namespace) -> List[dict]:
             raise InputError(f"{inp}: no such file or folder")
         if "://" not in inp and p.name in ("", ".", ".."):  # `.` or `..`: the folder's own name
             p = p.resolve()
-        stem = p.stem if p.suffix else p.name
+        if "://" in inp:  # a URL: its path's last part, without the query ("clip.mp4?v=1.2" -> clip)
+            name = url_output_path(inp).name
+            stem = Path(name).stem if Path(name).suffix else name
+        else:
+            stem = p.stem if p.suffix else p.name
         stem = stem or "stream"
         if stem in seen:
             raise UsageError(f"inputs {seen[stem]} and {inp} would write the same outputs ({stem}.*); "

@@ -238,6 +238,10 @@ def test_a_video_file_over_http_is_read_whole(cli, tmp_path, faces40, code_dim, 
     assert frames == list(range(40)), frames
     side = json.loads((tmp_path / "out" / "web.json").read_text())
     assert side["input"]["live"] is False and side["stats"]["drops"] == 0
+    # a query (a signed or versioned URL) is not part of the outputs' name: it made "web.mp4?v=1.csv"
+    rc, _, err = cli(f"{base}/web.mp4?v=1.2&sig=a%2Fb", "--no-video", "--overwrite")
+    assert rc == 0, err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["web.csv", "web.json"]
     rc, _, err = cli(f"{base}/tail.mp4", "--no-video")
     assert rc == 3
     assert "range requests" in one_error_line(err) and "faststart" in one_error_line(err)

@@ -19,7 +19,7 @@ from ..sinks.sidecar import read_sidecar
 from .job import PARTIAL_DIR, BatchSettings, output_paths
 
 __all__ = ["VIDEO_SUFFIXES", "BatchItem", "collect_inputs", "settings_fingerprint", "item_fingerprint",
-           "is_complete"]
+           "url_output_path", "is_complete"]
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class BatchItem:
 BATCH_URL_SCHEMES = ("http", "https", "ftp")
 
 
-def _url_rel(url: str) -> Path:
+def url_output_path(url: str) -> Path:
     """``HOST/PATH`` of a URL (query and fragment dropped), where its outputs go under ``--out-dir``."""
     from urllib.parse import unquote, urlsplit
 
@@ -171,7 +171,7 @@ def collect_inputs(specs: Iterable[str], out_dir: Optional[Union[str, Path]] = N
     for url in dict.fromkeys(urls):  # given twice: once (counted as a duplicate)
         if urls.count(url) > 1:
             duplicates.append({"input": url, "count": urls.count(url)})
-        located.append((url, _url_rel(url), None))
+        located.append((url, url_output_path(url), None))
     for f, rel, e in located:
         key = (str(rel.parent), rel.stem if rel.suffix else rel.name)
         if key in claimed:
