@@ -566,6 +566,49 @@ def test_a_folder_is_a_sequence_only_where_names_count_up_and_neighbours_look_al
         ImageFolderSource(tmp_path / "video", reading="photos")
 
 
+def _with_capture_time(jpeg: bytes, order: str = "big", tag: int = 0x9003) -> bytes:
+    """``jpeg`` with an EXIF block as a camera writes it: IFD0 -> Exif sub-IFD -> ``tag`` (DateTimeOriginal)."""
+    import struct
+
+    e = ">" if order == "big" else "<"
+    when = b"2026:12:06 10:00:00\x00"  # 20 bytes, stored after the two IFDs
+    ifd0 = struct.pack(e + "H", 1) + struct.pack(e + "HHII", 0x8769, 4, 1, 26) + struct.pack(e + "I", 0)
+    exif = struct.pack(e + "H", 1) + struct.pack(e + "HHII", tag, 2, len(when), 44) + struct.pack(e + "I", 0)
+    tiff = (b"MM" if order == "big" else b"II") + struct.pack(e + "HI", 42, 8) + ifd0 + exif + when
+    app1 = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpeg[2:]
+
+
+def test_a_cameras_numbered_photos_of_one_scene_are_stills(tmp_path):
+    """A burst of a camera's photos of one person (IMG_0001.jpg, ...) has numbered names and neighbours that look
+    alike, so it was read as a video's frames: smoothed from one photo into the next. Their EXIF capture time says
+    they are photos."""
+    import cv2
+
+    from realtime.sources.images import ImageFolderSource, has_capture_time, sequence_evidence
+
+    frames = _texture_frames(8, 0)
+    for name, order, tag in (("plain", None, None), ("camera", "big", 0x9003), ("phone", "little", 0x9004),
+                             ("software", "little", 0x9999)):
+        d = tmp_path / name
+        d.mkdir()
+        for i, f in enumerate(frames):
+            data = cv2.imencode(".jpg", f)[1].tobytes()
+            (d / f"IMG_{100 + i:04d}.jpg").write_bytes(data if order is None else _with_capture_time(data, order, tag))
+        files = ImageFolderSource(d).files
+        assert all(cv2.imread(str(f)) is not None for f in files)  # the EXIF block leaves the picture readable
+        seq, why = sequence_evidence(files)
+        if name in ("camera", "phone"):
+            assert has_capture_time(files[0]) and not seq and "capture time" in why, why
+            src = ImageFolderSource(d)
+            assert src.stills and src.reading == "stills"
+        else:  # no EXIF, or EXIF without a capture time: the frames of a video
+            assert not has_capture_time(files[0]) and seq, why
+    assert not has_capture_time(tmp_path / "missing.jpg")
+    (tmp_path / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe1\x00\x10Exif\x00\x00II*\x00\xff\xff")  # cut short
+    assert not has_capture_time(tmp_path / "cut.jpg")
+
+
 def test_photos_read_as_stills_each_as_alone_and_the_csv_names_each_image(tmp_path):
     """Separate photos in one folder were read as a video: one face id for all, emotions smoothed from photo to
     photo (2 of 12 frames of one clip read as another emotion than alone, image_folders.json). As stills each

@@ -18,7 +18,7 @@ from facecycle.files import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from ..types import FramePacket
 from .base import Source
 
-__all__ = ["ImageFolderSource", "IMAGE_SUFFIXES", "READINGS", "sequence_evidence"]
+__all__ = ["ImageFolderSource", "IMAGE_SUFFIXES", "READINGS", "has_capture_time", "sequence_evidence"]
 
 log = logging.getLogger(__name__)
 
@@ -85,19 +85,60 @@ def _thumb(path: Path) -> Optional[np.ndarray]:
     return cv2.resize(img, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
 
 
+def _ifd_tags(tiff: bytes, offset: int, order: str) -> List[Tuple[int, int]]:
+    """(tag, value or offset) of the entries of the TIFF IFD at ``offset`` (those inside ``tiff``)."""
+    def u(o: int, n: int) -> int:
+        return int.from_bytes(tiff[o:o + n], order)  # type: ignore[arg-type]
+
+    if offset + 2 > len(tiff):
+        return []
+    return [(u(p, 2), u(p + 8, 4)) for p in (offset + 2 + 12 * k for k in range(u(offset, 2))) if p + 12 <= len(tiff)]
+
+
+def has_capture_time(path: Path) -> bool:
+    """True when ``path`` is a JPEG whose EXIF holds a capture time (``DateTimeOriginal`` or ``DateTimeDigitized``):
+    a camera's or phone's photo. Frames written out of a video (FFmpeg, OpenCV, PyAV) carry no EXIF."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return False
+    if head[:2] != b"\xff\xd8":
+        return False
+    i = 2
+    while i + 4 <= len(head) and head[i] == 0xFF:
+        marker, size = head[i + 1], int.from_bytes(head[i + 2:i + 4], "big")
+        if marker == 0xE1 and head[i + 4:i + 10] == b"Exif\x00\x00":
+            tiff = head[i + 10:i + 2 + size]
+            order = {b"II": "little", b"MM": "big"}.get(tiff[:2])
+            if order is None or len(tiff) < 8:
+                return False
+            ifd0 = _ifd_tags(tiff, int.from_bytes(tiff[4:8], order), order)  # type: ignore[arg-type]
+            exif = [v for t, v in ifd0 if t == 0x8769]  # the Exif sub-IFD
+            return bool(exif) and any(t in (0x9003, 0x9004) for t, _ in _ifd_tags(tiff, exif[0], order))
+        if marker in (0xDA, 0xD9):  # image data (or its end): no EXIF before it
+            return False
+        i += 2 + size
+    return False
+
+
 def sequence_evidence(files: List[Path], pairs: int = 8) -> Tuple[bool, str]:
     """Whether ``files`` (in name order) look like one video's frames: ``(sequence, why)``.
 
     A sequence needs both: names of one pattern counting up in equal steps, and neighbours that look alike (the
     median grey-level difference of up to ``pairs`` neighbour pairs spread over the folder, at 64 px, at most
     :data:`SEQUENCE_MAX_DIFF`, each pair the same size). Photos named in order by a camera or a data set
-    (``IMG_0001.jpg``, ``test_0001.jpg``), of other people or places, fail the second test.
+    (``IMG_0001.jpg``, ``test_0001.jpg``), of other people or places, fail the second test; a camera's photos
+    of one person in one place, which may pass it, are told by the capture time in their EXIF
+    (:func:`has_capture_time`).
     """
     if len(files) < 2:
         return False, "a single image"
     why = _numbered(files)
     if why is not None:
         return False, why
+    if has_capture_time(files[0]) and has_capture_time(files[len(files) // 2]):
+        return False, "photos: numbered names, but a camera's capture time in their EXIF (a video's frames carry none)"
     starts = sorted({int(round(x)) for x in np.linspace(0, len(files) - 2, min(pairs, len(files) - 1))})
     diffs = []
     for i in starts:
