@@ -5,11 +5,14 @@ import hashlib
 from pathlib import Path
 from typing import Union
 
-__all__ = ["sha256_file", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES"]
+__all__ = ["sha256_file", "IMAGE_SUFFIXES", "UNREAD_PICTURE_SUFFIXES", "VIDEO_SUFFIXES"]
 
 #: still-image file suffixes every folder reader accepts (lower case; OpenCV reads them all, AVIF where its build
 #: has the codec, as the pip wheels since 4.11 do)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".avif")
+#: picture files that are not read (OpenCV decodes none of them: a phone's HEIC/HEIF, cameras' raw formats); the
+#: errors for such a file, or a folder of them, say to convert them
+UNREAD_PICTURE_SUFFIXES = (".heic", ".heif", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf")
 #: video file suffixes a folder is searched for (explicitly named files are taken whatever their suffix)
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts",
                   ".mts", ".m2ts", ".3gp", ".ogv", ".mxf")

@@ -97,7 +97,15 @@ def test_directory_without_images(cli, tmp_path):
     (d / "notes.txt").write_text("x")
     rc, _, err = cli(d)
     assert rc == 3
-    assert "no images" in one_error_line(err)
+    assert "no images" in one_error_line(err) and "HEIC" not in one_error_line(err)
+    for i in range(3):  # a phone's photos: the line says what the folder holds and what to do
+        (d / f"IMG_{i:04d}.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    rc, _, err = cli(d)
+    assert rc == 3
+    assert "no images" in one_error_line(err) and "3 .heic" in one_error_line(err) \
+        and "convert them to JPEG" in one_error_line(err)
+    rc, _, err = cli(d / "IMG_0000.HEIC")  # one of them given alone
+    assert rc == 3 and "convert it to JPEG" in one_error_line(err)
 
 
 def test_folder_of_videos_points_to_its_files(cli, tmp_path):

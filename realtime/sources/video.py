@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from facecycle.errors import InputError
-from facecycle.files import IMAGE_SUFFIXES
+from facecycle.files import IMAGE_SUFFIXES, UNREAD_PICTURE_SUFFIXES
 
 from ..types import FramePacket
 from .base import Source
@@ -87,6 +87,8 @@ class VideoSource(Source):
             hint = ""
             if isinstance(e, av.error.InvalidDataError) and Path(spath).suffix.lower() in (".mp4", ".mov", ".m4v"):
                 hint = "; if the recording was cut short, its index (moov atom) is missing"
+            elif Path(spath).suffix.lower() in UNREAD_PICTURE_SUFFIXES:
+                hint = "; a phone's HEIC or a camera's raw picture is not read here: convert it to JPEG or PNG first"
             raise InputError(f"{spath}: cannot open as a video ({_msg(e)}{hint})") from None
         if not self.container.streams.video:
             self.container.close()
