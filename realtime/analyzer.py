@@ -23,7 +23,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Union
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Union
 
 import numpy as np
 
@@ -270,14 +270,15 @@ class Analyzer:
         return self.inference.code_dim
 
     # --------------------------------------------------------------- runs
-    def process_video(self, source: Union[str, Path, int, Source], *, realtime: bool = False,
+    def process_video(self, source: Union[str, Path, int, Source, Iterable[Any]], *, realtime: bool = False,
                       csv: Optional[Union[str, Path]] = None, video: Optional[Union[str, Path]] = None,
                       annotate: Union[bool, Annotator, None] = None, overwrite: bool = False,
                       max_frames: Optional[int] = None, audio: bool = True, video_preset: str = "superfast",
                       sidecar: Optional[Union[str, Path]] = None,
                       neutral_lookahead: Optional[bool] = None,
                       baseline_lookahead: Optional[bool] = None, images: str = "auto") -> "Run":
-        """Analyse every frame of ``source`` (path, URL, camera index, folder or :class:`Source`).
+        """Analyse every frame of ``source`` (path, URL, camera index, folder, :class:`Source`, or frames held in
+        memory: an iterable of BGR images or of ``(image, timestamp)`` pairs, :class:`~realtime.sources.FrameSource`).
 
         Args:
             realtime: play a file at its own pace, dropping frames when behind.

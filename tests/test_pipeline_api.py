@@ -14,7 +14,7 @@ import pytest
 
 from facecycle_cli import main as cli_main
 
-from .conftest import decode_count, real_frames, shared_video
+from .conftest import decode_count, real_frames, shared_video, write_video
 
 CLIP = "pyfeat_WolfgangLanger_Pexels.mp4"
 
@@ -813,3 +813,41 @@ def test_the_current_folder_as_input_names_its_outputs_after_itself(tiny_export,
     assert cli_main(["process", ".", "--model", str(model_dir), "--no-video", "--no-progress",
                      "--out-dir", str(tmp_path / "out")]) == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["holiday.csv", "holiday.json"]
+
+
+def test_frames_held_in_memory_are_read_as_their_video_is(tmp_path):
+    """Frames from a caller's own capture or decoder: before, a caller had to write a Source class, or lose the
+    tracking and smoothing with one analyze_image per frame. The same frames as a list give the file's CSV, byte
+    for byte; (image, timestamp) pairs keep their times; a generator is read lazily; bad items say why."""
+    import av
+
+    from facecycle.errors import InputError, UsageError
+    from realtime import Analyzer
+    from realtime.sources import FrameSource
+
+    clip = write_video(tmp_path / "clip.mp4", real_frames(30), rate=25)
+    with av.open(str(clip)) as c:
+        frames = [f.to_ndarray(format="bgr24") for f in c.decode(video=0)]
+    with Analyzer(detect_every=3) as an:  # the shipped default model
+        an.process_video(clip, csv=tmp_path / "file.csv").run()
+        an.process_video(FrameSource(frames, fps=25), csv=tmp_path / "list.csv").run()
+        assert (tmp_path / "list.csv").read_bytes() == (tmp_path / "file.csv").read_bytes()
+        side = json.loads((tmp_path / "list.json").read_text())
+        assert side["input"]["kind"] == "FrameSource" and side["status"] == "complete"
+
+        pulled = []
+
+        def camera():  # a generator: each frame is asked for when the pipeline is ready for it
+            for i, f in enumerate(frames[:6]):
+                pulled.append(i)
+                yield f[:, :, 0] if i == 2 else (f, 100.0 + 0.5 * i)  # grey frames are taken too
+        with pytest.raises(InputError, match="frame 2: timestamps must increase"):
+            list(an.process_video(camera()))  # frame 2 has no time of its own (2 / 30 s) after 100.5 s
+        got = [(p.index, p.timestamp, p.image.shape) for p in an.process_video(
+            iter([(f, 100.0 + 0.5 * i) for i, f in enumerate(frames[:4])]))]
+        assert [g[1] for g in got] == [100.0, 100.5, 101.0, 101.5] and got[0][2] == frames[0].shape
+        assert pulled == [0, 1, 2]
+        with pytest.raises(UsageError, match="one image"):
+            an.process_video(frames[0])
+        with pytest.raises(InputError, match="frame 0: expected a uint8 image"):
+            list(an.process_video([frames[0].astype(np.float32) / 255]))

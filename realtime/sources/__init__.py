@@ -5,26 +5,30 @@ Use :func:`open_source` to pick one from a user's input string.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Iterable, Optional, Union
 
 from .base import Source
 from .camera import CameraSource
+from .frames import FrameSource
 from .images import ImageFolderSource
 from .video import VideoSource
 
-__all__ = ["Source", "VideoSource", "CameraSource", "ImageFolderSource", "open_source"]
+__all__ = ["Source", "VideoSource", "CameraSource", "ImageFolderSource", "FrameSource", "open_source"]
 
 
-def open_source(spec: Union[str, int, Path], realtime: bool = False, width: Optional[int] = None,
+def open_source(spec: Union[str, int, Path, Iterable[Any]], realtime: bool = False, width: Optional[int] = None,
                 height: Optional[int] = None, fps: Optional[float] = None, images: str = "auto") -> Source:
     """Open ``spec``: an int / ``camera:N`` / ``/dev/videoN`` -> camera; a folder -> images (read as ``images``:
-    ``auto``, ``sequence`` or ``stills``, :class:`ImageFolderSource`); else a video.
+    ``auto``, ``sequence`` or ``stills``, :class:`ImageFolderSource`); an iterable of images (or of ``(image,
+    timestamp)`` pairs) -> :class:`FrameSource`; else a video.
 
     Raises:
         facecycle.errors.InputError: the input is missing or cannot be read.
     """
     if isinstance(spec, int):
         return CameraSource(spec, width=width, height=height, fps=fps)
+    if not isinstance(spec, (str, Path)):
+        return FrameSource(spec, fps=fps or 30.0, live=realtime)
     s = str(spec)
     if s.startswith("camera:"):
         return CameraSource(s.split(":", 1)[1], width=width, height=height, fps=fps)

@@ -1,0 +1,78 @@
+"""Frames a caller already holds in memory: their own camera SDK, a decoder of their own, a stack of arrays."""
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from facecycle.errors import InputError, UsageError
+
+from ..types import FramePacket, as_bgr_image
+from .base import Source
+
+__all__ = ["FrameSource"]
+
+
+class FrameSource(Source):
+    """Any iterable of images, or of ``(image, timestamp)`` pairs, as a source: tracked, smoothed and written like
+    a video's frames (``Analyzer.process_video(FrameSource(frames))``, or the iterable itself).
+
+    Each image is (H, W, 3) BGR uint8 (OpenCV's order; grey (H, W) and BGRA (H, W, 4) are taken too,
+    :func:`~realtime.types.as_bgr_image`); a (N, H, W, 3) array is N frames. ``timestamp`` is in seconds and must
+    increase; without one, frame ``i`` is at ``i / fps``. ``pts`` counts thousandths of a frame (``time_base``
+    1 / (1000 fps): frame ``i`` is ``i * 1000``). The iterable is read once, lazily: a generator fed by a camera
+    works.
+
+    Args:
+        frames: the images (or pairs).
+        fps: frame rate for frames without timestamps, and the annotated video's rate.
+        name: what to call the source in logs and the sidecar.
+        live: True for frames that arrive at their own pace (a camera callback): a slow pipeline then drops the
+            oldest instead of waiting.
+
+    Raises:
+        facecycle.errors.InputError (while iterating): an item that is not an image, or a timestamp that does not
+        increase (the message names the frame).
+    """
+
+    def __init__(self, frames: Iterable[Any], fps: float = 30.0, name: str = "frames", live: bool = False) -> None:
+        super().__init__()
+        if isinstance(frames, (str, bytes)) or not hasattr(frames, "__iter__"):
+            raise UsageError(f"frames must be an iterable of images, not {type(frames).__name__}")
+        if isinstance(frames, np.ndarray) and frames.ndim < 4 and not (frames.ndim == 3 and frames.dtype == object):
+            raise UsageError(f"an array of shape {frames.shape} is one image, not frames: use Analyzer.analyze_image, "
+                             "or stack frames as (N, H, W, 3)")
+        if not fps or fps <= 0:
+            raise UsageError(f"fps must be > 0, not {fps}")
+        self._frames = frames
+        self.fps = float(fps)
+        self.name = name
+        self.live = bool(live)
+        self.frame_count = len(frames) if hasattr(frames, "__len__") else None  # type: ignore[arg-type]
+        # decided before frame 0 (the sinks read it): 1/1000 of a frame, so that frame i is pts i*1000 exactly and
+        # a caller's timestamp is kept to that precision
+        self._rate = Fraction(self.fps).limit_denominator(1001)
+        self.time_base = 1 / (self._rate * 1000)
+
+    def __iter__(self) -> Iterator[FramePacket]:
+        last = None
+        for index, item in enumerate(self._frames):
+            t = time.perf_counter()
+            try:
+                if isinstance(item, tuple):
+                    if len(item) != 2:
+                        raise ValueError(f"expected an image or (image, timestamp), got a tuple of {len(item)}")
+                    image, ts = as_bgr_image(item[0]), float(item[1])
+                else:
+                    image, ts = as_bgr_image(item), float(index / self._rate)
+                if last is not None and not ts > last:
+                    raise ValueError(f"timestamps must increase ({ts} s after {last} s)")
+            except (TypeError, ValueError) as e:  # one line naming the frame, not a pipeline failure
+                raise InputError(f"{self.name}: frame {index}: {e}") from None
+            last = ts
+            self.height, self.width = image.shape[:2]
+            yield FramePacket(index=index, pts=int(round(ts / self.time_base)), time_base=self.time_base, timestamp=ts,
+                              image=image, source=self.name, stats={"decode": time.perf_counter() - t})
+
