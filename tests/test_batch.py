@@ -491,7 +491,8 @@ def test_process_writes_one_parquet_dataset_of_videos_and_image_folders(tiny_exp
 
 def test_a_batch_of_served_files_reads_them_whole_and_resumes(tiny_export, tmp_path, capsys):
     """Served files (http://, https://, ftp://) are batch inputs: read whole, outputs under HOST/PATH, and a
-    second run finds them complete (the URL is the input's fingerprint). A batch used to refuse every URL."""
+    second run finds them complete (the URL is the input's fingerprint). A batch used to refuse every URL. A file
+    that changes on the server is processed again (its ETag, Last-Modified or Content-Length differ)."""
     import functools
     import http.server
     import threading
@@ -526,6 +527,21 @@ def test_a_batch_of_served_files_reads_them_whole_and_resumes(tiny_export, tmp_p
         capsys.readouterr()
         assert cli_main(argv) == 0
         assert "0 processed, 1 skipped" in capsys.readouterr().err
+        assert side["batch"]["input_stat"]["Content-Length"] == str((served / "a.mp4").stat().st_size)
+        # the file changes on the server under the same URL: it was skipped as done (the URL alone was its
+        # fingerprint); the server's validators say it changed
+        write_video(served / "a.mp4", [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(9)],
+                    container_options={"movflags": "+faststart"})
+        assert cli_main(argv) == 0
+        assert "1 processed, 0 skipped" in capsys.readouterr().err
+        assert count_csv_rows(csv_path) == 9
+        rec = json.loads((out / "batch.json").read_text())
+        assert rec["inputs"][0]["redo"].startswith("the served file changed (")
+        assert cli_main(argv) == 0
+        assert "0 processed, 1 skipped" in capsys.readouterr().err
     finally:
         srv.shutdown()
         srv.server_close()
+    # the server gone: nothing is known beyond the URL, and the finished input stays finished
+    assert cli_main(argv) == 0
+    assert "0 processed, 1 skipped" in capsys.readouterr().err

@@ -19,7 +19,7 @@ from ..sinks.sidecar import read_sidecar
 from .job import PARTIAL_DIR, BatchSettings, output_paths
 
 __all__ = ["VIDEO_SUFFIXES", "BatchItem", "collect_inputs", "settings_fingerprint", "item_fingerprint",
-           "url_output_path", "is_complete"]
+           "url_output_path", "url_validators", "served_file_changed", "URL_VALIDATORS", "is_complete"]
 
 log = logging.getLogger(__name__)
 
@@ -262,11 +262,47 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
     return hashlib.sha256(blob).hexdigest(), detail
 
 
-def item_fingerprint(settings_fp: str, path: Union[Path, str]) -> Tuple[str, Dict[str, Any]]:
-    """Fingerprint of one input: the settings' plus the file's size and modification time; for a URL, the URL
-    (a served file is taken to stay the same while its URL does)."""
+#: the HTTP response headers that change when a served file does (RFC 9110's validators, and its length)
+URL_VALIDATORS = ("ETag", "Last-Modified", "Content-Length")
+
+
+def url_validators(url: str, timeout: float = 10.0) -> Optional[Dict[str, str]]:
+    """The served file's :data:`URL_VALIDATORS` from a HEAD request (http and https; ``{}`` for other schemes, or a
+    server that sends none of them), or None when the request fails (the server down, HEAD refused, as by URLs
+    signed for GET only): then nothing is known about the file beyond its URL."""
+    import urllib.error
+    import urllib.request
+
+    if url.split("://", 1)[0].lower() not in ("http", "https"):
+        return {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout) as r:
+            return {k: r.headers[k] for k in URL_VALIDATORS if r.headers.get(k)}
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        log.debug("%s: HEAD failed (%s)", url, e)
+        return None
+
+
+def served_file_changed(before: Optional[Dict[str, Any]], now: Optional[Dict[str, Any]]) -> Optional[str]:
+    """Which validator of a served file differs between a completed run's ``input_stat`` and now (``"ETag"``, ...),
+    or None: the same, or not known on one side (a server that sends none, a HEAD that failed)."""
+    for k in URL_VALIDATORS:
+        a, b = (before or {}).get(k), (now or {}).get(k)
+        if a is not None and b is not None and a != b:
+            return k
+    return None
+
+
+def item_fingerprint(settings_fp: str, path: Union[Path, str],
+                     validators: Optional[Dict[str, str]] = None) -> Tuple[str, Dict[str, Any]]:
+    """Fingerprint of one input: the settings' plus the file's size and modification time; for a URL, the URL.
+    A served file's ``validators`` (:func:`url_validators`) are recorded with it (``input_stat``) but not hashed,
+    so that a server that stops answering HEAD does not make a finished input look new:
+    :func:`served_file_changed` compares them."""
     if isinstance(path, str) and _URL.match(path):
         stat: Dict[str, Any] = {"url": path}
+        blob = json.dumps({"settings": settings_fp, "input": stat}, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest(), {**stat, **(validators or {})}
     else:
         try:
             st = Path(path).stat()

@@ -17,7 +17,7 @@ from facecycle.errors import OutputError
 
 from ..summary import clip_reading
 from .job import BatchSettings, output_paths
-from .plan import BatchItem, is_complete, item_fingerprint, settings_fingerprint
+from .plan import BatchItem, is_complete, item_fingerprint, served_file_changed, settings_fingerprint, url_validators
 
 __all__ = ["run_batch", "BatchResult"]
 
@@ -31,6 +31,16 @@ class BatchResult(dict):
     @property
     def exit_code(self) -> int:
         return int(self["exit_code"])
+
+
+def _validators(urls: List[str]) -> Dict[str, Optional[Dict[str, str]]]:
+    """Each served file's validators (:func:`~realtime.batch.plan.url_validators`), asked for 8 at a time."""
+    if not urls:
+        return {}
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(8, len(urls))) as pool:
+        return dict(zip(urls, pool.map(url_validators, urls), strict=True))
 
 
 def _write_json(path: Path, data: Dict[str, Any]) -> None:
@@ -81,8 +91,9 @@ def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batch
     run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
     entries: List[Dict[str, Any]] = []
     todo: Deque[Dict[str, Any]] = deque()
+    served = _validators([it.path for it in items if isinstance(it.path, str) and not it.error])
     for it in items:
-        fp, stat = item_fingerprint(settings_fp, it.path)
+        fp, stat = item_fingerprint(settings_fp, it.path, served.get(it.path) if isinstance(it.path, str) else None)
         paths = output_paths(out, it.rel, settings.csv, settings.video)
         e: Dict[str, Any] = {"input": str(it.path), "rel": it.rel.as_posix(), "status": "pending", "retries": 0,
                              "csv": str(paths["csv"]) if paths["csv"] else None,
@@ -92,6 +103,9 @@ def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batch
             e.update(status="failed", error=it.error, exit_code=3)
             continue
         done, info = (False, None) if force else is_complete(it, out, settings, fp)
+        changed = served_file_changed(((info or {}).get("batch") or {}).get("input_stat"), stat) if done else None
+        if changed:  # the URL is the same, but the server says the file is not
+            done = False
         if done:
             info = info or {}
             st = info.get("stats") or {}
@@ -99,7 +113,8 @@ def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batch
                      rows=(info.get("batch") or {}).get("rows"), reading=clip_reading(info.get("summary")))
             continue
         if info:  # why an input with outputs from before runs again
-            e["redo"] = "partial" if info.get("status") != "complete" else "settings or outputs changed"
+            e["redo"] = ("partial" if info.get("status") != "complete" else
+                         f"the served file changed ({changed})" if changed else "settings or outputs changed")
         todo.append({"input": str(it.path), "rel": it.rel.as_posix(), "out_dir": str(out), "run_id": run_id,
                      "fingerprint": fp, "batch": {"settings_fingerprint": settings_fp, "input_stat": stat},
                      "_entry": len(entries) - 1})
