@@ -306,6 +306,10 @@ def test_expression_layout_accepts_other_class_names_and_skips_nothing(tmp_path)
     (tmp_path / "test" / "contempt").mkdir()
     with pytest.raises(InputError, match="unknown class folders \\['contempt'\\]"):
         list_expression(tmp_path, "test")
+    # CK+48's layout: the class folders at the top, contempt among them, no split folder. It was told "test: no such
+    # directory" instead of what to move out
+    with pytest.raises(InputError, match="unknown class folders \\['contempt'\\].*move the others out"):
+        list_expression(tmp_path / "test", "test")
 
 
 def test_a_class_bias_shifts_one_class_and_is_relative_to_the_fit(tmp_path):

@@ -58,7 +58,8 @@ def _split_dir(root: Path, split: str, classes: Sequence[str]) -> Path:
     if len(same) == 1:
         return same[0]
     subs = [p for p in root.iterdir() if p.is_dir()]
-    if subs and all(_class_name(p.name) in classes for p in subs):
+    # class folders (some may name no class of ours, as CK+'s "contempt": list_expression then names them)
+    if any(_class_name(p.name) in classes for p in subs):
         log.info("%s holds the class folders: read as the %s split", root, split)
         return root
     raise InputError(f"{d}: no such directory (expected <data>/<split>/<class>/*.jpg, or fer2013.csv)")
@@ -135,7 +136,9 @@ def list_expression(root: Path, split: str, classes: Sequence[str] = EXPRESSION_
             raise InputError(f"{d}: folders {folders[ci].name!r} and {f.name!r} both name the class {name!r}")
         folders[ci] = f
     if unknown:
-        raise InputError(f"{d}: unknown class folders {unknown}; expected {list(classes)}")
+        raise InputError(f"{d}: unknown class folders {unknown}; expected {list(classes)} (or their other names: "
+                         f"{', '.join(sorted(CLASS_SYNONYMS))}); move the others out, as a class the head does not "
+                         "know cannot be scored")
     out: List[Tuple[Path, int]] = []
     for ci in sorted(folders):
         out.extend((p, ci) for p in sorted(folders[ci].iterdir()) if p.suffix.lower() in _IMG)
