@@ -6,7 +6,7 @@ Layout (``$FACECYCLE_CACHE`` or ``$XDG_CACHE_HOME/facecycle`` or ``~/.cache/face
     <root>/engines/<same>.json                                             what the key was made of
     <root>/engines/timing/trt<version>-<gpu>-sm<cc>.cache                  TensorRT timing cache
     <root>/engines/onnx16/<onnx sha256 [:16]>-fp16.onnx                    FP16 graphs (I/O kept FP32)
-    <root>/engines/onnx8/<onnx sha256 [:16]>-<calib sha [:12]>-int8.onnx   INT8 QDQ graphs (ORT CPU)
+    <root>/engines/onnx8/<onnx sha256 [:16]>-<calib sha [:12]>-ort<version>-int8.onnx   INT8 QDQ graphs (ORT CPU)
     <root>/engines/ort-trt/                                                ORT TensorRT EP's own engine cache
 
 Nothing here imports TensorRT; the key is a pure function, unit-tested on

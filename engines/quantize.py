@@ -19,9 +19,10 @@ Runtime quantizes differently, so it makes its own copy).
 
 What is quantized: convolutions, ``Gemm`` and the ``MatMul`` nodes with a constant operand (weights, the
 48-px low-pass matrices). A ``MatMul`` of two activations (the attention products of the self-attention
-blocks) stays FP32: with both operands quantized, ONNX Runtime 1.23's quantizer turned the shipped model's flow
-to a cosine of 0.85 to FP32 (1.32's: 0.996), and leaving them out also runs faster (3.2 against 3.5 ms per face
-on one thread, 1.23).
+blocks) stays FP32: with both operands quantized, ONNX Runtime 1.23's quantizer bent the shipped model's flow to
+a median cosine of 0.91 to FP32 through the pipeline (1.32's: 0.998; ``docs/engines.md``). The analyze graph alone
+ran about as fast either way (3.2 against 3.5 ms per face on one thread, 1.23; the pipeline 134 against 137 fps).
+Unnamed nodes are named before quantizing, so that the exclusion list names each node it means.
 """
 from __future__ import annotations
 
@@ -99,6 +100,24 @@ def calibration_inputs(source, manifest: dict, n: int = 64) -> np.ndarray:
                      f"float32 inputs, got {a.shape} {a.dtype}")
 
 
+def _name_nodes(graph_path: Path) -> None:
+    """Give every unnamed node of the graph a unique name (an empty name in ``nodes_to_exclude`` would match them
+    all), in place."""
+    import onnx
+
+    m = onnx.load(str(graph_path))
+    names = {n.name for n in m.graph.node}
+    unnamed = [n for n in m.graph.node if not n.name]
+    for i, n in enumerate(unnamed):
+        name = f"{n.op_type}_fc{i}"
+        while name in names:
+            name += "_"
+        n.name = name
+        names.add(name)
+    if unnamed:
+        onnx.save(m, str(graph_path))
+
+
 def _activation_matmuls(graph_path: Path) -> list:
     """Names of the ``MatMul`` nodes whose operands are both activations (no initializer, no Constant)."""
     import onnx
@@ -157,6 +176,7 @@ def int8_onnx(src: Union[str, Path], sha256: str, calib: np.ndarray, input_name:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             quant_pre_process(str(src), str(pre))
+            _name_nodes(pre)
             quantize_static(str(pre), str(tmp), _Reader(), quant_format=QuantFormat.QDQ,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
                             op_types_to_quantize=list(QUANT_OPS), nodes_to_exclude=_activation_matmuls(pre))

@@ -281,7 +281,8 @@ class Analyzer:
         memory: an iterable of BGR images or of ``(image, timestamp)`` pairs, :class:`~realtime.sources.FrameSource`).
 
         Args:
-            realtime: play a file at its own pace, dropping frames when behind.
+            realtime: play a file at its own pace, dropping frames when behind; for frames held in memory, take
+                them as live (a generator fed by a camera): the oldest waiting frame is dropped when behind.
             csv: write the per-frame CSV here (and a JSON sidecar next to it).
             video: write the annotated video here.
             annotate: True/None = the default overlay when ``video`` is set; an

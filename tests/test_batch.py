@@ -545,3 +545,38 @@ def test_a_batch_of_served_files_reads_them_whole_and_resumes(tiny_export, tmp_p
     # the server gone: nothing is known beyond the URL, and the finished input stays finished
     assert cli_main(argv) == 0
     assert "0 processed, 1 skipped" in capsys.readouterr().err
+
+
+def test_a_served_files_validators_and_what_counts_as_a_change():
+    """The HEAD before a batch: a host that does not speak HTTP was a traceback through the thread pool (an
+    http.client error that urllib does not wrap); with an ETag on both sides a new Last-Modified alone (another node
+    of a load balancer) is not a change."""
+    import socket
+    import threading
+
+    from realtime.batch.plan import served_file_changed, url_validators
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+
+    def not_http():
+        conn, _ = srv.accept()
+        conn.recv(1024)
+        conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")  # not an HTTP status line
+        conn.close()
+
+    threading.Thread(target=not_http, daemon=True).start()
+    try:
+        assert url_validators(f"http://127.0.0.1:{srv.getsockname()[1]}/a.mp4", timeout=5) is None
+    finally:
+        srv.close()
+    assert url_validators("ftp://example.invalid/a.mp4") == {}  # no HEAD for FTP: the URL stands for the file
+    a = {"url": "u", "ETag": '"1"', "Last-Modified": "Mon, 01 Dec 2026 10:00:00 GMT", "Content-Length": "10"}
+    assert served_file_changed(a, dict(a)) is None
+    assert served_file_changed(a, {**a, "ETag": '"2"'}) == "ETag"
+    assert served_file_changed(a, {**a, "Last-Modified": "Tue, 02 Dec 2026 10:00:00 GMT"}) is None
+    no_etag = {k: v for k, v in a.items() if k != "ETag"}
+    assert served_file_changed(no_etag, {**no_etag, "Last-Modified": "x"}) == "Last-Modified"
+    assert served_file_changed(a, {**a, "Content-Length": "11"}) == "Content-Length"
+    assert served_file_changed(a, None) is None and served_file_changed(None, a) is None  # not known on one side

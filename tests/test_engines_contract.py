@@ -335,3 +335,25 @@ def test_onnxruntime_int8_calibrated_on_a_real_clip(model_dir, reference):
         assert cos.min() >= 0.98, f"int8 {k}: cosine to fp32 {cos.min():.4f}"
     with open_backend(model_dir, "onnxruntime", precision="int8", calibration=str(clip)) as be:
         assert be.graph_path("analyze") == path  # reused from the cache, not re-quantized
+
+
+def test_unnamed_nodes_are_named_before_an_exclusion_list_names_them(tmp_path):
+    """ONNX Runtime's quantizer matches ``nodes_to_exclude`` by name: an unnamed attention MatMul gave "" in the list,
+    which would have kept every unnamed Conv in fp32 too (a graph from another exporter)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from engines.quantize import _activation_matmuls, _name_nodes
+
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 4], np.eye(4, dtype=np.float32).ravel())
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["a"]), helper.make_node("MatMul", ["a", "a"], ["b"]),
+         helper.make_node("Relu", ["b"], ["y"], name="Relu_fc0")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 4])], [w])
+    path = tmp_path / "g.onnx"
+    onnx.save(helper.make_model(g), str(path))
+    _name_nodes(path)
+    names = [n.name for n in onnx.load(str(path)).graph.node]
+    assert all(names) and len(set(names)) == 3 and names[2] == "Relu_fc0"
+    assert _activation_matmuls(path) == [names[1]]  # the MatMul of two activations only, by its new name

@@ -851,3 +851,13 @@ def test_frames_held_in_memory_are_read_as_their_video_is(tmp_path):
             an.process_video(frames[0])
         with pytest.raises(InputError, match="frame 0: expected a uint8 image"):
             list(an.process_video([frames[0].astype(np.float32) / 255]))
+        with pytest.raises(InputError, match="frame 1: the timestamp is nan"):
+            list(an.process_video([(frames[0], 0.0), (frames[1], float("nan"))]))
+
+    class Place:  # any os.PathLike names a file, as str and Path do (not frames)
+        def __fspath__(self) -> str:
+            return str(clip)
+
+    from realtime.sources import VideoSource, open_source
+    with open_source(Place()) as src:
+        assert isinstance(src, VideoSource)

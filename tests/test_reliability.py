@@ -250,6 +250,9 @@ def test_a_video_file_over_http_is_read_whole(cli, tmp_path, faces40, code_dim, 
     rc, _, err = cli(f"{base}/web.mp4?v=1.2&sig=a%2Fb", "--no-video", "--overwrite")
     assert rc == 0, err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["web.csv", "web.json"]
+    # two cameras' URLs without a path are named after their hosts, not both "stream"
+    rc, _, err = cli("rtsp://127.0.0.1:9/", "rtsp://localhost:9", "--no-video")
+    assert rc == 3 and "would write the same outputs" not in err, err
     rc, _, err = cli(f"{base}/tail.mp4", "--no-video")
     assert rc == 3
     assert "range requests" in one_error_line(err) and "faststart" in one_error_line(err)

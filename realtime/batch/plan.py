@@ -270,6 +270,7 @@ def url_validators(url: str, timeout: float = 10.0) -> Optional[Dict[str, str]]:
     """The served file's :data:`URL_VALIDATORS` from a HEAD request (http and https; ``{}`` for other schemes, or a
     server that sends none of them), or None when the request fails (the server down, HEAD refused, as by URLs
     signed for GET only): then nothing is known about the file beyond its URL."""
+    import http.client
     import urllib.error
     import urllib.request
 
@@ -278,16 +279,21 @@ def url_validators(url: str, timeout: float = 10.0) -> Optional[Dict[str, str]]:
     try:
         with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout) as r:
             return {k: r.headers[k] for k in URL_VALIDATORS if r.headers.get(k)}
-    except (urllib.error.URLError, OSError, ValueError) as e:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:  # not HTTP: a bad line
         log.debug("%s: HEAD failed (%s)", url, e)
         return None
 
 
 def served_file_changed(before: Optional[Dict[str, Any]], now: Optional[Dict[str, Any]]) -> Optional[str]:
     """Which validator of a served file differs between a completed run's ``input_stat`` and now (``"ETag"``, ...),
-    or None: the same, or not known on one side (a server that sends none, a HEAD that failed)."""
-    for k in URL_VALIDATORS:
-        a, b = (before or {}).get(k), (now or {}).get(k)
+    or None: the same, or not known on one side (a server that sends none, a HEAD that failed).
+
+    Where both sides have an ``ETag`` it decides with ``Content-Length``; ``Last-Modified`` counts only without one
+    (a server behind a load balancer may date one file differently from node to node)."""
+    before, now = before or {}, now or {}
+    keys = ("ETag", "Content-Length") if before.get("ETag") and now.get("ETag") else URL_VALIDATORS
+    for k in keys:
+        a, b = before.get(k), now.get(k)
         if a is not None and b is not None and a != b:
             return k
     return None

@@ -4,6 +4,7 @@ Use :func:`open_source` to pick one from a user's input string.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
@@ -27,9 +28,9 @@ def open_source(spec: Union[str, int, Path, Iterable[Any]], realtime: bool = Fal
     """
     if isinstance(spec, int):
         return CameraSource(spec, width=width, height=height, fps=fps)
-    if not isinstance(spec, (str, Path)):
+    if not isinstance(spec, (str, os.PathLike)):
         return FrameSource(spec, fps=fps or 30.0, live=realtime)
-    s = str(spec)
+    s = os.fspath(spec) if isinstance(spec, os.PathLike) else str(spec)
     if s.startswith("camera:"):
         return CameraSource(s.split(":", 1)[1], width=width, height=height, fps=fps)
     if s.startswith("/dev/video"):

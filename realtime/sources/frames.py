@@ -1,6 +1,7 @@
 """Frames a caller already holds in memory: their own camera SDK, a decoder of their own, a stack of arrays."""
 from __future__ import annotations
 
+import math
 import time
 from fractions import Fraction
 from typing import Any, Iterable, Iterator
@@ -67,6 +68,8 @@ class FrameSource(Source):
                     image, ts = as_bgr_image(item[0]), float(item[1])
                 else:
                     image, ts = as_bgr_image(item), float(index / self._rate)
+                if not math.isfinite(ts):
+                    raise ValueError(f"the timestamp is {ts}")
                 if last is not None and not ts > last:
                     raise ValueError(f"timestamps must increase ({ts} s after {last} s)")
             except (TypeError, ValueError) as e:  # one line naming the frame, not a pipeline failure
