@@ -432,6 +432,14 @@ def test_a_folder_of_images_given_to_batch_points_to_process(tmp_path, caplog, c
         assert cli_main(["batch", str(d), "--out-dir", str(tmp_path / "out"), "--cluster", "none"]) == 2
     assert "holds 3 images" in caplog.text and f"facecycle process {d}" in caplog.text
     assert "no inputs" in capsys.readouterr().err
+    phone = tmp_path / "phone"  # a phone's photos: HEIC, which nothing here reads
+    phone.mkdir()
+    for i in range(2):
+        (phone / f"IMG_{i}.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert cli_main(["batch", str(phone), "--out-dir", str(tmp_path / "out"), "--cluster", "none"]) == 2
+    assert "2 pictures of a kind not read here" in caplog.text and "convert them to JPEG" in caplog.text
 
 
 def test_a_picture_in_a_batch_gets_the_annotated_picture_process_writes(tiny_export, tmp_path):
