@@ -321,6 +321,11 @@ def _reading(sidecar: Optional[Path]) -> str:
     r = clip_reading((info or {}).get("summary"))
     if r is None:
         return ""
+    counts = r.get("top_emotions") or {}
+    if ((info or {}).get("input") or {}).get("reading") == "stills" and sum(counts.values()) > 1:
+        # separate pictures (often of other people): how many faces read as what, not one mean over them all
+        most = sorted(((n, e) for e, n in counts.items() if n), reverse=True)
+        return ", faces read as " + ", ".join(f"{e} {n}" for n, e in most[:4]) + (", ..." if len(most) > 4 else "")
     return f", read as {r['emotion']} (mean p {r['p']:.2f} over {_n(r['face_rows'], 'face row')})"
 
 

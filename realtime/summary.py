@@ -76,8 +76,10 @@ class _Acc:
             out["mean_emotions"] = {e: round(float(v), 5) for e, v in zip(EMOTIONS, mean, strict=True)}
             out["emotion"] = EMOTIONS[top]
             out["emotion_top_share"] = round(float(self.top_counts[top]) / self.emotion_rows, 5)
+            out["top_emotions"] = {e: int(n) for e, n in zip(EMOTIONS, self.top_counts, strict=True)}
         else:
             out["mean_emotions"], out["emotion"], out["emotion_top_share"] = None, None, None
+            out["top_emotions"] = None
         out["intensity"] = _quantiles(self.intensity)
         out["rel_intensity"] = _quantiles(self.rel_intensity)
         return out
@@ -171,4 +173,5 @@ def clip_reading(summary: Optional[Dict[str, object]]) -> Optional[Dict[str, obj
     means = dict(faces["mean_emotions"])  # type: ignore[arg-type]
     inten = faces.get("intensity") or {}
     return {"emotion": name, "p": means[name], "face_rows": faces["rows"],
-            "intensity_median": inten.get("median") if isinstance(inten, dict) else None, "mean_emotions": means}
+            "intensity_median": inten.get("median") if isinstance(inten, dict) else None, "mean_emotions": means,
+            "top_emotions": faces.get("top_emotions")}

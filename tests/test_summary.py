@@ -60,6 +60,7 @@ def test_means_top_share_and_nearest_rank_quantiles_per_track_and_overall():
     assert allf["rows"] == 11 and allf["emotion"] == "happy"  # 6 happy rows at 0.7 against 5 sad rows
     want_all = (6 * _onehot(happy) + 3 * _onehot(sad) + 2 * _onehot(sad, 0.9)) / 11
     assert np.allclose([allf["mean_emotions"][e] for e in EMOTIONS], want_all, atol=1e-5)
+    assert allf["top_emotions"] == {**{e: 0 for e in EMOTIONS}, "happy": 6, "sad": 5}  # each row's own emotion
 
 
 def test_faces_without_emotions_or_intensity_and_an_empty_input():
@@ -67,7 +68,8 @@ def test_faces_without_emotions_or_intensity_and_an_empty_input():
     assert s.to_dict() == {"frames": 0, "frames_with_face": 0, "tracks": [], "tracks_total": 0,
                            "faces": {"rows": 0, "first_frame": -1, "last_frame": -1, "first_timestamp": None,
                                      "last_timestamp": None, "mean_emotions": None, "emotion": None,
-                                     "emotion_top_share": None, "intensity": None, "rel_intensity": None}}
+                                     "emotion_top_share": None, "top_emotions": None, "intensity": None,
+                                     "rel_intensity": None}}
     s.add(_packet(0, [_face(0)]))  # a model without an expression head: intensity NaN ...
     s.add(_packet(1, [_face(0, intensity=2.5)]))  # ... or the unbounded flow_intensity: neither is summarised
     t = s.to_dict()["tracks"][0]
@@ -123,3 +125,20 @@ def test_many_tracks_keep_the_longest_listed_and_every_row_counted():
     assert d["tracks_total"] == 40 and d["faces"]["rows"] == 30 + 37 + 1
     assert [t["face_id"] for t in d["tracks"]][:3] == [0, 1, 2] and len(d["tracks"]) == 5
     assert 3 in {t["face_id"] for t in d["tracks"]}  # the last frame's track is listed
+
+
+def test_the_end_line_counts_the_faces_of_stills_and_means_a_clip(tmp_path):
+    """A folder of separate pictures (a face data set) was summed up as one mean ("read as happy (mean p 0.31 over
+    266 face rows)"), a reading of no one; it now says how many faces read as what."""
+    import json
+
+    from facecycle_cli.process_cmd import _reading
+
+    s = ExpressionSummary()
+    for i, c in enumerate(["happy"] * 5 + ["sad"] * 3 + ["angry"] * 2 + ["fear", "surprise", "neutral"]):
+        s.add(_packet(i, [_face(i, _onehot(EMOTIONS.index(c)), 0.9)]))
+    side = tmp_path / "x.json"
+    for reading, want in (("stills", ", faces read as happy 5, sad 3, angry 2, surprise 1, ..."),
+                          ("sequence", ", read as happy (mean p ")):
+        side.write_text(json.dumps({"input": {"reading": reading}, "summary": s.to_dict()}))
+        assert _reading(side).startswith(want), _reading(side)
