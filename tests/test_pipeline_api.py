@@ -854,6 +854,13 @@ def test_frames_held_in_memory_are_read_as_their_video_is(tmp_path):
         with pytest.raises(InputError, match="frame 1: the timestamp is nan"):
             list(an.process_video([(frames[0], 0.0), (frames[1], float("nan"))]))
 
+    def paced():  # a live source without timestamps: each frame is timed when it arrives, as a camera's
+        for f in frames[:3]:
+            time.sleep(0.05)
+            yield f
+    ts = [p.timestamp for p in FrameSource(paced(), live=True)]
+    assert ts[0] == 0.0 and ts[1] >= 0.045 and ts[2] - ts[1] >= 0.045, ts
+
     class Place:  # any os.PathLike names a file, as str and Path do (not frames)
         def __fspath__(self) -> str:
             return str(clip)

@@ -22,7 +22,8 @@ class FrameSource(Source):
 
     Each image is (H, W, 3) BGR uint8 (OpenCV's order; grey (H, W) and BGRA (H, W, 4) are taken too,
     :func:`~realtime.types.as_bgr_image`); a (N, H, W, 3) array is N frames. ``timestamp`` is in seconds and must
-    increase; without one, frame ``i`` is at ``i / fps``. ``pts`` counts thousandths of a frame (``time_base``
+    increase; without one, frame ``i`` is at ``i / fps`` (``live``: the seconds since frame 0 arrived, as a
+    camera's). ``pts`` counts thousandths of a frame (``time_base``
     1 / (1000 fps): frame ``i`` is ``i * 1000``). The iterable is read once, lazily: a generator fed by a camera
     works.
 
@@ -59,6 +60,7 @@ class FrameSource(Source):
 
     def __iter__(self) -> Iterator[FramePacket]:
         last = None
+        t0 = time.monotonic()
         for index, item in enumerate(self._frames):
             t = time.perf_counter()
             try:
@@ -67,7 +69,11 @@ class FrameSource(Source):
                         raise ValueError(f"expected an image or (image, timestamp), got a tuple of {len(item)}")
                     image, ts = as_bgr_image(item[0]), float(item[1])
                 else:
-                    image, ts = as_bgr_image(item), float(index / self._rate)
+                    image = as_bgr_image(item)
+                    # a live source's frame is timed when it arrives (as a camera's), others by their index
+                    ts = (time.monotonic() - t0 if index else 0.0) if self.live else float(index / self._rate)
+                    if index == 0:
+                        t0 = time.monotonic()
                 if not math.isfinite(ts):
                     raise ValueError(f"the timestamp is {ts}")
                 if last is not None and not ts > last:
