@@ -118,3 +118,32 @@ def test_default_annotator_draws_without_a_head_or_landmarks():
     p = _packet(320, 240, [f])
     out = default_annotator(neutralized=False, thumbnail=False).annotate(p.image, p)
     assert out.shape == (240, 320, 3) and not np.array_equal(out, p.image)
+
+
+def test_a_small_picture_is_annotated_enlarged_so_that_its_overlay_can_be_read():
+    """A face data set's 48-px picture was annotated at 48 px: the id tag and the panel covered the face, in
+    letters a few pixels high. Under MIN_ANNOTATED_SIDE the frame is enlarged by a whole factor first, the faces'
+    coordinates with it; the packet's own image and faces stay as they were; larger frames keep their size."""
+    from realtime.annotators.base import MIN_ANNOTATED_SIDE
+
+    def packet(side: int) -> FramePacket:
+        img = np.full((side, side, 3), 90, np.uint8)
+        s = side / 48
+        f = Face(box=np.array([6, 4, 42, 46], np.float32) * s, score=0.9, track_id=0,
+                 landmarks=np.array([[17, 20], [31, 20], [24, 28], [19, 36], [29, 36]], np.float32) * s,
+                 emotions=np.array([0.05, 0.05, 0.05, 0.6, 0.15, 0.05, 0.05], np.float32), intensity=0.85,
+                 pose=np.zeros(3, np.float32), crop_box=(0, 0, side))
+        return FramePacket(index=0, pts=0, time_base=Fraction(1, 25), timestamp=0.0, image=img, faces=[f])
+
+    small = packet(48)
+    box = small.faces[0].box.copy()
+    out = default_annotator()(small.image, small)
+    k = -(-MIN_ANNOTATED_SIDE // 48)
+    assert out.shape == (48 * k, 48 * k, 3) and small.annotated is out
+    assert small.image.shape == (48, 48, 3) and np.array_equal(small.faces[0].box, box)
+    big = packet(48 * k)  # the same scene drawn at that size: the same overlay
+    ref = default_annotator()(big.image, big)
+    assert np.mean(np.abs(out.astype(int) - ref.astype(int)) > 40) < 0.02
+    assert (np.abs(out.astype(int) - 90) > 40).mean() > 0.05  # something was drawn
+    frame = packet(480)
+    assert default_annotator()(frame.image, frame).shape == (480, 480, 3)

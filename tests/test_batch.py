@@ -458,8 +458,8 @@ def test_a_picture_in_a_batch_gets_the_annotated_picture_process_writes(tiny_exp
         assert cli_main([cmd, str(src / "shot.png"), str(src / "scan.pgm"), "--model", str(model_dir),
                          "--out-dir", str(out), *extra]) == 0
     for out in (tmp_path / "b", tmp_path / "p"):
-        assert cv2.imread(str(out / "shot.annotated.png")).shape == (30, 40, 3)
-        assert cv2.imread(str(out / "scan.annotated.png")).shape == (30, 40, 3)
+        assert cv2.imread(str(out / "shot.annotated.png")).shape == (240, 320, 3)  # enlarged 8x to be annotated
+        assert cv2.imread(str(out / "scan.annotated.png")).shape == (240, 320, 3)
         assert not list(out.rglob("*.mp4"))
 
 

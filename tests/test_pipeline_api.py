@@ -755,10 +755,11 @@ def test_stills_get_annotated_pictures_not_a_video(tiny_export, tmp_path, capsys
     base = ["--model", str(model_dir), "--no-progress", "--out-dir", str(out)]
     assert cli_main(["process", str(tmp_path / "photo.jpg"), str(tmp_path / "scan.pgm"), str(shots), str(seq),
                      *base]) == 0
-    assert cv2.imread(str(out / "photo.annotated.jpg")).shape == (50, 70, 3)
-    assert cv2.imread(str(out / "scan.annotated.png")).shape == (30, 40, 3)
-    assert cv2.imread(str(out / "shots.annotated" / "a" / "x.png")).shape == (40, 60, 3)
-    assert cv2.imread(str(out / "shots.annotated" / "b" / "y.jpg")).shape == (64, 64, 3)
+    # pictures under 320 px are annotated enlarged by a whole factor (realtime.annotators.MIN_ANNOTATED_SIDE)
+    assert cv2.imread(str(out / "photo.annotated.jpg")).shape == (250, 350, 3)  # 5 x 50x70
+    assert cv2.imread(str(out / "scan.annotated.png")).shape == (240, 320, 3)  # 8 x 30x40
+    assert cv2.imread(str(out / "shots.annotated" / "a" / "x.png")).shape == (240, 360, 3)
+    assert cv2.imread(str(out / "shots.annotated" / "b" / "y.jpg")).shape == (320, 320, 3)
     assert not list((out / "shots.annotated").rglob(".*"))  # no partial files left
     assert decode_count(out / "seq.annotated.mp4") == 6
     assert json.loads((out / "shots.json").read_text())["video"] == str(out / "shots.annotated")

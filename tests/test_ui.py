@@ -139,6 +139,30 @@ def test_fit_rect_keeps_aspect():
     assert r.height() == 400 and abs(r.width() - 225) <= 1 and r.x() == 10 + (800 - r.width()) // 2
 
 
+def test_face_panel_shows_the_current_pictures_faces_and_makes_room_for_new_ones(qtbot):
+    """An image folder read as stills in the app: every picture's face is a new track, 30 a second of source time,
+    so the cards of the first 8 pictures filled the panel for 2 s and the picture shown had no card at all."""
+    from ui.bridge import FaceSample
+    from ui.widgets import FacePanel
+
+    em = np.array([0.1, 0.0, 0.0, 0.6, 0.2, 0.05, 0.05], np.float32)
+    stills = FacePanel(window=10.0, forget_after=2.0, max_cards=8)
+    qtbot.addWidget(stills)
+    stills.stills = True
+    stills.add_samples([FaceSample(i / 30, i, 0.5, em, None) for i in range(12)]  # one face per picture
+                       + [FaceSample(12 / 30, 12, 0.5, em, None), FaceSample(12 / 30, 13, 0.5, em, None)])
+    stills.advance()
+    assert set(stills.cards) == {12, 13}  # the last picture's two faces, and only those
+    video = FacePanel(window=10.0, forget_after=2.0, max_cards=2)
+    qtbot.addWidget(video)
+    video.add_samples([FaceSample(0.0, 0, 0.5, em, None), FaceSample(0.0, 1, 0.5, em, None),
+                       FaceSample(0.5, 1, 0.5, em, None), FaceSample(0.5, 2, 0.5, em, None)])
+    assert set(video.cards) == {1, 2}  # full: the face seen longest ago (not in this frame) gave its card up
+    video.add_samples([FaceSample(0.6, 1, 0.5, em, None), FaceSample(0.6, 2, 0.5, em, None),
+                       FaceSample(0.6, 3, 0.5, em, None)])
+    assert set(video.cards) == {1, 2}  # both in this frame: the third waits
+
+
 def test_face_panel_cards_and_plot_window(qtbot):
     from ui.bridge import FaceSample
     from ui.widgets import FacePanel

@@ -395,6 +395,7 @@ class MainWindow(QMainWindow):
         d = info.get("detector")
         det = d.get("detector", "") if isinstance(d, dict) else str(d or "")
         self.state_label.setText(f"running: {Path(str(src)).name if src != '' else ''}  [{backend}, {det}]")
+        self.panel.stills = (info.get("input") or {}).get("reading") == "stills"
         self.live_view.set_placeholder("waiting for the first frame …")
         self._update_buttons()
 

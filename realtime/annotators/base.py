@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import abc
+from dataclasses import replace
 from typing import Iterable, List, Tuple
 
 import numpy as np
 
 from ..types import FramePacket
 
-__all__ = ["Annotator", "Compose", "color_for"]
+__all__ = ["Annotator", "Compose", "color_for", "MIN_ANNOTATED_SIDE"]
 
 _PALETTE = [(255, 128, 0), (0, 200, 255), (80, 220, 80), (255, 0, 200), (0, 128, 255), (200, 200, 0),
             (128, 0, 255), (0, 255, 128)]
@@ -34,15 +35,38 @@ class Annotator(abc.ABC):
         return self.annotate(image, packet)
 
 
+#: a frame whose longer side is under this many pixels is enlarged (by a whole factor) before the overlay is drawn:
+#: on a 48-px face picture no label or panel fits, and one drawn at that size is unreadable once shown larger
+MIN_ANNOTATED_SIDE = 320
+
+
+def _enlarged(image: np.ndarray, packet: FramePacket, k: int) -> Tuple[np.ndarray, FramePacket]:
+    """``image`` and a copy of ``packet`` ``k`` times larger: the faces' boxes, landmarks and crops scaled alike."""
+    import cv2
+
+    big = cv2.resize(image, (image.shape[1] * k, image.shape[0] * k), interpolation=cv2.INTER_CUBIC)
+    faces = [replace(f, box=f.box * k, landmarks=f.landmarks * k,
+                     crop_box=None if f.crop_box is None else tuple(v * k for v in f.crop_box))
+             for f in packet.faces]
+    return big, replace(packet, image=big, faces=faces, annotated=None)
+
+
 class Compose(Annotator):
-    """Apply annotators in order on a copy of the frame; stores the result in ``packet.annotated``."""
+    """Apply annotators in order on a copy of the frame; stores the result in ``packet.annotated``.
+
+    A frame under :data:`MIN_ANNOTATED_SIDE` pixels (a face data set's 48-px picture) is enlarged by a whole factor
+    first, so ``packet.annotated`` is then larger than ``packet.image``; every other frame keeps its size."""
 
     def __init__(self, annotators: Iterable[Annotator]) -> None:
         self.annotators: List[Annotator] = list(annotators)
 
     def annotate(self, image: np.ndarray, packet: FramePacket) -> np.ndarray:
-        out = image.copy()
+        side = max(image.shape[:2])
+        if self.annotators and 0 < side < MIN_ANNOTATED_SIDE:
+            out, view = _enlarged(image, packet, -(-MIN_ANNOTATED_SIDE // side))
+        else:
+            out, view = image.copy(), packet
         for a in self.annotators:
-            out = a.annotate(out, packet)
+            out = a.annotate(out, view)
         packet.annotated = out
         return out

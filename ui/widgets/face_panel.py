@@ -145,7 +145,9 @@ class FacePanel(QScrollArea):
     """A scrolling column of :class:`FaceCard` s, one per face currently tracked.
 
     A card disappears when its track has not been seen for ``forget_after`` seconds
-    (source time).
+    (source time). With ``stills`` (separate pictures: every face of a picture is a new track) the cards are the
+    current picture's faces only. When all ``max_cards`` are taken, a new face takes the card of the face seen
+    longest ago, if that one is not in the current frame.
     """
 
     def __init__(self, window: float = 10.0, forget_after: float = 2.0, max_cards: int = 8,
@@ -172,17 +174,24 @@ class FacePanel(QScrollArea):
         self.setWidget(inner)
         self.cards: Dict[int, FaceCard] = {}
         self._now = -math.inf
+        #: separate pictures (an image folder read as stills): each picture's faces replace the last one's
+        self.stills = False
 
     def add_samples(self, samples: List[FaceSample]) -> None:
         """Feed every analysed face sample (in time order) to its card, creating cards as needed."""
         for s in samples:
             if s.timestamp < self._now - 1.0:  # the source restarted: start over
                 self.clear()
+            if self.stills and s.timestamp > self._now:  # the next picture: its faces are all new
+                self._drop([t for t in self.cards if t != s.track_id])
             self._now = max(self._now, s.timestamp)
             card = self.cards.get(s.track_id)
             if card is None:
                 if len(self.cards) >= self.max_cards:
-                    continue
+                    oldest = min(self.cards, key=lambda t: self.cards[t].last_seen)
+                    if self.cards[oldest].last_seen >= s.timestamp:  # all in this frame: no room
+                        continue
+                    self._drop([oldest])
                 card = FaceCard(s.track_id, window=self.window, parent=self.widget())
                 self._layout.insertWidget(len(self.cards), card)
                 self.cards[s.track_id] = card
@@ -203,13 +212,16 @@ class FacePanel(QScrollArea):
         """Drop stale cards and repaint the others (once per GUI tick)."""
         if now is not None:
             self._now = max(self._now, now)
-        for tid in [t for t, c in self.cards.items() if self._now - c.last_seen > self.forget_after]:
-            card = self.cards.pop(tid)
-            self._layout.removeWidget(card)
-            card.deleteLater()
+        self._drop([t for t, c in self.cards.items() if self._now - c.last_seen > self.forget_after])
         for c in self.cards.values():
             c.refresh()
         self._empty.setVisible(not self.cards)
+
+    def _drop(self, track_ids: List[int]) -> None:
+        for tid in track_ids:
+            card = self.cards.pop(tid)
+            self._layout.removeWidget(card)
+            card.deleteLater()
 
     def clear(self) -> None:
         for card in self.cards.values():
