@@ -84,4 +84,3 @@ class FrameSource(Source):
             self.height, self.width = image.shape[:2]
             yield FramePacket(index=index, pts=int(round(ts / self.time_base)), time_base=self.time_base, timestamp=ts,
                               image=image, source=self.name, stats={"decode": time.perf_counter() - t})
-
