@@ -226,10 +226,8 @@ def _open_folder(path: Path, images: str):
 
 
 def _outputs_for(inputs: List[str], args: argparse.Namespace) -> List[dict]:
-    from urllib.parse import unquote, urlsplit
-
     from realtime.batch.job import annotated_suffix
-    from realtime.batch.plan import url_output_path
+    from realtime.batch.plan import url_name
     from realtime.sinks import check_output_name
 
     out_dir = Path(args.out_dir)
@@ -243,8 +241,7 @@ def _outputs_for(inputs: List[str], args: argparse.Namespace) -> List[dict]:
         if "://" not in inp and p.name in ("", ".", ".."):  # `.` or `..`: the folder's own name
             p = p.resolve()
         if "://" in inp:  # a URL: its path's last part, without the query ("clip.mp4?v=1.2" -> clip); else its host
-            parts = [q for q in unquote(urlsplit(inp).path).split("/") if q not in ("", ".", "..")]
-            name = parts[-1] if parts else url_output_path(inp).parts[0]  # the host (and _port)
+            name = url_name(inp)
             stem = Path(name).stem if Path(name).suffix else name
         else:
             stem = p.stem if p.suffix else p.name

@@ -19,7 +19,7 @@ from ..sinks.sidecar import read_sidecar
 from .job import PARTIAL_DIR, BatchSettings, output_paths
 
 __all__ = ["VIDEO_SUFFIXES", "BatchItem", "collect_inputs", "settings_fingerprint", "item_fingerprint",
-           "url_output_path", "url_validators", "served_file_changed", "URL_VALIDATORS", "is_complete"]
+           "url_output_path", "url_name", "url_validators", "served_file_changed", "URL_VALIDATORS", "is_complete"]
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +42,26 @@ class BatchItem:
 BATCH_URL_SCHEMES = ("http", "https", "ftp")
 
 
-def url_output_path(url: str) -> Path:
-    """``HOST/PATH`` of a URL (query and fragment dropped), where its outputs go under ``--out-dir``."""
+def _url_host_and_path(url: str) -> Tuple[str, List[str]]:
+    """A URL's host (``host_port`` with a port) and its path's parts (query and fragment dropped)."""
     from urllib.parse import unquote, urlsplit
 
     u = urlsplit(url)
     parts = [p for p in unquote(u.path).split("/") if p not in ("", ".", "..")]
-    host = (u.hostname or "host") + (f"_{u.port}" if u.port else "")
+    return (u.hostname or "host") + (f"_{u.port}" if u.port else ""), parts
+
+
+def url_output_path(url: str) -> Path:
+    """``HOST/PATH`` of a URL (query and fragment dropped), where its outputs go under ``--out-dir``."""
+    host, parts = _url_host_and_path(url)
     return Path(host, *parts) if parts else Path(host, "stream")
+
+
+def url_name(url: str) -> str:
+    """The name of a URL's input: its path's last part (``clip.mp4`` of ``https://h/a/clip.mp4?v=2``), or its host
+    where it has no path (``cam1`` of ``rtsp://cam1/``)."""
+    host, parts = _url_host_and_path(url)
+    return parts[-1] if parts else host
 
 
 def _expand(spec: str, out_dir: Optional[Path], origin: str) -> List[Tuple[Path, Path, Optional[str]]]:
