@@ -163,6 +163,31 @@ def test_face_panel_shows_the_current_pictures_faces_and_makes_room_for_new_ones
     assert set(video.cards) == {1, 2}  # both in this frame: the third waits
 
 
+def test_face_panel_shows_the_new_card_at_once(qtbot):
+    """The app's screenshot (``--screenshot``) is grabbed in the same event-loop turn as the panel's last update:
+    it showed the previous picture's card (removed from the layout but still visible until deleted) and not the
+    new one (shown by a queued event). A card squashed below its own height clipped its readout's last line."""
+    from ui.bridge import FaceSample
+    from ui.widgets import FacePanel
+
+    em = np.array([0.1, 0.0, 0.0, 0.6, 0.2, 0.05, 0.05], np.float32)
+    panel = FacePanel(window=10.0, forget_after=2.0)
+    qtbot.addWidget(panel)
+    panel.resize(300, 500)
+    panel.show()
+    panel.stills = True
+    panel.add_samples([FaceSample(0.0, 0, 0.5, em, np.zeros(3, np.float32))])
+    panel.advance()
+    qtbot.wait(50)  # the first picture's card is on screen
+    panel.add_samples([FaceSample(1 / 30, 1, 0.5, em, np.zeros(3, np.float32))])
+    panel.advance()  # no event-loop turn between this and a grab
+    inner = panel.widget()
+    shown = [c.track_id for c in inner.findChildren(type(panel.cards[1])) if c.isVisible()]
+    assert shown == [1]
+    card = panel.cards[1]
+    assert card.geometry().height() == card.sizeHint().height() and card.bars.isVisible()  # laid out, not squashed
+
+
 def test_face_panel_cards_and_plot_window(qtbot):
     from ui.bridge import FaceSample
     from ui.widgets import FacePanel
@@ -412,6 +437,14 @@ def test_errors_show_in_the_window_and_app_stays_usable(qtbot, window, tmp_path)
     window.stop()
     _wait_finished(qtbot, window)
     assert window.session.end_reason in ("stopped", "end of input")
+
+
+def test_status_bar_says_no_rate_rather_than_zero(window):
+    """A single picture is one frame: no frame rate can be measured, and the status bar said "pipeline 0.0 fps"
+    as if the pipeline had stalled."""
+    window._update_status()
+    assert window.pipe_label.text() == "pipeline – fps" and window.fps_label.text() == "display – fps"
+    assert "0.0" not in window.pipe_label.text()
 
 
 # --------------------------------------------------------------------- command line

@@ -55,6 +55,11 @@ def detector_choices() -> List[str]:
     return [d for d in DETECTOR_CHOICES if d != "scrfd"]
 
 
+def _rate(fps: float) -> str:
+    """A frame rate for the status bar: "–" where none can be measured yet (a single picture: one frame)."""
+    return f"{fps:.1f}" if fps > 0 else "–"
+
+
 def csv_reading(csv_file: Union[str, Path]) -> str:
     """``"out.csv read as happy (mean p 0.62)"`` from a finished CSV's sidecar summary; "" when it has none."""
     info = read_sidecar(Path(csv_file).with_suffix(".json"))
@@ -428,9 +433,9 @@ class MainWindow(QMainWindow):
 
     def _update_status(self) -> None:
         st = self.stats()
-        self.fps_label.setText(f"display {self.live_view.fps():.1f} fps")
+        self.fps_label.setText(f"display {_rate(self.live_view.fps())} fps")
         recent = self.session.recent_fps() if self.session is not None and self.session.is_alive() else None
-        self.pipe_label.setText(f"pipeline {recent if recent is not None else st['pipeline_fps']:.1f} fps")
+        self.pipe_label.setText(f"pipeline {_rate(recent if recent is not None else st['pipeline_fps'])} fps")
         lat = st["latency_ms_p50"]
         self.latency_label.setText(f"latency {lat:.0f} ms" if lat is not None else "latency – ms")
         self.drops_label.setText(f"dropped {st['display_drops'] + st['source_drops']} "

@@ -67,6 +67,8 @@ class FaceCard(QFrame):
         self.track_id = int(track_id)
         self.setObjectName("faceCard")
         self.setFrameShape(QFrame.Shape.StyledPanel)
+        # its own height always: a full panel scrolls instead of squashing the cards (which clipped the readout)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
         self.last_seen = -math.inf
         self.intensity = float("nan")
         self.emotions: Optional[np.ndarray] = None
@@ -127,8 +129,8 @@ class FaceCard(QFrame):
             rx, ry, rz = (math.degrees(float(v)) for v in self.pose[:3])
             pose = f"yaw {ry:+.0f}°<br>pitch {rx:+.0f}°<br>roll {rz:+.0f}°"
         else:
-            pose = "pose –"
-        top = ""
+            pose = "yaw –<br>pitch –<br>roll –"
+        top = "<br>emotion –"  # always five lines: the card keeps its height when the first numbers come
         if self.emotions is not None:
             i = int(np.argmax(self.emotions))
             top = f"<br><b>{EMOTIONS[i]}</b> {float(self.emotions[i]):.2f}"
@@ -194,6 +196,7 @@ class FacePanel(QScrollArea):
                     self._drop([oldest])
                 card = FaceCard(s.track_id, window=self.window, parent=self.widget())
                 self._layout.insertWidget(len(self.cards), card)
+                card.show()  # now, not by the layout's queued event: a grab in this event-loop turn shows it
                 self.cards[s.track_id] = card
             card.add_sample(s)
 
@@ -216,16 +219,19 @@ class FacePanel(QScrollArea):
         for c in self.cards.values():
             c.refresh()
         self._empty.setVisible(not self.cards)
+        self._layout.activate()  # the cards' geometry now, so that a grab before the next event-loop turn is right
 
     def _drop(self, track_ids: List[int]) -> None:
         for tid in track_ids:
             card = self.cards.pop(tid)
             self._layout.removeWidget(card)
+            card.hide()  # deleteLater waits for the event loop; until then it would still paint
             card.deleteLater()
 
     def clear(self) -> None:
         for card in self.cards.values():
             self._layout.removeWidget(card)
+            card.hide()
             card.deleteLater()
         self.cards.clear()
         self._now = -math.inf
