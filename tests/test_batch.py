@@ -558,7 +558,8 @@ def test_a_batch_of_served_files_reads_them_whole_and_resumes(tiny_export, tmp_p
 def test_a_served_files_validators_and_what_counts_as_a_change():
     """The HEAD before a batch: a host that does not speak HTTP was a traceback through the thread pool (an
     http.client error that urllib does not wrap); with an ETag on both sides a new Last-Modified alone (another node
-    of a load balancer) is not a change."""
+    of a load balancer) is not a change. A Last-Modified that is the response's own Date (a script dating the file
+    at each request) is not recorded: every run redid the input."""
     import socket
     import threading
 
@@ -580,6 +581,28 @@ def test_a_served_files_validators_and_what_counts_as_a_change():
     finally:
         srv.close()
     assert url_validators("ftp://example.invalid/a.mp4") == {}  # no HEAD for FTP: the URL stands for the file
+
+    # a server that dates the file at each request (a script serving it) and sends no ETag: every batch redid it
+    import http.server
+
+    class Redating(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:
+            self.send_response(200)  # sends Date: now
+            self.send_header("Last-Modified", self.date_time_string())
+            self.send_header("Content-Length", "1234")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redating)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        got = url_validators(f"http://127.0.0.1:{web.server_address[1]}/a.mp4", timeout=5)
+        assert got == {"Content-Length": "1234"}  # Last-Modified is the response's own time: not the file's
+    finally:
+        web.shutdown()
+        web.server_close()
     a = {"url": "u", "ETag": '"1"', "Last-Modified": "Mon, 01 Dec 2026 10:00:00 GMT", "Content-Length": "10"}
     assert served_file_changed(a, dict(a)) is None
     assert served_file_changed(a, {**a, "ETag": '"2"'}) == "ETag"

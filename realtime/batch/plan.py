@@ -294,10 +294,28 @@ def url_validators(url: str, timeout: float = 10.0) -> Optional[Dict[str, str]]:
         return {}
     try:
         with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout) as r:
-            return {k: r.headers[k] for k in URL_VALIDATORS if r.headers.get(k)}
+            found = {k: r.headers[k] for k in URL_VALIDATORS if r.headers.get(k)}
+            if "Last-Modified" in found and _request_time(found["Last-Modified"], r.headers.get("Date")):
+                # a page made on request dates itself now: every run would see a new file
+                log.debug("%s: Last-Modified is the response's Date; not a validator", url)
+                del found["Last-Modified"]
+            return found
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:  # not HTTP: a bad line
         log.debug("%s: HEAD failed (%s)", url, e)
         return None
+
+
+def _request_time(last_modified: str, date: Optional[str], slack_s: float = 2.0) -> bool:
+    """Whether a response's ``Last-Modified`` is its own ``Date`` (within ``slack_s``): a server that serves the
+    file from a script, or re-dates it on every request, rather than the file's time."""
+    from email.utils import parsedate_to_datetime
+
+    if not date:
+        return False
+    try:
+        return abs((parsedate_to_datetime(last_modified) - parsedate_to_datetime(date)).total_seconds()) <= slack_s
+    except (TypeError, ValueError):
+        return False
 
 
 def served_file_changed(before: Optional[Dict[str, Any]], now: Optional[Dict[str, Any]]) -> Optional[str]:
