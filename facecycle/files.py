@@ -1,11 +1,12 @@
-"""Small file utilities shared by export, engines and data tools (no torch)."""
+"""Small file utilities shared by export, engines, data tools and the outputs (no torch)."""
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
-__all__ = ["sha256_file", "IMAGE_SUFFIXES", "UNREAD_PICTURE_SUFFIXES", "VIDEO_SUFFIXES"]
+__all__ = ["json_safe", "sha256_file", "IMAGE_SUFFIXES", "UNREAD_PICTURE_SUFFIXES", "VIDEO_SUFFIXES"]
 
 #: still-image file suffixes every folder reader accepts (lower case; OpenCV reads them all, AVIF where its build
 #: has the codec, as the pip wheels since 4.11 do)
@@ -25,3 +26,18 @@ def sha256_file(path: Union[str, Path]) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every float that JSON cannot hold (NaN, ±infinity; Python's or NumPy's) replaced by None, in
+    dicts, lists and tuples at any depth. ``json.dumps`` writes them as ``NaN``/``Infinity``, which strict readers
+    (JavaScript's ``JSON.parse``, Go, R's jsonlite by default) refuse."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "tolist") and hasattr(obj, "dtype"):  # a NumPy array or scalar (NumPy not imported here)
+        return json_safe(obj.tolist())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    return obj

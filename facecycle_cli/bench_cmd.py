@@ -13,6 +13,7 @@ import platform
 from pathlib import Path
 
 from facecycle.errors import OutputError, UsageError
+from facecycle.files import json_safe
 from realtime.detectors import DETECTOR_CHOICES
 
 from .process_cmd import backend_name
@@ -131,7 +132,7 @@ def _bench_realtime(name: str):
 
 def _write(rec, out: str) -> None:
     """Write a JSON record to ``out`` ('-' = stdout)."""
-    text = json.dumps(rec, indent=2, default=str) + "\n"
+    text = json.dumps(json_safe(rec), indent=2, default=str, allow_nan=False) + "\n"
     if out == "-":
         print(text, end="")
         return

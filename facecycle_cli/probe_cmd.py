@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from facecycle.errors import OutputError, UsageError
+from facecycle.files import json_safe
 
 
 def _common(q: argparse.ArgumentParser) -> None:
@@ -111,7 +112,7 @@ def _write_json(path, obj) -> None:
         return
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(obj, indent=2))
+        Path(path).write_text(json.dumps(json_safe(obj), indent=2, allow_nan=False))
     except OSError as e:
         raise OutputError(f"{path}: {e.strerror or e}") from None
 

@@ -355,7 +355,8 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals"
 
     shown = plan["video"] and (f"{plan['video']}{os.sep}" if Path(plan["video"]).suffix == ".annotated"  # pictures
                                else str(plan["video"]))
-    wrote = ", ".join(str(v) for v in (plan["csv"], side, shown) if v)
+    # only what is there: a run stopped before its first frame has no video (nor, without a CSV, a sidecar)
+    wrote = ", ".join(str(v) for v in (plan["csv"], side, shown) if v and Path(v).exists()) or "nothing written"
 
     skipped = "unreadable image" if isinstance(run.src, ImageFolderSource) else "damaged packet"
     folder = ""
@@ -370,7 +371,9 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals"
              if getattr(run.src, "frames_missing", 0) else "")
           + _reading(side) + f" -> {wrote}", file=sys.stderr)
     if sig.signum is not None:
-        print(f"facecycle: {'terminated' if sig.exit_code == 143 else 'interrupted'}; outputs flushed "
+        early = (" during the first of its two readings (the look-ahead), before any row was written"
+                 if s["frames"] == 0 and (run.lookahead or run.baseline_ahead) else "")
+        print(f"facecycle: {'terminated' if sig.exit_code == 143 else 'interrupted'}{early}; outputs flushed "
               f"and closed", file=sys.stderr)
         return sig.exit_code
     return 0

@@ -112,15 +112,15 @@ class RunStats:
     def summary(self) -> dict:
         lat = sorted(self.latencies)
 
-        def q(p):
-            return lat[min(len(lat) - 1, int(p * (len(lat) - 1) + 0.5))] * 1000 if lat else float("nan")
+        def q(p):  # None without frames (JSON has no NaN)
+            return round(lat[min(len(lat) - 1, int(p * (len(lat) - 1) + 0.5))] * 1000, 2) if lat else None
 
         return {"frames": self.frames, "faces": self.faces, "detector_runs": self.detections,
                 "scene_cuts": self.scene_cuts, "drops": self.drops,
                 "decode_errors": self.errors, "elapsed_s": round(self.elapsed, 3), "fps": round(self.fps, 2),
                 "cpu_ms_per_frame": round(((self.cpu_end or time.process_time()) - self.cpu_start)
-                                          / max(1, self.frames) * 1000, 3),
-                "latency_ms_p50": round(q(0.5), 2), "latency_ms_p95": round(q(0.95), 2),
+                                          / self.frames * 1000, 3) if self.frames else None,
+                "latency_ms_p50": q(0.5), "latency_ms_p95": q(0.95),
                 "stage_ms_per_frame": {k: round(v / max(1, self.frames) * 1000, 3)
                                        for k, v in sorted(self.stage_time.items())}}
 

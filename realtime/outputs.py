@@ -194,7 +194,9 @@ class RunOutputs:
         info = dict(self.describe())
         info["status"] = status
         info["csv"] = str(self.csv.path) if self.csv is not None else None
-        info["video"] = str(self.video_path) if self.video_path is not None else None
+        # a video that never got a frame (stopped before the first) was never created: not named as written
+        made = self.video_path is not None and (status == "running" or Path(self.video_path).exists())
+        info["video"] = str(self.video_path) if made else None
         if self.csv is not None:
             info.update(frames=self.csv.frames, rows=self.csv.rows, summary=self.csv.summary.to_dict())
         if status != "running" and self.stats is not None:

@@ -716,6 +716,23 @@ def test_disk_full_for_the_sidecar_too(cli, tmp_path, small_clip, monkeypatch, c
         sidecar.write_sidecar(run, big)
     assert json.loads(run.read_bytes())["status"] == "running" and not (tmp_path / "r.json.tmp").exists()
 
+def test_json_outputs_hold_no_nan(tmp_path):
+    """JSON has no NaN or Infinity. Python's json writes them anyway, and JavaScript's JSON.parse, Go and R's jsonlite
+    refuse the file: a run stopped before its first frame wrote ``"latency_ms_p50": NaN`` into its sidecar."""
+    import numpy as np
+
+    from facecycle.files import json_safe
+    from realtime.sinks import sidecar
+
+    obj = {"a": float("nan"), "b": [1, np.float32("inf"), np.array([0.5, np.nan])], "c": (np.int64(3), "x"),
+           "d": {"e": -float("inf"), "f": np.float64(2.5)}}
+    assert json_safe(obj) == {"a": None, "b": [1, None, [0.5, None]], "c": [3, "x"], "d": {"e": None, "f": 2.5}}
+    path = tmp_path / "s.json"
+    sidecar.write_sidecar(path, {"status": "complete", **obj})
+    strict = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in the sidecar"))
+    assert strict["a"] is None and strict["b"][2] == [0.5, None] and strict["d"]["f"] == 2.5
+
+
 def test_an_input_name_near_the_limit_is_a_clear_output_error(cli, tmp_path, small_clip):
     """An input named 249 bytes (legal) gives ``NAME.annotated.mp4`` of 259, over the file system's 255: one line,
     exit 4, and nothing is made. It was an internal error (exit 1, a traceback under --debug) after the CSV and its

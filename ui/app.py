@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from facecycle.errors import FaceCycleError, OutputError, PipelineError, UsageError
+from facecycle.files import json_safe
 
 __all__ = ["add_arguments", "run_app", "Automation"]
 
@@ -152,7 +153,7 @@ class Automation:
             if self.stats_json:
                 p = Path(self.stats_json)
                 p.parent.mkdir(parents=True, exist_ok=True)
-                p.write_text(json.dumps(self.stats, indent=2, default=str) + "\n")
+                p.write_text(json.dumps(json_safe(self.stats), indent=2, default=str, allow_nan=False) + "\n")
         except OSError as e:
             self.error = self.error or OutputError(f"{e.filename or ''}: {e.strerror or e}")
         except FaceCycleError as e:

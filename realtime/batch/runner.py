@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Deque, Dict, List, Optional, Union
 
 from facecycle.errors import OutputError
+from facecycle.files import json_safe
 
 from ..summary import clip_reading
 from .job import BatchSettings, output_paths
@@ -46,7 +47,7 @@ def _validators(urls: List[str]) -> Dict[str, Optional[Dict[str, str]]]:
 def _write_json(path: Path, data: Dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        tmp.write_text(json.dumps(json_safe(data), indent=2, default=str, allow_nan=False) + "\n")
         os.replace(tmp, path)
     except OSError as e:
         raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None

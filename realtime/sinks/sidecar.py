@@ -12,6 +12,8 @@ from typing import Any, Dict, Optional, Union
 
 import numpy as np
 
+from facecycle.files import json_safe
+
 __all__ = ["versions", "write_sidecar", "read_sidecar"]
 
 
@@ -43,7 +45,8 @@ def write_sidecar(path: Union[str, Path], info: Dict[str, Any]) -> None:
     d = dict(info)
     d.setdefault("versions", versions())
     d["written_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    text = json.dumps(d, indent=2, default=_default) + "\n"
+    d = json_safe(d)  # NaN and infinities are not JSON: null
+    text = json.dumps(d, indent=2, default=_default, allow_nan=False) + "\n"
     if d.get("status") == "running":
         text += " " * max(0, RESERVE_BYTES - len(text.encode()))
     tmp = p.with_name(p.name + ".tmp")
@@ -53,7 +56,7 @@ def write_sidecar(path: Union[str, Path], info: Dict[str, Any]) -> None:
     except OSError:
         with contextlib.suppress(OSError):  # the write's own error is the one to report
             tmp.unlink(missing_ok=True)
-        data = (json.dumps(d, default=_default) + "\n").encode()
+        data = (json.dumps(d, default=_default, allow_nan=False) + "\n").encode()
         size = p.stat().st_size if p.is_file() else 0
         if len(data) > size:
             raise
