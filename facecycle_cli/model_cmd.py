@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from facecycle.config import get_config, list_configs
@@ -13,8 +14,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("model", help="model information and checkpoint conversion")
     msub = p.add_subparsers(dest="model_command", metavar="ACTION")
 
-    info = msub.add_parser("info", help="parameter counts per module of a config or checkpoint")
+    info = msub.add_parser("info", help="what a model is: the shipped default (no option), an exported model "
+                                        "folder, a checkpoint or a config",
+                           description="Without an option: the model `facecycle process` runs by default (config, "
+                                       "parameters per module, graphs and their sizes, the emotion head's classes "
+                                       "and bias; no torch needed). --config and --checkpoint need torch.")
     src = info.add_mutually_exclusive_group()
+    src.add_argument("--model", metavar="DIR", default=None,
+                     help="an exported model folder (manifest.json; default: the shipped model)")
     src.add_argument("--config", default=None, help=f"config name ({', '.join(list_configs())})")
     src.add_argument("--checkpoint", default=None, help="a checkpoint (ours or the authors')")
     info.add_argument("--json", action="store_true", help="print JSON")
@@ -32,7 +39,84 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
+def model_dir_info(model_dir: Path) -> dict:
+    """What an exported model folder holds, from its files alone (no torch, no ONNX Runtime session): the config,
+    parameters per module (from ``model.safetensors`` where shipped), graphs with their sizes, and the expression
+    head's classes and class bias."""
+    from safetensors import safe_open
+
+    from engines.base import read_manifest
+    from facecycle.errors import ModelError
+    from realtime.heads import HEAD_FILE
+
+    man = read_manifest(model_dir)
+    cfg = man.get("config") or {}
+    graphs = {name: {"file": g.get("file"), "bytes": (model_dir / g["file"]).stat().st_size
+                     if g.get("file") and (model_dir / g["file"]).is_file() else None}
+              for name, g in man["graphs"].items()}
+    out = {"model_dir": str(model_dir), "config": cfg.get("name"), "image_size": cfg.get("image_size"),
+           "code_dim": cfg.get("code_dim"), "settings": {k: cfg[k] for k in ("encoder_width", "width", "crop_scale",
+                                                                                "gray_input", "feature_flip",
+                                                                                "detail_px") if k in cfg},
+           "source": man.get("source"), "graphs": graphs, "parameters": None, "total": None, "head": None,
+           "bytes": sum(f.stat().st_size for f in model_dir.iterdir() if f.is_file())}
+    ckpt = model_dir / "model.safetensors"
+    try:
+        if ckpt.is_file():
+            counts: dict = {}
+            with safe_open(str(ckpt), framework="numpy") as f:
+                for k in f.keys():
+                    counts[k.split(".")[0]] = counts.get(k.split(".")[0], 0) + int(
+                        math.prod(f.get_slice(k).get_shape()))
+            out["parameters"], out["total"] = counts, sum(counts.values())
+        head = model_dir / HEAD_FILE
+        if head.is_file():
+            with safe_open(str(head), framework="numpy") as f:
+                meta = f.metadata() or {}
+                dim = f.get_slice("weight").get_shape()
+            out["head"] = {"classes": json.loads(meta.get("classes", "null")), "feature_dim": int(dim[1]),
+                           "class_bias": json.loads(meta.get("class_bias", "{}")), "fit": meta.get("fit")}
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError, OSError, ValueError
+        raise ModelError(f"{model_dir}: cannot read the model's files ({str(e).splitlines()[0]})") from None
+    return out
+
+
+def _print_dir_info(out: dict) -> None:
+    mb = out["bytes"] / 1e6
+    print(f"model {out['model_dir']} ({mb:.1f} MB)")
+    st = ", ".join(f"{k} {v}" for k, v in out["settings"].items())
+    print(f"config {out['config']} ({out['image_size']} px, code {out['code_dim']}{', ' + st if st else ''})")
+    if out["source"]:
+        print(f"trained: {out['source']}")
+    if out["parameters"]:
+        for k, v in out["parameters"].items():
+            print(f"  {k:16s} {v:>12,d}")
+        print(f"  {'total':16s} {out['total']:>12,d}")
+    print("graphs: " + ", ".join(f"{n} ({g['bytes'] / 1e6:.1f} MB)" if g["bytes"] is not None else f"{n} (missing)"
+                                 for n, g in out["graphs"].items()))
+    h = out["head"]
+    if h is None:
+        print("emotion head: none (the CSV's emotion columns stay empty)")
+    else:
+        bias = ", ".join(f"{c} {b:+g}" for c, b in h["class_bias"].items())
+        print(f"emotion head: {len(h['classes'] or [])} classes ({', '.join(h['classes'] or [])}) on the "
+              f"{h['feature_dim']}-d feature" + (f"; class bias {bias}" if bias else ""))
+
+
 def _info(args: argparse.Namespace) -> int:
+    if not (args.config or args.checkpoint):
+        from facecycle.assets import default_model_dir
+
+        d = Path(args.model) if args.model else default_model_dir()
+        if not d.is_dir():
+            raise InputError(f"{d}: no such folder")
+        out = model_dir_info(d)
+        if args.json:
+            print(json.dumps(out, indent=2))
+        else:
+            _print_dir_info(out)
+        return 0
+
     from facecycle.model import FaceCycle
 
     if args.checkpoint:
@@ -41,7 +125,7 @@ def _info(args: argparse.Namespace) -> int:
         model = load_checkpoint(args.checkpoint)
     else:
         try:
-            cfg = get_config(args.config or "paper")
+            cfg = get_config(args.config)
         except ValueError as e:
             raise UsageError(str(e)) from None
         model = FaceCycle(cfg)

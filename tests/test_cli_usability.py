@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -149,6 +151,37 @@ def test_process_end_line_names_the_sidecar(clip, tiny_export, tmp_path, capfd):
 
 def test_quick_start_output_folder_is_ignored_by_git():
     assert "/results/" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_model_info_describes_the_shipped_model_without_torch(tmp_path, tiny_export):
+    """`facecycle model info` described the paper's config (34.9 M parameters, needing torch) when asked for no
+    model: not the 2.9 M-parameter model that `process` runs. Without an option it now reads the shipped model's
+    files (on the base install too: no torch); --model DIR any exported folder; a damaged file is one line, exit 5."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+    def run(argv):
+        code = f"import sys; sys.modules['torch'] = None; from facecycle_cli import main; sys.exit(main({argv!r}))"
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                              cwd=tmp_path, env=env)
+
+    r = run(["model", "info", "--json"])
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    from facecycle.assets import default_model_dir
+
+    man = json.loads((default_model_dir() / "manifest.json").read_text())
+    assert info["config"] == man["config"]["name"] and set(info["graphs"]) == set(man["graphs"])
+    assert info["head"]["classes"] == ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+    assert info["total"] == sum(info["parameters"].values()) and 1e6 < info["total"] < 2e7  # not the paper's 34.9 M
+    assert info["bytes"] == sum(f.stat().st_size for f in default_model_dir().iterdir() if f.is_file())
+    r = run(["model", "info", "--model", str(tiny_export[1])])
+    assert r.returncode == 0 and f"config {tiny_export[0].config.name} " in r.stdout, r.stderr
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "manifest.json").write_text((Path(tiny_export[1]) / "manifest.json").read_text())
+    (bad / "model.safetensors").write_bytes(b"garbage")
+    r = run(["model", "info", "--model", str(bad)])
+    assert r.returncode == 5 and len(r.stderr.strip().splitlines()) == 1 and "cannot read" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("module, argv, extra", [
