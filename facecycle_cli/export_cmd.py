@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
+from typing import Optional
 
 from facecycle.config import get_config
 from facecycle.errors import OutputError, UsageError
+from realtime.heads import HEAD_FILE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,6 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     p.add_argument("--atol", type=float, default=1e-4, help="validation tolerance (max abs)")
     p.add_argument("--seed", type=int, default=0, help="seed for --random-config")
+    head = p.add_mutually_exclusive_group()
+    head.add_argument("--head", metavar="PATH", default=None,
+                      help="the emotion head to ship with the graphs (as expression_head.safetensors): a model "
+                           "folder's expression_head.safetensors or a training run's head.safetensors (default: "
+                           "the one beside --checkpoint, if any; without a head the CSV's emotion columns stay "
+                           "empty)")
+    head.add_argument("--no-head", action="store_true", help="export without an emotion head")
     p.set_defaults(func=_export)
 
 
@@ -44,6 +54,12 @@ def _export(args: argparse.Namespace) -> int:
         torch.manual_seed(args.seed)
         model = FaceCycle(cfg).eval()
         source = f"random:{cfg.name}:seed{args.seed}"
+    head_path = None if args.no_head else _head_path(args)
+    head = None
+    if head_path is not None:  # checked before anything is written
+        from facecycle.probe.linear import expression_head_for
+
+        head = expression_head_for(head_path, model.config, source=source)
     graphs = [g.strip() for g in args.graphs.split(",")] if args.graphs else None
     try:
         Path(args.out).mkdir(parents=True, exist_ok=True)
@@ -52,5 +68,33 @@ def _export(args: argparse.Namespace) -> int:
     man = export_onnx(model, args.out, graphs=graphs, opset=args.opset, atol=args.atol, source=source)
     for name, v in man.get("validation", {}).items():
         print(f"{name:11s} ok  max|onnxruntime - torch| = {v['max_abs_err']:.2e}")
+    out_head = Path(args.out) / HEAD_FILE
+    if head is not None:
+        from facecycle.probe.linear import save_head
+
+        try:
+            save_head(head, out_head)
+        except OSError as e:
+            raise OutputError(f"{out_head}: {e.strerror or e}") from None
+        bias = json.loads(head.meta.get("class_bias", "{}"))
+        print(f"emotion head from {head_path}: {len(head.classes)} classes"
+              + (f", class bias {', '.join(f'{c} {b:+g}' for c, b in bias.items())}" if bias else ""))
+    else:
+        out_head.unlink(missing_ok=True)  # a head left by an earlier export into this folder belongs to that model
+        print("no emotion head (--head PATH adds one): the CSV's emotion columns stay empty"
+              + (" (--no-head)" if args.no_head else ""))
     print(f"wrote {Path(args.out) / 'manifest.json'}")
     return 0
+
+
+def _head_path(args: argparse.Namespace) -> Optional[Path]:
+    """``--head``, else the head beside ``--checkpoint`` (a model folder's or a training run's), else None."""
+    if args.head:
+        return Path(args.head)
+    if not args.checkpoint:
+        return None
+    for name in (HEAD_FILE, "head.safetensors"):
+        p = Path(args.checkpoint).parent / name
+        if p.is_file():
+            return p
+    return None

@@ -33,7 +33,7 @@ from .annotators import Annotator, default_annotator
 from .backend import open_model
 from .baseline import NeutralBaseline
 from .detectors import create_detector
-from .heads import ExpressionHead
+from .heads import HEAD_FILE, ExpressionHead
 from .inference import NEUTRAL_PASSES, FaceInference
 from .neutral_reference import NeutralReference
 from .outputs import RunOutputs
@@ -223,6 +223,9 @@ class Analyzer:
                                   warmup=graphs)
         try:
             self.head = ExpressionHead.find(self.backend.model_dir)
+            if self.head is None:  # said once, where the run starts: the CSV would only show empty columns
+                log.warning("%s has no emotion head (%s): the emotion columns stay empty and expr_intensity is the "
+                            "flow's length (facecycle export --head adds one)", self.backend.model_dir, HEAD_FILE)
             self.inference = FaceInference(self.backend, self.head, neutralize=neutralize,
                                            identity=identity or reid, crop_scale=crop_scale,
                                            neutral_passes=NEUTRAL_PASSES if neutral_passes is None

@@ -15,12 +15,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from pathlib import Path
-
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -56,12 +53,10 @@ def with_identity(model, donor):
 
 def main() -> int:
     import torch
-    from safetensors.torch import load_file
 
     from facecycle.checkpoint import load_checkpoint, save_checkpoint
     from facecycle.export import export_onnx
-    from facecycle.probe.linear import Head, parse_class_bias, save_head, with_class_bias
-    from facecycle.train.semisup import EMOTION_CLASSES
+    from facecycle.probe.linear import expression_head_for, parse_class_bias, save_head, with_class_bias
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", type=Path, required=True)
@@ -97,18 +92,7 @@ def main() -> int:
     shutil.rmtree(tmp, ignore_errors=True)
     man = export_onnx(model, tmp, source=a.note or f"trained: {a.checkpoint}")
     save_checkpoint(model, tmp / "model.safetensors", dtype=torch.float16)
-    hs = load_file(str(a.head))
-    w = hs["fc.weight"].float().numpy()
-    b = hs["fc.bias"].float().numpy()
-    c = model.config
-    meta = {"task": "expression", "feature": "facecycle", "config": c.to_json(), "config_name": c.name,
-            "image_size": str(c.image_size), "feature_dim": str(c.feature_dim),
-            "classes": json.dumps(list(EMOTION_CLASSES)),
-            "fit": "trained end to end with the encoder (facecycle train --stage semisup)",
-            "source": a.note}
-    if a.val_acc is not None:
-        meta["accuracy"] = f"{a.val_acc:.4f}"
-    head = Head(w, b, np.zeros(w.shape[1], np.float32), np.ones(w.shape[1], np.float32), meta)
+    head = expression_head_for(a.head, model.config, source=a.note, accuracy=a.val_acc)
     save_head(with_class_bias(head, parse_class_bias(a.class_bias)), tmp / "expression_head.safetensors")
     if a.out.exists():
         shutil.rmtree(a.out)

@@ -105,3 +105,46 @@ def test_cli_export_unknown_config_is_usage_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "facecycle", "export", "--random-config", "nope", "--out",
                         str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 2 and "unknown config" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_export_ships_the_emotion_head_beside_the_checkpoint(tmp_path):
+    """`facecycle export --checkpoint` wrote the graphs only: re-exporting the shipped model (another opset, say) or
+    a training run gave a model whose CSV had empty emotion columns, silently. The head beside the checkpoint (a
+    model folder's expression_head.safetensors or a training run's head.safetensors) now goes with the graphs;
+    --head names another, --no-head leaves it out, and a head of another feature size is refused before any
+    export work."""
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+
+    from facecycle.checkpoint import save_checkpoint
+    from facecycle.model import FaceCycle
+    from realtime.heads import ExpressionHead
+
+    torch.manual_seed(0)
+    model = FaceCycle("tiny").eval()
+    run = tmp_path / "run"
+    run.mkdir()
+    save_checkpoint(model, run / "last.safetensors")
+    fc = {"fc.weight": torch.randn(7, model.config.feature_dim), "fc.bias": torch.randn(7)}
+    save_file(fc, str(run / "head.safetensors"))  # as `facecycle train --stage semisup` writes it
+
+    def export(*extra):
+        return subprocess.run([sys.executable, "-m", "facecycle", "export", "--checkpoint",
+                               str(run / "last.safetensors"), "--out", str(tmp_path / "m"), "--graphs", "analyze",
+                               *extra],
+                              capture_output=True, text=True)
+
+    r = export()
+    assert r.returncode == 0, r.stderr
+    head = ExpressionHead.load(tmp_path / "m" / "expression_head.safetensors")
+    assert list(head.classes) == ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+    np.testing.assert_allclose(head.weight, fc["fc.weight"].numpy(), rtol=0, atol=0)
+    assert "emotion head from" in r.stdout
+    r = export("--no-head")  # the folder's earlier head belongs to that export: gone
+    assert r.returncode == 0 and not (tmp_path / "m" / "expression_head.safetensors").exists(), r.stderr
+    save_file({"fc.weight": torch.randn(7, 5), "fc.bias": torch.randn(7)}, str(tmp_path / "other.safetensors"))
+    (tmp_path / "m").rename(tmp_path / "m_old")
+    r = export("--head", str(tmp_path / "other.safetensors"))
+    assert r.returncode == 3 and "5-d features" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "m").exists()  # refused before the export started

@@ -26,8 +26,8 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["Head", "fit_classifier", "fit_regressor", "save_head", "load_head", "with_class_bias", "parse_class_bias",
-           "classification_report", "DEFAULT_WDS", "DEFAULT_RIDGE"]
+__all__ = ["expression_head_for", "Head", "fit_classifier", "fit_regressor", "save_head", "load_head", "with_class_bias",
+           "parse_class_bias", "classification_report", "DEFAULT_WDS", "DEFAULT_RIDGE"]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,48 @@ def load_head(path: Path) -> Head:
     d = t["weight"].shape[1]
     return Head(t["weight"], t["bias"], t.get("mean", np.zeros(d, np.float32)),
                 t.get("std", np.ones(d, np.float32)), meta)
+
+
+def expression_head_for(path: Path, config, source: str = "", accuracy: Optional[float] = None) -> Head:
+    """The emotion head at ``path`` in the shipped format (``expression_head.safetensors`` of a model folder), for
+    a model of ``config`` (a :class:`~facecycle.config.FaceCycleConfig`): either a head already in that format
+    (``weight``, ``bias``; copied as it is, class bias included) or a training run's ``head.safetensors`` (the
+    ``fc.weight``/``fc.bias`` that ``facecycle train --stage semisup`` writes beside ``last.safetensors``, in the
+    FER-2013 classes' order), given the metadata the pipeline and ``probe eval`` read. An
+    :class:`~facecycle.errors.InputError` where the file is unreadable, neither, or made for another feature size."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such head file")
+    try:
+        with safe_open(str(path), framework="np") as f:
+            keys = set(f.keys())
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error type
+        raise InputError(f"{path}: unreadable head file ({str(e).splitlines()[0]})") from None
+    if {"weight", "bias"} <= keys:
+        head = load_head(path)
+    elif {"fc.weight", "fc.bias"} <= keys:
+        from .datasets import EXPRESSION_CLASSES
+
+        with safe_open(str(path), framework="np") as f:
+            w, b = f.get_tensor("fc.weight").astype(np.float32), f.get_tensor("fc.bias").astype(np.float32)
+        if w.shape[0] != len(EXPRESSION_CLASSES):
+            raise InputError(f"{path}: {w.shape[0]} classes; a training run's head has the 7 FER-2013 classes")
+        meta = {"task": "expression", "feature": "facecycle", "config": config.to_json(), "config_name": config.name,
+                "image_size": str(config.image_size), "feature_dim": str(config.feature_dim),
+                "classes": json.dumps(list(EXPRESSION_CLASSES)),
+                "fit": "trained end to end with the encoder (facecycle train --stage semisup)", "source": source}
+        if accuracy is not None:
+            meta["accuracy"] = f"{accuracy:.4f}"
+        d = w.shape[1]
+        head = Head(w, b, np.zeros(d, np.float32), np.ones(d, np.float32), meta)
+    else:
+        raise InputError(f"{path}: not an emotion head (no 'weight'/'bias' nor a training run's 'fc.weight'/'fc.bias')")
+    if head.weight.shape[1] != config.feature_dim:
+        raise InputError(f"{path}: the head reads {head.weight.shape[1]}-d features; config {config.name}'s feature "
+                         f"is {config.feature_dim}-d (a head of another model?)")
+    return head
 
 
 def with_class_bias(head: Head, bias: Dict[str, float]) -> Head:
