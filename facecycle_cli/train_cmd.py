@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facecycle.config import list_configs
 from facecycle.errors import InputError, UsageError
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "FER-2013 supervision through the same encoder (the shipped default's recipe, "
                         "needs --fer)")
     p.add_argument("--data", nargs="+", default=[], metavar="DATASET", help="datasets from `data prepare`")
-    p.add_argument("--config", default="small", help="model config (paper, paper128, small, tiny)")
+    p.add_argument("--config", default="small",
+                   help=f"model config ({', '.join(list_configs())}; default small; the shipped model: rt64w)")
     p.add_argument("--out", required=True, help="run directory (checkpoints, log.csv, samples/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     p.add_argument("--steps", type=int, default=4000, help="total steps (defines the lr schedule)")
