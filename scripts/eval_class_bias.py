@@ -41,9 +41,12 @@ from eval_spans import unlabelled_spans  # noqa: E402
 from realtime.types import EMOTIONS  # noqa: E402
 
 
-def biased(logp: np.ndarray, k: int, b: float) -> np.ndarray:
-    """(N, 7) log-probabilities -> (N, 7) probabilities with ``b`` added to class ``k``'s score."""
+def biased(logp: np.ndarray, k: int, b: float, base: "dict[str, float] | None" = None) -> np.ndarray:
+    """(N, 7) log-probabilities -> (N, 7) probabilities with ``b`` added to class ``k``'s score (after ``base``:
+    other classes' biases, e.g. the shipped head's, applied first)."""
     z = logp.copy()
+    for c, v in (base or {}).items():
+        z[:, EMOTIONS.index(c)] += v
     z[:, k] += b
     return softmax(z)
 
@@ -52,7 +55,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     clip_args(ap)
     ap.add_argument("--class", dest="cls", default="sad", choices=EMOTIONS)
-    ap.add_argument("--biases", default="0,0.25,0.5,0.75,1.0,1.5")
+    ap.add_argument("--biases", default="0,0.25,0.5,0.75,1.0,1.5", help="comma-separated; negative lowers the class")
+    ap.add_argument("--on-shipped", action="store_true",
+                    help="sweep on top of the shipped head's recorded class bias (default: relative to the fit)")
     ap.add_argument("--spans", type=Path, default=ROOT / "training" / "video_spans.csv")
     ap.add_argument("--span-labels", type=Path, default=ROOT / "training" / "video_labels.csv")
     a = ap.parse_args()
@@ -66,10 +71,11 @@ def main() -> int:
     spans = unlabelled_spans(a.spans, a.span_labels)
     sd = collect_spans(a.model, spans, a.shared)
     spans_logp = np.log(probabilities(model, fit, sd["crops"]))
-    res = {**run_header(a.model), "class": a.cls, "shipped_class_bias": shipped, "sweep": {}}
+    base = shipped if a.on_shipped else {}
+    res = {**run_header(a.model), "class": a.cls, "shipped_class_bias": shipped, "on_top_of": base, "sweep": {}}
     for b in (float(t) for t in a.biases.split(",")):
-        rec = sweep_point(logp, fy, sets, lambda lp, b=b: biased(lp, k, b))
-        ps = biased(spans_logp, k, b)
+        rec = sweep_point(logp, fy, sets, lambda lp, b=b: biased(lp, k, b, base))
+        ps = biased(spans_logp, k, b, base)
         rec["spans"] = span_report(ps, sd, spans)
         rec["spans"]["recall"] = recalls(ps, sd["labels"])
         res["sweep"][str(b)] = rec
