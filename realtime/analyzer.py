@@ -32,6 +32,7 @@ from facecycle.errors import FaceCycleError, UsageError
 from .annotators import Annotator, default_annotator
 from .backend import open_model
 from .baseline import NeutralBaseline
+from .crops import framing_scale
 from .detectors import create_detector
 from .heads import HEAD_FILE, ExpressionHead
 from .inference import NEUTRAL_PASSES, FaceInference
@@ -155,7 +156,8 @@ class Analyzer:
             quantization of ``analyze``, calibrated on ``calibration``, a video of faces).
         queue_size: capacity of the queues between stages.
         crop_scale: crop side / face box side (see ``realtime.crops``); None = the
-            framing the model was trained on (from its manifest).
+            framing the model was trained on (from its manifest), divided by the detector's
+            ``box_scale`` (its boxes' size against CenterFace's, on which that framing was measured).
         neutral_passes: with ``neutralize``, neutralize this many times, each pass on the
             previous pass's neutral face (:class:`realtime.inference.FaceInference`); None = the
             pipeline's default, :data:`realtime.inference.NEUTRAL_PASSES`.
@@ -232,6 +234,8 @@ class Analyzer:
                                            else neutral_passes)
             self.detector = create_detector(detector, detector_model, max_side=detect_size,
                                             score_threshold=score_threshold, max_faces=max_faces, threads=threads)
+            if crop_scale is None:  # the model's framing, measured on CenterFace's boxes: the same for every detector
+                self.inference.crop_scale = framing_scale(self.inference.crop_scale, self.detector)
         except BaseException:
             self.backend.close()
             raise

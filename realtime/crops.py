@@ -13,11 +13,20 @@ from typing import Dict, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-__all__ = ["DEFAULT_SCALE", "loose_square_box", "crop_square", "crop_faces", "paste_square", "StillFramer",
-           "FRAMINGS", "WHOLE_ABOVE", "whole_picture_square"]
+__all__ = ["DEFAULT_SCALE", "framing_scale", "loose_square_box", "crop_square", "crop_faces", "paste_square",
+           "StillFramer", "FRAMINGS", "WHOLE_ABOVE", "whole_picture_square"]
 
 #: crop side / longer side of the detector's face box
 DEFAULT_SCALE = 1.7
+
+
+def framing_scale(scale: float, detector=None) -> float:
+    """The crop side over ``detector``'s box side that frames a face as ``scale`` × a CenterFace box does.
+
+    The model's ``crop_scale`` and every training crop were measured and cut on CenterFace's boxes; other detectors
+    draw larger ones (``box_scale``: their box side over CenterFace's on the same faces,
+    :attr:`realtime.detectors.Detector.box_scale`). ``scale`` unchanged without a detector or a ``box_scale``."""
+    return float(scale) / float(getattr(detector, "box_scale", 1.0) or 1.0)
 
 
 def loose_square_box(box_xyxy: Sequence[float], scale: float = DEFAULT_SCALE) -> Tuple[int, int, int]:
@@ -125,7 +134,7 @@ class StillFramer:
     Args:
         detector: anything with ``detect(image_bgr) -> Detections`` (:mod:`realtime.detectors`); the
             largest face is used.
-        scale: the model's framing (its config's ``crop_scale``).
+        scale: the model's framing (its config's ``crop_scale``, on CenterFace's boxes: :func:`framing_scale`).
         mode: one of :data:`FRAMINGS`. ``auto`` keeps the image whole when the face's square would cover
             at least ``whole_above`` of its shorter side (it already is a face crop: re-cropping it with a
             detector box would only add the box's noise), and whenever no face is found.
@@ -139,7 +148,7 @@ class StillFramer:
         if mode not in FRAMINGS:
             raise ValueError(f"framing must be one of {FRAMINGS}, not {mode!r}")
         self.detector = detector
-        self.scale = float(scale)
+        self.scale = framing_scale(scale, detector)  # the model's framing on this detector's boxes
         self.mode = mode
         self.whole_above = float(whole_above)
         self.counts: Dict[str, int] = {"cropped": 0, "whole": 0, "no_face": 0}

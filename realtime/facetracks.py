@@ -15,7 +15,7 @@ from typing import Dict, List, Tuple, Union
 
 import numpy as np
 
-from .crops import DEFAULT_SCALE, crop_faces
+from .crops import DEFAULT_SCALE, crop_faces, framing_scale
 from .detectors import Detector
 from .sources import open_source
 from .tracking import Tracker, detect_faces
@@ -35,7 +35,8 @@ def face_tracks(source: Union[str, Path], detector: Detector, *, size: int = 64,
             photos are stills, each face a track of its own, :class:`realtime.sources.ImageFolderSource`).
         detector: the face detector (detection on every used frame; no optical-flow propagation).
         size: crop side in pixels.
-        scale: square side / longer side of the detector's box.
+        scale: square side / longer side of a CenterFace box (other detectors' boxes: divided by their
+            ``box_scale``, :func:`realtime.detectors.framing_scale`, as inference frames faces).
         every: use every N-th frame.
         min_face: faces whose box is smaller than this (pixels, shorter side) are ignored.
         min_iou: minimum IoU to continue a track.
@@ -57,7 +58,8 @@ def face_tracks(source: Union[str, Path], detector: Detector, *, size: int = 64,
                                                                     d.boxes[:, 3] - d.boxes[:, 1]) >= min_face))
             if not faces:
                 continue
-            crops, squares = crop_faces(packet.image, np.stack([f.box for f in faces]), size, scale)
+            crops, squares = crop_faces(packet.image, np.stack([f.box for f in faces]), size,
+                                        framing_scale(scale, detector))
             for f, crop, (x0, y0, side) in zip(faces, crops, squares, strict=True):
                 tracks.setdefault(f.track_id, []).append(
                     (packet.index, (float(x0), float(y0), float(x0 + side), float(y0 + side)), crop))

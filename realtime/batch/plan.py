@@ -234,12 +234,15 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
     import facecycle
     from facecycle.assets import default_model_dir
 
+    from ..detectors import DETECTORS
     from ..inference import NEUTRAL_PASSES
     from ..neutral_reference import NeutralReference
     from ..reid import IdentityReID
     from ..tracking import Tracker
 
     a = dict(settings.analyzer)
+    det_cls = DETECTORS.get(str(a.get("detector", "centerface")).lower())
+    box_scale = float(det_cls.box_scale) if det_cls is not None else 1.0
     reid = IdentityReID()
     ref = a.get("neutral_reference", True)
     # the reference's rule (gap, pose bins, the identity check's threshold): it shapes the neutral faces
@@ -255,6 +258,8 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
               "calibration_sha256": _sha_path(a.get("calibration")),
               "detector": a.get("detector", "centerface"),
               "detector_model_sha256": _sha_path(a.get("detector_model")),
+              # the crop's framing for the detector's boxes (the key is absent for CenterFace's, as before it existed)
+              **({"detector_box_scale": box_scale} if box_scale != 1.0 else {}),
               **{k: a.get(k) for k in ("detect_every", "detect_size", "score_threshold", "max_faces", "neutralize",
                                        "reid", "smooth")},
               # only with neutral faces (the key's absence keeps the fingerprints of runs without them)

@@ -56,6 +56,12 @@ class Detector(abc.ABC):
     """
 
     name = "detector"
+    #: the longer side of this detector's box over CenterFace's on the same faces (the median over the frames of 19
+    #: shared clips where both found the face, ``scripts/eval_detector_framing.py``). Crops are cut at
+    #: ``crop_scale / box_scale`` × the box, so that a face reaches the model framed as in training (the model's
+    #: ``crop_scale`` and every training crop were measured and cut on CenterFace's boxes) whichever detector found
+    #: it: :func:`realtime.crops.framing_scale`.
+    box_scale = 1.0
 
     def __init__(self, max_side: Optional[int] = 320, score_threshold: float = 0.5,
                  max_faces: Optional[int] = None) -> None:
@@ -130,7 +136,8 @@ class Detector(abc.ABC):
         """Detect on the (possibly shrunk) BGR image; coordinates in its pixels."""
 
     def describe(self) -> dict:
-        return {"detector": self.name, "max_side": self.max_side, "score_threshold": self.score_threshold}
+        return {"detector": self.name, "max_side": self.max_side, "score_threshold": self.score_threshold,
+                "box_scale": self.box_scale}
 
     def close(self) -> None:
         pass

@@ -108,6 +108,10 @@ class InsightFaceDetector(Detector):
     """
 
     name = "insightface"
+    #: SCRFD-500M's boxes are 5.1 % larger than CenterFace's (quartiles 1.02–1.09; 2,327 frames,
+    #: ``benchmarks/2026-12-06-epyc3/detector_framing.json``); other packs' SCRFD and RetinaFace models are taken to
+    #: draw them alike (not measured here)
+    box_scale = 1.05
 
     def __init__(self, model_path: Optional[str] = None, threads: int = 1, nms_iou: float = 0.4, **kw) -> None:
         super().__init__(**kw)

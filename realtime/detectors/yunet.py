@@ -20,6 +20,9 @@ class YuNetDetector(Detector):
     subject) is image-left first, the same as :class:`~realtime.types.Detections`."""
 
     name = "yunet"
+    #: YuNet 2023mar's boxes are 4.0 % larger than CenterFace's (quartiles 1.01–1.08; 2,327 frames,
+    #: ``benchmarks/2026-12-06-epyc3/detector_framing.json``)
+    box_scale = 1.04
 
     def __init__(self, model_path: Optional[str] = None, nms_iou: float = 0.3, top_k: int = 50, **kw) -> None:
         super().__init__(**kw)
