@@ -225,9 +225,6 @@ class Analyzer:
                                   warmup=graphs)
         try:
             self.head = ExpressionHead.find(self.backend.model_dir)
-            if self.head is None:  # said once, where the run starts: the CSV would only show empty columns
-                log.warning("%s has no emotion head (%s): the emotion columns stay empty and expr_intensity is the "
-                            "flow's length (facecycle export --head adds one)", self.backend.model_dir, HEAD_FILE)
             self.inference = FaceInference(self.backend, self.head, neutralize=neutralize,
                                            identity=identity or reid, crop_scale=crop_scale,
                                            neutral_passes=NEUTRAL_PASSES if neutral_passes is None
@@ -240,6 +237,8 @@ class Analyzer:
             self.backend.close()
             raise
         self.detect_every = int(detect_every)
+        #: the model-without-a-head warning was given (once per analyzer, when its first run starts)
+        self.warned_no_head = False
         self.max_faces = max_faces
         self.reid = reid
         self.smooth = smooth
@@ -443,6 +442,10 @@ class Run:
             self.src.close()
             self.outputs.close("failed", e if isinstance(e, Exception) else None)
             raise
+        if analyzer.head is None and not analyzer.warned_no_head:  # once, when a run starts (not before a bad input's
+            analyzer.warned_no_head = True                          # one-line error): the CSV would only show empties
+            log.warning("%s has no emotion head (%s): the emotion columns stay empty and expr_intensity is the "
+                        "flow's length (facecycle export --head adds one)", analyzer.backend.model_dir, HEAD_FILE)
 
     @property
     def annotator(self) -> Optional[Annotator]:

@@ -149,6 +149,22 @@ def test_process_end_line_names_the_sidecar(clip, tiny_export, tmp_path, capfd):
         assert str(tmp_path / f"clip{suffix}") in last
 
 
+def test_a_model_without_an_emotion_head_is_said_once_when_a_run_starts(clip, tiny_export, tmp_path, capfd,
+                                                                        caplog):
+    """A model folder without expression_head.safetensors (an export before `export --head`) gave empty emotion
+    columns and no word about it. The warning comes once, when a run starts: a bad input's error stays one line."""
+    import shutil
+
+    other = shutil.copy(clip, tmp_path / "other.mp4")
+    rc = main(["process", str(clip), str(other), "--model", str(tiny_export[1]), "--out-dir", str(tmp_path / "a"),
+               "--no-progress", "--max-frames", "3", "--no-video"])
+    said = [r for r in caplog.records if "has no emotion head" in r.getMessage()]
+    assert rc == 0 and len(said) == 1 and said[0].levelname == "WARNING", capfd.readouterr().err
+    caplog.clear()
+    rc = main(["process", str(tmp_path / "missing.mp4"), "--model", str(tiny_export[1]), "--out-dir", str(tmp_path)])
+    assert rc == 3 and not any("no emotion head" in r.getMessage() for r in caplog.records)
+
+
 def test_quick_start_output_folder_is_ignored_by_git():
     assert "/results/" in (ROOT / ".gitignore").read_text().split()
 
