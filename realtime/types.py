@@ -25,6 +25,8 @@ def _short(value: object) -> str:
     if isinstance(value, np.ndarray):
         if value.size > 8:
             return f"array({'x'.join(map(str, value.shape))}, {value.dtype})"
+        if value.dtype.kind == "f":  # rounded to what is shown, and -0 shown as 0 ("-0.    " read as a glitch)
+            value = np.round(value, 4) + 0.0
         return np.array2string(value, precision=4, separator=", ", suppress_small=True)
     if isinstance(value, float):
         return f"{value:.4g}"

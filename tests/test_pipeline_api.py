@@ -272,6 +272,8 @@ def test_packets_and_faces_print_short_and_name_their_emotions():
     assert list(f.emotion_probs) == list(EMOTIONS) and f.emotion_probs["happy"] == pytest.approx(0.6)
     f.emotions = None
     assert f.emotion_probs == {} and "emotion=None" in repr(f)
+    f.pose = np.array([0.0095, -2.5e-5, -0.0385], np.float32)  # a tiny negative angle printed as "-0.    "
+    assert "pose=[ 0.0095,  0.    , -0.0385]" in repr(f), repr(f)
 
 
 def test_the_tracks_neutral_reference_is_on_by_default_and_can_be_turned_off(model_with_head, tmp_path):
