@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import platform
 import sys
 import time
@@ -33,6 +32,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from eval_detail_px import write_result  # noqa: E402
 
 from realtime.types import EMOTIONS  # noqa: E402
 
@@ -128,9 +130,7 @@ def main() -> int:
         res["summary"][d] = {"clips_named": int(sum(named)), "clips": len(named),
                              "frames_same_top_as_" + ref: float(np.mean(agree)) if agree else None}
         print(d, res["summary"][d], res["geometry"].get(d), flush=True)
-    res["seconds"] = round(time.perf_counter() - t0, 1)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(res, indent=2) + "\n")
+    write_result(a.out, res, t0)
     return 0
 
 
