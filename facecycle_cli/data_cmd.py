@@ -62,7 +62,7 @@ def _prepare(args: argparse.Namespace) -> int:
         extract = functools.partial(face_tracks, detector=det, size=opt.size, scale=opt.scale, every=opt.every,
                                     min_face=opt.min_face, min_iou=opt.min_iou, max_gap=opt.max_gap)
         c = prepare_dataset(args.inputs, Path(args.out), extract, opt, detector_name=args.detector,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, box_scale=det.box_scale)
     finally:
         det.close()
     print(f"{args.out}: {c['done']} sources prepared ({c['tracks']} tracks, {c['crops']} crops), "

@@ -36,7 +36,7 @@ def face_tracks(source: Union[str, Path], detector: Detector, *, size: int = 64,
         detector: the face detector (detection on every used frame; no optical-flow propagation).
         size: crop side in pixels.
         scale: square side / longer side of a CenterFace box (other detectors' boxes: divided by their
-            ``box_scale``, :func:`realtime.detectors.framing_scale`, as inference frames faces).
+            ``box_scale``, :func:`realtime.crops.framing_scale`, as inference frames faces).
         every: use every N-th frame.
         min_face: faces whose box is smaller than this (pixels, shorter side) are ignored.
         min_iou: minimum IoU to continue a track.

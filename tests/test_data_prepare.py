@@ -122,6 +122,14 @@ def test_prepare_two_clips_resume_and_bad_file(tmp_path, yunet, capsys):
     assert main(args) == 0
     assert "0 sources prepared" in capsys.readouterr().out
     assert len(list(csv.DictReader(open(out / "index.csv")))) == len(rows)
+    # a dataset cut on YuNet's boxes before every detector was framed alike (no box_scale recorded) is not extended
+    # with crops framed otherwise
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["box_scale"] == 1.04
+    del meta["box_scale"]
+    (out / "meta.json").write_text(json.dumps(meta))
+    assert main(args) == 3
+    assert "prepare into a new folder" in capsys.readouterr().err
 
 
 def test_prepare_errors(tmp_path, capsys):

@@ -132,8 +132,12 @@ def _write_source(src: Path, out: Path, extract: Extract, opt: PrepareOptions) -
 
 
 def prepare_dataset(inputs: Sequence[str], out: Path, extract: Extract, opt: PrepareOptions,
-                    detector_name: str = "", progress: bool = True) -> Dict[str, int]:
+                    detector_name: str = "", progress: bool = True, box_scale: float = 1.0) -> Dict[str, int]:
     """Build or extend the dataset at ``out`` with the face tracks ``extract`` finds in each source.
+
+    ``box_scale``: the detector's box size against CenterFace's, by which ``extract`` divides ``opt.scale``
+    (``realtime.crops.framing_scale``); recorded in ``meta.json`` so that a dataset is never extended with crops
+    framed otherwise (one cut before detectors were framed alike records none: 1.0).
 
     Returns counts (sources done/skipped/failed, tracks, crops). A source that fails is recorded as
     failed in ``sources.csv`` and skipped; the others go on.
@@ -147,12 +151,16 @@ def prepare_dataset(inputs: Sequence[str], out: Path, extract: Extract, opt: Pre
         raise OutputError(f"{out}: {e.strerror or e}") from None
     meta_p = out / "meta.json"
     meta = {"size": opt.size, "scale": opt.scale, "every": opt.every, "detector": detector_name,
-            "min_track": opt.min_track}
+            "min_track": opt.min_track, "box_scale": float(box_scale)}
     if meta_p.is_file():
         old = json.loads(meta_p.read_text())
         if old.get("size") != opt.size or abs(float(old.get("scale", 0)) - opt.scale) > 1e-9:
             raise InputError(f"{out}: existing dataset has size {old.get('size')} scale {old.get('scale')}; "
                              f"asked for size {opt.size} scale {opt.scale}")
+        if abs(float(old.get("box_scale", 1.0)) - float(box_scale)) > 1e-9:
+            raise InputError(f"{out}: existing dataset was cut on boxes of scale {old.get('box_scale', 1.0)} "
+                             f"(detector {old.get('detector') or '?'}), this detector's are {box_scale:g}: its new "
+                             "crops would be framed otherwise; prepare into a new folder")
     else:
         meta_p.write_text(json.dumps(meta, indent=2))
     done = {r["source"] for r in _read_csv(out / "sources.csv")}
