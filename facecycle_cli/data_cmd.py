@@ -20,7 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, folders of videos or image folders")
     q.add_argument("--out", required=True, help="dataset directory (created or resumed)")
     q.add_argument("--size", type=int, default=64, choices=(64, 128), help="crop side in pixels")
-    q.add_argument("--scale", type=float, default=1.7, help="square crop side / detector box side")
+    q.add_argument("--scale", type=float, default=1.7,
+                   help="square crop side / a CenterFace box's side (other detectors' boxes, which are larger, are "
+                        "divided by their box_scale first: every detector frames a face alike)")
     q.add_argument("--detector", default="centerface", choices=DETECTOR_CHOICES,
                    help="face detector, as in `facecycle process` (default centerface, embedded, as process; yunet "
                         "needs --detector-model)")
@@ -42,7 +44,7 @@ _DETECT_DEFAULTS = {"yunet": (640, 0.7)}
 
 def _prepare(args: argparse.Namespace) -> int:
     from facecycle.data.prepare import PrepareOptions, iter_sources, prepare_dataset
-    from realtime.detectors import create_detector
+    from realtime.detectors import DETECTORS, create_detector
     from realtime.facetracks import face_tracks
 
     if args.every < 1:
@@ -62,7 +64,8 @@ def _prepare(args: argparse.Namespace) -> int:
         extract = functools.partial(face_tracks, detector=det, size=opt.size, scale=opt.scale, every=opt.every,
                                     min_face=opt.min_face, min_iou=opt.min_iou, max_gap=opt.max_gap)
         c = prepare_dataset(args.inputs, Path(args.out), extract, opt, detector_name=args.detector,
-                            progress=not args.no_progress, box_scale=det.box_scale)
+                            progress=not args.no_progress,
+                            box_scales={name: cls.box_scale for name, cls in DETECTORS.items()})
     finally:
         det.close()
     print(f"{args.out}: {c['done']} sources prepared ({c['tracks']} tracks, {c['crops']} crops), "

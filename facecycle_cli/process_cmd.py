@@ -353,9 +353,8 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals"
     side = getattr(run, "sidecar_path", None) or (Path(plan["csv"]).with_suffix(".json") if plan["csv"] else None)
     from realtime.sources.images import ImageFolderSource
 
-    shown = plan["video"] and (f"{plan['video']}{os.sep}" if Path(plan["video"]).suffix == ".annotated"  # pictures
-                               else str(plan["video"]))
-    # only what is there: a run stopped before its first frame has no video (nor, without a CSV, a sidecar)
+    shown = plan["video"] and run.outputs.video_frames > 0 and (  # a run stopped before its first frame made none
+        f"{plan['video']}{os.sep}" if Path(plan["video"]).suffix == ".annotated" else str(plan["video"]))  # pictures
     wrote = ", ".join(str(v) for v in (plan["csv"], side, shown) if v and Path(v).exists()) or "nothing written"
 
     skipped = "unreadable image" if isinstance(run.src, ImageFolderSource) else "damaged packet"
@@ -371,7 +370,7 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals"
              if getattr(run.src, "frames_missing", 0) else "")
           + _reading(side) + f" -> {wrote}", file=sys.stderr)
     if sig.signum is not None:
-        early = (" during the first of its two readings (the look-ahead), before any row was written"
+        early = (" before any row was written (a file read twice gets its rows in the second reading)"
                  if s["frames"] == 0 and (run.lookahead or run.baseline_ahead) else "")
         print(f"facecycle: {'terminated' if sig.exit_code == 143 else 'interrupted'}{early}; outputs flushed "
               f"and closed", file=sys.stderr)

@@ -122,6 +122,13 @@ def _analyzer_from_args(args, tmp: Path):
                     calibration=getattr(args, "calibration", None))
 
 
+
+def _median_of(runs: list, key: str, digits: int) -> "float | None":
+    """The median of ``key`` over the runs that have a value (a run without frames has none), rounded; None when
+    no run has one."""
+    vals = [s[key] for s in runs if s.get(key) is not None]
+    return round(statistics.median(vals), digits) if vals else None
+
 def bench_pipeline(args: argparse.Namespace) -> dict:
     """Run the benchmark described in the module docstring; returns the JSON record."""
     video = str(args.video_in)
@@ -155,10 +162,10 @@ def bench_pipeline(args: argparse.Namespace) -> dict:
         "benchmark": "pipeline", "video": video, "frames_per_run": runs[0]["frames"], "runs": args.runs,
         "video_output": bool(args.video), "csv_output": True,
         "fps_median": round(fps, 2), "fps_runs": [s["fps"] for s in runs],
-        "latency_ms_p50": round(med([s["latency_ms_p50"] for s in runs]), 2),
-        "latency_ms_p95": round(med([s["latency_ms_p95"] for s in runs]), 2),
-        "cpu_ms_per_frame": round(med([s["cpu_ms_per_frame"] for s in runs]), 3),
-        "frames_per_cpu_s": round(1000.0 / med([s["cpu_ms_per_frame"] for s in runs]), 2),
+        "latency_ms_p50": _median_of(runs, "latency_ms_p50", 2),
+        "latency_ms_p95": _median_of(runs, "latency_ms_p95", 2),
+        "cpu_ms_per_frame": _median_of(runs, "cpu_ms_per_frame", 3),
+        "frames_per_cpu_s": round(1000.0 / cpu, 2) if (cpu := _median_of(runs, "cpu_ms_per_frame", 6)) else None,
         "stage_ms_per_frame": {k: round(med([s["stage_ms_per_frame"].get(k, 0.0) for s in runs]), 3)
                                for k in stages},
         "drops": max(s["drops"] for s in runs),

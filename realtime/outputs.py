@@ -75,6 +75,9 @@ class RunOutputs:
         self.video: Optional[Union[VideoSink, ImageSink]] = None
         self.sidecar_path: Optional[Path] = None
         self.video_path: Optional[Path] = None  # the last video opened (named in the sidecar)
+        #: frames written to that video (0: none; it is then not named as written, even if a file of that name
+        #: is there from an earlier run)
+        self.video_frames = 0
         self.finished: List[str] = []  # files closed so far
         self._lock = threading.Lock()
         self._req_annotator: object = _KEEP
@@ -130,6 +133,7 @@ class RunOutputs:
             self.video = VideoSink(path, fps=self.fps, time_base=self.time_base, audio_from=audio,
                                    preset=self.video_preset, overwrite=self.overwrite)
         self.video_path = self.video.path
+        self.video_frames = 0
 
     def _apply_requests(self) -> None:
         with self._lock:
@@ -181,7 +185,9 @@ class RunOutputs:
             packet.stats["csv"] = time.perf_counter() - t
         if self.video is not None:
             t = time.perf_counter()
-            if not self._guard("recording stopped", self.video.write, packet):
+            if self._guard("recording stopped", self.video.write, packet):
+                self.video_frames += 1
+            else:
                 self._quietly(self._close_video)
             packet.stats["video"] = time.perf_counter() - t
         self._frames_seen += 1
@@ -194,8 +200,8 @@ class RunOutputs:
         info = dict(self.describe())
         info["status"] = status
         info["csv"] = str(self.csv.path) if self.csv is not None else None
-        # a video that never got a frame (stopped before the first) was never created: not named as written
-        made = self.video_path is not None and (status == "running" or Path(self.video_path).exists())
+        # a video that never got a frame (stopped before the first) was never made: not named as written
+        made = self.video_path is not None and (status == "running" or self.video_frames > 0)
         info["video"] = str(self.video_path) if made else None
         if self.csv is not None:
             info.update(frames=self.csv.frames, rows=self.csv.rows, summary=self.csv.summary.to_dict())

@@ -122,14 +122,20 @@ def test_prepare_two_clips_resume_and_bad_file(tmp_path, yunet, capsys):
     assert main(args) == 0
     assert "0 sources prepared" in capsys.readouterr().out
     assert len(list(csv.DictReader(open(out / "index.csv")))) == len(rows)
-    # a dataset cut on YuNet's boxes before every detector was framed alike (no box_scale recorded) is not extended
-    # with crops framed otherwise
+    # every detector frames a face alike now (meta.json says so): another detector may extend the dataset
     meta = json.loads((out / "meta.json").read_text())
-    assert meta["box_scale"] == 1.04
-    del meta["box_scale"]
+    assert meta["framing"] == "centerface-box" and meta["detector"] == "yunet"
+    other = ["data", "prepare", str(shared_video("tpsmm_driving.mp4")), "--out", str(out), "--every", "30",
+             "--min-track", "1", "--no-progress"]  # CenterFace
+    assert main(other) == 0 and "1 sources prepared" in capsys.readouterr().out
+    # one cut on YuNet's own boxes before that (no "framing") is not extended with crops framed otherwise
+    del meta["framing"]
     (out / "meta.json").write_text(json.dumps(meta))
     assert main(args) == 3
-    assert "prepare into a new folder" in capsys.readouterr().err
+    assert "4 % larger" in capsys.readouterr().err
+    meta["detector"] = "centerface"  # a dataset cut on CenterFace's boxes before that is framed as now
+    (out / "meta.json").write_text(json.dumps(meta))
+    assert main(args) == 0
 
 
 def test_prepare_errors(tmp_path, capsys):

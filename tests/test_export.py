@@ -148,3 +148,10 @@ def test_cli_export_ships_the_emotion_head_beside_the_checkpoint(tmp_path):
     r = export("--head", str(tmp_path / "other.safetensors"))
     assert r.returncode == 3 and "5-d features" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert not (tmp_path / "m").exists()  # refused before the export started
+    from facecycle.probe.linear import Head, save_head  # a pose head has the same layout: 3 rows, task pose
+
+    d = model.config.feature_dim
+    save_head(Head(np.zeros((3, d)), np.zeros(3), np.zeros(d), np.ones(d),
+                   {"task": "pose", "classes": '["yaw", "pitch", "roll"]'}), tmp_path / "pose.safetensors")
+    r = export("--head", str(tmp_path / "pose.safetensors"))
+    assert r.returncode == 3 and "not an emotion head" in r.stderr and not (tmp_path / "m").exists(), r.stderr

@@ -731,6 +731,11 @@ def test_json_outputs_hold_no_nan(tmp_path):
     sidecar.write_sidecar(path, {"status": "complete", **obj})
     strict = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in the sidecar"))
     assert strict["a"] is None and strict["b"][2] == [0.5, None] and strict["d"]["f"] == 2.5
+    # a run without frames has no latency: the bench's medians skip it (they were median([None]): a TypeError)
+    from realtime.bench import _median_of
+
+    runs = [{"x": None}, {"x": 2.0}, {"x": 4.0}]
+    assert _median_of(runs, "x", 2) == 3.0 and _median_of([{"x": None}], "x", 2) is None
 
 
 def test_an_input_name_near_the_limit_is_a_clear_output_error(cli, tmp_path, small_clip):

@@ -98,13 +98,15 @@ def test_signal_leaves_valid_outputs(tiny_export, long_clip, tmp_path, sig, mome
 def test_a_signal_in_the_look_ahead_names_only_what_was_written(tiny_export, tmp_path):
     """``--neutralize`` reads a file twice and writes rows only in the second reading. Ctrl-C in the first ended with
     "0 frames … -> long.csv, long.json, long.annotated.mp4" and a sidecar naming that video, which was never
-    created, and with ``NaN`` latencies, which strict JSON readers refuse."""
+    created (or was an earlier run's), and with ``NaN`` latencies, which strict JSON readers refuse."""
     frames = real_frames(60, size=(160, 96))
     clip = write_video(tmp_path / "longer.mkv", (frames + frames[::-1]) * 8)  # 960 frames
     out = tmp_path / "out"
+    out.mkdir()
+    (out / "longer.annotated.mp4").write_bytes(b"an earlier run's video")  # --overwrite: not this run's
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen([sys.executable, "-m", "facecycle", "process", str(clip), "--model", str(tiny_export[1]),
-                             "--out-dir", str(out), "--no-progress", "--neutralize"],
+                             "--out-dir", str(out), "--no-progress", "--neutralize", "--overwrite"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(ROOT), env=env)
     try:
         assert _wait(lambda: _data_lines(out / "longer.csv") >= 0, proc), "the run ended before the signal"
@@ -116,7 +118,7 @@ def test_a_signal_in_the_look_ahead_names_only_what_was_written(tiny_export, tmp
             proc.wait()
     assert proc.returncode == 130 and "Traceback" not in err, err
     assert "before any row was written" in err and "annotated" not in err, err
-    assert not (out / "longer.annotated.mp4").exists() and _data_lines(out / "longer.csv") == 0
+    assert _data_lines(out / "longer.csv") == 0
     text = (out / "longer.json").read_text()
     side = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in the sidecar: not JSON"))
     assert side["status"] == "interrupted" and side["video"] is None and side["stats"]["latency_ms_p50"] is None

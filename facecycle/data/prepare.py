@@ -25,14 +25,15 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import InputError, OutputError
 from ..files import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
-__all__ = ["PrepareOptions", "prepare_dataset", "iter_sources", "read_index", "VIDEO_EXTS", "IMAGE_EXTS", "Extract"]
+__all__ = ["FRAMING", "PrepareOptions", "prepare_dataset", "iter_sources", "read_index", "VIDEO_EXTS", "IMAGE_EXTS",
+           "Extract"]
 
 log = logging.getLogger(__name__)
 
@@ -131,13 +132,20 @@ def _write_source(src: Path, out: Path, extract: Extract, opt: PrepareOptions) -
     return rows, n_tracks
 
 
+#: ``meta.json``'s ``framing`` for crops cut at ``scale`` × a CenterFace-sized box whichever detector found the
+#: face (``realtime.crops.framing_scale``); datasets made before that have no ``framing`` key
+FRAMING = "centerface-box"
+
+
 def prepare_dataset(inputs: Sequence[str], out: Path, extract: Extract, opt: PrepareOptions,
-                    detector_name: str = "", progress: bool = True, box_scale: float = 1.0) -> Dict[str, int]:
+                    detector_name: str = "", progress: bool = True,
+                    box_scales: Optional[Mapping[str, float]] = None) -> Dict[str, int]:
     """Build or extend the dataset at ``out`` with the face tracks ``extract`` finds in each source.
 
-    ``box_scale``: the detector's box size against CenterFace's, by which ``extract`` divides ``opt.scale``
-    (``realtime.crops.framing_scale``); recorded in ``meta.json`` so that a dataset is never extended with crops
-    framed otherwise (one cut before detectors were framed alike records none: 1.0).
+    ``extract`` frames every face as a CenterFace box does (``meta.json`` records ``framing``: :data:`FRAMING`),
+    whichever detector it uses. A dataset made before that (no ``framing``) was cut on its own detector's boxes:
+    it is extended only where that detector's ``box_scales`` entry (its box size against CenterFace's) is 1, else
+    its old and new crops would be framed differently.
 
     Returns counts (sources done/skipped/failed, tracks, crops). A source that fails is recorded as
     failed in ``sources.csv`` and skipped; the others go on.
@@ -151,16 +159,17 @@ def prepare_dataset(inputs: Sequence[str], out: Path, extract: Extract, opt: Pre
         raise OutputError(f"{out}: {e.strerror or e}") from None
     meta_p = out / "meta.json"
     meta = {"size": opt.size, "scale": opt.scale, "every": opt.every, "detector": detector_name,
-            "min_track": opt.min_track, "box_scale": float(box_scale)}
+            "min_track": opt.min_track, "framing": FRAMING}
     if meta_p.is_file():
         old = json.loads(meta_p.read_text())
         if old.get("size") != opt.size or abs(float(old.get("scale", 0)) - opt.scale) > 1e-9:
             raise InputError(f"{out}: existing dataset has size {old.get('size')} scale {old.get('scale')}; "
                              f"asked for size {opt.size} scale {opt.scale}")
-        if abs(float(old.get("box_scale", 1.0)) - float(box_scale)) > 1e-9:
-            raise InputError(f"{out}: existing dataset was cut on boxes of scale {old.get('box_scale', 1.0)} "
-                             f"(detector {old.get('detector') or '?'}), this detector's are {box_scale:g}: its new "
-                             "crops would be framed otherwise; prepare into a new folder")
+        legacy = (box_scales or {}).get(str(old.get("detector", "")).lower(), 1.0)
+        if old.get("framing") != FRAMING and abs(float(legacy) - 1.0) > 1e-9:
+            raise InputError(f"{out}: existing dataset was cut on {old.get('detector')}'s own boxes, "
+                             f"{(legacy - 1) * 100:.0f} % larger than the framing crops have now: new crops would be "
+                             "framed otherwise; prepare into a new folder")
     else:
         meta_p.write_text(json.dumps(meta, indent=2))
     done = {r["source"] for r in _read_csv(out / "sources.csv")}

@@ -103,11 +103,14 @@ def expression_head_for(path: Path, config, source: str = "", accuracy: Optional
             keys = set(f.keys())
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error type
         raise InputError(f"{path}: unreadable head file ({str(e).splitlines()[0]})") from None
+    from .datasets import EXPRESSION_CLASSES
+
     if {"weight", "bias"} <= keys:
         head = load_head(path)
+        if head.meta.get("task", "expression") != "expression" or sorted(head.classes) != sorted(EXPRESSION_CLASSES):
+            raise InputError(f"{path}: not an emotion head (task {head.meta.get('task', '?')}, classes "
+                             f"{head.classes}); the pipeline reads the 7 FER-2013 classes")
     elif {"fc.weight", "fc.bias"} <= keys:
-        from .datasets import EXPRESSION_CLASSES
-
         with safe_open(str(path), framework="np") as f:
             w, b = f.get_tensor("fc.weight").astype(np.float32), f.get_tensor("fc.bias").astype(np.float32)
         if w.shape[0] != len(EXPRESSION_CLASSES):
