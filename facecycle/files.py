@@ -1,12 +1,14 @@
-"""Small file utilities shared by export, engines, data tools and the outputs (no torch)."""
+"""Small file utilities shared by export, engines, data tools and the outputs (no torch, no NumPy)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Dict, Optional, Union
 
-__all__ = ["json_safe", "sha256_file", "IMAGE_SUFFIXES", "UNREAD_PICTURE_SUFFIXES", "VIDEO_SUFFIXES"]
+__all__ = ["json_safe", "json_text", "sha256_file", "unread_pictures", "IMAGE_SUFFIXES", "UNREAD_PICTURE_SUFFIXES",
+           "VIDEO_SUFFIXES"]
 
 #: still-image file suffixes every folder reader accepts (lower case; OpenCV reads them all, AVIF where its build
 #: has the codec, as the pip wheels since 4.11 do)
@@ -41,3 +43,20 @@ def json_safe(obj: Any) -> Any:
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     return obj
+
+
+def json_text(obj: Any, indent: Optional[int] = 2) -> str:
+    """``obj`` as JSON text, as every JSON file here is written: NaN and infinities as ``null`` (:func:`json_safe`),
+    NumPy values as numbers, anything else JSON has no type for (paths, fractions) as its ``str``."""
+    return json.dumps(json_safe(obj), indent=indent, default=str, allow_nan=False)
+
+
+def unread_pictures(folder: Union[str, Path]) -> Dict[str, int]:
+    """How many files of each :data:`UNREAD_PICTURE_SUFFIXES` kind ``folder`` holds (``{".heic": 12}``; empty
+    when none), for the errors that say to convert them."""
+    counts: Dict[str, int] = {}
+    for p in Path(folder).iterdir():
+        s = p.suffix.lower()
+        if s in UNREAD_PICTURE_SUFFIXES and p.is_file():
+            counts[s] = counts.get(s, 0) + 1
+    return dict(sorted(counts.items()))

@@ -6,14 +6,13 @@ Sub-commands: ``bench engines`` (:mod:`engines.bench`), ``bench pipeline``, ``be
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
 from pathlib import Path
 
 from facecycle.errors import OutputError, UsageError
-from facecycle.files import json_safe
+from facecycle.files import json_text
 from realtime.detectors import DETECTOR_CHOICES
 
 from .process_cmd import backend_name
@@ -132,7 +131,7 @@ def _bench_realtime(name: str):
 
 def _write(rec, out: str) -> None:
     """Write a JSON record to ``out`` ('-' = stdout)."""
-    text = json.dumps(json_safe(rec), indent=2, default=str, allow_nan=False) + "\n"
+    text = json_text(rec) + "\n"
     if out == "-":
         print(text, end="")
         return

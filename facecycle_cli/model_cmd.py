@@ -47,7 +47,7 @@ def model_dir_info(model_dir: Path) -> dict:
 
     from engines.base import read_manifest
     from facecycle.errors import ModelError
-    from realtime.heads import HEAD_FILE
+    from realtime.heads import ExpressionHead
 
     man = read_manifest(model_dir)
     cfg = man.get("config") or {}
@@ -69,15 +69,12 @@ def model_dir_info(model_dir: Path) -> dict:
                     counts[k.split(".")[0]] = counts.get(k.split(".")[0], 0) + int(
                         math.prod(f.get_slice(k).get_shape()))
             out["parameters"], out["total"] = counts, sum(counts.values())
-        head = model_dir / HEAD_FILE
-        if head.is_file():
-            with safe_open(str(head), framework="numpy") as f:
-                meta = f.metadata() or {}
-                dim = f.get_slice("weight").get_shape()
-            out["head"] = {"classes": json.loads(meta.get("classes", "null")), "feature_dim": int(dim[1]),
-                           "class_bias": json.loads(meta.get("class_bias", "{}")), "fit": meta.get("fit")}
     except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError, OSError, ValueError
         raise ModelError(f"{model_dir}: cannot read the model's files ({str(e).splitlines()[0]})") from None
+    head = ExpressionHead.find(model_dir)  # the pipeline's own reading of it (a damaged file: a ModelError)
+    if head is not None:
+        out["head"] = {"classes": list(head.classes), "feature_dim": head.feature_dim,
+                       "class_bias": json.loads(head.meta.get("class_bias", "{}")), "fit": head.meta.get("fit")}
     return out
 
 

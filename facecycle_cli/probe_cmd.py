@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from facecycle.errors import OutputError, UsageError
-from facecycle.files import json_safe
+from facecycle.files import json_text
 
 
 def _common(q: argparse.ArgumentParser) -> None:
@@ -112,7 +111,7 @@ def _write_json(path, obj) -> None:
         return
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(json_safe(obj), indent=2, allow_nan=False))
+        Path(path).write_text(json_text(obj))
     except OSError as e:
         raise OutputError(f"{path}: {e.strerror or e}") from None
 

@@ -7,7 +7,6 @@ the same as ``facecycle app`` (its launcher is :func:`facecycle_cli.app_cmd.main
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from facecycle.errors import FaceCycleError, OutputError, PipelineError, UsageError
-from facecycle.files import json_safe
+from facecycle.files import json_text
 
 __all__ = ["add_arguments", "run_app", "Automation"]
 
@@ -153,7 +152,7 @@ class Automation:
             if self.stats_json:
                 p = Path(self.stats_json)
                 p.parent.mkdir(parents=True, exist_ok=True)
-                p.write_text(json.dumps(json_safe(self.stats), indent=2, default=str, allow_nan=False) + "\n")
+                p.write_text(json_text(self.stats) + "\n")
         except OSError as e:
             self.error = self.error or OutputError(f"{e.filename or ''}: {e.strerror or e}")
         except FaceCycleError as e:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from facecycle.errors import InputError, UsageError
-from facecycle.files import IMAGE_SUFFIXES, UNREAD_PICTURE_SUFFIXES, VIDEO_SUFFIXES
+from facecycle.files import IMAGE_SUFFIXES, VIDEO_SUFFIXES, unread_pictures
 
 from ..sinks.sidecar import read_sidecar
 from .job import PARTIAL_DIR, BatchSettings, output_paths
@@ -87,7 +87,7 @@ def _expand(spec: str, out_dir: Optional[Path], origin: str) -> List[Tuple[Path,
             images = sum(1 for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file())
             hint = (f"; it holds {images} image{'s' * (images != 1)}: `facecycle process {spec}` reads an image "
                     "folder (as a video's frames or as separate photos, --images)") if images else ""
-            unread = sum(1 for q in p.iterdir() if q.suffix.lower() in UNREAD_PICTURE_SUFFIXES and q.is_file())
+            unread = sum(unread_pictures(p).values())
             if unread:
                 hint += (f"; it holds {unread} picture{'s' * (unread != 1)} of a kind not read here (a phone's HEIC "
                          "or a camera's raw files): convert them to JPEG or PNG, then `facecycle process` the folder")

@@ -2,7 +2,6 @@
 and the Parquet dataset."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import Any, Deque, Dict, List, Optional, Union
 
 from facecycle.errors import OutputError
-from facecycle.files import json_safe
+from facecycle.files import json_text
 
 from ..summary import clip_reading
 from .job import BatchSettings, output_paths
@@ -47,7 +46,7 @@ def _validators(urls: List[str]) -> Dict[str, Optional[Dict[str, str]]]:
 def _write_json(path: Path, data: Dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(json.dumps(json_safe(data), indent=2, default=str, allow_nan=False) + "\n")
+        tmp.write_text(json_text(data) + "\n")
         os.replace(tmp, path)
     except OSError as e:
         raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None

@@ -10,9 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
-import numpy as np
-
-from facecycle.files import json_safe
+from facecycle.files import json_text
 
 __all__ = ["versions", "write_sidecar", "read_sidecar"]
 
@@ -45,8 +43,7 @@ def write_sidecar(path: Union[str, Path], info: Dict[str, Any]) -> None:
     d = dict(info)
     d.setdefault("versions", versions())
     d["written_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    d = json_safe(d)  # NaN and infinities are not JSON: null
-    text = json.dumps(d, indent=2, default=_default, allow_nan=False) + "\n"
+    text = json_text(d) + "\n"
     if d.get("status") == "running":
         text += " " * max(0, RESERVE_BYTES - len(text.encode()))
     tmp = p.with_name(p.name + ".tmp")
@@ -56,7 +53,7 @@ def write_sidecar(path: Union[str, Path], info: Dict[str, Any]) -> None:
     except OSError:
         with contextlib.suppress(OSError):  # the write's own error is the one to report
             tmp.unlink(missing_ok=True)
-        data = (json.dumps(d, default=_default, allow_nan=False) + "\n").encode()
+        data = (json_text(d, indent=None) + "\n").encode()
         size = p.stat().st_size if p.is_file() else 0
         if len(data) > size:
             raise
@@ -70,11 +67,3 @@ def read_sidecar(path: Union[str, Path]) -> Optional[Dict[str, Any]]:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
-
-
-def _default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)

@@ -60,7 +60,7 @@ class FrameSource(Source):
 
     def __iter__(self) -> Iterator[FramePacket]:
         last = None
-        t0 = time.monotonic()
+        t0 = 0.0  # when frame 0 arrived (live frames are timed from it)
         for index, item in enumerate(self._frames):
             t = time.perf_counter()
             try:

@@ -5,7 +5,6 @@ import logging
 import os
 import re
 import time
-from collections import Counter
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple, Union
@@ -14,7 +13,7 @@ import cv2
 import numpy as np
 
 from facecycle.errors import InputError
-from facecycle.files import IMAGE_SUFFIXES, UNREAD_PICTURE_SUFFIXES, VIDEO_SUFFIXES
+from facecycle.files import IMAGE_SUFFIXES, VIDEO_SUFFIXES, unread_pictures
 
 from ..types import FramePacket
 from .base import Source
@@ -184,9 +183,9 @@ class ImageFolderSource(Source):
             videos = sum(1 for p in d.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
             hint = (f"; it holds {videos} video file{'s' * (videos != 1)}: give them as inputs ({d / '*'}), or the "
                     f"folder to `facecycle batch`, which searches it") if videos else ""
-            other = Counter(p.suffix.lower() for p in d.iterdir() if p.suffix.lower() in UNREAD_PICTURE_SUFFIXES)
+            other = unread_pictures(d)
             if other:
-                kinds = ", ".join(f"{n} {s}" for s, n in sorted(other.items()))
+                kinds = ", ".join(f"{n} {s}" for s, n in other.items())
                 hint += (f"; it holds pictures of a kind not read here ({kinds}: a phone's HEIC or a camera's raw "
                          "files): convert them to JPEG or PNG first")
             raise InputError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}){hint}")
