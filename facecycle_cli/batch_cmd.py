@@ -51,10 +51,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--summary", default=None, metavar="JSON", help="summary JSON (default: OUT_DIR/batch.json)")
     o.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames per input")
     o.add_argument("--no-audio", dest="audio", action="store_false", help="do not copy audio into the video")
-    o.add_argument("--video-preset", default="superfast", help="libx264 preset of the annotated video")
+    o.add_argument("--video-preset", default="superfast", metavar="PRESET",
+                   help="libx264 preset of the annotated video (default superfast)")
     o.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     _add_analyzer_args(p)
     p.set_defaults(func=_batch, threads=None, infer_workers=None)
+    for a in p._actions:  # the same options as process, with batch's own defaults
+        if a.dest == "threads":
+            a.help = "ONNX Runtime threads per session (default: --threads-per-worker)"
+        elif a.dest == "infer_workers":
+            a.help = "inference threads per worker (default 1: the parallelism comes from the workers)"
 
 
 def _abs(p):

@@ -31,7 +31,7 @@ def _int_list(s: str):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmarks (engines, pipeline, soak) writing JSON")
+    p = sub.add_parser("bench", help="benchmarks (engines, pipeline, soak, detectors) writing JSON")
     bsub = p.add_subparsers(dest="bench_command", metavar="BENCH", parser_class=type(p))
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 

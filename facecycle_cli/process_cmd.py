@@ -259,11 +259,22 @@ def _outputs_for(inputs: List[str], args: argparse.Namespace) -> List[dict]:
         for q in (plan["csv"], plan["video"], out_dir / f"{stem}.json"):
             if q is not None:
                 check_output_name(q)
+        # what a run left that failed before its first frame (a pipe that sent no picture) holds no data: it is
+        # replaced, so that the corrected command runs without --overwrite
+        plan["replace"] = not args.overwrite and _failed_before_first_frame(out_dir / f"{stem}.json")
         for k in ("csv", "video"):
-            if plan[k] is not None and plan[k].exists() and not args.overwrite:
+            if plan[k] is not None and plan[k].exists() and not (args.overwrite or plan["replace"]):
                 raise OutputError(f"{plan[k]}: exists (use --overwrite to replace it)")
         plans.append(plan)
     return plans
+
+
+def _failed_before_first_frame(sidecar: Path) -> bool:
+    """Whether ``sidecar`` records a run that failed before writing any frame (its CSV holds the header only)."""
+    from realtime.sinks import read_sidecar
+
+    info = read_sidecar(sidecar) if sidecar.is_file() else None
+    return bool(info) and info.get("status") == "failed" and not info.get("frames") and not info.get("rows")
 
 
 def _process(args: argparse.Namespace) -> int:
@@ -330,8 +341,11 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals"
     """Process one input into its outputs; returns 0, or the signal exit code after SIGINT/SIGTERM."""
     from realtime.batch.job import analyze_file  # the per-video path `facecycle batch` runs too
 
+    if plan.get("replace"):
+        log.warning("%s: replacing the outputs of an earlier run that failed before its first frame", plan["input"])
     run = analyze_file(analyzer, plan["source"] or plan["input"], csv=plan["csv"], video=plan["video"],
-                       neutralize=args.neutralize, overwrite=args.overwrite, max_frames=args.max_frames,
+                       neutralize=args.neutralize, overwrite=args.overwrite or plan.get("replace", False),
+                       max_frames=args.max_frames,
                        audio=args.audio, video_preset=args.video_preset, realtime=args.realtime,
                        images=args.images)
     sig.run = run
@@ -388,7 +402,10 @@ def _progress(run, enabled: bool, name: str):
         return None
     from tqdm import tqdm
 
-    return tqdm(total=run.src.frame_count, unit="frame", desc=Path(name).name[:30], dynamic_ncols=True,
+    total = run.src.frame_count
+    if run.max_frames is not None:  # --max-frames: the bar (and its ETA) ends where the run will
+        total = min(total, run.max_frames) if total else run.max_frames
+    return tqdm(total=total, unit="frame", desc=Path(name).name[:30], dynamic_ncols=True,
                 leave=False, file=sys.stderr, mininterval=0.5)
 
 
@@ -426,6 +443,8 @@ def _live(args: argparse.Namespace) -> int:
 
     from realtime.sources import CameraSource, VideoSource
 
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UsageError("--max-frames must be >= 1")
     if args.window:  # before the camera and the model are opened: fail in a second, with one line
         why = window_problem()
         if why:

@@ -1,4 +1,4 @@
-"""``facecycle train``: train the motion or identity stage on prepared face-track datasets."""
+"""``facecycle train``: train the motion, identity or semi-supervised stage (face-track datasets, FER-2013)."""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train FaceCycle (motion or identity stage) on face-track datasets")
+    p = sub.add_parser("train", help="train FaceCycle (motion, identity or semisup stage) on face tracks and FER-2013")
     p.add_argument("--stage", choices=("motion", "identity", "semisup"), default="motion",
                    help="motion / identity: the paper's unsupervised stages; semisup: the motion stage plus "
                         "FER-2013 supervision through the same encoder (the shipped default's recipe, "
@@ -24,8 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"model config ({', '.join(list_configs())}; default small; the shipped model: rt64w)")
     p.add_argument("--out", required=True, help="run directory (checkpoints, log.csv, samples/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
-    p.add_argument("--steps", type=int, default=4000, help="total steps (defines the lr schedule)")
-    p.add_argument("--batch", type=int, default=16, help="pairs per batch (the model sees 2x images)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="total steps (defines the lr schedule; default 4000, semisup 6000)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="motion / identity stages: pairs per batch (default 16; the model sees 2x images); semisup: "
+                        "labelled FER-2013 stills per step (default 128)")
     p.add_argument("--lr", type=float, default=None,
                    help="peak learning rate (motion / identity stages: default 2e-4; semisup: 2e-3, of E and the head)")
     p.add_argument("--fer", default=None, metavar="DIR",
@@ -103,7 +106,7 @@ def _train(args: argparse.Namespace) -> int:
         cfg = get_config(args.config)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    if args.steps < 1 or args.batch < 1:
+    if (args.steps is not None and args.steps < 1) or (args.batch is not None and args.batch < 1):
         raise UsageError("--steps and --batch must be >= 1")
     if args.stage == "semisup":
         return _train_semisup(args, cfg)
@@ -133,7 +136,7 @@ def _train(args: argparse.Namespace) -> int:
         pool = load_image_pool([p for p, _ in tr], cfg.image_size)
     print(f"data: {len(imgs)} crops in {len(set(tracks.tolist()))} tracks"
           + (f", {len(pool)} still images (mirror pairs, {args.fer_frac:.0%} of pairs)" if pool is not None else ""))
-    opts = TrainOptions(stage=args.stage, config=cfg.name, steps=args.steps, pairs=args.batch,
+    opts = TrainOptions(stage=args.stage, config=cfg.name, steps=args.steps or 4000, pairs=args.batch or 16,
                         lr=2e-4 if args.lr is None else args.lr,
                         seed=args.seed, fer_frac=args.fer_frac if pool is not None else 0.0,
                         vgg19_weights=args.vgg19_weights, init=args.init, init_identity=args.init_identity,
@@ -238,7 +241,8 @@ def semisup_options(args: argparse.Namespace, config: str):
     """The :class:`SemiSupOptions` of a ``train --stage semisup`` command line (``--set`` applied last)."""
     from facecycle.train.semisup import SemiSupOptions
 
-    opts = SemiSupOptions(config=config, steps=args.steps, batch=args.batch, seed=args.seed,
+    sizes = {k: v for k, v in (("steps", args.steps), ("batch", args.batch)) if v is not None}  # else semisup's own
+    opts = SemiSupOptions(config=config, **sizes, seed=args.seed,
                           video_batch=args.video_batch, consistency_start=args.consistency_start,
                           pairs=args.pairs,
                           ckpt_every=args.ckpt_every, threads=args.threads, cycle_every=args.cycle_every,

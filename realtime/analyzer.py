@@ -258,12 +258,14 @@ class Analyzer:
         self._lock = threading.Lock()  # guards _active only; never held while frames are processed
         self._active: Optional[object] = None  # the Run (or analyze_image call) using the detector now
 
+    _BUSY = ("this Analyzer is already running a video: one run at a time per Analyzer (finish or close that run "
+             "first, or use a second Analyzer)")
+
     def _claim(self, user: object) -> None:
         """Mark the Analyzer busy for ``user``; a second user fails at once with a clear UsageError."""
         with self._lock:
             if self._active is not None:
-                raise UsageError("this Analyzer is already running a video: one run at a time per Analyzer "
-                                 "(finish or close that run first, or use a second Analyzer)")
+                raise UsageError(self._BUSY)
             self._active = user
 
     def _release(self, user: object) -> None:
@@ -303,7 +305,13 @@ class Analyzer:
                 class's ``baseline_lookahead``); None = the Analyzer's setting.
             images: a folder's images are ``sequence`` (a video's frames), ``stills`` (separate pictures, each
                 analysed on its own) or ``auto`` (:class:`~realtime.sources.ImageFolderSource`).
+
+        Raises :class:`~facecycle.errors.UsageError` at once, before any output is made, while another run of this
+        Analyzer is going (the run claims the Analyzer when it is iterated).
         """
+        with self._lock:
+            if self._active is not None:
+                raise UsageError(self._BUSY)
         return Run(self, source, realtime=realtime, csv=csv, video=video, annotate=annotate, overwrite=overwrite,
                    max_frames=max_frames, audio=audio, video_preset=video_preset, sidecar=sidecar, images=images,
                    neutral_lookahead=self.neutral_lookahead if neutral_lookahead is None else neutral_lookahead,

@@ -322,6 +322,17 @@ def test_non_positive_counts_are_usage_errors(tiny_export, clip, tmp_path_factor
     assert not any(out.iterdir())  # refused before anything was written
 
 
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_live_refuses_non_positive_max_frames_before_anything_is_written(tiny_export, clip, tmp_path, value):
+    # live used to run "0 frames" with exit 0 and write a header-only CSV and its sidecar
+    out = tmp_path / "o"
+    rc, err = _cli(["live", "--input", str(clip), "--no-window", "--model", str(tiny_export[1]), "--csv",
+                    str(out / "x.csv"), "--max-frames", value])
+    _assert_usage_error(rc, err)
+    assert "--max-frames" in err
+    assert not out.exists()
+
+
 @FUZZ
 @given(opt=st.sampled_from(_INT_OPTS + ["--score-threshold", "--detect-size"]),
        value=st.text(min_size=1, max_size=12).filter(lambda s: not s.lstrip().lstrip("+-").replace(".", "", 1)

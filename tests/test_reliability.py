@@ -312,6 +312,14 @@ def test_a_dash_reads_standard_input(model, tmp_path, faces40, code_dim):
     assert r.returncode == 3
     line = one_error_line(r.stderr.decode())
     assert "through a pipe" in line and "mpegts" in line, line
+    assert json.loads((out / "stdin.json").read_text())["status"] == "failed"
+    # the corrected command needs no --overwrite: what a run left that failed before its first frame holds no data
+    r = run("-", data=ts.read_bytes())
+    assert r.returncode == 0, r.stderr.decode()
+    assert "failed before its first frame" in r.stderr.decode()
+    assert frames_of(read_csv(out / "stdin.csv", code_dim)) == list(range(40))
+    r = run("-", data=ts.read_bytes())  # a complete run's outputs stay protected
+    assert r.returncode == 4 and "--overwrite" in one_error_line(r.stderr.decode())
     r = run("-", "-", data=b"")
     assert r.returncode == 2 and "standard input can be given once" in one_error_line(r.stderr.decode())
     master, slave = pty.openpty()

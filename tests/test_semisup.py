@@ -304,6 +304,21 @@ def test_semisup_lr_from_the_command_line(argv, lr):
     assert semisup_options(args, "rt64w").lr == pytest.approx(lr)
 
 
+def test_semisup_batch_and_steps_default_to_the_recipe_not_the_motion_stages():
+    """Without --batch / --steps, semisup trains on its own 128 stills per step over 6000 steps (the motion stages'
+    16 pairs and 4000 steps used to override them); given, they are taken as given."""
+    from facecycle.train.semisup import SemiSupOptions
+    from facecycle_cli import build_parser
+    from facecycle_cli.train_cmd import semisup_options
+
+    parse = build_parser().parse_args
+    opts = semisup_options(parse(["train", "--stage", "semisup", "--out", "x"]), "rt64w")
+    assert (opts.batch, opts.steps) == (SemiSupOptions.batch, SemiSupOptions.steps) == (128, 6000)
+    opts = semisup_options(parse(["train", "--stage", "semisup", "--out", "x", "--batch", "32", "--steps", "50"]),
+                           "rt64w")
+    assert (opts.batch, opts.steps) == (32, 50)
+
+
 def test_refit_of_motion_and_generator_keeps_encoder_and_head(tmp_path):
     """train_encoder=False: E and the head do not move (the emotions are unchanged), M and G learn from the
     FaceCycle step; init_motion takes M and G from another checkpoint; it needs video pairs."""

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from facecycle.errors import UsageError
+from facecycle.errors import BackendUnavailable, UsageError
 
 from .job import BatchSettings, clear_cache, run_task
 
@@ -111,7 +111,7 @@ class RayExecutor:
     def __init__(self, settings: BatchSettings, cluster: str = "local", workers: Optional[int] = None,
                  threads: int = 1, gpus: float = 0.0, retries: int = 2) -> None:
         if not ray_available():
-            raise UsageError(RAY_MISSING)
+            raise BackendUnavailable(RAY_MISSING)  # a missing optional dependency: exit 6, as pyarrow
         self.settings = settings
         self.cluster = cluster
         self.workers = workers
@@ -236,7 +236,7 @@ def make_executor(settings: BatchSettings, cluster: Optional[str], workers: Opti
         if ray_available():
             cluster = "local"
         elif workers not in (None, 1):
-            raise UsageError(f"--workers {workers} needs {RAY_MISSING}")
+            raise BackendUnavailable(f"--workers {workers} needs {RAY_MISSING}")
         else:
             print("facecycle batch: ray is not installed: processing in this process, one video at a time "
                   '(pip install "facecycle-rt[cluster]" for parallel workers)', file=sys.stderr)

@@ -137,7 +137,7 @@ class Detector(abc.ABC):
 
     def describe(self) -> dict:
         return {"detector": self.name, "max_side": self.max_side, "score_threshold": self.score_threshold,
-                "box_scale": self.box_scale}
+                "box_scale": self.box_scale, "landmarks": True}  # 5 points; a model without them says False
 
     def close(self) -> None:
         pass
