@@ -175,6 +175,8 @@ def _eval(args: argparse.Namespace) -> int:
                     "framing": _framing_report(framer)})
         print(f"accuracy {rep['accuracy']:.4f} on {rep['n']} images ({args.split}); "
               f"mean class accuracy {rep['mean_class_accuracy']:.4f}")
+        if rep["n_unreadable"]:
+            print(f"  {rep['n_unreadable']} more images do not decode and are not scored (JSON: unreadable)")
         if rep["accuracy_labelled_classes"] is not None:
             print(f"  choosing among the {len(rep['labelled_classes'])} labelled classes only "
                   f"({', '.join(rep['labelled_classes'])}): {rep['accuracy_labelled_classes']:.4f} right "

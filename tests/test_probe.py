@@ -377,3 +377,64 @@ def test_the_split_folder_in_any_case_the_split_folder_itself_and_the_official_c
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
     with pytest.raises(InputError, match="not the FER-2013 CSV"):
         list_expression(tmp_path / "other.csv", "test")
+
+
+def test_a_test_set_as_people_keep_it_nested_with_stray_and_damaged_files(tmp_path, caplog):
+    """CK+ keeps one folder per subject inside each class (`happy/S005/…png`); folders copied off a Mac or out of
+    Jupyter carry `._x.jpg` and `.ipynb_checkpoints`; a download may hold an empty or damaged file. Nested images
+    used to be left out without a word (a score on the few top-level ones), a dot-folder stopped the run as an
+    unknown class, and one damaged file ended the evaluation with no score at all."""
+    import cv2
+
+    from facecycle_cli import main
+
+    rng = np.random.default_rng(0)
+    test = tmp_path / "ck" / "test"
+    for c in ("Happy", "Sadness", "SU"):  # SU: JAFFE's code for surprise
+        for s in ("S005", "S010"):
+            (test / c / s).mkdir(parents=True)
+            for k in range(2):
+                cv2.imwrite(str(test / c / s / f"{k}.png"), rng.integers(0, 256, (48, 48), dtype=np.uint8))
+    (test / "Happy" / "top.png").write_bytes((test / "Happy" / "S005" / "0.png").read_bytes())
+    (test / "Happy" / "._top.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (test / ".ipynb_checkpoints").mkdir()
+    (test / "Sadness" / "S005" / ".hidden").mkdir()
+    (test / "Sadness" / "S005" / ".hidden" / "x.png").write_bytes(b"")
+    (test / "Happy" / "S010" / "anim.gif").write_bytes(b"GIF89a")
+    (test / "Happy" / "S010" / "empty.jpg").write_bytes(b"")
+    (test / "SU" / "S005" / "text.png").write_text("not a picture")
+    with caplog.at_level("WARNING"):
+        items = list_expression(tmp_path / "ck", "test")
+    assert sorted(c for _, c in items) == [3] * 6 + [5] * 4 + [6] * 5  # 13 pictures + 2 that will not decode
+    assert all(not any(part.startswith(".") for part in p.parts[-3:]) for p, _ in items)
+    assert ".gif 1" in caplog.text
+    out = tmp_path / "rep.json"
+    rc = main(["probe", "eval", "--data", str(tmp_path / "ck"), "--split", "test", "--framing", "none",
+               "--json", str(out), "--no-progress"])
+    assert rc == 0
+    rep = json.loads(out.read_text())
+    assert rep["n"] == 13 and rep["n_unreadable"] == 2
+    assert sorted(p.rsplit("/", 1)[-1] for p in rep["unreadable"]) == ["empty.jpg", "text.png"]
+    assert np.array(rep["confusion_matrix"]).sum() == 13
+
+
+def test_the_fer_csv_in_its_folder_with_a_byte_order_mark_or_the_challenges_spaced_header(tmp_path):
+    """The Kaggle archive unpacks to `fer2013/fer2013.csv`, the challenge's file is `icml_face_data.csv` with the
+    header `emotion, Usage, pixels`, and a CSV saved by a spreadsheet may start with a byte-order mark: all read
+    as the official CSV (the folder was "no such directory", the other two "not the FER-2013 CSV")."""
+    from facecycle.probe.run import expression_items
+
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, 48 * 48).astype(np.uint8)
+    px = " ".join(map(str, img))
+    rows = [(3, "PrivateTest"), (4, "PublicTest"), (6, "Training"), (0, "Training")]  # happy, sad, neutral, angry
+    (tmp_path / "fer2013").mkdir()
+    with open(tmp_path / "fer2013" / "icml_face_data.csv", "w", encoding="utf-8-sig") as f:
+        f.write("emotion, Usage, pixels\n")
+        for e, u in rows:
+            f.write(f"{e}, {u}, {px}\n")
+    for data in (tmp_path / "fer2013", tmp_path / "fer2013" / "icml_face_data.csv"):
+        items = list_expression(data, "test")
+        assert sorted(c for _, c in items) == [3, 5]
+        assert (load_image(items[0][0], 48)[:, :, 0] == img.reshape(48, 48)).all()
+        assert sorted(c for _, c in expression_items(data, "train", val_frac=0.0)) == [0, 4]

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "EXPRESSION_CLASSES", "CLASS_SYNONYMS", "Framer", "list_expression", "stratified_split", "load_image", "load_images",
-    "read_pose_mat", "list_pose", "unpack_fer_csv", "FER_CSV_USAGE",
+    "read_pose_mat", "list_pose", "unpack_fer_csv", "fer_csv_in", "FER_CSV_USAGE",
 ]
 
 #: FER-2013 class names in the head's order
@@ -36,7 +36,14 @@ _IMG = IMAGE_SUFFIXES
 CLASS_SYNONYMS = {
     "anger": "angry", "disgusted": "disgust", "fearful": "fear", "afraid": "fear", "happiness": "happy",
     "sadness": "sad", "surprised": "surprise", "neutrality": "neutral",
+    # JAFFE's two-letter codes (KA.HA1.29.tiff), for folders named after them
+    "an": "angry", "di": "disgust", "fe": "fear", "ha": "happy", "ne": "neutral", "sa": "sad", "su": "surprise",
 }
+
+
+def _hidden(p: Path) -> bool:
+    """A dot-file or dot-folder (``.ipynb_checkpoints``, macOS's ``._name.jpg`` and ``.DS_Store``): never data."""
+    return p.name.startswith(".")
 
 
 def _class_name(folder: str) -> str:
@@ -49,6 +56,10 @@ def _split_dir(root: Path, split: str, classes: Sequence[str]) -> Path:
     (:func:`unpack_fer_csv`)."""
     if root.is_file() and root.suffix.lower() == ".csv":
         return unpack_fer_csv(root, split)
+    csv_file = fer_csv_in(root)
+    if csv_file is not None:  # the Kaggle archive unpacked: fer2013/fer2013.csv
+        log.info("%s: reading %s", root, csv_file.name)
+        return unpack_fer_csv(csv_file, split)
     if not root.is_dir():
         raise InputError(f"{root}: no such directory (expected <data>/<split>/<class>/*.jpg, or fer2013.csv)")
     d = root / split
@@ -57,12 +68,24 @@ def _split_dir(root: Path, split: str, classes: Sequence[str]) -> Path:
     same = [p for p in root.iterdir() if p.is_dir() and p.name.lower() == split.lower()]
     if len(same) == 1:
         return same[0]
-    subs = [p for p in root.iterdir() if p.is_dir()]
+    subs = [p for p in root.iterdir() if p.is_dir() and not _hidden(p)]
     # class folders (some may name no class of ours, as CK+'s "contempt": list_expression then names them)
     if any(_class_name(p.name) in classes for p in subs):
         log.info("%s holds the class folders: read as the %s split", root, split)
         return root
     raise InputError(f"{d}: no such directory (expected <data>/<split>/<class>/*.jpg, or fer2013.csv)")
+
+
+def fer_csv_in(root: Path) -> Optional[Path]:
+    """The one CSV of a folder that holds a CSV and no split or class folders (``fer2013/fer2013.csv``,
+    ``icml_face_data.csv``); None otherwise."""
+    if not root.is_dir():
+        return None
+    entries = [p for p in root.iterdir() if not _hidden(p)]
+    csvs = [p for p in entries if p.is_file() and p.suffix.lower() == ".csv"]
+    if len(csvs) != 1 or any(p.is_dir() for p in entries):
+        return None
+    return csvs[0]
 
 
 #: the official ``fer2013.csv``'s ``Usage`` values of each split (``test``: both test parts, as the image release's
@@ -92,11 +115,17 @@ def unpack_fer_csv(path: Path, split: str) -> Path:
     d = out / split
     n = 0
     try:
-        with open(path, newline="") as f:
-            rows = csv.DictReader(f)
-            if not {"emotion", "pixels", "Usage"} <= set(rows.fieldnames or ()):
+        with open(path, newline="", encoding="utf-8-sig") as f:  # a byte-order mark is not part of a name
+            reader = csv.reader(f)
+            # the challenge's icml_face_data.csv writes "emotion, Usage, pixels": names with spaces
+            names = [n.strip() for n in next(reader, [])]
+            if not {"emotion", "pixels", "Usage"} <= set(names):
                 raise InputError(f"{path}: not the FER-2013 CSV (needs the columns emotion, pixels, Usage)")
-            for i, r in enumerate(rows, start=2):
+            col = {n: names.index(n) for n in ("emotion", "pixels", "Usage")}
+            for i, row in enumerate(reader, start=2):
+                if not row:
+                    continue
+                r = {n: (row[k].strip() if k < len(row) else "") for n, k in col.items()}
                 if r["Usage"] not in usage:
                     continue
                 px = np.array(r["pixels"].split(), np.uint8)
@@ -121,12 +150,14 @@ def list_expression(root: Path, split: str, classes: Sequence[str] = EXPRESSION_
 
     Folder names match the classes case-insensitively, also under the common other names of
     :data:`CLASS_SYNONYMS` (``Anger``, ``happiness``, ``Surprised``, ...). A folder that names no class, or two
-    folders naming the same class, is an error: nothing is skipped silently.
+    folders naming the same class, is an error: nothing is skipped silently. A class folder's images are found
+    at any depth (CK+'s ``happy/S005/…png``); dot-files and dot-folders (``.ipynb_checkpoints``, macOS's
+    ``._x.jpg``) are not data, and other files (``.gif``, ``.txt``) are counted in a warning.
     """
     d = _split_dir(Path(root), split, classes)
     folders: Dict[int, Path] = {}
     unknown = []
-    for f in sorted(p for p in d.iterdir() if p.is_dir()):
+    for f in sorted(p for p in d.iterdir() if p.is_dir() and not _hidden(p)):
         name = _class_name(f.name)
         if name not in classes:
             unknown.append(f.name)
@@ -140,11 +171,31 @@ def list_expression(root: Path, split: str, classes: Sequence[str] = EXPRESSION_
                          f"{', '.join(sorted(CLASS_SYNONYMS))}); move the others out, as a class the head does not "
                          "know cannot be scored")
     out: List[Tuple[Path, int]] = []
+    others: Dict[str, int] = {}
     for ci in sorted(folders):
-        out.extend((p, ci) for p in sorted(folders[ci].iterdir()) if p.suffix.lower() in _IMG)
+        for p in _files_under(folders[ci]):
+            if p.suffix.lower() in _IMG:
+                out.append((p, ci))
+            else:
+                others[p.suffix.lower() or p.name] = others.get(p.suffix.lower() or p.name, 0) + 1
+    if others:
+        log.warning("%s: %d file(s) not read as images and not scored (%s; images: %s)", d,
+                    sum(others.values()), ", ".join(f"{k} {n}" for k, n in sorted(others.items())), " ".join(_IMG))
     if not out:
-        raise InputError(f"{d}: no images found")
+        where = ", ".join(sorted(f.name for f in folders.values())) or "no class folder"
+        raise InputError(f"{d}: no images found (in {where}; images: {' '.join(_IMG)})")
     return out
+
+
+def _files_under(folder: Path) -> List[Path]:
+    """Every file under ``folder``, at any depth, in sorted path order; dot-files and dot-folders left out."""
+    import os
+
+    found: List[Path] = []
+    for top, dirs, files in os.walk(folder, followlinks=True):
+        dirs[:] = sorted(x for x in dirs if not x.startswith("."))
+        found.extend(Path(top) / f for f in files if not f.startswith("."))
+    return sorted(found)
 
 
 def stratified_split(items: Sequence[Tuple[Path, int]], val_frac: float = 0.1,
@@ -174,11 +225,15 @@ def load_image(path: Path, size: int, framer: Optional[Framer] = None) -> np.nda
     """Read an image as (size, size, 3) uint8 RGB (grayscale converted; resized with area/linear).
 
     ``framer``, when given, first frames the face (see :data:`Framer`); without it the whole image is used.
+    Raises :class:`~facecycle.errors.InputError` for a file that does not decode (empty, damaged, not an image).
     """
     import cv2
 
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)  # grayscale files come back as 3 equal channels
-    if img is None:
+    try:
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)  # grayscale files come back as 3 equal channels
+    except cv2.error:
+        img = None
+    if img is None or img.size == 0:
         raise InputError(f"{path}: unreadable image")
     if framer is not None:
         img = framer(img)
@@ -188,11 +243,22 @@ def load_image(path: Path, size: int, framer: Optional[Framer] = None) -> np.nda
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def load_images(paths: Sequence[Path], size: int, framer: Optional[Framer] = None) -> np.ndarray:
-    """(N, size, size, 3) uint8 RGB (see :func:`load_image`)."""
+def load_images(paths: Sequence[Path], size: int, framer: Optional[Framer] = None,
+                unreadable: Optional[List[int]] = None) -> np.ndarray:
+    """(N, size, size, 3) uint8 RGB (see :func:`load_image`).
+
+    ``unreadable``: when given, a file that does not decode is left black and its index appended (the caller
+    drops it); without it, such a file raises :class:`~facecycle.errors.InputError`.
+    """
     out = np.empty((len(paths), size, size, 3), np.uint8)
     for i, p in enumerate(paths):
-        out[i] = load_image(p, size, framer)
+        try:
+            out[i] = load_image(p, size, framer)
+        except InputError:
+            if unreadable is None:
+                raise
+            out[i] = 0
+            unreadable.append(i)
     return out
 
 

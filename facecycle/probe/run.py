@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import InputError
-from .datasets import EXPRESSION_CLASSES, Framer, list_expression, list_pose, load_images, stratified_split
+from .datasets import EXPRESSION_CLASSES, Framer, fer_csv_in, list_expression, list_pose, load_images, stratified_split
 from .features import FeatureExtractor
 from .linear import DEFAULT_WDS, Head, classification_report, fit_classifier, fit_regressor
 
@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 def expression_items(data: Path, split: str, val_frac: float = 0.1, seed: int = 0) -> List[Tuple[Path, int]]:
     """Items of a split. ``train`` excludes the held-out validation part when ``val_frac`` > 0;
     ``val`` is that held-out part of ``<data>/train`` (stratified, seeded); other names are folders."""
-    is_csv = Path(data).is_file() and Path(data).suffix.lower() == ".csv"  # the official fer2013.csv
+    # the official fer2013.csv, or a folder holding it alone
+    is_csv = (Path(data).is_file() and Path(data).suffix.lower() == ".csv") or fer_csv_in(Path(data)) is not None
     if split in ("train", "val") and val_frac > 0 and (is_csv or (Path(data) / "train").is_dir()):
         tr, va = stratified_split(list_expression(Path(data), "train"), val_frac, seed)
         return tr if split == "train" else va
@@ -55,16 +56,22 @@ def subsample(items: Sequence, n: int, seed: int = 0) -> List:
 
 
 def extract(extractor: FeatureExtractor, paths: Sequence[Path], flips: bool = False,
-            chunk: int = 2048, progress: bool = False, framer: Optional[Framer] = None) -> np.ndarray:
+            chunk: int = 2048, progress: bool = False, framer: Optional[Framer] = None,
+            unreadable: Optional[List[int]] = None) -> np.ndarray:
     """Features of image files (RGB; grayscale converted), optionally followed by those of their mirrors.
 
     ``framer`` frames each image's face first (:data:`~facecycle.probe.datasets.Framer`); None: whole images.
+    ``unreadable``: when given, files that do not decode get the feature of a black image and their indices are
+    appended (:func:`~facecycle.probe.datasets.load_images`); else they raise InputError.
     """
     from tqdm import tqdm
 
     out, out_f = [], []
     for i in tqdm(range(0, len(paths), chunk), desc="features", disable=not progress, unit="chunk"):
-        imgs = load_images(paths[i:i + chunk], extractor.image_size, framer)
+        bad: Optional[List[int]] = None if unreadable is None else []
+        imgs = load_images(paths[i:i + chunk], extractor.image_size, framer, unreadable=bad)
+        if bad:
+            unreadable.extend(i + k for k in bad)
         out.append(extractor(imgs))
         if flips:
             out_f.append(extractor(np.ascontiguousarray(imgs[:, :, ::-1])))
@@ -78,14 +85,19 @@ def fit_expression(extractor: FeatureExtractor, items: Sequence[Tuple[Path, int]
     paths = [p for p, _ in items]
     y = np.array([c for _, c in items])
     t0 = time.perf_counter()
-    f = extract(extractor, paths, flips=flips, progress=progress, framer=framer)
+    bad: List[int] = []
+    f = extract(extractor, paths, flips=flips, progress=progress, framer=framer, unreadable=bad)
     t_feat = time.perf_counter() - t0
+    keep = _readable(items, bad)
+    f = np.concatenate([f[:len(y)][keep], f[len(y):][keep]]) if flips else f[keep]
+    y, paths = y[keep], [paths[i] for i in keep]
     groups = np.arange(len(y))
     if flips:
         y, groups = np.concatenate([y, y]), np.concatenate([groups, groups])
     t0 = time.perf_counter()
     head, scores = fit_classifier(f, y, classes, extractor.describe(), wds=wds, seed=seed, groups=groups)
-    info = {"n_images": len(paths), "flips": flips, "feature_seconds": round(t_feat, 1),
+    info = {"n_images": len(paths), **_unreadable_report(items, bad), "flips": flips,
+            "feature_seconds": round(t_feat, 1),
             "fit_seconds": round(time.perf_counter() - t0, 1), "inner_val_accuracy": scores,
             "weight_decay": head.meta["weight_decay"]}
     head.meta["flips"] = str(flips)
@@ -95,9 +107,27 @@ def fit_expression(extractor: FeatureExtractor, items: Sequence[Tuple[Path, int]
 def eval_expression(extractor: FeatureExtractor, head: Head, items: Sequence[Tuple[Path, int]],
                     progress: bool = False, framer: Optional[Framer] = None) -> Dict:
     classes = head.classes or list(EXPRESSION_CLASSES)
-    f = extract(extractor, [p for p, _ in items], progress=progress, framer=framer)
-    y = np.array([c for _, c in items])
-    return classification_report(head.predict(f), y, classes)
+    bad: List[int] = []
+    f = extract(extractor, [p for p, _ in items], progress=progress, framer=framer, unreadable=bad)
+    keep = _readable(items, bad)
+    y = np.array([c for _, c in items])[keep]
+    return {**classification_report(head.predict(f[keep]), y, classes), **_unreadable_report(items, bad)}
+
+
+def _readable(items: Sequence[Tuple[Path, int]], bad: Sequence[int]) -> np.ndarray:
+    """Indices of the items that decoded; one warning names the others (a damaged file in a test set is left out
+    of the score, not the end of it); InputError when none did."""
+    if bad:
+        log.warning("%d of %d images do not decode and are not scored (first: %s); the JSON lists them "
+                    "(unreadable)", len(bad), len(items), items[bad[0]][0])
+    keep = np.setdiff1d(np.arange(len(items)), np.asarray(bad, np.int64))
+    if not keep.size:
+        raise InputError(f"none of the {len(items)} images decodes (first: {items[0][0]})")
+    return keep
+
+
+def _unreadable_report(items: Sequence[Tuple[Path, int]], bad: Sequence[int]) -> Dict:
+    return {"n_unreadable": len(bad), "unreadable": [str(items[i][0]) for i in bad[:1000]]}
 
 
 POSE_NAMES = ("yaw", "pitch", "roll")
