@@ -25,7 +25,7 @@ import sys
 from typing import List, Optional, Sequence
 
 from facecycle import __version__
-from facecycle.errors import BackendUnavailable, FaceCycleError
+from facecycle.errors import BackendUnavailable, FaceCycleError, UsageError
 
 from . import (
     app_cmd,
@@ -157,6 +157,31 @@ def _tidy_metavars(parser: argparse.ArgumentParser) -> None:
             a.metavar = "NAME" if a.dest in ("config", "backend", "baseline", "detector", "split") else "VALUE"
 
 
+def _actions(parser: argparse.ArgumentParser, args: argparse.Namespace) -> List[argparse.Action]:
+    """The actions of ``parser`` and of the subcommands ``args`` chose (``probe eval``: three parsers)."""
+    out: List[argparse.Action] = []
+    for a in parser._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            chosen = a.choices.get(getattr(args, a.dest, None) or "") if a.dest != argparse.SUPPRESS else None
+            if chosen is not None:
+                out += _actions(chosen, args)
+        else:
+            out.append(a)
+    return out
+
+
+def _empty_value(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Optional[str]:
+    """The option (or positional) given an empty string, where that is not its default: ``Path("")`` is the
+    current folder, so ``facecycle process "$CLIP"`` with CLIP unset read the whole folder, and ``live --input ""``
+    opened the camera."""
+    for a in _actions(parser, args):
+        v = getattr(args, a.dest, None)
+        if a.default == "" or not (v == "" or (isinstance(v, list) and "" in v)):
+            continue
+        return a.option_strings[-1] if a.option_strings else str(a.metavar or a.dest)
+    return None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     try:  # building the parser imports every command module: a Ctrl-C here is still a clean exit
         parser = build_parser()
@@ -169,6 +194,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
+    empty = _empty_value(parser, args)
+    if empty is not None:
+        print(f"facecycle: error: {empty}: an empty value ('': an unset shell variable?)", file=sys.stderr)
+        return UsageError.exit_code
     sigterm.install()  # SIGTERM raises SystemExit(143), which the pipeline cleans up after
     try:
         code = int(args.func(args) or 0)

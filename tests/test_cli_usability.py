@@ -94,6 +94,33 @@ def test_an_option_given_only_dashes_is_a_usage_error(argv, capsys):
     assert len(err) == 1 and "error" in err[0] and "internal error" not in err[0], err
 
 
+@pytest.mark.parametrize("argv,name", [(["process", ""], "INPUT"), (["process", "a.mp4", "--out-dir", ""], "--out-dir"),
+                                       (["live", "--input", "", "--no-window"], "--input"),
+                                       (["batch", "", "--out-dir", "o"], "INPUT"),
+                                       (["probe", "eval", "--data", "", "--split", "test"], "--data")])
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(argv, name, tmp_path, monkeypatch, capsys):
+    """`facecycle process "$CLIP"` with CLIP unset: Path("") is the current folder, which was read whole as an image
+    folder (every picture below it, exit 0); `live --input ""` opened the camera. Now one line, exit 2, nothing
+    written."""
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((64, 64, 3), 128, np.uint8))
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"facecycle: error: {name}: an empty value ('': an unset shell variable?)"]
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["a.png"]
+
+
+def test_open_source_refuses_an_empty_path():
+    from facecycle.errors import InputError
+    from realtime.sources import open_source
+
+    with pytest.raises(InputError, match="empty path"):
+        open_source("")
+
+
 @pytest.mark.parametrize("argv", [["process", "x.mp4", "--backend", "onnxruntim"],
                                   ["bench", "pipeline", "x.mp4", "--json", "j.json", "--backend", "gpu"]])
 def test_an_unknown_backend_is_refused_when_parsing_with_the_choices(argv, capsys):

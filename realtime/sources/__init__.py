@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
+from facecycle.errors import InputError
+
 from .base import Source
 from .camera import CameraSource
 from .frames import FrameSource
@@ -31,6 +33,8 @@ def open_source(spec: Union[str, int, Path, Iterable[Any]], realtime: bool = Fal
     if not isinstance(spec, (str, os.PathLike)):
         return FrameSource(spec, fps=fps or 30.0, live=realtime)
     s = os.fspath(spec) if isinstance(spec, os.PathLike) else str(spec)
+    if not s.strip():  # Path("") is the current folder: it would be read whole, as an image folder
+        raise InputError("an empty path: give a video, an image folder, a URL or a camera")
     if s.startswith("camera:"):
         return CameraSource(s.split(":", 1)[1], width=width, height=height, fps=fps)
     if s.startswith("/dev/video"):
