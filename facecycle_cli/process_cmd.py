@@ -370,6 +370,8 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals"
     shown = plan["video"] and run.outputs.video_frames > 0 and (  # a run stopped before its first frame made none
         f"{plan['video']}{os.sep}" if Path(plan["video"]).suffix == ".annotated" else str(plan["video"]))  # pictures
     wrote = ", ".join(str(v) for v in (plan["csv"], side, shown) if v and Path(v).exists()) or "nothing written"
+    if run.outputs.restored:  # stopped before its first frame: what is there is the earlier run's
+        wrote, side = "nothing written (the earlier outputs are kept)", None
 
     skipped = "unreadable image" if isinstance(run.src, ImageFolderSource) else "damaged packet"
     folder = ""

@@ -14,11 +14,12 @@ A CSV's JSON sidecar is written when the CSV opens (``status: running``) and aga
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, List, Optional, Union
+from typing import Callable, List, Optional, Tuple, Union
 
 from facecycle.errors import FaceCycleError, OutputError
 from facecycle.files import VIDEO_SUFFIXES
@@ -84,6 +85,10 @@ class RunOutputs:
         self._req_csv: object = _KEEP
         self._req_video: object = _KEEP
         self._frames_seen = 0
+        #: earlier files that ``overwrite`` replaces, moved aside until the run writes its first frame (then
+        #: deleted); a run that ends before one (failed, interrupted, stopped) puts them back and sets ``restored``
+        self._aside: List[Tuple[Path, Path]] = []
+        self.restored = False
 
     # ---------------------------------------------------------------- any thread
     def set_annotator(self, annotator: Optional[Annotator]) -> None:
@@ -106,8 +111,11 @@ class RunOutputs:
     def open_csv(self, path: PathLike, sidecar: Optional[PathLike] = None) -> None:
         """Open the CSV now (raises :class:`~facecycle.errors.OutputError`); used before the first frame."""
         self._close_csv("stopped")
+        side = Path(sidecar) if sidecar else Path(path).with_suffix(".json")
+        self._set_aside(Path(path))
+        self._set_aside(side)
         self.csv = CsvSink(path, self.code_dim, overwrite=self.overwrite, file_column=self.file_column)
-        self.sidecar_path = Path(sidecar) if sidecar else Path(path).with_suffix(".json")
+        self.sidecar_path = side
         self.write_sidecar("running")
 
     def _pictures(self, path: PathLike) -> bool:
@@ -130,6 +138,7 @@ class RunOutputs:
             self.video = ImageSink(path, overwrite=self.overwrite)
         else:
             audio = self.audio_from if self._frames_seen == 0 else None
+            self._set_aside(Path(path))
             self.video = VideoSink(path, fps=self.fps, time_base=self.time_base, audio_from=audio,
                                    preset=self.video_preset, overwrite=self.overwrite)
         self.video_path = self.video.path
@@ -191,6 +200,41 @@ class RunOutputs:
                 self._quietly(self._close_video)
             packet.stats["video"] = time.perf_counter() - t
         self._frames_seen += 1
+        if self._aside:  # the run has written its first frame: the earlier files are replaced for good
+            self._drop_aside()
+
+    # ------------------------------------------------------- replaced files
+    def _set_aside(self, path: Path) -> None:
+        """Before the run's first frame, move an earlier file that ``overwrite`` replaces to a hidden name beside
+        it (``.x.csv.replaced``), so that a run failing before its first frame does not cost the earlier result."""
+        if not self.overwrite or self._frames_seen or not path.is_file():
+            return
+        aside = path.with_name(f".{path.name}.replaced")
+        try:
+            os.replace(path, aside)
+        except OSError as e:  # replaced in place, as before
+            log.warning("%s: not kept aside while the run starts (%s)", path, e)
+            return
+        self._aside.append((path, aside))
+
+    def _drop_aside(self) -> None:
+        for _, aside in self._aside:
+            try:
+                aside.unlink(missing_ok=True)
+            except OSError as e:
+                log.warning("%s: not removed (%s)", aside, e)
+        self._aside = []
+
+    def _put_back(self) -> None:
+        for path, aside in reversed(self._aside):
+            try:
+                path.unlink(missing_ok=True)
+                os.replace(aside, path)
+            except OSError as e:
+                log.warning("%s: the earlier file could not be put back; it is in %s (%s)", path, aside, e)
+        self.restored = True
+        self._aside = []
+        log.warning("the run ended before its first frame: the earlier outputs it was to replace are kept")
 
     # ------------------------------------------------------------------ closing
     def write_sidecar(self, status: str, error: Optional[BaseException] = None) -> None:
@@ -260,6 +304,11 @@ class RunOutputs:
         except Exception as e:  # noqa: BLE001
             log.warning("closing the CSV failed: %s", e)
             first = first or e
+        if self._aside:
+            if self._frames_seen == 0 and status != "complete":
+                self._put_back()
+            else:
+                self._drop_aside()
         return first
 
     @property

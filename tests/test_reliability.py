@@ -293,9 +293,9 @@ def test_a_dash_reads_standard_input(model, tmp_path, faces40, code_dim):
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = tmp_path / "out"
 
-    def run(*args: str, data: Optional[bytes] = None, stdin=None) -> subprocess.CompletedProcess:
+    def run(*args: str, data: Optional[bytes] = None, stdin=None, to: Path = out) -> subprocess.CompletedProcess:
         argv = [sys.executable, "-m", "facecycle", "process", *args, "--model", str(model), "--no-progress",
-                "--no-video", "--out-dir", str(out)]
+                "--no-video", "--out-dir", str(to)]
         return subprocess.run(argv, input=data, stdin=stdin, capture_output=True, timeout=120, cwd=str(ROOT),
                               env=env)
 
@@ -312,13 +312,19 @@ def test_a_dash_reads_standard_input(model, tmp_path, faces40, code_dim):
     assert r.returncode == 3
     line = one_error_line(r.stderr.decode())
     assert "through a pipe" in line and "mpegts" in line, line
-    assert json.loads((out / "stdin.json").read_text())["status"] == "failed"
-    # the corrected command needs no --overwrite: what a run left that failed before its first frame holds no data
-    r = run("-", data=ts.read_bytes())
+    # --overwrite did not cost the earlier result: a run that fails before its first frame replaces nothing
+    assert json.loads((out / "stdin.json").read_text())["status"] == "complete"
+    assert frames_of(read_csv(out / "stdin.csv", code_dim)) == list(range(40))
+    # into a new folder it leaves a failed sidecar; the corrected command needs no --overwrite there: what a run
+    # left that failed before its first frame holds no data
+    fresh = tmp_path / "fresh"
+    assert run("-", data=tail.read_bytes(), to=fresh).returncode == 3
+    assert json.loads((fresh / "stdin.json").read_text())["status"] == "failed"
+    r = run("-", data=ts.read_bytes(), to=fresh)
     assert r.returncode == 0, r.stderr.decode()
     assert "failed before its first frame" in r.stderr.decode()
-    assert frames_of(read_csv(out / "stdin.csv", code_dim)) == list(range(40))
-    r = run("-", data=ts.read_bytes())  # a complete run's outputs stay protected
+    assert frames_of(read_csv(fresh / "stdin.csv", code_dim)) == list(range(40))
+    r = run("-", data=ts.read_bytes(), to=fresh)  # a complete run's outputs stay protected
     assert r.returncode == 4 and "--overwrite" in one_error_line(r.stderr.decode())
     r = run("-", "-", data=b"")
     assert r.returncode == 2 and "standard input can be given once" in one_error_line(r.stderr.decode())
@@ -921,6 +927,35 @@ def test_a_recording_name_that_cannot_hold_h264_is_refused_before_any_file(cli, 
     assert rc == 4
     assert "not a video file name" in one_error_line(err) and ".mp4" in one_error_line(err)
     assert list(out.iterdir()) == []
+
+
+def test_an_overwrite_that_fails_before_its_first_frame_keeps_the_earlier_outputs(cli, tmp_path, faces40, code_dim,
+                                                                                 caplog):
+    """`--overwrite` with an input that turns out to hold no decodable frame (a Matroska header whose clusters were
+    lost) used to truncate the earlier, complete CSV to its header and mark its sidecar failed before the error: the
+    earlier result was gone. The files it replaces now wait aside until the run's first frame."""
+    for d in "abc":
+        (tmp_path / d).mkdir()
+    good = write_video(tmp_path / "a" / "x.mkv", faces40[:6], fmt="matroska")
+    rc, _, err = cli(good)
+    assert rc == 0, err
+    out = tmp_path / "out"
+    before = {q.name: q.read_bytes() for q in out.iterdir()}
+    assert sorted(before) == ["x.annotated.mp4", "x.csv", "x.json"]
+    data = good.read_bytes()
+    first = next(av.open(str(good)).demux(video=0)).pos  # where the first cluster starts
+    (tmp_path / "b" / "x.mkv").write_bytes(data[:first])
+    rc, _, err = cli(tmp_path / "b" / "x.mkv", "--overwrite")
+    assert rc == 3, err
+    one_error_line(err)
+    assert "earlier outputs it was to replace are kept" in caplog.text
+    assert {q.name: q.read_bytes() for q in out.iterdir()} == before  # byte for byte, nothing left aside
+    # an overwrite that writes frames replaces them, and leaves nothing aside either
+    rc, _, err = cli(write_video(tmp_path / "c" / "x.mkv", faces40[:3], fmt="matroska"), "--overwrite", "--no-video")
+    assert rc == 0, err
+    assert frames_of(read_csv(out / "x.csv", code_dim)) == [0, 1, 2]
+    assert sorted(q.name for q in out.iterdir()) == ["x.annotated.mp4", "x.csv", "x.json"]
+    assert json.loads((out / "x.json").read_text())["status"] == "complete"
 
 
 def test_a_run_that_cannot_open_its_video_leaves_a_failed_sidecar_with_the_reason(cli, tmp_path, faces40):
