@@ -158,6 +158,26 @@ def test_truncated_streamable_file_keeps_what_decodes(cli, tmp_path, faces40, co
     assert decode_count(tmp_path / "out" / "cut.annotated.mp4") == len(frames)
 
 
+@pytest.mark.parametrize("codec", ["mjpeg", "mpeg4"])
+def test_an_avi_cut_in_half_reports_its_missing_frames(cli, tmp_path, faces40, code_dim, codec):
+    """An AVI's header counts its frames, and FFmpeg's duration of a cut AVI is only what its data still holds: the
+    smaller of the two hid the cut (an MJPEG AVI cut in half read as complete, 35 frames of 35)."""
+    src = write_video(tmp_path / "full.avi", faces40, codec=codec, pix_fmt="yuvj420p" if codec == "mjpeg" else
+                      "yuv420p")
+    data = src.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])
+    rc, _, err = cli(cut, "--no-video")
+    assert rc == 0, err
+    assert "frames missing (truncated or damaged file)" in err
+    side = json.loads((tmp_path / "out" / "cut.json").read_text())
+    n = len(frames_of(read_csv(tmp_path / "out" / "cut.csv", code_dim)))
+    assert 1 <= n < 30 and side["input"]["frame_count"] == 40 and side["input"]["frames_missing"] == 40 - n
+    rc, _, err = cli(src, "--no-video")  # the whole file: nothing missing
+    assert rc == 0 and "missing" not in err, err
+    assert json.loads((tmp_path / "out" / "full.json").read_text())["input"]["frames_missing"] == 0
+
+
 def test_samples_an_edit_list_hides_are_not_missing_frames(caplog):
     """3ddfa_obama.mp4 (a real clip) holds 158 video samples and plays 55: its MP4 edit list starts after the first
     103, which the decoder drops as every player does. Counted as samples, the clip read as truncated: the end

@@ -117,6 +117,10 @@ class VideoSource(Source):
         if self.stream.duration and self.fps:
             counts.append(int(round(float(self.stream.duration * self.time_base) * self.fps)))
         self.frame_count = min((n for n in counts if n > 0), default=None)
+        if "avi" in self.container.format.name.split(",") and counts[0] > 0:
+            # an AVI's header counts its frames; FFmpeg's duration of a cut AVI is what its data still holds, so the
+            # smaller one hid the cut (half a file read as complete). AVI has no edit lists
+            self.frame_count = counts[0]
         if self.frame_count is None and self.container.duration and self.fps and not self.is_url:
             self.frame_count = int(round(self.container.duration / 1e6 * self.fps))  # container: microseconds
         self.frames_decoded = 0
