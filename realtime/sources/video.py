@@ -15,7 +15,7 @@ import threading
 import time
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Iterator, Optional, Tuple, Union
 
 import av
 import cv2
@@ -128,11 +128,20 @@ class VideoSource(Source):
         self.discontinuities = 0  # times the timestamps jumped back (the timeline was continued across them)
         self.rotation = 0
         self.width, self.height = int(cc.width or 0), int(cc.height or 0)
+        #: non-square pixels (anamorphic DV, some broadcast and phone files): frames are stretched to the picture's
+        #: display shape, as players show them, or every face would be read squeezed
+        self.stored_size = (self.width, self.height)
+        self.display_size = _display_size(self.width, self.height, cc.sample_aspect_ratio
+                                          or self.stream.sample_aspect_ratio)
         if self.width <= 0 or self.height <= 0:
             self.container.close()
             why = _index_hint(spath, self._pipe_format()) or ("the stream sent no picture size" if self.is_url
                                                               else "corrupt header?")
             raise InputError(f"{spath}: video stream has no frame size ({why})")
+        if self.display_size is not None:
+            log.info("%s: pixels of aspect %s: frames shown at %dx%d (stored %dx%d)", spath,
+                     cc.sample_aspect_ratio or self.stream.sample_aspect_ratio, *self.display_size, *self.stored_size)
+            self.width, self.height = self.display_size
         self.still = len(self.container.streams) == 1 and (self.frame_count or 0) <= 1 and (
             cc.name in _STILL_CODECS or Path(spath).suffix.lower() in IMAGE_SUFFIXES)  # AVIF: one AV1 frame
         self.stills = self.still  # a single picture: analysed as a still (Source.stills)
@@ -227,7 +236,11 @@ class VideoSource(Source):
     def _to_bgr(self, frame: "av.VideoFrame") -> np.ndarray:
         rot = getattr(frame, "rotation", 0) or 0
         self.rotation = rot
-        img = frame.to_ndarray(format="bgr24")
+        if self.display_size is not None and (frame.width, frame.height) == self.stored_size:
+            w, h = self.display_size
+            img = frame.to_ndarray(format="bgr24", width=w, height=h)
+        else:
+            img = frame.to_ndarray(format="bgr24")
         if rot:
             img = rotate_image(img, rot)
         self.height, self.width = img.shape[:2]
@@ -248,6 +261,18 @@ class VideoSource(Source):
                  errors=self.errors, frames_decoded=self.frames_decoded, frames_missing=self.frames_missing,
                  timestamp_discontinuities=self.discontinuities)
         return d
+
+
+def _display_size(width: int, height: int, sar: Optional[Fraction]) -> Optional[Tuple[int, int]]:
+    """The (width, height) that shows pixels of aspect ``sar`` (width / height of one pixel) square, stretching one
+    side (no pixel is lost); None for square or unknown pixels. Sizes stay even (the annotated video's yuv420p)."""
+    if not sar or sar <= 0 or sar == 1 or width <= 0 or height <= 0:
+        return None
+    if sar > 1:
+        width = int(round(width * sar / 2)) * 2
+    else:
+        height = int(round(height / sar / 2)) * 2
+    return width, height
 
 
 #: decoders of single pictures (a file of one frame decoded by one of these is a still, :attr:`Source.stills`)
