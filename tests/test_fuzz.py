@@ -189,6 +189,7 @@ def _fake_source(pts: List[Optional[int]], tb: Fraction, fps: Optional[float]) -
     VideoSource.__bases__[0].__init__(s)
     s.name, s.is_url, s.realtime, s.max_errors = "fake", False, False, 5
     s.time_base, s.fps, s.frame_count, s.rotation = tb, fps, None, 0
+    s.display_size = None  # square pixels
     s.frames_decoded = s.frames_missing = s.discontinuities = 0
     s.stream = None
     s.container = _Container([_Packet([_Frame(p)]) for p in pts])

@@ -385,6 +385,22 @@ def test_truncated_mp4_without_index_is_a_clear_error(cli, tmp_path, faces40):
     assert "moov atom" in one_error_line(err)
 
 
+@pytest.mark.parametrize("name,data,says", [
+    ("page.mp4", b"<!DOCTYPE html>\n<html><body>Not Found</body></html>\n", "holds HTML, not a video"),
+    ("notes.avi", "README: caf\u00e9 notes\n".encode() * 40, "holds text, not a video"),
+    ("noise.mp4", bytes(range(256)) * 8, "Invalid data"),
+    ("photo.jpg", b"just some words\n", "holds text, not a picture or a video")])
+def test_a_file_that_is_no_video_says_what_it_holds(cli, tmp_path, name, data, says):
+    """A web page saved under a video's name, a README renamed: the error said that a cut recording's index (moov
+    atom) was missing, or "corrupt header?"; it now says what the file holds. Bytes that start as no MP4 get no
+    moov hint."""
+    (tmp_path / name).write_bytes(data)
+    rc, _, err = cli(tmp_path / name, "--no-video")
+    assert rc == 3, err
+    line = one_error_line(err)
+    assert says in line and "moov" not in line, line
+
+
 def test_truncated_faststart_mp4_keeps_what_decodes(cli, tmp_path, faces40, code_dim):
     src = write_video(tmp_path / "fs.mp4", faces40, container_options={"movflags": "faststart"})
     data = src.read_bytes()

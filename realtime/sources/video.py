@@ -85,7 +85,11 @@ class VideoSource(Source):
             self.container = av.open(spath, "r", timeout=10.0 if self.is_url else None)
         except (av.error.FFmpegError, OSError, ValueError) as e:
             hint = ""
-            if isinstance(e, av.error.InvalidDataError) and Path(spath).suffix.lower() in (".mp4", ".mov", ".m4v"):
+            kind = _not_media(spath) if isinstance(e, av.error.InvalidDataError) and not self.is_url else ""
+            if kind:
+                hint = f"; the file holds {kind}, not a video"
+            elif (isinstance(e, av.error.InvalidDataError) and Path(spath).suffix.lower() in (".mp4", ".mov", ".m4v")
+                  and _starts_as_mp4(spath)):
                 hint = "; if the recording was cut short, its index (moov atom) is missing"
             elif Path(spath).suffix.lower() in UNREAD_PICTURE_SUFFIXES:
                 hint = "; a phone's HEIC or a camera's raw picture is not read here: convert it to JPEG or PNG first"
@@ -135,8 +139,10 @@ class VideoSource(Source):
                                           or self.stream.sample_aspect_ratio)
         if self.width <= 0 or self.height <= 0:
             self.container.close()
+            kind = "" if self.is_url or self.is_pipe else _not_media(spath)
             why = _index_hint(spath, self._pipe_format()) or ("the stream sent no picture size" if self.is_url
-                                                              else "corrupt header?")
+                                                              else f"the file holds {kind}, not a picture or a video"
+                                                              if kind else "corrupt header?")
             raise InputError(f"{spath}: video stream has no frame size ({why})")
         if self.display_size is not None:
             log.info("%s: pixels of aspect %s: frames shown at %dx%d (stored %dx%d)", spath,
@@ -295,6 +301,37 @@ def _index_hint(spath: str, pipe_format: str = "") -> str:
         return ""
     return ("an MP4 whose index (moov atom) is at its end streams only from a server that answers range requests: "
             "download it, or remux it with `ffmpeg -i IN -c copy -movflags +faststart OUT`")
+
+
+def _starts_as_mp4(spath: str) -> bool:
+    """Whether the file's first box is one an MP4 / MOV starts with (``ftyp``, or ``mdat`` / ``wide`` / ``free`` of an
+    old QuickTime file): only then can a missing index be why it does not open."""
+    try:
+        with open(spath, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return False
+    return head[4:8] in (b"ftyp", b"mdat", b"moov", b"wide", b"free", b"skip")
+
+
+def _not_media(spath: str) -> str:
+    """``"text"`` or ``"HTML"`` where the file starts as one (a page saved under a video's name, a README renamed):
+    words for the error instead of a hint about cut recordings; "" otherwise (binary: maybe damaged media)."""
+    try:
+        with open(spath, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return ""
+    if not head or b"\0" in head:
+        return ""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.start < len(head) - 4:  # not just a character cut at the end of the block
+            return ""
+        text = head[:e.start].decode("utf-8")
+    start = text.lstrip().lower()
+    return "HTML" if start.startswith(("<!doctype html", "<html")) else "text"
 
 
 def _msg(e: BaseException) -> str:
