@@ -85,11 +85,12 @@ class VideoSource(Source):
             self.container = av.open(spath, "r", timeout=10.0 if self.is_url else None)
         except (av.error.FFmpegError, OSError, ValueError) as e:
             hint = ""
-            kind = _not_media(spath) if isinstance(e, av.error.InvalidDataError) and not self.is_url else ""
+            a_file = not (self.is_url or self.is_pipe)  # a pipe's bytes must not be read here
+            kind = _not_media(spath) if isinstance(e, av.error.InvalidDataError) and a_file else ""
             if kind:
                 hint = f"; the file holds {kind}, not a video"
             elif (isinstance(e, av.error.InvalidDataError) and Path(spath).suffix.lower() in (".mp4", ".mov", ".m4v")
-                  and _starts_as_mp4(spath)):
+                  and (not a_file or _starts_as_mp4(spath))):
                 hint = "; if the recording was cut short, its index (moov atom) is missing"
             elif Path(spath).suffix.lower() in UNREAD_PICTURE_SUFFIXES:
                 hint = "; a phone's HEIC or a camera's raw picture is not read here: convert it to JPEG or PNG first"
