@@ -285,11 +285,12 @@ def _process(args: argparse.Namespace) -> int:
     if args.inputs.count("-") > 1:
         raise UsageError("-: standard input can be given once")
     if args.parquet:  # refused before any input is read, not after it
-        from realtime.batch.parquet import require_pyarrow
+        from realtime.batch.parquet import check_parquet_path, require_pyarrow
 
         if not args.csv:
             raise UsageError("--parquet needs the CSVs (drop --no-csv)")
         require_pyarrow()
+        check_parquet_path(args.parquet, args.out_dir)
     plans = _outputs_for([_stdin_input() if i == "-" else i for i in args.inputs], args)
     analyzer = _analyzer(args)
     failures: List[InputError] = []

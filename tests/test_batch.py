@@ -611,3 +611,96 @@ def test_a_served_files_validators_and_what_counts_as_a_change():
     assert served_file_changed(no_etag, {**no_etag, "Last-Modified": "x"}) == "Last-Modified"
     assert served_file_changed(a, {**a, "Content-Length": "11"}) == "Content-Length"
     assert served_file_changed(a, None) is None and served_file_changed(None, a) is None  # not known on one side
+
+
+def test_parquet_never_replaces_a_folder_that_is_not_its_own_dataset(tiny_export, tmp_path, capsys):
+    """`--parquet` replaces its path whole. Pointed at the output folder it deleted the CSVs just written, and at
+    a folder of documents it deleted them, with exit 0. Such paths are refused before any input is read; its own
+    dataset is replaced; a run with no CSV removes an earlier dataset there, which would pass for this run's."""
+    pytest.importorskip("pyarrow", reason="pyarrow is not installed (the [cluster] extra)")
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from .conftest import write_video
+
+    _, model_dir = tiny_export
+    rng = np.random.default_rng(0)
+    (tmp_path / "in").mkdir()
+    clip = write_video(tmp_path / "in" / "clip.mp4", [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(4)])
+    out = tmp_path / "out"
+    docs = _touch(tmp_path / "docs" / "notes.txt", b"important")
+    for cmd in ("process", "batch"):
+        extra = ["--cluster", "none"] if cmd == "batch" else []
+        base = [cmd, str(clip), "--model", str(model_dir), "--no-video", "--no-progress", *extra]
+        for target in (out, docs.parent, docs):
+            capsys.readouterr()
+            assert cli_main([*base, "--out-dir", str(out), "--overwrite" if cmd == "process" else "--force",
+                             "--parquet", str(target)]) == 4, (cmd, target)
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and "--parquet replaces its path whole" in err[0], err
+        assert docs.read_bytes() == b"important"
+    # its own dataset (a folder of part files) is replaced
+    ds = tmp_path / "ds"
+    assert cli_main(["batch", str(clip), "--model", str(model_dir), "--no-video", "--no-progress", "--cluster",
+                     "none", "--out-dir", str(out), "--force", "--parquet", str(ds)]) == 0
+    assert sorted(p.name for p in ds.iterdir()) == ["part-00000.parquet"]
+    assert pq.read_table(ds).num_rows == 4
+    assert cli_main(["batch", str(clip), "--model", str(model_dir), "--no-video", "--no-progress", "--cluster",
+                     "none", "--out-dir", str(out), "--force", "--parquet", str(ds)]) == 0
+    assert pq.read_table(ds).num_rows == 4
+    # no CSV to put there (the only input fails): the earlier dataset does not stay as if it were this run's
+    bad = _touch(tmp_path / "bad" / "clip.mp4", b"not a video at all")
+    assert cli_main(["batch", str(bad), "--model", str(model_dir), "--no-video", "--no-progress", "--cluster",
+                     "none", "--out-dir", str(tmp_path / "out2"), "--parquet", str(ds)]) == 3
+    assert not ds.exists()
+
+
+def test_inputs_a_missing_entry_moves_no_output_and_outputs_are_never_inputs(tmp_path):
+    """A typo in a list (a path elsewhere) used to move every output to a deeper mirror, so a resumed batch
+    redid finished work beside the old outputs; with --root it stopped the batch. An output folder that is the
+    input folder, or lies under a pattern, had its annotated videos read as inputs on the next run. A list saved
+    with a byte-order mark lost its first entry."""
+    d = tmp_path / "in"
+    a, b = _touch(d / "a" / "x.mp4"), _touch(d / "b" / "x.mp4")
+    listed = _touch(tmp_path / "list.txt", f"\ufeff{a}\r\n{b}\r\n/elsewhere/typo/y.mp4\r\n".encode())
+    items, _ = collect_inputs([f"@{listed}"], out_dir=tmp_path / "out")
+    assert [(str(i.rel), i.error is not None) for i in items] == [
+        ("a/x.mp4", False), ("b/x.mp4", False), ("y.mp4", True)]
+    items, _ = collect_inputs([f"@{listed}"], out_dir=tmp_path / "out", root=d)
+    assert [str(i.rel) for i in items if i.error is None] == ["a/x.mp4", "b/x.mp4"]
+    # outputs written into the input folder, and an output folder under a pattern's reach
+    _touch(d / "a" / "x.annotated.mp4")
+    _touch(d / "a" / "results" / "x.annotated.mp4")
+    _touch(d / "own.annotated.mp4")  # a user's file of that name outside the output folder stays an input
+    items, _ = collect_inputs([str(d / "a")], out_dir=d / "a")
+    assert [str(i.rel) for i in items] == ["x.mp4"]
+    for spec in (str(d / "a" / "**" / "*.mp4"), str(d / "a" / "*")):
+        items, _ = collect_inputs([spec], out_dir=d / "a" / "results")
+        # results/x.annotated.mp4 is this output folder's; a/x.annotated.mp4 is not (the folder is not the output)
+        assert [i.path.name for i in items] == ["x.annotated.mp4", "x.mp4"], spec
+        assert all("results" not in i.path.parts for i in items), spec
+    items, _ = collect_inputs([str(d)], out_dir=tmp_path / "out")
+    assert "own.annotated.mp4" in [i.path.name for i in items]
+
+
+def test_a_cut_file_in_a_batch_is_reported_as_process_reports_it(tiny_export, tmp_path, capsys):
+    """`process` says "~N frames missing (truncated or damaged file)"; `batch` said nothing (status done, exit 0;
+    only the input's sidecar knew). The line, batch.json's entry and its counts now say it."""
+    import numpy as np
+
+    from .conftest import write_video
+
+    _, model_dir = tiny_export
+    rng = np.random.default_rng(0)
+    (tmp_path / "src").mkdir()
+    full = write_video(tmp_path / "src" / "full.mkv", [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(40)])
+    cut = _touch(tmp_path / "in" / "cut.mkv", full.read_bytes()[: full.stat().st_size * 6 // 10])
+    capsys.readouterr()
+    assert cli_main(["batch", str(cut), "--model", str(model_dir), "--no-video", "--no-progress", "--cluster", "none",
+                     "--out-dir", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "frames missing (truncated or damaged file)" in err and "1 of them cut or damaged" in err, err
+    rec = json.loads((tmp_path / "out" / "batch.json").read_text())
+    entry = rec["inputs"][0]
+    assert entry["status"] == "done" and 0 < entry["frames"] < 40 and entry["frames_missing"] == 40 - entry["frames"]
+    assert rec["counts"]["damaged"] == 1

@@ -235,6 +235,9 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
                 os.replace(tmp[k], paths[k])  # type: ignore[arg-type]
         s = run.stats.summary()
         res.update(frames=s["frames"], faces=s["faces"], fps=s["fps"], reading=clip_reading(info.get("summary")),
+                   # a cut or damaged file is complete as far as it decodes: said, as process says it
+                   frames_missing=int(getattr(run.src, "frames_missing", 0) or 0),
+                   decode_errors=int(s.get("decode_errors") or 0),
                    rows=count_csv_rows(paths["csv"]) if paths["csv"] else None,  # type: ignore[arg-type]
                    csv_bytes=Path(paths["csv"]).stat().st_size if paths["csv"] else None)  # type: ignore[arg-type]
         info["csv"] = res["csv"]

@@ -19,7 +19,7 @@ from typing import Iterable, List, Optional, Tuple, Union
 
 from facecycle.errors import BackendUnavailable, OutputError
 
-__all__ = ["write_parquet", "require_pyarrow", "PYARROW_MISSING"]
+__all__ = ["write_parquet", "require_pyarrow", "check_parquet_path", "PYARROW_MISSING"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,30 @@ def require_pyarrow() -> None:
 
     if importlib.util.find_spec("pyarrow") is None:
         raise BackendUnavailable(PYARROW_MISSING)
+
+
+def _ours(dest: Path) -> bool:
+    """Whether ``dest`` is a dataset this writer made: a ``.parquet`` file, or a folder holding only
+    ``part-NNNNN.parquet`` files (maybe none)."""
+    if dest.is_dir():
+        return all(p.is_file() and p.name.startswith("part-") and p.suffix == ".parquet" for p in dest.iterdir())
+    return dest.suffix.lower() == ".parquet"
+
+
+def check_parquet_path(path: Union[str, Path], out_dir: Optional[Union[str, Path]] = None) -> None:
+    """Refuse (:class:`OutputError`, before any input is read) a ``--parquet`` path that holds something other
+    than a dataset this writer made, or that is (or holds) ``out_dir``: it is replaced whole, and a folder of other
+    files (the output folder itself, a folder of documents) was deleted with it."""
+    dest = Path(path)
+    if out_dir is not None and not dest.suffix.lower() == ".parquet":
+        d, o = Path(os.path.abspath(dest)), Path(os.path.abspath(out_dir))
+        if d == o or d in o.parents:
+            raise OutputError(f"{dest}: the CSVs are written there (--out-dir {out_dir}); --parquet replaces its "
+                              "path whole: give another folder or a .parquet file name")
+    if dest.exists() and not _ours(dest):
+        what = "a folder with other files" if dest.is_dir() else "a file that is not .parquet"
+        raise OutputError(f"{dest}: {what}; --parquet replaces its path whole: give a new folder or a .parquet "
+                          "file name")
 
 
 def _column_types(columns: List[str]):
@@ -64,6 +88,7 @@ def write_parquet(csvs: Iterable[Tuple[str, Union[str, Path]]], path: Union[str,
     import pyarrow.parquet as pq
 
     dest = Path(path)
+    check_parquet_path(dest)
     single = dest.suffix.lower() == ".parquet"
     tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
     if tmp.exists():
@@ -112,7 +137,10 @@ def write_parquet(csvs: Iterable[Tuple[str, Union[str, Path]]], path: Union[str,
             total += n
             videos += 1
         if writer is None:  # no CSV at all: an empty dataset with no columns known
-            log.warning("no CSV to put into %s", dest)
+            stale = dest.exists()
+            if stale:  # an earlier run's dataset would pass for this one's
+                shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
+            log.warning("no CSV to put into %s%s", dest, ": the earlier dataset there was removed" if stale else "")
             return {"path": str(dest), "files": 0, "rows": 0, "videos": 0}
         writer.close()
         writer = None

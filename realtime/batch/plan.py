@@ -64,6 +64,13 @@ def url_name(url: str) -> str:
     return parts[-1] if parts else host
 
 
+def _annotated_output(f: Path, out_dir: Optional[Path]) -> bool:
+    """Whether ``f`` is an annotated video this tool wrote under ``out_dir`` (``clip.annotated.mp4``): never an
+    input, also where the output folder is the input folder or lies under a pattern's reach."""
+    return (out_dir is not None and Path(f.stem).suffix == ".annotated"
+            and (f.parent == out_dir or out_dir in f.parents))
+
+
 def _expand(spec: str, out_dir: Optional[Path], origin: str) -> List[Tuple[Path, Path, Optional[str]]]:
     """(file, root it is mirrored from, error) for one spec; ``error`` for a missing path or an empty pattern."""
     if _GLOB_CHARS & set(spec) and not Path(spec).exists():
@@ -71,6 +78,8 @@ def _expand(spec: str, out_dir: Optional[Path], origin: str) -> List[Tuple[Path,
         if not hits:
             p = Path(os.path.abspath(spec))
             return [(p, p.parent, f"{spec}: no file matches this pattern{origin}")]
+        # the output folder is not searched where the pattern names it (its annotated videos are never inputs)
+        hits = [h for h in hits if out_dir is None or Path(os.path.abspath(h)) != out_dir]
         return [t for h in hits for t in _expand(h, out_dir, origin)]
     p = Path(os.path.abspath(os.path.expanduser(spec)))
     if p.is_dir():
@@ -81,7 +90,8 @@ def _expand(spec: str, out_dir: Optional[Path], origin: str) -> List[Tuple[Path,
             dirnames[:] = sorted(n for n in dirnames if not n.startswith(".")
                                  and (out_dir is None or (d / n) != out_dir))
             for name in sorted(filenames):
-                if not name.startswith(".") and Path(name).suffix.lower() in VIDEO_SUFFIXES:
+                if (not name.startswith(".") and Path(name).suffix.lower() in VIDEO_SUFFIXES
+                        and not _annotated_output(d / name, out_dir)):
                     found.append((d / name, p, None))
         if not found:
             images = sum(1 for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file())
@@ -95,15 +105,18 @@ def _expand(spec: str, out_dir: Optional[Path], origin: str) -> List[Tuple[Path,
         return found
     if not p.exists():
         return [(p, p.parent, f"{spec}: no such file or folder{origin}")]
+    if _annotated_output(p, out_dir):
+        log.info("%s: an annotated video of this output folder, not an input", spec)
+        return []
     return [(p, p.parent, None)]
 
 
 def _read_list(spec: str) -> List[str]:
     path = Path(os.path.expanduser(spec[1:]))
     try:
-        text = path.read_text()
-    except OSError as e:
-        raise InputError(f"{path}: cannot read the input list ({e.strerror or e})") from None
+        text = path.read_text(encoding="utf-8-sig")  # a list saved by Notepad starts with a byte-order mark
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot read the input list ({getattr(e, 'strerror', None) or e})") from None
     base = path.parent
     out = []
     for line in text.splitlines():
@@ -171,7 +184,8 @@ def collect_inputs(specs: Iterable[str], out_dir: Optional[Union[str, Path]] = N
     if root is not None:
         base = Path(os.path.abspath(root))
     else:
-        roots = sorted({str(r) for _, r, _ in unique})
+        # where the inputs that exist lie (a missing path is reported, and must not move every output)
+        roots = sorted({str(r) for _, r, e in unique if e is None}) or sorted({str(r) for _, r, _ in unique})
         try:
             base = Path(os.path.commonpath(roots)) if roots else Path.cwd()
         except ValueError:  # different drives (Windows)
@@ -183,7 +197,9 @@ def collect_inputs(specs: Iterable[str], out_dir: Optional[Union[str, Path]] = N
         try:
             located.append((f, f.relative_to(base), e))
         except ValueError:
-            raise UsageError(f"{f}: not under --root {base}") from None
+            if e is None:
+                raise UsageError(f"{f}: not under --root {base}") from None
+            located.append((f, Path(f.name), e))  # missing: reported as failed, nothing is written for it
     for url in dict.fromkeys(urls):  # given twice: once (counted as a duplicate)
         if urls.count(url) > 1:
             duplicates.append({"input": url, "count": urls.count(url)})

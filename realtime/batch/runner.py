@@ -79,9 +79,10 @@ def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batch
     from .executors import LocalExecutor
 
     if parquet:  # refuse before any input is processed, not after hours of it
-        from .parquet import require_pyarrow
+        from .parquet import check_parquet_path, require_pyarrow
 
         require_pyarrow()
+        check_parquet_path(parquet, out_dir)
     t_start = time.time()
     out = Path(os.path.abspath(out_dir))
     if out.exists() and not out.is_dir():
@@ -181,6 +182,12 @@ def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batch
                     running.discard(e["rel"])
                     e.update({k: v for k, v in res.items() if k not in ("input", "rel", "csv", "sidecar")})
                     frames_done += int(res.get("frames") or 0)
+                    damage = [f"~{res['frames_missing']} frames missing (truncated or damaged file)"
+                              if res.get("frames_missing") else "",
+                              f"{res['decode_errors']} damaged packets skipped" if res.get("decode_errors") else ""]
+                    if res["status"] == "done" and any(damage):
+                        msg = f"facecycle batch: {e['input']}: " + ", ".join(d for d in damage if d)
+                        (bar.write(msg, file=sys.stderr) if bar is not None else print(msg, file=sys.stderr))
                     if res["status"] != "done":
                         failed += 1
                         msg = f"facecycle batch: error: {res.get('error')}"
@@ -228,7 +235,8 @@ def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batch
         result["parquet"]["rows_expected"] = want
     _write_json(summary_path, result)
     c = result["counts"]
-    print(f"facecycle batch: {c['done']} processed, {c['skipped']} skipped, {c['failed']} failed"
+    damaged = f" ({c['damaged']} of them cut or damaged: see above)" if c.get("damaged") else ""
+    print(f"facecycle batch: {c['done']} processed{damaged}, {c['skipped']} skipped, {c['failed']} failed"
           f"{', ' + str(c['retries']) + ' retries' if c['retries'] else ''}; {c['frames']} frames in "
           f"{result['wall_s']:.1f} s -> {summary_path}", file=sys.stderr)
     return result
@@ -245,7 +253,9 @@ def _finish(result: BatchResult, entries: List[Dict[str, Any]], t_start: float, 
     result["counts"] = {"inputs": len(entries), "done": len(done),
                         "skipped": sum(e["status"] == "skipped" for e in entries), "failed": len(failed),
                         "cancelled": sum(e["status"] in ("cancelled", "interrupted") for e in entries),
-                        "retries": sum(int(e.get("retries") or 0) for e in entries), "frames": frames}
+                        "retries": sum(int(e.get("retries") or 0) for e in entries), "frames": frames,
+                        # done, but cut or damaged: their rows end early or skip frames (frames_missing, decode_errors)
+                        "damaged": sum(bool(e.get("frames_missing") or e.get("decode_errors")) for e in done)}
     result["throughput"] = {"work_s": round(work_s, 3), "fps": round(frames / work_s, 2) if work_s > 0 else None,
                             "videos_per_min": round(len(done) / work_s * 60, 2) if work_s > 0 else None}
     if fatal is not None:
