@@ -610,8 +610,8 @@ class Run:
                 self.stats.add(p)
                 self.stats.drops = self._pipeline.drops
                 yield p
-        except GeneratorExit:
-            status = "stopped"
+        except GeneratorExit:  # the consumer stopped iterating; after stop() (a signal, the app's Stop) that is an
+            status = "interrupted" if self.interrupted else "stopped"  # interrupt, as csv.md says
             raise
         except BaseException as e:
             self.error = e

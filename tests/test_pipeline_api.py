@@ -104,6 +104,27 @@ def test_stop_and_pause_from_another_thread(tiny_export, tmp_path):
     assert len(lines) == 1 + len(seen)
 
 
+def test_a_stop_then_closing_the_iteration_is_an_interrupt_not_a_consumer_stop(tiny_export, tmp_path):
+    """The app stops a run (its Stop button, SIGINT) with run.stop() and then closes the generator: the sidecar said
+    `stopped`, which csv.md keeps for a consumer that stopped iterating on its own, where `live` said `interrupted`
+    for the same signal. A consumer that only breaks off keeps `stopped`."""
+    from realtime.analyzer import Analyzer
+
+    _, model = tiny_export
+    frames = real_frames(20)
+    with Analyzer(model=model) as an:
+        for name, stop_first in (("app", True), ("consumer", False)):
+            run = an.process_video(iter(frames), csv=tmp_path / f"{name}.csv")
+            gen = iter(run)
+            for _ in range(3):
+                next(gen)
+            if stop_first:
+                run.stop()
+            gen.close()
+            meta = json.loads((tmp_path / f"{name}.json").read_text())
+            assert meta["status"] == ("interrupted" if stop_first else "stopped"), name
+
+
 def test_latest_frame_bridge_with_a_slow_consumer(tiny_export):
     """The GUI pattern: a worker iterates the run and puts packets in a LatestFrame; a slow reader gets the
     newest ones, nothing piles up, and the numbers add up."""
