@@ -139,7 +139,10 @@ class FacePanelAnnotator(Annotator):
             shade(image, (x, y, x + pw, y + ph))
             cv2.rectangle(image, (x, y), (x + pw - 1, y + ph - 1), col, 1, cv2.LINE_AA)
             cy = y + m.pad
-            m.put(image, header, (x + m.pad, cy), col)
+            # the header on a strip of the track's colour, dark text, as the box's #id tag: the colour as text on
+            # the grey panel was hard to read (blue on blue-grey)
+            cv2.rectangle(image, (x, y), (x + pw - 1, cy + m.row - 1), col, -1)
+            m.put(image, header, (x + m.pad, cy), (0, 0, 0))
             cy += m.row
             if thumb is not None:
                 t = cv2.resize(thumb[..., ::-1], (ts, ts), interpolation=cv2.INTER_AREA)

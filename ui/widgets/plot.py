@@ -103,15 +103,18 @@ class TimePlot(QWidget):
         p.drawText(QRectF(r.left(), r.bottom() + 1, r.width(), 12), Qt.AlignmentFlag.AlignRight, "now")
         if len(self._t) >= 2:
             ts = list(self._t)
-            legend_x = r.right() - 3
-            for name in reversed(self.top_emotions()):
+            names = self.top_emotions()
+            # the legend in the strip under the plot, between "-10 s" and "now": drawn inside the plot it lay on
+            # the newest samples, at the right edge
+            widths = [p.fontMetrics().horizontalAdvance(n) for n in names]
+            legend_x = r.center().x() - (sum(widths) + 6 * (len(names) - 1)) / 2
+            for name, w in zip(names, widths, strict=True):
                 i = EMOTIONS.index(name)
                 ys = [e[i] if e is not None else float("nan") for e in self._emotions]
                 p.setPen(QPen(EMOTION_COLORS[name], 1.5))
                 p.drawPath(self._path(r, ts, ys, 0.0, 1.0))
-                w = p.fontMetrics().horizontalAdvance(name)
-                p.drawText(QRectF(legend_x - w, r.bottom() - 13, w + 1, 12), Qt.AlignmentFlag.AlignRight, name)
-                legend_x -= w + 6
+                p.drawText(QRectF(legend_x, r.bottom() + 1, w + 1, 12), Qt.AlignmentFlag.AlignLeft, name)
+                legend_x += w + 6
             vals = [v for v in self._intensity if math.isfinite(v)]
             if vals:
                 hi = max(max(vals), 1e-6)
