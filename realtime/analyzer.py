@@ -16,6 +16,7 @@ closes them when the iteration ends, breaks, or fails. ``Run.stop()``,
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import math
 import os
@@ -257,6 +258,7 @@ class Analyzer:
             self.infer_workers = min(2, os.cpu_count() or 1) if cpu_ort else 1
         self._lock = threading.Lock()  # guards _active only; never held while frames are processed
         self._active: Optional[object] = None  # the Run (or analyze_image call) using the detector now
+        self._closed = False
 
     _BUSY = ("this Analyzer is already running a video: one run at a time per Analyzer (finish or close that run "
              "first, or use a second Analyzer)")
@@ -264,9 +266,17 @@ class Analyzer:
     def _claim(self, user: object) -> None:
         """Mark the Analyzer busy for ``user``; a second user fails at once with a clear UsageError."""
         with self._lock:
-            if self._active is not None:
-                raise UsageError(self._BUSY)
+            self._check_free()
             self._active = user
+
+    def _check_free(self) -> None:
+        """UsageError when this Analyzer is closed or in use (call with ``_lock`` held)."""
+        if self._closed:
+            raise UsageError("this Analyzer is closed (its model and detector are released): make a new one")
+        if self._active is not None:
+            raise UsageError(self._BUSY if isinstance(self._active, Run) else
+                             "this Analyzer is analysing another image: one call at a time per Analyzer (use one "
+                             "Analyzer per thread)")
 
     def _release(self, user: object) -> None:
         with self._lock:
@@ -307,11 +317,14 @@ class Analyzer:
                 analysed on its own) or ``auto`` (:class:`~realtime.sources.ImageFolderSource`).
 
         Raises :class:`~facecycle.errors.UsageError` at once, before any output is made, while another run of this
-        Analyzer is going (the run claims the Analyzer when it is iterated).
+        Analyzer is going (the run claims the Analyzer when it is iterated), after :meth:`close`, for ``max_frames``
+        under 1, and where two outputs (or an output and the input) are one file.
         """
         with self._lock:
-            if self._active is not None:
-                raise UsageError(self._BUSY)
+            self._check_free()
+        if max_frames is not None and int(max_frames) < 1:
+            raise UsageError(f"max_frames must be >= 1 (got {max_frames}); None reads every frame")
+        _check_distinct(source, csv, video, sidecar)
         return Run(self, source, realtime=realtime, csv=csv, video=video, annotate=annotate, overwrite=overwrite,
                    max_frames=max_frames, audio=audio, video_preset=video_preset, sidecar=sidecar, images=images,
                    neutral_lookahead=self.neutral_lookahead if neutral_lookahead is None else neutral_lookahead,
@@ -356,6 +369,12 @@ class Analyzer:
                 "crop_scale": self.inference.crop_scale}
 
     def close(self) -> None:
+        """Release the model and the detector (idempotent). A run still open is closed first (its threads joined,
+        its files finished); the Analyzer cannot be used afterwards."""
+        with self._lock:
+            active, self._closed = self._active, True
+        if isinstance(active, Run):
+            active.close()
         self.detector.close()
         self.backend.close()
 
@@ -364,6 +383,24 @@ class Analyzer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _check_distinct(source: Any, csv: Optional[Union[str, Path]], video: Optional[Union[str, Path]],
+                    sidecar: Optional[Union[str, Path]]) -> None:
+    """UsageError where two outputs of a run, or an output and its input file, are one file (the CSV at
+    ``x.json`` was overwritten by its own sidecar; ``video=`` the input replaced the input)."""
+    outs = {"csv": csv, "video": video,
+            "sidecar": sidecar if sidecar is not None else Path(csv).with_suffix(".json") if csv is not None else None}
+    seen: Dict[str, str] = {}
+    if isinstance(source, (str, Path)) and "://" not in str(source) and Path(source).is_file():
+        seen[os.path.realpath(source)] = "the input"
+    for name, path in outs.items():
+        if path is None:
+            continue
+        key = os.path.realpath(path)
+        if key in seen:
+            raise UsageError(f"{path}: the {name} would be written over {seen[key]}; give each output its own file")
+        seen[key] = f"the {name}"
 
 
 class Run:
@@ -387,6 +424,7 @@ class Run:
         self._pipeline: Optional[Pipeline] = None
         self._iterated = False
         self._closed = False
+        self._gen: Optional[Iterator[FramePacket]] = None  # the iteration (__iter__), closed by close()
         # per-run state
         self.tracker = Tracker()
         self.smoother = TrackSmoother() if analyzer.smooth else None
@@ -584,6 +622,10 @@ class Run:
         if self._iterated:
             raise RuntimeError("a Run can be iterated once")
         self._iterated = True
+        self._gen = self._frames()
+        return self._gen
+
+    def _frames(self) -> Iterator[FramePacket]:
         try:  # one run at a time per Analyzer: a second one fails here at once (never waits)
             if not self._first_pass:
                 self.analyzer._claim(self)
@@ -679,10 +721,20 @@ class Run:
         return self.stats
 
     def close(self) -> None:
-        """Stop and close the outputs (when the run was never iterated or iterated partly)."""
+        """Stop and close the outputs (when the run was never iterated or iterated partly): the pipeline's threads
+        are joined, the source closed, the files finished and the Analyzer free again (idempotent)."""
         self.stop()
-        if not self._iterated:
-            self._iterated = True
+        gen = self._gen
+        if gen is not None and inspect.getgeneratorstate(gen) != inspect.GEN_CREATED:
+            try:
+                gen.close()  # the iteration's own cleanup (it left the threads waiting and the Analyzer claimed)
+            except ValueError:  # it is running in another thread: stop() ends it there, with its cleanup
+                pass
+            return
+        if gen is not None:
+            gen.close()  # asked for but never started: it must not start after this
+        if not self._closed:
+            self._iterated = self._closed = True
             self.src.close()
             self.stats.t_end = time.perf_counter()
             self.outputs.close("stopped")

@@ -268,8 +268,8 @@ class Pipeline:
                         inq.put(_END)  # let the sibling workers see it too
                     break
                 seq, pkt = item
-                if self.stop_event.is_set() and self._error is not None:
-                    res = None  # drain quickly after a failure
+                if self.stop_event.is_set() and self._error is not None and self._error[0] != "source":
+                    res = None  # drain quickly after a stage's failure; the frames a failed source read come out
                 else:
                     res = fn(pkt)
                 if group is None:

@@ -91,11 +91,12 @@ def test_inputs_folders_globs_lists_duplicates_and_mirroring(tmp_path, monkeypat
     items, dups = collect_inputs([str(d), "corpus/s*/*.mp4", f"@{lst}", "nothing*.mp4"], out_dir=out)
     by = {it.rel.as_posix(): it for it in items}
     assert [it.path for it in items[:2]] == [a, b]
-    assert set(by) == {"corpus/s1/interview.mp4", "corpus/s2/interview.MOV", "missing.mp4", "nothing*.mp4"}
+    # the root is where the inputs that exist lie (the missing ones, reported, do not move it up to tmp_path)
+    assert set(by) == {"s1/interview.mp4", "s2/interview.MOV", "missing.mp4", "nothing*.mp4"}
     assert by["missing.mp4"].error and "no such file" in by["missing.mp4"].error
     assert "list.txt" in by["missing.mp4"].error
     assert by["nothing*.mp4"].error and "no file matches" in by["nothing*.mp4"].error
-    assert by["corpus/s1/interview.mp4"].error is None
+    assert by["s1/interview.mp4"].error is None
     assert {x["input"]: x["count"] for x in dups} == {str(a): 3, str(b): 2}
     # a folder alone: outputs relative to it; one file alone: straight into out_dir (as `process`)
     items, _ = collect_inputs([str(d)], out_dir=out)

@@ -841,7 +841,9 @@ def test_the_current_folder_as_input_names_its_outputs_after_itself(tiny_export,
 def test_frames_held_in_memory_are_read_as_their_video_is(tmp_path):
     """Frames from a caller's own capture or decoder: before, a caller had to write a Source class, or lose the
     tracking and smoothing with one analyze_image per frame. The same frames as a list give the file's CSV, byte
-    for byte; (image, timestamp) pairs keep their times; a generator is read lazily; bad items say why."""
+    for byte; (image, timestamp) pairs keep their spacing, counted from the first pair's time (a wall clock's
+    1.7e9 s reached the CSV and the annotated video's first frame as is); a generator is read lazily; bad items say
+    why."""
     import av
 
     from facecycle.errors import InputError, UsageError
@@ -868,7 +870,7 @@ def test_frames_held_in_memory_are_read_as_their_video_is(tmp_path):
             list(an.process_video(camera()))  # frame 2 has no time of its own (2 / 30 s) after 100.5 s
         got = [(p.index, p.timestamp, p.image.shape) for p in an.process_video(
             iter([(f, 100.0 + 0.5 * i) for i, f in enumerate(frames[:4])]))]
-        assert [g[1] for g in got] == [100.0, 100.5, 101.0, 101.5] and got[0][2] == frames[0].shape
+        assert [g[1] for g in got] == [0.0, 0.5, 1.0, 1.5] and got[0][2] == frames[0].shape
         assert pulled == [0, 1, 2]
         with pytest.raises(UsageError, match="one image"):
             an.process_video(frames[0])
@@ -891,3 +893,80 @@ def test_frames_held_in_memory_are_read_as_their_video_is(tmp_path):
     from realtime.sources import VideoSource, open_source
     with open_source(Place()) as src:
         assert isinstance(src, VideoSource)
+
+
+def test_closing_a_partly_read_run_or_its_analyzer_joins_the_threads_and_frees_it(tiny_export, tmp_path):
+    """`Run.close()` after a few frames left the pipeline's threads waiting and the Analyzer claimed ("already
+    running a video" after the run was closed; at exit the interpreter aborted). A closed Analyzer reloaded its
+    model silently; now it says it is closed."""
+    from facecycle.errors import UsageError
+    from realtime import Analyzer
+
+    _, model = tiny_export
+    frames = real_frames(30)
+
+    def ours():
+        return [t for t in threading.enumerate() if t.name.startswith("fc-")]
+
+    an = Analyzer(model=model)
+    with an.process_video(frames, csv=tmp_path / "a.csv") as run:
+        it = iter(run)
+        next(it)
+        next(it)
+    assert not ours(), ours()
+    assert json.loads((tmp_path / "a.json").read_text())["status"] in ("stopped", "interrupted")
+    assert len(list(an.process_video(frames[:3]))) == 3  # free again
+    run = an.process_video(frames)
+    next(iter(run))
+    an.close()  # closes the run it is in the middle of
+    assert not ours(), ours()
+    with pytest.raises(UsageError, match="closed"):
+        an.analyze_image(frames[0])
+    with pytest.raises(UsageError, match="closed"):
+        an.process_video(frames)
+
+
+def test_outputs_that_are_one_file_or_the_input_and_max_frames_below_one_are_refused(tiny_export, tmp_path):
+    """A CSV named x.json was overwritten by its own sidecar, csv= and video= one path lost the CSV, and video= the
+    input replaced the input, all without a word; max_frames=0 read nothing and called it complete (the CLI
+    refuses it). Each is a UsageError before anything is written."""
+    from facecycle.errors import UsageError
+    from realtime import Analyzer
+
+    _, model = tiny_export
+    clip = write_video(tmp_path / "clip.mp4", real_frames(4))
+    before = clip.read_bytes()
+    with Analyzer(model=model) as an:
+        for kw, says in ((dict(csv=tmp_path / "x.json"), "sidecar would be written over the csv"),
+                         (dict(csv=tmp_path / "s.mp4", video=tmp_path / "s.mp4"), "video would be written over"),
+                         (dict(video=clip, overwrite=True), "over the input"),
+                         (dict(csv=clip, overwrite=True), "over the input"),
+                         (dict(max_frames=0), "max_frames must be >= 1")):
+            with pytest.raises(UsageError, match=says):
+                an.process_video(clip, **kw)
+    assert clip.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_a_source_that_fails_keeps_the_frames_it_had_read(tiny_export, tmp_path):
+    """pipeline.md: frames finished before a failure are still written. A source that failed (a camera SDK's
+    generator raising at frame 10) lost the frames already queued: 2 of 10 rows."""
+    from facecycle.errors import PipelineError
+    from realtime import Analyzer
+
+    _, model = tiny_export
+    frames = real_frames(20)
+
+    def camera():
+        for i, f in enumerate(frames):
+            if i == 10:
+                raise RuntimeError("unplugged")
+            yield f
+
+    with Analyzer(model=model) as an:
+        seen = []
+        with pytest.raises(PipelineError, match="unplugged"):
+            for p in an.process_video(camera(), csv=tmp_path / "cam.csv"):
+                seen.append(p.index)
+    assert seen == list(range(10))
+    assert len((tmp_path / "cam.csv").read_text().splitlines()) == 1 + 10

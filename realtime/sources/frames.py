@@ -22,8 +22,9 @@ class FrameSource(Source):
 
     Each image is (H, W, 3) BGR uint8 (OpenCV's order; grey (H, W) and BGRA (H, W, 4) are taken too,
     :func:`~realtime.types.as_bgr_image`); a (N, H, W, 3) array is N frames. ``timestamp`` is in seconds and must
-    increase; without one, frame ``i`` is at ``i / fps`` (``live``: the seconds since frame 0 arrived, as a
-    camera's). ``pts`` counts thousandths of a frame (``time_base``
+    increase; it is counted from the first frame's (wall-clock or a device's clock: the first frame is at 0, as a
+    video's; the CSV's ``timestamp`` is seconds from the start); without one, frame ``i`` is at ``i / fps``
+    (``live``: the seconds since frame 0 arrived, as a camera's). ``pts`` counts thousandths of a frame (``time_base``
     1 / (1000 fps): frame ``i`` is ``i * 1000``). The iterable is read once, lazily: a generator fed by a camera
     works.
 
@@ -61,6 +62,7 @@ class FrameSource(Source):
     def __iter__(self) -> Iterator[FramePacket]:
         last = None
         t0 = 0.0  # when frame 0 arrived (live frames are timed from it)
+        first: Any = None  # the first pair's own timestamp: the others are counted from it
         for index, item in enumerate(self._frames):
             t = time.perf_counter()
             try:
@@ -81,6 +83,9 @@ class FrameSource(Source):
             except (TypeError, ValueError) as e:  # one line naming the frame, not a pipeline failure
                 raise InputError(f"{self.name}: frame {index}: {e}") from None
             last = ts
+            if isinstance(item, tuple):
+                first = ts if first is None else first
+                ts = ts - first
             self.height, self.width = image.shape[:2]
             yield FramePacket(index=index, pts=int(round(ts / self.time_base)), time_base=self.time_base, timestamp=ts,
                               image=image, source=self.name, stats={"decode": time.perf_counter() - t})
