@@ -116,8 +116,16 @@ def read_official_state(path: PathLike) -> Dict[str, Dict[str, torch.Tensor]]:
     entries that are not module state dicts (an epoch number, say) are ignored
     with a log line.
     """
+    import pickle
+    import warnings
+
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's own warnings about the file: the one line below says it
+            warnings.simplefilter("ignore")
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's message advises weights_only=False, which would run the file's code
+        raise CheckpointError(f"{path}: holds pickled objects or code beyond tensors, which a weights-only load "
+                              "refuses (nothing of it was run); only plain state dicts are read") from None
     except Exception as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: cannot read as a weights-only torch checkpoint ({msg})") from None
@@ -153,6 +161,10 @@ def save_official(model: FaceCycle, path: PathLike) -> Path:
 def _load_into(model: FaceCycle, flat: Mapping[str, torch.Tensor], source: str) -> None:
     """Load a flat state dict strictly, naming every offending key on mismatch."""
     own = model.state_dict()
+    odd = sorted(k for k, v in flat.items() if not isinstance(v, torch.Tensor))
+    if odd:  # a value that is no tensor (a list, a number, None): no weight of any model
+        raise CheckpointError(f"{source}: not a state dict of tensors ({', '.join(odd[:5])}"
+                              f"{' …' if len(odd) > 5 else ''}: {type(flat[odd[0]]).__name__})")
     missing = sorted(set(own) - set(flat))
     unexpected = sorted(set(flat) - set(own))
     wrong = sorted(k for k in set(own) & set(flat) if tuple(own[k].shape) != tuple(flat[k].shape))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 from pathlib import Path
 
 from facecycle.errors import UsageError
@@ -49,6 +50,10 @@ def _prepare(args: argparse.Namespace) -> int:
 
     if args.every < 1:
         raise UsageError("--every must be >= 1")
+    if not (math.isfinite(args.scale) and args.scale > 0):  # 0 or less cut 1-pixel crops, with exit 0
+        raise UsageError(f"--scale must be > 0 (the crop's side over the face box's), not {args.scale:g}")
+    if args.min_track < 1:
+        raise UsageError("--min-track must be >= 1")
     # the defaults the two earlier detector paths of data prep had, so datasets stay comparable
     size, score = _DETECT_DEFAULTS.get(args.detector, (320, 0.5))
     size = args.detect_size if args.detect_size is not None else size

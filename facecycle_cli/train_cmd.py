@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from facecycle.config import list_configs
-from facecycle.errors import InputError, UsageError
+from facecycle.errors import InputError, PipelineError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +151,12 @@ def _train(args: argparse.Namespace) -> int:
         if tr.resume():
             print(f"resumed {args.out} at step {tr.step}")
         else:
-            print(f"nothing to resume in {args.out}; starting at step 0")
+            _nothing_to_resume(Path(args.out))
     elif tr.ckpt_path.is_file():
         raise UsageError(f"{args.out} already holds a run; pass --resume or choose another --out")
-    losses = tr.fit(until=args.stop_at, max_seconds=args.max_minutes * 60 if args.max_minutes else None,
-                    progress=not args.no_progress)
+    with _diverged(Path(args.out)):
+        losses = tr.fit(until=args.stop_at, max_seconds=args.max_minutes * 60 if args.max_minutes else None,
+                        progress=not args.no_progress)
     if losses:
         print(f"step {tr.step}: loss {losses[-1]:.4f} (first {losses[0]:.4f}); "
               f"wall {tr.wall / 60:.1f} min; checkpoint {tr.ckpt_path}")
@@ -210,15 +213,37 @@ def _train_semisup(args: argparse.Namespace, cfg) -> int:
         if tr.resume():
             print(f"resumed {args.out} at step {tr.step}", flush=True)
         else:
-            print(f"nothing to resume in {args.out}; starting at step 0", flush=True)
+            _nothing_to_resume(Path(args.out))
     elif (Path(args.out) / "last.safetensors").is_file():
         raise UsageError(f"{args.out} already holds a run; pass --resume or choose another --out")
-    tr.fit(max_seconds=args.max_minutes * 60 if args.max_minutes else None, stop_at=args.stop_at,
-           progress=not args.no_progress)
+    with _diverged(Path(args.out)):
+        tr.fit(max_seconds=args.max_minutes * 60 if args.max_minutes else None, stop_at=args.stop_at,
+               progress=not args.no_progress)
     v = tr.validate()
     print(f"step {tr.step}: val acc {v['val_acc']:.4f} (flip-averaged {v['val_acc_flip']:.4f}); "
           f"wall {tr.wall / 60:.1f} min; run {args.out}", flush=True)
     return 0
+
+
+def _nothing_to_resume(out: Path) -> None:
+    """``--resume`` where no run can be resumed: start afresh, unless trained weights are there without their
+    training state (they were overwritten from step 0)."""
+    if (out / "last.safetensors").is_file():
+        raise UsageError(f"{out} holds trained weights (last.safetensors) but no training state (state.safetensors): "
+                         "it cannot be resumed exactly, and starting over would overwrite them; start a new --out "
+                         f"(--init {out / 'last.safetensors'} continues from those weights)")
+    print(f"nothing to resume in {out}; starting at step 0", flush=True)
+
+
+@contextlib.contextmanager
+def _diverged(out: Path) -> Iterator[None]:
+    """A loss that became NaN or infinite ends the run with one line naming what to change (it read as an internal
+    error)."""
+    try:
+        yield
+    except FloatingPointError as e:
+        raise PipelineError(f"training diverged ({e}); lower the learning rate (--lr) and start again, or --resume "
+                            f"{out} from its last checkpoint") from None
 
 
 def read_still_targets(path: Path, labels: np.ndarray) -> np.ndarray:

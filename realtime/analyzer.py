@@ -224,6 +224,9 @@ class Analyzer:
             ["identity"] if identity or reid or (neutralize and neutral_reference is not False) else [])
         self.backend = open_model(model, backend, threads=threads, precision=precision, calibration=calibration,
                                   warmup=graphs)
+        if crop_scale is not None and not (math.isfinite(crop_scale) and crop_scale > 0):
+            self.backend.close()
+            raise UsageError(f"crop_scale must be > 0 (the crop's side over the face box's), not {crop_scale}")
         try:
             self.head = ExpressionHead.find(self.backend.model_dir)
             self.inference = FaceInference(self.backend, self.head, neutralize=neutralize,

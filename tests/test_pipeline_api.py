@@ -970,3 +970,19 @@ def test_a_source_that_fails_keeps_the_frames_it_had_read(tiny_export, tmp_path)
                 seen.append(p.index)
     assert seen == list(range(10))
     assert len((tmp_path / "cam.csv").read_text().splitlines()) == 1 + 10
+
+
+@pytest.mark.parametrize("scale", [0, -1, float("nan")])
+def test_a_crop_scale_of_zero_or_less_is_refused(tiny_export, tmp_path, scale, capsys):
+    """crop_scale=0 read every face from a 1-pixel crop, and `data prepare --scale 0` wrote 1-pixel crops scaled
+    up, with exit 0."""
+    from facecycle.errors import UsageError
+    from realtime import Analyzer
+
+    _, model = tiny_export
+    with pytest.raises(UsageError, match="crop_scale must be > 0"):
+        Analyzer(model=model, crop_scale=scale)
+    clip = write_video(tmp_path / "c.mp4", real_frames(3))
+    assert cli_main(["data", "prepare", str(clip), "--out", str(tmp_path / "ds"), f"--scale={scale}"]) == 2
+    assert "--scale must be > 0" in capsys.readouterr().err
+    assert not (tmp_path / "ds").exists()

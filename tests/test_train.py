@@ -86,3 +86,27 @@ def test_identity_stage_trains_only_identity_modules(real_pairs, tmp_path):
         if k.split(".")[0] in ("codegeneration", "exptoflow", "Swap_Generator"):
             assert not changed, k
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("Swap_Norm."))
+
+
+def test_what_cannot_be_resumed_is_said_and_a_divergence_is_one_line(real_pairs, tmp_path, capsys):
+    """A damaged state file was an internal error (exit 1); `--resume` on a run whose state file is gone started
+    over at step 0 and overwrote the trained weights; a loss that became NaN read as a bug of the tool."""
+    from facecycle.errors import ModelError, PipelineError, UsageError
+    from facecycle_cli.train_cmd import _diverged, _nothing_to_resume
+
+    imgs, tracks = real_pairs
+    part = Trainer(_opts(steps=10), PairSource(imgs, tracks, seed=1), tmp_path / "part")
+    part.fit(until=3, progress=False)
+    st = tmp_path / "part" / "state.safetensors"
+    st.write_bytes(st.read_bytes()[:100])
+    again = Trainer(_opts(steps=10), PairSource(imgs, tracks, seed=1), tmp_path / "part")
+    with pytest.raises(ModelError, match="unreadable training state"):
+        again.resume()
+    st.unlink()
+    with pytest.raises(UsageError, match="no training state.*--init"):
+        _nothing_to_resume(tmp_path / "part")
+    _nothing_to_resume(tmp_path / "new")  # nothing there: a fresh start, said
+    assert "starting at step 0" in capsys.readouterr().out
+    with pytest.raises(PipelineError, match="training diverged .*lower the learning rate"):
+        with _diverged(tmp_path / "part"):
+            raise FloatingPointError("loss became nan at step 4")

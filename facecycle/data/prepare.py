@@ -59,6 +59,11 @@ class PrepareOptions:
     min_iou: float = 0.3
     max_gap: int = 10
 
+    def __post_init__(self) -> None:
+        if not (self.scale > 0 and self.size > 0 and self.every >= 1):  # a scale of 0 cut 1-pixel crops
+            raise ValueError(f"PrepareOptions: scale and size must be > 0 and every >= 1 (got scale {self.scale}, "
+                             f"size {self.size}, every {self.every})")
+
 
 def iter_sources(inputs: Sequence[str]) -> List[Path]:
     """Expand inputs: video files, directories of videos, and image folders (one source each)."""

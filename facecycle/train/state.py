@@ -14,6 +14,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 
+from ..errors import ModelError
+
 __all__ = ["save_state", "load_state", "read_meta", "after_step", "save_module", "load_module", "SideModule",
            "FrozenSide"]
 
@@ -58,9 +60,14 @@ def load_state(path: Path, optimizer: Optional[torch.optim.Optimizer]
     """Restore the optimizer from ``path`` (None: none to restore); returns (meta, extra tensors)."""
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        md = f.metadata()
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            md = f.metadata()
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own types (SafetensorError) for a damaged file
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{path}: unreadable training state ({why}); the run cannot be resumed exactly: start a "
+                         "new --out, e.g. with --init RUN/last.safetensors") from None
     state: Dict[int, Dict[str, torch.Tensor]] = {}
     extra: Dict[str, torch.Tensor] = {}
     for name, t in tensors.items():
