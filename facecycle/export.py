@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
@@ -97,8 +99,9 @@ def export_onnx(model: FaceCycle, out_dir: Union[str, Path], graphs: Optional[Se
     """Export ``model`` to ``out_dir`` (``<graph>.onnx`` + ``manifest.json``).
 
     Each graph is checked against PyTorch with ONNX Runtime at batch 1 and 5
-    before the manifest is written; a mismatch above ``atol`` raises
-    :class:`ExportError` and leaves no manifest behind.
+    before anything reaches ``out_dir`` (graphs are written and checked in a folder aside, then moved in, the
+    manifest last); a mismatch above ``atol`` raises :class:`ExportError` and leaves ``out_dir`` as it was (a
+    model exported there before still loads).
 
     Returns:
         the manifest dict.
@@ -111,7 +114,8 @@ def export_onnx(model: FaceCycle, out_dir: Union[str, Path], graphs: Optional[Se
     for n in names:
         if n not in specs:
             raise ExportError(f"graph {n!r} not available for this model; choose from {', '.join(specs)}")
-    (out / "manifest.json").unlink(missing_ok=True)
+    if not atol >= 0:
+        raise ExportError(f"atol must be >= 0, not {atol}")
     manifest: dict = {
         "format": "facecycle-onnx", "manifest_version": MANIFEST_VERSION, "facecycle_version": __version__,
         "opset": opset, "config": model.config.to_dict(),
@@ -120,30 +124,39 @@ def export_onnx(model: FaceCycle, out_dir: Union[str, Path], graphs: Optional[Se
                   "formula": "(pixel/255 - mean) / std"},
         "graphs": {}, "source": source,
     }
-    gen = torch.Generator().manual_seed(0)
-    for name in names:
-        spec = specs[name]
-        wrapper = spec["wrapper"](model).eval()
-        args = tuple(_example(s, 2, gen) for s in spec["inputs"].values())
-        path = out / f"{name}.onnx"
-        dyn = {k: {0: "batch"} for k in list(spec["inputs"]) + list(spec["outputs"])}
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer warnings about shape checks
-            torch.onnx.export(
-                wrapper, args, str(path), input_names=list(spec["inputs"]), output_names=list(spec["outputs"]),
-                dynamic_axes=dyn, opset_version=opset, do_constant_folding=True, dynamo=False,
-            )
-        manifest["graphs"][name] = {
-            "file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
-            "inputs": [{"name": k, "shape": v, "dtype": "float32"} for k, v in spec["inputs"].items()],
-            "outputs": [{"name": k, "shape": v, "dtype": "float32"} for k, v in spec["outputs"].items()],
-        }
-        log.info("exported %s (%d bytes)", path, path.stat().st_size)
-    if validate:
-        manifest["validation"] = validate_export(model, out, manifest, atol=atol)
-    tmp = out / "manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, out / "manifest.json")
+    # written and validated aside, then moved in: a failed export leaves a model already in ``out_dir`` whole (its
+    # manifest used to go first, and its graphs were overwritten before the validation failed)
+    stage = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
+    try:
+        gen = torch.Generator().manual_seed(0)
+        for name in names:
+            spec = specs[name]
+            wrapper = spec["wrapper"](model).eval()
+            args = tuple(_example(s, 2, gen) for s in spec["inputs"].values())
+            path = stage / f"{name}.onnx"
+            dyn = {k: {0: "batch"} for k in list(spec["inputs"]) + list(spec["outputs"])}
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # tracer warnings about shape checks
+                torch.onnx.export(
+                    wrapper, args, str(path), input_names=list(spec["inputs"]), output_names=list(spec["outputs"]),
+                    dynamic_axes=dyn, opset_version=opset, do_constant_folding=True, dynamo=False,
+                )
+            manifest["graphs"][name] = {
+                "file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
+                "inputs": [{"name": k, "shape": v, "dtype": "float32"} for k, v in spec["inputs"].items()],
+                "outputs": [{"name": k, "shape": v, "dtype": "float32"} for k, v in spec["outputs"].items()],
+            }
+            log.info("exported %s (%d bytes)", name, path.stat().st_size)
+        if validate:
+            manifest["validation"] = validate_export(model, stage, manifest, atol=atol)
+        (out / "manifest.json").unlink(missing_ok=True)  # no manifest rather than one naming the old graphs
+        for name in names:
+            os.replace(stage / f"{name}.onnx", out / f"{name}.onnx")
+        tmp = out / "manifest.json.tmp"
+        tmp.write_text(json.dumps(manifest, indent=2))
+        os.replace(tmp, out / "manifest.json")
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     return manifest
 
 

@@ -41,6 +41,8 @@ def _export(args: argparse.Namespace) -> int:
 
     if args.opset < 17:
         raise UsageError("--opset must be >= 17")
+    if not args.atol >= 0:
+        raise UsageError(f"--atol must be >= 0, not {args.atol:g}")
     if args.checkpoint:
         from facecycle.checkpoint import load_checkpoint
 

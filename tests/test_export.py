@@ -101,6 +101,20 @@ def test_cli_export_random_config(tmp_path):
     assert "analyze" in r.stdout and (tmp_path / "m" / "manifest.json").is_file()
 
 
+def test_a_failed_export_leaves_the_model_already_in_its_folder_whole(tmp_path):
+    """An export into a folder holding a model, failing its validation, deleted that model's manifest and
+    overwrote its graphs first: the folder no longer loaded. Graphs are now written and checked aside."""
+    from facecycle_cli import main
+
+    m = tmp_path / "m"
+    assert main(["export", "--random-config", "tiny", "--graphs", "analyze", "--out", str(m)]) == 0
+    before = {q.name: q.read_bytes() for q in m.iterdir()}
+    assert main(["export", "--random-config", "tiny", "--seed", "5", "--graphs", "analyze", "--atol", "0",
+                 "--out", str(m)]) == 5  # no graph matches torch to 0
+    assert {q.name: q.read_bytes() for q in m.iterdir()} == before  # nothing left aside either
+    assert main(["export", "--random-config", "tiny", "--atol", "-1", "--out", str(m)]) == 2
+
+
 def test_cli_export_unknown_config_is_usage_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "facecycle", "export", "--random-config", "nope", "--out",
                         str(tmp_path)], capture_output=True, text=True)
