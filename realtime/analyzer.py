@@ -327,6 +327,8 @@ class Analyzer:
             self._check_free()
         if max_frames is not None and int(max_frames) < 1:
             raise UsageError(f"max_frames must be >= 1 (got {max_frames}); None reads every frame")
+        if images not in ("auto", "sequence", "stills"):
+            raise UsageError(f"images must be auto, sequence or stills, not {images!r}")
         _check_distinct(source, csv, video, sidecar)
         return Run(self, source, realtime=realtime, csv=csv, video=video, annotate=annotate, overwrite=overwrite,
                    max_frames=max_frames, audio=audio, video_preset=video_preset, sidecar=sidecar, images=images,

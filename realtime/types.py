@@ -194,7 +194,9 @@ class FramePacket:
         image: (H, W, 3) uint8 **BGR**, display orientation.
         faces: the faces found, sorted by track id.
         source: name of the source (file path, ``camera:0``, folder).
-        stats: per-stage timings in seconds (``decode``, ``detect``, ``infer``, ...).
+        stats: per-stage timings in seconds (``decode``, ``detect``, ``infer``, ...), and ``t0``, the
+            ``time.perf_counter()`` reading when the frame was read (a clock reading, not a duration: latency is
+            a later reading minus it).
         annotated: (H, W, 3) uint8 BGR rendered image once an annotator ran, else None.
         scene_cut: True when the tracker saw a scene cut just before this frame: every track
             ended there, so the faces of this frame have new ids.

@@ -68,6 +68,8 @@ class CenterFaceDetector(Detector):
                  **kw) -> None:
         super().__init__(**kw)
         self.model_path = str(model_path or centerface_model_path())
+        if not Path(self.model_path).is_file():
+            raise ModelError(f"{self.model_path}: no such detector model file")
         self.sess = ort_session(_dynamic_model_bytes(self.model_path), threads)
         self.nms_iou = nms_iou
 
