@@ -102,6 +102,11 @@ class TorchBackend(Backend):
             self.device = f"cuda:{idx} ({torch.cuda.get_device_name(idx)})"
         else:
             self.device = "cpu"
+        if "identity" in self.graphs and not getattr(self.model, "has_identity", True):
+            # a motion-stage checkpoint has no identity modules: the graph is not offered (calling it raised a bare
+            # RuntimeError)
+            log.info("%s: no identity modules in these weights: the identity graph is not available", checkpoint)
+            self.graphs = {g: s for g, s in self.graphs.items() if g != "identity"}
         self._fns = {g: graph_function(self.model, g) for g in self.graphs}
         self._cuda_graphs: Dict[Tuple[str, int], tuple] = {}
         self._graph_lock = threading.Lock()

@@ -236,6 +236,24 @@ def test_torch_weights_must_match_manifest_config(model_dir, tmp_path):
     del torch
 
 
+def test_torch_weights_without_identity_modules_offer_no_identity_graph(model_dir, tmp_path):
+    """A motion-stage checkpoint over a folder whose manifest lists `identity`: the graph was offered and calling
+    it raised a bare RuntimeError."""
+    pytest.importorskip("torch")
+    from facecycle.checkpoint import save_checkpoint
+    from facecycle.model import MOTION_MODULES, FaceCycle
+
+    ck = tmp_path / "motion.safetensors"
+    save_checkpoint(FaceCycle("tiny", modules=MOTION_MODULES).eval(), ck)
+    b = open_backend(model_dir, "torch", checkpoint=str(ck))
+    try:
+        assert "identity" not in b.graphs and "analyze" in b.graphs
+        with pytest.raises(ModelError, match="graph 'identity' not in"):
+            b.run("identity", {"image": np.zeros((1, 3, 32, 32), np.float32)})
+    finally:
+        b.close()
+
+
 def test_cli_errors_are_one_line_with_exit_codes(broken_dir, capsys):
     from facecycle_cli import main
 
