@@ -262,8 +262,8 @@ def _outputs_for(inputs: List[str], args: argparse.Namespace) -> List[dict]:
         # what a run left that failed before its first frame (a pipe that sent no picture) holds no data: it is
         # replaced, so that the corrected command runs without --overwrite
         plan["replace"] = not args.overwrite and _failed_before_first_frame(out_dir / f"{stem}.json")
-        for k in ("csv", "video"):
-            if plan[k] is not None and plan[k].exists() and not (args.overwrite or plan["replace"]):
+        for k in ("csv", "video"):  # the failed run made no video (its sidecar names none): one there is another's
+            if plan[k] is not None and plan[k].exists() and not (args.overwrite or (plan["replace"] and k == "csv")):
                 raise OutputError(f"{plan[k]}: exists (use --overwrite to replace it)")
         plans.append(plan)
     return plans
@@ -508,6 +508,8 @@ def _live(args: argparse.Namespace) -> int:
                     pass
         s = run.stats.summary()
         side = getattr(run, "sidecar_path", None)
+        if run.outputs.restored:  # stopped before its first frame: what is there is the earlier run's
+            side, outs = None, ["nothing written (the earlier outputs are kept)"]
         print(f"{src.name}: {_n(s['frames'], 'frame')}, {s['fps']:.1f} fps, {s['drops']} dropped"
               + (_reading(Path(side)) if side else "") + (f" -> {', '.join(outs)}" if outs else ""), file=sys.stderr)
         if sig.signum is not None:

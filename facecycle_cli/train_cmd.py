@@ -5,7 +5,7 @@ import argparse
 import contextlib
 import logging
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Tuple
 
 import numpy as np
 
@@ -213,7 +213,7 @@ def _train_semisup(args: argparse.Namespace, cfg) -> int:
         if tr.resume():
             print(f"resumed {args.out} at step {tr.step}", flush=True)
         else:
-            _nothing_to_resume(Path(args.out))
+            _nothing_to_resume(Path(args.out), ("state.safetensors", "head.safetensors"))
     elif (Path(args.out) / "last.safetensors").is_file():
         raise UsageError(f"{args.out} already holds a run; pass --resume or choose another --out")
     with _diverged(Path(args.out)):
@@ -225,12 +225,13 @@ def _train_semisup(args: argparse.Namespace, cfg) -> int:
     return 0
 
 
-def _nothing_to_resume(out: Path) -> None:
-    """``--resume`` where no run can be resumed: start afresh, unless trained weights are there without their
-    training state (they were overwritten from step 0)."""
-    if (out / "last.safetensors").is_file():
-        raise UsageError(f"{out} holds trained weights (last.safetensors) but no training state (state.safetensors): "
-                         "it cannot be resumed exactly, and starting over would overwrite them; start a new --out "
+def _nothing_to_resume(out: Path, needs: Tuple[str, ...] = ("state.safetensors",)) -> None:
+    """``--resume`` where no run can be resumed: start afresh, unless trained weights are there without the files
+    a resume ``needs`` beside them (the weights were overwritten from step 0)."""
+    gone = [n for n in needs if not (out / n).is_file()]
+    if (out / "last.safetensors").is_file() and gone:
+        raise UsageError(f"{out} holds trained weights (last.safetensors) but not {' and '.join(gone)}: it cannot be "
+                         "resumed exactly, and starting over would overwrite them; start a new --out "
                          f"(--init {out / 'last.safetensors'} continues from those weights)")
     print(f"nothing to resume in {out}; starting at step 0", flush=True)
 
@@ -242,8 +243,8 @@ def _diverged(out: Path) -> Iterator[None]:
     try:
         yield
     except FloatingPointError as e:
-        raise PipelineError(f"training diverged ({e}); lower the learning rate (--lr) and start again, or --resume "
-                            f"{out} from its last checkpoint") from None
+        raise PipelineError(f"training diverged ({e}); nothing was saved at that step: lower the learning rate "
+                            f"(--lr) and start again, or --resume {out} from its last saved checkpoint") from None
 
 
 def read_still_targets(path: Path, labels: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ import math
 import os
 import threading
 import time
+import weakref
 from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Union
@@ -380,6 +381,14 @@ class Analyzer:
             active, self._closed = self._active, True
         if isinstance(active, Run):
             active.close()
+            deadline = time.monotonic() + 10.0  # a run iterated in another thread ends there, after stop()
+            while time.monotonic() < deadline:
+                with self._lock:
+                    if self._active is not active:
+                        break
+                time.sleep(0.02)
+            else:
+                log.warning("a run in another thread did not end within 10 s of close(); closing the model anyway")
         self.detector.close()
         self.backend.close()
 
@@ -397,8 +406,9 @@ def _check_distinct(source: Any, csv: Optional[Union[str, Path]], video: Optiona
     outs = {"csv": csv, "video": video,
             "sidecar": sidecar if sidecar is not None else Path(csv).with_suffix(".json") if csv is not None else None}
     seen: Dict[str, str] = {}
-    if isinstance(source, (str, Path)) and "://" not in str(source) and Path(source).is_file():
-        seen[os.path.realpath(source)] = "the input"
+    src = getattr(source, "path", None) if isinstance(source, Source) else source  # an open VideoSource's file
+    if isinstance(src, (str, Path)) and "://" not in str(src) and Path(src).is_file():
+        seen[os.path.realpath(src)] = "the input"
     for name, path in outs.items():
         if path is None:
             continue
@@ -429,7 +439,9 @@ class Run:
         self._pipeline: Optional[Pipeline] = None
         self._iterated = False
         self._closed = False
-        self._gen: Optional[Iterator[FramePacket]] = None  # the iteration (__iter__), closed by close()
+        #: the iteration (__iter__), closed by close(); a weak reference, so that a consumer's `break` still ends
+        #: it at once (the generator refers to this run: a strong reference would keep both alive)
+        self._gen: Optional["weakref.ref[Iterator[FramePacket]]"] = None
         # per-run state
         self.tracker = Tracker()
         self.smoother = TrackSmoother() if analyzer.smooth else None
@@ -627,8 +639,9 @@ class Run:
         if self._iterated:
             raise RuntimeError("a Run can be iterated once")
         self._iterated = True
-        self._gen = self._frames()
-        return self._gen
+        gen = self._frames()
+        self._gen = weakref.ref(gen)
+        return gen
 
     def _frames(self) -> Iterator[FramePacket]:
         try:  # one run at a time per Analyzer: a second one fails here at once (never waits)
@@ -728,13 +741,16 @@ class Run:
     def close(self) -> None:
         """Stop and close the outputs (when the run was never iterated or iterated partly): the pipeline's threads
         are joined, the source closed, the files finished and the Analyzer free again (idempotent)."""
-        self.stop()
-        gen = self._gen
-        if gen is not None and inspect.getgeneratorstate(gen) != inspect.GEN_CREATED:
+        gen = self._gen() if self._gen is not None else None
+        state = inspect.getgeneratorstate(gen) if gen is not None else None
+        if state == inspect.GEN_SUSPENDED:  # iterated partly, here or in a thread between two frames
             try:
-                gen.close()  # the iteration's own cleanup (it left the threads waiting and the Analyzer claimed)
-            except ValueError:  # it is running in another thread: stop() ends it there, with its cleanup
-                pass
+                gen.close()  # the iteration's own cleanup: threads joined, files finished, the Analyzer free
+                return
+            except ValueError:  # it just started running in another thread
+                state = inspect.GEN_RUNNING
+        self.stop()
+        if state == inspect.GEN_RUNNING:  # another thread is inside it: stop() ends it there, with its cleanup
             return
         if gen is not None:
             gen.close()  # asked for but never started: it must not start after this

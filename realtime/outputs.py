@@ -114,7 +114,11 @@ class RunOutputs:
         side = Path(sidecar) if sidecar else Path(path).with_suffix(".json")
         self._set_aside(Path(path))
         self._set_aside(side)
-        self.csv = CsvSink(path, self.code_dim, overwrite=self.overwrite, file_column=self.file_column)
+        try:
+            self.csv = CsvSink(path, self.code_dim, overwrite=self.overwrite, file_column=self.file_column)
+        except BaseException:
+            self._put_back([Path(path), side])  # no new file will replace them
+            raise
         self.sidecar_path = side
         self.write_sidecar("running")
 
@@ -139,8 +143,12 @@ class RunOutputs:
         else:
             audio = self.audio_from if self._frames_seen == 0 else None
             self._set_aside(Path(path))
-            self.video = VideoSink(path, fps=self.fps, time_base=self.time_base, audio_from=audio,
-                                   preset=self.video_preset, overwrite=self.overwrite)
+            try:
+                self.video = VideoSink(path, fps=self.fps, time_base=self.time_base, audio_from=audio,
+                                       preset=self.video_preset, overwrite=self.overwrite)
+            except BaseException:
+                self._put_back([Path(path)])  # no new file will replace it
+                raise
         self.video_path = self.video.path
         self.video_frames = 0
 
@@ -225,13 +233,23 @@ class RunOutputs:
                 log.warning("%s: not removed (%s)", aside, e)
         self._aside = []
 
-    def _put_back(self) -> None:
+    def _put_back(self, paths: Optional[List[Path]] = None) -> None:
+        """Put the earlier files back (``paths``: only those; default all); they are then not this run's
+        (:attr:`finished` leaves them out)."""
+        keep = []
         for path, aside in reversed(self._aside):
+            if paths is not None and path not in paths:
+                keep.append((path, aside))
+                continue
             try:
                 path.unlink(missing_ok=True)
                 os.replace(aside, path)
             except OSError as e:
                 log.warning("%s: the earlier file could not be put back; it is in %s (%s)", path, aside, e)
+            self.finished = [f for f in self.finished if Path(f) != path]
+        if paths is not None:
+            self._aside = keep[::-1]
+            return
         self.restored = True
         self._aside = []
         log.warning("the run ended before its first frame: the earlier outputs it was to replace are kept")
@@ -305,7 +323,7 @@ class RunOutputs:
             log.warning("closing the CSV failed: %s", e)
             first = first or e
         if self._aside:
-            if self._frames_seen == 0 and status != "complete":
+            if self._frames_seen == 0:  # failed, stopped or an input of no frame: nothing replaced them
                 self._put_back()
             else:
                 self._drop_aside()

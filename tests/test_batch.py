@@ -669,6 +669,9 @@ def test_inputs_a_missing_entry_moves_no_output_and_outputs_are_never_inputs(tmp
         ("a/x.mp4", False), ("b/x.mp4", False), ("y.mp4", True)]
     items, _ = collect_inputs([f"@{listed}"], out_dir=tmp_path / "out", root=d)
     assert [str(i.rel) for i in items if i.error is None] == ["a/x.mp4", "b/x.mp4"]
+    # a missing file of the same name as one that exists writes nothing, so it is no clash (it stopped the batch)
+    items, _ = collect_inputs([str(a), str(tmp_path / "gone" / "x.mp4")], out_dir=tmp_path / "out")
+    assert [(str(i.rel), i.error is not None) for i in items] == [("x.mp4", False), ("x.mp4", True)]
     # outputs written into the input folder, and an output folder under a pattern's reach
     _touch(d / "a" / "x.annotated.mp4")
     _touch(d / "a" / "results" / "x.annotated.mp4")

@@ -914,7 +914,11 @@ def test_closing_a_partly_read_run_or_its_analyzer_joins_the_threads_and_frees_i
         next(it)
         next(it)
     assert not ours(), ours()
-    assert json.loads((tmp_path / "a.json").read_text())["status"] in ("stopped", "interrupted")
+    assert json.loads((tmp_path / "a.json").read_text())["status"] == "stopped"  # the consumer stopped, no stop()
+    for _ in an.process_video(frames, csv=tmp_path / "b.csv"):  # a plain break ends the run at once, as before
+        break
+    assert not ours(), ours()
+    assert json.loads((tmp_path / "b.json").read_text())["status"] == "stopped"
     assert len(list(an.process_video(frames[:3]))) == 3  # free again
     run = an.process_video(frames)
     next(iter(run))
@@ -932,6 +936,7 @@ def test_outputs_that_are_one_file_or_the_input_and_max_frames_below_one_are_ref
     refuses it). Each is a UsageError before anything is written."""
     from facecycle.errors import UsageError
     from realtime import Analyzer
+    from realtime.sources import VideoSource
 
     _, model = tiny_export
     clip = write_video(tmp_path / "clip.mp4", real_frames(4))
@@ -941,9 +946,13 @@ def test_outputs_that_are_one_file_or_the_input_and_max_frames_below_one_are_ref
                          (dict(csv=tmp_path / "s.mp4", video=tmp_path / "s.mp4"), "video would be written over"),
                          (dict(video=clip, overwrite=True), "over the input"),
                          (dict(csv=clip, overwrite=True), "over the input"),
+                         (dict(video=clip, overwrite=True, source=VideoSource(clip)), "over the input"),
                          (dict(max_frames=0), "max_frames must be >= 1")):
+            src = kw.pop("source", clip)
             with pytest.raises(UsageError, match=says):
-                an.process_video(clip, **kw)
+                an.process_video(src, **kw)
+            if src is not clip:
+                src.close()
     assert clip.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
 
@@ -986,3 +995,40 @@ def test_a_crop_scale_of_zero_or_less_is_refused(tiny_export, tmp_path, scale, c
     assert cli_main(["data", "prepare", str(clip), "--out", str(tmp_path / "ds"), f"--scale={scale}"]) == 2
     assert "--scale must be > 0" in capsys.readouterr().err
     assert not (tmp_path / "ds").exists()
+
+
+def test_closing_the_analyzer_while_another_thread_iterates_waits_for_that_run(tiny_export, tmp_path):
+    """Analyzer.close() while a thread was inside a run closed the detector and the model under the pipeline's
+    threads; it now stops that run and waits for it to end before releasing them."""
+    from realtime import Analyzer
+
+    _, model = tiny_export
+    frames = real_frames(10)
+
+    def slow():
+        for f in frames * 30:
+            time.sleep(0.01)
+            yield f
+
+    an = Analyzer(model=model)
+    run = an.process_video(slow(), csv=tmp_path / "t.csv")
+    seen: list = []
+    errors: list = []
+
+    def consume():
+        try:
+            for p in run:
+                seen.append(p.index)
+        except Exception as e:  # noqa: BLE001 - the test reports it
+            errors.append(e)
+
+    th = threading.Thread(target=consume)
+    th.start()
+    while len(seen) < 3:
+        time.sleep(0.01)
+    an.close()
+    th.join(10)
+    assert not th.is_alive() and not errors, errors
+    assert not [t for t in threading.enumerate() if t.name.startswith("fc-")]
+    assert 3 <= len(seen) < 300
+    assert json.loads((tmp_path / "t.json").read_text())["status"] == "interrupted"

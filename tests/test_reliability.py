@@ -346,6 +346,16 @@ def test_a_dash_reads_standard_input(model, tmp_path, faces40, code_dim):
     assert frames_of(read_csv(fresh / "stdin.csv", code_dim)) == list(range(40))
     r = run("-", data=ts.read_bytes(), to=fresh)  # a complete run's outputs stay protected
     assert r.returncode == 4 and "--overwrite" in one_error_line(r.stderr.decode())
+    # only what the failed run left is replaced: a video another run made there stays protected
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "stdin.annotated.mp4").write_bytes(b"another run's video")
+    assert run("-", data=tail.read_bytes(), to=other).returncode == 3
+    argv = [sys.executable, "-m", "facecycle", "process", "-", "--model", str(model), "--no-progress",
+            "--out-dir", str(other)]
+    r = subprocess.run(argv, input=ts.read_bytes(), capture_output=True, timeout=120, cwd=str(ROOT), env=env)
+    assert r.returncode == 4 and "stdin.annotated.mp4: exists" in one_error_line(r.stderr.decode())
+    assert (other / "stdin.annotated.mp4").read_bytes() == b"another run's video"
     r = run("-", "-", data=b"")
     assert r.returncode == 2 and "standard input can be given once" in one_error_line(r.stderr.decode())
     master, slave = pty.openpty()

@@ -103,10 +103,25 @@ def test_what_cannot_be_resumed_is_said_and_a_divergence_is_one_line(real_pairs,
     with pytest.raises(ModelError, match="unreadable training state"):
         again.resume()
     st.unlink()
-    with pytest.raises(UsageError, match="no training state.*--init"):
+    with pytest.raises(UsageError, match="but not state.safetensors.*--init"):
         _nothing_to_resume(tmp_path / "part")
+    with pytest.raises(UsageError, match="but not state.safetensors and head.safetensors"):
+        _nothing_to_resume(tmp_path / "part", ("state.safetensors", "head.safetensors"))
     _nothing_to_resume(tmp_path / "new")  # nothing there: a fresh start, said
     assert "starting at step 0" in capsys.readouterr().out
     with pytest.raises(PipelineError, match="training diverged .*lower the learning rate"):
         with _diverged(tmp_path / "part"):
             raise FloatingPointError("loss became nan at step 4")
+
+
+def test_a_diverged_run_keeps_its_last_sound_checkpoint(real_pairs, tmp_path):
+    """fit() saved in `finally`, so a loss that became NaN wrote the NaN weights over the last checkpoint, which
+    the error then told the user to resume."""
+    imgs, tracks = real_pairs
+    tr = Trainer(_opts(steps=10), PairSource(imgs, tracks, seed=1), tmp_path / "run")
+    tr.fit(until=3, progress=False)
+    files = {n: (tmp_path / "run" / n).read_bytes() for n in ("last.safetensors", "state.safetensors")}
+    tr.train_step = lambda: {"loss": torch.tensor(float("nan"))}
+    with pytest.raises(FloatingPointError, match="step 4"):
+        tr.fit(progress=False)
+    assert {n: (tmp_path / "run" / n).read_bytes() for n in files} == files

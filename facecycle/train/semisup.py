@@ -473,7 +473,13 @@ class SemiSupTrainer:
         self.model.load_state_dict(m.state_dict())
         self.head.load_state_dict(load_file(str(hd), device=str(self.dev)))
         meta, _ = load_state(st, self.opt)
-        saved_w = float((meta.get("options") or {}).get("distill_weight", 0.0))
+        old = meta.get("options") or {}
+        for k in ("steps", "batch", "seed", "pairs", "cycle_every", "video_batch", "video_label_batch", "lr",
+                  "warmup_steps"):  # the schedule and the batches: a resume with others is no exact continuation
+            if k in old and old[k] != getattr(self.o, k, None):
+                log.warning("resume: option %s was %r, now %r (the continuation will not be exact; give the run's "
+                            "own value)", k, old[k], getattr(self.o, k, None))
+        saved_w = float(old.get("distill_weight", 0.0))
         if saved_w != self.o.distill_weight:
             raise UsageError(f"{self.out} was trained with distill_weight {saved_w:g}; resume it with the same "
                              f"(and its --still-targets), not {self.o.distill_weight:g}")
@@ -819,6 +825,7 @@ class SemiSupTrainer:
         if not self.o.train_encoder:  # pairs, and the stills only where a still term reads them
             reads = self.o.zero_flow_weight > 0 or self.o.still_neutral_weight > 0
             n_img = 2 * self.o.pairs + (self.o.batch if reads else 0)
+        diverged = False
         try:
             while self.step < until:
                 ts = time.perf_counter()
@@ -827,6 +834,7 @@ class SemiSupTrainer:
                 self.wall += dt
                 self.step += 1
                 if not all(math.isfinite(v) for v in terms.values()):
+                    diverged = True  # not saved: the checkpoint on disk stays the last sound one
                     raise FloatingPointError(f"a loss became non-finite at step {self.step}: {terms}")
                 ips = n_img / dt
                 ema = ips if ema is None else 0.95 * ema + 0.05 * ips
@@ -846,7 +854,8 @@ class SemiSupTrainer:
                     break
         finally:
             bar.close()
-            self.save()
+            if not diverged:
+                self.save()
         return terms
 
     def head_arrays(self) -> Tuple[np.ndarray, np.ndarray]:

@@ -224,6 +224,7 @@ class Trainer:
         bar = tqdm(total=until, initial=self.step, desc=f"train {self.o.stage}", unit="step",
                    disable=not progress, dynamic_ncols=True, mininterval=2.0)
         ema = None
+        diverged = False
         try:
             while self.step < until:
                 ts = time.perf_counter()
@@ -233,6 +234,7 @@ class Trainer:
                 self.step += 1
                 loss = float(res["loss"].detach())
                 if not math.isfinite(loss):
+                    diverged = True  # not saved: the checkpoint on disk stays the last sound one
                     raise FloatingPointError(f"loss became {loss} at step {self.step}")
                 losses.append(loss)
                 sps = 2 * self.o.pairs / dt
@@ -252,5 +254,6 @@ class Trainer:
                     break
         finally:
             bar.close()
-            self.save()
+            if not diverged:
+                self.save()
         return losses

@@ -205,6 +205,9 @@ def collect_inputs(specs: Iterable[str], out_dir: Optional[Union[str, Path]] = N
             duplicates.append({"input": url, "count": urls.count(url)})
         located.append((url, url_output_path(url), None))
     for f, rel, e in located:
+        if e is not None:  # missing: reported as failed, writes nothing, so it claims no output name
+            items.append(BatchItem(f, rel, e))
+            continue
         key = (str(rel.parent), rel.stem if rel.suffix else rel.name)
         if key in claimed:
             raise UsageError(f"inputs {claimed[key]} and {f} would write the same outputs "
