@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from facecycle.errors import InputError, ModelError, OutputError, PipelineError
+from facecycle.errors import InputError, ModelError, OutputError, PipelineError, UsageError
 from realtime.crops import crop_faces, crop_square, loose_square_box, paste_square
 from realtime.heads import ExpressionHead, save_expression_head
 from realtime.pipeline import LatestFrame, Pipeline, _Ordered
@@ -649,3 +649,18 @@ def test_latest_frame_keeps_only_the_newest():
     assert box.get(timeout=0.01) is None and box.peek() == 4
     threading.Timer(0.05, box.put, args=(9,)).start()
     assert box.get(timeout=2) == 9
+
+
+def test_a_closed_detector_releases_its_model_and_says_so():
+    """Detector.close() released nothing (its ONNX Runtime session stayed loaded); detecting after it now says the
+    detector is closed."""
+    from realtime.detectors import create_detector
+
+    d = create_detector("centerface")
+    img = np.zeros((120, 160, 3), np.uint8)
+    assert len(d.detect(img)) == 0
+    d.close()
+    d.close()  # idempotent
+    assert d.sess is None
+    with pytest.raises(UsageError, match="closed"):
+        d.detect(img)

@@ -84,6 +84,8 @@ class Detector(abc.ABC):
             :class:`~realtime.types.Detections` in ``image`` pixel coordinates,
             sorted by decreasing score.
         """
+        if self._closed:
+            raise UsageError(f"this {self.name} detector is closed (its model is released): make a new one")
         h, w = image.shape[:2]
         s = 1.0
         small = image
@@ -139,5 +141,14 @@ class Detector(abc.ABC):
         return {"detector": self.name, "max_side": self.max_side, "score_threshold": self.score_threshold,
                 "box_scale": self.box_scale, "landmarks": True}  # 5 points; a model without them says False
 
+    #: set by :meth:`close`
+    _closed = False
+
     def close(self) -> None:
-        pass
+        """Release the detector's model (its ONNX Runtime session or OpenCV net; idempotent); :meth:`detect`
+        refuses afterwards."""
+        self._closed = True
+        self._release()
+
+    def _release(self) -> None:
+        """Drop the model's session (subclasses holding one)."""

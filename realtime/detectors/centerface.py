@@ -102,6 +102,9 @@ class CenterFaceDetector(Detector):
         return Detections(boxes[keep].astype(np.float32), score[keep].astype(np.float32),
                           land[keep].astype(np.float32))
 
+    def _release(self) -> None:
+        self.sess = None
+
     def describe(self) -> dict:
         d = super().describe()
         d["model"] = Path(self.model_path).name

@@ -160,6 +160,9 @@ class InsightFaceDetector(Detector):
         order = np.argsort(-det[:, 4], kind="stable")
         return Detections(det[order, :4].copy(), det[order, 4].copy(), lm[order])
 
+    def _release(self) -> None:
+        self.model = None
+
     def describe(self) -> dict:
         d = super().describe()
         import insightface

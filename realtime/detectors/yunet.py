@@ -53,6 +53,9 @@ class YuNetDetector(Detector):
         boxes = np.stack([f[:, 0], f[:, 1], f[:, 0] + f[:, 2], f[:, 1] + f[:, 3]], 1)
         return Detections(boxes, f[:, 14].copy(), f[:, 4:14].reshape(-1, 5, 2).copy())
 
+    def _release(self) -> None:
+        self.det = None
+
     def describe(self) -> dict:
         d = super().describe()
         d["model"] = Path(self.model_path).name
