@@ -244,7 +244,10 @@ class TensorRTBackend(Backend):
         with self._lock:
             eng = self._engines.get(graph)
             if eng is None:
-                eng = self._load_or_build(spec)
+                # an engine is bound to the GPU current when it is built or deserialized (TensorRT's FAQ: set the
+                # device first), so make this backend's device current, not CUDA's default device 0
+                with self._torch.cuda.device(self._dev):
+                    eng = self._load_or_build(spec)
                 self._engines[graph] = eng
         return eng
 
@@ -318,8 +321,12 @@ class TensorRTBackend(Backend):
         mon = progress.monitor(trt)
         if mon is not None:
             config.progress_monitor = mon
-        with progress:
-            plan = builder.build_serialized_network(network, config)
+        try:
+            with progress:
+                plan = builder.build_serialized_network(network, config)
+        finally:
+            if mon is not None:  # the monitor must outlive every TensorRT object that uses it
+                config.progress_monitor = None
         if plan is None:
             raise ModelError(f"{src}: TensorRT failed to build an engine (see the TensorRT log above)")
         write_atomic(tc_path, bytes(memoryview(config.get_timing_cache().serialize())))
@@ -340,7 +347,9 @@ class TensorRTBackend(Backend):
             per = self._local.ctx = {}
         entry = per.get(graph)
         if entry is None:
-            ctx = self.engine(graph).create_execution_context()
+            eng = self.engine(graph)
+            with self._torch.cuda.device(self._dev):
+                ctx = eng.create_execution_context()
             if ctx is None:
                 raise PipelineError(f"tensorrt: could not create an execution context for {graph} (GPU memory?)")
             entry = per[graph] = (ctx, self._torch.cuda.Stream(device=self._dev))
@@ -355,23 +364,32 @@ class TensorRTBackend(Backend):
         caller = torch.cuda.current_stream(self._dev)
         stream.wait_stream(caller)  # inputs were produced on the caller's stream
         outs: Dict[str, object] = {}
-        with torch.cuda.stream(stream):
+        with torch.cuda.device(self._dev), torch.cuda.stream(stream):
             for i in range(eng.num_io_tensors):
                 name = eng.get_tensor_name(i)
                 if eng.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+                    if eng.get_tensor_dtype(name) != trt.DataType.FLOAT:  # the bytes are float32: never reread
+                        raise ModelError(f"tensorrt: {graph}: input {name} is {eng.get_tensor_dtype(name)}, not "
+                                         "FLOAT (the exported graphs, fp16 ones too, keep float32 inputs)")
                     t = tensors[name]
                     t.record_stream(stream)
                     if not ctx.set_input_shape(name, tuple(t.shape)):
                         raise PipelineError(f"tensorrt: {graph}: input {name} shape {tuple(t.shape)} is outside "
                                             f"the engine's profile {self.profile}")
-                    ctx.set_tensor_address(name, t.data_ptr())
+                    if not ctx.set_tensor_address(name, t.data_ptr()):
+                        raise PipelineError(f"tensorrt: {graph}: input {name}'s address was refused")
             for i in range(eng.num_io_tensors):
                 name = eng.get_tensor_name(i)
                 if eng.get_tensor_mode(name) == trt.TensorIOMode.OUTPUT:
                     shape = tuple(ctx.get_tensor_shape(name))
-                    dt = torch.float16 if eng.get_tensor_dtype(name) == trt.DataType.HALF else torch.float32
+                    kinds = {trt.DataType.HALF: torch.float16, trt.DataType.FLOAT: torch.float32}
+                    dt = kinds.get(eng.get_tensor_dtype(name))
+                    if dt is None:
+                        raise ModelError(f"tensorrt: {graph}: output {name} is {eng.get_tensor_dtype(name)}, "
+                                         "not FLOAT or HALF")
                     out = torch.empty(shape, dtype=dt, device=self._dev)
-                    ctx.set_tensor_address(name, out.data_ptr())
+                    if not ctx.set_tensor_address(name, out.data_ptr()):
+                        raise PipelineError(f"tensorrt: {graph}: output {name}'s address was refused")
                     outs[name] = out
             if not ctx.execute_async_v3(stream.cuda_stream):
                 raise PipelineError(f"tensorrt: execute_async_v3 failed for {graph}")
@@ -419,14 +437,33 @@ class TensorRTBackend(Backend):
         return d
 
     def close(self) -> None:
+        """Release contexts, then engines, then the runtime: a runtime destroyed before the engines it deserialized
+        is undefined behaviour in TensorRT (idempotent; the backend cannot run afterwards)."""
         self._local = threading.local()
         with self._lock:
             self._engines.clear()
+            self._runtime = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter teardown
+            pass
+
+
+_LOGGER = None
 
 
 def _make_logger(trt):
-    """A ``trt.ILogger`` forwarding TensorRT's messages to :mod:`logging`."""
+    """The process's one ``trt.ILogger`` (TensorRT keeps a single logger pointer: a second one draws a warning
+    that it differs from the one already provided), forwarding TensorRT's messages to :mod:`logging`."""
+    global _LOGGER
+    if _LOGGER is None:
+        _LOGGER = _new_logger(trt)
+    return _LOGGER
 
+
+def _new_logger(trt):
     class _Logger(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
