@@ -132,8 +132,12 @@ def test_missing_pack_and_missing_package_are_one_line_errors(tmp_path, monkeypa
 
     with pytest.raises(ModelError, match="no such .onnx file or insightface model pack"):
         create_detector("insightface", str(tmp_path / "nope"))
-    with pytest.raises(ModelError, match="needs --detector-model"):
+    from facecycle.errors import UsageError
+
+    with pytest.raises(UsageError, match="needs --detector-model"):  # a missing option, as yunet's: exit 2
         create_detector("insightface")
+    with pytest.raises(UsageError, match="needs a model file"):
+        create_detector("yunet")
     empty = tmp_path / "emptypack"
     empty.mkdir()
     monkeypatch.setitem(sys.modules, "insightface", None)  # as if the extra were not installed

@@ -14,14 +14,19 @@ name             model                                           needs
 """
 from __future__ import annotations
 
-from typing import Optional
+import contextlib
+import logging
+from pathlib import Path
+from typing import Iterator, Optional
 
-from facecycle.errors import UsageError
+from facecycle.errors import FaceCycleError, ModelError, UsageError
 
 from .base import Detector, nms
 from .centerface import CenterFaceDetector, centerface_model_path
 from .insightface import InsightFaceDetector
 from .yunet import YuNetDetector
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Detector", "CenterFaceDetector", "YuNetDetector", "InsightFaceDetector", "create_detector",
            "DETECTORS", "DETECTOR_CHOICES", "nms", "centerface_model_path"]
@@ -47,5 +52,44 @@ def create_detector(name: str = "centerface", model_path: Optional[str] = None, 
         raise UsageError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}") from None
     if not issubclass(cls, _THREADED):
         kw.pop("threads", None)
-    return cls(model_path=model_path, max_side=max_side, score_threshold=score_threshold,
-               max_faces=max_faces, **kw)
+    with _opencv_quiet():  # OpenCV's own [ERROR] lines about a wrong file would come before the one-line error
+        det = cls(model_path=model_path, max_side=max_side, score_threshold=score_threshold, max_faces=max_faces,
+                  **kw)
+        _try(det, model_path)
+    if not getattr(det, "has_landmarks", True):  # said once the file is known to be a detector
+        log.warning("%s gives no facial landmarks: landmark and head-pose columns stay empty",
+                    Path(str(getattr(det, "model_file", model_path))).name)
+    return det
+
+
+@contextlib.contextmanager
+def _opencv_quiet() -> Iterator[None]:
+    import cv2
+
+    quiet = getattr(getattr(cv2, "utils", None), "logging", None)
+    if quiet is None:
+        yield
+        return
+    level = quiet.getLogLevel()
+    quiet.setLogLevel(quiet.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        quiet.setLogLevel(level)
+
+
+def _try(det: Detector, model_path: Optional[str]) -> None:
+    """One detection on a blank picture, so that a model file of another kind (a YuNet file given as SCRFD, a
+    recognition model) fails here, naming the file, and not at a run's first frame as a stage failure."""
+    import numpy as np
+
+    try:
+        det.detect(np.full((96, 128, 3), 128, np.uint8))
+    except FaceCycleError:
+        det.close()
+        raise
+    except Exception as e:  # noqa: BLE001 - ONNX Runtime, OpenCV and insightface raise their own types
+        det.close()
+        msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{model_path or det.name}: not a model the {det.name} detector can run "
+                         f"({type(e).__name__}: {msg[:200]})") from None

@@ -28,7 +28,7 @@ from typing import Optional
 
 import numpy as np
 
-from facecycle.errors import BackendUnavailable, ModelError
+from facecycle.errors import BackendUnavailable, ModelError, UsageError
 
 from ..types import Detections
 from .base import Detector
@@ -116,7 +116,7 @@ class InsightFaceDetector(Detector):
     def __init__(self, model_path: Optional[str] = None, threads: int = 1, nms_iou: float = 0.4, **kw) -> None:
         super().__init__(**kw)
         if not model_path:
-            raise ModelError("detector 'insightface' needs --detector-model (an .onnx file, a model-pack folder "
+            raise UsageError("detector 'insightface' needs --detector-model (an .onnx file, a model-pack folder "
                              f"or a pack name under {INSIGHTFACE_HOME})")
         p = resolve_insightface_model(model_path)
         model_zoo = _import_model_zoo()
@@ -130,10 +130,7 @@ class InsightFaceDetector(Detector):
         self.pack = str(p) if p.is_dir() else None
         self.nms_iou = float(nms_iou)
         self.has_landmarks = bool(getattr(self.model, "use_kps", True))
-        self._prepared_for = None
-        if not self.has_landmarks:
-            log.warning("%s gives no facial landmarks: landmark and head-pose columns stay empty",
-                        self.model_file.name)
+        self._prepared_for = None  # (a model without landmarks is said by create_detector, once it has run)
 
     def _input_size(self, h: int, w: int):
         """(W, H) fed to the network: a fixed-size model's own size, else the frame padded to a multiple of 32."""

@@ -7,7 +7,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from facecycle.errors import BackendUnavailable, ModelError
+from facecycle.errors import BackendUnavailable, ModelError, UsageError
 
 from ..types import Detections
 from .base import Detector
@@ -27,7 +27,7 @@ class YuNetDetector(Detector):
     def __init__(self, model_path: Optional[str] = None, nms_iou: float = 0.3, top_k: int = 50, **kw) -> None:
         super().__init__(**kw)
         if not model_path:
-            raise BackendUnavailable("detector 'yunet' needs a model file: --detector-model PATH "
+            raise UsageError("detector 'yunet' needs a model file: --detector-model PATH "
                                      "(face_detection_yunet_2023mar.onnx from opencv_zoo)")
         if not Path(model_path).is_file():
             raise ModelError(f"{model_path}: YuNet model file not found")
@@ -38,7 +38,8 @@ class YuNetDetector(Detector):
             # threshold low here; Detector.detect applies score_threshold
             self.det = cv2.FaceDetectorYN.create(self.model_path, "", (320, 320), 0.3, nms_iou, top_k)
         except cv2.error as e:
-            raise ModelError(f"{model_path}: cannot load YuNet ({str(e).strip().splitlines()[-1]})") from None
+            why = [ln.strip("> ").strip() for ln in str(e).splitlines() if ln.strip("> ").strip()]
+            raise ModelError(f"{model_path}: cannot load it as a YuNet model ({why[-1][:200] if why else e})") from None
         self._size = (320, 320)
 
     def _detect(self, image: np.ndarray) -> Detections:
