@@ -79,11 +79,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     d = bsub.add_parser("detectors", help="detection rate and speed of the face detectors on clips")
     d.add_argument("videos", nargs="+", metavar="VIDEO")
-    d.add_argument("--detectors", default="centerface@320,centerface@640,yunet@320,yunet@640,scrfd@320",
-                   help="comma-separated name@max_side (default: %(default)s)")
-    d.add_argument("--yunet-model", default=None, help="YuNet .onnx (yunet entries are skipped without it)")
+    d.add_argument("--detectors", default=None,
+                   help="comma-separated name@max_side (default: centerface@320,centerface@640, and yunet@320,"
+                        "yunet@640 with --yunet-model, scrfd@320 with --scrfd-model)")
+    d.add_argument("--yunet-model", default=None, help="YuNet .onnx (needed by yunet entries)")
     d.add_argument("--scrfd-model", default=None,
-                   help="insightface detector (.onnx or pack) for scrfd/insightface entries (skipped without it)")
+                   help="insightface detector (.onnx or pack), needed by scrfd/insightface entries")
     d.add_argument("--step", type=int, default=5, help="use every N-th frame (default 5)")
     d.add_argument("--json", required=True, metavar="OUT")
     d.set_defaults(func=_bench_realtime("bench_detectors"))
@@ -123,10 +124,45 @@ def _bench_realtime(name: str):
     def run(args: argparse.Namespace) -> int:
         import realtime.bench
 
+        _CHECKS.get(name, lambda a: None)(args)  # before any clip is read or model loaded
         _write(getattr(realtime.bench, name)(args), args.json)
         return 0
 
     return run
+
+
+def _check_detectors(args: argparse.Namespace) -> None:
+    """``bench detectors``: every ``name@size`` known and sized, every model it needs given (an entry without its
+    model was skipped without a word, and --step 0 divided by zero)."""
+    from realtime.detectors import DETECTORS
+
+    if args.step < 1:
+        raise UsageError("--step must be >= 1")
+    if args.detectors is None:  # the detectors whose files were given
+        args.detectors = ",".join(["centerface@320", "centerface@640"]
+                                  + (["yunet@320", "yunet@640"] if args.yunet_model else [])
+                                  + (["scrfd@320"] if args.scrfd_model else []))
+    models = {"yunet": (args.yunet_model, "--yunet-model"), "scrfd": (args.scrfd_model, "--scrfd-model"),
+              "insightface": (args.scrfd_model, "--scrfd-model")}
+    for item in args.detectors.split(","):
+        name, _, size = item.strip().partition("@")
+        if name not in DETECTORS:
+            raise UsageError(f"--detectors {item.strip()!r}: unknown detector; choose from {', '.join(DETECTORS)}")
+        if size and not (size.isdigit() and int(size) >= 16):
+            raise UsageError(f"--detectors {item.strip()!r}: the size after @ is a frame side in pixels, >= 16")
+        need = models.get(name)
+        if need is not None and not need[0]:
+            raise UsageError(f"--detectors {item.strip()!r} needs {need[1]} (or leave {name} out of --detectors)")
+
+
+def _check_soak(args: argparse.Namespace) -> None:
+    """``bench soak``: at least two windows, or its verdict compares nothing (a run of one window passed)."""
+    if args.window < 1 or args.frames < 2 * args.window:
+        raise UsageError(f"--frames must be at least two --window's ({2 * max(args.window, 1)}): the memory and "
+                         "throughput verdict compares windows after the first")
+
+
+_CHECKS = {"bench_detectors": _check_detectors, "bench_soak": _check_soak}
 
 
 def _write(rec, out: str) -> None:

@@ -912,6 +912,23 @@ def test_pickled_checkpoint_is_never_executed_by_the_cli(cli, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- 4. soak
+@pytest.mark.parametrize("argv,says", [
+    (["soak", "{clip}", "--frames", "10", "--window", "20"], "at least two --window's"),
+    (["detectors", "{clip}", "--step", "0"], "--step must be >= 1"),
+    (["detectors", "{clip}", "--detectors", "yunet@abc"], "frame side in pixels"),
+    (["detectors", "{clip}", "--detectors", "nosuch@320"], "unknown detector"),
+    (["detectors", "{clip}", "--detectors", "yunet@320"], "needs --yunet-model")])
+def test_bench_soak_and_detectors_refuse_what_they_cannot_measure(tmp_path, small_clip, capfd, argv, says):
+    """A soak shorter than two windows passed its verdict on nothing; `bench detectors` divided by a --step of 0
+    (internal error), took `yunet@abc` for a traceback, and skipped an unknown name or a detector without its model
+    file, writing an empty record with exit 0."""
+    out = tmp_path / "b.json"
+    rc = main(["bench", *[a.format(clip=small_clip) for a in argv], "--json", str(out)])
+    assert rc == 2
+    assert says in one_error_line(capfd.readouterr().err)
+    assert not out.exists()
+
+
 def test_bench_soak_record(model, tmp_path, small_clip, capfd):
     """`bench soak` (short here; the 20000-frame figures are in docs/reliability.md): windows, RSS, verdict."""
     out = tmp_path / "soak.json"
