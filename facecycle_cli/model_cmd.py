@@ -5,6 +5,7 @@ import argparse
 import json
 import math
 from pathlib import Path
+from typing import Optional
 
 from facecycle.config import get_config, list_configs
 from facecycle.errors import InputError, OutputError, UsageError
@@ -22,8 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     src = info.add_mutually_exclusive_group()
     src.add_argument("--model", metavar="DIR", default=None,
                      help="an exported model folder (manifest.json; default: the shipped model)")
-    src.add_argument("--config", default=None, help=f"config name ({', '.join(list_configs())})")
     src.add_argument("--checkpoint", default=None, help="a checkpoint (ours or the authors')")
+    info.add_argument("--config", default=None,
+                      help=f"config name ({', '.join(list_configs())}): alone, a random model of it; with "
+                           "--checkpoint, the config of an authors'-layout checkpoint (default paper; ours record "
+                           "their own)")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=_info)
 
@@ -54,6 +58,14 @@ def model_dir_info(model_dir: Path) -> dict:
     graphs = {name: {"file": g.get("file"), "bytes": (model_dir / g["file"]).stat().st_size
                      if g.get("file") and (model_dir / g["file"]).is_file() else None}
               for name, g in man["graphs"].items()}
+    from facecycle.files import sha256_file
+
+    for name, g in man["graphs"].items():  # as `process` checks them when it loads the model
+        f = model_dir / g.get("file", "")
+        if not f.is_file():
+            raise ModelError(f"{f}: graph file missing (the manifest lists {name})")
+        if g.get("sha256") and sha256_file(f) != g["sha256"]:
+            raise ModelError(f"{f}: sha256 does not match the manifest (truncated or replaced?)")
     out = {"model_dir": str(model_dir), "config": cfg.get("name"), "image_size": cfg.get("image_size"),
            "code_dim": cfg.get("code_dim"), "settings": {k: cfg[k] for k in ("encoder_width", "width", "crop_scale",
                                                                                 "gray_input", "feature_flip",
@@ -101,6 +113,8 @@ def _print_dir_info(out: dict) -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
+    if args.model and args.config:
+        raise UsageError("--config describes a checkpoint or a random model, not an exported --model folder")
     if not (args.config or args.checkpoint):
         from facecycle.assets import default_model_dir
 
@@ -117,9 +131,7 @@ def _info(args: argparse.Namespace) -> int:
     from facecycle.model import FaceCycle
 
     if args.checkpoint:
-        from facecycle.checkpoint import load_checkpoint
-
-        model = load_checkpoint(args.checkpoint)
+        model = _load(args.checkpoint, args.config)
     else:
         try:
             cfg = get_config(args.config)
@@ -140,10 +152,29 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load(path, config: Optional[str]):
+    """A checkpoint, an unknown config name a usage error (it was an internal error), a mismatch hinting at
+    --config."""
+    from facecycle.checkpoint import CheckpointError, load_checkpoint
+
+    if config is not None:
+        try:
+            get_config(config)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    try:
+        return load_checkpoint(path, config)
+    except CheckpointError as e:
+        if config is None and "does not fit config" in str(e):
+            raise CheckpointError(f"{e} (an authors'-layout checkpoint of another config: give --config "
+                                  "NAME)") from None
+        raise
+
+
 def _convert(args: argparse.Namespace) -> int:
     import torch
 
-    from facecycle.checkpoint import load_checkpoint, save_checkpoint, save_official
+    from facecycle.checkpoint import save_checkpoint, save_official
 
     src, dst = Path(args.input), Path(args.output)
     if not src.exists():
@@ -154,7 +185,9 @@ def _convert(args: argparse.Namespace) -> int:
                       "official" if dst.suffix in (".tar", ".pth", ".pt") else None)
     if fmt is None:
         raise UsageError(f"cannot tell the format of {dst}; use --to facecycle|official")
-    model = load_checkpoint(src, args.config)
+    if args.fp16 and fmt != "facecycle":
+        raise UsageError("--fp16 stores our .safetensors format in float16; the authors' layout is written in float32")
+    model = _load(src, args.config)
     try:
         if fmt == "facecycle":
             save_checkpoint(model, dst, dtype=torch.float16 if args.fp16 else None)

@@ -151,6 +151,8 @@ def analyzer_options(args: argparse.Namespace) -> dict:
         log.warning("--neutral-passes has no effect without --neutralize")
     if not args.neutral_reference and not args.neutralize:
         log.warning("--no-neutral-reference has no effect without --neutralize")
+    if args.calibration and args.precision != "int8":
+        log.warning("--calibration has no effect without --precision int8")
     if args.neutral_lookahead is not None and not (args.neutralize and args.neutral_reference):
         log.warning("--%sneutral-lookahead has no effect without --neutralize and the neutral reference",
                     "" if args.neutral_lookahead else "no-")

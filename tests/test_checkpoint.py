@@ -16,7 +16,7 @@ from facecycle.checkpoint import (  # noqa: E402
     read_official_state,
     save_checkpoint,
 )
-from facecycle.model import MOTION_MODULES  # noqa: E402
+from facecycle.model import MOTION_MODULES, FaceCycle  # noqa: E402
 
 
 def _official_from_manifest(layout: dict, modules=None, seed: int = 0) -> dict:
@@ -149,3 +149,24 @@ def test_cli_convert_refuses_to_overwrite(official_file, tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 4 and "exists" in r.stderr and "Traceback" not in r.stderr
     assert out.read_bytes() == b"keep"
+
+
+def test_model_info_and_convert_take_a_config_for_the_authors_layout(tmp_path, capsys):
+    """`model convert` wrote a tiny model in the authors' layout that `model info --checkpoint` could not read back
+    (--config was not allowed with --checkpoint); an unknown --config in convert was an internal error; --fp16 to
+    the authors' layout was ignored without a word."""
+    from facecycle_cli import main
+
+    ours = tmp_path / "tiny.safetensors"
+    save_checkpoint(FaceCycle("tiny").eval(), ours)
+    tar = tmp_path / "tiny.tar"
+    assert main(["model", "convert", str(ours), str(tar)]) == 0
+    capsys.readouterr()
+    assert main(["model", "info", "--checkpoint", str(tar)]) == 5
+    assert "give --config NAME" in capsys.readouterr().err
+    assert main(["model", "info", "--checkpoint", str(tar), "--config", "tiny"]) == 0
+    assert "config tiny" in capsys.readouterr().out
+    assert main(["model", "convert", str(tar), str(tmp_path / "x.safetensors"), "--config", "nosuch"]) == 2
+    assert "unknown config" in capsys.readouterr().err
+    assert main(["model", "convert", str(ours), str(tmp_path / "y.tar"), "--fp16"]) == 2
+    assert "--fp16" in capsys.readouterr().err and not (tmp_path / "y.tar").exists()

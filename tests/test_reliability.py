@@ -884,6 +884,21 @@ def test_truncated_safetensors_model_info(cli, tmp_path):
     assert "safetensors" in one_error_line(err)
 
 
+def test_model_info_checks_the_graphs_as_process_does(cli, tmp_path, model):
+    """`model info --model` on a folder whose analyze.onnx was cut short printed "analyze (0.0 MB)" and exit 0,
+    where `process` refuses the same folder on its checksum."""
+    import shutil
+
+    d = tmp_path / "m"
+    shutil.copytree(model, d)
+    rc, _, err = cli("info", "--model", d, cmd="model")
+    assert rc == 0, err
+    g = d / "analyze.onnx"
+    g.write_bytes(g.read_bytes()[:1000])
+    rc, _, err = cli("info", "--model", d, cmd="model")
+    assert rc == 5 and "sha256 does not match" in one_error_line(err)
+
+
 class _Evil:
     """Unpickling this runs ``exec`` (creating ``_Evil.marker``): it must never happen."""
 
