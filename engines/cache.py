@@ -135,6 +135,19 @@ def list_engines(root: Optional[Path] = None) -> List[dict]:
     return out
 
 
+def list_converted(root: Optional[Path] = None) -> List[dict]:
+    """The converted graphs ONNX Runtime runs (``onnx16/`` fp16, ``onnx8/`` int8, ``ort-trt/``): what
+    :func:`clean_engines` also removes, each with its kind and size."""
+    root = root or engine_cache_dir()
+    out = []
+    for sub, kind in (("onnx16", "fp16 graph"), ("onnx8", "int8 graph"), ("ort-trt", "ORT TensorRT cache")):
+        d = root / sub
+        if d.is_dir():
+            out += [{"path": str(f), "bytes": f.stat().st_size, "kind": kind} for f in sorted(d.iterdir())
+                    if f.is_file()]
+    return out
+
+
 def clean_engines(root: Optional[Path] = None, timing: bool = True, onnx16: bool = True) -> Tuple[int, int]:
     """Delete cached engines (and optionally timing caches / converted fp16 and int8 graphs). Returns (files, bytes)."""
     root = root or engine_cache_dir()

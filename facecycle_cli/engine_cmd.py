@@ -82,19 +82,23 @@ def _build(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     from engines import available_backends
-    from engines.cache import engine_cache_dir, list_engines
+    from engines.cache import engine_cache_dir, list_converted, list_engines
 
     backs = available_backends(args.model)
     engines = list_engines()
+    converted = list_converted()  # `engine build --backend onnxruntime` writes these; `engine clean` removes them
     if args.json:
-        print(json.dumps({"backends": backs, "cache_dir": str(engine_cache_dir()), "engines": engines}, indent=2))
+        print(json.dumps({"backends": backs, "cache_dir": str(engine_cache_dir()), "engines": engines,
+                          "converted": converted}, indent=2))
         return 0
     print("backends (auto order):")
     for b in backs:
         print(f"  {'yes' if b['available'] else 'no ':3s} {b['name']:17s} {b['reason']}")
     print(f"engine cache: {engine_cache_dir()}")
     if not engines:
-        print("  (no cached engines)")
+        print("  (no cached TensorRT engines)")
+    for c in converted:
+        print(f"  {c['kind']}: {Path(c['path']).name}  {c['bytes'] / 1e6:.1f} MB")
     for e in engines:
         prof = "/".join(str(v) for v in e.get("profile", [])) or "?"
         print(f"  {Path(e['path']).name}  {e['bytes'] / 1e6:.1f} MB  trt {e.get('trt_version', '?')}  "

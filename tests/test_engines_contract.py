@@ -301,11 +301,14 @@ def test_engine_cli_list_build_clean(model_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FACECYCLE_CACHE", str(tmp_path / "cache"))
     assert main(["engine", "list"]) == 0
     out = capsys.readouterr().out
-    assert "onnxruntime-cpu" in out and "(no cached engines)" in out
+    assert "onnxruntime-cpu" in out and "(no cached TensorRT engines)" in out
     assert main(["engine", "build", "--backend", "onnxruntime", "--precision", "fp16", "--model",
                  str(model_dir), "--graphs", "analyze"]) == 0
     built = list((tmp_path / "cache" / "engines" / "onnx16").glob("*-fp16.onnx"))
     assert len(built) == 1
+    capsys.readouterr()
+    assert main(["engine", "list"]) == 0  # what build wrote is listed (it said "no cached engines")
+    assert f"fp16 graph: {built[0].name}" in capsys.readouterr().out
     assert main(["engine", "clean"]) == 0
     assert "removed 1 file(s)" in capsys.readouterr().out and not built[0].exists()
     if not check("tensorrt", default_probes())[0]:
