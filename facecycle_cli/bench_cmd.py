@@ -184,6 +184,8 @@ def _bench_engines(args: argparse.Namespace) -> int:
 
     if args.repeats < 1 or args.warmup < 0:
         raise UsageError("--repeats must be >= 1 and --warmup >= 0")
+    if args.threads is not None and args.threads < 1:  # as process: -1 reached the JSON as a thread count
+        raise UsageError("--threads must be >= 1")
     backends = [b.strip() for b in args.backend.split(",") if b.strip()]
     graphs = [g.strip() for g in args.graphs.split(",") if g.strip()]
     baseline = None if args.baseline.lower() in ("none", "") else args.baseline

@@ -119,6 +119,8 @@ def _info(args: argparse.Namespace) -> int:
         from facecycle.assets import default_model_dir
 
         d = Path(args.model) if args.model else default_model_dir()
+        if d.is_file():
+            raise InputError(f"{d}: a file; --model takes the exported model's folder ({d.parent}?)")
         if not d.is_dir():
             raise InputError(f"{d}: no such folder")
         out = model_dir_info(d)
