@@ -58,14 +58,6 @@ def model_dir_info(model_dir: Path) -> dict:
     graphs = {name: {"file": g.get("file"), "bytes": (model_dir / g["file"]).stat().st_size
                      if g.get("file") and (model_dir / g["file"]).is_file() else None}
               for name, g in man["graphs"].items()}
-    from facecycle.files import sha256_file
-
-    for name, g in man["graphs"].items():  # as `process` checks them when it loads the model
-        f = model_dir / g.get("file", "")
-        if not f.is_file():
-            raise ModelError(f"{f}: graph file missing (the manifest lists {name})")
-        if g.get("sha256") and sha256_file(f) != g["sha256"]:
-            raise ModelError(f"{f}: sha256 does not match the manifest (truncated or replaced?)")
     out = {"model_dir": str(model_dir), "config": cfg.get("name"), "image_size": cfg.get("image_size"),
            "code_dim": cfg.get("code_dim"), "settings": {k: cfg[k] for k in ("encoder_width", "width", "crop_scale",
                                                                                 "gray_input", "feature_flip",
@@ -87,6 +79,14 @@ def model_dir_info(model_dir: Path) -> dict:
     if head is not None:
         out["head"] = {"classes": list(head.classes), "feature_dim": head.feature_dim,
                        "class_bias": json.loads(head.meta.get("class_bias", "{}")), "fit": head.meta.get("fit")}
+    from facecycle.files import sha256_file
+
+    for name, g in man["graphs"].items():  # as `process` checks them when it loads the model
+        f = model_dir / g.get("file", "")
+        if not f.is_file():
+            raise ModelError(f"{f}: graph file missing (the manifest lists {name})")
+        if g.get("sha256") and sha256_file(f) != g["sha256"]:
+            raise ModelError(f"{f}: sha256 does not match the manifest (truncated or replaced?)")
     return out
 
 
