@@ -5,10 +5,10 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
-__all__ = ["json_safe", "json_text", "sha256_file", "unread_pictures", "IMAGE_SUFFIXES", "UNREAD_PICTURE_SUFFIXES",
-           "VIDEO_SUFFIXES"]
+__all__ = ["json_safe", "json_text", "sha256_file", "unread_pictures", "visible_files", "IMAGE_SUFFIXES",
+           "UNREAD_PICTURE_SUFFIXES", "VIDEO_SUFFIXES"]
 
 #: still-image file suffixes every folder reader accepts (lower case; OpenCV reads them all, AVIF where its build
 #: has the codec, as the pip wheels since 4.11 do)
@@ -49,6 +49,19 @@ def json_text(obj: Any, indent: Optional[int] = 2) -> str:
     """``obj`` as JSON text, as every JSON file here is written: NaN and infinities as ``null`` (:func:`json_safe`),
     NumPy values as numbers, anything else JSON has no type for (paths, fractions) as its ``str``."""
     return json.dumps(json_safe(obj), indent=indent, default=str, allow_nan=False)
+
+
+def visible_files(folder: Union[str, Path], skip_dir: Optional[Callable[[str], bool]] = None,
+                  follow_links: bool = False) -> List[Path]:
+    """Every file under ``folder``, at any depth, unsorted, leaving out dot-files and dot-folders (``.DS_Store``,
+    ``.ipynb_checkpoints``, macOS's ``._x.jpg``: never data) and the folders ``skip_dir(name)`` names."""
+    import os
+
+    found: List[Path] = []
+    for top, dirs, files in os.walk(folder, followlinks=follow_links):
+        dirs[:] = [x for x in dirs if not x.startswith(".") and not (skip_dir and skip_dir(x))]
+        found.extend(Path(top) / f for f in files if not f.startswith("."))
+    return found
 
 
 def unread_pictures(folder: Union[str, Path]) -> Dict[str, int]:

@@ -49,7 +49,7 @@ def model_dir_info(model_dir: Path) -> dict:
     head's classes and class bias."""
     from safetensors import safe_open
 
-    from engines.base import read_manifest
+    from engines.base import GraphSpec, graph_file, read_manifest
     from facecycle.errors import ModelError
     from realtime.heads import ExpressionHead
 
@@ -79,14 +79,8 @@ def model_dir_info(model_dir: Path) -> dict:
     if head is not None:
         out["head"] = {"classes": list(head.classes), "feature_dim": head.feature_dim,
                        "class_bias": json.loads(head.meta.get("class_bias", "{}")), "fit": head.meta.get("fit")}
-    from facecycle.files import sha256_file
-
-    for name, g in man["graphs"].items():  # as `process` checks them when it loads the model
-        f = model_dir / g.get("file", "")
-        if not f.is_file():
-            raise ModelError(f"{f}: graph file missing (the manifest lists {name})")
-        if g.get("sha256") and sha256_file(f) != g["sha256"]:
-            raise ModelError(f"{f}: sha256 does not match the manifest (truncated or replaced?)")
+    for name, g in man["graphs"].items():  # the check `process` makes when it loads the model
+        graph_file(model_dir, GraphSpec(name, g))
     return out
 
 

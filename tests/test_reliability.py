@@ -896,7 +896,7 @@ def test_model_info_checks_the_graphs_as_process_does(cli, tmp_path, model):
     g = d / "analyze.onnx"
     g.write_bytes(g.read_bytes()[:1000])
     rc, _, err = cli("info", "--model", d, cmd="model")
-    assert rc == 5 and "sha256 does not match" in one_error_line(err)
+    assert rc == 5 and "does not match the manifest" in one_error_line(err)
 
 
 class _Evil:

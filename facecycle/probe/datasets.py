@@ -18,7 +18,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import InputError
-from ..files import IMAGE_SUFFIXES
+from ..files import IMAGE_SUFFIXES, visible_files
 
 log = logging.getLogger(__name__)
 
@@ -189,13 +189,7 @@ def list_expression(root: Path, split: str, classes: Sequence[str] = EXPRESSION_
 
 def _files_under(folder: Path) -> List[Path]:
     """Every file under ``folder``, at any depth, in sorted path order; dot-files and dot-folders left out."""
-    import os
-
-    found: List[Path] = []
-    for top, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = sorted(x for x in dirs if not x.startswith("."))
-        found.extend(Path(top) / f for f in files if not f.startswith("."))
-    return sorted(found)
+    return sorted(visible_files(folder, follow_links=True))
 
 
 def stratified_split(items: Sequence[Tuple[Path, int]], val_frac: float = 0.1,

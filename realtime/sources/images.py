@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from fractions import Fraction
@@ -13,7 +12,7 @@ import cv2
 import numpy as np
 
 from facecycle.errors import InputError
-from facecycle.files import IMAGE_SUFFIXES, VIDEO_SUFFIXES, unread_pictures
+from facecycle.files import IMAGE_SUFFIXES, VIDEO_SUFFIXES, unread_pictures, visible_files
 
 from ..types import FramePacket
 from .base import Source
@@ -46,11 +45,9 @@ def _list_images(d: Path) -> List[Path]:
     files = sorted((p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()), key=key)
     if files:
         return files
-    for dirpath, dirnames, filenames in os.walk(d):
-        # hidden folders, and our own annotated pictures (`X.annotated/`, where --out-dir is the input folder)
-        dirnames[:] = [n for n in dirnames if not n.startswith(".") and not n.endswith(".annotated")]
-        files.extend(Path(dirpath) / n for n in filenames
-                     if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_SUFFIXES)
+    # hidden folders, and our own annotated pictures (`X.annotated/`, where --out-dir is the input folder)
+    files = [p for p in visible_files(d, skip_dir=lambda n: n.endswith(".annotated"))
+             if p.suffix.lower() in IMAGE_SUFFIXES]
     return sorted(files, key=key)
 
 
