@@ -135,12 +135,16 @@ def list_engines(root: Optional[Path] = None) -> List[dict]:
     return out
 
 
+#: the cache's folders of graphs converted for ONNX Runtime, and what each holds
+_CONVERTED = (("onnx16", "fp16 graph"), ("onnx8", "int8 graph"), ("ort-trt", "ORT TensorRT cache"))
+
+
 def list_converted(root: Optional[Path] = None) -> List[dict]:
-    """The converted graphs ONNX Runtime runs (``onnx16/`` fp16, ``onnx8/`` int8, ``ort-trt/``): what
-    :func:`clean_engines` also removes, each with its kind and size."""
+    """The converted graphs ONNX Runtime runs (:data:`_CONVERTED`): what :func:`clean_engines` also removes,
+    each with its kind and size."""
     root = root or engine_cache_dir()
     out = []
-    for sub, kind in (("onnx16", "fp16 graph"), ("onnx8", "int8 graph"), ("ort-trt", "ORT TensorRT cache")):
+    for sub, kind in _CONVERTED:
         d = root / sub
         if d.is_dir():
             out += [{"path": str(f), "bytes": f.stat().st_size, "kind": kind} for f in sorted(d.iterdir())
@@ -154,7 +158,7 @@ def clean_engines(root: Optional[Path] = None, timing: bool = True, onnx16: bool
     files: List[Path] = list(_entries(root)) + [p.with_suffix(".json") for p in _entries(root)]
     if timing and (root / "timing").is_dir():
         files += list((root / "timing").iterdir())
-    for sub in ("onnx16", "onnx8", "ort-trt"):
+    for sub, _ in _CONVERTED:
         if onnx16 and (root / sub).is_dir():
             files += list((root / sub).iterdir())
     n = b = 0
@@ -163,7 +167,7 @@ def clean_engines(root: Optional[Path] = None, timing: bool = True, onnx16: bool
             b += f.stat().st_size
             f.unlink()
             n += 1
-    for d in ("timing", "onnx16", "onnx8", "ort-trt"):
+    for d in ("timing", *(sub for sub, _ in _CONVERTED)):
         if (root / d).is_dir() and not any((root / d).iterdir()):
             shutil.rmtree(root / d, ignore_errors=True)
     return n, b

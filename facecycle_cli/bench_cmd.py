@@ -10,6 +10,7 @@ import logging
 import os
 import platform
 from pathlib import Path
+from typing import Callable, Optional
 
 from facecycle.errors import OutputError, UsageError
 from facecycle.files import json_text
@@ -75,7 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--frames", type=int, default=20000, help="frames in total (default 20000)")
     s.add_argument("--window", type=int, default=1000, help="frames per throughput/memory sample (1000)")
     _pipeline_args(s)
-    s.set_defaults(func=_bench_realtime("bench_soak"))
+    s.set_defaults(func=_bench_realtime("bench_soak", _check_soak))
 
     d = bsub.add_parser("detectors", help="detection rate and speed of the face detectors on clips")
     d.add_argument("videos", nargs="+", metavar="VIDEO")
@@ -87,7 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="insightface detector (.onnx or pack), needed by scrfd/insightface entries")
     d.add_argument("--step", type=int, default=5, help="use every N-th frame (default 5)")
     d.add_argument("--json", required=True, metavar="OUT")
-    d.set_defaults(func=_bench_realtime("bench_detectors"))
+    d.set_defaults(func=_bench_realtime("bench_detectors", _check_detectors))
 
 
 def _pipeline_args(p: argparse.ArgumentParser) -> None:
@@ -119,12 +120,14 @@ def _pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", required=True, metavar="OUT", help="write the record here ('-' = stdout)")
 
 
-def _bench_realtime(name: str):
-    """The ``func`` of a realtime benchmark: run ``realtime.bench.<name>(args)`` and write its record."""
+def _bench_realtime(name: str, check: Optional[Callable[[argparse.Namespace], None]] = None):
+    """The ``func`` of a realtime benchmark: ``check(args)``, then run ``realtime.bench.<name>(args)`` and write its
+    record."""
     def run(args: argparse.Namespace) -> int:
         import realtime.bench
 
-        _CHECKS.get(name, lambda a: None)(args)  # before any clip is read or model loaded
+        if check is not None:  # before any clip is read or model loaded
+            check(args)
         _write(getattr(realtime.bench, name)(args), args.json)
         return 0
 
@@ -134,6 +137,7 @@ def _bench_realtime(name: str):
 def _check_detectors(args: argparse.Namespace) -> None:
     """``bench detectors``: every ``name@size`` known and sized, every model it needs given (an entry without its
     model was skipped without a word, and --step 0 divided by zero)."""
+    from realtime.bench import detector_model_options
     from realtime.detectors import DETECTORS
 
     if args.step < 1:
@@ -142,8 +146,7 @@ def _check_detectors(args: argparse.Namespace) -> None:
         args.detectors = ",".join(["centerface@320", "centerface@640"]
                                   + (["yunet@320", "yunet@640"] if args.yunet_model else [])
                                   + (["scrfd@320"] if args.scrfd_model else []))
-    models = {"yunet": (args.yunet_model, "--yunet-model"), "scrfd": (args.scrfd_model, "--scrfd-model"),
-              "insightface": (args.scrfd_model, "--scrfd-model")}
+    models = detector_model_options(args)
     for item in args.detectors.split(","):
         name, _, size = item.strip().partition("@")
         if name not in DETECTORS:
@@ -161,8 +164,6 @@ def _check_soak(args: argparse.Namespace) -> None:
         raise UsageError(f"--frames must be at least two --window's ({2 * max(args.window, 1)}): the memory and "
                          "throughput verdict compares windows after the first")
 
-
-_CHECKS = {"bench_detectors": _check_detectors, "bench_soak": _check_soak}
 
 
 def _write(rec, out: str) -> None:

@@ -232,6 +232,12 @@ def bench_soak(args: argparse.Namespace) -> dict:
     }
 
 
+def detector_model_options(args) -> dict:
+    """``bench detectors``: detector name -> (its model file from ``args``, the option that gives it)."""
+    return {"yunet": (args.yunet_model, "--yunet-model"), "scrfd": (args.scrfd_model, "--scrfd-model"),
+            "insightface": (args.scrfd_model, "--scrfd-model")}
+
+
 def bench_detectors(args: argparse.Namespace) -> dict:
     """Detection rate and speed of each detector on every ``--step``-th frame of the given clips.
 
@@ -255,7 +261,7 @@ def bench_detectors(args: argparse.Namespace) -> dict:
     out = {"benchmark": "detectors", "step": args.step, "frames": sum(len(v) for v in frames.values()),
            "load_avg_before": _load(), "detectors": {}}
     for name, size in specs:
-        model = {"yunet": args.yunet_model, "scrfd": args.scrfd_model, "insightface": args.scrfd_model}.get(name)
+        model = detector_model_options(args).get(name, (None, ""))[0]
         if name != "centerface" and not model:
             continue
         det = create_detector(name, model, max_side=size, score_threshold=0.5)
