@@ -23,6 +23,10 @@ __all__ = [
 ]
 
 
+def __dir__() -> list:  # the lazy names too (tab completion, dir())
+    return sorted(set(globals()) | set(__all__))
+
+
 def __getattr__(name: str) -> Any:  # lazy imports keep torch optional
     if name == "FaceCycle":
         from .model import FaceCycle

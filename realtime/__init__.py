@@ -12,6 +12,10 @@ from typing import Any
 __all__ = ["Analyzer", "FramePacket", "Face", "LatestFrame", "open_source", "create_detector"]
 
 
+def __dir__() -> list:  # the lazy names too (tab completion, dir())
+    return sorted(set(globals()) | set(__all__))
+
+
 def __getattr__(name: str) -> Any:
     if name == "Analyzer":
         from .analyzer import Analyzer

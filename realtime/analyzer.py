@@ -345,8 +345,10 @@ class Analyzer:
         """
         from fractions import Fraction
 
-        p = FramePacket(index=index, pts=None, time_base=Fraction(1, 1000), timestamp=timestamp,
-                        image=as_bgr_image(image))
+        img = as_bgr_image(image)
+        if isinstance(image, np.ndarray) and np.shares_memory(img, image):
+            img = img.copy()  # the packet keeps its own pixels when the caller refills their array
+        p = FramePacket(index=index, pts=None, time_base=Fraction(1, 1000), timestamp=timestamp, image=img)
         token = object()
         self._claim(token)  # the detector is not shared with a run in progress
         try:

@@ -37,6 +37,20 @@ def _repr(obj: object, names: tuple) -> str:
     return f"{type(obj).__name__}({', '.join(f'{n}={_short(getattr(obj, n))}' for n in names)})"
 
 
+def _uint8_hint(image: np.ndarray) -> str:
+    """How to make ``image`` (not uint8) a uint8 image, judged from its dtype and values."""
+    if image.dtype == np.uint16:
+        return "(img >> 8).astype(np.uint8) for 16-bit"
+    if image.dtype.kind not in "fiu" or image.size == 0:
+        return "img.astype(np.uint8) after scaling it to 0-255"
+    lo, hi = float(np.min(image)), float(np.max(image))
+    if image.dtype.kind == "f" and hi <= 1.0:
+        return "(img * 255).clip(0, 255).astype(np.uint8) (its values are in 0-1)"
+    if lo >= 0 and hi <= 255:
+        return "img.astype(np.uint8) (its values are already in 0-255)"
+    return f"scale its values ({lo:g} to {hi:g}) to 0-255, then .astype(np.uint8)"
+
+
 def as_bgr_image(image: Union[np.ndarray, str, Path]) -> np.ndarray:
     """The pipeline's image from what a caller has: (H, W, 3) BGR uint8, C-contiguous.
 
@@ -51,7 +65,7 @@ def as_bgr_image(image: Union[np.ndarray, str, Path]) -> np.ndarray:
         import cv2
 
         if not Path(image).is_file():
-            raise ValueError(f"{image}: no such file")
+            raise ValueError(f"{image}: " + ("a folder, not an image file" if Path(image).is_dir() else "no such file"))
         img = cv2.imread(str(image), cv2.IMREAD_COLOR)
         if img is None:
             raise ValueError(f"{image}: not a readable image file")
@@ -59,9 +73,8 @@ def as_bgr_image(image: Union[np.ndarray, str, Path]) -> np.ndarray:
     if not isinstance(image, np.ndarray):
         raise TypeError(f"expected a BGR uint8 numpy array or an image path, got {type(image).__name__}")
     if image.dtype != np.uint8:
-        how = ("(img * 255).clip(0, 255).astype(np.uint8) for floats in 0-1" if image.dtype.kind == "f" else
-               "(img >> 8).astype(np.uint8) for 16-bit" if image.dtype == np.uint16 else "scale it to 0-255")
-        raise TypeError(f"expected a uint8 image (0-255), got {image.dtype}: convert it first, e.g. {how}")
+        raise TypeError(f"expected a uint8 image (0-255), got {image.dtype}: convert it first, e.g. "
+                        f"{_uint8_hint(image)}")
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim == 2:

@@ -895,6 +895,50 @@ def test_frames_held_in_memory_are_read_as_their_video_is(tmp_path):
         assert isinstance(src, VideoSource)
 
 
+def test_a_caller_that_refills_one_array_for_every_frame_gets_every_frame_read(tmp_path):
+    """cv2's ``cap.read(buf)`` and camera SDKs refill one array for every frame. The pipeline reads ahead, so
+    before, frames waiting in its queues were read with a later frame's pixels (all rows of a fast generator held
+    the last frame's). Each frame is now copied where it is the caller's own array, and ``analyze_image``'s packet
+    keeps its own pixels too. A (N, H, W) stack is N grey frames."""
+    from realtime import Analyzer
+    from realtime.sources import FrameSource
+
+    frames = real_frames(12, size=(320, 240))
+
+    def refill():
+        buf = np.empty_like(frames[0])
+        for f in frames:
+            buf[...] = f
+            yield buf
+    got = [p.image for p in FrameSource(refill())]
+    assert all((g == f).all() for g, f in zip(got, frames, strict=True))
+    grey = np.stack([f[:, :, 1] for f in frames[:3]])  # (3, 240, 320)
+    seen = [p.image for p in FrameSource(grey)]
+    assert len(seen) == 3 and all((s == g[:, :, None]).all() for s, g in zip(seen, grey, strict=True))
+    with Analyzer() as an:  # the shipped default model
+        an.process_video(FrameSource(frames, fps=25), csv=tmp_path / "list.csv").run()
+        an.process_video(FrameSource(refill(), fps=25), csv=tmp_path / "refilled.csv").run()
+        assert (tmp_path / "refilled.csv").read_bytes() == (tmp_path / "list.csv").read_bytes()
+        img = frames[0].copy()
+        p = an.analyze_image(img)
+        img[...] = 0
+        assert (p.image == frames[0]).all()
+
+
+def test_as_bgr_images_errors_say_the_conversion_that_fits_the_values(tmp_path):
+    from realtime.types import as_bgr_image
+
+    img = np.random.default_rng(0).integers(0, 256, (8, 8, 3))
+    for arr, words in [(img, "already in 0-255"), (img.astype(float), "already in 0-255"),
+                       (img / 255.0, "in 0-1"), (img.astype(np.int16) - 300, "-300 to"),
+                       (img.astype(np.uint16) * 256, ">> 8")]:
+        with pytest.raises(TypeError, match="uint8") as e:
+            as_bgr_image(arr)
+        assert words in str(e.value), str(e.value)
+    with pytest.raises(ValueError, match="a folder, not an image file"):
+        as_bgr_image(tmp_path)
+
+
 def test_closing_a_partly_read_run_or_its_analyzer_joins_the_threads_and_frees_it(tiny_export, tmp_path):
     """`Run.close()` after a few frames left the pipeline's threads waiting and the Analyzer claimed ("already
     running a video" after the run was closed; at exit the interpreter aborted). A closed Analyzer reloaded its

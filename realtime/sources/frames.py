@@ -21,12 +21,13 @@ class FrameSource(Source):
     a video's frames (``Analyzer.process_video(FrameSource(frames))``, or the iterable itself).
 
     Each image is (H, W, 3) BGR uint8 (OpenCV's order; grey (H, W) and BGRA (H, W, 4) are taken too,
-    :func:`~realtime.types.as_bgr_image`); a (N, H, W, 3) array is N frames. ``timestamp`` is in seconds and must
-    increase; it is counted from the first frame's (wall-clock or a device's clock: the first frame is at 0, as a
-    video's; the CSV's ``timestamp`` is seconds from the start); without one, frame ``i`` is at ``i / fps``
-    (``live``: the seconds since frame 0 arrived, as a camera's). ``pts`` counts thousandths of a frame (``time_base``
-    1 / (1000 fps): frame ``i`` is ``i * 1000``). The iterable is read once, lazily: a generator fed by a camera
-    works.
+    :func:`~realtime.types.as_bgr_image`); a (N, H, W, 3) array is N frames, a (N, H, W) one N grey frames. Each
+    image is copied where it is the caller's own buffer, so a caller may refill one array for every frame.
+    ``timestamp`` is in seconds and must increase; it is counted from the first frame's (wall-clock or a
+    device's clock: the first frame is at 0, as a video's; the CSV's ``timestamp`` is seconds from the start);
+    without one, frame ``i`` is at ``i / fps`` (``live``: the seconds since frame 0 arrived, as a camera's).
+    ``pts`` counts thousandths of a frame (``time_base`` 1 / (1000 fps): frame ``i`` is ``i * 1000``). The
+    iterable is read once, lazily: a generator fed by a camera works.
 
     Args:
         frames: the images (or pairs).
@@ -44,9 +45,11 @@ class FrameSource(Source):
         super().__init__()
         if isinstance(frames, (str, bytes)) or not hasattr(frames, "__iter__"):
             raise UsageError(f"frames must be an iterable of images, not {type(frames).__name__}")
-        if isinstance(frames, np.ndarray) and frames.ndim < 4 and not (frames.ndim == 3 and frames.dtype == object):
+        if (isinstance(frames, np.ndarray) and frames.ndim < 4 and frames.dtype != object
+                and not (frames.ndim == 3 and frames.shape[2] not in (1, 3, 4))):
+            # (N, H, W) with W not 1, 3 or 4 is N grey frames; (H, W, 3) and the like are one image
             raise UsageError(f"an array of shape {frames.shape} is one image, not frames: use Analyzer.analyze_image, "
-                             "or stack frames as (N, H, W, 3)")
+                             "or stack frames as (N, H, W, 3) (or grey ones as (N, H, W))")
         if not fps or fps <= 0:
             raise UsageError(f"fps must be > 0, not {fps}")
         self._frames = frames
@@ -76,6 +79,11 @@ class FrameSource(Source):
                     ts = (time.monotonic() - t0 if index else 0.0) if self.live else float(index / self._rate)
                     if index == 0:
                         t0 = time.monotonic()
+                raw = item[0] if isinstance(item, tuple) else item
+                if isinstance(raw, np.ndarray) and np.shares_memory(image, raw):
+                    # the caller's own buffer: a camera SDK or cv2's cap.read(buf) refills it with the next frame
+                    # while this one still waits in the pipeline's queues
+                    image = image.copy()
                 if not math.isfinite(ts):
                     raise ValueError(f"the timestamp is {ts}")
                 if last is not None and not ts > last:
