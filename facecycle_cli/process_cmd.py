@@ -30,7 +30,9 @@ def backend_name(value: str) -> str:
     return value
 
 
-def _add_analyzer_args(p: argparse.ArgumentParser) -> None:
+def _add_analyzer_args(p: argparse.ArgumentParser, lookahead: bool = True) -> None:
+    """The analyzer's options; ``lookahead`` False (``live``, which plays a file at its own pace and never reads it
+    twice) leaves out the look-ahead options, which could never apply there."""
     from engines.select import BACKEND_NAMES
     from realtime.detectors import DETECTOR_CHOICES
 
@@ -63,19 +65,22 @@ def _add_analyzer_args(p: argparse.ArgumentParser) -> None:
                    help="with --neutralize: every face keeps its own frame's neutral face (default: a strongly "
                         "expressive face gets its track's neutral face from its least expressive earlier frame "
                         "in a similar pose, realtime.neutral_reference)")
-    g.add_argument("--no-neutral-lookahead", dest="neutral_lookahead", action="store_false", default=None,
-                   help="with --neutralize, on video files: read each file once, the reference from earlier "
-                        "frames only (default: read each file twice, so that a face can also take its track's "
-                        "neutral face from a later, less expressive frame; about 1.3 times the time; cameras, streams "
-                        "and image folders are always read once)")
-    g.add_argument("--neutral-lookahead", dest="neutral_lookahead", action="store_true", default=None,
-                   help="the default, spelled out: also warns where an input cannot be read twice")
-    g.add_argument("--baseline-lookahead", action="store_true",
-                   help="on video files: read each file twice and start each face's person baseline (the rel_* "
-                        "columns) from its track's first 900 frames, later ones included: no warm-up, and a face "
-                        "expressive from the start is measured against the person's later rest (default: the "
-                        "running baseline of earlier frames; one reading serves this and the neutral look-ahead; "
-                        "cameras, streams and image folders are read once)")
+    if lookahead:
+        g.add_argument("--no-neutral-lookahead", dest="neutral_lookahead", action="store_false", default=None,
+                       help="with --neutralize, on video files: read each file once, the reference from earlier "
+                            "frames only (default: read each file twice, so that a face can also take its track's "
+                            "neutral face from a later, less expressive frame; about 1.3 times the time; cameras, "
+                            "streams and image folders are always read once)")
+        g.add_argument("--neutral-lookahead", dest="neutral_lookahead", action="store_true", default=None,
+                       help="the default, spelled out: also warns where an input cannot be read twice")
+        g.add_argument("--baseline-lookahead", action="store_true",
+                       help="on video files: read each file twice and start each face's person baseline (the rel_* "
+                            "columns) from its track's first 900 frames, later ones included: no warm-up, and a face "
+                            "expressive from the start is measured against the person's later rest (default: the "
+                            "running baseline of earlier frames; one reading serves this and the neutral look-ahead; "
+                            "cameras, streams and image folders are read once)")
+    else:
+        p.set_defaults(neutral_lookahead=None, baseline_lookahead=False)
     g.add_argument("--reid", action="store_true", help="re-identify faces after occlusions by identity code")
     g.add_argument("--no-smooth", dest="smooth", action="store_false", help="disable One Euro smoothing")
     g.add_argument("--threads", type=int, default=1, metavar="N",
@@ -137,7 +142,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     lv.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
     lv.add_argument("--no-window", dest="window", action="store_false",
                     help="no window (headless): process, print progress to stderr, write --csv / --record")
-    _add_analyzer_args(lv)
+    _add_analyzer_args(lv, lookahead=False)
     lv.set_defaults(func=_live)
 
 

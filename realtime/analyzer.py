@@ -617,9 +617,10 @@ class Run:
                     e = np.clip(sm(tid, "emotions", f.emotions, ts), 0, None)
                     f.emotions = e / max(float(e.sum()), 1e-8)
             sm.keep_only({f.track_id for f in p.faces})
-        self.baseline(p)
-        if self.neutral_ref is not None:
-            self.neutral_ref(p)
+        if not self.src.stills:  # each picture reads on its own, as analyze_image reads it (with --reid too)
+            self.baseline(p)
+            if self.neutral_ref is not None:
+                self.neutral_ref(p)
         p.stats["post"] = time.perf_counter() - t
         self.outputs.write(p)
 

@@ -2,8 +2,11 @@
 
 ``cv2.solvePnP`` fits a generic 3D five-point face (millimetres, x right, y
 down, z away from the camera; origin between the eyes) to the landmarks with a
-pinhole camera of focal length = frame width and the principal point at the
-frame centre. A frontal face gives (0, 0, 0). Angles follow OpenFace:
+pinhole camera of focal length = the frame's longer side and the principal
+point at the frame centre. A face at the frame centre looking into the lens
+gives (0, 0, 0); the angles are about the camera's axes, so the same face near
+an edge (or beside black bars, which move the centre) reads a yaw or pitch of
+about atan(offset / focal length) even when it looks into the lens. Angles follow OpenFace:
 ``R = Rx(pitch)·Ry(yaw)·Rz(roll)``, radians, camera axes (x right, y down,
 z forward): Rx > 0 looks down, Ry > 0 turns to the image left... (see docs/csv.md).
 This is a coarse estimate (5 points, generic shape): ±10° is typical.

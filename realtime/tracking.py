@@ -5,8 +5,11 @@
   unmatched detections start new tracks; unmatched tracks become *lost* and are
   kept for ``lost_buffer`` seconds so a face that reappears keeps its id.
 * Between detections, :meth:`Tracker.propagate` moves each live track with
-  pyramidal Lucas–Kanade optical flow of its 5 landmarks on a small grey
-  frame (translation + scale from the point motion). A track whose points fail
+  pyramidal Lucas–Kanade optical flow on a small grey frame: its 5 landmarks
+  and 9 points over the face (forehead, nose, cheeks, chin) give one
+  similarity motion (rotation, scale, shift; a RANSAC fit, so an eye's point
+  that follows a glance or the talking mouth does not drag the face), which
+  moves the box and the landmarks together. A track whose points fail
   the forward–backward check is dropped to *lost*, and ``propagate`` returns
   ``False`` so the caller can run the detector on that frame. A sudden change
   of the picture (the mean absolute difference of consecutive grey frames above
@@ -250,9 +253,11 @@ class Tracker:
             self._end_all(timestamp)
         live = [t for t in self.tracks if not t.lost]
         if live and self._prev_gray is not None and self._prev_gray.shape == gray.shape:
-            # points followed by optical flow: the landmarks, or (detector without landmarks: NaN) 5 points
-            # inside the box, used for the motion only
-            pts = [t.landmarks if np.all(np.isfinite(t.landmarks)) else _box_points(t.box) for t in live]
+            # points followed by optical flow: the landmarks (or, for a detector without landmarks (NaN), 5
+            # points inside the box), and a grid over the face that carries the head's motion
+            marks = [t.landmarks if np.all(np.isfinite(t.landmarks)) else _box_points(t.box) for t in live]
+            pts = [np.concatenate([m, _grid_points(t.box)]) for m, t in zip(marks, live, strict=True)]
+            n = 5 + len(_GRID)
             p0 = (np.concatenate(pts) * self._scale).astype(np.float32).reshape(-1, 1, 2)
             lk = dict(winSize=(15, 15), maxLevel=2,
                       criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 0.03))
@@ -260,25 +265,21 @@ class Tracker:
             p0b, st2, _ = cv2.calcOpticalFlowPyrLK(gray, self._prev_gray, p1, None, **lk)
             fb = np.linalg.norm((p0 - p0b).reshape(-1, 2), axis=1)
             good = (st1.reshape(-1) == 1) & (st2.reshape(-1) == 1) & (fb < self.max_fb_error)
-            p0, p1 = p0.reshape(-1, 5, 2) / s, p1.reshape(-1, 5, 2) / s
-            good = good.reshape(-1, 5)
+            p0, p1 = p0.reshape(-1, n, 2) / s, p1.reshape(-1, n, 2) / s
+            good = good.reshape(-1, n)
             for i, t in enumerate(live):
                 g = good[i]
-                if g.sum() < 3:
+                if g[:5].sum() < 3:  # the landmarks (or the box's points) lost: as before the grid
                     t.lost = True
                     ok = False
                     continue
                 a, b = p0[i][g], p1[i][g]
-                ca, cb = a.mean(0), b.mean(0)
-                da = np.linalg.norm(a - ca, axis=1).mean()
-                db = np.linalg.norm(b - cb, axis=1).mean()
-                k = float(np.clip(db / da, 0.8, 1.25)) if da > 1e-3 else 1.0
-                t.box = np.concatenate([cb + (t.box[:2] - ca) * k, cb + (t.box[2:] - ca) * k]).astype(np.float32)
+                m = _head_motion(a, b, t.box)
+                t.box = _move_box(t.box, m)
                 if np.all(np.isfinite(t.landmarks)):
-                    lm = t.landmarks.copy()
-                    lm[g] = b
-                    lm[~g] = cb + (lm[~g] - ca) * k  # failed points follow the others
-                    t.landmarks = lm.astype(np.float32)
+                    # the landmarks move with the head, not each on its own: an eye's window follows the iris
+                    # when the person looks aside (up to 20 px off and 11° of pose between detections)
+                    t.landmarks = _apply(m, t.landmarks).astype(np.float32)
         self._prev_gray, self._scale = gray, s
         return self._faces(detected=False), ok
 
@@ -286,7 +287,14 @@ class Tracker:
         out = []
         for t in self.tracks:
             if not t.lost:
-                out.append(Face(box=t.box.copy(), score=t.score, landmarks=t.landmarks.copy(), track_id=t.id,
+                box = t.box.copy()
+                if self._size is not None:  # as the detector's boxes are: clipped to the frame
+                    h, w = self._size
+                    box = np.clip(box, 0, [w, h, w, h]).astype(np.float32)
+                    if box[2] - box[0] <= 1 or box[3] - box[1] <= 1:  # moved out of the picture
+                        t.lost = True
+                        continue
+                out.append(Face(box=box, score=t.score, landmarks=t.landmarks.copy(), track_id=t.id,
                                 detected=detected))
         out.sort(key=lambda f: f.track_id)
         return out
@@ -557,6 +565,60 @@ def picture_area(a: np.ndarray, b: np.ndarray, flat: float = 4.0, min_bar: float
         return slice(i0, i1) if i1 - i0 >= n // 4 else slice(0, n)
 
     return span(1), span(0)
+
+
+# where the grid's points sit in a face box (x, y relative to its corner): the forehead, the nose's bridge, the
+# cheeks and the chin, none on an eye (whose window follows the gaze) or the mouth's corners
+_GRID = np.array([[0.35, 0.18], [0.5, 0.18], [0.65, 0.18], [0.5, 0.42], [0.22, 0.55], [0.78, 0.55],
+                  [0.3, 0.68], [0.7, 0.68], [0.5, 0.92]], np.float32)
+
+
+def _grid_points(box: np.ndarray) -> np.ndarray:
+    """(9, 2) float32 points of :data:`_GRID` inside ``box`` (xyxy)."""
+    return (box[:2] + _GRID * (box[2:] - box[:2])).astype(np.float32)
+
+
+def _head_motion(a: np.ndarray, b: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """(2, 3) similarity (rotation, scale in 0.8-1.25, shift) taking points ``a`` to ``b`` (frame pixels).
+
+    A robust fit (RANSAC, 3 % of the face's size) over the face's points, so that the few that move on their own
+    (an eye's window on a glance, the mouth, the chin while talking) do not drag the face along; with fewer than 3
+    points agreeing, their mean shift and spread (the motion before the grid).
+    """
+    size = float(max(box[2] - box[0], box[3] - box[1], 1.0))
+    m = None
+    if len(a) >= 3:
+        m, inl = cv2.estimateAffinePartial2D(a.reshape(-1, 1, 2), b.reshape(-1, 1, 2), method=cv2.RANSAC,
+                                             ransacReprojThreshold=0.03 * size, maxIters=200, confidence=0.99,
+                                             refineIters=10)
+        if m is not None and int(inl.sum()) < 3:
+            m = None
+    if m is None:  # the points' mean shift and spread
+        ca, cb = a.mean(0), b.mean(0)
+        da = np.linalg.norm(a - ca, axis=1).mean()
+        db = np.linalg.norm(b - cb, axis=1).mean()
+        k = float(np.clip(db / da, 0.8, 1.25)) if da > 1e-3 else 1.0
+        return np.array([[k, 0.0, cb[0] - k * ca[0]], [0.0, k, cb[1] - k * ca[1]]], np.float64)
+    k = float(np.hypot(m[0, 0], m[1, 0]))
+    if not 0.8 <= k <= 1.25:  # one frame's step: scale as the motion before the grid allowed
+        c = np.clip(k, 0.8, 1.25) / k
+        centre = a.mean(0)
+        moved = m[:, :2] @ centre + m[:, 2]
+        m = np.concatenate([m[:, :2] * c, (moved - c * (m[:, :2] @ centre))[:, None]], axis=1)
+    return m.astype(np.float64)
+
+
+def _apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """(N, 2) points moved by the (2, 3) transform ``m``."""
+    return pts.astype(np.float64) @ m[:, :2].T + m[:, 2]
+
+
+def _move_box(box: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """The xyxy box moved by ``m``: its centre moved, its sides scaled by ``m``'s scale (kept upright)."""
+    k = float(np.hypot(m[0, 0], m[1, 0]))
+    c = _apply(m, ((box[:2] + box[2:]) / 2)[None])[0]
+    half = (box[2:] - box[:2]) / 2 * k
+    return np.concatenate([c - half, c + half]).astype(np.float32)
 
 
 def _box_points(box: np.ndarray) -> np.ndarray:

@@ -687,6 +687,18 @@ def test_photos_read_as_stills_each_as_alone_and_the_csv_names_each_image(tmp_pa
         got = np.array([float(r[f"emotion_{e}"]) for e in ("angry", "disgust", "fear", "happy", "neutral", "sad",
                                                               "surprise")])
         assert np.abs(got - alone[r["file"]].faces[0].emotions).max() < 2e-3, r["file"]
+    # nor does a person baseline form across photos: 32 of one person with --reid (their made-up times, 1/30 s
+    # apart, passed the baseline's warm-up, and rel_* were filled from photo 30 on, against the photos before)
+    many = tmp_path / "many"
+    many.mkdir()
+    for k, i in enumerate(np.linspace(0, len(frames) - 1, 32).astype(int)):
+        cv2.imwrite(str(many / f"photo_{k:02d}.jpg"), frames[i])
+    with Analyzer(reid=True) as an:
+        for _ in analyze_file(an, many, csv=tmp_path / "many.csv", video=None, images="stills"):
+            pass
+    rows = [r for r in csv.DictReader(open(tmp_path / "many.csv", newline="")) if r["success"] == "1"]
+    assert len(rows) >= 30 and len({r["face_id"] for r in rows}) < len(rows)
+    assert all(r["baseline_ready"] == "0" and r["rel_intensity"] == "" for r in rows)
 
 
 def test_a_data_set_tree_is_read_through_its_class_folders_and_named_by_relative_path(tiny_export, tmp_path,

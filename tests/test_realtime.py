@@ -153,6 +153,32 @@ def test_tracker_keeps_ids_through_motion_and_short_losses():
     assert [f.track_id for f in tr.update(img, dets([last_a]), 3.0)] == [2]  # lost too long: new id
 
 
+def test_tracked_landmarks_move_with_the_head_not_with_a_glance_and_boxes_stay_in_the_frame():
+    """Between detections each landmark used to follow its own optical flow: an eye's window locked onto the
+    iris, so a glance aside moved the eye points (17-20 px on liveportrait d0) and the pose by up to 11°. The
+    landmarks and the box now move together, by the motion of the face's points (benchmarks/2026-12-06-epyc5/
+    tracking.json). A tracked box is clipped to the frame, as the detector's are."""
+    rng = np.random.default_rng(3)
+    tex = cv2.GaussianBlur((rng.random((240, 320)) * 255).astype(np.uint8), (5, 5), 0)
+    tex = cv2.cvtColor(tex, cv2.COLOR_GRAY2BGR)
+    box = np.array([100, 60, 180, 160], np.float32)
+    tr = Tracker()
+    (f0,) = tr.update(tex, dets([box]), 0.0)
+    nxt = np.roll(tex, (3, 5), axis=(0, 1)).copy()  # the head moves 5 px right, 3 px down
+    ex, ey = np.round(f0.landmarks[0] + [5, 3]).astype(int)  # the image-left eye, where the head took it
+    win = np.roll(nxt, 6, axis=1)[ey - 12:ey + 13, ex - 12:ex + 13]  # ... and its iris glances 6 px further
+    nxt[ey - 12:ey + 13, ex - 12:ex + 13] = win
+    (f1,), ok = tr.propagate(nxt, 0.04)
+    assert ok
+    assert np.abs(f1.landmarks - (f0.landmarks + [5, 3])).max() < 1.0, f1.landmarks - f0.landmarks
+    assert np.allclose(f1.box, box + [5, 3, 5, 3], atol=1.0)
+    # the face slides out of the picture to the left: its tracked box stays inside the frame
+    tr = Tracker()
+    tr.update(tex, dets([np.array([5, 60, 85, 160], np.float32)]), 0.0)
+    fs, ok = tr.propagate(np.roll(tex, -12, axis=1), 0.04)  # to x -7
+    assert len(fs) == 1 and fs[0].box[0] == 0.0 and abs(fs[0].box[2] - 73) < 1.0
+
+
 def test_tracker_propagates_with_optical_flow_and_flags_cuts():
     rng = np.random.default_rng(0)
     tex = (rng.random((240, 320)) * 255).astype(np.uint8)
