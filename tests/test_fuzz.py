@@ -183,12 +183,14 @@ class _Container:
         pass
 
 
-def _fake_source(pts: List[Optional[int]], tb: Fraction, fps: Optional[float]) -> VideoSource:
-    """A VideoSource running its real timestamp code on a fake demuxer that returns frames with ``pts``."""
+def _fake_source(pts: List[Optional[int]], tb: Fraction, fps: Optional[float], ts_discont: bool = False) -> VideoSource:
+    """A VideoSource running its real timestamp code on a fake demuxer that returns frames with ``pts``
+    (``ts_discont``: a format whose clock may jump, MPEG-TS's)."""
     s = object.__new__(VideoSource)
     VideoSource.__bases__[0].__init__(s)
     s.name, s.is_url, s.realtime, s.max_errors = "fake", False, False, 5
     s.time_base, s.fps, s.frame_count, s.rotation = tb, fps, None, 0
+    s.span, s.exact_count, s._ts_discont = None, False, ts_discont
     s.display_size = None  # square pixels
     s.frames_decoded = s.frames_missing = s.discontinuities = 0
     s.stream = None
@@ -235,6 +237,17 @@ def test_a_clock_restart_continues_the_timeline(tb):
     out = list(src)
     assert [p.timestamp for p in out] == pytest.approx([i / 25 for i in range(100)], abs=1e-9)
     assert src.discontinuities == 1
+    # a clock that restarts more than 60 s behind the file's start: FFmpeg's MPEG-TS reader takes it for a wrap
+    # and adds 2^33 ticks, so time jumped 26.5 hours ahead (first clock at 70 s); a second segment whose clock is
+    # 100 s ahead left a 99 s gap. In a format whose clock may jump, a jump of over 10 s ahead is a restart too
+    first = [int(70 / tb) + int(Fraction(i, 25) / tb) for i in range(50)]
+    for second in ([2 ** 33 + v for v in one], [int(170 / tb) + v for v in one]):
+        src = _fake_source(first + second, tb, 25.0, ts_discont=True)
+        out = list(src)
+        assert [p.timestamp for p in out] == pytest.approx([i / 25 for i in range(100)], abs=1e-6)
+        assert src.discontinuities == 1
+    out = list(_fake_source(first + [int(170 / tb) + v for v in one], tb, 25.0))  # an MP4's gap is kept
+    assert out[50].timestamp == pytest.approx(100.0, abs=1e-6)
     # a pts one tick out of order is repaired in place, not taken for a restart
     f = int(Fraction(1, 25) / tb)
     out = list(_fake_source([0, f, f, 3 * f], tb, 25.0))

@@ -178,6 +178,96 @@ def test_an_avi_cut_in_half_reports_its_missing_frames(cli, tmp_path, faces40, c
     assert json.loads((tmp_path / "out" / "full.json").read_text())["input"]["frames_missing"] == 0
 
 
+def _encode(path: Path, sizes_pts: Sequence[tuple], fmt: Optional[str] = None) -> Path:
+    """A file of mpeg4 streams: one per (width, height, [pts in ms]) of ``sizes_pts``, a moving grey ramp."""
+    with av.open(str(path), "w", format=fmt) as out:
+        streams = []
+        for w, h, _ in sizes_pts:
+            st = out.add_stream("mpeg4", rate=25)
+            st.width, st.height, st.pix_fmt = w, h, "yuv420p"
+            st.codec_context.time_base = Fraction(1, 1000)
+            streams.append(st)
+        for st, (w, h, pts) in zip(streams, sizes_pts, strict=True):
+            for i, t in enumerate(pts):
+                img = np.full((h, w, 3), (i * 5) % 255, np.uint8)
+                f = av.VideoFrame.from_ndarray(img, format="bgr24")
+                f.pts, f.time_base = t, Fraction(1, 1000)
+                for pk in st.encode(f):
+                    out.mux(pk)
+            for pk in st.encode():
+                out.mux(pk)
+    return path
+
+
+def test_whole_files_without_a_sample_count_are_judged_complete_by_their_time(tmp_path, caplog):
+    """Where a container does not count its samples (Matroska, WebM, MPEG-TS, FLV) the frame count is its duration
+    times the nominal rate. A Matroska file starting at 10 s read as 250 of 310 frames missing (its duration
+    counts from 0), and a variable-frame-rate one as 18 missing: both were reported truncated. Completeness is now
+    judged by the time the frames span; a cut file still says so."""
+    from realtime.sources.video import VideoSource
+
+    def read(path):
+        src = VideoSource(str(path))
+        try:
+            n = sum(1 for _ in src)
+        finally:
+            src.close()
+        return n, src
+
+    late = _encode(tmp_path / "late.mkv", [(160, 120, [10_000 + 40 * i for i in range(60)])])
+    vfr = _encode(tmp_path / "vfr.mkv", [(160, 120, list(np.cumsum([0] + [40, 40, 120, 40, 200] * 12)))])
+    with caplog.at_level("WARNING", logger="realtime.sources.video"):
+        for path, frames in ((late, 60), (vfr, 61)):
+            n, src = read(path)
+            assert n == frames and src.frames_missing == 0, (path.name, src.frame_count)
+        assert "truncated" not in caplog.text
+    data = late.read_bytes()
+    (tmp_path / "cut.mkv").write_bytes(data[: len(data) // 2])
+    n, src = read(tmp_path / "cut.mkv")
+    assert n < 45 and src.frames_missing >= 60 - n - 3
+
+
+def test_the_largest_picture_is_read_and_a_cover_image_is_no_video(tmp_path):
+    """A file with a small proxy stream first read the proxy without a word; an MP3 with cover art was analysed as
+    a one-frame video with ~270,000 frames "missing"."""
+    from facecycle.errors import InputError
+    from realtime.sources.video import VideoSource
+
+    two = _encode(tmp_path / "two.mkv", [(96, 64, [40 * i for i in range(10)]), (192, 128, [40 * i for i in
+                                                                                            range(10)])])
+    src = VideoSource(str(two))
+    try:
+        assert (src.width, src.height) == (192, 128) and src.describe()["stream"] == 1
+    finally:
+        src.close()
+    path = tmp_path / "song.mp3"
+    try:
+        with av.open(str(path), "w") as out:
+            a = out.add_stream("libmp3lame", rate=44100)
+            a.layout = "mono"
+            v = out.add_stream("mjpeg", rate=1)
+            v.width, v.height, v.pix_fmt = 64, 64, "yuvj420p"
+            v.disposition = av.stream.Disposition.attached_pic
+            f = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), format="rgb24").reformat(
+                format="yuvj420p")
+            f.pts, f.time_base = 0, Fraction(1)
+            for pk in [*v.encode(f), *v.encode()]:
+                out.mux(pk)
+            fmt, n = a.codec_context.format.name, a.codec_context.frame_size or 1152
+            dtype = np.float32 if "flt" in fmt else np.int32 if "32" in fmt else np.int16
+            for k in range(20):
+                af = av.AudioFrame.from_ndarray(np.zeros((1, n), dtype), format=fmt, layout="mono")
+                af.sample_rate, af.pts, af.time_base = 44100, k * n, Fraction(1, 44100)
+                for pk in a.encode(af):
+                    out.mux(pk)
+            for pk in a.encode():
+                out.mux(pk)
+    except (av.error.FFmpegError, ValueError, AttributeError, TypeError) as e:
+        pytest.skip(f"this PyAV cannot write an MP3 with cover art here ({e})")
+    with pytest.raises(InputError, match="cover image"):
+        VideoSource(str(path))
+
+
 def test_samples_an_edit_list_hides_are_not_missing_frames(caplog):
     """3ddfa_obama.mp4 (a real clip) holds 158 video samples and plays 55: its MP4 edit list starts after the first
     103, which the decoder drops as every player does. Counted as samples, the clip read as truncated: the end

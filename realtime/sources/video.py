@@ -15,7 +15,7 @@ import threading
 import time
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Optional, Tuple, Union
+from typing import Any, Iterator, Optional, Tuple, Union
 
 import av
 import cv2
@@ -98,9 +98,11 @@ class VideoSource(Source):
         if not self.container.streams.video:
             self.container.close()
             raise InputError(f"{spath}: no video stream (audio-only or not a video)")
-        # FFmpeg's own choice (av_find_best_stream, as ffmpeg and players pick): the main picture, not a cover image
-        # or thumbnail stored as another video stream, which may come first and hold a single frame
-        self.stream = self.container.streams.best("video") or self.container.streams.video[0]
+        self.stream = _pick_video_stream(self.container, spath)
+        if self.stream is None:  # an audio file's cover art: one picture stored as a "video" stream
+            self.container.close()
+            raise InputError(f"{spath}: no video stream (audio-only: its only picture is a cover image)")
+        self.stream_index = int(self.stream.index)  # (read now: a closed container's streams are gone)
         # live: frames come at the sender's pace and the oldest queued one is dropped when the pipeline is behind. A
         # live stream is: RTSP, RTMP, UDP, SRT, TCP, or HTTP(S) without a known duration (a live HLS playlist, an
         # MJPEG camera). A file over HTTP(S) (an MP4 on a web server or object store, an HLS VOD playlist) has a
@@ -126,8 +128,21 @@ class VideoSource(Source):
             # an AVI's header counts its frames; FFmpeg's duration of a cut AVI is what its data still holds, so the
             # smaller one hid the cut (half a file read as complete). AVI has no edit lists
             self.frame_count = counts[0]
-        if self.frame_count is None and self.container.duration and self.fps and not self.is_url:
-            self.frame_count = int(round(self.container.duration / 1e6 * self.fps))  # container: microseconds
+        # how long the file says it is (s): what the decoded frames must span for the file to be complete. From
+        # the stream's duration, else the container's (Matroska's counts from 0, not from the first frame: a file
+        # starting at 10 s read as 5 times its length); an AVI's from its header's frame count (see above)
+        self.span = _span(self.container, self.stream, self.time_base)
+        if "avi" in self.container.format.name.split(",") and counts[0] > 0 and self.fps:
+            self.span = counts[0] / self.fps
+        # the sample count is exact where the container indexes its samples (MP4, MOV) and is no AVI (whose header
+        # counts the empty chunks of dropped frames); elsewhere the count is the span times the nominal rate, an
+        # estimate (variable frame rate), and completeness is judged by the time the frames span instead
+        self.exact_count = counts[0] > 0 and "avi" not in self.container.format.name.split(",")
+        if self.frame_count is None and self.span and self.fps and not self.is_url:
+            self.frame_count = int(round(self.span * self.fps))
+        # MPEG-TS, FLV and the like may restart or jump their clock (joined segments, a broadcast capture): a jump of
+        # more than 10 s either way is a discontinuity there, as FFmpeg's own tools take it
+        self._ts_discont = bool(int(self.container.format.flags) & 512)  # AVFMT_TS_DISCONT
         self.frames_decoded = 0
         self.frames_missing = 0
         self.discontinuities = 0  # times the timestamps jumped back (the timeline was continued across them)
@@ -189,6 +204,16 @@ class VideoSource(Source):
                         int(round(index / (self.fps * tb))) if self.fps else index)
                 else:
                     pts += offset
+                if (self._ts_discont and last_pts is not None and self.fps
+                        and (pts - last_pts) * tb > _MAX_JUMP_S):
+                    # the clock jumped ahead (a restart that FFmpeg took for a wrap, or a second segment's own
+                    # clock): time goes on from the previous frame, one frame later
+                    offset -= pts - (last_pts + step)
+                    self.discontinuities += 1
+                    log.warning("%s: timestamps jump %.3f s ahead at frame %d (a restarted clock in a joined or "
+                                "spliced stream): the timeline continues from the previous frame", self.name,
+                                float((pts - last_pts) * tb), index)
+                    pts = last_pts + step
                 if last_pts is not None and pts <= last_pts:
                     if last_pts - pts > step:
                         # the stream's clock restarted (MPEG-TS segments joined, a spliced or re-muxed capture): time
@@ -222,10 +247,23 @@ class VideoSource(Source):
         if index == 0:
             hint = _index_hint(self.name, self._pipe_format())
             raise InputError(f"{self.name}: no decodable video frames{f' ({hint})' if hint else ''}")
-        expected = self.frame_count or 0
-        if not (self.is_url and self.live) and expected and expected - index > max(2, 0.02 * expected):
-            self.frames_missing = expected - index
-            log.warning("%s: decoded %d of ~%d frames (truncated or damaged file)", self.name, index, expected)
+        if self.is_url and self.live:
+            return
+        if self.discontinuities and not self.exact_count:
+            self.frame_count = index  # a duration across a restarted clock says nothing: the count is what was read
+        if self.exact_count:
+            expected = self.frame_count or 0
+            if expected and expected - index > max(2, 0.02 * expected):
+                self.frames_missing = expected - index
+                log.warning("%s: decoded %d of ~%d frames (truncated or damaged file)", self.name, index, expected)
+        elif self.span and self.fps and not self.discontinuities and first_pts is not None and last_pts is not None:
+            # the time the frames span (the last one shown for one nominal frame) against the file's length
+            short = self.span - (float((last_pts - first_pts) * tb) + 1 / self.fps)
+            missing = int(round(short * self.fps))
+            if missing > max(2, 0.02 * self.span * self.fps):
+                self.frames_missing = missing
+                log.warning("%s: decoded %d frames over %.2f of %.2f s (truncated or damaged file; ~%d frames "
+                            "missing)", self.name, index, self.span - short, self.span, missing)
 
     def _demux(self):
         try:
@@ -264,10 +302,42 @@ class VideoSource(Source):
 
     def describe(self) -> dict:
         d = super().describe()
-        d.update(codec=self.stream.codec_context.name, time_base=str(self.time_base), rotation=self.rotation,
+        d.update(codec=self.stream.codec_context.name, stream=self.stream_index, time_base=str(self.time_base),
+                 rotation=self.rotation,
                  errors=self.errors, frames_decoded=self.frames_decoded, frames_missing=self.frames_missing,
                  timestamp_discontinuities=self.discontinuities)
         return d
+
+
+_MAX_JUMP_S = 10.0  # a forward timestamp jump that is a discontinuity in MPEG-TS-like formats (FFmpeg's default)
+_ATTACHED_PIC = 0x400  # AV_DISPOSITION_ATTACHED_PIC: a cover image stored as a video stream
+
+
+def _pick_video_stream(container: Any, name: str) -> Any:
+    """The video stream to read: of the streams that are not cover images, the largest picture (ties: FFmpeg's own
+    choice, av_find_best_stream); None when every video stream is a cover image. A second video stream (a proxy,
+    a thumbnail track, a second camera) is said in the log."""
+    videos = [v for v in container.streams.video if not int(getattr(v, "disposition", 0) or 0) & _ATTACHED_PIC]
+    if not videos:
+        return None
+    best = container.streams.best("video")
+    chosen = max(videos, key=lambda v: ((v.codec_context.width or 0) * (v.codec_context.height or 0), v is best))
+    if len(videos) > 1:
+        log.info("%s: %d video streams; reading stream %d (%dx%d, the largest picture)", name, len(videos),
+                 chosen.index, chosen.codec_context.width or 0, chosen.codec_context.height or 0)
+    return chosen
+
+
+def _span(container: Any, stream: Any, tb: Fraction) -> Optional[float]:
+    """The file's length in seconds from the first frame, or None where it does not say."""
+    if stream.duration:
+        return float(stream.duration * tb)
+    if not container.duration:
+        return None
+    span = container.duration / 1e6  # microseconds
+    if container.start_time and {"matroska", "webm"} & set(container.format.name.split(",")):
+        span -= container.start_time / 1e6  # Matroska's duration is the end's time, counted from 0
+    return span if span > 0 else None
 
 
 def _display_size(width: int, height: int, sar: Optional[Fraction]) -> Optional[Tuple[int, int]]:
