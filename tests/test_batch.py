@@ -406,6 +406,35 @@ def test_interrupted_batch_leaves_no_complete_sidecar(tmp_path):
     assert rec["exit_code"] == 130 and rec["inputs"][0]["status"] == "interrupted"
 
 
+@needs_ray
+@pytest.mark.slow
+@pytest.mark.shared
+def test_sigterm_stops_a_ray_batch_with_143(tmp_path):
+    """Job schedulers (SLURM, Kubernetes) stop a job with SIGTERM. Under Ray the batch exited 1 ("internal error"),
+    with 130 in batch.json and Ray's stack dump: ray.init put in its own SIGTERM handler, and Ray's wait turns the
+    handler's SystemExit(143) into SystemExit(1)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(shared_video(LONG), src / LONG)
+    out = tmp_path / "out"
+    stem = Path(LONG).stem
+    proc = subprocess.Popen([sys.executable, "-m", "facecycle", "batch", str(src), "--out-dir", str(out),
+                             "--cluster", "local", "--workers", "1", "--no-video", "--no-progress"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _mid_video(proc, out / PARTIAL_DIR / stem, stem, rows=5) is not None
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert "SIGTERM received" not in err, err
+    rec = json.loads((out / "batch.json").read_text())
+    assert rec["exit_code"] == 143 and rec["inputs"][0]["status"] == "interrupted"
+    assert not (out / f"{stem}.csv").exists()
+
+
 def test_parquet_without_pyarrow_is_one_clear_error(tmp_path, capsys):
     import importlib.util
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import signal
 import sys
+import threading
 import time
 import uuid
 from collections import deque
@@ -157,10 +159,12 @@ def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batch
 
         ex.on_progress = (lambda: refresh()) if isinstance(ex, LocalExecutor) else None
         pending: Dict[int, Dict[str, Any]] = {}
+        term = _SigtermSeen()
         running: set = set()  # rel paths in flight (their frames count live until they finish)
         try:
             t_up = time.perf_counter()
             result["executor"] = ex.start()
+            term.watch()  # after the executor's start, which may install handlers of its own (Ray's)
             result["executor"]["startup_s"] = round(time.perf_counter() - t_up, 3)
             t_work = time.perf_counter()  # throughput counts from a started executor
             last_refresh = 0.0
@@ -205,12 +209,16 @@ def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batch
                     last_refresh = time.perf_counter()
                     refresh()
         except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C; SIGTERM (the CLI raises SystemExit(143))
-            interrupted = 143 if isinstance(e, SystemExit) and e.code == 143 else 130
+            # SIGTERM is 143 also where a library turned its exception into another (Ray's wait raises SystemExit(1))
+            interrupted = 143 if term.seen or (isinstance(e, SystemExit) and e.code == 143) else 130
             ex.cancel()
             for p in pending.values():
                 entries[p["entry"]]["status"] = "interrupted"
+            if interrupted == 143 and not (isinstance(e, SystemExit) and e.code == 143):
+                raise SystemExit(143) from None
             raise
         finally:
+            term.unwatch()
             if bar is not None:
                 bar.close()
             ex.shutdown()
@@ -240,6 +248,35 @@ def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batch
           f"{', ' + str(c['retries']) + ' retries' if c['retries'] else ''}; {c['frames']} frames in "
           f"{result['wall_s']:.1f} s -> {summary_path}", file=sys.stderr)
     return result
+
+
+class _SigtermSeen:
+    """Notes a SIGTERM (then hands it to the handler it found), so that a batch stopped by one exits 143 whatever
+    exception reached the runner: Ray's ``wait`` turns the handler's ``SystemExit(143)`` into ``SystemExit(1)``,
+    and the batch exited 1 with ``exit_code`` 130 in batch.json. Works in the main thread only (elsewhere it sees
+    nothing, as signals go to the main thread)."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._prev: Any = None
+
+    def watch(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self._prev = signal.getsignal(signal.SIGTERM)
+
+        def on_term(signum, frame):
+            self.seen = True
+            if callable(self._prev):
+                self._prev(signum, frame)
+            elif self._prev in (signal.SIG_DFL, None):
+                raise SystemExit(143)
+        signal.signal(signal.SIGTERM, on_term)
+
+    def unwatch(self) -> None:
+        if self._prev is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._prev)
+            self._prev = None
 
 
 def _finish(result: BatchResult, entries: List[Dict[str, Any]], t_start: float, t_work: float,
