@@ -7,8 +7,8 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
 
-__all__ = ["json_safe", "json_text", "sha256_file", "unread_pictures", "visible_files", "IMAGE_SUFFIXES",
-           "UNREAD_PICTURE_SUFFIXES", "VIDEO_SUFFIXES"]
+__all__ = ["json_safe", "json_text", "sha256_file", "check_can_create", "unread_pictures", "visible_files",
+           "IMAGE_SUFFIXES", "UNREAD_PICTURE_SUFFIXES", "VIDEO_SUFFIXES"]
 
 #: still-image file suffixes every folder reader accepts (lower case; OpenCV reads them all, AVIF where its build
 #: has the codec, as the pip wheels since 4.11 do)
@@ -73,3 +73,25 @@ def unread_pictures(folder: Union[str, Path]) -> Dict[str, int]:
         if s in UNREAD_PICTURE_SUFFIXES and p.is_file():
             counts[s] = counts.get(s, 0) + 1
     return dict(sorted(counts.items()))
+
+
+def check_can_create(path: Union[str, Path]) -> None:
+    """Raise :class:`~facecycle.errors.OutputError` (one line) unless a file can be made at ``path``: tried with a
+    temporary file in the nearest folder that exists on the way (which also finds read-only mounts and immutable
+    folders, where ``os.access`` says yes to root). For outputs written at the end of a long run, checked before
+    it starts. Creates nothing that stays."""
+    import os
+    import tempfile
+
+    from .errors import OutputError
+
+    d = Path(os.path.abspath(path)).parent
+    while not d.exists() and d != d.parent:
+        d = d.parent
+    if not d.is_dir():
+        raise OutputError(f"{path}: cannot write ({d} is not a folder)")
+    try:
+        with tempfile.NamedTemporaryFile(dir=d, prefix=".facecycle-write-check-"):
+            pass
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write in {d} ({e.strerror or e})") from None

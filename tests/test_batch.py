@@ -209,7 +209,51 @@ def test_cli_usage_errors_and_missing_ray(tmp_path, capsys, monkeypatch):
                      "--no-progress"]) == 5
     rec = json.loads((tmp_path / "o" / "batch.json").read_text())
     assert rec["exit_code"] == 5 and rec["error"]
-    assert sorted(e["status"] for e in rec["inputs"]) == ["cancelled", "error"]
+    assert sorted(e["status"] for e in rec["inputs"]) == ["cancelled", "failed"]  # documented statuses only
+    assert rec["counts"]["failed"] == 1 and rec["counts"]["cancelled"] == 1  # every input counted
+
+
+def test_outputs_that_cannot_be_written_are_found_before_the_work_or_said_in_one_line(tmp_path, capsys):
+    """A --parquet or --summary path that cannot be written was found after the whole corpus had run, and
+    batch.json was lost with it; an input called batch.mp4 had its sidecar replaced by the summary on every run
+    (and was redone every time); an output folder that cannot be written was an "internal error" with a traceback
+    and exit 3; a file name that is not UTF-8 stopped --parquet after all the work, without batch.json."""
+    from .conftest import real_frames, write_video
+
+    src = tmp_path / "in"
+    (src / "a").mkdir(parents=True)
+    clip = write_video(src / "a" / "x.mp4", real_frames(6), rate=25)
+    blocker = _touch(tmp_path / "not_a_folder")
+    o = ["--cluster", "none", "--no-video", "--no-progress"]
+    out = tmp_path / "o1"
+    for extra in (["--parquet", str(blocker / "all.parquet")], ["--summary", str(blocker / "b.json")]):
+        capsys.readouterr()
+        assert cli_main(["batch", str(src), "--out-dir", str(out), *o, *extra]) == 4
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "cannot write" in err[0], err
+        assert not out.exists()  # nothing was read or written
+    (tmp_path / "c").mkdir()
+    shutil.copy(clip, tmp_path / "c" / "batch.mp4")
+    assert cli_main(["batch", str(tmp_path / "c"), "--out-dir", str(tmp_path / "o2"), *o]) == 2
+    assert "replace the batch's summary" in capsys.readouterr().err
+    out = tmp_path / "o3"
+    out.mkdir()
+    _touch(out / "a")  # a file where the input's output folder goes
+    capsys.readouterr()
+    assert cli_main(["batch", str(src), "--out-dir", str(out), *o]) == 4
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "internal error" not in err and "cannot write a/x.mp4's outputs" in err, err
+    rec = json.loads((out / "batch.json").read_text())
+    assert rec["exit_code"] == 4 and rec["inputs"][0]["status"] == "failed"
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    shutil.copy(clip, os.fsdecode(os.fsencode(str(odd)) + b"/caf\xe9.mp4"))
+    pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    assert cli_main(["batch", str(odd), "--out-dir", str(tmp_path / "o4"), *o, "--parquet",
+                     str(tmp_path / "odd.parquet")]) == 0
+    assert pq.read_table(tmp_path / "odd.parquet").column("video").to_pylist()[0] == "caf\\xe9.mp4"
 
 
 # ------------------------------------------------------------------------------- in-process, real clips

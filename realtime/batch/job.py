@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
-from facecycle.errors import FaceCycleError, InputError
+from facecycle.errors import FaceCycleError, InputError, OutputError
 
 from ..sinks.image_sink import is_image_path, picture_suffix
 from ..sinks.sidecar import read_sidecar
@@ -196,6 +196,7 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
                            "sidecar": str(paths["sidecar"])}
     work_root: Path = paths["work"]  # type: ignore[assignment]
     work: Optional[Path] = None
+    tmp: Dict[str, Optional[Path]] = {}
     try:
         work_root.mkdir(parents=True, exist_ok=True)
         # attempts of this run that left a work folder died mid-video (killed worker, OOM): retries
@@ -253,7 +254,13 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
     except InputError as e:
         res.update(error=str(e), error_type=type(e).__name__, exit_code=e.exit_code)
     except FaceCycleError as e:  # model, output, backend: every other input would fail the same way
-        res.update(status="error", error=str(e), error_type=type(e).__name__, exit_code=e.exit_code)
+        res.update(status="error", error=_final_names(str(e), tmp, paths), error_type=type(e).__name__,
+                   exit_code=e.exit_code)
+    except OSError as e:  # the output folder cannot be written (read-only, full, immutable): as an OutputError
+        err = OutputError(f"{Path(paths['sidecar']).parent}: cannot write {task['rel']}'s outputs there "
+                          f"({e.strerror or e})")
+        res.update(status="error", error=_final_names(str(err), tmp, paths), error_type="OutputError",
+                   exit_code=err.exit_code)
     except Exception as e:  # noqa: BLE001 - reported per input; the batch goes on
         log.exception("%s: unexpected error", task["input"])
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
@@ -269,6 +276,17 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
         res["time_s"] = round(time.perf_counter() - t0, 3)
         res["max_rss_mb"] = _max_rss_mb()
     return res
+
+
+def _final_names(msg: str, tmp: Dict[str, Optional[Path]], paths: Dict[str, Any]) -> str:
+    """``msg`` naming the input's outputs by their final paths, not the work folder's copies (which are deleted):
+    and saying that nothing of the input was kept."""
+    named = False
+    for k, p in tmp.items():
+        if p is not None and paths.get(k) is not None and str(p) in msg:
+            msg = msg.replace(str(p), str(paths[k]))
+            named = True
+    return msg + ("; nothing of this input was kept" if named else "")
 
 
 def _max_rss_mb() -> Optional[float]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterable, List, Optional, Tuple, Union
 
 from facecycle.errors import BackendUnavailable, OutputError
+from facecycle.files import check_can_create
 
 __all__ = ["write_parquet", "require_pyarrow", "check_parquet_path", "PYARROW_MISSING"]
 
@@ -58,6 +59,7 @@ def check_parquet_path(path: Union[str, Path], out_dir: Optional[Union[str, Path
         what = "a folder with other files" if dest.is_dir() else "a file that is not .parquet"
         raise OutputError(f"{dest}: {what}; --parquet replaces its path whole: give a new folder or a .parquet "
                           "file name")
+    check_can_create(dest)  # found now, not after the whole corpus has run
 
 
 def _column_types(columns: List[str]):
@@ -65,6 +67,12 @@ def _column_types(columns: List[str]):
 
     return {c: (pa.int64() if c in _INT_COLUMNS else pa.string() if c in _TEXT_COLUMNS else pa.float64())
             for c in columns}
+
+
+def _text(name: str) -> str:
+    """A path as Parquet text: a name that is not valid UTF-8 (its bytes kept by Python as surrogates) gets its odd
+    bytes as ``\\xNN`` escapes."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def _header(csv: Union[str, Path]) -> List[str]:
@@ -120,9 +128,10 @@ def write_parquet(csvs: Iterable[Tuple[str, Union[str, Path]]], path: Union[str,
                 raise OutputError(f"{csv}: columns differ from the first CSV's ({len(header)} vs {len(columns)}; "
                                   "different models in one dataset?)")
             convert = pacsv.ConvertOptions(column_types={c: types[c] for c in header}, strings_can_be_null=True)
-            table = pacsv.read_csv(str(csv), convert_options=convert)
+            with open(csv, "rb") as f:  # (a file object: pyarrow takes no path that is not valid UTF-8)
+                table = pacsv.read_csv(f, convert_options=convert)
             n = table.num_rows
-            vcol = pa.DictionaryArray.from_arrays(pa.array([0] * n, pa.int32()), pa.array([video], pa.string()))
+            vcol = pa.DictionaryArray.from_arrays(pa.array([0] * n, pa.int32()), pa.array([_text(video)], pa.string()))
             cols = [table.column(c) if c in header else pa.nulls(n, types[c]) for c in columns]
             table = pa.Table.from_arrays([vcol] + cols, schema=schema)
             if writer is None or (not single and rows_in_file and rows_in_file + n > rows_per_file):

@@ -14,8 +14,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Deque, Dict, List, Optional, Union
 
-from facecycle.errors import OutputError
-from facecycle.files import json_text
+from facecycle.errors import OutputError, UsageError
+from facecycle.files import check_can_create, json_text
 
 from ..summary import clip_reading
 from .job import BatchSettings, output_paths
@@ -90,6 +90,7 @@ def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batch
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: not a folder")
     summary_path = Path(summary) if summary else out / "batch.json"
+    check_can_create(summary_path)  # found now, not after the whole corpus has run
     settings_fp, fp_detail = settings_fingerprint(settings)
     run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
     entries: List[Dict[str, Any]] = []
@@ -98,6 +99,10 @@ def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batch
     for it in items:
         fp, stat = item_fingerprint(settings_fp, it.path, served.get(it.path) if isinstance(it.path, str) else None)
         paths = output_paths(out, it.rel, settings.csv, settings.video)
+        if any(p is not None and Path(os.path.abspath(str(p))) == Path(os.path.abspath(summary_path))
+               for k, p in paths.items() if k in ("csv", "video", "sidecar")):
+            raise UsageError(f"{it.path}: its outputs would replace the batch's summary {summary_path}: rename the "
+                             "input or give --summary another path")
         e: Dict[str, Any] = {"input": str(it.path), "rel": it.rel.as_posix(), "status": "pending", "retries": 0,
                              "csv": str(paths["csv"]) if paths["csv"] else None,
                              "sidecar": str(paths["sidecar"])}
@@ -185,6 +190,8 @@ def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batch
                     e = entries[idx]
                     running.discard(e["rel"])
                     e.update({k: v for k, v in res.items() if k not in ("input", "rel", "csv", "sidecar")})
+                    if e["status"] == "error":  # an error that stops the batch: the input failed (its exit_code
+                        e["status"] = "failed"  # and error say which kind)
                     frames_done += int(res.get("frames") or 0)
                     damage = [f"~{res['frames_missing']} frames missing (truncated or damaged file)"
                               if res.get("frames_missing") else "",
@@ -234,14 +241,25 @@ def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batch
     else:
         result["executor"] = {"mode": "none (nothing to run)"}
         _finish(result, entries, t_start, t_work, None, 0)
+    parquet_error: Optional[OutputError] = None
     if parquet and fatal is None:
         from .parquet import write_parquet
 
         pairs = [(e["rel"], e["csv"]) for e in entries if e["status"] in ("done", "skipped") and e.get("csv")]
-        result["parquet"] = write_parquet(pairs, parquet)
-        want = sum(int(e.get("rows") or 0) for e in entries if e["status"] in ("done", "skipped") and e.get("csv"))
-        result["parquet"]["rows_expected"] = want
+        try:
+            result["parquet"] = write_parquet(pairs, parquet)
+        except OutputError as e:  # the inputs are done: batch.json still says so, then the error (exit 4)
+            parquet_error = e
+            result["parquet"] = {"path": str(parquet), "error": str(e)}
+            result["error"] = str(e)
+            result["exit_code"] = e.exit_code
+        else:
+            want = sum(int(e.get("rows") or 0) for e in entries
+                       if e["status"] in ("done", "skipped") and e.get("csv"))
+            result["parquet"]["rows_expected"] = want
     _write_json(summary_path, result)
+    if parquet_error is not None:
+        raise parquet_error
     c = result["counts"]
     damaged = f" ({c['damaged']} of them cut or damaged: see above)" if c.get("damaged") else ""
     print(f"facecycle batch: {c['done']} processed{damaged}, {c['skipped']} skipped, {c['failed']} failed"
