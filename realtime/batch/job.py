@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import sys
@@ -286,7 +287,9 @@ def _final_names(msg: str, tmp: Dict[str, Optional[Path]], paths: Dict[str, Any]
         if p is not None and paths.get(k) is not None and str(p) in msg:
             msg = msg.replace(str(p), str(paths[k]))
             named = True
-    return msg + ("; nothing of this input was kept" if named else "")
+    if named:  # what a sink said it kept went with the work folder
+        msg = re.sub(r" \(rows up to frame \d+ are complete\)", "", msg) + "; nothing of this input was kept"
+    return msg
 
 
 def _max_rss_mb() -> Optional[float]:
