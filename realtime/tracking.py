@@ -60,6 +60,9 @@ __all__ = ["Tracker", "Track", "GradualCut", "detect_faces", "iou_matrix", "pict
 
 log = logging.getLogger(__name__)
 
+#: letterbox and pillarbox bars are darker than this (grey level): a flat light edge is a wall, not a bar
+BAR_DARK = 48.0
+
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU between every box of ``a`` (N, 4) and ``b`` (M, 4), xyxy -> (N, M)."""
@@ -484,14 +487,17 @@ class _Shown:
     def has_bars(self, shape: Tuple[int, int], area: Tuple[int, int, int, int], flat: float = 4.0) -> bool:
         """Whether this frame still has bars outside ``area`` (another frame's picture area): every row above and
         below it and every column left and right of it, less the one next to the picture (where the two blend when
-        scaled), flat (standard deviation under ``flat`` grey levels), as :func:`picture_area` finds bars."""
+        scaled), flat (standard deviation under ``flat`` grey levels) and dark, as :func:`picture_area` finds
+        bars."""
         if self.small.shape != tuple(shape):
             return False
         r0, r1, c0, c1 = area
         s = self.small.astype(np.float32)
-        rows = [x.std(axis=1) for x in (s[:max(0, r0 - 1)], s[r1 + 1:]) if x.size]
-        cols = [x.std(axis=0) for x in (s[:, :max(0, c0 - 1)], s[:, c1 + 1:]) if x.size]
-        return bool(rows or cols) and all(bool((v < flat).all()) for v in rows + cols)
+        rows = [x for x in (s[:max(0, r0 - 1)], s[r1 + 1:]) if x.size]
+        cols = [x for x in (s[:, :max(0, c0 - 1)], s[:, c1 + 1:]) if x.size]
+        return bool(rows or cols) and all(bool((x.std(axis=1) < flat).all() and (x.mean(axis=1) < BAR_DARK).all())
+                                          for x in rows) and all(
+            bool((x.std(axis=0) < flat).all() and (x.mean(axis=0) < BAR_DARK).all()) for x in cols)
 
 
 def _inside_bars(*shown: _Shown) -> Tuple[np.ndarray, ...]:
@@ -544,18 +550,22 @@ def structural_similarity(a: np.ndarray, b: np.ndarray, side: int = 32) -> float
     return _ncc(_thumb(a, side), _thumb(b, side))
 
 
-def picture_area(a: np.ndarray, b: np.ndarray, flat: float = 4.0, min_bar: float = 0.08) -> Tuple[slice, slice]:
+def picture_area(a: np.ndarray, b: np.ndarray, flat: float = 4.0, min_bar: float = 0.08,
+                 dark: float = BAR_DARK) -> Tuple[slice, slice]:
     """(rows, columns) of two grey frames (H, W) uint8 inside the bars they share: a run of rows or columns at an
-    edge of the frames that is flat in both (standard deviation under ``flat`` grey levels), at the same level, and
-    at least ``min_bar`` of the side wide (letterbox and pillarbox bars: a portrait phone video or a 4:3 film shown
-    in a 16:9 frame; a narrower flat edge, such as a plain wall, stays in). The whole side where it has no such
-    bars, or where they would leave less than a quarter of it. Give one frame twice for its own bars."""
+    edge of the frames that is flat in both (standard deviation under ``flat`` grey levels), dark (mean under
+    ``dark``), at the same level, and at least ``min_bar`` of the side wide (letterbox and pillarbox bars: a
+    portrait phone video or a 4:3 film shown in a 16:9 frame; a narrower flat edge stays in). A flat light edge is
+    no bar: a studio's plain backdrop beside a person, taken for bars, left only the moving person to the cut
+    tests, and a head moving across it read as scene cuts. The whole side where it has no such bars, or where they
+    would leave less than a quarter of it. Give one frame twice for its own bars."""
     fa, fb = a.astype(np.float32), b.astype(np.float32)
 
     def span(axis: int) -> slice:
         n = a.shape[1 - axis]
-        level = np.abs(fa.mean(axis=axis) - fb.mean(axis=axis))
-        flat_ = (fa.std(axis=axis) < flat) & (fb.std(axis=axis) < flat) & (level < flat)
+        ma, mb = fa.mean(axis=axis), fb.mean(axis=axis)
+        level = np.abs(ma - mb)
+        flat_ = (fa.std(axis=axis) < flat) & (fb.std(axis=axis) < flat) & (level < flat) & (ma < dark) & (mb < dark)
         keep = np.flatnonzero(~flat_)
         if keep.size == 0:
             return slice(0, n)
