@@ -401,6 +401,14 @@ class Analyzer:
         self.close()
 
 
+def _local_file(src: Source) -> Optional[Path]:
+    """The source's file on this machine (None for a camera, a stream, a pipe or frames in memory)."""
+    path = getattr(src, "path", None)
+    if isinstance(path, (str, Path)) and "://" not in str(path) and Path(path).is_file():
+        return Path(path)
+    return None
+
+
 def _check_distinct(source: Any, csv: Optional[Union[str, Path]], video: Optional[Union[str, Path]],
                     sidecar: Optional[Union[str, Path]]) -> None:
     """UsageError where two outputs of a run, or an output and its input file, are one file (the CSV at
@@ -489,7 +497,8 @@ class Run:
         self.outputs = RunOutputs(analyzer.code_dim, fps=self.src.fps, time_base=self.src.time_base,
                                   audio_from=self.src.path if audio else None, describe=self.describe,
                                   stats=self.stats.summary, overwrite=overwrite, video_preset=video_preset,
-                                  file_column=self.src.frame_files, stills=self.src.stills)
+                                  file_column=self.src.frame_files, stills=self.src.stills,
+                                  input_path=_local_file(self.src))
         if annotate is None or annotate is True:
             self.outputs.annotator = default_annotator(neutralized=False) if (video or annotate) else None
         elif annotate is not False:

@@ -19,7 +19,7 @@ import threading
 import time
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from facecycle.errors import FaceCycleError, OutputError
 from facecycle.files import VIDEO_SUFFIXES
@@ -53,14 +53,18 @@ class RunOutputs:
             sink is closed and dropped, ``on_error(one-line message)`` is called and the run goes on (the app).
         file_column: the CSV ends each row with its frame's file name (sources whose frames are files).
         stills: the frames are separate pictures: a video path without a video suffix is a folder of pictures.
+        input_path: the run's input file, which no output may be written over (nor may two outputs be one
+            file), however the outputs are switched while the run goes (the app's Record and Export CSV).
     """
 
     def __init__(self, code_dim: int, *, fps: Optional[float] = None, time_base: Optional[Fraction] = None,
                  audio_from: Optional[str] = None, describe: Optional[Callable[[], dict]] = None,
                  stats: Optional[Callable[[], dict]] = None, overwrite: bool = False,
                  video_preset: str = "superfast", on_error: Optional[Callable[[str], None]] = None,
-                 file_column: bool = False, stills: bool = False) -> None:
+                 file_column: bool = False, stills: bool = False,
+                 input_path: Optional[PathLike] = None) -> None:
         self.code_dim = int(code_dim)
+        self.input_path = Path(input_path) if input_path is not None else None
         self.file_column = bool(file_column)
         self.stills = bool(stills)
         self.fps = fps
@@ -112,6 +116,7 @@ class RunOutputs:
         """Open the CSV now (raises :class:`~facecycle.errors.OutputError`); used before the first frame."""
         self._close_csv("stopped")
         side = Path(sidecar) if sidecar else Path(path).with_suffix(".json")
+        self._check_clash({"CSV": Path(path), "CSV's sidecar": side})
         self._set_aside(Path(path))
         self._set_aside(side)
         try:
@@ -121,6 +126,24 @@ class RunOutputs:
             raise
         self.sidecar_path = side
         self.write_sidecar("running")
+
+    def _check_clash(self, new: Dict[str, Path]) -> None:
+        """OutputError where a file about to be opened is the input, an output still open, or another of ``new``
+        (the app recorded over the video it was reading, and a CSV named ``x.json`` was replaced by its sidecar)."""
+        taken: Dict[str, str] = {}
+        if self.input_path is not None and self.input_path.is_file():
+            taken[os.path.realpath(self.input_path)] = "the input"
+        if self.csv is not None:
+            taken[os.path.realpath(self.csv.path)] = "the CSV being written"
+        if self.sidecar_path is not None:
+            taken[os.path.realpath(self.sidecar_path)] = "the CSV's sidecar"
+        if self.video is not None:
+            taken[os.path.realpath(self.video.path)] = "the recording"
+        for role, p in new.items():
+            key = os.path.realpath(p)
+            if key in taken:
+                raise OutputError(f"{p}: the {role} would be written over {taken[key]}; choose another file")
+            taken[key] = f"the {role}"
 
     def _pictures(self, path: PathLike) -> bool:
         return is_image_path(path) or (self.stills and Path(path).suffix.lower() not in VIDEO_SUFFIXES)
@@ -138,6 +161,7 @@ class RunOutputs:
         (``.png``, ``.jpg``, …) is one picture (:class:`~realtime.sinks.ImageSink`); for ``stills``, a path without
         a video suffix is a folder of pictures (``photos.annotated``); anything else is a video."""
         self._close_video()
+        self._check_clash({"recording": Path(path)})
         if self._pictures(path):
             self.video = ImageSink(path, overwrite=self.overwrite)
         else:

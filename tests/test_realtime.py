@@ -223,6 +223,31 @@ def _packet(faces, index=0, ts=0.0):
                        image=np.zeros((10, 10, 3), np.uint8), faces=faces)
 
 
+def test_run_outputs_never_write_over_the_input_or_each_other(tmp_path):
+    """The app's Record and Export CSV open files while the run goes: recording to the video being read replaced
+    it (72 frames and its audio) by an 11-frame recording; a CSV onto the input turned the video into a CSV; a CSV
+    and a recording of one name overwrote each other; a CSV named x.csv beside a recording named x.json lost the
+    recording to the sidecar. Each is now refused with one line, and the input is untouched."""
+    from facecycle.errors import OutputError
+    from realtime.outputs import RunOutputs
+
+    src = tmp_path / "in.mp4"
+    src.write_bytes(b"the input's bytes")
+    out = RunOutputs(4, fps=25, describe=lambda: {}, input_path=src, overwrite=True)
+    for open_, role in ((out.open_video, "recording"), (out.open_csv, "CSV")):
+        with pytest.raises(OutputError, match=f"the {role} would be written over the input"):
+            open_(src)
+    assert src.read_bytes() == b"the input's bytes"
+    out.open_csv(tmp_path / "x.csv")
+    with pytest.raises(OutputError, match="over the CSV being written"):
+        out.open_video(tmp_path / "x.csv")
+    with pytest.raises(OutputError, match="over the CSV's sidecar"):
+        out.open_video(tmp_path / "x.json")
+    with pytest.raises(OutputError, match="CSV's sidecar would be written over the CSV"):
+        out.open_csv(tmp_path / "y.json", sidecar=tmp_path / "y.json")
+    out.close("complete")
+
+
 def test_run_outputs_switch_while_the_run_goes(tmp_path):
     """The one ending of every frame (realtime.outputs.RunOutputs): overlay, CSV and video switched on, off and
     to another file between frames; each CSV gets its sidecar; a failing output is reported and dropped."""
