@@ -210,7 +210,10 @@ class Pipeline:
             it = iter(self.source)
             while not self.stop_event.is_set():
                 if not self._running.is_set():
-                    self._running.wait(0.1)
+                    t_pause = time.perf_counter()
+                    while not self._running.is_set() and not self.stop_event.is_set():
+                        self._running.wait(0.1)
+                    self.source.paused_for(time.perf_counter() - t_pause)  # a paced file resumes where it was
                     continue
                 if self.max_frames is not None and self.frames_read >= self.max_frames:
                     break

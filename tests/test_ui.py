@@ -439,6 +439,70 @@ def test_errors_show_in_the_window_and_app_stays_usable(qtbot, window, tmp_path)
     assert window.session.end_reason in ("stopped", "end of input")
 
 
+def test_outputs_that_fail_or_would_replace_the_input_are_off_and_the_window_keeps_its_size(qtbot, window,
+                                                                                             tmp_path):
+    """Recording onto the video being read replaced it; a Record or Export CSV whose file would not open stayed
+    checked with nothing written, and after a failed run the choice was lost for the next file; the status bar
+    kept "● REC" after the run; a long file name widened the window for good (1180 -> 2227 px)."""
+    import shutil
+
+    src = tmp_path / ("a_long_name_" * 8 + ".mp4")
+    shutil.copy(shared_video(CLIP), src)
+    before = src.read_bytes()
+    width = window.width()
+    window.set_record_path(src)
+    window.open_source(src, start=True)
+    _wait_finished(qtbot, window)
+    assert src.read_bytes() == before and "would be written over the input" in window.banner.text()
+    assert not window.record_button.isChecked() and window.record_path is None
+    assert window.width() == width and "REC" not in window.rec_label.text()
+    # a CSV asked for, then a file that fails to open: the CSV is still asked for on the next file
+    window.set_csv_path(tmp_path / "out.csv")
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video" * 50)
+    window.open_source(bad, start=True)
+    _wait_finished(qtbot, window)
+    assert window.csv_button.isChecked() and window.csv_path == str(tmp_path / "out.csv")
+    window.open_source(shared_video(CLIP), start=True)
+    _wait_finished(qtbot, window)
+    assert (tmp_path / "out.csv").is_file() and not window.csv_button.isChecked()
+    assert window.width() == width
+
+
+def test_a_paced_file_resumes_where_it_was_paused(qtbot, window):
+    """With "file at its own pace", the file's clock ran on while paused: 0.6 s after a 3 s pause the view was
+    at frame 112, not 36, and the frames between were dropped, never analysed."""
+    window.realtime_check.setChecked(True)
+    window.open_source(shared_video(LONG_CLIP), start=True)
+    qtbot.waitUntil(lambda: window.live_view.painted >= 10, timeout=60_000)
+    window.pause(True)
+    qtbot.wait(300)
+    at = window.last_packet.timestamp
+    qtbot.wait(2500)
+    window.pause(False)
+    qtbot.wait(600)
+    # 0.6 s of the file after the pause (a slow machine shows less), not the 2.5 s of the pause as well
+    assert window.last_packet.timestamp - at < 1.5, (at, window.last_packet.timestamp)
+    window.stop()
+    _wait_finished(qtbot, window)
+    window.realtime_check.setChecked(False)
+
+
+def test_the_detector_box_offers_only_detectors_that_can_run(qtbot, model_dir):
+    """yunet and insightface need a model file, which the window has no chooser for: offered without one they could
+    only fail; and a model given for yunet went with every other detector chosen (CenterFace then failed)."""
+    from ui.main_window import detector_choices
+
+    assert detector_choices() == ["centerface"]
+    w = MainWindow(model_dir=model_dir, detector="yunet", detector_model="/some/yunet.onnx")
+    qtbot.addWidget(w)
+    w.open_source(shared_video(CLIP))
+    items = [w.detector_combo.itemText(i) for i in range(w.detector_combo.count())]
+    assert items == ["centerface", "yunet"] and w.run_config().detector_model == "/some/yunet.onnx"
+    w.detector_combo.setCurrentText("centerface")
+    assert w.run_config().detector_model is None
+
+
 def test_status_bar_says_no_rate_rather_than_zero(window):
     """A single picture is one frame: no frame rate can be measured, and the status bar said "pipeline 0.0 fps"
     as if the pipeline had stalled."""

@@ -50,9 +50,15 @@ def backend_choices() -> List[str]:
     return list(BACKEND_NAMES)
 
 
-def detector_choices() -> List[str]:
-    """Detector names for the combo box (``realtime.detectors``; the default first; ``scrfd`` is an alias)."""
-    return [d for d in DETECTOR_CHOICES if d != "scrfd"]
+#: detectors that need the user's model file (``--detector-model``), which the window has no chooser for
+_NEED_MODEL = ("yunet", "insightface", "scrfd")
+
+
+def detector_choices(with_model: Optional[str] = None) -> List[str]:
+    """Detector names for the combo box (``realtime.detectors``; the default first; ``scrfd`` is an alias): the
+    built-in one, and ``with_model``, the detector whose model file the app was started with. Those that need a
+    model file of their own are offered only so (chosen without one, they could only fail)."""
+    return [d for d in DETECTOR_CHOICES if d != "scrfd" and (d not in _NEED_MODEL or d == with_model)]
 
 
 def _rate(fps: float) -> str:
@@ -86,6 +92,8 @@ class MainWindow(QMainWindow):
                  detector_model: Optional[str] = None, neutral_reference: bool = True) -> None:
         super().__init__(parent)
         self.detector_model = detector_model
+        self._model_detector = detector  # the detector that detector_model is for (not the others in the list)
+        self._running_text = "running"
         self.neutral_reference = neutral_reference
         self.setWindowTitle("FaceCycle RT")
         self.setAcceptDrops(True)
@@ -148,12 +156,13 @@ class MainWindow(QMainWindow):
         self._select(self.backend_combo, backend)
         self.backend_combo.setToolTip("inference backend (applies at the next start)")
         self.detector_combo = QComboBox(self)
-        self.detector_combo.addItems(detector_choices())
+        self.detector_combo.addItems(detector_choices(detector if self.detector_model else None))
         self._select(self.detector_combo, detector)
         self.detector_combo.setToolTip("face detector (applies at the next start)")
         self.realtime_check = QCheckBox("file at its own pace", self)
         self.realtime_check.setChecked(realtime)
-        self.realtime_check.setToolTip("play files like a camera (late frames dropped) instead of as fast as possible")
+        self.realtime_check.setToolTip("play files like a camera (late frames dropped) instead of as fast as possible "
+                                       "(applies at the next start)")
         self.model_button = QPushButton("Model…", self)
         self.model_button.setToolTip("choose an exported model directory")
         self.model_button.clicked.connect(self._choose_model)
@@ -221,6 +230,12 @@ class MainWindow(QMainWindow):
         self.latency_label = QLabel("latency – ms", self)
         self.drops_label = QLabel("dropped 0", self)
         self.rec_label = QLabel("", self)
+        # long file names must not widen the window (it grew to 2,227 px and could not be made smaller again):
+        # the labels take the width they are given, their whole text is their tooltip
+        for lbl in (self.state_label, self.rec_label):
+            lbl.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+            lbl.setMinimumWidth(60)
+        self.rec_label.setMaximumWidth(360)
         sb.addWidget(self.state_label, 1)
         for w in (self.rec_label, self.fps_label, self.pipe_label, self.latency_label, self.drops_label):
             sb.addPermanentWidget(w)
@@ -250,7 +265,9 @@ class MainWindow(QMainWindow):
         if self.source is None:
             return None
         return RunConfig(source=self.source, model_dir=self.model_dir, backend=self.backend_combo.currentText(),
-                         detector=self.detector_combo.currentText(), detector_model=self.detector_model,
+                         detector=self.detector_combo.currentText(),
+                         detector_model=(self.detector_model if self.detector_combo.currentText()
+                                         == self._model_detector else None),
                          realtime=self.realtime_check.isChecked(), neutral_reference=self.neutral_reference)
 
     def open_source(self, source: Union[str, int, Path], start: bool = False) -> None:
@@ -390,6 +407,13 @@ class MainWindow(QMainWindow):
     def _on_error(self, generation: int, message: str) -> None:
         if self._current(generation):
             self.show_error(message)
+            # an output that could not be opened or went wrong is off: its button says so
+            if message.startswith(("recording not started", "recording stopped")):
+                self.record_path = None
+                self.record_button.setChecked(False)
+            elif message.startswith(("CSV export not started", "CSV export stopped")):
+                self.csv_path = None
+                self.csv_button.setChecked(False)
 
     def _on_started(self, generation: int, info: dict) -> None:
         if not self._current(generation):
@@ -399,7 +423,9 @@ class MainWindow(QMainWindow):
         backend = b.get("backend", "") if isinstance(b, dict) else str(b or "")
         d = info.get("detector")
         det = d.get("detector", "") if isinstance(d, dict) else str(d or "")
-        self.state_label.setText(f"running: {Path(str(src)).name if src != '' else ''}  [{backend}, {det}]")
+        self._running_text = f"running: {Path(str(src)).name if src != '' else ''}  [{backend}, {det}]"
+        self.state_label.setText(self._running_text)
+        self.state_label.setToolTip(f"running: {src}  [{backend}, {det}]")
         self.panel.stills = (info.get("input") or {}).get("reading") == "stills"
         self.live_view.set_placeholder("waiting for the first frame …")
         self._update_buttons()
@@ -418,11 +444,18 @@ class MainWindow(QMainWindow):
             readings = [r for r in (csv_reading(f) for f in s.finished_files if f.endswith(".csv")) if r]
             text = f"{reason}" + (f" — saved {files}" if files else "") + "".join(f"; {r}" for r in readings)
             self.state_label.setText(text)
+            self.state_label.setToolTip("\n".join([reason, *s.finished_files]))
         self.pause_button.setChecked(False)
-        # the files are finished: a new run asks for new ones instead of overwriting them
-        self.record_path = self.csv_path = None
-        self.record_button.setChecked(False)
-        self.csv_button.setChecked(False)
+        # the files are finished: a new run asks for new ones instead of overwriting them. An output this run
+        # never wrote (a file that would not open) stays asked for, for the next file
+        written = {str(Path(f)) for f in s.finished_files} if s is not None else set()
+        if self.record_path is None or str(Path(self.record_path)) in written:
+            self.record_path = None
+            self.record_button.setChecked(False)
+        if self.csv_path is None or str(Path(self.csv_path)) in written:
+            self.csv_path = None
+            self.csv_button.setChecked(False)
+        self._update_status()  # the status bar's "● REC … CSV …" ends with the run
         self._update_buttons()
         self.runFinished.emit(reason)
         if self._closing:
@@ -469,7 +502,7 @@ class MainWindow(QMainWindow):
             self.refresh_panel()
         else:
             s.resume()
-            self.state_label.setText("running")
+            self.state_label.setText(self._running_text)
 
     def _on_overlay_toggled(self, _checked: bool) -> None:
         self._apply_overlays(Overlays(**{k: cb.isChecked() for k, cb in self.overlay_checks.items()}))

@@ -52,6 +52,11 @@ class Source(abc.ABC):
     def close(self) -> None:
         """Release the device or file (idempotent)."""
 
+    def paused_for(self, seconds: float) -> None:
+        """The reader stopped pulling frames for ``seconds`` (a pause): a source that paces itself (a file played
+        at its own pace) moves its clock on by that much, so that it resumes where it was. Others ignore it: a
+        camera's frames go on without us."""
+
     def __enter__(self) -> "Source":
         return self
 

@@ -144,6 +144,7 @@ class VideoSource(Source):
         # more than 10 s either way is a discontinuity there, as FFmpeg's own tools take it
         self._ts_discont = bool(int(self.container.format.flags) & 512)  # AVFMT_TS_DISCONT
         self.frames_decoded = 0
+        self._paused_s = 0.0  # time the reader was paused, not yet added to the pacing clock
         self.frames_missing = 0
         self.discontinuities = 0  # times the timestamps jumped back (the timeline was continued across them)
         self.rotation = 0
@@ -238,6 +239,8 @@ class VideoSource(Source):
                     now = time.perf_counter()
                     if t0_wall is None:
                         t0_wall = now - ts
+                    t0_wall += self._paused_s  # a pause moves the clock on: the file resumes where it was
+                    self._paused_s = 0.0
                     wait = t0_wall + ts - now
                     if wait > 0:
                         time.sleep(wait)
@@ -299,6 +302,9 @@ class VideoSource(Source):
                     self.container.close()
                 except Exception:  # noqa: BLE001 - closing must not raise
                     pass
+
+    def paused_for(self, seconds: float) -> None:
+        self._paused_s += max(0.0, float(seconds))
 
     def describe(self) -> dict:
         d = super().describe()
