@@ -153,6 +153,8 @@ def test_face_panel_shows_the_current_pictures_faces_and_makes_room_for_new_ones
                        + [FaceSample(12 / 30, 12, 0.5, em, None), FaceSample(12 / 30, 13, 0.5, em, None)])
     stills.advance()
     assert set(stills.cards) == {12, 13}  # the last picture's two faces, and only those
+    stills.advance(13 / 30)  # the next picture has no face: no card (the last picture's stayed)
+    assert not stills.cards
     video = FacePanel(window=10.0, forget_after=2.0, max_cards=2)
     qtbot.addWidget(video)
     video.add_samples([FaceSample(0.0, 0, 0.5, em, None), FaceSample(0.0, 1, 0.5, em, None),

@@ -215,7 +215,10 @@ class FacePanel(QScrollArea):
         """Drop stale cards and repaint the others (once per GUI tick)."""
         if now is not None:
             self._now = max(self._now, now)
-        self._drop([t for t, c in self.cards.items() if self._now - c.last_seen > self.forget_after])
+        # stills: a card is its picture's only (a later picture without a face shows none: it showed the last one's)
+        stale = (lambda c: c.last_seen < self._now) if self.stills else (
+            lambda c: self._now - c.last_seen > self.forget_after)
+        self._drop([t for t, c in self.cards.items() if stale(c)])
         for c in self.cards.values():
             c.refresh()
         self._empty.setVisible(not self.cards)
