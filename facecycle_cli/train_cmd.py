@@ -206,8 +206,15 @@ def _train_semisup(args: argparse.Namespace, cfg) -> int:
     if bool(args.still_targets) != (opts.distill_weight > 0):
         raise UsageError("--still-targets and --set distill_weight=W (W > 0) go together")
     targets = read_still_targets(Path(args.still_targets), stills[1]) if args.still_targets else None
-    tr = SemiSupTrainer(opts, stills, val, (vimg, vtr), Path(args.out), init=args.init, video_labels=vlab,
-                        init_head=args.init_head, init_motion=args.init_motion, critic=args.critic,
+    init, init_head, init_motion = args.init, args.init_head, args.init_motion
+    if args.resume and (Path(args.out) / "state.safetensors").is_file() and (init or init_head or init_motion):
+        # the state holds every weight the run has: what it started from is not read again (a fresh checkout of
+        # scripts/train_default.sh finetune stopped on a start file that only the first session had)
+        print("resuming: --init, --init-head and --init-motion are not read (the run's state holds its weights)",
+              flush=True)
+        init = init_head = init_motion = None
+    tr = SemiSupTrainer(opts, stills, val, (vimg, vtr), Path(args.out), init=init, video_labels=vlab,
+                        init_head=init_head, init_motion=init_motion, critic=args.critic,
                         still_targets=targets)
     if args.resume:
         if tr.resume():
