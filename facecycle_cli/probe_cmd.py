@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
 from facecycle.errors import OutputError, UsageError
 from facecycle.files import json_text
+
+log = logging.getLogger(__name__)
 
 
 def _common(q: argparse.ArgumentParser) -> None:
@@ -49,7 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e = ps.add_parser("eval", help="evaluate a fitted head")
     _common(e)
     e.add_argument("--split", default="test", help="test, val (held out of train) or any <DIR> sub-folder")
-    e.add_argument("--head", default=None, help="head file (default: the shipped expression head)")
+    e.add_argument("--head", default=None, help="head file (default: the --model folder's own head; without "
+                                                "--model, the shipped head)")
     e.add_argument("--json", default=None, help="write the report as JSON")
     e.set_defaults(func=_eval)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
@@ -155,13 +159,22 @@ def _eval(args: argparse.Namespace) -> int:
     from facecycle.probe.linear import load_head
     from facecycle.probe.run import eval_expression, eval_pose, expression_items
 
+    name = "expression_head.safetensors" if args.task == "expression" else "pose_head.safetensors"
     if args.head:
         head_path = Path(args.head)
+    elif args.model and (Path(args.model) / name).is_file():
+        head_path = Path(args.model) / name  # the model's own head (the shipped one scored it as chance)
+    elif args.model:
+        raise UsageError(f"{args.model} has no {args.task} head ({name}): the shipped head reads only the shipped "
+                         "model's feature; give --head (a head `facecycle probe fit` wrote), or export the model "
+                         "with its head")
     else:
         from facecycle.assets import default_model_dir
 
-        head_path = default_model_dir() / ("expression_head.safetensors" if args.task == "expression"
-                                           else "pose_head.safetensors")
+        head_path = default_model_dir() / name
+        if args.checkpoint:
+            log.warning("--checkpoint without --head: scored with the shipped %s head, which reads the shipped "
+                        "model's feature (right for the shipped model's own training checkpoints only)", args.task)
     head = load_head(head_path)
     if head.meta.get("task", args.task) != args.task:
         raise UsageError(f"{head_path} is a {head.meta.get('task')} head, not {args.task}")

@@ -116,6 +116,19 @@ def test_probe_cli_fit_and_eval_with_exported_model(fer_small, tiny_export, tmp_
     assert rc == 0
     rep = json.loads(out.read_text())
     assert rep["n"] == 28 and 0.0 <= rep["accuracy"] <= 1.0
+    # no --head: the model folder's own head (the shipped one was used, and scored the model as chance); a
+    # folder without one is refused
+    assert main(["probe", "eval", "--data", str(fer_small), "--split", "test", "--model", str(model_dir),
+                 "--no-progress"]) == 2
+    import shutil
+
+    own = tmp_path / "with_head"
+    shutil.copytree(model_dir, own)
+    shutil.copy(head, own / "expression_head.safetensors")
+    assert main(["probe", "eval", "--data", str(fer_small), "--split", "test", "--model", str(own),
+                 "--json", str(out), "--no-progress"]) == 0
+    assert json.loads(out.read_text())["head"] == str(own / "expression_head.safetensors")
+    assert json.loads(out.read_text())["accuracy"] == rep["accuracy"]
     assert np.array(rep["confusion_matrix"]).sum() == 28 and len(rep["per_class_accuracy"]) == 7
     # the same head through torch (random-encoder of the same seed is a different feature: refit)
     for base in ("pixels", "random-encoder"):
