@@ -479,3 +479,26 @@ def test_span_evaluation_uses_only_labels_the_shipped_model_never_had(tmp_path):
     more.write_text(labels_csv.read_text().rstrip("\n") + "\nsmirk_dafoe,happy,a clip label\n")
     fewer = mod.unlabelled_spans(spans_csv, more)
     assert len(fewer) == 16 and "smirk_dafoe" not in {r["clip"] for r in fewer}
+
+
+def test_the_video_framing_comes_from_the_prepared_data_sets(tmp_path):
+    """Data prepared at the documented default (--scale 1.7) trained a 1.03-framed model on faces 1.35 times too
+    loose: semisup assumed 1.3 whatever meta.json said, and the motion stages cut nothing. The data sets' own scale
+    is the default now, and a contradicting --video-scale or mixed data sets are refused."""
+    import json
+
+    from facecycle.errors import UsageError
+    from facecycle_cli.train_cmd import _video_scale
+
+    dirs = []
+    for name, scale in (("a", 1.7), ("b", 1.7), ("c", 1.3)):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "meta.json").write_text(json.dumps({"size": 128, "scale": scale}))
+        dirs.append(str(d))
+    assert _video_scale(dirs[:2], None) == 1.7 and _video_scale(dirs[:2], 1.7) == 1.7
+    assert _video_scale([str(tmp_path / "none")], None) is None  # no meta.json: as before
+    with pytest.raises(UsageError, match="prepared at --scale 1.7"):
+        _video_scale(dirs[:1], 1.3)
+    with pytest.raises(UsageError, match="different scales"):
+        _video_scale(dirs, None)
