@@ -502,3 +502,17 @@ def test_the_video_framing_comes_from_the_prepared_data_sets(tmp_path):
         _video_scale(dirs[:1], 1.3)
     with pytest.raises(UsageError, match="different scales"):
         _video_scale(dirs, None)
+
+
+def test_a_resume_names_every_option_that_changed():
+    """Only a few options were compared on --resume: a changed --lr, perceptual weight, --video-scale, --amp or
+    --val-frac went unmentioned (the last moves trained-on images into validation), and the saved state then
+    recorded only the new values."""
+    from dataclasses import asdict
+
+    from facecycle.train.state import changed_options
+
+    old = asdict(SemiSupOptions())
+    now = asdict(SemiSupOptions(lr=1e-3, amp="bf16", zero_flow_weight=0.0, threads=7, ckpt_every=10))
+    assert [k for k, _, _ in changed_options(old, now)] == ["amp", "lr", "zero_flow_weight"]  # threads etc.: no
+    assert changed_options({"betas": [0.5, 0.9]}, {"betas": (0.5, 0.9)}) == []  # a JSON round trip is no change

@@ -84,7 +84,7 @@ from ..nn import flow_intensity
 from ..nn.warp import warp
 from .freeze import eval_mode, frozen
 from .runlog import RunLog
-from .state import FrozenSide, after_step, load_state, save_state
+from .state import FrozenSide, after_step, changed_options, load_state, save_state
 
 __all__ = ["SemiSupOptions", "SemiSupTrainer", "EMOTION_CLASSES", "affine_jitter", "cut_framing",
            "load_video", "read_clip_labels", "label_video", "ClipSpans"]
@@ -474,11 +474,10 @@ class SemiSupTrainer:
         self.head.load_state_dict(load_file(str(hd), device=str(self.dev)))
         meta, _ = load_state(st, self.opt)
         old = meta.get("options") or {}
-        for k in ("steps", "batch", "seed", "pairs", "cycle_every", "video_batch", "video_label_batch", "lr",
-                  "warmup_steps"):  # the schedule and the batches: a resume with others is no exact continuation
-            if k in old and old[k] != getattr(self.o, k, None):
+        for k, was, now in changed_options(old, asdict(self.o)):  # a resume with others is no exact continuation
+            if k != "distill_weight":  # (refused below)
                 log.warning("resume: option %s was %r, now %r (the continuation will not be exact; give the run's "
-                            "own value)", k, old[k], getattr(self.o, k, None))
+                            "own value)", k, was, now)
         saved_w = float(old.get("distill_weight", 0.0))
         if saved_w != self.o.distill_weight:
             raise UsageError(f"{self.out} was trained with distill_weight {saved_w:g}; resume it with the same "

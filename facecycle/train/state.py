@@ -10,14 +10,14 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
 from ..errors import ModelError
 
-__all__ = ["save_state", "load_state", "read_meta", "after_step", "save_module", "load_module", "SideModule",
-           "FrozenSide"]
+__all__ = ["save_state", "load_state", "read_meta", "changed_options", "after_step", "save_module", "load_module",
+           "SideModule", "FrozenSide"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,21 @@ def load_state(path: Path, optimizer: Optional[torch.optim.Optimizer]
     if optimizer is not None:
         optimizer.load_state_dict({"state": state, "param_groups": json.loads(md["param_groups"])})
     return json.loads(md["meta"]), extra
+
+
+#: options that change no number of a run (where it runs, how often it saves or reports)
+NEUTRAL_OPTIONS = ("threads", "device", "ckpt_every", "sample_every", "val_every")
+
+
+def changed_options(saved: Dict[str, Any], now: Dict[str, Any]) -> List[Tuple[str, Any, Any]]:
+    """``(name, saved value, value now)`` of every option a resumed run was saved with that differs now (those of
+    :data:`NEUTRAL_OPTIONS` aside): a resume with other options is no exact continuation, and the run's saved
+    options would then say only the new ones. Lists and tuples compare alike (a JSON round trip)."""
+    def norm(v: Any) -> Any:
+        return list(v) if isinstance(v, tuple) else v
+
+    return [(k, saved[k], now[k]) for k in sorted(set(saved) & set(now))
+            if k not in NEUTRAL_OPTIONS and norm(saved[k]) != norm(now[k])]
 
 
 def read_meta(path: Path) -> Dict[str, Any]:

@@ -30,7 +30,7 @@ from ..losses import PerceptualNet, identity_losses, motion_losses
 from ..model import ALL_MODULES, IDENTITY_MODULES, MOTION_MODULES, FaceCycle
 from ..preprocess import from_output
 from .runlog import RunLog
-from .state import after_step, load_state, save_state
+from .state import after_step, changed_options, load_state, save_state
 from .visual import flow_to_rgb, save_grid
 
 __all__ = ["TrainOptions", "Trainer", "lr_at"]
@@ -177,10 +177,8 @@ class Trainer:
                 getattr(self.model, n).load_state_dict(getattr(m, n).state_dict())
         meta, _ = load_state(self.state_path, self.opt)
         old = meta.get("options", {})
-        for k in ("stage", "config", "pairs", "seed", "fer_frac", "mirror_prob"):
-            if k in old and old[k] != getattr(self.o, k):
-                log.warning("resume: option %s was %r, now %r (the continuation will not be exact)",
-                            k, old[k], getattr(self.o, k))
+        for k, was, now in changed_options(old, asdict(self.o)):
+            log.warning("resume: option %s was %r, now %r (the continuation will not be exact)", k, was, now)
         self.step = int(meta["step"])
         self.wall = float(meta.get("wall_s", 0.0))
         self.log.trim(self.step)
