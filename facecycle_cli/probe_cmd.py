@@ -15,9 +15,10 @@ log = logging.getLogger(__name__)
 def _common(q: argparse.ArgumentParser) -> None:
     q.add_argument("--task", choices=("expression", "pose"), default="expression")
     q.add_argument("--data", required=True, help="expression: <DIR>/<split>/<class>/*.jpg; pose: .jpg+.mat folder")
-    q.add_argument("--val-frac", type=float, default=0.1,
-                   help="expression: fraction of <DIR>/train held out as split 'val' (stratified, seeded)")
-    q.add_argument("--seed", type=int, default=0, help="split / fit seed")
+    q.add_argument("--val-frac", type=float, default=None,
+                   help="expression: fraction of <DIR>/train held out as split 'val' (stratified, seeded; default "
+                        "0.1; eval: the head's own, so that val is what its fit held out)")
+    q.add_argument("--seed", type=int, default=None, help="split / fit seed (default 0; eval: the head's own)")
     q.add_argument("--checkpoint", default=None, help="FaceCycle checkpoint (torch) to take features from")
     q.add_argument("--model", default=None, help="exported model dir (ONNX; default: the shipped model)")
     q.add_argument("--threads", type=int, default=0, help="CPU threads for feature extraction (0: default)")
@@ -121,6 +122,7 @@ def _write_json(path, obj) -> None:
 
 
 def _fit(args: argparse.Namespace) -> int:
+    _check_numbers(args)
     if args.threads:
         import torch
 
@@ -128,6 +130,8 @@ def _fit(args: argparse.Namespace) -> int:
     from facecycle.probe.linear import save_head
     from facecycle.probe.run import expression_items, fit_expression, fit_pose, subsample
 
+    args.val_frac = 0.1 if args.val_frac is None else args.val_frac
+    args.seed = 0 if args.seed is None else args.seed
     ex = _extractor(args)
     args.framing = args.framing or "auto"
     framer = _framer(args, ex)
@@ -140,6 +144,8 @@ def _fit(args: argparse.Namespace) -> int:
             raise UsageError(f"--weight-decays: not a comma list of numbers: {args.weight_decays!r}") from None
         if not wds:
             raise UsageError("--weight-decays is empty")
+        if any(not w >= 0 for w in wds):
+            raise UsageError(f"--weight-decays: L2 strengths are >= 0, not {args.weight_decays!r}")
         head, info = fit_expression(ex, items, flips=not args.no_flips, seed=args.seed,
                                     progress=not args.no_progress, wds=wds, framer=framer)
         head.meta.update({"data": str(args.data), "split": args.split, "val_frac": str(args.val_frac),
@@ -147,12 +153,38 @@ def _fit(args: argparse.Namespace) -> int:
     else:
         head, info = fit_pose(ex, Path(args.data), seed=args.seed, progress=not args.no_progress, framer=framer)
     head.meta["framing"] = args.framing
+    head.meta.update(_feature_source(args, head.meta))
     save_head(head, Path(args.out))
     info.update({"head": str(args.out), "feature": head.meta.get("feature"), "framing": _framing_report(framer)})
     _write_json(args.json, info)
     print(f"wrote {args.out} ({head.meta.get('feature')} features, {head.weight.shape[1]}-d; "
           f"fit on {info['n_images']} images)")
     return 0
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    if args.val_frac is not None and not 0 <= args.val_frac < 1:
+        raise UsageError(f"--val-frac is a fraction in [0, 1), not {args.val_frac}")
+    if args.threads < 0:
+        raise UsageError(f"--threads must be >= 0 (0: the default), not {args.threads}")
+
+
+def _feature_source(args: argparse.Namespace, meta: dict) -> dict:
+    """What gave a head's features: ``feature_source`` (the path) and ``feature_sha`` (of the checkpoint file, or
+    of the model folder's manifest, which holds its graphs' checksums). Empty for the baselines."""
+    from facecycle.files import sha256_file
+
+    if meta.get("feature", "facecycle") != "facecycle":
+        return {}
+    if args.checkpoint:
+        p = Path(args.checkpoint)
+        f = p / "model.safetensors" if p.is_dir() else p
+    else:
+        from facecycle.assets import default_model_dir
+
+        p = Path(args.model) if args.model else default_model_dir()
+        f = p / "manifest.json"
+    return {"feature_source": str(p), "feature_sha": sha256_file(f)[:16]} if f.is_file() else {}
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -172,12 +204,31 @@ def _eval(args: argparse.Namespace) -> int:
         from facecycle.assets import default_model_dir
 
         head_path = default_model_dir() / name
+        if not head_path.is_file():
+            raise UsageError(f"no {args.task} head is shipped: give --head (a head `facecycle probe fit --task "
+                             f"{args.task}` wrote)")
         if args.checkpoint:
             log.warning("--checkpoint without --head: scored with the shipped %s head, which reads the shipped "
                         "model's feature (right for the shipped model's own training checkpoints only)", args.task)
     head = load_head(head_path)
     if head.meta.get("task", args.task) != args.task:
         raise UsageError(f"{head_path} is a {head.meta.get('task')} head, not {args.task}")
+    _check_numbers(args)
+    # the split the head's fit held out: its own seed and fraction (a head fitted with --seed 1 was scored on
+    # seed 0's "val", 27 of 28 of them images it was fitted on)
+    for key, default, cast in (("seed", 0, int), ("val_frac", 0.1, float)):
+        own = head.meta.get(key)
+        if getattr(args, key) is None:
+            setattr(args, key, cast(own) if own is not None else default)
+        elif own is not None and cast(own) != getattr(args, key) and args.split in ("val", "train") \
+                and head.meta.get("data") == str(args.data):
+            log.warning("--%s %s, but the head was fitted with %s: the %s split is not the one its fit held out",
+                        key.replace("_", "-"), getattr(args, key), own, args.split)
+    src = _feature_source(args, head.meta)
+    if head.meta.get("feature_sha") and src.get("feature_sha") != head.meta["feature_sha"]:
+        log.warning("the head was fitted on the features of %s, and is scored here on those of %s (other weights: "
+                    "give the same --model or --checkpoint)", head.meta.get("feature_source"),
+                    src.get("feature_source"))
     ex = _extractor(args, head.meta)
     args.framing = args.framing or head.meta.get("framing", "auto")  # as the head was fitted
     framer = _framer(args, ex)

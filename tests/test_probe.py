@@ -451,3 +451,47 @@ def test_the_fer_csv_in_its_folder_with_a_byte_order_mark_or_the_challenges_spac
         assert sorted(c for _, c in items) == [3, 5]
         assert (load_image(items[0][0], 48)[:, :, 0] == img.reshape(48, 48)).all()
         assert sorted(c for _, c in expression_items(data, "train", val_frac=0.0)) == [0, 4]
+
+
+def test_probe_eval_scores_a_head_on_its_own_split_features_and_class_names(fer_small, tiny_export, tmp_path,
+                                                                           caplog):
+    """A head fitted with --seed 1 was scored on seed 0's "val" (mostly images it was fitted on); a head fitted on
+    one model's features was scored on another's without a word; a head whose rows are in another class order was
+    scored by position (75.7 % read 42.9 %); a fit on one class, a negative L2 strength or --val-frac 1 ended in
+    a meaningless head or an internal error."""
+    from safetensors.numpy import save_file
+
+    from facecycle_cli import main
+
+    _, model_dir = tiny_export
+    head = tmp_path / "h.safetensors"
+    common = ["--data", str(fer_small), "--model", str(model_dir), "--threads", "1", "--no-progress"]
+    assert main(["probe", "fit", *common, "--seed", "1", "--val-frac", "0.25", "--weight-decays", "1e-2",
+                 "--out", str(head)]) == 0
+    h = load_head(head)
+    assert h.meta["seed"] == "1" and h.meta["feature_source"] == str(model_dir) and len(h.meta["feature_sha"]) == 16
+    out = tmp_path / "r.json"
+    assert main(["probe", "eval", *common, "--split", "val", "--head", str(head), "--json", str(out)]) == 0
+    own = json.loads(out.read_text())
+    assert own["n"] == 14  # seed 1's 25 %: 2 of each class
+    # the same head in another class order, rows and names together: the same score
+    perm = [4, 0, 1, 2, 3, 6, 5]
+    meta = dict(h.meta, classes=json.dumps([EXPRESSION_CLASSES[i] for i in perm]))
+    shuffled = tmp_path / "shuffled.safetensors"
+    save_file({"weight": h.weight[perm], "bias": h.bias[perm], "mean": h.mean, "std": h.std}, str(shuffled),
+              metadata=meta)
+    assert main(["probe", "eval", *common, "--split", "val", "--head", str(shuffled), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["accuracy"] == own["accuracy"]
+    # scored on the shipped model's features: said
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        main(["probe", "eval", "--data", str(fer_small), "--split", "val", "--head", str(head), "--no-progress"])
+    assert "fitted on the features of" in caplog.text or "expects" in caplog.text
+    # degenerate fits are refused in one line
+    one = tmp_path / "one"
+    shutil.copytree(fer_small / "train" / "happy", one / "train" / "happy")
+    for bad in (["--data", str(one), "--val-frac", "0"], ["--data", str(fer_small), "--weight-decays", "-1"],
+                ["--data", str(fer_small), "--val-frac", "1"], ["--data", str(fer_small), "--threads", "-2"]):
+        assert main(["probe", "fit", "--model", str(model_dir), "--no-progress", "--out",
+                     str(tmp_path / "x.safetensors"), *bad]) in (2, 3), bad  # usage (2) or data (3), one line
+        assert not (tmp_path / "x.safetensors").exists()

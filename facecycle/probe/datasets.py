@@ -71,7 +71,11 @@ def _split_dir(root: Path, split: str, classes: Sequence[str]) -> Path:
     subs = [p for p in root.iterdir() if p.is_dir() and not _hidden(p)]
     # class folders (some may name no class of ours, as CK+'s "contempt": list_expression then names them)
     if any(_class_name(p.name) in classes for p in subs):
-        log.info("%s holds the class folders: read as the %s split", root, split)
+        other = root.name.lower() in ("train", "training", "test", "testing", "val", "valid", "validation") and \
+            root.name.lower()[:3] != split.lower()[:3]
+        # a split's own folder given as the data set (--data fer/train --split test): said, as it scores the
+        # images a head may have been fitted on
+        (log.warning if other else log.info)("%s holds the class folders: read as the %s split", root, split)
         return root
     raise InputError(f"{d}: no such directory (expected <data>/<split>/<class>/*.jpg, or fer2013.csv)")
 

@@ -160,13 +160,15 @@ def extractor_from_meta(meta: Dict[str, str], model_dir: Optional[Path] = None, 
     if checkpoint is not None:
         from ..checkpoint import load_checkpoint
 
-        return TorchFeatures(load_checkpoint(checkpoint), threads=threads)
-    if model_dir is None:
-        from ..assets import default_model_dir
+        ex: FeatureExtractor = TorchFeatures(load_checkpoint(checkpoint), threads=threads)
+        where: Path = checkpoint
+    else:
+        if model_dir is None:
+            from ..assets import default_model_dir
 
-        model_dir = default_model_dir()
-    ex = OnnxFeatures(model_dir, threads)
+            model_dir = default_model_dir()
+        ex, where = OnnxFeatures(model_dir, threads), model_dir
     want = meta.get("feature_dim")
-    if want and ex.describe()["feature_dim"] != want:
-        raise InputError(f"the head expects {want}-d features, {model_dir} gives {ex.describe()['feature_dim']}-d")
+    if want and str(ex.describe()["feature_dim"]) != str(want):  # (before any image is read)
+        raise InputError(f"the head expects {want}-d features, {where} gives {ex.describe()['feature_dim']}-d")
     return ex

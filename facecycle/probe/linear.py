@@ -51,9 +51,10 @@ class Head:
         return json.loads(self.meta.get("classes", "[]"))
 
     def predict(self, feats: np.ndarray) -> np.ndarray:
-        z = (np.asarray(feats, np.float32) - self.mean) / self.std
-        if z.shape[1] != self.weight.shape[1]:
-            raise InputError(f"features are {z.shape[1]}-d, the head expects {self.weight.shape[1]}-d")
+        feats = np.asarray(feats, np.float32)
+        if feats.ndim != 2 or feats.shape[1] != self.weight.shape[1]:  # (before the arithmetic, which fails first)
+            raise InputError(f"features are {feats.shape[-1]}-d, the head expects {self.weight.shape[1]}-d")
+        z = (feats - self.mean) / self.std
         return z @ self.weight.T + self.bias
 
 

@@ -24,12 +24,22 @@ def expression_items(data: Path, split: str, val_frac: float = 0.1, seed: int = 
     ``val`` is that held-out part of ``<data>/train`` (stratified, seeded); other names are folders."""
     # the official fer2013.csv, or a folder holding it alone
     is_csv = (Path(data).is_file() and Path(data).suffix.lower() == ".csv") or fer_csv_in(Path(data)) is not None
-    if split in ("train", "val") and val_frac > 0 and (is_csv or (Path(data) / "train").is_dir()):
+    # a data set's own validation folder (AffectNet's, RAF-DB's) is its val split: a part of train is held out
+    # only where it has none (one used to be shadowed by 10 % of train)
+    val_dir = None if is_csv or not Path(data).is_dir() else next(
+        (p.name for p in sorted(Path(data).iterdir()) if p.is_dir() and p.name.lower() in _VAL_NAMES), None)
+    if split in ("train", "val") and val_frac > 0 and val_dir is None and (is_csv or (Path(data) / "train").is_dir()):
         tr, va = stratified_split(list_expression(Path(data), "train"), val_frac, seed)
         return tr if split == "train" else va
-    if split == "val" and (is_csv or not (Path(data) / "val").is_dir()):
-        raise InputError(f"{data}: no val folder and --val-frac 0")
+    if split == "val":
+        if val_dir is not None:
+            return list_expression(Path(data), val_dir)
+        raise InputError(f"{data}: no val folder, and " + ("--val-frac 0" if val_frac <= 0 else
+                                                           "no train folder to hold a val part out of"))
     return list_expression(Path(data), split)
+
+
+_VAL_NAMES = ("val", "valid", "validation")
 
 
 def load_stills(root: Path, size: int, val_frac: float = 0.1, seed: int = 0
@@ -84,6 +94,14 @@ def fit_expression(extractor: FeatureExtractor, items: Sequence[Tuple[Path, int]
                    wds: Sequence[float] = DEFAULT_WDS, framer: Optional[Framer] = None) -> Tuple[Head, Dict]:
     paths = [p for p, _ in items]
     y = np.array([c for _, c in items])
+    present = sorted(set(y.tolist()))
+    if len(present) < 2:
+        raise InputError(f"the fit split holds {len(y)} images of {len(present)} class(es): a classifier needs two "
+                         "or more")
+    missing = [classes[i] for i in range(len(classes)) if i not in present]
+    if missing:
+        log.warning("no fit images of %s: the head will never predict %s, and scores them 0", ", ".join(missing),
+                    "it" if len(missing) == 1 else "them")
     t0 = time.perf_counter()
     bad: List[int] = []
     f = extract(extractor, paths, flips=flips, progress=progress, framer=framer, unreadable=bad)
@@ -106,12 +124,20 @@ def fit_expression(extractor: FeatureExtractor, items: Sequence[Tuple[Path, int]
 
 def eval_expression(extractor: FeatureExtractor, head: Head, items: Sequence[Tuple[Path, int]],
                     progress: bool = False, framer: Optional[Framer] = None) -> Dict:
-    classes = head.classes or list(EXPRESSION_CLASSES)
+    names = list(head.classes or EXPRESSION_CLASSES)
+    unknown = [c for c in names if c not in EXPRESSION_CLASSES]
+    if unknown or len(names) != head.weight.shape[0]:
+        raise InputError(f"the head's classes {names} are not {head.weight.shape[0]} of "
+                         f"{', '.join(EXPRESSION_CLASSES)}: it cannot be scored on these labels")
     bad: List[int] = []
     f = extract(extractor, [p for p, _ in items], progress=progress, framer=framer, unreadable=bad)
     keep = _readable(items, bad)
     y = np.array([c for _, c in items])[keep]
-    return {**classification_report(head.predict(f[keep]), y, classes), **_unreadable_report(items, bad)}
+    # the head's rows by name (a head in another class order was scored by position: 75.7 % read 42.9 %)
+    scores = head.predict(f[keep])
+    ordered = np.full((len(scores), len(EXPRESSION_CLASSES)), -np.inf, np.float32)
+    ordered[:, [EXPRESSION_CLASSES.index(c) for c in names]] = scores
+    return {**classification_report(ordered, y, list(EXPRESSION_CLASSES)), **_unreadable_report(items, bad)}
 
 
 def _readable(items: Sequence[Tuple[Path, int]], bad: Sequence[int]) -> np.ndarray:
