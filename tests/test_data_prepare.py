@@ -118,10 +118,18 @@ def test_prepare_two_clips_resume_and_bad_file(tmp_path, yunet, capsys):
 
     crop = cv2.imread(str(out / rows[0]["file"]))
     assert crop.shape == (64, 64, 3) and crop.std() > 10
-    # resume: everything is recorded in sources.csv, nothing is redone
+    # resume: everything is recorded in sources.csv, nothing done is redone (the broken file is tried again)
     assert main(args) == 0
-    assert "0 sources prepared" in capsys.readouterr().out
+    msg = capsys.readouterr().out
+    assert "0 sources prepared" in msg and "1 failed" in msg
     assert len(list(csv.DictReader(open(out / "index.csv")))) == len(rows)
+    # repaired, it is prepared (it was "already done" for ever, with no tracks)
+    import shutil
+
+    shutil.copy(shared_video("tpsmm_driving.mp4"), bad)
+    assert main(args) == 0 and "1 sources prepared" in capsys.readouterr().out
+    assert {r["source"] for r in csv.DictReader(open(out / "index.csv"))} == {str(clips[0].resolve()),
+                                                                             str(bad.resolve())}
     # every detector frames a face alike now (meta.json says so): another detector may extend the dataset
     meta = json.loads((out / "meta.json").read_text())
     assert meta["framing"] == "centerface-box" and meta["detector"] == "yunet"

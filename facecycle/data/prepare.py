@@ -177,7 +177,10 @@ def prepare_dataset(inputs: Sequence[str], out: Path, extract: Extract, opt: Pre
                              "framed otherwise; prepare into a new folder")
     else:
         meta_p.write_text(json.dumps(meta, indent=2))
-    done = {r["source"] for r in _read_csv(out / "sources.csv")}
+    last = {r["source"]: r["status"] for r in _read_csv(out / "sources.csv")}  # a source's latest attempt
+    done = {sid for sid, st in last.items() if st == "done"}
+    if len(done) < len(last):  # a failed source is tried again (a repaired file was "already done", with no tracks)
+        log.info("%s: %d source(s) that failed before are tried again", out, len(last) - len(done))
     # rows of sources that never reached sources.csv (interrupted) are dropped
     idx = _read_csv(out / "index.csv")
     keep = [r for r in idx if r["source"] in done]

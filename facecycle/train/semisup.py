@@ -884,6 +884,10 @@ def load_video(dirs: Sequence[Path], size: int, exclude: Sequence[str] = ()
                 names[k] = r["track"]
                 k += 1
     keep = np.array([not any(names[int(t)].startswith(e) for e in exclude) for t in tids], bool)
+    unmatched = [e for e in exclude if not any(n.startswith(e) for n in names.values())]
+    if unmatched:  # a typo held nothing out, and the run said the prefix was held out
+        log.warning("--hold-out: %s match(es) no track of %s: nothing is held out for %s", ", ".join(unmatched),
+                    ", ".join(str(d) for d in dirs), "it" if len(unmatched) == 1 else "them")
     return imgs[keep], tids[keep], sorted({names[int(t)] for t in tids[keep]})
 
 
