@@ -342,7 +342,15 @@ def _reading(sidecar: Optional[Path]) -> str:
         # separate pictures (often of other people): how many faces read as what, not one mean over them all
         most = sorted(((n, e) for e, n in counts.items() if n), reverse=True)
         return ", faces read as " + ", ".join(f"{e} {n}" for n, e in most[:4]) + (", ..." if len(most) > 4 else "")
-    return f", read as {r['emotion']} (mean p {r['p']:.2f} over {_n(r['face_rows'], 'face row')})"
+    line = f", read as {r['emotion']} (mean p {r['p']:.2f} over {_n(r['face_rows'], 'face row')})"
+    # several faces that read differently (a group, an interview): each one's own reading, not only the pool of
+    # all their rows (9 people, 3 happy, read as neutral)
+    tracks = [t for t in ((info or {}).get("summary") or {}).get("tracks") or []
+              if t.get("emotion") and int(t.get("rows") or 0) >= max(10, 0.1 * int(r["face_rows"] or 0))]
+    if len({t["emotion"] for t in tracks}) > 1:
+        each = ", ".join(f"#{t['face_id']} {t['emotion']}" for t in tracks[:6])
+        line += f"; by face: {each}{', ...' if len(tracks) > 6 else ''}"
+    return line
 
 
 def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals") -> int:

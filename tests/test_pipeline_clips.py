@@ -256,3 +256,25 @@ def test_live_plays_a_file_in_real_time_headless(tiny_export, tmp_path, capsys):
     assert cli_main(["live", "--camera", "97", "--no-window", "--model", str(model_dir)]) == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "camera" in err[0]
+
+
+def test_the_end_line_reads_each_face_where_the_faces_differ(tmp_path, capsys):
+    """Two people side by side, one smiling and one talking calmly: the end line pooled their rows into one
+    reading (9 people, 3 of them happy, read as neutral). Where faces read differently, it names each face's own."""
+    import cv2
+
+    from .conftest import SHARED, write_video
+
+    more = SHARED / "data" / "videos_more"
+    names = ("styletalk_style_clips_happyenglish_clip1.mp4", "styletalk_source_video_feifeili_clip1.mp4")
+    if not all((more / n).is_file() for n in names):
+        pytest.skip(f"{more} is absent (../shared not mounted)")
+    clips = []
+    for n in names:
+        with av.open(str(more / n)) as c:
+            clips.append([cv2.resize(f.to_ndarray(format="bgr24"), (256, 256))
+                          for f, _ in zip(c.decode(video=0), range(30), strict=False)])
+    grid = write_video(tmp_path / "two.mp4", [np.hstack([a, b]) for a, b in zip(*clips, strict=False)], rate=25)
+    assert cli_main(["process", str(grid), "--out-dir", str(tmp_path / "o"), "--no-video", "--no-progress"]) == 0
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "; by face: #0 " in line and "happy" in line.split("by face:")[1], line
