@@ -50,8 +50,10 @@ def _add_analyzer_args(p: argparse.ArgumentParser, lookahead: bool = True) -> No
                         "under ~/.insightface/models)")
     g.add_argument("--detect-every", type=int, default=5, metavar="N",
                    help="run the detector every N frames, optical-flow tracking in between (default 5)")
-    g.add_argument("--detect-size", type=int, default=320, metavar="PX",
-                   help="shrink frames to this longer side for detection (default 320; 0 = native)")
+    g.add_argument("--detect-size", type=int, default=None, metavar="PX",
+                   help="shrink frames to this longer side for detection (0 = native). Default 320, and where a "
+                        "look at 1280 px early in an input finds faces that 320 misses (small faces in a large "
+                        "frame), a size that sees them for that input, with a warning; given, it is kept")
     g.add_argument("--score-threshold", type=float, default=0.5, metavar="P",
                    help="detector confidence threshold in (0, 1) (default 0.5)")
     g.add_argument("--max-faces", type=int, default=None, metavar="N", help="analyse at most N faces per frame")
@@ -163,7 +165,8 @@ def analyzer_options(args: argparse.Namespace) -> dict:
                     "" if args.neutral_lookahead else "no-")
     return dict(model=args.model, backend=args.backend, detector=args.detector,
                 detector_model=args.detector_model, detect_every=args.detect_every,
-                detect_size=args.detect_size or None, score_threshold=args.score_threshold,
+                detect_size=320 if args.detect_size is None else (args.detect_size or None),
+                adapt_detect_size=args.detect_size is None, score_threshold=args.score_threshold,
                 max_faces=args.max_faces, neutralize=args.neutralize, reid=args.reid, smooth=args.smooth,
                 threads=args.threads, infer_workers=args.infer_workers, precision=args.precision,
                 calibration=args.calibration, neutral_reference=args.neutral_reference,

@@ -46,8 +46,8 @@ from .reid import IdentityReID
 from .sinks import csv_columns, versions
 from .smoothing import TrackSmoother
 from .sources import Source, VideoSource, open_source
-from .tracking import Tracker, detect_faces
-from .types import FramePacket, as_bgr_image
+from .tracking import Tracker, detect_faces, iou_matrix
+from .types import Face, FramePacket, as_bgr_image
 
 __all__ = ["Analyzer", "Run", "RunStats"]
 
@@ -141,8 +141,13 @@ class Analyzer:
         detect_every: run the detector every N frames; optical-flow tracking
             in between (a tracking failure triggers a detection at once).
         detect_size: longer side the frame is shrunk to for detection.
+        adapt_detect_size: where the frame is shrunk for detection, look once at a larger size (1280 px) early in
+            each run, and where faces show there that ``detect_size`` misses (small faces in a large frame), detect
+            at a size that sees them for the rest of the run (a warning says so; the sidecar's ``detect_size``).
+            False keeps ``detect_size`` (the CLI: an explicit ``--detect-size``).
         score_threshold: detector confidence threshold.
-        max_faces: analyse at most this many faces per frame (the largest).
+        max_faces: analyse at most this many faces per frame: the largest, keeping those already analysed unless
+            another is clearly larger (1.25 times the area), so that faces of about one size do not take turns.
         neutralize: compute neutral faces (slower: one more graph call per frame,
             two more per pass after the first).
         identity: compute identity codes (needs an identity-stage model).
@@ -198,7 +203,8 @@ class Analyzer:
                  infer_workers: Optional[int] = None, precision: Optional[str] = None,
                  calibration: Optional[str] = None, neutral_passes: Optional[int] = None,
                  neutral_reference: Union[bool, Dict[str, Any]] = True,
-                 neutral_lookahead: Optional[bool] = None, baseline_lookahead: bool = False) -> None:
+                 neutral_lookahead: Optional[bool] = None, baseline_lookahead: bool = False,
+                 adapt_detect_size: bool = True) -> None:
         # the one place these are checked (the CLI passes its options straight through; neutral_passes is checked
         # by FaceInference, which every entry point builds)
         if detect_every < 1:
@@ -235,13 +241,14 @@ class Analyzer:
                                            neutral_passes=NEUTRAL_PASSES if neutral_passes is None
                                            else neutral_passes)
             self.detector = create_detector(detector, detector_model, max_side=detect_size,
-                                            score_threshold=score_threshold, max_faces=max_faces, threads=threads)
+                                            score_threshold=score_threshold, threads=threads)  # max_faces: below
             if crop_scale is None:  # the model's framing, measured on CenterFace's boxes: the same for every detector
                 self.inference.crop_scale = framing_scale(self.inference.crop_scale, self.detector)
         except BaseException:
             self.backend.close()
             raise
         self.detect_every = int(detect_every)
+        self.adapt_detect_size = bool(adapt_detect_size)
         #: the model-without-a-head warning was given (once per analyzer, when its first run starts)
         self.warned_no_head = False
         self.max_faces = max_faces
@@ -463,6 +470,12 @@ class Run:
                             if settings is not None else None)
         self.reid = IdentityReID() if analyzer.reid else None
         self._since_detect = 10 ** 9
+        self._kept_faces: set = set()  # the track ids analysed on the last frame (max_faces)
+        #: the detection size the run starts with (put back at its end), and the looks left at a larger size for
+        #: faces it misses (adapt_detect_size)
+        self._detect_side = analyzer.detector.max_side
+        self._size_looks = 3 if analyzer.adapt_detect_size and self._detect_side else 0
+        self._size_look_ts = -math.inf
         #: read the file once ahead for the track reference (see Analyzer.process_video)
         active = self.neutral_ref is not None and analyzer.inference.neutralize
         # a video file read at full speed; never a single picture (one frame: nothing later to take a neutral
@@ -565,12 +578,21 @@ class Run:
             run_det = not ok
         if run_det:
             faces = detect_faces(an.detector, self.tracker, p.image, p.timestamp, still=self.src.stills)
+            if (self._size_looks and not self.src.stills and p.timestamp - self._size_look_ts >= 2.0
+                    and self._may_miss_faces(faces, p.image) and self._look_for_small_faces(p.image, faces,
+                                                                                            p.timestamp)):
+                # the size was raised: this frame's faces again, at the new size (the tracks found stay theirs)
+                faces = detect_faces(an.detector, self.tracker, p.image, p.timestamp)
             self._since_detect = 0
             self.stats.detections += 1
         self._since_detect += 1
         if an.max_faces and len(faces) > an.max_faces:
-            faces = sorted(faces, key=lambda f: -f.area)[: an.max_faces]
+            # the largest, those kept before counted 1.25 times their size: four faces of about one size took turns
+            # (9 changes in 60 frames, each person cut into 5-frame pieces)
+            kept = self._kept_faces
+            faces = sorted(faces, key=lambda f: -f.area * (1.25 if f.track_id in kept else 1.0))[: an.max_faces]
             faces.sort(key=lambda f: f.track_id)
+        self._kept_faces = {f.track_id for f in faces}
         p.faces = faces
         if self.src.stills:  # a face that fills its picture is read from the whole picture, as the probes read it
             an.inference.frame_as_still(p)
@@ -579,6 +601,52 @@ class Run:
             self._detected.add(p.index)
         p.stats["detect"] = time.perf_counter() - t
         return p
+
+    def _may_miss_faces(self, faces: List[Face], image: np.ndarray) -> bool:
+        """Whether the detector, shrinking this frame to ``detect_size``, may have missed small faces: the frame is
+        shrunk more than 1.5 times, and it found no face or one under a fifth of the frame's height (a talking head
+        filling the frame costs no second look)."""
+        side = int(self.analyzer.detector.max_side or 0)
+        h, w = image.shape[:2]
+        if not side or max(h, w) <= 1.5 * side:  # barely shrunk: nothing to find
+            self._size_looks = 0
+            return False
+        return not faces or min(max(f.box[2] - f.box[0], f.box[3] - f.box[1]) for f in faces) < 0.2 * h
+
+    def _look_for_small_faces(self, image: np.ndarray, faces: List[Face], ts: float) -> bool:
+        """Detect the frame once more at up to 1280 px; faces found only there (small faces in a large frame: 9
+        people of 67-104 px in a 1080p frame lost 22 % of their rows at 320, three of 130 px in a 3840-px frame all
+        of them, and nothing said so) raise the detection size for the rest of the run to one that sees them (their
+        side at 32 px, at most 1920), with a warning; returns whether it did. Looks again every 2 s, up to 3 times,
+        until it has seen a face."""
+        det = self.analyzer.detector
+        side, long = int(det.max_side or 0), max(image.shape[:2])
+        self._size_looks -= 1
+        self._size_look_ts = ts
+        probe = min(long, 1280)
+        det.max_side = probe
+        try:
+            big = det.detect(image)
+        finally:
+            det.max_side = side
+        if not len(big):
+            return False
+        self._size_looks = 0  # faces seen: decided
+        boxes = np.array([f.box for f in faces], np.float32).reshape(-1, 4)
+        iou = iou_matrix(big.boxes, boxes) if len(boxes) else np.zeros((len(big), 0))
+        extra = [b for b, row in zip(big.boxes, iou, strict=True) if not (row >= 0.3).any()]
+        if not extra:
+            return False
+        px = min(float(max(b[2] - b[0], b[3] - b[1])) for b in extra)
+        need = min(long, 1920, int(math.ceil(long * 32.0 / max(px, 1.0) / 32.0) * 32))
+        if need <= side:
+            return False
+        det.max_side = need
+        self.info["detect_size"] = {"asked": side, "used": need, "faces_missed": len(extra),
+                                    "smallest_face_px": round(px, 1)}
+        log.warning("%s: %d face(s) as small as %.0f px are missed at detect size %d: detecting at %d px for this "
+                    "input (slower; --detect-size %d keeps it)", self.src.name, len(extra), px, side, need, side)
+        return True
 
     def _infer_stage(self, p: FramePacket) -> FramePacket:
         inference = self.analyzer.inference
@@ -705,6 +773,7 @@ class Run:
                     close_error = None  # another error is already on its way out
                 self._closed = True
             finally:
+                self.analyzer.detector.max_side = self._detect_side  # the next run starts as asked
                 if not self._first_pass:
                     self.analyzer._release(self)
             if close_error is not None:  # e.g. the disk filled up while the video was flushed
