@@ -28,8 +28,9 @@ def _common(q: argparse.ArgumentParser) -> None:
                         "crops it as the pipeline does, unless the image already is a face crop (FER-2013) or no "
                         "face is found; detect always crops a found face; none squashes the whole image to the "
                         "model's input")
-    q.add_argument("--detector", default="centerface", metavar="NAME",
-                   help="face detector for --framing (default centerface, built in; see `facecycle process -h`)")
+    q.add_argument("--detector", default=None, metavar="NAME",
+                   help="face detector for --framing (default centerface, built in; eval: the one the head was "
+                        "fitted with; see `facecycle process -h`)")
     q.add_argument("--detector-model", default=None, metavar="PATH", help="model file of --detector")
     q.add_argument("--no-progress", action="store_true")
 
@@ -132,6 +133,7 @@ def _fit(args: argparse.Namespace) -> int:
 
     args.val_frac = 0.1 if args.val_frac is None else args.val_frac
     args.seed = 0 if args.seed is None else args.seed
+    args.detector = args.detector or "centerface"
     ex = _extractor(args)
     args.framing = args.framing or "auto"
     framer = _framer(args, ex)
@@ -153,6 +155,8 @@ def _fit(args: argparse.Namespace) -> int:
     else:
         head, info = fit_pose(ex, Path(args.data), seed=args.seed, progress=not args.no_progress, framer=framer)
     head.meta["framing"] = args.framing
+    if args.framing != "none":  # the detector that cut the faces (eval cuts them alike unless told otherwise)
+        head.meta["detector"] = args.detector
     head.meta.update(_feature_source(args, head.meta))
     save_head(head, Path(args.out))
     info.update({"head": str(args.out), "feature": head.meta.get("feature"), "framing": _framing_report(framer)})
@@ -231,6 +235,11 @@ def _eval(args: argparse.Namespace) -> int:
                     src.get("feature_source"))
     ex = _extractor(args, head.meta)
     args.framing = args.framing or head.meta.get("framing", "auto")  # as the head was fitted
+    if args.detector is None:
+        args.detector = head.meta.get("detector", "centerface")
+        if args.detector != "centerface" and not args.detector_model:
+            raise UsageError(f"{head_path} was fitted on faces cut by {args.detector}: give its --detector-model "
+                             "(or --detector centerface)")
     framer = _framer(args, ex)
     if args.task == "expression":
         items = expression_items(Path(args.data), args.split, args.val_frac, args.seed)

@@ -445,6 +445,8 @@ class MainWindow(QMainWindow):
             text = f"{reason}" + (f" — saved {files}" if files else "") + "".join(f"; {r}" for r in readings)
             self.state_label.setText(text)
             self.state_label.setToolTip("\n".join([reason, *s.finished_files]))
+            if files and self._pending_start:  # the next file starts at once and its state replaces this line
+                self.statusBar().showMessage(f"previous run: {text}", 8000)
         self.pause_button.setChecked(False)
         # the files are finished: a new run asks for new ones instead of overwriting them. An output this run
         # never wrote (a file that would not open) stays asked for, for the next file
