@@ -8,6 +8,7 @@ from typing import Optional
 
 from facecycle.config import get_config
 from facecycle.errors import OutputError, UsageError
+from facecycle.files import sha256_file
 from realtime.heads import HEAD_FILE
 
 
@@ -47,7 +48,11 @@ def _export(args: argparse.Namespace) -> int:
         from facecycle.checkpoint import load_checkpoint
 
         model = load_checkpoint(args.checkpoint, args.config)
-        source = str(args.checkpoint)
+        # where it came from, as it will still mean something once the folder is copied elsewhere: the absolute
+        # path and the file's checksum (a run's relative "run/last.safetensors" said nothing)
+        ck = Path(args.checkpoint).resolve()
+        f = ck / "model.safetensors" if ck.is_dir() else ck
+        source = f"{ck} (sha256 {sha256_file(f)[:16]})" if f.is_file() else str(ck)
     else:
         try:
             cfg = get_config(args.random_config)
