@@ -100,7 +100,9 @@ def _pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detector", default="centerface", choices=DETECTOR_CHOICES)
     p.add_argument("--detector-model", default=None)
     p.add_argument("--detect-every", type=int, default=5)
-    p.add_argument("--detect-size", type=int, default=320)
+    p.add_argument("--detect-size", type=int, default=None,
+                   help="as process --detect-size (default 320, raised for an input where small faces show only "
+                        "at 1280 px; given, it is kept)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--infer-workers", type=int, default=None)
     p.add_argument("--precision", default=None, choices=("fp32", "fp16", "int8"))

@@ -237,7 +237,7 @@ def _eval(args: argparse.Namespace) -> int:
     args.framing = args.framing or head.meta.get("framing", "auto")  # as the head was fitted
     if args.detector is None:
         args.detector = head.meta.get("detector", "centerface")
-        if args.detector != "centerface" and not args.detector_model:
+        if args.detector != "centerface" and not args.detector_model and args.framing != "none":
             raise UsageError(f"{head_path} was fitted on faces cut by {args.detector}: give its --detector-model "
                              "(or --detector centerface)")
     framer = _framer(args, ex)

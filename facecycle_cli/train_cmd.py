@@ -121,7 +121,11 @@ def _train(args: argparse.Namespace) -> int:
 
         cfg = load_checkpoint(args.init).config
     hold = [h for h in args.hold_out.split(",") if h.strip()]
-    cut = bool(args.video_scale and abs(args.video_scale - cfg.crop_scale) > 1e-3)
+    cut = bool(args.video_scale and args.video_scale - cfg.crop_scale > 1e-3)
+    if args.video_scale and cfg.crop_scale - args.video_scale > 1e-3:  # no looser framing can be cut out of them
+        print(f"note: the data sets were prepared at --scale {args.video_scale:g}, tighter than config "
+              f"{cfg.name!r}'s framing {cfg.crop_scale:g}: their faces are used as prepared (prepare them at "
+              f"--scale {cfg.crop_scale:g} or more for the model's own framing)", flush=True)
     if hold:
         from facecycle.train.semisup import load_video
 
@@ -232,7 +236,9 @@ def _train_semisup(args: argparse.Namespace, cfg) -> int:
         raise UsageError("--still-targets and --set distill_weight=W (W > 0) go together")
     targets = read_still_targets(Path(args.still_targets), stills[1]) if args.still_targets else None
     init, init_head, init_motion = args.init, args.init_head, args.init_motion
-    if args.resume and (Path(args.out) / "state.safetensors").is_file() and (init or init_head or init_motion):
+    resumable = all((Path(args.out) / n).is_file() for n in ("last.safetensors", "state.safetensors",
+                                                               "head.safetensors"))  # what resume() reads
+    if args.resume and resumable and (init or init_head or init_motion):
         # the state holds every weight the run has: what it started from is not read again (a fresh checkout of
         # scripts/train_default.sh finetune stopped on a start file that only the first session had)
         print("resuming: --init, --init-head and --init-motion are not read (the run's state holds its weights)",
@@ -335,6 +341,8 @@ def center_cut(images, frac: float, size: int):
     import cv2
     import numpy as np
 
+    if not 0 < frac <= 1:
+        raise UsageError(f"cannot cut a centre of {frac:g} of a crop (the data would have to be looser)")
     s = images.shape[1]
     side = max(1, int(round(s * frac)))
     o = (s - side) // 2

@@ -47,7 +47,7 @@ from .sinks import csv_columns, versions
 from .smoothing import TrackSmoother
 from .sources import Source, VideoSource, open_source
 from .tracking import Tracker, detect_faces, iou_matrix
-from .types import Face, FramePacket, as_bgr_image
+from .types import Detections, Face, FramePacket, as_bgr_image
 
 __all__ = ["Analyzer", "Run", "RunStats"]
 
@@ -359,10 +359,18 @@ class Analyzer:
         token = object()
         self._claim(token)  # the detector is not shared with a run in progress
         try:
-            p.faces = detect_faces(self.detector, Tracker(), p.image, timestamp, still=True)
+            p.faces = detect_faces(self.detector, Tracker(), p.image, timestamp, still=True,
+                                   keep=self._largest if self.max_faces else None)
             return self.inference(self.inference.frame_as_still(p))
         finally:
             self._release(token)
+
+    def _largest(self, det: Detections) -> Detections:
+        """The ``max_faces`` largest of a picture's detections (a single picture has no faces kept before)."""
+        if len(det) <= (self.max_faces or len(det)):
+            return det
+        area = (det.boxes[:, 2] - det.boxes[:, 0]) * (det.boxes[:, 3] - det.boxes[:, 1])
+        return det.select(np.sort(np.argsort(-area)[: self.max_faces]))
 
     def describe(self) -> dict:
         """What produced the numbers (for the JSON sidecar)."""
@@ -423,7 +431,7 @@ def _check_distinct(source: Any, csv: Optional[Union[str, Path]], video: Optiona
     outs = {"csv": csv, "video": video,
             "sidecar": sidecar if sidecar is not None else Path(csv).with_suffix(".json") if csv is not None else None}
     seen: Dict[str, str] = {}
-    src = getattr(source, "path", None) if isinstance(source, Source) else source  # an open VideoSource's file
+    src = _local_file(source) if isinstance(source, Source) else source  # an open VideoSource's file
     if isinstance(src, (str, Path)) and "://" not in str(src) and Path(src).is_file():
         seen[os.path.realpath(src)] = "the input"
     for name, path in outs.items():
@@ -809,6 +817,10 @@ class Run:
             if self.baseline_ahead:
                 self.baseline.seed(first.baseline.histories())
             self._replay = first._record
+        if "detect_size" in first.info:  # the first reading raised it: this one detects (and says) the same
+            self.info["detect_size"] = first.info["detect_size"]
+            self.analyzer.detector.max_side = first.info["detect_size"]["used"]
+            self._size_looks = 0
         log.info("%s: look-ahead done in %.1f s (%d frames)", self.src.name, time.perf_counter() - t,
                  first.stats.frames)
 

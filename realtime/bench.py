@@ -116,7 +116,9 @@ def _analyzer_from_args(args, tmp: Path):
                     neutral_reference=getattr(args, "neutral_reference", True),
                     neutral_lookahead=getattr(args, "neutral_lookahead", None),
                     baseline_lookahead=getattr(args, "baseline_lookahead", False),
-                    detect_every=args.detect_every, detect_size=args.detect_size or None,
+                    detect_every=args.detect_every,
+                    detect_size=320 if args.detect_size is None else (args.detect_size or None),
+                    adapt_detect_size=args.detect_size is None,
                     neutralize=getattr(args, "neutralize", False), threads=args.threads,
                     infer_workers=args.infer_workers, precision=getattr(args, "precision", None),
                     calibration=getattr(args, "calibration", None))

@@ -213,7 +213,9 @@ class Pipeline:
                     t_pause = time.perf_counter()
                     while not self._running.is_set() and not self.stop_event.is_set():
                         self._running.wait(0.1)
-                    self.source.paused_for(time.perf_counter() - t_pause)  # a paced file resumes where it was
+                    paused_for = getattr(self.source, "paused_for", None)  # (a source of one's own may lack it)
+                    if paused_for is not None:
+                        paused_for(time.perf_counter() - t_pause)  # a paced file resumes where it was
                     continue
                 if self.max_frames is not None and self.frames_read >= self.max_frames:
                     break

@@ -306,7 +306,10 @@ class Tracker:
         """The tracking settings (for the JSON sidecar)."""
         return {"iou_threshold": self.iou_threshold, "lost_buffer_s": self.lost_buffer,
                 "cut_threshold": self.cut_threshold, "cut_similarity": self.cut_similarity,
-                "tracks_end_at_cuts": True, "gradual": self.gradual.describe()}
+                "tracks_end_at_cuts": True, "gradual": self.gradual.describe(),
+                # between detections: one similarity motion of the landmarks and the face grid (experiment 50);
+                # letterbox / pillarbox bars are dark (experiment 51). Both shape the rows: a batch redoes earlier ones
+                "motion": f"similarity of {5 + len(_GRID)} points (RANSAC)", "bars_darker_than": BAR_DARK}
 
     def reset(self) -> None:
         self.tracks.clear()

@@ -11,10 +11,11 @@ Layout of a dataset directory::
 The faces themselves come from the caller's ``extract(source)`` (the
 command line passes :func:`realtime.facetracks.face_tracks`: the pipeline's
 decoder, detector, tracker and crops); this module owns the dataset: its
-layout, index and resumability. Track names are ``<source stem>_<hash>_t<id>``. A source listed in
-sources.csv (done or failed) is skipped on the next run, so an interrupted run
-resumes where it stopped; the crops of a source are written before its rows are
-appended to the index, and a partly written source is redone.
+layout, index and resumability. Track names are ``<source stem>_<hash>_t<id>``. A source listed
+done in sources.csv is skipped on the next run, so an interrupted run resumes
+where it stopped, and one that failed is tried again (a row per attempt); the
+crops of a source are written before its rows are appended to the index, and a
+partly written source is redone.
 """
 from __future__ import annotations
 
@@ -153,7 +154,7 @@ def prepare_dataset(inputs: Sequence[str], out: Path, extract: Extract, opt: Pre
     its old and new crops would be framed differently.
 
     Returns counts (sources done/skipped/failed, tracks, crops). A source that fails is recorded as
-    failed in ``sources.csv`` and skipped; the others go on.
+    failed in ``sources.csv`` and the others go on; the next run tries it again.
     """
     from tqdm import tqdm
 

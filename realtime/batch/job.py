@@ -257,15 +257,18 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
     except FaceCycleError as e:  # model, output, backend: every other input would fail the same way
         res.update(status="error", error=_final_names(str(e), tmp, paths), error_type=type(e).__name__,
                    exit_code=e.exit_code)
-    except OSError as e:  # the output folder cannot be written (read-only, full, immutable): as an OutputError
-        err = OutputError(f"{Path(paths['sidecar']).parent}: cannot write {task['rel']}'s outputs there "
-                          f"({e.strerror or e})")
-        res.update(status="error", error=_final_names(str(err), tmp, paths), error_type="OutputError",
-                   exit_code=err.exit_code)
     except Exception as e:  # noqa: BLE001 - reported per input; the batch goes on
-        log.exception("%s: unexpected error", task["input"])
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        res.update(error=f"internal error: {type(e).__name__}: {msg}", error_type=type(e).__name__, exit_code=1)
+        if isinstance(e, OSError) and _under(getattr(e, "filename", None), task.get("out_dir")):
+            # the output folder cannot be written (read-only, full, immutable): every input would fail alike
+            err = OutputError(f"{Path(paths['sidecar']).parent}: cannot write {task['rel']}'s outputs there "
+                              f"({e.strerror or e})")
+            res.update(status="error", error=_final_names(str(err), tmp, paths), error_type="OutputError",
+                       exit_code=err.exit_code)
+        else:
+            log.exception("%s: unexpected error", task["input"])
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            res.update(error=f"internal error: {type(e).__name__}: {msg}", error_type=type(e).__name__,
+                       exit_code=1)
     finally:
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
@@ -277,6 +280,14 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
         res["time_s"] = round(time.perf_counter() - t0, 3)
         res["max_rss_mb"] = _max_rss_mb()
     return res
+
+
+def _under(path: Any, root: Any) -> bool:
+    """Whether ``path`` lies in the folder ``root`` (both may be None)."""
+    if not path or not root:
+        return False
+    p, r = os.path.abspath(os.fsdecode(path)), os.path.abspath(os.fsdecode(root))
+    return p == r or p.startswith(r.rstrip(os.sep) + os.sep)
 
 
 def _final_names(msg: str, tmp: Dict[str, Optional[Path]], paths: Dict[str, Any]) -> str:

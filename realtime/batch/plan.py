@@ -281,6 +281,8 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
               **({"detector_box_scale": box_scale} if box_scale != 1.0 else {}),
               **{k: a.get(k) for k in ("detect_every", "detect_size", "score_threshold", "max_faces", "neutralize",
                                        "reid", "smooth")},
+              # a larger detection size where small faces show only at 1280 px (off with an explicit --detect-size)
+              "adapt_detect_size": bool(a.get("adapt_detect_size", True)),
               # only with neutral faces (the key's absence keeps the fingerprints of runs without them)
               **({"neutral_passes": a.get("neutral_passes") or NEUTRAL_PASSES,
                   "neutral_reference": ref is not False, "neutral_reference_rule": ref_rule}

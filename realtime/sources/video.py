@@ -238,8 +238,9 @@ class VideoSource(Source):
                 if self.realtime:  # pace like a camera
                     now = time.perf_counter()
                     if t0_wall is None:
-                        t0_wall = now - ts
-                    t0_wall += self._paused_s  # a pause moves the clock on: the file resumes where it was
+                        t0_wall = now - ts  # (a pause before the first frame is behind us: not added again)
+                    else:
+                        t0_wall += self._paused_s  # a pause moves the clock on: the file resumes where it was
                     self._paused_s = 0.0
                     wait = t0_wall + ts - now
                     if wait > 0:
