@@ -336,8 +336,12 @@ def test_eye_openness_tells_labelled_open_eyes_from_closed_ones_and_closed_eyed_
         used[check] = Counter(round(float(ratio[r]), 3) for r in refs if r >= 0)  # frames per reference's eyes
     closed = {c: sum(k for v, k in used[c].items() if v < 0.75) for c in used}
     # without the check 138 faces took a closed-eyed frame's neutral face, with it 1 (an open-eyed entry was not
-    # yet less expressive by the gap); the faces that use a reference stay about as many (199 and 150)
-    assert closed[False] >= 50 and closed[True] <= 0.1 * closed[False], used
+    # yet less expressive by the gap); the faces that use a reference stay about as many (199 and 150). Since the
+    # tracker moves landmarks with the head (MODEL_CARD.md experiment 50) the poses, and so the pose bins, differ:
+    # 177 without the check, 21 with it, each a fallback of a bin without an open-eyed entry less expressive by the
+    # gap (the labelled frames' scores separate better: open >= 1.01 against closed <= 0.66 of the median, before
+    # 0.94 against 0.77)
+    assert closed[False] >= 50 and closed[True] <= 0.15 * closed[False], used
     assert sum(used[True].values()) >= 0.6 * sum(used[False].values()), used
 
 
