@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import List, Tuple
 
 import pytest
 
@@ -425,25 +426,32 @@ def test_base_install_imports_no_ray():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-@pytest.mark.slow
-@pytest.mark.shared
-def test_interrupted_batch_leaves_no_complete_sidecar(tmp_path):
+def _signal_mid_batch(tmp_path: Path, sig: int, cluster: List[str], timeout: float) -> Tuple[int, str, Path, str]:
+    """Start ``facecycle batch`` on the long clip with ``cluster`` options, send ``sig`` once it is mid-video;
+    returns (exit code, stderr, the output folder, the clip's stem)."""
     src = tmp_path / "in"
     src.mkdir()
     shutil.copy(shared_video(LONG), src / LONG)
     out = tmp_path / "out"
     stem = Path(LONG).stem
-    proc = subprocess.Popen([sys.executable, "-m", "facecycle", "batch", str(src), "--out-dir", str(out),
-                             "--cluster", "none", "--no-video", "--no-progress"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "facecycle", "batch", str(src), "--out-dir", str(out), *cluster,
+                             "--no-video", "--no-progress"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert _mid_video(proc, out / PARTIAL_DIR / stem, stem, rows=5) is not None
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=timeout)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, err
+    return proc.returncode, err, out, stem
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+def test_interrupted_batch_leaves_no_complete_sidecar(tmp_path):
+    rc, err, out, stem = _signal_mid_batch(tmp_path, signal.SIGINT, ["--cluster", "none"], timeout=60)
+    assert rc == 130, err
     assert not (out / f"{stem}.json").exists() and not (out / f"{stem}.csv").exists()
     assert not list(out.rglob(PARTIAL_DIR))
     rec = json.loads((out / "batch.json").read_text())
@@ -457,22 +465,9 @@ def test_sigterm_stops_a_ray_batch_with_143(tmp_path):
     """Job schedulers (SLURM, Kubernetes) stop a job with SIGTERM. Under Ray the batch exited 1 ("internal error"),
     with 130 in batch.json and Ray's stack dump: ray.init put in its own SIGTERM handler, and Ray's wait turns the
     handler's SystemExit(143) into SystemExit(1)."""
-    src = tmp_path / "in"
-    src.mkdir()
-    shutil.copy(shared_video(LONG), src / LONG)
-    out = tmp_path / "out"
-    stem = Path(LONG).stem
-    proc = subprocess.Popen([sys.executable, "-m", "facecycle", "batch", str(src), "--out-dir", str(out),
-                             "--cluster", "local", "--workers", "1", "--no-video", "--no-progress"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert _mid_video(proc, out / PARTIAL_DIR / stem, stem, rows=5) is not None
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 143, err
+    rc, err, out, stem = _signal_mid_batch(tmp_path, signal.SIGTERM, ["--cluster", "local", "--workers", "1"],
+                                           timeout=120)
+    assert rc == 143, err
     assert "SIGTERM received" not in err, err
     rec = json.loads((out / "batch.json").read_text())
     assert rec["exit_code"] == 143 and rec["inputs"][0]["status"] == "interrupted"
