@@ -47,7 +47,7 @@ from .sinks import csv_columns, versions
 from .smoothing import TrackSmoother
 from .sources import Source, VideoSource, open_source
 from .tracking import Tracker, detect_faces, iou_matrix
-from .types import Detections, Face, FramePacket, as_bgr_image
+from .types import Face, FramePacket, as_bgr_image
 
 __all__ = ["Analyzer", "Run", "RunStats"]
 
@@ -360,17 +360,10 @@ class Analyzer:
         self._claim(token)  # the detector is not shared with a run in progress
         try:
             p.faces = detect_faces(self.detector, Tracker(), p.image, timestamp, still=True,
-                                   keep=self._largest if self.max_faces else None)
+                                   keep=(lambda d: d.largest(self.max_faces)) if self.max_faces else None)
             return self.inference(self.inference.frame_as_still(p))
         finally:
             self._release(token)
-
-    def _largest(self, det: Detections) -> Detections:
-        """The ``max_faces`` largest of a picture's detections (a single picture has no faces kept before)."""
-        if len(det) <= (self.max_faces or len(det)):
-            return det
-        area = (det.boxes[:, 2] - det.boxes[:, 0]) * (det.boxes[:, 3] - det.boxes[:, 1])
-        return det.select(np.sort(np.argsort(-area)[: self.max_faces]))
 
     def describe(self) -> dict:
         """What produced the numbers (for the JSON sidecar)."""

@@ -113,6 +113,13 @@ class Detections:
     def select(self, idx) -> "Detections":
         return Detections(self.boxes[idx], self.scores[idx], self.landmarks[idx])
 
+    def largest(self, n: int) -> "Detections":
+        """The ``n`` largest boxes, in their order here."""
+        if len(self) <= n:
+            return self
+        area = (self.boxes[:, 2] - self.boxes[:, 0]) * (self.boxes[:, 3] - self.boxes[:, 1])
+        return self.select(np.sort(np.argsort(-area)[:n]))
+
 
 @dataclass
 class Face:

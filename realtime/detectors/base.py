@@ -102,9 +102,8 @@ class Detector(abc.ABC):
             det.boxes[:, 1::2] = np.clip(det.boxes[:, 1::2], 0, h)
             ok = (det.boxes[:, 2] - det.boxes[:, 0] > 1) & (det.boxes[:, 3] - det.boxes[:, 1] > 1)
             det = det.select(ok)
-        if self.max_faces and len(det) > self.max_faces:
-            area = (det.boxes[:, 2] - det.boxes[:, 0]) * (det.boxes[:, 3] - det.boxes[:, 1])
-            det = det.select(np.sort(np.argsort(-area)[: self.max_faces]))
+        if self.max_faces:
+            det = det.largest(self.max_faces)
         return Detections(det.boxes.astype(np.float32), det.scores.astype(np.float32),
                           det.landmarks.astype(np.float32).reshape(-1, 5, 2))
 
