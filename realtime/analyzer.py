@@ -39,7 +39,7 @@ from .detectors import create_detector
 from .heads import HEAD_FILE, ExpressionHead
 from .inference import NEUTRAL_PASSES, FaceInference
 from .neutral_reference import NeutralReference
-from .outputs import RunOutputs
+from .outputs import RunOutputs, first_clash
 from .pipeline import Pipeline
 from .pose import POSE_SOURCE
 from .reid import IdentityReID
@@ -423,17 +423,11 @@ def _check_distinct(source: Any, csv: Optional[Union[str, Path]], video: Optiona
     ``x.json`` was overwritten by its own sidecar; ``video=`` the input replaced the input)."""
     outs = {"csv": csv, "video": video,
             "sidecar": sidecar if sidecar is not None else Path(csv).with_suffix(".json") if csv is not None else None}
-    seen: Dict[str, str] = {}
     src = _local_file(source) if isinstance(source, Source) else source  # an open VideoSource's file
-    if isinstance(src, (str, Path)) and "://" not in str(src) and Path(src).is_file():
-        seen[os.path.realpath(src)] = "the input"
-    for name, path in outs.items():
-        if path is None:
-            continue
-        key = os.path.realpath(path)
-        if key in seen:
-            raise UsageError(f"{path}: the {name} would be written over {seen[key]}; give each output its own file")
-        seen[key] = f"the {name}"
+    is_file = isinstance(src, (str, Path)) and "://" not in str(src) and Path(src).is_file()
+    msg = first_clash(outs, {"the input": src if is_file else None})
+    if msg is not None:
+        raise UsageError(f"{msg}; give each output its own file")
 
 
 class Run:

@@ -29,13 +29,30 @@ from .sinks import CsvSink, ImageSink, VideoSink, is_image_path, write_sidecar
 from .sinks.video_sink import VIDEO_OUT_SUFFIXES, check_x264_preset
 from .types import FramePacket
 
-__all__ = ["RunOutputs"]
+__all__ = ["RunOutputs", "first_clash"]
 
 log = logging.getLogger(__name__)
 
 _KEEP = object()  # "no change requested"
 
 PathLike = Union[str, Path]
+
+
+def first_clash(new: Dict[str, Optional[PathLike]], taken: Optional[Dict[str, Optional[PathLike]]] = None
+                ) -> Optional[str]:
+    """``"PATH: the ROLE would be written over WHAT"`` for the first of ``new`` (role -> path; None: none) that is
+    one file (after links) with one of ``taken`` (what -> path) or with another of ``new`` before it; None where
+    all are distinct. The one rule of the Python API's outputs at a run's start and of outputs switched on while it
+    goes."""
+    seen = {os.path.realpath(p): what for what, p in (taken or {}).items() if p is not None}
+    for role, p in new.items():
+        if p is None:
+            continue
+        key = os.path.realpath(p)
+        if key in seen:
+            return f"{p}: the {role} would be written over {seen[key]}"
+        seen[key] = f"the {role}"
+    return None
 
 
 class RunOutputs:
@@ -130,20 +147,13 @@ class RunOutputs:
     def _check_clash(self, new: Dict[str, Path]) -> None:
         """OutputError where a file about to be opened is the input, an output still open, or another of ``new``
         (the app recorded over the video it was reading, and a CSV named ``x.json`` was replaced by its sidecar)."""
-        taken: Dict[str, str] = {}
-        if self.input_path is not None and self.input_path.is_file():
-            taken[os.path.realpath(self.input_path)] = "the input"
-        if self.csv is not None:
-            taken[os.path.realpath(self.csv.path)] = "the CSV being written"
-        if self.sidecar_path is not None:
-            taken[os.path.realpath(self.sidecar_path)] = "the CSV's sidecar"
-        if self.video is not None:
-            taken[os.path.realpath(self.video.path)] = "the recording"
-        for role, p in new.items():
-            key = os.path.realpath(p)
-            if key in taken:
-                raise OutputError(f"{p}: the {role} would be written over {taken[key]}; choose another file")
-            taken[key] = f"the {role}"
+        taken = {"the input": self.input_path if self.input_path is not None and self.input_path.is_file() else None,
+                 "the CSV being written": self.csv.path if self.csv is not None else None,
+                 "the CSV's sidecar": self.sidecar_path,
+                 "the recording": self.video.path if self.video is not None else None}
+        msg = first_clash(new, taken)
+        if msg is not None:
+            raise OutputError(f"{msg}; choose another file")
 
     def _pictures(self, path: PathLike) -> bool:
         return is_image_path(path) or (self.stills and Path(path).suffix.lower() not in VIDEO_SUFFIXES)

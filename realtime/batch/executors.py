@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -128,20 +126,10 @@ class RayExecutor:
         self._board = None
         self._frames_cache: Dict[str, int] = {}
         self.on_progress = None
-        self._signals: Dict[int, Any] = {}
 
     def start(self) -> Dict[str, Any]:
-        try:
-            return self._start()
-        finally:
-            _restore_signals(self._signals)
-
-    def _start(self) -> Dict[str, Any]:
         import ray
 
-        # ray.init installs its own SIGTERM handler (it raises SystemExit(15), and the batch then exited 1, not
-        # 143, with Ray's stack dump): the caller's handlers are put back once Ray has started
-        self._signals = _signal_handlers()
         cpus = os.cpu_count() or 1
         if self.cluster == "local":
             workers = self.workers or max(1, cpus // self.threads)
@@ -261,15 +249,3 @@ def make_executor(settings: BatchSettings, cluster: Optional[str], workers: Opti
         raise UsageError(f"--cluster {cluster!r}: expected local, auto, ray://HOST:PORT or none")
     return RayExecutor(settings, cluster=cluster, workers=workers, threads=threads, gpus=gpus, retries=retries)
 
-
-def _signal_handlers() -> Dict[int, Any]:
-    """SIGTERM's and SIGINT's handlers now (empty outside the main thread, where they cannot be set)."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    return {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-
-
-def _restore_signals(handlers: Dict[int, Any]) -> None:
-    for sig, handler in handlers.items():
-        if handler is not None:  # set again even where Python still names it: Ray's C++ handler replaced it below
-            signal.signal(sig, handler)

@@ -286,8 +286,7 @@ def _under(path: Any, root: Any) -> bool:
     """Whether ``path`` lies in the folder ``root`` (both may be None)."""
     if not path or not root:
         return False
-    p, r = os.path.abspath(os.fsdecode(path)), os.path.abspath(os.fsdecode(root))
-    return p == r or p.startswith(r.rstrip(os.sep) + os.sep)
+    return Path(os.path.abspath(os.fsdecode(path))).is_relative_to(os.path.abspath(os.fsdecode(root)))
 
 
 def _final_names(msg: str, tmp: Dict[str, Optional[Path]], paths: Dict[str, Any]) -> str:
