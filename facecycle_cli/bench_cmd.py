@@ -201,6 +201,9 @@ def _bench_engines(args: argparse.Namespace) -> int:
             raise UsageError("--precision int8 needs --calibration (a video of faces or a .npy of face crops)")
         opts["calibration"] = args.calibration
     if args.threads:
+        from facecycle.cpus import cap_threads
+
+        args.threads = cap_threads(args.threads, "--threads")
         opts.update(intra_op_threads=args.threads, threads=args.threads)
     if args.max_batch:
         opts["max_batch"] = args.max_batch

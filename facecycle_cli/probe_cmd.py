@@ -171,6 +171,9 @@ def _check_numbers(args: argparse.Namespace) -> None:
         raise UsageError(f"--val-frac is a fraction in [0, 1), not {args.val_frac}")
     if args.threads < 0:
         raise UsageError(f"--threads must be >= 0 (0: the default), not {args.threads}")
+    from facecycle.cpus import cap_threads
+
+    args.threads = cap_threads(args.threads, "--threads")
 
 
 def _feature_source(args: argparse.Namespace, meta: dict) -> dict:

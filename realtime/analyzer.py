@@ -29,6 +29,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optiona
 
 import numpy as np
 
+from facecycle.cpus import cap_threads
 from facecycle.errors import FaceCycleError, UsageError
 
 from .annotators import Annotator, default_annotator
@@ -215,6 +216,9 @@ class Analyzer:
             raise UsageError("threads (--threads) must be >= 1")
         if infer_workers is not None and infer_workers < 1:
             raise UsageError("infer_workers (--infer-workers) must be >= 1")
+        threads = cap_threads(threads, "threads (--threads)")
+        if infer_workers is not None:
+            infer_workers = cap_threads(infer_workers, "infer_workers (--infer-workers)")
         if not 0.0 < score_threshold < 1.0:
             raise UsageError("score_threshold (--score-threshold) must be in (0, 1)")
         if isinstance(neutral_reference, dict):

@@ -67,6 +67,7 @@ from torch import nn
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import get_config
+from ..cpus import cap_threads
 from ..data.augment import (
     affine_jitter,
     brightness_contrast,
@@ -268,7 +269,7 @@ class SemiSupTrainer:
         except ValueError as e:
             raise UsageError(str(e)) from None
         if opts.threads:
-            torch.set_num_threads(opts.threads)
+            torch.set_num_threads(cap_threads(opts.threads, "--threads"))
         torch.manual_seed(opts.seed)
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ import torch
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import FaceCycleConfig, get_config
+from ..cpus import cap_threads
 from ..errors import InputError, UsageError
 from ..losses import PerceptualNet, identity_losses, motion_losses
 from ..model import ALL_MODULES, IDENTITY_MODULES, MOTION_MODULES, FaceCycle
@@ -105,7 +106,7 @@ class Trainer:
             if opts.width is not None and opts.width != self.cfg.width:
                 self.cfg = self.cfg.replace(name=f"{self.cfg.name}-w{opts.width:g}", width=opts.width)
         if opts.threads:
-            torch.set_num_threads(opts.threads)
+            torch.set_num_threads(cap_threads(opts.threads, "--threads"))
         torch.manual_seed(opts.seed)
         if mot is None:
             self.model = FaceCycle(self.cfg, modules=MOTION_MODULES)
