@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
 
-__all__ = ["json_safe", "json_text", "sha256_file", "check_can_create", "unread_pictures", "visible_files",
+__all__ = ["json_safe", "json_text", "sha256_file", "text_name", "check_can_create", "unread_pictures", "visible_files",
            "IMAGE_SUFFIXES", "UNREAD_PICTURE_SUFFIXES", "VIDEO_SUFFIXES"]
 
 #: still-image file suffixes every folder reader accepts (lower case; OpenCV reads them all, AVIF where its build
@@ -19,6 +19,14 @@ UNREAD_PICTURE_SUFFIXES = (".heic", ".heif", ".dng", ".cr2", ".cr3", ".nef", ".a
 #: video file suffixes a folder is searched for (explicitly named files are taken whatever their suffix)
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts",
                   ".mts", ".m2ts", ".3gp", ".ogv", ".mxf")
+
+
+def text_name(name: str) -> str:
+    """A path or file name as text that any UTF-8 writer takes: a name that is not valid UTF-8 (its bytes kept by
+    Python as surrogates) gets those bytes as ``\\xNN`` escapes; other names are returned as they are."""
+    import os
+
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def sha256_file(path: Union[str, Path]) -> str:

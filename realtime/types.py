@@ -62,11 +62,11 @@ def as_bgr_image(image: Union[np.ndarray, str, Path]) -> np.ndarray:
         ValueError: an unreadable file, a shape that is not an image, or an empty image.
     """
     if isinstance(image, (str, Path)):
-        import cv2
+        from facecycle.imageio import read_image
 
         if not Path(image).is_file():
             raise ValueError(f"{image}: " + ("a folder, not an image file" if Path(image).is_dir() else "no such file"))
-        img = cv2.imread(str(image), cv2.IMREAD_COLOR)
+        img = read_image(image)
         if img is None:
             raise ValueError(f"{image}: not a readable image file")
         return np.ascontiguousarray(img)

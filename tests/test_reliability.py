@@ -566,6 +566,34 @@ def test_an_image_folder_with_an_unreadable_image_says_so_in_its_own_words(cli, 
     assert "packets" not in last
 
 
+def test_a_picture_whose_name_is_not_utf8_is_read_and_named_with_escapes(tmp_path, faces40):
+    """``cv2.imread`` crashed the interpreter (exit 139, no message, the sidecar left "running") on a file name that
+    is not valid UTF-8; the folder is read, and the CSV's ``file`` column names it with ``\\xNN`` escapes."""
+    import subprocess
+    import sys
+
+    import cv2
+
+    folder = tmp_path / "stills"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), faces40[0])
+    ok, buf = cv2.imencode(".jpg", faces40[5])
+    odd = os.path.join(os.fsencode(folder), b"caf\xe9, 1.jpg")
+    with open(odd, "wb") as f:
+        f.write(buf.tobytes())
+    r = subprocess.run([sys.executable, "-m", "facecycle", "process", str(folder), "--no-video", "--no-progress",
+                        "--out-dir", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, (r.returncode, r.stderr[-500:])
+    rows = (tmp_path / "out" / "stills.csv").read_text(encoding="utf-8").splitlines()[1:]
+    assert {row.rsplit(",", 1)[-1] for row in rows} >= {"a.png"}
+    assert any(row.endswith('"caf\\xe9, 1.jpg"') for row in rows)
+    assert json.loads((tmp_path / "out" / "stills.json").read_text())["status"] == "complete"
+    from realtime import Analyzer
+
+    with Analyzer() as an:  # the Python API reads it too
+        assert an.analyze_image(os.fsdecode(odd)).faces
+
+
 def test_a_file_damaged_midway_with_neutral_faces_gives_the_same_rows_as_when_read_once(model, tmp_path, faces40):
     """With ``--neutralize`` a file is read twice (the neutral look-ahead): a file whose second half is wiped gives
     the same exit code, status and CSV as when read once (the rows before the damage; the damage counted)."""

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..imageio import read_image
 from .augment import augment_pairs
 from .prepare import read_index
 
@@ -37,7 +38,7 @@ def load_track_dataset(dirs: Sequence[Path], size: int) -> Tuple[np.ndarray, np.
         if not rows:
             raise InputError(f"{d}: no index.csv rows (run `facecycle data prepare` first)")
         for r in rows:
-            img = cv2.imread(str(d / r["file"]), cv2.IMREAD_COLOR)
+            img = read_image(d / r["file"])
             if img is None:
                 raise InputError(f"{d / r['file']}: unreadable crop")
             if img.shape[0] != size:

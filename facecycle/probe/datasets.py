@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..files import IMAGE_SUFFIXES, visible_files
+from ..imageio import read_image
 
 log = logging.getLogger(__name__)
 
@@ -227,11 +228,8 @@ def load_image(path: Path, size: int, framer: Optional[Framer] = None) -> np.nda
     """
     import cv2
 
-    try:
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)  # grayscale files come back as 3 equal channels
-    except cv2.error:
-        img = None
-    if img is None or img.size == 0:
+    img = read_image(path)  # grayscale files come back as 3 equal channels
+    if img is None:
         raise InputError(f"{path}: unreadable image")
     if framer is not None:
         img = framer(img)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterable, List, Optional, Tuple, Union
 
 from facecycle.errors import BackendUnavailable, OutputError
-from facecycle.files import check_can_create
+from facecycle.files import check_can_create, text_name
 
 __all__ = ["write_parquet", "require_pyarrow", "check_parquet_path", "PYARROW_MISSING"]
 
@@ -67,12 +67,6 @@ def _column_types(columns: List[str]):
 
     return {c: (pa.int64() if c in _INT_COLUMNS else pa.string() if c in _TEXT_COLUMNS else pa.float64())
             for c in columns}
-
-
-def _text(name: str) -> str:
-    """A path as Parquet text: a name that is not valid UTF-8 (its bytes kept by Python as surrogates) gets its odd
-    bytes as ``\\xNN`` escapes."""
-    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def _header(csv: Union[str, Path]) -> List[str]:
@@ -131,7 +125,8 @@ def write_parquet(csvs: Iterable[Tuple[str, Union[str, Path]]], path: Union[str,
             with open(csv, "rb") as f:  # (a file object: pyarrow takes no path that is not valid UTF-8)
                 table = pacsv.read_csv(f, convert_options=convert)
             n = table.num_rows
-            vcol = pa.DictionaryArray.from_arrays(pa.array([0] * n, pa.int32()), pa.array([_text(video)], pa.string()))
+            vcol = pa.DictionaryArray.from_arrays(pa.array([0] * n, pa.int32()),
+                                                  pa.array([text_name(video)], pa.string()))
             cols = [table.column(c) if c in header else pa.nulls(n, types[c]) for c in columns]
             table = pa.Table.from_arrays([vcol] + cols, schema=schema)
             if writer is None or (not single and rows_in_file and rows_in_file + n > rows_per_file):

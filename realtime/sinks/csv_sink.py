@@ -16,6 +16,7 @@ from typing import List, Optional, Union
 import numpy as np
 
 from facecycle.errors import OutputError
+from facecycle.files import text_name
 
 from ..summary import ExpressionSummary
 from ..types import EMOTIONS, Face, FramePacket
@@ -42,8 +43,9 @@ def csv_columns(code_dim: int, file_column: bool = False) -> List[str]:
 
 
 def _file_field(packet: FramePacket) -> str:
-    """``,name`` of the packet's file (``FramePacket.file``; RFC 4180 quoting where the name needs it)."""
-    name = packet.file
+    """``,name`` of the packet's file (``FramePacket.file``; RFC 4180 quoting where the name needs it; bytes of a
+    name that are not UTF-8 as ``\\xNN``, as in Parquet)."""
+    name = text_name(packet.file)
     if any(c in name for c in ',"\r\n'):
         name = '"' + name.replace('"', '""') + '"'
     return "," + name

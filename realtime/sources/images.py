@@ -13,6 +13,7 @@ import numpy as np
 
 from facecycle.errors import InputError
 from facecycle.files import IMAGE_SUFFIXES, VIDEO_SUFFIXES, unread_pictures, visible_files
+from facecycle.imageio import read_image
 
 from ..types import FramePacket
 from .base import Source
@@ -74,7 +75,7 @@ def _numbered(files: List[Path]) -> Optional[str]:
 
 
 def _thumb(path: Path) -> Optional[np.ndarray]:
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    img = read_image(path, grey=True)
     if img is None:
         return None
     h, w = img.shape
@@ -210,7 +211,7 @@ class ImageFolderSource(Source):
         index = 0
         for f in self.files:
             t = time.perf_counter()
-            img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+            img = read_image(f)
             if img is None:
                 self.errors += 1
                 if len(self.unreadable) < 1000:
