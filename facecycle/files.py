@@ -7,8 +7,8 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
 
-__all__ = ["json_safe", "json_text", "sha256_file", "text_name", "check_can_create", "unread_pictures", "visible_files",
-           "IMAGE_SUFFIXES", "UNREAD_PICTURE_SUFFIXES", "VIDEO_SUFFIXES"]
+__all__ = ["json_safe", "json_text", "sha256_file", "text_name", "temp_path", "check_can_create", "unread_pictures",
+           "visible_files", "IMAGE_SUFFIXES", "UNREAD_PICTURE_SUFFIXES", "VIDEO_SUFFIXES"]
 
 #: still-image file suffixes every folder reader accepts (lower case; OpenCV reads them all, AVIF where its build
 #: has the codec, as the pip wheels since 4.11 do)
@@ -27,6 +27,17 @@ def text_name(name: str) -> str:
     import os
 
     return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def temp_path(path: Union[str, Path]) -> Path:
+    """A hidden temporary name beside ``path`` that no other process or thread picks (pid and a random part), for
+    writing a file whole and then ``os.replace``-ing it into place: two writers of one file with a fixed ``.tmp``
+    name removed each other's (one batch's summary failed to write after the whole corpus had run)."""
+    import os
+    import uuid
+
+    p = Path(path)
+    return p.with_name(f".{p.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
 
 
 def sha256_file(path: Union[str, Path]) -> str:

@@ -776,3 +776,95 @@ def test_a_cut_file_in_a_batch_is_reported_as_process_reports_it(tiny_export, tm
     entry = rec["inputs"][0]
     assert entry["status"] == "done" and 0 < entry["frames"] < 40 and entry["frames_missing"] == 40 - entry["frames"]
     assert rec["counts"]["damaged"] == 1
+
+
+# ----------------------------------------------------------------------------------------- batches sharing --out-dir
+def _batch(tmp_path, *inputs, extra=()) -> int:
+    return cli_main(["batch", *map(str, inputs), "--out-dir", str(tmp_path / "out"), "--cluster", "none",
+                     "--no-video", "--no-progress", "--max-frames", "8", *extra])
+
+
+def test_an_input_another_live_batch_works_on_is_left_to_it(tmp_path, capsys):
+    """A job submitted twice (or overlapping shards) on one --out-dir: the second deleted the first's work folder
+    and the first failed with "run ended as unknown", blaming the video. The input's lock says it is taken."""
+    clip = tmp_path / "in" / "a.mp4"
+    clip.parent.mkdir(parents=True)
+    shutil.copy(shared_video(SHORT[0]), clip)
+    work_root = tmp_path / "out" / PARTIAL_DIR / "a"
+    live = work_root / "20260101T000000-abcdef.4242"  # the other batch's attempt in progress
+    _touch(live / "a.csv", b"frame\n")
+    holder = ("import fcntl, json, os, sys, time\n"
+              "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+              "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+              "os.write(fd, json.dumps({'input': sys.argv[2], 'host': 'nodeX', 'pid': os.getpid()}).encode())\n"
+              "print('locked', flush=True)\n"
+              "time.sleep(120)\n")
+    other = subprocess.Popen([sys.executable, "-c", holder, str(work_root / "lock"), str(clip)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "locked"
+        capsys.readouterr()
+        assert _batch(tmp_path, clip) == 3  # not done by this run
+        err = capsys.readouterr().err
+        assert "being processed by another batch (host nodeX" in err and "left to it" in err
+        assert (live / "a.csv").is_file()  # the live attempt's work is untouched
+        summary = json.loads((tmp_path / "out" / "batch.json").read_text())
+        assert summary["inputs"][0]["status"] == "busy" and summary["counts"]["busy"] == 1
+        assert not (tmp_path / "out" / "a.json").exists()
+    finally:
+        other.kill()
+        other.wait()
+    # its holder gone (the OS released the lock with the process), the input is this batch's: the dead
+    # attempt's folder is cleared and the input done
+    assert _batch(tmp_path, clip) == 0
+    assert json.loads((tmp_path / "out" / "a.json").read_text())["status"] == "complete"
+    assert not live.exists() and not (work_root / "lock").exists()
+
+
+def test_batches_over_other_folders_never_overwrite_each_others_outputs(tmp_path, capsys):
+    """Two shards (in/a, in/b) into one --out-dir: each one's default root is its own folder, so in/b/clip.mp4
+    silently replaced in/a/clip.mp4's results (and a re-run of either redid it, for ever). Refused unless
+    --force; one --root keeps both."""
+    for d, name in (("a", SHORT[0]), ("b", SHORT[1])):
+        (tmp_path / "in" / d).mkdir(parents=True)
+        shutil.copy(shared_video(name), tmp_path / "in" / d / "clip.mp4")
+    a, b = tmp_path / "in" / "a" / "clip.mp4", tmp_path / "in" / "b" / "clip.mp4"
+    assert _batch(tmp_path, a) == 0
+    side = tmp_path / "out" / "clip.json"
+    before = side.read_bytes()
+    capsys.readouterr()
+    assert _batch(tmp_path, b) == 3
+    err = capsys.readouterr().err
+    assert f"hold the results of {a}" in err and "same --root" in err
+    assert side.read_bytes() == before
+    assert _batch(tmp_path, b, extra=["--dry-run"]) == 3  # a dry run ends as the run would
+    assert _batch(tmp_path, b, extra=["--root", str(tmp_path / "in")]) == 0  # mirrored below in/: b/clip.*
+    assert json.loads((tmp_path / "out" / "b" / "clip.json").read_text())["batch"]["input"] == str(b)
+    assert _batch(tmp_path, b, extra=["--force"]) == 0
+    assert json.loads(side.read_text())["batch"]["input"] == str(b)
+
+
+def test_two_writers_of_one_summary_never_remove_each_others_file(tmp_path):
+    """Both wrote through "batch.json.tmp": one's rename took the other's file away, and a batch that had run
+    its whole corpus failed to write its summary (exit 4)."""
+    import threading
+
+    from realtime.batch.runner import _write_json
+
+    path, errors = tmp_path / "batch.json", []
+
+    def write(k: int) -> None:
+        for i in range(300):
+            try:
+                _write_json(path, {"writer": k, "i": i})
+            except Exception as e:  # noqa: BLE001
+                errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert json.loads(path.read_text())["i"] == 299
+    assert [p.name for p in tmp_path.iterdir()] == ["batch.json"]

@@ -7,9 +7,13 @@ Layout for an input whose path relative to the batch root is ``REL`` (``a/b/inte
     a/b/interview.annotated.mp4     annotated video (``video=True``)
     a/b/interview.json              sidecar: process's fields + ``fingerprint`` + ``batch`` (the commit marker)
     a/b/.facecycle-partial/interview/<run_id>.<pid>/   work folder of an attempt in progress
+    a/b/.facecycle-partial/interview/lock               held (``flock``) by the process working on it
 
 The sidecar is deleted when an attempt starts and written (atomically) only after the CSV and video were moved
 into place, so a killed attempt never leaves a ``complete`` sidecar behind; the next attempt or run redoes it.
+An attempt first takes the input's lock, which its process holds until it ends (the OS releases it when the
+process dies), so that two batches sharing an output folder (a job submitted twice, overlapping shards) never
+work on one input's outputs at once: the second leaves it to the first (status ``busy``).
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
-from facecycle.errors import FaceCycleError, InputError, OutputError
+from facecycle.errors import FaceCycleError, InputError, OutputError, UsageError
 
 from ..sinks.image_sink import is_image_path, picture_suffix
 from ..sinks.sidecar import read_sidecar
@@ -36,6 +40,73 @@ __all__ = ["BatchSettings", "analyze_file", "run_task", "output_paths", "PARTIAL
            "count_csv_rows"]
 
 log = logging.getLogger(__name__)
+
+class InputBusy(Exception):
+    """Another live process holds an input's lock; ``holder`` is what it wrote there (input, host, pid, run_id)."""
+
+    def __init__(self, holder: Dict[str, Any]) -> None:
+        super().__init__(holder)
+        self.holder = holder
+
+
+def _lock_outputs(path: Path, task: Dict[str, Any]) -> Optional[int]:
+    """Take the exclusive lock of one input's outputs (a file at ``path``, created as needed): the open file
+    descriptor, which holds the lock until :func:`_unlock_outputs` or the process's end. Raises
+    :class:`InputBusy` when another process holds it. None where the OS has no ``flock`` (Windows: no locking).
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    for _ in range(100):
+        path.parent.mkdir(parents=True, exist_ok=True)  # another input's run may have removed the empty folder
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = json.loads(os.read(fd, 4096) or b"{}")
+            except ValueError:
+                holder = {}
+            os.close(fd)
+            raise InputBusy(holder if isinstance(holder, dict) else {}) from None
+        # the holder before may have removed the file between our open and our lock: lock the file that is there
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            me = {"input": task["input"], "host": socket.gethostname(), "pid": os.getpid(),
+                  "run_id": task.get("run_id")}
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps(me).encode())
+            return fd
+        os.close(fd)
+    raise OutputError(f"{path}: cannot take the lock of this input's outputs")
+
+
+def _unlock_outputs(path: Path, fd: Optional[int]) -> None:
+    """Remove the lock file (while still holding it: a process waiting on it sees it gone and retries) and
+    release it."""
+    if fd is None:
+        return
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+    os.close(fd)
+
+
+def same_input(a: Any, b: Any) -> bool:
+    """Whether two recorded inputs (paths or URLs as given) are the same file."""
+    a, b = str(a), str(b)
+    if "://" in a or "://" in b:
+        return a == b
+    return os.path.realpath(a) == os.path.realpath(b)
+
 
 #: hidden folder (per output folder) that holds attempts in progress
 PARTIAL_DIR = ".facecycle-partial"
@@ -198,9 +269,23 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
     work_root: Path = paths["work"]  # type: ignore[assignment]
     work: Optional[Path] = None
     tmp: Dict[str, Optional[Path]] = {}
+    lock_path, lock = work_root / "lock", None
     try:
-        work_root.mkdir(parents=True, exist_ok=True)
-        # attempts of this run that left a work folder died mid-video (killed worker, OOM): retries
+        try:
+            lock = _lock_outputs(lock_path, task)
+        except InputBusy as b:
+            other = b.holder.get("input")
+            where = f"host {b.holder.get('host', '?')}, pid {b.holder.get('pid', '?')}"
+            if other is not None and not same_input(other, task["input"]):  # this input fails; the batch goes on
+                res.update(error=f"{task['input']}: its outputs {paths['sidecar']} are being written for {other} "
+                                 f"by another batch ({where}): batches sharing --out-dir must mirror the same "
+                                 "folder (give each the same --root)", error_type="UsageError",
+                           exit_code=UsageError.exit_code)
+            else:
+                res.update(status="busy", busy=b.holder,
+                           error=f"{task['input']}: being processed by another batch ({where}); left to it")
+            return res
+        # attempts that left a work folder died mid-video (killed worker, OOM); the lock says none is alive
         stale = [p for p in work_root.iterdir() if p.is_dir()]
         res["retries"] = sum(1 for p in stale if p.name.split(".")[0] == task["run_id"])
         for p in stale:
@@ -272,6 +357,7 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
     finally:
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
+        _unlock_outputs(lock_path, lock)
         for d in (work_root, work_root.parent):
             try:
                 d.rmdir()  # only when empty (another input of the folder may be in progress)

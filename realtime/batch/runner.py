@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, Deque, Dict, List, Optional, Union
 
 from facecycle.errors import OutputError, UsageError
-from facecycle.files import check_can_create, json_text
+from facecycle.files import check_can_create, json_text, temp_path
 
 from ..summary import clip_reading
-from .job import BatchSettings, output_paths
+from .job import BatchSettings, output_paths, same_input
 from .plan import BatchItem, is_complete, item_fingerprint, served_file_changed, settings_fingerprint, url_validators
 
 __all__ = ["run_batch", "BatchResult"]
@@ -46,7 +46,7 @@ def _validators(urls: List[str]) -> Dict[str, Optional[Dict[str, str]]]:
 
 
 def _write_json(path: Path, data: Dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = temp_path(path)  # its own name: two batches writing one summary must not remove each other's
     try:
         tmp.write_text(json_text(data) + "\n")
         os.replace(tmp, path)
@@ -111,6 +111,15 @@ def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batch
             e.update(status="failed", error=it.error, exit_code=3)
             continue
         done, info = (False, None) if force else is_complete(it, out, settings, fp)
+        other = ((info or {}).get("batch") or {}).get("input")
+        if other is not None and not same_input(other, it.path):  # force: replaced, as asked
+            # another input's results at this input's output paths: a batch over other folders into the same
+            # --out-dir (its default root, the inputs' deepest common folder, was another); they were overwritten
+            e.update(status="failed", exit_code=UsageError.exit_code,
+                     error=f"{it.path}: its outputs {paths['sidecar']} hold the results of {other}: batches "
+                           "sharing --out-dir must mirror the same folder (give each the same --root), or give "
+                           "--force to replace them")
+            continue
         changed = served_file_changed(((info or {}).get("batch") or {}).get("input_stat"), stat) if done else None
         if changed:  # the URL is the same, but the server says the file is not
             done = False
@@ -138,8 +147,13 @@ def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batch
                          host=platform.node(), duplicates=duplicates or [], inputs=entries)
     if dry_run:
         for e in entries:
-            print(f"{e['status'] if e['status'] != 'pending' else 'run'}\t{e['input']}")
-        result.update(exit_code=0, counts={"inputs": len(entries), "to_run": len(todo), "skipped": n_skip})
+            what = e["status"] if e["status"] != "pending" else "run" + (f" (redo: {e['redo']})" if e.get("redo")
+                                                                        else "")
+            print(f"{what}\t{e['input']}")
+        n_failed = sum(e["status"] == "failed" for e in entries)
+        # as the run would end: an input that cannot be run fails it
+        result.update(exit_code=3 if n_failed else 0,
+                      counts={"inputs": len(entries), "to_run": len(todo), "skipped": n_skip, "failed": n_failed})
         return result
     if n_skip:
         print(f"facecycle batch: {n_skip} of {len(entries)} inputs already complete (same model and settings); "
@@ -192,6 +206,12 @@ def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batch
                     e.update({k: v for k, v in res.items() if k not in ("input", "rel", "csv", "sidecar")})
                     if e["status"] == "error":  # an error that stops the batch: the input failed (its exit_code
                         e["status"] = "failed"  # and error say which kind)
+                    if res["status"] == "busy":  # another batch is on it: not done by this one, and not failed
+                        msg = f"facecycle batch: {res.get('error')}"
+                        (bar.write(msg, file=sys.stderr) if bar is not None else print(msg, file=sys.stderr))
+                        if bar is not None:
+                            bar.update(1)
+                        continue
                     frames_done += int(res.get("frames") or 0)
                     damage = [f"~{res['frames_missing']} frames missing (truncated or damaged file)"
                               if res.get("frames_missing") else "",
@@ -262,7 +282,8 @@ def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batch
         raise parquet_error
     c = result["counts"]
     damaged = f" ({c['damaged']} of them cut or damaged: see above)" if c.get("damaged") else ""
-    print(f"facecycle batch: {c['done']} processed{damaged}, {c['skipped']} skipped, {c['failed']} failed"
+    busy = f", {c['busy']} left to another batch running them" if c.get("busy") else ""
+    print(f"facecycle batch: {c['done']} processed{damaged}, {c['skipped']} skipped, {c['failed']} failed{busy}"
           f"{', ' + str(c['retries']) + ' retries' if c['retries'] else ''}; {c['frames']} frames in "
           f"{result['wall_s']:.1f} s -> {summary_path}", file=sys.stderr)
     return result
@@ -307,6 +328,8 @@ def _finish(result: BatchResult, entries: List[Dict[str, Any]], t_start: float, 
     result["wall_s"] = round(time.time() - t_start, 3)
     result["counts"] = {"inputs": len(entries), "done": len(done),
                         "skipped": sum(e["status"] == "skipped" for e in entries), "failed": len(failed),
+                        # being processed by another batch sharing the output folder: left to it
+                        "busy": sum(e["status"] == "busy" for e in entries),
                         "cancelled": sum(e["status"] in ("cancelled", "interrupted") for e in entries),
                         "retries": sum(int(e.get("retries") or 0) for e in entries), "frames": frames,
                         # done, but cut or damaged: their rows end early or skip frames (frames_missing, decode_errors)
@@ -318,7 +341,9 @@ def _finish(result: BatchResult, entries: List[Dict[str, Any]], t_start: float, 
         result["exit_code"] = int(fatal.get("exit_code") or 1)
     elif interrupted:
         result["exit_code"] = int(interrupted)
-    elif failed:
-        result["exit_code"] = 3  # as `facecycle process`: the other inputs were done, some input failed
+    elif failed or result["counts"]["busy"]:
+        # as `facecycle process`: the other inputs were done, some input failed (or is not done by this run: it
+        # is another batch's, still running)
+        result["exit_code"] = 3
     else:
         result["exit_code"] = 0

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
-from facecycle.files import json_text
+from facecycle.files import json_text, temp_path
 
 __all__ = ["versions", "write_sidecar", "read_sidecar"]
 
@@ -46,7 +46,7 @@ def write_sidecar(path: Union[str, Path], info: Dict[str, Any]) -> None:
     text = json_text(d) + "\n"
     if d.get("status") == "running":
         text += " " * max(0, RESERVE_BYTES - len(text.encode()))
-    tmp = p.with_name(p.name + ".tmp")
+    tmp = temp_path(p)  # its own name: a fixed one was removed by a second writer of the same sidecar
     try:
         tmp.write_text(text)
         os.replace(tmp, p)
