@@ -11,10 +11,17 @@ from facecycle.files import json_text
 
 log = logging.getLogger(__name__)
 
+#: the expression split a fit holds out (``--val-frac``, ``--seed``) when not told; eval takes the head's own
+SPLIT_DEFAULTS = {"val_frac": 0.1, "seed": 0}
+#: ``--split`` when not given, per sub-command (expression; pose data is one folder, read whole)
+_SPLIT_DEFAULT = {"fit": "train", "eval": "test"}
+
 
 def _common(q: argparse.ArgumentParser) -> None:
     q.add_argument("--task", choices=("expression", "pose"), default="expression")
-    q.add_argument("--data", required=True, help="expression: <DIR>/<split>/<class>/*.jpg; pose: .jpg+.mat folder")
+    q.add_argument("--data", required=True, help="expression: <DIR>/<split>/<class>/*.jpg; pose: .jpg+.mat folder "
+                                                 "(300W-LP to fit, AFLW2000 to score), read whole or its --split "
+                                                 "sub-folder")
     q.add_argument("--val-frac", type=float, default=None,
                    help="expression: fraction of <DIR>/train held out as split 'val' (stratified, seeded; default "
                         "0.1; eval: the head's own, so that val is what its fit held out)")
@@ -40,11 +47,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     ps = p.add_subparsers(dest="probe_command", metavar="SUBCOMMAND")
     f = ps.add_parser("fit", help="fit a linear head on frozen features")
     _common(f)
-    f.add_argument("--split", default="train", help="split to fit on (train = train minus the held-out val part)")
+    f.add_argument("--split", default=None, help="expression: split to fit on (default train = train minus the "
+                                                   "held-out val part); pose: a sub-folder of --data (default: all)")
     f.add_argument("--baseline", choices=("pixels", "random-encoder"), default=None,
                    help="fit on a baseline feature instead of the model's")
     f.add_argument("--config", default=None, help="config of the random-encoder baseline (default: the model's)")
-    f.add_argument("--max-train", type=int, default=0, help="stratified subsample of the fit split (0: all)")
+    f.add_argument("--max-train", type=int, default=0, help="subsample of the fit split (stratified for "
+                                                            "expression, seeded; 0: all)")
     f.add_argument("--no-flips", action="store_true", help="no mirrored copies of the training images")
     f.add_argument("--weight-decays", default="1e-4,1e-3,1e-2,1e-1",
                    help="L2 strengths to choose from on a held-out part of the fit split (comma list)")
@@ -53,7 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.set_defaults(func=_fit)
     e = ps.add_parser("eval", help="evaluate a fitted head")
     _common(e)
-    e.add_argument("--split", default="test", help="test, val (held out of train) or any <DIR> sub-folder")
+    e.add_argument("--split", default=None, help="expression: test (default), val (held out of train) or any <DIR> "
+                                                   "sub-folder; pose: a sub-folder of --data (default: all)")
     e.add_argument("--head", default=None, help="head file (default: the --model folder's own head; without "
                                                 "--model, the shipped head)")
     e.add_argument("--json", default=None, help="write the report as JSON")
@@ -131,8 +141,9 @@ def _fit(args: argparse.Namespace) -> int:
     from facecycle.probe.linear import save_head
     from facecycle.probe.run import expression_items, fit_expression, fit_pose, subsample
 
-    args.val_frac = 0.1 if args.val_frac is None else args.val_frac
-    args.seed = 0 if args.seed is None else args.seed
+    for key, default in SPLIT_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, default)
     args.detector = args.detector or "centerface"
     ex = _extractor(args)
     args.framing = args.framing or "auto"
@@ -153,7 +164,10 @@ def _fit(args: argparse.Namespace) -> int:
         head.meta.update({"data": str(args.data), "split": args.split, "val_frac": str(args.val_frac),
                           "seed": str(args.seed)})
     else:
-        head, info = fit_pose(ex, Path(args.data), seed=args.seed, progress=not args.no_progress, framer=framer)
+        head, info = fit_pose(ex, _pose_folder(args), seed=args.seed, progress=not args.no_progress, framer=framer,
+                              max_train=args.max_train)
+        _say_beyond(info)
+        head.meta.update({"data": str(args.data), "split": args.split or "", "seed": str(args.seed)})
     head.meta["framing"] = args.framing
     if args.framing != "none":  # the detector that cut the faces (eval cuts them alike unless told otherwise)
         head.meta["detector"] = args.detector
@@ -167,6 +181,17 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
+    """Options checked before any image is read; ``--split``'s default set."""
+    if args.task == "pose" and args.val_frac is not None:
+        raise UsageError("--val-frac holds a part of an expression data set out; a pose head is fitted on one data "
+                         "set (300W-LP) and scored on another (AFLW2000): give that folder to `probe eval`")
+    if args.task == "expression" and args.split is None:
+        args.split = _SPLIT_DEFAULT[args.probe_command]
+    if getattr(args, "config", None) and getattr(args, "baseline", None) != "random-encoder":
+        raise UsageError("--config is the random-encoder baseline's (--baseline random-encoder); the features of "
+                         "--checkpoint or --model come with their own config")
+    if getattr(args, "max_train", 0) < 0:
+        raise UsageError(f"--max-train must be >= 0 (0: all), not {args.max_train}")
     if args.val_frac is not None and not 0 <= args.val_frac < 1:
         raise UsageError(f"--val-frac is a fraction in [0, 1), not {args.val_frac}")
     if args.threads < 0:
@@ -174,6 +199,25 @@ def _check_numbers(args: argparse.Namespace) -> None:
     from facecycle.cpus import cap_threads
 
     args.threads = cap_threads(args.threads, "--threads")
+
+
+def _pose_folder(args: argparse.Namespace) -> Path:
+    """The pose data: ``--data``, or its ``--split`` sub-folder."""
+    root = Path(args.data)
+    if args.split is None:
+        return root
+    sub = root / args.split
+    if not sub.is_dir():
+        raise UsageError(f"--split {args.split}: {root} has no such sub-folder (pose data is read whole without "
+                         "--split)")
+    return sub
+
+
+def _say_beyond(info: dict) -> None:
+    n = info.get("n_beyond_max_angle")
+    if n:
+        print(f"{n} image(s) with an angle beyond ±{info['max_abs_deg']:g}° left out (the AFLW2000 protocol; JSON "
+              "n_beyond_max_angle)")
 
 
 def _feature_source(args: argparse.Namespace, meta: dict) -> dict:
@@ -223,7 +267,8 @@ def _eval(args: argparse.Namespace) -> int:
     _check_numbers(args)
     # the split the head's fit held out: its own seed and fraction (a head fitted with --seed 1 was scored on
     # seed 0's "val", 27 of 28 of them images it was fitted on)
-    for key, default, cast in (("seed", 0, int), ("val_frac", 0.1, float)):
+    for key, default in SPLIT_DEFAULTS.items():
+        cast = type(default)
         own = head.meta.get(key)
         if getattr(args, key) is None:
             setattr(args, key, cast(own) if own is not None else default)
@@ -264,7 +309,8 @@ def _eval(args: argparse.Namespace) -> int:
         for c, row in zip(rep["classes"], rep["confusion_matrix"], strict=True):
             print(f"  {c[:3]} " + " ".join(f"{v:4d}" for v in row))
     else:
-        rep = eval_pose(ex, head, Path(args.data), progress=not args.no_progress, framer=framer)
+        rep = eval_pose(ex, head, _pose_folder(args), progress=not args.no_progress, framer=framer)
+        _say_beyond(rep)
         rep.update({"head": str(head_path), "feature": head.meta.get("feature"), "framing": _framing_report(framer)})
         m = rep["mae_deg"]
         print(f"MAE yaw {m['yaw']:.2f} pitch {m['pitch']:.2f} roll {m['roll']:.2f} deg "

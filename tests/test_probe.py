@@ -133,7 +133,8 @@ def test_probe_cli_fit_and_eval_with_exported_model(fer_small, tiny_export, tmp_
     # the same head through torch (random-encoder of the same seed is a different feature: refit)
     for base in ("pixels", "random-encoder"):
         bh = tmp_path / f"{base}.safetensors"
-        assert main(["probe", "fit", "--data", str(fer_small), "--baseline", base, "--config", "tiny",
+        cfg = ["--config", "tiny"] if base == "random-encoder" else []  # a pixel baseline has none (refused)
+        assert main(["probe", "fit", "--data", str(fer_small), "--baseline", base, *cfg,
                      "--val-frac", "0", "--weight-decays", "1e-3", "--threads", "1", "--out", str(bh),
                      "--no-progress"]) == 0
         assert main(["probe", "eval", "--data", str(fer_small), "--split", "train", "--val-frac", "0",
@@ -495,3 +496,39 @@ def test_probe_eval_scores_a_head_on_its_own_split_features_and_class_names(fer_
         assert main(["probe", "fit", "--model", str(model_dir), "--no-progress", "--out",
                      str(tmp_path / "x.safetensors"), *bad]) in (2, 3), bad  # usage (2) or data (3), one line
         assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_pose_probe_reads_split_and_max_train_and_counts_what_it_leaves_out(tmp_path, capsys):
+    """`--split`, `--val-frac` and `--max-train` were ignored by `--task pose` without a word, and samples beyond
+    ±99° were left out uncounted."""
+    sio = pytest.importorskip("scipy.io")
+    import cv2
+
+    from facecycle_cli import main
+
+    rng = np.random.default_rng(0)
+    for sub, n in (("AFW", 12), ("HELEN", 6)):
+        (tmp_path / "lp" / sub).mkdir(parents=True)
+        for i in range(n):
+            cv2.imwrite(str(tmp_path / "lp" / sub / f"{i}.jpg"), rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+            yaw = 2.0 if i == 0 else rng.uniform(-1, 1)  # the first: 115° of yaw, beyond the protocol's ±99°
+            sio.savemat(tmp_path / "lp" / sub / f"{i}.mat", {"Pose_Para": np.array([[0.1, yaw, 0.0]])})
+    base = ["probe", "fit", "--task", "pose", "--data", str(tmp_path / "lp"), "--baseline", "pixels",
+            "--framing", "none", "--no-progress"]
+    out = tmp_path / "h.safetensors"
+    assert main(base + ["--max-train", "8", "--out", str(out), "--json", str(tmp_path / "fit.json")]) == 0
+    fit = json.loads((tmp_path / "fit.json").read_text())
+    assert fit["n_images"] == 8 and fit["n_beyond_max_angle"] == 2
+    assert "2 image(s) with an angle beyond ±99° left out" in capsys.readouterr().out
+    assert main(base + ["--split", "HELEN", "--out", str(out), "--json", str(tmp_path / "fit.json")]) == 0
+    assert json.loads((tmp_path / "fit.json").read_text())["n_images"] == 5
+    assert main(["probe", "eval", "--task", "pose", "--data", str(tmp_path / "lp"), "--split", "AFW", "--head",
+                 str(out), "--no-progress", "--json", str(tmp_path / "ev.json")]) == 0
+    ev = json.loads((tmp_path / "ev.json").read_text())
+    assert ev["n"] == 11 and ev["n_beyond_max_angle"] == 1
+    capsys.readouterr()
+    for extra, says in ((["--val-frac", "0.2"], "--val-frac holds a part of an expression data set out"),
+                        (["--split", "LFPW"], "has no such sub-folder"),
+                        (["--config", "tiny"], "--config is the random-encoder baseline's")):
+        assert main(base + extra + ["--out", str(tmp_path / "x.safetensors")]) == 2
+        assert says in capsys.readouterr().err

@@ -275,10 +275,12 @@ def read_pose_mat(path: Path) -> np.ndarray:
     return np.degrees(np.array([yaw, pitch, roll]))
 
 
-def list_pose(root: Path, max_abs_deg: float = 99.0) -> List[Tuple[Path, np.ndarray]]:
+def list_pose(root: Path, max_abs_deg: float = 99.0,
+              beyond: Optional[List[Path]] = None) -> List[Tuple[Path, np.ndarray]]:
     """(image, [yaw, pitch, roll] degrees) for every ``*.jpg`` with a ``.mat`` beside it (recursive).
 
-    Samples with any angle beyond ±``max_abs_deg`` are dropped (the usual AFLW2000 protocol).
+    Samples with any angle beyond ±``max_abs_deg`` are dropped (the usual AFLW2000 protocol); ``beyond``, when
+    given, receives their images (reports count them: AFLW2000 has 31 of 2,000).
     """
     root = Path(root)
     if not root.is_dir():
@@ -291,6 +293,9 @@ def list_pose(root: Path, max_abs_deg: float = 99.0) -> List[Tuple[Path, np.ndar
         ang = read_pose_mat(mat)
         if np.all(np.abs(ang) <= max_abs_deg):
             out.append((jpg, ang))
+        elif beyond is not None:
+            beyond.append(jpg)
     if not out:
-        raise InputError(f"{root}: no .jpg + .mat pairs found")
+        raise InputError(f"{root}: no .jpg + .mat pairs found" + (
+            f" with every angle within ±{max_abs_deg:g}° ({len(beyond)} beyond)" if beyond else ""))
     return out

@@ -159,21 +159,34 @@ def _unreadable_report(items: Sequence[Tuple[Path, int]], bad: Sequence[int]) ->
 POSE_NAMES = ("yaw", "pitch", "roll")
 
 
+#: the usual AFLW2000 protocol: samples with an angle beyond this are left out of fits and scores
+POSE_MAX_ABS_DEG = 99.0
+
+
 def fit_pose(extractor: FeatureExtractor, root: Path, seed: int = 0, progress: bool = False,
-             framer: Optional[Framer] = None) -> Tuple[Head, Dict]:
-    items = list_pose(root)
+             framer: Optional[Framer] = None, max_train: int = 0) -> Tuple[Head, Dict]:
+    """A ridge head for (yaw, pitch, roll) on every ``.jpg`` + ``.mat`` under ``root`` (or a seeded random
+    ``max_train`` of them)."""
+    beyond: List[Path] = []
+    items = list_pose(root, POSE_MAX_ABS_DEG, beyond)
+    if 0 < max_train < len(items):
+        pick = np.sort(np.random.default_rng(seed).choice(len(items), max_train, replace=False))
+        items = [items[i] for i in pick]
     f = extract(extractor, [p for p, _ in items], progress=progress, framer=framer)
     t = np.stack([a for _, a in items])
     head, scores = fit_regressor(f, t, POSE_NAMES, extractor.describe(), seed=seed)
-    return head, {"n_images": len(items), "inner_val_mae": scores}
+    return head, {"n_images": len(items), "n_beyond_max_angle": len(beyond), "max_abs_deg": POSE_MAX_ABS_DEG,
+                  "inner_val_mae": scores}
 
 
 def eval_pose(extractor: FeatureExtractor, head: Head, root: Path, progress: bool = False,
               framer: Optional[Framer] = None) -> Dict:
-    items = list_pose(root)
+    beyond: List[Path] = []
+    items = list_pose(root, POSE_MAX_ABS_DEG, beyond)
     f = extract(extractor, [p for p, _ in items], progress=progress, framer=framer)
     t = np.stack([a for _, a in items])
     err = np.abs(head.predict(f) - t)
     mae = err.mean(0)
-    return {"n": len(items), "mae_deg": {n: float(v) for n, v in zip(POSE_NAMES, mae)},
+    return {"n": len(items), "n_beyond_max_angle": len(beyond), "max_abs_deg": POSE_MAX_ABS_DEG,
+            "mae_deg": {n: float(v) for n, v in zip(POSE_NAMES, mae, strict=True)},
             "mae_mean_deg": float(mae.mean())}
