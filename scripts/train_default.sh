@@ -158,8 +158,8 @@ if [[ $MODE == all || $MODE == eval ]]; then
   python -c "from facecycle.probe.peer import peer_model_path as p; import ai_edge_litert; assert p()" 2>/dev/null \
     && PEER=(--peer) || echo "fer peer not installed: no independent judge (see facecycle/probe/peer.py)"
   python scripts/eval_expression.py --fer "$FER" --clips benchmarks/heldout_clips.csv --max-frames 300 \
-    "${PEER[@]}" --out "$D/expression_heldout.json"
+    --shared "$SHARED" "${PEER[@]}" --out "$D/expression_heldout.json"
   python scripts/eval_expression.py --clips benchmarks/heldout_clips.csv --neutralize --max-frames 75 \
-    "${PEER[@]}" --out "$D/expression_neutral.json"
+    --shared "$SHARED" "${PEER[@]}" --out "$D/expression_neutral.json"
   "${FC[@]}" probe eval --task expression --data "$FER" --split val --json "$D/probe_val_shipped.json" --no-progress
 fi

@@ -125,3 +125,35 @@ def test_a_diverged_run_keeps_its_last_sound_checkpoint(real_pairs, tmp_path):
     with pytest.raises(FloatingPointError, match="step 4"):
         tr.fit(progress=False)
     assert {n: (tmp_path / "run" / n).read_bytes() for n in files} == files
+
+
+def test_a_state_with_bfloat16_moments_is_said_to_continue_inexactly(tmp_path, caplog):
+    """scripts/run_state.py stores Adam's moments as bfloat16 to commit a run; its docstring said the log notes
+    that the continuation is not bit-exact, and nothing did."""
+    import logging
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    from facecycle.train.state import load_state, save_state
+    from tests.conftest import ROOT
+
+    p = torch.nn.Parameter(torch.ones(4))
+    opt = torch.optim.Adam([p])
+    p.sum().backward()
+    opt.step()
+    run = tmp_path / "run"
+    run.mkdir()
+    save_state(run / "state.safetensors", opt, {"step": 1})
+    for name in ("last.safetensors", "head.safetensors", "log.csv"):
+        (run / name).write_bytes(b"x")
+    with caplog.at_level(logging.WARNING, logger="facecycle.train.state"):
+        load_state(run / "state.safetensors", torch.optim.Adam([p]))
+    assert not caplog.records  # a run's own state: exact
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "run_state.py"), str(run), str(tmp_path / "dest")],
+                   check=True, capture_output=True)
+    assert load_file(str(tmp_path / "dest" / "state.safetensors"))["opt.0.exp_avg"].dtype == torch.bfloat16
+    with caplog.at_level(logging.WARNING, logger="facecycle.train.state"):
+        load_state(tmp_path / "dest" / "state.safetensors", torch.optim.Adam([p]))
+    assert "bfloat16" in caplog.text and "not bit-exactly" in caplog.text

@@ -78,6 +78,9 @@ def load_state(path: Path, optimizer: Optional[torch.optim.Optimizer]
         state.setdefault(int(idx), {})[key] = t
     if optimizer is not None:
         optimizer.load_state_dict({"state": state, "param_groups": json.loads(md["param_groups"])})
+    if any(t.dtype == torch.bfloat16 for k, t in tensors.items() if k.endswith(("exp_avg", "exp_avg_sq"))):
+        log.warning("%s: the optimizer's moments were stored as bfloat16 (scripts/run_state.py, to commit the run): "
+                    "the run continues close to, not bit-exactly as, the run that saved it", path)
     return json.loads(md["meta"]), extra
 
 
