@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import copy
 import inspect
+import json
 import logging
 import math
 import os
+import re
 import threading
 import time
 import weakref
@@ -31,6 +33,7 @@ import numpy as np
 
 from facecycle.cpus import cap_threads
 from facecycle.errors import FaceCycleError, UsageError
+from facecycle.files import sha256_file
 
 from .annotators import Annotator, default_annotator
 from .backend import open_model
@@ -369,16 +372,31 @@ class Analyzer:
         finally:
             self._release(token)
 
+    def _model_checksums(self) -> Dict[str, Optional[str]]:
+        """sha256 of the model folder's ``manifest.json`` (it lists every graph's sha256) and of the expression head
+        file this analyzer loaded (None without one): the batch fingerprint's ``model`` (``settings_fingerprint``),
+        with the same helper. Hashed once per analyzer."""
+        sums = getattr(self, "_checksums", None)
+        if sums is None:
+            d = Path(self.backend.model_dir)
+            manifest, head = d / "manifest.json", d / HEAD_FILE
+            sums = self._checksums = {
+                "manifest_sha256": sha256_file(manifest) if manifest.is_file() else None,
+                "head_sha256": sha256_file(head) if self.head is not None and head.is_file() else None}
+        return sums
+
     def describe(self) -> dict:
         """What produced the numbers (for the JSON sidecar)."""
         man = self.backend.manifest
         return {"model": {"dir": str(self.backend.model_dir), "config": man.get("config", {}).get("name"),
                           "source": man.get("source"), "image_size": self.inference.size,
                           "code_dim": self.code_dim, "feature_dim": self.inference.feature_dim,
-                          "expression_head": (self.head.meta if self.head is not None else None)},
+                          "expression_head": (_typed_meta(self.head.meta) if self.head is not None else None),
+                          **self._model_checksums()},
                 "backend": self.backend.describe(), "detector": self.detector.describe(),
                 "detect_every": self.detect_every, "max_faces": self.max_faces, "pose_source": POSE_SOURCE,
-                "smoothing": "one-euro" if self.smooth else None, "reid": self.reid,
+                "smoothing": "one-euro" if self.smooth else None,
+                "smoothing_params": TrackSmoother().describe(SMOOTHED) if self.smooth else None, "reid": self.reid,
                 "neutralize": self.inference.neutralize,
                 "neutral_passes": self.inference.neutral_passes if self.inference.neutralize else None,
                 "neutral_reference": (self.neutral_reference_settings is not None) if self.inference.neutralize
@@ -411,6 +429,35 @@ class Analyzer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+#: the quantities a run smooths per track (Run._post), in the sidecar's ``smoothing_params``
+SMOOTHED = ("pose", "code", "intensity", "emotions")
+
+_INT = re.compile(r"-?\d+")
+_FLOAT = re.compile(r"-?(\d+\.\d*|\.\d+|\d+(\.\d*)?[eE][-+]?\d+)")
+_CHECKSUM = re.compile(r"(^|_)(sha\d*|md5|hash)($|_)")  # a hex digest of digits only is still a digest
+
+
+def _typed_meta(meta: Dict[str, Any]) -> Dict[str, Any]:
+    """An expression head's metadata (safetensors stores only strings) with JSON lists and objects decoded and
+    numbers as numbers, for the sidecar: ``classes`` a list, ``config`` and ``class_bias`` objects, ``image_size``
+    64. Other text, and a checksum's value (``feature_sha``, ``*_sha256``, ``hash``), stays text."""
+    out: Dict[str, Any] = {}
+    for k, v in meta.items():
+        if isinstance(v, str) and not _CHECKSUM.search(k.lower()):
+            t = v.strip()
+            try:
+                if t[:1] in ("[", "{"):
+                    v = json.loads(t)
+                elif _INT.fullmatch(t):
+                    v = int(t)
+                elif _FLOAT.fullmatch(t):
+                    v = float(t)
+            except ValueError:  # json.JSONDecodeError included: not JSON after all, kept as text
+                pass
+        out[k] = v
+    return out
 
 
 def _local_file(src: Source) -> Optional[Path]:
@@ -706,7 +753,12 @@ class Run:
                 "columns": {"count": len(csv_columns(self.analyzer.code_dim, self.src.frame_files)),
                             "code_dim": self.analyzer.code_dim, "emotions": self.analyzer.head is not None,
                             "file": self.src.frame_files},
-                **self.analyzer.describe(), "tracker": self.tracker.describe(),
+                "max_frames": self.max_frames,
+                **self.analyzer.describe(),
+                # what this run smooths (separate pictures: nothing)
+                "smoothing_params": (self.smoother.describe(SMOOTHED)
+                                     if self.smoother is not None and not self.src.stills else None),
+                "tracker": self.tracker.describe(),
                 "person_baseline": {**self.baseline.describe(), "lookahead": self.baseline_ahead},
                 **({"neutral_reference": {**self.neutral_ref.describe(), "lookahead": self.lookahead}}
                    if self.neutral_ref is not None and self.analyzer.inference.neutralize else {}),

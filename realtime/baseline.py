@@ -9,7 +9,10 @@ mean over their most neutral frames: those whose intensity is at or below the
 
 * ``rel_intensity`` = (intensity − neutral intensity) / (1 − neutral intensity),
   clipped to [0, 1]: how far the face is from the person's own rest, on the
-  intensity scale;
+  intensity scale; only for faces with emotion probabilities (a model with an
+  expression head): without one the intensity is the flow's, unbounded and
+  about 0.01, on no 0–1 scale, and ``rel_intensity`` stays NaN (the neutral
+  frames are still chosen by it, for ``rel_code_dist``);
 * ``rel_emotions`` (7,) = emotion probabilities − the neutral's probabilities
   (each in [−1, 1]);
 * ``rel_code_dist`` = RMS difference between the expression code and the
@@ -164,8 +167,9 @@ class NeutralBaseline:
             if neutral is None:  # warm-up
                 continue
             base_i, base_e, base_c = neutral
-            f.rel_intensity = float(np.clip((f.intensity - base_i) / max(1e-6, 1.0 - base_i), 0.0, 1.0)) \
-                if base_i < 1.0 else 0.0
+            if f.emotions is not None:  # without a head, intensity is the flow's (unbounded, ~0.01): no 0-1 scale
+                f.rel_intensity = float(np.clip((f.intensity - base_i) / max(1e-6, 1.0 - base_i), 0.0, 1.0)) \
+                    if base_i < 1.0 else 0.0
             f.baseline_ready = True
             if f.emotions is not None and base_e is not None:
                 f.rel_emotions = (np.asarray(f.emotions, np.float32) - base_e).astype(np.float32)

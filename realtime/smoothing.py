@@ -6,7 +6,7 @@ rises with the (smoothed) speed of the signal: ``fc = min_cutoff + beta·|dx/dt|
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional
+from typing import Dict, Iterable, Optional
 
 import numpy as np
 
@@ -79,6 +79,16 @@ class TrackSmoother:
         if f is None:
             f = per[name] = OneEuroFilter(**self.params.get(name, {}))
         return f(x, t)
+
+    def describe(self, names: Optional[Iterable[str]] = None) -> Dict[str, Dict[str, float]]:
+        """Each named quantity's One Euro parameters (``min_cutoff``, ``beta``, ``d_cutoff``, the filter's defaults
+        filled in), for the JSON sidecar; ``names``: only these (default: every quantity with parameters)."""
+        keys = list(self.params) if names is None else list(names)
+        out: Dict[str, Dict[str, float]] = {}
+        for k in keys:
+            f = OneEuroFilter(**self.params.get(k, {}))
+            out[k] = {"min_cutoff": f.min_cutoff, "beta": f.beta, "d_cutoff": f.d_cutoff}
+        return out
 
     def drop(self, track_id: int) -> None:
         """Forget a track (its next sample restarts the filters)."""

@@ -80,8 +80,9 @@ def test_a_face_after_a_cut_is_a_new_track(tiny_export, tmp_path):
         x, y, w, h = (float(rows[i][k]) for k in ("face_x", "face_y", "face_w", "face_h"))
         boxes.append(np.array([[x, y, x + w, y + h]], np.float32))
     assert iou_matrix(*boxes)[0, 0] > 0.5
-    assert rows[J - 1]["baseline_ready"] == "1" and rows[J - 1]["rel_intensity"] != ""
-    assert rows[J]["baseline_ready"] == "0" and rows[J]["rel_intensity"] == ""
+    # (the tiny model has no emotion head: rel_intensity is empty throughout; the code distance shows the baseline)
+    assert rows[J - 1]["baseline_ready"] == "1" and rows[J - 1]["rel_code_dist"] != ""
+    assert rows[J]["baseline_ready"] == "0" and rows[J]["rel_code_dist"] == ""
 
 
 @pytest.mark.parametrize("gain", [0.4, 1.8])

@@ -56,41 +56,56 @@ def _f(v: float, fmt: str = "%.4f") -> str:
     return "" if not math.isfinite(v) else fmt % v
 
 
+def _fs(values: np.ndarray, fmt: str) -> List[str]:
+    """The cells of ``values``, each formatted as :func:`_f` formats it (not finite: an empty cell), joined by
+    commas into one item (none for no values). As fast as a plain ``fmt`` where, as nearly always, every value is
+    finite: ``fmt`` (``%.2f``, ``%.5f``, ``%.6g``) writes an ``n`` only for ``nan``, ``inf`` and ``-inf``."""
+    vals = np.asarray(values).tolist()
+    text = ",".join([fmt % v for v in vals])
+    if "n" in text:
+        text = ",".join([_f(v, fmt) for v in vals])
+    return [text] if vals else []
+
+
 def _face_row(p: FramePacket, f: Face, code_dim: int) -> str:
     b = f.box
     lm = f.landmarks
     x0, y0, x1, y1 = (float(v) for v in b[:4])  # float64: a width of float32 extremes must not overflow
     parts = [str(p.index), str(f.track_id), "%.6f" % p.timestamp, "%.4f" % f.score, "1",
              _f(x0, "%.2f"), _f(y0, "%.2f"), _f(x1 - x0, "%.2f"), _f(y1 - y0, "%.2f")]
-    parts += [_f(v, "%.2f") for v in lm[:, 0].tolist()] + [_f(v, "%.2f") for v in lm[:, 1].tolist()]
+    parts += _fs(lm[:, 0], "%.2f") + _fs(lm[:, 1], "%.2f")
     pose = f.pose if f.pose is not None else (math.nan,) * 3
-    parts += [_f(v, "%.5f") for v in np.asarray(pose).tolist()]
+    parts += _fs(pose, "%.5f")
     parts.append(_f(f.intensity, "%.6f"))
     if f.emotions is not None:
         parts.append(f.emotion or "")
-        parts += ["%.5f" % v for v in np.asarray(f.emotions).tolist()]
+        parts += _fs(f.emotions, "%.5f")
     else:
         parts += [""] * (1 + len(EMOTIONS))
     parts += [_f(f.flow_intensity, "%.6f"), "1" if f.baseline_ready else "0", _f(f.rel_intensity, "%.5f"),
               _f(f.rel_code_dist, "%.5f")]
     if f.rel_emotions is not None:
-        parts += ["%.5f" % v for v in np.asarray(f.rel_emotions).tolist()]
+        parts += _fs(f.rel_emotions, "%.5f")
     else:
         parts += [""] * len(EMOTIONS)
     if f.code is not None:
-        parts += ["%.6g" % v for v in np.asarray(f.code).tolist()]
+        parts += _fs(f.code, "%.6g")
     else:
         parts += [""] * code_dim
     return ",".join(parts)
+
+
+_READY = csv_columns(0).index("baseline_ready")  # before the exp_* columns: the same index for every code_dim
 
 
 def format_rows(packet: FramePacket, code_dim: int, file_column: bool = False) -> str:
     """All CSV lines of one frame (newline-terminated): one per face, or one ``success`` 0 row; with
     ``file_column``, each ends with the name of the frame's file (:func:`csv_columns`)."""
     end = (_file_field(packet) if file_column else "") + "\n"
-    if not packet.faces:
-        n_empty = len(csv_columns(code_dim)) - 5
-        return f"{packet.index},-1,{packet.timestamp:.6f},0,0" + "," * n_empty + end
+    if not packet.faces:  # success 0; every cell after it empty but baseline_ready, 0 (an int column: csv.md)
+        cells = [""] * (len(csv_columns(code_dim)) - 5)
+        cells[_READY - 5] = "0"
+        return f"{packet.index},-1,{packet.timestamp:.6f},0,0," + ",".join(cells) + end
     return "".join(_face_row(packet, f, code_dim) + end for f in packet.faces)
 
 

@@ -1,0 +1,261 @@
+"""The JSON sidecar says what produced the numbers, and the CSV's cells keep their documented types.
+
+One real run of the shipped default model over a short clip (a real face clip, then black frames: no-face rows) is
+shared by the tests that read its outputs; the rest are unit tests without a model.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from fractions import Fraction
+from pathlib import Path
+from typing import Dict, Iterator, List, Tuple
+
+import numpy as np
+import pytest
+
+from facecycle.files import sha256_file
+from realtime.baseline import NeutralBaseline
+from realtime.heads import HEAD_FILE
+from realtime.sinks.csv_sink import csv_columns, format_rows
+from realtime.smoothing import TrackSmoother
+from realtime.types import EMOTIONS, Face, FramePacket
+
+from .conftest import FACE_CLIP, real_frames, write_video
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "csv.md"
+MAX_FRAMES = 36  # of the 40 frames written: a run cut short by max_frames
+
+
+def _run(model_dir: Path, out: Path, frames: List[np.ndarray]) -> Tuple[Path, Path, dict]:
+    from realtime import Analyzer
+
+    clip = write_video(out / "clip.mp4", frames, rate=25)
+    csv = out / "clip.csv"
+    with Analyzer(model=model_dir, infer_workers=1) as an:
+        for _ in an.process_video(clip, csv=csv, max_frames=MAX_FRAMES):
+            pass
+    return csv, out / "clip.json", json.loads((out / "clip.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def default_model() -> Path:
+    from facecycle.assets import default_model_dir
+
+    d = Path(default_model_dir())
+    if not (d / "manifest.json").is_file() or not (d / HEAD_FILE).is_file():
+        pytest.skip(f"the shipped default model (with its expression head) is absent from {d}")
+    return d
+
+
+@pytest.fixture(scope="module")
+def real_run(default_model, tmp_path_factory) -> Tuple[Path, Path, dict]:
+    """(csv, sidecar path, sidecar) of the default model over a real face clip's 30 frames then 10 black ones."""
+    if not FACE_CLIP.is_file():
+        pytest.skip(f"{FACE_CLIP} is absent (../shared not mounted)")
+    frames = real_frames(30) + [np.zeros((180, 320, 3), np.uint8)] * 10
+    return _run(default_model, tmp_path_factory.mktemp("sidecar"), frames)
+
+
+# ------------------------------------------------------------------ defect 1: what produced the numbers
+def test_the_sidecar_names_the_model_files_by_checksum_as_the_batch_fingerprint_does(real_run, default_model):
+    from realtime.batch.job import BatchSettings
+    from realtime.batch.plan import settings_fingerprint
+
+    side = real_run[2]
+    model = side["model"]
+    assert model["manifest_sha256"] == sha256_file(default_model / "manifest.json")
+    assert model["head_sha256"] == sha256_file(default_model / HEAD_FILE)
+    # one helper, one answer: the batch fingerprint's record of the same model
+    fp_model = settings_fingerprint(BatchSettings(analyzer={"model": str(default_model)}))[1]["model"]
+    assert {k: model[k] for k in fp_model} == fp_model
+    # the keys other code reads are unchanged
+    assert model["dir"] == str(default_model) and model["code_dim"] == side["columns"]["code_dim"]
+    assert side["smoothing"] == "one-euro"
+
+
+def test_a_run_cut_short_by_max_frames_says_so(real_run):
+    side = real_run[2]
+    assert side["status"] == "complete"
+    assert side["max_frames"] == MAX_FRAMES
+    assert side["frames"] == side["stats"]["frames"] == MAX_FRAMES < side["input"]["frame_count"]
+
+
+def test_the_sidecar_records_the_one_euro_parameters(real_run):
+    params = real_run[2]["smoothing_params"]
+    assert set(params) == {"pose", "code", "intensity", "emotions"}  # what the run smooths (not landmarks)
+    assert params["pose"] == {"min_cutoff": 1.0, "beta": 0.3, "d_cutoff": 1.0}
+    assert params["code"] == {"min_cutoff": 1.5, "beta": 0.05, "d_cutoff": 1.0}
+    assert all(set(v) == {"min_cutoff", "beta", "d_cutoff"} for v in params.values())
+
+
+def test_smoother_describe_gives_every_filters_parameters_and_follows_overrides():
+    s = TrackSmoother({"pose": dict(min_cutoff=0.5, beta=0.1)})
+    d = s.describe()
+    assert d["pose"] == {"min_cutoff": 0.5, "beta": 0.1, "d_cutoff": 1.0}
+    assert d["intensity"] == {"min_cutoff": 1.5, "beta": 0.5, "d_cutoff": 1.0}
+    assert s.describe(["code"]) == {"code": {"min_cutoff": 1.5, "beta": 0.05, "d_cutoff": 1.0}}
+    json.dumps(d)  # plain numbers
+
+
+def test_a_model_without_a_head_has_no_head_checksum_and_an_empty_rel_intensity(default_model, tmp_path):
+    """Defects 1 and 6 on a real run: the shipped model's graphs without its expression head."""
+    if not FACE_CLIP.is_file():
+        pytest.skip(f"{FACE_CLIP} is absent (../shared not mounted)")
+    nohead = tmp_path / "nohead"
+    nohead.mkdir()
+    for f in default_model.iterdir():
+        if f.is_file() and f.name != HEAD_FILE:
+            (nohead / f.name).symlink_to(f)
+    import csv as csvlib
+
+    csv, _, side = _run(nohead, tmp_path, real_frames(40))
+    assert side["model"]["head_sha256"] is None and side["model"]["expression_head"] is None
+    assert side["model"]["manifest_sha256"] == sha256_file(default_model / "manifest.json")
+    with open(csv, newline="") as f:
+        faces = [r for r in csvlib.DictReader(f) if r["success"] == "1"]
+    ready = [r for r in faces if r["baseline_ready"] == "1"]
+    assert ready, "the person baseline never warmed up"
+    assert all(r["rel_intensity"] == "" for r in faces)  # no 0-1 intensity to be relative to
+    assert all(r["rel_code_dist"] != "" for r in ready)  # the code's distance still is
+
+
+# ------------------------------------------------------------------ defect 2: typed head metadata
+def test_the_expression_head_metadata_is_json_not_json_in_strings(real_run):
+    head = real_run[2]["model"]["expression_head"]
+    assert head["classes"] == list(EMOTIONS)
+    assert isinstance(head["config"], dict) and head["config"]["code_dim"] == real_run[2]["model"]["code_dim"]
+    assert isinstance(head["class_bias"], dict)
+    assert head["image_size"] == 64 and isinstance(head["image_size"], int)
+    assert isinstance(head["feature_dim"], int)
+    assert isinstance(head["source"], str) and isinstance(head["fit"], str)  # text stays text
+
+
+# ------------------------------------------------------------------ defect 3: every key documented
+def _sidecar_section() -> str:
+    text = DOC.read_text()
+    start = text.index("## JSON sidecar")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end > 0 else None]
+
+
+def _documented(section: str, key: str) -> bool:
+    return re.search(r"`" + re.escape(key) + r"`", section) is not None
+
+
+def test_every_key_of_a_real_sidecar_is_documented(real_run):
+    section = _sidecar_section()
+    side = real_run[2]
+    missing = [k for k in side if not _documented(section, k)]
+    for part in ("input", "backend", "model"):
+        missing += [f"{part}.{k}" for k in side[part] if not _documented(section, k)]
+    # added by `facecycle batch` (realtime/batch/job.py)
+    missing += [k for k in ("fingerprint", "batch") if not _documented(section, k)]
+    assert not missing, f"sidecar keys not in docs/csv.md's JSON sidecar section: {missing}"
+
+
+# ------------------------------------------------------------------ defect 4: baseline_ready always 0/1
+def _packet(i: int, faces: List[Face], t: float = 0.0) -> FramePacket:
+    return FramePacket(index=i, pts=i, time_base=Fraction(1, 25), timestamp=t, image=np.zeros((8, 8, 3), np.uint8),
+                       faces=faces)
+
+
+def _cells(line: str, code_dim: int) -> Dict[str, str]:
+    cols = csv_columns(code_dim)
+    vals = line.rstrip("\n").split(",")
+    assert len(vals) == len(cols)
+    return dict(zip(cols, vals, strict=True))
+
+
+def test_a_no_face_row_has_baseline_ready_0_and_nothing_else_after_success():
+    row = _cells(format_rows(_packet(3, []), 8), 8)
+    assert row["baseline_ready"] == "0" and row["success"] == "0" and row["face_id"] == "-1"
+    cols = csv_columns(8)
+    after = [c for c in cols[cols.index("success") + 1:] if c != "baseline_ready"]
+    assert all(row[c] == "" for c in after)
+
+
+def test_pandas_reads_baseline_ready_as_int_on_a_clip_with_no_face_frames(real_run):
+    pd = pytest.importorskip("pandas")
+    df = pd.read_csv(real_run[0])
+    assert (df.success == 0).any() and (df.success == 1).any()  # both kinds of row
+    assert df["baseline_ready"].dtype == np.int64
+    assert set(df["baseline_ready"].unique()) <= {0, 1}
+
+
+def test_parquet_types_baseline_ready_alike_with_no_nulls(real_run, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    from realtime.batch.parquet import write_parquet
+
+    write_parquet([("clip.mp4", real_run[0])], tmp_path / "rows.parquet")
+    t = pq.read_table(tmp_path / "rows.parquet")
+    col = t.column("baseline_ready")
+    assert str(col.type) == "double" and col.null_count == 0  # parquet.py: float64 for every non-int column
+
+
+# ------------------------------------------------------------------ defect 5: NaN is an empty cell everywhere
+def _face(**kw) -> Face:
+    rng = np.random.default_rng(0)
+    e = np.full(len(EMOTIONS), 1 / len(EMOTIONS), np.float32)
+    f = Face(box=np.array([10, 20, 110, 140], np.float32), score=0.9,
+             landmarks=rng.random((5, 2)).astype(np.float32) * 100, track_id=0, intensity=0.4, emotions=e,
+             code=rng.normal(size=8).astype(np.float32))
+    f.pose = np.array([0.1, -0.2, 0.05], np.float32)
+    f.baseline_ready, f.rel_intensity, f.rel_code_dist = True, 0.1, 0.2
+    f.rel_emotions = (e - 0.1).astype(np.float32)
+    for k, v in kw.items():
+        setattr(f, k, v)
+    return f
+
+
+def test_a_nan_emotion_rel_emotion_or_code_value_is_an_empty_cell_and_finite_ones_read_as_before():
+    e = np.full(len(EMOTIONS), 1 / len(EMOTIONS), np.float32)
+    e[2] = np.nan
+    rel = (e - 0.1).astype(np.float32)
+    rel[5] = np.inf
+    code = np.arange(8, dtype=np.float32)
+    code[[1, 6]] = np.nan
+    row = _cells(format_rows(_packet(0, [_face(emotions=e, rel_emotions=rel, code=code)]), 8), 8)
+    assert "nan" not in row.values() and "inf" not in row.values()
+    assert row[f"emotion_{EMOTIONS[2]}"] == "" and row[f"rel_emotion_{EMOTIONS[5]}"] == ""
+    assert row["exp_1"] == row["exp_6"] == "" and row["exp_2"] == "2"
+    assert row[f"emotion_{EMOTIONS[0]}"] == "%.5f" % e[0]
+    f = _face()  # finite values: as before
+    row = _cells(format_rows(_packet(0, [f]), 8), 8)
+    assert [row[f"emotion_{k}"] for k in EMOTIONS] == ["%.5f" % v for v in f.emotions.tolist()]
+    assert [row[f"rel_emotion_{k}"] for k in EMOTIONS] == ["%.5f" % v for v in f.rel_emotions.tolist()]
+    assert [row[f"exp_{i}"] for i in range(8)] == ["%.6g" % v for v in f.code.tolist()]
+
+
+# ------------------------------------------------------------------ defect 6: rel_intensity only on the 0-1 scale
+def _track(emotions: bool) -> Iterator[Face]:
+    bl = NeutralBaseline(warmup_frames=5, warmup_s=0.1)
+    code = np.zeros(4, np.float32)
+    for i in range(20):
+        e = np.full(len(EMOTIONS), 1 / len(EMOTIONS), np.float32) if emotions else None
+        f = Face(box=np.array([0, 0, 4, 4], np.float32), score=0.9, landmarks=np.zeros((5, 2), np.float32),
+                 track_id=0, intensity=0.004 + 0.001 * (i % 3), emotions=e, code=code + i * 0.01)
+        bl(_packet(i, [f], t=i / 25))
+        yield f
+
+
+def test_without_emotions_rel_intensity_stays_empty_and_with_them_it_is_filled():
+    last = list(_track(emotions=False))[-1]
+    assert last.baseline_ready and math.isfinite(last.rel_code_dist)
+    assert math.isnan(last.rel_intensity) and last.rel_emotions is None
+    assert _cells(format_rows(_packet(0, [last]), 4), 4)["rel_intensity"] == ""
+    with_head = list(_track(emotions=True))[-1]  # with emotion probabilities: filled, as before
+    assert with_head.baseline_ready and math.isfinite(with_head.rel_intensity)
+
+
+# ------------------------------------------------------------------ defect 7: the documented size of a row
+def test_the_documented_bytes_per_face_row_match_a_real_csv(real_run):
+    m = re.search(r"about ([\d,]+) bytes per face row", DOC.read_text(), re.IGNORECASE)
+    assert m, "docs/csv.md states no size per face row"
+    documented = int(m.group(1).replace(",", ""))
+    lines = real_run[0].read_text().splitlines()[1:]
+    face = [len(line) + 1 for line in lines if line.split(",")[4] == "1"]
+    measured = sum(face) / len(face)
+    assert abs(measured - documented) / documented < 0.15, (measured, documented)
