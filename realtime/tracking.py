@@ -498,9 +498,14 @@ class _Shown:
         s = self.small.astype(np.float32)
         rows = [x for x in (s[:max(0, r0 - 1)], s[r1 + 1:]) if x.size]
         cols = [x for x in (s[:, :max(0, c0 - 1)], s[:, c1 + 1:]) if x.size]
-        return bool(rows or cols) and all(bool((x.std(axis=1) < flat).all() and (x.mean(axis=1) < BAR_DARK).all())
-                                          for x in rows) and all(
-            bool((x.std(axis=0) < flat).all() and (x.mean(axis=0) < BAR_DARK).all()) for x in cols)
+        return bool(rows or cols) and all(bool(_bar_lines(x, 1, flat).all()) for x in rows) and all(
+            bool(_bar_lines(x, 0, flat).all()) for x in cols)
+
+
+def _bar_lines(x: np.ndarray, axis: int, flat: float = 4.0, dark: float = BAR_DARK) -> np.ndarray:
+    """What bars are made of: per row (``axis`` 1) or column (``axis`` 0) of a grey float image, whether it is flat
+    (standard deviation under ``flat`` grey levels) and dark (mean under ``dark``). Boolean (n,)."""
+    return (x.std(axis=axis) < flat) & (x.mean(axis=axis) < dark)
 
 
 def _inside_bars(*shown: _Shown) -> Tuple[np.ndarray, ...]:
@@ -566,9 +571,8 @@ def picture_area(a: np.ndarray, b: np.ndarray, flat: float = 4.0, min_bar: float
 
     def span(axis: int) -> slice:
         n = a.shape[1 - axis]
-        ma, mb = fa.mean(axis=axis), fb.mean(axis=axis)
-        level = np.abs(ma - mb)
-        flat_ = (fa.std(axis=axis) < flat) & (fb.std(axis=axis) < flat) & (level < flat) & (ma < dark) & (mb < dark)
+        level = np.abs(fa.mean(axis=axis) - fb.mean(axis=axis))
+        flat_ = _bar_lines(fa, axis, flat, dark) & _bar_lines(fb, axis, flat, dark) & (level < flat)
         keep = np.flatnonzero(~flat_)
         if keep.size == 0:
             return slice(0, n)
