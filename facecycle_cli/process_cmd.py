@@ -133,6 +133,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                     "unless --csv / --record name files. Without a display use --no-window: "
                                     "progress (frames, fps, drops) goes to stderr.")
     lv.add_argument("--camera", default="0", metavar="N|DEVICE", help="camera index or device path (default 0)")
+    # `facecycle live 5` / `facecycle live clip.mp4`: refused with the option it meant (it was "unrecognized
+    # arguments: 5" without a hint)
+    lv.add_argument("stray", nargs="?", default=None, help=argparse.SUPPRESS)
     lv.add_argument("--input", default=None, metavar="VIDEO",
                     help="play this video file in real time instead of a camera")
     lv.add_argument("--width", type=int, default=None, metavar="PX", help="requested camera width")
@@ -237,7 +240,7 @@ def _open_folder(path: Path, images: str):
 
 def _outputs_for(inputs: List[str], args: argparse.Namespace) -> List[dict]:
     from realtime.batch.job import annotated_suffix
-    from realtime.batch.plan import url_name
+    from realtime.batch.plan import url_stem
     from realtime.sinks import check_output_name
 
     out_dir = Path(args.out_dir)
@@ -251,8 +254,7 @@ def _outputs_for(inputs: List[str], args: argparse.Namespace) -> List[dict]:
         if "://" not in inp and p.name in ("", ".", ".."):  # `.` or `..`: the folder's own name
             p = p.resolve()
         if "://" in inp:  # a URL: its path's last part, without the query ("clip.mp4?v=1.2" -> clip); else its host
-            name = url_name(inp)
-            stem = Path(name).stem if Path(name).suffix else name
+            stem = url_stem(inp)
         else:
             stem = p.stem if p.suffix else p.name
         stem = stem or "stream"
@@ -301,7 +303,10 @@ def _process(args: argparse.Namespace) -> int:
             raise UsageError("--parquet needs the CSVs (drop --no-csv)")
         require_pyarrow()
         check_parquet_path(args.parquet, args.out_dir)
-    plans = _outputs_for([_stdin_input() if i == "-" else i for i in args.inputs], args)
+    from realtime.sources import local_path
+
+    # file:///x.mp4 is the file /x.mp4 (it was checked as a local path named "file:///x.mp4": "no such file")
+    plans = _outputs_for([_stdin_input() if i == "-" else local_path(i) for i in args.inputs], args)
     analyzer = _analyzer(args)
     failures: List[InputError] = []
     done: List[dict] = []
@@ -399,7 +404,8 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals"
         folder = (f" (read as {what}, as asked)" if run.src.reading_why == "asked for"
                   else f" (read as {what}: {run.src.reading_why}; --images chooses)")
     print(f"{plan['input']}: {_n(s['frames'], 'frame')}{folder}, {_n(s['faces'], 'face')}, {s['fps']:.1f} fps"
-          + (f", {s['drops']} dropped" if s["drops"] else "")
+          + (f", {s['drops']} dropped (a live input: the oldest frames are skipped while the analysis is behind)"
+             if s["drops"] else "")
           + (f", {_n(s['decode_errors'], skipped)} skipped" if s["decode_errors"] else "")
           + (f", ~{_n(run.src.frames_missing, 'frame')} missing (truncated or damaged file)"
              if getattr(run.src, "frames_missing", 0) else "")
@@ -459,6 +465,21 @@ def window_problem(timeout: float = 30.0) -> Optional[str]:
     return f"cannot open a window on display {display!r} (OpenCV's GUI backend failed to start)"
 
 
+def _check_live_source(args: argparse.Namespace) -> None:
+    """Refuse what ``live`` would misread, with the option meant: an input given without an option (``live 5``), a
+    regular file given as ``--camera`` (it was played as a camera: frames dropped, then "no frame for 5 s")."""
+    if args.stray is not None:
+        x = args.stray
+        meant = (f"--camera {x}" if x.isdigit() or x.startswith(("/dev/", "camera:"))
+                 else f"--input {x}" if args.input is None else None)
+        raise UsageError(f"live: unexpected argument {x!r}" + (f"; did you mean `facecycle live {meant}`?" if meant
+                                                               else " (the input is --camera N or --input FILE)"))
+    cam = str(args.camera)
+    if args.input is None and not cam.isdigit() and Path(cam).is_file():
+        raise UsageError(f"--camera {cam}: a file, not a camera; play a video file with `facecycle live --input "
+                         f"{cam}`")
+
+
 def _live(args: argparse.Namespace) -> int:
     import cv2
 
@@ -466,6 +487,7 @@ def _live(args: argparse.Namespace) -> int:
 
     if args.max_frames is not None and args.max_frames < 1:
         raise UsageError("--max-frames must be >= 1")
+    _check_live_source(args)
     if args.window:  # before the camera and the model are opened: fail in a second, with one line
         why = window_problem()
         if why:

@@ -1,12 +1,13 @@
 """Shared fixtures: paths into ../shared (skipped cleanly where absent), tiny models."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import threading
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import av
 import cv2
@@ -198,3 +199,31 @@ def frames_of(rows: List[dict]) -> List[int]:
 def decode_count(path: Path) -> int:
     with av.open(str(path)) as c:
         return sum(1 for _ in c.decode(video=0))
+
+
+@contextlib.contextmanager
+def serve_folder(root: Path) -> Iterator[str]:
+    """The base URL of a local HTTP server (the standard library's, which answers no range requests) serving the
+    folder ``root`` while the block runs. Quiet: no request log, and a client that closes early (the pipeline
+    reads a served file's first bytes, then closes) is no traceback on stderr."""
+    import functools
+    import http.server
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def copyfile(self, source, outputfile) -> None:
+            try:
+                super().copyfile(source, outputfile)
+            except (BrokenPipeError, ConnectionResetError):  # the client had what it wanted
+                pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()

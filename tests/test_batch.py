@@ -570,13 +570,9 @@ def test_a_batch_of_served_files_reads_them_whole_and_resumes(tiny_export, tmp_p
     """Served files (http://, https://, ftp://) are batch inputs: read whole, outputs under HOST/PATH, and a
     second run finds them complete (the URL is the input's fingerprint). A batch used to refuse every URL. A file
     that changes on the server is processed again (its ETag, Last-Modified or Content-Length differ)."""
-    import functools
-    import http.server
-    import threading
-
     import numpy as np
 
-    from .conftest import write_video
+    from .conftest import serve_folder, write_video
 
     _, model_dir = tiny_export
     served = tmp_path / "served" / "corpus"
@@ -585,19 +581,12 @@ def test_a_batch_of_served_files_reads_them_whole_and_resumes(tiny_export, tmp_p
     write_video(served / "a.mp4", [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(6)],
                 container_options={"movflags": "+faststart"})
 
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
-
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet,
-                                                                               directory=str(tmp_path / "served")))
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{srv.server_address[1]}/corpus/a.mp4"
+    with serve_folder(tmp_path / "served") as base:
+        url = f"{base}/corpus/a.mp4"
         out = tmp_path / "out"
         argv = ["batch", url, "--out-dir", str(out), "--cluster", "none", "--model", str(model_dir), "--no-video"]
         assert cli_main(argv) == 0, capsys.readouterr().err
-        csv_path = out / f"127.0.0.1_{srv.server_address[1]}" / "corpus" / "a.csv"
+        csv_path = out / base.split("://", 1)[1].replace(":", "_") / "corpus" / "a.csv"
         assert count_csv_rows(csv_path) == 6
         side = json.loads(csv_path.with_suffix(".json").read_text())
         assert side["status"] == "complete" and side["batch"]["input"] == url
@@ -616,9 +605,6 @@ def test_a_batch_of_served_files_reads_them_whole_and_resumes(tiny_export, tmp_p
         assert rec["inputs"][0]["redo"].startswith("the served file changed (")
         assert cli_main(argv) == 0
         assert "0 processed, 1 skipped" in capsys.readouterr().err
-    finally:
-        srv.shutdown()
-        srv.server_close()
     # the server gone: nothing is known beyond the URL, and the finished input stays finished
     assert cli_main(argv) == 0
     assert "0 processed, 1 skipped" in capsys.readouterr().err

@@ -319,24 +319,12 @@ def test_the_main_picture_not_a_cover_image_stream(cli, tmp_path, faces40, code_
 def http_dir(tmp_path):
     """(folder, base URL): a local HTTP server (the standard library's, which answers no range requests) serving a
     folder, for the life of the test."""
-    import functools
-    import http.server
+    from .conftest import serve_folder
 
     root = tmp_path / "served"
     root.mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
-
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield root, f"http://127.0.0.1:{srv.server_address[1]}"
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    with serve_folder(root) as url:
+        yield root, url
 
 
 def test_a_video_file_over_http_is_read_whole(cli, tmp_path, faces40, code_dim, http_dir):

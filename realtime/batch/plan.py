@@ -48,13 +48,29 @@ def _url_host_and_path(url: str) -> Tuple[str, List[str]]:
 
     u = urlsplit(url)
     parts = [p for p in unquote(u.path).split("/") if p not in ("", ".", "..")]
-    return (u.hostname or "host") + (f"_{u.port}" if u.port else ""), parts
+    try:
+        port = u.port
+    except ValueError:  # not a number: left to the reader to refuse
+        port = None
+    host = (u.hostname or "host").replace(":", "_")  # an IPv6 address's colons
+    return host + (f"_{port}" if port else ""), parts
 
 
 def url_output_path(url: str) -> Path:
     """``HOST/PATH`` of a URL (query and fragment dropped), where its outputs go under ``--out-dir``."""
     host, parts = _url_host_and_path(url)
     return Path(host, *parts) if parts else Path(host, "stream")
+
+
+def url_stem(url: str) -> str:
+    """The outputs' name of a URL input (``process``): its path's last part without its suffix (``clip`` of
+    ``https://h/a/clip.mp4?v=2``), or, where it has no path, its host and port (``10.0.0.5_554`` of
+    ``rtsp://10.0.0.5:554/``: a host's dots are no suffix; ``127.0.0.csv`` lost the port and part of the address,
+    and two cameras at 10.0.0.5 and 10.0.0.6 wrote the same files)."""
+    host, parts = _url_host_and_path(url)
+    if not parts:
+        return host
+    return Path(parts[-1]).stem if Path(parts[-1]).suffix else parts[-1]
 
 
 def url_name(url: str) -> str:

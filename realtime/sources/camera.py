@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import logging
+import stat
 import time
 from fractions import Fraction
+from pathlib import Path
 from typing import Iterator, Optional, Union
 
 import cv2
@@ -50,6 +52,29 @@ def _open_quietly(device):
         lg.setLogLevel(old)
 
 
+def _check_device_path(device: str) -> None:
+    """Refuse a device path that is no camera before OpenCV opens it: a missing ``/dev/videoN`` (OpenCV's FFmpeg
+    backend printed a line of its own before our error), a regular file (a video given as a camera was played as
+    one: frames dropped, then "no frame for 5 s").
+
+    Raises:
+        facecycle.errors.InputError: the path is missing or a regular file.
+    """
+    p = Path(device)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        if device.startswith("/dev/"):
+            raise InputError(f"camera {device!r}: no such device (is the camera plugged in?)") from None
+        return  # not a path (an OpenCV pipeline string): OpenCV decides
+    except OSError as e:
+        raise InputError(f"camera {device!r}: cannot open ({e.strerror or e})") from None
+    if stat.S_ISREG(st.st_mode):
+        raise InputError(f"{device}: a file, not a camera device (read a video file as a video, not a camera)")
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{device}: a folder, not a camera device")
+
+
 class CameraSource(Source):
     """A live camera. Timestamps are wall-clock seconds since the first frame.
 
@@ -74,6 +99,8 @@ class CameraSource(Source):
         self.name = f"camera:{device}"
         self.timeout = float(timeout)
         self.max_frames = max_frames
+        if isinstance(device, str):
+            _check_device_path(device)
         self.cap = _open_capture(device)
         if not self.cap.isOpened():
             self.cap.release()

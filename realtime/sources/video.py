@@ -8,11 +8,14 @@ Damaged packets are skipped and counted in ``errors``.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import re
 import stat
 import threading
 import time
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterator, Optional, Tuple, Union
@@ -22,16 +25,110 @@ import cv2
 import numpy as np
 
 from facecycle.errors import InputError
-from facecycle.files import IMAGE_SUFFIXES, UNREAD_PICTURE_SUFFIXES
+from facecycle.files import IMAGE_SUFFIXES, UNREAD_PICTURE_SUFFIXES, VIDEO_SUFFIXES
 
 from ..types import FramePacket
 from .base import Source
 
-__all__ = ["VideoSource", "rotate_image"]
+__all__ = ["VideoSource", "rotate_image", "STREAM_SCHEMES", "url_scheme", "is_stream_url", "local_path"]
 
 log = logging.getLogger(__name__)
 
-_STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
+#: URL schemes read as streams by FFmpeg's protocols (compared case-insensitively: ``HTTP://`` is ``http://``)
+STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "ftp", "udp", "tcp", "srt")
+#: schemes of live streams: frames come at the sender's pace (http, https and ftp serve files, or, for http(s), a
+#: live playlist or camera: decided from the stream, :func:`_http_live`)
+_LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "tcp", "srt")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+#: seconds without data before a URL's read gives up (FFmpeg's interrupt callback: ``av.error.ExitError``)
+URL_TIMEOUT_S = 10.0
+#: errors of a connection, not of the data: a URL's file that ends with one was not read to its end
+_NETWORK_ERRNOS = {errno.EIO, errno.ECONNRESET, errno.ECONNABORTED, errno.ETIMEDOUT, errno.EPIPE, errno.ENETDOWN,
+                   errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENOTCONN}
+
+
+def url_scheme(spec: Union[str, Path]) -> str:
+    """The lower-case scheme of a URL (``"http"`` of ``HTTP://host/x``), or "" for a path."""
+    m = _SCHEME.match(str(spec))
+    return m.group(1).lower() if m else ""
+
+
+def is_stream_url(spec: Union[str, Path]) -> bool:
+    """Whether ``spec`` is a URL that FFmpeg reads (:data:`STREAM_SCHEMES`), not a local path."""
+    return url_scheme(spec) in STREAM_SCHEMES
+
+
+def local_path(spec: str) -> str:
+    """The local path of a ``file://`` URL (percent-decoded: ``file:///data/my%20clip.mp4`` is
+    ``/data/my clip.mp4``); anything else as given.
+
+    Raises:
+        facecycle.errors.InputError: a file URL of another host (``file://server/share/x.mp4``).
+    """
+    if url_scheme(spec) != "file":
+        return spec
+    from urllib.parse import unquote, urlsplit
+
+    u = urlsplit(spec)
+    if u.netloc not in ("", "localhost"):
+        raise InputError(f"{spec}: a file URL of another host ({u.netloc}) cannot be read here; give a local path")
+    path = unquote(u.path)
+    if not path:
+        raise InputError(f"{spec}: a file URL without a path")
+    return path
+
+
+def _ffmpeg_url(spec: str) -> str:
+    """``spec`` with its scheme in lower case (FFmpeg knows ``http``, not ``HTTP``)."""
+    m = _SCHEME.match(spec)
+    return m.group(1).lower() + spec[len(m.group(1)):] if m else spec
+
+
+@dataclass(frozen=True)
+class _Served:
+    """What an HTTP(S) server answered for a URL (a GET whose first bytes are read, then closed)."""
+
+    length: Optional[int]  # Content-Length: the bytes the server promises (a file), or None (a stream, chunked)
+    content_type: str
+    head: bytes  # the body's first bytes
+
+
+def _probe_http(url: str, timeout: float) -> Optional[_Served]:
+    """The server's answer for ``url`` (:class:`_Served`), or None where the request fails (FFmpeg then says why,
+    or reads it where we could not: a certificate Python does not trust)."""
+    import http.client
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "facecycle"}),
+                                    timeout=timeout) as r:
+            n = r.headers.get("Content-Length")
+            length = int(n) if n and n.strip().isdigit() and not r.headers.get("Content-Encoding") else None
+            return _Served(length, (r.headers.get("Content-Type") or "").split(";")[0].strip().lower(), r.read(512))
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
+        log.debug("%s: probing the server failed (%s)", url, e)
+        return None
+
+
+def _http_live(url: str, served: Optional[_Served], formats: set, duration: Optional[int]) -> bool:
+    """Whether an HTTP(S) input is live (frames at the sender's pace, dropped when behind) rather than a served file
+    (read whole, every frame). A playlist (HLS, DASH) is live where it has no end (no duration: a live playlist);
+    a multipart MJPEG camera is live; a response with a Content-Length is a file (an MPEG-TS or fragmented MP4 on a
+    plain web server has no duration there, and was read as live: 124 of 472 frames analysed); a response without
+    one is a stream being made as it is sent (an HTTP camera, an IPTV channel ``/live.ts``), live where it has no
+    duration. Where the server could not be asked, a path with a video file's suffix is a file."""
+    if formats & {"hls", "applehttp", "dash"}:
+        return not duration
+    if "mpjpeg" in formats or (served is not None and served.content_type.startswith("multipart/")):
+        return True
+    if served is not None:
+        return served.length is None and not duration
+    from urllib.parse import unquote, urlsplit
+
+    if Path(unquote(urlsplit(url).path)).suffix.lower() in VIDEO_SUFFIXES:
+        return False
+    return not duration
 
 
 def rotate_image(image: np.ndarray, degrees_ccw: float) -> np.ndarray:
@@ -53,13 +150,22 @@ class VideoSource(Source):
             :class:`realtime.pipeline.Pipeline`).
         threads: decoder threads (0 = FFmpeg's choice).
         max_errors: give up (InputError) after this many damaged packets in a row.
+        timeout: seconds without data before a URL's read gives up (default :data:`URL_TIMEOUT_S`): a served
+            file's run then fails (InputError), a live stream ends.
     """
 
     def __init__(self, path: Union[str, Path], realtime: bool = False, threads: int = 0,
-                 max_errors: int = 50) -> None:
+                 max_errors: int = 50, timeout: Optional[float] = None) -> None:
         super().__init__()
-        spath = str(path)
-        self.is_url = spath.startswith(_STREAM_PREFIXES)
+        spath = local_path(str(path))  # file:///x.mp4 is the file /x.mp4
+        self.scheme = url_scheme(spath)
+        self.is_url = self.scheme in STREAM_SCHEMES
+        #: seconds without data before a URL's read gives up (default :data:`URL_TIMEOUT_S`). Not named ``timeout``:
+        #: the pipeline's watchdog takes a live source's ``timeout`` for a camera's and would fail the run itself
+        self.url_timeout = float(URL_TIMEOUT_S if timeout is None else timeout)
+        #: a served file's size in bytes (HTTP's Content-Length), None where unknown (:attr:`live` streams)
+        self.served_size: Optional[int] = None
+        self._bytes_read = 0  # the demuxed packets' extent in the input (bytes): how far a URL's file was read
         #: a named pipe or /dev/stdin fed by a pipe (``ffmpeg ... -f matroska - | facecycle process /dev/stdin``):
         #: read once, in order, every frame (the writer waits for us: nothing is dropped), never re-opened
         self.is_pipe = False
@@ -81,14 +187,21 @@ class VideoSource(Source):
         self.path = None if self.is_url or self.is_pipe else spath
         self.realtime = bool(realtime)
         self.max_errors = max_errors
+        served = _probe_http(spath, self.url_timeout) if self.scheme in ("http", "https") else None
+        if served is not None:
+            self.served_size = served.length
         try:
-            self.container = av.open(spath, "r", timeout=10.0 if self.is_url else None)
+            self.container = av.open(_ffmpeg_url(spath), "r", timeout=self.url_timeout if self.is_url else None)
         except (av.error.FFmpegError, OSError, ValueError) as e:
             hint = ""
             a_file = not (self.is_url or self.is_pipe)  # a pipe's bytes must not be read here
             kind = _not_media(spath) if isinstance(e, av.error.InvalidDataError) and a_file else ""
+            page = served is not None and (served.content_type in ("text/html", "application/xhtml+xml")
+                                           or _text_kind(served.head) == "HTML")
             if kind:
                 hint = f"; the file holds {kind}, not a video"
+            elif page:  # a login page, an error page with status 200, an expired share link
+                hint = "; the server sent a web page (HTML), not a video (a login page or an expired link?)"
             elif (isinstance(e, av.error.InvalidDataError) and Path(spath).suffix.lower() in (".mp4", ".mov", ".m4v")
                   and (not a_file or _starts_as_mp4(spath))):
                 hint = "; if the recording was cut short, its index (moov atom) is missing"
@@ -104,11 +217,17 @@ class VideoSource(Source):
             raise InputError(f"{spath}: no video stream (audio-only: its only picture is a cover image)")
         self.stream_index = int(self.stream.index)  # (read now: a closed container's streams are gone)
         # live: frames come at the sender's pace and the oldest queued one is dropped when the pipeline is behind. A
-        # live stream is: RTSP, RTMP, UDP, SRT, TCP, or HTTP(S) without a known duration (a live HLS playlist, an
-        # MJPEG camera). A file over HTTP(S) (an MP4 on a web server or object store, an HLS VOD playlist) has a
-        # duration and is read as a file: every frame (it used to be live: 135 of 169 frames of a served MP4 dropped)
-        self.live = bool(realtime) or (self.is_url and (not spath.startswith(("http://", "https://"))
-                                                        or not self.container.duration))
+        # live stream is: RTSP, RTMP, UDP, SRT, TCP, or over HTTP(S) a live playlist, an MJPEG camera or a response
+        # made as it is sent (_http_live). A served file (FTP; over HTTP(S) an MP4 / MPEG-TS / Matroska on a web
+        # server or object store, an HLS VOD playlist) is read as a file: every frame (a served MPEG-TS, which has
+        # no duration there, used to be live: 348 of its 472 frames dropped)
+        formats = set(self.container.format.name.split(","))
+        if realtime or not self.is_url:
+            self.live = bool(realtime)
+        elif self.scheme in ("http", "https"):
+            self.live = _http_live(spath, served, formats, self.container.duration)
+        else:
+            self.live = self.scheme in _LIVE_SCHEMES
         self.stream.thread_type = "AUTO"
         if threads:
             self.stream.thread_count = threads
@@ -251,10 +370,12 @@ class VideoSource(Source):
         if index == 0:
             hint = _index_hint(self.name, self._pipe_format())
             raise InputError(f"{self.name}: no decodable video frames{f' ({hint})' if hint else ''}")
+        if not self.exact_count:
+            # an estimate (a duration times the rate), or none: a stream, a growing file or a fragmented MP4 (whose
+            # first fragment's duration FFmpeg gives) hold more than it says; the sidecar's count is what was read
+            self.frame_count = index if self.discontinuities else max(self.frame_count or 0, index)
         if self.is_url and self.live:
             return
-        if self.discontinuities and not self.exact_count:
-            self.frame_count = index  # a duration across a restarted clock says nothing: the count is what was read
         if self.exact_count:
             expected = self.frame_count or 0
             if expected and expected - index > max(2, 0.02 * expected):
@@ -269,15 +390,38 @@ class VideoSource(Source):
                 log.warning("%s: decoded %d frames over %.2f of %.2f s (truncated or damaged file; ~%d frames "
                             "missing)", self.name, index, self.span - short, self.span, missing)
 
-    def _demux(self):
+    def _demux(self) -> Iterator["av.Packet"]:
         try:
             for packet in self.container.demux(self.stream):
+                if packet.pos is not None and packet.pos >= 0:
+                    self._bytes_read = max(self._bytes_read, int(packet.pos) + int(packet.size))
                 yield packet
-        except av.error.FFmpegError as e:  # truncated / corrupt container: stop, keep what was decoded
+        except av.error.FFmpegError as e:
+            network = isinstance(e, av.error.ExitError) or getattr(e, "errno", None) in _NETWORK_ERRNOS
+            # (an MP4 whose index is at its end, on a server without range requests: FFmpeg cannot go back to its
+            # samples; nothing is read, and the end of the run says why, not the connection)
+            if self.is_url and network and not (self.frames_decoded == 0 and _index_hint(self.name)):
+                why = self._network_end(e)
+                if self.live:  # a live stream's end (the sender stopped, the connection closed): not damage
+                    log.warning("%s: %s (the stream ended?)", self.name, why)
+                    return
+                # a served file the connection lost before its end (the server died, stalled, a proxy cut it): what
+                # was read is no complete result, and the run fails so that nothing takes it for one
+                raise InputError(f"{self.name}: {why}") from None
+            # a truncated / corrupt container: stop, keep what was decoded
             self.errors += 1
             log.warning("%s: demuxing stopped early (%s)", self.name, _msg(e))
             return
         # the final flush packet (packet.size 0) is yielded by demux itself
+
+    def _network_end(self, e: BaseException) -> str:
+        """Words for a URL's read that ended with the network error ``e``."""
+        if isinstance(e, av.error.ExitError):  # FFmpeg's interrupt callback: no data for the timeout
+            return f"no data for {self.url_timeout:g} s"
+        got = f"about {self._bytes_read:,}" if self._bytes_read else "0"
+        if self.served_size:
+            return f"the connection ended after {got} of {self.served_size:,} bytes ({_msg(e)})"
+        return f"the connection ended after {got} bytes ({_msg(e)})"
 
     def _pipe_format(self) -> str:
         return (self.container.format.name or "") if self.is_pipe else ""
@@ -373,7 +517,7 @@ def _index_hint(spath: str, pipe_format: str = "") -> str:
         return ("an MP4 whose index (moov atom) is at its end cannot be read through a pipe: give the file itself, "
                 "pipe MPEG-TS or Matroska (`ffmpeg -i IN -c copy -f mpegts -`), or remux it with "
                 "`ffmpeg -i IN -c copy -movflags +faststart OUT`")
-    if not spath.startswith(("http://", "https://")):
+    if url_scheme(spath) not in ("http", "https"):
         return ""
     if Path(spath.split("?", 1)[0]).suffix.lower() not in (".mp4", ".mov", ".m4v"):
         return ""
@@ -400,6 +544,11 @@ def _not_media(spath: str) -> str:
             head = f.read(4096)
     except OSError:
         return ""
+    return _text_kind(head)
+
+
+def _text_kind(head: bytes) -> str:
+    """``"HTML"``, ``"text"`` or "" (binary) for a file's or a response's first bytes (see :func:`_not_media`)."""
     if not head or b"\0" in head:
         return ""
     try:

@@ -1,0 +1,338 @@
+"""Stream inputs (docs/reliability.md, "Inputs"): files served over HTTP are read as files, every frame; a server
+that dies or stalls mid-file fails the run; live streams end without counting damage; URL schemes, output names of
+URLs, ``file://``, and what ``live`` does with a file given as a camera or an input given without an option.
+
+Each test serves what it needs from a local HTTP server (the standard library's, on 127.0.0.1, port 0) whose
+routes say how a body is sent: whole with its Content-Length (a file), without a length (a stream made as it is
+sent), cut short after promising the whole, or stalled. Frames come from a real clip in ../shared when present
+(synthetic otherwise).
+"""
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from pathlib import Path
+from typing import Dict, Iterator, List, Tuple
+
+import numpy as np
+import pytest
+
+from facecycle.errors import InputError
+from facecycle_cli import main
+
+from .conftest import frames_of, read_csv, real_frames, write_video
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Serves ``server.routes[path] = (body, mode, content_type)``. Modes: ``file`` (the body with its
+    Content-Length), ``stream`` (no Content-Length: the body, then the connection closes), ``cut`` (promises the
+    whole body, sends half, closes), ``stall`` (promises the whole body, sends half, then nothing until the test
+    ends), ``stream_stall`` (no length, half the body, then nothing)."""
+
+    protocol_version = "HTTP/1.0"  # a body without a length ends when the connection closes
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_HEAD(self) -> None:
+        self._answer(head=True)
+
+    def do_GET(self) -> None:
+        self._answer(head=False)
+
+    def _answer(self, head: bool) -> None:
+        route = self.server.routes.get(self.path.split("?", 1)[0])  # type: ignore[attr-defined]
+        if route is None:
+            self.send_error(404)
+            return
+        body, mode, ctype = route
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        if mode in ("file", "cut", "stall"):
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if head:
+            return
+        try:
+            if mode in ("file", "stream"):
+                self.wfile.write(body)
+                return
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            if mode in ("stall", "stream_stall"):
+                self.server.release.wait(30)  # type: ignore[attr-defined]
+        except (BrokenPipeError, ConnectionResetError):  # the reader gave up first
+            pass
+
+
+@pytest.fixture
+def server() -> Iterator[Tuple[Dict[str, tuple], str]]:
+    """(routes, base URL) of a local HTTP server for the life of the test."""
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    srv.daemon_threads = True
+    srv.routes = {}  # type: ignore[attr-defined]
+    srv.release = threading.Event()  # type: ignore[attr-defined]
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield srv.routes, f"http://127.0.0.1:{srv.server_address[1]}"  # type: ignore[attr-defined]
+    finally:
+        srv.release.set()  # type: ignore[attr-defined]
+        srv.shutdown()
+        srv.server_close()
+
+
+@pytest.fixture(scope="module")
+def frames() -> List[np.ndarray]:
+    return real_frames(40, size=(320, 180))
+
+
+@pytest.fixture(scope="module")
+def ts_bytes(frames, tmp_path_factory) -> bytes:
+    """An MPEG-TS of 40 frames: no duration when read from a server without range requests."""
+    p = tmp_path_factory.mktemp("ts") / "clip.ts"
+    return write_video(p, frames, fmt="mpegts", options={"g": "10"}).read_bytes()
+
+
+def _read_all(url: str, **kw) -> Tuple[int, "object"]:
+    from realtime.sources.video import VideoSource
+
+    src = VideoSource(url, **kw)
+    with src:
+        n = sum(1 for _ in src)
+    return n, src
+
+
+def one_error_line(err: str) -> str:
+    """The single ``facecycle…: error:`` line of ``err`` (asserts: no traceback, exactly one)."""
+    assert "Traceback" not in err, err
+    errs = [ln for ln in err.splitlines() if ln.startswith(("facecycle: error:", "facecycle live: error:"))]
+    assert len(errs) == 1, err
+    return errs[0]
+
+
+@pytest.fixture(scope="module")
+def model(tiny_export) -> Path:
+    return Path(tiny_export[1])
+
+
+@pytest.fixture(scope="module")
+def code_dim(tiny_export) -> int:
+    return tiny_export[0].config.code_dim
+
+
+@pytest.fixture
+def cli(model, tmp_path, capfd):
+    """``facecycle CMD ARGS --model tiny`` in-process (``process`` also writes to tmp/out): (rc, stderr)."""
+    def run(*args: str, cmd: str = "process") -> Tuple[int, str]:
+        argv = [cmd, *map(str, args), "--model", str(model)]
+        if cmd == "process":
+            argv += ["--no-progress", "--out-dir", str(tmp_path / "out")]
+        capfd.readouterr()
+        try:
+            rc = main(argv)
+        except SystemExit as e:  # argparse
+            rc = e.code
+        return rc, capfd.readouterr().err
+
+    return run
+
+
+# ------------------------------------------------------------------------------ 1. a served file is a file
+def test_a_served_mpegts_is_read_as_a_file_and_a_stream_without_length_as_live(server, ts_bytes):
+    """An MPEG-TS on a web server without range requests has no duration there: it was taken for a live stream
+    (frames dropped when behind: 124 of 472 analysed, exit 0). A response with a Content-Length is a file; one
+    without (an HTTP camera, an IPTV channel) stays live."""
+    routes, base = server
+    routes["/clip.ts"] = (ts_bytes, "file", "video/mp2t")
+    routes["/live"] = (ts_bytes, "stream", "video/mp2t")
+    n, src = _read_all(f"{base}/clip.ts")
+    assert src.live is False and src.served_size == len(ts_bytes)
+    assert n == 40 and src.errors == 0
+    assert src.describe()["frame_count"] == 40  # the count is what was read where the file did not say
+    _, live = _read_all(f"{base}/live")
+    assert live.live is True
+
+
+def test_process_reads_a_served_mpegts_whole(cli, server, ts_bytes, tmp_path, code_dim):
+    """End to end: every frame in the CSV, the sidecar says a file (not live), nothing dropped."""
+    routes, base = server
+    routes["/clip.ts"] = (ts_bytes, "file", "video/mp2t")
+    rc, err = cli(f"{base}/clip.ts", "--no-video")
+    assert rc == 0, err
+    assert frames_of(read_csv(tmp_path / "out" / "clip.csv", code_dim)) == list(range(40))
+    side = json.loads((tmp_path / "out" / "clip.json").read_text())
+    assert side["status"] == "complete"
+    assert side["input"]["live"] is False and side["stats"]["drops"] == 0 and side["input"]["frame_count"] == 40
+    assert "dropped" not in err
+
+
+def test_the_end_line_says_why_frames_were_dropped(cli, frames, tmp_path):
+    """A live input drops the oldest frames while the analysis is behind: the end line says so and why (the
+    sidecar's stats.drops counts them)."""
+    clip = write_video(tmp_path / "fast.mp4", frames[:30], rate=1000)  # 1000 fps played in real time: behind
+    rc, err = cli(clip, "--no-video", "--realtime")
+    assert rc == 0, err
+    side = json.loads((tmp_path / "out" / "fast.json").read_text())
+    assert side["input"]["live"] is True and side["stats"]["drops"] > 0
+    end = [ln for ln in err.splitlines() if ln.startswith(str(clip))][-1]
+    assert f"{side['stats']['drops']} dropped (a live input" in end, end
+
+
+# ------------------------------------------------------------- 2. a server that dies or stalls mid-file
+def test_a_served_file_cut_short_by_the_connection_fails(server, ts_bytes):
+    """The connection closed before the bytes the server promised: the part read was reported as a complete
+    result (exit 0). Now an InputError says how far it got."""
+    routes, base = server
+    routes["/cut.ts"] = (ts_bytes, "cut", "video/mp2t")
+    with pytest.raises(InputError) as ei:
+        _read_all(f"{base}/cut.ts")
+    msg = str(ei.value)
+    assert "the connection ended after about" in msg and f"of {len(ts_bytes):,} bytes" in msg, msg
+    assert "\n" not in msg
+
+
+def test_a_served_file_that_stalls_fails_after_the_timeout(server, ts_bytes, monkeypatch):
+    """A server that stops sending mid-file (stalls until the read timeout): it was the end of a truncated file."""
+    monkeypatch.setattr("realtime.sources.video.URL_TIMEOUT_S", 1.0, raising=False)  # 10 s in use
+    routes, base = server
+    routes["/stall.ts"] = (ts_bytes, "stall", "video/mp2t")
+    with pytest.raises(InputError, match=r"no data for 1 s$"):
+        _read_all(f"{base}/stall.ts")
+
+
+def test_process_and_batch_fail_a_served_file_cut_short(cli, server, ts_bytes, tmp_path, model):
+    """``process``: exit 3, one line, the sidecar ``failed`` (not ``complete``). ``batch``: the input is failed and
+    has no complete sidecar, so the next batch run does it again."""
+    routes, base = server
+    routes["/cut.ts"] = (ts_bytes, "cut", "video/mp2t")
+    rc, err = cli(f"{base}/cut.ts", "--no-video")
+    assert rc == 3, err
+    assert "the connection ended after" in one_error_line(err)
+    side = json.loads((tmp_path / "out" / "cut.json").read_text())
+    assert side["status"] == "failed" and "connection ended" in side["error"]
+    out = tmp_path / "batch"
+    rc = main(["batch", f"{base}/cut.ts", "--out-dir", str(out), "--cluster", "none", "--model", str(model),
+               "--no-video"])
+    assert rc != 0
+    sides = [p for p in out.rglob("cut.json") if ".facecycle-partial" not in p.parts]
+    assert all(json.loads(p.read_text()).get("status") != "complete" for p in sides), sides
+
+
+# ------------------------------------------------------------------------- 3. output names of stream URLs
+def test_output_names_of_urls_without_a_path_keep_host_and_port():
+    """``udp://127.0.0.1:9999`` was named ``127.0.0`` (the address's last part taken for a suffix, the port lost),
+    and two cameras at 10.0.0.5 and 10.0.0.6 wrote the same files."""
+    from realtime.batch.plan import url_stem as _url_stem
+
+    assert _url_stem("udp://127.0.0.1:9999") == "127.0.0.1_9999"
+    assert _url_stem("rtsp://10.0.0.5:554") == "10.0.0.5_554"
+    assert _url_stem("rtsp://10.0.0.6:554/") == "10.0.0.6_554"
+    assert _url_stem("rtsp://cam1.local/") == "cam1.local"
+    assert _url_stem("https://h/a/clip.mp4?v=1.2") == "clip"  # a path's name still loses its suffix
+    assert _url_stem("rtsp://[::1]:8554") == "__1_8554"
+
+
+# ---------------------------------------------------------------------- 4. schemes: case, ftp, file://
+def test_schemes_are_case_insensitive_ftp_is_a_url_and_file_urls_are_paths(server, ts_bytes, tmp_path, frames):
+    """``HTTP://`` and ``ftp://`` were checked as local paths ("no such file"); ``file:///x`` too."""
+    from realtime.sources import open_source
+    from realtime.sources.video import VideoSource
+
+    routes, base = server
+    routes["/clip.ts"] = (ts_bytes, "file", "video/mp2t")
+    n, src = _read_all(base.replace("http://", "HTTP://") + "/clip.ts")
+    assert n == 40 and src.is_url and not src.live
+    with pytest.raises(InputError) as ei:  # nothing listens there: FFmpeg's error, not "no such file"
+        VideoSource("ftp://127.0.0.1:1/clip.mp4")
+    assert "no such file" not in str(ei.value) and "cannot open as a video" in str(ei.value)
+    clip = write_video(tmp_path / "my clip.mp4", frames[:5])
+    with open_source("file://" + str(clip).replace(" ", "%20")) as s:
+        assert s.path == str(clip) and sum(1 for _ in s) == 5
+    with pytest.raises(InputError, match="another host"):
+        VideoSource("file://server/share/clip.mp4")
+
+
+def test_process_takes_a_file_url(cli, tmp_path, frames, code_dim):
+    clip = write_video(tmp_path / "c.mp4", frames[:5])
+    rc, err = cli(f"file://{clip}", "--no-video")
+    assert rc == 0, err
+    assert frames_of(read_csv(tmp_path / "out" / "c.csv", code_dim)) == list(range(5))
+
+
+# ------------------------------------------------------------ 5, 10. what `live` does with a file or a bare input
+def test_live_refuses_a_file_given_as_a_camera(cli, tmp_path, frames):
+    """A video file given as ``--camera`` was played as a camera (frames dropped, then "no frame for 5 s", exit 7)."""
+    from realtime.sources import CameraSource
+
+    clip = write_video(tmp_path / "c.mp4", frames[:5])
+    rc, err = cli("--camera", clip, "--no-window", cmd="live")
+    assert rc == 2, err
+    line = one_error_line(err)
+    assert f"--input {clip}" in line, line
+    with pytest.raises(InputError, match="not a camera device"):
+        CameraSource(str(clip))
+
+
+def test_live_with_a_bare_input_suggests_the_option(cli, tmp_path):
+    """``facecycle live 5`` was "unrecognized arguments: 5" without a hint."""
+    rc, err = cli("5", "--no-window", cmd="live")
+    assert rc == 2 and "--camera 5" in one_error_line(err), err
+    rc, err = cli(tmp_path / "clip.mp4", "--no-window", cmd="live")
+    assert rc == 2 and f"--input {tmp_path / 'clip.mp4'}" in one_error_line(err), err
+
+
+# ------------------------------------------------------------------------------- 6. a web page, not a video
+def test_a_web_page_served_as_a_video_is_named_so(server):
+    """An HTML page (a login page, an expired link) served under a video's name got the hint about a cut
+    recording's missing moov atom."""
+    routes, base = server
+    page = b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>Please sign in</body></html>\n"
+    routes["/clip.mp4"] = (page, "file", "text/html; charset=utf-8")
+    with pytest.raises(InputError) as ei:
+        _read_all(f"{base}/clip.mp4")
+    msg = str(ei.value)
+    assert "the server sent a web page (HTML), not a video" in msg and "moov" not in msg, msg
+
+
+# --------------------------------------------------------------------------------- 7. a missing device path
+def test_a_missing_camera_device_is_one_line(capfd):
+    """A missing /dev/videoN printed a line of OpenCV's / FFmpeg's before the error."""
+    from realtime.sources import CameraSource
+
+    dev = next(f"/dev/video{i}" for i in range(90, 200) if not Path(f"/dev/video{i}").exists())
+    capfd.readouterr()
+    with pytest.raises(InputError, match="no such device"):
+        CameraSource(dev)
+    out, err = capfd.readouterr()
+    assert not out.strip() and not err.strip(), err
+
+
+# ----------------------------------------------------------------- 8. counts of fragmented and streamed files
+def test_a_streamed_fragmented_mp4s_frame_count_is_what_was_read(server, tmp_path, frames):
+    """Read from a server without range requests, a fragmented MP4's duration is its first fragment's: the sidecar's
+    frame_count said 30 of the 40 frames read."""
+    routes, base = server
+    clip = write_video(tmp_path / "frag.mp4", frames, options={"g": "10"},
+                       container_options={"movflags": "frag_keyframe+empty_moov+default_base_moof"})
+    routes["/frag.mp4"] = (clip.read_bytes(), "file", "video/mp4")
+    n, src = _read_all(f"{base}/frag.mp4")
+    assert n == 40 and not src.live
+    assert src.describe()["frame_count"] == 40
+
+
+# ------------------------------------------------------------------------ 9. a live stream's end is no damage
+def test_a_live_streams_end_is_not_damage(server, ts_bytes, caplog, monkeypatch):
+    """A live stream that stops sending ended with "demuxing stopped early (Immediate exit requested)" and
+    "1 damaged packet skipped"."""
+    monkeypatch.setattr("realtime.sources.video.URL_TIMEOUT_S", 1.0, raising=False)  # 10 s in use
+    routes, base = server
+    routes["/live"] = (ts_bytes, "stream_stall", "video/mp2t")
+    with caplog.at_level("WARNING", logger="realtime.sources.video"):
+        n, src = _read_all(f"{base}/live")
+    assert src.live is True and n > 0
+    assert src.errors == 0
+    assert "no data for 1 s (the stream ended?)" in caplog.text and "Immediate exit" not in caplog.text
+
