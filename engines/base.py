@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import json
 import logging
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
@@ -18,7 +18,7 @@ import numpy as np
 from facecycle.errors import ModelError
 from facecycle.files import sha256_file
 
-__all__ = ["Backend", "GraphSpec", "read_manifest", "graph_file"]
+__all__ = ["Backend", "GraphSpec", "read_manifest", "graph_file", "model_file"]
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +28,15 @@ class GraphSpec:
 
     def __init__(self, name: str, entry: Mapping) -> None:
         self.name = name
-        self.file = str(entry["file"])
+        if not isinstance(entry, Mapping):
+            raise ModelError(f"manifest: graph {name!r} is a JSON {type(entry).__name__}, not an object")
+        file = entry.get("file")
+        if not isinstance(file, str) or not file:
+            raise ModelError(f"manifest: graph {name!r} names no file")
+        self.file = model_file(file, f"graph {name!r}")
         self.sha256 = str(entry.get("sha256", ""))
-        self.inputs: List[dict] = list(entry["inputs"])
-        self.outputs: List[dict] = list(entry["outputs"])
+        self.inputs: List[dict] = _tensors(name, entry, "inputs")
+        self.outputs: List[dict] = _tensors(name, entry, "outputs")
 
     @property
     def input_names(self) -> List[str]:
@@ -45,8 +50,33 @@ class GraphSpec:
         return f"GraphSpec({self.name!r}, inputs={self.input_names}, outputs={self.output_names})"
 
 
+def model_file(name: str, what: str) -> str:
+    """A file name the manifest gives, checked to stay inside the model folder (no absolute path, no ``..``)."""
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if PurePosixPath(name).is_absolute() or Path(name).is_absolute() or ".." in parts or not parts:
+        raise ModelError(f"manifest: {what} file {name!r} leaves the model folder")
+    return name
+
+
+def _tensors(graph: str, entry: Mapping, key: str) -> List[dict]:
+    """A graph's ``inputs``/``outputs``: a list of ``{"name": str, "shape": ["batch", int, ...]}``."""
+    items = entry.get(key)
+    if not isinstance(items, list) or not items:
+        raise ModelError(f"manifest: graph {graph!r} has no {key} list")
+    for t in items:
+        if not (isinstance(t, Mapping) and isinstance(t.get("name"), str) and isinstance(t.get("shape"), list)
+                and t["shape"] and all(isinstance(d, int) and not isinstance(d, bool) for d in t["shape"][1:])):
+            raise ModelError(f"manifest: graph {graph!r} has a bad {key} entry {str(t)[:80]} (needs a name and a "
+                             "shape [batch, int, ...])")
+    names = [t["name"] for t in items]
+    if len(set(names)) != len(names):
+        raise ModelError(f"manifest: graph {graph!r} repeats {key[:-1]} names {names}")
+    return list(items)
+
+
 def read_manifest(model_dir: Union[str, Path]) -> dict:
-    """Read and sanity-check ``manifest.json`` of an exported model directory."""
+    """Read and sanity-check ``manifest.json`` of an exported model directory: every graph entry (its file inside
+    the folder, its inputs and outputs), the ``input`` and ``config`` sections' types. A ModelError otherwise."""
     p = Path(model_dir) / "manifest.json"
     if not p.is_file():
         raise ModelError(f"{model_dir}: no manifest.json (not an exported model directory)")
@@ -54,15 +84,41 @@ def read_manifest(model_dir: Union[str, Path]) -> dict:
         man = json.loads(p.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelError(f"{p}: corrupt manifest ({e})") from None
-    if man.get("format") != "facecycle-onnx" or not isinstance(man.get("graphs"), dict):
+    except OSError as e:
+        raise ModelError(f"{p}: cannot read the manifest ({e.strerror or e})") from None
+    if not isinstance(man, dict) or man.get("format") != "facecycle-onnx" or not isinstance(man.get("graphs"), dict):
         raise ModelError(f"{p}: not a FaceCycle ONNX manifest")
+    try:
+        for name, entry in man["graphs"].items():
+            GraphSpec(name, entry)
+        for key in ("config", "input", "weights", "head"):
+            if key in man and not isinstance(man[key], dict):
+                raise ModelError(f"manifest: {key!r} is a JSON {type(man[key]).__name__}, not an object")
+        inp = man.get("input")
+        if inp is not None:
+            size, mean, std = inp.get("size"), inp.get("mean"), inp.get("std")
+            if not (isinstance(size, int) and size > 0 and _numbers(mean) and _numbers(std)):
+                raise ModelError("manifest: 'input' needs a size (int) and mean and std (3 numbers each)")
+        for key in ("weights", "head"):
+            if key in man:
+                f = man[key].get("file")
+                if not isinstance(f, str) or not isinstance(man[key].get("sha256", ""), str):
+                    raise ModelError(f"manifest: {key!r} needs a file and a sha256")
+                model_file(f, key)
+    except ModelError as e:
+        raise ModelError(f"{p}: {str(e).removeprefix('manifest: ')}") from None
     return man
+
+
+def _numbers(v: object) -> bool:
+    return isinstance(v, list) and len(v) == 3 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                       for x in v)
 
 
 def graph_file(model_dir: Union[str, Path], spec: GraphSpec, verify: bool = True) -> Path:
     """Path of a graph's ONNX file; ModelError if it is missing or (``verify``) its sha256 differs from the
     manifest's."""
-    path = Path(model_dir) / spec.file
+    path = Path(model_dir) / model_file(spec.file, f"graph {spec.name!r}")
     if not path.is_file():
         raise ModelError(f"{path}: graph file missing from the model directory")
     if verify and spec.sha256:

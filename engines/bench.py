@@ -53,7 +53,6 @@ def export_random(config: str, out_dir: Path, graphs: Optional[Sequence[str]] = 
     except ImportError:
         raise BackendUnavailable("--config needs PyTorch (the [torch] extra) to create and export the model; "
                                  "pass --model DIR instead") from None
-    from facecycle.checkpoint import save_checkpoint
     from facecycle.config import get_config
     from facecycle.export import export_onnx
     from facecycle.model import FaceCycle
@@ -61,8 +60,7 @@ def export_random(config: str, out_dir: Path, graphs: Optional[Sequence[str]] = 
     torch.manual_seed(seed)
     model = FaceCycle(get_config(config)).eval()
     want = [g for g in (graphs or []) if g != "identity" or model.has_identity] or None
-    export_onnx(model, out_dir, graphs=want, atol=atol, source=f"random:{config}:seed{seed}")
-    save_checkpoint(model, Path(out_dir) / "model.safetensors")
+    export_onnx(model, out_dir, graphs=want, atol=atol, source=f"random:{config}:seed{seed}", weights=True)
     return Path(out_dir)
 
 

@@ -165,6 +165,9 @@ class OnnxRuntimeBackend(Backend):
         got = [i.name for i in sess.get_inputs()]
         if sorted(got) != sorted(spec.input_names):
             raise ModelError(f"{path}: graph inputs {got} do not match the manifest {spec.input_names}")
+        outs = [o.name for o in sess.get_outputs()]
+        if not set(spec.output_names) <= set(outs):
+            raise ModelError(f"{path}: graph outputs {outs} do not match the manifest {spec.output_names}")
         self._paths[spec.name] = path
         log.info("onnxruntime: loaded %s on %s (%s, %d intra-op threads)", path.name, self.device,
                  ",".join(sess.get_providers()), self.intra_op_threads)

@@ -30,7 +30,7 @@ from facecycle.errors import BackendUnavailable, UsageError
 from .probes import Probes, default_probes
 
 __all__ = ["Choice", "BACKEND_NAMES", "AUTO_ORDER", "check", "choose", "candidates", "available_backends",
-           "find_weights"]
+           "find_weights", "NO_WEIGHTS_HINT"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,9 @@ BACKEND_NAMES = ("auto", "tensorrt", "onnxruntime", "onnxruntime-cpu", "onnxrunt
 _ALIASES = {"onnxruntime": "onnxruntime-cpu", "ort": "onnxruntime-cpu", "torch": "torch-cpu",
             "pytorch": "torch-cpu", "trt": "tensorrt"}
 WEIGHT_NAMES = ("model.safetensors", "weights.safetensors")
+#: what a user without weights for the PyTorch backend can do (CLI and Python)
+NO_WEIGHTS_HINT = ("export the checkpoint with `facecycle export --checkpoint PATH --out DIR` (it writes them), or "
+                   "use --backend onnxruntime (Python: checkpoint=PATH)")
 
 
 @dataclass
@@ -113,7 +116,7 @@ def check(name: str, probes: Probes, model_dir=None, opts: Optional[dict] = None
             return False, "PyTorch is not installed (pip install 'facecycle-rt[torch]')"
         if model_dir is not None and not opts.get("checkpoint") and find_weights(model_dir) is None:
             return False, (f"no weights for PyTorch in {model_dir} (expected {' or '.join(WEIGHT_NAMES)} "
-                           "next to manifest.json, or pass checkpoint=PATH)")
+                           f"next to manifest.json); {NO_WEIGHTS_HINT}")
         if name == "torch-cuda" and not probes.torch_cuda():
             return False, and_no_gpu("torch has no CUDA device (torch.cuda.is_available() is False)")
         return True, "PyTorch " + ("CUDA" if name == "torch-cuda" else "CPU")

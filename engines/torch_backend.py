@@ -3,7 +3,10 @@
 Weights: ``checkpoint=PATH`` (ours or the authors' layout, see
 :mod:`facecycle.checkpoint`), else ``model.safetensors`` or
 ``weights.safetensors`` next to ``manifest.json``. The checkpoint's config
-must match the manifest's.
+must match the manifest's (every field but ``name``). Where the manifest records
+the weights ``facecycle export`` wrote (``weights``: file and sha256), those are
+read and their sha256 checked (``verify``, default on): weights replaced after
+the export, or left by an older one, are refused.
 
 CUDA graphs (``device="cuda", cuda_graphs=True``): the first call of a graph at
 a batch size captures a :class:`torch.cuda.CUDAGraph` with static input and
@@ -17,6 +20,7 @@ share static buffers and are serialised with a lock.
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from pathlib import Path
@@ -25,16 +29,17 @@ from typing import Callable, Dict, Mapping, Optional, Tuple, Union
 import numpy as np
 
 from facecycle.errors import BackendUnavailable, ModelError, UsageError
+from facecycle.files import sha256_file
 
-from .base import Backend, GraphSpec
-from .select import WEIGHT_NAMES, find_weights
+from .base import Backend, GraphSpec, model_file
+from .select import NO_WEIGHTS_HINT, WEIGHT_NAMES, find_weights
 
 __all__ = ["TorchBackend", "graph_function"]
 
 log = logging.getLogger(__name__)
 
-_CONFIG_KEYS = ("image_size", "width", "code_dim", "hidden_dim", "gen_blocks", "norm_blocks",
-                "enc_res_blocks", "dec_res_blocks")
+#: config fields that describe training only: the graphs and the weights do not depend on them
+_CONFIG_IGNORED = ("name",)
 
 
 def graph_function(model, graph: str) -> Callable:
@@ -66,7 +71,7 @@ class TorchBackend(Backend):
 
     def __init__(self, model_dir: Union[str, Path], device: str = "cpu", checkpoint: Optional[str] = None,
                  precision: str = "fp32", cuda_graphs: bool = False, max_batch: int = 64,
-                 threads: Optional[int] = None, model=None, **unused) -> None:
+                 threads: Optional[int] = None, model=None, verify: bool = True, **unused) -> None:
         super().__init__(model_dir)
         if unused:
             log.debug("torch: ignoring options %s", sorted(unused))
@@ -92,6 +97,7 @@ class TorchBackend(Backend):
         self.precision = precision
         self.cuda_graphs = bool(cuda_graphs)
         self._dtype = torch.float16 if precision == "fp16" else torch.float32
+        self._verify = bool(verify)
         if model is None:
             model = self._load(checkpoint)
         self._check_config(model)
@@ -115,20 +121,65 @@ class TorchBackend(Backend):
     def _load(self, checkpoint: Optional[str]):
         from facecycle.checkpoint import load_checkpoint
 
-        path = Path(checkpoint) if checkpoint else find_weights(self.model_dir)
+        if checkpoint:
+            path = Path(checkpoint)
+        else:
+            path = self._exported_weights()
         if path is None:
             raise ModelError(f"{self.model_dir}: no PyTorch weights (expected {' or '.join(WEIGHT_NAMES)} next "
-                             "to manifest.json, or pass checkpoint=PATH)")
-        cfg = self.manifest.get("config", {}).get("name")
-        return load_checkpoint(path, None if str(path).endswith(".safetensors") else cfg)
+                             f"to manifest.json); {NO_WEIGHTS_HINT}")
+        return load_checkpoint(path, None if str(path).endswith(".safetensors") else self._manifest_config())
+
+    def _manifest_config(self):
+        """The manifest's config, for weights in the authors' layout (which record none of their own)."""
+        from facecycle.checkpoint import CheckpointError, parse_config
+
+        want = self.manifest.get("config") or {}
+        try:
+            return parse_config(json.dumps(want), str(self.model_dir / "manifest.json"))
+        except CheckpointError:
+            return want.get("name")
+
+    def _exported_weights(self) -> Optional[Path]:
+        """The weights next to ``manifest.json``; those the manifest records (file, sha256) where it does, checked."""
+        rec = self.manifest.get("weights")
+        if not rec:  # an export from before the weights were recorded: whatever weights file is there
+            return find_weights(self.model_dir)
+        path = self.model_dir / model_file(str(rec.get("file")), "weights")
+        if not path.is_file():
+            raise ModelError(f"{path}: the weights the manifest records are missing; {NO_WEIGHTS_HINT}")
+        want = str(rec.get("sha256") or "")
+        if self._verify and want:
+            got = sha256_file(path)
+            if got != want:
+                raise ModelError(f"{path}: sha256 {got[:12]}… is not that of the weights the graphs were exported "
+                                 f"from ({want[:12]}…): replaced after the export; re-export with `facecycle export "
+                                 "--checkpoint PATH --out DIR`")
+        return path
 
     def _check_config(self, model) -> None:
-        want = self.manifest.get("config") or {}
+        """The weights' config must be the manifest's, every field but the name (``feature_flip``, ``detail_px``,
+        ``crop_scale``, ``mean``, ... change what the graphs compute); a field an older manifest lacks counts as its
+        default."""
+        import dataclasses
+
+        from facecycle.config import FaceCycleConfig
+
+        want = self.manifest.get("config")
+        if not want:
+            return
+        defaults = {f.name: f.default for f in dataclasses.fields(FaceCycleConfig)}
         have = model.config.to_dict()
-        diff = [k for k in _CONFIG_KEYS if k in want and want[k] != have.get(k)]
+
+        def norm(v):
+            return list(v) if isinstance(v, tuple) else v
+
+        diff = [k for k in sorted(set(want) | set(have), key=lambda k: (k not in defaults, k))
+                if k not in _CONFIG_IGNORED
+                and norm(want.get(k, defaults.get(k))) != norm(have.get(k, defaults.get(k)))]
         if diff:
             raise ModelError(f"weights do not match {self.model_dir}: config differs in "
-                             + ", ".join(f"{k} ({have.get(k)} vs {want[k]})" for k in diff))
+                             + ", ".join(f"{k} ({have.get(k)} vs {want.get(k, defaults.get(k))})" for k in diff))
 
     # ----------------------------------------------------------------- run
     def _forward(self, graph: str, tensors):

@@ -14,31 +14,97 @@ Formats
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections import OrderedDict
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 
 from .config import FaceCycleConfig, get_config
-from .errors import ModelError
+from .errors import ModelError, OutputError
+from .files import match_umask
 from .model import ALL_MODULES, FaceCycle
 
 __all__ = [
     "CheckpointError", "detect_format", "load_checkpoint", "save_checkpoint",
-    "load_official", "save_official", "read_official_state", "FORMAT_TAG",
+    "load_official", "save_official", "read_official_state", "FORMAT_TAG", "OFFICIAL_CONFIG_KEY",
+    "parse_config",
 ]
 
 log = logging.getLogger(__name__)
 
 FORMAT_TAG = "facecycle-rt"
+#: the top-level entry of an authors'-layout file we write that holds our config as JSON (a string: the authors'
+#: code and :func:`read_official_state` ignore entries that are not module state dicts)
+OFFICIAL_CONFIG_KEY = "facecycle_config"
 PathLike = Union[str, Path]
 
 
 class CheckpointError(ModelError, ValueError):
     """A checkpoint file that cannot be read or does not fit the model."""
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _field_ok(value: Any, default: Any) -> bool:
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, str):
+        return isinstance(value, str)
+    if isinstance(default, tuple):
+        return len(value) == len(default)
+    return True
+
+
+def parse_config(text: Any, source: str) -> FaceCycleConfig:
+    """Our config from its JSON text (a checkpoint's metadata, a sidecar ``config.json``): a
+    :class:`CheckpointError` naming ``source`` for bad JSON, unknown keys or values of the wrong type."""
+    try:
+        d = json.loads(text)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{source}: its config is not valid JSON ({_first_line(e)})") from None
+    if not isinstance(d, dict):
+        raise CheckpointError(f"{source}: its config is a JSON {type(d).__name__}, not an object")
+    try:
+        cfg = FaceCycleConfig.from_dict(d)
+    except (TypeError, ValueError) as e:  # unknown keys; mean/std that are no numbers
+        raise CheckpointError(f"{source}: bad config ({_first_line(e)})") from None
+    bad = [f"{f.name}={getattr(cfg, f.name)!r}" for f in dataclasses.fields(FaceCycleConfig)
+           if not _field_ok(getattr(cfg, f.name), f.default)]
+    if bad:
+        raise CheckpointError(f"{source}: bad config (wrong type: {', '.join(bad[:5])})")
+    return cfg
+
+
+def _parse_modules(text: Any, source: str) -> List[str]:
+    try:
+        mods = json.loads(text)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{source}: its 'modules' metadata is not valid JSON ({_first_line(e)})") from None
+    if not isinstance(mods, list) or not all(isinstance(m, str) for m in mods):
+        raise CheckpointError(f"{source}: its 'modules' metadata is not a JSON list of module names")
+    unknown = [m for m in mods if m not in ALL_MODULES]
+    if unknown:
+        raise CheckpointError(f"{source}: unknown modules {', '.join(map(repr, unknown))}; known: "
+                              f"{', '.join(ALL_MODULES)}")
+    return mods
+
+
+def _build(cfg: FaceCycleConfig, modules: List[str], source: str) -> FaceCycle:
+    try:
+        return FaceCycle(cfg, modules=modules)
+    except Exception as e:  # noqa: BLE001 - a config whose sizes build no model (0, negative): any layer's error
+        raise CheckpointError(f"{source}: its config {cfg.name!r} builds no model ({_first_line(e)})") from None
 
 
 def detect_format(path: PathLike) -> str:
@@ -76,7 +142,7 @@ def save_checkpoint(model: FaceCycle, path: PathLike, dtype: Optional[torch.dtyp
     from safetensors.torch import save_file
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _mkdir_parent(path)
     sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if dtype is not None:
         sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
@@ -84,9 +150,28 @@ def save_checkpoint(model: FaceCycle, path: PathLike, dtype: Optional[torch.dtyp
     if extra:
         meta.update({str(k): str(v) for k, v in extra.items()})
     tmp = path.with_name(path.name + ".tmp")
-    save_file(sd, str(tmp), metadata=meta)
-    tmp.replace(path)
+    try:
+        save_file(sd, str(tmp), metadata=meta)
+        tmp.replace(path)
+        match_umask(path)
+    except Exception as e:  # noqa: BLE001 - safetensors raises SafetensorError (no OSError) for a read-only folder
+        _drop(tmp)
+        raise OutputError(f"{path}: cannot write ({_first_line(e)})") from None
     return path
+
+
+def _drop(tmp: Path) -> None:
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _mkdir_parent(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{path.parent}: cannot create the folder ({e.strerror or e})") from None
 
 
 def _read_ours(path: Path):
@@ -101,10 +186,14 @@ def _read_ours(path: Path):
         raise CheckpointError(f"{p}: unreadable safetensors file ({e})") from None
     cfg = None
     if "config" in meta:
-        cfg = FaceCycleConfig.from_dict(json.loads(meta["config"]))
+        cfg = parse_config(meta["config"], str(p))
     side = path / "config.json" if path.is_dir() else None
     if side is not None and side.is_file():
-        cfg = FaceCycleConfig.from_dict(json.loads(side.read_text()))
+        try:
+            text = side.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"{side}: unreadable ({_first_line(e)})") from None
+        cfg = parse_config(text, str(side))
     return sd, cfg, meta
 
 
@@ -116,6 +205,11 @@ def read_official_state(path: PathLike) -> Dict[str, Dict[str, torch.Tensor]]:
     entries that are not module state dicts (an epoch number, say) are ignored
     with a log line.
     """
+    return _read_official(path)[0]
+
+
+def _read_official(path: PathLike) -> Tuple[Dict[str, Dict[str, torch.Tensor]], Mapping]:
+    """(``{module: state_dict}``, the whole top-level dict) of an authors'-layout file."""
     import pickle
     import warnings
 
@@ -139,22 +233,29 @@ def read_official_state(path: PathLike) -> Dict[str, Dict[str, torch.Tensor]]:
             )
         elif isinstance(val, Mapping):
             raise CheckpointError(f"{path}: unknown module {key!r}; known: {', '.join(ALL_MODULES)}")
-        else:
+        elif key != OFFICIAL_CONFIG_KEY:
             log.info("%s: ignoring top-level entry %r", path, key)
     if not out:
         raise CheckpointError(f"{path}: no FaceCycle modules found (keys: {list(obj)[:8]})")
-    return out
+    return out, obj
 
 
 def save_official(model: FaceCycle, path: PathLike) -> Path:
-    """Save ``model`` in the authors' layout: ``torch.save({module: state_dict})``."""
+    """Save ``model`` in the authors' layout: ``torch.save({module: state_dict})``, plus our config as JSON in the
+    string entry ``facecycle_config`` (which the authors' code and :func:`read_official_state` skip), so that
+    :func:`load_official` gets the whole config back (``feature_flip``, ``detail_px``, ... no weight shows)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    obj = {n: OrderedDict((k, v.detach().clone()) for k, v in getattr(model, n).state_dict().items())
-           for n in model.module_names}
+    _mkdir_parent(path)
+    obj: Dict[str, Any] = {n: OrderedDict((k, v.detach().clone()) for k, v in getattr(model, n).state_dict().items())
+                           for n in model.module_names}
+    obj[OFFICIAL_CONFIG_KEY] = model.config.to_json()
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, str(tmp))
-    tmp.replace(path)
+    try:
+        torch.save(obj, str(tmp))
+        tmp.replace(path)
+    except Exception as e:  # noqa: BLE001 - torch.save raises RuntimeError for a read-only folder
+        _drop(tmp)
+        raise OutputError(f"{path}: cannot write ({_first_line(e)})") from None
     return path
 
 
@@ -185,10 +286,16 @@ def _load_into(model: FaceCycle, flat: Mapping[str, torch.Tensor], source: str) 
 
 
 def load_official(path: PathLike, config: "FaceCycleConfig | str | None" = None) -> FaceCycle:
-    """Load an authors' checkpoint (default config: ``paper``)."""
-    state = read_official_state(path)
-    cfg = get_config(config) if isinstance(config, str) else (config or get_config("paper"))
-    model = FaceCycle(cfg, modules=list(state))
+    """Load an authors' checkpoint: ``config`` if given, else the config a file written by :func:`save_official`
+    records, else ``paper``."""
+    state, obj = _read_official(path)
+    if config is not None:
+        cfg = get_config(config) if isinstance(config, str) else config
+    elif isinstance(obj.get(OFFICIAL_CONFIG_KEY), str):
+        cfg = parse_config(obj[OFFICIAL_CONFIG_KEY], str(path))
+    else:
+        cfg = get_config("paper")
+    model = _build(cfg, list(state), str(path))
     flat = {f"{m}.{k}": v for m, sd in state.items() for k, v in sd.items()}
     _load_into(model, flat, str(path))
     return model.eval()
@@ -220,8 +327,16 @@ def load_checkpoint(path: PathLike, config: "FaceCycleConfig | str | None" = Non
     if config is not None:
         cfg = get_config(config) if isinstance(config, str) else config
     if cfg is None:
-        raise CheckpointError(f"{path}: no config in the file; pass config=")
-    modules = json.loads(meta["modules"]) if "modules" in meta else sorted({k.split(".")[0] for k in sd})
-    model = FaceCycle(cfg, modules=modules)
+        raise CheckpointError(f"{path}: no config recorded in the file; name its config (--config NAME on the "
+                              "command line, config=NAME in Python)")
+    if "modules" in meta:
+        modules = _parse_modules(meta["modules"], str(path))
+    else:
+        modules = sorted({k.split(".")[0] for k in sd})
+        unknown = [m for m in modules if m not in ALL_MODULES]
+        if unknown:
+            raise CheckpointError(f"{path}: tensors of unknown modules {', '.join(map(repr, unknown[:5]))}; known: "
+                                  f"{', '.join(ALL_MODULES)}")
+    model = _build(cfg, modules, str(path))
     _load_into(model, sd, str(path))
     return model.eval()

@@ -9,6 +9,11 @@ Graphs (every axis 0 is a dynamic ``batch``):
 
 Images are (B, 3, S, S) float32 RGB normalised with the manifest's
 ``input.mean``/``input.std`` (see :func:`facecycle.preprocess.to_input`).
+
+With ``weights=True`` the weights the graphs were exported from go with them as ``model.safetensors`` (our
+format; what the PyTorch backend runs), and the manifest's ``weights`` entry records their sha256; with
+``head=`` the emotion head goes as ``expression_head.safetensors``, recorded in ``head``. Weights left in the
+folder by an earlier export are removed either way: they belong to another model.
 """
 from __future__ import annotations
 
@@ -26,14 +31,20 @@ import torch
 from torch import nn
 
 from . import __version__
-from .errors import ModelError
+from .errors import ModelError, OutputError
 from .files import sha256_file
-from .model import FaceCycle
+from .model import IDENTITY_MODULES, FaceCycle
 
-__all__ = ["GRAPHS", "export_onnx", "validate_export", "sha256_file", "ExportError", "MANIFEST_VERSION"]
+__all__ = ["GRAPHS", "export_onnx", "validate_export", "sha256_file", "ExportError", "MANIFEST_VERSION",
+           "check_exportable", "WEIGHTS_FILE", "HEAD_FILE"]
 
 log = logging.getLogger(__name__)
 MANIFEST_VERSION = 1
+#: the weights an export writes beside its graphs, and the other name the PyTorch backend would read
+WEIGHTS_FILE = "model.safetensors"
+_OTHER_WEIGHTS = ("weights.safetensors",)
+#: the emotion head's file in a model folder (``realtime.heads.HEAD_FILE``)
+HEAD_FILE = "expression_head.safetensors"
 
 
 class ExportError(ModelError):
@@ -85,6 +96,29 @@ def _specs(m: FaceCycle) -> Dict[str, dict]:
 
 
 GRAPHS = ("analyze", "neutralize", "reexpress", "identity")
+#: the modules each graph runs
+_NEEDS = {"analyze": ("codegeneration", "exptoflow"), "neutralize": ("Swap_Generator",),
+          "reexpress": ("Swap_Generator",), "identity": IDENTITY_MODULES}
+
+
+def check_exportable(model: FaceCycle, graphs: Optional[Sequence[str]] = None) -> List[str]:
+    """The graphs to export (``graphs``, else every one the model has), or :class:`ExportError` naming the modules
+    a graph needs that the model lacks (a checkpoint holding some modules only) or a graph that is no graph.
+    Touches no file: call it before creating the output folder."""
+    specs = _specs(model)
+    names = list(graphs) if graphs else [g for g in specs if g != "identity" or model.has_identity]
+    for n in names:
+        if n not in GRAPHS:
+            raise ExportError(f"graph {n!r} not available for this model; choose from {', '.join(specs)}")
+    lacking = {n: [m for m in _NEEDS[n] if m not in model.module_names] for n in names}
+    lacking = {n: ms for n, ms in lacking.items() if ms}
+    if lacking:
+        mods = sorted({m for ms in lacking.values() for m in ms}, key=list(_NEEDS["analyze"] + _NEEDS["neutralize"]
+                                                                         + IDENTITY_MODULES).index)
+        raise ExportError(f"the model has no {', '.join(mods)} (needed by graph{'s' if len(lacking) > 1 else ''} "
+                          f"{', '.join(lacking)}; it holds {', '.join(model.module_names) or 'no module'}): "
+                          "export a checkpoint with these modules, or choose graphs it can run (--graphs)")
+    return names
 
 
 def _example(shape: Sequence, batch: int, gen: torch.Generator) -> torch.Tensor:
@@ -95,7 +129,7 @@ def _example(shape: Sequence, batch: int, gen: torch.Generator) -> torch.Tensor:
 
 def export_onnx(model: FaceCycle, out_dir: Union[str, Path], graphs: Optional[Sequence[str]] = None,
                 opset: int = 17, validate: bool = True, atol: float = 1e-4,
-                source: Optional[str] = None) -> dict:
+                source: Optional[str] = None, weights: bool = False, head: Optional[object] = None) -> dict:
     """Export ``model`` to ``out_dir`` (``<graph>.onnx`` + ``manifest.json``).
 
     Each graph is checked against PyTorch with ONNX Runtime at batch 1 and 5
@@ -103,19 +137,31 @@ def export_onnx(model: FaceCycle, out_dir: Union[str, Path], graphs: Optional[Se
     manifest last); a mismatch above ``atol`` raises :class:`ExportError` and leaves ``out_dir`` as it was (a
     model exported there before still loads).
 
+    Args:
+        weights: also write the model's weights as ``model.safetensors`` (float32, our format) and record their
+            sha256 in the manifest (``weights``), which the PyTorch backend checks. Without it, weights an earlier
+            export left in ``out_dir`` are removed (the caller may write its own afterwards).
+        head: an emotion head (:class:`facecycle.probe.linear.Head`) to write as ``expression_head.safetensors``,
+            its sha256 recorded in the manifest (``head``).
+
     Returns:
         the manifest dict.
+
+    Raises:
+        ExportError: a graph the model cannot run (missing modules), a validation failure.
+        OutputError: ``out_dir`` cannot be created or written.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     model = model.float().eval()
     specs = _specs(model)
-    names = list(graphs) if graphs else list(specs)
-    for n in names:
-        if n not in specs:
-            raise ExportError(f"graph {n!r} not available for this model; choose from {', '.join(specs)}")
+    names = check_exportable(model, graphs)  # before anything is created
     if not atol >= 0:
         raise ExportError(f"atol must be >= 0, not {atol}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
+    except OSError as e:
+        raise OutputError(f"{out}: cannot write there ({e.strerror or e})") from None
     manifest: dict = {
         "format": "facecycle-onnx", "manifest_version": MANIFEST_VERSION, "facecycle_version": __version__,
         "opset": opset, "config": model.config.to_dict(),
@@ -126,7 +172,6 @@ def export_onnx(model: FaceCycle, out_dir: Union[str, Path], graphs: Optional[Se
     }
     # written and validated aside, then moved in: a failed export leaves a model already in ``out_dir`` whole (its
     # manifest used to go first, and its graphs were overwritten before the validation failed)
-    stage = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
     try:
         gen = torch.Generator().manual_seed(0)
         for name in names:
@@ -149,15 +194,45 @@ def export_onnx(model: FaceCycle, out_dir: Union[str, Path], graphs: Optional[Se
             log.info("exported %s (%d bytes)", name, path.stat().st_size)
         if validate:
             manifest["validation"] = validate_export(model, stage, manifest, atol=atol)
-        (out / "manifest.json").unlink(missing_ok=True)  # no manifest rather than one naming the old graphs
-        for name in names:
-            os.replace(stage / f"{name}.onnx", out / f"{name}.onnx")
-        tmp = out / "manifest.json.tmp"
-        tmp.write_text(json.dumps(manifest, indent=2))
-        os.replace(tmp, out / "manifest.json")
+        extra = _write_extras(model, stage, manifest, weights, head)
+        try:
+            (out / "manifest.json").unlink(missing_ok=True)  # no manifest rather than one naming the old graphs
+            for stale in (WEIGHTS_FILE, *_OTHER_WEIGHTS):  # an earlier export's weights: another model's
+                if stale not in extra and (out / stale).is_file():
+                    log.info("%s: removing %s left by an earlier export", out, stale)
+                    (out / stale).unlink()
+            for name in [f"{n}.onnx" for n in names] + extra:
+                os.replace(stage / name, out / name)
+            tmp = out / "manifest.json.tmp"
+            tmp.write_text(json.dumps(manifest, indent=2))
+            os.replace(tmp, out / "manifest.json")
+        except OSError as e:
+            raise OutputError(f"{out}: cannot write the exported model ({e.strerror or e})") from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return manifest
+
+
+def _write_extras(model: FaceCycle, stage: Path, manifest: dict, weights: bool, head: Optional[object]) -> List[str]:
+    """Write the weights and the head into ``stage``, record them in ``manifest``; return their file names."""
+    from .checkpoint import save_checkpoint
+
+    names: List[str] = []
+    if weights:
+        path = save_checkpoint(model, stage / WEIGHTS_FILE)
+        manifest["weights"] = {"file": WEIGHTS_FILE, "format": "facecycle-rt", "sha256": sha256_file(path),
+                               "bytes": path.stat().st_size}
+        names.append(WEIGHTS_FILE)
+    if head is not None:
+        from .probe.linear import save_head
+
+        try:
+            path = save_head(head, stage / HEAD_FILE)
+        except OSError as e:
+            raise OutputError(f"{stage / HEAD_FILE}: cannot write ({e.strerror or e})") from None
+        manifest["head"] = {"file": HEAD_FILE, "sha256": sha256_file(path), "bytes": path.stat().st_size}
+        names.append(HEAD_FILE)
+    return names
 
 
 def validate_export(model: FaceCycle, out_dir: Union[str, Path], manifest: dict, atol: float = 1e-4,

@@ -7,8 +7,8 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
 
-__all__ = ["json_safe", "json_text", "sha256_file", "text_name", "temp_path", "check_can_create", "unread_pictures",
-           "visible_files", "IMAGE_SUFFIXES", "UNREAD_PICTURE_SUFFIXES", "VIDEO_SUFFIXES"]
+__all__ = ["json_safe", "json_text", "sha256_file", "text_name", "temp_path", "match_umask", "check_can_create",
+           "unread_pictures", "visible_files", "IMAGE_SUFFIXES", "UNREAD_PICTURE_SUFFIXES", "VIDEO_SUFFIXES"]
 
 #: still-image file suffixes every folder reader accepts (lower case; OpenCV reads them all, AVIF where its build
 #: has the codec, as the pip wheels since 4.11 do)
@@ -38,6 +38,30 @@ def temp_path(path: Union[str, Path]) -> Path:
 
     p = Path(path)
     return p.with_name(f".{p.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+
+
+def match_umask(path: Union[str, Path]) -> None:
+    """Give a file written through a private temporary file (safetensors' writer makes it 0600: another user or a
+    container could not read a shared model) the mode an ordinary ``open()`` would have: ``0o666 & ~umask``."""
+    import os
+
+    os.chmod(path, 0o666 & ~_umask())
+
+
+def _umask() -> int:
+    """The process's umask, read without setting it where Linux allows (``os.umask`` sets it process-wide, for
+    every thread)."""
+    import os
+
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def sha256_file(path: Union[str, Path]) -> str:

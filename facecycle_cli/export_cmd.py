@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _export(args: argparse.Namespace) -> int:
     import torch
 
-    from facecycle.export import export_onnx
+    from facecycle.export import check_exportable, export_onnx
     from facecycle.model import FaceCycle
 
     if args.opset < 17:
@@ -68,26 +68,27 @@ def _export(args: argparse.Namespace) -> int:
 
         head = expression_head_for(head_path, model.config, source=source)
     graphs = [g.strip() for g in args.graphs.split(",")] if args.graphs else None
+    check_exportable(model, graphs)  # a checkpoint of some modules only: refused before the folder is made
     try:
         Path(args.out).mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"{args.out}: {e.strerror or e}") from None
-    man = export_onnx(model, args.out, graphs=graphs, opset=args.opset, atol=args.atol, source=source)
+    # the weights go with the graphs (model.safetensors, their sha256 in the manifest): `--backend torch` runs what
+    # ONNX Runtime runs, never weights an earlier export left in the folder
+    man = export_onnx(model, args.out, graphs=graphs, opset=args.opset, atol=args.atol, source=source,
+                      weights=True, head=head)
     for name, v in man.get("validation", {}).items():
         print(f"{name:11s} ok  max|onnxruntime - torch| = {v['max_abs_err']:.2e}")
     out_head = Path(args.out) / HEAD_FILE
     if head is not None:
-        from facecycle.probe.linear import save_head
-
-        try:
-            save_head(head, out_head)
-        except OSError as e:
-            raise OutputError(f"{out_head}: {e.strerror or e}") from None
         bias = json.loads(head.meta.get("class_bias", "{}"))
         print(f"emotion head from {head_path}: {len(head.classes)} classes"
               + (f", class bias {', '.join(f'{c} {b:+g}' for c, b in bias.items())}" if bias else ""))
     else:
-        out_head.unlink(missing_ok=True)  # a head left by an earlier export into this folder belongs to that model
+        try:
+            out_head.unlink(missing_ok=True)  # a head left by an earlier export into this folder belongs to that model
+        except OSError as e:
+            raise OutputError(f"{out_head}: cannot remove the earlier export's head ({e.strerror or e})") from None
         print("no emotion head (--head PATH adds one): the CSV's emotion columns stay empty"
               + (" (--no-head)" if args.no_head else ""))
     print(f"wrote {Path(args.out) / 'manifest.json'}")

@@ -149,9 +149,9 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _load(path, config: Optional[str]):
-    """A checkpoint, an unknown config name a usage error (it was an internal error), a mismatch hinting at
-    --config."""
-    from facecycle.checkpoint import CheckpointError, load_checkpoint
+    """A checkpoint, an unknown config name a usage error (it was an internal error), an authors'-layout file that
+    does not fit the config it was read with naming the --config that fits."""
+    from facecycle.checkpoint import CheckpointError, detect_format, load_checkpoint
 
     if config is not None:
         try:
@@ -161,10 +161,29 @@ def _load(path, config: Optional[str]):
     try:
         return load_checkpoint(path, config)
     except CheckpointError as e:
-        if config is None and "does not fit config" in str(e):
-            raise CheckpointError(f"{e} (an authors'-layout checkpoint of another config: give --config "
-                                  "NAME)") from None
+        if config is None and "does not fit config" in str(e) and detect_format(path) == "official":
+            fits = _fitting_configs(path)
+            hint = (f"it fits --config {' or '.join(fits)}" if fits else "give --config NAME of its config")
+            raise CheckpointError(f"{e} (an authors'-layout checkpoint of another config: {hint})") from None
         raise
+
+
+def _fitting_configs(path) -> list:
+    """The registered configs whose model an authors'-layout checkpoint loads into (shapes only: settings that
+    change no weight, such as feature_flip or detail_px, cannot be told apart this way)."""
+    from facecycle.checkpoint import CheckpointError, load_official
+
+    fits = []
+    for name in list_configs():
+        try:
+            load_official(path, name)
+        except CheckpointError:
+            continue
+        fits.append(name)
+    return fits
+
+
+_SUFFIXES = {"facecycle": (".safetensors",), "official": (".tar", ".pth", ".pt")}
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -177,8 +196,12 @@ def _convert(args: argparse.Namespace) -> int:
         raise InputError(f"{src}: no such file")
     if dst.exists() and not args.overwrite:
         raise OutputError(f"{dst} exists (use --overwrite)")
-    fmt = args.to or ("facecycle" if dst.suffix == ".safetensors" else
-                      "official" if dst.suffix in (".tar", ".pth", ".pt") else None)
+    by_suffix = next((f for f, sfx in _SUFFIXES.items() if dst.suffix in sfx), None)
+    if args.to and by_suffix and args.to != by_suffix:
+        # `--to official x.safetensors` wrote a torch.save file our tools then refused to read as safetensors
+        raise UsageError(f"{dst.name}: a {dst.suffix} name is for the {by_suffix} format, not --to {args.to}; "
+                         f"name it {dst.stem}{_SUFFIXES[args.to][0]}")
+    fmt = args.to or by_suffix
     if fmt is None:
         raise UsageError(f"cannot tell the format of {dst}; use --to facecycle|official")
     if args.fp16 and fmt != "facecycle":
@@ -192,4 +215,15 @@ def _convert(args: argparse.Namespace) -> int:
     except OSError as e:
         raise OutputError(f"{dst}: {e.strerror or e}") from None
     print(f"wrote {dst} ({fmt}, modules: {', '.join(model.module_names)})")
+    if fmt == "official":
+        print(f"config {model.config.name} recorded in the file (facecycle reads it back); the authors' code ignores "
+              f"it, and a tool that reads the layout alone needs --config {model.config.name}"
+              + (" and our settings" if model.config != _registered(model.config.name) else ""))
     return 0
+
+
+def _registered(name: str):
+    try:
+        return get_config(name)
+    except ValueError:
+        return None

@@ -64,6 +64,13 @@ class ExpressionHead:
         from safetensors import safe_open
 
         try:
+            with open(path, "rb"):  # safetensors reports an unreadable file as a bad one
+                pass
+        except PermissionError:
+            raise ModelError(f"{path}: permission denied reading the expression head") from None
+        except OSError as e:
+            raise ModelError(f"{path}: cannot read the expression head ({e.strerror or e})") from None
+        try:
             with safe_open(str(path), framework="numpy") as f:
                 meta = f.metadata() or {}
                 t = {k: f.get_tensor(k) for k in f.keys()}
@@ -80,8 +87,21 @@ class ExpressionHead:
 
     @classmethod
     def find(cls, model_dir: Union[str, Path]) -> Optional["ExpressionHead"]:
+        """The model folder's head, or None; where its manifest records the head's sha256 (``facecycle export``
+        does) and the file differs, a warning: the head was replaced after the export."""
         p = Path(model_dir) / HEAD_FILE
-        return cls.load(p) if p.is_file() else None
+        if not p.is_file():
+            return None
+        head = cls.load(p)
+        want = _recorded_sha(Path(model_dir))
+        if want:
+            from facecycle.files import sha256_file
+
+            got = sha256_file(p)
+            if got != want:
+                log.warning("%s: sha256 %s… is not that of the head exported with this model (%s…): it was replaced "
+                            "after the export; using it", p, got[:12], want[:12])
+        return head
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         f = np.asarray(features, np.float32).reshape(len(features), -1)
@@ -95,6 +115,15 @@ class ExpressionHead:
         z = z - z.max(axis=1, keepdims=True)
         e = np.exp(z)
         return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _recorded_sha(model_dir: Path) -> str:
+    """The head's sha256 the folder's manifest records ('' where it records none or cannot be read)."""
+    try:
+        rec = json.loads((model_dir / "manifest.json").read_text()).get("head")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return str(rec.get("sha256") or "") if isinstance(rec, dict) and rec.get("file") == HEAD_FILE else ""
 
 
 def save_expression_head(path: Union[str, Path], weight: np.ndarray, bias: np.ndarray,

@@ -80,6 +80,9 @@ class FaceInference:
         self.head = head
         self.neutralize = neutralize
         self.identity = identity
+        if crop_scale is None and "crop_scale" not in cfg:
+            log.warning("%s: the manifest records no config.crop_scale (the framing the model was trained on); "
+                        "cropping faces at the default %g", backend.model_dir, DEFAULT_SCALE)
         self.crop_scale = float(crop_scale if crop_scale is not None else cfg.get("crop_scale", DEFAULT_SCALE))
         self.neutral_detail = bool(neutral_detail)
         self.neutral_size = int(neutral_size)

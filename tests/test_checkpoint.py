@@ -162,11 +162,173 @@ def test_model_info_and_convert_take_a_config_for_the_authors_layout(tmp_path, c
     tar = tmp_path / "tiny.tar"
     assert main(["model", "convert", str(ours), str(tar)]) == 0
     capsys.readouterr()
-    assert main(["model", "info", "--checkpoint", str(tar)]) == 5
-    assert "give --config NAME" in capsys.readouterr().err
-    assert main(["model", "info", "--checkpoint", str(tar), "--config", "tiny"]) == 0
+    bare = tmp_path / "bare.tar"  # as the authors' code writes it: no config recorded
+    torch.save({m: sd for m, sd in read_official_state(tar).items()}, bare)
+    assert main(["model", "info", "--checkpoint", str(bare)]) == 5
+    assert "it fits --config tiny" in capsys.readouterr().err
+    assert main(["model", "info", "--checkpoint", str(bare), "--config", "tiny"]) == 0
     assert "config tiny" in capsys.readouterr().out
     assert main(["model", "convert", str(tar), str(tmp_path / "x.safetensors"), "--config", "nosuch"]) == 2
     assert "unknown config" in capsys.readouterr().err
     assert main(["model", "convert", str(ours), str(tmp_path / "y.tar"), "--fp16"]) == 2
     assert "--fp16" in capsys.readouterr().err and not (tmp_path / "y.tar").exists()
+
+
+def _tiny_ours(tmp_path, **cfg):
+    from facecycle.config import get_config
+
+    torch.manual_seed(0)
+    m = FaceCycle(get_config("tiny").replace(**cfg)).eval()
+    return m, save_checkpoint(m, tmp_path / "ours.safetensors")
+
+
+def test_convert_to_the_authors_layout_keeps_our_config(tmp_path, capsys):
+    """`model convert` to the authors' layout lost feature_flip, detail_px, ...: read back, the model was the
+    registered config's (or paper's), computing another feature. Our config now travels in the file."""
+    from facecycle_cli import main
+
+    m, ours = _tiny_ours(tmp_path, feature_flip=True, detail_px=16, crop_scale=1.2)
+    tar = tmp_path / "o.tar"
+    assert main(["model", "convert", str(ours), str(tar)]) == 0
+    assert "config tiny recorded" in capsys.readouterr().out
+    assert list(read_official_state(tar)) == list(m.module_names)  # the modules only, as before
+    back = load_checkpoint(tar)
+    assert back.config == m.config
+    assert main(["model", "convert", str(tar), str(tmp_path / "again.safetensors")]) == 0
+    assert load_checkpoint(tmp_path / "again.safetensors").config == m.config
+    assert load_checkpoint(tar, config="tiny").config.feature_flip is False  # an explicit config still wins
+
+
+def _rewrite_meta(src, dst, **kw):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(src), "pt") as f:
+        meta, sd = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
+    meta.update(kw)
+    save_file(sd, str(dst), metadata={k: v for k, v in meta.items() if v is not None})
+    return dst
+
+
+@pytest.mark.parametrize("meta, match", [
+    ({"config": "{not json"}, "config is not valid JSON"),
+    ({"config": "[1, 2]"}, "config is a JSON list"),
+    ({"config": "UNKNOWN"}, "unknown config keys: bogus"),
+    ({"config": "BADTYPE"}, "wrong type: image_size='sixty-four'"),
+    ({"config": "BADMEAN"}, "bad config"),
+    ({"modules": "not json"}, "'modules' metadata is not valid JSON"),
+    ({"modules": '["codegeneration", "Foo"]'}, "unknown modules 'Foo'"),
+    ({"modules": '{"a": 1}'}, "not a JSON list of module names"),
+])
+def test_malformed_metadata_is_a_checkpoint_error_naming_the_file(tmp_path, meta, match):
+    """Bad JSON, unknown keys, wrong types in a safetensors checkpoint's metadata were internal errors (exit 1)."""
+    import json
+
+    from facecycle_cli import main
+
+    m, ours = _tiny_ours(tmp_path)
+    cfg = m.config.to_dict()
+    special = {"UNKNOWN": dict(cfg, bogus=1), "BADTYPE": dict(cfg, image_size="sixty-four"),
+               "BADMEAN": dict(cfg, mean="abc")}
+    meta = {k: json.dumps(special[v]) if v in special else v for k, v in meta.items()}
+    bad = _rewrite_meta(ours, tmp_path / "bad.safetensors", **meta)
+    with pytest.raises(CheckpointError, match=match) as e:
+        load_checkpoint(bad)
+    assert str(bad) in str(e.value)
+    assert main(["model", "info", "--checkpoint", str(bad)]) == 5
+
+
+def test_no_config_message_names_the_cli_option(tmp_path, capsys):
+    from facecycle_cli import main
+
+    _, ours = _tiny_ours(tmp_path)
+    bad = _rewrite_meta(ours, tmp_path / "noconfig.safetensors", config=None)
+    assert main(["model", "info", "--checkpoint", str(bad)]) == 5
+    err = capsys.readouterr().err
+    assert "--config NAME" in err and "authors'-layout" not in err  # our own format: no hint about the other
+    assert main(["model", "info", "--checkpoint", str(bad), "--config", "tiny"]) == 0
+
+
+def test_convert_write_failures_are_output_errors(tmp_path, capsys):
+    """A read-only output folder: safetensors' SafetensorError and torch.save's RuntimeError were internal errors."""
+    import os
+
+    from facecycle_cli import main
+
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    _, ours = _tiny_ours(tmp_path)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        for name in ("x.safetensors", "x.tar"):
+            assert main(["model", "convert", str(ours), str(ro / name)]) == 4
+            err = capsys.readouterr().err
+            assert "cannot write" in err and len(err.strip().splitlines()) == 1, err
+    finally:
+        ro.chmod(0o755)
+
+
+def test_save_failures_raise_output_error(tmp_path, monkeypatch):
+    """The same, independent of the user: the writers fail as a read-only folder makes them fail."""
+    import safetensors.torch
+
+    from facecycle.checkpoint import save_official
+    from facecycle.errors import OutputError
+
+    m, _ = _tiny_ours(tmp_path)
+
+    def refuse(*a, **k):
+        raise safetensors.SafetensorError("Error while serializing: IoError(Os { code: 13, kind: PermissionDenied })")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", refuse)
+    with pytest.raises(OutputError, match="x.safetensors: cannot write"):
+        save_checkpoint(m, tmp_path / "x.safetensors")
+
+    def refuse_torch(*a, **k):
+        raise RuntimeError("File x.tar.tmp cannot be opened.")
+
+    monkeypatch.setattr(torch, "save", refuse_torch)
+    with pytest.raises(OutputError, match="x.tar: cannot write"):
+        save_official(m, tmp_path / "x.tar")
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_convert_refuses_a_suffix_that_contradicts_to(tmp_path, capsys):
+    """`--to official x.safetensors` wrote a torch.save file that our tools then could not read."""
+    from facecycle_cli import main
+
+    _, ours = _tiny_ours(tmp_path)
+    assert main(["model", "convert", str(ours), str(tmp_path / "x.safetensors"), "--to", "official"]) == 2
+    assert "x.tar" in capsys.readouterr().err and not (tmp_path / "x.safetensors").exists()
+    assert main(["model", "convert", str(ours), str(tmp_path / "y.tar"), "--to", "facecycle"]) == 2
+    assert main(["model", "convert", str(ours), str(tmp_path / "z.bin"), "--to", "official"]) == 0
+
+
+def test_saved_checkpoints_follow_the_umask(tmp_path):
+    """safetensors writes through a private temporary file: checkpoints came out 0600."""
+    import os
+
+    m, ours = _tiny_ours(tmp_path)
+    old = os.umask(0o022)
+    try:
+        p = save_checkpoint(m, tmp_path / "u.safetensors")
+    finally:
+        os.umask(old)
+    assert p.stat().st_mode & 0o777 == 0o644
+
+
+def test_the_authors_layout_hint_is_only_for_the_authors_layout(tmp_path, capsys):
+    """Our own format's mismatch (its recorded config does not fit its tensors) got "an authors'-layout checkpoint
+    of another config" appended."""
+    import json
+
+    from facecycle_cli import main
+
+    m, ours = _tiny_ours(tmp_path)
+    bad = _rewrite_meta(ours, tmp_path / "wrongdim.safetensors",
+                        config=json.dumps(dict(m.config.to_dict(), code_dim=8)))
+    assert main(["model", "info", "--checkpoint", str(bad)]) == 5
+    err = capsys.readouterr().err
+    assert "does not fit config" in err and "authors'-layout" not in err, err

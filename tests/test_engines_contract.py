@@ -378,3 +378,76 @@ def test_unnamed_nodes_are_named_before_an_exclusion_list_names_them(tmp_path):
     names = [n.name for n in onnx.load(str(path)).graph.node]
     assert all(names) and len(set(names)) == 3 and names[2] == "Relu_fc0"
     assert _activation_matmuls(path) == [names[1]]  # the MatMul of two activations only, by its new name
+
+
+@pytest.mark.parametrize("field, value", [("feature_flip", True), ("detail_px", 16), ("crop_scale", 1.0),
+                                          ("gray_input", True), ("encoder_width", 2.0), ("mean", (0.5, 0.5, 0.5))])
+def test_torch_weights_must_match_every_config_field(model_dir, tmp_path, field, value):
+    """Only the sizes were compared: weights of a feature_flip / detail_px / gray_input / ... model ran in a folder
+    whose graphs compute something else."""
+    pytest.importorskip("torch")
+    from facecycle.checkpoint import save_checkpoint
+    from facecycle.config import get_config
+    from facecycle.model import FaceCycle
+
+    ck = tmp_path / "other.safetensors"
+    save_checkpoint(FaceCycle(get_config("tiny").replace(**{field: value})).eval(), ck)
+    with pytest.raises(ModelError, match=f"config differs in {field}"):
+        open_backend(model_dir, "torch", checkpoint=str(ck))
+    same = tmp_path / "same.safetensors"  # the name alone may differ
+    save_checkpoint(FaceCycle(get_config("tiny").replace(name="renamed")).eval(), same)
+    open_backend(model_dir, "torch", checkpoint=str(same)).close()
+
+
+def _edit_manifest(d, fn):
+    p = d / "manifest.json"
+    man = json.loads(p.read_text())
+    fn(man)  # edits in place
+    p.write_text(json.dumps(man))
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda m: m["graphs"]["analyze"].pop("file"), "graph 'analyze' names no file"),
+    (lambda m: m["graphs"]["analyze"].pop("inputs"), "graph 'analyze' has no inputs list"),
+    (lambda m: m["graphs"]["analyze"]["outputs"][0].pop("name"), "bad outputs entry"),
+    (lambda m: m["graphs"].__setitem__("analyze", ["x"]), "graph 'analyze' is a JSON list"),
+    (None, "not a FaceCycle ONNX manifest"),  # a JSON list
+    (lambda m: m.__setitem__("config", [1]), "'config' is a JSON list"),
+    (lambda m: m["input"].__setitem__("mean", "abc"), "'input' needs"),
+    (lambda m: m["graphs"]["analyze"].__setitem__("file", "../elsewhere/analyze.onnx"), "leaves the model folder"),
+    (lambda m: m["graphs"]["analyze"].__setitem__("file", "/abs/analyze.onnx"), "leaves the model folder"),
+])
+def test_malformed_manifest_is_a_model_error(broken_dir, edit, match):
+    """A manifest entry without "file" or "inputs", a manifest that is a JSON list, a graph file outside the folder
+    gave KeyError / AttributeError (internal errors) or read files elsewhere."""
+    if edit is None:
+        (broken_dir / "manifest.json").write_text("[1, 2]")
+    else:
+        _edit_manifest(broken_dir, edit)
+    with pytest.raises(ModelError, match=match):
+        open_backend(broken_dir, "onnxruntime")
+
+
+def test_manifest_output_names_must_be_the_graphs(broken_dir):
+    """An output renamed in the manifest failed only when run, with ONNX Runtime's own error."""
+    _edit_manifest(broken_dir, lambda m: m["graphs"]["analyze"]["outputs"][0].__setitem__("name", "feat"))
+    with open_backend(broken_dir, "onnxruntime") as be:
+        with pytest.raises(ModelError, match="graph outputs .* do not match the manifest"):
+            be.warmup(graphs=["analyze"])
+
+
+def test_a_manifest_without_crop_scale_warns(broken_dir, caplog):
+    """The framing fell back to 1.7 without a word."""
+    import logging
+
+    from realtime.inference import FaceInference
+
+    _edit_manifest(broken_dir, lambda m: m["config"].pop("crop_scale"))
+    with open_backend(broken_dir, "onnxruntime") as be, caplog.at_level(logging.WARNING, logger="realtime.inference"):
+        assert FaceInference(be).crop_scale == 1.7
+    assert "no config.crop_scale" in caplog.text and str(broken_dir) in caplog.text
+    caplog.clear()
+    _edit_manifest(broken_dir, lambda m: m["config"].__setitem__("crop_scale", 1.7))
+    with open_backend(broken_dir, "onnxruntime") as be, caplog.at_level(logging.WARNING, logger="realtime.inference"):
+        FaceInference(be)
+    assert "crop_scale" not in caplog.text

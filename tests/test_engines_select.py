@@ -220,3 +220,9 @@ def test_trt_helpers_without_tensorrt():
     assert _profile((2, 4, 16), opt_batch=32) == (2, 16, 16)
     with pytest.raises(UsageError):
         _profile(min_batch=9, max_batch=4)
+
+
+def test_torch_without_weights_says_what_a_cli_user_can_do(tmp_path):
+    """The hint was "or pass checkpoint=PATH", an option of the Python API only."""
+    with pytest.raises(BackendUnavailable, match=r"facecycle export --checkpoint PATH --out DIR.*--backend onnx"):
+        choose("torch", fake(), model_dir=tmp_path)

@@ -169,3 +169,133 @@ def test_cli_export_ships_the_emotion_head_beside_the_checkpoint(tmp_path):
                    {"task": "pose", "classes": '["yaw", "pitch", "roll"]'}), tmp_path / "pose.safetensors")
     r = export("--head", str(tmp_path / "pose.safetensors"))
     assert r.returncode == 3 and "not an emotion head" in r.stderr and not (tmp_path / "m").exists(), r.stderr
+
+
+def _tiny_checkpoint(path, seed: int = 0, **kw):
+    import torch
+
+    from facecycle.checkpoint import save_checkpoint
+    from facecycle.model import FaceCycle
+
+    torch.manual_seed(seed)
+    m = FaceCycle("tiny", **kw).eval()
+    save_checkpoint(m, path)
+    return m, path
+
+
+def _analyze_both(out):
+    from engines import open_backend
+
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    with open_backend(out, "onnxruntime") as a, open_backend(out, "torch") as b:
+        return a.run("analyze", {"image": x}), b.run("analyze", {"image": x})
+
+
+def test_export_ships_its_weights_and_the_torch_backend_refuses_others(tmp_path):
+    """An export into a folder holding an earlier model's model.safetensors left it there: `--backend torch` then
+    ran those weights while ONNX Runtime ran the new graphs (the two disagreed on the same clip), and a fresh
+    export had no weights at all. The export now writes the weights it exported from, recorded by sha256 in the
+    manifest, removes other weights files, and the PyTorch backend refuses weights that differ."""
+    from engines import open_backend
+    from facecycle.errors import ModelError
+    from facecycle_cli import main
+
+    out = tmp_path / "m"
+    _, old = _tiny_checkpoint(tmp_path / "old.safetensors", seed=1)
+    _, new = _tiny_checkpoint(tmp_path / "new.safetensors", seed=0)
+    out.mkdir()
+    (out / "model.safetensors").write_bytes(old.read_bytes())  # an earlier export's weights
+    (out / "weights.safetensors").write_bytes(old.read_bytes())
+    assert main(["export", "--checkpoint", str(new), "--out", str(out), "--graphs", "analyze", "--no-head"]) == 0
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["weights"]["file"] == "model.safetensors"
+    assert man["weights"]["sha256"] == sha256_file(out / "model.safetensors")
+    assert not (out / "weights.safetensors").exists()
+    ort_out, torch_out = _analyze_both(out)
+    for k in ort_out:
+        np.testing.assert_allclose(torch_out[k], ort_out[k], atol=1e-4, rtol=0)
+    (out / "model.safetensors").write_bytes(old.read_bytes())  # replaced after the export
+    with pytest.raises(ModelError, match="model.safetensors: sha256 .* replaced after the export.*facecycle export"):
+        open_backend(out, "torch")
+
+
+def test_export_refuses_a_checkpoint_of_some_modules_before_making_the_folder(tmp_path, capsys):
+    """A checkpoint holding only codegeneration was exported into an empty folder and crashed (AttributeError)."""
+    from facecycle_cli import main
+
+    _, ck = _tiny_checkpoint(tmp_path / "enc.safetensors", modules=["codegeneration"])
+    out = tmp_path / "m"
+    assert main(["export", "--checkpoint", str(ck), "--out", str(out)]) == 5
+    err = capsys.readouterr().err
+    assert "no exptoflow, Swap_Generator" in err and "analyze, neutralize, reexpress" in err, err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+    _, ck = _tiny_checkpoint(tmp_path / "motion.safetensors", modules=["codegeneration", "exptoflow",
+                                                                       "Swap_Generator"])
+    assert main(["export", "--checkpoint", str(ck), "--out", str(out), "--graphs", "identity"]) == 5
+    assert "no idcodegen, Swap_Norm" in capsys.readouterr().err and not out.exists()
+
+
+def test_export_into_an_unwritable_folder_is_an_output_error(tmp_path, monkeypatch, capsys):
+    """tempfile.mkdtemp's PermissionError (a folder the user may not write) was an internal error, exit 1."""
+    import tempfile
+
+    from facecycle_cli import main
+
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse)
+    assert main(["export", "--random-config", "tiny", "--graphs", "analyze", "--out", str(tmp_path / "m")]) == 4
+    err = capsys.readouterr().err
+    assert "Permission denied" in err and "internal error" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_export_records_the_head_and_files_follow_the_umask(tmp_path, caplog):
+    """The head's sha256 goes in the manifest and a replaced head is reported when the folder is read; the head and
+    weights were written 0600 (safetensors writes through a private temporary file)."""
+    import logging
+    import os
+
+    from realtime.heads import ExpressionHead, save_expression_head
+
+    m, ck = _tiny_checkpoint(tmp_path / "run" / "last.safetensors")
+    d = m.config.feature_dim
+    rng = np.random.default_rng(0)
+    save_expression_head(tmp_path / "run" / "expression_head.safetensors", rng.standard_normal((7, d)),
+                         np.zeros(7))
+    out = tmp_path / "m"
+    old = os.umask(0o022)
+    try:
+        r = subprocess.run([sys.executable, "-m", "facecycle", "export", "--checkpoint", str(ck), "--out", str(out),
+                            "--graphs", "analyze"], capture_output=True, text=True)
+    finally:
+        os.umask(old)
+    assert r.returncode == 0, r.stderr
+    for name in ("model.safetensors", "expression_head.safetensors", "manifest.json", "analyze.onnx"):
+        assert (out / name).stat().st_mode & 0o777 == 0o644, name
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["head"]["sha256"] == sha256_file(out / "expression_head.safetensors")
+    with caplog.at_level(logging.WARNING, logger="realtime.heads"):
+        assert ExpressionHead.find(out) is not None
+    assert not caplog.records
+    save_expression_head(out / "expression_head.safetensors", rng.standard_normal((7, d)), np.zeros(7))
+    with caplog.at_level(logging.WARNING, logger="realtime.heads"):
+        assert ExpressionHead.find(out) is not None
+    assert "replaced after the export" in caplog.text
+
+
+def test_an_unreadable_head_says_permission_denied(tmp_path, monkeypatch):
+    """A head the user may not read was reported as a "corrupt expression head"."""
+    import realtime.heads as heads
+    from facecycle.errors import ModelError
+
+    p = tmp_path / "expression_head.safetensors"
+    heads.save_expression_head(p, np.zeros((7, 4)), np.zeros(7))
+
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied", str(p))
+
+    monkeypatch.setattr(heads, "open", refuse, raising=False)
+    with pytest.raises(ModelError, match="permission denied") as e:
+        heads.ExpressionHead.load(p)
+    assert "corrupt" not in str(e.value)

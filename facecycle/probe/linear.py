@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import InputError
+from ..files import match_umask
 
 __all__ = ["expression_head_for", "Head", "fit_classifier", "fit_regressor", "save_head", "load_head", "with_class_bias",
            "parse_class_bias", "classification_report", "DEFAULT_WDS", "DEFAULT_RIDGE"]
@@ -65,6 +66,7 @@ def save_head(head: Head, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({"weight": head.weight, "bias": head.bias, "mean": head.mean, "std": head.std}, str(path),
               metadata={k: str(v) for k, v in head.meta.items()})
+    match_umask(path)  # safetensors writes through a private (0600) temporary file
     return path
 
 
