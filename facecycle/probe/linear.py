@@ -263,8 +263,11 @@ def fit_regressor(feats: np.ndarray, targets: np.ndarray, names: Sequence[str], 
         mean, std = _standardise(xs)
         z = (xs - mean) / std
         tm = ts.mean(0)
-        a = z.T @ z + lam * len(z) * np.eye(z.shape[1]) / max(1, z.shape[1])
-        w = np.linalg.solve(a, z.T @ (ts - tm))
+        c = lam * len(z) / max(1, z.shape[1])
+        if len(z) < z.shape[1]:  # fewer samples than features (pixels, 4,096-d): the same ridge in its n × n form
+            w = z.T @ np.linalg.solve(z @ z.T + c * np.eye(len(z)), ts - tm)
+        else:
+            w = np.linalg.solve(z.T @ z + c * np.eye(z.shape[1]), z.T @ (ts - tm))
         return w.T, tm, mean, std
 
     scores: Dict[str, float] = {}
