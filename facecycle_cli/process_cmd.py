@@ -403,7 +403,11 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals"
         what = "separate pictures" if run.src.stills else "a frame sequence"
         folder = (f" (read as {what}, as asked)" if run.src.reading_why == "asked for"
                   else f" (read as {what}: {run.src.reading_why}; --images chooses)")
-    print(f"{plan['input']}: {_n(s['frames'], 'frame')}{folder}, {_n(s['faces'], 'face')}, {s['fps']:.1f} fps"
+    # a run cut short by --max-frames says so (the sidecar says complete, and nothing said why the rows end early)
+    total = run.src.frame_count or 0
+    cut = (f" (stopped at --max-frames {run.max_frames} of {'~' if not getattr(run.src, 'exact_count', True) else ''}"
+           f"{total})" if run.max_frames is not None and s["frames"] >= run.max_frames and total > s["frames"] else "")
+    print(f"{plan['input']}: {_n(s['frames'], 'frame')}{cut}{folder}, {_n(s['faces'], 'face')}, {s['fps']:.1f} fps"
           + (f", {s['drops']} dropped (a live input: the oldest frames are skipped while the analysis is behind)"
              if s["drops"] else "")
           + (f", {_n(s['decode_errors'], skipped)} skipped" if s["decode_errors"] else "")

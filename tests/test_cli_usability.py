@@ -174,6 +174,8 @@ def test_process_end_line_names_the_sidecar(clip, tiny_export, tmp_path, capfd):
     last = err.strip().splitlines()[-1]
     for suffix in (".csv", ".json", ".annotated.mp4"):
         assert str(tmp_path / f"clip{suffix}") in last
+    # a run cut short says why its rows end early (its sidecar says complete)
+    assert "3 frames (stopped at --max-frames 3 of 50)" in last
 
 
 def test_a_model_without_an_emotion_head_is_said_once_when_a_run_starts(clip, tiny_export, tmp_path, capfd,
