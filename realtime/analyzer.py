@@ -145,9 +145,10 @@ class Analyzer:
         detect_every: run the detector every N frames; optical-flow tracking
             in between (a tracking failure triggers a detection at once).
         detect_size: longer side the frame is shrunk to for detection.
-        adapt_detect_size: where the frame is shrunk for detection, look once at a larger size (1280 px) early in
-            each run, and where faces show there that ``detect_size`` misses (small faces in a large frame), detect
-            at a size that sees them for the rest of the run (a warning says so; the sidecar's ``detect_size``).
+        adapt_detect_size: where the frame is shrunk for detection and may hide faces (none found, or a small one),
+            look at a larger size (1280 px): every 2 s for the first 3 looks, then every 5 s; where faces show there
+            that ``detect_size`` misses (small faces in a large frame), detect at a size that sees them for the rest
+            of the run (a warning says so; the sidecar's ``detect_size``).
             False keeps ``detect_size`` (the CLI: an explicit ``--detect-size``).
         score_threshold: detector confidence threshold.
         max_faces: analyse at most this many faces per frame: the largest, keeping those already analysed unless
@@ -431,6 +432,10 @@ class Analyzer:
         self.close()
 
 
+#: seconds between a run's first looks at a larger size for small faces (adapt_detect_size), how many, and
+#: seconds between the looks after them (one detection at 1280 px: about 60 ms here, once per 5 s)
+LOOK_FIRST_S, LOOKS_FIRST, LOOK_AGAIN_S = 2.0, 3, 5.0
+
 #: the quantities a run smooths per track (Run._post), in the sidecar's ``smoothing_params``
 SMOOTHED = ("pose", "code", "intensity", "emotions")
 
@@ -517,10 +522,11 @@ class Run:
         self.reid = IdentityReID() if analyzer.reid else None
         self._since_detect = 10 ** 9
         self._kept_faces: set = set()  # the track ids analysed on the last frame (max_faces)
-        #: the detection size the run starts with (put back at its end), and the looks left at a larger size for
-        #: faces it misses (adapt_detect_size)
+        #: the detection size the run starts with (put back at its end); whether the run still looks at a larger
+        #: size for faces it misses (adapt_detect_size), and how many looks it took
         self._detect_side = analyzer.detector.max_side
-        self._size_looks = 3 if analyzer.adapt_detect_size and self._detect_side else 0
+        self._looking = bool(analyzer.adapt_detect_size and self._detect_side)
+        self._looks_done = 0
         self._size_look_ts = -math.inf
         #: read the file once ahead for the track reference (see Analyzer.process_video)
         active = self.neutral_ref is not None and analyzer.inference.neutralize
@@ -624,7 +630,8 @@ class Run:
             run_det = not ok
         if run_det:
             faces = detect_faces(an.detector, self.tracker, p.image, p.timestamp, still=self.src.stills)
-            if (self._size_looks and not self.src.stills and p.timestamp - self._size_look_ts >= 2.0
+            if (self._looking and not self.src.stills and p.timestamp - self._size_look_ts >= (
+                    LOOK_FIRST_S if self._looks_done < LOOKS_FIRST else LOOK_AGAIN_S)
                     and self._may_miss_faces(faces, p.image) and self._look_for_small_faces(p.image, faces,
                                                                                             p.timestamp)):
                 # the size was raised: this frame's faces again, at the new size (the tracks found stay theirs)
@@ -655,7 +662,7 @@ class Run:
         side = int(self.analyzer.detector.max_side or 0)
         h, w = image.shape[:2]
         if not side or max(h, w) <= 1.5 * side:  # barely shrunk: nothing to find
-            self._size_looks = 0
+            self._looking = False
             return False
         return not faces or min(max(f.box[2] - f.box[0], f.box[3] - f.box[1]) for f in faces) < 0.2 * h
 
@@ -663,11 +670,13 @@ class Run:
         """Detect the frame once more at up to 1280 px; faces found only there (small faces in a large frame: 9
         people of 67-104 px in a 1080p frame lost 22 % of their rows at 320, three of 130 px in a 3840-px frame all
         of them, and nothing said so) raise the detection size for the rest of the run to one that sees them (their
-        side at 32 px, at most 1920), with a warning; returns whether it did. Looks again every 2 s, up to 3 times,
-        until it has seen a face."""
+        side at 32 px, at most 1920), with a warning; returns whether it did. The run looks every
+        :data:`LOOK_FIRST_S` for its first :data:`LOOKS_FIRST` looks, then every :data:`LOOK_AGAIN_S` while frames may
+        hide faces (no face found, or a small one), until it raises the size: faces that came into a wide shot after
+        the first looks were never searched for (3 looks in the first 4 s, then none)."""
         det = self.analyzer.detector
         side, long = int(det.max_side or 0), max(image.shape[:2])
-        self._size_looks -= 1
+        self._looks_done += 1
         self._size_look_ts = ts
         probe = min(long, 1280)
         det.max_side = probe
@@ -677,7 +686,6 @@ class Run:
             det.max_side = side
         if not len(big):
             return False
-        self._size_looks = 0  # faces seen: decided
         boxes = np.array([f.box for f in faces], np.float32).reshape(-1, 4)
         iou = iou_matrix(big.boxes, boxes) if len(boxes) else np.zeros((len(big), 0))
         extra = [b for b, row in zip(big.boxes, iou, strict=True) if not (row >= 0.3).any()]
@@ -688,6 +696,7 @@ class Run:
         if need <= side:
             return False
         det.max_side = need
+        self._looking = False  # the new size sees faces of this size: decided
         self.info["detect_size"] = {"asked": side, "used": need, "faces_missed": len(extra),
                                     "smallest_face_px": round(px, 1)}
         log.warning("%s: %d face(s) as small as %.0f px are missed at detect size %d: detecting at %d px for this "
@@ -863,7 +872,7 @@ class Run:
         if "detect_size" in first.info:  # the first reading raised it: this one detects (and says) the same
             self.info["detect_size"] = first.info["detect_size"]
             self.analyzer.detector.max_side = first.info["detect_size"]["used"]
-            self._size_looks = 0
+            self._looking = False
         log.info("%s: look-ahead done in %.1f s (%d frames)", self.src.name, time.perf_counter() - t,
                  first.stats.frames)
 

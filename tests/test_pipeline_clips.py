@@ -10,6 +10,7 @@ import collections
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -334,3 +335,35 @@ def test_small_faces_in_a_large_frame_are_found_and_max_faces_keeps_its_faces(tm
 
     with Analyzer(max_faces=1) as an:
         assert len(an.analyze_image(grid[0]).faces) == 1
+
+
+def test_small_faces_that_come_into_a_wide_shot_later_are_found(tmp_path, capsys):
+    """The looks for small faces ended after 3 in the first 4 s: people of 130 px walking into an empty 3840-px
+    shot after that were never found (0 faces, without a word). The run keeps looking, every 5 s, while frames
+    may hide faces."""
+    import cv2
+
+    from .conftest import SHARED, write_video
+
+    more = SHARED / "data" / "videos_more"
+    names = ("styletalk_style_clips_happyenglish_clip1.mp4", "styletalk_source_video_feifeili_clip1.mp4")
+    if not all((more / n).is_file() for n in names):
+        pytest.skip(f"{more} is absent (../shared not mounted)")
+    clips = []
+    for n in names:
+        with av.open(str(more / n)) as c:
+            clips.append([f.to_ndarray(format="bgr24") for f, _ in zip(c.decode(video=0), range(10), strict=False)])
+    frames = []
+    for i in range(24):  # 2 frames a second: an empty room for 7 s, then two people for 5 s
+        canvas = np.full((720, 3840, 3), 90, np.uint8)
+        if i >= 14:
+            canvas[232:488, 200:456] = cv2.resize(clips[0][i - 14], (256, 256))
+            canvas[232:488, 3384:3640] = cv2.resize(clips[1][i - 14], (256, 256))
+        frames.append(canvas)
+    src = write_video(tmp_path / "room.mp4", frames, rate=2)
+    assert cli_main(["process", str(src), "--out-dir", str(tmp_path / "o"), "--no-video", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    faces = int(re.search(r", (\d+) faces?,", err).group(1))
+    assert faces >= 8, err  # found at the look at 10 s (detections at 0, 2.5, 5, 7.5, 10 s)
+    side = json.loads((tmp_path / "o" / "room.json").read_text())
+    assert side["detect_size"]["asked"] == 320 and side["detect_size"]["used"] > 320

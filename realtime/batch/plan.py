@@ -269,6 +269,7 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
     import facecycle
     from facecycle.assets import default_model_dir
 
+    from ..analyzer import LOOK_AGAIN_S, LOOK_FIRST_S, LOOKS_FIRST
     from ..detectors import DETECTORS
     from ..inference import NEUTRAL_PASSES
     from ..neutral_reference import NeutralReference
@@ -297,8 +298,11 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
               **({"detector_box_scale": box_scale} if box_scale != 1.0 else {}),
               **{k: a.get(k) for k in ("detect_every", "detect_size", "score_threshold", "max_faces", "neutralize",
                                        "reid", "smooth")},
-              # a larger detection size where small faces show only at 1280 px (off with an explicit --detect-size)
+              # a larger detection size where small faces show only at 1280 px (off with an explicit --detect-size),
+              # with the looks' rule (first looks, then looks for faces that come later)
               "adapt_detect_size": bool(a.get("adapt_detect_size", True)),
+              **({"adapt_looks": [LOOK_FIRST_S, LOOKS_FIRST, LOOK_AGAIN_S]}
+                 if a.get("adapt_detect_size", True) else {}),
               # only with neutral faces (the key's absence keeps the fingerprints of runs without them)
               **({"neutral_passes": a.get("neutral_passes") or NEUTRAL_PASSES,
                   "neutral_reference": ref is not False, "neutral_reference_rule": ref_rule}
