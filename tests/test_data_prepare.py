@@ -133,9 +133,15 @@ def test_prepare_two_clips_resume_and_bad_file(tmp_path, yunet, capsys):
     # every detector frames a face alike now (meta.json says so): another detector may extend the dataset
     meta = json.loads((out / "meta.json").read_text())
     assert meta["framing"] == "centerface-box" and meta["detector"] == "yunet"
-    other = ["data", "prepare", str(shared_video("tpsmm_driving.mp4")), "--out", str(out), "--every", "30",
-             "--min-track", "1", "--no-progress"]  # CenterFace
+    other = ["data", "prepare", str(shared_video("tpsmm_driving.mp4")), "--out", str(out), "--every", "3",
+             "--min-track", "3", "--no-progress"]  # CenterFace
     assert main(other) == 0 and "1 sources prepared" in capsys.readouterr().out
+    # sources sampled otherwise are not mixed in (the data set was of two kinds, meta.json naming the first)
+    for flag, value in (("--every", "30"), ("--min-track", "1")):
+        odd = other[:]
+        odd[odd.index(flag) + 1] = value
+        assert main(odd) == 3
+        assert f"was prepared with {flag} 3; asked for {flag} {value}" in capsys.readouterr().err
     # one cut on YuNet's own boxes before that (no "framing") is not extended with crops framed otherwise
     del meta["framing"]
     (out / "meta.json").write_text(json.dumps(meta))

@@ -176,6 +176,16 @@ def prepare_dataset(inputs: Sequence[str], out: Path, extract: Extract, opt: Pre
             raise InputError(f"{out}: existing dataset was cut on {old.get('detector')}'s own boxes, "
                              f"{(legacy - 1) * 100:.0f} % larger than the framing crops have now: new crops would be "
                              "framed otherwise; prepare into a new folder")
+        # the sampling and the tracks' rule: new sources prepared otherwise made one data set of two kinds, and its
+        # meta.json spoke for the first only (keys absent from older data sets are not checked)
+        # (another detector may extend it: every detector frames a face alike, FRAMING)
+        differ = [(k, old[k], meta[k]) for k in ("every", "min_track") if k in old and old[k] != meta[k]]
+        if differ:
+            flags = {"every": "--every", "min_track": "--min-track"}
+            raise InputError(f"{out}: existing dataset was prepared with " + ", ".join(
+                f"{flags[k]} {was}" for k, was, _ in differ) + "; asked for " + ", ".join(
+                f"{flags[k]} {now}" for k, _, now in differ) + ": give the same options to add sources to it, or "
+                "prepare into a new folder")
     else:
         meta_p.write_text(json.dumps(meta, indent=2))
     last = {r["source"]: r["status"] for r in _read_csv(out / "sources.csv")}  # a source's latest attempt
