@@ -532,3 +532,25 @@ def test_pose_probe_reads_split_and_max_train_and_counts_what_it_leaves_out(tmp_
                         (["--config", "tiny"], "--config is the random-encoder baseline's")):
         assert main(base + extra + ["--out", str(tmp_path / "x.safetensors")]) == 2
         assert says in capsys.readouterr().err
+
+
+def test_a_mirror_invariant_feature_is_fitted_without_mirrored_copies(fer_small, tmp_path, caplog):
+    """The shipped feature is the mean of a face's and its mirror's: the mirrored training copies `probe fit` added
+    had the very same features (twice the extraction time for the same fit)."""
+    import logging
+
+    from facecycle.assets import default_model_dir
+    from facecycle.probe.features import OnnxFeatures, PixelFeatures
+    from facecycle.probe.run import expression_items, fit_expression
+
+    ex = OnnxFeatures(default_model_dir(), threads=1)
+    assert ex.mirror_invariant and not PixelFeatures().mirror_invariant
+    img = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
+    assert np.allclose(ex(img), ex(np.ascontiguousarray(img[:, :, ::-1])), atol=1e-4)  # what makes it so
+    items = expression_items(fer_small, "train", 0.0, 0)
+    with caplog.at_level(logging.INFO, logger="facecycle.probe.run"):
+        head, info = fit_expression(ex, items, flips=True, wds=[1e-3])
+    assert info["flips"] is False and head.meta["flips"] == "False" and "mirror-invariant" in caplog.text
+    assert info["n_images"] == len(items)
+    _, info = fit_expression(PixelFeatures(), items, flips=True, wds=[1e-3])
+    assert info["flips"] is True  # a feature that is not mirror-invariant still gets them

@@ -42,6 +42,8 @@ class FeatureExtractor:
     image_size: int = 64
     batch: int = 256
     crop_scale: float = 1.03
+    #: the feature of an image is that of its mirror image (a model with ``feature_flip``: the mean of both)
+    mirror_invariant: bool = False
 
     def _run(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -93,6 +95,7 @@ class OnnxFeatures(FeatureExtractor):
         self.mean = inp.get("mean", cfg.get("mean"))
         self.std = inp.get("std", cfg.get("std"))
         self.crop_scale = float(cfg.get("crop_scale", 1.7))  # 1.7: configs older than the field (as the pipeline)
+        self.mirror_invariant = bool(cfg.get("feature_flip", False))
         self.model_dir = model_dir
 
     def _run(self, x: np.ndarray) -> np.ndarray:
@@ -112,6 +115,7 @@ class TorchFeatures(FeatureExtractor):
         self.model = model.eval()
         self.image_size = model.config.image_size
         self.crop_scale = float(model.config.crop_scale)
+        self.mirror_invariant = bool(model.config.feature_flip)
         self.kind = kind
         self.extra = extra or {}
         self.threads = threads

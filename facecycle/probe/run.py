@@ -102,6 +102,12 @@ def fit_expression(extractor: FeatureExtractor, items: Sequence[Tuple[Path, int]
     if missing:
         log.warning("no fit images of %s: the head will never predict %s, and scores them 0", ", ".join(missing),
                     "it" if len(missing) == 1 else "them")
+    if flips and getattr(extractor, "mirror_invariant", False):
+        # a mirrored copy has the very feature of its image: extracting it doubled the time for an identical fit
+        # (every sample twice leaves the mean loss as it was)
+        log.info("the feature is mirror-invariant (feature_flip): fitted without mirrored copies, which would add "
+                 "the same features")
+        flips = False
     t0 = time.perf_counter()
     bad: List[int] = []
     f = extract(extractor, paths, flips=flips, progress=progress, framer=framer, unreadable=bad)
