@@ -52,6 +52,32 @@ def test_auto_falls_back_to_ort_cuda_without_tensorrt():
     assert "skipped tensorrt" in c.reason and "'tensorrt' Python package is not installed" in c.reason
 
 
+def test_without_a_gpu_torch_is_not_asked_for_cuda():
+    """Asking torch whether it has CUDA imports it: every run of the CPU default imported torch where it happened
+    to be installed (1.7 s, 180 MB)."""
+    def no(*_):
+        raise AssertionError("torch_cuda was asked without a GPU")
+
+    probes = Probes(has_module=lambda m: m in ("onnxruntime", "torch"), gpu_name=lambda: None,
+                    ort_providers=lambda: ["CPUExecutionProvider"], torch_cuda=no)
+    assert choose("auto", probes).name == "onnxruntime-cpu"
+
+
+def test_the_default_analyzer_on_a_cpu_machine_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from engines.probes import cuda_gpu_name\n"
+            "if cuda_gpu_name(): print('gpu'); raise SystemExit\n"
+            "from realtime import Analyzer\n"
+            "Analyzer().close(); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-500:]
+    if out.stdout.strip() == "gpu":
+        pytest.skip("this machine has a CUDA GPU: auto may use torch")
+    assert out.stdout.strip() == "False"
+
+
 def test_auto_picks_ort_cpu_without_gpu():
     c = choose("auto", fake(gpu=None, torch_cuda=False))
     assert c.name == "onnxruntime-cpu" and c.opts == {"device": "cpu"}
