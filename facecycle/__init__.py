@@ -28,12 +28,19 @@ def __dir__() -> list:  # the lazy names too (tab completion, dir())
 
 
 def __getattr__(name: str) -> Any:  # lazy imports keep torch optional
-    if name == "FaceCycle":
-        from .model import FaceCycle
-        return FaceCycle
-    if name in ("load_checkpoint", "save_checkpoint"):
-        from . import checkpoint
-        return getattr(checkpoint, name)
+    if name in ("FaceCycle", "load_checkpoint", "save_checkpoint"):
+        try:
+            if name == "FaceCycle":
+                from .model import FaceCycle
+                return FaceCycle
+            from . import checkpoint
+            return getattr(checkpoint, name)
+        except ModuleNotFoundError as e:
+            if e.name != "torch":
+                raise
+            # the base install has no torch: a bare "No module named 'torch'" said nothing of the extra
+            raise ImportError(f"facecycle.{name} needs PyTorch: pip install 'facecycle-rt[torch]' (the pipeline, "
+                              "`from realtime import Analyzer`, does not)") from None
     if name == "Analyzer":  # moved up to the pipeline layer: the model layer cannot import it
         raise ImportError("facecycle.Analyzer moved: use `from realtime import Analyzer`")
     raise AttributeError(f"module 'facecycle' has no attribute {name!r}")

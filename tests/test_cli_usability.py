@@ -246,3 +246,14 @@ def test_a_missing_optional_dependency_names_the_extra(tmp_path, module, argv, e
     assert r.returncode == 6, r.stderr
     last = r.stderr.strip().splitlines()[-1]
     assert f"needs {module}" in last and f"pip install 'facecycle-rt[{extra}]'" in last, last
+
+
+@pytest.mark.parametrize("name", ["load_checkpoint", "FaceCycle"])
+def test_the_models_python_api_without_torch_names_the_extra(name, tmp_path):
+    """The README's example failed on the base install with a bare "No module named 'torch'"."""
+    code = (f"import sys; sys.modules['torch'] = None\n"
+            f"try:\n    from facecycle import {name}\nexcept ImportError as e:\n    print(e)\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                       env=env)
+    assert f"facecycle.{name} needs PyTorch: pip install 'facecycle-rt[torch]'" in r.stdout, r.stdout + r.stderr
