@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple, Union
 
-from facecycle.errors import ModelError, OutputError
+from facecycle.errors import BackendUnavailable, ModelError, OutputError
 
 __all__ = [
     "cache_root", "engine_cache_dir", "EngineKey", "engine_key", "engine_path", "timing_cache_path",
@@ -226,8 +226,9 @@ def fp16_onnx(src: Union[str, Path], sha256: str, root: Optional[Path] = None) -
     try:
         import onnx
         from onnxconverter_common import float16
-    except ImportError as e:
-        raise ModelError(f"FP16 conversion needs 'onnx' and 'onnxconverter-common' ({e})") from None
+    except ImportError as e:  # a missing package (exit 6, with what to install), not a bad model (exit 5)
+        raise BackendUnavailable(f"FP16 conversion needs 'onnx' and 'onnxconverter-common' ({e}): pip install "
+                                 "onnxconverter-common") from None
     try:
         model = onnx.load(str(src))
     except Exception as e:  # noqa: BLE001 - protobuf errors

@@ -252,3 +252,17 @@ def test_torch_without_weights_says_what_a_cli_user_can_do(tmp_path):
     """The hint was "or pass checkpoint=PATH", an option of the Python API only."""
     with pytest.raises(BackendUnavailable, match=r"facecycle export --checkpoint PATH --out DIR.*--backend onnx"):
         choose("torch", fake(), model_dir=tmp_path)
+
+
+def test_fp16_without_its_converter_is_an_unavailable_package_not_a_bad_model(tmp_path, monkeypatch):
+    """Exit 5 ("model error") without a word of what to install; now exit 6 with the package to install."""
+    import sys
+
+    from engines.cache import fp16_onnx
+
+    monkeypatch.setitem(sys.modules, "onnxconverter_common", None)
+    src = tmp_path / "g.onnx"
+    src.write_bytes(b"x")
+    with pytest.raises(BackendUnavailable, match="pip install onnxconverter-common") as e:
+        fp16_onnx(src, SHA, root=tmp_path / "cache")
+    assert e.value.exit_code == 6
