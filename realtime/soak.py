@@ -35,8 +35,14 @@ DECAY_LIMIT = 0.9
 
 def default_clips() -> List[str]:
     """The :data:`DEFAULT_CLIPS` found in ``$FACECYCLE_SHARED/data/videos`` (default ``../shared`` next to
-    the project). Raises UsageError when none is there (then the user must name clips)."""
-    shared = Path(os.environ.get("FACECYCLE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+    a clone of the project; an installed package has none). Raises UsageError when none is there (then the user
+    must name clips)."""
+    project = Path(__file__).resolve().parents[1]
+    env = os.environ.get("FACECYCLE_SHARED")
+    if not env and not (project / "pyproject.toml").is_file():  # an installed package: no ../shared beside it
+        raise UsageError("no VIDEO given, and the default clips are found only in a clone beside ../shared or "
+                         "where FACECYCLE_SHARED points; name one or more video files to loop")
+    shared = Path(env) if env else project.parent / "shared"
     found = [str(shared / "data" / "videos" / n) for n in DEFAULT_CLIPS
              if (shared / "data" / "videos" / n).is_file()]
     if not found:

@@ -1163,3 +1163,17 @@ def test_live_counts_in_words_that_agree(cli, tmp_path, faces40):
     rc, _, err = cli("--input", p, "--no-window", "--csv", tmp_path / "x.csv", cmd="live")
     assert rc == 0, err
     assert f"{p}: 1 frame, " in err.strip().splitlines()[-1]
+
+
+def test_soak_without_clips_in_an_installed_package_says_where_clips_are_found(tmp_path, monkeypatch):
+    """An installed package looked for its default clips beside site-packages ("not in .../lib/python3.11/shared")."""
+    from facecycle.errors import UsageError
+    from realtime import soak
+
+    monkeypatch.delenv("FACECYCLE_SHARED", raising=False)
+    monkeypatch.setattr(soak, "__file__", str(tmp_path / "venv" / "lib" / "site-packages" / "realtime" / "soak.py"))
+    with pytest.raises(UsageError, match="found only in a clone beside ../shared or where FACECYCLE_SHARED points"):
+        soak.default_clips()
+    monkeypatch.setenv("FACECYCLE_SHARED", str(tmp_path / "nowhere"))
+    with pytest.raises(UsageError, match="nowhere"):
+        soak.default_clips()
