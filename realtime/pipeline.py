@@ -43,10 +43,17 @@ class _Ordered:
     One worker at a time emits (the one holding the "emitter" role); the others only
     file their result and go back to work. The lock is never held while emitting, so a
     full output queue blocks only the emitter, never a sibling that finishes meanwhile.
+    While the emitter is blocked, a sibling that has filed its result waits as long as
+    ``limit`` results wait to be emitted (default twice the workers): it used to go back
+    for more, and with a slow consumer the siblings read the whole source into
+    ``pending`` (2.7 MB a frame at 720p, latency growing by the second, and a live source
+    that should have dropped frames dropped almost none).
     """
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, limit: Optional[int] = None) -> None:
         self.lock = threading.Lock()
+        self._freed = threading.Condition(self.lock)  # the emitter took a result out of ``pending``
+        self.limit = max(1, int(limit if limit is not None else 2 * workers))
         self.pending: dict = {}
         self.next_seq = 1  # the stage before renumbers its output 1, 2, 3, ...
         self.alive = workers
@@ -62,25 +69,31 @@ class _Ordered:
                 return True
             self.pending[seq] = result
             if self._emitting:  # the emitting worker sends this one when its turn comes
+                while self._emitting and not self._skip and len(self.pending) >= self.limit:
+                    self._freed.wait(0.05)  # (timed: an aborting pipeline ends the emitter's wait first)
                 return True
             self._emitting = True
         while True:
             with self.lock:
                 if self._skip or self.next_seq not in self.pending:
                     self._emitting = False
+                    self._freed.notify_all()  # a waiting sibling goes back to work (its result waits its turn)
                     return True
                 r = self.pending.pop(self.next_seq)
                 out_seq = self.next_seq
                 self.next_seq += 1
+                self._freed.notify_all()
             if r is not None and not put((out_seq, r)):  # may block on a full queue: no lock held
                 with self.lock:
                     self._emitting = False
+                    self._freed.notify_all()
                 return False
 
     def skip_all(self) -> None:
         with self.lock:
             self._skip = True
             self.pending.clear()
+            self._freed.notify_all()
 
     def exit(self) -> bool:
         """A worker leaves; True for the last one (it forwards the end marker)."""

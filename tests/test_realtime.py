@@ -563,9 +563,11 @@ class _ListSource:
         self.n, self.live, self.delay, self.fail_at = n, live, delay, fail_at
         self.drops = self.errors = 0
         self.closed = False
+        self.read = 0  # packets handed out so far
 
     def __iter__(self):
         for i in range(self.n):
+            self.read = i + 1
             if self.fail_at == i:
                 raise InputError("camera unplugged")
             if self.delay:
@@ -587,6 +589,22 @@ def test_pipeline_keeps_order_with_parallel_workers():
     pl = Pipeline(src, [("a", lambda p: p), ("b", slow, 3), ("c", lambda p: p)], queue_size=2)
     assert [p.index for p in pl] == list(range(120))
     assert src.closed and pl.drops == 0
+
+
+def test_parallel_workers_read_no_further_ahead_than_the_queues_when_the_consumer_is_slow():
+    """With two workers and a slow consumer, the worker not emitting went back for more while the other was blocked
+    on the full output queue, and filed every result it made: the whole source was read into memory (181 of 300
+    frames read after 30 consumed; 2.7 MB a 720p frame), and latency grew by the second."""
+    src = _ListSource(200)
+    pl = Pipeline(src, [("a", lambda p: p), ("b", lambda p: p, 2)], queue_size=2)
+    it = iter(pl)
+    for _ in range(10):
+        next(it)
+        time.sleep(0.02)
+    ahead = src.read - 10  # read, not yet consumed: the queues (2 each), the workers' hands and the ordering slack
+    pl.stop()
+    list(it)
+    assert ahead <= 16, ahead
 
 
 def test_live_source_drops_oldest_when_behind():
