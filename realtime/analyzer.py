@@ -826,7 +826,9 @@ class Run:
                 self.stats.errors = self.src.errors
                 if self.interrupted and status == "complete":
                     status = "interrupted"
-                close_error = self.outputs.close(status, self.error)
+                # read to the source's end (not cut by max_frames): the annotated video keeps all of its audio
+                ended = status == "complete" and (self.max_frames is None or self.stats.frames < self.max_frames)
+                close_error = self.outputs.close(status, self.error, source_ended=ended)
                 if close_error is not None and status in ("complete", "interrupted"):
                     self.error = close_error
                 else:

@@ -328,20 +328,25 @@ class RunOutputs:
         if failed is not None:
             raise failed
 
-    def _close_video(self) -> None:
+    def _close_video(self, to_end: bool = False) -> None:
         if self.video is None:
             return
         v, self.video = self.video, None
-        v.close()
+        if isinstance(v, VideoSink):
+            v.close(to_end=to_end)
+        else:  # a picture has no audio
+            v.close()
         self.finished.append(str(v.path))
         log.info("video finished: %s (%d frames)", v.path, v.frames)
 
-    def close(self, status: str = "complete", error: Optional[BaseException] = None) -> Optional[BaseException]:
+    def close(self, status: str = "complete", error: Optional[BaseException] = None,
+              source_ended: bool = False) -> Optional[BaseException]:
         """Finish every file (idempotent). The CSV's sidecar gets ``status``; returns the first error of a
-        sink that could not be finished (its file is incomplete), None when all are complete."""
+        sink that could not be finished (its file is incomplete), None when all are complete. ``source_ended``: the
+        source was read to its end (the video then takes the source's audio to its own end)."""
         first: Optional[BaseException] = None
         try:
-            self._close_video()
+            self._close_video(to_end=source_ended)
         except Exception as e:  # noqa: BLE001 - keep closing the CSV
             log.warning("closing the video failed: %s", e)
             first = e

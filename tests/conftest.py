@@ -7,7 +7,7 @@ import os
 import threading
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import av
 import cv2
@@ -86,9 +86,10 @@ def write_video(path: Path, frames: Sequence[np.ndarray], codec: str = "libx264"
                 rate: int = 25, fmt: Optional[str] = None, pts: Optional[Sequence[int]] = None,
                 time_base: Optional[Fraction] = None, rotation: Optional[float] = None,
                 options: Optional[dict] = None, container_options: Optional[dict] = None,
-                audio: bool = False) -> Path:
+                audio: Union[bool, str] = False, audio_seconds: Optional[float] = None) -> Path:
     """Encode BGR frames with PyAV (any codec / pixel format / container): optional VFR ``pts`` in ``time_base``,
-    display ``rotation``, a 440 Hz mono AAC ``audio`` track. Returns ``path``."""
+    display ``rotation``, a 440 Hz ``audio`` track (True: mono AAC; a codec name: stereo in that codec, e.g.
+    ``pcm_s16le``) as long as the video or ``audio_seconds``. Returns ``path``."""
     c = av.open(str(path), "w", format=fmt, options=container_options or {})
     s = c.add_stream(codec, rate=rate)
     h, w = frames[0].shape[:2]
@@ -101,8 +102,8 @@ def write_video(path: Path, frames: Sequence[np.ndarray], codec: str = "libx264"
         s.set_display_rotation(rotation)
     a = None
     if audio:
-        a = c.add_stream("aac", rate=16000)
-        a.layout = "mono"
+        a = c.add_stream("aac" if audio is True else audio, rate=16000)
+        a.layout = "mono" if audio is True else "stereo"
     for i, img in enumerate(frames):
         f = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24")
         f.pts = pts[i] if pts is not None else i
@@ -111,13 +112,19 @@ def write_video(path: Path, frames: Sequence[np.ndarray], codec: str = "libx264"
         for p in s.encode(f):
             c.mux(p)
     if a is not None:
-        n = int(16000 * len(frames) / rate)
-        samples = (np.sin(np.arange(n) / 16000 * 2 * np.pi * 440) * 0.3).astype(np.float32)[None]
-        af = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
-        af.sample_rate = 16000
-        af.pts = 0
-        for p in a.encode(af):
-            c.mux(p)
+        n = int(16000 * (audio_seconds if audio_seconds is not None else len(frames) / rate))
+        wave = (np.sin(np.arange(n) / 16000 * 2 * np.pi * 440) * 0.3).astype(np.float32)
+        fmt_a = a.format.name  # the encoder's sample format (fltp for AAC, s16 for PCM)
+        ch = 1 if audio is True else 2
+        for t in range(0, n, 1024):  # frames of 1,024 samples (AAC's)
+            chunk = np.repeat(wave[None, t:t + 1024], ch, axis=0)
+            if fmt_a == "s16":  # packed: (1, samples x channels)
+                chunk = (chunk.T.reshape(1, -1) * 32767).astype(np.int16)
+            af = av.AudioFrame.from_ndarray(chunk, format=fmt_a, layout="mono" if ch == 1 else "stereo")
+            af.sample_rate = 16000
+            af.pts = t
+            for p in a.encode(af):
+                c.mux(p)
         for p in a.encode(None):
             c.mux(p)
     for p in s.encode():

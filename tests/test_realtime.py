@@ -752,3 +752,50 @@ def test_a_detector_given_another_kind_of_model_fails_when_made_naming_the_file(
     with pytest.raises(ModelError, match=other.replace(".", r"\.")):
         create_detector(name, str(path))
     assert "[ERROR" not in capfd.readouterr().err
+
+
+def _audio_seconds(path) -> float:
+    with av.open(str(path)) as c:
+        st = c.streams.audio[0]
+        ends = [float((p.pts + p.duration) * p.time_base) for p in c.demux(st) if p.size and p.pts is not None]
+    return max(ends)
+
+
+def test_video_sink_keeps_matroska_pcm_and_audio_past_the_last_frame(tmp_path):
+    """PCM audio from Matroska (its channel layout unnamed) made the MP4 muxer fail when the file closed: the run
+    failed, its video unplayable. Audio running past the last frame was cut there even when the source was read to
+    its end (5 s of audio under 2 s of video kept 2 s); a stop or --max-frames still cuts it at the last frame."""
+    frames = [np.full((64, 64, 3), 10 * i, np.uint8) for i in range(25)]  # 1 s of video
+    for name, codec in (("pcm.mkv", "pcm_s16le"), ("aac.mp4", "aac")):
+        src = write_video(tmp_path / name, frames, audio=codec, audio_seconds=2.5)
+        for to_end, want in ((True, 2.5), (False, 1.0)):
+            out = tmp_path / f"{name}.{to_end}.mp4"
+            with VideoSource(src) as s:
+                v = VideoSink(out, s.fps, s.time_base, audio_from=s.path)
+                for q in s:
+                    v.write(q)
+                v.close(to_end=to_end)
+                # the track's own length, not the container's (its audio's): no frames "missing"
+                assert s.frames_missing == 0 and abs(s.span - 1.0) < 0.05
+            with av.open(str(out)) as c:  # playable: its index was written
+                assert sum(1 for _ in c.decode(video=0)) == 25
+            assert abs(_audio_seconds(out) - want) < 0.12, (name, to_end, _audio_seconds(out))
+
+
+def test_video_sink_tags_and_converts_colour_as_players_read_it(tmp_path):
+    """HD frames were converted to YUV with BT.601 and not tagged: players, which take untagged HD for BT.709,
+    showed a red patch 43 levels off."""
+    from av.video.reformatter import Colorspace, ColorRange
+
+    for (w, h), tag, csp in (((1280, 720), 1, Colorspace.ITU709), ((640, 360), 6, Colorspace.ITU601)):
+        img = np.zeros((h, w, 3), np.uint8)
+        img[:, : w // 2] = (0, 0, 230)  # red
+        img[:, w // 2:] = (40, 170, 60)  # green
+        with VideoSink(tmp_path / f"c{h}.mp4", 25, Fraction(1, 25)) as v:
+            for i in range(3):
+                v.write(FramePacket(i, i, Fraction(1, 25), i / 25, img))
+        with av.open(str(tmp_path / f"c{h}.mp4")) as c:
+            fr = next(c.decode(video=0))
+        assert (fr.colorspace, fr.color_range) == (tag, 1)
+        back = fr.reformat(format="bgr24", src_colorspace=csp, src_color_range=ColorRange.MPEG).to_ndarray()
+        assert np.abs(back[h // 2, [w // 4, 3 * w // 4]].astype(int) - img[h // 2, [w // 4, 3 * w // 4]]).max() < 8

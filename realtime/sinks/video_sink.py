@@ -1,9 +1,16 @@
 """Annotated video through PyAV: H.264 (libx264, yuv420p), the source's timestamps, audio copied.
 
+Colour: frames are converted to YUV with BT.709 from 720 lines up and BT.601 below (what players assume for
+untagged video of those sizes), limited range, and the stream is tagged so (HD used to be converted with BT.601
+untagged: players showed red patches 43 levels off).
+
 Each frame keeps its source PTS (so variable frame rate survives and the
 audio stays in sync) in the source stream's time base. When the input has an audio stream it is remuxed
 (packets copied, not re-encoded) and interleaved with the video by time; an
-audio codec the container cannot hold is skipped with a warning. Closing
+audio codec the container cannot hold is skipped with a warning (a channel layout the source leaves unnamed,
+Matroska's PCM, gets the standard one for its channel count: the MP4 muxer refused it when the file closed, and
+the run failed with an unplayable video). Closing after the source's end copies the audio to its own end;
+closing early (``--max-frames``, a stop) cuts it at the last frame. Closing
 flushes the encoder and writes the index, so an interrupted run still leaves
 a playable file.
 """
@@ -106,6 +113,13 @@ class VideoSink(Sink):
         s.width, s.height = width, height
         s.pix_fmt = "yuv420p"
         s.codec_context.time_base = self.time_base
+        from av.video.reformatter import Colorspace
+
+        hd = height >= 720
+        self._colorspace = Colorspace.ITU709 if hd else Colorspace.ITU601
+        cc = s.codec_context  # tags: 1 = BT.709; 6 = SMPTE 170M (BT.601, 525 lines); range 1 = limited (tv)
+        cc.colorspace = cc.color_primaries = cc.color_trc = 1 if hd else 6
+        cc.color_range = 1
         s.options = {"preset": self.preset, "crf": str(self.crf)}
         self._stream = s
         if self.audio_from:
@@ -119,7 +133,20 @@ class VideoSink(Sink):
                 self._audio_in = None
                 return
             ain = self._audio_in.streams.best("audio") or self._audio_in.streams.audio[0]  # the default track
+            name = ain.codec_context.name
+            if name not in self.container.supported_codecs:
+                log.warning("%s: audio not copied (%s cannot hold %s audio)", self.path,
+                            self.container.format.name.split(",")[0], name)
+                self._close_audio_in()
+                return
             self._audio_out = self.container.add_stream_from_template(ain)
+            layout = ain.codec_context.layout
+            if layout.name.endswith("channels"):  # unnamed ("2 channels"): the MP4 muxer fails on it at the end
+                n = len(layout.channels)
+                std = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}.get(n)
+                if std is None:
+                    raise ValueError(f"an unnamed layout of {n} channels")
+                self._audio_out.codec_context.layout = std
             self._audio_iter = self._audio_in.demux(ain)
         except Exception as e:  # noqa: BLE001 - audio is best effort
             log.warning("%s: audio not copied (%s)", self.path, e)
@@ -185,7 +212,10 @@ class VideoSink(Sink):
         if self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1
         self._last_pts = pts
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24")
+        from av.video.reformatter import ColorRange
+
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24").reformat(
+            format="yuv420p", dst_colorspace=self._colorspace, dst_color_range=ColorRange.MPEG)
         frame.pts = pts
         frame.time_base = self.time_base
         self._mux_audio_until(float(pts * self.time_base))
@@ -200,7 +230,10 @@ class VideoSink(Sink):
             raise OutputError(f"{self.path}: video write failed ({e})") from None
         self.frames += 1
 
-    def close(self) -> None:
+    def close(self, to_end: bool = False) -> None:
+        """Flush and finish the file. ``to_end``: the source was read to its end, so its audio is copied to its own
+        end (audio that outlasted the last frame was cut: 5 s of audio under 2 s of video kept 2 s); else the audio
+        stops at the last frame (``--max-frames``, a stop)."""
         if self._closed:
             return
         self._closed = True
@@ -210,7 +243,8 @@ class VideoSink(Sink):
                 for p in self._stream.encode():
                     self.container.mux(p)
                 if self._last_pts is not None:
-                    self._mux_audio_until(float((self._last_pts + 1) * self.time_base) + 1.0 / float(self.fps))
+                    self._mux_audio_until(float("inf") if to_end else
+                                          float((self._last_pts + 1) * self.time_base) + 1.0 / float(self.fps))
         except Exception as e:  # noqa: BLE001 - still close the container
             log.warning("%s: flushing failed (%s)", self.path, e)
             failed = e

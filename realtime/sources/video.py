@@ -483,12 +483,31 @@ def _span(container: Any, stream: Any, tb: Fraction) -> Optional[float]:
     """The file's length in seconds from the first frame, or None where it does not say."""
     if stream.duration:
         return float(stream.duration * tb)
+    tag = _tag_seconds((stream.metadata or {}).get("DURATION"))
+    if tag:  # Matroska's own length of the track (the container's is its longest track's: audio that ran on past
+        # the last frame read as "~38 frames missing (truncated or damaged file)"); as the container's, the end's
+        # time counted from 0
+        tag -= float(stream.start_time * tb) if stream.start_time else 0.0
+        if tag > 0:
+            return tag
     if not container.duration:
         return None
     span = container.duration / 1e6  # microseconds
     if container.start_time and {"matroska", "webm"} & set(container.format.name.split(",")):
         span -= container.start_time / 1e6  # Matroska's duration is the end's time, counted from 0
     return span if span > 0 else None
+
+
+def _tag_seconds(text: Optional[str]) -> Optional[float]:
+    """Seconds of a Matroska ``DURATION`` tag (``00:00:01.000000000``), None where absent or unreadable."""
+    if not text:
+        return None
+    try:
+        h, m, sec = str(text).strip().split(":")
+        v = int(h) * 3600 + int(m) * 60 + float(sec)
+    except ValueError:
+        return None
+    return v if v > 0 else None
 
 
 def _display_size(width: int, height: int, sar: Optional[Fraction]) -> Optional[Tuple[int, int]]:
