@@ -785,7 +785,7 @@ def test_video_sink_keeps_matroska_pcm_and_audio_past_the_last_frame(tmp_path):
 def test_video_sink_tags_and_converts_colour_as_players_read_it(tmp_path):
     """HD frames were converted to YUV with BT.601 and not tagged: players, which take untagged HD for BT.709,
     showed a red patch 43 levels off."""
-    from av.video.reformatter import Colorspace, ColorRange
+    from av.video.reformatter import ColorRange, Colorspace
 
     for (w, h), tag, csp in (((1280, 720), 1, Colorspace.ITU709), ((640, 360), 6, Colorspace.ITU601)):
         img = np.zeros((h, w, 3), np.uint8)
