@@ -465,6 +465,35 @@ def _typed_meta(meta: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
+def _weak_describe(run: "Run") -> Callable[[], dict]:
+    """``run.describe`` without holding the run: the outputs (which its finalizer closes) must not keep it alive. A
+    run collected before its outputs close is described as it was when they opened."""
+    ref = weakref.WeakMethod(run.describe)
+    opened: Dict[str, Any] = {}
+
+    def describe() -> dict:
+        m = ref()
+        if m is not None:
+            d = m()
+            opened.clear()
+            opened.update(d)
+            return d
+        return dict(opened)
+    return describe
+
+
+def _close_dropped_run(outputs: RunOutputs, src: Source) -> None:
+    """The finalizer of a :class:`Run` collected without being iterated or closed (never raises)."""
+    try:
+        src.close()
+    except Exception:  # noqa: BLE001 - a finalizer must not raise
+        pass
+    try:
+        outputs.close("stopped")
+    except Exception as e:  # noqa: BLE001
+        log.warning("closing a dropped run's outputs failed: %s", e)
+
+
 def _local_file(src: Source) -> Optional[Path]:
     """The source's file on this machine (None for a camera, a stream, a pipe or frames in memory)."""
     path = getattr(src, "path", None)
@@ -510,6 +539,7 @@ class Run:
         #: the iteration (__iter__), closed by close(); a weak reference, so that a consumer's `break` still ends
         #: it at once (the generator refers to this run: a strong reference would keep both alive)
         self._gen: Optional["weakref.ref[Iterator[FramePacket]]"] = None
+        self._iter_thread: Optional[int] = None  # the thread iterating it (close() from another one stops it)
         # per-run state
         self.tracker = Tracker()
         self.smoother = TrackSmoother() if analyzer.smooth else None
@@ -560,7 +590,7 @@ class Run:
         self._replayed: set = set()
         #: the end of every frame's path: overlay, CSV + sidecar, video (switchable while the run goes)
         self.outputs = RunOutputs(analyzer.code_dim, fps=self.src.fps, time_base=self.src.time_base,
-                                  audio_from=self.src.path if audio else None, describe=self.describe,
+                                  audio_from=self.src.path if audio else None, describe=_weak_describe(self),
                                   stats=self.stats.summary, overwrite=overwrite, video_preset=video_preset,
                                   file_column=self.src.frame_files, stills=self.src.stills,
                                   input_path=_local_file(self.src))
@@ -581,6 +611,10 @@ class Run:
             self.src.close()
             self.outputs.close("failed", e if isinstance(e, Exception) else None)
             raise
+        # a run dropped without being iterated or closed: its files are finished ("stopped") and its source closed
+        # when it is collected (a CSV's descriptor stayed open for the process's life, its sidecar "running", and
+        # the files an overwrite set aside stayed hidden); detached where the run closes itself
+        self._finalizer = weakref.finalize(self, _close_dropped_run, self.outputs, self.src)
         if analyzer.head is None and not analyzer.warned_no_head:  # once, when a run starts (not before a bad input's
             analyzer.warned_no_head = True                          # one-line error): the CSV would only show empties
             log.warning("%s has no emotion head (%s): the emotion columns stay empty and expr_intensity is the "
@@ -784,6 +818,7 @@ class Run:
         return gen
 
     def _frames(self) -> Iterator[FramePacket]:
+        self._iter_thread = threading.get_ident()  # close() from another thread stops it instead of closing it
         try:  # one run at a time per Analyzer: a second one fails here at once (never waits)
             if not self._first_pass:
                 self.analyzer._claim(self)
@@ -795,6 +830,7 @@ class Run:
                     raise
         except BaseException as e:
             self.error = e
+            self._finalizer.detach()
             self.src.close()
             self.outputs.close("failed", e)
             raise
@@ -834,6 +870,7 @@ class Run:
                 else:
                     close_error = None  # another error is already on its way out
                 self._closed = True
+                self._finalizer.detach()
             finally:
                 self.analyzer.detector.max_side = self._detect_side  # the next run starts as asked
                 if not self._first_pass:
@@ -890,7 +927,12 @@ class Run:
         are joined, the source closed, the files finished and the Analyzer free again (idempotent)."""
         gen = self._gen() if self._gen is not None else None
         state = inspect.getgeneratorstate(gen) if gen is not None else None
-        if state == inspect.GEN_SUSPENDED:  # iterated partly, here or in a thread between two frames
+        if state == inspect.GEN_SUSPENDED and self._iter_thread not in (None, threading.get_ident()):
+            # another thread iterates it, between two frames: closing the generator from here raced that thread's
+            # next() ("generator already executing" in its loop); stopped, its loop ends it, with its cleanup
+            self.stop()
+            return
+        if state == inspect.GEN_SUSPENDED:  # iterated partly, here, between two frames
             try:
                 gen.close()  # the iteration's own cleanup: threads joined, files finished, the Analyzer free
                 return
@@ -903,6 +945,7 @@ class Run:
             gen.close()  # asked for but never started: it must not start after this
         if not self._closed:
             self._iterated = self._closed = True
+            self._finalizer.detach()
             self.src.close()
             self.stats.t_end = time.perf_counter()
             self.outputs.close("stopped")

@@ -1088,3 +1088,37 @@ def test_closing_the_analyzer_while_another_thread_iterates_waits_for_that_run(t
     assert not [t for t in threading.enumerate() if t.name.startswith("fc-")]
     assert 3 <= len(seen) < 300
     assert json.loads((tmp_path / "t.json").read_text())["status"] == "interrupted"
+
+
+def test_a_run_dropped_unread_finishes_its_files_and_close_from_another_thread_ends_the_loop(tmp_path):
+    """A run made and dropped without being read kept its CSV's descriptor open for the process's life, its sidecar
+    "running", and (with overwrite) the earlier outputs hidden. close() from another thread between two frames
+    raised "generator already executing" in the reading thread's loop."""
+    import gc
+
+    from realtime import Analyzer
+
+    clip = write_video(tmp_path / "c.mp4", real_frames(60), rate=25)
+    csv_path = tmp_path / "r.csv"
+    with Analyzer() as an:
+        for _ in an.process_video(clip, csv=csv_path, max_frames=8, overwrite=True):
+            pass
+        before = csv_path.read_bytes()
+        fds = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+        run = an.process_video(clip, csv=csv_path, overwrite=True)
+        del run
+        gc.collect()
+        assert csv_path.read_bytes() == before  # the earlier result, put back
+        assert json.loads(csv_path.with_suffix(".json").read_text())["status"] == "complete"
+        assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+        if fds is not None:
+            assert len(os.listdir("/proc/self/fd")) == fds
+        run = an.process_video(clip, csv=tmp_path / "t.csv")
+        threading.Timer(0.3, run.close).start()
+        n = 0
+        for _ in run:  # ends, without an error
+            n += 1
+            time.sleep(0.02)
+        assert 0 < n < 60
+        assert json.loads((tmp_path / "t.json").read_text())["status"] == "interrupted"
+        assert not [t.name for t in threading.enumerate() if t.name.startswith("fc")]
