@@ -165,6 +165,7 @@ class VideoSource(Source):
         self.url_timeout = float(URL_TIMEOUT_S if timeout is None else timeout)
         #: a served file's size in bytes (HTTP's Content-Length), None where unknown (:attr:`live` streams)
         self.served_size: Optional[int] = None
+        self._reformatter: Any = None  # av's VideoReformatter, made at the first frame (_to_bgr)
         self._bytes_read = 0  # the demuxed packets' extent in the input (bytes): how far a URL's file was read
         #: a named pipe or /dev/stdin fed by a pipe (``ffmpeg ... -f matroska - | facecycle process /dev/stdin``):
         #: read once, in order, every frame (the writer waits for us: nothing is dropped), never re-opened
@@ -429,11 +430,17 @@ class VideoSource(Source):
     def _to_bgr(self, frame: "av.VideoFrame") -> np.ndarray:
         rot = getattr(frame, "rotation", 0) or 0
         self.rotation = rot
+        # one converter for the source (frame.to_ndarray(format=...) made a new one per frame, with 2 threads of
+        # its own: 100 threads started and ended a second); the same pixels, the frame's colour tags read alike
+        if self._reformatter is None:
+            from av.video.reformatter import VideoReformatter
+
+            self._reformatter = VideoReformatter()
         if self.display_size is not None and (frame.width, frame.height) == self.stored_size:
             w, h = self.display_size
-            img = frame.to_ndarray(format="bgr24", width=w, height=h)
+            img = self._reformatter.reformat(frame, format="bgr24", width=w, height=h).to_ndarray()
         else:
-            img = frame.to_ndarray(format="bgr24")
+            img = self._reformatter.reformat(frame, format="bgr24").to_ndarray()
         if rot:
             img = rotate_image(img, rot)
         self.height, self.width = img.shape[:2]
