@@ -1122,3 +1122,27 @@ def test_a_run_dropped_unread_finishes_its_files_and_close_from_another_thread_e
         assert 0 < n < 60
         assert json.loads((tmp_path / "t.json").read_text())["status"] == "interrupted"
         assert not [t.name for t in threading.enumerate() if t.name.startswith("fc")]
+
+
+def test_a_finished_run_is_freed_without_waiting_for_the_garbage_collector(tmp_path):
+    """The pipeline's stages were the run's own methods: each finished run (source, video writer, per-track state)
+    waited for a full collection, and an in-process batch grew by about 80 MB every 40 videos."""
+    import gc
+    import weakref
+
+    from realtime import Analyzer
+
+    clip = write_video(tmp_path / "c.mp4", real_frames(20), rate=25)
+    gc.disable()
+    try:
+        refs = []
+        with Analyzer() as an:
+            for _ in range(2):
+                run = an.process_video(clip, video=tmp_path / "a.mp4", overwrite=True)
+                for _ in run:
+                    pass
+                refs.append(weakref.ref(run))
+                del run
+            assert [r() for r in refs] == [None, None]
+    finally:
+        gc.enable()
