@@ -17,6 +17,7 @@ pairs (at the former 0.8: 100 %, 83 % and 39 %).
 """
 from __future__ import annotations
 
+import math
 from typing import Dict
 
 import numpy as np
@@ -34,8 +35,12 @@ class IdentityReID:
         self._codes: Dict[int, np.ndarray] = {}  # reported id -> mean unit identity code
         self._last: Dict[int, float] = {}        # reported id -> last time seen
         self._seen: set = set()
+        self._max_id = -1  # the largest id reported so far (ids are never reused, also after pruning)
+        self._pruned_at = -math.inf
 
     def __call__(self, p: FramePacket) -> None:
+        if p.timestamp - self._pruned_at > self.window:
+            self._prune(p.timestamp)
         present = {self._map[f.track_id] for f in p.faces if f.track_id in self._map}
         for f in p.faces:
             tid = f.track_id
@@ -44,6 +49,7 @@ class IdentityReID:
                 self._map[tid] = self._match(f.identity, p.timestamp, exclude=present) if f.identity is not None \
                     else tid
             rid = self._map.get(tid, tid)
+            self._max_id = max(self._max_id, rid)
             f.track_id = rid
             present.add(rid)
             if f.identity is not None:
@@ -68,4 +74,20 @@ class IdentityReID:
 
     def _fresh_id(self) -> int:
         used = set(self._codes) | set(self._map.values())
-        return max(used) + 1 if used else 0
+        return max(max(used) if used else -1, self._max_id) + 1
+
+    def _prune(self, t: float) -> None:
+        """Forget the people unseen for longer than the window (they can never be matched again): the gallery
+        kept every person of a run, and each new track was compared with all of them (274 after 10 minutes of
+        people coming and going, and growing for as long as a camera ran)."""
+        self._pruned_at = t
+        gone = {rid for rid, last in self._last.items() if t - last > self.window}
+        if not gone:
+            return
+        for rid in gone:
+            self._codes.pop(rid, None)
+            self._last.pop(rid, None)
+        old = [tid for tid, rid in self._map.items() if rid in gone]
+        for tid in old:  # their tracks ended (a tracker id is never given again)
+            del self._map[tid]
+            self._seen.discard(tid)

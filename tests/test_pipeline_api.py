@@ -186,6 +186,15 @@ def test_reid_restores_an_id_after_an_occlusion():
     p = pkt(20.0, [face(3, me)])    # too late: a fresh id
     r(p)
     assert p.faces[0].track_id not in (0,)
+    # people unseen for longer than the window are forgotten (the gallery grew with every person of a run, and
+    # each new track was compared with all of them); ids are never given twice
+    ids = {p.faces[0].track_id}
+    for k in range(40):
+        q = pkt(30.0 + 12 * k, [face(10 + k, rng.normal(size=16))])
+        r(q)
+        assert q.faces[0].track_id not in ids
+        ids.add(q.faces[0].track_id)
+    assert len(r._codes) <= 2 and len(r._map) <= 2
 
 
 def test_bench_soak_reports_memory_and_windows(tiny_export, tmp_path):
