@@ -32,7 +32,7 @@ from torch import nn
 
 from . import __version__
 from .errors import ModelError, OutputError
-from .files import sha256_file
+from .files import sha256_file, write_atomic
 from .model import IDENTITY_MODULES, FaceCycle
 
 __all__ = ["GRAPHS", "export_onnx", "validate_export", "sha256_file", "ExportError", "MANIFEST_VERSION",
@@ -203,9 +203,7 @@ def export_onnx(model: FaceCycle, out_dir: Union[str, Path], graphs: Optional[Se
                     (out / stale).unlink()
             for name in [f"{n}.onnx" for n in names] + extra:
                 os.replace(stage / name, out / name)
-            tmp = out / "manifest.json.tmp"
-            tmp.write_text(json.dumps(manifest, indent=2))
-            os.replace(tmp, out / "manifest.json")
+            write_atomic(out / "manifest.json", json.dumps(manifest, indent=2))
         except OSError as e:
             raise OutputError(f"{out}: cannot write the exported model ({e.strerror or e})") from None
     finally:

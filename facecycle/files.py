@@ -7,8 +7,9 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
 
-__all__ = ["json_safe", "json_text", "sha256_file", "text_name", "temp_path", "match_umask", "check_can_create",
-           "unread_pictures", "visible_files", "IMAGE_SUFFIXES", "UNREAD_PICTURE_SUFFIXES", "VIDEO_SUFFIXES"]
+__all__ = ["json_safe", "json_text", "sha256_file", "text_name", "temp_path", "write_atomic", "match_umask",
+           "check_can_create", "unread_pictures", "visible_files", "IMAGE_SUFFIXES", "UNREAD_PICTURE_SUFFIXES",
+           "VIDEO_SUFFIXES"]
 
 #: still-image file suffixes every folder reader accepts (lower case; OpenCV reads them all, AVIF where its build
 #: has the codec, as the pip wheels since 4.11 do)
@@ -38,6 +39,24 @@ def temp_path(path: Union[str, Path]) -> Path:
 
     p = Path(path)
     return p.with_name(f".{p.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+
+
+def write_atomic(path: Union[str, Path], text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: through a temporary file of its own (:func:`temp_path`),
+    then ``os.replace``. On an error (a full disk) the temporary file is removed and the error raised; ``path`` is
+    as it was."""
+    import contextlib
+    import os
+
+    p = Path(path)
+    tmp = temp_path(p)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, p)
+    except OSError:
+        with contextlib.suppress(OSError):  # the write's own error is the one to report
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 def match_umask(path: Union[str, Path]) -> None:

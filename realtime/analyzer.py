@@ -819,6 +819,9 @@ class Run:
 
     def _frames(self) -> Iterator[FramePacket]:
         self._iter_thread = threading.get_ident()  # close() from another thread stops it instead of closing it
+        # started, the generator's own cleanup finishes the run (when it ends, is closed or is collected): the
+        # finalizer, run at the interpreter's exit too, must not close a source another thread still reads
+        self._finalizer.detach()
         try:  # one run at a time per Analyzer: a second one fails here at once (never waits)
             if not self._first_pass:
                 self.analyzer._claim(self)
@@ -830,7 +833,6 @@ class Run:
                     raise
         except BaseException as e:
             self.error = e
-            self._finalizer.detach()
             self.src.close()
             self.outputs.close("failed", e)
             raise
@@ -870,7 +872,6 @@ class Run:
                 else:
                     close_error = None  # another error is already on its way out
                 self._closed = True
-                self._finalizer.detach()
             finally:
                 # the pipeline's stages are this run's own methods: a cycle that kept each finished run (its
                 # source, video writer, codec threads and per-track state) until a full garbage collection, and a
@@ -928,7 +929,9 @@ class Run:
 
     def close(self) -> None:
         """Stop and close the outputs (when the run was never iterated or iterated partly): the pipeline's threads
-        are joined, the source closed, the files finished and the Analyzer free again (idempotent)."""
+        are joined, the source closed, the files finished and the Analyzer free again (idempotent). From a thread
+        other than the one reading the run, it only stops it: the reading thread's loop then ends, and its end
+        finishes the files (a reader that abandoned the loop finishes them when the iterator is collected)."""
         gen = self._gen() if self._gen is not None else None
         state = inspect.getgeneratorstate(gen) if gen is not None else None
         if state == inspect.GEN_SUSPENDED and self._iter_thread not in (None, threading.get_ident()):

@@ -73,21 +73,17 @@ class IdentityReID:
         return best if best is not None else self._fresh_id()
 
     def _fresh_id(self) -> int:
-        used = set(self._codes) | set(self._map.values())
-        return max(max(used) if used else -1, self._max_id) + 1
+        return self._max_id + 1  # above every id reported so far (tracker ids kept included)
 
     def _prune(self, t: float) -> None:
         """Forget the people unseen for longer than the window (they can never be matched again): the gallery
         kept every person of a run, and each new track was compared with all of them (274 after 10 minutes of
-        people coming and going, and growing for as long as a camera ran)."""
+        people coming and going, and growing for as long as a camera ran). Tracker ids stay mapped (two ints a
+        track), so that a track the tracker kept across a jump in time keeps its id."""
         self._pruned_at = t
         gone = {rid for rid, last in self._last.items() if t - last > self.window}
         if not gone:
             return
-        for rid in gone:
+        for rid in gone:  # the gallery only: a track kept across a jump in time keeps its id (its _map entry)
             self._codes.pop(rid, None)
             self._last.pop(rid, None)
-        old = [tid for tid, rid in self._map.items() if rid in gone]
-        for tid in old:  # their tracks ended (a tracker id is never given again)
-            del self._map[tid]
-            self._seen.discard(tid)

@@ -854,3 +854,18 @@ def test_two_writers_of_one_summary_never_remove_each_others_file(tmp_path):
     assert not errors
     assert json.loads(path.read_text())["i"] == 299
     assert [p.name for p in tmp_path.iterdir()] == ["batch.json"]
+
+
+def test_a_summary_that_cannot_be_written_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """With a temporary name of its own per write, each failed summary write (a full disk) left a hidden
+    ``.batch.json.<pid>-<hex>.tmp`` behind."""
+    from facecycle.errors import OutputError
+    from realtime.batch.runner import _write_json
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OutputError, match="No space left"):
+        _write_json(tmp_path / "batch.json", {"x": 1})
+    assert list(tmp_path.iterdir()) == []

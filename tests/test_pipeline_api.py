@@ -194,7 +194,7 @@ def test_reid_restores_an_id_after_an_occlusion():
         r(q)
         assert q.faces[0].track_id not in ids
         ids.add(q.faces[0].track_id)
-    assert len(r._codes) <= 2 and len(r._map) <= 2
+    assert len(r._codes) <= 2
 
 
 def test_bench_soak_reports_memory_and_windows(tiny_export, tmp_path):
@@ -1123,12 +1123,15 @@ def test_a_run_dropped_unread_finishes_its_files_and_close_from_another_thread_e
         if fds is not None:
             assert len(os.listdir("/proc/self/fd")) == fds
         run = an.process_video(clip, csv=tmp_path / "t.csv")
-        threading.Timer(0.3, run.close).start()
         n = 0
         for _ in run:  # ends, without an error
             n += 1
-            time.sleep(0.02)
-        assert 0 < n < 60
+            if n == 3:  # between two frames, from another thread (joined: it only stops the run)
+                closer = threading.Thread(target=run.close)
+                closer.start()
+                closer.join(10)
+                assert not closer.is_alive()
+        assert 3 <= n < 60
         assert json.loads((tmp_path / "t.json").read_text())["status"] == "interrupted"
         assert not [t.name for t in threading.enumerate() if t.name.startswith("fc")]
 

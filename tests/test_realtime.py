@@ -815,9 +815,12 @@ def test_a_video_source_converts_every_frame_with_one_converter(tmp_path, monkey
     monkeypatch.setattr(reformatter, "VideoReformatter", counting)
     frames = real_frames(12)
     path = write_video(tmp_path / "c.mp4", frames)
-    with VideoSource(path) as s:
-        got = [p.image for p in s]
+    with VideoSource(path) as s, VideoSink(tmp_path / "o.mp4", s.fps, s.time_base) as v:
+        got = []
+        for p in s:
+            got.append(p.image)
+            v.write(p)  # the annotated video too: one converter for the file
     with av.open(str(path)) as c:  # the same pixels as the frame's own conversion
         ref = [f.to_ndarray(format="bgr24") for f in c.decode(video=0)]
-    assert len(made) == 1 and len(got) == 12
+    assert len(made) == 2 and len(got) == 12  # the source's and the video's
     assert all(np.array_equal(a, b) for a, b in zip(got, ref, strict=True))

@@ -285,6 +285,7 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
                 res.update(status="busy", busy=b.holder,
                            error=f"{task['input']}: being processed by another batch ({where}); left to it")
             return res
+        work_root.mkdir(parents=True, exist_ok=True)  # (made by the lock too, where the OS has one)
         # attempts that left a work folder died mid-video (killed worker, OOM); the lock says none is alive
         stale = [p for p in work_root.iterdir() if p.is_dir()]
         res["retries"] = sum(1 for p in stale if p.name.split(".")[0] == task["run_id"])

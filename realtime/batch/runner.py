@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Deque, Dict, List, Optional, Union
 
 from facecycle.errors import OutputError, UsageError
-from facecycle.files import check_can_create, json_text, temp_path
+from facecycle.files import check_can_create, json_text, write_atomic
 
 from ..summary import clip_reading
 from .job import BatchSettings, output_paths, same_input
@@ -46,10 +46,8 @@ def _validators(urls: List[str]) -> Dict[str, Optional[Dict[str, str]]]:
 
 
 def _write_json(path: Path, data: Dict[str, Any]) -> None:
-    tmp = temp_path(path)  # its own name: two batches writing one summary must not remove each other's
-    try:
-        tmp.write_text(json_text(data) + "\n")
-        os.replace(tmp, path)
+    try:  # a temporary name of its own: two batches writing one summary must not remove each other's
+        write_atomic(path, json_text(data) + "\n")
     except OSError as e:
         raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
 

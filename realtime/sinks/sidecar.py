@@ -2,15 +2,13 @@
 and read here."""
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import platform
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
-from facecycle.files import json_text, temp_path
+from facecycle.files import json_text, write_atomic
 
 __all__ = ["versions", "write_sidecar", "read_sidecar"]
 
@@ -46,13 +44,9 @@ def write_sidecar(path: Union[str, Path], info: Dict[str, Any]) -> None:
     text = json_text(d) + "\n"
     if d.get("status") == "running":
         text += " " * max(0, RESERVE_BYTES - len(text.encode()))
-    tmp = temp_path(p)  # its own name: a fixed one was removed by a second writer of the same sidecar
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, p)
+    try:  # a temporary name of its own: a fixed one was removed by a second writer of the same sidecar
+        write_atomic(p, text)
     except OSError:
-        with contextlib.suppress(OSError):  # the write's own error is the one to report
-            tmp.unlink(missing_ok=True)
         data = (json_text(d, indent=None) + "\n").encode()
         size = p.stat().st_size if p.is_file() else 0
         if len(data) > size:

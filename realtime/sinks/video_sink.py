@@ -113,8 +113,9 @@ class VideoSink(Sink):
         s.width, s.height = width, height
         s.pix_fmt = "yuv420p"
         s.codec_context.time_base = self.time_base
-        from av.video.reformatter import Colorspace
+        from av.video.reformatter import Colorspace, VideoReformatter
 
+        self._reformatter = VideoReformatter()
         hd = height >= 720
         self._colorspace = Colorspace.ITU709 if hd else Colorspace.ITU601
         cc = s.codec_context  # tags: 1 = BT.709; 6 = SMPTE 170M (BT.601, 525 lines); range 1 = limited (tv)
@@ -214,8 +215,10 @@ class VideoSink(Sink):
         self._last_pts = pts
         from av.video.reformatter import ColorRange
 
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24").reformat(
-            format="yuv420p", dst_colorspace=self._colorspace, dst_color_range=ColorRange.MPEG)
+        # one converter for the file (VideoFrame.reformat makes one, with threads of its own, per call)
+        frame = self._reformatter.reformat(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24"),
+                                           format="yuv420p", dst_colorspace=self._colorspace,
+                                           dst_color_range=ColorRange.MPEG)
         frame.pts = pts
         frame.time_base = self.time_base
         self._mux_audio_until(float(pts * self.time_base))

@@ -70,7 +70,8 @@ def _check_device_path(device: str) -> None:
     except OSError as e:
         raise InputError(f"camera {device!r}: cannot open ({e.strerror or e})") from None
     if stat.S_ISREG(st.st_mode):
-        raise InputError(f"{device}: a file, not a camera device (read a video file as a video, not a camera)")
+        raise InputError(f"{device}: a file, not a camera device; open it as a video (Analyzer.process_video(path) "
+                         "or VideoSource in Python; `facecycle live --input` or `facecycle process`)")
     if stat.S_ISDIR(st.st_mode):
         raise InputError(f"{device}: a folder, not a camera device")
 
