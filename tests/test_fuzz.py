@@ -160,11 +160,21 @@ class _Frame:
         self.rotation = 0
         self.is_corrupt = False
 
-    def to_ndarray(self, format: str) -> np.ndarray:  # noqa: A002 - PyAV's name
+    def to_ndarray(self, format: str = "bgr24") -> np.ndarray:  # noqa: A002 - PyAV's name
         return np.zeros((4, 6, 3), np.uint8)
 
 
+class _Reformatter:
+    """The source's frame converter (av's VideoReformatter), for the fake frames: they are BGR already."""
+
+    def reformat(self, frame, **kw):
+        return frame
+
+
 class _Packet:
+    pos = None  # where in the file (the demuxer may not know)
+    size = 0
+
     def __init__(self, frames) -> None:
         self.frames = frames
 
@@ -196,6 +206,8 @@ def _fake_source(pts: List[Optional[int]], tb: Fraction, fps: Optional[float], t
     s.stream = None
     s.container = _Container([_Packet([_Frame(p)]) for p in pts])
     s._closed = False
+    s._reformatter = _Reformatter()
+    s._bytes_read, s.served_size = 0, None
     import threading
 
     s._lock = threading.Lock()
