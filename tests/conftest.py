@@ -234,3 +234,26 @@ def serve_folder(root: Path) -> Iterator[str]:
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+# ------------------------------------------------------------------------------------------ CLI error checks
+def one_error_line(err: str, code_word: str = "facecycle: error:") -> str:
+    """The single error line of ``err`` (asserts: no traceback, exactly one error line)."""
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    errs = [ln for ln in lines if ln.startswith(code_word) or ln.startswith("facecycle process: error:")
+            or ln.startswith("facecycle live: error:")]
+    assert len(errs) == 1, err
+    return errs[0]
+
+
+@pytest.fixture(scope="module")
+def model(tiny_export) -> Path:
+    """The tiny export's folder (a model for the CLI's --model)."""
+    return Path(tiny_export[1])
+
+
+@pytest.fixture(scope="module")
+def code_dim(tiny_export) -> int:
+    """The tiny model's code size (the CSV's exp_* columns)."""
+    return tiny_export[0].config.code_dim

@@ -259,22 +259,31 @@ def test_live_plays_a_file_in_real_time_headless(tiny_export, tmp_path, capsys):
     assert len(err) == 1 and "camera" in err[0]
 
 
+def _more_clips(names, n: int, size=None) -> list:
+    """The first ``n`` BGR frames of each of ../shared/data/videos_more's ``names`` (resized to ``size``), or a
+    skip where they are absent."""
+    import cv2
+
+    from .conftest import SHARED
+
+    more = SHARED / "data" / "videos_more"
+    if not all((more / name).is_file() for name in names):
+        pytest.skip(f"{more} is absent (../shared not mounted)")
+    clips = []
+    for name in names:
+        with av.open(str(more / name)) as c:
+            frames = [f.to_ndarray(format="bgr24") for f, _ in zip(c.decode(video=0), range(n), strict=False)]
+        clips.append([cv2.resize(f, size) for f in frames] if size else frames)
+    return clips
+
+
 def test_the_end_line_reads_each_face_where_the_faces_differ(tmp_path, capsys):
     """Two people side by side, one smiling and one talking calmly: the end line pooled their rows into one
     reading (9 people, 3 of them happy, read as neutral). Where faces read differently, it names each face's own."""
-    import cv2
+    from .conftest import write_video
 
-    from .conftest import SHARED, write_video
-
-    more = SHARED / "data" / "videos_more"
-    names = ("styletalk_style_clips_happyenglish_clip1.mp4", "styletalk_source_video_feifeili_clip1.mp4")
-    if not all((more / n).is_file() for n in names):
-        pytest.skip(f"{more} is absent (../shared not mounted)")
-    clips = []
-    for n in names:
-        with av.open(str(more / n)) as c:
-            clips.append([cv2.resize(f.to_ndarray(format="bgr24"), (256, 256))
-                          for f, _ in zip(c.decode(video=0), range(30), strict=False)])
+    clips = _more_clips(("styletalk_style_clips_happyenglish_clip1.mp4", "styletalk_source_video_feifeili_clip1.mp4"),
+                        30, (256, 256))
     grid = write_video(tmp_path / "two.mp4", [np.hstack([a, b]) for a, b in zip(*clips, strict=False)], rate=25)
     assert cli_main(["process", str(grid), "--out-dir", str(tmp_path / "o"), "--no-video", "--no-progress"]) == 0
     line = capsys.readouterr().err.strip().splitlines()[-1]
@@ -289,17 +298,11 @@ def test_small_faces_in_a_large_frame_are_found_and_max_faces_keeps_its_faces(tm
     kept stay unless another is clearly larger."""
     import cv2
 
-    from .conftest import SHARED, write_video
+    from .conftest import write_video
 
-    more = SHARED / "data" / "videos_more"
-    names = ("styletalk_style_clips_happyenglish_clip1.mp4", "styletalk_source_video_feifeili_clip1.mp4",
-             "styletalk_style_clips_sad_emotion_clip1.mp4", "styletalk_style_clips_furious_talk1_clip1.mp4")
-    if not all((more / n).is_file() for n in names):
-        pytest.skip(f"{more} is absent (../shared not mounted)")
-    clips = []
-    for n in names:
-        with av.open(str(more / n)) as c:
-            clips.append([f.to_ndarray(format="bgr24") for f, _ in zip(c.decode(video=0), range(40), strict=False)])
+    clips = _more_clips(("styletalk_style_clips_happyenglish_clip1.mp4", "styletalk_source_video_feifeili_clip1.mp4",
+                         "styletalk_style_clips_sad_emotion_clip1.mp4",
+                         "styletalk_style_clips_furious_talk1_clip1.mp4"), 40)
     wide = []
     for a, b in zip(clips[0][:20], clips[1][:20], strict=False):
         canvas = np.zeros((720, 3840, 3), np.uint8)
@@ -343,16 +346,10 @@ def test_small_faces_that_come_into_a_wide_shot_later_are_found(tmp_path, capsys
     may hide faces."""
     import cv2
 
-    from .conftest import SHARED, write_video
+    from .conftest import write_video
 
-    more = SHARED / "data" / "videos_more"
-    names = ("styletalk_style_clips_happyenglish_clip1.mp4", "styletalk_source_video_feifeili_clip1.mp4")
-    if not all((more / n).is_file() for n in names):
-        pytest.skip(f"{more} is absent (../shared not mounted)")
-    clips = []
-    for n in names:
-        with av.open(str(more / n)) as c:
-            clips.append([f.to_ndarray(format="bgr24") for f, _ in zip(c.decode(video=0), range(10), strict=False)])
+    clips = _more_clips(("styletalk_style_clips_happyenglish_clip1.mp4", "styletalk_source_video_feifeili_clip1.mp4"),
+                        10)
     frames = []
     for i in range(24):  # 2 frames a second: an empty room for 7 s, then two people for 5 s
         canvas = np.full((720, 3840, 3), 90, np.uint8)

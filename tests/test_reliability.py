@@ -27,28 +27,7 @@ import pytest
 
 from facecycle_cli import main
 
-from .conftest import FACE_CLIP, ROOT, decode_count, frames_of, read_csv, real_frames, write_video
-
-
-# ------------------------------------------------------------------------------------------------ helpers
-def one_error_line(err: str, code_word: str = "facecycle: error:") -> str:
-    """The single error line of ``err`` (asserts: no traceback, exactly one error line)."""
-    assert "Traceback" not in err, err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    errs = [ln for ln in lines if ln.startswith(code_word) or ln.startswith("facecycle process: error:")
-            or ln.startswith("facecycle live: error:")]
-    assert len(errs) == 1, err
-    return errs[0]
-
-
-@pytest.fixture(scope="module")
-def model(tiny_export) -> Path:
-    return Path(tiny_export[1])
-
-
-@pytest.fixture(scope="module")
-def code_dim(tiny_export) -> int:
-    return tiny_export[0].config.code_dim
+from .conftest import FACE_CLIP, ROOT, decode_count, frames_of, one_error_line, read_csv, real_frames, write_video
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import pytest
 from facecycle.errors import InputError
 from facecycle_cli import main
 
-from .conftest import frames_of, read_csv, real_frames, write_video
+from .conftest import frames_of, one_error_line, read_csv, real_frames, write_video
 
 # ------------------------------------------------------------------------------------------------ helpers
 
@@ -103,24 +103,6 @@ def _read_all(url: str, **kw) -> Tuple[int, "object"]:
     with src:
         n = sum(1 for _ in src)
     return n, src
-
-
-def one_error_line(err: str) -> str:
-    """The single ``facecycle…: error:`` line of ``err`` (asserts: no traceback, exactly one)."""
-    assert "Traceback" not in err, err
-    errs = [ln for ln in err.splitlines() if ln.startswith(("facecycle: error:", "facecycle live: error:"))]
-    assert len(errs) == 1, err
-    return errs[0]
-
-
-@pytest.fixture(scope="module")
-def model(tiny_export) -> Path:
-    return Path(tiny_export[1])
-
-
-@pytest.fixture(scope="module")
-def code_dim(tiny_export) -> int:
-    return tiny_export[0].config.code_dim
 
 
 @pytest.fixture
