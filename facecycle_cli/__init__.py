@@ -198,12 +198,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     if empty is not None:
         print(f"facecycle: error: {empty}: an empty value ('': an unset shell variable?)", file=sys.stderr)
         return UsageError.exit_code
-    sigterm.install()  # SIGTERM raises SystemExit(143), which the pipeline cleans up after
+    sigterm.install()  # SIGTERM raises SystemExit(143), SIGINT KeyboardInterrupt; the pipeline cleans up after them
     try:
         code = int(args.func(args) or 0)
-        if code == 0 and sigterm.received():  # a SIGTERM whose exception a library swallowed (facecycle_cli.sigterm)
-            print("facecycle: terminated", file=sys.stderr)
-            return sigterm.EXIT_CODE
+        if code == 0 and sigterm.received():  # a signal whose exception something swallowed (facecycle_cli.sigterm)
+            got = sigterm.received_code()
+            print(f"facecycle: {'terminated' if got == sigterm.EXIT_CODE else 'interrupted'}", file=sys.stderr)
+            return int(got or sigterm.EXIT_CODE)
         return code
     except FaceCycleError as e:
         if args.debug:
