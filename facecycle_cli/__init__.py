@@ -183,6 +183,9 @@ def _empty_value(parser: argparse.ArgumentParser, args: argparse.Namespace) -> O
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    # SIGTERM raises SystemExit(143), SIGINT KeyboardInterrupt, and both are recorded (a signal swallowed during the
+    # imports is acted on later); from the first import on
+    sigterm.install()
     try:  # building the parser imports every command module: a Ctrl-C here is still a clean exit
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -198,7 +201,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     if empty is not None:
         print(f"facecycle: error: {empty}: an empty value ('': an unset shell variable?)", file=sys.stderr)
         return UsageError.exit_code
-    sigterm.install()  # SIGTERM raises SystemExit(143), SIGINT KeyboardInterrupt; the pipeline cleans up after them
     try:
         code = int(args.func(args) or 0)
         if code == 0 and sigterm.received():  # a signal whose exception something swallowed (facecycle_cli.sigterm)
