@@ -33,14 +33,13 @@ import numpy as np
 
 from facecycle.cpus import cap_threads
 from facecycle.errors import FaceCycleError, UsageError
-from facecycle.files import sha256_file
 
 from .annotators import Annotator, default_annotator
 from .backend import open_model
 from .baseline import NeutralBaseline
 from .crops import framing_scale
 from .detectors import create_detector
-from .heads import HEAD_FILE, ExpressionHead
+from .heads import HEAD_FILE, ExpressionHead, model_checksums
 from .inference import NEUTRAL_PASSES, FaceInference
 from .neutral_reference import NeutralReference
 from .outputs import RunOutputs, first_clash
@@ -379,11 +378,9 @@ class Analyzer:
         with the same helper. Hashed once per analyzer."""
         sums = getattr(self, "_checksums", None)
         if sums is None:
-            d = Path(self.backend.model_dir)
-            manifest, head = d / "manifest.json", d / HEAD_FILE
-            sums = self._checksums = {
-                "manifest_sha256": sha256_file(manifest) if manifest.is_file() else None,
-                "head_sha256": sha256_file(head) if self.head is not None and head.is_file() else None}
+            sums = self._checksums = model_checksums(self.backend.model_dir)
+            if self.head is None:  # a head file this analyzer did not load (none was found) gave no number
+                sums["head_sha256"] = None
         return sums
 
     def describe(self) -> dict:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 
@@ -25,11 +25,23 @@ from facecycle.errors import ModelError
 
 from .types import EMOTIONS
 
-__all__ = ["ExpressionHead", "HEAD_FILE", "save_expression_head"]
+__all__ = ["ExpressionHead", "HEAD_FILE", "save_expression_head", "model_checksums"]
 
 log = logging.getLogger(__name__)
 
 HEAD_FILE = "expression_head.safetensors"
+
+
+def model_checksums(model_dir: Union[str, Path]) -> Dict[str, Optional[str]]:
+    """What identifies a model folder's numbers: sha256 of its ``manifest.json`` (which lists every graph's
+    sha256) and of its expression head (None where either is absent). The batch fingerprint's ``model`` and the
+    sidecar's."""
+    from facecycle.files import sha256_file
+
+    d = Path(model_dir)
+    manifest, head = d / "manifest.json", d / HEAD_FILE
+    return {"manifest_sha256": sha256_file(manifest) if manifest.is_file() else None,
+            "head_sha256": sha256_file(head) if head.is_file() else None}
 
 
 class ExpressionHead:

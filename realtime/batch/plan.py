@@ -271,6 +271,7 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
 
     from ..analyzer import LOOK_AGAIN_S, LOOK_FIRST_S, LOOKS_FIRST
     from ..detectors import DETECTORS
+    from ..heads import model_checksums
     from ..inference import NEUTRAL_PASSES
     from ..neutral_reference import NeutralReference
     from ..reid import IdentityReID
@@ -285,10 +286,7 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
     stats = ("identity_check", "references_refused", "lookahead_tracks_seeded")
     ref_rule = ({k: v for k, v in NeutralReference(**(ref if isinstance(ref, dict) else {})).describe().items()
                  if k not in stats} if ref is not False else None)
-    model_dir = Path(a.get("model") or default_model_dir())
-    manifest = model_dir / "manifest.json"
-    model = {"manifest_sha256": _sha_file(manifest) if manifest.is_file() else None,
-             "head_sha256": _sha_path(model_dir / "expression_head.safetensors")}
+    model = model_checksums(a.get("model") or default_model_dir())
     detail = {"facecycle": getattr(facecycle, "__version__", "?"), "model": model,
               "backend": a.get("backend", "auto"), "precision": a.get("precision"),
               "calibration_sha256": _sha_path(a.get("calibration")),
