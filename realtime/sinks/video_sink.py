@@ -24,6 +24,7 @@ from typing import Optional, Union
 
 import av
 import numpy as np
+from av.video.reformatter import ColorRange, Colorspace
 
 from facecycle.errors import OutputError, UsageError
 
@@ -113,7 +114,7 @@ class VideoSink(Sink):
         s.width, s.height = width, height
         s.pix_fmt = "yuv420p"
         s.codec_context.time_base = self.time_base
-        from av.video.reformatter import Colorspace, VideoReformatter
+        from av.video.reformatter import VideoReformatter  # (looked up when a file opens: tests count them)
 
         self._reformatter = VideoReformatter()
         hd = height >= 720
@@ -213,8 +214,6 @@ class VideoSink(Sink):
         if self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1
         self._last_pts = pts
-        from av.video.reformatter import ColorRange
-
         # one converter for the file (VideoFrame.reformat makes one, with threads of its own, per call)
         frame = self._reformatter.reformat(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24"),
                                            format="yuv420p", dst_colorspace=self._colorspace,
