@@ -118,7 +118,7 @@ def _numbers(v: object) -> bool:
 def graph_file(model_dir: Union[str, Path], spec: GraphSpec, verify: bool = True) -> Path:
     """Path of a graph's ONNX file; ModelError if it is missing or (``verify``) its sha256 differs from the
     manifest's."""
-    path = Path(model_dir) / model_file(spec.file, f"graph {spec.name!r}")
+    path = Path(model_dir) / spec.file  # (checked to stay inside the folder when the spec was read)
     if not path.is_file():
         raise ModelError(f"{path}: graph file missing from the model directory")
     if verify and spec.sha256:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
+from facecycle.assets import WEIGHT_NAMES
 from facecycle.errors import BackendUnavailable, UsageError
 
 from .probes import Probes, default_probes
@@ -39,7 +40,6 @@ BACKEND_NAMES = ("auto", "tensorrt", "onnxruntime", "onnxruntime-cpu", "onnxrunt
                  "torch", "torch-cpu", "torch-cuda")
 _ALIASES = {"onnxruntime": "onnxruntime-cpu", "ort": "onnxruntime-cpu", "torch": "torch-cpu",
             "pytorch": "torch-cpu", "trt": "tensorrt"}
-WEIGHT_NAMES = ("model.safetensors", "weights.safetensors")
 #: what a user without weights for the PyTorch backend can do (CLI and Python)
 NO_WEIGHTS_HINT = ("export the checkpoint with `facecycle export --checkpoint PATH --out DIR` (it writes them), or "
                    "use --backend onnxruntime (Python: checkpoint=PATH)")

@@ -5,7 +5,13 @@ from pathlib import Path
 
 from .errors import ModelError
 
-__all__ = ["default_model_dir"]
+__all__ = ["default_model_dir", "HEAD_FILE", "WEIGHT_NAMES"]
+
+#: a model folder's files beside its graphs and manifest (here, below everything that reads or writes them):
+#: the emotion head, and the PyTorch weights (``facecycle export`` writes the first name; the torch backend reads
+#: either)
+HEAD_FILE = "expression_head.safetensors"
+WEIGHT_NAMES = ("model.safetensors", "weights.safetensors")
 
 
 def default_model_dir() -> Path:

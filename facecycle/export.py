@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from . import __version__
+from .assets import HEAD_FILE, WEIGHT_NAMES
 from .errors import ModelError, OutputError
 from .files import sha256_file, write_atomic
 from .model import IDENTITY_MODULES, FaceCycle
@@ -40,11 +41,8 @@ __all__ = ["GRAPHS", "export_onnx", "validate_export", "sha256_file", "ExportErr
 
 log = logging.getLogger(__name__)
 MANIFEST_VERSION = 1
-#: the weights an export writes beside its graphs, and the other name the PyTorch backend would read
-WEIGHTS_FILE = "model.safetensors"
-_OTHER_WEIGHTS = ("weights.safetensors",)
-#: the emotion head's file in a model folder (``realtime.heads.HEAD_FILE``)
-HEAD_FILE = "expression_head.safetensors"
+#: the weights an export writes beside its graphs (the PyTorch backend reads any of WEIGHT_NAMES)
+WEIGHTS_FILE = WEIGHT_NAMES[0]
 
 
 class ExportError(ModelError):
@@ -197,7 +195,7 @@ def export_onnx(model: FaceCycle, out_dir: Union[str, Path], graphs: Optional[Se
         extra = _write_extras(model, stage, manifest, weights, head)
         try:
             (out / "manifest.json").unlink(missing_ok=True)  # no manifest rather than one naming the old graphs
-            for stale in (WEIGHTS_FILE, *_OTHER_WEIGHTS):  # an earlier export's weights: another model's
+            for stale in WEIGHT_NAMES:  # an earlier export's weights: another model's
                 if stale not in extra and (out / stale).is_file():
                     log.info("%s: removing %s left by an earlier export", out, stale)
                     (out / stale).unlink()

@@ -239,10 +239,11 @@ def _feature_source(args: argparse.Namespace, meta: dict) -> dict:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from facecycle.assets import HEAD_FILE
     from facecycle.probe.linear import load_head
     from facecycle.probe.run import eval_expression, eval_pose, expression_items
 
-    name = "expression_head.safetensors" if args.task == "expression" else "pose_head.safetensors"
+    name = HEAD_FILE if args.task == "expression" else "pose_head.safetensors"
     if args.head:
         head_path = Path(args.head)
     elif args.model and (Path(args.model) / name).is_file():

@@ -21,6 +21,7 @@ from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 
+from facecycle.assets import HEAD_FILE
 from facecycle.errors import ModelError
 
 from .types import EMOTIONS
@@ -29,7 +30,6 @@ __all__ = ["ExpressionHead", "HEAD_FILE", "save_expression_head", "model_checksu
 
 log = logging.getLogger(__name__)
 
-HEAD_FILE = "expression_head.safetensors"
 
 
 def model_checksums(model_dir: Union[str, Path]) -> Dict[str, Optional[str]]:
