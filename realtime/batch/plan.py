@@ -7,7 +7,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
@@ -16,6 +15,7 @@ from facecycle.errors import InputError, UsageError
 from facecycle.files import IMAGE_SUFFIXES, VIDEO_SUFFIXES, unread_pictures
 
 from ..sinks.sidecar import read_sidecar
+from ..sources.video import url_scheme
 from .job import PARTIAL_DIR, BatchSettings, output_paths
 
 __all__ = ["VIDEO_SUFFIXES", "BatchItem", "collect_inputs", "settings_fingerprint", "item_fingerprint",
@@ -24,7 +24,6 @@ __all__ = ["VIDEO_SUFFIXES", "BatchItem", "collect_inputs", "settings_fingerprin
 log = logging.getLogger(__name__)
 
 _GLOB_CHARS = set("*?[")
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 @dataclass
@@ -138,7 +137,7 @@ def _read_list(spec: str) -> List[str]:
     for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
-            out.append(line if os.path.isabs(os.path.expanduser(line)) or _URL.match(line) else str(base / line))
+            out.append(line if os.path.isabs(os.path.expanduser(line)) or url_scheme(line) else str(base / line))
     return out
 
 
@@ -173,8 +172,8 @@ def collect_inputs(specs: Iterable[str], out_dir: Optional[Union[str, Path]] = N
         listed = spec.startswith("@")
         entries = [(e, f" (listed in {spec[1:]})") for e in _read_list(spec)] if listed else [(spec, "")]
         for entry, origin in entries:
-            if _URL.match(entry):
-                if entry.split("://", 1)[0].lower() in BATCH_URL_SCHEMES:
+            if url_scheme(entry):
+                if url_scheme(entry) in BATCH_URL_SCHEMES:
                     urls.append(entry)
                 else:
                     refused.append(entry + origin)
@@ -334,7 +333,7 @@ def url_validators(url: str, timeout: float = 10.0) -> Optional[Dict[str, str]]:
     import urllib.error
     import urllib.request
 
-    if url.split("://", 1)[0].lower() not in ("http", "https"):
+    if url_scheme(url) not in ("http", "https"):
         return {}
     try:
         with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout) as r:
@@ -383,7 +382,7 @@ def item_fingerprint(settings_fp: str, path: Union[Path, str],
     A served file's ``validators`` (:func:`url_validators`) are recorded with it (``input_stat``) but not hashed,
     so that a server that stops answering HEAD does not make a finished input look new:
     :func:`served_file_changed` compares them."""
-    if isinstance(path, str) and _URL.match(path):
+    if isinstance(path, str) and url_scheme(path):
         stat: Dict[str, Any] = {"url": path}
         blob = json.dumps({"settings": settings_fp, "input": stat}, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest(), {**stat, **(validators or {})}
