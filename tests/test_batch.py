@@ -19,7 +19,7 @@ from typing import List, Tuple
 
 import pytest
 
-from facecycle.errors import UsageError
+from facecycle.errors import InputError, UsageError
 from facecycle_cli import main as cli_main
 from realtime.batch import BatchSettings, collect_inputs, settings_fingerprint
 from realtime.batch.executors import ray_available
@@ -133,6 +133,12 @@ def test_inputs_folders_globs_lists_duplicates_and_mirroring(tmp_path, monkeypat
         collect_inputs([f"@{urls}"])
     with pytest.raises(UsageError, match="facecycle process URL"):
         collect_inputs([str(a), "rtsp://camera.local/stream"])
+    # a file:// URL is its local path, as `facecycle process` reads it (it was refused as a live stream)
+    from urllib.parse import quote
+    items, dups = collect_inputs([f"file://{quote(str(a))}", str(a)])
+    assert [str(i.path) for i in items] == [str(a)] and dups[0]["count"] == 2
+    with pytest.raises(InputError, match="another host"):
+        collect_inputs(["file://server/share/a.mp4"])
 
 
 def test_fingerprint_follows_settings_not_threads():

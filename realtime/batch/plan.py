@@ -15,7 +15,7 @@ from facecycle.errors import InputError, UsageError
 from facecycle.files import IMAGE_SUFFIXES, VIDEO_SUFFIXES, unread_pictures
 
 from ..sinks.sidecar import read_sidecar
-from ..sources.video import url_scheme
+from ..sources.video import local_path, url_scheme
 from .job import PARTIAL_DIR, BatchSettings, output_paths
 
 __all__ = ["VIDEO_SUFFIXES", "BatchItem", "collect_inputs", "settings_fingerprint", "item_fingerprint",
@@ -172,6 +172,7 @@ def collect_inputs(specs: Iterable[str], out_dir: Optional[Union[str, Path]] = N
         listed = spec.startswith("@")
         entries = [(e, f" (listed in {spec[1:]})") for e in _read_list(spec)] if listed else [(spec, "")]
         for entry, origin in entries:
+            entry = local_path(entry)  # a file:// URL is its local path, as `facecycle process` reads it
             if url_scheme(entry):
                 if url_scheme(entry) in BATCH_URL_SCHEMES:
                     urls.append(entry)
