@@ -128,8 +128,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_analyzer_args(p)
     p.set_defaults(func=_process)
 
-    lv = sub.add_parser("live", help="analyse a camera (or a file played in real time) in an OpenCV window",
-                        description="Analyse a camera (or a video file played at its own pace) and show the "
+    lv = sub.add_parser("live", help="analyse a camera (or a file played in real time, or a stream) in an OpenCV "
+                                     "window",
+                        description="Analyse a camera (or a video file played at its own pace, or a stream URL as it "
+                                    "comes) and show the "
                                     "annotated view in an OpenCV window (q or Esc quits). Nothing is written "
                                     "unless --csv / --record name files. Without a display use --no-window: "
                                     "progress (frames, fps, drops) goes to stderr.")
@@ -137,8 +139,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     # `facecycle live 5` / `facecycle live clip.mp4`: refused with the option it meant (it was "unrecognized
     # arguments: 5" without a hint)
     lv.add_argument("stray", nargs="?", default=None, help=argparse.SUPPRESS)
-    lv.add_argument("--input", default=None, metavar="VIDEO",
-                    help="play this video file in real time instead of a camera")
+    lv.add_argument("--input", default=None, metavar="VIDEO|URL",
+                    help="instead of a camera: a video file, played in real time, or a stream URL (rtsp://, udp://, "
+                         "an HTTP(S) MJPEG camera or live playlist), read as it comes")
     lv.add_argument("--width", type=int, default=None, metavar="PX", help="requested camera width")
     lv.add_argument("--height", type=int, default=None, metavar="PX", help="requested camera height")
     lv.add_argument("--fps", type=float, default=None, metavar="FPS", help="requested camera frame rate")
@@ -488,7 +491,7 @@ def _check_live_source(args: argparse.Namespace) -> None:
 def _live(args: argparse.Namespace) -> int:
     import cv2
 
-    from realtime.sources import CameraSource, VideoSource
+    from realtime.sources import CameraSource, VideoSource, is_stream_url
 
     if args.max_frames is not None and args.max_frames < 1:
         raise UsageError("--max-frames must be >= 1")
@@ -498,15 +501,27 @@ def _live(args: argparse.Namespace) -> int:
         if why:
             raise BackendUnavailable(f"cannot show the live window: {why}; use --no-window (progress on "
                                      "stderr; --csv/--record to save) or `facecycle app`")
-    if args.input:
-        src = VideoSource(args.input, realtime=True)
-    else:
+    # the model loads before a live input is read. A file or a camera is opened first (a missing one fails in a
+    # second, with one line): a file waits for its first read, and what a camera queues meanwhile is discarded at
+    # its first read (CameraSource). A stream URL is opened after the model: the frames it sent while the model
+    # loaded came in one burst, late, their timestamps behind
+    src = None
+    if not args.input:
         src = CameraSource(args.camera, width=args.width, height=args.height, fps=args.fps)
+    elif not is_stream_url(args.input):
+        src = VideoSource(args.input, realtime=True)  # played at its own pace as if it were live
     try:
         analyzer = _analyzer(args)
     except BaseException:
-        src.close()
+        if src is not None:
+            src.close()
         raise
+    if src is None:
+        try:
+            src = VideoSource(args.input, realtime=True)  # a live stream is not paced: it comes at its own pace
+        except BaseException:
+            analyzer.close()
+            raise
     title = f"facecycle live - {src.name} (q to quit)"
     from realtime.annotators import default_annotator
 

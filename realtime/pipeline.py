@@ -232,12 +232,13 @@ class Pipeline:
                     continue
                 if self.max_frames is not None and self.frames_read >= self.max_frames:
                     break
-                t0 = time.perf_counter()
                 try:
                     pkt = next(it)
                 except StopIteration:
                     break
-                pkt.stats["t0"] = t0
+                # latency runs from the frame's arrival: the read returning it (not the wait for it, which is a paced
+                # file's or a camera's frame interval), or the time a source gives for it
+                pkt.stats.setdefault("t0", time.perf_counter())
                 self._last_read = time.monotonic()
                 self.frames_read += 1
                 item = (self.frames_read, pkt)

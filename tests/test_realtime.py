@@ -62,6 +62,7 @@ def test_crop_square_replicates_border_outside_the_image():
     assert np.array_equal(inside, img[:40, :40])
 
 
+
 def test_crop_faces_batches_rgb_crops():
     img = np.zeros((100, 100, 3), np.uint8)
     img[..., 0] = 255  # blue in BGR
@@ -555,6 +556,22 @@ def test_video_source_bad_inputs(tmp_path, name, data, msg):
         VideoSource(tmp_path)  # a directory
 
 
+def test_a_picture_is_a_still_only_when_it_is_known_to_hold_one_frame(tmp_path):
+    """A raw MJPEG file (JPEGs one after another: FFmpeg's reader gives no frame count) was taken for one picture and
+    its frames read as separate stills (a new face id and a detection on every frame); a PNG read by a reader that
+    counts nothing is still one picture."""
+    img = real_frames(1, size=(64, 48))[0]
+    jpg = cv2.imencode(".jpg", img)[1].tobytes()
+    (tmp_path / "clip.mjpeg").write_bytes(jpg * 6)
+    cv2.imwrite(str(tmp_path / "one.png"), img)
+    (tmp_path / "one.mjpeg").write_bytes(jpg)
+    with VideoSource(tmp_path / "clip.mjpeg") as src:
+        assert not src.stills and sum(1 for _ in src) == 6
+    for name in ("one.png", "one.mjpeg"):
+        with VideoSource(tmp_path / name) as src:
+            assert src.stills and sum(1 for _ in src) == 1, name
+
+
 # ------------------------------------------------------------------------------------------------ pipeline
 class _ListSource:
     """A tiny in-memory source (live or not)."""
@@ -618,6 +635,64 @@ def test_live_source_drops_oldest_when_behind():
     got = [p.index for p in pl]
     assert pl.drops > 10 and len(got) + pl.drops == 60
     assert got == sorted(got) and got[-1] == 59  # the newest frame is never the one dropped
+
+
+def test_latency_runs_from_the_frames_arrival_not_from_the_wait_for_it():
+    """The latency clock started before the read, so a paced file's or a camera's frame interval (the reader waiting
+    for the next frame) was counted as latency: here 0.15 s a frame, with a pipeline that takes no time."""
+    src = _ListSource(5, delay=0.15)
+    lat = []
+    for p in Pipeline(src, [("a", lambda p: p)], queue_size=2):
+        lat.append(time.perf_counter() - p.stats["t0"])
+    assert len(lat) == 5 and max(lat) < 0.1, lat
+
+
+class _BufferedCapture:
+    """Stands in for ``cv2.VideoCapture`` of a camera opened before the model loaded: ``queued`` frames wait in its
+    buffer (a grab returns at once), the frames after them come every 40 ms. Frame ``i`` is filled with ``i``."""
+
+    queued = 12
+
+    def __init__(self, device, *a) -> None:
+        self.i = 0
+        self.grabbed = None
+
+    def isOpened(self) -> bool:
+        return True
+
+    def set(self, *a) -> bool:
+        return True
+
+    def get(self, prop) -> float:
+        return {cv2.CAP_PROP_FRAME_WIDTH: 8.0, cv2.CAP_PROP_FRAME_HEIGHT: 8.0, cv2.CAP_PROP_FPS: 25.0}.get(prop, 0)
+
+    def grab(self) -> bool:
+        if self.i >= self.queued:
+            time.sleep(0.04)
+        self.grabbed, self.i = self.i, self.i + 1
+        return True
+
+    def retrieve(self):
+        return True, np.full((8, 8, 3), self.grabbed, np.uint8)
+
+    def read(self):
+        self.grab()
+        return self.retrieve()
+
+    def release(self) -> None:
+        pass
+
+
+def test_a_camera_skips_the_frames_it_queued_before_the_first_read(monkeypatch):
+    """A camera opened before the model loaded queued frames meanwhile; they came in one burst at the first reads
+    (40 dropped in the first second, frame 0 analysed 1.8 s late, timestamps 1.6 s behind)."""
+    import realtime.sources.camera as camera
+
+    monkeypatch.setattr(camera.cv2, "VideoCapture", _BufferedCapture)
+    src = camera.CameraSource(0, max_frames=3)
+    with src:
+        got = [int(p.image[0, 0, 0]) for p in src]
+    assert got == [12, 13, 14] and src.skipped == 12 and src.describe()["skipped_at_start"] == 12
 
 
 def test_stage_error_stops_everything_with_one_message():

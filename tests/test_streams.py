@@ -9,9 +9,11 @@ sent), cut short after promising the whole, or stalled. Frames come from a real 
 """
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
 
@@ -21,7 +23,7 @@ import pytest
 from facecycle.errors import InputError
 from facecycle_cli import main
 
-from .conftest import frames_of, one_error_line, read_csv, real_frames, write_video
+from .conftest import FACE_CLIP, frames_of, one_error_line, read_csv, real_frames, write_video
 
 # ------------------------------------------------------------------------------------------------ helpers
 
@@ -94,6 +96,54 @@ def ts_bytes(frames, tmp_path_factory) -> bytes:
     """An MPEG-TS of 40 frames: no duration when read from a server without range requests."""
     p = tmp_path_factory.mktemp("ts") / "clip.ts"
     return write_video(p, frames, fmt="mpegts", options={"g": "10"}).read_bytes()
+
+
+class _MjpegCamera(http.server.BaseHTTPRequestHandler):
+    """An IP camera: ``multipart/x-mixed-replace`` JPEGs (what FFmpeg's ``mpjpeg`` reader reads) at ``server.fps``,
+    after ``server.burst`` frames sent at once (what a camera's connection queued), pausing ``server.stall`` =
+    (after frame k, seconds). Frames are ``server.jpegs`` in a loop, until the client goes or the test ends."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        srv = self.server
+        self.send_response(200)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.end_headers()
+        t0, k = time.monotonic(), 0
+        stall_at, stall_s = srv.stall  # type: ignore[attr-defined]
+        try:
+            while not srv.done.is_set():  # type: ignore[attr-defined]
+                due = t0 + max(0, k - srv.burst) / srv.fps + (stall_s if k > stall_at else 0.0)  # type: ignore
+                if due > time.monotonic():
+                    time.sleep(due - time.monotonic())
+                b = srv.jpegs[k % len(srv.jpegs)]  # type: ignore[attr-defined]
+                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(b)
+                                 + b + b"\r\n")
+                self.wfile.flush()
+                k += 1
+        except (BrokenPipeError, ConnectionResetError):  # the reader is gone
+            pass
+
+
+@contextlib.contextmanager
+def mjpeg_camera(frames: List[np.ndarray], fps: float = 30.0, burst: int = 0,
+                 stall: Tuple[int, float] = (1 << 30, 0.0)) -> Iterator[str]:
+    """The URL of an MJPEG-over-HTTP camera (:class:`_MjpegCamera`) sending ``frames`` while the block runs."""
+    import cv2
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _MjpegCamera)
+    srv.daemon_threads = True
+    srv.jpegs = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes() for f in frames]  # type: ignore
+    srv.fps, srv.burst, srv.stall, srv.done = fps, burst, stall, threading.Event()  # type: ignore[attr-defined]
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}/stream.mjpg"
+    finally:
+        srv.done.set()  # type: ignore[attr-defined]
+        srv.shutdown()
+        srv.server_close()
 
 
 def _read_all(url: str, **kw) -> Tuple[int, "object"]:
@@ -318,3 +368,110 @@ def test_a_live_streams_end_is_not_damage(server, ts_bytes, caplog, monkeypatch)
     assert src.errors == 0
     assert "no data for 1 s (the stream ended?)" in caplog.text and "Immediate exit" not in caplog.text
 
+
+
+# ---------------------------------------------------------- 10. an MJPEG camera, live inputs read as they come
+def test_an_mjpeg_camera_is_a_video_timed_by_when_its_frames_come(frames):
+    """An MJPEG-over-HTTP camera has an unknown frame count: it was taken for one picture and every frame read as a
+    still (a new face id and a detection on each). FFmpeg's reader numbers its frames at 25 fps: a 30-fps camera's
+    timestamps fell behind (5 s after 25 s) and a stall of 0.6 s showed as 0.04 s. Its frames are timed by their
+    arrival, as a camera's, and its rate is the one measured."""
+    from realtime.sources.video import VideoSource
+
+    with mjpeg_camera(frames, fps=30.0, stall=(20, 0.6)) as url:
+        src = VideoSource(url)
+        with src:
+            assert src.live and not src.stills and src.clock == "arrival"
+            ts = []
+            for p in src:
+                ts.append(p.timestamp)
+                if len(ts) == 60:
+                    break
+    gaps = np.diff(ts)
+    assert ts[0] == 0.0 and np.all(gaps > 0)
+    assert 0.45 < gaps[20] < 1.2, gaps[18:23]  # the stall (0.04 s at 25 fps)
+    # 59 frames at 30 fps and the stall: 2.57 s (59 / 25 = 2.36 s without the stall)
+    assert ts[-1] == pytest.approx(59 / 30 + 0.6, abs=0.3)
+    d = src.describe()
+    assert d["clock"] == "arrival" and d["time_base"] == "1/1000000" and 15 < d["fps"] < 35
+
+
+def test_process_reads_an_mjpeg_camera_as_a_video(cli, tmp_path, code_dim):
+    """`facecycle process http://cam/stream.mjpg`: one face id through the clip, detection not on every frame,
+    the baseline ready; timestamps by arrival (the sidecar says so)."""
+    if not FACE_CLIP.is_file():
+        pytest.skip(f"{FACE_CLIP} is absent (../shared not mounted): no face to track")
+    with mjpeg_camera(real_frames(40, size=(320, 180)), fps=30.0) as url:
+        rc, err = cli(url, "--no-video", "--max-frames", "45")
+    assert rc == 0, err
+    rows = [r for r in read_csv(tmp_path / "out" / "stream.csv", code_dim) if r["success"] == "1"]
+    side = json.loads((tmp_path / "out" / "stream.json").read_text())
+    assert len(rows) >= 20
+    assert len({r["face_id"] for r in rows}) <= 2, sorted({r["face_id"] for r in rows})
+    assert side["stats"]["detector_runs"] < side["stats"]["frames"]
+    assert side["input"]["live"] is True and side["input"]["clock"] == "arrival"
+    assert side["input"]["fps"] != 25.0
+
+
+def test_a_live_stream_is_not_paced_by_its_timestamps(server, ts_bytes, frames):
+    """`live --input URL` opened a live stream with realtime=True, and it was paced by its timestamps as a file
+    played as if live is: a camera's queued frames came at 25 fps instead of at once, and its latency grew (2 s, then
+    6 s after 20 s). A live stream's own timestamps (MPEG-TS's) are kept."""
+    from realtime.sources.video import VideoSource
+
+    routes, base = server
+    routes["/live.ts"] = (ts_bytes, "stream", "video/mp2t")  # no Content-Length: live; 40 frames, 1.6 s at 25 fps
+    src = VideoSource(f"{base}/live.ts", realtime=True)
+    t = time.perf_counter()
+    with src:
+        ts = [p.timestamp for p in src]
+    assert time.perf_counter() - t < 1.0 and src.live and not src.realtime and src.clock == "stream"
+    # (a live stream's end loses what the decoder still held)
+    assert len(ts) >= 30 and ts == pytest.approx([i / 25 for i in range(len(ts))], abs=1e-6)
+    with mjpeg_camera(frames, fps=30.0, burst=30) as url:  # 30 queued frames, then 30 fps
+        src = VideoSource(url, realtime=True)
+        t = time.perf_counter()
+        with src:
+            for n, _ in enumerate(src, 1):
+                if n == 30:
+                    break
+        assert time.perf_counter() - t < 0.8  # 1.2 s paced at 25 fps
+
+
+def test_live_loads_the_model_before_it_opens_a_stream(monkeypatch, tmp_path):
+    """`live` opened its input, then loaded the model: a stream's (or a camera's) frames queued meanwhile came in one
+    burst (40 dropped in the first second, frame 0 1.8 s late). A stream URL is opened after the model; a file is
+    still checked first (a missing one fails at once), as a camera is."""
+    import facecycle_cli.process_cmd as pc
+    import realtime.sources as sources
+
+    order: List[str] = []
+
+    class _Analyzer:
+        def close(self) -> None:
+            order.append("closed")
+
+    def analyzer(args):
+        order.append("model")
+        return _Analyzer()
+
+    def video(spec, realtime=False):
+        order.append("source")
+        raise InputError(f"{spec}: stop here")
+
+    monkeypatch.setattr(pc, "_analyzer", analyzer)
+    monkeypatch.setattr(sources, "VideoSource", video)
+    assert main(["live", "--input", "http://127.0.0.1:9/stream.mjpg", "--no-window"]) == 3
+    assert order == ["model", "source", "closed"]
+    order.clear()
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"x")
+    assert main(["live", "--input", str(clip), "--no-window"]) == 3
+    assert order == ["source"]
+
+
+def test_live_help_says_input_takes_stream_urls(capsys):
+    with pytest.raises(SystemExit):
+        main(["live", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "stream URL" in out and "VIDEO|URL" in out

@@ -19,6 +19,9 @@ __all__ = ["CameraSource"]
 
 log = logging.getLogger(__name__)
 
+#: at most this long is spent discarding the frames a camera queued before its first read (s)
+_SKIP_BUFFERED_MAX_S = 3.0
+
 
 def _open_capture(device: Union[int, str]) -> "cv2.VideoCapture":
     """``cv2.VideoCapture(device)`` with OpenCV's own logging silenced while it probes its backends
@@ -77,7 +80,8 @@ def _check_device_path(device: str) -> None:
 
 
 class CameraSource(Source):
-    """A live camera. Timestamps are wall-clock seconds since the first frame.
+    """A live camera. Timestamps are wall-clock seconds since the first frame (its arrival: the read returning it).
+    Frames the camera queued before the first read (while a model loaded) are discarded, counted in ``skipped``.
 
     Args:
         device: camera index (``0``) or device path (``/dev/video2``).
@@ -100,6 +104,8 @@ class CameraSource(Source):
         self.name = f"camera:{device}"
         self.timeout = float(timeout)
         self.max_frames = max_frames
+        #: frames queued before the first read (while the model loaded), discarded (:meth:`_skip_buffered`)
+        self.skipped = 0
         if isinstance(device, str):
             _check_device_path(device)
         self.cap = _open_capture(device)
@@ -116,13 +122,40 @@ class CameraSource(Source):
         self.height = int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
         self.fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0) or (float(fps) if fps else 30.0)
 
+    def _skip_buffered(self) -> bool:
+        """Discard the frames the driver (or a network camera's connection) queued before the first read: the camera
+        was opened before the model loaded, and what it sent meanwhile came in one burst (40 frames dropped in the
+        first second, frame 0 analysed 1.8 s late, timestamps 1.6 s behind). Frames are grabbed while they come at
+        once; the first that the camera had to send (a grab that waited for it) is kept, and True says one is
+        grabbed for :meth:`_read` to retrieve. A capture without ``grab`` is left as it is."""
+        grab = getattr(self.cap, "grab", None)
+        if grab is None or not hasattr(self.cap, "retrieve"):
+            return False
+        fresh = 0.5 / (self.fps or 30.0)  # a grab that took this long waited for the camera
+        end = time.monotonic() + _SKIP_BUFFERED_MAX_S
+        while time.monotonic() < end:
+            t = time.perf_counter()
+            if not grab():
+                return False
+            if time.perf_counter() - t >= fresh:
+                return True
+            self.skipped += 1
+        return True
+
     def __iter__(self) -> Iterator[FramePacket]:
         index = 0
         t0: Optional[float] = None
         last_ok = time.monotonic()
+        grabbed = self._skip_buffered()
+        if self.skipped:
+            log.info("%s: skipped %d frames queued before the first read", self.name, self.skipped)
         while self.max_frames is None or index < self.max_frames:
             t = time.perf_counter()
-            ok, img = self.cap.read()
+            if grabbed:
+                grabbed = False
+                ok, img = self.cap.retrieve()
+            else:
+                ok, img = self.cap.read()
             if not ok or img is None:
                 if time.monotonic() - last_ok > self.timeout:
                     raise PipelineError(f"{self.name}: no frame for {self.timeout:g} s (camera stopped?)")
@@ -139,6 +172,11 @@ class CameraSource(Source):
             yield FramePacket(index=index, pts=int(round(ts * 1e6)), time_base=self.time_base, timestamp=ts,
                               image=img, source=self.name, stats={"decode": now - t})
             index += 1
+
+    def describe(self) -> dict:
+        d = super().describe()
+        d["skipped_at_start"] = self.skipped
+        return d
 
     def close(self) -> None:
         try:

@@ -186,7 +186,6 @@ class VideoSource(Source):
         # the file, for what reads it again (the look-ahead's second pass, the audio copied into the video): not a
         # URL, not a pipe
         self.path = None if self.is_url or self.is_pipe else spath
-        self.realtime = bool(realtime)
         self.max_errors = max_errors
         served = _probe_http(spath, self.url_timeout) if self.scheme in ("http", "https") else None
         if served is not None:
@@ -223,19 +222,32 @@ class VideoSource(Source):
         # server or object store, an HLS VOD playlist) is read as a file: every frame (a served MPEG-TS, which has
         # no duration there, used to be live: 348 of its 472 frames dropped)
         formats = set(self.container.format.name.split(","))
-        if realtime or not self.is_url:
-            self.live = bool(realtime)
-        elif self.scheme in ("http", "https"):
-            self.live = _http_live(spath, served, formats, self.container.duration)
-        else:
-            self.live = self.scheme in _LIVE_SCHEMES
-        self.stream.thread_type = "AUTO"
+        #: a live stream URL: frames come at the sender's pace, whatever ``realtime`` says
+        self.live_stream = False
+        if self.is_url:
+            if self.scheme in ("http", "https"):
+                self.live_stream = _http_live(spath, served, formats, self.container.duration)
+            else:
+                self.live_stream = self.scheme in _LIVE_SCHEMES
+        self.live = self.live_stream or bool(realtime)
+        # pacing is for a file played as if it were live: a live stream already comes at its own pace, and pacing it
+        # by its timestamps too made it fall further behind the longer it ran (2 s, then 6 s after 20 s)
+        self.realtime = bool(realtime) and not self.live_stream
+        self.stream.thread_type = "AUTO"  # (an arrival clock's: slices, below)
         if threads:
             self.stream.thread_count = threads
         cc = self.stream.codec_context
         self.time_base = self.stream.time_base or Fraction(1, 1000)
+        #: how frames are timed: ``"stream"`` (the stream's own timestamps) or ``"arrival"`` (a live stream whose
+        #: format has no clock, :func:`_clockless`: wall-clock seconds since the first frame came, as a camera's)
+        self.clock = "arrival" if self.live_stream and _clockless(formats, self.stream) else "stream"
         rate = self.stream.average_rate or self.stream.guessed_rate or self.stream.base_rate
-        self.fps = float(rate) if rate else None
+        if self.clock == "arrival":  # the demuxer's rate is a guess (FFmpeg's MJPEG reader says 25 fps for any camera)
+            rate = None
+            self.time_base = _ARRIVAL_TIME_BASE
+            # no frame threads: they hold each frame back until later packets came, and it would get their time
+            self.stream.thread_type = "SLICE"
+        self.fps = float(rate) if rate else None  # an arrival clock's: measured as frames come (None until then)
         self.rate = rate
         # the stream's sample count, or its duration times the rate, whichever is fewer: an MP4 edit list can hide
         # samples from playback (3ddfa_obama.mp4 holds 158 and plays 55, its first 103 before the list's start), and
@@ -285,11 +297,35 @@ class VideoSource(Source):
             log.info("%s: pixels of aspect %s: frames shown at %dx%d (stored %dx%d)", spath,
                      cc.sample_aspect_ratio or self.stream.sample_aspect_ratio, *self.display_size, *self.stored_size)
             self.width, self.height = self.display_size
-        self.still = len(self.container.streams) == 1 and (self.frame_count or 0) <= 1 and (
-            cc.name in _STILL_CODECS or Path(spath).suffix.lower() in IMAGE_SUFFIXES)  # AVIF: one AV1 frame
+        # a single picture: known to hold one frame. Never a live stream (an MJPEG camera's frames are a video: read
+        # as stills, every frame was a new face id, detected afresh, never smoothed), never a pipe (its frames are
+        # not known before they are read); a local file whose format does not count its frames (a raw MJPEG or PNG
+        # stream) has them counted (up to two), a served one is a picture where it is served as one
+        self.still = (len(self.container.streams) == 1 and not self.live_stream and not self.is_pipe
+                      and (cc.name in _STILL_CODECS or Path(spath).suffix.lower() in IMAGE_SUFFIXES)  # AVIF: one AV1
+                      and self._one_frame(spath, served))
         self.stills = self.still  # a single picture: analysed as a still (Source.stills)
         self._closed = False
         self._lock = threading.Lock()
+
+    def _one_frame(self, spath: str, served: Optional[_Served]) -> bool:
+        """Whether the input is known to hold a single frame (see :attr:`still`)."""
+        if self.frame_count is not None:
+            return self.frame_count <= 1
+        if self.is_url:  # a served file, not read twice: a picture where the server or its name says so
+            return served is not None and served.length is not None and (
+                served.content_type.startswith("image/")
+                or Path(spath.split("?", 1)[0]).suffix.lower() in IMAGE_SUFFIXES)
+        try:  # a local file: count its packets, up to two
+            with av.open(spath, "r") as c:
+                n = 0
+                for packet in c.demux(video=0):
+                    n += packet.size > 0
+                    if n > 1:
+                        return False
+                return n == 1
+        except (av.error.FFmpegError, OSError, ValueError):
+            return False
 
     # ------------------------------------------------------------------
     def __iter__(self) -> Iterator[FramePacket]:
@@ -301,7 +337,10 @@ class VideoSource(Source):
         tb = self.time_base
         step = max(1, int(round(1 / (self.fps * tb)))) if self.fps else 1  # one frame, in time-base ticks
         offset = 0  # added to the stream's pts since its clock restarted (see below)
+        arrival = self.clock == "arrival"
+        t0_arrival: Optional[float] = None
         for packet in self._demux():
+            t_arrival = time.perf_counter()  # (the packet is here: an arrival clock's time for its frame)
             if getattr(packet, "is_corrupt", False):  # the demuxer saw damage (e.g. MPEG-TS continuity errors)
                 self.errors += 1
                 log.warning("%s: damaged packet (flagged by the demuxer)", self.name)
@@ -320,12 +359,20 @@ class VideoSource(Source):
                 if getattr(frame, "is_corrupt", False):  # decoded with errors concealed
                     self.errors += 1
                 pts = frame.pts
-                if pts is None:  # no timestamps: synthesise from the nominal rate
+                if arrival:  # a live stream without a clock: when the frame came, as a camera's
+                    if t0_arrival is None:
+                        t0_arrival = t_arrival
+                    pts = int(round((t_arrival - t0_arrival) / tb))
+                    if last_pts is not None and pts <= last_pts:  # (frames of one packet)
+                        pts = last_pts + 1
+                    if pts > 0:  # the rate measured so far (what the source describes)
+                        self.fps = round(index / float(pts * tb), 3)
+                elif pts is None:  # no timestamps: synthesise from the nominal rate
                     pts = (last_pts + 1) if last_pts is not None and not self.fps else (
                         int(round(index / (self.fps * tb))) if self.fps else index)
                 else:
                     pts += offset
-                if (self._ts_discont and last_pts is not None and self.fps
+                if (self._ts_discont and not arrival and last_pts is not None and self.fps
                         and (pts - last_pts) * tb > _MAX_JUMP_S):
                     # the clock jumped ahead (a restart that FFmpeg took for a wrap, or a second segment's own
                     # clock): time goes on from the previous frame, one frame later
@@ -461,7 +508,7 @@ class VideoSource(Source):
     def describe(self) -> dict:
         d = super().describe()
         d.update(codec=self.stream.codec_context.name, stream=self.stream_index, time_base=str(self.time_base),
-                 rotation=self.rotation,
+                 clock=self.clock, rotation=self.rotation,
                  errors=self.errors, frames_decoded=self.frames_decoded, frames_missing=self.frames_missing,
                  timestamp_discontinuities=self.discontinuities)
         return d
@@ -527,6 +574,24 @@ def _display_size(width: int, height: int, sar: Optional[Fraction]) -> Optional[
     else:
         height = int(round(height / sar / 2)) * 2
     return width, height
+
+
+#: the time base of an arrival clock's timestamps (microseconds, as a camera's)
+_ARRIVAL_TIME_BASE = Fraction(1, 1000000)
+#: demuxers that number frames at a guessed rate instead of timing them: a multipart MJPEG camera (``mpjpeg``,
+#: 25 fps whatever the camera sends), raw JPEG / H.264 / HEVC / MPEG video sent as it is made
+_CLOCKLESS_FORMATS = {"mpjpeg", "mjpeg", "image2pipe", "h264", "hevc", "mpegvideo", "m4v", "cavsvideo", "vc1",
+                      "rawvideo", "obu"}
+
+
+def _clockless(formats: set, stream: Any) -> bool:
+    """Whether a live stream's timestamps are no clock: a demuxer of :data:`_CLOCKLESS_FORMATS` (or any ``*_pipe``
+    one: ``jpeg_pipe``), or a stream without an average rate whose time base is coarser than a millisecond (frames
+    numbered at a guessed rate; MPEG-TS and RTP count 1/90000 s, FLV and RTMP milliseconds)."""
+    if formats & _CLOCKLESS_FORMATS or any(f.endswith("_pipe") for f in formats):
+        return True
+    tb = stream.time_base
+    return not stream.average_rate and (tb is None or tb > Fraction(1, 1000))
 
 
 #: decoders of single pictures (a file of one frame decoded by one of these is a still, :attr:`Source.stills`)
