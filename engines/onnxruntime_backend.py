@@ -8,6 +8,7 @@ running batches from one thread is usually faster than many threads.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -79,6 +80,7 @@ class OnnxRuntimeBackend(Backend):
             raise UsageError("int8 needs calibration face crops: --calibration VIDEO (a video of faces, or a .npy of "
                              "crops; calibration= in Python)")
         self._calibration = calibration
+        self._calib_sha256: Optional[str] = None  # of the crops that calibrated the int8 graphs (the sidecar's)
         self._calib_inputs = None
         if max_batch < 1:
             raise UsageError("max_batch must be >= 1")
@@ -153,6 +155,8 @@ class OnnxRuntimeBackend(Backend):
 
                 if self._calib_inputs is None:
                     self._calib_inputs = calibration_inputs(self._calibration, self.manifest)
+                    self._calib_sha256 = hashlib.sha256(np.ascontiguousarray(self._calib_inputs, np.float32)
+                                                        .tobytes()).hexdigest()
                 path = int8_onnx(path, spec.sha256 or sha256_file(path), self._calib_inputs)
             else:
                 log.info("onnxruntime: %s stays fp32 under precision int8 (only image-input graphs are quantized)",
@@ -184,6 +188,10 @@ class OnnxRuntimeBackend(Backend):
         d.update(providers=[p if isinstance(p, str) else p[0] for p in self._providers],
                  intra_op_threads=self.intra_op_threads, inter_op_threads=self.inter_op_threads,
                  ort_version=self._ort.__version__)
+        if self.precision == "int8":  # which crops calibrated the quantized graphs (their cache key's hash)
+            cal = self._calibration
+            d["calibration"] = str(cal) if isinstance(cal, (str, os.PathLike)) else type(cal).__name__
+            d["calibration_crops_sha256"] = self._calib_sha256
         return d
 
     def close(self) -> None:

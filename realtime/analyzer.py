@@ -158,8 +158,10 @@ class Analyzer:
         reid: re-identify a face after an occlusion by its identity code
             (implies ``identity``).
         smooth: One Euro smoothing of pose, intensity, emotions and codes per track.
-        threads: ONNX Runtime intra-op threads per session (1 keeps the stages
-            from fighting over a small CPU).
+        threads: ONNX Runtime intra-op threads per model session (1 keeps the stages
+            from fighting over a small CPU). The detector's session always runs on one thread: its outputs
+            depend on the thread count (boxes moved by up to 0.04 px at 2 threads, changing the CSV), and the
+            model's do not, so that threads change speed, never numbers.
         infer_workers: threads running the model in parallel on successive
             frames (results stay in order); default: 2 with ONNX Runtime on a CPU of
             ≥ 2 cores (its sessions are thread-safe), else 1.
@@ -248,7 +250,7 @@ class Analyzer:
                                            neutral_passes=NEUTRAL_PASSES if neutral_passes is None
                                            else neutral_passes)
             self.detector = create_detector(detector, detector_model, max_side=detect_size,
-                                            score_threshold=score_threshold, threads=threads)  # max_faces: below
+                                            score_threshold=score_threshold, threads=1)  # max_faces: below
             if crop_scale is None:  # the model's framing, measured on CenterFace's boxes: the same for every detector
                 self.inference.crop_scale = framing_scale(self.inference.crop_scale, self.detector)
         except BaseException:
@@ -392,7 +394,8 @@ class Analyzer:
                           "expression_head": (_typed_meta(self.head.meta) if self.head is not None else None),
                           **self._model_checksums()},
                 "backend": self.backend.describe(), "detector": self.detector.describe(),
-                "detect_every": self.detect_every, "max_faces": self.max_faces, "pose_source": POSE_SOURCE,
+                "detect_every": self.detect_every, "adapt_detect_size": self.adapt_detect_size,
+                "max_faces": self.max_faces, "pose_source": POSE_SOURCE,
                 "smoothing": "one-euro" if self.smooth else None,
                 "smoothing_params": TrackSmoother().describe(SMOOTHED) if self.smooth else None, "reid": self.reid,
                 "neutralize": self.inference.neutralize,

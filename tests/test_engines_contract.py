@@ -330,6 +330,9 @@ def test_onnxruntime_int8_calibrated_on_a_real_clip(model_dir, reference):
         path = be.graph_path("analyze")
         assert "onnx8" in str(path) and path.name.endswith("-int8.onnx")
         assert be.graph_path("neutralize").name == "neutralize.onnx"  # generator graphs stay fp32
+        # the sidecar says which crops calibrated it: the hash in the cached graph's name
+        d = be.describe()
+        assert d["calibration"] == str(clip) and d["calibration_crops_sha256"][:12] in path.name
     import onnx
 
     g = onnx.load(str(path)).graph

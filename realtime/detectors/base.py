@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import abc
 import logging
-from typing import Optional
+from pathlib import Path
+from typing import Optional, Union
 
 import cv2
 import numpy as np
 
 from facecycle.errors import UsageError
+from facecycle.files import sha256_file
 
 from ..types import Detections
 
@@ -139,6 +141,17 @@ class Detector(abc.ABC):
     def describe(self) -> dict:
         return {"detector": self.name, "max_side": self.max_side, "score_threshold": self.score_threshold,
                 "box_scale": self.box_scale, "landmarks": True}  # 5 points; a model without them says False
+
+    def _model_checksum(self, path: Union[str, Path]) -> Optional[str]:
+        """sha256 of the detector's model file (computed once): two files of one name are told apart."""
+        cached = getattr(self, "_sha256", None)
+        if cached is None or cached[0] != str(path):
+            try:
+                cached = (str(path), sha256_file(path))
+            except OSError:
+                cached = (str(path), None)
+            self._sha256 = cached
+        return cached[1]
 
     #: set by :meth:`close`
     _closed = False

@@ -108,4 +108,5 @@ class CenterFaceDetector(Detector):
     def describe(self) -> dict:
         d = super().describe()
         d["model"] = Path(self.model_path).name
+        d["model_sha256"] = self._model_checksum(self.model_path)
         return d

@@ -164,7 +164,8 @@ class InsightFaceDetector(Detector):
         d = super().describe()
         import insightface
 
-        d.update(model=self.model_file.name, pack=self.pack, landmarks=self.has_landmarks,
+        d.update(model=self.model_file.name, model_sha256=self._model_checksum(self.model_file), pack=self.pack,
+                 landmarks=self.has_landmarks,
                  runner=f"insightface {getattr(insightface, '__version__', '?')} model_zoo."
                         f"{type(self.model).__name__}")
         return d

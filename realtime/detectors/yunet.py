@@ -60,4 +60,5 @@ class YuNetDetector(Detector):
     def describe(self) -> dict:
         d = super().describe()
         d["model"] = Path(self.model_path).name
+        d["model_sha256"] = self._model_checksum(self.model_path)
         return d
