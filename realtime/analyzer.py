@@ -150,6 +150,9 @@ class Analyzer:
             of the run (a warning says so; the sidecar's ``detect_size``).
             False keeps ``detect_size`` (the CLI: an explicit ``--detect-size``).
         score_threshold: detector confidence threshold.
+        mirror_detect: detect on each frame and on its mirror image and average each face's boxes and landmarks
+            (:attr:`realtime.detectors.Detector.mirror_average`): a video and its mirror read the same. Off by
+            default: one more detection per detection (about 20 % slower).
         max_faces: analyse at most this many faces per frame: the largest, keeping those already analysed unless
             another is clearly larger (1.25 times the area), so that faces of about one size do not take turns.
         neutralize: compute neutral faces (slower: one more graph call per frame,
@@ -210,7 +213,7 @@ class Analyzer:
                  calibration: Optional[str] = None, neutral_passes: Optional[int] = None,
                  neutral_reference: Union[bool, Dict[str, Any]] = True,
                  neutral_lookahead: Optional[bool] = None, baseline_lookahead: bool = False,
-                 adapt_detect_size: bool = True) -> None:
+                 adapt_detect_size: bool = True, mirror_detect: bool = False) -> None:
         # the one place these are checked (the CLI passes its options straight through; neutral_passes is checked
         # by FaceInference, which every entry point builds)
         if detect_every < 1:
@@ -251,6 +254,7 @@ class Analyzer:
                                            else neutral_passes)
             self.detector = create_detector(detector, detector_model, max_side=detect_size,
                                             score_threshold=score_threshold, threads=1)  # max_faces: below
+            self.detector.mirror_average = bool(mirror_detect)
             if crop_scale is None:  # the model's framing, measured on CenterFace's boxes: the same for every detector
                 self.inference.crop_scale = framing_scale(self.inference.crop_scale, self.detector)
         except BaseException:
@@ -405,7 +409,7 @@ class Analyzer:
                 "neutral_lookahead": ("auto" if self.neutral_lookahead is None else self.neutral_lookahead)
                 if self.inference.neutralize else None,
                 "baseline_lookahead": self.baseline_lookahead,
-                "crop_scale": self.inference.crop_scale}
+                "crop_scale": self.inference.crop_scale, "crop_level_deg": list(self.inference.level)}
 
     def close(self) -> None:
         """Release the model and the detector (idempotent). A run still open is closed first (its threads joined,

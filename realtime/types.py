@@ -150,6 +150,9 @@ class Face:
             :mod:`realtime.neutral_reference`), or -1 when it is this frame's own.
         identity: (code_dim,) float32 identity code, or None.
         crop_box: (x0, y0, side) of the square crop in frame pixels.
+        read_angle: degrees the crop was turned by about its centre before the expression (``feature``, ``code``,
+            ``emotions``, ``intensity``) was read from it, so that a tilted head's eyes come out level
+            (:func:`realtime.crops.level_angle`; 0: upright). ``flow`` and ``neutral`` are the upright ``crop_box``'s.
         rel_intensity, rel_emotions, rel_code_dist, baseline_ready: the face
             against the person's own running neutral (:mod:`realtime.baseline`);
             NaN / None until ``baseline_ready``.
@@ -169,6 +172,7 @@ class Face:
     neutral_from: int = -1
     identity: Optional[np.ndarray] = None
     crop_box: Optional[tuple] = None
+    read_angle: float = 0.0
     flow_intensity: float = float("nan")
     rel_intensity: float = float("nan")
     rel_emotions: Optional[np.ndarray] = None

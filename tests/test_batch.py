@@ -150,6 +150,7 @@ def test_fingerprint_follows_settings_not_threads():
     for other in (BatchSettings(analyzer={"detect_every": 3}, video=False),
                   BatchSettings(analyzer={"detect_every": 5, "neutralize": True}, video=False),
                   BatchSettings(analyzer={"detect_every": 5}, video=False, max_frames=10),
+                  BatchSettings(analyzer={"detect_every": 5, "mirror_detect": True}, video=False),
                   BatchSettings(analyzer={"detect_every": 5}, video=True)):
         assert settings_fingerprint(other)[0] != fp
     # the neutralization passes count only with neutral faces; the default is fingerprinted as its value

@@ -270,6 +270,7 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
     from facecycle.assets import default_model_dir
 
     from ..analyzer import LOOK_AGAIN_S, LOOK_FIRST_S, LOOKS_FIRST
+    from ..crops import LEVEL_FROM_DEG, LEVEL_FULL_DEG
     from ..detectors import DETECTORS
     from ..heads import model_checksums
     from ..inference import NEUTRAL_PASSES
@@ -294,6 +295,11 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
               "detector_model_sha256": _sha_path(a.get("detector_model")),
               # the crop's framing for the detector's boxes (the key is absent for CenterFace's, as before it existed)
               **({"detector_box_scale": box_scale} if box_scale != 1.0 else {}),
+              # mirror-averaged detection (the key is absent when off, as before it existed)
+              **({"mirror_detect": True} if a.get("mirror_detect") else {}),
+              # tilted heads' crops turned level from this roll, wholly from that (every fingerprint has it: batches
+              # redo their inputs once)
+              "crop_level_deg": [LEVEL_FROM_DEG, LEVEL_FULL_DEG],
               **{k: a.get(k) for k in ("detect_every", "detect_size", "score_threshold", "max_faces", "neutralize",
                                        "reid", "smooth")},
               # a larger detection size where small faces show only at 1280 px (off with an explicit --detect-size),
