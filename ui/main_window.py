@@ -383,7 +383,7 @@ class MainWindow(QMainWindow):
         # flight when pause was pressed): what stays on screen is the frame shown and its numbers
         if self.pause_button.isChecked() or now - self._panel_refreshed >= self.panel_interval:
             self.refresh_panel()
-        t0 = packet.stats.get("t0")  # perf_counter() when the source started reading the frame
+        t0 = packet.stats.get("t0")  # perf_counter() when the frame arrived (the source's read returned it)
         if t0 is None:  # a pipeline without a capture stamp: stage times + time since the worker finished
             t0 = packet.stats.get("ui_ready", now) - sum(v for k, v in packet.stats.items()
                                                          if k in ("decode", "detect", "infer", "post", "annotate"))
