@@ -344,6 +344,10 @@ def _process(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the end line names the runner-up where the clip's top mean probability leads it by less than this
+NEAR_TIE = 0.05
+
+
 def _reading(sidecar: Optional[Path]) -> str:
     """The end line's reading from the sidecar's summary, e.g. ``, read as happy (mean p 0.62 over 120 face rows)``;
     an empty string when there is none (no face, no expression head, no CSV)."""
@@ -359,7 +363,10 @@ def _reading(sidecar: Optional[Path]) -> str:
         # separate pictures (often of other people): how many faces read as what, not one mean over them all
         most = sorted(((n, e) for e, n in counts.items() if n), reverse=True)
         return ", faces read as " + ", ".join(f"{e} {n}" for n, e in most[:4]) + (", ..." if len(most) > 4 else "")
-    line = f", read as {r['emotion']} (mean p {r['p']:.2f} over {_n(r['face_rows'], 'face row')})"
+    # a near tie says so: the runner-up close behind (sad 0.31 with angry 0.28) is as much the clip's reading
+    close = (f"; {r['runner_up']} close behind at {r['p'] - r['margin']:.2f}"
+             if r.get("runner_up") and r["margin"] < NEAR_TIE else "")
+    line = f", read as {r['emotion']} (mean p {r['p']:.2f} over {_n(r['face_rows'], 'face row')}{close})"
     # several faces that read differently (a group, an interview): each one's own reading, not only the pool of
     # all their rows (9 people, 3 happy, read as neutral)
     tracks = [t for t in ((info or {}).get("summary") or {}).get("tracks") or []

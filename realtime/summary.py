@@ -75,10 +75,14 @@ class _Acc:
             top = int(np.argmax(mean))
             out["mean_emotions"] = {e: round(float(v), 5) for e, v in zip(EMOTIONS, mean, strict=True)}
             out["emotion"] = EMOTIONS[top]
+            second = int(np.argsort(mean)[-2])  # the runner-up: how close the reading came to another emotion
+            out["runner_up"] = EMOTIONS[second]
+            out["emotion_margin"] = round(float(mean[top] - mean[second]), 5)
             out["emotion_top_share"] = round(float(self.top_counts[top]) / self.emotion_rows, 5)
             out["top_emotions"] = {e: int(n) for e, n in zip(EMOTIONS, self.top_counts, strict=True)}
         else:
             out["mean_emotions"], out["emotion"], out["emotion_top_share"] = None, None, None
+            out["runner_up"], out["emotion_margin"] = None, None
             out["top_emotions"] = None
         out["intensity"] = _quantiles(self.intensity)
         out["rel_intensity"] = _quantiles(self.rel_intensity)
@@ -163,15 +167,17 @@ class ExpressionSummary:
 
 
 def clip_reading(summary: Optional[Dict[str, object]]) -> Optional[Dict[str, object]]:
-    """The compact per-input reading of a sidecar's ``summary`` (all faces): ``{emotion, p, face_rows,
-    intensity_median, mean_emotions}``, or None when no face row carried emotions. ``batch.json`` lists it per
-    input and ``facecycle process`` prints it."""
+    """The compact per-input reading of a sidecar's ``summary`` (all faces): ``{emotion, p, runner_up, margin,
+    face_rows, intensity_median, mean_emotions, top_emotions}``, or None when no face row carried emotions.
+    ``batch.json`` lists it per input and ``facecycle process`` prints it."""
     faces = (summary or {}).get("faces") or {}
     if not isinstance(faces, dict) or not faces.get("emotion"):
         return None
     name = str(faces["emotion"])
     means = dict(faces["mean_emotions"])  # type: ignore[arg-type]
     inten = faces.get("intensity") or {}
-    return {"emotion": name, "p": means[name], "face_rows": faces["rows"],
+    runner = faces.get("runner_up") or max((e for e in means if e != name), key=lambda e: means[e])
+    return {"emotion": name, "p": means[name], "runner_up": runner, "margin": round(means[name] - means[runner], 5),
+            "face_rows": faces["rows"],
             "intensity_median": inten.get("median") if isinstance(inten, dict) else None, "mean_emotions": means,
             "top_emotions": faces.get("top_emotions")}

@@ -68,8 +68,8 @@ def test_faces_without_emotions_or_intensity_and_an_empty_input():
     assert s.to_dict() == {"frames": 0, "frames_with_face": 0, "tracks": [], "tracks_total": 0,
                            "faces": {"rows": 0, "first_frame": -1, "last_frame": -1, "first_timestamp": None,
                                      "last_timestamp": None, "mean_emotions": None, "emotion": None,
-                                     "emotion_top_share": None, "top_emotions": None, "intensity": None,
-                                     "rel_intensity": None}}
+                                     "emotion_top_share": None, "runner_up": None, "emotion_margin": None,
+                                     "top_emotions": None, "intensity": None, "rel_intensity": None}}
     s.add(_packet(0, [_face(0)]))  # a model without an expression head: intensity NaN ...
     s.add(_packet(1, [_face(0, intensity=2.5)]))  # ... or the unbounded flow_intensity: neither is summarised
     t = s.to_dict()["tracks"][0]
@@ -142,3 +142,33 @@ def test_the_end_line_counts_the_faces_of_stills_and_means_a_clip(tmp_path):
                           ("sequence", ", read as happy (mean p ")):
         side.write_text(json.dumps({"input": {"reading": reading}, "summary": s.to_dict()}))
         assert _reading(side).startswith(want), _reading(side)
+
+
+def test_a_near_tie_names_the_runner_up(tmp_path):
+    """A clip whose top mean probability barely leads another's (held-out sad_emotion: sad 0.31, angry 0.28) read as
+    plainly as a clear one; the summary gives the runner-up and the margin, and the end line names a close one."""
+    import json
+
+    from facecycle_cli.process_cmd import _reading
+    from realtime.summary import clip_reading
+
+    def probs(**p):
+        e = np.full(len(EMOTIONS), (1 - sum(p.values())) / (len(EMOTIONS) - len(p)))
+        for k, v in p.items():
+            e[EMOTIONS.index(k)] = v
+        return e
+
+    side = tmp_path / "x.json"
+    for mix, close in (((probs(sad=0.33, angry=0.29), probs(sad=0.29, angry=0.27)), True),
+                       ((probs(happy=0.7, sad=0.1), probs(happy=0.6, sad=0.2)), False)):
+        s = ExpressionSummary()
+        for i in range(20):
+            s.add(_packet(i, [_face(0, mix[i % 2], 0.9)]))
+        d = s.to_dict()["faces"]
+        top = max(d["mean_emotions"], key=d["mean_emotions"].get)
+        assert d["emotion"] == top and d["runner_up"] == ("angry" if close else "sad")
+        assert abs(d["emotion_margin"] - (d["mean_emotions"][top] - d["mean_emotions"][d["runner_up"]])) < 1e-4
+        side.write_text(json.dumps({"input": {"reading": "sequence"}, "summary": s.to_dict()}))
+        line = _reading(side)
+        assert ("angry close behind at 0.28" in line) == close, line
+        assert clip_reading(s.to_dict())["runner_up"] == d["runner_up"]
