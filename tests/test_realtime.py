@@ -977,3 +977,31 @@ def test_mirror_detect_gives_a_picture_and_its_mirror_the_same_faces():
     assert det.describe()["mirror_average"] is True
     boxes, lm = mirrored_back(b)
     assert np.allclose(boxes, a.boxes, atol=1e-3) and np.allclose(lm, a.landmarks, atol=1e-3)
+
+
+def test_mirror_detect_keeps_faces_either_side_finds_and_averages_scores():
+    """A face that only one of the two passes finds (or scores either side of the threshold) is kept the same way in
+    a picture and in its mirror: the frame-only faces were kept and the mirror-only ones dropped, and the threshold
+    read the frame's own score."""
+    from realtime.detectors.base import Detector
+
+    class LeftBright(Detector):
+        """Finds one face in the middle, scored by how much brighter the picture's left half is than its right."""
+        name = "stub"
+
+        def _detect(self, image):
+            w = image.shape[1]
+            d = float(image[:, : w // 2].mean() - image[:, w // 2:].mean()) / 100.0
+            score = float(np.clip(0.5 + d, 0, 1))
+            lm = np.array([[[50, 40], [70, 40], [60, 50], [52, 60], [68, 60]]], np.float32)
+            return Detections(np.array([[40, 20, 80, 70]], np.float32), np.array([score], np.float32), lm)
+
+    img = np.zeros((100, 120, 3), np.uint8)
+    img[:, :60] = 60  # the left half brighter: the frame scores 1.0 (clipped), its mirror 0.0
+    det = LeftBright(max_side=None, score_threshold=0.4)
+    det.mirror_average = True
+    a, b = det.detect(img), det.detect(np.ascontiguousarray(img[:, ::-1]))
+    assert len(a) == len(b) and sorted(a.scores.tolist()) == sorted(b.scores.tolist())
+    img[:, :60] = 4  # a slight edge: 0.52 in the frame, 0.48 in its mirror: averaged, 0.5 on both sides
+    a, b = det.detect(img), det.detect(np.ascontiguousarray(img[:, ::-1]))
+    assert len(a) == len(b) == 1 and a.scores[0] == pytest.approx(0.5) and b.scores[0] == pytest.approx(0.5)

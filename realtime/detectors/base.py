@@ -40,29 +40,36 @@ _MIRRORED_LANDMARKS = [1, 0, 2, 4, 3]
 
 
 def _mirror_averaged(det: Detections, mirrored: Detections, width: int) -> Detections:
-    """``det`` with each face's box and landmarks averaged with those of the same face found in the mirror image
-    (``mirrored``, detected on the picture flipped left-right, ``width`` pixels wide; matched by IoU > 0.5): the
-    result is the same for a picture and its mirror. Faces the mirror did not find keep their own; scores stay
-    ``det``'s."""
+    """The faces of a picture (``det``) and of its mirror image (``mirrored``, detected on the picture flipped
+    left-right, ``width`` pixels wide), the mirror's mapped back: a face found in both (matched one to one by IoU >
+    0.3, the best total) gets the mean of its two boxes, landmarks and scores; a face found in one only is kept as
+    found there. The picture and its mirror give the same faces (the one's are the other's mirrored), best score
+    first."""
+    from scipy.optimize import linear_sum_assignment
+
     from ..tracking import iou_matrix
 
-    if not len(mirrored):
-        return det
     boxes = mirrored.boxes.astype(np.float32).copy()
     boxes[:, [0, 2]] = width - mirrored.boxes[:, [2, 0]]
     lmk = mirrored.landmarks.astype(np.float32).reshape(-1, 5, 2)[:, _MIRRORED_LANDMARKS].copy()
     lmk[..., 0] = width - lmk[..., 0]
-    iou = iou_matrix(det.boxes, boxes)
-    out_b = det.boxes.astype(np.float32).copy()
+    out_b = det.boxes.astype(np.float32).reshape(-1, 4).copy()
     out_l = det.landmarks.astype(np.float32).reshape(-1, 5, 2).copy()
+    out_s = det.scores.astype(np.float32).copy()
     taken = np.zeros(len(boxes), bool)
-    for i in np.argsort(-iou.max(axis=1), kind="stable"):  # the best-matched first; each mirror face used once
-        j = int(np.argmax(np.where(taken, -1.0, iou[i])))
-        if iou[i, j] > 0.5 and not taken[j]:
-            taken[j] = True
-            out_b[i] = (out_b[i] + boxes[j]) / 2
-            out_l[i] = (out_l[i] + lmk[j]) / 2
-    return Detections(out_b, det.scores, out_l)
+    if len(out_b) and len(boxes):
+        iou = iou_matrix(out_b, boxes)
+        for i, j in zip(*linear_sum_assignment(-iou), strict=True):
+            if iou[i, j] > 0.3:
+                taken[j] = True
+                out_b[i] = (out_b[i] + boxes[j]) / 2
+                out_l[i] = (out_l[i] + lmk[j]) / 2
+                out_s[i] = (out_s[i] + mirrored.scores[j]) / 2
+    rest = ~taken
+    scores = np.concatenate([out_s, mirrored.scores.astype(np.float32)[rest]])
+    order = np.argsort(-scores, kind="stable")
+    return Detections(np.concatenate([out_b, boxes[rest]])[order], scores[order],
+                      np.concatenate([out_l, lmk[rest]])[order])
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.4) -> np.ndarray:
@@ -133,7 +140,7 @@ class Detector(abc.ABC):
             s = self.max_side / float(max(h, w))
             small = cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
         det = self._detect(small)
-        if self.mirror_average and len(det):
+        if self.mirror_average:
             det = _mirror_averaged(det, self._detect(np.ascontiguousarray(small[:, ::-1])), small.shape[1])
         keep = det.scores >= self.score_threshold
         det = det.select(keep)
