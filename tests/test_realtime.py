@@ -697,7 +697,8 @@ def test_latency_runs_from_the_frames_arrival_not_from_the_wait_for_it():
 
 class _BufferedCapture:
     """Stands in for ``cv2.VideoCapture`` of a camera opened before the model loaded: ``queued`` frames wait in its
-    buffer (a grab returns at once), the frames after them come every 40 ms. Frame ``i`` is filled with ``i``."""
+    buffer (a grab returns at once), the frames after them come every 200 ms (5 fps: a grab of a queued frame would
+    have to stall for 100 ms to pass for a fresh one). Frame ``i`` is filled with ``i``."""
 
     queued = 12
 
@@ -712,11 +713,11 @@ class _BufferedCapture:
         return True
 
     def get(self, prop) -> float:
-        return {cv2.CAP_PROP_FRAME_WIDTH: 8.0, cv2.CAP_PROP_FRAME_HEIGHT: 8.0, cv2.CAP_PROP_FPS: 25.0}.get(prop, 0)
+        return {cv2.CAP_PROP_FRAME_WIDTH: 8.0, cv2.CAP_PROP_FRAME_HEIGHT: 8.0, cv2.CAP_PROP_FPS: 5.0}.get(prop, 0)
 
     def grab(self) -> bool:
         if self.i >= self.queued:
-            time.sleep(0.04)
+            time.sleep(0.2)
         self.grabbed, self.i = self.i, self.i + 1
         return True
 
@@ -741,6 +742,12 @@ def test_a_camera_skips_the_frames_it_queued_before_the_first_read(monkeypatch):
     with src:
         got = [int(p.image[0, 0, 0]) for p in src]
     assert got == [12, 13, 14] and src.skipped == 12 and src.describe()["skipped_at_start"] == 12
+    # a camera faster than it says (every grab quick) loses fewer than _SKIP_BUFFERED_MAX_FRAMES frames, not 3 s of them
+    monkeypatch.setattr(_BufferedCapture, "queued", 10_000)
+    src = camera.CameraSource(0, max_frames=1)
+    with src:
+        got = [int(p.image[0, 0, 0]) for p in src]
+    assert src.skipped == camera._SKIP_BUFFERED_MAX_FRAMES - 1 and got == [camera._SKIP_BUFFERED_MAX_FRAMES - 1]
 
 
 def test_stage_error_stops_everything_with_one_message():

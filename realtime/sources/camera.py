@@ -19,8 +19,11 @@ __all__ = ["CameraSource"]
 
 log = logging.getLogger(__name__)
 
-#: at most this long is spent discarding the frames a camera queued before its first read (s)
+#: at most this long (s; and half the camera's timeout) and this many frames are discarded at the first read: a
+#: driver queues a few frames (V4L2 4 by default, a network camera's connection some dozens), and a camera that runs
+#: faster than its reported rate looks queued frame after frame (a 66-fps camera reporting 30 lost 1.35 s)
 _SKIP_BUFFERED_MAX_S = 3.0
+_SKIP_BUFFERED_MAX_FRAMES = 64
 
 
 def _open_capture(device: Union[int, str]) -> "cv2.VideoCapture":
@@ -127,20 +130,20 @@ class CameraSource(Source):
         was opened before the model loaded, and what it sent meanwhile came in one burst (40 frames dropped in the
         first second, frame 0 analysed 1.8 s late, timestamps 1.6 s behind). Frames are grabbed while they come at
         once; the first that the camera had to send (a grab that waited for it) is kept, and True says one is
-        grabbed for :meth:`_read` to retrieve. A capture without ``grab`` is left as it is."""
+        grabbed for the first read to retrieve. A capture without ``grab`` is left as it is."""
         grab = getattr(self.cap, "grab", None)
         if grab is None or not hasattr(self.cap, "retrieve"):
             return False
         fresh = 0.5 / (self.fps or 30.0)  # a grab that took this long waited for the camera
-        end = time.monotonic() + _SKIP_BUFFERED_MAX_S
-        while time.monotonic() < end:
+        end = time.monotonic() + min(_SKIP_BUFFERED_MAX_S, self.timeout / 2.0)
+        while True:
             t = time.perf_counter()
             if not grab():
                 return False
-            if time.perf_counter() - t >= fresh:
-                return True
+            if (time.perf_counter() - t >= fresh or time.monotonic() >= end
+                    or self.skipped + 1 >= _SKIP_BUFFERED_MAX_FRAMES):
+                return True  # this one is kept
             self.skipped += 1
-        return True
 
     def __iter__(self) -> Iterator[FramePacket]:
         index = 0
