@@ -8,7 +8,6 @@ running batches from one thread is usually faster than many threads.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -151,12 +150,11 @@ class OnnxRuntimeBackend(Backend):
             path = fp16_onnx(path, spec.sha256 or sha256_file(path))
         elif self.precision == "int8":
             if spec.input_names == ["image"]:
-                from .quantize import calibration_inputs, int8_onnx
+                from .quantize import calibration_inputs, calibration_sha256, int8_onnx
 
                 if self._calib_inputs is None:
                     self._calib_inputs = calibration_inputs(self._calibration, self.manifest)
-                    self._calib_sha256 = hashlib.sha256(np.ascontiguousarray(self._calib_inputs, np.float32)
-                                                        .tobytes()).hexdigest()
+                    self._calib_sha256 = calibration_sha256(self._calib_inputs)
                 path = int8_onnx(path, spec.sha256 or sha256_file(path), self._calib_inputs)
             else:
                 log.info("onnxruntime: %s stays fp32 under precision int8 (only image-input graphs are quantized)",

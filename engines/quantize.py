@@ -38,7 +38,7 @@ from facecycle.errors import InputError, ModelError, UsageError
 
 from .cache import engine_cache_dir
 
-__all__ = ["calibration_inputs", "int8_onnx", "QUANT_OPS"]
+__all__ = ["calibration_inputs", "calibration_sha256", "int8_onnx", "QUANT_OPS"]
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,11 @@ def calibration_inputs(source, manifest: dict, n: int = 64) -> np.ndarray:
                      f"float32 inputs, got {a.shape} {a.dtype}")
 
 
+def calibration_sha256(calib: np.ndarray) -> str:
+    """sha256 of calibration inputs as float32 (the int8 graph cache's key, and the sidecar's record of them)."""
+    return hashlib.sha256(np.ascontiguousarray(calib, np.float32).tobytes()).hexdigest()
+
+
 def _name_nodes(graph_path: Path) -> None:
     """Give every unnamed node of the graph a unique name (an empty name in ``nodes_to_exclude`` would match them
     all), in place."""
@@ -150,7 +155,7 @@ def int8_onnx(src: Union[str, Path], sha256: str, calib: np.ndarray, input_name:
     calib = np.ascontiguousarray(calib, np.float32)
     if calib.shape[0] < 8:
         raise UsageError(f"int8 calibration needs at least 8 face crops, got {calib.shape[0]}")
-    csha = hashlib.sha256(calib.tobytes()).hexdigest()
+    csha = calibration_sha256(calib)
     root = root or engine_cache_dir()
     out = root / "onnx8" / f"{sha256[:16]}-{csha[:12]}-ort{onnxruntime.__version__}-int8.onnx"
     if out.is_file():

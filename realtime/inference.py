@@ -118,9 +118,10 @@ class FaceInference:
             crops, squares = crop_faces(packet.image, np.stack([f.box for f in faces]), self.size, self.crop_scale,
                                         squares=[f.crop_box for f in faces])
             x = to_input(crops, self.mean, self.std)
-            # a tilted head's expression is read from its crop turned level too, in the same call (a face whose square
-            # is given, a picture read whole, as it is); its flow, hence its neutral face, stays the upright crop's
-            angles = [level_angle(f.landmarks, *self.level) if f.crop_box is None else 0.0 for f in faces]
+            # a tilted head's expression is read from its crop turned level too, in the same call; its flow, hence its
+            # neutral face, stays the upright crop's. A face whose square is given keeps its turn (a picture read
+            # whole: none; a face analysed before, as the look-ahead's replay has them: its own)
+            angles = [level_angle(f.landmarks, *self.level) if f.crop_box is None else f.read_angle for f in faces]
             turned = [i for i, a in enumerate(angles) if a]
             if turned:
                 xt = to_input(np.stack([crop_square(packet.image, squares[i], self.size, angles[i])

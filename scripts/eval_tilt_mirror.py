@@ -123,6 +123,8 @@ def main() -> None:
                              ("mirror", [np.ascontiguousarray(f[:, ::-1]) for f in frames])):
                 res[clip][name] = summary(read(an, fs, fps), label, base)
             print(clip, json.dumps(res[clip]), flush=True)
+    if not res:
+        sys.exit(f"{a.clips}: no clips listed")
     rolls = [k for k in next(iter(res.values())) if k.startswith("roll")]
     changed = sum(v[k].get("named") != v["upright"].get("named") for v in res.values() for k in rolls)
     mirror = [v["mirror"]["agree"] for v in res.values() if v["mirror"].get("agree") is not None]
@@ -132,7 +134,8 @@ def main() -> None:
            "summary": {"clips": len(res), "named_correctly_upright": sum(v["upright"].get("named") == v["label"]
                                                                          for v in res.values()),
                        "roll_readings": len(res) * len(rolls), "roll_readings_changed": changed,
-                       "mirror_agree_min": min(mirror), "mirror_agree_median": float(np.median(mirror))},
+                       "mirror_agree_min": min(mirror) if mirror else None,
+                       "mirror_agree_median": float(np.median(mirror)) if mirror else None},
            "clips": res}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(out, indent=1) + "\n")
