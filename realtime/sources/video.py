@@ -154,6 +154,11 @@ class VideoSource(Source):
             file's run then fails (InputError), a live stream ends.
     """
 
+    #: how frames are timed (set by ``__init__``; see there): ``"stream"`` or ``"arrival"``
+    clock = "stream"
+    #: a live stream URL (set by ``__init__``): frames come at the sender's pace
+    live_stream = False
+
     def __init__(self, path: Union[str, Path], realtime: bool = False, threads: int = 0,
                  max_errors: int = 50, timeout: Optional[float] = None) -> None:
         super().__init__()
