@@ -227,9 +227,7 @@ class VideoSource(Source):
         # server or object store, an HLS VOD playlist) is read as a file: every frame (a served MPEG-TS, which has
         # no duration there, used to be live: 348 of its 472 frames dropped)
         formats = set(self.container.format.name.split(","))
-        #: a live stream URL: frames come at the sender's pace, whatever ``realtime`` says
-        self.live_stream = False
-        if self.is_url:
+        if self.is_url:  # a live stream URL (live_stream, False by default): frames come at the sender's pace
             if self.scheme in ("http", "https"):
                 self.live_stream = _http_live(spath, served, formats, self.container.duration)
             else:
