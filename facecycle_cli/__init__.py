@@ -182,6 +182,22 @@ def _empty_value(parser: argparse.ArgumentParser, args: argparse.Namespace) -> O
     return None
 
 
+def _signal_exit(e: BaseException) -> Optional[int]:
+    """The exit code of a recorded SIGINT/SIGTERM whose exception ``e`` wraps (its ``__cause__``/``__context__``
+    chain holds the KeyboardInterrupt or SystemExit the handler raised), else None. A Ctrl-C that lands while Python
+    3.11 builds a class reaches the caller as "RuntimeError: Error calling __set_name__ on 'Field' instance ...",
+    which was reported as an internal error (exit 1)."""
+    if not sigterm.received():
+        return None
+    seen, cur = set(), e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, (KeyboardInterrupt, SystemExit)):
+            return sigterm.received_code()
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     # SIGTERM raises SystemExit(143), SIGINT KeyboardInterrupt, and both are recorded (a signal swallowed during the
     # imports is acted on later); from the first import on
@@ -219,6 +235,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except BrokenPipeError:
         return 1
     except ModuleNotFoundError as e:  # an optional dependency this command needs: which extra brings it
+        if _signal_exit(e) is not None:
+            print("facecycle: interrupted" if sigterm.received_code() == sigterm.INTERRUPT_CODE
+                  else "facecycle: terminated", file=sys.stderr)
+            return int(sigterm.received_code() or sigterm.EXIT_CODE)
         top = (e.name or "").split(".")[0]
         extra = _EXTRAS.get(top) if top and _missing(top) else None
         if extra is None:  # not an optional dependency, or one that is installed (a broken import): a bug
@@ -233,6 +253,10 @@ def main(argv: Optional[List[str]] = None) -> int:
               f"pip install 'facecycle-rt[{extra}]'", file=sys.stderr)
         return BackendUnavailable.exit_code
     except Exception as e:  # noqa: BLE001 - last resort: one line, no traceback
+        got = _signal_exit(e)
+        if got is not None:  # a signal's exception that something wrapped: the signal's exit, not a bug
+            print(f"facecycle: {'terminated' if got == sigterm.EXIT_CODE else 'interrupted'}", file=sys.stderr)
+            return got
         if args.debug:
             raise
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ""

@@ -210,3 +210,39 @@ def test_a_ctrl_c_swallowed_by_a_callback_is_not_printed_and_still_interrupts(tm
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, r.stderr
     assert r.returncode == 130 and "interrupted" in r.stderr, (r.returncode, r.stderr)
+
+
+@pytest.mark.parametrize("sig,code,word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_a_signal_wrapped_in_another_exception_ends_with_the_signals_code(monkeypatch, capsys, sig, code, word):
+    """A Ctrl-C that landed while Python 3.11 built a dataclass during start-up reached main as "RuntimeError: Error
+    calling __set_name__ on 'Field' instance 'intensity'" (its cause the KeyboardInterrupt) and was reported as an
+    internal error, exit 1 (a CI run of test_signal_during_startup_is_clean). A recorded signal's exception in the
+    chain is the signal's exit."""
+    import facecycle_cli.process_cmd as process_cmd
+    import facecycle_cli.sigterm as st
+    from facecycle_cli import main
+
+    def wrapping(args):
+        try:
+            os.kill(os.getpid(), sig)
+            time.sleep(0.2)  # the handler runs here, in the main thread
+        except BaseException as e:  # noqa: BLE001 - as type.__new__ wraps an error of __set_name__
+            raise RuntimeError("Error calling __set_name__ on 'Field' instance 'intensity' in '_History'") from e
+        return 0
+
+    monkeypatch.setattr(process_cmd, "_process", wrapping)
+    monkeypatch.setattr(st, "_received", None)
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # (a background job starts with SIGINT ignored)
+    try:
+        rc = main(["process", "x.mp4"])
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    assert rc == code, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert word in err and "internal error" not in err
+    # an error unrelated to a signal is still an internal error
+    monkeypatch.setattr(st, "_received", None)
+    monkeypatch.setattr(process_cmd, "_process", lambda args: (_ for _ in ()).throw(RuntimeError("a bug")))
+    assert main(["process", "x.mp4"]) == 1 and "internal error: RuntimeError: a bug" in capsys.readouterr().err
