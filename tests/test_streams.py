@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
 
+import av
 import numpy as np
 import pytest
 
@@ -356,7 +357,7 @@ def test_a_streamed_fragmented_mp4s_frame_count_is_what_was_read(server, tmp_pat
 
 
 # ------------------------------------------------------------------------ 9. a live stream's end is no damage
-def test_a_live_streams_end_is_not_damage(server, ts_bytes, caplog, monkeypatch):
+def test_a_live_streams_end_is_not_damage(server, ts_bytes, caplog, monkeypatch, tmp_path):
     """A live stream that stops sending ended with "demuxing stopped early (Immediate exit requested)" and
     "1 damaged packet skipped"."""
     monkeypatch.setattr("realtime.sources.video.URL_TIMEOUT_S", 1.0, raising=False)  # 10 s in use
@@ -367,6 +368,11 @@ def test_a_live_streams_end_is_not_damage(server, ts_bytes, caplog, monkeypatch)
     assert src.live is True and n > 0
     assert src.errors == 0
     assert "no data for 1 s (the stream ended?)" in caplog.text and "Immediate exit" not in caplog.text
+    # every frame that came: those the decoder still held at the end were lost (15 of 19 were read)
+    sent = tmp_path / "sent.ts"
+    sent.write_bytes(ts_bytes[: len(ts_bytes) // 2])
+    with av.open(str(sent)) as c:
+        assert n == sum(1 for _ in c.decode(video=0))
 
 
 

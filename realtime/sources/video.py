@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterator, Optional, Tuple, Union
+from typing import Any, Iterator, List, Optional, Tuple, Union
 
 import av
 import cv2
@@ -348,7 +348,7 @@ class VideoSource(Source):
                 self.errors += 1
                 log.warning("%s: damaged packet (flagged by the demuxer)", self.name)
             try:
-                frames = packet.decode()
+                frames = packet.decode() if packet is not None else self._flush()
                 bad_in_row = 0
             except av.error.FFmpegError as e:
                 self.errors += 1
@@ -441,7 +441,8 @@ class VideoSource(Source):
                 log.warning("%s: decoded %d frames over %.2f of %.2f s (truncated or damaged file; ~%d frames "
                             "missing)", self.name, index, self.span - short, self.span, missing)
 
-    def _demux(self) -> Iterator["av.Packet"]:
+    def _demux(self) -> Iterator[Optional["av.Packet"]]:
+        """The stream's packets; ``None`` where demuxing ended on an error: flush the decoder."""
         try:
             for packet in self.container.demux(self.stream):
                 if packet.pos is not None and packet.pos >= 0:
@@ -455,6 +456,7 @@ class VideoSource(Source):
                 why = self._network_end(e)
                 if self.live:  # a live stream's end (the sender stopped, the connection closed): not damage
                     log.warning("%s: %s (the stream ended?)", self.name, why)
+                    yield None  # the frames still in the decoder (4 of a 40-frame MPEG-TS were lost)
                     return
                 # a served file the connection lost before its end (the server died, stalled, a proxy cut it): what
                 # was read is no complete result, and the run fails so that nothing takes it for one
@@ -462,8 +464,16 @@ class VideoSource(Source):
             # a truncated / corrupt container: stop, keep what was decoded
             self.errors += 1
             log.warning("%s: demuxing stopped early (%s)", self.name, _msg(e))
+            yield None  # the frames still in the decoder
             return
         # the final flush packet (packet.size 0) is yielded by demux itself
+
+    def _flush(self) -> List["av.VideoFrame"]:
+        """The frames the decoder still holds, where demuxing ended without its own flush packet (an error)."""
+        try:
+            return list(self.stream.codec_context.decode(None))
+        except av.error.EOFError:  # (flushed already)
+            return []
 
     def _network_end(self, e: BaseException) -> str:
         """Words for a URL's read that ended with the network error ``e``."""
