@@ -155,8 +155,8 @@ def test_csv_killed_mid_write_leaves_complete_lines(tmp_path, delay):
 
 # ------------------------------------------------------------------------------------------ timestamps
 class _Frame:
-    def __init__(self, pts: Optional[int]) -> None:
-        self.pts = pts
+    def __init__(self, pts: Optional[int], dts: Optional[int] = None) -> None:
+        self.pts, self.dts = pts, dts
         self.rotation = 0
         self.is_corrupt = False
 
@@ -193,9 +193,10 @@ class _Container:
         pass
 
 
-def _fake_source(pts: List[Optional[int]], tb: Fraction, fps: Optional[float], ts_discont: bool = False) -> VideoSource:
-    """A VideoSource running its real timestamp code on a fake demuxer that returns frames with ``pts``
-    (``ts_discont``: a format whose clock may jump, MPEG-TS's)."""
+def _fake_source(pts: List[Optional[int]], tb: Fraction, fps: Optional[float], ts_discont: bool = False,
+                 dts: Optional[List[Optional[int]]] = None) -> VideoSource:
+    """A VideoSource running its real timestamp code on a fake demuxer that returns frames with ``pts`` (and
+    ``dts``: none by default) (``ts_discont``: a format whose clock may jump, MPEG-TS's)."""
     s = object.__new__(VideoSource)
     VideoSource.__bases__[0].__init__(s)
     s.name, s.is_url, s.realtime, s.max_errors = "fake", False, False, 5
@@ -204,7 +205,7 @@ def _fake_source(pts: List[Optional[int]], tb: Fraction, fps: Optional[float], t
     s.display_size = None  # square pixels
     s.frames_decoded = s.frames_missing = s.discontinuities = 0
     s.stream = None
-    s.container = _Container([_Packet([_Frame(p)]) for p in pts])
+    s.container = _Container([_Packet([_Frame(p, d)]) for p, d in zip(pts, dts or [None] * len(pts), strict=True)])
     s._closed = False
     s._reformatter = _Reformatter()
     s._bytes_read, s.served_size = 0, None
@@ -227,6 +228,18 @@ def test_timestamps_are_strictly_increasing_whatever_the_pts(pts, tb, fps):
     assert all(math.isfinite(t) for t in ts)
     for p in out:  # timestamp = (pts - first pts) * time_base
         assert p.timestamp == pytest.approx(float((p.pts - out[0].pts) * tb), rel=1e-9, abs=1e-9)
+
+
+@FUZZ
+@given(pd=st.lists(st.tuples(st.none() | st.integers(-10 ** 6, 10 ** 6), st.none() | st.integers(-10 ** 6, 10 ** 6)),
+                   min_size=1, max_size=40),
+       tb=st.sampled_from([Fraction(1, 1000), Fraction(1, 90000)]), fps=st.none() | st.floats(1, 240))
+def test_timestamps_are_strictly_increasing_whatever_the_pts_and_dts(pd, tb, fps):
+    """Frames with dts as well (the best-effort choice between the two, as AVI's B-frames need)."""
+    out = list(_fake_source([p for p, _ in pd], tb, fps, dts=[d for _, d in pd]))
+    ts = [p.timestamp for p in out]
+    assert len(out) == len(pd) and ts[0] == 0.0
+    assert all(b > a for a, b in zip(ts, ts[1:], strict=False)) and all(math.isfinite(t) for t in ts)
 
 
 @FUZZ

@@ -491,6 +491,23 @@ def test_variable_frame_rate_survives_source_and_video_sink(tmp_path):
     assert np.allclose(out, np.array(pts) / 1000, atol=2e-3)
 
 
+def test_b_frames_in_an_avi_keep_a_steady_timeline(tmp_path):
+    """AVI stores no pts: H.264 with B-frames came out with the packets' decode-order numbers (1, 4, 3, 5, 2, …),
+    and the timeline had 8 false jumps back in 40 frames, its timestamps running up to 0.48 s ahead. As FFmpeg's
+    best-effort timestamp does, the frames' dts are used where their pts go backwards more often."""
+    frames = [np.full((64, 96, 3), 5 * i, np.uint8) for i in range(40)]
+    write_video(tmp_path / "b.avi", frames, fmt="avi", options={"bf": "3", "g": "10"})
+    with av.open(str(tmp_path / "b.avi")) as c:  # (the case: pts out of display order)
+        raw = [f.pts for f in c.decode(video=0)]
+    assert raw != sorted(raw)
+    with VideoSource(tmp_path / "b.avi") as s:
+        ts = np.array([q.timestamp for q in s])
+        assert s.discontinuities == 0 and s.errors == 0
+    assert len(ts) == 40 and np.all(np.diff(ts) > 0)
+    assert np.allclose(np.diff(ts)[1:], 0.04, atol=1e-6)  # (the second frame is stamped before the pts are seen
+    assert ts[-1] == pytest.approx(39 * 0.04, abs=0.081)  # to go backwards: at most 2 frames late, as FFmpeg's)
+
+
 def test_a_frame_of_another_size_keeps_its_proportions_in_the_video(tmp_path):
     """The video takes the first frame's size; a later frame of another shape (a folder of pictures of many
     sizes, a stream that changes) is fitted in on black at its own aspect. It used to be stretched."""
