@@ -432,7 +432,10 @@ class Analyzer:
     def __enter__(self) -> "Analyzer":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
+        active = self._active
+        if isinstance(active, Run) and _is_interrupt(exc_type):  # Ctrl-C in a loop over its run: an interrupt
+            active.stop()
         self.close()
 
 
@@ -484,6 +487,11 @@ def _weak_describe(run: "Run") -> Callable[[], dict]:
             return d
         return dict(opened)
     return describe
+
+
+def _is_interrupt(exc_type: Optional[type]) -> bool:
+    """``exc_type`` (a ``with`` block's exception) is Ctrl-C's."""
+    return exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
 
 
 def _close_dropped_run(outputs: RunOutputs, src: Source) -> None:
@@ -543,6 +551,8 @@ class Run:
         #: the iteration (__iter__), closed by close(); a weak reference, so that a consumer's `break` still ends
         #: it at once (the generator refers to this run: a strong reference would keep both alive)
         self._gen: Optional["weakref.ref[Iterator[FramePacket]]"] = None
+        self._in_with = False  # inside ``with run:`` (__iter__ then holds the generator until __exit__)
+        self._gen_held: Optional[Iterator[FramePacket]] = None
         self._iter_thread: Optional[int] = None  # the thread iterating it (close() from another one stops it)
         # per-run state
         self.tracker = Tracker()
@@ -819,6 +829,8 @@ class Run:
         self._iterated = True
         gen = self._frames()
         self._gen = weakref.ref(gen)
+        if self._in_with:  # held until __exit__: an exception in the loop's body (Ctrl-C) would otherwise close
+            self._gen_held = gen  # it as the stack unwinds, before __exit__ can tell a Ctrl-C from a break
         return gen
 
     def _frames(self) -> Iterator[FramePacket]:
@@ -926,9 +938,17 @@ class Run:
 
     def run(self, callback=None) -> RunStats:
         """Consume the whole run (``callback(packet)`` per frame); returns the stats."""
-        for p in self:
-            if callback is not None:
-                callback(p)
+        frames = iter(self)  # (held here: a loop's own reference is dropped as an exception leaves the loop, and
+        try:                 # the iteration would end "stopped" before the handler below could say why)
+            for p in frames:
+                if callback is not None:
+                    callback(p)
+        except KeyboardInterrupt:  # in the callback: the run ends "interrupted", as a signal's stop() ends it
+            self.stop()
+            self.close()
+            raise
+        finally:
+            del frames
         return self.stats
 
     def close(self) -> None:
@@ -962,7 +982,13 @@ class Run:
             self.outputs.close("stopped")
 
     def __enter__(self) -> "Run":
+        self._in_with = True
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        if _is_interrupt(exc_type):  # Ctrl-C in the loop's body: "interrupted", not a consumer's "stopped"
+            self.stop()
+        try:
+            self.close()
+        finally:
+            self._gen_held = None  # (the generator refers to this run: no cycle left behind)

@@ -125,6 +125,49 @@ def test_a_stop_then_closing_the_iteration_is_an_interrupt_not_a_consumer_stop(t
             assert meta["status"] == ("interrupted" if stop_first else "stopped"), name
 
 
+def test_ctrl_c_in_the_loops_body_is_an_interrupt(tiny_export, tmp_path):
+    """Ctrl-C while the caller's own loop body runs (not while the run waits for a frame) ended the run `stopped`,
+    as if the caller had broken off. Leaving a ``with`` block of the run, or ``run.run``'s callback, with a
+    KeyboardInterrupt now records `interrupted`, as does the Analyzer's where the caller still holds the iteration;
+    another exception in the body keeps `stopped`."""
+    from realtime.analyzer import Analyzer
+
+    _, model = tiny_export
+    frames = real_frames(12)
+
+    def body(n: int, exc: BaseException):
+        def f(packet):
+            if packet.index == n:
+                raise exc
+        return f
+
+    def status(name: str) -> str:
+        return json.loads((tmp_path / f"{name}.json").read_text())["status"]
+
+    with pytest.raises(KeyboardInterrupt):
+        with Analyzer(model=model) as an:
+            it = iter(an.process_video(iter(frames), csv=tmp_path / "analyzer.csv"))
+            for packet in it:
+                body(3, KeyboardInterrupt())(packet)
+    assert status("analyzer") == "interrupted"
+    with Analyzer(model=model) as an:
+        with pytest.raises(KeyboardInterrupt):
+            with an.process_video(iter(frames), csv=tmp_path / "run.csv") as run:
+                for packet in run:
+                    body(3, KeyboardInterrupt())(packet)
+        assert status("run") == "interrupted"
+        with pytest.raises(KeyboardInterrupt):
+            an.process_video(iter(frames), csv=tmp_path / "callback.csv").run(body(3, KeyboardInterrupt()))
+        assert status("callback") == "interrupted"
+        assert len((tmp_path / "callback.csv").read_text().splitlines()) == 1 + 4  # frames 0-3, the last finished
+        with pytest.raises(ValueError):
+            with an.process_video(iter(frames), csv=tmp_path / "error.csv") as run:
+                for packet in run:
+                    body(3, ValueError("the caller's own bug"))(packet)
+        assert status("error") == "stopped"
+        assert len(list(an.process_video(frames[:3]))) == 3  # free again
+
+
 def test_latest_frame_bridge_with_a_slow_consumer(tiny_export):
     """The GUI pattern: a worker iterates the run and puts packets in a LatestFrame; a slow reader gets the
     newest ones, nothing piles up, and the numbers add up."""
