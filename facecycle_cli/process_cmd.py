@@ -52,7 +52,8 @@ def _add_analyzer_args(p: argparse.ArgumentParser, lookahead: bool = True) -> No
                    help="run the detector every N frames, optical-flow tracking in between (default 5)")
     g.add_argument("--detect-size", type=int, default=None, metavar="PX",
                    help="shrink frames to this longer side for detection (0 = native). Default 320, and where a "
-                        "look at 1280 px (every 2 s, then every 5 s while no face or only small ones are found) finds "
+                        "look at 1280 px (every 2 s, then every 5 s while no face or only small ones are found; "
+                        "every 30 s beside large ones) finds "
                         "faces that 320 misses (small faces in a large frame), a size that sees them for that "
                         "input, with a warning; given, it is kept")
     g.add_argument("--score-threshold", type=float, default=0.5, metavar="P",

@@ -145,7 +145,8 @@ class Analyzer:
             in between (a tracking failure triggers a detection at once).
         detect_size: longer side the frame is shrunk to for detection.
         adapt_detect_size: where the frame is shrunk for detection and may hide faces (none found, or a small one),
-            look at a larger size (1280 px): every 2 s for the first 3 looks, then every 5 s; where faces show there
+            look at a larger size (1280 px): every 2 s for the first 3 looks, then every 5 s (every 30 s after the
+            first where every face found is large: small ones may stand beside it); where faces show there
             that ``detect_size`` misses (small faces in a large frame), detect at a size that sees them for the rest
             of the run (a warning says so; the sidecar's ``detect_size``).
             False keeps ``detect_size`` (the CLI: an explicit ``--detect-size``).
@@ -440,8 +441,9 @@ class Analyzer:
 
 
 #: seconds between a run's first looks at a larger size for small faces (adapt_detect_size), how many, and
-#: seconds between the looks after them (one detection at 1280 px: about 60 ms here, once per 5 s)
-LOOK_FIRST_S, LOOKS_FIRST, LOOK_AGAIN_S = 2.0, 3, 5.0
+#: seconds between the looks after them (one detection at 1280 px: about 60 ms here, once per 5 s); where every
+#: face found is large (a small face may stand beside it), seconds between looks after the first
+LOOK_FIRST_S, LOOKS_FIRST, LOOK_AGAIN_S, LOOK_BESIDE_S = 2.0, 3, 5.0, 30.0
 
 #: the quantities a run smooths per track (Run._post), in the sidecar's ``smoothing_params``
 SMOOTHED = ("pose", "code", "intensity", "emotions")
@@ -678,10 +680,9 @@ class Run:
             run_det = not ok
         if run_det:
             faces = detect_faces(an.detector, self.tracker, p.image, p.timestamp, still=self.src.stills)
-            if (self._looking and not self.src.stills and p.timestamp - self._size_look_ts >= (
-                    LOOK_FIRST_S if self._looks_done < LOOKS_FIRST else LOOK_AGAIN_S)
-                    and self._may_miss_faces(faces, p.image) and self._look_for_small_faces(p.image, faces,
-                                                                                            p.timestamp)):
+            if (self._looking and not self.src.stills
+                    and p.timestamp - self._size_look_ts >= self._look_interval(faces, p.image)
+                    and self._look_for_small_faces(p.image, faces, p.timestamp)):
                 # the size was raised: this frame's faces again, at the new size (the tracks found stay theirs)
                 faces = detect_faces(an.detector, self.tracker, p.image, p.timestamp)
             self._since_detect = 0
@@ -703,16 +704,21 @@ class Run:
         p.stats["detect"] = time.perf_counter() - t
         return p
 
-    def _may_miss_faces(self, faces: List[Face], image: np.ndarray) -> bool:
-        """Whether the detector, shrinking this frame to ``detect_size``, may have missed small faces: the frame is
-        shrunk more than 1.5 times, and it found no face or one under a fifth of the frame's height (a talking head
-        filling the frame costs no second look)."""
+    def _look_interval(self, faces: List[Face], image: np.ndarray) -> float:
+        """Seconds after the last look at a larger size (:meth:`_look_for_small_faces`) that this frame may get one:
+        none (inf) where the detector barely shrinks the frame (at most 1.5 times: nothing to find); where it found
+        no face or one under a fifth of the frame's height, every :data:`LOOK_FIRST_S` for the first
+        :data:`LOOKS_FIRST` looks, then every :data:`LOOK_AGAIN_S`; where every face it found is larger, a look at
+        the start and then every :data:`LOOK_BESIDE_S` (small faces beside a large one were never looked for: two
+        people of 90 px behind a 640-px face in a 1080p frame were never found)."""
         side = int(self.analyzer.detector.max_side or 0)
         h, w = image.shape[:2]
         if not side or max(h, w) <= 1.5 * side:  # barely shrunk: nothing to find
             self._looking = False
-            return False
-        return not faces or min(max(f.box[2] - f.box[0], f.box[3] - f.box[1]) for f in faces) < 0.2 * h
+            return math.inf
+        if not faces or min(max(f.box[2] - f.box[0], f.box[3] - f.box[1]) for f in faces) < 0.2 * h:
+            return LOOK_FIRST_S if self._looks_done < LOOKS_FIRST else LOOK_AGAIN_S
+        return LOOK_FIRST_S if self._looks_done < 1 else LOOK_BESIDE_S
 
     def _look_for_small_faces(self, image: np.ndarray, faces: List[Face], ts: float) -> bool:
         """Detect the frame once more at up to 1280 px; faces found only there (small faces in a large frame: 9

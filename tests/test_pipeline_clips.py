@@ -290,6 +290,36 @@ def test_the_end_line_reads_each_face_where_the_faces_differ(tmp_path, capsys):
     assert "; by face: #0 " in line and "happy" in line.split("by face:")[1], line
 
 
+def test_small_faces_beside_a_large_one_are_found(tmp_path, capsys, caplog):
+    """Two people of about 90 px behind one of 640 px in a 1080p frame: the look at a larger size happened only
+    where no face or a small one was found, so the two were never found (20 faces in 20 frames, not a word). A
+    look at the start (and every 30 s) now finds them and raises the detection size for the input."""
+    import cv2
+
+    from .conftest import write_video
+
+    clips = _more_clips(("styletalk_style_clips_happyenglish_clip1.mp4", "styletalk_source_video_feifeili_clip1.mp4",
+                         "styletalk_style_clips_sad_emotion_clip1.mp4"), 20)
+    frames = []
+    for a, b, c in zip(*clips, strict=False):
+        canvas = np.full((1080, 1920, 3), 40, np.uint8)
+        canvas[220:860, 640:1280] = cv2.resize(a, (640, 640))
+        canvas[500:650, 150:300] = cv2.resize(b, (150, 150))  # (the face itself about 90 px)
+        canvas[500:650, 1620:1770] = cv2.resize(c, (150, 150))
+        frames.append(canvas)
+    src = write_video(tmp_path / "beside.mp4", frames, rate=25)
+    out = tmp_path / "o"
+    with caplog.at_level("WARNING"):
+        assert cli_main(["process", str(src), "--out-dir", str(out), "--no-video", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    with open(out / "beside.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len({r["face_id"] for r in rows}) == 3 and len(rows) == 60, err
+    assert "missed at detect size 320" in caplog.text + err
+    side = json.loads((out / "beside.json").read_text())["detect_size"]
+    assert side["asked"] == 320 and side["used"] > 320 and side["faces_missed"] == 2
+
+
 def test_small_faces_in_a_large_frame_are_found_and_max_faces_keeps_its_faces(tmp_path, capsys, caplog):
     """Faces of about 130 px in a 3840-px-wide frame: shrunk to the default detect size of 320 they were never
     found (0 faces, exit 0, not a word). A look at 1280 px early in the input now raises the detection size for it,
