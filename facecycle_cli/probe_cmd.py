@@ -118,7 +118,8 @@ def _framing_report(framer) -> dict:
         return {"framing": "none"}
     rep = framer.describe()
     print(f"framing {rep['framing']} ({rep['detector']}, {rep['crop_scale']:g} x the face box): "
-          f"{rep['cropped']} cropped, {rep['whole']} used whole, {rep['no_face']} without a face found (used whole)")
+          f"{rep['cropped']} cropped, {rep['whole']} used whole, {rep['no_face']} without a face found (used whole, "
+          "or their centre square where not square)")
     return rep
 
 
@@ -299,6 +300,10 @@ def _eval(args: argparse.Namespace) -> int:
               f"mean class accuracy {rep['mean_class_accuracy']:.4f}")
         if rep["n_unreadable"]:
             print(f"  {rep['n_unreadable']} more images do not decode and are not scored (JSON: unreadable)")
+        if rep["n_face_found"] is not None and rep["n_face_found"] < rep["n"]:
+            acc = rep["accuracy_face_found"]
+            print(f"  on the {rep['n_face_found']} images where a face was found: "
+                  f"{'-' if acc is None else f'{acc:.4f}'} (the others are read whole: JSON accuracy_face_found)")
         if rep["accuracy_labelled_classes"] is not None:
             print(f"  choosing among the {len(rep['labelled_classes'])} labelled classes only "
                   f"({', '.join(rep['labelled_classes'])}): {rep['accuracy_labelled_classes']:.4f} right "

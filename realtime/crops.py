@@ -9,7 +9,7 @@ identically. numpy / OpenCV only.
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -200,13 +200,16 @@ class StillFramer:
         detector: anything with ``detect(image_bgr) -> Detections`` (:mod:`realtime.detectors`); the
             largest face is used.
         scale: the model's framing (its config's ``crop_scale``, on CenterFace's boxes: :func:`framing_scale`).
-        mode: one of :data:`FRAMINGS`. ``auto`` keeps the image whole when the face's square would cover
-            at least ``whole_above`` of its shorter side (it already is a face crop: re-cropping it with a
-            detector box would only add the box's noise), and whenever no face is found.
+        mode: one of :data:`FRAMINGS`. ``auto`` keeps the image whole when it is (near-)square and the face's
+            square would cover at least ``whole_above`` of its shorter side (it already is a face crop:
+            re-cropping it with a detector box would only add the box's noise), as the pipeline reads a still
+            (:func:`whole_picture_square`). Where no face is found, a (near-)square image is used whole and
+            another its centre square (squashing a 16:9 frame into a square distorted its face 1.78 times).
         whole_above: see ``mode``.
 
     ``__call__(image_bgr)``: (H, W, 3) uint8 **BGR** -> (h, w, 3) uint8 BGR, the face's square or the
-    whole image. ``counts`` tallies ``cropped`` / ``whole`` / ``no_face`` over the calls.
+    whole image. ``counts`` tallies ``cropped`` / ``whole`` / ``no_face`` over the calls; ``found`` holds, per
+    call, whether a face was found.
     """
 
     def __init__(self, detector, scale: float, mode: str = "auto", whole_above: float = WHOLE_ABOVE) -> None:
@@ -217,6 +220,7 @@ class StillFramer:
         self.mode = mode
         self.whole_above = float(whole_above)
         self.counts: Dict[str, int] = {"cropped": 0, "whole": 0, "no_face": 0}
+        self.found: List[bool] = []
 
     def square(self, image_bgr: np.ndarray) -> Optional[Tuple[int, int, int]]:
         """The largest face's square (x0, y0, side) in ``image_bgr``, or None when no face is found."""
@@ -232,12 +236,16 @@ class StillFramer:
             self.counts["whole"] += 1
             return image_bgr
         sq = self.square(image_bgr)
+        self.found.append(sq is not None)
+        h, w = image_bgr.shape[:2]
         if sq is None:
             self.counts["no_face"] += 1
-            return image_bgr
-        if self.mode == "auto" and sq[2] >= self.whole_above * min(image_bgr.shape[:2]):
+            return image_bgr if max(h, w) <= 1.1 * min(h, w) else _centre_square(image_bgr)
+        if self.mode == "auto" and whole_picture_square(image_bgr.shape, sq, self.whole_above) is not None:
+            # (a 640x360 frame whose face's square covered its height was squashed whole: 34 % where the face's
+            # square read 64 %)
             self.counts["whole"] += 1
-            return image_bgr
+            return image_bgr if h == w else _centre_square(image_bgr)
         self.counts["cropped"] += 1
         return crop_square(image_bgr, sq, sq[2])
 
@@ -246,6 +254,15 @@ class StillFramer:
         d = getattr(self.detector, "describe", lambda: {})()
         return {"framing": self.mode, "crop_scale": self.scale, "whole_above": self.whole_above,
                 "detector": d.get("detector"), **self.counts}
+
+
+def _centre_square(image: np.ndarray) -> np.ndarray:
+    """The centred square of side min(H, W) of ``image`` (H, W, ...): the picture's own square, as
+    :func:`whole_picture_square` gives it."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    y0, x0 = (h - side) // 2, (w - side) // 2
+    return image[y0:y0 + side, x0:x0 + side]
 
 
 def paste_square(image: np.ndarray, patch: np.ndarray, square: Tuple[int, int, int], feather: float = 0.12

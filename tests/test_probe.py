@@ -224,15 +224,24 @@ def test_still_framer_crops_loose_faces_and_keeps_face_crops_whole():
     out = f(img)
     sq = loose_square_box(small, 1.03)
     assert np.array_equal(out, crop_square(img, sq, sq[2]))  # the largest face, cut as the pipeline cuts it
-    big = [5, 2, 230, 238]  # the square covers the whole height: already a face crop
-    assert f.__class__(_BoxDetector([big]), 1.03, "auto")(img) is img
+    big = [5, 2, 230, 238]  # the square covers the whole height: a square picture already is a face crop
+    square = img[:, :240]
+    assert f.__class__(_BoxDetector([big]), 1.03, "auto")(square) is square
+    near = img[:, :256]  # (within 10 % of square: its own centre square, as the pipeline reads a still)
+    assert np.array_equal(StillFramer(_BoxDetector([big]), 1.03, "auto")(near), near[:, 8:248])
+    # a 4:3 picture is no face crop: it was squashed whole into a square (a 16:9 frame's face 1.78 times
+    # too narrow: 34 % on FER faces enlarged in 640x360 frames, 64 % cut out); now the face's square, as `process`
+    wide = StillFramer(_BoxDetector([big]), 1.03, "auto")
+    sq = loose_square_box(big, 1.03)
+    assert np.array_equal(wide(img), crop_square(img, sq, sq[2])) and wide.counts["cropped"] == 1
     g = StillFramer(_BoxDetector([big]), 1.03, "detect")
     assert g(img).shape[:2] == (loose_square_box(big, 1.03)[2],) * 2
     nf = StillFramer(_BoxDetector([]), 1.03, "auto")
-    assert nf(img) is img and nf.counts == {"cropped": 0, "whole": 0, "no_face": 1}
+    assert nf(square) is square and nf.counts == {"cropped": 0, "whole": 0, "no_face": 1}
+    assert np.array_equal(nf(img), img[:, 40:280]) and nf.found == [False, False]  # not squashed: its centre
     none = StillFramer(_BoxDetector([small]), 1.03, "none")
     assert none(img) is img and none.detector.calls == 0
-    assert f.counts == {"cropped": 1, "whole": 0, "no_face": 0}
+    assert f.counts == {"cropped": 1, "whole": 0, "no_face": 0} and f.found == [True]
     assert f.describe()["framing"] == "auto" and f.describe()["detector"] == "boxes"
     with pytest.raises(ValueError):
         StillFramer(_BoxDetector([]), 1.03, "tight")

@@ -136,6 +136,8 @@ def eval_expression(extractor: FeatureExtractor, head: Head, items: Sequence[Tup
         raise InputError(f"the head's classes {names} are not {head.weight.shape[0]} of "
                          f"{', '.join(EXPRESSION_CLASSES)}: it cannot be scored on these labels")
     bad: List[int] = []
+    found = getattr(framer, "found", None)  # per framed image, whether a face was found (StillFramer)
+    start = len(found) if found is not None else 0
     f = extract(extractor, [p for p, _ in items], progress=progress, framer=framer, unreadable=bad)
     keep = _readable(items, bad)
     y = np.array([c for _, c in items])[keep]
@@ -143,7 +145,16 @@ def eval_expression(extractor: FeatureExtractor, head: Head, items: Sequence[Tup
     scores = head.predict(f[keep])
     ordered = np.full((len(scores), len(EXPRESSION_CLASSES)), -np.inf, np.float32)
     ordered[:, [EXPRESSION_CLASSES.index(c) for c in names]] = scores
-    return {**classification_report(ordered, y, list(EXPRESSION_CLASSES)), **_unreadable_report(items, bad)}
+    rep = {**classification_report(ordered, y, list(EXPRESSION_CLASSES)), **_unreadable_report(items, bad)}
+    # the score where a face was found: images without one are read whole (or their centre), a guess that the
+    # headline mixes in (640x480 frames: 0.60 on 52 faces found, 0.17 on 18 without)
+    rep["n_face_found"] = rep["accuracy_face_found"] = None
+    if found is not None and len(found) - start == len(y):
+        hit = np.asarray(found[start:], bool)
+        rep["n_face_found"] = int(hit.sum())
+        if hit.any():
+            rep["accuracy_face_found"] = float((ordered[hit].argmax(1) == y[hit]).mean())
+    return rep
 
 
 def _readable(items: Sequence[Tuple[Path, int]], bad: Sequence[int]) -> np.ndarray:
