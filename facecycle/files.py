@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 __all__ = ["json_safe", "json_text", "sha256_file", "text_name", "temp_path", "write_atomic", "match_umask",
-           "check_can_create", "unread_pictures", "visible_files", "IMAGE_SUFFIXES", "UNREAD_PICTURE_SUFFIXES",
-           "VIDEO_SUFFIXES"]
+           "check_can_create", "unread_pictures", "visible_files", "walk_once", "IMAGE_SUFFIXES",
+           "UNREAD_PICTURE_SUFFIXES", "VIDEO_SUFFIXES"]
+
+log = logging.getLogger(__name__)
 
 #: still-image file suffixes every folder reader accepts (lower case; OpenCV reads them all, AVIF where its build
 #: has the codec, as the pip wheels since 4.11 do)
@@ -113,14 +116,45 @@ def json_text(obj: Any, indent: Optional[int] = 2) -> str:
     return json.dumps(json_safe(obj), indent=indent, default=str, allow_nan=False)
 
 
+def walk_once(folder: Union[str, Path], follow_links: bool = False) -> Iterator[Tuple[str, List[str], List[str]]]:
+    """``os.walk(folder, followlinks=follow_links)`` (top-down: ``dirs`` may be pruned in place) that enters each
+    real folder once: where links are followed, a folder reached again (same ``st_dev``, ``st_ino``: a link back to
+    a folder above it, ``sub/up -> ..``, or a second link to one folder) is not read again, and one warning names
+    the first such link. Without it a loop was walked until the path grew too long: one class folder's 3 images
+    read as 123 (``probe eval``), a folder's one video found 41 times (``batch``)."""
+    import os
+
+    seen: Dict[Tuple[int, int], str] = {}
+    again: List[Tuple[str, str]] = []  # (the link's path, the folder first read under another)
+    for top, dirs, files in os.walk(folder, followlinks=follow_links):
+        if follow_links:
+            try:
+                st = os.stat(top)
+            except OSError:  # gone or unreadable since it was listed: os.walk lists nothing in it either
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                again.append((top, seen[key]))
+                dirs.clear()
+                continue
+            seen[key] = top
+        yield top, dirs, files
+    if again:  # one warning: the first loop (a link to a folder above it), else the first second link
+        loops = [(link, first) for link, first in again if link.startswith(os.path.join(first, ""))]
+        link, first = (loops or again)[0]
+        more = f"; {len(again) - 1} more folder link(s) to a folder already read" if len(again) > 1 else ""
+        log.warning("%s leads to %s, %s: not read again%s", text_name(link), text_name(first),
+                    "a folder above it (a symlink loop)" if loops else "a folder already read (a second link to it)",
+                    more)
+
+
 def visible_files(folder: Union[str, Path], skip_dir: Optional[Callable[[str], bool]] = None,
                   follow_links: bool = False) -> List[Path]:
     """Every file under ``folder``, at any depth, unsorted, leaving out dot-files and dot-folders (``.DS_Store``,
-    ``.ipynb_checkpoints``, macOS's ``._x.jpg``: never data) and the folders ``skip_dir(name)`` names."""
-    import os
-
+    ``.ipynb_checkpoints``, macOS's ``._x.jpg``: never data) and the folders ``skip_dir(name)`` names. With
+    ``follow_links``, linked folders are read, each real folder once (:func:`walk_once`)."""
     found: List[Path] = []
-    for top, dirs, files in os.walk(folder, followlinks=follow_links):
+    for top, dirs, files in walk_once(folder, follow_links):
         dirs[:] = [x for x in dirs if not x.startswith(".") and not (skip_dir and skip_dir(x))]
         found.extend(Path(top) / f for f in files if not f.startswith("."))
     return found

@@ -141,6 +141,22 @@ def test_inputs_folders_globs_lists_duplicates_and_mirroring(tmp_path, monkeypat
         collect_inputs(["file://server/share/a.mp4"])
 
 
+def test_a_symlink_loop_in_an_input_folder_gives_each_video_once(tmp_path, caplog):
+    """A link back up (`sub/up -> ..`) in a folder of one video was walked until the path grew too long: the video
+    was found 41 times (one input said to be given 41 times); each real folder is now searched once, said in one
+    warning."""
+    d = tmp_path / "corpus"
+    a = _touch(d / "a.mp4")
+    _touch(d / "s1" / "b.mkv")
+    (d / "sub").mkdir()
+    os.symlink("..", d / "sub" / "up")
+    os.symlink(d / "s1", d / "s1_again")  # a second link to one folder: its video is one input, as before
+    with caplog.at_level("WARNING"):
+        items, dups = collect_inputs([str(d)])
+    assert [it.path for it in items] == [a, d / "s1" / "b.mkv"] and dups == []
+    assert "sub/up leads to" in caplog.text and caplog.text.count("symlink loop") == 1
+
+
 def test_fingerprint_follows_settings_not_threads():
     base = BatchSettings(analyzer={"detect_every": 5, "threads": 1, "infer_workers": 1}, video=False)
     fp, detail = settings_fingerprint(base)

@@ -309,6 +309,40 @@ def test_expression_layout_reads_tiff_and_pgm_stills(tmp_path):
     assert all(load_image(p, 64).shape == (64, 64, 3) for p, _ in items)
 
 
+def test_16_bit_images_of_8_bit_values_are_read_as_they_are_and_8_bit_ones_as_before(tmp_path):
+    """A 16-bit TIFF or PNG holding 0-255 values (8-bit data saved 16-bit) decoded all black (OpenCV's colour read
+    shifts 16-bit values right by 8): 70 such FER faces scored 14.3 % (one class), read as 8-bit 64.3 %. Values
+    beyond 255 are scaled by 1/257; 8-bit files decode as before; a file's EXIF orientation is still applied."""
+    import importlib.util
+
+    import cv2
+
+    from facecycle.imageio import read_image
+
+    g = np.random.default_rng(0).integers(0, 250, (48, 40), dtype=np.uint8)
+    for name in ("small.tif", "small.png"):
+        cv2.imwrite(str(tmp_path / name), g.astype(np.uint16))
+        assert (read_image(tmp_path / name) == g[:, :, None]).all() and (read_image(tmp_path / name, True) == g).all()
+    wide = np.arange(48 * 40, dtype=np.uint16).reshape(48, 40) * 34  # up to 65,246
+    cv2.imwrite(str(tmp_path / "wide.png"), wide)
+    assert (read_image(tmp_path / "wide.png", True) == np.round(wide / 257.0).astype(np.uint8)).all()
+    cv2.imwrite(str(tmp_path / "eight.png"), cv2.cvtColor(g, cv2.COLOR_GRAY2BGR))
+    img = read_image(tmp_path / "eight.png")
+    assert img.dtype == np.uint8 and img.shape == (48, 40, 3) and (img == g[:, :, None]).all()
+    (tmp_path / "test" / "happy").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "test" / "happy" / "a.tif"), g.astype(np.uint16))
+    items = list_expression(tmp_path, "test")
+    assert (load_image(items[0][0], 48)[:, :, 0] == cv2.resize(g, (48, 48), interpolation=cv2.INTER_LINEAR)).all()
+    if importlib.util.find_spec("PIL") is not None:  # EXIF orientation 6 (turn 90° clockwise) on a 16-bit file
+        from PIL import Image
+
+        band = np.zeros((20, 40), np.uint16)
+        band[:, :10] = 200
+        Image.fromarray(band).save(tmp_path / "turned.tif", tiffinfo={274: 6})
+        turned = read_image(tmp_path / "turned.tif", True)
+        assert turned.shape == (40, 20) and (turned[:10] == 200).all() and (turned[10:] == 0).all()
+
+
 def test_expression_layout_accepts_other_class_names_and_skips_nothing(tmp_path):
     """RAF-DB / AffectNet / CK+ write-ups name folders Anger, Happiness, Surprised...: they map to the classes,
     case-insensitively (a folder `Happy` used to pass the check and then be skipped on a case-sensitive disk)."""
@@ -441,6 +475,88 @@ def test_a_test_set_as_people_keep_it_nested_with_stray_and_damaged_files(tmp_pa
     assert np.array(rep["confusion_matrix"]).sum() == 13
 
 
+def test_images_not_sorted_into_class_folders_or_a_file_as_data_say_what_to_do(tmp_path):
+    """JAFFE ships one flat folder (`KA.HA1.29.tiff`), RAF-DB `Image/aligned/` with a label list: both were
+    "<data>/test: no such directory"; a `.zip` or one picture given as --data was "no such directory" too."""
+    import zipfile
+
+    import cv2
+
+    from facecycle.errors import InputError
+
+    img = np.full((48, 48), 90, np.uint8)
+    jaffe = tmp_path / "jaffe"
+    jaffe.mkdir()
+    for name in ("KA.HA1.29.tiff", "KA.SA1.33.tiff", "KM.NE2.3.tiff"):
+        cv2.imwrite(str(jaffe / name), img)
+    (jaffe / "README.txt").write_text("labels in the names")
+    with pytest.raises(InputError, match=r"jaffe: holds 3 images but no class folders \(and no test/ folder\): sort "
+                                         r"the images into <class>/ folders \(angry, "):
+        list_expression(jaffe, "test")
+    raf = tmp_path / "rafdb"
+    (raf / "Image" / "aligned").mkdir(parents=True)
+    (raf / "EmoLabel").mkdir()
+    (raf / "EmoLabel" / "list_patition_label.txt").write_text("test_0001.jpg 4\ntest_0002.jpg 7\n")
+    for k in (1, 2):
+        cv2.imwrite(str(raf / "Image" / "aligned" / f"test_000{k}_aligned.jpg"), img)
+    with pytest.raises(InputError, match=r"rafdb: holds 2 images \(in Image/aligned/\) but no class folders"):
+        list_expression(raf, "test")
+    # the split's folder itself unsorted: was "no images found (in no class folder; ...)"
+    (tmp_path / "flat" / "test").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "flat" / "test" / "a.png"), img)
+    with pytest.raises(InputError, match=r"test: holds 1 image but no class folders: sort the images into <class>/"):
+        list_expression(tmp_path / "flat", "test")
+    with zipfile.ZipFile(tmp_path / "fer.zip", "w") as z:
+        z.write(jaffe / "KA.HA1.29.tiff", "test/happy/KA.HA1.29.tiff")
+    for f in (tmp_path / "fer.zip", jaffe / "KA.HA1.29.tiff"):
+        with pytest.raises(InputError, match=r"is a file, not a folder \(unpack archives first"):
+            list_expression(f, "test")
+    with pytest.raises(InputError, match="missing: no such directory"):  # a path that is not there: as before
+        list_expression(tmp_path / "missing", "test")
+
+
+def test_a_symlink_loop_in_a_class_folder_is_read_once(tmp_path, caplog):
+    """A link back up inside a class folder (`surprise/sub/up -> ..`) was walked until the path grew too long: its
+    3 images read as 123 (41 times), the set of 15 as 135, and the deepest link counted as a stray file."""
+    import os
+
+    import cv2
+
+    from facecycle.files import visible_files
+
+    test = tmp_path / "test"
+    for c in ("happy", "surprise"):
+        (test / c).mkdir(parents=True)
+        for k in range(2):
+            cv2.imwrite(str(test / c / f"{k}.png"), np.full((48, 48), 40 * k, np.uint8))
+    (test / "surprise" / "sub").mkdir()
+    cv2.imwrite(str(test / "surprise" / "sub" / "deep.png"), np.zeros((48, 48), np.uint8))
+    os.symlink("..", test / "surprise" / "sub" / "up")
+    os.symlink(test / "happy", tmp_path / "happy_again")  # outside the set: a second link to a folder
+    with caplog.at_level("WARNING"):
+        items = list_expression(tmp_path, "test")
+    assert sorted(c for _, c in items) == [3, 3, 6, 6, 6]
+    assert "sub/up leads to" in caplog.text and "a symlink loop" in caplog.text
+    assert caplog.text.count("symlink loop") == 1 and "not read as images" not in caplog.text
+    assert len(visible_files(test / "surprise", follow_links=True)) == 3
+    assert len(visible_files(tmp_path, follow_links=True)) == 5  # happy_again -> test/happy: read once
+
+
+def test_the_unreadable_list_in_the_json_is_utf8_for_names_that_are_not(tmp_path):
+    """A file name that is not valid UTF-8 (`caf\\xe9.jpg`) went into the JSON's `unreadable` list as a lone
+    surrogate (`\\udce9`), which strict JSON readers refuse; it is written as the name's bytes escaped."""
+    import os
+    from pathlib import Path
+
+    from facecycle.files import json_text
+    from facecycle.probe.run import _unreadable_report
+
+    name = Path(os.fsdecode(b"caf\xe9.jpg"))
+    rep = json.loads(json_text(_unreadable_report([(Path("ok.jpg"), 3), (name, 4)], [1])))
+    assert rep == {"n_unreadable": 1, "unreadable": ["caf\\xe9.jpg"]}
+    assert json_text(rep).encode("utf-8") and rep["unreadable"][0].encode("utf-8", "strict")
+
+
 def test_the_fer_csv_in_its_folder_with_a_byte_order_mark_or_the_challenges_spaced_header(tmp_path):
     """The Kaggle archive unpacks to `fer2013/fer2013.csv`, the challenge's file is `icml_face_data.csv` with the
     header `emotion, Usage, pixels`, and a CSV saved by a spreadsheet may start with a byte-order mark: all read
@@ -461,6 +577,59 @@ def test_the_fer_csv_in_its_folder_with_a_byte_order_mark_or_the_challenges_spac
         assert sorted(c for _, c in items) == [3, 5]
         assert (load_image(items[0][0], 48)[:, :, 0] == img.reshape(48, 48)).all()
         assert sorted(c for _, c in expression_items(data, "train", val_frac=0.0)) == [0, 4]
+
+
+def test_a_fer_csv_with_bad_values_or_lower_case_usage(tmp_path):
+    """A pixel value that is no whole number 0-255 ("x", "300", "204.0") ended in "internal error: ValueError" or
+    OverflowError; a CSV with lower-case Usage values was "no rows of PublicTest / PrivateTest" (now read), and where
+    no row has the split's Usage the values found are named."""
+    from facecycle.errors import InputError
+
+    px = " ".join(["7"] * 2304)
+
+    def write(name: str, rows) -> object:
+        path = tmp_path / name
+        path.write_text("emotion,pixels,Usage\n" + "".join(f"{e},{p},{u}\n" for e, p, u in rows))
+        return path
+
+    good = [(3, px, "PrivateTest"), (4, px, "Training")]
+    for bad in ("7 x " + " ".join(["7"] * 2302), "300 " + " ".join(["7"] * 2303), " ".join(["204.0"] * 2304),
+                "-1 " + " ".join(["7"] * 2303), "99999999999999999999 " + " ".join(["7"] * 2303)):
+        path = write("bad.csv", [*good, (6, bad, "PublicTest")])
+        with pytest.raises(InputError, match=r"bad.csv: line 4: expected an emotion 0-6 and 2,304 pixel values "
+                                             r"0-255$"):
+            list_expression(path, "test")
+    lower = write("lower.csv", [(3, px, "privatetest"), (4, px, "publicTest"), (6, px, "training")])
+    assert sorted(c for _, c in list_expression(lower, "test")) == [3, 5]
+    other = write("other.csv", [(3, px, "Train"), (4, px, "Train"), (6, px, "Val")])
+    with pytest.raises(InputError, match=r"no rows of PublicTest / PrivateTest \(Usage values found: Train 2, Val 1\)"):
+        list_expression(other, "test")
+
+
+def test_the_challenge_archive_folder_reads_its_fer_csv_beside_the_others(tmp_path):
+    """The Kaggle challenge's archive holds icml_face_data.csv beside train.csv (emotion, pixels), test.csv
+    (pixels) and example_submission.csv: it was refused ("test: no such directory"), as a folder of one CSV only
+    was read. The one CSV with emotion, pixels and Usage is read; none or several: one line naming the CSVs."""
+    from facecycle.errors import InputError
+    from facecycle.probe.run import expression_items
+
+    px = " ".join(["9"] * 2304)
+    d = tmp_path / "challenges-in-representation-learning-facial-expression-recognition-challenge"
+    d.mkdir()
+    (d / "icml_face_data.csv").write_text(f"emotion, Usage, pixels\n3, PrivateTest, {px}\n0, Training, {px}\n")
+    (d / "train.csv").write_text(f"emotion,pixels\n0,{px}\n")
+    (d / "test.csv").write_text(f"pixels\n{px}\n")
+    (d / "example_submission.csv").write_text("id,emotion\n")
+    assert [c for _, c in list_expression(d, "test")] == [3]
+    assert [c for _, c in expression_items(d, "train", val_frac=0.0)] == [0]
+    (d / "icml_face_data.csv").rename(d / "icml.txt")
+    with pytest.raises(InputError, match=r"none of its 3 CSVs \(example_submission.csv, test.csv, train.csv\) is the "
+                                         r"FER-2013 CSV"):
+        list_expression(d, "test")
+    (d / "icml.txt").rename(d / "icml_face_data.csv")
+    (d / "fer2013.csv").write_text(f"emotion,pixels,Usage\n3,{px},PublicTest\n")
+    with pytest.raises(InputError, match=r"2 FER-2013 CSVs \(fer2013.csv, icml_face_data.csv\): give one as --data"):
+        list_expression(d, "test")
 
 
 def test_probe_eval_scores_a_head_on_its_own_split_features_and_class_names(fer_small, tiny_export, tmp_path,

@@ -607,6 +607,30 @@ def test_image_folder_source_natural_order(tmp_path):
     assert [g[0] for g in got] == [0, 1, 2]
 
 
+def test_image_folder_skips_hidden_files_and_says_what_its_subfolders_hold(tmp_path, caplog):
+    """A folder copied off a Mac holds `._x.png` beside `x.png`: at the top it was read as an image ("unreadable
+    image skipped", one decode error each; a class folder of the probe's junk set: 4, 3 of them damaged files);
+    the images of subfolders of a folder with its own were left out without a word."""
+    for i in (1, 2):
+        cv2.imwrite(str(tmp_path / f"x{i}.png"), np.full((8, 8, 3), i, np.uint8))
+        (tmp_path / f"._x{i}.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (tmp_path / "more" / ".hidden").mkdir(parents=True)
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / "more" / f"y{i}.png"), np.full((8, 8, 3), 9, np.uint8))
+    cv2.imwrite(str(tmp_path / "more" / ".hidden" / "z.png"), np.full((8, 8, 3), 9, np.uint8))
+    (tmp_path / "more" / "._y0.png").write_bytes(b"\x00")
+    with caplog.at_level("WARNING"):
+        s = ImageFolderSource(tmp_path)
+        got = [int(p.image[0, 0, 0]) for p in s]
+    assert [f.name for f in s.files] == ["x1.png", "x2.png"] and got == [1, 2] and s.errors == 0
+    assert "3 images in subfolders are not read" in caplog.text and "unreadable" not in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # a folder with no images of its own: its subfolders', as before
+        assert [f.name for f in ImageFolderSource(tmp_path / "more").files] == ["y0.png", "y1.png", "y2.png"]
+        assert [f.name for f in ImageFolderSource(tmp_path / "more" / ".hidden").files] == ["z.png"]
+    assert "not read" not in caplog.text
+
+
 @pytest.mark.parametrize("name, data, msg", [
     ("missing.mp4", None, "no such file"),
     ("empty.mp4", b"", "empty"),

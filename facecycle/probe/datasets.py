@@ -1,6 +1,8 @@
 """Labelled datasets for the linear probes.
 
-* Expression: ``<root>/<split>/<class>/*.jpg`` (FER-2013, RAF-DB layout).
+* Expression: ``<root>/<split>/<class>/*.jpg`` (FER-2013's image release), ``<root>/<class>/*.jpg``, or the
+  official ``fer2013.csv``. Images must be sorted into class folders: a flat folder (JAFFE's ``KA.HA1.29.tiff``)
+  and RAF-DB's own layout (``Image/aligned/`` plus a label list) are refused with what to do.
   :func:`stratified_split` holds out a seeded, stratified validation part of a
   split (FER-2013 ships no validation split).
 * Head pose: 300W-LP / AFLW2000 ``.jpg`` + ``.mat`` with ``Pose_Para`` (pitch,
@@ -57,6 +59,9 @@ def _split_dir(root: Path, split: str, classes: Sequence[str]) -> Path:
     (:func:`unpack_fer_csv`)."""
     if root.is_file() and root.suffix.lower() == ".csv":
         return unpack_fer_csv(root, split)
+    if root.is_file():  # a .zip or one picture was "no such directory"
+        raise InputError(f"{root}: is a file, not a folder (unpack archives first; expected "
+                         "<data>/<split>/<class>/*.jpg, or fer2013.csv)")
     csv_file = fer_csv_in(root)
     if csv_file is not None:  # the Kaggle archive unpacked: fer2013/fer2013.csv
         log.info("%s: reading %s", root, csv_file.name)
@@ -78,19 +83,84 @@ def _split_dir(root: Path, split: str, classes: Sequence[str]) -> Path:
         # images a head may have been fitted on
         (log.warning if other else log.info)("%s holds the class folders: read as the %s split", root, split)
         return root
+    # JAFFE's flat folder, RAF-DB's Image/aligned/: "test: no such directory" said nothing of what to do
+    _refuse_flat_images(root, split, classes, f" (and no {split}/ folder)")
     raise InputError(f"{d}: no such directory (expected <data>/<split>/<class>/*.jpg, or fer2013.csv)")
 
 
+def _refuse_flat_images(folder: Path, split: str, classes: Sequence[str], also: str = "") -> None:
+    """Raise InputError where ``folder`` (which has no class folders) holds images: how many, where, and that they
+    must be sorted into class folders; return where it holds none."""
+    flat = _flat_images(folder, classes)
+    if flat is not None:
+        n, where = flat
+        raise InputError(f"{folder}: holds {n:,} image{'s' * (n != 1)}{where} but no class folders{also}: sort the "
+                         f"images into <class>/ folders ({', '.join(classes)}), as <data>/{split}/<class>/*.jpg or "
+                         "<data>/<class>/*.jpg")
+
+
+def _flat_images(root: Path, classes: Sequence[str]) -> Optional[Tuple[int, str]]:
+    """(how many images, where: ``""`` for ``root`` itself, else `` (in SUB/, …)``) of a folder that holds images
+    outside class folders: its own, else those at any depth below it (RAF-DB's ``Image/aligned/``); None where it
+    holds none, or where a folder below it names a class (another split's ``Test/happy/``: the split asked for is
+    missing, not the class folders)."""
+    own = [p for p in root.iterdir() if not _hidden(p) and p.suffix.lower() in _IMG and p.is_file()]
+    if own:
+        return len(own), ""
+    below = [p for p in visible_files(root) if p.suffix.lower() in _IMG]
+    if not below or any(_class_name(part) in classes for p in below for part in p.relative_to(root).parts[:-1]):
+        return None
+    by: Dict[Path, int] = {}
+    for p in below:
+        by[p.parent] = by.get(p.parent, 0) + 1
+    top = sorted(by, key=lambda q: (-by[q], str(q)))
+    names = ", ".join(q.relative_to(root).as_posix() + "/" for q in top[:2]) + (", ..." if len(top) > 2 else "")
+    return len(below), f" (in {names})"
+
+
 def fer_csv_in(root: Path) -> Optional[Path]:
-    """The one CSV of a folder that holds a CSV and no split or class folders (``fer2013/fer2013.csv``,
-    ``icml_face_data.csv``); None otherwise."""
+    """The FER-2013 CSV of a folder that holds CSVs and no split or class folders: its one CSV
+    (``fer2013/fer2013.csv``), or, of several, the one whose header has ``emotion``, ``pixels`` and ``Usage`` (the
+    challenge's archive: ``icml_face_data.csv`` beside ``train.csv``, ``test.csv``, ``example_submission.csv``);
+    None where the folder holds no CSV or a folder.
+
+    Raises:
+        InputError: several CSVs, and none or more than one of them with those columns.
+    """
     if not root.is_dir():
         return None
     entries = [p for p in root.iterdir() if not _hidden(p)]
-    csvs = [p for p in entries if p.is_file() and p.suffix.lower() == ".csv"]
-    if len(csvs) != 1 or any(p.is_dir() for p in entries):
+    csvs = sorted((p for p in entries if p.is_file() and p.suffix.lower() == ".csv"), key=lambda p: p.name)
+    if not csvs or any(p.is_dir() for p in entries):
         return None
-    return csvs[0]
+    if len(csvs) == 1:
+        return csvs[0]
+    # the challenge's archive holds four CSVs: it was refused as "test: no such directory"
+    fer = [p for p in csvs if _fer_columns(_csv_header(p))]
+    if len(fer) == 1:
+        return fer[0]
+    names = ", ".join(p.name for p in csvs)
+    if fer:
+        raise InputError(f"{root}: {len(fer)} FER-2013 CSVs ({', '.join(p.name for p in fer)}): give one as --data")
+    raise InputError(f"{root}: none of its {len(csvs)} CSVs ({names}) is the FER-2013 CSV (needs the columns "
+                     "emotion, pixels, Usage)")
+
+
+def _csv_header(path: Path) -> List[str]:
+    """The names of a CSV's first line, stripped (the challenge's ``emotion, Usage, pixels``; a byte-order mark
+    dropped); empty where it cannot be read as text."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return [n.strip() for n in next(csv.reader(f), [])]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+
+
+def _fer_columns(names: Sequence[str]) -> bool:
+    """Whether a CSV header has the official FER-2013 CSV's columns (``emotion``, ``pixels``, ``Usage``)."""
+    return {"emotion", "pixels", "Usage"} <= set(names)
 
 
 #: the official ``fer2013.csv``'s ``Usage`` values of each split (``test``: both test parts, as the image release's
@@ -124,26 +194,37 @@ def unpack_fer_csv(path: Path, split: str) -> Path:
             reader = csv.reader(f)
             # the challenge's icml_face_data.csv writes "emotion, Usage, pixels": names with spaces
             names = [n.strip() for n in next(reader, [])]
-            if not {"emotion", "pixels", "Usage"} <= set(names):
+            if not _fer_columns(names):
                 raise InputError(f"{path}: not the FER-2013 CSV (needs the columns emotion, pixels, Usage)")
             col = {n: names.index(n) for n in ("emotion", "pixels", "Usage")}
+            # Usage in any case: a CSV written with lower-case values was "no rows of PublicTest / PrivateTest"
+            wanted = {u.lower() for u in usage}
+            found: Dict[str, int] = {}  # the Usage values met, for the error where none is wanted
             for i, row in enumerate(reader, start=2):
                 if not row:
                     continue
                 r = {n: (row[k].strip() if k < len(row) else "") for n, k in col.items()}
-                if r["Usage"] not in usage:
+                if r["Usage"].lower() not in wanted:
+                    found[r["Usage"]] = found.get(r["Usage"], 0) + 1
                     continue
-                px = np.array(r["pixels"].split(), np.uint8)
-                if px.size != 48 * 48 or not r["emotion"].isdigit() or int(r["emotion"]) >= len(FER_CSV_LABELS):
-                    raise InputError(f"{path}: line {i}: expected an emotion 0-6 and 2,304 pixel values")
-                c = d / FER_CSV_LABELS[int(r["emotion"])]
+                # a value that is no whole number 0-255 ("x", "300", "204.0") ended in "internal error: ValueError"
+                # or OverflowError
+                try:
+                    px = np.array(r["pixels"].split(), np.int64)
+                except (ValueError, OverflowError):
+                    px = np.empty(0, np.int64)
+                emotion = int(r["emotion"]) if r["emotion"].isascii() and r["emotion"].isdigit() else -1
+                if px.size != 48 * 48 or px.min() < 0 or px.max() > 255 or not 0 <= emotion < len(FER_CSV_LABELS):
+                    raise InputError(f"{path}: line {i}: expected an emotion 0-6 and 2,304 pixel values 0-255")
+                c = d / FER_CSV_LABELS[emotion]
                 c.mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(c / f"{i:06d}.png"), px.reshape(48, 48))
+                cv2.imwrite(str(c / f"{i:06d}.png"), px.astype(np.uint8).reshape(48, 48))
                 n += 1
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise InputError(f"{path}: unreadable ({e})") from None
     if not n:
-        raise InputError(f"{path}: no rows of {' / '.join(usage)}")
+        seen = ", ".join(f"{u or '(empty)'} {k:,}" for u, k in sorted(found.items(), key=lambda t: -t[1])[:6])
+        raise InputError(f"{path}: no rows of {' / '.join(usage)}" + (f" (Usage values found: {seen})" if seen else ""))
     log.info("%s: %d faces of %s unpacked", path, n, " + ".join(usage))
     return d
 
@@ -186,6 +267,8 @@ def list_expression(root: Path, split: str, classes: Sequence[str] = EXPRESSION_
     if others:
         log.warning("%s: %d file(s) not read as images and not scored (%s; images: %s)", d,
                     sum(others.values()), ", ".join(f"{k} {n}" for k, n in sorted(others.items())), " ".join(_IMG))
+    if not out and not folders:  # a split's folder of unsorted images was "no images found (in no class folder)"
+        _refuse_flat_images(d, split, classes)
     if not out:
         where = ", ".join(sorted(f.name for f in folders.values())) or "no class folder"
         raise InputError(f"{d}: no images found (in {where}; images: {' '.join(_IMG)})")

@@ -170,7 +170,11 @@ def _readable(items: Sequence[Tuple[Path, int]], bad: Sequence[int]) -> np.ndarr
 
 
 def _unreadable_report(items: Sequence[Tuple[Path, int]], bad: Sequence[int]) -> Dict:
-    return {"n_unreadable": len(bad), "unreadable": [str(items[i][0]) for i in bad[:1000]]}
+    """``n_unreadable`` and the first 1,000 ``unreadable`` paths, as UTF-8 text (:func:`~facecycle.files.text_name`:
+    a name that is not valid UTF-8 was written as lone surrogates, a JSON file strict readers refuse)."""
+    from ..files import text_name
+
+    return {"n_unreadable": len(bad), "unreadable": [text_name(str(items[i][0])) for i in bad[:1000]]}
 
 
 POSE_NAMES = ("yaw", "pitch", "roll")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from facecycle.errors import InputError, UsageError
-from facecycle.files import IMAGE_SUFFIXES, VIDEO_SUFFIXES, unread_pictures
+from facecycle.files import IMAGE_SUFFIXES, VIDEO_SUFFIXES, unread_pictures, walk_once
 
 from ..sinks.sidecar import read_sidecar
 from ..sources.video import local_path, url_scheme
@@ -99,7 +99,8 @@ def _expand(spec: str, out_dir: Optional[Path], origin: str) -> List[Tuple[Path,
     p = Path(os.path.abspath(os.path.expanduser(spec)))
     if p.is_dir():
         found: List[Tuple[Path, Path, Optional[str]]] = []
-        for dirpath, dirnames, filenames in os.walk(p, followlinks=True):
+        # each real folder once: a link back up (`sub/up -> ..`) found a folder's one video 41 times
+        for dirpath, dirnames, filenames in walk_once(p, follow_links=True):
             d = Path(dirpath)
             # hidden folders (our own .facecycle-partial among them) and the output folder are not inputs
             dirnames[:] = sorted(n for n in dirnames if not n.startswith(".")

@@ -39,17 +39,29 @@ def _natural_key(p: Path):
 
 def _list_images(d: Path) -> List[Path]:
     """The folder's images in natural name order; where it holds none itself, those of its subfolders (a data
-    set's ``<class>/*.jpg``; hidden ones and ``*.annotated`` outputs skipped), in natural order of their paths."""
+    set's ``<class>/*.jpg``), in natural order of their paths. Hidden files and folders (macOS's ``._x.jpg``) and
+    ``*.annotated`` outputs are skipped; where the folder's own images are read, one warning counts those of its
+    subfolders, which are not."""
     def key(p: Path):
         return [_natural_key(Path(part)) for part in p.relative_to(d).parts]
 
-    files = sorted((p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()), key=key)
-    if files:
-        return files
     # hidden folders, and our own annotated pictures (`X.annotated/`, where --out-dir is the input folder)
-    files = [p for p in visible_files(d, skip_dir=lambda n: n.endswith(".annotated"))
-             if p.suffix.lower() in IMAGE_SUFFIXES]
-    return sorted(files, key=key)
+    def below() -> List[Path]:
+        return [p for p in visible_files(d, skip_dir=lambda n: n.endswith(".annotated"))
+                if p.suffix.lower() in IMAGE_SUFFIXES]
+
+    # hidden files at the top too: a Mac's `._x.jpg` beside `x.jpg` was read and counted as an unreadable image
+    # (a class folder with 3 damaged pictures and one `._` file: 4 decode errors, now 3)
+    files = sorted((p for p in d.iterdir()
+                    if not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()), key=key)
+    if files:
+        deeper = [p for p in below() if p.parent != d]
+        if deeper:  # they were left out without a word
+            log.warning("%s: %d image%s in subfolders %s not read (the folder's own %d are; give a subfolder as "
+                        "the input to read its images)", d, len(deeper), "" if len(deeper) == 1 else "s",
+                        "is" if len(deeper) == 1 else "are", len(files))
+        return files
+    return sorted(below(), key=key)
 
 
 def _numbered(files: List[Path]) -> Optional[str]:
