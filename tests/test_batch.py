@@ -892,3 +892,37 @@ def test_a_summary_that_cannot_be_written_leaves_no_temporary_file(tmp_path, mon
     with pytest.raises(OutputError, match="No space left"):
         _write_json(tmp_path / "batch.json", {"x": 1})
     assert list(tmp_path.iterdir()) == []
+
+
+@needs_ray
+def test_the_ray_progress_board_holds_the_inputs_in_flight_only(monkeypatch):
+    """The progress board (a Ray actor) kept one entry per input of the corpus, and every progress poll copied all
+    of them: an input whose attempt ends is now forgotten. Checked on the board itself and on the executor's
+    ``wait``, with Ray's calls stood in for (no Ray started)."""
+    import types
+
+    from realtime.batch.executors import RayExecutor, _ProgressBoard
+
+    board = _ProgressBoard()
+    board.report("a.mp4", 10)
+    board.report("b.mp4", 5)
+    board.forget("a.mp4")
+    board.forget("never.mp4")
+    assert board.get() == {"b.mp4": 5}
+
+    class _Remote:
+        def __init__(self, f):
+            self.remote = f
+
+    live = _ProgressBoard()
+    live.report("a.mp4", 7)
+    fake_board = types.SimpleNamespace(forget=_Remote(live.forget))
+    fake_ray = types.SimpleNamespace(wait=lambda refs, num_returns, timeout: (list(refs), []),
+                                     get=lambda ref: {"rel": ref, "status": "done"},
+                                     exceptions=types.SimpleNamespace(RayError=RuntimeError))
+    ex = RayExecutor(BatchSettings(), cluster="local")
+    monkeypatch.setitem(sys.modules, "ray", fake_ray)
+    ex._board = fake_board
+    ex._refs, ex._tasks = {1: "a.mp4"}, {1: {"input": "a.mp4", "rel": "a.mp4"}}
+    assert ex.wait([1], timeout=0) == [(1, {"rel": "a.mp4", "status": "done"})]
+    assert live.get() == {}

@@ -89,6 +89,11 @@ class _ProgressBoard:
     def get(self) -> Dict[str, int]:
         return dict(self.frames)
 
+    def forget(self, key: str) -> None:
+        """An input whose attempt ended (the board holds the inputs in flight, not the corpus: it grew by one
+        entry per input, and each progress poll copied all of them)."""
+        self.frames.pop(key, None)
+
 
 def _ray_entry(task: Dict[str, Any], settings: Dict[str, Any], board) -> Dict[str, Any]:
     """The Ray task: one video on whichever worker process Ray picked."""
@@ -189,6 +194,8 @@ class RayExecutor:
             h = by_ref[r]
             task = self._tasks.pop(h)
             del self._refs[h]
+            if self._board is not None:
+                self._board.forget.remote(task["rel"])
             try:
                 res = ray.get(r)
             except ray.exceptions.RayError as e:  # the worker died on every attempt (or the cluster went away)
