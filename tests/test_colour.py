@@ -103,9 +103,14 @@ def frames() -> List[np.ndarray]:
 def test_hdr_video_is_read_as_sdr(frames, tmp_path, caplog, kind, transfer, within):
     """A PQ or HLG clip (BT.2020) was read as if SDR, with no word: 50 (PQ) and 37 (HLG) grey levels off on
     average, dark and flat, and an angry face read disgust. Its frames now come out as SDR BT.709."""
+    from realtime.sources.video import _sdr_table
+
     p = _write(tmp_path / f"{kind}.mkv", frames, kind, "2020", (9, 9, transfer, 1))
     with caplog.at_level(logging.WARNING, logger="realtime.sources.video"):
         images, colour = _read(p)
+    if _sdr_table(transfer, 9) is None:  # PyAV 17 (Python 3.10's newest): read as if SDR, and said
+        assert colour["to_sdr"] is False and "read as if SDR" in caplog.text
+        pytest.skip(f"this PyAV ({av.__version__}) does not convert HDR; PyAV 18 does")
     off = np.abs(_grey(images) - _grey(np.stack(frames))).mean()
     assert off < within, off
     assert colour["to_sdr"] is True and colour["transfer"] == ("smpte2084" if kind == "pq" else "arib-std-b67")

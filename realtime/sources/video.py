@@ -9,6 +9,7 @@ Damaged packets are skipped and counted in ``errors``.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import re
@@ -617,25 +618,40 @@ def _colour_of(frame: "av.VideoFrame", name: str) -> Tuple[dict, Optional[np.nda
     lut = None
     if tags["transfer"] in _HDR_TRC or tags["primaries"] == _BT2020:
         lut = _sdr_table(tags["transfer"], tags["primaries"])
-        colour["to_sdr"] = True
-        log.warning("%s: HDR video (%s): converted to SDR BT.709 for reading", name,
-                    _HDR_TRC.get(tags["transfer"], "BT.2020 primaries"))
+        colour["to_sdr"] = lut is not None
+        what = _HDR_TRC.get(tags["transfer"], "BT.2020 primaries")
+        if lut is not None:
+            log.warning("%s: HDR video (%s): converted to SDR BT.709 for reading", name, what)
+        else:
+            log.warning("%s: HDR video (%s) read as if SDR: this PyAV's FFmpeg (libswscale %s) does not convert it "
+                        "(PyAV 18 does); its readings may be off", name, what,
+                        ".".join(map(str, av.library_versions.get("libswscale", ()))))
     return colour, lut
 
 
-def _sdr_table(transfer: int, primaries: int) -> np.ndarray:
+@functools.lru_cache(maxsize=8)  # (made once per process: a batch of phone videos paid 1-1.5 s for each)
+def _sdr_table(transfer: int, primaries: int) -> Optional[np.ndarray]:
     """(65536,) uint8: a 16-bit code value of HDR video read as RGB without conversion (``transfer``,
-    ``primaries``: FFmpeg's tags) -> its SDR BT.709 value, as swscale's colour management maps a grey ramp (FFmpeg
-    8: PyAV 18). One table for the three channels: greys exact, colours close. swscale converting each frame
-    itself was 3.4 times slower (53 against 15.5 ms for a 1080p frame here) for a grey 1.5 levels nearer on a PQ
-    clip (0.6 against 1.5 mean; both 1-1.5 s to set up at the first frame)."""
+    ``primaries``: FFmpeg's tags) -> its SDR BT.709 value, as swscale's colour management maps a grey ramp (PyAV
+    18's FFmpeg); None where this PyAV's FFmpeg does not convert (PyAV 17 takes the tags as labels only). One
+    table for the three channels: greys exact, colours close. swscale converting each frame itself was 3.4 times
+    slower (53 against 15.5 ms for a 1080p frame here) for a grey 1.5 levels nearer on a PQ clip (0.6 against 1.5
+    mean; both 1-1.5 s to set up at the first frame)."""
     from av.video.reformatter import VideoReformatter
 
     ramp = np.arange(65536, dtype=np.uint16).reshape(256, 256)
     f = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.repeat(ramp[..., None], 3, axis=2)), format="rgb48le")
     f.color_trc, f.color_primaries = transfer, primaries
-    out = VideoReformatter().reformat(f, format="rgb24", dst_color_trc=1, dst_color_primaries=1).to_ndarray()
-    return np.ascontiguousarray(out[..., 1].reshape(-1))
+    try:
+        out = VideoReformatter().reformat(f, format="rgb24", dst_color_trc=1, dst_color_primaries=1).to_ndarray()
+    except (TypeError, ValueError, OSError, av.error.FFmpegError):  # an older PyAV without those arguments
+        return None
+    table = np.ascontiguousarray(out[..., 1].reshape(-1))
+    plain = np.round(np.arange(65536) / 257.0)
+    if np.abs(table.astype(np.float64) - plain).max() <= 8:  # the 16 bits only cut to 8: nothing converted
+        return None
+    table.flags.writeable = False  # (shared by every source of these tags)
+    return table
 
 
 _MAX_JUMP_S = 10.0  # a forward timestamp jump that is a discontinuity in MPEG-TS-like formats (FFmpeg's default)
