@@ -926,3 +926,39 @@ def test_the_ray_progress_board_holds_the_inputs_in_flight_only(monkeypatch):
     ex._refs, ex._tasks = {1: "a.mp4"}, {1: {"input": "a.mp4", "rel": "a.mp4"}}
     assert ex.wait([1], timeout=0) == [(1, {"rel": "a.mp4", "status": "done"})]
     assert live.get() == {}
+
+
+def test_work_folders_never_reach_outside_their_input_and_links_are_not_followed(tmp_path, capsys):
+    """An input named `...mp4` (stem `..`) made its work folder `.facecycle-partial/..`, the output folder itself,
+    and the stale-attempt cleanup deleted every folder there: another input's outputs and anything else (a URL
+    `http://../...mp4` reached the folder above --out-dir). A link planted as an input's work folder made the
+    cleanup delete its target's folders. Now the work folder is named apart, only folders named as attempts are
+    cleaned, and a link there stops the batch (exit 4) with nothing deleted."""
+    from realtime.batch.plan import url_output_path
+
+    from .conftest import real_frames, write_video
+
+    src = tmp_path / "in"
+    src.mkdir()
+    clip = write_video(src / "...mp4", real_frames(4), rate=25)
+    out = tmp_path / "out"
+    (out / "other" / "keep").mkdir(parents=True)
+    o = ["--out-dir", str(out), "--cluster", "none", "--no-video", "--no-progress"]
+    assert cli_main(["batch", str(clip), *o]) == 0, capsys.readouterr().err
+    assert (out / "other" / "keep").is_dir() and (out / "...csv").is_file() and (out / "...json").is_file()
+    assert url_output_path("http://../...mp4").parts[0] == "host"
+    # a link where an input's work folder goes
+    victim = tmp_path / "victim"
+    (victim / "keep1").mkdir(parents=True)
+    write_video(src / "b.mp4", real_frames(4), rate=25)
+    (out / ".facecycle-partial").mkdir(exist_ok=True)
+    (out / ".facecycle-partial" / "b").symlink_to(victim, target_is_directory=True)
+    capsys.readouterr()
+    assert cli_main(["batch", str(src / "b.mp4"), *o]) == 4
+    assert "a symbolic link or not a folder" in capsys.readouterr().err
+    assert (victim / "keep1").is_dir() and not (victim / "lock").exists()
+    # a folder there that is not an attempt's is left alone
+    (out / ".facecycle-partial" / "b").unlink()
+    (out / ".facecycle-partial" / "b" / "notes").mkdir(parents=True)
+    assert cli_main(["batch", str(src / "b.mp4"), *o]) == 0
+    assert (out / ".facecycle-partial" / "b" / "notes").is_dir() and (out / "b.csv").is_file()

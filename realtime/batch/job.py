@@ -189,9 +189,12 @@ def output_paths(out_dir: Union[str, Path], rel: Union[str, Path], csv: bool = T
     d = Path(out_dir) / rel.parent
     stem = rel.stem if rel.suffix else rel.name
     kind = picture_suffix(rel.suffix) if is_image_path(rel) else ".mp4"
+    # a stem of dots (the file `...mp4`, a URL's `%2e%2e.mp4`) made the work folder `.facecycle-partial/..`, the
+    # output folder itself, whose every folder the stale-attempt cleanup then deleted
+    work = stem.replace(".", "%2e") if set(stem) <= {"."} else stem
     return {"csv": d / f"{stem}.csv" if csv else None,
             "video": d / f"{stem}.annotated{kind}" if video else None,
-            "sidecar": d / f"{stem}.json", "work": d / PARTIAL_DIR / stem, "stem": stem}  # type: ignore[dict-item]
+            "sidecar": d / f"{stem}.json", "work": d / PARTIAL_DIR / work, "stem": stem}  # type: ignore[dict-item]
 
 
 def count_csv_rows(path: Union[str, Path]) -> int:
@@ -271,6 +274,10 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
     tmp: Dict[str, Optional[Path]] = {}
     lock_path, lock = work_root / "lock", None
     try:
+        for q in (work_root.parent, work_root):  # a link planted there made the stale-attempt cleanup below delete
+            if q.is_symlink() or (q.exists() and not q.is_dir()):  # its target's folders (a shared --out-dir)
+                raise OutputError(f"{q}: a symbolic link or not a folder, where {task['input']}'s work folder goes; "
+                                  "remove it")
         try:
             lock = _lock_outputs(lock_path, task)
         except InputBusy as b:
@@ -286,8 +293,9 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
                            error=f"{task['input']}: being processed by another batch ({where}); left to it")
             return res
         work_root.mkdir(parents=True, exist_ok=True)  # (made by the lock too, where the OS has one)
-        # attempts that left a work folder died mid-video (killed worker, OOM); the lock says none is alive
-        stale = [p for p in work_root.iterdir() if p.is_dir()]
+        # attempts that left a work folder died mid-video (killed worker, OOM); the lock says none is alive. Only
+        # folders named as attempts are (<run_id>.<pid>): nothing else there is ours to delete
+        stale = [p for p in work_root.iterdir() if _ATTEMPT.fullmatch(p.name) and p.is_dir() and not p.is_symlink()]
         res["retries"] = sum(1 for p in stale if p.name.split(".")[0] == task["run_id"])
         for p in stale:
             shutil.rmtree(p, ignore_errors=True)
@@ -367,6 +375,10 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
         res["time_s"] = round(time.perf_counter() - t0, 3)
         res["max_rss_mb"] = _max_rss_mb()
     return res
+
+
+#: an attempt's work folder: ``<run_id>.<pid>`` (run_id: UTC time and 6 hex digits, runner.py)
+_ATTEMPT = re.compile(r"\d{8}T\d{6}-[0-9a-f]{6}\.\d+")
 
 
 def _under(path: Any, root: Any) -> bool:

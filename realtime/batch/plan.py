@@ -52,6 +52,8 @@ def _url_host_and_path(url: str) -> Tuple[str, List[str]]:
     except ValueError:  # not a number: left to the reader to refuse
         port = None
     host = (u.hostname or "host").replace(":", "_")  # an IPv6 address's colons
+    if set(host) <= {"."}:  # `http://../x.mp4`: the host `..` put the outputs beside --out-dir
+        host = "host"
     return host + (f"_{port}" if port else ""), parts
 
 
