@@ -481,3 +481,38 @@ def test_live_help_says_input_takes_stream_urls(capsys):
         main(["live", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "stream URL" in out and "VIDEO|URL" in out
+
+
+# --------------------------------------------------------------- 12. local playlists and names FFmpeg reads as more
+def test_a_local_playlist_reads_only_its_own_folder(tmp_path, frames, cli, code_dim):
+    """A local HLS playlist read any local video it named (`file:///…/other.ts`, `../private/other.ts`) into the
+    CSV and the annotated video: an uploaded playlist could read other files on a cluster node. It is refused in
+    one line (exit 3); a playlist of its own folder's segments (a saved stream) is read as before."""
+    private = tmp_path / "private"
+    private.mkdir()
+    write_video(private / "other.ts", frames[:10], fmt="mpegts")
+    up = tmp_path / "upload"
+    up.mkdir()
+    write_video(up / "seg0.ts", frames[:10], fmt="mpegts")
+    head = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:0.4,\n"
+    for name, entry in (("rel", "../private/other.ts"), ("abs", f"file://{private / 'other.ts'}"),
+                        ("path", str(private / "other.ts"))):
+        (up / f"{name}.m3u8").write_text(head + entry + "\n#EXT-X-ENDLIST\n")
+        rc, err = cli(str(up / f"{name}.m3u8"), "--no-video")
+        assert rc == 3 and "an HLS playlist with an entry outside its folder" in err, (name, err)
+    (up / "own.m3u8").write_text(head + "seg0.ts\n#EXT-X-ENDLIST\n")
+    rc, err = cli(str(up / "own.m3u8"), "--no-video")
+    assert rc == 0, err
+
+
+def test_a_file_name_with_a_percent_pattern_is_that_file(tmp_path, frames, cli, code_dim):
+    """`process 'img%03d.jpg'` read the neighbours img001.jpg … img003.jpg as FFmpeg's image pattern, three rows
+    from three other files; it is the one file given."""
+    import cv2
+
+    for i in range(1, 4):
+        cv2.imwrite(str(tmp_path / f"img{i:03d}.jpg"), frames[i])
+    cv2.imwrite(str(tmp_path / "img%03d.jpg"), frames[0])
+    rc, err = cli(str(tmp_path / "img%03d.jpg"), "--no-video")
+    assert rc == 0, err
+    assert len(read_csv(tmp_path / "out" / "img%03d.csv", code_dim)) == 1

@@ -79,6 +79,38 @@ def local_path(spec: str) -> str:
     return path
 
 
+#: FFmpeg's options for a local file: its name is the file's (``img%03d.jpg`` was read as the pattern, the
+#: neighbours img001.jpg ... img003.jpg, not the file given)
+_LOCAL_OPTIONS = {"pattern_type": "none"}
+_URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
+
+
+def _check_local_playlist(path: str) -> None:
+    """Refuse a local HLS playlist (``#EXTM3U``) with an entry outside its own folder: an absolute path, ``..`` or
+    a URL. FFmpeg read any local video a playlist named (``file:///…/other.ts``, ``../private/other.ts``) into the
+    outputs, so an uploaded playlist could read other files on a cluster node; a playlist of its own folder's
+    segments (a saved stream) is read as before.
+
+    Raises:
+        InputError: naming the entry.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if not head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"#EXTM3U"):
+                return
+            head += f.read(1 << 20)
+    except OSError:
+        return
+    text = head.decode("utf-8", "replace")
+    entries = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    entries += re.findall(r'URI="([^"]*)"', text)
+    for e in entries:
+        if _URI_SCHEME.match(e) or e.startswith(("/", "\\")) or ".." in re.split(r"[/\\]", e):
+            raise InputError(f"{path}: an HLS playlist with an entry outside its folder ({e[:200]}): not read (a "
+                             "local playlist may name only files in its own folder)")
+
+
 def _ffmpeg_url(spec: str) -> str:
     """``spec`` with its scheme in lower case (FFmpeg knows ``http``, not ``HTTP``)."""
     m = _SCHEME.match(spec)
@@ -199,8 +231,12 @@ class VideoSource(Source):
         served = _probe_http(spath, self.url_timeout) if self.scheme in ("http", "https") else None
         if served is not None:
             self.served_size = served.length
+        local = not (self.is_url or self.is_pipe)
+        if local:
+            _check_local_playlist(spath)
         try:
-            self.container = av.open(_ffmpeg_url(spath), "r", timeout=self.url_timeout if self.is_url else None)
+            self.container = av.open(_ffmpeg_url(spath), "r", timeout=self.url_timeout if self.is_url else None,
+                                     options=_LOCAL_OPTIONS if local else None)
         except (av.error.FFmpegError, OSError, ValueError) as e:
             hint = ""
             a_file = not (self.is_url or self.is_pipe)  # a pipe's bytes must not be read here
@@ -324,7 +360,7 @@ class VideoSource(Source):
                 served.content_type.startswith("image/")
                 or Path(spath.split("?", 1)[0]).suffix.lower() in IMAGE_SUFFIXES)
         try:  # a local file: count its packets, up to two
-            with av.open(spath, "r") as c:
+            with av.open(spath, "r", options=_LOCAL_OPTIONS) as c:
                 n = 0
                 for packet in c.demux(video=0):
                     n += packet.size > 0
