@@ -191,6 +191,7 @@ class VideoSource(Source):
     clock = "stream"
     #: a live stream URL (set by ``__init__``): frames come at the sender's pace
     live_stream = False
+    _dts_clock = False  # frames timed by their dts (AVI: _best_effort)
     _colour: Optional[dict] = None  # the frames' colour tags and what their reading does (_colour_of)
     _sdr_lut: Optional[np.ndarray] = None  # HDR: 16-bit code value -> SDR 8-bit (_colour_of)
     _convert: dict = {}  # reformat()'s arguments for a matrix it does not convert (replaced, never changed in place)
@@ -285,6 +286,16 @@ class VideoSource(Source):
         #: format has no clock, :func:`_clockless`: wall-clock seconds since the first frame came, as a camera's)
         self.clock = "arrival" if self.live_stream and _clockless(formats, self.stream) else "stream"
         rate = self.stream.average_rate or self.stream.guessed_rate or self.stream.base_rate
+        self._dts_clock = "avi" in formats
+        if formats & _CLOCKLESS_FORMATS and not self.live_stream:
+            # a raw stream (.h264, .hevc, .m2v): its demuxer's rate is a default (25) and its frames have no pts;
+            # the rate the stream itself holds (H.264's VUI) timed a 30-fps file 20 % slow (frame 59 at 2.36 s)
+            own = cc.framerate
+            if own and 0 < float(own) < 1000:
+                rate = own
+            else:
+                log.warning("%s: a raw video stream that holds no frame rate: times assume %s fps", self.name,
+                            f"{float(rate):g}" if rate else "one frame per time-base tick")
         if self.clock == "arrival":  # the demuxer's rate is a guess (FFmpeg's MJPEG reader says 25 fps for any camera)
             rate = None
             self.time_base = _ARRIVAL_TIME_BASE
@@ -483,14 +494,24 @@ class VideoSource(Source):
                 self.frames_missing = missing
                 log.warning("%s: decoded %d frames over %.2f of %.2f s (truncated or damaged file; ~%d frames "
                             "missing)", self.name, index, self.span - short, self.span, missing)
+        if not self.frames_missing:  # read whole: the count is the frames read (a variable-rate MKV's duration
+            self.frame_count = index  # times its nominal rate said 85 for 60; an MP4's sample count 93 for 95)
 
     def _best_effort(self, frame: "av.VideoFrame") -> Optional[int]:
-        """The frame's timestamp as FFmpeg guesses it (its ``best_effort_timestamp``, which PyAV does not give): the
-        frame's pts, unless its pts have gone backwards more often than its dts. Containers that store no pts of
-        their own (AVI) give B-frame video the packets' decode-order numbers as pts, out of display order:
-        1, 4, 3, 5, 2, … against dts 2, 3, 4, 5, 6, … (the timeline had 8 false jumps in 40 frames)."""
+        """The frame's timestamp: in an AVI its dts (the chunk's number: AVI stores no pts, and FFmpeg's guess of
+        an H.264 frame's pts is the next chunk's, a frame ahead, across the gap of dropped frames too: B-frame video
+        came out 1, 4, 3, 5, 2, …, and a frame before a 5-frame gap 167 ms late); elsewhere as FFmpeg's
+        ``best_effort_timestamp`` (which PyAV does not give): the frame's pts, unless its pts have gone backwards
+        more often than its dts. The frames a flush gives have no dts: one frame after the last."""
         pts, dts = frame.pts, frame.dts
         last_pts, last_dts = self._last_raw
+        if self._dts_clock:
+            if dts is None and last_dts is not None:
+                dts = last_dts + self._dts_step
+            if dts is not None and last_dts is not None and dts > last_dts:
+                self._dts_step = dts - last_dts
+            self._last_raw = (last_pts, dts if dts is not None else last_dts)
+            return dts if dts is not None else pts
         if dts is None and self._faulty[0] > self._faulty[1] and self._dts_seen:
             dts = last_dts + self._dts_step  # the frames a flush gives have none: one frame on
         self._dts_seen = frame.dts is not None or (dts is not None and self._dts_seen)
