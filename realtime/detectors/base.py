@@ -162,7 +162,21 @@ class Detector(abc.ABC):
         those faces in ``image`` pixels (boxes clipped to it). A face that fills the picture, as an aligned crop's
         does (FER-2013, RAF-DB, AffectNet), has too little context for the detector: 192 of 280 FER-2013 faces were
         found, 266 with the border (``benchmarks/2026-12-06-epyc1/image_folders.json``). Video frames do not take
-        this second try (a frame without faces would cost two detections)."""
+        this second try (a frame without faces would cost two detections).
+
+        Where the framed picture is larger than ``max_side``, the picture is shrunk to the size it takes inside the
+        detector's ``max_side`` square first and the border added to that (``pad`` × the shrunk longer side, in
+        whole pixels), so the border costs the detector's pixels, not the picture's: the framed copy at full size
+        held four times the picture.
+
+        Args:
+            image: (H, W, 3) uint8 BGR.
+            pad: the border on each side, as a fraction of the picture's longer side.
+
+        Returns:
+            :class:`~realtime.types.Detections` in ``image`` pixels: boxes (N, 4) float32 xyxy, scores (N,) float32,
+            landmarks (N, 5, 2) float32; empty where neither try finds a face.
+        """
         det = self.detect(image)
         if len(det):
             return det
@@ -170,16 +184,37 @@ class Detector(abc.ABC):
         p = int(round(pad * max(h, w)))
         if p < 1:
             return det
-        framed = cv2.copyMakeBorder(image, p, p, p, p, cv2.BORDER_CONSTANT, value=(128, 128, 128))
+        if self.max_side and max(h, w) + 2 * p > self.max_side:
+            # Shrink before framing: the border was added at full size (a (H+2p, W+2p) copy, 4x the picture at
+            # pad 0.5) that detect() then shrank to max_side. `facecycle process` on a 16000x16000 PNG of 746 KB:
+            # 4.75 GB peak RSS and 19.6 s before, 2.0 GB (1.6 GB of it reading the picture) and 9.6 s now; three
+            # 629-byte JPEGs declaring 30000x30000 read as stills asked for 10.8 GB (out of memory, exit 7), now
+            # they run in 5.5 GB (cv2.imread's decoding of one: 5.2 GB). A 1080p still without a face: 56 -> 43 ms
+            # a call. The picture and its border are cut to what detect() would have used (the framed side scaled to
+            # max_side, whole pixels, kept within it so that detect() does not shrink again). The faces are the same
+            # to 1e-4 px where the picture's edge falls on a detector pixel's edge (a square picture of even side:
+            # FER-2013 crops enlarged); elsewhere the picture moves by under a detector pixel, and borderline faces
+            # move as they did with the border 1 px wider (tests/test_hardening.py).
+            s = self.max_side / float(max(h, w) + 2 * p)
+            sw, sh = max(1, round(w * s)), max(1, round(h * s))
+            q = max(1, min(int(round(p * s)), (self.max_side - max(sw, sh)) // 2))
+            small = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
+            fx, fy = w / float(sw), h / float(sh)
+            log.debug("still %dx%d: framed at %dx%d (border %d px) for the second detection", w, h, sw + 2 * q,
+                      sh + 2 * q, q)
+        else:
+            small, q, fx, fy = image, p, 1.0, 1.0
+        framed = cv2.copyMakeBorder(small, q, q, q, q, cv2.BORDER_CONSTANT, value=(128, 128, 128))
         det = self.detect(framed)
         if not len(det):
             return det
-        boxes = det.boxes - np.float32(p)
+        # framed pixels -> picture pixels (exact at fx = fy = 1: float32 minus a whole number of pixels)
+        boxes = ((det.boxes.astype(np.float64) - q) * np.array([fx, fy, fx, fy])).astype(np.float32)
+        landmarks = ((det.landmarks.astype(np.float64) - q) * np.array([fx, fy])).astype(np.float32)
         inside = np.clip(boxes, [0, 0, 0, 0], [w, h, w, h])
         area = np.maximum(boxes[:, 2] - boxes[:, 0], 1e-6) * np.maximum(boxes[:, 3] - boxes[:, 1], 1e-6)
         kept = (inside[:, 2] - inside[:, 0]) * (inside[:, 3] - inside[:, 1]) >= 0.5 * area  # mostly on the picture
-        return Detections(inside[kept].astype(np.float32), det.scores[kept],
-                          (det.landmarks[kept] - np.float32(p)).astype(np.float32))
+        return Detections(inside[kept].astype(np.float32), det.scores[kept], landmarks[kept])
 
     @abc.abstractmethod
     def _detect(self, image: np.ndarray) -> Detections:

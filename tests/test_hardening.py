@@ -1,0 +1,204 @@
+"""Hardening findings (probe h21): resource use bounded by what the pipeline needs, not by what a file declares.
+
+Synthetic pictures and a model-free detector, so the checks run with ../shared absent; the real-detector check on
+FER-2013 crops runs where ../shared is present.
+"""
+from __future__ import annotations
+
+import tracemalloc
+from typing import List, Optional, Tuple
+
+import cv2
+import numpy as np
+import pytest
+
+from realtime.detectors.base import Detector
+from realtime.types import Detections
+
+#: the border's grey (detect_still's) and the synthetic picture's background and patch
+GREY, DARK, PATCH = 128, 0, 255
+
+
+class _FramedPatchDetector(Detector):
+    """A detector without a model that, like a real one on a face filling its picture, finds nothing without context:
+    it answers only where the frame's outermost pixels are the border's grey. It then returns one face: the box is
+    the extent of the non-grey pixels (the picture), the 5 landmarks all the intensity-weighted centroid of the
+    bright patch inside it (area averaging keeps a centroid where it was, so the mapping back is checked to a
+    fraction of a pixel). Records the (H, W) of every frame :meth:`detect` is handed."""
+
+    name = "framed-patch"
+
+    def __init__(self, max_side: Optional[int] = 320) -> None:
+        super().__init__(max_side=max_side, score_threshold=0.5)
+        self.seen: List[Tuple[int, int]] = []
+
+    def detect(self, image: np.ndarray) -> Detections:
+        self.seen.append(image.shape[:2])
+        return super().detect(image)
+
+    def _detect(self, image: np.ndarray) -> Detections:
+        g = image[..., 0].astype(np.float64)  # (H, W) float64, the three channels are equal here
+        edge = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
+        if np.abs(edge - GREY).max() > 0:
+            return Detections.empty()
+        ys, xs = np.nonzero(np.abs(g - GREY) > 3)
+        if not len(xs):
+            return Detections.empty()
+        x0, y0, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+        inner = g[y0 + 2:y1 - 2, x0 + 2:x1 - 2]  # off the picture's edge, where it blends with the border
+        yy, xx = np.mgrid[y0 + 2:y1 - 2, x0 + 2:x1 - 2]
+        cx = (inner * (xx + 0.5)).sum() / inner.sum()
+        cy = (inner * (yy + 0.5)).sum() / inner.sum()
+        box = np.array([[x0, y0, x1, y1]], np.float32)
+        return Detections(box, np.ones(1, np.float32), np.tile(np.float32([cx, cy]), (1, 5, 1)))
+
+
+def _picture(w: int, h: int) -> Tuple[np.ndarray, Tuple[float, float]]:
+    """(h, w, 3) uint8 BGR: dark, with a bright square (a fifth of the shorter side) off its centre; and the square's
+    centre (x, y) in pixels."""
+    im = np.full((h, w, 3), DARK, np.uint8)
+    a = max(2, min(w, h) // 5)
+    x0, y0 = int(0.3 * w), int(0.55 * h)
+    im[y0:y0 + a, x0:x0 + a] = PATCH
+    return im, (x0 + a / 2, y0 + a / 2)
+
+
+def _full_size_framing(det: Detector, image: np.ndarray, pad: float = 0.5) -> Detections:
+    """The second try as detect_still made it before the fix (the border added to the picture at full size): the
+    reference. Faces in ``image`` pixels, those mostly on the picture."""
+    h, w = image.shape[:2]
+    p = int(round(pad * max(h, w)))
+    d = det.detect(cv2.copyMakeBorder(image, p, p, p, p, cv2.BORDER_CONSTANT, value=(GREY, GREY, GREY)))
+    boxes = d.boxes - np.float32(p)
+    inside = np.clip(boxes, [0, 0, 0, 0], [w, h, w, h])
+    area = np.maximum(boxes[:, 2] - boxes[:, 0], 1e-6) * np.maximum(boxes[:, 3] - boxes[:, 1], 1e-6)
+    kept = (inside[:, 2] - inside[:, 0]) * (inside[:, 3] - inside[:, 1]) >= 0.5 * area
+    return Detections(inside[kept].astype(np.float32), d.scores[kept],
+                      (d.landmarks[kept] - np.float32(p)).astype(np.float32))
+
+
+def test_still_is_shrunk_before_its_border_is_added():
+    """Finding: detect_still added the grey border to the picture at full size, a copy of (H+2p) x (W+2p) (four
+    times the picture at pad 0.5), though the detector shrinks it to max_side: a 16000x16000 PNG of 746 KB took
+    4.75 GB, three 629-byte JPEGs declaring 30000x30000 asked for 10.8 GB (out of memory). The border is now added
+    to the picture shrunk to the detector's size: nothing larger than max_side is framed, and the call allocates a
+    fraction of the picture. (Before the fix: the detector was handed 4200x4800 and the call peaked at 4.85x the
+    picture's bytes, now 0.19x.)"""
+    det = _FramedPatchDetector(max_side=320)
+    im, _ = _picture(2400, 1800)
+    tracemalloc.start()
+    try:
+        found = det.detect_still(im)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(found) == 1 and len(det.seen) == 2  # found on the second try, inside the border
+    assert max(det.seen[1]) <= 320, f"the framed picture handed to the detector is {det.seen[1]}"
+    assert peak < 0.5 * im.nbytes, f"detect_still allocated {peak / im.nbytes:.2f}x the picture"
+
+
+@pytest.mark.parametrize("size", [(48, 48), (150, 150), (480, 480), (1000, 1000), (487, 487), (1333, 751),
+                                  (171, 229), (2000, 90)])
+def test_still_faces_come_back_in_the_pictures_pixels(size):
+    """The faces of the second try are mapped back to the full-size picture: the box is the picture's extent and
+    the landmark the patch's centre, for square, odd, wide and tall pictures, shrunk or not (48 and 150 px framed
+    fit in 320 and are not shrunk); within one detector pixel of where the full-size framing put them, and the
+    same to 0.01 px where the picture's edge falls on a detector pixel's edge (a square of even side)."""
+    w, h = size
+    det = _FramedPatchDetector(max_side=320)
+    im, (cx, cy) = _picture(w, h)
+    got = det.detect_still(im)
+    ref = _full_size_framing(det, im)
+    assert len(got) == len(ref) == 1
+    p = round(0.5 * max(w, h))
+    px = max(1.0, (max(w, h) + 2 * p) / 320)  # one detector pixel, in the picture's pixels
+    np.testing.assert_allclose(got.boxes[0], [0, 0, w, h], atol=1e-3)
+    np.testing.assert_allclose(got.landmarks[0], np.tile([cx, cy], (5, 1)), atol=0.25 * px)
+    np.testing.assert_allclose(got.boxes, ref.boxes, atol=px)
+    np.testing.assert_allclose(got.landmarks, ref.landmarks, atol=0.25 * px)
+    if w == h and w % 2 == 0:  # the border's edge on a detector pixel's edge (framed at 320: at 80 px)
+        np.testing.assert_allclose(got.landmarks, ref.landmarks, atol=0.01)
+        np.testing.assert_allclose(got.boxes, ref.boxes, atol=0.01)
+
+
+def test_still_at_native_size_keeps_the_full_size_border():
+    """--detect-size 0 (max_side None) detects at the picture's own size: the border stays at full size, as the
+    detector sees it, and the faces are those of the full-size framing."""
+    det = _FramedPatchDetector(max_side=None)
+    im, _ = _picture(300, 200)
+    got = det.detect_still(im)
+    assert det.seen[1] == (500, 600)
+    ref = _full_size_framing(det, im)
+    np.testing.assert_array_equal(got.boxes, ref.boxes)
+    np.testing.assert_array_equal(got.landmarks, ref.landmarks)
+
+
+def test_real_detector_same_faces_on_face_crops():
+    """CenterFace on FER-2013 crops (faces that fill the picture, the case the border is for), at 48 px (framed
+    96, not shrunk) and enlarged to 480 px (shrunk by 3 before framing): the faces of detect_still are those of the
+    full-size framing to 0.01 px."""
+    from realtime.detectors import create_detector
+    from tests.conftest import FER
+
+    files = sorted((FER / "train" / "happy").glob("*.jpg"))[-40:] if (FER / "train").is_dir() else []
+    if not files:
+        pytest.skip(f"{FER} is absent")
+    det = create_detector("centerface")
+    compared = 0
+    for f in files:
+        small = cv2.imread(str(f))
+        for im in (small, cv2.resize(small, (480, 480), interpolation=cv2.INTER_CUBIC)):
+            if len(det.detect(im)):
+                continue  # found without the border: the second try is not taken
+            got, ref = det.detect_still(im), _full_size_framing(det, im)
+            assert len(got) == len(ref)
+            if len(got):
+                compared += 1
+                np.testing.assert_allclose(got.boxes, ref.boxes, atol=0.01)
+                np.testing.assert_allclose(got.landmarks, ref.landmarks, atol=0.01)
+    assert compared >= 2
+
+
+def _floors(name: str) -> List[Tuple[str, Tuple[int, ...]]]:
+    """Every requirement on ``name`` in pyproject.toml (base and extras): (the requirement, its ``>=`` floor)."""
+    import re
+
+    from tests.conftest import ROOT
+
+    try:
+        import tomllib as toml
+    except ImportError:  # pragma: no cover - Python 3.10
+        toml = pytest.importorskip("tomli")
+    project = toml.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = list(project["dependencies"]) + [r for extra in project["optional-dependencies"].values() for r in extra]
+    out = []
+    for r in reqs:
+        m = re.match(rf"^{re.escape(name)}\s*(?:\[[^\]]*\])?\s*(.*)$", r)
+        if not m or re.match(r"^[A-Za-z0-9_.-]", m.group(1)):  # another package whose name starts alike
+            continue
+        floor = re.search(r">=\s*([0-9][0-9.]*)", m.group(1))
+        assert floor, f"{r!r} has no floor"
+        out.append((r, tuple(int(x) for x in floor.group(1).split("."))))
+    return out
+
+
+def test_torch_and_onnx_floors_exclude_the_vulnerable_releases():
+    """torch below 2.6 lets a crafted checkpoint past torch.load(weights_only=True) (CVE-2025-32434), below 2.10
+    corrupts memory there (CVE-2026-24747); onnx below 1.16 follows a model's external-data path out of its folder
+    (CVE-2024-27318). Every requirement on them, base and extras, has a floor at or above the fix. (Before: torch>=2.3
+    in the torch and tensorrt extras, onnx>=1.14 in the base dependencies.)"""
+    torch, onnx = _floors("torch"), _floors("onnx")
+    assert len(torch) == 2 and len(onnx) == 4, (torch, onnx)
+    assert all(f >= (2, 10) for _, f in torch), torch
+    assert all(f >= (1, 16) for _, f in onnx), onnx
+
+
+def test_docs_say_where_file_names_and_batch_urls_need_trust():
+    """docs/csv.md: the `file` column holds names as the file system has them, a formula to a spreadsheet where they
+    begin with = + - @; docs/batch.md: URLs and lists decide what the nodes fetch, run only trusted ones."""
+    from tests.conftest import ROOT
+
+    row = next(line for line in (ROOT / "docs" / "csv.md").read_text().splitlines() if line.startswith("| `file` |"))
+    assert "formula" in row and all(f"`{c}`" in row for c in "=+-@") and "pandas" in row
+    batch = " ".join((ROOT / "docs" / "batch.md").read_text().split())
+    assert "decide what its nodes fetch" in batch and "run only lists and URLs you trust" in batch
