@@ -485,9 +485,11 @@ def test_live_help_says_input_takes_stream_urls(capsys):
 
 # --------------------------------------------------------------- 12. local playlists and names FFmpeg reads as more
 def test_a_local_playlist_reads_only_its_own_folder(tmp_path, frames, cli, code_dim):
-    """A local HLS playlist read any local video it named (`file:///…/other.ts`, `../private/other.ts`) into the
-    CSV and the annotated video: an uploaded playlist could read other files on a cluster node. It is refused in
-    one line (exit 3); a playlist of its own folder's segments (a saved stream) is read as before."""
+    """A local HLS playlist read any local video it named (`file:///…/other.ts`, `../private/other.ts`, through a
+    nested playlist, an unquoted `URI=`, a link, after a megabyte of padding, or as a later segment) into the CSV and
+    the annotated video: an uploaded playlist could read other files on a cluster node. Every file FFmpeg opens
+    for it must lie in its folder: refused in one line (exit 3); a playlist of its own folder's segments (a saved
+    stream) is read as before."""
     private = tmp_path / "private"
     private.mkdir()
     write_video(private / "other.ts", frames[:10], fmt="mpegts")
@@ -495,11 +497,21 @@ def test_a_local_playlist_reads_only_its_own_folder(tmp_path, frames, cli, code_
     up.mkdir()
     write_video(up / "seg0.ts", frames[:10], fmt="mpegts")
     head = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:0.4,\n"
-    for name, entry in (("rel", "../private/other.ts"), ("abs", f"file://{private / 'other.ts'}"),
-                        ("path", str(private / "other.ts"))):
-        (up / f"{name}.m3u8").write_text(head + entry + "\n#EXT-X-ENDLIST\n")
+    (up / "sub").mkdir()
+    (up / "sub" / "var.m3u8").write_text(head + "../../private/other.ts\n#EXT-X-ENDLIST\n")
+    (up / "link.ts").symlink_to(private / "other.ts")
+    own = "#EXTINF:0.4,\nseg0.ts\n"
+    for name, body in (("rel", head + "../private/other.ts\n"), ("abs", head + f"file://{private / 'other.ts'}\n"),
+                       ("path", head + str(private / "other.ts") + "\n"),
+                       ("nested", "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1000\nsub/var.m3u8\n"),
+                       ("unquoted", head.replace("#EXTINF", "#EXT-X-MAP:URI=../private/other.ts\n#EXTINF")
+                        + "seg0.ts\n"),
+                       ("padded", head + "#c\n" * 300_000 + "../private/other.ts\n"),
+                       ("symlink", head + "link.ts\n"),
+                       ("late", head + "seg0.ts\n" + own * 2 + "#EXTINF:0.4,\n../private/other.ts\n")):
+        (up / f"{name}.m3u8").write_text(body + ("#EXT-X-ENDLIST\n" if name != "nested" else ""))
         rc, err = cli(str(up / f"{name}.m3u8"), "--no-video")
-        assert rc == 3 and "an HLS playlist with an entry outside its folder" in err, (name, err)
+        assert rc == 3 and "an HLS playlist naming a file outside its folder" in err, (name, err)
     (up / "own.m3u8").write_text(head + "seg0.ts\n#EXT-X-ENDLIST\n")
     rc, err = cli(str(up / "own.m3u8"), "--no-video")
     assert rc == 0, err

@@ -85,30 +85,40 @@ _LOCAL_OPTIONS = {"pattern_type": "none"}
 _URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
 
 
-def _check_local_playlist(path: str) -> None:
-    """Refuse a local HLS playlist (``#EXTM3U``) with an entry outside its own folder: an absolute path, ``..`` or
-    a URL. FFmpeg read any local video a playlist named (``file:///…/other.ts``, ``../private/other.ts``) into the
-    outputs, so an uploaded playlist could read other files on a cluster node; a playlist of its own folder's
-    segments (a saved stream) is read as before.
+class _PlaylistGuard:
+    """``io_open`` for a local HLS playlist (a file that starts ``#EXTM3U``): every file FFmpeg opens for it (the
+    playlist, nested playlists, segments, init sections) must lie in the playlist's own folder, by its real path,
+    and no URL is opened. FFmpeg read any local video a playlist named (``file:///…/other.ts``,
+    ``../private/other.ts``, through a nested playlist, an unquoted ``URI=``, or after a megabyte of padding) into
+    the outputs, so an uploaded playlist could read other files of a cluster node. ``refused``: the first URL
+    refused."""
 
-    Raises:
-        InputError: naming the entry.
-    """
+    def __init__(self, path: str) -> None:
+        self.root = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+        self.refused: Optional[str] = None
+
+    def __call__(self, url: str, flags: int, options: dict) -> Any:
+        name = url[5:] if url.startswith("file:") else url
+        real = None if _URI_SCHEME.match(name) else os.path.realpath(name)
+        if real is None or not real.startswith(self.root + os.sep) or flags & 2:  # 2: AVIO_FLAG_WRITE
+            self.refused = self.refused or url
+            raise PermissionError(f"{url}: outside the playlist's folder")
+        return open(real, "rb")
+
+    def error(self, path: str) -> InputError:
+        return InputError(f"{path}: an HLS playlist naming a file outside its folder ({str(self.refused)[:200]}): not "
+                          "read (a local playlist may name only files in its own folder)")
+
+
+def _playlist_guard(path: str) -> Optional[_PlaylistGuard]:
+    """A :class:`_PlaylistGuard` where the local file ``path`` is an HLS playlist; None otherwise (other files are
+    opened by FFmpeg itself: a guard reads every byte through Python)."""
     try:
         with open(path, "rb") as f:
             head = f.read(64)
-            if not head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"#EXTM3U"):
-                return
-            head += f.read(1 << 20)
     except OSError:
-        return
-    text = head.decode("utf-8", "replace")
-    entries = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
-    entries += re.findall(r'URI="([^"]*)"', text)
-    for e in entries:
-        if _URI_SCHEME.match(e) or e.startswith(("/", "\\")) or ".." in re.split(r"[/\\]", e):
-            raise InputError(f"{path}: an HLS playlist with an entry outside its folder ({e[:200]}): not read (a "
-                             "local playlist may name only files in its own folder)")
+        return None
+    return _PlaylistGuard(path) if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"#EXTM3U") else None
 
 
 def _ffmpeg_url(spec: str) -> str:
@@ -192,6 +202,7 @@ class VideoSource(Source):
     #: a live stream URL (set by ``__init__``): frames come at the sender's pace
     live_stream = False
     _dts_clock = False  # frames timed by their dts (AVI: _best_effort)
+    _guard: Optional["_PlaylistGuard"] = None  # a local HLS playlist's io_open (_PlaylistGuard)
     _colour: Optional[dict] = None  # the frames' colour tags and what their reading does (_colour_of)
     _sdr_lut: Optional[np.ndarray] = None  # HDR: 16-bit code value -> SDR 8-bit (_colour_of)
     _convert: dict = {}  # reformat()'s arguments for a matrix it does not convert (replaced, never changed in place)
@@ -233,12 +244,14 @@ class VideoSource(Source):
         if served is not None:
             self.served_size = served.length
         local = not (self.is_url or self.is_pipe)
-        if local:
-            _check_local_playlist(spath)
+        self._guard = _playlist_guard(spath) if local else None
         try:
             self.container = av.open(_ffmpeg_url(spath), "r", timeout=self.url_timeout if self.is_url else None,
-                                     options=_LOCAL_OPTIONS if local else None)
+                                     options=_LOCAL_OPTIONS if local else None,
+                                     **({"io_open": self._guard} if self._guard is not None else {}))
         except (av.error.FFmpegError, OSError, ValueError) as e:
+            if self._guard is not None and self._guard.refused:
+                raise self._guard.error(spath) from None
             hint = ""
             a_file = not (self.is_url or self.is_pipe)  # a pipe's bytes must not be read here
             kind = _not_media(spath) if isinstance(e, av.error.InvalidDataError) and a_file else ""
@@ -371,7 +384,8 @@ class VideoSource(Source):
                 served.content_type.startswith("image/")
                 or Path(spath.split("?", 1)[0]).suffix.lower() in IMAGE_SUFFIXES)
         try:  # a local file: count its packets, up to two
-            with av.open(spath, "r", options=_LOCAL_OPTIONS) as c:
+            with av.open(spath, "r", options=_LOCAL_OPTIONS,  # (a playlist: opened guarded again)
+                         **({"io_open": _PlaylistGuard(spath)} if self._guard is not None else {})) as c:
                 n = 0
                 for packet in c.demux(video=0):
                     n += packet.size > 0
@@ -539,6 +553,10 @@ class VideoSource(Source):
                 if packet.pos is not None and packet.pos >= 0:
                     self._bytes_read = max(self._bytes_read, int(packet.pos) + int(packet.size))
                 yield packet
+        except PermissionError:  # a local playlist's later segment outside its folder (_PlaylistGuard)
+            if self._guard is not None and self._guard.refused:
+                raise self._guard.error(self.name) from None
+            raise
         except av.error.FFmpegError as e:
             network = isinstance(e, av.error.ExitError) or getattr(e, "errno", None) in _NETWORK_ERRNOS
             # (an MP4 whose index is at its end, on a server without range requests: FFmpeg cannot go back to its
