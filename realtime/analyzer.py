@@ -553,8 +553,6 @@ class Run:
         #: the iteration (__iter__), closed by close(); a weak reference, so that a consumer's `break` still ends
         #: it at once (the generator refers to this run: a strong reference would keep both alive)
         self._gen: Optional["weakref.ref[Iterator[FramePacket]]"] = None
-        self._in_with = False  # inside ``with run:`` (__iter__ then holds the generator until __exit__)
-        self._gen_held: Optional[Iterator[FramePacket]] = None
         self._iter_thread: Optional[int] = None  # the thread iterating it (close() from another one stops it)
         # per-run state
         self.tracker = Tracker()
@@ -835,8 +833,6 @@ class Run:
         self._iterated = True
         gen = self._frames()
         self._gen = weakref.ref(gen)
-        if self._in_with:  # held until __exit__: an exception in the loop's body (Ctrl-C) would otherwise close
-            self._gen_held = gen  # it as the stack unwinds, before __exit__ can tell a Ctrl-C from a break
         return gen
 
     def _frames(self) -> Iterator[FramePacket]:
@@ -988,13 +984,9 @@ class Run:
             self.outputs.close("stopped")
 
     def __enter__(self) -> "Run":
-        self._in_with = True
         return self
 
     def __exit__(self, exc_type, *exc) -> None:
-        if _is_interrupt(exc_type):  # Ctrl-C in the loop's body: "interrupted", not a consumer's "stopped"
-            self.stop()
-        try:
-            self.close()
-        finally:
-            self._gen_held = None  # (the generator refers to this run: no cycle left behind)
+        if _is_interrupt(exc_type):  # Ctrl-C in the loop's body: "interrupted", not a consumer's "stopped" (where
+            self.stop()              # the caller holds the iterator: a loop's own is closed as the exception leaves it)
+        self.close()

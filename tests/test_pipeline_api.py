@@ -127,9 +127,10 @@ def test_a_stop_then_closing_the_iteration_is_an_interrupt_not_a_consumer_stop(t
 
 def test_ctrl_c_in_the_loops_body_is_an_interrupt(tiny_export, tmp_path):
     """Ctrl-C while the caller's own loop body runs (not while the run waits for a frame) ended the run `stopped`,
-    as if the caller had broken off. Leaving a ``with`` block of the run, or ``run.run``'s callback, with a
-    KeyboardInterrupt now records `interrupted`, as does the Analyzer's where the caller still holds the iteration;
-    another exception in the body keeps `stopped`."""
+    as if the caller had broken off. ``run.run``'s callback, and a ``with`` block of the run or of the Analyzer
+    where the caller holds the iterator, record `interrupted` now; another exception in the body keeps `stopped`,
+    and a `break` inside ``with run:`` still ends the run at once (the review found a version that held the
+    iteration until the block's end: `running`, and the Analyzer busy)."""
     from realtime.analyzer import Analyzer
 
     _, model = tiny_export
@@ -153,9 +154,15 @@ def test_ctrl_c_in_the_loops_body_is_an_interrupt(tiny_export, tmp_path):
     with Analyzer(model=model) as an:
         with pytest.raises(KeyboardInterrupt):
             with an.process_video(iter(frames), csv=tmp_path / "run.csv") as run:
-                for packet in run:
+                it = iter(run)
+                for packet in it:
                     body(3, KeyboardInterrupt())(packet)
         assert status("run") == "interrupted"
+        with an.process_video(iter(frames), csv=tmp_path / "break.csv") as run:
+            for _ in run:
+                break
+            assert status("break") == "stopped"
+            assert len(list(an.process_video(frames[:2]))) == 2  # free at once, inside the block
         with pytest.raises(KeyboardInterrupt):
             an.process_video(iter(frames), csv=tmp_path / "callback.csv").run(body(3, KeyboardInterrupt()))
         assert status("callback") == "interrupted"
