@@ -118,6 +118,15 @@ def test_hdr_video_is_read_as_sdr(frames, tmp_path, caplog, kind, transfer, with
     assert f"HDR video ({kind.upper()}): converted to SDR BT.709" in caplog.text
 
 
+def test_sdr_video_of_bt2020_primaries_is_no_hdr(frames, tmp_path, caplog):
+    """BT.2020 primaries with an SDR transfer were taken for HDR, and the warning said this PyAV could not convert
+    it (the review): they are read as they are, without a word."""
+    with caplog.at_level(logging.WARNING, logger="realtime.sources.video"):
+        images, colour = _read(_write(tmp_path / "sdr2020.mkv", frames, "sdr", "2020", (9, 9, 14, 1)))
+    assert colour["to_sdr"] is False and colour["primaries"] == "bt2020" and "HDR" not in caplog.text
+    assert np.abs(_grey(images) - _grey(np.stack(frames))).mean() < 3
+
+
 def test_limited_range_grey_video_is_stretched(frames, tmp_path):
     """swscale reads grey video as full range whatever its tag: a limited-range grey clip came out at 16-235
     (11 levels off on average). It now reads as its full-range twin does."""

@@ -628,7 +628,7 @@ class VideoSource(Source):
             img = self._reformatter.reformat(frame, format=fmt, **kw).to_ndarray()
         if self._sdr_lut is not None:
             img = self._sdr_lut[img]
-        if self._colour.get("grey_limited"):  # (swscale reads grey as full range whatever its tag: 17-231 for 0-255)
+        if self._colour.get("grey_limited"):  # (FFmpeg 8's swscale reads grey as full range whatever its tag)
             img = _GREY_LIMITED_LUT[img]
         if rot:
             img = rotate_image(img, rot)
@@ -668,8 +668,8 @@ _ENUMS = {
                  8: "linear", 9: "log", 10: "log-sqrt", 11: "iec61966-2-4", 12: "bt1361e", 13: "iec61966-2-1",
                  14: "bt2020-10", 15: "bt2020-12", 16: "smpte2084", 17: "smpte428", 18: "arib-std-b67"},
 }
-#: HDR transfers (PQ, HLG) and BT.2020's primaries: converted to SDR BT.709 for reading
-_HDR_TRC, _BT2020 = {16: "PQ", 18: "HLG"}, 9
+#: HDR transfers (PQ, HLG): converted to SDR BT.709 for reading
+_HDR_TRC = {16: "PQ", 18: "HLG"}
 #: matrices swscale does not convert, and the nearest one it does (read as that, with a warning)
 _NEAR_MATRIX = {8: 1, 10: 9, 11: 1, 12: 1, 13: 1, 14: 9, 15: 9}
 #: limited-range grey (16-235) to full range
@@ -689,12 +689,12 @@ def _colour_of(frame: "av.VideoFrame", name: str) -> Tuple[dict, Optional[np.nda
                                                         ("primaries", "color_primaries"), ("transfer", "color_trc"))}
     fmt = str(getattr(getattr(frame, "format", None), "name", "") or "")
     colour: dict = {"pix_fmt": fmt, **{k: _name(_ENUMS[k], v) for k, v in tags.items()}, "to_sdr": False,
-                    "grey_limited": fmt.startswith("gray") and tags["range"] == 1}
+                    "grey_limited": fmt.startswith("gray") and tags["range"] == 1 and not _grey_range_read()}
     lut = None
-    if tags["transfer"] in _HDR_TRC or tags["primaries"] == _BT2020:
+    if tags["transfer"] in _HDR_TRC:  # (BT.2020's primaries with an SDR transfer: read as they are, greys exact)
         lut = _sdr_table(tags["transfer"], tags["primaries"])
         colour["to_sdr"] = lut is not None
-        what = _HDR_TRC.get(tags["transfer"], "BT.2020 primaries")
+        what = _HDR_TRC[tags["transfer"]]
         if lut is not None:
             log.warning("%s: HDR video (%s): converted to SDR BT.709 for reading", name, what)
         else:
@@ -704,12 +704,25 @@ def _colour_of(frame: "av.VideoFrame", name: str) -> Tuple[dict, Optional[np.nda
     return colour, lut
 
 
+@functools.lru_cache(maxsize=1)
+def _grey_range_read() -> bool:
+    """Whether this swscale reads a grey frame's range tag (FFmpeg 8's does not: limited-range grey 16 comes out
+    16, not 0); where it does, :func:`_colour_of` stretches nothing itself."""
+    from av.video.reformatter import VideoReformatter
+
+    f = av.VideoFrame.from_ndarray(np.full((2, 2), 16, np.uint8), format="gray")
+    f.color_range = 1
+    return int(VideoReformatter().reformat(f, format="bgr24").to_ndarray()[0, 0, 0]) < 8
+
+
 @functools.lru_cache(maxsize=8)  # (made once per process: a batch of phone videos paid 1-1.5 s for each)
 def _sdr_table(transfer: int, primaries: int) -> Optional[np.ndarray]:
     """(65536,) uint8: a 16-bit code value of HDR video read as RGB without conversion (``transfer``,
     ``primaries``: FFmpeg's tags) -> its SDR BT.709 value, as swscale's colour management maps a grey ramp (PyAV
     18's FFmpeg); None where this PyAV's FFmpeg does not convert (PyAV 17 takes the tags as labels only). One
-    table for the three channels: greys exact, colours close. swscale converting each frame itself was 3.4 times
+    table for the three channels: greys exact, colours less saturated (BT.2020's wider primaries are not mapped:
+    mean saturation 27 against the original's 37 on a test clip; the default model reads grey). swscale converting
+    each frame itself was 3.4 times
     slower (53 against 15.5 ms for a 1080p frame here) for a grey 1.5 levels nearer on a PQ clip (0.6 against 1.5
     mean; both 1-1.5 s to set up at the first frame)."""
     from av.video.reformatter import VideoReformatter
