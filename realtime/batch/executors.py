@@ -65,7 +65,10 @@ class LocalExecutor:
             if self.on_progress is not None:
                 self.on_progress()
 
-        return [(h, run_task(task, self.settings, progress=progress))]
+        try:
+            return [(h, run_task(task, self.settings, progress=progress))]
+        finally:
+            self._frames.pop(task["rel"], None)  # the inputs in flight, not the corpus (as the Ray board)
 
     def frames(self) -> Dict[str, int]:
         return dict(self._frames)
