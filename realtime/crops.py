@@ -156,6 +156,11 @@ def whole_picture_square(shape: Sequence[int], square: Tuple[int, int, int], who
     h, w = int(shape[0]), int(shape[1])
     if square[2] < whole_above * min(h, w) or max(h, w) > 1.1 * min(h, w):
         return None
+    return _own_square(h, w)
+
+
+def _own_square(h: int, w: int) -> Tuple[int, int, int]:
+    """A (H, W) picture's own square ``(x0, y0, side)``: centred, of side min(H, W)."""
     side = min(h, w)
     return ((w - side) // 2, (h - side) // 2, side)
 
@@ -259,9 +264,7 @@ class StillFramer:
 def _centre_square(image: np.ndarray) -> np.ndarray:
     """The centred square of side min(H, W) of ``image`` (H, W, ...): the picture's own square, as
     :func:`whole_picture_square` gives it."""
-    h, w = image.shape[:2]
-    side = min(h, w)
-    y0, x0 = (h - side) // 2, (w - side) // 2
+    x0, y0, side = _own_square(*image.shape[:2])
     return image[y0:y0 + side, x0:x0 + side]
 
 

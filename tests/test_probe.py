@@ -732,3 +732,41 @@ def test_a_mirror_invariant_feature_is_fitted_without_mirrored_copies(fer_small,
     assert info["n_images"] == len(items)
     _, info = fit_expression(PixelFeatures(), items, flips=True, wds=[1e-3])
     assert info["flips"] is True  # a feature that is not mirror-invariant still gets them
+
+
+def test_the_score_where_a_face_was_found_is_reported_apart(tmp_path):
+    """Images without a face found are read whole (or their centre), a guess the headline mixes in: the report
+    gives the accuracy over the images where a face was found, `n_face_found` of them (None without a framer)."""
+    import cv2
+
+    from facecycle.probe.features import PixelFeatures
+    from facecycle.probe.run import eval_expression, fit_expression
+    from realtime.crops import StillFramer
+
+    rng = np.random.default_rng(0)
+
+    def picture(name: str, level: int) -> Path:
+        p = tmp_path / f"{name}.png"
+        cv2.imwrite(str(p), np.clip(rng.normal(level, 20, (48, 48)), 0, 255).astype(np.uint8))
+        return p
+
+    fit = [(picture(f"fit{k}", (40, 200)[k % 2]), (0, 3)[k % 2]) for k in range(12)]
+    ex = PixelFeatures(16)
+    head, _ = fit_expression(ex, fit, flips=False, wds=[1e-3], classes=("angry", "disgust", "fear", "happy",
+                                                                        "neutral", "sad", "surprise"))
+    # the images where no face will be found (every second one) look like the other class: read wrong
+    items = [(picture(f"ev{k}", (40, 200)[(k // 2 + k % 2) % 2]), (0, 3)[(k // 2) % 2]) for k in range(12)]
+
+    class _EveryOther(_BoxDetector):
+        def detect(self, image):
+            from realtime.types import Detections
+
+            self.calls += 1
+            d = self.det
+            return d if self.calls % 2 else Detections(d.boxes[:0], d.scores[:0], d.landmarks[:0])
+
+    framer = StillFramer(_EveryOther([[4, 4, 44, 44]]), 1.03, "auto")
+    rep = eval_expression(ex, head, items, framer=framer)
+    assert rep["n_face_found"] == 6 and framer.found == [True, False] * 6
+    assert rep["accuracy_face_found"] == pytest.approx(1.0) and rep["accuracy"] == pytest.approx(0.5)
+    assert eval_expression(ex, head, items)["n_face_found"] is None

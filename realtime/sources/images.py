@@ -55,11 +55,21 @@ def _list_images(d: Path) -> List[Path]:
     files = sorted((p for p in d.iterdir()
                     if not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()), key=key)
     if files:
-        deeper = [p for p in below() if p.parent != d]
-        if deeper:  # they were left out without a word
+        # they were left out without a word (its subfolders' own images counted, not the whole tree below: a
+        # photo library's root would be walked only for a warning)
+        deeper = 0
+        for q in d.iterdir():
+            if q.name.startswith(".") or q.name.endswith(".annotated") or not q.is_dir():
+                continue
+            try:
+                deeper += sum(1 for x in q.iterdir()
+                              if not x.name.startswith(".") and x.suffix.lower() in IMAGE_SUFFIXES and x.is_file())
+            except OSError:  # a subfolder that cannot be listed: nothing of it is read either way
+                pass
+        if deeper:
             log.warning("%s: %d image%s in subfolders %s not read (the folder's own %d are; give a subfolder as "
-                        "the input to read its images)", d, len(deeper), "" if len(deeper) == 1 else "s",
-                        "is" if len(deeper) == 1 else "are", len(files))
+                        "the input to read its images)", d, deeper, "" if deeper == 1 else "s",
+                        "is" if deeper == 1 else "are", len(files))
         return files
     return sorted(below(), key=key)
 
