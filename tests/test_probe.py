@@ -745,7 +745,7 @@ def test_the_score_where_a_face_was_found_is_reported_apart(tmp_path):
 
     rng = np.random.default_rng(0)
 
-    def picture(name: str, level: int) -> Path:
+    def picture(name: str, level: int):  # -> Path
         p = tmp_path / f"{name}.png"
         cv2.imwrite(str(p), np.clip(rng.normal(level, 20, (48, 48)), 0, 255).astype(np.uint8))
         return p
