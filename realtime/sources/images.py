@@ -37,6 +37,11 @@ def _natural_key(p: Path):
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
 
 
+def _own_images(d: Path) -> List[Path]:
+    """The images directly in the folder ``d``, hidden files (a Mac's ``._x.jpg``) left out."""
+    return [p for p in d.iterdir() if not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+
+
 def _list_images(d: Path) -> List[Path]:
     """The folder's images in natural name order; where it holds none itself, those of its subfolders (a data
     set's ``<class>/*.jpg``), in natural order of their paths. Hidden files and folders (macOS's ``._x.jpg``) and
@@ -45,15 +50,9 @@ def _list_images(d: Path) -> List[Path]:
     def key(p: Path):
         return [_natural_key(Path(part)) for part in p.relative_to(d).parts]
 
-    # hidden folders, and our own annotated pictures (`X.annotated/`, where --out-dir is the input folder)
-    def below() -> List[Path]:
-        return [p for p in visible_files(d, skip_dir=lambda n: n.endswith(".annotated"))
-                if p.suffix.lower() in IMAGE_SUFFIXES]
-
     # hidden files at the top too: a Mac's `._x.jpg` beside `x.jpg` was read and counted as an unreadable image
     # (a class folder with 3 damaged pictures and one `._` file: 4 decode errors, now 3)
-    files = sorted((p for p in d.iterdir()
-                    if not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()), key=key)
+    files = sorted(_own_images(d), key=key)
     if files:
         # they were left out without a word (its subfolders' own images counted, not the whole tree below: a
         # photo library's root would be walked only for a warning)
@@ -62,8 +61,7 @@ def _list_images(d: Path) -> List[Path]:
             if q.name.startswith(".") or q.name.endswith(".annotated") or not q.is_dir():
                 continue
             try:
-                deeper += sum(1 for x in q.iterdir()
-                              if not x.name.startswith(".") and x.suffix.lower() in IMAGE_SUFFIXES and x.is_file())
+                deeper += len(_own_images(q))
             except OSError:  # a subfolder that cannot be listed: nothing of it is read either way
                 pass
         if deeper:
@@ -71,7 +69,9 @@ def _list_images(d: Path) -> List[Path]:
                         "the input to read its images)", d, deeper, "" if deeper == 1 else "s",
                         "is" if deeper == 1 else "are", len(files))
         return files
-    return sorted(below(), key=key)
+    # hidden folders, and our own annotated pictures (`X.annotated/`, where --out-dir is the input folder)
+    return sorted((p for p in visible_files(d, skip_dir=lambda n: n.endswith(".annotated"))
+                   if p.suffix.lower() in IMAGE_SUFFIXES), key=key)
 
 
 def _numbered(files: List[Path]) -> Optional[str]:
