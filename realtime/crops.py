@@ -154,9 +154,14 @@ def whole_picture_square(shape: Sequence[int], square: Tuple[int, int, int], who
     the shorter side of a (near-)square picture of ``shape`` (H, W, ...), i.e. the picture already is a face crop;
     else None. A picture more than 10 % from square keeps the face's square (its whole would be distorted)."""
     h, w = int(shape[0]), int(shape[1])
-    if square[2] < whole_above * min(h, w) or max(h, w) > 1.1 * min(h, w):
+    if square[2] < whole_above * min(h, w) or not _near_square(h, w):
         return None
     return _own_square(h, w)
+
+
+def _near_square(h: int, w: int) -> bool:
+    """Whether a (H, W) picture is within 10 % of square (read whole, it is not visibly distorted)."""
+    return max(h, w) <= 1.1 * min(h, w)
 
 
 def _own_square(h: int, w: int) -> Tuple[int, int, int]:
@@ -245,12 +250,13 @@ class StillFramer:
         h, w = image_bgr.shape[:2]
         if sq is None:
             self.counts["no_face"] += 1
-            return image_bgr if max(h, w) <= 1.1 * min(h, w) else _centre_square(image_bgr)
-        if self.mode == "auto" and whole_picture_square(image_bgr.shape, sq, self.whole_above) is not None:
+            return image_bgr if _near_square(h, w) else _cut(image_bgr, _own_square(h, w))
+        own = whole_picture_square(image_bgr.shape, sq, self.whole_above) if self.mode == "auto" else None
+        if own is not None:
             # (a 640x360 frame whose face's square covered its height was squashed whole: 34 % where the face's
             # square read 64 %)
             self.counts["whole"] += 1
-            return image_bgr if h == w else _centre_square(image_bgr)
+            return image_bgr if h == w else _cut(image_bgr, own)
         self.counts["cropped"] += 1
         return crop_square(image_bgr, sq, sq[2])
 
@@ -261,10 +267,9 @@ class StillFramer:
                 "detector": d.get("detector"), **self.counts}
 
 
-def _centre_square(image: np.ndarray) -> np.ndarray:
-    """The centred square of side min(H, W) of ``image`` (H, W, ...): the picture's own square, as
-    :func:`whole_picture_square` gives it."""
-    x0, y0, side = _own_square(*image.shape[:2])
+def _cut(image: np.ndarray, square: Tuple[int, int, int]) -> np.ndarray:
+    """``image``'s pixels in ``square`` (x0, y0, side), which lies inside it (a view, no resampling)."""
+    x0, y0, side = square
     return image[y0:y0 + side, x0:x0 + side]
 
 
