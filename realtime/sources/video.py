@@ -204,7 +204,7 @@ class VideoSource(Source):
     _dts_clock = False  # frames timed by their dts (AVI: _best_effort)
     _guard: Optional["_PlaylistGuard"] = None  # a local HLS playlist's io_open (_PlaylistGuard)
     _colour: Optional[dict] = None  # the frames' colour tags and what their reading does (_colour_of)
-    _sdr_lut: Optional[np.ndarray] = None  # HDR: 16-bit code value -> SDR 8-bit (_colour_of)
+    _lut: Optional[np.ndarray] = None  # the converted frame's values -> the pixels read (_colour_of)
     _convert: dict = {}  # reformat()'s arguments for a matrix it does not convert (replaced, never changed in place)
 
     def __init__(self, path: Union[str, Path], realtime: bool = False, threads: int = 0,
@@ -253,8 +253,8 @@ class VideoSource(Source):
             if self._guard is not None and self._guard.refused:
                 raise self._guard.error(spath) from None
             hint = ""
-            a_file = not (self.is_url or self.is_pipe)  # a pipe's bytes must not be read here
-            kind = _not_media(spath) if isinstance(e, av.error.InvalidDataError) and a_file else ""
+            # (what a local file holds: a pipe's bytes must not be read here)
+            kind = _not_media(spath) if isinstance(e, av.error.InvalidDataError) and local else ""
             page = served is not None and (served.content_type in ("text/html", "application/xhtml+xml")
                                            or _text_kind(served.head) == "HTML")
             if kind:
@@ -262,7 +262,7 @@ class VideoSource(Source):
             elif page:  # a login page, an error page with status 200, an expired share link
                 hint = "; the server sent a web page (HTML), not a video (a login page or an expired link?)"
             elif (isinstance(e, av.error.InvalidDataError) and Path(spath).suffix.lower() in (".mp4", ".mov", ".m4v")
-                  and (not a_file or _starts_as_mp4(spath))):
+                  and (not local or _starts_as_mp4(spath))):
                 hint = "; if the recording was cut short, its index (moov atom) is missing"
             elif Path(spath).suffix.lower() in UNREAD_PICTURE_SUFFIXES:
                 hint = "; a phone's HEIC or a camera's raw picture is not read here: convert it to JPEG or PNG first"
@@ -528,7 +528,7 @@ class VideoSource(Source):
             return dts if dts is not None else pts
         if dts is None and self._faulty[0] > self._faulty[1] and self._dts_seen:
             dts = last_dts + self._dts_step  # the frames a flush gives have none: one frame on
-        self._dts_seen = frame.dts is not None or (dts is not None and self._dts_seen)
+        self._dts_seen = dts is not None  # (its own, or one on from the last frame's)
         if dts is not None:
             self._faulty[1] += last_dts is not None and dts <= last_dts
             if last_dts is not None and dts > last_dts:
@@ -606,11 +606,11 @@ class VideoSource(Source):
 
             self._reformatter = VideoReformatter()
         if self._colour is None:  # read at the first frame: what the frames' colour tags ask of the conversion
-            self._colour, self._sdr_lut = _colour_of(frame, self.name)
+            self._colour, self._lut = _colour_of(frame, self.name)
         kw = self._convert
         if self.display_size is not None and (frame.width, frame.height) == self.stored_size:
             kw = {**kw, "width": self.display_size[0], "height": self.display_size[1]}
-        fmt = "bgr24" if self._sdr_lut is None else "bgr48le"
+        fmt = "bgr48le" if self._lut is not None and self._lut.size > 256 else "bgr24"
         try:
             img = self._reformatter.reformat(frame, format=fmt, **kw).to_ndarray()
         except (OSError, av.error.FFmpegError) as e:
@@ -626,10 +626,8 @@ class VideoSource(Source):
                         self._colour.get("matrix"), self._colour["matrix_read_as"])
             kw = {**kw, "src_colorspace": near}
             img = self._reformatter.reformat(frame, format=fmt, **kw).to_ndarray()
-        if self._sdr_lut is not None:
-            img = self._sdr_lut[img]
-        if self._colour.get("grey_limited"):  # (FFmpeg 8's swscale reads grey as full range whatever its tag)
-            img = _GREY_LIMITED_LUT[img]
+        if self._lut is not None:  # HDR to SDR and/or limited-range grey to full (_colour_of)
+            img = self._lut[img]
         if rot:
             img = rotate_image(img, rot)
         self.height, self.width = img.shape[:2]
@@ -681,10 +679,11 @@ def _name(names: dict, value: int) -> str:
 
 
 def _colour_of(frame: "av.VideoFrame", name: str) -> Tuple[dict, Optional[np.ndarray]]:
-    """The colour of ``frame`` (its pixel format and tags, by name, for the sidecar's ``input.colour``) and, for
-    HDR (a PQ or HLG transfer, or BT.2020's primaries), the table that reads it as SDR BT.709 (with a warning).
-    HDR was read as if SDR: a PQ clip came out 50 grey levels off on average (dark and flat), and its angry face
-    read disgust."""
+    """The colour of ``frame`` (its pixel format and tags, by name, for the sidecar's ``input.colour``) and the
+    table its converted values are read through, or None: for HDR (a PQ or HLG transfer) the (65536,) table that
+    reads 16-bit values as SDR BT.709 (with a warning), for limited-range grey the (256,) one that stretches it to
+    full range, or both in one. HDR was read as if SDR: a PQ clip came out 50 grey levels off on average (dark and
+    flat), and its angry face read disgust."""
     tags = {k: int(getattr(frame, a, 2) or 0) for k, a in (("range", "color_range"), ("matrix", "colorspace"),
                                                         ("primaries", "color_primaries"), ("transfer", "color_trc"))}
     fmt = str(getattr(getattr(frame, "format", None), "name", "") or "")
@@ -701,6 +700,8 @@ def _colour_of(frame: "av.VideoFrame", name: str) -> Tuple[dict, Optional[np.nda
             log.warning("%s: HDR video (%s) read as if SDR: this PyAV's FFmpeg (libswscale %s) does not convert it "
                         "(PyAV 18 does); its readings may be off", name, what,
                         ".".join(map(str, av.library_versions.get("libswscale", ()))))
+    if colour["grey_limited"]:  # (FFmpeg 8's swscale reads grey as full range whatever its tag)
+        lut = _GREY_LIMITED_LUT if lut is None else _GREY_LIMITED_LUT[lut]
     return colour, lut
 
 
