@@ -949,8 +949,6 @@ class Run:
             self.stop()
             self.close()
             raise
-        finally:
-            del frames
         return self.stats
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import InputError
+from ..files import text_name
 from .datasets import EXPRESSION_CLASSES, Framer, fer_csv_in, list_expression, list_pose, load_images, stratified_split
 from .features import FeatureExtractor
 from .linear import DEFAULT_WDS, Head, classification_report, fit_classifier, fit_regressor
@@ -172,8 +173,6 @@ def _readable(items: Sequence[Tuple[Path, int]], bad: Sequence[int]) -> np.ndarr
 def _unreadable_report(items: Sequence[Tuple[Path, int]], bad: Sequence[int]) -> Dict:
     """``n_unreadable`` and the first 1,000 ``unreadable`` paths, as UTF-8 text (:func:`~facecycle.files.text_name`:
     a name that is not valid UTF-8 was written as lone surrogates, a JSON file strict readers refuse)."""
-    from ..files import text_name
-
     return {"n_unreadable": len(bad), "unreadable": [text_name(str(items[i][0])) for i in bad[:1000]]}
 
 
