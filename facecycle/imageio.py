@@ -4,21 +4,63 @@
 valid UTF-8, as Python hands it over (``caf\\udce9.png`` for the bytes ``caf\\xe9.png``): one such picture ended a
 whole folder's run with exit 139. The bytes are read by Python and decoded by ``cv2.imdecode`` instead, which
 decodes the same formats and applies the same EXIF orientation.
+
+A picture larger than FFmpeg reads (:data:`MAX_PIXELS`) is refused from its header, before it is decoded: a 30000²
+JPEG of 14 MB took 5.2 GB in OpenCV's decoding alone (a "decompression bomb"), where the same picture given alone,
+read by FFmpeg, is refused.
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 
-__all__ = ["read_image"]
+from .errors import InputError
+
+__all__ = ["MAX_PIXELS", "PictureTooLarge", "picture_size", "read_image", "too_large"]
+
+#: the largest picture that is read: FFmpeg's own bound for a frame, ``(width + 128) * (height + 128) < 2**28``
+#: (about 260 MP: 16000 x 16000 is read, 16384 x 16384 is not), so that a picture read alone (by FFmpeg) and one in
+#: a folder (by OpenCV) are held to one rule. A 16000² picture takes about 1.6 GB to analyse
+MAX_PIXELS = 1 << 28
+
+
+class PictureTooLarge(InputError):
+    """A picture over :data:`MAX_PIXELS`, refused from its header before it is decoded."""
+
+
+def too_large(width: int, height: int) -> Optional[str]:
+    """Why a ``width`` x ``height`` picture is not read (see :data:`MAX_PIXELS`), or None where it is."""
+    if (width + 128) * (height + 128) < MAX_PIXELS:
+        return None
+    return (f"a picture of {width}x{height} pixels ({width * height / 1e6:.0f} MP) is too large to read (at most about "
+            f"{MAX_PIXELS / 1e6 - 8:.0f} MP, 16000x16000): shrink it first")
+
+
+def picture_size(source: Union[str, Path, bytes]) -> Optional[Tuple[int, int]]:
+    """``(width, height)`` from a picture file's header (a path or the file's bytes) without decoding it (the
+    ``imagesize`` package: PNG, JPEG, GIF, TIFF, WebP, BMP, JPEG 2000, Netpbm, AVIF), or None where the header is not
+    one of those or does not say."""
+    import imagesize
+
+    try:
+        w, h = imagesize.get(io.BytesIO(source) if isinstance(source, bytes) else str(source))
+    except Exception:  # noqa: BLE001 - a damaged header is the decoder's to report
+        return None
+    return (int(w), int(h)) if w > 0 and h > 0 else None
 
 
 def read_image(path: Union[str, Path], grey: bool = False) -> Optional[np.ndarray]:
     """An image file as OpenCV reads it: (H, W, 3) uint8 **BGR** (grey files as three equal channels), or (H, W)
     uint8 with ``grey``; EXIF orientation applied; a 16-bit file as 8-bit (:func:`_eight_bit`). None where the file
-    cannot be read or decoded (as ``cv2.imread``)."""
+    cannot be read or decoded (as ``cv2.imread``).
+
+    Raises:
+        PictureTooLarge: a picture over :data:`MAX_PIXELS` (from its header where it has one of the formats
+            :func:`picture_size` reads, else after decoding).
+    """
     import cv2
 
     try:
@@ -27,6 +69,10 @@ def read_image(path: Union[str, Path], grey: bool = False) -> Optional[np.ndarra
         return None
     if not data.size:
         return None
+    size = picture_size(data.tobytes())
+    why = too_large(*size) if size else None
+    if why:
+        raise PictureTooLarge(f"{path}: {why}")
     flags = cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR
     try:
         # IMREAD_ANYDEPTH keeps a 16-bit file's values (the plain flags shift them right by 8: 70 FER faces saved
@@ -40,6 +86,9 @@ def read_image(path: Union[str, Path], grey: bool = False) -> Optional[np.ndarra
         return None
     if img is None or not img.size:
         return None
+    why = too_large(img.shape[1], img.shape[0])
+    if why:  # a format whose header was not read
+        raise PictureTooLarge(f"{path}: {why}")
     return _eight_bit(img) if img.dtype == np.uint16 else img
 
 

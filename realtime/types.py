@@ -59,14 +59,18 @@ def as_bgr_image(image: Union[np.ndarray, str, Path]) -> np.ndarray:
 
     Raises:
         TypeError: not an array or path, or not uint8 (a float image in 0-1 would find no face).
-        ValueError: an unreadable file, a shape that is not an image, or an empty image.
+        ValueError: an unreadable file or one too large to read (``facecycle.imageio.MAX_PIXELS``), a shape that is not
+            an image, or an empty image.
     """
     if isinstance(image, (str, Path)):
-        from facecycle.imageio import read_image
+        from facecycle.imageio import PictureTooLarge, read_image
 
         if not Path(image).is_file():
             raise ValueError(f"{image}: " + ("a folder, not an image file" if Path(image).is_dir() else "no such file"))
-        img = read_image(image)
+        try:
+            img = read_image(image)
+        except PictureTooLarge as e:
+            raise ValueError(str(e)) from None
         if img is None:
             raise ValueError(f"{image}: not a readable image file")
         return np.ascontiguousarray(img)

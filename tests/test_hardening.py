@@ -6,6 +6,7 @@ FER-2013 crops runs where ../shared is present.
 from __future__ import annotations
 
 import tracemalloc
+from pathlib import Path
 from typing import List, Optional, Tuple
 
 import cv2
@@ -202,3 +203,59 @@ def test_docs_say_where_file_names_and_batch_urls_need_trust():
     assert "formula" in row and all(f"`{c}`" in row for c in "=+-@") and "pandas" in row
     batch = " ".join((ROOT / "docs" / "batch.md").read_text().split())
     assert "decide what its nodes fetch" in batch and "run only lists and URLs you trust" in batch
+
+
+def _declaring(tmp_path: Path, name: str, w: int, h: int) -> Path:
+    """A small real JPEG (a 64x48 grey ramp) whose frame header (SOF0) is made to declare ``w`` x ``h``: what a
+    decoder allocates from before it meets the (short) data, the "decompression bomb" of a few hundred bytes."""
+    ok, buf = cv2.imencode(".jpg", np.tile(np.arange(64, dtype=np.uint8) * 4, (48, 1)))
+    data = bytearray(buf.tobytes())
+    i = data.index(b"\xff\xc0")  # SOF0: length (2), precision (1), height (2), width (2)
+    data[i + 5:i + 7], data[i + 7:i + 9] = h.to_bytes(2, "big"), w.to_bytes(2, "big")
+    p = tmp_path / name
+    p.write_bytes(bytes(data))
+    return p
+
+
+def test_too_large_a_picture_is_refused_from_its_header(tmp_path, caplog):
+    """Finding: OpenCV decoded what a picture's header declared, up to its own bound of 2**30 pixels (a 14-MB JPEG of
+    30000x30000 took 5.2 GB), where the same picture given alone was refused by FFmpeg as "video stream has no frame
+    size (corrupt header?)". Now one rule, FFmpeg's own bound (read here through PyAV, not restated), refuses it
+    from the header before anything is decoded: read alone (exit 3, the size named), through the API (ValueError),
+    in a folder (skipped with the reason, the folder's other pictures read). (Before: read_image decoded the
+    20000x20000 declared by the 732 bytes made here in 2.3 GB, and the folder read it as a picture.)"""
+    import logging
+
+    import av
+
+    from facecycle.imageio import PictureTooLarge, picture_size, read_image, too_large
+    from realtime.sources import open_source
+    from realtime.sources.images import ImageFolderSource
+    from realtime.types import as_bgr_image
+
+    # the bound is FFmpeg's own for a frame (it makes frames up to 16255x16255, not 16256x16256)
+    for w, h in ((16000, 16000), (16255, 16255), (16256, 16256), (16384, 16384), (60000, 1000), (65000, 4200)):
+        try:
+            av.VideoFrame(w, h, "gray")
+            fits = True
+        except av.error.ArgumentError:
+            fits = False
+        assert (too_large(w, h) is None) == fits, (w, h, fits)
+        assert picture_size(_declaring(tmp_path, f"d{w}x{h}.jpg", w, h)) == (w, h)
+    assert (too_large(16255, 16255), too_large(16256, 16256) is not None) == (None, True)
+    bomb = _declaring(tmp_path, "bomb.jpg", 20000, 20000)
+    with pytest.raises(PictureTooLarge, match="20000x20000 pixels .* too large to read"):
+        read_image(bomb)
+    with pytest.raises(ValueError, match="too large to read"):
+        as_bgr_image(bomb)
+    with pytest.raises(PictureTooLarge, match="bomb.jpg: a picture of 20000x20000 pixels"):
+        open_source(str(bomb))
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.jpg"), np.full((48, 64, 3), 90, np.uint8))
+    bomb.rename(folder / "b.jpg")
+    src = ImageFolderSource(folder, reading="stills")
+    with caplog.at_level(logging.WARNING):
+        frames = list(src)
+    assert [f.file for f in frames] == ["a.jpg"] and src.unreadable == ["b.jpg"] and src.errors == 1
+    assert any("b.jpg: unreadable image skipped (a picture of 20000x20000" in r.getMessage() for r in caplog.records)

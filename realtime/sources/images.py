@@ -13,7 +13,7 @@ import numpy as np
 
 from facecycle.errors import InputError
 from facecycle.files import IMAGE_SUFFIXES, VIDEO_SUFFIXES, unread_pictures, visible_files
-from facecycle.imageio import read_image
+from facecycle.imageio import PictureTooLarge, read_image
 
 from ..types import FramePacket
 from .base import Source
@@ -97,7 +97,10 @@ def _numbered(files: List[Path]) -> Optional[str]:
 
 
 def _thumb(path: Path) -> Optional[np.ndarray]:
-    img = read_image(path, grey=True)
+    try:
+        img = read_image(path, grey=True)
+    except PictureTooLarge:
+        return None
     if img is None:
         return None
     h, w = img.shape
@@ -233,12 +236,15 @@ class ImageFolderSource(Source):
         index = 0
         for f in self.files:
             t = time.perf_counter()
-            img = read_image(f)
+            try:
+                img, why = read_image(f), ""
+            except PictureTooLarge as e:  # the folder's other pictures are read
+                img, why = None, str(e).removeprefix(f"{f}: ")
             if img is None:
                 self.errors += 1
                 if len(self.unreadable) < 1000:
                     self.unreadable.append(f.relative_to(self.root).as_posix())
-                log.warning("%s: unreadable image skipped", f)
+                log.warning("%s: unreadable image skipped%s", f, f" ({why})" if why else "")
                 continue
             img = np.ascontiguousarray(img)
             self.height, self.width = img.shape[:2]

@@ -27,6 +27,7 @@ import numpy as np
 
 from facecycle.errors import InputError
 from facecycle.files import IMAGE_SUFFIXES, UNREAD_PICTURE_SUFFIXES, VIDEO_SUFFIXES
+from facecycle.imageio import PictureTooLarge, picture_size, too_large
 
 from ..types import FramePacket
 from .base import Source
@@ -355,6 +356,11 @@ class VideoSource(Source):
                                           or self.stream.sample_aspect_ratio)
         if self.width <= 0 or self.height <= 0:
             self.container.close()
+            # FFmpeg leaves a picture over its size bound without a size: "corrupt header?" sent users hunting for
+            # damage in a 20000x20000 JPEG
+            size = None if self.is_url or self.is_pipe else picture_size(spath)
+            if size and too_large(*size):
+                raise PictureTooLarge(f"{spath}: {too_large(*size)}")
             kind = "" if self.is_url or self.is_pipe else _not_media(spath)
             why = _index_hint(spath, self._pipe_format()) or ("the stream sent no picture size" if self.is_url
                                                               else f"the file holds {kind}, not a picture or a video"
