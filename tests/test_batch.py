@@ -947,6 +947,11 @@ def test_work_folders_never_reach_outside_their_input_and_links_are_not_followed
     assert cli_main(["batch", str(clip), *o]) == 0, capsys.readouterr().err
     assert (out / "other" / "keep").is_dir() and (out / "...csv").is_file() and (out / "...json").is_file()
     assert url_output_path("http://../...mp4").parts[0] == "host"
+    # one work folder (and lock) per stem: `...mp4` and a file named `%2e%2e.mp4` shared one
+    from realtime.batch.job import output_paths
+
+    works = [output_paths(out, n)["work"] for n in ("...mp4", "%2e%2e.mp4", "%252e.mp4", "%2e.mp4", "..mp4")]
+    assert len(set(works)) == len(works) and all(w.parent == out / ".facecycle-partial" for w in works), works
     # a link where an input's work folder goes
     victim = tmp_path / "victim"
     (victim / "keep1").mkdir(parents=True)

@@ -190,8 +190,10 @@ def output_paths(out_dir: Union[str, Path], rel: Union[str, Path], csv: bool = T
     stem = rel.stem if rel.suffix else rel.name
     kind = picture_suffix(rel.suffix) if is_image_path(rel) else ".mp4"
     # a stem of dots (the file `...mp4`, a URL's `%2e%2e.mp4`) made the work folder `.facecycle-partial/..`, the
-    # output folder itself, whose every folder the stale-attempt cleanup then deleted
-    work = stem.replace(".", "%2e") if set(stem) <= {"."} else stem
+    # output folder itself, whose every folder the stale-attempt cleanup then deleted. Escaped as in a URL, `%`
+    # first, so that no two stems share a work folder (and its lock): `...mp4` and a file `%2e%2e.mp4` did
+    work = stem.replace("%", "%25")
+    work = work.replace(".", "%2e") if set(work) <= {"."} else work
     return {"csv": d / f"{stem}.csv" if csv else None,
             "video": d / f"{stem}.annotated{kind}" if video else None,
             "sidecar": d / f"{stem}.json", "work": d / PARTIAL_DIR / work, "stem": stem}  # type: ignore[dict-item]
