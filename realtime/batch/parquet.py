@@ -2,8 +2,8 @@
 
 Column types follow docs/csv.md: ``frame``, ``face_id``, ``success``, ``baseline_ready`` int64; ``emotion`` string
 (null when no head or no face); ``file`` string (image folders' CSVs end with it; where one does, the dataset has
-it, null on the videos' rows); everything else float64 (an empty CSV cell is null). ``video`` is the input's path relative
-to the batch root (the same relative path its outputs have under ``--out-dir``), dictionary-encoded.
+it, null on the videos' rows); everything else float64 (an empty CSV cell is null). ``video`` is the input's path
+relative to the batch root (the same relative path its outputs have under ``--out-dir``), dictionary-encoded.
 
 ``PATH`` ending in ``.parquet`` is one file; anything else is a folder of ``part-NNNNN.parquet`` files of at
 most ``rows_per_file`` rows (``pandas.read_parquet(PATH)``, ``polars.read_parquet(PATH + "/*.parquet")``,
