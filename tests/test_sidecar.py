@@ -177,6 +177,23 @@ def test_a_no_face_row_has_baseline_ready_0_and_nothing_else_after_success():
     assert all(row[c] == "" for c in after)
 
 
+def test_pandas_reads_a_face_less_file_with_the_column_types_of_one_with_faces(tmp_path):
+    """Probe finding: a no-face row wrote `confidence` as `0`, so pandas read a file without a face with confidence
+    int64 (float64 elsewhere) and a concat of files as object. Every column has one dtype either way, but for the
+    text column `emotion` (all empty without a face; csv.md says to give its dtype)."""
+    pd = pytest.importorskip("pandas")
+    e = np.full(len(EMOTIONS), 1 / len(EMOTIONS), np.float32)
+    face = Face(box=np.array([10, 20, 110, 140], np.float32), score=0.9, landmarks=np.ones((5, 2), np.float32),
+                track_id=0, intensity=0.4, emotions=e, code=np.zeros(8, np.float32))
+    face.pose = np.array([0.1, -0.2, 0.05], np.float32)
+    header = ",".join(csv_columns(8)) + "\n"
+    (tmp_path / "none.csv").write_text(header + format_rows(_packet(0, []), 8) + format_rows(_packet(1, []), 8))
+    (tmp_path / "some.csv").write_text(header + format_rows(_packet(0, [face]), 8) + format_rows(_packet(1, []), 8))
+    none, some = (pd.read_csv(tmp_path / n, dtype={"emotion": str}) for n in ("none.csv", "some.csv"))
+    assert none.dtypes.to_dict() == some.dtypes.to_dict()
+    assert none["confidence"].dtype == np.float64 and (none["confidence"] == 0).all()
+
+
 def test_pandas_reads_baseline_ready_as_int_on_a_clip_with_no_face_frames(real_run):
     pd = pytest.importorskip("pandas")
     df = pd.read_csv(real_run[0])

@@ -105,7 +105,9 @@ def format_rows(packet: FramePacket, code_dim: int, file_column: bool = False) -
     if not packet.faces:  # success 0; every cell after it empty but baseline_ready, 0 (an int column: csv.md)
         cells = [""] * (len(csv_columns(code_dim)) - 5)
         cells[_READY - 5] = "0"
-        return f"{packet.index},-1,{packet.timestamp:.6f},0,0," + ",".join(cells) + end
+        # confidence written as a float (its `0` made pandas read the column of a face-less file as int64, and a
+        # concat of several files as object)
+        return f"{packet.index},-1,{packet.timestamp:.6f},0.0000,0," + ",".join(cells) + end
     return "".join(_face_row(packet, f, code_dim) + end for f in packet.faces)
 
 
