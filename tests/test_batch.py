@@ -928,6 +928,36 @@ def test_the_ray_progress_board_holds_the_inputs_in_flight_only(monkeypatch):
     assert live.get() == {}
 
 
+def test_a_redo_that_fails_sets_the_earlier_outputs_aside(tmp_path, capsys):
+    """Probe finding: an input redone after it changed, which then failed (it no longer decodes), lost its sidecar
+    (the commit marker goes first) but kept its earlier CSV and video in place: a CSV without a sidecar, read by
+    anyone globbing the CSVs as a result of the file as it is now. The earlier outputs are now moved, with their
+    sidecar, into the input's work folder (`superseded/`, named in the error), and a later good run clears them."""
+    from .conftest import real_frames, write_video
+
+    src = tmp_path / "in"
+    src.mkdir()
+    clip = write_video(src / "a.mp4", real_frames(4), rate=25)
+    good = clip.read_bytes()
+    write_video(src / "b.mp4", real_frames(3), rate=25)
+    out = tmp_path / "out"
+    o = ["--out-dir", str(out), "--cluster", "none", "--no-progress"]
+    assert cli_main(["batch", str(src), *o]) == 0, capsys.readouterr().err
+    before = (out / "a.csv").read_bytes()
+    clip.write_text("no longer a video\n")
+    capsys.readouterr()
+    assert cli_main(["batch", str(src), *o]) == 3
+    err = capsys.readouterr().err
+    aside = out / ".facecycle-partial" / "a" / "superseded"
+    assert "its earlier outputs were moved to" in err and str(aside) in err, err
+    assert not any((out / n).exists() for n in ("a.csv", "a.json", "a.annotated.mp4")), sorted(os.listdir(out))
+    assert sorted(p.name for p in aside.iterdir()) == ["a.annotated.mp4", "a.csv", "a.json"]
+    assert (aside / "a.csv").read_bytes() == before and (out / "b.csv").is_file() and (out / "b.json").is_file()
+    clip.write_bytes(good)  # the input mended: done again, the earlier outputs cleared
+    assert cli_main(["batch", str(src), *o]) == 0
+    assert (out / "a.csv").read_bytes() == before and not aside.exists()
+
+
 def test_work_folders_never_reach_outside_their_input_and_links_are_not_followed(tmp_path, capsys):
     """An input named `...mp4` (stem `..`) made its work folder `.facecycle-partial/..`, the output folder itself,
     and the stale-attempt cleanup deleted every folder there: another input's outputs and anything else (a URL

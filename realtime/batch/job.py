@@ -110,6 +110,10 @@ def same_input(a: Any, b: Any) -> bool:
 
 #: hidden folder (per output folder) that holds attempts in progress
 PARTIAL_DIR = ".facecycle-partial"
+#: the folder, in an input's work folder, that holds its earlier outputs where a redo of it failed: they described
+#: the input as it was (a changed input that no longer decodes), and left in place, a CSV without a sidecar passed
+#: for a result of the input as it is to anyone reading the CSVs
+SUPERSEDED = "superseded"
 
 
 @dataclass(frozen=True)
@@ -208,6 +212,23 @@ def count_csv_rows(path: Union[str, Path]) -> int:
     return max(0, n - 1)
 
 
+def _set_aside(paths: Dict[str, Any], work_root: Path) -> str:
+    """Move an input's earlier CSV and video into ``work_root / SUPERSEDED`` (beside the sidecar that vouched for
+    them, moved there when the attempt began) after the input failed; what to add to its error ("" if none)."""
+    moved = []
+    for k in ("csv", "video"):
+        p = paths.get(k)
+        if p is not None and Path(p).is_file():
+            (work_root / SUPERSEDED).mkdir(parents=True, exist_ok=True)
+            os.replace(p, work_root / SUPERSEDED / Path(p).name)
+            moved.append(Path(p).name)
+    if not moved:
+        return ""
+    log.warning("%s: moved to %s (outputs of an earlier run of the input, which now fails)", ", ".join(moved),
+                work_root / SUPERSEDED)
+    return f"; its earlier outputs were moved to {work_root / SUPERSEDED}"
+
+
 # ----------------------------------------------------------------------------------------- worker side
 _cache_lock = threading.Lock()
 _cache: Dict[str, Any] = {}
@@ -301,10 +322,12 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
         res["retries"] = sum(1 for p in stale if p.name.split(".")[0] == task["run_id"])
         for p in stale:
             shutil.rmtree(p, ignore_errors=True)
-        try:
-            Path(paths["sidecar"]).unlink()  # the commit marker goes first: a crash from here on means "redo"
-        except FileNotFoundError:
-            pass
+        # the commit marker goes first: a crash from here on means "redo". It is kept aside with the outputs it
+        # vouched for, which a failed attempt moves there too (below)
+        old = work_root / SUPERSEDED
+        if Path(paths["sidecar"]).exists():
+            old.mkdir(exist_ok=True)
+            os.replace(paths["sidecar"], old / Path(paths["sidecar"]).name)
         work = work_root / f"{task['run_id']}.{os.getpid()}"
         work.mkdir()
         stem = paths["stem"]
@@ -348,8 +371,9 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
 
         write_sidecar(paths["sidecar"], info)  # atomic: the input is complete from here on
         res["status"] = "done"
+        shutil.rmtree(work_root / SUPERSEDED, ignore_errors=True)
     except InputError as e:
-        res.update(error=str(e), error_type=type(e).__name__, exit_code=e.exit_code)
+        res.update(error=str(e) + _set_aside(paths, work_root), error_type=type(e).__name__, exit_code=e.exit_code)
     except FaceCycleError as e:  # model, output, backend: every other input would fail the same way
         res.update(status="error", error=_final_names(str(e), tmp, paths), error_type=type(e).__name__,
                    exit_code=e.exit_code)
