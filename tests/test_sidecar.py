@@ -304,3 +304,28 @@ def test_the_documented_bytes_per_face_row_match_a_real_csv(real_run):
     face = [len(line) + 1 for line in lines if line.split(",")[4] == "1"]
     measured = sum(face) / len(face)
     assert abs(measured - documented) / documented < 0.15, (measured, documented)
+
+
+def test_versions_name_the_platform_and_the_checkouts_commit(tmp_path, monkeypatch):
+    """Probe finding: the sidecar said only `facecycle: 0.1.0`, which an editable checkout never changes, so outputs
+    of different code looked alike. It now names the commit of a git checkout (`-dirty` with changes to tracked
+    files), and the platform; an install that is no checkout has no `facecycle_source`."""
+    import subprocess
+
+    import facecycle
+    from realtime.sinks import sidecar
+
+    v = sidecar.versions()
+    assert v["machine"] and v["platform"] and v["facecycle"] == facecycle.__version__
+    root = Path(facecycle.__file__).resolve().parent.parent
+    if (root / ".git").exists():
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+        assert v["facecycle_source"].removesuffix("-dirty") == head.strip()
+    fake = tmp_path / "site-packages" / "facecycle"
+    fake.mkdir(parents=True)
+    monkeypatch.setattr(facecycle, "__file__", str(fake / "__init__.py"))
+    sidecar._source_commit.cache_clear()
+    try:
+        assert "facecycle_source" not in sidecar.versions()
+    finally:
+        sidecar._source_commit.cache_clear()

@@ -2,8 +2,10 @@
 and read here."""
 from __future__ import annotations
 
+import functools
 import json
 import platform
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
@@ -14,15 +16,41 @@ __all__ = ["versions", "write_sidecar", "read_sidecar"]
 
 
 def versions() -> Dict[str, str]:
-    """Versions of the libraries that shape the numbers in the CSV."""
-    out = {"python": platform.python_version()}
+    """Versions of the libraries that shape the numbers in the CSV, the platform (ONNX Runtime's CPU kernels
+    differ by instruction set) and, where facecycle runs from a git checkout (an editable install, whose version
+    number never changes), its commit (``facecycle_source``, ``-dirty`` with uncommitted changes to tracked files)."""
+    out = {"python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine()}
     for mod in ("facecycle", "numpy", "onnxruntime", "av", "cv2", "scipy"):
         try:
             m = __import__(mod)
             out[mod] = str(getattr(m, "__version__", "?"))
         except Exception:  # noqa: BLE001
             pass
+    source = _source_commit()
+    if source:
+        out["facecycle_source"] = source
     return out
+
+
+@functools.lru_cache(maxsize=1)
+def _source_commit() -> Optional[str]:
+    """The git commit of the checkout facecycle is imported from (``<sha>`` or ``<sha>-dirty``), or None: an
+    installed wheel, no git, or not a checkout of its own."""
+    import facecycle
+
+    root = Path(facecycle.__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        def git(*args: str) -> str:
+            return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5,
+                                  check=True).stdout.strip()
+
+        sha = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{sha}-dirty" if dirty else sha if sha else None
 
 
 #: a ``running`` sidecar is padded (JSON allows trailing white space) to at least this many bytes, so that on a full
