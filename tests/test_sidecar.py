@@ -329,3 +329,34 @@ def test_versions_name_the_platform_and_the_checkouts_commit(tmp_path, monkeypat
         assert "facecycle_source" not in sidecar.versions()
     finally:
         sidecar._source_commit.cache_clear()
+
+
+def test_input_says_where_time_zero_lies_and_when_the_file_was_recorded(tmp_path):
+    """Probe finding: the CSV's `timestamp` counts from the first frame, and nothing said where that lay on the
+    file's own clock or when the file was recorded, to line rows up with other sensors. The sidecar's input now has
+    `first_pts`, `start_s` and `creation_time` (a Matroska file starting at 4 s, written here with its tag)."""
+    import av
+
+    from realtime.sources import open_source
+
+    path = tmp_path / "late.mkv"
+    with av.open(str(path), "w") as c:
+        c.metadata["creation_time"] = "2026-01-02T03:04:05.000000Z"
+        s = c.add_stream("mpeg4", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.codec_context.time_base = Fraction(1, 25)
+        for i in range(5):
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i, np.uint8), format="rgb24")
+            f.pts = 100 + i  # 4 s in
+            c.mux(s.encode(f))
+        c.mux(s.encode())
+    src = open_source(str(path))
+    times = [p.timestamp for p in src]
+    d = src.describe()
+    assert times == pytest.approx([0, 0.04, 0.08, 0.12, 0.16])
+    assert d["start_s"] == pytest.approx(4.0) and d["first_pts"] * Fraction(d["time_base"]) == Fraction(4)
+    assert d["creation_time"] == "2026-01-02T03:04:05.000000Z"
+    none = write_video(tmp_path / "plain.mp4", real_frames(2), rate=25)
+    src = open_source(str(none))
+    list(src)
+    assert src.describe()["start_s"] == 0.0

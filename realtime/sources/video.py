@@ -344,6 +344,8 @@ class VideoSource(Source):
         # more than 10 s either way is a discontinuity there, as FFmpeg's own tools take it
         self._ts_discont = bool(int(self.container.format.flags) & 512)  # AVFMT_TS_DISCONT
         self.frames_decoded = 0
+        #: the first frame's pts (time-base ticks; the CSV's timestamps count from it), None before one is read
+        self.first_pts: Optional[int] = None
         self._paused_s = 0.0  # time the reader was paused, not yet added to the pacing clock
         self.frames_missing = 0
         self.discontinuities = 0  # times the timestamps jumped back (the timeline was continued across them)
@@ -474,7 +476,7 @@ class VideoSource(Source):
                         pts = last_pts + 1
                 last_pts = pts
                 if first_pts is None:
-                    first_pts = pts
+                    first_pts = self.first_pts = pts
                 ts = float((pts - first_pts) * tb)
                 img = self._to_bgr(frame)
                 pkt = FramePacket(index=index, pts=pts, time_base=tb, timestamp=ts, image=img,
@@ -656,8 +658,24 @@ class VideoSource(Source):
         d.update(codec=self.stream.codec_context.name, stream=self.stream_index, time_base=str(self.time_base),
                  clock=self.clock, rotation=self.rotation,
                  errors=self.errors, frames_decoded=self.frames_decoded, frames_missing=self.frames_missing,
-                 timestamp_discontinuities=self.discontinuities, colour=self._colour)
+                 timestamp_discontinuities=self.discontinuities, colour=self._colour,
+                 # where the CSV's time 0 lies on the file's own clock (a player's), and when the file says it was
+                 # recorded: to line rows up with other recordings
+                 first_pts=self.first_pts,
+                 start_s=None if self.first_pts is None or self.clock == "arrival"
+                 else round(float(self.first_pts * self.time_base), 6),
+                 creation_time=_creation_time(self.container, self.stream))
         return d
+
+
+def _creation_time(container: "av.container.InputContainer", stream: "av.stream.Stream") -> Optional[str]:
+    """The recording time the file states (its ``creation_time`` tag, the container's else the stream's, as the
+    file has it: usually ISO 8601 UTC), or None."""
+    for meta in (getattr(container, "metadata", None), getattr(stream, "metadata", None)):
+        value = (meta or {}).get("creation_time")
+        if value:
+            return str(value)
+    return None
 
 
 #: FFmpeg's colour tags (AVCOL_*) by their names in the sidecar's ``input.colour``
