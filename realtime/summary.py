@@ -67,7 +67,9 @@ class _Acc:
             self.rel_intensity = _bin(self.rel_intensity, f.rel_intensity)
 
     def to_dict(self) -> Dict[str, object]:
-        out: Dict[str, object] = {"rows": self.rows, "first_frame": self.first_frame, "last_frame": self.last_frame,
+        # no rows: every field null alike (first_frame -1 beside a null first_timestamp was a probe's finding)
+        out: Dict[str, object] = {"rows": self.rows, "first_frame": self.first_frame if self.rows else None,
+                                  "last_frame": self.last_frame if self.rows else None,
                                   "first_timestamp": _round(self.first_time, 6),
                                   "last_timestamp": _round(self.last_time, 6)}
         if self.emotion_rows:

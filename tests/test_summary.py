@@ -66,7 +66,7 @@ def test_means_top_share_and_nearest_rank_quantiles_per_track_and_overall():
 def test_faces_without_emotions_or_intensity_and_an_empty_input():
     s = ExpressionSummary()
     assert s.to_dict() == {"frames": 0, "frames_with_face": 0, "tracks": [], "tracks_total": 0,
-                           "faces": {"rows": 0, "first_frame": -1, "last_frame": -1, "first_timestamp": None,
+                           "faces": {"rows": 0, "first_frame": None, "last_frame": None, "first_timestamp": None,
                                      "last_timestamp": None, "mean_emotions": None, "emotion": None,
                                      "emotion_top_share": None, "runner_up": None, "emotion_margin": None,
                                      "top_emotions": None, "intensity": None, "rel_intensity": None}}
