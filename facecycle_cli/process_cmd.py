@@ -428,6 +428,8 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals"
           + (f", {s['drops']} dropped (a live input: the oldest frames are skipped while the analysis is behind)"
              if s["drops"] else "")
           + (f", {_n(s['decode_errors'], skipped)} skipped" if s["decode_errors"] else "")
+          + (f", damage read through in {_n(run.src.damaged, 'place')} (frames with errors concealed, or packets the "
+             "demuxer flagged: a gap in the stream, or segments joined)" if getattr(run.src, "damaged", 0) else "")
           + (f", ~{_n(run.src.frames_missing, 'frame')} missing (truncated or damaged file)"
              if getattr(run.src, "frames_missing", 0) else "")
           + _reading(side) + f" -> {wrote}", file=sys.stderr)

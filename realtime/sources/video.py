@@ -344,6 +344,10 @@ class VideoSource(Source):
         # more than 10 s either way is a discontinuity there, as FFmpeg's own tools take it
         self._ts_discont = bool(int(self.container.format.flags) & 512)  # AVFMT_TS_DISCONT
         self.frames_decoded = 0
+        #: damage read through (``errors`` counts what was skipped): frames the decoder made with errors concealed,
+        #: and packets the demuxer flagged as damaged that decoded. They were counted as "damaged packets skipped",
+        #: which they were not: a file of two MPEG-TS segments joined said so of its join
+        self.damaged = 0
         #: the first frame's pts (time-base ticks; the CSV's timestamps count from it), None before one is read
         self.first_pts: Optional[int] = None
         self._paused_s = 0.0  # time the reader was paused, not yet added to the pacing clock
@@ -420,12 +424,14 @@ class VideoSource(Source):
         self._dts_step, self._dts_seen = 1, False
         for packet in self._demux():
             t_arrival = time.perf_counter()  # (the packet is here: an arrival clock's time for its frame)
-            if getattr(packet, "is_corrupt", False):  # the demuxer saw damage (e.g. MPEG-TS continuity errors)
-                self.errors += 1
-                log.warning("%s: damaged packet (flagged by the demuxer)", self.name)
-            try:
+            flagged = bool(getattr(packet, "is_corrupt", False))  # the demuxer saw damage (MPEG-TS continuity
+            try:  # errors: lost packets, or segments joined end to end, which break the count at each join)
                 frames = packet.decode() if packet is not None else self._flush()
                 bad_in_row = 0
+                if flagged:  # read: counted as damage read through, not as a packet skipped
+                    self.damaged += 1
+                    log.warning("%s: packet flagged as damaged by the demuxer, decoded (a gap in the stream, or "
+                                "segments joined end to end)", self.name)
             except av.error.FFmpegError as e:
                 self.errors += 1
                 bad_in_row += 1
@@ -435,8 +441,8 @@ class VideoSource(Source):
                 continue
             for frame in frames:
                 t = time.perf_counter()
-                if getattr(frame, "is_corrupt", False):  # decoded with errors concealed
-                    self.errors += 1
+                if getattr(frame, "is_corrupt", False):  # decoded with errors concealed: read, not skipped
+                    self.damaged += 1
                 pts = self._best_effort(frame)
                 if arrival:  # a live stream without a clock: when the frame came, as a camera's
                     if t0_arrival is None:
@@ -657,7 +663,8 @@ class VideoSource(Source):
         d = super().describe()
         d.update(codec=self.stream.codec_context.name, stream=self.stream_index, time_base=str(self.time_base),
                  clock=self.clock, rotation=self.rotation,
-                 errors=self.errors, frames_decoded=self.frames_decoded, frames_missing=self.frames_missing,
+                 errors=self.errors, damaged=self.damaged, frames_decoded=self.frames_decoded,
+                 frames_missing=self.frames_missing,
                  timestamp_discontinuities=self.discontinuities, colour=self._colour,
                  # where the CSV's time 0 lies on the file's own clock (a player's), and when the file says it was
                  # recorded: to line rows up with other recordings
