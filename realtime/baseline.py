@@ -7,6 +7,11 @@ probabilities and expression code, and takes as the person's **neutral** the
 mean over their most neutral frames: those whose intensity is at or below the
 ``quantile`` (20 %) of the track's history. Each face then gets
 
+The neutral intensity is at most :data:`MAX_NEUTRAL` (0.4): a person's rest is not a strong expression, and a
+face expressive throughout a clip (crying, shouting) was otherwise measured against itself and read as resting.
+Where the cap applies, the neutral's emotion probabilities are mixed with "neutral" itself so that their intensity
+is the cap (the code stays the track's own least expressive frames').
+
 * ``rel_intensity`` = (intensity − neutral intensity) / (1 − neutral intensity),
   clipped to [0, 1]: how far the face is from the person's own rest, on the
   intensity scale; only for faces with emotion probabilities (a model with an
@@ -46,9 +51,15 @@ from typing import Deque, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
-from .types import Face, FramePacket
+from .types import EMOTIONS, Face, FramePacket
 
-__all__ = ["NeutralBaseline"]
+__all__ = ["NeutralBaseline", "MAX_NEUTRAL"]
+
+#: the highest intensity a person's neutral may have (the head's 0-1 scale). Measured on the shared clips' first
+#: 150 frames: people talking with a neutral face rest at 0.13-0.32 (the 20th percentile of their intensity, 33
+#: clips), so none is capped; a face expressive throughout a clip (crying, shouting, laughing) was its own neutral
+#: and read as resting (rel_intensity medians 0.09-0.17 on four such clips, 0.95-0.97 with the cap)
+MAX_NEUTRAL = 0.4
 
 
 @dataclass
@@ -98,12 +109,16 @@ class NeutralBaseline:
         quantile: the most neutral fraction of the history that defines the neutral.
         window: frames of history kept per track.
         forget_s: a track unseen this long is dropped.
+        max_neutral: the highest intensity the neutral may have (:data:`MAX_NEUTRAL`; None: no cap).
     """
 
     def __init__(self, warmup_frames: int = 15, warmup_s: float = 1.0, quantile: float = 0.2,
-                 window: int = 900, forget_s: float = 10.0) -> None:
+                 window: int = 900, forget_s: float = 10.0, max_neutral: Optional[float] = MAX_NEUTRAL) -> None:
         if warmup_frames < 1 or not 0 < quantile <= 1 or window < warmup_frames:
             raise ValueError("NeutralBaseline: need warmup_frames >= 1, 0 < quantile <= 1, window >= warmup_frames")
+        if max_neutral is not None and not 0 < max_neutral < 1:
+            raise ValueError("NeutralBaseline: need 0 < max_neutral < 1 (or None)")
+        self.max_neutral = None if max_neutral is None else float(max_neutral)
         self.warmup_frames = int(warmup_frames)
         self.warmup_s = float(warmup_s)
         self.quantile = float(quantile)
@@ -122,7 +137,7 @@ class NeutralBaseline:
 
     def describe(self) -> dict:
         return {"warmup_frames": self.warmup_frames, "warmup_s": self.warmup_s, "quantile": self.quantile,
-                "window": self.window, "forget_s": self.forget_s,
+                "window": self.window, "forget_s": self.forget_s, "max_neutral": self.max_neutral,
                 **({"lookahead_tracks_seeded": self._seeded} if self._seed or self._seeded else {})}
 
     def histories(self) -> Dict[Tuple[int, int], _Prefix]:
@@ -166,7 +181,7 @@ class NeutralBaseline:
             neutral = self._neutral(h)
             if neutral is None:  # warm-up
                 continue
-            base_i, base_e, base_c = neutral
+            base_i, base_e, base_c = self._capped(neutral)
             if f.emotions is not None:  # without a head, intensity is the flow's (unbounded, ~0.01): no 0-1 scale
                 f.rel_intensity = float(np.clip((f.intensity - base_i) / max(1e-6, 1.0 - base_i), 0.0, 1.0)) \
                     if base_i < 1.0 else 0.0
@@ -178,6 +193,19 @@ class NeutralBaseline:
         for k in [k for k, h in self._h.items() if ts - h.last > self.forget_s]:
             del self._h[k]
         return packet
+
+    def _capped(self, neutral: Tuple[float, Optional[np.ndarray], Optional[np.ndarray]]
+                ) -> Tuple[float, Optional[np.ndarray], Optional[np.ndarray]]:
+        """``neutral`` with its intensity at most :attr:`max_neutral` (on the head's 0-1 scale, where it has emotion
+        probabilities): the emotions mixed with "neutral" itself (one-hot) so that their intensity is the cap.
+        The code is the track's own."""
+        base_i, base_e, base_c = neutral
+        if self.max_neutral is None or base_e is None or base_i <= self.max_neutral:
+            return neutral
+        w = self.max_neutral / base_i
+        rest = np.zeros_like(base_e)
+        rest[EMOTIONS.index("neutral")] = 1.0
+        return self.max_neutral, (w * base_e + (1.0 - w) * rest).astype(np.float32), base_c
 
     def _neutral(self, h: _History) -> Optional[Tuple[float, Optional[np.ndarray], Optional[np.ndarray]]]:
         """The neutral of history ``h`` as of its last frame (:func:`_estimate`), None during the warm-up: over its
@@ -222,4 +250,4 @@ class NeutralBaseline:
         """The current neutral intensity of a track (None before warm-up)."""
         h = self._h.get(track_id)
         neutral = self._neutral(h) if h is not None else None
-        return None if neutral is None else neutral[0]
+        return None if neutral is None else self._capped(neutral)[0]

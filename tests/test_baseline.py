@@ -57,7 +57,7 @@ def test_rest_then_expression_relative_to_the_persons_own_neutral():
 
 
 def test_two_people_have_separate_neutrals_and_tracks_are_forgotten():
-    bl = NeutralBaseline(warmup_frames=5, warmup_s=0.1, forget_s=2.0)
+    bl = NeutralBaseline(warmup_frames=5, warmup_s=0.1, forget_s=2.0, max_neutral=None)  # a rest of 0.6 uncapped
     code = np.zeros(4, np.float32)
     for i in range(50):
         t = i / 25
@@ -73,6 +73,30 @@ def test_two_people_have_separate_neutrals_and_tracks_are_forgotten():
     b = _face(1, 0.6, _emotions(0.4), code)
     bl(_packet(130, 130 / 25, [b]))
     assert not b.baseline_ready
+
+
+def test_a_face_expressive_throughout_is_not_its_own_neutral():
+    """Probe finding: a face expressive through the whole clip (crying, shouting) had its own expression as its
+    neutral, so its rel_* read as a resting face's (rel_intensity medians 0.09-0.17 on four such shared clips). A
+    person's neutral intensity is now at most MAX_NEUTRAL (0.4: people talking with a neutral face rest at
+    0.13-0.32), its emotions mixed with "neutral" to that intensity; a resting person under the cap is unchanged."""
+    from realtime.baseline import MAX_NEUTRAL
+
+    code = np.zeros(4, np.float32)
+    for cap, want_rel, want_sad in ((MAX_NEUTRAL, (0.95 - 0.4) / 0.6, 0.95 - 0.95 * 0.4 / 0.95), (None, 0.0, 0.0)):
+        bl = NeutralBaseline(warmup_frames=5, warmup_s=0.1, max_neutral=cap)
+        for i in range(50):  # 2 s of crying: sad 0.95 throughout
+            crying = _face(0, 0.95, _emotions(0.05, "sad"), code)
+            resting = _face(1, 0.3, _emotions(0.7, "sad"), code)  # a sad-looking rest, under the cap
+            bl(_packet(i, i / 25, [crying, resting]))
+        assert crying.rel_intensity == pytest.approx(want_rel, abs=1e-5), cap
+        assert crying.rel_emotions[EMOTIONS.index("sad")] == pytest.approx(want_sad, abs=1e-5)
+        assert bl.neutral_of(0) == pytest.approx(0.4 if cap else 0.95)
+        assert resting.rel_intensity == pytest.approx(0.0, abs=1e-6) and bl.neutral_of(1) == pytest.approx(0.3)
+        assert abs(resting.rel_emotions[EMOTIONS.index("sad")]) < 1e-6
+    assert NeutralBaseline().describe()["max_neutral"] == MAX_NEUTRAL
+    with pytest.raises(ValueError):
+        NeutralBaseline(max_neutral=1.0)
 
 
 def test_invalid_settings_are_refused():
@@ -98,15 +122,15 @@ def _grin_then_rest(bl: NeutralBaseline, frames: int = 125, grin_s: float = 2.0,
 def test_a_baseline_seeded_from_a_first_reading_has_no_warm_up_and_sees_the_later_rest():
     """Read ahead (``record`` / ``histories`` / ``seed``): a face expressive from its first frame is measured
     against the person's later rest; causally it is its own neutral until the rest outnumbers it."""
-    causal = _grin_then_rest(NeutralBaseline())
-    first = NeutralBaseline()
+    causal = _grin_then_rest(NeutralBaseline(max_neutral=None))
+    first = NeutralBaseline(max_neutral=None)
     first.record = True
     _grin_then_rest(first)
-    second = NeutralBaseline()
+    second = NeutralBaseline(max_neutral=None)
     second.seed(first.histories())
     ahead = _grin_then_rest(second)
     assert not causal[5].baseline_ready and ahead[0].baseline_ready  # no warm-up
-    assert max(f.rel_intensity for f in causal[25:50]) < 0.05  # the grin is the causal neutral
+    assert max(f.rel_intensity for f in causal[25:50]) < 0.05  # the grin is the causal neutral (uncapped)
     assert min(f.rel_intensity for f in ahead[:50]) > 0.8  # (0.9 - 0.2) / 0.8 = 0.875
     assert ahead[10].rel_emotions[EMOTIONS.index("happy")] > 0.6 and ahead[10].rel_code_dist > 0.9
     assert max(f.rel_intensity for f in ahead[60:]) < 0.05 and ahead[100].rel_code_dist < 0.01
@@ -137,7 +161,7 @@ def test_the_record_is_keyed_by_each_history_of_an_id_and_bounded():
     """An id forgotten and seen again begins a second history: it is recorded and seeded apart. A track too
     short for the warm-up gets no neutral read ahead either, and ``max_recorded`` bounds the record."""
     code = np.zeros(4, np.float32)
-    first = NeutralBaseline(warmup_frames=5, warmup_s=0.1, forget_s=1.0)
+    first = NeutralBaseline(warmup_frames=5, warmup_s=0.1, forget_s=1.0, max_neutral=None)
     first.record = True
     for i in range(20):  # id 0 grins, then leaves for 2 s and comes back at rest
         first(_packet(i, i / 25, [_face(0, 0.9, _emotions(0.1), code)]))
@@ -147,7 +171,7 @@ def test_the_record_is_keyed_by_each_history_of_an_id_and_bounded():
     first(_packet(90, 90 / 25, [_face(1, 0.5, _emotions(0.5), code)]))  # one frame of id 1
     h = first.histories()
     assert sorted(h) == [(0, 0), (0, 1), (1, 0)] and len(h[(0, 0)].intensity) == 20
-    second = NeutralBaseline(warmup_frames=5, warmup_s=0.1, forget_s=1.0)
+    second = NeutralBaseline(warmup_frames=5, warmup_s=0.1, forget_s=1.0, max_neutral=None)
     second.seed(h)
     f0 = _face(0, 0.9, _emotions(0.1), code)
     second(_packet(0, 0.0, [f0]))
