@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
-from facecycle.errors import InputError, UsageError
+from facecycle.errors import InputError, OutputError, UsageError
 
 from .base import Backend, GraphSpec, graph_file, read_manifest
 from .probes import Probes
@@ -84,8 +84,11 @@ def open_backend(model_dir: Union[str, Path], backend: str = "auto", probes: Opt
             if warmup is not None:
                 # graphs the model lacks are left to the caller's own check (e.g. "no 'neutralize' graph")
                 be.warmup(graphs=[g for g in warmup if g in be.graphs])
-        except (UsageError, InputError):
-            raise  # bad options or a missing / unreadable input (int8 calibration): the user's to fix, on any backend
+        except (UsageError, InputError, OutputError):
+            # bad options, a missing / unreadable input (int8 calibration), or an engine cache that cannot be
+            # written: the user's to fix, on any backend (an unwritable cache fell back to torch, whose own refusal
+            # of fp16 on the CPU was then the one error shown, exit 2)
+            raise
         except Exception as e:  # noqa: BLE001 - TensorRT / CUDA / ORT raise many types
             if be is not None:
                 try:

@@ -111,7 +111,8 @@ def write_atomic(path: Path, data: bytes) -> None:
         tmp.write_bytes(data)
         os.replace(tmp, path)
     except OSError as e:
-        raise OutputError(f"{path}: cannot write to the engine cache ({e.strerror or e})") from None
+        raise OutputError(f"{path}: cannot write to the engine cache ({e.strerror or e}); set FACECYCLE_CACHE to a "
+                          "writable folder") from None
 
 
 def _entries(root: Path) -> Iterator[Path]:

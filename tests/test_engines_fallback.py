@@ -113,6 +113,22 @@ def test_a_missing_calibration_source_is_the_users_error_not_a_backends(tiny_exp
                      warmup=["analyze"], precision="int8", calibration=str(tmp_path / "nope.mp4"))
 
 
+def test_an_engine_cache_that_cannot_be_written_is_the_users_error_not_a_backends(tiny_export, tmp_path,
+                                                                                   monkeypatch):
+    """Probe finding: with the cache folder not writable (XDG_CACHE_HOME a file), fp16 on ONNX Runtime CPU (which
+    writes its converted graph there) failed, the fallback to torch CPU refused fp16 on a CPU, and that was the one
+    error shown: "torch fp16 needs device='cuda'", exit 2. The cache's own error now stops the run, with the fix."""
+    from facecycle.errors import OutputError
+
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.delenv("FACECYCLE_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))
+    with pytest.raises(OutputError, match="cannot write to the engine cache .*set FACECYCLE_CACHE"):
+        open_backend(tiny_export[1], "auto", probes=probes(modules=("onnxruntime", "torch"),
+                                                           providers=("CPUExecutionProvider",), torch_cuda=False),
+                     warmup=["analyze"], precision="fp16")
+
+
 def test_explicit_tensorrt_without_a_gpu_says_there_is_none():
     from engines.select import choose
 
