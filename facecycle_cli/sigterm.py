@@ -1,6 +1,10 @@
-"""SIGTERM and SIGINT for the command line: raise where the signal lands, and remember that it came.
+"""SIGTERM, SIGHUP, SIGXCPU and SIGINT for the command line: raise where the signal lands, and remember that it came.
 
-SIGTERM raises ``SystemExit(143)``; SIGINT ``KeyboardInterrupt`` (exit 130), as Python's own handler does.
+SIGTERM raises ``SystemExit(143)``; SIGINT ``KeyboardInterrupt`` (exit 130), as Python's own handler does. SIGHUP
+(the terminal or ssh session closed) and SIGXCPU (a CPU-time limit, ``ulimit -t``) end a run as SIGTERM does, with
+their own exit codes (129, 152: 128 + the signal's number); their default action killed the process with the outputs
+open (the sidecar said ``running``, the annotated video had no index). Where they are ignored when the command starts
+(``nohup`` ignores SIGHUP), they stay ignored.
 Raising from the handler stops a command at once, with its ``finally`` blocks and context managers run. But an
 exception raised at an arbitrary point can be swallowed: a SIGTERM that lands while onnxruntime's extension
 module loads (during the model's start-up) disappeared that way, and a Ctrl-C that landed in a callback of
@@ -13,23 +17,57 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import Any, Optional
+from typing import Any, List, Optional, Tuple
 
-__all__ = ["install", "received", "received_code", "raise_if_received", "EXIT_CODE", "INTERRUPT_CODE"]
+__all__ = ["install", "received", "received_code", "raise_if_received", "describe", "exit_code_of", "stopping_signals",
+           "EXIT_CODE", "INTERRUPT_CODE", "TERMINATING"]
 
 EXIT_CODE = 143  # 128 + SIGTERM
 INTERRUPT_CODE = 130  # 128 + SIGINT
+#: the signals that end a command as SIGTERM does (those this platform has): outputs closed, exit 128 + signum
+TERMINATING: Tuple[int, ...] = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP", "SIGXCPU") if hasattr(signal, n))
 _received: Optional[int] = None  # the exit code of the first signal received, None before one
 _hooked = False
 
 
-def _on_sigterm(signum, frame) -> None:
+def exit_code_of(signum: int) -> int:
+    """The exit code of a command stopped by ``signum``: 128 + its number, as a shell reports a signal's death."""
+    return 128 + int(signum)
+
+
+def describe(code: Optional[int]) -> str:
+    """The word of the last line for a command stopped with exit ``code``: ``interrupted`` (SIGINT), ``terminated``
+    (SIGTERM), ``terminated by SIGHUP (the terminal closed)``, ``terminated by SIGXCPU (the CPU time limit)``."""
+    if code == INTERRUPT_CODE:
+        return "interrupted"
+    if code is None or code == EXIT_CODE:
+        return "terminated"
+    why = {"SIGHUP": "the terminal closed", "SIGXCPU": "the CPU time limit was reached"}
+    try:
+        name = signal.Signals(int(code) - 128).name
+    except ValueError:
+        return "terminated"
+    return f"terminated by {name}" + (f" ({why[name]})" if name in why else "")
+
+
+def stopping_signals() -> List[int]:
+    """SIGINT and the :data:`TERMINATING` signals a run should catch now: SIGTERM always, SIGHUP and SIGXCPU unless
+    ignored (``nohup``: the run must go on when the terminal closes)."""
+    out = [signal.SIGINT, signal.SIGTERM]
+    for s in TERMINATING:
+        if s != signal.SIGTERM and signal.getsignal(s) != signal.SIG_IGN:
+            out.append(s)
+    return out
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
     global _received
-    _received = _received or EXIT_CODE
-    raise SystemExit(EXIT_CODE)
+    code = exit_code_of(signum)
+    _received = _received or code
+    raise SystemExit(code)
 
 
-def _on_sigint(signum, frame) -> None:
+def _on_sigint(signum: int, frame: Any) -> None:
     global _received
     _received = _received or INTERRUPT_CODE
     raise KeyboardInterrupt
@@ -45,11 +83,15 @@ def _quiet_recorded(previous: Any):
 
 
 def install() -> None:
-    """Handle SIGTERM and SIGINT as above (in the main thread; elsewhere, e.g. in tests, nothing changes). SIGINT
-    only where Python's default handler is in place (an embedding application's own stays)."""
+    """Handle SIGTERM, SIGHUP, SIGXCPU and SIGINT as above (in the main thread; elsewhere, e.g. in tests, nothing
+    changes). SIGINT only where Python's default handler is in place (an embedding application's own stays); SIGHUP
+    and SIGXCPU only where their default action is (``nohup`` ignores SIGHUP: that stays)."""
     global _hooked
     try:
         signal.signal(signal.SIGTERM, _on_sigterm)
+        for s in TERMINATING:
+            if s != signal.SIGTERM and signal.getsignal(s) in (signal.SIG_DFL, _on_sigterm):
+                signal.signal(s, _on_sigterm)
         if signal.getsignal(signal.SIGINT) in (signal.default_int_handler, _on_sigint):
             signal.signal(signal.SIGINT, _on_sigint)
     except ValueError:  # not in the main thread
@@ -60,19 +102,21 @@ def install() -> None:
 
 
 def received() -> bool:
-    """Whether a SIGTERM or SIGINT came since :func:`install`, including one whose exception was swallowed."""
+    """Whether a SIGTERM, SIGHUP, SIGXCPU or SIGINT came since :func:`install`, including one whose exception was
+    swallowed."""
     return _received is not None
 
 
 def received_code() -> Optional[int]:
-    """The exit code of the signal that came (143 for SIGTERM, 130 for SIGINT), None where none did."""
+    """The exit code of the signal that came (143 for SIGTERM, 129 SIGHUP, 152 SIGXCPU, 130 SIGINT), None where none
+    did."""
     return _received
 
 
 def raise_if_received() -> None:
-    """For the point where a run is about to start: ``SystemExit(143)`` after a SIGTERM, ``KeyboardInterrupt``
-    after a SIGINT."""
-    if _received == EXIT_CODE:
-        raise SystemExit(EXIT_CODE)
+    """For the point where a run is about to start: ``SystemExit(128 + signum)`` after a SIGTERM, SIGHUP or
+    SIGXCPU, ``KeyboardInterrupt`` after a SIGINT."""
     if _received == INTERRUPT_CODE:
         raise KeyboardInterrupt
+    if _received is not None:
+        raise SystemExit(_received)
