@@ -1,10 +1,17 @@
 """Error types with documented exit codes (see README, "Exit codes")."""
 from __future__ import annotations
 
+import errno
+
 __all__ = [
     "FaceCycleError", "UsageError", "InputError", "OutputError", "ModelError", "BackendUnavailable",
-    "PipelineError", "EXIT_CODES",
+    "PipelineError", "OutOfMemory", "EXIT_CODES", "is_out_of_memory",
 ]
+
+#: what allocation failures say in libraries that raise them as text (FFmpeg, ONNX Runtime, C++, the dynamic loader
+#: when it cannot map a library)
+_OOM_TEXT = ("Cannot allocate memory", "Failed to allocate memory", "std::bad_alloc", "out of memory",
+             "failed to map segment from shared object")
 
 
 class FaceCycleError(Exception):
@@ -49,6 +56,42 @@ class PipelineError(FaceCycleError):
     exit_code = 7
 
 
+class OutOfMemory(PipelineError):
+    """The process could not allocate memory (:func:`is_out_of_memory`): under a limit on its address space
+    (``ulimit -v``, a scheduler's ``h_vmem``) a good file was reported as damaged or undecodable."""
+
+    @classmethod
+    def while_(cls, what: str, e: BaseException) -> "OutOfMemory":
+        """The error for ``e`` raised while doing ``what`` (e.g. "decoding clip.mp4"), naming the limit if any."""
+        detail = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        limit = _address_space_limit()
+        where = (f"; this process may use {limit / 2**30:.1f} GB of address space (ulimit -v): raise the limit"
+                 if limit else "; free memory or process smaller inputs")
+        return cls(f"out of memory while {what} ({detail}){where}")
+
+
+def _address_space_limit() -> "int | None":
+    """The soft limit on this process's address space in bytes (``ulimit -v``), or None where there is none."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def is_out_of_memory(e: BaseException, eagain: bool = False) -> bool:
+    """Whether ``e`` says memory could not be allocated: a MemoryError, an OSError with ENOMEM, or the words
+    libraries use. With ``eagain``, EAGAIN too where the address space is limited (FFmpeg's threads that cannot
+    start under ``ulimit -v`` fail with it)."""
+    if isinstance(e, MemoryError):
+        return True
+    code = getattr(e, "errno", None)
+    if code == errno.ENOMEM or (eagain and code == errno.EAGAIN and _address_space_limit()):
+        return True
+    return any(t in str(e) for t in _OOM_TEXT)
+
+
 EXIT_CODES = {
     0: "success",
     1: "unexpected internal error",
@@ -57,7 +100,7 @@ EXIT_CODES = {
     4: "output error (cannot write, exists without --overwrite, disk full)",
     5: "model error (corrupt or incompatible model file)",
     6: "backend or detector unavailable",
-    7: "pipeline error (a stage failed, e.g. a camera stopped delivering frames)",
+    7: "pipeline error (a stage failed, e.g. a camera stopped delivering frames; out of memory)",
     130: "interrupted by SIGINT (outputs were flushed and closed)",
     143: "terminated by SIGTERM (outputs were flushed and closed)",
 }

@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
-from facecycle.errors import FaceCycleError, PipelineError
+from facecycle.errors import FaceCycleError, OutOfMemory, PipelineError, is_out_of_memory
 
 from .sources.base import Source
 from .types import FramePacket
@@ -374,5 +374,7 @@ class Pipeline:
             raise e
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             raise e
+        if is_out_of_memory(e):  # "detect stage failed: ... Failed to allocate memory for requested buffer ..."
+            raise OutOfMemory.while_(f"running the {stage} stage", e) from e
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise PipelineError(f"{stage} stage failed: {type(e).__name__}: {msg}") from e

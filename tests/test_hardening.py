@@ -259,3 +259,49 @@ def test_too_large_a_picture_is_refused_from_its_header(tmp_path, caplog):
         frames = list(src)
     assert [f.file for f in frames] == ["a.jpg"] and src.unreadable == ["b.jpg"] and src.errors == 1
     assert any("b.jpg: unreadable image skipped (a picture of 20000x20000" in r.getMessage() for r in caplog.records)
+
+
+def test_running_out_of_memory_is_said_not_blamed_on_the_input(tmp_path, monkeypatch):
+    """Probe finding: under a limit on the address space (`ulimit -v`, a scheduler's h_vmem) a good file failed as
+    "frames of matrix bt709 do not convert to RGB (Cannot allocate memory)" or "undecodable (50 damaged packets in a
+    row)" (exit 3: the input's fault), or as "detect stage failed: ... Failed to allocate memory". Each now says
+    out of memory, and the limit where there is one (exit 7). Allocation failures are made here, where they occur."""
+    import errno
+
+    import av
+
+    from facecycle.errors import OutOfMemory, is_out_of_memory
+    from realtime.pipeline import Pipeline
+    from realtime.sources import open_source
+    from realtime.sources.frames import FrameSource
+
+    from .conftest import real_frames, write_video
+
+    assert is_out_of_memory(MemoryError()) and is_out_of_memory(OSError(errno.ENOMEM, "Cannot allocate memory"))
+    assert is_out_of_memory(RuntimeError("bfc_arena.cc:360 Failed to allocate memory for requested buffer"))
+    assert not is_out_of_memory(OSError(errno.EAGAIN, "Resource temporarily unavailable"))  # only where limited
+    assert is_out_of_memory(ImportError("x.so: failed to map segment from shared object"))  # dlopen under ulimit
+    assert not is_out_of_memory(ValueError("bad value")) and OutOfMemory.exit_code == 7
+    clip = write_video(tmp_path / "good.mp4", real_frames(4), rate=25)
+
+    class Starved:  # the frame converter when its allocation fails
+        def reformat(self, *a, **k):
+            raise av.error.FFmpegError(errno.ENOMEM, "Cannot allocate memory")
+
+    src = open_source(str(clip))
+    src._reformatter = Starved()
+    with pytest.raises(OutOfMemory, match=r"out of memory while converting .*good.mp4's frames .*Cannot allocate"):
+        list(src)
+    src = open_source(str(clip))
+    monkeypatch.setattr(av.Packet, "decode", lambda self: (_ for _ in ()).throw(
+        av.error.FFmpegError(errno.ENOMEM, "Cannot allocate memory")))
+    with pytest.raises(OutOfMemory, match="out of memory while decoding"):
+        list(src)
+    monkeypatch.undo()
+
+    def starved(p):
+        raise MemoryError()
+
+    frames = FrameSource([np.zeros((8, 8, 3), np.uint8)] * 3)
+    with pytest.raises(OutOfMemory, match="out of memory while running the detect stage"):
+        list(Pipeline(frames, [("detect", starved)]))

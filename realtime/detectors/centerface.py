@@ -19,7 +19,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from facecycle.errors import BackendUnavailable, ModelError
+from facecycle.errors import BackendUnavailable, ModelError, OutOfMemory, is_out_of_memory
 
 from ..types import Detections
 from .base import Detector, nms, ort_session
@@ -45,8 +45,12 @@ def _dynamic_model_bytes(path: str) -> bytes:
     try:
         import onnx
         from onnx.tools.update_model_dims import update_inputs_outputs_dims
-    except ImportError:
+    except ModuleNotFoundError:
         raise BackendUnavailable("detector 'centerface' needs the 'onnx' package (pip install onnx)") from None
+    except ImportError as e:  # installed, but its library did not load (under `ulimit -v`: no memory to map it)
+        if is_out_of_memory(e):
+            raise OutOfMemory.while_("loading the 'onnx' package", e) from None
+        raise BackendUnavailable(f"detector 'centerface' needs the 'onnx' package, which did not load ({e})") from None
     try:
         m = onnx.load(path)
     except Exception as e:  # noqa: BLE001

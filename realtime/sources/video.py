@@ -25,7 +25,7 @@ import av
 import cv2
 import numpy as np
 
-from facecycle.errors import InputError
+from facecycle.errors import InputError, OutOfMemory, is_out_of_memory
 from facecycle.files import IMAGE_SUFFIXES, UNREAD_PICTURE_SUFFIXES, VIDEO_SUFFIXES
 from facecycle.imageio import PictureTooLarge, picture_size, too_large
 
@@ -433,6 +433,8 @@ class VideoSource(Source):
                     log.warning("%s: packet flagged as damaged by the demuxer, decoded (a gap in the stream, or "
                                 "segments joined end to end)", self.name)
             except av.error.FFmpegError as e:
+                if is_out_of_memory(e, eagain=True):  # a good file was "undecodable (50 damaged packets in a row)"
+                    raise OutOfMemory.while_(f"decoding {self.name}", e) from None
                 self.errors += 1
                 bad_in_row += 1
                 log.warning("%s: damaged packet skipped (%s)", self.name, _msg(e))
@@ -628,6 +630,8 @@ class VideoSource(Source):
         try:
             img = self._reformatter.reformat(frame, format=fmt, **kw).to_ndarray()
         except (OSError, av.error.FFmpegError) as e:
+            if is_out_of_memory(e, eagain=True):  # it said "frames of matrix bt709 do not convert to RGB", exit 3
+                raise OutOfMemory.while_(f"converting {self.name}'s frames", e) from None
             # a matrix swscale does not convert (YCgCo, ICtCp, BT.2020 constant luminance, ...): the run stopped at
             # its first frame with "source stage failed: OSError: [Errno 95] Operation not supported", exit 7
             near = _NEAR_MATRIX.get(int(getattr(frame, "colorspace", 2) or 2))
