@@ -552,6 +552,25 @@ def test_cli_bad_input_is_one_line_error(model_dir, tmp_path):
     assert r.returncode == 3 and "no such file" in r.stderr
 
 
+def test_cli_without_a_display_refuses_an_interactive_session_and_runs_an_automated_one_offscreen(model_dir,
+                                                                                                    tmp_path):
+    """Probe finding: with no display, `facecycle app` opened an invisible offscreen window and waited for ever (a
+    notice only at -v). Interactive: one line, exit 6. Automated: offscreen, as before."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    r = subprocess.run([sys.executable, "-m", "facecycle", "app", "--model", model_dir], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=60)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 6 and len(lines) == 1 and "no display" in lines[0], r.stderr
+    from tests.conftest import real_frames, write_video
+
+    clip = write_video(tmp_path / "clip.mp4", real_frames(8), rate=25)
+    r = subprocess.run([sys.executable, "-m", "facecycle", "app", "--input", str(clip), "--model", model_dir,
+                        "--exit-after", "3", "--stats-json", str(tmp_path / "s.json")], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "s.json").read_text())["qt_platform"] == "offscreen"
+
+
 def test_cli_sigint_finishes_the_files(model_dir, tmp_path):
     import signal
 

@@ -194,11 +194,19 @@ def _platform_name() -> str:
         return "?"
 
 
-def _ensure_platform() -> None:
-    """Without a display, run offscreen instead of failing to connect to X11/Wayland."""
+def _ensure_platform(automated: bool) -> None:
+    """Without a display, run an automated session (``--exit-after``, ``--screenshot``, ``--stats-json``) offscreen
+    instead of failing to connect to X11/Wayland; refuse an interactive one (BackendUnavailable): it opened an
+    invisible window and waited for ever, with a notice only at ``-v``."""
     if os.environ.get("QT_QPA_PLATFORM"):
         return
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        if not automated:
+            from facecycle.errors import BackendUnavailable
+
+            raise BackendUnavailable("no display (DISPLAY and WAYLAND_DISPLAY are unset): the app needs one; without "
+                                     "a screen, use `facecycle process` (or the app's --exit-after/--screenshot "
+                                     "automation, which runs offscreen)")
         log.info("no display: using the offscreen Qt platform")
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
@@ -217,7 +225,7 @@ def run_app(args: argparse.Namespace) -> int:
         raise ModelError(f"{args.model}: not an exported model directory (no manifest.json)")
     size = _parse_size(args.size)
     _check_choices(args)
-    _ensure_platform()
+    _ensure_platform(bool(automated))
     try:
         from PyQt6.QtWidgets import QApplication
     except ImportError as e:
