@@ -114,6 +114,13 @@ def test_inputs_folders_globs_lists_duplicates_and_mirroring(tmp_path, monkeypat
         collect_inputs([str(d / "s1")])
     with pytest.raises(UsageError, match="not under --root"):
         collect_inputs([str(a)], root=str(tmp_path / "elsewhere"))
+    # names that differ only in case are one file on macOS and Windows (the second input's outputs replaced the
+    # first's): refused on every system alike
+    case = tmp_path / "case"
+    _touch(case / "Clip.mp4")
+    _touch(case / "clip.mov")
+    with pytest.raises(UsageError, match="same outputs .*without case"):
+        collect_inputs([str(case)])
     # a served file's URL, given or listed, is an input, its outputs under HOST/PATH (it used to be refused; before
     # that it read as a relative path, "./http:/host/a.mp4: no such file or folder"); a live stream's URL is
     # refused before any work, with what to do
@@ -958,6 +965,43 @@ def test_a_redo_that_fails_sets_the_earlier_outputs_aside(tmp_path, capsys):
     assert (out / "a.csv").read_bytes() == before and not aside.exists()
 
 
+def test_an_output_held_open_on_windows_fails_its_input_not_the_batch(tmp_path, capsys, monkeypatch):
+    """Portability review: on Windows a result CSV open in a spreadsheet cannot be replaced (PermissionError), and
+    that stopped the whole batch as an output folder that cannot be written. The replace is retried, and an output
+    still held fails its own input (exit 3) while the batch goes on. (Windows is stood in for: the flag and the
+    held file are made here.)"""
+    from realtime.batch import job
+
+    from .conftest import real_frames, write_video
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for n in ("a", "b"):
+        write_video(src / f"{n}.mp4", real_frames(3), rate=25)
+    real_replace, tries = os.replace, []
+
+    def held(a, b, *args, **kw):
+        if str(b).endswith(os.sep + "a.csv"):
+            tries.append(b)
+            raise PermissionError(13, "The process cannot access the file because it is being used by another "
+                                      "process", str(b))
+        return real_replace(a, b, *args, **kw)
+
+    monkeypatch.setattr(job, "_WINDOWS", True)
+    monkeypatch.setattr(job.time, "sleep", lambda s: None)
+    monkeypatch.setattr(job.os, "replace", held)
+    out = tmp_path / "out"
+    assert cli_main(["batch", str(src), "--out-dir", str(out), "--cluster", "none", "--no-video",
+                     "--no-progress"]) == 3
+    err = capsys.readouterr().err
+    assert "a.csv: cannot be replaced, open in another program?" in err, err
+    assert len(tries) == 5 and (out / "b.csv").is_file() and (out / "b.json").is_file()
+    assert not (out / "a.json").exists()
+    monkeypatch.setattr(job, "_WINDOWS", False)  # elsewhere: a folder that cannot be written stops the batch
+    with pytest.raises(PermissionError):
+        job._replace(src / "a.mp4", out / "a.csv")
+
+
 def test_work_folders_never_reach_outside_their_input_and_links_are_not_followed(tmp_path, capsys):
     """An input named `...mp4` (stem `..`) made its work folder `.facecycle-partial/..`, the output folder itself,
     and the stale-attempt cleanup deleted every folder there: another input's outputs and anything else (a URL
@@ -977,6 +1021,12 @@ def test_work_folders_never_reach_outside_their_input_and_links_are_not_followed
     assert cli_main(["batch", str(clip), *o]) == 0, capsys.readouterr().err
     assert (out / "other" / "keep").is_dir() and (out / "...csv").is_file() and (out / "...json").is_file()
     assert url_output_path("http://../...mp4").parts[0] == "host"
+    # a backslash separates folders on Windows, and `:` names a drive: `..%5C..%5Cx.mp4` reached two folders above
+    # --out-dir there, `C%3A%5Cx.mp4` the drive's root; a device name (`con`) and `?*<>|"` are no file names there
+    assert url_output_path("https://h/..%5C..%5Cevil.mp4").as_posix() == "h/evil.mp4"
+    assert url_output_path("https://h/C%3A%5Cx.mp4").as_posix() == "h/C_/x.mp4"
+    assert url_output_path("https://h/a/con.mp4").as_posix() == "h/a/_con.mp4"
+    assert url_output_path('https://h/a/b%3F%2A%3C%3E%7C%22c.mp4').as_posix() == "h/a/b______c.mp4"
     # one work folder (and lock) per stem: `...mp4` and a file named `%2e%2e.mp4` shared one
     from realtime.batch.job import output_paths
 

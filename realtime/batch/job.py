@@ -212,16 +212,43 @@ def count_csv_rows(path: Union[str, Path]) -> int:
     return max(0, n - 1)
 
 
+#: Windows, where a file another program holds open (a CSV in a spreadsheet, a virus scanner's look at a new file)
+#: cannot be replaced for a while
+_WINDOWS = os.name == "nt"
+
+
+def _replace(src: Union[str, Path], dst: Union[str, Path], tries: int = 5) -> None:
+    """``os.replace``, retried a few times on Windows where another program holds ``dst`` open; still held, the
+    input fails (InputError) and the batch goes on: a CSV left open in a spreadsheet stopped the whole batch as an
+    output folder that cannot be written."""
+    for attempt in range(tries):
+        try:
+            os.replace(src, dst)
+            return
+        except PermissionError as e:
+            if not _WINDOWS:  # a folder that cannot be written: every input would fail alike
+                raise
+            if attempt + 1 == tries:
+                raise InputError(f"{dst}: cannot be replaced, open in another program? ({e.strerror or e}); close "
+                                 "it and run the batch again") from None
+            time.sleep(0.2 * (attempt + 1))
+
+
 def _set_aside(paths: Dict[str, Any], work_root: Path) -> str:
     """Move an input's earlier CSV and video into ``work_root / SUPERSEDED`` (beside the sidecar that vouched for
-    them, moved there when the attempt began) after the input failed; what to add to its error ("" if none)."""
+    them, moved there when the attempt began) after the input failed; what to add to its error ("" if none; never
+    raises: the input's own error is the one to report)."""
     moved = []
-    for k in ("csv", "video"):
-        p = paths.get(k)
-        if p is not None and Path(p).is_file():
-            (work_root / SUPERSEDED).mkdir(parents=True, exist_ok=True)
-            os.replace(p, work_root / SUPERSEDED / Path(p).name)
-            moved.append(Path(p).name)
+    try:
+        for k in ("csv", "video"):
+            p = paths.get(k)
+            if p is not None and Path(p).is_file():
+                (work_root / SUPERSEDED).mkdir(parents=True, exist_ok=True)
+                _replace(p, work_root / SUPERSEDED / Path(p).name)
+                moved.append(Path(p).name)
+    except (OSError, InputError) as e:
+        log.warning("%s: earlier outputs not moved aside (%s)", work_root, e)
+        return f"; its earlier outputs could not be moved aside ({e})"
     if not moved:
         return ""
     log.warning("%s: moved to %s (outputs of an earlier run of the input, which now fails)", ", ".join(moved),
@@ -353,7 +380,7 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
                              + (f" ({info['error']})" if info and info.get("error") else ""))
         for k in ("csv", "video"):
             if tmp[k] is not None:
-                os.replace(tmp[k], paths[k])  # type: ignore[arg-type]
+                _replace(tmp[k], paths[k])  # type: ignore[arg-type]
         s = run.stats.summary()
         res.update(frames=s["frames"], faces=s["faces"], fps=s["fps"], reading=clip_reading(info.get("summary")),
                    # a cut or damaged file is complete as far as it decodes: said, as process says it

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
@@ -46,7 +47,9 @@ def _url_host_and_path(url: str) -> Tuple[str, List[str]]:
     from urllib.parse import unquote, urlsplit
 
     u = urlsplit(url)
-    parts = [p for p in unquote(u.path).split("/") if p not in ("", ".", "..")]
+    # both separators (on Windows `..%5C..%5Cx.mp4` reached two folders above --out-dir, `C%3A%5Cx.mp4` the drive's
+    # root), and characters no Windows name may hold made safe, on every system alike
+    parts = [_safe_part(p) for p in re.split(r"[/\\]", unquote(u.path)) if p not in ("", ".", "..")]
     try:
         port = u.port
     except ValueError:  # not a number: left to the reader to refuse
@@ -55,6 +58,17 @@ def _url_host_and_path(url: str) -> Tuple[str, List[str]]:
     if set(host) <= {"."}:  # `http://../x.mp4`: the host `..` put the outputs beside --out-dir
         host = "host"
     return host + (f"_{port}" if port else ""), parts
+
+
+#: names Windows reserves for devices (with any suffix: `con.csv` is the console there)
+_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
+
+
+def _safe_part(part: str) -> str:
+    """One part of a URL's path as a file or folder name on every system: ``: * ? " < > |`` and control characters
+    as ``_``, a Windows device name (``con``, ``nul``, ``com1``, … with any suffix) prefixed with ``_``."""
+    part = re.sub(r'[:*?"<>|\x00-\x1f]', "_", part)
+    return "_" + part if part.split(".")[0].lower() in _RESERVED else part
 
 
 def url_output_path(url: str) -> Path:
@@ -207,8 +221,9 @@ def collect_inputs(specs: Iterable[str], out_dir: Optional[Union[str, Path]] = N
         roots = sorted({str(r) for _, r, e in unique if e is None}) or sorted({str(r) for _, r, _ in unique})
         try:
             base = Path(os.path.commonpath(roots)) if roots else Path.cwd()
-        except ValueError:  # different drives (Windows)
-            base = Path(os.path.abspath(os.sep))
+        except ValueError:  # different drives (Windows): a file on D: was "not under --root C:\\"
+            raise UsageError("the inputs lie on different drives (" + ", ".join(sorted({Path(r).anchor for r in roots}))
+                             + "): give --root, or run one batch per drive") from None
     items: List[BatchItem] = []
     claimed: Dict[Tuple[str, str], Union[Path, str]] = {}
     located: List[Tuple[Union[Path, str], Path, Optional[str]]] = []
@@ -227,10 +242,13 @@ def collect_inputs(specs: Iterable[str], out_dir: Optional[Union[str, Path]] = N
         if e is not None:  # missing: reported as failed, writes nothing, so it claims no output name
             items.append(BatchItem(f, rel, e))
             continue
-        key = (str(rel.parent), rel.stem if rel.suffix else rel.name)
+        # compared without case: on macOS and Windows `Clip.csv` and `clip.csv` are one file (the second input's
+        # outputs replaced the first's)
+        key = (str(rel.parent).casefold(), (rel.stem if rel.suffix else rel.name).casefold())
         if key in claimed:
             raise UsageError(f"inputs {claimed[key]} and {f} would write the same outputs "
-                             f"({Path(*key)}.*); rename one of them")
+                             f"({rel.parent / (rel.stem if rel.suffix else rel.name)}.*, names compared without "
+                             "case, as macOS and Windows do); rename one of them")
         claimed[key] = f
         if PARTIAL_DIR in rel.parts:
             continue
