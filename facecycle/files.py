@@ -8,8 +8,8 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
-__all__ = ["json_safe", "json_text", "sha256_file", "text_name", "temp_path", "write_atomic", "match_umask",
-           "check_can_create", "unread_pictures", "visible_files", "walk_once", "IMAGE_SUFFIXES",
+__all__ = ["json_safe", "json_text", "sha256_file", "text_name", "temp_path", "write_atomic", "write_failure",
+           "match_umask", "check_can_create", "unread_pictures", "visible_files", "walk_once", "IMAGE_SUFFIXES",
            "UNREAD_PICTURE_SUFFIXES", "VIDEO_SUFFIXES"]
 
 log = logging.getLogger(__name__)
@@ -56,10 +56,28 @@ def write_atomic(path: Union[str, Path], text: str) -> None:
     try:
         tmp.write_text(text)
         os.replace(tmp, p)
-    except OSError:
+    except OSError as e:
         with contextlib.suppress(OSError):  # the write's own error is the one to report
             tmp.unlink(missing_ok=True)
+        if e.filename is None:  # a failed write names no file: name the one being written (callers report it)
+            e.filename = str(p)
         raise
+
+
+def write_failure(e: BaseException) -> str:
+    """What a failed write says in a one-line error: ``disk full`` (ENOSPC), ``disk quota exceeded`` (EDQUOT),
+    ``file size limit reached`` (EFBIG: ``ulimit -f``, or the file system's largest file), else the system's own
+    words (``e.strerror``; FFmpeg's errors carry an ``errno`` and ``strerror`` too), else ``str(e)``."""
+    import errno
+
+    code = getattr(e, "errno", None)
+    if code == errno.ENOSPC:
+        return "disk full"
+    if code == errno.EDQUOT:
+        return "disk quota exceeded"
+    if code == errno.EFBIG:
+        return "file size limit reached"
+    return str(getattr(e, "strerror", None) or e)
 
 
 def match_umask(path: Union[str, Path]) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from facecycle.errors import FaceCycleError, OutputError
-from facecycle.files import VIDEO_SUFFIXES
+from facecycle.files import VIDEO_SUFFIXES, write_failure
 
 from .annotators import Annotator, Compose
 from .sinks import CsvSink, ImageSink, VideoSink, is_image_path, write_sidecar
@@ -44,15 +44,25 @@ def first_clash(new: Dict[str, Optional[PathLike]], taken: Optional[Dict[str, Op
     one file (after links) with one of ``taken`` (what -> path) or with another of ``new`` before it; None where
     all are distinct. The one rule of the Python API's outputs at a run's start and of outputs switched on while it
     goes."""
-    seen = {os.path.realpath(p): what for what, p in (taken or {}).items() if p is not None}
+    seen = {_real(p): what for what, p in (taken or {}).items() if p is not None}
     for role, p in new.items():
         if p is None:
             continue
-        key = os.path.realpath(p)
+        key = _real(p)
         if key in seen:
             return f"{p}: the {role} would be written over {seen[key]}"
         seen[key] = f"the {role}"
     return None
+
+
+def _real(path: PathLike) -> str:
+    """``os.path.realpath(path)``; :class:`OutputError` where a relative path has no folder to start from (the
+    current folder was deleted: realpath raised FileNotFoundError, an internal error)."""
+    try:
+        return os.path.realpath(path)
+    except FileNotFoundError:
+        raise OutputError(f"{path}: the current folder no longer exists (deleted?); cd to a folder that exists, or "
+                          "give the outputs an absolute path (--out-dir)") from None
 
 
 class RunOutputs:
@@ -305,7 +315,12 @@ class RunOutputs:
             info["stats"] = self.stats()
         if error is not None:
             info["error"] = str(error)
-        write_sidecar(self.sidecar_path, info)
+        try:
+            write_sidecar(self.sidecar_path, info)
+        except OSError as e:  # a full disk, a file size limit (the padded "running" one needs 32 KiB): one line
+            raise OutputError(f"{self.sidecar_path}: {write_failure(e)}"
+                              + (" (the sidecar reserves 32 KiB when the run starts)" if status == "running" else "")
+                              ) from None
 
     def _close_csv(self, status: str, error: Optional[BaseException] = None) -> None:
         """Finish the CSV and write its sidecar's final state (raises the close error, after the sidecar)."""
@@ -332,10 +347,15 @@ class RunOutputs:
         if self.video is None:
             return
         v, self.video = self.video, None
-        if isinstance(v, VideoSink):
-            v.close(to_end=to_end)
-        else:  # a picture has no audio
-            v.close()
+        try:
+            if isinstance(v, VideoSink):
+                v.close(to_end=to_end)
+            else:  # a picture has no audio
+                v.close()
+        except BaseException:
+            if getattr(v, "removed", False):  # it could not be finished and is gone: the sidecar names no video
+                self.video_path, self.video_frames = None, 0
+            raise
         self.finished.append(str(v.path))
         log.info("video finished: %s (%d frames)", v.path, v.frames)
 
@@ -352,6 +372,8 @@ class RunOutputs:
             first = e
             if status in ("complete", "interrupted"):
                 status, error = "failed", e
+            elif error is not None and str(e) not in str(error):  # the sidecar says what became of the video too
+                error = OutputError(f"{error}; {e}")
         try:
             if self.csv is not None:
                 self._close_csv(status, error)

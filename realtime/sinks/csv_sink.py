@@ -2,7 +2,8 @@
 
 Rows of one frame are formatted completely, then written with a single
 ``os.write`` on an unbuffered file descriptor: a kill between frames leaves
-only complete lines, and a reader sees each frame's rows as soon as it ends.
+only complete lines, and a reader sees each frame's rows as soon as it ends. A write that fails part way (a full
+disk, ``ulimit -f``) is cut back to the end of the frame before, so the file holds complete lines only.
 """
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import errno
 import logging
 import math
 import os
+import stat
 from pathlib import Path
 from typing import List, Optional, Union
 
 import numpy as np
 
 from facecycle.errors import OutputError
-from facecycle.files import text_name
+from facecycle.files import text_name, write_failure
 
 from ..summary import ExpressionSummary
 from ..types import EMOTIONS, Face, FramePacket
@@ -134,13 +136,29 @@ class CsvSink(Sink):
         self.frames = 0
         self.last_frame = -1
         self.summary = ExpressionSummary()
-        try:
-            self._fd: Optional[int] = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        #: the file's size after its last complete write (header or frame): a failed write is cut back to it
+        self._end = 0
+        created = not os.path.lexists(self.path)
+        try:  # 0o666: the umask decides, as for every other output (0o644 ignored a umask of 002)
+            self._fd: Optional[int] = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         except OSError as e:
             raise OutputError(f"{self.path}: cannot write ({e.strerror or e})") from None
-        self._write((",".join(self.columns) + "\n").encode())
+        try:
+            self._write((",".join(self.columns) + "\n").encode())
+        except OutputError:  # not even the header: no CSV (an empty file made here would block the next run)
+            self.close()
+            if created:
+                try:
+                    if self.path.is_file() and self.path.stat().st_size == 0:
+                        self.path.unlink()
+                except OSError as e:
+                    log.warning("%s: the empty CSV was not removed (%s)", self.path, e)
+            raise
 
     def _write(self, data: bytes) -> None:
+        """Write ``data`` whole (one ``os.write``, more only after a short write) or not at all: a write that fails
+        part way (a full disk, a file size limit) is cut back to the end of the last complete write, so the file
+        holds only complete lines and the sidecar's counts match it."""
         if self._fd is None:
             raise OutputError(f"{self.path}: already closed")
         view = memoryview(data)
@@ -149,10 +167,26 @@ class CsvSink(Sink):
                 n = os.write(self._fd, view)
                 view = view[n:]
         except OSError as e:
-            if e.errno == errno.ENOSPC:
-                raise OutputError(f"{self.path}: disk full (rows up to frame {self.last_frame} are complete)") \
-                    from None
-            raise OutputError(f"{self.path}: write failed ({e.strerror or e})") from None
+            self._cut_back()
+            done = (f"rows up to frame {self.last_frame} are complete" if self.frames else "no rows written")
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise OutputError(f"{self.path}: {write_failure(e)} ({done})") from None
+            raise OutputError(f"{self.path}: write failed ({e.strerror or e}; {done})") from None
+        self._end += len(data)
+
+    def _cut_back(self) -> None:
+        """Truncate the file to the end of its last complete write (a regular file: not ``/dev/full`` or a pipe)."""
+        assert self._fd is not None
+        try:
+            st = os.fstat(self._fd)
+            if not stat.S_ISREG(st.st_mode):
+                return
+            if st.st_size > self._end:
+                os.ftruncate(self._fd, self._end)  # shrinking needs no free space
+            os.lseek(self._fd, self._end, os.SEEK_SET)
+        except OSError as e:
+            log.warning("%s: the part of a line written before the error was not removed (%s): drop a last line "
+                        "without a newline", self.path, e)
 
     def write(self, packet: FramePacket) -> None:
         text = format_rows(packet, self.code_dim, self.file_column)

@@ -12,7 +12,8 @@ Matroska's PCM, gets the standard one for its channel count: the MP4 muxer refus
 the run failed with an unplayable video). Closing after the source's end copies the audio to its own end;
 closing early (``--max-frames``, a stop) cuts it at the last frame. Closing
 flushes the encoder and writes the index, so an interrupted run still leaves
-a playable file.
+a playable file. Where the index cannot be written (a full disk: an MP4 without it plays nowhere), the file is
+removed and the error says so (:attr:`VideoSink.removed`); a file that still plays (Matroska) stays, named incomplete.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
 from facecycle.errors import OutputError, UsageError
+from facecycle.files import write_failure
 
 from ..types import FramePacket
 from .base import Sink, prepare_output
@@ -98,6 +100,8 @@ class VideoSink(Sink):
         self._pending_audio = None
         self._closed = False
         self._broken = False
+        #: the file could not be finished and was removed (it would not play): no video to name
+        self.removed = False
         try:
             self.container = av.open(str(self.path), "w")
         except ValueError:  # FFmpeg knows no container for the name: say so before anything is written
@@ -183,13 +187,17 @@ class VideoSink(Sink):
         except StopIteration:
             self._close_audio_in()
         except av.error.FFmpegError as e:
-            if getattr(e, "errno", None) in (errno.ENOSPC, errno.EIO, errno.EDQUOT):  # the output failed
+            if getattr(e, "errno", None) in (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG):  # the output failed
                 self._broken = True
                 self._close_audio_in()
-                raise OutputError(f"{self.path}: {'disk full' if e.errno == errno.ENOSPC else 'write failed'} "
-                                  f"(video frames up to {self.frames - 1} were written)") from None
+                raise OutputError(f"{self.path}: {'write failed' if e.errno == errno.EIO else write_failure(e)} "
+                                  f"({self._done()})") from None
             log.warning("%s: audio copy stopped (%s)", self.path, e)
             self._close_audio_in()
+
+    def _done(self) -> str:
+        """What a write error says was written (not "frames up to -1" before the first)."""
+        return f"video frames up to {self.frames - 1} were written" if self.frames else "no video frame written"
 
     # -------------------------------------------------------------- write
     def write(self, packet: FramePacket) -> None:
@@ -226,9 +234,8 @@ class VideoSink(Sink):
                 self.container.mux(p)
         except (av.error.FFmpegError, OSError) as e:
             self._broken = True  # FFmpeg's muxer must not be used again (muxing after a failed write crashes)
-            if getattr(e, "errno", None) == errno.ENOSPC:
-                raise OutputError(f"{self.path}: disk full (video frames up to {self.frames - 1} were written)") \
-                    from None
+            if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise OutputError(f"{self.path}: {write_failure(e)} ({self._done()})") from None
             raise OutputError(f"{self.path}: video write failed ({e})") from None
         self.frames += 1
 
@@ -258,6 +265,29 @@ class VideoSink(Sink):
                 log.warning("%s: closing failed (%s)", self.path, e)
                 failed = failed or e
         if failed is not None:  # the file is incomplete: say so (disk full, I/O error), never exit 0 silently
-            if getattr(failed, "errno", None) == errno.ENOSPC:
-                raise OutputError(f"{self.path}: disk full (the video is incomplete)")
-            raise OutputError(f"{self.path}: writing the video failed ({failed})")
+            what = (write_failure(failed) if getattr(failed, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+                    else f"writing the video failed ({failed})")
+            if self._playable():
+                raise OutputError(f"{self.path}: {what} (the video is incomplete)")
+            # an MP4 whose index (written last) did not fit plays nowhere ("Invalid data"): not left as an output
+            try:
+                self.path.unlink(missing_ok=True)
+                self.removed = True
+            except OSError as e:
+                log.warning("%s: the unplayable video was not removed (%s)", self.path, e)
+                raise OutputError(f"{self.path}: {what} (the video could not be finished and does not play)") \
+                    from None
+            raise OutputError(f"{self.path}: {what} (the video could not be finished: removed, it would not play)")
+
+    def _playable(self) -> bool:
+        """Whether the file as left opens and decodes a first frame (a cut Matroska file does; an MP4 without its
+        index does not)."""
+        try:
+            with av.open(str(self.path)) as c:
+                if not c.streams.video:
+                    return False
+                for _ in c.decode(video=0):
+                    return True
+        except Exception:  # noqa: BLE001 - any failure to read it back: not playable
+            return False
+        return False
