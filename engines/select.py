@@ -90,7 +90,7 @@ def check(name: str, probes: Probes, model_dir=None, opts: Optional[dict] = None
     if name == "tensorrt":
         if not probes.has_module("tensorrt"):
             return False, and_no_gpu("the 'tensorrt' Python package is not installed "
-                                     "(pip install 'facecycle-rt[tensorrt]')")
+                                     "(pip install \"facecycle-rt[tensorrt]\")")
         miss = need_gpu()
         if miss:
             return False, miss
@@ -113,7 +113,7 @@ def check(name: str, probes: Probes, model_dir=None, opts: Optional[dict] = None
         return True, f"ONNX Runtime {ep} on {gpu}"
     if name in ("torch-cpu", "torch-cuda"):
         if not probes.has_module("torch"):
-            return False, "PyTorch is not installed (pip install 'facecycle-rt[torch]')"
+            return False, "PyTorch is not installed (pip install \"facecycle-rt[torch]\")"
         if model_dir is not None and not opts.get("checkpoint") and find_weights(model_dir) is None:
             return False, (f"no weights for PyTorch in {model_dir} (expected {' or '.join(WEIGHT_NAMES)} "
                            f"next to manifest.json); {NO_WEIGHTS_HINT}")

@@ -78,7 +78,7 @@ class TorchBackend(Backend):
         try:
             import torch
         except ImportError as e:
-            raise BackendUnavailable(f"PyTorch is not installed ({e}); pip install 'facecycle-rt[torch]'") from None
+            raise BackendUnavailable(f"PyTorch is not installed ({e}); pip install \"facecycle-rt[torch]\"") from None
         self._torch = torch
         dev = torch.device(device)
         if dev.type == "cuda" and not torch.cuda.is_available():

@@ -39,7 +39,7 @@ def __getattr__(name: str) -> Any:  # lazy imports keep torch optional
             if e.name != "torch":
                 raise
             # the base install has no torch: a bare "No module named 'torch'" said nothing of the extra
-            raise ImportError(f"facecycle.{name} needs PyTorch: pip install 'facecycle-rt[torch]' (the pipeline, "
+            raise ImportError(f"facecycle.{name} needs PyTorch: pip install \"facecycle-rt[torch]\" (the pipeline, "
                               "`from realtime import Analyzer`, does not)") from None
     if name == "Analyzer":  # moved up to the pipeline layer: the model layer cannot import it
         raise ImportError("facecycle.Analyzer moved: use `from realtime import Analyzer`")

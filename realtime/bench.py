@@ -43,7 +43,7 @@ def _rss_mb() -> float:
 def _load() -> Optional[List[float]]:
     try:
         return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
+    except (OSError, AttributeError):  # AttributeError: Windows has no load average
         return None
 
 

@@ -58,10 +58,13 @@ def rss_mb() -> float:
 
         return psutil.Process().memory_info().rss / 2 ** 20
     except ImportError:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
+        try:
+            with open("/proc/self/status") as f:  # Linux; macOS and Windows have no /proc: NaN there
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            pass
     return float("nan")
 
 
@@ -89,7 +92,7 @@ class WindowMeter:
         dt, dc = now - self._t, cpu - self._c
         try:
             load1 = round(os.getloadavg()[0], 2)
-        except OSError:
+        except (OSError, AttributeError):  # AttributeError: Windows has no load average
             load1 = None
         s = {"end_frame": int(end_frame), "fps": round(self._n / dt, 2) if dt > 0 else None,
              "cpu_fps": round(self._n / dc, 2) if dc > 0 else None,

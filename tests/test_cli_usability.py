@@ -256,4 +256,4 @@ def test_the_models_python_api_without_torch_names_the_extra(name, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path,
                        env=env)
-    assert f"facecycle.{name} needs PyTorch: pip install 'facecycle-rt[torch]'" in r.stdout, r.stdout + r.stderr
+    assert f"facecycle.{name} needs PyTorch: pip install \"facecycle-rt[torch]\"" in r.stdout, r.stdout + r.stderr

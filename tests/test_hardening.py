@@ -305,3 +305,43 @@ def test_running_out_of_memory_is_said_not_blamed_on_the_input(tmp_path, monkeyp
     frames = FrameSource([np.zeros((8, 8, 3), np.uint8)] * 3)
     with pytest.raises(OutOfMemory, match="out of memory while running the detect stage"):
         list(Pipeline(frames, [("detect", starved)]))
+
+
+def test_bench_figures_need_neither_a_load_average_nor_proc(monkeypatch):
+    """Portability review: `facecycle bench` read os.getloadavg(), which Windows lacks (AttributeError: an internal
+    error), and without psutil the memory from /proc/self/status, which macOS and Windows lack. Both are now
+    optional figures (None / NaN). Stood in for here by removing them."""
+    import builtins
+    import math
+    import os
+    import sys
+
+    from realtime import bench, soak
+
+    monkeypatch.delattr(os, "getloadavg")
+    assert bench._load() is None
+    monkeypatch.setitem(sys.modules, "psutil", None)  # not installed
+    real_open = builtins.open
+
+    def no_proc(path, *a, **k):
+        if str(path).startswith("/proc/"):
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", no_proc)
+    assert math.isnan(soak.rss_mb())
+
+
+def test_a_batch_run_from_a_deleted_folder_is_an_output_error(tmp_path):
+    """A fixer's note: `facecycle batch X --out-dir rel` in a folder that was deleted was `internal error:
+    FileNotFoundError`, exit 1 (process was mended alike): one line, exit 4."""
+    import subprocess
+    import sys
+
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    code = (f"import os, sys; os.chdir({str(gone)!r}); os.rmdir({str(gone)!r}); from facecycle_cli import main; "
+            f"sys.exit(main(['batch', {str(tmp_path / 'x.mp4')!r}, '--out-dir', 'out', '--cluster', 'none']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 4 and "the current folder no longer exists" in lines[-1], r.stderr

@@ -138,7 +138,8 @@ class Automation:
         w = self.window
         self.stats = w.stats()
         self.stats.update(wall_s=round(time.perf_counter() - self.t_start, 2),
-                          loadavg=[round(v, 2) for v in os.getloadavg()], cpu_count=os.cpu_count(),
+                          loadavg=[round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+                          cpu_count=os.cpu_count(),
                           source=str(w.source), qt_platform=_platform_name(), window=[w.width(), w.height()])
         if w.session is not None:
             self.stats["pipeline"] = w.session.info.get("backend")
@@ -231,7 +232,7 @@ def run_app(args: argparse.Namespace) -> int:
     except ImportError as e:
         from facecycle.errors import BackendUnavailable
 
-        raise BackendUnavailable(f"the app needs PyQt6 (pip install 'facecycle-rt[ui]'): {e}") from None
+        raise BackendUnavailable(f"the app needs PyQt6 (pip install \"facecycle-rt[ui]\"): {e}") from None
 
     from PyQt6.QtCore import qInstallMessageHandler
 

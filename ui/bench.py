@@ -49,7 +49,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     rounds = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(a.runs):
-            rnd = {"loadavg_before": [round(v, 2) for v in os.getloadavg()]}
+            rnd = {"loadavg_before": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None}
             if not a.no_baseline:
                 out = Path(tmp) / f"pipe{i}.json"
                 _run([sys.executable, "-m", "facecycle", "bench", "pipeline", a.video, *common,

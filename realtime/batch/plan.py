@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
-from facecycle.errors import InputError, UsageError
+from facecycle.errors import InputError, OutputError, UsageError
 from facecycle.files import IMAGE_SUFFIXES, VIDEO_SUFFIXES, unread_pictures, walk_once
 
 from ..sinks.sidecar import read_sidecar
@@ -180,7 +180,17 @@ def collect_inputs(specs: Iterable[str], out_dir: Optional[Union[str, Path]] = N
         UsageError: two inputs would write the same outputs (``a.mp4`` and ``a.mov`` in one folder), an
             input lies outside ``root``, or an input is a live stream's URL (a served file's, ``http(s)://`` or
             ``ftp://``, is an input: its outputs go under ``HOST/PATH``).
+        OutputError: the current folder was deleted and a path is relative to it (it was an internal error).
     """
+    specs = list(specs)
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        rel = [str(x) for x in [*specs, out_dir, root] if x is not None and not url_scheme(str(x))
+               and not os.path.isabs(os.path.expanduser(str(x).lstrip("@")))]
+        if rel:
+            raise OutputError(f"{rel[0]}: the current folder no longer exists (deleted?); cd to a folder "
+                              "that exists, or give absolute paths") from None
     out = Path(os.path.abspath(out_dir)) if out_dir is not None else None
     pairs: List[Tuple[Path, Path, Optional[str]]] = []
     urls: List[str] = []  # served files: outputs under HOST/PATH

@@ -63,7 +63,7 @@ def _import_model_zoo():
         from insightface import model_zoo
     except ImportError as e:
         raise BackendUnavailable(f"detector 'insightface' needs the insightface package ({e}); "
-                                 "pip install 'facecycle-rt[insightface]'") from None
+                                 "pip install \"facecycle-rt[insightface]\"") from None
     return model_zoo
 
 

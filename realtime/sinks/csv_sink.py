@@ -140,7 +140,9 @@ class CsvSink(Sink):
         self._end = 0
         created = not os.path.lexists(self.path)
         try:  # 0o666: the umask decides, as for every other output (0o644 ignored a umask of 002)
-            self._fd: Optional[int] = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            # O_BINARY (Windows only): without it every "\n" was written as "\r\n", and the cut-back offsets were off
+            self._fd: Optional[int] = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+                                              | getattr(os, "O_BINARY", 0), 0o666)
         except OSError as e:
             raise OutputError(f"{self.path}: cannot write ({e.strerror or e})") from None
         try:

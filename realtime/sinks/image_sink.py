@@ -88,8 +88,12 @@ class ImageSink(Sink):
         tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
-            if not cv2.imwrite(str(tmp), img):
+            # encoded here and written by Python: cv2.imwrite takes a narrow path on Windows, where a name outside
+            # the system's code page (C:\\Users\\Иван\\…) failed or was written under another name
+            ok, buf = cv2.imencode(out.suffix, img)
+            if not ok:
                 raise OSError("OpenCV could not encode the image")
+            tmp.write_bytes(buf.tobytes())
             os.replace(tmp, out)
         except OSError as e:
             try:
