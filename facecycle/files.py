@@ -54,7 +54,7 @@ def write_atomic(path: Union[str, Path], text: str) -> None:
     p = Path(path)
     tmp = temp_path(p)
     try:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, p)
     except OSError as e:
         with contextlib.suppress(OSError):  # the write's own error is the one to report

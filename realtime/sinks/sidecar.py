@@ -86,6 +86,6 @@ def write_sidecar(path: Union[str, Path], info: Dict[str, Any]) -> None:
 def read_sidecar(path: Union[str, Path]) -> Optional[Dict[str, Any]]:
     """The sidecar's JSON, or None when it is missing or unreadable (a torn write counts as missing)."""
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None

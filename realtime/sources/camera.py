@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import stat
+import sys
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -114,7 +115,11 @@ class CameraSource(Source):
         self.cap = _open_capture(device)
         if not self.cap.isOpened():
             self.cap.release()
-            raise InputError(f"camera {device!r}: cannot open (no such camera or it is busy)")
+            # macOS asks for the camera once per app, and only from the main thread (the desktop app opens it from
+            # a worker): until it is allowed, every open fails alike
+            mac = ("; on macOS, allow this terminal (or Python) to use the camera in System Settings > Privacy & "
+                   "Security > Camera" if sys.platform == "darwin" else "")
+            raise InputError(f"camera {device!r}: cannot open (no such camera or it is busy{mac})")
         if width:
             self.cap.set(cv2.CAP_PROP_FRAME_WIDTH, int(width))
         if height:

@@ -76,9 +76,9 @@ class FrameSource(Source):
                 else:
                     image = as_bgr_image(item)
                     # a live source's frame is timed when it arrives (as a camera's), others by their index
-                    ts = (time.monotonic() - t0 if index else 0.0) if self.live else float(index / self._rate)
+                    ts = (time.perf_counter() - t0 if index else 0.0) if self.live else float(index / self._rate)
                     if index == 0:
-                        t0 = time.monotonic()
+                        t0 = time.perf_counter()  # (monotonic ticks in 15.6 ms on Windows before 3.13)
                 raw = item[0] if isinstance(item, tuple) else item
                 if isinstance(raw, np.ndarray) and np.shares_memory(image, raw):
                     # the caller's own buffer: a camera SDK or cv2's cap.read(buf) refills it with the next frame
