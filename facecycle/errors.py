@@ -101,6 +101,9 @@ EXIT_CODES = {
     5: "model error (corrupt or incompatible model file)",
     6: "backend or detector unavailable",
     7: "pipeline error (a stage failed, e.g. a camera stopped delivering frames; out of memory)",
+    129: "terminated by SIGHUP, the terminal closed (outputs were flushed and closed)",
     130: "interrupted by SIGINT (outputs were flushed and closed)",
     143: "terminated by SIGTERM (outputs were flushed and closed)",
+    149: "terminated by SIGBREAK, Ctrl-Break on Windows (outputs were flushed and closed)",
+    152: "terminated by SIGXCPU, a CPU-time limit (outputs were flushed and closed)",
 }

@@ -40,6 +40,9 @@ from . import (
     sigterm,
     train_cmd,
 )
+from .stderr import guard as guard_stderr
+from .stderr import reserve_std_fds
+from .stderr import unguard as unguard_stderr
 
 __all__ = ["main", "build_parser", "run", "COMMAND_MODULES"]
 
@@ -183,10 +186,10 @@ def _empty_value(parser: argparse.ArgumentParser, args: argparse.Namespace) -> O
 
 
 def _signal_exit(e: BaseException) -> Optional[int]:
-    """The exit code of a recorded SIGINT/SIGTERM whose exception ``e`` wraps (its ``__cause__``/``__context__``
-    chain holds the KeyboardInterrupt or SystemExit the handler raised), else None. A Ctrl-C that lands while Python
-    3.11 builds a class reaches the caller as "RuntimeError: Error calling __set_name__ on 'Field' instance ...",
-    which was reported as an internal error (exit 1)."""
+    """The exit code of a recorded SIGINT/SIGTERM (SIGHUP, SIGXCPU) whose exception ``e`` wraps (its ``__cause__`` /
+    ``__context__`` chain holds the KeyboardInterrupt or SystemExit the handler raised), else None. A Ctrl-C that
+    lands while Python 3.11 builds a class reaches the caller as "RuntimeError: Error calling __set_name__ on 'Field'
+    instance ...", which was reported as an internal error (exit 1)."""
     if not sigterm.received():
         return None
     seen, cur = set(), e
@@ -199,8 +202,20 @@ def _signal_exit(e: BaseException) -> Optional[int]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    # SIGTERM raises SystemExit(143), SIGINT KeyboardInterrupt, and both are recorded (a signal swallowed during the
-    # imports is acted on later); from the first import on
+    # a closed descriptor 0-2 gets /dev/null (the CSV would get descriptor 2, and libraries' messages with it), and
+    # stderr drops what it cannot write (closed, full, a pipe whose reader left): the outputs matter more than the
+    # messages, and the exit code is the run's (facecycle_cli.stderr)
+    reserve_std_fds()
+    safe = guard_stderr()
+    try:
+        return _main(argv)
+    finally:
+        unguard_stderr(safe)
+
+
+def _main(argv: Optional[List[str]]) -> int:
+    # SIGTERM raises SystemExit(143) (SIGHUP, SIGXCPU: 129, 152), SIGINT KeyboardInterrupt, and all are recorded (a
+    # signal swallowed during the imports is acted on later); from the first import on
     sigterm.install()
     try:  # building the parser imports every command module: a Ctrl-C here is still a clean exit
         parser = build_parser()
@@ -221,9 +236,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         code = int(args.func(args) or 0)
         if code == 0 and sigterm.received():  # a signal whose exception something swallowed (facecycle_cli.sigterm)
             got = sigterm.received_code()
-            print(f"facecycle: {'terminated' if got == sigterm.EXIT_CODE else 'interrupted'}", file=sys.stderr)
+            print(f"facecycle: {sigterm.describe(got)}", file=sys.stderr)
             return int(got or sigterm.EXIT_CODE)
         return code
+    except SystemExit:  # SIGTERM, SIGHUP, SIGXCPU's handler (facecycle_cli.sigterm) where no command caught it
+        if not sigterm.received() or sigterm.received_code() == sigterm.INTERRUPT_CODE:
+            raise
+        got = int(sigterm.received_code() or sigterm.EXIT_CODE)
+        print(f"facecycle: {sigterm.describe(got)}", file=sys.stderr)
+        return got
     except FaceCycleError as e:
         if args.debug:
             log.exception("error")
@@ -236,8 +257,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 1
     except ModuleNotFoundError as e:  # an optional dependency this command needs: which extra brings it
         if _signal_exit(e) is not None:
-            print("facecycle: interrupted" if sigterm.received_code() == sigterm.INTERRUPT_CODE
-                  else "facecycle: terminated", file=sys.stderr)
+            print(f"facecycle: {sigterm.describe(sigterm.received_code())}", file=sys.stderr)
             return int(sigterm.received_code() or sigterm.EXIT_CODE)
         top = (e.name or "").split(".")[0]
         extra = _EXTRAS.get(top) if top and _missing(top) else None
@@ -250,12 +270,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.debug:
             log.exception("error")
         print(f"facecycle: error: `facecycle {args.command}` needs {e.name}, which is not installed: "
-              f"pip install 'facecycle-rt[{extra}]'", file=sys.stderr)
+              f'pip install "facecycle-rt[{extra}]"', file=sys.stderr)  # double quotes: cmd.exe keeps single ones
         return BackendUnavailable.exit_code
     except Exception as e:  # noqa: BLE001 - last resort: one line, no traceback
         got = _signal_exit(e)
         if got is not None:  # a signal's exception that something wrapped: the signal's exit, not a bug
-            print(f"facecycle: {'terminated' if got == sigterm.EXIT_CODE else 'interrupted'}", file=sys.stderr)
+            print(f"facecycle: {sigterm.describe(got)}", file=sys.stderr)
             return got
         if args.debug:
             raise
@@ -267,6 +287,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def run() -> None:
     """Console-script entry point."""
+    reserve_std_fds()
+    guard_stderr()  # for the whole process: main's last lines and the interpreter's exit too
     try:
         code = main()
     except KeyboardInterrupt:  # a Ctrl-C outside main's own handlers (e.g. during interpreter teardown)

@@ -53,7 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--no-audio", dest="audio", action="store_false", help="do not copy audio into the video")
     o.add_argument("--video-preset", default="superfast", metavar="PRESET",
                    help="libx264 preset of the annotated video (default superfast)")
-    o.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    o.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar (it is drawn only where stderr is a terminal)")
     _add_analyzer_args(p)
     p.set_defaults(func=_batch, threads=None, infer_workers=None)
     for a in p._actions:  # the same options as process, with batch's own defaults

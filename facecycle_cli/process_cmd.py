@@ -13,7 +13,7 @@ from typing import List, Optional
 
 from facecycle.errors import BackendUnavailable, InputError, OutputError, UsageError
 
-from .sigterm import raise_if_received
+from .sigterm import describe, exit_code_of, raise_if_received, stopping_signals
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-audio", dest="audio", action="store_false", help="do not copy audio into the video")
     p.add_argument("--video-preset", default="superfast", metavar="PRESET",
                    help="libx264 preset (default superfast: cheap on a small CPU; veryfast/medium: smaller files)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar (it is drawn only where stderr is a terminal)")
     _add_analyzer_args(p)
     p.set_defaults(func=_process)
 
@@ -193,8 +194,10 @@ def _analyzer(args: argparse.Namespace):
 
 
 class _Signals:
-    """While active, SIGINT/SIGTERM ask the current run to stop (outputs get flushed and closed);
-    a second SIGINT raises KeyboardInterrupt."""
+    """While active, SIGINT, SIGTERM, SIGHUP and SIGXCPU ask the current run to stop (outputs get flushed and
+    closed; the exit code is 128 + the signal's number); a second SIGINT raises KeyboardInterrupt. SIGHUP and
+    SIGXCPU only where they are not ignored (``nohup``). Their default action killed the process with the outputs
+    open: the sidecar stayed ``running`` and the annotated video had no index."""
 
     def __init__(self) -> None:
         self.run = None
@@ -203,7 +206,7 @@ class _Signals:
 
     def __enter__(self) -> "_Signals":
         raise_if_received()  # one that came during start-up and was swallowed: stop before any output is made
-        for s in (signal.SIGINT, signal.SIGTERM):
+        for s in stopping_signals():
             try:
                 self._old[s] = signal.signal(s, self._handle)
             except ValueError:  # not the main thread
@@ -225,7 +228,7 @@ class _Signals:
 
     @property
     def exit_code(self) -> int:
-        return 143 if self.signum == signal.SIGTERM else 130
+        return exit_code_of(self.signum if self.signum is not None else signal.SIGINT)
 
 
 def _stdin_input() -> str:
@@ -268,10 +271,11 @@ def _outputs_for(inputs: List[str], args: argparse.Namespace) -> List[dict]:
         else:
             stem = p.stem if p.suffix else p.name
         stem = stem or "stream"
-        if stem in seen:
-            raise UsageError(f"inputs {seen[stem]} and {inp} would write the same outputs ({stem}.*); "
-                             "process them into different --out-dir folders")
-        seen[stem] = inp
+        # compared without case: on macOS and Windows `Clip.csv` and `clip.csv` are one file
+        if stem.casefold() in seen:
+            raise UsageError(f"inputs {seen[stem.casefold()]} and {inp} would write the same outputs ({stem}.*, "
+                             "names compared without case); process them into different --out-dir folders")
+        seen[stem.casefold()] = inp
         # an image folder is opened (listed, its reading decided) once, here, and the run reads that source
         folder = _open_folder(p, args.images) if "://" not in inp and p.is_dir() else None
         plan = {"input": inp, "source": folder, "csv": out_dir / f"{stem}.csv" if args.csv else None,
@@ -299,6 +303,20 @@ def _failed_before_first_frame(sidecar: Path) -> bool:
     return bool(info) and info.get("status") == "failed" and not info.get("frames") and not info.get("rows")
 
 
+def _check_parquet_exists(dest: Path, overwrite: bool) -> None:
+    """``--parquet`` follows the rule of the other outputs: an existing dataset (a file, or a folder that is not
+    empty) is replaced only with ``--overwrite`` (it was replaced without a word, any file named ``.parquet`` too).
+    ``facecycle batch`` keeps replacing its dataset whole (docs/batch.md)."""
+    if overwrite or not (dest.exists() or dest.is_symlink()):
+        return
+    try:
+        empty_folder = dest.is_dir() and not any(dest.iterdir())
+    except OSError:
+        empty_folder = False
+    if not empty_folder:
+        raise OutputError(f"{dest}: exists (use --overwrite to replace it)")
+
+
 def _process(args: argparse.Namespace) -> int:
     if not args.csv and not args.video:
         raise UsageError("nothing to write: both --no-csv and --no-video given")
@@ -313,6 +331,7 @@ def _process(args: argparse.Namespace) -> int:
             raise UsageError("--parquet needs the CSVs (drop --no-csv)")
         require_pyarrow()
         check_parquet_path(args.parquet, args.out_dir)
+        _check_parquet_exists(Path(args.parquet), args.overwrite)
     from realtime.sources import local_path
 
     # file:///x.mp4 is the file /x.mp4 (it was checked as a local path named "file:///x.mp4": "no such file")
@@ -436,8 +455,7 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals"
     if sig.signum is not None:
         early = (" before any row was written (a file read twice gets its rows in the second reading)"
                  if s["frames"] == 0 and (run.lookahead or run.baseline_ahead) else "")
-        print(f"facecycle: {'terminated' if sig.exit_code == 143 else 'interrupted'}{early}; outputs flushed "
-              f"and closed", file=sys.stderr)
+        print(f"facecycle: {describe(sig.exit_code)}{early}; outputs flushed and closed", file=sys.stderr)
         return sig.exit_code
     return 0
 
@@ -447,8 +465,19 @@ def _n(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
+def stderr_is_terminal() -> bool:
+    """Whether standard error is a terminal (False when it is closed, a file or a pipe)."""
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _progress(run, enabled: bool, name: str):
-    if not enabled:
+    """The progress bar, or None: without --no-progress only where stderr is a terminal. A bar redraws its line
+    with carriage returns: into a log file (``2> run.log``, a job scheduler's output) that was a line of redraws
+    every half second, and with stderr closed its first draw stopped the run."""
+    if not enabled or not stderr_is_terminal():
         return None
     from tqdm import tqdm
 

@@ -5,6 +5,7 @@ SIGTERM raises ``SystemExit(143)``; SIGINT ``KeyboardInterrupt`` (exit 130), as 
 their own exit codes (129, 152: 128 + the signal's number); their default action killed the process with the outputs
 open (the sidecar said ``running``, the annotated video had no index). Where they are ignored when the command starts
 (``nohup`` ignores SIGHUP), they stay ignored.
+
 Raising from the handler stops a command at once, with its ``finally`` blocks and context managers run. But an
 exception raised at an arbitrary point can be swallowed: a SIGTERM that lands while onnxruntime's extension
 module loads (during the model's start-up) disappeared that way, and a Ctrl-C that landed in a callback of
@@ -25,7 +26,8 @@ __all__ = ["install", "received", "received_code", "raise_if_received", "describ
 EXIT_CODE = 143  # 128 + SIGTERM
 INTERRUPT_CODE = 130  # 128 + SIGINT
 #: the signals that end a command as SIGTERM does (those this platform has): outputs closed, exit 128 + signum
-TERMINATING: Tuple[int, ...] = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP", "SIGXCPU") if hasattr(signal, n))
+TERMINATING: Tuple[int, ...] = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP", "SIGXCPU", "SIGBREAK")
+                                     if hasattr(signal, n))  # SIGBREAK: Ctrl-Break on Windows
 _received: Optional[int] = None  # the exit code of the first signal received, None before one
 _hooked = False
 

@@ -245,7 +245,7 @@ def test_a_missing_optional_dependency_names_the_extra(tmp_path, module, argv, e
                        env=env)
     assert r.returncode == 6, r.stderr
     last = r.stderr.strip().splitlines()[-1]
-    assert f"needs {module}" in last and f"pip install 'facecycle-rt[{extra}]'" in last, last
+    assert f"needs {module}" in last and f'pip install "facecycle-rt[{extra}]"' in last, last
 
 
 @pytest.mark.parametrize("name", ["load_checkpoint", "FaceCycle"])

@@ -226,13 +226,13 @@ def run_app(args: argparse.Namespace) -> int:
         raise ModelError(f"{args.model}: not an exported model directory (no manifest.json)")
     size = _parse_size(args.size)
     _check_choices(args)
-    _ensure_platform(bool(automated))
-    try:
+    try:  # a missing PyQt6 first: no display would not help without it
         from PyQt6.QtWidgets import QApplication
     except ImportError as e:
         from facecycle.errors import BackendUnavailable
 
         raise BackendUnavailable(f"the app needs PyQt6 (pip install \"facecycle-rt[ui]\"): {e}") from None
+    _ensure_platform(bool(automated))
 
     from PyQt6.QtCore import qInstallMessageHandler
 

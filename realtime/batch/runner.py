@@ -52,8 +52,16 @@ def _write_json(path: Path, data: Dict[str, Any]) -> None:
         raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
 
 
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _bar(total: int, enabled: bool):
-    if not enabled or total == 0:
+    """The progress bar, or None: where stderr is a terminal only (its carriage-return redraws filled log files)."""
+    if not enabled or total == 0 or not _stderr_is_terminal():
         return None
     try:
         from tqdm import tqdm
@@ -233,14 +241,16 @@ def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batch
                 if time.perf_counter() - last_refresh > 0.5:
                     last_refresh = time.perf_counter()
                     refresh()
-        except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C; SIGTERM (the CLI raises SystemExit(143))
-            # SIGTERM is 143 also where a library turned its exception into another (Ray's wait raises SystemExit(1))
-            interrupted = 143 if term.seen or (isinstance(e, SystemExit) and e.code == 143) else 130
+        except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C; SIGTERM, SIGHUP, SIGXCPU (the CLI raises
+            # SystemExit(128 + signum)). Their code also where a library turned the exception into another (Ray's
+            # wait raises SystemExit(1))
+            code = e.code if isinstance(e, SystemExit) and e.code in _SIGNAL_CODES else None
+            interrupted = term.code or code or 130
             ex.cancel()
             for p in pending.values():
                 entries[p["entry"]]["status"] = "interrupted"
-            if interrupted == 143 and not (isinstance(e, SystemExit) and e.code == 143):
-                raise SystemExit(143) from None
+            if interrupted != 130 and code != interrupted:
+                raise SystemExit(interrupted) from None
             raise
         finally:
             term.unwatch()
@@ -256,6 +266,8 @@ def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batch
                     _write_json(summary_path, result)
                 except OutputError:
                     pass
+                else:
+                    _print_summary(result, summary_path)
     else:
         result["executor"] = {"mode": "none (nothing to run)"}
         _finish(result, entries, t_start, t_work, None, 0)
@@ -278,42 +290,71 @@ def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batch
     _write_json(summary_path, result)
     if parquet_error is not None:
         raise parquet_error
-    c = result["counts"]
-    damaged = f" ({c['damaged']} of them cut or damaged: see above)" if c.get("damaged") else ""
-    busy = f", {c['busy']} left to another batch running them" if c.get("busy") else ""
-    print(f"facecycle batch: {c['done']} processed{damaged}, {c['skipped']} skipped, {c['failed']} failed{busy}"
-          f"{', ' + str(c['retries']) + ' retries' if c['retries'] else ''}; {c['frames']} frames in "
-          f"{result['wall_s']:.1f} s -> {summary_path}", file=sys.stderr)
+    _print_summary(result, summary_path)
     return result
 
 
+def _print_summary(result: BatchResult, summary_path: Path) -> None:
+    """The end line: inputs processed, skipped, failed, left to another batch, cancelled (by an error that stopped
+    the batch, or by a signal), retries, frames, time, and where ``batch.json`` is."""
+    c = result["counts"]
+    damaged = f" ({c['damaged']} of them cut or damaged: see above)" if c.get("damaged") else ""
+    busy = f", {c['busy']} left to another batch running them" if c.get("busy") else ""
+    cancelled = f", {c['cancelled']} cancelled" if c.get("cancelled") else ""  # they used to go unsaid
+    try:
+        print(f"facecycle batch: {c['done']} processed{damaged}, {c['skipped']} skipped, {c['failed']} failed{busy}"
+              f"{cancelled}{', ' + str(c['retries']) + ' retries' if c['retries'] else ''}; {c['frames']} frames "
+              f"in {result['wall_s']:.1f} s -> {summary_path}", file=sys.stderr)
+    except (OSError, ValueError):  # stderr closed or gone (the terminal of a SIGHUP): batch.json says it all
+        pass
+
+
+#: the signals that stop a batch as SIGTERM does (those this platform has), and their exit codes (128 + signum)
+_TERMINATING = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP", "SIGXCPU", "SIGBREAK")
+                     if hasattr(signal, n))  # SIGBREAK: Ctrl-Break on Windows
+_SIGNAL_CODES = frozenset(128 + int(s) for s in _TERMINATING)
+
+
 class _SigtermSeen:
-    """Notes a SIGTERM (then hands it to the handler it found), so that a batch stopped by one exits 143 whatever
-    exception reached the runner: Ray's ``wait`` turns the handler's ``SystemExit(143)`` into ``SystemExit(1)``,
-    and the batch exited 1 with ``exit_code`` 130 in batch.json. Works in the main thread only (elsewhere it sees
-    nothing, as signals go to the main thread)."""
+    """Notes a SIGTERM, SIGHUP (the terminal closed) or SIGXCPU (a CPU-time limit) and hands it to the handler it
+    found, so that a batch stopped by one exits 128 + its number (143, 129, 152) whatever exception reached the
+    runner: Ray's ``wait`` turns the handler's ``SystemExit(143)`` into ``SystemExit(1)``, and the batch exited 1
+    with ``exit_code`` 130 in batch.json. Where a signal's handler is the default action, it raises ``SystemExit``
+    instead (SIGHUP killed the batch: no batch.json, the input's lock and work folder left); an ignored signal
+    (``nohup``) stays ignored. Works in the main thread only (elsewhere it sees nothing, as signals go to the main
+    thread)."""
 
     def __init__(self) -> None:
-        self.seen = False
-        self._prev: Any = None
+        self.code = 0  # the exit code of the first such signal, 0 before one
+        self._prev: Dict[int, Any] = {}
+
+    @property
+    def seen(self) -> bool:
+        return bool(self.code)
 
     def watch(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
-        self._prev = signal.getsignal(signal.SIGTERM)
 
-        def on_term(signum, frame):
-            self.seen = True
-            if callable(self._prev):
-                self._prev(signum, frame)
-            elif self._prev in (signal.SIG_DFL, None):
-                raise SystemExit(143)
-        signal.signal(signal.SIGTERM, on_term)
+        def on_term(signum: int, frame: Any) -> None:
+            self.code = self.code or 128 + int(signum)
+            prev = self._prev.get(signum)
+            if callable(prev):
+                prev(signum, frame)
+            elif prev in (signal.SIG_DFL, None):
+                raise SystemExit(128 + int(signum))
+        for s in _TERMINATING:
+            prev = signal.getsignal(s)
+            if prev == signal.SIG_IGN and s != signal.SIGTERM:
+                continue
+            self._prev[s] = prev
+            signal.signal(s, on_term)
 
     def unwatch(self) -> None:
-        if self._prev is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self._prev)
-            self._prev = None
+        if self._prev and threading.current_thread() is threading.main_thread():
+            for s, prev in self._prev.items():
+                signal.signal(s, prev if prev is not None else signal.SIG_DFL)
+            self._prev = {}
 
 
 def _finish(result: BatchResult, entries: List[Dict[str, Any]], t_start: float, t_work: float,
