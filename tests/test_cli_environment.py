@@ -15,7 +15,6 @@ import struct
 import subprocess
 import sys
 import termios
-import time
 from pathlib import Path
 from typing import List
 
@@ -24,6 +23,7 @@ import pytest
 from facecycle_cli import main as cli_main
 
 from .conftest import ROOT, decode_count, frames_of, read_csv, real_frames, write_video
+from .test_reliability_signals import _data_lines, _wait
 
 SHORT = 12  # frames of the short clip
 LONG = 960  # frames of the long clip: long enough for a signal mid-run
@@ -46,24 +46,6 @@ def _env() -> dict:
 
 def _cmd(*args: str) -> List[str]:
     return [sys.executable, "-m", "facecycle", *args]
-
-
-def _data_lines(p: Path) -> int:
-    try:
-        return max(0, p.read_bytes().count(b"\n") - 1)
-    except FileNotFoundError:
-        return -1
-
-
-def _wait(cond, proc: subprocess.Popen, timeout: float = 90.0) -> bool:
-    t = time.monotonic()
-    while time.monotonic() - t < timeout:
-        if proc.poll() is not None:
-            return False
-        if cond():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def _close_fd2() -> None:  # in the child, before exec: as `2>&-` in a shell
