@@ -34,6 +34,7 @@ import numpy as np
 from facecycle.cpus import cap_threads
 from facecycle.errors import FaceCycleError, UsageError
 
+from . import baseline as baseline_rule
 from .annotators import Annotator, default_annotator
 from .backend import open_model
 from .baseline import NeutralBaseline
@@ -557,7 +558,8 @@ class Run:
         # per-run state
         self.tracker = Tracker()
         self.smoother = TrackSmoother() if analyzer.smooth else None
-        self.baseline = NeutralBaseline()
+        # the module's cap as it is when the run starts (scripts/eval_person_baseline.py --no-neutral-cap unsets it)
+        self.baseline = NeutralBaseline(max_neutral=baseline_rule.MAX_NEUTRAL)
         #: the track's own neutral face (acts only on faces that have a neutral face: the app switches it live)
         settings = analyzer.neutral_reference_settings
         self.neutral_ref = (NeutralReference(**settings, identify=analyzer.inference.identify

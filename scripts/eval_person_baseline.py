@@ -70,15 +70,21 @@ def main() -> int:
     ap.add_argument("--clips", type=Path, default=ROOT / "benchmarks" / "heldout_clips.csv")
     ap.add_argument("--max-frames", type=int, default=900, help="frames read per clip (default 900)")
     ap.add_argument("--threshold", type=float, default=0.3, help="rel_intensity counted as an expression")
+    ap.add_argument("--no-neutral-cap", action="store_true",
+                    help="no cap on a neutral's intensity (realtime.baseline.MAX_NEUTRAL; experiment 54's 'before')")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
+    from realtime import baseline
     from realtime.analyzer import Analyzer
+
+    if a.no_neutral_cap:
+        baseline.MAX_NEUTRAL = None  # read by each run when it starts
 
     t0 = time.perf_counter()
     spans = [r for r in csv.DictReader(a.spans.open()) if r["start"]]
     clips = list(csv.DictReader(a.clips.open()))
     res = {**run_header(a.model), "what": __doc__.splitlines()[0], "threshold": a.threshold,
-           "max_frames": a.max_frames}
+           "max_frames": a.max_frames, "max_neutral": baseline.MAX_NEUTRAL}
     with Analyzer(a.model, backend="onnxruntime") as an:
         for mode, ahead in MODES.items():
             t = time.perf_counter()

@@ -176,6 +176,16 @@ def test_fingerprint_follows_settings_not_threads():
                   BatchSettings(analyzer={"detect_every": 5, "mirror_detect": True}, video=False),
                   BatchSettings(analyzer={"detect_every": 5}, video=True)):
         assert settings_fingerprint(other)[0] != fp
+    # the person baseline's cap shapes every rel_* column (MODEL_CARD.md experiment 54): a batch made before it
+    # redoes its inputs, so that a dataset never mixes the two rules (a review's finding)
+    from realtime import baseline
+
+    assert detail["person_baseline_max_neutral"] == baseline.MAX_NEUTRAL == 0.4
+    cap, baseline.MAX_NEUTRAL = baseline.MAX_NEUTRAL, None
+    try:
+        assert settings_fingerprint(BatchSettings(analyzer={"detect_every": 5}, video=False))[0] != fp
+    finally:
+        baseline.MAX_NEUTRAL = cap
     # the neutralization passes count only with neutral faces; the default is fingerprinted as its value
     neu = {"detect_every": 5, "neutralize": True}
     assert settings_fingerprint(BatchSettings(analyzer={**neu, "neutral_passes": 1}, video=False))[0] != \

@@ -300,6 +300,7 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
     import facecycle
     from facecycle.assets import default_model_dir
 
+    from .. import baseline as baseline_rule
     from ..analyzer import LOOK_AGAIN_S, LOOK_FIRST_S, LOOKS_FIRST
     from ..crops import LEVEL_FROM_DEG, LEVEL_FULL_DEG
     from ..detectors import DETECTORS
@@ -331,6 +332,9 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
               # tilted heads' crops turned level from this roll, wholly from that (every fingerprint has it: batches
               # redo their inputs once)
               "crop_level_deg": [LEVEL_FROM_DEG, LEVEL_FULL_DEG],
+              # the person baseline's cap on a neutral's intensity: it shapes every rel_* column (batches redo their
+              # inputs once, so that a dataset never mixes the two rules)
+              "person_baseline_max_neutral": baseline_rule.MAX_NEUTRAL,
               **{k: a.get(k) for k in ("detect_every", "detect_size", "score_threshold", "max_faces", "neutralize",
                                        "reid", "smooth")},
               # a larger detection size where small faces show only at 1280 px (off with an explicit --detect-size),
