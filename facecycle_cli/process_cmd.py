@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from facecycle.errors import BackendUnavailable, InputError, OutputError, UsageError
+from facecycle.terminal import stderr_is_terminal
 
 from .sigterm import describe, exit_code_of, raise_if_received, stopping_signals
 
@@ -463,14 +464,6 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals"
 def _n(count: int, noun: str) -> str:
     """``"1 frame"``, ``"3 frames"``."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def stderr_is_terminal() -> bool:
-    """Whether standard error is a terminal (False when it is closed, a file or a pipe)."""
-    try:
-        return sys.stderr is not None and sys.stderr.isatty()
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def _progress(run, enabled: bool, name: str):

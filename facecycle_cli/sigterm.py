@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Optional
+
+from facecycle.terminal import REPEATING, TERMINATING
 
 __all__ = ["install", "received", "received_code", "raise_if_received", "describe", "exit_code_of", "stopping_signals",
            "EXIT_CODE", "INTERRUPT_CODE", "TERMINATING"]
 
 EXIT_CODE = 143  # 128 + SIGTERM
 INTERRUPT_CODE = 130  # 128 + SIGINT
-#: the signals that end a command as SIGTERM does (those this platform has): outputs closed, exit 128 + signum
-TERMINATING: Tuple[int, ...] = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP", "SIGXCPU", "SIGBREAK")
-                                     if hasattr(signal, n))  # SIGBREAK: Ctrl-Break on Windows
 _received: Optional[int] = None  # the exit code of the first signal received, None before one
 _hooked = False
 
@@ -64,6 +63,8 @@ def stopping_signals() -> List[int]:
 
 def _on_sigterm(signum: int, frame: Any) -> None:
     global _received
+    if _received is not None and signum in REPEATING:  # SIGXCPU again, a CPU-second later: the clean-up goes on
+        return
     code = exit_code_of(signum)
     _received = _received or code
     raise SystemExit(code)

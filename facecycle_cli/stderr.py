@@ -69,6 +69,8 @@ class SafeStream(io.TextIOBase):
         if not self.failed:
             try:
                 self._stream.write(s)  # type: ignore[union-attr]
+            except (BlockingIOError, InterruptedError):  # for now (a non-blocking terminal or pipe that is full):
+                pass  # this write is lost, later ones are tried (the last line, the one-line error, may get through)
             except (OSError, ValueError):
                 self._fail()
         return len(s)
@@ -77,6 +79,8 @@ class SafeStream(io.TextIOBase):
         if not self.failed:
             try:
                 self._stream.flush()  # type: ignore[union-attr]
+            except (BlockingIOError, InterruptedError):
+                pass
             except (OSError, ValueError):
                 self._fail()
 

@@ -215,27 +215,29 @@ def test_sigterm_message_names_the_signal(model, long_clip, tmp_path):
     assert err.strip().splitlines()[-1].startswith("facecycle: terminated by SIGXCPU"), err
 
 
-def test_sighup_ignored_by_nohup_stays_ignored(model, code_dim, short_clip, tmp_path):
+def test_sighup_ignored_by_nohup_stays_ignored(model, code_dim, long_clip, tmp_path):
     """Under ``nohup`` (SIGHUP ignored) the run goes on to the end when the terminal closes (a guard: the handler
-    must not replace an ignored SIGHUP)."""
+    must not replace an ignored SIGHUP). The signal is sent mid-run (the long clip: a run that ended first used to
+    let the test pass without sending it)."""
     out = tmp_path / "out"
 
     def ignore_hup() -> None:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
-    proc = subprocess.Popen(_cmd("process", str(short_clip), "--model", str(model), "--out-dir", str(out),
-                                 "--no-progress"), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(_cmd("process", str(long_clip), "--model", str(model), "--out-dir", str(out),
+                                 "--no-progress", "--no-video"), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, preexec_fn=ignore_hup)
     try:
-        if _wait(lambda: _data_lines(out / "short.csv") >= 0, proc):
-            proc.send_signal(signal.SIGHUP)
-        rc = proc.wait(timeout=60)
+        assert _wait(lambda: _data_lines(out / "long.csv") >= 5, proc), "the run ended before the signal"
+        proc.send_signal(signal.SIGHUP)
+        rc = proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert rc == 0
-    _check_complete(out, "short", code_dim, SHORT)
+    side = json.loads((out / "long.json").read_text())
+    assert side["status"] == "complete" and side["frames"] == LONG
 
 
 def test_sighup_stops_a_batch_cleanly(model, long_clip, tmp_path):
@@ -312,3 +314,58 @@ def test_process_refuses_two_inputs_whose_names_differ_only_in_case(tmp_path, ca
     err = capsys.readouterr().err
     assert "would write the same outputs" in err and "without case" in err, err
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_a_repeated_sigxcpu_does_not_interrupt_the_clean_up(monkeypatch):
+    """A review's finding: past a soft CPU-time limit the kernel sends SIGXCPU again every CPU-second, and each one
+    raised SystemExit, so the second broke off the clean-up the first had started (batch.json, the video's index).
+    A repeat is let pass, by the command line's handler and by the batch driver's."""
+    from facecycle_cli import sigterm
+    from realtime.batch.runner import _SigtermSeen
+
+    monkeypatch.setattr(sigterm, "_received", None)
+    with pytest.raises(SystemExit) as first:
+        sigterm._on_sigterm(signal.SIGXCPU, None)
+    assert first.value.code == 152
+    sigterm._on_sigterm(signal.SIGXCPU, None)  # the repeat: nothing raised
+    with pytest.raises(SystemExit):  # another signal still ends it
+        sigterm._on_sigterm(signal.SIGTERM, None)
+    seen = _SigtermSeen()
+    old = signal.getsignal(signal.SIGXCPU)
+    seen.watch()
+    try:
+        handler = signal.getsignal(signal.SIGXCPU)
+        with pytest.raises(SystemExit):
+            handler(signal.SIGXCPU, None)
+        handler(signal.SIGXCPU, None)
+        assert seen.code == 152
+    finally:
+        seen.unwatch()
+        signal.signal(signal.SIGXCPU, old)
+
+
+def test_a_full_non_blocking_stderr_loses_a_message_not_the_rest():
+    """A review's finding: a write that would block (a non-blocking terminal or pipe, full for now) made SafeStream
+    drop every later message and point descriptor 2 at /dev/null, so the run's one-line error could vanish. Only
+    that write is lost now."""
+    from facecycle_cli.stderr import SafeStream
+
+    class Busy:
+        def __init__(self) -> None:
+            self.got, self.block = [], True
+
+        def write(self, s: str) -> int:
+            if self.block:
+                self.block = False
+                raise BlockingIOError(11, "Resource temporarily unavailable")
+            self.got.append(s)
+            return len(s)
+
+        def flush(self) -> None:
+            pass
+
+    busy = Busy()
+    safe = SafeStream(busy)  # type: ignore[arg-type]
+    safe.write("progress\n")
+    safe.write("facecycle: error: the last line\n")
+    assert not safe.failed and busy.got == ["facecycle: error: the last line\n"]

@@ -16,6 +16,7 @@ from typing import Any, Deque, Dict, List, Optional, Union
 
 from facecycle.errors import OutputError, UsageError
 from facecycle.files import check_can_create, json_text, write_atomic
+from facecycle.terminal import REPEATING, TERMINATING, stderr_is_terminal
 
 from ..summary import clip_reading
 from .job import BatchSettings, output_paths, same_input
@@ -52,16 +53,9 @@ def _write_json(path: Path, data: Dict[str, Any]) -> None:
         raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
 
 
-def _stderr_is_terminal() -> bool:
-    try:
-        return sys.stderr is not None and sys.stderr.isatty()
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
 def _bar(total: int, enabled: bool):
     """The progress bar, or None: where stderr is a terminal only (its carriage-return redraws filled log files)."""
-    if not enabled or total == 0 or not _stderr_is_terminal():
+    if not enabled or total == 0 or not stderr_is_terminal():
         return None
     try:
         from tqdm import tqdm
@@ -309,10 +303,8 @@ def _print_summary(result: BatchResult, summary_path: Path) -> None:
         pass
 
 
-#: the signals that stop a batch as SIGTERM does (those this platform has), and their exit codes (128 + signum)
-_TERMINATING = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP", "SIGXCPU", "SIGBREAK")
-                     if hasattr(signal, n))  # SIGBREAK: Ctrl-Break on Windows
-_SIGNAL_CODES = frozenset(128 + int(s) for s in _TERMINATING)
+#: the exit codes (128 + signum) of the signals that stop a batch as SIGTERM does (facecycle.terminal)
+_SIGNAL_CODES = frozenset(128 + int(s) for s in TERMINATING)
 
 
 class _SigtermSeen:
@@ -337,13 +329,15 @@ class _SigtermSeen:
             return
 
         def on_term(signum: int, frame: Any) -> None:
+            if self.code and signum in REPEATING:  # SIGXCPU again, a CPU-second later: it broke the clean-up
+                return  # (batch.json, the video's index) that the first one started
             self.code = self.code or 128 + int(signum)
             prev = self._prev.get(signum)
             if callable(prev):
                 prev(signum, frame)
             elif prev in (signal.SIG_DFL, None):
                 raise SystemExit(128 + int(signum))
-        for s in _TERMINATING:
+        for s in TERMINATING:
             prev = signal.getsignal(s)
             if prev == signal.SIG_IGN and s != signal.SIGTERM:
                 continue
