@@ -975,6 +975,29 @@ def test_a_redo_that_fails_sets_the_earlier_outputs_aside(tmp_path, capsys):
     assert (out / "a.csv").read_bytes() == before and not aside.exists()
 
 
+def test_damage_read_through_is_reported_by_batch_as_by_process(tmp_path, capsys):
+    """A review's finding: damage read through (frames with errors concealed, packets the demuxer flagged that
+    decoded) moved from `decode_errors` to the source's `damaged`, which batch did not report: such an input was a
+    silent `done`. Two MPEG-TS segments joined end to end (the join's packet is flagged): the per-input line says
+    so, batch.json has `damaged` and `counts.damaged` counts the input."""
+    import json
+
+    from .conftest import real_frames, write_video
+
+    src = tmp_path / "in"
+    src.mkdir()
+    parts = [write_video(tmp_path / f"seg{k}.ts", real_frames(6), fmt="mpegts") for k in (0, 1)]
+    (src / "joined.ts").write_bytes(parts[0].read_bytes() + parts[1].read_bytes())
+    out = tmp_path / "out"
+    assert cli_main(["batch", str(src), "--out-dir", str(out), "--cluster", "none", "--no-video",
+                     "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    summary = json.loads((out / "batch.json").read_text())
+    entry = next(e for e in summary["inputs"] if e["rel"] == "joined.ts")
+    assert entry["damaged"] >= 1 and entry["decode_errors"] == 0, entry
+    assert summary["counts"]["damaged"] == 1 and "damage read through in" in err, err
+
+
 def test_an_output_held_open_on_windows_fails_its_input_not_the_batch(tmp_path, capsys, monkeypatch):
     """Portability review: on Windows a result CSV open in a spreadsheet cannot be replaced (PermissionError), and
     that stopped the whole batch as an output folder that cannot be written. The replace is retried, and an output

@@ -386,6 +386,7 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
                    # a cut or damaged file is complete as far as it decodes: said, as process says it
                    frames_missing=int(getattr(run.src, "frames_missing", 0) or 0),
                    decode_errors=int(s.get("decode_errors") or 0),
+                   damaged=int(getattr(run.src, "damaged", 0) or 0),  # damage read through (frames concealed)
                    rows=count_csv_rows(paths["csv"]) if paths["csv"] else None,  # type: ignore[arg-type]
                    csv_bytes=Path(paths["csv"]).stat().st_size if paths["csv"] else None)  # type: ignore[arg-type]
         info["csv"] = res["csv"]

@@ -215,7 +215,9 @@ def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batch
                     frames_done += int(res.get("frames") or 0)
                     damage = [f"~{res['frames_missing']} frames missing (truncated or damaged file)"
                               if res.get("frames_missing") else "",
-                              f"{res['decode_errors']} damaged packets skipped" if res.get("decode_errors") else ""]
+                              f"{res['decode_errors']} damaged packets skipped" if res.get("decode_errors") else "",
+                              f"damage read through in {res['damaged']} places (frames with errors concealed, or "
+                              "packets the demuxer flagged)" if res.get("damaged") else ""]
                     if res["status"] == "done" and any(damage):
                         msg = f"facecycle batch: {e['input']}: " + ", ".join(d for d in damage if d)
                         (bar.write(msg, file=sys.stderr) if bar is not None else print(msg, file=sys.stderr))
@@ -365,8 +367,10 @@ def _finish(result: BatchResult, entries: List[Dict[str, Any]], t_start: float, 
                         "busy": sum(e["status"] == "busy" for e in entries),
                         "cancelled": sum(e["status"] in ("cancelled", "interrupted") for e in entries),
                         "retries": sum(int(e.get("retries") or 0) for e in entries), "frames": frames,
-                        # done, but cut or damaged: their rows end early or skip frames (frames_missing, decode_errors)
-                        "damaged": sum(bool(e.get("frames_missing") or e.get("decode_errors")) for e in done)}
+                        # done, but cut or damaged: their rows end early or skip frames (frames_missing, decode_errors),
+                        # or some frames were made with errors concealed (damaged)
+                        "damaged": sum(bool(e.get("frames_missing") or e.get("decode_errors") or e.get("damaged"))
+                                       for e in done)}
     result["throughput"] = {"work_s": round(work_s, 3), "fps": round(frames / work_s, 2) if work_s > 0 else None,
                             "videos_per_min": round(len(done) / work_s * 60, 2) if work_s > 0 else None}
     if fatal is not None:
