@@ -5,13 +5,14 @@ import errno
 
 __all__ = [
     "FaceCycleError", "UsageError", "InputError", "OutputError", "ModelError", "BackendUnavailable",
-    "PipelineError", "OutOfMemory", "EXIT_CODES", "is_out_of_memory",
+    "PipelineError", "OutOfMemory", "EXIT_CODES", "is_out_of_memory", "address_space_limited",
 ]
 
-#: what allocation failures say in libraries that raise them as text (FFmpeg, ONNX Runtime, C++, the dynamic loader
-#: when it cannot map a library)
-_OOM_TEXT = ("Cannot allocate memory", "Failed to allocate memory", "std::bad_alloc", "out of memory",
-             "failed to map segment from shared object")
+#: what allocation failures say in libraries that raise them as text (FFmpeg, ONNX Runtime, C++)
+_OOM_TEXT = ("Cannot allocate memory", "Failed to allocate memory", "std::bad_alloc", "out of memory")
+#: what the dynamic loader says when it cannot map a library: under a limit on the address space, memory; else
+#: (a library on a ``noexec`` mount) not
+_MAP_TEXT = "failed to map segment from shared object"
 
 
 class FaceCycleError(Exception):
@@ -83,13 +84,19 @@ def _address_space_limit() -> "int | None":
 def is_out_of_memory(e: BaseException, eagain: bool = False) -> bool:
     """Whether ``e`` says memory could not be allocated: a MemoryError, an OSError with ENOMEM, or the words
     libraries use. With ``eagain``, EAGAIN too where the address space is limited (FFmpeg's threads that cannot
-    start under ``ulimit -v`` fail with it)."""
+    start under ``ulimit -v`` fail with it), and a library the loader could not map only where it is limited."""
     if isinstance(e, MemoryError):
         return True
     code = getattr(e, "errno", None)
     if code == errno.ENOMEM or (eagain and code == errno.EAGAIN and _address_space_limit()):
         return True
-    return any(t in str(e) for t in _OOM_TEXT)
+    text = str(e)
+    return any(t in text for t in _OOM_TEXT) or (_MAP_TEXT in text and bool(_address_space_limit()))
+
+
+def address_space_limited() -> bool:
+    """Whether this process's address space is limited (``ulimit -v``, a scheduler's ``h_vmem``)."""
+    return bool(_address_space_limit())
 
 
 EXIT_CODES = {

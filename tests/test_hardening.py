@@ -280,7 +280,15 @@ def test_running_out_of_memory_is_said_not_blamed_on_the_input(tmp_path, monkeyp
     assert is_out_of_memory(MemoryError()) and is_out_of_memory(OSError(errno.ENOMEM, "Cannot allocate memory"))
     assert is_out_of_memory(RuntimeError("bfc_arena.cc:360 Failed to allocate memory for requested buffer"))
     assert not is_out_of_memory(OSError(errno.EAGAIN, "Resource temporarily unavailable"))  # only where limited
-    assert is_out_of_memory(ImportError("x.so: failed to map segment from shared object"))  # dlopen under ulimit
+    # the loader's words are memory only under a limit on the address space (else: a library on a noexec mount)
+    import facecycle.errors as errors_mod
+
+    mapped = ImportError("x.so: failed to map segment from shared object")
+    monkeypatch.setattr(errors_mod, "_address_space_limit", lambda: None)
+    assert not is_out_of_memory(mapped)
+    monkeypatch.setattr(errors_mod, "_address_space_limit", lambda: 1 << 30)
+    assert is_out_of_memory(mapped)
+    monkeypatch.undo()
     assert not is_out_of_memory(ValueError("bad value")) and OutOfMemory.exit_code == 7
     clip = write_video(tmp_path / "good.mp4", real_frames(4), rate=25)
 
@@ -292,11 +300,30 @@ def test_running_out_of_memory_is_said_not_blamed_on_the_input(tmp_path, monkeyp
     src._reformatter = Starved()
     with pytest.raises(OutOfMemory, match=r"out of memory while converting .*good.mp4's frames .*Cannot allocate"):
         list(src)
+    # a decoder's ENOMEM: without a limit on the address space one may be a damaged packet's bogus size (skipped
+    # as damage); every packet failing so is the machine's memory (a review's finding)
     src = open_source(str(clip))
     monkeypatch.setattr(av.Packet, "decode", lambda self: (_ for _ in ()).throw(
         av.error.FFmpegError(errno.ENOMEM, "Cannot allocate memory")))
+    monkeypatch.setattr(errors_mod, "_address_space_limit", lambda: None)
+    src.max_errors = 3
     with pytest.raises(OutOfMemory, match="out of memory while decoding"):
         list(src)
+    monkeypatch.undo()
+    calls = []
+
+    def one_bad(self):  # the first packet's allocation fails, the rest decode
+        calls.append(1)
+        if len(calls) == 1:
+            raise av.error.FFmpegError(errno.ENOMEM, "Cannot allocate memory")
+        return real_decode(self)
+
+    real_decode = av.Packet.decode
+    intra = write_video(tmp_path / "intra.avi", real_frames(4), rate=25, codec="mjpeg", pix_fmt="yuvj420p")
+    src = open_source(str(intra))
+    monkeypatch.setattr(av.Packet, "decode", one_bad)
+    monkeypatch.setattr(errors_mod, "_address_space_limit", lambda: None)
+    assert len(list(src)) == 3 and src.errors == 1  # read on, the packet counted as damage
     monkeypatch.undo()
 
     def starved(p):

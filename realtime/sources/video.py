@@ -25,7 +25,7 @@ import av
 import cv2
 import numpy as np
 
-from facecycle.errors import InputError, OutOfMemory, is_out_of_memory
+from facecycle.errors import InputError, OutOfMemory, address_space_limited, is_out_of_memory
 from facecycle.files import IMAGE_SUFFIXES, UNREAD_PICTURE_SUFFIXES, VIDEO_SUFFIXES
 from facecycle.imageio import PictureTooLarge, picture_size, too_large
 
@@ -413,7 +413,7 @@ class VideoSource(Source):
         first_pts: Optional[int] = None
         index = 0
         last_pts: Optional[int] = None
-        bad_in_row = 0
+        bad_in_row = oom_in_row = 0
         tb = self.time_base
         step = max(1, int(round(1 / (self.fps * tb)))) if self.fps else 1  # one frame, in time-base ticks
         offset = 0  # added to the stream's pts since its clock restarted (see below)
@@ -427,18 +427,24 @@ class VideoSource(Source):
             flagged = bool(getattr(packet, "is_corrupt", False))  # the demuxer saw damage (MPEG-TS continuity
             try:  # errors: lost packets, or segments joined end to end, which break the count at each join)
                 frames = packet.decode() if packet is not None else self._flush()
-                bad_in_row = 0
+                bad_in_row = oom_in_row = 0
                 if flagged:  # read: counted as damage read through, not as a packet skipped
                     self.damaged += 1
                     log.warning("%s: packet flagged as damaged by the demuxer, decoded (a gap in the stream, or "
                                 "segments joined end to end)", self.name)
             except av.error.FFmpegError as e:
-                if is_out_of_memory(e, eagain=True):  # a good file was "undecodable (50 damaged packets in a row)"
+                # under a limit on the address space a good file was "undecodable (50 damaged packets in a row)";
+                # without one, ENOMEM may be a damaged packet's bogus size (over FFmpeg's largest allocation)
+                oom = is_out_of_memory(e, eagain=True)
+                if oom and address_space_limited():
                     raise OutOfMemory.while_(f"decoding {self.name}", e) from None
                 self.errors += 1
                 bad_in_row += 1
+                oom_in_row = oom_in_row + 1 if oom else 0
                 log.warning("%s: damaged packet skipped (%s)", self.name, _msg(e))
                 if bad_in_row >= self.max_errors:
+                    if oom_in_row >= bad_in_row:  # every one of them was memory: the machine's, not the file's
+                        raise OutOfMemory.while_(f"decoding {self.name}", e) from None
                     raise InputError(f"{self.name}: undecodable ({bad_in_row} damaged packets in a row)") from None
                 continue
             for frame in frames:
