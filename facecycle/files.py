@@ -5,10 +5,12 @@ import hashlib
 import json
 import logging
 import math
+import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 __all__ = ["json_safe", "json_text", "sha256_file", "text_name", "temp_path", "write_atomic", "write_failure",
+           "name_key", "caseless_note", "CASELESS_NAMES",
            "match_umask", "check_can_create", "unread_pictures", "visible_files", "walk_once", "IMAGE_SUFFIXES",
            "UNREAD_PICTURE_SUFFIXES", "VIDEO_SUFFIXES"]
 
@@ -62,6 +64,22 @@ def write_atomic(path: Union[str, Path], text: str) -> None:
         if e.filename is None:  # a failed write names no file: name the one being written (callers report it)
             e.filename = str(p)
         raise
+
+
+#: output names are compared without case where the usual file systems do (macOS's APFS and HFS+, Windows' NTFS):
+#: there `Clip.csv` and `clip.csv` are one file. On Linux they are two, and a corpus may hold both
+CASELESS_NAMES = sys.platform in ("darwin", "win32")
+
+
+def name_key(name: str) -> str:
+    """``name`` as this platform's file systems compare it (:data:`CASELESS_NAMES`): lower case there, as is
+    elsewhere."""
+    return name.lower() if CASELESS_NAMES else name
+
+
+def caseless_note() -> str:
+    """What an error about two outputs of one name adds on a platform that compares names without case."""
+    return ", names compared without case, as this system does" if CASELESS_NAMES else ""
 
 
 def write_failure(e: BaseException) -> str:

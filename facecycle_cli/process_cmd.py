@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from facecycle.errors import BackendUnavailable, InputError, OutputError, UsageError
+from facecycle.files import caseless_note, name_key
 from facecycle.terminal import stderr_is_terminal
 
 from .sigterm import describe, exit_code_of, raise_if_received, stopping_signals
@@ -272,11 +273,13 @@ def _outputs_for(inputs: List[str], args: argparse.Namespace) -> List[dict]:
         else:
             stem = p.stem if p.suffix else p.name
         stem = stem or "stream"
-        # compared without case: on macOS and Windows `Clip.csv` and `clip.csv` are one file
-        if stem.casefold() in seen:
-            raise UsageError(f"inputs {seen[stem.casefold()]} and {inp} would write the same outputs ({stem}.*, "
-                             "names compared without case); process them into different --out-dir folders")
-        seen[stem.casefold()] = inp
+        # compared as the platform's file systems compare names: on macOS and Windows `Clip.csv` and `clip.csv`
+        # are one file
+        if name_key(stem) in seen:
+            raise UsageError(f"inputs {seen[name_key(stem)]} and {inp} would write the same outputs ({stem}.*"
+                             f"{caseless_note()}); "
+                             "process them into different --out-dir folders")
+        seen[name_key(stem)] = inp
         # an image folder is opened (listed, its reading decided) once, here, and the run reads that source
         folder = _open_folder(p, args.images) if "://" not in inp and p.is_dir() else None
         plan = {"input": inp, "source": folder, "csv": out_dir / f"{stem}.csv" if args.csv else None,

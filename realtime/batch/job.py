@@ -28,7 +28,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from facecycle.errors import FaceCycleError, InputError, OutputError, UsageError
 
@@ -234,15 +234,16 @@ def _replace(src: Union[str, Path], dst: Union[str, Path], tries: int = 5) -> No
             time.sleep(0.2 * (attempt + 1))
 
 
-def _set_aside(paths: Dict[str, Any], work_root: Path) -> str:
+def _set_aside(paths: Dict[str, Any], work_root: Path, placed: Sequence[str] = ()) -> str:
     """Move an input's earlier CSV and video into ``work_root / SUPERSEDED`` (beside the sidecar that vouched for
-    them, moved there when the attempt began) after the input failed; what to add to its error ("" if none; never
-    raises: the input's own error is the one to report)."""
+    them, moved there when the attempt began) after the input failed; ``placed``: outputs this attempt already moved
+    into place (a CSV before its video could not be, on Windows), which are not earlier ones and stay. What to add
+    to its error ("" if none; never raises: the input's own error is the one to report)."""
     moved = []
     try:
         for k in ("csv", "video"):
             p = paths.get(k)
-            if p is not None and Path(p).is_file():
+            if p is not None and k not in placed and Path(p).is_file():
                 (work_root / SUPERSEDED).mkdir(parents=True, exist_ok=True)
                 _replace(p, work_root / SUPERSEDED / Path(p).name)
                 moved.append(Path(p).name)
@@ -322,6 +323,7 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
     work_root: Path = paths["work"]  # type: ignore[assignment]
     work: Optional[Path] = None
     tmp: Dict[str, Optional[Path]] = {}
+    placed: List[str] = []  # this attempt's outputs already moved into place (never set aside as earlier ones)
     lock_path, lock = work_root / "lock", None
     try:
         for q in (work_root.parent, work_root):  # a link planted there made the stale-attempt cleanup below delete
@@ -381,6 +383,7 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
         for k in ("csv", "video"):
             if tmp[k] is not None:
                 _replace(tmp[k], paths[k])  # type: ignore[arg-type]
+                placed.append(k)
         s = run.stats.summary()
         res.update(frames=s["frames"], faces=s["faces"], fps=s["fps"], reading=clip_reading(info.get("summary")),
                    # a cut or damaged file is complete as far as it decodes: said, as process says it
@@ -401,7 +404,8 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
         res["status"] = "done"
         shutil.rmtree(work_root / SUPERSEDED, ignore_errors=True)
     except InputError as e:
-        res.update(error=str(e) + _set_aside(paths, work_root), error_type=type(e).__name__, exit_code=e.exit_code)
+        res.update(error=str(e) + _set_aside(paths, work_root, placed), error_type=type(e).__name__,
+                   exit_code=e.exit_code)
     except FaceCycleError as e:  # model, output, backend: every other input would fail the same way
         res.update(status="error", error=_final_names(str(e), tmp, paths), error_type=type(e).__name__,
                    exit_code=e.exit_code)

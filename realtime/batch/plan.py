@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from facecycle.errors import InputError, OutputError, UsageError
-from facecycle.files import IMAGE_SUFFIXES, VIDEO_SUFFIXES, unread_pictures, walk_once
+from facecycle.files import IMAGE_SUFFIXES, VIDEO_SUFFIXES, caseless_note, name_key, unread_pictures, walk_once
 
 from ..sinks.sidecar import read_sidecar
 from ..sources.video import local_path, url_scheme
@@ -47,9 +47,13 @@ def _url_host_and_path(url: str) -> Tuple[str, List[str]]:
     from urllib.parse import unquote, urlsplit
 
     u = urlsplit(url)
-    # both separators (on Windows `..%5C..%5Cx.mp4` reached two folders above --out-dir, `C%3A%5Cx.mp4` the drive's
-    # root), and characters no Windows name may hold made safe, on every system alike
-    parts = [_safe_part(p) for p in re.split(r"[/\\]", unquote(u.path)) if p not in ("", ".", "..")]
+    # on Windows both separators (`..%5C..%5Cx.mp4` reached two folders above --out-dir there, `C%3A%5Cx.mp4` the
+    # drive's root), and characters no Windows name may hold made safe; elsewhere the names stay as they were (a
+    # colon, common in object stores' keys, is a plain character there)
+    if _WINDOWS:
+        parts = [_safe_part(p) for p in re.split(r"[/\\]", unquote(u.path)) if p not in ("", ".", "..")]
+    else:
+        parts = [p for p in unquote(u.path).split("/") if p not in ("", ".", "..")]
     try:
         port = u.port
     except ValueError:  # not a number: left to the reader to refuse
@@ -60,6 +64,8 @@ def _url_host_and_path(url: str) -> Tuple[str, List[str]]:
     return host + (f"_{port}" if port else ""), parts
 
 
+#: URL paths made Windows file names (:func:`_safe_part`) on Windows only
+_WINDOWS = os.name == "nt"
 #: names Windows reserves for devices (with any suffix: `con.csv` is the console there)
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
 
@@ -252,13 +258,14 @@ def collect_inputs(specs: Iterable[str], out_dir: Optional[Union[str, Path]] = N
         if e is not None:  # missing: reported as failed, writes nothing, so it claims no output name
             items.append(BatchItem(f, rel, e))
             continue
-        # compared without case: on macOS and Windows `Clip.csv` and `clip.csv` are one file (the second input's
-        # outputs replaced the first's)
-        key = (str(rel.parent).casefold(), (rel.stem if rel.suffix else rel.name).casefold())
+        # compared as the platform's file systems compare names: on macOS and Windows `Clip.csv` and `clip.csv`
+        # are one file (the second input's outputs replaced the first's); on Linux two
+        key = (name_key(str(rel.parent)), name_key(rel.stem if rel.suffix else rel.name))
         if key in claimed:
             raise UsageError(f"inputs {claimed[key]} and {f} would write the same outputs "
-                             f"({rel.parent / (rel.stem if rel.suffix else rel.name)}.*, names compared without "
-                             "case, as macOS and Windows do); rename one of them")
+                             f"({rel.parent / (rel.stem if rel.suffix else rel.name)}.*"
+                             f"{caseless_note()}); "
+                             "rename one of them")
         claimed[key] = f
         if PARTIAL_DIR in rel.parts:
             continue
