@@ -250,7 +250,8 @@ def test_no_room_for_the_running_sidecar_stops_a_batch(cli, tmp_path, clip, monk
     _full_for_running_sidecars(monkeypatch)
     second = tmp_path / "second.mp4"
     second.write_bytes(clip.read_bytes())
-    rc, err = cli(clip, second, "--no-video", cmd="batch", out=tmp_path / "bout")
+    # --cluster none: in this process, where the full disk is made (with Ray installed, auto ran the inputs in workers)
+    rc, err = cli(clip, second, "--no-video", "--cluster", "none", cmd="batch", out=tmp_path / "bout")
     assert rc == 4, err
     line = one_error_line(err, "facecycle batch: error:")
     assert "disk full" in line and "internal error" not in err
