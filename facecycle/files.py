@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 __all__ = ["json_safe", "json_text", "sha256_file", "text_name", "temp_path", "write_atomic", "write_failure",
-           "name_key", "caseless_note", "CASELESS_NAMES",
+           "name_key", "caseless_note", "names_caseless", "CASELESS_NAMES",
            "match_umask", "check_can_create", "unread_pictures", "visible_files", "walk_once", "IMAGE_SUFFIXES",
            "UNREAD_PICTURE_SUFFIXES", "VIDEO_SUFFIXES"]
 
@@ -66,20 +66,47 @@ def write_atomic(path: Union[str, Path], text: str) -> None:
         raise
 
 
-#: output names are compared without case where the usual file systems do (macOS's APFS and HFS+, Windows' NTFS):
-#: there `Clip.csv` and `clip.csv` are one file. On Linux they are two, and a corpus may hold both
-CASELESS_NAMES = sys.platform in ("darwin", "win32")
+#: where a folder cannot be probed (:func:`names_caseless`): whether the platform's usual file systems compare names
+#: without case (macOS's APFS and HFS+, Windows' NTFS: there `Clip.csv` and `clip.csv` are one file)
+CASELESS_NAMES = sys.platform in ("darwin", "win32", "cygwin")
 
 
-def name_key(name: str) -> str:
-    """``name`` as this platform's file systems compare it (:data:`CASELESS_NAMES`): lower case there, as is
-    elsewhere."""
-    return name.lower() if CASELESS_NAMES else name
+def names_caseless(folder: Union[str, Path, None]) -> bool:
+    """Whether the file system that holds ``folder`` (or its nearest existing parent) compares names without case,
+    probed with a temporary file: on Linux a FAT or exFAT drive, an SMB share or a case-folding ext4 folder do, a
+    case-sensitive APFS volume does not. :data:`CASELESS_NAMES` where it cannot be probed (``folder`` None, not
+    writable)."""
+    import os
+    import tempfile
+
+    if folder is None:
+        return CASELESS_NAMES
+    d = Path(os.path.abspath(folder))
+    while not d.is_dir() and d != d.parent:
+        d = d.parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".facecycle-CaseProbe-", dir=d)
+    except OSError:
+        return CASELESS_NAMES
+    try:
+        os.close(fd)
+        return os.path.exists(os.path.join(os.path.dirname(probe), os.path.basename(probe).swapcase()))
+    finally:
+        try:
+            os.unlink(probe)
+        except OSError:
+            pass
 
 
-def caseless_note() -> str:
-    """What an error about two outputs of one name adds on a platform that compares names without case."""
-    return ", names compared without case, as this system does" if CASELESS_NAMES else ""
+def name_key(name: str, caseless: bool) -> str:
+    """``name`` as a file system compares it: lower case where it compares names without case (``caseless``,
+    :func:`names_caseless`), else as it is."""
+    return name.lower() if caseless else name
+
+
+def caseless_note(caseless: bool) -> str:
+    """What an error about two outputs of one name adds where names are compared without case."""
+    return ", names compared without case, as the output folder's file system does" if caseless else ""
 
 
 def write_failure(e: BaseException) -> str:

@@ -19,7 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _app(args: argparse.Namespace) -> int:
     from ui.app import run_app
 
-    return run_app(args)
+    from .sigterm import describe
+
+    code = run_app(args)
+    if code >= 129 and code != 130:  # stopped by SIGTERM, SIGHUP, SIGXCPU, SIGBREAK: say which, as process does
+        print(f"facecycle: {describe(code)}; outputs flushed and closed", file=sys.stderr)
+    return code
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from facecycle.errors import BackendUnavailable, InputError, OutputError, UsageError
-from facecycle.files import caseless_note, name_key
+from facecycle.files import caseless_note, name_key, names_caseless
 from facecycle.terminal import stderr_is_terminal
 
 from .sigterm import describe, exit_code_of, raise_if_received, stopping_signals
@@ -262,6 +262,7 @@ def _outputs_for(inputs: List[str], args: argparse.Namespace) -> List[dict]:
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"{out_dir}: not a folder")
     plans, seen = [], {}
+    caseless = names_caseless(out_dir)  # as the output folder's file system compares names
     for inp in inputs:
         p = Path(inp)
         if "://" not in inp and not p.exists():
@@ -275,11 +276,11 @@ def _outputs_for(inputs: List[str], args: argparse.Namespace) -> List[dict]:
         stem = stem or "stream"
         # compared as the platform's file systems compare names: on macOS and Windows `Clip.csv` and `clip.csv`
         # are one file
-        if name_key(stem) in seen:
-            raise UsageError(f"inputs {seen[name_key(stem)]} and {inp} would write the same outputs ({stem}.*"
-                             f"{caseless_note()}); "
+        if name_key(stem, caseless) in seen:
+            raise UsageError(f"inputs {seen[name_key(stem, caseless)]} and {inp} would write the same outputs ({stem}.*"
+                             f"{caseless_note(caseless)}); "
                              "process them into different --out-dir folders")
-        seen[name_key(stem)] = inp
+        seen[name_key(stem, caseless)] = inp
         # an image folder is opened (listed, its reading decided) once, here, and the run reads that source
         folder = _open_folder(p, args.images) if "://" not in inp and p.is_dir() else None
         plan = {"input": inp, "source": folder, "csv": out_dir / f"{stem}.csv" if args.csv else None,

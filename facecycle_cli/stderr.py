@@ -8,7 +8,8 @@ last line raised, and the command exited 1.
 
 :func:`guard` puts a :class:`SafeStream` in ``sys.stderr``: a write that fails (``OSError``, ``BrokenPipeError``
 among them, or ``ValueError`` on a closed file) is dropped, with every later one, and descriptor 2 is pointed at
-``/dev/null`` so that what libraries write there (FFmpeg's log) and what the stream had buffered go nowhere.
+``/dev/null`` so that what libraries write there (FFmpeg's log) and what the stream had buffered go nowhere. A
+write that would block (a non-blocking terminal or pipe, full for now) loses that message only.
 :func:`reserve_std_fds` opens ``/dev/null`` on a closed descriptor 0, 1 or 2 before any file is made: the CSV
 would otherwise get descriptor 2 (the lowest free one), and every message a library writes to its stderr
 (FFmpeg's, ONNX Runtime's) would go into the CSV.
@@ -43,7 +44,7 @@ def reserve_std_fds() -> None:
 
 class SafeStream(io.TextIOBase):
     """A text stream in front of ``stream`` (maybe None) whose writes never raise: after the first that fails,
-    every write is dropped (``failed`` is True)."""
+    every write is dropped (``failed`` is True); one that would block is dropped alone."""
 
     def __init__(self, stream: Optional[TextIO]) -> None:
         super().__init__()

@@ -116,18 +116,24 @@ def test_inputs_folders_globs_lists_duplicates_and_mirroring(tmp_path, monkeypat
         collect_inputs([str(a)], root=str(tmp_path / "elsewhere"))
     # names that differ only in case are one file on macOS and Windows (the second input's outputs replaced the
     # first's): refused there; on Linux they are two files, and a corpus may hold both
-    import facecycle.files
+    # (as the output folder's file system compares names: probed there, facecycle.files.names_caseless)
+    from facecycle.files import names_caseless
+    from realtime.batch import plan
 
     case = tmp_path / "case"
     _touch(case / "Clip.mp4")
     _touch(case / "clip.mov")
-    assert len(collect_inputs([str(case)])[0]) == 2 or facecycle.files.CASELESS_NAMES
-    caseless, facecycle.files.CASELESS_NAMES = facecycle.files.CASELESS_NAMES, True
+    (tmp_path / "Probe").write_text("")
+    assert names_caseless(tmp_path) == (tmp_path / "pROBE").exists()
+    assert names_caseless(tmp_path) or len(collect_inputs([str(case)], out_dir=tmp_path / "o")[0]) == 2
+    real = plan.names_caseless
+    plan.names_caseless = lambda folder: True  # a FAT drive, macOS, Windows
     try:
         with pytest.raises(UsageError, match="same outputs .*without case"):
-            collect_inputs([str(case)])
+            collect_inputs([str(case)], out_dir=tmp_path / "o")
     finally:
-        facecycle.files.CASELESS_NAMES = caseless
+        plan.names_caseless = real
+    assert not [p for p in tmp_path.iterdir() if "CaseProbe" in p.name]  # the probe leaves nothing
     # a served file's URL, given or listed, is an input, its outputs under HOST/PATH (it used to be refused; before
     # that it read as a relative path, "./http:/host/a.mp4: no such file or folder"); a live stream's URL is
     # refused before any work, with what to do
@@ -1041,7 +1047,7 @@ def test_an_output_held_open_on_windows_fails_its_input_not_the_batch(tmp_path, 
     with pytest.raises(PermissionError):
         job._replace(src / "a.mp4", out / "a.csv")
     # a redo whose video is held after its CSV was placed: the new CSV is not set aside as an earlier output
-    # (a review's finding), the earlier video is
+    # (a review's finding); it stays in place, without a sidecar, so the next run redoes the input
     monkeypatch.setattr(job, "_WINDOWS", True)
     monkeypatch.setattr(job.os, "replace", real_replace)
     out2 = tmp_path / "out2"

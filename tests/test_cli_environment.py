@@ -238,6 +238,7 @@ def test_sighup_ignored_by_nohup_stays_ignored(model, code_dim, long_clip, tmp_p
     assert rc == 0
     side = json.loads((out / "long.json").read_text())
     assert side["status"] == "complete" and side["frames"] == LONG
+    assert frames_of(read_csv(out / "long.csv", code_dim)) == list(range(LONG))
 
 
 def test_sighup_stops_a_batch_cleanly(model, long_clip, tmp_path):
@@ -305,10 +306,10 @@ def test_process_refuses_two_inputs_whose_names_differ_only_in_case(tmp_path, ca
     """Portability review: `Clip.mp4` and `clip.mov` write `Clip.csv` and `clip.csv`, one file on macOS and
     Windows, where the second input's outputs replaced the first's: refused before any work there (stood in for
     here; on Linux they are two files)."""
-    import facecycle.files
+    import facecycle_cli.process_cmd
     from facecycle_cli import main
 
-    monkeypatch.setattr(facecycle.files, "CASELESS_NAMES", True)
+    monkeypatch.setattr(facecycle_cli.process_cmd, "names_caseless", lambda folder: True)
 
     from .conftest import real_frames, write_video
 
@@ -344,6 +345,8 @@ def test_a_repeated_sigxcpu_does_not_interrupt_the_clean_up(monkeypatch):
             handler(signal.SIGXCPU, None)
         handler(signal.SIGXCPU, None)
         assert seen.code == 152
+        seen.unwatch()  # from Python (the default action found): repeats are ignored for the clean-up still to come
+        assert signal.getsignal(signal.SIGXCPU) == signal.SIG_IGN
     finally:
         seen.unwatch()
         signal.signal(signal.SIGXCPU, old)

@@ -571,7 +571,10 @@ def test_cli_without_a_display_refuses_an_interactive_session_and_runs_an_automa
     assert json.loads((tmp_path / "s.json").read_text())["qt_platform"] == "offscreen"
 
 
-def test_cli_sigint_finishes_the_files(model_dir, tmp_path):
+@pytest.mark.parametrize("signame,code,word", [("SIGINT", 130, "interrupted"), ("SIGHUP", 129, "SIGHUP")])
+def test_cli_sigint_finishes_the_files(model_dir, tmp_path, signame, code, word):
+    """A signal finishes the recording and the CSV. SIGHUP (the terminal closed) killed the app with its recording
+    open (a review's finding); it now stops it as SIGTERM does, exit 129."""
     import signal
 
     clip = shared_video(LONG_CLIP)
@@ -587,13 +590,13 @@ def test_cli_sigint_finishes_the_files(model_dir, tmp_path):
                 break
             time.sleep(0.2)
         assert p.poll() is None, p.stderr.read()
-        p.send_signal(signal.SIGINT)
+        p.send_signal(getattr(signal, signame))
         _, err = p.communicate(timeout=60)
     finally:
         if p.poll() is None:
             p.kill()
-    assert p.returncode == 130, err
-    assert "interrupted" in err and "Traceback" not in err
+    assert p.returncode == code, err
+    assert word in err and "Traceback" not in err
     header, body = _read_csv(table)
     frames = [int(r[0]) for r in body]
     assert len(frames) >= 15 and sorted(set(frames)) == list(range(frames[-1] + 1))

@@ -17,6 +17,7 @@ from typing import Optional
 
 from facecycle.errors import FaceCycleError, OutputError, PipelineError, UsageError
 from facecycle.files import json_text
+from facecycle.terminal import TERMINATING
 
 __all__ = ["add_arguments", "run_app", "Automation"]
 
@@ -279,8 +280,8 @@ def run_app(args: argparse.Namespace) -> int:
         _restore_signal_handlers(caught)
     if caught.get("signum") == signal.SIGINT:
         raise KeyboardInterrupt  # the files are finished already; the CLI says "interrupted", exit 130
-    if caught.get("signum") == signal.SIGTERM:
-        return 143
+    if caught.get("signum") in TERMINATING:  # SIGTERM 143; SIGHUP 129, SIGXCPU 152, SIGBREAK 149
+        return 128 + int(caught["signum"])
     if auto is not None:
         if auto.error is not None:
             raise auto.error
@@ -304,7 +305,11 @@ def _install_signal_handlers(window) -> dict:
             log.warning("signal %d: stopping the pipeline and finishing the files", signum)
             QTimer.singleShot(0, window.close)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP (the terminal closed) and SIGXCPU too: they killed the app with its recording open; those ignored
+    # (nohup) stay ignored
+    for sig in (signal.SIGINT, *TERMINATING):
+        if sig != signal.SIGTERM and sig != signal.SIGINT and signal.getsignal(sig) == signal.SIG_IGN:
+            continue
         try:
             state["old"][sig] = signal.signal(sig, handler)
         except (ValueError, OSError):  # not the main thread

@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from facecycle.errors import InputError, OutputError, UsageError
-from facecycle.files import IMAGE_SUFFIXES, VIDEO_SUFFIXES, caseless_note, name_key, unread_pictures, walk_once
+from facecycle.files import (
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    caseless_note,
+    name_key,
+    names_caseless,
+    unread_pictures,
+    walk_once,
+)
 
 from ..sinks.sidecar import read_sidecar
 from ..sources.video import local_path, url_scheme
@@ -52,8 +60,8 @@ def _url_host_and_path(url: str) -> Tuple[str, List[str]]:
     # colon, common in object stores' keys, is a plain character there)
     if _WINDOWS:
         parts = [_safe_part(p) for p in re.split(r"[/\\]", unquote(u.path)) if p not in ("", ".", "..")]
-    else:
-        parts = [p for p in unquote(u.path).split("/") if p not in ("", ".", "..")]
+    else:  # control characters made safe everywhere (a `%00` was an internal error, "embedded null byte")
+        parts = [re.sub(r"[\x00-\x1f]", "_", p) for p in unquote(u.path).split("/") if p not in ("", ".", "..")]
     try:
         port = u.port
     except ValueError:  # not a number: left to the reader to refuse
@@ -242,6 +250,7 @@ def collect_inputs(specs: Iterable[str], out_dir: Optional[Union[str, Path]] = N
                              + "): give --root, or run one batch per drive") from None
     items: List[BatchItem] = []
     claimed: Dict[Tuple[str, str], Union[Path, str]] = {}
+    caseless = names_caseless(out)  # as the output folder's file system compares names
     located: List[Tuple[Union[Path, str], Path, Optional[str]]] = []
     for f, _, e in unique:
         try:
@@ -260,11 +269,11 @@ def collect_inputs(specs: Iterable[str], out_dir: Optional[Union[str, Path]] = N
             continue
         # compared as the platform's file systems compare names: on macOS and Windows `Clip.csv` and `clip.csv`
         # are one file (the second input's outputs replaced the first's); on Linux two
-        key = (name_key(str(rel.parent)), name_key(rel.stem if rel.suffix else rel.name))
+        key = (name_key(str(rel.parent), caseless), name_key(rel.stem if rel.suffix else rel.name, caseless))
         if key in claimed:
             raise UsageError(f"inputs {claimed[key]} and {f} would write the same outputs "
                              f"({rel.parent / (rel.stem if rel.suffix else rel.name)}.*"
-                             f"{caseless_note()}); "
+                             f"{caseless_note(caseless)}); "
                              "rename one of them")
         claimed[key] = f
         if PARTIAL_DIR in rel.parts:

@@ -349,7 +349,10 @@ class _SigtermSeen:
     def unwatch(self) -> None:
         if self._prev and threading.current_thread() is threading.main_thread():
             for s, prev in self._prev.items():
-                signal.signal(s, prev if prev is not None else signal.SIG_DFL)
+                # once stopping, a repeat (SIGXCPU, each CPU-second) must not kill the clean-up still to come
+                # (batch.json) where the handler found was the default action (run_batch called from Python)
+                keep = signal.SIG_IGN if self.code and s in REPEATING else prev
+                signal.signal(s, keep if keep is not None else signal.SIG_DFL)
             self._prev = {}
 
 
