@@ -81,10 +81,10 @@ def names_caseless(folder: Union[str, Path, None]) -> bool:
 
     if folder is None:
         return CASELESS_NAMES
-    d = Path(os.path.abspath(folder))
-    while not d.is_dir() and d != d.parent:
-        d = d.parent
-    try:
+    try:  # (abspath of a relative folder needs the current one, which may have been deleted: said elsewhere)
+        d = Path(os.path.abspath(folder))
+        while not d.is_dir() and d != d.parent:
+            d = d.parent
         fd, probe = tempfile.mkstemp(prefix=".facecycle-CaseProbe-", dir=d)
     except OSError:
         return CASELESS_NAMES
