@@ -16,7 +16,7 @@ import subprocess
 import sys
 import termios
 from pathlib import Path
-from typing import List
+from typing import Callable, List, Tuple
 
 import pytest
 
@@ -197,21 +197,28 @@ def _drain(fd: int) -> None:
         pass
 
 
-def test_sigterm_message_names_the_signal(model, long_clip, tmp_path):
-    """The last line says which signal stopped the run (SIGXCPU: the CPU time limit)."""
-    out = tmp_path / "out"
-    proc = subprocess.Popen(_cmd("process", str(long_clip), "--model", str(model), "--out-dir", str(out),
-                                 "--no-progress", "--no-video"),
-                            cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def _signal_mid_run(args: List[str], sig: int, rows_at: Callable[[], int], preexec=None) -> Tuple[int, str]:
+    """Run ``facecycle ARGS`` (stderr captured), send ``sig`` once ``rows_at()`` counts 5 rows (failing where the
+    run ended first) and wait for it: (exit code, stderr)."""
+    proc = subprocess.Popen(_cmd(*args), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=preexec)
     try:
-        assert _wait(lambda: _data_lines(out / "long.csv") >= 5, proc), "the run ended before the signal"
-        proc.send_signal(signal.SIGXCPU)
-        _, err = proc.communicate(timeout=60)
+        assert _wait(lambda: rows_at() >= 5, proc), "the run ended before the signal"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 152 and "Traceback" not in err, err
+    return proc.returncode, err
+
+
+def test_sigterm_message_names_the_signal(model, long_clip, tmp_path):
+    """The last line says which signal stopped the run (SIGXCPU: the CPU time limit)."""
+    out = tmp_path / "out"
+    rc, err = _signal_mid_run(["process", str(long_clip), "--model", str(model), "--out-dir", str(out),
+                               "--no-progress", "--no-video"], signal.SIGXCPU, lambda: _data_lines(out / "long.csv"))
+    assert rc == 152 and "Traceback" not in err, err
     assert err.strip().splitlines()[-1].startswith("facecycle: terminated by SIGXCPU"), err
 
 
@@ -224,18 +231,10 @@ def test_sighup_ignored_by_nohup_stays_ignored(model, code_dim, long_clip, tmp_p
     def ignore_hup() -> None:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
-    proc = subprocess.Popen(_cmd("process", str(long_clip), "--model", str(model), "--out-dir", str(out),
-                                 "--no-progress", "--no-video"), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, preexec_fn=ignore_hup)
-    try:
-        assert _wait(lambda: _data_lines(out / "long.csv") >= 5, proc), "the run ended before the signal"
-        proc.send_signal(signal.SIGHUP)
-        rc = proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert rc == 0
+    rc, err = _signal_mid_run(["process", str(long_clip), "--model", str(model), "--out-dir", str(out),
+                               "--no-progress", "--no-video"], signal.SIGHUP, lambda: _data_lines(out / "long.csv"),
+                              preexec=ignore_hup)
+    assert rc == 0, err
     side = json.loads((out / "long.json").read_text())
     assert side["status"] == "complete" and side["frames"] == LONG
     assert frames_of(read_csv(out / "long.csv", code_dim)) == list(range(LONG))
@@ -245,19 +244,11 @@ def test_sighup_stops_a_batch_cleanly(model, long_clip, tmp_path):
     """SIGHUP killed a batch: no batch.json and a stale ``.facecycle-partial`` lock. Now as SIGTERM: batch.json
     written (exit_code 129, the input ``interrupted``), the work folder removed, exit 129."""
     out = tmp_path / "out"
-    proc = subprocess.Popen(_cmd("batch", str(long_clip), "--model", str(model), "--out-dir", str(out),
-                                 "--cluster", "none", "--no-video", "--no-progress"),
-                            cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    csv_glob = lambda: list(out.glob(".facecycle-partial/*/*/long.csv"))  # noqa: E731
-    try:
-        assert _wait(lambda: any(_data_lines(p) >= 5 for p in csv_glob()), proc), "the batch ended before"
-        proc.send_signal(signal.SIGHUP)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 129 and "Traceback" not in err, err
+    rc, err = _signal_mid_run(["batch", str(long_clip), "--model", str(model), "--out-dir", str(out), "--cluster",
+                               "none", "--no-video", "--no-progress"], signal.SIGHUP,
+                              lambda: max([_data_lines(p) for p in out.glob(".facecycle-partial/*/*/long.csv")]
+                                          or [-1]))
+    assert rc == 129 and "Traceback" not in err, err
     rec = json.loads((out / "batch.json").read_text())
     assert rec["exit_code"] == 129 and rec["inputs"][0]["status"] == "interrupted"
     assert not list(out.rglob(".facecycle-partial")), list(out.rglob("*"))
