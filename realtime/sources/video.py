@@ -410,7 +410,7 @@ class VideoSource(Source):
     # ------------------------------------------------------------------
     def __iter__(self) -> Iterator[FramePacket]:
         t0_wall: Optional[float] = None
-        first_pts: Optional[int] = None
+        self.first_pts = None
         index = 0
         last_pts: Optional[int] = None
         bad_in_row = oom_in_row = 0
@@ -489,9 +489,9 @@ class VideoSource(Source):
                     else:  # repair a non-increasing pts
                         pts = last_pts + 1
                 last_pts = pts
-                if first_pts is None:
-                    first_pts = self.first_pts = pts
-                ts = float((pts - first_pts) * tb)
+                if self.first_pts is None:
+                    self.first_pts = pts
+                ts = float((pts - self.first_pts) * tb)
                 img = self._to_bgr(frame)
                 pkt = FramePacket(index=index, pts=pts, time_base=tb, timestamp=ts, image=img,
                                   source=self.name, stats={"decode": time.perf_counter() - t})
@@ -522,9 +522,10 @@ class VideoSource(Source):
             if expected and expected - index > max(2, 0.02 * expected):
                 self.frames_missing = expected - index
                 log.warning("%s: decoded %d of ~%d frames (truncated or damaged file)", self.name, index, expected)
-        elif self.span and self.fps and not self.discontinuities and first_pts is not None and last_pts is not None:
+        elif (self.span and self.fps and not self.discontinuities and self.first_pts is not None
+              and last_pts is not None):
             # the time the frames span (the last one shown for one nominal frame) against the file's length
-            short = self.span - (float((last_pts - first_pts) * tb) + 1 / self.fps)
+            short = self.span - (float((last_pts - self.first_pts) * tb) + 1 / self.fps)
             missing = int(round(short * self.fps))
             if missing > max(2, 0.02 * self.span * self.fps):
                 self.frames_missing = missing
