@@ -79,13 +79,27 @@ def _header(csv: Union[str, Path]) -> List[str]:
         return f.readline().decode().strip().split(",")
 
 
-def _write_pending(writer, pending: List) -> None:
-    """Write the gathered tables as one row group (or more, past pyarrow's row count per group) and forget them."""
-    import pyarrow as pa
+class _RowGroup:
+    """Tables gathered for one row group, and their Arrow bytes (counted as they come: summing them again for every
+    video was quadratic in a row group's videos)."""
 
-    if pending:
-        writer.write_table(pa.concat_tables(pending))
-        pending.clear()
+    def __init__(self) -> None:
+        self.tables: List = []
+        self.nbytes = 0
+
+    def add(self, table) -> bool:
+        """Gather ``table``; whether the row group is full (:data:`ROW_GROUP_BYTES`)."""
+        self.tables.append(table)
+        self.nbytes += table.nbytes
+        return self.nbytes >= ROW_GROUP_BYTES
+
+    def write(self, writer) -> None:
+        """Write the gathered tables as one row group (or more, past pyarrow's row count per group); start anew."""
+        import pyarrow as pa
+
+        if self.tables:
+            writer.write_table(pa.concat_tables(self.tables))
+        self.tables, self.nbytes = [], 0
 
 
 def write_parquet(csvs: Iterable[Tuple[str, Union[str, Path]]], path: Union[str, Path],
@@ -120,7 +134,7 @@ def write_parquet(csvs: Iterable[Tuple[str, Union[str, Path]]], path: Union[str,
     writer = None
     files: List[str] = []
     rows_in_file = total = videos = 0
-    pending: List = []  # tables not yet written: a row group gathers videos up to ROW_GROUP_BYTES
+    pending = _RowGroup()  # tables not yet written: a row group gathers videos up to ROW_GROUP_BYTES
     csvs = list(csvs)
     # an image folder's CSV ends with `file`: where one has it, the dataset does, null for the videos' rows
     with_file = any(_header(c)[-1:] == ["file"] for _, c in csvs)
@@ -146,20 +160,19 @@ def write_parquet(csvs: Iterable[Tuple[str, Union[str, Path]]], path: Union[str,
             table = pa.Table.from_arrays([vcol] + cols, schema=schema)
             if writer is None or (not single and rows_in_file and rows_in_file + n > rows_per_file):
                 if writer is not None:
-                    _write_pending(writer, pending)
+                    pending.write(writer)
                     writer.close()
                 target = tmp if single else tmp / f"part-{len(files):05d}.parquet"
                 writer = pq.ParquetWriter(str(target), schema, compression=compression)
                 files.append(target.name if not single else dest.name)
                 rows_in_file = 0
-            pending.append(table)
-            if sum(t.nbytes for t in pending) >= ROW_GROUP_BYTES:
-                _write_pending(writer, pending)
+            if pending.add(table):
+                pending.write(writer)
             rows_in_file += n
             total += n
             videos += 1
         if writer is not None:
-            _write_pending(writer, pending)
+            pending.write(writer)
         if writer is None:  # no CSV at all: an empty dataset with no columns known
             stale = dest.exists()
             if stale:  # an earlier run's dataset would pass for this one's
