@@ -39,14 +39,14 @@ def too_large(width: int, height: int) -> Optional[str]:
             f"{MAX_PIXELS / 1e6 - 8:.0f} MP, 16000x16000): shrink it first")
 
 
-def picture_size(source: Union[str, Path, bytes]) -> Optional[Tuple[int, int]]:
+def picture_size(source: Union[str, Path, bytes, memoryview]) -> Optional[Tuple[int, int]]:
     """``(width, height)`` from a picture file's header (a path or the file's bytes) without decoding it (the
     ``imagesize`` package: PNG, JPEG, GIF, TIFF, WebP, BMP, JPEG 2000, Netpbm, AVIF), or None where the header is not
     one of those or does not say."""
     import imagesize
 
     try:
-        w, h = imagesize.get(io.BytesIO(source) if isinstance(source, bytes) else str(source))
+        w, h = imagesize.get(io.BytesIO(source) if isinstance(source, (bytes, memoryview)) else str(source))
     except Exception:  # noqa: BLE001 - a damaged header is the decoder's to report
         return None
     return (int(w), int(h)) if w > 0 and h > 0 else None
@@ -69,7 +69,7 @@ def read_image(path: Union[str, Path], grey: bool = False) -> Optional[np.ndarra
         return None
     if not data.size:
         return None
-    size = picture_size(data.tobytes())
+    size = picture_size(data.data)  # the bytes read, not a copy of them
     why = too_large(*size) if size else None
     if why:
         raise PictureTooLarge(f"{path}: {why}")
