@@ -322,10 +322,6 @@ class _SigtermSeen:
         self.code = 0  # the exit code of the first such signal, 0 before one
         self._prev: Dict[int, Any] = {}
 
-    @property
-    def seen(self) -> bool:
-        return bool(self.code)
-
     def watch(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
