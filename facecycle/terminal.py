@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import Tuple
+from typing import List, Tuple
 
-__all__ = ["TERMINATING", "REPEATING", "stderr_is_terminal"]
+__all__ = ["TERMINATING", "REPEATING", "stderr_is_terminal", "stopping_signals"]
 
 TERMINATING: Tuple[int, ...] = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP", "SIGXCPU", "SIGBREAK")
                                      if hasattr(signal, n))
@@ -25,3 +25,13 @@ def stderr_is_terminal() -> bool:
         return sys.stderr is not None and sys.stderr.isatty()
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def stopping_signals() -> List[int]:
+    """SIGINT and the :data:`TERMINATING` signals a run should catch now: SIGTERM always, SIGHUP and SIGXCPU unless
+    ignored (``nohup``: the run must go on when the terminal closes)."""
+    out = [signal.SIGINT, signal.SIGTERM]
+    for s in TERMINATING:
+        if s != signal.SIGTERM and signal.getsignal(s) != signal.SIG_IGN:
+            out.append(s)
+    return out

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import Any, List, Optional
+from typing import Any, Optional
 
-from facecycle.terminal import REPEATING, TERMINATING
+from facecycle.terminal import REPEATING, TERMINATING, stopping_signals
 
 __all__ = ["install", "received", "received_code", "raise_if_received", "describe", "exit_code_of", "stopping_signals",
            "EXIT_CODE", "INTERRUPT_CODE", "TERMINATING"]
@@ -49,16 +49,6 @@ def describe(code: Optional[int]) -> str:
     except ValueError:
         return "terminated"
     return f"terminated by {name}" + (f" ({why[name]})" if name in why else "")
-
-
-def stopping_signals() -> List[int]:
-    """SIGINT and the :data:`TERMINATING` signals a run should catch now: SIGTERM always, SIGHUP and SIGXCPU unless
-    ignored (``nohup``: the run must go on when the terminal closes)."""
-    out = [signal.SIGINT, signal.SIGTERM]
-    for s in TERMINATING:
-        if s != signal.SIGTERM and signal.getsignal(s) != signal.SIG_IGN:
-            out.append(s)
-    return out
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:

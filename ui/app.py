@@ -17,7 +17,7 @@ from typing import Optional
 
 from facecycle.errors import FaceCycleError, OutputError, PipelineError, UsageError
 from facecycle.files import json_text
-from facecycle.terminal import TERMINATING
+from facecycle.terminal import TERMINATING, stopping_signals
 
 __all__ = ["add_arguments", "run_app", "Automation"]
 
@@ -307,9 +307,7 @@ def _install_signal_handlers(window) -> dict:
 
     # SIGHUP (the terminal closed) and SIGXCPU too: they killed the app with its recording open; those ignored
     # (nohup) stay ignored
-    for sig in (signal.SIGINT, *TERMINATING):
-        if sig != signal.SIGTERM and sig != signal.SIGINT and signal.getsignal(sig) == signal.SIG_IGN:
-            continue
+    for sig in stopping_signals():
         try:
             state["old"][sig] = signal.signal(sig, handler)
         except (ValueError, OSError):  # not the main thread
