@@ -53,9 +53,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this many minutes")
     p.add_argument("--stop-at", type=int, default=None,
                    help="stop (and save) at this step; --steps still defines the lr schedule")
-    p.add_argument("--ckpt-every", type=int, default=200)
-    p.add_argument("--sample-every", type=int, default=250)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--ckpt-every", type=int, default=200, metavar="N",
+                   help="save the resumable checkpoint every N steps (0: only at the end; default 200)")
+    p.add_argument("--sample-every", type=int, default=250, metavar="N",
+                   help="motion / identity: write a grid of inputs, neutral faces, reconstructions and flows to "
+                        "RUN/samples/ every N steps (0: never; default 250)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
     p.add_argument("--video-scale", type=float, default=None,
                    help="the --scale the video datasets were prepared with (default: what their meta.json says; "
                         "semisup without one: 1.3); when it differs from the model's crop_scale, the model's framing "
