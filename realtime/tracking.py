@@ -161,7 +161,7 @@ class Tracker:
             self._seen_ts = timestamp
             # the gradual test sees the cut test's finding: its windows start over at a cut, and a cut out of a
             # blank that it reported is that blank's transition, not a second one
-            cut = self.gradual(gray, cut=cut)
+            cut = self.gradual(gray, cut=cut, timestamp=timestamp)
         return changed, cut
 
     def _resize_check(self, image: np.ndarray, scale: float, timestamp: float) -> bool:
@@ -361,12 +361,17 @@ class GradualCut:
     or its first ones out of a blank, whose few grey levels correlate with nothing) is left to the blank test:
     read as a dissolve, the fade-in after a blank was found a second time, and the person fading in got two ids.
 
+    The windows count frames, so they must not reach over a hole in time: where ``timestamp`` is given and more
+    than ``max_gap_s`` seconds passed since the last frame (a stalled stream, frames cut out), the thumbnails are
+    dropped and the windows start over, reporting nothing. A 2-s hole in a talking-head clip had read as a dissolve
+    1.9 s later, which ended the track (a probe's finding).
+
     The thresholds were chosen on the 77 shared clips and on dissolves made of them (MODEL_CARD.md,
     experiment 34): no false transition in 21,206 frames.
     """
 
     def __init__(self, windows: Sequence[int] = (8, 16, 32, 48, 64, 96), similarity: float = 0.45,
-                 residual: float = 0.3, blank: float = 0.5, picture: float = 6.0) -> None:
+                 residual: float = 0.3, blank: float = 0.5, picture: float = 6.0, max_gap_s: float = 0.5) -> None:
         if not windows or min(windows) < 2:
             raise ValueError("GradualCut: windows must be >= 2 frames")
         self.windows = tuple(sorted(int(k) for k in windows))
@@ -374,6 +379,8 @@ class GradualCut:
         self.residual = float(residual)
         self.blank = float(blank)
         self.picture = float(picture)
+        self.max_gap_s = float(max_gap_s)
+        self._last_ts: Optional[float] = None
         #: the recent frames: each one's thumbnail, small picture and bars (:class:`_Shown`)
         self._thumbs: Deque[_Shown] = deque(maxlen=self.windows[-1] + 1)
         self._since = 10 ** 9  # frames since the last transition
@@ -382,11 +389,16 @@ class GradualCut:
         #: the bars of the last frame with a picture, as (small copy's shape, area), None when it had none
         self._bars: Optional[Tuple[Tuple[int, int], Tuple[int, int, int, int]]] = None
 
-    def __call__(self, gray: np.ndarray, cut: bool = False) -> bool:
-        """Show one frame, (H, W) uint8 grey; True when a transition ends here: a dissolve ends, a blank starts, or
-        ``cut`` (the tracker's cut test fired on this frame: a new shot, where the windows start over) other than
-        the step out of a blank already reported (a fast fade's first frame back after black or white differs
-        from the blank by as much as a cut, and a blank has no structure: the same transition, reported once)."""
+    def __call__(self, gray: np.ndarray, cut: bool = False, timestamp: Optional[float] = None) -> bool:
+        """Show one frame, (H, W) uint8 grey, taken at ``timestamp`` seconds (None: frames come evenly); True when a
+        transition ends here: a dissolve ends, a blank starts, or ``cut`` (the tracker's cut test fired on this
+        frame: a new shot, where the windows start over) other than the step out of a blank already reported (a
+        fast fade's first frame back after black or white differs from the blank by as much as a cut, and a blank
+        has no structure: the same transition, reported once)."""
+        if timestamp is not None:
+            last, self._last_ts = self._last_ts, float(timestamp)
+            if last is not None and float(timestamp) - last > self.max_gap_s:
+                self._thumbs.clear()  # no dissolve reaches over a hole in time: the windows start over
         full = _thumb(gray)
         self._since += 1
         mad = _mad(full)
@@ -453,13 +465,14 @@ class GradualCut:
 
     def reset(self) -> None:
         self._thumbs.clear()
+        self._last_ts = None
         self._since = 10 ** 9
         self._was_blank = self._reported_blank = False
         self._bars = None
 
     def describe(self) -> dict:
         return {"windows": list(self.windows), "similarity": self.similarity, "residual": self.residual,
-                "blank": self.blank, "picture": self.picture}
+                "blank": self.blank, "picture": self.picture, "max_gap_s": self.max_gap_s}
 
 
 class _Shown:

@@ -360,3 +360,28 @@ def test_a_fade_through_white_between_black_bars_is_one_transition(plain_edge):
         if tr.last_cut:
             cuts.append(i)
     assert cuts == [40 + len(out)], cuts  # the first white frame, once
+
+
+def test_a_hole_in_time_is_no_dissolve():
+    """A talking head with 2 s of frames missing (a stalled stream, frames cut out; the timestamps kept): the
+    dissolve test's windows count frames, and one reaching back over the hole read the two sides as a dissolve
+    1.9 s later, which ended the track (a probe's finding). The windows start over after a hole in time."""
+    from tests.conftest import SHARED
+
+    path = SHARED / "data" / "videos_more" / "styletalk_source_video_feifeili_clip1.mp4"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (../shared not mounted)")
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        frames = [(f.to_ndarray(format="bgr24"), float(f.pts * s.time_base))
+                  for _, f in zip(range(300), c.decode(s), strict=False)]
+    t0 = frames[0][1]
+    tr = Tracker()
+    shown = 0
+    for img, t in frames:
+        if 3.0 <= t - t0 < 5.0:
+            continue
+        tr.propagate(img, t - t0)
+        shown += 1
+        assert not tr.last_cut, f"a cut at {t - t0:.3f} s"
+    assert shown > 200
