@@ -802,7 +802,8 @@ class Run:
                 if f.emotions is not None:
                     e = np.clip(sm(tid, "emotions", f.emotions, ts), 0, None)
                     f.emotions = e / max(float(e.sum()), 1e-8)
-            sm.keep_only({f.track_id for f in p.faces})
+                    f.label = sm.label(tid, f.emotions)
+            sm.keep_only({f.track_id for f in p.faces}, now=ts)
         if not self.src.stills:  # each picture reads on its own, as analyze_image reads it (with --reid too)
             self.baseline(p)
             if self.neutral_ref is not None:
@@ -821,6 +822,10 @@ class Run:
                 # what this run smooths (separate pictures: nothing)
                 "smoothing_params": (self.smoother.describe(SMOOTHED)
                                      if self.smoother is not None and not self.src.stills else None),
+                # how the emotion column is chosen from the (smoothed) probabilities
+                "emotion_label": ({"rule": "hysteresis", "margin": self.smoother.label_margin,
+                                   "hold_s": self.smoother.hold_s}
+                                  if self.smoother is not None and not self.src.stills else {"rule": "argmax"}),
                 "tracker": self.tracker.describe(),
                 "person_baseline": {**self.baseline.describe(), "lookahead": self.baseline_ahead},
                 **({"neutral_reference": {**self.neutral_ref.describe(), "lookahead": self.lookahead}}

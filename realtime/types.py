@@ -160,6 +160,9 @@ class Face:
         rel_intensity, rel_emotions, rel_code_dist, baseline_ready: the face
             against the person's own running neutral (:mod:`realtime.baseline`);
             NaN / None until ``baseline_ready``.
+        label: the index into :data:`EMOTIONS` of the label the pipeline holds for the track (smoothing's
+            hysteresis, :meth:`realtime.smoothing.TrackSmoother.label`), or None: :attr:`emotion` is then the most
+            probable class of ``emotions``.
     """
 
     box: np.ndarray
@@ -183,6 +186,7 @@ class Face:
     rel_code_dist: float = float("nan")
     baseline_ready: bool = False
     flow: Optional[np.ndarray] = None
+    label: Optional[int] = None
 
     def __repr__(self) -> str:
         # the fields a reader looks at first; arrays (code, feature, neutral face, flow) by their shape only
@@ -191,9 +195,13 @@ class Face:
 
     @property
     def emotion(self) -> Optional[str]:
-        """The most probable emotion name, or None without an expression head."""
+        """The emotion's name: the label the pipeline holds for the track (:attr:`label`: with smoothing on, it
+        changes when another class leads it by 0.10), else the most probable class; None without an expression
+        head."""
         if self.emotions is None:
             return None
+        if self.label is not None:
+            return EMOTIONS[self.label]
         return EMOTIONS[int(np.argmax(self.emotions))]
 
     @property

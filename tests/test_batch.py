@@ -194,6 +194,7 @@ def test_fingerprint_follows_settings_not_threads():
     from realtime import baseline
 
     assert detail["person_baseline_max_neutral"] == baseline.MAX_NEUTRAL == 0.4
+    assert detail["emotion_label"] == [0.1, 1.0]  # the label's hysteresis and the hold (experiment 55)
     cap, baseline.MAX_NEUTRAL = baseline.MAX_NEUTRAL, None
     try:
         assert settings_fingerprint(BatchSettings(analyzer={"detect_every": 5}, video=False))[0] != fp

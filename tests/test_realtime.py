@@ -164,6 +164,28 @@ def test_track_smoother_keeps_tracks_apart():
     assert np.allclose(s(0, "pose", np.full(3, 7.0), 0.1), 7.0)  # dropped track restarts
 
 
+def test_a_track_missing_briefly_keeps_its_filters_and_one_gone_longer_restarts():
+    """A track the tracker loses for a frame or two and finds again went on unsmoothed (its filters were dropped
+    after one frame absent, a probe's finding); gone for over ``hold_s`` it starts afresh."""
+    s = TrackSmoother(hold_s=1.0)
+    s(0, "pose", np.zeros(3), 0.0)
+    s.keep_only(set(), now=0.5)  # missing at 0.5 s
+    assert float(s(0, "pose", np.full(3, 7.0), 0.6)[0]) < 7.0  # found again: smoothed from where it was
+    s.keep_only(set(), now=1.7)  # missing for over 1 s
+    assert np.allclose(s(0, "pose", np.full(3, 9.0), 1.8), 9.0)  # a fresh start
+
+
+def test_the_emotion_label_is_held_until_another_class_leads_it_by_the_margin():
+    s = TrackSmoother(label_margin=0.1)
+    p = np.array([0.0, 0.0, 0.0, 0.40, 0.35, 0.25, 0.0])  # happy, neutral close behind
+    assert s.label(3, p) == 3
+    assert s.label(3, np.array([0.0, 0.0, 0.0, 0.36, 0.39, 0.25, 0.0])) == 3  # neutral leads by 0.03: held
+    assert s.label(3, np.array([0.0, 0.0, 0.0, 0.30, 0.45, 0.25, 0.0])) == 4  # by 0.15: it changes
+    assert s.label(5, np.array([0.0, 0.0, 0.0, 0.36, 0.39, 0.25, 0.0])) == 4  # a new track: the argmax
+    s.drop(3)
+    assert s.label(3, p) == 3
+
+
 # ------------------------------------------------------------------------------------------------ pose
 @pytest.mark.parametrize("angles", [(0, 0, 0), (0.25, 0, 0), (0, 0.4, 0), (0, 0, 0.3), (-0.15, -0.3, 0.2)])
 def test_pose_recovers_synthetic_rotations(angles):

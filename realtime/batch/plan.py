@@ -317,6 +317,7 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
     from facecycle.assets import default_model_dir
 
     from .. import baseline as baseline_rule
+    from .. import smoothing as smoothing_rule
     from ..analyzer import LOOK_AGAIN_S, LOOK_FIRST_S, LOOKS_FIRST
     from ..crops import LEVEL_FROM_DEG, LEVEL_FULL_DEG
     from ..detectors import DETECTORS
@@ -351,6 +352,9 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
               # the person baseline's cap on a neutral's intensity: it shapes every rel_* column (batches redo their
               # inputs once, so that a dataset never mixes the two rules)
               "person_baseline_max_neutral": baseline_rule.MAX_NEUTRAL,
+              # the smoothed label's hysteresis and how long a lost track keeps its filters (experiment 55): they
+              # shape the emotion column and the smoothed ones (batches redo their inputs once)
+              "emotion_label": [smoothing_rule.LABEL_MARGIN, smoothing_rule.HOLD_S],
               **{k: a.get(k) for k in ("detect_every", "detect_size", "score_threshold", "max_faces", "neutralize",
                                        "reid", "smooth")},
               # a larger detection size where small faces show only at 1280 px (off with an explicit --detect-size),
