@@ -60,7 +60,7 @@ class _Acc:
         if not np.isfinite(e).all():  # one bad row must not turn the whole input's means into NaN
             return
         self.emotion_sum += e
-        self.top_counts[int(np.argmax(e))] += 1
+        self.top_counts[EMOTIONS.index(f.emotion) if f.emotion is not None else int(np.argmax(e))] += 1  # its label
         self.emotion_rows += 1
         self.intensity = _bin(self.intensity, f.intensity)
         if f.baseline_ready:
