@@ -18,6 +18,7 @@ one line on stderr and their exit code; anything else becomes one line too
 from __future__ import annotations
 
 import argparse
+import copy as _copy
 import difflib
 import logging
 import re
@@ -80,7 +81,17 @@ COMMAND_MODULES = (
 )
 
 
+#: the namespace entries that count a global count option (``-v``) given after a sub-command's name:
+#: ``_after_<dest>@<prog>``, one per parser (a sub-command's namespace is copied over its parent's, so one shared name
+#: would keep the innermost count only); the top-level parser adds them to its own (``-v process -v``: ``-vv``)
+_AFTER = "_after_"
+
+
 class _Parser(argparse.ArgumentParser):
+    #: a sub-command's parser (:func:`_share_global_options`): it reports what it does not take itself, under its own
+    #: name (``facecycle process: error: unrecognized arguments: ...``), and with a suggestion among its own options
+    _sub = False
+
     def error(self, message: str) -> None:  # one line, exit 2 (with a "did you mean" where one is close)
         self.exit(2, f"{self.prog}: error: {message}{_suggestion(self, message, getattr(self, '_argv', []))}\n")
 
@@ -91,18 +102,24 @@ class _Parser(argparse.ArgumentParser):
             if (isinstance(a, argparse._StoreAction) and a.nargs is None and a.option_strings
                     and getattr(ns, a.dest, None) == [] and a.default != []):
                 self.error(f"argument {'/'.join(a.option_strings)}: expected one argument")
+        if self._sub and rest:  # argparse leaves them to the top-level parser, which named itself ("facecycle:")
+            self.error(f"unrecognized arguments: {' '.join(rest)}")
+        if not self._sub:
+            for key in [k for k in vars(ns) if k.startswith(_AFTER)]:
+                dest = key[len(_AFTER):].split("@", 1)[0]
+                setattr(ns, dest, (getattr(ns, dest, None) or 0) + vars(ns).pop(key))
         return ns, rest
 
 
 def _option_strings(parser: argparse.ArgumentParser, argv: Sequence[str]) -> List[str]:
-    """The long options valid where ``argv`` puts them: ``parser``'s own, and those of the sub-command
-    (and sub-sub-command) that ``argv`` names; every sub-command's where ``argv`` names none."""
+    """The long options valid where ``argv`` puts them: ``parser``'s own; every sub-command's too where ``argv``
+    names none (where it names one, what follows its name is that sub-command's parser's to report)."""
     out = [s for a in parser._actions for s in a.option_strings if s.startswith("--")]
     for a in parser._actions:
         if isinstance(a, argparse._SubParsersAction):
             first = next((i for i, t in enumerate(argv) if not t.startswith("-")), None)
             if first is not None and argv[first] in a.choices:
-                return sorted(set(out + _option_strings(a.choices[argv[first]], argv[first + 1:])))
+                break
             for sp in a.choices.values():
                 out += _option_strings(sp, [])
     return sorted(set(out))
@@ -130,8 +147,31 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for mod in COMMAND_MODULES:
         mod.register(sub)
+    _share_global_options(p, [a for a in p._actions if a.option_strings and not isinstance(
+        a, (argparse._HelpAction, argparse._VersionAction))])
     _tidy_metavars(p)
     return p
+
+
+def _share_global_options(parser: argparse.ArgumentParser, actions: Sequence[argparse.Action]) -> None:
+    """Give every sub-command's parser (and sub-sub-command's) the top-level ``actions`` (``--verbose``, ``--debug``),
+    with the same meaning: ``facecycle process clip.mp4 --debug`` as ``facecycle --debug process clip.mp4``. Their
+    default there is SUPPRESS, so a sub-command that is not given one keeps the value given before its name; a count
+    (``-v``) given after the name adds to the one given before it (:data:`_AFTER`)."""
+    for a in parser._actions:
+        if not isinstance(a, argparse._SubParsersAction):
+            continue
+        for sp in a.choices.values():
+            if isinstance(sp, _Parser):
+                sp._sub = True
+            group = sp.add_argument_group("global options (also before the command)")
+            for g in actions:
+                copy = _copy.copy(g)
+                copy.default = argparse.SUPPRESS
+                if isinstance(g, argparse._CountAction):
+                    copy.dest = f"{_AFTER}{g.dest}@{sp.prog}"
+                group._add_action(copy)
+            _share_global_options(sp, actions)
 
 
 _PATH_WORDS = ("model", "checkpoint", "out", "json", "init", "weights", "calibration", "head", "dir", "video",

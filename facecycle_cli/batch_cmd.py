@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from facecycle.errors import UsageError
+from facecycle.errors import BackendUnavailable, UsageError
 
 from .process_cmd import _add_analyzer_args, analyzer_options
 
@@ -69,8 +69,7 @@ def _abs(p):
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from realtime.batch import BatchSettings, collect_inputs, run_batch
-    from realtime.batch.executors import make_executor
+    from realtime.batch import BatchSettings, collect_inputs, executors, run_batch
     from realtime.sinks.video_sink import check_x264_preset
 
     check_x264_preset(args.video_preset)  # once, before any worker starts (each one's outputs check it too)
@@ -98,9 +97,12 @@ def _batch(args: argparse.Namespace) -> int:
     items, dups = collect_inputs(args.inputs, out_dir=args.out_dir, root=args.root)
     if not items:
         raise UsageError("no inputs (folders held no videos)")
-    executor = None if args.dry_run else make_executor(settings, args.cluster, args.workers,
-                                                       args.threads_per_worker, args.gpus_per_worker,
-                                                       args.retries)
+    if not args.dry_run and args.cluster is None and args.workers not in (None, 1) and not executors.ray_available():
+        # (make_executor's own words ran two sentences together: "--workers 2 needs ray is not installed; ...")
+        raise BackendUnavailable(f"--workers {args.workers} needs Ray, but {executors.RAY_MISSING}")
+    executor = None if args.dry_run else executors.make_executor(settings, args.cluster, args.workers,
+                                                                 args.threads_per_worker, args.gpus_per_worker,
+                                                                 args.retries)
     res = run_batch(items, args.out_dir, settings, executor, duplicates=dups, parquet=args.parquet,
                     force=args.force, progress=args.progress, summary=args.summary, dry_run=args.dry_run,
                     command=["facecycle"] + sys.argv[1:] if sys.argv else None)

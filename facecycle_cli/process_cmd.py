@@ -393,9 +393,12 @@ def _reading(sidecar: Optional[Path]) -> str:
              if r.get("runner_up") and r["margin"] < NEAR_TIE else "")
     line = f", read as {r['emotion']} (mean p {r['p']:.2f} over {_n(r['face_rows'], 'face row')}{close})"
     # several faces that read differently (a group, an interview): each one's own reading, not only the pool of
-    # all their rows (9 people, 3 happy, read as neutral)
-    tracks = [t for t in ((info or {}).get("summary") or {}).get("tracks") or []
-              if t.get("emotion") and int(t.get("rows") or 0) >= max(10, 0.1 * int(r["face_rows"] or 0))]
+    # all their rows (9 people, 3 happy, read as neutral). A face counts with 10 % of the face rows and 10 rows, or
+    # every frame's row where the input has fewer than 10 frames (a picture of two people, a short clip): a long
+    # video's spurious short tracks stay out
+    summary = (info or {}).get("summary") or {}
+    least = max(0.1 * int(r["face_rows"] or 0), min(10, int(summary.get("frames") or 10)))
+    tracks = [t for t in summary.get("tracks") or [] if t.get("emotion") and int(t.get("rows") or 0) >= least]
     if len({t["emotion"] for t in tracks}) > 1:
         each = ", ".join(f"#{t['face_id']} {t['emotion']}" for t in tracks[:6])
         line += f"; by face: {each}{', ...' if len(tracks) > 6 else ''}"

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import List, Tuple
 
 import pytest
 
@@ -257,3 +258,110 @@ def test_the_models_python_api_without_torch_names_the_extra(name, tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path,
                        env=env)
     assert f"facecycle.{name} needs PyTorch: pip install \"facecycle-rt[torch]\"" in r.stdout, r.stdout + r.stderr
+
+
+def _usage_error(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_an_unknown_option_after_a_sub_command_is_reported_under_its_name(capsys):
+    """argparse left what a sub-command's parser did not take to the top-level parser: the error said `facecycle:`
+    (bad values say `facecycle process:`), and its "did you mean" came from the top-level options too (`--verbose`,
+    then refused after the sub-command, itself got "did you mean --version?")."""
+    line = _usage_error(["process", "x.mp4", "--bogus"], capsys)
+    assert line.startswith("facecycle process: error: unrecognized arguments: --bogus"), line
+    line = _usage_error(["process", "x.mp4", "--versio"], capsys)  # --version is the top-level parser's only
+    assert line.startswith("facecycle process: error: unrecognized arguments: --versio") and "--version?" not in line
+    line = _usage_error(["bench", "pipeline", "x.mp4", "--json", "j.json", "--fames", "3"], capsys)
+    assert line.startswith("facecycle bench pipeline: error: ") and "did you mean --frames?" in line, line
+    # before the sub-command's name only the top-level options are taken: the suggestion is one of them
+    line = _usage_error(["--precison", "process", "x.mp4"], capsys)
+    assert line.startswith("facecycle: error: unrecognized arguments: --precison") and "--precision?" not in line
+    line = _usage_error(["--debgu", "process", "x.mp4"], capsys)
+    assert line.startswith("facecycle: error: ") and "did you mean --debug?" in line, line
+
+
+@pytest.mark.parametrize("argv", [["--debug", "-v", "process", "x.mp4"], ["process", "x.mp4", "--debug", "-v"],
+                                  ["-v", "process", "--debug", "x.mp4"]])
+def test_the_global_options_are_taken_before_and_after_the_sub_command(argv):
+    args = build_parser().parse_args(argv)
+    assert args.debug is True and args.verbose == 1 and args.command == "process"
+    assert not [k for k in vars(args) if k.startswith("_")], vars(args)
+
+
+def test_global_options_after_the_sub_command_keep_and_add_to_those_before():
+    parse = build_parser().parse_args
+    assert parse(["--debug", "process", "x.mp4"]).debug is True  # a sub-command without --debug keeps it
+    assert parse(["-v", "process", "x.mp4"]).verbose == 1
+    assert parse(["process", "x.mp4"]).debug is False and parse(["process", "x.mp4"]).verbose == 0
+    assert parse(["-v", "process", "x.mp4", "-v"]).verbose == 2  # -vv, wherever each -v stands
+    args = parse(["probe", "-v", "eval", "--data", "d", "--split", "test", "-v", "--debug"])  # a sub-sub-command
+    assert args.verbose == 2 and args.debug is True and args.probe_command == "eval"
+
+
+def test_debug_after_the_sub_command_shows_the_traceback(monkeypatch, capsys):
+    import realtime.sources
+
+    def boom(path: str) -> str:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(realtime.sources, "local_path", boom)
+    assert main(["process", "x.mp4"]) == 1
+    assert "internal error: RuntimeError: boom (rerun with --debug" in capsys.readouterr().err
+    for argv in (["--debug", "process", "x.mp4"], ["process", "x.mp4", "--debug"]):
+        with pytest.raises(RuntimeError, match="boom"):
+            main(argv)
+
+
+def test_workers_without_ray_is_one_clear_sentence(tmp_path, monkeypatch, capsys):
+    """It read "--workers 2 needs ray is not installed; pip install ...": two sentences run together."""
+    import realtime.batch.executors as ex
+
+    monkeypatch.setattr(ex, "ray_available", lambda: False)
+    (tmp_path / "v.mp4").write_bytes(b"\0" * 64)
+    assert main(["batch", str(tmp_path), "--workers", "2", "--out-dir", str(tmp_path / "o")]) == 6
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ['facecycle: error: --workers 2 needs Ray, but ray is not installed; '
+                   'pip install "facecycle-rt[cluster]"'], err
+
+
+def _sidecar(tmp_path: Path, frames: int, tracks: List[Tuple[int, str]]) -> Path:
+    """A sidecar whose summary pools ``tracks`` (rows, emotion) over ``frames`` frames."""
+    means = {"angry": 0.3, "happy": 0.2, "neutral": 0.5}
+    rows = sum(n for n, _ in tracks)
+    summary = {"frames": frames, "frames_with_face": frames,
+               "faces": {"rows": rows, "emotion": "neutral", "mean_emotions": means, "runner_up": "angry",
+                         "top_emotions": {}},
+               "tracks": [{"face_id": i, "rows": n, "emotion": e} for i, (n, e) in enumerate(tracks)]}
+    path = tmp_path / f"s{frames}.json"
+    path.write_text(json.dumps({"input": {"reading": "video"}, "summary": summary}))
+    return path
+
+
+def test_the_end_line_reads_each_face_of_a_picture_or_a_short_clip(tmp_path):
+    """A face had to have 10 rows to be named: a picture of two people (1 row each) or a 5-frame clip read as one
+    pooled mean. Fewer frames than 10 ask for a row in every frame; a long video's short tracks stay out."""
+    from facecycle_cli.process_cmd import _reading
+
+    assert _reading(_sidecar(tmp_path, 1, [(1, "neutral"), (1, "angry")])).endswith(
+        "; by face: #0 neutral, #1 angry")
+    assert _reading(_sidecar(tmp_path, 5, [(5, "neutral"), (5, "happy")])).endswith("; by face: #0 neutral, #1 happy")
+    assert "by face" not in _reading(_sidecar(tmp_path, 5, [(5, "neutral"), (2, "happy")]))  # in 2 of 5 frames
+    # a long video: a track of 9 rows, or of under 10 % of the face rows, is no face of its own
+    assert "by face" not in _reading(_sidecar(tmp_path, 300, [(300, "neutral"), (9, "happy")]))
+    assert "by face" not in _reading(_sidecar(tmp_path, 3000, [(3000, "neutral"), (200, "happy")]))
+    assert _reading(_sidecar(tmp_path, 300, [(300, "neutral"), (40, "happy")])).endswith(
+        "; by face: #0 neutral, #1 happy")
+
+
+def test_a_picture_of_two_faces_ends_with_each_ones_reading(tmp_path, capfd):
+    rc = main(["process", str(ROOT / "docs" / "overlays_twofaces.jpg"), "--out-dir", str(tmp_path), "--no-video"])
+    err = capfd.readouterr().err
+    assert rc == 0, err
+    last = err.strip().splitlines()[-1]
+    assert "over 2 face rows" in last and "; by face: #0 " in last and ", #1 " in last, last

@@ -372,3 +372,45 @@ def test_a_batch_run_from_a_deleted_folder_is_an_output_error(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 4 and "the current folder no longer exists" in lines[-1], r.stderr
+
+
+@pytest.mark.parametrize("name,data,says", [
+    ("t.jpg", b"hello world\nthis is text\n", "cannot open as a picture (Invalid data found when processing input; "
+                                              "the file holds text, not a picture or a video)"),
+    ("page.png", b"<!DOCTYPE html>\n<html><body>Not Found</body></html>\n",
+     "cannot open as a picture (Invalid data found when processing input; the file holds HTML, not a picture or a "
+     "video)"),
+    ("notes.heic", b"some notes\n", "cannot open as a picture (Invalid data found when processing input; the file "
+                                    "holds text, not a picture or a video)"),
+    ("words.gif", b"some words\n", "cannot open as a video (End of file; the file holds text, not a video)"),
+    ("notes.mp4", b"some notes\n", "cannot open as a video (Invalid data found when processing input; the file holds "
+                                   "text, not a video)")])
+def test_a_text_file_named_as_a_picture_cannot_be_opened_as_one(tmp_path, name, data, says):
+    """A docs-audit finding: text named `.jpg` said "video stream has no frame size (the file holds text, ...)" (FFmpeg
+    opens it by its name alone, as a picture without a size), where the same text named `.mp4` said "cannot open as a
+    video (...; the file holds text, not a video)"; a `.gif` of text said only "cannot open as a video (End of file)".
+    Exit 3, as before."""
+    import subprocess
+    import sys
+
+    from facecycle.errors import InputError
+    from realtime.sources import open_source
+
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(InputError) as ei:
+        open_source(str(path))
+    assert str(ei.value) == f"{path}: {says}"
+    r = subprocess.run([sys.executable, "-m", "facecycle", "process", name, "--out-dir", "out", "--no-video"],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 3 and r.stderr.strip().splitlines() == [f"facecycle: error: {name}: {says}"], r.stderr
+
+
+def test_a_binary_file_named_as_a_picture_still_names_its_header(tmp_path):
+    from facecycle.errors import InputError
+    from realtime.sources import open_source
+
+    path = tmp_path / "noise.jpg"
+    path.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(InputError, match="noise.jpg: video stream has no frame size \\(corrupt header\\?\\)"):
+        open_source(str(path))

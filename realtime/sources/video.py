@@ -255,11 +255,12 @@ class VideoSource(Source):
                 raise self._guard.error(spath) from None
             hint = ""
             # (what a local file holds: a pipe's bytes must not be read here)
-            kind = _not_media(spath) if isinstance(e, av.error.InvalidDataError) and local else ""
+            kind = _not_media(spath) if isinstance(e, av.error.FFmpegError) and local else ""
             page = served is not None and (served.content_type in ("text/html", "application/xhtml+xml")
                                            or _text_kind(served.head) == "HTML")
-            if kind:
-                hint = f"; the file holds {kind}, not a video"
+            if kind:  # (a .gif of text ends as "End of file", not as "Invalid data")
+                raise InputError(f"{spath}: cannot open as a {_what(spath)} ({_msg(e)}; the file holds {kind}, "
+                                 f"{_not_what(spath)})") from None
             elif page:  # a login page, an error page with status 200, an expired share link
                 hint = "; the server sent a web page (HTML), not a video (a login page or an expired link?)"
             elif (isinstance(e, av.error.InvalidDataError) and Path(spath).suffix.lower() in (".mp4", ".mov", ".m4v")
@@ -368,9 +369,11 @@ class VideoSource(Source):
             if size and too_large(*size):
                 raise PictureTooLarge(f"{spath}: {too_large(*size)}")
             kind = "" if self.is_url or self.is_pipe else _not_media(spath)
+            if kind:  # text or a web page under a picture's name (FFmpeg's image2 opens it by its name alone)
+                raise InputError(f"{spath}: cannot open as a {_what(spath)} ({_decode_error(spath)}; the file holds "
+                                 f"{kind}, {_not_what(spath)})")
             why = _index_hint(spath, self._pipe_format()) or ("the stream sent no picture size" if self.is_url
-                                                              else f"the file holds {kind}, not a picture or a video"
-                                                              if kind else "corrupt header?")
+                                                              else "corrupt header?")
             raise InputError(f"{spath}: video stream has no frame size ({why})")
         if self.display_size is not None:
             log.info("%s: pixels of aspect %s: frames shown at %dx%d (stored %dx%d)", spath,
@@ -921,6 +924,30 @@ def _text_kind(head: bytes) -> str:
         text = head[:e.start].decode("utf-8")
     start = text.lstrip().lower()
     return "HTML" if start.startswith(("<!doctype html", "<html")) else "text"
+
+
+def _what(spath: str) -> str:
+    """``"picture"`` for a file named as one (``.jpg``, ``.png``, a phone's ``.heic``), else ``"video"``: the word of an
+    error about a file that is neither."""
+    suffix = Path(spath).suffix.lower()
+    return "picture" if suffix in IMAGE_SUFFIXES or suffix in UNREAD_PICTURE_SUFFIXES else "video"
+
+
+def _not_what(spath: str) -> str:
+    """``"not a video"``, or for a file named as a picture ``"not a picture or a video"`` (it is read as either)."""
+    return "not a picture or a video" if _what(spath) == "picture" else "not a video"
+
+
+def _decode_error(spath: str) -> str:
+    """What FFmpeg says when it decodes the first frame of a file it opened without a frame size (a text file named
+    ``.jpg``: "Invalid data found when processing input"), for the error's words."""
+    try:
+        with av.open(spath, "r", options=_LOCAL_OPTIONS) as c:
+            for _ in c.decode(video=0):
+                break
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        return _msg(e)
+    return "no frame size"
 
 
 def _msg(e: BaseException) -> str:
