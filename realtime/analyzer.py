@@ -40,6 +40,7 @@ from .backend import open_model
 from .baseline import NeutralBaseline
 from .crops import framing_scale
 from .detectors import create_detector
+from .detectors.base import LOOK_SIDE
 from .heads import HEAD_FILE, ExpressionHead, model_checksums
 from .inference import NEUTRAL_PASSES, FaceInference
 from .neutral_reference import NeutralReference
@@ -732,12 +733,7 @@ class Run:
         side, long = int(det.max_side or 0), max(image.shape[:2])
         self._looks_done += 1
         self._size_look_ts = ts
-        probe = min(long, 1280)
-        det.max_side = probe
-        try:
-            big = det.detect(image)
-        finally:
-            det.max_side = side
+        big = det.detect(image, max_side=min(long, LOOK_SIDE))
         if not len(big):
             return False
         boxes = np.array([f.box for f in faces], np.float32).reshape(-1, 4)

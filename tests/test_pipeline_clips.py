@@ -320,6 +320,34 @@ def test_small_faces_beside_a_large_one_are_found(tmp_path, capsys, caplog):
     assert side["asked"] == 320 and side["used"] > 320 and side["faces_missed"] == 2
 
 
+def test_small_faces_in_a_large_photo_are_found(tmp_path):
+    """A 4K photo with a face of about 110 px and a 12-MP one with faces of about 90 and 300 px: a video's run
+    looks at a larger size, but a photo had no such look, and `analyze_image` (and a picture given to `process`)
+    found none of the small faces, with no word (a probe's finding). A large picture without a face, or with a small
+    one, now gets that look; a picture whose faces are all large does not (the look's cost)."""
+    import cv2
+
+    from realtime.analyzer import Analyzer
+
+    a, b = (c[0] for c in _more_clips(("styletalk_source_video_feifeili_clip1.mp4",
+                                       "styletalk_style_clips_happyenglish_clip1.mp4"), 1))
+    four_k = np.full((2160, 3840, 3), 90, np.uint8)
+    four_k[700:880, 1300:1480] = cv2.resize(a, (180, 180))
+    twelve = np.full((3024, 4032, 3), 60, np.uint8)
+    twelve[400:550, 300:450] = cv2.resize(a, (150, 150))
+    twelve[1200:1700, 2000:2500] = cv2.resize(b, (500, 500))
+    large = np.full((3024, 4032, 3), 60, np.uint8)
+    large[400:550, 300:450] = cv2.resize(a, (150, 150))
+    large[1000:2600, 2000:3600] = cv2.resize(b, (1600, 1600))
+    cv2.imwrite(str(tmp_path / "group.jpg"), twelve)
+    with Analyzer(backend="onnxruntime") as an:
+        assert len(an.analyze_image(four_k).faces) == 1
+        faces = an.analyze_image(twelve).faces
+        assert len(faces) == 2 and sorted(round(float(f.box[2] - f.box[0]), -2) for f in faces)[0] < 200, faces
+        assert [len(p.faces) for p in an.process_video(tmp_path / "group.jpg")] == [2]
+        assert len(an.analyze_image(large).faces) == 1  # a face of a third of the picture: no look (documented)
+
+
 def test_small_faces_in_a_large_frame_are_found_and_max_faces_keeps_its_faces(tmp_path, capsys, caplog):
     """Faces of about 130 px in a 3840-px-wide frame: shrunk to the default detect size of 320 they were never
     found (0 faces, exit 0, not a word). A look at 1280 px early in the input now raises the detection size for it,
