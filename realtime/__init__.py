@@ -7,7 +7,14 @@ and the annotators in :mod:`realtime.annotators`. Submodules are imported lazily
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # type checkers see the real names (at run time they are imported lazily, below)
+    from .analyzer import Analyzer
+    from .detectors import create_detector
+    from .pipeline import LatestFrame
+    from .sources import open_source
+    from .types import Face, FramePacket
 
 __all__ = ["Analyzer", "FramePacket", "Face", "LatestFrame", "open_source", "create_detector"]
 

@@ -125,7 +125,7 @@ class Detections:
         return self.select(np.sort(np.argsort(-area)[:n]))
 
 
-@dataclass
+@dataclass(eq=False)
 class Face:
     """One face in one frame.
 
@@ -163,6 +163,9 @@ class Face:
         label: the index into :data:`EMOTIONS` of the label the pipeline holds for the track (smoothing's
             hysteresis, :meth:`realtime.smoothing.TrackSmoother.label`), or None: :attr:`emotion` is then the most
             probable class of ``emotions``.
+
+    Faces compare and hash by identity (``face in packet.faces``, sets, dict keys): their fields hold arrays, whose
+    ``==`` is element-wise, so a field-by-field ``==`` raised "truth value of an array is ambiguous".
     """
 
     box: np.ndarray
@@ -217,7 +220,7 @@ class Face:
         return float((self.box[2] - self.box[0]) * (self.box[3] - self.box[1]))
 
 
-@dataclass
+@dataclass(eq=False)
 class FramePacket:
     """One decoded frame and everything computed about it.
 
@@ -238,6 +241,8 @@ class FramePacket:
             ended there, so the faces of this frame have new ids.
         file: for a frame that is a file of its own (an image folder's), its path relative to the folder
             (``/``-separated); "" otherwise.
+
+    Packets compare and hash by identity, as :class:`Face` does.
     """
 
     index: int

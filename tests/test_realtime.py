@@ -1091,3 +1091,23 @@ def test_mirror_detect_keeps_faces_either_side_finds_and_averages_scores():
     img[:, :60] = 4  # a slight edge: 0.52 in the frame, 0.48 in its mirror: averaged, 0.5 on both sides
     a, b = det.detect(img), det.detect(np.ascontiguousarray(img[:, ::-1]))
     assert len(a) == len(b) == 1 and a.scores[0] == pytest.approx(0.5) and b.scores[0] == pytest.approx(0.5)
+
+
+def test_faces_and_packets_compare_and_hash_by_identity():
+    """A field-by-field ``==`` over array fields raised "truth value of an array is ambiguous" (``face in faces``,
+    ``faces.index(f)``, a packet against its unpickled copy), and neither could go in a set (an API probe's
+    finding)."""
+    import copy
+    import pickle
+    from fractions import Fraction
+
+    from realtime.types import Face, FramePacket
+
+    f = Face(box=np.zeros(4, np.float32), score=0.9, landmarks=np.zeros((5, 2), np.float32),
+             emotions=np.full(7, 1 / 7, np.float32))
+    g = copy.deepcopy(f)
+    assert f == f and f != g and [g, f].index(f) == 1 and len({f, g, f}) == 2
+    p = FramePacket(index=0, pts=0, time_base=Fraction(1, 25), timestamp=0.0, image=np.zeros((4, 4, 3), np.uint8),
+                    faces=[f])
+    q = pickle.loads(pickle.dumps(p))
+    assert p != q and p in {p} and q.faces[0].score == f.score
