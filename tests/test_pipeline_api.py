@@ -945,6 +945,8 @@ def test_frames_held_in_memory_are_read_as_their_video_is(tmp_path):
         assert pulled == [0, 1, 2]
         with pytest.raises(UsageError, match="one image"):
             an.process_video(frames[0])
+        with pytest.raises(UsageError, match=r"one \(image, seconds\) pair"):  # it was read as two frames
+            an.process_video((frames[0], 0.0))
         with pytest.raises(InputError, match="frame 0: expected a uint8 image"):
             list(an.process_video([frames[0].astype(np.float32) / 255]))
         with pytest.raises(InputError, match="frame 1: the timestamp is nan"):

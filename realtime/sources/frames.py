@@ -50,6 +50,11 @@ class FrameSource(Source):
             # (N, H, W) with W not 1, 3 or 4 is N grey frames; (H, W, 3) and the like are one image
             raise UsageError(f"an array of shape {frames.shape} is one image, not frames: use Analyzer.analyze_image, "
                              "or stack frames as (N, H, W, 3) (or grey ones as (N, H, W))")
+        if (isinstance(frames, tuple) and len(frames) == 2 and isinstance(frames[0], np.ndarray)
+                and isinstance(frames[1], (int, float, np.number)) and not isinstance(frames[1], bool)):
+            # one (image, seconds) pair was read as two frames: the image, then "frame 1: ... got float"
+            raise UsageError("frames is one (image, seconds) pair: give an iterable of them, [(image, seconds)], "
+                             "or use Analyzer.analyze_image(image, timestamp=seconds)")
         if not fps or fps <= 0:
             raise UsageError(f"fps must be > 0, not {fps}")
         self._frames = frames
