@@ -57,6 +57,20 @@ def model_dir(request, tmp_path_factory):
     return str(d)
 
 
+@pytest.fixture(autouse=True)
+def _private_settings(tmp_path, monkeypatch):
+    """Qt's settings in a temporary folder, never the user's ~/.config: in this process (QSettings.setPath) and in
+    the app's subprocesses (XDG_CONFIG_HOME; automated runs do not touch the settings anyway)."""
+    from PyQt6.QtCore import QSettings
+
+    cfg = tmp_path / "qt_config"
+    cfg.mkdir(exist_ok=True)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(cfg))
+    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
+        QSettings.setPath(fmt, QSettings.Scope.UserScope, str(cfg))
+    return cfg
+
+
 @pytest.fixture
 def window(qtbot, model_dir):
     w = MainWindow(model_dir=model_dir)
@@ -657,3 +671,351 @@ def test_cli_a_single_picture_is_painted_before_the_app_quits(model_dir, tmp_pat
         assert r.returncode == 0, r.stderr
         assert "painted frames" not in r.stderr
         assert json.loads(stats.read_text())["frames_painted"] == 1
+
+
+
+# --------------------------------------------------------------------- usability probe (statusbar, keyboard, ...)
+def _no_overlap(widgets):
+    """The widgets, left to right, each wholly left of the next (none painted over another)."""
+    geo = sorted((w.geometry() for w in widgets), key=lambda g: g.x())
+    return all(a.right() < b.left() for a, b in zip(geo[:-1], geo[1:], strict=True))
+
+
+def test_the_recording_indicator_is_readable_and_the_buttons_say_they_are_on(qtbot, window, tmp_path):
+    """Probe finding: while recording, the status bar's "● REC clip.mp4  CSV clip.csv" was painted over "display NN
+    fps" (its size rule gave it no width), and Record / Export CSV on looked nearly like off (a faint shade). Both
+    readable at the default size and at the window's smallest (699 px); the paused state keeps the backend; the
+    run's end names the folder of the files saved."""
+    video = tmp_path / "a_rather_long_recording_name_for_the_status_bar.mp4"
+    window.resize(1180, 640)
+    window.set_record_path(video)
+    window.set_csv_path(tmp_path / "rows.csv")
+    window.open_source(shared_video(LONG_CLIP), start=True)
+    qtbot.waitUntil(lambda: window.live_view.painted >= 3, timeout=60_000)
+    window.pause(True)
+    qtbot.waitUntil(lambda: window.rec_label.isVisible() and "CSV" in window.rec_label.text(), timeout=5000)
+    rec, state = window.rec_label, window.state_label
+    numbers = [window.fps_label, window.pipe_label, window.latency_label, window.drops_label]
+    for width in (1180, 699):
+        window.resize(width, 640)
+        qtbot.waitUntil(lambda w=width: window.width() == w and rec.width() > 0, timeout=5000)
+        qtbot.wait(50)
+        assert _no_overlap([state, rec, *numbers]), [(w.text(), w.geometry()) for w in (state, rec, *numbers)]
+        for lbl in numbers:  # the rates are shown whole
+            assert lbl.width() >= lbl.sizeHint().width(), lbl.text()
+        shown = rec.shown_text()
+        assert shown.startswith("● REC ") and "  CSV " in shown, shown  # the names shortened, not the indicator
+        assert rec.fontMetrics().horizontalAdvance(shown) <= rec.contentsRect().width()
+        if width == 1180:
+            assert shown == rec.text() == f"● REC {video.name}  CSV rows.csv"
+        else:
+            assert "…" in shown
+        assert state.shown_text().startswith("paused")
+    assert "[" in state.text() and window.session.info["backend"]["backend"] in state.text(), state.text()
+    # on, the buttons say what a click does, in white on red
+    assert "Stop" in window.record_button.text() and "Stop" in window.csv_button.text()
+    assert window.record_button.accessibleName() == "Stop recording"
+    img = window.record_button.grab().toImage()
+    r, g, b = (np.mean([getattr(img.pixelColor(x, y), c)() for x in range(4, img.width() - 4, 3)
+                        for y in range(4, img.height() - 4, 3)]) for c in ("red", "green", "blue"))
+    assert r > g + 50 and r > b + 50, (r, g, b)
+    window.stop()
+    _wait_finished(qtbot, window)
+    assert f"in {tmp_path}" in state.text() and not rec.isVisible(), state.text()  # where the files are
+    assert window.record_button.text() == "● &Record…" and window.record_button.accessibleName() == "Record video"
+
+
+def test_cli_an_output_that_cannot_be_written_fails_the_run(model_dir, tmp_path, _private_settings):
+    """Probe finding: `facecycle app --csv /proc/nope/x.csv --record /proc/nope/x.mp4 --exit-after 5` printed nothing
+    and exited 0 (the error only in the stats JSON), and so did `--record` over the input (refused). Outputs asked
+    for on the command line fail the run: one line on stderr, exit 4 (OutputError)."""
+    import shutil
+
+    clip = shared_video(CLIP)
+    stats = tmp_path / "stats.json"
+    r = _run_cli(["--input", str(clip), "--model", model_dir, "--csv", "/proc/nope/x.csv", "--record",
+                  "/proc/nope/x.mp4", "--exit-after", "5", "--stats-json", str(stats)])
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 4 and len(lines) == 1 and lines[0].startswith("facecycle: error:"), r.stderr
+    assert "/proc/nope" in lines[0]
+    assert json.loads(stats.read_text())["errors"]  # the stats are still written
+    src = tmp_path / "in.mp4"
+    shutil.copy(clip, src)
+    before = src.read_bytes()
+    r = _run_cli(["--input", str(src), "--model", model_dir, "--record", str(src), "--exit-after", "5"])
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 4 and len(lines) == 1 and "over the input" in lines[0], r.stderr
+    assert src.read_bytes() == before
+    assert not (_private_settings / "FaceCycleRT").exists()  # automated runs leave the settings alone
+
+
+def test_export_csv_asks_before_replacing_an_existing_sidecar(qtbot, window, tmp_path, monkeypatch):
+    """Probe finding: the CSV's sidecar is the CSV's name with .json; the save dialog asked only about the .csv and
+    the app replaced any rows.json without a word. It asks now, and declined, exports nothing."""
+    from PyQt6.QtWidgets import QFileDialog, QMessageBox
+
+    side = tmp_path / "rows.json"
+    side.write_text('{"mine": true}')
+    asked = []
+    answer = [QMessageBox.StandardButton.No]
+
+    def question(parent, title, text, *a, **k):
+        asked.append(text)
+        return answer[0]
+
+    monkeypatch.setattr(QMessageBox, "question", question)
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp_path / "rows.csv"), ""))
+    window.csv_button.click()
+    assert len(asked) == 1 and "rows.json" in asked[0] and str(tmp_path) in asked[0]
+    assert window.csv_path is None and not window.csv_button.isChecked()
+    assert side.read_text() == '{"mine": true}'
+    answer[0] = QMessageBox.StandardButton.Yes
+    window.csv_button.click()
+    assert len(asked) == 2 and window.csv_path == str(tmp_path / "rows.csv") and window.csv_button.isChecked()
+    window.csv_button.click()  # off
+    assert window.csv_path is None
+    # no sidecar there: no question; a name typed without .csv: the dialog never asked about name.csv, the window does
+    side.unlink()
+    window.csv_button.click()
+    assert len(asked) == 2 and window.csv_path == str(tmp_path / "rows.csv")
+    window.csv_button.click()
+    (tmp_path / "typed.csv").write_text("x")
+    answer[0] = QMessageBox.StandardButton.No
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp_path / "typed"), ""))
+    window.csv_button.click()
+    assert len(asked) == 3 and "typed.csv" in asked[2] and window.csv_path is None
+
+
+def test_keyboard_shortcuts_tab_order_and_accessible_names(qtbot, window, monkeypatch):
+    """Probe finding: no shortcut at all (Ctrl+O, Space, Ctrl+Q did nothing), the tab order jumped (Model… after the
+    check box of row 2, Record / Export CSV after the overlays), no accessible names ("▶ Start" read as symbols),
+    the backend / detector labels not linked to their boxes, no tooltip naming a key."""
+    import re
+
+    from PyQt6.QtGui import QAction
+    from PyQt6.QtTest import QTest
+    from PyQt6.QtWidgets import QAbstractButton, QApplication, QComboBox, QFileDialog, QSpinBox
+
+    keys = {k.toString(): a for a in window.findChildren(QAction) for k in a.shortcuts()}
+    assert {"Ctrl+O", "Space", "Esc", "Ctrl+R", "Ctrl+E", "Ctrl+Q", "Ctrl+W"} <= set(keys), sorted(keys)
+    window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window, timeout=5000)
+
+    opened = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (opened.append(a[2]), ("", ""))[1])
+    QTest.keyClick(window, Qt.Key.Key_O, Qt.KeyboardModifier.ControlModifier)
+    assert len(opened) == 1
+
+    # Space in the view starts, pauses and resumes; Esc stops
+    window.open_source(shared_video(LONG_CLIP))
+    window.live_view.setFocus()
+    QTest.keyClick(window.live_view, Qt.Key.Key_Space)
+    assert window.running
+    qtbot.waitUntil(lambda: window.live_view.painted >= 2, timeout=60_000)
+    QTest.keyClick(window.live_view, Qt.Key.Key_Space)
+    assert window.pause_button.isChecked() and window.session.paused
+    QTest.keyClick(window.live_view, Qt.Key.Key_Space)
+    assert not window.pause_button.isChecked()
+    QTest.keyClick(window.live_view, Qt.Key.Key_Escape)
+    _wait_finished(qtbot, window)
+    assert window.session.end_reason == "stopped"
+    # a focused check box keeps Space for itself
+    pose = window.overlay_checks["pose"]
+    pose.setFocus()
+    was = pose.isChecked()
+    QTest.keyClick(pose, Qt.Key.Key_Space)
+    assert pose.isChecked() is not was and window.idle and window.sessions_run == 1
+
+    # the tab order is the visual one
+    want = [window.camera_spin, window.camera_button, window.open_button, window.model_button, window.start_button,
+            window.pause_button, window.stop_button, window.backend_combo, window.detector_combo,
+            window.realtime_check, window.record_button, window.csv_button, *window.overlay_checks.values(),
+            window.banner.close_button, window.live_view, window.panel]
+    chain, w = [], window.camera_spin
+    for _ in range(200):
+        if w in want and w not in chain:
+            chain.append(w)
+        w = w.nextInFocusChain()
+    assert chain == want, [c.accessibleName() for c in chain]
+
+    # plain accessible names, tooltips naming the keys, labels linked to their boxes
+    controls = [c for cls in (QAbstractButton, QComboBox, QSpinBox) for c in window.findChildren(cls)
+                if c.focusPolicy() != Qt.FocusPolicy.NoFocus]
+    for c in controls:
+        name = c.accessibleName()
+        assert name and name[0].isalpha() and not re.search(r"&\w", name), (type(c).__name__, name)  # no mnemonic
+        if c not in (window.camera_spin, window.banner.close_button):
+            assert any(k in c.toolTip() for k in ("Ctrl+", "Alt+", "Space", "Esc")), (name, c.toolTip())
+    assert window.backend_label.buddy() is window.backend_combo
+    assert window.detector_label.buddy() is window.detector_combo
+    assert window.live_view.accessibleName() and window.panel.accessibleName()
+
+    QTest.keyClick(window, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=10_000)
+
+
+def test_a_new_run_clears_an_old_error_from_the_status_bar(qtbot, window, tmp_path):
+    """Probe finding: a missing file, then a good one within 10 s: "…: no such file" stayed in the status bar for
+    10 s, hiding the new run's state."""
+    window.open_source(tmp_path / "missing.mp4", start=True)
+    _wait_finished(qtbot, window)
+    assert "no such file" in window.statusBar().currentMessage()
+    window.open_source(shared_video(CLIP), start=True)
+    assert window.statusBar().currentMessage() == "" and window.state_label.isVisible()
+    assert window.state_label.text().startswith("starting")
+    window.stop()
+    _wait_finished(qtbot, window)
+
+
+def test_title_model_save_folders_and_elided_names(qtbot, window, model_dir, tmp_path, monkeypatch):
+    """Probe finding: the title never named the file, the model in use was nowhere, save dialogs started in the
+    current folder, a long file name was cut rather than elided."""
+    import shutil
+
+    from PyQt6.QtWidgets import QFileDialog
+
+    src_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    src_dir.mkdir()
+    out_dir.mkdir()
+    clip = src_dir / ("a_very_long_name_" * 6 + "end.mp4")
+    shutil.copy(shared_video(CLIP), clip)
+    window.open_source(clip)
+    assert window.windowTitle() == f"{clip.name} — FaceCycle RT"
+    window.resize(699, 520)
+    qtbot.waitUntil(lambda: window.width() == 699, timeout=5000)
+    shown = window.source_label.shown_text()
+    assert "…" in shown and shown.startswith("a_") and shown.endswith(".mp4"), shown  # the suffix kept
+    assert window.model_label.isVisible() and window.model_label.text() == f"model: {Path(model_dir).name}"
+    assert model_dir in window.model_label.toolTip()
+    default = MainWindow()
+    qtbot.addWidget(default)
+    assert default.model_label.text() == "model: default"
+
+    defaults = []
+
+    def save(parent, title, name, *a, **k):
+        defaults.append(Path(name))
+        return str(out_dir / "take.mp4"), ""
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", save)
+    window.record_button.click()  # first: the input's folder
+    window.record_button.click()  # off
+    window.csv_button.click()  # then: the folder last saved to
+    assert defaults[0].parent == src_dir and defaults[1].parent == out_dir, defaults
+    window.set_csv_path(None)
+
+
+def test_settings_are_remembered_and_stale_ones_ignored(qtbot, model_dir, tmp_path, monkeypatch):
+    """Probe finding: only the last folder was remembered, and a deleted one was put in the dialog's file-name box.
+    Overlays, backend, detector, "file at its own pace", geometry and the last save folder are remembered; a stale
+    value is ignored."""
+    from PyQt6.QtCore import QSettings
+    from PyQt6.QtWidgets import QFileDialog
+
+    ini = tmp_path / "settings.ini"
+
+    def settings():
+        return QSettings(str(ini), QSettings.Format.IniFormat)
+
+    a = MainWindow(model_dir=model_dir, settings=settings())
+    qtbot.addWidget(a)
+    a.set_overlays(Overlays(boxes=False, pose=True, emotions=False, neutral_thumb=True))
+    a.backend_combo.setCurrentText("onnxruntime")
+    a.realtime_check.setChecked(True)
+    a.resize(720, 480)  # inside the offscreen platform's 800x600 screen (restoreGeometry keeps a window on screen)
+    a.show()
+    qtbot.waitUntil(lambda: a.width() == 720, timeout=5000)
+    opened, saved = tmp_path / "opened", tmp_path / "saved"
+    opened.mkdir()
+    saved.mkdir()
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *x, **k: (str(opened / "missing.mp4"), ""))
+    a._choose_file()
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *x, **k: (str(saved / "r.mp4"), ""))
+    a.record_button.click()
+    a.set_record_path(None)
+    _wait_finished(qtbot, a)
+    a.close()  # saves
+    qtbot.waitUntil(lambda: not a.isVisible(), timeout=10_000)
+
+    b = MainWindow(model_dir=model_dir, settings=settings())
+    qtbot.addWidget(b)
+    assert b.restore_settings() is True
+    assert b.overlays == Overlays(boxes=False, pose=True, emotions=False, neutral_thumb=True)
+    assert b.overlay_checks["neutral_thumb"].isChecked() and not b.overlay_checks["boxes"].isChecked()
+    assert b.backend_combo.currentText() == "onnxruntime" and b.realtime_check.isChecked()
+    assert (b.width(), b.height()) == (720, 480)
+    assert b._open_dir() == str(opened) and Path(b._default_name(".mp4")).parent == saved
+    c = MainWindow(model_dir=model_dir, settings=settings())
+    qtbot.addWidget(c)
+    c.restore_settings(skip=["backend", "overlays"])  # given on the command line
+    assert c.backend_combo.currentText() == "auto" and c.overlays == Overlays()
+
+    # stale or foreign values: ignored, nothing added to the boxes, no deleted folder offered
+    s = settings()
+    gone = tmp_path / "deleted_folder"
+    for k, v in (("backend", "no-such-backend"), ("detector", "yunet"), ("overlays/pose", "maybe"),
+                 ("realtime", "perhaps"), ("geometry", "garbage"), ("last_dir", str(gone)),
+                 ("last_save_dir", str(gone))):
+        s.setValue(k, v)
+    s.sync()
+    d = MainWindow(model_dir=model_dir, settings=settings())
+    qtbot.addWidget(d)
+    assert d.restore_settings() is False
+    assert d.backend_combo.currentText() == "auto" and d.backend_combo.findText("no-such-backend") < 0
+    assert d.detector_combo.currentText() == "centerface" and d.detector_combo.findText("yunet") < 0
+    assert d.overlays.pose and not d.realtime_check.isChecked()
+    dirs = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *x, **k: (dirs.append(x[2]), ("", ""))[1])
+    d._choose_file()
+    assert dirs and str(gone) not in dirs[0] and os.path.isdir(dirs[0])
+    assert str(gone) not in d._default_name(".csv")
+
+
+def test_contrast_and_plot_lines_told_apart_without_colour(qtbot):
+    """Probe finding: "neutral face off" was #777 on #222 (3.6:1, under WCAG AA's 4.5:1); the plot's lines differed
+    by colour only."""
+    import re
+
+    from ui.widgets import FaceCard, TimePlot
+
+    def luminance(hexcolor):
+        rgb = [int(hexcolor.lstrip("#")[i:i + 2], 16) / 255 for i in (0, 2, 4)]
+        lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    def full(c):
+        c = c.lstrip("#")
+        return "#" + ("".join(ch * 2 for ch in c) if len(c) == 3 else c)
+
+    card = FaceCard(1)
+    qtbot.addWidget(card)
+    sheet = card.thumb.styleSheet()
+    fg = full(re.search(r"(?<![-\w])color:\s*(#[0-9a-fA-F]+)", sheet).group(1))
+    bg = full(re.search(r"background:\s*(#[0-9a-fA-F]+)", sheet).group(1))
+    hi, lo = sorted((luminance(fg), luminance(bg)), reverse=True)
+    assert (hi + 0.05) / (lo + 0.05) >= 4.5, (fg, bg)
+
+    plot = TimePlot()
+    qtbot.addWidget(plot)
+    rng = np.random.default_rng(1)
+    for t in range(40):
+        plot.add(t / 10, 0.5, rng.dirichlet(np.ones(7)).astype(np.float32))
+    styles = plot.line_styles()
+    assert set(styles) == {"intensity", *plot.top_emotions()} and len(styles) == 4
+    assert len(set(styles.values())) == 4  # no two lines drawn alike
+
+
+def test_a_folder_of_videos_gets_advice_for_the_window(qtbot, window, tmp_path):
+    """Probe finding: a folder of videos opened in the window was refused with command-line advice ("give them as
+    inputs (bad/*), or the folder to `facecycle batch`")."""
+    folder = tmp_path / "clips (1)"
+    folder.mkdir()
+    (folder / "a.mp4").write_bytes(b"")
+    (folder / "b.mp4").write_bytes(b"")
+    window.open_source(folder, start=True)
+    _wait_finished(qtbot, window)
+    text = window.banner.text()
+    assert "2 video files" in text and "Open file…" in text and "give them as inputs" not in text, text
+    from ui.main_window import gui_message
+
+    assert gui_message("x: no such file") == "x: no such file"

@@ -34,11 +34,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from engines.select import BACKEND_NAMES
     from realtime.detectors import DETECTOR_CHOICES
 
-    p.add_argument("--backend", default="auto", metavar="NAME",
-                   help=f"inference backend: {', '.join(BACKEND_NAMES)} (default auto)")
-    p.add_argument("--detector", default="centerface", metavar="NAME",
-                   help=f"face detector: {', '.join(DETECTOR_CHOICES)} (default centerface; the others need "
-                        "--detector-model)")
+    # the defaults are None: an option not given leaves the window's remembered choice (docs/app.md, Settings)
+    p.add_argument("--backend", default=None, metavar="NAME",
+                   help=f"inference backend: {', '.join(BACKEND_NAMES)} (default: the last one chosen in the "
+                        "window, else auto)")
+    p.add_argument("--detector", default=None, metavar="NAME",
+                   help=f"face detector: {', '.join(DETECTOR_CHOICES)} (default: the last one chosen in the window, "
+                        "else centerface; the others need --detector-model)")
     p.add_argument("--detector-model", default=None, metavar="PATH",
                    help="model for yunet (.onnx) or insightface (.onnx, model-pack folder or pack name)")
     p.add_argument("--realtime", action="store_true", help="play files at their own pace, like a camera")
@@ -59,7 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     auto.add_argument("--timeout", type=float, default=None, metavar="S",
                       help="automation: give up (exit 7) after S seconds (default: 600 with --exit-after, "
                            "else no limit)")
-    auto.add_argument("--size", default="1180x640", metavar="WxH", help="window size (default 1180x640)")
+    auto.add_argument("--size", default=None, metavar="WxH",
+                      help="window size (default: the last one, else 1180x640; always 1180x640 in automation)")
 
 
 def _parse_size(s: str):
@@ -76,6 +79,10 @@ class Automation:
     """Drives a window for scripted runs: after ``exit_after`` painted frames (or the end of the
     input, or an error) it saves the screenshot and the stats, then closes the window
     (which stops the pipeline and finishes every file first).
+
+    A recording or CSV that cannot be opened, written or finished (asked for on the command line: ``--record``,
+    ``--csv``) fails the run at once with :class:`~facecycle.errors.OutputError` (exit 4): the window only shows
+    it in its banner, and a script would otherwise see exit 0 with the file missing.
 
     ``exit_code`` is 0 on success; ``error`` holds the FaceCycleError to report otherwise.
     """
@@ -94,6 +101,7 @@ class Automation:
         self.t_start = time.perf_counter()
         window.live_view.framePainted.connect(self._on_painted)
         window.runFinished.connect(self._on_finished)
+        window.outputFailed.connect(self._on_output_failed)
         self._timer = QTimer(window)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._on_timeout)
@@ -111,15 +119,26 @@ class Automation:
 
             QTimer.singleShot(0, self.finish)  # not from inside paintEvent
 
+    def _on_output_failed(self, message: str) -> None:
+        """An output asked for could not be written: the run has failed (exit 4), whatever else goes well."""
+        if self.error is None:
+            self.error = OutputError(message)
+        if not self.done:
+            self.done = True
+            from PyQt6.QtCore import QTimer
+
+            QTimer.singleShot(0, self.finish)  # not from inside the signal's emitter
+
     def _on_finished(self, reason: str) -> None:
         if self.done:
             return
         self.done = True
         s = self.window.session
         if reason == "error":
-            err = s.error if s is not None and s.error is not None else PipelineError(
-                self.window.errors[-1] if self.window.errors else "the pipeline failed")
-            self.error = err
+            last = self.window.errors[-1] if self.window.errors else "the pipeline failed"
+            err = s.error if s is not None and s.error is not None else (
+                OutputError(last) if last.startswith("could not finish the output files") else PipelineError(last))
+            self.error = self.error or err
         elif self.exit_after is not None:
             self.window.live_view.repaint()  # the last frame, which may have come with the end, painted first
             if self.window.live_view.painted < self.exit_after:
@@ -167,9 +186,10 @@ def _check_choices(args: argparse.Namespace) -> None:
     from engines.select import canonical
     from realtime.detectors import DETECTORS
 
-    if args.detector.lower() not in DETECTORS:
+    if args.detector is not None and args.detector.lower() not in DETECTORS:
         raise UsageError(f"unknown detector {args.detector!r}; choose from {', '.join(DETECTORS)}")
-    canonical(args.backend)  # raises UsageError for an unknown name
+    if args.backend is not None:
+        canonical(args.backend)  # raises UsageError for an unknown name
 
 
 def _qt_message_handler(mode, context, message: str) -> None:
@@ -225,7 +245,7 @@ def run_app(args: argparse.Namespace) -> int:
         from facecycle.errors import ModelError
 
         raise ModelError(f"{args.model}: not an exported model directory (no manifest.json)")
-    size = _parse_size(args.size)
+    size = _parse_size(args.size) if args.size is not None else None
     _check_choices(args)
     try:  # a missing PyQt6 first: no display would not help without it
         from PyQt6.QtWidgets import QApplication
@@ -237,7 +257,7 @@ def run_app(args: argparse.Namespace) -> int:
 
     from PyQt6.QtCore import qInstallMessageHandler
 
-    from .main_window import MainWindow
+    from .main_window import MainWindow, app_settings
     from .settings import Overlays
 
     qInstallMessageHandler(_qt_message_handler)
@@ -245,10 +265,17 @@ def run_app(args: argparse.Namespace) -> int:
     app.setApplicationName("FaceCycle RT")
     overlays = Overlays(boxes=not args.no_overlays, pose=not args.no_overlays, emotions=not args.no_overlays,
                         neutral_thumb=bool(args.neutral_thumbnail), neutralized=bool(args.neutralized))
-    win = MainWindow(model_dir=args.model, backend=args.backend, detector=args.detector, realtime=args.realtime,
-                     overlays=overlays, detector_model=args.detector_model,
-                     neutral_reference=args.neutral_reference)
-    win.resize(*size)
+    # an interactive window remembers the user's choices (QSettings); an automated run neither reads nor writes
+    # them: its result depends on its command line only
+    win = MainWindow(model_dir=args.model, backend=args.backend or "auto", detector=args.detector or "centerface",
+                     realtime=args.realtime, overlays=overlays, detector_model=args.detector_model,
+                     neutral_reference=args.neutral_reference, settings=None if automated else app_settings())
+    given = {"backend": args.backend is not None, "detector": args.detector is not None, "realtime": args.realtime,
+             "overlays": bool(args.no_overlays or args.neutralized or args.neutral_thumbnail),
+             "geometry": size is not None}
+    restored = win.restore_settings(skip=[k for k, v in given.items() if v])
+    if size is not None or not restored:
+        win.resize(*(size or (1180, 640)))
     timeout = args.timeout if args.timeout is not None else (600.0 if args.exit_after is not None else None)
     if timeout is not None and timeout <= 0:
         raise UsageError("--timeout must be > 0")

@@ -48,6 +48,7 @@ class FaceSample:
         intensity: expression intensity (NaN when unknown).
         emotions: (7,) float32 probabilities in ``realtime.types.EMOTIONS`` order, or None.
         pose: (3,) float32 (Rx pitch, Ry yaw, Rz roll) radians, or None.
+        emotion: the face's emotion label (``Face.emotion``: held with hysteresis, as the CSV's), or None.
     """
 
     timestamp: float
@@ -55,6 +56,7 @@ class FaceSample:
     intensity: float
     emotions: Optional[np.ndarray]
     pose: Optional[np.ndarray]
+    emotion: Optional[str] = None
 
 
 def summarize(packet: Any) -> List[FaceSample]:
@@ -63,7 +65,7 @@ def summarize(packet: Any) -> List[FaceSample]:
     for f in packet.faces:
         out.append(FaceSample(float(packet.timestamp), int(f.track_id), float(f.intensity),
                               None if f.emotions is None else np.asarray(f.emotions, np.float32),
-                              None if f.pose is None else np.asarray(f.pose, np.float32)))
+                              None if f.pose is None else np.asarray(f.pose, np.float32), f.emotion))
     return out
 
 

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
 import statistics
 import time
 from collections import deque
 from pathlib import Path
-from typing import Deque, List, Optional, Union
+from typing import Any, Callable, Collection, Deque, List, Optional, Sequence, Union
 
-from PyQt6.QtCore import QSettings, Qt, QTimer, pyqtSignal
-from PyQt6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
+from PyQt6.QtCore import QByteArray, QSettings, Qt, QTimer, pyqtSignal
+from PyQt6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PyQt6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -17,8 +19,8 @@ from PyQt6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QMessageBox,
     QPushButton,
-    QSizePolicy,
     QSpinBox,
     QSplitter,
     QStatusBar,
@@ -35,14 +37,84 @@ from realtime.summary import clip_reading
 from .bridge import FrameBridge
 from .session import AnalysisSession
 from .settings import Overlays, RunConfig
-from .widgets import ErrorBanner, FacePanel, LiveView
+from .widgets import ElidedLabel, ErrorBanner, FacePanel, LiveView
 
-__all__ = ["MainWindow", "backend_choices", "detector_choices"]
+__all__ = ["MainWindow", "backend_choices", "detector_choices", "app_settings", "gui_message", "saved_text",
+           "APP_TITLE", "OUTPUT_ERRORS", "REMEMBERED"]
 
 log = logging.getLogger(__name__)
 
 #: the open dialog's filter: every suffix the pipeline reads (facecycle.files.VIDEO_SUFFIXES, the one list)
 VIDEO_FILTER = "Videos (" + " ".join(f"*{x}" for x in VIDEO_SUFFIXES) + ");;All files (*)"
+
+
+APP_TITLE = "FaceCycle RT"
+
+#: where the window remembers the user's choices: ``QSettings("FaceCycleRT", "app")``, on Linux
+#: ``~/.config/FaceCycleRT/app.conf`` (``$XDG_CONFIG_HOME`` if set); docs/app.md says how to reset them
+SETTINGS_ORGANIZATION, SETTINGS_APPLICATION = "FaceCycleRT", "app"
+
+#: what :meth:`MainWindow.restore_settings` can restore besides the folders (the names its ``skip`` takes)
+REMEMBERED = ("overlays", "backend", "detector", "realtime", "geometry")
+
+#: how the run's outputs (realtime.outputs) word an output that could not be opened, written or finished
+OUTPUT_ERRORS = ("recording not started", "recording stopped", "recording not finished", "CSV export not started",
+                 "CSV export stopped", "CSV export not finished", "could not finish the output files")
+
+#: the button texts of the two outputs, off and on (on: what a click does then)
+RECORD_TEXT = ("● &Record…", "■ Stop &REC")
+CSV_TEXT = ("Export &CSV…", "■ Stop &CSV")
+
+
+def app_settings() -> QSettings:
+    """The app's settings store (``QSettings("FaceCycleRT", "app")``; see :data:`SETTINGS_ORGANIZATION`)."""
+    return QSettings(SETTINGS_ORGANIZATION, SETTINGS_APPLICATION)
+
+
+#: an image folder's advice for the command line (realtime.sources.images), which a window user cannot follow
+_CLI_FOLDER_ADVICE = re.compile(r"give them as inputs \(.*\), or the folder to `facecycle batch`, which searches it")
+
+
+def gui_message(message: str) -> str:
+    """``message`` with command-line advice replaced by what the window's user can do (a folder of videos:
+    open one of them, rather than "give them as inputs (dir/*)")."""
+    return _CLI_FOLDER_ADVICE.sub("open one of them with Open file… (Ctrl+O) or drop it on the window; "
+                                  "`facecycle batch` on the command line analyses a whole folder", message)
+
+
+def saved_text(files: Sequence[str]) -> str:
+    """The files a run saved, for the state line: ``"a.csv, a.mp4 in /out"`` (one folder) or their full paths."""
+    paths = [Path(os.path.abspath(f)) for f in files]
+    folders = {str(p.parent) for p in paths}
+    if len(folders) == 1:
+        return f"{', '.join(p.name for p in paths)} in {folders.pop()}"
+    return ", ".join(str(p) for p in paths)
+
+
+def _existing_dir(value: Any) -> Optional[str]:
+    """``value`` where it names a folder that exists (a stored folder may have been deleted since), else None."""
+    return value if isinstance(value, str) and value and os.path.isdir(value) else None
+
+
+def _stored_bool(value: Any) -> Optional[bool]:
+    """A stored true/false (a bool, or the text an INI file holds); None for anything else (ignored)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "1", "false", "0"):
+        return value.strip().lower() in ("true", "1")
+    return None
+
+
+def _cwd() -> Path:
+    """The current folder, or the home folder where it no longer exists."""
+    try:
+        return Path.cwd()
+    except FileNotFoundError:
+        return Path.home()
+
+
+def _model_name(model_dir: Optional[str]) -> str:
+    return "default" if model_dir is None else (Path(model_dir).name or str(model_dir))
 
 
 def backend_choices() -> List[str]:
@@ -78,24 +150,36 @@ class MainWindow(QMainWindow):
 
     Everything the user can do is also a method (``open_source``, ``start``,
     ``pause``, ``stop``, ``set_record_path``, ``set_csv_path``, ``set_overlays``),
-    so tests and automation never need a dialog.
+    so tests and automation never need a dialog. Keyboard: Ctrl+O open, Space
+    start / pause (in the view or the side panel), Esc stop, Ctrl+R record,
+    Ctrl+E export CSV, Ctrl+Q / Ctrl+W quit (docs/app.md).
+
+    Args:
+        settings: where the window remembers the user's choices (:func:`app_settings`); None remembers nothing
+            beyond the window's life (tests, automation). :meth:`restore_settings` applies them.
 
     Signals:
         runFinished(str): the pipeline ended ("end of input", "stopped", "error").
+        outputFailed(str): a recording or CSV could not be opened, written or finished (the message).
     """
 
     runFinished = pyqtSignal(str)
+    outputFailed = pyqtSignal(str)
     panel_interval = 1 / 15  # seconds between side-panel repaints
 
     def __init__(self, model_dir: Optional[str] = None, backend: str = "auto", detector: str = "centerface",
                  realtime: bool = False, overlays: Overlays = Overlays(), parent: Optional[QWidget] = None,
-                 detector_model: Optional[str] = None, neutral_reference: bool = True) -> None:
+                 detector_model: Optional[str] = None, neutral_reference: bool = True,
+                 settings: Optional[QSettings] = None) -> None:
         super().__init__(parent)
         self.detector_model = detector_model
         self._model_detector = detector  # the detector that detector_model is for (not the others in the list)
-        self._running_text = "running"
+        self._run_desc = ""  # "clip.mp4  [backend, detector]" of the run going on
         self.neutral_reference = neutral_reference
-        self.setWindowTitle("FaceCycle RT")
+        self.settings = settings
+        self._last_dir = _existing_dir(settings.value("last_dir")) if settings is not None else None
+        self._last_save_dir = _existing_dir(settings.value("last_save_dir")) if settings is not None else None
+        self.setWindowTitle(APP_TITLE)
         self.setAcceptDrops(True)
         self.model_dir = model_dir
         self.source: Optional[Union[str, int]] = None
@@ -115,6 +199,7 @@ class MainWindow(QMainWindow):
         self.finished_generation = 0
 
         self._build_ui(backend, detector, realtime)
+        self._build_actions()
         self.bridge.frameReady.connect(self._on_frame)
         self.bridge.errorRaised.connect(self._on_error)
         self.bridge.started.connect(self._on_started)
@@ -132,40 +217,27 @@ class MainWindow(QMainWindow):
         root.setContentsMargins(6, 6, 6, 2)
         root.setSpacing(4)
 
-        # row 1: source, transport, engine choices
+        # row 1: source, model, transport
         row1 = QHBoxLayout()
         self.camera_spin = QSpinBox(self)
         self.camera_spin.setRange(0, 63)
         self.camera_spin.setPrefix("camera ")
-        self.camera_button = QPushButton("Use camera", self)
+        self.camera_button = QPushButton("Use c&amera", self)
         self.camera_button.clicked.connect(lambda: self.open_source(self.camera_spin.value(), start=True))
-        self.open_button = QPushButton("Open file…", self)
+        self.open_button = QPushButton("&Open file…", self)
         self.open_button.clicked.connect(self._choose_file)
-        self.source_label = QLabel("no source", self)
+        self.model_button = QPushButton("&Model…", self)
+        self.model_button.clicked.connect(self._choose_model)
+        # a long name is elided in the middle ("a_long…name.mp4"): it never widens the window, its tooltip is whole
+        self.source_label = ElidedLabel("no source", self, mode=Qt.TextElideMode.ElideMiddle)
         self.source_label.setMinimumWidth(80)
-        self.source_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.start_button = QPushButton("▶ Start", self)
+        self.start_button = QPushButton("▶ &Start", self)
         self.start_button.clicked.connect(self.start)
-        self.pause_button = QPushButton("❚❚ Pause", self)
+        self.pause_button = QPushButton("❚❚ &Pause", self)
         self.pause_button.setCheckable(True)
         self.pause_button.toggled.connect(self._on_pause_toggled)
-        self.stop_button = QPushButton("■ Stop", self)
+        self.stop_button = QPushButton("■ S&top", self)
         self.stop_button.clicked.connect(self.stop)
-        self.backend_combo = QComboBox(self)
-        self.backend_combo.addItems(backend_choices())
-        self._select(self.backend_combo, backend)
-        self.backend_combo.setToolTip("inference backend (applies at the next start)")
-        self.detector_combo = QComboBox(self)
-        self.detector_combo.addItems(detector_choices(detector if self.detector_model else None))
-        self._select(self.detector_combo, detector)
-        self.detector_combo.setToolTip("face detector (applies at the next start)")
-        self.realtime_check = QCheckBox("file at its own pace", self)
-        self.realtime_check.setChecked(realtime)
-        self.realtime_check.setToolTip("play files like a camera (late frames dropped) instead of as fast as possible "
-                                       "(applies at the next start)")
-        self.model_button = QPushButton("Model…", self)
-        self.model_button.setToolTip("choose an exported model directory")
-        self.model_button.clicked.connect(self._choose_model)
         for w in (self.camera_spin, self.camera_button, self.open_button, self.model_button):
             row1.addWidget(w)
         row1.addWidget(self.source_label, 1)
@@ -175,35 +247,69 @@ class MainWindow(QMainWindow):
 
         # row 2: engine choices, recording, CSV
         row2 = QHBoxLayout()
-        row2.addWidget(QLabel("backend", self))
-        row2.addWidget(self.backend_combo)
-        row2.addWidget(QLabel("detector", self))
-        row2.addWidget(self.detector_combo)
+        self.backend_combo = QComboBox(self)
+        self.backend_combo.addItems(backend_choices())
+        self._select(self.backend_combo, backend)
+        self.detector_combo = QComboBox(self)
+        self.detector_combo.addItems(detector_choices(detector if self.detector_model else None))
+        self._select(self.detector_combo, detector)
+        self.backend_label = QLabel("&backend", self)
+        self.backend_label.setBuddy(self.backend_combo)  # Alt+B focuses the combo; a screen reader names it
+        self.detector_label = QLabel("&detector", self)
+        self.detector_label.setBuddy(self.detector_combo)
+        self.realtime_check = QCheckBox("&file at its own pace", self)
+        self.realtime_check.setChecked(realtime)
+        self.record_button = QPushButton(RECORD_TEXT[0], self)
+        self.record_button.setCheckable(True)
+        self.record_button.clicked.connect(self._on_record_clicked)
+        self.csv_button = QPushButton(CSV_TEXT[0], self)
+        self.csv_button.setCheckable(True)
+        self.csv_button.clicked.connect(self._on_csv_clicked)
+        # on, they say what a click does ("■ Stop REC", like the status bar's "● REC") in white on red, not in a
+        # faint shade of grey
+        for b, texts in ((self.record_button, RECORD_TEXT), (self.csv_button, CSV_TEXT)):
+            b.setObjectName("outputButton")
+            b.setStyleSheet("QPushButton#outputButton:checked { background-color: #b3261e; color: white; }")
+            b.toggled.connect(lambda _on: self._update_output_buttons())
+            b.ensurePolished()
+            width = 0
+            for t in texts:  # room for both texts: the row does not jump when the button is switched
+                b.setText(t)
+                width = max(width, b.sizeHint().width())
+            b.setText(texts[0])
+            b.setMinimumWidth(width)
+        for label, combo in ((self.backend_label, self.backend_combo), (self.detector_label, self.detector_combo)):
+            pair = QHBoxLayout()  # a label sits close to its combo (and the row fits the window's smallest width)
+            pair.setSpacing(3)
+            pair.addWidget(label)
+            pair.addWidget(combo)
+            row2.addLayout(pair)
         row2.addWidget(self.realtime_check)
         row2.addStretch(1)
+        row2.addWidget(self.record_button)
+        row2.addWidget(self.csv_button)
         root.addLayout(row2)
 
         # row 3: overlays
         row3 = QHBoxLayout()
         self.overlay_checks = {}
-        for key, text in (("boxes", "Boxes && IDs"), ("pose", "Pose axes"), ("emotions", "Emotion bars"),
-                          ("neutral_thumb", "Neutral thumbnail"), ("neutralized", "Neutralized view")):
+        for key, text, tip in (("boxes", "Bo&xes && IDs", "face boxes, landmarks and track IDs"),
+                               ("pose", "Pos&e axes", "head-pose axes"),
+                               ("emotions", "Emot&ion bars", "emotion bars and the intensity meter next to each face"),
+                               ("neutral_thumb", "&Neutral thumbnail", "the neutral face next to each face"),
+                               ("neutralized", "Ne&utralized view", "show the neutralized frame (neutral faces "
+                                                                    "pasted back)")):
             cb = QCheckBox(text, self)
             cb.setChecked(bool(getattr(self.overlays, key)))
             cb.toggled.connect(self._on_overlay_toggled)
+            cb.setToolTip(f"{tip}; applies from the next frame ({self._mnemonic(text)})")
+            cb.setAccessibleName(text.replace("&&", "\0").replace("&", "").replace("\0", "&"))
             self.overlay_checks[key] = cb
             row3.addWidget(cb)
         row3.addStretch(1)
-        self.record_button = QPushButton("● Record…", self)
-        self.record_button.setCheckable(True)
-        self.record_button.setToolTip("record the annotated view to a video file")
-        self.record_button.clicked.connect(self._on_record_clicked)
-        self.csv_button = QPushButton("Export CSV…", self)
-        self.csv_button.setCheckable(True)
-        self.csv_button.setToolTip("write the per-frame CSV (one row per face per frame) to a file")
-        self.csv_button.clicked.connect(self._on_csv_clicked)
-        row2.addWidget(self.record_button)
-        row2.addWidget(self.csv_button)
+        # the model in use, always in sight (the status bar has no room for it at the window's smallest width)
+        self.model_label = ElidedLabel("", self, mode=Qt.TextElideMode.ElideMiddle, min_text="model: defa…")
+        row3.addWidget(self.model_label)
         root.addLayout(row3)
 
         self.banner = ErrorBanner(self)
@@ -211,6 +317,7 @@ class MainWindow(QMainWindow):
 
         self.live_view = LiveView(self)
         self.live_view.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # initial focus: the view, not an input field
+        self.live_view.set_placeholder("Open a video file (Ctrl+O), drop one here, or start a camera")
         self.live_view.fileDropped.connect(lambda p: self.open_source(p, start=True))
         self.panel = FacePanel(parent=self)
         split = QSplitter(Qt.Orientation.Horizontal, self)
@@ -224,23 +331,92 @@ class MainWindow(QMainWindow):
         self.live_view.setFocus()
 
         sb = QStatusBar(self)
-        self.state_label = QLabel("idle", self)
+        # long texts never widen the window (it grew to 2,227 px and could not be made smaller again) nor paint
+        # over their neighbours ("● REC" lay on "display NN fps"): the labels that hold names are elided with "…"
+        # down to a minimum the layout keeps for them, their whole text is their tooltip
+        self.state_label = ElidedLabel("idle", self)
+        self.state_label.setMinimumWidth(110)
+        self.rec_label = ElidedLabel("", self, min_text="● REC …")
+        self.rec_label.setObjectName("recLabel")
+        self.rec_label.setStyleSheet("#recLabel { color: #a1001a; font-weight: bold; }")
+        self.rec_label.hide()  # shown while a file is being written
         self.fps_label = QLabel("display – fps", self)
         self.pipe_label = QLabel("pipeline – fps", self)
         self.latency_label = QLabel("latency – ms", self)
         self.drops_label = QLabel("dropped 0", self)
-        self.rec_label = QLabel("", self)
-        # long file names must not widen the window (it grew to 2,227 px and could not be made smaller again):
-        # the labels take the width they are given, their whole text is their tooltip
-        for lbl in (self.state_label, self.rec_label):
-            lbl.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-            lbl.setMinimumWidth(60)
-        self.rec_label.setMaximumWidth(360)
         sb.addWidget(self.state_label, 1)
         for w in (self.rec_label, self.fps_label, self.pipe_label, self.latency_label, self.drops_label):
             sb.addPermanentWidget(w)
         self.setStatusBar(sb)
+        self._update_model_label()
         self.resize(1180, 640)
+
+    def _build_actions(self) -> None:
+        """Keyboard shortcuts (QActions of the window), the controls' tooltips naming them, accessible names,
+        and the tab order (the visual one: row by row, left to right, then the view and the side panel)."""
+        def action(text: str, keys: Sequence[str], slot: Callable[[], None],
+                   context: Qt.ShortcutContext = Qt.ShortcutContext.WindowShortcut,
+                   widgets: Sequence[QWidget] = ()) -> QAction:
+            a = QAction(text, self)
+            a.setShortcuts([QKeySequence(k) for k in keys])
+            a.setShortcutContext(context)
+            a.triggered.connect(lambda _checked=False: slot())
+            for w in widgets or (self,):
+                w.addAction(a)
+            return a
+
+        self.open_action = action("Open file…", ["Ctrl+O"], self._choose_file)
+        # Space in the view or the side panel: a focused button or check box keeps Space for itself
+        self.play_action = action("Start / pause", ["Space"], self.toggle_play,
+                                  Qt.ShortcutContext.WidgetWithChildrenShortcut, (self.live_view, self.panel))
+        self.stop_action = action("Stop", ["Esc"], self.stop)
+        self.record_action = action("Record…", ["Ctrl+R"], self.record_button.click)
+        self.csv_action = action("Export CSV…", ["Ctrl+E"], self.csv_button.click)
+        self.quit_action = action("Quit", ["Ctrl+Q", "Ctrl+W"], self.close)
+
+        keys = self._keys
+        self.camera_spin.setToolTip("the camera to use (OpenCV device number)")
+        self.camera_button.setToolTip(f"start the camera chosen on the left ({self._mnemonic(self.camera_button)})")
+        self.open_button.setToolTip("open a video file, stream or image folder and start it "
+                                    f"({keys(self.open_action)}, {self._mnemonic(self.open_button)})")
+        self.model_button.setToolTip("choose an exported model directory; applies at the next start "
+                                     f"({self._mnemonic(self.model_button)})")
+        self.pause_button.setToolTip(f"pause / resume ({keys(self.play_action)} in the view, "
+                                     f"{self._mnemonic(self.pause_button)})")
+        self.stop_button.setToolTip(f"stop the run; its files are finished ({keys(self.stop_action)}, "
+                                    f"{self._mnemonic(self.stop_button)})")
+        self.backend_combo.setToolTip(f"inference backend; applies at the next start ({self._mnemonic('&b')})")
+        self.detector_combo.setToolTip(f"face detector; applies at the next start ({self._mnemonic('&d')})")
+        self.realtime_check.setToolTip("play files like a camera (late frames dropped) instead of as fast as "
+                                       f"possible; applies at the next start ({self._mnemonic(self.realtime_check)})")
+        names = ((self.camera_spin, "Camera number"), (self.camera_button, "Use camera"),
+                 (self.open_button, "Open file"), (self.model_button, "Choose model"), (self.pause_button, "Pause"),
+                 (self.stop_button, "Stop"), (self.backend_combo, "Backend"), (self.detector_combo, "Detector"),
+                 (self.realtime_check, "File at its own pace"), (self.live_view, "Live view"),
+                 (self.panel, "Face panel"), (self.fps_label, "Display rate"), (self.pipe_label, "Pipeline rate"),
+                 (self.latency_label, "Latency"), (self.drops_label, "Dropped frames"))
+        for w, name in names:
+            w.setAccessibleName(name)
+        self.live_view.setAccessibleDescription("the analysed video; Space starts or pauses, Esc stops")
+
+        order = [self.camera_spin, self.camera_button, self.open_button, self.model_button, self.start_button,
+                 self.pause_button, self.stop_button, self.backend_combo, self.detector_combo, self.realtime_check,
+                 self.record_button, self.csv_button, *self.overlay_checks.values(), self.banner.close_button,
+                 self.live_view, self.panel]
+        for a, b in zip(order[:-1], order[1:], strict=True):
+            QWidget.setTabOrder(a, b)
+        self._update_output_buttons()
+
+    @staticmethod
+    def _keys(action: QAction) -> str:
+        """An action's shortcuts as the platform writes them ("Ctrl+O")."""
+        return ", ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in action.shortcuts())
+
+    @staticmethod
+    def _mnemonic(widget_or_text: Union[QWidget, str]) -> str:
+        """The Alt+letter of a text's mnemonic ("&Open" -> "Alt+O")."""
+        text = widget_or_text if isinstance(widget_or_text, str) else widget_or_text.text()
+        return QKeySequence.mnemonic(text).toString(QKeySequence.SequenceFormat.NativeText)
 
     @staticmethod
     def _select(combo: QComboBox, name: str) -> None:
@@ -273,9 +449,10 @@ class MainWindow(QMainWindow):
     def open_source(self, source: Union[str, int, Path], start: bool = False) -> None:
         """Select a video file / folder / stream (str) or a camera index (int); optionally start it."""
         self.source = source if isinstance(source, int) else str(source)
-        label = f"camera {source}" if isinstance(source, int) else Path(str(source)).name
+        label = f"camera {source}" if isinstance(source, int) else (Path(str(source)).name or str(source))
         self.source_label.setText(label)
         self.source_label.setToolTip(str(source))
+        self.setWindowTitle(f"{label} — {APP_TITLE}")
         if start:
             self.start()
         self._update_buttons()
@@ -284,7 +461,7 @@ class MainWindow(QMainWindow):
         """Start (or restart) the pipeline on the current source. Never blocks: a running
         session is asked to stop and the new one starts when it has finished."""
         if self.source is None:
-            self.show_error("no source: open a video file, drop one on the window, or use a camera")
+            self.show_error("no source: open a video file (Ctrl+O), drop one on the window, or use a camera")
             return
         if self.running:
             self._pending_start = True
@@ -292,6 +469,7 @@ class MainWindow(QMainWindow):
             return
         cfg = self.run_config()
         self.banner.hide()
+        self.statusBar().clearMessage()  # an earlier run's message would hide this one's state for seconds
         self.live_view.reset_counters()
         self.panel.clear()
         self._latencies.clear()
@@ -301,9 +479,20 @@ class MainWindow(QMainWindow):
                                        csv_path=self.csv_path if self.csv_button.isChecked() else None,
                                        view_size=lambda: self.live_view.target_size)
         self.sessions_run += 1
+        self._run_desc = ""
         self.state_label.setText(f"starting {cfg.source_label} …")
+        self.state_label.setToolTip(f"starting {cfg.source_label}")
         self.session.start()
         self._update_buttons()
+
+    def toggle_play(self) -> None:
+        """Space: start the open source when nothing runs, else pause or resume the run."""
+        if self._closing:
+            return
+        if self.running:
+            self.pause(not self.pause_button.isChecked())
+        else:
+            self.start()
 
     def pause(self, paused: bool = True) -> None:
         self.pause_button.setChecked(paused)
@@ -370,6 +559,56 @@ class MainWindow(QMainWindow):
             "errors": list(self.errors),
         }
 
+    # ------------------------------------------------------------------ settings
+    def restore_settings(self, skip: Collection[str] = ()) -> bool:
+        """Apply the choices :attr:`settings` remembers: overlays, backend, detector, "file at its own pace" and
+        the window's geometry, except those named in ``skip`` (the ones given on the command line, from
+        :data:`REMEMBERED`). A stored value that no longer fits (a backend or detector this window does not offer,
+        anything but true/false for a check box, a geometry Qt cannot read) is ignored. Returns whether a
+        geometry was restored."""
+        s = self.settings
+        if s is None:
+            return False
+        if "overlays" not in skip:
+            stored = {k: _stored_bool(s.value(f"overlays/{k}")) for k in self.overlay_checks}
+            self.set_overlays(Overlays(**{k: getattr(self.overlays, k) if v is None else v
+                                          for k, v in stored.items()}))
+        for name, combo in (("backend", self.backend_combo), ("detector", self.detector_combo)):
+            value = s.value(name)
+            if name not in skip and isinstance(value, str) and combo.findText(value) >= 0:
+                combo.setCurrentIndex(combo.findText(value))
+            elif value is not None and name not in skip:
+                log.info("settings: %s %r is not offered here; ignored", name, value)
+        realtime = _stored_bool(s.value("realtime"))
+        if "realtime" not in skip and realtime is not None:
+            self.realtime_check.setChecked(realtime)
+        geometry = s.value("geometry")
+        if "geometry" not in skip and isinstance(geometry, QByteArray) and not geometry.isEmpty():
+            return bool(self.restoreGeometry(geometry))
+        return False
+
+    def save_settings(self) -> None:
+        """Remember the overlays, backend, detector, "file at its own pace", the window's geometry and the last
+        folders in :attr:`settings` (done when the window closes; the folders when they are chosen)."""
+        s = self.settings
+        if s is None:
+            return
+        for k, cb in self.overlay_checks.items():
+            s.setValue(f"overlays/{k}", cb.isChecked())
+        s.setValue("backend", self.backend_combo.currentText())
+        s.setValue("detector", self.detector_combo.currentText())
+        s.setValue("realtime", self.realtime_check.isChecked())
+        s.setValue("geometry", self.saveGeometry())
+        for key, value in (("last_dir", self._last_dir), ("last_save_dir", self._last_save_dir)):
+            if value:
+                s.setValue(key, value)
+        s.sync()
+
+    def _remember(self, key: str, value: str) -> None:
+        if self.settings is not None:
+            self.settings.setValue(key, value)
+            self.settings.sync()
+
     # ------------------------------------------------------------------ frames
     def _on_frame(self) -> None:
         frame = self.bridge.take()
@@ -406,6 +645,7 @@ class MainWindow(QMainWindow):
 
     def _on_error(self, generation: int, message: str) -> None:
         if self._current(generation):
+            message = gui_message(message)
             self.show_error(message)
             # an output that could not be opened or went wrong is off: its button says so
             if message.startswith(("recording not started", "recording stopped")):
@@ -414,6 +654,8 @@ class MainWindow(QMainWindow):
             elif message.startswith(("CSV export not started", "CSV export stopped")):
                 self.csv_path = None
                 self.csv_button.setChecked(False)
+            if message.startswith(OUTPUT_ERRORS):
+                self.outputFailed.emit(message)
 
     def _on_started(self, generation: int, info: dict) -> None:
         if not self._current(generation):
@@ -423,8 +665,8 @@ class MainWindow(QMainWindow):
         backend = b.get("backend", "") if isinstance(b, dict) else str(b or "")
         d = info.get("detector")
         det = d.get("detector", "") if isinstance(d, dict) else str(d or "")
-        self._running_text = f"running: {Path(str(src)).name if src != '' else ''}  [{backend}, {det}]"
-        self.state_label.setText(self._running_text)
+        self._run_desc = f"{Path(str(src)).name if src != '' else ''}  [{backend}, {det}]"
+        self.state_label.setText(f"running: {self._run_desc}")
         self.state_label.setToolTip(f"running: {src}  [{backend}, {det}]")
         self.panel.stills = (info.get("input") or {}).get("reading") == "stills"
         self.live_view.set_placeholder("waiting for the first frame …")
@@ -438,15 +680,16 @@ class MainWindow(QMainWindow):
         self.panel.add_samples(self.bridge.take_samples())
         self.panel.advance()
         s = self.session
+        previous = ""
         if s is not None:
             s.join(5.0)  # the worker has already reported its last line: this returns at once
-            files = ", ".join(Path(f).name for f in s.finished_files)
             readings = [r for r in (csv_reading(f) for f in s.finished_files if f.endswith(".csv")) if r]
-            text = f"{reason}" + (f" — saved {files}" if files else "") + "".join(f"; {r}" for r in readings)
+            text = (f"{reason}" + (f" — saved {saved_text(s.finished_files)}" if s.finished_files else "")
+                    + "".join(f"; {r}" for r in readings))
             self.state_label.setText(text)
-            self.state_label.setToolTip("\n".join([reason, *s.finished_files]))
-            if files and self._pending_start:  # the next file starts at once and its state replaces this line
-                self.statusBar().showMessage(f"previous run: {text}", 8000)
+            self.state_label.setToolTip("\n".join([reason, *(os.path.abspath(f) for f in s.finished_files)]))
+            if s.finished_files and self._pending_start:  # the next file starts at once: said for a while
+                previous = f"previous run: {text}"
         self.pause_button.setChecked(False)
         # the files are finished: a new run asks for new ones instead of overwriting them. An output this run
         # never wrote (a file that would not open) stays asked for, for the next file
@@ -464,7 +707,9 @@ class MainWindow(QMainWindow):
             self.close()
         elif self._pending_start:
             self._pending_start = False
-            self.start()
+            self.start()  # clears the status bar's message: the previous run's is shown after it
+            if previous:
+                self.statusBar().showMessage(previous, 8000)
 
     def _update_status(self) -> None:
         st = self.stats()
@@ -473,25 +718,67 @@ class MainWindow(QMainWindow):
         self.pipe_label.setText(f"pipeline {_rate(recent if recent is not None else st['pipeline_fps'])} fps")
         lat = st["latency_ms_p50"]
         self.latency_label.setText(f"latency {lat:.0f} ms" if lat is not None else "latency – ms")
-        self.drops_label.setText(f"dropped {st['display_drops'] + st['source_drops']} "
-                                 f"(display {st['display_drops']}, source {st['source_drops']})")
+        display, source = st["display_drops"], st["source_drops"]
+        # the split only where there is one to tell: "dropped 0 (display 0, source 0)" took 190 px of a status bar
+        # that has 700 at the window's smallest
+        self.drops_label.setText(f"dropped {display + source}"
+                                 + (f" (display {display}, source {source})" if display + source else ""))
+        self.drops_label.setToolTip(f"frames not shown: {display} by the display (the window behind the pipeline), "
+                                    f"{source} by the source (a live source ahead of the pipeline)")
         s = self.session
-        rec = []
+        parts, tips = [], []
         out = s.outputs if s is not None and s.is_alive() else None
         if out is not None:
             video, csv = out.video, out.csv  # read once: the worker may switch them meanwhile
-            if video is not None:
-                rec.append(f"● REC {Path(str(video.path)).name}")
-            if csv is not None:
-                rec.append(f"CSV {Path(str(csv.path)).name}")
-        self.rec_label.setText("  ".join(rec))
+            for prefix, sink, doing in (("● REC", video, "recording to"), ("CSV", csv, "writing the CSV to")):
+                if sink is not None:
+                    parts.append((prefix, Path(str(sink.path)).name))
+                    tips.append(f"{doing} {os.path.abspath(str(sink.path))}")
+        self.rec_label.set_parts(parts)  # the names elided ("sb_a_r…me.mp4") where the status bar is short of room
+        self.rec_label.setToolTip("\n".join(tips))
+        self.rec_label.setVisible(bool(parts))
 
     def _update_buttons(self) -> None:
         running = self.running
         self.start_button.setEnabled(self.source is not None)
-        self.start_button.setText("↻ Restart" if running else "▶ Start")
+        self.start_button.setText("↻ Re&start" if running else "▶ &Start")
+        self.start_button.setAccessibleName("Restart" if running else "Start")
+        keys = [self._mnemonic(self.start_button)]
+        if not running:
+            keys.insert(0, f"{self._keys(self.play_action)} in the view")
+        self.start_button.setToolTip(f"{'restart' if running else 'start'} the open source ({', '.join(keys)})")
         self.pause_button.setEnabled(running)
         self.stop_button.setEnabled(running)
+        self._update_output_buttons()
+        self._update_model_label()
+
+    def _update_output_buttons(self) -> None:
+        """Record / Export CSV: their text, accessible name and tooltip say whether they are on, and where to."""
+        if not hasattr(self, "record_action"):
+            return
+        for b, texts, action, off_name, on_name, off_tip, path in (
+                (self.record_button, RECORD_TEXT, self.record_action, "Record video", "Stop recording",
+                 "record the annotated view to a video file", self.record_path),
+                (self.csv_button, CSV_TEXT, self.csv_action, "Export CSV", "Stop CSV export",
+                 "write the per-frame CSV (one row per face per frame) and its .json summary", self.csv_path)):
+            on = b.isChecked()
+            b.setText(texts[on])
+            b.setAccessibleName(on_name if on else off_name)
+            where = f" to {path}" if on and path else ""
+            b.setToolTip((f"on{where}: click to stop and finish the file" if on else off_tip)
+                         + f" ({self._keys(action)}, {self._mnemonic(b)})")
+
+    def _update_model_label(self) -> None:
+        """The status bar names the model in use (the shipped default or the chosen directory's name)."""
+        s = self.session
+        used = s.config.model_dir if s is not None and s.is_alive() else self.model_dir
+        text = f"model: {_model_name(used)}"
+        tip = f"model in use: {used or 'the shipped default (facecycle/assets/default)'}"
+        if used != self.model_dir:
+            text += f" (next: {_model_name(self.model_dir)})"
+            tip += f"\nat the next start: {self.model_dir or 'the shipped default'}"
+        self.model_label.setText(text)
+        self.model_label.setToolTip(tip)
 
     # ------------------------------------------------------------------ controls
     def _on_pause_toggled(self, paused: bool) -> None:
@@ -500,11 +787,11 @@ class MainWindow(QMainWindow):
             return
         if paused:
             s.pause()
-            self.state_label.setText("paused")
+            self.state_label.setText(f"paused: {self._run_desc}" if self._run_desc else "paused")
             self.refresh_panel()
         else:
             s.resume()
-            self.state_label.setText(self._running_text)
+            self.state_label.setText(f"running: {self._run_desc}" if self._run_desc else "running")
 
     def _on_overlay_toggled(self, _checked: bool) -> None:
         self._apply_overlays(Overlays(**{k: cb.isChecked() for k, cb in self.overlay_checks.items()}))
@@ -518,44 +805,93 @@ class MainWindow(QMainWindow):
 
     def _on_record_clicked(self, checked: bool) -> None:
         if checked:
-            path, _ = QFileDialog.getSaveFileName(self, "Record annotated video", self._default_name(".mp4"),
-                                                  "MP4 video (*.mp4);;Matroska (*.mkv)")
-            if path and not Path(path).suffix:  # a name typed without one (Qt's own dialog adds none)
-                path += ".mp4"
-            self.set_record_path(path or None)
+            self.set_record_path(self._ask_save_path("Record annotated video", ".mp4",
+                                                     "MP4 video (*.mp4);;Matroska (*.mkv)", "Recording"))
         else:
             self.set_record_path(None)
 
     def _on_csv_clicked(self, checked: bool) -> None:
         if checked:
-            path, _ = QFileDialog.getSaveFileName(self, "Export per-frame CSV", self._default_name(".csv"),
-                                                  "CSV (*.csv)")
-            if path and not Path(path).suffix:
-                path += ".csv"
-            self.set_csv_path(path or None)
+            self.set_csv_path(self._ask_save_path("Export per-frame CSV", ".csv", "CSV (*.csv)", "CSV export",
+                                                  sidecar=True))
         else:
             self.set_csv_path(None)
 
+    def _ask_save_path(self, title: str, suffix: str, filters: str, what: str,
+                       sidecar: bool = False) -> Optional[str]:
+        """A file to write, from the save dialog (None: cancelled). A name typed without a suffix gets ``suffix``
+        (Qt's own dialog adds none); an existing file the dialog did not ask about (that name with the suffix
+        added, a CSV's ``.json`` sidecar) is replaced only if the user says so."""
+        path, _ = QFileDialog.getSaveFileName(self, title, self._default_name(suffix), filters)
+        if not path:
+            return None
+        unasked: List[Path] = []
+        if not Path(path).suffix:
+            path += suffix
+            unasked.append(Path(path))
+        self._last_save_dir = str(Path(path).parent)
+        self._remember("last_save_dir", self._last_save_dir)
+        if sidecar:  # the CSV's summary (docs/csv.md), which the dialog knows nothing of
+            unasked.append(Path(path).with_suffix(".json"))
+        existing = [p for p in unasked if p.exists()]
+        if existing and not self._confirm_replace(existing, what):
+            self.statusBar().showMessage(f"{what} not started: {', '.join(p.name for p in existing)} kept", 8000)
+            return None
+        return path
+
+    def _confirm_replace(self, paths: Sequence[Path], what: str) -> bool:
+        """Ask whether the existing ``paths`` may be replaced (No is the default)."""
+        many = len(paths) > 1
+        names = "\n".join(f"    {p.name}" + ("  (the CSV's summary, written beside it)" if p.suffix == ".json" else "")
+                          for p in paths)
+        text = (f"{'These files already exist' if many else 'This file already exists'} in {paths[0].parent}:\n"
+                f"{names}\n\n{what} would replace {'them' if many else 'it'}. Replace {'them' if many else 'it'}?")
+        answer = QMessageBox.question(self, "Replace existing file?", text,
+                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def _source_dir(self) -> Optional[str]:
+        """The folder of the file being read (None for a camera, a stream or nothing)."""
+        if not isinstance(self.source, str) or "://" in self.source:
+            return None
+        return _existing_dir(str(Path(os.path.abspath(self.source)).parent))
+
+    def _save_dir(self) -> Path:
+        """Where the save dialogs start: the last folder saved to, else the input's folder where it can be
+        written, else the current folder."""
+        d = self._last_save_dir if _existing_dir(self._last_save_dir) else None
+        if d is None:
+            src = self._source_dir()
+            d = src if src is not None and os.access(src, os.W_OK) else None
+        return Path(d) if d is not None else _cwd()
+
     def _default_name(self, suffix: str) -> str:
         stem = "camera" if isinstance(self.source, int) or self.source is None else Path(str(self.source)).stem
-        return str(Path.cwd() / f"{stem}_facecycle_{time.strftime('%Y%m%d_%H%M%S')}{suffix}")
+        return str(self._save_dir() / f"{stem}_facecycle_{time.strftime('%Y%m%d_%H%M%S')}{suffix}")
+
+    def _open_dir(self) -> str:
+        """Where the open dialog starts: the last folder opened from (while it exists: a deleted one would be put
+        in the dialog's file-name box), else the current input's folder, else the current folder."""
+        return _existing_dir(self._last_dir) or self._source_dir() or str(_cwd())
 
     def _choose_file(self) -> None:
-        settings = QSettings("FaceCycleRT", "app")
-        start_dir = str(settings.value("last_dir", str(Path.cwd())))
-        path, _ = QFileDialog.getOpenFileName(self, "Open video", start_dir, VIDEO_FILTER)
+        path, _ = QFileDialog.getOpenFileName(self, "Open video", self._open_dir(), VIDEO_FILTER)
         if path:
-            settings.setValue("last_dir", str(Path(path).parent))
+            self._last_dir = str(Path(path).parent)
+            self._remember("last_dir", self._last_dir)
             self.open_source(path, start=True)
 
     def _choose_model(self) -> None:
-        d = QFileDialog.getExistingDirectory(self, "Exported model directory (with manifest.json)",
-                                             self.model_dir or str(Path.cwd()))
+        here = self.model_dir
+        start = _existing_dir(here) or (_existing_dir(str(Path(here).parent)) if here else None) or str(_cwd())
+        d = QFileDialog.getExistingDirectory(self, "Exported model directory (with manifest.json)", start)
         if d:
             if not (Path(d) / "manifest.json").is_file():
                 self.show_error(f"{d}: not an exported model (no manifest.json)")
                 return
             self.model_dir = d
+            self._update_model_label()
             self.statusBar().showMessage(f"model: {d} (applies at the next start)", 5000)
 
     # ------------------------------------------------------------------ drag and drop, closing
@@ -587,4 +923,5 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self._status_timer.stop()
+        self.save_settings()
         event.accept()

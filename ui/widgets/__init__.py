@@ -1,7 +1,8 @@
-"""The app's widgets: live view, per-face side panel, time plot, error banner."""
+"""The app's widgets: live view, per-face side panel, time plot, error banner, elided label."""
 from .banner import ErrorBanner
+from .elided import ElidedLabel
 from .face_panel import FaceCard, FacePanel
 from .live_view import LiveView
 from .plot import TimePlot
 
-__all__ = ["LiveView", "FacePanel", "FaceCard", "TimePlot", "ErrorBanner"]
+__all__ = ["LiveView", "FacePanel", "FaceCard", "TimePlot", "ErrorBanner", "ElidedLabel"]

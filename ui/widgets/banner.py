@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QWidget
 
 __all__ = ["ErrorBanner"]
@@ -20,9 +21,12 @@ class ErrorBanner(QFrame):
         lay.setContentsMargins(8, 4, 4, 4)
         self.label = QLabel(self)
         self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)  # a path can be copied
         self.close_button = QToolButton(self)
         self.close_button.setText("✕")
         self.close_button.setAutoRaise(True)
+        self.close_button.setAccessibleName("Dismiss error")
+        self.close_button.setToolTip("hide this message")
         self.close_button.clicked.connect(self.hide)
         lay.addWidget(self.label, 1)
         lay.addWidget(self.close_button)

@@ -14,7 +14,10 @@ from ..imaging import rgb_to_qimage
 from .plot import TimePlot
 from .style import EMOTION_COLORS, EMOTIONS
 
-__all__ = ["EmotionBars", "FaceCard", "FacePanel"]
+__all__ = ["EmotionBars", "FaceCard", "FacePanel", "THUMB_TEXT", "THUMB_BACKGROUND"]
+
+#: the neutral-face thumbnail's "neutral face off" text and background
+THUMB_TEXT, THUMB_BACKGROUND = "#aaaaaa", "#222222"
 
 
 class EmotionBars(QWidget):
@@ -72,6 +75,7 @@ class FaceCard(QFrame):
         self.last_seen = -math.inf
         self.intensity = float("nan")
         self.emotions: Optional[np.ndarray] = None
+        self.emotion: Optional[str] = None  # the label the pipeline holds (hysteresis), as the CSV and overlay show
         self.pose: Optional[np.ndarray] = None
         lay = QGridLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
@@ -80,7 +84,8 @@ class FaceCard(QFrame):
         self.thumb = QLabel(self)
         self.thumb.setFixedSize(64, 64)
         self.thumb.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.thumb.setStyleSheet("background: #222; color: #777; font-size: 8pt;")
+        # #aaa on #222: 6.9:1 (WCAG AA wants 4.5:1 for text this small; #777 was 3.6:1)
+        self.thumb.setStyleSheet(f"background: {THUMB_BACKGROUND}; color: {THUMB_TEXT}; font-size: 8pt;")
         self.clear_neutral()
         self.thumb.setToolTip("neutral face (enable 'Neutral thumbnail' or 'Neutralized view')")
         self.readout = QLabel(self)
@@ -98,6 +103,7 @@ class FaceCard(QFrame):
         self.last_seen = s.timestamp
         self.intensity = s.intensity
         self.emotions = s.emotions
+        self.emotion = s.emotion
         self.pose = s.pose
         self.plot.add(s.timestamp, s.intensity, s.emotions)
 
@@ -132,7 +138,7 @@ class FaceCard(QFrame):
             pose = "yaw –<br>pitch –<br>roll –"
         top = "<br>emotion –"  # always five lines: the card keeps its height when the first numbers come
         if self.emotions is not None:
-            i = int(np.argmax(self.emotions))
+            i = EMOTIONS.index(self.emotion) if self.emotion in EMOTIONS else int(np.argmax(self.emotions))
             top = f"<br><b>{EMOTIONS[i]}</b> {float(self.emotions[i]):.2f}"
         self.readout.setText(f"intensity <b>{it}</b>{top}<br>{pose}")
 

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Deque, List, Optional, Sequence, Tuple
+from typing import Deque, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PyQt6.QtCore import QPointF, QRectF, QSize, Qt
 from PyQt6.QtGui import QColor, QPainter, QPainterPath, QPaintEvent, QPen
 from PyQt6.QtWidgets import QSizePolicy, QWidget
 
-from .style import EMOTION_COLORS, EMOTIONS, INTENSITY_COLOR
+from .style import EMOTION_COLORS, EMOTION_DASHES, EMOTIONS, INTENSITY_COLOR, INTENSITY_DASH
 
 __all__ = ["TimePlot"]
 
@@ -19,9 +19,13 @@ class TimePlot(QWidget):
     """Plots the last ``window`` seconds of one face.
 
     Intensity is drawn on its own auto-ranged scale (its maximum is printed in
-    the corner); emotions on 0..1. Only the ``top_k`` emotions with the highest
-    mean probability inside the window are drawn.
+    the corner), a thick solid cyan line; emotions on 0..1. Only the ``top_k``
+    emotions with the highest mean probability inside the window are drawn, each
+    in its colour and, by rank, dashed, dotted or dash-dotted (told apart without
+    colour too; the legend under the plot draws each one's line).
     """
+
+    legend_sample = 12  # px of line drawn before each emotion's name in the legend
 
     def __init__(self, window: float = 10.0, top_k: int = 3, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
@@ -66,6 +70,13 @@ class TimePlot(QWidget):
         mean = np.mean(np.stack(em), axis=0)
         return [EMOTIONS[i] for i in np.argsort(-mean)[: self.top_k]]
 
+    def line_styles(self) -> Dict[str, Qt.PenStyle]:
+        """The pen style of each line drawn: ``"intensity"`` and the :meth:`top_emotions` (no two alike)."""
+        styles = {"intensity": INTENSITY_DASH}
+        for rank, name in enumerate(self.top_emotions()):
+            styles[name] = EMOTION_DASHES[rank % len(EMOTION_DASHES)]
+        return styles
+
     def _path(self, rect: QRectF, ts: Sequence[float], ys: Sequence[float], lo: float, hi: float) -> QPainterPath:
         path = QPainterPath()
         t_end = ts[-1]
@@ -104,21 +115,27 @@ class TimePlot(QWidget):
         if len(self._t) >= 2:
             ts = list(self._t)
             names = self.top_emotions()
+            styles = self.line_styles()
             # the legend in the strip under the plot, between "-10 s" and "now": drawn inside the plot it lay on
-            # the newest samples, at the right edge
+            # the newest samples, at the right edge. Each name follows a short stretch of its line
+            sample = self.legend_sample + 3
             widths = [p.fontMetrics().horizontalAdvance(n) for n in names]
-            legend_x = r.center().x() - (sum(widths) + 6 * (len(names) - 1)) / 2
+            legend_x = r.center().x() - (sum(widths) + sample * len(names) + 6 * (len(names) - 1)) / 2
             for name, w in zip(names, widths, strict=True):
                 i = EMOTIONS.index(name)
                 ys = [e[i] if e is not None else float("nan") for e in self._emotions]
-                p.setPen(QPen(EMOTION_COLORS[name], 1.5))
+                pen = QPen(EMOTION_COLORS[name], 1.5, styles[name])
+                p.setPen(pen)
                 p.drawPath(self._path(r, ts, ys, 0.0, 1.0))
-                p.drawText(QRectF(legend_x, r.bottom() + 1, w + 1, 12), Qt.AlignmentFlag.AlignLeft, name)
-                legend_x += w + 6
+                y = r.bottom() + 7
+                p.drawLine(QPointF(legend_x, y), QPointF(legend_x + self.legend_sample, y))
+                p.setPen(EMOTION_COLORS[name])
+                p.drawText(QRectF(legend_x + sample, r.bottom() + 1, w + 1, 12), Qt.AlignmentFlag.AlignLeft, name)
+                legend_x += sample + w + 6
             vals = [v for v in self._intensity if math.isfinite(v)]
             if vals:
                 hi = max(max(vals), 1e-6)
-                p.setPen(QPen(INTENSITY_COLOR, 2.0))
+                p.setPen(QPen(INTENSITY_COLOR, 2.0, styles["intensity"]))
                 p.drawPath(self._path(r, ts, list(self._intensity), 0.0, hi * 1.1))
                 p.setPen(INTENSITY_COLOR)
                 p.drawText(QRectF(r.left() + 3, r.top() + 1, r.width(), 12), Qt.AlignmentFlag.AlignLeft,
