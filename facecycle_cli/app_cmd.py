@@ -11,8 +11,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("app", help="open the desktop app (webcam or video file; live view, recording, CSV)",
                        description="Open the FaceCycle RT window. With --exit-after/--screenshot/--stats-json it "
-                                   "runs unattended (tests, docs, benchmarks) and exits 0 when done; 4 where a --record or "
-                                   "--csv cannot be written, and the other codes of the README's table on errors.")
+                                   "runs unattended (tests, docs, benchmarks) and exits 0 when done; 4 where a "
+                                   "--record or --csv cannot be written, and the other codes of the README's table on "
+                                   "errors.")
     add_arguments(p)
     p.set_defaults(func=_app)
 
