@@ -117,7 +117,7 @@ class RunStats:
     def last_latency(self) -> float:
         return self.latencies[-1] if self.latencies else float("nan")
 
-    def summary(self) -> dict:
+    def summary(self) -> Dict[str, Any]:
         lat = sorted(self.latencies)
 
         def q(p):  # None without frames (JSON has no NaN)
@@ -941,7 +941,7 @@ class Run:
         log.info("%s: look-ahead done in %.1f s (%d frames)", self.src.name, time.perf_counter() - t,
                  first.stats.frames)
 
-    def run(self, callback=None) -> RunStats:
+    def run(self, callback: Optional[Callable[[FramePacket], Any]] = None) -> RunStats:
         """Consume the whole run (``callback(packet)`` per frame); returns the stats."""
         frames = iter(self)  # (held here: a loop's own reference is dropped as an exception leaves the loop, and
         try:                 # the iteration would end "stopped" before the handler below could say why)

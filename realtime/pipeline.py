@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 from facecycle.errors import FaceCycleError, OutOfMemory, PipelineError, is_out_of_memory
 
@@ -117,14 +117,16 @@ class LatestFrame:
         self.delivered = 0
         self.closed = False
 
-    def put(self, item) -> None:
+    def put(self, item: Any) -> None:
         with self._cond:
             if self._fresh:
                 self.dropped += 1
             self._item, self._fresh = item, True
             self._cond.notify_all()
 
-    def get(self, timeout: Optional[float] = None):
+    def get(self, timeout: Optional[float] = None) -> Any:
+        """The newest item not yet taken, waiting up to ``timeout`` seconds (None: until one comes or the box
+        closes); None where none came."""
         with self._cond:
             if not self._fresh and not self.closed:
                 self._cond.wait(timeout)
@@ -134,7 +136,7 @@ class LatestFrame:
             self.delivered += 1
             return self._item
 
-    def peek(self):
+    def peek(self) -> Any:
         """The newest item without consuming it (None before the first)."""
         with self._cond:
             return self._item
