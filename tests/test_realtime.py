@@ -963,6 +963,27 @@ def test_a_detector_given_another_kind_of_model_fails_when_made_naming_the_file(
     assert "[ERROR" not in capfd.readouterr().err
 
 
+def test_opencv_error_lines_are_kept_off_stderr_where_opencv_has_no_log_level(monkeypatch, capfd):
+    """opencv-python 4.8-4.11 (which the bounds allow) have no cv2.utils.logging, and YuNet's error lines on an
+    SCRFD file reached stderr before the one-line error (a probe's finding on the lowest versions)."""
+    import sys
+
+    import cv2
+
+    from realtime.detectors import create_detector
+
+    path = MODELS / "scrfd_500m_bnkps.onnx"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (../shared)")
+    monkeypatch.setattr(cv2.utils, "logging", None, raising=False)
+    capfd.readouterr()
+    with pytest.raises(ModelError, match="scrfd_500m_bnkps"):
+        create_detector("yunet", str(path))
+    assert "[ERROR" not in capfd.readouterr().err
+    print("stderr still works", file=sys.stderr)
+    assert "stderr still works" in capfd.readouterr().err
+
+
 def _audio_seconds(path) -> float:
     with av.open(str(path)) as c:
         st = c.streams.audio[0]
@@ -1111,3 +1132,24 @@ def test_faces_and_packets_compare_and_hash_by_identity():
                     faces=[f])
     q = pickle.loads(pickle.dumps(p))
     assert p != q and p in {p} and q.faces[0].score == f.score
+
+
+def test_a_streams_disposition_reads_as_flags_in_every_pyav_the_bounds_allow():
+    """PyAV 17.0 gives Stream.disposition as a plain enum.Flag, which int() refused: every video file failed as an
+    internal error under av 17.0.x, which `av>=17` allows (a probe's finding on the lowest versions)."""
+    import enum
+
+    from realtime.sources.video import _ATTACHED_PIC, _disposition
+
+    class Flag(enum.Flag):
+        default = 1
+        attached_pic = _ATTACHED_PIC
+
+    class Stream:
+        def __init__(self, d):
+            self.disposition = d
+
+    assert _disposition(Stream(Flag.attached_pic | Flag.default)) & _ATTACHED_PIC
+    assert not _disposition(Stream(Flag.default)) & _ATTACHED_PIC
+    assert _disposition(Stream(enum.IntFlag("I", {"attached_pic": _ATTACHED_PIC}).attached_pic)) == _ATTACHED_PIC
+    assert _disposition(Stream(0)) == 0 and _disposition(object()) == 0

@@ -64,11 +64,15 @@ def create_detector(name: str = "centerface", model_path: Optional[str] = None, 
 
 @contextlib.contextmanager
 def _opencv_quiet() -> Iterator[None]:
+    """OpenCV's own error lines (a model it cannot read) kept off stderr for the block: through its log level, or,
+    in an OpenCV without ``cv2.utils.logging`` (opencv-python 4.8-4.11, which ``opencv-python>=4.8`` allows), by
+    pointing file descriptor 2 at the null device meanwhile (the block is a detector's trial at start-up)."""
     import cv2
 
     quiet = getattr(getattr(cv2, "utils", None), "logging", None)
     if quiet is None:
-        yield
+        with _stderr_silenced():
+            yield
         return
     level = quiet.getLogLevel()
     quiet.setLogLevel(quiet.LOG_LEVEL_SILENT)
@@ -76,6 +80,34 @@ def _opencv_quiet() -> Iterator[None]:
         yield
     finally:
         quiet.setLogLevel(level)
+
+
+@contextlib.contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 on the null device for the block (C libraries' own output); as it was where it cannot be
+    (stderr closed, no null device)."""
+    import os
+    import sys
+
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        os.close(saved)
+        yield
+        return
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 def _try(det: Detector, model_path: Optional[str]) -> None:

@@ -792,11 +792,19 @@ _MAX_JUMP_S = 10.0  # a forward timestamp jump that is a discontinuity in MPEG-T
 _ATTACHED_PIC = 0x400  # AV_DISPOSITION_ATTACHED_PIC: a cover image stored as a video stream
 
 
+def _disposition(stream: Any) -> int:
+    """A stream's disposition flags as an int: PyAV 17.0 gives a plain ``enum.Flag``, which ``int()`` refuses (every
+    file failed as an internal error there, a probe's finding on the lowest versions ``av>=17`` allows); 17.1 on an
+    ``IntFlag``."""
+    d = getattr(stream, "disposition", 0) or 0
+    return int(getattr(d, "value", d) or 0)
+
+
 def _pick_video_stream(container: Any, name: str) -> Any:
     """The video stream to read: of the streams that are not cover images, the largest picture (ties: FFmpeg's own
     choice, av_find_best_stream); None when every video stream is a cover image. A second video stream (a proxy,
     a thumbnail track, a second camera) is said in the log."""
-    videos = [v for v in container.streams.video if not int(getattr(v, "disposition", 0) or 0) & _ATTACHED_PIC]
+    videos = [v for v in container.streams.video if not _disposition(v) & _ATTACHED_PIC]
     if not videos:
         return None
     best = container.streams.best("video")
