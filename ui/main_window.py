@@ -713,9 +713,13 @@ class MainWindow(QMainWindow):
 
     def _update_status(self) -> None:
         st = self.stats()
-        self.fps_label.setText(f"display {_rate(self.live_view.fps())} fps")
-        recent = self.session.recent_fps() if self.session is not None and self.session.is_alive() else None
-        self.pipe_label.setText(f"pipeline {_rate(recent if recent is not None else st['pipeline_fps'])} fps")
+        alive = self.session is not None and self.session.is_alive()
+        # paused: no frame rate to show ("–"); the rates leave a pause out (24 fps read 7.9 after one, 8.0 at the
+        # end of a run paused for a while); ended: the run's own average
+        paused = alive and self.session.paused
+        self.fps_label.setText(f"display {_rate(0.0 if paused else self.live_view.fps())} fps")
+        rate = 0.0 if paused else self.session.recent_fps() if alive else st["pipeline_fps"]
+        self.pipe_label.setText(f"pipeline {_rate(rate)} fps")
         lat = st["latency_ms_p50"]
         self.latency_label.setText(f"latency {lat:.0f} ms" if lat is not None else "latency – ms")
         display, source = st["display_drops"], st["source_drops"]
@@ -791,6 +795,7 @@ class MainWindow(QMainWindow):
             self.refresh_panel()
         else:
             s.resume()
+            self.live_view.restart_rate()
             self.state_label.setText(f"running: {self._run_desc}" if self._run_desc else "running")
 
     def _on_overlay_toggled(self, _checked: bool) -> None:

@@ -76,6 +76,10 @@ class LiveView(QWidget):
         self.first_paint = self.last_paint = None
         self._times.clear()
 
+    def restart_rate(self) -> None:
+        """Measure :meth:`fps` afresh from the next paint (after a pause, which is no time the display took)."""
+        self._times.clear()
+
     def fps(self) -> float:
         """Displayed frames per second over the last ~120 painted frames (0 if unknown)."""
         if len(self._times) < 2 or self._times[-1] <= self._times[0]:
