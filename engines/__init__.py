@@ -56,7 +56,8 @@ def open_backend(model_dir: Union[str, Path], backend: str = "auto", probes: Opt
         probes: availability probes (tests inject fakes).
         warmup: graphs to build (TensorRT engines) and run once on zeros while opening. Under ``auto``, a
             backend that fails to open, build or run them is closed and the next of the chain (TensorRT →
-            ONNX Runtime CUDA → torch CUDA → ONNX Runtime CPU → torch CPU, the available ones) is tried,
+            ONNX Runtime CUDA → torch CUDA → ONNX Runtime CPU → torch CPU, the available ones that run
+            ``precision``: int8 ONNX Runtime only, fp16 not torch CPU) is tried,
             with one WARNING line naming the reason. ``be.fallbacks`` lists them (``describe()`` too, so
             the JSON sidecar records it). Failures after opening are not caught.
         **opts: backend options (``precision``, ``max_batch``, ``intra_op_threads``,

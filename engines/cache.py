@@ -9,6 +9,13 @@ Layout (``$FACECYCLE_CACHE`` or ``$XDG_CACHE_HOME/facecycle`` or ``~/.cache/face
     <root>/engines/onnx8/<onnx sha256 [:16]>-<calib sha [:12]>-ort<version>-int8.onnx   INT8 QDQ graphs (ORT CPU)
     <root>/engines/ort-trt/                                                ORT TensorRT EP's own engine cache
 
+Every file is written whole under a temporary name of its writer's own (``.<name>.<pid>-<8 hex>.tmp``,
+:func:`facecycle.files.temp_path`) and ``os.replace``-d into place, so processes that build the same graph at once
+never read or delete each other's half-written files; temporaries a killed builder left are removed by the next
+build once they are an hour old and their process is gone (:func:`remove_stale_temporaries`), and by
+``facecycle engine clean``. A cached fp16 / int8 graph that cannot be loaded is rebuilt once by its backend
+(``rebuild=True``) with a WARNING, as a TensorRT plan that fails to deserialize is.
+
 Nothing here imports TensorRT; the key is a pure function, unit-tested on
 any machine. Never put the cache inside the repository.
 """
@@ -20,16 +27,18 @@ import logging
 import os
 import re
 import shutil
+import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple, Union
 
 from facecycle.errors import BackendUnavailable, ModelError, OutputError
+from facecycle.files import temp_path
 
 __all__ = [
     "cache_root", "engine_cache_dir", "EngineKey", "engine_key", "engine_path", "timing_cache_path",
-    "list_engines", "clean_engines", "fp16_onnx", "slug",
+    "list_engines", "clean_engines", "fp16_onnx", "fp16_path", "slug", "remove_stale_temporaries", "make_cache_dir",
 ]
 
 log = logging.getLogger(__name__)
@@ -104,15 +113,79 @@ def timing_cache_path(trt_version: str, gpu_name: str, compute_capability: str, 
     return (root or engine_cache_dir()) / "timing" / f"trt{trt_version}-{slug(gpu_name)}-sm{compute_capability}.cache"
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def make_cache_dir(folder: Path) -> None:
+    """Create a folder of the engine cache; :class:`OutputError` with the fix when it cannot be."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{folder}: cannot write to the engine cache ({e.strerror or e}); set FACECYCLE_CACHE to a "
+                          "writable folder") from None
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` whole or not at all, through a temporary name of this writer's own (pid and a
+    random part, :func:`facecycle.files.temp_path`; two threads or processes writing one file never share it), then
+    ``os.replace``. On an error the temporary is removed and :class:`OutputError` says how to fix it."""
+    make_cache_dir(path.parent)
+    tmp = temp_path(path)
+    try:
         tmp.write_bytes(data)
         os.replace(tmp, path)
     except OSError as e:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
         raise OutputError(f"{path}: cannot write to the engine cache ({e.strerror or e}); set FACECYCLE_CACHE to a "
                           "writable folder") from None
+
+
+#: a writer's temporary (:func:`facecycle.files.temp_path`): ``.<final name>.<pid>-<8 hex>.tmp``
+_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp$")
+#: the temporary names of older builders: the int8 ones' fixed ``X-int8.pre.onnx`` / ``X-int8.onnx.tmp``, the fp16
+#: one's ``X-fp16.onnx.tmp<pid>``
+_OLD_TEMP_RE = re.compile(r"^.+(-int8\.pre\.onnx|-int8\.onnx\.tmp|\.onnx\.tmp\d+)$")
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file name in the cache is a writer's temporary (a build running now, or one that was killed)."""
+    return bool(_TEMP_RE.match(name) or _OLD_TEMP_RE.match(name))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError, OSError):
+        return True  # someone else's process (or cannot tell): leave its files alone
+    return True
+
+
+def remove_stale_temporaries(folder: Path, max_age_s: float = 3600.0) -> int:
+    """Remove the temporaries a killed builder left in ``folder``: those at least ``max_age_s`` old whose process
+    (the pid in the name) no longer runs on this machine, and the fixed-name ones of older builders at least that
+    old. A temporary of a build that is running now (its pid alive, or written within ``max_age_s``: a builder on
+    another machine sharing the cache) is left alone. Returns how many were removed; errors are ignored."""
+    n = 0
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return 0
+    now = time.time()
+    for f in entries:
+        m = _TEMP_RE.match(f.name)
+        if not m and not _OLD_TEMP_RE.match(f.name):
+            continue
+        try:
+            if now - f.stat().st_mtime < max_age_s or (m and _pid_alive(int(m["pid"]))):
+                continue
+            f.unlink()
+            n += 1
+            log.info("removed %s, a temporary a killed build left in the engine cache", f)
+        except OSError:
+            continue
+    return n
 
 
 def _entries(root: Path) -> Iterator[Path]:
@@ -148,8 +221,9 @@ def list_converted(root: Optional[Path] = None) -> List[dict]:
     for sub, kind in _CONVERTED:
         d = root / sub
         if d.is_dir():
-            out += [{"path": str(f), "bytes": f.stat().st_size, "kind": kind} for f in sorted(d.iterdir())
-                    if f.is_file()]
+            out += [{"path": str(f), "bytes": f.stat().st_size,
+                     "kind": "temporary (a build running, or killed)" if is_temporary(f.name) else kind}
+                    for f in sorted(d.iterdir()) if f.is_file()]
     return out
 
 
@@ -214,15 +288,20 @@ def _fix_casts(model) -> None:
                     a.i = TensorProto.FLOAT16
 
 
-def fp16_onnx(src: Union[str, Path], sha256: str, root: Optional[Path] = None) -> Path:
+def fp16_path(sha256: str, root: Optional[Path] = None) -> Path:
+    """Where :func:`fp16_onnx` caches the FP16 copy of the graph whose sha256 is ``sha256``."""
+    return (root or engine_cache_dir()) / "onnx16" / f"{sha256[:16]}-fp16.onnx"
+
+
+def fp16_onnx(src: Union[str, Path], sha256: str, root: Optional[Path] = None, rebuild: bool = False) -> Path:
     """FP16 copy of an ONNX graph with FP32 inputs/outputs, cached by the source sha256.
 
     Uses ``onnxconverter_common.float16.convert_float_to_float16(model,
-    keep_io_types=True)`` (casts inserted at the graph boundary).
+    keep_io_types=True)`` (casts inserted at the graph boundary). ``rebuild``: convert again and replace the cached
+    copy (a backend that cannot load it: truncated, damaged). Written whole (:func:`write_atomic`).
     """
-    root = root or engine_cache_dir()
-    out = root / "onnx16" / f"{sha256[:16]}-fp16.onnx"
-    if out.is_file():
+    out = fp16_path(sha256, root)
+    if out.is_file() and not rebuild:
         return out
     try:
         import onnx
@@ -239,6 +318,7 @@ def fp16_onnx(src: Union[str, Path], sha256: str, root: Optional[Path] = None) -
         warnings.simplefilter("ignore")  # "float32 number ... truncated to 1e-07" for tiny constants
         m16 = float16.convert_float_to_float16(model, keep_io_types=True)
     _fix_casts(m16)
+    remove_stale_temporaries(out.parent)
     write_atomic(out, m16.SerializeToString())
     log.info("converted %s to fp16 -> %s", src, out)
     return out

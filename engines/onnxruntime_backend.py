@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -142,28 +142,71 @@ class OnnxRuntimeBackend(Backend):
         self.session(graph)
         return self._paths[graph]
 
-    def _create(self, spec: GraphSpec):
-        path = self._graph_file(spec, verify=self._verify)
+    def _derived(self, spec: GraphSpec, src: Path, rebuild: bool = False) -> Tuple[Path, Optional[str], bool]:
+        """The file ONNX Runtime loads for ``spec`` at this precision: ``(path, kind, cached)``.
+
+        ``kind`` is ``"fp16"`` / ``"int8"`` for a graph converted into the engine cache (None: the exported graph
+        ``src`` itself); ``cached``: it was in the cache already (not converted by this call). ``rebuild``: convert
+        again, replacing the cached copy.
+        """
         if self.precision == "fp16":
-            from .cache import fp16_onnx
+            from .cache import fp16_onnx, fp16_path
 
-            path = fp16_onnx(path, spec.sha256 or sha256_file(path))
-        elif self.precision == "int8":
-            if spec.input_names == ["image"]:
-                from .quantize import calibration_inputs, calibration_sha256, int8_onnx
+            sha = spec.sha256 or sha256_file(src)
+            cached = not rebuild and fp16_path(sha).is_file()
+            return fp16_onnx(src, sha, rebuild=rebuild), "fp16", cached
+        if self.precision == "int8" and spec.input_names == ["image"]:
+            from .quantize import calibration_inputs, calibration_sha256, int8_onnx, int8_path
 
-                if self._calib_inputs is None:
-                    self._calib_inputs = calibration_inputs(self._calibration, self.manifest)
-                    self._calib_sha256 = calibration_sha256(self._calib_inputs)
-                path = int8_onnx(path, spec.sha256 or sha256_file(path), self._calib_inputs)
-            else:
-                log.info("onnxruntime: %s stays fp32 under precision int8 (only image-input graphs are quantized)",
-                         spec.name)
+            if self._calib_inputs is None:
+                self._calib_inputs = calibration_inputs(self._calibration, self.manifest)
+                self._calib_sha256 = calibration_sha256(self._calib_inputs)
+            sha = spec.sha256 or sha256_file(src)
+            cached = not rebuild and int8_path(sha, self._calib_sha256 or "").is_file()
+            return int8_onnx(src, sha, self._calib_inputs, rebuild=rebuild), "int8", cached
+        if self.precision == "int8":
+            log.info("onnxruntime: %s stays fp32 under precision int8 (only image-input graphs are quantized)",
+                     spec.name)
+        return src, None, False
+
+    def _load(self, path: Path) -> Tuple[object, Optional[str], bool]:
+        """``(InferenceSession, None, False)`` of ``path``, or ``(None, why, damaged)`` when ONNX Runtime cannot load
+        it: ``why`` the first line of its error; ``damaged`` whether the file itself is at fault (ONNX Runtime found
+        no valid ONNX protobuf / graph in it, or it is gone, or ``onnx`` cannot parse it) rather than, say, an
+        execution provider that cannot start."""
         try:
-            sess = self._ort.InferenceSession(str(path), self.session_options(), providers=self._providers)
+            return self._ort.InferenceSession(str(path), self.session_options(), providers=self._providers), None, \
+                False
         except Exception as e:  # noqa: BLE001 - ORT raises its own Fail/InvalidProtobuf/... types
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ModelError(f"{path}: ONNX Runtime cannot load this graph ({msg[:300]})") from None
+            damaged = type(e).__name__ in ("InvalidProtobuf", "InvalidGraph", "NoSuchFile") or not path.is_file()
+            if not damaged:
+                try:
+                    import onnx
+
+                    onnx.load(str(path), load_external_data=False)
+                except ImportError:
+                    pass
+                except Exception:  # noqa: BLE001 - protobuf DecodeError and friends: the file is not ONNX
+                    damaged = True
+            return None, msg[:300], damaged
+
+    def _create(self, spec: GraphSpec):
+        src = self._graph_file(spec, verify=self._verify)
+        path, kind, cached = self._derived(spec, src)
+        sess, why, damaged = self._load(path)
+        if sess is None and kind is not None and cached and damaged:
+            # a cached fp16 / int8 graph that cannot be loaded (truncated by a crash, a copy cut short): rebuilt once
+            # from the exported graph, as a TensorRT plan that fails to deserialize is
+            log.warning("onnxruntime: cached %s graph %s cannot be loaded (%s); rebuilding it from %s", kind, path,
+                        why, src.name)
+            path, _, cached = self._derived(spec, src, rebuild=True)
+            sess, why, damaged = self._load(path)
+        if sess is None:
+            if kind is None or cached:
+                raise ModelError(f"{path}: ONNX Runtime cannot load this graph ({why})")
+            raise ModelError(f"{path}: ONNX Runtime cannot load the {kind} graph just built from {src} ({why}); "
+                             "`facecycle engine clean` removes it; --precision fp32 runs the exported graphs")
         got = [i.name for i in sess.get_inputs()]
         if sorted(got) != sorted(spec.input_names):
             raise ModelError(f"{path}: graph inputs {got} do not match the manifest {spec.input_names}")

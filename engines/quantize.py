@@ -15,7 +15,11 @@ Calibration sources (``calibration=``):
 
 Quantized graphs are cached next to the engines
 (``<cache>/engines/onnx8/<onnx sha[:16]>-<calibration sha[:12]>-ort<version>-int8.onnx``: another ONNX
-Runtime quantizes differently, so it makes its own copy).
+Runtime quantizes differently, so it makes its own copy). Each build works on temporaries of its own
+(``.<name>.<pid>-<8 hex>.tmp``, :func:`facecycle.files.temp_path`) beside the graph and ``os.replace``-s the
+result into place, so two processes quantizing the same graph at once (an empty cache) neither read nor delete
+each other's half-written files; each removes only its own temporaries. A cached graph that ONNX Runtime cannot
+load is rebuilt once (``rebuild=True``) by :class:`engines.onnxruntime_backend.OnnxRuntimeBackend`, with a WARNING.
 
 What is quantized: convolutions, ``Gemm`` and the ``MatMul`` nodes with a constant operand (weights, the
 48-px low-pass matrices). A ``MatMul`` of two activations (the attention products of the self-attention
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Optional, Union
@@ -35,10 +40,11 @@ from typing import Optional, Union
 import numpy as np
 
 from facecycle.errors import InputError, ModelError, UsageError
+from facecycle.files import temp_path
 
-from .cache import engine_cache_dir
+from .cache import engine_cache_dir, make_cache_dir, remove_stale_temporaries
 
-__all__ = ["calibration_inputs", "calibration_sha256", "int8_onnx", "QUANT_OPS"]
+__all__ = ["calibration_inputs", "calibration_sha256", "int8_onnx", "int8_path", "QUANT_OPS"]
 
 log = logging.getLogger(__name__)
 
@@ -132,17 +138,29 @@ def _activation_matmuls(graph_path: Path) -> list:
     return [n.name for n in g.node if n.op_type == "MatMul" and not any(i in consts for i in n.input)]
 
 
+def int8_path(sha256: str, calib_sha256: str, root: Optional[Path] = None) -> Path:
+    """Where :func:`int8_onnx` caches the int8 copy of the graph whose sha256 is ``sha256``, calibrated on inputs
+    whose :func:`calibration_sha256` is ``calib_sha256``, by this ONNX Runtime."""
+    import onnxruntime
+
+    return ((root or engine_cache_dir()) / "onnx8"
+            / f"{sha256[:16]}-{calib_sha256[:12]}-ort{onnxruntime.__version__}-int8.onnx")
+
+
 def int8_onnx(src: Union[str, Path], sha256: str, calib: np.ndarray, input_name: str = "image",
-              root: Optional[Path] = None, extra_inputs: Optional[dict] = None) -> Path:
+              root: Optional[Path] = None, extra_inputs: Optional[dict] = None, rebuild: bool = False) -> Path:
     """Static QDQ int8 copy of an ONNX graph (per-channel s8 weights, u8 activations), cached.
 
     Args:
         src: FP32 ONNX graph. sha256: its hash (cache key).
         calib: normalised calibration inputs ``(N, 3, S, S)`` float32 for ``input_name``.
         extra_inputs: fixed arrays (batch first, N rows) for the graph's other inputs.
+        rebuild: quantize again and replace the cached graph (one ONNX Runtime cannot load: truncated, damaged).
+
+    The build writes temporaries of its own beside the graph (pid and a random part in their names) and replaces
+    the graph with the result in one ``os.replace``; a concurrent build of the same graph is left alone.
     """
     try:
-        import onnxruntime
         from onnxruntime.quantization import (
             CalibrationDataReader,
             QuantFormat,
@@ -156,12 +174,15 @@ def int8_onnx(src: Union[str, Path], sha256: str, calib: np.ndarray, input_name:
     if calib.shape[0] < 8:
         raise UsageError(f"int8 calibration needs at least 8 face crops, got {calib.shape[0]}")
     csha = calibration_sha256(calib)
-    root = root or engine_cache_dir()
-    out = root / "onnx8" / f"{sha256[:16]}-{csha[:12]}-ort{onnxruntime.__version__}-int8.onnx"
-    if out.is_file():
+    out = int8_path(sha256, csha, root)
+    if out.is_file() and not rebuild:
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pre = out.with_name(out.stem + ".pre.onnx")
+    make_cache_dir(out.parent)
+    remove_stale_temporaries(out.parent)
+    # this build's own temporaries: fixed names (``X.pre.onnx``, ``X.onnx.tmp``) were shared by every process, and
+    # one builder's cleanup deleted another's half-written files
+    pre = temp_path(out.with_name(out.stem + ".pre.onnx"))
+    tmp = temp_path(out)
 
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -176,7 +197,6 @@ def int8_onnx(src: Union[str, Path], sha256: str, calib: np.ndarray, input_name:
         def get_next(self):
             return next(self._it, None)
 
-    tmp = out.with_name(out.name + ".tmp")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -185,12 +205,15 @@ def int8_onnx(src: Union[str, Path], sha256: str, calib: np.ndarray, input_name:
             quantize_static(str(pre), str(tmp), _Reader(), quant_format=QuantFormat.QDQ,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
                             op_types_to_quantize=list(QUANT_OPS), nodes_to_exclude=_activation_matmuls(pre))
-        tmp.replace(out)
+        os.replace(tmp, out)
     except Exception as e:  # noqa: BLE001 - onnx/ORT raise many types
-        raise ModelError(f"{src}: int8 quantization failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})") \
-            from None
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise ModelError(f"{src}: int8 quantization failed ({type(e).__name__}: {first})") from None
     finally:
-        pre.unlink(missing_ok=True)
-        tmp.unlink(missing_ok=True)
+        for f in (pre, tmp):  # only this build's own files
+            try:
+                f.unlink(missing_ok=True)
+            except OSError:
+                pass
     log.info("quantized %s to int8 (%d calibration crops) -> %s", src, len(calib), out)
     return out

@@ -8,7 +8,7 @@ Pure logic over :class:`engines.probes.Probes`, unit-tested with fake probes.
 Backend names (``--backend``):
 
 ============================  =====================================================
-``auto``                      the first available of :data:`AUTO_ORDER` that opens and runs
+``auto``                      the first available of :data:`AUTO_ORDER` that runs the precision, opens and runs
 ``tensorrt``                  TensorRT engines (``tensorrt`` + CUDA GPU + torch CUDA for buffers)
 ``onnxruntime``               ONNX Runtime, CPU execution provider (the CPU default)
 ``onnxruntime-cpu``           same as ``onnxruntime``
@@ -30,8 +30,8 @@ from facecycle.errors import BackendUnavailable, UsageError
 
 from .probes import Probes, default_probes
 
-__all__ = ["Choice", "BACKEND_NAMES", "AUTO_ORDER", "check", "choose", "candidates", "available_backends",
-           "find_weights", "NO_WEIGHTS_HINT"]
+__all__ = ["Choice", "BACKEND_NAMES", "AUTO_ORDER", "PRECISIONS", "check", "choose", "candidates",
+           "available_backends", "find_weights", "NO_WEIGHTS_HINT"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,17 @@ BACKEND_NAMES = ("auto", "tensorrt", "onnxruntime", "onnxruntime-cpu", "onnxrunt
                  "torch", "torch-cpu", "torch-cuda")
 _ALIASES = {"onnxruntime": "onnxruntime-cpu", "ort": "onnxruntime-cpu", "torch": "torch-cpu",
             "pytorch": "torch-cpu", "trt": "tensorrt"}
+#: the precisions each backend runs: ``auto`` passes over the ones that cannot run the precision asked for (a
+#: fallback to one of them replaced the real error with its own refusal: a cached int8 graph ONNX Runtime could not
+#: load became "precision must be fp32 or fp16, not 'int8'" from torch, exit 2)
+PRECISIONS: Dict[str, Tuple[str, ...]] = {
+    "tensorrt": ("fp32", "fp16"),
+    "onnxruntime-cpu": ("fp32", "fp16", "int8"),
+    "onnxruntime-cuda": ("fp32", "fp16", "int8"),
+    "onnxruntime-trt": ("fp32", "fp16", "int8"),
+    "torch-cpu": ("fp32",),
+    "torch-cuda": ("fp32", "fp16"),
+}
 #: what a user without weights for the PyTorch backend can do (CLI and Python)
 NO_WEIGHTS_HINT = ("export the checkpoint with `facecycle export --checkpoint PATH --out DIR` (it writes them), or "
                    "use --backend onnxruntime (Python: checkpoint=PATH)")
@@ -156,7 +167,8 @@ def choose(backend: str = "auto", probes: Optional[Probes] = None, model_dir=Non
 def candidates(backend: str = "auto", probes: Optional[Probes] = None, model_dir=None,
                opts: Optional[dict] = None) -> List[Choice]:
     """Every usable backend for ``backend``, best first: one for an explicit name, the available ones of
-    :data:`AUTO_ORDER` under ``auto`` (the fallback chain of :func:`engines.open_backend`).
+    :data:`AUTO_ORDER` under ``auto`` (the fallback chain of :func:`engines.open_backend`) that run
+    ``opts["precision"]`` (:data:`PRECISIONS`; int8: ONNX Runtime only, fp16: not torch on the CPU).
 
     Raises:
         UsageError: unknown name. BackendUnavailable: nothing usable (the message names what is missing).
@@ -168,16 +180,22 @@ def candidates(backend: str = "auto", probes: Optional[Probes] = None, model_dir
         if not ok:
             raise BackendUnavailable(f"backend {backend!r} is unavailable: {why}")
         return [_resolve(name, f"requested explicitly ({why})")]
+    precision = str((opts or {}).get("precision") or "fp32")
+    known = any(precision in v for v in PRECISIONS.values())  # else each backend's own UsageError says so
     skipped: List[str] = []
     out: List[Choice] = []
     for cand in AUTO_ORDER:
         ok, why = check(cand, probes, model_dir, opts)
+        if ok and known and precision not in PRECISIONS[cand]:
+            ok, why = False, f"runs {'/'.join(PRECISIONS[cand])} only, not {precision}"
         if ok:
             reason = f"auto: {cand} ({why})" + (f"; skipped {'; '.join(skipped)}" if skipped and not out else "")
             out.append(_resolve(cand, reason))
         elif not out:
             skipped.append(f"{cand}: {why}")
     if not out:
+        if precision != "fp32" and known:
+            raise BackendUnavailable(f"no installed backend can run precision {precision}: " + "; ".join(skipped))
         raise BackendUnavailable("no inference backend available: " + "; ".join(skipped))
     return out
 

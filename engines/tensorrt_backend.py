@@ -6,7 +6,7 @@ with a persistent timing cache -> engine plan in the user cache (see
 :mod:`engines.cache`), keyed by ONNX sha256, TensorRT version, GPU name,
 compute capability, precision and profile. A cached plan that fails to
 deserialize (other TensorRT build, corrupt file) is rebuilt with a WARNING
-saying why.
+saying why; so is a cached fp16 graph that TensorRT's ONNX parser cannot read.
 
 Precision:
 
@@ -62,7 +62,16 @@ from facecycle.errors import BackendUnavailable, ModelError, PipelineError, Usag
 from facecycle.files import sha256_file
 
 from .base import Backend, GraphSpec
-from .cache import EngineKey, engine_cache_dir, engine_key, engine_path, fp16_onnx, timing_cache_path, write_atomic
+from .cache import (
+    EngineKey,
+    engine_cache_dir,
+    engine_key,
+    engine_path,
+    fp16_onnx,
+    fp16_path,
+    timing_cache_path,
+    write_atomic,
+)
 
 __all__ = ["TensorRTBackend", "DEFAULT_PROFILE", "trt_major", "BuildProgress"]
 
@@ -281,9 +290,11 @@ class TensorRTBackend(Backend):
 
     def _build(self, spec: GraphSpec, key: EngineKey) -> bytes:
         trt = self._trt
-        src = self._graph_file(spec, verify=self._verify)
+        exported = src = self._graph_file(spec, verify=self._verify)
+        fp16_cached = False  # a converted graph read from the cache (rebuilt once if TensorRT cannot parse it)
         if self.precision == "fp16" and self.fp16_mode == "graph":
-            src = fp16_onnx(src, key.onnx_sha256, self.cache_dir)
+            fp16_cached = fp16_path(key.onnx_sha256, self.cache_dir).is_file()
+            src = fp16_onnx(exported, key.onnx_sha256, self.cache_dir)
         t0 = time.perf_counter()
         log.warning("tensorrt: building %s engine for %s (%s, batch %d/%d/%d) — this takes a while",
                     self.precision, spec.name, self.gpu_name, *self.profile)
@@ -298,7 +309,18 @@ class TensorRTBackend(Backend):
         parser = trt.OnnxParser(network, self._logger)
         if not parser.parse(src.read_bytes()):
             errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise ModelError(f"{src}: TensorRT's ONNX parser failed: {errs[:400]}")
+            if not fp16_cached:
+                raise ModelError(f"{src}: TensorRT's ONNX parser failed: {errs[:400]}")
+            # a cached fp16 graph cut short (a crash, a copy): converted again once, as a bad plan is rebuilt
+            log.warning("tensorrt: cached fp16 graph %s cannot be parsed (%s); rebuilding it from %s", src,
+                        errs[:300], exported.name)
+            src = fp16_onnx(exported, key.onnx_sha256, self.cache_dir, rebuild=True)
+            network = builder.create_network(flags)
+            parser = trt.OnnxParser(network, self._logger)
+            if not parser.parse(src.read_bytes()):
+                errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+                raise ModelError(f"{src}: TensorRT's ONNX parser failed on the fp16 graph just rebuilt from "
+                                 f"{exported}: {errs[:400]}")
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, self.workspace_mb << 20)
         if self.precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):

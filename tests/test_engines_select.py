@@ -266,3 +266,28 @@ def test_fp16_without_its_converter_is_an_unavailable_package_not_a_bad_model(tm
     with pytest.raises(BackendUnavailable, match="pip install onnxconverter-common") as e:
         fp16_onnx(src, SHA, root=tmp_path / "cache")
     assert e.value.exit_code == 6
+
+
+def test_auto_offers_only_backends_that_run_the_precision(weights_dir):
+    """A fallback to a backend that cannot run the precision turned the real error into its refusal ("precision must
+    be fp32 or fp16, not 'int8'", exit 2): under auto such backends are no candidates (int8: ONNX Runtime only;
+    fp16: not torch on the CPU); the reason for passing over them is logged like any other."""
+    from engines.select import candidates
+
+    gpu = fake()
+    assert [c.name for c in candidates("auto", gpu, weights_dir, {"precision": "int8"})] == \
+        ["onnxruntime-cuda", "onnxruntime-cpu"]
+    c = choose("auto", gpu, weights_dir, {"precision": "int8"})
+    assert c.name == "onnxruntime-cuda" and "tensorrt: runs fp32/fp16 only, not int8" in c.reason
+    cpu = fake(gpu=None, torch_cuda=False)
+    assert [c.name for c in candidates("auto", cpu, weights_dir, {"precision": "int8"})] == ["onnxruntime-cpu"]
+    assert [c.name for c in candidates("auto", cpu, weights_dir, {"precision": "fp16"})] == ["onnxruntime-cpu"]
+    assert [c.name for c in candidates("auto", cpu, weights_dir, {"precision": "fp32"})] == \
+        ["onnxruntime-cpu", "torch-cpu"]
+    assert [c.name for c in candidates("auto", cpu, weights_dir)] == ["onnxruntime-cpu", "torch-cpu"]
+    with pytest.raises(BackendUnavailable, match="no installed backend can run precision int8: .*onnxruntime-cpu: "
+                                                 "the 'onnxruntime' package is not installed.*torch-cpu: runs fp32 "
+                                                 "only, not int8"):
+        candidates("auto", fake(modules=("torch",), gpu=None, torch_cuda=False), weights_dir, {"precision": "int8"})
+    # an explicit backend is not filtered: its own refusal names the precision
+    assert [c.name for c in candidates("torch", cpu, weights_dir, {"precision": "int8"})] == ["torch-cpu"]
