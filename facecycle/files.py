@@ -1,10 +1,12 @@
 """Small file utilities shared by export, engines, data tools and the outputs (no torch, no NumPy)."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
@@ -12,7 +14,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 __all__ = ["json_safe", "json_text", "sha256_file", "text_name", "temp_path", "write_atomic", "write_failure",
            "name_key", "caseless_note", "names_caseless", "CASELESS_NAMES",
            "match_umask", "check_can_create", "unread_pictures", "visible_files", "walk_once", "IMAGE_SUFFIXES",
-           "UNREAD_PICTURE_SUFFIXES", "VIDEO_SUFFIXES"]
+           "UNREAD_PICTURE_SUFFIXES", "VIDEO_SUFFIXES", "Busy", "lock_file", "unlock_file", "lock_name"]
 
 log = logging.getLogger(__name__)
 
@@ -254,3 +256,127 @@ def check_can_create(path: Union[str, Path]) -> None:
             pass
     except OSError as e:
         raise OutputError(f"{path}: cannot write in {d} ({e.strerror or e})") from None
+
+
+class Busy(Exception):
+    """Another live process holds a lock taken with :func:`lock_file`; ``holder`` is what it wrote into the lock
+    file (``host``, ``pid`` and what it is writing; empty where it could not be read), ``path`` the lock file."""
+
+    def __init__(self, path: Union[str, Path], holder: Dict[str, Any]) -> None:
+        super().__init__(f"{path}: held by {_who(holder)}")
+        self.path = Path(path)
+        self.holder = holder
+
+    @property
+    def who(self) -> str:
+        """``host H, pid P`` of the holder (``?`` for what it did not say)."""
+        return _who(self.holder)
+
+
+def _who(holder: Dict[str, Any]) -> str:
+    return f"host {holder.get('host', '?')}, pid {holder.get('pid', '?')}"
+
+
+def lock_name(path: Union[str, Path]) -> Path:
+    """The hidden lock file of an output ``path``, beside it: ``.clip.csv.lock`` for ``clip.csv`` (for a folder
+    output, ``.pq.lock`` beside the folder ``pq``)."""
+    p = Path(path)
+    return p.with_name(f".{p.name}.lock")
+
+
+def _read_holder(fd: int) -> Dict[str, Any]:
+    """What the holder of the lock file ``fd`` wrote there; it writes it just after taking the lock, so an empty or
+    partial text is read again for a moment."""
+    import time
+
+    for _ in range(25):
+        try:
+            holder = json.loads(os.pread(fd, 4096, 0) or b"null")
+        except (OSError, ValueError):
+            holder = None
+        if isinstance(holder, dict):
+            return holder
+        time.sleep(0.02)
+    return {}
+
+
+#: ``flock`` errors that mean the file system has no working locks: nothing is locked there, as on Windows
+_NO_LOCKS = frozenset(getattr(errno, n) for n in ("ENOLCK", "EOPNOTSUPP", "ENOTSUP", "ENOSYS") if hasattr(errno, n))
+
+
+def lock_file(path: Union[str, Path], holder: Dict[str, Any], what: str = "its lock") -> Optional[int]:
+    """Take the exclusive advisory lock of the file ``path`` (created as needed, its folder too): an open file
+    descriptor that holds it until :func:`unlock_file` or the process's end (the OS releases a ``flock`` when the
+    process dies, also when it is killed: a lock file left behind by a killed process is simply taken). ``holder``
+    (plus this ``host`` and ``pid``) is written into the file as JSON, for the error of whoever finds it taken.
+
+    Raises :class:`Busy` (with the holder's JSON) where another open file holds it: another process, or another
+    run of this one. Returns None where the OS has no ``flock`` (Windows) or the file system no working locks
+    (``ENOLCK``: an NFS v3 mount without its lock daemon): nothing is locked there. An ``OSError`` where
+    the file cannot be made (a read-only folder): callers decide whether that matters. ``what`` names the lock in
+    the :class:`~facecycle.errors.OutputError` raised where it is removed again and again as it is taken."""
+    import socket
+
+    from .errors import OutputError
+
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    p = Path(path)
+    for _ in range(100):
+        p.parent.mkdir(parents=True, exist_ok=True)  # another run may have removed an empty folder meanwhile
+        try:
+            fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o666)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            found = _read_holder(fd)
+            os.close(fd)
+            raise Busy(p, found) from None
+        except OSError as e:
+            os.close(fd)
+            if e.errno in _NO_LOCKS:  # a file system without working locks (NFS v3 without its lock daemon)
+                log.debug("%s: not locked (%s)", p, e.strerror or e)
+                try:
+                    os.unlink(p)  # nobody can hold it there: no file is left behind
+                except OSError:
+                    pass
+                return None
+            raise
+        except BaseException:
+            os.close(fd)
+            raise
+        # the holder before may have removed the file between our open and our lock: lock the file that is there
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(p))
+        except FileNotFoundError:
+            same = False
+        if same:
+            me = {**holder, "host": socket.gethostname(), "pid": os.getpid()}
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, json.dumps(me, default=str).encode(), 0)
+            except OSError as e:  # a full disk: the lock holds all the same; the other side reads no holder
+                log.debug("%s: holder not written (%s)", p, e)
+            return fd
+        os.close(fd)
+    raise OutputError(f"{p}: cannot take {what} (removed again and again by another process)")
+
+
+def unlock_file(path: Union[str, Path], fd: Optional[int]) -> None:
+    """Release a lock taken with :func:`lock_file`: the lock file is removed while still held (a process that
+    opened it meanwhile finds it gone and takes a new one), then closed. Never raises; None does nothing (also at
+    the interpreter's exit, where a dropped run's outputs are closed: nothing is imported here)."""
+    if fd is None:
+        return
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+    try:
+        os.close(fd)
+    except OSError:
+        pass

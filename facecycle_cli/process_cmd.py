@@ -308,10 +308,11 @@ def _failed_before_first_frame(sidecar: Path) -> bool:
     return bool(info) and info.get("status") == "failed" and not info.get("frames") and not info.get("rows")
 
 
-def _check_parquet_exists(dest: Path, overwrite: bool) -> None:
+def _check_parquet_exists(dest: Path, overwrite: bool, since_start: bool = False) -> None:
     """``--parquet`` follows the rule of the other outputs: an existing dataset (a file, or a folder that is not
     empty) is replaced only with ``--overwrite`` (it was replaced without a word, any file named ``.parquet`` too).
-    ``facecycle batch`` keeps replacing its dataset whole (docs/batch.md)."""
+    ``facecycle batch`` keeps replacing its dataset whole (docs/batch.md). Checked at the start and again just
+    before the write (``since_start``: the path was free at the start, and another program made it since)."""
     if overwrite or not (dest.exists() or dest.is_symlink()):
         return
     try:
@@ -319,6 +320,9 @@ def _check_parquet_exists(dest: Path, overwrite: bool) -> None:
     except OSError:
         empty_folder = False
     if not empty_folder:
+        if since_start:
+            raise OutputError(f"{dest}: made by another program while this run went; not replaced (the CSVs are "
+                              "written; use --overwrite to replace it, or give another --parquet path)")
         raise OutputError(f"{dest}: exists (use --overwrite to replace it)")
 
 
@@ -329,14 +333,29 @@ def _process(args: argparse.Namespace) -> int:
         raise UsageError("--max-frames must be >= 1")
     if args.inputs.count("-") > 1:
         raise UsageError("-: standard input can be given once")
+    pq_lock: Optional[int] = None
     if args.parquet:  # refused before any input is read, not after it
-        from realtime.batch.parquet import check_parquet_path, require_pyarrow
+        from realtime.batch.parquet import check_parquet_path, lock_parquet, require_pyarrow
 
         if not args.csv:
             raise UsageError("--parquet needs the CSVs (drop --no-csv)")
         require_pyarrow()
         check_parquet_path(args.parquet, args.out_dir)
         _check_parquet_exists(Path(args.parquet), args.overwrite)
+        # held to the end of the dataset's write: a second run given this path is refused now, not replaced later
+        pq_lock = lock_parquet(args.parquet, "facecycle process",
+                               "wait for it to end, or give another --parquet path")
+    try:
+        return _process_locked(args)
+    finally:
+        if pq_lock is not None:
+            from realtime.batch.parquet import unlock_parquet
+
+            unlock_parquet(args.parquet, pq_lock)
+
+
+def _process_locked(args: argparse.Namespace) -> int:
+    """:func:`_process` once its options are checked and its ``--parquet`` path locked."""
     from realtime.sources import local_path
 
     # file:///x.mp4 is the file /x.mp4 (it was checked as a local path named "file:///x.mp4": "no such file")
@@ -361,6 +380,9 @@ def _process(args: argparse.Namespace) -> int:
     if args.parquet and done:
         from realtime.batch.parquet import write_parquet
 
+        # the path did not exist at the start (or --overwrite): something made it since (not another facecycle
+        # run: the lock keeps those out): not replaced without --overwrite
+        _check_parquet_exists(Path(args.parquet), args.overwrite, since_start=True)
         res = write_parquet([(str(p["input"]), p["csv"]) for p in done], args.parquet)
         print(f"{res['path']}: {_n(res['rows'], 'row')} of {_n(res['videos'], 'input')} (Parquet)", file=sys.stderr)
     if failures:

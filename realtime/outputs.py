@@ -10,6 +10,14 @@ ever touched by that thread (or by :meth:`RunOutputs.close` once it has finished
 Order per frame: annotate (``packet.annotated``), then CSV, then video (the video shows the overlay).
 A CSV's JSON sidecar is written when the CSV opens (``status: running``) and again when it closes
 (final status, frame/row counts, the rows' expression summary, run statistics).
+
+Each output file (CSV, sidecar, video or pictures) is locked while it is written (an advisory ``flock`` on a hidden
+file beside it, ``.clip.csv.lock``: :func:`facecycle.files.lock_file`), from before an earlier file is set aside
+until the output is finished (and any earlier file put back or deleted). A second run (another process, or another
+run of this one) given the same file is refused at once (:class:`~facecycle.errors.OutputError`, naming the host
+and pid of the run writing it): two ``--overwrite`` runs on one name used to lose one run's rows without a word
+(the second set aside and deleted the file the first was still writing) and leave a sidecar of the other run.
+Where the OS has no ``flock`` (Windows) nothing is locked.
 """
 from __future__ import annotations
 
@@ -22,7 +30,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from facecycle.errors import FaceCycleError, OutputError
-from facecycle.files import VIDEO_SUFFIXES, write_failure
+from facecycle.files import VIDEO_SUFFIXES, Busy, lock_file, lock_name, unlock_file, write_failure
 
 from .annotators import Annotator, Compose
 from .sinks import CsvSink, ImageSink, VideoSink, is_image_path, write_sidecar
@@ -120,6 +128,10 @@ class RunOutputs:
         #: deleted); a run that ends before one (failed, interrupted, stopped) puts them back and sets ``restored``
         self._aside: List[Tuple[Path, Path]] = []
         self.restored = False
+        #: output path -> (its lock file, the descriptor holding it; None where nothing is locked)
+        self._locks: Dict[Path, Tuple[Path, Optional[int]]] = {}
+        #: the output paths each open output writes ("csv": the CSV and its sidecar, "video"): their locks are held
+        self._in_use: Dict[str, List[Path]] = {}
 
     # ---------------------------------------------------------------- any thread
     def set_annotator(self, annotator: Optional[Annotator]) -> None:
@@ -144,11 +156,19 @@ class RunOutputs:
         self._close_csv("stopped")
         side = Path(sidecar) if sidecar else Path(path).with_suffix(".json")
         self._check_clash({"CSV": Path(path), "CSV's sidecar": side})
+        try:  # before anything is set aside: a file another run still writes is refused, untouched
+            self._take_lock(Path(path))
+            self._take_lock(side)
+            self._in_use["csv"] = [Path(path), side]
+        except BaseException:
+            self._release_idle()
+            raise
         self._set_aside(Path(path))
         self._set_aside(side)
         try:
             self.csv = CsvSink(path, self.code_dim, overwrite=self.overwrite, file_column=self.file_column)
         except BaseException:
+            self._in_use.pop("csv", None)
             self._put_back([Path(path), side])  # no new file will replace them
             raise
         self.sidecar_path = side
@@ -170,10 +190,16 @@ class RunOutputs:
 
     def check_video_path(self, path: PathLike) -> None:
         """Raise :class:`~facecycle.errors.OutputError` where ``path`` can be neither a video (.mp4, .mkv, …) nor
-        pictures (:meth:`open_video`); nothing is created."""
+        pictures (:meth:`open_video`), or where another run is writing it (its lock is taken here and kept for
+        :meth:`open_video`, or until :meth:`close`: a run refused for its video leaves no CSV behind); nothing but
+        the hidden lock file is created."""
         if not self._pictures(path) and Path(path).suffix.lower() not in VIDEO_OUT_SUFFIXES:
             raise OutputError(f"{path}: not a video file name this writer can fill with H.264 "
                               f"(use {', '.join(VIDEO_OUT_SUFFIXES)})")
+        if self.video is None:
+            self._take_lock(Path(path))
+            self._in_use["video"] = [Path(path)]
+            self._release_idle()  # (one reserved before for another name)
 
     def open_video(self, path: PathLike) -> None:
         """Open the video now (raises :class:`~facecycle.errors.OutputError`). Audio is copied only when the
@@ -182,8 +208,16 @@ class RunOutputs:
         a video suffix is a folder of pictures (``photos.annotated``); anything else is a video."""
         self._close_video()
         self._check_clash({"recording": Path(path)})
+        self._take_lock(Path(path))  # before anything is set aside: a file another run still writes is refused
+        self._in_use["video"] = [Path(path)]
+        self._release_idle()  # (one reserved by check_video_path for another name)
         if self._pictures(path):
-            self.video = ImageSink(path, overwrite=self.overwrite)
+            try:
+                self.video = ImageSink(path, overwrite=self.overwrite)
+            except BaseException:
+                self._in_use.pop("video", None)
+                self._release_idle()
+                raise
         else:
             audio = self.audio_from if self._frames_seen == 0 else None
             self._set_aside(Path(path))
@@ -191,6 +225,7 @@ class RunOutputs:
                 self.video = VideoSink(path, fps=self.fps, time_base=self.time_base, audio_from=audio,
                                        preset=self.video_preset, overwrite=self.overwrite)
             except BaseException:
+                self._in_use.pop("video", None)
                 self._put_back([Path(path)])  # no new file will replace it
                 raise
         self.video_path = self.video.path
@@ -255,6 +290,35 @@ class RunOutputs:
         if self._aside:  # the run has written its first frame: the earlier files are replaced for good
             self._drop_aside()
 
+    # ------------------------------------------------------------------ locks
+    def _take_lock(self, path: Path) -> None:
+        """Lock the output ``path`` for this run (:func:`facecycle.files.lock_file`, its hidden lock file beside it)
+        until it is finished; :class:`OutputError` naming the run that writes it (host, pid) where another holds
+        it. A lock file that cannot be made (a read-only folder, a name at the file system's limit) leaves the file
+        unlocked: the output's own error, where it cannot be written either, is the one to report."""
+        if path in self._locks:
+            return
+        lock = lock_name(path)
+        try:
+            fd = lock_file(lock, {"output": str(path),
+                                  "input": str(self.input_path) if self.input_path is not None else None},
+                           what=f"the lock of {path}")
+        except Busy as b:
+            raise OutputError(f"{path}: being written by another run ({b.who}); wait for it to end, or write "
+                              "elsewhere") from None
+        except OSError as e:
+            log.debug("%s: not locked (%s)", path, e)
+            return
+        self._locks[path] = (lock, fd)
+
+    def _release_idle(self) -> None:
+        """Release the locks of outputs no longer written: neither open nor waiting to be put back or deleted (an
+        earlier file set aside stays locked until then: another run must not start on the name meanwhile)."""
+        busy = {p for paths in self._in_use.values() for p in paths} | {p for p, _ in self._aside}
+        for path in [p for p in self._locks if p not in busy]:
+            lock, fd = self._locks.pop(path)
+            unlock_file(lock, fd)
+
     # ------------------------------------------------------- replaced files
     def _set_aside(self, path: Path) -> None:
         """Before the run's first frame, move an earlier file that ``overwrite`` replaces to a hidden name beside
@@ -276,6 +340,7 @@ class RunOutputs:
             except OSError as e:
                 log.warning("%s: not removed (%s)", aside, e)
         self._aside = []
+        self._release_idle()
 
     def _put_back(self, paths: Optional[List[Path]] = None) -> None:
         """Put the earlier files back (``paths``: only those; default all); they are then not this run's
@@ -293,9 +358,11 @@ class RunOutputs:
             self.finished = [f for f in self.finished if Path(f) != path]
         if paths is not None:
             self._aside = keep[::-1]
+            self._release_idle()
             return
         self.restored = True
         self._aside = []
+        self._release_idle()
         log.warning("the run ended before its first frame: the earlier outputs it was to replace are kept")
 
     # ------------------------------------------------------------------ closing
@@ -338,6 +405,8 @@ class RunOutputs:
         except Exception as e:  # noqa: BLE001 - the CSV itself is complete
             log.warning("%s: sidecar not written (%s)", self.sidecar_path, e)
         self.csv, self.sidecar_path = None, None
+        self._in_use.pop("csv", None)
+        self._release_idle()
         self.finished.append(str(c.path))
         log.info("CSV finished: %s (%d frames)", c.path, c.frames)
         if failed is not None:
@@ -356,6 +425,9 @@ class RunOutputs:
             if getattr(v, "removed", False):  # it could not be finished and is gone: the sidecar names no video
                 self.video_path, self.video_frames = None, 0
             raise
+        finally:
+            self._in_use.pop("video", None)
+            self._release_idle()
         self.finished.append(str(v.path))
         log.info("video finished: %s (%d frames)", v.path, v.frames)
 
@@ -388,6 +460,8 @@ class RunOutputs:
                 self._put_back()
             else:
                 self._drop_aside()
+        self._in_use.clear()  # whatever could not be closed is not written any more either
+        self._release_idle()
         return first
 
     @property

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from facecycle.errors import FaceCycleError, InputError, OutputError, UsageError
+from facecycle.files import Busy, lock_file, unlock_file
 
 from ..sinks.image_sink import is_image_path, picture_suffix
 from ..sinks.sidecar import read_sidecar
@@ -51,53 +52,21 @@ class InputBusy(Exception):
 
 def _lock_outputs(path: Path, task: Dict[str, Any]) -> Optional[int]:
     """Take the exclusive lock of one input's outputs (a file at ``path``, created as needed): the open file
-    descriptor, which holds the lock until :func:`_unlock_outputs` or the process's end. Raises
-    :class:`InputBusy` when another process holds it. None where the OS has no ``flock`` (Windows: no locking).
+    descriptor, which holds the lock until :func:`_unlock_outputs` or the process's end
+    (:func:`facecycle.files.lock_file`, the lock every output shares). Raises :class:`InputBusy` when another
+    process holds it. None where the OS has no ``flock`` (Windows: no locking).
     """
     try:
-        import fcntl
-    except ImportError:
-        return None
-    for _ in range(100):
-        path.parent.mkdir(parents=True, exist_ok=True)  # another input's run may have removed the empty folder
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        except FileNotFoundError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            try:
-                holder = json.loads(os.read(fd, 4096) or b"{}")
-            except ValueError:
-                holder = {}
-            os.close(fd)
-            raise InputBusy(holder if isinstance(holder, dict) else {}) from None
-        # the holder before may have removed the file between our open and our lock: lock the file that is there
-        try:
-            same = os.path.samestat(os.fstat(fd), os.stat(path))
-        except FileNotFoundError:
-            same = False
-        if same:
-            me = {"input": task["input"], "host": socket.gethostname(), "pid": os.getpid(),
-                  "run_id": task.get("run_id")}
-            os.ftruncate(fd, 0)
-            os.write(fd, json.dumps(me).encode())
-            return fd
-        os.close(fd)
-    raise OutputError(f"{path}: cannot take the lock of this input's outputs")
+        return lock_file(path, {"input": task["input"], "run_id": task.get("run_id")},
+                         what="the lock of this input's outputs")
+    except Busy as b:
+        raise InputBusy(b.holder) from None
 
 
 def _unlock_outputs(path: Path, fd: Optional[int]) -> None:
     """Remove the lock file (while still holding it: a process waiting on it sees it gone and retries) and
     release it."""
-    if fd is None:
-        return
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-    os.close(fd)
+    unlock_file(path, fd)
 
 
 def same_input(a: Any, b: Any) -> bool:

@@ -9,6 +9,10 @@ relative to the batch root (the same relative path its outputs have under ``--ou
 most ``rows_per_file`` rows (``pandas.read_parquet(PATH)``, ``polars.read_parquet(PATH + "/*.parquet")``,
 DuckDB ``read_parquet('PATH/*.parquet')``). Streams one CSV at a time: memory holds the rows of one row group (the
 videos read since the last, up to :data:`ROW_GROUP_BYTES` of Arrow data, or one longer video's).
+
+A run that writes a dataset holds its path's lock (:func:`lock_parquet`, a hidden ``.PATH.lock`` beside it) from its
+start to the end of its write, so that a second run given the same path is refused at its start instead of
+replacing the first one's dataset (two batches of one corpus each wrote a dataset of its own half).
 """
 from __future__ import annotations
 
@@ -19,9 +23,10 @@ from pathlib import Path
 from typing import Iterable, List, Optional, Tuple, Union
 
 from facecycle.errors import BackendUnavailable, OutputError
-from facecycle.files import check_can_create, text_name
+from facecycle.files import Busy, check_can_create, lock_file, lock_name, text_name, unlock_file
 
-__all__ = ["write_parquet", "require_pyarrow", "check_parquet_path", "PYARROW_MISSING"]
+__all__ = ["write_parquet", "require_pyarrow", "check_parquet_path", "lock_parquet", "unlock_parquet",
+           "PYARROW_MISSING"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +70,28 @@ def check_parquet_path(path: Union[str, Path], out_dir: Optional[Union[str, Path
         raise OutputError(f"{dest}: {what}; --parquet replaces its path whole: give a new folder or a .parquet "
                           "file name")
     check_can_create(dest)  # found now, not after the whole corpus has run
+
+
+def lock_parquet(path: Union[str, Path], run: str, advice: str) -> Optional[int]:
+    """Take the lock of the dataset at ``path`` for a run (``run``: ``facecycle batch``, ``facecycle process``) that
+    will write it: the descriptor to hand to :func:`unlock_parquet` once the dataset is written (or the run ends
+    otherwise; the OS releases it where the process dies). Raises :class:`OutputError` (one line naming the run
+    that holds it, its host and pid, then ``advice``) where another run holds it. None where the OS has no
+    ``flock`` (Windows: not locked)."""
+    dest = Path(path)
+    try:
+        return lock_file(lock_name(dest), {"output": str(dest), "run": run}, what=f"the lock of {dest}")
+    except Busy as b:
+        other = b.holder.get("run")
+        raise OutputError(f"{dest}: being written by another run ({other + ', ' if other else ''}{b.who}); "
+                          f"{advice}") from None
+    except OSError as e:
+        raise OutputError(f"{dest}: cannot write ({e.strerror or e})") from None
+
+
+def unlock_parquet(path: Union[str, Path], fd: Optional[int]) -> None:
+    """Release the lock :func:`lock_parquet` took (its lock file removed); never raises."""
+    unlock_file(lock_name(Path(path)), fd)
 
 
 def _column_types(columns: List[str]):

@@ -75,16 +75,37 @@ def run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batch
     Args:
         executor: :class:`~realtime.batch.executors.LocalExecutor` or ``RayExecutor`` (started here only if
             something is left to do, and shut down at the end); None = in this process.
+        parquet: also write every complete input's CSV rows as one dataset there; its path is locked from here
+            to the end of the batch (:func:`~realtime.batch.parquet.lock_parquet`): a second batch given the same
+            path is refused at its start (OutputError, exit 4) instead of replacing this one's dataset.
         force: redo complete inputs too.
         dry_run: decide what to skip and what to run, write nothing, run nothing.
     """
-    from .executors import LocalExecutor
-
+    lock: Optional[int] = None
     if parquet:  # refuse before any input is processed, not after hours of it
-        from .parquet import check_parquet_path, require_pyarrow
+        from .parquet import check_parquet_path, lock_parquet, require_pyarrow
 
         require_pyarrow()
         check_parquet_path(parquet, out_dir)
+        if not dry_run:  # held to the end of the batch: a second batch given this --parquet is refused now
+            lock = lock_parquet(parquet, "facecycle batch", "give each batch its own --parquet (docs/batch.md)")
+    try:
+        return _run_batch(items, out_dir, settings, executor, duplicates=duplicates, parquet=parquet, force=force,
+                          progress=progress, summary=summary, dry_run=dry_run, command=command)
+    finally:
+        if lock is not None:
+            from .parquet import unlock_parquet
+
+            unlock_parquet(parquet, lock)  # type: ignore[arg-type]
+
+
+def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: BatchSettings, executor, *,
+               duplicates: Optional[List[Dict[str, Any]]], parquet: Optional[Union[str, Path]], force: bool,
+               progress: bool, summary: Optional[Union[str, Path]], dry_run: bool,
+               command: Optional[List[str]]) -> BatchResult:
+    """:func:`run_batch` once its ``--parquet`` path is checked (and locked)."""
+    from .executors import LocalExecutor
+
     t_start = time.time()
     out = Path(os.path.abspath(out_dir))
     if out.exists() and not out.is_dir():
