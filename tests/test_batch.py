@@ -861,6 +861,29 @@ def test_an_input_another_live_batch_works_on_is_left_to_it(tmp_path, capsys):
     assert not live.exists() and not (work_root / "lock").exists()
 
 
+def test_an_input_another_batch_completed_after_this_one_planned_it_is_not_redone(tmp_path, capsys, monkeypatch):
+    """Two batches walking one corpus in other orders (a job and its reversed list): each planned every input as to
+    do, and one redid, after the other had finished it, 7 of 8 inputs, setting the other's complete outputs aside
+    (a probe's finding). A task that holds the input's lock looks again: outputs completed meanwhile with the same
+    settings are kept, the input counted as skipped."""
+    from realtime.batch import runner
+
+    clip = tmp_path / "in" / "a.mp4"
+    clip.parent.mkdir(parents=True)
+    shutil.copy(shared_video(SHORT[0]), clip)
+    assert _batch(tmp_path, clip) == 0  # "the other batch", done first
+    side = tmp_path / "out" / "a.json"
+    before = (side.stat().st_mtime_ns, side.read_text())
+    monkeypatch.setattr(runner, "is_complete", lambda *a, **k: (False, None))  # planned before it was done
+    capsys.readouterr()
+    assert _batch(tmp_path, clip) == 0
+    assert (side.stat().st_mtime_ns, side.read_text()) == before  # untouched, not redone
+    assert not (tmp_path / "out" / PARTIAL_DIR / "a" / "superseded").exists()
+    summary = json.loads((tmp_path / "out" / "batch.json").read_text())
+    assert summary["inputs"][0]["status"] == "skipped" and summary["counts"]["skipped"] == 1
+    assert summary["counts"].get("failed", 0) == 0
+
+
 def test_batches_over_other_folders_never_overwrite_each_others_outputs(tmp_path, capsys):
     """Two shards (in/a, in/b) into one --out-dir: each one's default root is its own folder, so in/b/clip.mp4
     silently replaced in/a/clip.mp4's results (and a re-run of either redid it, for ever). Refused unless

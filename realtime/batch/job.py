@@ -262,6 +262,25 @@ def clear_cache() -> None:
         _cache.clear()
 
 
+def outputs_complete(out_dir: Union[str, Path], rel: Union[str, Path], settings: "BatchSettings",
+                     fingerprint: str) -> Tuple[bool, Optional[Dict[str, Any]]]:
+    """True (and the sidecar) when the outputs of the input at ``rel`` under ``out_dir`` are complete: the sidecar
+    says ``complete`` with ``fingerprint`` and the CSV and video are there, the CSV of the size recorded; anything
+    else (missing, partial, other settings) means redo. The planner's test (:func:`realtime.batch.plan.is_complete`)
+    and :func:`run_task`'s, once it holds the input's lock."""
+    paths = output_paths(out_dir, rel, settings.csv, settings.video)
+    info = read_sidecar(paths["sidecar"])  # type: ignore[arg-type]
+    if not info or info.get("status") != "complete" or info.get("fingerprint") != fingerprint:
+        return False, info
+    for k in ("csv", "video"):
+        if paths[k] is not None and not Path(paths[k]).is_file():  # type: ignore[arg-type]
+            return False, info
+    want = (info.get("batch") or {}).get("csv_bytes")
+    if paths["csv"] is not None and want is not None and Path(paths["csv"]).stat().st_size != want:  # type: ignore
+        return False, info
+    return True, info
+
+
 def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]],
              progress: Optional[Callable[[int], None]] = None, progress_every_s: float = 0.5) -> Dict[str, Any]:
     """Process one input of a batch; never raises for a bad input (the result says what went wrong).
@@ -313,6 +332,16 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
                 res.update(status="busy", busy=b.holder,
                            error=f"{task['input']}: being processed by another batch ({where}); left to it")
             return res
+        if not task.get("planned_complete"):
+            # another batch may have finished this input between this one's planning and its lock (two batches
+            # walking one corpus in other orders redid each other's work: 15 runs for 8 inputs, a probe's finding)
+            done, info = outputs_complete(task["out_dir"], task["rel"], settings, task["fingerprint"])
+            if done and info is not None:
+                st = info.get("stats") or {}
+                res.update(status="skipped", frames=st.get("frames"), fps=st.get("fps"),
+                           rows=(info.get("batch") or {}).get("rows"), reading=clip_reading(info.get("summary")),
+                           time_s=round(time.perf_counter() - t0, 3))
+                return res
         work_root.mkdir(parents=True, exist_ok=True)  # (made by the lock too, where the OS has one)
         # attempts that left a work folder died mid-video (killed worker, OOM); the lock says none is alive. Only
         # folders named as attempts are (<run_id>.<pid>): nothing else there is ours to delete

@@ -23,9 +23,8 @@ from facecycle.files import (
     walk_once,
 )
 
-from ..sinks.sidecar import read_sidecar
 from ..sources.video import local_path, url_scheme
-from .job import PARTIAL_DIR, BatchSettings, output_paths
+from .job import PARTIAL_DIR, BatchSettings, outputs_complete
 
 __all__ = ["VIDEO_SUFFIXES", "BatchItem", "collect_inputs", "settings_fingerprint", "item_fingerprint",
            "url_output_path", "url_name", "url_validators", "served_file_changed", "URL_VALIDATORS", "is_complete"]
@@ -461,15 +460,6 @@ def item_fingerprint(settings_fp: str, path: Union[Path, str],
 def is_complete(item: BatchItem, out_dir: Union[str, Path], settings: BatchSettings,
                 fingerprint: str) -> Tuple[bool, Optional[Dict[str, Any]]]:
     """True (and the sidecar) when ``item``'s sidecar says ``complete`` with ``fingerprint`` and its outputs
-    are there with the recorded CSV size; anything else (missing, partial, other settings) means redo."""
-    paths = output_paths(out_dir, item.rel, settings.csv, settings.video)
-    info = read_sidecar(paths["sidecar"])  # type: ignore[arg-type]
-    if not info or info.get("status") != "complete" or info.get("fingerprint") != fingerprint:
-        return False, info
-    for k in ("csv", "video"):
-        if paths[k] is not None and not Path(paths[k]).is_file():  # type: ignore[arg-type]
-            return False, info
-    want = (info.get("batch") or {}).get("csv_bytes")
-    if paths["csv"] is not None and want is not None and Path(paths["csv"]).stat().st_size != want:  # type: ignore
-        return False, info
-    return True, info
+    are there with the recorded CSV size; anything else (missing, partial, other settings) means redo
+    (:func:`realtime.batch.job.outputs_complete`)."""
+    return outputs_complete(out_dir, item.rel, settings, fingerprint)

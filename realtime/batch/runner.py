@@ -153,8 +153,11 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
         if info:  # why an input with outputs from before runs again
             e["redo"] = ("partial" if info.get("status") != "complete" else
                          f"the served file changed ({changed})" if changed else "settings or outputs changed")
+        # planned_complete: redone on purpose though complete (--force, a served file that changed); else the task
+        # skips an input another batch completes (with these settings) before it takes the input's lock
         todo.append({"input": str(it.path), "rel": it.rel.as_posix(), "out_dir": str(out), "run_id": run_id,
                      "fingerprint": fp, "batch": {"settings_fingerprint": settings_fp, "input_stat": stat},
+                     "planned_complete": bool(force or changed),
                      "_entry": len(entries) - 1})
     for e in entries:
         if e["status"] == "failed":
@@ -227,6 +230,10 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
                     e.update({k: v for k, v in res.items() if k not in ("input", "rel", "csv", "sidecar")})
                     if e["status"] == "error":  # an error that stops the batch: the input failed (its exit_code
                         e["status"] = "failed"  # and error say which kind)
+                    if res["status"] == "skipped":  # another batch completed it after this one planned it
+                        if bar is not None:
+                            bar.update(1)
+                        continue
                     if res["status"] == "busy":  # another batch is on it: not done by this one, and not failed
                         msg = f"facecycle batch: {res.get('error')}"
                         (bar.write(msg, file=sys.stderr) if bar is not None else print(msg, file=sys.stderr))
