@@ -296,6 +296,9 @@ def _outputs_for(inputs: List[str], args: argparse.Namespace) -> List[dict]:
         for k in ("csv", "video"):  # the failed run made no video (its sidecar names none): one there is another's
             if plan[k] is not None and plan[k].exists() and not (args.overwrite or (plan["replace"] and k == "csv")):
                 raise OutputError(f"{plan[k]}: exists (use --overwrite to replace it)")
+        side = out_dir / f"{stem}.json"  # the CSV's sidecar: a user's own notes of that name were replaced silently
+        if plan["csv"] is not None and side.exists() and not (args.overwrite or plan["replace"]):
+            raise OutputError(f"{side}: exists (use --overwrite to replace it)")
         plans.append(plan)
     return plans
 

@@ -800,6 +800,19 @@ def test_existing_output_is_refused_unless_overwrite(cli, tmp_path, small_clip, 
     assert frames_of(read_csv(out / "clip.csv", code_dim)) == list(range(10))
 
 
+def test_an_existing_file_of_the_sidecars_name_is_refused_unless_overwrite(cli, tmp_path, small_clip):
+    """A probe's finding: a user's own clip.json beside where clip.csv goes was replaced by the run's sidecar,
+    exit 0; only the CSV and the video were checked."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "clip.json").write_text('{"my": "notes"}\n')
+    rc, _, err = cli(small_clip, out=out)
+    assert rc == 4 and "clip.json: exists (use --overwrite" in one_error_line(err)
+    assert (out / "clip.json").read_text() == '{"my": "notes"}\n' and not (out / "clip.csv").exists()
+    rc, _, err = cli(small_clip, "--overwrite", out=out)
+    assert rc == 0, err
+
+
 class _FullDiskOs:
     """``os`` for the CSV sink whose ``write`` fails with ENOSPC after ``ok`` calls (the header is call 1)."""
 
