@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
 import time
 from fractions import Fraction
@@ -297,6 +298,12 @@ class RunOutputs:
         it. A lock file that cannot be made (a read-only folder, a name at the file system's limit) leaves the file
         unlocked: the output's own error, where it cannot be written either, is the one to report."""
         if path in self._locks:
+            return
+        try:  # a device or a pipe (/dev/null, /dev/stdout, a FIFO) is no file a run replaces: nothing to lock (two
+            mode = path.stat().st_mode  # runs writing /dev/null were refused, its lock file made in /dev as root)
+        except OSError:
+            mode = 0
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
             return
         lock = lock_name(path)
         try:

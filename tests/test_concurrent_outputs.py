@@ -393,3 +393,23 @@ def test_two_batches_with_one_parquet_the_second_is_refused(tmp_path, ts_bytes, 
     assert summary["counts"]["done"] == 1 and summary["parquet"]["rows"] == summary["parquet"]["rows_expected"] == N
     assert len(pd.read_parquet(pq)) == N
     assert not (tmp_path / ".all.parquet.lock").exists()
+
+
+def test_two_runs_writing_a_device_are_not_refused(tmp_path):
+    """A review's finding: the output locks took /dev/null for a file (its lock made in /dev as root), so two runs
+    writing their CSV to /dev/null at once were refused. A device or a pipe is never locked."""
+    import os
+
+    from realtime.outputs import RunOutputs
+
+    if not os.path.exists("/dev/null"):
+        pytest.skip("no /dev/null")
+    a = RunOutputs(code_dim=4, overwrite=True)
+    b = RunOutputs(code_dim=4, overwrite=True)
+    try:
+        a.open_csv("/dev/null", sidecar=tmp_path / "a.json")
+        b.open_csv("/dev/null", sidecar=tmp_path / "b.json")  # refused before the mend
+        assert not os.path.exists("/dev/.null.lock")
+    finally:
+        a.close("stopped")
+        b.close("stopped")
