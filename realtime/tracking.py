@@ -361,10 +361,11 @@ class GradualCut:
     or its first ones out of a blank, whose few grey levels correlate with nothing) is left to the blank test:
     read as a dissolve, the fade-in after a blank was found a second time, and the person fading in got two ids.
 
-    The windows count frames, so they must not reach over a hole in time: where ``timestamp`` is given and more
-    than ``max_gap_s`` seconds passed since the last frame (a stalled stream, frames cut out), the thumbnails are
-    dropped and the windows start over, reporting nothing. A 2-s hole in a talking-head clip had read as a dissolve
-    1.9 s later, which ended the track (a probe's finding).
+    The windows count frames, so they must not reach over a hole in time: where ``timestamp`` is given and the time
+    since the last frame exceeds both ``max_gap_s`` seconds and 3 times the usual step (the median of the last 15),
+    as a stalled stream or frames cut out leave, the thumbnails are dropped and the windows start over, reporting
+    nothing. A 2-s hole in a talking-head clip had read as a dissolve 1.9 s later, which ended the track (a probe's
+    finding); a slow source (a 1-fps timelapse) keeps its windows, its steps being its usual ones.
 
     The thresholds were chosen on the 77 shared clips and on dissolves made of them (MODEL_CARD.md,
     experiment 34): no false transition in 21,206 frames.
@@ -381,6 +382,7 @@ class GradualCut:
         self.picture = float(picture)
         self.max_gap_s = float(max_gap_s)
         self._last_ts: Optional[float] = None
+        self._steps: Deque[float] = deque(maxlen=15)  # the last steps between frames (s): the usual one
         #: the recent frames: each one's thumbnail, small picture and bars (:class:`_Shown`)
         self._thumbs: Deque[_Shown] = deque(maxlen=self.windows[-1] + 1)
         self._since = 10 ** 9  # frames since the last transition
@@ -397,8 +399,13 @@ class GradualCut:
         has no structure: the same transition, reported once)."""
         if timestamp is not None:
             last, self._last_ts = self._last_ts, float(timestamp)
-            if last is not None and float(timestamp) - last > self.max_gap_s:
-                self._thumbs.clear()  # no dissolve reaches over a hole in time: the windows start over
+            step = float(timestamp) - last if last is not None else None
+            if step is not None and step > 0:
+                usual = float(np.median(self._steps)) if self._steps else step
+                if step > self.max_gap_s and step > 3.0 * usual:
+                    self._thumbs.clear()  # no dissolve reaches over a hole in time: the windows start over
+                else:
+                    self._steps.append(step)
         full = _thumb(gray)
         self._since += 1
         mad = _mad(full)
@@ -466,6 +473,7 @@ class GradualCut:
     def reset(self) -> None:
         self._thumbs.clear()
         self._last_ts = None
+        self._steps.clear()
         self._since = 10 ** 9
         self._was_blank = self._reported_blank = False
         self._bars = None

@@ -198,6 +198,21 @@ def test_gradual_transitions_made_up():
     assert found == [39], found  # the first black frame, once
 
 
+@pytest.mark.parametrize("step", [1 / 30, 0.6, 1.0, 2.0])
+def test_a_dissolve_is_found_at_any_steady_frame_rate_and_not_over_a_hole(step):
+    """A review's finding: the hole rule (windows start over after more than 0.5 s between frames) turned the
+    dissolve test off for any source under 2 fps (a timelapse, a slow live pipeline). A hole is now a step over 0.5 s
+    and over 3 times the usual one: a steady slow source keeps its windows."""
+    from realtime.tracking import GradualCut
+
+    a, b = _texture(0), _texture(1)
+    mix = [np.clip(a * (1 - t) + b * t, 0, 255).astype(np.uint8) for t in np.linspace(0, 1, 22)[1:-1]]
+    frames = [a] * 30 + mix + [b] * 30
+    g = GradualCut()
+    found = [i for i, f in enumerate(frames) if g(f, timestamp=i * step)]
+    assert len(found) == 1 and 30 <= found[0] <= 30 + len(mix) + 24, found  # (a hole: test_a_hole_in_time_...)
+
+
 @pytest.mark.parametrize("kind", ["black", "white_between_bars", "one_black_frame"])
 def test_a_fast_fade_is_one_transition(kind):
     """A fast fade (4 frames out, 2 blank, 4 in; 0.4 s at 25 fps) through black, or through white inside black
