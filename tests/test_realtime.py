@@ -1153,3 +1153,42 @@ def test_a_streams_disposition_reads_as_flags_in_every_pyav_the_bounds_allow():
     assert not _disposition(Stream(Flag.default)) & _ATTACHED_PIC
     assert _disposition(Stream(enum.IntFlag("I", {"attached_pic": _ATTACHED_PIC}).attached_pic)) == _ATTACHED_PIC
     assert _disposition(Stream(0)) == 0 and _disposition(object()) == 0
+
+
+def test_overlapping_stderr_silencing_restores_stderr():
+    """A review's finding: two threads making detectors at once (an OpenCV without cv2.utils.logging) each swapped
+    fd 2; the second saved the null device as the original and stderr stayed silent for good."""
+    import os
+    import threading
+
+    from realtime.detectors import _stderr_silenced
+
+    def fd2():
+        st = os.fstat(2)
+        return st.st_dev, st.st_ino
+
+    before = fd2()
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first():  # enters first, leaves first
+        with _stderr_silenced():
+            a_in.set()
+            b_in.wait(5)
+        a_out.set()
+
+    def second():  # enters while the first is inside, leaves last
+        a_in.wait(5)
+        with _stderr_silenced():
+            b_in.set()
+            a_out.wait(5)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert fd2() == before  # fd 2 is the file it was, not the null device
+    with _stderr_silenced():
+        with _stderr_silenced():
+            assert fd2() == (os.stat(os.devnull).st_dev, os.stat(os.devnull).st_ino)
+    assert fd2() == before

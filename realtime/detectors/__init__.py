@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -82,32 +83,49 @@ def _opencv_quiet() -> Iterator[None]:
         quiet.setLogLevel(level)
 
 
+_SILENCE_LOCK = threading.Lock()
+_silenced = 0  # blocks inside _stderr_silenced now (threads making detectors at once); fd 2 is restored by the last
+_saved_fd: Optional[int] = None
+
+
 @contextlib.contextmanager
 def _stderr_silenced() -> Iterator[None]:
     """File descriptor 2 on the null device for the block (C libraries' own output); as it was where it cannot be
-    (stderr closed, no null device)."""
+    (stderr closed, no null device). The process has one fd 2: blocks of several threads share one swap, counted,
+    and the last to leave restores it (two overlapping swaps could save the null device as the original and leave
+    stderr silent for good). Other threads' stderr is silent meanwhile: the block is a detector's trial."""
+    global _silenced, _saved_fd
     import os
     import sys
 
+    with _SILENCE_LOCK:
+        if _silenced == 0:
+            try:
+                sys.stderr.flush()
+                saved = os.dup(2)
+            except (OSError, ValueError, AttributeError):
+                saved = None
+            if saved is not None:
+                try:
+                    null = os.open(os.devnull, os.O_WRONLY)
+                    try:
+                        os.dup2(null, 2)
+                    finally:
+                        os.close(null)
+                except OSError:
+                    os.close(saved)
+                    saved = None
+            _saved_fd = saved
+        _silenced += 1
     try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):
-        yield
-        return
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-    except OSError:
-        os.close(saved)
-        yield
-        return
-    try:
-        os.dup2(null, 2)
         yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
+        with _SILENCE_LOCK:
+            _silenced -= 1
+            if _silenced == 0 and _saved_fd is not None:
+                os.dup2(_saved_fd, 2)
+                os.close(_saved_fd)
+                _saved_fd = None
 
 
 def _try(det: Detector, model_path: Optional[str]) -> None:
