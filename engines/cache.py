@@ -217,7 +217,8 @@ def list_converted(root: Optional[Path] = None) -> List[dict]:
     """The converted graphs ONNX Runtime runs (:data:`_CONVERTED`): what :func:`clean_engines` also removes,
     each with its kind and size."""
     root = root or engine_cache_dir()
-    out = []
+    out = [{"path": str(f), "bytes": f.stat().st_size, "kind": "temporary (a build running, or killed)"}
+           for f in (sorted(root.iterdir()) if root.is_dir() else []) if f.is_file() and is_temporary(f.name)]
     for sub, kind in _CONVERTED:
         d = root / sub
         if d.is_dir():
@@ -231,6 +232,8 @@ def clean_engines(root: Optional[Path] = None, timing: bool = True, onnx16: bool
     """Delete cached engines (and optionally timing caches / converted fp16 and int8 graphs). Returns (files, bytes)."""
     root = root or engine_cache_dir()
     files: List[Path] = list(_entries(root)) + [p.with_suffix(".json") for p in _entries(root)]
+    if root.is_dir():  # a plan's temporaries (a build running, or killed: plans are large)
+        files += [p for p in root.iterdir() if is_temporary(p.name)]
     if timing and (root / "timing").is_dir():
         files += list((root / "timing").iterdir())
     for sub, _ in _CONVERTED:

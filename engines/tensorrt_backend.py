@@ -69,6 +69,7 @@ from .cache import (
     engine_path,
     fp16_onnx,
     fp16_path,
+    remove_stale_temporaries,
     timing_cache_path,
     write_atomic,
 )
@@ -277,6 +278,9 @@ class TensorRTBackend(Backend):
                         why or "IRuntime.deserialize_cuda_engine returned None: built by another TensorRT "
                                "version/GPU, or the file is corrupt")
         plan = self._build(spec, key)
+        remove_stale_temporaries(path.parent)  # a killed builder's plan temporaries (plans are large)
+        if (path.parent / "timing").is_dir():
+            remove_stale_temporaries(path.parent / "timing")
         write_atomic(path, plan)
         meta = {"graph": key.graph, "onnx_sha256": key.onnx_sha256, "trt_version": key.trt_version,
                 "gpu_name": key.gpu_name, "compute_capability": key.compute_capability, "precision": key.precision,

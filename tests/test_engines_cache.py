@@ -180,3 +180,19 @@ def test_a_killed_builders_temporaries_are_removed_a_running_ones_kept(tmp_path)
     assert kinds[graph.name] == "int8 graph" and kinds[dead.name].startswith("temporary")
     assert remove_stale_temporaries(d) == 2
     assert sorted(f.name for f in d.iterdir()) == sorted(f.name for f in (graph, mine, fresh_dead))
+
+
+def test_a_plans_temporaries_in_the_cache_root_are_listed_and_cleaned(tmp_path):
+    """A review's finding: a TensorRT plan is written through a temporary in the cache root, and `engine clean` and
+    `engine list` looked only at `*.engine`: a killed build's plan temporary (hundreds of MB) stayed for good."""
+    from engines.cache import clean_engines, list_converted
+
+    root = tmp_path / "engines"
+    root.mkdir()
+    plan = root / "a-fp16-b1.engine"
+    plan.write_bytes(b"plan")
+    left = root / f".{plan.name}.999999-deadbeef.tmp"
+    left.write_bytes(b"half a plan")
+    assert any(r["path"] == str(left) and r["kind"].startswith("temporary") for r in list_converted(root))
+    n, _ = clean_engines(root)
+    assert n >= 2 and not left.exists() and not plan.exists()
