@@ -60,7 +60,7 @@ class OneEuroFilter:
 
 #: how far another class's (smoothed) probability must lead the held label's before the label changes
 #: (:meth:`TrackSmoother.label`). Chosen on 20 shared clips (138 s): the smoothed label's switches 1.05 -> 0.86 a
-#: second, back-and-forth blips within 300 ms 0.27 -> 0.15 a second, for a median of one frame (33 ms) more delay
+#: second, back-and-forth blips within 300 ms 0.30 -> 0.18 a second, for a median of one frame (33 ms) more delay
 #: on the changes that last, 200 ms at most, and no lasting change missed (MODEL_CARD.md, experiment 55)
 LABEL_MARGIN = 0.10
 

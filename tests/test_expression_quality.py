@@ -172,6 +172,7 @@ def test_the_emotion_label_flickers_less_between_two_close_classes(analyzer):
     for p in analyzer.process_video(path, max_frames=300):
         if p.faces:
             f = p.largest_face
+            assert f.label is not None  # the pipeline holds a label for every smoothed face
             labels.append(f.emotion)
             argmax.append(EMOTIONS[int(np.argmax(f.emotions))])
             lead.append(float(f.emotions.max() - f.emotions[EMOTIONS.index(f.emotion)]))
@@ -181,7 +182,7 @@ def test_the_emotion_label_flickers_less_between_two_close_classes(analyzer):
     def switches(seq):
         return sum(a != b for a, b in zip(seq, seq[1:], strict=False))
 
-    assert max(lead) < LABEL_MARGIN, max(lead)
+    assert 0 < max(lead) < LABEL_MARGIN, max(lead)  # held on some frames, never beyond the margin
     assert switches(labels) <= 0.7 * switches(argmax), (switches(labels), switches(argmax), ts[-1] - ts[0])
 
 
