@@ -21,12 +21,14 @@ import argparse
 import copy as _copy
 import difflib
 import logging
+import os
 import re
 import sys
-from typing import List, Optional, Sequence
+from typing import Any, Iterable, List, Optional, Sequence, TextIO
 
 from facecycle import __version__
-from facecycle.errors import BackendUnavailable, FaceCycleError, UsageError
+from facecycle.errors import BackendUnavailable, FaceCycleError, OutputError, UsageError
+from facecycle.files import write_failure
 
 from . import (
     app_cmd,
@@ -241,15 +243,107 @@ def _signal_exit(e: BaseException) -> Optional[int]:
     return None
 
 
+class _WatchedStdout:
+    """``sys.stdout`` while a command runs: everything goes to the stream it stands for, and the first write or flush
+    that fails (``OSError``) is kept in ``error`` before it is raised, so that the top level tells stdout's failures
+    (a reader that left, a full disk) from those of any other file or pipe."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.error: Optional[OSError] = None
+
+    def write(self, s: str) -> int:
+        try:
+            return self._stream.write(s)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for s in lines:
+            self.write(s)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as e:
+            self.error = e
+            raise
+
+    def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding, buffer, ...
+        if name.startswith("__") or name == "_stream":
+            raise AttributeError(name)
+        return getattr(self._stream, name)
+
+
+def _from_stdout(e: BaseException) -> bool:
+    """Whether ``e`` (or what it was raised from) is the error a write to stdout or its flush raised."""
+    failed = getattr(sys.stdout, "error", None) if isinstance(sys.stdout, _WatchedStdout) else None
+    seen: set = set()
+    cur: Optional[BaseException] = e
+    while failed is not None and cur is not None and id(cur) not in seen:
+        if cur is failed:
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def _stdout_failed(e: OSError) -> int:
+    """The exit code of a run whose stdout failed with ``e``: 0 where its reader left (``| head``: the reader's
+    choice, not our error; under ``set -o pipefail`` it failed jobs at random), else an output error said in one line
+    (a full disk, a device error: 4). Descriptor 1 is pointed at /dev/null, so that what stdout still buffers does
+    not fail again at the interpreter's exit (the Python docs' recipe, "Note on SIGPIPE")."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, sys.stdout.fileno())
+        finally:
+            os.close(null)
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation too: a stream without a descriptor
+        pass
+    if isinstance(e, (BrokenPipeError, ConnectionResetError)):
+        return 0
+    print(f"facecycle: error: standard output: {write_failure(e)}", file=sys.stderr)
+    return OutputError.exit_code
+
+
+def _flush_stdout() -> int:
+    """Write what stdout still buffers now, not at the interpreter's exit (where a failure was "Exception ignored
+    ... OSError" and exit 120 after the command's exit 0): 0, or :func:`_stdout_failed`'s code."""
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except OSError as e:
+        return _stdout_failed(e)
+    except ValueError:  # closed: nothing of it to write
+        pass
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     # a closed descriptor 0-2 gets /dev/null (the CSV would get descriptor 2, and libraries' messages with it), and
     # stderr drops what it cannot write (closed, full, a pipe whose reader left): the outputs matter more than the
-    # messages, and the exit code is the run's (facecycle_cli.stderr)
+    # messages, and the exit code is the run's (facecycle_cli.stderr). Stdout is the command's output: a reader that
+    # left is no error (exit 0), one that cannot be written is an output error (exit 4), whenever either happens
     reserve_std_fds()
     safe = guard_stderr()
+    watched = None
+    if sys.stdout is not None and not isinstance(sys.stdout, _WatchedStdout):
+        watched = sys.stdout = _WatchedStdout(sys.stdout)  # type: ignore[assignment]
     try:
-        return _main(argv)
+        try:
+            code = _main(argv)
+        except SystemExit as e:  # argparse's --help and usage errors, a signal's exit: what they printed is written
+            failed = _flush_stdout()
+            if failed and not e.code:
+                raise SystemExit(failed) from None
+            raise
+        failed = _flush_stdout()
+        return code or failed
     finally:
+        if watched is not None and sys.stdout is watched:
+            sys.stdout = watched._stream  # type: ignore[assignment]
         unguard_stderr(safe)
 
 
@@ -293,8 +387,6 @@ def _main(argv: Optional[List[str]]) -> int:
     except KeyboardInterrupt:
         print("facecycle: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 1
     except ModuleNotFoundError as e:  # an optional dependency this command needs: which extra brings it
         if _signal_exit(e) is not None:
             print(f"facecycle: {sigterm.describe(sigterm.received_code())}", file=sys.stderr)
@@ -313,6 +405,8 @@ def _main(argv: Optional[List[str]]) -> int:
               f'pip install "facecycle-rt[{extra}]"', file=sys.stderr)  # double quotes: cmd.exe keeps single ones
         return BackendUnavailable.exit_code
     except Exception as e:  # noqa: BLE001 - last resort: one line, no traceback
+        if isinstance(e, OSError) and _from_stdout(e):  # stdout's reader left (exit 0) or it cannot be written (4)
+            return _stdout_failed(e)
         got = _signal_exit(e)
         if got is not None:  # a signal's exception that something wrapped: the signal's exit, not a bug
             print(f"facecycle: {sigterm.describe(got)}", file=sys.stderr)

@@ -1,16 +1,20 @@
 """``facecycle data prepare``: videos / image folders -> face-track crop dataset.
 
 The faces are found by the pipeline's own pieces (:func:`realtime.facetracks.face_tracks`: decoder,
-detector, tracker, crops) and written by :func:`facecycle.data.prepare.prepare_dataset`.
+detector, tracker, crops) and written by :func:`facecycle.data.prepare.prepare_dataset`. As ``process`` and ``batch``:
+an input that fails is said in one line on stderr and skipped, the others are prepared, and the run ends with exit 3
+(one line: how many failed); the summary goes to stderr, and the bar is drawn only where stderr is a terminal.
 """
 from __future__ import annotations
 
 import argparse
 import functools
 import math
+import sys
 from pathlib import Path
+from typing import List, Sequence
 
-from facecycle.errors import UsageError
+from facecycle.errors import InputError, UsageError
 from realtime.detectors import DETECTOR_CHOICES
 
 
@@ -34,13 +38,24 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="shrink frames to this longer side for detection (default 640 for yunet, 320 for the others)")
     q.add_argument("--every", type=int, default=1, help="use every N-th frame")
     q.add_argument("--min-track", type=int, default=8, help="drop tracks with fewer crops")
-    q.add_argument("--no-progress", action="store_true", help="no progress bar")
+    q.add_argument("--no-progress", action="store_true", help="no progress bar (one is drawn only on a terminal)")
     q.set_defaults(func=_prepare)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
 #: detector -> (detection size, score threshold) defaults of ``data prepare``
 _DETECT_DEFAULTS = {"yunet": (640, 0.7)}
+
+#: the failed inputs the last line of a run names (the others: "and N more")
+_NAMED = 3
+
+
+def _failed_line(failed: Sequence[Path], total: int, out: str) -> str:
+    """The run's last line where inputs failed: how many, which, and what happens to them."""
+    names = ", ".join(str(f) for f in failed[:_NAMED]) + (
+        f" and {len(failed) - _NAMED} more" if len(failed) > _NAMED else "")
+    return (f"{len(failed)} of {total} inputs failed: {names} (recorded in {Path(out) / 'sources.csv'}; the next run "
+            f"tries {'it' if len(failed) == 1 else 'them'} again)")
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -65,14 +80,23 @@ def _prepare(args: argparse.Namespace) -> int:
     opt = PrepareOptions(size=args.size, scale=args.scale, every=args.every, min_track=args.min_track)
     iter_sources(args.inputs)  # a missing input fails before the detector loads
     det = create_detector(args.detector, args.detector_model, max_side=size, score_threshold=score)
+    failed: List[Path] = []
+
+    def skipped(src: Path, msg: str) -> None:  # as process says an input it skips: one line, on stderr
+        failed.append(src)
+        what = msg if msg.startswith(f"{src}:") else f"{src}: {msg}"
+        print(f"facecycle: error: {what} (skipped; continuing with the other inputs)", file=sys.stderr)
+
     try:
         extract = functools.partial(face_tracks, detector=det, size=opt.size, scale=opt.scale, every=opt.every,
                                     min_face=opt.min_face, min_iou=opt.min_iou, max_gap=opt.max_gap)
         c = prepare_dataset(args.inputs, Path(args.out), extract, opt, detector_name=args.detector,
                             progress=not args.no_progress,
-                            box_scales={name: cls.box_scale for name, cls in DETECTORS.items()})
+                            box_scales={name: cls.box_scale for name, cls in DETECTORS.items()}, on_failure=skipped)
     finally:
         det.close()
     print(f"{args.out}: {c['done']} sources prepared ({c['tracks']} tracks, {c['crops']} crops), "
-          f"{c['skipped']} already done, {c['failed']} failed")
-    return 1 if c["failed"] and not (c["done"] or c["skipped"]) else 0
+          f"{c['skipped']} already done, {c['failed']} failed", file=sys.stderr)
+    if failed:  # the good inputs are prepared; the run still failed, as process and batch say it (exit 3)
+        raise InputError(_failed_line(failed, c["done"] + c["skipped"] + c["failed"], args.out))
+    return 0

@@ -20,7 +20,6 @@ import inspect
 import json
 import logging
 import math
-import os
 import re
 import threading
 import time
@@ -31,7 +30,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optiona
 
 import numpy as np
 
-from facecycle.cpus import cap_threads
+from facecycle.cpus import cap_threads, usable_cpus
 from facecycle.errors import FaceCycleError, UsageError
 
 from . import baseline as baseline_rule
@@ -282,7 +281,7 @@ class Analyzer:
             self.infer_workers = int(infer_workers)
         else:  # parallel calls only where the backend is known to be thread-safe (ORT on the CPU)
             cpu_ort = self.backend.name == "onnxruntime" and str(self.backend.device).startswith("cpu")
-            self.infer_workers = min(2, os.cpu_count() or 1) if cpu_ort else 1
+            self.infer_workers = min(2, usable_cpus()) if cpu_ort else 1  # the CPUs it may use (taskset)
         self._lock = threading.Lock()  # guards _active only; never held while frames are processed
         self._active: Optional[object] = None  # the Run (or analyze_image call) using the detector now
         self._closed = False

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import io
 import json
 import os
 import subprocess
@@ -365,3 +367,132 @@ def test_a_picture_of_two_faces_ends_with_each_ones_reading(tmp_path, capfd):
     assert rc == 0, err
     last = err.strip().splitlines()[-1]
     assert "over 2 face rows" in last and "; by face: #0 " in last and ", #1 " in last, last
+
+
+def _bar_runs():
+    """name -> (module, a call that runs that module's progress bar, with ``progress`` on, for no work)."""
+    from types import SimpleNamespace
+
+    def probe(tmp_path):
+        import cv2
+        import numpy as np
+
+        from facecycle.probe import run
+
+        paths = []
+        for k in range(2):
+            paths.append(tmp_path / f"{k}.png")
+            cv2.imwrite(str(paths[-1]), np.full((8, 8, 3), 40 * k, np.uint8))
+
+        class _Extractor:
+            image_size = 8
+
+            def __call__(self, imgs):
+                return np.zeros((len(imgs), 2), np.float32)
+
+        return run, lambda: run.extract(_Extractor(), paths, progress=True)
+
+    def trainer(tmp_path):
+        pytest.importorskip("torch")
+        from facecycle.train import trainer as mod
+
+        me = SimpleNamespace(o=SimpleNamespace(steps=0, stage="motion"), step=0, save=lambda: None)
+        return mod, lambda: mod.Trainer.fit(me, until=0, progress=True)
+
+    def semisup(tmp_path):
+        pytest.importorskip("torch")
+        from facecycle.train import semisup as mod
+
+        me = SimpleNamespace(o=SimpleNamespace(steps=0, batch=1, video_batch=0, train_encoder=True), vid=None,
+                             vlab_idx=None, step=0, save=lambda: None)
+        return mod, lambda: mod.SemiSupTrainer.fit(me, progress=True)
+
+    return {"probe": probe, "trainer": trainer, "semisup": semisup}
+
+
+@pytest.mark.parametrize("name", ["probe", "trainer", "semisup"])
+def test_the_probe_and_training_bars_are_drawn_only_on_a_terminal(name, tmp_path, monkeypatch, capsys):
+    """`probe fit`, `train` (both trainers) drew their tqdm bar into stderr whatever it was: `2> train.log` filled
+    with carriage-return redraws. As `process`: only where stderr is a terminal (log.csv keeps the steps)."""
+    mod, go = _bar_runs()[name](tmp_path)
+    go()
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(mod, "stderr_is_terminal", lambda: True)
+    go()
+    assert "\r" in capsys.readouterr().err  # on a terminal the bar is drawn
+
+
+def _cli(argv: List[str], tmp_path: Path, **kw) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "facecycle", *argv], stderr=subprocess.PIPE, text=True, timeout=120,
+                          cwd=tmp_path, env=env, **kw)
+
+
+def test_a_reader_that_closed_the_pipe_early_is_not_an_error(tmp_path):
+    """`facecycle model info --json | head -n1` exited 1 in some runs (the write after head had gone raised
+    BrokenPipeError), which fails a `set -o pipefail` job at random. A pipe whose reader is gone before the first
+    write (the case a slow consumer hits by chance) makes it certain: exit 0, nothing on stderr."""
+    r_fd, w_fd = os.pipe()
+    os.close(r_fd)  # the reader has left: every write raises EPIPE
+    try:
+        r = _cli(["model", "info", "--json"], tmp_path, stdout=w_fd)
+    finally:
+        os.close(w_fd)
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("argv", [["model", "info", "--json"], ["model", "info"]])
+def test_a_stdout_that_cannot_be_written_is_an_output_error(argv, tmp_path):
+    """`facecycle model info --json > /dev/full` said "internal error: OSError: [Errno 28]" and exited 1: it is an
+    output error, one line, exit 4."""
+    with open("/dev/full", "w") as full:
+        r = _cli(argv, tmp_path, stdout=full)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 4 and lines == ["facecycle: error: standard output: disk full"], r.stderr
+
+
+class _FailingRaw(io.RawIOBase):
+    """A file whose writes fail with ``err`` (a full disk, a device error)."""
+
+    def __init__(self, err: int) -> None:
+        super().__init__()
+        self.err = err
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        raise OSError(self.err, os.strerror(self.err))
+
+
+@pytest.mark.parametrize("err, code, said", [(errno.ENOSPC, 4, "disk full"),
+                                            (errno.EIO, 4, os.strerror(errno.EIO)),
+                                            (errno.EPIPE, 0, None)])
+def test_stdout_is_written_before_the_exit_and_its_failure_said(err, code, said, monkeypatch, capsys):
+    """What stdout still buffered when a command returned (a file on a full disk: a short output is written only
+    at the interpreter's exit) failed there, as "Exception ignored ... OSError" and exit 120 after exit 0. It is
+    flushed before main returns: a full disk or a device error is one line, exit 4; a reader gone, exit 0."""
+    out = io.TextIOWrapper(io.BufferedWriter(_FailingRaw(err)), encoding="utf-8")
+    monkeypatch.setattr(sys, "stdout", out)
+    try:
+        assert main(["model", "info", "--json"]) == code
+    finally:
+        monkeypatch.undo()
+        out.buffer.raw.write = lambda b: len(b)  # the rest goes nowhere when the test's stream is collected
+    err_lines = capsys.readouterr().err.strip().splitlines()
+    assert err_lines == ([f"facecycle: error: standard output: {said}"] if said else []), err_lines
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_still_an_internal_error(monkeypatch, capsys):
+    """Only stdout's reader leaving is quiet: a broken pipe to anything else (a child process) is a failure."""
+    import facecycle_cli.model_cmd as model_cmd
+
+    def boom(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(model_cmd, "_info", boom)
+    assert main(["model", "info"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["facecycle: internal error: BrokenPipeError: [Errno 32] Broken pipe (rerun with --debug for "
+                   "details)"], err

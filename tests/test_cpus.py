@@ -31,3 +31,58 @@ def test_the_analyzer_runs_on_at_most_the_usable_cpus(kw, caplog):
         assert "5000" in caplog.text
     finally:
         an.close()
+
+
+def _on_one_cpu(code: str) -> str:
+    """Run ``code`` in a fresh interpreter bound to one CPU (as ``taskset -c 0`` or a scheduler's CPU set does);
+    its stdout."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no CPU affinity on this platform")
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one CPU: a CPU set of one changes nothing")
+    pre = "import os\nos.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-c", pre + code], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                       env=env)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def test_the_analyzer_sizes_its_inference_workers_from_the_usable_cpus():
+    """Under `taskset -c 0` (a Slurm or cgroup CPU set) the Analyzer started two inference workers
+    (``os.cpu_count()``: the machine's CPUs) on the one CPU it may use."""
+    out = _on_one_cpu("from realtime import Analyzer\nan = Analyzer()\nprint(an.infer_workers)\nan.close()\n")
+    assert out.splitlines()[-1] == "1", out
+
+
+def test_local_ray_workers_are_sized_from_the_usable_cpus():
+    """`batch --cluster local` without --workers started one Ray worker per CPU of the machine
+    (``os.cpu_count()``), whatever CPU set the job had: on one usable CPU it is one worker (Ray faked: only the
+    sizing is under test)."""
+    code = """
+import sys, types
+got = {}
+ray = types.ModuleType("ray")
+ray.__version__ = "0"
+ray.init = lambda **kw: got.update(kw)
+class _Remote:
+    def remote(self, *a, **kw):
+        return self
+ray.remote = lambda **kw: (lambda f: _Remote())
+ray.put = lambda x: x
+ray.cluster_resources = lambda: {"CPU": got["num_cpus"]}
+ray.nodes = lambda: []
+sys.modules["ray"] = ray
+import realtime.batch.executors as ex
+from realtime.batch.job import BatchSettings
+ex.ray_available = lambda: True
+info = ex.RayExecutor(BatchSettings(), cluster="local").start()
+print(info["workers"], got["num_cpus"])
+"""
+    assert _on_one_cpu(code).splitlines()[-1] == "1 1"

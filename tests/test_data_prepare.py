@@ -103,9 +103,10 @@ def test_prepare_two_clips_resume_and_bad_file(tmp_path, yunet, capsys):
     out = tmp_path / "ds"
     args = ["data", "prepare", *map(str, clips), str(bad), "--out", str(out), "--every", "3",
             "--detector", "yunet", "--detector-model", str(yunet), "--min-track", "3", "--no-progress"]
-    assert main(args) == 0
+    assert main(args) == 3  # an input failed: the run says so in its exit code, after preparing the others
     msg = capsys.readouterr()
-    assert "2 sources prepared" in msg.out and "1 failed" in msg.out and "broken.mp4" in msg.err + msg.out
+    assert "2 sources prepared" in msg.err and "1 failed" in msg.err and "broken.mp4" in msg.err and not msg.out
+    assert msg.err.strip().splitlines()[-1].startswith("facecycle: error: 1 of 3 inputs failed: ")
     rows = list(csv.DictReader(open(out / "index.csv")))
     assert rows and {r["source"] for r in rows} == {str(clips[0].resolve())}  # the cartoon has no face
     tracks = {r["track"] for r in rows}
@@ -119,15 +120,15 @@ def test_prepare_two_clips_resume_and_bad_file(tmp_path, yunet, capsys):
     crop = cv2.imread(str(out / rows[0]["file"]))
     assert crop.shape == (64, 64, 3) and crop.std() > 10
     # resume: everything is recorded in sources.csv, nothing done is redone (the broken file is tried again)
-    assert main(args) == 0
-    msg = capsys.readouterr().out
-    assert "0 sources prepared" in msg and "1 failed" in msg
+    assert main(args) == 3
+    msg = capsys.readouterr().err
+    assert "0 sources prepared" in msg and "2 already done, 1 failed" in msg
     assert len(list(csv.DictReader(open(out / "index.csv")))) == len(rows)
     # repaired, it is prepared (it was "already done" for ever, with no tracks)
     import shutil
 
     shutil.copy(shared_video("tpsmm_driving.mp4"), bad)
-    assert main(args) == 0 and "1 sources prepared" in capsys.readouterr().out
+    assert main(args) == 0 and "1 sources prepared" in capsys.readouterr().err
     assert {r["source"] for r in csv.DictReader(open(out / "index.csv"))} == {str(clips[0].resolve()),
                                                                              str(bad.resolve())}
     # every detector frames a face alike now (meta.json says so): another detector may extend the dataset
@@ -135,7 +136,7 @@ def test_prepare_two_clips_resume_and_bad_file(tmp_path, yunet, capsys):
     assert meta["framing"] == "centerface-box" and meta["detector"] == "yunet"
     other = ["data", "prepare", str(shared_video("tpsmm_driving.mp4")), "--out", str(out), "--every", "3",
              "--min-track", "3", "--no-progress"]  # CenterFace
-    assert main(other) == 0 and "1 sources prepared" in capsys.readouterr().out
+    assert main(other) == 0 and "1 sources prepared" in capsys.readouterr().err
     # sources sampled otherwise are not mixed in (the data set was of two kinds, meta.json naming the first)
     for flag, value in (("--every", "30"), ("--min-track", "1")):
         odd = other[:]
@@ -150,6 +151,75 @@ def test_prepare_two_clips_resume_and_bad_file(tmp_path, yunet, capsys):
     meta["detector"] = "centerface"  # a dataset cut on CenterFace's boxes before that is framed as now
     (out / "meta.json").write_text(json.dumps(meta))
     assert main(args) == 0
+
+
+def test_a_failed_input_is_said_once_on_stderr_and_fails_the_run(tmp_path):
+    """`data prepare GOOD BAD` exited 0 though an input failed (and 1, "internal error", when every input failed:
+    process and batch exit 3); its summary and skip lines went to stdout, each skip was said twice (the line and a
+    WARNING), and its progress bar filled a log file with carriage-return redraws. Now the good inputs are prepared,
+    the skip is one line on stderr, the last line says how many inputs failed, exit 3; no bar where stderr is a file;
+    stdout stays empty."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    good = shared_video("pyfeat_single_face.mp4")
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video\n")
+    err = tmp_path / "err.txt"
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    with open(err, "w") as f:
+        r = subprocess.run([sys.executable, "-m", "facecycle", "data", "prepare", str(good), str(bad), "--out",
+                            str(tmp_path / "ds"), "--every", "10", "--min-track", "2"], stdout=subprocess.PIPE,
+                           stderr=f, text=True, timeout=300, cwd=tmp_path, env=env)
+    text = err.read_text()
+    assert r.returncode == 3, text
+    assert r.stdout == "", r.stdout
+    assert "\r" not in text and "prepare:" not in text, text  # no bar in a file
+    lines = text.strip().splitlines()
+    skips = [ln for ln in lines if "notes.mp4" in ln and "skipped" in ln]
+    assert len(skips) == 1 and "WARNING" not in text, lines  # said once (it was a line and a WARNING)
+    assert skips[0].startswith(f"facecycle: error: {bad}: cannot open as a video (") and skips[0].endswith(
+        " (skipped; continuing with the other inputs)"), skips
+    assert lines[-2].startswith(f"{tmp_path / 'ds'}: 1 sources prepared (1 tracks, ") and lines[-2].endswith(
+        " crops), 0 already done, 1 failed"), lines
+    assert lines[-1] == (f"facecycle: error: 1 of 2 inputs failed: {bad} (recorded in {tmp_path / 'ds'}/sources.csv; "
+                         "the next run tries it again)"), lines
+    rows = list(csv.DictReader(open(tmp_path / "ds" / "index.csv")))
+    assert rows and {r["source"] for r in rows} == {str(good.resolve())}  # the good input was prepared
+
+
+def test_every_input_failing_is_an_input_error(tmp_path, capsys):
+    """All inputs bad: exit 3, as process and batch (it was 1, the README's "internal error")."""
+    from facecycle_cli import main
+
+    bad = [tmp_path / "a.mp4", tmp_path / "b.mp4"]
+    for b in bad:
+        b.write_text("text\n")
+    assert main(["data", "prepare", *map(str, bad), "--out", str(tmp_path / "ds"), "--no-progress"]) == 3
+    err = capsys.readouterr()
+    assert not err.out and err.err.strip().splitlines()[-1] == (
+        f"facecycle: error: 2 of 2 inputs failed: {bad[0]}, {bad[1]} (recorded in {tmp_path / 'ds'}/sources.csv; "
+        "the next run tries them again)")
+
+
+def test_prepare_draws_its_bar_only_on_a_terminal(tmp_path, monkeypatch, capsys):
+    """The bar redraws its line with carriage returns: drawn where stderr is a terminal, not into a file."""
+    import facecycle.data.prepare as prep
+
+    src = tmp_path / "v.mp4"
+    src.write_bytes(b"x")
+    extract = lambda path: {}  # noqa: E731 - no faces
+    opt = prep.PrepareOptions()
+    prep.prepare_dataset([str(src)], tmp_path / "ds", extract, opt)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(prep, "stderr_is_terminal", lambda: True)
+    prep.prepare_dataset([str(src)], tmp_path / "ds2", extract, opt)
+    assert "prepare:" in capsys.readouterr().err
+    prep.prepare_dataset([str(src)], tmp_path / "ds3", extract, opt, progress=False)
+    assert capsys.readouterr().err == ""
 
 
 def test_prepare_errors(tmp_path, capsys):

@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -32,9 +33,10 @@ import numpy as np
 
 from ..errors import InputError, OutputError
 from ..files import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from ..terminal import stderr_is_terminal
 
 __all__ = ["FRAMING", "PrepareOptions", "prepare_dataset", "iter_sources", "read_index", "VIDEO_EXTS", "IMAGE_EXTS",
-           "Extract"]
+           "Extract", "OnFailure"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ SOURCE_FIELDS = ["source", "status", "tracks", "crops", "message"]
 
 #: ``extract(source) -> {track id: [(frame index, square (x0, y0, x1, y1), crop (size, size, 3) uint8 RGB), ...]}``
 Extract = Callable[[Path], Dict[int, List[Tuple[int, Tuple[float, float, float, float], np.ndarray]]]]
+#: ``on_failure(source, message)``: says that a source failed (and was skipped), once
+OnFailure = Callable[[Path, str], None]
 
 
 @dataclass
@@ -145,7 +149,8 @@ FRAMING = "centerface-box"
 
 def prepare_dataset(inputs: Sequence[str], out: Path, extract: Extract, opt: PrepareOptions,
                     detector_name: str = "", progress: bool = True,
-                    box_scales: Optional[Mapping[str, float]] = None) -> Dict[str, int]:
+                    box_scales: Optional[Mapping[str, float]] = None,
+                    on_failure: Optional[OnFailure] = None) -> Dict[str, int]:
     """Build or extend the dataset at ``out`` with the face tracks ``extract`` finds in each source.
 
     ``extract`` frames every face as a CenterFace box does (``meta.json`` records ``framing``: :data:`FRAMING`),
@@ -154,7 +159,9 @@ def prepare_dataset(inputs: Sequence[str], out: Path, extract: Extract, opt: Pre
     its old and new crops would be framed differently.
 
     Returns counts (sources done/skipped/failed, tracks, crops). A source that fails is recorded as
-    failed in ``sources.csv`` and the others go on; the next run tries it again.
+    failed in ``sources.csv`` and the others go on; the next run tries it again. Each failure is said once:
+    ``on_failure(source, message)`` (the command line's one line), else a warning in the log. ``progress``: a bar on
+    standard error, drawn only where that is a terminal (its carriage-return redraws filled log files).
     """
     from tqdm import tqdm
 
@@ -201,7 +208,8 @@ def prepare_dataset(inputs: Sequence[str], out: Path, extract: Extract, opt: Pre
             _append(out / "index.csv", INDEX_FIELDS, keep)
     sources = iter_sources(inputs)
     counts = {"done": 0, "skipped": 0, "failed": 0, "crops": 0, "tracks": 0}
-    bar = tqdm(sources, desc="prepare", unit="src", disable=not progress)
+    bar = tqdm(sources, desc="prepare", unit="src", disable=not (progress and stderr_is_terminal()),
+               file=sys.stderr, dynamic_ncols=True)
     for src in bar:
         sid = _source_id(src)
         if sid in done:
@@ -212,8 +220,11 @@ def prepare_dataset(inputs: Sequence[str], out: Path, extract: Extract, opt: Pre
             rows, nt = _write_source(src, out, extract, opt)
         except Exception as e:  # noqa: BLE001 - a bad file is reported and skipped
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            log.warning("%s: skipped (%s)", src, msg)
-            bar.write(f"skipped {src}: {msg}")
+            with tqdm.external_write_mode(file=sys.stderr):  # the bar, where drawn, is cleared for the line
+                if on_failure is not None:
+                    on_failure(src, msg)
+                else:
+                    log.warning("%s: skipped (%s)", src, msg)
             _append(out / "sources.csv", SOURCE_FIELDS,
                     [{"source": sid, "status": "failed", "tracks": 0, "crops": 0, "message": msg}])
             counts["failed"] += 1

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -10,6 +11,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..files import text_name
+from ..terminal import stderr_is_terminal
 from .datasets import EXPRESSION_CLASSES, Framer, fer_csv_in, list_expression, list_pose, load_images, stratified_split
 from .features import FeatureExtractor
 from .linear import DEFAULT_WDS, Head, classification_report, fit_classifier, fit_regressor
@@ -78,7 +80,9 @@ def extract(extractor: FeatureExtractor, paths: Sequence[Path], flips: bool = Fa
     from tqdm import tqdm
 
     out, out_f = [], []
-    for i in tqdm(range(0, len(paths), chunk), desc="features", disable=not progress, unit="chunk"):
+    # the bar only where stderr is a terminal: into a file its carriage-return redraws were a line of noise
+    for i in tqdm(range(0, len(paths), chunk), desc="features", disable=not (progress and stderr_is_terminal()),
+                  unit="chunk", file=sys.stderr):
         bad: Optional[List[int]] = None if unreadable is None else []
         imgs = load_images(paths[i:i + chunk], extractor.image_size, framer, unreadable=bad)
         if bad:

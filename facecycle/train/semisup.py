@@ -55,6 +55,7 @@ import hashlib
 import json
 import logging
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -83,6 +84,7 @@ from ..losses import denormalize, detail_excess, motion_losses, scale_grad, ssim
 from ..model import MOTION_MODULES, FaceCycle, neutralization_passes
 from ..nn import flow_intensity
 from ..nn.warp import warp
+from ..terminal import stderr_is_terminal
 from .freeze import eval_mode, frozen
 from .runlog import RunLog
 from .state import FrozenSide, after_step, changed_options, load_state, save_state
@@ -811,13 +813,17 @@ class SemiSupTrainer:
     # ---------------------------------------------------------------- loop
     def fit(self, max_seconds: Optional[float] = None, stop_at: Optional[int] = None,
             progress: bool = True) -> Dict[str, float]:
-        """Train until ``opts.steps`` (or ``stop_at``) or ``max_seconds``; saves on exit. Returns the last terms."""
+        """Train until ``opts.steps`` (or ``stop_at``) or ``max_seconds``; saves on exit. Returns the last terms.
+
+        ``progress``: a bar on stderr where that is a terminal (into a log file its redraws were noise; ``log.csv``
+        records every step, and the validation steps are logged)."""
         from tqdm import tqdm
 
         until = min(self.o.steps, stop_at or self.o.steps)
         t0 = time.perf_counter()
-        bar = tqdm(total=until, initial=self.step, desc="train semisup", unit="step", disable=not progress,
-                   dynamic_ncols=True, mininterval=5.0)
+        bar = tqdm(total=until, initial=self.step, desc="train semisup", unit="step",
+                   disable=not (progress and stderr_is_terminal()), file=sys.stderr, dynamic_ncols=True,
+                   mininterval=5.0)
         terms: Dict[str, float] = {}
         ema = None
         n_img = self.o.batch + (2 * self.o.video_batch if self.vid is not None else 0) \

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from ..errors import InputError, UsageError
 from ..losses import PerceptualNet, identity_losses, motion_losses
 from ..model import ALL_MODULES, IDENTITY_MODULES, MOTION_MODULES, FaceCycle
 from ..preprocess import from_output
+from ..terminal import stderr_is_terminal
 from .runlog import RunLog
 from .state import after_step, changed_options, load_state, save_state
 from .visual import flow_to_rgb, save_grid
@@ -214,14 +216,18 @@ class Trainer:
 
     def fit(self, until: Optional[int] = None, max_seconds: Optional[float] = None,
             progress: bool = True, on_step: Optional[Callable[[int, Dict[str, float]], None]] = None) -> List[float]:
-        """Train to step ``until`` (default ``opts.steps``) or until ``max_seconds`` pass; returns the losses."""
+        """Train to step ``until`` (default ``opts.steps``) or until ``max_seconds`` pass; returns the losses.
+
+        ``progress``: a bar on stderr where that is a terminal (into a log file its redraws were noise; ``log.csv``
+        records every step)."""
         from tqdm import tqdm
 
         until = self.o.steps if until is None else until
         losses: List[float] = []
         t0 = time.perf_counter()
         bar = tqdm(total=until, initial=self.step, desc=f"train {self.o.stage}", unit="step",
-                   disable=not progress, dynamic_ncols=True, mininterval=2.0)
+                   disable=not (progress and stderr_is_terminal()), file=sys.stderr, dynamic_ncols=True,
+                   mininterval=2.0)
         ema = None
         diverged = False
         try:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from facecycle.cpus import usable_cpus
 from facecycle.errors import BackendUnavailable, UsageError
 
 from .job import BatchSettings, clear_cache, run_task
@@ -138,12 +139,12 @@ class RayExecutor:
     def start(self) -> Dict[str, Any]:
         import ray
 
-        cpus = os.cpu_count() or 1
+        cpus = usable_cpus()  # this process's CPU set (taskset, Slurm), not the machine's
         if self.cluster == "local":
             workers = self.workers or max(1, cpus // self.threads)
             need = workers * self.threads
             if need > cpus:
-                log.warning("%d workers x %d threads = %d CPUs > %d on this machine: they will contend",
+                log.warning("%d workers x %d threads = %d CPUs > the %d this process may use: they will contend",
                             workers, self.threads, need, cpus)
             # worker processes must import this very facecycle (a source checkout too): pass our sys.path on
             pkg_root = str(Path(__file__).resolve().parents[2])
