@@ -264,6 +264,9 @@ class Analyzer:
             raise
         self.detect_every = int(detect_every)
         self.adapt_detect_size = bool(adapt_detect_size)
+        # a photo's look at a larger size (Detector.detect_still) follows the same choice: an explicit
+        # --detect-size is kept as given there too (a review's finding: photos took the look regardless)
+        self.detector.look_larger = self.adapt_detect_size
         #: the model-without-a-head warning was given (once per analyzer, when its first run starts)
         self.warned_no_head = False
         self.max_faces = max_faces

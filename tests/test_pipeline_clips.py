@@ -346,6 +346,10 @@ def test_small_faces_in_a_large_photo_are_found(tmp_path):
         assert len(faces) == 2 and sorted(round(float(f.box[2] - f.box[0]), -2) for f in faces)[0] < 200, faces
         assert [len(p.faces) for p in an.process_video(tmp_path / "group.jpg")] == [2]
         assert len(an.analyze_image(large).faces) == 1  # a face of a third of the picture: no look (documented)
+    # an explicit detection size is kept for photos as for videos (Analyzer(adapt_detect_size=False), the CLI's
+    # --detect-size): no look (a review's finding: photos took it regardless)
+    with Analyzer(backend="onnxruntime", detect_size=320, adapt_detect_size=False) as an:
+        assert len(an.analyze_image(four_k).faces) == 0
 
 
 def test_small_faces_in_a_large_frame_are_found_and_max_faces_keeps_its_faces(tmp_path, capsys, caplog):

@@ -112,6 +112,10 @@ class Detector(abc.ABC):
     #: (the pipeline bench: 100 -> 78 fps) and read the held-out clips no better (the same clips named, the labelled
     #: class's mean probability -0.004).
     mirror_average = False
+    #: a still picture (:meth:`detect_still`) much larger than ``max_side`` is looked at once more at up to
+    #: :data:`LOOK_SIDE` where no face or a small one is found (:meth:`_look_larger`); False keeps ``max_side`` as
+    #: given (the Analyzer sets it from ``adapt_detect_size``: off with an explicit ``--detect-size``)
+    look_larger = True
 
     def __init__(self, max_side: Optional[int] = 320, score_threshold: float = 0.5,
                  max_faces: Optional[int] = None) -> None:
@@ -230,7 +234,7 @@ class Detector(abc.ABC):
         picture whose faces are all large does not take it: a small face beside a large one is found only with a
         larger ``max_side`` (``--detect-size``), where a video's run looks at its start anyway."""
         h, w = image.shape[:2]
-        if not self.max_side or max(h, w) <= 1.5 * self.max_side:
+        if not self.look_larger or not self.max_side or max(h, w) <= 1.5 * self.max_side:
             return det
         if len(det) and float(np.min(np.maximum(det.boxes[:, 2] - det.boxes[:, 0],
                                                 det.boxes[:, 3] - det.boxes[:, 1]))) >= 0.2 * h:
