@@ -884,6 +884,30 @@ def test_an_input_another_batch_completed_after_this_one_planned_it_is_not_redon
     assert summary["counts"].get("failed", 0) == 0
 
 
+def test_a_rerun_with_nothing_new_keeps_the_parquet_dataset(tmp_path, capsys):
+    """A probe's finding (the CLI in workflow engines): a batch rerun that skipped every input left the outputs alone
+    but rewrote the Parquet dataset, so that Make or Snakemake rules downstream of it ran again. A dataset made from
+    the same CSVs is kept; one input redone writes it again."""
+    pytest.importorskip("pyarrow.parquet", reason="the Parquet dataset needs pyarrow ([cluster] extra)")
+    clips = []
+    for i, name in enumerate(SHORT[:2]):
+        c = tmp_path / "in" / f"c{i}.mp4"
+        c.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shared_video(name), c)
+        clips.append(c)
+    pq = tmp_path / "all.parquet"
+    assert _batch(tmp_path, *clips, extra=["--parquet", str(pq)]) == 0
+    first = (pq.stat().st_mtime_ns, pq.read_bytes())
+    assert _batch(tmp_path, *clips, extra=["--parquet", str(pq)]) == 0  # everything skipped
+    assert (pq.stat().st_mtime_ns, pq.read_bytes()) == first
+    summary = json.loads((tmp_path / "out" / "batch.json").read_text())
+    assert summary["parquet"].get("unchanged") is True and summary["parquet"]["rows"] == summary["parquet"][
+        "rows_expected"]
+    assert _batch(tmp_path, clips[0], clips[1], extra=["--parquet", str(pq), "--force"]) == 0  # redone: new CSVs
+    assert pq.stat().st_mtime_ns != first[0]
+    assert json.loads((tmp_path / "out" / "batch.json").read_text())["parquet"].get("unchanged") is None
+
+
 def test_batches_over_other_folders_never_overwrite_each_others_outputs(tmp_path, capsys):
     """Two shards (in/a, in/b) into one --out-dir: each one's default root is its own folder, so in/b/clip.mp4
     silently replaced in/a/clip.mp4's results (and a re-run of either redid it, for ever). Refused unless

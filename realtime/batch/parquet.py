@@ -129,12 +129,49 @@ class _RowGroup:
         self.tables, self.nbytes = [], 0
 
 
+#: the key the dataset's schema metadata holds: a digest of what it was made from (each video's name and its CSV's
+#: path, size and modification time, and the writer's settings), so that a rerun with nothing new keeps it
+INPUTS_KEY = b"facecycle_inputs_sha256"
+
+
+def _inputs_digest(csvs: List[Tuple[str, Union[str, Path]]], rows_per_file: int, compression: str) -> str:
+    import hashlib
+
+    h = hashlib.sha256(f"{rows_per_file}|{compression}".encode())
+    for video, csv in csvs:
+        st = os.stat(csv)
+        h.update(f"\n{text_name(video)}|{os.path.abspath(csv)}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def _unchanged(dest: Path, digest: str) -> Optional[dict]:
+    """The dataset at ``dest``'s ``{"path", "files", "rows", "videos"}`` where it was made from the same inputs
+    (:data:`INPUTS_KEY` equals ``digest``), else None."""
+    import pyarrow.parquet as pq
+
+    try:
+        files = [dest] if dest.is_file() else sorted(dest.glob("part-*.parquet")) if dest.is_dir() else []
+        if not files:
+            return None
+        metas = [pq.ParquetFile(str(f)).metadata for f in files]
+        if any((m.metadata or {}).get(INPUTS_KEY) != digest.encode() for m in metas):
+            return None
+        videos = pq.read_schema(str(files[0])).metadata.get(b"facecycle_videos")
+        return {"path": str(dest), "files": len(files), "rows": sum(m.num_rows for m in metas),
+                "videos": int(videos) if videos else None, "unchanged": True}
+    except Exception:  # noqa: BLE001 - unreadable, or not ours: written again
+        return None
+
+
 def write_parquet(csvs: Iterable[Tuple[str, Union[str, Path]]], path: Union[str, Path],
                   rows_per_file: int = 2_000_000, compression: str = "zstd") -> dict:
-    """Write ``(video, csv_path)`` pairs as one dataset at ``path`` (written aside, then moved into place).
+    """Write ``(video, csv_path)`` pairs as one dataset at ``path`` (written aside, then moved into place). A dataset
+    there made from the same CSVs (each one's path, size and modification time, in the same order, with the same
+    settings) is kept as it is (``"unchanged": True``): a batch rerun with nothing new left its outputs alone but
+    rewrote the dataset, so that rules downstream of it (Make, Snakemake) ran again.
 
     Returns:
-        ``{"path", "files", "rows", "videos"}``.
+        ``{"path", "files", "rows", "videos"}`` (and ``"unchanged": True`` where the dataset was kept).
 
     Raises:
         BackendUnavailable: pyarrow missing. OutputError: unwritable path, or CSVs with different columns.
@@ -163,6 +200,13 @@ def write_parquet(csvs: Iterable[Tuple[str, Union[str, Path]]], path: Union[str,
     rows_in_file = total = videos = 0
     pending = _RowGroup()  # tables not yet written: a row group gathers videos up to ROW_GROUP_BYTES
     csvs = list(csvs)
+    digest = _inputs_digest(csvs, rows_per_file, compression) if csvs else ""
+    kept = _unchanged(dest, digest) if csvs else None
+    if kept is not None:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink()
+        log.info("%s: made from the same CSVs; kept", dest)
+        return kept
     # an image folder's CSV ends with `file`: where one has it, the dataset does, null for the videos' rows
     with_file = any(_header(c)[-1:] == ["file"] for _, c in csvs)
     try:
@@ -173,7 +217,8 @@ def write_parquet(csvs: Iterable[Tuple[str, Union[str, Path]]], path: Union[str,
                 columns = own + (["file"] if with_file else [])
                 types = _column_types(columns)
                 schema = pa.schema([pa.field("video", pa.dictionary(pa.int32(), pa.string()))]
-                                   + [pa.field(c, types[c]) for c in columns])
+                                   + [pa.field(c, types[c]) for c in columns],
+                                   metadata={INPUTS_KEY: digest.encode(), b"facecycle_videos": str(len(csvs)).encode()})
             elif own != [c for c in columns if c != "file"]:
                 raise OutputError(f"{csv}: columns differ from the first CSV's ({len(header)} vs {len(columns)}; "
                                   "different models in one dataset?)")
