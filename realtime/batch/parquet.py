@@ -140,7 +140,9 @@ def _inputs_digest(csvs: List[Tuple[str, Union[str, Path]]], rows_per_file: int,
     h = hashlib.sha256(f"{rows_per_file}|{compression}".encode())
     for video, csv in csvs:
         st = os.stat(csv)
-        h.update(f"\n{text_name(video)}|{os.path.abspath(csv)}|{st.st_size}|{st.st_mtime_ns}".encode())
+        # (paths as the file system has them: a name that is not valid UTF-8 failed as "surrogates not allowed")
+        h.update(b"\n" + text_name(video).encode("utf-8", "surrogateescape") + b"|" + os.fsencode(os.path.abspath(csv))
+                 + f"|{st.st_size}|{st.st_mtime_ns}".encode())
     return h.hexdigest()
 
 
