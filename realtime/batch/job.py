@@ -45,9 +45,10 @@ log = logging.getLogger(__name__)
 class InputBusy(Exception):
     """Another live process holds an input's lock; ``holder`` is what it wrote there (input, host, pid, run_id)."""
 
-    def __init__(self, holder: Dict[str, Any]) -> None:
+    def __init__(self, holder: Dict[str, Any], who: str) -> None:
         super().__init__(holder)
         self.holder = holder
+        self.who = who  #: "host H, pid P" (:attr:`facecycle.files.Busy.who`)
 
 
 def _lock_outputs(path: Path, task: Dict[str, Any]) -> Optional[int]:
@@ -60,7 +61,7 @@ def _lock_outputs(path: Path, task: Dict[str, Any]) -> Optional[int]:
         return lock_file(path, {"input": task["input"], "run_id": task.get("run_id")},
                          what="the lock of this input's outputs")
     except Busy as b:
-        raise InputBusy(b.holder) from None
+        raise InputBusy(b.holder, b.who) from None
 
 
 def _unlock_outputs(path: Path, fd: Optional[int]) -> None:
@@ -322,7 +323,7 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
             lock = _lock_outputs(lock_path, task)
         except InputBusy as b:
             other = b.holder.get("input")
-            where = f"host {b.holder.get('host', '?')}, pid {b.holder.get('pid', '?')}"
+            where = b.who
             if other is not None and not same_input(other, task["input"]):  # this input fails; the batch goes on
                 res.update(error=f"{task['input']}: its outputs {paths['sidecar']} are being written for {other} "
                                  f"by another batch ({where}): batches sharing --out-dir must mirror the same "
