@@ -62,6 +62,41 @@ log = logging.getLogger(__name__)
 REPLAY_MAX_FACES = 20_000
 
 
+class _Frames(Iterator[FramePacket]):
+    """A run's iterator: its generator behind a lock, so that a thread that does not iterate it can close it
+    (:meth:`Run.close`) without racing the thread that does (a generator is not thread-safe: a ``next()`` during
+    another thread's ``close()`` raises "generator already executing"). ``next()`` in the reading thread waits for
+    such a close and then ends the loop."""
+
+    def __init__(self, gen: Iterator[FramePacket]) -> None:
+        self._gen = gen
+        self._lock = threading.RLock()
+
+    def __iter__(self) -> "_Frames":
+        return self
+
+    def __next__(self) -> FramePacket:
+        with self._lock:
+            return next(self._gen)
+
+    def close(self) -> None:
+        """End the iteration (the run's own cleanup: threads joined, files finished, the Analyzer free)."""
+        with self._lock:
+            self._gen.close()  # type: ignore[attr-defined]
+
+    def close_from_other_thread(self, timeout: float = 10.0) -> None:
+        """:meth:`close`, from a thread that is not reading: waits up to ``timeout`` for a ``next()`` in progress
+        (the run is stopped first: it ends within a frame); a reader that then calls ``next()`` gets the end."""
+        if not self._lock.acquire(timeout=timeout):
+            log.warning("the run's reading thread did not return a frame within %.0f s; left to end there", timeout)
+            return
+        try:
+            if inspect.getgeneratorstate(self._gen) == inspect.GEN_SUSPENDED:  # type: ignore[arg-type]
+                self._gen.close()  # type: ignore[attr-defined]
+        finally:
+            self._lock.release()
+
+
 class RunStats:
     """Counters and timings of one run (thread-safe enough for a status bar to read)."""
 
@@ -558,6 +593,8 @@ class Run:
         #: it at once (the generator refers to this run: a strong reference would keep both alive)
         self._gen: Optional["weakref.ref[Iterator[FramePacket]]"] = None
         self._iter_thread: Optional[int] = None  # the thread iterating it (close() from another one stops it)
+        self._frames_it: Optional["weakref.ref[_Frames]"] = None  # the iterator handed out (its lock orders next()
+        # and a close() from another thread)
         # per-run state
         self.tracker = Tracker()
         self.smoother = TrackSmoother() if analyzer.smooth else None
@@ -838,7 +875,9 @@ class Run:
         self._iterated = True
         gen = self._frames()
         self._gen = weakref.ref(gen)
-        return gen
+        frames = _Frames(gen)
+        self._frames_it = weakref.ref(frames)  # (weak: an abandoned iterator, collected, still ends the run)
+        return frames
 
     def _frames(self) -> Iterator[FramePacket]:
         self._iter_thread = threading.get_ident()  # close() from another thread stops it instead of closing it
@@ -963,10 +1002,15 @@ class Run:
         finishes the files (a reader that abandoned the loop finishes them when the iterator is collected)."""
         gen = self._gen() if self._gen is not None else None
         state = inspect.getgeneratorstate(gen) if gen is not None else None
+        frames = self._frames_it() if self._frames_it is not None else None
         if state == inspect.GEN_SUSPENDED and self._iter_thread not in (None, threading.get_ident()):
-            # another thread iterates it, between two frames: closing the generator from here raced that thread's
-            # next() ("generator already executing" in its loop); stopped, its loop ends it, with its cleanup
+            # another thread iterates it, between two frames, or holds it without reading on (a paused reader):
+            # stopped, then closed here under the iterator's lock, so that thread's next() waits for the cleanup
+            # and gets the end (closed bare, that next() raced it: "generator already executing"); before, a
+            # reader that did not read on kept the files open and Analyzer.close() waited 10 s for it
             self.stop()
+            if frames is not None:
+                frames.close_from_other_thread()
             return
         if state == inspect.GEN_SUSPENDED:  # iterated partly, here, between two frames
             try:

@@ -1151,6 +1151,43 @@ def test_closing_the_analyzer_while_another_thread_iterates_waits_for_that_run(t
     assert json.loads((tmp_path / "t.json").read_text())["status"] == "interrupted"
 
 
+
+def test_closing_the_analyzer_while_another_thread_holds_its_run_unread_ends_it_at_once(tiny_export, tmp_path):
+    """A thread that took frames from a run and then held its iterator without reading on (a paused reader, a UI
+    waiting for the user) made Analyzer.close() wait 10 s, with the CSV still open and its sidecar "running"; the
+    run is now closed from the closing thread, and the reader's next next() gets the end."""
+    from realtime import Analyzer
+
+    _, model = tiny_export
+    clip = write_video(tmp_path / "c.mp4", real_frames(40), rate=25)
+    an = Analyzer(model=model)
+    run = an.process_video(clip, csv=tmp_path / "t.csv")
+    frames = iter(run)
+    took, go_on, after = threading.Event(), threading.Event(), []
+
+    def reader():
+        for _ in range(3):
+            next(frames)
+        took.set()
+        go_on.wait(20)
+        try:
+            after.append(next(frames, "end"))
+        except Exception as e:  # noqa: BLE001 - the test reports it
+            after.append(e)
+
+    th = threading.Thread(target=reader)
+    th.start()
+    assert took.wait(20)
+    t = time.monotonic()
+    an.close()
+    assert time.monotonic() - t < 5.0
+    side = json.loads((tmp_path / "t.json").read_text())
+    assert side["status"] == "interrupted" and side["frames"] == 3
+    go_on.set()
+    th.join(10)
+    assert after == ["end"]
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("fc")]
+
 def test_a_run_dropped_unread_finishes_its_files_and_close_from_another_thread_ends_the_loop(tmp_path):
     """A run made and dropped without being read kept its CSV's descriptor open for the process's life, its sidecar
     "running", and (with overwrite) the earlier outputs hidden. close() from another thread between two frames
