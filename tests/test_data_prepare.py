@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -313,3 +314,51 @@ def test_every_detector_frames_the_face_as_centerface_does(tmp_path, tiny_export
     fp = {d: settings_fingerprint(BatchSettings(analyzer={"model": str(model), "detector": d}))[1]
           for d in ("centerface", "yunet")}
     assert "detector_box_scale" not in fp["centerface"] and fp["yunet"]["detector_box_scale"] == 1.04
+
+
+def test_a_crop_that_cannot_be_written_stops_the_run_and_leaves_the_source_to_redo(tmp_path):
+    """cv2.imwrite returns False where a crop cannot be written (a full disk, a file size limit): the crop was
+    missing, its index row named it and the source was recorded "done"; where an error was raised, a full disk
+    counted as a failed input and every later source was tried (and failed) in turn. Now the first crop that
+    cannot be written stops the run with an OutputError naming it; the source is not recorded, so the next run
+    redoes it. Real writes under ``ulimit -f`` (SIGXFSZ ignored: the write fails with EFBIG)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = """
+import json, resource, signal, sys
+from pathlib import Path
+import numpy as np
+import facecycle.data.prepare as prep
+from facecycle.errors import OutputError
+out, srcs = Path(sys.argv[1]), sys.argv[2:]
+rng = np.random.default_rng(0)
+def extract(src):  # the second source's third crop is large noise: its PNG passes the file size limit
+    big = Path(src).name == "b.mp4"
+    return {1: [(i, (0.0, 0.0, 8.0, 8.0), rng.integers(0, 255, (256 if big and i == 2 else 32,) * 2 + (3,),
+                                                        dtype=np.uint8)) for i in range(4)]}
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    c = prep.prepare_dataset(srcs, out, extract, prep.PrepareOptions(min_track=1), progress=False)
+    print(json.dumps(c))
+except OutputError as e:
+    print("OutputError", e)
+"""
+    srcs = []
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        (tmp_path / name).write_bytes(b"x")
+        srcs.append(str(tmp_path / name))
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "ds"), *srcs], capture_output=True, text=True,
+                       timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("OutputError "), r.stdout
+    assert "b_" in r.stdout and r.stdout.strip().endswith(".png: file size limit reached"), r.stdout
+    done = {Path(row["source"]).name: row["status"] for row in csv.DictReader(open(tmp_path / "ds" / "sources.csv"))}
+    assert done == {"a.mp4": "done"}  # b not recorded (the next run redoes it), c not tried
+    rows = list(csv.DictReader(open(tmp_path / "ds" / "index.csv")))
+    assert len(rows) == 4 and all((tmp_path / "ds" / row["file"]).stat().st_size > 0 for row in rows)

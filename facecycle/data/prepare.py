@@ -32,7 +32,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import InputError, OutputError
-from ..files import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from ..files import IMAGE_SUFFIXES, VIDEO_SUFFIXES, write_failure
 from ..terminal import stderr_is_terminal
 
 __all__ = ["FRAMING", "PrepareOptions", "prepare_dataset", "iter_sources", "read_index", "VIDEO_EXTS", "IMAGE_EXTS",
@@ -108,18 +108,40 @@ def read_index(dataset: Path) -> List[Dict[str, str]]:
 
 
 def _append(path: Path, fields: List[str], rows: List[Dict]) -> None:
+    """Append ``rows`` to the CSV at ``path`` (its header first where it is new); a failed write is an
+    :class:`~facecycle.errors.OutputError` naming the file (``disk full``: :func:`facecycle.files.write_failure`)."""
     new = not path.is_file()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        if new:
-            w.writeheader()
-        w.writerows(rows)
-        f.flush()
+    try:
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            if new:
+                w.writeheader()
+            w.writerows(rows)
+            f.flush()
+    except OSError as e:
+        raise OutputError(f"{path}: {write_failure(e)}") from None
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    """Write an RGB uint8 (H, W, 3) crop as PNG. ``cv2.imwrite`` returns False where the disk is full (and
+    libpng prints to stderr): the crop was missing while its index row named it; encoded here and written by
+    Python, a failed write is an :class:`~facecycle.errors.OutputError` naming the file and why."""
+    import cv2
+
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OutputError(f"{path}: the crop could not be encoded as PNG")
+    try:
+        with open(path, "wb") as f:
+            f.write(buf.tobytes())
+    except OSError as e:
+        raise OutputError(f"{path}: {write_failure(e)}") from None
 
 
 def _write_source(src: Path, out: Path, extract: Extract, opt: PrepareOptions) -> Tuple[List[Dict], int]:
-    import cv2
-
+    """The source's tracks as PNG crops under ``out/tracks``, and their index rows. An error reading the source
+    is raised as it comes (the source fails); one writing the dataset is an
+    :class:`~facecycle.errors.OutputError` (the run stops: every other source would fail alike)."""
     stem = src.stem if src.is_file() else src.name
     tag = hashlib.sha1(_source_id(src).encode()).hexdigest()[:6]
     rows: List[Dict] = []
@@ -129,13 +151,16 @@ def _write_source(src: Path, out: Path, extract: Extract, opt: PrepareOptions) -
             continue
         name = f"{stem}_{tag}_t{tid}"
         d = out / "tracks" / name
-        if d.exists():
-            shutil.rmtree(d)
-        d.mkdir(parents=True)
+        try:
+            if d.exists():
+                shutil.rmtree(d)
+            d.mkdir(parents=True)
+        except OSError as e:
+            raise OutputError(f"{d}: {write_failure(e)}") from None
         n_tracks += 1
         for fi, sq, crop in items:
             rel = f"tracks/{name}/{fi:06d}.png"
-            cv2.imwrite(str(out / rel), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+            _write_png(out / rel, crop)
             rows.append({"source": _source_id(src), "track": name, "frame": fi,
                          "x0": f"{sq[0]:.1f}", "y0": f"{sq[1]:.1f}", "x1": f"{sq[2]:.1f}",
                          "y1": f"{sq[3]:.1f}", "file": rel})
@@ -194,7 +219,10 @@ def prepare_dataset(inputs: Sequence[str], out: Path, extract: Extract, opt: Pre
                 f"{flags[k]} {now}" for k, _, now in differ) + ": give the same options to add sources to it, or "
                 "prepare into a new folder")
     else:
-        meta_p.write_text(json.dumps(meta, indent=2))
+        try:
+            meta_p.write_text(json.dumps(meta, indent=2))
+        except OSError as e:
+            raise OutputError(f"{meta_p}: {write_failure(e)}") from None
     last = {r["source"]: r["status"] for r in _read_csv(out / "sources.csv")}  # a source's latest attempt
     done = {sid for sid, st in last.items() if st == "done"}
     if len(done) < len(last):  # a failed source is tried again (a repaired file was "already done", with no tracks)
@@ -218,6 +246,8 @@ def prepare_dataset(inputs: Sequence[str], out: Path, extract: Extract, opt: Pre
         bar.set_postfix_str(src.name[:30])
         try:
             rows, nt = _write_source(src, out, extract, opt)
+        except OutputError:  # the dataset cannot be written (a full disk): every source would fail alike; stop.
+            raise            # Its rows are not in index.csv nor the source in sources.csv: the next run redoes it
         except Exception as e:  # noqa: BLE001 - a bad file is reported and skipped
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             with tqdm.external_write_mode(file=sys.stderr):  # the bar, where drawn, is cleared for the line
