@@ -17,9 +17,9 @@ from typing import Optional, Tuple, Union
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, OutputError
 
-__all__ = ["MAX_PIXELS", "PictureTooLarge", "picture_size", "read_image", "too_large"]
+__all__ = ["MAX_PIXELS", "PictureTooLarge", "picture_size", "read_image", "too_large", "write_image"]
 
 #: the largest picture that is read: FFmpeg's own bound for a frame, ``(width + 128) * (height + 128) < 2**28``
 #: (about 260 MP: 16000 x 16000 is read, 16384 x 16384 is not), so that a picture read alone (by FFmpeg) and one in
@@ -98,3 +98,26 @@ def _eight_bit(img: np.ndarray) -> np.ndarray:
     if int(img.max()) <= 255:
         return img.astype(np.uint8)
     return np.round(img / 257.0).astype(np.uint8)
+
+
+def write_image(path: Union[str, Path], image: np.ndarray) -> None:
+    """Write ``image`` (uint8, (H, W) grey or (H, W, 3) **BGR**, OpenCV's order) in the format of ``path``'s
+    suffix. Encoded by ``cv2.imencode`` and written by Python: ``cv2.imwrite`` returns False where the disk is full
+    or a file size limit is reached (libpng prints to stderr), and a caller that did not check it went on with the
+    file missing; it also takes a narrow path on Windows. A failed write raises
+    :class:`~facecycle.errors.OutputError` naming the file and why (``disk full``:
+    :func:`facecycle.files.write_failure`).
+    """
+    import cv2
+
+    from .files import write_failure
+
+    path = Path(path)
+    ok, buf = cv2.imencode(path.suffix or ".png", image)
+    if not ok:
+        raise OutputError(f"{path}: OpenCV could not encode the image as {path.suffix or '.png'}")
+    try:
+        with open(path, "wb") as f:
+            f.write(buf.tobytes())
+    except OSError as e:
+        raise OutputError(f"{path}: {write_failure(e)}") from None

@@ -33,6 +33,7 @@ import numpy as np
 
 from ..errors import InputError, OutputError
 from ..files import IMAGE_SUFFIXES, VIDEO_SUFFIXES, write_failure
+from ..imageio import write_image
 from ..terminal import stderr_is_terminal
 
 __all__ = ["FRAMING", "PrepareOptions", "prepare_dataset", "iter_sources", "read_index", "VIDEO_EXTS", "IMAGE_EXTS",
@@ -122,20 +123,6 @@ def _append(path: Path, fields: List[str], rows: List[Dict]) -> None:
         raise OutputError(f"{path}: {write_failure(e)}") from None
 
 
-def _write_png(path: Path, rgb: np.ndarray) -> None:
-    """Write an RGB uint8 (H, W, 3) crop as PNG. ``cv2.imwrite`` returns False where the disk is full (and
-    libpng prints to stderr): the crop was missing while its index row named it; encoded here and written by
-    Python, a failed write is an :class:`~facecycle.errors.OutputError` naming the file and why."""
-    import cv2
-
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise OutputError(f"{path}: the crop could not be encoded as PNG")
-    try:
-        with open(path, "wb") as f:
-            f.write(buf.tobytes())
-    except OSError as e:
-        raise OutputError(f"{path}: {write_failure(e)}") from None
 
 
 def _write_source(src: Path, out: Path, extract: Extract, opt: PrepareOptions) -> Tuple[List[Dict], int]:
@@ -160,7 +147,7 @@ def _write_source(src: Path, out: Path, extract: Extract, opt: PrepareOptions) -
         n_tracks += 1
         for fi, sq, crop in items:
             rel = f"tracks/{name}/{fi:06d}.png"
-            _write_png(out / rel, crop)
+            write_image(out / rel, crop[..., ::-1])  # RGB -> BGR
             rows.append({"source": _source_id(src), "track": name, "frame": fi,
                          "x0": f"{sq[0]:.1f}", "y0": f"{sq[1]:.1f}", "x1": f"{sq[2]:.1f}",
                          "y1": f"{sq[3]:.1f}", "file": rel})

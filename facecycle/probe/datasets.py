@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..files import IMAGE_SUFFIXES, visible_files
-from ..imageio import read_image
+from ..imageio import read_image, write_image
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,6 @@ def unpack_fer_csv(path: Path, split: str) -> Path:
     import shutil
     import tempfile
 
-    import cv2
 
     usage = FER_CSV_USAGE.get(split.lower())
     if usage is None:
@@ -218,7 +217,7 @@ def unpack_fer_csv(path: Path, split: str) -> Path:
                     raise InputError(f"{path}: line {i}: expected an emotion 0-6 and 2,304 pixel values 0-255")
                 c = d / FER_CSV_LABELS[emotion]
                 c.mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(c / f"{i:06d}.png"), px.astype(np.uint8).reshape(48, 48))
+                write_image(c / f"{i:06d}.png", px.astype(np.uint8).reshape(48, 48))
                 n += 1
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise InputError(f"{path}: unreadable ({e})") from None

@@ -6,6 +6,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..imageio import write_image
+
 __all__ = ["flow_to_rgb", "save_grid"]
 
 
@@ -33,5 +35,5 @@ def save_grid(path: Path, rows: Sequence[np.ndarray], scale: int = 2) -> Path:
         grid = cv2.resize(grid, (grid.shape[1] * scale, grid.shape[0] * scale), interpolation=cv2.INTER_NEAREST)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    write_image(path, cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
     return path
