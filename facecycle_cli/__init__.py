@@ -357,6 +357,8 @@ def _main(argv: Optional[List[str]]) -> int:
     except KeyboardInterrupt:
         print("facecycle: interrupted", file=sys.stderr)
         return 130
+    # the command as given, for the records (process's sidecars, batch.json): argv where main() was given one
+    args.command_line = ["facecycle", *[str(a) for a in (sys.argv[1:] if argv is None else argv)]]
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):

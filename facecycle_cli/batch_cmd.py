@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from facecycle.errors import BackendUnavailable, UsageError
 
@@ -105,5 +104,5 @@ def _batch(args: argparse.Namespace) -> int:
                                                                  args.retries)
     res = run_batch(items, args.out_dir, settings, executor, duplicates=dups, parquet=args.parquet,
                     force=args.force, progress=args.progress, summary=args.summary, dry_run=args.dry_run,
-                    command=["facecycle"] + sys.argv[1:] if sys.argv else None)
+                    command=getattr(args, "command_line", None))
     return res.exit_code

@@ -442,6 +442,8 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals"
                        audio=args.audio, video_preset=args.video_preset, realtime=args.realtime,
                        images=args.images)
     sig.run = run
+    if getattr(args, "command_line", None):  # the sidecar says how it was made (batch.json does for a batch)
+        run.info["command"] = args.command_line
     if sig.signum is not None:
         run.stop()
     bar = _progress(run, args.progress, plan["input"])

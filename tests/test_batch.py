@@ -46,8 +46,9 @@ def _touch(p: Path, data: bytes = b"x") -> Path:
 
 def _sidecar(p: Path) -> dict:
     d = json.loads(p.read_text())
-    d["input"].pop("name")  # the path the input was given by
-    return {k: v for k, v in d.items() if k not in VOLATILE}
+    for k in ("name", "path", "modified"):  # the path the input was given by, where it is, when it was copied
+        d["input"].pop(k, None)
+    return {k: v for k, v in d.items() if k not in VOLATILE and k != "command"}  # (process's command line)
 
 
 def _corpus(tmp: Path, corrupt: bool = True) -> Path:

@@ -181,6 +181,25 @@ def test_process_end_line_names_the_sidecar(clip, tiny_export, tmp_path, capfd):
     assert "3 frames (stopped at --max-frames 3 of 50)" in last
 
 
+
+def test_the_process_sidecar_ties_its_rows_to_the_exact_file_and_command(clip, tiny_export, tmp_path, capfd,
+                                                                          monkeypatch):
+    """Probe finding: a process sidecar named its input as typed (maybe relative), with no size, time or command
+    line (batch.json has them): a result could not be tied to the exact file it was made from."""
+    import json
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(clip, tmp_path / "c.mp4")
+    argv = ["process", "c.mp4", "--model", str(tiny_export[1]), "--out-dir", "o", "--no-progress", "--max-frames",
+            "3", "--no-video"]
+    assert main(argv) == 0, capfd.readouterr().err
+    side = json.loads((tmp_path / "o" / "c.json").read_text())
+    st = (tmp_path / "c.mp4").stat()
+    assert side["input"]["name"] == "c.mp4" and side["input"]["path"] == str(tmp_path / "c.mp4")
+    assert side["input"]["size_bytes"] == st.st_size and side["input"]["modified"].endswith("Z")
+    assert side["command"] == ["facecycle", *argv]
+
 def test_a_model_without_an_emotion_head_is_said_once_when_a_run_starts(clip, tiny_export, tmp_path, capfd,
                                                                         caplog):
     """A model folder without expression_head.safetensors (an export before `export --head`) gave empty emotion

@@ -240,6 +240,44 @@ def test_parquet_row_groups_gather_videos_not_one_per_video(real_run, tmp_path, 
     assert pq.ParquetFile(tmp_path / "each.parquet").metadata.num_row_groups == 5
 
 
+
+def test_parquet_says_how_its_rows_were_made(real_run, tmp_path, caplog):
+    """Probe finding: a Parquet dataset's schema metadata held only its inputs' digest: two datasets of one clip,
+    smoothed and not (expr_intensity up to 0.34 apart), looked alike, and a dataset gathered from several jobs could
+    not tell its model or settings. Now ``facecycle_settings`` lists each distinct setting (from the CSVs' sidecars:
+    model checksums, backend, detector, smoothing, baseline, versions) with its count of videos; where a machine's
+    paths or thread counts differ, the setting is the same, and a mixed dataset is warned about."""
+    import shutil
+
+    pq = pytest.importorskip("pyarrow.parquet")
+    from realtime.batch.parquet import SETTINGS_KEY, write_parquet
+
+    csv_path, side_path, side = real_run
+    pairs = []
+    for name, change in (("a", {}), ("b", {"model": {**side["model"], "dir": "/elsewhere/model"},
+                                          "backend": {**side["backend"], "intra_op_threads": 7},
+                                          "versions": {**side["versions"], "platform": "another node"},
+                                          # a batch's sidecar: its run's own records
+                                          "fingerprint": "f00d", "batch": {"run_id": "r1", "rel": "b.mp4"},
+                                          "person_baseline": {**side["person_baseline"],
+                                                              "lookahead_tracks_seeded": 3}}),
+                         ("c", {"smoothing": None, "smoothing_params": None})):
+        shutil.copy(csv_path, tmp_path / f"{name}.csv")
+        (tmp_path / f"{name}.json").write_text(json.dumps({**side, **change}))
+        pairs.append((f"{name}.mp4", tmp_path / f"{name}.csv"))
+    write_parquet(pairs[:2], tmp_path / "same.parquet")
+    groups = json.loads(pq.read_schema(tmp_path / "same.parquet").metadata[SETTINGS_KEY])
+    assert [(g["videos"], g["first_video"]) for g in groups] == [(2, "a.mp4")]
+    got = groups[0]["settings"]
+    assert got["model"]["head_sha256"] == side["model"]["head_sha256"] and "dir" not in got["model"]
+    assert got["smoothing"] == "one-euro" and got["versions"]["facecycle"] == side["versions"]["facecycle"]
+    assert "summary" not in got and "stats" not in got and "input" not in got
+    with caplog.at_level("WARNING", logger="realtime.batch.parquet"):
+        write_parquet(pairs, tmp_path / "mixed.parquet")
+    groups = json.loads(pq.read_schema(tmp_path / "mixed.parquet").metadata[SETTINGS_KEY])
+    assert sorted((g["videos"], g["settings"]["smoothing"]) for g in groups) == [(1, None), (2, "one-euro")]
+    assert "2 different settings" in caplog.text
+
 # ------------------------------------------------------------------ defect 5: NaN is an empty cell everywhere
 def _face(**kw) -> Face:
     rng = np.random.default_rng(0)

@@ -146,6 +146,60 @@ def _inputs_digest(csvs: List[Tuple[str, Union[str, Path]]], rows_per_file: int,
     return h.hexdigest()
 
 
+#: the key of the settings the rows were made with (JSON): a list of ``{"settings": {...}, "videos": N,
+#: "first_video": NAME}``, one per distinct setting, read from each CSV's JSON sidecar (:func:`_settings`)
+SETTINGS_KEY = b"facecycle_settings"
+#: a sidecar's keys that belong to one input's run, not to how its rows were made
+_RUN_KEYS = frozenset({"input", "columns", "max_frames", "status", "csv", "video", "frames", "rows", "summary", "stats",
+                       "written_at", "error", "detect_size", "look_ahead", "images", "command", "fingerprint", "batch"})
+#: of a nested setting, the run's own counts (as the batch fingerprint leaves them out: realtime.batch.plan)
+_RUN_COUNTS = {"neutral_reference": ("references_refused", "lookahead_tracks_seeded"),
+               "person_baseline": ("lookahead_tracks_seeded",),
+               "backend": ("selected", "intra_op_threads", "inter_op_threads", "threads")}
+#: of ``versions``, those that bear on the rows (the platform and Python differ between a cluster's nodes)
+_VERSION_KEYS = ("facecycle", "facecycle_source", "onnxruntime", "numpy", "cv2", "av")
+
+
+def _settings(csv: Union[str, Path]) -> Optional[dict]:
+    """How ``csv``'s rows were made, from its JSON sidecar (``clip.json`` beside ``clip.csv``): the model's
+    name and checksums, the backend and precision, the detector, the smoothing, the person baseline, the label rule,
+    the tracker and the software versions; None where the sidecar cannot be read."""
+    import json
+
+    try:
+        info = json.loads(Path(csv).with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict):
+        return None
+    out = {k: v for k, v in info.items() if k not in _RUN_KEYS}
+    if isinstance(out.get("model"), dict):
+        out["model"] = {k: v for k, v in out["model"].items() if k != "dir"}  # where it lies on this machine
+    for key, drop in _RUN_COUNTS.items():  # (the backend's: why it was chosen, in words, and its thread counts,
+        if isinstance(out.get(key), dict):  # which differ between a cluster's nodes where the rows do not)
+            out[key] = {k: v for k, v in out[key].items() if k not in drop}
+    if isinstance(out.get("versions"), dict):
+        out["versions"] = {k: out["versions"][k] for k in _VERSION_KEYS if k in out["versions"]}
+    return out
+
+
+def _settings_metadata(csvs: List[Tuple[str, Union[str, Path]]]) -> bytes:
+    """:data:`SETTINGS_KEY`'s value: each distinct setting of the CSVs, with how many videos and the first's name.
+    Logs a warning where the dataset mixes settings (a second model, smoothing on and off)."""
+    import json
+
+    groups: dict = {}
+    for video, csv in csvs:
+        st = _settings(csv)
+        key = json.dumps(st, sort_keys=True)
+        g = groups.setdefault(key, {"settings": st, "videos": 0, "first_video": text_name(video)})
+        g["videos"] += 1
+    if len(groups) > 1:
+        log.warning("the dataset's rows were made with %d different settings (schema metadata %s says which)",
+                    len(groups), SETTINGS_KEY.decode())
+    return json.dumps(list(groups.values()), sort_keys=True).encode()
+
+
 def _unchanged(dest: Path, digest: str) -> Optional[dict]:
     """The dataset at ``dest``'s ``{"path", "files", "rows", "videos"}`` where it was made from the same inputs
     (:data:`INPUTS_KEY` equals ``digest``), else None."""
@@ -211,6 +265,7 @@ def write_parquet(csvs: Iterable[Tuple[str, Union[str, Path]]], path: Union[str,
         return kept
     # an image folder's CSV ends with `file`: where one has it, the dataset does, null for the videos' rows
     with_file = any(_header(c)[-1:] == ["file"] for _, c in csvs)
+    settings = _settings_metadata(csvs)
     try:
         for video, csv in csvs:
             header = _header(csv)
@@ -220,7 +275,8 @@ def write_parquet(csvs: Iterable[Tuple[str, Union[str, Path]]], path: Union[str,
                 types = _column_types(columns)
                 schema = pa.schema([pa.field("video", pa.dictionary(pa.int32(), pa.string()))]
                                    + [pa.field(c, types[c]) for c in columns],
-                                   metadata={INPUTS_KEY: digest.encode(), b"facecycle_videos": str(len(csvs)).encode()})
+                                   metadata={INPUTS_KEY: digest.encode(), b"facecycle_videos": str(len(csvs)).encode(),
+                                             SETTINGS_KEY: settings})
             elif own != [c for c in columns if c != "file"]:
                 raise OutputError(f"{csv}: columns differ from the first CSV's ({len(header)} vs {len(columns)}; "
                                   "different models in one dataset?)")

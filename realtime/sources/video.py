@@ -686,7 +686,23 @@ class VideoSource(Source):
                  start_s=None if self.first_pts is None or self.clock == "arrival"
                  else round(float(self.first_pts * self.time_base), 6),
                  creation_time=_creation_time(self.container, self.stream))
+        if self.path is not None:  # which file exactly (the name is as given: maybe relative)
+            d.update(_file_record(self.path))
         return d
+
+
+def _file_record(path: Union[str, Path]) -> dict:
+    """``{"path", "size_bytes", "modified"}`` of a local file: its absolute path, size and modification time
+    (ISO 8601 UTC), so that a result can be tied to the exact file it was made from; empty where it cannot be read."""
+    import datetime
+
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return {}
+    return {"path": os.path.abspath(path), "size_bytes": st.st_size,
+            "modified": datetime.datetime.fromtimestamp(st.st_mtime, datetime.timezone.utc).strftime(
+                "%Y-%m-%dT%H:%M:%S.%fZ")}
 
 
 def _creation_time(container: "av.container.InputContainer", stream: "av.stream.Stream") -> Optional[str]:
