@@ -147,3 +147,20 @@ def test_a_small_picture_is_annotated_enlarged_so_that_its_overlay_can_be_read()
     assert (np.abs(out.astype(int) - 90) > 40).mean() > 0.05  # something was drawn
     frame = packet(480)
     assert default_annotator()(frame.image, frame).shape == (480, 480, 3)
+
+
+def test_a_small_face_in_a_large_frame_keeps_its_eyes_visible():
+    """Probe finding: marks were sized by the frame alone: a 105-px face in a 4K frame had 8-px box lines and
+    20-px landmark dots that hid its eyes. Now a face's strokes are at most a 60th of its width: the dots drawn on
+    the small face cover a small share of the area between its eyes, and a large face keeps the frame's size."""
+    from realtime.annotators import LandmarkAnnotator
+
+    def dot_pixels(w, h, box):
+        p = _packet(w, h, [_face(box)])
+        out = LandmarkAnnotator().annotate(p.image.copy(), p)
+        return int((np.any(out != p.image, axis=2)).sum())
+
+    small = dot_pixels(3840, 2160, (1800, 1000, 1905, 1130))  # 105-px face
+    assert small <= 400, small  # five dots of radius 3, about 57 px each (radius 9 before: about 1,400 in all)
+    big = dot_pixels(3840, 2160, (1000, 500, 2000, 1700))  # a close-up keeps the frame's stroke
+    assert big >= 1000, big
