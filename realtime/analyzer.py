@@ -479,6 +479,21 @@ class Analyzer:
         self.close()
 
 
+#: bytes of frames the queues between a run's stages may hold in all: at 8K (100 MB a frame) each holds one
+QUEUE_BYTES = 512 << 20
+
+
+def queue_size_for(asked: int, width: Optional[int], height: Optional[int], queues: int = 3) -> int:
+    """The capacity of each of ``queues`` queues between stages for frames of ``width`` x ``height`` (RGB): the one
+    asked, lowered so that full queues hold at most :data:`QUEUE_BYTES` (at least 1). At 8K, four frames a queue
+    (1.2 GB of frames queued, beside the encoder's own) took a run with an annotated video to 4.9 GB; at 4K and
+    below nothing changes."""
+    if not width or not height:
+        return asked
+    fit = QUEUE_BYTES // max(1, int(width) * int(height) * 3 * max(1, queues))
+    return max(1, min(int(asked), int(fit)))
+
+
 #: seconds between a run's first looks at a larger size for small faces (adapt_detect_size), how many, and
 #: seconds between the looks after them (one detection at 1280 px: about 60 ms here, once per 5 s); where every
 #: face found is large (a small face may stand beside it), seconds between looks after the first
@@ -900,7 +915,9 @@ class Run:
             raise
         self._pipeline = Pipeline(self.src, [("detect", self._detect_stage),
                                              ("infer", self._infer_stage, self.analyzer.infer_workers)],
-                                  queue_size=self.analyzer.queue_size, max_frames=self.max_frames)
+                                  queue_size=queue_size_for(self.analyzer.queue_size, self.src.width,
+                                                            self.src.height, queues=3),
+                                  max_frames=self.max_frames)
         if self.interrupted:
             self._pipeline.stop()
         status = "complete"
