@@ -119,6 +119,7 @@ class RunOutputs:
         #: frames written to that video (0: none; it is then not named as written, even if a file of that name
         #: is there from an earlier run)
         self.video_frames = 0
+        self.video_size: Optional[Tuple[int, int]] = None  # the annotated video's frame size, once it has a frame
         self.finished: List[str] = []  # files closed so far
         self._lock = threading.Lock()
         self._req_annotator: object = _KEEP
@@ -230,7 +231,7 @@ class RunOutputs:
                 self._put_back([Path(path)])  # no new file will replace it
                 raise
         self.video_path = self.video.path
-        self.video_frames = 0
+        self.video_frames, self.video_size = 0, None
 
     def _apply_requests(self) -> None:
         with self._lock:
@@ -284,6 +285,8 @@ class RunOutputs:
             t = time.perf_counter()
             if self._guard("recording stopped", self.video.write, packet):
                 self.video_frames += 1
+                if self.video_frames == 1:  # its frame size: a small picture's is enlarged, an odd size padded
+                    self.video_size = getattr(self.video, "size", None)
             else:
                 self._quietly(self._close_video)
             packet.stats["video"] = time.perf_counter() - t
@@ -383,6 +386,9 @@ class RunOutputs:
         # a video that never got a frame (stopped before the first) was never made: not named as written
         made = self.video_path is not None and (status == "running" or self.video_frames > 0)
         info["video"] = str(self.video_path) if made else None
+        # the annotated video's (width, height): CSV pixels times width / input.width, from its top left (an odd size
+        # is padded at the right or bottom)
+        info["video_size"] = list(self.video_size) if made and self.video_size else None
         if self.csv is not None:
             info.update(frames=self.csv.frames, rows=self.csv.rows, summary=self.csv.summary.to_dict())
         if status != "running" and self.stats is not None:

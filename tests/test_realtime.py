@@ -603,6 +603,8 @@ def test_non_square_pixels_are_shown_at_the_pictures_shape(tmp_path, sar, stored
         assert (s.width, s.height) == shown  # before the first frame too (the sidecar, the video writer)
         out = next(iter(s)).image
         assert out.shape[:2] == shown[::-1] and s.describe()["width"] == shown[0]
+        # the sidecar says how CSV pixels map back to the stored ones (a probe's finding: only the shown size)
+        assert s.describe()["stored_size"] == list(stored) and s.describe()["pixel_aspect"] == str(sar)
     ys, xs = np.nonzero(out[..., 0] > 128)
     assert abs((xs.max() - xs.min()) / (ys.max() - ys.min()) - 1) < 0.1  # round, not an ellipse
     assert np.abs(out.astype(int) - img).mean() < 8

@@ -12,6 +12,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
 
+import av
+import cv2
 import numpy as np
 import pytest
 
@@ -398,3 +400,24 @@ def test_input_says_where_time_zero_lies_and_when_the_file_was_recorded(tmp_path
     src = open_source(str(none))
     list(src)
     assert src.describe()["start_s"] == 0.0
+
+
+
+def test_the_sidecar_gives_the_annotated_videos_size(tiny_export, tmp_path):
+    """Probe finding: a small picture's annotated video is enlarged (97x73 -> 388x292) and an odd size padded, and
+    the sidecar did not say so: a user could not map CSV pixels to the video's."""
+    from realtime import Analyzer
+
+    frames = [cv2.resize(f, (97, 73), interpolation=cv2.INTER_AREA) for f in real_frames(3)]
+    clip = write_video(tmp_path / "odd.mkv", frames, codec="ffv1", pix_fmt="yuv444p")
+    with Analyzer(model=tiny_export[1]) as an:
+        for _ in an.process_video(clip, csv=tmp_path / "odd.csv", video=tmp_path / "odd.mp4"):
+            pass
+    side = json.loads((tmp_path / "odd.json").read_text())
+    with av.open(str(tmp_path / "odd.mp4")) as c:
+        size = [c.streams.video[0].width, c.streams.video[0].height]
+    assert side["video_size"] == size and size[0] > 97 and size[0] % 2 == 0 and size[1] % 2 == 0
+    assert side["input"]["stored_size"] == [97, 73] and side["input"]["pixel_aspect"] == "1"
+    for _ in Analyzer(model=tiny_export[1]).process_video(clip, csv=tmp_path / "novideo.csv"):
+        pass
+    assert json.loads((tmp_path / "novideo.json").read_text())["video_size"] is None

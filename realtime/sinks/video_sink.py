@@ -21,7 +21,7 @@ import errno
 import logging
 from fractions import Fraction
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 import av
 import numpy as np
@@ -198,6 +198,11 @@ class VideoSink(Sink):
     def _done(self) -> str:
         """What a write error says was written (not "frames up to -1" before the first)."""
         return f"video frames up to {self.frames - 1} were written" if self.frames else "no video frame written"
+
+    @property
+    def size(self) -> Optional[Tuple[int, int]]:
+        """The video's (width, height), once its first frame opened it (the frames' size, made even)."""
+        return (int(self._stream.width), int(self._stream.height)) if self._stream is not None else None
 
     # -------------------------------------------------------------- write
     def write(self, packet: FramePacket) -> None:

@@ -673,6 +673,14 @@ class VideoSource(Source):
     def paused_for(self, seconds: float) -> None:
         self._paused_s += max(0.0, float(seconds))
 
+    def _pixel_aspect(self) -> Fraction:
+        """The stored pixels' aspect (width over height of one pixel; 1: square)."""
+        try:
+            sar = self.stream.codec_context.sample_aspect_ratio or self.stream.sample_aspect_ratio
+            return Fraction(sar) if sar and sar > 0 else Fraction(1)
+        except (AttributeError, TypeError, ValueError, ZeroDivisionError):
+            return Fraction(1)
+
     def describe(self) -> dict:
         d = super().describe()
         d.update(codec=self.stream.codec_context.name, stream=self.stream_index, time_base=str(self.time_base),
@@ -685,7 +693,10 @@ class VideoSource(Source):
                  first_pts=self.first_pts,
                  start_s=None if self.first_pts is None or self.clock == "arrival"
                  else round(float(self.first_pts * self.time_base), 6),
-                 creation_time=_creation_time(self.container, self.stream))
+                 creation_time=_creation_time(self.container, self.stream),
+                 # the frame as the file stores it (before non-square pixels are stretched and rotation applied):
+                 # CSV pixels map back to it by width / height and the rotation
+                 stored_size=list(self.stored_size), pixel_aspect=str(self._pixel_aspect()))
         if self.path is not None:  # which file exactly (the name is as given: maybe relative)
             d.update(_file_record(self.path))
         return d
