@@ -151,7 +151,8 @@ def _inputs_digest(csvs: List[Tuple[str, Union[str, Path]]], rows_per_file: int,
 SETTINGS_KEY = b"facecycle_settings"
 #: a sidecar's keys that belong to one input's run, not to how its rows were made
 _RUN_KEYS = frozenset({"input", "columns", "max_frames", "status", "csv", "video", "frames", "rows", "summary", "stats",
-                       "written_at", "error", "detect_size", "look_ahead", "images", "command", "fingerprint", "batch"})
+                       "written_at", "error", "detect_size", "look_ahead", "images", "command", "fingerprint", "batch",
+                       "video_size"})
 #: of a nested setting, the run's own counts (as the batch fingerprint leaves them out: realtime.batch.plan)
 _RUN_COUNTS = {"neutral_reference": ("references_refused", "lookahead_tracks_seeded"),
                "person_baseline": ("lookahead_tracks_seeded",),
