@@ -30,7 +30,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optiona
 
 import numpy as np
 
-from facecycle.cpus import cap_threads, usable_cpus
+from facecycle.cpus import cap_threads, release_free_memory, usable_cpus
 from facecycle.errors import FaceCycleError, UsageError
 
 from . import baseline as baseline_rule
@@ -468,6 +468,7 @@ class Analyzer:
                 log.warning("a run in another thread did not end within 10 s of close(); closing the model anyway")
         self.detector.close()
         self.backend.close()
+        release_free_memory()
 
     def __enter__(self) -> "Analyzer":
         return self
