@@ -359,8 +359,11 @@ class VideoSource(Source):
         #: non-square pixels (anamorphic DV, some broadcast and phone files): frames are stretched to the picture's
         #: display shape, as players show them, or every face would be read squeezed
         self.stored_size = (self.width, self.height)
-        self.display_size = _display_size(self.width, self.height, cc.sample_aspect_ratio
-                                          or self.stream.sample_aspect_ratio)
+        sar = cc.sample_aspect_ratio or self.stream.sample_aspect_ratio
+        #: the stored pixels' aspect (width over height of one pixel; 1: square), read here: the stream is not
+        #: touched once closed (describe() runs after it is: PyAV then reads freed memory)
+        self.pixel_aspect = Fraction(sar) if sar and sar > 0 else Fraction(1)
+        self.display_size = _display_size(self.width, self.height, sar)
         if self.width <= 0 or self.height <= 0:
             self.container.close()
             # FFmpeg leaves a picture over its size bound without a size: "corrupt header?" sent users hunting for
@@ -673,14 +676,6 @@ class VideoSource(Source):
     def paused_for(self, seconds: float) -> None:
         self._paused_s += max(0.0, float(seconds))
 
-    def _pixel_aspect(self) -> Fraction:
-        """The stored pixels' aspect (width over height of one pixel; 1: square)."""
-        try:
-            sar = self.stream.codec_context.sample_aspect_ratio or self.stream.sample_aspect_ratio
-            return Fraction(sar) if sar and sar > 0 else Fraction(1)
-        except (AttributeError, TypeError, ValueError, ZeroDivisionError):
-            return Fraction(1)
-
     def describe(self) -> dict:
         d = super().describe()
         d.update(codec=self.stream.codec_context.name, stream=self.stream_index, time_base=str(self.time_base),
@@ -696,7 +691,7 @@ class VideoSource(Source):
                  creation_time=_creation_time(self.container, self.stream),
                  # the frame as the file stores it (before non-square pixels are stretched and rotation applied):
                  # CSV pixels map back to it by width / height and the rotation
-                 stored_size=list(self.stored_size), pixel_aspect=str(self._pixel_aspect()))
+                 stored_size=list(self.stored_size), pixel_aspect=str(self.pixel_aspect))
         if self.path is not None:  # which file exactly (the name is as given: maybe relative)
             d.update(_file_record(self.path))
         return d
