@@ -146,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"facecycle {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="errors only on stderr: no end lines, summaries, progress or warnings (exit codes unchanged)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for mod in COMMAND_MODULES:
         mod.register(sub)
@@ -360,6 +362,11 @@ def _main(argv: Optional[List[str]]) -> int:
     # the command as given, for the records (process's sidecars, batch.json): argv where main() was given one
     args.command_line = ["facecycle", *[str(a) for a in (sys.argv[1:] if argv is None else argv)]]
     level = logging.WARNING - 10 * min(args.verbose, 2)
+    from facecycle.terminal import set_quiet
+
+    set_quiet(getattr(args, "quiet", False))  # (each main() as its own arguments say: in-process callers too)
+    if getattr(args, "quiet", False):
+        level = logging.ERROR
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
         parser.print_help()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import List, Sequence
 
 from facecycle.errors import InputError, UsageError
+from facecycle.terminal import note
 from realtime.detectors import DETECTOR_CHOICES
 
 
@@ -95,8 +96,8 @@ def _prepare(args: argparse.Namespace) -> int:
                             box_scales={name: cls.box_scale for name, cls in DETECTORS.items()}, on_failure=skipped)
     finally:
         det.close()
-    print(f"{args.out}: {c['done']} sources prepared ({c['tracks']} tracks, {c['crops']} crops), "
-          f"{c['skipped']} already done, {c['failed']} failed", file=sys.stderr)
+    note(f"{args.out}: {c['done']} sources prepared ({c['tracks']} tracks, {c['crops']} crops), "
+         f"{c['skipped']} already done, {c['failed']} failed")
     if failed:  # the good inputs are prepared; the run still failed, as process and batch say it (exit 3)
         raise InputError(_failed_line(failed, c["done"] + c["skipped"] + c["failed"], args.out))
     return 0

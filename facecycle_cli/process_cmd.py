@@ -13,7 +13,7 @@ from typing import List, Optional
 
 from facecycle.errors import BackendUnavailable, InputError, OutputError, UsageError
 from facecycle.files import caseless_note, name_key, names_caseless
-from facecycle.terminal import stderr_is_terminal
+from facecycle.terminal import note, stderr_is_terminal
 
 from .sigterm import describe, exit_code_of, raise_if_received, stopping_signals
 
@@ -387,7 +387,7 @@ def _process_locked(args: argparse.Namespace) -> int:
         # run: the lock keeps those out): not replaced without --overwrite
         _check_parquet_exists(Path(args.parquet), args.overwrite, since_start=True)
         res = write_parquet([(str(p["input"]), p["csv"]) for p in done], args.parquet)
-        print(f"{res['path']}: {_n(res['rows'], 'row')} of {_n(res['videos'], 'input')} (Parquet)", file=sys.stderr)
+        note(f"{res['path']}: {_n(res['rows'], 'row')} of {_n(res['videos'], 'input')} (Parquet)")
     if failures:
         print(f"facecycle: error: {len(failures)} of {len(plans)} inputs failed (see above)", file=sys.stderr)
         return failures[0].exit_code
@@ -478,7 +478,7 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals"
     total = run.src.frame_count or 0
     cut = (f" (stopped at --max-frames {run.max_frames} of {'~' if not getattr(run.src, 'exact_count', True) else ''}"
            f"{total})" if run.max_frames is not None and s["frames"] >= run.max_frames and total > s["frames"] else "")
-    print(f"{plan['input']}: {_n(s['frames'], 'frame')}{cut}{folder}, {_n(s['faces'], 'face')}, {s['fps']:.1f} fps"
+    note(f"{plan['input']}: {_n(s['frames'], 'frame')}{cut}{folder}, {_n(s['faces'], 'face')}, {s['fps']:.1f} fps"
           + (f", {s['drops']} dropped (a live input: the oldest frames are skipped while the analysis is behind)"
              if s["drops"] else "")
           + (f", {_n(s['decode_errors'], skipped)} skipped" if s["decode_errors"] else "")
@@ -486,7 +486,7 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals"
              "demuxer flagged: a gap in the stream, or segments joined)" if getattr(run.src, "damaged", 0) else "")
           + (f", ~{_n(run.src.frames_missing, 'frame')} missing (truncated or damaged file)"
              if getattr(run.src, "frames_missing", 0) else "")
-          + _reading(side) + f" -> {wrote}", file=sys.stderr)
+          + _reading(side) + f" -> {wrote}")
     if sig.signum is not None:
         early = (" before any row was written (a file read twice gets its rows in the second reading)"
                  if s["frames"] == 0 and (run.lookahead or run.baseline_ahead) else "")
@@ -606,9 +606,9 @@ def _live(args: argparse.Namespace) -> int:
         window = args.window
         outs = [str(v) for v in (args.csv, getattr(run, "sidecar_path", None), args.record) if v]
         if not window:
-            print(f"{src.name}: analysing without a window; "
-                  + (f"writing {', '.join(outs)}" if outs else "writing nothing (add --csv FILE / --record VIDEO)")
-                  + "; Ctrl-C stops", file=sys.stderr)
+            note(f"{src.name}: analysing without a window; "
+                 + (f"writing {', '.join(outs)}" if outs else "writing nothing (add --csv FILE / --record VIDEO)")
+                 + "; Ctrl-C stops")
         next_report = time.monotonic() + _LIVE_REPORT_S
         try:
             for p in run:
@@ -616,8 +616,8 @@ def _live(args: argparse.Namespace) -> int:
                     now = time.monotonic()
                     if now >= next_report:
                         next_report = now + _LIVE_REPORT_S
-                        print(f"{src.name}: {_n(run.stats.frames, 'frame')}, {run.stats.recent_fps:.1f} fps, "
-                              f"{run.stats.drops} dropped, {_n(len(p.faces), 'face')}", file=sys.stderr, flush=True)
+                        note(f"{src.name}: {_n(run.stats.frames, 'frame')}, {run.stats.recent_fps:.1f} fps, "
+                             f"{run.stats.drops} dropped, {_n(len(p.faces), 'face')}")
                     continue
                 img = p.annotated if p.annotated is not None else p.image
                 cv2.putText(img, f"{run.stats.recent_fps:.0f} fps  drops {run.stats.drops}", (6, 22),
@@ -641,8 +641,8 @@ def _live(args: argparse.Namespace) -> int:
         side = getattr(run, "sidecar_path", None)
         if run.outputs.restored:  # stopped before its first frame: what is there is the earlier run's
             side, outs = None, ["nothing written (the earlier outputs are kept)"]
-        print(f"{src.name}: {_n(s['frames'], 'frame')}, {s['fps']:.1f} fps, {s['drops']} dropped"
-              + (_reading(Path(side)) if side else "") + (f" -> {', '.join(outs)}" if outs else ""), file=sys.stderr)
+        note(f"{src.name}: {_n(s['frames'], 'frame')}, {s['fps']:.1f} fps, {s['drops']} dropped"
+             + (_reading(Path(side)) if side else "") + (f" -> {', '.join(outs)}" if outs else ""))
         if sig.signum is not None:
             return sig.exit_code
     return 0

@@ -515,3 +515,27 @@ def test_a_broken_pipe_that_is_not_stdout_is_still_an_internal_error(monkeypatch
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["facecycle: internal error: BrokenPipeError: [Errno 32] Broken pipe (rerun with --debug for "
                    "details)"], err
+
+
+def test_quiet_says_errors_only(clip, tiny_export, tmp_path, capfd):
+    """`-q/--quiet` (before or after the command): a run that goes well says nothing on stderr, and stdout stays
+    empty; an error is still its one line, with its exit code. There was no way to silence the end lines short of
+    2>/dev/null, which hid the errors too."""
+    from facecycle.terminal import set_quiet
+
+    try:
+        for argv in (["-q", "process", str(clip)], ["process", str(clip), "--quiet"]):
+            capfd.readouterr()
+            rc = main(argv + ["--model", str(tiny_export[1]), "--out-dir", str(tmp_path), "--max-frames", "3",
+                              "--no-video", "--overwrite"])
+            out, err = capfd.readouterr()
+            assert rc == 0 and out == "" and err == "", err
+        rc = main(["process", str(tmp_path / "missing.mp4"), "-q", "--model", str(tiny_export[1])])
+        err = capfd.readouterr().err
+        assert rc == 3 and err.strip().splitlines() == [f"facecycle: error: {tmp_path / 'missing.mp4'}: no such "
+                                                         "file or folder"], err
+    finally:
+        set_quiet(False)  # (in-process: a failure above must not leave the next tests quiet)
+    rc = main(["process", str(clip), "--model", str(tiny_export[1]), "--out-dir", str(tmp_path), "--max-frames", "3",
+               "--no-video", "--overwrite"])
+    assert rc == 0 and "3 frames" in capfd.readouterr().err  # not quiet again

@@ -16,7 +16,7 @@ from typing import Any, Deque, Dict, List, Optional, Union
 
 from facecycle.errors import OutputError, UsageError
 from facecycle.files import check_can_create, json_text, write_atomic
-from facecycle.terminal import REPEATING, TERMINATING, stderr_is_terminal
+from facecycle.terminal import REPEATING, TERMINATING, note, stderr_is_terminal
 
 from ..summary import clip_reading
 from .job import BatchSettings, output_paths, same_input
@@ -163,7 +163,7 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
         if e["status"] == "failed":
             print(f"facecycle batch: error: {e['error']}", file=sys.stderr)
     for d in duplicates or []:
-        print(f"facecycle batch: {d['input']} given {d['count']} times; processed once", file=sys.stderr)
+        note(f"facecycle batch: {d['input']} given {d['count']} times; processed once")
     n_skip = sum(e["status"] == "skipped" for e in entries)
     result = BatchResult(run_id=run_id, started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_start)),
                          command=command, out_dir=str(out), settings=settings.to_dict(),
@@ -180,8 +180,8 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
                       counts={"inputs": len(entries), "to_run": len(todo), "skipped": n_skip, "failed": n_failed})
         return result
     if n_skip:
-        print(f"facecycle batch: {n_skip} of {len(entries)} inputs already complete (same model and settings); "
-              f"skipped", file=sys.stderr)
+        note(f"facecycle batch: {n_skip} of {len(entries)} inputs already complete (same model and settings); "
+             f"skipped")
     out.mkdir(parents=True, exist_ok=True)
     ex = executor or LocalExecutor(settings)
     fatal: Optional[Dict[str, Any]] = None
@@ -325,12 +325,10 @@ def _print_summary(result: BatchResult, summary_path: Path) -> None:
     damaged = f" ({c['damaged']} of them cut or damaged: see above)" if c.get("damaged") else ""
     busy = f", {c['busy']} left to another batch running them" if c.get("busy") else ""
     cancelled = f", {c['cancelled']} cancelled" if c.get("cancelled") else ""  # they used to go unsaid
-    try:
-        print(f"facecycle batch: {c['done']} processed{damaged}, {c['skipped']} skipped, {c['failed']} failed{busy}"
-              f"{cancelled}{', ' + str(c['retries']) + ' retries' if c['retries'] else ''}; {c['frames']} frames "
-              f"in {result['wall_s']:.1f} s -> {summary_path}", file=sys.stderr)
-    except (OSError, ValueError):  # stderr closed or gone (the terminal of a SIGHUP): batch.json says it all
-        pass
+    # (stderr closed or gone, the terminal of a SIGHUP: note() says nothing, and batch.json says it all)
+    note(f"facecycle batch: {c['done']} processed{damaged}, {c['skipped']} skipped, {c['failed']} failed{busy}"
+         f"{cancelled}{', ' + str(c['retries']) + ' retries' if c['retries'] else ''}; {c['frames']} frames "
+         f"in {result['wall_s']:.1f} s -> {summary_path}")
 
 
 #: the exit codes (128 + signum) of the signals that stop a batch as SIGTERM does (facecycle.terminal)
