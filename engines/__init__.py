@@ -14,11 +14,11 @@ from typing import List, Optional, Sequence, Union
 
 from facecycle.errors import InputError, OutputError, UsageError
 
-from .base import Backend, GraphSpec, graph_file, read_manifest
+from .base import Backend, GraphMismatch, GraphSpec, graph_file, read_manifest
 from .probes import Probes
 from .select import AUTO_ORDER, BACKEND_NAMES, Choice, candidates, choose
 
-__all__ = ["Backend", "GraphSpec", "read_manifest", "open_backend", "available_backends", "choose",
+__all__ = ["Backend", "GraphSpec", "GraphMismatch", "read_manifest", "open_backend", "available_backends", "choose",
            "candidates", "Choice", "Probes", "AUTO_ORDER", "BACKEND_NAMES"]
 
 log = logging.getLogger(__name__)
@@ -65,14 +65,18 @@ def open_backend(model_dir: Union[str, Path], backend: str = "auto", probes: Opt
             does not know are ignored (logged at DEBUG).
 
     Raises:
-        ModelError: no/corrupt manifest.
+        ModelError: no/corrupt manifest; with ``warmup`` (and ``verify``, the default), a graph file to warm up that
+            is missing or whose sha256 is not the manifest's, whatever the backend. GraphMismatch (a ModelError): a
+            graph whose inputs / outputs are not the manifest's (never a reason to fall back).
         BackendUnavailable: an explicitly requested backend is not usable (the message names what is missing),
             or nothing is usable under ``auto``. The last candidate's own error when every one failed.
     """
     man = read_manifest(model_dir)  # fail early and clearly on a bad directory
     chain = candidates(backend, probes, model_dir, opts)
-    if warmup is not None and len(chain) > 1 and opts.get("verify", True):
-        # a missing or damaged graph file is the model's fault, not a backend's: say so now, no fallback
+    if warmup is not None and opts.get("verify", True):
+        # a missing or damaged graph file is the model's fault, not a backend's: say so now, no fallback. With an
+        # explicit backend too: TensorRT with a cached plan never read the graph, and a replaced analyze.onnx ran
+        # the old engine (hashing the graphs costs milliseconds)
         for g in warmup:
             if g in man["graphs"]:
                 graph_file(model_dir, GraphSpec(g, man["graphs"][g]))
@@ -85,10 +89,11 @@ def open_backend(model_dir: Union[str, Path], backend: str = "auto", probes: Opt
             if warmup is not None:
                 # graphs the model lacks are left to the caller's own check (e.g. "no 'neutralize' graph")
                 be.warmup(graphs=[g for g in warmup if g in be.graphs])
-        except (UsageError, InputError, OutputError):
+        except (UsageError, InputError, OutputError, GraphMismatch):
             # bad options, a missing / unreadable input (int8 calibration), or an engine cache that cannot be
             # written: the user's to fix, on any backend (an unwritable cache fell back to torch, whose own refusal
-            # of fp16 on the CPU was then the one error shown, exit 2)
+            # of fp16 on the CPU was then the one error shown, exit 2); a graph that is not the one the manifest
+            # describes: the model's (a fallback to torch ended in "internal error: RuntimeError", exit 1)
             raise
         except Exception as e:  # noqa: BLE001 - TensorRT / CUDA / ORT raise many types
             if be is not None:

@@ -10,17 +10,29 @@ from __future__ import annotations
 import abc
 import json
 import logging
+import re
 from pathlib import Path, PurePosixPath
-from typing import Dict, List, Mapping, Optional, Sequence, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from facecycle.errors import ModelError
 from facecycle.files import sha256_file
 
-__all__ = ["Backend", "GraphSpec", "read_manifest", "graph_file", "model_file"]
+__all__ = ["Backend", "GraphSpec", "GraphMismatch", "read_manifest", "graph_file", "model_file", "io_mismatch"]
 
 log = logging.getLogger(__name__)
+
+#: a graph's sha256 in the manifest: 64 hex digits (any case; kept lower case), or null / absent
+_SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
+#: a graph's name in the manifest (it becomes part of cache file names): letters, digits, ``_``, ``-``, ``.``
+_GRAPH_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
+
+
+class GraphMismatch(ModelError):
+    """A graph file that is not the one the manifest describes (other input / output names, count or static
+    dims). The model's fault, not a backend's: :func:`engines.open_backend` never falls back on it (another backend
+    would fail the same way, or worse, run a different graph)."""
 
 
 class GraphSpec:
@@ -28,13 +40,22 @@ class GraphSpec:
 
     def __init__(self, name: str, entry: Mapping) -> None:
         self.name = name
+        if not isinstance(name, str) or not _GRAPH_NAME_RE.fullmatch(name):
+            raise ModelError(f"manifest: graph name {str(name)[:80]!r} is not a name (letters, digits, '_', '-', "
+                             "'.'; it names cache files)")
         if not isinstance(entry, Mapping):
             raise ModelError(f"manifest: graph {name!r} is a JSON {type(entry).__name__}, not an object")
         file = entry.get("file")
         if not isinstance(file, str) or not file:
             raise ModelError(f"manifest: graph {name!r} names no file")
         self.file = model_file(file, f"graph {name!r}")
-        self.sha256 = str(entry.get("sha256", ""))
+        sha = entry.get("sha256")
+        if sha is not None and not (isinstance(sha, str) and _SHA256_RE.fullmatch(sha)):
+            # it names files in the engine cache (``onnx16/<sha[:16]>-fp16.onnx``): '../../x' wrote outside it
+            raise ModelError(f"manifest: graph {name!r} ({file}) has a bad sha256 {str(sha)[:80]!r} (needs 64 hex "
+                             "digits, or null)")
+        #: the manifest's sha256 of the graph file, lower case ("" where the manifest gives none)
+        self.sha256 = sha.lower() if sha is not None else ""
         self.inputs: List[dict] = _tensors(name, entry, "inputs")
         self.outputs: List[dict] = _tensors(name, entry, "outputs")
 
@@ -48,6 +69,33 @@ class GraphSpec:
 
     def __repr__(self) -> str:
         return f"GraphSpec({self.name!r}, inputs={self.input_names}, outputs={self.output_names})"
+
+
+def _dims_match(want: object, got: object) -> bool:
+    """A manifest dim against a graph's: two fixed sizes must be equal; a symbolic one (``"batch"``, None, -1)
+    matches anything."""
+    fixed = [isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in (want, got)]
+    return not all(fixed) or want == got
+
+
+def io_mismatch(spec: "GraphSpec", inputs: Sequence[Tuple[str, Sequence]],
+                outputs: Sequence[Tuple[str, Sequence]]) -> Optional[str]:
+    """How a loaded graph's inputs and outputs (``(name, shape)`` each, as the runtime reports them) differ from
+    the manifest's ``spec``: names, count, rank, static dims (symbolic dims such as ``"batch"`` match anything).
+    None where they agree (the order of the names may differ)."""
+    for kind, want, got in (("inputs", spec.inputs, inputs), ("outputs", spec.outputs, outputs)):
+        want_names = [t["name"] for t in want]
+        got_names = [str(n) for n, _ in got]
+        if sorted(want_names) != sorted(got_names):
+            return f"graph {kind} {got_names} do not match the manifest {want_names}"
+        shapes = {str(n): list(s) if s is not None else None for n, s in got}
+        for t in want:
+            have = shapes[t["name"]]
+            if have is None:  # the runtime does not know the rank
+                continue
+            if len(have) != len(t["shape"]) or not all(map(_dims_match, t["shape"], have)):
+                return (f"graph {kind[:-1]} {t['name']!r} has shape {have}, the manifest says {list(t['shape'])}")
+    return None
 
 
 def model_file(name: str, what: str) -> str:

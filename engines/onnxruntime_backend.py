@@ -12,16 +12,16 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from facecycle.errors import BackendUnavailable, ModelError, UsageError
 from facecycle.files import sha256_file
 
-from .base import Backend, GraphSpec
+from .base import Backend, GraphMismatch, GraphSpec, io_mismatch
 
-__all__ = ["OnnxRuntimeBackend"]
+__all__ = ["OnnxRuntimeBackend", "provider_options"]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,34 @@ _PROVIDERS = {
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
+
+
+def provider_options(providers: Sequence, device_id: int, graph_sha256: Optional[str],
+                     root: Optional[Path] = None) -> List:
+    """The execution providers (with their options) one graph's session is created with.
+
+    The CUDA and TensorRT providers get ``device_id``; the TensorRT provider keeps its engines (and timing cache) in
+    the user engine cache, in a folder of the graph's own: ``<root>/ort-trt/<graph_sha256[:16]>/``
+    (:func:`engines.cache.ort_trt_dir`). ONNX Runtime names the engines it caches by the model file's name, node
+    names and versions, not by the weights: with one folder for every model, two exports of one architecture (both
+    ``analyze.onnx``) shared engines, and ``--model B`` after ``--model A`` ran A's. ``graph_sha256``: of the file
+    the session loads (needed with the TensorRT provider). The CPU provider takes no options.
+    """
+    out: List = []
+    for p in providers:
+        if not isinstance(p, str) or p == "CPUExecutionProvider":
+            out.append(p)  # (name, options) given by the caller, or the CPU
+            continue
+        o: Dict[str, object] = {"device_id": device_id}
+        if p == "TensorrtExecutionProvider":  # keep the EP's engines in our user cache, not the cwd
+            from .cache import ort_trt_dir
+
+            if not graph_sha256:
+                raise ValueError("the TensorRT execution provider's engine cache needs the graph's sha256")
+            o.update(trt_engine_cache_enable=True, trt_timing_cache_enable=True,
+                     trt_engine_cache_path=str(ort_trt_dir(graph_sha256, root)))
+        out.append((p, o))
+    return out
 
 
 class OnnxRuntimeBackend(Backend):
@@ -89,17 +117,8 @@ class OnnxRuntimeBackend(Backend):
         if names[0] not in avail:
             raise BackendUnavailable(f"onnxruntime has no {names[0]} (available: {', '.join(avail)})")
         self._providers = [p for p in want if (p if isinstance(p, str) else p[0]) in avail]
-        if device in ("cuda", "tensorrt") and providers is None:
-            from .cache import engine_cache_dir
-
-            def _opts(p: str):
-                o: Dict[str, object] = {"device_id": device_id}
-                if p == "TensorrtExecutionProvider":  # keep the EP's engines in our user cache, not the cwd
-                    o.update(trt_engine_cache_enable=True, trt_timing_cache_enable=True,
-                             trt_engine_cache_path=str(engine_cache_dir() / "ort-trt"))
-                return (p, o)
-
-            self._providers = [_opts(p) if p != "CPUExecutionProvider" else p for p in self._providers]
+        # options per graph (provider_options): the TensorRT provider's engine cache is a folder per graph
+        self._device_id = device_id if device in ("cuda", "tensorrt") and providers is None else None
         self.device = "cpu" if device == "cpu" else f"cuda:{device_id} ({names[0]})"
         self.precision = precision
         self.max_batch = int(max_batch)
@@ -169,14 +188,24 @@ class OnnxRuntimeBackend(Backend):
                      spec.name)
         return src, None, False
 
-    def _load(self, path: Path) -> Tuple[object, Optional[str], bool]:
+    def _session_providers(self, path: Path, sha256: Optional[str]) -> List:
+        """The providers (with options) of the session of ``path``: :func:`provider_options`, with the sha256 of
+        ``path`` (``sha256`` where already checked; hashed here where the TensorRT provider needs it)."""
+        if self._device_id is None:
+            return list(self._providers)
+        names = [p if isinstance(p, str) else p[0] for p in self._providers]
+        if "TensorrtExecutionProvider" in names and not sha256:
+            sha256 = sha256_file(path)
+        return provider_options(self._providers, self._device_id, sha256)
+
+    def _load(self, path: Path, sha256: Optional[str] = None) -> Tuple[object, Optional[str], bool]:
         """``(InferenceSession, None, False)`` of ``path``, or ``(None, why, damaged)`` when ONNX Runtime cannot load
         it: ``why`` the first line of its error; ``damaged`` whether the file itself is at fault (ONNX Runtime found
         no valid ONNX protobuf / graph in it, or it is gone, or ``onnx`` cannot parse it) rather than, say, an
-        execution provider that cannot start."""
+        execution provider that cannot start. ``sha256``: of ``path``, where known (:meth:`_session_providers`)."""
         try:
-            return self._ort.InferenceSession(str(path), self.session_options(), providers=self._providers), None, \
-                False
+            return self._ort.InferenceSession(str(path), self.session_options(),
+                                              providers=self._session_providers(path, sha256)), None, False
         except Exception as e:  # noqa: BLE001 - ORT raises its own Fail/InvalidProtobuf/... types
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             damaged = type(e).__name__ in ("InvalidProtobuf", "InvalidGraph", "NoSuchFile") or not path.is_file()
@@ -192,12 +221,20 @@ class OnnxRuntimeBackend(Backend):
             return None, msg[:300], damaged
 
     def _create(self, spec: GraphSpec):
+        from .cache import derived_problem
+
         src = self._graph_file(spec, verify=self._verify)
         path, kind, cached = self._derived(spec, src)
-        sess, why, damaged = self._load(path)
+        # a cached fp16 / int8 graph is used only if its bytes are the ones recorded when it was written: weights
+        # flipped inside one (same size, same mtime) ran and gave NaN features
+        why = derived_problem(path, spec.sha256 or None) if kind is not None and cached else None
+        if why is not None:
+            sess, damaged = None, True
+        else:
+            sess, why, damaged = self._load(path, spec.sha256 if kind is None and self._verify else None)
         if sess is None and kind is not None and cached and damaged:
-            # a cached fp16 / int8 graph that cannot be loaded (truncated by a crash, a copy cut short): rebuilt once
-            # from the exported graph, as a TensorRT plan that fails to deserialize is
+            # a cached fp16 / int8 graph that cannot be loaded (truncated by a crash, a copy cut short) or fails its
+            # check: rebuilt once from the exported graph, as a TensorRT plan that fails to deserialize is
             log.warning("onnxruntime: cached %s graph %s cannot be loaded (%s); rebuilding it from %s", kind, path,
                         why, src.name)
             path, _, cached = self._derived(spec, src, rebuild=True)
@@ -207,12 +244,13 @@ class OnnxRuntimeBackend(Backend):
                 raise ModelError(f"{path}: ONNX Runtime cannot load this graph ({why})")
             raise ModelError(f"{path}: ONNX Runtime cannot load the {kind} graph just built from {src} ({why}); "
                              "`facecycle engine clean` removes it; --precision fp32 runs the exported graphs")
-        got = [i.name for i in sess.get_inputs()]
-        if sorted(got) != sorted(spec.input_names):
-            raise ModelError(f"{path}: graph inputs {got} do not match the manifest {spec.input_names}")
-        outs = [o.name for o in sess.get_outputs()]
-        if not set(spec.output_names) <= set(outs):
-            raise ModelError(f"{path}: graph outputs {outs} do not match the manifest {spec.output_names}")
+        # the graph must be the one the manifest describes (names, count, static dims): a manifest whose input is
+        # 32 px where the graph takes 64 failed at warm-up and fell back to torch ("internal error: RuntimeError")
+        diff = io_mismatch(spec, [(i.name, i.shape) for i in sess.get_inputs()],
+                           [(o.name, o.shape) for o in sess.get_outputs()])
+        if diff is not None:
+            raise GraphMismatch(f"{path}: {diff} (graph {spec.name!r} of {self.model_dir / 'manifest.json'}); "
+                                "re-export the model")
         self._paths[spec.name] = path
         log.info("onnxruntime: loaded %s on %s (%s, %d intra-op threads)", path.name, self.device,
                  ",".join(sess.get_providers()), self.intra_op_threads)

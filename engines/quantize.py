@@ -18,8 +18,10 @@ Quantized graphs are cached next to the engines
 Runtime quantizes differently, so it makes its own copy). Each build works on temporaries of its own
 (``.<name>.<pid>-<8 hex>.tmp``, :func:`facecycle.files.temp_path`) beside the graph and ``os.replace``-s the
 result into place, so two processes quantizing the same graph at once (an empty cache) neither read nor delete
-each other's half-written files; each removes only its own temporaries. A cached graph that ONNX Runtime cannot
-load is rebuilt once (``rebuild=True``) by :class:`engines.onnxruntime_backend.OnnxRuntimeBackend`, with a WARNING.
+each other's half-written files; each removes only its own temporaries. The graph's sha256 is recorded beside it
+(``…-int8.json``, :func:`engines.cache.record_derived`). A cached graph that ONNX Runtime cannot load, or whose
+sha256 is not the recorded one, is rebuilt once (``rebuild=True``) by
+:class:`engines.onnxruntime_backend.OnnxRuntimeBackend`, with a WARNING.
 
 What is quantized: convolutions, ``Gemm`` and the ``MatMul`` nodes with a constant operand (weights, the
 48-px low-pass matrices). A ``MatMul`` of two activations (the attention products of the self-attention
@@ -33,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Optional, Union
@@ -40,9 +43,9 @@ from typing import Optional, Union
 import numpy as np
 
 from facecycle.errors import InputError, ModelError, UsageError
-from facecycle.files import temp_path
+from facecycle.files import sha256_file, temp_path
 
-from .cache import engine_cache_dir, make_cache_dir, remove_stale_temporaries
+from .cache import _hex64, engine_cache_dir, make_cache_dir, record_derived, remove_stale_temporaries
 
 __all__ = ["calibration_inputs", "calibration_sha256", "int8_onnx", "int8_path", "QUANT_OPS"]
 
@@ -143,8 +146,10 @@ def int8_path(sha256: str, calib_sha256: str, root: Optional[Path] = None) -> Pa
     whose :func:`calibration_sha256` is ``calib_sha256``, by this ONNX Runtime."""
     import onnxruntime
 
+    if not re.fullmatch(r"[0-9a-f]{12,64}", calib_sha256 or ""):
+        raise ValueError(f"calib_sha256 must be hex digits, got {str(calib_sha256)[:80]!r}")
     return ((root or engine_cache_dir()) / "onnx8"
-            / f"{sha256[:16]}-{calib_sha256[:12]}-ort{onnxruntime.__version__}-int8.onnx")
+            / f"{_hex64(sha256)[:16]}-{calib_sha256[:12]}-ort{onnxruntime.__version__}-int8.onnx")
 
 
 def int8_onnx(src: Union[str, Path], sha256: str, calib: np.ndarray, input_name: str = "image",
@@ -205,6 +210,7 @@ def int8_onnx(src: Union[str, Path], sha256: str, calib: np.ndarray, input_name:
             quantize_static(str(pre), str(tmp), _Reader(), quant_format=QuantFormat.QDQ,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
                             op_types_to_quantize=list(QUANT_OPS), nodes_to_exclude=_activation_matmuls(pre))
+        written = sha256_file(tmp)  # this build's own file, before another build can replace ``out``
         os.replace(tmp, out)
     except Exception as e:  # noqa: BLE001 - onnx/ORT raise many types
         first = (str(e).strip().splitlines() or [""])[0][:200]
@@ -215,5 +221,6 @@ def int8_onnx(src: Union[str, Path], sha256: str, calib: np.ndarray, input_name:
                 f.unlink(missing_ok=True)
             except OSError:
                 pass
+    record_derived(out, written, sha256, "int8")  # checked before the cached graph is used (derived_problem)
     log.info("quantized %s to int8 (%d calibration crops) -> %s", src, len(calib), out)
     return out

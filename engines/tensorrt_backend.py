@@ -4,9 +4,13 @@ Build: our ONNX graph -> ``trt.OnnxParser`` -> one optimization profile over
 the batch axis (min 1 / opt 8 / max 64 by default) -> ``build_serialized_network``
 with a persistent timing cache -> engine plan in the user cache (see
 :mod:`engines.cache`), keyed by ONNX sha256, TensorRT version, GPU name,
-compute capability, precision and profile. A cached plan that fails to
+compute capability, precision and profile. The exported graph's sha256 is
+checked against the manifest before a cached plan is used (``verify``, the
+default), not only before a build. A cached plan that fails to
 deserialize (other TensorRT build, corrupt file) is rebuilt with a WARNING
-saying why; so is a cached fp16 graph that TensorRT's ONNX parser cannot read.
+saying why; so is a cached fp16 graph that TensorRT's ONNX parser cannot read
+or whose sha256 is not the one recorded when it was written. An engine whose
+I/O tensors are not the manifest's is a GraphMismatch (a ModelError).
 
 Precision:
 
@@ -61,9 +65,10 @@ import numpy as np
 from facecycle.errors import BackendUnavailable, ModelError, PipelineError, UsageError
 from facecycle.files import sha256_file
 
-from .base import Backend, GraphSpec
+from .base import Backend, GraphMismatch, GraphSpec, io_mismatch
 from .cache import (
     EngineKey,
+    derived_problem,
     engine_cache_dir,
     engine_key,
     engine_path,
@@ -181,6 +186,8 @@ class TensorRTBackend(Backend):
         workspace_mb: builder workspace memory pool limit.
         rebuild: ignore cached engines.
         cache_dir: engine cache directory (default :func:`engines.cache.engine_cache_dir`).
+        verify: check each graph file's sha256 against the manifest before its engine is loaded from the cache or
+            built (default True; plans are keyed by that sha256).
     """
 
     name = "tensorrt"
@@ -258,10 +265,28 @@ class TensorRTBackend(Backend):
                 # device first), so make this backend's device current, not CUDA's default device 0
                 with self._torch.cuda.device(self._dev):
                     eng = self._load_or_build(spec)
+                self._check_io(spec, eng)
                 self._engines[graph] = eng
         return eng
 
+    def _check_io(self, spec: GraphSpec, eng) -> None:
+        """GraphMismatch where the engine's I/O tensors (names, count, static dims; ``-1`` is the dynamic batch) are
+        not the manifest's (an output the manifest lists but the graph lacks failed mid-run with a KeyError)."""
+        trt = self._trt
+        ins, outs = [], []
+        for i in range(eng.num_io_tensors):
+            name = eng.get_tensor_name(i)
+            shape = [int(d) for d in eng.get_tensor_shape(name)]
+            (ins if eng.get_tensor_mode(name) == trt.TensorIOMode.INPUT else outs).append((name, shape))
+        diff = io_mismatch(spec, ins, outs)
+        if diff is not None:
+            raise GraphMismatch(f"{self._engine_files.get(spec.name, spec.file)}: {diff} (graph {spec.name!r} of "
+                                f"{self.model_dir / 'manifest.json'}); re-export the model")
+
     def _load_or_build(self, spec: GraphSpec):
+        # the exported graph is checked against the manifest's sha256 before a cached plan is used, not only before
+        # a build: the plan is keyed by the manifest's sha256, so a replaced analyze.onnx ran the old engine
+        exported = self._graph_file(spec, verify=self._verify)
         key = self.key_for(spec)
         path = engine_path(key, self.cache_dir)
         self._engine_files[spec.name] = path
@@ -277,7 +302,7 @@ class TensorRTBackend(Backend):
             log.warning("tensorrt: cached engine %s failed to deserialize (%s); rebuilding", path,
                         why or "IRuntime.deserialize_cuda_engine returned None: built by another TensorRT "
                                "version/GPU, or the file is corrupt")
-        plan = self._build(spec, key)
+        plan = self._build(spec, key, exported)
         remove_stale_temporaries(path.parent)  # a killed builder's plan temporaries (plans are large)
         if (path.parent / "timing").is_dir():
             remove_stale_temporaries(path.parent / "timing")
@@ -292,13 +317,19 @@ class TensorRTBackend(Backend):
             raise ModelError(f"{path}: TensorRT could not deserialize the engine it just built")
         return eng
 
-    def _build(self, spec: GraphSpec, key: EngineKey) -> bytes:
+    def _build(self, spec: GraphSpec, key: EngineKey, exported: Path) -> bytes:
         trt = self._trt
-        exported = src = self._graph_file(spec, verify=self._verify)
+        src = exported
         fp16_cached = False  # a converted graph read from the cache (rebuilt once if TensorRT cannot parse it)
         if self.precision == "fp16" and self.fp16_mode == "graph":
-            fp16_cached = fp16_path(key.onnx_sha256, self.cache_dir).is_file()
-            src = fp16_onnx(exported, key.onnx_sha256, self.cache_dir)
+            cached = fp16_path(key.onnx_sha256, self.cache_dir)
+            fp16_cached = cached.is_file()
+            why = derived_problem(cached, key.onnx_sha256) if fp16_cached else None
+            if why is not None:  # its bytes are not the ones written (flipped weights: NaN features): convert again
+                log.warning("tensorrt: cached fp16 graph %s cannot be used (%s); rebuilding it from %s", cached, why,
+                            exported.name)
+                fp16_cached = False
+            src = fp16_onnx(exported, key.onnx_sha256, self.cache_dir, rebuild=why is not None)
         t0 = time.perf_counter()
         log.warning("tensorrt: building %s engine for %s (%s, batch %d/%d/%d) — this takes a while",
                     self.precision, spec.name, self.gpu_name, *self.profile)

@@ -31,7 +31,7 @@ import numpy as np
 from facecycle.errors import BackendUnavailable, ModelError, UsageError
 from facecycle.files import sha256_file
 
-from .base import Backend, GraphSpec, model_file
+from .base import Backend, GraphMismatch, GraphSpec, model_file
 from .select import NO_WEIGHTS_HINT, WEIGHT_NAMES, find_weights
 
 __all__ = ["TorchBackend", "graph_function"]
@@ -225,6 +225,9 @@ class TorchBackend(Backend):
         torch = self._torch
         ts = [torch.from_numpy(inputs[n]).to(self._dev, self._dtype, non_blocking=False) for n in spec.input_names]
         outs = self._forward(spec.name, ts)
+        if len(outs) != len(spec.output_names):  # a manifest that is not this model's (zip's "argument 2 is shorter")
+            raise GraphMismatch(f"{spec.name}: the weights' module gives {len(outs)} outputs, the manifest lists "
+                                f"{len(spec.output_names)} ({', '.join(spec.output_names)})")
         return {n: o.float().cpu().numpy() for n, o in zip(spec.output_names, outs, strict=True)}
 
     def run_torch(self, graph: str, tensors: Mapping[str, "object"]) -> Dict[str, "object"]:

@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("--model", help="also check PyTorch weights of this model directory")
     ls.set_defaults(func=_list)
 
-    c = esub.add_parser("clean", help="delete cached engines, timing caches and FP16 graphs")
+    c = esub.add_parser("clean", help="delete cached engines, timing caches and FP16 / INT8 graphs (only the "
+                                      "cache's own file names; symbolic links are never followed)")
     c.add_argument("--keep-timing", action="store_true", help="keep TensorRT timing caches")
     c.set_defaults(func=_clean)
 
@@ -110,6 +111,9 @@ def _list(args: argparse.Namespace) -> int:
 def _clean(args: argparse.Namespace) -> int:
     from engines.cache import clean_engines, engine_cache_dir
 
-    n, b = clean_engines(timing=not args.keep_timing)
-    print(f"removed {n} file(s), {b / 1e6:.1f} MB from {engine_cache_dir()}")
+    skipped: list = []  # names that are not the cache's own, and symbolic links: left, and logged one by one
+    n, b = clean_engines(timing=not args.keep_timing, skipped=skipped)
+    print(f"removed {n} file(s), {b / 1e6:.1f} MB from {engine_cache_dir()}"
+          + (f"; left {len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'} that are not the cache's own or are "
+             "symbolic links (see the log)" if skipped else ""))
     return 0

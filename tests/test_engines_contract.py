@@ -310,7 +310,8 @@ def test_engine_cli_list_build_clean(model_dir, tmp_path, monkeypatch, capsys):
     assert main(["engine", "list"]) == 0  # what build wrote is listed (it said "no cached engines")
     assert f"fp16 graph: {built[0].name}" in capsys.readouterr().out
     assert main(["engine", "clean"]) == 0
-    assert "removed 1 file(s)" in capsys.readouterr().out and not built[0].exists()
+    # the graph and the record of its sha256 beside it
+    assert "removed 2 file(s)" in capsys.readouterr().out and not built[0].exists()
     if not check("tensorrt", default_probes())[0]:
         assert main(["engine", "build", "--backend", "tensorrt", "--model", str(model_dir)]) == 6
         assert "'tensorrt' Python package is not installed" in capsys.readouterr().err
@@ -454,3 +455,108 @@ def test_a_manifest_without_crop_scale_warns(broken_dir, caplog):
     with open_backend(broken_dir, "onnxruntime") as be, caplog.at_level(logging.WARNING, logger="realtime.inference"):
         FaceInference(be)
     assert "crop_scale" not in caplog.text
+
+
+# ------------------------------------------------------------------------------------------- security probe
+@pytest.mark.parametrize("sha", ["../../../x/", "", "ab" * 31, "zz" * 32, 42])
+def test_a_manifest_sha256_that_is_not_64_hex_digits_is_a_model_error(broken_dir, tmp_path, monkeypatch, capsys,
+                                                                       sha):
+    """A manifest sha256 of '../../../x/' (with verify=False) had a cached fp16 graph written outside the cache: the
+    sha256 names cache files. Only 64 hex digits (any case) or null are accepted."""
+    from facecycle_cli import main
+
+    cache = tmp_path / "deep" / "er" / "cache"
+    monkeypatch.setenv("FACECYCLE_CACHE", str(cache))
+    _edit_manifest(broken_dir, lambda m: m["graphs"]["analyze"].__setitem__("sha256", sha))
+    with pytest.raises(ModelError, match=r"manifest\.json: graph 'analyze' \(analyze\.onnx\) has a bad sha256"):
+        open_backend(broken_dir, "onnxruntime", precision="fp16", verify=False)
+    assert main(["engine", "build", "--backend", "onnxruntime", "--precision", "fp16", "--model", str(broken_dir),
+                 "--graphs", "analyze"]) == 5
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has a bad sha256" in err[0] and str(broken_dir / "manifest.json") in err[0]
+    assert not (tmp_path / "deep" / "x").exists() and not list(tmp_path.rglob("*-fp16.onnx"))
+
+
+def test_a_manifest_sha256_may_be_upper_case_or_null(broken_dir):
+    from facecycle.files import sha256_file
+
+    sha = sha256_file(broken_dir / "analyze.onnx")
+    _edit_manifest(broken_dir, lambda m: m["graphs"]["analyze"].__setitem__("sha256", sha.upper()))
+    with open_backend(broken_dir, "onnxruntime") as be:
+        assert be.graphs["analyze"].sha256 == sha
+        be.warmup(graphs=["analyze"])
+    _edit_manifest(broken_dir, lambda m: m["graphs"]["analyze"].__setitem__("sha256", None))
+    with open_backend(broken_dir, "onnxruntime", warmup=["analyze"]) as be:
+        assert be.graphs["analyze"].sha256 == ""
+
+
+def _set_dim(m):
+    m["graphs"]["analyze"]["inputs"][0]["shape"][-1] = 16  # the graph takes 32
+
+
+def _add_output(m):
+    m["graphs"]["analyze"]["outputs"].append({"name": "extra", "shape": ["batch", 4]})
+
+
+def _set_output_dim(m):
+    m["graphs"]["analyze"]["outputs"][1]["shape"][1] += 1
+
+
+def _drop_output(m):
+    m["graphs"]["analyze"]["outputs"].pop()
+
+
+@pytest.mark.parametrize("edit, match", [
+    (_set_dim, r"graph input 'image' has shape \['batch', 3, 32, 32\], the manifest says \['batch', 3, 32, 16\]"),
+    (_add_output, r"graph outputs \[.*\] do not match the manifest \[.*'extra'\]"),
+    (_set_output_dim, r"graph output 'code' has shape \['batch', \d+\], the manifest says"),
+    (_drop_output, r"graph outputs \[.*'intensity'\] do not match the manifest"),
+])
+def test_manifest_shapes_must_be_the_graphs_and_no_backend_falls_back(broken_dir, capsys, edit, match):
+    """A manifest whose input is 32 where the graph takes 64 failed in ONNX Runtime's warm-up, fell back to torch,
+    then "internal error: RuntimeError" (exit 1); an extra output: "internal error: zip() argument 2 is shorter".
+    The session's names, count and static dims are compared with the manifest's: a ModelError naming the graph and
+    the difference, exit 5, and not a reason to fall back (the folder has torch weights: torch-cpu is a candidate)."""
+    from engines.select import candidates
+    from facecycle_cli import main
+
+    _edit_manifest(broken_dir, edit)
+    assert [c.name for c in candidates("auto", None, broken_dir)][-2:] == ["onnxruntime-cpu", "torch-cpu"]
+    with pytest.raises(ModelError, match=r"analyze\.onnx: " + match + r".*graph 'analyze' of .*manifest\.json") \
+            as e:
+        open_backend(broken_dir, "auto", warmup=["analyze"])
+    from engines.base import GraphMismatch
+
+    assert isinstance(e.value, GraphMismatch) and e.value.exit_code == 5
+    with open_backend(broken_dir, "onnxruntime") as be:  # Python, no warm-up while opening: at the first run
+        with pytest.raises(ModelError, match=match):
+            be.warmup(graphs=["analyze"])
+    rc = main(["bench", "engines", "--model", str(broken_dir), "--backend", "onnxruntime", "--baseline", "none",
+               "--batch", "1", "--repeats", "1", "--graphs", "analyze", "--json", str(broken_dir / "b.json")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 5 and len(err) == 1 and "the manifest" in err[0], err
+
+
+
+def test_an_extra_manifest_output_on_the_torch_backend_is_a_model_error(broken_dir):
+    """Named explicitly, torch ran the weights' module and zipped its outputs with the manifest's: an extra output
+    in the manifest was "internal error: zip() argument 2 is shorter" (exit 1)."""
+    pytest.importorskip("torch")
+    from engines.base import GraphMismatch
+
+    _edit_manifest(broken_dir, _add_output)
+    with pytest.raises(GraphMismatch, match=r"analyze: the weights' module gives \d+ outputs, the manifest lists"):
+        open_backend(broken_dir, "torch-cpu", warmup=["analyze"])
+
+def test_io_mismatch_treats_symbolic_dims_as_any_size():
+    from engines.base import GraphSpec, io_mismatch
+
+    spec = GraphSpec("analyze", {"file": "analyze.onnx", "inputs": [{"name": "image", "shape": ["batch", 3, 64, 64]}],
+                                 "outputs": [{"name": "code", "shape": ["batch", 8]}]})
+    assert io_mismatch(spec, [("image", ["N", 3, 64, 64])], [("code", [None, 8])]) is None
+    assert io_mismatch(spec, [("image", [-1, 3, 64, 64])], [("code", [-1, 8])]) is None  # TensorRT's dynamic batch
+    assert io_mismatch(spec, [("image", ["batch", 3, "h", "w"])], [("code", ["batch", 8])]) is None
+    assert "has shape" in io_mismatch(spec, [("image", ["batch", 3, 64])], [("code", ["batch", 8])])  # rank
+    assert "has shape" in io_mismatch(spec, [("image", [-1, 3, 64, 32])], [("code", [-1, 8])])
+    assert "graph inputs" in io_mismatch(spec, [("img", [-1, 3, 64, 64])], [("code", [-1, 8])])
+    assert "graph outputs" in io_mismatch(spec, [("image", [-1, 3, 64, 64])], [("code", [-1, 8]), ("x", [-1])])

@@ -108,3 +108,42 @@ def test_fp16_flag_mode_is_refused_on_tensorrt_11(trt_dir, cache):
         pytest.skip(f"TensorRT {trt.__version__}: BuilderFlag.FP16 still exists before 11")
     with pytest.raises(UsageError, match="BuilderFlag.FP16 was removed in 11"):
         open_backend(trt_dir, "tensorrt", precision="fp16", fp16_mode="flag")
+
+
+def test_a_replaced_graph_is_refused_even_with_a_cached_plan(trt_dir, cache, tmp_path):
+    """With a cached plan the graph was never read: a replaced analyze.onnx ran the old engine (explicit backend: no
+    up-front check either). Both now check the manifest's sha256."""
+    from engines import open_backend
+    from facecycle.errors import ModelError
+
+    d = tmp_path / "m"
+    shutil.copytree(trt_dir, d)
+    with open_backend(d, "tensorrt", profile=(1, 2, 4)) as be:
+        be.build_all(["analyze"])
+    g = d / "analyze.onnx"
+    g.write_bytes(g.read_bytes()[:-10] + b"\0" * 10)
+    with open_backend(d, "tensorrt", profile=(1, 2, 4)) as be:
+        with pytest.raises(ModelError, match=r"analyze\.onnx: sha256 .* does not match the manifest"):
+            be.build_all(["analyze"])
+    with pytest.raises(ModelError, match=r"analyze\.onnx: sha256 .* does not match the manifest"):
+        open_backend(d, "tensorrt", profile=(1, 2, 4), warmup=["analyze"])
+
+
+def test_an_altered_cached_fp16_graph_is_converted_again(trt_dir, cache, caplog):
+    """Weights flipped inside the cached fp16 graph (same size and mtime) went into the next plan built from it."""
+    from engines import open_backend
+    from tests.test_engines_cache import _flip_weights
+
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32), dtype=np.float32)
+    with open_backend(trt_dir, "tensorrt", precision="fp16", profile=(1, 2, 4)) as be:
+        want = be.run("analyze", {"image": x})
+    fp16 = next((cache / "onnx16").glob("*-fp16.onnx"))
+    _flip_weights(fp16)
+    with caplog.at_level(logging.WARNING):
+        with open_backend(trt_dir, "tensorrt", precision="fp16", profile=(1, 2, 4), rebuild=True) as be:
+            got = be.run("analyze", {"image": x})
+    assert f"cached fp16 graph {fp16} cannot be used" in caplog.text
+    assert "rebuilding it from analyze.onnx" in caplog.text
+    for k in want:
+        assert np.isfinite(got[k]).all()
+        np.testing.assert_allclose(got[k], want[k], atol=2e-2 * max(1.0, float(np.abs(want[k]).max())))
