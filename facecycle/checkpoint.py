@@ -31,7 +31,7 @@ from .model import ALL_MODULES, FaceCycle
 __all__ = [
     "CheckpointError", "detect_format", "load_checkpoint", "save_checkpoint",
     "load_official", "save_official", "read_official_state", "FORMAT_TAG", "OFFICIAL_CONFIG_KEY",
-    "parse_config",
+    "parse_config", "load_weights_only",
 ]
 
 log = logging.getLogger(__name__)
@@ -208,21 +208,38 @@ def read_official_state(path: PathLike) -> Dict[str, Dict[str, torch.Tensor]]:
     return _read_official(path)[0]
 
 
-def _read_official(path: PathLike) -> Tuple[Dict[str, Dict[str, torch.Tensor]], Mapping]:
-    """(``{module: state_dict}``, the whole top-level dict) of an authors'-layout file."""
+def load_weights_only(path: PathLike) -> Any:
+    """What a ``torch.save``'d file holds, read with ``torch.load(weights_only=True)`` on the CPU: tensors and plain
+    containers only, no code of the file ever run. Every failure is one :class:`CheckpointError` line naming
+    ``path`` (a missing or empty file, a crafted pickle, a file of another kind); never torch's own message, which
+    advises ``weights_only=False``, i.e. running the file's code. The one reader of user-supplied torch files
+    (authors' checkpoints here, ``facecycle train --vgg19-weights`` in :mod:`facecycle.nn.vgg`)."""
     import pickle
     import warnings
 
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except OSError as e:
+        raise CheckpointError(f"{p}: cannot read ({e.strerror or _first_line(e)})") from None
+    if p.is_dir():
+        raise CheckpointError(f"{p}: a directory, not a torch checkpoint file")
+    if size == 0:
+        raise CheckpointError(f"{p}: empty file (0 bytes), not a torch checkpoint")
     try:
         with warnings.catch_warnings():  # torch's own warnings about the file: the one line below says it
             warnings.simplefilter("ignore")
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+            return torch.load(str(p), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:  # torch's message advises weights_only=False, which would run the file's code
-        raise CheckpointError(f"{path}: holds pickled objects or code beyond tensors, which a weights-only load "
+        raise CheckpointError(f"{p}: holds pickled objects or code beyond tensors, which a weights-only load "
                               "refuses (nothing of it was run); only plain state dicts are read") from None
-    except Exception as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: cannot read as a weights-only torch checkpoint ({msg})") from None
+    except Exception as e:  # noqa: BLE001 - torch raises many types for files of other kinds (EOFError, RuntimeError)
+        raise CheckpointError(f"{p}: cannot read as a weights-only torch checkpoint ({_first_line(e)})") from None
+
+
+def _read_official(path: PathLike) -> Tuple[Dict[str, Dict[str, torch.Tensor]], Mapping]:
+    """(``{module: state_dict}``, the whole top-level dict) of an authors'-layout file."""
+    obj = load_weights_only(path)
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: expected a dict of module state dicts, got {type(obj).__name__}")
     out: Dict[str, Dict[str, torch.Tensor]] = {}

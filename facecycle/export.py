@@ -12,8 +12,10 @@ Images are (B, 3, S, S) float32 RGB normalised with the manifest's
 
 With ``weights=True`` the weights the graphs were exported from go with them as ``model.safetensors`` (our
 format; what the PyTorch backend runs), and the manifest's ``weights`` entry records their sha256; with
-``head=`` the emotion head goes as ``expression_head.safetensors``, recorded in ``head``. Weights left in the
-folder by an earlier export are removed either way: they belong to another model.
+``head=`` the emotion head goes as ``expression_head.safetensors``, recorded in ``head``. Weights and a head left
+in the folder by an earlier export are removed either way: they belong to another model. Where the manifest records
+them, loading checks their sha256 (the PyTorch backend the weights', ``realtime.heads.ExpressionHead.find`` the
+head's, ``facecycle model info`` both): a file replaced after the export is a ModelError, as a graph is.
 """
 from __future__ import annotations
 
@@ -140,7 +142,8 @@ def export_onnx(model: FaceCycle, out_dir: Union[str, Path], graphs: Optional[Se
             sha256 in the manifest (``weights``), which the PyTorch backend checks. Without it, weights an earlier
             export left in ``out_dir`` are removed (the caller may write its own afterwards).
         head: an emotion head (:class:`facecycle.probe.linear.Head`) to write as ``expression_head.safetensors``,
-            its sha256 recorded in the manifest (``head``).
+            its sha256 recorded in the manifest (``head``), which loading checks. Without it, a head an earlier
+            export left in ``out_dir`` is removed.
 
     Returns:
         the manifest dict.
@@ -195,7 +198,7 @@ def export_onnx(model: FaceCycle, out_dir: Union[str, Path], graphs: Optional[Se
         extra = _write_extras(model, stage, manifest, weights, head)
         try:
             (out / "manifest.json").unlink(missing_ok=True)  # no manifest rather than one naming the old graphs
-            for stale in WEIGHT_NAMES:  # an earlier export's weights: another model's
+            for stale in WEIGHT_NAMES + (HEAD_FILE,):  # an earlier export's weights and head: another model's
                 if stale not in extra and (out / stale).is_file():
                     log.info("%s: removing %s left by an earlier export", out, stale)
                     (out / stale).unlink()

@@ -49,9 +49,10 @@ def model_dir_info(model_dir: Path) -> dict:
     head's classes and class bias."""
     from safetensors import safe_open
 
-    from engines.base import GraphSpec, graph_file, read_manifest
+    from engines.base import GraphSpec, graph_file, model_file, read_manifest
     from facecycle.errors import ModelError
-    from realtime.heads import ExpressionHead
+    from facecycle.files import sha256_file
+    from realtime.heads import HEAD_FILE, ExpressionHead
 
     man = read_manifest(model_dir)
     cfg = man.get("config") or {}
@@ -64,7 +65,17 @@ def model_dir_info(model_dir: Path) -> dict:
                                                                                 "detail_px") if k in cfg},
            "source": man.get("source"), "graphs": graphs, "parameters": None, "total": None, "head": None,
            "bytes": sum(f.stat().st_size for f in model_dir.iterdir() if f.is_file())}
-    ckpt = model_dir / "model.safetensors"
+    rec = man.get("weights") or {}
+    ckpt = model_dir / (model_file(rec["file"], "weights") if rec.get("file") else "model.safetensors")
+    want = str(rec.get("sha256") or "")
+    if want and ckpt.is_file():  # the check the PyTorch backend makes: the weights the graphs were exported from
+        try:
+            got = sha256_file(ckpt)
+        except OSError as e:
+            raise ModelError(f"{ckpt}: cannot read the weights ({e.strerror or e})") from None
+        if got != want:
+            raise ModelError(f"{ckpt}: sha256 {got[:12]}… does not match the manifest ({want[:12]}…); the file is "
+                             "truncated, corrupt or was replaced — re-export the model")
     try:
         if ckpt.is_file():
             counts: dict = {}
@@ -76,6 +87,12 @@ def model_dir_info(model_dir: Path) -> dict:
     except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError, OSError, ValueError
         raise ModelError(f"{model_dir}: cannot read the model's files ({str(e).splitlines()[0]})") from None
     head = ExpressionHead.find(model_dir)  # the pipeline's own reading of it (a damaged file: a ModelError)
+    if head is not None and "analyze" in man["graphs"]:  # and the size check `process` makes
+        fdim = next((o["shape"][1] for o in GraphSpec("analyze", man["graphs"]["analyze"]).outputs
+                     if o["name"] == "feature" and len(o["shape"]) > 1), None)
+        if fdim is not None and fdim != head.feature_dim:
+            raise ModelError(f"{model_dir / HEAD_FILE}: the expression head reads {head.feature_dim}-d features; "
+                             f"this model's analyze graph gives {fdim}-d (a head of another model?)")
     if head is not None:
         out["head"] = {"classes": list(head.classes), "feature_dim": head.feature_dim,
                        "class_bias": json.loads(head.meta.get("class_bias", "{}")), "fit": head.meta.get("fit")}

@@ -48,8 +48,9 @@ def _add_analyzer_args(p: argparse.ArgumentParser, lookahead: bool = True) -> No
                    help=f"face detector: {', '.join(DETECTOR_CHOICES)} (default centerface, built in; yunet and "
                         "insightface need --detector-model; scrfd = insightface)")
     g.add_argument("--detector-model", default=None, metavar="PATH",
-                   help="model for yunet (.onnx) or insightface (.onnx, a model-pack folder, or a pack name "
-                        "under ~/.insightface/models)")
+                   help="model for --detector: centerface (optional: a CenterFace .onnx; default the built-in "
+                        "one), yunet (.onnx), or insightface (.onnx, a model-pack folder, or a pack name under "
+                        "~/.insightface/models)")
     g.add_argument("--detect-every", type=int, default=5, metavar="N",
                    help="run the detector every N frames, optical-flow tracking in between (default 5)")
     g.add_argument("--detect-size", type=int, default=None, metavar="PX",

@@ -5,9 +5,14 @@ File format — ``expression_head.safetensors`` in the model directory:
 * tensors (float32): ``weight`` (7, feature_dim), ``bias`` (7,), and optionally
   ``mean`` (feature_dim,) and ``std`` (feature_dim,) for feature standardisation;
 * metadata (strings): ``classes`` = JSON list of the 7 class names in FER order
-  ``["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]``;
+  ``["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]`` (another order is read by name: each
+  of the 7 once, nothing else — the CSV's ``emotion_*`` columns are these);
   optional ``feature`` (name of the analyze output it reads, default
-  ``"feature"``), ``source``, ``accuracy``.
+  ``"feature"``), ``source``, ``accuracy``, ``class_bias`` (JSON {class: number}).
+
+Everything is checked when the file is loaded (classes, shapes, finite values; where the folder's manifest records
+the head's sha256, that too): a :class:`~facecycle.errors.ModelError` naming the file, never a failure at the first
+face.
 
 Probabilities = softmax(W · ((f − mean) / std) + b), f = the ``feature`` output
 of the ``analyze`` graph (B, feature_dim).
@@ -17,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -29,7 +34,6 @@ from .types import EMOTIONS
 __all__ = ["ExpressionHead", "HEAD_FILE", "save_expression_head", "model_checksums"]
 
 log = logging.getLogger(__name__)
-
 
 
 def model_checksums(model_dir: Union[str, Path]) -> Dict[str, Optional[str]]:
@@ -50,20 +54,36 @@ class ExpressionHead:
     def __init__(self, weight: np.ndarray, bias: np.ndarray, classes: Sequence[str] = EMOTIONS,
                  mean: Optional[np.ndarray] = None, std: Optional[np.ndarray] = None,
                  feature: str = "feature", meta: Optional[dict] = None) -> None:
-        self.weight = np.asarray(weight, np.float32)
-        self.bias = np.asarray(bias, np.float32)
-        self.classes = tuple(classes)
+        """A :class:`~facecycle.errors.ModelError` (one line, "expression head: …") for a head the pipeline cannot
+        use: classes other than the 7 of :data:`EMOTIONS` each once (any order: rows are put in that order by
+        name), weight/bias/mean/std of shapes that do not fit one another, non-finite values, a std not > 0."""
+        self.weight = _floats(weight, "weight")
+        self.bias = _floats(bias, "bias")
+        self.classes = _class_names(classes)
         if self.weight.ndim != 2 or self.bias.shape != (self.weight.shape[0],):
-            raise ModelError(f"expression head: weight {self.weight.shape} / bias {self.bias.shape} mismatch")
+            raise ModelError(f"expression head: weight {self.weight.shape} / bias {self.bias.shape} mismatch (a "
+                             "weight (classes, feature size) and a bias (classes,))")
         if len(self.classes) != self.weight.shape[0]:
-            raise ModelError(f"expression head: {len(self.classes)} classes but {self.weight.shape[0]} rows")
+            raise ModelError(f"expression head: {len(self.classes)} classes but {self.weight.shape[0]} weight rows")
+        _check_emotions(self.classes)
         d = self.weight.shape[1]
-        self.mean = None if mean is None else np.asarray(mean, np.float32).reshape(d)
-        self.std = None if std is None else np.maximum(np.asarray(std, np.float32).reshape(d), 1e-8)
+        if d < 1:
+            raise ModelError("expression head: weight reads a 0-d feature")
+        self.mean = None if mean is None else _vector(mean, "mean", d)
+        self.std = None if std is None else _vector(std, "std", d)
+        bad = [n for n, a in (("weight", self.weight), ("bias", self.bias), ("mean", self.mean), ("std", self.std))
+               if a is not None and not np.isfinite(a).all()]
+        if bad:
+            raise ModelError(f"expression head: non-finite weights (NaN or inf in {', '.join(bad)})")
+        if self.std is not None:
+            if not (self.std > 0).all():
+                raise ModelError("expression head: std must be > 0 (it divides the feature)")
+            self.std = np.maximum(self.std, 1e-8)
         self.feature = feature
         self.meta = dict(meta or {})
+        _check_class_bias(self.meta, self.classes)
         # reorder rows into the CSV's fixed EMOTIONS order when the file lists them differently
-        if set(self.classes) == set(EMOTIONS) and self.classes != EMOTIONS:
+        if self.classes != EMOTIONS:
             order = [self.classes.index(c) for c in EMOTIONS]
             self.weight, self.bias, self.classes = self.weight[order], self.bias[order], EMOTIONS
 
@@ -94,26 +114,39 @@ class ExpressionHead:
             classes = json.loads(meta.get("classes", json.dumps(list(EMOTIONS))))
         except json.JSONDecodeError:
             raise ModelError(f"{path}: metadata 'classes' is not a JSON list") from None
-        return cls(t["weight"], t["bias"], classes, t.get("mean"), t.get("std"), meta.get("feature", "feature"),
-                   meta)
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            raise ModelError(f"{path}: metadata 'classes' is not a JSON list of class names (it is "
+                             f"{_short(meta.get('classes'))})")
+        try:
+            return cls(t["weight"], t["bias"], classes, t.get("mean"), t.get("std"), meta.get("feature", "feature"),
+                       meta)
+        except ModelError as e:
+            raise ModelError(f"{path}: {e}") from None
 
     @classmethod
     def find(cls, model_dir: Union[str, Path]) -> Optional["ExpressionHead"]:
-        """The model folder's head, or None; where its manifest records the head's sha256 (``facecycle export``
-        does) and the file differs, a warning: the head was replaced after the export."""
+        """The model folder's head, or None where it has none. Where its manifest records the head (file and
+        sha256: ``facecycle export`` does), the file must be there and have that sha256, as the graphs and the
+        weights must: a :class:`~facecycle.errors.ModelError` otherwise (the head was replaced after the export,
+        or is truncated or corrupt)."""
         p = Path(model_dir) / HEAD_FILE
+        recorded, want = _recorded_sha(Path(model_dir))
         if not p.is_file():
+            if recorded:
+                raise ModelError(f"{p}: the expression head the manifest records is missing from the model "
+                                 "directory — re-export the model")
             return None
-        head = cls.load(p)
-        want = _recorded_sha(Path(model_dir))
         if want:
             from facecycle.files import sha256_file
 
-            got = sha256_file(p)
+            try:
+                got = sha256_file(p)
+            except OSError as e:
+                raise ModelError(f"{p}: cannot read the expression head ({e.strerror or e})") from None
             if got != want:
-                log.warning("%s: sha256 %s… is not that of the head exported with this model (%s…): it was replaced "
-                            "after the export; using it", p, got[:12], want[:12])
-        return head
+                raise ModelError(f"{p}: sha256 {got[:12]}… does not match the manifest ({want[:12]}…); "
+                                 "the file is truncated, corrupt or was replaced — re-export the model")
+        return cls.load(p)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         f = np.asarray(features, np.float32).reshape(len(features), -1)
@@ -129,13 +162,77 @@ class ExpressionHead:
         return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def _recorded_sha(model_dir: Path) -> str:
-    """The head's sha256 the folder's manifest records ('' where it records none or cannot be read)."""
+def _recorded_sha(model_dir: Path) -> Tuple[bool, str]:
+    """(whether the folder's manifest records the head, the sha256 it records: '' where none). A manifest that
+    cannot be read records nothing here: the backend that opens the folder says what is wrong with it."""
     try:
         rec = json.loads((model_dir / "manifest.json").read_text()).get("head")
     except (OSError, ValueError, AttributeError):
-        return ""
-    return str(rec.get("sha256") or "") if isinstance(rec, dict) and rec.get("file") == HEAD_FILE else ""
+        return False, ""
+    if not (isinstance(rec, dict) and rec.get("file") == HEAD_FILE):
+        return False, ""
+    sha = rec.get("sha256")
+    return True, sha if isinstance(sha, str) else ""
+
+
+def _short(value: object, n: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= n else text[:n - 1] + "…"
+
+
+def _floats(a: object, name: str) -> np.ndarray:
+    try:
+        return np.asarray(a, np.float32)
+    except (TypeError, ValueError) as e:
+        raise ModelError(f"expression head: {name} is not an array of numbers ({e})") from None
+
+
+def _vector(a: object, name: str, d: int) -> np.ndarray:
+    v = _floats(a, name)
+    if v.size != d:
+        raise ModelError(f"expression head: {name} has shape {v.shape}; the weight reads {d}-d features, so "
+                         f"{name} must be ({d},)")
+    return v.reshape(d)
+
+
+def _class_names(classes: object) -> Tuple[str, ...]:
+    if isinstance(classes, str) or not isinstance(classes, (list, tuple)) or not all(isinstance(c, str)
+                                                                                     for c in classes):
+        raise ModelError(f"expression head: 'classes' is not a list of class names (it is {_short(classes)})")
+    return tuple(classes)
+
+
+def _check_emotions(classes: Tuple[str, ...]) -> None:
+    """The head's classes must be :data:`EMOTIONS` (the CSV's emotion columns), each once, in any order."""
+    if sorted(classes) == sorted(EMOTIONS):
+        return
+    parts = []
+    unknown = [c for c in dict.fromkeys(classes) if c not in EMOTIONS]
+    repeated = [c for c in dict.fromkeys(classes) if classes.count(c) > 1]
+    lacking = [c for c in EMOTIONS if c not in classes]
+    if unknown:
+        parts.append("unknown " + ", ".join(map(repr, unknown[:7])) + (" …" if len(unknown) > 7 else ""))
+    if repeated:
+        parts.append("repeats " + ", ".join(map(repr, repeated)))
+    if lacking:
+        parts.append("lacks " + ", ".join(lacking))
+    raise ModelError(f"expression head: {len(classes)} classes ({'; '.join(parts)}); the emotion columns need the "
+                     f"{len(EMOTIONS)} classes {', '.join(EMOTIONS)}, each once, in any order")
+
+
+def _check_class_bias(meta: dict, classes: Tuple[str, ...]) -> None:
+    """``class_bias`` metadata (what :func:`facecycle.probe.linear.with_class_bias` records): a JSON object of
+    {class: number}, every class one of the head's."""
+    if "class_bias" not in meta:
+        return
+    try:
+        cb = json.loads(meta["class_bias"])
+    except (TypeError, ValueError):
+        cb = None
+    if not (isinstance(cb, dict) and all(k in classes and isinstance(v, (int, float)) and not isinstance(v, bool)
+                                         for k, v in cb.items())):
+        raise ModelError(f"expression head: metadata 'class_bias' is not a JSON object of {{class: number}} over "
+                         f"its classes (it is {_short(meta['class_bias'])})")
 
 
 def save_expression_head(path: Union[str, Path], weight: np.ndarray, bias: np.ndarray,

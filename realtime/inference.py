@@ -92,6 +92,9 @@ class FaceInference:
         if head is not None and head.feature_dim != self.feature_dim:
             raise ModelError(f"expression head expects {head.feature_dim}-d features, model gives "
                              f"{self.feature_dim}")
+        if head is not None and tuple(head.classes) != EMOTIONS:  # its columns are the CSV's emotion_* columns
+            raise ModelError(f"expression head: classes {list(head.classes)}, not the {len(EMOTIONS)} emotions "
+                             f"{', '.join(EMOTIONS)} in that order")
         self.head = head
         self.neutralize = neutralize
         self.identity = identity

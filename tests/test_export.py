@@ -251,11 +251,13 @@ def test_export_into_an_unwritable_folder_is_an_output_error(tmp_path, monkeypat
 
 
 def test_export_records_the_head_and_files_follow_the_umask(tmp_path, caplog):
-    """The head's sha256 goes in the manifest and a replaced head is reported when the folder is read; the head and
-    weights were written 0600 (safetensors writes through a private temporary file)."""
+    """The head's sha256 goes in the manifest and a replaced head is refused when the folder is read (as a replaced
+    graph is; it was used with a warning); the head and weights were written 0600 (safetensors writes through a
+    private temporary file)."""
     import logging
     import os
 
+    from facecycle.errors import ModelError
     from realtime.heads import ExpressionHead, save_expression_head
 
     m, ck = _tiny_checkpoint(tmp_path / "run" / "last.safetensors")
@@ -279,9 +281,8 @@ def test_export_records_the_head_and_files_follow_the_umask(tmp_path, caplog):
         assert ExpressionHead.find(out) is not None
     assert not caplog.records
     save_expression_head(out / "expression_head.safetensors", rng.standard_normal((7, d)), np.zeros(7))
-    with caplog.at_level(logging.WARNING, logger="realtime.heads"):
-        assert ExpressionHead.find(out) is not None
-    assert "replaced after the export" in caplog.text
+    with pytest.raises(ModelError, match=r"expression_head\.safetensors: sha256 .* does not match the manifest"):
+        ExpressionHead.find(out)
 
 
 def test_an_unreadable_head_says_permission_denied(tmp_path, monkeypatch):

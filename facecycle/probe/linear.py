@@ -84,9 +84,41 @@ def load_head(path: Path) -> Head:
         raise InputError(f"{path}: unreadable head file ({e})") from None
     if "weight" not in t or "bias" not in t:
         raise InputError(f"{path}: a head needs 'weight' and 'bias' tensors")
-    d = t["weight"].shape[1]
-    return Head(t["weight"], t["bias"], t.get("mean", np.zeros(d, np.float32)),
-                t.get("std", np.ones(d, np.float32)), meta)
+    w, b = t["weight"], t["bias"]
+    d = w.shape[1] if w.ndim == 2 else 0
+    mean, std = t.get("mean", np.zeros(d, np.float32)), t.get("std", np.ones(d, np.float32))
+    _check_head(path, w, b, mean, std, meta)
+    return Head(w, b, mean, std, meta)
+
+
+def _check_head(path: Path, w: np.ndarray, b: np.ndarray, mean: np.ndarray, std: np.ndarray,
+                meta: Dict[str, str]) -> None:
+    """An :class:`~facecycle.errors.InputError` naming ``path`` where a head's tensors do not fit one another
+    (weight (K, D), bias (K,), mean and std (D,)), hold NaN or inf, or its ``classes`` metadata is no JSON list of
+    K names: found when it is read, not as a TypeError or a wrong column later."""
+    if w.ndim != 2 or w.shape[0] < 1 or w.shape[1] < 1 or b.shape != (w.shape[0],):
+        raise InputError(f"{path}: weight {tuple(w.shape)} / bias {tuple(b.shape)} mismatch (a head has a weight "
+                         "(classes, feature size) and a bias (classes,))")
+    for name, v in (("mean", mean), ("std", std)):
+        if v.shape != (w.shape[1],):
+            raise InputError(f"{path}: {name} has shape {tuple(v.shape)}, the weight reads {w.shape[1]}-d features")
+    bad = [n for n, v in (("weight", w), ("bias", b), ("mean", mean), ("std", std))
+           if not np.isfinite(np.asarray(v, np.float64)).all()]
+    if bad:
+        raise InputError(f"{path}: non-finite weights (NaN or inf in {', '.join(bad)})")
+    if not (np.asarray(std) > 0).all():
+        raise InputError(f"{path}: std must be > 0 (it divides the feature)")
+    if "classes" in meta:
+        try:
+            classes = json.loads(meta["classes"])
+        except (TypeError, ValueError):
+            classes = None
+        if not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+            raise InputError(f"{path}: metadata 'classes' is not a JSON list of class names")
+        if len(classes) != w.shape[0] or len(set(classes)) != len(classes):
+            raise InputError(f"{path}: metadata 'classes' names {len(classes)} classes"
+                             f"{' (some twice)' if len(set(classes)) != len(classes) else ''}, the weight has "
+                             f"{w.shape[0]} rows")
 
 
 def expression_head_for(path: Path, config, source: str = "", accuracy: Optional[float] = None) -> Head:
@@ -116,8 +148,9 @@ def expression_head_for(path: Path, config, source: str = "", accuracy: Optional
     elif {"fc.weight", "fc.bias"} <= keys:
         with safe_open(str(path), framework="np") as f:
             w, b = f.get_tensor("fc.weight").astype(np.float32), f.get_tensor("fc.bias").astype(np.float32)
-        if w.shape[0] != len(EXPRESSION_CLASSES):
-            raise InputError(f"{path}: {w.shape[0]} classes; a training run's head has the 7 FER-2013 classes")
+        if w.ndim != 2 or w.shape[0] != len(EXPRESSION_CLASSES):
+            raise InputError(f"{path}: fc.weight {tuple(w.shape)}; a training run's head has the 7 FER-2013 "
+                             "classes")
         meta = {"task": "expression", "feature": "facecycle", "config": config.to_json(), "config_name": config.name,
                 "image_size": str(config.image_size), "feature_dim": str(config.feature_dim),
                 "classes": json.dumps(list(EXPRESSION_CLASSES)),
@@ -125,6 +158,7 @@ def expression_head_for(path: Path, config, source: str = "", accuracy: Optional
         if accuracy is not None:
             meta["accuracy"] = f"{accuracy:.4f}"
         d = w.shape[1]
+        _check_head(path, w, b, np.zeros(d, np.float32), np.ones(d, np.float32), meta)
         head = Head(w, b, np.zeros(d, np.float32), np.ones(d, np.float32), meta)
     else:
         raise InputError(f"{path}: not an emotion head (no 'weight'/'bias' nor a training run's 'fc.weight'/'fc.bias')")

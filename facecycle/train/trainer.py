@@ -132,20 +132,24 @@ class Trainer:
         frozen = [n for n in self.model.module_names if n not in self.train_names]
         for n in frozen:
             getattr(self.model, n).requires_grad_(False)
+        vgg = None
         if opts.vgg19_weights:
-            from ..nn.vgg import load_vgg19_front
+            from ..nn.vgg import load_vgg19_front, read_vgg19_state
 
+            # read once, weights-only and checked (a bad file: one CheckpointError line, exit 5), for every user
+            vgg = read_vgg19_state(opts.vgg19_weights)
             for n in ("Swap_Generator", "Swap_Norm"):
                 if n in self.model.module_names:
                     m = getattr(self.model, n)
-                    load_vgg19_front(m, opts.vgg19_weights)
+                    load_vgg19_front(m, vgg, opts.vgg19_weights)
                     for layer in _VGG_FRONT:
                         getattr(m, layer).requires_grad_(False)
         pw = opts.perceptual_weight
         self.perceptual_weight = (0.01 if opts.vgg19_weights else 0.0) if pw is None else float(pw)
-        self.pnet = (PerceptualNet(width=1.0 if opts.vgg19_weights else self.cfg.width,
-                                   seed=opts.seed + 12345, weights=opts.vgg19_weights)
+        self.pnet = (PerceptualNet(width=1.0 if opts.vgg19_weights else self.cfg.width, seed=opts.seed + 12345)
                      if self.perceptual_weight > 0 else None)
+        if self.pnet is not None and vgg is not None:  # the paper's loss network: ImageNet VGG-19
+            load_vgg19_front(self.pnet, vgg, opts.vgg19_weights)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         betas = opts.betas or ((0.5, 0.999) if opts.stage == "motion" else (0.5, 0.9))
         self.opt = torch.optim.Adam(self.params, lr=opts.lr, betas=tuple(betas))

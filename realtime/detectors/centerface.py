@@ -40,8 +40,15 @@ def centerface_model_path() -> Path:
     return p
 
 
+#: CenterFace's input and its four outputs (heatmap, scale, offset, landmarks) with their channels
+_INPUT = "input.1"
+_OUTPUTS = {"537": 1, "538": 2, "539": 2, "540": 10}
+
+
 @lru_cache(maxsize=4)
 def _dynamic_model_bytes(path: str) -> bytes:
+    """The CenterFace graph at ``path`` with symbolic input/output dims; a :class:`ModelError` naming the file for
+    a file that is no ONNX graph, or an ONNX graph that is not CenterFace's (its inputs and outputs)."""
     try:
         import onnx
         from onnx.tools.update_model_dims import update_inputs_outputs_dims
@@ -53,14 +60,47 @@ def _dynamic_model_bytes(path: str) -> bytes:
         raise BackendUnavailable(f"detector 'centerface' needs the 'onnx' package, which did not load ({e})") from None
     try:
         m = onnx.load(path)
-    except Exception as e:  # noqa: BLE001
-        raise ModelError(f"{path}: corrupt ONNX file ({e})") from None
+    except Exception as e:  # noqa: BLE001 - protobuf's DecodeError, OSError
+        if is_out_of_memory(e):
+            raise OutOfMemory.while_(f"reading {path}", e) from None
+        raise ModelError(f"{path}: not an ONNX graph, or a corrupt one ({_first_line(e)})") from None
+    if not m.graph.node or not m.ir_version:  # protobuf reads any bytes, an empty file too, as an empty model
+        raise ModelError(f"{path}: not an ONNX graph (no ir_version or no nodes; an empty or truncated file?)")
+    _check_centerface_io(path, m)
     ins = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in m.graph.input}
     outs = {o.name: [d.dim_value for d in o.type.tensor_type.shape.dim] for o in m.graph.output}
-    ins["input.1"] = ["B", 3, "H", "W"]
-    outs.update({"537": ["B", 1, "h", "w"], "538": ["B", 2, "h", "w"], "539": ["B", 2, "h", "w"],
-                 "540": ["B", 10, "h", "w"]})
-    return update_inputs_outputs_dims(m, ins, outs).SerializeToString()
+    ins[_INPUT] = ["B", 3, "H", "W"]
+    outs.update({name: ["B", c, "h", "w"] for name, c in _OUTPUTS.items()})
+    try:
+        return update_inputs_outputs_dims(m, ins, outs).SerializeToString()
+    except Exception as e:  # noqa: BLE001 - onnx's checker raises ValidationError for a malformed graph
+        raise ModelError(f"{path}: not a valid ONNX graph ({_first_line(e)})") from None
+
+
+def _check_centerface_io(path: str, m) -> None:
+    """CenterFace has one image input ``input.1`` (N, 3, H, W) and outputs ``537`` … ``540`` of 1, 2, 2 and 10
+    channels: a graph with other inputs or outputs (a recognition model, one of FaceCycle's own graphs) is said to
+    be no CenterFace graph here, naming what it has, and not as ONNX Runtime's error when the session is made."""
+    init = {t.name for t in m.graph.initializer}
+    ins = {i.name: list(i.type.tensor_type.shape.dim) for i in m.graph.input if i.name not in init}
+    outs = {o.name: list(o.type.tensor_type.shape.dim) for o in m.graph.output}
+
+    def channels(dims) -> "int | None":
+        return dims[1].dim_value if len(dims) == 4 and dims[1].HasField("dim_value") else None
+
+    ok = (list(ins) == [_INPUT] and channels(ins[_INPUT]) in (3, None) and len(ins[_INPUT]) == 4
+          and set(_OUTPUTS) <= set(outs) and all(channels(outs[k]) in (c, None) for k, c in _OUTPUTS.items()))
+    if not ok:
+        def names(d):
+            return ", ".join(list(d)[:6]) + (" …" if len(d) > 6 else "") or "none"
+
+        raise ModelError(f"{path}: not a CenterFace graph (inputs {names(ins)}; outputs {names(outs)}; CenterFace "
+                         f"has the input {_INPUT} (N, 3, H, W) and the outputs {', '.join(_OUTPUTS)})")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
 
 
 class CenterFaceDetector(Detector):
@@ -74,7 +114,14 @@ class CenterFaceDetector(Detector):
         self.model_path = str(model_path or centerface_model_path())
         if not Path(self.model_path).is_file():
             raise ModelError(f"{self.model_path}: no such detector model file")
-        self.sess = ort_session(_dynamic_model_bytes(self.model_path), threads)
+        model = _dynamic_model_bytes(self.model_path)
+        try:
+            self.sess = ort_session(model, threads)
+        except Exception as e:  # noqa: BLE001 - ONNX Runtime raises its own types (Fail, InvalidGraph, ...)
+            if is_out_of_memory(e):
+                raise OutOfMemory.while_(f"loading {self.model_path}", e) from None
+            raise ModelError(f"{self.model_path}: ONNX Runtime cannot load it as a CenterFace graph "
+                             f"({_first_line(e)})") from None
         self.nms_iou = nms_iou
 
     def _detect(self, image: np.ndarray) -> Detections:
