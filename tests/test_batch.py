@@ -926,6 +926,10 @@ def test_batches_over_other_folders_never_overwrite_each_others_outputs(tmp_path
     assert f"hold the results of {a}" in err and "same --root" in err
     assert side.read_bytes() == before
     assert _batch(tmp_path, b, extra=["--dry-run"]) == 3  # a dry run ends as the run would
+    capsys.readouterr()
+    # a dry run says where each input's outputs go (they follow the inputs' common folder: now b/)
+    assert _batch(tmp_path, b, extra=["--dry-run", "--root", str(tmp_path / "in")]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"run\t{b}\t{tmp_path / 'out' / 'b' / 'clip.csv'}"]
     assert _batch(tmp_path, b, extra=["--root", str(tmp_path / "in")]) == 0  # mirrored below in/: b/clip.*
     assert json.loads((tmp_path / "out" / "b" / "clip.json").read_text())["batch"]["input"] == str(b)
     assert _batch(tmp_path, b, extra=["--force"]) == 0

@@ -173,7 +173,8 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
         for e in entries:
             what = e["status"] if e["status"] != "pending" else "run" + (f" (redo: {e['redo']})" if e.get("redo")
                                                                         else "")
-            print(f"{what}\t{e['input']}")
+            # the file it writes too (where it goes depends on the inputs' common folder: said before the run)
+            print(f"{what}\t{e['input']}\t{e['csv'] or e['sidecar']}")
         n_failed = sum(e["status"] == "failed" for e in entries)
         # as the run would end: an input that cannot be run fails it
         result.update(exit_code=3 if n_failed else 0,
