@@ -38,11 +38,18 @@ from .sinks import CsvSink, ImageSink, VideoSink, is_image_path, write_sidecar
 from .sinks.video_sink import VIDEO_OUT_SUFFIXES, check_x264_preset
 from .types import FramePacket
 
-__all__ = ["RunOutputs", "first_clash"]
+__all__ = ["RunOutputs", "first_clash", "VIDEO_FAILED", "CSV_FAILED", "OUTPUT_FAILED"]
 
 log = logging.getLogger(__name__)
 
 _KEEP = object()  # "no change requested"
+
+#: how ``on_error``'s one-line messages begin (``"recording stopped: X: disk full"``), by output: after one of
+#: these the output is off (the app unchecks its button); :data:`OUTPUT_FAILED` adds those of a file that could not
+#: be finished (it stays incomplete). The app reads them from here, so the two cannot drift apart
+VIDEO_FAILED = ("recording not started", "recording stopped")
+CSV_FAILED = ("CSV export not started", "CSV export stopped")
+OUTPUT_FAILED = VIDEO_FAILED + CSV_FAILED + ("recording not finished", "CSV export not finished")
 
 PathLike = Union[str, Path]
 
@@ -241,13 +248,13 @@ class RunOutputs:
         if ann is not _KEEP:
             self.annotator = None if isinstance(ann, Compose) and not ann.annotators else ann
         if csv is not _KEEP:
-            self._guard("CSV export not finished", self._close_csv, "complete")
+            self._guard(OUTPUT_FAILED[5], self._close_csv, "complete")
             if csv is not None:
-                self._guard("CSV export not started", self.open_csv, *csv)
+                self._guard(CSV_FAILED[0], self.open_csv, *csv)
         if video is not _KEEP:
-            self._guard("recording not finished", self._close_video)
+            self._guard(OUTPUT_FAILED[4], self._close_video)
             if video is not None:
-                self._guard("recording not started", self.open_video, video)
+                self._guard(VIDEO_FAILED[0], self.open_video, video)
 
     def _guard(self, what: str, fn, *args) -> bool:
         """Run ``fn``; with ``on_error``, a FaceCycleError is reported as "``what``: message" (False)."""
@@ -278,12 +285,12 @@ class RunOutputs:
             packet.stats["annotate"] = time.perf_counter() - t
         if self.csv is not None:
             t = time.perf_counter()
-            if not self._guard("CSV export stopped", self.csv.write, packet):
+            if not self._guard(CSV_FAILED[1], self.csv.write, packet):
                 self._quietly(self._close_csv, "failed")
             packet.stats["csv"] = time.perf_counter() - t
         if self.video is not None:
             t = time.perf_counter()
-            if self._guard("recording stopped", self.video.write, packet):
+            if self._guard(VIDEO_FAILED[1], self.video.write, packet):
                 self.video_frames += 1
                 if self.video_frames == 1:  # its frame size: a small picture's is enlarged, an odd size padded
                     self.video_size = getattr(self.video, "size", None)

@@ -136,8 +136,10 @@ class Automation:
         s = self.window.session
         if reason == "error":
             last = self.window.errors[-1] if self.window.errors else "the pipeline failed"
+            from .session import FILES_NOT_FINISHED
+
             err = s.error if s is not None and s.error is not None else (
-                OutputError(last) if last.startswith("could not finish the output files") else PipelineError(last))
+                OutputError(last) if last.startswith(FILES_NOT_FINISHED) else PipelineError(last))
             self.error = self.error or err
         elif self.exit_after is not None:
             self.window.live_view.repaint()  # the last frame, which may have come with the end, painted first

@@ -31,11 +31,12 @@ from PyQt6.QtWidgets import (
 from engines.select import BACKEND_NAMES
 from facecycle.files import VIDEO_SUFFIXES
 from realtime.detectors import DETECTOR_CHOICES
+from realtime.outputs import CSV_FAILED, OUTPUT_FAILED, VIDEO_FAILED
 from realtime.sinks import read_sidecar
 from realtime.summary import clip_reading
 
 from .bridge import FrameBridge
-from .session import AnalysisSession
+from .session import FILES_NOT_FINISHED, AnalysisSession
 from .settings import Overlays, RunConfig
 from .widgets import ElidedLabel, ErrorBanner, FacePanel, LiveView
 
@@ -57,9 +58,9 @@ SETTINGS_ORGANIZATION, SETTINGS_APPLICATION = "FaceCycleRT", "app"
 #: what :meth:`MainWindow.restore_settings` can restore besides the folders (the names its ``skip`` takes)
 REMEMBERED = ("overlays", "backend", "detector", "realtime", "geometry")
 
-#: how the run's outputs (realtime.outputs) word an output that could not be opened, written or finished
-OUTPUT_ERRORS = ("recording not started", "recording stopped", "recording not finished", "CSV export not started",
-                 "CSV export stopped", "CSV export not finished", "could not finish the output files")
+#: how the run's outputs (realtime.outputs) word an output that could not be opened, written or finished, and the
+#: session an end whose files could not be finished (ui.session)
+OUTPUT_ERRORS = OUTPUT_FAILED + (FILES_NOT_FINISHED,)
 
 #: the button texts of the two outputs, off and on (on: what a click does then)
 RECORD_TEXT = ("● &Record…", "■ Stop &REC")
@@ -648,10 +649,10 @@ class MainWindow(QMainWindow):
             message = gui_message(message)
             self.show_error(message)
             # an output that could not be opened or went wrong is off: its button says so
-            if message.startswith(("recording not started", "recording stopped")):
+            if message.startswith(VIDEO_FAILED):
                 self.record_path = None
                 self.record_button.setChecked(False)
-            elif message.startswith(("CSV export not started", "CSV export stopped")):
+            elif message.startswith(CSV_FAILED):
                 self.csv_path = None
                 self.csv_button.setChecked(False)
             if message.startswith(OUTPUT_ERRORS):

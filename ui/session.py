@@ -26,7 +26,10 @@ from .pipeline_adapter import PipelineStream, open_stream
 from .render import annotator_for
 from .settings import Overlays, RunConfig
 
-__all__ = ["AnalysisSession"]
+__all__ = ["AnalysisSession", "FILES_NOT_FINISHED"]
+
+#: how the report of a session whose output files could not be finished begins (the app's exit code 4 reads it)
+FILES_NOT_FINISHED = "could not finish the output files"
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +235,7 @@ class AnalysisSession:
                     stream.close()  # the run's end: threads joined, source closed, every file finished
             except Exception as e:  # noqa: BLE001
                 reason = "error"
-                self.bridge.report_error(self.generation, f"could not finish the output files: {e}")
+                self.bridge.report_error(self.generation, f"{FILES_NOT_FINISHED}: {e}")
             finally:
                 if stream is not None:
                     self.finished_files = list(stream.outputs.finished)
