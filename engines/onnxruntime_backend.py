@@ -194,8 +194,14 @@ class OnnxRuntimeBackend(Backend):
         if self._device_id is None:
             return list(self._providers)
         names = [p if isinstance(p, str) else p[0] for p in self._providers]
-        if "TensorrtExecutionProvider" in names and not sha256:
-            sha256 = sha256_file(path)
+        if "TensorrtExecutionProvider" in names:
+            from .cache import make_cache_dir, ort_trt_dir
+
+            if not sha256:
+                sha256 = sha256_file(path)
+            # the provider makes its cache folder with a create_directory that is not recursive: its parent
+            # (ort-trt/, new in a fresh cache or after `engine clean`) must be there
+            make_cache_dir(ort_trt_dir(sha256))
         return provider_options(self._providers, self._device_id, sha256)
 
     def _load(self, path: Path, sha256: Optional[str] = None) -> Tuple[object, Optional[str], bool]:

@@ -412,6 +412,9 @@ def test_ort_tensorrt_provider_caches_engines_per_graph(tmp_path, cache, monkeyp
     # a folder per graph content: identity.onnx is the same file in both models, and may share its engines
     assert paths[1] == paths[3] == str(cache / "ort-trt" / sha256_file(a / "identity.onnx")[:16])
     assert len(set(paths)) == 3
+    # made before the session starts: the provider's own create_directory is not recursive (a fresh cache, or one
+    # after `engine clean`, has no ort-trt/)
+    assert all(os.path.isdir(p) for p in paths)
 
 
 def test_ort_tensorrt_provider_options_are_pure(tmp_path):
