@@ -73,7 +73,8 @@ def open_backend(model_dir: Union[str, Path], backend: str = "auto", probes: Opt
     """
     man = read_manifest(model_dir)  # fail early and clearly on a bad directory
     chain = candidates(backend, probes, model_dir, opts)
-    if warmup is not None and opts.get("verify", True):
+    # (torch alone reads the weights, not the graphs: their files may be absent; it checks the weights' sha256)
+    if warmup is not None and opts.get("verify", True) and any(c.impl != "torch" for c in chain):
         # a missing or damaged graph file is the model's fault, not a backend's: say so now, no fallback. With an
         # explicit backend too: TensorRT with a cached plan never read the graph, and a replaced analyze.onnx ran
         # the old engine (hashing the graphs costs milliseconds)

@@ -560,3 +560,14 @@ def test_io_mismatch_treats_symbolic_dims_as_any_size():
     assert "has shape" in io_mismatch(spec, [("image", [-1, 3, 64, 32])], [("code", [-1, 8])])
     assert "graph inputs" in io_mismatch(spec, [("img", [-1, 3, 64, 64])], [("code", [-1, 8])])
     assert "graph outputs" in io_mismatch(spec, [("image", [-1, 3, 64, 64])], [("code", [-1, 8]), ("x", [-1])])
+
+
+def test_an_explicit_torch_backend_needs_no_onnx_files(broken_dir):
+    """Review finding: the up-front check of the warm-up graphs, made for explicit backends too, refused a folder whose
+    ONNX files torch never reads (it runs the weights, whose sha256 it checks)."""
+    pytest.importorskip("torch")
+    (broken_dir / "neutralize.onnx").unlink()
+    with open_backend(broken_dir, "torch-cpu", warmup=["analyze", "neutralize"]) as be:
+        assert "neutralize" in be.graphs
+    with pytest.raises(ModelError, match="neutralize.onnx"):  # a backend that reads the graphs: said at once
+        open_backend(broken_dir, "onnxruntime", warmup=["analyze", "neutralize"])
