@@ -456,19 +456,22 @@ class Analyzer:
         its files finished); the Analyzer cannot be used afterwards."""
         with self._lock:
             active, self._closed = self._active, True
-        if isinstance(active, Run):
-            active.close()
-            deadline = time.monotonic() + 10.0  # a run iterated in another thread ends there, after stop()
-            while time.monotonic() < deadline:
-                with self._lock:
-                    if self._active is not active:
-                        break
-                time.sleep(0.02)
-            else:
-                log.warning("a run in another thread did not end within 10 s of close(); closing the model anyway")
-        self.detector.close()
-        self.backend.close()
-        release_free_memory()
+        try:
+            if isinstance(active, Run):
+                active.close()  # (a file that could not be finished raises here, after the model is closed below)
+                deadline = time.monotonic() + 10.0  # a run iterated in another thread ends there, after stop()
+                while time.monotonic() < deadline:
+                    with self._lock:
+                        if self._active is not active:
+                            break
+                    time.sleep(0.02)
+                else:
+                    log.warning("a run in another thread did not end within 10 s of close(); closing the model "
+                                "anyway")
+        finally:
+            self.detector.close()
+            self.backend.close()
+            release_free_memory()
 
     def __enter__(self) -> "Analyzer":
         return self
@@ -1016,8 +1019,11 @@ class Run:
     def close(self) -> None:
         """Stop and close the outputs (when the run was never iterated or iterated partly): the pipeline's threads
         are joined, the source closed, the files finished and the Analyzer free again (idempotent). From a thread
-        other than the one reading the run, it only stops it: the reading thread's loop then ends, and its end
-        finishes the files (a reader that abandoned the loop finishes them when the iterator is collected)."""
+        other than the one reading the run: where that thread is inside ``next()``, the run is stopped and that
+        thread's loop ends it (its end finishes the files); where it is between two frames, or holds the iterator
+        without reading on, the run is stopped and finished here, and that thread's next ``next()`` gets the end (a
+        file that could not be finished raises here then). A reader that abandoned the loop finishes the files when
+        the iterator is collected."""
         gen = self._gen() if self._gen is not None else None
         state = inspect.getgeneratorstate(gen) if gen is not None else None
         frames = self._frames_it() if self._frames_it is not None else None
@@ -1039,8 +1045,11 @@ class Run:
         self.stop()
         if state == inspect.GEN_RUNNING:  # another thread is inside it: stop() ends it there, with its cleanup
             return
-        if gen is not None:
-            gen.close()  # asked for but never started: it must not start after this
+        if gen is not None:  # asked for but never started: it must not start after this (under the iterator's
+            try:             # lock: a first next() in another thread waits, then gets the end)
+                frames.close() if frames is not None else gen.close()
+            except ValueError:  # that next() was already inside: stopped, it ends the run there
+                return
         if not self._closed:
             self._iterated = self._closed = True
             self._finalizer.detach()
