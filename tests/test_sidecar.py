@@ -262,7 +262,11 @@ def test_parquet_says_how_its_rows_were_made(real_run, tmp_path, caplog):
                                           # a batch's sidecar: its run's own records
                                           "fingerprint": "f00d", "batch": {"run_id": "r1", "rel": "b.mp4"},
                                           "person_baseline": {**side["person_baseline"],
-                                                              "lookahead_tracks_seeded": 3}}),
+                                                              "lookahead_tracks_seeded": 3},
+                                          # a run that raised its detection size for small faces records the raised
+                                          # one in detector.max_side (a review's finding: two settings)
+                                          "detector": {**side["detector"], "max_side": 768},
+                                          "detect_size": {"asked": side["detector"]["max_side"], "used": 768}}),
                          ("c", {"smoothing": None, "smoothing_params": None})):
         shutil.copy(csv_path, tmp_path / f"{name}.csv")
         (tmp_path / f"{name}.json").write_text(json.dumps({**side, **change}))

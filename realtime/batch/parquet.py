@@ -176,6 +176,9 @@ def _settings(csv: Union[str, Path]) -> Optional[dict]:
     out = {k: v for k, v in info.items() if k not in _RUN_KEYS}
     if isinstance(out.get("model"), dict):
         out["model"] = {k: v for k, v in out["model"].items() if k != "dir"}  # where it lies on this machine
+    asked = (info.get("detect_size") or {}).get("asked") if isinstance(info.get("detect_size"), dict) else None
+    if asked is not None and isinstance(out.get("detector"), dict):  # a run that raised the size for small faces
+        out["detector"] = {**out["detector"], "max_side": asked}   # records the raised one: the setting was this
     for key, drop in _RUN_COUNTS.items():  # (the backend's: why it was chosen, in words, and its thread counts,
         if isinstance(out.get(key), dict):  # which differ between a cluster's nodes where the rows do not)
             out[key] = {k: v for k, v in out[key].items() if k not in drop}
