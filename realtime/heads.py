@@ -145,7 +145,9 @@ class ExpressionHead:
                 raise ModelError(f"{p}: cannot read the expression head ({e.strerror or e})") from None
             if got != want:
                 raise ModelError(f"{p}: sha256 {got[:12]}… does not match the manifest ({want[:12]}…); "
-                                 "the file is truncated, corrupt or was replaced — re-export the model")
+                                 "the file is truncated, corrupt or was replaced — re-export the model (facecycle "
+                                 "export --head HEAD), or, to use a head of your own here, remove the manifest's "
+                                 "\"head\" entry")
         return cls.load(p)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
