@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from facecycle.cpus import usable_cpus
 from facecycle.errors import BackendUnavailable, UsageError
+from facecycle.terminal import note
 
 from .job import BatchSettings, clear_cache, run_task
 
@@ -249,8 +249,8 @@ def make_executor(settings: BatchSettings, cluster: Optional[str], workers: Opti
         elif workers not in (None, 1):
             raise BackendUnavailable(f"--workers {workers} needs {RAY_MISSING}")
         else:
-            print("facecycle batch: ray is not installed: processing in this process, one video at a time "
-                  '(pip install "facecycle-rt[cluster]" for parallel workers)', file=sys.stderr)
+            note("facecycle batch: ray is not installed: processing in this process, one video at a time "
+                 '(pip install "facecycle-rt[cluster]" for parallel workers)')
             cluster = "none"
     if cluster == "none":
         if workers not in (None, 1):

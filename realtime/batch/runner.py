@@ -16,7 +16,7 @@ from typing import Any, Deque, Dict, List, Optional, Union
 
 from facecycle.errors import OutputError, UsageError
 from facecycle.files import check_can_create, json_text, write_atomic
-from facecycle.terminal import REPEATING, TERMINATING, note, stderr_is_terminal
+from facecycle.terminal import REPEATING, TERMINATING, note, quiet, stderr_is_terminal
 
 from ..summary import clip_reading
 from .job import BatchSettings, output_paths, same_input
@@ -237,7 +237,7 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
                         continue
                     if res["status"] == "busy":  # another batch is on it: not done by this one, and not failed
                         msg = f"facecycle batch: {res.get('error')}"
-                        (bar.write(msg, file=sys.stderr) if bar is not None else print(msg, file=sys.stderr))
+                        _note(bar, msg)
                         if bar is not None:
                             bar.update(1)
                         continue
@@ -249,7 +249,7 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
                               "packets the demuxer flagged)" if res.get("damaged") else ""]
                     if res["status"] == "done" and any(damage):
                         msg = f"facecycle batch: {e['input']}: " + ", ".join(d for d in damage if d)
-                        (bar.write(msg, file=sys.stderr) if bar is not None else print(msg, file=sys.stderr))
+                        _note(bar, msg)
                     if res["status"] != "done":
                         failed += 1
                         msg = f"facecycle batch: error: {res.get('error')}"
@@ -317,6 +317,17 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
         raise parquet_error
     _print_summary(result, summary_path)
     return result
+
+
+def _note(bar, msg: str) -> None:
+    """A note while the batch goes (an input left to another batch, damage read through): above the bar where one
+    is drawn; nothing under ``--quiet`` (batch.json records it)."""
+    if quiet():
+        return
+    if bar is not None:
+        bar.write(msg, file=sys.stderr)
+    else:
+        note(msg)
 
 
 def _print_summary(result: BatchResult, summary_path: Path) -> None:
