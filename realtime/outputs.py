@@ -49,7 +49,8 @@ _KEEP = object()  # "no change requested"
 #: be finished (it stays incomplete). The app reads them from here, so the two cannot drift apart
 VIDEO_FAILED = ("recording not started", "recording stopped")
 CSV_FAILED = ("CSV export not started", "CSV export stopped")
-OUTPUT_FAILED = VIDEO_FAILED + CSV_FAILED + ("recording not finished", "CSV export not finished")
+VIDEO_NOT_FINISHED, CSV_NOT_FINISHED = "recording not finished", "CSV export not finished"
+OUTPUT_FAILED = VIDEO_FAILED + CSV_FAILED + (VIDEO_NOT_FINISHED, CSV_NOT_FINISHED)
 
 PathLike = Union[str, Path]
 
@@ -248,11 +249,11 @@ class RunOutputs:
         if ann is not _KEEP:
             self.annotator = None if isinstance(ann, Compose) and not ann.annotators else ann
         if csv is not _KEEP:
-            self._guard(OUTPUT_FAILED[5], self._close_csv, "complete")
+            self._guard(CSV_NOT_FINISHED, self._close_csv, "complete")
             if csv is not None:
                 self._guard(CSV_FAILED[0], self.open_csv, *csv)
         if video is not _KEEP:
-            self._guard(OUTPUT_FAILED[4], self._close_video)
+            self._guard(VIDEO_NOT_FINISHED, self._close_video)
             if video is not None:
                 self._guard(VIDEO_FAILED[0], self.open_video, video)
 

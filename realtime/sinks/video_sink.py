@@ -94,6 +94,7 @@ class VideoSink(Sink):
         self._shift = 0
         self._last_pts: Optional[int] = None
         self._stream = None
+        self._size: Optional[Tuple[int, int]] = None
         self._audio_in = None
         self._audio_iter = None
         self._audio_out = None
@@ -116,6 +117,7 @@ class VideoSink(Sink):
         except (av.error.FFmpegError, ValueError) as e:
             raise OutputError(f"{self.path}: encoder {self.codec} unavailable ({e})") from None
         s.width, s.height = width, height
+        self._size = (int(width), int(height))  # (kept: the stream is not read once the file is closed)
         s.pix_fmt = "yuv420p"
         s.codec_context.time_base = self.time_base
         from av.video.reformatter import VideoReformatter  # (looked up when a file opens: tests count them)
@@ -202,7 +204,7 @@ class VideoSink(Sink):
     @property
     def size(self) -> Optional[Tuple[int, int]]:
         """The video's (width, height), once its first frame opened it (the frames' size, made even)."""
-        return (int(self._stream.width), int(self._stream.height)) if self._stream is not None else None
+        return self._size
 
     # -------------------------------------------------------------- write
     def write(self, packet: FramePacket) -> None:
