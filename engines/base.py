@@ -17,7 +17,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from facecycle.errors import ModelError
-from facecycle.files import sha256_file
+from facecycle.files import check_sha256
 
 __all__ = ["Backend", "GraphSpec", "GraphMismatch", "read_manifest", "graph_file", "model_file", "io_mismatch"]
 
@@ -169,11 +169,8 @@ def graph_file(model_dir: Union[str, Path], spec: GraphSpec, verify: bool = True
     path = Path(model_dir) / spec.file  # (checked to stay inside the folder when the spec was read)
     if not path.is_file():
         raise ModelError(f"{path}: graph file missing from the model directory")
-    if verify and spec.sha256:
-        got = sha256_file(path)
-        if got != spec.sha256:
-            raise ModelError(f"{path}: sha256 {got[:12]}… does not match the manifest ({spec.sha256[:12]}…); "
-                             "the file is truncated, corrupt or was replaced — re-export the model")
+    if verify:
+        check_sha256(path, spec.sha256, "graph")
     return path
 
 

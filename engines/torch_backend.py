@@ -29,7 +29,7 @@ from typing import Callable, Dict, Mapping, Optional, Tuple, Union
 import numpy as np
 
 from facecycle.errors import BackendUnavailable, ModelError, UsageError
-from facecycle.files import sha256_file
+from facecycle.files import check_sha256
 
 from .base import Backend, GraphMismatch, GraphSpec, model_file
 from .select import NO_WEIGHTS_HINT, WEIGHT_NAMES, find_weights
@@ -148,13 +148,9 @@ class TorchBackend(Backend):
         path = self.model_dir / model_file(str(rec.get("file")), "weights")
         if not path.is_file():
             raise ModelError(f"{path}: the weights the manifest records are missing; {NO_WEIGHTS_HINT}")
-        want = str(rec.get("sha256") or "")
-        if self._verify and want:
-            got = sha256_file(path)
-            if got != want:
-                raise ModelError(f"{path}: sha256 {got[:12]}… is not that of the weights the graphs were exported "
-                                 f"from ({want[:12]}…): replaced after the export; re-export with `facecycle export "
-                                 "--checkpoint PATH --out DIR`")
+        if self._verify:  # the weights the graphs were exported from
+            check_sha256(path, str(rec.get("sha256") or ""), "weights",
+                         "re-export with `facecycle export --checkpoint PATH --out DIR`")
         return path
 
     def _check_config(self, model) -> None:

@@ -160,6 +160,25 @@ def sha256_file(path: Union[str, Path]) -> str:
     return h.hexdigest()
 
 
+def check_sha256(path: Union[str, Path], want: str, what: str = "file",
+                 fix: str = "re-export the model") -> None:
+    """A :class:`~facecycle.errors.ModelError` (one line naming ``path``) where the sha256 of the file at ``path``
+    is not ``want`` (a manifest's record; nothing is checked where it is empty), or where it cannot be read. The one
+    wording of a model's graphs, weights and head: "sha256 1a2b… does not match the manifest (3c4d…); the file is
+    truncated, corrupt or was replaced — ``fix``"."""
+    from .errors import ModelError
+
+    if not want:
+        return
+    try:
+        got = sha256_file(path)
+    except OSError as e:
+        raise ModelError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+    if got != want.lower():
+        raise ModelError(f"{path}: sha256 {got[:12]}… does not match the manifest ({want[:12]}…); the file is "
+                         f"truncated, corrupt or was replaced — {fix}")
+
+
 def json_safe(obj: Any) -> Any:
     """``obj`` with every float that JSON cannot hold (NaN, ±infinity; Python's or NumPy's) replaced by None, in
     dicts, lists and tuples at any depth. ``json.dumps`` writes them as ``NaN``/``Infinity``, which strict readers

@@ -51,7 +51,7 @@ def model_dir_info(model_dir: Path) -> dict:
 
     from engines.base import GraphSpec, graph_file, model_file, read_manifest
     from facecycle.errors import ModelError
-    from facecycle.files import sha256_file
+    from facecycle.files import check_sha256
     from realtime.heads import HEAD_FILE, ExpressionHead
 
     man = read_manifest(model_dir)
@@ -67,15 +67,9 @@ def model_dir_info(model_dir: Path) -> dict:
            "bytes": sum(f.stat().st_size for f in model_dir.iterdir() if f.is_file())}
     rec = man.get("weights") or {}
     ckpt = model_dir / (model_file(rec["file"], "weights") if rec.get("file") else "model.safetensors")
-    want = str(rec.get("sha256") or "")
-    if want and ckpt.is_file():  # the check the PyTorch backend makes: the weights the graphs were exported from
-        try:
-            got = sha256_file(ckpt)
-        except OSError as e:
-            raise ModelError(f"{ckpt}: cannot read the weights ({e.strerror or e})") from None
-        if got != want:
-            raise ModelError(f"{ckpt}: sha256 {got[:12]}… does not match the manifest ({want[:12]}…); the file is "
-                             "truncated, corrupt or was replaced — re-export the model")
+    if ckpt.is_file():  # the check the PyTorch backend makes: the weights the graphs were exported from
+        check_sha256(ckpt, str(rec.get("sha256") or ""), "weights",
+                     "re-export with `facecycle export --checkpoint PATH --out DIR`")
     try:
         if ckpt.is_file():
             counts: dict = {}

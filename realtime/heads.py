@@ -136,18 +136,10 @@ class ExpressionHead:
                 raise ModelError(f"{p}: the expression head the manifest records is missing from the model "
                                  "directory — re-export the model")
             return None
-        if want:
-            from facecycle.files import sha256_file
+        from facecycle.files import check_sha256
 
-            try:
-                got = sha256_file(p)
-            except OSError as e:
-                raise ModelError(f"{p}: cannot read the expression head ({e.strerror or e})") from None
-            if got != want:
-                raise ModelError(f"{p}: sha256 {got[:12]}… does not match the manifest ({want[:12]}…); "
-                                 "the file is truncated, corrupt or was replaced — re-export the model (facecycle "
-                                 "export --head HEAD), or, to use a head of your own here, remove the manifest's "
-                                 "\"head\" entry")
+        check_sha256(p, want, "expression head", "re-export the model (facecycle export --head HEAD), or, to use a "
+                     "head of your own here, remove the manifest's \"head\" entry")
         return cls.load(p)
 
     def predict(self, features: np.ndarray) -> np.ndarray:

@@ -215,7 +215,7 @@ def test_export_ships_its_weights_and_the_torch_backend_refuses_others(tmp_path)
     for k in ort_out:
         np.testing.assert_allclose(torch_out[k], ort_out[k], atol=1e-4, rtol=0)
     (out / "model.safetensors").write_bytes(old.read_bytes())  # replaced after the export
-    with pytest.raises(ModelError, match="model.safetensors: sha256 .* replaced after the export.*facecycle export"):
+    with pytest.raises(ModelError, match="model.safetensors: sha256 .* was replaced.*facecycle export"):
         open_backend(out, "torch")
 
 
