@@ -391,6 +391,10 @@ def _main(argv: Optional[List[str]]) -> int:
     except FaceCycleError as e:
         if args.debug:
             log.exception("error")
+        if sigterm.received():  # the signal's doing (an open it cut short: "Immediate exit requested"): its exit
+            got = int(sigterm.received_code() or sigterm.EXIT_CODE)
+            print(f"facecycle: {sigterm.describe(got)} ({e})", file=sys.stderr)
+            return got
         print(f"facecycle: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:

@@ -15,7 +15,7 @@ from facecycle.errors import BackendUnavailable, InputError, OutputError, UsageE
 from facecycle.files import caseless_note, name_key, names_caseless
 from facecycle.terminal import note, stderr_is_terminal
 
-from .sigterm import describe, exit_code_of, raise_if_received, stopping_signals
+from .sigterm import describe, exit_code_of, raise_if_received, record, stopping_signals
 
 log = logging.getLogger(__name__)
 
@@ -220,8 +220,13 @@ class _Signals:
         if self.signum == signal.SIGINT and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.signum = signum
+        code = record(signum)  # (for main(): an error the signal caused, e.g. an open it cut short, is the signal's)
         if self.run is not None:
             self.run.stop()
+        elif signum == signal.SIGINT:  # no run yet: an input is opening (a stream's server may take 10-20 s to
+            raise KeyboardInterrupt   # answer): stop it where the signal lands, as before a run starts
+        else:
+            raise SystemExit(code)
 
     def __exit__(self, *exc) -> None:
         for s, h in self._old.items():
@@ -437,11 +442,19 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals"
 
     if plan.get("replace"):
         log.warning("%s: replacing the outputs of an earlier run that failed before its first frame", plan["input"])
-    run = analyze_file(analyzer, plan["source"] or plan["input"], csv=plan["csv"], video=plan["video"],
-                       neutralize=args.neutralize, overwrite=args.overwrite or plan.get("replace", False),
-                       max_frames=args.max_frames,
-                       audio=args.audio, video_preset=args.video_preset, realtime=args.realtime,
-                       images=args.images)
+    sig.run = None  # (the last input's run is over: a signal while this one opens stops the command there)
+    try:
+        run = analyze_file(analyzer, plan["source"] or plan["input"], csv=plan["csv"], video=plan["video"],
+                           neutralize=args.neutralize, overwrite=args.overwrite or plan.get("replace", False),
+                           max_frames=args.max_frames,
+                           audio=args.audio, video_preset=args.video_preset, realtime=args.realtime,
+                           images=args.images)
+    except (KeyboardInterrupt, SystemExit):  # a signal while the input opened (a stream's server may take 20 s)
+        if sig.signum is None:
+            raise
+        print(f"facecycle: {describe(sig.exit_code)} while {plan['input']} was opening, before any row was written"
+              "; outputs closed", file=sys.stderr)
+        return sig.exit_code
     sig.run = run
     if getattr(args, "command_line", None):  # the sidecar says how it was made (batch.json does for a batch)
         run.info["command"] = args.command_line

@@ -22,8 +22,8 @@ from typing import Any, Optional
 
 from facecycle.terminal import REPEATING, TERMINATING, stopping_signals
 
-__all__ = ["install", "received", "received_code", "raise_if_received", "describe", "exit_code_of", "stopping_signals",
-           "EXIT_CODE", "INTERRUPT_CODE", "TERMINATING"]
+__all__ = ["install", "received", "received_code", "raise_if_received", "record", "describe", "exit_code_of",
+           "stopping_signals", "EXIT_CODE", "INTERRUPT_CODE", "TERMINATING"]
 
 EXIT_CODE = 143  # 128 + SIGTERM
 INTERRUPT_CODE = 130  # 128 + SIGINT
@@ -92,6 +92,15 @@ def install() -> None:
     if not _hooked:
         sys.unraisablehook = _quiet_recorded(sys.unraisablehook)
         _hooked = True
+
+
+def record(signum: int) -> int:
+    """Remember that ``signum`` came (a command's own handler that stops its run instead of raising, as ``process``
+    does); returns its exit code. The first signal's code is kept."""
+    global _received
+    code = INTERRUPT_CODE if signum == signal.SIGINT else exit_code_of(signum)
+    _received = _received or code
+    return code
 
 
 def received() -> bool:

@@ -684,7 +684,9 @@ class Run:
                 self.outputs.open_video(self.video_path)
         except BaseException as e:
             self.src.close()
-            self.outputs.close("failed", e if isinstance(e, Exception) else None)
+            # (Ctrl-C or a signal's SystemExit while the outputs opened: interrupted, as once the run goes)
+            self.outputs.close("interrupted" if isinstance(e, (KeyboardInterrupt, SystemExit)) else "failed",
+                               e if isinstance(e, Exception) else None)
             raise
         # a run dropped without being iterated or closed: its files are finished ("stopped") and its source closed
         # when it is collected (a CSV's descriptor stayed open for the process's life, its sidecar "running", and

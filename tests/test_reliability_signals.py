@@ -246,3 +246,51 @@ def test_a_signal_wrapped_in_another_exception_ends_with_the_signals_code(monkey
     monkeypatch.setattr(st, "_received", None)
     monkeypatch.setattr(process_cmd, "_process", lambda args: (_ for _ in ()).throw(RuntimeError("a bug")))
     assert main(["process", "x.mp4"]) == 1 and "internal error: RuntimeError: a bug" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("sig,code,word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_a_signal_while_a_stream_opens_ends_the_command_at_once(tiny_export, tmp_path, sig, code, word):
+    """Probe finding: Ctrl-C or SIGTERM while `process` opened a stream whose server never answers was recorded and
+    waited out (16-18 s: the server probe's 10 s, then FFmpeg's), and the command ended "cannot open as a video
+    (Immediate exit requested)", exit 3. Now the signal stops it where it lands: its own exit code, within seconds."""
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    accepted, held = threading.Event(), []
+
+    def serve() -> None:  # accepts and never answers
+        try:
+            while True:
+                c, _ = srv.accept()
+                held.append(c)
+                accepted.set()
+        except OSError:
+            pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    url = f"http://127.0.0.1:{srv.getsockname()[1]}/cam.mjpg"
+    p = subprocess.Popen([sys.executable, "-m", "facecycle", "process", url, "--no-video", "--model",
+                          str(tiny_export[1]), "--out-dir", str(tmp_path)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, cwd=str(ROOT), env=env)
+    try:
+        assert accepted.wait(60), "the command never reached the server"
+        time.sleep(0.5)
+        t = time.monotonic()
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=30)
+        took = time.monotonic() - t
+    finally:
+        if p.poll() is None:
+            p.kill()
+        srv.close()
+        for c in held:
+            c.close()
+    assert p.returncode == code, err
+    assert took < 5.0, took
+    assert err.strip().splitlines()[-1].startswith(f"facecycle: {word}"), err
+    assert "cannot open" not in err.splitlines()[-1] or word in err.splitlines()[-1]
