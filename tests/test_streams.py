@@ -31,7 +31,8 @@ from .conftest import FACE_CLIP, frames_of, one_error_line, read_csv, real_frame
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     """Serves ``server.routes[path] = (body, mode, content_type)``. Modes: ``file`` (the body with its
-    Content-Length), ``stream`` (no Content-Length: the body, then the connection closes), ``cut`` (promises the
+    Content-Length), ``stream`` (no Content-Length: the body, then the connection closes), ``restart`` (no length: the
+    body, 2 s of silence, the body again, as from a restarted sender), ``cut`` (promises the
     whole body, sends half, closes), ``stall`` (promises the whole body, sends half, then nothing until the test
     ends), ``stream_stall`` (no length, half the body, then nothing)."""
 
@@ -61,6 +62,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         try:
             if mode in ("file", "stream"):
+                self.wfile.write(body)
+                return
+            if mode == "restart":  # the body, a 2-s silence, the body again: a sender restarted (its clock at 0)
+                self.wfile.write(body)
+                self.wfile.flush()
+                time.sleep(2.0)
                 self.wfile.write(body)
                 return
             self.wfile.write(body[: len(body) // 2])
@@ -443,6 +450,24 @@ def test_a_live_stream_is_not_paced_by_its_timestamps(server, ts_bytes, frames):
                     break
         assert time.perf_counter() - t < 0.8  # 1.2 s paced at 25 fps
 
+
+
+def test_a_live_streams_restarted_sender_keeps_the_outage_in_the_timeline(server, ts_bytes):
+    """Probe finding: where a live stream's sender restarted (its clock back at 0), the timeline went on one frame
+    after the last frame, hiding the outage (8 s of wall clock became 0.1 s): rows could not be lined up with other
+    recordings. Now it goes on by the time that passed between the two frames' packets (a file keeps one frame)."""
+    from realtime.sources.video import VideoSource
+
+    routes, base = server
+    routes["/restart.ts"] = (ts_bytes, "restart", "video/mp2t")
+    with VideoSource(f"{base}/restart.ts") as src:
+        ts = [p.timestamp for p in src]
+    assert src.live and src.clock == "stream" and src.discontinuities == 1
+    jumps = [b - a for a, b in zip(ts, ts[1:])]
+    assert all(j > 0 for j in jumps)
+    big = max(jumps)
+    assert 1.5 < big < 3.5, big  # the 2-s silence (the first body's 40 frames came at once, as did the second's)
+    assert sorted(jumps)[-2] < 0.2  # every other step is a frame's
 
 def test_live_loads_the_model_before_it_opens_a_stream(monkeypatch, tmp_path):
     """`live` opened its input, then loaded the model: a stream's (or a camera's) frames queued meanwhile came in one

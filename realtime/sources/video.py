@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import av
 import cv2
@@ -393,6 +393,17 @@ class VideoSource(Source):
         self._closed = False
         self._lock = threading.Lock()
 
+    @staticmethod
+    def _gap(step: int, least_lag: Optional[float], t_came: float, last_pts: int, first_pts: Optional[int],
+             tb: Fraction) -> int:
+        """Ticks from the previous frame (``last_pts``) to this one across a live stream's clock restart: where this
+        frame lies on the timeline had the sender gone on with the least lag it had (``least_lag``: arrival less
+        stream time), so an outage shows as the time it lasted; at least one frame (``step``)."""
+        if least_lag is None or first_pts is None:
+            return step
+        at = first_pts + int(round((t_came - least_lag) / tb))
+        return max(step, at - last_pts)
+
     def _one_frame(self, spath: str, served: Optional[_Served]) -> bool:
         """Whether the input is known to hold a single frame (see :attr:`still`)."""
         if self.frame_count is not None:
@@ -425,11 +436,24 @@ class VideoSource(Source):
         offset = 0  # added to the stream's pts since its clock restarted (see below)
         arrival = self.clock == "arrival"
         t0_arrival: Optional[float] = None
+        # a live stream on its own clock: when each packet came (by pts), so that where its clock restarts (a
+        # sender restarted) the timeline goes on by the time that really passed (a frame leaves the decoder up to a
+        # few packets after its own came in: the packet's time, not the frame's)
+        came: Dict[int, List[float]] = {}  # (a list per pts: a restarted sender sends the same pts again)
+        # the least lag (arrival less stream time, s) of the frames since the clock last restarted: a sender keeps
+        # it where it sends as it records; a frame held up (the demuxer gives a PES packet out only when the next
+        # one begins; a network hiccup) lags more, never less
+        least_lag: Optional[float] = None
+        timed = self.live_stream and not arrival
         self._faulty = [0, 0]  # pts, dts that went backwards (_best_effort)
         self._last_raw: Tuple[Optional[int], Optional[int]] = (None, None)
         self._dts_step, self._dts_seen = 1, False
         for packet in self._demux():
             t_arrival = time.perf_counter()  # (the packet is here: an arrival clock's time for its frame)
+            if timed and packet is not None and packet.pts is not None:
+                came.setdefault(int(packet.pts), []).append(t_arrival)
+                if len(came) > 256:  # (frames that never came out: their packets' times go)
+                    del came[next(iter(came))]
             flagged = bool(getattr(packet, "is_corrupt", False))  # the demuxer saw damage (MPEG-TS continuity
             try:  # errors: lost packets, or segments joined end to end, which break the count at each join)
                 frames = packet.decode() if packet is not None else self._flush()
@@ -457,6 +481,11 @@ class VideoSource(Source):
                 t = time.perf_counter()
                 if getattr(frame, "is_corrupt", False):  # decoded with errors concealed: read, not skipped
                     self.damaged += 1
+                t_came = t_arrival
+                if timed and frame.pts is not None and came.get(int(frame.pts)):
+                    t_came = came[int(frame.pts)].pop(0)  # the earliest packet of that pts: this frame's
+                    if not came[int(frame.pts)]:
+                        del came[int(frame.pts)]
                 pts = self._best_effort(frame)
                 if arrival:  # a live stream without a clock: when the frame came, as a camera's
                     if t0_arrival is None:
@@ -474,29 +503,37 @@ class VideoSource(Source):
                 if (self._ts_discont and not arrival and last_pts is not None and self.fps
                         and (pts - last_pts) * tb > _MAX_JUMP_S):
                     # the clock jumped ahead (a restart that FFmpeg took for a wrap, or a second segment's own
-                    # clock): time goes on from the previous frame, one frame later
-                    offset -= pts - (last_pts + step)
+                    # clock): time goes on from the previous frame, one frame later (live: by the time that passed)
+                    go_on = self._gap(step, least_lag, t_came, last_pts, self.first_pts, tb) if timed else step
+                    offset -= pts - (last_pts + go_on)
+                    least_lag = None
                     self.discontinuities += 1
                     log.warning("%s: timestamps jump %.3f s ahead at frame %d (a restarted clock in a joined or "
-                                "spliced stream): the timeline continues from the previous frame", self.name,
-                                float((pts - last_pts) * tb), index)
-                    pts = last_pts + step
+                                "spliced stream): the timeline continues from the previous frame%s", self.name,
+                                float((pts - last_pts) * tb), index, _AFTER_GAP if go_on > step else "")
+                    pts = last_pts + go_on
                 if last_pts is not None and pts <= last_pts:
                     if last_pts - pts > step:
                         # the stream's clock restarted (MPEG-TS segments joined, a spliced or re-muxed capture): time
                         # goes on from the previous frame, one frame later, and the rest keeps its own spacing
-                        # (each frame one tick after the last froze the timestamps for the rest of the file)
-                        offset += last_pts + step - pts
+                        # (each frame one tick after the last froze the timestamps for the rest of the file). A live
+                        # stream (a sender restarted) goes on by the time that passed: it hid a 8-s outage
+                        go_on = self._gap(step, least_lag, t_came, last_pts, self.first_pts, tb) if timed else step
+                        offset += last_pts + go_on - pts
+                        least_lag = None
                         self.discontinuities += 1
                         log.warning("%s: timestamps jump back %.3f s at frame %d (joined or spliced stream): the "
-                                    "timeline continues from the previous frame", self.name,
-                                    float((last_pts - pts) * tb), index)
-                        pts = last_pts + step
+                                    "timeline continues from the previous frame%s", self.name,
+                                    float((last_pts - pts) * tb), index, _AFTER_GAP if go_on > step else "")
+                        pts = last_pts + go_on
                     else:  # repair a non-increasing pts
                         pts = last_pts + 1
                 last_pts = pts
                 if self.first_pts is None:
                     self.first_pts = pts
+                if timed:
+                    lag = t_came - float((pts - self.first_pts) * tb)
+                    least_lag = lag if least_lag is None else min(least_lag, lag)
                 ts = float((pts - self.first_pts) * tb)
                 img = self._to_bgr(frame)
                 pkt = FramePacket(index=index, pts=pts, time_base=tb, timestamp=ts, image=img,
@@ -810,6 +847,8 @@ def _sdr_table(transfer: int, primaries: int) -> Optional[np.ndarray]:
     return table
 
 
+#: what a live stream's restarted clock adds to its warning: the gap is kept
+_AFTER_GAP = ", after the time that passed between them (a live stream: its sender restarted)"
 _MAX_JUMP_S = 10.0  # a forward timestamp jump that is a discontinuity in MPEG-TS-like formats (FFmpeg's default)
 _ATTACHED_PIC = 0x400  # AV_DISPOSITION_ATTACHED_PIC: a cover image stored as a video stream
 
