@@ -375,6 +375,7 @@ def test_a_live_streams_end_is_not_damage(server, ts_bytes, caplog, monkeypatch,
     assert src.live is True and n > 0
     assert src.errors == 0
     assert "no data for 1 s (the stream ended?)" in caplog.text and "Immediate exit" not in caplog.text
+    assert src.ended == "no data for 1 s" and src.describe()["ended"] == "no data for 1 s"  # (the sidecar says why)
     # every frame that came: those the decoder still held at the end were lost (15 of 19 were read)
     sent = tmp_path / "sent.ts"
     sent.write_bytes(ts_bytes[: len(ts_bytes) // 2])
@@ -468,6 +469,32 @@ def test_a_live_streams_restarted_sender_keeps_the_outage_in_the_timeline(server
     big = max(jumps)
     assert 1.5 < big < 3.5, big  # the 2-s silence (the first body's 40 frames came at once, as did the second's)
     assert sorted(jumps)[-2] < 0.2  # every other step is a frame's
+
+
+def test_a_server_that_never_answers_fails_after_one_timeout_saying_so(monkeypatch):
+    """Probe finding: a server that accepts and never answers took 20 s (the server probe's 10 s, then FFmpeg's)
+    and ended "cannot open as a video (Immediate exit requested)"."""
+    import socket
+
+    from facecycle.errors import InputError
+    from realtime.sources.video import VideoSource
+
+    monkeypatch.setattr("realtime.sources.video.URL_TIMEOUT_S", 1.0)
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    held = []
+    threading.Thread(target=lambda: held.append(srv.accept()), daemon=True).start()
+    url = f"http://127.0.0.1:{srv.getsockname()[1]}/cam.mjpg"
+    t = time.monotonic()
+    try:
+        with pytest.raises(InputError, match=r"cam\.mjpg: the server sent no data within 1 s$"):
+            VideoSource(url)
+        assert time.monotonic() - t < 1.9
+    finally:
+        srv.close()
+        for c, _ in held:
+            c.close()
 
 def test_live_loads_the_model_before_it_opens_a_stream(monkeypatch, tmp_path):
     """`live` opened its input, then loaded the model: a stream's (or a camera's) frames queued meanwhile came in one

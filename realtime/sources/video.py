@@ -151,6 +151,9 @@ def _probe_http(url: str, timeout: float) -> Optional[_Served]:
             length = int(n) if n and n.strip().isdigit() and not r.headers.get("Content-Encoding") else None
             return _Served(length, (r.headers.get("Content-Type") or "").split(";")[0].strip().lower(), r.read(512))
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
+        if isinstance(e, TimeoutError) or isinstance(getattr(e, "reason", None), TimeoutError):
+            # no answer at all: FFmpeg would wait as long again, then say "Immediate exit requested" (20 s in all)
+            raise InputError(f"{url}: the server sent no data within {timeout:g} s") from None
         log.debug("%s: probing the server failed (%s)", url, e)
         return None
 
@@ -202,6 +205,9 @@ class VideoSource(Source):
     clock = "stream"
     #: a live stream URL (set by ``__init__``): frames come at the sender's pace
     live_stream = False
+    #: how a live stream ended, in words (``"no data for 10 s"``, ``"the connection ended after …"``); None where
+    #: it was read to its end (or is not over yet). The sidecar's ``input.ended``
+    ended: Optional[str] = None
     _dts_clock = False  # frames timed by their dts (AVI: _best_effort)
     _guard: Optional["_PlaylistGuard"] = None  # a local HLS playlist's io_open (_PlaylistGuard)
     _colour: Optional[dict] = None  # the frames' colour tags and what their reading does (_colour_of)
@@ -268,6 +274,8 @@ class VideoSource(Source):
                 hint = "; if the recording was cut short, its index (moov atom) is missing"
             elif Path(spath).suffix.lower() in UNREAD_PICTURE_SUFFIXES:
                 hint = "; a phone's HEIC or a camera's raw picture is not read here: convert it to JPEG or PNG first"
+            if isinstance(e, av.error.ExitError) and self.is_url:  # FFmpeg's interrupt callback: the timeout
+                raise InputError(f"{spath}: cannot open as a video (no data within {self.url_timeout:g} s)") from None
             raise InputError(f"{spath}: cannot open as a video ({_msg(e)}{hint})") from None
         if not self.container.streams.video:
             self.container.close()
@@ -631,6 +639,7 @@ class VideoSource(Source):
                 why = self._network_end(e)
                 if self.live:  # a live stream's end (the sender stopped, the connection closed): not damage
                     log.warning("%s: %s (the stream ended?)", self.name, why)
+                    self.ended = why
                     yield None  # the frames still in the decoder (4 of a 40-frame MPEG-TS were lost)
                     return
                 # a served file the connection lost before its end (the server died, stalled, a proxy cut it): what
@@ -728,7 +737,8 @@ class VideoSource(Source):
                  creation_time=_creation_time(self.container, self.stream),
                  # the frame as the file stores it (before non-square pixels are stretched and rotation applied):
                  # CSV pixels map back to it by width / height and the rotation
-                 stored_size=list(self.stored_size), pixel_aspect=str(self.pixel_aspect))
+                 stored_size=list(self.stored_size), pixel_aspect=str(self.pixel_aspect),
+                 **({"ended": self.ended} if self.live_stream else {}))
         if self.path is not None:  # which file exactly (the name is as given: maybe relative)
             d.update(_file_record(self.path))
         return d
