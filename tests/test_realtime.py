@@ -635,6 +635,21 @@ def test_odd_frame_sizes_are_encoded(tmp_path):
     assert len(fr) == 3 and (fr[0].width, fr[0].height) == (48, 34)
 
 
+def test_a_frame_of_another_size_is_fitted_into_the_video_and_said_once(tmp_path, caplog):
+    """Probe finding: a stream whose frames changed size mid-way kept its recording at the first size without a
+    word, while the CSV's boxes followed the new frames (2x off on the video). Fitted as before, now said once."""
+    with caplog.at_level("WARNING", logger="realtime.sinks.video_sink"):
+        with VideoSink(tmp_path / "v.mp4", 25, Fraction(1, 25)) as v:
+            for i in range(4):
+                size = (48, 64) if i < 2 else (96, 128)
+                v.write(FramePacket(i, i, Fraction(1, 25), i / 25, np.zeros((*size, 3), np.uint8)))
+    said = [r for r in caplog.records if "changed size" in r.getMessage()]
+    assert len(said) == 1 and "128x96" in said[0].getMessage() and "at frame 2" in said[0].getMessage()
+    with av.open(str(tmp_path / "v.mp4")) as c:
+        fr = list(c.decode(video=0))
+    assert len(fr) == 4 and {(f.width, f.height) for f in fr} == {(64, 48)}
+
+
 def test_image_folder_source_natural_order(tmp_path):
     for i in (10, 2, 1):
         cv2.imwrite(str(tmp_path / f"img{i}.png"), np.full((8, 8, 3), i, np.uint8))

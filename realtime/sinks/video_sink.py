@@ -95,6 +95,7 @@ class VideoSink(Sink):
         self._last_pts: Optional[int] = None
         self._stream = None
         self._size: Optional[Tuple[int, int]] = None
+        self._fitted = False  # a frame of another size was fitted in (warned once)
         self._audio_in = None
         self._audio_iter = None
         self._audio_out = None
@@ -218,6 +219,11 @@ class VideoSink(Sink):
         if self._stream is None:
             self._open_streams(w, h)
         elif (w, h) != (self._stream.width, self._stream.height):
+            if not self._fitted:  # once: the CSV's pixels are the new frames', the video's stay the first size
+                self._fitted = True
+                log.warning("%s: the frames changed size (%dx%d, the video's %dx%d) at frame %d: fitted into the "
+                            "video from here (the CSV's pixels are the new frames')", self.path, w, h,
+                            self._stream.width, self._stream.height, self.frames)
             img = fit_into(img, self._stream.width, self._stream.height)
         pts = packet.pts
         if pts is None or packet.time_base != self.time_base:
