@@ -12,9 +12,12 @@ import json
 import logging
 import re
 from pathlib import Path, PurePosixPath
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .select import Choice
 
 from facecycle.errors import ModelError
 from facecycle.files import check_sha256
@@ -191,6 +194,10 @@ class Backend(abc.ABC):
     """
 
     name: str = "base"
+    #: how :func:`engines.open_backend` chose it (None where it was made directly)
+    choice: Optional["Choice"] = None
+    #: the backends :func:`engines.open_backend` tried before this one: ``{"backend", "error"}`` each
+    fallbacks: List[Dict[str, str]] = []
 
     def __init__(self, model_dir: Union[str, Path]) -> None:
         self.model_dir = Path(model_dir)
@@ -206,7 +213,10 @@ class Backend(abc.ABC):
 
         Args:
             graph: a graph name of the manifest (``"analyze"``, ...).
-            inputs: arrays by input name, float32, batch first; all the same batch size.
+            inputs: arrays by input name, float32, batch first; all the same batch size. An image input is
+                (N, 3, S, S) **RGB**, normalised as the manifest's ``input`` says (``(pixel/255 - mean) / std``):
+                :func:`facecycle.preprocess.to_input` makes it from crops; BGR or unnormalised pixels give wrong
+                outputs without an error.
 
         Returns:
             float32 arrays by output name, batch first, same batch size as the inputs.

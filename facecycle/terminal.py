@@ -1,7 +1,8 @@
 """What the command line and the batch driver share about the process's signals and terminal.
 
 :func:`note`: a line for the person at the terminal (an input's end line, a batch's summary), on standard error,
-left out under ``--quiet`` (:func:`set_quiet`); errors and warnings are not notes and are always said.
+left out under ``--quiet`` (:func:`set_quiet`). Errors are not notes and are always said; warnings go through
+``logging``, whose level ``--quiet`` sets to ERROR.
 
 :data:`TERMINATING`: the signals that end a run as SIGTERM does (outputs closed, exit 128 + the signal's number),
 those this platform has: SIGTERM; SIGHUP (the terminal or ssh session closed), SIGXCPU (a CPU-time limit), POSIX;

@@ -38,7 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run a video again up to K times when its worker process dies (default 2); "
                         "undecodable inputs are not retried")
     g.add_argument("--force", action="store_true", help="redo inputs that are already complete")
-    g.add_argument("--dry-run", action="store_true", help="list what would run and what would be skipped")
+    g.add_argument("--dry-run", action="store_true",
+                   help="write nothing: list, one line per input on stdout, DECISION<TAB>INPUT<TAB>CSV (run, run "
+                        "(redo: why), skipped, failed); exit 3 where an input would fail")
     o = p.add_argument_group("outputs")
     o.add_argument("--csv", dest="csv", action="store_true", default=True, help="write the CSV (default)")
     o.add_argument("--no-csv", dest="csv", action="store_false", help="do not write the CSV")

@@ -114,6 +114,7 @@ def _clean(args: argparse.Namespace) -> int:
     skipped: list = []  # names that are not the cache's own, and symbolic links: left, and logged one by one
     n, b = clean_engines(timing=not args.keep_timing, skipped=skipped)
     print(f"removed {n} file(s), {b / 1e6:.1f} MB from {engine_cache_dir()}"
-          + (f"; left {len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'} that are not the cache's own or are "
-             "symbolic links (see the log)" if skipped else ""))
+          + (f"; left {len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'} not of the cache's own names, or "
+             f"symbolic links: {', '.join(f'{x[0]} ({x[1]})' for x in skipped[:3])}{' …' if len(skipped) > 3 else ''}"
+             if skipped else ""))
     return 0

@@ -59,7 +59,7 @@ class FaceInference:
     Args:
         backend: an open :class:`engines.base.Backend` on an exported model dir.
         head: the expression head (None: emotions stay None).
-        neutralize: also compute ``Face.neutral`` (S, S, 3) uint8 RGB.
+        neutralize: also compute ``Face.neutral`` (N, N, 3) uint8 RGB (N from S up to ``neutral_size``).
         identity: also compute ``Face.identity`` (needs an ``identity`` graph).
         crop_scale: see :func:`realtime.crops.loose_square_box`; None = the framing
             the model was trained on (its manifest's ``config.crop_scale``, else 1.7).

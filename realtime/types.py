@@ -149,7 +149,9 @@ class Face:
         emotions: (7,) float32 probabilities in :data:`EMOTIONS` order, or None
             when no expression head is present.
         pose: (3,) float32 (Rx pitch, Ry yaw, Rz roll) radians, OpenFace convention.
-        neutral: (S, S, 3) uint8 **RGB** neutral face, or None (only with neutralize).
+        neutral: (N, N, 3) uint8 **RGB** neutral face, or None (only with neutralize): N from the model's input
+            size S up to ``neutral_size`` (192 by default; the face's crop side where smaller), so it may differ
+            from frame to frame.
         neutral_from: the frame index whose neutral face ``neutral`` is (the track's reference,
             :mod:`realtime.neutral_reference`), or -1 when it is this frame's own.
         identity: (code_dim,) float32 identity code, or None.
@@ -236,7 +238,8 @@ class FramePacket:
         stats: per-stage timings in seconds (``decode``, ``detect``, ``infer``, ...), and ``t0``, the
             ``time.perf_counter()`` reading when the frame was read (a clock reading, not a duration: latency is
             a later reading minus it).
-        annotated: (H, W, 3) uint8 BGR rendered image once an annotator ran, else None.
+        annotated: (H', W', 3) uint8 BGR rendered image once an annotator ran, else None: the frame's size, or a
+            whole multiple of it where the frame is small (under 320 px, enlarged so that the overlay can be read).
         scene_cut: True when the tracker saw a scene cut just before this frame: every track
             ended there, so the faces of this frame have new ids.
         file: for a frame that is a file of its own (an image folder's), its path relative to the folder
