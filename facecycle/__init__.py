@@ -11,9 +11,13 @@ torch (the ``[torch]`` extra).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, List
 
 from .config import FaceCycleConfig, get_config, list_configs, register_config
+
+if TYPE_CHECKING:  # type checkers see the real names (at run time they are imported lazily: torch is optional)
+    from .checkpoint import load_checkpoint, save_checkpoint
+    from .model import FaceCycle
 
 __version__ = "0.1.0"
 
@@ -23,11 +27,11 @@ __all__ = [
 ]
 
 
-def __dir__() -> list:  # the lazy names too (tab completion, dir())
+def __dir__() -> List[str]:  # the lazy names too (tab completion, dir())
     return sorted(set(globals()) | set(__all__))
 
 
-def __getattr__(name: str) -> Any:  # lazy imports keep torch optional
+def _lazy(name: str) -> Any:  # lazy imports keep torch optional
     if name in ("FaceCycle", "load_checkpoint", "save_checkpoint"):
         try:
             if name == "FaceCycle":
@@ -44,3 +48,7 @@ def __getattr__(name: str) -> Any:  # lazy imports keep torch optional
     if name == "Analyzer":  # moved up to the pipeline layer: the model layer cannot import it
         raise ImportError("facecycle.Analyzer moved: use `from realtime import Analyzer`")
     raise AttributeError(f"module 'facecycle' has no attribute {name!r}")
+
+
+if not TYPE_CHECKING:  # (hidden from type checkers: a module __getattr__ typed Any let any name, a typo too, pass)
+    __getattr__ = _lazy

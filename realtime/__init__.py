@@ -7,27 +7,28 @@ and the annotators in :mod:`realtime.annotators`. Submodules are imported lazily
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, List
 
 if TYPE_CHECKING:  # type checkers see the real names (at run time they are imported lazily, below)
-    from .analyzer import Analyzer
+    from .analyzer import Analyzer, Run, RunStats
     from .detectors import create_detector
     from .pipeline import LatestFrame
     from .sources import open_source
-    from .types import Face, FramePacket
+    from .types import EMOTIONS, Face, FramePacket, as_bgr_image
 
-__all__ = ["Analyzer", "FramePacket", "Face", "LatestFrame", "open_source", "create_detector"]
+__all__ = ["Analyzer", "Run", "RunStats", "FramePacket", "Face", "EMOTIONS", "as_bgr_image", "LatestFrame",
+           "open_source", "create_detector"]
 
 
-def __dir__() -> list:  # the lazy names too (tab completion, dir())
+def __dir__() -> List[str]:  # the lazy names too (tab completion, dir())
     return sorted(set(globals()) | set(__all__))
 
 
-def __getattr__(name: str) -> Any:
-    if name == "Analyzer":
-        from .analyzer import Analyzer
-        return Analyzer
-    if name in ("FramePacket", "Face"):
+def _lazy(name: str) -> Any:
+    if name in ("Analyzer", "Run", "RunStats"):
+        from . import analyzer
+        return getattr(analyzer, name)
+    if name in ("FramePacket", "Face", "EMOTIONS", "as_bgr_image"):
         from . import types
         return getattr(types, name)
     if name == "LatestFrame":
@@ -40,3 +41,7 @@ def __getattr__(name: str) -> Any:
         from .detectors import create_detector
         return create_detector
     raise AttributeError(f"module 'realtime' has no attribute {name!r}")
+
+
+if not TYPE_CHECKING:  # (hidden from type checkers: a module __getattr__ typed Any let any name, a typo too, pass)
+    __getattr__ = _lazy

@@ -54,3 +54,31 @@ def test_python_dash_m_runs_the_cli(module):
     r = subprocess.run([sys.executable, "-m", module, "--version"], cwd=ROOT, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0 and r.stdout.startswith("facecycle "), r.stdout + r.stderr
+
+
+def test_lazy_package_names_are_real_to_type_checkers_and_at_run_time():
+    """Probe finding: `realtime` and `facecycle` defined a module __getattr__ typed Any, so mypy and pyright took
+    any imported name, a typo (`from realtime import Analyser`) too, as Any, and the model API went unchecked. The
+    __getattr__ is now hidden from type checkers (``if not TYPE_CHECKING``), which see TYPE_CHECKING imports of
+    every lazy name instead; at run time each name of ``__all__`` still resolves, and others raise."""
+    import ast
+    import importlib
+
+    for pkg in ("realtime", "facecycle"):
+        path = ROOT / pkg / "__init__.py"
+        tree = ast.parse(path.read_text())
+        top = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "__getattr__"]
+        assert not top, f"{path}: a module-level __getattr__ visible to type checkers"
+        guarded = [n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "not TYPE_CHECKING"
+                   and "__getattr__" in ast.unparse(n)]
+        assert guarded, f"{path}: no __getattr__ under `if not TYPE_CHECKING:`"
+        checked = {a.asname or a.name for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) ==
+                   "TYPE_CHECKING" for imp in n.body if isinstance(imp, ast.ImportFrom) for a in imp.names}
+        mod = importlib.import_module(pkg)
+        lazy = [name for name in mod.__all__ if name not in vars(mod)]
+        assert set(lazy) <= checked, (pkg, sorted(set(lazy) - checked))  # every lazy name seen by type checkers
+        if pkg == "realtime":
+            for name in lazy:
+                assert getattr(mod, name) is not None
+        with pytest.raises(AttributeError):
+            mod.Analyser  # noqa: B018 - a typo is no name
