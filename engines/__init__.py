@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import Any, List, Optional, Sequence, Union
 
 from facecycle.errors import InputError, OutputError, UsageError
 
@@ -47,7 +47,7 @@ def _one_line(e: BaseException) -> str:
 
 
 def open_backend(model_dir: Union[str, Path], backend: str = "auto", probes: Optional[Probes] = None,
-                 warmup: Optional[Sequence[str]] = None, **opts) -> Backend:
+                 warmup: Optional[Sequence[str]] = None, **opts: Any) -> Backend:
     """Open ``model_dir`` (an exported model directory) on a backend.
 
     Args:

@@ -12,7 +12,7 @@ import json
 import logging
 import re
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 
@@ -125,7 +125,7 @@ def _tensors(graph: str, entry: Mapping, key: str) -> List[dict]:
     return list(items)
 
 
-def read_manifest(model_dir: Union[str, Path]) -> dict:
+def read_manifest(model_dir: Union[str, Path]) -> Dict[str, Any]:
     """Read and sanity-check ``manifest.json`` of an exported model directory: every graph entry (its file inside
     the folder, its inputs and outputs), the ``input`` and ``config`` sections' types. A ModelError otherwise."""
     p = Path(model_dir) / "manifest.json"
@@ -175,6 +175,9 @@ def graph_file(model_dir: Union[str, Path], spec: GraphSpec, verify: bool = True
     if verify:
         check_sha256(path, spec.sha256, "graph")
     return path
+
+
+_B = TypeVar("_B", bound="Backend")
 
 
 class Backend(abc.ABC):
@@ -243,7 +246,7 @@ class Backend(abc.ABC):
     def close(self) -> None:
         """Release device resources."""
 
-    def describe(self) -> dict:
+    def describe(self) -> Dict[str, Any]:
         d = {"backend": self.name, "device": self.device, "precision": self.precision,
              "max_batch": self.max_batch, "graphs": sorted(self.graphs)}
         choice = getattr(self, "choice", None)
@@ -252,7 +255,7 @@ class Backend(abc.ABC):
             d["fallbacks"] = list(getattr(self, "fallbacks", []))
         return d
 
-    def __enter__(self) -> "Backend":
+    def __enter__(self: _B) -> _B:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -429,7 +429,7 @@ class Analyzer:
                 sums["head_sha256"] = None
         return sums
 
-    def describe(self) -> dict:
+    def describe(self) -> Dict[str, Any]:
         """What produced the numbers (for the JSON sidecar)."""
         man = self.backend.manifest
         return {"model": {"dir": str(self.backend.model_dir), "config": man.get("config", {}).get("name"),
@@ -867,7 +867,7 @@ class Run:
         p.stats["post"] = time.perf_counter() - t
         self.outputs.write(p)
 
-    def describe(self) -> dict:
+    def describe(self) -> Dict[str, Any]:
         """What produced the numbers: the JSON sidecar's body (without status and statistics)."""
         return {"input": self.src.describe(),
                 "columns": {"count": len(csv_columns(self.analyzer.code_dim, self.src.frame_files)),

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import threading
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 from facecycle.errors import FaceCycleError, ModelError, UsageError
 
@@ -41,7 +41,7 @@ _THREADED = (CenterFaceDetector, InsightFaceDetector)
 
 
 def create_detector(name: str = "centerface", model_path: Optional[str] = None, max_side: Optional[int] = 320,
-                    score_threshold: float = 0.5, max_faces: Optional[int] = None, **kw) -> Detector:
+                    score_threshold: float = 0.5, max_faces: Optional[int] = None, **kw: Any) -> Detector:
     """Build a detector by name (see the table above).
 
     Raises:

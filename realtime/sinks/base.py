@@ -4,7 +4,7 @@ from __future__ import annotations
 import abc
 import os
 from pathlib import Path
-from typing import Union
+from typing import TypeVar, Union
 
 from facecycle.errors import OutputError
 
@@ -53,6 +53,9 @@ def prepare_output(path: Union[str, Path], overwrite: bool = False) -> Path:
     return p
 
 
+_S = TypeVar("_S", bound="Sink")
+
+
 class Sink(abc.ABC):
     """Receives finished packets in frame order. Use as a context manager; ``close`` is idempotent
     and leaves a valid file behind even after an error or an interrupt."""
@@ -66,7 +69,7 @@ class Sink(abc.ABC):
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "Sink":
+    def __enter__(self: _S) -> _S:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import abc
 from fractions import Fraction
-from typing import Iterator, Optional
+from typing import Iterator, Optional, TypeVar
 
 from ..types import FramePacket
 
 __all__ = ["Source"]
+
+
+_S = TypeVar("_S", bound="Source")
 
 
 class Source(abc.ABC):
@@ -57,7 +60,7 @@ class Source(abc.ABC):
         at its own pace) moves its clock on by that much, so that it resumes where it was. Others ignore it: a
         camera's frames go on without us."""
 
-    def __enter__(self) -> "Source":
+    def __enter__(self: _S) -> _S:
         return self
 
     def __exit__(self, *exc) -> None:
