@@ -27,7 +27,7 @@ import sys
 from typing import Any, Iterable, List, Optional, Sequence, TextIO
 
 from facecycle import __version__
-from facecycle.errors import BackendUnavailable, FaceCycleError, OutputError, UsageError
+from facecycle.errors import BackendUnavailable, FaceCycleError, InputError, OutputError, UsageError
 from facecycle.files import write_failure
 
 from . import (
@@ -391,7 +391,7 @@ def _main(argv: Optional[List[str]]) -> int:
     except FaceCycleError as e:
         if args.debug:
             log.exception("error")
-        if sigterm.received():  # the signal's doing (an open it cut short: "Immediate exit requested"): its exit
+        if sigterm.received() and isinstance(e, InputError):  # an open the signal cut short: the signal's exit
             got = int(sigterm.received_code() or sigterm.EXIT_CODE)
             print(f"facecycle: {sigterm.describe(got)} ({e})", file=sys.stderr)
             return got

@@ -219,6 +219,9 @@ class _Signals:
     def _handle(self, signum, frame) -> None:
         if self.signum == signal.SIGINT and signum == signal.SIGINT:
             raise KeyboardInterrupt
+        first = self.signum is None
+        if not first:  # (a repeat: SIGXCPU once a CPU-second, a second SIGTERM) the first one's stop goes on; it
+            return     # must not cut short the clean-up the first one started
         self.signum = signum
         code = record(signum)  # (for main(): an error the signal caused, e.g. an open it cut short, is the signal's)
         if self.run is not None:
@@ -374,9 +377,16 @@ def _process_locked(args: argparse.Namespace) -> int:
     done: List[dict] = []
     with analyzer, _Signals() as sig:
         for plan in plans:
+            if sig.signum is not None:  # between two inputs: the next one does not open
+                print(f"facecycle: {describe(sig.exit_code)} before {plan['input']}; outputs closed", file=sys.stderr)
+                return sig.exit_code
             try:
                 code = _process_one(analyzer, plan, args, sig)
             except InputError as e:
+                if sig.signum is not None:  # an open the signal cut short (FFmpeg gives its own error for it)
+                    print(f"facecycle: {describe(sig.exit_code)} while {plan['input']} was opening ({e})",
+                          file=sys.stderr)
+                    return sig.exit_code
                 if len(plans) == 1:
                     raise
                 # one undecodable file must not cost the user the rest of a batch

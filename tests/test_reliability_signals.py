@@ -292,5 +292,41 @@ def test_a_signal_while_a_stream_opens_ends_the_command_at_once(tiny_export, tmp
             c.close()
     assert p.returncode == code, err
     assert took < 5.0, took
-    assert err.strip().splitlines()[-1].startswith(f"facecycle: {word}"), err
-    assert "cannot open" not in err.splitlines()[-1] or word in err.splitlines()[-1]
+    assert err.strip().splitlines()[-1].startswith(f"facecycle: {word} while "), err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_signal_that_ffmpeg_turned_into_an_open_error_stops_the_inputs_after_it(tiny_export, tmp_path,
+                                                                                   monkeypatch, capsys):
+    """Review finding: FFmpeg's open of a non-HTTP stream loses the exception a signal handler raises inside it and
+    fails on its own ("cannot open as a video (…)"); with several inputs that was "skipped; continuing", the next
+    input opened (another 10 s on a stalled stream), and the command ended 3. Now the signal ends the command there
+    with its own exit code; the inputs after it are not opened."""
+    import realtime.batch.job as job
+    from facecycle.errors import InputError
+    from facecycle_cli import main, sigterm
+
+    monkeypatch.setattr(sigterm, "_received", None)  # (in-process: the signal's record is this test's own)
+    opened = []
+
+    def analyze_file(analyzer, source, **kw):
+        opened.append(source)
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)  # (the handler runs here)
+        except SystemExit:
+            pass  # as FFmpeg's open does with the handler's exception
+        raise InputError(f"{source}: cannot open as a video (no data within 10 s)")
+
+    monkeypatch.setattr(job, "analyze_file", analyze_file)
+    handlers = {s: signal.getsignal(s) for s in sigterm.stopping_signals()}
+    try:
+        rc = main(["process", "rtsp://127.0.0.1:9/a", "rtsp://127.0.0.1:9/b", "--model", str(tiny_export[1]),
+                   "--out-dir", str(tmp_path), "--no-video"])
+    finally:  # (a command that took a signal leaves it ignored on its way out: this process goes on)
+        for s, h in handlers.items():
+            signal.signal(s, h)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 143 and opened == ["rtsp://127.0.0.1:9/a"], err
+    assert err[-1].startswith("facecycle: terminated while rtsp://127.0.0.1:9/a was opening"), err
+    assert not any("skipped; continuing" in line for line in err), err

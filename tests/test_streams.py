@@ -32,7 +32,7 @@ from .conftest import FACE_CLIP, frames_of, one_error_line, read_csv, real_frame
 class _Handler(http.server.BaseHTTPRequestHandler):
     """Serves ``server.routes[path] = (body, mode, content_type)``. Modes: ``file`` (the body with its
     Content-Length), ``stream`` (no Content-Length: the body, then the connection closes), ``restart`` (no length: the
-    body, 2 s of silence, the body again, as from a restarted sender), ``cut`` (promises the
+    body, 4 s of silence, the body again, as from a restarted sender), ``cut`` (promises the
     whole body, sends half, closes), ``stall`` (promises the whole body, sends half, then nothing until the test
     ends), ``stream_stall`` (no length, half the body, then nothing)."""
 
@@ -64,10 +64,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if mode in ("file", "stream"):
                 self.wfile.write(body)
                 return
-            if mode == "restart":  # the body, a 2-s silence, the body again: a sender restarted (its clock at 0)
+            if mode == "restart":  # the body, a 4-s silence, the body again: a sender restarted (its clock at 0)
                 self.wfile.write(body)
                 self.wfile.flush()
-                time.sleep(2.0)
+                time.sleep(4.0)
                 self.wfile.write(body)
                 return
             self.wfile.write(body[: len(body) // 2])
@@ -467,7 +467,9 @@ def test_a_live_streams_restarted_sender_keeps_the_outage_in_the_timeline(server
     jumps = [b - a for a, b in zip(ts[:-1], ts[1:], strict=True)]
     assert all(j > 0 for j in jumps)
     big = max(jumps)
-    assert 1.5 < big < 3.5, big  # the 2-s silence (the first body's 40 frames came at once, as did the second's)
+    # the 4-s silence, less the time the reader took over the first body's 40 frames, which came at once (the
+    # arrival is when a packet is read: a loaded machine's slower reader shortens the gap it sees)
+    assert 2.5 < big < 5.5, big
     assert sorted(jumps)[-2] < 0.2  # every other step is a frame's
 
 

@@ -151,8 +151,10 @@ def _probe_http(url: str, timeout: float) -> Optional[_Served]:
             length = int(n) if n and n.strip().isdigit() and not r.headers.get("Content-Encoding") else None
             return _Served(length, (r.headers.get("Content-Type") or "").split(";")[0].strip().lower(), r.read(512))
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
-        if isinstance(e, TimeoutError) or isinstance(getattr(e, "reason", None), TimeoutError):
-            # no answer at all: FFmpeg would wait as long again, then say "Immediate exit requested" (20 s in all)
+        if isinstance(getattr(e, "reason", None), TimeoutError):  # (no connection: an unreachable host)
+            raise InputError(f"{url}: could not connect within {timeout:g} s") from None
+        if isinstance(e, TimeoutError):
+            # connected, and no answer: FFmpeg would wait as long again, then say "Immediate exit requested"
             raise InputError(f"{url}: the server sent no data within {timeout:g} s") from None
         log.debug("%s: probing the server failed (%s)", url, e)
         return None
@@ -491,7 +493,9 @@ class VideoSource(Source):
                     self.damaged += 1
                 t_came = t_arrival
                 if timed and frame.pts is not None and came.get(int(frame.pts)):
-                    t_came = came[int(frame.pts)].pop(0)  # the earliest packet of that pts: this frame's
+                    # the latest packet of that pts: pts repeat only across a restart, and a packet whose frame
+                    # never came out (before the first keyframe) must not lend its time to the restarted one's
+                    t_came = came[int(frame.pts)].pop()
                     if not came[int(frame.pts)]:
                         del came[int(frame.pts)]
                 pts = self._best_effort(frame)
