@@ -284,6 +284,15 @@ def scan_cache(root: Optional[Path] = None, timing: bool = True,
     def link_or_other(e: os.DirEntry, what: str = "not a file of the engine cache") -> None:
         skipped.append((Path(e.path), "a symbolic link: not followed" if e.is_symlink() else what))
 
+    def take(e: os.DirEntry, pattern: "re.Pattern[str]", kind: str, record: str) -> None:
+        # one entry: the cache's own file (its ``.json`` a ``record``), a writer's temporary of one, or skipped
+        k = _own(e.name, pattern) if _is_file(e) else None
+        if k is None:
+            link_or_other(e)
+        else:
+            own.append((Path(e.path), _TEMPORARY if k == "temporary" else
+                        kind + (record if e.name.endswith(".json") else "")))
+
     subs: Dict[str, Optional[Tuple[str, "re.Pattern[str]"]]] = {"timing": ("timing cache", _TIMING_RE)
                                                                 if timing else None}
     for sub, kind, pat in _CONVERTED:
@@ -302,21 +311,9 @@ def scan_cache(root: Optional[Path] = None, timing: bool = True,
                 continue
             kind, pat = what
             for f in _scandir(Path(e.path)):
-                k = _own(f.name, pat) if _is_file(f) else None
-                if k is None:
-                    link_or_other(f)
-                elif k == "temporary":
-                    own.append((Path(f.path), _TEMPORARY))
-                else:
-                    own.append((Path(f.path), kind + (" sha256 record" if f.name.endswith(".json") else "")))
+                take(f, pat, kind, " sha256 record")
             continue
-        k = _own(e.name, _PLAN_RE) if _is_file(e) else None
-        if k is None:
-            link_or_other(e)
-        elif k == "temporary":
-            own.append((Path(e.path), _TEMPORARY))
-        else:
-            own.append((Path(e.path), "TensorRT plan" + (" record" if e.name.endswith(".json") else "")))
+        take(e, _PLAN_RE, "TensorRT plan", " record")
     return own, skipped
 
 
