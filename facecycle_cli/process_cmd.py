@@ -241,6 +241,12 @@ class _Signals:
     def exit_code(self) -> int:
         return exit_code_of(self.signum if self.signum is not None else signal.SIGINT)
 
+    def stopped(self, where: str) -> int:
+        """Say on stderr where the signal stopped the command (``facecycle: terminated<where>``, where begins with
+        its own space or semicolon); returns its exit code."""
+        print(f"facecycle: {describe(self.exit_code)}{where}", file=sys.stderr)
+        return self.exit_code
+
 
 def _stdin_input() -> str:
     """The path that reads standard input (``-`` on the command line), after checking that something is piped."""
@@ -378,15 +384,12 @@ def _process_locked(args: argparse.Namespace) -> int:
     with analyzer, _Signals() as sig:
         for plan in plans:
             if sig.signum is not None:  # between two inputs: the next one does not open
-                print(f"facecycle: {describe(sig.exit_code)} before {plan['input']}; outputs closed", file=sys.stderr)
-                return sig.exit_code
+                return sig.stopped(f" before {plan['input']}; outputs closed")
             try:
                 code = _process_one(analyzer, plan, args, sig)
             except InputError as e:
                 if sig.signum is not None:  # an open the signal cut short (FFmpeg gives its own error for it)
-                    print(f"facecycle: {describe(sig.exit_code)} while {plan['input']} was opening ({e})",
-                          file=sys.stderr)
-                    return sig.exit_code
+                    return sig.stopped(f" while {plan['input']} was opening ({e})")
                 if len(plans) == 1:
                     raise
                 # one undecodable file must not cost the user the rest of a batch
@@ -462,9 +465,7 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals"
     except (KeyboardInterrupt, SystemExit):  # a signal while the input opened (a stream's server may take 20 s)
         if sig.signum is None:
             raise
-        print(f"facecycle: {describe(sig.exit_code)} while {plan['input']} was opening, before any row was written"
-              "; outputs closed", file=sys.stderr)
-        return sig.exit_code
+        return sig.stopped(f" while {plan['input']} was opening, before any row was written; outputs closed")
     sig.run = run
     if getattr(args, "command_line", None):  # the sidecar says how it was made (batch.json does for a batch)
         run.info["command"] = args.command_line
@@ -514,8 +515,7 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals"
     if sig.signum is not None:
         early = (" before any row was written (a file read twice gets its rows in the second reading)"
                  if s["frames"] == 0 and (run.lookahead or run.baseline_ahead) else "")
-        print(f"facecycle: {describe(sig.exit_code)}{early}; outputs flushed and closed", file=sys.stderr)
-        return sig.exit_code
+        return sig.stopped(f"{early}; outputs flushed and closed")
     return 0
 
 
