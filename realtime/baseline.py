@@ -112,6 +112,9 @@ class NeutralBaseline:
         max_neutral: the highest intensity the neutral may have (:data:`MAX_NEUTRAL`; None: no cap).
     """
 
+    #: the keys of :meth:`describe` that count what one run did, not how it was set up
+    RUN_COUNTS = ("lookahead_tracks_seeded",)
+
     def __init__(self, warmup_frames: int = 15, warmup_s: float = 1.0, quantile: float = 0.2,
                  window: int = 900, forget_s: float = 10.0, max_neutral: Optional[float] = MAX_NEUTRAL) -> None:
         if warmup_frames < 1 or not 0 < quantile <= 1 or window < warmup_frames:

@@ -187,6 +187,9 @@ class NeutralReference:
             (False: never; on the posed spans that left more grins, experiment 36).
     """
 
+    #: the keys of :meth:`describe` that count what one run did, not how it was set up
+    RUN_COUNTS = ("references_refused", "lookahead_tracks_seeded")
+
     def __init__(self, gap: float = 0.2, bin_deg: float = 10.0, max_pose_deg: float = 15.0,
                  min_size: float = 0.8, forget_s: float = 10.0, match_colour: bool = True,
                  hysteresis: float = 0.1, min_identity: float = 0.9, drop_after: int = 3, detail_px: int = 56,

@@ -153,10 +153,8 @@ SETTINGS_KEY = b"facecycle_settings"
 _RUN_KEYS = frozenset({"input", "columns", "max_frames", "status", "csv", "video", "frames", "rows", "summary", "stats",
                        "written_at", "error", "detect_size", "look_ahead", "images", "command", "fingerprint", "batch",
                        "video_size"})
-#: of a nested setting, the run's own counts (as the batch fingerprint leaves them out: realtime.batch.plan)
-_RUN_COUNTS = {"neutral_reference": ("references_refused", "lookahead_tracks_seeded"),
-               "person_baseline": ("lookahead_tracks_seeded",),
-               "backend": ("selected", "intra_op_threads", "inter_op_threads", "threads")}
+#: of the backend's record, the run's own: why it was chosen, in words, and its thread counts
+_BACKEND_RUN_KEYS = ("selected", "intra_op_threads", "inter_op_threads", "threads")
 #: of ``versions``, those that bear on the rows (the platform and Python differ between a cluster's nodes)
 _VERSION_KEYS = ("facecycle", "facecycle_source", "onnxruntime", "numpy", "cv2", "av")
 
@@ -179,8 +177,15 @@ def _settings(csv: Union[str, Path]) -> Optional[dict]:
     asked = (info.get("detect_size") or {}).get("asked") if isinstance(info.get("detect_size"), dict) else None
     if asked is not None and isinstance(out.get("detector"), dict):  # a run that raised the size for small faces
         out["detector"] = {**out["detector"], "max_side": asked}   # records the raised one: the setting was this
-    for key, drop in _RUN_COUNTS.items():  # (the backend's: why it was chosen, in words, and its thread counts,
-        if isinstance(out.get(key), dict):  # which differ between a cluster's nodes where the rows do not)
+    from ..baseline import NeutralBaseline
+    from ..neutral_reference import NeutralReference
+
+    # of a nested setting, the run's own counts (as the batch fingerprint leaves them out: realtime.batch.plan),
+    # and the backend's, which differ between a cluster's nodes where the rows do not
+    run_counts = {"neutral_reference": NeutralReference.RUN_COUNTS, "person_baseline": NeutralBaseline.RUN_COUNTS,
+                  "backend": _BACKEND_RUN_KEYS}
+    for key, drop in run_counts.items():
+        if isinstance(out.get(key), dict):
             out[key] = {k: v for k, v in out[key].items() if k not in drop}
     if isinstance(out.get("versions"), dict):
         out["versions"] = {k: out["versions"][k] for k in _VERSION_KEYS if k in out["versions"]}

@@ -332,7 +332,7 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
     reid = IdentityReID()
     ref = a.get("neutral_reference", True)
     # the reference's rule (gap, pose bins, the identity check's threshold): it shapes the neutral faces
-    stats = ("identity_check", "references_refused", "lookahead_tracks_seeded")
+    stats = ("identity_check", *NeutralReference.RUN_COUNTS)
     ref_rule = ({k: v for k, v in NeutralReference(**(ref if isinstance(ref, dict) else {})).describe().items()
                  if k not in stats} if ref is not False else None)
     model = model_checksums(a.get("model") or default_model_dir())
