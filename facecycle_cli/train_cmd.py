@@ -72,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "with AMX/AVX512-BF16, and on GPUs; the FaceCycle step stays float32)")
     p.add_argument("--video-batch", type=int, default=0,
                    help="semisup: video crops per step for the pseudo-label consistency term (default 0 = off: "
-                        "measured to collapse video predictions to one class, see MODEL_CARD.md)")
+                        "measured to collapse video predictions to one class: the repository's MODEL_CARD.md)")
     p.add_argument("--consistency-start", type=float, default=0.3,
                    help="semisup: fraction of --steps before the video consistency term starts")
     p.add_argument("--pairs", type=int, default=6, help="semisup: video pairs per FaceCycle step")
