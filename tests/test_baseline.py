@@ -99,6 +99,32 @@ def test_a_face_expressive_throughout_is_not_its_own_neutral():
         NeutralBaseline(max_neutral=1.0)
 
 
+
+def test_a_track_measured_against_the_cap_is_counted_and_said_once(caplog):
+    """Probe finding: a resting face that reads expressive (sunglasses, a hand over the mouth, a shadow over half
+    the face) hits the cap too, and its rel_intensity then reads 'expressive' on most frames: nothing told the user.
+    Each track whose neutral goes above the cap is said once (a warning naming the face) and counted in the
+    sidecar's person_baseline; a track under the cap is neither; a look-ahead's first reading stays silent."""
+    code = np.zeros(4, np.float32)
+    bl = NeutralBaseline(warmup_frames=5, warmup_s=0.1)
+    with caplog.at_level("WARNING", logger="realtime.baseline"):
+        for i in range(50):
+            bl(_packet(i, i / 25, [_face(0, 0.3, _emotions(0.7, "sad"), code),
+                                   _face(3, 0.6, _emotions(0.4, "sad"), code)]))
+    said = [r.getMessage() for r in caplog.records if r.name == "realtime.baseline"]
+    assert len(said) == 1 and said[0].startswith("face #3 ") and "0.600" in said[0] and "0.40" in said[0], said
+    assert bl.describe()["tracks_at_cap"] == 1
+    assert "tracks_at_cap" not in NeutralBaseline().describe()  # (absent where none was: as before it existed)
+    assert "tracks_at_cap" in NeutralBaseline.RUN_COUNTS  # a run's own count: not a setting (Parquet, batches)
+    caplog.clear()
+    first = NeutralBaseline(warmup_frames=5, warmup_s=0.1)
+    first.record = True
+    with caplog.at_level("WARNING", logger="realtime.baseline"):
+        for i in range(50):
+            first(_packet(i, i / 25, [_face(3, 0.6, _emotions(0.4, "sad"), code)]))
+    assert not [r for r in caplog.records if r.name == "realtime.baseline"]
+    assert first.describe()["tracks_at_cap"] == 1
+
 def test_invalid_settings_are_refused():
     with pytest.raises(ValueError):
         NeutralBaseline(quantile=0)
