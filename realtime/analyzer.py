@@ -48,6 +48,7 @@ from .pipeline import Pipeline
 from .pose import POSE_SOURCE
 from .reid import IdentityReID
 from .sinks import csv_columns, versions
+from .sinks.video_sink import check_video_threads
 from .smoothing import TrackSmoother
 from .sources import Source, VideoSource, open_source
 from .tracking import Tracker, detect_faces, iou_matrix
@@ -358,7 +359,8 @@ class Analyzer:
                       max_frames: Optional[int] = None, audio: bool = True, video_preset: str = "superfast",
                       sidecar: Optional[Union[str, Path]] = None,
                       neutral_lookahead: Optional[bool] = None,
-                      baseline_lookahead: Optional[bool] = None, images: str = "auto") -> "Run":
+                      baseline_lookahead: Optional[bool] = None, images: str = "auto",
+                      video_threads: int = 0) -> "Run":
         """Analyse every frame of ``source`` (path, URL, camera index, folder, :class:`Source`, or frames held in
         memory: an iterable of BGR images or of ``(image, timestamp)`` pairs, :class:`~realtime.sources.FrameSource`).
 
@@ -379,20 +381,28 @@ class Analyzer:
                 class's ``baseline_lookahead``); None = the Analyzer's setting.
             images: a folder's images are ``sequence`` (a video's frames), ``stills`` (separate pictures, each
                 analysed on its own) or ``auto`` (:class:`~realtime.sources.ImageFolderSource`).
+            video_threads: the thread count of the video's encoder (libx264 and its colour conversion); 0
+                (default) = FFmpeg's choice, about one per CPU this process may run on (its affinity mask:
+                ``taskset``, a cgroup CPU set). A process held to a CPU reservation FFmpeg does not see (a
+                ``facecycle batch`` worker on Ray) gives the CPUs it reserved. Recorded in the sidecar
+                (``video_threads``).
 
         Raises :class:`~facecycle.errors.UsageError` at once, before any output is made, while another run of this
         Analyzer is going (the run claims the Analyzer when it is iterated), after :meth:`close`, for ``max_frames``
-        under 1, and where two outputs (or an output and the input) are one file.
+        under 1, ``video_threads`` not a whole number >= 0, and where two outputs (or an output and the input) are
+        one file.
         """
         with self._lock:
             self._check_free()
         if max_frames is not None and int(max_frames) < 1:
             raise UsageError(f"max_frames must be >= 1 (got {max_frames}); None reads every frame")
+        check_video_threads(video_threads)
         if images not in ("auto", "sequence", "stills"):
             raise UsageError(f"images must be auto, sequence or stills, not {images!r}")
         _check_distinct(source, csv, video, sidecar)
         return Run(self, source, realtime=realtime, csv=csv, video=video, annotate=annotate, overwrite=overwrite,
                    max_frames=max_frames, audio=audio, video_preset=video_preset, sidecar=sidecar, images=images,
+                   video_threads=video_threads,
                    neutral_lookahead=self.neutral_lookahead if neutral_lookahead is None else neutral_lookahead,
                    baseline_lookahead=self.baseline_lookahead if baseline_lookahead is None else baseline_lookahead)
 
@@ -593,7 +603,7 @@ class Run:
     def __init__(self, analyzer: Analyzer, source, *, realtime: bool, csv, video, annotate, overwrite: bool,
                  max_frames: Optional[int], audio: bool, video_preset: str, sidecar,
                  neutral_lookahead: Optional[bool] = None, baseline_lookahead: bool = False,
-                 images: str = "auto") -> None:
+                 images: str = "auto", video_threads: int = 0) -> None:
         self.analyzer = analyzer
         self.stats = RunStats()
         self.src = source if isinstance(source, Source) else open_source(source, realtime=realtime, images=images)
@@ -668,7 +678,7 @@ class Run:
                                   audio_from=self.src.path if audio else None, describe=_weak_describe(self),
                                   stats=self.stats.summary, overwrite=overwrite, video_preset=video_preset,
                                   file_column=self.src.frame_files, stills=self.src.stills,
-                                  input_path=_local_file(self.src))
+                                  input_path=_local_file(self.src), video_threads=video_threads)
         if annotate is None or annotate is True:
             self.outputs.annotator = default_annotator(neutralized=False) if (video or annotate) else None
         elif annotate is not False:

@@ -35,7 +35,7 @@ from facecycle.files import VIDEO_SUFFIXES, Busy, lock_file, lock_name, unlock_f
 
 from .annotators import Annotator, Compose
 from .sinks import CsvSink, ImageSink, VideoSink, is_image_path, write_sidecar
-from .sinks.video_sink import VIDEO_OUT_SUFFIXES, check_x264_preset
+from .sinks.video_sink import VIDEO_OUT_SUFFIXES, check_video_threads, check_x264_preset
 from .types import FramePacket
 
 __all__ = ["RunOutputs", "first_clash", "VIDEO_FAILED", "CSV_FAILED", "OUTPUT_FAILED"]
@@ -93,6 +93,8 @@ class RunOutputs:
         stats: ``() -> dict``, the run's statistics so far (added to the sidecar when a CSV closes).
         overwrite: replace existing files.
         video_preset: libx264 preset.
+        video_threads: the video encoder's threads (:class:`~realtime.sinks.VideoSink`'s ``threads``); 0 =
+            FFmpeg's choice.
         on_error: None = a sink that fails raises (the run fails: ``process``); a callable = the failing
             sink is closed and dropped, ``on_error(one-line message)`` is called and the run goes on (the app).
         file_column: the CSV ends each row with its frame's file name (sources whose frames are files).
@@ -106,7 +108,7 @@ class RunOutputs:
                  stats: Optional[Callable[[], dict]] = None, overwrite: bool = False,
                  video_preset: str = "superfast", on_error: Optional[Callable[[str], None]] = None,
                  file_column: bool = False, stills: bool = False,
-                 input_path: Optional[PathLike] = None) -> None:
+                 input_path: Optional[PathLike] = None, video_threads: int = 0) -> None:
         self.code_dim = int(code_dim)
         self.input_path = Path(input_path) if input_path is not None else None
         self.file_column = bool(file_column)
@@ -118,6 +120,7 @@ class RunOutputs:
         self.stats = stats
         self.overwrite = overwrite
         self.video_preset = check_x264_preset(video_preset)
+        self.video_threads = check_video_threads(video_threads)
         self.on_error = on_error
         self.annotator: Optional[Annotator] = None
         self.csv: Optional[CsvSink] = None
@@ -233,7 +236,8 @@ class RunOutputs:
             self._set_aside(Path(path))
             try:
                 self.video = VideoSink(path, fps=self.fps, time_base=self.time_base, audio_from=audio,
-                                       preset=self.video_preset, overwrite=self.overwrite)
+                                       preset=self.video_preset, overwrite=self.overwrite,
+                                       threads=self.video_threads)
             except BaseException:
                 self._in_use.pop("video", None)
                 self._put_back([Path(path)])  # no new file will replace it
@@ -397,6 +401,9 @@ class RunOutputs:
         # the annotated video's (width, height): CSV pixels times width / input.width, from its top left (an odd size
         # is padded at the right or bottom)
         info["video_size"] = list(self.video_size) if made and self.video_size else None
+        # the encoder's thread count, a count of this run's (0: FFmpeg's choice; null without a video or for pictures)
+        info["video_threads"] = (self.video_threads if made and not self._pictures(self.video_path)  # type: ignore
+                                 else None)
         if self.csv is not None:
             info.update(frames=self.csv.frames, rows=self.csv.rows, summary=self.csv.summary.to_dict())
         if status != "running" and self.stats is not None:

@@ -4,6 +4,10 @@ Both run :func:`realtime.batch.job.run_task`. A Ray worker process loads the mod
 and reuses it for every later video it gets (``job._cached_analyzer``). A worker process that dies mid-video
 (killed, out of memory) makes Ray run the task again, up to ``retries`` times, on another worker process;
 a bad input is not retried (``run_task`` returns it as a result instead of raising).
+
+A worker's annotated video is encoded with as many threads as the worker reserved CPUs (``threads``,
+``--threads-per-worker``): FFmpeg's own choice counts every core of the node (a Ray reservation is not an
+affinity mask), and each of 64 one-CPU workers on a 64-core node started tens of encoder threads.
 """
 from __future__ import annotations
 
@@ -35,12 +39,14 @@ def ray_available() -> bool:
 
 
 class LocalExecutor:
-    """Runs tasks in this process, one at a time (``capacity`` 1), with one cached Analyzer."""
+    """Runs tasks in this process, one at a time (``capacity`` 1), with one cached Analyzer. ``threads``: the CPUs
+    the worker reserves (``--threads-per-worker``), its video encoder's thread count; 0 = FFmpeg's choice."""
 
     name = "in-process"
 
-    def __init__(self, settings: BatchSettings) -> None:
+    def __init__(self, settings: BatchSettings, threads: int = 0) -> None:
         self.settings = settings
+        self.threads = max(0, int(threads))
         self.capacity = 1
         self.workers = 1
         self._queue: List[Tuple[int, Dict[str, Any]]] = []
@@ -67,7 +73,7 @@ class LocalExecutor:
                 self.on_progress()
 
         try:
-            return [(h, run_task(task, self.settings, progress=progress))]
+            return [(h, run_task(task, self.settings, progress=progress, video_threads=self.threads))]
         finally:
             self._frames.pop(task["rel"], None)  # the inputs in flight, not the corpus (as the Ray board)
 
@@ -99,15 +105,15 @@ class _ProgressBoard:
         self.frames.pop(key, None)
 
 
-def _ray_entry(task: Dict[str, Any], settings: Dict[str, Any], board) -> Dict[str, Any]:
-    """The Ray task: one video on whichever worker process Ray picked."""
+def _ray_entry(task: Dict[str, Any], settings: Dict[str, Any], board, threads: int = 0) -> Dict[str, Any]:
+    """The Ray task: one video on whichever worker process Ray picked, which reserved ``threads`` CPUs for it."""
     cb = None
     if board is not None:
         key = task["rel"]
 
         def cb(n: int) -> None:
             board.report.remote(key, n)
-    return run_task(task, settings, progress=cb)
+    return run_task(task, settings, progress=cb, video_threads=threads)
 
 
 class RayExecutor:
@@ -181,7 +187,7 @@ class RayExecutor:
 
     def submit(self, task: Dict[str, Any]) -> int:
         self._next += 1
-        self._refs[self._next] = self._remote.remote(task, self._settings_ref, self._board)
+        self._refs[self._next] = self._remote.remote(task, self._settings_ref, self._board, self.threads)
         self._tasks[self._next] = task
         return self._next
 
@@ -255,7 +261,7 @@ def make_executor(settings: BatchSettings, cluster: Optional[str], workers: Opti
     if cluster == "none":
         if workers not in (None, 1):
             raise UsageError("--cluster none runs one video at a time; drop --workers or use --cluster local")
-        return LocalExecutor(settings)
+        return LocalExecutor(settings, threads=threads)
     if cluster not in ("local", "auto") and not cluster.startswith("ray://"):
         raise UsageError(f"--cluster {cluster!r}: expected local, auto, ray://HOST:PORT or none")
     return RayExecutor(settings, cluster=cluster, workers=workers, threads=threads, gpus=gpus, retries=retries)

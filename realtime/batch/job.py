@@ -118,12 +118,13 @@ def analyze_file(analyzer, source: Union[str, Path, Any], *, csv: Optional[Union
                  video: Optional[Union[str, Path]], sidecar: Optional[Union[str, Path]] = None,
                  neutralize: bool = False, overwrite: bool = False, max_frames: Optional[int] = None,
                  audio: bool = True, video_preset: str = "superfast", realtime: bool = False,
-                 images: str = "auto"):
+                 images: str = "auto", video_threads: int = 0):
     """The per-video path shared by ``facecycle process`` and ``facecycle batch``: a
     :class:`realtime.analyzer.Run` of ``source`` writing ``csv`` / ``video`` (annotated with the standard
     overlay; the neutralized view and thumbnails with ``neutralize``) and the JSON sidecar. ``source``: a path or
     URL, or a :class:`realtime.sources.Source` already open; ``images``: how an image folder is read
-    (:class:`realtime.sources.ImageFolderSource`)."""
+    (:class:`realtime.sources.ImageFolderSource`); ``video_threads``: the video encoder's threads (0: FFmpeg's
+    choice, as ``process`` leaves it; a batch worker gives the CPUs it reserved)."""
     from realtime.annotators import default_annotator
     from realtime.sources import Source
 
@@ -131,7 +132,8 @@ def analyze_file(analyzer, source: Union[str, Path, Any], *, csv: Optional[Union
     src = source if isinstance(source, Source) else str(source)
     return analyzer.process_video(src, realtime=realtime, csv=csv, video=video, annotate=annot,
                                   overwrite=overwrite, max_frames=max_frames, audio=audio,
-                                  video_preset=video_preset, sidecar=sidecar, images=images)
+                                  video_preset=video_preset, sidecar=sidecar, images=images,
+                                  video_threads=video_threads)
 
 
 def annotated_suffix(source: Union[str, Path, Any], images: str = "auto") -> str:
@@ -283,7 +285,8 @@ def outputs_complete(out_dir: Union[str, Path], rel: Union[str, Path], settings:
 
 
 def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]],
-             progress: Optional[Callable[[int], None]] = None, progress_every_s: float = 0.5) -> Dict[str, Any]:
+             progress: Optional[Callable[[int], None]] = None, progress_every_s: float = 0.5, *,
+             video_threads: int = 0) -> Dict[str, Any]:
     """Process one input of a batch; never raises for a bad input (the result says what went wrong).
 
     Args:
@@ -291,6 +294,9 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
             ``run_id``, ``fingerprint`` and ``batch`` (the fingerprinted settings, stored in the sidecar).
         settings: :class:`BatchSettings` (or its dict).
         progress: called with the number of frames done so far (about every ``progress_every_s``).
+        video_threads: the annotated video's encoder threads: the CPUs the worker reserved (the executor's
+            ``--threads-per-worker``; FFmpeg's own choice counts the node's every core); 0 = FFmpeg's choice. A
+            count of this run's, recorded in the sidecar, not in the fingerprint: it changes speed, not numbers.
 
     Returns:
         dict with ``status`` (``done`` / ``failed`` / ``error``), ``error``, ``error_type``, ``exit_code``,
@@ -366,7 +372,7 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
         run = analyze_file(analyzer, task["input"], csv=tmp["csv"], video=tmp["video"], sidecar=tmp["sidecar"],
                            neutralize=bool(settings.analyzer.get("neutralize")), overwrite=True,
                            max_frames=settings.max_frames, audio=settings.audio,
-                           video_preset=settings.video_preset)
+                           video_preset=settings.video_preset, video_threads=video_threads)
         n, last = 0, time.perf_counter()
         for _ in run:
             n += 1

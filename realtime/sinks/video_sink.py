@@ -14,11 +14,17 @@ closing early (``--max-frames``, a stop) cuts it at the last frame. Closing
 flushes the encoder and writes the index, so an interrupted run still leaves
 a playable file. Where the index cannot be written (a full disk: an MP4 without it plays nowhere), the file is
 removed and the error says so (:attr:`VideoSink.removed`); a file that still plays (Matroska) stays, named incomplete.
+
+Threads: ``threads`` sets the thread count of the encoder and of the colour conversion; 0 leaves them to FFmpeg
+(about one per CPU of the process's affinity mask, each). A batch worker passes the CPUs it reserved: FFmpeg sees
+every core of the node, not a Ray reservation, so each one-CPU worker on a 64-core node started tens of threads,
+the encoder's each with buffers of its own, contending with the inference threads the reservation is for.
 """
 from __future__ import annotations
 
 import errno
 import logging
+import operator
 from fractions import Fraction
 from pathlib import Path
 from typing import Optional, Tuple, Union
@@ -33,7 +39,7 @@ from facecycle.files import write_failure
 from ..types import FramePacket
 from .base import Sink, prepare_output
 
-__all__ = ["VideoSink", "X264_PRESETS", "check_x264_preset", "VIDEO_OUT_SUFFIXES"]
+__all__ = ["VideoSink", "X264_PRESETS", "check_x264_preset", "check_video_threads", "VIDEO_OUT_SUFFIXES"]
 
 #: containers that hold the H.264 this sink writes (WebM and Ogg do not: they failed at the first frame)
 VIDEO_OUT_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".ts", ".flv")
@@ -50,6 +56,20 @@ def check_x264_preset(preset: str) -> str:
     if preset not in X264_PRESETS:
         raise UsageError(f"unknown video preset {preset!r} (--video-preset); choose from {', '.join(X264_PRESETS)}")
     return preset
+
+
+def check_video_threads(threads: int) -> int:
+    """``threads`` as an int if it is a whole number >= 0 (0: FFmpeg's choice), else
+    :class:`~facecycle.errors.UsageError` (before any file is made, not when the first frame opens the encoder)."""
+    try:
+        if isinstance(threads, bool):  # True would silently mean one thread
+            raise TypeError
+        n = operator.index(threads)  # ints and numpy ints; not 1.5 or "2"
+    except TypeError:
+        n = -1
+    if n < 0:
+        raise UsageError(f"video encoder threads must be a whole number >= 0 (0: FFmpeg's choice), not {threads!r}")
+    return n
 
 
 def fit_into(img: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -77,13 +97,17 @@ class VideoSink(Sink):
         audio_from: input file whose audio stream is copied (None: no audio).
         preset, crf: libx264 speed/quality.
         overwrite: replace an existing file.
+        threads: the encoder's (and the colour conversion's) thread count; 0 (default) = FFmpeg's choice (about
+            one per CPU this process may run on). :class:`~facecycle.errors.UsageError` for anything but a whole
+            number >= 0.
     """
 
     def __init__(self, path: Union[str, Path], fps: Optional[float] = 30.0, time_base: Optional[Fraction] = None,
                  audio_from: Optional[str] = None, preset: str = "superfast", crf: int = 23,
-                 overwrite: bool = False, codec: str = "libx264") -> None:
+                 overwrite: bool = False, codec: str = "libx264", threads: int = 0) -> None:
         if codec == "libx264":
             check_x264_preset(preset)  # before the file exists, not when the first frame opens the encoder
+        self.threads = check_video_threads(threads)
         self.path = prepare_output(path, overwrite)
         self.fps = Fraction(fps).limit_denominator(1001 * 1000) if fps else Fraction(30)
         self.time_base = time_base or Fraction(1, 90000)
@@ -130,6 +154,10 @@ class VideoSink(Sink):
         cc.colorspace = cc.color_primaries = cc.color_trc = 1 if hd else 6
         cc.color_range = 1
         s.options = {"preset": self.preset, "crf": str(self.crf)}
+        # (the codec opens at the first encode; PyAV refuses a thread count after that). The thread type stays
+        # PyAV's slice threading: libx264 then splits each frame among its threads and returns it at once, with no
+        # frame of latency per thread (the app records live) nor a frame buffer per thread; one thread is one slice
+        cc.thread_count = self.threads
         self._stream = s
         if self.audio_from:
             self._open_audio()
@@ -235,10 +263,12 @@ class VideoSink(Sink):
         if self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1
         self._last_pts = pts
-        # one converter for the file (VideoFrame.reformat makes one, with threads of its own, per call)
+        # one converter for the file (VideoFrame.reformat makes one, with threads of its own, per call); its threads
+        # are capped as the encoder's (0, auto, is one per CPU FFmpeg sees: as many again). The pixels are the same
+        # at any count (tested)
         frame = self._reformatter.reformat(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24"),
                                            format="yuv420p", dst_colorspace=self._colorspace,
-                                           dst_color_range=ColorRange.MPEG)
+                                           dst_color_range=ColorRange.MPEG, threads=self.threads)
         frame.pts = pts
         frame.time_base = self.time_base
         self._mux_audio_until(float(pts * self.time_base))
