@@ -1079,3 +1079,256 @@ def test_pipeline_fps_leaves_the_time_paused_out(monkeypatch):
     s.resume()
     s.t_last, s.frames = 103.0, 31
     assert s.pipeline_fps() == pytest.approx(30.0)
+
+
+# --------------------------------------------------------------------- accessibility, high-DPI screens, large fonts
+def _contrast(a, b) -> float:
+    """WCAG contrast ratio of two QColors."""
+    def lum(c):
+        lin = [v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4 for v in (c.redF(), c.greenF(), c.blueF())]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    hi, lo = sorted((lum(a), lum(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def _activate(qtbot, w):
+    from PyQt6.QtWidgets import QApplication
+
+    w.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is w, timeout=5000)
+
+
+def _big_font(widget, factor=1.5):
+    from PyQt6.QtGui import QFont
+
+    f = QFont(widget.font())
+    f.setPointSizeF(f.pointSizeF() * factor)
+    return f
+
+
+def test_the_first_run_window_fits_a_small_screen(qtbot, tmp_path):
+    """Probe finding: the first-run window was 1180x640 whatever the screen: larger than a 1366x768 laptop screen
+    at 150 % (911x512 logical pixels). It is at most 95 % x 90 % of the screen's available area; a remembered
+    geometry larger than the screen is fitted to it too (by Qt's restoreGeometry)."""
+    from PyQt6.QtCore import QRect, QSettings
+
+    from ui.main_window import DEFAULT_SIZE, first_run_size
+
+    class Screen:
+        def __init__(self, w, h):
+            self.rect = QRect(0, 0, w, h)
+
+        def availableGeometry(self):  # noqa: N802 - Qt's name
+            return self.rect
+
+    assert first_run_size(Screen(911, 512)) == (865, 460)
+    assert first_run_size(Screen(1920, 1080)) == DEFAULT_SIZE
+    w = MainWindow()
+    qtbot.addWidget(w)
+    avail = w.screen().availableGeometry()  # the offscreen platform's screen, 800 px wide
+    assert w.width() <= 0.95 * avail.width() and w.height() <= 0.90 * avail.height(), (w.size(), avail)
+    # a remembered geometry from a larger screen
+    ini = tmp_path / "big.ini"
+    w.resize(avail.width() + 700, avail.height() + 400)
+    s = QSettings(str(ini), QSettings.Format.IniFormat)
+    s.setValue("geometry", w.saveGeometry())
+    s.sync()
+    r = MainWindow(settings=QSettings(str(ini), QSettings.Format.IniFormat))
+    qtbot.addWidget(r)
+    assert r.restore_settings() is True
+    assert r.width() <= avail.width() and r.height() <= avail.height(), (r.size(), avail)
+
+
+def test_screen_readers_get_the_status_numbers_the_bars_and_the_plot(qtbot, window):
+    """Probe finding: the status bar's labels were named "Display rate", "Latency" … (a QLabel exposes its name
+    only: no number reached a screen reader), the dropped frames' split only in the tooltip; the emotion bars and
+    the plot were pixels only."""
+    from ui.bridge import FaceSample
+    from ui.widgets import FaceCard
+
+    window._update_status()
+    for lbl in (window.fps_label, window.pipe_label, window.latency_label):
+        assert lbl.accessibleName() == lbl.text() and "–" in lbl.text(), lbl.accessibleName()
+    assert window.drops_label.accessibleName() == "dropped 0 frames: 0 by the display, 0 by the source"
+    window._latencies.append(0.042)
+    window._update_status()
+    assert window.latency_label.accessibleName() == "latency 42 ms"
+
+    card = FaceCard(1)
+    qtbot.addWidget(card)
+    assert card.bars.accessibleName() and card.plot.accessibleName()
+    assert "no samples" in card.plot.accessibleDescription()
+    em = np.array([0.1, 0.0, 0.05, 0.6, 0.2, 0.05, 0.0], np.float32)
+    for t in range(20):
+        card.add_sample(FaceSample(t / 10, 1, 0.01 * t, em, None))
+    card.refresh()
+    want = "happy 0.60, neutral 0.20, angry 0.10, fear 0.05, sad 0.05, disgust 0.00, surprise 0.00"
+    assert card.bars.accessibleDescription() == want and card.bars.toolTip() == want
+    plot = card.plot.accessibleDescription()
+    assert plot.startswith("last 10 s:") and "intensity max 0.19" in plot, plot
+    assert "top emotions happy 0.60, neutral 0.20, angry 0.10" in plot, plot
+    card.bars.set_values(None)
+    assert "no expression head" in card.bars.accessibleDescription()
+
+
+def test_the_view_and_the_side_panel_show_the_focus(qtbot, window):
+    """Probe finding: the view has the focus at start and the side panel gets it by Tab, but neither showed it (the
+    same pixels focused or not). The view draws a frame in the palette's highlight colour, the panel's border
+    takes that colour."""
+    from PyQt6.QtGui import QPalette
+
+    _activate(qtbot, window)
+    hl = window.palette().color(QPalette.ColorRole.Highlight).rgb()
+    view, panel = window.live_view, window.panel
+    view.setFocus()
+    qtbot.waitUntil(view.hasFocus, timeout=5000)
+    img = view.grab().toImage()
+    assert img.pixelColor(0, img.height() // 2).rgb() == hl and img.pixelColor(img.width() // 2, 1).rgb() == hl
+    unfocused_panel = panel.grab().toImage()
+    assert unfocused_panel.pixelColor(0, unfocused_panel.height() // 2).rgb() != hl
+    panel.setFocus()
+    qtbot.waitUntil(panel.hasFocus, timeout=5000)
+    img = view.grab().toImage()
+    assert img.pixelColor(0, img.height() // 2).rgb() != hl  # the mark goes with the focus
+    img = panel.grab().toImage()
+    assert img.pixelColor(0, img.height() // 2).rgb() == hl and img.pixelColor(img.width() // 2, 1).rgb() == hl
+
+
+def test_the_panels_text_follows_the_font_size(qtbot):
+    """Probe finding: the bars' names and values were a fixed 8 pt in 14-px rows with a 58-px name column, the
+    plot's text 7.5 pt, the thumbnail's note 8 pt (in a style sheet): a large desktop font left them small. They
+    follow the widget's font now (the same sizes at the usual 9 pt), rows and columns measured in it."""
+    from PyQt6.QtGui import QFontMetrics
+
+    from ui.widgets import FaceCard
+    from ui.widgets.style import EMOTIONS, scaled_font
+
+    card = FaceCard(1)
+    qtbot.addWidget(card)
+    bars, plot = card.bars, card.plot
+    if abs(bars.font().pointSizeF() - 9.0) < 1e-6:  # the usual font: the look it had
+        assert bars.geometry_px() == {"row": 14, "label": 58, "value": 38}
+        assert bars.height() == 7 * 14 + 4 and plot.sizeHint().height() == 110
+    small = (bars.height(), plot.minimumHeight(), card.thumb.font().pointSizeF())
+    card.setFont(_big_font(card))  # FontChange reaches the children
+    fm = QFontMetrics(scaled_font(bars.font(), bars.text_scale))
+    g = bars.geometry_px()
+    assert g["row"] > fm.height() and g["label"] > max(fm.horizontalAdvance(n) for n in EMOTIONS)
+    assert bars.height() == 7 * g["row"] + 4 > small[0] and plot.minimumHeight() > small[1]
+    assert card.thumb.font().pointSizeF() == pytest.approx(1.5 * small[2])
+    assert "font-size" not in card.thumb.styleSheet()
+
+
+def test_the_window_fits_a_911_px_screen_with_a_large_font(qtbot, window):
+    """Probe finding: with a 1.5x desktop font, the window could not be made narrower than 955 px, more than the
+    911 logical pixels of a 1366-px screen at 150 %: the toolbar's second and third rows (backend, detector, "file
+    at its own pace", Record, Export CSV; the overlay check boxes) set that width. Their controls wrap onto another
+    line instead; at the usual font the rows are as before (one line each, the window's smallest 699 px)."""
+    assert window.choices_row.wrap.count() == 3 and window.overlay_row.wrap.count() == 5
+    assert window.minimumSizeHint().width() <= 699
+    window.setFont(_big_font(window))
+    window.centralWidget().layout().activate()
+    assert window.minimumSizeHint().width() <= 911, window.minimumSizeHint()
+    window.resize(911, 640)
+    qtbot.waitUntil(lambda: window.width() == 911, timeout=5000)
+    qtbot.wait(50)
+    assert window.overlay_row.lines() > 1
+    right = window.width() - 6
+    for w in (*window.overlay_checks.values(), window.realtime_check, window.record_button, window.csv_button,
+              window.backend_combo, window.detector_combo):
+        r = w.rect().translated(w.mapTo(window, w.rect().topLeft()))
+        assert r.right() <= right and w.width() >= w.sizeHint().width(), (w.accessibleName(), r)
+    checks = list(window.overlay_checks.values())
+    view_top = window.live_view.mapTo(window, window.live_view.rect().topLeft()).y()
+    assert all(c.mapTo(window, c.rect().bottomLeft()).y() < view_top for c in checks)  # above the view, not on it
+
+
+def test_enter_clicks_a_focused_button_and_nothing_else(qtbot, window, monkeypatch):
+    """Probe finding: Enter on a focused button did nothing (Qt gives it to dialogs' buttons only). It clicks the
+    focused button now; no button becomes a default one that Enter elsewhere (the view, a combo box) would click."""
+    from PyQt6.QtTest import QTest
+    from PyQt6.QtWidgets import QFileDialog, QPushButton
+
+    opened = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (opened.append(1), ("", ""))[1])
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: (opened.append(2), "")[1])
+    _activate(qtbot, window)
+    buttons = window.findChildren(QPushButton)
+    assert all(b.autoDefault() and not b.isDefault() for b in buttons), [b.text() for b in buttons]
+    for widget in (window.live_view, window.backend_combo, window.panel):
+        widget.setFocus()
+        QTest.keyClick(widget, Qt.Key.Key_Return)
+    assert not opened and window.session is None and not window.errors
+    window.open_button.setFocus()
+    QTest.keyClick(window.open_button, Qt.Key.Key_Return)
+    window.model_button.setFocus()
+    QTest.keyClick(window.model_button, Qt.Key.Key_Enter)
+    assert opened == [1, 2]
+
+
+def test_the_plot_legend_names_are_readable(qtbot, monkeypatch):
+    """Probe finding: the legend drew each emotion's name in its line's colour, small, on the plot's (28, 28, 30):
+    "fear" 3.88:1, "angry" 4.11:1, under WCAG AA's 4.5:1. The names are light grey; the line sample before each
+    keeps the colour."""
+    from PyQt6.QtGui import QColor, QPainter
+
+    from ui.widgets import TimePlot
+
+    drawn = []
+    original = QPainter.drawText
+
+    def draw_text(self, *args):
+        drawn.append((args[-1], self.pen().color()))
+        return original(self, *args)
+
+    monkeypatch.setattr(QPainter, "drawText", draw_text)
+    plot = TimePlot()
+    qtbot.addWidget(plot)
+    plot.resize(280, 110)
+    em = np.array([0.5, 0.0, 0.3, 0.0, 0.0, 0.0, 0.2], np.float32)  # angry, fear, surprise: the darkest colours
+    for t in range(30):
+        plot.add(t / 10, 0.1, em)
+    plot.grab()
+    names = plot.top_emotions()
+    assert set(names) == {"angry", "fear", "surprise"}
+    colours = {text: c for text, c in drawn if text in names}
+    assert set(colours) == set(names)
+    for name, c in colours.items():
+        assert _contrast(c, QColor(28, 28, 30)) >= 4.5, (name, c.name())
+
+
+def test_the_neutral_thumbnail_uses_the_screens_pixels(qtbot, monkeypatch):
+    """Probe finding: the neutral face was scaled to 64x64 pixels whatever the screen: at 200 % the display stretched
+    it to 128 and blurred it. It is scaled to 64 logical pixels in the screen's pixels."""
+    from ui.widgets import FaceCard
+
+    card = FaceCard(1)
+    qtbot.addWidget(card)
+    shown = []
+    set_pixmap = card.thumb.setPixmap
+    monkeypatch.setattr(card.thumb, "devicePixelRatioF", lambda: 2.0)  # a 200 % screen
+    # what the card hands the label (QLabel.pixmap() gives it back at the label's own ratio, 1 here)
+    monkeypatch.setattr(card.thumb, "setPixmap", lambda pm: (shown.append(pm), set_pixmap(pm))[1])
+    card.set_neutral(np.full((112, 112, 3), 90, np.uint8))
+    pm = shown[-1]
+    assert (pm.width(), pm.height(), pm.devicePixelRatio()) == (128, 128, 2.0)
+    assert pm.deviceIndependentSize().width() == 64
+
+
+def test_errors_and_run_ends_are_announced_in_the_views_description(qtbot, window, tmp_path):
+    """Probe finding: an error or a run's end reached a screen reader nowhere (PyQt6 has no
+    QAccessible.updateAccessibility): the state line and the banner are mirrored into the accessible description
+    of the view, which has the focus."""
+    from ui.main_window import VIEW_HELP
+
+    view = window.live_view
+    assert view.accessibleDescription() == f"idle; {VIEW_HELP}"
+    window.open_source(tmp_path / "missing.mp4", start=True)
+    _wait_finished(qtbot, window)
+    d = view.accessibleDescription()
+    assert d.startswith(window.state_label.text()) and "error: " in d and "no such file" in d, d
+    window.banner.close_button.click()
+    assert "no such file" not in view.accessibleDescription()
+    window.show_error("boom")
+    assert "error: boom" in view.accessibleDescription()

@@ -62,7 +62,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                       help="automation: give up (exit 7) after S seconds (default: 600 with --exit-after, "
                            "else no limit)")
     auto.add_argument("--size", default=None, metavar="WxH",
-                      help="window size (default: the last one, else 1180x640; always 1180x640 in automation)")
+                      help="window size (default: the last one, else 1180x640 or, on a smaller screen, 95%% x 90%% "
+                           "of it; always 1180x640 in automation)")
 
 
 def _parse_size(s: str):
@@ -259,7 +260,7 @@ def run_app(args: argparse.Namespace) -> int:
 
     from PyQt6.QtCore import qInstallMessageHandler
 
-    from .main_window import MainWindow, app_settings
+    from .main_window import DEFAULT_SIZE, MainWindow, app_settings, first_run_size
     from .settings import Overlays
 
     qInstallMessageHandler(_qt_message_handler)
@@ -275,9 +276,13 @@ def run_app(args: argparse.Namespace) -> int:
     given = {"backend": args.backend is not None, "detector": args.detector is not None, "realtime": args.realtime,
              "overlays": bool(args.no_overlays or args.neutralized or args.neutral_thumbnail),
              "geometry": size is not None}
-    restored = win.restore_settings(skip=[k for k, v in given.items() if v])
-    if size is not None or not restored:
-        win.resize(*(size or (1180, 640)))
+    restored = win.restore_settings(skip=[k for k, v in given.items() if v])  # Qt keeps a restored one on screen
+    if size is not None:
+        win.resize(*size)
+    elif automated:
+        win.resize(*DEFAULT_SIZE)  # a scripted run's screenshot is the same on every screen
+    elif not restored:
+        win.resize(*first_run_size(win.screen()))  # 1180x640 was larger than a 1366x768 screen at 150 %
     timeout = args.timeout if args.timeout is not None else (600.0 if args.exit_after is not None else None)
     if timeout is not None and timeout <= 0:
         raise UsageError("--timeout must be > 0")

@@ -8,10 +8,10 @@ import statistics
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Collection, Deque, List, Optional, Sequence, Union
+from typing import Any, Callable, Collection, Deque, List, Optional, Sequence, Tuple, Union
 
 from PyQt6.QtCore import QByteArray, QSettings, Qt, QTimer, pyqtSignal
-from PyQt6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PyQt6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence, QScreen
 from PyQt6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -38,10 +38,10 @@ from realtime.summary import clip_reading
 from .bridge import FrameBridge
 from .session import FILES_NOT_FINISHED, AnalysisSession
 from .settings import Overlays, RunConfig
-from .widgets import ElidedLabel, ErrorBanner, FacePanel, LiveView
+from .widgets import ElidedLabel, ErrorBanner, FacePanel, LiveView, WrapRow
 
 __all__ = ["MainWindow", "backend_choices", "detector_choices", "app_settings", "gui_message", "saved_text",
-           "APP_TITLE", "OUTPUT_ERRORS", "REMEMBERED"]
+           "first_run_size", "APP_TITLE", "OUTPUT_ERRORS", "REMEMBERED", "DEFAULT_SIZE", "VIEW_HELP"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,13 @@ REMEMBERED = ("overlays", "backend", "detector", "realtime", "geometry")
 #: session an end whose files could not be finished (ui.session)
 OUTPUT_ERRORS = OUTPUT_FAILED + (FILES_NOT_FINISHED,)
 
+#: the window's size where nothing else says one (automation always; an interactive first run: at most, see
+#: :func:`first_run_size`)
+DEFAULT_SIZE = (1180, 640)
+
+#: the live view's accessible description after the run's state and any error (:meth:`MainWindow._describe_view`)
+VIEW_HELP = "the analysed video; Space starts or pauses, Esc stops"
+
 #: the button texts of the two outputs, off and on (on: what a click does then)
 RECORD_TEXT = ("● &Record…", "■ Stop &REC")
 CSV_TEXT = ("Export &CSV…", "■ Stop &CSV")
@@ -74,6 +81,18 @@ def app_settings() -> QSettings:
 
 #: an image folder's advice for the command line (realtime.sources.images), which a window user cannot follow
 _CLI_FOLDER_ADVICE = re.compile(r"give them as inputs \(.*\), or the folder to `facecycle batch`, which searches it")
+
+
+def first_run_size(screen: Optional[QScreen] = None) -> Tuple[int, int]:
+    """The window's size on a first run (no size remembered): :data:`DEFAULT_SIZE`, at most 95 % of the width and
+    90 % of the height of the screen's available area (``screen``, else the primary one). A fixed 1180x640 was
+    larger than a 1366x768 laptop screen at 150 % (911x512 logical pixels)."""
+    screen = screen or QGuiApplication.primaryScreen()
+    w, h = DEFAULT_SIZE
+    if screen is None:
+        return w, h
+    avail = screen.availableGeometry()
+    return min(w, int(avail.width() * 0.95)), min(h, int(avail.height() * 0.90))
 
 
 def gui_message(message: str) -> str:
@@ -210,6 +229,7 @@ class MainWindow(QMainWindow):
         self._status_timer.timeout.connect(self._update_status)
         self._status_timer.start()
         self._update_buttons()
+        self._update_status()  # the status bar's accessible names, with their numbers, from the start
 
     # ------------------------------------------------------------------ layout
     def _build_ui(self, backend: str, detector: str, realtime: bool) -> None:
@@ -239,6 +259,11 @@ class MainWindow(QMainWindow):
         self.pause_button.toggled.connect(self._on_pause_toggled)
         self.stop_button = QPushButton("■ S&top", self)
         self.stop_button.clicked.connect(self.stop)
+        # Enter clicks a focused button, as Space does (Qt gives that to dialogs' buttons only). Outside a QDialog
+        # an auto-default button never becomes a default one: Enter elsewhere (the view, a combo) clicks nothing
+        for b in (self.camera_button, self.open_button, self.model_button, self.start_button, self.pause_button,
+                  self.stop_button):
+            b.setAutoDefault(True)
         for w in (self.camera_spin, self.camera_button, self.open_button, self.model_button):
             row1.addWidget(w)
         row1.addWidget(self.source_label, 1)
@@ -269,6 +294,7 @@ class MainWindow(QMainWindow):
         # on, they say what a click does ("■ Stop REC", like the status bar's "● REC") in white on red, not in a
         # faint shade of grey
         for b, texts in ((self.record_button, RECORD_TEXT), (self.csv_button, CSV_TEXT)):
+            b.setAutoDefault(True)  # before the width is measured: the style may reserve room for it
             b.setObjectName("outputButton")
             b.setStyleSheet("QPushButton#outputButton:checked { background-color: #b3261e; color: white; }")
             b.toggled.connect(lambda _on: self._update_output_buttons())
@@ -279,13 +305,19 @@ class MainWindow(QMainWindow):
                 width = max(width, b.sizeHint().width())
             b.setText(texts[0])
             b.setMinimumWidth(width)
+        pairs = []
         for label, combo in ((self.backend_label, self.backend_combo), (self.detector_label, self.detector_combo)):
-            pair = QHBoxLayout()  # a label sits close to its combo (and the row fits the window's smallest width)
-            pair.setSpacing(3)
-            pair.addWidget(label)
-            pair.addWidget(combo)
-            row2.addLayout(pair)
-        row2.addWidget(self.realtime_check)
+            pair = QWidget(self)  # a label sits close to its combo, and wraps with it
+            pair_layout = QHBoxLayout(pair)
+            pair_layout.setContentsMargins(0, 0, 0, 0)
+            pair_layout.setSpacing(3)
+            pair_layout.addWidget(label)
+            pair_layout.addWidget(combo)
+            pairs.append(pair)
+        # the choices wrap onto a second line where the window is narrow (a 1.5x desktop font on a 911-px screen);
+        # Record / Export CSV stay at the right
+        self.choices_row = WrapRow([*pairs, self.realtime_check], self, spacing=root.spacing())  # the rows' gap
+        row2.addWidget(self.choices_row)
         row2.addStretch(1)
         row2.addWidget(self.record_button)
         row2.addWidget(self.csv_button)
@@ -306,7 +338,8 @@ class MainWindow(QMainWindow):
             cb.setToolTip(f"{tip}; applies from the next frame ({self._mnemonic(text)})")
             cb.setAccessibleName(text.replace("&&", "\0").replace("&", "").replace("\0", "&"))
             self.overlay_checks[key] = cb
-            row3.addWidget(cb)
+        self.overlay_row = WrapRow(list(self.overlay_checks.values()), self, spacing=root.spacing())  # as above
+        row3.addWidget(self.overlay_row)
         row3.addStretch(1)
         # the model in use, always in sight (the status bar has no room for it at the window's smallest width)
         self.model_label = ElidedLabel("", self, mode=Qt.TextElideMode.ElideMiddle, min_text="model: defa…")
@@ -314,6 +347,7 @@ class MainWindow(QMainWindow):
         root.addLayout(row3)
 
         self.banner = ErrorBanner(self)
+        self.banner.close_button.clicked.connect(self._describe_view)
         root.addWidget(self.banner)
 
         self.live_view = LiveView(self)
@@ -350,7 +384,7 @@ class MainWindow(QMainWindow):
             sb.addPermanentWidget(w)
         self.setStatusBar(sb)
         self._update_model_label()
-        self.resize(1180, 640)
+        self.resize(*first_run_size(self.screen()))
 
     def _build_actions(self) -> None:
         """Keyboard shortcuts (QActions of the window), the controls' tooltips naming them, accessible names,
@@ -394,11 +428,10 @@ class MainWindow(QMainWindow):
                  (self.open_button, "Open file"), (self.model_button, "Choose model"), (self.pause_button, "Pause"),
                  (self.stop_button, "Stop"), (self.backend_combo, "Backend"), (self.detector_combo, "Detector"),
                  (self.realtime_check, "File at its own pace"), (self.live_view, "Live view"),
-                 (self.panel, "Face panel"), (self.fps_label, "Display rate"), (self.pipe_label, "Pipeline rate"),
-                 (self.latency_label, "Latency"), (self.drops_label, "Dropped frames"))
+                 (self.panel, "Face panel"))
         for w, name in names:
             w.setAccessibleName(name)
-        self.live_view.setAccessibleDescription("the analysed video; Space starts or pauses, Esc stops")
+        self._describe_view()
 
         order = [self.camera_spin, self.camera_button, self.open_button, self.model_button, self.start_button,
                  self.pause_button, self.stop_button, self.backend_combo, self.detector_combo, self.realtime_check,
@@ -481,7 +514,7 @@ class MainWindow(QMainWindow):
                                        view_size=lambda: self.live_view.target_size)
         self.sessions_run += 1
         self._run_desc = ""
-        self.state_label.setText(f"starting {cfg.source_label} …")
+        self._set_state(f"starting {cfg.source_label} …")
         self.state_label.setToolTip(f"starting {cfg.source_label}")
         self.session.start()
         self._update_buttons()
@@ -503,7 +536,7 @@ class MainWindow(QMainWindow):
         self._pending_start = False
         if self.session is not None and self.session.is_alive():
             self.session.stop()
-            self.state_label.setText("stopping …")
+            self._set_state("stopping …")
 
     def set_overlays(self, overlays: Overlays) -> None:
         for key, cb in self.overlay_checks.items():
@@ -534,6 +567,24 @@ class MainWindow(QMainWindow):
         log.info("shown in the window: %s", message)
         self.banner.show_error(message)
         self.statusBar().showMessage(message, 10000)
+        self._describe_view()
+
+    def _set_state(self, text: str) -> None:
+        """The state line (left of the status bar), mirrored into the view's accessible description."""
+        self.state_label.setText(text)
+        self._describe_view()
+
+    def _describe_view(self) -> None:
+        """The live view's accessible description: the run's state and the error shown, then its keys. The view
+        has the focus most of the time, and a screen reader is told when its description changes: an error or
+        the end of a run was otherwise only pixels (PyQt6 has no ``QAccessible.updateAccessibility`` to announce
+        them)."""
+        parts = [self.state_label.text()]
+        if not self.banner.isHidden():
+            parts.append(f"error: {self.banner.label.text()}")
+        text = "; ".join([p for p in parts if p] + [VIEW_HELP])
+        if text != self.live_view.accessibleDescription():  # each change is announced: only real ones
+            self.live_view.setAccessibleDescription(text)
 
     def displayed_fps(self) -> float:
         lv = self.live_view
@@ -667,7 +718,7 @@ class MainWindow(QMainWindow):
         d = info.get("detector")
         det = d.get("detector", "") if isinstance(d, dict) else str(d or "")
         self._run_desc = f"{Path(str(src)).name if src != '' else ''}  [{backend}, {det}]"
-        self.state_label.setText(f"running: {self._run_desc}")
+        self._set_state(f"running: {self._run_desc}")
         self.state_label.setToolTip(f"running: {src}  [{backend}, {det}]")
         self.panel.stills = (info.get("input") or {}).get("reading") == "stills"
         self.live_view.set_placeholder("waiting for the first frame …")
@@ -687,7 +738,7 @@ class MainWindow(QMainWindow):
             readings = [r for r in (csv_reading(f) for f in s.finished_files if f.endswith(".csv")) if r]
             text = (f"{reason}" + (f" — saved {saved_text(s.finished_files)}" if s.finished_files else "")
                     + "".join(f"; {r}" for r in readings))
-            self.state_label.setText(text)
+            self._set_state(text)
             self.state_label.setToolTip("\n".join([reason, *(os.path.abspath(f) for f in s.finished_files)]))
             if s.finished_files and self._pending_start:  # the next file starts at once: said for a while
                 previous = f"previous run: {text}"
@@ -730,6 +781,14 @@ class MainWindow(QMainWindow):
                                  + (f" (display {display}, source {source})" if display + source else ""))
         self.drops_label.setToolTip(f"frames not shown: {display} by the display (the window behind the pipeline), "
                                     f"{source} by the source (a live source ahead of the pipeline)")
+        # a screen reader reads a QLabel's accessible name only: a fixed "Display rate" gave it no number. The
+        # names are the texts (the drops with their split, which the text leaves out at 0)
+        for label, name in ((self.fps_label, self.fps_label.text()), (self.pipe_label, self.pipe_label.text()),
+                            (self.latency_label, self.latency_label.text()),
+                            (self.drops_label, f"dropped {display + source} frames: {display} by the display, "
+                                               f"{source} by the source")):
+            if label.accessibleName() != name:  # each change is announced: only real ones
+                label.setAccessibleName(name)
         s = self.session
         parts, tips = [], []
         out = s.outputs if s is not None and s.is_alive() else None
@@ -792,12 +851,12 @@ class MainWindow(QMainWindow):
             return
         if paused:
             s.pause()
-            self.state_label.setText(f"paused: {self._run_desc}" if self._run_desc else "paused")
+            self._set_state(f"paused: {self._run_desc}" if self._run_desc else "paused")
             self.refresh_panel()
         else:
             s.resume()
             self.live_view.restart_rate()
-            self.state_label.setText(f"running: {self._run_desc}" if self._run_desc else "running")
+            self._set_state(f"running: {self._run_desc}" if self._run_desc else "running")
 
     def _on_overlay_toggled(self, _checked: bool) -> None:
         self._apply_overlays(Overlays(**{k: cb.isChecked() for k, cb in self.overlay_checks.items()}))
@@ -914,7 +973,7 @@ class MainWindow(QMainWindow):
         if self._closing and self.isVisible() and self.session is not None and self.session.is_alive():
             waited = time.perf_counter() - self._close_started
             log.warning("still finishing the files after %.0f s", waited)
-            self.state_label.setText(f"finishing files … ({waited:.0f} s)")
+            self._set_state(f"finishing files … ({waited:.0f} s)")
             QTimer.singleShot(5000, self._still_closing)
 
     def closeEvent(self, event: QCloseEvent) -> None:
@@ -923,7 +982,7 @@ class MainWindow(QMainWindow):
             self._closing = True
             self._pending_start = False
             self.session.stop()
-            self.state_label.setText("finishing files …")
+            self._set_state("finishing files …")
             self._close_started = time.perf_counter()
             QTimer.singleShot(int(self.close_timeout * 1000), self._still_closing)
             event.ignore()

@@ -5,14 +5,14 @@ import math
 from typing import Dict, List, Optional
 
 import numpy as np
-from PyQt6.QtCore import QRectF, QSize, Qt
-from PyQt6.QtGui import QColor, QPainter, QPaintEvent, QPixmap
+from PyQt6.QtCore import QEvent, QRectF, QSize, Qt
+from PyQt6.QtGui import QColor, QFontMetrics, QPainter, QPaintEvent, QPixmap
 from PyQt6.QtWidgets import QFrame, QGridLayout, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
 from ..bridge import FaceSample
 from ..imaging import rgb_to_qimage
 from .plot import TimePlot
-from .style import EMOTION_COLORS, EMOTIONS
+from .style import EMOTION_COLORS, EMOTIONS, scaled_font
 
 __all__ = ["EmotionBars", "FaceCard", "FacePanel", "THUMB_TEXT", "THUMB_BACKGROUND"]
 
@@ -21,44 +21,90 @@ THUMB_TEXT, THUMB_BACKGROUND = "#aaaaaa", "#222222"
 
 
 class EmotionBars(QWidget):
-    """Seven horizontal bars (probabilities in ``EMOTIONS`` order), or a note when there is no expression head."""
+    """Seven horizontal bars (probabilities in ``EMOTIONS`` order), or a note when there is no expression head.
+
+    Its text is ``text_scale`` times the widget's font (8 pt at the usual 9 pt); the rows, the name column (the
+    widest emotion name) and the value column are measured in that font, so a large desktop font enlarges them
+    instead of clipping the names. The values are also its tooltip and accessible description, in words
+    (``"happy 0.62, neutral 0.20, …"``, most probable first): a screen reader gets no pixels.
+    """
+
+    text_scale = 0.9  # the bars' labels and values, relative to the widget's font
+    NO_HEAD = "emotions: this model has no expression head"
 
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
         self.values: Optional[np.ndarray] = None
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.setFixedHeight(7 * 14 + 4)
+        self.setAccessibleName("Emotion probabilities")
+        self._apply_font()
+        self._describe()
+
+    def _metrics(self) -> QFontMetrics:
+        return QFontMetrics(scaled_font(self.font(), self.text_scale))
+
+    def geometry_px(self) -> Dict[str, int]:
+        """The layout in px for the current font: ``row`` height, ``label`` (name) and ``value`` column widths.
+        At the usual 9 pt font: 14, 58 and 38, the sizes it had when they were fixed."""
+        fm = self._metrics()
+        pad = 2 * fm.averageCharWidth() + 2
+        return {"row": fm.height() + 1, "label": max(fm.horizontalAdvance(n) for n in EMOTIONS) + pad,
+                "value": fm.horizontalAdvance("0.00") + pad}
+
+    def _apply_font(self) -> None:
+        self.setFixedHeight(7 * self.geometry_px()["row"] + 4)
+        self.updateGeometry()
+
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() == QEvent.Type.FontChange:  # the user's font size: rows and columns follow it
+            self._apply_font()
+            self.update()
+        super().changeEvent(event)
 
     def sizeHint(self) -> QSize:
-        return QSize(240, 7 * 14 + 4)
+        g = self.geometry_px()
+        return QSize(max(240, g["label"] + g["value"] + 144), 7 * g["row"] + 4)
 
     def set_values(self, values: Optional[np.ndarray]) -> None:
         self.values = None if values is None else np.asarray(values, np.float32)
+        self._describe()
         self.update()
+
+    def text(self) -> str:
+        """The values in words, most probable first: ``"happy 0.62, neutral 0.20, …"``."""
+        if self.values is None:
+            return self.NO_HEAD
+        v = np.clip(self.values, 0, 1)
+        return ", ".join(f"{EMOTIONS[i]} {float(v[i]):.2f}" for i in np.argsort(-v, kind="stable"))
+
+    def _describe(self) -> None:
+        text = self.text()
+        if text != self.accessibleDescription():  # Qt tells assistive tools about each change: only real ones
+            self.setAccessibleDescription(text)
+            self.setToolTip(text)
 
     def paintEvent(self, event: QPaintEvent) -> None:
         p = QPainter(self)
-        f = p.font()
-        f.setPointSizeF(8)
-        p.setFont(f)
+        p.setFont(scaled_font(self.font(), self.text_scale))
+        g = self.geometry_px()
+        row, label_w, value_w = g["row"], g["label"], g["value"]
         w = self.width()
-        label_w = 58
         if self.values is None:
             p.setPen(QColor(150, 150, 150))
             p.drawText(QRectF(0, 0, w, self.height()), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
-                       "emotions: this model has no expression head")
+                       self.NO_HEAD)
             p.end()
             return
         for i, name in enumerate(EMOTIONS):
-            y = 2 + i * 14
+            y = 2 + i * row
             p.setPen(QColor(200, 200, 200))
-            p.drawText(QRectF(0, y, label_w, 13), Qt.AlignmentFlag.AlignVCenter, name)
-            bar = QRectF(label_w, y + 2, w - label_w - 40, 10)
+            p.drawText(QRectF(0, y, label_w, row - 1), Qt.AlignmentFlag.AlignVCenter, name)
+            bar = QRectF(label_w, y + 2, max(0, w - label_w - value_w - 2), row - 4)
             p.fillRect(bar, QColor(50, 50, 55))
             v = float(np.clip(self.values[i], 0, 1))
             p.fillRect(QRectF(bar.left(), bar.top(), bar.width() * v, bar.height()), EMOTION_COLORS[name])
-            p.drawText(QRectF(w - 38, y, 38, 13), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
-                       f"{v:.2f}")
+            p.drawText(QRectF(w - value_w, y, value_w, row - 1),
+                       Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, f"{v:.2f}")
         p.end()
 
 
@@ -84,8 +130,10 @@ class FaceCard(QFrame):
         self.thumb = QLabel(self)
         self.thumb.setFixedSize(64, 64)
         self.thumb.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        # #aaa on #222: 6.9:1 (WCAG AA wants 4.5:1 for text this small; #777 was 3.6:1)
-        self.thumb.setStyleSheet(f"background: {THUMB_BACKGROUND}; color: {THUMB_TEXT}; font-size: 8pt;")
+        # #aaa on #222: 6.9:1 (WCAG AA wants 4.5:1 for text this small; #777 was 3.6:1). Its size is not in the
+        # style sheet (a fixed 8 pt there ignored the user's font): see _apply_font
+        self.thumb.setStyleSheet(f"background: {THUMB_BACKGROUND}; color: {THUMB_TEXT};")
+        self._apply_font()
         self.clear_neutral()
         self.thumb.setToolTip("neutral face (enable 'Neutral thumbnail' or 'Neutralized view')")
         self.readout = QLabel(self)
@@ -99,6 +147,16 @@ class FaceCard(QFrame):
         lay.addWidget(self.plot, 3, 0, 1, 2)
         self._refresh_readout()
 
+    thumb_text_scale = 0.9  # the "neutral face off" note, relative to the card's font (8 pt at the usual 9 pt)
+
+    def _apply_font(self) -> None:
+        self.thumb.setFont(scaled_font(self.font(), self.thumb_text_scale))
+
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() == QEvent.Type.FontChange:  # the thumbnail's note has a font of its own: it follows
+            self._apply_font()
+        super().changeEvent(event)
+
     def add_sample(self, s: FaceSample) -> None:
         self.last_seen = s.timestamp
         self.intensity = s.intensity
@@ -111,7 +169,7 @@ class FaceCard(QFrame):
         """Repaint the bars/readout/plot from the latest sample (called once per GUI tick)."""
         self.bars.set_values(self.emotions)
         self._refresh_readout()
-        self.plot.update()
+        self.plot.refresh()
 
     def clear_neutral(self) -> None:
         self.thumb.setPixmap(QPixmap())
@@ -122,8 +180,13 @@ class FaceCard(QFrame):
         -1 = this frame's own), said in the tooltip."""
         if neutral_rgb is None:
             return
+        # scaled to the screen's pixels (64 logical px are 128 at 200 %) and marked so: a 64-px pixmap was
+        # stretched by the display, blurred
+        dpr = self.thumb.devicePixelRatioF() or 1.0
+        size = round(64 * dpr)
         pm = QPixmap.fromImage(rgb_to_qimage(neutral_rgb)).scaled(
-            64, 64, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+            size, size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+        pm.setDevicePixelRatio(dpr)
         self.thumb.setPixmap(pm)
         self.thumb.setToolTip("neutral face of this frame" if neutral_from < 0 else
                               f"neutral face from frame {neutral_from}: this person's least expressive frame "
@@ -166,6 +229,11 @@ class FacePanel(QScrollArea):
         self.max_cards = max_cards
         self.setWidgetResizable(True)
         self.setMinimumWidth(290)
+        # a visible focus mark (Tab reaches the panel, and Space there starts / pauses): the style drew none. The
+        # frame is 2 px either way, so that focus does not move the cards
+        self.setObjectName("facePanel")
+        self.setStyleSheet("QScrollArea#facePanel { border: 2px solid #3c3c40; }"
+                           " QScrollArea#facePanel:focus { border: 2px solid palette(highlight); }")
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         inner = QWidget(self)
         inner.setObjectName("facePanelInner")

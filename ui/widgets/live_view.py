@@ -5,8 +5,8 @@ import time
 from collections import deque
 from typing import Deque, Optional
 
-from PyQt6.QtCore import QRect, QSize, Qt, pyqtSignal
-from PyQt6.QtGui import QColor, QDragEnterEvent, QDropEvent, QImage, QPainter, QPaintEvent
+from PyQt6.QtCore import QRect, QRectF, QSize, Qt, pyqtSignal
+from PyQt6.QtGui import QColor, QDragEnterEvent, QDropEvent, QImage, QPainter, QPaintEvent, QPalette, QPen
 from PyQt6.QtWidgets import QSizePolicy, QWidget
 
 __all__ = ["LiveView", "fit_rect"]
@@ -25,7 +25,8 @@ class LiveView(QWidget):
     """Shows one QImage at a time (:meth:`set_image`), letterboxed.
 
     Counts the **new** frames actually painted (``painted``) and keeps their
-    paint times, from which :meth:`fps` computes the displayed frame rate.
+    paint times, from which :meth:`fps` computes the displayed frame rate. With the focus, a frame in the
+    palette's highlight colour runs along its edges.
 
     Signals:
         fileDropped(str): a local file was dropped on the view.
@@ -34,6 +35,7 @@ class LiveView(QWidget):
 
     fileDropped = pyqtSignal(str)
     framePainted = pyqtSignal(int)
+    focus_width = 2  # px of the focus mark, in the palette's highlight colour, along the view's edges
 
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
@@ -112,6 +114,12 @@ class LiveView(QWidget):
                 self.last_paint = now
                 self._times.append(now)
                 self.framePainted.emit(self.painted)
+        if self.hasFocus():
+            # the view has the focus at start (Space / Esc act on it): without a mark, nothing said where it was.
+            # Qt repaints the widget when it gains or loses the focus
+            p.setPen(QPen(self.palette().color(QPalette.ColorRole.Highlight), self.focus_width))
+            half = self.focus_width / 2
+            p.drawRect(QRectF(area).adjusted(half, half, -half, -half))
         p.end()
 
     # ---- drag and drop -----------------------------------------------
