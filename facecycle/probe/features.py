@@ -77,23 +77,40 @@ class OnnxFeatures(FeatureExtractor):
     def __init__(self, model_dir: Path, threads: int = 0) -> None:
         import onnxruntime as ort
 
+        from ..manifest import GraphSpec, graph_file, io_mismatch, read_manifest
+
         model_dir = Path(model_dir)
+        # the checked reader the backends use: a truncated manifest, a std of 0, a graph outside the folder or one
+        # whose sha256 is not the manifest's were internal errors, files read from elsewhere or silent garbage here
+        self.manifest = read_manifest(model_dir)
         mf = model_dir / "manifest.json"
-        if not mf.is_file():
-            raise ModelError(f"{model_dir}: no manifest.json (not an exported model directory)")
-        self.manifest = json.loads(mf.read_text())
-        g = self.manifest["graphs"]["analyze"]
+        if "analyze" not in self.manifest["graphs"]:
+            raise ModelError(f"{mf}: no 'analyze' graph (the probes read its 'feature' output)")
+        spec = GraphSpec("analyze", self.manifest["graphs"]["analyze"])
+        feature = next((o for o in spec.outputs if o["name"] == "feature"), None)
+        if feature is None or not spec.inputs:
+            raise ModelError(f"{mf}: graph 'analyze' has no 'feature' output (the probes read it)")
+        path = graph_file(model_dir, spec, verify=True)
         so = ort.SessionOptions()
         if threads:
             so.intra_op_num_threads = threads
-        self.sess = ort.InferenceSession(str(model_dir / g["file"]), so, providers=["CPUExecutionProvider"])
-        self.input_name = g["inputs"][0]["name"]
+        try:
+            self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - ORT raises its own InvalidProtobuf/Fail/... types
+            msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            raise ModelError(f"{path}: ONNX Runtime cannot load this graph ({msg})") from None
+        diff = io_mismatch(spec, [(i.name, i.shape) for i in self.sess.get_inputs()],
+                           [(o.name, o.shape) for o in self.sess.get_outputs()])
+        if diff is not None:
+            raise ModelError(f"{path}: {diff} (graph 'analyze' of {mf}); re-export the model")
+        self.input_name = spec.inputs[0]["name"]
+        self.feature_dim = feature["shape"][-1]
         cfg = self.manifest.get("config", {})
         self.cfg = cfg
-        self.image_size = int(cfg.get("image_size", g["inputs"][0]["shape"][-1]))
-        inp = self.manifest.get("input", {})
-        self.mean = inp.get("mean", cfg.get("mean"))
-        self.std = inp.get("std", cfg.get("std"))
+        inp = self.manifest["input"]  # (read_manifest checked it: a size in range, finite mean, std > 0)
+        self.image_size = int(inp["size"])  # the pipeline's size too (config.image_size, where given, is the same)
+        self.mean = inp["mean"]
+        self.std = inp["std"]
         self.crop_scale = float(cfg.get("crop_scale", 1.7))  # 1.7: configs older than the field (as the pipeline)
         self.mirror_invariant = bool(cfg.get("feature_flip", False))
         self.model_dir = model_dir
@@ -103,8 +120,7 @@ class OnnxFeatures(FeatureExtractor):
 
     def describe(self) -> Dict[str, str]:
         return {"feature": "facecycle", "config": json.dumps(self.cfg), "config_name": str(self.cfg.get("name")),
-                "image_size": str(self.image_size),
-                "feature_dim": str(self.manifest["graphs"]["analyze"]["outputs"][0]["shape"][-1])}
+                "image_size": str(self.image_size), "feature_dim": str(self.feature_dim)}
 
 
 class TorchFeatures(FeatureExtractor):
