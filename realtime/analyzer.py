@@ -45,12 +45,13 @@ from .inference import NEUTRAL_PASSES, FaceInference
 from .neutral_reference import NeutralReference
 from .outputs import RunOutputs, first_clash
 from .pipeline import Pipeline
-from .pose import POSE_SOURCE
+from .pose import POSE_SOURCE, face_turn
 from .reid import IdentityReID
 from .sinks import csv_columns, versions
 from .sinks.video_sink import check_video_threads
 from .smoothing import TrackSmoother
 from .sources import Source, VideoSource, open_source
+from .sources.video import rotate_image
 from .tracking import Tracker, detect_faces, iou_matrix
 from .types import Face, FramePacket, as_bgr_image
 
@@ -198,6 +199,10 @@ class Analyzer:
         identity: compute identity codes (needs an identity-stage model).
         reid: re-identify a face after an occlusion by its identity code
             (implies ``identity``).
+        rotate: turn every frame by this many degrees clockwise (0, 90, 180 or 270) before anything reads it, after
+            the file's own rotation tag: a video without its tag, a camera mounted upside down, a person lying
+            down. Boxes, landmarks, pose and the annotated video are in the turned frame. A run whose faces are
+            turned by a right angle says so once, with the value that reads them upright (:data:`TURN_HINT_FACES`).
         smooth: One Euro smoothing of pose, intensity, emotions and codes per track.
         threads: ONNX Runtime intra-op threads per model session (1 keeps the stages
             from fighting over a small CPU). The detector's session always runs on one thread: its outputs
@@ -251,11 +256,13 @@ class Analyzer:
                  calibration: Optional[str] = None, neutral_passes: Optional[int] = None,
                  neutral_reference: Union[bool, Dict[str, Any]] = True,
                  neutral_lookahead: Optional[bool] = None, baseline_lookahead: bool = False,
-                 adapt_detect_size: bool = True, mirror_detect: bool = False) -> None:
+                 adapt_detect_size: bool = True, mirror_detect: bool = False, rotate: int = 0) -> None:
         # the one place these are checked (the CLI passes its options straight through; neutral_passes is checked
         # by FaceInference, which every entry point builds)
         if detect_every < 1:
             raise UsageError("detect_every (--detect-every) must be >= 1")
+        if isinstance(rotate, bool) or rotate not in (0, 90, 180, 270):
+            raise UsageError(f"rotate (--rotate) must be 0, 90, 180 or 270 (degrees clockwise), not {rotate!r}")
         if max_faces is not None and max_faces < 1:
             raise UsageError("max_faces (--max-faces) must be >= 1")
         if threads < 1:
@@ -299,6 +306,7 @@ class Analyzer:
             self.backend.close()
             raise
         self.detect_every = int(detect_every)
+        self.rotate = int(rotate)
         self.adapt_detect_size = bool(adapt_detect_size)
         # a photo's look at a larger size (Detector.detect_still) follows the same choice: an explicit
         # --detect-size is kept as given there too (a review's finding: photos took the look regardless)
@@ -416,7 +424,9 @@ class Analyzer:
         from fractions import Fraction
 
         img = as_bgr_image(image)
-        if isinstance(image, np.ndarray) and np.shares_memory(img, image):
+        if self.rotate:
+            img = turn_clockwise(img, self.rotate)  # (a new array)
+        elif isinstance(image, np.ndarray) and np.shares_memory(img, image):
             img = img.copy()  # the packet keeps its own pixels when the caller refills their array
         p = FramePacket(index=index, pts=None, time_base=Fraction(1, 1000), timestamp=timestamp, image=img)
         token = object()
@@ -449,6 +459,8 @@ class Analyzer:
                           **self._model_checksums()},
                 "backend": self.backend.describe(), "detector": self.detector.describe(),
                 "detect_every": self.detect_every, "adapt_detect_size": self.adapt_detect_size,
+                # frames turned clockwise before reading (the key is absent when 0, as before it existed)
+                **({"rotate": self.rotate} if self.rotate else {}),
                 "max_faces": self.max_faces, "pose_source": POSE_SOURCE,
                 "smoothing": "one-euro" if self.smooth else None,
                 "smoothing_params": TrackSmoother().describe(SMOOTHED) if self.smooth else None, "reid": self.reid,
@@ -506,6 +518,16 @@ def queue_size_for(asked: int, width: Optional[int], height: Optional[int], queu
         return asked
     fit = QUEUE_BYTES // max(1, int(width) * int(height) * 3 * max(1, queues))
     return max(1, min(int(asked), int(fit)))
+
+
+#: a run looks at how far its first this many faces are turned from upright (their landmarks), and says once where
+#: 80 % of them are turned by one right angle (upside down, on their side): the model reads them wrongly
+TURN_HINT_FACES = 30
+
+
+def turn_clockwise(image: np.ndarray, degrees: int) -> np.ndarray:
+    """``image`` (H, W, C) turned by ``degrees`` (a multiple of 90) clockwise: the ``rotate`` option."""
+    return rotate_image(image, -degrees)
 
 
 #: seconds between a run's first looks at a larger size for small faces (adapt_detect_size), how many, and
@@ -641,6 +663,8 @@ class Run:
         #: size for faces it misses (adapt_detect_size), and how many looks it took
         self._detect_side = analyzer.detector.max_side
         self._looking = bool(analyzer.adapt_detect_size and self._detect_side)
+        #: how far the first faces are turned from upright (:meth:`_note_turns`); None once decided
+        self._turns: Optional[List[float]] = []
         self._looks_done = 0
         self._size_look_ts = -math.inf
         #: read the file once ahead for the track reference (see Analyzer.process_video)
@@ -736,6 +760,8 @@ class Run:
     # ------------------------------------------------------------- stages
     def _detect_stage(self, p: FramePacket) -> FramePacket:
         t = time.perf_counter()
+        if self.analyzer.rotate:  # (the first stage: every later one, the outputs included, sees the turned frame)
+            p.image = turn_clockwise(p.image, self.analyzer.rotate)
         rec = self._replay.pop(p.index, None) if self._replay is not None else None
         if rec is not None:  # the look-ahead's first pass saw this frame: its faces, tracks and cut, as they were
             p.faces, p.scene_cut, ran = rec
@@ -767,6 +793,8 @@ class Run:
             faces.sort(key=lambda f: f.track_id)
         self._kept_faces = {f.track_id for f in faces}
         p.faces = faces
+        if self._turns is not None and faces and not self.src.stills:
+            self._note_turns(faces)
         if self.src.stills:  # a face that fills its picture is read from the whole picture, as the probes read it
             an.inference.frame_as_still(p)
         p.scene_cut = self.tracker.last_cut
@@ -774,6 +802,32 @@ class Run:
             self._detected.add(p.index)
         p.stats["detect"] = time.perf_counter() - t
         return p
+
+    def _note_turns(self, faces: List[Face]) -> None:
+        """Collect how far the first faces are turned from upright (:func:`face_turn`); once
+        :data:`TURN_HINT_FACES` are in, say once where most are turned by the same right angle (upside down, on
+        their side), with the ``rotate`` that reads them upright, and record it in the sidecar (``orientation``).
+        The model reads a face rolled beyond 60° as another emotion (no crop is levelled that far: a neutral talker
+        turned upside down read "sad" at p 0.72, every frame detected)."""
+        for f in faces:
+            turn = face_turn(f.landmarks)
+            if turn is not None:
+                self._turns.append(turn)
+        if len(self._turns) < TURN_HINT_FACES:
+            return
+        turns, self._turns = self._turns, None  # decided
+        quarters = [int(round(t / 90.0)) % 4 for t in turns if abs((t + 45.0) % 90.0 - 45.0) <= 30.0]
+        k = max(range(4), key=quarters.count)
+        share = quarters.count(k) / len(turns)
+        if k == 0 or share < 0.8:
+            return
+        fix = (self.analyzer.rotate - 90 * k) % 360  # the --rotate, all told, that reads them upright
+        what = "upside down" if k == 2 else f"turned 90° {'clockwise' if k == 1 else 'anti-clockwise'}"
+        self.info["orientation"] = {"faces_turned_deg": 90 * k, "share": round(share, 3), "faces": len(turns),
+                                    "rotate_upright": fix}
+        log.warning("%s: %d of the first %d faces are %s (the model reads turned faces wrongly: a video without "
+                    "its rotation tag, a camera mounted turned, a person lying down?): --rotate %d reads them "
+                    "upright", self.src.name, quarters.count(k), len(turns), what, fix)
 
     def _look_interval(self, faces: List[Face], image: np.ndarray) -> float:
         """Seconds after the last look at a larger size (:meth:`_look_for_small_faces`) that this frame may get one:
@@ -1008,6 +1062,9 @@ class Run:
             if self.baseline_ahead:
                 self.baseline.seed(first.baseline.histories())
             self._replay = first._record
+        self._turns = None  # the first reading said it where it had to: not twice
+        if "orientation" in first.info:
+            self.info["orientation"] = first.info["orientation"]
         if "detect_size" in first.info:  # the first reading raised it: this one detects (and says) the same
             self.info["detect_size"] = first.info["detect_size"]
             self.analyzer.detector.max_side = first.info["detect_size"]["used"]

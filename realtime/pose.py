@@ -14,11 +14,13 @@ This is a coarse estimate (5 points, generic shape): ±10° is typical.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import cv2
 import numpy as np
 
-__all__ = ["POSE_SOURCE", "FACE_MODEL_5", "estimate_pose", "rotation_to_euler", "euler_to_rotation", "camera_matrix"]
+__all__ = ["POSE_SOURCE", "FACE_MODEL_5", "estimate_pose", "rotation_to_euler", "euler_to_rotation", "camera_matrix",
+           "face_turn"]
 
 POSE_SOURCE = "landmarks-pnp"
 
@@ -30,6 +32,27 @@ FACE_MODEL_5 = np.array([
     [-25.0, 72.0, -5.0],
     [25.0, 72.0, -5.0],
 ], np.float64)
+
+
+def face_turn(landmarks: Optional[np.ndarray]) -> Optional[float]:
+    """How far a face is turned in the picture from upright, degrees clockwise in (-180, 180]: the direction from
+    the eyes' midpoint to the mouth corners' midpoint (straight down on an upright face). Unlike the eye line
+    (:func:`realtime.crops.level_angle`), it holds for a face upside down, whose eyes the detector may place in
+    either order. None for missing or non-finite landmarks, or eyes and mouth at one point.
+
+    Args:
+        landmarks: (5, 2) frame pixels (x, y): the eyes, the nose, the mouth corners.
+    """
+    if landmarks is None:
+        return None
+    lm = np.asarray(landmarks, np.float64).reshape(-1, 2)
+    if lm.shape[0] < 5 or not np.isfinite(lm).all():
+        return None
+    vx, vy = (lm[3] + lm[4] - lm[0] - lm[1]) / 2.0
+    if vx == 0.0 and vy == 0.0:
+        return None
+    turn = -math.degrees(math.atan2(vx, vy)) + 0.0  # (+ 0.0: no -0.0)
+    return 180.0 if turn <= -180.0 else turn
 
 
 def rotation_to_euler(R: np.ndarray) -> np.ndarray:
