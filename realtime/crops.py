@@ -16,7 +16,7 @@ import numpy as np
 
 __all__ = ["DEFAULT_SCALE", "framing_scale", "loose_square_box", "crop_square", "crop_faces", "paste_square",
            "StillFramer", "FRAMINGS", "WHOLE_ABOVE", "whole_picture_square", "level_angle",
-           "LEVEL_FROM_DEG", "LEVEL_FULL_DEG"]
+           "LEVEL_FROM_DEG", "LEVEL_FULL_DEG", "outside_share"]
 
 #: crop side / longer side of the detector's face box
 DEFAULT_SCALE = 1.7
@@ -86,6 +86,25 @@ def loose_square_box(box_xyxy: Sequence[float], scale: float = DEFAULT_SCALE) ->
     side = max(1, int(round(max(x2 - x1, y2 - y1) * float(scale))))
     cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
     return int(round(cx - side / 2.0)), int(round(cy - side / 2.0)), side
+
+
+def outside_share(square: Sequence[float], width: int, height: int) -> float:
+    """The share (0–1) of ``square`` (x0, y0, side) that lies outside a ``width``×``height`` frame: the part
+    :func:`crop_square` fills by repeating the frame's edge pixels. 0 for a square wholly inside; NaN for a square
+    of no area or a frame of no size (nothing is known).
+
+    A face cut by the frame's edge has its box clipped to the visible part, and the square centred on that box
+    reaches past the edge: a quarter to a third of such a crop is streaks of edge pixels, on which the readings
+    and the pose go wrong (docs/csv.md, ``crop_outside``). Reported, not corrected: training cuts the same crops.
+    """
+    x0, y0, side = (float(v) for v in square[:3])
+    w, h = float(width), float(height)
+    if not (side > 0.0 and w > 0.0 and h > 0.0) or not math.isfinite(x0 + y0 + side):
+        return math.nan
+    inside_x = max(0.0, min(w, x0 + side) - max(0.0, x0))
+    inside_y = max(0.0, min(h, y0 + side) - max(0.0, y0))
+    # clamped: float rounding must not give a share a hair below 0 for a square that fits exactly
+    return min(1.0, max(0.0, 1.0 - (inside_x * inside_y) / (side * side)))
 
 
 def crop_square(image: np.ndarray, square: Tuple[int, int, int], size: int, angle: float = 0.0) -> np.ndarray:

@@ -38,6 +38,7 @@ from .crops import (
     crop_square,
     level_angle,
     loose_square_box,
+    outside_share,
     whole_picture_square,
 )
 from .heads import ExpressionHead
@@ -141,6 +142,8 @@ class FaceInference:
             ident = self.backend.run("identity", {"image": x})["identity"] if self.identity else None
             for i, f in enumerate(faces):
                 f.crop_box = squares[i]
+                # here, where the square and the frame meet: the edge-filled share of the model's input
+                f.crop_outside = outside_share(squares[i], w, h)
                 f.read_angle = angles[i]
                 f.code = out["code"][i]
                 f.feature = out["feature"][i]

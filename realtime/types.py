@@ -156,6 +156,11 @@ class Face:
             :mod:`realtime.neutral_reference`), or -1 when it is this frame's own.
         identity: (code_dim,) float32 identity code, or None.
         crop_box: (x0, y0, side) of the square crop in frame pixels.
+        crop_outside: the share (0–1) of ``crop_box``, in frame pixels, that lies outside the frame and was filled
+            by repeating edge pixels (:func:`realtime.crops.outside_share`): 0 for a face wholly inside, more for a
+            face cut by the frame's edge (its box is clipped to the visible part, the square centred on that);
+            NaN where unknown (before inference). Set where the crop box is made (:mod:`realtime.inference`); the
+            CSV's ``crop_outside`` (docs/csv.md: from about 0.2 the readings and the pose are not to be trusted).
         read_angle: degrees the crop was turned by about its centre before the expression (``feature``, ``code``,
             ``emotions``, ``intensity``) was read from it, so that a tilted head's eyes come out level
             (:func:`realtime.crops.level_angle`; 0: upright). ``flow`` and ``neutral`` are the upright ``crop_box``'s.
@@ -184,6 +189,7 @@ class Face:
     neutral_from: int = -1
     identity: Optional[np.ndarray] = None
     crop_box: Optional[tuple] = None
+    crop_outside: float = float("nan")
     read_angle: float = 0.0
     flow_intensity: float = float("nan")
     rel_intensity: float = float("nan")

@@ -104,7 +104,7 @@ def _side(path: Path) -> dict:
 # ------------------------------------------------------------------------------ 1. the CSV's last row
 def test_a_full_disk_mid_row_leaves_complete_rows_only(cli, tmp_path, clip, monkeypatch, code_dim):
     """Half of frame 6's rows reach the disk, then it is full: they are cut off again, so the CSV ends with frame
-    5's last line and the sidecar's counts match it (it ended mid-row, 124 of 298 fields, read by pandas as a row of
+    5's last line and the sidecar's counts match it (it ended mid-row, 124 of 299 fields, read by pandas as a row of
     empty cells)."""
     import realtime.sinks.csv_sink as csv_sink
 

@@ -358,14 +358,14 @@ def test_run_outputs_switch_while_the_run_goes(tmp_path):
 
 def test_csv_columns_contract():
     cols = csv_columns(256)
-    assert cols[:9] == ["frame", "face_id", "timestamp", "confidence", "success", "face_x", "face_y", "face_w",
-                        "face_h"]
-    assert cols[9:19] == [f"lmk_x_{i}" for i in range(5)] + [f"lmk_y_{i}" for i in range(5)]
-    assert cols[19:24] == ["pose_Rx", "pose_Ry", "pose_Rz", "expr_intensity", "emotion"]
-    assert cols[24:31] == [f"emotion_{e}" for e in EMOTIONS]
-    assert cols[31:35] == ["flow_intensity", "baseline_ready", "rel_intensity", "rel_code_dist"]
-    assert cols[35:42] == [f"rel_emotion_{e}" for e in EMOTIONS]
-    assert cols[42:] == [f"exp_{i}" for i in range(256)]
+    assert cols[:10] == ["frame", "face_id", "timestamp", "confidence", "success", "face_x", "face_y", "face_w",
+                         "face_h", "crop_outside"]  # crop_outside: beside the box (tests/test_crop_outside.py)
+    assert cols[10:20] == [f"lmk_x_{i}" for i in range(5)] + [f"lmk_y_{i}" for i in range(5)]
+    assert cols[20:25] == ["pose_Rx", "pose_Ry", "pose_Rz", "expr_intensity", "emotion"]
+    assert cols[25:32] == [f"emotion_{e}" for e in EMOTIONS]
+    assert cols[32:36] == ["flow_intensity", "baseline_ready", "rel_intensity", "rel_code_dist"]
+    assert cols[36:43] == [f"rel_emotion_{e}" for e in EMOTIONS]
+    assert cols[43:] == [f"exp_{i}" for i in range(256)]
 
 
 def test_csv_rows_parse_with_and_without_faces(tmp_path):

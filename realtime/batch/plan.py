@@ -309,8 +309,8 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
     Covered: the model (sha256 of ``manifest.json``, which lists every graph's sha256, and of the expression
     head), the detector and its model file, detection and analysis options (with neutral faces, the number of
     neutralization passes, default or not, and the track reference's rule), the tracker's scene-cut rule,
-    precision and calibration video, the outputs asked for, ``max_frames``, the video preset and audio, and the
-    facecycle version.
+    precision and calibration video, the outputs asked for, the CSV's columns (with CSVs), ``max_frames``, the video
+    preset and audio, and the facecycle version.
     Not covered: thread counts and worker counts (they change speed, not numbers)."""
     import facecycle
     from facecycle.assets import default_model_dir
@@ -324,6 +324,7 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
     from ..inference import NEUTRAL_PASSES
     from ..neutral_reference import NeutralReference
     from ..reid import IdentityReID
+    from ..sinks.csv_sink import csv_columns
     from ..tracking import Tracker
 
     a = dict(settings.analyzer)
@@ -371,10 +372,16 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
                  and a.get("neutral_lookahead") is not False else {}),
               # the rel_* columns' baseline read ahead (the key is absent when off, as before it existed)
               **({"baseline_lookahead": True} if a.get("baseline_lookahead") else {}),
+              # every frame turned before it is read (--rotate; the key is absent when 0, as before it existed)
+              **({"rotate": int(a["rotate"])} if a.get("rotate") else {}),
               # the tracker's scene-cut rule shapes face_id (tracks end at cuts)
               "tracker": Tracker().describe(),
               # only with --reid (the key's absence keeps the fingerprints of runs without it)
               **({"reid_rule": {"threshold": reid.threshold, "window_s": reid.window}} if a.get("reid") else {}),
+              # the CSV's header before the code (exp_*, sized by the model, fingerprinted with it): a column added
+              # or moved makes a batch redo its inputs, so that one dataset never holds two headers (the Parquet
+              # writer refuses CSVs whose columns differ). Only with CSVs: a --no-csv batch keeps its fingerprint
+              **({"csv_columns": ",".join(csv_columns(0))} if settings.csv else {}),
               "csv": settings.csv, "video": settings.video, "max_frames": settings.max_frames,
               "audio": settings.audio if settings.video else None,
               "video_preset": settings.video_preset if settings.video else None}

@@ -33,6 +33,8 @@ def csv_columns(code_dim: int, file_column: bool = False) -> List[str]:
     """The CSV header for a model with ``code_dim``-d expression codes; ``file_column``: a last column ``file``,
     the image each row comes from (image folders)."""
     cols = ["frame", "face_id", "timestamp", "confidence", "success", "face_x", "face_y", "face_w", "face_h"]
+    # beside the box it qualifies: how much of the face's crop lies past the frame's edge (Face.crop_outside)
+    cols += ["crop_outside"]
     cols += [f"lmk_x_{i}" for i in range(5)] + [f"lmk_y_{i}" for i in range(5)]
     cols += ["pose_Rx", "pose_Ry", "pose_Rz", "expr_intensity", "emotion"]
     cols += [f"emotion_{e}" for e in EMOTIONS]
@@ -74,7 +76,7 @@ def _face_row(p: FramePacket, f: Face, code_dim: int) -> str:
     lm = f.landmarks
     x0, y0, x1, y1 = (float(v) for v in b[:4])  # float64: a width of float32 extremes must not overflow
     parts = [str(p.index), str(f.track_id), "%.6f" % p.timestamp, "%.4f" % f.score, "1",
-             _f(x0, "%.2f"), _f(y0, "%.2f"), _f(x1 - x0, "%.2f"), _f(y1 - y0, "%.2f")]
+             _f(x0, "%.2f"), _f(y0, "%.2f"), _f(x1 - x0, "%.2f"), _f(y1 - y0, "%.2f"), _f(f.crop_outside)]
     parts += _fs(lm[:, 0], "%.2f") + _fs(lm[:, 1], "%.2f")
     pose = f.pose if f.pose is not None else (math.nan,) * 3
     parts += _fs(pose, "%.5f")
@@ -97,6 +99,8 @@ def _face_row(p: FramePacket, f: Face, code_dim: int) -> str:
     return ",".join(parts)
 
 
+#: the cells a no-face row writes itself (frame, face_id, timestamp, confidence, success); the rest are made empty
+_LEAD = csv_columns(0).index("success") + 1
 _READY = csv_columns(0).index("baseline_ready")  # before the exp_* columns: the same index for every code_dim
 
 
@@ -105,8 +109,8 @@ def format_rows(packet: FramePacket, code_dim: int, file_column: bool = False) -
     ``file_column``, each ends with the name of the frame's file (:func:`csv_columns`)."""
     end = (_file_field(packet) if file_column else "") + "\n"
     if not packet.faces:  # success 0; every cell after it empty but baseline_ready, 0 (an int column: csv.md)
-        cells = [""] * (len(csv_columns(code_dim)) - 5)
-        cells[_READY - 5] = "0"
+        cells = [""] * (len(csv_columns(code_dim)) - _LEAD)  # crop_outside among them: no face, no crop
+        cells[_READY - _LEAD] = "0"
         # confidence written as a float (its `0` made pandas read the column of a face-less file as int64, and a
         # concat of several files as object)
         return f"{packet.index},-1,{packet.timestamp:.6f},0.0000,0," + ",".join(cells) + end
