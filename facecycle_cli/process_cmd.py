@@ -269,7 +269,7 @@ def _open_folder(path: Path, images: str):
 
 
 def _outputs_for(inputs: List[str], args: argparse.Namespace) -> List[dict]:
-    from realtime.batch.job import annotated_suffix
+    from realtime.batch.job import annotated_suffix, not_a_file
     from realtime.batch.plan import url_stem
     from realtime.sinks import check_output_name
 
@@ -305,25 +305,67 @@ def _outputs_for(inputs: List[str], args: argparse.Namespace) -> List[dict]:
         for q in (plan["csv"], plan["video"], out_dir / f"{stem}.json"):
             if q is not None:
                 check_output_name(q)
+        # a folder at the CSV's or sidecar's path, even with --overwrite: said before any file is made (a CSV was
+        # written, then the sidecar failed). (The annotated output of an image folder is a folder: not checked)
+        side = out_dir / f"{stem}.json"
+        bad = not_a_file({"csv": plan["csv"], "sidecar": side if plan["csv"] is not None else None}, inp,
+                         folders_only=True)
+        if bad is not None:
+            raise OutputError(bad)
         # what a run left that failed before its first frame (a pipe that sent no picture) holds no data: it is
         # replaced, so that the corrected command runs without --overwrite
-        plan["replace"] = not args.overwrite and _failed_before_first_frame(out_dir / f"{stem}.json")
+        plan["replace"] = not args.overwrite and _failed_before_first_frame(out_dir / f"{stem}.json", plan["csv"])
         for k in ("csv", "video"):  # the failed run made no video (its sidecar names none): one there is another's
             if plan[k] is not None and plan[k].exists() and not (args.overwrite or (plan["replace"] and k == "csv")):
                 raise OutputError(f"{plan[k]}: exists (use --overwrite to replace it)")
-        side = out_dir / f"{stem}.json"  # the CSV's sidecar: a user's own notes of that name were replaced silently
+        # the CSV's sidecar (side): a user's own notes of that name were replaced silently
         if plan["csv"] is not None and side.exists() and not (args.overwrite or plan["replace"]):
             raise OutputError(f"{side}: exists (use --overwrite to replace it)")
         plans.append(plan)
     return plans
 
 
-def _failed_before_first_frame(sidecar: Path) -> bool:
-    """Whether ``sidecar`` records a run that failed before writing any frame (its CSV holds the header only)."""
+def _failed_before_first_frame(sidecar: Path, csv: Optional[Path]) -> bool:
+    """Whether ``sidecar`` records a run that failed before writing any frame and ``csv`` (None: not written by this
+    run) holds no data: missing, empty, or a facecycle CSV header alone. Both are checked: a damaged sidecar
+    (``[1]``) was an internal error, and one that said ``"frames": []`` let a user's CSV be replaced without
+    --overwrite."""
     from realtime.sinks import read_sidecar
 
-    info = read_sidecar(sidecar) if sidecar.is_file() else None
-    return bool(info) and info.get("status") == "failed" and not info.get("frames") and not info.get("rows")
+    info = read_sidecar(sidecar)  # (None: missing, unreadable, or not a JSON object)
+    if info is None or info.get("status") != "failed":
+        return False
+    for k in ("frames", "rows"):  # absent where the CSV never opened; else the counts the run wrote: 0
+        v = info.get(k)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v != 0):
+            return False
+    return csv is None or _holds_no_rows(csv)
+
+
+#: more than any CSV header facecycle writes (298 columns: about 3 KB): a longer file holds rows
+_HEADER_MAX = 1 << 20
+
+
+def _holds_no_rows(csv: Path) -> bool:
+    """Whether ``csv`` is missing, empty, or one line that is a header :class:`realtime.sinks.CsvSink` writes
+    (``csv_columns`` of its ``exp_*`` count, with or without ``file``): nothing another run may not replace."""
+    from realtime.sinks.csv_sink import csv_columns
+
+    if not (csv.exists() or csv.is_symlink()):
+        return True
+    if not csv.is_file():  # a folder, a FIFO (whose read would wait): not this tool's CSV
+        return False
+    try:
+        with open(csv, "rb") as f:
+            data = f.read(_HEADER_MAX + 1)
+    except OSError:
+        return False
+    if not data:
+        return True
+    if len(data) > _HEADER_MAX or not data.endswith(b"\n") or data.count(b"\n") != 1:
+        return False
+    cols = data[:-1].decode("ascii", errors="replace").split(",")
+    return cols == csv_columns(sum(c.startswith("exp_") for c in cols), cols[-1] == "file")
 
 
 def _check_parquet_exists(dest: Path, overwrite: bool, since_start: bool = False) -> None:

@@ -171,14 +171,24 @@ class ExpressionSummary:
 def clip_reading(summary: Optional[Dict[str, object]]) -> Optional[Dict[str, object]]:
     """The compact per-input reading of a sidecar's ``summary`` (all faces): ``{emotion, p, runner_up, margin,
     face_rows, intensity_median, mean_emotions, top_emotions}``, or None when no face row carried emotions.
-    ``batch.json`` lists it per input and ``facecycle process`` prints it."""
-    faces = (summary or {}).get("faces") or {}
+    ``batch.json`` lists it per input, ``facecycle process`` prints it and the app shows it. A summary read back
+    from a file that is not as a run wrote it (another program's JSON, a damaged sidecar) gives None too: its
+    fields were indexed as written, and a ``"summary": "x"`` stopped a whole batch with an internal error."""
+    faces = summary.get("faces") if isinstance(summary, dict) else None
     if not isinstance(faces, dict) or not faces.get("emotion"):
         return None
     name = str(faces["emotion"])
-    means = dict(faces["mean_emotions"])  # type: ignore[arg-type]
+    means = faces.get("mean_emotions")
+    if (not isinstance(means, dict) or name not in means or len(means) < 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                       for v in means.values())
+            or not isinstance(faces.get("rows"), int) or isinstance(faces.get("rows"), bool)):
+        return None
+    means = dict(means)
     inten = faces.get("intensity") or {}
-    runner = faces.get("runner_up") or max((e for e in means if e != name), key=lambda e: means[e])
+    runner = faces.get("runner_up")
+    if runner not in means or runner == name:
+        runner = max((e for e in means if e != name), key=lambda e: means[e])
     return {"emotion": name, "p": means[name], "runner_up": runner, "margin": round(means[name] - means[runner], 5),
             "face_rows": faces["rows"],
             "intensity_median": inten.get("median") if isinstance(inten, dict) else None, "mean_emotions": means,

@@ -172,3 +172,24 @@ def test_a_near_tie_names_the_runner_up(tmp_path):
         line = _reading(side)
         assert ("angry close behind at 0.28" in line) == close, line
         assert clip_reading(s.to_dict())["runner_up"] == d["runner_up"]
+
+
+def test_a_damaged_summary_read_back_gives_no_reading():
+    """The end line, batch.json and the app read a summary back from a sidecar file: one another program wrote, or a
+    damaged one, gives no reading instead of an internal error (``"summary": "x"`` stopped a whole batch)."""
+    from realtime.summary import clip_reading
+
+    good = {"faces": {"emotion": "happy", "rows": 12, "runner_up": "sad",
+                      "mean_emotions": {"happy": 0.6, "sad": 0.3, "neutral": 0.1}, "intensity": {"median": 0.5}}}
+    r = clip_reading(good)
+    assert r["emotion"] == "happy" and r["runner_up"] == "sad" and r["margin"] == 0.3 and r["face_rows"] == 12
+    for bad in ("x", [1], None, {"faces": "x"}, {"faces": {"emotion": "happy"}},
+                {"faces": {**good["faces"], "mean_emotions": [1]}},
+                {"faces": {**good["faces"], "mean_emotions": {"sad": 0.3, "neutral": 0.1}}},  # the emotion absent
+                {"faces": {**good["faces"], "mean_emotions": {"happy": "0.6", "sad": 0.3}}},
+                {"faces": {**good["faces"], "mean_emotions": {"happy": float("nan"), "sad": 0.3}}},
+                {"faces": {**good["faces"], "mean_emotions": {"happy": 1.0}}},  # no runner-up possible
+                {"faces": {**good["faces"], "rows": "12"}}):
+        assert clip_reading(bad) is None, bad
+    # a runner-up the means do not hold is the means' own second
+    assert clip_reading({"faces": {**good["faces"], "runner_up": "fear"}})["runner_up"] == "sad"

@@ -38,7 +38,7 @@ from ..sinks.sidecar import read_sidecar
 from ..summary import clip_reading
 
 __all__ = ["BatchSettings", "analyze_file", "run_task", "output_paths", "PARTIAL_DIR",
-           "count_csv_rows"]
+           "count_csv_rows", "sidecar_well_typed", "sidecar_reading", "not_a_file"]
 
 log = logging.getLogger(__name__)
 
@@ -265,14 +265,82 @@ def clear_cache() -> None:
         _cache.clear()
 
 
+def _is_int(v: Any) -> bool:
+    """Whether ``v`` is a JSON integer (``true`` is a Python int too, and no count)."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+#: the fields of a sidecar that batch reads back, and the test of each one's type (None, or absent, always passes)
+_FIELD_TYPES: Dict[str, Callable[[Any], bool]] = {
+    "status": lambda v: isinstance(v, str), "fingerprint": lambda v: isinstance(v, str),
+    "error": lambda v: isinstance(v, str), "batch": lambda v: isinstance(v, dict),
+    "stats": lambda v: isinstance(v, dict), "summary": lambda v: isinstance(v, dict)}
+_BATCH_TYPES: Dict[str, Callable[[Any], bool]] = {
+    "input": lambda v: isinstance(v, str), "input_stat": lambda v: isinstance(v, dict), "rows": _is_int,
+    "csv_bytes": _is_int}
+_STATS_TYPES: Dict[str, Callable[[Any], bool]] = {"frames": _is_int, "fps": _is_number}
+
+
+def sidecar_well_typed(info: Any) -> bool:
+    """Whether ``info`` (a sidecar read back) is an object whose fields batch reads have the types batch writes.
+    A damaged or hand-edited one (``"batch": "x"``, ``"stats": [1]``) stopped the whole batch with an internal
+    error before any input ran; it now counts as missing, and its input is redone, as a torn one is."""
+    if not isinstance(info, dict):
+        return False
+    for fields, d in ((_FIELD_TYPES, info), (_BATCH_TYPES, info.get("batch")), (_STATS_TYPES, info.get("stats"))):
+        if not isinstance(d, dict):  # (batch and stats themselves were checked with info's fields)
+            continue
+        if any(d.get(k) is not None and not ok(d[k]) for k, ok in fields.items()):
+            return False
+    return True
+
+
+def sidecar_reading(info: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """:func:`realtime.summary.clip_reading` of a sidecar's ``summary``, or None (none, or damaged: the reading is
+    only reported, in ``batch.json``, and a damaged one must not stop the batch)."""
+    return clip_reading((info or {}).get("summary") if isinstance(info, dict) else None)
+
+
+def not_a_file(paths: Dict[str, Any], what: str, folders_only: bool = False) -> Optional[str]:
+    """One line naming the first of ``paths``' CSV, video and sidecar that exists and is not a regular file (a
+    folder, a FIFO, a device, a link to one), or None. Such a path is never replaced: the sidecar was moved aside
+    with the folder of a user's files inside and then deleted with it, and a CSV there stopped the whole batch
+    with an error naming the output folder. ``what``: the input, as the line names it. ``folders_only``: only a
+    folder counts (``process`` writes into a device a user names, e.g. a CSV linked to ``/dev/null``)."""
+    for k, name in (("csv", "CSV"), ("video", "annotated video"), ("sidecar", "sidecar")):
+        p = paths.get(k)
+        if p is None:
+            continue
+        p = Path(p)
+        try:
+            exists = p.exists() or p.is_symlink()
+            regular = p.is_file() or (p.is_symlink() and not p.exists())  # a dangling link is replaced, not followed
+        except OSError as e:  # a name too long, a folder that cannot be searched: the run itself says so
+            log.debug("%s: not checked (%s)", p, e)
+            continue
+        if exists and not regular and (p.is_dir() or not folders_only):
+            kind = "a folder" if p.is_dir() else "not a regular file"
+            return (f"{p}: {kind}, where {what}'s {name} goes; it is not replaced: move it away (or give another "
+                    "--out-dir)")
+    return None
+
+
 def outputs_complete(out_dir: Union[str, Path], rel: Union[str, Path], settings: "BatchSettings",
                      fingerprint: str) -> Tuple[bool, Optional[Dict[str, Any]]]:
     """True (and the sidecar) when the outputs of the input at ``rel`` under ``out_dir`` are complete: the sidecar
     says ``complete`` with ``fingerprint`` and the CSV and video are there, the CSV of the size recorded; anything
-    else (missing, partial, other settings) means redo. The planner's test (:func:`realtime.batch.plan.is_complete`)
-    and :func:`run_task`'s, once it holds the input's lock."""
+    else (missing, partial, damaged, other settings) means redo. A sidecar whose fields batch reads are not of the
+    types it writes is returned as None (missing): callers read its fields without checking them again. The
+    planner's test (:func:`realtime.batch.plan.is_complete`) and :func:`run_task`'s, once it holds the input's
+    lock."""
     paths = output_paths(out_dir, rel, settings.csv, settings.video)
     info = read_sidecar(paths["sidecar"])  # type: ignore[arg-type]
+    if info is not None and not sidecar_well_typed(info):
+        return False, None
     if not info or info.get("status") != "complete" or info.get("fingerprint") != fingerprint:
         return False, info
     for k in ("csv", "video"):
@@ -339,14 +407,20 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
                 res.update(status="busy", busy=b.holder,
                            error=f"{task['input']}: being processed by another batch ({where}); left to it")
             return res
+        # before anything is moved or deleted: a folder at an output's path was moved aside and deleted with the
+        # user's files inside (the sidecar's), or stopped the whole batch (the CSV's). This input fails; the rest go on
+        bad = not_a_file(paths, task["input"])
+        if bad is not None:
+            res.update(error=bad, error_type="OutputError", exit_code=OutputError.exit_code)
+            return res
         if not task.get("planned_complete"):
             # another batch may have finished this input between this one's planning and its lock (two batches
             # walking one corpus in other orders redid each other's work: 15 runs for 8 inputs, a probe's finding)
             done, info = outputs_complete(task["out_dir"], task["rel"], settings, task["fingerprint"])
-            if done and info is not None:
+            if done and info is not None:  # (well typed: outputs_complete checked the fields read here)
                 st = info.get("stats") or {}
                 res.update(status="skipped", frames=st.get("frames"), fps=st.get("fps"),
-                           rows=(info.get("batch") or {}).get("rows"), reading=clip_reading(info.get("summary")),
+                           rows=(info.get("batch") or {}).get("rows"), reading=sidecar_reading(info),
                            time_s=round(time.perf_counter() - t0, 3))
                 return res
         work_root.mkdir(parents=True, exist_ok=True)  # (made by the lock too, where the OS has one)
@@ -359,7 +433,8 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
         # the commit marker goes first: a crash from here on means "redo". It is kept aside with the outputs it
         # vouched for, which a failed attempt moves there too (below)
         old = work_root / SUPERSEDED
-        if Path(paths["sidecar"]).exists():
+        side = Path(paths["sidecar"])
+        if side.is_symlink() or side.is_file():  # never a folder (a user's, made there since not_a_file looked)
             old.mkdir(exist_ok=True)
             os.replace(paths["sidecar"], old / Path(paths["sidecar"]).name)
         work = work_root / f"{task['run_id']}.{os.getpid()}"
@@ -390,7 +465,7 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
                 _replace(tmp[k], paths[k])  # type: ignore[arg-type]
                 placed.append(k)
         s = run.stats.summary()
-        res.update(frames=s["frames"], faces=s["faces"], fps=s["fps"], reading=clip_reading(info.get("summary")),
+        res.update(frames=s["frames"], faces=s["faces"], fps=s["fps"], reading=sidecar_reading(info),
                    # a cut or damaged file is complete as far as it decodes: said, as process says it
                    frames_missing=int(getattr(run.src, "frames_missing", 0) or 0),
                    decode_errors=int(s.get("decode_errors") or 0),
@@ -415,7 +490,12 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
         res.update(status="error", error=_final_names(str(e), tmp, paths), error_type=type(e).__name__,
                    exit_code=e.exit_code)
     except Exception as e:  # noqa: BLE001 - reported per input; the batch goes on
-        if isinstance(e, OSError) and _under(getattr(e, "filename", None), task.get("out_dir")):
+        folder = _folder_in_the_way(e, tmp, paths)
+        if folder is not None:  # (one made there while the input ran: not_a_file found none before) this input's
+            res.update(error=f"{folder}: a folder, where {task['input']}'s output goes; it is not replaced: move it "
+                             "away (or give another --out-dir)", error_type="OutputError",
+                       exit_code=OutputError.exit_code)  # alone: named, not the output folder every input shares
+        elif isinstance(e, OSError) and _under(getattr(e, "filename", None), task.get("out_dir")):
             # the output folder cannot be written (read-only, full, immutable): every input would fail alike
             err = OutputError(f"{Path(paths['sidecar']).parent}: cannot write {task['rel']}'s outputs there "
                               f"({e.strerror or e})")
@@ -449,6 +529,22 @@ def _under(path: Any, root: Any) -> bool:
     if not path or not root:
         return False
     return Path(os.path.abspath(os.fsdecode(path))).is_relative_to(os.path.abspath(os.fsdecode(root)))
+
+
+def _folder_in_the_way(e: BaseException, tmp: Dict[str, Optional[Path]], paths: Dict[str, Any]) -> Optional[str]:
+    """The final output path that ``e`` (an ``IsADirectoryError``) found a folder at, or None. ``os.replace`` names
+    its source first and its target second (``filename2``); an ``open`` names its one path."""
+    if not isinstance(e, IsADirectoryError):
+        return None
+    for name in (getattr(e, "filename2", None), getattr(e, "filename", None)):
+        if name is None:
+            continue
+        name = os.fsdecode(name)
+        for k in ("csv", "video", "sidecar"):
+            final, work = paths.get(k), tmp.get(k)
+            if final is not None and name in (str(final), str(work)):  # a work copy is named by its final path
+                return str(final)
+    return None
 
 
 def _final_names(msg: str, tmp: Dict[str, Optional[Path]], paths: Dict[str, Any]) -> str:

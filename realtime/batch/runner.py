@@ -18,8 +18,7 @@ from facecycle.errors import OutputError, UsageError
 from facecycle.files import check_can_create, json_text, write_atomic
 from facecycle.terminal import REPEATING, TERMINATING, note, quiet, stderr_is_terminal
 
-from ..summary import clip_reading
-from .job import BatchSettings, output_paths, same_input
+from .job import BatchSettings, not_a_file, output_paths, same_input, sidecar_reading
 from .plan import BatchItem, is_complete, item_fingerprint, served_file_changed, settings_fingerprint, url_validators
 
 __all__ = ["run_batch", "BatchResult"]
@@ -131,6 +130,11 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
         if it.error:
             e.update(status="failed", error=it.error, exit_code=3)
             continue
+        bad = not_a_file(paths, str(it.path))  # a folder at an output's path: said now (a dry run too), kept
+        if bad is not None:
+            e.update(status="failed", error=bad, exit_code=OutputError.exit_code)
+            continue
+        # info: None, or a sidecar whose fields read here have the types batch writes (outputs_complete)
         done, info = (False, None) if force else is_complete(it, out, settings, fp)
         other = ((info or {}).get("batch") or {}).get("input")
         if other is not None and not same_input(other, it.path):  # force: replaced, as asked
@@ -148,7 +152,7 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
             info = info or {}
             st = info.get("stats") or {}
             e.update(status="skipped", frames=st.get("frames"), fps=st.get("fps"),
-                     rows=(info.get("batch") or {}).get("rows"), reading=clip_reading(info.get("summary")))
+                     rows=(info.get("batch") or {}).get("rows"), reading=sidecar_reading(info))
             continue
         if info:  # why an input with outputs from before runs again
             e["redo"] = ("partial" if info.get("status") != "complete" else

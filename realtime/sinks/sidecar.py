@@ -84,8 +84,14 @@ def write_sidecar(path: Union[str, Path], info: Dict[str, Any]) -> None:
 
 
 def read_sidecar(path: Union[str, Path]) -> Optional[Dict[str, Any]]:
-    """The sidecar's JSON, or None when it is missing or unreadable (a torn write counts as missing)."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    """The sidecar's JSON object, or None when it is missing, unreadable or not a JSON object (a torn write, a
+    list or a string where the object goes: each counts as missing, so that its input is redone). Its fields' types
+    are the reader's to check (:func:`realtime.batch.job.sidecar_well_typed`)."""
+    p = Path(path)
+    if not p.is_file():  # a folder, or a FIFO whose read would wait for a writer for ever
         return None
+    try:
+        info = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
+        return None
+    return info if isinstance(info, dict) else None
