@@ -66,6 +66,10 @@ def _add_analyzer_args(p: argparse.ArgumentParser, lookahead: bool = True) -> No
                    help="detect on each frame and on its mirror image and average each face's two boxes, so that a "
                         "mirrored video reads the same (detectors' boxes are not mirror-symmetric); one more "
                         "detection per detection, about 20 %% slower")
+    g.add_argument("--rotate", type=int, default=0, choices=(0, 90, 180, 270), metavar="DEG",
+                   help="turn every frame DEG degrees clockwise (90, 180, 270) before it is read, after the file's "
+                        "own rotation tag: a video that lost its tag, a camera mounted upside down, a person lying "
+                        "down (a run whose faces are turned says so, with the value that reads them upright)")
     g.add_argument("--neutralize", action="store_true",
                    help="compute neutral faces; the video shows the neutralized view and thumbnails")
     g.add_argument("--neutral-passes", type=int, default=None, metavar="N",
@@ -183,7 +187,7 @@ def analyzer_options(args: argparse.Namespace) -> dict:
                 detector_model=args.detector_model, detect_every=args.detect_every,
                 detect_size=320 if args.detect_size is None else (args.detect_size or None),
                 adapt_detect_size=args.detect_size is None, score_threshold=args.score_threshold,
-                mirror_detect=args.mirror_detect,
+                mirror_detect=args.mirror_detect, rotate=args.rotate,
                 max_faces=args.max_faces, neutralize=args.neutralize, reid=args.reid, smooth=args.smooth,
                 threads=args.threads, infer_workers=args.infer_workers, precision=args.precision,
                 calibration=args.calibration, neutral_reference=args.neutral_reference,

@@ -118,3 +118,36 @@ def test_analyze_image_turns_the_picture_too():
         p = an.analyze_image(img)
     assert p.faces and abs(face_turn(p.faces[0].landmarks)) < 30
     assert np.array_equal(p.image, cv2.rotate(img, cv2.ROTATE_180))
+
+
+def test_the_cli_says_the_turn_and_rotate_reads_it_upright(tmp_path):
+    """`process` prints the hint on stderr and records it; --rotate 180 reads the file upright, says so in the
+    sidecar, and a batch fingerprints it (a batch with another turn redoes its inputs)."""
+    import json
+    import subprocess
+    import sys
+
+    from realtime.batch.job import BatchSettings
+    from realtime.batch.plan import settings_fingerprint
+
+    from .conftest import write_video
+
+    clip = write_video(tmp_path / "upside.mp4", _turned(_frames(45), cv2.ROTATE_180))
+
+    def process(*extra: str):
+        out = tmp_path / f"out{len(extra)}"
+        r = subprocess.run([sys.executable, "-m", "facecycle", "process", str(clip), "--no-video", "--out-dir",
+                            str(out), *extra], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        return r.stderr, json.loads((out / "upside.json").read_text()), (out / "upside.csv").read_text()
+
+    err, side, _ = process()
+    assert "--rotate 180 reads them upright" in err and side["orientation"]["rotate_upright"] == 180
+    assert "rotate" not in side
+    err, side, csv = process("--rotate", "180")
+    assert "upright" not in err and "orientation" not in side and side["rotate"] == 180
+    rows = [dict(zip(csv.splitlines()[0].split(","), line.split(","), strict=True)) for line in csv.splitlines()[1:]]
+    assert len(rows) == 45 and sum(r["emotion"] == "neutral" for r in rows) >= 40
+    fps = {settings_fingerprint(BatchSettings(analyzer={"rotate": k}))[0] for k in (0, 90, 180)}
+    assert len(fps) == 3
+    assert settings_fingerprint(BatchSettings(analyzer={"rotate": 0}))[1].get("rotate") is None  # as before
