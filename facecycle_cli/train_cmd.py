@@ -176,15 +176,14 @@ def _video_scale(data: List[str], given: Optional[float]) -> Optional[float]:
     """The framing the video data sets were prepared with (their ``meta.json``'s ``scale``, which ``--video-scale``
     must agree with): semisup assumed 1.3 and the motion stages cut nothing, whatever the data held, so data
     prepared at the default 1.7 trained a 1.03-framed model on faces 1.35 times too loose, without a word."""
-    import json
+    from facecycle.data.prepare import read_meta
 
     scales = {}
     for d in data:
         meta = Path(d) / "meta.json"
-        try:
-            scales[d] = float(json.loads(meta.read_text())["scale"])
-        except (OSError, ValueError, KeyError, TypeError):
+        if not (meta.exists() or meta.is_symlink()):
             continue  # not a prepared data set (its reader says so), or one from before meta.json
+        scales[d] = read_meta(Path(d))["scale"]  # a damaged one: one line naming it (it was passed over silently)
     if len({round(v, 3) for v in scales.values()}) > 1:
         raise UsageError("the --data sets were prepared at different scales ("
                          + ", ".join(f"{d}: {v:g}" for d, v in scales.items()) + "); prepare them alike")

@@ -151,3 +151,31 @@ def test_online_critic_learns_from_the_neutral_faces_and_resumes(tmp_path):
     for _ in range(40):
         t = oc.step(stills, labels, fakes, happy)
     assert t["critic_fake_seen"] == 1.0
+
+
+def test_a_damaged_critic_json_is_a_model_error_naming_it(tmp_path):
+    """critic.json as a list was a TypeError (exit 1): it is checked to be an object with mean, std (3 numbers
+    each) and widths; weights that are not what it describes are a ModelError naming them. A refit says either as
+    its one-line "not a critic"."""
+    from safetensors.torch import save_file
+
+    from facecycle.errors import ModelError
+
+    path = tmp_path / "critic.safetensors"
+    save_file({k: v.contiguous() for k, v in StillCritic((0.5,) * 3, (0.5,) * 3, (4, 8)).state_dict().items()},
+              str(path))
+    good = {"widths": [4, 8], "mean": [0.5] * 3, "std": [0.5] * 3}
+    (tmp_path / "critic.json").write_text(json.dumps(good))
+    assert load_critic(path).widths == (4, 8)
+    for meta, why in (("[]", "a JSON list, not an object"), ("{", "not JSON text"), (b"\xff", "not JSON text"),
+                      (json.dumps({**good, "mean": [0.5]}), "mean \\[0.5\\]"),
+                      (json.dumps({**good, "std": [0.5, 0.5, 0.0]}), "std"),
+                      (json.dumps({**good, "widths": ["4"]}), 'widths \\["4"\\]'),
+                      (json.dumps({"widths": [4, 8]}), "mean null, std null")):
+        (tmp_path / "critic.json").write_bytes(meta if isinstance(meta, bytes) else meta.encode())
+        with pytest.raises(ModelError, match=f"critic.json: damaged critic settings \\(.*{why}") as e:
+            load_critic(path)
+        assert "\n" not in str(e.value)
+    (tmp_path / "critic.json").write_text(json.dumps({**good, "widths": [4, 16]}))
+    with pytest.raises(ModelError, match="critic.safetensors: not the critic its .json describes"):
+        load_critic(path)

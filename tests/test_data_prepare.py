@@ -364,3 +364,148 @@ except OutputError as e:
     assert done == {"a.mp4": "done"}  # b not recorded (the next run redoes it), c not tried
     rows = list(csv.DictReader(open(tmp_path / "ds" / "index.csv")))
     assert len(rows) == 4 and all((tmp_path / "ds" / row["file"]).stat().st_size > 0 for row in rows)
+
+
+def _small_dataset(tmp_path):
+    """Two sources of one 3-crop track each, prepared with a made-up ``extract`` (no detector): (inputs, dataset,
+    prepare(), the dataset's files as bytes)."""
+    import facecycle.data.prepare as prep
+
+    srcs = []
+    for name in ("a.mp4", "b.mp4"):
+        (tmp_path / name).write_bytes(b"x")
+        srcs.append(str(tmp_path / name))
+    rng = np.random.default_rng(0)
+    extract = lambda src: {1: [(i, (0.0, 0.0, 8.0, 8.0), rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))  # noqa
+                               for i in range(3)]}
+    out = tmp_path / "ds"
+
+    def run():
+        return prep.prepare_dataset(srcs, out, extract, prep.PrepareOptions(size=16, min_track=1), progress=False)
+
+    assert run()["done"] == 2
+
+    def files():
+        return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+    return srcs, out, run, files
+
+
+def test_a_zero_size_sources_csv_is_started_with_its_header(tmp_path):
+    """A zero-byte sources.csv (created, never written) was appended to without a header: the run exited 0, and
+    the next one failed with "internal error: KeyError 'source'". It is a new table now: header first."""
+    _, out, run, _ = _small_dataset(tmp_path)
+    (out / "sources.csv").write_bytes(b"")
+    assert run()["done"] == 2  # nothing recorded: every source again
+    assert (out / "sources.csv").read_text().splitlines()[0] == "source,status,tracks,crops,message"
+    assert run() == {"done": 0, "skipped": 2, "failed": 0, "crops": 0, "tracks": 0}
+    assert len(list(csv.DictReader(open(out / "index.csv")))) == 6
+
+
+@pytest.mark.parametrize("damage, why", [
+    (lambda p: p.write_text("".join(p.read_text().splitlines(True)[1:])), "not the header"),
+    (lambda p: p.write_bytes(p.read_bytes() + b"\xff\xfe\n"), "not UTF-8"),
+    (lambda p: p.write_text(p.read_text().replace(",done,", ",dune,", 1)), "status 'dune'"),
+    (lambda p: (p.unlink(), p.mkdir()), "cannot read"),
+])
+def test_a_damaged_sources_csv_stops_the_run_and_keeps_the_finished_sources(tmp_path, damage, why):
+    """A damaged sources.csv (or a directory in its place) read as no source done: the run deleted index.csv,
+    removed the tracks and redid every source, or failed with an internal error. It is one InputError naming the
+    file now, before anything is written: the index, the crops and the table stay as they were."""
+    from facecycle.errors import InputError
+
+    _, out, run, files = _small_dataset(tmp_path)
+    damage(out / "sources.csv")
+    before = files()
+    with pytest.raises(InputError, match=f"sources.csv: damaged .*{why}") as e:
+        run()
+    assert "\n" not in str(e.value)
+    assert files() == before
+
+
+@pytest.mark.parametrize("table", ["sources.csv", "index.csv"])
+def test_a_last_line_cut_short_by_a_killed_run_is_dropped_and_its_source_prepared_again(tmp_path, table, caplog):
+    """A run killed while it appended a row (a time limit) leaves a last line without its line end: the rows of a
+    source that never reached sources.csv are dropped, as those of an interrupted source are, and the line is cut
+    off the file, so that the next row does not join it; the finished sources are kept."""
+    _, out, run, files = _small_dataset(tmp_path)
+    p = out / table
+    whole = p.read_bytes()
+    last = whole[: whole.rstrip(b"\n").rfind(b"\n") + 1]  # the table without its last row ...
+    p.write_bytes(last + whole[len(last):len(last) + 7])  # ... and the first 7 bytes of that row, as a kill left them
+    if table == "index.csv":  # (the source's row in sources.csv comes after its index rows: the kill came before it)
+        src = out / "sources.csv"
+        src.write_text("".join(src.read_text().splitlines(True)[:-1]))
+    with caplog.at_level("WARNING", logger="facecycle.data.prepare"):
+        counts = run()
+    assert any("cut short" in r.getMessage() for r in caplog.records)
+    assert counts["done"] == 1 and counts["skipped"] == 1  # the source of the cut row again, the other kept
+    assert p.read_bytes().endswith(b"\n") and all(len(line.split(b",")) == len(whole.splitlines()[0].split(b","))
+                                                    for line in p.read_bytes().splitlines())
+    assert run() == {"done": 0, "skipped": 2, "failed": 0, "crops": 0, "tracks": 0}
+
+
+@pytest.mark.parametrize("damage, why", [
+    (lambda p: p.write_bytes(p.read_bytes() + b"\xff\xfe\n"), "not UTF-8"),
+    (lambda p: p.write_text("".join(p.read_text().splitlines(True)[1:])), "not the header"),
+    (lambda p: p.write_text(p.read_text().replace(",0,", ",zero,", 1)), "frame 'zero'"),
+    (lambda p: p.write_text(p.read_text() + "a,b,1,0,0,1,1,x.png,extra\n"), "more values than columns"),
+])
+def test_a_damaged_index_csv_is_one_line_naming_it(tmp_path, damage, why):
+    """index.csv read back by `data prepare` and by training: a non-UTF-8 one or one without its header was an
+    internal error (UnicodeDecodeError, KeyError)."""
+    from facecycle.data.prepare import read_index
+    from facecycle.errors import InputError
+
+    _, out, run, files = _small_dataset(tmp_path)
+    damage(out / "index.csv")
+    before = files()
+    with pytest.raises(InputError, match=f"index.csv: damaged .*{why}"):
+        run()
+    with pytest.raises(InputError, match=f"index.csv: damaged .*{why}"):
+        read_index(out)
+    assert files() == before
+
+
+@pytest.mark.parametrize("text, why", [
+    ("[]", "a JSON list, not an object"),
+    ("", "not JSON"),
+    ('{"size": 16, "sca', "not JSON"),
+    (b"\xff{}", "not JSON"),
+    ('{"size": 16, "scale": "abc"}', "'scale' must be a finite number > 0, not \"abc\""),
+    ('{"size": 16, "scale": NaN}', "'scale' must be a finite number > 0, not NaN"),
+    ('{"size": true, "scale": 1.7}', "'size' must be an integer > 0"),
+    ('{"size": 16, "scale": 1.7, "framing": "mtcnn-box"}', "'framing' must be one of centerface-box"),
+    ('{"size": 16, "scale": 1.7, "every": "2"}', "'every' must be an integer >= 1"),
+    ('{"scale": 1.7}', "no 'size'"),
+    (None, "cannot read"),
+])
+def test_a_damaged_meta_json_is_one_line_naming_it(tmp_path, text, why):
+    """meta.json read back on every later run: a list was an AttributeError, a cut, empty or non-UTF-8 file a
+    JSONDecodeError / UnicodeDecodeError, a text scale a ValueError; a NaN scale or an unknown framing was taken
+    (exit 0). One guarded reader now: an InputError naming the file, the dataset untouched."""
+    from facecycle.errors import InputError
+
+    _, out, run, files = _small_dataset(tmp_path)
+    meta = out / "meta.json"
+    if text is None:
+        meta.unlink()
+        meta.mkdir()
+    else:
+        meta.write_bytes(text if isinstance(text, bytes) else text.encode())
+    before = files()
+    with pytest.raises(InputError, match=f"meta.json: .*{why}".replace("(", r"\(")):
+        run()
+    assert files() == before
+
+
+def test_a_damaged_meta_json_is_exit_3_on_the_command_line(tmp_path, capsys):
+    from facecycle_cli import main
+
+    (tmp_path / "a.mp4").write_text("text\n")
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "meta.json").write_text("[]")
+    assert main(["data", "prepare", str(tmp_path / "a.mp4"), "--out", str(tmp_path / "ds"), "--no-progress"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"facecycle: error: {tmp_path / 'ds' / 'meta.json'}: damaged dataset settings (a JSON list, not "
+                   "an object)"], err

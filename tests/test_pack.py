@@ -83,3 +83,28 @@ def test_packs_without_mosaics_still_read(tmp_path):
     np.savez(p, **arrays)
     (s, sy), _, (c, _) = read_pack(p)
     assert s.shape == c.shape == (3, 48, 48, 3) and np.abs(s.astype(int) - ims).mean() < 3 and sy.tolist() == [0, 1, 2]
+
+
+def test_a_truncated_or_inconsistent_pack_is_one_line_naming_it(tmp_path):
+    """A --pack cut short (a copy that stopped) is no zip: np.load's BadZipFile was an internal error, as
+    read_still_targets already knew. Offsets past the bytes stopped cv2.imdecode with an empty buffer (cv2.error)."""
+    stills = (_smooth(4, 16, 0, True), np.arange(4) % 7)
+    video = (_smooth(2, 16, 2, False), np.array([0, 1]))
+    good = tmp_path / "good.npz"
+    write_pack(good, stills, stills, video, video_labels=np.array([1, 2]))
+    data = good.read_bytes()
+    for name, cut in (("half.npz", data[:len(data) // 2]), ("head.npz", data[:10]), ("empty.npz", b"")):
+        p = tmp_path / name
+        p.write_bytes(cut)
+        for read in (read_pack, read_pack_video_labels):
+            with pytest.raises(InputError, match=f"{name}: not a training pack") as e:
+                read(p)
+            assert "\n" not in str(e.value)
+    z = dict(np.load(good))
+    bad = tmp_path / "offsets.npz"
+    np.savez(bad, **{**z, "video_off": z["video_off"] + 10_000})
+    with pytest.raises(InputError, match="offsets.npz: not a training pack \\(its image offsets do not fit"):
+        read_pack(bad)
+    np.savez(bad, **{**z, "video_y": np.arange(5)})
+    with pytest.raises(InputError, match="offsets.npz: not a training pack \\(2 video images for 5 labels"):
+        read_pack(bad)

@@ -38,3 +38,30 @@ def test_trim_drops_rows_after_the_step_and_a_new_log_object_continues(tmp_path)
     assert [(r["step"], r["loss"]) for r in rows] == [("1", "1.0"), ("2", "1.0"), ("3", "1.0"), ("4", "2.0")]
     RunLog(tmp_path / "absent.csv").trim(5)  # nothing to trim is fine
     assert not (tmp_path / "absent.csv").exists()
+
+
+def test_a_damaged_log_is_one_line_naming_it_and_left_as_it_was(tmp_path):
+    """trim() met a text step with a ValueError and non-UTF-8 bytes with a UnicodeDecodeError (internal errors);
+    a directory in the log's place was skipped by trim() and failed later. Each is an InputError naming the file
+    now, raised by check() before anything is written; a zero-size log is an empty one."""
+    import pytest
+
+    from facecycle.errors import InputError
+
+    p = tmp_path / "log.csv"
+    for damage, why in ((b"step,loss\n1,0.5\nx1,2\n", "line 3: step 'x1' is not a step number"),
+                        (b"step,loss\n1,0.5\n\xff\xfe\n", "not UTF-8 text at byte 16")):
+        p.write_bytes(damage)
+        for call in (RunLog(p).check, lambda: RunLog(p).trim(1), lambda: RunLog(p).append({"step": 2})):
+            with pytest.raises(InputError, match=f"log.csv: damaged training log \\({why}\\); repair or remove it"):
+                call()
+        assert p.read_bytes() == damage
+    p.unlink()
+    p.mkdir()
+    with pytest.raises(InputError, match="log.csv: damaged training log \\(cannot read: "):
+        RunLog(p).check()
+    p.rmdir()
+    p.write_bytes(b"")
+    RunLog(p).trim(3)
+    RunLog(p).append({"step": 1, "loss": 0.5})
+    assert _rows(p) == (["step", "loss"], [{"step": "1", "loss": "0.5"}])

@@ -516,3 +516,46 @@ def test_a_resume_names_every_option_that_changed():
     now = asdict(SemiSupOptions(lr=1e-3, amp="bf16", zero_flow_weight=0.0, threads=7, ckpt_every=10))
     assert [k for k, _, _ in changed_options(old, now)] == ["amp", "lr", "zero_flow_weight"]  # threads etc.: no
     assert changed_options({"betas": [0.5, 0.9]}, {"betas": (0.5, 0.9)}) == []  # a JSON round trip is no change
+
+
+@pytest.mark.parametrize("damage, why", [
+    ("head cut", "head.safetensors: unreadable emotion head"),
+    ("head empty", "head.safetensors: unreadable emotion head"),
+    ("head shape", "head.safetensors: not this run's emotion head"),
+    ("distill_weight", 'state.safetensors: damaged training state \\(distill_weight "x" is not a number'),
+    ("best_val", 'state.safetensors: damaged training state \\(best_val "x" is not a number'),
+    ("step", "state.safetensors: damaged training state \\(step -5 is not a step number"),
+])
+def test_a_damaged_semisup_run_is_a_model_error_and_left_as_it_was(tmp_path, damage, why):
+    """A cut or empty head.safetensors was a SafetensorError, one of other sizes a RuntimeError, and a text
+    distill_weight or best_val in the state a ValueError: internal errors. Each is a ModelError naming the file,
+    raised before anything is written."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from facecycle.errors import ModelError
+
+    _trainer(tmp_path, steps=2).fit(progress=False)
+    run = tmp_path / "run"
+    hd, st = run / "head.safetensors", run / "state.safetensors"
+    if damage.startswith("head"):
+        if damage == "head shape":
+            save_file({"fc.weight": torch.zeros(3, 5), "fc.bias": torch.zeros(3)}, str(hd))
+        else:
+            hd.write_bytes(hd.read_bytes()[:60] if damage == "head cut" else b"")
+    else:
+        with safe_open(str(st), "pt") as f:
+            md, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+        meta = json.loads(md["meta"])
+        if damage == "distill_weight":
+            meta["options"]["distill_weight"] = "x"
+        else:
+            meta[damage] = "x" if damage == "best_val" else -5
+        save_file(tensors, str(st), metadata={**md, "meta": json.dumps(meta)})
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    with pytest.raises(ModelError, match=why) as e:
+        _trainer(tmp_path, steps=2).resume()
+    assert "\n" not in str(e.value)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before

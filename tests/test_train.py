@@ -157,3 +157,100 @@ def test_a_state_with_bfloat16_moments_is_said_to_continue_inexactly(tmp_path, c
     with caplog.at_level(logging.WARNING, logger="facecycle.train.state"):
         load_state(tmp_path / "dest" / "state.safetensors", torch.optim.Adam([p]))
     assert "bfloat16" in caplog.text and "not bit-exactly" in caplog.text
+
+
+def _small_run(tmp_path):
+    """A tiny motion run saved at step 2 on made-up crops (no ../shared): (a Trainer factory, the run's files)."""
+    rng = np.random.default_rng(0)
+    src = PairSource(rng.integers(0, 255, (8, 32, 32, 3), dtype=np.uint8), np.repeat([0, 1], 4), seed=1)
+
+    def trainer():
+        return Trainer(_opts(steps=4, pairs=2), src, tmp_path / "run")
+
+    trainer().fit(until=2, progress=False)
+
+    def files():
+        run = tmp_path / "run"
+        return {p.name: p.read_bytes() for p in sorted(run.iterdir()) if p.is_file()}
+
+    return trainer, files
+
+
+def _rewrite_state(path, meta=None, md=None, tensors=None):
+    """Save ``path`` again with ``meta`` (a JSON value) or the whole metadata ``md``, and other ``tensors``."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), "pt") as f:
+        old_md, old_t = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    if meta is not None:
+        md = {**old_md, "meta": meta if isinstance(meta, str) else json.dumps(meta)}
+    save_file(tensors if tensors is not None else old_t, str(path), metadata=md if md is not None else old_md)
+    return old_md, old_t
+
+
+_GOOD = {"step": 2, "wall_s": 1.0, "options": {}}
+
+
+@pytest.mark.parametrize("change, why", [
+    (dict(meta=[1]), "its meta is a JSON list"),
+    (dict(meta="{oops"), "its meta is not JSON"),
+    (dict(md={"param_groups": "[]"}), "no meta in its metadata"),
+    (dict(md={"meta": '{"step": 2}'}), "no param_groups in its metadata"),
+    (dict(meta={**_GOOD, "step": "abc"}), 'step "abc" is not a step number'),
+    (dict(meta={**_GOOD, "step": float("nan")}), "step NaN is not a step number"),
+    (dict(meta={"wall_s": 1.0}), "no step in its meta"),
+    (dict(meta={**_GOOD, "step": -5}), "step -5 is not a step number"),
+    (dict(meta={**_GOOD, "step": 10 ** 20}), "step 100000000000000000000 is not a step number"),
+    (dict(meta={**_GOOD, "wall_s": "x"}), 'wall_s "x" is not a number of seconds'),
+    (dict(meta={**_GOOD, "options": [1]}), "its options are not a JSON object"),
+    (dict(md={"meta": '{"step": 2}', "param_groups": "[]"}), "does not fit this run's"),
+    ("bad name", "a tensor named 'weird'"),
+    ("bad moment", "does not fit this run's parameters"),
+])
+def test_a_damaged_training_state_is_one_line_and_the_run_is_left_as_it_was(tmp_path, change, why):
+    """The state's metadata as a list, not JSON or without its keys, a text, NaN or missing step, a text wall time
+    were internal errors; a step of -5 trained from there, overwrote last.safetensors and dropped log.csv's rows;
+    1e20 was taken. The whole meta is checked before anything is written: a ModelError naming the file."""
+    import torch
+
+    from facecycle.errors import ModelError
+    from facecycle.train.state import read_meta
+
+    trainer, files = _small_run(tmp_path)
+    st = tmp_path / "run" / "state.safetensors"
+    if change == "bad name":
+        _, t = _rewrite_state(st)
+        _rewrite_state(st, tensors={**t, "weird": torch.zeros(2)})
+    elif change == "bad moment":
+        _, t = _rewrite_state(st)
+        _rewrite_state(st, tensors={k: (torch.zeros(3) if k.endswith("exp_avg") else v) for k, v in t.items()})
+    else:
+        _rewrite_state(st, **change)
+    before = files()
+    with pytest.raises(ModelError, match=f"state.safetensors: damaged training state \\(.*{why}") as e:
+        trainer().resume()
+    assert "\n" not in str(e.value) and files() == before
+    if not any(w in why for w in ("param_groups", "fit", "tensor")):  # what read_meta reads: the meta alone
+        with pytest.raises(ModelError, match="state.safetensors: damaged training state"):
+            read_meta(st)
+
+
+@pytest.mark.parametrize("damage, why", [
+    (lambda p: p.write_text(p.read_text() + "x1,2,3\n"), "step 'x1' is not a step number"),
+    (lambda p: p.write_bytes(p.read_bytes() + b"\xff\xfe\n"), "not UTF-8"),
+    (lambda p: (p.unlink(), p.mkdir()), "cannot read"),
+])
+def test_a_damaged_log_stops_a_resume_before_anything_is_written(tmp_path, damage, why):
+    """RunLog.trim met a text step (ValueError) or non-UTF-8 bytes with an internal error, and a log.csv that is a
+    directory failed the first step after the checkpoint had been rewritten. The log is checked first now."""
+    from facecycle.errors import InputError
+
+    trainer, files = _small_run(tmp_path)
+    damage(tmp_path / "run" / "log.csv")
+    before = files()
+    with pytest.raises(InputError, match=f"log.csv: damaged training log \\(.*{why}"):
+        trainer().resume()
+    assert files() == before

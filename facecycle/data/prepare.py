@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import logging
+import math
+import os
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -36,8 +39,8 @@ from ..files import IMAGE_SUFFIXES, VIDEO_SUFFIXES, write_failure
 from ..imageio import write_image
 from ..terminal import stderr_is_terminal
 
-__all__ = ["FRAMING", "PrepareOptions", "prepare_dataset", "iter_sources", "read_index", "VIDEO_EXTS", "IMAGE_EXTS",
-           "Extract", "OnFailure"]
+__all__ = ["FRAMING", "FRAMINGS", "PrepareOptions", "prepare_dataset", "iter_sources", "read_index", "read_meta",
+           "VIDEO_EXTS", "IMAGE_EXTS", "Extract", "OnFailure"]
 
 log = logging.getLogger(__name__)
 
@@ -96,24 +99,96 @@ def _source_id(src: Path) -> str:
     return str(src.resolve())
 
 
-def _read_csv(path: Path) -> List[Dict[str, str]]:
-    if not path.is_file():
+#: the values a ``sources.csv`` row's ``status`` takes (a source's attempt)
+STATUSES = ("done", "failed")
+#: a damaged table is refused, not rebuilt: what the user is told to do about it (the index alone removed, the
+#: sources recorded done would be skipped and their crops left out of it)
+_FIX = {"sources.csv": "repair it, or remove it to prepare every source again",
+        "index.csv": "repair it, or remove it and sources.csv to prepare every source again"}
+
+
+def _damaged(path: Path, why: str) -> InputError:
+    return InputError(f"{path}: damaged ({why}); {_FIX.get(path.name, 'repair or remove it')}")
+
+
+def _read_csv(path: Path, nonempty: Sequence[str], check: Optional[Callable[[Dict[str, str]], str]] = None
+              ) -> List[Dict[str, str]]:
+    """Rows of one of the dataset's tables (empty where it is absent or zero-size, as a table created but never
+    written). Anything else that is not a whole table written by this module (unreadable, not UTF-8, a header without
+    ``nonempty``'s columns, a row short of them or cut short, a row ``check`` faults) is an
+    :class:`~facecycle.errors.InputError` naming the file: the run that read it as empty dropped the index and redid
+    every finished source, and one without a header failed later as an internal error."""
+    if not path.exists() and not path.is_symlink():
         return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    try:
+        data = path.read_bytes()  # a directory or a dangling link: OSError, said below
+    except OSError as e:
+        raise _damaged(path, f"cannot read: {e.strerror or e}") from None
+    if not data:
+        return []
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _damaged(path, f"not UTF-8 text at byte {e.start}") from None
+    if not text.endswith("\n"):
+        # every row is written whole with its line end: a last line without one is the write a killed run cut
+        # short (a time limit, a kill), as the rows of a source that never reached sources.csv. It is cut off the
+        # file too, so that the next row is not appended to it: that source is prepared again
+        keep = data[: data.rfind(b"\n") + 1]
+        try:
+            os.truncate(path, len(keep))
+        except OSError as e:
+            raise _damaged(path, f"its last line is cut short, and it cannot be mended: {e.strerror or e}") from None
+        log.warning("%s: its last line was cut short (a run stopped while writing it): dropped; its source is "
+                    "prepared again", path)
+        text = text[: len(keep.decode("utf-8"))]
+        if not text:
+            return []
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows: List[Dict[str, str]] = []
+    try:
+        missing = [k for k in nonempty if k not in (reader.fieldnames or [])]
+        if missing:
+            raise _damaged(path, "its first line is not the header: no " + ", ".join(missing) + " column")
+        for r in reader:
+            empty = [k for k in nonempty if not r.get(k)]
+            why = ("more values than columns" if None in r else f"no {', '.join(empty)}" if empty
+                   else check(r) if check is not None else "")
+            if why:
+                raise _damaged(path, f"line {reader.line_num}: {why}")
+            rows.append(r)
+    except csv.Error as e:
+        raise _damaged(path, f"line {reader.line_num}: {e}") from None
+    return rows
+
+
+def _index_row(r: Dict[str, str]) -> str:
+    """What is wrong with an ``index.csv`` row (empty: nothing); its frame number is read back as a number."""
+    return "" if r["frame"].isdigit() else f"frame {r['frame']!r} is not a frame number"
+
+
+def _source_row(r: Dict[str, str]) -> str:
+    """What is wrong with a ``sources.csv`` row (empty: nothing)."""
+    return "" if r["status"] in STATUSES else f"status {r['status']!r} is not one of {', '.join(STATUSES)}"
 
 
 def read_index(dataset: Path) -> List[Dict[str, str]]:
-    """Rows of ``DATASET/index.csv`` (empty list when absent)."""
-    return _read_csv(Path(dataset) / "index.csv")
+    """Rows of ``DATASET/index.csv`` (empty list when absent); a damaged one is an
+    :class:`~facecycle.errors.InputError` naming it."""
+    return _read_csv(Path(dataset) / "index.csv", ("source", "track", "frame", "file"), _index_row)
+
+
+def _read_sources(out: Path) -> List[Dict[str, str]]:
+    return _read_csv(out / "sources.csv", ("source", "status"), _source_row)
 
 
 def _append(path: Path, fields: List[str], rows: List[Dict]) -> None:
-    """Append ``rows`` to the CSV at ``path`` (its header first where it is new); a failed write is an
+    """Append ``rows`` to the CSV at ``path`` (its header first where it is new or zero-size: a table created and
+    never written had its rows appended without one, which the next run could not read); a failed write is an
     :class:`~facecycle.errors.OutputError` naming the file (``disk full``: :func:`facecycle.files.write_failure`)."""
-    new = not path.is_file()
     try:
-        with open(path, "a", newline="") as f:
+        new = not path.is_file() or path.stat().st_size == 0
+        with open(path, "a", newline="", encoding="utf-8") as f:
             w = csv.DictWriter(f, fieldnames=fields)
             if new:
                 w.writeheader()
@@ -122,6 +197,20 @@ def _append(path: Path, fields: List[str], rows: List[Dict]) -> None:
     except OSError as e:
         raise OutputError(f"{path}: {write_failure(e)}") from None
 
+
+def _rewrite(path: Path, fields: List[str], rows: List[Dict]) -> None:
+    """Replace the CSV at ``path`` with ``rows`` at once (a new file renamed over it): the old way, remove it and
+    append the kept rows, lost every finished row where the append failed."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            w.writerows(rows)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{path}: {write_failure(e)}") from None
 
 
 
@@ -157,6 +246,50 @@ def _write_source(src: Path, out: Path, extract: Extract, opt: PrepareOptions) -
 #: ``meta.json``'s ``framing`` for crops cut at ``scale`` × a CenterFace-sized box whichever detector found the
 #: face (``realtime.crops.framing_scale``); datasets made before that have no ``framing`` key
 FRAMING = "centerface-box"
+#: the framings a dataset's ``meta.json`` may name (one so far; absent: a dataset from before framings)
+FRAMINGS = (FRAMING,)
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)  # JSON true is no size
+
+
+def _is_positive(v: object) -> bool:
+    """A finite number > 0 (JSON's NaN and Infinity are not; an integer too large for a float is not)."""
+    try:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+    except OverflowError:
+        return False
+
+
+def read_meta(dataset: Path) -> Dict[str, Any]:
+    """``DATASET/meta.json``, checked: a JSON object with ``size`` (an integer > 0) and ``scale`` (a finite number
+    > 0), and where present ``every`` (an integer >= 1), ``min_track`` (an integer >= 0), ``detector`` (text) and
+    ``framing`` (one of :data:`FRAMINGS`); ``scale`` comes back a float. Anything else, or a file that cannot be
+    read, is an :class:`~facecycle.errors.InputError` naming it: a list, cut or non-UTF-8 file was an internal error,
+    and a NaN scale or an unknown framing was taken as it came."""
+    p = Path(dataset) / "meta.json"
+    try:
+        meta = json.loads(p.read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise InputError(f"{p}: cannot read the dataset's settings ({e.strerror or e})") from None
+    except ValueError as e:  # JSON or UTF-8
+        raise InputError(f"{p}: damaged dataset settings (not JSON text: {str(e).splitlines()[0]})") from None
+    if not isinstance(meta, dict):
+        raise InputError(f"{p}: damaged dataset settings (a JSON {type(meta).__name__}, not an object)")
+    checks = {"size": (True, lambda v: _is_int(v) and v > 0, "an integer > 0"),
+              "scale": (True, _is_positive, "a finite number > 0"),
+              "every": (False, lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+              "min_track": (False, lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+              "detector": (False, lambda v: isinstance(v, str), "text"),
+              "framing": (False, lambda v: v in FRAMINGS, "one of " + ", ".join(FRAMINGS))}
+    for k, (required, ok, what) in checks.items():
+        if k not in meta:
+            if required:
+                raise InputError(f"{p}: damaged dataset settings (no {k!r})")
+        elif not ok(meta[k]):
+            raise InputError(f"{p}: damaged dataset settings ({k!r} must be {what}, not {json.dumps(meta[k])})")
+    return {**meta, "scale": float(meta["scale"])}
 
 
 def prepare_dataset(inputs: Sequence[str], out: Path, extract: Extract, opt: PrepareOptions,
@@ -185,9 +318,13 @@ def prepare_dataset(inputs: Sequence[str], out: Path, extract: Extract, opt: Pre
     meta_p = out / "meta.json"
     meta = {"size": opt.size, "scale": opt.scale, "every": opt.every, "detector": detector_name,
             "min_track": opt.min_track, "framing": FRAMING}
-    if meta_p.is_file():
-        old = json.loads(meta_p.read_text())
-        if old.get("size") != opt.size or abs(float(old.get("scale", 0)) - opt.scale) > 1e-9:
+    # every table is read and checked before anything is written: a damaged one stops the run with the dataset
+    # as it was (it was read as empty: the index dropped and every finished source redone)
+    old = read_meta(out) if meta_p.exists() or meta_p.is_symlink() else None
+    last = {r["source"]: r["status"] for r in _read_sources(out)}  # a source's latest attempt
+    idx = read_index(out)
+    if old is not None:
+        if old["size"] != opt.size or abs(old["scale"] - opt.scale) > 1e-9:
             raise InputError(f"{out}: existing dataset has size {old.get('size')} scale {old.get('scale')}; "
                              f"asked for size {opt.size} scale {opt.scale}")
         legacy = (box_scales or {}).get(str(old.get("detector", "")).lower(), 1.0)
@@ -206,21 +343,20 @@ def prepare_dataset(inputs: Sequence[str], out: Path, extract: Extract, opt: Pre
                 f"{flags[k]} {now}" for k, _, now in differ) + ": give the same options to add sources to it, or "
                 "prepare into a new folder")
     else:
+        tmp = meta_p.with_name(meta_p.name + ".tmp")  # whole or not at all: a cut one stops every later run
         try:
-            meta_p.write_text(json.dumps(meta, indent=2))
+            tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+            os.replace(tmp, meta_p)
         except OSError as e:
+            tmp.unlink(missing_ok=True)
             raise OutputError(f"{meta_p}: {write_failure(e)}") from None
-    last = {r["source"]: r["status"] for r in _read_csv(out / "sources.csv")}  # a source's latest attempt
     done = {sid for sid, st in last.items() if st == "done"}
     if len(done) < len(last):  # a failed source is tried again (a repaired file was "already done", with no tracks)
         log.info("%s: %d source(s) that failed before are tried again", out, len(last) - len(done))
     # rows of sources that never reached sources.csv (interrupted) are dropped
-    idx = _read_csv(out / "index.csv")
     keep = [r for r in idx if r["source"] in done]
     if len(keep) != len(idx):
-        (out / "index.csv").unlink()
-        if keep:
-            _append(out / "index.csv", INDEX_FIELDS, keep)
+        _rewrite(out / "index.csv", INDEX_FIELDS, keep)
     sources = iter_sources(inputs)
     counts = {"done": 0, "skipped": 0, "failed": 0, "crops": 0, "tracks": 0}
     bar = tqdm(sources, desc="prepare", unit="src", disable=not (progress and stderr_is_terminal()),

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.augment import affine_jitter, brightness_contrast, normalize, random_erase, resize_blur, warp_affine
+from ..errors import ModelError
 from .state import SideModule
 
 __all__ = ["StillCritic", "CriticOptions", "train_critic", "load_critic", "critic_logits", "OnlineCritic"]
@@ -88,15 +89,56 @@ class StillCritic(nn.Module):
         return self.fc(self.drop(h.mean((2, 3))))
 
 
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def _numbers(v: object, n: int, positive: bool = False) -> bool:
+    """``v`` is a list of ``n`` finite numbers (> 0 with ``positive``)."""
+    try:
+        return isinstance(v, list) and len(v) == n and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and (x > 0 or not positive)
+            for x in v)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _read_meta(p: Path) -> Dict:
+    """A critic's ``critic.json``, checked: an object with ``mean`` (3 finite numbers), ``std`` (3 finite numbers
+    > 0) and ``widths`` (1 to 8 integers from 1 to 4096), what :class:`StillCritic` is built from; else a
+    :class:`~facecycle.errors.ModelError` naming it (a JSON list was a TypeError, exit 1)."""
+    try:
+        meta = json.loads(p.read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise ModelError(f"{p}: cannot read the critic's settings ({e.strerror or e})") from None
+    except ValueError as e:  # JSON or UTF-8
+        raise ModelError(f"{p}: damaged critic settings (not JSON text: {_first_line(e)})") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"{p}: damaged critic settings (a JSON {type(meta).__name__}, not an object)")
+    widths = meta.get("widths")
+    checks = {"mean": _numbers(meta.get("mean"), 3), "std": _numbers(meta.get("std"), 3, positive=True),
+              "widths": isinstance(widths, list) and 1 <= len(widths) <= 8 and all(
+                  isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 4096 for w in widths)}
+    bad = [k for k, ok in checks.items() if not ok]
+    if bad:
+        raise ModelError(f"{p}: damaged critic settings (" + ", ".join(
+            f"{k} {json.dumps(meta.get(k))}" for k in bad) + ": mean and std are 3 numbers each, widths the "
+            "channels of its conv stages)")
+    return meta
+
+
 def load_critic(path: Path, device: str = "cpu") -> StillCritic:
     """A trained :class:`StillCritic` from ``path`` (``critic.safetensors`` + its ``critic.json``), in eval mode,
     with frozen weights."""
     from safetensors.torch import load_file
 
     path = Path(path)
-    meta = json.loads(path.with_suffix(".json").read_text())
+    meta = _read_meta(path.with_suffix(".json"))
     net = StillCritic(meta["mean"], meta["std"], meta["widths"])
-    net.load_state_dict(load_file(str(path)))
+    try:
+        net.load_state_dict(load_file(str(path)))
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own types (SafetensorError); other sizes RuntimeError
+        raise ModelError(f"{path}: not the critic its .json describes ({_first_line(e)})") from None
     net.eval().to(device)
     for p in net.parameters():
         p.requires_grad_(False)

@@ -14,6 +14,8 @@ clips' crops (9,407) is about 52 MB (66 MB as one JPEG per image).
 """
 from __future__ import annotations
 
+import zipfile
+import zlib
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -27,6 +29,14 @@ Arrays = Tuple[np.ndarray, np.ndarray]
 
 
 TILE = 8  # mosaics of TILE x TILE grey images
+
+#: what reading a damaged pack raises: a truncated one is no zip (BadZipFile, an internal error before, as
+#: ``read_still_targets`` already knew), a member cut short an EOFError, a compressed one a zlib.error
+_DAMAGED = (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+def _why(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def _mosaics(images: np.ndarray) -> List[np.ndarray]:
@@ -64,11 +74,16 @@ def _decode(data: np.ndarray, offs: np.ndarray, tile: int = 0, count: int = 0) -
     """RGB uint8 images; with ``tile``, the first ``count`` tiles of the mosaics."""
     import cv2
 
+    offs = np.asarray(offs)
+    if data.dtype != np.uint8 or data.ndim != 1:
+        raise ValueError("its image bytes are not a byte array")  # cv2.imdecode raised cv2.error (exit 1)
+    if offs.ndim != 1 or len(offs) < 1 or offs[0] != 0 or np.any(np.diff(offs) <= 0) or offs[-1] > len(data):
+        raise ValueError("its image offsets do not fit its bytes")  # an empty slice stopped cv2.imdecode (exit 1)
     out = []
     for i in range(len(offs) - 1):
         im = cv2.imdecode(data[offs[i]:offs[i + 1]], cv2.IMREAD_COLOR)
         if im is None:
-            raise InputError(f"pack: image {i} does not decode")
+            raise ValueError(f"image {i} does not decode")  # read_pack names the file
         im = cv2.cvtColor(im, cv2.COLOR_BGR2RGB)
         if tile:
             s = im.shape[0] // tile
@@ -116,10 +131,13 @@ def read_pack(path: Path) -> Tuple[Arrays, Arrays, Arrays]:
         for n in ("stills", "val", "video"):
             y = z[f"{n}_y"]
             tile = int(z[f"{n}_tile"]) if f"{n}_tile" in z.files else 0  # packs before mosaics: one JPEG each
-            out.append((_decode(z[f"{n}_jpg"], z[f"{n}_off"], tile, len(y)), y))
+            images = _decode(z[f"{n}_jpg"], z[f"{n}_off"], tile, len(y))
+            if len(images) != len(y):  # a pack cut short decoded fewer images than labels
+                raise ValueError(f"{len(images)} {n} images for {len(y)} labels")
+            out.append((images, y))
         return tuple(out)
-    except (KeyError, ValueError, OSError) as e:
-        raise InputError(f"{path}: not a training pack ({e})") from None
+    except _DAMAGED as e:
+        raise InputError(f"{path}: not a training pack ({_why(e)})") from None
 
 
 def read_pack_video_labels(path: Path) -> Optional[np.ndarray]:
@@ -127,5 +145,5 @@ def read_pack_video_labels(path: Path) -> Optional[np.ndarray]:
     try:
         z = np.load(Path(path), allow_pickle=False)
         return np.asarray(z["video_label"], np.int64) if "video_label" in z.files else None
-    except (ValueError, OSError) as e:
-        raise InputError(f"{path}: not a training pack ({e})") from None
+    except _DAMAGED as e:
+        raise InputError(f"{path}: not a training pack ({_why(e)})") from None

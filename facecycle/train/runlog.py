@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 import csv
+import io
+import os
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional
+
+from ..errors import InputError, OutputError
+from ..files import write_failure
 
 __all__ = ["RunLog"]
 
@@ -13,19 +18,45 @@ class RunLog:
 
     A row with a key the header lacks (e.g. ``val_acc`` on the first validation step) rewrites the file once
     with the wider header; other rows are appended. ``trim(step)`` drops rows after ``step`` (on resume, so the
-    log matches the restored state exactly).
+    log matches the restored state exactly). A log that cannot be read back (not a file, not UTF-8, a row whose
+    step is no step number) is an :class:`~facecycle.errors.InputError` naming it; :meth:`check` says so before a
+    resume writes anything.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._fields: Optional[List[str]] = None
 
+    def _damaged(self, why: str) -> InputError:
+        return InputError(f"{self.path}: damaged training log ({why}); repair or remove it")
+
     def _read(self) -> tuple[List[str], List[Dict[str, str]]]:
-        if not self.path.is_file():
+        if not self.path.exists() and not self.path.is_symlink():
             return [], []
-        with open(self.path, newline="") as f:
-            r = csv.DictReader(f)
-            return list(r.fieldnames or []), list(r)
+        try:
+            data = self.path.read_bytes()  # a directory in its place: OSError (it failed after the checkpoint)
+        except OSError as e:
+            raise self._damaged(f"cannot read: {e.strerror or e}") from None
+        try:
+            r = csv.DictReader(io.StringIO(data.decode("utf-8"), newline=""))
+            fields, rows = list(r.fieldnames or []), []
+            for row in r:
+                step = row.get("step")
+                if step is None or not step.isdigit():  # trim compares steps: a text one was a ValueError
+                    raise self._damaged(f"line {r.line_num}: step {step!r} is not a step number")
+                rows.append(row)
+        except UnicodeDecodeError as e:
+            raise self._damaged(f"not UTF-8 text at byte {e.start}") from None
+        except csv.Error as e:
+            raise self._damaged(str(e)) from None
+        if rows and "step" not in fields:
+            raise self._damaged("its first line is not the header: no step column")
+        return fields, rows
+
+    def check(self) -> None:
+        """Raise the :class:`~facecycle.errors.InputError` a damaged log would raise later, before anything is
+        written (a resume checks it first: it rewrote the checkpoint, then failed on the log)."""
+        self._read()
 
     def append(self, row: Mapping[str, object]) -> None:
         if self._fields is None:
@@ -35,18 +66,28 @@ class RunLog:
             _, rows = self._read()
             self._fields = self._fields + new
             self._write(rows)
-        with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, fieldnames=self._fields).writerow(row)
+        try:
+            with open(self.path, "a", newline="", encoding="utf-8") as f:
+                csv.DictWriter(f, fieldnames=self._fields).writerow(row)
+        except OSError as e:
+            raise OutputError(f"{self.path}: {write_failure(e)}") from None
 
     def trim(self, step: int) -> None:
         """Keep the header and the rows with ``step`` <= ``step``."""
-        if not self.path.is_file():
+        if not self.path.exists() and not self.path.is_symlink():
             return
         self._fields, rows = self._read()
-        self._write([x for x in rows if x.get("step") and int(x["step"]) <= step])
+        self._write([x for x in rows if int(x["step"]) <= step])
 
     def _write(self, rows: List[Dict[str, str]]) -> None:
-        with open(self.path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=self._fields or [])
-            w.writeheader()
-            w.writerows(rows)
+        """Replace the file at once (a new one renamed over it): a failed rewrite kept no row of the old."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            with open(tmp, "w", newline="", encoding="utf-8") as f:
+                w = csv.DictWriter(f, fieldnames=self._fields or [])
+                w.writeheader()
+                w.writerows(rows)
+            os.replace(tmp, self.path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise OutputError(f"{self.path}: {write_failure(e)}") from None

@@ -79,7 +79,7 @@ from ..data.augment import (
     warp_affine,
 )
 from ..data.pairs import track_index
-from ..errors import InputError, UsageError
+from ..errors import InputError, ModelError, UsageError
 from ..losses import denormalize, detail_excess, motion_losses, scale_grad, ssim
 from ..model import MOTION_MODULES, FaceCycle, neutralization_passes
 from ..nn import flow_intensity
@@ -241,6 +241,29 @@ class EmotionHead(nn.Module):
         return self.fc(self.drop(f))
 
 
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def _check_semisup_meta(path: Path, meta: Dict) -> None:
+    """What a semi-supervised run's state adds to :func:`.state.check_meta`: ``best_val`` and the options'
+    ``distill_weight`` finite numbers, ``still_targets_sha`` text or null, where present; else a
+    :class:`~facecycle.errors.ModelError` naming ``path`` (a text one was a ValueError, exit 1)."""
+    def finite(v: object) -> bool:
+        try:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        except OverflowError:
+            return False
+
+    opts = meta.get("options") or {}
+    checks = [("best_val", meta, finite, "a number"), ("distill_weight", opts, finite, "a number"),
+              ("still_targets_sha", meta, lambda v: v is None or isinstance(v, str), "text")]
+    for key, where, ok, what in checks:
+        if key in where and not ok(where[key]):
+            raise ModelError(f"{path}: damaged training state ({key} {json.dumps(where[key])} is not {what}); the "
+                             "run cannot be resumed exactly: start a new --out, e.g. with --init RUN/last.safetensors")
+
+
 class SemiSupTrainer:
     """Train E, M, G and the emotion head with the recipe above into ``out``.
 
@@ -305,7 +328,7 @@ class SemiSupTrainer:
 
             try:
                 self.critic = load_critic(Path(critic), opts.device)
-            except (OSError, RuntimeError, KeyError, ValueError, SafetensorError) as e:
+            except (OSError, RuntimeError, KeyError, ValueError, SafetensorError, ModelError) as e:
                 raise InputError(f"{critic}: not a critic ({e})") from None
         self.critic_online = None
         if opts.critic_adapt_lr > 0:
@@ -470,12 +493,25 @@ class SemiSupTrainer:
             return False
         from safetensors.torch import load_file
 
+        # every file is read and checked before any is written (the log trimmed, a checkpoint saved): a damaged one
+        # is one line naming it, and the run stays as it was
+        self.log.check()
         m = load_checkpoint(ck)
         if m.config.to_dict() != self.cfg.to_dict():
             raise InputError(f"{ck}: config {m.config.name!r} differs from {self.cfg.name!r}")
+        try:
+            head = load_file(str(hd), device=str(self.dev))
+        except Exception as e:  # noqa: BLE001 - safetensors raises its own types (SafetensorError) for a damaged file
+            raise ModelError(f"{hd}: unreadable emotion head ({_first_line(e)}); the run cannot be resumed: start a "
+                             "new --out, e.g. with --init RUN/last.safetensors") from None
+        meta, _ = load_state(st, self.opt)  # checked: step an integer >= 0, wall_s a number >= 0, options an object
+        _check_semisup_meta(st, meta)
         self.model.load_state_dict(m.state_dict())
-        self.head.load_state_dict(load_file(str(hd), device=str(self.dev)))
-        meta, _ = load_state(st, self.opt)
+        try:
+            self.head.load_state_dict(head)
+        except RuntimeError as e:  # other names or sizes: it was an internal error
+            raise ModelError(f"{hd}: not this run's emotion head ({_first_line(e)}); the run cannot be resumed: "
+                             "start a new --out") from None
         old = meta.get("options") or {}
         for k, was, now in changed_options(old, asdict(self.o)):  # a resume with others is no exact continuation
             if k != "distill_weight":  # (refused below)
@@ -488,7 +524,7 @@ class SemiSupTrainer:
         if self.still_targets_sha is not None and meta.get("still_targets_sha") not in (None, self.still_targets_sha):
             raise InputError(f"{self.out} was trained with other --still-targets (sha {meta['still_targets_sha']}, "
                              f"given {self.still_targets_sha})")
-        self.step = int(meta["step"])
+        self.step = meta["step"]
         self.wall = float(meta.get("wall_s", 0.0))
         self.best_val = float(meta.get("best_val", 0.0))
         for side in self._side_modules():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -16,8 +17,8 @@ import torch
 
 from ..errors import ModelError
 
-__all__ = ["save_state", "load_state", "read_meta", "changed_options", "after_step", "save_module", "load_module",
-           "SideModule", "FrozenSide"]
+__all__ = ["save_state", "load_state", "read_meta", "check_meta", "MAX_STEP", "changed_options", "after_step",
+           "save_module", "load_module", "SideModule", "FrozenSide"]
 
 log = logging.getLogger(__name__)
 
@@ -55,33 +56,101 @@ def save_state(path: Path, optimizer: Optional[torch.optim.Optimizer], meta: Dic
     tmp.replace(path)
 
 
-def load_state(path: Path, optimizer: Optional[torch.optim.Optimizer]
-               ) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
-    """Restore the optimizer from ``path`` (None: none to restore); returns (meta, extra tensors)."""
+#: the largest step a state file may record: more is damage (a billion steps is no run this tool trains), and a
+#: step past it (1e20 read back as a number) was taken as it came
+MAX_STEP = 10**9
+
+_NO_RESUME = "the run cannot be resumed exactly: start a new --out, e.g. with --init RUN/last.safetensors"
+
+
+def _damaged(path: Path, why: str) -> ModelError:
+    return ModelError(f"{path}: damaged training state ({why}); {_NO_RESUME}")
+
+
+def _finite(v: Any) -> bool:
+    """A finite JSON number (true/false are no numbers; an integer too large for a float is not finite)."""
+    try:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    except OverflowError:
+        return False
+
+
+def check_meta(path: Path, meta: Any) -> Dict[str, Any]:
+    """``meta`` as read from ``path``'s state, checked before anything uses it: a JSON object whose ``step`` is an
+    integer in 0 .. :data:`MAX_STEP`, ``wall_s`` (where present) a finite number >= 0 and ``options`` (where present)
+    an object; else a :class:`~facecycle.errors.ModelError` naming the file. A list, a text step or a NaN was an
+    internal error, and a negative step trained from there over the run's checkpoint and log."""
+    if not isinstance(meta, dict):
+        raise _damaged(path, f"its meta is a JSON {type(meta).__name__}, not an object")
+    if "step" not in meta:
+        raise _damaged(path, "no step in its meta")
+    step = meta["step"]
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= MAX_STEP:
+        raise _damaged(path, f"step {json.dumps(step)} is not a step number (0 to {MAX_STEP})")
+    if "wall_s" in meta and not (_finite(meta["wall_s"]) and meta["wall_s"] >= 0):
+        raise _damaged(path, f"wall_s {json.dumps(meta['wall_s'])} is not a number of seconds")
+    if "options" in meta and not isinstance(meta["options"], dict):
+        raise _damaged(path, "its options are not a JSON object")
+    return meta
+
+
+def _metadata(path: Path, md: Any, key: str) -> Any:
+    """The JSON under ``key`` of a state file's metadata (``md``: None where the file has none)."""
+    if not isinstance(md, dict) or key not in md:
+        raise _damaged(path, f"no {key} in its metadata")
+    try:
+        return json.loads(md[key])
+    except ValueError as e:
+        raise _damaged(path, f"its {key} is not JSON: {str(e).splitlines()[0]}") from None
+
+
+def _open(path: Path, tensors: bool) -> Tuple[Any, Dict[str, torch.Tensor]]:
+    """A state file's metadata and (with ``tensors``) tensors; one that safetensors cannot read is a ModelError."""
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:
-            md = f.metadata()
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            return f.metadata(), ({k: f.get_tensor(k) for k in f.keys()} if tensors else {})
     except Exception as e:  # noqa: BLE001 - safetensors raises its own types (SafetensorError) for a damaged file
         why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"{path}: unreadable training state ({why}); the run cannot be resumed exactly: start a "
-                         "new --out, e.g. with --init RUN/last.safetensors") from None
+        raise ModelError(f"{path}: unreadable training state ({why}); {_NO_RESUME}") from None
+
+
+def load_state(path: Path, optimizer: Optional[torch.optim.Optimizer]
+               ) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
+    """Restore the optimizer from ``path`` (None: none to restore); returns (meta, extra tensors). The whole file
+    is checked (:func:`check_meta`, tensor names, the optimizer's groups and moments) before it is used: a damaged
+    one is a :class:`~facecycle.errors.ModelError` naming it, and nothing is written."""
+    md, tensors = _open(path, True)
+    meta = check_meta(path, _metadata(path, md, "meta"))
     state: Dict[int, Dict[str, torch.Tensor]] = {}
     extra: Dict[str, torch.Tensor] = {}
     for name, t in tensors.items():
         if name.startswith("extra."):
             extra[name[6:]] = t
             continue
-        _, idx, key = name.split(".", 2)
-        state.setdefault(int(idx), {})[key] = t
+        parts = name.split(".", 2)
+        if len(parts) != 3 or parts[0] != "opt" or not parts[1].isdigit():
+            raise _damaged(path, f"a tensor named {name!r}, neither opt.<index>.<key> nor extra.<name>")
+        state.setdefault(int(parts[1]), {})[parts[2]] = t
     if optimizer is not None:
-        optimizer.load_state_dict({"state": state, "param_groups": json.loads(md["param_groups"])})
+        groups = _metadata(path, md, "param_groups")
+        if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+            raise _damaged(path, "its param_groups are not a JSON list of objects")
+        try:
+            optimizer.load_state_dict({"state": state, "param_groups": groups})
+        except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as e:
+            raise _damaged(path, f"its optimizer state does not fit this run's ({str(e).splitlines()[0]})") from None
+        # Adam's moments are used as they are: one of another size stopped the first step, after the resume
+        for p, st in optimizer.state.items():
+            bad = not torch.is_tensor(p) or any(torch.is_tensor(v) and v.dim() and v.shape != p.shape
+                                                for v in st.values())
+            if bad:
+                raise _damaged(path, "its optimizer state does not fit this run's parameters")
     if any(t.dtype == torch.bfloat16 for k, t in tensors.items() if k.endswith(("exp_avg", "exp_avg_sq"))):
         log.warning("%s: the optimizer's moments were stored as bfloat16 (scripts/run_state.py, to commit the run): "
                     "the run continues close to, not bit-exactly as, the run that saved it", path)
-    return json.loads(md["meta"]), extra
+    return meta, extra
 
 
 #: options that change no number of a run (where it runs, how often it saves or reports)
@@ -100,11 +169,10 @@ def changed_options(saved: Dict[str, Any], now: Dict[str, Any]) -> List[Tuple[st
 
 
 def read_meta(path: Path) -> Dict[str, Any]:
-    """The ``meta`` of a state file (step, options, ...) without restoring an optimizer."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        return json.loads(f.metadata()["meta"])
+    """The ``meta`` of a state file (step, options, ...) without restoring an optimizer; checked as
+    :func:`load_state` checks it."""
+    md, _ = _open(path, False)
+    return check_meta(path, _metadata(path, md, "meta"))
 
 
 def save_module(path: Path, module: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], step: int) -> None:
@@ -119,8 +187,11 @@ def load_module(path: Path, module: torch.nn.Module, optimizer: Optional[torch.o
     if not Path(path).is_file():
         return None
     meta, sd = load_state(path, optimizer)
-    module.load_state_dict(sd)
-    return int(meta["step"])
+    try:
+        module.load_state_dict(sd)
+    except RuntimeError as e:  # other names or sizes: it was an internal error
+        raise _damaged(path, f"its weights do not fit the module ({str(e).strip().splitlines()[0]})") from None
+    return meta["step"]  # checked: an integer >= 0
 
 
 class SideModule:

@@ -176,17 +176,20 @@ class Trainer:
         """Load RUN/last + RUN/state if present; returns whether it resumed."""
         if not (self.ckpt_path.is_file() and self.state_path.is_file()):
             return False
+        # every file is read and checked before any is written (the log trimmed, a checkpoint saved): a damaged one
+        # is one line naming it, and the run stays as it was (a state saying step -5 trained over it from there)
+        self.log.check()
         m = load_checkpoint(self.ckpt_path)
         if m.config.to_dict() != self.cfg.to_dict():
             raise InputError(f"{self.ckpt_path}: config {m.config.name!r} differs from --config {self.cfg.name!r}")
+        meta, _ = load_state(self.state_path, self.opt)  # checked: step an integer >= 0, wall_s a number >= 0
         with torch.no_grad():
             for n in self.model.module_names:
                 getattr(self.model, n).load_state_dict(getattr(m, n).state_dict())
-        meta, _ = load_state(self.state_path, self.opt)
         old = meta.get("options", {})
         for k, was, now in changed_options(old, asdict(self.o)):
             log.warning("resume: option %s was %r, now %r (the continuation will not be exact)", k, was, now)
-        self.step = int(meta["step"])
+        self.step = meta["step"]
         self.wall = float(meta.get("wall_s", 0.0))
         self.log.trim(self.step)
         return True
