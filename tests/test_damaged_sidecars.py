@@ -261,3 +261,30 @@ def test_process_refuses_a_folder_at_the_sidecars_path_before_writing(done, tmp_
     line = one_error_line(capsys.readouterr().err)
     assert f"{out / 'a.json'}: a folder" in line, line
     assert (out / "a.json" / "userfile").read_text() == "mine" and not (out / "a.csv").exists()
+
+
+@pytest.mark.parametrize("damage, why", [
+    (lambda h, row: (h + row.replace(",", ";", 3)).encode(), "damaged"),  # a row short of fields
+    (lambda h, row: (h + row.replace("0.5000", "x.5000", 1)).encode(), "damaged"),  # letters in a number column
+    (lambda h, row: b"\xff\xfe" + (h + row).encode(), "not UTF-8"),  # bytes that are no text in the header
+])
+def test_a_damaged_csv_stops_the_parquet_dataset_with_one_line_naming_it(tmp_path, damage, why):
+    """The Parquet writer reads every input's CSV back: a damaged one (its size unchanged, so batch took it as
+    complete) was an internal error (ArrowInvalid, UnicodeDecodeError); the dataset is not written, nothing is left."""
+    pytest.importorskip("pyarrow")
+    from facecycle.errors import InputError
+    from realtime.batch.parquet import write_parquet
+    from realtime.sinks.csv_sink import csv_columns
+
+    cols = csv_columns(4)
+    header = ",".join(cols) + "\n"
+    row = ",".join("0.5000" if c not in ("frame", "face_id", "success", "baseline_ready", "emotion") else
+                   ("happy" if c == "emotion" else "1") for c in cols) + "\n"
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    good.write_text(header + row)
+    bad.write_bytes(damage(header, row))
+    with pytest.raises(InputError, match=rf"bad\.csv: .*{why}") as e:
+        write_parquet([("good.mp4", good), ("bad.mp4", bad)], tmp_path / "ds.parquet")
+    assert "\n" not in str(e.value)
+    assert [p.name for p in tmp_path.iterdir() if "ds" in p.name] == []
+    write_parquet([("good.mp4", good)], tmp_path / "ds.parquet")  # the good one alone is a dataset

@@ -22,7 +22,7 @@ import shutil
 from pathlib import Path
 from typing import Iterable, List, Optional, Tuple, Union
 
-from facecycle.errors import BackendUnavailable, OutputError
+from facecycle.errors import BackendUnavailable, InputError, OutputError
 from facecycle.files import Busy, check_can_create, lock_file, lock_name, text_name, unlock_file
 
 __all__ = ["write_parquet", "require_pyarrow", "check_parquet_path", "lock_parquet", "unlock_parquet",
@@ -102,8 +102,14 @@ def _column_types(columns: List[str]):
 
 
 def _header(csv: Union[str, Path]) -> List[str]:
-    with open(csv, "rb") as f:
-        return f.readline().decode().strip().split(",")
+    """The CSV's column names; :class:`~facecycle.errors.InputError` naming it where its first line is not text
+    (a damaged file: it was an internal error, UnicodeDecodeError)."""
+    try:
+        with open(csv, "rb") as f:
+            return f.readline().decode("utf-8").strip().split(",")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{csv}: damaged (its header is not UTF-8 text at byte {e.start}); the dataset was not "
+                         "written: redo this input (batch --force, or process --overwrite)") from None
 
 
 class _RowGroup:
@@ -290,8 +296,13 @@ def write_parquet(csvs: Iterable[Tuple[str, Union[str, Path]]], path: Union[str,
                 raise OutputError(f"{csv}: columns differ from the first CSV's ({len(header)} vs {len(columns)}; "
                                   "different models in one dataset?)")
             convert = pacsv.ConvertOptions(column_types={c: types[c] for c in header}, strings_can_be_null=True)
-            with open(csv, "rb") as f:  # (a file object: pyarrow takes no path that is not valid UTF-8)
-                table = pacsv.read_csv(f, convert_options=convert)
+            try:
+                with open(csv, "rb") as f:  # (a file object: pyarrow takes no path that is not valid UTF-8)
+                    table = pacsv.read_csv(f, convert_options=convert)
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as e:  # a damaged CSV: it was an internal error
+                why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                raise InputError(f"{csv}: damaged ({why}); the dataset was not written: redo this input (batch "
+                                 "--force, or process --overwrite)") from None
             n = table.num_rows
             vcol = pa.DictionaryArray.from_arrays(pa.array([0] * n, pa.int32()),
                                                   pa.array([text_name(video)], pa.string()))
