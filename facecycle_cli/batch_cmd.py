@@ -97,7 +97,10 @@ def _batch(args: argparse.Namespace) -> int:
                              audio=args.audio, video_preset=args.video_preset)
     items, dups = collect_inputs(args.inputs, out_dir=args.out_dir, root=args.root)
     if not items:
-        raise UsageError("no inputs (folders held no videos)")
+        lists = [s[1:] for s in args.inputs if s.startswith("@")]  # (an empty list said "folders held no videos")
+        why = [f"{', '.join(lists)} named none"] if lists else []
+        why += ["folders held no videos"] if len(lists) < len(args.inputs) else []
+        raise UsageError(f"no inputs ({'; '.join(why)})")
     if not args.dry_run and args.cluster is None and args.workers not in (None, 1) and not executors.ray_available():
         # (make_executor's own words ran two sentences together: "--workers 2 needs ray is not installed; ...")
         raise BackendUnavailable(f"--workers {args.workers} needs Ray, but {executors.RAY_MISSING}")

@@ -288,3 +288,24 @@ def test_a_damaged_csv_stops_the_parquet_dataset_with_one_line_naming_it(tmp_pat
     assert "\n" not in str(e.value)
     assert [p.name for p in tmp_path.iterdir() if "ds" in p.name] == []
     write_parquet([("good.mp4", good)], tmp_path / "ds.parquet")  # the good one alone is a dataset
+
+
+def test_damaged_input_lists_are_one_line_each(tmp_path):
+    """`batch @list`: a NUL byte in a line, a name too long for the file system and an empty list were an internal
+    error, an internal error printing the 5,000-character name, and "folders held no videos"."""
+    import subprocess
+    import sys
+
+    def batch(listing: bytes) -> subprocess.CompletedProcess:
+        (tmp_path / "list.txt").write_bytes(listing)
+        return subprocess.run([sys.executable, "-m", "facecycle", "batch", f"@{tmp_path / 'list.txt'}", "--out-dir",
+                               str(tmp_path / "o"), "--cluster", "none", "--dry-run"], capture_output=True, text=True,
+                              timeout=120)
+
+    r = batch(b"a\0b.mp4\n")
+    assert r.returncode == 3 and "line 1 holds a NUL byte" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = batch(b"")
+    assert r.returncode == 2 and "no inputs (" in r.stderr and "list.txt named none)" in r.stderr, r.stderr
+    r = batch(b"x" * 5000 + b".mp4\n")
+    line = next(ln for ln in r.stderr.splitlines() if "too long" in ln)
+    assert " characters): " in line and len(line) < 500 and "internal error" not in r.stderr, r.stderr

@@ -164,7 +164,9 @@ def _read_list(spec: str) -> List[str]:
         raise InputError(f"{path}: cannot read the input list ({getattr(e, 'strerror', None) or e})") from None
     base = path.parent
     out = []
-    for line in text.splitlines():
+    for n, line in enumerate(text.splitlines(), 1):
+        if "\0" in line:  # no path holds one (it was an internal error, "embedded null byte")
+            raise InputError(f"{path}: line {n} holds a NUL byte: not a list of paths (one path or URL per line)")
         line = line.strip()
         if line and not line.startswith("#"):
             out.append(line if os.path.isabs(os.path.expanduser(line)) or url_scheme(line) else str(base / line))
@@ -219,7 +221,12 @@ def collect_inputs(specs: Iterable[str], out_dir: Optional[Union[str, Path]] = N
                 else:
                     refused.append(entry + origin)
             else:
-                pairs += _expand(entry, out, origin)
+                try:
+                    pairs += _expand(entry, out, origin)
+                except OSError as e:  # a name too long for the file system (it was an internal error that printed
+                    shown = entry if len(entry) <= 120 else f"{entry[:100]}... ({len(entry)} characters)"  # all of it)
+                    p = Path(os.path.abspath(entry))
+                    pairs.append((p, p.parent, f"{shown}: {e.strerror or e}{origin}"))
     if refused:
         more = f" and {len(refused) - 1} more URL{'s' * (len(refused) > 2)}" if len(refused) > 1 else ""
         raise UsageError(f"{refused[0]}{more}: batch reads files, folders and served files "
