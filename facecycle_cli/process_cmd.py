@@ -346,7 +346,7 @@ def _failed_before_first_frame(sidecar: Path, csv: Optional[Path]) -> bool:
     return csv is None or _holds_no_rows(csv)
 
 
-#: more than any CSV header facecycle writes (298 columns: about 3 KB): a longer file holds rows
+#: more than any CSV header facecycle writes (299 columns with a 256-d code: about 3 KB): a longer file holds rows
 _HEADER_MAX = 1 << 20
 
 
