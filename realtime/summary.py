@@ -177,19 +177,22 @@ def clip_reading(summary: Optional[Dict[str, object]]) -> Optional[Dict[str, obj
     faces = summary.get("faces") if isinstance(summary, dict) else None
     if not isinstance(faces, dict) or not faces.get("emotion"):
         return None
-    name = str(faces["emotion"])
+    name = faces["emotion"]
     means = faces.get("mean_emotions")
-    if (not isinstance(means, dict) or name not in means or len(means) < 2
+    if (not isinstance(name, str) or not isinstance(means, dict) or name not in means or len(means) < 2
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
                        for v in means.values())
             or not isinstance(faces.get("rows"), int) or isinstance(faces.get("rows"), bool)):
         return None
     means = dict(means)
-    inten = faces.get("intensity") or {}
+    inten = faces.get("intensity")
+    median = inten.get("median") if isinstance(inten, dict) else None
     runner = faces.get("runner_up")
-    if runner not in means or runner == name:
+    if not isinstance(runner, str) or runner not in means or runner == name:  # ([] raised TypeError: unhashable)
         runner = max((e for e in means if e != name), key=lambda e: means[e])
+    top = faces.get("top_emotions")
     return {"emotion": name, "p": means[name], "runner_up": runner, "margin": round(means[name] - means[runner], 5),
             "face_rows": faces["rows"],
-            "intensity_median": inten.get("median") if isinstance(inten, dict) else None, "mean_emotions": means,
-            "top_emotions": faces.get("top_emotions")}
+            "intensity_median": median if isinstance(median, (int, float)) and not isinstance(median, bool) else None,
+            "mean_emotions": means,
+            "top_emotions": top if isinstance(top, dict) and all(isinstance(v, int) for v in top.values()) else None}

@@ -309,3 +309,23 @@ def test_damaged_input_lists_are_one_line_each(tmp_path):
     r = batch(b"x" * 5000 + b".mp4\n")
     line = next(ln for ln in r.stderr.splitlines() if "too long" in ln)
     assert " characters): " in line and len(line) < 500 and "internal error" not in r.stderr, r.stderr
+
+
+def test_a_damaged_csv_in_a_batchs_parquet_keeps_batch_json(done, tmp_path, capfd):
+    """`batch --parquet`: a complete input's CSV damaged without changing its size (so it is skipped as complete)
+    stops the dataset with one line naming it (exit 3), and batch.json still records the inputs and the error (the
+    error left the batch without its batch.json)."""
+    pytest.importorskip("pyarrow")
+    out = _copy(done, tmp_path)
+    csv = out / "a.csv"
+    text = csv.read_text()
+    row = text.splitlines()[1]
+    cell = next(c for c in row.split(",")[5:] if c[:1].isdigit())
+    csv.write_text(text.replace(row, row.replace(cell, "x" + cell[1:], 1), 1))  # the same size
+    (out / "batch.json").unlink()
+    assert _batch(done["src"], out, "--parquet", str(out / "ds.parquet")) == 3
+    err = capfd.readouterr().err
+    assert "a.csv: damaged" in one_error_line(err) and "Traceback" not in err
+    result = json.loads((out / "batch.json").read_text())
+    assert "a.csv: damaged" in result["error"] and len(result["inputs"]) == 2
+    assert not (out / "ds.parquet").exists()

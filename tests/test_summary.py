@@ -191,5 +191,10 @@ def test_a_damaged_summary_read_back_gives_no_reading():
                 {"faces": {**good["faces"], "mean_emotions": {"happy": 1.0}}},  # no runner-up possible
                 {"faces": {**good["faces"], "rows": "12"}}):
         assert clip_reading(bad) is None, bad
-    # a runner-up the means do not hold is the means' own second
-    assert clip_reading({"faces": {**good["faces"], "runner_up": "fear"}})["runner_up"] == "sad"
+    # a runner-up the means do not hold, or not a name, is the means' own second; other damaged fields are left out
+    for runner in ("fear", [], {"a": 1}, 3):
+        assert clip_reading({"faces": {**good["faces"], "runner_up": runner}})["runner_up"] == "sad", runner
+    r = clip_reading({"faces": {**good["faces"], "emotion": ["happy"]}})
+    assert r is None
+    r = clip_reading({"faces": {**good["faces"], "intensity": {"median": [1]}, "top_emotions": [1, 2]}})
+    assert r["intensity_median"] is None and r["top_emotions"] is None

@@ -101,6 +101,11 @@ def _column_types(columns: List[str]):
             for c in columns}
 
 
+#: how a damaged CSV is made again (batch --force would redo every input)
+_REDO = ("make this CSV again (a batch's: remove its .json sidecar beside it and run the batch again; a process "
+         "run's: --overwrite)")
+
+
 def _header(csv: Union[str, Path]) -> List[str]:
     """The CSV's column names; :class:`~facecycle.errors.InputError` naming it where its first line is not text
     (a damaged file: it was an internal error, UnicodeDecodeError)."""
@@ -109,7 +114,7 @@ def _header(csv: Union[str, Path]) -> List[str]:
             return f.readline().decode("utf-8").strip().split(",")
     except UnicodeDecodeError as e:
         raise InputError(f"{csv}: damaged (its header is not UTF-8 text at byte {e.start}); the dataset was not "
-                         "written: redo this input (batch --force, or process --overwrite)") from None
+                         f"written: {_REDO}") from None
 
 
 class _RowGroup:
@@ -301,8 +306,7 @@ def write_parquet(csvs: Iterable[Tuple[str, Union[str, Path]]], path: Union[str,
                     table = pacsv.read_csv(f, convert_options=convert)
             except (pa.ArrowInvalid, pa.ArrowTypeError) as e:  # a damaged CSV: it was an internal error
                 why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-                raise InputError(f"{csv}: damaged ({why}); the dataset was not written: redo this input (batch "
-                                 "--force, or process --overwrite)") from None
+                raise InputError(f"{csv}: damaged ({why}); the dataset was not written: {_REDO}") from None
             n = table.num_rows
             vcol = pa.DictionaryArray.from_arrays(pa.array([0] * n, pa.int32()),
                                                   pa.array([text_name(video)], pa.string()))

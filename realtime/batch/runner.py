@@ -14,7 +14,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Deque, Dict, List, Optional, Union
 
-from facecycle.errors import OutputError, UsageError
+from facecycle.errors import InputError, OutputError, UsageError
 from facecycle.files import check_can_create, json_text, write_atomic
 from facecycle.terminal import REPEATING, TERMINATING, note, quiet, stderr_is_terminal
 
@@ -300,14 +300,15 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
     else:
         result["executor"] = {"mode": "none (nothing to run)"}
         _finish(result, entries, t_start, t_work, None, 0)
-    parquet_error: Optional[OutputError] = None
+    parquet_error: Optional[Union[OutputError, InputError]] = None
     if parquet and fatal is None:
         from .parquet import write_parquet
 
         pairs = [(e["rel"], e["csv"]) for e in entries if e["status"] in ("done", "skipped") and e.get("csv")]
         try:
             result["parquet"] = write_parquet(pairs, parquet)
-        except OutputError as e:  # the inputs are done: batch.json still says so, then the error (exit 4)
+        except (OutputError, InputError) as e:  # the inputs are done: batch.json still says so, then the error
+            # (exit 4; 3 for a damaged CSV: it lost batch.json)
             parquet_error = e
             result["parquet"] = {"path": str(parquet), "error": str(e)}
             result["error"] = str(e)
