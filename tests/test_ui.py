@@ -828,9 +828,10 @@ def test_keyboard_shortcuts_tab_order_and_accessible_names(qtbot, window, monkey
 
     # the tab order is the visual one
     want = [window.camera_spin, window.camera_button, window.open_button, window.model_button, window.start_button,
-            window.pause_button, window.stop_button, window.backend_combo, window.detector_combo,
+            window.pause_button, window.stop_button, window.backend_combo, window.detector_combo, window.rotate_combo,
             window.realtime_check, window.record_button, window.csv_button, *window.overlay_checks.values(),
-            window.banner.close_button, window.live_view, window.panel]
+            window.banner.close_button, window.notice_banner.action_button, window.notice_banner.close_button,
+            window.live_view, window.panel]
     chain, w = [], window.camera_spin
     for _ in range(200):
         if w in want and w not in chain:
@@ -844,10 +845,11 @@ def test_keyboard_shortcuts_tab_order_and_accessible_names(qtbot, window, monkey
     for c in controls:
         name = c.accessibleName()
         assert name and name[0].isalpha() and not re.search(r"&\w", name), (type(c).__name__, name)  # no mnemonic
-        if c not in (window.camera_spin, window.banner.close_button):
+        if c not in (window.camera_spin, window.banner.close_button, window.notice_banner.close_button):
             assert any(k in c.toolTip() for k in ("Ctrl+", "Alt+", "Space", "Esc")), (name, c.toolTip())
     assert window.backend_label.buddy() is window.backend_combo
     assert window.detector_label.buddy() is window.detector_combo
+    assert window.rotate_label.buddy() is window.rotate_combo
     assert window.live_view.accessibleName() and window.panel.accessibleName()
 
     QTest.keyClick(window, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
@@ -1225,7 +1227,7 @@ def test_the_window_fits_a_911_px_screen_with_a_large_font(qtbot, window):
     911 logical pixels of a 1366-px screen at 150 %: the toolbar's second and third rows (backend, detector, "file
     at its own pace", Record, Export CSV; the overlay check boxes) set that width. Their controls wrap onto another
     line instead; at the usual font the rows are as before (one line each, the window's smallest 699 px)."""
-    assert window.choices_row.wrap.count() == 3 and window.overlay_row.wrap.count() == 5
+    assert window.choices_row.wrap.count() == 4 and window.overlay_row.wrap.count() == 5
     assert window.minimumSizeHint().width() <= 699
     window.setFont(_big_font(window))
     window.centralWidget().layout().activate()
@@ -1236,7 +1238,7 @@ def test_the_window_fits_a_911_px_screen_with_a_large_font(qtbot, window):
     assert window.overlay_row.lines() > 1
     right = window.width() - 6
     for w in (*window.overlay_checks.values(), window.realtime_check, window.record_button, window.csv_button,
-              window.backend_combo, window.detector_combo):
+              window.backend_combo, window.detector_combo, window.rotate_combo):
         r = w.rect().translated(w.mapTo(window, w.rect().topLeft()))
         assert r.right() <= right and w.width() >= w.sizeHint().width(), (w.accessibleName(), r)
     checks = list(window.overlay_checks.values())
@@ -1332,3 +1334,114 @@ def test_errors_and_run_ends_are_announced_in_the_views_description(qtbot, windo
     assert "no such file" not in view.accessibleDescription()
     window.show_error("boom")
     assert "error: boom" in view.accessibleDescription()
+
+
+# --------------------------------------------------------------------- rotate
+#: a neutral talker (tests/test_rotate.py): every frame's face found, upright or turned
+TALKER = "videoretalking_face_2.mp4"
+
+
+def _upside_down_clip(tmp_path: Path, n: int = 45) -> Path:
+    """The talker's first ``n`` frames turned upside down (a video that lost its rotation tag)."""
+    import av
+    import cv2
+
+    from tests.conftest import write_video
+
+    frames = []
+    with av.open(str(shared_video(TALKER))) as c:
+        for f in c.decode(video=0):
+            frames.append(cv2.rotate(f.to_ndarray(format="bgr24"), cv2.ROTATE_180))
+            if len(frames) >= n:
+                break
+    return write_video(tmp_path / "upside.mp4", frames)
+
+
+def test_the_rotate_box_is_offered_remembered_and_given_on_the_command_line(qtbot, model_dir, tmp_path):
+    """The Analyzer's rotate (facecycle process --rotate) in the window: a box beside the backend and detector, with
+    a name, a key and a tooltip; remembered in the settings (a stale value ignored); ``--rotate`` takes 0, 90, 180,
+    270 only and, given, is not overridden by the remembered one."""
+    import argparse
+
+    from PyQt6.QtCore import QSettings
+
+    from ui.app import add_arguments
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    assert p.parse_args([]).rotate is None and p.parse_args(["--rotate", "180"]).rotate == 180
+    with pytest.raises(SystemExit):
+        p.parse_args(["--rotate", "45"])
+
+    ini = tmp_path / "settings.ini"
+    a = MainWindow(model_dir=model_dir, settings=QSettings(str(ini), QSettings.Format.IniFormat))
+    qtbot.addWidget(a)
+    combo = a.rotate_combo
+    assert [combo.itemText(i) for i in range(combo.count())] == ["0°", "90°", "180°", "270°"] and a.rotate == 0
+    assert a.rotate_label.buddy() is combo and combo.accessibleName() == "Rotate clockwise"
+    assert "Alt+W" in combo.toolTip() and "next start" in combo.toolTip()
+    row = [a.choices_row.wrap.itemAt(i).widget() for i in range(a.choices_row.wrap.count())]
+    assert row.index(combo.parentWidget()) == row.index(a.detector_combo.parentWidget()) + 1  # beside the detector
+    a.source = "clip.mp4"
+    combo.setCurrentText("90°")
+    assert a.rotate == 90 and a.run_config().rotate == 90
+    a.save_settings()
+
+    b = MainWindow(model_dir=model_dir, settings=QSettings(str(ini), QSettings.Format.IniFormat))
+    qtbot.addWidget(b)
+    b.restore_settings()
+    assert b.rotate == 90
+    c = MainWindow(model_dir=model_dir, settings=QSettings(str(ini), QSettings.Format.IniFormat), rotate=180)
+    qtbot.addWidget(c)
+    c.restore_settings(skip=["rotate"])  # given on the command line (ui.app: --rotate)
+    assert c.rotate == 180
+    s = QSettings(str(ini), QSettings.Format.IniFormat)
+    s.setValue("rotate", "45")
+    s.sync()
+    d = MainWindow(model_dir=model_dir, settings=QSettings(str(ini), QSettings.Format.IniFormat))
+    qtbot.addWidget(d)
+    d.restore_settings()
+    assert d.rotate == 0 and d.rotate_combo.count() == 4
+
+
+def test_an_upside_down_clip_is_noticed_once_and_one_click_reads_it_upright(qtbot, window, tmp_path):
+    """A run whose first faces are upside down (realtime.analyzer's orientation hint) says so in the window, once,
+    naming the Rotate that reads them upright (180°); its button sets Rotate and starts the clip again, which is
+    read upright (the Analyzer turns every frame) and says nothing."""
+    from ui.main_window import VIEW_HELP
+
+    clip = _upside_down_clip(tmp_path)
+    window.open_source(clip, start=True)
+    _wait_finished(qtbot, window)
+    assert window.session.end_reason == "end of input" and not window.errors
+    notice = window.notice_banner
+    assert notice.isVisible() and "upside down" in notice.text() and "180°" in notice.text(), notice.text()
+    assert len(window.notices) == 1 and window.session.info["orientation"]["rotate_upright"] == 180
+    assert f"notice: {notice.text()}" in window.live_view.accessibleDescription()
+    assert notice.action_button.accessibleName() == "Rotate 180 degrees and restart"
+    assert not window.banner.isVisible()  # advice, not an error
+    assert window.stats()["notices"] == window.notices
+
+    notice.action_button.click()
+    assert window.rotate == 180 and not notice.isVisible()
+    assert window.sessions_run == 2 and window.session.config.rotate == 180
+    _wait_finished(qtbot, window)
+    assert window.session.end_reason == "end of input" and window.session.info.get("rotate") == 180
+    assert "orientation" not in window.session.info and not notice.isVisible() and len(window.notices) == 1
+    assert window.session.config.rotate == 180 and window.notice_banner.isHidden()
+    assert window.live_view.accessibleDescription().endswith(VIEW_HELP)
+
+
+def test_cli_rotate_reaches_the_analyzer(model_dir, tmp_path):
+    """``facecycle app --rotate 180`` turns the frames of the run it starts: the CSV's sidecar (the run's
+    describe()) says rotate 180, and the upside-down clip, read upright, gets no orientation notice."""
+    clip = _upside_down_clip(tmp_path)
+    out, stats = tmp_path / "rows.csv", tmp_path / "stats.json"
+    r = _run_cli(["--input", str(clip), "--model", model_dir, "--rotate", "180", "--csv", str(out),
+                  "--exit-after", "45", "--stats-json", str(stats)])
+    assert r.returncode == 0, r.stderr
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["rotate"] == 180 and "orientation" not in side
+    st = json.loads(stats.read_text())
+    assert st["notices"] == [] and not st["errors"]
+    assert "upright" not in r.stderr

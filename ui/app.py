@@ -1,6 +1,6 @@
 """Starting the app: command-line options, the QApplication, automation (screenshot, exit after N frames).
 
-``facecycle app [--input FILE | --camera N] [--model DIR] [--backend B] [--detector D]
+``facecycle app [--input FILE | --camera N] [--model DIR] [--backend B] [--detector D] [--rotate DEG]
 [--screenshot PNG] [--exit-after N] [--stats-json PATH] ...``; ``facecycle-app`` is
 the same as ``facecycle app`` (its launcher is :func:`facecycle_cli.app_cmd.main`).
 """
@@ -43,6 +43,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "else centerface; the others need --detector-model)")
     p.add_argument("--detector-model", default=None, metavar="PATH",
                    help="model for yunet (.onnx) or insightface (.onnx, model-pack folder or pack name)")
+    from .settings import ROTATIONS
+
+    p.add_argument("--rotate", type=int, default=None, choices=ROTATIONS, metavar="DEG",
+                   help="turn every frame DEG degrees clockwise (0, 90, 180, 270) before it is read, as facecycle "
+                        "process --rotate: a video that lost its rotation tag, a camera mounted upside down "
+                        "(default: the last one chosen in the window, else 0)")
     p.add_argument("--realtime", action="store_true", help="play files at their own pace, like a camera")
     p.add_argument("--record", metavar="VIDEO", help="record the annotated view to this file from the start")
     p.add_argument("--csv", metavar="CSV", help="write the per-frame CSV to this file from the start")
@@ -272,8 +278,10 @@ def run_app(args: argparse.Namespace) -> int:
     # them: its result depends on its command line only
     win = MainWindow(model_dir=args.model, backend=args.backend or "auto", detector=args.detector or "centerface",
                      realtime=args.realtime, overlays=overlays, detector_model=args.detector_model,
-                     neutral_reference=args.neutral_reference, settings=None if automated else app_settings())
-    given = {"backend": args.backend is not None, "detector": args.detector is not None, "realtime": args.realtime,
+                     neutral_reference=args.neutral_reference, settings=None if automated else app_settings(),
+                     rotate=args.rotate or 0)
+    given = {"backend": args.backend is not None, "detector": args.detector is not None,
+             "rotate": args.rotate is not None, "realtime": args.realtime,
              "overlays": bool(args.no_overlays or args.neutralized or args.neutral_thumbnail),
              "geometry": size is not None}
     restored = win.restore_settings(skip=[k for k, v in given.items() if v])  # Qt keeps a restored one on screen

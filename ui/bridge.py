@@ -73,7 +73,7 @@ class FrameBridge(QObject):
     """Latest-frame hand-off from worker threads to the GUI thread.
 
     Worker side (any thread): :meth:`offer`, :meth:`report_error`, :meth:`report_started`,
-    :meth:`report_finished`. GUI side: connect to the signals and call :meth:`take` /
+    :meth:`report_note`, :meth:`report_finished`. GUI side: connect to the signals and call :meth:`take` /
     :meth:`take_samples`. Create it in the GUI thread.
 
     Signals (the ``int`` is the run's generation from :meth:`new_run`, so that a late
@@ -82,15 +82,19 @@ class FrameBridge(QObject):
         errorRaised(int, str): a one-line error message from the worker.
         started(int, dict): the pipeline is running; the dict describes it (model, backend, detector...).
         finished(int, str): the worker ended; the reason ("end of input", "stopped", "error").
+        noted(int, str, dict): the run found something out about its input (a note of
+            :data:`ui.pipeline_adapter.NOTES`: its name and value), once per note and run.
     """
 
     frameReady = pyqtSignal()
     errorRaised = pyqtSignal(int, str)
     started = pyqtSignal(int, dict)
     finished = pyqtSignal(int, str)
+    noted = pyqtSignal(int, str, dict)
     _error = pyqtSignal(int, str)
     _started = pyqtSignal(int, dict)
     _finished = pyqtSignal(int, str)
+    _noted = pyqtSignal(int, str, dict)
     _ready = pyqtSignal()
 
     def __init__(self, max_samples: int = 4096, parent: Optional[QObject] = None) -> None:
@@ -110,6 +114,7 @@ class FrameBridge(QObject):
         self._error.connect(self.errorRaised, q)
         self._started.connect(self.started, q)
         self._finished.connect(self.finished, q)
+        self._noted.connect(self.noted, q)
 
     # ---- worker side -------------------------------------------------
     def offer(self, item: Any, samples: Optional[List[FaceSample]] = None, wait: float = 0.0) -> bool:
@@ -146,6 +151,9 @@ class FrameBridge(QObject):
 
     def report_started(self, generation: int, info: dict) -> None:
         self._started.emit(int(generation), dict(info))
+
+    def report_note(self, generation: int, name: str, value: dict) -> None:
+        self._noted.emit(int(generation), str(name), dict(value))
 
     def report_finished(self, generation: int, reason: str) -> None:
         self._finished.emit(int(generation), str(reason))

@@ -37,10 +37,11 @@ from realtime.summary import clip_reading
 
 from .bridge import FrameBridge
 from .session import FILES_NOT_FINISHED, AnalysisSession
-from .settings import Overlays, RunConfig
-from .widgets import ElidedLabel, ErrorBanner, FacePanel, LiveView, WrapRow
+from .settings import ROTATIONS, Overlays, RunConfig
+from .widgets import ElidedLabel, ErrorBanner, FacePanel, LiveView, NoticeBanner, WrapRow
 
-__all__ = ["MainWindow", "backend_choices", "detector_choices", "app_settings", "gui_message", "saved_text",
+__all__ = ["MainWindow", "backend_choices", "detector_choices", "rotation_text", "app_settings", "gui_message",
+           "saved_text",
            "first_run_size", "APP_TITLE", "OUTPUT_ERRORS", "REMEMBERED", "DEFAULT_SIZE", "VIEW_HELP"]
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ APP_TITLE = "FaceCycle RT"
 SETTINGS_ORGANIZATION, SETTINGS_APPLICATION = "FaceCycleRT", "app"
 
 #: what :meth:`MainWindow.restore_settings` can restore besides the folders (the names its ``skip`` takes)
-REMEMBERED = ("overlays", "backend", "detector", "realtime", "geometry")
+REMEMBERED = ("overlays", "backend", "detector", "rotate", "realtime", "geometry")
 
 #: how the run's outputs (realtime.outputs) word an output that could not be opened, written or finished, and the
 #: session an end whose files could not be finished (ui.session)
@@ -72,6 +73,11 @@ VIEW_HELP = "the analysed video; Space starts or pauses, Esc stops"
 #: the button texts of the two outputs, off and on (on: what a click does then)
 RECORD_TEXT = ("● &Record…", "■ Stop &REC")
 CSV_TEXT = ("Export &CSV…", "■ Stop &CSV")
+
+
+def rotation_text(degrees: int) -> str:
+    """The Rotate box's text of a turn: "0°", "180°"."""
+    return f"{degrees}°"
 
 
 def app_settings() -> QSettings:
@@ -190,7 +196,7 @@ class MainWindow(QMainWindow):
     def __init__(self, model_dir: Optional[str] = None, backend: str = "auto", detector: str = "centerface",
                  realtime: bool = False, overlays: Overlays = Overlays(), parent: Optional[QWidget] = None,
                  detector_model: Optional[str] = None, neutral_reference: bool = True,
-                 settings: Optional[QSettings] = None) -> None:
+                 settings: Optional[QSettings] = None, rotate: int = 0) -> None:
         super().__init__(parent)
         self.detector_model = detector_model
         self._model_detector = detector  # the detector that detector_model is for (not the others in the list)
@@ -217,13 +223,16 @@ class MainWindow(QMainWindow):
         self.last_packet = None
         self._panel_refreshed = 0.0
         self.finished_generation = 0
+        self.notices: List[str] = []  # the notices shown (the orientation hint), as errors lists the errors
 
         self._build_ui(backend, detector, realtime)
+        self.set_rotate(rotate)
         self._build_actions()
         self.bridge.frameReady.connect(self._on_frame)
         self.bridge.errorRaised.connect(self._on_error)
         self.bridge.started.connect(self._on_started)
         self.bridge.finished.connect(self._on_finished)
+        self.bridge.noted.connect(self._on_note)
         self._status_timer = QTimer(self)
         self._status_timer.setInterval(250)
         self._status_timer.timeout.connect(self._update_status)
@@ -283,6 +292,13 @@ class MainWindow(QMainWindow):
         self.backend_label.setBuddy(self.backend_combo)  # Alt+B focuses the combo; a screen reader names it
         self.detector_label = QLabel("&detector", self)
         self.detector_label.setBuddy(self.detector_combo)
+        # how far every frame is turned clockwise before it is read (the Analyzer's rotate, `facecycle process
+        # --rotate`); no letter of "rotate" is free (Record, Open, Stop, camera, Pose): Alt+W, of "clockwise"
+        self.rotate_combo = QComboBox(self)
+        for deg in ROTATIONS:
+            self.rotate_combo.addItem(rotation_text(deg), deg)
+        self.rotate_label = QLabel("rotate clock&wise", self)
+        self.rotate_label.setBuddy(self.rotate_combo)
         self.realtime_check = QCheckBox("&file at its own pace", self)
         self.realtime_check.setChecked(realtime)
         self.record_button = QPushButton(RECORD_TEXT[0], self)
@@ -306,7 +322,8 @@ class MainWindow(QMainWindow):
             b.setText(texts[0])
             b.setMinimumWidth(width)
         pairs = []
-        for label, combo in ((self.backend_label, self.backend_combo), (self.detector_label, self.detector_combo)):
+        for label, combo in ((self.backend_label, self.backend_combo), (self.detector_label, self.detector_combo),
+                             (self.rotate_label, self.rotate_combo)):
             pair = QWidget(self)  # a label sits close to its combo, and wraps with it
             pair_layout = QHBoxLayout(pair)
             pair_layout.setContentsMargins(0, 0, 0, 0)
@@ -349,6 +366,10 @@ class MainWindow(QMainWindow):
         self.banner = ErrorBanner(self)
         self.banner.close_button.clicked.connect(self._describe_view)
         root.addWidget(self.banner)
+        # advice about the run (the orientation hint), apart from the errors: neither hides the other
+        self.notice_banner = NoticeBanner(self)
+        self.notice_banner.close_button.clicked.connect(self._describe_view)
+        root.addWidget(self.notice_banner)
 
         self.live_view = LiveView(self)
         self.live_view.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # initial focus: the view, not an input field
@@ -422,20 +443,24 @@ class MainWindow(QMainWindow):
                                     f"{self._mnemonic(self.stop_button)})")
         self.backend_combo.setToolTip(f"inference backend; applies at the next start ({self._mnemonic('&b')})")
         self.detector_combo.setToolTip(f"face detector; applies at the next start ({self._mnemonic('&d')})")
+        self.rotate_combo.setToolTip("turn every frame this far clockwise before it is read (a video without its "
+                                     "rotation tag, a camera mounted upside down, a person lying down); applies at "
+                                     f"the next start ({self._mnemonic(self.rotate_label)})")
         self.realtime_check.setToolTip("play files like a camera (late frames dropped) instead of as fast as "
                                        f"possible; applies at the next start ({self._mnemonic(self.realtime_check)})")
         names = ((self.camera_spin, "Camera number"), (self.camera_button, "Use camera"),
                  (self.open_button, "Open file"), (self.model_button, "Choose model"), (self.pause_button, "Pause"),
                  (self.stop_button, "Stop"), (self.backend_combo, "Backend"), (self.detector_combo, "Detector"),
-                 (self.realtime_check, "File at its own pace"), (self.live_view, "Live view"),
-                 (self.panel, "Face panel"))
+                 (self.rotate_combo, "Rotate clockwise"), (self.realtime_check, "File at its own pace"),
+                 (self.live_view, "Live view"), (self.panel, "Face panel"))
         for w, name in names:
             w.setAccessibleName(name)
         self._describe_view()
 
         order = [self.camera_spin, self.camera_button, self.open_button, self.model_button, self.start_button,
-                 self.pause_button, self.stop_button, self.backend_combo, self.detector_combo, self.realtime_check,
-                 self.record_button, self.csv_button, *self.overlay_checks.values(), self.banner.close_button,
+                 self.pause_button, self.stop_button, self.backend_combo, self.detector_combo, self.rotate_combo,
+                 self.realtime_check, self.record_button, self.csv_button, *self.overlay_checks.values(),
+                 self.banner.close_button, self.notice_banner.action_button, self.notice_banner.close_button,
                  self.live_view, self.panel]
         for a, b in zip(order[:-1], order[1:], strict=True):
             QWidget.setTabOrder(a, b)
@@ -478,7 +503,24 @@ class MainWindow(QMainWindow):
                          detector=self.detector_combo.currentText(),
                          detector_model=(self.detector_model if self.detector_combo.currentText()
                                          == self._model_detector else None),
-                         realtime=self.realtime_check.isChecked(), neutral_reference=self.neutral_reference)
+                         realtime=self.realtime_check.isChecked(), neutral_reference=self.neutral_reference,
+                         rotate=self.rotate)
+
+    @property
+    def rotate(self) -> int:
+        """The Rotate box's turn, in degrees clockwise (:data:`ui.settings.ROTATIONS`)."""
+        return int(self.rotate_combo.currentData())
+
+    def set_rotate(self, degrees: int) -> None:
+        """Set the Rotate box (applies at the next start, as the backend and detector do: the run's frames are
+        turned from its first one, and its tracks, files and sidecar are of one orientation).
+
+        Raises:
+            ValueError: ``degrees`` is not one of :data:`ui.settings.ROTATIONS`."""
+        i = self.rotate_combo.findData(int(degrees))
+        if isinstance(degrees, bool) or i < 0:
+            raise ValueError(f"rotate must be one of {', '.join(map(str, ROTATIONS))}, not {degrees!r}")
+        self.rotate_combo.setCurrentIndex(i)
 
     def open_source(self, source: Union[str, int, Path], start: bool = False) -> None:
         """Select a video file / folder / stream (str) or a camera index (int); optionally start it."""
@@ -503,6 +545,7 @@ class MainWindow(QMainWindow):
             return
         cfg = self.run_config()
         self.banner.hide()
+        self.notice_banner.hide()  # an earlier run's advice: this run says its own
         self.statusBar().clearMessage()  # an earlier run's message would hide this one's state for seconds
         self.live_view.reset_counters()
         self.panel.clear()
@@ -582,6 +625,8 @@ class MainWindow(QMainWindow):
         parts = [self.state_label.text()]
         if not self.banner.isHidden():
             parts.append(f"error: {self.banner.label.text()}")
+        if not self.notice_banner.isHidden():
+            parts.append(f"notice: {self.notice_banner.label.text()}")
         text = "; ".join([p for p in parts if p] + [VIEW_HELP])
         if text != self.live_view.accessibleDescription():  # each change is announced: only real ones
             self.live_view.setAccessibleDescription(text)
@@ -609,11 +654,12 @@ class MainWindow(QMainWindow):
             "latency_ms_p50": round(1000 * statistics.median(lat), 1) if lat else None,
             "latency_ms_p95": round(1000 * lat[int(0.95 * (len(lat) - 1))], 1) if lat else None,
             "errors": list(self.errors),
+            "notices": list(self.notices),
         }
 
     # ------------------------------------------------------------------ settings
     def restore_settings(self, skip: Collection[str] = ()) -> bool:
-        """Apply the choices :attr:`settings` remembers: overlays, backend, detector, "file at its own pace" and
+        """Apply the choices :attr:`settings` remembers: overlays, backend, detector, rotate, "file at its own pace" and
         the window's geometry, except those named in ``skip`` (the ones given on the command line, from
         :data:`REMEMBERED`). A stored value that no longer fits (a backend or detector this window does not offer,
         anything but true/false for a check box, a geometry Qt cannot read) is ignored. Returns whether a
@@ -631,6 +677,14 @@ class MainWindow(QMainWindow):
                 combo.setCurrentIndex(combo.findText(value))
             elif value is not None and name not in skip:
                 log.info("settings: %s %r is not offered here; ignored", name, value)
+        rotate = s.value("rotate")
+        if "rotate" not in skip and rotate is not None:
+            # an INI file holds it as text; anything but a turn of ROTATIONS is ignored
+            turn = int(rotate) if isinstance(rotate, int) or (isinstance(rotate, str) and rotate.isdigit()) else None
+            if turn in ROTATIONS and not isinstance(rotate, bool):
+                self.set_rotate(turn)
+            else:
+                log.info("settings: rotate %r is not a turn offered here; ignored", rotate)
         realtime = _stored_bool(s.value("realtime"))
         if "realtime" not in skip and realtime is not None:
             self.realtime_check.setChecked(realtime)
@@ -640,7 +694,7 @@ class MainWindow(QMainWindow):
         return False
 
     def save_settings(self) -> None:
-        """Remember the overlays, backend, detector, "file at its own pace", the window's geometry and the last
+        """Remember the overlays, backend, detector, rotate, "file at its own pace", the window's geometry and the last
         folders in :attr:`settings` (done when the window closes; the folders when they are chosen)."""
         s = self.settings
         if s is None:
@@ -649,6 +703,7 @@ class MainWindow(QMainWindow):
             s.setValue(f"overlays/{k}", cb.isChecked())
         s.setValue("backend", self.backend_combo.currentText())
         s.setValue("detector", self.detector_combo.currentText())
+        s.setValue("rotate", self.rotate)
         s.setValue("realtime", self.realtime_check.isChecked())
         s.setValue("geometry", self.saveGeometry())
         for key, value in (("last_dir", self._last_dir), ("last_save_dir", self._last_save_dir)):
@@ -717,12 +772,48 @@ class MainWindow(QMainWindow):
         backend = b.get("backend", "") if isinstance(b, dict) else str(b or "")
         d = info.get("detector")
         det = d.get("detector", "") if isinstance(d, dict) else str(d or "")
-        self._run_desc = f"{Path(str(src)).name if src != '' else ''}  [{backend}, {det}]"
+        # a turned run says so: its faces and files are of the turned frames
+        turn = f", rotated {rotation_text(int(info['rotate']))}" if info.get("rotate") else ""
+        self._run_desc = f"{Path(str(src)).name if src != '' else ''}  [{backend}, {det}{turn}]"
         self._set_state(f"running: {self._run_desc}")
-        self.state_label.setToolTip(f"running: {src}  [{backend}, {det}]")
+        self.state_label.setToolTip(f"running: {src}  [{backend}, {det}{turn}]")
         self.panel.stills = (info.get("input") or {}).get("reading") == "stills"
         self.live_view.set_placeholder("waiting for the first frame …")
         self._update_buttons()
+
+    def _on_note(self, generation: int, name: str, value: dict) -> None:
+        """A note the run found out about its input (the session reports each once per run). ``orientation``: most
+        of the first faces are turned by a right angle; the notice offers the Rotate that reads them upright."""
+        if not self._current(generation) or name != "orientation":
+            return
+        try:
+            fix, turned = int(value["rotate_upright"]), int(value["faces_turned_deg"])
+        except (KeyError, TypeError, ValueError):
+            log.info("an orientation note without its numbers: %r", value)
+            return
+        if fix not in ROTATIONS:
+            return
+        turns = {90: "turned 90° clockwise", 180: "upside down", 270: "turned 90° anti-clockwise"}
+        share, faces = value.get("share"), value.get("faces")
+        most = (f"{round(float(share) * int(faces))} of the first {int(faces)} faces"
+                if isinstance(share, (int, float)) and isinstance(faces, int) else "Most faces")
+        message = (f"{most} are {turns.get(turned, 'turned')} (the model reads turned faces wrongly): "
+                   f"Rotate clockwise {rotation_text(fix)} reads them upright.")
+        self.notices.append(message)
+        log.info("shown in the window: %s", message)
+        self.notice_banner.show_notice(
+            message, f"Rotate {rotation_text(fix)} and restart", lambda: self._apply_rotate(fix),
+            f"Rotate {fix} degrees and restart",
+            f"set Rotate clockwise to {rotation_text(fix)} and start the open source again with it (its files are "
+            "finished first, as Restart does); Tab to this button, then Enter or Space")
+        self._describe_view()
+
+    def _apply_rotate(self, degrees: int) -> None:
+        """The orientation notice's button: Rotate set, the source (re)started with it."""
+        self.set_rotate(degrees)
+        self._describe_view()
+        if self.source is not None and not self._closing:
+            self.start()
 
     def _on_finished(self, generation: int, reason: str) -> None:
         if not self._current(generation):

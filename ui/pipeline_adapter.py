@@ -17,7 +17,11 @@ from realtime.types import FramePacket
 
 from .settings import RunConfig
 
-__all__ = ["PipelineStream", "open_stream"]
+__all__ = ["PipelineStream", "open_stream", "NOTES"]
+
+#: the run's ``info`` entries that the window tells the user of as they appear: ``orientation`` (most of the first
+#: faces turned by a right angle, with the ``rotate`` that reads them upright; ``realtime.analyzer``)
+NOTES = ("orientation",)
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +42,7 @@ class PipelineStream:
         self.config = config
         self.analyzer = Analyzer(model=config.model_dir, backend=config.backend, detector=config.detector,
                                  detector_model=config.detector_model, max_faces=config.max_faces, neutralize=False,
-                                 neutral_reference=config.neutral_reference,
+                                 neutral_reference=config.neutral_reference, rotate=config.rotate,
                                  neutral_lookahead=False)  # frames as they come: no second reading first
         self.can_neutralize = "neutralize" in self.analyzer.backend.graphs
         self.set_neutralize(neutralize)
@@ -77,6 +81,12 @@ class PipelineStream:
 
     def stats(self) -> dict:
         return self.run.stats.summary()
+
+    def notes(self) -> dict:
+        """What the run has found out about its input while it goes (:data:`NOTES` of the run's ``info``: the
+        orientation hint of faces turned by a right angle), by name; the pipeline's threads add them."""
+        info = self.run.info
+        return {k: info[k] for k in NOTES if k in info}
 
     def describe(self) -> dict:
         """What produced the numbers (the body of the CSV's JSON sidecar)."""

@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Callable, Deque, Optional, Tuple, Union
+from typing import Callable, Deque, Optional, Set, Tuple, Union
 
 from facecycle.errors import FaceCycleError
 
@@ -82,6 +82,7 @@ class AnalysisSession:
         self.end_reason: Optional[str] = None
         self.info: dict = {}
         self.error: Optional[FaceCycleError] = None  # the error that ended the run, if any
+        self._noted: Set[str] = set()  # the notes (ui.pipeline_adapter.NOTES) already reported: each once per run
 
     # ---- control (GUI thread; none of these blocks) -----------------------
     def start(self) -> None:
@@ -171,6 +172,15 @@ class AnalysisSession:
         return int(getattr(s, "drops", 0) or 0) if s is not None else 0
 
     # ---- worker thread -----------------------------------------------------
+    def _pass_notes(self, stream: PipelineStream) -> None:
+        """Report each note the run has found out (the pipeline's threads add them to its info) once, and keep it
+        in :attr:`info` (what the run's sidecar says)."""
+        for name, value in stream.notes().items():
+            if name not in self._noted:
+                self._noted.add(name)
+                self.info[name] = value
+                self.bridge.report_note(self.generation, name, value)
+
     def _run(self) -> None:
         reason = "stopped"
         stream = None
@@ -201,6 +211,7 @@ class AnalysisSession:
                     reason = "stopped"
                     break
                 stream.set_neutralize(self.overlays.needs_neutral)
+                self._pass_notes(stream)
                 shown = packet.annotated if packet.annotated is not None else packet.image
                 image = display_image(shown, self.view_size() if self.view_size is not None else None)
                 now = time.perf_counter()
@@ -239,5 +250,6 @@ class AnalysisSession:
             finally:
                 if stream is not None:
                     self.finished_files = list(stream.outputs.finished)
+                    self._pass_notes(stream)  # one found on the last frames, before the end is reported
                 self.end_reason = reason
                 self.bridge.report_finished(self.generation, reason)

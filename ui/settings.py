@@ -4,7 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Optional, Union
 
-__all__ = ["Overlays", "RunConfig"]
+__all__ = ["Overlays", "RunConfig", "ROTATIONS"]
+
+#: the turns a run may give its frames, in degrees clockwise (``realtime.Analyzer``'s ``rotate``)
+ROTATIONS = (0, 90, 180, 270)
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class RunConfig:
         max_faces: analyse at most this many faces per frame (None = all).
         neutral_reference: neutral faces from the track's least expressive earlier frame for strongly
             expressive faces (``realtime.neutral_reference``; the pipeline's default).
+        rotate: turn every frame this many degrees clockwise (:data:`ROTATIONS`) before it is read: a video without
+            its rotation tag, a camera mounted upside down, a person lying down.
     """
 
     source: Union[str, int]
@@ -58,6 +63,7 @@ class RunConfig:
     realtime: bool = False
     max_faces: Optional[int] = None
     neutral_reference: bool = True
+    rotate: int = 0
 
     @property
     def is_camera(self) -> bool:

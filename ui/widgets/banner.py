@@ -1,40 +1,79 @@
-"""An inline, non-modal error banner (a message box would block tests and automation)."""
+"""Inline, non-modal banners: errors, and notices with an action (a message box would block tests and automation)."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 from PyQt6.QtCore import Qt
-from PyQt6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QWidget
+from PyQt6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QToolButton, QWidget
 
-__all__ = ["ErrorBanner"]
+__all__ = ["ErrorBanner", "NoticeBanner"]
 
 
-class ErrorBanner(QFrame):
-    """A red strip with a message and a close button; hidden until :meth:`show_error`."""
+class _Banner(QFrame):
+    """A coloured strip with a message and a close button; hidden until shown."""
 
-    def __init__(self, parent: Optional[QWidget] = None) -> None:
+    def __init__(self, name: str, background: str, dismiss: str, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
-        self.setObjectName("errorBanner")
-        self.setStyleSheet("#errorBanner { background: #7a1f1f; border-radius: 4px; }"
-                           "#errorBanner QLabel { color: white; }")
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(8, 4, 4, 4)
+        self.setObjectName(name)
+        self.setStyleSheet(f"#{name} {{ background: {background}; border-radius: 4px; }}"
+                           f"#{name} QLabel {{ color: white; }}")
+        self._layout = QHBoxLayout(self)
+        self._layout.setContentsMargins(8, 4, 4, 4)
         self.label = QLabel(self)
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)  # a path can be copied
         self.close_button = QToolButton(self)
         self.close_button.setText("✕")
         self.close_button.setAutoRaise(True)
-        self.close_button.setAccessibleName("Dismiss error")
+        self.close_button.setAccessibleName(dismiss)
         self.close_button.setToolTip("hide this message")
         self.close_button.clicked.connect(self.hide)
-        lay.addWidget(self.label, 1)
-        lay.addWidget(self.close_button)
+        self._layout.addWidget(self.label, 1)
+        self._layout.addWidget(self.close_button)
         self.hide()
+
+    def text(self) -> str:
+        return self.label.text() if self.isVisible() else ""
+
+
+class ErrorBanner(_Banner):
+    """A red strip with a message and a close button; hidden until :meth:`show_error`."""
+
+    def __init__(self, parent: Optional[QWidget] = None) -> None:
+        super().__init__("errorBanner", "#7a1f1f", "Dismiss error", parent)
 
     def show_error(self, message: str) -> None:
         self.label.setText(message)
         self.show()
 
-    def text(self) -> str:
-        return self.label.text() if self.isVisible() else ""
+
+class NoticeBanner(_Banner):
+    """A dark amber strip (white on it: 7.7:1) with advice, a button that follows it and a close button; hidden
+    until :meth:`show_notice`. Not an error: the run goes on, and an error shown meanwhile has its own banner."""
+
+    def __init__(self, parent: Optional[QWidget] = None) -> None:
+        super().__init__("noticeBanner", "#6b4e00", "Dismiss notice", parent)
+        self.action_button = QPushButton(self)
+        self.action_button.setAutoDefault(True)  # Enter clicks it when focused, as the window's other buttons
+        self.action_button.clicked.connect(self._on_action)
+        # named before any notice fills it in: a screen reader never meets a nameless button
+        self.action_button.setAccessibleName("Follow the notice's advice")
+        self.action_button.setToolTip("do what the notice advises (Tab to it, then Enter or Space)")
+        self._layout.insertWidget(1, self.action_button)  # between the text and the close button
+        self._action: Optional[Callable[[], None]] = None
+
+    def show_notice(self, message: str, action_text: str, action: Callable[[], None], accessible_name: str,
+                    tooltip: str) -> None:
+        """Show ``message`` with a button ``action_text`` that calls ``action`` (and hides the banner)."""
+        self.label.setText(message)
+        self.action_button.setText(action_text)
+        self.action_button.setAccessibleName(accessible_name)
+        self.action_button.setToolTip(tooltip)
+        self._action = action
+        self.show()
+
+    def _on_action(self) -> None:
+        action, self._action = self._action, None
+        self.hide()
+        if action is not None:
+            action()
