@@ -419,7 +419,8 @@ class Analyzer:
         """Analyse one image synchronously (detection always runs; no tracking history).
 
         ``image``: a BGR uint8 array (H, W, 3), grey (H, W) or BGRA (H, W, 4), or an image file's path
-        (:func:`realtime.types.as_bgr_image`); anything else raises TypeError / ValueError with the reason.
+        (:func:`realtime.types.as_bgr_image`); anything else raises TypeError / ValueError with the reason. With
+        :attr:`rotate`, the packet's image is the turned picture and the faces' boxes and landmarks are in it.
         """
         from fractions import Fraction
 
@@ -1047,6 +1048,7 @@ class Run:
             first.neutral_ref.keep_banks = True
             first.neutral_ref.make_neutral = lambda p, f: self.analyzer.inference.neutral_face(p.image, f.box)
         first.baseline.record = self.baseline_ahead
+        first.baseline.quiet = True  # its warnings are this run's: said once, by this reading
         first._record = {}
         self._ahead = first
         try:
@@ -1056,15 +1058,16 @@ class Run:
             return
         finally:
             self._ahead = None
+            if first._turns is None:  # the first reading decided (and said) whether the faces are turned: not twice,
+                self._turns = None    # also where it stopped early
+                if "orientation" in first.info:
+                    self.info["orientation"] = first.info["orientation"]
         if not self.interrupted:
             if self.lookahead:
                 self.neutral_ref.seed(first.neutral_ref.banks())
             if self.baseline_ahead:
                 self.baseline.seed(first.baseline.histories())
             self._replay = first._record
-        self._turns = None  # the first reading said it where it had to: not twice
-        if "orientation" in first.info:
-            self.info["orientation"] = first.info["orientation"]
         if "detect_size" in first.info:  # the first reading raised it: this one detects (and says) the same
             self.info["detect_size"] = first.info["detect_size"]
             self.analyzer.detector.max_side = first.info["detect_size"]["used"]

@@ -143,6 +143,8 @@ class NeutralBaseline:
         self._seeded = 0
         self._began: Dict[int, int] = {}  # histories begun per track id in this run
         self._at_cap = 0  # histories whose neutral was above max_neutral at some frame
+        #: say nothing on the log (a look-ahead's first reading of a file: the second reading says it, once)
+        self.quiet = False
 
     def describe(self) -> dict:
         return {"warmup_frames": self.warmup_frames, "warmup_s": self.warmup_s, "quantile": self.quantile,
@@ -216,7 +218,7 @@ class NeutralBaseline:
         62-83 % of its frames. The user cannot tell the two apart from the rows alone."""
         h.capped = True
         self._at_cap += 1
-        if not self.record:  # (a look-ahead's first reading says nothing: the second says it, once)
+        if not (self.record or self.quiet):  # (a look-ahead's first reading says nothing: the second says it once)
             log.warning("face #%d (from %.1f s): its most neutral frames read %.3f, above the person baseline's cap "
                         "of %.2f: its rel_* columns are measured against the cap. Expected for a face expressive "
                         "throughout; for a face at rest, something makes it read expressive (sunglasses, a hand, "

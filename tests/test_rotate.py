@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 from typing import List
 
 import av
@@ -151,3 +152,27 @@ def test_the_cli_says_the_turn_and_rotate_reads_it_upright(tmp_path):
     fps = {settings_fingerprint(BatchSettings(analyzer={"rotate": k}))[0] for k in (0, 90, 180)}
     assert len(fps) == 3
     assert settings_fingerprint(BatchSettings(analyzer={"rotate": 0}))[1].get("rotate") is None  # as before
+
+
+def test_a_file_read_twice_says_each_warning_once(caplog):
+    """With neutral faces a file is read twice (the look-ahead): the turn hint and the person baseline's cap warning
+    (the upside-down talker reads 'sad' throughout, above the cap) come once each, and the sidecar's record is the
+    second reading's (a review found the cap warning said twice)."""
+    from realtime import Analyzer
+
+    flipped = _turned(_frames(40), cv2.ROTATE_180)
+    import tempfile
+
+    from .conftest import write_video
+
+    with tempfile.TemporaryDirectory() as d:
+        clip = write_video(Path(d) / "upside.mp4", flipped)
+        with caplog.at_level(logging.WARNING), Analyzer(neutralize=True) as an:
+            run = an.process_video(str(clip))
+            for _ in run:
+                pass
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert sum("upright" in m for m in said) == 1, said
+    assert sum("above the person baseline's cap" in m for m in said) == 1, said
+    assert run.info["orientation"]["rotate_upright"] == 180
+    assert run.describe()["person_baseline"]["tracks_at_cap"] == 1
