@@ -26,6 +26,7 @@ import torch
 from .config import FaceCycleConfig, get_config
 from .errors import ModelError, OutputError
 from .files import match_umask
+from .jsonvalues import is_int, is_number
 from .model import ALL_MODULES, FaceCycle
 
 __all__ = [
@@ -56,9 +57,9 @@ def _field_ok(value: Any, default: Any) -> bool:
     if isinstance(default, bool):
         return isinstance(value, bool)
     if isinstance(default, int):
-        return isinstance(value, int) and not isinstance(value, bool)
+        return is_int(value)
     if isinstance(default, float):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return is_number(value)
     if isinstance(default, str):
         return isinstance(value, str)
     if isinstance(default, tuple):

@@ -10,13 +10,13 @@ ran without an error and gave empty emotion columns labelled "angry".
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path, PurePosixPath
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .errors import ModelError
 from .files import check_sha256
+from .jsonvalues import is_finite, is_int, is_number
 
 __all__ = ["GraphSpec", "read_manifest", "graph_file", "model_file", "io_mismatch", "READ_VERSIONS",
            "INPUT_SIZES", "CROP_SCALES"]
@@ -74,7 +74,7 @@ class GraphSpec:
 def _dims_match(want: object, got: object) -> bool:
     """A manifest dim against a graph's: two fixed sizes must be equal; a symbolic one (``"batch"``, None, -1)
     matches anything."""
-    fixed = [isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in (want, got)]
+    fixed = [is_int(d) and d >= 0 for d in (want, got)]
     return not all(fixed) or want == got
 
 
@@ -113,7 +113,7 @@ def _tensors(graph: str, entry: Mapping, key: str) -> List[dict]:
         raise ModelError(f"manifest: graph {graph!r} has no {key} list")
     for t in items:
         if not (isinstance(t, Mapping) and isinstance(t.get("name"), str) and isinstance(t.get("shape"), list)
-                and t["shape"] and all(isinstance(d, int) and not isinstance(d, bool) for d in t["shape"][1:])):
+                and t["shape"] and all(is_int(d) for d in t["shape"][1:])):
             raise ModelError(f"manifest: graph {graph!r} has a bad {key} entry {str(t)[:80]} (needs a name and a "
                              "shape [batch, int, ...])")
     names = [t["name"] for t in items]
@@ -164,7 +164,7 @@ def _check_version(v: object) -> None:
     """Refuse a ``manifest_version`` this facecycle does not read: a later one was written by a newer facecycle,
     whose fields may mean other things (read as version 1, it gave numbers without a word)."""
     reads = ", ".join(map(str, READ_VERSIONS))
-    if isinstance(v, int) and not isinstance(v, bool):
+    if is_int(v):
         if v in READ_VERSIONS:
             return
         if v > max(READ_VERSIONS):
@@ -173,22 +173,18 @@ def _check_version(v: object) -> None:
     raise ModelError(f"manifest: unknown manifest_version {str(v)[:40]!r} (this facecycle reads {reads})")
 
 
-def _is_number(x: object) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
 def _triple(v: object, what: str, positive: bool) -> None:
     """``mean`` / ``std``: 3 finite numbers (``positive``: each > 0, as the pipeline divides by them)."""
-    if not (isinstance(v, list) and len(v) == 3 and all(_is_number(x) for x in v)):
+    if not (isinstance(v, list) and len(v) == 3 and all(is_number(x) for x in v)):
         raise ModelError(f"manifest: {what} needs 3 numbers, not {str(v)[:80]}")
-    if not all(math.isfinite(x) for x in v) or (positive and not all(x > 0 for x in v)):
+    if not all(is_finite(x) for x in v) or (positive and not all(x > 0 for x in v)):
         raise ModelError(f"manifest: {what} {v} must be {'> 0 and ' if positive else ''}finite "
                          f"(the input is (pixel/255 - mean) / std)")
 
 
 def _check_size(v: object, what: str) -> None:
     lo, hi = INPUT_SIZES
-    if not (isinstance(v, int) and not isinstance(v, bool)):
+    if not is_int(v):
         raise ModelError(f"manifest: {what} needs an int, not {str(v)[:80]!r}")
     if not lo <= v <= hi:
         raise ModelError(f"manifest: {what} {v} is outside {lo}..{hi} pixels")
@@ -200,7 +196,7 @@ def _check_input(inp: object) -> None:
     if not isinstance(inp, dict):
         raise ModelError("manifest: no 'input' section (the crops' size and normalisation)")
     size, mean, std = inp.get("size"), inp.get("mean"), inp.get("std")
-    if not (isinstance(size, int) and not isinstance(size, bool) and _is_triple(mean) and _is_triple(std)):
+    if not (is_int(size) and _is_triple(mean) and _is_triple(std)):
         raise ModelError("manifest: 'input' needs a size (int) and mean and std (3 numbers each)")
     _check_size(size, "input.size")
     _triple(mean, "input.mean", positive=False)
@@ -208,7 +204,7 @@ def _check_input(inp: object) -> None:
 
 
 def _is_triple(v: object) -> bool:
-    return isinstance(v, list) and len(v) == 3 and all(_is_number(x) for x in v)
+    return isinstance(v, list) and len(v) == 3 and all(is_number(x) for x in v)
 
 
 def _check_config(cfg: Dict[str, Any], size: int) -> None:
@@ -216,8 +212,8 @@ def _check_config(cfg: Dict[str, Any], size: int) -> None:
     their readers fall back to defaults)."""
     if "crop_scale" in cfg:
         s, (lo, hi) = cfg["crop_scale"], CROP_SCALES
-        if not _is_number(s) or not math.isfinite(s) or not lo <= s <= hi:
-            shown = str(s)[:40] if _is_number(s) else repr(s)[:40]
+        if not is_finite(s) or not lo <= s <= hi:
+            shown = str(s)[:40] if is_number(s) else repr(s)[:40]
             raise ModelError(f"manifest: config.crop_scale {shown} is not a framing in {lo:g}..{hi:g} (the "
                              "crop's side over the face box's)")
     if "image_size" in cfg:
@@ -229,7 +225,7 @@ def _check_config(cfg: Dict[str, Any], size: int) -> None:
             _triple(cfg[key], f"config.{key}", positive)
     if "detail_px" in cfg:
         d = cfg["detail_px"]
-        if not (isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= INPUT_SIZES[1]):
+        if not (is_int(d) and 0 <= d <= INPUT_SIZES[1]):
             raise ModelError(f"manifest: config.detail_px {str(d)[:40]!r} is not a size in pixels (0 = off)")
     for key in ("gray_input", "feature_flip"):
         if key in cfg and not isinstance(cfg[key], bool):

@@ -28,6 +28,7 @@ import numpy as np
 
 from facecycle.assets import HEAD_FILE
 from facecycle.errors import ModelError
+from facecycle.jsonvalues import is_number
 
 from .types import EMOTIONS
 
@@ -223,8 +224,7 @@ def _check_class_bias(meta: dict, classes: Tuple[str, ...]) -> None:
         cb = json.loads(meta["class_bias"])
     except (TypeError, ValueError):
         cb = None
-    if not (isinstance(cb, dict) and all(k in classes and isinstance(v, (int, float)) and not isinstance(v, bool)
-                                         for k, v in cb.items())):
+    if not (isinstance(cb, dict) and all(k in classes and is_number(v) for k, v in cb.items())):
         raise ModelError(f"expression head: metadata 'class_bias' is not a JSON object of {{class: number}} over "
                          f"its classes (it is {_short(meta['class_bias'])})")
 

@@ -23,6 +23,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from facecycle.jsonvalues import is_finite, is_int, is_number
+
 from .types import EMOTIONS, Face, FramePacket
 
 __all__ = ["ExpressionSummary", "BINS", "MAX_TRACKS", "clip_reading"]
@@ -180,9 +182,7 @@ def clip_reading(summary: Optional[Dict[str, object]]) -> Optional[Dict[str, obj
     name = faces["emotion"]
     means = faces.get("mean_emotions")
     if (not isinstance(name, str) or not isinstance(means, dict) or name not in means or len(means) < 2
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                       for v in means.values())
-            or not isinstance(faces.get("rows"), int) or isinstance(faces.get("rows"), bool)):
+            or not all(is_finite(v) for v in means.values()) or not is_int(faces.get("rows"))):
         return None
     means = dict(means)
     inten = faces.get("intensity")
@@ -193,6 +193,6 @@ def clip_reading(summary: Optional[Dict[str, object]]) -> Optional[Dict[str, obj
     top = faces.get("top_emotions")
     return {"emotion": name, "p": means[name], "runner_up": runner, "margin": round(means[name] - means[runner], 5),
             "face_rows": faces["rows"],
-            "intensity_median": median if isinstance(median, (int, float)) and not isinstance(median, bool) else None,
+            "intensity_median": median if is_number(median) else None,
             "mean_emotions": means,
-            "top_emotions": top if isinstance(top, dict) and all(isinstance(v, int) for v in top.values()) else None}
+            "top_emotions": top if isinstance(top, dict) and all(is_int(v) for v in top.values()) else None}

@@ -24,7 +24,6 @@ import hashlib
 import io
 import json
 import logging
-import math
 import os
 import shutil
 import sys
@@ -37,6 +36,7 @@ import numpy as np
 from ..errors import InputError, OutputError
 from ..files import IMAGE_SUFFIXES, VIDEO_SUFFIXES, write_failure
 from ..imageio import write_image
+from ..jsonvalues import is_finite, is_int
 from ..terminal import stderr_is_terminal
 
 __all__ = ["FRAMING", "FRAMINGS", "PrepareOptions", "prepare_dataset", "iter_sources", "read_index", "read_meta",
@@ -250,18 +250,6 @@ FRAMING = "centerface-box"
 FRAMINGS = (FRAMING,)
 
 
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)  # JSON true is no size
-
-
-def _is_positive(v: object) -> bool:
-    """A finite number > 0 (JSON's NaN and Infinity are not; an integer too large for a float is not)."""
-    try:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
-    except OverflowError:
-        return False
-
-
 def read_meta(dataset: Path) -> Dict[str, Any]:
     """``DATASET/meta.json``, checked: a JSON object with ``size`` (an integer > 0) and ``scale`` (a finite number
     > 0), and where present ``every`` (an integer >= 1), ``min_track`` (an integer >= 0), ``detector`` (text) and
@@ -277,10 +265,10 @@ def read_meta(dataset: Path) -> Dict[str, Any]:
         raise InputError(f"{p}: damaged dataset settings (not JSON text: {str(e).splitlines()[0]})") from None
     if not isinstance(meta, dict):
         raise InputError(f"{p}: damaged dataset settings (a JSON {type(meta).__name__}, not an object)")
-    checks = {"size": (True, lambda v: _is_int(v) and v > 0, "an integer > 0"),
-              "scale": (True, _is_positive, "a finite number > 0"),
-              "every": (False, lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-              "min_track": (False, lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    checks = {"size": (True, lambda v: is_int(v) and v > 0, "an integer > 0"),
+              "scale": (True, lambda v: is_finite(v) and v > 0, "a finite number > 0"),
+              "every": (False, lambda v: is_int(v) and v >= 1, "an integer >= 1"),
+              "min_track": (False, lambda v: is_int(v) and v >= 0, "an integer >= 0"),
               "detector": (False, lambda v: isinstance(v, str), "text"),
               "framing": (False, lambda v: v in FRAMINGS, "one of " + ", ".join(FRAMINGS))}
     for k, (required, ok, what) in checks.items():

@@ -36,6 +36,7 @@ from torch import nn
 
 from ..data.augment import affine_jitter, brightness_contrast, normalize, random_erase, resize_blur, warp_affine
 from ..errors import ModelError
+from ..jsonvalues import is_finite, is_int
 from .state import SideModule
 
 __all__ = ["StillCritic", "CriticOptions", "train_critic", "load_critic", "critic_logits", "OnlineCritic"]
@@ -95,12 +96,7 @@ def _first_line(e: BaseException) -> str:
 
 def _numbers(v: object, n: int, positive: bool = False) -> bool:
     """``v`` is a list of ``n`` finite numbers (> 0 with ``positive``)."""
-    try:
-        return isinstance(v, list) and len(v) == n and all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and (x > 0 or not positive)
-            for x in v)
-    except OverflowError:  # an integer too large for a float
-        return False
+    return isinstance(v, list) and len(v) == n and all(is_finite(x) and (x > 0 or not positive) for x in v)
 
 
 def _read_meta(p: Path) -> Dict:
@@ -118,7 +114,7 @@ def _read_meta(p: Path) -> Dict:
     widths = meta.get("widths")
     checks = {"mean": _numbers(meta.get("mean"), 3), "std": _numbers(meta.get("std"), 3, positive=True),
               "widths": isinstance(widths, list) and 1 <= len(widths) <= 8 and all(
-                  isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 4096 for w in widths)}
+                  is_int(w) and 1 <= w <= 4096 for w in widths)}
     bad = [k for k, ok in checks.items() if not ok]
     if bad:
         raise ModelError(f"{p}: damaged critic settings (" + ", ".join(

@@ -80,6 +80,7 @@ from ..data.augment import (
 )
 from ..data.pairs import track_index
 from ..errors import InputError, ModelError, UsageError
+from ..jsonvalues import is_finite
 from ..losses import denormalize, detail_excess, motion_losses, scale_grad, ssim
 from ..model import MOTION_MODULES, FaceCycle, neutralization_passes
 from ..nn import flow_intensity
@@ -249,14 +250,8 @@ def _check_semisup_meta(path: Path, meta: Dict) -> None:
     """What a semi-supervised run's state adds to :func:`.state.check_meta`: ``best_val`` and the options'
     ``distill_weight`` finite numbers, ``still_targets_sha`` text or null, where present; else a
     :class:`~facecycle.errors.ModelError` naming ``path`` (a text one was a ValueError, exit 1)."""
-    def finite(v: object) -> bool:
-        try:
-            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-        except OverflowError:
-            return False
-
     opts = meta.get("options") or {}
-    checks = [("best_val", meta, finite, "a number"), ("distill_weight", opts, finite, "a number"),
+    checks = [("best_val", meta, is_finite, "a number"), ("distill_weight", opts, is_finite, "a number"),
               ("still_targets_sha", meta, lambda v: v is None or isinstance(v, str), "text")]
     for key, where, ok, what in checks:
         if key in where and not ok(where[key]):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -16,6 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 
 from ..errors import ModelError
+from ..jsonvalues import is_finite
 
 __all__ = ["save_state", "load_state", "read_meta", "check_meta", "MAX_STEP", "changed_options", "after_step",
            "save_module", "load_module", "SideModule", "FrozenSide"]
@@ -67,14 +67,6 @@ def _damaged(path: Path, why: str) -> ModelError:
     return ModelError(f"{path}: damaged training state ({why}); {_NO_RESUME}")
 
 
-def _finite(v: Any) -> bool:
-    """A finite JSON number (true/false are no numbers; an integer too large for a float is not finite)."""
-    try:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    except OverflowError:
-        return False
-
-
 def check_meta(path: Path, meta: Any) -> Dict[str, Any]:
     """``meta`` as read from ``path``'s state, checked before anything uses it: a JSON object whose ``step`` is an
     integer in 0 .. :data:`MAX_STEP`, ``wall_s`` (where present) a finite number >= 0 and ``options`` (where present)
@@ -87,7 +79,7 @@ def check_meta(path: Path, meta: Any) -> Dict[str, Any]:
     step = meta["step"]
     if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= MAX_STEP:
         raise _damaged(path, f"step {json.dumps(step)} is not a step number (0 to {MAX_STEP})")
-    if "wall_s" in meta and not (_finite(meta["wall_s"]) and meta["wall_s"] >= 0):
+    if "wall_s" in meta and not (is_finite(meta["wall_s"]) and meta["wall_s"] >= 0):
         raise _damaged(path, f"wall_s {json.dumps(meta['wall_s'])} is not a number of seconds")
     if "options" in meta and not isinstance(meta["options"], dict):
         raise _damaged(path, "its options are not a JSON object")

@@ -32,6 +32,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from facecycle.errors import FaceCycleError, InputError, OutputError, UsageError
 from facecycle.files import Busy, lock_file, unlock_file
+from facecycle.jsonvalues import is_int, is_number
 
 from ..sinks.image_sink import is_image_path, picture_suffix
 from ..sinks.sidecar import read_sidecar
@@ -265,24 +266,15 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def _is_int(v: Any) -> bool:
-    """Whether ``v`` is a JSON integer (``true`` is a Python int too, and no count)."""
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 #: the fields of a sidecar that batch reads back, and the test of each one's type (None, or absent, always passes)
 _FIELD_TYPES: Dict[str, Callable[[Any], bool]] = {
     "status": lambda v: isinstance(v, str), "fingerprint": lambda v: isinstance(v, str),
     "error": lambda v: isinstance(v, str), "batch": lambda v: isinstance(v, dict),
     "stats": lambda v: isinstance(v, dict), "summary": lambda v: isinstance(v, dict)}
 _BATCH_TYPES: Dict[str, Callable[[Any], bool]] = {
-    "input": lambda v: isinstance(v, str), "input_stat": lambda v: isinstance(v, dict), "rows": _is_int,
-    "csv_bytes": _is_int}
-_STATS_TYPES: Dict[str, Callable[[Any], bool]] = {"frames": _is_int, "fps": _is_number}
+    "input": lambda v: isinstance(v, str), "input_stat": lambda v: isinstance(v, dict), "rows": is_int,
+    "csv_bytes": is_int}
+_STATS_TYPES: Dict[str, Callable[[Any], bool]] = {"frames": is_int, "fps": is_number}
 
 
 def sidecar_well_typed(info: Any) -> bool:
