@@ -30,8 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "one video at a time; the default without ray)")
     g.add_argument("--workers", type=int, default=None, metavar="N",
                    help="videos processed at once (default: CPUs // --threads-per-worker)")
-    g.add_argument("--threads-per-worker", type=int, default=1, metavar="T",
-                   help="CPUs each worker reserves; also its ONNX Runtime threads unless --threads (default 1)")
+    g.add_argument("--threads-per-worker", type=int, default=None, metavar="T",
+                   help="CPUs each worker reserves; also its ONNX Runtime threads unless --threads, and its video "
+                        "encoder's (default 1; with --cluster none the encoder's are FFmpeg's choice unless given)")
     g.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G",
                    help="GPUs each worker reserves (e.g. 1, or 0.5 to share one; default 0)")
     g.add_argument("--retries", type=int, default=2, metavar="K",
@@ -86,6 +87,10 @@ def _batch(args: argparse.Namespace) -> int:
         raise UsageError("--retries must be >= 0")
     if args.gpus_per_worker < 0:
         raise UsageError("--gpus-per-worker must be >= 0")
+    # given: also the in-process worker's encoder threads; else FFmpeg's choice there (one video at a time in this
+    # process: a cap of 1 would slow its encoding for nothing), and 1 CPU for each Ray worker
+    local_threads = args.threads_per_worker or 0
+    args.threads_per_worker = args.threads_per_worker or 1
     if args.threads is None:
         args.threads = args.threads_per_worker
     if args.infer_workers is None:
@@ -97,16 +102,19 @@ def _batch(args: argparse.Namespace) -> int:
                              audio=args.audio, video_preset=args.video_preset)
     items, dups = collect_inputs(args.inputs, out_dir=args.out_dir, root=args.root)
     if not items:
-        lists = [s[1:] for s in args.inputs if s.startswith("@")]  # (an empty list said "folders held no videos")
-        why = [f"{', '.join(lists)} named none"] if lists else []
-        why += ["folders held no videos"] if len(lists) < len(args.inputs) else []
+        from realtime.batch.plan import read_input_list
+
+        # (an empty list said "folders held no videos"; a list of empty folders, that it named none)
+        empty = [s[1:] for s in args.inputs if s.startswith("@") and not read_input_list(s)]
+        why = [f"{', '.join(empty)} named none"] if empty else []
+        why += ["folders held no videos"] if len(empty) < len(args.inputs) else []
         raise UsageError(f"no inputs ({'; '.join(why)})")
     if not args.dry_run and args.cluster is None and args.workers not in (None, 1) and not executors.ray_available():
         # (make_executor's own words ran two sentences together: "--workers 2 needs ray is not installed; ...")
         raise BackendUnavailable(f"--workers {args.workers} needs Ray, but {executors.RAY_MISSING}")
     executor = None if args.dry_run else executors.make_executor(settings, args.cluster, args.workers,
                                                                  args.threads_per_worker, args.gpus_per_worker,
-                                                                 args.retries)
+                                                                 args.retries, local_threads=local_threads)
     res = run_batch(items, args.out_dir, settings, executor, duplicates=dups, parquet=args.parquet,
                     force=args.force, progress=args.progress, summary=args.summary, dry_run=args.dry_run,
                     command=getattr(args, "command_line", None))

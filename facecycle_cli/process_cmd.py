@@ -334,6 +334,7 @@ def _failed_before_first_frame(sidecar: Path, csv: Optional[Path]) -> bool:
     run) holds no data: missing, empty, or a facecycle CSV header alone. Both are checked: a damaged sidecar
     (``[1]``) was an internal error, and one that said ``"frames": []`` let a user's CSV be replaced without
     --overwrite."""
+    from facecycle.jsonvalues import is_int
     from realtime.sinks import read_sidecar
 
     info = read_sidecar(sidecar)  # (None: missing, unreadable, or not a JSON object)
@@ -341,7 +342,7 @@ def _failed_before_first_frame(sidecar: Path, csv: Optional[Path]) -> bool:
         return False
     for k in ("frames", "rows"):  # absent where the CSV never opened; else the counts the run wrote: 0
         v = info.get(k)
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v != 0):
+        if v is not None and not (is_int(v) and v == 0):
             return False
     return csv is None or _holds_no_rows(csv)
 
@@ -369,7 +370,10 @@ def _holds_no_rows(csv: Path) -> bool:
     if len(data) > _HEADER_MAX or not data.endswith(b"\n") or data.count(b"\n") != 1:
         return False
     cols = data[:-1].decode("ascii", errors="replace").split(",")
-    return cols == csv_columns(sum(c.startswith("exp_") for c in cols), cols[-1] == "file")
+    mine = csv_columns(sum(c.startswith("exp_") for c in cols), cols[-1] == "file")
+    # this version's header, or an earlier one's with fewer columns (before crop_outside): a header alone is no
+    # data whichever version wrote it
+    return cols == mine or (cols[:5] == mine[:5] and set(cols) <= set(mine))
 
 
 def _check_parquet_exists(dest: Path, overwrite: bool, since_start: bool = False) -> None:
@@ -466,15 +470,17 @@ NEAR_TIE = 0.05
 def _reading(sidecar: Optional[Path]) -> str:
     """The end line's reading from the sidecar's summary, e.g. ``, read as happy (mean p 0.62 over 120 face rows)``;
     an empty string when there is none (no face, no expression head, no CSV)."""
+    from facecycle.jsonvalues import is_int
+    from realtime.batch.job import sidecar_reading
     from realtime.sinks import read_sidecar
-    from realtime.summary import clip_reading
 
-    info = read_sidecar(sidecar) if sidecar is not None else None
-    r = clip_reading((info or {}).get("summary"))
+    info = (read_sidecar(sidecar) if sidecar is not None else None) or {}
+    r = sidecar_reading(info)
     if r is None:
         return ""
     counts = r.get("top_emotions") or {}
-    if ((info or {}).get("input") or {}).get("reading") == "stills" and sum(counts.values()) > 1:
+    source = info.get("input") if isinstance(info.get("input"), dict) else {}
+    if source.get("reading") == "stills" and sum(counts.values()) > 1:
         # separate pictures (often of other people): how many faces read as what, not one mean over them all
         most = sorted(((n, e) for e, n in counts.items() if n), reverse=True)
         return ", faces read as " + ", ".join(f"{e} {n}" for n, e in most[:4]) + (", ..." if len(most) > 4 else "")
@@ -486,9 +492,12 @@ def _reading(sidecar: Optional[Path]) -> str:
     # all their rows (9 people, 3 happy, read as neutral). A face counts with 10 % of the face rows and 10 rows, or
     # every frame's row where the input has fewer than 10 frames (a picture of two people, a short clip): a long
     # video's spurious short tracks stay out
-    summary = (info or {}).get("summary") or {}
-    least = max(0.1 * int(r["face_rows"] or 0), min(10, int(summary.get("frames") or 10)))
-    tracks = [t for t in summary.get("tracks") or [] if t.get("emotion") and int(t.get("rows") or 0) >= least]
+    summary = info["summary"]  # (a dict: sidecar_reading read it)
+    frames = summary.get("frames")
+    least = max(0.1 * int(r["face_rows"] or 0), min(10, frames if is_int(frames) and frames > 0 else 10))
+    listed = summary.get("tracks") if isinstance(summary.get("tracks"), list) else []
+    tracks = [t for t in listed if isinstance(t, dict) and isinstance(t.get("emotion"), str)
+              and is_int(t.get("rows")) and t["rows"] >= least]
     if len({t["emotion"] for t in tracks}) > 1:
         each = ", ".join(f"#{t['face_id']} {t['emotion']}" for t in tracks[:6])
         line += f"; by face: {each}{', ...' if len(tracks) > 6 else ''}"

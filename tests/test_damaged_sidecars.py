@@ -248,6 +248,16 @@ def test_process_replaces_what_a_run_that_failed_before_its_first_frame_left(don
     assert "failed before its first frame" in caplog.text
     assert json.loads((out / "a.json").read_text())["status"] == "complete"
     assert len((out / "a.csv").read_text().splitlines()) > 1
+    # the header an earlier version wrote (before crop_outside) is no data either (a review: it needed --overwrite)
+    (out / "a.csv").write_text(header.replace("face_h,crop_outside,", "face_h,"))
+    (out / "a.json").write_text(json.dumps(d))
+    caplog.clear()
+    assert _process(done["src"], out) == 0 and "failed before its first frame" in caplog.text
+    # a one-line file that is not a facecycle header is a user's: kept
+    (out / "a.csv").write_text("frame,face_id,timestamp,confidence,success,my_notes\n")
+    (out / "a.json").write_text(json.dumps(d))
+    assert _process(done["src"], out) == 4
+    assert "my_notes" in (out / "a.csv").read_text()
 
 
 def test_process_refuses_a_folder_at_the_sidecars_path_before_writing(done, tmp_path, capsys):

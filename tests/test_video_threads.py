@@ -127,6 +127,10 @@ def test_batch_worker_encodes_its_video_with_its_reserved_cpus(tmp_path, capsys,
     assert cli_main(["batch", str(src), *o]) == 0  # (1 thread per worker)
     rec = json.loads((out / "batch.json").read_text())
     assert [e["status"] for e in rec["inputs"]] == ["skipped"] and used == [2]
+    # not given, in this process (one video at a time): FFmpeg's choice, as process leaves it (a review: a cap of
+    # the default 1 CPU slowed a Ray-less batch's encoding for nothing)
+    assert cli_main(["batch", str(src), *o, "--force"]) == 0
+    assert used == [2, 0] and json.loads((out / "a.json").read_text())["video_threads"] == 0
 
 
 def test_ray_tasks_get_the_threads_their_workers_reserve(monkeypatch):
@@ -155,7 +159,9 @@ def test_ray_tasks_get_the_threads_their_workers_reserve(monkeypatch):
 
     monkeypatch.setattr(executors, "run_task", run_task)
     assert executors._ray_entry(*calls[0]) == {"status": "done"} and seen == {"video_threads": 3}
-    assert executors.make_executor(BatchSettings(), "none", None, 4, 0.0, 0).threads == 4  # in-process alike
+    # in this process: the encoder's threads only where given (local_threads), else FFmpeg's choice
+    assert executors.make_executor(BatchSettings(), "none", None, 4, 0.0, 0, local_threads=4).threads == 4
+    assert executors.make_executor(BatchSettings(), "none", None, 4, 0.0, 0).threads == 0
 
 
 def test_process_keeps_ffmpegs_choice(tmp_path):

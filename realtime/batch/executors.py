@@ -246,9 +246,11 @@ class RayExecutor:
 
 
 def make_executor(settings: BatchSettings, cluster: Optional[str], workers: Optional[int], threads: int,
-                  gpus: float, retries: int):
+                  gpus: float, retries: int, local_threads: int = 0):
     """``cluster`` None: Ray local when ray is installed, else in this process (``workers`` must be 1);
-    ``none``: in this process; ``local`` / ``auto`` / ``ray://HOST:PORT``: Ray."""
+    ``none``: in this process; ``local`` / ``auto`` / ``ray://HOST:PORT``: Ray. ``threads``: the CPUs each Ray
+    worker reserves (its video encoder's threads); ``local_threads``: the in-process worker's encoder threads (0:
+    FFmpeg's choice, which sees this process's CPU set: one video at a time needs no cap unless asked)."""
     if cluster is None:
         if ray_available():
             cluster = "local"
@@ -261,7 +263,7 @@ def make_executor(settings: BatchSettings, cluster: Optional[str], workers: Opti
     if cluster == "none":
         if workers not in (None, 1):
             raise UsageError("--cluster none runs one video at a time; drop --workers or use --cluster local")
-        return LocalExecutor(settings, threads=threads)
+        return LocalExecutor(settings, threads=local_threads)
     if cluster not in ("local", "auto") and not cluster.startswith("ray://"):
         raise UsageError(f"--cluster {cluster!r}: expected local, auto, ray://HOST:PORT or none")
     return RayExecutor(settings, cluster=cluster, workers=workers, threads=threads, gpus=gpus, retries=retries)

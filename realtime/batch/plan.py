@@ -156,7 +156,9 @@ def _expand(spec: str, out_dir: Optional[Path], origin: str) -> List[Tuple[Path,
     return [(p, p.parent, None)]
 
 
-def _read_list(spec: str) -> List[str]:
+def read_input_list(spec: str) -> List[str]:
+    """The paths and URLs of an input list, ``spec`` = ``@list.txt`` (one a line, ``#`` comments; paths relative
+    to the list's folder); :class:`~facecycle.errors.InputError` for one that cannot be read."""
     path = Path(os.path.expanduser(spec[1:]))
     try:
         text = path.read_text(encoding="utf-8-sig")  # a list saved by Notepad starts with a byte-order mark
@@ -212,7 +214,7 @@ def collect_inputs(specs: Iterable[str], out_dir: Optional[Union[str, Path]] = N
     refused: List[str] = []  # live streams: a batch task must end
     for spec in specs:
         listed = spec.startswith("@")
-        entries = [(e, f" (listed in {spec[1:]})") for e in _read_list(spec)] if listed else [(spec, "")]
+        entries = [(e, f" (listed in {spec[1:]})") for e in read_input_list(spec)] if listed else [(spec, "")]
         for entry, origin in entries:
             entry = local_path(entry)  # a file:// URL is its local path, as `facecycle process` reads it
             if url_scheme(entry):
