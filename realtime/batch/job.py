@@ -28,7 +28,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from facecycle.errors import FaceCycleError, InputError, OutputError, UsageError
 from facecycle.files import Busy, lock_file, unlock_file
@@ -37,6 +37,9 @@ from facecycle.jsonvalues import is_int, is_number
 from ..sinks.image_sink import is_image_path, picture_suffix
 from ..sinks.sidecar import read_sidecar
 from ..summary import clip_reading
+
+if TYPE_CHECKING:
+    from ..analyzer import Run
 
 __all__ = ["BatchSettings", "analyze_file", "run_task", "output_paths", "PARTIAL_DIR",
            "count_csv_rows", "sidecar_well_typed", "sidecar_reading", "not_a_file"]
@@ -119,7 +122,7 @@ def analyze_file(analyzer, source: Union[str, Path, Any], *, csv: Optional[Union
                  video: Optional[Union[str, Path]], sidecar: Optional[Union[str, Path]] = None,
                  neutralize: bool = False, overwrite: bool = False, max_frames: Optional[int] = None,
                  audio: bool = True, video_preset: str = "superfast", realtime: bool = False,
-                 images: str = "auto", video_threads: int = 0):
+                 images: str = "auto", video_threads: int = 0) -> "Run":
     """The per-video path shared by ``facecycle process`` and ``facecycle batch``: a
     :class:`realtime.analyzer.Run` of ``source`` writing ``csv`` / ``video`` (annotated with the standard
     overlay; the neutralized view and thumbnails with ``neutralize``) and the JSON sidecar. ``source``: a path or
