@@ -472,7 +472,9 @@ class Analyzer:
                 "neutral_lookahead": ("auto" if self.neutral_lookahead is None else self.neutral_lookahead)
                 if self.inference.neutralize else None,
                 "baseline_lookahead": self.baseline_lookahead,
-                "crop_scale": self.inference.crop_scale, "crop_level_deg": list(self.inference.level)}
+                "crop_scale": self.inference.crop_scale, "crop_level_deg": list(self.inference.level),
+                # a crop darker than [0] is read brightened to [1] (null: never)
+                "dark_lift": list(self.inference.dark_lift) if self.inference.dark_lift else None}
 
     def close(self) -> None:
         """Release the model and the detector (idempotent). A run still open is closed first (its threads joined,
@@ -929,8 +931,26 @@ class Run:
             self.baseline(p)
             if self.neutral_ref is not None:
                 self.neutral_ref(p)
+        if not self._first_pass:
+            self._note_dark(p)
         p.stats["post"] = time.perf_counter() - t
         self.outputs.write(p)
+
+    def _note_dark(self, p: FramePacket) -> None:
+        """Count the face rows read brightened (``Face.lift``, a crop darker than ``dark_lift``'s level) in the
+        sidecar's ``dark_faces``, and say it once per run: such a face read "angry" whatever it showed, and a user
+        should know which rows were read from a dark picture."""
+        lifted = [f.lift for f in p.faces if f.lift > 1.0]
+        if not lifted:
+            return
+        d = self.info.get("dark_faces")
+        if d is None:
+            d = self.info["dark_faces"] = {"rows": 0, "first_frame": p.index, "gain_max": 1.0}
+            log.warning("%s: faces too dark to read as they are (from frame %d): brightened before their expression "
+                        "is read (the sidecar's dark_faces counts them; docs/reliability.md, 'Light')",
+                        self.src.name, p.index)
+        d["rows"] += len(lifted)
+        d["gain_max"] = round(max(d["gain_max"], max(lifted)), 3)
 
     def describe(self) -> Dict[str, Any]:
         """What produced the numbers: the JSON sidecar's body (without status and statistics)."""

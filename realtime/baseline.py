@@ -222,7 +222,7 @@ class NeutralBaseline:
             log.warning("face #%d (from %.1f s): its most neutral frames read %.3f, above the person baseline's cap "
                         "of %.2f: its rel_* columns are measured against the cap. Expected for a face expressive "
                         "throughout; for a face at rest, something makes it read expressive (sunglasses, a hand, "
-                        "a shadow, the frame edge: docs/reliability.md, 'Hidden faces')", f.track_id, h.t0, level,
+                        "a shadow, dim light, the frame edge: docs/reliability.md)", f.track_id, h.t0, level,
                         self.max_neutral)
 
     def _capped(self, neutral: Tuple[float, Optional[np.ndarray], Optional[np.ndarray]]

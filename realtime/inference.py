@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Optional
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
@@ -52,6 +52,33 @@ log = logging.getLogger(__name__)
 
 #: how many times the neutral face is neutralized (1 = the model's single de-expression)
 NEUTRAL_PASSES = 2
+
+#: (below, to): a face crop whose mean level (0-255, over its pixels and channels) is under ``below`` is scaled to a
+#: mean of ``to`` before it is read. A face in a dark room (a webcam at a tenth of its light) read "angry" on 92 % of
+#: its frames, whatever it showed, and froze there; brightened, it reads as it does lit (scripts/eval_dark.py,
+#: docs/reliability.md "Light"). Lit faces are 80-130 here: never touched
+DARK_LIFT = (40.0, 110.0)
+#: the most a dark crop is scaled by (a black crop stays dark rather than becoming noise)
+DARK_LIFT_MOST = 10.0
+
+
+def lift_dark(crops: np.ndarray, below: float = DARK_LIFT[0], to: float = DARK_LIFT[1],
+              most: float = DARK_LIFT_MOST) -> Tuple[np.ndarray, np.ndarray]:
+    """Brighten the dark ones of ``crops`` (N, S, S, 3) uint8 (any colour order): each whose mean level is under
+    ``below`` scaled to a mean of ``to`` (at most ``most`` times). Returns the crops (the same array where none is
+    dark) and each one's gain (N,) float32, 1.0 where it is left alone."""
+    gains = np.ones(len(crops), np.float32)
+    if not len(crops):
+        return crops, gains
+    means = crops.reshape(len(crops), -1).mean(axis=1)
+    dark = np.nonzero(means < below)[0]
+    if not len(dark):
+        return crops, gains
+    out = crops.copy()
+    for i in dark:
+        gains[i] = g = min(most, to / max(float(means[i]), 1.0))
+        out[i] = np.clip(crops[i].astype(np.float32) * g + 0.5, 0, 255).astype(np.uint8)
+    return out, gains
 
 
 class FaceInference:
@@ -109,6 +136,8 @@ class FaceInference:
         self.neutral_idx = EMOTIONS.index("neutral")
         #: (from, full) degrees of head roll between which crops are turned towards level (:func:`level_angle`)
         self.level = (LEVEL_FROM_DEG, LEVEL_FULL_DEG)
+        #: (below, to) of :func:`lift_dark` for the crops read (None: never brightened)
+        self.dark_lift: Optional[Tuple[float, float]] = DARK_LIFT
 
     def __call__(self, packet: FramePacket, neutralize: Optional[bool] = None) -> FramePacket:
         """Fill every face's outputs; ``neutralize`` overrides this instance's setting for this packet (the
@@ -121,21 +150,27 @@ class FaceInference:
         if faces:
             crops, squares = crop_faces(packet.image, np.stack([f.box for f in faces]), self.size, self.crop_scale,
                                         squares=[f.crop_box for f in faces])
-            x = to_input(crops, self.mean, self.std)
+            x = to_input(crops, self.mean, self.std)  # the neutral faces and identity codes: the crops as they are
+            # a dark face is read brightened (DARK_LIFT): its expression and flow; its neutral face stays as dark as
+            # the face, so that it looks like the person there
+            lifted, gains = lift_dark(crops, *self.dark_lift) if self.dark_lift else (crops, np.ones(len(faces)))
+            xr = x if lifted is crops else to_input(lifted, self.mean, self.std)
             # a tilted head's expression is read from its crop turned level too, in the same call; its flow, hence its
             # neutral face, stays the upright crop's. A face whose square is given keeps its turn (a picture read
             # whole: none; a face analysed before, as the look-ahead's replay has them: its own)
             angles = [level_angle(f.landmarks, *self.level) if f.crop_box is None else f.read_angle for f in faces]
             turned = [i for i, a in enumerate(angles) if a]
             if turned:
-                xt = to_input(np.stack([crop_square(packet.image, squares[i], self.size, angles[i])
-                                        for i in turned])[..., ::-1], self.mean, self.std)
-                both = self.backend.run("analyze", {"image": np.concatenate([x, xt])})
+                ct = np.stack([crop_square(packet.image, squares[i], self.size, angles[i]) for i in turned])[..., ::-1]
+                if self.dark_lift:
+                    ct = lift_dark(ct, *self.dark_lift)[0]
+                xt = to_input(ct, self.mean, self.std)
+                both = self.backend.run("analyze", {"image": np.concatenate([xr, xt])})
                 out = {k: v[:len(faces)].copy() for k, v in both.items()}
                 for k in ("feature", "code"):
                     out[k][turned] = both[k][len(faces):]
             else:
-                out = self.backend.run("analyze", {"image": x})
+                out = self.backend.run("analyze", {"image": xr})
             probs = self.head.predict(out["feature"]) if self.head is not None else None
             neutral = (self._neutral_faces(packet.image, x, out["flow"], squares)
                        if (self.neutralize if neutralize is None else neutralize) else None)
@@ -145,6 +180,7 @@ class FaceInference:
                 # here, where the square and the frame meet: the edge-filled share of the model's input
                 f.crop_outside = outside_share(squares[i], w, h)
                 f.read_angle = angles[i]
+                f.lift = float(gains[i])
                 f.code = out["code"][i]
                 f.feature = out["feature"][i]
                 f.flow_intensity = float(out["intensity"][i])
@@ -187,7 +223,9 @@ class FaceInference:
         (H, W, 3) uint8 BGR, exactly as :meth:`__call__` makes ``Face.neutral`` (one face, its own batch)."""
         crops, squares = crop_faces(image_bgr, np.asarray(box, np.float32)[None], self.size, self.crop_scale)
         x = to_input(crops, self.mean, self.std)
-        return self._neutral_faces(image_bgr, x, self.backend.run("analyze", {"image": x})["flow"], squares)[0]
+        lifted = lift_dark(crops, *self.dark_lift)[0] if self.dark_lift else crops  # the flow as __call__ reads it
+        xr = x if lifted is crops else to_input(lifted, self.mean, self.std)
+        return self._neutral_faces(image_bgr, x, self.backend.run("analyze", {"image": xr})["flow"], squares)[0]
 
     def _neutral_faces(self, image_bgr: np.ndarray, x: np.ndarray, flow: np.ndarray, squares) -> list:
         """Neutral faces (RGB uint8) of model inputs ``x`` cut from ``image_bgr`` at ``squares`` whose ``analyze``

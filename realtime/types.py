@@ -161,6 +161,9 @@ class Face:
             face cut by the frame's edge (its box is clipped to the visible part, the square centred on that);
             NaN where unknown (before inference). Set where the crop box is made (:mod:`realtime.inference`); the
             CSV's ``crop_outside`` (docs/csv.md: from about 0.2 the readings and the pose are not to be trusted).
+        lift: the gain a dark face's crop was brightened by before its expression and flow were read (1.0: as it
+            was; :func:`realtime.inference.lift_dark`: a crop darker than a mean level of 40 is scaled to 110). The
+            neutral face and the identity code are the crop's as it was.
         read_angle: degrees the crop was turned by about its centre before the expression (``feature``, ``code``,
             ``emotions``, ``intensity``) was read from it, so that a tilted head's eyes come out level
             (:func:`realtime.crops.level_angle`; 0: upright). ``flow`` and ``neutral`` are the upright ``crop_box``'s.
@@ -190,6 +193,7 @@ class Face:
     identity: Optional[np.ndarray] = None
     crop_box: Optional[tuple] = None
     crop_outside: float = float("nan")
+    lift: float = 1.0
     read_angle: float = 0.0
     flow_intensity: float = float("nan")
     rel_intensity: float = float("nan")

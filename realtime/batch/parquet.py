@@ -163,7 +163,7 @@ SETTINGS_KEY = b"facecycle_settings"
 #: a sidecar's keys that belong to one input's run, not to how its rows were made
 _RUN_KEYS = frozenset({"input", "columns", "max_frames", "status", "csv", "video", "frames", "rows", "summary", "stats",
                        "written_at", "error", "detect_size", "look_ahead", "images", "command", "fingerprint", "batch",
-                       "video_size", "video_threads", "orientation"})
+                       "video_size", "video_threads", "orientation", "dark_faces"})
 #: of the backend's record, the run's own: why it was chosen, in words, and its thread counts
 _BACKEND_RUN_KEYS = ("selected", "intra_op_threads", "inter_op_threads", "threads")
 #: of ``versions``, those that bear on the rows (the platform and Python differ between a cluster's nodes)

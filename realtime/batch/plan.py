@@ -330,7 +330,7 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
     from ..crops import LEVEL_FROM_DEG, LEVEL_FULL_DEG
     from ..detectors import DETECTORS
     from ..heads import model_checksums
-    from ..inference import NEUTRAL_PASSES
+    from ..inference import DARK_LIFT, NEUTRAL_PASSES
     from ..neutral_reference import NeutralReference
     from ..reid import IdentityReID
     from ..sinks.csv_sink import csv_columns
@@ -381,6 +381,8 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
                  and a.get("neutral_lookahead") is not False else {}),
               # the rel_* columns' baseline read ahead (the key is absent when off, as before it existed)
               **({"baseline_lookahead": True} if a.get("baseline_lookahead") else {}),
+              # dark faces read brightened (realtime.inference.DARK_LIFT): it changes their rows
+              "dark_lift": list(DARK_LIFT) if DARK_LIFT else None,
               # every frame turned before it is read (--rotate; the key is absent when 0, as before it existed)
               **({"rotate": int(a["rotate"])} if a.get("rotate") else {}),
               # the tracker's scene-cut rule shapes face_id (tracks end at cuts)
