@@ -48,17 +48,18 @@ def temp_path(path: Union[str, Path]) -> Path:
     return p.with_name(f".{p.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
 
 
-def write_atomic(path: Union[str, Path], text: str) -> None:
+def write_atomic(path: Union[str, Path], text: str, newline: Optional[str] = None) -> None:
     """Write ``text`` to ``path`` whole or not at all: through a temporary file of its own (:func:`temp_path`),
     then ``os.replace``. On an error (a full disk) the temporary file is removed and the error raised; ``path`` is
-    as it was."""
+    as it was. ``newline`` as ``open``'s: ``""`` for CSV text, whose ``\\r\\n`` line ends Windows would otherwise
+    write as ``\\r\\r\\n``."""
     import contextlib
     import os
 
     p = Path(path)
     tmp = temp_path(p)
     try:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8", newline=newline)
         os.replace(tmp, p)
     except OSError as e:
         with contextlib.suppress(OSError):  # the write's own error is the one to report

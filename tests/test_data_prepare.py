@@ -445,6 +445,32 @@ def test_a_last_line_cut_short_by_a_killed_run_is_dropped_and_its_source_prepare
     assert run() == {"done": 0, "skipped": 2, "failed": 0, "crops": 0, "tracks": 0}
 
 
+def test_reading_an_index_with_a_cut_last_line_leaves_the_dataset_as_it_was(tmp_path, caplog):
+    """read_index (training, the scripts) cut the line off the file: reading a dataset changed it, and a read-only
+    one failed. It leaves the line out and says so now; `data prepare` cuts it off only once every table has passed
+    its checks (a damaged index.csv left sources.csv cut before it was refused)."""
+    from facecycle.data.prepare import read_index
+    from facecycle.errors import InputError
+
+    _, out, run, files = _small_dataset(tmp_path)
+    p = out / "index.csv"
+    whole = p.read_bytes()
+    p.write_bytes(whole[:-5])  # the last row without its end
+    before = files()
+    with caplog.at_level("WARNING", logger="facecycle.data.prepare"):
+        rows = read_index(out)
+    assert len(rows) == len(whole.splitlines()) - 2  # the header and the cut row left out
+    assert files() == before
+    assert any("cut short" in r.getMessage() and "prepared again" not in r.getMessage() for r in caplog.records)
+    src = out / "sources.csv"
+    src.write_bytes(src.read_bytes()[:-3])  # sources.csv cut too, and index.csv damaged otherwise as well
+    p.write_bytes(b"source,track\n" + p.read_bytes())
+    before = files()
+    with pytest.raises(InputError, match="index.csv: damaged .*not the header"):
+        run()
+    assert files() == before
+
+
 @pytest.mark.parametrize("damage, why", [
     (lambda p: p.write_bytes(p.read_bytes() + b"\xff\xfe\n"), "not UTF-8"),
     (lambda p: p.write_text("".join(p.read_text().splitlines(True)[1:])), "not the header"),

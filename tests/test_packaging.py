@@ -19,12 +19,18 @@ from .conftest import ROOT
 
 def test_the_installed_metadata_has_the_package_version():
     """pyproject.toml reads the version from facecycle.__version__: the two cannot drift apart."""
-    assert importlib.metadata.version("facecycle-rt") == facecycle.__version__
+    installed = importlib.metadata.version("facecycle-rt")
+    assert installed == facecycle.__version__, (
+        f"the installed metadata says {installed}, facecycle.__version__ {facecycle.__version__}: the metadata is "
+        "written when the package is installed; after a version change, reinstall it (pip install -e .)")
 
 
 @pytest.fixture(scope="module")
 def dists(tmp_path_factory) -> dict:
     """The sdist and the wheel built (setuptools' PEP 517 hooks, no network) from a copy of the tracked files."""
+    # pyproject.toml's licence is an SPDX expression with license-files (PEP 639), which setuptools reads from 77 on
+    pytest.importorskip("setuptools", minversion="77", reason="the packages are built with setuptools >= 77 "
+                        "(PEP 639 licence metadata; pip install -U setuptools)")
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("not a git checkout: the packages are built from its tracked files")
     files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout

@@ -65,3 +65,36 @@ def test_a_damaged_log_is_one_line_naming_it_and_left_as_it_was(tmp_path):
     RunLog(p).trim(3)
     RunLog(p).append({"step": 1, "loss": 0.5})
     assert _rows(p) == (["step", "loss"], [{"step": "1", "loss": "0.5"}])
+
+
+def test_a_last_line_cut_short_by_a_killed_run_is_dropped(tmp_path, caplog):
+    """A row cut inside its step (``12`` of ``1200``) passed as step 12 and survived trim(); a last line without its
+    line end is dropped now, with a warning, as `data prepare` drops one; check() still writes nothing, and the
+    next row appended does not join the cut one."""
+    p = tmp_path / "log.csv"
+    cut = b"step,loss\r\n1100,0.5\r\n1200,0.4\r\n12"
+    p.write_bytes(cut)
+    with caplog.at_level("WARNING", logger="facecycle.train.runlog"):
+        RunLog(p).check()
+    assert p.read_bytes() == cut
+    assert any("cut short" in r.getMessage() for r in caplog.records)
+    RunLog(p).trim(1200)
+    assert _rows(p) == (["step", "loss"], [{"step": "1100", "loss": "0.5"}, {"step": "1200", "loss": "0.4"}])
+    p.write_bytes(cut)
+    RunLog(p).append({"step": 1201, "loss": 0.3})
+    assert [r["step"] for r in _rows(p)[1]] == ["1100", "1200", "1201"]
+
+
+def test_a_log_whose_first_line_is_not_the_header_says_so(tmp_path):
+    """A header without ``step`` reported its first row as "line 2: step None is not a step number"."""
+    import pytest
+
+    from facecycle.errors import InputError
+
+    p = tmp_path / "log.csv"
+    for text in (b"lr,loss\n0.1,2\n", b"lr,loss\n"):
+        p.write_bytes(text)
+        with pytest.raises(InputError, match="log.csv: damaged training log \\(its first line is not the header: "
+                                             "no step column\\)"):
+            RunLog(p).check()
+        assert p.read_bytes() == text

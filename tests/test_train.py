@@ -254,3 +254,28 @@ def test_a_damaged_log_stops_a_resume_before_anything_is_written(tmp_path, damag
     with pytest.raises(InputError, match=f"log.csv: damaged training log \\(.*{why}"):
         trainer().resume()
     assert files() == before
+
+
+def test_a_critic_that_cannot_be_loaded_is_one_line_naming_each_file_once(tmp_path):
+    """A refit's error said the critic's folder twice: "X.safetensors: not a critic (X.json: damaged …)"; the
+    path each loader's error starts with is cut now (the .json's to its name)."""
+    import json
+
+    from facecycle.errors import ModelError
+    from facecycle.train.critic import load_critic
+    from facecycle.train.semisup import _critic_why
+
+    crit = tmp_path / "models" / "c.safetensors"
+    crit.parent.mkdir()
+    crit.write_bytes(b"not a critic")
+    crit.with_suffix(".json").write_text("[]")
+    with pytest.raises(ModelError) as e:
+        load_critic(crit)
+    why = _critic_why(crit, e.value)
+    assert why == "c.json: damaged critic settings (a JSON list, not an object)"
+    crit.with_suffix(".json").write_text(json.dumps({"widths": [4, 8], "mean": [0.5] * 3, "std": [0.5] * 3}))
+    with pytest.raises(ModelError) as e:
+        load_critic(crit)
+    why = _critic_why(crit, e.value)
+    assert why.startswith("not the critic its .json describes (") and str(tmp_path) not in why and "\n" not in why
+    assert _critic_why(crit, OSError("disk gone")) == "disk gone"

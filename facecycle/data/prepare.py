@@ -34,7 +34,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import InputError, OutputError
-from ..files import IMAGE_SUFFIXES, VIDEO_SUFFIXES, write_failure
+from ..files import IMAGE_SUFFIXES, VIDEO_SUFFIXES, json_text, write_atomic, write_failure
 from ..imageio import write_image
 from ..jsonvalues import is_finite, is_int
 from ..terminal import stderr_is_terminal
@@ -111,39 +111,37 @@ def _damaged(path: Path, why: str) -> InputError:
     return InputError(f"{path}: damaged ({why}); {_FIX.get(path.name, 'repair or remove it')}")
 
 
-def _read_csv(path: Path, nonempty: Sequence[str], check: Optional[Callable[[Dict[str, str]], str]] = None
-              ) -> List[Dict[str, str]]:
+def _read_table(path: Path, nonempty: Sequence[str], check: Optional[Callable[[Dict[str, str]], str]] = None
+                ) -> Tuple[List[Dict[str, str]], Optional[int]]:
     """Rows of one of the dataset's tables (empty where it is absent or zero-size, as a table created but never
-    written). Anything else that is not a whole table written by this module (unreadable, not UTF-8, a header without
-    ``nonempty``'s columns, a row short of them or cut short, a row ``check`` faults) is an
+    written), and where its last line was cut short, the byte length of the whole lines before it (else None).
+    Only reads: a reader that is not `data prepare` (training, the scripts) must not change a dataset, nor fail on a
+    read-only one; :func:`prepare_dataset` cuts that line off once every table has passed its checks.
+
+    Anything else that is not a whole table written by this module (unreadable, not UTF-8, a header without
+    ``nonempty``'s columns, a row short of them, a row ``check`` faults) is an
     :class:`~facecycle.errors.InputError` naming the file: the run that read it as empty dropped the index and redid
     every finished source, and one without a header failed later as an internal error."""
     if not path.exists() and not path.is_symlink():
-        return []
+        return [], None
     try:
         data = path.read_bytes()  # a directory or a dangling link: OSError, said below
     except OSError as e:
         raise _damaged(path, f"cannot read: {e.strerror or e}") from None
     if not data:
-        return []
+        return [], None
+    cut: Optional[int] = None
+    if not data.endswith(b"\n"):
+        # every row is written whole with its line end: a last line without one is the write a killed run cut
+        # short (a time limit, a kill), as the rows of a source that never reached sources.csv: it is left out
+        cut = data.rfind(b"\n") + 1
+        data = data[:cut]
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise _damaged(path, f"not UTF-8 text at byte {e.start}") from None
-    if not text.endswith("\n"):
-        # every row is written whole with its line end: a last line without one is the write a killed run cut
-        # short (a time limit, a kill), as the rows of a source that never reached sources.csv. It is cut off the
-        # file too, so that the next row is not appended to it: that source is prepared again
-        keep = data[: data.rfind(b"\n") + 1]
-        try:
-            os.truncate(path, len(keep))
-        except OSError as e:
-            raise _damaged(path, f"its last line is cut short, and it cannot be mended: {e.strerror or e}") from None
-        log.warning("%s: its last line was cut short (a run stopped while writing it): dropped; its source is "
-                    "prepared again", path)
-        text = text[: len(keep.decode("utf-8"))]
-        if not text:
-            return []
+    if not text:
+        return [], cut
     reader = csv.DictReader(io.StringIO(text, newline=""))
     rows: List[Dict[str, str]] = []
     try:
@@ -159,7 +157,29 @@ def _read_csv(path: Path, nonempty: Sequence[str], check: Optional[Callable[[Dic
             rows.append(r)
     except csv.Error as e:
         raise _damaged(path, f"line {reader.line_num}: {e}") from None
+    return rows, cut
+
+
+def _read_csv(path: Path, nonempty: Sequence[str], check: Optional[Callable[[Dict[str, str]], str]] = None
+              ) -> List[Dict[str, str]]:
+    """:func:`_read_table`'s rows for a reader that only reads: a last line cut short is left out and said, the
+    file left as it is (the next `data prepare` cuts it off and prepares its source again)."""
+    rows, cut = _read_table(path, nonempty, check)
+    if cut is not None:
+        log.warning("%s: its last line was cut short (a run stopped while writing it): left out", path)
     return rows
+
+
+def _cut_off(path: Path, keep: int) -> None:
+    """Cut a table's last line, cut short by a killed run, off the file (``keep``: the bytes of its whole lines),
+    so that the next row appended does not join it; an :class:`~facecycle.errors.InputError` naming it where it
+    cannot be written."""
+    try:
+        os.truncate(path, keep)
+    except OSError as e:
+        raise _damaged(path, f"its last line is cut short, and it cannot be mended: {e.strerror or e}") from None
+    log.warning("%s: its last line was cut short (a run stopped while writing it): dropped; its source is "
+                "prepared again", path)
 
 
 def _index_row(r: Dict[str, str]) -> str:
@@ -172,14 +192,15 @@ def _source_row(r: Dict[str, str]) -> str:
     return "" if r["status"] in STATUSES else f"status {r['status']!r} is not one of {', '.join(STATUSES)}"
 
 
+#: the columns every row of ``index.csv`` and ``sources.csv`` fills
+_INDEX_NONEMPTY = ("source", "track", "frame", "file")
+_SOURCES_NONEMPTY = ("source", "status")
+
+
 def read_index(dataset: Path) -> List[Dict[str, str]]:
-    """Rows of ``DATASET/index.csv`` (empty list when absent); a damaged one is an
-    :class:`~facecycle.errors.InputError` naming it."""
-    return _read_csv(Path(dataset) / "index.csv", ("source", "track", "frame", "file"), _index_row)
-
-
-def _read_sources(out: Path) -> List[Dict[str, str]]:
-    return _read_csv(out / "sources.csv", ("source", "status"), _source_row)
+    """Rows of ``DATASET/index.csv`` (empty list when absent; a last line cut short by a killed run left out, with
+    a warning, and the file not changed); a damaged one is an :class:`~facecycle.errors.InputError` naming it."""
+    return _read_csv(Path(dataset) / "index.csv", _INDEX_NONEMPTY, _index_row)
 
 
 def _append(path: Path, fields: List[str], rows: List[Dict]) -> None:
@@ -199,17 +220,15 @@ def _append(path: Path, fields: List[str], rows: List[Dict]) -> None:
 
 
 def _rewrite(path: Path, fields: List[str], rows: List[Dict]) -> None:
-    """Replace the CSV at ``path`` with ``rows`` at once (a new file renamed over it): the old way, remove it and
-    append the kept rows, lost every finished row where the append failed."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Replace the CSV at ``path`` with ``rows`` at once (a new file renamed over it, :func:`write_atomic`): the
+    old way, remove it and append the kept rows, lost every finished row where the append failed."""
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=fields)
+    w.writeheader()
+    w.writerows(rows)
     try:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=fields)
-            w.writeheader()
-            w.writerows(rows)
-        os.replace(tmp, path)
+        write_atomic(path, buf.getvalue(), newline="")
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise OutputError(f"{path}: {write_failure(e)}") from None
 
 
@@ -309,8 +328,9 @@ def prepare_dataset(inputs: Sequence[str], out: Path, extract: Extract, opt: Pre
     # every table is read and checked before anything is written: a damaged one stops the run with the dataset
     # as it was (it was read as empty: the index dropped and every finished source redone)
     old = read_meta(out) if meta_p.exists() or meta_p.is_symlink() else None
-    last = {r["source"]: r["status"] for r in _read_sources(out)}  # a source's latest attempt
-    idx = read_index(out)
+    sources_rows, sources_cut = _read_table(out / "sources.csv", _SOURCES_NONEMPTY, _source_row)
+    last = {r["source"]: r["status"] for r in sources_rows}  # a source's latest attempt
+    idx, index_cut = _read_table(out / "index.csv", _INDEX_NONEMPTY, _index_row)
     if old is not None:
         if old["size"] != opt.size or abs(old["scale"] - opt.scale) > 1e-9:
             raise InputError(f"{out}: existing dataset has size {old.get('size')} scale {old.get('scale')}; "
@@ -330,13 +350,15 @@ def prepare_dataset(inputs: Sequence[str], out: Path, extract: Extract, opt: Pre
                 f"{flags[k]} {was}" for k, was, _ in differ) + "; asked for " + ", ".join(
                 f"{flags[k]} {now}" for k, _, now in differ) + ": give the same options to add sources to it, or "
                 "prepare into a new folder")
-    else:
-        tmp = meta_p.with_name(meta_p.name + ".tmp")  # whole or not at all: a cut one stops every later run
-        try:
-            tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
-            os.replace(tmp, meta_p)
+    # every check passed: a last line cut short by a killed run is cut off now (the rows read left it out), so
+    # that the next row appended does not join it; its source, never recorded done, is prepared again
+    for name, cut in (("sources.csv", sources_cut), ("index.csv", index_cut)):
+        if cut is not None:
+            _cut_off(out / name, cut)
+    if old is None:
+        try:  # whole or not at all: a cut one stops every later run
+            write_atomic(meta_p, json_text(meta))
         except OSError as e:
-            tmp.unlink(missing_ok=True)
             raise OutputError(f"{meta_p}: {write_failure(e)}") from None
     done = {sid for sid, st in last.items() if st == "done"}
     if len(done) < len(last):  # a failed source is tried again (a repaired file was "already done", with no tracks)

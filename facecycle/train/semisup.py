@@ -246,6 +246,17 @@ def _first_line(e: BaseException) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
+def _critic_why(critic: Path, e: BaseException) -> str:
+    """Why ``critic`` could not be loaded, without the path the error starts with (a ModelError names the critic
+    or its ``.json``; the refit's error names the critic already: "X: not a critic (X.json: damaged …)" said the
+    folder twice): its own file's path dropped, the ``.json``'s cut to its name."""
+    why = _first_line(e)
+    for p, name in ((critic, ""), (critic.with_suffix(".json"), critic.with_suffix(".json").name + ": ")):
+        if why.startswith(f"{p}: "):
+            return name + why[len(f"{p}: "):]
+    return why
+
+
 def _check_semisup_meta(path: Path, meta: Dict) -> None:
     """What a semi-supervised run's state adds to :func:`.state.check_meta`: ``best_val`` and the options'
     ``distill_weight`` finite numbers, ``still_targets_sha`` text or null, where present; else a
@@ -324,7 +335,7 @@ class SemiSupTrainer:
             try:
                 self.critic = load_critic(Path(critic), opts.device)
             except (OSError, RuntimeError, KeyError, ValueError, SafetensorError, ModelError) as e:
-                raise InputError(f"{critic}: not a critic ({e})") from None
+                raise InputError(f"{critic}: not a critic ({_critic_why(Path(critic), e)})") from None
         self.critic_online = None
         if opts.critic_adapt_lr > 0:
             if self.critic is None:
