@@ -1083,6 +1083,49 @@ def test_pipeline_fps_leaves_the_time_paused_out(monkeypatch):
     assert s.pipeline_fps() == pytest.approx(30.0)
 
 
+def test_a_failing_last_note_does_not_keep_the_end_of_a_run_from_being_reported(monkeypatch, caplog):
+    """The notes found on a run's last frames are passed on in the worker's innermost `finally`, just before the
+    end is reported: an error there skipped the report, and the window said "stopping …" for ever. It is logged,
+    and the end reported."""
+    from ui import session as session_mod
+    from ui.session import AnalysisSession
+    from ui.settings import RunConfig
+
+    class Outputs:
+        finished: list = []
+        on_error = None
+
+        def set_annotator(self, annotator) -> None:
+            pass
+
+    class Stream:  # a run of no frames whose notes cannot be read
+        outputs, live = Outputs(), False
+
+        def describe(self) -> dict:
+            return {}
+
+        def __iter__(self):
+            return iter(())
+
+        def notes(self) -> dict:
+            raise RuntimeError("notes gone")
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(session_mod, "open_stream", lambda config, neutralize=False: Stream())
+    bridge = FrameBridge()
+    reported = []
+    monkeypatch.setattr(bridge, "report_finished", lambda generation, reason: reported.append(reason))
+    monkeypatch.setattr(bridge, "report_started", lambda generation, info: None)
+    s = AnalysisSession(RunConfig(source="x.mp4"), bridge=bridge)
+    with caplog.at_level("ERROR", logger="ui.session"):
+        s.start()
+        assert s.join(10)
+    assert reported == ["end of input"] and s.end_reason == "end of input"
+    assert "notes could not be passed on" in caplog.text
+
+
 # --------------------------------------------------------------------- accessibility, high-DPI screens, large fonts
 def _contrast(a, b) -> float:
     """WCAG contrast ratio of two QColors."""
@@ -1267,6 +1310,95 @@ def test_enter_clicks_a_focused_button_and_nothing_else(qtbot, window, monkeypat
     window.model_button.setFocus()
     QTest.keyClick(window.model_button, Qt.Key.Key_Enter)
     assert opened == [1, 2]
+
+
+def test_the_wrapping_rows_gap_is_never_negative_where_the_style_gives_no_layout_spacing(qtbot):
+    """macOS's style answers -1 for PM_LayoutHorizontalSpacing (it spaces each pair of controls by layoutSpacing
+    instead), and the root layout's spacing is -1 there too: the rows' controls were laid 1 px over each other.
+    The gap is the style's spacing of two check boxes now, else 6 px."""
+    from PyQt6.QtWidgets import QCheckBox, QProxyStyle, QSizePolicy, QStyle
+
+    from ui.widgets import WrapRow
+
+    class MacLike(QProxyStyle):
+        def __init__(self, pair: int) -> None:
+            super().__init__("Fusion")
+            self.pair = pair
+
+        def pixelMetric(self, metric, option=None, widget=None):  # noqa: N802 - Qt's name
+            if metric in (QStyle.PixelMetric.PM_LayoutHorizontalSpacing, QStyle.PixelMetric.PM_LayoutVerticalSpacing):
+                return -1
+            return super().pixelMetric(metric, option, widget)
+
+        def layoutSpacing(self, control1, control2, orientation, option=None, widget=None):  # noqa: N802
+            both = control1 == control2 == QSizePolicy.ControlType.CheckBox
+            return self.pair if both and orientation == Qt.Orientation.Horizontal else -1
+
+    for pair, want in ((9, 9), (-1, 6)):
+        style = MacLike(pair)
+        boxes = [QCheckBox(name) for name in ("alpha", "beta", "gamma")]
+        row = WrapRow(boxes, spacing=-1)
+        qtbot.addWidget(row)
+        row.setStyle(style)
+        assert row.wrap.spacing() == want
+        row.resize(600, 60)
+        row.show()
+        row.wrap.setGeometry(row.rect())
+        gaps = [b.geometry().x() - a.geometry().right() - 1 for a, b in zip(boxes, boxes[1:], strict=False)]
+        assert gaps == [want, want], gaps
+
+
+def test_enter_clicks_a_banners_close_button(qtbot):
+    """docs/app.md: Enter clicks a focused button. The banners' ✕ are tool buttons, which took Space only."""
+    from PyQt6.QtTest import QTest
+
+    from ui.widgets import ErrorBanner, NoticeBanner
+
+    for banner, show in ((ErrorBanner(), lambda b: b.show_error("boom")),
+                         (NoticeBanner(), lambda b: b.show_notice("turned?", "Rotate", lambda: None, "Rotate", "t"))):
+        qtbot.addWidget(banner)
+        for key in (Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Space):
+            show(banner)
+            assert banner.isVisible()
+            banner.close_button.setFocus()
+            QTest.keyClick(banner.close_button, key)
+            assert not banner.isVisible(), key
+
+
+def test_the_panels_descriptions_change_at_most_once_a_second(qtbot, monkeypatch):
+    """Probe finding: the bars' and the plot's descriptions (and the bars' tooltip) were set on every refresh, 15
+    times a second (the status labels' names 4 times, through the same ThrottledText now): a screen reader was told
+    of each. A change of numbers is handed on once a second now, the last one when the second ends (also once the
+    updates stop); a change of what the text says (a head or none) at once."""
+    from ui.bridge import FaceSample
+    from ui.widgets import FaceCard
+    from ui.widgets import plot as plot_mod
+
+    now = [1000.0]
+    monkeypatch.setattr(plot_mod.time, "monotonic", lambda: now[0])
+    card = FaceCard(1)
+    qtbot.addWidget(card)
+    told = []
+    card.bars.description._apply = lambda text, apply=card.bars.description._apply: (told.append(text), apply(text))
+    rng = np.random.default_rng(0)
+    for i in range(30):  # 2 s of refreshes at 15 Hz, each with other numbers
+        em = rng.dirichlet(np.ones(7)).astype(np.float32)
+        card.add_sample(FaceSample(i / 15, 1, 0.01 * i, em, None))
+        card.refresh()
+        now[0] += 1 / 15
+    assert 2 <= len(told) <= 3, told  # the first at once, then once a second (15 Hz gave 30)
+    last = card.bars.text()
+    assert card.bars.accessibleDescription() != last  # held back ...
+    qtbot.waitUntil(lambda: card.bars.accessibleDescription() == last, timeout=3000)  # ... until the second ends
+    assert card.bars.toolTip() == last and card.plot.accessibleDescription() == card.plot.summary()
+    card.bars.set_values(None)  # what it says changes: at once
+    assert card.bars.accessibleDescription() == card.bars.NO_HEAD
+    card.emotions = rng.dirichlet(np.ones(7)).astype(np.float32)
+    card.refresh()
+    card.emotions = rng.dirichlet(np.ones(7)).astype(np.float32)
+    card.refresh()
+    card.flush_descriptions()  # a run paused or ended: the last numbers now
+    assert card.bars.accessibleDescription() == card.bars.text()
 
 
 def test_the_plot_legend_names_are_readable(qtbot, monkeypatch):

@@ -39,6 +39,7 @@ from .bridge import FrameBridge
 from .session import FILES_NOT_FINISHED, AnalysisSession
 from .settings import ROTATIONS, Overlays, RunConfig
 from .widgets import ElidedLabel, ErrorBanner, FacePanel, LiveView, NoticeBanner, WrapRow
+from .widgets.plot import ThrottledText
 
 __all__ = ["MainWindow", "backend_choices", "detector_choices", "rotation_text", "app_settings", "gui_message",
            "saved_text",
@@ -400,6 +401,10 @@ class MainWindow(QMainWindow):
         self.pipe_label = QLabel("pipeline – fps", self)
         self.latency_label = QLabel("latency – ms", self)
         self.drops_label = QLabel("dropped 0", self)
+        # their accessible names follow their numbers at most once a second (4 updates a second flooded a screen
+        # reader), at once where a number comes or goes ("–"); a key of the text without its digits says that
+        self._status_names = {w: ThrottledText(w.setAccessibleName, w)
+                              for w in (self.fps_label, self.pipe_label, self.latency_label, self.drops_label)}
         sb.addWidget(self.state_label, 1)
         for w in (self.rec_label, self.fps_label, self.pipe_label, self.latency_label, self.drops_label):
             sb.addPermanentWidget(w)
@@ -844,6 +849,7 @@ class MainWindow(QMainWindow):
             self.csv_path = None
             self.csv_button.setChecked(False)
         self._update_status()  # the status bar's "● REC … CSV …" ends with the run
+        self._flush_descriptions()  # the run's last numbers, not those of up to a second before
         self._update_buttons()
         self.runFinished.emit(reason)
         if self._closing:
@@ -853,6 +859,13 @@ class MainWindow(QMainWindow):
             self.start()  # clears the status bar's message: the previous run's is shown after it
             if previous:
                 self.statusBar().showMessage(previous, 8000)
+
+    def _flush_descriptions(self) -> None:
+        """Hand the status labels' names and the panel's descriptions, held back for up to a second
+        (:class:`~ui.widgets.plot.ThrottledText`), on now: a run paused or ended."""
+        for names in self._status_names.values():
+            names.flush()
+        self.panel.flush_descriptions()
 
     def _update_status(self) -> None:
         st = self.stats()
@@ -878,8 +891,7 @@ class MainWindow(QMainWindow):
                             (self.latency_label, self.latency_label.text()),
                             (self.drops_label, f"dropped {display + source} frames: {display} by the display, "
                                                f"{source} by the source")):
-            if label.accessibleName() != name:  # each change is announced: only real ones
-                label.setAccessibleName(name)
+            self._status_names[label].set(name, re.sub(r"[\d.]", "", name))  # each change is announced: few
         s = self.session
         parts, tips = [], []
         out = s.outputs if s is not None and s.is_alive() else None
@@ -944,6 +956,8 @@ class MainWindow(QMainWindow):
             s.pause()
             self._set_state(f"paused: {self._run_desc}" if self._run_desc else "paused")
             self.refresh_panel()
+            self._update_status()
+            self._flush_descriptions()  # what a screen reader finds while paused: the numbers on screen
         else:
             s.resume()
             self.live_view.restart_rate()

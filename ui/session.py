@@ -173,8 +173,9 @@ class AnalysisSession:
 
     # ---- worker thread -----------------------------------------------------
     def _pass_notes(self, stream: PipelineStream) -> None:
-        """Report each note the run has found out (the pipeline's threads add them to its info) once, and keep it
-        in :attr:`info` (what the run's sidecar says)."""
+        """Report each note the run has found out (the pipeline's threads add them to its info) once, and add it
+        to :attr:`info` (the session's copy of the run's description, taken when it started: the sidecar is
+        written from the run's own at its end, notes included, not from this)."""
         for name, value in stream.notes().items():
             if name not in self._noted:
                 self._noted.add(name)
@@ -250,6 +251,9 @@ class AnalysisSession:
             finally:
                 if stream is not None:
                     self.finished_files = list(stream.outputs.finished)
-                    self._pass_notes(stream)  # one found on the last frames, before the end is reported
+                    try:  # one found on the last frames, before the end is reported; its failure must not keep
+                        self._pass_notes(stream)  # the end from being reported (the window said "stopping …")
+                    except Exception:  # noqa: BLE001 - a note is advice: the run's end is what matters here
+                        log.exception("the run's last notes could not be passed on")
                 self.end_reason = reason
                 self.bridge.report_finished(self.generation, reason)

@@ -4,9 +4,22 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from PyQt6.QtCore import Qt
+from PyQt6.QtGui import QKeyEvent
 from PyQt6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QToolButton, QWidget
 
 __all__ = ["ErrorBanner", "NoticeBanner"]
+
+
+class _CloseButton(QToolButton):
+    """The banners' ✕: a tool button (flat, small) that Enter clicks when focused too, as it does the window's
+    push buttons (docs/app.md says so; a QToolButton answers Space only)."""
+
+    def keyPressEvent(self, e: Optional[QKeyEvent]) -> None:  # noqa: N802 - Qt's name
+        if e is not None and e.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not e.isAutoRepeat():
+            self.click()
+            e.accept()
+            return
+        super().keyPressEvent(e)
 
 
 class _Banner(QFrame):
@@ -22,7 +35,7 @@ class _Banner(QFrame):
         self.label = QLabel(self)
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)  # a path can be copied
-        self.close_button = QToolButton(self)
+        self.close_button = _CloseButton(self)
         self.close_button.setText("✕")
         self.close_button.setAutoRaise(True)
         self.close_button.setAccessibleName(dismiss)

@@ -11,7 +11,7 @@ from PyQt6.QtWidgets import QFrame, QGridLayout, QLabel, QScrollArea, QSizePolic
 
 from ..bridge import FaceSample
 from ..imaging import rgb_to_qimage
-from .plot import TimePlot
+from .plot import ThrottledText, TimePlot
 from .style import EMOTION_COLORS, EMOTIONS, scaled_font
 
 __all__ = ["EmotionBars", "FaceCard", "FacePanel", "THUMB_TEXT", "THUMB_BACKGROUND"]
@@ -26,7 +26,8 @@ class EmotionBars(QWidget):
     Its text is ``text_scale`` times the widget's font (8 pt at the usual 9 pt); the rows, the name column (the
     widest emotion name) and the value column are measured in that font, so a large desktop font enlarges them
     instead of clipping the names. The values are also its tooltip and accessible description, in words
-    (``"happy 0.62, neutral 0.20, …"``, most probable first): a screen reader gets no pixels.
+    (``"happy 0.62, neutral 0.20, …"``, most probable first): a screen reader gets no pixels. Those change at most
+    once a second (:attr:`description`).
     """
 
     text_scale = 0.9  # the bars' labels and values, relative to the widget's font
@@ -37,6 +38,7 @@ class EmotionBars(QWidget):
         self.values: Optional[np.ndarray] = None
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setAccessibleName("Emotion probabilities")
+        self.description = ThrottledText(self._set_description, self)
         self._apply_font()
         self._describe()
 
@@ -78,10 +80,13 @@ class EmotionBars(QWidget):
         return ", ".join(f"{EMOTIONS[i]} {float(v[i]):.2f}" for i in np.argsort(-v, kind="stable"))
 
     def _describe(self) -> None:
-        text = self.text()
-        if text != self.accessibleDescription():  # Qt tells assistive tools about each change: only real ones
-            self.setAccessibleDescription(text)
-            self.setToolTip(text)
+        # at most once a second (the values change at 15 Hz: a screen reader was told of each), at once where the
+        # head comes or goes
+        self.description.set(self.text(), self.values is None)
+
+    def _set_description(self, text: str) -> None:
+        self.setAccessibleDescription(text)
+        self.setToolTip(text)
 
     def paintEvent(self, event: QPaintEvent) -> None:
         p = QPainter(self)
@@ -170,6 +175,12 @@ class FaceCard(QFrame):
         self.bars.set_values(self.emotions)
         self._refresh_readout()
         self.plot.refresh()
+
+    def flush_descriptions(self) -> None:
+        """Give the bars and the plot their latest accessible descriptions now (:class:`ThrottledText` holds a
+        change back for up to a second): what a screen reader finds once a run pauses or ends."""
+        self.bars.description.flush()
+        self.plot.description.flush()
 
     def clear_neutral(self) -> None:
         self.thumb.setPixmap(QPixmap())
@@ -297,6 +308,11 @@ class FacePanel(QScrollArea):
             c.refresh()
         self._empty.setVisible(not self.cards)
         self._layout.activate()  # the cards' geometry now, so that a grab before the next event-loop turn is right
+
+    def flush_descriptions(self) -> None:
+        """:meth:`FaceCard.flush_descriptions` for every card (a run paused or ended)."""
+        for c in self.cards.values():
+            c.flush_descriptions()
 
     def _drop(self, track_ids: List[int]) -> None:
         for tid in track_ids:

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
-from typing import Deque, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Deque, Dict, Hashable, List, Optional, Sequence, Tuple
 
 import numpy as np
-from PyQt6.QtCore import QEvent, QPointF, QRectF, QSize, Qt
+from PyQt6.QtCore import QEvent, QObject, QPointF, QRectF, QSize, Qt, QTimer
 from PyQt6.QtGui import QColor, QFontMetrics, QPainter, QPainterPath, QPaintEvent, QPen
 from PyQt6.QtWidgets import QSizePolicy, QWidget
 
@@ -20,7 +21,59 @@ from .style import (
     scaled_font,
 )
 
-__all__ = ["TimePlot"]
+__all__ = ["TimePlot", "ThrottledText"]
+
+
+class ThrottledText(QObject):
+    """Hands a text that changes many times a second (an accessible description or name) to ``apply`` at most once
+    per ``interval`` seconds: Qt tells assistive tools about every change, and the panel's numbers at 15 Hz and the
+    status bar's at 4 Hz flooded a screen reader with events it could not speak. A change of ``key`` (what the text
+    says, not its numbers: no head / a head, a rate / none) is handed on at once; a change held back is handed on
+    when the interval ends (a single-shot timer), so the last text is always the one shown, also once the updates
+    stop (a run ended or paused); :meth:`flush` hands it on now."""
+
+    def __init__(self, apply: Callable[[str], None], parent: QObject, interval: float = 1.0) -> None:
+        super().__init__(parent)
+        self._apply = apply
+        self.interval = float(interval)
+        self._shown: Optional[str] = None
+        self._key: Hashable = None
+        self._at = -math.inf  # time.monotonic() of the last text handed on
+        self._pending: Optional[Tuple[str, Hashable]] = None
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self.flush)
+
+    @property
+    def text(self) -> Optional[str]:
+        """The last text handed on (None: none yet)."""
+        return self._shown
+
+    def set(self, text: str, key: Hashable = None) -> None:
+        """Hand ``text`` on now (the first, a new ``key``, or ``interval`` since the last), else when it ends."""
+        if text == self._shown:  # back to what is shown: nothing to say (a change held back is dropped)
+            self._pending = None
+            self._timer.stop()
+            return
+        wait = self.interval - (time.monotonic() - self._at)
+        if self._shown is None or key != self._key or wait <= 0:
+            self._hand_on(text, key)
+            return
+        self._pending = (text, key)
+        if not self._timer.isActive():
+            self._timer.start(max(1, math.ceil(wait * 1000)))
+
+    def flush(self) -> None:
+        """Hand on the text held back, if any, now."""
+        self._timer.stop()
+        if self._pending is not None:
+            self._hand_on(*self._pending)
+
+    def _hand_on(self, text: str, key: Hashable) -> None:
+        self._timer.stop()
+        self._pending = None
+        self._shown, self._key, self._at = text, key, time.monotonic()
+        self._apply(text)
 
 
 class TimePlot(QWidget):
@@ -34,7 +87,7 @@ class TimePlot(QWidget):
 
     Its text is ``text_scale`` times the widget's font (7.5 pt at the usual 9 pt), and so is the strip under the
     plot. For screen readers, its accessible description says what it shows in words (:meth:`summary`), kept
-    current by :meth:`refresh`.
+    current by :meth:`refresh` at most once a second (:attr:`description`).
     """
 
     legend_sample = 12  # px of line drawn before each emotion's name in the legend
@@ -50,6 +103,7 @@ class TimePlot(QWidget):
         self._emotions: Deque[Optional[np.ndarray]] = deque(maxlen=cap)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setAccessibleName("Intensity and emotions plot")
+        self.description = ThrottledText(self.setAccessibleDescription, self)
         self._apply_font()
         self.refresh()
 
@@ -94,10 +148,11 @@ class TimePlot(QWidget):
 
     def refresh(self) -> None:
         """Repaint, and say in the accessible description what the plot now shows (a screen reader gets no pixels).
-        Called once per GUI tick, not per sample: the description is worked out from the whole window."""
+        Called once per GUI tick, not per sample: the description is worked out from the whole window. It changes
+        at most once a second (:class:`ThrottledText`), at once where what it says changes (samples or none, an
+        intensity or none, emotions or none)."""
         text = self.summary()
-        if text != self.accessibleDescription():  # Qt tells assistive tools about each change: only real ones
-            self.setAccessibleDescription(text)
+        self.description.set(text, ("no samples" in text, "intensity –" in text, "top emotions" in text))
         self.update()
 
     def summary(self) -> str:

@@ -37,12 +37,19 @@ class WrapLayout(QLayout):
         return self._items.pop(index) if 0 <= index < len(self._items) else None
 
     def spacing(self) -> int:
-        """The gap between items: as given, else the style's horizontal layout spacing (as a QHBoxLayout's)."""
+        """The gap between items: as given, else the style's horizontal layout spacing (as a QHBoxLayout's), else
+        what it spaces two check boxes by, else 6 px: never below 0."""
         if self._spacing >= 0:
             return self._spacing
         parent = self.parentWidget()
         style = parent.style() if parent is not None else None
-        return style.pixelMetric(QStyle.PixelMetric.PM_LayoutHorizontalSpacing) if style is not None else 6
+        if style is None:
+            return 6
+        gap = style.pixelMetric(QStyle.PixelMetric.PM_LayoutHorizontalSpacing)
+        if gap < 0:  # macOS's style answers -1 here and its spacing per pair of controls instead (as QHBoxLayout asks)
+            gap = style.layoutSpacing(QSizePolicy.ControlType.CheckBox, QSizePolicy.ControlType.CheckBox,
+                                      Qt.Orientation.Horizontal)
+        return gap if gap >= 0 else 6
 
     def expandingDirections(self) -> Qt.Orientation:  # noqa: N802 - Qt's name
         return Qt.Orientation(0)
