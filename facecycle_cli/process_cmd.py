@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -108,6 +109,10 @@ def _add_analyzer_args(p: argparse.ArgumentParser, lookahead: bool = True) -> No
                    help="video of faces (or .npy crops) to calibrate --precision int8")
 
 
+_URL_TIMEOUT_HELP = ("a URL's seconds without data before its read gives up (default 10; a served file's run then "
+                     "fails, a live stream ends; an HTTP(S) open waits up to twice this)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("process", help="analyse video files / image folders into CSV + annotated video",
                        description="Analyse each INPUT (video file, stream URL or image folder): writes "
@@ -138,6 +143,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="libx264 preset (default superfast: cheap on a small CPU; veryfast/medium: smaller files)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar (it is drawn only where stderr is a terminal)")
+    p.add_argument("--url-timeout", type=float, default=None, metavar="S", help=_URL_TIMEOUT_HELP)
     _add_analyzer_args(p)
     p.set_defaults(func=_process)
 
@@ -155,6 +161,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     lv.add_argument("--input", default=None, metavar="VIDEO|URL",
                     help="instead of a camera: a video file, played in real time, or a stream URL (rtsp://, udp://, "
                          "an HTTP(S) MJPEG camera or live playlist), read as it comes")
+    lv.add_argument("--url-timeout", type=float, default=None, metavar="S", help=_URL_TIMEOUT_HELP)
     lv.add_argument("--width", type=int, default=None, metavar="PX", help="requested camera width")
     lv.add_argument("--height", type=int, default=None, metavar="PX", help="requested camera height")
     lv.add_argument("--fps", type=float, default=None, metavar="FPS", help="requested camera frame rate")
@@ -516,6 +523,7 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals"
                            neutralize=args.neutralize, overwrite=args.overwrite or plan.get("replace", False),
                            max_frames=args.max_frames,
                            audio=args.audio, video_preset=args.video_preset, realtime=args.realtime,
+                           url_timeout=args.url_timeout,
                            images=args.images)
     except (KeyboardInterrupt, SystemExit):  # a signal while the input opened (a stream's server may take 20 s)
         if sig.signum is None:
@@ -656,6 +664,8 @@ def _live(args: argparse.Namespace) -> int:
     # its first read (CameraSource). A stream URL is opened after the model: the frames it sent while the model
     # loaded came in one burst, late, their timestamps behind
     src = None
+    if args.url_timeout is not None and not (math.isfinite(args.url_timeout) and args.url_timeout > 0):
+        raise UsageError(f"--url-timeout must be a number of seconds > 0, not {args.url_timeout:g}")
     if not args.input:
         src = CameraSource(args.camera, width=args.width, height=args.height, fps=args.fps)
     elif not is_stream_url(args.input):
@@ -668,7 +678,8 @@ def _live(args: argparse.Namespace) -> int:
         raise
     if src is None:
         try:
-            src = VideoSource(args.input, realtime=True)  # a live stream is not paced: it comes at its own pace
+            # a live stream is not paced: it comes at its own pace
+            src = VideoSource(args.input, realtime=True, timeout=args.url_timeout)
         except BaseException:
             analyzer.close()
             raise

@@ -368,7 +368,7 @@ class Analyzer:
                       sidecar: Optional[Union[str, Path]] = None,
                       neutral_lookahead: Optional[bool] = None,
                       baseline_lookahead: Optional[bool] = None, images: str = "auto",
-                      video_threads: int = 0) -> "Run":
+                      video_threads: int = 0, url_timeout: Optional[float] = None) -> "Run":
         """Analyse every frame of ``source`` (path, URL, camera index, folder, :class:`Source`, or frames held in
         memory: an iterable of BGR images or of ``(image, timestamp)`` pairs, :class:`~realtime.sources.FrameSource`).
 
@@ -394,6 +394,9 @@ class Analyzer:
                 ``taskset``, a cgroup CPU set). A process held to a CPU reservation FFmpeg does not see (a
                 ``facecycle batch`` worker on Ray) gives the CPUs it reserved. Recorded in the sidecar
                 (``video_threads``).
+            url_timeout: seconds a URL's read waits for data before it gives up (a served file's run then fails, a
+                live stream ends; an HTTP(S) open waits up to twice this: the server's answer, then FFmpeg's); None:
+                :data:`realtime.sources.video.URL_TIMEOUT_S` (10 s). Ignored for a :class:`Source` given open.
 
         Raises :class:`~facecycle.errors.UsageError` at once, before any output is made, while another run of this
         Analyzer is going (the run claims the Analyzer when it is iterated), after :meth:`close`, for ``max_frames``
@@ -405,12 +408,15 @@ class Analyzer:
         if max_frames is not None and int(max_frames) < 1:
             raise UsageError(f"max_frames must be >= 1 (got {max_frames}); None reads every frame")
         check_video_threads(video_threads)
+        if url_timeout is not None and not (isinstance(url_timeout, (int, float)) and not isinstance(url_timeout, bool)
+                                            and math.isfinite(url_timeout) and url_timeout > 0):
+            raise UsageError(f"url_timeout must be a number of seconds > 0 (got {url_timeout!r}); None: 10 s")
         if images not in ("auto", "sequence", "stills"):
             raise UsageError(f"images must be auto, sequence or stills, not {images!r}")
         _check_distinct(source, csv, video, sidecar)
         return Run(self, source, realtime=realtime, csv=csv, video=video, annotate=annotate, overwrite=overwrite,
                    max_frames=max_frames, audio=audio, video_preset=video_preset, sidecar=sidecar, images=images,
-                   video_threads=video_threads,
+                   video_threads=video_threads, url_timeout=url_timeout,
                    neutral_lookahead=self.neutral_lookahead if neutral_lookahead is None else neutral_lookahead,
                    baseline_lookahead=self.baseline_lookahead if baseline_lookahead is None else baseline_lookahead)
 
@@ -628,10 +634,11 @@ class Run:
     def __init__(self, analyzer: Analyzer, source, *, realtime: bool, csv, video, annotate, overwrite: bool,
                  max_frames: Optional[int], audio: bool, video_preset: str, sidecar,
                  neutral_lookahead: Optional[bool] = None, baseline_lookahead: bool = False,
-                 images: str = "auto", video_threads: int = 0) -> None:
+                 images: str = "auto", video_threads: int = 0, url_timeout: Optional[float] = None) -> None:
         self.analyzer = analyzer
         self.stats = RunStats()
-        self.src = source if isinstance(source, Source) else open_source(source, realtime=realtime, images=images)
+        self.src = (source if isinstance(source, Source)
+                    else open_source(source, realtime=realtime, images=images, url_timeout=url_timeout))
         self.csv_path = Path(csv) if csv else None
         self.video_path = Path(video) if video else None
         self.sidecar_path = Path(sidecar) if sidecar else (self.csv_path.with_suffix(".json") if csv else None)

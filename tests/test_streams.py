@@ -592,3 +592,41 @@ def test_a_file_name_with_a_percent_pattern_is_that_file(tmp_path, frames, cli, 
     rc, err = cli(str(tmp_path / "img%03d.jpg"), "--no-video")
     assert rc == 0, err
     assert len(read_csv(tmp_path / "out" / "img%03d.csv", code_dim)) == 1
+
+
+def test_url_timeout_is_the_users_to_choose(tmp_path):
+    """`process --url-timeout S`: a silent server fails the input after S seconds (twice S over HTTP: the server's
+    answer, then FFmpeg's) instead of the fixed 10 s (20 s over HTTP); 0 and negative values are refused."""
+    import socket
+    import subprocess
+    import sys
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    held = []
+
+    def serve() -> None:
+        try:
+            while True:
+                held.append(srv.accept())
+        except OSError:
+            pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    url = f"http://127.0.0.1:{srv.getsockname()[1]}/clip.mp4"
+    try:
+        t = time.monotonic()
+        r = subprocess.run([sys.executable, "-m", "facecycle", "process", url, "--url-timeout", "1", "--no-video",
+                            "--out-dir", str(tmp_path)], capture_output=True, text=True, timeout=120)
+        took = time.monotonic() - t
+        assert r.returncode == 3 and "no data within 1 s" in r.stderr, r.stderr
+        assert took < 10.0 + 8.0  # (start-up and the model's load are in it; the default alone waited 20 s)
+        for bad in ("0", "-2", "nan"):
+            r = subprocess.run([sys.executable, "-m", "facecycle", "process", url, "--url-timeout", bad,
+                                "--no-video", "--out-dir", str(tmp_path)], capture_output=True, text=True, timeout=120)
+            assert r.returncode == 2 and "url_timeout" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    finally:
+        srv.close()
+        for c, _ in held:
+            c.close()

@@ -122,7 +122,7 @@ def analyze_file(analyzer, source: Union[str, Path, Any], *, csv: Optional[Union
                  video: Optional[Union[str, Path]], sidecar: Optional[Union[str, Path]] = None,
                  neutralize: bool = False, overwrite: bool = False, max_frames: Optional[int] = None,
                  audio: bool = True, video_preset: str = "superfast", realtime: bool = False,
-                 images: str = "auto", video_threads: int = 0) -> "Run":
+                 images: str = "auto", video_threads: int = 0, url_timeout: Optional[float] = None) -> "Run":
     """The per-video path shared by ``facecycle process`` and ``facecycle batch``: a
     :class:`realtime.analyzer.Run` of ``source`` writing ``csv`` / ``video`` (annotated with the standard
     overlay; the neutralized view and thumbnails with ``neutralize``) and the JSON sidecar. ``source``: a path or
@@ -137,7 +137,7 @@ def analyze_file(analyzer, source: Union[str, Path, Any], *, csv: Optional[Union
     return analyzer.process_video(src, realtime=realtime, csv=csv, video=video, annotate=annot,
                                   overwrite=overwrite, max_frames=max_frames, audio=audio,
                                   video_preset=video_preset, sidecar=sidecar, images=images,
-                                  video_threads=video_threads)
+                                  video_threads=video_threads, url_timeout=url_timeout)
 
 
 def annotated_suffix(source: Union[str, Path, Any], images: str = "auto") -> str:

@@ -21,11 +21,13 @@ __all__ = ["Source", "VideoSource", "CameraSource", "ImageFolderSource", "FrameS
 
 
 def open_source(spec: Union[str, int, Path, Iterable[Any]], realtime: bool = False, width: Optional[int] = None,
-                height: Optional[int] = None, fps: Optional[float] = None, images: str = "auto") -> Source:
+                height: Optional[int] = None, fps: Optional[float] = None, images: str = "auto",
+                url_timeout: Optional[float] = None) -> Source:
     """Open ``spec``: an int / ``camera:N`` / ``/dev/videoN`` -> camera; a folder -> images (read as ``images``:
     ``auto``, ``sequence`` or ``stills``, :class:`ImageFolderSource`); an iterable of images (or of ``(image,
     timestamp)`` pairs) -> :class:`FrameSource`; else a video (a ``file://`` URL is its local path; a stream URL's
-    scheme is compared in any case, :func:`is_stream_url`).
+    scheme is compared in any case, :func:`is_stream_url`). ``url_timeout``: a URL's seconds without data before its
+    read gives up (:class:`VideoSource`'s ``timeout``; None: :data:`realtime.sources.video.URL_TIMEOUT_S`).
 
     Raises:
         facecycle.errors.InputError: the input is missing or cannot be read.
@@ -44,4 +46,4 @@ def open_source(spec: Union[str, int, Path, Iterable[Any]], realtime: bool = Fal
         return CameraSource(s, width=width, height=height, fps=fps)
     if Path(s).is_dir():
         return ImageFolderSource(s, fps=fps or 30.0, reading=images)
-    return VideoSource(s, realtime=realtime)
+    return VideoSource(s, realtime=realtime, timeout=url_timeout)
