@@ -525,7 +525,7 @@ def test_live_loads_the_model_before_it_opens_a_stream(monkeypatch, tmp_path):
         order.append("model")
         return _Analyzer()
 
-    def video(spec, realtime=False):
+    def video(spec, realtime=False, timeout=None):
         order.append("source")
         raise InputError(f"{spec}: stop here")
 
