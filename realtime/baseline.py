@@ -143,6 +143,7 @@ class NeutralBaseline:
         self._seeded = 0
         self._began: Dict[int, int] = {}  # histories begun per track id in this run
         self._at_cap = 0  # histories whose neutral was above max_neutral at some frame
+        self._capped_ids: List[int] = []  # their track ids, in the order they reached it
         #: say nothing on the log (a look-ahead's first reading of a file: the second reading says it, once)
         self.quiet = False
 
@@ -152,6 +153,11 @@ class NeutralBaseline:
                 **({"lookahead_tracks_seeded": self._seeded} if self._seed or self._seeded else {}),
                 # tracks measured against the cap: their rest read expressive (see _note_cap)
                 **({"tracks_at_cap": self._at_cap} if self._at_cap else {})}
+
+    def capped_tracks(self) -> List[int]:
+        """The track ids whose neutral went above :attr:`max_neutral` in this run, in the order they did (a copy: the
+        app names them while the run goes on); ``describe()["tracks_at_cap"]`` counts them."""
+        return list(self._capped_ids)
 
     def histories(self) -> Dict[Tuple[int, int], _Prefix]:
         """The first ``window`` frames of every track of this run (with :attr:`record`), keyed by (track id, how
@@ -218,6 +224,7 @@ class NeutralBaseline:
         62-83 % of its frames. The user cannot tell the two apart from the rows alone."""
         h.capped = True
         self._at_cap += 1
+        self._capped_ids.append(int(f.track_id))
         if not (self.record or self.quiet):  # (a look-ahead's first reading says nothing: the second says it once)
             log.warning("face #%d (from %.1f s): its most neutral frames read %.3f, above the person baseline's cap "
                         "of %.2f: its rel_* columns are measured against the cap. Expected for a face expressive "

@@ -113,7 +113,7 @@ def test_a_track_measured_against_the_cap_is_counted_and_said_once(caplog):
                                    _face(3, 0.6, _emotions(0.4, "sad"), code)]))
     said = [r.getMessage() for r in caplog.records if r.name == "realtime.baseline"]
     assert len(said) == 1 and said[0].startswith("face #3 ") and "0.600" in said[0] and "0.40" in said[0], said
-    assert bl.describe()["tracks_at_cap"] == 1
+    assert bl.describe()["tracks_at_cap"] == 1 and bl.capped_tracks() == [3]  # (the app names the face)
     assert "tracks_at_cap" not in NeutralBaseline().describe()  # (absent where none was: as before it existed)
     assert "tracks_at_cap" in NeutralBaseline.RUN_COUNTS  # a run's own count: not a setting (Parquet, batches)
     caplog.clear()

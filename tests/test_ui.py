@@ -1536,12 +1536,15 @@ def test_the_rotate_box_is_offered_remembered_and_given_on_the_command_line(qtbo
     assert d.rotate == 0 and d.rotate_combo.count() == 4
 
 
-def test_an_upside_down_clip_is_noticed_once_and_one_click_reads_it_upright(qtbot, window, tmp_path):
+def test_an_upside_down_clip_is_noticed_once_and_one_click_reads_it_upright(qtbot, window, tmp_path, monkeypatch):
     """A run whose first faces are upside down (realtime.analyzer's orientation hint) says so in the window, once,
     naming the Rotate that reads them upright (180°); its button sets Rotate and starts the clip again, which is
     read upright (the Analyzer turns every frame) and says nothing."""
     from ui.main_window import VIEW_HELP
 
+    # the test model's random head reads every face expressive: without its cap the person baseline has nothing to
+    # say, and this run's only notice is the orientation's (the two together: test_notes_queue_behind_...)
+    monkeypatch.setattr("realtime.baseline.MAX_NEUTRAL", None)
     clip = _upside_down_clip(tmp_path)
     window.open_source(clip, start=True)
     _wait_finished(qtbot, window)
@@ -1575,5 +1578,200 @@ def test_cli_rotate_reaches_the_analyzer(model_dir, tmp_path):
     side = json.loads(out.with_suffix(".json").read_text())
     assert side["rotate"] == 180 and "orientation" not in side
     st = json.loads(stats.read_text())
-    assert st["notices"] == [] and not st["errors"]
+    # no orientation notice (the random head's faces, expressive throughout, may get the baseline's)
+    assert not [n for n in st["notices"] if "upright" in n] and not st["errors"]
     assert "upright" not in r.stderr
+
+
+# --------------------------------------------------------------------- notices: dark faces, the baseline's cap
+DARK = "The picture is very dark"  # how the dark-faces notice begins (ui.main_window.note_message)
+
+
+def _dark_clip(tmp_path: Path, n: int = 30, scale: float = 0.1, name: str = "dark.mp4") -> Path:
+    """The talker's first ``n`` frames at ``scale`` of their light, with a little noise (a dark room's webcam);
+    ``scale`` 1: the clip as it is."""
+    import av
+
+    from tests.conftest import write_video
+
+    rng = np.random.default_rng(1)
+    frames = []
+    with av.open(str(shared_video(TALKER))) as c:
+        for f in c.decode(video=0):
+            img = f.to_ndarray(format="bgr24").astype(np.float32) * scale
+            if scale < 1:
+                img += rng.normal(0, 2.0, img.shape)
+            frames.append(np.clip(img, 0, 255).astype(np.uint8))
+            if len(frames) >= n:
+                break
+    return write_video(tmp_path / name, frames)
+
+
+def test_the_notice_banner_holds_one_notice_and_queues_the_others(qtbot):
+    """One notice at a time: a notice that only says has no button; one queued waits behind the one shown (the text
+    says how many wait) and ✕ shows it; one shown at once (the orientation's, with its action) puts the one shown
+    back first in the queue; the action shows the next before it acts; clear() forgets them all."""
+    from ui.widgets import NoticeBanner
+
+    b = NoticeBanner()
+    qtbot.addWidget(b)
+    b.queue_notice("dark")
+    assert b.isVisible() and b.text() == "dark" and b.action_button.isHidden()
+    b.queue_notice("cap")
+    assert b.text().startswith("dark (1 more notice") and [n.message for n in b.waiting] == ["cap"]
+    acted = []
+    b.show_notice("turned", "Rotate", lambda: acted.append(len(b.waiting)), "Rotate 180", "Rotate, Space")
+    assert b.text().startswith("turned (2 more notices") and not b.action_button.isHidden()
+    assert b.action_button.accessibleName() == "Rotate 180" and [n.message for n in b.waiting] == ["dark", "cap"]
+    b.action_button.click()
+    assert acted == [1] and b.text().startswith("dark (1 more") and b.action_button.isHidden()
+    b.close_button.click()
+    assert b.text() == "cap" and b.isVisible()
+    b.close_button.click()
+    assert b.isHidden() and b.current is None
+    b.queue_notice("a")
+    b.queue_notice("b")
+    b.clear()
+    assert b.isHidden() and not b.waiting
+    b.queue_notice("c")
+    assert b.text() == "c"  # nothing of the cleared queue comes back
+
+
+def test_a_dark_clip_is_noticed_once_and_the_clip_as_it_is_is_not(qtbot, window, tmp_path):
+    """A run whose faces are too dark to read as they are (realtime.analyzer's ``dark_faces``: they are brightened
+    before they are read) says so once in the notice banner, in plain words, without an action; it is in the view's
+    accessible description and the --stats-json notices. The same clip lit says nothing of the light."""
+    window.open_source(_dark_clip(tmp_path), start=True)
+    _wait_finished(qtbot, window)
+    assert window.session.end_reason == "end of input" and not window.errors
+    assert window.session.info["dark_faces"]["rows"] > 0
+    dark = [n for n in window.notices if n.startswith(DARK)]
+    assert len(dark) == 1 and "More light gives better readings." in dark[0], window.notices
+    notice = window.notice_banner
+    assert notice.isVisible() and notice.text().startswith(dark[0]) and notice.action_button.isHidden()
+    assert f"notice: {notice.text()}" in window.live_view.accessibleDescription()
+    assert window.stats()["notices"] == window.notices and not window.banner.isVisible()
+
+    window.open_source(_dark_clip(tmp_path, scale=1.0, name="lit.mp4"), start=True)
+    qtbot.waitUntil(lambda: window.sessions_run == 2, timeout=10_000)
+    _wait_finished(qtbot, window)
+    assert window.session.end_reason == "end of input" and "dark_faces" not in window.session.info
+    assert len([n for n in window.notices if n.startswith(DARK)]) == 1  # the first run's only
+    assert not notice.text().startswith(DARK)
+
+
+def _expressive_baseline(track_id: int = 3, frames: int = 40):
+    """A person baseline fed ``frames`` frames of one face that reads strongly happy throughout (its most neutral
+    frames above the cap, 0.4)."""
+    from fractions import Fraction
+
+    from realtime.baseline import NeutralBaseline
+    from realtime.types import EMOTIONS, Face, FramePacket
+
+    nb = NeutralBaseline()
+    e = np.zeros(len(EMOTIONS), np.float32)
+    e[EMOTIONS.index("happy")], e[EMOTIONS.index("neutral")] = 0.9, 0.1
+    for i in range(frames):
+        face = Face(box=np.array([0, 0, 4, 4], np.float32), score=0.9, landmarks=np.zeros((5, 2), np.float32),
+                    track_id=track_id, intensity=0.9, emotions=e, code=np.zeros(4, np.float32))
+        nb(FramePacket(index=i, pts=i, time_base=Fraction(1, 25), timestamp=i / 25,
+                       image=np.zeros((8, 8, 3), np.uint8), faces=[face]))
+    return nb
+
+
+def test_faces_at_the_baseline_cap_become_a_notice():
+    """A face whose most neutral frames still read expressive (realtime.baseline's ``tracks_at_cap``) is a note of
+    the run (ui.pipeline_adapter.run_notes, which the session passes on) that names it as the panel does, and its
+    notice says what that means for its rel_* values and what may cause it; before the cap, no note."""
+    from types import SimpleNamespace
+
+    from ui.main_window import note_message
+    from ui.pipeline_adapter import run_notes
+
+    assert run_notes(SimpleNamespace(info={}, baseline=_expressive_baseline(frames=5))) == {}  # still warming up
+    nb = _expressive_baseline(track_id=3)
+    assert nb.describe()["tracks_at_cap"] == 1
+    notes = run_notes(SimpleNamespace(info={"dark_faces": {"rows": 2, "first_frame": 0, "gain_max": 9.0}},
+                                      baseline=nb))
+    assert notes["baseline_cap"] == {"tracks_at_cap": 1, "faces": [3]} and notes["dark_faces"]["rows"] == 2
+    said = note_message("baseline_cap", notes["baseline_cap"])
+    assert said is not None and said.startswith("Face #3 never looked neutral: its values relative to itself")
+    assert "fixed rest" in said and "glasses, a hand, a shadow or dim light" in said
+    # a face gone before the note is read: counted, not named
+    assert note_message("baseline_cap", {"tracks_at_cap": 2, "faces": []}).startswith("2 faces never looked neutral")
+    assert note_message("baseline_cap", {"tracks_at_cap": 2, "faces": [1, 4]}).startswith("Faces #1 and #4 never")
+    assert note_message("baseline_cap", {"faces": [1]}) is None and note_message("orientation", {}) is None
+    assert note_message("dark_faces", {"rows": 3, "first_frame": 12}).startswith(f"{DARK} (from frame 12): ")
+
+
+def test_notes_wait_behind_the_orientation_notice_and_are_looked_for_a_few_times_a_second(qtbot, window,
+                                                                                           monkeypatch):
+    """The run's notes reach the window through the session (each once per run) and queue in the notice banner in
+    the order found, the orientation's first whenever it comes: its action stays with it, the others wait (the
+    view's description names how many) and ✕ shows the next. The worker looks for notes a few times a second, not
+    on every frame."""
+    from types import SimpleNamespace
+
+    from realtime.types import FramePacket
+    from ui import session as session_mod
+    from ui.pipeline_adapter import run_notes
+
+    nb = _expressive_baseline(track_id=2)
+    run = SimpleNamespace(info={"dark_faces": {"rows": 1, "first_frame": 0, "gain_max": 8.0}}, baseline=nb)
+    looks = []
+
+    class Outputs:
+        finished: list = []
+        on_error = video = csv = None
+
+        def set_annotator(self, annotator) -> None:
+            pass
+
+    class Stream:  # a run of 60 frames whose notes are run's: dark and cap at once, turned faces found later
+        outputs, live, drops = Outputs(), False, 0
+
+        def describe(self) -> dict:
+            return {}
+
+        def __iter__(self):
+            from fractions import Fraction
+
+            for i in range(60):
+                if i == 30:
+                    run.info["orientation"] = {"faces_turned_deg": 180, "rotate_upright": 180, "share": 1.0,
+                                               "faces": 30}
+                time.sleep(0.01)
+                yield FramePacket(index=i, pts=i, time_base=Fraction(1, 25), timestamp=i / 25,
+                                  image=np.zeros((48, 64, 3), np.uint8))
+
+        def notes(self) -> dict:
+            looks.append(time.monotonic())
+            return run_notes(run)
+
+        def set_neutralize(self, on: bool) -> None:
+            pass
+
+        def request_stop(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(session_mod, "open_stream", lambda config, neutralize=False: Stream())
+    window.open_source("clip.mp4", start=True)
+    _wait_finished(qtbot, window)
+    assert window.session.end_reason == "end of input" and not window.errors
+    assert 2 <= len(looks) <= 2 + (looks[-1] - looks[0]) / window.session.notes_every + 1 < 60, len(looks)
+    dark, cap, turned = window.notices
+    assert dark.startswith(DARK) and cap.startswith("Face #2 never looked neutral") and "upside down" in turned
+    notice = window.notice_banner
+    assert notice.text().startswith(f"{turned} (2 more notices") and not notice.action_button.isHidden()
+    assert f"notice: {notice.text()}" in window.live_view.accessibleDescription()
+    assert window.session.info["baseline_cap"]["tracks_at_cap"] == 1
+    notice.close_button.click()
+    assert notice.text().startswith(f"{dark} (1 more notice") and notice.action_button.isHidden()
+    assert f"notice: {notice.text()}" in window.live_view.accessibleDescription()
+    notice.close_button.click()
+    assert notice.text() == cap and f"notice: {cap}" in window.live_view.accessibleDescription()
+    notice.close_button.click()
+    assert notice.isHidden() and "notice:" not in window.live_view.accessibleDescription()

@@ -81,6 +81,40 @@ def rotation_text(degrees: int) -> str:
     return f"{degrees}°"
 
 
+def note_message(name: str, value: Any) -> Optional[str]:
+    """The notice banner's plain words for a run's note (``ui.pipeline_adapter.NOTES``) that only says, without an
+    action: ``dark_faces`` and ``baseline_cap``; None for any other note, or one without its numbers (the orientation
+    hint, which has an action, is the window's own)."""
+    if not isinstance(value, dict):
+        return None
+    if name == "dark_faces":
+        first = value.get("first_frame")
+        when = f" (from frame {first})" if isinstance(first, int) and not isinstance(first, bool) and first > 0 else ""
+        return (f"The picture is very dark{when}: faces are brightened before their expression is read. "
+                "More light gives better readings.")
+    if name == "baseline_cap":
+        try:
+            count = int(value["tracks_at_cap"])
+            faces = [int(f) for f in value.get("faces") or []]
+        except (KeyError, TypeError, ValueError):
+            log.info("a baseline note without its numbers: %r", value)
+            return None
+        if count < 1:
+            return None
+        if faces:  # named as the panel names them
+            ids = [f"#{f}" for f in faces]
+            who = (f"Face {ids[0]}" if len(ids) == 1
+                   else f"Faces {', '.join(ids[:-1])} and {ids[-1]}")
+        else:  # gone before the note was read: the count alone
+            who = "A face" if count == 1 else f"{count} faces"
+        one = len(faces) == 1 or (not faces and count == 1)
+        its, is_, face = ("its", "is", "a face") if one else ("their", "are", "faces")
+        return (f"{who} never looked neutral: {its} values relative to {'itself' if one else 'themselves'} (the CSV's "
+                f"rel_* columns) {is_} measured against a fixed rest. Expected for {face} expressive throughout; for "
+                f"{face} at rest, glasses, a hand, a shadow or dim light may be the cause.")
+    return None
+
+
 def app_settings() -> QSettings:
     """The app's settings store (``QSettings("FaceCycleRT", "app")``; see :data:`SETTINGS_ORGANIZATION`)."""
     return QSettings(SETTINGS_ORGANIZATION, SETTINGS_APPLICATION)
@@ -224,7 +258,7 @@ class MainWindow(QMainWindow):
         self.last_packet = None
         self._panel_refreshed = 0.0
         self.finished_generation = 0
-        self.notices: List[str] = []  # the notices shown (the orientation hint), as errors lists the errors
+        self.notices: List[str] = []  # the notices given (shown or queued), as errors lists the errors
 
         self._build_ui(backend, detector, realtime)
         self.set_rotate(rotate)
@@ -370,6 +404,7 @@ class MainWindow(QMainWindow):
         # advice about the run (the orientation hint), apart from the errors: neither hides the other
         self.notice_banner = NoticeBanner(self)
         self.notice_banner.close_button.clicked.connect(self._describe_view)
+        self.notice_banner.action_button.clicked.connect(self._describe_view)  # the next notice, if one waits
         root.addWidget(self.notice_banner)
 
         self.live_view = LiveView(self)
@@ -550,7 +585,7 @@ class MainWindow(QMainWindow):
             return
         cfg = self.run_config()
         self.banner.hide()
-        self.notice_banner.hide()  # an earlier run's advice: this run says its own
+        self.notice_banner.clear()  # an earlier run's advice, shown or waiting: this run says its own
         self.statusBar().clearMessage()  # an earlier run's message would hide this one's state for seconds
         self.live_view.reset_counters()
         self.panel.clear()
@@ -787,10 +822,25 @@ class MainWindow(QMainWindow):
         self._update_buttons()
 
     def _on_note(self, generation: int, name: str, value: dict) -> None:
-        """A note the run found out about its input (the session reports each once per run). ``orientation``: most
-        of the first faces are turned by a right angle; the notice offers the Rotate that reads them upright."""
-        if not self._current(generation) or name != "orientation":
+        """A note the run found out about its input (the session reports each once per run;
+        ``ui.pipeline_adapter.NOTES``), shown in the notice banner: the orientation hint first (it has an action, and
+        a turned face's other notes are of misread faces), the others queued behind what is shown."""
+        if not self._current(generation):
             return
+        if name == "orientation":
+            self._note_orientation(value)
+            return
+        message = note_message(name, value)
+        if message is None:
+            return
+        self.notices.append(message)
+        log.info("shown in the window: %s", message)
+        self.notice_banner.queue_notice(message)  # says only: ✕ dismisses it (and shows the next)
+        self._describe_view()
+
+    def _note_orientation(self, value: dict) -> None:
+        """Most of the first faces are turned by a right angle: the notice offers the Rotate that reads them
+        upright."""
         try:
             fix, turned = int(value["rotate_upright"]), int(value["faces_turned_deg"])
         except (KeyError, TypeError, ValueError):
@@ -806,7 +856,7 @@ class MainWindow(QMainWindow):
                    f"Rotate clockwise {rotation_text(fix)} reads them upright.")
         self.notices.append(message)
         log.info("shown in the window: %s", message)
-        self.notice_banner.show_notice(
+        self.notice_banner.show_notice(  # shown at once: a notice already shown waits behind it
             message, f"Rotate {rotation_text(fix)} and restart", lambda: self._apply_rotate(fix),
             f"Rotate {fix} degrees and restart",
             f"set Rotate clockwise to {rotation_text(fix)} and start the open source again with it (its files are "

@@ -10,18 +10,22 @@ run's outputs (overlay, CSV, video: ``run.outputs``, the same ending as
 from __future__ import annotations
 
 import logging
-from typing import Iterator
+from typing import Iterator, List
 
 from realtime.analyzer import Analyzer
 from realtime.types import FramePacket
 
 from .settings import RunConfig
 
-__all__ = ["PipelineStream", "open_stream", "NOTES"]
+__all__ = ["PipelineStream", "open_stream", "run_notes", "NOTES"]
 
-#: the run's ``info`` entries that the window tells the user of as they appear: ``orientation`` (most of the first
-#: faces turned by a right angle, with the ``rotate`` that reads them upright; ``realtime.analyzer``)
-NOTES = ("orientation",)
+#: what the run found out that the window tells the user of as it appears, in the order the window shows it:
+#: ``orientation`` (most of the first faces turned by a right angle, with the ``rotate`` that reads them upright) and
+#: ``dark_faces`` (faces brightened before they were read: ``rows``, ``first_frame``, ``gain_max``), the run's
+#: ``info`` entries (``realtime.analyzer``); ``baseline_cap`` (``tracks_at_cap``: faces whose most neutral frames
+#: still read expressive, measured against the person baseline's cap; ``faces``: their track ids where known), from
+#: ``realtime.baseline.NeutralBaseline.describe()``
+NOTES = ("orientation", "dark_faces", "baseline_cap")
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +87,9 @@ class PipelineStream:
         return self.run.stats.summary()
 
     def notes(self) -> dict:
-        """What the run has found out about its input while it goes (:data:`NOTES` of the run's ``info``: the
-        orientation hint of faces turned by a right angle), by name; the pipeline's threads add them."""
-        info = self.run.info
-        return {k: info[k] for k in NOTES if k in info}
+        """What the run has found out about its input while it goes (:data:`NOTES`), by name; the pipeline's threads
+        add them. Cheap (dictionary look-ups): the session asks a few times a second."""
+        return run_notes(self.run)
 
     def describe(self) -> dict:
         """What produced the numbers (the body of the CSV's JSON sidecar)."""
@@ -109,3 +112,21 @@ class PipelineStream:
 def open_stream(config: RunConfig, neutralize: bool = False) -> PipelineStream:
     """Open a pipeline run for the GUI (slow: loads the model and the detector)."""
     return PipelineStream(config, neutralize=neutralize)
+
+
+def run_notes(run) -> dict:
+    """:data:`NOTES` of ``run`` (a ``realtime.analyzer.Run``, or anything with its ``info`` and ``baseline``)."""
+    info = run.info
+    notes = {k: info[k] for k in NOTES if k in info}
+    baseline = getattr(run, "baseline", None)
+    # the baseline's own describe() (the sidecar's person_baseline), not the run's: that one also asks the source,
+    # the analyzer and the installed versions
+    at_cap = baseline.describe().get("tracks_at_cap") if baseline is not None else None
+    if at_cap:
+        notes["baseline_cap"] = {"tracks_at_cap": int(at_cap), "faces": _capped_faces(baseline)}
+    return notes
+
+
+def _capped_faces(baseline) -> List[int]:
+    """The track ids of the faces at the cap, to name them as the panel does (``Face #N``), each once."""
+    return sorted(set(baseline.capped_tracks()))

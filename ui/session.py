@@ -54,6 +54,7 @@ class AnalysisSession:
     """
 
     hand_off_wait = 0.05
+    notes_every = 0.25  # seconds between looks for the run's notes (a few a second: not every frame's cost)
     skip_after_timeout = 30  # frames handed over without waiting after a wait timed out
 
     def __init__(self, config: RunConfig, bridge: FrameBridge, overlays: Overlays = Overlays(),
@@ -83,6 +84,7 @@ class AnalysisSession:
         self.info: dict = {}
         self.error: Optional[FaceCycleError] = None  # the error that ended the run, if any
         self._noted: Set[str] = set()  # the notes (ui.pipeline_adapter.NOTES) already reported: each once per run
+        self._notes_due = 0.0  # when the worker next looks for notes (time.monotonic())
 
     # ---- control (GUI thread; none of these blocks) -----------------------
     def start(self) -> None:
@@ -212,7 +214,9 @@ class AnalysisSession:
                     reason = "stopped"
                     break
                 stream.set_neutralize(self.overlays.needs_neutral)
-                self._pass_notes(stream)
+                if time.monotonic() >= self._notes_due:  # the first frame's look, then a few a second (and the end's)
+                    self._notes_due = time.monotonic() + self.notes_every
+                    self._pass_notes(stream)
                 shown = packet.annotated if packet.annotated is not None else packet.image
                 image = display_image(shown, self.view_size() if self.view_size is not None else None)
                 now = time.perf_counter()
