@@ -8,9 +8,14 @@ tests say what a field holds; each caller keeps its own range (``> 0``, ``1 .. 4
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
+from typing import Any, Dict, Type
 
-__all__ = ["is_finite", "is_int", "is_number"]
+from .errors import FaceCycleError
+
+__all__ = ["is_finite", "is_int", "is_number", "read_json_object"]
 
 
 def is_int(v: object) -> bool:
@@ -32,3 +37,19 @@ def is_finite(v: object) -> bool:
         return math.isfinite(v)
     except OverflowError:
         return False
+
+
+def read_json_object(path: Path, what: str, error: Type[FaceCycleError]) -> Dict[str, Any]:
+    """The JSON object in the file at ``path`` (a settings file the project wrote: a data set's ``meta.json``, a
+    critic's ``critic.json``); ``error`` (a :class:`~facecycle.errors.FaceCycleError` class) naming the file and
+    ``what`` it holds where it cannot be read, is not UTF-8 JSON text, or holds another JSON type than an object."""
+    try:
+        obj = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise error(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+    except ValueError as e:  # JSON or UTF-8
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise error(f"{path}: damaged {what} (not JSON text: {why})") from None
+    if not isinstance(obj, dict):
+        raise error(f"{path}: damaged {what} (a JSON {type(obj).__name__}, not an object)")
+    return obj

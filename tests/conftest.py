@@ -250,6 +250,15 @@ def one_error_line(err: str, code_word: str = "facecycle: error:") -> str:
     return errs[0]
 
 
+def assert_one_line(err: str, *words: str) -> None:
+    """``err`` is one line, no internal error nor traceback, holding each of ``words``."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "internal error" not in err and "Traceback" not in err, err
+    for w in words:
+        assert w in err, (w, err)
+
+
 @pytest.fixture(scope="module")
 def model(tiny_export) -> Path:
     """The tiny export's folder (a model for the CLI's --model)."""

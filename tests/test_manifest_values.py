@@ -17,6 +17,8 @@ from facecycle.assets import HEAD_FILE, default_model_dir
 from facecycle.errors import ModelError
 from facecycle_cli import main
 
+from .conftest import assert_one_line
+
 Edit = Callable[[Dict[str, Any]], None]
 
 
@@ -36,14 +38,6 @@ def _set(section: str, key: str, value: Any) -> Edit:
     def edit(m: Dict[str, Any]) -> None:
         (m if section == "" else m[section])[key] = value
     return edit
-
-
-def _one_line(err: str, *words: str) -> None:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert "internal error" not in err and "Traceback" not in err, err
-    for w in words:
-        assert w in err, (w, err)
 
 
 BAD_VALUES = [
@@ -132,7 +126,7 @@ def test_process_refuses_bad_manifest_values_with_exit_5(tmp_path, capsys, edit,
     rc = main(["process", str(pic), "--model", str(d), "--backend", "onnxruntime", "--out-dir", str(tmp_path / "o"),
                "--no-video", "--no-progress"])
     assert rc == 5
-    _one_line(capsys.readouterr().err, "manifest.json", says)
+    assert_one_line(capsys.readouterr().err, "manifest.json", says)
 
 
 # ------------------------------------------------------------------------------------------ the probes' ONNX feature
@@ -220,4 +214,4 @@ def test_probe_eval_refuses_a_damaged_model_with_exit_5(tmp_path, capsys, spoil,
     rc = main(["probe", "eval", "--model", str(d), "--head", str(default_model_dir() / HEAD_FILE), "--data",
                str(tmp_path / "data"), "--split", "train", "--framing", "none", "--no-progress", "--threads", "1"])
     assert rc == 5
-    _one_line(capsys.readouterr().err, "manifest.json", says)
+    assert_one_line(capsys.readouterr().err, "manifest.json", says)

@@ -17,6 +17,8 @@ from facecycle.assets import HEAD_FILE, default_model_dir
 from facecycle.errors import ModelError
 from facecycle_cli import main
 
+from .conftest import assert_one_line
+
 EMOTIONS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 
 
@@ -58,14 +60,6 @@ def _rows(n):
 def _extra_row(t):
     t["weight"] = np.concatenate([t["weight"], t["weight"][:1]])
     t["bias"] = np.concatenate([t["bias"], t["bias"][:1]])
-
-
-def _one_line_error(err: str, *words: str) -> None:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert "internal error" not in err and "Traceback" not in err, err
-    for w in words:
-        assert w in err, (w, err)
 
 
 # ----------------------------------------------------------------------------------------------- the head: classes
@@ -158,7 +152,7 @@ def test_model_info_refuses_a_bad_head_with_exit_5(tmp_path, capsys, meta, mutat
     d = _default_copy(tmp_path, mutate, **meta)
     capsys.readouterr()
     assert main(["model", "info", "--model", str(d)]) == 5
-    _one_line_error(capsys.readouterr().err, HEAD_FILE, says)
+    assert_one_line(capsys.readouterr().err, HEAD_FILE, says)
 
 
 def test_process_refuses_a_bad_head_before_reading_any_input(tmp_path, capsys):
@@ -173,7 +167,7 @@ def test_process_refuses_a_bad_head_before_reading_any_input(tmp_path, capsys):
     rc = main(["process", str(pic), "--model", str(d), "--backend", "onnxruntime", "--out-dir", str(tmp_path / "o"),
                "--no-video", "--no-progress"])
     assert rc == 5
-    _one_line_error(capsys.readouterr().err, HEAD_FILE, "lacks")
+    assert_one_line(capsys.readouterr().err, HEAD_FILE, "lacks")
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
 
 
@@ -198,7 +192,7 @@ def test_the_probes_head_reader_checks_the_same(tmp_path, capsys, meta, mutate, 
     assert str(p) in msg and says in msg and "\n" not in msg, msg
     capsys.readouterr()
     assert main(["export", "--random-config", "tiny", "--head", str(p), "--out", str(tmp_path / "m")]) == 3
-    _one_line_error(capsys.readouterr().err, str(p))
+    assert_one_line(capsys.readouterr().err, str(p))
     assert not (tmp_path / "m").exists()
 
 
@@ -247,7 +241,7 @@ def test_a_head_replaced_after_the_export_is_refused_like_a_graph(tiny_with_head
         ExpressionHead.find(d)
     capsys.readouterr()
     assert main(["model", "info", "--model", str(d)]) == 5
-    _one_line_error(capsys.readouterr().err, HEAD_FILE, "does not match the manifest")
+    assert_one_line(capsys.readouterr().err, HEAD_FILE, "does not match the manifest")
 
 
 def test_a_head_the_manifest_records_must_be_there(tiny_with_head, tmp_path, capsys):
@@ -261,7 +255,7 @@ def test_a_head_the_manifest_records_must_be_there(tiny_with_head, tmp_path, cap
         ExpressionHead.find(d)
     capsys.readouterr()
     assert main(["model", "info", "--model", str(d)]) == 5
-    _one_line_error(capsys.readouterr().err, HEAD_FILE, "missing")
+    assert_one_line(capsys.readouterr().err, HEAD_FILE, "missing")
 
 
 def test_model_info_refuses_weights_replaced_after_the_export(tiny_with_head, tmp_path, capsys):
@@ -274,7 +268,7 @@ def test_model_info_refuses_weights_replaced_after_the_export(tiny_with_head, tm
     (d / "model.safetensors").write_bytes(bytes(data))
     capsys.readouterr()
     assert main(["model", "info", "--model", str(d)]) == 5
-    _one_line_error(capsys.readouterr().err, "model.safetensors", "does not match the manifest")
+    assert_one_line(capsys.readouterr().err, "model.safetensors", "does not match the manifest")
 
 
 def test_an_export_without_a_head_removes_an_earlier_exports_head(tiny_with_head, tmp_path):
@@ -438,7 +432,7 @@ def test_train_with_bad_vgg19_weights_is_one_line_exit_5(tmp_path, capsys):
                    "--no-progress"])
         assert rc == 5, (name, capsys.readouterr())
         err = capsys.readouterr().err
-        _one_line_error(err, str(path), says)
+        assert_one_line(err, str(path), says)
         assert "weights_only" not in err
     assert not marker.exists()
 
@@ -475,7 +469,7 @@ def test_a_bad_centerface_model_on_the_command_line_is_exit_5(tmp_path, capsys):
         rc = main(["process", str(pic), "--detector", "centerface", "--detector-model", str(path), "--backend",
                    "onnxruntime", "--out-dir", str(tmp_path / "o"), "--no-video", "--no-progress"])
         assert rc == 5
-        _one_line_error(capsys.readouterr().err, str(path))
+        assert_one_line(capsys.readouterr().err, str(path))
 
 
 def test_a_copy_of_the_centerface_model_is_accepted(tmp_path):

@@ -477,12 +477,22 @@ def test_a_server_that_never_answers_fails_saying_so(monkeypatch):
     """Probe finding: a server that accepts and never answers ended "cannot open as a video (Immediate exit
     requested)". It now says what happened. (It takes the server probe's timeout and FFmpeg's: a server slow to send
     its first bytes gets both.)"""
-    import socket
-
     from facecycle.errors import InputError
     from realtime.sources.video import VideoSource
 
     monkeypatch.setattr("realtime.sources.video.URL_TIMEOUT_S", 1.0)
+    with _silent_server() as port:
+        t = time.monotonic()
+        with pytest.raises(InputError, match=r"cam\.mjpg: cannot open as a video \(no data within 1 s\)$"):
+            VideoSource(f"http://127.0.0.1:{port}/cam.mjpg")
+        assert time.monotonic() - t < 4.0
+
+
+@contextlib.contextmanager
+def _silent_server() -> Iterator[int]:
+    """A local TCP server that accepts every connection and never sends a byte: its port."""
+    import socket
+
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(4)
@@ -496,12 +506,8 @@ def test_a_server_that_never_answers_fails_saying_so(monkeypatch):
             pass
 
     threading.Thread(target=serve, daemon=True).start()
-    url = f"http://127.0.0.1:{srv.getsockname()[1]}/cam.mjpg"
-    t = time.monotonic()
     try:
-        with pytest.raises(InputError, match=r"cam\.mjpg: cannot open as a video \(no data within 1 s\)$"):
-            VideoSource(url)
-        assert time.monotonic() - t < 4.0
+        yield srv.getsockname()[1]
     finally:
         srv.close()
         for c, _ in held:
@@ -597,25 +603,11 @@ def test_a_file_name_with_a_percent_pattern_is_that_file(tmp_path, frames, cli, 
 def test_url_timeout_is_the_users_to_choose(tmp_path):
     """`process --url-timeout S`: a silent server fails the input after S seconds (twice S over HTTP: the server's
     answer, then FFmpeg's) instead of the fixed 10 s (20 s over HTTP); 0 and negative values are refused."""
-    import socket
     import subprocess
     import sys
 
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(4)
-    held = []
-
-    def serve() -> None:
-        try:
-            while True:
-                held.append(srv.accept())
-        except OSError:
-            pass
-
-    threading.Thread(target=serve, daemon=True).start()
-    url = f"http://127.0.0.1:{srv.getsockname()[1]}/clip.mp4"
-    try:
+    with _silent_server() as port:
+        url = f"http://127.0.0.1:{port}/clip.mp4"
         t = time.monotonic()
         r = subprocess.run([sys.executable, "-m", "facecycle", "process", url, "--url-timeout", "1", "--no-video",
                             "--out-dir", str(tmp_path)], capture_output=True, text=True, timeout=120)
@@ -626,7 +618,3 @@ def test_url_timeout_is_the_users_to_choose(tmp_path):
             r = subprocess.run([sys.executable, "-m", "facecycle", "process", url, "--url-timeout", bad,
                                 "--no-video", "--out-dir", str(tmp_path)], capture_output=True, text=True, timeout=120)
             assert r.returncode == 2 and "url_timeout" in r.stderr and "Traceback" not in r.stderr, r.stderr
-    finally:
-        srv.close()
-        for c, _ in held:
-            c.close()

@@ -36,7 +36,7 @@ import numpy as np
 from ..errors import InputError, OutputError
 from ..files import IMAGE_SUFFIXES, VIDEO_SUFFIXES, json_text, write_atomic, write_failure
 from ..imageio import write_image
-from ..jsonvalues import is_finite, is_int
+from ..jsonvalues import is_finite, is_int, read_json_object
 from ..terminal import stderr_is_terminal
 
 __all__ = ["FRAMING", "FRAMINGS", "PrepareOptions", "prepare_dataset", "iter_sources", "read_index", "read_meta",
@@ -276,14 +276,7 @@ def read_meta(dataset: Path) -> Dict[str, Any]:
     read, is an :class:`~facecycle.errors.InputError` naming it: a list, cut or non-UTF-8 file was an internal error,
     and a NaN scale or an unknown framing was taken as it came."""
     p = Path(dataset) / "meta.json"
-    try:
-        meta = json.loads(p.read_bytes().decode("utf-8"))
-    except OSError as e:
-        raise InputError(f"{p}: cannot read the dataset's settings ({e.strerror or e})") from None
-    except ValueError as e:  # JSON or UTF-8
-        raise InputError(f"{p}: damaged dataset settings (not JSON text: {str(e).splitlines()[0]})") from None
-    if not isinstance(meta, dict):
-        raise InputError(f"{p}: damaged dataset settings (a JSON {type(meta).__name__}, not an object)")
+    meta = read_json_object(p, "dataset settings", InputError)
     checks = {"size": (True, lambda v: is_int(v) and v > 0, "an integer > 0"),
               "scale": (True, lambda v: is_finite(v) and v > 0, "a finite number > 0"),
               "every": (False, lambda v: is_int(v) and v >= 1, "an integer >= 1"),

@@ -36,7 +36,7 @@ from torch import nn
 
 from ..data.augment import affine_jitter, brightness_contrast, normalize, random_erase, resize_blur, warp_affine
 from ..errors import ModelError
-from ..jsonvalues import is_finite, is_int
+from ..jsonvalues import is_finite, is_int, read_json_object
 from .state import SideModule
 
 __all__ = ["StillCritic", "CriticOptions", "train_critic", "load_critic", "critic_logits", "OnlineCritic"]
@@ -103,14 +103,7 @@ def _read_meta(p: Path) -> Dict:
     """A critic's ``critic.json``, checked: an object with ``mean`` (3 finite numbers), ``std`` (3 finite numbers
     > 0) and ``widths`` (1 to 8 integers from 1 to 4096), what :class:`StillCritic` is built from; else a
     :class:`~facecycle.errors.ModelError` naming it (a JSON list was a TypeError, exit 1)."""
-    try:
-        meta = json.loads(p.read_bytes().decode("utf-8"))
-    except OSError as e:
-        raise ModelError(f"{p}: cannot read the critic's settings ({e.strerror or e})") from None
-    except ValueError as e:  # JSON or UTF-8
-        raise ModelError(f"{p}: damaged critic settings (not JSON text: {_first_line(e)})") from None
-    if not isinstance(meta, dict):
-        raise ModelError(f"{p}: damaged critic settings (a JSON {type(meta).__name__}, not an object)")
+    meta = read_json_object(p, "critic settings", ModelError)
     widths = meta.get("widths")
     checks = {"mean": _numbers(meta.get("mean"), 3), "std": _numbers(meta.get("std"), 3, positive=True),
               "widths": isinstance(widths, list) and 1 <= len(widths) <= 8 and all(
