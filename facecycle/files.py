@@ -54,18 +54,32 @@ def write_atomic(path: Union[str, Path], text: str, newline: Optional[str] = Non
     as it was. ``newline`` as ``open``'s: ``""`` for CSV text, whose ``\\r\\n`` line ends Windows would otherwise
     write as ``\\r\\r\\n``."""
     import contextlib
+    import errno
     import os
+    import time
 
     p = Path(path)
     tmp = temp_path(p)
     try:
         tmp.write_text(text, encoding="utf-8", newline=newline)
-        os.replace(tmp, p)
-    except OSError as e:
+        for wait in (0.05, 0.1, 0.2, 0.4, 0.8, None):
+            try:
+                os.replace(tmp, p)
+                break
+            except PermissionError:  # Windows: another program holds the file open (a log viewer, an antivirus
+                if wait is None or sys.platform != "win32":  # scan, pandas mid-read): it lets go within moments
+                    raise
+                time.sleep(wait)
+    except UnicodeEncodeError as e:  # a name that is not text (a Linux file name's bytes) in a table: no OSError
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise OSError(errno.EILSEQ, f"cannot be written as UTF-8 text ({e.reason} at character {e.start})",
+                      str(p)) from None
+    except BaseException as e:
         with contextlib.suppress(OSError):  # the write's own error is the one to report
             tmp.unlink(missing_ok=True)
-        if e.filename is None:  # a failed write names no file: name the one being written (callers report it)
-            e.filename = str(p)
+        if isinstance(e, OSError) and e.filename is None:  # a failed write names no file: name the one being
+            e.filename = str(p)                            # written (callers report it)
         raise
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .errors import ModelError
@@ -101,7 +101,9 @@ def io_mismatch(spec: GraphSpec, inputs: Sequence[Tuple[str, Sequence]],
 def model_file(name: str, what: str) -> str:
     """A file name the manifest gives, checked to stay inside the model folder (no absolute path, no ``..``)."""
     parts = PurePosixPath(name.replace("\\", "/")).parts
-    if PurePosixPath(name).is_absolute() or Path(name).is_absolute() or ".." in parts or not parts:
+    # a drive (``C:..\\x.onnx``, drive-relative on Windows: outside the folder) is refused on every platform
+    if (PurePosixPath(name).is_absolute() or Path(name).is_absolute() or ".." in parts or not parts
+            or ":" in name or PureWindowsPath(name).drive or PureWindowsPath(name).root):
         raise ModelError(f"manifest: {what} file {name!r} leaves the model folder")
     return name
 
@@ -131,7 +133,7 @@ def read_manifest(model_dir: Union[str, Path]) -> Dict[str, Any]:
     if not p.is_file():
         raise ModelError(f"{model_dir}: no manifest.json (not an exported model directory)")
     try:
-        man = json.loads(p.read_text())
+        man = json.loads(p.read_text(encoding="utf-8"))  # (the locale's code page on Windows otherwise)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelError(f"{p}: corrupt manifest ({e})") from None
     except OSError as e:

@@ -376,7 +376,7 @@ def _holds_no_rows(csv: Path) -> bool:
         return True
     if len(data) > _HEADER_MAX or not data.endswith(b"\n") or data.count(b"\n") != 1:
         return False
-    cols = data[:-1].decode("ascii", errors="replace").split(",")
+    cols = data.rstrip(b"\r\n").decode("ascii", errors="replace").split(",")  # (\r\n: an older Windows build)
     mine = csv_columns(sum(c.startswith("exp_") for c in cols), cols[-1] == "file")
     # this version's header, or an earlier one's with fewer columns (before crop_outside): a header alone is no
     # data whichever version wrote it

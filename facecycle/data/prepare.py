@@ -139,7 +139,11 @@ def _read_table(path: Path, nonempty: Sequence[str], check: Optional[Callable[[D
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise _damaged(path, f"not UTF-8 text at byte {e.start}") from None
+        # (earlier versions wrote the tables in the locale's code page: on Windows, a path under C:\Users\José is
+        # not UTF-8 there. Not read in it: prepare's UTF-8 rows appended to it would make a file of two encodings)
+        legacy = " (an earlier version on Windows wrote it in the code page: save it as UTF-8)" \
+            if sys.platform == "win32" else ""
+        raise _damaged(path, f"not UTF-8 text at byte {e.start}{legacy}") from None
     if not text:
         return [], cut
     reader = csv.DictReader(io.StringIO(text, newline=""))

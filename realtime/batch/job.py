@@ -527,9 +527,10 @@ def _under(path: Any, root: Any) -> bool:
 
 
 def _folder_in_the_way(e: BaseException, tmp: Dict[str, Optional[Path]], paths: Dict[str, Any]) -> Optional[str]:
-    """The final output path that ``e`` (an ``IsADirectoryError``) found a folder at, or None. ``os.replace`` names
-    its source first and its target second (``filename2``); an ``open`` names its one path."""
-    if not isinstance(e, IsADirectoryError):
+    """The final output path that ``e`` (an ``IsADirectoryError``; on Windows a ``PermissionError``) found a folder
+    at, or None. ``os.replace`` names its source first and its target second (``filename2``); an ``open`` names its
+    one path."""
+    if not isinstance(e, (IsADirectoryError, PermissionError)):
         return None
     for name in (getattr(e, "filename2", None), getattr(e, "filename", None)):
         if name is None:
@@ -537,8 +538,8 @@ def _folder_in_the_way(e: BaseException, tmp: Dict[str, Optional[Path]], paths: 
         name = os.fsdecode(name)
         for k in ("csv", "video", "sidecar"):
             final, work = paths.get(k), tmp.get(k)
-            if final is not None and name in (str(final), str(work)):  # a work copy is named by its final path
-                return str(final)
+            if final is not None and name in (str(final), str(work)) and Path(final).is_dir():
+                return str(final)  # (a work copy is named by its final path)
     return None
 
 
