@@ -31,6 +31,18 @@ def test_lift_dark_brightens_only_dark_crops_and_says_by_how_much():
     assert lift_dark(np.zeros((0, 16, 16, 3), np.uint8))[1].shape == (0,)
 
 
+def test_the_faces_own_level_decides_not_the_background():
+    """The crop's middle half decides: a face against a bright window is lifted, a lit face against a dark wall is
+    not (the whole crop's mean went down to 46 on a lit shared clip; lit faces' middles are 63 and up)."""
+    backlit = np.full((1, 16, 16, 3), 240, np.uint8)
+    backlit[:, 4:12, 4:12] = 25
+    out, gains = lift_dark(backlit)
+    assert gains[0] > 1.0 and abs(float(out[0, 4:12, 4:12].mean()) - DARK_LIFT[1]) < 3.0
+    dark_wall = np.full((1, 16, 16, 3), 10, np.uint8)
+    dark_wall[:, 4:12, 4:12] = 90
+    assert float(dark_wall.mean()) < DARK_LIFT[0] and lift_dark(dark_wall)[1][0] == 1.0
+
+
 def _dark_talker(n: int = 40) -> List[np.ndarray]:
     rng = np.random.default_rng(1)
     out = []
