@@ -401,6 +401,12 @@ def _check_parquet_exists(dest: Path, overwrite: bool, since_start: bool = False
         raise OutputError(f"{dest}: exists (use --overwrite to replace it)")
 
 
+def _check_url_timeout(args: argparse.Namespace) -> None:
+    """``--url-timeout``: a number of seconds > 0, refused before the model loads (the Analyzer checks it too)."""
+    if args.url_timeout is not None and not (math.isfinite(args.url_timeout) and args.url_timeout > 0):
+        raise UsageError(f"--url-timeout must be a number of seconds > 0, not {args.url_timeout:g}")
+
+
 def _process(args: argparse.Namespace) -> int:
     if not args.csv and not args.video:
         raise UsageError("nothing to write: both --no-csv and --no-video given")
@@ -408,6 +414,7 @@ def _process(args: argparse.Namespace) -> int:
         raise UsageError("--max-frames must be >= 1")
     if args.inputs.count("-") > 1:
         raise UsageError("-: standard input can be given once")
+    _check_url_timeout(args)
     pq_lock: Optional[int] = None
     if args.parquet:  # refused before any input is read, not after it
         from realtime.batch.parquet import check_parquet_path, lock_parquet, require_pyarrow
@@ -653,6 +660,7 @@ def _live(args: argparse.Namespace) -> int:
 
     if args.max_frames is not None and args.max_frames < 1:
         raise UsageError("--max-frames must be >= 1")
+    _check_url_timeout(args)
     _check_live_source(args)
     if args.window:  # before the camera and the model are opened: fail in a second, with one line
         why = window_problem()
@@ -664,8 +672,6 @@ def _live(args: argparse.Namespace) -> int:
     # its first read (CameraSource). A stream URL is opened after the model: the frames it sent while the model
     # loaded came in one burst, late, their timestamps behind
     src = None
-    if args.url_timeout is not None and not (math.isfinite(args.url_timeout) and args.url_timeout > 0):
-        raise UsageError(f"--url-timeout must be a number of seconds > 0, not {args.url_timeout:g}")
     if not args.input:
         src = CameraSource(args.camera, width=args.width, height=args.height, fps=args.fps)
     elif not is_stream_url(args.input):

@@ -56,7 +56,7 @@ NEUTRAL_PASSES = 2
 #: (below, to): a face crop whose middle half's mean level (0-255, over its pixels and channels: the face, not the
 #: background) is under ``below`` is scaled so that it is ``to`` before it is read. A face in a dark room (a webcam at
 #: a tenth of its light) read "angry" on every probed clip, whatever it showed, and froze there; brightened, it reads
-#: as it does lit (scripts/eval_dark.py, docs/reliability.md "Light"). Lit faces' middles are 63-140 on the 77 shared
+#: as it does lit (scripts/eval_dark.py, docs/reliability.md "Light"). Lit faces' middles are 63-195 on the 77 shared
 #: clips: never touched (the whole crop's mean went down to 46 on a lit face against a dark wall)
 DARK_LIFT = (50.0, 110.0)
 #: the most a dark crop is scaled by (a black crop stays dark rather than becoming noise)
@@ -166,8 +166,9 @@ class FaceInference:
             turned = [i for i, a in enumerate(angles) if a]
             if turned:
                 ct = np.stack([crop_square(packet.image, squares[i], self.size, angles[i]) for i in turned])[..., ::-1]
-                if self.dark_lift:
-                    ct = lift_dark(ct, *self.dark_lift)[0]
+                g = gains[turned]
+                if (g > 1.0).any():  # the upright crop's decision and gain (Face.lift says them): one per face
+                    ct = np.clip(ct.astype(np.float32) * g[:, None, None, None] + 0.5, 0, 255).astype(np.uint8)
                 xt = to_input(ct, self.mean, self.std)
                 both = self.backend.run("analyze", {"image": np.concatenate([xr, xt])})
                 out = {k: v[:len(faces)].copy() for k, v in both.items()}

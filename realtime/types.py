@@ -163,7 +163,7 @@ class Face:
             CSV's ``crop_outside`` (docs/csv.md: from about 0.2 the readings and the pose are not to be trusted).
         lift: the gain a dark face's crop was brightened by before its expression and flow were read (1.0: as it
             was; :func:`realtime.inference.lift_dark`: a crop whose middle half's mean level is under 50 is scaled
-            so that it is 110). The
+            so that it is 110, at most 10 times). The
             neutral face and the identity code are the crop's as it was.
         read_angle: degrees the crop was turned by about its centre before the expression (``feature``, ``code``,
             ``emotions``, ``intensity``) was read from it, so that a tilted head's eyes come out level

@@ -58,33 +58,38 @@ def main() -> None:
     with Analyzer() as an:
         for c in clips:
             frames = _frames(SHARED / c["clip"], a.frames)
-            clean_labels: List[str] = []
+            clean_labels: Dict[int, str] = {}
             for cond, (gain, sigma) in CONDITIONS.items():
                 seen = frames if cond == "clean" else _degrade(frames, gain, sigma)
                 for setting, lift in (("as_is", None), ("lifted", DARK_LIFT)):
                     an.inference.dark_lift = lift
                     run = an.process_video(seen)
-                    probs, labels, inten, gains = [], [], [], []
+                    probs, inten, gains = [], [], []
+                    labels: Dict[int, str] = {}  # by frame index: a frame that loses its face shifts nothing
                     for p in run:
                         if p.faces:
                             f = max(p.faces, key=lambda q: q.area)
                             probs.append(f.emotions)
-                            labels.append(f.emotion)
+                            labels[p.index] = f.emotion
                             inten.append(f.intensity)
                             gains.append(f.lift)
                     if cond == "clean" and setting == "as_is":
                         clean_labels = labels
                     top = EMOTIONS[int(np.argmax(np.mean(probs, axis=0)))] if probs else None
-                    agree = float(np.mean([x == y for x, y in zip(labels, clean_labels, strict=False)])) \
-                        if labels and clean_labels else None
+                    both = [i for i in labels if i in clean_labels]
+                    agree = float(np.mean([labels[i] == clean_labels[i] for i in both])) if both else None
                     rows.append({"clip": c["clip"], "truth": c["label"], "kind": c["kind"], "condition": cond,
                                  "setting": setting, "reading": top, "named": top == c["label"],
+                                 "reads_as_lit": None,
                                  "frames_as_clean": None if agree is None else round(agree, 4),
                                  "intensity_median": round(float(np.median(inten)), 4) if inten else None,
                                  "faces": len(labels), "lifted_share": round(float(np.mean(np.array(gains) > 1)), 4)
                                  if gains else None})
                     print(c["clip"], cond, setting, top, rows[-1]["frames_as_clean"], flush=True)
     an.inference.dark_lift = DARK_LIFT
+    lit = {r["clip"]: r["reading"] for r in rows if r["condition"] == "clean" and r["setting"] == "as_is"}
+    for r in rows:
+        r["reads_as_lit"] = r["reading"] == lit.get(r["clip"])
     summary = {}
     for cond in CONDITIONS:
         for setting in ("as_is", "lifted"):
@@ -93,6 +98,7 @@ def main() -> None:
             ne = [r["intensity_median"] for r in sel if r["kind"] == "neutral" and r["intensity_median"] is not None]
             summary[f"{cond}/{setting}"] = {
                 "clips_named": sum(r["named"] for r in sel), "clips": len(sel),
+                "clips_read_as_lit": sum(r["reads_as_lit"] for r in sel),
                 "frames_as_clean_median": round(float(np.median([r["frames_as_clean"] for r in sel
                                                                  if r["frames_as_clean"] is not None])), 4),
                 "intensity_ratio_expressive_over_neutral": round(float(np.median(ex) / max(np.median(ne), 1e-6)), 3)

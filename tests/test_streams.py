@@ -617,4 +617,4 @@ def test_url_timeout_is_the_users_to_choose(tmp_path):
         for bad in ("0", "-2", "nan"):
             r = subprocess.run([sys.executable, "-m", "facecycle", "process", url, "--url-timeout", bad,
                                 "--no-video", "--out-dir", str(tmp_path)], capture_output=True, text=True, timeout=120)
-            assert r.returncode == 2 and "url_timeout" in r.stderr and "Traceback" not in r.stderr, r.stderr
+            assert r.returncode == 2 and "--url-timeout must be" in r.stderr and "Traceback" not in r.stderr, r.stderr
