@@ -250,6 +250,21 @@ def one_error_line(err: str, code_word: str = "facecycle: error:") -> str:
     return errs[0]
 
 
+def process_blank_picture(tmp_path: Path, capsys, *options: str) -> Tuple[int, str]:
+    """``facecycle process`` of a grey 64x64 picture made in ``tmp_path`` with ``options`` (a model folder, a
+    detector model) on ONNX Runtime, CSV only: (exit code, stderr)."""
+    import cv2
+
+    from facecycle_cli import main
+
+    pic = tmp_path / "blank.png"
+    cv2.imwrite(str(pic), np.full((64, 64, 3), 128, np.uint8))
+    capsys.readouterr()
+    rc = main(["process", str(pic), *options, "--backend", "onnxruntime", "--out-dir", str(tmp_path / "o"),
+               "--no-video", "--no-progress"])
+    return rc, capsys.readouterr().err
+
+
 def assert_one_line(err: str, *words: str) -> None:
     """``err`` is one line, no internal error nor traceback, holding each of ``words``."""
     lines = err.strip().splitlines()

@@ -17,7 +17,7 @@ from facecycle.assets import HEAD_FILE, default_model_dir
 from facecycle.errors import ModelError
 from facecycle_cli import main
 
-from .conftest import assert_one_line
+from .conftest import assert_one_line, process_blank_picture
 
 Edit = Callable[[Dict[str, Any]], None]
 
@@ -117,16 +117,10 @@ def test_process_refuses_bad_manifest_values_with_exit_5(tmp_path, capsys, edit,
     """std 0: exit 0, status complete, every emotion column empty and `emotion` angry; a NaN crop_scale:
     "infer stage failed: ValueError: cannot convert float NaN to integer" (exit 7); input.size 1e30: an OpenCV
     resize error (exit 7). Now refused when the model is loaded, naming the manifest."""
-    import cv2
-
     d = _copy(tmp_path, edit)
-    pic = tmp_path / "blank.png"
-    cv2.imwrite(str(pic), np.full((64, 64, 3), 128, np.uint8))
-    capsys.readouterr()
-    rc = main(["process", str(pic), "--model", str(d), "--backend", "onnxruntime", "--out-dir", str(tmp_path / "o"),
-               "--no-video", "--no-progress"])
+    rc, err = process_blank_picture(tmp_path, capsys, "--model", str(d))
     assert rc == 5
-    assert_one_line(capsys.readouterr().err, "manifest.json", says)
+    assert_one_line(err, "manifest.json", says)
 
 
 # ------------------------------------------------------------------------------------------ the probes' ONNX feature

@@ -17,7 +17,7 @@ from facecycle.assets import HEAD_FILE, default_model_dir
 from facecycle.errors import ModelError
 from facecycle_cli import main
 
-from .conftest import assert_one_line
+from .conftest import assert_one_line, process_blank_picture
 
 EMOTIONS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 
@@ -158,16 +158,10 @@ def test_model_info_refuses_a_bad_head_with_exit_5(tmp_path, capsys, meta, mutat
 def test_process_refuses_a_bad_head_before_reading_any_input(tmp_path, capsys):
     """Three classes: `process` read the picture and failed at its face, "infer stage failed: IndexError" (exit 7).
     Now the head is refused when the model is loaded, exit 5, and no output is made."""
-    import cv2
-
     d = _default_copy(tmp_path, _rows(3), classes=json.dumps(["angry", "happy", "sad"]))
-    pic = tmp_path / "blank.png"
-    cv2.imwrite(str(pic), np.full((64, 64, 3), 128, np.uint8))
-    capsys.readouterr()
-    rc = main(["process", str(pic), "--model", str(d), "--backend", "onnxruntime", "--out-dir", str(tmp_path / "o"),
-               "--no-video", "--no-progress"])
+    rc, err = process_blank_picture(tmp_path, capsys, "--model", str(d))
     assert rc == 5
-    assert_one_line(capsys.readouterr().err, HEAD_FILE, "lacks")
+    assert_one_line(err, HEAD_FILE, "lacks")
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
 
 
@@ -458,18 +452,12 @@ def test_a_bad_centerface_model_is_a_model_error_naming_the_file(tmp_path):
 
 
 def test_a_bad_centerface_model_on_the_command_line_is_exit_5(tmp_path, capsys):
-    import cv2
-
     empty = tmp_path / "empty.onnx"
     empty.write_bytes(b"")
-    pic = tmp_path / "blank.png"
-    cv2.imwrite(str(pic), np.full((64, 64, 3), 128, np.uint8))
     for path in (empty, default_model_dir() / "identity.onnx"):
-        capsys.readouterr()
-        rc = main(["process", str(pic), "--detector", "centerface", "--detector-model", str(path), "--backend",
-                   "onnxruntime", "--out-dir", str(tmp_path / "o"), "--no-video", "--no-progress"])
+        rc, err = process_blank_picture(tmp_path, capsys, "--detector", "centerface", "--detector-model", str(path))
         assert rc == 5
-        assert_one_line(capsys.readouterr().err, str(path))
+        assert_one_line(err, str(path))
 
 
 def test_a_copy_of_the_centerface_model_is_accepted(tmp_path):
