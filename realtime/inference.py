@@ -78,11 +78,14 @@ def lift_dark(crops: np.ndarray, below: float = DARK_LIFT[0], to: float = DARK_L
     dark = np.nonzero(means < below)[0]
     if not len(dark):
         return crops, gains
-    out = crops.copy()
-    for i in dark:
-        gains[i] = g = min(most, to / max(float(means[i]), 1.0))
-        out[i] = np.clip(crops[i].astype(np.float32) * g + 0.5, 0, 255).astype(np.uint8)
-    return out, gains
+    gains[dark] = np.minimum(most, to / np.maximum(means[dark], 1.0))
+    return brighten(crops, gains), gains
+
+
+def brighten(crops: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """``crops`` (N, S, S, 3) uint8 each scaled by its gain (N,), rounded and clipped to uint8 (a new array)."""
+    g = np.asarray(gains, np.float32)[:, None, None, None]
+    return np.clip(crops.astype(np.float32) * g + 0.5, 0, 255).astype(np.uint8)
 
 
 class FaceInference:
@@ -168,7 +171,7 @@ class FaceInference:
                 ct = np.stack([crop_square(packet.image, squares[i], self.size, angles[i]) for i in turned])[..., ::-1]
                 g = gains[turned]
                 if (g > 1.0).any():  # the upright crop's decision and gain (Face.lift says them): one per face
-                    ct = np.clip(ct.astype(np.float32) * g[:, None, None, None] + 0.5, 0, 255).astype(np.uint8)
+                    ct = brighten(ct, g)
                 xt = to_input(ct, self.mean, self.std)
                 both = self.backend.run("analyze", {"image": np.concatenate([xr, xt])})
                 out = {k: v[:len(faces)].copy() for k, v in both.items()}
