@@ -1209,8 +1209,8 @@ def test_a_run_dropped_unread_finishes_its_files_and_close_from_another_thread_e
         assert csv_path.read_bytes() == before  # the earlier result, put back
         assert json.loads(csv_path.with_suffix(".json").read_text())["status"] == "complete"
         assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
-        if fds is not None:
-            assert len(os.listdir("/proc/self/fd")) == fds
+        if fds is not None:  # none left open by the dropped run (one an earlier test left may close meanwhile: <=)
+            assert len(os.listdir("/proc/self/fd")) <= fds
         run = an.process_video(clip, csv=tmp_path / "t.csv")
         n = 0
         for _ in run:  # ends, without an error
