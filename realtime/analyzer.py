@@ -26,7 +26,7 @@ import time
 import weakref
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Union
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -151,9 +151,23 @@ class RunStats:
 
     @property
     def last_latency(self) -> float:
+        """Seconds from the last frame's arrival to its result (NaN before the first)."""
         return self.latencies[-1] if self.latencies else float("nan")
 
+    def __repr__(self) -> str:
+        try:
+            return (f"RunStats(frames={self.frames}, faces={self.faces}, fps={self.fps:.1f}, "
+                    f"elapsed_s={self.elapsed:.2f}, drops={self.drops})")
+        except Exception:  # noqa: BLE001 - a repr never raises
+            return object.__repr__(self)
+
     def summary(self) -> Dict[str, Any]:
+        """The run's statistics as a JSON-ready dict (the sidecar's ``stats``): ``frames``, ``faces``,
+        ``detector_runs``, ``scene_cuts``, ``drops``, ``decode_errors``, ``elapsed_s``, ``fps`` (frames over the
+        elapsed time), ``cpu_ms_per_frame``, ``latency_ms_p50`` / ``latency_ms_p95`` (arrival to result, over the
+        last :data:`LATENCY_WINDOW` frames; None without frames) and ``stage_ms_per_frame`` (ms per frame by stage:
+        ``decode``, ``detect``, ``infer``, ``post``, ``annotate``, ``csv``, ``video``). Safe to call while the run
+        goes (a status bar)."""
         lat = sorted(self.latencies)
 
         def q(p):  # None without frames (JSON has no NaN)
@@ -167,6 +181,12 @@ class RunStats:
                 "latency_ms_p50": q(0.5), "latency_ms_p95": q(0.95),
                 "stage_ms_per_frame": {k: round(v / max(1, self.frames) * 1000, 3)
                                        for k, v in sorted(self.stage_time.items())}}
+
+
+#: why an Analyzer or a Run cannot be pickled or copied (its ``__reduce_ex__``, which pickle, copy.copy and
+#: copy.deepcopy call)
+_NO_PICKLE = ("{what} holds open models/files and cannot be pickled or copied; pickle its results (FramePacket, "
+              "Face) or make a new Analyzer in each process")
 
 
 class Analyzer:
@@ -236,7 +256,7 @@ class Analyzer:
             second reading; True: the same, with a warning where it cannot be; False: causal everywhere (the
             desktop app, which shows frames as they come). :meth:`process_video` may override it per run.
         baseline_lookahead: over a video file read at full speed, start each track's person baseline (the ``rel_*``
-            fields, :mod:`realtime.baseline`) from its first 900 frames as a first reading of the file saw them:
+            fields, :mod:`realtime.baseline`) from its first 30 s (900 frames at 30 fps) as a first reading of the file saw them:
             no warm-up, and a face expressive from its first frame is measured against the person's later rest
             instead of against itself. It reads the file twice (one reading serves this and the neutral
             look-ahead); only the ``rel_*`` fields and ``baseline_ready`` change. False (the default): the
@@ -358,7 +378,23 @@ class Analyzer:
 
     @property
     def code_dim(self) -> int:
+        """The length of each face's expression code (``Face.code``, shape (code_dim,); the CSV's ``exp_*``
+        columns), from the model's manifest (256 for the shipped model)."""
         return self.inference.code_dim
+
+    def __repr__(self) -> str:
+        try:
+            be = self.backend
+            config = (be.manifest.get("config") or {}).get("name")
+            flags = [f"neutralize={self.inference.neutralize}"] + (["closed"] if self._closed else []) + (
+                ["running a video"] if isinstance(self._active, Run) else [])
+            return (f"Analyzer(model={be.model_dir.name!r}{f' ({config})' if config else ''}, "
+                    f"backend={be.name!r} on {be.device}, detector={self.detector.name!r}, {', '.join(flags)})")
+        except Exception:  # noqa: BLE001 - a repr never raises (a half-made or closed analyzer)
+            return object.__repr__(self)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError(_NO_PICKLE.format(what="an Analyzer"))
 
     # --------------------------------------------------------------- runs
     def process_video(self, source: Union[str, Path, int, Source, Iterable[Any]], *, realtime: bool = False,
@@ -425,7 +461,9 @@ class Analyzer:
         """Analyse one image synchronously (detection always runs; no tracking history).
 
         ``image``: a BGR uint8 array (H, W, 3), grey (H, W) or BGRA (H, W, 4), or an image file's path
-        (:func:`realtime.types.as_bgr_image`); anything else raises TypeError / ValueError with the reason. With
+        (:func:`realtime.types.as_bgr_image`); anything else raises :class:`~realtime.types.ImageTypeError` /
+        :class:`~realtime.types.ImageValueError` (a TypeError / ValueError that is also an InputError, as a run over
+        such frames raises) with the reason (a PIL image: the line that converts it). With
         :attr:`rotate`, the packet's image is the turned picture and the faces' boxes and landmarks are in it.
         """
         from fractions import Fraction
@@ -595,6 +633,17 @@ def _is_interrupt(exc_type: Optional[type]) -> bool:
     return exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
 
 
+def _ending(e: BaseException) -> Tuple[str, Optional[BaseException]]:
+    """How a run that ``e`` ends is recorded: the sidecar's ``status`` and the error it names. Ctrl-C
+    (``KeyboardInterrupt``) and a signal's ``SystemExit`` (the CLI's SIGTERM, SIGHUP and SIGXCPU handlers raise it)
+    are ``interrupted``, with no error (``str(KeyboardInterrupt())`` is ""); anything else is ``failed``, naming
+    it. The one rule of every place a run ends on an exception: while its outputs open, during the look-ahead's
+    first reading, and in its main loop."""
+    if isinstance(e, (KeyboardInterrupt, SystemExit)):
+        return "interrupted", None
+    return "failed", e if isinstance(e, Exception) else None
+
+
 def _close_dropped_run(outputs: RunOutputs, src: Source) -> None:
     """The finalizer of a :class:`Run` collected without being iterated or closed (never raises)."""
     try:
@@ -645,6 +694,9 @@ class Run:
         self.max_frames = max_frames
         self.interrupted = False
         self.error: Optional[BaseException] = None
+        #: where the run is: ``"not started"`` (not iterated yet), ``"running"``, then how it ended, as its sidecar
+        #: records it: ``"complete"``, ``"stopped"``, ``"interrupted"`` or ``"failed"``
+        self.status = "not started"
         #: extra keys for the JSON sidecar (the app adds ``"app"``)
         self.info: dict = {}
         self._pipeline: Optional[Pipeline] = None
@@ -729,8 +781,8 @@ class Run:
         except BaseException as e:
             self.src.close()
             # (Ctrl-C or a signal's SystemExit while the outputs opened: interrupted, as once the run goes)
-            self.outputs.close("interrupted" if isinstance(e, (KeyboardInterrupt, SystemExit)) else "failed",
-                               e if isinstance(e, Exception) else None)
+            self.status = _ending(e)[0]
+            self.outputs.close(*_ending(e))
             raise
         # a run dropped without being iterated or closed: its files are finished ("stopped") and its source closed
         # when it is collected (a CSV's descriptor stayed open for the process's life, its sidecar "running", and
@@ -756,16 +808,37 @@ class Run:
             self._pipeline.stop()
 
     def pause(self) -> None:
-        if self._pipeline is not None:
-            self._pipeline.pause()
+        """Stop reading new frames until :meth:`resume` (any thread); frames already read still come out. A file
+        played with ``realtime=True`` resumes where it was (the pause is not dropped as lateness). No effect before
+        the run's iteration starts or after it ends."""
+        pipeline = self._pipeline
+        if pipeline is not None:
+            pipeline.pause()
 
     def resume(self) -> None:
-        if self._pipeline is not None:
-            self._pipeline.resume()
+        """Read frames again after :meth:`pause` (any thread)."""
+        pipeline = self._pipeline
+        if pipeline is not None:
+            pipeline.resume()
 
     @property
     def paused(self) -> bool:
+        """Whether the run is paused (:meth:`pause`)."""
         return bool(self._pipeline and self._pipeline.paused)
+
+    def __repr__(self) -> str:
+        try:
+            src = getattr(self, "src", None)
+            name = getattr(src, "name", "?")
+            total = getattr(src, "frame_count", None)
+            done = f"{self.stats.frames}" + (f" of {total}" if total and self.status != "complete" else "")
+            outs = "".join(f", {k}={str(v)!r}" for k, v in (("csv", self.csv_path), ("video", self.video_path)) if v)
+            return f"Run(input={str(name)!r}, status={self.status!r}, frames={done}{outs})"
+        except Exception:  # noqa: BLE001 - a repr never raises (a half-made run)
+            return object.__repr__(self)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError(_NO_PICKLE.format(what="a Run"))
 
     # ------------------------------------------------------------- stages
     def _detect_stage(self, p: FramePacket) -> FramePacket:
@@ -994,6 +1067,8 @@ class Run:
 
     def _frames(self) -> Iterator[FramePacket]:
         self._iter_thread = threading.get_ident()  # close() from another thread stops it instead of closing it
+        self.outputs.started = True  # (a run given the same files now says "being written", not "not iterated")
+        self.status = "running"
         # started, the generator's own cleanup finishes the run (when it ends, is closed or is collected): the
         # finalizer, run at the interpreter's exit too, must not close a source another thread still reads
         self._finalizer.detach()
@@ -1006,10 +1081,12 @@ class Run:
                 except BaseException:
                     self.analyzer._release(self)
                     raise
-        except BaseException as e:
+        except BaseException as e:  # (Ctrl-C in the look-ahead's first reading: interrupted, as in the main loop)
             self.error = e
+            self.status = _ending(e)[0]
             self.src.close()
-            self.outputs.close("failed", e)
+            self.outputs.close(*_ending(e))
+            self._closed = True
             raise
         self._pipeline = Pipeline(self.src, [("detect", self._detect_stage),
                                              ("infer", self._infer_stage, self.analyzer.infer_workers)],
@@ -1018,7 +1095,7 @@ class Run:
                                   max_frames=self.max_frames)
         if self.interrupted:
             self._pipeline.stop()
-        status = "complete"
+        status, recorded = "complete", None  # (recorded: the error the sidecar names)
         try:
             for p in self._pipeline:
                 self._post(p)
@@ -1030,7 +1107,7 @@ class Run:
             raise
         except BaseException as e:
             self.error = e
-            status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+            status, recorded = _ending(e)
             raise
         finally:
             try:
@@ -1043,9 +1120,11 @@ class Run:
                     status = "interrupted"
                 # read to the source's end (not cut by max_frames): the annotated video keeps all of its audio
                 ended = status == "complete" and (self.max_frames is None or self.stats.frames < self.max_frames)
-                close_error = self.outputs.close(status, self.error, source_ended=ended)
+                self.status = status
+                close_error = self.outputs.close(status, recorded, source_ended=ended)
                 if close_error is not None and status in ("complete", "interrupted"):
                     self.error = close_error
+                    self.status = "failed"  # (as the sidecar then says)
                 else:
                     close_error = None  # another error is already on its way out
                 self._closed = True
@@ -1054,6 +1133,12 @@ class Run:
                 # source, video writer, codec threads and per-track state) until a full garbage collection, and a
                 # batch grew by about 80 MB every 40 videos
                 self._pipeline.stages = []
+                # what the first reading left for frames this one did not reach (max_frames, a stop): up to
+                # REPLAY_MAX_FACES faces of about 8 KB, kept by a finished run for as long as it was referenced
+                # (emptied, not dropped: ``_replay is not None`` still tells that the run replayed a first reading)
+                if self._replay is not None:
+                    self._replay.clear()
+                self._replayed.clear()
                 self.analyzer.detector.max_side = self._detect_side  # the next run starts as asked
                 if not self._first_pass:
                     self.analyzer._release(self)
@@ -1151,6 +1236,7 @@ class Run:
                 return
         if not self._closed:
             self._iterated = self._closed = True
+            self.status = "stopped"
             self._finalizer.detach()
             self.src.close()
             self.stats.t_end = time.perf_counter()

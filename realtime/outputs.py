@@ -15,7 +15,8 @@ Each output file (CSV, sidecar, video or pictures) is locked while it is written
 file beside it, ``.clip.csv.lock``: :func:`facecycle.files.lock_file`), from before an earlier file is set aside
 until the output is finished (and any earlier file put back or deleted). A second run (another process, or another
 run of this one) given the same file is refused at once (:class:`~facecycle.errors.OutputError`, naming the host
-and pid of the run writing it): two ``--overwrite`` runs on one name used to lose one run's rows without a word
+and pid of the run writing it, or, where that is an earlier run of this process never iterated, saying so): two
+``--overwrite`` runs on one name used to lose one run's rows without a word
 (the second set aside and deleted the file the first was still writing) and leave a sidecar of the other run.
 Where the OS has no ``flock`` (Windows) nothing is locked.
 """
@@ -26,6 +27,7 @@ import os
 import stat
 import threading
 import time
+import weakref
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple, Union
@@ -53,6 +55,14 @@ VIDEO_NOT_FINISHED, CSV_NOT_FINISHED = "recording not finished", "CSV export not
 OUTPUT_FAILED = VIDEO_FAILED + CSV_FAILED + (VIDEO_NOT_FINISHED, CSV_NOT_FINISHED)
 
 PathLike = Union[str, Path]
+
+#: the output locks this process holds, by lock file (:func:`_lock_key`) -> the RunOutputs holding it (weakly: a
+#: collected one holds nothing); for the words of a refusal (:meth:`RunOutputs._busy_message`)
+_HELD_HERE: "weakref.WeakValueDictionary[str, RunOutputs]" = weakref.WeakValueDictionary()
+
+
+def _lock_key(lock: Path) -> str:
+    return os.path.abspath(lock)
 
 
 def first_clash(new: Dict[str, Optional[PathLike]], taken: Optional[Dict[str, Optional[PathLike]]] = None
@@ -145,6 +155,9 @@ class RunOutputs:
         self._locks: Dict[Path, Tuple[Path, Optional[int]]] = {}
         #: the output paths each open output writes ("csv": the CSV and its sidecar, "video"): their locks are held
         self._in_use: Dict[str, List[Path]] = {}
+        #: the run writing these outputs has begun reading its input (:class:`~realtime.analyzer.Run` sets it when
+        #: it is iterated): a second run refused for its files is told to wait, not to close an unread run
+        self.started = False
 
     # ---------------------------------------------------------------- any thread
     def set_annotator(self, annotator: Optional[Annotator]) -> None:
@@ -326,12 +339,26 @@ class RunOutputs:
                                   "input": str(self.input_path) if self.input_path is not None else None},
                            what=f"the lock of {path}")
         except Busy as b:
-            raise OutputError(f"{path}: being written by another run ({b.who}); wait for it to end, or write "
-                              "elsewhere") from None
+            raise OutputError(self._busy_message(path, lock, b)) from None
         except OSError as e:
             log.debug("%s: not locked (%s)", path, e)
             return
         self._locks[path] = (lock, fd)
+        _HELD_HERE[_lock_key(lock)] = self
+
+    @staticmethod
+    def _busy_message(path: Path, lock: Path, b: Busy) -> str:
+        """What a run refused ``path`` (its lock ``lock`` held, :class:`Busy` ``b``) is told. Where the holder is
+        an earlier run of this very process that was never iterated (a notebook cell ``run =
+        an.process_video(..., csv=X)`` run again before the first run was read: "being written by another run
+        (host vm, pid <this pid>); wait for it to end" sent users looking for another process), it says so, and
+        how to let go of it."""
+        holder = _HELD_HERE.get(_lock_key(lock))
+        mine = str(b.holder.get("pid")) == str(os.getpid())
+        if mine and holder is not None and not holder.started and not holder._frames_seen:
+            return (f"{path}: still held by an earlier Run in this process (pid {os.getpid()}) that was not iterated "
+                    "to its end or closed; call that run's close() (or iterate it) first, or write elsewhere")
+        return f"{path}: being written by another run ({b.who}); wait for it to end, or write elsewhere"
 
     def _release_idle(self) -> None:
         """Release the locks of outputs no longer written: neither open nor waiting to be put back or deleted (an
@@ -339,6 +366,8 @@ class RunOutputs:
         busy = {p for paths in self._in_use.values() for p in paths} | {p for p, _ in self._aside}
         for path in [p for p in self._locks if p not in busy]:
             lock, fd = self._locks.pop(path)
+            if _HELD_HERE.get(_lock_key(lock)) is self:
+                del _HELD_HERE[_lock_key(lock)]
             unlock_file(lock, fd)
 
     # ------------------------------------------------------- replaced files

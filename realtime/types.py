@@ -14,7 +14,9 @@ from typing import Dict, List, Optional, Union
 
 import numpy as np
 
-__all__ = ["Face", "FramePacket", "EMOTIONS", "Detections", "as_bgr_image"]
+from facecycle.errors import InputError
+
+__all__ = ["Face", "FramePacket", "EMOTIONS", "Detections", "as_bgr_image", "ImageTypeError", "ImageValueError"]
 
 #: FER-2013 class order used by the expression head and the CSV
 EMOTIONS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
@@ -51,34 +53,58 @@ def _uint8_hint(image: np.ndarray) -> str:
     return f"scale its values ({lo:g} to {hi:g}) to 0-255, then .astype(np.uint8)"
 
 
+class ImageTypeError(InputError, TypeError):
+    """An image of the wrong type (not an array or a path, not uint8, a PIL image): a :class:`TypeError` (what
+    ``Analyzer.analyze_image`` has always raised for it) and a :class:`~facecycle.errors.InputError` (what a run's
+    frames raise, exit 3 on the command line), so that one ``except`` catches one mistake wherever it is made."""
+
+
+class ImageValueError(InputError, ValueError):
+    """An image that cannot be read (an unreadable or too large file, a shape that is not an image, an empty one): a
+    :class:`ValueError` and a :class:`~facecycle.errors.InputError` (see :class:`ImageTypeError`)."""
+
+
+def _is_pil_image(obj: object) -> bool:
+    """Whether ``obj`` is a PIL (Pillow) image, ``PIL.Image.Image`` or one of its plugins' subclasses
+    (``PngImageFile``), told by its class's module and name: PIL is not imported here."""
+    return any(c.__name__ == "Image" and c.__module__ == "PIL.Image" for c in type(obj).__mro__)
+
+
 def as_bgr_image(image: Union[np.ndarray, str, Path]) -> np.ndarray:
     """The pipeline's image from what a caller has: (H, W, 3) BGR uint8, C-contiguous.
 
     Accepts a uint8 array (H, W) or (H, W, 1) grey, (H, W, 3) BGR or (H, W, 4) BGRA (alpha dropped), or the
-    path of an image file (read as OpenCV reads it: BGR, EXIF orientation applied).
+    path of an image file (read as OpenCV reads it: BGR, EXIF orientation applied). A PIL image is refused with
+    the line that converts it (``np.asarray(img.convert("RGB"))[:, :, ::-1]``: RGB to BGR).
 
     Raises:
-        TypeError: not an array or path, or not uint8 (a float image in 0-1 would find no face).
-        ValueError: an unreadable file or one too large to read (``facecycle.imageio.MAX_PIXELS``), a shape that is not
-            an image, or an empty image.
+        ImageTypeError: (a TypeError and an InputError) not an array or path (a PIL image: the conversion is
+            named), or not uint8 (a float image in 0-1 would find no face).
+        ImageValueError: (a ValueError and an InputError) an unreadable file or one too large to read
+            (``facecycle.imageio.MAX_PIXELS``), a shape that is not an image, or an empty image.
     """
     if isinstance(image, (str, Path)):
         from facecycle.imageio import PictureTooLarge, read_image
 
         if not Path(image).is_file():
-            raise ValueError(f"{image}: " + ("a folder, not an image file" if Path(image).is_dir() else "no such file"))
+            raise ImageValueError(f"{image}: " + ("a folder, not an image file" if Path(image).is_dir()
+                                                  else "no such file"))
         try:
             img = read_image(image)
         except PictureTooLarge as e:
-            raise ValueError(str(e)) from None
+            raise ImageValueError(str(e)) from None
         if img is None:
-            raise ValueError(f"{image}: not a readable image file")
+            raise ImageValueError(f"{image}: not a readable image file")
         return np.ascontiguousarray(img)
+    if _is_pil_image(image):
+        raise ImageTypeError(f"expected a BGR uint8 numpy array or an image path, got a PIL image "
+                             f"({type(image).__name__}): convert it with "
+                             'np.asarray(img.convert("RGB"))[:, :, ::-1] (PIL gives RGB; [:, :, ::-1] makes it BGR)')
     if not isinstance(image, np.ndarray):
-        raise TypeError(f"expected a BGR uint8 numpy array or an image path, got {type(image).__name__}")
+        raise ImageTypeError(f"expected a BGR uint8 numpy array or an image path, got {type(image).__name__}")
     if image.dtype != np.uint8:
-        raise TypeError(f"expected a uint8 image (0-255), got {image.dtype}: convert it first, e.g. "
-                        f"{_uint8_hint(image)}")
+        raise ImageTypeError(f"expected a uint8 image (0-255), got {image.dtype}: convert it first, e.g. "
+                             f"{_uint8_hint(image)}")
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim == 2:
@@ -86,9 +112,9 @@ def as_bgr_image(image: Union[np.ndarray, str, Path]) -> np.ndarray:
     elif image.ndim == 3 and image.shape[2] == 4:
         image = image[:, :, :3]
     elif not (image.ndim == 3 and image.shape[2] == 3):
-        raise ValueError(f"expected an image of shape (H, W), (H, W, 3) or (H, W, 4), got {image.shape}")
+        raise ImageValueError(f"expected an image of shape (H, W), (H, W, 3) or (H, W, 4), got {image.shape}")
     if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"empty image (shape {image.shape})")
+        raise ImageValueError(f"empty image (shape {image.shape})")
     return np.ascontiguousarray(image)
 
 

@@ -24,7 +24,7 @@ from facecycle.errors import FaceCycleError, ModelError, UsageError
 
 from .base import Detector, nms
 from .centerface import CenterFaceDetector, centerface_model_path
-from .insightface import InsightFaceDetector
+from .insightface import INSIGHTFACE_HOME, InsightFaceDetector
 from .yunet import YuNetDetector
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,16 @@ DETECTORS = {"centerface": CenterFaceDetector, "yunet": YuNetDetector, "insightf
 DETECTOR_CHOICES = ("centerface", "yunet", "insightface", "scrfd")
 #: detectors that take a ``threads`` argument (ONNX Runtime sessions of our own)
 _THREADED = (CenterFaceDetector, InsightFaceDetector)
+#: the error of a detector that needs a model file and was given none, naming the command line's option and the
+#: Python API's argument (``Analyzer(detector_model=...)``, :func:`create_detector`'s ``model_path``): the
+#: detectors' own words named only ``--detector-model``, which a notebook user cannot pass
+_NEEDS_MODEL = {
+    YuNetDetector: "detector 'yunet' needs a model file: --detector-model PATH on the command line, "
+                   "Analyzer(detector_model=PATH) in Python (face_detection_yunet_2023mar.onnx from opencv_zoo)",
+    InsightFaceDetector: "detector 'insightface' needs --detector-model on the command line, "
+                         "Analyzer(detector_model=...) in Python: an .onnx file, a model-pack folder or a pack name "
+                         f"under {INSIGHTFACE_HOME}",
+}
 
 
 def create_detector(name: str = "centerface", model_path: Optional[str] = None, max_side: Optional[int] = 320,
@@ -51,6 +61,8 @@ def create_detector(name: str = "centerface", model_path: Optional[str] = None, 
         cls = DETECTORS[name.lower()]
     except KeyError:
         raise UsageError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}") from None
+    if not model_path and cls in _NEEDS_MODEL:  # named for both callers: the command line's option, Python's argument
+        raise UsageError(_NEEDS_MODEL[cls])
     if not issubclass(cls, _THREADED):
         kw.pop("threads", None)
     with _opencv_quiet():  # OpenCV's own [ERROR] lines about a wrong file would come before the one-line error

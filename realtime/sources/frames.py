@@ -10,7 +10,7 @@ import numpy as np
 
 from facecycle.errors import InputError, UsageError
 
-from ..types import FramePacket, as_bgr_image
+from ..types import FramePacket, ImageTypeError, ImageValueError, as_bgr_image
 from .base import Source
 
 __all__ = ["FrameSource"]
@@ -94,7 +94,10 @@ class FrameSource(Source):
                 if last is not None and not ts > last:
                     raise ValueError(f"timestamps must increase ({ts} s after {last} s)")
             except (TypeError, ValueError) as e:  # one line naming the frame, not a pipeline failure
-                raise InputError(f"{self.name}: frame {index}: {e}") from None
+                # an item that is no image raises what analyze_image raises for it (a TypeError or ValueError that
+                # is also an InputError); a timestamp's mistake, an InputError
+                kind = type(e) if isinstance(e, (ImageTypeError, ImageValueError)) else InputError
+                raise kind(f"{self.name}: frame {index}: {e}") from None
             last = ts
             if isinstance(item, tuple):
                 first = ts if first is None else first

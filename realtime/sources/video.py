@@ -25,7 +25,7 @@ import av
 import cv2
 import numpy as np
 
-from facecycle.errors import InputError, OutOfMemory, address_space_limited, is_out_of_memory
+from facecycle.errors import InputError, OutOfMemory, UsageError, address_space_limited, is_out_of_memory
 from facecycle.files import IMAGE_SUFFIXES, UNREAD_PICTURE_SUFFIXES, VIDEO_SUFFIXES
 from facecycle.imageio import PictureTooLarge, picture_size, too_large
 
@@ -212,6 +212,12 @@ class VideoSource(Source):
     _colour: Optional[dict] = None  # the frames' colour tags and what their reading does (_colour_of)
     _lut: Optional[np.ndarray] = None  # the converted frame's values -> the pixels read (_colour_of)
     _convert: dict = {}  # reformat()'s arguments for a matrix it does not convert (replaced, never changed in place)
+    #: the open file's PyAV container and video stream; None once closed (:meth:`close` lets go of them)
+    container: Any = None
+    stream: Any = None
+    _format_name = ""  # the demuxer's name(s), read at open (``mov,mp4,m4a,3gp,3g2,mj2``)
+    codec_name: Optional[str] = None
+    creation_time: Optional[str] = None
 
     def __init__(self, path: Union[str, Path], realtime: bool = False, threads: int = 0,
                  max_errors: int = 50, timeout: Optional[float] = None) -> None:
@@ -289,7 +295,11 @@ class VideoSource(Source):
         # made as it is sent (_http_live). A served file (FTP; over HTTP(S) an MP4 / MPEG-TS / Matroska on a web
         # server or object store, an HLS VOD playlist) is read as a file: every frame (a served MPEG-TS, which has
         # no duration there, used to be live: 348 of its 472 frames dropped)
-        formats = set(self.container.format.name.split(","))
+        self._format_name = str(self.container.format.name or "")  # (read now: close() lets go of the container)
+        formats = set(self._format_name.split(","))
+        #: the decoder's name and the recording time the file states (its ``creation_time`` tag), read while open
+        self.codec_name: Optional[str] = self.stream.codec_context.name
+        self.creation_time = _creation_time(self.container, self.stream)
         if self.is_url:  # a live stream URL (live_stream, False by default): frames come at the sender's pace
             if self.scheme in ("http", "https"):
                 self.live_stream = _http_live(spath, served, formats, self.container.duration)
@@ -623,6 +633,8 @@ class VideoSource(Source):
 
     def _demux(self) -> Iterator[Optional["av.Packet"]]:
         """The stream's packets; ``None`` where demuxing ended on an error: flush the decoder."""
+        if self.container is None:
+            raise UsageError(f"{self.name}: this VideoSource is closed; open the file again to read it")
         try:
             for packet in self.container.demux(self.stream):
                 if packet.pos is not None and packet.pos >= 0:
@@ -655,8 +667,11 @@ class VideoSource(Source):
 
     def _flush(self) -> List["av.VideoFrame"]:
         """The frames the decoder still holds, where demuxing ended without its own flush packet (an error)."""
+        stream = self.stream
+        if stream is None:  # closed meanwhile (from another thread): nothing to flush
+            return []
         try:
-            return list(self.stream.codec_context.decode(None))
+            return list(stream.codec_context.decode(None))
         except av.error.EOFError:  # (flushed already)
             return []
 
@@ -670,7 +685,7 @@ class VideoSource(Source):
         return f"the connection ended after {got} bytes ({_msg(e)})"
 
     def _pipe_format(self) -> str:
-        return (self.container.format.name or "") if self.is_pipe else ""
+        return self._format_name if self.is_pipe else ""
 
     def _to_bgr(self, frame: "av.VideoFrame") -> np.ndarray:
         rot = getattr(frame, "rotation", 0) or 0
@@ -712,20 +727,29 @@ class VideoSource(Source):
         return img
 
     def close(self) -> None:
+        """Close the input and let go of every PyAV object (idempotent): the container, its streams (their codec
+        contexts) and the frame converter are dropped, not only closed. PyAV frees a decoder's threads (FFmpeg's
+        ``av:h264:df*`` and its frame pool) only when those objects are freed, so a finished run that stayed
+        referenced (a notebook's ``run``, ``Out[n]``, a kept traceback) held 3 decoder threads and tens of MB each.
+        What :meth:`describe` reports afterwards was read while the file was open."""
         with self._lock:
-            if not self._closed:
-                self._closed = True
-                try:
-                    self.container.close()
-                except Exception:  # noqa: BLE001 - closing must not raise
-                    pass
+            if self._closed:
+                return
+            self._closed = True
+            container = getattr(self, "container", None)
+            self.container = self.stream = self._reformatter = None
+            try:
+                if container is not None:
+                    container.close()
+            except Exception:  # noqa: BLE001 - closing must not raise
+                pass
 
     def paused_for(self, seconds: float) -> None:
         self._paused_s += max(0.0, float(seconds))
 
     def describe(self) -> dict:
         d = super().describe()
-        d.update(codec=self.stream.codec_context.name, stream=self.stream_index, time_base=str(self.time_base),
+        d.update(codec=self.codec_name, stream=self.stream_index, time_base=str(self.time_base),
                  clock=self.clock, rotation=self.rotation,
                  errors=self.errors, damaged=self.damaged, frames_decoded=self.frames_decoded,
                  frames_missing=self.frames_missing,
@@ -735,7 +759,7 @@ class VideoSource(Source):
                  first_pts=self.first_pts,
                  start_s=None if self.first_pts is None or self.clock == "arrival"
                  else round(float(self.first_pts * self.time_base), 6),
-                 creation_time=_creation_time(self.container, self.stream),
+                 creation_time=self.creation_time,
                  # the frame as the file stores it (before non-square pixels are stretched and rotation applied):
                  # CSV pixels map back to it by width / height and the rotation
                  stored_size=list(self.stored_size), pixel_aspect=str(self.pixel_aspect),

@@ -1,0 +1,286 @@
+"""The Python API as a notebook uses it: finished runs kept in variables (``run``, ``Out[n]``, a kept traceback),
+Ctrl-C in the look-ahead's first reading, a cell re-run on the same files, the errors one mistake raises, and the
+objects' display (``repr``, ``dir``, pickling)."""
+from __future__ import annotations
+
+import copy
+import gc
+import json
+import os
+import pickle
+import time
+
+import numpy as np
+import pytest
+
+from .conftest import real_frames, shared_video
+
+CLIP = "liveportrait_driving_d6.mp4"  # 480x480 H.264: FFmpeg decodes it on frame threads (av:h264:df*)
+SHORT = "pyfeat_single_face.mp4"
+
+
+@pytest.fixture(scope="module")
+def an():
+    from realtime import Analyzer
+
+    with Analyzer(threads=1) as a:
+        yield a
+
+
+def _tasks() -> int:
+    """The process's native threads (FFmpeg's decoder threads too, which ``threading`` does not see)."""
+    return len(os.listdir("/proc/self/task"))
+
+
+def _settled_tasks(before: int, timeout: float = 3.0) -> int:
+    """The thread count once it has come down to ``before`` (threads end shortly after they are released), or as
+    it is after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        gc.collect()
+        n = _tasks()
+        if n <= before or time.monotonic() > deadline:
+            return n
+        time.sleep(0.05)
+
+
+# ------------------------------------------------------------------------------------------- kept finished runs
+def test_a_finished_run_kept_holds_no_decoder_threads_nor_pyav_objects(an):
+    """Probe finding: a finished Run still referenced kept its VideoSource's PyAV container, stream (its codec
+    context) and frame converter: closed, but not freed, and PyAV frees a decoder's threads and frame pool only when
+    they are. Ten kept runs of a 720p clip held 30 ``av:h264`` threads and +388 MB."""
+    if not os.path.isdir("/proc/self/task"):
+        pytest.skip("no /proc/self/task here: native threads cannot be counted")
+    clip = shared_video(CLIP)
+    an.process_video(clip, max_frames=5).run()  # warm: the model's own threads exist before counting
+    gc.collect()
+    time.sleep(0.3)
+    before = _tasks()
+    kept = []
+    for _ in range(4):
+        run = an.process_video(clip, max_frames=12)
+        assert len(list(run)) == 12
+        kept.append(run)
+    del run
+    after = _settled_tasks(before)
+    assert after <= before + 1, f"{after - before} native threads more with 4 finished runs kept (before: {before})"
+    for run in kept:
+        src = run.src
+        assert src._closed and src.container is None and src.stream is None
+        held = {k: type(v).__module__ for k, v in vars(src).items() if type(v).__module__.split(".")[0] == "av"}
+        assert not held, f"the closed source still holds PyAV objects: {held}"
+    d = kept[0].src.describe()  # read while the file was open: still there once it is closed
+    assert d["codec"] == "h264" and d["stream"] == 0 and d["frames_decoded"] == 12
+    with pytest.raises(Exception, match="closed"):  # a closed source is not read again (nor does it crash)
+        next(iter(kept[0].src))
+
+
+def test_a_stopped_lookahead_run_lets_go_of_the_first_readings_record(an):
+    """The second reading replays the first's analysed faces (up to 20,000 of about 8 KB); a run stopped before it
+    replayed them all (a ``break``, max_frames, a stop) kept the rest for as long as it was referenced."""
+    from realtime import Analyzer
+
+    clip = shared_video(SHORT)
+    with Analyzer(threads=1, baseline_lookahead=True) as a:
+        run = a.process_video(clip, max_frames=20)
+        for p in run:
+            if p.index == 3:
+                break
+        assert run.status == "stopped" and run._replay == {} and not run._replayed  # (emptied: it did replay)
+        assert run.src.container is None
+
+
+# ------------------------------------------------------------------------------- Ctrl-C in the first reading
+@pytest.mark.parametrize("settings", [{"baseline_lookahead": True}, {"neutralize": True}],
+                         ids=["baseline_lookahead", "neutral_lookahead"])
+def test_ctrl_c_in_the_lookahead_first_reading_records_interrupted(tmp_path, settings):
+    """Probe finding: Ctrl-C during the first of a file's two readings wrote ``{"status": "failed", "error": ""}``;
+    docs/pipeline.md says ``interrupted``, as Ctrl-C anywhere else. Made deterministic here: the first reading's
+    per-frame callback (``run.on_ahead``, a progress bar's) raises KeyboardInterrupt at its fourth frame."""
+    from realtime import Analyzer
+
+    clip = shared_video(SHORT)
+    with Analyzer(threads=1, **settings) as a:
+        run = a.process_video(clip, csv=tmp_path / "x.csv", max_frames=30)
+        assert run.lookahead or run.baseline_ahead  # the file is read twice
+        seen = []
+
+        def ctrl_c(p):
+            seen.append(p.index)
+            if p.index == 3:
+                raise KeyboardInterrupt
+
+        run.on_ahead = ctrl_c
+        with pytest.raises(KeyboardInterrupt):
+            for _ in run:
+                pass
+        assert seen == [0, 1, 2, 3]
+        side = json.loads((tmp_path / "x.json").read_text())
+        assert side["status"] == "interrupted" and not side.get("error"), side.get("error")
+        assert side["frames"] == 0 and run.status == "interrupted"
+        assert not [f for f in os.listdir(tmp_path) if f.endswith(".lock")]
+        assert len(a.analyze_image(real_frames(1, (640, 360))[0]).faces) == 1  # the Analyzer is free again
+
+        # any other exception there is a failure, and names it
+        run = a.process_video(clip, csv=tmp_path / "y.csv", max_frames=30)
+        run.on_ahead = lambda p: 1 / 0
+        with pytest.raises(ZeroDivisionError):
+            run.run()
+        side = json.loads((tmp_path / "y.json").read_text())
+        assert side["status"] == "failed" and side["error"] == "division by zero" and run.status == "failed"
+
+
+def test_ctrl_c_in_the_main_loop_records_interrupted_without_an_empty_error(an, tmp_path):
+    """The main loop's rule is the same one (one mapping): a KeyboardInterrupt that reaches it (here from the
+    frames' own generator, as a camera SDK's callback would raise it) is ``interrupted``, and no ``"error": ""``
+    (``str(KeyboardInterrupt())``) is written."""
+    frames = real_frames(5)
+
+    def camera():
+        yield from frames[:3]
+        raise KeyboardInterrupt
+
+    run = an.process_video(camera(), csv=tmp_path / "x.csv")
+    with pytest.raises(KeyboardInterrupt):
+        for _ in run:
+            pass
+    side = json.loads((tmp_path / "x.json").read_text())
+    assert side["status"] == "interrupted" and "error" not in side and run.status == "interrupted"
+    assert side["frames"] == 3
+
+
+# ---------------------------------------------------------------------------------- a cell run again
+def test_a_cell_run_again_is_told_that_an_earlier_run_of_this_process_holds_the_file(an, tmp_path):
+    """Probe finding: ``run = an.process_video(..., csv=X, overwrite=True)`` run again before the first run was
+    iterated said "X: being written by another run (host vm, pid <its own pid>); wait for it to end", and nothing
+    would end it. It now says that an earlier Run of this process holds X, and how to let it go."""
+    from realtime import OutputError
+
+    clip = shared_video(SHORT)
+    out = tmp_path / "rerun.csv"
+    run = an.process_video(clip, csv=out, overwrite=True)
+    with pytest.raises(OutputError) as e:
+        an.process_video(clip, csv=out, overwrite=True, max_frames=5)
+    msg = str(e.value)
+    assert msg.startswith(f"{out}: ") and "earlier Run in this process" in msg and f"pid {os.getpid()}" in msg
+    assert "close()" in msg and "wait for it to end" not in msg and "\n" not in msg
+    run.close()
+    run = an.process_video(clip, csv=out, overwrite=True, max_frames=5)
+    assert run.run().frames == 5
+
+    # a run that is being read (started, not finished) is another matter: that one ends by itself
+    first = an.process_video(real_frames(8), csv=out, overwrite=True)
+    rows = iter(first)
+    next(rows)
+    from realtime import Analyzer
+
+    with Analyzer(threads=1) as other, pytest.raises(OutputError, match="being written by another run"):
+        other.process_video(real_frames(3), csv=out, overwrite=True)
+    for _ in rows:
+        pass
+    assert json.loads(out.with_suffix(".json").read_text())["status"] == "complete"
+
+
+# --------------------------------------------------------------------------------------------- errors
+def test_one_image_mistake_raises_one_type_from_analyze_image_and_process_video(an):
+    """Probe finding: a float image raised TypeError from analyze_image, but facecycle.errors.InputError (no
+    TypeError) from process_video([...]). Both now raise one type that is both (the CLI's InputError, exit 3, and
+    the TypeError / ValueError analyze_image always raised)."""
+    import realtime
+    from facecycle import errors
+    from realtime.types import ImageTypeError, ImageValueError
+
+    assert realtime.InputError is errors.InputError and realtime.OutputError is errors.OutputError
+    assert realtime.UsageError is errors.UsageError and realtime.FaceCycleError is errors.FaceCycleError
+    img = real_frames(1, (320, 180))[0]
+    for bad, kind, words in [(img.astype(np.float32) / 255, TypeError, "expected a uint8 image"),
+                             (img[:, :, :2], ValueError, "expected an image of shape")]:
+        with pytest.raises(kind, match=words) as one:
+            an.analyze_image(bad)
+        with pytest.raises(kind, match=f"frames: frame 1: {words}") as many:
+            list(an.process_video([img, bad]))
+        assert type(one.value) is type(many.value) and type(one.value) in (ImageTypeError, ImageValueError)
+        for e in (one.value, many.value):
+            assert isinstance(e, realtime.InputError) and e.exit_code == 3 and "\n" not in str(e)
+    # the frames' other mistakes stay InputErrors as they were
+    with pytest.raises(realtime.InputError, match="timestamps must increase") as e:
+        list(an.process_video([(img, 1.0), (img, 0.5)]))
+    assert not isinstance(e.value, (TypeError, ValueError))
+
+
+def test_a_detector_without_its_model_names_the_python_argument_too():
+    """Probe finding: ``Analyzer(detector="yunet")`` said "--detector-model PATH", an option a notebook cannot pass.
+    The message names both (the command line prints the same line)."""
+    from realtime import UsageError
+    from realtime.detectors import create_detector
+
+    for name in ("yunet", "insightface", "scrfd"):
+        with pytest.raises(UsageError) as e:
+            create_detector(name)
+        assert "--detector-model" in str(e.value) and "detector_model=" in str(e.value)
+
+
+# ----------------------------------------------------------------------------------------------- display
+def test_reprs_are_short_informative_and_never_raise(an):
+    from realtime import Analyzer, Run, RunStats
+
+    r = repr(an)
+    assert r.startswith("Analyzer(") and "onnxruntime" in r and "'centerface'" in r and an.backend.model_dir.name in r
+    run = an.process_video(real_frames(6), max_frames=4)
+    assert repr(run) == "Run(input='frames', status='not started', frames=0 of 6)"
+    stats = run.run()
+    assert repr(run) == "Run(input='frames', status='complete', frames=4)"
+    s = repr(stats)
+    assert s.startswith("RunStats(frames=4, faces=4, fps=") and "elapsed_s=" in s and len(s) < 100
+    for half_made in (object.__new__(Analyzer), object.__new__(Run)):  # a constructor that failed midway
+        assert type(half_made).__name__ in repr(half_made)
+    assert "frames=0" in repr(RunStats())
+    for obj in (Analyzer.code_dim, Run.pause, Run.resume, RunStats.summary):
+        assert (obj.__doc__ or "").strip(), obj
+
+
+def test_an_analyzer_or_a_run_cannot_be_pickled_and_says_what_to_pickle(an):
+    run = an.process_video(real_frames(3))
+    for obj, what in ((an, "an Analyzer"), (run, "a Run")):
+        for do in (pickle.dumps, copy.deepcopy, copy.copy):
+            with pytest.raises(TypeError) as e:
+                do(obj)
+            assert str(e.value).startswith(f"{what} holds open models/files and cannot be pickled")
+            assert "FramePacket, Face" in str(e.value)
+    run.close()
+    p = an.analyze_image(real_frames(1, (640, 360))[0])
+    q = pickle.loads(pickle.dumps(p))  # the results can
+    assert q.faces[0].emotion == p.faces[0].emotion
+
+
+def test_the_package_lists_its_public_names_only():
+    """Tab completion on ``realtime.`` listed ``Any``, ``List``, ``TYPE_CHECKING``, ``annotations`` and ``_lazy``."""
+    import realtime
+
+    assert dir(realtime) == sorted(realtime.__all__)
+    for name in ("Any", "List", "TYPE_CHECKING", "annotations", "_lazy"):
+        assert name not in dir(realtime) and name not in vars(realtime)
+    for name in realtime.__all__:  # every name still resolves (lazily)
+        assert getattr(realtime, name) is not None
+    for name in ("InputError", "OutputError", "UsageError", "ModelError", "BackendUnavailable", "PipelineError",
+                 "OutOfMemory", "FaceCycleError"):
+        assert name in realtime.__all__
+    with pytest.raises(AttributeError):
+        realtime.Analyser  # noqa: B018 - a typo is no name
+
+
+def test_a_pil_image_gets_the_line_that_converts_it(an):
+    Image = pytest.importorskip("PIL.Image")
+    from realtime import as_bgr_image
+
+    bgr = real_frames(1, (320, 180))[0]
+    pil = Image.fromarray(np.ascontiguousarray(bgr[:, :, ::-1]))  # what Image.open gives: RGB
+    with pytest.raises(TypeError) as e:
+        an.analyze_image(pil)
+    msg = str(e.value)
+    assert "PIL image" in msg and 'np.asarray(img.convert("RGB"))[:, :, ::-1]' in msg and "BGR" in msg
+    img = pil
+    converted = np.asarray(img.convert("RGB"))[:, :, ::-1]  # the hint, as written, gives the BGR image
+    assert np.array_equal(as_bgr_image(converted), bgr)
+    with pytest.raises(TypeError, match=r"frames: frame 0: .*PIL image \(Image\)"):
+        list(an.process_video([pil]))
