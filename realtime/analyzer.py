@@ -256,9 +256,9 @@ class Analyzer:
             second reading; True: the same, with a warning where it cannot be; False: causal everywhere (the
             desktop app, which shows frames as they come). :meth:`process_video` may override it per run.
         baseline_lookahead: over a video file read at full speed, start each track's person baseline (the ``rel_*``
-            fields, :mod:`realtime.baseline`) from its first 30 s (900 frames at 30 fps) as a first reading of the file saw them:
-            no warm-up, and a face expressive from its first frame is measured against the person's later rest
-            instead of against itself. It reads the file twice (one reading serves this and the neutral
+            fields, :mod:`realtime.baseline`) from its first 30 s (900 frames at 30 fps) as a first reading of the
+            file saw them: no warm-up, and a face expressive from its first frame is measured against the person's
+            later rest instead of against itself. It reads the file twice (one reading serves this and the neutral
             look-ahead); only the ``rel_*`` fields and ``baseline_ready`` change. False (the default): the
             running, causal baseline everywhere. :meth:`process_video` may override it per run.
 
