@@ -138,6 +138,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(stills: each analysed on its own); auto (default): a sequence where the names count up "
                         "(frame_0001.png, ...) and neighbouring images look alike. The CSV's last column, file, "
                         "names each row's image")
+    p.add_argument("--fps", type=float, default=None, metavar="FPS",
+                   help="frame rate of an image folder read as a sequence (default 30): the CSV's timestamp is the "
+                        "image's index / FPS, and the person baseline, smoothing and tracking go by it. Video files "
+                        "and streams keep their own clock")
     p.add_argument("--no-audio", dest="audio", action="store_false", help="do not copy audio into the video")
     p.add_argument("--video-preset", default="superfast", metavar="PRESET",
                    help="libx264 preset (default superfast: cheap on a small CPU; veryfast/medium: smaller files)")
@@ -269,12 +273,13 @@ def _stdin_input() -> str:
     return "/dev/stdin"
 
 
-def _open_folder(path: Path, images: str):
-    """The image folder at ``path`` as a source, or None where it cannot be one (the run then says why)."""
+def _open_folder(path: Path, images: str, fps: Optional[float] = None):
+    """The image folder at ``path`` as a source (``fps``: its frame rate, None: 30), or None where it cannot be one
+    (the run then says why)."""
     from realtime.sources import ImageFolderSource
 
     try:
-        return ImageFolderSource(path, reading=images)
+        return ImageFolderSource(path, fps=fps or 30.0, reading=images)
     except (InputError, OSError):
         return None
 
@@ -308,7 +313,7 @@ def _outputs_for(inputs: List[str], args: argparse.Namespace) -> List[dict]:
                              "process them into different --out-dir folders")
         seen[name_key(stem, caseless)] = inp
         # an image folder is opened (listed, its reading decided) once, here, and the run reads that source
-        folder = _open_folder(p, args.images) if "://" not in inp and p.is_dir() else None
+        folder = _open_folder(p, args.images, args.fps) if "://" not in inp and p.is_dir() else None
         plan = {"input": inp, "source": folder, "csv": out_dir / f"{stem}.csv" if args.csv else None,
                 "video": (out_dir / f"{stem}.annotated{annotated_suffix(folder or p, args.images)}"
                           if args.video else None)}
@@ -407,6 +412,12 @@ def _check_url_timeout(args: argparse.Namespace) -> None:
         raise UsageError(f"--url-timeout must be a number of seconds > 0, not {args.url_timeout:g}")
 
 
+def _check_folder_fps(args: argparse.Namespace) -> None:
+    """``process --fps``: a frame rate > 0, refused before any input is read."""
+    if args.fps is not None and not (math.isfinite(args.fps) and 0 < args.fps <= 10000):
+        raise UsageError(f"--fps must be a frame rate > 0 and at most 10000 (frames a second), not {args.fps:g}")
+
+
 def _process(args: argparse.Namespace) -> int:
     if not args.csv and not args.video:
         raise UsageError("nothing to write: both --no-csv and --no-video given")
@@ -415,6 +426,7 @@ def _process(args: argparse.Namespace) -> int:
     if args.inputs.count("-") > 1:
         raise UsageError("-: standard input can be given once")
     _check_url_timeout(args)
+    _check_folder_fps(args)
     pq_lock: Optional[int] = None
     if args.parquet:  # refused before any input is read, not after it
         from realtime.batch.parquet import check_parquet_path, lock_parquet, require_pyarrow
@@ -442,6 +454,8 @@ def _process_locked(args: argparse.Namespace) -> int:
 
     # file:///x.mp4 is the file /x.mp4 (it was checked as a local path named "file:///x.mp4": "no such file")
     plans = _outputs_for([_stdin_input() if i == "-" else local_path(i) for i in args.inputs], args)
+    if args.fps is not None and not any(plan["source"] is not None for plan in plans):
+        log.warning("--fps %g applies to image folders read as a sequence: the inputs keep their own clock", args.fps)
     analyzer = _analyzer(args)
     failures: List[InputError] = []
     done: List[dict] = []

@@ -404,7 +404,8 @@ class Analyzer:
                       sidecar: Optional[Union[str, Path]] = None,
                       neutral_lookahead: Optional[bool] = None,
                       baseline_lookahead: Optional[bool] = None, images: str = "auto",
-                      video_threads: int = 0, url_timeout: Optional[float] = None) -> "Run":
+                      video_threads: int = 0, url_timeout: Optional[float] = None,
+                      fps: Optional[float] = None) -> "Run":
         """Analyse every frame of ``source`` (path, URL, camera index, folder, :class:`Source`, or frames held in
         memory: an iterable of BGR images or of ``(image, timestamp)`` pairs, :class:`~realtime.sources.FrameSource`).
 
@@ -433,6 +434,10 @@ class Analyzer:
             url_timeout: seconds a URL's read waits for data before it gives up (a served file's run then fails, a
                 live stream ends; an HTTP(S) open waits up to twice this: the server's answer, then FFmpeg's); None:
                 :data:`realtime.sources.video.URL_TIMEOUT_S` (10 s). Ignored for a :class:`Source` given open.
+            fps: the frame rate of an image folder read as a sequence, or of frames held in memory given without
+                timestamps (a frame's ``timestamp`` is its index / ``fps``; the person baseline, smoothing and
+                tracking go by it); None: 30. A camera is asked for this rate; a video file or stream keeps its own
+                clock. Ignored for a :class:`Source` given open.
 
         Raises :class:`~facecycle.errors.UsageError` at once, before any output is made, while another run of this
         Analyzer is going (the run claims the Analyzer when it is iterated), after :meth:`close`, for ``max_frames``
@@ -449,10 +454,13 @@ class Analyzer:
             raise UsageError(f"url_timeout must be a number of seconds > 0 (got {url_timeout!r}); None: 10 s")
         if images not in ("auto", "sequence", "stills"):
             raise UsageError(f"images must be auto, sequence or stills, not {images!r}")
+        if fps is not None and not (isinstance(fps, (int, float)) and not isinstance(fps, bool) and math.isfinite(fps)
+                                    and 0 < fps <= 10000):
+            raise UsageError(f"fps must be a frame rate > 0 and at most 10000 (got {fps!r}); None: 30")
         _check_distinct(source, csv, video, sidecar)
         return Run(self, source, realtime=realtime, csv=csv, video=video, annotate=annotate, overwrite=overwrite,
                    max_frames=max_frames, audio=audio, video_preset=video_preset, sidecar=sidecar, images=images,
-                   video_threads=video_threads, url_timeout=url_timeout,
+                   video_threads=video_threads, url_timeout=url_timeout, fps=fps,
                    neutral_lookahead=self.neutral_lookahead if neutral_lookahead is None else neutral_lookahead,
                    baseline_lookahead=self.baseline_lookahead if baseline_lookahead is None else baseline_lookahead)
 
@@ -683,11 +691,12 @@ class Run:
     def __init__(self, analyzer: Analyzer, source, *, realtime: bool, csv, video, annotate, overwrite: bool,
                  max_frames: Optional[int], audio: bool, video_preset: str, sidecar,
                  neutral_lookahead: Optional[bool] = None, baseline_lookahead: bool = False,
-                 images: str = "auto", video_threads: int = 0, url_timeout: Optional[float] = None) -> None:
+                 images: str = "auto", video_threads: int = 0, url_timeout: Optional[float] = None,
+                 fps: Optional[float] = None) -> None:
         self.analyzer = analyzer
         self.stats = RunStats()
         self.src = (source if isinstance(source, Source)
-                    else open_source(source, realtime=realtime, images=images, url_timeout=url_timeout))
+                    else open_source(source, realtime=realtime, images=images, url_timeout=url_timeout, fps=fps))
         self.csv_path = Path(csv) if csv else None
         self.video_path = Path(video) if video else None
         self.sidecar_path = Path(sidecar) if sidecar else (self.csv_path.with_suffix(".json") if csv else None)
