@@ -301,6 +301,9 @@ class Pipeline:
                 elif not group.done(seq, res, lambda r: self._put(out, r)):
                     return
         except BaseException as e:  # noqa: BLE001
+            # the error's traceback holds this frame: its frames in hand are let go (the failing one is still
+            # the failing stage's own local)
+            item = pkt = res = None  # noqa: F841
             self._fail(name, e)
             if group is not None:
                 group.skip_all()
@@ -365,6 +368,16 @@ class Pipeline:
                                 "returns", getattr(self.source, "name", "the source"))
             if not self._reader_closes:
                 self._close_source()
+            # the frames left in the queues (up to queue_size per stage, with their images) are let go: an
+            # exception a notebook keeps holds this frame, its locals and so the queues, for as long as it is kept
+            for q in qs:
+                try:
+                    while True:
+                        q.get_nowait()
+                except queue.Empty:
+                    pass
+            del qs, last
+            item = None  # (the last frame handed out)
         self.raise_error()
 
     def raise_error(self) -> None:

@@ -768,6 +768,39 @@ def test_parallel_workers_read_no_further_ahead_than_the_queues_when_the_consume
     assert ahead <= 16, ahead
 
 
+def test_a_kept_pipeline_error_holds_no_queued_frames():
+    """A notebook keeps the last exception (and its traceback: the pipeline generator's frame and locals): the
+    frames waiting in the queues (up to queue_size per stage, each with its image) stayed alive with it."""
+    import gc
+    import weakref
+
+    src = _ListSource(40)
+    refs = []
+
+    def track(p):
+        refs.append(weakref.ref(p))
+        return p
+
+    def boom(p):
+        if p.index == 3:
+            time.sleep(0.2)  # the source and the first stage fill their queues meanwhile
+            raise RuntimeError("stage failed")
+        return p
+
+    kept = None
+    try:
+        for _ in Pipeline(src, [("a", track), ("b", boom)], queue_size=4):
+            pass
+    except Exception as e:  # noqa: BLE001 - kept, as a notebook keeps sys.last_value
+        kept = e
+    del _  # (the last frame consumed)
+    assert kept is not None and len(refs) > 6
+    gc.collect()
+    # the failing frame is the failing stage's own local, in the kept traceback; nothing else
+    alive = [r() for r in refs if r() is not None]
+    assert [p.index for p in alive] in ([], [3]), [p.index for p in alive]
+
+
 def test_live_source_drops_oldest_when_behind():
     src = _ListSource(60, live=True, delay=0.002)
 
