@@ -16,6 +16,7 @@ closes them when the iteration ends, breaks, or fails. ``Run.stop()``,
 from __future__ import annotations
 
 import copy
+import heapq
 import inspect
 import json
 import logging
@@ -593,6 +594,13 @@ LOOK_FIRST_S, LOOKS_FIRST, LOOK_AGAIN_S, LOOK_BESIDE_S = 2.0, 3, 5.0, 30.0
 #: the quantities a run smooths per track (Run._post), in the sidecar's ``smoothing_params``
 SMOOTHED = ("pose", "code", "intensity", "emotions")
 
+#: the most faces (tracks) the sidecar's ``dark_faces.tracks`` lists one by one, those with the most rows read
+#: brightened (``tracks_total`` counts them all: a folder of 30,000 dark photos has a track per face)
+DARK_TRACKS_LISTED = 100
+#: the most face ids the once-per-run "too dark" warning names ("and N more" after them), and the most faces
+#: brightened later in the run that are each said at INFO level
+DARK_TRACKS_SAID = 5
+
 _INT = re.compile(r"-?\d+")
 _FLOAT = re.compile(r"-?(\d+\.\d*|\.\d+|\d+(\.\d*)?[eE][-+]?\d+)")
 _CHECKSUM = re.compile(r"(^|_)(sha\d*|md5|hash)($|_)")  # a hex digest of digits only is still a digest
@@ -617,6 +625,17 @@ def _typed_meta(meta: Dict[str, Any]) -> Dict[str, Any]:
                 pass
         out[k] = v
     return out
+
+
+def _name_faces(ids: List[int], most: int = DARK_TRACKS_SAID) -> str:
+    """Faces named by their ``face_id`` for a log line, as the baseline's warnings and the app name them: "face #3",
+    "faces #1, #2 and #4", "faces #1, #2, #3, #4, #5 and 7 more"."""
+    if len(ids) == 1:
+        return f"face #{ids[0]}"
+    shown = [f"#{i}" for i in ids[:most]]
+    if len(ids) > most:
+        return f"faces {', '.join(shown)} and {len(ids) - most} more"
+    return f"faces {', '.join(shown[:-1])} and {shown[-1]}"
 
 
 def _weak_describe(run: "Run") -> Callable[[], dict]:
@@ -738,6 +757,12 @@ class Run:
         self._turns: Optional[List[float]] = []
         self._looks_done = 0
         self._size_look_ts = -math.inf
+        #: every face brightened before it was read (:meth:`_note_dark`): track id -> [rows, first frame, last frame,
+        #: largest gain]; whether the sidecar's ``dark_faces.tracks`` lags it (over DARK_TRACKS_LISTED faces it is
+        #: made again when the sidecar is written, not every frame); how many later faces were said at INFO level
+        self._dark_tracks: Dict[int, List[Any]] = {}
+        self._dark_stale = False
+        self._dark_later_said = 0
         #: read the file once ahead for the track reference (see Analyzer.process_video)
         active = self.neutral_ref is not None and analyzer.inference.neutralize
         # a video file read at full speed; never a single picture (one frame: nothing later to take a neutral
@@ -1027,22 +1052,59 @@ class Run:
 
     def _note_dark(self, p: FramePacket) -> None:
         """Count the face rows read brightened (``Face.lift``, a crop darker than ``dark_lift``'s level) in the
-        sidecar's ``dark_faces``, and say it once per run: such a face read "angry" whatever it showed, and a user
-        should know which rows were read from a dark picture."""
-        lifted = [f.lift for f in p.faces if f.lift > 1.0]
+        sidecar's ``dark_faces``, per face (``tracks``: the CSV's ``face_id``, its rows, first and last frame and
+        largest gain), and say it once per run, naming the faces: such a face read "angry" whatever it showed, and a
+        user should know which rows were read from a dark picture. Faces first brightened after that warning are
+        said at INFO level (the first :data:`DARK_TRACKS_SAID`)."""
+        lifted = [f for f in p.faces if f.lift > 1.0]
         if not lifted:
             return
+        tally = self._dark_tracks
+        new: List[int] = []
+        for f in lifted:
+            tid = int(f.track_id)
+            t = tally.get(tid)
+            if t is None:
+                tally[tid] = [1, p.index, p.index, float(f.lift)]
+                new.append(tid)
+            else:
+                t[0] += 1
+                t[2] = p.index
+                t[3] = max(t[3], float(f.lift))
         d = self.info.get("dark_faces")
         if d is None:
             d = self.info["dark_faces"] = {"rows": 0, "first_frame": p.index, "gain_max": 1.0}
-            log.warning("%s: faces too dark to read as they are (from frame %d): brightened before their expression "
-                        "is read (the sidecar's dark_faces counts them; docs/reliability.md, 'Light')",
-                        self.src.name, p.index)
+            log.warning("%s: faces too dark to read as they are (from frame %d): %s brightened before %s "
+                        "expression is read (the sidecar's dark_faces counts their rows, per face; "
+                        "docs/reliability.md, 'Light')", self.src.name, p.index, _name_faces(new),
+                        "its" if len(new) == 1 else "their")
+        elif new and self._dark_later_said < DARK_TRACKS_SAID:
+            said = new[:DARK_TRACKS_SAID - self._dark_later_said]
+            self._dark_later_said += len(said)
+            log.info("%s: %s too dark as well (from frame %d): brightened before %s expression is read%s",
+                     self.src.name, _name_faces(said), p.index, "its" if len(said) == 1 else "their",
+                     "" if self._dark_later_said < DARK_TRACKS_SAID else " (further ones: the sidecar's dark_faces)")
         d["rows"] += len(lifted)
-        d["gain_max"] = round(max(d["gain_max"], max(lifted)), 3)
+        d["gain_max"] = round(max(d["gain_max"], max(f.lift for f in lifted)), 3)
+        self._dark_stale = True
+        if len(tally) <= DARK_TRACKS_LISTED:  # a few faces: listed as they go (the app reads the run's info)
+            self._list_dark()
+
+    def _list_dark(self) -> None:
+        """Make the sidecar's ``dark_faces.tracks`` (the :data:`DARK_TRACKS_LISTED` faces with the most rows read
+        brightened, most first, then by id) and ``tracks_total`` (every such face) from the run's tally."""
+        d = self.info.get("dark_faces")
+        if d is None or not self._dark_stale:
+            return
+        top = heapq.nsmallest(DARK_TRACKS_LISTED, self._dark_tracks.items(), key=lambda kv: (-kv[1][0], kv[0]))
+        d["tracks"] = [{"face_id": tid, "rows": rows, "first_frame": first, "last_frame": last,
+                        "gain_max": round(gain, 3)} for tid, (rows, first, last, gain) in top]
+        d["tracks_total"] = len(self._dark_tracks)
+        self._dark_stale = False
 
     def describe(self) -> Dict[str, Any]:
         """What produced the numbers: the JSON sidecar's body (without status and statistics)."""
+        self._list_dark()  # (over DARK_TRACKS_LISTED dark faces, listed here rather than every frame)
         return {"input": self.src.describe(),
                 "columns": {"count": len(csv_columns(self.analyzer.code_dim, self.src.frame_files)),
                             "code_dim": self.analyzer.code_dim, "emotions": self.analyzer.head is not None,

@@ -13,7 +13,9 @@ cost less. At most :data:`MAX_TRACKS` tracks are kept (a folder of 30,000 photos
 face): past that, the ended track with the fewest rows is dropped from the list (its rows stay in ``faces``), and
 ``tracks_total`` counts them all. Only rows with finite
 emotion probabilities count in the means and quantiles: without an expression head ``expr_intensity`` is the
-unbounded ``flow_intensity`` and nothing but the row counts and times is summarised.
+unbounded ``flow_intensity`` and nothing but the row counts and times is summarised. Where any of a group's rows
+was read from a brightened crop (a face too dark to read as it was: ``Face.lift``), ``lifted_rows`` and
+``lifted_share`` say how many and what share of its rows.
 """
 from __future__ import annotations
 
@@ -50,12 +52,15 @@ class _Acc:
     last_frame: int = -1
     first_time: float = math.nan
     last_time: float = math.nan
+    lifted: int = 0  # rows whose face was read brightened (Face.lift > 1: a dark crop, realtime.inference.lift_dark)
 
     def add(self, p: FramePacket, f: Face) -> None:
         if self.rows == 0:
             self.first_frame, self.first_time = p.index, p.timestamp
         self.last_frame, self.last_time = p.index, p.timestamp
         self.rows += 1
+        if f.lift > 1.0:
+            self.lifted += 1
         if f.emotions is None:  # no expression head: intensity is the unbounded flow_intensity, not summarised
             return
         e = np.asarray(f.emotions, np.float64)
@@ -90,6 +95,9 @@ class _Acc:
             out["top_emotions"] = None
         out["intensity"] = _quantiles(self.intensity)
         out["rel_intensity"] = _quantiles(self.rel_intensity)
+        if self.lifted:  # only where a row was read brightened: a lit clip's summary is as it was
+            out["lifted_rows"] = self.lifted
+            out["lifted_share"] = round(self.lifted / self.rows, 5)
         return out
 
 

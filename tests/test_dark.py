@@ -98,3 +98,117 @@ def test_a_dark_faces_neutral_face_stays_as_dark_as_the_face(neutralize):
         faces = [f for p in an.process_video(frames) for f in p.faces]
     assert faces and all(f.neutral is not None for f in faces)
     assert max(float(f.neutral.mean()) for f in faces) < DARK_LIFT[0]
+
+
+# ----------------------------------------------------------------- which faces: the sidecar and the warning name them
+def _lit_and_dark_side_by_side(n: int = 12) -> List[np.ndarray]:
+    """The lit talker on the left of each frame and the same talker at a tenth of the light, with a little noise, on
+    the right: two faces, one too dark to read as it is."""
+    rng = np.random.default_rng(2)
+    out = []
+    with av.open(str(shared_video(TALKER))) as c:
+        for f in c.decode(video=0):
+            img = f.to_ndarray(format="bgr24")
+            dark = np.clip(img.astype(np.float32) * 0.1 + rng.normal(0, 2.0, img.shape), 0, 255).astype(np.uint8)
+            out.append(np.concatenate([img, dark], axis=1))
+            if len(out) >= n:
+                break
+    return out
+
+
+def test_the_sidecar_and_the_warning_name_the_dark_face_not_the_lit_one(tmp_path, caplog):
+    """Of two people side by side, one in the dark: the sidecar's ``dark_faces.tracks`` lists the dark one's
+    ``face_id`` (as the CSV has it) with its rows, the warning names it, and the per-track summary gives the share
+    of its rows read brightened; the lit one is in none of them. The batch's settings (the Parquet metadata, which
+    groups a dataset's inputs by how their rows were made) do not see these run counts."""
+    import csv
+    import json
+
+    from realtime import Analyzer
+    from realtime.batch.parquet import _settings
+
+    frames = _lit_and_dark_side_by_side()
+    half = frames[0].shape[1] // 2
+    with Analyzer() as an, caplog.at_level(logging.WARNING, logger="realtime.analyzer"):
+        an.process_video(frames, csv=tmp_path / "two.csv").run()
+    with open(tmp_path / "two.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["success"] == "1"]
+    side = {int(r["face_id"]): float(r["face_x"]) > half for r in rows}  # face_id -> on the dark (right) side
+    assert len(rows) == 2 * len(frames) and sorted(side.values()) == [False, True], side
+    dark_id = next(t for t, right in side.items() if right)
+    lit_id = next(t for t, right in side.items() if not right)
+
+    info = json.loads((tmp_path / "two.json").read_text())
+    d = info["dark_faces"]
+    assert d["rows"] == len(frames) and d["first_frame"] == 0 and d["tracks_total"] == 1
+    assert d["tracks"] == [{"face_id": dark_id, "rows": len(frames), "first_frame": 0, "last_frame": len(frames) - 1,
+                            "gain_max": d["gain_max"]}] and d["gain_max"] > 5
+
+    said = [r.getMessage() for r in caplog.records if "too dark" in r.getMessage()]
+    assert len(said) == 1 and "from frame 0" in said[0], said
+    assert f"face #{dark_id} brightened" in said[0] and f"#{lit_id}" not in said[0], said
+
+    tracks = {t["face_id"]: t for t in info["summary"]["tracks"]}
+    assert tracks[dark_id]["lifted_rows"] == len(frames) and tracks[dark_id]["lifted_share"] == 1.0
+    assert "lifted_share" not in tracks[lit_id] and "lifted_rows" not in tracks[lit_id]  # a lit face: as it was
+    assert info["summary"]["faces"]["lifted_share"] == 0.5
+
+    # the run's own counts, not its settings: a batch's dataset does not split over them
+    lit = {k: v for k, v in info.items() if k != "dark_faces"}
+    (tmp_path / "lit.json").write_text(json.dumps(lit))
+    assert _settings(tmp_path / "two.csv") == _settings(tmp_path / "lit.csv") is not None
+
+
+def test_dark_faces_lists_the_most_brightened_faces_and_counts_the_rest(caplog):
+    """A run with very many dark faces (a folder of dark photos has a track per face): the sidecar lists the
+    ``DARK_TRACKS_LISTED`` with the most rows brightened, most first, and ``tracks_total`` counts them all; the
+    warning names a few ("and N more"), and faces brightened later are each said (at INFO level) only up to a
+    bound."""
+    from fractions import Fraction
+
+    from realtime import Analyzer
+    from realtime.analyzer import DARK_TRACKS_LISTED, DARK_TRACKS_SAID, _name_faces
+    from realtime.types import Face, FramePacket
+
+    assert _name_faces([3]) == "face #3" and _name_faces([1, 2, 4]) == "faces #1, #2 and #4"
+    assert _name_faces(list(range(8)), most=5) == "faces #0, #1, #2, #3, #4 and 3 more"
+
+    def face(tid: int, lift: float) -> Face:
+        return Face(box=np.array([0, 0, 10, 10], np.float32), score=0.9, landmarks=np.zeros((5, 2), np.float32),
+                    track_id=tid, lift=lift)
+
+    def packet(i: int, faces: List[Face]) -> FramePacket:
+        return FramePacket(index=i, pts=i, time_base=Fraction(1, 25), timestamp=i / 25,
+                           image=np.zeros((8, 8, 3), np.uint8), faces=faces)
+
+    frames = [np.zeros((64, 64, 3), np.uint8)]
+    with Analyzer() as an:
+        run = an.process_video(frames)
+        try:
+            with caplog.at_level(logging.INFO, logger="realtime.analyzer"):
+                # frame 0: seven dark faces and a lit one (id 99)
+                run._note_dark(packet(0, [face(t, 4.0) for t in range(7)] + [face(99, 1.0)]))
+                # then 200 faces brightened once each (later ids), and face 3 on 5 more frames, face 5 on 2
+                for i in range(200):
+                    run._note_dark(packet(1 + i, [face(1000 + i, 2.0 + i / 100)]))
+                for i in range(5):
+                    run._note_dark(packet(300 + i, [face(3, 9.5)] + ([face(5, 1.5)] if i < 2 else [])))
+            said = [r for r in caplog.records if "too dark" in r.getMessage()]
+            warned = [r.getMessage() for r in said if r.levelno == logging.WARNING]
+            assert len(warned) == 1 and "(from frame 0): faces #0, #1, #2, #3, #4 and 2 more brightened" in warned[0]
+            assert "#99" not in warned[0]
+            later = [r.getMessage() for r in said if r.levelno == logging.INFO]
+            assert len(later) == DARK_TRACKS_SAID and "face #1000 too dark as well (from frame 1)" in later[0]
+            assert "further ones: the sidecar's dark_faces" in later[-1]
+
+            d = run.describe()["dark_faces"]
+            assert d["rows"] == 7 + 200 + 5 + 2 and d["first_frame"] == 0 and d["gain_max"] == 9.5
+            assert d["tracks_total"] == 7 + 200 and len(d["tracks"]) == DARK_TRACKS_LISTED
+            assert d["tracks"][:2] == [{"face_id": 3, "rows": 6, "first_frame": 0, "last_frame": 304, "gain_max": 9.5},
+                                       {"face_id": 5, "rows": 3, "first_frame": 0, "last_frame": 301,
+                                        "gain_max": 4.0}]
+            ids = [t["face_id"] for t in d["tracks"]]
+            assert ids[2:7] == [0, 1, 2, 4, 6] and ids[7:] == list(range(1000, 1000 + DARK_TRACKS_LISTED - 7))
+            assert 99 not in ids and run.info["dark_faces"] is d  # the run's info is what the sidecar writes
+        finally:
+            run.close()
