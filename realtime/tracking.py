@@ -759,6 +759,12 @@ def structural_similarity(a: np.ndarray, b: np.ndarray, side: int = 32) -> float
 
 #: the fewest features that must agree on one camera motion for :func:`camera_motion` to trust it
 MOTION_MIN_INLIERS = 8
+#: the least motion (the frame centre's shift as a share of the longer side; or a 0.5° turn, a 1 % zoom) that
+#: :func:`camera_motion` takes for the camera's: a picture that changed while its features stayed put is another shot
+MOTION_MIN_SHIFT = 0.004
+#: the least spread of the agreeing features (the 10th to 90th percentile of their places, as a share of the
+#: frame's width and of its height)
+MOTION_MIN_SPREAD = 0.15
 #: features agreeing on one camera motion that need no correlation check: a sharp pan beside a still face leaves the
 #: face out of place (correlation about 0.8), but 180-210 of 400 features agree; joins of two clips: at most 49
 MOTION_SURE_INLIERS = 80
@@ -778,10 +784,12 @@ def camera_motion(a: np.ndarray, b: np.ndarray, tools: Optional[Tuple[cv2.ORB, c
     ORB features of both frames, matched one to one (cross-checked), and a RANSAC similarity fit (3 px): a camera
     motion (scale 0.8-1.25, rotation at most 20°) that at least :data:`MOTION_SURE_INLIERS` matches agree on, or at
     least :data:`MOTION_MIN_INLIERS` with ``a`` moved by it correlating at ``similarity`` or more with ``b``
-    (32×32, over the area both show). Camera shake (shifts of 15 px and turns of 4° a frame, with motion blur) and a
-    sharp pan read as cuts by :meth:`Tracker._change`'s cheap test; this one, run only where that test fires, tells
-    them from cuts. Measured (``docs/reliability.md``, "Fast motion and camera shake"): every one of the 5,796 joins of
-    two shared clips that the cheap test finds still a cut (the most features two clips of one person on one set
+    (32×32, over the area both show); and a motion at all (:data:`MOTION_MIN_SHIFT`), of features spread over the
+    picture (:data:`MOTION_MIN_SPREAD`), not a still logo's or a news ticker's, which a cut leaves in place.
+    Camera shake (shifts of 15 px and turns of 4° a frame, with motion blur) and a sharp pan read as cuts by
+    :meth:`Tracker._change`'s cheap test; this one, run only where that test fires, tells them from cuts. Measured
+    (``docs/reliability.md``, "Fast motion and camera shake"): every one of the 5,796 joins of two shared clips
+    that the cheap test finds still a cut (the most features two clips of one person on one set
     agreed on: 49; their best correlation: 0.948)."""
     orb, matcher = tools or _feature_tools()
     ka, da = orb.detectAndCompute(a, None)
@@ -800,6 +808,18 @@ def camera_motion(a: np.ndarray, b: np.ndarray, tools: Optional[Tuple[cv2.ORB, c
     turn = abs(float(np.degrees(np.arctan2(m[1, 0], m[0, 0]))))
     n = int(inl.sum())
     if not (0.8 <= k <= 1.25 and turn <= 20.0) or n < MOTION_MIN_INLIERS:
+        return None
+    h, w = a.shape
+    # the camera moved: a change the cheap test found, explained by no motion (a still logo, a news ticker, a
+    # caption over a cut: their features stay put), or by features in one band only (a scrolling ticker), is no
+    # camera's. Over the 90 joins of ten shared clips under a made logo and ticker, every one was taken for a camera
+    # motion without these two checks
+    shift = float(np.hypot(*(m @ np.float32([w / 2, h / 2, 1]) - np.float32([w / 2, h / 2]))))
+    if shift < MOTION_MIN_SHIFT * max(h, w) and turn < 0.5 and abs(k - 1.0) < 0.01:
+        return None
+    q = p0[inl.reshape(-1).astype(bool)]
+    lo, hi = np.percentile(q, [10, 90], axis=0)  # (a few stray matches elsewhere do not make a band a picture)
+    if hi[0] - lo[0] < MOTION_MIN_SPREAD * w or hi[1] - lo[1] < MOTION_MIN_SPREAD * h:
         return None
     if n >= MOTION_SURE_INLIERS or _moved_similarity(a, b, m) >= similarity:
         return m

@@ -211,6 +211,31 @@ def test_a_shaking_camera_on_a_made_room_is_no_cut_and_a_cut_to_another_room_is(
     assert _cuts(shaken) == [60]
 
 
+def _news_overlay(img: np.ndarray, scroll: int = 0) -> np.ndarray:
+    """``img`` under a broadcaster's overlay: a still channel logo in a corner and a news ticker across the bottom
+    (its text moved ``scroll`` px to the left)."""
+    img = img.copy()
+    h, w = img.shape[:2]
+    cv2.rectangle(img, (0, h - h // 6), (w, h), (120, 20, 20), -1)
+    cv2.putText(img, "BREAKING NEWS  markets close higher  weather: rain later  sport: 3-1", (5 - scroll, h - h // 14),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2)
+    cv2.putText(img, "CH7 HD", (w - 100, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2)
+    return img
+
+
+@pytest.mark.parametrize("scroll", [0, 40])
+def test_a_cut_under_a_still_logo_and_a_news_ticker_is_still_a_cut(scroll):
+    """A cut between two rooms under the same broadcaster's logo and ticker (still, or scrolled by 40 px): the
+    overlay's features stay put (or all move one way in one band), and they were taken for a camera motion that
+    explained the cut away (0 of 90 joins of ten shared clips under such an overlay were found, 84 and 86 before the
+    camera-motion test): a motion of nothing, or of features in one band, is no camera's."""
+    one, two = _clutter(1, W, H, n=60, size=120), _clutter(2, W, H, n=60, size=120, base=200)
+    frames = [_news_overlay(one)] * 5 + [_news_overlay(two, scroll)] * 5
+    assert _cuts(frames) == [5]
+    a, b = (cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in (frames[0], frames[5]))
+    assert camera_motion(a, b) is None
+
+
 def test_camera_motion_finds_a_shift_and_turn_and_nothing_between_two_rooms():
     """:func:`camera_motion` on grey frames: a picture moved by 9 px and turned 3° gives that motion back; two
     different rooms give none."""
