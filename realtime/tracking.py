@@ -159,7 +159,7 @@ class Tracker:
 
     def __init__(self, iou_threshold: float = 0.3, lost_buffer: float = 2.0, flow_side: int = 320,
                  max_fb_error: float = 1.5, cut_threshold: float = 25.0, cut_similarity: float = 0.7,
-                 motion_similarity: float = 0.96, reach: float = 1.5, reach_lost_s: float = 1.0,
+                 motion_similarity: float = 0.96, reach: float = 1.5, reach_lost_s: float = 0.25,
                  predict_s: float = 0.5) -> None:
         self.iou_threshold = float(iou_threshold)
         self.lost_buffer = float(lost_buffer)
@@ -172,6 +172,7 @@ class Tracker:
         self.reach_lost_s = float(reach_lost_s)
         self.predict_s = float(predict_s)
         self._flow_ts: Optional[float] = None  # the frame propagate followed last (update follows the others)
+        self._update_ts: Optional[float] = None  # the frame update saw last
         self._now: Optional[float] = None  # the timestamp of the frame being tracked
         self._before: Optional[float] = None  # and of the frame before it
         self._features: Optional[Tuple[cv2.ORB, cv2.BFMatcher]] = None  # camera_motion's, made when first needed
@@ -254,6 +255,9 @@ class Tracker:
             for t in self.tracks:
                 t.box = (t.box.reshape(2, 2) * k).reshape(4).astype(np.float32)
                 t.landmarks = (t.landmarks * k).astype(np.float32)
+                if t.velocity is not None:  # (pixels per second of the new size)
+                    t.velocity = (t.velocity * k).astype(np.float32)
+                    t.speed *= float(np.sqrt(sx * sy))
             self._scale = scale
         return True
 
@@ -291,10 +295,15 @@ class Tracker:
         gray, scale = self._gray(image)
         self._tick(timestamp)
         self._resize_check(image, scale, timestamp)
-        # after propagate on the same frame, _prev_gray is this frame: propagate's finding counts
-        self.last_cut = self._cut_seen or self._scene(gray, timestamp)[1]
+        # after propagate on the same frame, _prev_gray is this frame: propagate's finding counts; so does an
+        # earlier update's on the same frame (the pipeline's second look for small faces: FramePacket.scene_cut read
+        # False on a cut's frame)
+        again = self.last_cut and timestamp == self._update_ts
+        cut = self._cut_seen or self._scene(gray, timestamp)[1]
         self._cut_seen = False
-        if self.last_cut:
+        self._update_ts = timestamp
+        self.last_cut = cut or again
+        if cut:
             self._end_all(timestamp)
         elif self._flow_ts != timestamp:
             self._follow(gray, scale, timestamp)  # a face that moved since the last frame is matched where it is
@@ -334,10 +343,12 @@ class Tracker:
         the track's box (``boxes``: where it was last placed, or ``ahead``: that box moved on by its velocity,
         whichever is nearer) to the detection, centre to centre in box sizes, one to one (Hungarian). A pair must be:
 
-        * near: within half a box size of the last box plus the distance the track's velocity carried its box since
-          then (a face as fast may have turned back; a still face's track gains nothing here), and at most
-          :attr:`reach`; a track whose velocity is not known yet (one box so far) placed on the frame before this
-          one: within :attr:`reach` (a face too fast for the optical flow from its first detection on);
+        * near: a track placed on this frame (moved here by the flow), within half a box size of its box; a track
+          placed earlier whose velocity is known, within half a box size plus a quarter of the distance its velocity
+          carried it since (at most :attr:`reach`) of ``ahead``, where that velocity took it (measured from its last
+          box in every direction, a newcomer beside or behind a face that had just left took its id); a track whose
+          velocity is not known yet (one box so far) placed on the frame before this one: within :attr:`reach` of
+          its box (a face too fast for the optical flow from its first detection on);
         * of sizes within 1.5 times, its track live or lost for at most :attr:`reach_lost_s`;
         * unambiguous: every other track (matched or not) and every other detection at least 1.5 times farther,
           so two faces near each other never swap ids (the later one gets a new id instead).
@@ -349,7 +360,9 @@ class Tracker:
         if not free_t or not free_d:
             return []
         near = _centre_distance(boxes, dets)  # (tracks, detections), in box sizes
-        dist = np.minimum(near, _centre_distance(ahead, dets))
+        ahead_d = _centre_distance(ahead, dets)
+        dist = np.minimum(near, ahead_d)
+        gated = near.copy()  # the distance each track's gate is measured on
         size_t = np.sqrt(np.prod(np.maximum(boxes[:, 2:] - boxes[:, :2], 1e-3), axis=1))
         size_d = np.sqrt(np.prod(np.maximum(dets[:, 2:] - dets[:, :2], 1e-3), axis=1))
         ratio = np.maximum(size_t[:, None] / size_d[None, :], size_d[None, :] / size_t[:, None])
@@ -358,11 +371,13 @@ class Tracker:
             placed = t.box_ts if t.box_ts is not None else t.last_seen
             if t.velocity is not None:  # box sizes a face as fast may have gone since its box was placed
                 carried = t.speed * min(max(timestamp - placed, 0.0), self.predict_s) / size_t[r]
-                gate[r] = min(0.5 + carried, self.reach)
+                gate[r] = min(0.5 + 0.25 * carried, self.reach)
+                if placed < timestamp:  # not moved to this frame: from where its velocity took it
+                    gated[r] = ahead_d[r]
             elif self._before is None or placed < self._before:
                 gate[r] = 0.5
         sub = dist[np.ix_(free_t, free_d)]
-        ok = (near[np.ix_(free_t, free_d)] <= gate[free_t][:, None]) & (ratio[np.ix_(free_t, free_d)] <= 1.5)
+        ok = (gated[np.ix_(free_t, free_d)] <= gate[free_t][:, None]) & (ratio[np.ix_(free_t, free_d)] <= 1.5)
         if not ok.any():
             return []
         rows, cols = linear_sum_assignment(np.where(ok, sub, 1e6))
@@ -491,7 +506,7 @@ class Tracker:
     def reset(self) -> None:
         self.tracks.clear()
         self._prev_gray = None
-        self._flow_ts = self._now = self._before = None
+        self._flow_ts = self._now = self._before = self._update_ts = None
         self._size = self._size_jump = self._jump_ts = None
         self.last_cut = self._cut_seen = False
         self.gradual.reset()
@@ -768,6 +783,9 @@ MOTION_MIN_SPREAD = 0.15
 #: features agreeing on one camera motion that need no correlation check: a sharp pan beside a still face leaves the
 #: face out of place (correlation about 0.8), but 180-210 of 400 features agree; joins of two clips: at most 49
 MOTION_SURE_INLIERS = 80
+#: the least correlation of the moved picture with the next (32×32) for :data:`MOTION_SURE_INLIERS` features to
+#: be trusted: a sharp pan beside a still face reads about 0.8; half a split screen cutting while the other pans, 0.25
+MOTION_SURE_SIMILARITY = 0.6
 
 
 def _feature_tools() -> Tuple[cv2.ORB, cv2.BFMatcher]:
@@ -821,7 +839,10 @@ def camera_motion(a: np.ndarray, b: np.ndarray, tools: Optional[Tuple[cv2.ORB, c
     lo, hi = np.percentile(q, [10, 90], axis=0)  # (a few stray matches elsewhere do not make a band a picture)
     if hi[0] - lo[0] < MOTION_MIN_SPREAD * w or hi[1] - lo[1] < MOTION_MIN_SPREAD * h:
         return None
-    if n >= MOTION_SURE_INLIERS or _moved_similarity(a, b, m) >= similarity:
+    moved = _moved_similarity(a, b, m)
+    # many features agreeing need less of the picture to follow them, but some: half a split screen panning while
+    # the other half cuts had 152 features agree and a moved correlation of 0.25, and the cut was missed
+    if (n >= MOTION_SURE_INLIERS and moved >= MOTION_SURE_SIMILARITY) or moved >= similarity:
         return m
     return None
 
