@@ -454,8 +454,9 @@ def _process_locked(args: argparse.Namespace) -> int:
 
     # file:///x.mp4 is the file /x.mp4 (it was checked as a local path named "file:///x.mp4": "no such file")
     plans = _outputs_for([_stdin_input() if i == "-" else local_path(i) for i in args.inputs], args)
-    if args.fps is not None and not any(plan["source"] is not None for plan in plans):
-        log.warning("--fps %g applies to image folders read as a sequence: the inputs keep their own clock", args.fps)
+    if args.fps is not None and not any(plan["source"] is not None and not plan["source"].stills for plan in plans):
+        log.warning("--fps %g applies to image folders read as a sequence: the inputs keep their own clock (or are "
+                    "separate pictures)", args.fps)
     analyzer = _analyzer(args)
     failures: List[InputError] = []
     done: List[dict] = []

@@ -41,8 +41,11 @@ __all__ = ["Analyzer", "Run", "RunStats", "FramePacket", "Face", "EMOTIONS", "as
            "BackendUnavailable", "PipelineError", "OutOfMemory"]
 
 
-def __dir__() -> list[str]:  # the public names only (tab completion, dir()): the lazy ones too, no helpers
-    return sorted(__all__)
+def __dir__() -> list[str]:  # the public names (tab completion, dir()): the lazy ones too, and the submodules
+    import types  # imported so far (realtime.sources, ...), no helpers
+
+    return sorted(set(__all__) | {k for k, v in globals().items() if isinstance(v, types.ModuleType)
+                                  and getattr(v, "__name__", "").startswith(__name__ + ".")})
 
 
 def _lazy(name: str) -> object:

@@ -21,6 +21,7 @@ import inspect
 import json
 import logging
 import math
+import numbers
 import re
 import threading
 import time
@@ -455,9 +456,11 @@ class Analyzer:
             raise UsageError(f"url_timeout must be a number of seconds > 0 (got {url_timeout!r}); None: 10 s")
         if images not in ("auto", "sequence", "stills"):
             raise UsageError(f"images must be auto, sequence or stills, not {images!r}")
-        if fps is not None and not (isinstance(fps, (int, float)) and not isinstance(fps, bool) and math.isfinite(fps)
-                                    and 0 < fps <= 10000):
-            raise UsageError(f"fps must be a frame rate > 0 and at most 10000 (got {fps!r}); None: 30")
+        if fps is not None:  # (any real number: numpy's, a Fraction such as PyAV's average_rate)
+            if not (isinstance(fps, numbers.Real) and not isinstance(fps, bool) and math.isfinite(float(fps))
+                    and 0 < float(fps) <= 10000):
+                raise UsageError(f"fps must be a frame rate > 0 and at most 10000 (got {fps!r}); None: 30")
+            fps = float(fps)
         _check_distinct(source, csv, video, sidecar)
         return Run(self, source, realtime=realtime, csv=csv, video=video, annotate=annotate, overwrite=overwrite,
                    max_frames=max_frames, audio=audio, video_preset=video_preset, sidecar=sidecar, images=images,
@@ -656,8 +659,9 @@ def _weak_describe(run: "Run") -> Callable[[], dict]:
 
 
 def _is_interrupt(exc_type: Optional[type]) -> bool:
-    """``exc_type`` (a ``with`` block's exception) is Ctrl-C's."""
-    return exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
+    """``exc_type`` (a ``with`` block's exception) is Ctrl-C's, or a signal's ``SystemExit`` (as :func:`_ending`
+    reads them)."""
+    return exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, SystemExit))
 
 
 def _ending(e: BaseException) -> Tuple[str, Optional[BaseException]]:
@@ -815,8 +819,8 @@ class Run:
         except BaseException as e:
             self.src.close()
             # (Ctrl-C or a signal's SystemExit while the outputs opened: interrupted, as once the run goes)
-            self.status = _ending(e)[0]
             self.outputs.close(*_ending(e))
+            self.status = _ending(e)[0]  # (once the files are finished: another thread may be reading it)
             raise
         # a run dropped without being iterated or closed: its files are finished ("stopped") and its source closed
         # when it is collected (a CSV's descriptor stayed open for the process's life, its sidecar "running", and
@@ -1154,9 +1158,9 @@ class Run:
                     raise
         except BaseException as e:  # (Ctrl-C in the look-ahead's first reading: interrupted, as in the main loop)
             self.error = e
-            self.status = _ending(e)[0]
             self.src.close()
             self.outputs.close(*_ending(e))
+            self.status = _ending(e)[0]
             self._closed = True
             raise
         self._pipeline = Pipeline(self.src, [("detect", self._detect_stage),
@@ -1191,11 +1195,12 @@ class Run:
                     status = "interrupted"
                 # read to the source's end (not cut by max_frames): the annotated video keeps all of its audio
                 ended = status == "complete" and (self.max_frames is None or self.stats.frames < self.max_frames)
-                self.status = status
                 close_error = self.outputs.close(status, recorded, source_ended=ended)
+                # set once the files are finished (another thread may watch it); failed where they could not be,
+                # as the sidecar then says
+                self.status = "failed" if close_error is not None else status
                 if close_error is not None and status in ("complete", "interrupted"):
                     self.error = close_error
-                    self.status = "failed"  # (as the sidecar then says)
                 else:
                     close_error = None  # another error is already on its way out
                 self._closed = True
@@ -1265,7 +1270,7 @@ class Run:
             for p in frames:
                 if callback is not None:
                     callback(p)
-        except KeyboardInterrupt:  # in the callback: the run ends "interrupted", as a signal's stop() ends it
+        except (KeyboardInterrupt, SystemExit):  # in the callback: "interrupted", as a signal's stop() ends it
             self.stop()
             self.close()
             raise

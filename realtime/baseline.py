@@ -27,10 +27,11 @@ is the cap (the code stays the track's own least expressive frames').
 frames' timestamps, so a person's ``rel_*`` read the same at any frame rate. A track's frames join its history
 at most ``max_rate`` (30) times a second: a frame joins when it falls in a later 1/``max_rate``-s slot (counted
 from the track's first frame, rounded to the nearest) than the last frame that joined. At 30 fps or less every
-frame joins; at 60 fps every other one, at 240 fps one in eight. The most-neutral quantile thus sees the same
-density of frames at any rate, and the history's memory is bounded (at most ``window`` frames, 900 by default:
-``window_s`` × ``max_rate``). Every frame still gets its ``rel_*`` fields, measured against the neutral of the
-history as of the last frame that joined.
+frame of a file joins (of a camera's unevenly timed frames a few in a hundred fall in one slot with the
+frame before and are left out); at 60 fps every other one, at 240 fps one in eight. The most-neutral quantile
+thus sees the same density of frames at any rate, and the history's memory is bounded (at most ``window``
+frames, 900 by default: ``window_s`` × ``max_rate``). Every frame still gets its ``rel_*`` fields, measured
+against the neutral of the history as of the last frame that joined.
 
 **Warm-up:** nothing is reported (the fields stay NaN / None and ``baseline_ready`` False) until the track spans
 at least ``warmup_s`` seconds (1.0 s) and its history holds at least ``warmup_frames`` frames (5: from 4 fps

@@ -358,7 +358,10 @@ class RunOutputs:
         if mine and holder is not None and not holder.started and not holder._frames_seen:
             return (f"{path}: still held by an earlier Run in this process (pid {os.getpid()}) that was not iterated "
                     "to its end or closed; call that run's close() (or iterate it) first, or write elsewhere")
-        return f"{path}: being written by another run ({b.who}); wait for it to end, or write elsewhere"
+        # a run of this process partly read (a notebook's `it = iter(run); next(it)`) ends only when it is read on
+        # or closed: said, not left for the user to wait on
+        here = " (a Run of this process: read it to its end or call its close())" if mine and holder is not None else ""
+        return f"{path}: being written by another run ({b.who}); wait for it to end, or write elsewhere{here}"
 
     def _release_idle(self) -> None:
         """Release the locks of outputs no longer written: neither open nor waiting to be put back or deleted (an

@@ -221,7 +221,8 @@ def test_a_second_run_on_the_files_a_run_writes_is_refused_and_locks_go_with_the
             other.process_video(iter(frames), overwrite=True, **kw)
         held = kw.get("video") or kw["csv"]
         assert str(e.value) == (f"{held}: being written by another run (host {HOST}, pid {os.getpid()}); wait for it "
-                                "to end, or write elsewhere")
+                                "to end, or write elsewhere (a Run of this process: read it to its end or call its "
+                                "close())")
     assert not (out / "y.csv").exists()  # refused for its recording before its CSV was made
     outs = RunOutputs(an.code_dim, fps=25.0, overwrite=True)  # the app switching its recording on
     with pytest.raises(OutputError, match="x.mp4: being written by another run"):

@@ -80,3 +80,11 @@ def test_process_video_fps_times_frames_held_in_memory(tmp_path):
         assert ts == pytest.approx([i / 12.5 for i in range(5)])
         with pytest.raises(UsageError, match="fps"):
             an.process_video(frames, fps=0)
+        # any real number: numpy's, PyAV's Fraction rates
+        from fractions import Fraction
+
+        import numpy as np
+
+        for rate in (np.float32(12.5), Fraction(25, 2)):
+            ts = [p.timestamp for p in an.process_video(frames, fps=rate)]
+            assert ts == pytest.approx([i / 12.5 for i in range(5)])

@@ -361,6 +361,10 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
               # the person baseline's cap on a neutral's intensity: it shapes every rel_* column (batches redo their
               # inputs once, so that a dataset never mixes the two rules)
               "person_baseline_max_neutral": baseline_rule.MAX_NEUTRAL,
+              # and its history and warm-up (30 s at most 30 frames a second, 1 s: since 2026-12-07 in seconds, not
+              # 900 and 15 frames; the run's counts left out)
+              "person_baseline": {k: v for k, v in baseline_rule.NeutralBaseline().describe().items()
+                                  if k not in baseline_rule.NeutralBaseline.RUN_COUNTS},
               # the smoothed label's hysteresis and how long a lost track keeps its filters (experiment 55): they
               # shape the emotion column and the smoothed ones (batches redo their inputs once)
               "emotion_label": [smoothing_rule.LABEL_MARGIN, smoothing_rule.HOLD_S],

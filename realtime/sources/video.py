@@ -443,6 +443,8 @@ class VideoSource(Source):
 
     # ------------------------------------------------------------------
     def __iter__(self) -> Iterator[FramePacket]:
+        if self.container is None:  # closed: said before anything the open file's describe() keeps is reset
+            raise UsageError(f"{self.name}: this VideoSource is closed; open the file again to read it")
         t0_wall: Optional[float] = None
         self.first_pts = None
         index = 0
