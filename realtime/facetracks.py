@@ -4,7 +4,9 @@ The pipeline's own pieces do every step, so training sees faces exactly as
 inference does: :func:`realtime.sources.open_source` decodes (rotation applied,
 damaged packets skipped), a :class:`realtime.detectors.Detector` finds the faces,
 :class:`realtime.tracking.Tracker` links them into tracks (IoU + Hungarian
-matching, a lost track is remembered for ``max_gap`` frames) and
+matching after moving the tracks by optical flow from the last used frame, then by centre distance; a lost track is
+remembered for ``max_gap`` frames; the tracker's times are frame numbers here, so its distance matching of lost
+tracks, ``reach_lost_s``, lasts under one used frame: more careful than the pipeline's) and
 :func:`realtime.crops.crop_faces` cuts the loose squares. Writing the dataset
 (layout, index, resume) is :mod:`facecycle.data.prepare`'s job.
 """
@@ -33,7 +35,8 @@ def face_tracks(source: Union[str, Path], detector: Detector, *, size: int = 64,
     Args:
         source: a video file or an image folder (frames in name order; read as the pipeline reads it: separate
             photos are stills, each face a track of its own, :class:`realtime.sources.ImageFolderSource`).
-        detector: the face detector (detection on every used frame; no optical-flow propagation).
+        detector: the face detector (detection on every used frame; the tracks are moved by optical flow from the
+            last used frame before they are matched, as on the pipeline's detection frames).
         size: crop side in pixels.
         scale: square side / longer side of a CenterFace box (other detectors' boxes: divided by their
             ``box_scale``, :func:`realtime.crops.framing_scale`, as inference frames faces).

@@ -497,7 +497,11 @@ class Tracker:
         """The tracking settings (for the JSON sidecar)."""
         return {"iou_threshold": self.iou_threshold, "lost_buffer_s": self.lost_buffer,
                 "cut_threshold": self.cut_threshold, "cut_similarity": self.cut_similarity,
-                "motion_similarity": self.motion_similarity, "reach": self.reach,
+                "motion_similarity": self.motion_similarity, "reach": self.reach, "reach_lost_s": self.reach_lost_s,
+                "predict_s": self.predict_s,
+                "camera_motion": {"min_inliers": MOTION_MIN_INLIERS, "sure_inliers": MOTION_SURE_INLIERS,
+                                  "sure_similarity": MOTION_SURE_SIMILARITY, "min_shift": MOTION_MIN_SHIFT,
+                                  "min_spread": MOTION_MIN_SPREAD},
                 "tracks_end_at_cuts": True, "gradual": self.gradual.describe(),
                 # between detections: one similarity motion of the landmarks and the face grid (experiment 50);
                 # letterbox / pillarbox bars are dark (experiment 51). Both shape the rows: a batch redoes earlier ones
