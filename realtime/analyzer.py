@@ -1274,6 +1274,9 @@ class Run:
             self.stop()
             self.close()
             raise
+        except BaseException:  # another error in the callback: the run ends ("stopped") now, its threads joined and
+            self.close()       # its files finished, not whenever the error (which holds the iterator) is let go
+            raise
         return self.stats
 
     def close(self) -> None:

@@ -776,6 +776,8 @@ def structural_similarity(a: np.ndarray, b: np.ndarray, side: int = 32) -> float
     return _ncc(_thumb(a, side), _thumb(b, side))
 
 
+#: the shortest side (pixels of the tracker's grey copy) :func:`camera_motion` measures a picture of
+MOTION_MIN_SIDE = 48
 #: the fewest features that must agree on one camera motion for :func:`camera_motion` to trust it
 MOTION_MIN_INLIERS = 8
 #: the least motion (the frame centre's shift as a share of the longer side; or a 0.5° turn, a 1 % zoom) that
@@ -813,9 +815,15 @@ def camera_motion(a: np.ndarray, b: np.ndarray, tools: Optional[Tuple[cv2.ORB, c
     (``docs/reliability.md``, "Fast motion and camera shake"): every one of the 5,796 joins of two shared clips
     that the cheap test finds still a cut (the most features two clips of one person on one set
     agreed on: 49; their best correlation: 0.948)."""
+    if min(a.shape[:2]) < MOTION_MIN_SIDE or min(b.shape[:2]) < MOTION_MIN_SIDE:
+        return None  # (too small a picture for ORB's pyramid: OpenCV raised on a 1×1 video; no motion told, a cut)
     orb, matcher = tools or _feature_tools()
-    ka, da = orb.detectAndCompute(a, None)
-    kb, db = orb.detectAndCompute(b, None)
+    try:
+        ka, da = orb.detectAndCompute(a, None)
+        kb, db = orb.detectAndCompute(b, None)
+    except cv2.error as e:  # a picture OpenCV's ORB cannot take: no camera motion is told, the cut test's cut stands
+        log.debug("camera motion not measured (%s)", e)
+        return None
     if da is None or db is None or len(ka) < MOTION_MIN_INLIERS or len(kb) < MOTION_MIN_INLIERS:
         return None
     matches = matcher.match(da, db)
