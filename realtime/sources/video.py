@@ -442,9 +442,13 @@ class VideoSource(Source):
             return False
 
     # ------------------------------------------------------------------
-    def __iter__(self) -> Iterator[FramePacket]:
-        if self.container is None:  # closed: said before anything the open file's describe() keeps is reset
+    def _refuse_closed(self) -> None:
+        """Raise :class:`UsageError` where this source was closed (its container let go of)."""
+        if self.container is None:
             raise UsageError(f"{self.name}: this VideoSource is closed; open the file again to read it")
+
+    def __iter__(self) -> Iterator[FramePacket]:
+        self._refuse_closed()  # said before anything the open file's describe() keeps is reset
         t0_wall: Optional[float] = None
         self.first_pts = None
         index = 0
@@ -635,8 +639,8 @@ class VideoSource(Source):
 
     def _demux(self) -> Iterator[Optional["av.Packet"]]:
         """The stream's packets; ``None`` where demuxing ended on an error: flush the decoder."""
-        if self.container is None:
-            raise UsageError(f"{self.name}: this VideoSource is closed; open the file again to read it")
+        self._refuse_closed()
+        assert self.container is not None
         try:
             for packet in self.container.demux(self.stream):
                 if packet.pos is not None and packet.pos >= 0:
