@@ -1701,7 +1701,14 @@ def test_faces_at_the_baseline_cap_become_a_notice():
     assert note_message("baseline_cap", {"tracks_at_cap": 2, "faces": []}).startswith("2 faces never looked neutral")
     assert note_message("baseline_cap", {"tracks_at_cap": 2, "faces": [1, 4]}).startswith("Faces #1 and #4 never")
     assert note_message("baseline_cap", {"faces": [1]}) is None and note_message("orientation", {}) is None
-    assert note_message("dark_faces", {"rows": 3, "first_frame": 12}).startswith(f"{DARK} (from frame 12): ")
+    assert note_message("dark_faces", {"rows": 3, "first_frame": 12}).startswith(f"{DARK} (from frame 12): faces ")
+    one = {"rows": 3, "first_frame": 0, "tracks": [{"face_id": 7, "rows": 3}]}
+    assert note_message("dark_faces", one).startswith(f"{DARK}: face #7 is brightened before its expression")
+    two = {"rows": 3, "first_frame": 0, "tracks": [{"face_id": 7}, {"face_id": 2}]}
+    assert note_message("dark_faces", two).startswith(f"{DARK}: faces #7 and #2 are brightened before their")
+    many = {"tracks": [{"face_id": i} for i in range(1, 7)]}
+    assert "faces #1, #2, #3, #4 and 2 more are" in note_message("dark_faces", many)
+    assert note_message("dark_faces", {"tracks": [{"id": 1}]}).startswith(f"{DARK}: faces are")  # not its numbers
 
 
 def test_notes_wait_behind_the_orientation_notice_and_are_looked_for_a_few_times_a_second(qtbot, window,

@@ -90,6 +90,17 @@ def note_message(name: str, value: Any) -> Optional[str]:
     if name == "dark_faces":
         first = value.get("first_frame")
         when = f" (from frame {first})" if isinstance(first, int) and not isinstance(first, bool) and first > 0 else ""
+        try:  # the faces as the panel names them (the run lists the first ones as they go: dark_faces.tracks)
+            faces = [int(t["face_id"]) for t in value.get("tracks") or []]
+        except (KeyError, TypeError, ValueError):
+            faces = []
+        if faces:
+            ids = [f"#{f}" for f in faces[:4]]
+            who = (f"face {ids[0]} is" if len(faces) == 1
+                   else f"faces {', '.join(ids[:-1])} and {ids[-1]} are" if len(faces) <= 4
+                   else f"faces {', '.join(ids)} and {len(faces) - 4} more are")
+            return (f"The picture is very dark{when}: {who} brightened before {'its' if len(faces) == 1 else 'their'} "
+                    "expression is read. More light gives better readings.")
         return (f"The picture is very dark{when}: faces are brightened before their expression is read. "
                 "More light gives better readings.")
     if name == "baseline_cap":
