@@ -31,6 +31,7 @@ import logging
 import os
 import re
 import stat
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -131,12 +132,20 @@ def make_cache_dir(folder: Path) -> None:
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` whole or not at all, through a temporary name of this writer's own (pid and a
     random part, :func:`facecycle.files.temp_path`; two threads or processes writing one file never share it), then
-    ``os.replace``. On an error the temporary is removed and :class:`OutputError` says how to fix it."""
+    ``os.replace`` (retried for a few seconds on Windows while another program holds ``path`` open). On an error the
+    temporary is removed and :class:`OutputError` says how to fix it."""
     make_cache_dir(path.parent)
     tmp = temp_path(path)
     try:
         tmp.write_bytes(data)
-        os.replace(tmp, path)
+        for wait in (0.05, 0.1, 0.2, 0.4, 0.8, None):  # as facecycle.files.write_atomic
+            try:
+                os.replace(tmp, path)
+                break
+            except PermissionError:  # Windows: another program holds the file open (an antivirus scan of the new
+                if wait is None or sys.platform != "win32":  # .onnx, a reader): it lets go within moments
+                    raise
+                time.sleep(wait)
     except OSError as e:
         try:
             tmp.unlink(missing_ok=True)
@@ -158,7 +167,27 @@ def is_temporary(name: str) -> bool:
     return bool(_TEMP_RE.match(name) or _OLD_TEMP_RE.match(name))
 
 
+def _pid_alive_windows(pid: int) -> bool:
+    """Whether process ``pid`` runs, on Windows: ``OpenProcess`` and ``GetExitCodeProcess`` (``STILL_ACTIVE``)."""
+    import _winapi  # Windows only
+
+    try:
+        h = _winapi.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    except OverflowError:
+        return True  # not a pid (cannot tell): leave its files alone
+    except OSError as e:
+        return getattr(e, "winerror", None) != 87  # 87: no such process; 5 (access denied) and others: alive
+    try:
+        return _winapi.GetExitCodeProcess(h) == 259  # STILL_ACTIVE (a handle kept open outlives its process)
+    except OSError:
+        return True
+    finally:
+        _winapi.CloseHandle(h)
+
+
 def _pid_alive(pid: int) -> bool:
+    if os.name == "nt" or sys.platform == "win32":  # os.kill(pid, 0) there is a Ctrl+C (CTRL_C_EVENT) to the console
+        return _pid_alive_windows(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -359,7 +388,7 @@ def list_engines(root: Optional[Path] = None) -> List[dict]:
         side = p.with_suffix(".json")
         if side.is_file() and not side.is_symlink():
             try:
-                meta = json.loads(side.read_text())
+                meta = json.loads(side.read_text(encoding="utf-8"))
                 if not isinstance(meta, dict):
                     meta = {"error": "unreadable sidecar"}
             except (OSError, ValueError):
@@ -461,7 +490,7 @@ def derived_problem(path: Path, source_sha256: Optional[str] = None) -> Optional
     try:
         if path.is_symlink() or rec_path.is_symlink():
             return "a symbolic link in the engine cache"
-        rec = json.loads(rec_path.read_text())
+        rec = json.loads(rec_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return f"no sha256 was recorded for it ({rec_path.name} is missing)"
     except (OSError, ValueError) as e:

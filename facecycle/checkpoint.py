@@ -191,7 +191,7 @@ def _read_ours(path: Path):
     side = path / "config.json" if path.is_dir() else None
     if side is not None and side.is_file():
         try:
-            text = side.read_text()
+            text = side.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise CheckpointError(f"{side}: unreadable ({_first_line(e)})") from None
         cfg = parse_config(text, str(side))

@@ -323,12 +323,32 @@ def _flush_stdout() -> int:
     return 0
 
 
+def _tolerant_std_streams() -> None:
+    """On Windows, make stdout and stderr write what their encoding cannot hold as ``\\u`` escapes instead of
+    failing: redirected to a file or pipe they are in the ANSI code page (cp1252, cp1250, ...) with ``errors="strict"``,
+    so a name outside it (``视频.mp4`` on a Western-European PC) in ``batch --dry-run > plan.txt`` was "internal error:
+    UnicodeEncodeError". The encoding is kept (``PYTHONIOENCODING`` and ``PYTHONUTF8`` decide it, and programs that
+    read the output decode it in the code page), and so is an error handler other than ``strict``. Elsewhere, and for
+    a stream that cannot be reconfigured, nothing changes."""
+    if sys.platform != "win32":
+        return
+    for stream in (sys.stdout, sys.stderr):
+        stream = getattr(stream, "wrapped", stream)  # stderr's SafeStream: the stream it writes to
+        if stream is None or getattr(stream, "errors", None) != "strict" or not hasattr(stream, "reconfigure"):
+            continue
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (OSError, ValueError, AttributeError, TypeError):  # io.UnsupportedOperation too
+            pass
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     # a closed descriptor 0-2 gets /dev/null (the CSV would get descriptor 2, and libraries' messages with it), and
     # stderr drops what it cannot write (closed, full, a pipe whose reader left): the outputs matter more than the
     # messages, and the exit code is the run's (facecycle_cli.stderr). Stdout is the command's output: a reader that
     # left is no error (exit 0), one that cannot be written is an output error (exit 4), whenever either happens
     reserve_std_fds()
+    _tolerant_std_streams()
     safe = guard_stderr()
     watched = None
     if sys.stdout is not None and not isinstance(sys.stdout, _WatchedStdout):

@@ -177,7 +177,7 @@ def _write(rec, out: str) -> None:
     p = Path(out)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
+        p.write_text(text, encoding="utf-8")
     except OSError as e:
         raise OutputError(f"{out}: cannot write ({e.strerror or e})") from None
 

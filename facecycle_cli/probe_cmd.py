@@ -128,7 +128,7 @@ def _write_json(path, obj) -> None:
         return
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json_text(obj))
+        Path(path).write_text(json_text(obj), encoding="utf-8")
     except OSError as e:
         raise OutputError(f"{path}: {e.strerror or e}") from None
 

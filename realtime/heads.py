@@ -161,7 +161,7 @@ def _recorded_sha(model_dir: Path) -> Tuple[bool, str]:
     """(whether the folder's manifest records the head, the sha256 it records: '' where none). A manifest that
     cannot be read records nothing here: the backend that opens the folder says what is wrong with it."""
     try:
-        rec = json.loads((model_dir / "manifest.json").read_text()).get("head")
+        rec = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8")).get("head")
     except (OSError, ValueError, AttributeError):
         return False, ""
     if not (isinstance(rec, dict) and rec.get("file") == HEAD_FILE):

@@ -276,8 +276,8 @@ def train_critic(stills: Tuple[np.ndarray, np.ndarray], val: Tuple[np.ndarray, n
             "steps": step, "wall_s": round(wall, 1), "images_per_s": round(step * o.batch / wall, 1),
             "val_acc": round(acc, 4), "val_images": int(len(val[0])),
             "torch_threads": torch.get_num_threads()}
-    (out / "critic.json").write_text(json.dumps(meta, indent=2) + "\n")
-    (out / "log.csv").write_text("\n".join(rows) + "\n")
+    (out / "critic.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    (out / "log.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     return {"val_acc": acc, "steps": step, "wall_s": wall}
 
 

@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     res["held_out"] = [str(p) for p in a.data]
     print(json.dumps(res, indent=2))
     if a.json:
-        Path(a.json).write_text(json.dumps(res, indent=2))
+        Path(a.json).write_text(json.dumps(res, indent=2), encoding="utf-8")
     if a.figure:
         figure(model, imgs, tracks, Path(a.figure))
     return 0

@@ -1,6 +1,7 @@
 """YuNet through ``cv2.FaceDetectorYN`` with a user-supplied model file (e.g. face_detection_yunet_2023mar.onnx)."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -35,11 +36,22 @@ class YuNetDetector(Detector):
             raise BackendUnavailable("this OpenCV build has no cv2.FaceDetectorYN")
         self.model_path = str(model_path)
         try:
-            # threshold low here; Detector.detect applies score_threshold
-            self.det = cv2.FaceDetectorYN.create(self.model_path, "", (320, 320), 0.3, nms_iou, top_k)
-        except cv2.error as e:
-            why = [ln.strip("> ").strip() for ln in str(e).splitlines() if ln.strip("> ").strip()]
-            raise ModelError(f"{model_path}: cannot load it as a YuNet model ({why[-1][:200] if why else e})") from None
+            data = np.frombuffer(Path(model_path).read_bytes(), np.uint8)
+        except OSError as e:
+            raise ModelError(f"{model_path}: cannot read the YuNet model ({e.strerror or e})") from None
+        # threshold low here; Detector.detect applies score_threshold. The model's bytes, read by Python: OpenCV
+        # opens a path given to it with the ANSI code page's narrow string on Windows, so C:\Users\José\... failed
+        try:
+            self.det = cv2.FaceDetectorYN.create("onnx", data, np.zeros(0, np.uint8), (320, 320), 0.3, nms_iou, top_k)
+        except (cv2.error, TypeError):  # OpenCV < 4.9 has no overload for a buffer: the path, as before
+            try:
+                self.det = cv2.FaceDetectorYN.create(self.model_path, "", (320, 320), 0.3, nms_iou, top_k)
+            except cv2.error as e:
+                why = [ln.strip("> ").strip() for ln in str(e).splitlines() if ln.strip("> ").strip()]
+                hint = ("; with this OpenCV, move it to a path of ASCII characters"
+                        if sys.platform == "win32" and not self.model_path.isascii() else "")
+                raise ModelError(f"{model_path}: cannot load it as a YuNet model "
+                                 f"({why[-1][:200] if why else e}){hint}") from None
         self._size = (320, 320)
 
     def _detect(self, image: np.ndarray) -> Detections:

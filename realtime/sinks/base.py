@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import abc
 import os
+import sys
 from pathlib import Path
 from typing import TypeVar, Union
 
@@ -15,7 +16,8 @@ __all__ = ["Sink", "prepare_output", "check_output_name"]
 
 def check_output_name(path: Union[str, Path]) -> Path:
     """Raise :class:`OutputError` when the file name of ``path`` is longer than its file system allows (the nearest
-    existing folder's ``NAME_MAX``, else 255 bytes): an input named near the limit gets ``NAME.annotated.mp4``."""
+    existing folder's ``NAME_MAX``, else 255 bytes; on Windows 255 UTF-16 code units, as NTFS counts): an input named
+    near the limit gets ``NAME.annotated.mp4``."""
     p = Path(path)
     folder = p.parent
     while not folder.exists() and folder != folder.parent:
@@ -24,9 +26,12 @@ def check_output_name(path: Union[str, Path]) -> Path:
         limit = os.pathconf(folder, "PC_NAME_MAX")
     except (OSError, ValueError, AttributeError):  # no pathconf (Windows) or no such setting
         limit = 255
-    n = len(os.fsencode(p.name))
+    if sys.platform == "win32":  # NTFS (and exFAT, FAT's long names) count UTF-16 code units, not bytes
+        n, unit = len(p.name.encode("utf-16-le", "surrogatepass")) // 2, "characters"
+    else:
+        n, unit = len(os.fsencode(p.name)), "bytes"
     if n > limit:
-        raise OutputError(f"{p.name[:40]}…{p.suffix}: output file name too long ({n} bytes; this file system allows "
+        raise OutputError(f"{p.name[:40]}…{p.suffix}: output file name too long ({n} {unit}; this file system allows "
                           f"{limit}): rename the input")
     return p
 

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import stat
+import sys
 from pathlib import Path
 from typing import List, Optional, Union
 
@@ -117,6 +118,14 @@ def format_rows(packet: FramePacket, code_dim: int, file_column: bool = False) -
     return "".join(_face_row(packet, f, code_dim) + end for f in packet.faces)
 
 
+def _open_elsewhere(e: OSError) -> str:
+    """What an error opening the CSV adds on Windows where the file is held by another program (``PermissionError``:
+    Excel locks a CSV it has open), as ``batch`` says: else ""."""
+    if sys.platform == "win32" and isinstance(e, PermissionError):
+        return "; is it open in another program (a spreadsheet, a player)? close it and try again"
+    return ""
+
+
 class CsvSink(Sink):
     """Write the per-frame CSV.
 
@@ -148,7 +157,7 @@ class CsvSink(Sink):
             self._fd: Optional[int] = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
                                               | getattr(os, "O_BINARY", 0), 0o666)
         except OSError as e:
-            raise OutputError(f"{self.path}: cannot write ({e.strerror or e})") from None
+            raise OutputError(f"{self.path}: cannot write ({e.strerror or e}){_open_elsewhere(e)}") from None
         try:
             self._write((",".join(self.columns) + "\n").encode())
         except OutputError:  # not even the header: no CSV (an empty file made here would block the next run)

@@ -62,19 +62,36 @@ def is_stream_url(spec: Union[str, Path]) -> bool:
 
 def local_path(spec: str) -> str:
     """The local path of a ``file://`` URL (percent-decoded: ``file:///data/my%20clip.mp4`` is
-    ``/data/my clip.mp4``); anything else as given.
+    ``/data/my clip.mp4``); anything else as given. On Windows the path is the system's
+    (``urllib.request.url2pathname``): ``file:///C:/Users/Zo%C3%AB/a.mp4`` is ``C:\\Users\\Zoë\\a.mp4``, and a URL
+    of another host is its UNC path (``file://server/share/a.mp4`` is ``\\\\server\\share\\a.mp4``).
 
     Raises:
-        facecycle.errors.InputError: a file URL of another host (``file://server/share/x.mp4``).
+        facecycle.errors.InputError: a file URL of another host (``file://server/share/x.mp4``) except on Windows, or
+            one that is no path there.
     """
     if url_scheme(spec) != "file":
         return spec
+    import sys
     from urllib.parse import unquote, urlsplit
 
     u = urlsplit(spec)
-    if u.netloc not in ("", "localhost"):
-        raise InputError(f"{spec}: a file URL of another host ({u.netloc}) cannot be read here; give a local path")
-    path = unquote(u.path)
+    if sys.platform == "win32":
+        from urllib.request import url2pathname
+
+        netloc, upath = u.netloc, u.path
+        if re.fullmatch(r"[A-Za-z][:|]", netloc):  # file://C:/x.mp4 (one slash short): the drive, not a host
+            netloc, upath = "", f"/{netloc}{upath}"
+        try:
+            path = url2pathname(upath) if upath else ""
+        except OSError as e:  # "Bad URL" (a colon that is no drive's)
+            raise InputError(f"{spec}: not a file URL of a Windows path ({e})") from None
+        if path and netloc.lower() not in ("", "localhost"):
+            path = "\\\\" + netloc + (path if path.startswith("\\") else "\\" + path)
+    else:
+        if u.netloc not in ("", "localhost"):
+            raise InputError(f"{spec}: a file URL of another host ({u.netloc}) cannot be read here; give a local path")
+        path = unquote(u.path)
     if not path:
         raise InputError(f"{spec}: a file URL without a path")
     return path
