@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
-__all__ = ["json_safe", "json_text", "sha256_file", "text_name", "temp_path", "write_atomic", "write_failure",
-           "name_key", "caseless_note", "names_caseless", "CASELESS_NAMES",
+__all__ = ["json_safe", "json_text", "sha256_file", "text_name", "nfc_text", "file_id", "temp_path", "write_atomic",
+           "write_failure", "name_key", "caseless_note", "names_caseless", "CASELESS_NAMES",
            "match_umask", "check_can_create", "unread_pictures", "visible_files", "walk_once", "IMAGE_SUFFIXES",
            "UNREAD_PICTURE_SUFFIXES", "VIDEO_SUFFIXES", "Busy", "lock_file", "unlock_file", "lock_name"]
 
@@ -31,10 +31,34 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mpg", ".mpe
 
 def text_name(name: str) -> str:
     """A path or file name as text that any UTF-8 writer takes: a name that is not valid UTF-8 (its bytes kept by
-    Python as surrogates) gets those bytes as ``\\xNN`` escapes; other names are returned as they are."""
+    Python as surrogates) gets those bytes as ``\\xNN`` escapes; and in Unicode's composed form (NFC): macOS hands
+    out decomposed names (``Zoe\\u0308.mp4``), which matched no ``Zoë.mp4`` typed in a label sheet (the CSV's
+    ``file`` column, the Parquet ``video`` column). The file's own name on disk is not changed."""
+    import os
+    import unicodedata
+
+    return unicodedata.normalize("NFC", os.fsencode(name).decode("utf-8", "backslashreplace"))
+
+
+def nfc_text(name: str) -> str:
+    """``name`` in Unicode's composed form (NFC), as recorded text (``batch.json``'s ``rel``): an NFD name from
+    macOS and its NFC spelling give one text. Bytes that are not UTF-8 (surrogates) are kept as they are."""
+    import unicodedata
+
+    return unicodedata.normalize("NFC", name)
+
+
+def file_id(path: Union[str, Path]) -> Optional[Tuple[int, int]]:
+    """``(st_dev, st_ino)`` of an existing file or folder (links followed): its identity however its path is spelled
+    (a case variant or an NFD spelling on macOS and Windows, a hard link, a bind mount); None where it does not exist
+    or cannot be looked at, or where the file system gives no inode number (0): compare paths there."""
     import os
 
-    return os.fsencode(name).decode("utf-8", "backslashreplace")
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino) if st.st_ino else None
 
 
 def temp_path(path: Union[str, Path]) -> Path:
@@ -116,9 +140,12 @@ def names_caseless(folder: Union[str, Path, None]) -> bool:
 
 
 def name_key(name: str, caseless: bool) -> str:
-    """``name`` as a file system compares it: lower case where it compares names without case (``caseless``,
-    :func:`names_caseless`), else as it is."""
-    return name.lower() if caseless else name
+    """``name`` as a file system compares it: in Unicode's composed form (NFC) and lower case where it compares
+    names without case (``caseless``, :func:`names_caseless`: macOS's APFS and HFS+, which also compare ``Zoë``
+    composed and decomposed as one name; Windows' NTFS), else as it is."""
+    import unicodedata
+
+    return unicodedata.normalize("NFC", name).lower() if caseless else name
 
 
 def caseless_note(caseless: bool) -> str:

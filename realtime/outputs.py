@@ -30,10 +30,10 @@ import time
 import weakref
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from facecycle.errors import FaceCycleError, OutputError
-from facecycle.files import VIDEO_SUFFIXES, Busy, lock_file, lock_name, unlock_file, write_failure
+from facecycle.files import VIDEO_SUFFIXES, Busy, file_id, lock_file, lock_name, unlock_file, write_failure
 
 from .annotators import Annotator, Compose
 from .sinks import CsvSink, ImageSink, VideoSink, is_image_path, write_sidecar
@@ -70,16 +70,24 @@ def first_clash(new: Dict[str, Optional[PathLike]], taken: Optional[Dict[str, Op
     """``"PATH: the ROLE would be written over WHAT"`` for the first of ``new`` (role -> path; None: none) that is
     one file (after links) with one of ``taken`` (what -> path) or with another of ``new`` before it; None where
     all are distinct. The one rule of the Python API's outputs at a run's start and of outputs switched on while it
-    goes."""
-    seen = {_real(p): what for what, p in (taken or {}).items() if p is not None}
+    goes. Files that exist are compared by identity (device and inode), others by real path: paths alone let a
+    recording to ``clip.mp4`` replace the input ``Clip.mp4`` on macOS, where the two names are one file."""
+    seen = {_key(p): what for what, p in (taken or {}).items() if p is not None}
     for role, p in new.items():
         if p is None:
             continue
-        key = _real(p)
+        key = _key(p)
         if key in seen:
             return f"{p}: the {role} would be written over {seen[key]}"
         seen[key] = f"the {role}"
     return None
+
+
+def _key(path: PathLike) -> Tuple[Any, ...]:
+    """What :func:`first_clash` compares: an existing file's identity (:func:`~facecycle.files.file_id`), else its
+    real path (:func:`_real`)."""
+    ident = file_id(path)
+    return ("file", *ident) if ident is not None else ("path", _real(path))
 
 
 def _real(path: PathLike) -> str:

@@ -17,6 +17,7 @@ work on one input's outputs at once: the second leaves it to the first (status `
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from facecycle.errors import FaceCycleError, InputError, OutputError, UsageError
-from facecycle.files import Busy, lock_file, unlock_file
+from facecycle.files import Busy, file_id, lock_file, nfc_text, unlock_file
 from facecycle.jsonvalues import is_int, is_number
 
 from ..sinks.image_sink import is_image_path, picture_suffix
@@ -75,11 +76,16 @@ def _unlock_outputs(path: Path, fd: Optional[int]) -> None:
 
 
 def same_input(a: Any, b: Any) -> bool:
-    """Whether two recorded inputs (paths or URLs as given) are the same file."""
+    """Whether two recorded inputs (paths or URLs as given) are the same file: by identity (device and inode) where
+    both exist, else by real path. Paths alone missed one file spelled two ways on macOS and Windows (``~/Videos``
+    and ``~/videos``: every input of a rerun failed as another batch's)."""
     a, b = str(a), str(b)
     if "://" in a or "://" in b:
         return a == b
-    return os.path.realpath(a) == os.path.realpath(b)
+    ia, ib = file_id(a), file_id(b)
+    if ia is not None and ib is not None:
+        return ia == ib
+    return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
 
 
 #: hidden folder (per output folder) that holds attempts in progress
@@ -193,10 +199,12 @@ def count_csv_rows(path: Union[str, Path]) -> int:
 _WINDOWS = os.name == "nt"
 
 
-def _replace(src: Union[str, Path], dst: Union[str, Path], tries: int = 5) -> None:
+def _replace(src: Union[str, Path], dst: Union[str, Path], tries: int = 5,
+             held: Optional[Union[str, Path]] = None) -> None:
     """``os.replace``, retried a few times on Windows where another program holds ``dst`` open; still held, the
     input fails (InputError) and the batch goes on: a CSV left open in a spreadsheet stopped the whole batch as an
-    output folder that cannot be written."""
+    output folder that cannot be written. ``held``: the file the error names (default ``dst``; ``src`` where a
+    user's file is moved aside)."""
     for attempt in range(tries):
         try:
             os.replace(src, dst)
@@ -205,8 +213,8 @@ def _replace(src: Union[str, Path], dst: Union[str, Path], tries: int = 5) -> No
             if not _WINDOWS:  # a folder that cannot be written: every input would fail alike
                 raise
             if attempt + 1 == tries:
-                raise InputError(f"{dst}: cannot be replaced, open in another program? ({e.strerror or e}); close "
-                                 "it and run the batch again") from None
+                raise InputError(f"{held or dst}: cannot be replaced, open in another program? ({e.strerror or e}); "
+                                 "close it and run the batch again") from None
             time.sleep(0.2 * (attempt + 1))
 
 
@@ -404,7 +412,7 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
             return res
         # before anything is moved or deleted: a folder at an output's path was moved aside and deleted with the
         # user's files inside (the sidecar's), or stopped the whole batch (the CSV's). This input fails; the rest go on
-        bad = not_a_file(paths, task["input"])
+        bad = not_a_file(paths, task["input"]) or _name_too_long(paths, task["input"])
         if bad is not None:
             res.update(error=bad, error_type="OutputError", exit_code=OutputError.exit_code)
             return res
@@ -431,7 +439,8 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
         side = Path(paths["sidecar"])
         if side.is_symlink() or side.is_file():  # never a folder (a user's, made there since not_a_file looked)
             old.mkdir(exist_ok=True)
-            os.replace(paths["sidecar"], old / Path(paths["sidecar"]).name)
+            # retried on Windows, where an editor or a virus scanner may hold it (it stopped the whole batch)
+            _replace(side, old / side.name, held=side)
         work = work_root / f"{task['run_id']}.{os.getpid()}"
         work.mkdir()
         stem = paths["stem"]
@@ -470,7 +479,7 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
         info["csv"] = res["csv"]
         info["video"] = res["video"]
         info["fingerprint"] = task["fingerprint"]
-        info["batch"] = {"run_id": task["run_id"], "input": task["input"], "rel": task["rel"],
+        info["batch"] = {"run_id": task["run_id"], "input": task["input"], "rel": nfc_text(task["rel"]),
                          "retries": res["retries"], "rows": res["rows"], **task.get("batch", {}),
                          "csv_bytes": res["csv_bytes"]}
         from realtime.sinks import write_sidecar
@@ -482,14 +491,23 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
         res.update(error=str(e) + _set_aside(paths, work_root, placed), error_type=type(e).__name__,
                    exit_code=e.exit_code)
     except FaceCycleError as e:  # model, output, backend: every other input would fail the same way
-        res.update(status="error", error=_final_names(str(e), tmp, paths), error_type=type(e).__name__,
-                   exit_code=e.exit_code)
+        alone = _this_input_only(e, task) if isinstance(e, OutputError) else None
+        if alone is not None:  # (a sink's error made from an OSError of this input's paths alone)
+            res.update(error=_final_names(alone, tmp, paths), error_type="OutputError",
+                       exit_code=OutputError.exit_code)
+        else:
+            res.update(status="error", error=_final_names(str(e), tmp, paths), error_type=type(e).__name__,
+                       exit_code=e.exit_code)
     except Exception as e:  # noqa: BLE001 - reported per input; the batch goes on
         folder = _folder_in_the_way(e, tmp, paths)
+        alone = _this_input_only(e, task) if folder is None else None
         if folder is not None:  # (one made there while the input ran: not_a_file found none before) this input's
             res.update(error=f"{folder}: a folder, where {task['input']}'s output goes; it is not replaced: move it "
                              "away (or give another --out-dir)", error_type="OutputError",
                        exit_code=OutputError.exit_code)  # alone: named, not the output folder every input shares
+        elif alone is not None:  # a path too long, a file of its own that may not be written: this input fails
+            res.update(error=_final_names(alone, tmp, paths), error_type="OutputError",
+                       exit_code=OutputError.exit_code)
         elif isinstance(e, OSError) and _under(getattr(e, "filename", None), task.get("out_dir")):
             # the output folder cannot be written (read-only, full, immutable): every input would fail alike
             err = OutputError(f"{Path(paths['sidecar']).parent}: cannot write {task['rel']}'s outputs there "
@@ -524,6 +542,76 @@ def _under(path: Any, root: Any) -> bool:
     if not path or not root:
         return False
     return Path(os.path.abspath(os.fsdecode(path))).is_relative_to(os.path.abspath(os.fsdecode(root)))
+
+
+#: Windows' path limit where long paths are not enabled (MAX_PATH, 260 with the closing NUL; a folder's is 248):
+#: a longer path fails there as "not found" (ERROR_PATH_NOT_FOUND), or as ERROR_FILENAME_EXCED_RANGE (206)
+_WINDOWS_MAX_FOLDER = 248
+
+
+def _name_too_long(paths: Dict[str, Any], what: str) -> Optional[str]:
+    """One line where the name of one of ``paths``' CSV, video and sidecar is longer than its file system allows
+    (an input named near 255 bytes gets ``NAME.annotated.mp4`` over it: :func:`~realtime.sinks.base.
+    check_output_name`), or None. The input fails alone, before anything is moved: it stopped the whole batch as
+    an output error."""
+    from ..sinks.base import check_output_name
+
+    for k in ("csv", "video", "sidecar"):
+        p = paths.get(k)
+        if p is None:
+            continue
+        try:
+            check_output_name(p)
+        except OutputError as e:
+            return f"{what}: {e}"
+        except OSError:  # a path too long as a whole (checked when it is written)
+            return None
+    return None
+
+
+def _this_input_only(e: BaseException, task: Dict[str, Any]) -> Optional[str]:
+    """One line where ``e`` (an ``OSError``, or an output error made from one) concerns the outputs of this input
+    alone, not the output folder every input shares, or None (the batch stops: every input would fail alike).
+
+    Alone: a path under ``--out-dir`` too long (``ENAMETOOLONG``; on Windows without long paths, one of 248
+    characters or more that fails as not found, or error 206): an attempt's work copies
+    (``.facecycle-partial/STEM/RUN.PID/NAME``) are about 50 characters longer than the final outputs, and one
+    such input stopped the whole batch with a bare "No such file or directory". And a ``PermissionError`` where the
+    output folder itself may be written (a folder or file of this input's that may not be, a file another program
+    holds on Windows)."""
+    err: Optional[BaseException] = e
+    for _ in range(4):  # the OSError an OutputError was raised from (or while handling)
+        if err is None or isinstance(err, OSError):
+            break
+        err = err.__cause__ or err.__context__
+    if not isinstance(err, OSError):
+        return None
+    out = task.get("out_dir")
+    names = [os.fsdecode(n) for n in (err.filename, getattr(err, "filename2", None)) if isinstance(n, (str, bytes))]
+    names = [n for n in names if _under(n, out)]
+    if not names:
+        return None
+    name = max(names, key=len)
+    why = err.strerror or str(err)
+    if err.errno == errno.ENAMETOOLONG or (_WINDOWS and (getattr(err, "winerror", None) == 206 or (
+            err.errno == errno.ENOENT and len(name) >= _WINDOWS_MAX_FOLDER))):
+        where = f" (a work copy, in {PARTIAL_DIR})" if PARTIAL_DIR in Path(name).parts else ""
+        hint = ("Windows allows 259 characters unless long paths are enabled (LongPathsEnabled): enable them, or give "
+                "a shorter --out-dir" if _WINDOWS else "give a shorter --out-dir, or rename the input")
+        return (f"{task['input']}: its outputs cannot be written: a path of {len(name)} characters{where} is too long "
+                f"({why}); {hint}")
+    if isinstance(err, PermissionError) and out and os.access(out, os.W_OK) and not _same_folder(name, out):
+        held = "; open in another program? close it and run the batch again" if _WINDOWS else ""
+        return f"{task['input']}: its outputs cannot be written ({name}: {why}){held}"
+    return None
+
+
+def _same_folder(a: Any, b: Any) -> bool:
+    """Whether the paths ``a`` and ``b`` name one folder (or file)."""
+    ia, ib = file_id(a), file_id(b)
+    if ia is not None and ib is not None:
+        return ia == ib
+    return os.path.abspath(a) == os.path.abspath(b)
 
 
 def _folder_in_the_way(e: BaseException, tmp: Dict[str, Optional[Path]], paths: Dict[str, Any]) -> Optional[str]:

@@ -17,6 +17,7 @@ from facecycle.files import (
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
     caseless_note,
+    file_id,
     name_key,
     names_caseless,
     unread_pictures,
@@ -108,23 +109,40 @@ def url_name(url: str) -> str:
     return parts[-1] if parts else host
 
 
-def _annotated_output(f: Path, out_dir: Optional[Path]) -> bool:
+def _is_out_dir(d: Path, out_dir: Optional[Path], out_id: Optional[Tuple[int, int]]) -> bool:
+    """Whether the folder ``d`` is the output folder ``out_dir``: by identity (``out_id``, its
+    :func:`~facecycle.files.file_id`) where both exist, else by path. Paths alone missed the output folder spelled
+    otherwise (``~/Videos/out`` given as ``~/videos/out`` on macOS, where both are one folder)."""
+    if out_dir is None:
+        return False
+    if d == out_dir:
+        return True
+    return out_id is not None and file_id(d) == out_id
+
+
+def _annotated_output(f: Path, out_dir: Optional[Path], out_id: Optional[Tuple[int, int]] = None) -> bool:
     """Whether ``f`` is an annotated video this tool wrote under ``out_dir`` (``clip.annotated.mp4``): never an
-    input, also where the output folder is the input folder or lies under a pattern's reach."""
-    return (out_dir is not None and Path(f.stem).suffix == ".annotated"
-            and (f.parent == out_dir or out_dir in f.parents))
+    input, also where the output folder is the input folder or lies under a pattern's reach. ``out_id``: the
+    output folder's :func:`~facecycle.files.file_id`, to find it however ``f``'s folders are spelled."""
+    if out_dir is None or Path(f.stem).suffix != ".annotated":
+        return False
+    if f.parent == out_dir or out_dir in f.parents:
+        return True
+    return out_id is not None and any(file_id(q) == out_id for q in f.parents)
 
 
-def _expand(spec: str, out_dir: Optional[Path], origin: str) -> List[Tuple[Path, Path, Optional[str]]]:
-    """(file, root it is mirrored from, error) for one spec; ``error`` for a missing path or an empty pattern."""
+def _expand(spec: str, out_dir: Optional[Path], origin: str,
+            out_id: Optional[Tuple[int, int]] = None) -> List[Tuple[Path, Path, Optional[str]]]:
+    """(file, root it is mirrored from, error) for one spec; ``error`` for a missing path or an empty pattern.
+    ``out_id``: the output folder's :func:`~facecycle.files.file_id` (None: not made yet)."""
     if _GLOB_CHARS & set(spec) and not Path(spec).exists():
         hits = sorted(glob.glob(os.path.expanduser(spec), recursive=True))
         if not hits:
             p = Path(os.path.abspath(spec))
             return [(p, p.parent, f"{spec}: no file matches this pattern{origin}")]
         # the output folder is not searched where the pattern names it (its annotated videos are never inputs)
-        hits = [h for h in hits if out_dir is None or Path(os.path.abspath(h)) != out_dir]
-        return [t for h in hits for t in _expand(h, out_dir, origin)]
+        hits = [h for h in hits if not _is_out_dir(Path(os.path.abspath(h)), out_dir, out_id)]
+        return [t for h in hits for t in _expand(h, out_dir, origin, out_id)]
     p = Path(os.path.abspath(os.path.expanduser(spec)))
     if p.is_dir():
         found: List[Tuple[Path, Path, Optional[str]]] = []
@@ -133,10 +151,10 @@ def _expand(spec: str, out_dir: Optional[Path], origin: str) -> List[Tuple[Path,
             d = Path(dirpath)
             # hidden folders (our own .facecycle-partial among them) and the output folder are not inputs
             dirnames[:] = sorted(n for n in dirnames if not n.startswith(".")
-                                 and (out_dir is None or (d / n) != out_dir))
+                                 and not _is_out_dir(d / n, out_dir, out_id))
             for name in sorted(filenames):
                 if (not name.startswith(".") and Path(name).suffix.lower() in VIDEO_SUFFIXES
-                        and not _annotated_output(d / name, out_dir)):
+                        and not _annotated_output(d / name, out_dir, out_id)):
                     found.append((d / name, p, None))
         if not found:
             images = sum(1 for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file())
@@ -150,7 +168,7 @@ def _expand(spec: str, out_dir: Optional[Path], origin: str) -> List[Tuple[Path,
         return found
     if not p.exists():
         return [(p, p.parent, f"{spec}: no such file or folder{origin}")]
-    if _annotated_output(p, out_dir):
+    if _annotated_output(p, out_dir, out_id):
         log.info("%s: an annotated video of this output folder, not an input", spec)
         return []
     return [(p, p.parent, None)]
@@ -190,7 +208,8 @@ def collect_inputs(specs: Iterable[str], out_dir: Optional[Union[str, Path]] = N
 
     Returns:
         (items in command-line order, duplicates: ``{"input", "count"}`` for paths given more than once
-        (the same file under two names counts once: real paths are compared)). Items of missing paths carry
+        (the same file under two names counts once: files are compared by device and inode, a missing path by its
+        real path)). Items of missing paths carry
         ``error``.
 
     Raises:
@@ -209,6 +228,7 @@ def collect_inputs(specs: Iterable[str], out_dir: Optional[Union[str, Path]] = N
             raise OutputError(f"{rel[0]}: the current folder no longer exists (deleted?); cd to a folder "
                               "that exists, or give absolute paths") from None
     out = Path(os.path.abspath(out_dir)) if out_dir is not None else None
+    out_id = file_id(out) if out is not None else None  # the output folder however a walk spells it
     pairs: List[Tuple[Path, Path, Optional[str]]] = []
     urls: List[str] = []  # served files: outputs under HOST/PATH
     refused: List[str] = []  # live streams: a batch task must end
@@ -224,7 +244,7 @@ def collect_inputs(specs: Iterable[str], out_dir: Optional[Union[str, Path]] = N
                     refused.append(entry + origin)
             else:
                 try:
-                    pairs += _expand(entry, out, origin)
+                    pairs += _expand(entry, out, origin, out_id)
                 except OSError as e:  # a name too long for the file system (it was an internal error that printed
                     shown = entry if len(entry) <= 120 else f"{entry[:100]}... ({len(entry)} characters)"  # all of it)
                     p = Path(os.path.abspath(entry))
@@ -234,12 +254,13 @@ def collect_inputs(specs: Iterable[str], out_dir: Optional[Union[str, Path]] = N
         raise UsageError(f"{refused[0]}{more}: batch reads files, folders and served files "
                          f"({', '.join(s + '://' for s in BATCH_URL_SCHEMES)}), not live streams, which never end; "
                          "`facecycle process URL` reads a stream")
-    # duplicates: by real path (symlinks and ../ spellings of one file)
-    seen: Dict[str, int] = {}
-    counts: Dict[str, int] = {}
+    # duplicates: by identity (device and inode) where the file exists, else by real path: symlinks, ../
+    # spellings, hard links of one file, and on macOS and Windows its case variants (`Clip.mp4`, `clip.mp4`)
+    seen: Dict[Any, int] = {}
+    counts: Dict[Any, int] = {}
     unique: List[Tuple[Path, Path, Optional[str]]] = []
     for f, r, e in pairs:
-        key = os.path.realpath(f)
+        key: Any = file_id(f) or os.path.realpath(f)
         if key in seen:
             counts[key] = counts.get(key, 1) + 1
             continue
