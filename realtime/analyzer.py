@@ -34,6 +34,7 @@ import numpy as np
 
 from facecycle.cpus import cap_threads, release_free_memory, usable_cpus
 from facecycle.errors import FaceCycleError, UsageError
+from facecycle.files import text_name
 
 from . import baseline as baseline_rule
 from .annotators import Annotator, default_annotator
@@ -333,6 +334,7 @@ class Analyzer:
         # a photo's look at a larger size (Detector.detect_still) follows the same choice: an explicit
         # --detect-size is kept as given there too (a review's finding: photos took the look regardless)
         self.detector.look_larger = self.adapt_detect_size
+        self.detector.enlarge_small = True  # a small still without a face found is looked at enlarged (detect_still)
         #: the model-without-a-head warning was given (once per analyzer, when its first run starts)
         self.warned_no_head = False
         self.max_faces = max_faces
@@ -600,6 +602,9 @@ SMOOTHED = ("pose", "code", "intensity", "emotions")
 #: the most faces (tracks) the sidecar's ``dark_faces.tracks`` lists one by one, those with the most rows read
 #: brightened (``tracks_total`` counts them all: a folder of 30,000 dark photos has a track per face)
 DARK_TRACKS_LISTED = 100
+#: the most pictures read whole (no face found in a small picture) the sidecar's ``input.read_whole_first`` names,
+#: as CSV ``file`` names (frame indices where the input names no files); ``input.read_whole`` counts them all
+READ_WHOLE_LISTED = 1000
 #: the most face ids the once-per-run "too dark" warning names ("and N more" after them), and the most faces
 #: brightened later in the run that are each said at INFO level
 DARK_TRACKS_SAID = 5
@@ -767,6 +772,10 @@ class Run:
         self._dark_tracks: Dict[int, List[Any]] = {}
         self._dark_stale = False
         self._dark_later_said = 0
+        #: small pictures with no face found, read whole as the face (FaceInference.frame_as_still): how many, and the
+        #: first READ_WHOLE_LISTED's files (frame indices where the source names none), the sidecar's input.read_whole
+        self._read_whole = 0
+        self._read_whole_first: List[Any] = []
         #: read the file once ahead for the track reference (see Analyzer.process_video)
         active = self.neutral_ref is not None and analyzer.inference.neutralize
         # a video file read at full speed; never a single picture (one frame: nothing later to take a neutral
@@ -917,7 +926,12 @@ class Run:
         if self._turns is not None and faces and not self.src.stills:
             self._note_turns(faces)
         if self.src.stills:  # a face that fills its picture is read from the whole picture, as the probes read it
-            an.inference.frame_as_still(p)
+            found = bool(p.faces)
+            an.inference.frame_as_still(p, self.tracker)
+            if p.faces and not found:  # a small picture with no face found, read whole: the sidecar counts them
+                self._read_whole += 1
+                if len(self._read_whole_first) < READ_WHOLE_LISTED:
+                    self._read_whole_first.append(text_name(p.file) if p.file else p.index)
         p.scene_cut = self.tracker.last_cut
         if self._record is not None and run_det:
             self._detected.add(p.index)
@@ -1109,7 +1123,9 @@ class Run:
     def describe(self) -> Dict[str, Any]:
         """What produced the numbers: the JSON sidecar's body (without status and statistics)."""
         self._list_dark()  # (over DARK_TRACKS_LISTED dark faces, listed here rather than every frame)
-        return {"input": self.src.describe(),
+        return {"input": {**self.src.describe(), **({"read_whole": self._read_whole,
+                                                     "read_whole_first": list(self._read_whole_first)}
+                                                    if self.src.stills else {})},
                 "columns": {"count": len(csv_columns(self.analyzer.code_dim, self.src.frame_files)),
                             "code_dim": self.analyzer.code_dim, "emotions": self.analyzer.head is not None,
                             "file": self.src.frame_files},

@@ -35,13 +35,17 @@ class FrameSource(Source):
         name: what to call the source in logs and the sidecar.
         live: True for frames that arrive at their own pace (a camera callback): a slow pipeline then drops the
             oldest instead of waiting.
+        stills: the images are separate pictures, not a video's frames (:attr:`Source.stills`): each is read on its
+            own, as ``Analyzer.analyze_image`` reads it (detected afresh with the still's second tries, new face ids,
+            nothing smoothed or carried over; ``process_video(images, images="stills")`` sets it).
 
     Raises:
         facecycle.errors.InputError (while iterating): an item that is not an image, or a timestamp that does not
         increase (the message names the frame).
     """
 
-    def __init__(self, frames: Iterable[Any], fps: float = 30.0, name: str = "frames", live: bool = False) -> None:
+    def __init__(self, frames: Iterable[Any], fps: float = 30.0, name: str = "frames", live: bool = False,
+                 stills: bool = False) -> None:
         super().__init__()
         if isinstance(frames, (str, bytes)) or not hasattr(frames, "__iter__"):
             raise UsageError(f"frames must be an iterable of images, not {type(frames).__name__}")
@@ -61,6 +65,7 @@ class FrameSource(Source):
         self.fps = float(fps)
         self.name = name
         self.live = bool(live)
+        self.stills = bool(stills)
         self.frame_count = len(frames) if hasattr(frames, "__len__") else None  # type: ignore[arg-type]
         # decided before frame 0 (the sinks read it): 1/1000 of a frame, so that frame i is pts i*1000 exactly and
         # a caller's timestamp is kept to that precision
