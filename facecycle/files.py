@@ -19,8 +19,10 @@ __all__ = ["json_safe", "json_text", "sha256_file", "text_name", "nfc_text", "fi
 log = logging.getLogger(__name__)
 
 #: still-image file suffixes every folder reader accepts (lower case; OpenCV reads them all, AVIF where its build
-#: has the codec, as the pip wheels since 4.11 do)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".avif")
+#: has the codec, as the pip wheels since 4.11 do). ``.jfif`` and ``.jpe`` are JPEG (a browser's download, old
+#: Windows software), which folders left out without a word. An image folder also reads ``.gif`` (its first frame:
+#: ``realtime.sources.images.FOLDER_SUFFIXES``)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".avif", ".jfif", ".jpe")
 #: picture files that are not read (OpenCV decodes none of them: a phone's HEIC/HEIF, cameras' raw formats); the
 #: errors for such a file, or a folder of them, say to convert them
 UNREAD_PICTURE_SUFFIXES = (".heic", ".heif", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf")

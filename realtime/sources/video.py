@@ -27,7 +27,7 @@ import numpy as np
 
 from facecycle.errors import InputError, OutOfMemory, UsageError, address_space_limited, is_out_of_memory
 from facecycle.files import IMAGE_SUFFIXES, UNREAD_PICTURE_SUFFIXES, VIDEO_SUFFIXES
-from facecycle.imageio import PictureTooLarge, picture_size, too_large
+from facecycle.imageio import PictureTooLarge, picture_size, read_image, too_large
 
 from ..types import FramePacket
 from .base import Source
@@ -578,6 +578,8 @@ class VideoSource(Source):
                     least_lag = lag if least_lag is None else min(least_lag, lag)
                 ts = float((pts - self.first_pts) * tb)
                 img = self._to_bgr(frame)
+                if self.still and self.path is not None:
+                    img = self._as_folder_reads(img)
                 pkt = FramePacket(index=index, pts=pts, time_base=tb, timestamp=ts, image=img,
                                   source=self.name, stats={"decode": time.perf_counter() - t})
                 if self.realtime:  # pace like a camera
@@ -748,6 +750,22 @@ class VideoSource(Source):
             img = rotate_image(img, rot)
         self.height, self.width = img.shape[:2]
         return img
+
+    def _as_folder_reads(self, img: np.ndarray) -> np.ndarray:
+        """A single picture's pixels as an image folder and ``Analyzer.analyze_image`` decode the file
+        (:func:`facecycle.imageio.read_image`: OpenCV, its EXIF orientation applied), so that a picture given alone
+        and in a folder give the same rows: FFmpeg's decode of a colour JPEG or WebP differs by up to 12 levels
+        (another IDCT and YUV conversion), and 1 of 30 FER faces read another label alone. ``img`` (FFmpeg's)
+        where OpenCV does not decode the file."""
+        try:
+            mine = read_image(self.path) if self.path is not None else None
+        except (PictureTooLarge, OSError):  # (FFmpeg read it: its size was within the bound)
+            mine = None
+        if mine is None:
+            log.debug("%s: decoded by FFmpeg (OpenCV does not read it)", self.name)
+            return img
+        self.height, self.width = mine.shape[:2]
+        return np.ascontiguousarray(mine)
 
     def close(self) -> None:
         """Close the input and let go of every PyAV object (idempotent): the container, its streams (their codec
