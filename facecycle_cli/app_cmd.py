@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import sys
 from typing import List, Optional
 
@@ -30,10 +32,91 @@ def _app(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """The ``facecycle-app`` GUI script: same options as ``facecycle app``."""
+    """The ``facecycle-app`` GUI script: same options as ``facecycle app``.
+
+    Its Windows launcher has no console: ``sys.stderr`` is None, and the one-line error of a bad option, a missing
+    model or a missing PyQt6 went nowhere (no window, no message). There the messages are kept, and on a non-zero
+    exit they are shown in a message box (:func:`show_error`)."""
     from . import main as cli_main
 
-    return cli_main(["app", *(sys.argv[1:] if argv is None else list(argv))])
+    args = ["app", *(sys.argv[1:] if argv is None else list(argv))]
+    if sys.stderr is not None:
+        return cli_main(args)
+    captured = _Tail()
+    sys.stderr = captured  # type: ignore[assignment]
+    code: object = 1
+    try:
+        code = cli_main(args)
+        return code  # type: ignore[return-value]
+    except SystemExit as e:  # argparse's usage errors (2), --help (0)
+        code = e.code
+        raise
+    finally:
+        if sys.stderr is captured:
+            sys.stderr = None  # type: ignore[assignment]
+        if code not in (0, None):
+            text = captured.getvalue().strip() or f"facecycle-app ended with exit code {code}"
+            show_error(text)
+
+
+#: how much of the messages :func:`main` keeps where stderr is None (the last characters written)
+_TAIL_CHARS = 8000
+
+#: the most lines of messages a message box shows (the last ones, the error among them)
+_BOX_LINES = 20
+
+
+class _Tail(io.StringIO):
+    """A ``StringIO`` that keeps the last :data:`_TAIL_CHARS` characters written: the messages of a long session
+    (warnings) do not pile up in memory, the last ones (the error) are kept."""
+
+    def write(self, s: str) -> int:  # type: ignore[override]
+        n = super().write(s)
+        if self.tell() > 2 * _TAIL_CHARS:
+            keep = self.getvalue()[-_TAIL_CHARS:]
+            self.seek(0)
+            self.truncate()
+            super().write(keep)
+        return n
+
+
+def show_error(text: str) -> None:
+    """Show ``text`` (the messages of a failed start) in a message box: Qt's where PyQt6 imports, else, on Windows,
+    the system's (``MessageBoxW``). Never raises: a message that cannot be shown is dropped."""
+    lines = text.splitlines()
+    if len(lines) > _BOX_LINES:
+        text = "\n".join(["…", *lines[-_BOX_LINES:]])
+    try:
+        from PyQt6.QtWidgets import QApplication, QMessageBox
+    except Exception:  # noqa: BLE001 - PyQt6 missing or broken: the system's box
+        _windows_box(text)
+        return
+    try:
+        if QApplication.instance() is None and not _has_display():
+            return  # (Qt would abort the process, not raise)
+        _qapp = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "facecycle-app"])  # kept alive
+        QMessageBox.critical(None, "FaceCycle RT", text)
+    except Exception:  # noqa: BLE001 - a box that cannot be shown (no display): the system's, else nothing
+        _windows_box(text)
+
+
+def _has_display() -> bool:
+    """Whether a QApplication can start: always on Windows and macOS; on Linux with an X11 or Wayland display, or a
+    platform chosen with QT_QPA_PLATFORM."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
+
+
+def _windows_box(text: str) -> None:
+    if sys.platform != "win32":
+        return
+    try:
+        import ctypes
+
+        ctypes.windll.user32.MessageBoxW(None, text, "FaceCycle RT", 0x10)  # type: ignore[attr-defined]  # MB_ICONERROR
+    except Exception:  # noqa: BLE001 - nothing more to try
+        pass
 
 
 if __name__ == "__main__":

@@ -10,8 +10,18 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Collection, Deque, List, Optional, Sequence, Tuple, Union
 
-from PyQt6.QtCore import QByteArray, QSettings, Qt, QTimer, pyqtSignal
-from PyQt6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence, QScreen
+from PyQt6.QtCore import QByteArray, QEvent, QSettings, Qt, QTimer, pyqtSignal
+from PyQt6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QColor,
+    QDragEnterEvent,
+    QDropEvent,
+    QGuiApplication,
+    QKeySequence,
+    QPalette,
+    QScreen,
+)
 from PyQt6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -43,7 +53,8 @@ from .widgets.plot import ThrottledText
 
 __all__ = ["MainWindow", "backend_choices", "detector_choices", "rotation_text", "app_settings", "gui_message",
            "saved_text",
-           "first_run_size", "APP_TITLE", "OUTPUT_ERRORS", "REMEMBERED", "DEFAULT_SIZE", "VIEW_HELP"]
+           "first_run_size", "open_keys", "key_hint", "contrast_ratio", "rec_color", "REC_COLORS",
+           "APP_TITLE", "OUTPUT_ERRORS", "REMEMBERED", "DEFAULT_SIZE", "VIEW_HELP"]
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +65,9 @@ VIDEO_FILTER = "Videos (" + " ".join(f"*{x}" for x in VIDEO_SUFFIXES) + ");;All 
 APP_TITLE = "FaceCycle RT"
 
 #: where the window remembers the user's choices: ``QSettings("FaceCycleRT", "app")``, on Linux
-#: ``~/.config/FaceCycleRT/app.conf`` (``$XDG_CONFIG_HOME`` if set); docs/app.md says how to reset them
+#: ``~/.config/FaceCycleRT/app.conf`` (``$XDG_CONFIG_HOME`` if set), on macOS
+#: ``~/Library/Preferences/com.facecyclert.app.plist``, on Windows the registry key
+#: ``HKEY_CURRENT_USER\Software\FaceCycleRT\app``; docs/app.md says how to reset them
 SETTINGS_ORGANIZATION, SETTINGS_APPLICATION = "FaceCycleRT", "app"
 
 #: what :meth:`MainWindow.restore_settings` can restore besides the folders (the names its ``skip`` takes)
@@ -63,6 +76,14 @@ REMEMBERED = ("overlays", "backend", "detector", "rotate", "realtime", "geometry
 #: how the run's outputs (realtime.outputs) word an output that could not be opened, written or finished, and the
 #: session an end whose files could not be finished (ui.session)
 OUTPUT_ERRORS = OUTPUT_FAILED + (FILES_NOT_FINISHED,)
+
+#: the Open file… shortcut, in Qt's portable form: Ctrl is the Command key (⌘) on macOS, and the texts shown to the
+#: user write it as the platform does (:func:`open_keys`)
+OPEN_SHORTCUT = "Ctrl+O"
+
+#: the "● REC" label's colour: the red for light backgrounds (8.3:1 on white), the one for dark ones (5.6:1 on the
+#: #323232 of macOS's and Windows 11's dark mode); no one red reaches WCAG's 4.5:1 on both (:func:`rec_color`)
+REC_COLORS = ("#a1001a", "#ff8a80")
 
 #: the window's size where nothing else says one (automation always; an interactive first run: at most, see
 #: :func:`first_run_size`)
@@ -147,10 +168,45 @@ def first_run_size(screen: Optional[QScreen] = None) -> Tuple[int, int]:
     return min(w, int(avail.width() * 0.95)), min(h, int(avail.height() * 0.90))
 
 
+def open_keys() -> str:
+    """The Open file… shortcut as the platform writes it: "Ctrl+O", "⌘O" on macOS."""
+    return QKeySequence(OPEN_SHORTCUT).toString(QKeySequence.SequenceFormat.NativeText)
+
+
+def key_hint(*keys: str) -> str:
+    """A tooltip's keys in brackets, " (Ctrl+O, Alt+O)", leaving out the empty ones: a mnemonic is "" where the
+    platform has none (macOS), and with no key left the hint is "" (not " ()")."""
+    keys = tuple(k for k in keys if k)
+    return f" ({', '.join(keys)})" if keys else ""
+
+
+def _luminance(color: QColor) -> float:
+    """WCAG 2 relative luminance of an sRGB colour."""
+    def channel(v: float) -> float:
+        return v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4
+    return 0.2126 * channel(color.redF()) + 0.7152 * channel(color.greenF()) + 0.0722 * channel(color.blueF())
+
+
+def contrast_ratio(a: Union[QColor, str], b: Union[QColor, str]) -> float:
+    """WCAG 2 contrast ratio of two colours (1 to 21)."""
+    la, lb = sorted((_luminance(QColor(a)), _luminance(QColor(b))), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+def rec_color(palette: QPalette) -> str:
+    """The "● REC" label's colour on ``palette``'s window background: the red of :data:`REC_COLORS` with the more
+    contrast, or the palette's own text colour where neither red reaches 4.5:1 (a mid-grey theme)."""
+    background = palette.color(QPalette.ColorRole.Window)
+    best = max(REC_COLORS, key=lambda c: contrast_ratio(c, background))
+    if contrast_ratio(best, background) >= 4.5:
+        return best
+    return palette.color(QPalette.ColorRole.WindowText).name()
+
+
 def gui_message(message: str) -> str:
     """``message`` with command-line advice replaced by what the window's user can do (a folder of videos:
     open one of them, rather than "give them as inputs (dir/*)")."""
-    return _CLI_FOLDER_ADVICE.sub("open one of them with Open file… (Ctrl+O) or drop it on the window; "
+    return _CLI_FOLDER_ADVICE.sub(f"open one of them with Open file… ({open_keys()}) or drop it on the window; "
                                   "`facecycle batch` on the command line analyses a whole folder", message)
 
 
@@ -224,7 +280,8 @@ class MainWindow(QMainWindow):
     ``pause``, ``stop``, ``set_record_path``, ``set_csv_path``, ``set_overlays``),
     so tests and automation never need a dialog. Keyboard: Ctrl+O open, Space
     start / pause (in the view or the side panel), Esc stop, Ctrl+R record,
-    Ctrl+E export CSV, Ctrl+Q / Ctrl+W quit (docs/app.md).
+    Ctrl+E export CSV, Ctrl+Q / Ctrl+W quit; Ctrl is ⌘ on macOS, and the texts
+    shown name the keys as the platform writes them (docs/app.md).
 
     Args:
         settings: where the window remembers the user's choices (:func:`app_settings`); None remembers nothing
@@ -398,7 +455,7 @@ class MainWindow(QMainWindow):
             cb = QCheckBox(text, self)
             cb.setChecked(bool(getattr(self.overlays, key)))
             cb.toggled.connect(self._on_overlay_toggled)
-            cb.setToolTip(f"{tip}; applies from the next frame ({self._mnemonic(text)})")
+            cb.setToolTip(f"{tip}; applies from the next frame{key_hint(self._mnemonic(text))}")
             cb.setAccessibleName(text.replace("&&", "\0").replace("&", "").replace("\0", "&"))
             self.overlay_checks[key] = cb
         self.overlay_row = WrapRow(list(self.overlay_checks.values()), self, spacing=root.spacing())  # as above
@@ -420,7 +477,7 @@ class MainWindow(QMainWindow):
 
         self.live_view = LiveView(self)
         self.live_view.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # initial focus: the view, not an input field
-        self.live_view.set_placeholder("Open a video file (Ctrl+O), drop one here, or start a camera")
+        self.live_view.set_placeholder(f"Open a video file ({open_keys()}), drop one here, or start a camera")
         self.live_view.fileDropped.connect(lambda p: self.open_source(p, start=True))
         self.panel = FacePanel(parent=self)
         split = QSplitter(Qt.Orientation.Horizontal, self)
@@ -441,7 +498,8 @@ class MainWindow(QMainWindow):
         self.state_label.setMinimumWidth(110)
         self.rec_label = ElidedLabel("", self, min_text="● REC …")
         self.rec_label.setObjectName("recLabel")
-        self.rec_label.setStyleSheet("#recLabel { color: #a1001a; font-weight: bold; }")
+        self._rec_color = ""
+        self._update_rec_color()  # and again when the palette changes (dark mode switched on or off)
         self.rec_label.hide()  # shown while a file is being written
         self.fps_label = QLabel("display – fps", self)
         self.pipe_label = QLabel("pipeline – fps", self)
@@ -472,7 +530,7 @@ class MainWindow(QMainWindow):
                 w.addAction(a)
             return a
 
-        self.open_action = action("Open file…", ["Ctrl+O"], self._choose_file)
+        self.open_action = action("Open file…", [OPEN_SHORTCUT], self._choose_file)
         # Space in the view or the side panel: a focused button or check box keeps Space for itself
         self.play_action = action("Start / pause", ["Space"], self.toggle_play,
                                   Qt.ShortcutContext.WidgetWithChildrenShortcut, (self.live_view, self.panel))
@@ -481,24 +539,24 @@ class MainWindow(QMainWindow):
         self.csv_action = action("Export CSV…", ["Ctrl+E"], self.csv_button.click)
         self.quit_action = action("Quit", ["Ctrl+Q", "Ctrl+W"], self.close)
 
-        keys = self._keys
+        keys, mn = self._keys, self._mnemonic  # a mnemonic is "" on macOS: key_hint leaves it out
         self.camera_spin.setToolTip("the camera to use (OpenCV device number)")
-        self.camera_button.setToolTip(f"start the camera chosen on the left ({self._mnemonic(self.camera_button)})")
-        self.open_button.setToolTip("open a video file, stream or image folder and start it "
-                                    f"({keys(self.open_action)}, {self._mnemonic(self.open_button)})")
-        self.model_button.setToolTip("choose an exported model directory; applies at the next start "
-                                     f"({self._mnemonic(self.model_button)})")
-        self.pause_button.setToolTip(f"pause / resume ({keys(self.play_action)} in the view, "
-                                     f"{self._mnemonic(self.pause_button)})")
-        self.stop_button.setToolTip(f"stop the run; its files are finished ({keys(self.stop_action)}, "
-                                    f"{self._mnemonic(self.stop_button)})")
-        self.backend_combo.setToolTip(f"inference backend; applies at the next start ({self._mnemonic('&b')})")
-        self.detector_combo.setToolTip(f"face detector; applies at the next start ({self._mnemonic('&d')})")
+        self.camera_button.setToolTip(f"start the camera chosen on the left{key_hint(mn(self.camera_button))}")
+        self.open_button.setToolTip("open a video file, stream or image folder and start it"
+                                    + key_hint(keys(self.open_action), mn(self.open_button)))
+        self.model_button.setToolTip("choose an exported model directory; applies at the next start"
+                                     + key_hint(mn(self.model_button)))
+        self.pause_button.setToolTip("pause / resume" + key_hint(f"{keys(self.play_action)} in the view",
+                                                                 mn(self.pause_button)))
+        self.stop_button.setToolTip("stop the run; its files are finished"
+                                    + key_hint(keys(self.stop_action), mn(self.stop_button)))
+        self.backend_combo.setToolTip(f"inference backend; applies at the next start{key_hint(mn('&b'))}")
+        self.detector_combo.setToolTip(f"face detector; applies at the next start{key_hint(mn('&d'))}")
         self.rotate_combo.setToolTip("turn every frame this far clockwise before it is read (a video without its "
                                      "rotation tag, a camera mounted upside down, a person lying down); applies at "
-                                     f"the next start ({self._mnemonic(self.rotate_label)})")
+                                     f"the next start{key_hint(mn(self.rotate_label))}")
         self.realtime_check.setToolTip("play files like a camera (late frames dropped) instead of as fast as "
-                                       f"possible; applies at the next start ({self._mnemonic(self.realtime_check)})")
+                                       f"possible; applies at the next start{key_hint(mn(self.realtime_check))}")
         names = ((self.camera_spin, "Camera number"), (self.camera_button, "Use camera"),
                  (self.open_button, "Open file"), (self.model_button, "Choose model"), (self.pause_button, "Pause"),
                  (self.stop_button, "Stop"), (self.backend_combo, "Backend"), (self.detector_combo, "Detector"),
@@ -517,14 +575,28 @@ class MainWindow(QMainWindow):
             QWidget.setTabOrder(a, b)
         self._update_output_buttons()
 
+    def _update_rec_color(self) -> None:
+        """The "● REC" label's red, readable on the window's background (:func:`rec_color`)."""
+        color = rec_color(self.palette())
+        if color != self._rec_color:  # (a style sheet set again would be a style change for nothing)
+            self._rec_color = color
+            self.rec_label.setStyleSheet(f"#recLabel {{ color: {color}; font-weight: bold; }}")
+
+    def changeEvent(self, event: QEvent) -> None:
+        if (event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange)
+                and hasattr(self, "_rec_color")):  # (not before the status bar is built)
+            self._update_rec_color()  # dark mode switched on or off while the window is open
+        super().changeEvent(event)
+
     @staticmethod
     def _keys(action: QAction) -> str:
-        """An action's shortcuts as the platform writes them ("Ctrl+O")."""
+        """An action's shortcuts as the platform writes them ("Ctrl+O", "⌘O" on macOS)."""
         return ", ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in action.shortcuts())
 
     @staticmethod
     def _mnemonic(widget_or_text: Union[QWidget, str]) -> str:
-        """The Alt+letter of a text's mnemonic ("&Open" -> "Alt+O")."""
+        """The Alt+letter of a text's mnemonic ("&Open" -> "Alt+O"); "" where the platform has none (macOS, where
+        Qt turns mnemonics off): :func:`key_hint` leaves it out of the tooltips."""
         text = widget_or_text if isinstance(widget_or_text, str) else widget_or_text.text()
         return QKeySequence.mnemonic(text).toString(QKeySequence.SequenceFormat.NativeText)
 
@@ -588,7 +660,8 @@ class MainWindow(QMainWindow):
         """Start (or restart) the pipeline on the current source. Never blocks: a running
         session is asked to stop and the new one starts when it has finished."""
         if self.source is None:
-            self.show_error("no source: open a video file (Ctrl+O), drop one on the window, or use a camera")
+            self.show_error(f"no source: open a video file ({self._keys(self.open_action)}), drop one on the window, "
+                            "or use a camera")
             return
         if self.running:
             self._pending_start = True
@@ -974,7 +1047,7 @@ class MainWindow(QMainWindow):
         keys = [self._mnemonic(self.start_button)]
         if not running:
             keys.insert(0, f"{self._keys(self.play_action)} in the view")
-        self.start_button.setToolTip(f"{'restart' if running else 'start'} the open source ({', '.join(keys)})")
+        self.start_button.setToolTip(f"{'restart' if running else 'start'} the open source{key_hint(*keys)}")
         self.pause_button.setEnabled(running)
         self.stop_button.setEnabled(running)
         self._update_output_buttons()
@@ -994,7 +1067,7 @@ class MainWindow(QMainWindow):
             b.setAccessibleName(on_name if on else off_name)
             where = f" to {path}" if on and path else ""
             b.setToolTip((f"on{where}: click to stop and finish the file" if on else off_tip)
-                         + f" ({self._keys(action)}, {self._mnemonic(b)})")
+                         + key_hint(self._keys(action), self._mnemonic(b)))
 
     def _update_model_label(self) -> None:
         """The status bar names the model in use (the shipped default or the chosen directory's name)."""
