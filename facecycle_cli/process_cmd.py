@@ -56,10 +56,11 @@ def _add_analyzer_args(p: argparse.ArgumentParser, lookahead: bool = True) -> No
                    help="run the detector every N frames, optical-flow tracking in between (default 5)")
     g.add_argument("--detect-size", type=int, default=None, metavar="PX",
                    help="shrink frames to this longer side for detection (0 = native). Default 320, and where a "
-                        "look at 1280 px (every 2 s, then every 5 s while no face or only small ones are found; "
-                        "every 30 s beside large ones) finds "
-                        "faces that 320 misses (small faces in a large frame), a size that sees them for that "
-                        "input, with a warning; given, it is kept")
+                        "look at a larger size (twice the size, at least 1280 px; every 2 s, then every 5 s while "
+                        "no face or only small ones are found; every 30 s beside large ones) finds faces that the "
+                        "size misses or finds under 32 px (small faces in a large frame), a size that shows them at "
+                        "32 px from then on, with a warning at each raise; the looks go on after a raise, for "
+                        "smaller faces that come later; given, it is kept")
     g.add_argument("--score-threshold", type=float, default=0.5, metavar="P",
                    help="detector confidence threshold in (0, 1) (default 0.5)")
     g.add_argument("--max-faces", type=int, default=None, metavar="N", help="analyse at most N faces per frame")
@@ -71,6 +72,11 @@ def _add_analyzer_args(p: argparse.ArgumentParser, lookahead: bool = True) -> No
                    help="turn every frame DEG degrees clockwise (90, 180, 270) before it is read, after the file's "
                         "own rotation tag: a video that lost its tag, a camera mounted upside down, a person lying "
                         "down (a run whose faces are turned says so, with the value that reads them upright)")
+    g.add_argument("--pose-camera", default="frame", choices=("frame", "face"), metavar="WHERE",
+                   help="the head pose's camera: frame (default: one camera filmed the frame, its centre the "
+                        "camera's axis) or face (each face its own camera, centred on the face: screen recordings, "
+                        "video-call galleries, webcam insets, where a tile's place on the screen otherwise reads as "
+                        "15-35 degrees of yaw and pitch)")
     g.add_argument("--neutralize", action="store_true",
                    help="compute neutral faces; the video shows the neutralized view and thumbnails")
     g.add_argument("--neutral-passes", type=int, default=None, metavar="N",
@@ -198,7 +204,7 @@ def analyzer_options(args: argparse.Namespace) -> dict:
                 detector_model=args.detector_model, detect_every=args.detect_every,
                 detect_size=320 if args.detect_size is None else (args.detect_size or None),
                 adapt_detect_size=args.detect_size is None, score_threshold=args.score_threshold,
-                mirror_detect=args.mirror_detect, rotate=args.rotate,
+                mirror_detect=args.mirror_detect, rotate=args.rotate, pose_camera=args.pose_camera,
                 max_faces=args.max_faces, neutralize=args.neutralize, reid=args.reid, smooth=args.smooth,
                 threads=args.threads, infer_workers=args.infer_workers, precision=args.precision,
                 calibration=args.calibration, neutral_reference=args.neutral_reference,

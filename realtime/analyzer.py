@@ -48,7 +48,7 @@ from .inference import NEUTRAL_PASSES, FaceInference
 from .neutral_reference import NeutralReference
 from .outputs import RunOutputs, first_clash
 from .pipeline import Pipeline
-from .pose import POSE_SOURCE, face_turn
+from .pose import POSE_CAMERAS, POSE_SOURCE, face_turn
 from .reid import IdentityReID
 from .sinks import csv_columns, versions
 from .sinks.video_sink import check_video_threads
@@ -206,10 +206,13 @@ class Analyzer:
             in between (a tracking failure triggers a detection at once).
         detect_size: longer side the frame is shrunk to for detection.
         adapt_detect_size: where the frame is shrunk for detection and may hide faces (none found, or a small one),
-            look at a larger size (1280 px): every 2 s for the first 3 looks, then every 5 s (every 30 s after the
-            first where every face found is large: small ones may stand beside it); where faces show there
-            that ``detect_size`` misses (small faces in a large frame), detect at a size that sees them for the rest
-            of the run (a warning says so; the sidecar's ``detect_size``).
+            look at a larger size (twice the detection size, at least 1280 px): every 2 s for the first 3 looks,
+            then every 5 s (every 30 s after the first where every face found is large: small ones may stand
+            beside it; within 2 s where a face at the detector's limit is lost at a detection); where faces show
+            there that ``detect_size`` misses or finds at its limit (under 32 px there: small faces in a large
+            frame), detect at a size that shows them at 32 px from then on (a warning says so at each raise; the
+            sidecar's ``detect_size``, every raise in its ``raises``). The looks go on after a raise (smaller faces
+            may come later) until the size reaches its maximum (1920 px or the frame's own).
             False keeps ``detect_size`` (the CLI: an explicit ``--detect-size``).
         score_threshold: detector confidence threshold.
         mirror_detect: detect on each frame and on its mirror image and average each face's boxes and landmarks
@@ -226,6 +229,11 @@ class Analyzer:
             the file's own rotation tag: a video without its tag, a camera mounted upside down, a person lying
             down. Boxes, landmarks, pose and the annotated video are in the turned frame. A run whose faces are
             turned by a right angle says so once, with the value that reads them upright (:data:`TURN_HINT_FACES`).
+        pose_camera: where the head pose's camera has its principal point (:data:`realtime.pose.POSE_CAMERAS`):
+            ``"frame"`` (default) at the frame's centre, one camera filmed the frame; ``"face"`` at each face's own
+            box centre, each face its own camera: screen recordings, video-call galleries and picture-in-picture
+            insets, whose place on the screen otherwise reads as 15-35° of yaw and pitch (the sidecar's
+            ``pose_camera``). A face off the centre of a real camera's frame reads as if it were at the centre.
         smooth: One Euro smoothing of pose, intensity, emotions and codes per track.
         threads: ONNX Runtime intra-op threads per model session (1 keeps the stages
             from fighting over a small CPU). The detector's session always runs on one thread: its outputs
@@ -279,7 +287,8 @@ class Analyzer:
                  calibration: Optional[str] = None, neutral_passes: Optional[int] = None,
                  neutral_reference: Union[bool, Dict[str, Any]] = True,
                  neutral_lookahead: Optional[bool] = None, baseline_lookahead: bool = False,
-                 adapt_detect_size: bool = True, mirror_detect: bool = False, rotate: int = 0) -> None:
+                 adapt_detect_size: bool = True, mirror_detect: bool = False, rotate: int = 0,
+                 pose_camera: str = "frame") -> None:
         # the one place these are checked (the CLI passes its options straight through; neutral_passes is checked
         # by FaceInference, which every entry point builds)
         if detect_every < 1:
@@ -288,6 +297,9 @@ class Analyzer:
             raise UsageError(f"rotate (--rotate) must be 0, 90, 180 or 270 (degrees clockwise), not {rotate!r}")
         if max_faces is not None and max_faces < 1:
             raise UsageError("max_faces (--max-faces) must be >= 1")
+        if pose_camera not in POSE_CAMERAS:
+            raise UsageError(f"pose_camera (--pose-camera) must be one of {', '.join(POSE_CAMERAS)}, "
+                             f"not {pose_camera!r}")
         if threads < 1:
             raise UsageError("threads (--threads) must be >= 1")
         if infer_workers is not None and infer_workers < 1:
@@ -323,6 +335,7 @@ class Analyzer:
             self.detector = create_detector(detector, detector_model, max_side=detect_size,
                                             score_threshold=score_threshold, threads=1)  # max_faces: below
             self.detector.mirror_average = bool(mirror_detect)
+            self.inference.pose_camera = pose_camera
             if crop_scale is None:  # the model's framing, measured on CenterFace's boxes: the same for every detector
                 self.inference.crop_scale = framing_scale(self.inference.crop_scale, self.detector)
         except BaseException:
@@ -521,6 +534,8 @@ class Analyzer:
                 # frames turned clockwise before reading (the key is absent when 0, as before it existed)
                 **({"rotate": self.rotate} if self.rotate else {}),
                 "max_faces": self.max_faces, "pose_source": POSE_SOURCE,
+                # where the pose's camera has its principal point: the frame's centre or each face's own
+                "pose_camera": self.inference.pose_camera,
                 "smoothing": "one-euro" if self.smooth else None,
                 "smoothing_params": TrackSmoother().describe(SMOOTHED) if self.smooth else None, "reid": self.reid,
                 "neutralize": self.inference.neutralize,
@@ -595,6 +610,16 @@ def turn_clockwise(image: np.ndarray, degrees: int) -> np.ndarray:
 #: seconds between the looks after them (one detection at 1280 px: about 60 ms here, once per 5 s); where every
 #: face found is large (a small face may stand beside it), seconds between looks after the first
 LOOK_FIRST_S, LOOKS_FIRST, LOOK_AGAIN_S, LOOK_BESIDE_S = 2.0, 3, 5.0, 30.0
+#: the largest detection size a raise gives (never beyond the frame's own longer side), and the side (px at the
+#: detection size) a raise makes of the smallest face a look finds: a face under it at the current size is at the
+#: detector's limit, found on some frames only (a presenter's inset of 16 px at 320, score 0.53, lost 11 % of its
+#: rows in runs of 15 frames), and raises the size as a face missed there does
+DETECT_SIDE_MAX, FACE_PX_AT_SIZE = 1920, 32
+#: a look detects at twice the current size (at least LOOK_SIDE, at most the frame's side and DETECT_SIDE_MAX); where
+#: that is under LOOK_GAIN times the current size the size has reached its maximum and the run stops looking. A raise
+#: after the first grows the size by at least RAISE_AGAIN_GAIN (a face a little smaller at a later look neither
+#: raises nor warns at every look)
+LOOK_GAIN, RAISE_AGAIN_GAIN = 1.25, 1.25
 
 #: the quantities a run smooths per track (Run._post), in the sidecar's ``smoothing_params``
 SMOOTHED = ("pose", "code", "intensity", "emotions")
@@ -766,6 +791,9 @@ class Run:
         self._turns: Optional[List[float]] = []
         self._looks_done = 0
         self._size_look_ts = -math.inf
+        #: the tracks of the last frame whose faces are at the detector's limit (under FACE_PX_AT_SIZE at the
+        #: detection size): one of them lost at a detection brings the next look forward
+        self._small_ids: set = set()
         #: every face brightened before it was read (:meth:`_note_dark`): track id -> [rows, first frame, last frame,
         #: largest gain]; whether the sidecar's ``dark_faces.tracks`` lags it (over DARK_TRACKS_LISTED faces it is
         #: made again when the sidecar is written, not every frame); how many later faces were said at INFO level
@@ -907,14 +935,21 @@ class Run:
             run_det = not ok
         if run_det:
             faces = detect_faces(an.detector, self.tracker, p.image, p.timestamp, still=self.src.stills)
-            if (self._looking and not self.src.stills
-                    and p.timestamp - self._size_look_ts >= self._look_interval(faces, p.image)
-                    and self._look_for_small_faces(p.image, faces, p.timestamp)):
-                # the size was raised: this frame's faces again, at the new size (the tracks found stay theirs)
-                faces = detect_faces(an.detector, self.tracker, p.image, p.timestamp)
+            if self._looking and not self.src.stills:
+                due = self._look_interval(faces, p.image)
+                if self._small_ids - {f.track_id for f in faces}:  # a face at the detector's limit lost here: soon
+                    due = min(due, LOOK_FIRST_S)
+                if (self._looking and p.timestamp - self._size_look_ts >= due
+                        and self._look_for_small_faces(p.image, faces, p.timestamp, p.index)):
+                    # the size was raised: this frame's faces again, at the new size (the tracks found stay theirs)
+                    faces = detect_faces(an.detector, self.tracker, p.image, p.timestamp)
             self._since_detect = 0
             self.stats.detections += 1
         self._since_detect += 1
+        if self._looking:
+            scale = float(an.detector.max_side or 0) / max(p.image.shape[:2])
+            self._small_ids = {f.track_id for f in faces
+                               if max(f.box[2] - f.box[0], f.box[3] - f.box[1]) * scale < FACE_PX_AT_SIZE}
         if an.max_faces and len(faces) > an.max_faces:
             # the largest, those kept before counted 1.25 times their size: four faces of about one size took turns
             # (9 changes in 60 frames, each person cut into 5-frame pieces)
@@ -964,52 +999,77 @@ class Run:
                     "its rotation tag, a camera mounted turned, a person lying down?): --rotate %d reads them "
                     "upright", self.src.name, quarters.count(k), len(turns), what, fix)
 
+    def _look_side(self, image: np.ndarray) -> int:
+        """The size a look at this frame detects at (:meth:`_look_for_small_faces`): twice the detection size, at
+        least :data:`LOOK_SIDE`, at most the frame's longer side and :data:`DETECT_SIDE_MAX`; 0 where a look can
+        find nothing more: the size has reached its maximum (the look would be under :data:`LOOK_GAIN` times it),
+        or the size asked barely shrinks the frame (at most 1.5 times)."""
+        side = int(self.analyzer.detector.max_side or 0)
+        long = max(image.shape[:2])
+        if not side or (side == self._detect_side and long <= 1.5 * side):
+            return 0
+        look = min(long, DETECT_SIDE_MAX, max(LOOK_SIDE, 2 * side))
+        return look if look >= LOOK_GAIN * side else 0
+
     def _look_interval(self, faces: List[Face], image: np.ndarray) -> float:
         """Seconds after the last look at a larger size (:meth:`_look_for_small_faces`) that this frame may get one:
-        none (inf) where the detector barely shrinks the frame (at most 1.5 times: nothing to find); where it found
-        no face or one under a fifth of the frame's height, every :data:`LOOK_FIRST_S` for the first
-        :data:`LOOKS_FIRST` looks, then every :data:`LOOK_AGAIN_S`; where every face it found is larger, a look at
-        the start and then every :data:`LOOK_BESIDE_S` (small faces beside a large one were never looked for: two
-        people of 90 px behind a 640-px face in a 1080p frame were never found)."""
-        side = int(self.analyzer.detector.max_side or 0)
-        h, w = image.shape[:2]
-        if not side or max(h, w) <= 1.5 * side:  # barely shrunk: nothing to find
+        none (inf, and the run stops looking) where a look can find nothing more (:meth:`_look_side`); where the
+        detection found no face or one under a fifth of the frame's height, every :data:`LOOK_FIRST_S` for the
+        first :data:`LOOKS_FIRST` looks, then every :data:`LOOK_AGAIN_S`; where every face it found is larger, a
+        look at the start and then every :data:`LOOK_BESIDE_S` (small faces beside a large one were never looked
+        for: two people of 90 px behind a 640-px face in a 1080p frame were never found). The schedule goes on
+        after a raise of the size: a screen-share's thumbnails of 33-47 px after a webcam inset of 95 px (raised to
+        672 px) were never found (265 of 800 rows, one person none, no warning)."""
+        if not self._look_side(image):  # the size reached its maximum: nothing more to find
             self._looking = False
             return math.inf
+        h = image.shape[0]
         if not faces or min(max(f.box[2] - f.box[0], f.box[3] - f.box[1]) for f in faces) < 0.2 * h:
             return LOOK_FIRST_S if self._looks_done < LOOKS_FIRST else LOOK_AGAIN_S
         return LOOK_FIRST_S if self._looks_done < 1 else LOOK_BESIDE_S
 
-    def _look_for_small_faces(self, image: np.ndarray, faces: List[Face], ts: float) -> bool:
-        """Detect the frame once more at up to 1280 px; faces found only there (small faces in a large frame: 9
-        people of 67-104 px in a 1080p frame lost 22 % of their rows at 320, three of 130 px in a 3840-px frame all
-        of them, and nothing said so) raise the detection size for the rest of the run to one that sees them (their
-        side at 32 px, at most 1920), with a warning; returns whether it did. The run looks every
-        :data:`LOOK_FIRST_S` for its first :data:`LOOKS_FIRST` looks, then every :data:`LOOK_AGAIN_S` while frames may
-        hide faces (no face found, or a small one), until it raises the size: faces that came into a wide shot after
-        the first looks were never searched for (3 looks in the first 4 s, then none)."""
+    def _look_for_small_faces(self, image: np.ndarray, faces: List[Face], ts: float, index: int = -1) -> bool:
+        """Detect the frame once more at a larger size (:meth:`_look_side`); where the smallest face found there,
+        found at the current size or not, would be under :data:`FACE_PX_AT_SIZE` px at the current size (small
+        faces in a large frame: 9 people of 67-104 px in a 1080p frame lost 22 % of their rows at 320, three of
+        130 px in a 3840-px frame all of them, and nothing said so; a face found at 320 at 16 px dropped out for
+        0.5 s at a time), raise the detection size to one that shows it at that side (at most
+        :data:`DETECT_SIDE_MAX`; a raise after the first by at least :data:`RAISE_AGAIN_GAIN`), with a warning at
+        each raise and each raise in the sidecar's ``detect_size.raises``; returns whether it did. The run goes on
+        looking after a raise (:meth:`_look_interval`) until the size reaches its maximum."""
         det = self.analyzer.detector
         side, long = int(det.max_side or 0), max(image.shape[:2])
+        look = self._look_side(image)
         self._looks_done += 1
         self._size_look_ts = ts
-        big = det.detect(image, max_side=min(long, LOOK_SIDE))
+        if not look:
+            return False
+        big = det.detect(image, max_side=look)
         if not len(big):
             return False
         boxes = np.array([f.box for f in faces], np.float32).reshape(-1, 4)
         iou = iou_matrix(big.boxes, boxes) if len(boxes) else np.zeros((len(big), 0))
         extra = [b for b, row in zip(big.boxes, iou, strict=True) if not (row >= 0.3).any()]
-        if not extra:
-            return False
-        px = min(float(max(b[2] - b[0], b[3] - b[1])) for b in extra)
-        need = min(long, 1920, int(math.ceil(long * 32.0 / max(px, 1.0) / 32.0) * 32))
-        if need <= side:
+        sizes = [float(max(b[2] - b[0], b[3] - b[1])) for b in big.boxes]
+        px = min(sizes)  # every face found: one found here at the detector's limit is as much at risk as one missed
+        need = min(long, DETECT_SIDE_MAX, int(math.ceil(long * FACE_PX_AT_SIZE / max(px, 1.0) / 32.0) * 32))
+        ds = self.info.get("detect_size")
+        small = sum(1 for x in sizes if x * side / long < FACE_PX_AT_SIZE)
+        if need <= side or not (extra or small) or (ds is not None and need < RAISE_AGAIN_GAIN * side):
             return False
         det.max_side = need
-        self._looking = False  # the new size sees faces of this size: decided
-        self.info["detect_size"] = {"asked": side, "used": need, "faces_missed": len(extra),
-                                    "smallest_face_px": round(px, 1)}
-        log.warning("%s: %d face(s) as small as %.0f px are missed at detect size %d: detecting at %d px for this "
-                    "input (slower; --detect-size %d keeps it)", self.src.name, len(extra), px, side, need, side)
+        raise_ = {"frame": int(index), "time": round(float(ts), 3), "from": side, "size": need,
+                  "faces_missed": len(extra), "faces_small": small, "smallest_face_px": round(px, 1)}
+        # the first raise's keys as they were (used: the size now), and every raise in order
+        self.info["detect_size"] = {"asked": self._detect_side, "used": need, "faces_missed": len(extra),
+                                    "smallest_face_px": round(px, 1),
+                                    "raises": [*(ds or {}).get("raises", []), raise_]}
+        when = f" at {ts:.1f} s" if ds is not None else ""
+        what = ("are missed" if extra else
+                "are at the limit of what it finds (found on some frames only)")
+        log.warning("%s: %d face(s) as small as %.0f px %s at detect size %d%s: detecting at %d px for this input "
+                    "(slower; --detect-size %d keeps it)", self.src.name, len(extra) or small, px, what, side, when,
+                    need, self._detect_side)
         return True
 
     def _infer_stage(self, p: FramePacket) -> FramePacket:

@@ -149,6 +149,9 @@ class FaceInference:
         self.level = (LEVEL_FROM_DEG, LEVEL_FULL_DEG)
         #: (below, to) of :func:`lift_dark` for the crops read (None: never brightened)
         self.dark_lift: Optional[Tuple[float, float]] = DARK_LIFT
+        #: where the head pose's camera has its principal point (:data:`realtime.pose.POSE_CAMERAS`): ``"frame"``,
+        #: the frame's centre; ``"face"``, each face's own box centre (screen recordings, galleries, insets)
+        self.pose_camera = "frame"
 
     def __call__(self, packet: FramePacket, neutralize: Optional[bool] = None) -> FramePacket:
         """Fill every face's outputs; ``neutralize`` overrides this instance's setting for this packet (the
@@ -156,8 +159,10 @@ class FaceInference:
         t = time.perf_counter()
         faces = packet.faces
         w, h = packet.width, packet.height
+        own = self.pose_camera == "face"
         for f in faces:
-            f.pose = estimate_pose(f.landmarks, w, h)
+            f.pose = estimate_pose(f.landmarks, w, h, ((f.box[0] + f.box[2]) / 2.0, (f.box[1] + f.box[3]) / 2.0)
+                                   if own else None)
         if faces:
             crops, squares = crop_faces(packet.image, np.stack([f.box for f in faces]), self.size, self.crop_scale,
                                         squares=[f.crop_box for f in faces])

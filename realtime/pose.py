@@ -6,7 +6,10 @@ pinhole camera of focal length = the frame's longer side and the principal
 point at the frame centre. A face at the frame centre looking into the lens
 gives (0, 0, 0); the angles are about the camera's axes, so the same face near
 an edge (or beside black bars, which move the centre) reads a yaw or pitch of
-about atan(offset / focal length) even when it looks into the lens. Angles follow OpenFace:
+about atan(offset / focal length) even when it looks into the lens. ``pose_camera="face"`` puts the principal
+point at the face's own centre instead (:data:`POSE_CAMERAS`): each face its own camera, for composited frames
+(screen recordings, video-call galleries, picture-in-picture insets), where a tile's place on the screen otherwise
+read as 15-35° of yaw and pitch. Angles follow OpenFace:
 ``R = Rx(pitch)·Ry(yaw)·Rz(roll)``, radians, camera axes (x right, y down,
 z forward): Rx > 0 looks down, Ry > 0 turns to the image left... (see docs/csv.md).
 This is a coarse estimate (5 points, generic shape): ±10° is typical.
@@ -14,15 +17,21 @@ This is a coarse estimate (5 points, generic shape): ±10° is typical.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
 
-__all__ = ["POSE_SOURCE", "FACE_MODEL_5", "estimate_pose", "rotation_to_euler", "euler_to_rotation", "camera_matrix",
-           "face_turn"]
+__all__ = ["POSE_SOURCE", "POSE_CAMERAS", "FACE_MODEL_5", "estimate_pose", "rotation_to_euler", "euler_to_rotation",
+           "camera_matrix", "face_turn"]
 
 POSE_SOURCE = "landmarks-pnp"
+
+#: where the pose's pinhole camera has its principal point (``Analyzer(pose_camera=...)``, ``--pose-camera``):
+#: ``"frame"`` at the frame's centre (one camera filmed the frame: the default), ``"face"`` at the face's own box
+#: centre (each face its own camera: a gallery tile or a webcam inset in a screen recording). The focal length is
+#: the frame's longer side in both.
+POSE_CAMERAS = ("frame", "face")
 
 #: generic 3D positions (mm) of: image-left eye, image-right eye, nose tip, image-left / -right mouth corner
 FACE_MODEL_5 = np.array([
@@ -72,17 +81,23 @@ def euler_to_rotation(e) -> np.ndarray:
     return rx @ ry @ rz
 
 
-def camera_matrix(width: int, height: int) -> np.ndarray:
+def camera_matrix(width: int, height: int, center: Optional[Tuple[float, float]] = None) -> np.ndarray:
+    """The pose's pinhole camera: focal length the frame's longer side, principal point at ``center`` (x, y pixels;
+    None: the frame's centre)."""
     f = float(max(width, height))
-    return np.array([[f, 0, width / 2.0], [0, f, height / 2.0], [0, 0, 1]], np.float64)
+    cx, cy = (width / 2.0, height / 2.0) if center is None else (float(center[0]), float(center[1]))
+    return np.array([[f, 0, cx], [0, f, cy], [0, 0, 1]], np.float64)
 
 
-def estimate_pose(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
+def estimate_pose(landmarks: np.ndarray, width: int, height: int,
+                  center: Optional[Tuple[float, float]] = None) -> np.ndarray:
     """Head pose of one face.
 
     Args:
         landmarks: (5, 2) float pixels (see :class:`realtime.types.Detections`).
         width, height: frame size in pixels.
+        center: the camera's principal point (x, y pixels); None = the frame's centre. The face's own box centre
+            (``pose_camera="face"``) reads the pose as the face's own camera saw it, wherever the face is.
 
     Returns:
         (3,) float32 (Rx pitch, Ry yaw, Rz roll) radians; NaNs if the fit fails or the landmarks are NaN
@@ -91,7 +106,9 @@ def estimate_pose(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
     pts = np.asarray(landmarks, np.float64).reshape(5, 2)
     if not np.all(np.isfinite(pts)):
         return np.full(3, np.nan, np.float32)
-    K = camera_matrix(width, height)
+    if center is not None and not all(math.isfinite(float(c)) for c in center):
+        return np.full(3, np.nan, np.float32)
+    K = camera_matrix(width, height, center)
     ok, rvec, tvec = cv2.solvePnP(FACE_MODEL_5, pts, K, None, flags=cv2.SOLVEPNP_EPNP)
     if ok:
         ok, rvec, tvec = cv2.solvePnP(FACE_MODEL_5, pts, K, None, rvec, tvec, useExtrinsicGuess=True,

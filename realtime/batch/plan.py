@@ -347,7 +347,16 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
 
     from .. import baseline as baseline_rule
     from .. import smoothing as smoothing_rule
-    from ..analyzer import LOOK_AGAIN_S, LOOK_FIRST_S, LOOKS_FIRST
+    from ..analyzer import (
+        DETECT_SIDE_MAX,
+        FACE_PX_AT_SIZE,
+        LOOK_AGAIN_S,
+        LOOK_BESIDE_S,
+        LOOK_FIRST_S,
+        LOOK_GAIN,
+        LOOKS_FIRST,
+        RAISE_AGAIN_GAIN,
+    )
     from ..crops import LEVEL_FROM_DEG, LEVEL_FULL_DEG
     from ..detectors import DETECTORS
     from ..heads import model_checksums
@@ -396,6 +405,11 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
               "adapt_detect_size": bool(a.get("adapt_detect_size", True)),
               **({"adapt_looks": [LOOK_FIRST_S, LOOKS_FIRST, LOOK_AGAIN_S]}
                  if a.get("adapt_detect_size", True) else {}),
+              # and the raise's rule (every face a look finds counts, a face under FACE_PX_AT_SIZE at
+              # the size raises it, the looks go on after a raise; batches redo their inputs once)
+              **({"adapt_raise": {"face_px": FACE_PX_AT_SIZE, "max_side": DETECT_SIDE_MAX, "look_gain": LOOK_GAIN,
+                                  "raise_again_gain": RAISE_AGAIN_GAIN, "beside_s": LOOK_BESIDE_S}}
+                 if a.get("adapt_detect_size", True) else {}),
               # only with neutral faces (the key's absence keeps the fingerprints of runs without them)
               **({"neutral_passes": a.get("neutral_passes") or NEUTRAL_PASSES,
                   "neutral_reference": ref is not False, "neutral_reference_rule": ref_rule}
@@ -410,6 +424,10 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
               "dark_lift": list(DARK_LIFT) if DARK_LIFT else None,
               # every frame turned before it is read (--rotate; the key is absent when 0, as before it existed)
               **({"rotate": int(a["rotate"])} if a.get("rotate") else {}),
+              # the head pose's camera centred on each face (--pose-camera face: the pose_* columns change; the key is
+              # absent for the frame's camera, as before it existed)
+              **({"pose_camera": str(a["pose_camera"])}
+                 if a.get("pose_camera") not in (None, "frame") else {}),
               # the tracker's scene-cut rule shapes face_id (tracks end at cuts)
               "tracker": Tracker().describe(),
               # only with --reid (the key's absence keeps the fingerprints of runs without it)
