@@ -65,9 +65,14 @@ import numpy as np
 
 from .types import EMOTIONS, Face, FramePacket
 
-__all__ = ["NeutralBaseline", "MAX_NEUTRAL"]
+__all__ = ["NeutralBaseline", "MAX_NEUTRAL", "CAP_TRACKS_SAID"]
 
 log = logging.getLogger(__name__)
+
+#: the most faces whose neutral reached the cap that are each said at WARNING level; later ones are said at INFO,
+#: counted (a day of edited video had about 12,000 such warnings; the sidecar's ``person_baseline.tracks_at_cap``
+#: counts them all, and the app names them)
+CAP_TRACKS_SAID = 3
 
 #: the highest intensity a person's neutral may have (the head's 0-1 scale). Measured on the shared clips' first
 #: 150 frames: people talking with a neutral face rest at 0.13-0.32 (the 20th percentile of their intensity, 33
@@ -189,7 +194,11 @@ class NeutralBaseline:
         self._n_recorded = 0
         self._seed: Dict[Tuple[int, int], _Prefix] = {}
         self._seeded = 0
-        self._began: Dict[int, int] = {}  # histories begun per track id in this run
+        #: histories begun per track id in this run, for the keys of a record or seed (:meth:`_begin`): an id's count
+        #: is forgotten with its history unless one is kept or used (:meth:`_drop`)
+        self._began: Dict[int, int] = {}
+        self._begun = 0  # histories begun in this run
+        self._seed_ids: set = set()  # the track ids of the seed's keys
         self._at_cap = 0  # histories whose neutral was above max_neutral at some frame
         self._capped_ids: List[int] = []  # their track ids, in the order they reached it
         #: say nothing on the log (a look-ahead's first reading of a file: the second reading says it, once)
@@ -220,16 +229,24 @@ class NeutralBaseline:
     def seed(self, histories: Dict[Tuple[int, int], _Prefix]) -> None:
         """Start each track of the coming run from ``histories`` (:meth:`histories` of a first run over the same
         video; see the module doc, "Read ahead"). Call before the run's first frame."""
-        if self._h or self._began:
+        if self._h or self._began or self._begun:
             raise RuntimeError("NeutralBaseline.seed: call it before the run's first frame")
         self._seed = {k: _Prefix(t0=v.t0, t1=v.t1, intensity=list(v.intensity), emotions=list(v.emotions),
                                  codes=list(v.codes)) for k, v in histories.items() if v.intensity}
+        self._seed_ids = {k[0] for k in self._seed}
 
     def keep_only(self, ids: Iterable[int]) -> None:
         """Forget every track but ``ids``."""
         keep = set(ids)
         for k in [k for k in self._h if k not in keep]:
-            del self._h[k]
+            self._drop(k)
+
+    def _drop(self, track_id: int) -> None:
+        """Forget a track's history, and its count of histories begun unless a record (:attr:`record`) or a seed
+        keys on it: memory per track id seen stays bounded over days (94 bytes a gone id were kept for good)."""
+        del self._h[track_id]
+        if not self.record and track_id not in self._seed_ids:
+            self._began.pop(track_id, None)
 
     def __call__(self, packet: FramePacket) -> FramePacket:
         """Update every face's track and fill its ``rel_*`` fields and ``baseline_ready``."""
@@ -260,7 +277,7 @@ class NeutralBaseline:
             if f.code is not None and base_c is not None:
                 f.rel_code_dist = float(np.sqrt(np.mean((np.asarray(f.code, np.float32) - base_c) ** 2)))
         for k in [k for k, h in self._h.items() if ts - h.last > self.forget_s]:
-            del self._h[k]
+            self._drop(k)
         return packet
 
     def _join(self, h: _History, ts: float, f: Face) -> bool:
@@ -298,12 +315,18 @@ class NeutralBaseline:
         h.capped = True
         self._at_cap += 1
         self._capped_ids.append(int(f.track_id))
-        if not (self.record or self.quiet):  # (a look-ahead's first reading says nothing: the second says it once)
+        if self.record or self.quiet:  # (a look-ahead's first reading says nothing: the second says it once)
+            return
+        if self._at_cap <= CAP_TRACKS_SAID:
             log.warning("face #%d (from %.1f s): its most neutral frames read %.3f, above the person baseline's cap "
                         "of %.2f: its rel_* columns are measured against the cap. Expected for a face expressive "
                         "throughout; for a face at rest, something makes it read expressive (sunglasses, a hand, "
-                        "a shadow, dim light, the frame edge: docs/reliability.md)", f.track_id, h.t0, level,
-                        self.max_neutral)
+                        "a shadow, dim light, the frame edge: docs/reliability.md)%s", f.track_id, h.t0, level,
+                        self.max_neutral, " (further such faces are said at INFO level; the sidecar's "
+                        "person_baseline.tracks_at_cap counts them all)" if self._at_cap == CAP_TRACKS_SAID else "")
+        else:  # one line each, at INFO: a long edited video has hundreds
+            log.info("face #%d (from %.1f s): its most neutral frames read %.3f, above the person baseline's cap of "
+                     "%.2f too (%d faces at the cap so far)", f.track_id, h.t0, level, self.max_neutral, self._at_cap)
 
     def _capped(self, neutral: Tuple[float, Optional[np.ndarray], Optional[np.ndarray]]
                 ) -> Tuple[float, Optional[np.ndarray], Optional[np.ndarray]]:
@@ -344,6 +367,7 @@ class NeutralBaseline:
         recorded for :meth:`histories` with :attr:`record`."""
         key = (track_id, self._began.get(track_id, 0))
         self._began[track_id] = key[1] + 1
+        self._begun += 1
         h = _History(t0=ts, slot0=ts, ahead=self._seed.pop(key, None))
         self._seeded += h.ahead is not None
         if self.record and self._n_recorded < self.max_recorded:

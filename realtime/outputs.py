@@ -8,8 +8,17 @@ the run's consumer thread applies it before the next frame in :meth:`RunOutputs.
 ever touched by that thread (or by :meth:`RunOutputs.close` once it has finished).
 
 Order per frame: annotate (``packet.annotated``), then CSV, then video (the video shows the overlay).
-A CSV's JSON sidecar is written when the CSV opens (``status: running``) and again when it closes
-(final status, frame/row counts, the rows' expression summary, run statistics).
+A CSV's JSON sidecar is written when the CSV opens (``status: running``), again while the run goes (a checkpoint,
+still ``running``, with the frames, rows, summary and statistics so far: every :data:`SIDECAR_EVERY_S` seconds, and
+whenever :data:`SIDECAR_TRACKS_STEP` more face tracks are listed in its summary, so that its padding, the room the
+final sidecar is written into on a full disk, grows with it) and when it closes (final status, frame/row counts, the
+rows' expression summary, run statistics). A final sidecar that cannot be written fails the run
+(:class:`~facecycle.errors.OutputError`): it used to be a warning, the run ending with success and its sidecar still
+``running``.
+
+A recording of a live source (a camera, a live stream, a file read in real time: ``live --record``, the app's Record)
+to MP4 or MOV is written fragmented (:class:`~realtime.sinks.VideoSink`'s ``fragmented``): its memory stays flat and a
+killed run's file plays up to its last fragment.
 
 Each output file (CSV, sidecar, video or pictures) is locked while it is written (an advisory ``flock`` on a hidden
 file beside it, ``.clip.csv.lock``: :func:`facecycle.files.lock_file`), from before an earlier file is set aside
@@ -55,6 +64,14 @@ VIDEO_NOT_FINISHED, CSV_NOT_FINISHED = "recording not finished", "CSV export not
 OUTPUT_FAILED = VIDEO_FAILED + CSV_FAILED + (VIDEO_NOT_FINISHED, CSV_NOT_FINISHED)
 
 PathLike = Union[str, Path]
+
+#: seconds of wall time between two checkpoints of a CSV's ``running`` sidecar (:meth:`RunOutputs.write`): a run that
+#: is killed (power loss, the OOM killer) leaves its frames, rows, summary and statistics as of then
+SIDECAR_EVERY_S = 60.0
+#: a checkpoint is also written once this many more face tracks (or a quarter more, whichever is more) are listed in
+#: the CSV's summary than at the last one: the ``running`` sidecar's padding then keeps room for the final one
+#: (:func:`~realtime.sinks.sidecar.reserve_for`)
+SIDECAR_TRACKS_STEP = 16
 
 #: the output locks this process holds, by lock file (:func:`_lock_key`) -> the RunOutputs holding it (weakly: a
 #: collected one holds nothing); for the words of a refusal (:meth:`RunOutputs._busy_message`)
@@ -119,6 +136,9 @@ class RunOutputs:
         stills: the frames are separate pictures: a video path without a video suffix is a folder of pictures.
         input_path: the run's input file, which no output may be written over (nor may two outputs be one
             file), however the outputs are switched while the run goes (the app's Record and Export CSV).
+        live: the source makes frames at its own pace (a camera, a live stream, a file read in real time): a video
+            to MP4 or MOV is then written fragmented (flat memory, playable when cut). None (default): what
+            ``describe()["input"]["live"]`` says.
     """
 
     def __init__(self, code_dim: int, *, fps: Optional[float] = None, time_base: Optional[Fraction] = None,
@@ -126,8 +146,12 @@ class RunOutputs:
                  stats: Optional[Callable[[], dict]] = None, overwrite: bool = False,
                  video_preset: str = "superfast", on_error: Optional[Callable[[str], None]] = None,
                  file_column: bool = False, stills: bool = False,
-                 input_path: Optional[PathLike] = None, video_threads: int = 0) -> None:
+                 input_path: Optional[PathLike] = None, video_threads: int = 0,
+                 live: Optional[bool] = None) -> None:
         self.code_dim = int(code_dim)
+        #: the source is live (a camera, a stream, a file read in real time): an MP4/MOV recording is fragmented.
+        #: None: ``describe()["input"]["live"]``, read when a video opens
+        self.live = live
         self.input_path = Path(input_path) if input_path is not None else None
         self.file_column = bool(file_column)
         self.stills = bool(stills)
@@ -166,6 +190,10 @@ class RunOutputs:
         #: the run writing these outputs has begun reading its input (:class:`~realtime.analyzer.Run` sets it when
         #: it is iterated): a second run refused for its files is told to wait, not to close an unread run
         self.started = False
+        #: the open CSV's last sidecar checkpoint: when (time.monotonic) and how many tracks its summary listed
+        self._checkpoint_at = 0.0
+        self._checkpoint_tracks = 0
+        self._checkpoint_warned = False
 
     # ---------------------------------------------------------------- any thread
     def set_annotator(self, annotator: Optional[Annotator]) -> None:
@@ -207,6 +235,7 @@ class RunOutputs:
             raise
         self.sidecar_path = side
         self.write_sidecar("running")
+        self._checkpoint_at, self._checkpoint_tracks, self._checkpoint_warned = time.monotonic(), 0, False
 
     def _check_clash(self, new: Dict[str, Path]) -> None:
         """OutputError where a file about to be opened is the input, an output still open, or another of ``new``
@@ -254,17 +283,29 @@ class RunOutputs:
                 raise
         else:
             audio = self.audio_from if self._frames_seen == 0 else None
+            live = self._source_live()
             self._set_aside(Path(path))
             try:
                 self.video = VideoSink(path, fps=self.fps, time_base=self.time_base, audio_from=audio,
                                        preset=self.video_preset, overwrite=self.overwrite,
-                                       threads=self.video_threads)
+                                       threads=self.video_threads, fragmented=live)
             except BaseException:
                 self._in_use.pop("video", None)
                 self._put_back([Path(path)])  # no new file will replace it
                 raise
         self.video_path = self.video.path
         self.video_frames, self.video_size = 0, None
+
+    def _source_live(self) -> bool:
+        """Whether the source is live (:attr:`live`, else read once from ``describe()``'s ``input``)."""
+        if self.live is None:
+            try:
+                inp = self.describe().get("input") if self.describe is not None else None
+                self.live = bool(inp.get("live")) if isinstance(inp, dict) else False
+            except Exception as e:  # noqa: BLE001 - a recording as before
+                log.debug("whether the source is live is unknown (%s)", e)
+                self.live = False
+        return bool(self.live)
 
     def _apply_requests(self) -> None:
         with self._lock:
@@ -313,6 +354,8 @@ class RunOutputs:
             t = time.perf_counter()
             if not self._guard(CSV_FAILED[1], self.csv.write, packet):
                 self._quietly(self._close_csv, "failed")
+            else:
+                self._checkpoint()
             packet.stats["csv"] = time.perf_counter() - t
         if self.video is not None:
             t = time.perf_counter()
@@ -326,6 +369,25 @@ class RunOutputs:
         self._frames_seen += 1
         if self._aside:  # the run has written its first frame: the earlier files are replaced for good
             self._drop_aside()
+
+    def _checkpoint(self) -> None:
+        """Rewrite the open CSV's ``running`` sidecar (frames, rows, summary and statistics so far) every
+        :data:`SIDECAR_EVERY_S` seconds, and as face tracks accumulate (:data:`SIDECAR_TRACKS_STEP`), so that its
+        padding keeps room for the final one. Atomic; one that fails (a full disk) is said once and the run goes on
+        (the final sidecar, written at the end, fails the run where it cannot be written)."""
+        if self.csv is None or self.sidecar_path is None:
+            return
+        listed = len(self.csv.summary.tracks)
+        if (listed < self._checkpoint_tracks + max(SIDECAR_TRACKS_STEP, self._checkpoint_tracks // 4)
+                and time.monotonic() - self._checkpoint_at < SIDECAR_EVERY_S):
+            return
+        self._checkpoint_at, self._checkpoint_tracks = time.monotonic(), listed
+        try:
+            self.write_sidecar("running", with_stats=True)
+        except Exception as e:  # noqa: BLE001 - the rows go on; the final sidecar is what counts
+            if not self._checkpoint_warned:
+                self._checkpoint_warned = True
+                log.warning("%s: the sidecar's checkpoint was not written (%s); the run goes on", self.sidecar_path, e)
 
     # ------------------------------------------------------------------ locks
     def _take_lock(self, path: Path) -> None:
@@ -428,8 +490,9 @@ class RunOutputs:
         log.warning("the run ended before its first frame: the earlier outputs it was to replace are kept")
 
     # ------------------------------------------------------------------ closing
-    def write_sidecar(self, status: str, error: Optional[BaseException] = None) -> None:
-        """(Re)write the open CSV's JSON sidecar with ``status`` (no-op without a CSV or ``describe``)."""
+    def write_sidecar(self, status: str, error: Optional[BaseException] = None, with_stats: bool = False) -> None:
+        """(Re)write the open CSV's JSON sidecar with ``status`` (no-op without a CSV or ``describe``); a final one
+        (and a ``running`` checkpoint: ``with_stats``) with the run's statistics."""
         if self.sidecar_path is None or self.describe is None:
             return
         info = dict(self.describe())
@@ -446,7 +509,7 @@ class RunOutputs:
                                  else None)
         if self.csv is not None:
             info.update(frames=self.csv.frames, rows=self.csv.rows, summary=self.csv.summary.to_dict())
-        if status != "running" and self.stats is not None:
+        if (status != "running" or with_stats) and self.stats is not None:
             info["stats"] = self.stats()
         if error is not None:
             info["error"] = str(error)
@@ -454,8 +517,8 @@ class RunOutputs:
             write_sidecar(self.sidecar_path, info)
         except OSError as e:  # a full disk, a file size limit (the padded "running" one needs 32 KiB): one line
             raise OutputError(f"{self.sidecar_path}: {write_failure(e)}"
-                              + (" (the sidecar reserves 32 KiB when the run starts)" if status == "running" else "")
-                              ) from None
+                              + (" (the sidecar reserves 32 KiB when the run starts)"
+                                 if status == "running" and not with_stats else "")) from None
 
     def _close_csv(self, status: str, error: Optional[BaseException] = None) -> None:
         """Finish the CSV and write its sidecar's final state (raises the close error, after the sidecar)."""
@@ -468,10 +531,11 @@ class RunOutputs:
         except Exception as e:  # noqa: BLE001 - recorded in the sidecar, then raised
             failed = e
             status, error = "failed", e
+        side, unwritten = self.sidecar_path, None
         try:
             self.write_sidecar(status, error)
-        except Exception as e:  # noqa: BLE001 - the CSV itself is complete
-            log.warning("%s: sidecar not written (%s)", self.sidecar_path, e)
+        except Exception as e:  # noqa: BLE001 - the CSV itself is complete; raised below, once it is finished
+            unwritten = e
         self.csv, self.sidecar_path = None, None
         self._in_use.pop("csv", None)
         self._release_idle()
@@ -479,6 +543,10 @@ class RunOutputs:
         log.info("CSV finished: %s (%d frames)", c.path, c.frames)
         if failed is not None:
             raise failed
+        if unwritten is not None:  # the run's reading and counts are missing: a failure, never a silent success
+            msg = str(unwritten) if isinstance(unwritten, OutputError) else f"{side}: {unwritten}"
+            raise OutputError(f"{msg} (the final sidecar was not written: it still says running; the CSV is "
+                              "complete)")
 
     def _close_video(self, to_end: bool = False) -> None:
         if self.video is None:

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
-from facecycle.files import json_text, write_atomic
+from facecycle.files import json_safe, json_text, write_atomic
 
-__all__ = ["versions", "write_sidecar", "read_sidecar"]
+__all__ = ["versions", "write_sidecar", "read_sidecar", "reserve_for", "RESERVE_BYTES"]
 
 
 def versions() -> Dict[str, str]:
@@ -58,24 +58,47 @@ def _source_commit() -> Optional[str]:
 RESERVE_BYTES = 32 * 1024
 
 
+def reserve_for(compact: int) -> int:
+    """The bytes a ``running`` sidecar whose compact JSON is ``compact`` bytes is padded to: :data:`RESERVE_BYTES`,
+    or, for a larger one, its compact size and half again plus half of :data:`RESERVE_BYTES`. The final sidecar grows
+    with the run (about 0.52 KB a face track listed in its summary, up to about 550 KB at the summary's 1,000 tracks:
+    a fixed 32 KiB held about 50), so the run rewrites its ``running`` sidecar as tracks accumulate
+    (:data:`realtime.outputs.SIDECAR_TRACKS_STEP`), each time with room for the growth until the next one."""
+    return max(RESERVE_BYTES, compact + compact // 2 + RESERVE_BYTES // 2)
+
+
+#: a ``running`` sidecar whose compact JSON is larger than this is written compact (a checkpoint of a run of many
+#: tracks: indented, Python's JSON encoder took about 0.1 s for the summary's 1,000 tracks); the final one is indented
+COMPACT_RUNNING_BYTES = 64 * 1024
+
+
 def write_sidecar(path: Union[str, Path], info: Dict[str, Any]) -> None:
     """Write ``info`` (plus ``versions`` and ``written_at``) atomically (temp file + rename).
 
-    A ``running`` sidecar is padded to :data:`RESERVE_BYTES`. Where the atomic write fails (a full disk or quota), the
-    JSON, compact, is written over the existing file when it fits in the file's size (padded to it, so the file does
-    not grow), and the temp file is removed; else the error is raised, and the existing sidecar stays as it was.
+    A ``running`` sidecar is padded to :func:`reserve_for` its compact size (at least :data:`RESERVE_BYTES`), and
+    written compact when that is over :data:`COMPACT_RUNNING_BYTES`. Where
+    the atomic write fails (a full disk or quota), the JSON, compact, is written over the existing file when it fits
+    in the file's size (padded to it, so the file does not grow), and the temp file is removed; else the error is
+    raised, and the existing sidecar stays as it was.
     """
     p = Path(path)
     d = dict(info)
     d.setdefault("versions", versions())
     d["written_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    text = json_text(d) + "\n"
+    safe = json_safe(d)
+    compact: Optional[str] = None
     if d.get("status") == "running":
-        text += " " * max(0, RESERVE_BYTES - len(text.encode()))
+        compact = json.dumps(safe, default=str, allow_nan=False) + "\n"  # (as json_text(d, indent=None) writes it)
+        size = len(compact.encode())
+        text = compact if size > COMPACT_RUNNING_BYTES else json.dumps(safe, indent=2, default=str,
+                                                                       allow_nan=False) + "\n"
+        text += " " * max(0, reserve_for(size) - len(text.encode()))
+    else:
+        text = json_text(d) + "\n"
     try:  # a temporary name of its own: a fixed one was removed by a second writer of the same sidecar
         write_atomic(p, text)
     except OSError:
-        data = (json_text(d, indent=None) + "\n").encode()
+        data = (compact if compact is not None else json_text(d, indent=None) + "\n").encode()
         size = p.stat().st_size if p.is_file() else 0
         if len(data) > size:
             raise

@@ -15,6 +15,13 @@ flushes the encoder and writes the index, so an interrupted run still leaves
 a playable file. Where the index cannot be written (a full disk: an MP4 without it plays nowhere), the file is
 removed and the error says so (:attr:`VideoSink.removed`); a file that still plays (Matroska) stays, named incomplete.
 
+Fragmented (``fragmented=True``: what a live source's recording gets, ``live --record``, the app's Record): an MP4 or
+MOV is written as fragments (``movflags`` :data:`FRAGMENTED_MOVFLAGS`), a small index up front and each fragment's
+own after it. The muxer otherwise keeps every frame's index entry in memory until the file closes (72 bytes a frame:
+187 MB a day at 30 fps) and writes the index last, so a run killed (SIGKILL, power loss, the OOM killer) left a file
+that played nowhere; a fragmented one plays up to its last fragment (one per keyframe: libx264 makes one at least
+every 250 frames). Files of ``process`` (a video file read at its own pace) are written as before.
+
 Threads: ``threads`` sets the thread count of the encoder and of the colour conversion; 0 leaves them to FFmpeg
 (about one per CPU of the process's affinity mask, each). A batch worker passes the CPUs it reserved: FFmpeg sees
 every core of the node, not a Ray reservation, so each one-CPU worker on a 64-core node started tens of threads,
@@ -39,12 +46,19 @@ from facecycle.files import write_failure
 from ..types import FramePacket
 from .base import Sink, prepare_output
 
-__all__ = ["VideoSink", "X264_PRESETS", "check_x264_preset", "check_video_threads", "VIDEO_OUT_SUFFIXES"]
+__all__ = ["VideoSink", "X264_PRESETS", "check_x264_preset", "check_video_threads", "VIDEO_OUT_SUFFIXES",
+           "FRAGMENTED_MOVFLAGS"]
 
 #: containers that hold the H.264 this sink writes (WebM and Ogg do not: they failed at the first frame)
 VIDEO_OUT_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".ts", ".flv")
 
 log = logging.getLogger(__name__)
+
+#: the MP4/MOV muxer's ``movflags`` of a fragmented file (:class:`VideoSink`'s ``fragmented``): a fragment starts at
+#: each keyframe, the index up front holds no frame, and each fragment's offsets are its own
+FRAGMENTED_MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
+#: the containers written fragmented where asked (others keep their own layout: Matroska plays when cut anyway)
+_FRAGMENTABLE = (".mp4", ".m4v", ".mov")
 
 #: libx264's presets, fastest first (``--video-preset``).
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
@@ -100,11 +114,13 @@ class VideoSink(Sink):
         threads: the encoder's (and the colour conversion's) thread count; 0 (default) = FFmpeg's choice (about
             one per CPU this process may run on). :class:`~facecycle.errors.UsageError` for anything but a whole
             number >= 0.
+        fragmented: write an MP4 or MOV as fragments (see the module doc: flat memory, playable when cut); other
+            containers are written as they are.
     """
 
     def __init__(self, path: Union[str, Path], fps: Optional[float] = 30.0, time_base: Optional[Fraction] = None,
                  audio_from: Optional[str] = None, preset: str = "superfast", crf: int = 23,
-                 overwrite: bool = False, codec: str = "libx264", threads: int = 0) -> None:
+                 overwrite: bool = False, codec: str = "libx264", threads: int = 0, fragmented: bool = False) -> None:
         if codec == "libx264":
             check_x264_preset(preset)  # before the file exists, not when the first frame opens the encoder
         self.threads = check_video_threads(threads)
@@ -128,8 +144,11 @@ class VideoSink(Sink):
         self._broken = False
         #: the file could not be finished and was removed (it would not play): no video to name
         self.removed = False
+        #: written as fragments (an MP4 or MOV asked ``fragmented``)
+        self.fragmented = bool(fragmented) and self.path.suffix.lower() in _FRAGMENTABLE
         try:
-            self.container = av.open(str(self.path), "w")
+            self.container = av.open(str(self.path), "w",
+                                     options={"movflags": FRAGMENTED_MOVFLAGS} if self.fragmented else None)
         except ValueError:  # FFmpeg knows no container for the name: say so before anything is written
             raise OutputError(f"{self.path}: not a video file name (use .mp4, .mkv or .mov)") from None
         except (av.error.FFmpegError, OSError) as e:

@@ -5,9 +5,10 @@ import logging
 import stat
 import sys
 import time
+from datetime import datetime, timezone
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Callable, Iterator, Optional, Tuple, Union
 
 import cv2
 
@@ -25,6 +26,27 @@ log = logging.getLogger(__name__)
 #: faster than its reported rate looks queued frame after frame (a 66-fps camera reporting 30 lost 1.35 s)
 _SKIP_BUFFERED_MAX_S = 3.0
 _SKIP_BUFFERED_MAX_FRAMES = 64
+
+
+def _arrival_clock() -> Tuple[Callable[[], float], str]:
+    """The clock a frame's arrival is read from, and its name: ``CLOCK_BOOTTIME`` where the OS has it (Linux), which
+    goes on while the machine is suspended, else :func:`time.perf_counter` (``CLOCK_MONOTONIC`` on Linux, which
+    stops then: a laptop that slept 2 h with the camera on resumed with its timestamps 2 h behind the time of day,
+    and no gap in the timeline)."""
+    boot = getattr(time, "CLOCK_BOOTTIME", None)
+    if boot is not None:
+        try:
+            time.clock_gettime(boot)
+        except OSError:  # (a kernel or sandbox without it)
+            pass
+        else:
+            return (lambda: time.clock_gettime(boot)), "boottime"
+    return time.perf_counter, "perf_counter"
+
+
+def _utc_now() -> str:
+    """The time of day, UTC, ISO 8601 to the millisecond (``2026-01-05T14:03:07.123Z``)."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _open_capture(device: Union[int, str]) -> "cv2.VideoCapture":
@@ -84,8 +106,11 @@ def _check_device_path(device: str) -> None:
 
 
 class CameraSource(Source):
-    """A live camera. Timestamps are wall-clock seconds since the first frame (its arrival: the read returning it).
-    Frames the camera queued before the first read (while a model loaded) are discarded, counted in ``skipped``.
+    """A live camera. Timestamps are wall-clock seconds since the first frame (its arrival: the read returning it),
+    on a clock that counts a system suspend where the OS has one (``CLOCK_BOOTTIME`` on Linux; elsewhere
+    :func:`time.perf_counter`); :meth:`describe` gives the first frame's time of day (``started_at``, UTC) and the
+    clock (``arrival_clock``). Frames the camera queued before the first read (while a model loaded) are discarded,
+    counted in ``skipped``.
 
     Args:
         device: camera index (``0``) or device path (``/dev/video2``).
@@ -110,6 +135,9 @@ class CameraSource(Source):
         self.max_frames = max_frames
         #: frames queued before the first read (while the model loaded), discarded (:meth:`_skip_buffered`)
         self.skipped = 0
+        #: the first frame's arrival, time of day (UTC, ISO 8601); None before it
+        self.started_at: Optional[str] = None
+        self._clock, self._clock_name = _arrival_clock()
         if isinstance(device, str):
             _check_device_path(device)
         self.cap = _open_capture(device)
@@ -170,20 +198,25 @@ class CameraSource(Source):
                 time.sleep(0.01)
                 continue
             last_ok = time.monotonic()
-            now = time.perf_counter()
+            done = time.perf_counter()
+            now = self._clock()
             if t0 is None:
                 t0 = now
+                self.started_at = _utc_now()
             ts = now - t0
             if img.ndim == 2:
                 img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
             self.height, self.width = img.shape[:2]
             yield FramePacket(index=index, pts=int(round(ts * 1e6)), time_base=self.time_base, timestamp=ts,
-                              image=img, source=self.name, stats={"decode": now - t})
+                              image=img, source=self.name, stats={"decode": done - t})
             index += 1
 
     def describe(self) -> dict:
         d = super().describe()
         d["skipped_at_start"] = self.skipped
+        # the first frame's time of day (timestamp 0 of the CSV), and the clock of the timestamps after it
+        d["started_at"] = self.started_at
+        d["arrival_clock"] = self._clock_name
         return d
 
     def close(self) -> None:
