@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
 from facecycle.errors import BackendUnavailable, ModelError, OutputError
-from facecycle.files import temp_path
+from facecycle.files import replace_retrying, temp_path
 
 __all__ = [
     "cache_root", "engine_cache_dir", "EngineKey", "engine_key", "engine_path", "timing_cache_path",
@@ -138,14 +138,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     tmp = temp_path(path)
     try:
         tmp.write_bytes(data)
-        for wait in (0.05, 0.1, 0.2, 0.4, 0.8, None):  # as facecycle.files.write_atomic
-            try:
-                os.replace(tmp, path)
-                break
-            except PermissionError:  # Windows: another program holds the file open (an antivirus scan of the new
-                if wait is None or sys.platform != "win32":  # .onnx, a reader): it lets go within moments
-                    raise
-                time.sleep(wait)
+        replace_retrying(tmp, path)  # (Windows: an antivirus scan of the new .onnx, a reader, lets go soon)
     except OSError as e:
         try:
             tmp.unlink(missing_ok=True)

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
-__all__ = ["json_safe", "json_text", "sha256_file", "text_name", "nfc_text", "file_id", "temp_path", "write_atomic",
+__all__ = ["json_safe", "json_text", "sha256_file", "text_name", "file_id", "temp_path", "write_atomic",
+           "replace_retrying", "REPLACE_WAITS",
            "write_failure", "name_key", "caseless_note", "names_caseless", "CASELESS_NAMES",
            "match_umask", "check_can_create", "unread_pictures", "visible_files", "walk_once", "IMAGE_SUFFIXES",
            "UNREAD_PICTURE_SUFFIXES", "VIDEO_SUFFIXES", "Busy", "lock_file", "unlock_file", "lock_name"]
@@ -20,8 +21,8 @@ log = logging.getLogger(__name__)
 
 #: still-image file suffixes every folder reader accepts (lower case; OpenCV reads them all, AVIF where its build
 #: has the codec, as the pip wheels since 4.11 do). ``.jfif`` and ``.jpe`` are JPEG (a browser's download, old
-#: Windows software), which folders left out without a word. An image folder also reads ``.gif`` (its first frame:
-#: ``realtime.sources.images.FOLDER_SUFFIXES``)
+#: Windows software), which folders left out without a word. An image folder also reads ``.gif`` (its first frame)
+#: where OpenCV decodes GIF (4.12 on: ``realtime.sources.images.folder_suffixes``)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".avif", ".jfif", ".jpe")
 #: picture files that are not read (OpenCV decodes none of them: a phone's HEIC/HEIF, cameras' raw formats); the
 #: errors for such a file, or a folder of them, say to convert them
@@ -33,21 +34,12 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mpg", ".mpe
 
 def text_name(name: str) -> str:
     """A path or file name as text that any UTF-8 writer takes: a name that is not valid UTF-8 (its bytes kept by
-    Python as surrogates) gets those bytes as ``\\xNN`` escapes; and in Unicode's composed form (NFC): macOS hands
-    out decomposed names (``Zoe\\u0308.mp4``), which matched no ``Zoë.mp4`` typed in a label sheet (the CSV's
-    ``file`` column, the Parquet ``video`` column). The file's own name on disk is not changed."""
+    Python as surrogates) gets those bytes as ``\\xNN`` escapes; otherwise the name as the file system has it,
+    unchanged (not normalised: on Linux an NFD ``Zoe\\u0308.png`` and an NFC ``Zo\\u00eb.png`` are two files, and the
+    CSV's ``file`` column must open the one it names; docs/csv.md)."""
     import os
-    import unicodedata
 
-    return unicodedata.normalize("NFC", os.fsencode(name).decode("utf-8", "backslashreplace"))
-
-
-def nfc_text(name: str) -> str:
-    """``name`` in Unicode's composed form (NFC), as recorded text (``batch.json``'s ``rel``): an NFD name from
-    macOS and its NFC spelling give one text. Bytes that are not UTF-8 (surrogates) are kept as they are."""
-    import unicodedata
-
-    return unicodedata.normalize("NFC", name)
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def file_id(path: Union[str, Path]) -> Optional[Tuple[int, int]]:
@@ -74,6 +66,31 @@ def temp_path(path: Union[str, Path]) -> Path:
     return p.with_name(f".{p.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
 
 
+#: seconds :func:`replace_retrying` waits before each further try of ``os.replace`` on Windows (about 1.5 s in all)
+REPLACE_WAITS = (0.05, 0.1, 0.2, 0.4, 0.8)
+
+
+def replace_retrying(src: Union[str, Path], dst: Union[str, Path], waits: Tuple[float, ...] = REPLACE_WAITS,
+                     retry: Optional[bool] = None) -> None:
+    """``os.replace(src, dst)``, tried again after each of ``waits`` seconds while it raises ``PermissionError``
+    where ``retry`` (default: on Windows, where another program holding ``dst`` open, a log viewer, an antivirus
+    scan, pandas mid-read, lets go within moments); the last ``PermissionError`` is raised (at once where not
+    ``retry``: elsewhere it is a folder that cannot be written). Callers turn it into their own error."""
+    import os
+    import time
+
+    if retry is None:
+        retry = sys.platform == "win32"
+    for wait in (*waits, None):
+        try:
+            os.replace(src, dst)
+            return
+        except PermissionError:
+            if wait is None or not retry:
+                raise
+            time.sleep(wait)
+
+
 def write_atomic(path: Union[str, Path], text: str, newline: Optional[str] = None) -> None:
     """Write ``text`` to ``path`` whole or not at all: through a temporary file of its own (:func:`temp_path`),
     then ``os.replace``. On an error (a full disk) the temporary file is removed and the error raised; ``path`` is
@@ -81,21 +98,12 @@ def write_atomic(path: Union[str, Path], text: str, newline: Optional[str] = Non
     write as ``\\r\\r\\n``."""
     import contextlib
     import errno
-    import os
-    import time
 
     p = Path(path)
     tmp = temp_path(p)
     try:
         tmp.write_text(text, encoding="utf-8", newline=newline)
-        for wait in (0.05, 0.1, 0.2, 0.4, 0.8, None):
-            try:
-                os.replace(tmp, p)
-                break
-            except PermissionError:  # Windows: another program holds the file open (a log viewer, an antivirus
-                if wait is None or sys.platform != "win32":  # scan, pandas mid-read): it lets go within moments
-                    raise
-                time.sleep(wait)
+        replace_retrying(tmp, p)  # (Windows: another program holding the file open lets go within moments)
     except UnicodeEncodeError as e:  # a name that is not text (a Linux file name's bytes) in a table: no OSError
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
@@ -185,7 +193,7 @@ def _umask() -> int:
     import os
 
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
             if line.startswith("Umask:"):
                 return int(line.split()[1], 8)
     except (OSError, ValueError, IndexError):

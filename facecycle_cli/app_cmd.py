@@ -36,7 +36,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     Its Windows launcher has no console: ``sys.stderr`` is None, and the one-line error of a bad option, a missing
     model or a missing PyQt6 went nowhere (no window, no message). There the messages are kept, and on a non-zero
-    exit they are shown in a message box (:func:`show_error`)."""
+    exit they are shown in a message box (:func:`show_error`); not for an exit the user or the system asked for
+    (130 interrupted, 143 terminated: a second, modal box after the window closed at a logoff), nor for an error
+    the window already showed in its banner (:func:`_shown_in_window`)."""
     from . import main as cli_main
 
     args = ["app", *(sys.argv[1:] if argv is None else list(argv))]
@@ -54,9 +56,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     finally:
         if sys.stderr is captured:
             sys.stderr = None  # type: ignore[assignment]
-        if code not in (0, None):
+        if code not in (0, None, *_NO_BOX_CODES):
             text = captured.getvalue().strip() or f"facecycle-app ended with exit code {code}"
-            show_error(text)
+            if not _shown_in_window(text):
+                show_error(text)
+
+
+#: exit codes :func:`main` shows no box for: 130 (interrupted: Ctrl-C, SIGINT) and 143 (terminated: SIGTERM, a
+#: logoff or shutdown), which the user or the system asked for
+_NO_BOX_CODES = (130, 143)
+
+
+def _shown_in_window(text: str) -> bool:
+    """Whether every error line of ``text`` (``facecycle: error: MESSAGE``) names a message the app's window showed
+    itself (:func:`ui.app.window_errors`): an output that could not be written, said in the banner, then exit 4.
+    False where the window never opened, or where ``text`` holds no error line."""
+    from ui.app import window_errors
+
+    shown = window_errors()
+    errors = [line.split("error: ", 1)[1] for line in text.splitlines() if line.startswith("facecycle: error: ")]
+    return bool(shown and errors) and all(any(m and (e in m or m in e) for m in shown) for e in errors)
 
 
 #: how much of the messages :func:`main` keeps where stderr is None (the last characters written)

@@ -38,6 +38,7 @@ def _add_analyzer_args(p: argparse.ArgumentParser, lookahead: bool = True) -> No
     twice) leaves out the look-ahead options, which could never apply there."""
     from engines.select import BACKEND_NAMES
     from realtime.detectors import DETECTOR_CHOICES
+    from realtime.pose import POSE_CAMERAS
 
     g = p.add_argument_group("model and detection")
     g.add_argument("--model", default=None, metavar="DIR",
@@ -72,7 +73,7 @@ def _add_analyzer_args(p: argparse.ArgumentParser, lookahead: bool = True) -> No
                    help="turn every frame DEG degrees clockwise (90, 180, 270) before it is read, after the file's "
                         "own rotation tag: a video that lost its tag, a camera mounted upside down, a person lying "
                         "down (a run whose faces are turned says so, with the value that reads them upright)")
-    g.add_argument("--pose-camera", default="frame", choices=("frame", "face"), metavar="WHERE",
+    g.add_argument("--pose-camera", default="frame", choices=POSE_CAMERAS, metavar="WHERE",
                    help="the head pose's camera: frame (default: one camera filmed the frame, its centre the "
                         "camera's axis) or face (each face its own camera, centred on the face: screen recordings, "
                         "video-call galleries, webcam insets, where a tile's place on the screen otherwise reads as "

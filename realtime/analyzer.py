@@ -794,6 +794,9 @@ class Run:
         #: the tracks of the last frame whose faces are at the detector's limit (under FACE_PX_AT_SIZE at the
         #: detection size): one of them lost at a detection brings the next look forward
         self._small_ids: set = set()
+        #: whether one of them was lost at a detection since the last look: the next look comes within
+        #: LOOK_FIRST_S of the one before, however soon after it the loss came
+        self._lost_small = False
         #: every face brightened before it was read (:meth:`_note_dark`): track id -> [rows, first frame, last frame,
         #: largest gain]; whether the sidecar's ``dark_faces.tracks`` lags it (over DARK_TRACKS_LISTED faces it is
         #: made again when the sidecar is written, not every frame); how many later faces were said at INFO level
@@ -938,6 +941,8 @@ class Run:
             if self._looking and not self.src.stills:
                 due = self._look_interval(faces, p.image)
                 if self._small_ids - {f.track_id for f in faces}:  # a face at the detector's limit lost here: soon
+                    self._lost_small = True  # (until a look takes it in: the loss may come just after a look)
+                if self._lost_small:
                     due = min(due, LOOK_FIRST_S)
                 if (self._looking and p.timestamp - self._size_look_ts >= due
                         and self._look_for_small_faces(p.image, faces, p.timestamp, p.index)):
@@ -1042,6 +1047,7 @@ class Run:
         look = self._look_side(image)
         self._looks_done += 1
         self._size_look_ts = ts
+        self._lost_small = False
         if not look:
             return False
         big = det.detect(image, max_side=look)
@@ -1271,7 +1277,9 @@ class Run:
                     status = "interrupted"
                 # read to the source's end (not cut by max_frames): the annotated video keeps all of its audio
                 ended = status == "complete" and (self.max_frames is None or self.stats.frames < self.max_frames)
-                close_error = self.outputs.close(status, recorded, source_ended=ended)
+                # (an error it returns is this run's, raised below: said once, not also as a warning)
+                close_error = self.outputs.close(status, recorded, source_ended=ended,
+                                                 raises=status in ("complete", "interrupted"))
                 # set once the files are finished (another thread may watch it); failed where they could not be,
                 # as the sidecar then says
                 self.status = "failed" if close_error is not None else status

@@ -568,15 +568,22 @@ class RunOutputs:
         log.info("video finished: %s (%d frames)", v.path, v.frames)
 
     def close(self, status: str = "complete", error: Optional[BaseException] = None,
-              source_ended: bool = False) -> Optional[BaseException]:
+              source_ended: bool = False, raises: bool = False) -> Optional[BaseException]:
         """Finish every file (idempotent). The CSV's sidecar gets ``status``; returns the first error of a
         sink that could not be finished (its file is incomplete), None when all are complete. ``source_ended``: the
-        source was read to its end (the video then takes the source's audio to its own end)."""
+        source was read to its end (the video then takes the source's audio to its own end). ``raises``: the
+        caller raises the error returned (the run's error, said once as such): it is logged at DEBUG only, where
+        a WARNING said it a second time on stderr; an error not returned (a second one) is always a WARNING."""
         first: Optional[BaseException] = None
+
+        def say(what: str, e: BaseException) -> None:
+            log.log(logging.DEBUG if raises and first is None else logging.WARNING, "closing the %s failed: %s",
+                    what, e)
+
         try:
             self._close_video(to_end=source_ended)
         except Exception as e:  # noqa: BLE001 - keep closing the CSV
-            log.warning("closing the video failed: %s", e)
+            say("video", e)
             first = e
             if status in ("complete", "interrupted"):
                 status, error = "failed", e
@@ -589,7 +596,7 @@ class RunOutputs:
                 self.write_sidecar(status, error)
                 self.sidecar_path = None
         except Exception as e:  # noqa: BLE001
-            log.warning("closing the CSV failed: %s", e)
+            say("CSV", e)
             first = first or e
         if self._aside:
             if self._frames_seen == 0:  # failed, stopped or an input of no frame: nothing replaced them

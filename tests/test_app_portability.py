@@ -75,11 +75,68 @@ def test_with_a_console_the_error_goes_to_stderr_and_no_box(boxes, capsys, tmp_p
 
 
 def test_show_error_never_raises(monkeypatch):
+    """A Qt box that cannot be shown (no display) falls back on the system's box, and one that fails too is
+    dropped: nothing raised."""
+    import ctypes
+    import types
+
+    tried = []
+
     def broken(*a, **k):
+        tried.append("qt")
         raise RuntimeError("no display")
 
+    def user32_box(hwnd, text, title, flags):
+        tried.append(("windows", text))
+        raise OSError("no user32")
+
     monkeypatch.setattr(QMessageBox, "critical", staticmethod(broken))
+    monkeypatch.setattr(ctypes, "windll", types.SimpleNamespace(user32=types.SimpleNamespace(MessageBoxW=user32_box)),
+                        raising=False)
+    monkeypatch.setattr(sys, "platform", "win32")
     app_cmd.show_error("facecycle: error: x")  # nothing raised
+    assert tried == ["qt", ("windows", "facecycle: error: x")], tried
+
+
+def _exits(monkeypatch, code, message=None):
+    """The CLI replaced by one that ends with ``code`` after printing ``facecycle: error: message``."""
+    import facecycle_cli
+
+    def fake_main(args):
+        if message:
+            print(f"facecycle: error: {message}", file=sys.stderr)
+        return code
+
+    monkeypatch.setattr(facecycle_cli, "main", fake_main)
+
+
+@pytest.mark.parametrize("code", [130, 143])
+def test_gui_launcher_shows_no_box_for_an_interrupted_or_terminated_app(boxes, monkeypatch, code):
+    """Closed by Ctrl-C or by a logoff's SIGTERM: the user or the system asked for it, and a modal box after the
+    window closed said only "ended with exit code 143"."""
+    _exits(monkeypatch, code)
+    no_console(monkeypatch)
+    assert app_cmd.main([]) == code
+    assert boxes == []
+    _exits(monkeypatch, 1)  # any other failure still gets its box
+    assert app_cmd.main([]) == 1 and len(boxes) == 1 and "exit code 1" in boxes[0][2]
+
+
+def test_gui_launcher_shows_no_second_box_for_an_error_the_window_showed(boxes, monkeypatch):
+    """A --csv that cannot be written: the window shows it in its banner and the app exits 4; the launcher's box
+    said it a second time. An error the window did not show (a timeout, a screenshot not saved) still gets one."""
+    from ui import app as ui_app
+
+    shown = "CSV failed: /x/a.csv: disk full"
+    monkeypatch.setattr(ui_app, "_window_errors", [shown])
+    _exits(monkeypatch, 4, shown)
+    no_console(monkeypatch)
+    assert app_cmd.main([]) == 4 and boxes == []
+    _exits(monkeypatch, 5, "automation timed out after 600 s (0 frames painted)")
+    assert app_cmd.main([]) == 5 and len(boxes) == 1 and "timed out" in boxes[0][2]
+    monkeypatch.setattr(ui_app, "_window_errors", None)  # the window never opened: the box says it
+    _exits(monkeypatch, 4, shown)
+    assert app_cmd.main([]) == 4 and len(boxes) == 2
 
 
 def test_show_error_without_pyqt6_uses_the_windows_box(monkeypatch):

@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime.sources.images import ImageFolderSource, judge_neighbours, sequence_evidence
+from realtime.sources import images as images_mod
+from realtime.sources.images import ImageFolderSource, judge_neighbours, reads_gif, sequence_evidence
 
 from .conftest import shared_video
 
@@ -96,8 +97,9 @@ def test_gif_jfif_and_jpe_pictures_are_read_and_other_picture_kinds_are_counted(
     (d / "phone.heic").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(64))
     (d / "new.jxl").write_bytes(b"\xff\x0a" + bytes(64))
     (d / "notes.txt").write_text("not a picture")
+    gif = gif and reads_gif()  # (OpenCV decodes GIF from 4.12: else it is counted as not read, the next test)
     if gif:
-        assert read_image(d / "c.gif") is not None  # OpenCV >= 4.7 decodes GIF
+        assert read_image(d / "c.gif") is not None
     with caplog.at_level(logging.WARNING):
         src = ImageFolderSource(d, reading="stills")
         frames = list(src)
@@ -105,14 +107,59 @@ def test_gif_jfif_and_jpe_pictures_are_read_and_other_picture_kinds_are_counted(
     if gif:
         assert int(frames[2].image[0, 0, 0]) == 30  # its first frame
     info = src.describe()
-    assert info["not_read"] == ["new.jxl", "phone.heic"] and info["not_read_count"] == 2
-    assert "2 pictures of a kind not read here left out (1 .heic, 1 .jxl" in caplog.text
+    if gif or not (d / "c.gif").exists():
+        assert info["not_read"] == ["new.jxl", "phone.heic"] and info["not_read_count"] == 2
+        assert "2 pictures of a kind not read here left out (1 .heic, 1 .jxl" in caplog.text
+    else:  # an OpenCV without GIF: counted with them
+        assert info["not_read"] == ["c.gif", "new.jxl", "phone.heic"] and info["not_read_count"] == 3
     assert src.errors == 0 and info["unreadable"] == []
     # in a class tree too
     tree = tmp_path / "tree"
     _picture(tree / "happy" / "1.png")
     (tree / "happy" / "2.heic").write_bytes(b"\x00")
     assert ImageFolderSource(tree).describe()["not_read"] == ["happy/2.heic"]
+
+
+@pytest.mark.parametrize("decodes", [True, False])
+def test_gif_is_read_only_where_opencv_decodes_it(tmp_path, caplog, monkeypatch, decodes):
+    """OpenCV decodes GIF from 4.12 (4.11 has a decoder, off in its builds), where pyproject allows 4.8 on. Whether it
+    does is decided once per process, from a 1-pixel GIF; where it does not, a folder's `.gif` pictures are counted
+    with the kinds not read (`input.not_read`, one warning, the hint to convert them), not read and each counted as
+    an unreadable image, and a folder of GIFs only is not "no readable images"."""
+    monkeypatch.setattr(images_mod, "_gif_read", None)
+    monkeypatch.setattr(images_mod, "_decodes_gif", lambda: decodes)
+    assert reads_gif() is decodes and (".gif" in images_mod.folder_suffixes()) is decodes
+    assert (".gif" in images_mod.other_picture_suffixes()) is not decodes
+    monkeypatch.setattr(images_mod, "_decodes_gif", lambda: not decodes)
+    assert reads_gif() is decodes  # decided once
+    d = tmp_path / "pics"
+    _picture(d / "a.png")
+    gif = _gif(d / "b.gif", [30])
+    if not gif:
+        (d / "b.gif").write_bytes(images_mod._GIF_1PX)
+    with caplog.at_level(logging.WARNING):
+        src = ImageFolderSource(d, reading="stills")
+    info = src.describe()
+    if decodes:
+        assert [p.name for p in src.files] == ["a.png", "b.gif"] and info["not_read"] == []
+    else:
+        assert [p.name for p in src.files] == ["a.png"] and info["not_read"] == ["b.gif"]
+        assert "1 picture of a kind not read here left out (1 .gif" in caplog.text
+        (d / "a.png").unlink()
+        from facecycle.errors import InputError
+
+        with pytest.raises(InputError, match=r"no images \(.*; it holds pictures of a kind not read here \(1 \.gif"):
+            ImageFolderSource(d)
+
+
+def test_the_gif_probe_answers_as_opencv_reads_a_gif(tmp_path):
+    """The probe's 1-pixel GIF decodes exactly where a real GIF does."""
+    from facecycle.imageio import read_image
+
+    if not _gif(tmp_path / "x.gif", [30]):
+        pytest.skip("no GIF can be written here")
+    assert images_mod._decodes_gif() is (read_image(tmp_path / "x.gif") is not None)
+    assert len(images_mod._GIF_1PX) == 35
 
 
 # --- F4: a stray picture above a class tree ---------------------------------------------------------------------

@@ -91,7 +91,7 @@ def test_a_final_sidecar_that_cannot_be_written_fails_the_run(tmp_path, monkeypa
     assert (tmp_path / "a.csv").is_file() and out.csv is None  # the CSV is finished all the same
 
 
-def test_the_cli_exits_4_with_one_line_when_the_final_sidecar_fails(model, tmp_path, monkeypatch, capfd):
+def test_the_cli_exits_4_with_one_line_when_the_final_sidecar_fails(model, tmp_path, monkeypatch, capfd, caplog):
     from facecycle_cli import main
 
     clip = write_video(tmp_path / "clip.mp4", real_frames(10))
@@ -110,6 +110,33 @@ def test_the_cli_exits_4_with_one_line_when_the_final_sidecar_fails(model, tmp_p
     assert rc == 4, err
     line = one_error_line(err)
     assert "clip.json: disk full" in line and "final sidecar was not written" in line, line
+    assert err.count("final sidecar was not written") == 1, err
+    # (a WARNING "closing the CSV failed: ..." said it a second time; under pytest the log goes to caplog)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "closing the" in r.getMessage()]
+
+
+def test_a_close_error_the_caller_raises_is_not_also_a_warning(tmp_path, monkeypatch, caplog):
+    """`close(raises=True)`: the run raises the error returned, so the close logs it at DEBUG only; without it (an
+    error that goes no further: the run ends on another exception) it stays a WARNING."""
+    for raises in (True, False):
+        out = _outputs()
+        out.open_csv(tmp_path / f"{raises}.csv")
+        _churn(out, 2)
+        real = outputs_mod.write_sidecar
+
+        def fail_final(path, info, real=real):
+            if info.get("status") != "running":
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real(path, info)
+
+        monkeypatch.setattr(outputs_mod, "write_sidecar", fail_final)
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="realtime.outputs"):
+            err = out.close("complete", raises=raises)
+        monkeypatch.setattr(outputs_mod, "write_sidecar", real)
+        assert isinstance(err, OutputError)
+        said = [r for r in caplog.records if "closing the CSV failed" in r.getMessage()]
+        assert [r.levelno for r in said] == [logging.DEBUG if raises else logging.WARNING], said
 
 
 @pytest.mark.parametrize("tracks", [120, MAX_TRACKS + 100])
@@ -137,30 +164,56 @@ def test_the_sidecars_room_grows_with_its_tracks(tmp_path, monkeypatch, tracks):
         assert 300_000 < compact < 900_000, compact
 
 
-def test_the_reserve_keeps_room_for_the_growth_until_the_next_checkpoint():
-    """The rule behind the growth (sidecar.reserve_for, outputs.SIDECAR_TRACKS_STEP) with the real per-track size of
-    the summary (lifted rows included): at each checkpoint's track count the padding holds the final sidecar of the
-    track count that triggers the next one, plus statistics and an error message."""
-    points = [0]  # the listed track counts a checkpoint is written at
-    while points[-1] < MAX_TRACKS:
-        points.append(min(MAX_TRACKS, points[-1] + max(outputs_mod.SIDECAR_TRACKS_STEP, points[-1] // 4)))
-    s = ExpressionSummary()
-    sizes = {0: len(json.dumps(s.to_dict(), separators=(",", ":")))}
-    tid = 0
-    for target in points[1:]:
-        while tid < target:
-            for j in range(3):
-                f = _face(tid, k=tid, intensity=0.2 + 0.7 * ((tid * 7 + j) % 100) / 100, lift=2.0)
-                s.add(_packet(tid * 3 + j, [f]))
-            tid += 1
-        sizes[target] = len(json.dumps(s.to_dict(), separators=(",", ":")))
-    base = 6 * 1024  # the rest of a sidecar (model, backend, detector, versions), as measured: about 5 KB
-    extra = 3 * 1024  # statistics, an error message
-    # beyond the summary, a track may add a dark_faces entry (about 90 bytes, the first 100) and, for pictures, a
-    # name in read_whole_first (the first 1,000): 350 bytes a track, more than either
-    for a, b in zip(points[:-1], points[1:], strict=True):
-        assert sidecar.reserve_for(base + sizes[a] + 350 * a) >= base + sizes[b] + 350 * b + extra, (a, b)
-    assert len(points) < 40  # (a few dozen checkpoints up to the cap, not one per track)
+def test_the_reserve_keeps_room_for_the_growth_until_the_next_checkpoint(tmp_path, monkeypatch):
+    """The rule behind the growth (sidecar.reserve_for, RunOutputs._checkpoint's SIDECAR_TRACKS_STEP trigger),
+    driven through RunOutputs.write up to the summary's cap with the real per-track size of the summary (lifted
+    rows included): at each checkpoint the final sidecar as it would be written then (compact, with statistics
+    and an error message) fits in the file the checkpoint before reserved; and after the last one, on a full disk,
+    the final sidecar is written over it."""
+    from facecycle.files import json_text
+    from realtime.sinks import versions
+
+    monkeypatch.setattr(outputs_mod, "SIDECAR_EVERY_S", 1e9)  # growth alone
+    out: Optional[RunOutputs] = None
+
+    def describe():
+        # the rest of a real sidecar (model, backend, detector, versions): about 5 KB; and beyond the summary, a
+        # track may add a dark_faces entry (about 90 bytes, the first 100) and, for pictures, a name in
+        # read_whole_first (the first 1,000): 350 bytes a track, more than either
+        listed = len(out.csv.summary.tracks) if out is not None and out.csv is not None else 0
+        return {"input": {"name": "test", "live": False}, "rest": "m" * 6 * 1024, "per_track": ["t" * 340] * listed}
+
+    out = RunOutputs(4, fps=25, describe=describe, stats=lambda: {"frames_analysed": 1, "fps": 25.0})
+    side = tmp_path / "a.json"
+    real, checks = outputs_mod.write_sidecar, []
+
+    def checkpoint(path, info):
+        if info.get("status") == "running" and Path(path).is_file():  # (not the sidecar of the run's start)
+            final = dict(info, status="failed", error="e" * 2048, versions=versions(), written_at="x" * 20)
+            need = len((json_text(final, indent=None) + "\n").encode())
+            checks.append((len(info["summary"]["tracks"]), need, Path(path).stat().st_size))
+        real(path, info)
+
+    monkeypatch.setattr(outputs_mod, "write_sidecar", checkpoint)
+    out.open_csv(tmp_path / "a.csv")
+    i = 0
+    for tid in range(MAX_TRACKS + 50):
+        for j in range(3):
+            f = _face(tid, k=tid, intensity=0.2 + 0.7 * ((tid * 7 + j) % 100) / 100, lift=2.0)
+            out.write(_packet(i, [f]))
+            i += 1
+    counts = [c[0] for c in checks]
+    # (the step grows by a quarter: the last checkpoint comes before the cap, 921 tracks, and its reserve holds
+    # the final sidecar of 1,000: the close on a full disk below)
+    assert counts[0] == outputs_mod.SIDECAR_TRACKS_STEP and counts[-1] < MAX_TRACKS <= counts[-1] * 5 // 4, counts
+    assert counts == sorted(set(counts)) and len(checks) < 40, counts  # (a few dozen, not one per track)
+    for tracks, need, have in checks:
+        assert need <= have, (tracks, need, have)
+    _no_temp_writes(monkeypatch)  # the disk full at the end: the final sidecar goes over the reserved blocks
+    reserved = side.stat().st_size
+    assert out.close("failed", OutputError("e" * 2048)) is None
+    d = json.loads(side.read_text(encoding="utf-8"))
+    assert d["status"] == "failed" and len(d["summary"]["tracks"]) == MAX_TRACKS and side.stat().st_size == reserved
 
 
 # ------------------------------------------------------------------ 2. checkpoints while the run goes

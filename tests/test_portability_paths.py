@@ -105,13 +105,14 @@ def test_first_clash_sees_the_input_under_another_name(tmp_path):
 # ------------------------------------------------------------------------------------------ F9: NFC / NFD
 def test_nfc_and_nfd_names_are_one_name_where_names_are_compared_without_case(tmp_path, monkeypatch):
     """macOS compares `Zoë` composed (NFC) and decomposed (NFD) as one name: two inputs whose names differ only so
-    (they can sit side by side on a Linux share) wrote one `Zoë.csv` there. Recorded text is NFC."""
+    (they can sit side by side on a Linux share) wrote one `Zoë.csv` there. Only that clash key is NFC: recorded
+    text keeps the file system's name."""
     from realtime.batch import plan
 
     assert NFC != NFD
     assert name_key(NFD + ".mp4", True) == name_key(NFC.upper() + ".mp4", True)
     assert name_key(NFD, False) != name_key(NFC, False)  # a case-sensitive file system: two names, as before
-    assert text_name(NFD + ".png") == NFC + ".png"  # the CSV's `file` column and the Parquet `video` column
+    assert text_name(NFD + ".png") == NFD + ".png"  # the CSV's `file` column and the Parquet `video` column: as is
     assert text_name("a\udcff.png") == "a\\xff.png"  # bytes that are not UTF-8, as before
     src = tmp_path / "nf"
     _touch(src / f"{NFC}.mp4")
@@ -124,18 +125,27 @@ def test_nfc_and_nfd_names_are_one_name_where_names_are_compared_without_case(tm
     assert len(items) == 2
 
 
-def test_csv_file_column_is_nfc():
+def test_csv_file_column_keeps_the_file_systems_name(tmp_path):
+    """The `file` column is the picture's name as the file system has it (docs/csv.md): an NFD name recorded as NFC
+    no longer opened from the column on Linux (ext4 keeps NFC and NFD names apart), and two pictures whose names
+    differ only so got one `file` value."""
     from realtime.sinks.csv_sink import _file_field
 
     class Packet:
         file = f"photos/{NFD}.png"
 
-    assert _file_field(Packet()) == f",photos/{NFC}.png"
+    class Other:
+        file = f"photos/{NFC}.png"
+
+    assert _file_field(Packet()) == f",photos/{NFD}.png" != _file_field(Other())
+    pic = _touch(tmp_path / "photos" / f"{NFD}.png")
+    assert (tmp_path / _file_field(Packet())[1:]).is_file() and pic.is_file()
 
 
-def test_batch_records_nfd_names_as_nfc_and_keeps_the_files_names(tmp_path, capsys):
-    """A batch over a macOS-made `Zoe\u0308.mp4` stored the NFD name in batch.json's `rel` and the Parquet `video`
-    column: a join with a label sheet typed in NFC dropped that video's rows. The outputs keep the input's name."""
+def test_batch_records_nfd_names_as_the_file_system_has_them(tmp_path, capsys):
+    """A batch over a macOS-made `Zoe\u0308.mp4` records the NFD name, as the file system has it, in batch.json's
+    `rel`, the sidecar and the Parquet `video` column (NFC text named no file on Linux; docs/batch.md says to
+    normalise both sides of a join with a label sheet). The outputs keep the input's name."""
     pa = pytest.importorskip("pyarrow.parquet")
     src = tmp_path / "in"
     _clip(src / f"{NFD}.mp4")
@@ -143,12 +153,13 @@ def test_batch_records_nfd_names_as_nfc_and_keeps_the_files_names(tmp_path, caps
     assert cli_main(["batch", str(src), "--out-dir", str(out), "--parquet", str(pq), *BATCH]) == 0, \
         capsys.readouterr().err
     rec = json.loads((out / "batch.json").read_text(encoding="utf-8"))
-    assert [e["rel"] for e in rec["inputs"]] == [f"{NFC}.mp4"]
+    assert [e["rel"] for e in rec["inputs"]] == [f"{NFD}.mp4"]
     assert (out / f"{NFD}.csv").is_file() and (out / f"{NFD}.json").is_file()  # the files' names: the input's
     side = json.loads((out / f"{NFD}.json").read_text(encoding="utf-8"))
-    assert side["batch"]["rel"] == f"{NFC}.mp4"
+    assert side["batch"]["rel"] == f"{NFD}.mp4"
     videos = set(pa.read_table(str(pq), columns=["video"]).column("video").to_pylist())
-    assert videos == {f"{NFC}.mp4"}, videos
+    assert videos == {f"{NFD}.mp4"}, videos
+    assert {unicodedata.normalize("NFC", v) for v in videos} == {f"{NFC}.mp4"}  # the join docs/batch.md gives
 
 
 # ------------------------------------------------------------------------------------------ F3: long paths

@@ -195,3 +195,44 @@ def test_pose_camera_option_and_fingerprint():
     with pytest.raises(UsageError, match="pose_camera"):
         Analyzer(pose_camera="tile")
     assert np.isnan(estimate_pose(np.zeros((5, 2)), 640, 480, (math.nan, 0.0))).all()
+
+
+def test_a_small_face_lost_soon_after_a_look_brings_the_next_look_within_2_s(monkeypatch):
+    """A face at the detector's limit (16 px at 320) lost at a detection brings the next look at a larger size
+    forward, to 2 s after the last one. The loss was noticed on its own detection frame only: one coming under 2 s
+    after a look (here 1 s) was forgotten on the next frame, and the next look came on the 5-s schedule. The loss is
+    kept until a look takes it in; the look after that is on the schedule again."""
+    from types import SimpleNamespace
+
+    import realtime.analyzer as analyzer_mod
+    from realtime.analyzer import LOOK_AGAIN_S, LOOK_FIRST_S, LOOKS_FIRST, Run, RunStats
+    from realtime.types import Face
+
+    image = np.zeros((1080, 1920, 3), np.uint8)
+    small = np.array([900, 500, 996, 596], np.float32)  # 96 px in 1920: 16 px at 320
+
+    def detect(detector, tracker, img, ts, still=False):
+        if ts < 1.0 - 1e-9:  # the face is lost at 1 s, a second after the first look
+            return [Face(box=small.copy(), score=0.55, landmarks=np.zeros((5, 2), np.float32), track_id=1)]
+        return []
+
+    monkeypatch.setattr(analyzer_mod, "detect_faces", detect)
+    looks = []
+    detector = SimpleNamespace(max_side=320, detect=lambda img, max_side: looks.append(ts) or [])
+    run = object.__new__(Run)
+    run.analyzer = SimpleNamespace(rotate=0, detect_every=1, detector=detector, max_faces=0,
+                                   adapt_detect_size=True)
+    run.src = SimpleNamespace(stills=False, name="inset.mp4")
+    run.tracker = SimpleNamespace(last_cut=False)
+    run.stats, run.info = RunStats(), {}
+    run._replay, run._record, run._turns, run._kept_faces, run._since_detect = None, None, None, set(), 10 ** 9
+    run._detected = set()
+    run._detect_side, run._looking = 320, True
+    run._looks_done, run._size_look_ts, run._small_ids = LOOKS_FIRST, -math.inf, set()  # past the first looks
+    run._lost_small = False
+    for i in range(70):  # 10 frames a second, each detected
+        ts = i / 10
+        run._detect_stage(SimpleNamespace(index=i, timestamp=ts, image=image, stats={}, faces=[]))
+    # the look at 0 s, the loss at 1 s brings one at 2 s (not 5 s); then the schedule again (7 s)
+    assert looks == [0.0, LOOK_FIRST_S], looks
+    assert LOOK_FIRST_S + LOOK_AGAIN_S == 7.0

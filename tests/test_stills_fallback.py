@@ -252,3 +252,18 @@ def test_real_fer_faces_found_enlarged_or_read_whole(analyzer):
     for n in FER_READ_WHOLE:
         faces = analyzer.analyze_image(imgs[n]).faces
         assert len(faces) == 1 and faces[0].score == 0.0 and faces[0].emotions is not None, n
+
+
+def test_the_stills_rule_is_fingerprinted_whatever_the_detection_size():
+    """A batch with an explicit --detect-size (no raise, so no `adapt_raise` key) kept its old fingerprint, though
+    its pictures now give other rows (enlarged looks, read-whole rows, OpenCV's decode, cut JPEGs read): such a batch
+    was skipped as complete and one dataset mixed the two rules. The stills rule is in every fingerprint."""
+    from realtime.batch import BatchSettings, settings_fingerprint
+    from realtime.detectors.base import ENLARGE
+    from realtime.sources.images import reads_gif
+
+    for analyzer in ({}, {"detect_size": 640, "adapt_detect_size": False}):
+        _, detail = settings_fingerprint(BatchSettings(analyzer=analyzer, video=False))
+        assert detail["stills_rule"] == {"small_still": SMALL_STILL, "enlarge": list(ENLARGE), "read_whole": True,
+                                         "decode": "opencv", "gif": reads_gif()}, detail
+    assert "adapt_raise" not in detail  # (the raise's rule only where the size may be raised)

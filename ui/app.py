@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 from facecycle.errors import FaceCycleError, OutputError, PipelineError, UsageError
 from facecycle.files import json_text
@@ -182,7 +182,7 @@ class Automation:
             if self.stats_json:
                 p = Path(self.stats_json)
                 p.parent.mkdir(parents=True, exist_ok=True)
-                p.write_text(json_text(self.stats) + "\n")
+                p.write_text(json_text(self.stats) + "\n", encoding="utf-8")
         except OSError as e:
             self.error = self.error or OutputError(f"{e.filename or ''}: {e.strerror or e}")
         except FaceCycleError as e:
@@ -242,9 +242,21 @@ def _ensure_platform(automated: bool) -> None:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
 
+#: the messages the window of the last :func:`run_app` showed in its banner (its ``errors``, kept as they grow); None
+#: while no window opened. ``facecycle-app`` shows no second box for them (:func:`window_errors`)
+_window_errors: Optional[List[str]] = None
+
+
+def window_errors() -> Optional[List[str]]:
+    """The messages the last window :func:`run_app` opened showed itself (None where none opened)."""
+    return _window_errors
+
+
 def run_app(args: argparse.Namespace) -> int:
     """Open the main window (the ``facecycle app`` command). Returns the exit code; in automation,
     a pipeline error is raised as its FaceCycleError (one line, its exit code)."""
+    global _window_errors
+    _window_errors = None
     if args.exit_after is not None and args.exit_after < 1:
         raise UsageError("--exit-after must be >= 1")
     automated = args.exit_after is not None or args.screenshot or args.stats_json
@@ -300,6 +312,7 @@ def run_app(args: argparse.Namespace) -> int:
     if args.csv:
         win.set_csv_path(args.csv)
     win.show()
+    _window_errors = win.errors
     if args.input is not None:
         win.open_source(args.input, start=True)
     elif args.camera is not None:

@@ -54,11 +54,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                 out = Path(tmp) / f"pipe{i}.json"
                 _run([sys.executable, "-m", "facecycle", "bench", "pipeline", a.video, *common,
                       "--frames", str(a.frames), "--runs", "1", "--json", str(out)], env)
-                rnd["pipeline_headless_fps"] = json.loads(out.read_text())["fps_median"]
+                rnd["pipeline_headless_fps"] = json.loads(out.read_text(encoding="utf-8"))["fps_median"]
             out = Path(tmp) / f"app{i}.json"
             _run([sys.executable, "-m", "facecycle", "app", "--input", a.video, *common,
                   "--exit-after", str(a.frames), "--stats-json", str(out)], env)
-            st = json.loads(out.read_text())
+            st = json.loads(out.read_text(encoding="utf-8"))
             rnd.update(app_displayed_fps=st["displayed_fps"], app_pipeline_fps=st["pipeline_fps"],
                        frames_painted=st["frames_painted"], display_drops=st["display_drops"],
                        source_drops=st["source_drops"], latency_ms_p50=st["latency_ms_p50"],
@@ -79,7 +79,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         ratios = [r["app_displayed_fps"] / r["pipeline_headless_fps"] for r in rounds if r["pipeline_headless_fps"]]
         res["displayed_over_headless_ratio_median"] = round(statistics.median(ratios), 3) if ratios else None
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.json).write_text(json.dumps(res, indent=2) + "\n")
+    Path(a.json).write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
     print(f"displayed fps median {res['displayed_fps_median']} "
           f"(headless pipeline {res['pipeline_headless_fps_median']}) -> {a.json}")
     return 0

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from facecycle.errors import FaceCycleError, InputError, OutputError, UsageError
-from facecycle.files import Busy, file_id, lock_file, nfc_text, unlock_file
+from facecycle.files import Busy, file_id, lock_file, replace_retrying, unlock_file
 from facecycle.jsonvalues import is_int, is_number
 
 from ..sinks.image_sink import is_image_path, picture_suffix
@@ -201,21 +201,18 @@ _WINDOWS = os.name == "nt"
 
 def _replace(src: Union[str, Path], dst: Union[str, Path], tries: int = 5,
              held: Optional[Union[str, Path]] = None) -> None:
-    """``os.replace``, retried a few times on Windows where another program holds ``dst`` open; still held, the
+    """``os.replace`` (:func:`facecycle.files.replace_retrying`), retried on Windows for about 2 s (``tries``
+    tries, 0.2 s more between each) where another program holds ``dst`` open; still held, the
     input fails (InputError) and the batch goes on: a CSV left open in a spreadsheet stopped the whole batch as an
     output folder that cannot be written. ``held``: the file the error names (default ``dst``; ``src`` where a
     user's file is moved aside)."""
-    for attempt in range(tries):
-        try:
-            os.replace(src, dst)
-            return
-        except PermissionError as e:
-            if not _WINDOWS:  # a folder that cannot be written: every input would fail alike
-                raise
-            if attempt + 1 == tries:
-                raise InputError(f"{held or dst}: cannot be replaced, open in another program? ({e.strerror or e}); "
-                                 "close it and run the batch again") from None
-            time.sleep(0.2 * (attempt + 1))
+    try:
+        replace_retrying(src, dst, waits=tuple(0.2 * (k + 1) for k in range(tries - 1)), retry=_WINDOWS)
+    except PermissionError as e:
+        if not _WINDOWS:  # a folder that cannot be written: every input would fail alike
+            raise
+        raise InputError(f"{held or dst}: cannot be replaced, open in another program? ({e.strerror or e}); "
+                         "close it and run the batch again") from None
 
 
 def _set_aside(paths: Dict[str, Any], work_root: Path, placed: Sequence[str] = ()) -> str:
@@ -479,7 +476,7 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
         info["csv"] = res["csv"]
         info["video"] = res["video"]
         info["fingerprint"] = task["fingerprint"]
-        info["batch"] = {"run_id": task["run_id"], "input": task["input"], "rel": nfc_text(task["rel"]),
+        info["batch"] = {"run_id": task["run_id"], "input": task["input"], "rel": task["rel"],
                          "retries": res["retries"], "rows": res["rows"], **task.get("batch", {}),
                          "csv_bytes": res["csv_bytes"]}
         from realtime.sinks import write_sidecar

@@ -177,7 +177,7 @@ def _settings(csv: Union[str, Path]) -> Optional[dict]:
     import json
 
     try:
-        info = json.loads(Path(csv).with_suffix(".json").read_text())
+        info = json.loads(Path(csv).with_suffix(".json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(info, dict):

@@ -338,9 +338,9 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
 
     Covered: the model (sha256 of ``manifest.json``, which lists every graph's sha256, and of the expression
     head), the detector and its model file, detection and analysis options (with neutral faces, the number of
-    neutralization passes, default or not, and the track reference's rule), the tracker's scene-cut rule,
-    precision and calibration video, the outputs asked for, the CSV's columns (with CSVs), ``max_frames``, the video
-    preset and audio, and the facecycle version.
+    neutralization passes, default or not, and the track reference's rule), the tracker's scene-cut rule, how
+    pictures are read (``stills_rule``), precision and calibration video, the outputs asked for, the CSV's columns
+    (with CSVs), ``max_frames``, the video preset and audio, and the facecycle version.
     Not covered: thread counts and worker counts (they change speed, not numbers)."""
     import facecycle
     from facecycle.assets import default_model_dir
@@ -359,11 +359,13 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
     )
     from ..crops import LEVEL_FROM_DEG, LEVEL_FULL_DEG
     from ..detectors import DETECTORS
+    from ..detectors.base import ENLARGE, SMALL_STILL
     from ..heads import model_checksums
     from ..inference import DARK_LIFT, NEUTRAL_PASSES
     from ..neutral_reference import NeutralReference
     from ..reid import IdentityReID
     from ..sinks.csv_sink import csv_columns
+    from ..sources.images import reads_gif
     from ..tracking import Tracker
 
     a = dict(settings.analyzer)
@@ -400,8 +402,8 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
               "emotion_label": [smoothing_rule.LABEL_MARGIN, smoothing_rule.HOLD_S],
               **{k: a.get(k) for k in ("detect_every", "detect_size", "score_threshold", "max_faces", "neutralize",
                                        "reid", "smooth")},
-              # a larger detection size where small faces show only at 1280 px (off with an explicit --detect-size),
-              # with the looks' rule (first looks, then looks for faces that come later)
+              # a larger detection size where small faces show only on a look at a larger size (off with an explicit
+              # --detect-size), with the looks' rule (first looks, then looks for faces that come later)
               "adapt_detect_size": bool(a.get("adapt_detect_size", True)),
               **({"adapt_looks": [LOOK_FIRST_S, LOOKS_FIRST, LOOK_AGAIN_S]}
                  if a.get("adapt_detect_size", True) else {}),
@@ -410,6 +412,12 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
               **({"adapt_raise": {"face_px": FACE_PX_AT_SIZE, "max_side": DETECT_SIDE_MAX, "look_gain": LOOK_GAIN,
                                   "raise_again_gain": RAISE_AGAIN_GAIN, "beside_s": LOOK_BESIDE_S}}
                  if a.get("adapt_detect_size", True) else {}),
+              # how pictures are read (every fingerprint has it, whatever --detect-size: batches redo their inputs
+              # once): a small still looked at enlarged, and read whole where no face is found in it; a folder's
+              # pictures (and a single picture) decoded by OpenCV, a JPEG cut short read as far as it goes, GIF
+              # where this OpenCV decodes it
+              "stills_rule": {"small_still": SMALL_STILL, "enlarge": list(ENLARGE), "read_whole": True,
+                              "decode": "opencv", "gif": reads_gif()},
               # only with neutral faces (the key's absence keeps the fingerprints of runs without them)
               **({"neutral_passes": a.get("neutral_passes") or NEUTRAL_PASSES,
                   "neutral_reference": ref is not False, "neutral_reference_rule": ref_rule}

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Deque, Dict, List, Optional, Union
 
 from facecycle.errors import InputError, OutputError, UsageError
-from facecycle.files import check_can_create, json_text, nfc_text, write_atomic
+from facecycle.files import check_can_create, json_text, write_atomic
 from facecycle.terminal import REPEATING, TERMINATING, note, quiet, stderr_is_terminal
 
 from .job import BatchSettings, not_a_file, output_paths, same_input, sidecar_reading
@@ -123,9 +123,7 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
                for k, p in paths.items() if k in ("csv", "video", "sidecar")):
             raise UsageError(f"{it.path}: its outputs would replace the batch's summary {summary_path}: rename the "
                              "input or give --summary another path")
-        # rel as text in Unicode's composed form (NFC): macOS's decomposed names matched no name typed in NFC (the
-        # Parquet `video` column is made from it); the task's own rel (its outputs' paths) stays the file's
-        e: Dict[str, Any] = {"input": str(it.path), "rel": nfc_text(it.rel.as_posix()), "status": "pending",
+        e: Dict[str, Any] = {"input": str(it.path), "rel": it.rel.as_posix(), "status": "pending",
                              "retries": 0,
                              "csv": str(paths["csv"]) if paths["csv"] else None,
                              "sidecar": str(paths["sidecar"])}

@@ -42,13 +42,48 @@ SEQUENCE_STILL_DIFF = 2.5
 SEQUENCE_MIN_GROWTH = 1.4
 #: triples of neighbours (frames i, i+1, i+2) looked at, spread over the folder
 SEQUENCE_TRIPLES = 12
-#: the suffixes of the pictures a folder reads: :data:`~facecycle.files.IMAGE_SUFFIXES` and ``.gif`` (its first
-#: frame; OpenCV reads GIF since 4.7), which a folder left out without a word
-FOLDER_SUFFIXES = IMAGE_SUFFIXES + (".gif",)
 #: files with these suffixes are pictures a folder does not read (no decoder here, or not a photo format): left
-#: out, but counted in one warning and named in the sidecar (``input.not_read``), never dropped without a word
+#: out, but counted in one warning and named in the sidecar (``input.not_read``), never dropped without a word;
+#: ``.gif`` too where this OpenCV does not decode GIF (:func:`reads_gif`)
 OTHER_PICTURE_SUFFIXES = UNREAD_PICTURE_SUFFIXES + (".jxl", ".jp2", ".j2k", ".jpf", ".jpx", ".psd", ".ico", ".svg",
                                                     ".exr", ".hdr", ".pbm", ".pnm", ".tga", ".apng")
+#: a GIF of one black pixel (35 bytes): :func:`reads_gif` decodes it
+_GIF_1PX = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff,\x00\x00\x00\x00\x01\x00\x01\x00"
+            b"\x00\x02\x02D\x01\x00;")
+_gif_read: Optional[bool] = None  # reads_gif's answer, once decided
+
+
+def _decodes_gif() -> bool:
+    """Whether ``cv2.imdecode`` decodes GIF: OpenCV has a GIF decoder from 4.11, off by default in that version's
+    builds (``WITH_IMGCODEC_GIF``) and on from 4.12, where pyproject allows 4.8 on."""
+    try:
+        img = cv2.imdecode(np.frombuffer(_GIF_1PX, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        return False
+    return img is not None and img.shape[:2] == (1, 1)
+
+
+def reads_gif() -> bool:
+    """Whether a folder reads its ``.gif`` pictures (their first frame): where this OpenCV decodes GIF
+    (:func:`_decodes_gif`, decided once per process). Elsewhere they are counted with the kinds not read."""
+    global _gif_read
+    if _gif_read is None:
+        _gif_read = _decodes_gif()
+    return _gif_read
+
+
+def folder_suffixes() -> Tuple[str, ...]:
+    """The suffixes of the pictures a folder reads: :data:`~facecycle.files.IMAGE_SUFFIXES`, and ``.gif`` where
+    OpenCV decodes it (:func:`reads_gif`; a folder left GIFs out without a word)."""
+    return IMAGE_SUFFIXES + ((".gif",) if reads_gif() else ())
+
+
+def other_picture_suffixes() -> Tuple[str, ...]:
+    """The suffixes of the pictures a folder counts but does not read: :data:`OTHER_PICTURE_SUFFIXES`, and ``.gif``
+    where OpenCV does not decode it (:func:`reads_gif`)."""
+    return OTHER_PICTURE_SUFFIXES + (() if reads_gif() else (".gif",))
+
+
 #: files looked at when counting the images of a folder's subfolders that are not read (a photo library's root)
 _COUNT_AT_MOST = 200_000
 
@@ -61,12 +96,13 @@ def _own_images(d: Path) -> Tuple[List[Path], List[Path]]:
     """The images directly in the folder ``d``, and its files of other picture kinds (not read), hidden files (a
     Mac's ``._x.jpg``) left out."""
     images, other = [], []
+    read, others = folder_suffixes(), other_picture_suffixes()
     for p in d.iterdir():
         if p.name.startswith("."):
             continue
         s = p.suffix.lower()
-        if (s in FOLDER_SUFFIXES or s in OTHER_PICTURE_SUFFIXES) and p.is_file():
-            (images if s in FOLDER_SUFFIXES else other).append(p)
+        if (s in read or s in others) and p.is_file():
+            (images if s in read else other).append(p)
     return images, other
 
 
@@ -79,11 +115,12 @@ def _images_below(d: Path) -> Tuple[int, bool]:
     """How many images the subfolders of ``d`` hold at any depth (links followed, each real folder once; hidden and
     ``*.annotated`` folders left out), and whether the count stopped at :data:`_COUNT_AT_MOST` files looked at."""
     n = seen = 0
+    read = folder_suffixes()
     for i, (_top, dirs, files) in enumerate(walk_once(d, follow_links=True)):
         dirs[:] = [x for x in dirs if not x.startswith(".") and not _skip_dir(x)]
         if i == 0:  # the folder's own files: read
             continue
-        n += sum(1 for f in files if not f.startswith(".") and Path(f).suffix.lower() in FOLDER_SUFFIXES)
+        n += sum(1 for f in files if not f.startswith(".") and Path(f).suffix.lower() in read)
         seen += len(files)
         if seen >= _COUNT_AT_MOST:
             return n, True
@@ -94,7 +131,7 @@ def _list_images(d: Path) -> Tuple[List[Path], List[Path], int]:
     """The folder's images in natural name order; where it holds none itself, those of its subfolders at any depth
     (a data set's ``<class>/*.jpg``; linked folders followed, each real folder once), in natural order of their
     paths. Hidden files and folders (macOS's ``._x.jpg``) and ``*.annotated`` outputs are skipped. Also the files
-    of other picture kinds among them (:data:`OTHER_PICTURE_SUFFIXES`, not read), and how many images subfolders
+    of other picture kinds among them (:func:`other_picture_suffixes`, not read), and how many images subfolders
     hold that are not read (where the folder's own are: one warning counts them, the whole tree below)."""
     def key(p: Path):
         return [_natural_key(Path(part)) for part in p.relative_to(d).parts]
@@ -116,11 +153,12 @@ def _list_images(d: Path) -> Tuple[List[Path], List[Path], int]:
     # hidden folders, and our own annotated pictures; linked class folders too (a test split made of symlinks:
     # its linked classes were left out without a word, as `probe eval` read them)
     images, other = [], []
+    read, others = folder_suffixes(), other_picture_suffixes()
     for p in visible_files(d, skip_dir=_skip_dir, follow_links=True):
         s = p.suffix.lower()
-        if s in FOLDER_SUFFIXES:
+        if s in read:
             images.append(p)
-        elif s in OTHER_PICTURE_SUFFIXES:
+        elif s in others:
             other.append(p)
     return sorted(images, key=key), sorted(other, key=key), 0
 
@@ -298,7 +336,7 @@ class ImageFolderSource(Source):
         self.files: List[Path]
         other: List[Path]
         self.files, other, deeper = _list_images(d)
-        #: files of picture kinds that are not read (:data:`OTHER_PICTURE_SUFFIXES`: a phone's HEIC, JPEG XL, …)
+        #: files of picture kinds that are not read (:func:`other_picture_suffixes`: a phone's HEIC, JPEG XL, …)
         #: among those the folder's reading covers (relative paths, the first 1,000), and how many there are
         self.not_read: List[str] = [text_name(p.relative_to(d).as_posix()) for p in other[:1000]]
         self.not_read_count = len(other)
@@ -314,7 +352,7 @@ class ImageFolderSource(Source):
             if other:
                 hint += (f"; it holds pictures of a kind not read here ({kinds}: a phone's HEIC or a camera's raw "
                          "files): convert them to JPEG or PNG first")
-            raise InputError(f"{folder}: no images ({', '.join(FOLDER_SUFFIXES)}){hint}")
+            raise InputError(f"{folder}: no images ({', '.join(folder_suffixes())}){hint}")
         if other:  # left out of a folder that is read: said once, and named in the sidecar (input.not_read)
             log.warning("%s: %d picture%s of a kind not read here left out (%s; the sidecar's input.not_read names "
                         "them): convert them to JPEG or PNG to read them", d, len(other),
