@@ -34,6 +34,16 @@
   new id even where its box overlaps one of the previous shot, so per-track
   state (smoothing, the person baseline, the neutral reference) never mixes two
   people.
+* **A face that changes in place** (a video-call gallery reordering its tiles, a newcomer in a participant's tile)
+  is no cut: the rest of the picture stays, and the box matching alone continued each track on the other person.
+  Each track keeps its face's look (:func:`face_look`: 24×24 grey, and the mean CIELAB a*, b* of the box's middle)
+  from where it was last placed; where the flow moves it next, or a detection continues it (one the flow did not
+  place on that frame), :func:`face_continuity` compares the two: a correlation below ``same_face`` (0.35), or below
+  ``same_face_colour`` (0.8) with the colour moved more than ``colour_shift`` (4), is another face. The flow's track
+  is then lost (a detection is asked for); a detection's track ends, and the face starts a new one, where the change
+  is local (:meth:`Tracker._local`: at least :data:`STILL_SHARE` of the picture around stayed; a change of the whole
+  picture is the frame-level tests'). docs/pipeline.md, "Scene cuts": on the 77 shared clips no track ended by it;
+  made tile swaps and newcomers, ids holding two people 29 → 1.
 * A **gradual transition** ends every track too (:class:`GradualCut`): a dissolve, where the frame half-way
   through a window of 8–96 frames is a mix of its two ends that differ in structure, or a fade through a
   blank frame. Each frame's step is too small for the cut test.
@@ -59,7 +69,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Deque, List, Optional, Sequence, Tuple
+from typing import Callable, Deque, List, NamedTuple, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -67,13 +77,22 @@ from scipy.optimize import linear_sum_assignment
 
 from .types import Detections, Face
 
-__all__ = ["Tracker", "Track", "GradualCut", "camera_motion", "detect_faces", "iou_matrix", "picture_area",
-           "structural_similarity"]
+__all__ = ["Tracker", "Track", "FaceLook", "GradualCut", "camera_motion", "detect_faces", "face_continuity",
+           "face_look", "iou_matrix", "picture_area", "structural_similarity"]
 
 log = logging.getLogger(__name__)
 
 #: letterbox and pillarbox bars are darker than this (grey level): a flat light edge is a wall, not a bar
 BAR_DARK = 48.0
+#: the side (pixels) of the grey face picture each track keeps for the continuity test (:func:`face_look`)
+PATCH_SIDE = 24
+#: how far (a share of the box, each way) :func:`face_continuity` shifts the picture to match
+PATCH_REACH = 1 / 6
+#: a pixel of the tracker's grey frame (longer side 320 px) whose level moved by at most this much stayed
+STILL_LEVEL = 2
+#: the least share of the picture around a track (outside its box and the detection's, grown twice) that must have
+#: stayed for the continuity test to end the track: a change of the face alone, not of the whole picture
+STILL_SHARE = 0.15
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -105,6 +124,10 @@ class Track:
     velocity: Optional[np.ndarray] = field(default=None, repr=False)
     speed: float = 0.0  # the larger of the last step's speed and the smoothed velocity's (a face turning back)
     box_ts: Optional[float] = None  # timestamp of ``box`` (its last move, by flow or detection); None: ``last_seen``
+    #: the face where the track was last placed and passed the continuity test (:func:`face_look`); None until one
+    #: is taken, and while the box is not inside the picture
+    look: Optional["FaceLook"] = field(default=None, repr=False)
+    checked: Optional[float] = None  # the timestamp the optical flow last moved the track to, its face checked there
 
     def move(self, box: np.ndarray, timestamp: float, smoothing: float = 0.5) -> None:
         """Put the track's box at ``box`` (xyxy) seen at ``timestamp``; the centre's shift since the last box, over
@@ -155,12 +178,19 @@ class Tracker:
             box width between two detections keeps its id.
         reach_lost_s: seconds a lost track may still be continued by ``reach`` (later only by IoU).
         predict_s: the longest time a track's box is moved on by its velocity for the matching.
+        same_face: the per-track continuity test (:meth:`_same_face`): the correlation of a track's face (24×24
+            grey) with the picture where the flow or a detection places it next, below which it is another person's
+            face: the track ends (a detection) or is lost (the flow) and the face there gets a new id.
+        same_face_colour, colour_shift: below this correlation, a face whose colour (mean CIELAB a*, b* of the box's
+            middle) moved more than ``colour_shift`` is another person's too. A detection ends a track so only where
+            the rest of the picture stayed (:meth:`_local`).
     """
 
     def __init__(self, iou_threshold: float = 0.3, lost_buffer: float = 2.0, flow_side: int = 320,
                  max_fb_error: float = 1.5, cut_threshold: float = 25.0, cut_similarity: float = 0.7,
                  motion_similarity: float = 0.96, reach: float = 1.5, reach_lost_s: float = 0.25,
-                 predict_s: float = 0.5) -> None:
+                 predict_s: float = 0.5, same_face: float = 0.35, same_face_colour: float = 0.8,
+                 colour_shift: float = 4.0) -> None:
         self.iou_threshold = float(iou_threshold)
         self.lost_buffer = float(lost_buffer)
         self.flow_side = int(flow_side)
@@ -171,6 +201,9 @@ class Tracker:
         self.reach = float(reach)
         self.reach_lost_s = float(reach_lost_s)
         self.predict_s = float(predict_s)
+        self.same_face = float(same_face)
+        self.same_face_colour = float(same_face_colour)
+        self.colour_shift = float(colour_shift)
         self._flow_ts: Optional[float] = None  # the frame propagate followed last (update follows the others)
         self._update_ts: Optional[float] = None  # the frame update saw last
         self._now: Optional[float] = None  # the timestamp of the frame being tracked
@@ -188,6 +221,8 @@ class Tracker:
         self.gradual = GradualCut()
         self._seen_ts: Optional[float] = None  # the frame GradualCut saw last (propagate and update share one)
         self._size: Optional[Tuple[int, int]] = None  # the last frame's (H, W)
+        #: integral image of the grey frame's pixels that stayed since the frame before (:func:`_still_pixels`)
+        self._still: Optional[np.ndarray] = None
         #: the frame size changed on the frame being tracked: "scaled" (same aspect: the same picture at another
         #: resolution, as an adaptive stream switches), "reshaped" (another aspect: a new picture), or None
         self._size_jump: Optional[str] = None
@@ -231,6 +266,7 @@ class Tracker:
         changed, cut = self._change(gray)
         if self._seen_ts is None or timestamp != self._seen_ts:
             self._seen_ts = timestamp
+            self._still = _still_pixels(self._prev_gray, gray)
             # the gradual test sees the cut test's finding: its windows start over at a cut, and a cut out of a
             # blank that it reported is that blank's transition, not a second one
             cut = self.gradual(gray, cut=cut, timestamp=timestamp)
@@ -306,10 +342,10 @@ class Tracker:
         if cut:
             self._end_all(timestamp)
         elif self._flow_ts != timestamp:
-            self._follow(gray, scale, timestamp)  # a face that moved since the last frame is matched where it is
+            self._follow(gray, scale, timestamp, image)  # a face that moved since the last frame is matched there
         self._prev_gray, self._scale = gray, scale
         self.tracks = [t for t in self.tracks if not t.lost or timestamp - t.last_seen <= self.lost_buffer]
-        matched_t, matched_d = set(), set()
+        matched_t, matched_d, changed = set(), set(), set()
         if self.tracks and len(det):
             boxes = np.stack([t.box for t in self.tracks])
             ahead = np.stack([t.predicted(timestamp, self.predict_s) for t in self.tracks])
@@ -321,6 +357,11 @@ class Tracker:
             pairs += self._match_near(boxes, ahead, det.boxes, timestamp, {r for r, _ in pairs}, {c for _, c in pairs})
             for r, c in pairs:
                 t = self.tracks[r]
+                if t.checked == timestamp:  # the flow moved it to this frame, its face checked there
+                    t.look = face_look(image, det.boxes[c])
+                elif not self._same_face(t, image, det.boxes[c], judge=self._local((t.box, det.boxes[c]))):
+                    changed.add(r)  # another person where the track's face was: it ends, the detection starts a new one
+                    continue
                 t.move(det.boxes[c].copy(), timestamp)
                 t.landmarks, t.score = det.landmarks[c].copy(), float(det.scores[c])
                 t.last_seen, t.lost = timestamp, False
@@ -330,10 +371,13 @@ class Tracker:
         for r, t in enumerate(self.tracks):
             if r not in matched_t:
                 t.lost = True
+        if changed:
+            self.tracks = [t for r, t in enumerate(self.tracks) if r not in changed]
         for c in range(len(det)):
             if c not in matched_d:
                 self.tracks.append(Track(self.next_id, det.boxes[c].copy(), det.landmarks[c].copy(),
-                                         float(det.scores[c]), timestamp, box_ts=timestamp))
+                                         float(det.scores[c]), timestamp, box_ts=timestamp,
+                                         look=face_look(image, det.boxes[c])))
                 self.next_id += 1
         return self._faces(detected=True)
 
@@ -413,14 +457,15 @@ class Tracker:
         if cut:
             self._end_all(timestamp)
         self._flow_ts = timestamp
-        if not self._follow(gray, s, timestamp):
+        if not self._follow(gray, s, timestamp, image):
             ok = False
         self._prev_gray, self._scale = gray, s
         return self._faces(detected=False), ok
 
-    def _follow(self, gray: np.ndarray, s: float, timestamp: float) -> bool:
-        """Move the live tracks from the previous grey frame to ``gray`` (scale ``s`` of the frame) by optical flow;
-        False when a live track was lost (its points failed the forward–backward check)."""
+    def _follow(self, gray: np.ndarray, s: float, timestamp: float, image: np.ndarray) -> bool:
+        """Move the live tracks from the previous grey frame to ``gray`` (scale ``s`` of the frame ``image``) by
+        optical flow; False when a live track was lost: its points failed the forward–backward check, or the picture
+        where the flow put it is no longer its face (:meth:`_same_face`: a tile swap, another person in its place)."""
         live = [t for t in self.tracks if not t.lost]
         ok = True
         if live and self._prev_gray is not None and self._prev_gray.shape == gray.shape:
@@ -454,12 +499,63 @@ class Tracker:
                     continue
                 a, b = p0[i][g], p1[i][g]
                 m = _head_motion(a, b, t.box)
-                t.move(_move_box(t.box, m), timestamp)
+                box = _move_box(t.box, m)
+                if not self._same_face(t, image, box):
+                    # another face where the flow would put it (a tile swap): lost where it was, as a track whose
+                    # points failed, and only a detection showing its face continues it
+                    t.lost = True
+                    ok = False
+                    continue
+                t.move(box, timestamp)
+                t.checked = timestamp
                 if np.all(np.isfinite(t.landmarks)):
                     # the landmarks move with the head, not each on its own: an eye's window follows the iris
                     # when the person looks aside (up to 20 px off and 11° of pose between detections)
                     t.landmarks = _apply(m, t.landmarks).astype(np.float32)
         return ok
+
+    def _still_share(self, boxes: Sequence[np.ndarray]) -> Optional[float]:
+        """The share of the grey frame's pixels outside ``boxes`` (xyxy, frame pixels; their bounding box grown to
+        twice its size about its centre) whose grey level moved by at most :data:`STILL_LEVEL` since the frame
+        before; None where there is no frame before of this size, or the boxes leave under a quarter of the frame."""
+        ii = self._still
+        if ii is None:
+            return None
+        h, w = ii.shape[0] - 1, ii.shape[1] - 1
+        b = np.asarray(boxes, np.float32).reshape(-1, 4) * self._scale
+        if not np.isfinite(b).all():
+            return None
+        x0, y0, x1, y1 = b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()
+        hw, hh = x1 - x0, y1 - y0
+        x0, x1 = int(np.clip(x0 - hw / 2, 0, w)), int(np.clip(np.ceil(x1 + hw / 2), 0, w))
+        y0, y1 = int(np.clip(y0 - hh / 2, 0, h)), int(np.clip(np.ceil(y1 + hh / 2), 0, h))
+        out = h * w - (x1 - x0) * (y1 - y0)
+        if out < 0.25 * h * w:
+            return None
+        inside = ii[y1, x1] - ii[y0, x1] - ii[y1, x0] + ii[y0, x0]
+        return float(ii[h, w] - inside) / out
+
+    def _local(self, boxes: Sequence[np.ndarray]) -> bool:
+        """True where the picture changed only about ``boxes``: at least :data:`STILL_SHARE` of the rest stayed (a
+        gallery's other tiles while one changes). Else the change is the whole picture's (a shaking camera, a light
+        switched on, another picture throughout), left to the frame-level tests."""
+        share = self._still_share(boxes)
+        return share is not None and share >= STILL_SHARE
+
+    def _same_face(self, t: Track, image: np.ndarray, box: np.ndarray, judge: bool = True) -> bool:
+        """The per-track continuity test: False where the picture of ``box`` in ``image`` is another face than the
+        one track ``t`` last showed (:attr:`Track.look`, :func:`face_continuity`): its grey structure correlates
+        below :attr:`same_face`, or below :attr:`same_face_colour` while the face's colour moved more than
+        :attr:`colour_shift`. True otherwise, and where either picture cannot be taken (a box partly off the frame,
+        a flat picture), or not ``judge``; then the track's look becomes this picture's."""
+        ncc, shift, now = face_continuity(t.look, image, box)
+        if judge and ncc is not None and (ncc < self.same_face or (
+                shift is not None and ncc < self.same_face_colour and shift > self.colour_shift)):
+            log.debug("track %d: another face in its box (correlation %.2f, colour shift %s)", t.id, ncc,
+                      "-" if shift is None else f"{shift:.1f}")
+            return False
+        t.look = now
+        return True
 
     def _flow(self, prev: np.ndarray, gray: np.ndarray, p0: np.ndarray, guess: Optional[np.ndarray],
               lk: dict) -> Tuple[np.ndarray, np.ndarray]:
@@ -503,6 +599,12 @@ class Tracker:
                                   "sure_similarity": MOTION_SURE_SIMILARITY, "min_shift": MOTION_MIN_SHIFT,
                                   "min_spread": MOTION_MIN_SPREAD},
                 "tracks_end_at_cuts": True, "gradual": self.gradual.describe(),
+                # per track, the cut rule: a face that is another person where the track's was ends the track
+                "tracks_end_at_face_change": {"correlation": self.same_face,
+                                              "correlation_with_colour": self.same_face_colour,
+                                              "colour_shift": self.colour_shift, "side_px": PATCH_SIDE,
+                                              "reach": round(PATCH_REACH, 4), "still_level": STILL_LEVEL,
+                                              "still_share": STILL_SHARE},
                 # between detections: one similarity motion of the landmarks and the face grid (experiment 50);
                 # letterbox / pillarbox bars are dark (experiment 51). Both shape the rows: a batch redoes earlier ones
                 "motion": f"similarity of {5 + len(_GRID)} points (RANSAC)", "bars_darker_than": BAR_DARK}
@@ -515,6 +617,7 @@ class Tracker:
         self.last_cut = self._cut_seen = False
         self.gradual.reset()
         self._seen_ts = None
+        self._still = None
 
 
 def detect_faces(detector, tracker: Tracker, image: np.ndarray, timestamp: float, still: bool = False,
@@ -894,6 +997,84 @@ def _search_face(prev: np.ndarray, gray: np.ndarray, box: np.ndarray, reach: flo
     if not np.isfinite(best) or best < min_score:
         return None
     return np.array([sx0 + bx - x0, sy0 + by - y0], np.float32)
+
+
+class FaceLook(NamedTuple):
+    """A track's face as the continuity test keeps it (:func:`face_look`)."""
+
+    grey: np.ndarray  #: (PATCH_SIDE, PATCH_SIDE) float32 grey picture of the box
+    colour: Optional[np.ndarray]  #: (2,) float32 mean CIELAB a*, b* of the box's middle; None in a grey frame
+
+
+def _still_pixels(prev: Optional[np.ndarray], gray: np.ndarray) -> Optional[np.ndarray]:
+    """(H + 1, W + 1) integral image of the pixels of grey frame ``gray`` whose level moved by at most
+    :data:`STILL_LEVEL` since ``prev``; None without a ``prev`` of its size."""
+    if prev is None or prev.shape != gray.shape:
+        return None
+    return cv2.integral((cv2.absdiff(prev, gray) <= STILL_LEVEL).astype(np.uint8))
+
+
+def _box_picture(image: np.ndarray, box: np.ndarray) -> Optional[Tuple[np.ndarray, Optional[np.ndarray]]]:
+    """The picture :func:`face_continuity` compares: ``box`` (xyxy) of ``image`` (BGR or grey) grown by
+    :data:`PATCH_REACH` on every side, as ((S, S) float32 grey, S = :data:`PATCH_SIDE` plus the reach on both sides,
+    shrunk by area; what lies outside the frame: its edge repeated) and the mean CIELAB a*, b* of the box's middle
+    60 % (None in a grey frame). None where the box is under 8 px or less than 90 % of it is inside the frame."""
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = (float(v) for v in np.asarray(box, np.float64).reshape(4))
+    if not np.isfinite([x0, y0, x1, y1]).all() or min(x1 - x0, y1 - y0) < 8:
+        return None
+    if min(x1, w) <= max(x0, 0) or min(y1, h) <= max(y0, 0) \
+            or (min(x1, w) - max(x0, 0)) * (min(y1, h) - max(y0, 0)) < 0.9 * (x1 - x0) * (y1 - y0):
+        return None
+    pad = int(round(PATCH_REACH * PATCH_SIDE))
+    side = PATCH_SIDE + 2 * pad
+    grow = side / PATCH_SIDE
+    cx, cy, bw, bh = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) * grow, (y1 - y0) * grow
+    step = max(1, int(min(bw, bh) // (2 * side)))  # every step-th pixel: two or more per cell of the result
+    ys = np.clip(np.arange(int(round(cy - bh / 2)), int(round(cy + bh / 2)), step), 0, h - 1)
+    xs = np.clip(np.arange(int(round(cx - bw / 2)), int(round(cx + bw / 2)), step), 0, w - 1)
+    crop = np.ascontiguousarray(image[ys[:, None], xs[None, :]])
+    colour = None
+    if crop.ndim == 3:
+        crop = crop[..., :3]
+        ch, cw = crop.shape[:2]
+        m0, m1 = pad / side + 0.2 * PATCH_SIDE / side, pad / side + 0.8 * PATCH_SIDE / side  # the box's middle 60 %
+        mid = crop[int(ch * m0): max(int(ch * m1), int(ch * m0) + 1), int(cw * m0): max(int(cw * m1), int(cw * m0) + 1)]
+        lab = cv2.cvtColor(mid.astype(np.float32) / 255.0, cv2.COLOR_BGR2LAB)
+        colour = lab.reshape(-1, 3)[:, 1:].mean(axis=0).astype(np.float32)
+        crop = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+    grey = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32)
+    return grey, colour
+
+
+def face_look(image: np.ndarray, box: np.ndarray) -> Optional[FaceLook]:
+    """The face in ``box`` (xyxy) of ``image`` as a track keeps it for the continuity test; None where the box is
+    under 8 px or less than 90 % of it is inside the frame."""
+    got = _box_picture(image, box)
+    if got is None:
+        return None
+    pad = int(round(PATCH_REACH * PATCH_SIDE))
+    return FaceLook(np.ascontiguousarray(got[0][pad:pad + PATCH_SIDE, pad:pad + PATCH_SIDE]), got[1])
+
+
+def face_continuity(look: Optional[FaceLook], image: np.ndarray,
+                    box: np.ndarray) -> Tuple[Optional[float], Optional[float], Optional[FaceLook]]:
+    """How well a track's face ``look`` (:func:`face_look`) matches the picture of ``box`` in ``image``:
+    ``(correlation, colour shift, the box's look)``. The correlation is the best normalized cross-correlation of the
+    grey pictures over shifts of up to :data:`PATCH_REACH` of the box each way (the detector's box and the flow's sit
+    a few pixels apart); the colour shift is the distance (CIELAB units) between the mean a*, b* of the two boxes'
+    middles. Each is None where it cannot be measured (no look, a flat picture, a grey frame)."""
+    got = _box_picture(image, box)
+    if got is None:
+        return None, None, None
+    pad = int(round(PATCH_REACH * PATCH_SIDE))
+    now = FaceLook(np.ascontiguousarray(got[0][pad:pad + PATCH_SIDE, pad:pad + PATCH_SIDE]), got[1])
+    if look is None or float(look.grey.std()) < 1.0 or float(got[0].std()) < 1.0:
+        return None, None, now
+    score = cv2.matchTemplate(got[0], look.grey, cv2.TM_CCOEFF_NORMED)
+    ncc = float(np.nanmax(score)) if np.isfinite(score).any() else None
+    shift = None if look.colour is None or now.colour is None else float(np.linalg.norm(look.colour - now.colour))
+    return ncc, shift, now
 
 
 def _centre_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
