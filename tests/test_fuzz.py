@@ -203,6 +203,7 @@ def _fake_source(pts: List[Optional[int]], tb: Fraction, fps: Optional[float], t
     s.time_base, s.fps, s.frame_count, s.rotation = tb, fps, None, 0
     s.span, s.exact_count, s._ts_discont = None, False, ts_discont
     s.display_size = None  # square pixels
+    s.still, s.stills, s.path = False, False, None  # a video, not a single picture (set by the real __init__)
     s.frames_decoded = s.frames_missing = s.discontinuities = 0
     s.stream = None
     s.container = _Container([_Packet([_Frame(p, d)]) for p, d in zip(pts, dts or [None] * len(pts), strict=True)])
