@@ -284,3 +284,73 @@ def model(tiny_export) -> Path:
 def code_dim(tiny_export) -> int:
     """The tiny model's code size (the CSV's exp_* columns)."""
     return tiny_export[0].config.code_dim
+
+
+def motion_blur(img: np.ndarray, k: int, angle: float) -> np.ndarray:
+    """``img`` (HxWx3 uint8) blurred along a line of ``k`` px at ``angle`` degrees (a camera's motion blur)."""
+    ker = np.zeros((k, k), np.float32)
+    ker[k // 2, :] = 1.0
+    ker = cv2.warpAffine(ker, cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), angle, 1.0), (k, k))
+    return cv2.filter2D(img, -1, ker / max(float(ker.sum()), 1e-6))
+
+
+def hand_held(frames: Sequence[np.ndarray], shift: float, turn: float, seed: int, blur: bool = False,
+              rng: Optional[np.random.Generator] = None) -> List[np.ndarray]:
+    """``frames`` as a hand-held camera films them: a random walk of the picture (each frame's step ``shift`` px and
+    ``turn`` degrees standard deviation, pulled back to the middle, zoomed 6 % so no border shows), with the motion
+    blur of each step where ``blur``."""
+    rng = rng or np.random.default_rng(seed)
+    x = y = a = 0.0
+    out = []
+    for f in frames:
+        h, w = f.shape[:2]
+        dx, dy, da = rng.normal(0, shift), rng.normal(0, shift), rng.normal(0, turn)
+        x, y, a = 0.8 * x + dx, 0.8 * y + dy, 0.8 * a + da
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), a, 1.06)
+        m[:, 2] += (x, y)
+        g = cv2.warpAffine(f, m, (w, h), borderMode=cv2.BORDER_REFLECT)
+        out.append(motion_blur(g, max(3, int(np.hypot(dx, dy)) | 1), float(np.degrees(np.arctan2(dy, dx))))
+                   if blur else g)
+    return out
+
+
+class StubCapture:
+    """Stands in for ``cv2.VideoCapture`` (subclass and give ``read``): opened, every ``set`` taken, ``get`` from
+    ``props`` (0 for the rest)."""
+
+    props: dict = {}
+
+    def __init__(self, device, *a) -> None:
+        self.i = 0
+
+    def isOpened(self) -> bool:
+        return True
+
+    def set(self, *a) -> bool:
+        return True
+
+    def get(self, prop) -> float:
+        return float(self.props.get(prop, 0.0))
+
+    def release(self) -> None:
+        pass
+
+
+def hold_replace(monkeypatch, job, held: Callable[[str, str], Optional[str]]) -> List[str]:
+    """Make ``job.os.replace`` fail as Windows does on a file another program holds open, where ``held(src, dst)``
+    names the path (the move goes through otherwise), with ``job`` on its Windows path and its retry waits
+    skipped. Returns the list the failed tries are appended to."""
+    real_replace, tries = os.replace, []
+
+    def replace(a, b, *args, **kw):
+        name = held(str(a), str(b))
+        if name is not None:
+            tries.append(name)
+            raise PermissionError(13, "The process cannot access the file because it is being used by another "
+                                      "process", name)
+        return real_replace(a, b, *args, **kw)
+
+    monkeypatch.setattr(job, "_WINDOWS", True)
+    monkeypatch.setattr(job.time, "sleep", lambda s: None)
+    monkeypatch.setattr(job.os, "replace", replace)
+    return tries

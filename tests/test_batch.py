@@ -26,7 +26,7 @@ from realtime.batch.executors import ray_available
 from realtime.batch.job import PARTIAL_DIR, count_csv_rows
 from realtime.summary import clip_reading
 
-from .conftest import ROOT, shared_video
+from .conftest import ROOT, hold_replace, shared_video
 
 SHORT = ("liveportrait_driving_d1.mp4", "liveportrait_driving_d2.mp4")
 MID = "pyfeat_single_face.mp4"      # 72 frames
@@ -1077,18 +1077,8 @@ def test_an_output_held_open_on_windows_fails_its_input_not_the_batch(tmp_path, 
     src.mkdir()
     for n in ("a", "b"):
         write_video(src / f"{n}.mp4", real_frames(3), rate=25)
-    real_replace, tries = os.replace, []
-
-    def held(a, b, *args, **kw):
-        if str(b).endswith(os.sep + "a.csv"):
-            tries.append(b)
-            raise PermissionError(13, "The process cannot access the file because it is being used by another "
-                                      "process", str(b))
-        return real_replace(a, b, *args, **kw)
-
-    monkeypatch.setattr(job, "_WINDOWS", True)
-    monkeypatch.setattr(job.time, "sleep", lambda s: None)
-    monkeypatch.setattr(job.os, "replace", held)
+    real_replace = os.replace
+    tries = hold_replace(monkeypatch, job, lambda a, b: b if b.endswith(os.sep + "a.csv") else None)
     out = tmp_path / "out"
     assert cli_main(["batch", str(src), "--out-dir", str(out), "--cluster", "none", "--no-video",
                      "--no-progress"]) == 3

@@ -13,7 +13,7 @@ import pytest
 
 from realtime.tracking import Tracker, camera_motion
 from realtime.types import Detections
-from tests.conftest import SHARED, shared_video, write_video
+from tests.conftest import SHARED, hand_held, shared_video, write_video
 
 S = 80  # the made faces' side (pixels)
 W, H = 640, 360
@@ -201,33 +201,6 @@ def test_a_cut_in_one_half_of_a_split_screen_is_found_while_the_other_half_pans(
     assert _cuts(frames) == [10]
 
 
-def _blur(img: np.ndarray, k: int, angle: float) -> np.ndarray:
-    """``img`` blurred along a line of ``k`` px at ``angle`` degrees (a camera's motion blur)."""
-    ker = np.zeros((k, k), np.float32)
-    ker[k // 2, :] = 1.0
-    ker = cv2.warpAffine(ker, cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), angle, 1.0), (k, k))
-    return cv2.filter2D(img, -1, ker / ker.sum())
-
-
-def _hand_held(frames: Sequence[np.ndarray], shift: float, turn: float, seed: int, blur: bool = False,
-               rng: "np.random.Generator | None" = None) -> List[np.ndarray]:
-    """``frames`` as a hand-held camera films them: a random walk of the picture (each frame's step ``shift`` px and
-    ``turn`` degrees standard deviation, pulled back to the middle, zoomed 6 % so no border shows), with the motion
-    blur of each step where ``blur``."""
-    rng = rng or np.random.default_rng(seed)
-    x = y = a = 0.0
-    out = []
-    for f in frames:
-        h, w = f.shape[:2]
-        dx, dy, da = rng.normal(0, shift), rng.normal(0, shift), rng.normal(0, turn)
-        x, y, a = 0.8 * x + dx, 0.8 * y + dy, 0.8 * a + da
-        m = cv2.getRotationMatrix2D((w / 2, h / 2), a, 1.06)
-        m[:, 2] += (x, y)
-        g = cv2.warpAffine(f, m, (w, h), borderMode=cv2.BORDER_REFLECT)
-        out.append(_blur(g, max(3, int(np.hypot(dx, dy)) | 1), float(np.degrees(np.arctan2(dy, dx)))) if blur else g)
-    return out
-
-
 def _cuts(frames: Sequence[np.ndarray], fps: float = 25.0) -> List[int]:
     """Frames where the tracker ends every track, every frame shown to ``propagate``."""
     tr, out = Tracker(), []
@@ -244,7 +217,7 @@ def test_a_shaking_camera_on_a_made_room_is_no_cut_and_a_cut_to_another_room_is(
     found, at its frame."""
     one, two = _clutter(1, W, H), _clutter(2, W, H, base=200)  # (a light room: the cut test's grey step is large)
     rng = np.random.default_rng(7)
-    shaken = _hand_held([one] * 60, 20, 3.0, 7, rng=rng) + _hand_held([two] * 30, 20, 3.0, 7, rng=rng)
+    shaken = hand_held([one] * 60, 20, 3.0, 7, rng=rng) + hand_held([two] * 30, 20, 3.0, 7, rng=rng)
     assert _cuts(shaken) == [60]
 
 
@@ -325,7 +298,7 @@ def test_a_hand_held_shaking_camera_is_no_cut(shift, turn, blur):
     """A talking-head clip (pyfeat_WolfgangLanger_Pexels, 640×360) filmed by a shaking hand-held camera (steps of 20
     px and 3°; or 15 px and 2.5° with motion blur): 17 (1) false scene cuts in 120 frames before, each ending the
     track (a new id, the person baseline starting over). None now."""
-    frames = _hand_held(_frames(shared_video("pyfeat_WolfgangLanger_Pexels.mp4"), 120), shift, turn, 7, blur=blur)
+    frames = hand_held(_frames(shared_video("pyfeat_WolfgangLanger_Pexels.mp4"), 120), shift, turn, 7, blur=blur)
     assert _cuts(frames) == []
 
 
@@ -350,7 +323,7 @@ def test_a_cut_between_two_shaking_shots_is_still_found():
     b = [cv2.resize(f[105:375], (640, 360), interpolation=cv2.INTER_AREA)
          for f in _frames(shared_video("liveportrait_driving_d8.mp4"), 40)]
     rng = np.random.default_rng(7)
-    frames = _hand_held(a, 20, 3.0, 7, rng=rng) + _hand_held(b, 20, 3.0, 7, rng=rng)
+    frames = hand_held(a, 20, 3.0, 7, rng=rng) + hand_held(b, 20, 3.0, 7, rng=rng)
     assert _cuts(frames) == [60]
 
 

@@ -25,7 +25,7 @@ from realtime.sinks import sidecar
 from realtime.summary import MAX_TRACKS, ExpressionSummary, _IdSet
 from realtime.types import EMOTIONS, Face, FramePacket
 
-from .conftest import one_error_line, real_frames, write_video
+from .conftest import StubCapture, one_error_line, real_frames, write_video
 
 ENOSPC = OSError(errno.ENOSPC, "No space left on device")
 
@@ -69,12 +69,8 @@ def _no_temp_writes(monkeypatch) -> None:
     monkeypatch.setattr(sidecar, "write_atomic", full)
 
 
-# ------------------------------------------------------------------ 1. the final sidecar on a full disk
-def test_a_final_sidecar_that_cannot_be_written_fails_the_run(tmp_path, monkeypatch):
-    """It was a warning: the run ended with success, its sidecar still ``running`` with 0 frames."""
-    out = _outputs()
-    out.open_csv(tmp_path / "a.csv")
-    _churn(out, 3)
+def _fail_final_sidecars(monkeypatch) -> None:
+    """Every sidecar but the running checkpoints fails to be written, as on a full disk."""
     real = outputs_mod.write_sidecar
 
     def fail_final(path, info):
@@ -83,6 +79,15 @@ def test_a_final_sidecar_that_cannot_be_written_fails_the_run(tmp_path, monkeypa
         real(path, info)
 
     monkeypatch.setattr(outputs_mod, "write_sidecar", fail_final)
+
+
+# ------------------------------------------------------------------ 1. the final sidecar on a full disk
+def test_a_final_sidecar_that_cannot_be_written_fails_the_run(tmp_path, monkeypatch):
+    """It was a warning: the run ended with success, its sidecar still ``running`` with 0 frames."""
+    out = _outputs()
+    out.open_csv(tmp_path / "a.csv")
+    _churn(out, 3)
+    _fail_final_sidecars(monkeypatch)
     err = out.close("complete")
     assert isinstance(err, OutputError), err
     msg = str(err)
@@ -95,14 +100,7 @@ def test_the_cli_exits_4_with_one_line_when_the_final_sidecar_fails(model, tmp_p
     from facecycle_cli import main
 
     clip = write_video(tmp_path / "clip.mp4", real_frames(10))
-    real = outputs_mod.write_sidecar
-
-    def fail_final(path, info):
-        if info.get("status") != "running":
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real(path, info)
-
-    monkeypatch.setattr(outputs_mod, "write_sidecar", fail_final)
+    _fail_final_sidecars(monkeypatch)
     capfd.readouterr()
     rc = main(["process", str(clip), "--model", str(model), "--no-progress", "--out-dir", str(tmp_path / "out"),
                "--no-video"])
@@ -448,25 +446,10 @@ def test_the_cap_is_said_at_warning_for_the_first_faces_then_at_info_with_a_coun
 
 
 # ------------------------------------------------------------------ 6. a camera's clock and start
-class _Capture:
-    def __init__(self, device, *a) -> None:
-        self.i = 0
-
-    def isOpened(self) -> bool:
-        return True
-
-    def set(self, *a) -> bool:
-        return True
-
-    def get(self, prop) -> float:
-        return 0.0
-
+class _Capture(StubCapture):
     def read(self):
         self.i += 1
         return True, np.full((8, 8, 3), self.i, np.uint8)
-
-    def release(self) -> None:
-        pass
 
 
 def test_a_cameras_timestamps_count_a_suspend_and_its_start_is_recorded(monkeypatch):

@@ -25,6 +25,8 @@ from realtime.batch import job as jobmod
 from realtime.batch.job import PARTIAL_DIR, same_input
 from realtime.outputs import first_clash
 
+from .conftest import hold_replace
+
 NFC, NFD = unicodedata.normalize("NFC", "Zo\u00eb"), unicodedata.normalize("NFD", "Zo\u00eb")
 BATCH = ["--cluster", "none", "--no-video", "--no-progress"]
 
@@ -269,18 +271,7 @@ def test_a_held_sidecar_fails_its_input_not_the_batch_on_windows(tmp_path, capsy
     out = tmp_path / "out"
     o = ["batch", str(src), "--out-dir", str(out), *BATCH]
     assert cli_main(o) == 0, capsys.readouterr().err
-    real_replace, tries = os.replace, []
-
-    def held(a, b, *args, **kw):
-        if str(a) == str(out / "a.json"):
-            tries.append(a)
-            raise PermissionError(13, "The process cannot access the file because it is being used by another "
-                                      "process", str(a))
-        return real_replace(a, b, *args, **kw)
-
-    monkeypatch.setattr(jobmod, "_WINDOWS", True)
-    monkeypatch.setattr(jobmod.time, "sleep", lambda s: None)
-    monkeypatch.setattr(jobmod.os, "replace", held)
+    tries = hold_replace(monkeypatch, jobmod, lambda a, b: a if a == str(out / "a.json") else None)
     capsys.readouterr()
     assert cli_main([*o, "--force"]) == 3
     err = capsys.readouterr().err

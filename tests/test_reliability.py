@@ -27,7 +27,17 @@ import pytest
 
 from facecycle_cli import main
 
-from .conftest import FACE_CLIP, ROOT, decode_count, frames_of, one_error_line, read_csv, real_frames, write_video
+from .conftest import (
+    FACE_CLIP,
+    ROOT,
+    StubCapture,
+    decode_count,
+    frames_of,
+    one_error_line,
+    read_csv,
+    real_frames,
+    write_video,
+)
 
 
 @pytest.fixture(scope="module")
@@ -696,7 +706,7 @@ def test_camera_index_that_does_not_exist_subprocess(model):
     assert "camera 57: cannot open" in one_error_line(r.stderr)
 
 
-class _FakeCapture:
+class _FakeCapture(StubCapture):
     """Stands in for ``cv2.VideoCapture``: ``n`` real frames paced at 40 ms, then it stops delivering
     (``mode="fail"``: read returns False, as a driver reports an unplugged camera; ``mode="block"``:
     read never returns, as a hung driver does)."""
@@ -705,17 +715,7 @@ class _FakeCapture:
     mode = "fail"
     release_event = threading.Event()
 
-    def __init__(self, device, *a) -> None:
-        self.i = 0
-
-    def isOpened(self) -> bool:
-        return True
-
-    def set(self, *a) -> bool:
-        return True
-
-    def get(self, prop) -> float:
-        return {cv2.CAP_PROP_FRAME_WIDTH: 320.0, cv2.CAP_PROP_FRAME_HEIGHT: 180.0, cv2.CAP_PROP_FPS: 25.0}.get(prop, 0)
+    props = {cv2.CAP_PROP_FRAME_WIDTH: 320.0, cv2.CAP_PROP_FRAME_HEIGHT: 180.0, cv2.CAP_PROP_FPS: 25.0}
 
     def read(self):
         import time
@@ -728,9 +728,6 @@ class _FakeCapture:
             self.release_event.wait(60)
         time.sleep(0.01)
         return False, None
-
-    def release(self) -> None:
-        pass
 
 
 @pytest.mark.parametrize("mode", ["fail", "block"])

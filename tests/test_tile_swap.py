@@ -13,7 +13,7 @@ import pytest
 
 from realtime.tracking import Tracker, face_continuity, face_look
 from realtime.types import Detections
-from tests.conftest import SHARED, VIDEOS
+from tests.conftest import SHARED, VIDEOS, hand_held
 
 MORE = SHARED / "data" / "videos_more"
 #: the tracker with the continuity test switched off (no correlation is below -2)
@@ -174,28 +174,6 @@ def test_a_newcomer_in_a_seat_left_empty_for_a_second_gets_a_new_id(people, dete
     assert any(len(who) > 1 for who in _people_per_id(off, layout).values())  # (what the test is for)
 
 
-def _hand_held(frames: Sequence[np.ndarray], shift: float, turn: float, seed: int) -> List[np.ndarray]:
-    """``frames`` filmed by a shaking hand-held camera, with the motion blur of each step (as in
-    tests/test_fast_motion.py)."""
-    rng = np.random.default_rng(seed)
-    x = y = a = 0.0
-    out = []
-    for f in frames:
-        h, w = f.shape[:2]
-        dx, dy, da = rng.normal(0, shift), rng.normal(0, shift), rng.normal(0, turn)
-        x, y, a = 0.8 * x + dx, 0.8 * y + dy, 0.8 * a + da
-        m = cv2.getRotationMatrix2D((w / 2, h / 2), a, 1.06)
-        m[:, 2] += (x, y)
-        g = cv2.warpAffine(f, m, (w, h), borderMode=cv2.BORDER_REFLECT)
-        k = max(3, int(np.hypot(dx, dy)) | 1)
-        kernel = np.zeros((k, k), np.float32)
-        kernel[k // 2] = 1.0 / k
-        rot = cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), float(np.degrees(np.arctan2(dy, dx))), 1.0)
-        kernel = cv2.warpAffine(kernel, rot, (k, k))
-        out.append(cv2.filter2D(g, -1, kernel / max(kernel.sum(), 1e-6)))
-    return out
-
-
 def _light(frames: Sequence[np.ndarray]) -> List[np.ndarray]:
     """A light switched on at frame 40 and a warm lamp's tint from frame 80."""
     out = []
@@ -226,7 +204,7 @@ def test_consecutive_frames_of_one_person_never_split(detect, name, n, fps, made
     if max(frames[0].shape[:2]) > 960:
         frames = [cv2.resize(f, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA) for f in frames]
     if made == "shake":
-        frames = _hand_held(frames, 20, 3.0, 0)
+        frames = hand_held(frames, 20, 3.0, 0, blur=True)
     elif made == "light":
         frames = _light(frames)
     on, _ = _run(frames, detect, fps=fps)
