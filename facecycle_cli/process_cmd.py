@@ -181,7 +181,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     lv.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     lv.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
     lv.add_argument("--no-window", dest="window", action="store_false",
-                    help="no window (headless): process, print progress to stderr, write --csv / --record")
+                    help="no window (headless): process, print progress to stderr (every 2 s on a terminal; into "
+                         "a file or pipe the gaps double up to one a minute), write --csv / --record")
     _add_analyzer_args(lv, lookahead=False)
     lv.set_defaults(func=_live)
 
@@ -631,8 +632,19 @@ def _progress(run, enabled: bool, name: str):
                 leave=False, file=sys.stderr, mininterval=0.5)
 
 
-#: seconds between progress lines of ``live --no-window``
+#: seconds between progress lines of ``live --no-window`` (on a terminal, and the first gap into a file)
 _LIVE_REPORT_S = 2.0
+#: the most seconds between progress lines into a file or a pipe: each gap doubles up to it (a line every 2 s was
+#: 43,000 lines a day in a service's log)
+_LIVE_REPORT_MAX_S = 60.0
+
+
+def next_report_gap(gap: float, terminal: bool) -> float:
+    """Seconds to the next progress line of ``live --no-window`` after a gap of ``gap``: ``_LIVE_REPORT_S`` on a
+    terminal (a person watches); into a log, twice ``gap`` up to ``_LIVE_REPORT_MAX_S`` (2, 4, 8, … 60 s)."""
+    if terminal:
+        return _LIVE_REPORT_S
+    return min(max(_LIVE_REPORT_MAX_S, _LIVE_REPORT_S), 2.0 * gap)
 
 _WINDOW_PROBE = ("import cv2, numpy as np; cv2.namedWindow('facecycle-probe'); "
                  "cv2.imshow('facecycle-probe', np.zeros((8, 8, 3), np.uint8)); cv2.waitKey(1); "
@@ -727,13 +739,16 @@ def _live(args: argparse.Namespace) -> int:
             note(f"{src.name}: analysing without a window; "
                  + (f"writing {', '.join(outs)}" if outs else "writing nothing (add --csv FILE / --record VIDEO)")
                  + "; Ctrl-C stops")
-        next_report = time.monotonic() + _LIVE_REPORT_S
+        terminal = stderr_is_terminal()
+        gap = _LIVE_REPORT_S
+        next_report = time.monotonic() + gap
         try:
             for p in run:
                 if not window:
                     now = time.monotonic()
                     if now >= next_report:
-                        next_report = now + _LIVE_REPORT_S
+                        gap = next_report_gap(gap, terminal)
+                        next_report = now + gap
                         note(f"{src.name}: {_n(run.stats.frames, 'frame')}, {run.stats.recent_fps:.1f} fps, "
                              f"{run.stats.drops} dropped, {_n(len(p.faces), 'face')}")
                     continue

@@ -157,6 +157,7 @@ def test_live_no_window_reports_progress_and_where_outputs_go(clip, tiny_export,
     import facecycle_cli.process_cmd as pc
 
     monkeypatch.setattr(pc, "_LIVE_REPORT_S", 0.3)
+    monkeypatch.setattr(pc, "_LIVE_REPORT_MAX_S", 0.3)
     rc = main(["live", "--input", str(clip), "--no-window", "--model", str(tiny_export[1])])
     err = capfd.readouterr().err
     assert rc == 0, err
@@ -167,6 +168,20 @@ def test_live_no_window_reports_progress_and_where_outputs_go(clip, tiny_export,
     rc = main(["live", "--input", str(clip), "--no-window", "--model", str(tiny_export[1]), "--csv", str(csv_path)])
     err = capfd.readouterr().err
     assert rc == 0 and f"writing {csv_path}, {csv_path.with_suffix('.json')}" in err
+
+
+def test_live_progress_lines_into_a_log_thin_out_to_one_a_minute():
+    """A line every 2 s into a service's log was 43,000 lines a day: into a file the gaps double up to 60 s; a
+    person at a terminal still gets one every 2 s."""
+    from facecycle_cli.process_cmd import _LIVE_REPORT_S, next_report_gap
+
+    gaps, g = [], _LIVE_REPORT_S
+    for _ in range(8):
+        g = next_report_gap(g, terminal=False)
+        gaps.append(g)
+    assert gaps == [4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0, 60.0]
+    assert 86400 / gaps[-1] <= 1440  # a day at the cap
+    assert next_report_gap(32.0, terminal=True) == next_report_gap(2.0, terminal=True) == _LIVE_REPORT_S
 
 
 def test_process_end_line_names_the_sidecar(clip, tiny_export, tmp_path, capfd):
