@@ -65,9 +65,9 @@ def test_means_top_share_and_nearest_rank_quantiles_per_track_and_overall():
 
 def test_faces_without_emotions_or_intensity_and_an_empty_input():
     s = ExpressionSummary()
-    assert s.to_dict() == {"frames": 0, "frames_with_face": 0, "tracks": [], "tracks_total": 0,
+    assert s.to_dict() == {"weighted_by": "time", "frames": 0, "frames_with_face": 0, "tracks": [], "tracks_total": 0,
                            "faces": {"rows": 0, "first_frame": None, "last_frame": None, "first_timestamp": None,
-                                     "last_timestamp": None, "mean_emotions": None, "emotion": None,
+                                     "last_timestamp": None, "seconds": 0.0, "mean_emotions": None, "emotion": None,
                                      "emotion_top_share": None, "runner_up": None, "emotion_margin": None,
                                      "top_emotions": None, "intensity": None, "rel_intensity": None}}
     s.add(_packet(0, [_face(0)]))  # a model without an expression head: intensity NaN ...
@@ -198,3 +198,147 @@ def test_a_damaged_summary_read_back_gives_no_reading():
     assert r is None
     r = clip_reading({"faces": {**good["faces"], "intensity": {"median": [1]}, "top_emotions": [1, 2]}})
     assert r["intensity_median"] is None and r["top_emotions"] is None
+
+
+# ------------------------------------------------------------------ weighted by time (a variable frame rate)
+def _at(i: int, t: float, faces) -> FramePacket:
+    """A packet at ``t`` seconds, as a video source makes it (``pts`` in 1/90000 s)."""
+    return FramePacket(index=i, pts=int(round(t * 90000)), time_base=Fraction(1, 90000), timestamp=t,
+                       image=np.zeros((8, 8, 3), np.uint8), faces=list(faces))
+
+
+def test_a_variable_frame_rate_clip_is_summarised_by_time_not_rows(tmp_path):
+    """Phone video is variable-rate: 2 s of a neutral face at 10 fps (20 frames), then 0.67 s of a smile at 60 fps
+    (40 frames), read "happy 0.52 / neutral 0.33" with an intensity median of 0.90 by rows (a probe's clip); as it
+    plays, it is mostly neutral. Each row now counts for its frame's duration (to the next frame of the input);
+    row counts stay counts of rows."""
+    happy, neutral = EMOTIONS.index("happy"), EMOTIONS.index("neutral")
+    times = [i / 10 for i in range(20)] + [2.0 + i / 60 for i in range(40)]
+    out = RunOutputs(4, fps=60, describe=lambda: {"input": {"name": "test"}})
+    out.set_csv(tmp_path / "v.csv")
+    for i, t in enumerate(times):
+        k, inten = (neutral, 0.2) if i < 20 else (happy, 0.9)
+        out.write(_at(i, t, [_face(0, _onehot(k, 0.8), inten, rel=inten, ready=i >= 5)]))
+    d = out.csv.summary.to_dict()
+    assert out.close("complete") is None
+    side = json.loads((tmp_path / "v.json").read_text())["summary"]
+    assert side == d
+    for g in (d["faces"], d["tracks"][0]):
+        assert g["emotion"] == "neutral" and g["runner_up"] == "happy"  # by rows: happy 0.57, neutral 0.35
+        # the last frame counts for the input's typical step (1/60 s): 2 s neutral, 40/60 s happy
+        w_neutral = 2.0 / (2.0 + 40 / 60)
+        want = w_neutral * _onehot(neutral, 0.8) + (1 - w_neutral) * _onehot(happy, 0.8)
+        assert np.allclose([g["mean_emotions"][e] for e in EMOTIONS], want, atol=1e-3), g["mean_emotions"]
+        assert abs(g["emotion_margin"] - (want[neutral] - want[happy])) < 1e-3
+        assert abs(g["emotion_top_share"] - w_neutral) < 1e-3  # a share of the time, not of the rows (1/3)
+        assert g["intensity"]["median"] == 0.2005 and g["intensity"]["rows"] == 60  # by rows: 0.9
+        assert g["rel_intensity"]["median"] == 0.2005 and g["rel_intensity"]["rows"] == 55
+        assert g["rows"] == 60 and g["top_emotions"] == {**{e: 0 for e in EMOTIONS}, "happy": 40, "neutral": 20}
+        assert abs(g["seconds"] - (2.0 + 40 / 60)) < 1e-3, g["seconds"]
+    assert d["frames"] == 60 and d["weighted_by"] == "time"
+
+
+def test_a_constant_frame_rate_summary_is_the_one_by_rows():
+    """Where every frame lasts as long (a constant-rate clip, stills read at a rate), the time-weighted summary is
+    the one by rows: means to rounding, quantiles exactly (several tracks coming and going, frames without a face,
+    NTSC's 30000/1001 rate with timestamps as the video source makes them)."""
+    rng = np.random.default_rng(7)
+    tb = Fraction(1001, 30000)
+    s = ExpressionSummary()
+    rows = {}  # track id (-1: all) -> [(emotions, own label, intensity, rel or nan)]
+    for i in range(400):
+        faces = []
+        for tid, (a, b) in enumerate(((0, 300), (50, 120), (200, 397))):
+            if a <= i < b and rng.random() > 0.1:
+                e = rng.dirichlet(np.ones(len(EMOTIONS)) * 0.7).astype(np.float32)
+                inten = float(rng.beta(2, 3))
+                ready = i - a > 30
+                rel = float(rng.random()) if ready else math.nan
+                faces.append(_face(tid, e, inten, rel, ready))
+                for k in (tid, -1):
+                    rows.setdefault(k, []).append((e.astype(np.float64), int(np.argmax(e)), inten, rel))
+        s.add(FramePacket(index=i, pts=i, time_base=tb, timestamp=float(i * tb), image=np.zeros((8, 8, 3), np.uint8),
+                          faces=faces))
+    d = s.to_dict()
+    groups = {t["face_id"]: t for t in d["tracks"]}
+    groups[-1] = d["faces"]
+
+    def by_rows(values):  # nearest rank by rows, as the summary was: the (p·n)-th value's bin
+        hist = np.bincount([min(BINS - 1, int(v * BINS)) for v in values], minlength=BINS)
+        cdf = np.cumsum(hist)
+        return {"rows": len(values), **{k: round((int(np.searchsorted(cdf, q * len(values))) + 0.5) / BINS, 4)
+                                        for k, q in (("p10", 0.1), ("median", 0.5), ("p90", 0.9))}}
+
+    for k, rs in rows.items():
+        g = groups[k]
+        mean = np.mean([r[0] for r in rs], axis=0)
+        assert np.allclose([g["mean_emotions"][e] for e in EMOTIONS], mean, atol=2e-5)
+        assert g["emotion"] == EMOTIONS[int(np.argmax(mean))] and g["runner_up"] == EMOTIONS[int(np.argsort(mean)[-2])]
+        share = np.mean([r[1] == int(np.argmax(mean)) for r in rs])
+        assert abs(g["emotion_top_share"] - share) < 2e-5
+        assert g["intensity"] == by_rows([r[2] for r in rs])
+        assert g["rel_intensity"] == by_rows([r[3] for r in rs if math.isfinite(r[3])])
+        assert g["rows"] == len(rs)
+    assert abs(d["faces"]["seconds"] - len(rows[-1]) * float(tb)) < 1e-3
+
+
+def test_a_stall_is_capped_and_the_summary_changes_nothing_when_read():
+    """A stall (a paused live stream, a gap in a file) gives its frame at most 4 typical steps, or 0.25 s where that
+    is longer, not minutes; a rate that drops 6-fold (60 to 10 fps) is not cut while the typical step catches up; a
+    step that is not positive counts as the typical step; and reading the summary (a sidecar checkpoint) changes
+    nothing: the latest frame counts for the typical step there and at the end alike."""
+    from realtime.summary import CAP_MIN_S, CAP_STEPS
+
+    happy, sad = EMOTIONS.index("happy"), EMOTIONS.index("sad")
+    s = ExpressionSummary()
+    t, i = 0.0, 0
+    for _ in range(50):  # 2 s of sad at 25 fps
+        s.add(_at(i, t, [_face(0, _onehot(sad), 0.3)]))
+        t, i = t + 0.04, i + 1
+    s.add(_at(i, t, [_face(0, _onehot(happy), 0.9)]))  # one happy frame, then the stream pauses for 10 minutes
+    t, i = t + 600.0, i + 1
+    for _ in range(10):
+        s.add(_at(i, t, [_face(0, _onehot(sad), 0.3)]))
+        t, i = t + 0.04, i + 1
+    g = s.to_dict()["faces"]
+    cap = max(CAP_STEPS * 0.04, CAP_MIN_S)
+    assert abs(g["seconds"] - (60 * 0.04 + cap)) < 1e-4, g["seconds"]  # not 602 s
+    assert g["emotion"] == "sad" and abs(g["emotion_top_share"] - 60 * 0.04 / (60 * 0.04 + cap)) < 1e-4
+    assert g["intensity"]["p90"] == 0.3005  # the paused frame is not a tenth of the time
+
+    s2 = ExpressionSummary()  # 60 fps, then 10 fps: each 0.1-s frame counts whole from the first
+    times = [k / 60 for k in range(40)] + [40 / 60 + k / 10 for k in range(10)]
+    for k, tk in enumerate(times):
+        s2.add(_at(k, tk, [_face(0, _onehot(happy if k < 40 else sad), 0.5)]))
+        if k == 45:
+            before = json.dumps(s2.to_dict())
+            assert json.dumps(s2.to_dict()) == before  # (read twice: the same)
+    # the typical step is still 1/60 (the median of the last 31 steps: 22 of 1/60, 9 of 0.1), and the last frame
+    # counts for it; the nine 0.1-s frames before it count whole (4 typical steps would have cut them to 0.067)
+    assert abs(s2.typical_step() - 1 / 60) < 1e-9
+    assert abs(s2.to_dict()["faces"]["seconds"] - (40 / 60 + 0.9 + 1 / 60)) < 1e-4  # (to 4 decimals)
+
+    s3 = ExpressionSummary()  # a caller's repeated timestamps: every row alike, not all but the last weightless
+    for k in range(5):
+        s3.add(_at(k, 0.0, [_face(0, _onehot(happy if k < 4 else sad), 0.5)]))
+    g3 = s3.to_dict()["faces"]
+    assert g3["emotion"] == "happy" and g3["emotion_top_share"] == 0.8 and g3["seconds"] > 0
+
+
+def test_the_time_histograms_keep_their_size_until_a_bin_would_overflow():
+    """The intensity histograms count time in 0.1-ms units in 32 bits (4 KB each, the ~8 KB a track), turning 64-bit
+    only where one bin passes 59 hours."""
+    from realtime.summary import UNIT_S, _add
+
+    s = ExpressionSummary()
+    for i in range(100):
+        s.add(_at(i, i / 30, [_face(0, _onehot(0), 0.5, rel=0.5, ready=True)]))
+    acc = s.tracks[0]
+    assert acc.intensity.dtype == np.int32 and acc.rel_intensity.dtype == np.int32
+    assert acc.intensity.nbytes + acc.rel_intensity.nbytes == 8 * BINS
+    # 99 steps weighed (each to the nearest unit), the last one pending
+    assert abs(int(acc.intensity.sum()) * UNIT_S - 99 / 30) <= 99 * UNIT_S / 2
+    h = np.zeros(BINS, np.int32)
+    h[3] = np.iinfo(np.int32).max - 5
+    h = _add(h, 3, 10)
+    assert h.dtype == np.int64 and int(h[3]) == np.iinfo(np.int32).max + 5
