@@ -16,6 +16,7 @@ import re
 import stat
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -235,6 +236,11 @@ class VideoSource(Source):
     _format_name = ""  # the demuxer's name(s), read at open (``mov,mp4,m4a,3gp,3g2,mj2``)
     codec_name: Optional[str] = None
     creation_time: Optional[str] = None
+    #: frames whose pts was repaired in place (the sidecar's ``input.timestamps_repaired``): a lone frame out of line
+    #: with both neighbours put between them (:meth:`_in_line`), a repeated pts put one tick after the last
+    timestamps_repaired = 0
+    #: a file's steps between frames, for the gaps of frames it lacks (set by ``__iter__``; :func:`_gap_summary`)
+    _steps: Optional["Counter[Tuple[int, int]]"] = None
 
     def __init__(self, path: Union[str, Path], realtime: bool = False, threads: int = 0,
                  max_errors: int = 50, timeout: Optional[float] = None) -> None:
@@ -470,7 +476,6 @@ class VideoSource(Source):
         self.first_pts = None
         index = 0
         last_pts: Optional[int] = None
-        bad_in_row = oom_in_row = 0
         tb = self.time_base
         step = max(1, int(round(1 / (self.fps * tb)))) if self.fps else 1  # one frame, in time-base ticks
         offset = 0  # added to the stream's pts since its clock restarted (see below)
@@ -488,113 +493,148 @@ class VideoSource(Source):
         self._faulty = [0, 0]  # pts, dts that went backwards (_best_effort)
         self._last_raw: Tuple[Optional[int], Optional[int]] = (None, None)
         self._dts_step, self._dts_seen = 1, False
-        for packet in self._demux():
-            t_arrival = time.perf_counter()  # (the packet is here: an arrival clock's time for its frame)
-            if timed and packet is not None and packet.pts is not None:
-                came.setdefault(int(packet.pts), []).append(t_arrival)
-                if len(came) > 256:  # (frames that never came out: their packets' times go)
-                    del came[next(iter(came))]
-            flagged = bool(getattr(packet, "is_corrupt", False))  # the demuxer saw damage (MPEG-TS continuity
-            try:  # errors: lost packets, or segments joined end to end, which break the count at each join)
-                frames = packet.decode() if packet is not None else self._flush()
-                bad_in_row = oom_in_row = 0
-                if flagged:  # read: counted as damage read through, not as a packet skipped
-                    self.damaged += 1
-                    log.warning("%s: packet flagged as damaged by the demuxer, decoded (a gap in the stream, or "
-                                "segments joined end to end)", self.name)
-            except av.error.FFmpegError as e:
-                # under a limit on the address space a good file was "undecodable (50 damaged packets in a row)";
-                # without one, ENOMEM may be a damaged packet's bogus size (over FFmpeg's largest allocation)
-                oom = is_out_of_memory(e, eagain=True)
-                if oom and address_space_limited():
-                    raise OutOfMemory.while_(f"decoding {self.name}", e) from None
-                self.errors += 1
-                bad_in_row += 1
-                oom_in_row = oom_in_row + 1 if oom else 0
-                log.warning("%s: damaged packet skipped (%s)", self.name, _msg(e))
-                if bad_in_row >= self.max_errors:
-                    if oom_in_row >= bad_in_row:  # every one of them was memory: the machine's, not the file's
+        self.timestamps_repaired = 0
+        # a file's steps between frames with timestamps of their own, for the gaps of frames it lacks
+        # (_gap_summary): (ticks, frames) -> how often; a frame whose pts was repaired lends no step of its own
+        self._steps = steps = Counter() if not (self.live_stream or arrival) else None
+        anchor: Optional[int] = None  # the last frame with a timestamp of its own (steps), and frames since
+        between = 0
+
+        def decoded() -> Iterator[Tuple["av.VideoFrame", float]]:
+            """The decoded frames in order, each with when its packet came."""
+            bad_in_row = oom_in_row = 0
+            for packet in self._demux():
+                t_arrival = time.perf_counter()  # (the packet is here: an arrival clock's time for its frame)
+                if timed and packet is not None and packet.pts is not None:
+                    came.setdefault(int(packet.pts), []).append(t_arrival)
+                    if len(came) > 256:  # (frames that never came out: their packets' times go)
+                        del came[next(iter(came))]
+                flagged = bool(getattr(packet, "is_corrupt", False))  # the demuxer saw damage (MPEG-TS continuity
+                try:  # errors: lost packets, or segments joined end to end, which break the count at each join)
+                    frames = packet.decode() if packet is not None else self._flush()
+                    bad_in_row = oom_in_row = 0
+                    if flagged:  # read: counted as damage read through, not as a packet skipped
+                        self.damaged += 1
+                        log.warning("%s: packet flagged as damaged by the demuxer, decoded (a gap in the stream, or "
+                                    "segments joined end to end)", self.name)
+                except av.error.FFmpegError as e:
+                    # under a limit on the address space a good file was "undecodable (50 damaged packets in a
+                    # row)"; without one, ENOMEM may be a damaged packet's bogus size (over FFmpeg's largest
+                    # allocation)
+                    oom = is_out_of_memory(e, eagain=True)
+                    if oom and address_space_limited():
                         raise OutOfMemory.while_(f"decoding {self.name}", e) from None
-                    raise InputError(f"{self.name}: undecodable ({bad_in_row} damaged packets in a row)") from None
-                continue
-            for frame in frames:
-                t = time.perf_counter()
-                if getattr(frame, "is_corrupt", False):  # decoded with errors concealed: read, not skipped
-                    self.damaged += 1
-                t_came = t_arrival
-                if timed and frame.pts is not None and came.get(int(frame.pts)):
-                    # the latest packet of that pts: pts repeat only across a restart, and a packet whose frame
-                    # never came out (before the first keyframe) must not lend its time to the restarted one's
-                    t_came = came[int(frame.pts)].pop()
-                    if not came[int(frame.pts)]:
-                        del came[int(frame.pts)]
-                pts = self._best_effort(frame)
-                if arrival:  # a live stream without a clock: when the frame came, as a camera's
-                    if t0_arrival is None:
-                        t0_arrival = t_arrival
-                    pts = int(round((t_arrival - t0_arrival) / tb))
-                    if last_pts is not None and pts <= last_pts:  # (frames of one packet)
-                        pts = last_pts + 1
-                    if pts > 0:  # the rate measured so far (what the source describes)
-                        self.fps = round(index / float(pts * tb), 3)
-                elif pts is None:  # no timestamps: synthesise from the nominal rate
-                    pts = (last_pts + 1) if last_pts is not None and not self.fps else (
-                        int(round(index / (self.fps * tb))) if self.fps else index)
-                else:
-                    pts += offset
-                if (self._ts_discont and not arrival and last_pts is not None and self.fps
-                        and (pts - last_pts) * tb > _MAX_JUMP_S):
-                    # the clock jumped ahead (a restart that FFmpeg took for a wrap, or a second segment's own
-                    # clock): time goes on from the previous frame, one frame later (live: by the time that passed)
+                    self.errors += 1
+                    bad_in_row += 1
+                    oom_in_row = oom_in_row + 1 if oom else 0
+                    log.warning("%s: damaged packet skipped (%s)", self.name, _msg(e))
+                    if bad_in_row >= self.max_errors:
+                        if oom_in_row >= bad_in_row:  # every one of them was memory: the machine's, not the file's
+                            raise OutOfMemory.while_(f"decoding {self.name}", e) from None
+                        raise InputError(f"{self.name}: undecodable ({bad_in_row} damaged packets in a row)") from None
+                    continue
+                for frame in frames:
+                    yield frame, t_arrival
+
+        # a file (not live, not played at its pace, on a clock that cannot restart) is read one frame ahead, so
+        # that a lone frame whose pts is out of line is put back between its neighbours (_in_line); elsewhere each
+        # frame goes on as it is decoded
+        if self._holds_frame():
+            frames_in: Iterator[Tuple[Any, float, bool]] = self._in_line(decoded(), step)
+        else:
+            frames_in = ((f, ta, False) for f, ta in decoded())
+        for frame, t_arrival, mended in frames_in:
+            t = time.perf_counter()
+            if getattr(frame, "is_corrupt", False):  # decoded with errors concealed: read, not skipped
+                self.damaged += 1
+            t_came = t_arrival
+            if timed and frame.pts is not None and came.get(int(frame.pts)):
+                # the latest packet of that pts: pts repeat only across a restart, and a packet whose frame
+                # never came out (before the first keyframe) must not lend its time to the restarted one's
+                t_came = came[int(frame.pts)].pop()
+                if not came[int(frame.pts)]:
+                    del came[int(frame.pts)]
+            pts = self._best_effort(frame)
+            if arrival:  # a live stream without a clock: when the frame came, as a camera's
+                if t0_arrival is None:
+                    t0_arrival = t_arrival
+                pts = int(round((t_arrival - t0_arrival) / tb))
+                if last_pts is not None and pts <= last_pts:  # (frames of one packet)
+                    pts = last_pts + 1
+                if pts > 0:  # the rate measured so far (what the source describes)
+                    self.fps = round(index / float(pts * tb), 3)
+            elif pts is None:  # no timestamps: synthesise from the nominal rate
+                pts = (last_pts + 1) if last_pts is not None and not self.fps else (
+                    int(round(index / (self.fps * tb))) if self.fps else index)
+            else:
+                pts += offset
+            cut = False  # the timeline was continued across a restarted clock at this frame
+            if (self._ts_discont and not arrival and last_pts is not None and self.fps
+                    and (pts - last_pts) * tb > _MAX_JUMP_S):
+                # the clock jumped ahead (a restart that FFmpeg took for a wrap, or a second segment's own
+                # clock): time goes on from the previous frame, one frame later (live: by the time that passed)
+                go_on = self._gap(step, least_lag, t_came, last_pts, self.first_pts, tb) if timed else step
+                offset -= pts - (last_pts + go_on)
+                least_lag = None
+                self.discontinuities += 1
+                log.warning("%s: timestamps jump %.3f s ahead at frame %d (a restarted clock in a joined or "
+                            "spliced stream): the timeline continues from the previous frame%s", self.name,
+                            float((pts - last_pts) * tb), index, _AFTER_GAP if go_on > step else "")
+                pts = last_pts + go_on
+                cut = True
+            if last_pts is not None and pts <= last_pts:
+                if last_pts - pts > step:
+                    # the stream's clock restarted (MPEG-TS segments joined, a spliced or re-muxed capture): time
+                    # goes on from the previous frame, one frame later, and the rest keeps its own spacing
+                    # (each frame one tick after the last froze the timestamps for the rest of the file). A live
+                    # stream (a sender restarted) goes on by the time that passed: it hid a 8-s outage
                     go_on = self._gap(step, least_lag, t_came, last_pts, self.first_pts, tb) if timed else step
-                    offset -= pts - (last_pts + go_on)
+                    offset += last_pts + go_on - pts
                     least_lag = None
                     self.discontinuities += 1
-                    log.warning("%s: timestamps jump %.3f s ahead at frame %d (a restarted clock in a joined or "
-                                "spliced stream): the timeline continues from the previous frame%s", self.name,
-                                float((pts - last_pts) * tb), index, _AFTER_GAP if go_on > step else "")
+                    log.warning("%s: timestamps jump back %.3f s at frame %d (joined or spliced stream): the "
+                                "timeline continues from the previous frame%s", self.name,
+                                float((last_pts - pts) * tb), index, _AFTER_GAP if go_on > step else "")
                     pts = last_pts + go_on
-                if last_pts is not None and pts <= last_pts:
-                    if last_pts - pts > step:
-                        # the stream's clock restarted (MPEG-TS segments joined, a spliced or re-muxed capture): time
-                        # goes on from the previous frame, one frame later, and the rest keeps its own spacing
-                        # (each frame one tick after the last froze the timestamps for the rest of the file). A live
-                        # stream (a sender restarted) goes on by the time that passed: it hid a 8-s outage
-                        go_on = self._gap(step, least_lag, t_came, last_pts, self.first_pts, tb) if timed else step
-                        offset += last_pts + go_on - pts
-                        least_lag = None
-                        self.discontinuities += 1
-                        log.warning("%s: timestamps jump back %.3f s at frame %d (joined or spliced stream): the "
-                                    "timeline continues from the previous frame%s", self.name,
-                                    float((last_pts - pts) * tb), index, _AFTER_GAP if go_on > step else "")
-                        pts = last_pts + go_on
-                    else:  # repair a non-increasing pts
-                        pts = last_pts + 1
-                last_pts = pts
-                if self.first_pts is None:
-                    self.first_pts = pts
-                if timed:
-                    lag = t_came - float((pts - self.first_pts) * tb)
-                    least_lag = lag if least_lag is None else min(least_lag, lag)
-                ts = float((pts - self.first_pts) * tb)
-                img = self._to_bgr(frame)
-                if self.still and self.path is not None:
-                    img = self._as_folder_reads(img)
-                pkt = FramePacket(index=index, pts=pts, time_base=tb, timestamp=ts, image=img,
-                                  source=self.name, stats={"decode": time.perf_counter() - t})
-                if self.realtime:  # pace like a camera
-                    now = time.perf_counter()
-                    if t0_wall is None:
-                        t0_wall = now - ts  # (a pause before the first frame is behind us: not added again)
-                    else:
-                        t0_wall += self._paused_s  # a pause moves the clock on: the file resumes where it was
-                    self._paused_s = 0.0
-                    wait = t0_wall + ts - now
-                    if wait > 0:
-                        time.sleep(wait)
-                index += 1
-                self.frames_decoded = index
-                yield pkt
+                    cut = True
+                else:  # repair a non-increasing pts (a repeated one): one tick after the last
+                    pts = last_pts + 1
+                    if not arrival:  # (an arrival clock's frames of one packet: no timestamp of the file's)
+                        mended = True
+                        self._repaired("its pts repeated, or back by up to one frame: one tick after the last", index)
+            if steps is not None:
+                if cut or anchor is None:
+                    anchor, between = pts, 0
+                elif mended:  # no time of its own: the step is taken over it, to the next frame with one
+                    between += 1
+                else:
+                    steps[(pts - anchor, between + 1)] += 1
+                    anchor, between = pts, 0
+            last_pts = pts
+            if self.first_pts is None:
+                self.first_pts = pts
+            if timed:
+                lag = t_came - float((pts - self.first_pts) * tb)
+                least_lag = lag if least_lag is None else min(least_lag, lag)
+            ts = float((pts - self.first_pts) * tb)
+            img = self._to_bgr(frame)
+            if self.still and self.path is not None:
+                img = self._as_folder_reads(img)
+            pkt = FramePacket(index=index, pts=pts, time_base=tb, timestamp=ts, image=img,
+                              source=self.name, stats={"decode": time.perf_counter() - t})
+            if self.realtime:  # pace like a camera
+                now = time.perf_counter()
+                if t0_wall is None:
+                    t0_wall = now - ts  # (a pause before the first frame is behind us: not added again)
+                else:
+                    t0_wall += self._paused_s  # a pause moves the clock on: the file resumes where it was
+                self._paused_s = 0.0
+                wait = t0_wall + ts - now
+                if wait > 0:
+                    time.sleep(wait)
+            index += 1
+            self.frames_decoded = index
+            yield pkt
         if index == 0:
             hint = _index_hint(self.name, self._pipe_format())
             raise InputError(f"{self.name}: no decodable video frames{f' ({hint})' if hint else ''}")
@@ -620,6 +660,49 @@ class VideoSource(Source):
                             "missing)", self.name, index, self.span - short, self.span, missing)
         if not self.frames_missing:  # read whole: the count is the frames read (a variable-rate MKV's duration
             self.frame_count = index  # times its nominal rate said 85 for 60; an MP4's sample count 93 for 95)
+
+    def _holds_frame(self) -> bool:
+        """Whether frames are read one ahead (:meth:`_in_line`): a file read whole, on a clock that cannot restart
+        (not MPEG-TS or FLV, whose restarts are discontinuities) and timed by its pts (not an AVI's dts). A live
+        stream, an arrival clock and a file played at its own pace (``realtime``) get each frame as it is decoded."""
+        return not (self.live or self.live_stream or self.realtime or self._ts_discont or self._dts_clock
+                    or self.clock == "arrival")
+
+    def _in_line(self, frames: Iterator[Tuple[Any, float]], step: int) -> Iterator[Tuple[Any, float, bool]]:
+        """``frames`` (frame, when its packet came) one frame late, each with whether its pts was repaired: a lone
+        frame whose pts is out of line with both neighbours, while the next one follows the one before in order,
+        is given a pts halfway between them. An MP4 whose frame 30 alone was 0.5 s late put every later frame 0.5 s
+        late (the next frame's pts went back, taken for a restarted clock). Out of line: more than one frame
+        (``step`` ticks) back from the frame before, or more than one frame ahead of the next; less is a repeat or
+        a tick of jitter, repaired in ``__iter__`` as before. A clock that goes back and stays back has the next
+        frame before the one before: not repaired here (a discontinuity)."""
+        before: Optional[int] = None  # the pts of the frame before the held one, as passed on
+        held: Optional[Tuple[Any, float]] = None
+        n = 0
+        for item in frames:
+            if held is not None:
+                a, b, c = before, held[0].pts, item[0].pts
+                mend = (a is not None and b is not None and c is not None and c - a >= 2
+                        and ((b < a and a - b > step) or (b > c and b - c > step))
+                        and self._faulty[0] <= self._faulty[1])  # (pts are the clock, not dts: _best_effort)
+                if mend:
+                    held[0].pts = a + (c - a) // 2
+                    tb = self.time_base
+                    self._repaired(f"out of line with both neighbours: {float((b - a) * tb):+.3f} s from the frame "
+                                   f"before, the next {float((c - b) * tb):+.3f} s from it; put between them", n)
+                yield held[0], held[1], mend
+                n += 1
+                before = held[0].pts
+            held = item
+        if held is not None:
+            yield held[0], held[1], False
+
+    def _repaired(self, why: str, index: int) -> None:
+        """Count a frame's pts repaired in place (``timestamps_repaired``); the first one is logged."""
+        self.timestamps_repaired += 1
+        if self.timestamps_repaired == 1:
+            log.warning("%s: frame %d's timestamp repaired (%s); the sidecar's input.timestamps_repaired counts "
+                        "such frames", self.name, index, why)
 
     def _best_effort(self, frame: "av.VideoFrame") -> Optional[int]:
         """The frame's timestamp: in an AVI its dts (the chunk's number: AVI stores no pts, and FFmpeg's guess of
@@ -794,7 +877,8 @@ class VideoSource(Source):
                  clock=self.clock, rotation=self.rotation,
                  errors=self.errors, damaged=self.damaged, frames_decoded=self.frames_decoded,
                  frames_missing=self.frames_missing,
-                 timestamp_discontinuities=self.discontinuities, colour=self._colour,
+                 timestamp_discontinuities=self.discontinuities, timestamps_repaired=self.timestamps_repaired,
+                 timestamp_gaps=_gap_summary(self._steps, self.time_base), colour=self._colour,
                  # where the CSV's time 0 lies on the file's own clock (a player's), and when the file says it was
                  # recorded: to line rows up with other recordings
                  first_pts=self.first_pts,
@@ -921,6 +1005,50 @@ def _sdr_table(transfer: int, primaries: int) -> Optional[np.ndarray]:
         return None
     table.flags.writeable = False  # (shared by every source of these tags)
     return table
+
+
+#: steps between a file's frames needed to judge its rate steady (:func:`_gap_summary`)
+_GAP_MIN_STEPS = 8
+
+
+def _gap_summary(steps: Optional["Counter[Tuple[int, int]]"], tb: Fraction) -> dict:
+    """The sidecar's ``input.timestamp_gaps``: where a file's frame rate is steady, the steps between frames longer
+    than 1.5 of its frame intervals, frames it does not hold (dropped by the camera or encoder, or lost without a
+    decoding error: an MJPEG file that lacked 3 frames said nothing, and its ``frame`` column skipped them).
+    ``count``: such gaps; ``frames_est``: the frames they lack, about (each gap's length over the interval, less
+    one); ``largest_s``: the longest, in seconds (0.0 where none); ``step_s``: the frame interval they are measured
+    against (the median step, s), null where gaps were not looked for: a live stream or an arrival clock, fewer
+    than :data:`_GAP_MIN_STEPS` steps, or a rate not steady (under 80 % of the steps within 10 % of the median: a
+    variable-frame-rate phone video, whose irregular steps are its own). ``steps``: (ticks, frames) -> how often,
+    the ticks from a frame with a timestamp of its own to the next, over that many frames (more than one across
+    frames whose pts was repaired); steps across a discontinuity are not in it."""
+    out: Dict[str, Any] = {"count": 0, "frames_est": 0, "largest_s": 0.0, "step_s": None}
+    if not steps:
+        return out
+    per = sorted((ticks / n, n * k) for (ticks, n), k in steps.items() if n > 0)
+    total = sum(w for _, w in per)
+    if total < _GAP_MIN_STEPS:
+        return out
+    seen, median = 0, per[-1][0]
+    for v, w in per:
+        seen += w
+        if 2 * seen >= total:
+            median = v
+            break
+    if median <= 0:
+        return out
+    steady = sum(w for v, w in per if abs(v - median) <= max(0.1 * median, 1) and v <= 1.5 * median)
+    if steady < 0.8 * total:
+        return out
+    out["step_s"] = round(float(median * tb), 6)
+    largest = 0.0
+    for (ticks, n), k in steps.items():
+        if ticks > (n + 0.5) * median:
+            out["count"] += k
+            out["frames_est"] += k * max(1, int(round(ticks / median)) - n)
+            largest = max(largest, ticks - (n - 1) * median)
+    out["largest_s"] = round(float(largest * tb), 6)
+    return out
 
 
 #: what a live stream's restarted clock adds to its warning: the gap is kept
