@@ -173,6 +173,7 @@ class RunOutputs:
         #: is there from an earlier run)
         self.video_frames = 0
         self.video_size: Optional[Tuple[int, int]] = None  # the annotated video's frame size, once it has a frame
+        self.video_colour: Optional[dict] = None  # the annotated video's colour tags, once it has a frame
         self.finished: List[str] = []  # files closed so far
         self._lock = threading.Lock()
         self._req_annotator: object = _KEEP
@@ -288,13 +289,24 @@ class RunOutputs:
             try:
                 self.video = VideoSink(path, fps=self.fps, time_base=self.time_base, audio_from=audio,
                                        preset=self.video_preset, overwrite=self.overwrite,
-                                       threads=self.video_threads, fragmented=live)
+                                       threads=self.video_threads, fragmented=live, colour=self._source_colour)
             except BaseException:
                 self._in_use.pop("video", None)
                 self._put_back([Path(path)])  # no new file will replace it
                 raise
         self.video_path = self.video.path
-        self.video_frames, self.video_size = 0, None
+        self.video_frames, self.video_size, self.video_colour = 0, None, None
+
+    def _source_colour(self) -> Optional[dict]:
+        """The source's colour (``describe()``'s ``input.colour``), or None: read by the video when its first frame
+        opens it (the source reads it at its first frame), for the primaries and transfer it is tagged with."""
+        try:
+            inp = self.describe().get("input") if self.describe is not None else None
+            colour = inp.get("colour") if isinstance(inp, dict) else None
+        except Exception as e:  # noqa: BLE001 - the size rule's tags
+            log.debug("the source's colour is unknown (%s)", e)
+            return None
+        return colour if isinstance(colour, dict) else None
 
     def _source_live(self) -> bool:
         """Whether the source is live (:attr:`live`, else read once from ``describe()``'s ``input``)."""
@@ -363,6 +375,7 @@ class RunOutputs:
                 self.video_frames += 1
                 if self.video_frames == 1:  # its frame size: a small picture's is enlarged, an odd size padded
                     self.video_size = getattr(self.video, "size", None)
+                    self.video_colour = getattr(self.video, "colour", None)
             else:
                 self._quietly(self._close_video)
             packet.stats["video"] = time.perf_counter() - t
@@ -504,6 +517,8 @@ class RunOutputs:
         # the annotated video's (width, height): CSV pixels times width / input.width, from its top left (an odd size
         # is padded at the right or bottom)
         info["video_size"] = list(self.video_size) if made and self.video_size else None
+        # the annotated video's colour tags (matrix, range, primaries, transfer by FFmpeg's names; null for pictures)
+        info["video_colour"] = dict(self.video_colour) if made and self.video_colour else None
         # the encoder's thread count, a count of this run's (0: FFmpeg's choice; null without a video or for pictures)
         info["video_threads"] = (self.video_threads if made and not self._pictures(self.video_path)  # type: ignore
                                  else None)

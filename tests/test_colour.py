@@ -20,7 +20,7 @@ from realtime.sources import VideoSource
 
 from .conftest import real_frames
 
-KR = {"709": (0.2126, 0.0722), "2020": (0.2627, 0.0593)}
+KR = {"601": (0.299, 0.114), "709": (0.2126, 0.0722), "2020": (0.2627, 0.0593)}
 M709_TO_2020 = np.array([[0.6274, 0.3293, 0.0433], [0.0691, 0.9195, 0.0114], [0.0164, 0.0880, 0.8956]])
 
 
@@ -157,4 +157,104 @@ def test_sdr_video_reads_as_before_and_says_its_colour(frames, tmp_path):
         plain = np.stack([f.to_ndarray(format="bgr24") for f in c.decode(video=0)])
     assert np.array_equal(images, plain)
     assert colour == {"pix_fmt": "yuv420p", "range": "limited", "matrix": "bt709", "primaries": "bt709",
-                      "transfer": "bt709", "to_sdr": False, "grey_limited": False}
+                      "transfer": "bt709", "to_sdr": False, "grey_limited": False, "matrix_read_as": "bt709",
+                      "range_read_as": "limited"}
+
+
+SATURATED = ((30, 160, 40), (200, 30, 30), (40, 60, 200))  # RGB: green, red, blue
+
+
+def _blocks(w: int, h: int) -> List[np.ndarray]:
+    """Two BGR frames of ``w`` x ``h``: mid grey with a saturated block of each of :data:`SATURATED` (64 px)."""
+    img = np.full((h, w, 3), 128, np.uint8)
+    for k, rgb in enumerate(SATURATED):
+        img[32:96, 32 + 96 * k: 96 + 96 * k] = rgb[::-1]
+    return [img, img.copy()]
+
+
+def _block_error(images: np.ndarray) -> int:
+    """The largest channel error of the blocks' centres (16 px in from each edge) in the first image."""
+    return max(int(np.abs(images[0, 48:80, 48 + 96 * k: 80 + 96 * k].reshape(-1, 3).mean(0).round()
+                          - rgb[::-1]).max()) for k, rgb in enumerate(SATURATED))
+
+
+def test_untagged_hd_is_read_as_bt709_as_players_read_it(tmp_path):
+    """swscale reads an untagged matrix as BT.601 at any size; players (mpv's rule: from 1280 wide or 577 lines up)
+    read untagged HD as BT.709, as encoders write it: green (30,160,40) read (40,180,42), red (200,30,30)
+    (185,11,31). It now reads as players show it, and the sidecar says what was assumed."""
+    images, colour = _read(_write(tmp_path / "hd.mkv", _blocks(1280, 720), "sdr", "709", (2, 2, 2, 0), "yuv420p"))
+    assert colour["matrix"] == "unspecified" and colour["range"] == "unspecified"
+    assert colour["matrix_read_as"] == "bt709" and colour["range_read_as"] == "limited"
+    assert _block_error(images) <= 6, _block_error(images)
+
+
+def test_untagged_sd_is_still_read_as_bt601(tmp_path):
+    """Below HD untagged video stays BT.601 (players' rule and swscale's own), named as FFmpeg names it."""
+    images, colour = _read(_write(tmp_path / "sd.mkv", _blocks(640, 360), "sdr", "601", (2, 2, 2, 0), "yuv420p"))
+    assert colour["matrix"] == "unspecified" and colour["matrix_read_as"] == "smpte170m"
+    assert colour["range_read_as"] == "limited"
+    assert _block_error(images) <= 6, _block_error(images)
+
+
+def test_the_read_as_keys_of_rgb_grey_and_full_range(frames, tmp_path):
+    """``matrix_read_as`` and ``range_read_as`` are always written: RGB has no matrix and is full range, grey has no
+    matrix and is full range unless tagged limited (stretched then), full-range YUV says so."""
+    _, grey = _read(_write(tmp_path / "g.mkv", frames, "sdr", "709", (2, 2, 2, 0), "gray"))
+    assert (grey["matrix_read_as"], grey["range_read_as"]) == ("none", "full")
+    _, tv = _read(_write(tmp_path / "gtv.mkv", frames, "sdr", "709", (1, 1, 1, 1), "gray"))
+    assert (tv["matrix_read_as"], tv["range_read_as"]) == ("none", "limited")
+    p = tmp_path / "rgb.mkv"
+    with av.open(str(p), "w") as c:
+        s = c.add_stream("ffv1", rate=25)
+        s.width, s.height, s.pix_fmt = 160, 128, "bgr0"
+        for i, bgr in enumerate(frames[:2]):
+            f = av.VideoFrame.from_ndarray(bgr, format="bgr24").reformat(format="bgr0")
+            f.pts, f.time_base = i, Fraction(1, 25)
+            for pk in s.encode(f):
+                c.mux(pk)
+        for pk in s.encode():
+            c.mux(pk)
+    _, rgb = _read(p)
+    assert (rgb["matrix_read_as"], rgb["range_read_as"]) == ("rgb", "full")
+
+
+def test_the_annotated_video_keeps_the_sources_primaries_and_transfer(frames, tmp_path):
+    """An SD clip tagged BT.709 came out tagged SMPTE 170M primaries and transfer (and HD tagged 601 as 709): only the
+    matrix is converted by the video, the pixels keep the source's primaries. The matrix still follows the size;
+    the primaries and transfer are the source's SDR ones, and the sidecar says what the video is tagged."""
+    import json
+
+    from realtime.outputs import RunOutputs
+
+    clip = _write(tmp_path / "sd709.mkv", real_frames(3, size=(320, 240)), "sdr", "709", (1, 1, 1, 1), "yuv420p")
+    with VideoSource(clip) as src:
+        out = RunOutputs(8, fps=src.fps, time_base=src.time_base, describe=lambda: {"input": src.describe()})
+        out.open_csv(tmp_path / "o.csv", tmp_path / "o.json")
+        out.open_video(tmp_path / "o.mp4")
+        for p in src:
+            out.write(p)
+        out.close("complete")
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        f = next(c.decode(video=0))
+    assert (int(f.color_primaries), int(f.color_trc), int(f.colorspace), int(f.color_range)) == (1, 1, 6, 1)
+    side = json.loads((tmp_path / "o.json").read_text())
+    assert side["video_colour"] == {"matrix": "smpte170m", "range": "limited", "primaries": "bt709",
+                                    "transfer": "bt709"}
+    assert side["video_size"] == [320, 240]
+    read = side["input"]["colour"]
+    assert read["matrix_read_as"] == "bt709" and read["range_read_as"] == "limited"
+
+
+def test_the_annotated_videos_primaries_and_transfer_rule():
+    """The source's SDR primaries (1, 5, 6) and transfers (1, 6, 13, 14, 15) are kept, BT.709 after HDR was read as
+    SDR, the size rule where unspecified or not SDR (BT.2020 primaries, an HDR transfer not converted)."""
+    from realtime.sinks.video_sink import _colour_tags
+
+    assert _colour_tags(None, True) == (1, 1) and _colour_tags(None, False) == (6, 6)
+    assert _colour_tags({"primaries": "bt709", "transfer": "bt709"}, False) == (1, 1)
+    assert _colour_tags({"primaries": "smpte170m", "transfer": "smpte170m"}, True) == (6, 6)
+    assert _colour_tags({"primaries": "bt470bg", "transfer": "iec61966-2-1"}, True) == (5, 13)
+    assert _colour_tags({"primaries": "unspecified", "transfer": "unspecified"}, False) == (6, 6)
+    assert _colour_tags({"primaries": "bt2020", "transfer": "bt2020-10"}, True) == (1, 14)
+    assert _colour_tags({"primaries": "bt2020", "transfer": "arib-std-b67", "to_sdr": True}, False) == (1, 1)
+    assert _colour_tags({"primaries": "bt2020", "transfer": "smpte2084", "to_sdr": False}, False) == (6, 6)

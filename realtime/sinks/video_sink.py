@@ -2,11 +2,17 @@
 
 Colour: frames are converted to YUV with BT.709 from 720 lines up and BT.601 below (what players assume for
 untagged video of those sizes), limited range, and the stream is tagged so (HD used to be converted with BT.601
-untagged: players showed red patches 43 levels off).
+untagged: players showed red patches 43 levels off). The primaries and transfer are the source's where it states
+SDR ones (``colour``: its ``describe()["colour"]``), BT.709 where its HDR was read as SDR, else those of the size
+rule: only the matrix is converted here, the pixels keep the source's primaries (a BT.709 SD clip came out tagged
+SMPTE 170M primaries, BT.601 HD BT.709 ones). :attr:`VideoSink.colour` says what the file is tagged.
 
 Each frame keeps its source PTS (so variable frame rate survives and the
-audio stays in sync) in the source stream's time base. When the input has an audio stream it is remuxed
-(packets copied, not re-encoded) and interleaved with the video by time; an
+audio stays in sync) in the source stream's time base, less the first frame's: the video starts at 0, each frame's
+time the CSV's ``timestamp`` (a source starting at 10.5 s, as MPEG-TS and Matroska files may, made an MP4 that
+declared 10.5 s more than it held, an empty edit shown blank). When the input has an audio stream it is remuxed
+(packets copied, not re-encoded), moved by the same seconds (audio from before the first frame dropped) and
+interleaved with the video by time; an
 audio codec the container cannot hold is skipped with a warning (a channel layout the source leaves unnamed,
 Matroska's PCM, gets the standard one for its channel count: the MP4 muxer refused it when the file closed, and
 the run failed with an unplayable video). Closing after the source's end copies the audio to its own end;
@@ -34,7 +40,7 @@ import logging
 import operator
 from fractions import Fraction
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import av
 import numpy as np
@@ -101,6 +107,26 @@ def fit_into(img: np.ndarray, width: int, height: int) -> np.ndarray:
     return out
 
 
+#: the SDR primaries and transfers passed on from the source's colour (FFmpeg's AVCOL_PRI_* / AVCOL_TRC_* by the
+#: names of the sidecar's ``input.colour``); anything else (unspecified, BT.2020 primaries, HDR) is not
+_SDR_PRIMARIES = {"bt709": 1, "bt470bg": 5, "smpte170m": 6}
+_SDR_TRANSFERS = {"bt709": 1, "smpte170m": 6, "iec61966-2-1": 13, "bt2020-10": 14, "bt2020-12": 15}
+_MATRIX_NAMES = {1: "bt709", 6: "smpte170m"}
+
+
+def _colour_tags(colour: Optional[dict], hd: bool) -> Tuple[int, int]:
+    """The (primaries, transfer) tags of a video whose source's colour is ``colour`` (``describe()["colour"]``, or
+    None): the source's where they are SDR ones, BT.709 where its HDR was read as SDR (``to_sdr``), else the size
+    rule's (BT.709 for HD, SMPTE 170M below), each on its own."""
+    size_rule = 1 if hd else 6
+    if not isinstance(colour, dict):
+        return size_rule, size_rule
+    if colour.get("to_sdr"):
+        return 1, 1
+    return (_SDR_PRIMARIES.get(str(colour.get("primaries")), size_rule),
+            _SDR_TRANSFERS.get(str(colour.get("transfer")), size_rule))
+
+
 class VideoSink(Sink):
     """Write packets' ``annotated`` image (else ``image``), BGR, to an H.264 file.
 
@@ -116,11 +142,15 @@ class VideoSink(Sink):
             number >= 0.
         fragmented: write an MP4 or MOV as fragments (see the module doc: flat memory, playable when cut); other
             containers are written as they are.
+        colour: the source's colour (its ``describe()["colour"]``), or a function giving it when the first frame
+            opens the video (a source reads it at its first frame): the primaries and transfer the video is tagged
+            with (module doc); None: those of the size rule.
     """
 
     def __init__(self, path: Union[str, Path], fps: Optional[float] = 30.0, time_base: Optional[Fraction] = None,
                  audio_from: Optional[str] = None, preset: str = "superfast", crf: int = 23,
-                 overwrite: bool = False, codec: str = "libx264", threads: int = 0, fragmented: bool = False) -> None:
+                 overwrite: bool = False, codec: str = "libx264", threads: int = 0, fragmented: bool = False,
+                 colour: Union[dict, Callable[[], Optional[dict]], None] = None) -> None:
         if codec == "libx264":
             check_x264_preset(preset)  # before the file exists, not when the first frame opens the encoder
         self.threads = check_video_threads(threads)
@@ -129,9 +159,17 @@ class VideoSink(Sink):
         self.time_base = time_base or Fraction(1, 90000)
         self.preset, self.crf, self.codec = preset, int(crf), codec
         self.audio_from = audio_from
+        self._source_colour = colour
+        #: the video's colour tags by FFmpeg's names (``matrix``, ``range``, ``primaries``, ``transfer``), once its
+        #: first frame opened it: the sidecar's ``video_colour``
+        self.colour: Optional[Dict[str, str]] = None
         self.frames = 0
         self._first_pts: Optional[int] = None
         self._shift = 0
+        #: seconds added to the copied audio's times: minus the source time of the video's first frame (the same
+        #: shift as the video's, so the audio keeps its place against the frames)
+        self._audio_shift = Fraction(0)
+        self._audio_ticks: Optional[int] = None  # that shift in the audio's time base (set at its first packet)
         self._last_pts: Optional[int] = None
         self._stream = None
         self._size: Optional[Tuple[int, int]] = None
@@ -170,8 +208,12 @@ class VideoSink(Sink):
         hd = height >= 720
         self._colorspace = Colorspace.ITU709 if hd else Colorspace.ITU601
         cc = s.codec_context  # tags: 1 = BT.709; 6 = SMPTE 170M (BT.601, 525 lines); range 1 = limited (tv)
-        cc.colorspace = cc.color_primaries = cc.color_trc = 1 if hd else 6
+        cc.colorspace = 1 if hd else 6  # (the matrix this sink converts with)
+        cc.color_primaries, cc.color_trc = _colour_tags(self._read_source_colour(), hd)
         cc.color_range = 1
+        self.colour = {"matrix": _MATRIX_NAMES[cc.colorspace], "range": "limited",
+                       "primaries": {v: k for k, v in _SDR_PRIMARIES.items()}[cc.color_primaries],
+                       "transfer": {v: k for k, v in _SDR_TRANSFERS.items()}[cc.color_trc]}
         s.options = {"preset": self.preset, "crf": str(self.crf)}
         # (the codec opens at the first encode; PyAV refuses a thread count after that). The thread type stays
         # PyAV's slice threading: libx264 then splits each frame among its threads and returns it at once, with no
@@ -180,6 +222,17 @@ class VideoSink(Sink):
         self._stream = s
         if self.audio_from:
             self._open_audio()
+
+    def _read_source_colour(self) -> Optional[dict]:
+        """The source's colour (``colour``, called where a function), None where unknown or its reading failed."""
+        colour = self._source_colour
+        if callable(colour):
+            try:
+                colour = colour()
+            except Exception as e:  # noqa: BLE001 - the size rule's tags, as before
+                log.debug("%s: the source's colour is unknown (%s)", self.path, e)
+                colour = None
+        return colour if isinstance(colour, dict) else None
 
     def _open_audio(self) -> None:
         try:
@@ -217,7 +270,9 @@ class VideoSink(Sink):
         self._audio_in = self._audio_iter = None
 
     def _mux_audio_until(self, t: float) -> None:
-        """Copy audio packets whose time is before ``t`` seconds (from the video's start)."""
+        """Copy audio packets whose time is before ``t`` seconds (from the video's start). Each is moved by the
+        video's shift (:attr:`_audio_shift`); those then before 0 (audio that began before the first frame) are
+        dropped, so the first kept one is where it was against the frames (within one audio frame of 0)."""
         if self._audio_iter is None:
             return
         try:
@@ -226,6 +281,13 @@ class VideoSink(Sink):
                 if pk is None:
                     pk = next(self._audio_iter)
                     if pk.dts is None:  # the demuxer's final empty packet
+                        continue
+                    if self._audio_ticks is None:
+                        self._audio_ticks = int(round(self._audio_shift / pk.time_base))
+                    if pk.pts is not None:
+                        pk.pts += self._audio_ticks
+                    pk.dts += self._audio_ticks
+                    if (pk.pts if pk.pts is not None else pk.dts) < 0 or pk.dts < 0:  # before the video's start
                         continue
                 pt = float((pk.pts if pk.pts is not None else pk.dts) * pk.time_base)
                 if pt > t:
@@ -275,9 +337,14 @@ class VideoSink(Sink):
         pts = packet.pts
         if pts is None or packet.time_base != self.time_base:
             pts = int(round(packet.timestamp / self.time_base))
-        if self._first_pts is None:  # keep the source's timeline (audio stays in sync); only avoid negative pts
+        if self._first_pts is None:
+            # the video starts at 0 with its first frame (its time is the CSV's timestamp): a source whose first pts
+            # was 10.5 s (MPEG-TS, Matroska) made an MP4 declaring 12.5 s for 2 s, the first 10.5 s an empty edit
+            # (blank where players honour edit lists). The copied audio is moved by the same seconds (_mux_audio_until)
             self._first_pts = pts
-            self._shift = -pts if pts < 0 else 0
+            self._shift = -pts
+            src = packet.pts * packet.time_base if packet.pts is not None else pts * self.time_base
+            self._audio_shift = -Fraction(src)
         pts += self._shift
         if self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1

@@ -806,6 +806,8 @@ class VideoSource(Source):
             self._reformatter = VideoReformatter()
         if self._colour is None:  # read at the first frame: what the frames' colour tags ask of the conversion
             self._colour, self._lut = _colour_of(frame, self.name)
+            if self._colour["matrix"] == "unspecified" and self._colour["matrix_read_as"] == "bt709":  # untagged HD
+                self._convert = {**self._convert, "src_colorspace": 1}  # (swscale's own reading is BT.601)
         kw = self._convert
         if self.display_size is not None and (frame.width, frame.height) == self.stored_size:
             kw = {**kw, "width": self.display_size[0], "height": self.display_size[1]}
@@ -953,6 +955,24 @@ def _colour_of(frame: "av.VideoFrame", name: str) -> Tuple[dict, Optional[np.nda
     fmt = str(getattr(getattr(frame, "format", None), "name", "") or "")
     colour: dict = {"pix_fmt": fmt, **{k: _name(_ENUMS[k], v) for k, v in tags.items()}, "to_sdr": False,
                     "grey_limited": fmt.startswith("gray") and tags["range"] == 1 and not _grey_range_read()}
+    # what the pixels are read as (the sidecar's matrix_read_as, range_read_as): untagged YUV as players read it
+    # (mpv: BT.709 from 1280 wide or 577 lines up, else BT.601; swscale alone took BT.601 for every size, and an
+    # untagged HD clip's green (30,160,40) read (40,180,42)); the range as swscale reads it (JPEG's yuvj always full;
+    # grey full unless tagged limited, stretched then)
+    vf = getattr(frame, "format", None)
+    rgb = bool(getattr(vf, "is_rgb", False) or getattr(vf, "has_palette", False)) or fmt.startswith(
+        ("rgb", "bgr", "gbr", "argb", "abgr", "0rgb", "0bgr", "x2rgb", "x2bgr", "pal"))
+    grey = fmt.startswith(("gray", "ya", "mono"))
+    if rgb or grey:
+        colour["matrix_read_as"] = "rgb" if rgb else "none"
+        colour["range_read_as"] = "limited" if grey and tags["range"] == 1 else "full"
+    else:
+        matrix = tags["matrix"]
+        if matrix == 2 and fmt and not fmt.startswith(("xyz", "bayer")):
+            w, h = int(getattr(frame, "width", 0) or 0), int(getattr(frame, "height", 0) or 0)
+            matrix = 1 if w >= 1280 or h > 576 else 6
+        colour["matrix_read_as"] = _name(_ENUMS["matrix"], matrix)
+        colour["range_read_as"] = "full" if tags["range"] == 2 or fmt.startswith("yuvj") else "limited"
     lut = None
     if tags["transfer"] in _HDR_TRC:  # (BT.2020's primaries with an SDR transfer: read as they are, greys exact)
         lut = _sdr_table(tags["transfer"], tags["primaries"])
