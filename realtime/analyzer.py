@@ -933,6 +933,9 @@ class Run:
         an = self.analyzer
         # separate pictures: each is detected afresh, its faces new tracks (ids go on rising)
         run_det = self._since_detect >= an.detect_every or self.src.stills
+        # while a face is lost but its track remembered (the tracker's lost_buffer), every frame is detected: a face
+        # that comes back (uncovered, turned back) gets its rows from its first frame, not the next scheduled one
+        run_det = run_det or self.tracker.has_lost(p.timestamp)
         if not run_det:
             faces, ok = self.tracker.propagate(p.image, p.timestamp)
             run_det = not ok

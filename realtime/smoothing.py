@@ -2,20 +2,40 @@
 
 Little lag on fast motion, strong smoothing when still: the cutoff frequency
 rises with the (smoothed) speed of the signal: ``fc = min_cutoff + beta·|dx/dt|``.
+
+A step longer than the filter's typical step (frames dropped, a face missing for a while) is smoothed as that many
+typical steps: the old value keeps ``(1 − a)^(dt / dt_typ)`` of its weight, ``a`` the usual weight of one typical
+step. The usual ``a = 1 / (1 + τ/dt)`` applied once over a long step kept τ/(τ+dt) of the old value (13 % after a
+0.9 s gap, against 0.6 % had the frames come), and then nothing at all once the track's filters were dropped.
 """
 from __future__ import annotations
 
 import math
-from typing import Dict, Iterable, Optional
+from collections import deque
+from typing import Deque, Dict, Iterable, Optional
 
 import numpy as np
 
 __all__ = ["OneEuroFilter", "TrackSmoother"]
 
 
+#: how many of a filter's latest steps its typical step (their median) is taken from
+TYPICAL_STEPS = 9
+
+
 def _alpha(cutoff: np.ndarray, dt: float) -> np.ndarray:
     tau = 1.0 / (2 * math.pi * cutoff)
     return 1.0 / (1.0 + tau / dt)
+
+
+def _weight(cutoff: np.ndarray, dt: float, dt_typ: float) -> np.ndarray:
+    """The new sample's weight over a step of ``dt`` seconds: :func:`_alpha` for a step up to the typical one
+    ``dt_typ`` (exactly as before); a longer one as ``dt / dt_typ`` typical steps, the old value keeping
+    ``(1 − a)^(dt / dt_typ)`` (continuous at ``dt_typ``; after a long gap the old value fades as it would have,
+    had the frames come)."""
+    if dt <= dt_typ * (1.0 + 1e-6):  # (the float noise of a steady frame rate's timestamps stays on the first path)
+        return _alpha(cutoff, dt)
+    return 1.0 - (1.0 - _alpha(cutoff, dt_typ)) ** (dt / dt_typ)
 
 
 class OneEuroFilter:
@@ -38,6 +58,7 @@ class OneEuroFilter:
         self._x: Optional[np.ndarray] = None
         self._dx: Optional[np.ndarray] = None
         self._t: Optional[float] = None
+        self._steps: Deque[float] = deque(maxlen=TYPICAL_STEPS)  # the latest steps (s), for the typical one
 
     def __call__(self, x: np.ndarray, t: float) -> np.ndarray:
         """Filter sample ``x`` (any shape, float) taken at time ``t`` seconds; returns float32, same shape."""
@@ -49,10 +70,12 @@ class OneEuroFilter:
         if dt <= 0:  # repeated / out-of-order timestamp: keep the state, return the last output
             return self._x.astype(np.float32)
         dx = (x - self._x) / dt
-        a_d = _alpha(np.asarray(self.d_cutoff), dt)
+        dt_typ = float(np.median(self._steps)) if self._steps else dt  # (the first step: its own)
+        self._steps.append(dt)
+        a_d = _weight(np.asarray(self.d_cutoff), dt, dt_typ)
         self._dx = a_d * dx + (1 - a_d) * self._dx
         cutoff = self.min_cutoff + self.beta * np.abs(self._dx)
-        a = _alpha(cutoff, dt)
+        a = _weight(cutoff, dt, dt_typ)
         self._x = a * x + (1 - a) * self._x
         self._t = float(t)
         return self._x.astype(np.float32)

@@ -462,6 +462,11 @@ class Tracker:
         self._prev_gray, self._scale = gray, s
         return self._faces(detected=False), ok
 
+    def has_lost(self, timestamp: float) -> bool:
+        """Whether a track is lost but still remembered at ``timestamp`` (within :attr:`lost_buffer` of its last
+        detection): a detection there would continue it (read-only; the pipeline detects while one is)."""
+        return any(t.lost and timestamp - t.last_seen <= self.lost_buffer for t in self.tracks)
+
     def _follow(self, gray: np.ndarray, s: float, timestamp: float, image: np.ndarray) -> bool:
         """Move the live tracks from the previous grey frame to ``gray`` (scale ``s`` of the frame ``image``) by
         optical flow; False when a live track was lost: its points failed the forward–backward check, or the picture
