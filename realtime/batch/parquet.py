@@ -4,6 +4,8 @@ Column types follow docs/csv.md: ``frame``, ``face_id``, ``success``, ``baseline
 (null when no head or no face); ``file`` string (image folders' CSVs end with it; where one does, the dataset has
 it, null on the videos' rows); everything else float64 (an empty CSV cell is null). ``video`` is the input's path
 relative to the batch root (the same relative path its outputs have under ``--out-dir``), dictionary-encoded.
+Each file's schema metadata holds, as JSON, the settings (:data:`SETTINGS_KEY`) and each input's place on its file's
+clock (:data:`TIMING_KEY`: ``timestamp`` is relative to the input's first frame).
 
 ``PATH`` ending in ``.parquet`` is one file; anything else is a folder of ``part-NNNNN.parquet`` files of at
 most ``rows_per_file`` rows (``pandas.read_parquet(PATH)``, ``polars.read_parquet(PATH + "/*.parquet")``,
@@ -220,6 +222,58 @@ def _settings_metadata(csvs: List[Tuple[str, Union[str, Path]]]) -> bytes:
     return json.dumps(list(groups.values()), sort_keys=True).encode()
 
 
+#: the key of each input's place on its file's clock (JSON): ``{VIDEO: {"start_s", "first_pts", "time_base",
+#: "creation_time", "fps", "clock", "audio_start_s"}}``, VIDEO as the ``video`` column names it, read from each CSV's
+#: sidecar's ``input`` block (:func:`_timing_metadata`): the rows' ``timestamp`` is relative to the first frame
+TIMING_KEY = b"facecycle_timing"
+_TIMING_FIELDS = ("start_s", "first_pts", "time_base", "creation_time", "fps", "clock", "audio_start_s")
+
+
+def _timing(csv: Union[str, Path]) -> dict:
+    """``csv``'s input's timing (:data:`_TIMING_FIELDS`) from its sidecar's ``input`` block; null where it states
+    none (an image folder, an older sidecar without ``audio_start_s``, an unreadable sidecar). ``time_base`` as
+    ``"num/den"``."""
+    import json
+    from fractions import Fraction
+
+    try:
+        info = json.loads(Path(csv).with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        info = None
+    inp = info.get("input") if isinstance(info, dict) else None
+    inp = inp if isinstance(inp, dict) else {}
+    out = {k: inp.get(k) for k in _TIMING_FIELDS}
+    if out["time_base"] is not None:
+        try:
+            tb = Fraction(str(out["time_base"]))
+            out["time_base"] = f"{tb.numerator}/{tb.denominator}"
+        except (ValueError, ZeroDivisionError):
+            pass
+    return out
+
+
+def _timing_metadata(csvs: List[Tuple[str, Union[str, Path]]]) -> bytes:
+    """:data:`TIMING_KEY`'s value: each input's timing, by its ``video`` name, in the dataset's order."""
+    import json
+
+    return json.dumps({text_name(video): _timing(csv) for video, csv in csvs}).encode()
+
+
+def _per_part(writer: object) -> bool:
+    """Whether ``writer`` (a ``pyarrow.parquet.ParquetWriter``) takes key-value metadata before it closes (pyarrow
+    17 on): each part file then holds the timing of its own inputs only, not of every input of the dataset (about
+    200 bytes an input: a corpus of 100,000 videos put 20 MB into every part's footer)."""
+    return callable(getattr(writer, "add_key_value_metadata", None))
+
+
+def _close_part(writer: "object", part: List[Tuple[str, Union[str, Path]]]) -> None:
+    """Close a part file's writer, first giving it :data:`TIMING_KEY` of the inputs ``part`` whose rows it holds
+    (where it takes metadata so late: :func:`_per_part`; else every input's is in its schema already)."""
+    if _per_part(writer):
+        writer.add_key_value_metadata({TIMING_KEY: _timing_metadata(part)})  # type: ignore[attr-defined]
+    writer.close()  # type: ignore[attr-defined]
+
+
 def _unchanged(dest: Path, digest: str) -> Optional[dict]:
     """The dataset at ``dest``'s ``{"path", "files", "rows", "videos"}`` where it was made from the same inputs
     (:data:`INPUTS_KEY` equals ``digest``), else None."""
@@ -231,6 +285,8 @@ def _unchanged(dest: Path, digest: str) -> Optional[dict]:
             return None
         metas = [pq.ParquetFile(str(f)).metadata for f in files]
         if any((m.metadata or {}).get(INPUTS_KEY) != digest.encode() for m in metas):
+            return None
+        if any(TIMING_KEY not in (m.metadata or {}) for m in metas):  # an older version's: written again with it
             return None
         videos = pq.read_schema(str(files[0])).metadata.get(b"facecycle_videos")
         return {"path": str(dest), "files": len(files), "rows": sum(m.num_rows for m in metas),
@@ -286,6 +342,7 @@ def write_parquet(csvs: Iterable[Tuple[str, Union[str, Path]]], path: Union[str,
     # an image folder's CSV ends with `file`: where one has it, the dataset does, null for the videos' rows
     with_file = any(_header(c)[-1:] == ["file"] for _, c in csvs)
     settings = _settings_metadata(csvs)
+    part: List[Tuple[str, Union[str, Path]]] = []  # the inputs whose rows the open part file holds
     try:
         for video, csv in csvs:
             header = _header(csv)
@@ -315,11 +372,17 @@ def write_parquet(csvs: Iterable[Tuple[str, Union[str, Path]]], path: Union[str,
             if writer is None or (not single and rows_in_file and rows_in_file + n > rows_per_file):
                 if writer is not None:
                     pending.write(writer)
-                    writer.close()
+                    _close_part(writer, part)
                 target = tmp if single else tmp / f"part-{len(files):05d}.parquet"
                 writer = pq.ParquetWriter(str(target), schema, compression=compression)
+                if not _per_part(writer):  # (an older pyarrow: every input's timing in each part's schema)
+                    writer.close()
+                    writer = pq.ParquetWriter(str(target), schema.with_metadata(
+                        {**schema.metadata, TIMING_KEY: _timing_metadata(csvs)}), compression=compression)
+                part = []
                 files.append(target.name if not single else dest.name)
                 rows_in_file = 0
+            part.append((video, csv))
             if pending.add(table):
                 pending.write(writer)
             rows_in_file += n
@@ -333,7 +396,7 @@ def write_parquet(csvs: Iterable[Tuple[str, Union[str, Path]]], path: Union[str,
                 shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
             log.warning("no CSV to put into %s%s", dest, ": the earlier dataset there was removed" if stale else "")
             return {"path": str(dest), "files": 0, "rows": 0, "videos": 0}
-        writer.close()
+        _close_part(writer, part)
         writer = None
         if dest.exists():
             shutil.rmtree(dest) if dest.is_dir() else dest.unlink()

@@ -236,6 +236,9 @@ class VideoSource(Source):
     _format_name = ""  # the demuxer's name(s), read at open (``mov,mp4,m4a,3gp,3g2,mj2``)
     codec_name: Optional[str] = None
     creation_time: Optional[str] = None
+    #: the first audio packet's time (s) on the file's clock, as the container states it (the default audio track's
+    #: start_time x time_base, read at open); None without audio or where unknown. The sidecar's ``input.audio_start_s``
+    audio_start_s: Optional[float] = None
     #: frames whose pts was repaired in place (the sidecar's ``input.timestamps_repaired``): a lone frame out of line
     #: with both neighbours put between them (:meth:`_in_line`), a repeated pts put one tick after the last
     timestamps_repaired = 0
@@ -323,6 +326,7 @@ class VideoSource(Source):
         #: the decoder's name and the recording time the file states (its ``creation_time`` tag), read while open
         self.codec_name: Optional[str] = self.stream.codec_context.name
         self.creation_time = _creation_time(self.container, self.stream)
+        self.audio_start_s = _audio_start(self.container)
         if self.is_url:  # a live stream URL (live_stream, False by default): frames come at the sender's pace
             if self.scheme in ("http", "https"):
                 self.live_stream = _http_live(spath, served, formats, self.container.duration)
@@ -887,6 +891,8 @@ class VideoSource(Source):
                  start_s=None if self.first_pts is None or self.clock == "arrival"
                  else round(float(self.first_pts * self.time_base), 6),
                  creation_time=self.creation_time,
+                 # where the audio starts on that clock: audio_start_s - start_s is the audio's lead on the frames
+                 audio_start_s=None if self.clock == "arrival" else self.audio_start_s,
                  # the frame as the file stores it (before non-square pixels are stretched and rotation applied):
                  # CSV pixels map back to it by width / height and the rotation
                  stored_size=list(self.stored_size), pixel_aspect=str(self.pixel_aspect),
@@ -908,6 +914,22 @@ def _file_record(path: Union[str, Path]) -> dict:
     return {"path": os.path.abspath(path), "size_bytes": st.st_size,
             "modified": datetime.datetime.fromtimestamp(st.st_mtime, datetime.timezone.utc).strftime(
                 "%Y-%m-%dT%H:%M:%S.%fZ")}
+
+
+def _audio_start(container: "av.container.InputContainer") -> Optional[float]:
+    """The default audio track's first packet time in seconds on the file's clock (its ``start_time`` x
+    ``time_base``, as the container states it; the track the annotated video copies), or None: no audio, or a start
+    the container does not state. Nothing is decoded."""
+    try:
+        audio = container.streams.audio
+        if not audio:
+            return None
+        a = container.streams.best("audio") or audio[0]
+        if a.start_time is None or not a.time_base:
+            return None
+        return round(float(a.start_time * a.time_base), 6)
+    except Exception:  # noqa: BLE001 - a record, never a reason to fail the open
+        return None
 
 
 def _creation_time(container: "av.container.InputContainer", stream: "av.stream.Stream") -> Optional[str]:
