@@ -400,6 +400,11 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
               # the smoothed label's hysteresis and how long a lost track keeps its filters (experiment 55): they
               # shape the emotion column and the smoothed ones (batches redo their inputs once)
               "emotion_label": [smoothing_rule.LABEL_MARGIN, smoothing_rule.HOLD_S],
+              # how the rows are read from the file and over time (batches redo their inputs once): untagged HD read
+              # as BT.709 as players show it, a lone out-of-line pts mended between its neighbours, a smoothing step
+              # after a gap counted as that many typical steps, every frame detected while a face is lost
+              "reading_rule": {"untagged_hd": "bt709", "lone_pts": "mended",
+                               "smoothing_gap_steps": smoothing_rule.TYPICAL_STEPS, "detect_while_lost": True},
               **{k: a.get(k) for k in ("detect_every", "detect_size", "score_threshold", "max_faces", "neutralize",
                                        "reid", "smooth")},
               # a larger detection size where small faces show only on a look at a larger size (off with an explicit
