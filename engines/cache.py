@@ -45,7 +45,7 @@ __all__ = [
     "cache_root", "engine_cache_dir", "EngineKey", "engine_key", "engine_path", "timing_cache_path",
     "list_engines", "list_converted", "clean_engines", "scan_cache", "fp16_onnx", "fp16_path", "slug",
     "remove_stale_temporaries", "make_cache_dir", "ort_trt_dir", "derived_record", "record_derived",
-    "derived_problem",
+    "derived_problem", "NO_RECORD", "rebuild_level",
 ]
 
 log = logging.getLogger(__name__)
@@ -472,6 +472,18 @@ def record_derived(path: Path, sha256: str, source_sha256: str, kind: str) -> No
     write_atomic(derived_record(path), json.dumps(rec, indent=2).encode())
 
 
+#: how :func:`derived_problem` begins where a cached graph has no record beside it: an earlier FaceCycle's (which
+#: wrote none) or a write cut short, not damage (:func:`rebuild_level`)
+NO_RECORD = "no sha256 was recorded for it"
+
+
+def rebuild_level(why: str) -> int:
+    """The log level of the note that a cached graph is rebuilt because of ``why`` (:func:`derived_problem`): INFO
+    where it only lacks its record (a cache an earlier FaceCycle wrote: one WARNING a graph read as damage at the
+    first run after an upgrade), WARNING otherwise."""
+    return logging.INFO if why.startswith(NO_RECORD) else logging.WARNING
+
+
 def derived_problem(path: Path, source_sha256: Optional[str] = None) -> Optional[str]:
     """Why the cached converted graph ``path`` cannot be trusted (None: its sha256 is the one recorded when it was
     written, :func:`record_derived`, from the exported graph ``source_sha256``). A graph whose bytes changed
@@ -485,7 +497,7 @@ def derived_problem(path: Path, source_sha256: Optional[str] = None) -> Optional
             return "a symbolic link in the engine cache"
         rec = json.loads(rec_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return f"no sha256 was recorded for it ({rec_path.name} is missing)"
+        return f"{NO_RECORD} ({rec_path.name} is missing)"
     except (OSError, ValueError) as e:
         return f"its sha256 record {rec_path.name} is unreadable ({type(e).__name__})"
     want = rec.get("sha256") if isinstance(rec, dict) else None

@@ -227,7 +227,7 @@ class OnnxRuntimeBackend(Backend):
             return None, msg[:300], damaged
 
     def _create(self, spec: GraphSpec):
-        from .cache import derived_problem
+        from .cache import derived_problem, rebuild_level
 
         src = self._graph_file(spec, verify=self._verify)
         path, kind, cached = self._derived(spec, src)
@@ -241,8 +241,8 @@ class OnnxRuntimeBackend(Backend):
         if sess is None and kind is not None and cached and damaged:
             # a cached fp16 / int8 graph that cannot be loaded (truncated by a crash, a copy cut short) or fails its
             # check: rebuilt once from the exported graph, as a TensorRT plan that fails to deserialize is
-            log.warning("onnxruntime: cached %s graph %s cannot be loaded (%s); rebuilding it from %s", kind, path,
-                        why, src.name)
+            log.log(rebuild_level(why or ""), "onnxruntime: cached %s graph %s cannot be loaded (%s); rebuilding it "
+                    "from %s", kind, path, why, src.name)
             path, _, cached = self._derived(spec, src, rebuild=True)
             sess, why, damaged = self._load(path)
         if sess is None:

@@ -74,6 +74,7 @@ from .cache import (
     engine_path,
     fp16_onnx,
     fp16_path,
+    rebuild_level,
     remove_stale_temporaries,
     timing_cache_path,
     write_atomic,
@@ -326,8 +327,8 @@ class TensorRTBackend(Backend):
             fp16_cached = cached.is_file()
             why = derived_problem(cached, key.onnx_sha256) if fp16_cached else None
             if why is not None:  # its bytes are not the ones written (flipped weights: NaN features): convert again
-                log.warning("tensorrt: cached fp16 graph %s cannot be used (%s); rebuilding it from %s", cached, why,
-                            exported.name)
+                log.log(rebuild_level(why), "tensorrt: cached fp16 graph %s cannot be used (%s); rebuilding it from %s",
+                        cached, why, exported.name)
                 fp16_cached = False
             src = fp16_onnx(exported, key.onnx_sha256, self.cache_dir, rebuild=why is not None)
         t0 = time.perf_counter()

@@ -350,7 +350,9 @@ class ExpressionSummary:
 
 def clip_reading(summary: Optional[Dict[str, object]]) -> Optional[Dict[str, object]]:
     """The compact per-input reading of a sidecar's ``summary`` (all faces): ``{emotion, p, runner_up, margin,
-    face_rows, intensity_median, mean_emotions, top_emotions}``, or None when no face row carried emotions.
+    face_rows, intensity_median, mean_emotions, top_emotions, weighted_by}``, or None when no face row carried
+    emotions. ``weighted_by`` is the summary's (``"time"``), or ``"rows"`` for a summary without the key: an earlier
+    FaceCycle's, whose means weighed every row alike (on a constant frame rate the same; not on variable-rate video).
     ``batch.json`` lists it per input, ``facecycle process`` prints it and the app shows it. A summary read back
     from a file that is not as a run wrote it (another program's JSON, a damaged sidecar) gives None too: its
     fields were indexed as written, and a ``"summary": "x"`` stopped a whole batch with an internal error."""
@@ -373,4 +375,5 @@ def clip_reading(summary: Optional[Dict[str, object]]) -> Optional[Dict[str, obj
             "face_rows": faces["rows"],
             "intensity_median": median if is_number(median) else None,
             "mean_emotions": means,
-            "top_emotions": top if isinstance(top, dict) and all(is_int(v) for v in top.values()) else None}
+            "top_emotions": top if isinstance(top, dict) and all(is_int(v) for v in top.values()) else None,
+            "weighted_by": summary.get("weighted_by") if summary.get("weighted_by") in ("time", "rows") else "rows"}

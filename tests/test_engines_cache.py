@@ -250,10 +250,14 @@ def test_an_altered_cached_graph_is_rebuilt_not_run(tiny_export, cache, caplog, 
         _run(be)
     derived_record(path).unlink()
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="engines"):
+    with caplog.at_level(logging.INFO, logger="engines"):
         with open_backend(model_dir, "onnxruntime", **_opts(precision, model_dir)) as be:
             _run(be)
-    assert sum("no sha256 was recorded" in r.getMessage() for r in caplog.records) == 1
+    said = [r for r in caplog.records if "no sha256 was recorded" in r.getMessage()]
+    assert len(said) == 1
+    # an upgrade's first run: a graph without its record is an earlier version's, not damage (one WARNING a graph
+    # read as such): said at INFO
+    assert said[0].levelno == logging.INFO, said[0].levelname
     assert derived_problem(path) is None
 
 

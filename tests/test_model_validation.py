@@ -390,6 +390,11 @@ def test_good_vgg19_weights_load_into_the_fronts_and_the_loss_network(tmp_path):
     torch.save({"state_dict": sd}, p)
     front = VGGFront(get_config("paper"))  # width 1.0
     assert load_vgg19_front(front, p) == 5
+    # the keyword's earlier name (an upgrade's scripts: it was a TypeError) still works, with a deprecation warning
+    with pytest.warns(DeprecationWarning, match="weights="):
+        assert load_vgg19_front(front, path=p) == 5
+    with pytest.raises(TypeError, match="not both"):
+        load_vgg19_front(front, p, path=p)
     assert torch.equal(front.conv3_1[0].weight, sd["features.10.weight"])
     net = PerceptualNet(width=1.0, seed=3)
     assert load_vgg19_front(net, p) == 9

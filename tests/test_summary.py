@@ -183,6 +183,8 @@ def test_a_damaged_summary_read_back_gives_no_reading():
                       "mean_emotions": {"happy": 0.6, "sad": 0.3, "neutral": 0.1}, "intensity": {"median": 0.5}}}
     r = clip_reading(good)
     assert r["emotion"] == "happy" and r["runner_up"] == "sad" and r["margin"] == 0.3 and r["face_rows"] == 12
+    # a summary without `weighted_by` is an earlier version's, by rows; this version's says time
+    assert r["weighted_by"] == "rows" and clip_reading({**good, "weighted_by": "time"})["weighted_by"] == "time"
     for bad in ("x", [1], None, {"faces": "x"}, {"faces": {"emotion": "happy"}},
                 {"faces": {**good["faces"], "mean_emotions": [1]}},
                 {"faces": {**good["faces"], "mean_emotions": {"sad": 0.3, "neutral": 0.1}}},  # the emotion absent

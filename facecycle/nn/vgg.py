@@ -8,6 +8,7 @@ one; otherwise the front is trained with the rest of the model. The file is read
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Dict, Mapping, Tuple, Union
 
@@ -90,8 +91,8 @@ def read_vgg19_state(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
     return out
 
 
-def load_vgg19_front(module: nn.Module, weights: Union[str, Path, Mapping[str, torch.Tensor]],
-                     source: Union[str, Path, None] = None) -> int:
+def load_vgg19_front(module: nn.Module, weights: Union[str, Path, Mapping[str, torch.Tensor], None] = None,
+                     source: Union[str, Path, None] = None, *, path: Union[str, Path, None] = None) -> int:
     """Copy ImageNet VGG-19 weights into ``module``: from a torchvision state-dict file (read by
     :func:`read_vgg19_state`), or the state :func:`read_vgg19_state` returned (to read the file once for several
     modules; ``source``, the file's name, then names it in errors).
@@ -100,8 +101,18 @@ def load_vgg19_front(module: nn.Module, weights: Union[str, Path, Mapping[str, t
     layers are ``Sequential(conv, ReLU)``, or :class:`facecycle.losses.PerceptualNet`, whose layers are the convs).
     Returns the number of layers copied. Raises :class:`~facecycle.checkpoint.CheckpointError` (a ValueError too)
     for a file that is no vgg19 state dict, or on a width mismatch (ImageNet weights fit only width 1.0 configs).
+    ``path=`` is the keyword's earlier name (deprecated: a DeprecationWarning; ``weights=`` takes a file too).
     """
     from ..checkpoint import CheckpointError
+
+    if path is not None:
+        if weights is not None:
+            raise TypeError("load_vgg19_front(): give weights= or its deprecated name path=, not both")
+        warnings.warn("load_vgg19_front(path=...) is deprecated: the argument is weights= (a file or a state dict)",
+                      DeprecationWarning, stacklevel=2)
+        weights = path
+    if weights is None:
+        raise TypeError("load_vgg19_front() missing the weights (a torchvision vgg19 state-dict file or state)")
 
     if source is None:
         source = weights if isinstance(weights, (str, Path)) else "the VGG-19 weights"
