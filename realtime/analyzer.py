@@ -547,7 +547,9 @@ class Analyzer:
                 "baseline_lookahead": self.baseline_lookahead,
                 "crop_scale": self.inference.crop_scale, "crop_level_deg": list(self.inference.level),
                 # a crop darker than [0] is read brightened to [1] (null: never)
-                "dark_lift": list(self.inference.dark_lift) if self.inference.dark_lift else None}
+                "dark_lift": list(self.inference.dark_lift) if self.inference.dark_lift else None,
+                # how the rows are read from the file and over time (the batch fingerprint's, the same dict)
+                "reading_rule": reading_rule()}
 
     def close(self) -> None:
         """Release the model and the detector (idempotent). A run still open is closed first (its threads joined,
@@ -620,6 +622,19 @@ DETECT_SIDE_MAX, FACE_PX_AT_SIZE = 1920, 32
 #: after the first grows the size by at least RAISE_AGAIN_GAIN (a face a little smaller at a later look neither
 #: raises nor warns at every look)
 LOOK_GAIN, RAISE_AGAIN_GAIN = 1.25, 1.25
+
+
+def reading_rule() -> Dict[str, Any]:
+    """How the rows are read from the file and over time: untagged HD read as BT.709 as players show it, a lone
+    out-of-line pts mended between its neighbours, a smoothing step after a gap counted in typical steps (the median
+    of the filter's latest ``smoothing_gap_steps``), every frame detected while a face is lost. One definition for
+    the sidecar's ``reading_rule`` (so the Parquet ``facecycle_settings``) and the batch fingerprint's
+    (:func:`realtime.batch.plan.settings_fingerprint`)."""
+    from . import smoothing  # (read when called: the module's value as it is then)
+
+    return {"untagged_hd": "bt709", "lone_pts": "mended", "smoothing_gap_steps": smoothing.TYPICAL_STEPS,
+            "detect_while_lost": True}
+
 
 #: the quantities a run smooths per track (Run._post), in the sidecar's ``smoothing_params``
 SMOOTHED = ("pose", "code", "intensity", "emotions")

@@ -356,6 +356,7 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
         LOOK_GAIN,
         LOOKS_FIRST,
         RAISE_AGAIN_GAIN,
+        reading_rule,
     )
     from ..crops import LEVEL_FROM_DEG, LEVEL_FULL_DEG
     from ..detectors import DETECTORS
@@ -403,8 +404,8 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
               # how the rows are read from the file and over time (batches redo their inputs once): untagged HD read
               # as BT.709 as players show it, a lone out-of-line pts mended between its neighbours, a smoothing step
               # after a gap counted as that many typical steps, every frame detected while a face is lost
-              "reading_rule": {"untagged_hd": "bt709", "lone_pts": "mended",
-                               "smoothing_gap_steps": smoothing_rule.TYPICAL_STEPS, "detect_while_lost": True},
+              # (realtime.analyzer.reading_rule: the sidecar's ``reading_rule`` is the same dict)
+              "reading_rule": reading_rule(),
               **{k: a.get(k) for k in ("detect_every", "detect_size", "score_threshold", "max_faces", "neutralize",
                                        "reid", "smooth")},
               # a larger detection size where small faces show only on a look at a larger size (off with an explicit

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections import deque
 from pathlib import Path
-from typing import Any, Deque, Dict, List, Optional, Union
+from typing import Any, Deque, Dict, List, Optional, Tuple, Union
 
 from facecycle.errors import InputError, OutputError, UsageError
 from facecycle.files import check_can_create, json_text, write_atomic
@@ -116,6 +116,8 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
     entries: List[Dict[str, Any]] = []
     todo: Deque[Dict[str, Any]] = deque()
     served = _validators([it.path for it in items if isinstance(it.path, str) and not it.error])
+    earlier: Optional[Dict[str, Dict[str, Any]]] = None  # earlier batch.json's fingerprinted dicts (read if needed)
+    redo_kinds: List[Tuple[str, Optional[List[str]]]] = []  # why each input with earlier outputs is redone
     for it in items:
         fp, stat = item_fingerprint(settings_fp, it.path, served.get(it.path) if isinstance(it.path, str) else None)
         paths = output_paths(out, it.rel, settings.csv, settings.video)
@@ -156,8 +158,13 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
                      rows=(info.get("batch") or {}).get("rows"), reading=sidecar_reading(info))
             continue
         if info:  # why an input with outputs from before runs again
-            e["redo"] = ("partial" if info.get("status") != "complete" else
-                         f"the served file changed ({changed})" if changed else "settings or outputs changed")
+            if changed:
+                e["redo"], kind = f"the served file changed ({changed})", ("served", None)
+            else:
+                if earlier is None:  # the batch.json this one replaces: what its fingerprint hashed
+                    earlier = _earlier_fingerprinted(summary_path, out / "batch.json")
+                e["redo"], kind = _redo_reason(info, paths, fp, settings_fp, fp_detail, stat, earlier)
+            redo_kinds.append(kind)
         # planned_complete: redone on purpose though complete (--force, a served file that changed); else the task
         # skips an input another batch completes (with these settings) before it takes the input's lock
         todo.append({"input": str(it.path), "rel": it.rel.as_posix(), "out_dir": str(out), "run_id": run_id,
@@ -188,6 +195,8 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
     if n_skip:
         note(f"facecycle batch: {n_skip} of {len(entries)} inputs already complete (same model and settings); "
              f"skipped")
+    if redo_kinds:  # outputs from before, redone: said once, the most common reasons first
+        note(_redo_note(redo_kinds, len(entries)))
     out.mkdir(parents=True, exist_ok=True)
     ex = executor or LocalExecutor(settings)
     fatal: Optional[Dict[str, Any]] = None
@@ -324,6 +333,102 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
         raise parquet_error
     _print_summary(result, summary_path)
     return result
+
+
+def _earlier_fingerprinted(*summaries: Path) -> Dict[str, Dict[str, Any]]:
+    """``{settings_fingerprint: fingerprinted}`` of the earlier batch summaries that can be read (this batch's
+    ``--summary``, the output folder's ``batch.json``): what an earlier fingerprint hashed, to name what changed."""
+    import json
+
+    found: Dict[str, Dict[str, Any]] = {}
+    for p in dict.fromkeys(summaries):
+        try:
+            d = json.loads(Path(p).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if (isinstance(d, dict) and isinstance(d.get("settings_fingerprint"), str)
+                and isinstance(d.get("fingerprinted"), dict)):
+            found.setdefault(d["settings_fingerprint"], d["fingerprinted"])
+    return found
+
+
+def _changed_keys(before: Dict[str, Any], now: Dict[str, Any]) -> List[str]:
+    """The top-level keys of two ``fingerprinted`` dicts whose values differ (or that only one has), sorted."""
+    import json
+
+    def norm(v: Any) -> str:  # as the fingerprint hashes them (a tuple now is a list read back)
+        return json.dumps(v, sort_keys=True, default=str)
+
+    return sorted(k for k in set(before) | set(now)
+                  if k not in before or k not in now or norm(before[k]) != norm(now[k]))
+
+
+def _redo_reason(info: Dict[str, Any], paths: Dict[str, Any], fp: str, settings_fp: str,
+                 fp_detail: Dict[str, Any], stat: Dict[str, Any],
+                 earlier: Dict[str, Dict[str, Any]]) -> Tuple[str, Tuple[str, Optional[List[str]]]]:
+    """Why an input whose sidecar :func:`~realtime.batch.plan.is_complete` did not accept is redone: the reason
+    (batch.json's ``redo``, ``--dry-run``'s ``run (redo: ...)``) and its kind for the note before the run (kind,
+    the fingerprint's changed keys where known)."""
+    if info.get("status") != "complete":
+        return "partial", ("partial", None)
+    b = info.get("batch") or {}
+    if info.get("fingerprint") != fp:
+        before = b.get("settings_fingerprint")
+        if info.get("fingerprint") is None and before is None:
+            return "outputs with no batch fingerprint (not made by facecycle batch)", ("other", None)
+        if before != settings_fp:
+            keys = (_changed_keys(earlier[before], fp_detail)
+                    if isinstance(before, str) and before in earlier else None)
+            return ("other settings or another facecycle version"
+                    + (f" (changed: {', '.join(keys)})" if keys else "")), ("settings", keys)
+        was = b.get("input_stat") or {}
+        if any(was.get(k) != stat.get(k) for k in ("bytes", "mtime_ns")):
+            return "the input changed (size or modification time)", ("input", None)
+        return "the input's fingerprint differs (its sidecar edited?)", ("other", None)
+    for k in ("csv", "video"):
+        if paths.get(k) is not None and not Path(paths[k]).is_file():
+            return f"an output is missing ({paths[k]})", ("missing", None)
+    want = b.get("csv_bytes")
+    if paths.get("csv") is not None and want is not None:
+        try:
+            size: Optional[int] = Path(paths["csv"]).stat().st_size
+        except OSError:
+            size = None
+        if size != want:
+            return f"the CSV was changed ({size} bytes, recorded {want})", ("csv", None)
+    return "settings or outputs changed", ("other", None)
+
+
+#: the note's words for each kind of redo: (one input, several)
+_REDO_WORDS = {"settings": ("has outputs from other settings or another facecycle version",
+                            "have outputs from other settings or another facecycle version"),
+               "input": ("changed since its outputs were made (size or modification time)",
+                         "changed since their outputs were made (size or modification time)"),
+               "csv": ("has an edited CSV", "have edited CSVs"),
+               "missing": ("has an output missing", "have outputs missing"),
+               "partial": ("has outputs of a run that did not finish", "have outputs of runs that did not finish"),
+               "served": ("is a served file that changed", "are served files that changed"),
+               "other": ("has outputs that no longer match", "have outputs that no longer match")}
+
+
+def _redo_note(kinds: List[Tuple[str, Optional[List[str]]]], total: int) -> str:
+    """The one line before the work that says how many inputs with earlier outputs are redone and why, the most
+    common reason first: ``facecycle batch: 3 of 3 inputs have outputs from other settings or another facecycle
+    version (reading_rule, tracker): redone``."""
+    counts: Dict[str, int] = {}
+    keys: Dict[str, None] = {}
+    for kind, changed in kinds:
+        counts[kind] = counts.get(kind, 0) + 1
+        keys.update(dict.fromkeys(changed or ()))
+    order = sorted(counts, key=lambda k: (-counts[k], list(_REDO_WORDS).index(k)))
+    parts = []
+    for i, kind in enumerate(order):
+        n = counts[kind]
+        words = _REDO_WORDS[kind][n != 1]
+        if kind == "settings" and keys:
+            words += f" ({', '.join(sorted(keys))})"
+        parts.append(f"{n} of {total} input{'s' * (total != 1)} {words}" if i == 0 else f"{n} {words}")
+    return "facecycle batch: " + ", ".join(parts) + ": redone"
 
 
 def _note(bar, msg: str) -> None:
