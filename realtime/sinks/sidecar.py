@@ -43,8 +43,10 @@ def _source_commit() -> Optional[str]:
         return None
     try:
         def git(*args: str) -> str:
-            return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5,
-                                  check=True).stdout.strip()
+            # (--no-optional-locks: `git status` refreshed the index, taking .git/index.lock, at every run: a git
+            # command of the user's in that checkout at the same moment failed on the lock)
+            return subprocess.run(["git", "--no-optional-locks", "-C", str(root), *args], capture_output=True,
+                                  text=True, timeout=5, check=True).stdout.strip()
 
         sha = git("rev-parse", "HEAD")
         dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
