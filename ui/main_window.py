@@ -90,7 +90,7 @@ REC_COLORS = ("#a1001a", "#ff8a80")
 DEFAULT_SIZE = (1180, 640)
 
 #: the live view's accessible description after the run's state and any error (:meth:`MainWindow._describe_view`)
-VIEW_HELP = "the analysed video; Space starts or pauses, Esc stops"
+VIEW_HELP = "the analysed video; Space starts or pauses, Esc stops, F1 lists the keys"
 
 #: the button texts of the two outputs, off and on (on: what a click does then)
 RECORD_TEXT = ("● &Record…", "■ Stop &REC")
@@ -376,11 +376,15 @@ class MainWindow(QMainWindow):
         for b in (self.camera_button, self.open_button, self.model_button, self.start_button, self.pause_button,
                   self.stop_button):
             b.setAutoDefault(True)
-        for w in (self.camera_spin, self.camera_button, self.open_button, self.model_button):
-            row1.addWidget(w)
+        # the source's controls and the transport's wrap as rows 2 and 3 do: at a 2x desktop font the row in one
+        # line made the window 1038 px wide at least, more than a 911-px screen (1366 px at 150 %)
+        self.source_row = WrapRow([self.camera_spin, self.camera_button, self.open_button, self.model_button], self,
+                                  spacing=root.spacing())  # the rows' gap
+        self.transport_row = WrapRow([self.start_button, self.pause_button, self.stop_button], self,
+                                     spacing=root.spacing())
+        row1.addWidget(self.source_row)
         row1.addWidget(self.source_label, 1)
-        for w in (self.start_button, self.pause_button, self.stop_button):
-            row1.addWidget(w)
+        row1.addWidget(self.transport_row)
         root.addLayout(row1)
 
         # row 2: engine choices, recording, CSV
@@ -477,7 +481,8 @@ class MainWindow(QMainWindow):
 
         self.live_view = LiveView(self)
         self.live_view.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # initial focus: the view, not an input field
-        self.live_view.set_placeholder(f"Open a video file ({open_keys()}), drop one here, or start a camera")
+        self.live_view.set_placeholder(f"Open a video file ({open_keys()}), drop one here, or start a camera\n"
+                                       "F1 lists the keyboard shortcuts")
         self.live_view.fileDropped.connect(lambda p: self.open_source(p, start=True))
         self.panel = FacePanel(parent=self)
         split = QSplitter(Qt.Orientation.Horizontal, self)
@@ -538,6 +543,9 @@ class MainWindow(QMainWindow):
         self.record_action = action("Record…", ["Ctrl+R"], self.record_button.click)
         self.csv_action = action("Export CSV…", ["Ctrl+E"], self.csv_button.click)
         self.quit_action = action("Quit", ["Ctrl+Q", "Ctrl+W"], self.close)
+        # the window has no menu bar: F1 lists the actions and their keys (they were in the tooltips only)
+        self.shortcuts_action = action("Keyboard shortcuts", ["F1"], self.show_shortcuts)
+        self.shortcuts_box: Optional[QMessageBox] = None
 
         keys, mn = self._keys, self._mnemonic  # a mnemonic is "" on macOS: key_hint leaves it out
         self.camera_spin.setToolTip("the camera to use (OpenCV device number)")
@@ -587,6 +595,36 @@ class MainWindow(QMainWindow):
                 and hasattr(self, "_rec_color")):  # (not before the status bar is built)
             self._update_rec_color()  # dark mode switched on or off while the window is open
         super().changeEvent(event)
+
+    def shortcut_actions(self) -> List[QAction]:
+        """The window's actions with keys, in the order they were made: the window's own and Space's (an action of
+        the view and the side panel)."""
+        acts = [a for a in self.actions() if a.shortcuts()]
+        return acts[:1] + [self.play_action] + acts[1:] if self.play_action not in acts else acts
+
+    def shortcuts_text(self) -> str:
+        """What F1 shows: one line per action, its keys as the platform writes them and its text."""
+        lines = []
+        for a in self.shortcut_actions():
+            where = " (in the view or the side panel)" if a is self.play_action else ""
+            lines.append(f"{self._keys(a)}: {a.text()}{where}")
+        if self._mnemonic("&x"):  # (none on macOS)
+            lines.append(f"{self._mnemonic('&x').replace('X', 'letter')}: the control whose letter is underlined")
+        lines.append("Tab / Shift+Tab: the next / previous control; Enter or Space clicks a focused button")
+        return "\n".join(lines)
+
+    def show_shortcuts(self) -> None:
+        """Show the keyboard shortcuts (F1) in a small message box; F1 again while it is open brings it up."""
+        box = self.shortcuts_box
+        if box is None:
+            box = self.shortcuts_box = QMessageBox(QMessageBox.Icon.Information, "Keyboard shortcuts", "",
+                                                   QMessageBox.StandardButton.Close, self)
+            box.setTextFormat(Qt.TextFormat.PlainText)
+            box.setAccessibleName("Keyboard shortcuts")
+        box.setText(self.shortcuts_text())
+        box.show()
+        box.raise_()
+        box.activateWindow()
 
     @staticmethod
     def _keys(action: QAction) -> str:

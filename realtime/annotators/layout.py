@@ -110,8 +110,9 @@ def place_panel(frame_wh: Tuple[int, int], box: Rect, size: Tuple[int, int], fac
     return best
 
 
-def shade(image: np.ndarray, rect: Sequence[int], alpha: float = 0.6) -> None:
-    """Darken ``rect`` of ``image`` in place (a translucent background that keeps text legible)."""
+def shade(image: np.ndarray, rect: Sequence[int], alpha: float = 0.7) -> None:
+    """Darken ``rect`` of ``image`` in place (a translucent background that keeps text legible): over white, the
+    panels' (235, 235, 235) text is 6.3:1 against it (WCAG AA: 4.5:1; alpha 0.6 gave 4.3:1)."""
     h, w = image.shape[:2]
     x1, y1, x2, y2 = (int(v) for v in rect)
     x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)

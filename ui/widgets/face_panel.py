@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from PyQt6.QtCore import QEvent, QRectF, QSize, Qt
@@ -14,10 +14,13 @@ from ..imaging import rgb_to_qimage
 from .plot import ThrottledText, TimePlot
 from .style import EMOTION_COLORS, EMOTIONS, scaled_font
 
-__all__ = ["EmotionBars", "FaceCard", "FacePanel", "THUMB_TEXT", "THUMB_BACKGROUND"]
+__all__ = ["EmotionBars", "FaceCard", "FacePanel", "THUMB_TEXT", "THUMB_BACKGROUND", "PANEL_BORDER"]
 
 #: the neutral-face thumbnail's "neutral face off" text and background
 THUMB_TEXT, THUMB_BACKGROUND = "#aaaaaa", "#222222"
+
+#: the side panel's border without the focus (with it: the palette's highlight)
+PANEL_BORDER = "#2a2a2e"
 
 
 class EmotionBars(QWidget):
@@ -133,7 +136,7 @@ class FaceCard(QFrame):
         lay.setVerticalSpacing(3)
         self.title = QLabel(f"<b>Face #{track_id}</b>", self)
         self.thumb = QLabel(self)
-        self.thumb.setFixedSize(64, 64)
+        self.thumb.setFixedSize(self.thumb_size, self.thumb_size)  # and larger with a large font: _apply_font
         self.thumb.setAlignment(Qt.AlignmentFlag.AlignCenter)
         # #aaa on #222: 6.9:1 (WCAG AA wants 4.5:1 for text this small; #777 was 3.6:1). Its size is not in the
         # style sheet (a fixed 8 pt there ignored the user's font): see _apply_font
@@ -143,6 +146,11 @@ class FaceCard(QFrame):
         self.thumb.setToolTip("neutral face (enable 'Neutral thumbnail' or 'Neutralized view')")
         self.readout = QLabel(self)
         self.readout.setTextFormat(Qt.TextFormat.RichText)
+        # a fixed name: a QLabel without one is named by its text, and each new text (about 9 a second, the
+        # intensity to 3 decimals) told a screen reader of a new name. The numbers are its description, handed on
+        # at most once a second (as the bars' and the plot's), at once where what it says changes
+        self.readout.setAccessibleName(f"Face #{track_id} readout")
+        self.readout_description = ThrottledText(self.readout.setAccessibleDescription, self.readout)
         self.bars = EmotionBars(self)
         self.plot = TimePlot(window=window, parent=self)
         lay.addWidget(self.title, 0, 0, 1, 2)
@@ -153,9 +161,20 @@ class FaceCard(QFrame):
         self._refresh_readout()
 
     thumb_text_scale = 0.9  # the "neutral face off" note, relative to the card's font (8 pt at the usual 9 pt)
+    thumb_size = 64  # the neutral thumbnail's side in logical px at the usual font; more where its note needs it
+    THUMB_NOTE = "neutral\nface off"
 
     def _apply_font(self) -> None:
-        self.thumb.setFont(scaled_font(self.font(), self.thumb_text_scale))
+        """The thumbnail's note in the card's font, and the thumbnail (a square) as large as the note needs: at a
+        200 % font "face off" is 79 px wide, and the fixed 64 px cut it."""
+        font = scaled_font(self.font(), self.thumb_text_scale)
+        self.thumb.setFont(font)
+        fm = QFontMetrics(font)
+        lines = self.THUMB_NOTE.split("\n")
+        pad = fm.averageCharWidth()  # half a character's room either side
+        side = max(self.thumb_size, max(fm.horizontalAdvance(t) for t in lines) + pad,
+                   len(lines) * fm.lineSpacing() + pad)
+        self.thumb.setFixedSize(side, side)
 
     def changeEvent(self, event: QEvent) -> None:
         if event.type() == QEvent.Type.FontChange:  # the thumbnail's note has a font of its own: it follows
@@ -177,14 +196,15 @@ class FaceCard(QFrame):
         self.plot.refresh()
 
     def flush_descriptions(self) -> None:
-        """Give the bars and the plot their latest accessible descriptions now (:class:`ThrottledText` holds a
-        change back for up to a second): what a screen reader finds once a run pauses or ends."""
+        """Give the bars, the plot and the readout their latest accessible descriptions now (:class:`ThrottledText`
+        holds a change back for up to a second): what a screen reader finds once a run pauses or ends."""
         self.bars.description.flush()
         self.plot.description.flush()
+        self.readout_description.flush()
 
     def clear_neutral(self) -> None:
         self.thumb.setPixmap(QPixmap())
-        self.thumb.setText("neutral\nface off")
+        self.thumb.setText(self.THUMB_NOTE)
 
     def set_neutral(self, neutral_rgb: Optional[np.ndarray], neutral_from: int = -1) -> None:
         """Show a neutral face (S, S, 3) uint8 RGB; ``neutral_from``: the frame it came from (``Face.neutral_from``,
@@ -192,9 +212,9 @@ class FaceCard(QFrame):
         if neutral_rgb is None:
             return
         # scaled to the screen's pixels (64 logical px are 128 at 200 %) and marked so: a 64-px pixmap was
-        # stretched by the display, blurred
+        # stretched by the display, blurred. As large as the thumbnail (64 px, more with a large font)
         dpr = self.thumb.devicePixelRatioF() or 1.0
-        size = round(64 * dpr)
+        size = round(self.thumb.width() * dpr)
         pm = QPixmap.fromImage(rgb_to_qimage(neutral_rgb)).scaled(
             size, size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
         pm.setDevicePixelRatio(dpr)
@@ -203,18 +223,39 @@ class FaceCard(QFrame):
                               f"neutral face from frame {neutral_from}: this person's least expressive frame "
                               "so far in a similar pose, aligned to this one")
 
-    def _refresh_readout(self) -> None:
+    def _readout_parts(self) -> Tuple[str, Optional[Tuple[str, float]], Optional[Tuple[float, float, float]]]:
+        """The readout's numbers: the intensity's text ("–" without one), the emotion shown and its probability
+        (the label the pipeline holds, else the most probable; None without emotions), and yaw, pitch, roll in
+        degrees (None without a pose)."""
         it = f"{self.intensity:.3f}" if math.isfinite(self.intensity) else "–"
-        if self.pose is not None:
-            rx, ry, rz = (math.degrees(float(v)) for v in self.pose[:3])
-            pose = f"yaw {ry:+.0f}°<br>pitch {rx:+.0f}°<br>roll {rz:+.0f}°"
-        else:
-            pose = "yaw –<br>pitch –<br>roll –"
-        top = "<br>emotion –"  # always five lines: the card keeps its height when the first numbers come
+        top = None
         if self.emotions is not None:
             i = EMOTIONS.index(self.emotion) if self.emotion in EMOTIONS else int(np.argmax(self.emotions))
-            top = f"<br><b>{EMOTIONS[i]}</b> {float(self.emotions[i]):.2f}"
-        self.readout.setText(f"intensity <b>{it}</b>{top}<br>{pose}")
+            top = (EMOTIONS[i], float(self.emotions[i]))
+        pose = None
+        if self.pose is not None:
+            rx, ry, rz = (math.degrees(float(v)) for v in self.pose[:3])
+            pose = (ry, rx, rz)
+        return it, top, pose
+
+    def readout_text(self) -> str:
+        """The readout in words, its accessible description: ``"intensity 0.123, happy 0.62, yaw +3°, pitch -2°,
+        roll +0°"``."""
+        it, top, pose = self._readout_parts()
+        emotion = f"{top[0]} {top[1]:.2f}" if top is not None else "emotion –"
+        angles = ("yaw {:+.0f}°, pitch {:+.0f}°, roll {:+.0f}°".format(*pose) if pose is not None
+                  else "yaw –, pitch –, roll –")
+        return f"intensity {it}, {emotion}, {angles}"
+
+    def _refresh_readout(self) -> None:
+        it, top, pose = self._readout_parts()
+        angles = ("yaw {:+.0f}°<br>pitch {:+.0f}°<br>roll {:+.0f}°".format(*pose) if pose is not None
+                  else "yaw –<br>pitch –<br>roll –")
+        # always five lines: the card keeps its height when the first numbers come
+        emotion = f"<br><b>{top[0]}</b> {top[1]:.2f}" if top is not None else "<br>emotion –"
+        self.readout.setText(f"intensity <b>{it}</b>{emotion}<br>{angles}")
+        # its description at most once a second, at once where a number comes or goes
+        self.readout_description.set(self.readout_text(), (it == "–", top is None, pose is None))
 
     def values(self) -> dict:
         """The card's current numbers (intensity, emotions, pose) — what the user sees."""
@@ -241,9 +282,10 @@ class FacePanel(QScrollArea):
         self.setWidgetResizable(True)
         self.setMinimumWidth(290)
         # a visible focus mark (Tab reaches the panel, and Space there starts / pauses): the style drew none. The
-        # frame is 2 px either way, so that focus does not move the cards
+        # frame is 2 px either way, so that focus does not move the cards. Unfocused it is #2a2a2e: the usual
+        # highlight (#308cc6) is 3.9:1 against it, WCAG's 3:1 for a focus mark (against #3c3c40 it was 3.0:1)
         self.setObjectName("facePanel")
-        self.setStyleSheet("QScrollArea#facePanel { border: 2px solid #3c3c40; }"
+        self.setStyleSheet(f"QScrollArea#facePanel {{ border: 2px solid {PANEL_BORDER}; }}"
                            " QScrollArea#facePanel:focus { border: 2px solid palette(highlight); }")
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         inner = QWidget(self)
