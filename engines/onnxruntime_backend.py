@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from facecycle.cpus import usable_cpus
 from facecycle.errors import BackendUnavailable, ModelError, UsageError
 from facecycle.files import sha256_file
 
@@ -73,8 +74,8 @@ class OnnxRuntimeBackend(Backend):
             the generator graphs stay FP32; for the CPU).
         calibration: int8 calibration crops: array, ``.npy`` file or a video of faces
             (see :mod:`engines.quantize`).
-        intra_op_threads: threads inside one operator (default: all cores,
-            ``os.cpu_count()``).
+        intra_op_threads: threads inside one operator (default: the CPUs this process
+            may use, :func:`facecycle.cpus.usable_cpus`: its affinity mask and CPU quota).
         inter_op_threads: threads across independent operators (default 1:
             these graphs are chains, parallel execution does not help).
         max_batch: the largest batch one ``session.run`` receives (default 64).
@@ -122,7 +123,7 @@ class OnnxRuntimeBackend(Backend):
         self.device = "cpu" if device == "cpu" else f"cuda:{device_id} ({names[0]})"
         self.precision = precision
         self.max_batch = int(max_batch)
-        self.intra_op_threads = int(intra_op_threads or os.cpu_count() or 1)
+        self.intra_op_threads = int(intra_op_threads or usable_cpus())
         self.inter_op_threads = int(inter_op_threads)
         self._verify = verify
         self._spin = spin

@@ -27,8 +27,14 @@ import sys
 from typing import Any, Iterable, List, Optional, Sequence, TextIO
 
 from facecycle import __version__
+from facecycle.cpus import cli_thread_env
 from facecycle.errors import BackendUnavailable, FaceCycleError, InputError, OutputError, UsageError
 from facecycle.files import write_failure
+
+# before anything imports numpy (the commands below; none of the imports above does): OpenBLAS one thread, OpenMP and
+# MKL the CPUs of a CPU quota, where the environment says nothing (facecycle.cpus.cli_thread_env). The command's only,
+# not the library's; Ray's local workers inherit this environment
+os.environ.update({k: v for k, v in cli_thread_env().items() if k not in os.environ})
 
 from . import (
     app_cmd,
@@ -444,6 +450,14 @@ def _main(argv: Optional[List[str]]) -> int:
         if got is not None:  # a signal's exception that something wrapped: the signal's exit, not a bug
             print(f"facecycle: {sigterm.describe(got)}", file=sys.stderr)
             return got
+        from facecycle.errors import OutOfMemory, is_out_of_memory
+
+        if is_out_of_memory(e):  # a MemoryError (or ENOMEM) no stage named: out of memory, exit 7, as those it named
+            if args.debug:  # (it was "internal error: MemoryError", exit 1, from the video's frame conversion)
+                log.exception("error")
+            oom = OutOfMemory.while_(f"running facecycle {args.command}", e)
+            print(f"facecycle: error: {oom}", file=sys.stderr)
+            return oom.exit_code
         if args.debug:
             raise
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ""

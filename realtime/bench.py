@@ -23,6 +23,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence
 
+from facecycle.cpus import usable_cpus
 from facecycle.errors import InputError, UsageError
 
 from .sources.base import Source
@@ -182,9 +183,12 @@ def bench_pipeline(args: argparse.Namespace) -> dict:
                    "neutral_reference": info.get("neutral_reference"),
                    "neutral_lookahead": info.get("neutral_lookahead"),
                    "baseline_lookahead": info.get("baseline_lookahead"),
-                   "threads": args.threads, "infer_workers": an.infer_workers,
+                   # the threads used: --threads capped to the CPUs this process may use (affinity, CPU quota)
+                   "threads": getattr(an.backend, "intra_op_threads", None) or min(args.threads, usable_cpus()),
+                   "infer_workers": an.infer_workers,
                    "precision": an.backend.precision},
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+        "machine": {"cpus": os.cpu_count(), "usable_cpus": usable_cpus(), "platform": platform.platform(),
+                    "python": platform.python_version(),
                     "load_avg_before": load_before, "load_avg_after": _load()},
     }
     return rec
@@ -229,7 +233,7 @@ def bench_soak(args: argparse.Namespace) -> dict:
         "throughput_ratio_second_to_first_half": (
             round(statistics.median(fps[half:]) / statistics.median(fps[:half]), 4) if len(fps) > 1 else None),
         "csv_bytes": csv_bytes, "drops": s["drops"], "decode_errors": s["decode_errors"],
-        "machine": {"cpus": os.cpu_count(), "load_avg_end": _load()},
+        "machine": {"cpus": os.cpu_count(), "usable_cpus": usable_cpus(), "load_avg_end": _load()},
         **summarize_soak(windows, rss0, rss1),  # warm-up-aware memory growth, CPU-normalised decay, verdict
     }
 

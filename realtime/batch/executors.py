@@ -28,6 +28,32 @@ log = logging.getLogger(__name__)
 
 RAY_MISSING = 'ray is not installed; pip install "facecycle-rt[cluster]"'
 
+#: the one-line hint of a local Ray that did not start
+RAY_START_HINT = "set RAY_TMPDIR to a short writable path, or use --cluster none"
+
+#: the longest path a Unix socket may have (Linux: 108 bytes with the terminating NUL; macOS: 104)
+_SOCKET_PATH_MAX = 107
+#: what Ray adds to its temp folder for its longest socket: /session_<date>_<time>_<us>_<pid>/sockets/plasma_store
+_RAY_SOCKET_TAIL = len("/session_2000-01-01_00-00-00_000000_/sockets/plasma_store")
+
+
+def _ray_temp_dir() -> Optional[str]:
+    """A short temp folder for a local Ray where the default's sockets would not fit a Unix socket path (a long
+    ``TMPDIR``: Ray failed with "AF_UNIX path length cannot exceed 107 bytes" past about 41 characters), else None
+    (Ray's own choice). ``RAY_TMPDIR``, where set, is the user's: kept as it is."""
+    import sys
+    import tempfile
+
+    if os.environ.get("RAY_TMPDIR") or sys.platform == "win32":
+        return None
+    base = os.environ.get("TMPDIR") if sys.platform.startswith("linux") else None  # as Ray picks its folder
+    default = os.path.join(base or "/tmp", "ray")
+    if len(default.encode("utf-8")) + _RAY_SOCKET_TAIL + len(str(os.getpid())) <= _SOCKET_PATH_MAX:
+        return None
+    short = "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    return os.path.join(short, f"ray-{uid}")
+
 
 def ray_available() -> bool:
     import importlib.util
@@ -55,7 +81,7 @@ class LocalExecutor:
         self.on_progress = None
 
     def start(self) -> Dict[str, Any]:
-        return {"mode": self.name, "workers": 1, "cpus": os.cpu_count()}
+        return {"mode": self.name, "workers": 1, "cpus": usable_cpus()}  # (its affinity mask and CPU quota)
 
     def submit(self, task: Dict[str, Any]) -> int:
         self._next += 1
@@ -157,9 +183,24 @@ class RayExecutor:
             pp = os.environ.get("PYTHONPATH", "")
             if pkg_root not in pp.split(os.pathsep):
                 os.environ["PYTHONPATH"] = pkg_root + (os.pathsep + pp if pp else "")
-            ray.init(num_cpus=max(need, 1), num_gpus=None, include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.ERROR, object_store_memory=128 * 1024 * 1024,
-                     configure_logging=True)
+            extra: Dict[str, Any] = {}
+            temp_dir = _ray_temp_dir()
+            if temp_dir is not None:
+                log.info("TMPDIR is too long for Ray's sockets (%d characters): Ray's files go to %s (RAY_TMPDIR "
+                         "chooses another folder)", len(os.environ.get("TMPDIR", "")), temp_dir)
+                extra["_temp_dir"] = temp_dir
+            try:
+                ray.init(num_cpus=max(need, 1), num_gpus=None, include_dashboard=False, log_to_driver=False,
+                         logging_level=logging.ERROR, object_store_memory=128 * 1024 * 1024,
+                         configure_logging=True, **extra)
+            except Exception as e:  # noqa: BLE001 - its temp folder, its sockets, its processes: exit 6, one line
+                first = (str(e).strip().splitlines() or [""])[0][:300]
+                try:
+                    ray.shutdown()  # what did start (its GCS) goes
+                except Exception:  # noqa: BLE001 - best effort
+                    pass
+                raise BackendUnavailable(f"--cluster local: Ray did not start ({type(e).__name__}: {first}); "
+                                         f"{RAY_START_HINT}") from None
         else:
             address = self.cluster
             try:

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from facecycle.errors import FaceCycleError, InputError, OutputError, UsageError
+from facecycle.errors import FaceCycleError, InputError, OutOfMemory, OutputError, UsageError, is_out_of_memory
 from facecycle.files import Busy, file_id, lock_file, replace_retrying, unlock_file
 from facecycle.jsonvalues import is_int, is_number
 
@@ -496,9 +496,17 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
             res.update(status="error", error=_final_names(str(e), tmp, paths), error_type=type(e).__name__,
                        exit_code=e.exit_code)
     except Exception as e:  # noqa: BLE001 - reported per input; the batch goes on
-        folder = _folder_in_the_way(e, tmp, paths)
-        alone = _this_input_only(e, task) if folder is None else None
-        if folder is not None:  # (one made there while the input ran: not_a_file found none before) this input's
+        oom = is_out_of_memory(e)
+        folder = _folder_in_the_way(e, tmp, paths) if not oom else None
+        alone = _this_input_only(e, task) if folder is None and not oom else None
+        if oom:  # a MemoryError no stage named: out of memory (exit 7), which stops the batch as every other input
+            # would fail alike (docs/reliability.md); it was "internal error: MemoryError" with a 30-line traceback,
+            # and the batch went on to its next input, whose encoder then failed to open (exit 4)
+            log.debug("%s: out of memory", task["input"], exc_info=True)
+            err = OutOfMemory.while_(f"processing {task['input']}", e)
+            res.update(status="error", error=_final_names(str(err), tmp, paths), error_type="OutOfMemory",
+                       exit_code=err.exit_code)
+        elif folder is not None:  # (one made there while the input ran: not_a_file found none before) this input's
             res.update(error=f"{folder}: a folder, where {task['input']}'s output goes; it is not replaced: move it "
                              "away (or give another --out-dir)", error_type="OutputError",
                        exit_code=OutputError.exit_code)  # alone: named, not the output folder every input shares

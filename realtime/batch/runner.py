@@ -12,7 +12,7 @@ import time
 import uuid
 from collections import deque
 from pathlib import Path
-from typing import Any, Deque, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
 
 from facecycle.errors import InputError, OutputError, UsageError
 from facecycle.files import check_can_create, json_text, write_atomic
@@ -217,12 +217,58 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
 
         ex.on_progress = (lambda: refresh()) if isinstance(ex, LocalExecutor) else None
         pending: Dict[int, Dict[str, Any]] = {}
-        term = _SigtermSeen()
+        saves = {"last": float("-inf"), "cost": 0.0, "dirty": False, "warned": False, "final": False}
+        save_lock = threading.RLock()  # (a stop's write may come from another thread: _SigtermSeen)
+
+        def save(stopping: int = 0) -> None:
+            """Write batch.json as things stand (atomically, as at the end), so that a batch stopped or killed
+            mid-run leaves one: it was written only after the executor was cancelled and shut down, and a SIGTERM to
+            every process of a Ray batch (as Slurm sends it), or a SIGKILL after the grace time, left none. While
+            the batch goes (``stopping`` 0): ``state`` ``running``, the inputs in flight ``running``, no
+            ``exit_code``; once a signal stops it (``stopping``: its exit code), as the final one will be: those
+            in flight ``interrupted``. Errors are a warning (once): the final write reports them. None once the
+            final write is under way."""
+            with save_lock:
+                if saves["final"]:
+                    return
+                t = time.perf_counter()
+                snap = BatchResult(result)
+                snap["inputs"] = [dict(e) for e in entries]
+                if stopping:
+                    for e in snap["inputs"]:
+                        if e["status"] in ("pending", "running"):
+                            e["status"] = "cancelled" if fatal else "interrupted"
+                _finish(snap, snap["inputs"], t_start, t_work, fatal, stopping)
+                if not stopping:
+                    snap.update(state="running", exit_code=None, finished=None)
+                try:
+                    _write_json(summary_path, snap)
+                except Exception as e:  # noqa: BLE001 - the final write says what failed
+                    if not saves["warned"]:
+                        saves["warned"] = True
+                        log.warning("%s: cannot write the batch's progress (%s)", summary_path, e)
+                    return
+                saves.update(last=time.perf_counter(), cost=time.perf_counter() - t, dirty=False)
+
+        def save_progress() -> None:
+            """batch.json after inputs finished: at once, unless the last write was under 2 s ago (or 20 times
+            what a write takes, for a corpus so large that writing it costs): then at a later turn."""
+            if saves["dirty"] and time.perf_counter() - saves["last"] >= max(_SAVE_EVERY_S, 20 * saves["cost"]):
+                save()
+
+        def on_stop(code: int) -> None:  # (in the signal handler: before anything is cancelled or shut down)
+            _STOPPING[0] = True
+            save(code)
+
+        term = _SigtermSeen(on_stop)
+        _STOPPING[0] = False
         running: set = set()  # rel paths in flight (their frames count live until they finish)
         try:
             t_up = time.perf_counter()
             result["executor"] = ex.start()
             term.watch()  # after the executor's start, which may install handlers of its own (Ray's)
+            if getattr(ex, "name", None) == "ray":
+                _quiet_ray()
             result["executor"]["startup_s"] = round(time.perf_counter() - t_up, 3)
             t_work = time.perf_counter()  # throughput counts from a started executor
             last_refresh = 0.0
@@ -243,6 +289,7 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
                     idx = sent["entry"]
                     e = entries[idx]
                     running.discard(sent["rel"])  # (the task's rel, as the executor counts its frames)
+                    saves["dirty"] = True
                     e.update({k: v for k, v in res.items() if k not in ("input", "rel", "csv", "sidecar")})
                     if e["status"] == "error":  # an error that stops the batch: the input failed (its exit_code
                         e["status"] = "failed"  # and error say which kind)
@@ -278,6 +325,7 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
                             todo.clear()
                     if bar is not None:
                         bar.update(1)
+                save_progress()
                 if time.perf_counter() - last_refresh > 0.5:
                     last_refresh = time.perf_counter()
                     refresh()
@@ -286,6 +334,8 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
             # wait raises SystemExit(1))
             code = e.code if isinstance(e, SystemExit) and e.code in _SIGNAL_CODES else None
             interrupted = term.code or code or 130
+            _STOPPING[0] = True
+            save(interrupted)  # before the executor is cancelled and shut down (a SIGKILL may follow)
             ex.cancel()
             for p in pending.values():
                 entries[p["entry"]]["status"] = "interrupted"
@@ -296,7 +346,14 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
             term.unwatch()
             if bar is not None:
                 bar.close()
-            ex.shutdown()
+            try:
+                ex.shutdown()
+            except Exception as e:  # noqa: BLE001 - a stopping batch's batch.json is still written
+                if not interrupted:
+                    raise
+                log.debug("shutting the executor down failed (%s)", e, exc_info=True)
+            with save_lock:  # no write of the progress after the final one (a stop's, from another thread)
+                saves["final"] = True
             for e in entries:
                 if e["status"] in ("pending", "running"):
                     e["status"] = "cancelled" if fatal else "interrupted"
@@ -459,6 +516,38 @@ def _print_summary(result: BatchResult, summary_path: Path) -> None:
 _SIGNAL_CODES = frozenset(128 + int(s) for s in TERMINATING)
 
 
+#: the least time between two writes of batch.json while the batch goes (after inputs finished)
+_SAVE_EVERY_S = 2.0
+#: whether a batch of this process is stopping (a signal came): Ray's helpers' messages are not shown from then on
+_STOPPING = [False]
+
+
+def _quiet_ray() -> None:
+    """What Ray's helper processes say of their own end by a signal goes to the debug log, not to stderr: a
+    scheduler that signals every process of the job (Slurm) made the driver's error listener print the
+    autoscaler's "(raylet) The autoscaler failed with the following error: Terminated with signal 15" and its
+    stack, often before the driver's own handler ran. Other messages of Ray's are printed as before, and all once
+    the batch is stopping (:attr:`_SigtermSeen.code`). Best effort: Ray's internals may change."""
+    try:
+        import ray._private.worker as w
+    except Exception:  # noqa: BLE001
+        return
+    shown = getattr(w, "print_to_stdstream", None)
+    if shown is None or getattr(shown, "_facecycle_quiet", False):
+        return
+
+    def quiet(data: Dict[str, Any], *a: Any, **k: Any) -> None:
+        if isinstance(data, dict) and data.get("pid") == "raylet":
+            text = " ".join(str(x) for x in data.get("lines") or [])
+            if _STOPPING[0] or "Terminated with signal" in text:
+                log.debug("ray: %s", text)
+                return
+        shown(data, *a, **k)
+
+    quiet._facecycle_quiet = True  # type: ignore[attr-defined]
+    w.print_to_stdstream = quiet
+
+
 class _SigtermSeen:
     """Notes a SIGTERM, SIGHUP (the terminal closed) or SIGXCPU (a CPU-time limit) and hands it to the handler it
     found, so that a batch stopped by one exits 128 + its number (143, 129, 152) whatever exception reached the
@@ -466,11 +555,68 @@ class _SigtermSeen:
     with ``exit_code`` 130 in batch.json. Where a signal's handler is the default action, it raises ``SystemExit``
     instead (SIGHUP killed the batch: no batch.json, the input's lock and work folder left); an ignored signal
     (``nohup``) stays ignored. Works in the main thread only (elsewhere it sees nothing, as signals go to the main
-    thread)."""
+    thread).
 
-    def __init__(self) -> None:
+    ``on_stop`` is called once, with the exit code, as soon as such a signal comes: from a thread woken by the
+    signal itself (``signal.set_wakeup_fd``) where it can be, else from the handler. Python runs a handler only
+    where the main thread is back in Python, and Ray's ``get`` of a result whose worker the same SIGTERM killed
+    waited for it to be made again until Ray's core ended the driver (exit 1, no batch.json written)."""
+
+    def __init__(self, on_stop: Optional[Callable[[int], None]] = None) -> None:
         self.code = 0  # the exit code of the first such signal, 0 before one
         self._prev: Dict[int, Any] = {}
+        #: called with the exit code at the first such signal, before its handler (batch.json written at once)
+        self.on_stop = on_stop
+        self._stop_called = False
+        self._once = threading.Lock()
+        self._wake: Optional[Tuple[int, int, int]] = None  # (read end, write end, the wakeup fd it replaced)
+
+    def _stopping(self, code: int) -> None:
+        """``on_stop(code)``, once (from the wakeup thread or the handler, whichever comes first)."""
+        with self._once:
+            if self._stop_called or self.on_stop is None:
+                return
+            self._stop_called = True
+        try:
+            self.on_stop(code)
+        except Exception as e:  # noqa: BLE001 - the stop goes on
+            log.debug("at the stop signal: %s", e, exc_info=True)
+
+    def _watch_wakeup(self) -> None:
+        """The thread that calls :meth:`_stopping` when a watched signal's number is written to the wakeup fd."""
+        if self.on_stop is None or sys.platform == "win32":  # (Windows' wakeup fd must be a socket)
+            return
+        r, w = os.pipe()
+        try:
+            os.set_blocking(w, False)
+            old = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        except (ValueError, OSError):
+            os.close(r)
+            os.close(w)
+            return
+        self._wake = (r, w, old)
+        watched = set(self._prev)
+
+        def wait() -> None:
+            try:
+                while True:
+                    data = os.read(r, 64)
+                    if not data:  # (unwatch closed the write end)
+                        return
+                    if old >= 0:  # what the fd it replaced would have been told
+                        try:
+                            os.write(old, data)
+                        except OSError:
+                            pass
+                    got = [b for b in data if b in watched]
+                    if got:
+                        self._stopping(128 + got[0])
+            except OSError:
+                return
+            finally:
+                os.close(r)
+
+        threading.Thread(target=wait, name="facecycle-batch-stop", daemon=True).start()
 
     def watch(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -480,6 +626,7 @@ class _SigtermSeen:
             if self.code and signum in REPEATING:  # SIGXCPU again, a CPU-second later: it broke the clean-up
                 return  # (batch.json, the video's index) that the first one started
             self.code = self.code or 128 + int(signum)
+            self._stopping(self.code)
             prev = self._prev.get(signum)
             if callable(prev):
                 prev(signum, frame)
@@ -491,8 +638,17 @@ class _SigtermSeen:
                 continue
             self._prev[s] = prev
             signal.signal(s, on_term)
+        self._watch_wakeup()
 
     def unwatch(self) -> None:
+        if self._wake is not None and threading.current_thread() is threading.main_thread():
+            r, w, old = self._wake
+            self._wake = None
+            try:
+                signal.set_wakeup_fd(old)
+            except (ValueError, OSError):
+                pass
+            os.close(w)  # (the thread reads the end and closes its own)
         if self._prev and threading.current_thread() is threading.main_thread():
             for s, prev in self._prev.items():
                 # once stopping, a repeat (SIGXCPU, each CPU-second) must not kill the clean-up still to come

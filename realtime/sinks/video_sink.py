@@ -46,7 +46,8 @@ import av
 import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
-from facecycle.errors import OutputError, UsageError
+from facecycle.cpus import codec_threads
+from facecycle.errors import OutOfMemory, OutputError, UsageError, is_out_of_memory
 from facecycle.files import write_failure
 
 from ..types import FramePacket
@@ -114,6 +115,18 @@ _SDR_TRANSFERS = {"bt709": 1, "smpte170m": 6, "iec61966-2-1": 13, "bt2020-10": 1
 _MATRIX_NAMES = {1: "bt709", 6: "smpte170m"}
 
 
+def _can_map(n: int) -> bool:
+    """Whether ``n`` bytes of address space can be had now (an anonymous mapping, made and let go untouched: it
+    uses no memory, but counts against ``ulimit -v`` and a strict overcommit limit)."""
+    import mmap
+
+    try:
+        mmap.mmap(-1, n).close()
+    except (OSError, MemoryError, ValueError, OverflowError):
+        return False
+    return True
+
+
 def _colour_tags(colour: Optional[dict], hd: bool) -> Tuple[int, int]:
     """The (primaries, transfer) tags of a video whose source's colour is ``colour`` (``describe()["colour"]``, or
     None): the source's where they are SDR ones, BT.709 where its HDR was read as SDR (``to_sdr``), else the size
@@ -138,8 +151,8 @@ class VideoSink(Sink):
         preset, crf: libx264 speed/quality.
         overwrite: replace an existing file.
         threads: the encoder's (and the colour conversion's) thread count; 0 (default) = FFmpeg's choice (about
-            one per CPU this process may run on). :class:`~facecycle.errors.UsageError` for anything but a whole
-            number >= 0.
+            one per CPU this process may run on; under a CPU quota, its CPUs: FFmpeg's count is the host's).
+            :class:`~facecycle.errors.UsageError` for anything but a whole number >= 0.
         fragmented: write an MP4 or MOV as fragments (see the module doc: flat memory, playable when cut); other
             containers are written as they are.
         colour: the source's colour (its ``describe()["colour"]``), or a function giving it when the first frame
@@ -153,7 +166,7 @@ class VideoSink(Sink):
                  colour: Union[dict, Callable[[], Optional[dict]], None] = None) -> None:
         if codec == "libx264":
             check_x264_preset(preset)  # before the file exists, not when the first frame opens the encoder
-        self.threads = check_video_threads(threads)
+        self.threads = codec_threads(check_video_threads(threads))  # 0 under a CPU quota: the quota's CPUs
         self.path = prepare_output(path, overwrite)
         self.fps = Fraction(fps).limit_denominator(1001 * 1000) if fps else Fraction(30)
         self.time_base = time_base or Fraction(1, 90000)
@@ -352,21 +365,45 @@ class VideoSink(Sink):
         # one converter for the file (VideoFrame.reformat makes one, with threads of its own, per call); its threads
         # are capped as the encoder's (0, auto, is one per CPU FFmpeg sees: as many again). The pixels are the same
         # at any count (tested)
-        frame = self._reformatter.reformat(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24"),
-                                           format="yuv420p", dst_colorspace=self._colorspace,
-                                           dst_color_range=ColorRange.MPEG, threads=self.threads)
+        try:
+            frame = self._reformatter.reformat(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24"),
+                                               format="yuv420p", dst_colorspace=self._colorspace,
+                                               dst_color_range=ColorRange.MPEG, threads=self.threads)
+        except (MemoryError, av.error.FFmpegError, OSError) as e:  # (av.error.MemoryError is both)
+            # under a limit on the address space a 1080p frame's conversion failed: "internal error: MemoryError",
+            # exit 1 (a batch printed its traceback)
+            if is_out_of_memory(e, eagain=True):
+                raise OutOfMemory.while_(f"converting frame {self.frames} for the video {self.path}", e) from None
+            raise
         frame.pts = pts
         frame.time_base = self.time_base
         self._mux_audio_until(float(pts * self.time_base))
         try:
             for p in self._stream.encode(frame):
                 self.container.mux(p)
-        except (av.error.FFmpegError, OSError) as e:
+        except (MemoryError, av.error.FFmpegError, OSError) as e:
             self._broken = True  # FFmpeg's muxer must not be used again (muxing after a failed write crashes)
             if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
                 raise OutputError(f"{self.path}: {write_failure(e)} ({self._done()})") from None
+            if self._out_of_memory(e):  # (the encoder opens at the first encode: PyAV names avcodec_open2)
+                what = f"opening the video encoder {self.codec}" if "avcodec_open2" in str(e) else "encoding the video"
+                raise OutOfMemory.while_(f"{what} for {self.path}", e) from None
             raise OutputError(f"{self.path}: video write failed ({e})") from None
         self.frames += 1
+
+    def _out_of_memory(self, e: BaseException) -> bool:
+        """Whether the encoder's error ``e`` was memory: it says so (ENOMEM, a MemoryError), or it is FFmpeg's
+        error where the memory an encoder needs cannot be had now. libx264 that cannot allocate says only
+        "Generic error in an external library" (at its open, ``avcodec_open2``, or at a frame,
+        ``avcodec_send_frame``; its log "malloc of size N failed", or nothing where a thread could not start):
+        under ``ulimit -v`` a batch stopped as an output error, exit 4. Asked of the address space: a mapping
+        (never touched) of what an encoder of this size needs, 64 MiB and 32 frames."""
+        if is_out_of_memory(e, eagain=True):
+            return True
+        if not isinstance(e, av.error.FFmpegError) or self._size is None:
+            return False
+        w, h = self._size
+        return not _can_map(64 * 2**20 + 32 * w * h * 3 // 2)
 
     def close(self, to_end: bool = False) -> None:
         """Flush and finish the file. ``to_end``: the source was read to its end, so its audio is copied to its own
@@ -394,19 +431,22 @@ class VideoSink(Sink):
                 log.warning("%s: closing failed (%s)", self.path, e)
                 failed = failed or e
         if failed is not None:  # the file is incomplete: say so (disk full, I/O error), never exit 0 silently
-            what = (write_failure(failed) if getattr(failed, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-                    else f"writing the video failed ({failed})")
+            disk = getattr(failed, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+            what = write_failure(failed) if disk else f"writing the video failed ({failed})"
+            err: Callable[[str], Exception] = lambda tail: OutputError(f"{self.path}: {what} ({tail})")  # noqa: E731
+            if not disk and is_out_of_memory(failed, eagain=True):  # exit 7, as in write()
+                oom = OutOfMemory.while_(f"finishing the video {self.path}", failed)
+                err = lambda tail: OutOfMemory(f"{oom} ({tail})")  # noqa: E731
             if self._playable():
-                raise OutputError(f"{self.path}: {what} (the video is incomplete)")
+                raise err("the video is incomplete")
             # an MP4 whose index (written last) did not fit plays nowhere ("Invalid data"): not left as an output
             try:
                 self.path.unlink(missing_ok=True)
                 self.removed = True
             except OSError as e:
                 log.warning("%s: the unplayable video was not removed (%s)", self.path, e)
-                raise OutputError(f"{self.path}: {what} (the video could not be finished and does not play)") \
-                    from None
-            raise OutputError(f"{self.path}: {what} (the video could not be finished: removed, it would not play)")
+                raise err("the video could not be finished and does not play") from None
+            raise err("the video could not be finished: removed, it would not play")
 
     def _playable(self) -> bool:
         """Whether the file as left opens and decodes a first frame (a cut Matroska file does; an MP4 without its

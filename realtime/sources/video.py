@@ -337,6 +337,11 @@ class VideoSource(Source):
         # by its timestamps too made it fall further behind the longer it ran (2 s, then 6 s after 20 s)
         self.realtime = bool(realtime) and not self.live_stream
         self.stream.thread_type = "AUTO"  # (an arrival clock's: slices, below)
+        from facecycle.cpus import codec_threads  # 0 (FFmpeg's choice) counts the host's CPUs, not a CPU quota's
+
+        if not threads and codec_threads(0):  # under a quota its CPUs, for the colour conversion's threads too
+            self._convert = {**self._convert, "threads": codec_threads(0)}  # (FFmpeg's 0 started 15 on 64 CPUs)
+        threads = codec_threads(threads)
         if threads:
             self.stream.thread_count = threads
         cc = self.stream.codec_context
