@@ -354,3 +354,42 @@ def hold_replace(monkeypatch, job, held: Callable[[str, str], Optional[str]]) ->
     monkeypatch.setattr(job.time, "sleep", lambda s: None)
     monkeypatch.setattr(job.os, "replace", replace)
     return tries
+
+
+def offset_clip(path: Path, fmt: str, tb: Fraction, rate: int, start: float, frames: int,
+                audio_start: Optional[float], audio_rate: int = 16000) -> Path:
+    """A clip of ``frames`` 64x48 frames at ``rate`` fps whose first PTS is ``start`` s, in time base ``tb``, in the
+    container ``fmt`` (``mpegts``, ``matroska``: files that start at an offset); a mono AAC track at ``audio_rate`` from
+    ``audio_start`` s to a little past the last frame (None: no audio)."""
+    c = av.open(str(path), "w", format=fmt)
+    s = c.add_stream("libx264", rate=rate)
+    s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+    s.codec_context.time_base = tb
+    s.options = {"preset": "ultrafast"}
+    a = None
+    if audio_start is not None:
+        a = c.add_stream("aac", rate=audio_rate)
+        a.layout = "mono"
+    step = int(round(Fraction(1, rate) / tb))
+    first = int(round(start / tb))
+    for i in range(frames):
+        f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), (i * 8) % 256, np.uint8), format="bgr24")
+        f.pts, f.time_base = first + i * step, tb
+        for pk in s.encode(f):
+            c.mux(pk)
+    for pk in s.encode():
+        c.mux(pk)
+    if a is not None:
+        t0 = int(round(audio_start * audio_rate))
+        n = int(round((start + frames / rate + 0.2 - audio_start) * audio_rate))
+        wave = np.sin(np.arange(n) / audio_rate * 2 * np.pi * 440) * 0.3 * np.linspace(0.2, 1.0, n)
+        wave = wave.astype(np.float32)
+        for t in range(0, n, 1024):
+            af = av.AudioFrame.from_ndarray(wave[None, t:t + 1024], format=a.format.name, layout="mono")
+            af.sample_rate, af.pts, af.time_base = audio_rate, t0 + t, Fraction(1, audio_rate)
+            for pk in a.encode(af):
+                c.mux(pk)
+        for pk in a.encode(None):
+            c.mux(pk)
+    c.close()
+    return path

@@ -13,8 +13,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-import numpy as np
 import pytest
+
+from .conftest import offset_clip
 
 av = pytest.importorskip("av")
 
@@ -27,37 +28,7 @@ AAC_FRAME = 1024 / RATE  # seconds of one AAC packet
 def _make_clip(path: Path, fmt: str, tb: Fraction, rate: int, audio_start: Optional[float]) -> Path:
     """``N`` frames whose first PTS is ``START`` s, in ``tb``, at ``rate`` fps; a mono AAC track from
     ``audio_start`` s to a little past the last frame (None: no audio)."""
-    c = av.open(str(path), "w", format=fmt)
-    s = c.add_stream("libx264", rate=rate)
-    s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
-    s.codec_context.time_base = tb
-    s.options = {"preset": "ultrafast"}
-    a = None
-    if audio_start is not None:
-        a = c.add_stream("aac", rate=RATE)
-        a.layout = "mono"
-    step = int(round(Fraction(1, rate) / tb))
-    first = int(round(START / tb))
-    for i in range(N):
-        f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), (i * 8) % 256, np.uint8), format="bgr24")
-        f.pts, f.time_base = first + i * step, tb
-        for pk in s.encode(f):
-            c.mux(pk)
-    for pk in s.encode():
-        c.mux(pk)
-    if a is not None:
-        t0 = int(round(audio_start * RATE))
-        n = int(round((START + N / rate + 0.2 - audio_start) * RATE))
-        wave = (np.sin(np.arange(n) / RATE * 2 * np.pi * 440) * 0.3 * np.linspace(0.2, 1.0, n)).astype(np.float32)
-        for t in range(0, n, 1024):
-            af = av.AudioFrame.from_ndarray(wave[None, t:t + 1024], format=a.format.name, layout="mono")
-            af.sample_rate, af.pts, af.time_base = RATE, t0 + t, Fraction(1, RATE)
-            for pk in a.encode(af):
-                c.mux(pk)
-        for pk in a.encode(None):
-            c.mux(pk)
-    c.close()
-    return path
+    return offset_clip(path, fmt, tb, rate, START, N, audio_start, RATE)
 
 
 def _video_times(path: Path) -> Tuple[List[float], Optional[float]]:
