@@ -41,6 +41,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
+from facecycle.cpus import codec_threads
 from facecycle.errors import FaceCycleError, OutputError
 from facecycle.files import VIDEO_SUFFIXES, Busy, file_id, lock_file, lock_name, unlock_file, write_failure
 
@@ -519,9 +520,10 @@ class RunOutputs:
         info["video_size"] = list(self.video_size) if made and self.video_size else None
         # the annotated video's colour tags (matrix, range, primaries, transfer by FFmpeg's names; null for pictures)
         info["video_colour"] = dict(self.video_colour) if made and self.video_colour else None
-        # the encoder's thread count, a count of this run's (0: FFmpeg's choice; null without a video or for pictures)
-        info["video_threads"] = (self.video_threads if made and not self._pictures(self.video_path)  # type: ignore
-                                 else None)
+        # the encoder's thread count, a count of this run's (0: FFmpeg's choice; null without a video or for pictures;
+        # under a CPU quota the count 0 became: facecycle.cpus.codec_threads)
+        info["video_threads"] = (codec_threads(self.video_threads)
+                                 if made and not self._pictures(self.video_path) else None)  # type: ignore
         if self.csv is not None:
             info.update(frames=self.csv.frames, rows=self.csv.rows, summary=self.csv.summary.to_dict())
         if (status != "running" or with_stats) and self.stats is not None:

@@ -16,7 +16,7 @@ from typing import Deque, Dict, Iterable, Optional
 
 import numpy as np
 
-__all__ = ["OneEuroFilter", "TrackSmoother"]
+__all__ = ["OneEuroFilter", "TrackSmoother", "small_median"]
 
 
 #: how many of a filter's latest steps its typical step (their median) is taken from
@@ -28,7 +28,7 @@ def _alpha(cutoff: np.ndarray, dt: float) -> np.ndarray:
     return 1.0 / (1.0 + tau / dt)
 
 
-def _median(values: Iterable[float]) -> float:
+def small_median(values: Iterable[float]) -> float:
     """The median of a few numbers (a filter's latest steps: sorted in Python, 40 times quicker than numpy's for 9)."""
     s = sorted(values)
     n = len(s)
@@ -77,7 +77,7 @@ class OneEuroFilter:
         if dt <= 0:  # repeated / out-of-order timestamp: keep the state, return the last output
             return self._x.astype(np.float32)
         dx = (x - self._x) / dt
-        dt_typ = _median(self._steps) if self._steps else dt  # (the first step: its own)
+        dt_typ = small_median(self._steps) if self._steps else dt  # (the first step: its own)
         self._steps.append(dt)
         a_d = _weight(np.asarray(self.d_cutoff), dt, dt_typ)
         self._dx = a_d * dx + (1 - a_d) * self._dx

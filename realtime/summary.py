@@ -46,6 +46,7 @@ import numpy as np
 
 from facecycle.jsonvalues import is_finite, is_int, is_number
 
+from .smoothing import small_median
 from .types import EMOTIONS, Face, FramePacket
 
 __all__ = ["ExpressionSummary", "BINS", "MAX_TRACKS", "clip_reading"]
@@ -99,33 +100,28 @@ class _Acc:
     last_time: float = math.nan
     lifted: int = 0  # rows whose face was read brightened (Face.lift > 1: a dark crop, realtime.inference.lift_dark)
 
-    def add(self, p: FramePacket, f: Face) -> _Row:
-        """Count the row of face ``f`` of packet ``p``; returns what :meth:`weigh` needs of it."""
+    def add(self, p: FramePacket, f: Face, row: _Row) -> None:
+        """Count the row of face ``f`` of packet ``p`` (``row``: :func:`_row_of` it, made once for all the groups it
+        counts in); its time-weighted part comes with :meth:`weigh`."""
         if self.rows == 0:
             self.first_frame, self.first_time = p.index, p.timestamp
         self.last_frame, self.last_time = p.index, p.timestamp
         self.rows += 1
         if f.lift > 1.0:
             self.lifted += 1
-        if f.emotions is None:  # no expression head: intensity is the unbounded flow_intensity, not summarised
-            return (None, -1, -1, -1)
-        e = np.array(f.emotions, np.float64)  # (a copy: the row as it was written)
-        if not np.isfinite(e).all():  # one bad row must not turn the whole input's means into NaN
-            return (None, -1, -1, -1)
-        top = EMOTIONS.index(f.emotion) if f.emotion is not None else int(np.argmax(e))  # its own label
+        e, top, ib, rb = row
+        if e is None:
+            return
         self.top_counts[top] += 1
         self.emotion_rows += 1
-        ib = _bin_of(f.intensity)
         if ib >= 0:
             self.intensity_rows += 1
             if self.intensity is None:
                 self.intensity = np.zeros(BINS, np.int32)
-        rb = _bin_of(f.rel_intensity) if f.baseline_ready else -1
         if rb >= 0:
             self.rel_rows += 1
             if self.rel_intensity is None:
                 self.rel_intensity = np.zeros(BINS, np.int32)
-        return (e, top, ib, rb)
 
     def weigh(self, row: _Row, w: float) -> None:
         """Add the time-weighted part of a row :meth:`add` counted, now that its duration ``w`` (s) is known."""
@@ -175,6 +171,20 @@ class _Acc:
             out["lifted_rows"] = self.lifted
             out["lifted_share"] = round(self.lifted / self.rows, 5)
         return out
+
+
+def _row_of(f: Face) -> _Row:
+    """What one face row leaves to count and weigh (:data:`_Row`): a copy of its emotion probabilities, its own
+    label's index, its intensity's and rel_intensity's bins; (None, -1, -1, -1) without finite probabilities (no
+    expression head: intensity is the unbounded flow_intensity, not summarised; one bad row must not turn the
+    whole input's means into NaN)."""
+    if f.emotions is None:
+        return (None, -1, -1, -1)
+    e = np.array(f.emotions, np.float64)  # (a copy: the row as it was written)
+    if not np.isfinite(e).all():
+        return (None, -1, -1, -1)
+    top = EMOTIONS.index(f.emotion) if f.emotion is not None else int(np.argmax(e))  # its own label
+    return (e, top, _bin_of(f.intensity), _bin_of(f.rel_intensity) if f.baseline_ready else -1)
 
 
 def _bin_of(v: float) -> int:
@@ -280,11 +290,7 @@ class ExpressionSummary:
     def typical_step(self) -> float:
         """The input's typical step between frames (s): the median of its last :data:`STEPS` positive steps, or
         :data:`DEFAULT_STEP_S` before it has any."""
-        if not self._steps:
-            return DEFAULT_STEP_S
-        s = sorted(self._steps)
-        n = len(s)
-        return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
+        return small_median(self._steps) if self._steps else DEFAULT_STEP_S
 
     def add(self, packet: FramePacket) -> None:
         self.frames += 1
@@ -292,9 +298,11 @@ class ExpressionSummary:
         if self._pending is not None:  # the frame before lasted until this one
             t0, rows = self._pending
             step = t - t0
+            # the typical step of the steps before this one (a stall after the first frame was its own median, so
+            # one frame of a paused stream weighed 10 minutes: a review's finding)
+            typical = self.typical_step()
             if math.isfinite(step) and step > 0:
                 self._steps.append(step)
-            typical = self.typical_step()
             w = step if math.isfinite(step) and step > 0 else typical
             w = min(w, max(CAP_STEPS * typical, CAP_MIN_S))
             for _, acc, row in rows:
@@ -304,13 +312,14 @@ class ExpressionSummary:
             self.frames_with_face += 1
         pending: List[Tuple[int, _Acc, _Row]] = []
         for f in packet.faces:
-            row = self.all.add(packet, f)
+            row = _row_of(f)
+            self.all.add(packet, f, row)
             tid = int(f.track_id)
             acc = self.tracks.get(tid)
             if acc is None:
                 acc = self.tracks[tid] = _Acc()
                 self._seen.add(tid)
-            acc.add(packet, f)
+            acc.add(packet, f, row)
             pending.append((tid, acc, row))
         self._pending = (t, pending)
         if len(self.tracks) > self.max_tracks:

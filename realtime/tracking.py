@@ -163,6 +163,10 @@ def _centre(box: np.ndarray) -> np.ndarray:
     return ((np.asarray(box[:2], np.float32) + np.asarray(box[2:4], np.float32)) / 2).astype(np.float32)
 
 
+#: seconds after its last detection that a lost face is looked for on every frame (:meth:`Tracker.has_lost`)
+REACQUIRE_S = 0.5
+
+
 class Tracker:
     """IoU + Hungarian tracker with a lost-track buffer and optical-flow propagation.
 
@@ -468,9 +472,13 @@ class Tracker:
         return self._faces(detected=False), ok
 
     def has_lost(self, timestamp: float) -> bool:
-        """Whether a track is lost but still remembered at ``timestamp`` (within :attr:`lost_buffer` of its last
-        detection): a detection there would continue it (read-only; the pipeline detects while one is)."""
-        return any(t.lost and timestamp - t.last_seen <= self.lost_buffer for t in self.tracks)
+        """Whether a face seen more than once (``hits`` >= 2: a one-frame false detection does not count) is lost
+        since at most :data:`REACQUIRE_S` (and still within :attr:`lost_buffer`) at ``timestamp``: a detection there
+        would continue it (read-only; the pipeline detects every frame while one is). After that the scheduled
+        detections look for it, as before: every lost track for the whole 2-s buffer made every frame a detection
+        frame for 2 s after each false detection or each face that left the picture (a review's finding)."""
+        reach = min(self.lost_buffer, REACQUIRE_S)
+        return any(t.lost and t.hits >= 2 and timestamp - t.last_seen <= reach for t in self.tracks)
 
     def _follow(self, gray: np.ndarray, s: float, timestamp: float, image: np.ndarray) -> bool:
         """Move the live tracks from the previous grey frame to ``gray`` (scale ``s`` of the frame ``image``) by

@@ -187,8 +187,10 @@ def test_a_memory_error_anywhere_is_exit_7_one_line(cli, clips, monkeypatch):
 def test_out_of_memory_in_a_batch_is_one_line_and_stops_it(cli, clips, monkeypatch, tmp_path):
     """It was an internal error with a 30-line traceback for the input, and the batch went on to the next, whose
     encoder then failed to open (exit 4). Out of memory stops the batch (every input would fail alike), exit 7."""
+    import realtime.batch.job as job
     import realtime.sinks.video_sink as video_sink
 
+    monkeypatch.setattr(job, "address_space_limited", lambda: True)  # (ulimit -v, h_vmem)
     monkeypatch.setattr(video_sink, "av", _AvWith(MemoryError()))
     out = tmp_path / "bout"
     rc, err = cli(*clips, "--cluster", "none", cmd="batch", out=out)
@@ -209,6 +211,7 @@ def test_a_memory_error_no_stage_named_in_a_batch_is_one_line(cli, clips, monkey
     def boom(*a, **k):
         raise MemoryError()
 
+    monkeypatch.setattr(job, "address_space_limited", lambda: True)
     monkeypatch.setattr(job, "analyze_file", boom)
     out = tmp_path / "bout"
     rc, err = cli(*clips, "--cluster", "none", "--no-video", cmd="batch", out=out)
@@ -217,6 +220,28 @@ def test_a_memory_error_no_stage_named_in_a_batch_is_one_line(cli, clips, monkey
     assert "out of memory while processing" in line and "c0.mp4" in line and "internal error" not in err, err
     rec = json.loads((out / "batch.json").read_text())
     assert rec["inputs"][0]["error_type"] == "OutOfMemory"
+
+
+def test_without_a_memory_limit_one_input_out_of_memory_fails_alone(cli, clips, monkeypatch, tmp_path):
+    """Without a limit on the address space one input too large for the machine (an 8K video with its annotated
+    copy) must not stop a batch of smaller ones (a review's finding): it fails, one line, and the others are done."""
+    import realtime.batch.job as job
+
+    real = job.analyze_file
+
+    def big_first(analyzer, source, *a, **k):
+        if str(source).endswith("c0.mp4"):
+            raise MemoryError()
+        return real(analyzer, source, *a, **k)
+
+    monkeypatch.setattr(job, "address_space_limited", lambda: False)
+    monkeypatch.setattr(job, "analyze_file", big_first)
+    out = tmp_path / "bout"
+    rc, err = cli(*clips, "--cluster", "none", "--no-video", cmd="batch", out=out)
+    assert rc != 0 and "internal error" not in err and "Traceback" not in err, err
+    rec = json.loads((out / "batch.json").read_text())
+    assert [e["status"] for e in rec["inputs"]] == ["failed", "done", "done"], rec["inputs"]
+    assert rec["inputs"][0]["error_type"] == "OutOfMemory" and rec["inputs"][0]["exit_code"] == 7
 
 
 # ------------------------------------------------------------------------------ F5: batch.json while it goes

@@ -69,12 +69,31 @@ class _Scripted:
 
 
 def test_has_lost_says_whether_a_lost_track_is_still_remembered():
-    tr = Tracker(lost_buffer=0.5)
+    tr = Tracker(lost_buffer=0.4)
     img = np.full((270, 480, 3), 90, np.uint8)
-    det = _Scripted({0})
+    det = _Scripted({0, 1})
     assert not tr.has_lost(0.0)
     tr.update(img, det(0), 0.0)
-    assert not tr.has_lost(0.0)  # live
-    tr.update(img, det(1), 0.1)
-    assert tr.has_lost(0.1) and tr.has_lost(0.5)  # lost, remembered
-    assert not tr.has_lost(0.51)  # past the buffer: forgotten (no detection asked for)
+    tr.update(img, det(1), 0.05)
+    assert not tr.has_lost(0.05)  # live
+    tr.update(img, det(2), 0.1)
+    assert tr.has_lost(0.1) and tr.has_lost(0.45)  # lost, remembered
+    assert not tr.has_lost(0.46)  # past the buffer: forgotten (no detection asked for)
+
+
+def test_a_one_frame_detection_or_a_long_loss_asks_for_no_detection_on_every_frame():
+    """Every lost track for the whole 2-s buffer made every frame a detection frame after each false detection (a
+    track of one hit) or each face that left the picture: 60 detections at 30 fps instead of 12."""
+    from realtime.tracking import REACQUIRE_S
+
+    img = np.full((270, 480, 3), 90, np.uint8)
+    tr = Tracker(lost_buffer=2.0)
+    tr.update(img, _Scripted({0})(0), 0.0)  # seen once: a false detection
+    tr.update(img, Detections.empty(), 0.04)
+    assert not tr.has_lost(0.04)
+    tr = Tracker(lost_buffer=2.0)
+    for i in range(3):
+        tr.update(img, _Scripted({0, 1, 2})(i), 0.04 * i)
+    tr.update(img, Detections.empty(), 0.12)  # a face seen 3 times, then gone
+    assert tr.has_lost(0.12) and tr.has_lost(0.08 + REACQUIRE_S)
+    assert not tr.has_lost(0.09 + REACQUIRE_S)  # still remembered (2 s), but left to the scheduled detections

@@ -320,6 +320,13 @@ def test_a_stall_is_capped_and_the_summary_changes_nothing_when_read():
     assert abs(s2.typical_step() - 1 / 60) < 1e-9
     assert abs(s2.to_dict()["faces"]["seconds"] - (40 / 60 + 0.9 + 1 / 60)) < 1e-4  # (to 4 decimals)
 
+    s4 = ExpressionSummary()  # a stall right after the first frame: its own step was the median (602 s in all)
+    s4.add(_at(0, 0.0, [_face(0, _onehot(happy), 0.9)]))
+    for k in range(60):
+        s4.add(_at(k + 1, 600.0 + k / 30, [_face(0, _onehot(sad), 0.3)]))
+    g4 = s4.to_dict()["faces"]
+    assert g4["seconds"] < 3.0 and g4["emotion"] == "sad", g4["seconds"]
+
     s3 = ExpressionSummary()  # a caller's repeated timestamps: every row alike, not all but the last weightless
     for k in range(5):
         s3.add(_at(k, 0.0, [_face(0, _onehot(happy if k < 4 else sad), 0.5)]))

@@ -31,7 +31,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from facecycle.errors import FaceCycleError, InputError, OutOfMemory, OutputError, UsageError, is_out_of_memory
+from facecycle.errors import (
+    FaceCycleError,
+    InputError,
+    OutOfMemory,
+    OutputError,
+    UsageError,
+    address_space_limited,
+    is_out_of_memory,
+)
 from facecycle.files import Busy, file_id, lock_file, replace_retrying, unlock_file
 from facecycle.jsonvalues import is_int, is_number
 
@@ -492,6 +500,10 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
         if alone is not None:  # (a sink's error made from an OSError of this input's paths alone)
             res.update(error=_final_names(alone, tmp, paths), error_type="OutputError",
                        exit_code=OutputError.exit_code)
+        elif isinstance(e, OutOfMemory) and not address_space_limited():
+            # without a limit on the address space, one input too large for this machine (an 8K video with its
+            # annotated copy) fails alone; under a limit (ulimit -v, h_vmem) every input would fail alike
+            res.update(error=_final_names(str(e), tmp, paths), error_type="OutOfMemory", exit_code=e.exit_code)
         else:
             res.update(status="error", error=_final_names(str(e), tmp, paths), error_type=type(e).__name__,
                        exit_code=e.exit_code)
@@ -499,13 +511,14 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
         oom = is_out_of_memory(e)
         folder = _folder_in_the_way(e, tmp, paths) if not oom else None
         alone = _this_input_only(e, task) if folder is None and not oom else None
-        if oom:  # a MemoryError no stage named: out of memory (exit 7), which stops the batch as every other input
-            # would fail alike (docs/reliability.md); it was "internal error: MemoryError" with a 30-line traceback,
-            # and the batch went on to its next input, whose encoder then failed to open (exit 4)
+        if oom:  # a MemoryError no stage named: out of memory (exit 7), which stops the batch under a limit on
+            # the address space, as every other input would fail alike (docs/reliability.md); without one, this
+            # input alone fails. It was "internal error: MemoryError" with a 30-line traceback, and the batch went on
+            # to its next input, whose encoder then failed to open (exit 4)
             log.debug("%s: out of memory", task["input"], exc_info=True)
             err = OutOfMemory.while_(f"processing {task['input']}", e)
-            res.update(status="error", error=_final_names(str(err), tmp, paths), error_type="OutOfMemory",
-                       exit_code=err.exit_code)
+            res.update(error=_final_names(str(err), tmp, paths), error_type="OutOfMemory", exit_code=err.exit_code,
+                       **({"status": "error"} if address_space_limited() else {}))
         elif folder is not None:  # (one made there while the input ran: not_a_file found none before) this input's
             res.update(error=f"{folder}: a folder, where {task['input']}'s output goes; it is not replaced: move it "
                              "away (or give another --out-dir)", error_type="OutputError",

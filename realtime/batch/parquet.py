@@ -343,6 +343,7 @@ def write_parquet(csvs: Iterable[Tuple[str, Union[str, Path]]], path: Union[str,
     with_file = any(_header(c)[-1:] == ["file"] for _, c in csvs)
     settings = _settings_metadata(csvs)
     part: List[Tuple[str, Union[str, Path]]] = []  # the inputs whose rows the open part file holds
+    every_timing: Optional[bytes] = None  # every input's timing, for a pyarrow before 17 (read at its first part)
     try:
         for video, csv in csvs:
             header = _header(csv)
@@ -377,8 +378,10 @@ def write_parquet(csvs: Iterable[Tuple[str, Union[str, Path]]], path: Union[str,
                 writer = pq.ParquetWriter(str(target), schema, compression=compression)
                 if not _per_part(writer):  # (an older pyarrow: every input's timing in each part's schema)
                     writer.close()
+                    if every_timing is None:  # (read once: every sidecar, not once a part)
+                        every_timing = _timing_metadata(csvs)
                     writer = pq.ParquetWriter(str(target), schema.with_metadata(
-                        {**schema.metadata, TIMING_KEY: _timing_metadata(csvs)}), compression=compression)
+                        {**schema.metadata, TIMING_KEY: every_timing}), compression=compression)
                 part = []
                 files.append(target.name if not single else dest.name)
                 rows_in_file = 0

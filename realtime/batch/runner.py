@@ -217,7 +217,7 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
 
         ex.on_progress = (lambda: refresh()) if isinstance(ex, LocalExecutor) else None
         pending: Dict[int, Dict[str, Any]] = {}
-        saves = {"last": float("-inf"), "cost": 0.0, "dirty": False, "warned": False, "final": False}
+        saves = {"last": float("-inf"), "cost": 0.0, "dirty": False, "warned": False, "final": False, "stop": 0}
         save_lock = threading.RLock()  # (a stop's write may come from another thread: _SigtermSeen)
 
         def save(stopping: int = 0) -> None:
@@ -231,6 +231,10 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
             with save_lock:
                 if saves["final"]:
                     return
+                if stopping:
+                    saves["stop"] = stopping
+                elif saves["stop"]:  # once stopping, every write is the stop's
+                    stopping = saves["stop"]
                 t = time.perf_counter()
                 snap = BatchResult(result)
                 snap["inputs"] = [dict(e) for e in entries]
@@ -249,6 +253,10 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
                         log.warning("%s: cannot write the batch's progress (%s)", summary_path, e)
                     return
                 saves.update(last=time.perf_counter(), cost=time.perf_counter() - t, dirty=False)
+                if not stopping and saves["stop"]:
+                    # the signal came while this progress write was under way (its handler's write, nested in this
+                    # one on the main thread, came first): the stop's is written again, last (a review's finding)
+                    save(saves["stop"])
 
         def save_progress() -> None:
             """batch.json after inputs finished: at once, unless the last write was under 2 s ago (or 20 times

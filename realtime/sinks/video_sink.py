@@ -1,8 +1,9 @@
 """Annotated video through PyAV: H.264 (libx264, yuv420p), the source's timestamps, audio copied.
 
-Colour: frames are converted to YUV with BT.709 from 720 lines up and BT.601 below (what players assume for
-untagged video of those sizes), limited range, and the stream is tagged so (HD used to be converted with BT.601
-untagged: players showed red patches 43 levels off). The primaries and transfer are the source's where it states
+Colour: frames are converted to YUV with BT.709 from 720 lines up and BT.601 below, limited range, and the
+stream is tagged so (a tagged file shows alike in every player; an untagged input is read by mpv's rule,
+:func:`realtime.sources.video._colour_of`: BT.709 from 1280 wide or 577 lines). HD used to be converted with BT.601
+untagged: players showed red patches 43 levels off. The primaries and transfer are the source's where it states
 SDR ones (``colour``: its ``describe()["colour"]``), BT.709 where its HDR was read as SDR, else those of the size
 rule: only the matrix is converted here, the pixels keep the source's primaries (a BT.709 SD clip came out tagged
 SMPTE 170M primaries, BT.601 HD BT.709 ones). :attr:`VideoSink.colour` says what the file is tagged.

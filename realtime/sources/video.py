@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import av
 import cv2
@@ -889,7 +889,7 @@ class VideoSource(Source):
                  errors=self.errors, damaged=self.damaged, frames_decoded=self.frames_decoded,
                  frames_missing=self.frames_missing,
                  timestamp_discontinuities=self.discontinuities, timestamps_repaired=self.timestamps_repaired,
-                 timestamp_gaps=_gap_summary(self._steps, self.time_base), colour=self._colour,
+                 timestamp_gaps=_gap_summary(_snapshot(self._steps), self.time_base), colour=self._colour,
                  # where the CSV's time 0 lies on the file's own clock (a player's), and when the file says it was
                  # recorded: to line rows up with other recordings
                  first_pts=self.first_pts,
@@ -1058,7 +1058,14 @@ def _sdr_table(transfer: int, primaries: int) -> Optional[np.ndarray]:
 _GAP_MIN_STEPS = 8
 
 
-def _gap_summary(steps: Optional["Counter[Tuple[int, int]]"], tb: Fraction) -> dict:
+def _snapshot(steps: Optional["Counter[Tuple[int, int]]"]) -> Optional[Dict[Tuple[int, int], int]]:
+    """A copy of a file's step tally, taken in one step (``dict`` of a dict copies under the GIL): ``describe()`` runs
+    on the outputs thread (a sidecar checkpoint, the video's colour) while the source thread adds to it, and a loop
+    over the live tally could stop at "dictionary changed size during iteration" (a review's finding)."""
+    return dict(steps) if steps is not None else None
+
+
+def _gap_summary(steps: Optional[Mapping[Tuple[int, int], int]], tb: Fraction) -> dict:
     """The sidecar's ``input.timestamp_gaps``: where a file's frame rate is steady, the steps between frames longer
     than 1.5 of its frame intervals, frames it does not hold (dropped by the camera or encoder, or lost without a
     decoding error: an MJPEG file that lacked 3 frames said nothing, and its ``frame`` column skipped them).
