@@ -393,3 +393,22 @@ def offset_clip(path: Path, fmt: str, tb: Fraction, rate: int, start: float, fra
             c.mux(pk)
     c.close()
     return path
+
+
+def detect_stage(tracker, frames: Sequence[np.ndarray], detect: Callable[[np.ndarray, int], object], every: int,
+                 fps: float) -> Iterator[list]:
+    """The pipeline's detect stage over ``frames`` (BGR) at ``fps``: ``detect(image, index)`` (a ``Detections``) every
+    ``every`` frames and wherever ``tracker.propagate`` asks for one, ``tracker.update`` then; else the flow's move.
+    Yields each frame's faces (the tracker's state is read between frames: ``last_cut``)."""
+    since = every
+    for i, image in enumerate(frames):
+        t = i / fps
+        run_det = since >= every
+        if not run_det:
+            faces, ok = tracker.propagate(image, t)
+            run_det = not ok
+        if run_det:
+            faces = tracker.update(image, detect(image, i), t)
+            since = 0
+        since += 1
+        yield faces

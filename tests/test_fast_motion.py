@@ -13,7 +13,7 @@ import pytest
 
 from realtime.tracking import Tracker, camera_motion
 from realtime.types import Detections
-from tests.conftest import SHARED, hand_held, shared_video, write_video
+from tests.conftest import SHARED, detect_stage, hand_held, shared_video, write_video
 
 S = 80  # the made faces' side (pixels)
 W, H = 640, 360
@@ -50,19 +50,9 @@ Scene = Tuple[np.ndarray, List[List[float]]]  # (BGR frame, the faces' boxes the
 def _track(scenes: Sequence[Scene], every: int, fps: float = 10.0) -> List[List[Tuple[int, np.ndarray]]]:
     """The pipeline's detect stage on made frames with a stub detector: a detection every ``every`` frames (1: every
     frame, ``update`` only) and wherever ``propagate`` asks for one. Per frame: [(track id, box), ...]."""
-    tr, since, out = Tracker(), every, []
-    for i, (image, boxes) in enumerate(scenes):
-        t = i / fps
-        run_det = since >= every
-        if not run_det:
-            faces, ok = tr.propagate(image, t)
-            run_det = not ok
-        if run_det:
-            faces = tr.update(image, _detections(boxes), t)
-            since = 0
-        since += 1
-        out.append([(f.track_id, f.box.copy()) for f in faces])
-    return out
+    stage = detect_stage(Tracker(), [image for image, _ in scenes], lambda image, i: _detections(scenes[i][1]), every,
+                         fps)
+    return [[(f.track_id, f.box.copy()) for f in faces] for faces in stage]
 
 
 def _bounce(i: int, step: int, span: int) -> int:

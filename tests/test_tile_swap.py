@@ -13,7 +13,7 @@ import pytest
 
 from realtime.tracking import Tracker, face_continuity, face_look
 from realtime.types import Detections
-from tests.conftest import SHARED, VIDEOS, hand_held
+from tests.conftest import SHARED, VIDEOS, detect_stage, hand_held
 
 MORE = SHARED / "data" / "videos_more"
 #: the tracker with the continuity test switched off (no correlation is below -2)
@@ -50,17 +50,8 @@ def _run(frames: Sequence[np.ndarray], detect, every: int = 5, fps: float = 25.0
          **kw) -> Tuple[List[List[Tuple[int, np.ndarray]]], List[bool]]:
     """The pipeline's detect stage: a detection every ``every`` frames and wherever ``propagate`` asks for one. Per
     frame: [(track id, box), ...], and whether the frame-level cut test ended every track there."""
-    tr, since, out, cuts = Tracker(**kw), every, [], []
-    for i, image in enumerate(frames):
-        t = i / fps
-        run_det = since >= every
-        if not run_det:
-            faces, ok = tr.propagate(image, t)
-            run_det = not ok
-        if run_det:
-            faces = tr.update(image, detect(image, i), t)
-            since = 0
-        since += 1
+    tr, out, cuts = Tracker(**kw), [], []
+    for faces in detect_stage(tr, frames, detect, every, fps):
         out.append([(f.track_id, f.box.copy()) for f in faces])
         cuts.append(tr.last_cut)
     return out, cuts

@@ -583,14 +583,9 @@ class VideoSource(Source):
                 # the clock jumped ahead (a restart that FFmpeg took for a wrap, or a second segment's own
                 # clock): time goes on from the previous frame, one frame later (live: by the time that passed)
                 go_on = self._gap(step, least_lag, t_came, last_pts, self.first_pts, tb) if timed else step
-                offset -= pts - (last_pts + go_on)
-                least_lag = None
-                self.discontinuities += 1
-                log.warning("%s: timestamps jump %.3f s ahead at frame %d (a restarted clock in a joined or "
-                            "spliced stream): the timeline continues from the previous frame%s", self.name,
-                            float((pts - last_pts) * tb), index, _AFTER_GAP if go_on > step else "")
-                pts = last_pts + go_on
-                cut = True
+                self._restarted(f"{float((pts - last_pts) * tb):.3f} s ahead at frame {index} (a restarted clock in "
+                                "a joined or spliced stream)", go_on > step)
+                offset, least_lag, pts, cut = offset + last_pts + go_on - pts, None, last_pts + go_on, True
             if last_pts is not None and pts <= last_pts:
                 if last_pts - pts > step:
                     # the stream's clock restarted (MPEG-TS segments joined, a spliced or re-muxed capture): time
@@ -598,14 +593,9 @@ class VideoSource(Source):
                     # (each frame one tick after the last froze the timestamps for the rest of the file). A live
                     # stream (a sender restarted) goes on by the time that passed: it hid a 8-s outage
                     go_on = self._gap(step, least_lag, t_came, last_pts, self.first_pts, tb) if timed else step
-                    offset += last_pts + go_on - pts
-                    least_lag = None
-                    self.discontinuities += 1
-                    log.warning("%s: timestamps jump back %.3f s at frame %d (joined or spliced stream): the "
-                                "timeline continues from the previous frame%s", self.name,
-                                float((last_pts - pts) * tb), index, _AFTER_GAP if go_on > step else "")
-                    pts = last_pts + go_on
-                    cut = True
+                    self._restarted(f"back {float((last_pts - pts) * tb):.3f} s at frame {index} (joined or spliced "
+                                    "stream)", go_on > step)
+                    offset, least_lag, pts, cut = offset + last_pts + go_on - pts, None, last_pts + go_on, True
                 else:  # repair a non-increasing pts (a repeated one): one tick after the last
                     pts = last_pts + 1
                     if not arrival:  # (an arrival clock's frames of one packet: no timestamp of the file's)
@@ -705,6 +695,14 @@ class VideoSource(Source):
             held = item
         if held is not None:
             yield held[0], held[1], False
+
+    def _restarted(self, jump: str, after_gap: bool) -> None:
+        """Count and say a restarted clock that the timeline continues across (``timestamp_discontinuities``):
+        ``jump`` as the warning gives it ("0.433 s ahead at frame N (…)", "back 0.433 s at frame N (…)");
+        ``after_gap``: it goes on after the time that passed (a live stream), not one frame later."""
+        self.discontinuities += 1
+        log.warning("%s: timestamps jump %s: the timeline continues from the previous frame%s", self.name, jump,
+                    _AFTER_GAP if after_gap else "")
 
     def _repaired(self, why: str, index: int) -> None:
         """Count a frame's pts repaired in place (``timestamps_repaired``); the first one is logged."""
