@@ -11,12 +11,13 @@ step. The usual ``a = 1 / (1 + τ/dt)`` applied once over a long step kept τ/(�
 from __future__ import annotations
 
 import math
+import statistics
 from collections import deque
 from typing import Deque, Dict, Iterable, Optional
 
 import numpy as np
 
-__all__ = ["OneEuroFilter", "TrackSmoother", "small_median"]
+__all__ = ["OneEuroFilter", "TrackSmoother"]
 
 
 #: how many of a filter's latest steps its typical step (their median) is taken from
@@ -26,13 +27,6 @@ TYPICAL_STEPS = 9
 def _alpha(cutoff: np.ndarray, dt: float) -> np.ndarray:
     tau = 1.0 / (2 * math.pi * cutoff)
     return 1.0 / (1.0 + tau / dt)
-
-
-def small_median(values: Iterable[float]) -> float:
-    """The median of a few numbers (a filter's latest steps: sorted in Python, 40 times quicker than numpy's for 9)."""
-    s = sorted(values)
-    n = len(s)
-    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
 
 
 def _weight(cutoff: np.ndarray, dt: float, dt_typ: float) -> np.ndarray:
@@ -77,7 +71,7 @@ class OneEuroFilter:
         if dt <= 0:  # repeated / out-of-order timestamp: keep the state, return the last output
             return self._x.astype(np.float32)
         dx = (x - self._x) / dt
-        dt_typ = small_median(self._steps) if self._steps else dt  # (the first step: its own)
+        dt_typ = statistics.median(self._steps) if self._steps else dt  # (the first step: its own; 0.5 us, numpy's 12)
         self._steps.append(dt)
         a_d = _weight(np.asarray(self.d_cutoff), dt, dt_typ)
         self._dx = a_d * dx + (1 - a_d) * self._dx

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import statistics
 from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Deque, Dict, List, Optional, Tuple
@@ -46,7 +47,6 @@ import numpy as np
 
 from facecycle.jsonvalues import is_finite, is_int, is_number
 
-from .smoothing import small_median
 from .types import EMOTIONS, Face, FramePacket
 
 __all__ = ["ExpressionSummary", "BINS", "MAX_TRACKS", "clip_reading"]
@@ -290,7 +290,7 @@ class ExpressionSummary:
     def typical_step(self) -> float:
         """The input's typical step between frames (s): the median of its last :data:`STEPS` positive steps, or
         :data:`DEFAULT_STEP_S` before it has any."""
-        return small_median(self._steps) if self._steps else DEFAULT_STEP_S
+        return statistics.median(self._steps) if self._steps else DEFAULT_STEP_S
 
     def add(self, packet: FramePacket) -> None:
         self.frames += 1
