@@ -412,3 +412,22 @@ def detect_stage(tracker, frames: Sequence[np.ndarray], detect: Callable[[np.nda
             since = 0
         since += 1
         yield faces
+
+
+def narrow_window(window, qtbot, font, width: int, widgets: Sequence) -> List:
+    """Set ``font`` on the app's ``window``, check that it can be made ``width`` logical pixels wide, make it so, and
+    check that every one of ``widgets`` ends inside the window at no less than its size hint. Returns the widgets'
+    rectangles in window coordinates (Qt objects; the module needs no Qt import)."""
+    window.setFont(font)
+    window.centralWidget().layout().activate()
+    assert window.minimumSizeHint().width() <= width, window.minimumSizeHint()
+    window.resize(width, 640)
+    qtbot.waitUntil(lambda: window.width() == width, timeout=5000)
+    qtbot.wait(50)
+    right = window.width() - 6
+    rects = []
+    for w in widgets:
+        r = w.rect().translated(w.mapTo(window, w.rect().topLeft()))
+        assert r.right() <= right and w.width() >= w.sizeHint().width(), (w.accessibleName(), r)
+        rects.append(r)
+    return rects

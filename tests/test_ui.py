@@ -30,7 +30,7 @@ pytest.importorskip("pytestqt")
 from PyQt6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
 from PyQt6.QtGui import QDropEvent, QImage  # noqa: E402
 
-from tests.conftest import ROOT, shared_video  # noqa: E402
+from tests.conftest import ROOT, narrow_window, shared_video  # noqa: E402
 from ui.bridge import FrameBridge  # noqa: E402
 from ui.main_window import MainWindow  # noqa: E402
 from ui.settings import Overlays  # noqa: E402
@@ -1272,18 +1272,10 @@ def test_the_window_fits_a_911_px_screen_with_a_large_font(qtbot, window):
     line instead; at the usual font the rows are as before (one line each, the window's smallest 699 px)."""
     assert window.choices_row.wrap.count() == 4 and window.overlay_row.wrap.count() == 5
     assert window.minimumSizeHint().width() <= 699
-    window.setFont(_big_font(window))
-    window.centralWidget().layout().activate()
-    assert window.minimumSizeHint().width() <= 911, window.minimumSizeHint()
-    window.resize(911, 640)
-    qtbot.waitUntil(lambda: window.width() == 911, timeout=5000)
-    qtbot.wait(50)
+    narrow_window(window, qtbot, _big_font(window), 911,
+                  (*window.overlay_checks.values(), window.realtime_check, window.record_button, window.csv_button,
+                   window.backend_combo, window.detector_combo, window.rotate_combo))
     assert window.overlay_row.lines() > 1
-    right = window.width() - 6
-    for w in (*window.overlay_checks.values(), window.realtime_check, window.record_button, window.csv_button,
-              window.backend_combo, window.detector_combo, window.rotate_combo):
-        r = w.rect().translated(w.mapTo(window, w.rect().topLeft()))
-        assert r.right() <= right and w.width() >= w.sizeHint().width(), (w.accessibleName(), r)
     checks = list(window.overlay_checks.values())
     view_top = window.live_view.mapTo(window, window.live_view.rect().topLeft()).y()
     assert all(c.mapTo(window, c.rect().bottomLeft()).y() < view_top for c in checks)  # above the view, not on it

@@ -20,6 +20,7 @@ pytest.importorskip("pytestqt")
 from PyQt6.QtCore import QRectF, Qt  # noqa: E402
 from PyQt6.QtGui import QColor, QFont, QFontMetrics, QKeySequence, QPalette  # noqa: E402
 
+from tests.conftest import narrow_window  # noqa: E402
 from ui.bridge import FaceSample  # noqa: E402
 from ui.main_window import MainWindow, contrast_ratio  # noqa: E402
 from ui.widgets import FaceCard, FacePanel, TimePlot  # noqa: E402
@@ -171,19 +172,12 @@ def test_the_first_row_wraps_and_the_window_fits_a_911_px_screen_at_a_2x_font(qt
     assert window.source_row.lines() == 1 and window.transport_row.lines() == 1
     row1 = window.source_row.y()
     assert window.transport_row.y() == row1 and window.source_label.isVisible()
-    window.setFont(_font(window, 2.0))
-    window.centralWidget().layout().activate()
-    assert window.minimumSizeHint().width() <= 911, window.minimumSizeHint()
-    window.resize(911, 640)
-    qtbot.waitUntil(lambda: window.width() == 911, timeout=5000)
-    qtbot.wait(50)
+    first = (window.camera_spin, window.camera_button, window.open_button, window.model_button,
+             window.start_button, window.pause_button, window.stop_button)
+    rects = narrow_window(window, qtbot, _font(window, 2.0), 911, first)
     assert window.source_row.lines() > 1
-    right = window.width() - 6
     row2_top = window.backend_combo.mapTo(window, window.backend_combo.rect().topLeft()).y()
-    for w in (window.camera_spin, window.camera_button, window.open_button, window.model_button,
-              window.start_button, window.pause_button, window.stop_button):
-        r = w.rect().translated(w.mapTo(window, w.rect().topLeft()))
-        assert r.right() <= right and w.width() >= w.sizeHint().width(), (w.accessibleName(), r)
+    for w, r in zip(first, rects, strict=True):
         assert r.bottom() < row2_top, (w.accessibleName(), r, row2_top)  # above row 2, not on it
 
 
