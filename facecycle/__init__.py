@@ -11,7 +11,15 @@ torch (the ``[torch]`` extra).
 """
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any, List
+
+# ONNX Runtime >= 1.29 on Linux starts telemetry when it is imported: a device id and an event queue under
+# ~/.cache/Microsoft (the Python path, OS, CPU, memory; its sessions' model names and hashes), sent to Microsoft
+# when a network is there. Users' machines and data are not ours to report on: it is off unless the user has set
+# ORT_DISABLE_TELEMETRY themselves (ONNX Runtime reads it once, at its import; every package of ours imports this
+# one first, and workers inherit the variable).
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 from .config import FaceCycleConfig, get_config, list_configs, register_config
 
