@@ -24,7 +24,7 @@ from tests.conftest import narrow_window  # noqa: E402
 from ui.bridge import FaceSample  # noqa: E402
 from ui.main_window import MainWindow, contrast_ratio  # noqa: E402
 from ui.widgets import FaceCard, FacePanel, TimePlot  # noqa: E402
-from ui.widgets.style import INTENSITY_COLOR  # noqa: E402
+from ui.widgets.style import EMOTION_COLORS, INTENSITY_COLOR  # noqa: E402
 
 
 def _font(widget, factor: float) -> QFont:
@@ -255,3 +255,30 @@ def test_f1_lists_every_action_and_its_keys(qtbot, window):
     assert box.text() == text and box.windowTitle() == "Keyboard shortcuts"
     box.close()
     assert window.isVisible() and window.idle  # nothing else happened
+
+
+# --------------------------------------------------------------------- h72 F: colour vision
+def test_the_emotion_colours_stay_apart_for_colour_blind_eyes_and_stand_out_on_their_backgrounds():
+    """Probe finding (h72): for a deuteranope, "fear" (160, 90, 200) and "sad" (70, 130, 230) were 5.7 apart in
+    CAM02-UCS (about one just-noticeable step per unit), and "disgust" and "surprise" 7.1. The colours are now Okabe
+    and Ito's: every pair, the intensity's cyan included, is at least 10 apart as simulated for full deuteranopia,
+    protanopia and tritanopia (Machado et al. 2009, through colorspacious), and each is at least 3:1 (WCAG's
+    non-text contrast) on the plot's (28, 28, 30) and the bars' (50, 50, 55) backgrounds."""
+    cs = pytest.importorskip("colorspacious", reason="colorspacious (in the test extra) simulates colour vision")
+    import itertools
+
+    colours = {**{k: c.getRgb()[:3] for k, c in EMOTION_COLORS.items()}, "intensity": INTENSITY_COLOR.getRgb()[:3]}
+    for back in ((28, 28, 30), (50, 50, 55)):
+        for name, rgb in colours.items():
+            assert contrast_ratio(QColor(*rgb), QColor(*back)) >= 3.0, (name, back)
+    for cvd in (None, "deuteranomaly", "protanomaly", "tritanomaly"):
+        seen = {}
+        for name, rgb in colours.items():
+            x = np.asarray(rgb, float) / 255
+            if cvd:
+                x = np.clip(cs.cspace_convert(x, {"name": "sRGB1+CVD", "cvd_type": cvd, "severity": 100}, "sRGB1"),
+                            0, 1)
+            seen[name] = cs.cspace_convert(x, "sRGB1", "CAM02-UCS")
+        gaps = {(a, b): float(np.linalg.norm(seen[a] - seen[b])) for a, b in itertools.combinations(seen, 2)}
+        pair = min(gaps, key=gaps.get)
+        assert gaps[pair] >= 10.0, (cvd, pair, round(gaps[pair], 1))

@@ -9,11 +9,14 @@ from realtime.types import EMOTIONS
 __all__ = ["EMOTION_COLORS", "INTENSITY_COLOR", "EMOTIONS", "EMOTION_DASHES", "INTENSITY_DASH", "LEGEND_TEXT",
            "scaled_font"]
 
-#: one colour per emotion, in EMOTIONS order
+#: one colour per emotion, in EMOTIONS order: Okabe and Ito's colour-blind-safe set (vermillion, bluish green,
+#: reddish purple, yellow, sky blue, orange) and a light grey. Each pair of them and the intensity's cyan is at least
+#: 10 apart (CAM02-UCS) as people with full deuteranopia, protanopia or tritanopia see them (simulated, Machado et
+#: al. 2009); the earlier set had fear and sad 5.7 apart for deuteranopes (tests/test_ui_a11y.py)
 EMOTION_COLORS = {
-    "angry": QColor(230, 60, 60), "disgust": QColor(120, 180, 60), "fear": QColor(160, 90, 200),
-    "happy": QColor(250, 200, 40), "neutral": QColor(170, 170, 170), "sad": QColor(70, 130, 230),
-    "surprise": QColor(250, 130, 40),
+    "angry": QColor("#D55E00"), "disgust": QColor("#009E73"), "fear": QColor("#CC79A7"),
+    "happy": QColor("#F0E442"), "neutral": QColor(180, 180, 180), "sad": QColor("#56B4E9"),
+    "surprise": QColor("#E69F00"),
 }
 INTENSITY_COLOR = QColor(60, 220, 220)  # cyan
 #: the plot's lines also differ without colour: intensity solid (and thicker), the drawn emotions dashed, dotted
