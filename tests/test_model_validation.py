@@ -43,11 +43,15 @@ def _write_head(path: Path, mutate=None, **meta) -> Path:
 
 
 def _default_copy(tmp_path: Path, mutate=None, **meta) -> Path:
-    """A copy of the shipped default model folder, its head tampered as :func:`_write_head` does."""
+    """A copy of the shipped default model folder, its head tampered as :func:`_write_head` does (and, as a user's
+    own head would be, no longer recorded in the manifest: a recorded head of another sha256 is refused first)."""
     d = tmp_path / "model"
     shutil.copytree(default_model_dir(), d)
     if mutate is not None or meta:
         _write_head(d / HEAD_FILE, mutate, **meta)
+        man = json.loads((d / "manifest.json").read_text())
+        man.pop("head", None)
+        (d / "manifest.json").write_text(json.dumps(man))
     return d
 
 
