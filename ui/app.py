@@ -19,7 +19,7 @@ from facecycle.errors import FaceCycleError, OutputError, PipelineError, UsageEr
 from facecycle.files import json_text
 from facecycle.terminal import TERMINATING, stopping_signals
 
-__all__ = ["add_arguments", "run_app", "Automation"]
+__all__ = ["add_arguments", "run_app", "Automation", "qt_application", "c_numbers"]
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +252,29 @@ def window_errors() -> Optional[List[str]]:
     return _window_errors
 
 
+def c_numbers() -> None:
+    """Set the C library's number format (``LC_NUMERIC``) back to "C": creating a QApplication sets the whole
+    process's locale from the environment (``setlocale(LC_ALL, "")``), and under a locale with a decimal comma
+    (de_DE) the C libraries loaded in the app (OpenCV, PyAV/FFmpeg, ONNX Runtime) then printed and parsed numbers
+    with commas (``locale.format_string('%.2f', 1.5)`` gave ``1,50``). The rest of the locale (the character set,
+    the messages) stays the user's; Qt's own number formatting (QLocale) does not depend on it."""
+    import locale
+
+    try:
+        locale.setlocale(locale.LC_NUMERIC, "C")
+    except locale.Error:  # (every C library has "C")
+        log.debug("could not reset LC_NUMERIC to C", exc_info=True)
+
+
+def qt_application():
+    """The QApplication: the one there is, else a new one (named after the command), then :func:`c_numbers`."""
+    from PyQt6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "facecycle-app"])
+    c_numbers()
+    return app
+
+
 def run_app(args: argparse.Namespace) -> int:
     """Open the main window (the ``facecycle app`` command). Returns the exit code; in automation,
     a pipeline error is raised as its FaceCycleError (one line, its exit code)."""
@@ -269,7 +292,7 @@ def run_app(args: argparse.Namespace) -> int:
     size = _parse_size(args.size) if args.size is not None else None
     _check_choices(args)
     try:  # a missing PyQt6 first: no display would not help without it
-        from PyQt6.QtWidgets import QApplication
+        from PyQt6.QtWidgets import QApplication  # noqa: F401 - made by qt_application
     except ImportError as e:
         from facecycle.errors import BackendUnavailable
 
@@ -282,7 +305,7 @@ def run_app(args: argparse.Namespace) -> int:
     from .settings import Overlays
 
     qInstallMessageHandler(_qt_message_handler)
-    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "facecycle-app"])
+    app = qt_application()  # with the C library's numbers in "C" (c_numbers)
     app.setApplicationName("FaceCycle RT")
     overlays = Overlays(boxes=not args.no_overlays, pose=not args.no_overlays, emotions=not args.no_overlays,
                         neutral_thumb=bool(args.neutral_thumbnail), neutralized=bool(args.neutralized))

@@ -10,7 +10,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Collection, Deque, List, Optional, Sequence, Tuple, Union
 
-from PyQt6.QtCore import QByteArray, QEvent, QSettings, Qt, QTimer, pyqtSignal
+from PyQt6.QtCore import QByteArray, QEvent, QLocale, QSettings, Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import (
     QAction,
     QCloseEvent,
@@ -19,6 +19,7 @@ from PyQt6.QtGui import (
     QDropEvent,
     QGuiApplication,
     QKeySequence,
+    QPaintEvent,
     QPalette,
     QScreen,
 )
@@ -34,6 +35,9 @@ from PyQt6.QtWidgets import (
     QSpinBox,
     QSplitter,
     QStatusBar,
+    QStyle,
+    QStyleOptionButton,
+    QStylePainter,
     QVBoxLayout,
     QWidget,
 )
@@ -52,7 +56,7 @@ from .widgets import ElidedLabel, ErrorBanner, FacePanel, LiveView, NoticeBanner
 from .widgets.plot import ThrottledText
 
 __all__ = ["MainWindow", "backend_choices", "detector_choices", "rotation_text", "app_settings", "gui_message",
-           "saved_text",
+           "saved_text", "LeftToRightButton",
            "first_run_size", "open_keys", "key_hint", "contrast_ratio", "rec_color", "REC_COLORS",
            "APP_TITLE", "OUTPUT_ERRORS", "REMEMBERED", "DEFAULT_SIZE", "VIEW_HELP"]
 
@@ -273,6 +277,21 @@ def csv_reading(csv_file: Union[str, Path]) -> str:
     return f"{Path(csv_file).name} read as {r['emotion']} (mean p {r['p']:.2f})" if r else ""
 
 
+class LeftToRightButton(QPushButton):
+    """A push button whose (English) label is laid out left to right in a right-to-left layout too: there "Open
+    file…" read "…Open file" and "● Record…" "…Record ●" (the Unicode bidi algorithm puts a trailing "…" at a
+    right-to-left line's start; a painter lays text out in the application's direction, whatever the widget's).
+    The button itself, and its place in the row, still follow the layout."""
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt's name. QPushButton's own, but for the text
+        p = QStylePainter(self)
+        p.setLayoutDirection(Qt.LayoutDirection.LeftToRight)
+        option = QStyleOptionButton()
+        self.initStyleOption(option)
+        p.drawControl(QStyle.ControlElement.CE_PushButton, option)
+        p.end()
+
+
 class MainWindow(QMainWindow):
     """The FaceCycle RT window.
 
@@ -355,21 +374,25 @@ class MainWindow(QMainWindow):
         self.camera_spin = QSpinBox(self)
         self.camera_spin.setRange(0, 63)
         self.camera_spin.setPrefix("camera ")
-        self.camera_button = QPushButton("Use c&amera", self)
+        # Western digits whatever the locale, as every other number of the window (f-strings): under an Arabic
+        # QLocale it read "camera ٠" beside "display 30 fps"
+        self.camera_spin.setLocale(QLocale.c())
+        # the buttons' labels left to right in a right-to-left layout too (LeftToRightButton: "…Open file" there)
+        self.camera_button = LeftToRightButton("Use c&amera", self)
         self.camera_button.clicked.connect(lambda: self.open_source(self.camera_spin.value(), start=True))
-        self.open_button = QPushButton("&Open file…", self)
+        self.open_button = LeftToRightButton("&Open file…", self)
         self.open_button.clicked.connect(self._choose_file)
-        self.model_button = QPushButton("&Model…", self)
+        self.model_button = LeftToRightButton("&Model…", self)
         self.model_button.clicked.connect(self._choose_model)
         # a long name is elided in the middle ("a_long…name.mp4"): it never widens the window, its tooltip is whole
         self.source_label = ElidedLabel("no source", self, mode=Qt.TextElideMode.ElideMiddle)
         self.source_label.setMinimumWidth(80)
-        self.start_button = QPushButton("▶ &Start", self)
+        self.start_button = LeftToRightButton("▶ &Start", self)
         self.start_button.clicked.connect(self.start)
-        self.pause_button = QPushButton("❚❚ &Pause", self)
+        self.pause_button = LeftToRightButton("❚❚ &Pause", self)
         self.pause_button.setCheckable(True)
         self.pause_button.toggled.connect(self._on_pause_toggled)
-        self.stop_button = QPushButton("■ S&top", self)
+        self.stop_button = LeftToRightButton("■ S&top", self)
         self.stop_button.clicked.connect(self.stop)
         # Enter clicks a focused button, as Space does (Qt gives that to dialogs' buttons only). Outside a QDialog
         # an auto-default button never becomes a default one: Enter elsewhere (the view, a combo) clicks nothing
@@ -408,10 +431,10 @@ class MainWindow(QMainWindow):
         self.rotate_label.setBuddy(self.rotate_combo)
         self.realtime_check = QCheckBox("&file at its own pace", self)
         self.realtime_check.setChecked(realtime)
-        self.record_button = QPushButton(RECORD_TEXT[0], self)
+        self.record_button = LeftToRightButton(RECORD_TEXT[0], self)
         self.record_button.setCheckable(True)
         self.record_button.clicked.connect(self._on_record_clicked)
-        self.csv_button = QPushButton(CSV_TEXT[0], self)
+        self.csv_button = LeftToRightButton(CSV_TEXT[0], self)
         self.csv_button.setCheckable(True)
         self.csv_button.clicked.connect(self._on_csv_clicked)
         # on, they say what a click does ("■ Stop REC", like the status bar's "● REC") in white on red, not in a

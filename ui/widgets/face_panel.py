@@ -94,6 +94,12 @@ class EmotionBars(QWidget):
     def paintEvent(self, event: QPaintEvent) -> None:
         p = QPainter(self)
         p.setFont(scaled_font(self.font(), self.text_scale))
+        # the names and numbers are English and Western digits: laid out left to right in a right-to-left layout
+        # too. The rows follow the layout as a progress bar does: there the names are on the right, the bars grow
+        # from them to the left and the values are on the left (the painter mirrored the text's alignment only:
+        # the names stood right-aligned on the left of bars that grew to the right)
+        rtl = self.layoutDirection() == Qt.LayoutDirection.RightToLeft
+        p.setLayoutDirection(Qt.LayoutDirection.LeftToRight)
         g = self.geometry_px()
         row, label_w, value_w = g["row"], g["label"], g["value"]
         w = self.width()
@@ -103,16 +109,22 @@ class EmotionBars(QWidget):
                        self.NO_HEAD)
             p.end()
             return
+
+        def visual(r: QRectF) -> QRectF:  # a rect laid out left to right, where the layout's direction puts it
+            return QRectF(w - r.right(), r.top(), r.width(), r.height()) if rtl else r
+
+        lead, trail = ((Qt.AlignmentFlag.AlignRight, Qt.AlignmentFlag.AlignLeft) if rtl
+                       else (Qt.AlignmentFlag.AlignLeft, Qt.AlignmentFlag.AlignRight))
         for i, name in enumerate(EMOTIONS):
             y = 2 + i * row
             p.setPen(QColor(200, 200, 200))
-            p.drawText(QRectF(0, y, label_w, row - 1), Qt.AlignmentFlag.AlignVCenter, name)
+            p.drawText(visual(QRectF(0, y, label_w, row - 1)), lead | Qt.AlignmentFlag.AlignVCenter, name)
             bar = QRectF(label_w, y + 2, max(0, w - label_w - value_w - 2), row - 4)
-            p.fillRect(bar, QColor(50, 50, 55))
+            p.fillRect(visual(bar), QColor(50, 50, 55))
             v = float(np.clip(self.values[i], 0, 1))
-            p.fillRect(QRectF(bar.left(), bar.top(), bar.width() * v, bar.height()), EMOTION_COLORS[name])
-            p.drawText(QRectF(w - value_w, y, value_w, row - 1),
-                       Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, f"{v:.2f}")
+            p.fillRect(visual(QRectF(bar.left(), bar.top(), bar.width() * v, bar.height())), EMOTION_COLORS[name])
+            p.drawText(visual(QRectF(w - value_w, y, value_w, row - 1)), trail | Qt.AlignmentFlag.AlignVCenter,
+                       f"{v:.2f}")
         p.end()
 
 

@@ -152,7 +152,7 @@ class TimePlot(QWidget):
         return QFontMetrics(scaled_font(self.font(), self.text_scale))
 
     def _strip(self) -> int:
-        """The height of the strip under the plot ("-10 s", the legend, "now"): 14 px at the usual font."""
+        """The height of the strip under the plot ("−10 s", the legend, "now"): 14 px at the usual font."""
         return self._text_metrics().height() + 3
 
     def _apply_font(self) -> None:
@@ -322,8 +322,18 @@ class TimePlot(QWidget):
             p.translate(-dx, -dy)
         p.setRenderHint(QPainter.RenderHint.Antialiasing, False)
 
+    def span_ends(self) -> Tuple[str, str]:
+        """The texts at the ends of the time axis, under the plot: ``("−10 s", "now")``, with a true minus sign
+        (U+2212; the hyphen-minus "-10 s" was a hyphen)."""
+        return f"\u2212{self.window:g} s", "now"
+
     def paintEvent(self, event: QPaintEvent) -> None:
         p = QPainter(self)
+        # left to right in a right-to-left layout too (an Arabic or Hebrew desktop): a time axis runs left to right
+        # there as well, and the samples are drawn so (the newest at the right). The painter took the widget's
+        # direction, which mirrored the text only: "now" at the left, over the oldest samples, and "-10 s" read
+        # "s 10-" (its text laid out right to left)
+        p.setLayoutDirection(Qt.LayoutDirection.LeftToRight)
         # no antialiasing but for the lines' 1-px strokes (_stroke): an antialiased dashed line 1.5 px wide cost ~3 ms
         # a path, ~4 times one without (the text keeps its own, TextAntialiasing)
         p.setRenderHint(QPainter.RenderHint.Antialiasing, False)
@@ -342,8 +352,8 @@ class TimePlot(QWidget):
         sample = self.legend_sample + 3
         widths = [fm.horizontalAdvance(n) for n in names]
         legend_w = sum(widths) + sample * len(names) + 6 * (len(names) - 1)
-        ends = [f"-{self.window:g} s", "now"]
-        # with a large font in a narrow card the legend ran over "-10 s" and "now": the legend (which line is which)
+        ends = self.span_ends()
+        # with a large font in a narrow card the legend ran over "−10 s" and "now": the legend (which line is which)
         # stays, the span's ends give way (the grid is every 2 s; the accessible description says the span)
         if not names or legend_w + sum(fm.horizontalAdvance(t) for t in ends) + 12 <= r.width():
             p.setPen(QColor(140, 140, 140))
@@ -352,7 +362,7 @@ class TimePlot(QWidget):
         if len(self._t) >= 2:
             ts, intensity, emotions = self._as_arrays()
             styles = self.line_styles()
-            # the legend in the strip under the plot, between "-10 s" and "now": drawn inside the plot it lay on
+            # the legend in the strip under the plot, between "−10 s" and "now": drawn inside the plot it lay on
             # the newest samples, at the right edge. Each name follows a short stretch of its line
             legend_x = r.center().x() - legend_w / 2
             for name, w in zip(names, widths, strict=True):
