@@ -109,13 +109,16 @@ def test_a_model_without_a_head_has_no_head_checksum_and_an_empty_rel_intensity(
     nohead = tmp_path / "nohead"
     nohead.mkdir()
     for f in default_model.iterdir():
-        if f.is_file() and f.name != HEAD_FILE:
+        if f.is_file() and f.name not in (HEAD_FILE, "manifest.json"):
             (nohead / f.name).symlink_to(f)
+    man = json.loads((default_model / "manifest.json").read_text())
+    man.pop("head", None)  # the manifest records the shipped head: a folder without it records none
+    (nohead / "manifest.json").write_text(json.dumps(man))
     import csv as csvlib
 
     csv, _, side = _run(nohead, tmp_path, real_frames(40))
     assert side["model"]["head_sha256"] is None and side["model"]["expression_head"] is None
-    assert side["model"]["manifest_sha256"] == sha256_file(default_model / "manifest.json")
+    assert side["model"]["manifest_sha256"] == sha256_file(nohead / "manifest.json")
     with open(csv, newline="") as f:
         faces = [r for r in csvlib.DictReader(f) if r["success"] == "1"]
     ready = [r for r in faces if r["baseline_ready"] == "1"]
