@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 __all__ = ["json_safe", "json_text", "sha256_file", "text_name", "file_id", "temp_path", "write_atomic",
+           "name_max", "name_length", "hidden_name",
            "replace_retrying", "REPLACE_WAITS",
            "write_failure", "name_key", "caseless_note", "names_caseless", "CASELESS_NAMES",
            "match_umask", "check_can_create", "unread_pictures", "visible_files", "walk_once", "IMAGE_SUFFIXES",
@@ -55,15 +56,51 @@ def file_id(path: Union[str, Path]) -> Optional[Tuple[int, int]]:
     return (st.st_dev, st.st_ino) if st.st_ino else None
 
 
+def name_max(folder: Union[str, Path]) -> int:
+    """The longest file name the file system of ``folder`` (or of its nearest existing parent) takes: its
+    ``NAME_MAX`` (``os.pathconf``), else 255 (Windows, where :func:`name_length` counts UTF-16 code units as NTFS
+    does; a file system that sets no limit)."""
+    d = Path(folder)
+    try:
+        while not d.exists() and d != d.parent:
+            d = d.parent
+        limit = os.pathconf(d, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), no such setting, no folder to start from
+        return 255
+    return limit if limit > 0 else 255  # (-1: no limit)
+
+
+def name_length(name: str) -> int:
+    """How long the file name ``name`` is as :func:`name_max` counts: bytes of its file system encoding, UTF-16
+    code units on Windows (NTFS, exFAT, FAT's long names)."""
+    if sys.platform == "win32":
+        return len(name.encode("utf-16-le", "surrogatepass")) // 2
+    return len(os.fsencode(name))
+
+
+def hidden_name(path: Union[str, Path], tail: str) -> Path:
+    """The hidden file ``.NAME{tail}`` beside ``path`` (``NAME`` its name); where that is longer than the folder's
+    file system allows (:func:`name_max`: a name that fits itself, near the limit), ``.{12 hex}{tail}`` instead,
+    the hex the start of the sha1 of the name's bytes: as hidden, and one name per ``path`` all the same."""
+    p = Path(path)
+    long = f".{p.name}{tail}"
+    if name_length(long) <= name_max(p.parent):
+        return p.with_name(long)
+    return p.with_name(f".{hashlib.sha1(os.fsencode(p.name)).hexdigest()[:12]}{tail}")
+
+
 def temp_path(path: Union[str, Path]) -> Path:
     """A hidden temporary name beside ``path`` that no other process or thread picks (pid and a random part), for
     writing a file whole and then ``os.replace``-ing it into place: two writers of one file with a fixed ``.tmp``
-    name removed each other's (one batch's summary failed to write after the whole corpus had run)."""
-    import os
+    name removed each other's (one batch's summary failed to write after the whole corpus had run).
+
+    ``.NAME.<pid>-<8 hex>.tmp``; where that is too long for the file system (a ``NAME`` within about 20 bytes of
+    its limit: each output's name was checked to fit, and then its sidecar could not be written, "File name too
+    long"), ``.<12 hex>.<pid>-<8 hex>.tmp`` (:func:`hidden_name`), still hidden and still ending
+    ``.<pid>-<8 hex>.tmp``."""
     import uuid
 
-    p = Path(path)
-    return p.with_name(f".{p.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    return hidden_name(path, f".{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
 
 
 #: seconds :func:`replace_retrying` waits before each further try of ``os.replace`` on Windows (about 1.5 s in all)
@@ -350,9 +387,9 @@ def _who(holder: Dict[str, Any]) -> str:
 
 def lock_name(path: Union[str, Path]) -> Path:
     """The hidden lock file of an output ``path``, beside it: ``.clip.csv.lock`` for ``clip.csv`` (for a folder
-    output, ``.pq.lock`` beside the folder ``pq``)."""
-    p = Path(path)
-    return p.with_name(f".{p.name}.lock")
+    output, ``.pq.lock`` beside the folder ``pq``); for a name too long for that, ``.<12 hex>.lock``
+    (:func:`hidden_name`: the same for every run given ``path``; such an output was left unlocked)."""
+    return hidden_name(path, ".lock")
 
 
 def _read_holder(fd: int) -> Dict[str, Any]:

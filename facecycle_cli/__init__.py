@@ -330,14 +330,14 @@ def _flush_stdout() -> int:
 
 
 def _tolerant_std_streams() -> None:
-    """On Windows, make stdout and stderr write what their encoding cannot hold as ``\\u`` escapes instead of
-    failing: redirected to a file or pipe they are in the ANSI code page (cp1252, cp1250, ...) with ``errors="strict"``,
-    so a name outside it (``视频.mp4`` on a Western-European PC) in ``batch --dry-run > plan.txt`` was "internal error:
-    UnicodeEncodeError". The encoding is kept (``PYTHONIOENCODING`` and ``PYTHONUTF8`` decide it, and programs that
-    read the output decode it in the code page), and so is an error handler other than ``strict``. Elsewhere, and for
-    a stream that cannot be reconfigured, nothing changes."""
-    if sys.platform != "win32":
-        return
+    """Make stdout and stderr write what their encoding cannot hold as ``\\u``/``\\x`` escapes instead of failing.
+    On Windows, redirected to a file or pipe, they are in the ANSI code page (cp1252, cp1250, ...) with
+    ``errors="strict"``, so a name outside it (``视频.mp4`` on a Western-European PC) in ``batch --dry-run > plan.txt``
+    was "internal error: UnicodeEncodeError"; elsewhere an ASCII stdout (``PYTHONIOENCODING=ascii``, a ``C`` locale
+    where Python does not coerce it) failed alike, part way through its output, on a clip, a model folder or a home
+    folder named outside ASCII. The encoding is kept (``PYTHONIOENCODING`` and ``PYTHONUTF8`` decide it, and programs
+    that read the output decode it so), and so is an error handler other than ``strict``. A stream that cannot be
+    reconfigured is left as it is."""
     for stream in (sys.stdout, sys.stderr):
         stream = getattr(stream, "wrapped", stream)  # stderr's SafeStream: the stream it writes to
         if stream is None or getattr(stream, "errors", None) != "strict" or not hasattr(stream, "reconfigure"):

@@ -31,6 +31,7 @@ Where the OS has no ``flock`` (Windows) nothing is locked.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
@@ -43,10 +44,20 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from facecycle.cpus import codec_threads
 from facecycle.errors import FaceCycleError, OutputError
-from facecycle.files import VIDEO_SUFFIXES, Busy, file_id, lock_file, lock_name, unlock_file, write_failure
+from facecycle.files import (
+    VIDEO_SUFFIXES,
+    Busy,
+    file_id,
+    hidden_name,
+    lock_file,
+    lock_name,
+    text_name,
+    unlock_file,
+    write_failure,
+)
 
 from .annotators import Annotator, Compose
-from .sinks import CsvSink, ImageSink, VideoSink, is_image_path, write_sidecar
+from .sinks import CsvSink, ImageSink, VideoSink, check_output_name, is_image_path, write_sidecar
 from .sinks.video_sink import VIDEO_OUT_SUFFIXES, check_video_threads, check_x264_preset
 from .types import FramePacket
 
@@ -116,6 +127,34 @@ def _real(path: PathLike) -> str:
     except FileNotFoundError:
         raise OutputError(f"{path}: the current folder no longer exists (deleted?); cd to a folder that exists, or "
                           "give the outputs an absolute path (--out-dir)") from None
+
+
+def _text(s: str) -> str:
+    """``s`` as text every JSON reader takes: bytes of a file name that are not UTF-8 (kept by Python as lone
+    surrogates, ``caf\\udce9``) as ``\\xNN`` (:func:`~facecycle.files.text_name`, as the Parquet ``video`` column
+    and the CSV's ``file`` column have them); any other string unchanged."""
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text_name(s)
+    except UnicodeError:  # a surrogate no file name's byte made
+        return s.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _text_fields(obj: Any) -> Any:
+    """``obj`` with every string in it, at any depth, as :func:`_text` has it: the sidecar's ``input.name`` and
+    ``input.path``, ``csv``, ``video``, ``command`` and an ``error`` naming a file held lone surrogates for a name
+    that is not UTF-8 (``"caf\\udce9.mp4"``), which jq and other JSON readers turn into U+FFFD."""
+    if isinstance(obj, str):
+        return _text(obj)
+    if isinstance(obj, dict):
+        return {(_text(k) if isinstance(k, str) else k): _text_fields(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_text_fields(v) for v in obj]
+    return obj
 
 
 class RunOutputs:
@@ -196,6 +235,13 @@ class RunOutputs:
         self._checkpoint_at = 0.0
         self._checkpoint_tracks = 0
         self._checkpoint_warned = False
+        #: the open CSV was made by this run (no file was at its path once an earlier one was set aside), and its
+        #: sidecar has been written by this run (the file at its path is this run's): what a run that wrote no frame
+        #: and could not write its sidecar removes again (:meth:`_close_csv`)
+        self._csv_made = False
+        self._sidecar_made = False
+        #: the error of the open CSV's first ``running`` sidecar, where it could not be written
+        self._sidecar_error: Optional[BaseException] = None
 
     # ---------------------------------------------------------------- any thread
     def set_annotator(self, annotator: Optional[Annotator]) -> None:
@@ -220,6 +266,7 @@ class RunOutputs:
         self._close_csv("stopped")
         side = Path(sidecar) if sidecar else Path(path).with_suffix(".json")
         self._check_clash({"CSV": Path(path), "CSV's sidecar": side})
+        check_output_name(side)  # before any file is made (a CSV's own name is checked as it opens)
         try:  # before anything is set aside: a file another run still writes is refused, untouched
             self._take_lock(Path(path))
             self._take_lock(side)
@@ -229,6 +276,7 @@ class RunOutputs:
             raise
         self._set_aside(Path(path))
         self._set_aside(side)
+        made = not os.path.lexists(path)
         try:
             self.csv = CsvSink(path, self.code_dim, overwrite=self.overwrite, file_column=self.file_column)
         except BaseException:
@@ -236,7 +284,12 @@ class RunOutputs:
             self._put_back([Path(path), side])  # no new file will replace them
             raise
         self.sidecar_path = side
-        self.write_sidecar("running")
+        self._csv_made, self._sidecar_made, self._sidecar_error = made, False, None
+        try:
+            self.write_sidecar("running")
+        except BaseException as e:  # the run fails; closing it writes a `failed` sidecar where it can
+            self._sidecar_error = e
+            raise
         self._checkpoint_at, self._checkpoint_tracks, self._checkpoint_warned = time.monotonic(), 0, False
 
     def _check_clash(self, new: Dict[str, Path]) -> None:
@@ -329,8 +382,10 @@ class RunOutputs:
             self.annotator = None if isinstance(ann, Compose) and not ann.annotators else ann
         if csv is not _KEEP:
             self._guard(CSV_NOT_FINISHED, self._close_csv, "complete")
-            if csv is not None:
-                self._guard(CSV_FAILED[0], self.open_csv, *csv)
+            if csv is not None and not self._guard(CSV_FAILED[0], self.open_csv, *csv) and self.csv is not None:
+                # opened, but its first sidecar could not be written: the export is off (said so), not going on
+                # unseen; a `failed` sidecar where it can be written, else the header-only CSV is removed
+                self._quietly(self._close_csv, "failed", self._sidecar_error)
         if video is not _KEEP:
             self._guard(VIDEO_NOT_FINISHED, self._close_video)
             if video is not None:
@@ -463,7 +518,7 @@ class RunOutputs:
         it (``.x.csv.replaced``), so that a run failing before its first frame does not cost the earlier result."""
         if not self.overwrite or self._frames_seen or not path.is_file():
             return
-        aside = path.with_name(f".{path.name}.replaced")
+        aside = hidden_name(path, ".replaced")  # (.<12 hex>.replaced for a name near the file system's limit)
         try:
             os.replace(path, aside)
         except OSError as e:  # replaced in place, as before
@@ -530,12 +585,14 @@ class RunOutputs:
             info["stats"] = self.stats()
         if error is not None:
             info["error"] = str(error)
-        try:
-            write_sidecar(self.sidecar_path, info)
+        try:  # names as UTF-8 text, bytes that are not UTF-8 as \xNN (input.name, input.path, csv, video, command)
+            write_sidecar(self.sidecar_path, _text_fields(info))
         except OSError as e:  # a full disk, a file size limit (the padded "running" one needs 32 KiB): one line
+            room = e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # (not a name too long, a folder, ...)
             raise OutputError(f"{self.sidecar_path}: {write_failure(e)}"
                               + (" (the sidecar reserves 32 KiB when the run starts)"
-                                 if status == "running" and not with_stats else "")) from None
+                                 if room and status == "running" and not with_stats else "")) from None
+        self._sidecar_made = True
 
     def _close_csv(self, status: str, error: Optional[BaseException] = None) -> None:
         """Finish the CSV and write its sidecar's final state (raises the close error, after the sidecar)."""
@@ -554,16 +611,56 @@ class RunOutputs:
         except Exception as e:  # noqa: BLE001 - the CSV itself is complete; raised below, once it is finished
             unwritten = e
         self.csv, self.sidecar_path = None, None
+        removed = self._remove_unmarked(c, side) if unwritten is not None and failed is None else []
         self._in_use.pop("csv", None)
         self._release_idle()
-        self.finished.append(str(c.path))
-        log.info("CSV finished: %s (%d frames)", c.path, c.frames)
+        if not removed:
+            self.finished.append(str(c.path))
+            log.info("CSV finished: %s (%d frames)", c.path, c.frames)
         if failed is not None:
             raise failed
-        if unwritten is not None:  # the run's reading and counts are missing: a failure, never a silent success
-            msg = str(unwritten) if isinstance(unwritten, OutputError) else f"{side}: {unwritten}"
-            raise OutputError(f"{msg} (the final sidecar was not written: it still says running; the CSV is "
-                              "complete)")
+        if unwritten is None:
+            return
+        # the run's reading and counts are missing: a failure, never a silent success
+        msg = str(unwritten) if isinstance(unwritten, OutputError) else f"{side}: {unwritten}"
+        if removed:  # nothing of the run is left: no file that blocks the corrected command
+            gone = " and ".join(p.name for p in removed)
+            if error is not None and error is self._sidecar_error:  # the very error the run fails with: said once
+                log.info("%s: removed (this run's, holding no rows; no sidecar could be written)", gone)
+                return
+            raise OutputError(f"{msg} (the final sidecar was not written; this run's {gone}, holding no rows, "
+                              "removed)")
+        said = ("it still says running" if self._sidecar_made and side is not None and side.is_file()
+                else "no sidecar was written")
+        raise OutputError(f"{msg} (the final sidecar was not written: {said}; the CSV is complete)")
+
+    def _remove_unmarked(self, c: CsvSink, side: Optional[Path]) -> List[Path]:
+        """Where the run wrote no row and no final sidecar could be written, remove what this run made of the CSV
+        (a header alone) and of its sidecar (a ``running`` one of no frame): a header-only CSV without a ``failed``
+        sidecar beside it blocked the corrected command ("exists"). An earlier file set aside is put back by the
+        caller; a file that was there before this run, or one that holds rows, is kept. Returns what was removed
+        (nothing, where the CSV stays)."""
+        if c.rows or c.frames or not self._csv_made:
+            return []
+        removed: List[Path] = []
+        try:
+            if not stat.S_ISREG(os.lstat(c.path).st_mode):  # (a device, a pipe: never this run's file)
+                return []
+            os.unlink(c.path)
+            removed.append(c.path)
+        except OSError as e:
+            log.warning("%s: the CSV of no rows was not removed (%s)", c.path, e)
+            return []
+        if side is not None and self._sidecar_made:
+            try:
+                os.unlink(side)
+                removed.append(side)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                log.warning("%s: the sidecar of no frame was not removed (%s)", side, e)
+        self._csv_made = self._sidecar_made = False
+        return removed
 
     def _close_video(self, to_end: bool = False) -> None:
         if self.video is None:

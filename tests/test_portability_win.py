@@ -170,16 +170,17 @@ def test_redirected_stdout_in_a_code_page_prints_a_name_outside_it(monkeypatch, 
     assert "removed 0 file(s)" in text and "\\u89c6\\u9891" in text
 
 
-def test_stdout_is_left_as_it_is_elsewhere(monkeypatch):
+def test_stdout_is_made_tolerant_on_every_platform(monkeypatch):
+    """Probe h79 F2: an ASCII stdout elsewhere (PYTHONIOENCODING=ascii, LANG=C on an old Python) crashed `batch
+    --dry-run` with a UnicodeEncodeError; every platform's stdout now escapes what it cannot encode."""
     from facecycle_cli import _tolerant_std_streams
 
-    out = io.TextIOWrapper(io.BytesIO(), encoding="cp1252")
-    monkeypatch.setattr(sys, "stdout", out)
-    _tolerant_std_streams()
-    assert out.errors == "strict"
-    monkeypatch.setattr(sys, "platform", "win32")
-    _tolerant_std_streams()
-    assert out.errors == "backslashreplace" and out.encoding == "cp1252"
+    for platform in ("linux", "win32"):
+        out = io.TextIOWrapper(io.BytesIO(), encoding="cp1252")
+        monkeypatch.setattr(sys, "stdout", out)
+        monkeypatch.setattr(sys, "platform", platform)
+        _tolerant_std_streams()
+        assert out.errors == "backslashreplace" and out.encoding == "cp1252"
 
 
 # ----------------------------------------------------------------------------------- F7: file:// URLs

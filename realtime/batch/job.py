@@ -40,7 +40,7 @@ from facecycle.errors import (
     address_space_limited,
     is_out_of_memory,
 )
-from facecycle.files import Busy, file_id, lock_file, replace_retrying, unlock_file
+from facecycle.files import Busy, file_id, lock_file, name_length, name_max, replace_retrying, text_name, unlock_file
 from facecycle.jsonvalues import is_int, is_number
 
 from ..sinks.image_sink import is_image_path, picture_suffix
@@ -93,7 +93,27 @@ def same_input(a: Any, b: Any) -> bool:
     ia, ib = file_id(a), file_id(b)
     if ia is not None and ib is not None:
         return ia == ib
+    if (ia is None) != (ib is None) and _as_text(b if ia is None else a) == (a if ia is None else b):
+        # a record of a name that is not UTF-8 written as text (``caf\\xe9.mp4``: batch.json, a sidecar whose
+        # paths are made UTF-8) is the file whose bytes it spells, not another input's
+        return True
     return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
+
+
+def _text_or_none(path: Optional[str]) -> Optional[str]:
+    """A path recorded in the sidecar: as :func:`_as_text` writes it, where it can be; else as it is."""
+    if path is None:
+        return None
+    return _as_text(path) or path
+
+
+def _as_text(path: str) -> Optional[str]:
+    """``path`` as :func:`~facecycle.files.text_name` writes it (a name's bytes that are not UTF-8 as ``\\xNN``),
+    or None where it cannot be (a surrogate no file name's byte becomes)."""
+    try:
+        return text_name(path)
+    except UnicodeEncodeError:
+        return None
 
 
 #: hidden folder (per output folder) that holds attempts in progress
@@ -481,10 +501,13 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
                    damaged=int(getattr(run.src, "damaged", 0) or 0),  # damage read through (frames concealed)
                    rows=count_csv_rows(paths["csv"]) if paths["csv"] else None,  # type: ignore[arg-type]
                    csv_bytes=Path(paths["csv"]).stat().st_size if paths["csv"] else None)  # type: ignore[arg-type]
-        info["csv"] = res["csv"]
-        info["video"] = res["video"]
+        # paths as UTF-8 text (a name's bytes that are not UTF-8 as \xNN, as the sidecar's own and the Parquet
+        # `video` column write them): `batch.input` is read back by same_input, which takes that spelling
+        info["csv"] = _text_or_none(res["csv"])
+        info["video"] = _text_or_none(res["video"])
         info["fingerprint"] = task["fingerprint"]
-        info["batch"] = {"run_id": task["run_id"], "input": task["input"], "rel": task["rel"],
+        info["batch"] = {"run_id": task["run_id"], "input": _text_or_none(task["input"]),
+                         "rel": _text_or_none(task["rel"]),
                          "retries": res["retries"], "rows": res["rows"], **task.get("batch", {}),
                          "csv_bytes": res["csv_bytes"]}
         from realtime.sinks import write_sidecar
@@ -614,6 +637,14 @@ def _this_input_only(e: BaseException, task: Dict[str, Any]) -> Optional[str]:
     if err.errno == errno.ENAMETOOLONG or (_WINDOWS and (getattr(err, "winerror", None) == 206 or (
             err.errno == errno.ENOENT and len(name) >= _WINDOWS_MAX_FOLDER))):
         where = f" (a work copy, in {PARTIAL_DIR})" if PARTIAL_DIR in Path(name).parts else ""
+        # (Windows' "not found" of a path over its 259 characters is the path's length, whatever its names)
+        long_name = _name_over_limit(name, out) if err.errno == errno.ENAMETOOLONG else None
+        if long_name is not None:  # one name alone is too long: where the outputs go does not matter
+            part, n, unit, limit = long_name
+            shown = part if len(part) <= 60 else f"{part[:40]}…{Path(part).suffix}"
+            return (f"{task['input']}: its outputs cannot be written: the name {text_name(shown)}{where} is too "
+                    f"long ({n} {unit}; this file system allows {limit}) ({why}); rename the input (a shorter "
+                    "--out-dir does not help)")
         hint = ("Windows allows 259 characters unless long paths are enabled (LongPathsEnabled): enable them, or give "
                 "a shorter --out-dir" if _WINDOWS else "give a shorter --out-dir, or rename the input")
         return (f"{task['input']}: its outputs cannot be written: a path of {len(name)} characters{where} is too long "
@@ -621,6 +652,23 @@ def _this_input_only(e: BaseException, task: Dict[str, Any]) -> Optional[str]:
     if isinstance(err, PermissionError) and out and os.access(out, os.W_OK) and not _same_folder(name, out):
         held = "; open in another program? close it and run the batch again" if _WINDOWS else ""
         return f"{task['input']}: its outputs cannot be written ({name}: {why}){held}"
+    return None
+
+
+def _name_over_limit(path: str, out: Any) -> Optional[Tuple[str, int, str, int]]:
+    """The first name in ``path`` below the output folder ``out`` that is longer than the file system allows
+    (``(name, length, unit, limit)``: the output folder's ``NAME_MAX``, else 255 bytes; on Windows 255 UTF-16
+    code units, as NTFS counts), or None: then the path as a whole is too long."""
+    try:
+        limit = name_max(out)
+        parts = Path(path).relative_to(os.fspath(out)).parts
+    except (ValueError, TypeError):
+        limit, parts = 255, Path(path).parts
+    unit = "characters" if _WINDOWS else "bytes"
+    for part in parts:
+        n = name_length(part)
+        if n > limit:
+            return part, n, unit, limit
     return None
 
 

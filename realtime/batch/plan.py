@@ -20,6 +20,7 @@ from facecycle.files import (
     file_id,
     name_key,
     names_caseless,
+    text_name,
     unread_pictures,
     walk_once,
 )
@@ -175,21 +176,109 @@ def _expand(spec: str, out_dir: Optional[Path], origin: str,
 
 
 def read_input_list(spec: str) -> List[str]:
-    """The paths and URLs of an input list, ``spec`` = ``@list.txt`` (one a line, ``#`` comments; paths relative
-    to the list's folder); :class:`~facecycle.errors.InputError` for one that cannot be read."""
+    """The paths and URLs of an input list, ``spec`` = ``@list.txt`` (:func:`list_entries`, without where each came
+    from); :class:`~facecycle.errors.InputError` for one that cannot be read."""
+    return [entry for entry, _ in list_entries(spec)]
+
+
+def _list_path(line: str, base: Path) -> str:
+    """A list's line as a path or URL: a relative path joined to the list's folder ``base``."""
+    return line if os.path.isabs(os.path.expanduser(line)) or url_scheme(line) else str(base / line)
+
+
+def _names_file(line: str, base: Path) -> bool:
+    """Whether a list's line, as it stands, names a file or folder that exists (a link too, dangling or not)."""
+    if not line or url_scheme(line):
+        return False
+    try:
+        return os.path.lexists(os.path.expanduser(_list_path(line, base)))
+    except (OSError, ValueError):  # a name too long; a character no path holds
+        return False
+
+
+def _line_texts(raw: bytes) -> Tuple[Optional[str], List[str]]:
+    """A list line's bytes as UTF-8 text (None where they are not UTF-8), and every reading of them as a path, the
+    file system's own first: :func:`os.fsdecode` names the file whose name has these very bytes (``caf\\xe9.mp4``,
+    Latin-1, on Linux: kept as surrogates, as a folder's walk finds it), then the UTF-8 text, then the locale's
+    encoding (a list saved as "ANSI" on Windows)."""
+    import locale
+
+    try:
+        text: Optional[str] = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    readings: List[str] = []
+    for decode in (os.fsdecode, lambda b: b.decode("utf-8"), lambda b: b.decode(locale.getpreferredencoding(False))):
+        try:
+            r = decode(raw)
+        except (UnicodeDecodeError, LookupError):
+            continue
+        if r not in readings:
+            readings.append(r)
+    return text, readings
+
+
+def list_entries(spec: str) -> List[Tuple[str, str]]:
+    """The paths and URLs of an input list, ``spec`` = ``@list.txt``, each with where it came from (the words an
+    error about it ends with: ``" (listed in list.txt)"``); :class:`~facecycle.errors.InputError` for a list that
+    cannot be read.
+
+    One path or URL a line, paths relative to the list's folder; blank lines are skipped. A line is read as the
+    file it names, as it stands (only its line end, ``\\n`` or ``\\r\\n``, taken off): a name with leading or
+    trailing spaces, or one that starts with ``#`` (``#1 interview.mp4``, as ``ls > list.txt`` lists it), is that
+    file where it exists. Otherwise its surrounding white space is dropped (an editor's trailing spaces, an indent),
+    and a line starting with ``#`` is a comment. The list is UTF-8 (a byte-order mark, as Notepad writes, is
+    dropped; a UTF-16 list, as PowerShell's ``>`` writes, is read too); a line whose bytes are not UTF-8 is read as
+    the file system reads names (:func:`os.fsdecode`: a file whose name is not UTF-8, listed by ``find``), and
+    where it names no file, its input fails with the line's number and the advice to save the list as UTF-8."""
+    import codecs
+
     path = Path(os.path.expanduser(spec[1:]))
     try:
-        text = path.read_text(encoding="utf-8-sig")  # a list saved by Notepad starts with a byte-order mark
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: cannot read the input list ({getattr(e, 'strerror', None) or e})") from None
+        data = path.read_bytes()
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the input list ({e.strerror or e})") from None
+    if data.startswith(codecs.BOM_UTF8):  # a list saved by Notepad starts with a byte-order mark
+        data = data[len(codecs.BOM_UTF8):]
+    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # PowerShell 5's `ls > list.txt`
+        try:
+            data = data.decode("utf-16").encode("utf-8", "surrogatepass")
+        except UnicodeDecodeError as e:
+            raise InputError(f"{path}: cannot read the input list (it starts as UTF-16 text, but {e}); save it "
+                             "as UTF-8") from None
     base = path.parent
-    out = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if "\0" in line:  # no path holds one (it was an internal error, "embedded null byte")
+    origin = f" (listed in {spec[1:]})"
+    out: List[Tuple[str, str]] = []
+    # lines end with \n (or \r\n); a list with \r alone (classic Mac OS) at \r. Nothing else ends a line: a
+    # name may hold any other character (str.splitlines also split at \x0b, \x1c, \u2028, ...)
+    lines = data.split(b"\n") if b"\n" in data else data.split(b"\r")
+    for n, raw in enumerate(lines, 1):
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        if b"\0" in raw:  # no path holds one (it was an internal error, "embedded null byte")
             raise InputError(f"{path}: line {n} holds a NUL byte: not a list of paths (one path or URL per line)")
-        line = line.strip()
-        if line and not line.startswith("#"):
-            out.append(line if os.path.isabs(os.path.expanduser(line)) or url_scheme(line) else str(base / line))
+        text, readings = _line_texts(raw)
+        shown = text if text is not None else readings[0] if readings else raw.decode("latin-1")
+        if not shown.strip():
+            continue
+        # the file the line names as it stands; else without trailing, then without any surrounding white space
+        found = next((c for r in readings for c in dict.fromkeys((r, r.rstrip(), r.strip())) if _names_file(c, base)),
+                     None)
+        if found is not None:
+            if found.startswith("#") and _names_file(found[1:].strip(), base):
+                log.warning("%s: line %d, %s, names a file and is read as one, not as a comment; %s exists too",
+                            path, n, text_name(found), text_name(found[1:].strip()))
+            out.append((_list_path(found, base), origin))
+            continue
+        line = shown.strip()
+        if line.startswith("#"):  # a comment (it names no file)
+            continue
+        if text is None:  # not UTF-8, and the file system's reading of it names no file either
+            line = (readings[0] if readings else shown).strip()
+            out.append((_list_path(line, base), f" (line {n} of {spec[1:]} is not UTF-8 text, and as the file "
+                                                 "system reads names it names no file: save the list as UTF-8)"))
+            continue
+        out.append((_list_path(line, base), origin))
     return out
 
 
@@ -234,7 +323,7 @@ def collect_inputs(specs: Iterable[str], out_dir: Optional[Union[str, Path]] = N
     refused: List[str] = []  # live streams: a batch task must end
     for spec in specs:
         listed = spec.startswith("@")
-        entries = [(e, f" (listed in {spec[1:]})") for e in read_input_list(spec)] if listed else [(spec, "")]
+        entries = list_entries(spec) if listed else [(spec, "")]
         for entry, origin in entries:
             entry = local_path(entry)  # a file:// URL is its local path, as `facecycle process` reads it
             if url_scheme(entry):

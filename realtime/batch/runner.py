@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import re
 import signal
 import sys
 import threading
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
 
 from facecycle.errors import InputError, OutputError, UsageError
-from facecycle.files import check_can_create, json_text, write_atomic
+from facecycle.files import check_can_create, json_text, text_name, write_atomic
 from facecycle.terminal import REPEATING, TERMINATING, note, quiet, stderr_is_terminal
 
 from .job import BatchSettings, not_a_file, output_paths, same_input, sidecar_reading
@@ -45,9 +46,55 @@ def _validators(urls: List[str]) -> Dict[str, Optional[Dict[str, str]]]:
         return dict(zip(urls, pool.map(url_validators, urls), strict=True))
 
 
+def _text(s: str) -> str:
+    """``s`` as text that any UTF-8 reader takes: a path whose name is not UTF-8 (its bytes kept by Python as lone
+    surrogates, which ``json`` writes as ``\\udce9`` escapes that jq and Node turn into U+FFFD) with those bytes as
+    ``\\xNN`` (:func:`~facecycle.files.text_name`: as the Parquet ``video`` column and the CSV's ``file`` column name
+    it, whatever the locale: where names are read as Latin-1, ``caf\\xe9`` too); any other text unchanged (where
+    names are read as UTF-8, every string without such bytes)."""
+    if s.isascii():
+        return s
+    try:
+        return text_name(s)
+    except UnicodeEncodeError:  # text the file system's encoding has no bytes for: not a name read from it
+        return s.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _texts(obj: Any) -> Any:
+    """``obj`` with every string in it (keys too) as :func:`_text`: what ``batch.json`` holds. The batch itself
+    keeps the real paths (it opens the inputs and their CSVs by them)."""
+    if isinstance(obj, str):
+        return _text(obj)
+    if isinstance(obj, dict):
+        return {(_text(k) if isinstance(k, str) else k): _texts(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_texts(v) for v in obj]
+    if isinstance(obj, os.PathLike):
+        return _text(os.fspath(obj)) if isinstance(os.fspath(obj), str) else obj
+    return obj
+
+
+#: backslashes escaped in ``--dry-run``'s fields where a name may hold one; on Windows a backslash is the path
+#: separator, and no name there holds a tab, a line end or another control character
+_ESCAPE_BACKSLASH = os.sep == "/"
+_FIELD_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_FIELD_SPECIAL = re.compile(r"[\\\x00-\x1f\x7f]" if _ESCAPE_BACKSLASH else r"[\x00-\x1f\x7f]")
+
+
+def dry_run_field(s: str) -> str:
+    """One field of a ``--dry-run`` line (``DECISION<TAB>INPUT<TAB>CSV``) as one line's text: a backslash as
+    ``\\\\`` (not on Windows, where it separates folders), a tab, line feed or carriage return as ``\\t``,
+    ``\\n``, ``\\r``, another control character as ``\\xNN``; then a name's bytes that are not UTF-8 as ``\\xNN``
+    (:func:`_text`, as ``batch.json`` has them). Each line is one input, its fields split at tabs, whatever the
+    names hold; C-style unescaping gives the name's bytes back."""
+    s = _FIELD_SPECIAL.sub(lambda m: _FIELD_ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}"), s)
+    return _text(s)
+
+
 def _write_json(path: Path, data: Dict[str, Any]) -> None:
     try:  # a temporary name of its own: two batches writing one summary must not remove each other's
-        write_atomic(path, json_text(data) + "\n")
+        # (every path as UTF-8 text: `input` and `rel` as the Parquet `video` column names them, so the two join)
+        write_atomic(path, json_text(_texts(data)) + "\n")
     except OSError as e:
         raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
 
@@ -173,9 +220,9 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
                      "_entry": len(entries) - 1})
     for e in entries:
         if e["status"] == "failed":
-            print(f"facecycle batch: error: {e['error']}", file=sys.stderr)
+            print(f"facecycle batch: error: {_text(e['error'])}", file=sys.stderr)
     for d in duplicates or []:
-        note(f"facecycle batch: {d['input']} given {d['count']} times; processed once")
+        note(f"facecycle batch: {_text(d['input'])} given {d['count']} times; processed once")
     n_skip = sum(e["status"] == "skipped" for e in entries)
     result = BatchResult(run_id=run_id, started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_start)),
                          command=command, out_dir=str(out), settings=settings.to_dict(),
@@ -186,7 +233,8 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
             what = e["status"] if e["status"] != "pending" else "run" + (f" (redo: {e['redo']})" if e.get("redo")
                                                                         else "")
             # the file it writes too (where it goes depends on the inputs' common folder: said before the run)
-            print(f"{what}\t{e['input']}\t{e['csv'] or e['sidecar']}")
+            # (one line each: names' tabs, line ends and backslashes escaped, bytes that are not UTF-8 as \xNN)
+            print("\t".join(dry_run_field(str(f)) for f in (what, e["input"], e["csv"] or e["sidecar"])))
         n_failed = sum(e["status"] == "failed" for e in entries)
         # as the run would end: an input that cannot be run fails it
         result.update(exit_code=3 if n_failed else 0,
@@ -306,7 +354,7 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
                             bar.update(1)
                         continue
                     if res["status"] == "busy":  # another batch is on it: not done by this one, and not failed
-                        msg = f"facecycle batch: {res.get('error')}"
+                        msg = f"facecycle batch: {_text(str(res.get('error')))}"
                         _note(bar, msg)
                         if bar is not None:
                             bar.update(1)
@@ -318,11 +366,11 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
                               f"damage read through in {res['damaged']} places (frames with errors concealed, or "
                               "packets the demuxer flagged)" if res.get("damaged") else ""]
                     if res["status"] == "done" and any(damage):
-                        msg = f"facecycle batch: {e['input']}: " + ", ".join(d for d in damage if d)
+                        msg = f"facecycle batch: {_text(e['input'])}: " + ", ".join(d for d in damage if d)
                         _note(bar, msg)
                     if res["status"] != "done":
                         failed += 1
-                        msg = f"facecycle batch: error: {res.get('error')}"
+                        msg = f"facecycle batch: error: {_text(str(res.get('error')))}"
                         (bar.write(msg, file=sys.stderr) if bar is not None else print(msg, file=sys.stderr))
                         if res["status"] == "error" and fatal is None:
                             fatal = res

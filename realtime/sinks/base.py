@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TypeVar, Union
 
 from facecycle.errors import OutputError
+from facecycle.files import name_length, name_max
 
 from ..types import FramePacket
 
@@ -19,17 +20,9 @@ def check_output_name(path: Union[str, Path]) -> Path:
     existing folder's ``NAME_MAX``, else 255 bytes; on Windows 255 UTF-16 code units, as NTFS counts): an input named
     near the limit gets ``NAME.annotated.mp4``."""
     p = Path(path)
-    folder = p.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    try:
-        limit = os.pathconf(folder, "PC_NAME_MAX")
-    except (OSError, ValueError, AttributeError):  # no pathconf (Windows) or no such setting
-        limit = 255
-    if sys.platform == "win32":  # NTFS (and exFAT, FAT's long names) count UTF-16 code units, not bytes
-        n, unit = len(p.name.encode("utf-16-le", "surrogatepass")) // 2, "characters"
-    else:
-        n, unit = len(os.fsencode(p.name)), "bytes"
+    limit = name_max(p.parent)  # (the hidden files beside it, its temporary and lock, take a shorter name where
+    n = name_length(p.name)     # theirs would not fit: facecycle.files.hidden_name)
+    unit = "characters" if sys.platform == "win32" else "bytes"  # NTFS (and exFAT, FAT) count UTF-16 code units
     if n > limit:
         raise OutputError(f"{p.name[:40]}…{p.suffix}: output file name too long ({n} {unit}; this file system allows "
                           f"{limit}): rename the input")
