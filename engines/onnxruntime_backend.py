@@ -139,7 +139,9 @@ class OnnxRuntimeBackend(Backend):
         so.execution_mode = self._ort.ExecutionMode.ORT_SEQUENTIAL
         so.intra_op_num_threads = self.intra_op_threads
         so.inter_op_num_threads = self.inter_op_threads
-        so.log_severity_level = 3  # errors only; our logging reports choices
+        # fatal only: our logging reports choices, and our own one-line error says what failed (at 3 every out-of-
+        # memory printed ONNX Runtime's ANSI-coloured [E:onnxruntime:...] lines before it, into a file too)
+        so.log_severity_level = 4
         if self._spin is not None:
             so.add_session_config_entry("session.intra_op.allow_spinning", "1" if self._spin else "0")
         return so

@@ -63,7 +63,10 @@ class TorchBackend(Backend):
         precision: ``"fp32"``, or ``"fp16"`` on CUDA (module cast to half, I/O stays float32).
         cuda_graphs: capture a CUDA graph per (graph, batch size) on CUDA.
         max_batch: largest batch per forward (default 64).
-        threads: ``torch.set_num_threads`` on the CPU (default: leave as is).
+        threads: ``torch.set_num_threads`` on the CPU (default: leave as is). ``intra_op_threads``, the name the
+            other backends take (``realtime.backend.open_model`` passes it), is the same option: it was ignored
+            here, so ``--threads 1`` ran torch on every CPU and the sidecar said so. ``threads`` wins where both
+            are given.
         model: an already built :class:`facecycle.model.FaceCycle` (tests, benchmarks).
     """
 
@@ -71,8 +74,10 @@ class TorchBackend(Backend):
 
     def __init__(self, model_dir: Union[str, Path], device: str = "cpu", checkpoint: Optional[str] = None,
                  precision: str = "fp32", cuda_graphs: bool = False, max_batch: int = 64,
-                 threads: Optional[int] = None, model=None, verify: bool = True, **unused) -> None:
+                 threads: Optional[int] = None, model=None, verify: bool = True,
+                 intra_op_threads: Optional[int] = None, **unused) -> None:
         super().__init__(model_dir)
+        threads = threads or intra_op_threads
         if unused:
             log.debug("torch: ignoring options %s", sorted(unused))
         try:

@@ -5,11 +5,17 @@ import errno
 
 __all__ = [
     "FaceCycleError", "UsageError", "InputError", "OutputError", "ModelError", "BackendUnavailable",
-    "PipelineError", "OutOfMemory", "EXIT_CODES", "is_out_of_memory", "address_space_limited",
+    "PipelineError", "OutOfMemory", "EXIT_CODES", "is_out_of_memory", "address_space_limited", "suggest_no_video",
 ]
 
-#: what allocation failures say in libraries that raise them as text (FFmpeg, ONNX Runtime, C++)
-_OOM_TEXT = ("Cannot allocate memory", "Failed to allocate memory", "std::bad_alloc", "out of memory")
+#: what allocation failures say in libraries that raise them as text (FFmpeg, ONNX Runtime, C++, OpenCV: its
+#: "(-4:Insufficient memory) Failed to allocate 6220800 bytes", e.g. the detect stage's resize under ``ulimit -v``)
+_OOM_TEXT = ("Cannot allocate memory", "Failed to allocate memory", "std::bad_alloc", "out of memory",
+             "Insufficient memory")
+#: what Python says when a thread cannot start (``pthread_create`` failed): where the address space is limited,
+#: memory (each thread maps its stack: under ``ulimit -v 1050000`` a run ended "internal error: RuntimeError: can't
+#: start new thread", exit 1); else a limit on processes (``ulimit -u``), not memory
+_THREAD_TEXT = "can't start new thread"
 #: what the dynamic loader says when it cannot map a library: under a limit on the address space, memory; else
 #: (a library on a ``noexec`` mount) not
 _MAP_TEXT = "failed to map segment from shared object"
@@ -63,12 +69,29 @@ class OutOfMemory(PipelineError):
 
     @classmethod
     def while_(cls, what: str, e: BaseException) -> "OutOfMemory":
-        """The error for ``e`` raised while doing ``what`` (e.g. "decoding clip.mp4"), naming the limit if any."""
+        """The error for ``e`` raised while doing ``what`` (e.g. "decoding clip.mp4"), naming the limit if any, and
+        ``--no-video`` where this run writes an annotated video (:func:`suggest_no_video`)."""
         detail = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         limit = _address_space_limit()
-        where = (f"; this process may use {limit / 2**30:.1f} GB of address space (ulimit -v): raise the limit"
-                 if limit else "; free memory or process smaller inputs")
+        if limit:
+            where = f"; this process may use {limit / 2**30:.1f} GB of address space (ulimit -v): raise the limit"
+            where += " or try --no-video" if _no_video_hint else ""
+        elif _no_video_hint:
+            where = "; free memory, process smaller inputs or try --no-video"
+        else:
+            where = "; free memory or process smaller inputs"
         return cls(f"out of memory while {what} ({detail}){where}")
+
+
+#: whether this process's out-of-memory errors offer ``--no-video`` (:func:`suggest_no_video`)
+_no_video_hint = False
+
+
+def suggest_no_video(on: bool = True) -> None:
+    """Whether :meth:`OutOfMemory.while_`'s hint offers ``--no-video``: a CLI run that writes the annotated video
+    (its encoder's threads and frame buffers are memory the run can do without) says ``on``."""
+    global _no_video_hint
+    _no_video_hint = bool(on)
 
 
 def _address_space_limit() -> "int | None":
@@ -84,14 +107,17 @@ def _address_space_limit() -> "int | None":
 def is_out_of_memory(e: BaseException, eagain: bool = False) -> bool:
     """Whether ``e`` says memory could not be allocated: a MemoryError, an OSError with ENOMEM, or the words
     libraries use. With ``eagain``, EAGAIN too where the address space is limited (FFmpeg's threads that cannot
-    start under ``ulimit -v`` fail with it), and a library the loader could not map only where it is limited."""
+    start under ``ulimit -v`` fail with it); a library the loader could not map, and a thread Python could not
+    start, only where it is limited."""
     if isinstance(e, MemoryError):
         return True
     code = getattr(e, "errno", None)
     if code == errno.ENOMEM or (eagain and code == errno.EAGAIN and _address_space_limit()):
         return True
     text = str(e)
-    return any(t in text for t in _OOM_TEXT) or (_MAP_TEXT in text and bool(_address_space_limit()))
+    if any(t in text for t in _OOM_TEXT):
+        return True
+    return (_MAP_TEXT in text or _THREAD_TEXT in text) and bool(_address_space_limit())
 
 
 def address_space_limited() -> bool:

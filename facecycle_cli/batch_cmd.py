@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from facecycle.errors import BackendUnavailable, UsageError
+from facecycle.cpus import cap_threads
+from facecycle.errors import BackendUnavailable, UsageError, suggest_no_video
 
 from .process_cmd import _add_analyzer_args, analyzer_options
 
@@ -41,7 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--force", action="store_true", help="redo inputs that are already complete")
     g.add_argument("--dry-run", action="store_true",
                    help="write nothing: list, one line per input on stdout, DECISION<TAB>INPUT<TAB>CSV (run, run "
-                        "(redo: why), skipped, failed); exit 3 where an input would fail")
+                        "(redo: why), skipped, failed); exit 3 where an input would fail; in each field a backslash "
+                        "is \\\\, tab/newline/CR are \\t \\n \\r, other control characters and bytes that are "
+                        "not UTF-8 are \\xNN (backslashes are not escaped on Windows)")
     o = p.add_argument_group("outputs")
     o.add_argument("--csv", dest="csv", action="store_true", default=True, help="write the CSV (default)")
     o.add_argument("--no-csv", dest="csv", action="store_false", help="do not write the CSV")
@@ -90,11 +93,17 @@ def _batch(args: argparse.Namespace) -> int:
     # given: also the in-process worker's encoder threads; else FFmpeg's choice there (one video at a time in this
     # process: a cap of 1 would slow its encoding for nothing), and 1 CPU for each Ray worker
     local_threads = args.threads_per_worker or 0
+    if local_threads and (args.cluster == "none" or (args.cluster is None and not executors.ray_available())):
+        # in this process: at most its usable CPUs, with one warning, as --threads (`taskset -c 0 ... --cluster none
+        # --threads-per-worker 4` encoded with 4 threads, and the sidecar said video_threads 4, on one CPU). A Ray
+        # worker's are not capped here: it may run on another node, and the Ray executor warns of contention itself
+        local_threads = args.threads_per_worker = cap_threads(local_threads, "--threads-per-worker")
     args.threads_per_worker = args.threads_per_worker or 1
     if args.threads is None:
         args.threads = args.threads_per_worker
     if args.infer_workers is None:
         args.infer_workers = 1  # parallelism comes from the workers; one inference thread each
+    suggest_no_video(args.video)  # an out-of-memory error offers --no-video where the annotated video is written
     opts = analyzer_options(args)
     for k in ("model", "detector_model", "calibration"):  # workers may run elsewhere: absolute paths
         opts[k] = _abs(opts[k])

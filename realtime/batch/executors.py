@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from facecycle.cpus import usable_cpus
-from facecycle.errors import BackendUnavailable, UsageError
+from facecycle.errors import BackendUnavailable, UsageError, suggest_no_video
 from facecycle.terminal import note
 
 from .job import BatchSettings, clear_cache, run_task
@@ -30,6 +30,8 @@ RAY_MISSING = 'ray is not installed; pip install "facecycle-rt[cluster]"'
 
 #: the one-line hint of a local Ray that did not start
 RAY_START_HINT = "set RAY_TMPDIR to a short writable path, or use --cluster none"
+#: the object store of a local Ray (a file of this size in /dev/shm, or Ray's temp folder)
+OBJECT_STORE_BYTES = 128 * 1024 * 1024
 
 #: the longest path a Unix socket may have (Linux: 108 bytes with the terminating NUL; macOS: 104)
 _SOCKET_PATH_MAX = 107
@@ -53,6 +55,29 @@ def _ray_temp_dir() -> Optional[str]:
     short = "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
     uid = os.getuid() if hasattr(os, "getuid") else 0
     return os.path.join(short, f"ray-{uid}")
+
+
+def _file_size_limit() -> Optional[int]:
+    """The soft limit on the size of a file this process (and its children) may write, in bytes (``ulimit -f``),
+    or None where there is none."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def check_object_store_fits() -> None:
+    """Raise BackendUnavailable (exit 6, as a Ray that did not start) where ``ulimit -f`` is below a local Ray's
+    object store: its store process, killed by SIGXFSZ as it sized its file, left ``ray.init`` waiting ~35 s for
+    "Ray did not start (... timed out ...); set RAY_TMPDIR", which named neither the limit nor its remedy."""
+    limit = _file_size_limit()
+    if limit is None or limit >= OBJECT_STORE_BYTES:
+        return
+    raise BackendUnavailable(
+        f"--cluster local: Ray's object store ({OBJECT_STORE_BYTES // 2**20} MiB, one file) is larger than a file "
+        f"may be here (ulimit -f: {limit / 1024:g} KiB); use --cluster none, or raise the limit (ulimit -f unlimited)")
 
 
 def ray_available() -> bool:
@@ -133,6 +158,8 @@ class _ProgressBoard:
 
 def _ray_entry(task: Dict[str, Any], settings: Dict[str, Any], board, threads: int = 0) -> Dict[str, Any]:
     """The Ray task: one video on whichever worker process Ray picked, which reserved ``threads`` CPUs for it."""
+    # this worker's out-of-memory errors offer --no-video where the video is written, as the driver's do
+    suggest_no_video(bool(settings.get("video") if isinstance(settings, dict) else getattr(settings, "video", False)))
     cb = None
     if board is not None:
         key = task["rel"]
@@ -169,6 +196,8 @@ class RayExecutor:
         self.on_progress = None
 
     def start(self) -> Dict[str, Any]:
+        if self.cluster == "local":
+            check_object_store_fits()  # before Ray starts anything
         import ray
 
         cpus = usable_cpus()  # this process's CPU set (taskset, Slurm), not the machine's
@@ -191,7 +220,7 @@ class RayExecutor:
                 extra["_temp_dir"] = temp_dir
             try:
                 ray.init(num_cpus=max(need, 1), num_gpus=None, include_dashboard=False, log_to_driver=False,
-                         logging_level=logging.ERROR, object_store_memory=128 * 1024 * 1024,
+                         logging_level=logging.ERROR, object_store_memory=OBJECT_STORE_BYTES,
                          configure_logging=True, **extra)
             except Exception as e:  # noqa: BLE001 - its temp folder, its sockets, its processes: exit 6, one line
                 first = (str(e).strip().splitlines() or [""])[0][:300]

@@ -43,7 +43,7 @@ def ort_session(model, threads: int = 1, providers=None):
     so = ort.SessionOptions()
     so.intra_op_num_threads = max(1, int(threads))
     so.inter_op_num_threads = 1
-    so.log_severity_level = 3
+    so.log_severity_level = 4  # fatal only: our own error line says what failed (errors came out ANSI-coloured)
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(model if isinstance(model, (bytes, bytearray)) else str(model), so,
                                 providers=providers or ["CPUExecutionProvider"])

@@ -73,7 +73,7 @@ def _load(model_zoo, path: Path, threads: int):
     so = ort.SessionOptions()
     so.intra_op_num_threads = max(1, int(threads))
     so.inter_op_num_threads = 1
-    so.log_severity_level = 3
+    so.log_severity_level = 4  # fatal only, as our other sessions: our own error line says what failed
     try:  # sess_options is honoured by insightface >= 0.7.3's router (ignored by older ones)
         return model_zoo.get_model(str(path), providers=["CPUExecutionProvider"], sess_options=so)
     except Exception as e:  # noqa: BLE001 - onnxruntime / insightface raise many types
