@@ -51,7 +51,8 @@ if TYPE_CHECKING:
     from ..analyzer import Run
 
 __all__ = ["BatchSettings", "analyze_file", "run_task", "output_paths", "PARTIAL_DIR",
-           "count_csv_rows", "sidecar_well_typed", "sidecar_reading", "not_a_file"]
+           "count_csv_rows", "sidecar_well_typed", "sidecar_reading", "not_a_file", "made_with", "backend_name",
+           "SOFTWARE_FIELDS"]
 
 log = logging.getLogger(__name__)
 
@@ -333,6 +334,54 @@ def sidecar_reading(info: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
     return clip_reading((info or {}).get("summary") if isinstance(info, dict) else None)
 
 
+#: what :func:`made_with` records of the software that made an input's rows, in the order a note names them: the
+#: backend that ran (its resolved name, not ``auto``) and its precision, facecycle's version and source commit, and
+#: the versions of ONNX Runtime and (with the torch backend) PyTorch
+SOFTWARE_FIELDS = ("backend", "precision", "facecycle", "facecycle_source", "onnxruntime", "torch")
+
+
+def backend_name(backend: Any) -> Optional[str]:
+    """The resolved backend a sidecar's ``backend`` (:meth:`engines.base.Backend.describe`) records, by
+    :mod:`engines.select`'s names (``onnxruntime-cpu``, ``onnxruntime-cuda``, ``onnxruntime-trt``, ``tensorrt``,
+    ``torch-cpu``, ``torch-cuda``), or None where it records none."""
+    if not isinstance(backend, dict) or not isinstance(backend.get("backend"), str):
+        return None
+    name, device = backend["backend"], str(backend.get("device") or "")
+    if name == "onnxruntime":
+        providers = backend.get("providers")
+        first = providers[0] if isinstance(providers, list) and providers and isinstance(providers[0], str) else ""
+        if device == "cpu" or first == "CPUExecutionProvider":
+            return "onnxruntime-cpu"
+        return "onnxruntime-trt" if "Tensorrt" in device or first == "TensorrtExecutionProvider" else "onnxruntime-cuda"
+    if name == "torch":
+        return "torch-cpu" if device == "cpu" else "torch-cuda"
+    return name
+
+
+def made_with(info: Any) -> Optional[Dict[str, str]]:
+    """What software made a sidecar's rows (:data:`SOFTWARE_FIELDS`, those it records), from the sidecar read for the
+    skip decision (nothing more is read), or None where it records none of them (an older or damaged one). A batch
+    compares it with what its own run uses, and reports the inputs it skips that other software made
+    (``batch.json``'s ``mixed_provenance``)."""
+    if not isinstance(info, dict):
+        return None
+    out: Dict[str, str] = {}
+    be = info.get("backend")
+    name = backend_name(be)
+    if name is not None:
+        out["backend"] = name
+    if isinstance(be, dict) and isinstance(be.get("precision"), str):
+        out["precision"] = be["precision"]
+    v = info.get("versions")
+    if isinstance(v, dict):
+        for k in ("facecycle", "facecycle_source", "onnxruntime"):
+            if isinstance(v.get(k), str):
+                out[k] = v[k]
+    if isinstance(be, dict) and isinstance(be.get("torch_version"), str):  # (recorded by the torch backend only)
+        out["torch"] = be["torch_version"]
+    return out or None
+
+
 def not_a_file(paths: Dict[str, Any], what: str, folders_only: bool = False) -> Optional[str]:
     """One line naming the first of ``paths``' CSV, video and sidecar that exists and is not a regular file (a
     folder, a FIFO, a device, a link to one), or None. Such a path is never replaced: the sidecar was moved aside
@@ -387,7 +436,8 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
 
     Args:
         task: ``input`` (absolute path), ``rel`` (path relative to the batch root), ``out_dir`` (absolute),
-            ``run_id``, ``fingerprint`` and ``batch`` (the fingerprinted settings, stored in the sidecar).
+            ``run_id``, ``fingerprint`` and ``batch`` (the fingerprinted settings, stored in the sidecar);
+            ``command`` (optional): the batch's command line, as ``batch.json`` records it, for the sidecar's.
         settings: :class:`BatchSettings` (or its dict).
         progress: called with the number of frames done so far (about every ``progress_every_s``).
         video_threads: the annotated video's encoder threads: the CPUs the worker reserved (the executor's
@@ -397,8 +447,8 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
     Returns:
         dict with ``status`` (``done`` / ``failed`` / ``error``), ``error``, ``error_type``, ``exit_code``,
         ``frames``, ``faces``, ``fps``, ``time_s``, ``rows``, ``retries`` (earlier attempts of this run that
-        died), ``pid``, ``host``, ``model_loaded``, ``max_rss_mb`` (the worker process's peak) and the output
-        paths.
+        died), ``pid``, ``host``, ``model_loaded``, ``max_rss_mb`` (the worker process's peak), ``made_with``
+        (:func:`made_with` of its sidecar, done or skipped) and the output paths.
     """
     if isinstance(settings, dict):
         settings = BatchSettings.from_dict(settings)
@@ -449,7 +499,7 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
                 st = info.get("stats") or {}
                 res.update(status="skipped", frames=st.get("frames"), fps=st.get("fps"),
                            rows=(info.get("batch") or {}).get("rows"), reading=sidecar_reading(info),
-                           time_s=round(time.perf_counter() - t0, 3))
+                           made_with=made_with(info), time_s=round(time.perf_counter() - t0, 3))
                 return res
         work_root.mkdir(parents=True, exist_ok=True)  # (made by the lock too, where the OS has one)
         # attempts that left a work folder died mid-video (killed worker, OOM); the lock says none is alive. Only
@@ -477,6 +527,8 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
                            neutralize=bool(settings.analyzer.get("neutralize")), overwrite=True,
                            max_frames=settings.max_frames, audio=settings.audio,
                            video_preset=settings.video_preset, video_threads=video_threads)
+        if task.get("command"):  # the sidecar says how it was made, as process's does (batch.json's command)
+            run.info["command"] = task["command"]
         n, last = 0, time.perf_counter()
         for _ in run:
             n += 1
@@ -495,6 +547,7 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
                 placed.append(k)
         s = run.stats.summary()
         res.update(frames=s["frames"], faces=s["faces"], fps=s["fps"], reading=sidecar_reading(info),
+                   made_with=made_with(info),  # the backend that ran (not auto), the versions: batch.json's
                    # a cut or damaged file is complete as far as it decodes: said, as process says it
                    frames_missing=int(getattr(run.src, "frames_missing", 0) or 0),
                    decode_errors=int(s.get("decode_errors") or 0),

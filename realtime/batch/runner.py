@@ -19,7 +19,7 @@ from facecycle.errors import InputError, OutputError, UsageError
 from facecycle.files import check_can_create, json_text, text_name, write_atomic
 from facecycle.terminal import REPEATING, TERMINATING, note, quiet, stderr_is_terminal
 
-from .job import BatchSettings, not_a_file, output_paths, same_input, sidecar_reading
+from .job import SOFTWARE_FIELDS, BatchSettings, made_with, not_a_file, output_paths, same_input, sidecar_reading
 from .plan import BatchItem, is_complete, item_fingerprint, served_file_changed, settings_fingerprint, url_validators
 
 __all__ = ["run_batch", "BatchResult"]
@@ -202,7 +202,9 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
             info = info or {}
             st = info.get("stats") or {}
             e.update(status="skipped", frames=st.get("frames"), fps=st.get("fps"),
-                     rows=(info.get("batch") or {}).get("rows"), reading=sidecar_reading(info))
+                     rows=(info.get("batch") or {}).get("rows"), reading=sidecar_reading(info),
+                     # the software that made it (the sidecar just read): compared with this run's at the end
+                     made_with=made_with(info))
             continue
         if info:  # why an input with outputs from before runs again
             if changed:
@@ -217,6 +219,8 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
         todo.append({"input": str(it.path), "rel": it.rel.as_posix(), "out_dir": str(out), "run_id": run_id,
                      "fingerprint": fp, "batch": {"settings_fingerprint": settings_fp, "input_stat": stat},
                      "planned_complete": bool(force or changed),
+                     # the command the sidecar records (as batch.json does; `process` records its own)
+                     "command": command,
                      "_entry": len(entries) - 1})
     for e in entries:
         if e["status"] == "failed":
@@ -235,6 +239,7 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
             # the file it writes too (where it goes depends on the inputs' common folder: said before the run)
             # (one line each: names' tabs, line ends and backslashes escaped, bytes that are not UTF-8 as \xNN)
             print("\t".join(dry_run_field(str(f)) for f in (what, e["input"], e["csv"] or e["sidecar"])))
+        _provenance(result, entries, settings, executor)
         n_failed = sum(e["status"] == "failed" for e in entries)
         # as the run would end: an input that cannot be run fails it
         result.update(exit_code=3 if n_failed else 0,
@@ -274,8 +279,8 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
             every process of a Ray batch (as Slurm sends it), or a SIGKILL after the grace time, left none. While
             the batch goes (``stopping`` 0): ``state`` ``running``, the inputs in flight ``running``, no
             ``exit_code``; once a signal stops it (``stopping``: its exit code), as the final one will be: those
-            in flight ``interrupted``. Errors are a warning (once): the final write reports them. None once the
-            final write is under way."""
+            in flight ``interrupted``, those not started ``cancelled``. Errors are a warning (once): the final
+            write reports them. None once the final write is under way."""
             with save_lock:
                 if saves["final"]:
                     return
@@ -289,7 +294,7 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
                 if stopping:
                     for e in snap["inputs"]:
                         if e["status"] in ("pending", "running"):
-                            e["status"] = "cancelled" if fatal else "interrupted"
+                            e["status"] = _stopped_status(e["status"], fatal)
                 _finish(snap, snap["inputs"], t_start, t_work, fatal, stopping)
                 if not stopping:
                     snap.update(state="running", exit_code=None, finished=None)
@@ -412,9 +417,10 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
                 saves["final"] = True
             for e in entries:
                 if e["status"] in ("pending", "running"):
-                    e["status"] = "cancelled" if fatal else "interrupted"
+                    e["status"] = _stopped_status(e["status"], fatal)
             _finish(result, entries, t_start, t_work, fatal, interrupted)
             if interrupted:
+                _provenance(result, entries, settings, ex, probe=False)
                 try:
                     _write_json(summary_path, result)
                 except OutputError:
@@ -424,6 +430,7 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
     else:
         result["executor"] = {"mode": "none (nothing to run)"}
         _finish(result, entries, t_start, t_work, None, 0)
+    _provenance(result, entries, settings, ex)
     parquet_error: Optional[Union[OutputError, InputError]] = None
     if parquet and fatal is None:
         from .parquet import write_parquet
@@ -542,6 +549,174 @@ def _redo_note(kinds: List[Tuple[str, Optional[List[str]]]], total: int) -> str:
             words += f" ({', '.join(sorted(keys))})"
         parts.append(f"{n} of {total} input{'s' * (total != 1)} {words}" if i == 0 else f"{n} {words}")
     return "facecycle batch: " + ", ".join(parts) + ": redone"
+
+
+def _stopped_status(status: str, fatal: Optional[Dict[str, Any]]) -> str:
+    """The status of an input not finished when the batch stopped: ``interrupted`` where it was in flight
+    (``running``) and a signal stopped the batch; ``cancelled`` where it never started (``pending``), or where an
+    error stopped the batch (docs/batch.md). Inputs that never started were all ``interrupted`` (a probe's h78 F7),
+    while the end line counted them cancelled."""
+    return "interrupted" if status == "running" and not fatal else "cancelled"
+
+
+#: the software fields compared by their major.minor version only (a patch release changes no numbers)
+_MAJOR_MINOR = ("onnxruntime", "torch")
+#: how the provenance note names each field
+_SOFTWARE_WORDS = {"backend": "backend", "precision": "precision", "facecycle": "facecycle",
+                   "facecycle_source": "facecycle source", "onnxruntime": "onnxruntime", "torch": "torch"}
+
+
+def _software_value(field: str, value: Optional[str]) -> Optional[str]:
+    """``value`` of a :data:`~realtime.batch.job.SOFTWARE_FIELDS` field as it is compared: ONNX Runtime's and
+    torch's major.minor (``2.5`` of ``2.5.1+cu121``); the others as they are."""
+    if value is None or field not in _MAJOR_MINOR:
+        return value
+    m = re.match(r"(\d+)\.(\d+)", value)
+    return f"{m.group(1)}.{m.group(2)}" if m else value
+
+
+def _most_common(values: List[str]) -> Optional[str]:
+    """The value most of ``values`` have (the first of them where two are as common), or None for none."""
+    counts: Dict[str, int] = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    return max(counts, key=lambda v: counts[v]) if counts else None
+
+
+def _predicted_backend(settings: BatchSettings) -> Optional[str]:
+    """The backend this machine would resolve the batch's ``--backend`` to (an explicit one's name; for ``auto``
+    the first of :data:`engines.select.AUTO_ORDER` available here that runs the precision, as
+    :func:`engines.select.candidates` orders them, the later ones not probed), or None where that cannot be said."""
+    a = settings.analyzer
+    try:
+        from engines.probes import default_probes
+        from engines.select import AUTO_ORDER, PRECISIONS, canonical, check
+        from facecycle.assets import default_model_dir
+
+        name = canonical(str(a.get("backend") or "auto"))
+        if name != "auto":
+            return name
+        probes, model = default_probes(), a.get("model") or default_model_dir()
+        opts = {k: a[k] for k in ("precision", "checkpoint") if a.get(k)}
+        precision = str(a.get("precision") or "fp32")
+        return next((c for c in AUTO_ORDER if precision in PRECISIONS[c] and check(c, probes, model, opts)[0]),
+                    None)
+    except Exception as e:  # noqa: BLE001 - a report's guess: the batch goes on without it
+        log.debug("the backend this machine would run is not known (%s)", e)
+        return None
+
+
+def _this_machine(settings: BatchSettings, executor: Any) -> Dict[str, str]:
+    """The software this batch would run its inputs with, where none ran: facecycle's, ONNX Runtime's and torch's
+    versions here (:func:`realtime.sinks.versions`, as a sidecar records them), and the backend this machine
+    resolves ``--backend`` to: not said for ``--backend auto`` on Ray workers, whose GPUs (and so their backend) may
+    not be the driver's."""
+    from ..sinks import versions
+
+    v = versions()
+    out = {k: v[k] for k in ("facecycle", "facecycle_source", "onnxruntime") if isinstance(v.get(k), str)}
+    from .executors import LocalExecutor
+
+    elsewhere = executor is not None and not isinstance(executor, LocalExecutor)
+    if not elsewhere or str(settings.analyzer.get("backend") or "auto") != "auto":
+        name = _predicted_backend(settings)
+        if name is not None:
+            out["backend"] = name
+            if name.startswith("torch"):
+                try:
+                    from importlib.metadata import version
+
+                    out["torch"] = version("torch")
+                except Exception:  # noqa: BLE001 - not installed: nothing to compare
+                    pass
+    out["precision"] = str(settings.analyzer.get("precision") or "fp32")
+    return out
+
+
+def _provenance(result: Dict[str, Any], entries: List[Dict[str, Any]], settings: BatchSettings,
+                executor: Any, probe: bool = True) -> None:
+    """Compare the software that made each finished input (its ``made_with``, from the sidecar read for the skip
+    decision or from the run) with this run's (``batch.json``'s ``made_with``: what the inputs processed now ran
+    with, the most common where they differ; where none ran, this machine's), record the inputs that differ
+    (each one's ``other_software``, ``mixed_provenance``) and say so in one line: a resumed batch skipped outputs
+    that other code, another backend or other libraries made (the fingerprint holds the settings and the
+    requested ``--backend``, not the backend ``auto`` resolved to nor the code), and mixed them into one dataset
+    unsaid (a probe's h78 F5). Reported, not redone: ``--force`` redoes them. ``probe``: False on a signal's way
+    out, where this machine's software is not looked up (the inputs' most common stands for it)."""
+    made = [e for e in entries if e["status"] in ("done", "skipped") and isinstance(e.get("made_with"), dict)]
+    result["made_with"] = None
+    result["mixed_provenance"] = None
+    if not made:
+        return
+    ran = [e["made_with"] for e in made if e["status"] == "done"]
+    this: Dict[str, str] = {}
+    for k in SOFTWARE_FIELDS:
+        v = _most_common([m[k] for m in ran if isinstance(m.get(k), str)])
+        if v is not None:
+            this[k] = v
+    source = "the inputs processed now"
+    if not ran and not probe:
+        source = "the inputs (no input ran)"
+    elif not ran:
+        source = "this machine (no input ran)"
+        try:
+            this = _this_machine(settings, executor)
+        except Exception as e:  # noqa: BLE001 - the report is not worth the batch
+            log.debug("this machine's software not known (%s)", e)
+    for k in SOFTWARE_FIELDS:  # not known for this run (the backend of Ray workers): the most common of the inputs
+        if k not in this:
+            v = _most_common([e["made_with"][k] for e in made if isinstance(e["made_with"].get(k), str)])
+            if v is not None:
+                this[k] = v
+    result["made_with"] = {**this, "from": source}
+    differ: Dict[str, Dict[str, int]] = {}
+    counts = {"skipped": [0, 0], "done": [0, 0]}  # status: [inputs made with other software, inputs]
+    for e in made:
+        m = e["made_with"]
+        other = [k for k in SOFTWARE_FIELDS if isinstance(m.get(k), str) and k in this
+                 and _software_value(k, m[k]) != _software_value(k, this[k])]
+        counts[e["status"]][1] += 1
+        if not other:
+            e.pop("other_software", None)
+            continue
+        e["other_software"] = other
+        counts[e["status"]][0] += 1
+        for k in other:
+            was, seen = _software_value(k, m[k]), differ.setdefault(k, {})
+            seen[was] = seen.get(was, 0) + 1  # type: ignore[index]
+    if not differ:
+        return
+    result["mixed_provenance"] = {
+        "skipped": counts["skipped"][0], "of_skipped": counts["skipped"][1],
+        "processed": counts["done"][0], "of_processed": counts["done"][1],
+        # per field: this run's value, and the others' with the count of inputs made with each
+        "differ": {k: {"this_run": _software_value(k, this[k]), "others": differ[k]}
+                   for k in SOFTWARE_FIELDS if k in differ}}
+    note(_provenance_note(result["mixed_provenance"]))
+
+
+def _provenance_note(mixed: Dict[str, Any]) -> str:
+    """The one line that says how many finished inputs other software made, and what differs: ``facecycle batch: 3
+    of 3 skipped inputs were made with other software: facecycle 0.2.0 -> 0.2.1, backend torch-cpu ->
+    onnxruntime-cpu; use --force to remake them (it redoes every input; batch.json's other_software says which)``."""
+    def shown(k: str, v: str) -> str:
+        return v[:12] + ("-dirty" if v.endswith("-dirty") else "") if k == "facecycle_source" else v
+
+    what = []
+    for k, d in mixed["differ"].items():
+        others = sorted(d["others"], key=lambda v: -d["others"][v])
+        was = ", ".join(shown(k, v) for v in others[:3]) + (", ..." if len(others) > 3 else "")
+        what.append(f"{_SOFTWARE_WORDS[k]} {was} -> {shown(k, d['this_run'])}")
+    parts = []
+    if mixed["skipped"]:
+        parts.append(f"{mixed['skipped']} of {mixed['of_skipped']} skipped input{'s' * (mixed['of_skipped'] != 1)} "
+                     f"{'was' if mixed['skipped'] == 1 else 'were'} made with other software")
+    if mixed["processed"]:
+        parts.append(f"{mixed['processed']} of the {mixed['of_processed']} input{'s' * (mixed['of_processed'] != 1)} "
+                     "processed now ran on other software than the rest")
+    redo = (f"; use --force to remake {'it' if mixed['skipped'] == 1 else 'them'} (it redoes every input; "
+            "batch.json's other_software says which)")
+    return "facecycle batch: " + ", and ".join(parts) + ": " + ", ".join(what) + (redo if mixed["skipped"] else "")
 
 
 def _note(bar, msg: str) -> None:
