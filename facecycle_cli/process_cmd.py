@@ -500,16 +500,13 @@ def _process_locked(args: argparse.Namespace) -> int:
     return 0
 
 
-#: the end line names the runner-up where the clip's top mean probability leads it by less than this
-NEAR_TIE = 0.05
-
-
 def _reading(sidecar: Optional[Path]) -> str:
     """The end line's reading from the sidecar's summary, e.g. ``, read as happy (mean p 0.62 over 120 face rows)``;
     an empty string when there is none (no face, no expression head, no CSV)."""
     from facecycle.jsonvalues import is_int
     from realtime.batch.job import sidecar_reading
     from realtime.sinks import read_sidecar
+    from realtime.summary import NEAR_TIE
 
     info = (read_sidecar(sidecar) if sidecar is not None else None) or {}
     r = sidecar_reading(info)
@@ -523,7 +520,7 @@ def _reading(sidecar: Optional[Path]) -> str:
         return ", faces read as " + ", ".join(f"{e} {n}" for n, e in most[:4]) + (", ..." if len(most) > 4 else "")
     # a near tie says so: the runner-up close behind (sad 0.31 with angry 0.28) is as much the clip's reading
     close = (f"; {r['runner_up']} close behind at {r['p'] - r['margin']:.2f}"
-             if r.get("runner_up") and r["margin"] < NEAR_TIE else "")
+             if r.get("runner_up") and r["margin"] < NEAR_TIE else "")  # (realtime.summary.NEAR_TIE)
     line = f", read as {r['emotion']} (mean p {r['p']:.2f} over {_n(r['face_rows'], 'face row')}{close})"
     # several faces that read differently (a group, an interview): each one's own reading, not only the pool of
     # all their rows (9 people, 3 happy, read as neutral). A face counts with 10 % of the face rows and 10 rows, or

@@ -49,7 +49,14 @@ from facecycle.jsonvalues import is_finite, is_int, is_number
 
 from .types import EMOTIONS, Face, FramePacket
 
-__all__ = ["ExpressionSummary", "BINS", "MAX_TRACKS", "clip_reading"]
+__all__ = ["ExpressionSummary", "BINS", "MAX_TRACKS", "NEAR_TIE", "clip_reading"]
+
+#: a clip's reading is a near tie where its top mean emotion leads the runner-up by less than this: the summary's
+#: ``near_tie``, and ``facecycle process``'s end line names the runner-up. Harmless changes to a clip (a re-encode at
+#: crf 40, brightness x0.6 or x1.4, contrast x0.6, gamma, a 10-degree turn, letterboxing; probe h81, six clips, 18
+#: changes) moved its mean probabilities by up to about 0.13 and flipped the summary of the two clips whose margins
+#: were 0.011 and 0.09; none of the four with margins of 0.26 or more. It was 0.05
+NEAR_TIE = 0.10
 
 #: histogram bins on [0, 1] for intensity quantiles (resolution 1 / BINS)
 BINS = 1000
@@ -159,11 +166,12 @@ class _Acc:
             second = int(np.argsort(mean)[-2])  # the runner-up: how close the reading came to another emotion
             out["runner_up"] = EMOTIONS[second]
             out["emotion_margin"] = round(float(mean[top] - mean[second]), 5)
+            out["near_tie"] = bool(mean[top] - mean[second] < NEAR_TIE)  # the runner-up is as much its reading
             out["emotion_top_share"] = round(float(self.top_seconds[top] / self.emotion_seconds), 5)
             out["top_emotions"] = {e: int(n) for e, n in zip(EMOTIONS, self.top_counts, strict=True)}
         else:
             out["mean_emotions"], out["emotion"], out["emotion_top_share"] = None, None, None
-            out["runner_up"], out["emotion_margin"] = None, None
+            out["runner_up"], out["emotion_margin"], out["near_tie"] = None, None, None
             out["top_emotions"] = None
         out["intensity"] = _quantiles(self.intensity, self.intensity_rows)
         out["rel_intensity"] = _quantiles(self.rel_intensity, self.rel_rows)
