@@ -336,6 +336,13 @@ def _outputs_for(inputs: List[str], args: argparse.Namespace) -> List[dict]:
                          folders_only=True)
         if bad is not None:
             raise OutputError(bad)
+        # earlier outputs a killed --overwrite run set aside (.X.replaced) are put back first, where that run is gone
+        # and left only its header or first frame: they hold the results (realtime.outputs.put_back_replaced)
+        from realtime.outputs import put_back_replaced
+
+        for q in (plan["csv"], side if plan["csv"] is not None else None, plan["video"]):
+            if q is not None:
+                put_back_replaced(q)
         # what a run left that failed before its first frame (a pipe that sent no picture) holds no data: it is
         # replaced, so that the corrected command runs without --overwrite
         plan["replace"] = not args.overwrite and _failed_before_first_frame(out_dir / f"{stem}.json", plan["csv"])

@@ -28,6 +28,17 @@ and pid of the run writing it, or, where that is an earlier run of this process 
 ``--overwrite`` runs on one name used to lose one run's rows without a word
 (the second set aside and deleted the file the first was still writing) and leave a sidecar of the other run.
 Where the OS has no ``flock`` (Windows) nothing is locked.
+
+An output folder removed while the run goes (``rm -rf out``), or its CSV deleted, stops the run
+(:class:`~facecycle.errors.OutputError`, ``…: output folder removed while running``): checked every
+:data:`GONE_CHECK_EVERY_S` seconds and whenever a checkpoint cannot be written. Such a run went on to its end, writing
+hours of rows into deleted files, then said that its CSV was complete.
+
+An earlier file that a killed ``--overwrite`` run had set aside (``.X.csv.replaced``: killed before its first frame,
+it could not put it back) is put back by the next run given that output (:func:`put_back_replaced`, once its lock
+shows that the killed run is gone), where what the killed run left at its name is its own (a header-only CSV, a
+``running`` sidecar, a video of no frame, or nothing); it was left hidden for good, and a rerun without
+``--overwrite`` said only "exists".
 """
 from __future__ import annotations
 
@@ -61,7 +72,7 @@ from .sinks import CsvSink, ImageSink, VideoSink, check_output_name, is_image_pa
 from .sinks.video_sink import VIDEO_OUT_SUFFIXES, check_video_threads, check_x264_preset
 from .types import FramePacket
 
-__all__ = ["RunOutputs", "first_clash", "VIDEO_FAILED", "CSV_FAILED", "OUTPUT_FAILED"]
+__all__ = ["RunOutputs", "first_clash", "put_back_replaced", "VIDEO_FAILED", "CSV_FAILED", "OUTPUT_FAILED"]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +95,9 @@ SIDECAR_EVERY_S = 60.0
 #: the CSV's summary than at the last one: the ``running`` sidecar's padding then keeps room for the final one
 #: (:func:`~realtime.sinks.sidecar.reserve_for`)
 SIDECAR_TRACKS_STEP = 16
+#: seconds between two checks, while the run goes, that its outputs are still there (the CSV's link count, the
+#: video's folder; a few system calls): a run whose output folder was removed stops (:meth:`RunOutputs.write`)
+GONE_CHECK_EVERY_S = 5.0
 
 #: the output locks this process holds, by lock file (:func:`_lock_key`) -> the RunOutputs holding it (weakly: a
 #: collected one holds nothing); for the words of a refusal (:meth:`RunOutputs._busy_message`)
@@ -155,6 +169,108 @@ def _text_fields(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_text_fields(v) for v in obj]
     return obj
+
+
+def put_back_replaced(path: PathLike, locked: bool = False) -> Optional[Path]:
+    """Put back the earlier file of the output ``path`` that a killed ``--overwrite`` run set aside (its hidden
+    ``.NAME.replaced``, :meth:`RunOutputs._set_aside`: killed before its first frame, that run could not put it back
+    itself). A run given ``path`` calls this before it looks at what is there (and before it sets anything aside).
+
+    Only where the run that set it aside is gone: ``locked``, the caller holds ``path``'s lock; else the lock is taken
+    here for the moment, and where another run holds it (alive: the file is its own) or nothing can be locked
+    (Windows: whether that run is alive cannot be told) nothing is done. The file at ``path`` is replaced only where
+    it is the killed run's own (:func:`_left_by_killed_run`: nothing, an empty file, a CSV of a header and at most one
+    frame's rows, a ``running`` sidecar of at most one frame, a video of at most one frame); anything else there is
+    refused (:class:`OutputError` naming both files), nothing touched: no data is lost either way. Returns ``path``
+    where a file was put back, else None."""
+    p = Path(path)
+    aside = hidden_name(p, ".replaced")
+    try:
+        if not stat.S_ISREG(os.lstat(aside).st_mode):
+            return None
+    except (OSError, ValueError):
+        return None
+    lock, fd = lock_name(p), None
+    if not locked:
+        try:
+            fd = lock_file(lock, {"output": str(p), "put_back": str(aside)}, what=f"the lock of {p}")
+        except (Busy, OSError, OutputError):  # its run is alive, or this cannot be told: its files are left alone
+            return None
+        if fd is None:  # nothing is locked here (Windows): whether the run that set it aside is alive is unknown
+            return None
+    try:
+        if not _left_by_killed_run(p):
+            raise OutputError(f"{p}: exists, and an earlier file that a killed --overwrite run had set aside is in "
+                              f"{aside}; move one of them away (or delete it), then run again")
+        try:
+            os.replace(aside, p)
+        except OSError as e:
+            raise OutputError(f"{p}: the earlier file that a killed --overwrite run had set aside could not be put "
+                              f"back ({e.strerror or e}); it is in {aside}") from None
+        log.warning("%s: put back (the earlier file that a killed --overwrite run had set aside as %s)", p,
+                    aside.name)
+        return p
+    finally:
+        if fd is not None:
+            unlock_file(lock, fd)
+
+
+#: the most of a CSV :func:`_left_by_killed_run` reads: more than a header and one frame's rows of many faces
+_ONE_FRAME_MAX = 1 << 20
+
+
+def _left_by_killed_run(path: Path) -> bool:
+    """Whether the file at ``path`` is what a run killed before the end of its first frame leaves at the name of an
+    output whose earlier file it had set aside: nothing, an empty file, a CSV of a header and the rows of at most one
+    frame, a ``running`` sidecar of at most one frame (a ``.json``), a video of at most one frame (or that does not
+    play: an MP4 cut before its index). A folder, a link or anything else is not."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError):
+        return False
+    if not stat.S_ISREG(st.st_mode):
+        return False
+    if st.st_size == 0:
+        return True
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        from .sinks import read_sidecar
+
+        info = read_sidecar(path)
+        frames = info.get("frames") if info is not None else None
+        return (info is not None and info.get("status") == "running"
+                and (frames is None or (isinstance(frames, int) and not isinstance(frames, bool) and frames <= 1)))
+    if suffix in VIDEO_OUT_SUFFIXES or suffix in VIDEO_SUFFIXES:
+        return _frames_at_most_one(path)
+    if st.st_size > _ONE_FRAME_MAX:
+        return False
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False
+    lines = data.split(b"\n")
+    if not lines[0].startswith(b"frame,"):  # not a CSV this tool writes
+        return False
+    frames = {line.split(b",", 1)[0] for line in lines[1:-1] if line.strip()}  # (a last line cut short: not read)
+    return len(frames) <= 1
+
+
+def _frames_at_most_one(path: Path) -> bool:
+    """Whether the video at ``path`` holds at most one frame, or does not play at all."""
+    import av
+
+    try:
+        with av.open(str(path)) as c:
+            n = 0
+            for packet in c.demux(video=0):
+                n += packet.size > 0
+                if n > 1:
+                    return False
+    except Exception:  # noqa: BLE001 - unreadable (an MP4 cut before its index): no frame to keep
+        return True
+    return True
 
 
 class RunOutputs:
@@ -242,6 +358,12 @@ class RunOutputs:
         self._sidecar_made = False
         #: the error of the open CSV's first ``running`` sidecar, where it could not be written
         self._sidecar_error: Optional[BaseException] = None
+        #: when (time.monotonic) the outputs were last checked to be there (:meth:`_check_gone`), and the error of an
+        #: output found removed while the run went (the run stops with it)
+        self._gone_at = 0.0
+        self._gone_error: Optional[OutputError] = None
+        #: the open video's folder, as an absolute path taken when it opened (a removed folder stops the run)
+        self._video_dir: Optional[str] = None
 
     # ---------------------------------------------------------------- any thread
     def set_annotator(self, annotator: Optional[Annotator]) -> None:
@@ -271,7 +393,10 @@ class RunOutputs:
             self._take_lock(Path(path))
             self._take_lock(side)
             self._in_use["csv"] = [Path(path), side]
+            for p in (Path(path), side):  # an earlier file that a killed --overwrite run left aside: put back
+                self._put_back_stale(p)
         except BaseException:
+            self._in_use.pop("csv", None)
             self._release_idle()
             raise
         self._set_aside(Path(path))
@@ -339,6 +464,12 @@ class RunOutputs:
         else:
             audio = self.audio_from if self._frames_seen == 0 else None
             live = self._source_live()
+            try:  # an earlier video that a killed --overwrite run left aside: put back first
+                self._put_back_stale(Path(path))
+            except BaseException:
+                self._in_use.pop("video", None)
+                self._release_idle()
+                raise
             self._set_aside(Path(path))
             try:
                 self.video = VideoSink(path, fps=self.fps, time_base=self.time_base, audio_from=audio,
@@ -350,6 +481,7 @@ class RunOutputs:
                 raise
         self.video_path = self.video.path
         self.video_frames, self.video_size, self.video_colour = 0, None, None
+        self._video_dir = os.path.dirname(os.path.abspath(self.video.path))
 
     def _source_colour(self) -> Optional[dict]:
         """The source's colour (``describe()``'s ``input.colour``), or None: read by the video when its first frame
@@ -414,16 +546,18 @@ class RunOutputs:
     def write(self, packet: FramePacket) -> None:
         """Apply pending switches, then annotate ``packet`` and write it to the open sinks (consumer thread)."""
         self._apply_requests()
+        if (self.csv is not None or self.video is not None) and \
+                time.monotonic() - self._gone_at >= GONE_CHECK_EVERY_S:
+            self._check_gone()
         if self.annotator is not None:
             t = time.perf_counter()
             self.annotator.annotate(packet.image, packet)
             packet.stats["annotate"] = time.perf_counter() - t
         if self.csv is not None:
             t = time.perf_counter()
-            if not self._guard(CSV_FAILED[1], self.csv.write, packet):
-                self._quietly(self._close_csv, "failed")
-            else:
-                self._checkpoint()
+            if not self._guard(CSV_FAILED[1], self._write_csv, packet):  # (with on_error: said, the export off)
+                self._quietly(self._close_csv, "failed", self._gone_error)
+                self._gone_error = None  # (a CSV deleted: the run's own end is not failed by it)
             packet.stats["csv"] = time.perf_counter() - t
         if self.video is not None:
             t = time.perf_counter()
@@ -439,11 +573,66 @@ class RunOutputs:
         if self._aside:  # the run has written its first frame: the earlier files are replaced for good
             self._drop_aside()
 
+    def _write_csv(self, packet: FramePacket) -> None:
+        assert self.csv is not None
+        self.csv.write(packet)
+        self._checkpoint()
+
+    def _csv_gone(self) -> Optional[OutputError]:
+        """The error of an open CSV that is no longer in its folder: deleted (its link count is 0: ``rm``, or its
+        folder removed, ``rm -rf out``); None where it is there, or where this cannot be told (a pipe, a device)."""
+        c = self.csv
+        fd = getattr(c, "_fd", None) if c is not None else None
+        if c is None or fd is None:
+            return None
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            return None
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink > 0:
+            return None
+        try:  # (a file system that counts no links: the name still leads to the file)
+            if os.path.samestat(st, os.stat(c.path)):
+                return None
+        except OSError:
+            pass
+        if not os.path.isdir(os.path.dirname(os.path.abspath(c.path))):
+            return OutputError(f"{c.path}: output folder removed while running; the run stopped")
+        return OutputError(f"{c.path}: deleted while running (by another program?); the run stopped")
+
+    def _video_gone(self) -> Optional[OutputError]:
+        """The error of an open video whose folder was removed; None where it is there (pictures: their sink
+        finds its own folder gone)."""
+        v = self.video
+        if not isinstance(v, VideoSink) or self._video_dir is None or os.path.isdir(self._video_dir):
+            return None
+        return OutputError(f"{v.path}: output folder removed while running; the run stopped")
+
+    def _check_gone(self) -> None:
+        """Stop an output that was removed while the run went (:data:`GONE_CHECK_EVERY_S`): raises its
+        :class:`OutputError` (the run stops: ``process``), or with ``on_error`` says it and closes that output.
+        A run whose folder was removed went on to its end, writing every frame into deleted files."""
+        self._gone_at = time.monotonic()
+        csv, video = self._csv_gone(), self._video_gone()
+        for gone, what in ((csv, CSV_FAILED[1]), (video, VIDEO_FAILED[1])):
+            if gone is None:
+                continue
+            self._gone_error = self._gone_error or gone
+            if self.on_error is None:
+                raise gone
+            self.on_error(f"{what}: {gone}")  # (the app: that output is off, the run goes on)
+            if gone is csv:
+                self._quietly(self._close_csv, "failed", gone)
+            else:
+                self._quietly(self._close_video)
+            self._gone_error = None  # said and that output off: the run's own end is not failed by it
+
     def _checkpoint(self) -> None:
         """Rewrite the open CSV's ``running`` sidecar (frames, rows, summary and statistics so far) every
         :data:`SIDECAR_EVERY_S` seconds, and as face tracks accumulate (:data:`SIDECAR_TRACKS_STEP`), so that its
         padding keeps room for the final one. Atomic; one that fails (a full disk) is said once and the run goes on
-        (the final sidecar, written at the end, fails the run where it cannot be written)."""
+        (the final sidecar, written at the end, fails the run where it cannot be written), except where the CSV was
+        deleted (its folder removed): that stops the run (:meth:`_csv_gone`)."""
         if self.csv is None or self.sidecar_path is None:
             return
         listed = len(self.csv.summary.tracks)
@@ -454,6 +643,10 @@ class RunOutputs:
         try:
             self.write_sidecar("running", with_stats=True)
         except Exception as e:  # noqa: BLE001 - the rows go on; the final sidecar is what counts
+            gone = self._csv_gone()  # (no such folder: it was removed; the run stops, where it went on to its end)
+            if gone is not None:
+                self._gone_error = self._gone_error or gone
+                raise gone from None
             if not self._checkpoint_warned:
                 self._checkpoint_warned = True
                 log.warning("%s: the sidecar's checkpoint was not written (%s); the run goes on", self.sidecar_path, e)
@@ -525,6 +718,15 @@ class RunOutputs:
             log.warning("%s: not kept aside while the run starts (%s)", path, e)
             return
         self._aside.append((path, aside))
+
+    def _put_back_stale(self, path: Path) -> None:
+        """Put back the earlier file of ``path`` that a killed run left aside (:func:`put_back_replaced`), where this
+        run holds ``path``'s lock (the run that set it aside is then gone; unlocked, as on Windows, nothing is done)
+        and did not set it aside itself."""
+        held = self._locks.get(path)
+        if held is None or held[1] is None or any(p == path for p, _ in self._aside):
+            return
+        put_back_replaced(path, locked=True)
 
     def _drop_aside(self) -> None:
         for _, aside in self._aside:
@@ -599,6 +801,13 @@ class RunOutputs:
         if self.csv is None:
             return
         c = self.csv
+        # a CSV deleted while the run went (its folder removed): never called complete; the run fails with it
+        said = error is not None and error is self._gone_error  # (the error the run already fails with)
+        gone = self._csv_gone()
+        if gone is not None:
+            self._gone_error = self._gone_error or gone
+            if error is None or status in ("complete", "interrupted"):
+                status, error = "failed", gone
         failed: Optional[BaseException] = None
         try:
             c.close()
@@ -611,9 +820,17 @@ class RunOutputs:
         except Exception as e:  # noqa: BLE001 - the CSV itself is complete; raised below, once it is finished
             unwritten = e
         self.csv, self.sidecar_path = None, None
-        removed = self._remove_unmarked(c, side) if unwritten is not None and failed is None else []
+        removed = (self._remove_unmarked(c, side) if unwritten is not None and failed is None and gone is None
+                   else [])
         self._in_use.pop("csv", None)
         self._release_idle()
+        if gone is not None:  # its rows went with it: no file finished, no sidecar that can say so (its folder gone)
+            log.debug("%s: deleted while the run went; the final sidecar: %s", c.path, unwritten or "written")
+            if failed is not None:
+                raise failed
+            if not said:
+                raise gone
+            return
         if not removed:
             self.finished.append(str(c.path))
             log.info("CSV finished: %s (%d frames)", c.path, c.frames)
@@ -678,6 +895,9 @@ class RunOutputs:
         finally:
             self._in_use.pop("video", None)
             self._release_idle()
+        if isinstance(v, VideoSink) and self._video_dir is not None and not os.path.isdir(self._video_dir):
+            log.debug("%s: its folder was removed while the run went", v.path)  # (a file of no folder: not finished)
+            return
         self.finished.append(str(v.path))
         log.info("video finished: %s (%d frames)", v.path, v.frames)
 
@@ -689,17 +909,26 @@ class RunOutputs:
         caller raises the error returned (the run's error, said once as such): it is logged at DEBUG only, where
         a WARNING said it a second time on stderr; an error not returned (a second one) is always a WARNING."""
         first: Optional[BaseException] = None
+        # an output removed while the run went (its folder deleted), found now or before: the run fails with that
+        # (not "the CSV is complete"), and what the files then cannot do (a sidecar with no folder) is its doing
+        gone = self._gone_error or self._csv_gone() or self._video_gone()
+        if gone is not None:
+            self._gone_error = gone
+            if status in ("complete", "interrupted"):
+                status, error, first = "failed", gone, gone
 
         def say(what: str, e: BaseException) -> None:
-            log.log(logging.DEBUG if raises and first is None else logging.WARNING, "closing the %s failed: %s",
-                    what, e)
+            quiet = (raises and first is None) or (gone is not None and e is not gone)
+            log.log(logging.DEBUG if quiet else logging.WARNING, "closing the %s failed: %s", what, e)
 
         try:
             self._close_video(to_end=source_ended)
         except Exception as e:  # noqa: BLE001 - keep closing the CSV
             say("video", e)
-            first = e
-            if status in ("complete", "interrupted"):
+            first = first or e
+            if gone is not None:  # the sidecar says that: the video's error is its doing
+                pass
+            elif status in ("complete", "interrupted"):
                 status, error = "failed", e
             elif error is not None and str(e) not in str(error):  # the sidecar says what became of the video too
                 error = OutputError(f"{error}; {e}")

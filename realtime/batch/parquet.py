@@ -14,21 +14,27 @@ videos read since the last, up to :data:`ROW_GROUP_BYTES` of Arrow data, or one 
 
 A run that writes a dataset holds its path's lock (:func:`lock_parquet`, a hidden ``.PATH.lock`` beside it) from its
 start to the end of its write, so that a second run given the same path is refused at its start instead of
-replacing the first one's dataset (two batches of one corpus each wrote a dataset of its own half).
+replacing the first one's dataset (two batches of one corpus each wrote a dataset of its own half). The dataset is
+written aside (``.PATH.tmp-PID``) and moved into place; the temporaries that killed runs left there (whose process is
+gone) are removed by the next run once it holds the lock (:func:`remove_stale_temporaries`): they stayed for good,
+each the size of a dataset.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import re
 import shutil
+import socket
 from pathlib import Path
 from typing import Iterable, List, Optional, Tuple, Union
 
 from facecycle.errors import BackendUnavailable, InputError, OutputError
-from facecycle.files import Busy, check_can_create, lock_file, lock_name, text_name, unlock_file
+from facecycle.files import Busy, check_can_create, lock_file, lock_name, text_name, unlock_file, write_failure
 
 __all__ = ["write_parquet", "require_pyarrow", "check_parquet_path", "lock_parquet", "unlock_parquet",
-           "PYARROW_MISSING"]
+           "remove_stale_temporaries", "PYARROW_MISSING"]
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +88,86 @@ def lock_parquet(path: Union[str, Path], run: str, advice: str) -> Optional[int]
     ``flock`` (Windows: not locked)."""
     dest = Path(path)
     try:
-        return lock_file(lock_name(dest), {"output": str(dest), "run": run}, what=f"the lock of {dest}")
+        fd = lock_file(lock_name(dest), {"output": str(dest), "run": run}, what=f"the lock of {dest}")
     except Busy as b:
         other = b.holder.get("run")
         raise OutputError(f"{dest}: being written by another run ({other + ', ' if other else ''}{b.who}); "
                           f"{advice}") from None
     except OSError as e:
         raise OutputError(f"{dest}: cannot write ({e.strerror or e})") from None
+    if fd is not None or _NO_FLOCK:  # (held: no other run writes this dataset now)
+        remove_stale_temporaries(dest)
+    return fd
+
+
+#: the OS has no ``flock`` (Windows): nothing is locked, and a temporary's pid alone tells whether its run is alive
+_NO_FLOCK = os.name == "nt"
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (``os.kill(pid, 0)``: a process of another user is alive; on
+    Windows ``OpenProcess``): the engine cache's test, :func:`engines.cache._pid_alive`."""
+    from engines.cache import _pid_alive as alive
+
+    return alive(pid)
+
+
+def _holds_lock(dest: Path) -> bool:
+    """Whether this process holds the lock of the dataset at ``dest`` (:func:`lock_parquet`: its lock file names
+    this host and pid), or nothing is locked here (:data:`_NO_FLOCK`)."""
+    if _NO_FLOCK:
+        return True
+    import json
+
+    try:
+        holder = json.loads(lock_name(dest).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (isinstance(holder, dict) and holder.get("pid") == os.getpid()
+            and holder.get("host") == socket.gethostname())
+
+
+def remove_stale_temporaries(path: Union[str, Path]) -> int:
+    """Remove what killed writers of the dataset at ``path`` left beside it: its temporaries ``.NAME.tmp-PID`` (a
+    file, or a folder of part files) whose process (PID) no longer runs on this machine; this process's own and a
+    live one's are left alone. For a run that holds the path's lock (:func:`lock_parquet`): no other run of it
+    writes then. Returns how many were removed; errors are logged, never raised."""
+    dest = Path(path)
+    prefix = f".{dest.name}.tmp-"
+    n = 0
+    try:
+        entries = list(os.scandir(dest.parent))
+    except OSError:
+        return 0
+    for entry in entries:
+        pid = entry.name[len(prefix):] if entry.name.startswith(prefix) else ""
+        if not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except OSError as e:
+            log.warning("%s: a killed run's temporary dataset was not removed (%s)", entry.path, e.strerror or e)
+            continue
+        n += 1
+        log.info("%s: removed (a temporary dataset that a killed run left)", entry.path)
+    return n
+
+
+def _write_error(dest: Path, e: OSError) -> OutputError:
+    """The one line of a dataset that could not be written: ``disk full``, ``disk quota exceeded``, ``file size
+    limit reached`` as every output says them (:func:`facecycle.files.write_failure`; pyarrow's own words were
+    ``Error writing bytes to file. Detail: [errno 28] No space left on device``), else the system's words."""
+    code = e.errno
+    if code is None:  # (a pyarrow error without its errno set: read from its words)
+        m = re.search(r"\[errno (\d+)\]", str(e))
+        code = int(m.group(1)) if m else None
+    if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return OutputError(f"{dest}: {write_failure(OSError(code, os.strerror(code)))} (the dataset was not "
+                           "written; its CSVs are complete)")
+    return OutputError(f"{dest}: cannot write ({e.strerror or e})")
 
 
 def unlock_parquet(path: Union[str, Path], fd: Optional[int]) -> None:
@@ -319,6 +398,8 @@ def write_parquet(csvs: Iterable[Tuple[str, Union[str, Path]]], path: Union[str,
     tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+    if _holds_lock(dest):  # (where a caller holds the lock: lock_parquet removed them already, unless one appeared)
+        remove_stale_temporaries(dest)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         if not single:
@@ -405,7 +486,7 @@ def write_parquet(csvs: Iterable[Tuple[str, Union[str, Path]]], path: Union[str,
             shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
         os.replace(tmp, dest)
     except OSError as e:
-        raise OutputError(f"{dest}: cannot write ({e.strerror or e})") from None
+        raise _write_error(dest, e) from None
     finally:
         if writer is not None:
             writer.close()

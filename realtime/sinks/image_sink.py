@@ -11,7 +11,7 @@ from typing import Union
 import cv2
 
 from facecycle.errors import OutputError
-from facecycle.files import IMAGE_SUFFIXES
+from facecycle.files import IMAGE_SUFFIXES, hidden_name, name_length, name_max
 
 from ..types import FramePacket
 from .base import Sink, check_output_name, prepare_output
@@ -36,6 +36,15 @@ def picture_suffix(suffix: str) -> str:
     return s if s in _KEEP else ".png"
 
 
+def _partial_name(out: Path) -> Path:
+    """The hidden temporary a picture ``out`` is written to: ``.STEM.partial.SUFFIX``, or where that is longer
+    than the file system allows, ``.<12 hex>.partial.SUFFIX`` (:func:`facecycle.files.hidden_name`)."""
+    tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
+    if name_length(tmp.name) <= name_max(out.parent):
+        return tmp
+    return hidden_name(out, f".partial{out.suffix}")
+
+
 class ImageSink(Sink):
     """Write each packet's annotated image (else its image), BGR uint8 (H, W, 3), at the frame's own size.
 
@@ -47,7 +56,10 @@ class ImageSink(Sink):
 
     Each file is written whole (a temporary file renamed into place): an interrupted run leaves only complete
     pictures. A folder is written aside (``.NAME.partial-PID``) and moved into place by :meth:`close`, replacing
-    what an earlier run left there.
+    what an earlier run left there. Where such a hidden name would be longer than the file system allows (a name near
+    its limit), it is ``.<12 hex>…`` instead (:func:`facecycle.files.hidden_name`): a 251-byte picture name failed
+    with "File name too long" after its CSV row was written. A folder of pictures removed while the run goes (the
+    output folder deleted) stops the run; its pictures were written into a folder made again.
     """
 
     def __init__(self, path: Union[str, Path], overwrite: bool = False) -> None:
@@ -62,7 +74,7 @@ class ImageSink(Sink):
                 raise OutputError(f"{self.path}: exists (use --overwrite, or overwrite=True in Python, to replace it)")
             # written aside and moved into place at the end: an overwritten folder keeps no picture of the last
             # run, and a folder of this run's pictures appears whole
-            self._work = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}")
+            self._work = hidden_name(self.path, f".partial-{os.getpid()}")
             try:
                 if self._work.exists():
                     shutil.rmtree(self._work)
@@ -83,9 +95,12 @@ class ImageSink(Sink):
     def write(self, packet: FramePacket) -> None:
         if self._closed:
             raise OutputError(f"{self.path}: already closed")
+        if not self.single and not self._work.is_dir():  # (made when the sink opened: removed since)
+            raise OutputError(f"{self.path}: output folder removed while running ({self.frames} pictures written "
+                              "went with it); the run stopped")
         img = packet.annotated if packet.annotated is not None else packet.image
         out = self._target(packet)
-        tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
+        tmp = _partial_name(out)
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
             # encoded here and written by Python: cv2.imwrite takes a narrow path on Windows, where a name outside
