@@ -608,6 +608,10 @@ def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals"
              "demuxer flagged: a gap in the stream, or segments joined)" if getattr(run.src, "damaged", 0) else "")
           + (f", ~{_n(run.src.frames_missing, 'frame')} missing (truncated or damaged file)"
              if getattr(run.src, "frames_missing", 0) else "")
+          + (", cut short (an MPEG-TS file that ends inside a packet: frames missing, how many cannot be told)"
+             if getattr(run.src, "cut_short", False) else "")
+          + (", the file grew while it was read (a recording in progress?): rerun when it ends"
+             if getattr(run.src, "grew_while_read", False) else "")
           + _reading(side) + f" -> {wrote}")
     if sig.signum is not None:
         early = (" before any row was written (a file read twice gets its rows in the second reading)"

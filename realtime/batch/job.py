@@ -550,6 +550,8 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
                    made_with=made_with(info),  # the backend that ran (not auto), the versions: batch.json's
                    # a cut or damaged file is complete as far as it decodes: said, as process says it
                    frames_missing=int(getattr(run.src, "frames_missing", 0) or 0),
+                   cut_short=bool(getattr(run.src, "cut_short", False)),  # (a TS that ends inside a packet)
+                   grew_while_read=bool(getattr(run.src, "grew_while_read", False)),  # (a recording in progress)
                    decode_errors=int(s.get("decode_errors") or 0),
                    damaged=int(getattr(run.src, "damaged", 0) or 0),  # damage read through (frames concealed)
                    rows=count_csv_rows(paths["csv"]) if paths["csv"] else None,  # type: ignore[arg-type]

@@ -369,7 +369,10 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
                               if res.get("frames_missing") else "",
                               f"{res['decode_errors']} damaged packets skipped" if res.get("decode_errors") else "",
                               f"damage read through in {res['damaged']} places (frames with errors concealed, or "
-                              "packets the demuxer flagged)" if res.get("damaged") else ""]
+                              "packets the demuxer flagged)" if res.get("damaged") else "",
+                              "cut short (an MPEG-TS file that ends inside a packet)" if res.get("cut_short") else "",
+                              "the file grew while it was read (a recording in progress?): rerun when it ends"
+                              if res.get("grew_while_read") else ""]
                     if res["status"] == "done" and any(damage):
                         msg = f"facecycle batch: {_text(e['input'])}: " + ", ".join(d for d in damage if d)
                         _note(bar, msg)
@@ -905,8 +908,8 @@ def _finish(result: BatchResult, entries: List[Dict[str, Any]], t_start: float, 
                         "retries": sum(int(e.get("retries") or 0) for e in entries), "frames": frames,
                         # done, but cut or damaged: their rows end early or skip frames (frames_missing, decode_errors),
                         # or some frames were made with errors concealed (damaged)
-                        "damaged": sum(bool(e.get("frames_missing") or e.get("decode_errors") or e.get("damaged"))
-                                       for e in done)}
+                        "damaged": sum(bool(e.get("frames_missing") or e.get("decode_errors") or e.get("damaged")
+                                            or e.get("cut_short") or e.get("grew_while_read")) for e in done)}
     result["throughput"] = {"work_s": round(work_s, 3), "fps": round(frames / work_s, 2) if work_s > 0 else None,
                             "videos_per_min": round(len(done) / work_s * 60, 2) if work_s > 0 else None}
     if fatal is not None:

@@ -20,14 +20,27 @@ the run failed with an unplayable video). Closing after the source's end copies 
 closing early (``--max-frames``, a stop) cuts it at the last frame. Closing
 flushes the encoder and writes the index, so an interrupted run still leaves
 a playable file. Where the index cannot be written (a full disk: an MP4 without it plays nowhere), the file is
-removed and the error says so (:attr:`VideoSink.removed`); a file that still plays (Matroska) stays, named incomplete.
+removed and the error says so (:attr:`VideoSink.removed`); a file that still plays (Matroska, an MP4 written as
+fragments) stays, named incomplete. A write that fails so (a full disk, a file size limit) finishes the file at once,
+and its error says what became of it: removed, or the frames it keeps (:attr:`VideoSink.kept_frames`); it said
+"video frames up to 41 were written" of a video it then removed.
 
 Fragmented (``fragmented=True``: what a live source's recording gets, ``live --record``, the app's Record): an MP4 or
-MOV is written as fragments (``movflags`` :data:`FRAGMENTED_MOVFLAGS`), a small index up front and each fragment's
-own after it. The muxer otherwise keeps every frame's index entry in memory until the file closes (72 bytes a frame:
-187 MB a day at 30 fps) and writes the index last, so a run killed (SIGKILL, power loss, the OOM killer) left a file
-that played nowhere; a fragmented one plays up to its last fragment (one per keyframe: libx264 makes one at least
-every 250 frames). Files of ``process`` (a video file read at its own pace) are written as before.
+MOV is written as fragments (``movflags`` :data:`FRAGMENTED_MOVFLAGS`), the index of the first fragment's frames up
+front and each later fragment's own after it. The muxer otherwise keeps every frame's index entry in memory until the
+file closes (72 bytes a frame: 187 MB a day at 30 fps) and writes the index last, so a run killed (SIGKILL, power
+loss, the OOM killer) left a file that played nowhere; a fragmented one plays up to its last fragment (one per
+keyframe: libx264 makes one at least every 250 frames), each written whole as it is made (``flush_packets``).
+FFmpeg's fragmenting muxer says nothing of writes that fail at its close: a file whose trailer (its fragments' index,
+``mfra``, last) is not at its end is taken as failed (:meth:`VideoSink._unfinished`).
+
+Any other MP4 or MOV (``process``'s and ``batch``'s video of a file) is written as fragments too while the run goes,
+a fragment at least every :data:`INTERIM_FRAGMENT_S` seconds (a keyframe comes only every 250 frames: a run killed
+after 246 frames would have kept none), and made a plain MP4 when it closes (its packets copied into a file beside it,
+then put in its place: an index of every frame at the end, as before, which every player and editor reads and which
+states the duration and frame count). A run killed (SIGKILL, power loss, the OOM killer) leaves a file that plays up
+to its last fragment: it used to play nowhere ("Invalid data"). Where the copy cannot be made (a full disk: it needs
+the video's size again for a moment) the fragmented file stays, complete, and a warning says so.
 
 Threads: ``threads`` sets the thread count of the encoder and of the colour conversion; 0 leaves them to FFmpeg
 (about one per CPU of the process's affinity mask, each). A batch worker passes the CPUs it reserved: FFmpeg sees
@@ -37,8 +50,10 @@ the encoder's each with buffers of its own, contending with the inference thread
 from __future__ import annotations
 
 import errno
+import itertools
 import logging
 import operator
+import os
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple, Union
@@ -49,13 +64,13 @@ from av.video.reformatter import ColorRange, Colorspace
 
 from facecycle.cpus import codec_threads
 from facecycle.errors import OutOfMemory, OutputError, UsageError, is_out_of_memory
-from facecycle.files import write_failure
+from facecycle.files import replace_retrying, temp_path, write_failure
 
 from ..types import FramePacket
 from .base import Sink, prepare_output
 
 __all__ = ["VideoSink", "X264_PRESETS", "check_x264_preset", "check_video_threads", "VIDEO_OUT_SUFFIXES",
-           "FRAGMENTED_MOVFLAGS"]
+           "FRAGMENTED_MOVFLAGS", "INTERIM_FRAGMENT_S"]
 
 #: containers that hold the H.264 this sink writes (WebM and Ogg do not: they failed at the first frame)
 VIDEO_OUT_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".ts", ".flv")
@@ -63,10 +78,16 @@ VIDEO_OUT_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".ts", ".flv")
 log = logging.getLogger(__name__)
 
 #: the MP4/MOV muxer's ``movflags`` of a fragmented file (:class:`VideoSink`'s ``fragmented``): a fragment starts at
-#: each keyframe, the index up front holds no frame, and each fragment's offsets are its own
-FRAGMENTED_MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
+#: each keyframe, each fragment's offsets are its own, and the index up front is written with the first fragment's
+#: frames: with ``empty_moov`` (written before any frame) the
+#: muxer refused the ADTS AAC of an MPEG-TS source ("Malformed AAC bitstream detected", EPERM: the index was written
+#: before the bitstream filter that converts it had seen a packet), and a recording of such a stream failed
+FRAGMENTED_MOVFLAGS = "frag_keyframe+default_base_moof"
 #: the containers written fragmented where asked (others keep their own layout: Matroska plays when cut anyway)
 _FRAGMENTABLE = (".mp4", ".m4v", ".mov")
+#: seconds of video at most in a fragment of an MP4 or MOV written as fragments until it closes (a file's video:
+#: :class:`VideoSink`'s module doc); a run killed loses about this much, and the encoder's few frames in hand
+INTERIM_FRAGMENT_S = 1.0
 
 #: libx264's presets, fastest first (``--video-preset``).
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
@@ -196,15 +217,29 @@ class VideoSink(Sink):
         self._broken = False
         #: the file could not be finished and was removed (it would not play): no video to name
         self.removed = False
-        #: written as fragments (an MP4 or MOV asked ``fragmented``)
+        #: the frames the file keeps where it could not be finished but still plays (counted then), else None
+        self.kept_frames: Optional[int] = None
+        self._close_error: Optional[BaseException] = None  # a close's error, said again by the next close()
+        self._first_dts: Dict[int, Fraction] = {}  # each stream's first dts (s) as muxed (_make_plain)
+        #: the file is fragmented (an MP4 or MOV asked ``fragmented``; one written as fragments only until it closes
+        #: is too where it could not be made a plain one)
         self.fragmented = bool(fragmented) and self.path.suffix.lower() in _FRAGMENTABLE
+        #: an MP4 or MOV of a file: written as fragments while the run goes, made a plain one when it closes
+        self.interim_fragments = not self.fragmented and self.path.suffix.lower() in _FRAGMENTABLE
+        options = None
+        # (flush_packets: each fragment reaches the file whole when it is made, not its last 32 KB with the next)
+        if self.fragmented:
+            options = {"movflags": FRAGMENTED_MOVFLAGS, "flush_packets": "1"}
+        elif self.interim_fragments:
+            options = {"movflags": FRAGMENTED_MOVFLAGS, "frag_duration": str(int(INTERIM_FRAGMENT_S * 1e6)),
+                       "flush_packets": "1"}
         try:
-            self.container = av.open(str(self.path), "w",
-                                     options={"movflags": FRAGMENTED_MOVFLAGS} if self.fragmented else None)
+            self.container = av.open(str(self.path), "w", options=options)
         except ValueError:  # FFmpeg knows no container for the name: say so before anything is written
             raise OutputError(f"{self.path}: not a video file name (use .mp4, .mkv or .mov)") from None
         except (av.error.FFmpegError, OSError) as e:
             raise OutputError(f"{self.path}: cannot create video ({e})") from None
+        self._format = self.container.format.name  # (the plain file made at the close is of the same muxer)
 
     # -------------------------------------------------------------- setup
     def _open_streams(self, width: int, height: int) -> None:
@@ -309,21 +344,44 @@ class VideoSink(Sink):
                     return
                 self._pending_audio = None
                 pk.stream = self._audio_out
-                self.container.mux(pk)
+                self._mux(pk, self._audio_out)
         except StopIteration:
             self._close_audio_in()
         except av.error.FFmpegError as e:
             if getattr(e, "errno", None) in (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG):  # the output failed
                 self._broken = True
                 self._close_audio_in()
-                raise OutputError(f"{self.path}: {'write failed' if e.errno == errno.EIO else write_failure(e)} "
-                                  f"({self._done()})") from None
+                if self._closed:  # (closing: close() says what became of the file)
+                    raise
+                raise self._write_failed("write failed" if e.errno == errno.EIO else write_failure(e)) from None
             log.warning("%s: audio copy stopped (%s)", self.path, e)
             self._close_audio_in()
 
-    def _done(self) -> str:
-        """What a write error says was written (not "frames up to -1" before the first)."""
-        return f"video frames up to {self.frames - 1} were written" if self.frames else "no video frame written"
+    def _write_failed(self, what: str) -> OutputError:
+        """The error of a write that failed (``what``: "disk full", …; the muxer is not used again): the file is
+        finished now, so that the words say what became of it (they said "video frames up to 41 were written" of a
+        video then removed): removed, or the frames it keeps. Where closing failed, the next :meth:`close` raises
+        this error once more (the caller learns of the removal there)."""
+        self._broken = True
+        try:
+            self.close()
+        except Exception as e:  # noqa: BLE001 - said below, and again by the next close()
+            self._close_error = e
+        if not self.removed and self._close_error is None:  # finished after all (the close's writes fitted)
+            self._playable()  # (counts what it keeps: the encoder's frames in hand were lost)
+        if self.removed:
+            tail = "the video could not be finished: removed, it would not play"
+        elif self.kept_frames is None:  # unplayable (and could not be removed), or of no frame
+            tail = ("the video could not be finished and does not play" if self._close_error is not None
+                    else "no video frame written")
+        elif self.kept_frames < self.frames:
+            tail = f"the video is incomplete: it keeps {self.kept_frames} of the {self.frames} frames sent to it"
+        else:
+            tail = f"video frames up to {self.frames - 1} were written"
+        err = OutputError(f"{self.path}: {what} ({tail})")
+        if self._close_error is not None:  # (the next close() says it in these words, not in the close's own)
+            self._close_error = err
+        return err
 
     @property
     def size(self) -> Optional[Tuple[int, int]]:
@@ -381,16 +439,22 @@ class VideoSink(Sink):
         self._mux_audio_until(float(pts * self.time_base))
         try:
             for p in self._stream.encode(frame):
-                self.container.mux(p)
+                self._mux(p, self._stream)
         except (MemoryError, av.error.FFmpegError, OSError) as e:
             self._broken = True  # FFmpeg's muxer must not be used again (muxing after a failed write crashes)
             if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-                raise OutputError(f"{self.path}: {write_failure(e)} ({self._done()})") from None
+                raise self._write_failed(write_failure(e)) from None
             if self._out_of_memory(e):  # (the encoder opens at the first encode: PyAV names avcodec_open2)
                 what = f"opening the video encoder {self.codec}" if "avcodec_open2" in str(e) else "encoding the video"
                 raise OutOfMemory.while_(f"{what} for {self.path}", e) from None
             raise OutputError(f"{self.path}: video write failed ({e})") from None
         self.frames += 1
+
+    def _mux(self, packet: "av.Packet", stream) -> None:
+        """Mux ``packet`` of ``stream``, noting each stream's first dts (s: :meth:`_make_plain`)."""
+        if stream.index not in self._first_dts and packet.dts is not None and packet.time_base:
+            self._first_dts[stream.index] = Fraction(packet.dts) * packet.time_base
+        self.container.mux(packet)
 
     def _out_of_memory(self, e: BaseException) -> bool:
         """Whether the encoder's error ``e`` was memory: it says so (ENOMEM, a MemoryError), or it is FFmpeg's
@@ -409,15 +473,20 @@ class VideoSink(Sink):
     def close(self, to_end: bool = False) -> None:
         """Flush and finish the file. ``to_end``: the source was read to its end, so its audio is copied to its own
         end (audio that outlasted the last frame was cut: 5 s of audio under 2 s of video kept 2 s); else the audio
-        stops at the last frame (``--max-frames``, a stop)."""
+        stops at the last frame (``--max-frames``, a stop). A file written as fragments until now (an MP4 or MOV
+        of a file) is made a plain one. Raises where the file is incomplete (a second call: the error again, once;
+        a failed write finishes the file at once, and its caller learns of a removal here)."""
         if self._closed:
+            e, self._close_error = self._close_error, None
+            if e is not None:
+                raise e
             return
         self._closed = True
         failed: Optional[BaseException] = None
         try:
             if self._stream is not None and not self._broken:
                 for p in self._stream.encode():
-                    self.container.mux(p)
+                    self._mux(p, self._stream)
                 if self._last_pts is not None:
                     self._mux_audio_until(float("inf") if to_end else
                                           float((self._last_pts + 1) * self.time_base) + 1.0 / float(self.fps))
@@ -431,6 +500,8 @@ class VideoSink(Sink):
             except Exception as e:  # noqa: BLE001
                 log.warning("%s: closing failed (%s)", self.path, e)
                 failed = failed or e
+        if failed is None and (self.fragmented or self.interim_fragments) and self._stream is not None:
+            failed = self._unfinished()
         if failed is not None:  # the file is incomplete: say so (disk full, I/O error), never exit 0 silently
             disk = getattr(failed, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
             what = write_failure(failed) if disk else f"writing the video failed ({failed})"
@@ -439,6 +510,7 @@ class VideoSink(Sink):
                 oom = OutOfMemory.while_(f"finishing the video {self.path}", failed)
                 err = lambda tail: OutOfMemory(f"{oom} ({tail})")  # noqa: E731
             if self._playable():
+                self.fragmented = self.fragmented or self.interim_fragments  # (as left: fragments)
                 raise err("the video is incomplete")
             # an MP4 whose index (written last) did not fit plays nowhere ("Invalid data"): not left as an output
             try:
@@ -448,16 +520,121 @@ class VideoSink(Sink):
                 log.warning("%s: the unplayable video was not removed (%s)", self.path, e)
                 raise err("the video could not be finished and does not play") from None
             raise err("the video could not be finished: removed, it would not play")
+        if self.interim_fragments and self._stream is not None:
+            if self._broken:  # (a write failed: the file is incomplete as it is, and the disk likely full)
+                self.fragmented = True
+            else:
+                self._make_plain()
+
+    def _make_plain(self) -> None:
+        """Make the finished file, written as fragments, a plain MP4 (MOV): its packets copied, as they are, into a
+        file beside it (an index of every frame at its end), which then replaces it. The times are put back where
+        they were muxed: fragments hold no time below 0, so every stream was moved later by the encoder's delay
+        (its dts start below 0 where it reorders frames: 2 frames, 0.083 s at 24 fps, as in a live recording), and
+        each track's first sample stretched back to 0 (the first AAC frame 5,028 samples long); the plain file
+        gets an edit list instead, as one written plain did. Where it cannot be made (a full disk), the fragmented
+        file stays: complete, it plays (a warning says so)."""
+        tmp = temp_path(self.path)
+        try:
+            with av.open(str(self.path)) as src, av.open(str(tmp), "w", format=self._format) as out:
+                to = {s.index: out.add_stream_from_template(s) for s in src.streams if s.type in ("video", "audio")}
+                packets = (pk for pk in src.demux(*[src.streams[i] for i in to]) if pk.dts is not None)
+                head, first = [], {}  # the first packets, until each stream's first dts (s) in the file is known
+                for pk in packets:
+                    head.append(pk)
+                    first.setdefault(pk.stream.index, Fraction(pk.dts) * pk.time_base)
+                    if len(first) == len(to) or len(head) >= 1024:
+                        break
+                # the shift: the most any stream's first sample moved (a stretched one moved less)
+                shift = max([t - self._first_dts.get(i, t) for i, t in first.items()] + [Fraction(0)])
+                ticks = {i: int(round(shift / src.streams[i].time_base)) for i in to}
+                seen = set()
+                for pk in itertools.chain(head, packets):
+                    i = pk.stream.index
+                    move = ticks[i]
+                    if i not in seen:  # the first sample: where it was muxed (not before: stretched back to 0)
+                        seen.add(i)
+                        if i in self._first_dts:
+                            move = min(move, pk.dts - int(round(self._first_dts[i] / src.streams[i].time_base)))
+                    if pk.pts is not None:
+                        pk.pts -= move
+                    pk.dts -= move
+                    pk.stream = to[i]
+                    out.mux(pk)
+            replace_retrying(tmp, self.path)
+        except BaseException as e:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            if not isinstance(e, Exception):  # (an interrupt: the fragmented file stays, complete)
+                raise
+            self.fragmented = True
+            log.warning("%s: kept as a fragmented MP4 (making it a plain one failed: %s); it is complete and plays",
+                        self.path, write_failure(e))
+
+    def _unfinished(self) -> Optional[OSError]:
+        """The error of a fragmented file whose end is not in it, else None. Its trailer (the ``mfra`` index of its
+        fragments, last) is not there where writes failed: FFmpeg's fragmenting muxer says nothing of a write that
+        failed at its close (a run under a file size limit exited 0 with a video of a cut first frame)."""
+        try:
+            with open(self.path, "rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(0, size - 16))
+                tail = f.read(16)
+                n = int.from_bytes(tail[-4:], "big") if len(tail) == 16 else 0
+                if tail[4:8] == b"mfro" and 16 <= n <= size:
+                    f.seek(size - n + 4)
+                    if f.read(4) == b"mfra":
+                        return None
+        except OSError as e:
+            return e
+        try:
+            import resource
+
+            soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+            if soft != resource.RLIM_INFINITY and size >= soft:
+                return OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+        except (ImportError, OSError, ValueError):  # (no such limit: Windows)
+            pass
+        import shutil
+
+        try:
+            if shutil.disk_usage(self.path.parent).free < 2**20:
+                return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError:
+            pass
+        return OSError(errno.EIO, "its last part was not written")
 
     def _playable(self) -> bool:
-        """Whether the file as left opens and decodes a first frame (a cut Matroska file does; an MP4 without its
-        index does not)."""
+        """Whether the file as left opens and decodes a first frame from a whole packet (a cut Matroska file, or an
+        MP4 written as fragments, does; an MP4 without its index does not, nor a file whose first frame was cut).
+        Where it does, :attr:`kept_frames` counts the video packets it holds whole."""
+        n, playable = 0, False
         try:
             with av.open(str(self.path)) as c:
                 if not c.streams.video:
                     return False
-                for _ in c.decode(video=0):
-                    return True
+                cc = c.streams.video[0].codec_context
+                try:
+                    for pk in c.demux(video=0):
+                        if pk.dts is None or not pk.size or pk.is_corrupt:  # (one cut short: not whole)
+                            continue
+                        n += 1
+                        if not playable:
+                            try:
+                                playable = bool(pk.decode())
+                            except av.error.FFmpegError:
+                                pass
+                except av.error.FFmpegError:  # the rest is damage: counted up to it
+                    pass
+                if not playable and n:
+                    try:
+                        playable = bool(cc.decode(None))  # (frames the decoder holds back)
+                    except av.error.FFmpegError:
+                        pass
         except Exception:  # noqa: BLE001 - any failure to read it back: not playable
             return False
-        return False
+        if playable:
+            self.kept_frames = n
+        return playable

@@ -244,6 +244,15 @@ class VideoSource(Source):
     timestamps_repaired = 0
     #: a file's steps between frames, for the gaps of frames it lacks (set by ``__iter__``; :func:`_gap_summary`)
     _steps: Optional["Counter[Tuple[int, int]]"] = None
+    #: a local file's size (bytes) when it was opened, held against its size when read to its end; None for a URL
+    #: or a pipe
+    _size_at_open: Optional[int] = None
+    #: the file grew while it was read (a recording in progress): what was read is not all of it. The sidecar's
+    #: ``input.grew_while_read`` (there only where true); set when it is read to its end
+    grew_while_read = False
+    #: the file ends inside a packet (an MPEG-TS whose last packet is partial: a download or a copy cut short, a
+    #: writer killed). The sidecar's ``input.cut_short`` (there only where true); set when it is read to its end
+    cut_short = False
 
     def __init__(self, path: Union[str, Path], realtime: bool = False, threads: int = 0,
                  max_errors: int = 50, timeout: Optional[float] = None) -> None:
@@ -277,6 +286,7 @@ class VideoSource(Source):
         # the file, for what reads it again (the look-ahead's second pass, the audio copied into the video): not a
         # URL, not a pipe
         self.path = None if self.is_url or self.is_pipe else spath
+        self._size_at_open = int(st.st_size) if self.path is not None else None
         self.max_errors = max_errors
         served = _probe_http(spath, self.url_timeout) if self.scheme in ("http", "https") else None
         if served is not None:
@@ -637,6 +647,7 @@ class VideoSource(Source):
         if index == 0:
             hint = _index_hint(self.name, self._pipe_format())
             raise InputError(f"{self.name}: no decodable video frames{f' ({hint})' if hint else ''}")
+        self._judge_end()
         if not self.exact_count:
             # an estimate (a duration times the rate), or none: a stream, a growing file or a fragmented MP4 (whose
             # first fragment's duration FFmpeg gives) hold more than it says; the sidecar's count is what was read
@@ -659,6 +670,31 @@ class VideoSource(Source):
                             "missing)", self.name, index, self.span - short, self.span, missing)
         if not self.frames_missing:  # read whole: the count is the frames read (a variable-rate MKV's duration
             self.frame_count = index  # times its nominal rate said 85 for 60; an MP4's sample count 93 for 95)
+
+    def _judge_end(self) -> None:
+        """A local file read to its end: where it grew while it was read (its size now above its size at open: a
+        recording in progress, 399 of its 472 frames read as complete) say so (:attr:`grew_while_read`); else an
+        MPEG-TS that ends inside a packet is cut short (:attr:`cut_short`): it read as complete, or as "damage read
+        through in 1 place". How many frames a cut TS lacks cannot be told honestly (it states no length: its
+        duration is the span of what is left), so none is counted missing."""
+        if self._size_at_open is None or self.path is None:
+            return
+        try:
+            size = os.stat(self.path).st_size
+        except OSError:
+            return
+        if size > self._size_at_open:
+            self.grew_while_read = True
+            log.warning("%s: the file grew while it was read (a recording in progress?): rerun when it ends (%d bytes "
+                        "when opened, %d at the end of reading)", self.name, self._size_at_open, size)
+            return
+        if "mpegts" in self._format_name.split(","):
+            partial = _ts_partial_tail(self.path, size)
+            if partial is not None:
+                self.cut_short = True
+                log.warning("%s: cut short (truncated file: its last MPEG-TS packet holds %d of %d bytes); the frames "
+                            "after the cut are missing, how many cannot be told (an MPEG-TS states no length)",
+                            self.name, *partial)
 
     def _holds_frame(self) -> bool:
         """Whether frames are read one ahead (:meth:`_in_line`): a file read whole, on a clock that cannot restart
@@ -899,10 +935,42 @@ class VideoSource(Source):
                  # the frame as the file stores it (before non-square pixels are stretched and rotation applied):
                  # CSV pixels map back to it by width / height and the rotation
                  stored_size=list(self.stored_size), pixel_aspect=str(self.pixel_aspect),
-                 **({"ended": self.ended} if self.live_stream else {}))
+                 **({"ended": self.ended} if self.live_stream else {}),
+                 # (each only where true: a file that grew while it was read, an MPEG-TS cut inside a packet)
+                 **({"grew_while_read": True} if self.grew_while_read else {}),
+                 **({"cut_short": True} if self.cut_short else {}))
         if self.path is not None:  # which file exactly (the name is as given: maybe relative)
             d.update(_file_record(self.path))
         return d
+
+
+#: MPEG-TS packet sizes, each with where its sync byte (0x47) lies: 188 bytes; 192 (M2TS, AVCHD: a 4-byte time code
+#: first); 204 (16 bytes of Reed-Solomon parity last)
+_TS_PACKETS = ((188, 0), (192, 4), (204, 0))
+
+
+def _ts_partial_tail(path: Union[str, Path], size: int) -> Optional[Tuple[int, int]]:
+    """(bytes of its partial last packet, the packet size) of an MPEG-TS file of ``size`` bytes that ends inside a
+    packet; None where it ends with a whole one, or where its packets cannot be told (no run of sync bytes at its
+    start, or none at its end). The end is judged by the sync bytes of its last whole packets, not by the size
+    alone: a file may start with bytes that are no packet."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6 * 204)
+            sizes = [(n, lead) for n, lead in _TS_PACKETS  # (5 sync bytes in a row near its start)
+                     if any(all(head[o + k * n] == 0x47 for k in range(5)) for o in range(min(n, len(head) - 4 * n)))]
+            if not sizes:
+                return None
+            n, lead = sizes[0]
+            f.seek(max(0, size - 5 * n))
+            tail = f.read(5 * n)
+    except OSError:
+        return None
+    for t in range(n):  # the last whole packet ends t bytes before the end
+        at = [len(tail) - t - k * n + lead for k in (1, 2, 3)]
+        if at[-1] >= 0 and all(tail[i] == 0x47 for i in at):
+            return (t, n) if t else None
+    return None
 
 
 def _file_record(path: Union[str, Path]) -> dict:
