@@ -741,6 +741,8 @@ def _live(args: argparse.Namespace) -> int:
                                      if args.window or args.record else False,
                                      max_frames=args.max_frames)
         sig.run = run
+        if getattr(args, "command_line", None):  # the sidecar says how it was made, as `process`'s does
+            run.info["command"] = args.command_line
         window = args.window
         outs = [str(v) for v in (args.csv, getattr(run, "sidecar_path", None), args.record) if v]
         if not window:

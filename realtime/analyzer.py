@@ -56,7 +56,7 @@ from .smoothing import TrackSmoother
 from .sources import Source, VideoSource, open_source
 from .sources.video import rotate_image
 from .tracking import Tracker, detect_faces, iou_matrix
-from .types import Face, FramePacket, as_bgr_image
+from .types import Detections, Face, FramePacket, as_bgr_image
 
 __all__ = ["Analyzer", "Run", "RunStats"]
 
@@ -203,7 +203,11 @@ class Analyzer:
         detector_model: model for ``yunet`` (.onnx) / ``insightface`` (.onnx, model-pack folder or a
             pack name under ~/.insightface/models).
         detect_every: run the detector every N frames; optical-flow tracking
-            in between (a tracking failure triggers a detection at once).
+            in between (a tracking failure triggers a detection at once). For files, image folders and frames in
+            memory, also a file played at its own pace (``realtime``), the frames whose index is a multiple of N
+            (or the first one after such a frame that was dropped), whatever detections came in between: a run
+            that drops frames detects on the frames a full reading detects. Cameras and live streams: every N
+            frames processed since the last detection.
         detect_size: longer side the frame is shrunk to for detection.
         adapt_detect_size: where the frame is shrunk for detection and may hide faces (none found, or a small one),
             look at a larger size (twice the detection size, at least 1280 px): every 2 s for the first 3 looks,
@@ -368,6 +372,8 @@ class Analyzer:
             self.infer_workers = min(2, usable_cpus()) if cpu_ort else 1  # the CPUs it may use (taskset)
         self._lock = threading.Lock()  # guards _active only; never held while frames are processed
         self._active: Optional[object] = None  # the Run (or analyze_image call) using the detector now
+        #: the frame sizes (width, height, detection size) a live run warmed the engines for (Run._warm_up)
+        self._warm_sizes: set = set()
         self._closed = False
 
     _BUSY = ("this Analyzer is already running a video: one run at a time per Analyzer (finish or close that run "
@@ -627,13 +633,15 @@ LOOK_GAIN, RAISE_AGAIN_GAIN = 1.25, 1.25
 def reading_rule() -> Dict[str, Any]:
     """How the rows are read from the file and over time: untagged HD read as BT.709 as players show it, a lone
     out-of-line pts mended between its neighbours, a smoothing step after a gap counted in typical steps (the median
-    of the filter's latest ``smoothing_gap_steps``), every frame detected while a face is lost. One definition for
-    the sidecar's ``reading_rule`` (so the Parquet ``facecycle_settings``) and the batch fingerprint's
+    of the filter's latest ``smoothing_gap_steps``), every frame detected while a face is lost, the scheduled
+    detections on the frame index's grid (``detect_schedule``: ``index % detect_every == 0`` for files, folders and
+    frames in memory, a detection the tracker asks for in between not moving it; :meth:`Run._scheduled`). One
+    definition for the sidecar's ``reading_rule`` (so the Parquet ``facecycle_settings``) and the batch fingerprint's
     (:func:`realtime.batch.plan.settings_fingerprint`)."""
     from . import smoothing  # (read when called: the module's value as it is then)
 
     return {"untagged_hd": "bt709", "lone_pts": "mended", "smoothing_gap_steps": smoothing.TYPICAL_STEPS,
-            "detect_while_lost": True}
+            "detect_while_lost": True, "detect_schedule": "index_grid"}
 
 
 #: the quantities a run smooths per track (Run._post), in the sidecar's ``smoothing_params``
@@ -756,6 +764,16 @@ def _check_distinct(source: Any, csv: Optional[Union[str, Path]], video: Optiona
 class Run:
     """One pass over a source: iterable of :class:`FramePacket`, context manager, stoppable from any thread."""
 
+    #: how the scheduled detections (every ``detect_every``) are placed (:meth:`_scheduled`): True, on the frame
+    #: index's grid (``index % detect_every == 0``: files, image folders, frames held in memory, a file played at its
+    #: own pace); False, every ``detect_every`` frames processed (cameras, live streams, live frames). Set per run in
+    #: ``__init__`` (class defaults for a run made bare)
+    _by_index = False
+    #: with ``_by_index``: the grid cell (``index // detect_every``) of the last frame detected or tracked (None
+    #: before the first): a frame in another cell is a scheduled detection, also where the grid's own frame was
+    #: dropped (a file played at its pace) or is missing
+    _grid_cell: Optional[int] = None
+
     def __init__(self, analyzer: Analyzer, source, *, realtime: bool, csv, video, annotate, overwrite: bool,
                  max_frames: Optional[int], audio: bool, video_preset: str, sidecar,
                  neutral_lookahead: Optional[bool] = None, baseline_lookahead: bool = False,
@@ -796,7 +814,14 @@ class Run:
                                              if analyzer.inference.can_identify else None)
                             if settings is not None else None)
         self.reid = IdentityReID() if analyzer.reid else None
-        self._since_detect = 10 ** 9
+        self._since_detect = 10 ** 9  # frames processed since the last detection (the schedule where not _by_index)
+        # a file (also one played at its own pace: `live --input`, `process --realtime`), a folder, frames in memory:
+        # each frame's index is its place in the source, so the detections fall on the frames `process` detects,
+        # also after a dropped frame (counted in frames processed, a drop moved every later detection: up to 15 px
+        # of face_x, as much as --detect-every 5 -> 1). A camera, a live stream or live frames keep counting the
+        # frames processed: their index counts frames that came, and where the run is behind (dropping frames) a
+        # detection every detect_every of those would detect more often per frame processed, and drop more
+        self._by_index = (not self.src.live) or bool(getattr(self.src, "realtime", False))
         self._kept_faces: set = set()  # the track ids analysed on the last frame (max_faces)
         #: the detection size the run starts with (put back at its end); whether the run still looks at a larger
         #: size for faces it misses (adapt_detect_size), and how many looks it took
@@ -947,7 +972,7 @@ class Run:
             return p
         an = self.analyzer
         # separate pictures: each is detected afresh, its faces new tracks (ids go on rising)
-        run_det = self._since_detect >= an.detect_every or self.src.stills
+        run_det = self._scheduled(p.index) or self.src.stills
         # while a face is lost but its track remembered (the tracker's lost_buffer), every frame is detected: a face
         # that comes back (uncovered, turned back) gets its rows from its first frame, not the next scheduled one
         run_det = run_det or self.tracker.has_lost(p.timestamp)
@@ -995,6 +1020,56 @@ class Run:
             self._detected.add(p.index)
         p.stats["detect"] = time.perf_counter() - t
         return p
+
+    def _scheduled(self, index: int) -> bool:
+        """Whether the frame of ``index`` is a scheduled detection (every ``detect_every``). With ``_by_index``: the
+        first frame, and every frame in another cell of the index's grid than the frame before it (``index %
+        detect_every == 0``, or the first frame after that one where it was dropped). A detection the tracker asks
+        for in between (a face lost, the flow failed, a scene cut, a resize) does not move the grid: the next
+        scheduled one is still on it, as in a run that read every frame. Otherwise every ``detect_every`` frames
+        processed since the last detection of any kind."""
+        if not self._by_index:
+            return self._since_detect >= self.analyzer.detect_every
+        cell = int(index) // self.analyzer.detect_every
+        due = self._grid_cell is None or cell != self._grid_cell  # (an index that went back: detected afresh)
+        self._grid_cell = cell
+        return due
+
+    def _warm_up(self) -> None:
+        """Run the detector (at the detection size, and at the larger size a look takes) and the model (one face) once
+        on a blank frame of the source's size, before a live source's clock starts (the pipeline's reader starts it
+        at the first frame it reads): the first detection and analysis paid their warm-up (sessions, shapes,
+        allocations) on frame 0, slower than real time, and a file played at its pace dropped its first frames (2 of
+        125 with ``live --input``, 3 with ``process --realtime``). Nothing it computes is kept: it only warms the
+        engines (once per analyzer and frame size)."""
+        an = self.analyzer
+        w, h = int(self.src.width or 640), int(self.src.height or 480)
+        if an.rotate in (90, 270):
+            w, h = h, w
+        done = getattr(an, "_warm_sizes", set())
+        if (w, h, an.detector.max_side) in done:
+            return
+        t = time.perf_counter()
+        blank = np.zeros((h, w, 3), np.uint8)
+        an.detector.detect(blank)
+        look = self._look_side(blank) if self._looking else 0
+        if look:
+            an.detector.detect(blank, max_side=look)
+        side = 0.4 * min(w, h)  # a face in the middle, its landmarks where a frontal face's are
+        x0, y0 = (w - side) / 2, (h - side) / 2
+        lm = np.array([[0.35, 0.4], [0.65, 0.4], [0.5, 0.55], [0.38, 0.72], [0.62, 0.72]], np.float32)
+        face = Face(box=np.array([x0, y0, x0 + side, y0 + side], np.float32), score=1.0,
+                    landmarks=(lm * side + [x0, y0]).astype(np.float32), track_id=-1)
+        an.inference(FramePacket(index=-1, pts=0, time_base=self.src.time_base, timestamp=0.0, image=blank,
+                                 faces=[face], source=self.src.name))
+        # and a tracker of its own (not the run's) over two frames: the first calls of its colour conversions,
+        # picture tests and optical flow (about 80 ms of frame 0's detect stage)
+        tracker = Tracker()
+        tracker.update(blank, Detections(face.box[None], np.ones(1, np.float32), face.landmarks[None]), 0.0)
+        tracker.propagate(blank, 1.0 / float(self.src.fps or 30.0))
+        done.add((w, h, an.detector.max_side))
+        log.debug("%s: detector and model warmed up in %.0f ms before the clock starts", self.src.name,
+                  1000 * (time.perf_counter() - t))
 
     def _note_turns(self, faces: List[Face]) -> None:
         """Collect how far the first faces are turned from upright (:func:`face_turn`); once
@@ -1254,6 +1329,16 @@ class Run:
                 try:
                     self._read_ahead()
                 except BaseException:
+                    self.analyzer._release(self)
+                    raise
+            # a live source (a camera, a file played at its pace): its clock starts at the first frame the pipeline's
+            # reader reads, below; the engines' first calls are made before it
+            if self.src.live and not self.src.stills and not self.interrupted:
+                try:
+                    self._warm_up()
+                except Exception as e:  # noqa: BLE001 - the first frame meets it again, said as its stage's error
+                    log.debug("%s: warm-up failed: %s", self.src.name, e)
+                except BaseException:  # Ctrl-C, a signal's SystemExit: interrupted, as in the look-ahead
                     self.analyzer._release(self)
                     raise
         except BaseException as e:  # (Ctrl-C in the look-ahead's first reading: interrupted, as in the main loop)

@@ -99,8 +99,9 @@ def test_a_change_of_light_is_no_cut(tiny_export, tmp_path, gain):
         packets = [(p.index, p.scene_cut, [f.track_id for f in p.faces], any(f.detected for f in p.faces))
                    for p in an.process_video(clip)]
     detected = [i for i, _, _, det in packets if det]
-    # a detection at the change (33), after which the every-10th schedule starts again from there (43, not 40)
-    assert 33 in detected and 40 not in detected and 43 in detected, detected
+    # a detection at the change (33), after which the every-10th schedule stays on its grid (40, not 43): the
+    # frames a file's run detects on do not depend on where an extra detection fell (probe h78 F4)
+    assert 33 in detected and 40 in detected and 43 not in detected, detected
     assert not any(cut for _, cut, _, _ in packets)
     assert {tuple(ids) for _, _, ids, _ in packets} == {(packets[0][2][0],)}
 
