@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # type checkers see the real names (at run time they are impo
     from .checkpoint import load_checkpoint, save_checkpoint
     from .model import FaceCycle
 
-__version__ = "0.2.0"
+__version__ = "0.2.1"
 
 __all__ = [
     "__version__", "FaceCycleConfig", "get_config", "list_configs", "register_config",
