@@ -431,3 +431,66 @@ def narrow_window(window, qtbot, font, width: int, widgets: Sequence) -> List:
         assert r.right() <= right and w.width() >= w.sizeHint().width(), (w.accessibleName(), r)
         rects.append(r)
     return rects
+
+
+def batch_argv(src: Path, out: Path, model_dir, *extra: str) -> List[str]:
+    """``facecycle batch`` of the folder ``src`` into ``out`` with ``model_dir``, one process, no video."""
+    return ["batch", str(src), "--out-dir", str(out), "--model", str(model_dir), "--cluster", "none", "--no-video",
+            "--no-progress", *extra]
+
+
+def finished_batch(tmp: Path, model_dir, names: Sequence[str], seed: int) -> Tuple[Path, Path, Path]:
+    """(inputs folder, a finished batch's output folder, the model folder): an 8-frame noise clip per name in
+    ``tmp/in``, batched into ``tmp/out``."""
+    from facecycle_cli import main as cli_main
+
+    src = tmp / "in"
+    src.mkdir()
+    rng = np.random.default_rng(seed)
+    for n in names:
+        write_video(src / f"{n}.mp4", [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(8)])
+    out = tmp / "out"
+    assert cli_main(batch_argv(src, out, model_dir)) == 0
+    return src, out, Path(model_dir)
+
+
+def copy_outputs(out: Path, tmp_path: Path, name: str) -> Path:
+    """A copy of the output folder ``out`` as ``tmp_path/name``."""
+    import shutil
+
+    dst = tmp_path / name
+    shutil.copytree(out, dst)
+    return dst
+
+
+@pytest.fixture
+def cli(model, tmp_path, capfd):
+    """``facecycle CMD ARGS --model tiny --no-progress [--out-dir OUT]`` in-process: (rc, stderr); ``process`` writes
+    into ``tmp/out`` unless ``out`` is given. A test module may define a ``cli`` of its own."""
+
+    from facecycle_cli import main
+
+    def run(*args: object, out: Optional[Path] = None, cmd: str = "process"):
+        argv = [cmd, *map(str, args), "--model", str(model), "--no-progress"]
+        if cmd == "process" or out is not None:
+            argv += ["--out-dir", str(out if out is not None else tmp_path / "out")]
+        capfd.readouterr()
+        try:
+            rc = main(argv)
+        except SystemExit as e:  # argparse
+            rc = e.code
+        return rc, capfd.readouterr()[1]
+
+    return run
+
+
+def shown_window(qtbot):
+    """The app's main window with no settings (nothing remembered, nothing read), 1180x640, shown and exposed."""
+    from ui.main_window import MainWindow
+
+    w = MainWindow(model_dir=None)
+    qtbot.addWidget(w)
+    w.resize(1180, 640)
+    w.show()
+    qtbot.waitExposed(w)
+    return w

@@ -11,48 +11,27 @@ One tiny-model batch of three short synthetic clips (no ../shared needed), then 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import signal
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict
 
-import numpy as np
 import pytest
 
 from facecycle_cli import main as cli_main
 from realtime.batch.job import backend_name
 
-from .conftest import write_video
+from .conftest import batch_argv, copy_outputs, finished_batch
 
 NAMES = ("a", "b", "c")
+
+
+_argv, _copy = batch_argv, copy_outputs
 
 
 @pytest.fixture(scope="module")
 def done(tiny_export, tmp_path_factory):
     """(inputs folder, a finished batch's output folder, the model folder): three 8-frame clips, no video."""
-    _, model_dir = tiny_export
-    tmp = tmp_path_factory.mktemp("provenance")
-    src = tmp / "in"
-    src.mkdir()
-    rng = np.random.default_rng(1)
-    for n in NAMES:
-        write_video(src / f"{n}.mp4", [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(8)])
-    out = tmp / "out"
-    assert cli_main(_argv(src, out, model_dir)) == 0
-    return src, out, Path(model_dir)
-
-
-def _argv(src: Path, out: Path, model_dir, *extra: str) -> List[str]:
-    return ["batch", str(src), "--out-dir", str(out), "--model", str(model_dir), "--cluster", "none", "--no-video",
-            "--no-progress", *extra]
-
-
-def _copy(out: Path, tmp_path: Path, name: str) -> Path:
-    dst = tmp_path / name
-    shutil.copytree(out, dst)
-    return dst
+    return finished_batch(tmp_path_factory.mktemp("provenance"), tiny_export[1], NAMES, seed=1)
 
 
 def _read(p: Path) -> Dict[str, Any]:
@@ -177,44 +156,3 @@ def test_this_runs_software_is_that_of_the_inputs_it_processes(done, tmp_path, c
     assert rec["inputs"][0]["other_software"] == ["backend"]
     mixed = rec["mixed_provenance"]
     assert (mixed["skipped"], mixed["of_skipped"], mixed["processed"], mixed["of_processed"]) == (1, 2, 0, 1)
-
-
-@pytest.mark.parametrize("how", ["SIGTERM", "KeyboardInterrupt"])
-def test_inputs_that_never_started_are_cancelled_not_interrupted(done, tmp_path, monkeypatch, capsys, how):
-    """F7: after a stop signal the input in flight is `interrupted` and the one not started `cancelled` (all were
-    `interrupted`), in the stop's write and the final one; the end line counts both cancelled, as before."""
-    import realtime.batch.executors as executors
-    from facecycle_cli import sigterm
-
-    src, _, model_dir = done
-    monkeypatch.setattr(sigterm, "_received", None)  # (the command line's record of a signal: this test's own)
-    out = tmp_path / "stopped"
-    summary = out / "batch.json"
-    seen: Dict[str, Any] = {}
-    real_run, real_cancel = executors.run_task, executors.LocalExecutor.cancel
-
-    def run_task(task, *a, **k):
-        if task["rel"] == "b.mp4":  # the second input: the first is done, the third not started
-            if how == "KeyboardInterrupt":
-                raise KeyboardInterrupt
-            os.kill(os.getpid(), signal.SIGTERM)
-            for _ in range(100):  # the handler raises at the next bytecode
-                pass
-        return real_run(task, *a, **k)
-
-    def cancel(self):
-        seen["at_cancel"] = _read(summary)
-        return real_cancel(self)
-
-    monkeypatch.setattr(executors, "run_task", run_task)
-    monkeypatch.setattr(executors.LocalExecutor, "cancel", cancel)
-    capsys.readouterr()
-    rc = cli_main(_argv(src, out, model_dir))
-    err = capsys.readouterr().err
-    assert rc == (143 if how == "SIGTERM" else 130), err
-    want = ["done", "interrupted", "cancelled"]
-    assert [e["status"] for e in seen["at_cancel"]["inputs"]] == want
-    final = _read(summary)
-    assert [e["status"] for e in final["inputs"]] == want
-    assert final["counts"]["cancelled"] == 2
-    assert "1 processed, 0 skipped, 0 failed, 2 cancelled" in err, err

@@ -13,44 +13,26 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict
 
-import numpy as np
 import pytest
 
 from facecycle_cli import main as cli_main
 from realtime.analyzer import reading_rule
 from realtime.batch import runner
 
-from .conftest import write_video
+from .conftest import batch_argv, copy_outputs, finished_batch
 
 NAMES = ("a", "b", "c")
+
+
+_argv, _copy = batch_argv, copy_outputs
 
 
 @pytest.fixture(scope="module")
 def done(tiny_export, tmp_path_factory):
     """(inputs folder, a finished batch's output folder, the model folder): three 8-frame clips, no video."""
-    _, model_dir = tiny_export
-    tmp = tmp_path_factory.mktemp("redo")
-    src = tmp / "in"
-    src.mkdir()
-    rng = np.random.default_rng(0)
-    for n in NAMES:
-        write_video(src / f"{n}.mp4", [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(8)])
-    out = tmp / "out"
-    assert cli_main(_argv(src, out, model_dir)) == 0
-    return src, out, Path(model_dir)
-
-
-def _argv(src: Path, out: Path, model_dir, *extra: str) -> List[str]:
-    return ["batch", str(src), "--out-dir", str(out), "--model", str(model_dir), "--cluster", "none", "--no-video",
-            "--no-progress", *extra]
-
-
-def _copy(out: Path, tmp_path: Path, name: str) -> Path:
-    dst = tmp_path / name
-    shutil.copytree(out, dst)
-    return dst
+    return finished_batch(tmp_path_factory.mktemp("redo"), tiny_export[1], NAMES, seed=0)
 
 
 def _dry_run(capsys, src: Path, out: Path, model_dir: Path) -> Dict[str, str]:

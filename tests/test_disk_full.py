@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 
 from facecycle.errors import OutputError
-from facecycle_cli import main
 
 from .conftest import ROOT, frames_of, one_error_line, read_csv, real_frames, write_video
 
@@ -37,24 +36,6 @@ def faces40() -> List[np.ndarray]:
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory, faces40) -> Path:
     return write_video(tmp_path_factory.mktemp("clip") / "clip.mp4", faces40[:10])
-
-
-@pytest.fixture
-def cli(model, tmp_path, capfd):
-    """``facecycle CMD ARGS --model tiny [--no-progress --out-dir tmp/out]`` in-process: (rc, stderr)."""
-
-    def run(*args: object, out: Optional[Path] = None, cmd: str = "process"):
-        argv = [cmd, *map(str, args), "--model", str(model), "--no-progress"]
-        if cmd == "process" or out is not None:
-            argv += ["--out-dir", str(out if out is not None else tmp_path / "out")]
-        capfd.readouterr()
-        try:
-            rc = main(argv)
-        except SystemExit as e:  # argparse
-            rc = e.code
-        return rc, capfd.readouterr()[1]
-
-    return run
 
 
 def limited(limit: int, argv: Sequence[object]) -> subprocess.CompletedProcess:

@@ -47,22 +47,6 @@ def frames() -> List[np.ndarray]:
     return real_frames(6, size=(160, 90))
 
 
-@pytest.fixture
-def cli(model, tmp_path, capfd):
-    """``facecycle CMD ARGS --model tiny --no-progress`` in-process: (rc, stderr)."""
-
-    def run(*args: object, cmd: str = "process"):
-        argv = [cmd, *map(str, args), "--model", str(model), "--no-progress"]
-        capfd.readouterr()
-        try:
-            rc = main(argv)
-        except SystemExit as e:  # argparse
-            rc = e.code
-        return rc, capfd.readouterr()[1]
-
-    return run
-
-
 def _hidden(folder: Path) -> List[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
@@ -115,14 +99,14 @@ def test_outputs_named_near_the_limit_are_written_and_rerun(cli, tmp_path, frame
     # the annotated video's name is the longest (NAME.annotated.mp4): 3 bytes short of the limit
     clip = write_video(src / _name_of(src, limit - 3 - len(".annotated"), ".mp4"), frames)
     out = tmp_path / "o"
-    rc, err = cli(clip, "--out-dir", out, "--max-frames", "4")
+    rc, err = cli(clip, "--max-frames", "4", out=out)
     assert rc == 0, err
     assert "closing the CSV failed" not in err and "too long" not in err
     stem = clip.stem
     side = json.loads((out / f"{stem}.json").read_text())
     assert side["status"] == "complete" and side["frames"] == 4
     assert (out / f"{stem}.annotated.mp4").is_file() and _hidden(out) == []
-    rc, err = cli(clip, "--out-dir", out, "--max-frames", "4", "--overwrite")
+    rc, err = cli(clip, "--max-frames", "4", "--overwrite", out=out)
     assert rc == 0, err
     assert "not kept aside" not in err and _hidden(out) == []  # the earlier files were set aside and dropped
 
@@ -147,7 +131,7 @@ def test_a_sidecar_never_written_leaves_no_csv_that_blocks_the_rerun(cli, tmp_pa
     out = tmp_path / "o"
     calls: list = []
     _unwritable_sidecars(monkeypatch, errno.EIO, calls)
-    rc, err = cli(clip, "--out-dir", out, "--no-video", "--max-frames", "3")
+    rc, err = cli(clip, "--no-video", "--max-frames", "3", out=out)
     assert rc == 4, err
     line = one_error_line(err)
     assert "clip.json" in line and "reserves 32 KiB" not in line, line
@@ -155,7 +139,7 @@ def test_a_sidecar_never_written_leaves_no_csv_that_blocks_the_rerun(cli, tmp_pa
     assert calls == ["running", "failed"]  # the failed sidecar was tried too
     assert not (out / "clip.csv").exists() and not (out / "clip.json").exists() and _hidden(out) == []
     monkeypatch.undo()
-    rc, err = cli(clip, "--out-dir", out, "--no-video", "--max-frames", "3")
+    rc, err = cli(clip, "--no-video", "--max-frames", "3", out=out)
     assert rc == 0, err
 
 
@@ -163,7 +147,7 @@ def test_a_full_disk_for_the_first_sidecar_still_says_so(cli, tmp_path, frames, 
     clip = write_video(tmp_path / "clip.mp4", frames)
     out = tmp_path / "o"
     _unwritable_sidecars(monkeypatch, errno.ENOSPC)
-    rc, err = cli(clip, "--out-dir", out, "--no-video")
+    rc, err = cli(clip, "--no-video", out=out)
     assert rc == 4, err
     assert "clip.json: disk full (the sidecar reserves 32 KiB when the run starts)" in one_error_line(err)
     assert not (out / "clip.csv").exists()
@@ -174,11 +158,11 @@ def test_a_sidecar_never_written_puts_the_earlier_outputs_back(cli, tmp_path, fr
     its own header-only CSV and puts them back as they were: no data lost."""
     clip = write_video(tmp_path / "clip.mp4", frames)
     out = tmp_path / "o"
-    rc, err = cli(clip, "--out-dir", out, "--no-video", "--max-frames", "3")
+    rc, err = cli(clip, "--no-video", "--max-frames", "3", out=out)
     assert rc == 0, err
     before = {n: (out / n).read_bytes() for n in ("clip.csv", "clip.json")}
     _unwritable_sidecars(monkeypatch, errno.EIO)
-    rc, err = cli(clip, "--out-dir", out, "--no-video", "--overwrite")
+    rc, err = cli(clip, "--no-video", "--overwrite", out=out)
     assert rc == 4, err
     assert "reserves 32 KiB" not in one_error_line(err)  # no full disk's advice for another error
     assert "closing the CSV failed" not in err + caplog.text  # one error, said once
@@ -236,7 +220,7 @@ def test_the_sidecars_names_that_are_not_utf8_are_text(cli, tmp_path, frames):
     except OSError:
         pytest.skip("this file system takes no name that is not UTF-8")
     out = tmp_path / "o"
-    rc, err = cli(clip, "--out-dir", out, "--no-video", "--max-frames", "2")
+    rc, err = cli(clip, "--no-video", "--max-frames", "2", out=out)
     assert rc == 0, err
     side = next(out.glob("*.json"))
     raw = side.read_text(encoding="utf-8")

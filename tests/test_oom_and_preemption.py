@@ -293,6 +293,7 @@ def test_batch_json_is_written_while_the_batch_goes_and_at_the_stop(cli, clips, 
     final = _read(summary)
     assert "state" not in final and final["exit_code"] == code and final["finished"]
     assert [e["status"] for e in final["inputs"]] == ["done", "interrupted", "cancelled"]
+    assert final["counts"]["cancelled"] == 2 and "1 processed, 0 skipped, 0 failed, 2 cancelled" in err, err
     assert (out / "c0.csv").is_file() and not (out / "c1.csv").exists()
 
 

@@ -20,9 +20,9 @@ pytest.importorskip("pytestqt")
 from PyQt6.QtCore import QRectF, Qt  # noqa: E402
 from PyQt6.QtGui import QColor, QFont, QFontMetrics, QKeySequence, QPalette  # noqa: E402
 
-from tests.conftest import narrow_window  # noqa: E402
+from tests.conftest import narrow_window, shown_window  # noqa: E402
 from ui.bridge import FaceSample  # noqa: E402
-from ui.main_window import MainWindow, contrast_ratio  # noqa: E402
+from ui.main_window import contrast_ratio  # noqa: E402
 from ui.widgets import FaceCard, FacePanel, TimePlot  # noqa: E402
 from ui.widgets.style import EMOTION_COLORS, INTENSITY_COLOR  # noqa: E402
 
@@ -42,12 +42,7 @@ def _activate(qtbot, w) -> None:
 
 @pytest.fixture
 def window(qtbot):
-    w = MainWindow(model_dir=None)  # no settings: nothing remembered, nothing read
-    qtbot.addWidget(w)
-    w.resize(1180, 640)
-    w.show()
-    qtbot.waitExposed(w)
-    return w
+    return shown_window(qtbot)
 
 
 # --------------------------------------------------------------------- F1: the plot's paints

@@ -27,7 +27,7 @@ from PyQt6.QtCore import QLocale, Qt  # noqa: E402
 from PyQt6.QtGui import QImage  # noqa: E402
 from PyQt6.QtWidgets import QApplication, QSpinBox  # noqa: E402
 
-from tests.conftest import ROOT  # noqa: E402
+from tests.conftest import ROOT, shown_window  # noqa: E402
 from ui.main_window import MainWindow  # noqa: E402
 from ui.widgets import TimePlot  # noqa: E402
 from ui.widgets.face_panel import EmotionBars  # noqa: E402
@@ -161,12 +161,7 @@ def test_emotion_bars_follow_the_layout_direction(qtbot, qapp):
 
 @pytest.fixture
 def rtl_window(qtbot, rtl):
-    w = MainWindow(model_dir=None)  # no settings: nothing remembered, nothing read
-    qtbot.addWidget(w)
-    w.resize(1180, 640)
-    w.show()
-    qtbot.waitExposed(w)
-    return w
+    return shown_window(qtbot)
 
 
 def test_button_labels_read_left_to_right(qtbot, rtl_window):
