@@ -96,8 +96,6 @@ class TorchBackend(Backend):
             raise UsageError("torch fp16 needs device='cuda'")
         if cuda_graphs and dev.type != "cuda":
             raise UsageError("cuda_graphs=True needs device='cuda'")
-        if threads and dev.type == "cpu":
-            torch.set_num_threads(int(threads))
         self.max_batch = int(max_batch)
         self.precision = precision
         self.cuda_graphs = bool(cuda_graphs)
@@ -108,6 +106,13 @@ class TorchBackend(Backend):
         self._check_config(model)
         self.model = model.to(device=dev, dtype=self._dtype).eval()
         self._dev = dev
+        # torch's thread count is the whole process's: set once the model is loaded, and put back at close (review
+        # h82: an Analyzer on torch left a user's own torch code, and every later test, on one thread)
+        self._threads_set: Optional[int] = None
+        self._threads_before: Optional[int] = None
+        if threads and dev.type == "cpu":
+            self._threads_before, self._threads_set = torch.get_num_threads(), int(threads)
+            torch.set_num_threads(self._threads_set)
         if dev.type == "cuda":
             idx = dev.index if dev.index is not None else torch.cuda.current_device()
             self.device = f"cuda:{idx} ({torch.cuda.get_device_name(idx)})"
@@ -254,3 +259,6 @@ class TorchBackend(Backend):
     def close(self) -> None:
         with self._graph_lock:
             self._cuda_graphs.clear()
+        before, self._threads_before = getattr(self, "_threads_before", None), None
+        if before is not None and self._torch.get_num_threads() == self._threads_set:  # (unless changed since)
+            self._torch.set_num_threads(before)

@@ -359,6 +359,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     watched = None
     if sys.stdout is not None and not isinstance(sys.stdout, _WatchedStdout):
         watched = sys.stdout = _WatchedStdout(sys.stdout)  # type: ignore[assignment]
+    from facecycle.errors import suggest_no_video
+
+    suggest_no_video(False)  # each command says whether its out-of-memory errors offer --no-video (process, batch)
     try:
         try:
             code = _main(argv)

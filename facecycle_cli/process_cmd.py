@@ -436,6 +436,9 @@ def _check_folder_fps(args: argparse.Namespace) -> None:
 def _process(args: argparse.Namespace) -> int:
     if not args.csv and not args.video:
         raise UsageError("nothing to write: both --no-csv and --no-video given")
+    from facecycle.errors import suggest_no_video
+
+    suggest_no_video(args.video)  # an out-of-memory error offers --no-video where the annotated video is written
     if args.max_frames is not None and args.max_frames < 1:
         raise UsageError("--max-frames must be >= 1")
     if args.inputs.count("-") > 1:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import facecycle  # noqa: F401 - first: it turns ONNX Runtime's telemetry off before anything imports it
+
 if TYPE_CHECKING:  # type checkers see the real names (at run time they are imported lazily, below)
     from facecycle.errors import (
         BackendUnavailable,

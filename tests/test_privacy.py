@@ -46,6 +46,20 @@ def test_onnx_runtime_telemetry_is_off_unless_the_user_turns_it_on(tmp_path):
     assert any(p.is_file() for p in theirs.rglob("*"))
 
 
+@pytest.mark.parametrize("package", ["facecycle", "realtime", "engines", "ui"])
+def test_importing_any_of_our_packages_before_onnx_runtime_keeps_it_off(tmp_path, package):
+    """Review h82: ``realtime`` and ``ui`` import their submodules lazily and never imported ``facecycle``:
+    ``import realtime, onnxruntime``, as the README advises, started the telemetry."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME")}
+    code = f"import {package}, onnxruntime, os; print(os.environ.get('ORT_DISABLE_TELEMETRY'))"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "HOME": str(home)}, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "1", out.stderr[-1000:]
+    assert not (home / ".cache" / "Microsoft").exists()
+
+
 def test_the_variable_is_set_on_import_and_a_users_value_is_kept():
     code = "import os, facecycle; print(os.environ.get('ORT_DISABLE_TELEMETRY'))"
     env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}

@@ -57,6 +57,8 @@ def test_open_model_threads_reach_the_torch_backend(torch_threads, torch_model_d
         assert be.name == "torch"
         assert torch_threads.get_num_threads() == 1
         assert be.describe()["threads"] == 1
+    # review h82: torch's count is the process's; closed, the backend gives it back (it stayed at 1)
+    assert torch_threads.get_num_threads() == 2
 
 
 def test_torch_backend_takes_both_names_threads_wins(torch_threads, torch_model_dir, tiny_export):
@@ -143,6 +145,21 @@ def test_batch_offers_no_video_when_it_writes_video(monkeypatch, tmp_path, capsy
     assert cli_main(args + ([] if video else ["--no-video"])) == 0, capsys.readouterr().err
     assert errors_mod._no_video_hint is video
     assert ("--no-video" in str(OutOfMemory.while_("x", MemoryError()))) is video
+
+
+def test_each_command_sets_the_no_video_hint_afresh(monkeypatch, tmp_path, capsys, model):
+    """Review h82: the hint was the process's, so a batch that wrote video left it on for a later command that did
+    not (a notebook, a test session), and ``process`` never set it. Each command now starts with it off; ``process``
+    and ``batch`` turn it on where they write the annotated video."""
+    clip = write_video(tmp_path / "c.mp4", real_frames(2), rate=25)
+    monkeypatch.setattr(errors_mod, "_no_video_hint", False)
+    batch = ["batch", str(clip), "--out-dir", str(tmp_path / "b"), "--cluster", "none", "--dry-run"]
+    assert cli_main(batch) == 0 and errors_mod._no_video_hint
+    assert cli_main(["model", "info"]) == 0 and not errors_mod._no_video_hint  # (a command with no video)
+    process = ["process", str(clip), "--out-dir", str(tmp_path / "p"), "--model", str(model), "--no-progress"]
+    assert cli_main(process + ["--max-frames", "1"]) == 0 and errors_mod._no_video_hint
+    assert cli_main(process + ["--no-video", "--overwrite"]) == 0 and not errors_mod._no_video_hint
+    capsys.readouterr()
 
 
 def test_onnxruntime_sessions_log_fatal_errors_only(tiny_export):

@@ -3,3 +3,5 @@
 Entry points: ``facecycle app`` (CLI) and the ``facecycle-app`` GUI script
 (:func:`ui.app.main`). See ``docs/app.md`` for the threading design.
 """
+
+import facecycle  # noqa: E402, F401 - first: it turns ONNX Runtime's telemetry off before anything imports it
