@@ -119,10 +119,12 @@ def _train(args: argparse.Namespace) -> int:
         return _train_semisup(args, cfg)
     if not args.data:
         raise UsageError("--data DATASET... is required")
-    if args.stage == "identity" and args.init:
+    resuming = args.resume and _holds_run(Path(args.out))
+    if args.stage == "identity" and (args.init or resuming):
         from facecycle.checkpoint import load_checkpoint
 
-        cfg = load_checkpoint(args.init).config
+        # resuming: the run's own weights define the model (its --init need not be on this machine)
+        cfg = load_checkpoint(Path(args.out) / "last.safetensors" if resuming else args.init).config
     hold = [h for h in args.hold_out.split(",") if h.strip()]
     cut = bool(args.video_scale and args.video_scale - cfg.crop_scale > 1e-3)
     if args.video_scale and cfg.crop_scale - args.video_scale > 1e-3:  # no looser framing can be cut out of them
@@ -155,7 +157,7 @@ def _train(args: argparse.Namespace) -> int:
                         sample_every=args.sample_every, threads=args.threads, width=args.width,
                         perceptual_weight=args.perceptual_weight, drop_at=args.drop_at)
     src = PairSource(imgs, tracks, pool=pool, pool_frac=opts.fer_frac, seed=args.seed)
-    tr = Trainer(opts, src, Path(args.out))
+    tr = Trainer(opts, src, Path(args.out), resuming=args.resume)
     if args.resume:
         if tr.resume():
             print(f"resumed {args.out} at step {tr.step}")
@@ -163,9 +165,10 @@ def _train(args: argparse.Namespace) -> int:
             _nothing_to_resume(Path(args.out))
     elif tr.ckpt_path.is_file():
         raise UsageError(f"{args.out} already holds a run; pass --resume or choose another --out")
-    with _diverged(Path(args.out)):
+    with _diverged(Path(args.out)), StopAtStepEnd() as sig:
         losses = tr.fit(until=args.stop_at, max_seconds=args.max_minutes * 60 if args.max_minutes else None,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, stop=sig.requested)
+    sig.stopped(tr.step, Path(args.out))
     if losses:
         print(f"step {tr.step}: loss {losses[-1]:.4f} (first {losses[0]:.4f}); "
               f"wall {tr.wall / 60:.1f} min; checkpoint {tr.ckpt_path}")
@@ -256,13 +259,84 @@ def _train_semisup(args: argparse.Namespace, cfg) -> int:
             _nothing_to_resume(Path(args.out), ("state.safetensors", "head.safetensors"))
     elif (Path(args.out) / "last.safetensors").is_file():
         raise UsageError(f"{args.out} already holds a run; pass --resume or choose another --out")
-    with _diverged(Path(args.out)):
+    with _diverged(Path(args.out)), StopAtStepEnd() as sig:
         tr.fit(max_seconds=args.max_minutes * 60 if args.max_minutes else None, stop_at=args.stop_at,
-               progress=not args.no_progress)
+               progress=not args.no_progress, stop=sig.requested)
+    sig.stopped(tr.step, Path(args.out))
     v = tr.validate()
     print(f"step {tr.step}: val acc {v['val_acc']:.4f} (flip-averaged {v['val_acc_flip']:.4f}); "
           f"wall {tr.wall / 60:.1f} min; run {args.out}", flush=True)
     return 0
+
+
+def _holds_run(out: Path) -> bool:
+    """Whether ``out`` holds a run to resume (a save a kill cut short is finished or dropped first)."""
+    from facecycle.train.state import recover_set
+
+    recover_set(out)
+    return (out / "last.safetensors").is_file() and (out / "state.safetensors").is_file()
+
+
+class StopAtStepEnd:
+    """While a run trains: SIGTERM, SIGHUP, SIGXCPU or SIGINT asks it to stop at the end of the step under way
+    (:meth:`requested`; the trainer then saves that whole step). Raising where the signal landed saved a half-done
+    step (Adam's update in the weights, the state a step behind), which the resume did again. A second signal
+    (SIGINT, SIGTERM; not a repeated SIGXCPU) quits at once, as the command line's own handlers do: the trainer then
+    saves nothing, and the run's last save stays. Outside the main thread it changes nothing."""
+
+    def __init__(self) -> None:
+        self.signum: Optional[int] = None
+        self._old: dict = {}
+
+    def __enter__(self) -> "StopAtStepEnd":
+        import signal
+
+        from .sigterm import raise_if_received, stopping_signals
+
+        raise_if_received()  # one that came during start-up (and was swallowed): stop before training
+        for s in stopping_signals():
+            try:
+                self._old[s] = signal.signal(s, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        import signal
+
+        from facecycle.terminal import REPEATING
+
+        from .sigterm import exit_code_of, record
+
+        if self.signum is None:
+            self.signum = signum
+            record(signum)
+            print(f"\nsignal {signal.Signals(signum).name}: stopping after the step under way (again: quit at once, "
+                  "keeping the last save)", flush=True)
+            return
+        if signum in REPEATING:
+            return
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(exit_code_of(signum))
+
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+    def stopped(self, step: int, out: Path) -> None:
+        """After the run: where a signal stopped it, say so and end the command with the signal's exit."""
+        if self.signum is None:
+            return
+        from .sigterm import raise_if_received
+
+        print(f"stopped at step {step} (saved); continue with --resume --out {out}", flush=True)
+        raise_if_received()
 
 
 def _nothing_to_resume(out: Path, needs: Tuple[str, ...] = ("state.safetensors",)) -> None:

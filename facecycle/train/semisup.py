@@ -88,7 +88,18 @@ from ..nn.warp import warp
 from ..terminal import stderr_is_terminal
 from .freeze import eval_mode, frozen
 from .runlog import RunLog
-from .state import FrozenSide, after_step, changed_options, load_state, save_state
+from .state import (
+    FrozenSide,
+    after_step,
+    changed_options,
+    check_steps,
+    file_step,
+    load_state,
+    read_meta,
+    recover_set,
+    save_set,
+    save_state,
+)
 
 __all__ = ["SemiSupOptions", "SemiSupTrainer", "EMOTION_CLASSES", "affine_jitter", "cut_framing",
            "load_video", "read_clip_labels", "label_video", "ClipSpans"]
@@ -478,22 +489,24 @@ class SemiSupTrainer:
 
     # ------------------------------------------------------------------ io
     def save(self) -> None:
+        """Save the weights, head, state and side modules as one set (:func:`.state.save_set`)."""
         from safetensors.torch import save_file
 
-        save_checkpoint(self.model, self.out / "last.safetensors", extra={
-            "stage": "semisup", "step": str(self.step), "train_options": json.dumps(asdict(self.o))})
-        hs = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
-        tmp = self.out / "head.safetensors.tmp"
-        save_file(hs, str(tmp))
-        tmp.replace(self.out / "head.safetensors")
-        save_state(self.out / "state.safetensors", self.opt, {
-            "step": self.step, "wall_s": self.wall, "best_val": self.best_val, "options": asdict(self.o),
-            "still_targets_sha": self.still_targets_sha})
-        for side in self._side_modules():
-            side.save(self.out, self.step)
+        def write(d: Path) -> None:
+            save_checkpoint(self.model, d / "last.safetensors", extra={
+                "stage": "semisup", "step": str(self.step), "train_options": json.dumps(asdict(self.o))})
+            hs = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
+            save_file(hs, str(d / "head.safetensors"), metadata={"step": str(self.step)})
+            save_state(d / "state.safetensors", self.opt, {
+                "step": self.step, "wall_s": self.wall, "best_val": self.best_val, "options": asdict(self.o),
+                "still_targets_sha": self.still_targets_sha})
+            for side in self._side_modules():
+                side.save(d, self.step)
+        save_set(self.out, write)
 
     def resume(self) -> bool:
         """Continue from RUN/ if it holds a saved step; returns whether it did."""
+        recover_set(self.out)  # a save a kill cut short: finished or dropped
         ck, st, hd = (self.out / n for n in ("last.safetensors", "state.safetensors", "head.safetensors"))
         if not (ck.is_file() and st.is_file() and hd.is_file()):
             return False
@@ -512,6 +525,11 @@ class SemiSupTrainer:
                              "new --out, e.g. with --init RUN/last.safetensors") from None
         meta, _ = load_state(st, self.opt)  # checked: step an integer >= 0, wall_s a number >= 0, options an object
         _check_semisup_meta(st, meta)
+        steps = {ck: file_step(ck), hd: file_step(hd), st: meta["step"]}
+        for side in self._side_modules():
+            if (self.out / side.FILE).is_file():
+                steps[self.out / side.FILE] = read_meta(self.out / side.FILE)["step"]
+        check_steps(steps)
         self.model.load_state_dict(m.state_dict())
         try:
             self.head.load_state_dict(head)
@@ -854,8 +872,11 @@ class SemiSupTrainer:
 
     # ---------------------------------------------------------------- loop
     def fit(self, max_seconds: Optional[float] = None, stop_at: Optional[int] = None,
-            progress: bool = True) -> Dict[str, float]:
+            progress: bool = True, stop=None) -> Dict[str, float]:
         """Train until ``opts.steps`` (or ``stop_at``) or ``max_seconds``; saves on exit. Returns the last terms.
+
+        ``stop``: asked after every step (a signal came): True ends the run there, saved. An exception inside a
+        step (a forced quit) saves nothing: the step's weights are half updated, so the run's last save stays.
 
         ``progress``: a bar on stderr where that is a terminal (into a log file its redraws were noise; ``log.csv``
         records every step, and the validation steps are logged)."""
@@ -874,8 +895,13 @@ class SemiSupTrainer:
             reads = self.o.zero_flow_weight > 0 or self.o.still_neutral_weight > 0
             n_img = 2 * self.o.pairs + (self.o.batch if reads else 0)
         diverged = False
+        whole = True  # False while a step is under way: what is in memory then is no step's
         try:
             while self.step < until:
+                if stop is not None and stop():
+                    log.info("stopping at step %d (a signal came)", self.step)
+                    break
+                whole = False
                 ts = time.perf_counter()
                 terms = self.train_step()
                 dt = time.perf_counter() - ts
@@ -895,6 +921,7 @@ class SemiSupTrainer:
                     log.info("step %d: val acc %.4f (flip %.4f), %.0f img/s", self.step, v["val_acc"],
                              v["val_acc_flip"], ema)
                 self.log.append(row)
+                whole = True
                 bar.set_postfix_str(f"ce {terms.get('ce', 0):.3f} acc {terms.get('acc', 0):.3f} "
                                     f"| {ema:.0f} img/s")
                 bar.update(1)
@@ -902,8 +929,10 @@ class SemiSupTrainer:
                     break
         finally:
             bar.close()
-            if not diverged:
+            if not diverged and whole:
                 self.save()
+            elif not diverged:
+                log.warning("stopped inside a step: not saved (the run resumes from its last save)")
         return terms
 
     def head_arrays(self) -> Tuple[np.ndarray, np.ndarray]:

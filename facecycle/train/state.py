@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -18,7 +20,8 @@ from ..errors import ModelError
 from ..jsonvalues import is_finite
 
 __all__ = ["save_state", "load_state", "read_meta", "check_meta", "MAX_STEP", "changed_options", "after_step",
-           "save_module", "load_module", "SideModule", "FrozenSide"]
+           "save_module", "load_module", "SideModule", "FrozenSide", "save_set", "recover_set", "file_step",
+           "check_steps", "fsync_file", "PENDING"]
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,106 @@ def save_state(path: Path, optimizer: Optional[torch.optim.Optimizer], meta: Dic
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=md)
+    fsync_file(tmp)  # the rename must not land on disk before the file's bytes do (a power cut: an empty state)
     tmp.replace(path)
+    _fsync_dir(path.parent)
+
+
+def fsync_file(path: Path) -> None:
+    """Flush ``path``'s bytes to the disk."""
+    fd = os.open(str(path), os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Flush a folder's entries (its renames) to the disk, on POSIX (Windows cannot open a folder)."""
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+#: the folder of a run where a save writes its whole set of files before any replaces the run's own
+PENDING = ".saving"
+_COMPLETE = "COMPLETE"
+
+
+def _commit(out: Path, pending: Path) -> None:
+    for f in sorted(pending.iterdir()):
+        if f.name != _COMPLETE and f.is_file():
+            f.replace(out / f.name)
+    _fsync_dir(out)
+    (pending / _COMPLETE).unlink()
+    shutil.rmtree(pending, ignore_errors=True)
+
+
+def save_set(out: Path, write: Callable[[Path], None]) -> None:
+    """Save a run's files (weights, head, state, side modules) as one set: ``write(folder)`` writes them all into
+    ``out/.saving/``; once all are there (flushed) a marker says so and they replace the run's files. A kill while
+    they are written leaves the run's previous set whole (the partial one is dropped on resume); a kill while they
+    replace it is finished on resume (:func:`recover_set`). The run's layout stays as it was (RUN/last.safetensors,
+    RUN/state.safetensors, ...)."""
+    out = Path(out)
+    pending = out / PENDING
+    if pending.exists():
+        shutil.rmtree(pending)
+    pending.mkdir(parents=True)
+    write(pending)
+    for f in pending.iterdir():
+        fsync_file(f)
+    marker = pending / _COMPLETE
+    marker.write_text("all files of this save are written\n")
+    fsync_file(marker)
+    _fsync_dir(pending)
+    _commit(out, pending)
+
+
+def recover_set(out: Path) -> None:
+    """Finish or drop a save that a kill cut short (:func:`save_set`): a complete set replaces the run's files, a
+    partial one is removed (the run's files are the previous, whole set)."""
+    pending = Path(out) / PENDING
+    if not pending.is_dir():
+        return
+    if (pending / _COMPLETE).is_file():
+        log.warning("%s: a save was cut short while it replaced the run's files; finishing it", out)
+        _commit(Path(out), pending)
+    else:
+        log.warning("%s: a save was cut short before it was complete; the run continues from its previous save", out)
+        shutil.rmtree(pending, ignore_errors=True)
+
+
+def file_step(path: Path) -> Optional[int]:
+    """The ``step`` a checkpoint or head file's metadata records (None: none recorded, e.g. a head saved before
+    heads recorded it)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            md = f.metadata() or {}
+    except Exception:  # noqa: BLE001 - its reader says what is wrong with it
+        return None
+    v = md.get("step")
+    return int(v) if isinstance(v, str) and v.isdigit() else None
+
+
+def check_steps(steps: Dict[Path, Optional[int]]) -> None:
+    """Refuse (one line naming the files and their steps) a run whose files were saved at different steps: the
+    weights of one step with the optimizer state of another trained on silently. None: not recorded."""
+    known = {p: s for p, s in steps.items() if s is not None}
+    if len(set(known.values())) > 1:
+        raise ModelError("the run's files were saved at different steps (" + ", ".join(
+            f"{p} at step {s}" for p, s in known.items()) + f"): {_NO_RESUME}")
 
 
 #: the largest step a state file may record: more is damage (a billion steps is no run this tool trains), and a
@@ -148,6 +250,9 @@ def load_state(path: Path, optimizer: Optional[torch.optim.Optimizer]
 #: options that change no number of a run (where it runs, how often it saves or reports)
 NEUTRAL_OPTIONS = ("threads", "device", "ckpt_every", "sample_every", "val_every")
 
+#: options a resume does not use: what the run started from (its saved weights replace it)
+START_OPTIONS = ("init", "init_identity", "init_head", "init_motion")
+
 
 def changed_options(saved: Dict[str, Any], now: Dict[str, Any]) -> List[Tuple[str, Any, Any]]:
     """``(name, saved value, value now)`` of every option a resumed run was saved with that differs now (those of
@@ -157,7 +262,7 @@ def changed_options(saved: Dict[str, Any], now: Dict[str, Any]) -> List[Tuple[st
         return list(v) if isinstance(v, tuple) else v
 
     return [(k, saved[k], now[k]) for k in sorted(set(saved) & set(now))
-            if k not in NEUTRAL_OPTIONS and norm(saved[k]) != norm(now[k])]
+            if k not in NEUTRAL_OPTIONS and k not in START_OPTIONS and norm(saved[k]) != norm(now[k])]
 
 
 def read_meta(path: Path) -> Dict[str, Any]:

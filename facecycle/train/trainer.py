@@ -33,7 +33,7 @@ from ..model import ALL_MODULES, IDENTITY_MODULES, MOTION_MODULES, FaceCycle
 from ..preprocess import from_output
 from ..terminal import stderr_is_terminal
 from .runlog import RunLog
-from .state import after_step, changed_options, load_state, save_state
+from .state import after_step, changed_options, check_steps, file_step, load_state, recover_set, save_set, save_state
 from .visual import flow_to_rgb, save_grid
 
 __all__ = ["TrainOptions", "Trainer", "lr_at"]
@@ -86,7 +86,7 @@ class Trainer:
         out: run directory.
     """
 
-    def __init__(self, opts: TrainOptions, source, out: Path) -> None:
+    def __init__(self, opts: TrainOptions, source, out: Path, resuming: bool = False) -> None:
         if opts.stage not in ("motion", "identity"):
             raise UsageError(f"--stage must be motion or identity, not {opts.stage!r}")
         self.o = opts
@@ -95,10 +95,16 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         self.log = RunLog(self.out / "log.csv")
         mot = None
+        # ``resuming`` a run that holds its weights: what it started from (--init, --init-identity) is not read
+        # (resume() replaces every weight; a new machine need not have those files)
+        from_run = resuming and self._resumable()
         if opts.stage == "identity":
-            if not opts.init:
+            if from_run:
+                mot = load_checkpoint(self.ckpt_path)
+            elif not opts.init:
                 raise UsageError("the identity stage needs --init MOTION_CHECKPOINT")
-            mot = load_checkpoint(opts.init)
+            else:
+                mot = load_checkpoint(opts.init)
             self.cfg: FaceCycleConfig = mot.config  # the motion model defines the architecture
         else:
             try:
@@ -118,7 +124,7 @@ class Trainer:
             with torch.no_grad():
                 for n in MOTION_MODULES:
                     getattr(self.model, n).load_state_dict(getattr(mot, n).state_dict())
-                if opts.init_identity:
+                if opts.init_identity and not from_run:
                     idm = load_checkpoint(opts.init_identity)
                     if not idm.has_identity:
                         raise UsageError(f"{opts.init_identity} has no identity modules")
@@ -166,15 +172,22 @@ class Trainer:
     def state_path(self) -> Path:
         return self.out / "state.safetensors"
 
+    def _resumable(self) -> bool:
+        recover_set(self.out)  # a save a kill cut short: finished or dropped
+        return self.ckpt_path.is_file() and self.state_path.is_file()
+
     def save(self) -> None:
-        save_checkpoint(self.model, self.ckpt_path, extra={
-            "stage": self.o.stage, "step": str(self.step), "train_options": json.dumps(asdict(self.o))})
-        save_state(self.state_path, self.opt, {"step": self.step, "wall_s": self.wall,
-                                               "options": asdict(self.o)})
+        """Save the weights and the state as one set (:func:`.state.save_set`)."""
+        def write(d: Path) -> None:
+            save_checkpoint(self.model, d / self.ckpt_path.name, extra={
+                "stage": self.o.stage, "step": str(self.step), "train_options": json.dumps(asdict(self.o))})
+            save_state(d / self.state_path.name, self.opt, {"step": self.step, "wall_s": self.wall,
+                                                           "options": asdict(self.o)})
+        save_set(self.out, write)
 
     def resume(self) -> bool:
         """Load RUN/last + RUN/state if present; returns whether it resumed."""
-        if not (self.ckpt_path.is_file() and self.state_path.is_file()):
+        if not self._resumable():
             return False
         # every file is read and checked before any is written (the log trimmed, a checkpoint saved): a damaged one
         # is one line naming it, and the run stays as it was (a state saying step -5 trained over it from there)
@@ -183,12 +196,15 @@ class Trainer:
         if m.config.to_dict() != self.cfg.to_dict():
             raise InputError(f"{self.ckpt_path}: config {m.config.name!r} differs from --config {self.cfg.name!r}")
         meta, _ = load_state(self.state_path, self.opt)  # checked: step an integer >= 0, wall_s a number >= 0
+        check_steps({self.ckpt_path: file_step(self.ckpt_path), self.state_path: meta["step"]})
         with torch.no_grad():
             for n in self.model.module_names:
                 getattr(self.model, n).load_state_dict(getattr(m, n).state_dict())
         old = meta.get("options", {})
         for k, was, now in changed_options(old, asdict(self.o)):
             log.warning("resume: option %s was %r, now %r (the continuation will not be exact)", k, was, now)
+        for k in ("init", "init_identity"):  # what the run started from, kept in its options (not read again)
+            setattr(self.o, k, old.get(k))
         self.step = meta["step"]
         self.wall = float(meta.get("wall_s", 0.0))
         self.log.trim(self.step)
@@ -222,8 +238,12 @@ class Trainer:
         return res
 
     def fit(self, until: Optional[int] = None, max_seconds: Optional[float] = None,
-            progress: bool = True, on_step: Optional[Callable[[int, Dict[str, float]], None]] = None) -> List[float]:
+            progress: bool = True, on_step: Optional[Callable[[int, Dict[str, float]], None]] = None,
+            stop: Optional[Callable[[], bool]] = None) -> List[float]:
         """Train to step ``until`` (default ``opts.steps``) or until ``max_seconds`` pass; returns the losses.
+
+        ``stop``: asked after every step (a signal came): True ends the run there, saved. An exception inside a
+        step (a forced quit) saves nothing: the step's weights are half updated, so the run's last save stays.
 
         ``progress``: a bar on stderr where that is a terminal (into a log file its redraws were noise; ``log.csv``
         records every step)."""
@@ -237,8 +257,13 @@ class Trainer:
                    mininterval=2.0)
         ema = None
         diverged = False
+        whole = True  # False while a step is under way: what is in memory then is no step's
         try:
             while self.step < until:
+                if stop is not None and stop():
+                    log.info("stopping at step %d (a signal came)", self.step)
+                    break
+                whole = False
                 ts = time.perf_counter()
                 res = self.train_step()
                 dt = time.perf_counter() - ts
@@ -255,6 +280,7 @@ class Trainer:
                 row = {"step": self.step, "lr": lr_at(self.step - 1, self.o), **terms,
                        "samples_per_s": round(sps, 2), "wall_s": round(self.wall, 2)}
                 self.log.append(row)
+                whole = True
                 bar.set_postfix_str(" ".join(f"{k} {v:.3g}" for k, v in terms.items()) + f" | {ema:.1f} img/s")
                 bar.update(1)
                 if on_step:
@@ -266,6 +292,8 @@ class Trainer:
                     break
         finally:
             bar.close()
-            if not diverged:
+            if not diverged and whole:
                 self.save()
+            elif not diverged:
+                log.warning("stopped inside a step: not saved (the run resumes from its last save)")
         return losses
