@@ -11,12 +11,13 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
-__all__ = ["json_safe", "json_text", "sha256_file", "text_name", "file_id", "temp_path", "write_atomic",
-           "name_max", "name_length", "hidden_name",
+__all__ = ["json_safe", "json_text", "json_text_fields", "sha256_file", "text_name", "file_id", "temp_path",
+           "write_atomic", "name_max", "name_length", "hidden_name",
            "replace_retrying", "REPLACE_WAITS",
            "write_failure", "name_key", "caseless_note", "names_caseless", "CASELESS_NAMES",
            "match_umask", "check_can_create", "unread_pictures", "visible_files", "walk_once", "IMAGE_SUFFIXES",
-           "UNREAD_PICTURE_SUFFIXES", "VIDEO_SUFFIXES", "Busy", "lock_file", "unlock_file", "lock_name"]
+           "UNREAD_PICTURE_SUFFIXES", "VIDEO_SUFFIXES", "Busy", "lock_file", "unlock_file", "lock_name",
+           "pid_alive", "pid_alive_windows"]
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +34,48 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mpg", ".mpe
                   ".mts", ".m2ts", ".3gp", ".ogv", ".mxf")
 
 
-def text_name(name: str) -> str:
-    """A path or file name as text that any UTF-8 writer takes: a name that is not valid UTF-8 (its bytes kept by
-    Python as surrogates) gets those bytes as ``\\xNN`` escapes; otherwise the name as the file system has it,
-    unchanged (not normalised: on Linux an NFD ``Zoe\\u0308.png`` and an NFC ``Zo\\u00eb.png`` are two files, and the
-    CSV's ``file`` column must open the one it names; docs/csv.md)."""
-    import os
+def text_name(name: Union[str, "os.PathLike[str]"]) -> str:
+    """A path, a file name or any string as text that every UTF-8 writer and JSON reader takes: the one rule of the
+    CSV's ``file`` column, the Parquet ``video`` column, ``batch.json`` and the sidecars (:func:`json_text_fields`).
+    Valid text is kept as it is, non-ASCII too, whatever the file system's encoding (``café`` stays ``café``, also
+    where names are read as Latin-1; not normalised: on Linux an NFD ``Zoe\\u0308.png`` and an NFC ``Zo\\u00eb.png``
+    are two files, and the CSV's ``file`` column must open the one it names; docs/csv.md). Only what is not valid
+    text is escaped: a lone surrogate, which is how Python keeps a name's bytes that are not UTF-8 (``caf\\udce9``),
+    becomes the bytes the file system encodes it to as ``\\xNN`` (``caf\\xe9``: C-style unescaping gives the name's
+    bytes back), or ``\\uXXXX`` where it encodes to none."""
+    s = os.fspath(name)
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        pass
+    out = []
+    for c in s:
+        if not "\ud800" <= c <= "\udfff":
+            out.append(c)
+            continue
+        try:
+            out.append("".join(f"\\x{b:02x}" for b in os.fsencode(c)))
+        except UnicodeError:  # a surrogate no byte of a name made
+            out.append(f"\\u{ord(c):04x}")
+    return "".join(out)
 
-    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+def json_text_fields(obj: Any) -> Any:
+    """``obj`` with every string in it, at any depth (dict keys too; paths as their text), as :func:`text_name` has
+    it: what ``batch.json`` and every sidecar hold, so that no JSON file holds a lone surrogate (jq, Node and other
+    readers turn one into U+FFFD) and every name is spelled alike in all of them. Tuples become lists; anything
+    else is left as it is."""
+    if isinstance(obj, str):
+        return text_name(obj)
+    if isinstance(obj, dict):
+        return {(text_name(k) if isinstance(k, str) else k): json_text_fields(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_text_fields(v) for v in obj]
+    if isinstance(obj, os.PathLike):
+        path = os.fspath(obj)
+        return text_name(path) if isinstance(path, str) else obj
+    return obj
 
 
 def file_id(path: Union[str, Path]) -> Optional[Tuple[int, int]]:
@@ -488,3 +523,37 @@ def unlock_file(path: Union[str, Path], fd: Optional[int]) -> None:
         os.close(fd)
     except OSError:
         pass
+
+
+def pid_alive_windows(pid: int) -> bool:
+    """Whether process ``pid`` runs, on Windows: ``OpenProcess`` and ``GetExitCodeProcess`` (``STILL_ACTIVE``)."""
+    import _winapi  # Windows only
+
+    try:
+        h = _winapi.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    except OverflowError:
+        return True  # not a pid (cannot tell): leave its files alone
+    except OSError as e:
+        return getattr(e, "winerror", None) != 87  # 87: no such process; 5 (access denied) and others: alive
+    try:
+        return _winapi.GetExitCodeProcess(h) == 259  # STILL_ACTIVE (a handle kept open outlives its process)
+    except OSError:
+        return True
+    finally:
+        _winapi.CloseHandle(h)
+
+
+def pid_alive(pid: int, windows: Optional[Callable[[int], bool]] = None) -> bool:
+    """Whether process ``pid`` runs on this machine: ``os.kill(pid, 0)``, where a process of another user, or a pid
+    that cannot be told, counts as alive (leave its files alone). On Windows, where signal 0 is a Ctrl+C to the
+    console (``CTRL_C_EVENT``), ``windows(pid)`` (default :func:`pid_alive_windows`). The one test of whether the
+    writer of a temporary is gone: the engine cache's, the batch's datasets', the export's staging folders."""
+    if os.name == "nt" or sys.platform == "win32":
+        return (windows or pid_alive_windows)(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError, OSError):
+        return True  # someone else's process (or cannot tell): leave its files alone
+    return True

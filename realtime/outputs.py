@@ -60,9 +60,9 @@ from facecycle.files import (
     Busy,
     file_id,
     hidden_name,
+    json_text_fields,
     lock_file,
     lock_name,
-    text_name,
     unlock_file,
     write_failure,
 )
@@ -141,34 +141,6 @@ def _real(path: PathLike) -> str:
     except FileNotFoundError:
         raise OutputError(f"{path}: the current folder no longer exists (deleted?); cd to a folder that exists, or "
                           "give the outputs an absolute path (--out-dir)") from None
-
-
-def _text(s: str) -> str:
-    """``s`` as text every JSON reader takes: bytes of a file name that are not UTF-8 (kept by Python as lone
-    surrogates, ``caf\\udce9``) as ``\\xNN`` (:func:`~facecycle.files.text_name`, as the Parquet ``video`` column
-    and the CSV's ``file`` column have them); any other string unchanged."""
-    try:
-        s.encode("utf-8")
-        return s
-    except UnicodeEncodeError:
-        pass
-    try:
-        return text_name(s)
-    except UnicodeError:  # a surrogate no file name's byte made
-        return s.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _text_fields(obj: Any) -> Any:
-    """``obj`` with every string in it, at any depth, as :func:`_text` has it: the sidecar's ``input.name`` and
-    ``input.path``, ``csv``, ``video``, ``command`` and an ``error`` naming a file held lone surrogates for a name
-    that is not UTF-8 (``"caf\\udce9.mp4"``), which jq and other JSON readers turn into U+FFFD."""
-    if isinstance(obj, str):
-        return _text(obj)
-    if isinstance(obj, dict):
-        return {(_text(k) if isinstance(k, str) else k): _text_fields(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_text_fields(v) for v in obj]
-    return obj
 
 
 def put_back_replaced(path: PathLike, locked: bool = False) -> Optional[Path]:
@@ -336,9 +308,11 @@ class RunOutputs:
         self._req_csv: object = _KEEP
         self._req_video: object = _KEEP
         self._frames_seen = 0
-        #: earlier files that ``overwrite`` replaces, moved aside until the run writes its first frame (then
-        #: deleted); a run that ends before one (failed, interrupted, stopped) puts them back and sets ``restored``
-        self._aside: List[Tuple[Path, Path]] = []
+        #: earlier files that ``overwrite`` replaces, moved aside before the run's first frame: (path, hidden name,
+        #: the output replacing it, "csv" or "video"). Deleted once that output, still open, has written a frame;
+        #: put back where it is closed (failed, switched off or to another file) before it wrote one, and where the
+        #: run ends before its first frame (failed, interrupted, stopped: ``restored`` is then set)
+        self._aside: List[Tuple[Path, Path, str]] = []
         self.restored = False
         #: output path -> (its lock file, the descriptor holding it; None where nothing is locked)
         self._locks: Dict[Path, Tuple[Path, Optional[int]]] = {}
@@ -399,14 +373,14 @@ class RunOutputs:
             self._in_use.pop("csv", None)
             self._release_idle()
             raise
-        self._set_aside(Path(path))
-        self._set_aside(side)
+        self._set_aside(Path(path), "csv")
+        self._set_aside(side, "csv")
         made = not os.path.lexists(path)
         try:
             self.csv = CsvSink(path, self.code_dim, overwrite=self.overwrite, file_column=self.file_column)
         except BaseException:
             self._in_use.pop("csv", None)
-            self._put_back([Path(path), side])  # no new file will replace them
+            self._put_back_for("csv")  # no new file will replace them
             raise
         self.sidecar_path = side
         self._csv_made, self._sidecar_made, self._sidecar_error = made, False, None
@@ -470,14 +444,14 @@ class RunOutputs:
                 self._in_use.pop("video", None)
                 self._release_idle()
                 raise
-            self._set_aside(Path(path))
+            self._set_aside(Path(path), "video")
             try:
                 self.video = VideoSink(path, fps=self.fps, time_base=self.time_base, audio_from=audio,
                                        preset=self.video_preset, overwrite=self.overwrite,
                                        threads=self.video_threads, fragmented=live, colour=self._source_colour)
             except BaseException:
                 self._in_use.pop("video", None)
-                self._put_back([Path(path)])  # no new file will replace it
+                self._put_back_for("video")  # no new file will replace it
                 raise
         self.video_path = self.video.path
         self.video_frames, self.video_size, self.video_colour = 0, None, None
@@ -698,7 +672,7 @@ class RunOutputs:
     def _release_idle(self) -> None:
         """Release the locks of outputs no longer written: neither open nor waiting to be put back or deleted (an
         earlier file set aside stays locked until then: another run must not start on the name meanwhile)."""
-        busy = {p for paths in self._in_use.values() for p in paths} | {p for p, _ in self._aside}
+        busy = {p for paths in self._in_use.values() for p in paths} | {p for p, _, _ in self._aside}
         for path in [p for p in self._locks if p not in busy]:
             lock, fd = self._locks.pop(path)
             if _HELD_HERE.get(_lock_key(lock)) is self:
@@ -706,9 +680,12 @@ class RunOutputs:
             unlock_file(lock, fd)
 
     # ------------------------------------------------------- replaced files
-    def _set_aside(self, path: Path) -> None:
+    def _set_aside(self, path: Path, role: str) -> None:
         """Before the run's first frame, move an earlier file that ``overwrite`` replaces to a hidden name beside
-        it (``.x.csv.replaced``), so that a run failing before its first frame does not cost the earlier result."""
+        it (``.x.csv.replaced``), so that a run failing before its first frame does not cost the earlier result.
+        ``role``: the output that is to replace it ("csv": the CSV and its sidecar, "video"); the file is deleted
+        only once that output has written a frame (:meth:`_drop_aside`), and put back where it is closed before
+        (:meth:`_put_back_for`)."""
         if not self.overwrite or self._frames_seen or not path.is_file():
             return
         aside = hidden_name(path, ".replaced")  # (.<12 hex>.replaced for a name near the file system's limit)
@@ -717,33 +694,56 @@ class RunOutputs:
         except OSError as e:  # replaced in place, as before
             log.warning("%s: not kept aside while the run starts (%s)", path, e)
             return
-        self._aside.append((path, aside))
+        self._aside.append((path, aside, role))
 
     def _put_back_stale(self, path: Path) -> None:
         """Put back the earlier file of ``path`` that a killed run left aside (:func:`put_back_replaced`), where this
         run holds ``path``'s lock (the run that set it aside is then gone; unlocked, as on Windows, nothing is done)
         and did not set it aside itself."""
         held = self._locks.get(path)
-        if held is None or held[1] is None or any(p == path for p, _ in self._aside):
+        if held is None or held[1] is None or any(p == path for p, _, _ in self._aside):
             return
         put_back_replaced(path, locked=True)
 
+    def _has_written(self, role: str) -> bool:
+        """Whether the output ``role`` ("csv", "video") is open and has written a frame: it has replaced the
+        earlier files set aside for it."""
+        if role == "csv":
+            return self.csv is not None and self.csv.frames > 0
+        return self.video is not None and self.video_frames > 0
+
     def _drop_aside(self) -> None:
-        for _, aside in self._aside:
+        """Delete the earlier files set aside whose replacement is open and has written a frame; the others stay
+        aside (to be put back where their output is closed before it writes one: no data is lost)."""
+        keep = []
+        for path, aside, role in self._aside:
+            if not self._has_written(role):
+                keep.append((path, aside, role))
+                continue
             try:
                 aside.unlink(missing_ok=True)
             except OSError as e:
                 log.warning("%s: not removed (%s)", aside, e)
-        self._aside = []
+        self._aside = keep
         self._release_idle()
+
+    def _put_back_for(self, role: str) -> None:
+        """Put back the earlier files set aside for the output ``role`` ("csv", "video"), which is being closed (or
+        could not open) before it wrote a frame: nothing replaced them. (Once it has written one they are gone:
+        :meth:`_drop_aside`.)"""
+        paths = [p for p, _, r in self._aside if r == role]
+        self._put_back(paths)  # (and the locks of what is no longer written released)
+        if paths:
+            log.info("%s: the earlier %s kept (the new one was closed before its first frame)",
+                     " and ".join(p.name for p in paths), "file is" if len(paths) == 1 else "files are")
 
     def _put_back(self, paths: Optional[List[Path]] = None) -> None:
         """Put the earlier files back (``paths``: only those; default all); they are then not this run's
         (:attr:`finished` leaves them out)."""
         keep = []
-        for path, aside in reversed(self._aside):
+        for path, aside, role in reversed(self._aside):
             if paths is not None and path not in paths:
-                keep.append((path, aside))
+                keep.append((path, aside, role))
                 continue
             try:
                 path.unlink(missing_ok=True)
@@ -751,14 +751,8 @@ class RunOutputs:
             except OSError as e:
                 log.warning("%s: the earlier file could not be put back; it is in %s (%s)", path, aside, e)
             self.finished = [f for f in self.finished if Path(f) != path]
-        if paths is not None:
-            self._aside = keep[::-1]
-            self._release_idle()
-            return
-        self.restored = True
-        self._aside = []
+        self._aside = keep[::-1]
         self._release_idle()
-        log.warning("the run ended before its first frame: the earlier outputs it was to replace are kept")
 
     # ------------------------------------------------------------------ closing
     def write_sidecar(self, status: str, error: Optional[BaseException] = None, with_stats: bool = False) -> None:
@@ -788,7 +782,7 @@ class RunOutputs:
         if error is not None:
             info["error"] = str(error)
         try:  # names as UTF-8 text, bytes that are not UTF-8 as \xNN (input.name, input.path, csv, video, command)
-            write_sidecar(self.sidecar_path, _text_fields(info))
+            write_sidecar(self.sidecar_path, json_text_fields(info))
         except OSError as e:  # a full disk, a file size limit (the padded "running" one needs 32 KiB): one line
             room = e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # (not a name too long, a folder, ...)
             raise OutputError(f"{self.sidecar_path}: {write_failure(e)}"
@@ -797,10 +791,20 @@ class RunOutputs:
         self._sidecar_made = True
 
     def _close_csv(self, status: str, error: Optional[BaseException] = None) -> None:
-        """Finish the CSV and write its sidecar's final state (raises the close error, after the sidecar)."""
+        """Finish the CSV and write its sidecar's final state (raises the close error, after the sidecar). Earlier
+        files it was to replace that are still aside (it wrote no frame) are put back, over what it made: an export
+        switched off, or failed (its first sidecar not written, its first frame not written) before its first frame
+        had them deleted at the run's first frame, though nothing replaced them."""
         if self.csv is None:
             return
+        try:
+            self._finish_csv(status, error)
+        finally:
+            self._put_back_for("csv")
+
+    def _finish_csv(self, status: str, error: Optional[BaseException]) -> None:
         c = self.csv
+        assert c is not None
         # a CSV deleted while the run went (its folder removed): never called complete; the run fails with it
         said = error is not None and error is self._gone_error  # (the error the run already fails with)
         gone = self._csv_gone()
@@ -880,9 +884,18 @@ class RunOutputs:
         return removed
 
     def _close_video(self, to_end: bool = False) -> None:
+        """Finish the video; an earlier video it was to replace, still aside (it wrote no frame: switched off, or
+        failed at its first frame), is put back."""
         if self.video is None:
             return
+        try:
+            self._finish_video(to_end)
+        finally:
+            self._put_back_for("video")
+
+    def _finish_video(self, to_end: bool) -> None:
         v, self.video = self.video, None
+        assert v is not None
         try:
             if isinstance(v, VideoSink):
                 v.close(to_end=to_end)
@@ -909,6 +922,8 @@ class RunOutputs:
         caller raises the error returned (the run's error, said once as such): it is logged at DEBUG only, where
         a WARNING said it a second time on stderr; an error not returned (a second one) is always a WARNING."""
         first: Optional[BaseException] = None
+        # ended before its first frame: the earlier files are put back (each output's close puts back its own)
+        restoring = self._frames_seen == 0 and bool(self._aside)
         # an output removed while the run went (its folder deleted), found now or before: the run fails with that
         # (not "the CSV is complete"), and what the files then cannot do (a sidecar with no folder) is its doing
         gone = self._gone_error or self._csv_gone() or self._video_gone()
@@ -941,11 +956,11 @@ class RunOutputs:
         except Exception as e:  # noqa: BLE001
             say("CSV", e)
             first = first or e
-        if self._aside:
-            if self._frames_seen == 0:  # failed, stopped or an input of no frame: nothing replaced them
-                self._put_back()
-            else:
-                self._drop_aside()
+        if self._aside:  # (none is left: whatever is still aside was replaced by no frame)
+            self._put_back()
+        if restoring:  # failed, stopped or an input of no frame: nothing replaced them
+            self.restored = True
+            log.warning("the run ended before its first frame: the earlier outputs it was to replace are kept")
         self._in_use.clear()  # whatever could not be closed is not written any more either
         self._release_idle()
         return first

@@ -337,16 +337,19 @@ def test_a_killed_runs_parquet_temporary_is_removed_by_the_next(tmp_path):
     """The probe: SIGKILL once `kb/.all.parquet.tmp-PID` appeared, then a successful rerun: the temporary (as big
     as the dataset) stayed. The next run holding the path's lock removes those whose process is gone."""
     pytest.importorskip("pyarrow")
-    from realtime.batch.parquet import lock_parquet, unlock_parquet, write_parquet
+    from realtime.batch.parquet import lock_parquet, temporary_path, unlock_parquet, write_parquet
 
     pairs = _csvs(tmp_path / "csv")
     kb = tmp_path / "kb"
     kb.mkdir()
     dest = kb / "all.parquet"
     dead, dead_dir = _dead_pid(), _dead_pid()
-    (kb / f".all.parquet.tmp-{dead}").write_bytes(b"PAR1" * 1000)
-    (kb / f".all.parquet.tmp-{dead_dir}").mkdir()
-    (kb / f".all.parquet.tmp-{dead_dir}" / "part-00000.parquet").write_bytes(b"PAR1")
+    # (this host's, .all.parquet.tmp-HOST-PID: an older version's .all.parquet.tmp-PID names no host, and is removed
+    # only once a day old, tests/test_review_mends.py)
+    dead_tmp, dead_dir_tmp = temporary_path(dest, dead), temporary_path(dest, dead_dir)
+    dead_tmp.write_bytes(b"PAR1" * 1000)
+    dead_dir_tmp.mkdir()
+    (dead_dir_tmp / "part-00000.parquet").write_bytes(b"PAR1")
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         (kb / f".all.parquet.tmp-{alive.pid}").write_bytes(b"PAR1")  # a run writing now (unlocked: Windows-like)
@@ -355,7 +358,7 @@ def test_a_killed_runs_parquet_temporary_is_removed_by_the_next(tmp_path):
         try:
             left = sorted(p.name for p in kb.iterdir())
             assert left == [".all.parquet.lock", f".all.parquet.tmp-{alive.pid}", ".other.parquet.tmp-1"], left
-            (kb / f".all.parquet.tmp-{dead}").write_bytes(b"PAR1")  # one that appeared since: the write removes it
+            dead_tmp.write_bytes(b"PAR1")  # one that appeared since: the write removes it
             res = write_parquet(pairs, dest)
         finally:
             unlock_parquet(dest, fd)

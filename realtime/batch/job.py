@@ -29,7 +29,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from facecycle.errors import (
     FaceCycleError,
@@ -40,7 +40,17 @@ from facecycle.errors import (
     address_space_limited,
     is_out_of_memory,
 )
-from facecycle.files import Busy, file_id, lock_file, name_length, name_max, replace_retrying, text_name, unlock_file
+from facecycle.files import (
+    Busy,
+    file_id,
+    json_text_fields,
+    lock_file,
+    name_length,
+    name_max,
+    replace_retrying,
+    text_name,
+    unlock_file,
+)
 from facecycle.jsonvalues import is_int, is_number
 
 from ..sinks.image_sink import is_image_path, picture_suffix
@@ -94,27 +104,25 @@ def same_input(a: Any, b: Any) -> bool:
     ia, ib = file_id(a), file_id(b)
     if ia is not None and ib is not None:
         return ia == ib
-    if (ia is None) != (ib is None) and _as_text(b if ia is None else a) == (a if ia is None else b):
+    if (ia is None) != (ib is None) and (a if ia is None else b) in _recorded_spellings(b if ia is None else a):
         # a record of a name that is not UTF-8 written as text (``caf\\xe9.mp4``: batch.json, a sidecar whose
         # paths are made UTF-8) is the file whose bytes it spells, not another input's
         return True
     return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
 
 
-def _text_or_none(path: Optional[str]) -> Optional[str]:
-    """A path recorded in the sidecar: as :func:`_as_text` writes it, where it can be; else as it is."""
-    if path is None:
-        return None
-    return _as_text(path) or path
-
-
-def _as_text(path: str) -> Optional[str]:
-    """``path`` as :func:`~facecycle.files.text_name` writes it (a name's bytes that are not UTF-8 as ``\\xNN``),
-    or None where it cannot be (a surrogate no file name's byte becomes)."""
+def _recorded_spellings(path: str) -> Set[str]:
+    """How batch.json and the sidecars may have recorded the existing file ``path``: as they write it now
+    (:func:`~facecycle.files.text_name`: valid text kept, a name's bytes that are not UTF-8 as ``\\xNN``), and as
+    versions before wrote it, every byte of a name that is not ASCII as ``\\xNN`` where names are not read as UTF-8
+    (``caf\\xe9.mp4`` for ``café.mp4`` under Latin-1): a batch those made resumes here (both are one spelling where
+    names are UTF-8)."""
+    out = {text_name(path)}
     try:
-        return text_name(path)
-    except UnicodeEncodeError:
-        return None
+        out.add(os.fsencode(path).decode("utf-8", "backslashreplace"))
+    except UnicodeError:  # (a surrogate no byte of a name made: it was written as it is now)
+        pass
+    return out
 
 
 #: hidden folder (per output folder) that holds attempts in progress
@@ -557,17 +565,17 @@ def run_task(task: Dict[str, Any], settings: Union[BatchSettings, Dict[str, Any]
                    rows=count_csv_rows(paths["csv"]) if paths["csv"] else None,  # type: ignore[arg-type]
                    csv_bytes=Path(paths["csv"]).stat().st_size if paths["csv"] else None)  # type: ignore[arg-type]
         # paths as UTF-8 text (a name's bytes that are not UTF-8 as \xNN, as the sidecar's own and the Parquet
-        # `video` column write them): `batch.input` is read back by same_input, which takes that spelling
-        info["csv"] = _text_or_none(res["csv"])
-        info["video"] = _text_or_none(res["video"])
+        # `video` column write them: json_text_fields below): `batch.input` is read back by same_input, which takes
+        # that spelling
+        info["csv"] = res["csv"]
+        info["video"] = res["video"]
         info["fingerprint"] = task["fingerprint"]
-        info["batch"] = {"run_id": task["run_id"], "input": _text_or_none(task["input"]),
-                         "rel": _text_or_none(task["rel"]),
+        info["batch"] = {"run_id": task["run_id"], "input": task["input"], "rel": task["rel"],
                          "retries": res["retries"], "rows": res["rows"], **task.get("batch", {}),
                          "csv_bytes": res["csv_bytes"]}
         from realtime.sinks import write_sidecar
 
-        write_sidecar(paths["sidecar"], info)  # atomic: the input is complete from here on
+        write_sidecar(paths["sidecar"], json_text_fields(info))  # atomic: the input is complete from here on
         res["status"] = "done"
         shutil.rmtree(work_root / SUPERSEDED, ignore_errors=True)
     except InputError as e:

@@ -15,9 +15,10 @@ videos read since the last, up to :data:`ROW_GROUP_BYTES` of Arrow data, or one 
 A run that writes a dataset holds its path's lock (:func:`lock_parquet`, a hidden ``.PATH.lock`` beside it) from its
 start to the end of its write, so that a second run given the same path is refused at its start instead of
 replacing the first one's dataset (two batches of one corpus each wrote a dataset of its own half). The dataset is
-written aside (``.PATH.tmp-PID``) and moved into place; the temporaries that killed runs left there (whose process is
-gone) are removed by the next run once it holds the lock (:func:`remove_stale_temporaries`): they stayed for good,
-each the size of a dataset.
+written aside (``.PATH.tmp-HOST-PID``: :func:`temporary_path`) and moved into place; the temporaries that killed runs
+left there are removed by the next run once it holds the lock (:func:`remove_stale_temporaries`: this host's whose
+process is gone; another host's, or an older version's ``.PATH.tmp-PID``, only once untouched for
+:data:`STALE_ELSEWHERE_S`): they stayed for good, each the size of a dataset.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from facecycle.errors import BackendUnavailable, InputError, OutputError
 from facecycle.files import Busy, check_can_create, lock_file, lock_name, text_name, unlock_file, write_failure
 
 __all__ = ["write_parquet", "require_pyarrow", "check_parquet_path", "lock_parquet", "unlock_parquet",
-           "remove_stale_temporaries", "PYARROW_MISSING"]
+           "remove_stale_temporaries", "temporary_path", "STALE_ELSEWHERE_S", "PYARROW_MISSING"]
 
 log = logging.getLogger(__name__)
 
@@ -127,21 +128,83 @@ def _holds_lock(dest: Path) -> bool:
             and holder.get("host") == socket.gethostname())
 
 
+#: seconds a temporary dataset whose writer cannot be checked from here (another host's, whose pid says nothing
+#: here; or an older version's ``.NAME.tmp-PID``, which names no host) must have gone unmodified before a run removes
+#: it: a live writer adds to it at every row group (64 MB of rows) or part file, minutes apart at most, so a day
+#: untouched is a writer that is gone. Where locks are per machine (Windows, or ``flock`` local to each host of a
+#: shared file system) another host's live one looked dead here and was deleted while it was written
+STALE_ELSEWHERE_S = 24 * 3600
+
+
+def _host_tag() -> str:
+    """This host's name as a temporary's name holds it: its first label, of letters, digits, ``_`` and ``-`` only
+    (others as ``_``); where that changed it or made it longer than 24 characters, 15 of them then 8 hex digits of
+    the full name's digest (hosts of one short name in two domains stay two)."""
+    import hashlib
+
+    full = socket.gethostname() or "localhost"
+    short = re.sub(r"[^A-Za-z0-9_-]", "_", full.split(".", 1)[0]) or "host"
+    if short == full and len(short) <= 24:
+        return short
+    return f"{short[:15]}_{hashlib.sha256(full.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+
+
+def temporary_path(path: Union[str, Path], pid: Optional[int] = None) -> Path:
+    """Where the dataset at ``path`` is written before it is moved into place: ``.NAME.tmp-HOST-PID`` beside it
+    (:func:`_host_tag`; ``pid``: this process's by default). The host is in the name so that a run on another
+    machine sharing the folder can tell that the temporary is not of a process of its own."""
+    dest = Path(path)
+    return dest.with_name(f".{dest.name}.tmp-{_host_tag()}-{os.getpid() if pid is None else pid}")
+
+
+def _stale(entry: "os.DirEntry[str]", prefix: str, host: str) -> bool:
+    """Whether the temporary ``entry`` (a name that starts with ``prefix``) is a gone writer's: this host's
+    (``HOST-PID``) whose process no longer runs (not this process's); another host's, or an older version's
+    (``PID`` alone, whose process does not run here), only where untouched for :data:`STALE_ELSEWHERE_S`."""
+    rest = entry.name[len(prefix):]
+    if rest.isdigit():  # an older version's: no host named, its pid may be another machine's
+        if int(rest) == os.getpid() or _pid_alive(int(rest)):
+            return False
+        return _untouched_for(entry.path) >= STALE_ELSEWHERE_S
+    tag, _, pid = rest.rpartition("-")
+    if not tag or not pid.isdigit():  # not a temporary of this writer
+        return False
+    if tag == host:
+        return int(pid) != os.getpid() and not _pid_alive(int(pid))
+    return _untouched_for(entry.path) >= STALE_ELSEWHERE_S  # another host's: its pid says nothing here
+
+
+def _untouched_for(path: str) -> float:
+    """Seconds since anything in ``path`` (a file, or a folder and the files in it) was last modified; 0 where that
+    cannot be read."""
+    import time
+
+    try:
+        newest = os.stat(path, follow_symlinks=False).st_mtime
+        if os.path.isdir(path) and not os.path.islink(path):
+            for e in os.scandir(path):
+                newest = max(newest, e.stat(follow_symlinks=False).st_mtime)
+    except OSError:
+        return 0.0
+    return time.time() - newest
+
+
 def remove_stale_temporaries(path: Union[str, Path]) -> int:
-    """Remove what killed writers of the dataset at ``path`` left beside it: its temporaries ``.NAME.tmp-PID`` (a
-    file, or a folder of part files) whose process (PID) no longer runs on this machine; this process's own and a
-    live one's are left alone. For a run that holds the path's lock (:func:`lock_parquet`): no other run of it
+    """Remove what killed writers of the dataset at ``path`` left beside it: its temporaries (a file, or a folder of
+    part files) ``.NAME.tmp-HOST-PID`` of this host whose process (PID) no longer runs; another host's, and an older
+    version's ``.NAME.tmp-PID`` (no host: its PID may be another machine's), only once nothing in it has changed for
+    :data:`STALE_ELSEWHERE_S` (a day; an older version's whose PID runs here, never). This process's own and a live
+    one's are left alone. For a run that holds the path's lock (:func:`lock_parquet`): no other run of this host
     writes then. Returns how many were removed; errors are logged, never raised."""
     dest = Path(path)
-    prefix = f".{dest.name}.tmp-"
+    prefix, host = f".{dest.name}.tmp-", _host_tag()
     n = 0
     try:
         entries = list(os.scandir(dest.parent))
     except OSError:
         return 0
     for entry in entries:
-        pid = entry.name[len(prefix):] if entry.name.startswith(prefix) else ""
-        if not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
+        if not entry.name.startswith(prefix) or not _stale(entry, prefix, host):
             continue
         try:
             if entry.is_dir(follow_symlinks=False):
@@ -395,7 +458,7 @@ def write_parquet(csvs: Iterable[Tuple[str, Union[str, Path]]], path: Union[str,
     dest = Path(path)
     check_parquet_path(dest)
     single = dest.suffix.lower() == ".parquet"
-    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    tmp = temporary_path(dest)
     if tmp.exists():
         shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
     if _holds_lock(dest):  # (where a caller holds the lock: lock_parquet removed them already, unless one appeared)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
 
 from facecycle.errors import InputError, OutputError, UsageError
-from facecycle.files import check_can_create, json_text, text_name, write_atomic
+from facecycle.files import check_can_create, json_text, json_text_fields, text_name, write_atomic
 from facecycle.terminal import REPEATING, TERMINATING, note, quiet, stderr_is_terminal
 
 from .job import SOFTWARE_FIELDS, BatchSettings, made_with, not_a_file, output_paths, same_input, sidecar_reading
@@ -46,34 +46,6 @@ def _validators(urls: List[str]) -> Dict[str, Optional[Dict[str, str]]]:
         return dict(zip(urls, pool.map(url_validators, urls), strict=True))
 
 
-def _text(s: str) -> str:
-    """``s`` as text that any UTF-8 reader takes: a path whose name is not UTF-8 (its bytes kept by Python as lone
-    surrogates, which ``json`` writes as ``\\udce9`` escapes that jq and Node turn into U+FFFD) with those bytes as
-    ``\\xNN`` (:func:`~facecycle.files.text_name`: as the Parquet ``video`` column and the CSV's ``file`` column name
-    it, whatever the locale: where names are read as Latin-1, ``caf\\xe9`` too); any other text unchanged (where
-    names are read as UTF-8, every string without such bytes)."""
-    if s.isascii():
-        return s
-    try:
-        return text_name(s)
-    except UnicodeEncodeError:  # text the file system's encoding has no bytes for: not a name read from it
-        return s.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _texts(obj: Any) -> Any:
-    """``obj`` with every string in it (keys too) as :func:`_text`: what ``batch.json`` holds. The batch itself
-    keeps the real paths (it opens the inputs and their CSVs by them)."""
-    if isinstance(obj, str):
-        return _text(obj)
-    if isinstance(obj, dict):
-        return {(_text(k) if isinstance(k, str) else k): _texts(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_texts(v) for v in obj]
-    if isinstance(obj, os.PathLike):
-        return _text(os.fspath(obj)) if isinstance(os.fspath(obj), str) else obj
-    return obj
-
-
 #: backslashes escaped in ``--dry-run``'s fields where a name may hold one; on Windows a backslash is the path
 #: separator, and no name there holds a tab, a line end or another control character
 _ESCAPE_BACKSLASH = os.sep == "/"
@@ -85,16 +57,16 @@ def dry_run_field(s: str) -> str:
     """One field of a ``--dry-run`` line (``DECISION<TAB>INPUT<TAB>CSV``) as one line's text: a backslash as
     ``\\\\`` (not on Windows, where it separates folders), a tab, line feed or carriage return as ``\\t``,
     ``\\n``, ``\\r``, another control character as ``\\xNN``; then a name's bytes that are not UTF-8 as ``\\xNN``
-    (:func:`_text`, as ``batch.json`` has them). Each line is one input, its fields split at tabs, whatever the
-    names hold; C-style unescaping gives the name's bytes back."""
+    (:func:`~facecycle.files.text_name`, as ``batch.json`` has them). Each line is one input, its fields split at
+    tabs, whatever the names hold; C-style unescaping gives the name's bytes back."""
     s = _FIELD_SPECIAL.sub(lambda m: _FIELD_ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}"), s)
-    return _text(s)
+    return text_name(s)
 
 
 def _write_json(path: Path, data: Dict[str, Any]) -> None:
     try:  # a temporary name of its own: two batches writing one summary must not remove each other's
         # (every path as UTF-8 text: `input` and `rel` as the Parquet `video` column names them, so the two join)
-        write_atomic(path, json_text(_texts(data)) + "\n")
+        write_atomic(path, json_text(json_text_fields(data)) + "\n")
     except OSError as e:
         raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
 
@@ -224,9 +196,9 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
                      "_entry": len(entries) - 1})
     for e in entries:
         if e["status"] == "failed":
-            print(f"facecycle batch: error: {_text(e['error'])}", file=sys.stderr)
+            print(f"facecycle batch: error: {text_name(e['error'])}", file=sys.stderr)
     for d in duplicates or []:
-        note(f"facecycle batch: {_text(d['input'])} given {d['count']} times; processed once")
+        note(f"facecycle batch: {text_name(d['input'])} given {d['count']} times; processed once")
     n_skip = sum(e["status"] == "skipped" for e in entries)
     result = BatchResult(run_id=run_id, started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_start)),
                          command=command, out_dir=str(out), settings=settings.to_dict(),
@@ -359,7 +331,7 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
                             bar.update(1)
                         continue
                     if res["status"] == "busy":  # another batch is on it: not done by this one, and not failed
-                        msg = f"facecycle batch: {_text(str(res.get('error')))}"
+                        msg = f"facecycle batch: {text_name(str(res.get('error')))}"
                         _note(bar, msg)
                         if bar is not None:
                             bar.update(1)
@@ -374,11 +346,11 @@ def _run_batch(items: List[BatchItem], out_dir: Union[str, Path], settings: Batc
                               "the file grew while it was read (a recording in progress?): rerun when it ends"
                               if res.get("grew_while_read") else ""]
                     if res["status"] == "done" and any(damage):
-                        msg = f"facecycle batch: {_text(e['input'])}: " + ", ".join(d for d in damage if d)
+                        msg = f"facecycle batch: {text_name(e['input'])}: " + ", ".join(d for d in damage if d)
                         _note(bar, msg)
                     if res["status"] != "done":
                         failed += 1
-                        msg = f"facecycle batch: error: {_text(str(res.get('error')))}"
+                        msg = f"facecycle batch: error: {text_name(str(res.get('error')))}"
                         (bar.write(msg, file=sys.stderr) if bar is not None else print(msg, file=sys.stderr))
                         if res["status"] == "error" and fatal is None:
                             fatal = res
@@ -586,34 +558,39 @@ def _most_common(values: List[str]) -> Optional[str]:
     return max(counts, key=lambda v: counts[v]) if counts else None
 
 
+#: the backends that run on the CPU: where ``auto`` finds no other here, the first of them is the one that runs
+_CPU_BACKENDS = ("onnxruntime-cpu", "torch-cpu")
+
+
 def _predicted_backend(settings: BatchSettings) -> Optional[str]:
-    """The backend this machine would resolve the batch's ``--backend`` to (an explicit one's name; for ``auto``
-    the first of :data:`engines.select.AUTO_ORDER` available here that runs the precision, as
-    :func:`engines.select.candidates` orders them, the later ones not probed), or None where that cannot be said."""
+    """The backend this machine would run the batch's ``--backend`` with, where that can be said before one opens:
+    an explicit one's name; for ``auto``, the first of :func:`engines.select.candidates` where every candidate runs
+    on the CPU. None where it cannot be said: ``auto`` with a GPU backend available here (TensorRT, ONNX Runtime
+    CUDA, PyTorch CUDA), which may fail to open or build and fall back to the next (the runs of a machine with
+    TensorRT installed fell back to ONNX Runtime CUDA, and every input they made was reported as made on another
+    backend than "tensorrt"), or nothing usable."""
     a = settings.analyzer
     try:
-        from engines.probes import default_probes
-        from engines.select import AUTO_ORDER, PRECISIONS, canonical, check
+        from engines.select import candidates, canonical
         from facecycle.assets import default_model_dir
 
         name = canonical(str(a.get("backend") or "auto"))
         if name != "auto":
             return name
-        probes, model = default_probes(), a.get("model") or default_model_dir()
         opts = {k: a[k] for k in ("precision", "checkpoint") if a.get(k)}
-        precision = str(a.get("precision") or "fp32")
-        return next((c for c in AUTO_ORDER if precision in PRECISIONS[c] and check(c, probes, model, opts)[0]),
-                    None)
-    except Exception as e:  # noqa: BLE001 - a report's guess: the batch goes on without it
+        found = [c.name for c in candidates("auto", model_dir=a.get("model") or default_model_dir(), opts=opts)]
+    except Exception as e:  # noqa: BLE001 - a report's guess (BackendUnavailable: nothing usable): none is said
         log.debug("the backend this machine would run is not known (%s)", e)
         return None
+    return found[0] if found and all(n in _CPU_BACKENDS for n in found) else None
 
 
 def _this_machine(settings: BatchSettings, executor: Any) -> Dict[str, str]:
     """The software this batch would run its inputs with, where none ran: facecycle's, ONNX Runtime's and torch's
     versions here (:func:`realtime.sinks.versions`, as a sidecar records them), and the backend this machine
-    resolves ``--backend`` to: not said for ``--backend auto`` on Ray workers, whose GPUs (and so their backend) may
-    not be the driver's."""
+    resolves ``--backend`` to (:func:`_predicted_backend`): not said for ``--backend auto`` on Ray workers, whose GPUs
+    (and so their backend) may not be the driver's, nor where ``auto`` finds a GPU backend here (which one opens
+    cannot be said before it does)."""
     from ..sinks import versions
 
     v = versions()
@@ -666,7 +643,10 @@ def _provenance(result: Dict[str, Any], entries: List[Dict[str, Any]], settings:
             this = _this_machine(settings, executor)
         except Exception as e:  # noqa: BLE001 - the report is not worth the batch
             log.debug("this machine's software not known (%s)", e)
-    for k in SOFTWARE_FIELDS:  # not known for this run (the backend of Ray workers): the most common of the inputs
+    # a field not known for the inputs processed now: the most common of all the inputs'. Not in this machine's
+    # record: what it cannot say (the backend `auto` opens on Ray workers, or where a GPU backend may fall back) is
+    # left out of it, and so out of the comparison; filled in from the inputs, it was shown as this machine's
+    for k in SOFTWARE_FIELDS if source != "this machine (no input ran)" else ():
         if k not in this:
             v = _most_common([e["made_with"][k] for e in made if isinstance(e["made_with"].get(k), str)])
             if v is not None:
