@@ -10,7 +10,15 @@ Formats
 * **official**: the authors' ``torch.save``'d dict ``{module_name: state_dict}``
   (``ExpCode_*.tar``: codegeneration, exptoflow, Swap_Generator; ``idcode_*.tar``:
   all five). Read with ``torch.load(weights_only=True)`` — never unpickled
-  beyond tensors and plain containers.
+  beyond tensors and plain containers. A training-state file holding such weights is
+  read too: ``{"state_dict": ...}`` (a PyTorch Lightning ``.ckpt``, its keys
+  ``model.<module>.<param>``) or ``{"model": ..., "optimizer": ...}``, and a flat state dict
+  ``<module>.<param>`` (``model.``/``module.`` prefixes dropped); its optimizer, schedulers,
+  epoch and step are skipped with an INFO line.
+
+Every load refuses weights that are NaN or infinite (one line naming the tensor), and a
+checkpoint that does not fit the config it is read with names the registered configs it
+fits first (``it fits --config tiny``), then at most 3 keys of each kind.
 """
 from __future__ import annotations
 
@@ -23,7 +31,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 
-from .config import FaceCycleConfig, get_config
+from .config import FaceCycleConfig, get_config, list_configs
 from .errors import ModelError, OutputError
 from .files import match_umask
 from .jsonvalues import is_int, is_number
@@ -32,7 +40,7 @@ from .model import ALL_MODULES, FaceCycle
 __all__ = [
     "CheckpointError", "detect_format", "load_checkpoint", "save_checkpoint",
     "load_official", "save_official", "read_official_state", "FORMAT_TAG", "OFFICIAL_CONFIG_KEY",
-    "parse_config", "load_weights_only",
+    "parse_config", "load_weights_only", "fitting_configs",
 ]
 
 log = logging.getLogger(__name__)
@@ -108,6 +116,18 @@ def _build(cfg: FaceCycleConfig, modules: List[str], source: str) -> FaceCycle:
         raise CheckpointError(f"{source}: its config {cfg.name!r} builds no model ({_first_line(e)})") from None
 
 
+def _interrupted_note(folder: Path) -> str:
+    """What the error for a model folder without its ``model.safetensors`` or ``manifest.json`` adds where an export
+    was interrupted in it (graphs or an export's staging folder there, no manifest)."""
+    try:
+        if (folder / "manifest.json").is_file() or not any(
+                f.suffix == ".onnx" or f.name.startswith(".export-") for f in folder.iterdir()):
+            return ""
+    except OSError:
+        return ""
+    return " (no manifest.json either, but an export's files: an interrupted export? re-run facecycle export)"
+
+
 def detect_format(path: PathLike) -> str:
     """Return ``"facecycle"`` or ``"official"`` for an existing checkpoint path."""
     p = Path(path)
@@ -116,7 +136,7 @@ def detect_format(path: PathLike) -> str:
     if p.is_dir():
         if (p / "model.safetensors").is_file():
             return "facecycle"
-        raise CheckpointError(f"{p}: a directory without model.safetensors")
+        raise CheckpointError(f"{p}: a directory without model.safetensors{_interrupted_note(p)}")
     with open(p, "rb") as f:
         head = f.read(16)
     if len(head) < 8:
@@ -204,7 +224,10 @@ def read_official_state(path: PathLike) -> Dict[str, Dict[str, torch.Tensor]]:
 
     ``module.`` prefixes (from ``nn.DataParallel``) are stripped. Top-level
     entries that are not module state dicts (an epoch number, say) are ignored
-    with a log line.
+    with a log line. A training-state file is unwrapped: its ``state_dict`` (or
+    ``model``) entry, module dicts or flat ``<module>.<param>`` keys (``model.``
+    prefixes of a Lightning module dropped); its optimizer, schedulers, epoch and
+    step are skipped with an INFO line.
     """
     return _read_official(path)[0]
 
@@ -238,24 +261,94 @@ def load_weights_only(path: PathLike) -> Any:
         raise CheckpointError(f"{p}: cannot read as a weights-only torch checkpoint ({_first_line(e)})") from None
 
 
+#: top-level entries of a training-state file (a PyTorch Lightning ``.ckpt``, a hand-rolled ``{"model": ...,
+#: "optimizer": ...}``) that hold no weight of the model: skipped with an INFO line
+_TRAINING_STATE = ("optimizer", "optimizers", "optimizer_states", "optimizer_state_dict", "lr_schedulers",
+                   "lr_scheduler", "scheduler", "schedulers", "scaler", "epoch", "global_step", "step", "iteration",
+                   "hyper_parameters", "hparams", "callbacks", "loops", "pytorch-lightning_version", "args", "config",
+                   "best_val", "loss")
+#: the entries of a training-state file that hold the model's weights, in the order they are looked for
+_WRAPPERS = ("state_dict", "model", "model_state_dict", "net")
+#: prefixes of a whole model's flat keys: a Lightning module's attribute (``model.``), ``nn.DataParallel``'s
+_PREFIXES = ("model.", "module.")
+#: how many offending keys of each kind an error lists
+_SHOWN = 3
+
+
+def _listed(items: List[str], n: int = _SHOWN) -> str:
+    """``a, b, c and 5 more``."""
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def _module_dicts(d: Mapping, path: PathLike) -> Optional[Dict[str, Dict[str, torch.Tensor]]]:
+    """``{module: state_dict}`` from ``d``: module state dicts at its top (the authors' layout), else flat
+    ``<module>.<param>`` tensors (a whole model's state dict, ``model.``/``module.`` prefixes dropped; tensors of
+    no FaceCycle module skipped with an INFO line); None where it holds neither."""
+    nested = {k: v for k, v in d.items() if k in ALL_MODULES and isinstance(v, Mapping)}
+    if nested:
+        return {k: OrderedDict((p[7:] if isinstance(p, str) and p.startswith("module.") else p, t)
+                               for p, t in v.items()) for k, v in nested.items()}
+    out: Dict[str, Dict[str, torch.Tensor]] = {}
+    other: List[str] = []
+    for key, val in d.items():
+        if not (isinstance(key, str) and isinstance(val, torch.Tensor)):
+            continue
+        name = key
+        while name.startswith(_PREFIXES):
+            name = name.split(".", 1)[1]
+        mod, _, param = name.partition(".")
+        param = param[7:] if param.startswith("module.") else param
+        if mod not in ALL_MODULES or not param:
+            other.append(key)
+            continue
+        sd = out.setdefault(mod, OrderedDict())
+        if param in sd:
+            raise CheckpointError(f"{path}: holds {mod}.{param} twice (as {key} and another key)")
+        sd[param] = val
+    if out and other:
+        log.info("%s: ignoring %d tensors of no FaceCycle module (%s)", path, len(other), _listed(other))
+    return out or None
+
+
 def _read_official(path: PathLike) -> Tuple[Dict[str, Dict[str, torch.Tensor]], Mapping]:
-    """(``{module: state_dict}``, the whole top-level dict) of an authors'-layout file."""
+    """(``{module: state_dict}``, the whole top-level dict) of an authors'-layout file, or of a training-state file
+    that holds such weights (:data:`_WRAPPERS`)."""
     obj = load_weights_only(path)
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: expected a dict of module state dicts, got {type(obj).__name__}")
-    out: Dict[str, Dict[str, torch.Tensor]] = {}
-    for key, val in obj.items():
-        if key in ALL_MODULES and isinstance(val, Mapping):
-            out[key] = OrderedDict(
-                (k[7:] if k.startswith("module.") else k, v) for k, v in val.items()
-            )
-        elif isinstance(val, Mapping):
-            raise CheckpointError(f"{path}: unknown module {key!r}; known: {', '.join(ALL_MODULES)}")
-        elif key != OFFICIAL_CONFIG_KEY:
-            log.info("%s: ignoring top-level entry %r", path, key)
-    if not out:
-        raise CheckpointError(f"{path}: no FaceCycle modules found (keys: {list(obj)[:8]})")
-    return out, obj
+    if any(k in ALL_MODULES and isinstance(v, Mapping) for k, v in obj.items()):  # the authors' layout
+        out = _module_dicts(obj, path) or {}
+        for key, val in obj.items():
+            if key in out:
+                continue
+            if isinstance(val, Mapping) and key not in _TRAINING_STATE:
+                raise CheckpointError(f"{path}: unknown module {key!r}; known: {', '.join(ALL_MODULES)}")
+            if key != OFFICIAL_CONFIG_KEY:
+                log.info("%s: ignoring top-level entry %r", path, key)
+        return out, obj
+    state, inner, chain = None, obj, []  # chain: the wrapper entries read, outermost first
+    for _ in range(3):  # {"state_dict": ...}, {"model": {"state_dict": ...}}
+        state = _module_dicts(inner, path)
+        wrapper = next((k for k in _WRAPPERS if isinstance(inner.get(k), Mapping)), None)
+        if state is not None or wrapper is None:
+            break
+        inner = inner[wrapper]
+        chain.append(wrapper)
+    where = "".join(f"[{k!r}]" for k in chain)
+    keys = _listed([str(k) for k in obj], 8)
+    if state is None:
+        if chain or any(k in _TRAINING_STATE for k in obj):
+            raise CheckpointError(f"{path}: a training-state wrapper, not the authors' layout, and no FaceCycle "
+                                  f"modules in it{' (in ' + where + ')' if where else ''} (keys: {keys})")
+        odd = next((k for k, v in obj.items() if isinstance(v, Mapping)), None)
+        if odd is not None:
+            raise CheckpointError(f"{path}: unknown module {odd!r}; known: {', '.join(ALL_MODULES)}")
+        raise CheckpointError(f"{path}: no FaceCycle modules found (keys: {keys})")
+    if chain:
+        skipped = [str(k) for k in obj if k != chain[0]]
+        log.info("%s: a training-state file: reading the weights in %s%s", path, where,
+                 f"; ignoring {', '.join(skipped)}" if skipped else "")
+    return state, obj
 
 
 def save_official(model: FaceCycle, path: PathLike) -> Path:
@@ -277,8 +370,29 @@ def save_official(model: FaceCycle, path: PathLike) -> Path:
     return path
 
 
-def _load_into(model: FaceCycle, flat: Mapping[str, torch.Tensor], source: str) -> None:
-    """Load a flat state dict strictly, naming every offending key on mismatch."""
+def _shapes_of(cfg: FaceCycleConfig, modules: List[str]) -> Optional[Dict[str, Tuple[int, ...]]]:
+    """The state dict's shapes of ``cfg``'s model of ``modules`` (built on the meta device: no memory, no time),
+    or None where the config builds no such model."""
+    try:
+        with torch.device("meta"):
+            m = FaceCycle(cfg, modules=modules)
+    except Exception:  # noqa: BLE001 - a config that builds no model: it fits nothing
+        return None
+    return {k: tuple(v.shape) for k, v in m.state_dict().items()}
+
+
+def fitting_configs(flat: Mapping[str, torch.Tensor], modules: List[str]) -> List[str]:
+    """The registered configs whose model of ``modules`` takes the tensors ``flat`` (``<module>.<param>``): their
+    keys and shapes only (settings that change no weight, such as feature_flip or detail_px, cannot be told apart
+    this way)."""
+    want = {k: tuple(v.shape) for k, v in flat.items() if isinstance(v, torch.Tensor)}
+    return [name for name in list_configs() if _shapes_of(get_config(name), list(modules)) == want]
+
+
+def _load_into(model: FaceCycle, flat: Mapping[str, torch.Tensor], source: str, official: bool = False) -> None:
+    """Load a flat state dict strictly: on a mismatch one line that names the registered configs it fits first
+    (:func:`fitting_configs`), then at most :data:`_SHOWN` offending keys of each kind; refused where a weight is
+    NaN or infinite, naming the tensor."""
     own = model.state_dict()
     odd = sorted(k for k, v in flat.items() if not isinstance(v, torch.Tensor))
     if odd:  # a value that is no tensor (a list, a number, None): no weight of any model
@@ -290,14 +404,26 @@ def _load_into(model: FaceCycle, flat: Mapping[str, torch.Tensor], source: str) 
     if missing or unexpected or wrong:
         parts = []
         if missing:
-            parts.append(f"missing {len(missing)}: {', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}")
+            parts.append(f"missing {len(missing)}: {_listed(missing)}")
         if unexpected:
-            parts.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:10])}"
-                         f"{' …' if len(unexpected) > 10 else ''}")
+            parts.append(f"unexpected {len(unexpected)}: {_listed(unexpected)}")
         if wrong:
-            parts.append("shape mismatch: " + ", ".join(
-                f"{k} {tuple(flat[k].shape)} vs {tuple(own[k].shape)}" for k in wrong[:10]))
-        raise CheckpointError(f"{source}: checkpoint does not fit config {model.config.name!r}: " + "; ".join(parts))
+            parts.append(f"shape mismatch {len(wrong)}: " + _listed(
+                [f"{k} {tuple(flat[k].shape)} vs {tuple(own[k].shape)}" for k in wrong]))
+        fits = [n for n in fitting_configs(flat, list(model.module_names)) if n != model.config.name]
+        if fits:
+            hint = f" (it fits --config {' or '.join(fits)})"
+        elif official:
+            hint = " (an authors'-layout checkpoint of another config? none registered fits it: give --config NAME)"
+        else:
+            hint = ""
+        raise CheckpointError(f"{source}: checkpoint does not fit config {model.config.name!r}{hint}: "
+                              + "; ".join(parts))
+    bad = [k for k in own if flat[k].is_floating_point() and not bool(torch.isfinite(flat[k]).all())]
+    if bad:
+        raise CheckpointError(f"{source}: non-finite weights (NaN or inf) in {bad[0]}"
+                              + (f" and {len(bad) - 1} more tensors" if len(bad) > 1 else "")
+                              + ": a training run that diverged? use an earlier checkpoint")
     with torch.no_grad():
         for k, t in own.items():
             t.copy_(flat[k].to(t.dtype))
@@ -315,7 +441,7 @@ def load_official(path: PathLike, config: "FaceCycleConfig | str | None" = None)
         cfg = get_config("paper")
     model = _build(cfg, list(state), str(path))
     flat = {f"{m}.{k}": v for m, sd in state.items() for k, v in sd.items()}
-    _load_into(model, flat, str(path))
+    _load_into(model, flat, str(path), official=True)
     return model.eval()
 
 

@@ -13,11 +13,14 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List
 
+from .errors import UsageError
+
 __all__ = [
     "FaceCycleConfig",
     "register_config",
     "get_config",
     "list_configs",
+    "UnknownConfig",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
 ]
@@ -143,12 +146,19 @@ def register_config(fn: Callable[[], FaceCycleConfig]) -> Callable[[], FaceCycle
     return fn
 
 
+class UnknownConfig(UsageError, ValueError):
+    """A config name that is not registered: a usage error (exit 2) wherever a command meets it (``--config`` of
+    ``export``, ``model``, ``train``, ``bench``), and still a ``ValueError`` for code that catches that."""
+
+
 def get_config(name: str) -> FaceCycleConfig:
-    """Return the registered config ``name`` (``ValueError`` listing the choices otherwise)."""
+    """Return the registered config ``name`` (:class:`UnknownConfig`, a ``ValueError``, listing the choices
+    otherwise)."""
     try:
-        return _REGISTRY[name]()
-    except KeyError:
-        raise ValueError(f"unknown config {name!r}; choose from {', '.join(list_configs())}") from None
+        factory = _REGISTRY[name]
+    except (KeyError, TypeError):  # TypeError: a name that is no string (unhashable)
+        raise UnknownConfig(f"unknown config {name!r}; choose from {', '.join(list_configs())}") from None
+    return factory()
 
 
 def list_configs() -> List[str]:

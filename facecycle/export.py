@@ -16,13 +16,22 @@ format; what the PyTorch backend runs), and the manifest's ``weights`` entry rec
 in the folder by an earlier export are removed either way: they belong to another model. Where the manifest records
 them, loading checks their sha256 (the PyTorch backend the weights', ``realtime.heads.ExpressionHead.find`` the
 head's, ``facecycle model info`` both): a file replaced after the export is a ModelError, as a graph is.
+
+Graphs are written and checked in a hidden staging folder inside the output folder, ``.export-HOST-PID-XXXXXXXX``,
+then moved in. An export that is killed leaves it behind; the next export into that folder removes the staging
+folders of exporters of this host whose process is gone (:func:`remove_dead_stages`), and leaves any other alone. A
+failed export removes the output folder again where it made it and left it empty.
 """
 from __future__ import annotations
 
+import difflib
+import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
 import warnings
 from pathlib import Path
@@ -34,12 +43,12 @@ from torch import nn
 
 from . import __version__
 from .assets import HEAD_FILE, WEIGHT_NAMES
-from .errors import ModelError, OutputError
-from .files import sha256_file, write_atomic
+from .errors import ModelError, OutputError, UsageError
+from .files import pid_alive, sha256_file, write_atomic
 from .model import IDENTITY_MODULES, FaceCycle
 
 __all__ = ["GRAPHS", "export_onnx", "validate_export", "sha256_file", "ExportError", "MANIFEST_VERSION",
-           "check_exportable", "WEIGHTS_FILE", "HEAD_FILE"]
+           "check_exportable", "WEIGHTS_FILE", "HEAD_FILE", "remove_dead_stages", "STAGE_PREFIX"]
 
 log = logging.getLogger(__name__)
 MANIFEST_VERSION = 1
@@ -49,6 +58,74 @@ WEIGHTS_FILE = WEIGHT_NAMES[0]
 
 class ExportError(ModelError):
     pass
+
+
+#: the start of an export's staging folder's name: ``.export-HOST-PID-XXXXXXXX`` (:func:`_stage_prefix`)
+STAGE_PREFIX = ".export-"
+#: a staging folder's name: the host and pid of its exporter, then :func:`tempfile.mkdtemp`'s 8 random characters
+_STAGE_RE = re.compile(r"^\.export-(?P<host>.+)-(?P<pid>\d+)-[a-z0-9_]{8}$")
+
+
+def _host_tag() -> str:
+    """This host's name as a staging folder's name holds it: its first label, of letters, digits, ``_`` and ``-``
+    only (others as ``_``); where that changed it or made it longer than 24 characters, 15 of them then 8 hex digits
+    of the full name's digest (hosts of one short name in two domains stay two)."""
+    full = socket.gethostname() or "localhost"
+    short = re.sub(r"[^A-Za-z0-9_-]", "_", full.split(".", 1)[0]) or "host"
+    if short == full and len(short) <= 24:
+        return short
+    return f"{short[:15]}_{hashlib.sha256(full.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+
+
+def _stage_prefix() -> str:
+    """This process's staging folders' prefix: ``.export-HOST-PID-``."""
+    return f"{STAGE_PREFIX}{_host_tag()}-{os.getpid()}-"
+
+
+def remove_dead_stages(out_dir: Union[str, Path]) -> int:
+    """Remove the staging folders (``.export-HOST-PID-XXXXXXXX``) that exporters killed before their clean-up left
+    in ``out_dir``: those of this host whose process no longer runs (:func:`facecycle.files.pid_alive`). Another
+    host's (its pid says nothing here), a live exporter's, and older versions' ``.export-XXXXXXXX`` (no pid named)
+    are left alone. Returns how many were removed; errors are ignored."""
+    host, n = _host_tag(), 0
+    try:
+        entries = list(os.scandir(out_dir))
+    except OSError:
+        return 0
+    for e in entries:
+        m = _STAGE_RE.match(e.name)
+        if not m or m["host"] != host or int(m["pid"]) == os.getpid() or pid_alive(int(m["pid"])):
+            continue
+        try:
+            if not e.is_dir(follow_symlinks=False):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(e.path, ignore_errors=True)
+        if not os.path.lexists(e.path):
+            n += 1
+            log.info("%s: removed %s, the staging folder of an export that was killed (pid %s)", out_dir, e.name,
+                     m["pid"])
+    return n
+
+
+def _missing_folders(path: Path) -> List[Path]:
+    """``path`` and those of its parents that do not exist yet, deepest first: what ``mkdir(parents=True)`` makes."""
+    made: List[Path] = []
+    q = path
+    while not (q.exists() or q.is_symlink()) and q != q.parent:
+        made.append(q)
+        q = q.parent
+    return made
+
+
+def _remove_if_empty(folders: Sequence[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty: an export that failed leaves no folder it made."""
+    for d in folders:
+        try:
+            d.rmdir()
+        except OSError:
+            return
 
 
 class _Analyze(nn.Module):
@@ -103,13 +180,16 @@ _NEEDS = {"analyze": ("codegeneration", "exptoflow"), "neutralize": ("Swap_Gener
 
 def check_exportable(model: FaceCycle, graphs: Optional[Sequence[str]] = None) -> List[str]:
     """The graphs to export (``graphs``, else every one the model has), or :class:`ExportError` naming the modules
-    a graph needs that the model lacks (a checkpoint holding some modules only) or a graph that is no graph.
+    a graph needs that the model lacks (a checkpoint holding some modules only), a
+    :class:`~facecycle.errors.UsageError` for a graph that is no graph (``analyse``).
     Touches no file: call it before creating the output folder."""
     specs = _specs(model)
     names = list(graphs) if graphs else [g for g in specs if g != "identity" or model.has_identity]
     for n in names:
-        if n not in GRAPHS:
-            raise ExportError(f"graph {n!r} not available for this model; choose from {', '.join(specs)}")
+        if n not in GRAPHS:  # a name that is no graph: a usage error (exit 2), not a model's
+            close = difflib.get_close_matches(str(n), list(specs), n=1)
+            raise UsageError(f"no graph {n!r}{f' (did you mean {close[0]!r}?)' if close else ''}; choose from "
+                             f"{', '.join(specs)}")
     lacking = {n: [m for m in _NEEDS[n] if m not in model.module_names] for n in names}
     lacking = {n: ms for n, ms in lacking.items() if ms}
     if lacking:
@@ -150,7 +230,11 @@ def export_onnx(model: FaceCycle, out_dir: Union[str, Path], graphs: Optional[Se
 
     Raises:
         ExportError: a graph the model cannot run (missing modules), a validation failure.
+        UsageError: a graph name that is no graph.
         OutputError: ``out_dir`` cannot be created or written.
+
+    Staging folders that killed exports left in ``out_dir`` are removed first (:func:`remove_dead_stages`); a failed
+    export removes ``out_dir`` again where it made it and left it empty.
     """
     out = Path(out_dir)
     model = model.float().eval()
@@ -158,10 +242,13 @@ def export_onnx(model: FaceCycle, out_dir: Union[str, Path], graphs: Optional[Se
     names = check_exportable(model, graphs)  # before anything is created
     if not atol >= 0:
         raise ExportError(f"atol must be >= 0, not {atol}")
+    made = _missing_folders(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
+        remove_dead_stages(out)
+        stage = Path(tempfile.mkdtemp(prefix=_stage_prefix(), dir=out))
     except OSError as e:
+        _remove_if_empty(made)
         raise OutputError(f"{out}: cannot write there ({e.strerror or e})") from None
     manifest: dict = {
         "format": "facecycle-onnx", "manifest_version": MANIFEST_VERSION, "facecycle_version": __version__,
@@ -173,6 +260,7 @@ def export_onnx(model: FaceCycle, out_dir: Union[str, Path], graphs: Optional[Se
     }
     # written and validated aside, then moved in: a failed export leaves a model already in ``out_dir`` whole (its
     # manifest used to go first, and its graphs were overwritten before the validation failed)
+    done = False
     try:
         gen = torch.Generator().manual_seed(0)
         for name in names:
@@ -207,8 +295,11 @@ def export_onnx(model: FaceCycle, out_dir: Union[str, Path], graphs: Optional[Se
             write_atomic(out / "manifest.json", json.dumps(manifest, indent=2))
         except OSError as e:
             raise OutputError(f"{out}: cannot write the exported model ({e.strerror or e})") from None
+        done = True
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        if not done:  # an --out the failed export made holds nothing: it goes too
+            _remove_if_empty(made)
     return manifest
 
 

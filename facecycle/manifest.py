@@ -131,7 +131,10 @@ def read_manifest(model_dir: Union[str, Path]) -> Dict[str, Any]:
     the file otherwise."""
     p = Path(model_dir) / "manifest.json"
     if not p.is_file():
-        raise ModelError(f"{model_dir}: no manifest.json (not an exported model directory)")
+        d = Path(model_dir)
+        left = d.is_dir() and any(d.glob("*.onnx")) or (d / "model.safetensors").is_file() or any(d.glob(".export-*"))
+        hint = "; an interrupted export? re-run facecycle export" if left else ""
+        raise ModelError(f"{model_dir}: no manifest.json (not an exported model directory{hint})")
     try:
         man = json.loads(p.read_text(encoding="utf-8"))  # (the locale's code page on Windows otherwise)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

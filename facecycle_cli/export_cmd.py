@@ -28,8 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     head.add_argument("--head", metavar="PATH", default=None,
                       help="the emotion head to ship with the graphs (as expression_head.safetensors): a model "
                            "folder's expression_head.safetensors or a training run's head.safetensors (default: "
-                           "the one beside --checkpoint, if any; without a head the CSV's emotion columns stay "
-                           "empty)")
+                           "the one in --checkpoint's folder, or beside a --checkpoint file, if any; without a head "
+                           "the CSV's emotion columns stay empty)")
     head.add_argument("--no-head", action="store_true", help="export without an emotion head")
     p.set_defaults(func=_export)
 
@@ -44,6 +44,8 @@ def _export(args: argparse.Namespace) -> int:
         raise UsageError("--opset must be >= 17")
     if not args.atol >= 0:
         raise UsageError(f"--atol must be >= 0, not {args.atol:g}")
+    if args.config is not None:
+        get_config(args.config)  # an unknown name: a usage error (exit 2) before the checkpoint is read
     if args.checkpoint:
         from facecycle.checkpoint import load_checkpoint
 
@@ -54,10 +56,7 @@ def _export(args: argparse.Namespace) -> int:
         f = ck / "model.safetensors" if ck.is_dir() else ck
         source = f"{ck} (sha256 {sha256_file(f)[:16]})" if f.is_file() else str(ck)
     else:
-        try:
-            cfg = get_config(args.random_config)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
+        cfg = get_config(args.random_config)  # an unknown name: UnknownConfig, a usage error
         torch.manual_seed(args.seed)
         model = FaceCycle(cfg).eval()
         source = f"random:{cfg.name}:seed{args.seed}"
@@ -69,12 +68,9 @@ def _export(args: argparse.Namespace) -> int:
         head = expression_head_for(head_path, model.config, source=source)
     graphs = [g.strip() for g in args.graphs.split(",")] if args.graphs else None
     check_exportable(model, graphs)  # a checkpoint of some modules only: refused before the folder is made
-    try:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"{args.out}: {e.strerror or e}") from None
-    # the weights go with the graphs (model.safetensors, their sha256 in the manifest): `--backend torch` runs what
-    # ONNX Runtime runs, never weights an earlier export left in the folder
+    # export_onnx makes --out (and removes it again where it made it and the export fails). The weights go with the
+    # graphs (model.safetensors, their sha256 in the manifest): `--backend torch` runs what ONNX Runtime runs, never
+    # weights an earlier export left in the folder
     man = export_onnx(model, args.out, graphs=graphs, opset=args.opset, atol=args.atol, source=source,
                       weights=True, head=head)
     for name, v in man.get("validation", {}).items():
@@ -96,13 +92,17 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _head_path(args: argparse.Namespace) -> Optional[Path]:
-    """``--head``, else the head beside ``--checkpoint`` (a model folder's or a training run's), else None."""
+    """``--head``, else the head that goes with ``--checkpoint`` (a model folder's or a training run's): inside it
+    where it is a folder (an exported model folder: never a head in the folder above, which belongs to another
+    model), beside it where it is a file; else None."""
     if args.head:
         return Path(args.head)
     if not args.checkpoint:
         return None
+    ck = Path(args.checkpoint)
+    folder = ck if ck.is_dir() else ck.parent
     for name in (HEAD_FILE, "head.safetensors"):
-        p = Path(args.checkpoint).parent / name
+        p = folder / name
         if p.is_file():
             return p
     return None

@@ -95,6 +95,23 @@ def model_dir_info(model_dir: Path) -> dict:
     return out
 
 
+def _check_not_interrupted(model_dir: Path) -> None:
+    """A ModelError for a folder an export was interrupted in: no ``manifest.json`` (an export writes it last, after
+    removing the earlier one), but graphs, weights or an export's staging folder."""
+    from facecycle.errors import ModelError
+
+    if (model_dir / "manifest.json").is_file():
+        return
+    try:
+        left = [f.name for f in model_dir.iterdir()
+                if f.suffix == ".onnx" or f.name == "model.safetensors" or f.name.startswith(".export-")]
+    except OSError:
+        return
+    if left:
+        raise ModelError(f"{model_dir}: no manifest.json, but {', '.join(sorted(left)[:3])}"
+                         f"{' …' if len(left) > 3 else ''}: an interrupted export? re-run facecycle export")
+
+
 def _print_dir_info(out: dict) -> None:
     mb = out["bytes"] / 1e6
     print(f"model {out['model_dir']} ({mb:.1f} MB)")
@@ -128,6 +145,7 @@ def _info(args: argparse.Namespace) -> int:
             raise InputError(f"{d}: a file; --model takes the exported model's folder ({d.parent}?)")
         if not d.is_dir():
             raise InputError(f"{d}: no such folder")
+        _check_not_interrupted(d)
         out = model_dir_info(d)
         if args.json:
             print(json.dumps(out, indent=2))
@@ -140,11 +158,7 @@ def _info(args: argparse.Namespace) -> int:
     if args.checkpoint:
         model = _load(args.checkpoint, args.config)
     else:
-        try:
-            cfg = get_config(args.config)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-        model = FaceCycle(cfg)
+        model = FaceCycle(get_config(args.config))  # an unknown name: UnknownConfig, a usage error
     counts = model.parameter_counts()
     out = {"config": model.config.name, "image_size": model.config.image_size,
            "feature_dim": model.config.feature_dim, "code_dim": model.config.code_dim,
@@ -160,38 +174,14 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _load(path, config: Optional[str]):
-    """A checkpoint, an unknown config name a usage error (it was an internal error), an authors'-layout file that
-    does not fit the config it was read with naming the --config that fits."""
-    from facecycle.checkpoint import CheckpointError, detect_format, load_checkpoint
+    """A checkpoint; an unknown config name a usage error (:class:`facecycle.config.UnknownConfig`), checked before
+    the file is read. A checkpoint that does not fit the config it is read with names the configs it fits
+    (:func:`facecycle.checkpoint.load_checkpoint` does, for every command)."""
+    from facecycle.checkpoint import load_checkpoint
 
     if config is not None:
-        try:
-            get_config(config)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-    try:
-        return load_checkpoint(path, config)
-    except CheckpointError as e:
-        if config is None and "does not fit config" in str(e) and detect_format(path) == "official":
-            fits = _fitting_configs(path)
-            hint = (f"it fits --config {' or '.join(fits)}" if fits else "give --config NAME of its config")
-            raise CheckpointError(f"{e} (an authors'-layout checkpoint of another config: {hint})") from None
-        raise
-
-
-def _fitting_configs(path) -> list:
-    """The registered configs whose model an authors'-layout checkpoint loads into (shapes only: settings that
-    change no weight, such as feature_flip or detail_px, cannot be told apart this way)."""
-    from facecycle.checkpoint import CheckpointError, load_official
-
-    fits = []
-    for name in list_configs():
-        try:
-            load_official(path, name)
-        except CheckpointError:
-            continue
-        fits.append(name)
-    return fits
+        get_config(config)
+    return load_checkpoint(path, config)
 
 
 _SUFFIXES = {"facecycle": (".safetensors",), "official": (".tar", ".pth", ".pt")}

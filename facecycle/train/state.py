@@ -115,7 +115,7 @@ def save_set(out: Path, write: Callable[[Path], None]) -> None:
     for f in pending.iterdir():
         fsync_file(f)
     marker = pending / _COMPLETE
-    marker.write_text("all files of this save are written\n")
+    marker.write_text("all files of this save are written\n", encoding="utf-8")
     fsync_file(marker)
     _fsync_dir(pending)
     _commit(out, pending)
