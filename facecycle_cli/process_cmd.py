@@ -16,7 +16,7 @@ from facecycle.errors import BackendUnavailable, InputError, OutputError, UsageE
 from facecycle.files import caseless_note, name_key, names_caseless
 from facecycle.terminal import note, stderr_is_terminal
 
-from .sigterm import describe, exit_code_of, raise_if_received, record, stopping_signals
+from .sigterm import describe, exit_code_of, record, take_stopping_signals
 
 log = logging.getLogger(__name__)
 
@@ -231,12 +231,8 @@ class _Signals:
         self._old = {}
 
     def __enter__(self) -> "_Signals":
-        raise_if_received()  # one that came during start-up and was swallowed: stop before any output is made
-        for s in stopping_signals():
-            try:
-                self._old[s] = signal.signal(s, self._handle)
-            except ValueError:  # not the main thread
-                pass
+        # (one that came during start-up and was swallowed stops now, before any output is made)
+        self._old = take_stopping_signals(self._handle)
         return self
 
     def _handle(self, signum, frame) -> None:

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import Any, Optional
+from typing import Any, Callable, Dict, Optional
 
 from facecycle.terminal import REPEATING, TERMINATING, stopping_signals
 
 __all__ = ["install", "received", "received_code", "raise_if_received", "record", "describe", "exit_code_of",
-           "stopping_signals", "EXIT_CODE", "INTERRUPT_CODE", "TERMINATING"]
+           "stopping_signals", "take_stopping_signals", "EXIT_CODE", "INTERRUPT_CODE", "TERMINATING"]
 
 EXIT_CODE = 143  # 128 + SIGTERM
 INTERRUPT_CODE = 130  # 128 + SIGINT
@@ -122,3 +122,19 @@ def raise_if_received() -> None:
         raise KeyboardInterrupt
     if _received is not None:
         raise SystemExit(_received)
+
+
+def take_stopping_signals(handler: Callable[[int, Any], None]) -> Dict[int, Any]:
+    """For a run's scope: a signal that came during start-up stops it now (:func:`raise_if_received`); then
+    ``handler`` handles every stopping signal (:func:`facecycle.terminal.stopping_signals`). Returns the handlers it
+    replaced, to put back at the scope's end (outside the main thread nothing is replaced: an empty dict)."""
+    import signal
+
+    raise_if_received()
+    old: Dict[int, Any] = {}
+    for s in stopping_signals():
+        try:
+            old[s] = signal.signal(s, handler)
+        except ValueError:  # not the main thread
+            pass
+    return old

@@ -289,16 +289,9 @@ class StopAtStepEnd:
         self._old: dict = {}
 
     def __enter__(self) -> "StopAtStepEnd":
-        import signal
+        from .sigterm import take_stopping_signals
 
-        from .sigterm import raise_if_received, stopping_signals
-
-        raise_if_received()  # one that came during start-up (and was swallowed): stop before training
-        for s in stopping_signals():
-            try:
-                self._old[s] = signal.signal(s, self._handle)
-            except ValueError:  # not the main thread
-                pass
+        self._old = take_stopping_signals(self._handle)  # (one that came during start-up stops before training)
         return self
 
     def _handle(self, signum, frame) -> None:
