@@ -71,6 +71,14 @@ fi
 
 LIMIT=()
 [[ -n $MINUTES ]] && LIMIT=(--max-minutes "$MINUTES")
+
+# a committed run folder back to its committed size once a stage has written its full-precision state into it
+# (the Adam moments in bfloat16: scripts/run_state.py; the next --resume continues, not bit-exactly): without this
+# the first checkpoint made training/rt64w_vl/state.safetensors 16 MB where 8 MB is committed (probe h84)
+compact() {
+  rm -rf "$1.compact"
+  python scripts/run_state.py "$1" "$1.compact" && cp -f "$1.compact"/* "$1"/ && rm -rf "$1.compact"
+}
 # an earlier default (commit 3fbdedb): purely unsupervised FaceCycle, small-w0.25 (rt64's sizes); the
 # semi-supervised run starts M and G from it (rt64w's wider expression encoder starts fresh), and the
 # identity stage its identity modules
@@ -103,6 +111,7 @@ if [[ $MODE == all || $MODE == finetune ]]; then
     --video-labels "$LABELS" --set video_label_batch=32 --steps "$FT_STEPS" --batch 128 \
     --lr "$FT_LR" --set lr_motion="$LR_M" --set warmup_steps="$FT_WARMUP" --cycle-every 8 --pairs 6 \
     --threads "$THREADS" --ckpt-every 250 --out "$FT" --resume --no-progress "${DISTILL[@]}" "${LIMIT[@]}"
+  compact "$FT"
 fi
 
 if [[ $MODE == critic ]] && [[ ! -f $CRITIC/critic.safetensors ]]; then
@@ -133,6 +142,7 @@ if [[ $MODE == all || $MODE == refit ]]; then
     --set train_passes="$TRAIN_PASSES" --set still_neutral_weight="$STILL_W" \
     --set still_cycle_weight="$STILL_CYC" --set seed="$NF_SEED" --set reexpress_weight="$REEXP_W" \
     --threads "$THREADS" --ckpt-every 100 --out "$NF" --resume --no-progress "${LIMIT[@]}"
+  compact "$NF"
 fi
 
 if [[ $MODE == all || $MODE == identity ]]; then
