@@ -78,8 +78,11 @@ def _quiet_recorded(previous: Any):
 def install() -> None:
     """Handle SIGTERM, SIGHUP, SIGXCPU and SIGINT as above (in the main thread; elsewhere, e.g. in tests, nothing
     changes). SIGINT only where Python's default handler is in place (an embedding application's own stays); SIGHUP
-    and SIGXCPU only where their default action is (``nohup`` ignores SIGHUP: that stays)."""
-    global _hooked
+    and SIGXCPU only where their default action is (``nohup`` ignores SIGHUP: that stays). A signal recorded
+    before (an earlier command line in this process: a notebook, a test session) is forgotten: it stopped that one,
+    and every later ``main()`` ended "terminated", exit 143, before doing anything."""
+    global _hooked, _received
+    _received = None
     try:
         signal.signal(signal.SIGTERM, _on_sigterm)
         for s in TERMINATING:
