@@ -598,8 +598,8 @@ def test_the_shipped_default_gives_the_same_numbers_on_every_cpu_backend(tmp_pat
         crops = center_face_crops(p, 5, size)
     else:  # a smooth pattern in place of faces: the rounding shows on any input
         yy, xx = np.mgrid[0:size, 0:size] / size
-        crops = np.stack([np.dstack([np.sin(6 * xx + k), np.cos(5 * yy - k), xx * yy]) for k in range(5)])
-        crops = cv2.GaussianBlur(((crops + 1) * 110).astype(np.uint8), (0, 0), 1.0)
+        crops = np.stack([cv2.GaussianBlur(((np.dstack([np.sin(6 * xx + k), np.cos(5 * yy - k), xx * yy]) + 1) * 110)
+                                           .astype(np.uint8), (0, 0), 1.0) for k in range(5)])
     x = to_input(crops)
     ort_be, torch_be = open_backend(d, "onnxruntime"), open_backend(d, "torch")
     try:
