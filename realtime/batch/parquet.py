@@ -32,7 +32,16 @@ from pathlib import Path
 from typing import Iterable, List, Optional, Tuple, Union
 
 from facecycle.errors import BackendUnavailable, InputError, OutputError
-from facecycle.files import Busy, check_can_create, lock_file, lock_name, text_name, unlock_file, write_failure
+from facecycle.files import (
+    Busy,
+    check_can_create,
+    lock_file,
+    lock_name,
+    pid_alive,
+    text_name,
+    unlock_file,
+    write_failure,
+)
 
 __all__ = ["write_parquet", "require_pyarrow", "check_parquet_path", "lock_parquet", "unlock_parquet",
            "remove_stale_temporaries", "temporary_path", "STALE_ELSEWHERE_S", "PYARROW_MISSING"]
@@ -105,14 +114,6 @@ def lock_parquet(path: Union[str, Path], run: str, advice: str) -> Optional[int]
 _NO_FLOCK = os.name == "nt"
 
 
-def _pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs on this machine (``os.kill(pid, 0)``: a process of another user is alive; on
-    Windows ``OpenProcess``): the engine cache's test, :func:`engines.cache._pid_alive`."""
-    from engines.cache import _pid_alive as alive
-
-    return alive(pid)
-
-
 def _holds_lock(dest: Path) -> bool:
     """Whether this process holds the lock of the dataset at ``dest`` (:func:`lock_parquet`: its lock file names
     this host and pid), or nothing is locked here (:data:`_NO_FLOCK`)."""
@@ -163,14 +164,14 @@ def _stale(entry: "os.DirEntry[str]", prefix: str, host: str) -> bool:
     (``PID`` alone, whose process does not run here), only where untouched for :data:`STALE_ELSEWHERE_S`."""
     rest = entry.name[len(prefix):]
     if rest.isdigit():  # an older version's: no host named, its pid may be another machine's
-        if int(rest) == os.getpid() or _pid_alive(int(rest)):
+        if int(rest) == os.getpid() or pid_alive(int(rest)):
             return False
         return _untouched_for(entry.path) >= STALE_ELSEWHERE_S
     tag, _, pid = rest.rpartition("-")
     if not tag or not pid.isdigit():  # not a temporary of this writer
         return False
     if tag == host:
-        return int(pid) != os.getpid() and not _pid_alive(int(pid))
+        return int(pid) != os.getpid() and not pid_alive(int(pid))
     return _untouched_for(entry.path) >= STALE_ELSEWHERE_S  # another host's: its pid says nothing here
 
 
