@@ -1046,7 +1046,9 @@ class Run:
         w, h = int(self.src.width or 640), int(self.src.height or 480)
         if an.rotate in (90, 270):
             w, h = h, w
-        done = getattr(an, "_warm_sizes", set())
+        done = getattr(an, "_warm_sizes", None)
+        if done is None:  # (an analyzer made bare): kept on it, so that the next run of this size skips this
+            done = an._warm_sizes = set()
         if (w, h, an.detector.max_side) in done:
             return
         t = time.perf_counter()
