@@ -478,4 +478,6 @@ def run() -> None:
     except KeyboardInterrupt:  # a Ctrl-C outside main's own handlers (e.g. during interpreter teardown)
         print("facecycle: interrupted", file=sys.stderr)
         code = 130
+    if sigterm.received() or code == sigterm.INTERRUPT_CODE:  # on its way out (outputs closed): a repeated Ctrl-C or
+        sigterm.ignore_stopping_signals()  # SIGTERM in the interpreter's shutdown must not kill it (exit -2, not 130)
     sys.exit(code)

@@ -16,7 +16,7 @@ from facecycle.errors import BackendUnavailable, InputError, OutputError, UsageE
 from facecycle.files import caseless_note, name_key, names_caseless
 from facecycle.terminal import note, stderr_is_terminal
 
-from .sigterm import describe, exit_code_of, record, take_stopping_signals
+from .sigterm import describe, exit_code_of, give_back_signals, record, take_stopping_signals
 
 log = logging.getLogger(__name__)
 
@@ -251,10 +251,7 @@ class _Signals:
             raise SystemExit(code)
 
     def __exit__(self, *exc) -> None:
-        for s, h in self._old.items():
-            # after a signal the process is on its way out (outputs are closed): a repeated Ctrl-C during
-            # interpreter shutdown would otherwise kill it with SIGINT's default action (exit -2, not 130)
-            signal.signal(s, signal.SIG_IGN if self.signum is not None else h)
+        give_back_signals(self._old)  # (the command line ignores them on its way out: facecycle_cli.run)
 
     @property
     def exit_code(self) -> int:

@@ -23,7 +23,8 @@ from typing import Any, Callable, Dict, Optional
 from facecycle.terminal import REPEATING, TERMINATING, stopping_signals
 
 __all__ = ["install", "received", "received_code", "raise_if_received", "record", "describe", "exit_code_of",
-           "stopping_signals", "take_stopping_signals", "EXIT_CODE", "INTERRUPT_CODE", "TERMINATING"]
+           "stopping_signals", "take_stopping_signals", "give_back_signals", "ignore_stopping_signals",
+           "EXIT_CODE", "INTERRUPT_CODE", "TERMINATING"]
 
 EXIT_CODE = 143  # 128 + SIGTERM
 INTERRUPT_CODE = 130  # 128 + SIGINT
@@ -141,3 +142,27 @@ def take_stopping_signals(handler: Callable[[int, Any], None]) -> Dict[int, Any]
         except ValueError:  # not the main thread
             pass
     return old
+
+
+def give_back_signals(old: Dict[int, Any]) -> None:
+    """The end of a :func:`take_stopping_signals` scope: the handlers it replaced, back, also after a signal stopped
+    the run. The process may go on: a notebook's or a test session's next ``main()``, a Jupyter kernel whose
+    interrupt is a SIGINT (left ignored, the kernel could no longer be interrupted). The command line ignores them
+    on its own way out (:func:`ignore_stopping_signals`)."""
+    import signal
+
+    for s, h in old.items():
+        signal.signal(s, h)
+
+
+def ignore_stopping_signals() -> None:
+    """For the command line's way out after a signal stopped it (:func:`facecycle_cli.run`): its outputs are closed,
+    and a repeated Ctrl-C or SIGTERM during the interpreter's shutdown would kill it with the signal's default action
+    (exit -2, not 130) or print a traceback. Outside the main thread nothing changes."""
+    import signal
+
+    for s in stopping_signals():
+        try:
+            signal.signal(s, signal.SIG_IGN)
+        except ValueError:  # not the main thread
+            return

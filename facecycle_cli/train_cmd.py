@@ -317,10 +317,9 @@ class StopAtStepEnd:
         return self.signum is not None
 
     def __exit__(self, *exc) -> None:
-        import signal
+        from .sigterm import give_back_signals
 
-        for s, h in self._old.items():
-            signal.signal(s, h)
+        give_back_signals(self._old)
 
     def stopped(self, step: int, out: Path) -> None:
         """After the run: where a signal stopped it, say so and end the command with the signal's exit."""
