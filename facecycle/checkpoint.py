@@ -33,7 +33,7 @@ import torch
 
 from .config import FaceCycleConfig, get_config, list_configs
 from .errors import ModelError, OutputError
-from .files import match_umask
+from .files import fsync_dir, fsync_file, match_umask
 from .jsonvalues import is_int, is_number
 from .model import ALL_MODULES, FaceCycle
 
@@ -173,7 +173,9 @@ def save_checkpoint(model: FaceCycle, path: PathLike, dtype: Optional[torch.dtyp
     tmp = path.with_name(path.name + ".tmp")
     try:
         save_file(sd, str(tmp), metadata=meta)
+        fsync_file(tmp)  # (the bytes on the disk before the rename: a power cut leaves the old file, not an empty one)
         tmp.replace(path)
+        fsync_dir(path.parent)
         match_umask(path)
     except Exception as e:  # noqa: BLE001 - safetensors raises SafetensorError (no OSError) for a read-only folder
         _drop(tmp)

@@ -17,7 +17,7 @@ __all__ = ["json_safe", "json_text", "json_text_fields", "sha256_file", "text_na
            "write_failure", "name_key", "caseless_note", "names_caseless", "CASELESS_NAMES",
            "match_umask", "check_can_create", "unread_pictures", "visible_files", "walk_once", "IMAGE_SUFFIXES",
            "UNREAD_PICTURE_SUFFIXES", "VIDEO_SUFFIXES", "Busy", "lock_file", "unlock_file", "lock_name",
-           "pid_alive", "pid_alive_windows"]
+           "pid_alive", "pid_alive_windows", "fsync_file", "fsync_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -557,3 +557,29 @@ def pid_alive(pid: int, windows: Optional[Callable[[int], bool]] = None) -> bool
     except (PermissionError, OverflowError, ValueError, OSError):
         return True  # someone else's process (or cannot tell): leave its files alone
     return True
+
+
+def fsync_file(path: Path) -> None:
+    """Flush ``path``'s bytes to the disk (before a rename puts the file in place: after a power cut the name must
+    not point at an empty file)."""
+    fd = os.open(str(path), os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a folder's entries (its renames) to the disk, on POSIX (Windows cannot open a folder)."""
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -324,3 +324,30 @@ def test_a_mismatch_says_the_config_it_fits_first_and_lists_few_keys(tiny_tar, t
     assert err.index("it fits --config tiny") < err.index("missing") and not out.exists()
     assert main(["model", "info", "--checkpoint", str(p)]) == 5
     assert_one_line(capsys.readouterr().err, "it fits --config tiny")
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads /proc/self/fd to name the file flushed")
+def test_save_checkpoint_flushes_the_file_before_it_takes_the_name(tmp_path, monkeypatch):
+    """Probe finding (training resume): ``save_checkpoint`` (the public API, ``facecycle model convert``, the export's
+    weights) renamed its temporary into place without flushing it, so a power cut could leave the name on an empty
+    file (the trainer's saves already flushed theirs). Now the bytes reach the disk before the rename, and the
+    folder's entry after it."""
+    import facecycle.files as files
+
+    events = []
+    real_fsync, real_replace = os.fsync, Path.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))))
+        return real_fsync(fd)
+
+    def replace(self, target):
+        events.append(("replace", self.name))
+        return real_replace(self, target)
+
+    monkeypatch.setattr(files.os, "fsync", fsync)
+    monkeypatch.setattr(Path, "replace", replace)
+    p = save_checkpoint(_tiny(), tmp_path / "w.safetensors")
+    assert events[:3] == [("fsync", "w.safetensors.tmp"), ("replace", "w.safetensors.tmp"),
+                          ("fsync", tmp_path.name)], events
+    assert load_checkpoint(p) is not None

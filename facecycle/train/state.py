@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 
 from ..errors import ModelError
+from ..files import fsync_dir, fsync_file
 from ..jsonvalues import is_finite
 
 __all__ = ["save_state", "load_state", "read_meta", "check_meta", "MAX_STEP", "changed_options", "after_step",
@@ -58,32 +58,7 @@ def save_state(path: Path, optimizer: Optional[torch.optim.Optimizer], meta: Dic
     save_file(tensors, str(tmp), metadata=md)
     fsync_file(tmp)  # the rename must not land on disk before the file's bytes do (a power cut: an empty state)
     tmp.replace(path)
-    _fsync_dir(path.parent)
-
-
-def fsync_file(path: Path) -> None:
-    """Flush ``path``'s bytes to the disk."""
-    fd = os.open(str(path), os.O_RDONLY | getattr(os, "O_BINARY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Flush a folder's entries (its renames) to the disk, on POSIX (Windows cannot open a folder)."""
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(str(path), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)
 
 
 #: the folder of a run where a save writes its whole set of files before any replaces the run's own
@@ -95,7 +70,7 @@ def _commit(out: Path, pending: Path) -> None:
     for f in sorted(pending.iterdir()):
         if f.name != _COMPLETE and f.is_file():
             f.replace(out / f.name)
-    _fsync_dir(out)
+    fsync_dir(out)
     (pending / _COMPLETE).unlink()
     shutil.rmtree(pending, ignore_errors=True)
 
@@ -117,7 +92,7 @@ def save_set(out: Path, write: Callable[[Path], None]) -> None:
     marker = pending / _COMPLETE
     marker.write_text("all files of this save are written\n", encoding="utf-8")
     fsync_file(marker)
-    _fsync_dir(pending)
+    fsync_dir(pending)
     _commit(out, pending)
 
 
