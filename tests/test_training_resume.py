@@ -195,3 +195,23 @@ def test_an_identity_run_resumes_without_its_init_file(tmp_path, caplog):
         _same(full.model.state_dict(), again.model.state_dict())
         shutil.rmtree(tmp_path / "p2")
     assert changed_options({"init": "a", "init_identity": "b"}, {"init": "c", "init_identity": None}) == []
+
+
+def test_a_resume_with_other_options_is_kept_in_the_runs_record(tmp_path, caplog):
+    """Probe finding (training resume): a resume with another learning rate or step count warned, and the next
+    save's ``options`` said only the new values, so nothing in the run told that its first steps had others. The
+    state now keeps ``option_changes``: from which step each change held, kept across later resumes."""
+    out = tmp_path / "run"
+    first = _trainer(out, steps=3)
+    first.fit(progress=False)
+    assert read_meta(out / "state.safetensors")["option_changes"] == []
+    second = _trainer(out, resuming=True, steps=6, lr=5e-4)
+    assert second.resume() and second.step == 3
+    second.fit(progress=False)
+    third = _trainer(out, resuming=True, steps=8, lr=5e-4, threads=2)  # (threads: no change to the training)
+    assert third.resume() and third.step == 6
+    third.fit(progress=False)
+    meta = read_meta(out / "state.safetensors")
+    assert meta["options"]["lr"] == 5e-4 and meta["step"] == 8
+    assert meta["option_changes"] == [{"step": 3, "changed": {"lr": [1e-3, 5e-4], "steps": [3, 6]}},
+                                      {"step": 6, "changed": {"steps": [6, 8]}}], meta["option_changes"]

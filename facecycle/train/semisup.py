@@ -59,7 +59,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -95,6 +95,7 @@ from .state import (
     check_steps,
     file_step,
     load_state,
+    option_changes,
     read_meta,
     recover_set,
     save_set,
@@ -452,6 +453,7 @@ class SemiSupTrainer:
         self.step = 0
         self.wall = 0.0
         self.best_val = 0.0
+        self.option_changes: List[Dict[str, Any]] = []  # resumes with other options (state.option_changes)
         self._stills: Optional[Tuple[torch.Tensor, torch.Tensor]] = None  # the refit step's stills (online critic)
 
     def _init_from(self, init: str) -> None:
@@ -499,7 +501,7 @@ class SemiSupTrainer:
             save_file(hs, str(d / "head.safetensors"), metadata={"step": str(self.step)})
             save_state(d / "state.safetensors", self.opt, {
                 "step": self.step, "wall_s": self.wall, "best_val": self.best_val, "options": asdict(self.o),
-                "still_targets_sha": self.still_targets_sha})
+                "still_targets_sha": self.still_targets_sha, "option_changes": self.option_changes})
             for side in self._side_modules():
                 side.save(d, self.step)
         save_set(self.out, write)
@@ -548,6 +550,7 @@ class SemiSupTrainer:
         if self.still_targets_sha is not None and meta.get("still_targets_sha") not in (None, self.still_targets_sha):
             raise InputError(f"{self.out} was trained with other --still-targets (sha {meta['still_targets_sha']}, "
                              f"given {self.still_targets_sha})")
+        self.option_changes = option_changes(meta, asdict(self.o), meta["step"])
         self.step = meta["step"]
         self.wall = float(meta.get("wall_s", 0.0))
         self.best_val = float(meta.get("best_val", 0.0))

@@ -21,7 +21,7 @@ from ..jsonvalues import is_finite
 
 __all__ = ["save_state", "load_state", "read_meta", "check_meta", "MAX_STEP", "changed_options", "after_step",
            "save_module", "load_module", "SideModule", "FrozenSide", "save_set", "recover_set", "file_step",
-           "check_steps", "fsync_file", "PENDING"]
+           "check_steps", "fsync_file", "option_changes", "PENDING"]
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +238,19 @@ def changed_options(saved: Dict[str, Any], now: Dict[str, Any]) -> List[Tuple[st
 
     return [(k, saved[k], now[k]) for k in sorted(set(saved) & set(now))
             if k not in NEUTRAL_OPTIONS and k not in START_OPTIONS and norm(saved[k]) != norm(now[k])]
+
+
+def option_changes(meta: Dict[str, Any], now: Dict[str, Any], step: int) -> List[Dict[str, Any]]:
+    """The run's record of resumes with other options: the saved ``meta["option_changes"]`` (a list, as saved; kept
+    in every later save) plus, where :func:`changed_options` finds any now, ``{"step": step, "changed": {name:
+    [saved value, value now]}}``. The saved ``options`` say only the latest values: this says from which step each
+    held, so a run's provenance survives a resume with another learning rate or data."""
+    old = meta.get("option_changes")
+    history = [dict(h) for h in old if isinstance(h, dict)] if isinstance(old, list) else []
+    changed = {k: [was, new] for k, was, new in changed_options(meta.get("options") or {}, now)}
+    if changed:
+        history.append({"step": int(step), "changed": changed})
+    return history
 
 
 def read_meta(path: Path) -> Dict[str, Any]:

@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
@@ -33,7 +33,17 @@ from ..model import ALL_MODULES, IDENTITY_MODULES, MOTION_MODULES, FaceCycle
 from ..preprocess import from_output
 from ..terminal import stderr_is_terminal
 from .runlog import RunLog
-from .state import after_step, changed_options, check_steps, file_step, load_state, recover_set, save_set, save_state
+from .state import (
+    after_step,
+    changed_options,
+    check_steps,
+    file_step,
+    load_state,
+    option_changes,
+    recover_set,
+    save_set,
+    save_state,
+)
 from .visual import flow_to_rgb, save_grid
 
 __all__ = ["TrainOptions", "Trainer", "lr_at"]
@@ -162,6 +172,7 @@ class Trainer:
         self.loss_fn = motion_losses if opts.stage == "motion" else identity_losses
         self.step = 0
         self.wall = 0.0
+        self.option_changes: List[Dict[str, Any]] = []  # resumes with other options (state.option_changes)
 
     # ----------------------------------------------------------------- io
     @property
@@ -182,7 +193,8 @@ class Trainer:
             save_checkpoint(self.model, d / self.ckpt_path.name, extra={
                 "stage": self.o.stage, "step": str(self.step), "train_options": json.dumps(asdict(self.o))})
             save_state(d / self.state_path.name, self.opt, {"step": self.step, "wall_s": self.wall,
-                                                           "options": asdict(self.o)})
+                                                           "options": asdict(self.o),
+                                                           "option_changes": self.option_changes})
         save_set(self.out, write)
 
     def resume(self) -> bool:
@@ -205,6 +217,7 @@ class Trainer:
             log.warning("resume: option %s was %r, now %r (the continuation will not be exact)", k, was, now)
         for k in ("init", "init_identity"):  # what the run started from, kept in its options (not read again)
             setattr(self.o, k, old.get(k))
+        self.option_changes = option_changes(meta, asdict(self.o), meta["step"])
         self.step = meta["step"]
         self.wall = float(meta.get("wall_s", 0.0))
         self.log.trim(self.step)
