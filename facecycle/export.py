@@ -33,6 +33,7 @@ import re
 import shutil
 import socket
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
@@ -64,6 +65,11 @@ class ExportError(ModelError):
 STAGE_PREFIX = ".export-"
 #: a staging folder's name: the host and pid of its exporter, then :func:`tempfile.mkdtemp`'s 8 random characters
 _STAGE_RE = re.compile(r"^\.export-(?P<host>.+)-(?P<pid>\d+)-[a-z0-9_]{8}$")
+#: an older version's staging folder (``.export-XXXXXXXX``: no host or pid named)
+_OLD_STAGE_RE = re.compile(r"^\.export-[a-z0-9_]{8}$")
+#: how long after its last change an older version's staging folder counts as left by a killed export (no
+#: export takes a day)
+OLD_STAGE_AGE_S = 24 * 3600.0
 
 
 def _host_tag() -> str:
@@ -86,26 +92,29 @@ def remove_dead_stages(out_dir: Union[str, Path]) -> int:
     """Remove the staging folders (``.export-HOST-PID-XXXXXXXX``) that exporters killed before their clean-up left
     in ``out_dir``: those of this host whose process no longer runs (:func:`facecycle.files.pid_alive`). Another
     host's (its pid says nothing here), a live exporter's, and older versions' ``.export-XXXXXXXX`` (no pid named)
-    are left alone. Returns how many were removed; errors are ignored."""
-    host, n = _host_tag(), 0
+    are left alone, unless an older version's is untouched for :data:`OLD_STAGE_AGE_S` (a day: no export takes that
+    long). Returns how many were removed; errors are ignored."""
+    host, n, now = _host_tag(), 0, time.time()
     try:
         entries = list(os.scandir(out_dir))
     except OSError:
         return 0
     for e in entries:
         m = _STAGE_RE.match(e.name)
-        if not m or m["host"] != host or int(m["pid"]) == os.getpid() or pid_alive(int(m["pid"])):
+        old = m is None and _OLD_STAGE_RE.match(e.name) is not None
+        if not old and (not m or m["host"] != host or int(m["pid"]) == os.getpid() or pid_alive(int(m["pid"]))):
             continue
         try:
-            if not e.is_dir(follow_symlinks=False):
+            if not e.is_dir(follow_symlinks=False) or (old and now - e.stat(follow_symlinks=False).st_mtime
+                                                       < OLD_STAGE_AGE_S):
                 continue
         except OSError:
             continue
         shutil.rmtree(e.path, ignore_errors=True)
         if not os.path.lexists(e.path):
             n += 1
-            log.info("%s: removed %s, the staging folder of an export that was killed (pid %s)", out_dir, e.name,
-                     m["pid"])
+            log.info("%s: removed %s, the staging folder of an export that was killed (%s)", out_dir, e.name,
+                     "an older version's, untouched for a day" if old else f"pid {m['pid']}")
     return n
 
 

@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections import OrderedDict
 from pathlib import Path
 
@@ -123,7 +124,8 @@ def _dead_pid() -> int:
 def test_a_killed_exports_staging_folder_is_removed_by_the_next_export(tmp_path):
     """A killed export's `.export-XXXX/` (partial graphs, 100+ MB for a paper-size model) stayed in --out for good.
     Stages are named with their exporter's host and pid now, and the next export removes those of this host whose
-    process is gone; a live exporter's, another host's and an older version's (no pid named) are left alone."""
+    process is gone; a live exporter's, another host's and an older version's (no pid named) are left alone, unless
+    that older one is untouched for a day (no export takes that long: it stayed for good)."""
     from facecycle import export
 
     out = tmp_path / "m"
@@ -132,11 +134,14 @@ def test_a_killed_exports_staging_folder_is_removed_by_the_next_export(tmp_path)
     live = out / f".export-{host}-{os.getppid()}-efgh5678"
     other = out / f".export-elsewhere-{dead}-ijkl9012"
     older = out / ".export-mnop3456"
-    for d in (gone, live, other, older):
+    stale = out / ".export-qrst7890"  # an older version's, untouched for two days
+    for d in (gone, live, other, older, stale):
         d.mkdir(parents=True)
         (d / "analyze.onnx").write_bytes(b"partial")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(stale, (two_days_ago, two_days_ago))
     export.export_onnx(_tiny(), out, graphs=["analyze"], validate=False)
-    assert not gone.exists()
+    assert not gone.exists() and not stale.exists()
     assert live.exists() and other.exists() and older.exists()
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".export-")) == sorted(
         d.name for d in (live, other, older))  # its own stage gone too
