@@ -98,10 +98,11 @@ def _add_analyzer_args(p: argparse.ArgumentParser, lookahead: bool = True) -> No
                        help="the default, spelled out: also warns where an input cannot be read twice")
         g.add_argument("--baseline-lookahead", action="store_true",
                        help="on video files: read each file twice and start each face's person baseline (the rel_* "
-                            "columns) from its track's first 900 frames, later ones included: no warm-up, and a face "
-                            "expressive from the start is measured against the person's later rest (default: the "
-                            "running baseline of earlier frames; one reading serves this and the neutral look-ahead; "
-                            "cameras, streams and image folders are read once)")
+                            "columns) from its track's first 30 s (at most 30 frames a second: 900 frames at 30 fps or "
+                            "more), later ones included: no warm-up, and a face expressive from the start is measured "
+                            "against the person's later rest (default: the running baseline of earlier frames; one "
+                            "reading serves this and the neutral look-ahead; cameras, streams and image folders are "
+                            "read once)")
     else:
         p.set_defaults(neutral_lookahead=None, baseline_lookahead=False)
     g.add_argument("--reid", action="store_true", help="re-identify faces after occlusions by identity code")

@@ -144,9 +144,9 @@ def note_message(name: str, value: Any) -> Optional[str]:
         else:  # gone before the note was read: the count alone
             who = "A face" if count == 1 else f"{count} faces"
         one = len(faces) == 1 or (not faces and count == 1)
-        its, is_, face = ("its", "is", "a face") if one else ("their", "are", "faces")
+        its, face = ("its", "a face") if one else ("their", "faces")
         return (f"{who} never looked neutral: {its} values relative to {'itself' if one else 'themselves'} (the CSV's "
-                f"rel_* columns) {is_} measured against a fixed rest. Expected for {face} expressive throughout; for "
+                f"rel_* columns) are measured against a fixed rest. Expected for {face} expressive throughout; for "
                 f"{face} at rest, glasses, a hand, a shadow or dim light may be the cause.")
     return None
 
