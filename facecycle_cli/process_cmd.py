@@ -79,7 +79,7 @@ def _add_analyzer_args(p: argparse.ArgumentParser, lookahead: bool = True) -> No
                         "video-call galleries, webcam insets, where a tile's place on the screen otherwise reads as "
                         "15-35 degrees of yaw and pitch)")
     g.add_argument("--neutralize", action="store_true",
-                   help="compute neutral faces; the video shows the neutralized view and thumbnails")
+                   help="compute neutral faces; the video shows the neutralized view and thumbnails (the CSV has none)")
     g.add_argument("--neutral-passes", type=int, default=None, metavar="N",
                    help="with --neutralize: neutralize N times, each pass on the previous pass's neutral face "
                         "(default 2, realtime.inference.NEUTRAL_PASSES; 1 = the model's single de-expression, "
@@ -189,6 +189,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
+def _shows_faces(args: argparse.Namespace) -> bool:
+    """Whether the command writes or shows the annotated video, where neutral faces appear: ``process`` and ``batch``
+    without ``--no-video``, ``live`` with its window or ``--record``."""
+    if hasattr(args, "record"):  # live
+        return bool(getattr(args, "window", False) or args.record)
+    return bool(getattr(args, "video", True))
+
+
 def analyzer_options(args: argparse.Namespace) -> dict:
     """``Analyzer`` keyword arguments from the options of ``_add_analyzer_args`` (``facecycle process``,
     ``live`` and ``batch`` build their analyzer from this one dict). The Analyzer checks the values
@@ -203,6 +211,10 @@ def analyzer_options(args: argparse.Namespace) -> dict:
     if args.neutral_lookahead is not None and not (args.neutralize and args.neutral_reference):
         log.warning("--%sneutral-lookahead has no effect without --neutralize and the neutral reference",
                     "" if args.neutral_lookahead else "no-")
+    if args.neutralize and not _shows_faces(args):
+        log.warning("--neutralize: the neutral faces appear only in the annotated video (%s), not in the CSV; this "
+                    "run makes them for nothing, at about a third of the speed (in Python: Face.neutral)",
+                    "--record VIDEO or the window" if hasattr(args, "record") else "without --no-video")
     return dict(model=args.model, backend=args.backend, detector=args.detector,
                 detector_model=args.detector_model, detect_every=args.detect_every,
                 detect_size=320 if args.detect_size is None else (args.detect_size or None),
