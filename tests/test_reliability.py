@@ -216,6 +216,61 @@ def test_whole_files_without_a_sample_count_are_judged_complete_by_their_time(tm
     assert n < 45 and src.frames_missing >= 60 - n - 3
 
 
+def _read_whole(path: Path):
+    """Read every frame of ``path`` with a VideoSource: (frames read, the closed source)."""
+    from realtime.sources.video import VideoSource
+
+    src = VideoSource(str(path))
+    try:
+        n = sum(1 for _ in src)
+    finally:
+        src.close()
+    return n, src
+
+
+@pytest.mark.parametrize("codec", ["flv", "libx264"])
+def test_audio_running_on_past_the_last_frame_is_no_missing_frame(tmp_path, caplog, codec):
+    """An FLV's video stream states no length of its own, and its container's is its longest stream's: a whole FLV
+    (FLV1 video, 75 frames = 2.5 s; MP3 audio of 2.9 s) said "decoded 75 frames over 2.50 of 2.98 s (truncated or
+    damaged file; ~14 frames missing)", and its sidecar ``frames_missing`` 14, ``frame_count`` 89; H.264 with
+    B-frames and AAC "~3 frames missing". The other streams' packets that run on past the last frame are the
+    file's: it is whole. The same FLV cut in half still says what it lacks."""
+    frames = [np.full((48, 64, 3), (i * 8) % 256, np.uint8) for i in range(30)]
+    path = write_video(tmp_path / "long_audio.flv", frames, codec=codec, fmt="flv", rate=30, audio=True,
+                       audio_seconds=1.6, options={"bf": "2"} if codec == "libx264" else None)
+    with av.open(str(path)) as c:  # the premise: no length of the video's own, the container's past its end
+        v = c.streams.video[0]
+        assert not v.duration and len(c.streams.audio) == 1 and c.duration / 1e6 > 1.4
+    with caplog.at_level("WARNING", logger="realtime.sources.video"):
+        n, src = _read_whole(path)
+    assert n == 30 and src.frames_missing == 0 and src.frame_count == 30, (n, src.frames_missing, src.frame_count)
+    assert src.describe()["frames_missing"] == 0 and "truncated" not in caplog.text, caplog.text
+    # a whole file with no other stream: unchanged, nothing missing
+    alone = write_video(tmp_path / "alone.flv", frames, codec=codec, fmt="flv", rate=30)
+    n, src = _read_whole(alone)
+    assert n == 30 and src.frames_missing == 0 and src.frame_count == 30
+    # the long-audio FLV cut mid-file: its streams all end early, and the loss is reported
+    data = path.read_bytes()
+    (tmp_path / "cut.flv").write_bytes(data[: len(data) // 2])
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="realtime.sources.video"):
+        n, src = _read_whole(tmp_path / "cut.flv")
+    assert 3 <= n < 25 and src.frames_missing >= 30 - n - 3, (n, src.frames_missing)
+    assert src.frame_count == n + src.frames_missing and "truncated or damaged file" in caplog.text
+
+
+def test_a_whole_flv_with_longer_audio_has_nothing_missing_in_its_sidecar(cli, tmp_path, faces40):
+    """``process`` of a whole FLV whose audio runs 0.5 s past its last frame: no "truncated" line, and the sidecar
+    counts the frames decoded (it said ``frame_count`` 89 and ``frames_missing`` 14 of a 75-frame FLV)."""
+    path = write_video(tmp_path / "a.flv", faces40[:30], codec="flv", fmt="flv", rate=30, audio=True,
+                       audio_seconds=1.5)
+    rc, _, err = cli(path, "--no-video", "--csv")
+    assert rc == 0, err
+    assert "truncated" not in err and "missing" not in err, err
+    side = json.loads((tmp_path / "out" / "a.json").read_text())["input"]
+    assert side["frames_decoded"] == 30 and side["frame_count"] == 30 and side["frames_missing"] == 0, side
+
+
 def test_the_largest_picture_is_read_and_a_cover_image_is_no_video(tmp_path):
     """A file with a small proxy stream first read the proxy without a word; an MP3 with cover art was analysed as
     a one-frame video with ~270,000 frames "missing"."""

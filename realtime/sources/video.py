@@ -175,6 +175,10 @@ def _probe_http(url: str, timeout: float) -> Optional[_Served]:
         return None
 
 
+#: demuxers of a playlist (HLS, DASH): their streams are fetched apart, each one's only where it is read
+_PLAYLIST_FORMATS = frozenset({"hls", "applehttp", "dash"})
+
+
 def _http_live(url: str, served: Optional[_Served], formats: set, duration: Optional[int]) -> bool:
     """Whether an HTTP(S) input is live (frames at the sender's pace, dropped when behind) rather than a served file
     (read whole, every frame). A playlist (HLS, DASH) is live where it has no end (no duration: a live playlist);
@@ -182,7 +186,7 @@ def _http_live(url: str, served: Optional[_Served], formats: set, duration: Opti
     plain web server has no duration there, and was read as live: 124 of 472 frames analysed); a response without
     one is a stream being made as it is sent (an HTTP camera, an IPTV channel ``/live.ts``), live where it has no
     duration. Where the server could not be asked, a path with a video file's suffix is a file."""
-    if formats & {"hls", "applehttp", "dash"}:
+    if formats & _PLAYLIST_FORMATS:
         return not duration
     if "mpjpeg" in formats or (served is not None and served.content_type.startswith("multipart/")):
         return True
@@ -253,6 +257,14 @@ class VideoSource(Source):
     #: the file ends inside a packet (an MPEG-TS whose last packet is partial: a download or a copy cut short, a
     #: writer killed). The sidecar's ``input.cut_short`` (there only where true); set when it is read to its end
     cut_short = False
+    #: :attr:`span` is the container's length where the video stream states none of its own, and the container
+    #: holds other streams (FLV's, a Matroska file's without DURATION tags): its longest stream's, not the video's
+    #: (set by ``__init__``; see :func:`_span_shared`)
+    _span_shared = False
+    #: the other streams' packets are read along with the video's (:meth:`_demux`), for where they end
+    _reads_along = False
+    #: the end (s, on the file's clock) of the last packet of the other streams read along; None before one is read
+    _others_end: Optional[float] = None
 
     def __init__(self, path: Union[str, Path], realtime: bool = False, threads: int = 0,
                  max_errors: int = 50, timeout: Optional[float] = None) -> None:
@@ -392,13 +404,20 @@ class VideoSource(Source):
         # the stream's duration, else the container's (Matroska's counts from 0, not from the first frame: a file
         # starting at 10 s read as 5 times its length); an AVI's from its header's frame count (see above)
         self.span = _span(self.container, self.stream, self.time_base)
+        self._span_shared = self.span is not None and _span_shared(self.container, self.stream, self.time_base)
         if "avi" in self.container.format.name.split(",") and counts[0] > 0 and self.fps:
-            self.span = counts[0] / self.fps
+            self.span, self._span_shared = counts[0] / self.fps, False
+        # a shared span is an upper bound of the video's length, no estimate of its frames (an FLV with audio 0.4 s
+        # past the last frame counted 89 frames for 75). Where the file is read whole, its other streams' packets
+        # are read along, for where the file's data end (the time it spans, judged once it is read): a whole
+        # file's reach its length, a truncated one's all end early. Not a live stream (no length), nor a playlist
+        # (each rendition read along would be fetched)
+        self._reads_along = self._span_shared and not self.live_stream and not formats & _PLAYLIST_FORMATS
         # the sample count is exact where the container indexes its samples (MP4, MOV) and is no AVI (whose header
         # counts the empty chunks of dropped frames); elsewhere the count is the span times the nominal rate, an
         # estimate (variable frame rate), and completeness is judged by the time the frames span instead
         self.exact_count = counts[0] > 0 and "avi" not in self.container.format.name.split(",")
-        if self.frame_count is None and self.span and self.fps and not self.is_url:
+        if self.frame_count is None and self.span and self.fps and not self.is_url and not self._span_shared:
             self.frame_count = int(round(self.span * self.fps))
         # MPEG-TS, FLV and the like may restart or jump their clock (joined segments, a broadcast capture): a jump of
         # more than 10 s either way is a discontinuity there, as FFmpeg's own tools take it
@@ -662,10 +681,18 @@ class VideoSource(Source):
         elif (self.span and self.fps and not self.discontinuities and self.first_pts is not None
               and last_pts is not None):
             # the time the frames span (the last one shown for one nominal frame) against the file's length
-            short = self.span - (float((last_pts - self.first_pts) * tb) + 1 / self.fps)
+            spanned = float((last_pts - self.first_pts) * tb) + 1 / self.fps
+            if self._others_end is not None:
+                # a length that is the longest stream's (_span_shared): the time the file's data span, the other
+                # streams' packets that run on past the last frame (audio) included. A truncated file's all end
+                # early; a whole one's reach its length
+                spanned = max(spanned, self._others_end - float(self.first_pts * tb))
+            short = self.span - spanned
             missing = int(round(short * self.fps))
             if missing > max(2, 0.02 * self.span * self.fps):
                 self.frames_missing = missing
+                if self._span_shared:  # (no estimate was made of a shared span: the frames read and those lacking)
+                    self.frame_count = index + missing
                 log.warning("%s: decoded %d frames over %.2f of %.2f s (truncated or damaged file; ~%d frames "
                             "missing)", self.name, index, self.span - short, self.span, missing)
         if not self.frames_missing:  # read whole: the count is the frames read (a variable-rate MKV's duration
@@ -783,13 +810,22 @@ class VideoSource(Source):
         return dts
 
     def _demux(self) -> Iterator[Optional["av.Packet"]]:
-        """The stream's packets; ``None`` where demuxing ended on an error: flush the decoder."""
+        """The stream's packets; ``None`` where demuxing ended on an error: flush the decoder. Where the other
+        streams are read along (:attr:`_reads_along`), where their packets end is kept (:attr:`_others_end`) and
+        they go no further."""
         self._refuse_closed()
         assert self.container is not None
+        along = self._reads_along
+        self._others_end = None
         try:
-            for packet in self.container.demux(self.stream):
+            for packet in self.container.demux() if along else self.container.demux(self.stream):
                 if packet.pos is not None and packet.pos >= 0:
                     self._bytes_read = max(self._bytes_read, int(packet.pos) + int(packet.size))
+                if along and packet.stream_index != self.stream_index:
+                    if packet.pts is not None and packet.size and packet.time_base:
+                        end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+                        self._others_end = end if self._others_end is None else max(self._others_end, end)
+                    continue
                 yield packet
         except PermissionError:  # a local playlist's later segment outside its folder (_PlaylistGuard)
             if self._guard is not None and self._guard.refused:
@@ -1200,8 +1236,9 @@ def _pick_video_stream(container: Any, name: str) -> Any:
     return chosen
 
 
-def _span(container: Any, stream: Any, tb: Fraction) -> Optional[float]:
-    """The file's length in seconds from the first frame, or None where it does not say."""
+def _own_span(stream: Any, tb: Fraction) -> Optional[float]:
+    """The video stream's own length in seconds from its first frame, None where it states none (FLV's never does;
+    a Matroska file's where it has no DURATION tag)."""
     if stream.duration:
         return float(stream.duration * tb)
     tag = _tag_seconds((stream.metadata or {}).get("DURATION"))
@@ -1211,6 +1248,22 @@ def _span(container: Any, stream: Any, tb: Fraction) -> Optional[float]:
         tag -= float(stream.start_time * tb) if stream.start_time else 0.0
         if tag > 0:
             return tag
+    return None
+
+
+def _span_shared(container: Any, stream: Any, tb: Fraction) -> bool:
+    """Whether the length :func:`_span` gives is the container's (the video stream states none of its own) in a
+    container that holds other streams: it is then its longest stream's, and audio that ran on past the last frame
+    read as frames missing (an FLV of 75 frames and 0.4 s more audio: "~14 frames missing (truncated or damaged
+    file)"), as Matroska's did before its tracks' own lengths were read."""
+    return _own_span(stream, tb) is None and len(container.streams) > 1
+
+
+def _span(container: Any, stream: Any, tb: Fraction) -> Optional[float]:
+    """The file's length in seconds from the first frame, or None where it does not say."""
+    own = _own_span(stream, tb)
+    if own is not None:
+        return own
     if not container.duration:
         return None
     span = container.duration / 1e6  # microseconds
