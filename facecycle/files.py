@@ -561,10 +561,20 @@ def pid_alive(pid: int, windows: Optional[Callable[[int], bool]] = None) -> bool
 
 def fsync_file(path: Path) -> None:
     """Flush ``path``'s bytes to the disk (before a rename puts the file in place: after a power cut the name must
-    not point at an empty file)."""
-    fd = os.open(str(path), os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    not point at an empty file). Best effort: where the system cannot (a file system without it), the bytes are
+    left to the system's own flush, as before, and the save goes on. On Windows the file is opened for writing
+    (``FlushFileBuffers`` refuses a read-only handle: every save failed there); on POSIX read-only (a temporary
+    that a restrictive umask made unwritable is still flushed)."""
+    flags = (os.O_RDWR if os.name == "nt" else os.O_RDONLY) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(str(path), flags)
+    except OSError as e:
+        log.debug("%s: not flushed (%s)", path, e)
+        return
     try:
         os.fsync(fd)
+    except OSError as e:
+        log.debug("%s: not flushed (%s)", path, e)
     finally:
         os.close(fd)
 

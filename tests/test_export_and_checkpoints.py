@@ -174,7 +174,7 @@ def test_the_stage_names_its_host_and_pid_and_a_failed_export_leaves_no_folder_i
 
 def test_the_pid_test_lives_in_facecycle_files_and_the_engine_cache_still_answers_through_its_names(monkeypatch):
     """facecycle/ may not import engines/: the pid test moved to facecycle.files.pid_alive; engines.cache's
-    _pid_alive / _pid_alive_windows stay (tests and realtime.batch use them), a stand-in for the latter honoured."""
+    _pid_alive / _pid_alive_windows stay (tests use them), a stand-in for the latter honoured."""
     import engines.cache as cache
     from facecycle.files import pid_alive
 
@@ -355,4 +355,21 @@ def test_save_checkpoint_flushes_the_file_before_it_takes_the_name(tmp_path, mon
     p = save_checkpoint(_tiny(), tmp_path / "w.safetensors")
     assert events[:3] == [("fsync", "w.safetensors.tmp"), ("replace", "w.safetensors.tmp"),
                           ("fsync", tmp_path.name)], events
+    assert load_checkpoint(p) is not None
+
+
+def test_a_file_system_that_cannot_flush_does_not_fail_the_save(tmp_path, monkeypatch):
+    """Review finding: the flush opened the temporary read-only, which Windows' ``FlushFileBuffers`` refuses, so every
+    ``save_checkpoint`` (``export``, ``model convert``) failed there. A flush the system refuses is left to the
+    system now (on Windows the file is opened for writing), and the save goes on."""
+    import errno
+
+    import facecycle.files as files
+
+    def refuse(fd):
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    monkeypatch.setattr(files.os, "fsync", refuse)
+    p = save_checkpoint(_tiny(), tmp_path / "w.safetensors")
+    assert p.is_file() and not (tmp_path / "w.safetensors.tmp").exists()
     assert load_checkpoint(p) is not None
