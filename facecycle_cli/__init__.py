@@ -473,11 +473,13 @@ def run() -> None:
     """Console-script entry point."""
     reserve_std_fds()
     guard_stderr()  # for the whole process: main's last lines and the interpreter's exit too
+    sigterm.as_command_line()  # (after a signal, a run's scope leaves the stopping signals ignored: on its way out)
     try:
         code = main()
+        if sigterm.received() or code == sigterm.INTERRUPT_CODE:  # on its way out (outputs closed): a repeated
+            sigterm.ignore_stopping_signals()  # Ctrl-C or SIGTERM in the interpreter's shutdown must not kill it
     except KeyboardInterrupt:  # a Ctrl-C outside main's own handlers (e.g. during interpreter teardown)
+        sigterm.ignore_stopping_signals()
         print("facecycle: interrupted", file=sys.stderr)
         code = 130
-    if sigterm.received() or code == sigterm.INTERRUPT_CODE:  # on its way out (outputs closed): a repeated Ctrl-C or
-        sigterm.ignore_stopping_signals()  # SIGTERM in the interpreter's shutdown must not kill it (exit -2, not 130)
     sys.exit(code)

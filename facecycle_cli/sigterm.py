@@ -24,11 +24,14 @@ from facecycle.terminal import REPEATING, TERMINATING, stopping_signals
 
 __all__ = ["install", "received", "received_code", "raise_if_received", "record", "describe", "exit_code_of",
            "stopping_signals", "take_stopping_signals", "give_back_signals", "ignore_stopping_signals",
-           "EXIT_CODE", "INTERRUPT_CODE", "TERMINATING"]
+           "as_command_line", "EXIT_CODE", "INTERRUPT_CODE", "TERMINATING"]
 
 EXIT_CODE = 143  # 128 + SIGTERM
 INTERRUPT_CODE = 130  # 128 + SIGINT
 _received: Optional[int] = None  # the exit code of the first signal received, None before one
+#: whether this process is the command line (:func:`facecycle_cli.run`, set by :func:`as_command_line`): after a
+#: signal it is on its way out, and a scope's end leaves the stopping signals ignored (:func:`give_back_signals`)
+_command_line = False
 _hooked = False
 
 
@@ -144,15 +147,24 @@ def take_stopping_signals(handler: Callable[[int, Any], None]) -> Dict[int, Any]
     return old
 
 
+def as_command_line() -> None:
+    """Mark this process as the command line (:func:`facecycle_cli.run`; not a notebook's or a test's ``main()``)."""
+    global _command_line
+    _command_line = True
+
+
 def give_back_signals(old: Dict[int, Any]) -> None:
     """The end of a :func:`take_stopping_signals` scope: the handlers it replaced, back, also after a signal stopped
-    the run. The process may go on: a notebook's or a test session's next ``main()``, a Jupyter kernel whose
-    interrupt is a SIGINT (left ignored, the kernel could no longer be interrupted). The command line ignores them
-    on its own way out (:func:`ignore_stopping_signals`)."""
+    the run, where the process goes on (a notebook's or a test session's next ``main()``; a Jupyter kernel whose
+    interrupt is a SIGINT could no longer be interrupted with it left ignored). On the command line after a signal
+    (:func:`as_command_line`) they stay ignored instead: the process is on its way out, and a repeated Ctrl-C or
+    SIGTERM must not cut short the clean-up after the scope (the analyzer's close, the Parquet dataset) nor kill
+    the interpreter's shutdown (exit -2, not 130). A handler not set from Python (None) is put back as the default."""
     import signal
 
     for s, h in old.items():
-        signal.signal(s, h)
+        signal.signal(s, signal.SIG_IGN if (_command_line and _received is not None)
+                      else (signal.SIG_DFL if h is None else h))
 
 
 def ignore_stopping_signals() -> None:

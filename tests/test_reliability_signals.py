@@ -345,40 +345,73 @@ def test_a_signal_that_stopped_one_command_does_not_stop_the_next(tmp_path, caps
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("how", ["main", "command line"])
 def test_a_signal_that_stopped_an_in_process_command_leaves_the_handlers_as_they_were(tiny_export, tmp_path,
-                                                                                      monkeypatch, capsys):
+                                                                                      monkeypatch, capsys, how):
     """Review finding: ``process`` left SIGINT, SIGTERM, SIGHUP and SIGXCPU ignored after a signal stopped its run
     (for the interpreter's shutdown), also where ``main()`` runs in a process that goes on: a Jupyter kernel whose
     interrupt (a SIGINT) stopped a run could no longer be interrupted, and a notebook's next run ignored Ctrl-C.
-    Training put its handlers back. Now both do; only the command line ignores them, on its own way out
-    (:func:`facecycle_cli.sigterm.ignore_stopping_signals`)."""
+    Training put its handlers back. Now both do from ``main()``; the command line (``facecycle_cli.run``) leaves
+    them ignored from the run's scope on, so that a repeated signal cuts short neither the clean-up after it (the
+    analyzer's close: seen here) nor the interpreter's shutdown."""
     import realtime.batch.job as job
-    from facecycle_cli import main, sigterm
+    from facecycle_cli import main, run, sigterm
+    from realtime.analyzer import Analyzer
 
     monkeypatch.setattr(sigterm, "_received", None)
+    monkeypatch.setattr(sigterm, "_command_line", False)
 
     def analyze_file(analyzer, source, **kw):
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.2)  # (the handler runs here: no run yet, it raises KeyboardInterrupt)
         return 0
 
+    at_close = []
+    close = Analyzer.close
+
+    def recording_close(self, *a, **k):
+        at_close.append(signal.getsignal(signal.SIGTERM))
+        return close(self, *a, **k)
+
     monkeypatch.setattr(job, "analyze_file", analyze_file)
+    monkeypatch.setattr(Analyzer, "close", recording_close)
     clip = write_video(tmp_path / "clip.mp4", real_frames(10, size=(160, 96)))
+    argv = ["process", str(clip), "--model", str(tiny_export[1]), "--out-dir", str(tmp_path / "out"), "--no-video"]
     before = {s: signal.getsignal(s) for s in sigterm.stopping_signals()}
     signal.signal(signal.SIGINT, signal.default_int_handler)  # (a background job starts with SIGINT ignored)
     try:
-        rc = main(["process", str(clip), "--model", str(tiny_export[1]),
-                   "--out-dir", str(tmp_path / "out"), "--no-video"])
+        if how == "main":
+            rc = main(argv)
+        else:
+            monkeypatch.setattr(sys, "argv", ["facecycle", *argv])
+            with pytest.raises(SystemExit) as ended:
+                run()
+            rc = ended.value.code
         after = {s: signal.getsignal(s) for s in sigterm.stopping_signals()}
     finally:
         for s, h in before.items():
             signal.signal(s, h)
     assert rc == 130, capsys.readouterr().err
-    assert all(h != signal.SIG_IGN for s, h in after.items() if before[s] != signal.SIG_IGN), after
-    assert after[signal.SIGINT] is not signal.SIG_IGN and callable(after[signal.SIGINT])
-    sigterm.ignore_stopping_signals()  # what the command line does on its way out
+    assert at_close, "the analyzer was not closed"
+    if how == "main":
+        assert all(h != signal.SIG_IGN for s, h in after.items() if before[s] != signal.SIG_IGN), after
+        assert after[signal.SIGINT] is not signal.SIG_IGN and callable(after[signal.SIGINT])
+        assert at_close[-1] != signal.SIG_IGN
+    else:
+        assert all(h == signal.SIG_IGN for h in after.values()), after
+        assert at_close[-1] == signal.SIG_IGN  # (from the run's scope on, before the analyzer closes)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_handler_not_set_from_python_is_given_back_as_the_default(monkeypatch):
+    """``signal.signal`` returns None for a handler not installed from Python, and refuses None when put back: the
+    command ended "internal error: TypeError". It is put back as the default action."""
+    from facecycle_cli import sigterm
+
+    monkeypatch.setattr(sigterm, "_command_line", False)
+    old = signal.getsignal(signal.SIGHUP)
     try:
-        assert all(signal.getsignal(s) == signal.SIG_IGN for s in sigterm.stopping_signals())
+        sigterm.give_back_signals({signal.SIGHUP: None})
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
     finally:
-        for s, h in before.items():
-            signal.signal(s, h)
+        signal.signal(signal.SIGHUP, old)
