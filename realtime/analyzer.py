@@ -1381,7 +1381,9 @@ class Run:
                 if self.interrupted and status == "complete":
                     status = "interrupted"
                 # read to the source's end (not cut by max_frames): the annotated video keeps all of its audio
-                ended = status == "complete" and (self.max_frames is None or self.stats.frames < self.max_frames)
+                # (frames read, dropped ones included: a live run that drops frames stops at max_frames read)
+                ended = status == "complete" and (self.max_frames is None
+                                                    or self.stats.frames + self.stats.drops < self.max_frames)
                 # (an error it returns is this run's, raised below: said once, not also as a warning)
                 close_error = self.outputs.close(status, recorded, source_ended=ended,
                                                  raises=status in ("complete", "interrupted"))
