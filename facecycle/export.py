@@ -19,8 +19,9 @@ head's, ``facecycle model info`` both): a file replaced after the export is a Mo
 
 Graphs are written and checked in a hidden staging folder inside the output folder, ``.export-HOST-PID-XXXXXXXX``,
 then moved in. An export that is killed leaves it behind; the next export into that folder removes the staging
-folders of exporters of this host whose process is gone (:func:`remove_dead_stages`), and leaves any other alone. A
-failed export removes the output folder again where it made it and left it empty.
+folders of exporters of this host whose process is gone (:func:`remove_dead_stages`) and an older version's
+``.export-XXXXXXXX`` untouched for a day, and leaves any other alone. A failed export removes the output folder
+again where it made it and left it empty.
 """
 from __future__ import annotations
 
