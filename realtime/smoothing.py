@@ -7,6 +7,13 @@ A step longer than the filter's typical step (frames dropped, a face missing for
 typical steps: the old value keeps ``(1 − a)^(dt / dt_typ)`` of its weight, ``a`` the usual weight of one typical
 step. The usual ``a = 1 / (1 + τ/dt)`` applied once over a long step kept τ/(τ+dt) of the old value (13 % after a
 0.9 s gap, against 0.6 % had the frames come), and then nothing at all once the track's filters were dropped.
+
+Angles (``angles=True``; :class:`TrackSmoother`'s ``pose``, radians) are filtered on the unwrapped scale: a sample
+more than π from the filtered value is taken as that value plus their difference wrapped into (−π, π], and the output
+is wrapped back into (−π, π]. A roll turning steadily through 180° (an upside-down face: 170°, 175°, 179°, −179°, …)
+read 170, 171, 172.7, −67.6, −143.7° as plain numbers averaged, values no frame had; it now reads as the unwrapped
+170, 175, 179, 181, 185° would (170, 171, 172.7, 174.7, 177.4°), wrapped. Values that stay within π of the filtered
+value and inside (−π, π] are filtered exactly as plain numbers.
 """
 from __future__ import annotations
 
@@ -17,7 +24,13 @@ from typing import Deque, Dict, Iterable, Optional
 
 import numpy as np
 
-__all__ = ["OneEuroFilter", "TrackSmoother"]
+__all__ = ["OneEuroFilter", "TrackSmoother", "ANGLES"]
+
+#: the quantities :class:`TrackSmoother` filters as angles (radians, wrapped into (−π, π]): the pose's Rx, Ry, Rz
+ANGLES = frozenset({"pose"})
+
+#: how far past ±π an angle may lie and still count as wrapped (a float32 π is 8.7e-8 above π)
+_ANGLE_SLACK = 1e-6
 
 
 #: how many of a filter's latest steps its typical step (their median) is taken from
@@ -39,6 +52,12 @@ def _weight(cutoff: np.ndarray, dt: float, dt_typ: float) -> np.ndarray:
     return 1.0 - (1.0 - _alpha(cutoff, dt_typ)) ** (dt / dt_typ)
 
 
+def _wrap(a: np.ndarray) -> np.ndarray:
+    """Angles (radians) wrapped into (−π, π]."""
+    out = math.pi - np.mod(math.pi - a, 2 * math.pi)
+    return np.where(out <= -math.pi, out + 2 * math.pi, out)  # (np.mod's rounding can give 2π itself)
+
+
 class OneEuroFilter:
     """Filter a fixed-shape float array over time.
 
@@ -46,12 +65,18 @@ class OneEuroFilter:
         min_cutoff: cutoff (Hz) at zero speed; lower = smoother when still.
         beta: speed coefficient; higher = less lag on fast changes.
         d_cutoff: cutoff (Hz) of the derivative's low-pass.
+        angles: the values are angles in radians, as the pipeline gives them in [−π, π]: filtered on the unwrapped
+            scale (a sample more than π from the filtered value is moved by 2π towards it) and the output wrapped into
+            (−π, π]. An element that is not such an angle (beyond ±π, where it or the filtered value lies) is
+            filtered as a plain number.
     """
 
-    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.05, d_cutoff: float = 1.0) -> None:
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.05, d_cutoff: float = 1.0,
+                 angles: bool = False) -> None:
         self.min_cutoff = float(min_cutoff)
         self.beta = float(beta)
         self.d_cutoff = float(d_cutoff)
+        self.angles = bool(angles)
         self.reset()
 
     def reset(self) -> None:
@@ -70,6 +95,13 @@ class OneEuroFilter:
         dt = float(t) - self._t
         if dt <= 0:  # repeated / out-of-order timestamp: keep the state, return the last output
             return self._x.astype(np.float32)
+        wrapped = None
+        if self.angles:  # the elements that are angles in [-pi, pi], the sample's and the filtered value's alike
+            lim = math.pi + _ANGLE_SLACK
+            wrapped = (np.abs(x) <= lim) & (np.abs(self._x) <= lim)
+            far = wrapped & (np.abs(x - self._x) > math.pi)
+            if far.any():  # across the wrap: the sample on the filtered value's side (only there: else x as given)
+                x = np.where(far, self._x + _wrap(x - self._x), x)
         dx = (x - self._x) / dt
         dt_typ = statistics.median(self._steps) if self._steps else dt  # (the first step: its own; 0.5 us, numpy's 12)
         self._steps.append(dt)
@@ -78,6 +110,10 @@ class OneEuroFilter:
         cutoff = self.min_cutoff + self.beta * np.abs(self._dx)
         a = _weight(cutoff, dt, dt_typ)
         self._x = a * x + (1 - a) * self._x
+        if wrapped is not None:
+            out = wrapped & ((self._x > math.pi) | (self._x <= -math.pi))
+            if out.any():
+                self._x = np.where(out, _wrap(self._x), self._x)
         self._t = float(t)
         return self._x.astype(np.float32)
 
@@ -97,7 +133,9 @@ class TrackSmoother:
     track's emotion label held with hysteresis (:meth:`label`).
 
     A filter starts fresh when its track first appears, when it reappears after :meth:`drop`, or after more than
-    ``hold_s`` seconds missing (:meth:`keep_only`), so smoothing never mixes two faces.
+    ``hold_s`` seconds missing (:meth:`keep_only`), so smoothing never mixes two faces. The quantities in
+    :data:`ANGLES` (``pose``: Rx, Ry, Rz radians) are filtered as angles (``OneEuroFilter(angles=True)``): a roll
+    through ±180° stays near the raw one, in (−π, π].
     """
 
     def __init__(self, params: Optional[Dict[str, dict]] = None, label_margin: float = LABEL_MARGIN,
@@ -118,7 +156,9 @@ class TrackSmoother:
         self._seen[track_id] = max(float(t), self._seen.get(track_id, float("-inf")))
         f = per.get(name)
         if f is None:
-            f = per[name] = OneEuroFilter(**self.params.get(name, {}))
+            kw = dict(self.params.get(name, {}))
+            kw.setdefault("angles", name in ANGLES)
+            f = per[name] = OneEuroFilter(**kw)
         return f(x, t)
 
     def describe(self, names: Optional[Iterable[str]] = None) -> Dict[str, Dict[str, float]]:

@@ -126,3 +126,91 @@ def test_the_typical_step_follows_a_lasting_change_of_frame_rate():
         v = np.array([math.sin(k / 3)])
         a, b = f(v, t), ref(v, t)
     assert abs(float(a[0]) - float(b[0])) < 1e-3
+
+
+# --- the pose's angles across ±π (a roll through 180°: an upside-down face) ---------------------------------------
+
+def _angle_diff(a, b):
+    """a − b wrapped into (−π, π] (radians)."""
+    return math.pi - np.mod(math.pi - (np.asarray(a, np.float64) - np.asarray(b, np.float64)), 2 * math.pi)
+
+
+def _in_range(v):
+    """Within (−π, π] as a float32 output can be (float32's π is a little above π)."""
+    v = np.asarray(v, np.float32)
+    return bool(np.all((v >= -np.float32(math.pi)) & (v <= np.float32(math.pi))))
+
+
+def test_the_probes_roll_through_180_degrees_reads_as_the_unwrapped_roll_would():
+    """170, 175, 179, -179, -175, -170° read 170, 171, 172.7, -67.6, -143.7, -161.8° (the angles averaged as plain
+    numbers); now as the unwrapped 170 ... 190° would, wrapped."""
+    roll = np.array([170, 175, 179, -179, -175, -170, -168], np.float64)
+    s, plain = TrackSmoother(), OneEuroFilter(**TrackSmoother().params["pose"])
+    unwrapped = np.where(roll < 0, roll + 360, roll)
+    for i, (r, u) in enumerate(zip(roll, unwrapped, strict=True)):
+        out = s(0, "pose", np.radians([0.0, 0.0, r]).astype(np.float32), i / 30)
+        ref = plain(np.radians([0.0, 0.0, u]), i / 30)
+        assert _in_range(out)
+        assert abs(math.degrees(float(_angle_diff(out[2], ref[2])))) < 1e-3, (i, np.degrees(out[2]), np.degrees(ref[2]))
+        assert abs(math.degrees(float(_angle_diff(out[2], np.radians(r))))) < 10.0  # (the filter's lag: 9° at most)
+
+
+@pytest.mark.parametrize("axis", [0, 2])
+def test_a_pose_angle_turning_through_180_degrees_stays_near_the_raw_one_and_in_range(axis):
+    """A roll (or pitch) turning at 1° a frame (30°/s at 30 fps) through ±180°, in radians as the pipeline gives it
+    (float32, in (−π, π]): each smoothed value within a few degrees of the raw one (the filter's lag), never a value
+    no frame had."""
+    deg = 150.0 + np.arange(61)  # 150 ... 210°: through 180° at frame 30
+    raw = np.radians((deg + 180.0) % 360.0 - 180.0)
+    s = TrackSmoother()
+    for i, r in enumerate(raw):
+        pose = np.array([0.05, -0.1, 0.02], np.float64)
+        pose[axis] = r
+        out = s(3, "pose", pose.astype(np.float32), i / 30)
+        assert _in_range(out)
+        assert abs(math.degrees(float(_angle_diff(out[axis], r)))) < 5.0, (i, math.degrees(r), np.degrees(out))
+        others = [k for k in range(3) if k != axis]
+        assert np.allclose(out[others], pose[others], atol=1e-6)  # (the other angles, constant, are untouched)
+
+
+def test_a_still_upside_down_face_jittering_about_180_degrees_reads_about_180():
+    """Roll 180° ± 1.5° of noise, its sign flipping from frame to frame: the plain average read near 0°."""
+    rng = np.random.default_rng(4)
+    roll = np.radians(180.0 + 1.5 * rng.standard_normal(90))
+    roll = np.where(roll > math.pi, roll - 2 * math.pi, roll)
+    s = TrackSmoother()
+    for i, r in enumerate(roll):
+        out = s(0, "pose", np.array([0.0, 0.0, r], np.float32), i / 30)
+        assert _in_range(out)
+        assert abs(math.degrees(float(_angle_diff(out[2], math.pi)))) < 3.0, (i, np.degrees(out[2]))
+
+
+@pytest.mark.parametrize("fps", [25, 30])
+def test_a_pose_that_never_crosses_the_wrap_is_filtered_exactly_as_plain_numbers(fps):
+    """The pose's filter (angles) gives the plain filter's output bit for bit where no angle crosses ±π: the test
+    signal, and a roll from 150° to 179.9° and back."""
+    ts, x = _signal(3 * fps, fps)
+    near = np.radians(np.concatenate([np.linspace(150.0, 179.9, len(ts) // 2),
+                                      np.linspace(179.9, 150.0, len(ts) - len(ts) // 2)]))
+    for sig in (x, np.stack([x[:, 0], -near, near], axis=1)):
+        s, plain = TrackSmoother(), OneEuroFilter(**TrackSmoother().params["pose"])
+        for v, t in zip(sig.astype(np.float32), ts, strict=True):
+            assert np.array_equal(s(0, "pose", v, t), plain(v, t))
+
+
+def test_only_the_pose_is_filtered_as_angles_and_other_values_pass_as_plain_numbers():
+    """The codes, intensities and probabilities are plain numbers (a code element may go beyond ±π), and a value
+    beyond ±π given as a pose (not an angle as the pipeline gives it) is filtered as a plain number too."""
+    s = TrackSmoother()
+    for name in s.params:
+        s(0, name, np.full(3, 3.1), 0.0)
+        out = s(0, name, np.full(3, -3.1), 1 / 30)
+        if name == "pose":
+            assert _in_range(out) and np.all(np.abs(out) > 3.0)  # (across ±π: near ±3.1, not near 0)
+        else:
+            assert np.all(np.abs(out) < 3.0)  # (averaged as numbers, through 0)
+    f = OneEuroFilter(angles=True)
+    assert np.allclose(f(np.full(2, 7.0), 0.0), 7.0)  # (a fresh filter passes its first sample unchanged)
+    g = OneEuroFilter()
+    g(np.full(2, 7.0), 0.0)
+    assert np.array_equal(f(np.full(2, 0.5), 0.1), g(np.full(2, 0.5), 0.1))
