@@ -25,7 +25,7 @@ class YuNetDetector(Detector):
     #: ``benchmarks/2026-12-06-epyc3/detector_framing.json``)
     box_scale = 1.04
 
-    def __init__(self, model_path: Optional[str] = None, nms_iou: float = 0.3, top_k: int = 50, **kw) -> None:
+    def __init__(self, model_path: Optional[str] = None, nms_iou: float = 0.3, top_k: int = 5000, **kw) -> None:
         super().__init__(**kw)
         if not model_path:
             raise UsageError("detector 'yunet' needs a model file: --detector-model PATH "
@@ -39,6 +39,9 @@ class YuNetDetector(Detector):
             data = np.frombuffer(Path(model_path).read_bytes(), np.uint8)
         except OSError as e:
             raise ModelError(f"{model_path}: cannot read the YuNet model ({e.strerror or e})") from None
+        # top_k: OpenCV keeps the top_k raw candidates BEFORE NMS, and each face gives several: the 50 this had
+        # held about 10 faces (10 of a 4x4 gallery's 16 at detect size 640, 20 of a 7x8 one's 56 at 1152), the rest
+        # dropped silently. 5000 is OpenCV's own default; the faces kept are capped only by max_faces (Detector).
         # threshold low here; Detector.detect applies score_threshold. The model's bytes, read by Python: OpenCV
         # opens a path given to it with the ANSI code page's narrow string on Windows, so C:\Users\José\... failed
         try:
