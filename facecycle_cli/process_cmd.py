@@ -539,19 +539,38 @@ def _reading(sidecar: Optional[Path]) -> str:
              if r.get("runner_up") and r["margin"] < NEAR_TIE else "")  # (realtime.summary.NEAR_TIE)
     line = f", read as {r['emotion']} (mean p {r['p']:.2f} over {_n(r['face_rows'], 'face row')}{close})"
     # several faces that read differently (a group, an interview): each one's own reading, not only the pool of
-    # all their rows (9 people, 3 happy, read as neutral). A face counts with 10 % of the face rows and 10 rows, or
-    # every frame's row where the input has fewer than 10 frames (a picture of two people, a short clip): a long
-    # video's spurious short tracks stay out
+    # all their rows (9 people, 3 happy, read as neutral). A face counts on 10 % of the frames with a face and on 10
+    # frames (a track has one row a frame), or on every frame where the input has fewer than 10 frames (a picture
+    # of two people, a short clip): a long video's spurious short tracks stay out. The share is of the frames, not
+    # of the face rows: with 11 or more faces on screen alike none had 10 % of the rows, and the part was dropped
     summary = info["summary"]  # (a dict: sidecar_reading read it)
     frames = summary.get("frames")
-    least = max(0.1 * int(r["face_rows"] or 0), min(10, frames if is_int(frames) and frames > 0 else 10))
+    least = max(0.1 * _face_frames(summary, r["face_rows"]),
+                min(10, frames if is_int(frames) and frames > 0 else 10))
     listed = summary.get("tracks") if isinstance(summary.get("tracks"), list) else []
     tracks = [t for t in listed if isinstance(t, dict) and isinstance(t.get("emotion"), str)
               and is_int(t.get("rows")) and t["rows"] >= least]
     if len({t["emotion"] for t in tracks}) > 1:
-        each = ", ".join(f"#{t['face_id']} {t['emotion']}" for t in tracks[:6])
+        # at most 6 named, in the sidecar's order: those whose reading differs from the pool's first (a gallery of
+        # 12, one of them surprised, named the 6 first faces, all neutral), with one that reads as the pool does
+        differ = [t for t in tracks if t["emotion"] != r["emotion"]]
+        same = [t for t in tracks if t["emotion"] == r["emotion"]]
+        picked = (differ[:5] + same[:1] + differ[5:] + same[1:])[:6]
+        each = ", ".join(f"#{t['face_id']} {t['emotion']}" for t in tracks if any(t is q for q in picked))
         line += f"; by face: {each}{', ...' if len(tracks) > 6 else ''}"
     return line
+
+
+def _face_frames(summary: dict, face_rows: object) -> int:
+    """The frames of an input with a face, from its sidecar's ``summary`` (``frames_with_face``, else ``frames``),
+    for :func:`_reading`'s share of them; a summary with neither (another program's) gives its ``face_rows``."""
+    from facecycle.jsonvalues import is_int
+
+    for key in ("frames_with_face", "frames"):
+        n = summary.get(key)
+        if is_int(n) and n > 0:
+            return int(n)
+    return int(face_rows) if is_int(face_rows) and face_rows > 0 else 0
 
 
 def _process_one(analyzer, plan: dict, args: argparse.Namespace, sig: "_Signals") -> int:

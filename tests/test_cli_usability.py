@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import pytest
 
@@ -366,11 +366,12 @@ def test_workers_without_ray_is_one_clear_sentence(tmp_path, monkeypatch, capsys
                    'pip install "facecycle-rt[cluster]"'], err
 
 
-def _sidecar(tmp_path: Path, frames: int, tracks: List[Tuple[int, str]]) -> Path:
-    """A sidecar whose summary pools ``tracks`` (rows, emotion) over ``frames`` frames."""
+def _sidecar(tmp_path: Path, frames: int, tracks: List[Tuple[int, str]], with_face: Optional[int] = None) -> Path:
+    """A sidecar whose summary pools ``tracks`` (rows, emotion) over ``frames`` frames (``with_face`` of them with a
+    face: all by default)."""
     means = {"angry": 0.3, "happy": 0.2, "neutral": 0.5}
     rows = sum(n for n, _ in tracks)
-    summary = {"frames": frames, "frames_with_face": frames,
+    summary = {"frames": frames, "frames_with_face": frames if with_face is None else with_face,
                "faces": {"rows": rows, "emotion": "neutral", "mean_emotions": means, "runner_up": "angry",
                          "top_emotions": {}},
                "tracks": [{"face_id": i, "rows": n, "emotion": e} for i, (n, e) in enumerate(tracks)]}
@@ -388,11 +389,34 @@ def test_the_end_line_reads_each_face_of_a_picture_or_a_short_clip(tmp_path):
         "; by face: #0 neutral, #1 angry")
     assert _reading(_sidecar(tmp_path, 5, [(5, "neutral"), (5, "happy")])).endswith("; by face: #0 neutral, #1 happy")
     assert "by face" not in _reading(_sidecar(tmp_path, 5, [(5, "neutral"), (2, "happy")]))  # in 2 of 5 frames
-    # a long video: a track of 9 rows, or of under 10 % of the face rows, is no face of its own
+    # a long video: a track of 9 rows, or of under 10 % of the frames with a face, is no face of its own
     assert "by face" not in _reading(_sidecar(tmp_path, 300, [(300, "neutral"), (9, "happy")]))
     assert "by face" not in _reading(_sidecar(tmp_path, 3000, [(3000, "neutral"), (200, "happy")]))
     assert _reading(_sidecar(tmp_path, 300, [(300, "neutral"), (40, "happy")])).endswith(
         "; by face: #0 neutral, #1 happy")
+
+
+def test_the_end_line_reads_each_face_of_a_gallery_of_12(tmp_path):
+    """A face had to have 10 % of all the face rows to be named: with 11 or more faces on screen alike none had, and
+    the by-face part was dropped (a 3x4 gallery of 12 faces: nothing after the reading, though its sidecar named
+    #0 sad, #6 surprise). The share is of the frames with a face now; a brief (false) track still stays out."""
+    from facecycle_cli.process_cmd import _reading
+
+    faces = [(300, "happy" if i in (2, 7) else "neutral") for i in range(12)]
+    line = _reading(_sidecar(tmp_path, 300, faces))
+    # (6 named: those that read otherwise than the pool first, #7 among them, in the sidecar's order)
+    assert line.endswith("; by face: #0 neutral, #1 neutral, #2 happy, #3 neutral, #4 neutral, #7 happy, ..."), line
+    # on a fifth of a long input's frames (faces on 200 of its 1000): each on every one of those
+    line = _reading(_sidecar(tmp_path, 1000, [(200, "neutral")] * 6 + [(200, "happy")] * 6, with_face=200))
+    assert "; by face: #0 neutral, #6 happy, #7 happy, #8 happy, #9 happy, #10 happy, ..." in line, line
+    # a track on 2 % of the frames (6 of 300) is no face of its own, beside 2 faces or 12
+    assert _reading(_sidecar(tmp_path, 300, [(300, "neutral"), (300, "happy"), (6, "angry")])).endswith(
+        "; by face: #0 neutral, #1 happy")
+    assert "by face" not in _reading(_sidecar(tmp_path, 300, [(300, "neutral"), (300, "neutral"), (6, "angry")]))
+    assert "by face" not in _reading(_sidecar(tmp_path, 300, [(300, "neutral")] * 12 + [(6, "angry")]))
+    # exactly 6 faces named: no "..."
+    assert _reading(_sidecar(tmp_path, 300, [(300, "neutral")] * 5 + [(300, "happy")])).endswith(
+        "; by face: #0 neutral, #1 neutral, #2 neutral, #3 neutral, #4 neutral, #5 happy")
 
 
 def test_a_picture_of_two_faces_ends_with_each_ones_reading(tmp_path, capfd):
