@@ -130,6 +130,7 @@ class OnnxRuntimeBackend(Backend):
         self._sessions: Dict[str, object] = {}
         self._paths: Dict[str, Path] = {}
         self._lock = threading.Lock()
+        self._closed = False  # set by close(): no session is made again afterwards
 
     # ------------------------------------------------------------ sessions
     def session_options(self):
@@ -147,12 +148,16 @@ class OnnxRuntimeBackend(Backend):
         return so
 
     def session(self, graph: str):
-        """The (lazily created) ``InferenceSession`` of ``graph``."""
+        """The (lazily created) ``InferenceSession`` of ``graph``; UsageError once the backend is closed (a call
+        still in flight then made the session again, which outlived the close and its owner's)."""
         sess = self._sessions.get(graph)
         if sess is not None:
             return sess
         spec = self._spec(graph)
         with self._lock:
+            if self._closed:
+                raise UsageError(f"this onnxruntime backend of {self.model_dir} is closed (its sessions are "
+                                 "released): open the model again")
             sess = self._sessions.get(graph)
             if sess is None:
                 sess = self._create(spec)
@@ -283,5 +288,7 @@ class OnnxRuntimeBackend(Backend):
         return d
 
     def close(self) -> None:
+        """Release every session (idempotent); the backend cannot run afterwards (UsageError)."""
         with self._lock:
+            self._closed = True
             self._sessions.clear()

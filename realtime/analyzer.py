@@ -15,6 +15,7 @@ closes them when the iteration ends, breaks, or fails. ``Run.stop()``,
 """
 from __future__ import annotations
 
+import atexit
 import copy
 import heapq
 import inspect
@@ -22,6 +23,7 @@ import json
 import logging
 import math
 import numbers
+import os
 import re
 import threading
 import time
@@ -65,6 +67,49 @@ log = logging.getLogger(__name__)
 #: the most faces (summed over frames) a look-ahead's first pass keeps for the second to replay (each about 8 KB:
 #: its feature, code and flow); over it the second pass detects and analyses again
 REPLAY_MAX_FACES = 20_000
+
+#: seconds :meth:`Analyzer.close` waits for a run or an :meth:`Analyzer.analyze_image` call in another thread to let
+#: go of the Analyzer, and the interpreter's exit for a run read in another thread to end
+CLOSE_WAIT_S = 10.0
+
+#: every Run of this process not yet collected (weakly: the set keeps none alive), so that the interpreter's exit can
+#: end those still open (:func:`_close_runs_at_exit`); a look-ahead's first pass is its outer run's, not listed
+_RUNS: "weakref.WeakSet[Run]" = weakref.WeakSet()
+#: guards adding to _RUNS against a snapshot of it (a WeakSet iterated while another thread adds raises "Set changed
+#: size during iteration"; entries dropped by the garbage collector meanwhile are deferred by the set itself)
+_RUNS_LOCK = threading.Lock()
+
+
+def _close_runs_at_exit() -> None:
+    """End every run still open as ``stopped``, its files finished (sidecar, video, locks), when the interpreter
+    exits (a script's end with ``it = iter(run)`` kept in a global, a notebook kernel shut down, a daemon thread
+    reading a run). Python runs atexit functions after it has joined the non-daemon threads and before it finalizes:
+    a run's pipeline threads are daemon threads, and one ended by the finalization while inside ONNX Runtime's run
+    aborted the process (SIGABRT, "terminate called without an active exception") with the sidecar left
+    "running", the video unreadable and the lock files in place; one idle then had its files closed during module
+    teardown, which failed ("import of time halted"). Cheap where every run is closed (nothing to do); never
+    raises."""
+    with _RUNS_LOCK:
+        runs = list(_RUNS)
+    for run in runs:
+        if run._closed:
+            continue
+        try:
+            run._close_at_exit()
+        except Exception as e:  # noqa: BLE001 - the next run is still closed; the exit code stays the script's
+            log.warning("closing a run left open at exit failed: %s", e)
+
+
+def _forget_runs_in_child() -> None:
+    """After a fork, in the child: its parent's runs are not its own (their files are the parent's, which a child
+    exiting would have finished under it), and a lock another thread of the parent held stays held here."""
+    global _RUNS, _RUNS_LOCK
+    _RUNS, _RUNS_LOCK = weakref.WeakSet(), threading.Lock()
+
+
+atexit.register(_close_runs_at_exit)
+if hasattr(os, "register_at_fork"):  # (POSIX)
+    os.register_at_fork(after_in_child=_forget_runs_in_child)
 
 
 class _Frames(Iterator[FramePacket]):
@@ -372,6 +417,12 @@ class Analyzer:
             self.infer_workers = min(2, usable_cpus()) if cpu_ort else 1  # the CPUs it may use (taskset)
         self._lock = threading.Lock()  # guards _active only; never held while frames are processed
         self._active: Optional[object] = None  # the Run (or analyze_image call) using the detector now
+        # notified when _active is let go: close() waits on it for a run or an analyze_image call in another thread
+        # (closed under a call in flight, the model's session was made again by that call and outlived the close)
+        self._freed = threading.Condition(self._lock)
+        #: the runs this Analyzer made, weakly: close() finishes those never iterated (their files stayed open and
+        #: locked, the sidecar "running", until each was collected)
+        self._runs: "weakref.WeakSet[Run]" = weakref.WeakSet()
         #: the frame sizes (width, height, detection size) a live run warmed the engines for (Run._warm_up)
         self._warm_sizes: set = set()
         self._closed = False
@@ -398,6 +449,16 @@ class Analyzer:
         with self._lock:
             if self._active is user:
                 self._active = None
+                self._freed.notify_all()
+
+    def _wait_released(self, user: object, what: str) -> None:
+        """Wait up to :data:`CLOSE_WAIT_S` for ``user`` (a run, an :meth:`analyze_image` call) to let go of the
+        Analyzer: :meth:`close` must not release the model under it (a call in flight made its session again)."""
+        with self._freed:
+            if self._freed.wait_for(lambda: self._active is not user, timeout=CLOSE_WAIT_S):
+                return
+        log.warning("%s in another thread did not end within %.0f s of close(); closing the model anyway", what,
+                    CLOSE_WAIT_S)
 
     @property
     def code_dim(self) -> int:
@@ -559,21 +620,25 @@ class Analyzer:
 
     def close(self) -> None:
         """Release the model and the detector (idempotent). A run still open is closed first (its threads joined,
-        its files finished); the Analyzer cannot be used afterwards."""
+        its files finished), and so is every run this Analyzer made that was never iterated: its files are finished
+        ``stopped`` and let go (a second run may write them), and iterating it gives no frames. An
+        :meth:`analyze_image` call in progress in another thread is waited for (up to :data:`CLOSE_WAIT_S`, as a run
+        read there is), so that no model session outlives the close. The Analyzer cannot be used afterwards: a call
+        raises :class:`~facecycle.errors.UsageError`."""
         with self._lock:
             active, self._closed = self._active, True
+            made = [r for r in self._runs if r is not active and not r._closed]
         try:
+            for run in made:  # made, never iterated (one that starts now fails its claim: the Analyzer is closed)
+                try:
+                    run.close()
+                except Exception as e:  # noqa: BLE001 - the other runs and the model are still closed
+                    log.warning("closing a run of this Analyzer failed: %s", e)
             if isinstance(active, Run):
                 active.close()  # (a file that could not be finished raises here, after the model is closed below)
-                deadline = time.monotonic() + 10.0  # a run iterated in another thread ends there, after stop()
-                while time.monotonic() < deadline:
-                    with self._lock:
-                        if self._active is not active:
-                            break
-                    time.sleep(0.02)
-                else:
-                    log.warning("a run in another thread did not end within 10 s of close(); closing the model "
-                                "anyway")
+                self._wait_released(active, "a run")  # a run iterated in another thread ends there, after stop()
+            elif active is not None:
+                self._wait_released(active, "an analyze_image() call")
         finally:
             self.detector.close()
             self.backend.close()
@@ -773,6 +838,9 @@ class Run:
     #: before the first): a frame in another cell is a scheduled detection, also where the grid's own frame was
     #: dropped (a file played at its pace) or is missing
     _grid_cell: Optional[int] = None
+    #: ended by the interpreter's exit (:func:`_close_runs_at_exit`), not by a stop() of the caller's: recorded
+    #: ``stopped`` (the consumer stopped reading), not ``interrupted``
+    _exit_stop = False
 
     def __init__(self, analyzer: Analyzer, source, *, realtime: bool, csv, video, annotate, overwrite: bool,
                  max_frames: Optional[int], audio: bool, video_preset: str, sidecar,
@@ -906,6 +974,12 @@ class Run:
         # when it is collected (a CSV's descriptor stayed open for the process's life, its sidecar "running", and
         # the files an overwrite set aside stayed hidden); detached where the run closes itself
         self._finalizer = weakref.finalize(self, _close_dropped_run, self.outputs, self.src)
+        # known (weakly) to its Analyzer, whose close() finishes it where it was never iterated, and to the
+        # interpreter's exit, which ends it where it is still open (a look-ahead's first pass is taken off again)
+        with analyzer._lock:  # (close() takes its snapshot under this lock)
+            analyzer._runs.add(self)
+        with _RUNS_LOCK:
+            _RUNS.add(self)
         if analyzer.head is None and not analyzer.warned_no_head:  # once, when a run starts (not before a bad input's
             analyzer.warned_no_head = True                          # one-line error): the CSV would only show empties
             log.warning("%s has no emotion head (%s): the emotion columns stay empty and expr_intensity is the "
@@ -1309,6 +1383,8 @@ class Run:
     # ----------------------------------------------------------- iterate
     def __iter__(self) -> Iterator[FramePacket]:
         if self._iterated:
+            if self._closed and self._gen is None:  # closed before it was iterated (run.close(), Analyzer.close()):
+                return iter(())  # nothing to read, as after stop(); its files are finished, its status stays
             raise RuntimeError("a Run can be iterated once")
         self._iterated = True
         gen = self._frames()
@@ -1365,7 +1441,8 @@ class Run:
                 self.stats.drops = self._pipeline.drops
                 yield p
         except GeneratorExit:  # the consumer stopped iterating; after stop() (a signal, the app's Stop) that is an
-            status = "interrupted" if self.interrupted else "stopped"  # interrupt, as csv.md says
+            # interrupt, as csv.md says (not the stop the interpreter's exit makes: the consumer stopped reading)
+            status = "interrupted" if self.interrupted and not self._exit_stop else "stopped"
             raise
         except BaseException as e:
             self.error = e
@@ -1379,7 +1456,7 @@ class Run:
                 self.stats.drops = self._pipeline.drops
                 self.stats.errors = self.src.errors
                 if self.interrupted and status == "complete":
-                    status = "interrupted"
+                    status = "stopped" if self._exit_stop else "interrupted"
                 # read to the source's end (not cut by max_frames): the annotated video keeps all of its audio
                 # (frames read, dropped ones included: a live run that drops frames stops at max_frames read)
                 ended = status == "complete" and (self.max_frames is None
@@ -1423,6 +1500,10 @@ class Run:
                     overwrite=False, max_frames=self.max_frames, audio=False, video_preset="superfast", sidecar=None,
                     neutral_lookahead=False)
         first._first_pass = True
+        with self.analyzer._lock:  # this run's own: closed with it, never on its own
+            self.analyzer._runs.discard(first)
+        with _RUNS_LOCK:
+            _RUNS.discard(first)
         if self.lookahead:
             first.neutral_ref.keep_banks = True
             first.neutral_ref.make_neutral = lambda p, f: self.analyzer.inference.neutral_face(p.image, f.box)
@@ -1477,7 +1558,9 @@ class Run:
         thread's loop ends it (its end finishes the files); where it is between two frames, or holds the iterator
         without reading on, the run is stopped and finished here, and that thread's next ``next()`` gets the end (a
         file that could not be finished raises here then). A reader that abandoned the loop finishes the files when
-        the iterator is collected."""
+        the iterator is collected, or at the latest when the interpreter exits (:func:`_close_runs_at_exit`). A run
+        closed before it was iterated gives no frames when it is iterated (as after :meth:`stop`)."""
+        was_interrupted = self.interrupted  # (before the stop() below: how a run cut short is recorded)
         gen = self._gen() if self._gen is not None else None
         state = inspect.getgeneratorstate(gen) if gen is not None else None
         frames = self._frames_it() if self._frames_it is not None else None
@@ -1505,12 +1588,34 @@ class Run:
             except ValueError:  # that next() was already inside: stopped, it ends the run there
                 return
         if not self._closed:
+            # never started; or started and its own cleanup cut short (a second Ctrl-C, the CLI's force-quit, inside
+            # it: the interpreter's exit finishes the files then), recorded as that iteration ended: interrupted
+            # where it had been stopped (a signal), as its sidecar would have said
+            cut = self.status == "running" and was_interrupted and not self._exit_stop
+            status = "interrupted" if cut else "stopped"
             self._iterated = self._closed = True
-            self.status = "stopped"
+            self.status = status
             self._finalizer.detach()
             self.src.close()
             self.stats.t_end = time.perf_counter()
-            self.outputs.close("stopped")
+            self.outputs.close(status)
+
+    def _close_at_exit(self, timeout: float = CLOSE_WAIT_S) -> None:
+        """:meth:`close` at the interpreter's exit (:func:`_close_runs_at_exit`), recorded ``stopped`` unless the
+        run was stopped before; where another thread (a daemon) is inside ``next()``, waits up to ``timeout`` for
+        its loop to end the run: after the atexit functions the interpreter finalizes, and a pipeline thread still
+        inside ONNX Runtime then aborts the process."""
+        if not self.interrupted:
+            self._exit_stop = True
+        self.close()
+        deadline = time.monotonic() + timeout
+        while not self._closed and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not self._closed:
+            log.warning("%s: the run read in another thread did not end within %.0f s of the interpreter's exit",
+                        getattr(self.src, "name", "?"), timeout)
+        else:
+            log.debug("%s: the run left open at exit ended %s", getattr(self.src, "name", "?"), self.status)
 
     def __enter__(self) -> "Run":
         return self

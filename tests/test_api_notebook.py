@@ -8,12 +8,17 @@ import gc
 import json
 import os
 import pickle
+import subprocess
+import sys
+import textwrap
+import threading
 import time
+import weakref
 
 import numpy as np
 import pytest
 
-from .conftest import real_frames, shared_video
+from .conftest import ROOT, decode_count, real_frames, shared_video, write_video
 
 CLIP = "liveportrait_driving_d6.mp4"  # 480x480 H.264: FFmpeg decodes it on frame threads (av:h264:df*)
 SHORT = "pyfeat_single_face.mp4"
@@ -289,3 +294,153 @@ def test_a_pil_image_gets_the_line_that_converts_it(an):
     assert np.array_equal(as_bgr_image(converted), bgr)
     with pytest.raises(TypeError, match=r"frames: frame 0: .*PIL image \(Image\)"):
         list(an.process_video([pil]))
+
+
+# ------------------------------------------------------------------------------ closing: the exit, the Analyzer
+#: a script that opens a run, reads some of it and exits with it open (argv: model, clip, output folder, how it reads)
+_EXIT_SCRIPT = textwrap.dedent("""
+    import sys, threading, time
+    from realtime import Analyzer
+    model, clip, out, mode = sys.argv[1:5]
+    an = Analyzer(model=model)
+    run = an.process_video(clip, csv=out + "/x.csv", video=out + "/x.mp4")
+    if mode == "global":  # the iterator kept in a global, partly read, when the script ends
+        it = iter(run)
+        for _ in range(10):
+            next(it)
+    else:  # a daemon thread reading the run (slowly) when the main thread ends
+        going = threading.Event()
+        def read():
+            for p in run:
+                if p.index >= 5:
+                    going.set()
+                time.sleep(0.02)
+        threading.Thread(target=read, daemon=True).start()
+        assert going.wait(60)
+    print("exiting with the run", run.status, flush=True)
+""")
+
+
+@pytest.mark.parametrize("mode", ["global", "daemon"])
+def test_a_run_left_open_when_the_interpreter_exits_ends_stopped_with_its_files_finished(tiny_export, tmp_path,
+                                                                                         mode):
+    """Probe finding: a script that ended with a run partly read (``it = iter(run)`` kept in a global, or a daemon
+    thread reading it) aborted (exit 134, "terminate called without an active exception": a pipeline thread ended
+    by the finalization inside ONNX Runtime's run), or, the pipeline idle, closed the files during module teardown,
+    which failed: the sidecar said "running", the video was missing or 28 bytes, the lock files stayed. The run is
+    now ended ``stopped`` by an atexit function, its files finished, and the exit code is the script's own."""
+    _, model = tiny_export
+    frames = real_frames(60, size=(160, 96))
+    clip = write_video(tmp_path / "c.mp4", (frames + frames[::-1]) * 2, rate=25)  # 240 frames: still going at exit
+    out = tmp_path / "out"
+    out.mkdir()
+    script = tmp_path / "exit_with_a_run.py"
+    script.write_text(_EXIT_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, str(script), str(model), str(clip), str(out), mode], capture_output=True,
+                       text=True, timeout=240, cwd=str(ROOT), env=env)
+    assert r.returncode == 0 and "exiting with the run running" in r.stdout, (r.returncode, r.stdout, r.stderr)
+    assert "terminate called" not in r.stderr and "failed" not in r.stderr, r.stderr
+    side = json.loads((out / "x.json").read_text())
+    assert side["status"] == "stopped", side["status"]
+    rows = (out / "x.csv").read_bytes().count(b"\n") - 1
+    assert (10 if mode == "global" else 6) <= side["frames"] < 240 and rows == side["frames"], (rows, side["frames"])
+    assert decode_count(out / "x.mp4") == rows  # a plain, readable video of the CSV's frames
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no lock (or hidden) file left
+
+
+def test_closing_the_analyzer_during_analyze_image_in_another_thread_waits_and_holds_no_session(tiny_export):
+    """Probe finding: ``Analyzer.close()`` did not wait for an ``analyze_image()`` in progress in another thread, and
+    that call then made the model's ONNX Runtime session again (9 closed Analyzers in 10 still held one). close()
+    now waits for the call (bounded, as for a run), no session is held afterwards, and a later call is refused."""
+    from facecycle.errors import UsageError
+    from realtime import Analyzer
+    from realtime.types import FramePacket
+
+    _, model = tiny_export
+    an = Analyzer(model=model)
+    if an.backend.name != "onnxruntime":
+        an.close()
+        pytest.skip(f"the session cache checked is ONNX Runtime's, not {an.backend.name}'s")
+    img = real_frames(1, size=(320, 180))[0]
+    inside, go_on = threading.Event(), threading.Event()
+    detect = an.detector.detect
+
+    def held(image, max_side=None):  # the face detected, the model's call still to come
+        found = detect(image, max_side=max_side)
+        inside.set()
+        go_on.wait(20)
+        return found
+
+    an.detector.detect = held
+    result: list = []
+
+    def call():
+        try:
+            result.append(an.analyze_image(img))
+        except UsageError as e:
+            result.append(e)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    assert inside.wait(20)
+    closer = threading.Thread(target=an.close)
+    closer.start()
+    closer.join(0.3)
+    assert closer.is_alive(), "close() returned while analyze_image() was still running in another thread"
+    go_on.set()
+    caller.join(20)
+    closer.join(20)
+    assert not caller.is_alive() and not closer.is_alive()
+    assert len(result) == 1 and isinstance(result[0], (FramePacket, UsageError)), result
+    assert not an.backend._sessions, sorted(an.backend._sessions)  # none made again by the call in flight
+    with pytest.raises(UsageError, match="Analyzer is closed"):
+        an.analyze_image(img)
+    spec = an.backend.graphs["analyze"]
+    with pytest.raises(UsageError, match="closed"):  # the closed backend does not make a session again either
+        an.backend.run("analyze", {i["name"]: np.zeros([1] + [int(d) for d in i["shape"][1:]], np.float32)
+                                   for i in spec.inputs})
+    assert not an.backend._sessions
+
+
+def test_a_run_closed_before_it_was_iterated_gives_no_frames(tiny_export, tmp_path):
+    """Probe finding: ``run.close()`` and then a loop over the run raised ``RuntimeError: a Run can be iterated
+    once`` (it never was, and it is no FaceCycleError), where ``run.stop()`` then a loop gave no frames. A closed
+    run now gives none either, its files finished ``stopped`` as close() left them."""
+    from realtime import Analyzer
+
+    _, model = tiny_export
+    with Analyzer(model=model) as a:
+        run = a.process_video(real_frames(10), csv=tmp_path / "c.csv")
+        run.close()
+        assert list(run) == [] and list(run) == []
+        assert run.status == "stopped" and run.stats.frames == 0
+        assert json.loads((tmp_path / "c.json").read_text())["status"] == "stopped"
+        assert run.run().frames == 0
+        assert len(list(a.process_video(real_frames(3), csv=tmp_path / "c.csv", overwrite=True))) == 3
+
+
+def test_closing_the_analyzer_finishes_the_runs_it_made_that_were_never_iterated(tiny_export, tmp_path):
+    """Probe finding: after ``run = an.process_video(A, csv=..., video=...); an.close()`` the run stayed "not
+    started" holding its files (5 descriptors, 3 lock files, the sidecar "running"), and a second Analyzer writing
+    the same CSV was refused ("still held by an earlier Run ... not iterated"). close() now finishes such runs
+    (``stopped``, files let go); the Analyzer knows its runs weakly: one dropped is still collected."""
+    from realtime import Analyzer
+
+    _, model = tiny_export
+    clip = write_video(tmp_path / "c.mp4", real_frames(20, size=(160, 96)), rate=25)
+    out = tmp_path / "out"
+    out.mkdir()
+    an = Analyzer(model=model)
+    dropped = weakref.ref(an.process_video(clip))
+    gc.collect()
+    assert dropped() is None  # neither the Analyzer nor the exit's list keeps a run alive
+    run = an.process_video(clip, csv=out / "x.csv", video=out / "x.mp4")
+    an.close()
+    assert run.status == "stopped"
+    assert json.loads((out / "x.json").read_text())["status"] == "stopped"
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # its lock files let go
+    assert list(run) == []
+    with Analyzer(model=model) as other:  # the same files, written by another Analyzer
+        assert len(list(other.process_video(clip, csv=out / "x.csv", overwrite=True, max_frames=3))) == 3
+    assert json.loads((out / "x.json").read_text())["status"] == "complete"
