@@ -78,6 +78,11 @@ def _add_analyzer_args(p: argparse.ArgumentParser, lookahead: bool = True) -> No
                         "camera's axis) or face (each face its own camera, centred on the face: screen recordings, "
                         "video-call galleries, webcam insets, where a tile's place on the screen otherwise reads as "
                         "15-35 degrees of yaw and pitch)")
+    g.add_argument("--pose-focal", type=float, default=None, metavar="PX",
+                   help="the head pose's camera's focal length in pixels of the frame as read (after --rotate), "
+                        "where the camera's is known (a calibration's fx; a crop's scales with the crop); default "
+                        "the frame's longer side, which makes yaw and pitch depend on how much of the frame the "
+                        "face fills")
     g.add_argument("--neutralize", action="store_true",
                    help="compute neutral faces; the video shows the neutralized view and thumbnails (the CSV has none)")
     g.add_argument("--neutral-passes", type=int, default=None, metavar="N",
@@ -220,6 +225,7 @@ def analyzer_options(args: argparse.Namespace) -> dict:
                 detect_size=320 if args.detect_size is None else (args.detect_size or None),
                 adapt_detect_size=args.detect_size is None, score_threshold=args.score_threshold,
                 mirror_detect=args.mirror_detect, rotate=args.rotate, pose_camera=args.pose_camera,
+                pose_focal=args.pose_focal,
                 max_faces=args.max_faces, neutralize=args.neutralize, reid=args.reid, smooth=args.smooth,
                 threads=args.threads, infer_workers=args.infer_workers, precision=args.precision,
                 calibration=args.calibration, neutral_reference=args.neutral_reference,

@@ -283,6 +283,11 @@ class Analyzer:
             box centre, each face its own camera: screen recordings, video-call galleries and picture-in-picture
             insets, whose place on the screen otherwise reads as 15-35° of yaw and pitch (the sidecar's
             ``pose_camera``). A face off the centre of a real camera's frame reads as if it were at the centre.
+        pose_focal: the head pose's camera's focal length, in pixels of the frame as read (after ``rotate`` and
+            the display shape: the packet's image); None (default) = the frame's longer side. Given the real
+            camera's (a calibration's fx), a face's pose no longer depends on the frame's size; a crop's focal
+            length scales with the crop (f × crop's side in pixels of the output over its side in the original).
+            A finite number > 0 (the sidecar's ``pose_focal``).
         smooth: One Euro smoothing of pose, intensity, emotions and codes per track.
         threads: ONNX Runtime intra-op threads per model session (1 keeps the stages
             from fighting over a small CPU). The detector's session always runs on one thread: its outputs
@@ -337,7 +342,7 @@ class Analyzer:
                  neutral_reference: Union[bool, Dict[str, Any]] = True,
                  neutral_lookahead: Optional[bool] = None, baseline_lookahead: bool = False,
                  adapt_detect_size: bool = True, mirror_detect: bool = False, rotate: int = 0,
-                 pose_camera: str = "frame") -> None:
+                 pose_camera: str = "frame", pose_focal: Optional[float] = None) -> None:
         # the one place these are checked (the CLI passes its options straight through; neutral_passes is checked
         # by FaceInference, which every entry point builds)
         if detect_every < 1:
@@ -349,6 +354,10 @@ class Analyzer:
         if pose_camera not in POSE_CAMERAS:
             raise UsageError(f"pose_camera (--pose-camera) must be one of {', '.join(POSE_CAMERAS)}, "
                              f"not {pose_camera!r}")
+        if pose_focal is not None and (isinstance(pose_focal, bool) or not isinstance(pose_focal, numbers.Real)
+                                       or not (math.isfinite(pose_focal) and pose_focal > 0)):
+            raise UsageError(f"pose_focal (--pose-focal) must be a finite number of pixels > 0 (the camera's focal "
+                             f"length), not {pose_focal!r}")
         if threads < 1:
             raise UsageError("threads (--threads) must be >= 1")
         if infer_workers is not None and infer_workers < 1:
@@ -385,6 +394,7 @@ class Analyzer:
                                             score_threshold=score_threshold, threads=1)  # max_faces: below
             self.detector.mirror_average = bool(mirror_detect)
             self.inference.pose_camera = pose_camera
+            self.inference.pose_focal = None if pose_focal is None else float(pose_focal)
             if crop_scale is None:  # the model's framing, measured on CenterFace's boxes: the same for every detector
                 self.inference.crop_scale = framing_scale(self.inference.crop_scale, self.detector)
         except BaseException:
@@ -603,6 +613,8 @@ class Analyzer:
                 "max_faces": self.max_faces, "pose_source": POSE_SOURCE,
                 # where the pose's camera has its principal point: the frame's centre or each face's own
                 "pose_camera": self.inference.pose_camera,
+                # the pose's camera's focal length in pixels (null: the frame's longer side)
+                "pose_focal": self.inference.pose_focal,
                 "smoothing": "one-euro" if self.smooth else None,
                 "smoothing_params": TrackSmoother().describe(SMOOTHED) if self.smooth else None, "reid": self.reid,
                 "neutralize": self.inference.neutralize,

@@ -152,6 +152,9 @@ class FaceInference:
         #: where the head pose's camera has its principal point (:data:`realtime.pose.POSE_CAMERAS`): ``"frame"``,
         #: the frame's centre; ``"face"``, each face's own box centre (screen recordings, galleries, insets)
         self.pose_camera = "frame"
+        #: the head pose's camera's focal length in pixels of the frame as read (after ``rotate`` and the display
+        #: shape); None: the frame's longer side (:func:`realtime.pose.camera_matrix`)
+        self.pose_focal: Optional[float] = None
 
     def __call__(self, packet: FramePacket, neutralize: Optional[bool] = None) -> FramePacket:
         """Fill every face's outputs; ``neutralize`` overrides this instance's setting for this packet (the
@@ -162,7 +165,7 @@ class FaceInference:
         own = self.pose_camera == "face"
         for f in faces:
             f.pose = estimate_pose(f.landmarks, w, h, ((f.box[0] + f.box[2]) / 2.0, (f.box[1] + f.box[3]) / 2.0)
-                                   if own else None)
+                                   if own else None, self.pose_focal)
         if faces:
             crops, squares = crop_faces(packet.image, np.stack([f.box for f in faces]), self.size, self.crop_scale,
                                         squares=[f.crop_box for f in faces])

@@ -6,7 +6,9 @@ pinhole camera of focal length = the frame's longer side and the principal
 point at the frame centre. A face at the frame centre looking into the lens
 gives (0, 0, 0); the angles are about the camera's axes, so the same face near
 an edge (or beside black bars, which move the centre) reads a yaw or pitch of
-about atan(offset / focal length) even when it looks into the lens. ``pose_camera="face"`` puts the principal
+about atan(offset / focal length) even when it looks into the lens. ``focal`` (``pose_focal``, ``--pose-focal``)
+gives the real camera's focal length in pixels instead, so that a face's pose no longer depends on the frame's size
+(a crop's focal length scales with the crop). ``pose_camera="face"`` puts the principal
 point at the face's own centre instead (:data:`POSE_CAMERAS`): each face its own camera, for composited frames
 (screen recordings, video-call galleries, picture-in-picture insets), where a tile's place on the screen otherwise
 read as 15-35° of yaw and pitch. Angles follow OpenFace:
@@ -30,7 +32,7 @@ POSE_SOURCE = "landmarks-pnp"
 #: where the pose's pinhole camera has its principal point (``Analyzer(pose_camera=...)``, ``--pose-camera``):
 #: ``"frame"`` at the frame's centre (one camera filmed the frame: the default), ``"face"`` at the face's own box
 #: centre (each face its own camera: a gallery tile or a webcam inset in a screen recording). The focal length is
-#: the frame's longer side in both.
+#: the frame's longer side in both, unless given (``Analyzer(pose_focal=...)``, ``--pose-focal``).
 POSE_CAMERAS = ("frame", "face")
 
 #: generic 3D positions (mm) of: image-left eye, image-right eye, nose tip, image-left / -right mouth corner
@@ -81,16 +83,17 @@ def euler_to_rotation(e) -> np.ndarray:
     return rx @ ry @ rz
 
 
-def camera_matrix(width: int, height: int, center: Optional[Tuple[float, float]] = None) -> np.ndarray:
-    """The pose's pinhole camera: focal length the frame's longer side, principal point at ``center`` (x, y pixels;
-    None: the frame's centre)."""
-    f = float(max(width, height))
+def camera_matrix(width: int, height: int, center: Optional[Tuple[float, float]] = None,
+                  focal: Optional[float] = None) -> np.ndarray:
+    """The pose's pinhole camera: focal length ``focal`` pixels (None: the frame's longer side), principal point at
+    ``center`` (x, y pixels; None: the frame's centre)."""
+    f = float(max(width, height)) if focal is None else float(focal)
     cx, cy = (width / 2.0, height / 2.0) if center is None else (float(center[0]), float(center[1]))
     return np.array([[f, 0, cx], [0, f, cy], [0, 0, 1]], np.float64)
 
 
 def estimate_pose(landmarks: np.ndarray, width: int, height: int,
-                  center: Optional[Tuple[float, float]] = None) -> np.ndarray:
+                  center: Optional[Tuple[float, float]] = None, focal: Optional[float] = None) -> np.ndarray:
     """Head pose of one face.
 
     Args:
@@ -98,6 +101,8 @@ def estimate_pose(landmarks: np.ndarray, width: int, height: int,
         width, height: frame size in pixels.
         center: the camera's principal point (x, y pixels); None = the frame's centre. The face's own box centre
             (``pose_camera="face"``) reads the pose as the face's own camera saw it, wherever the face is.
+        focal: the camera's focal length in pixels of this frame (``pose_focal``); None = the frame's longer side.
+            Given the real camera's, yaw and pitch no longer depend on how much of the frame the face fills.
 
     Returns:
         (3,) float32 (Rx pitch, Ry yaw, Rz roll) radians; NaNs if the fit fails or the landmarks are NaN
@@ -108,7 +113,9 @@ def estimate_pose(landmarks: np.ndarray, width: int, height: int,
         return np.full(3, np.nan, np.float32)
     if center is not None and not all(math.isfinite(float(c)) for c in center):
         return np.full(3, np.nan, np.float32)
-    K = camera_matrix(width, height, center)
+    if focal is not None and not (math.isfinite(float(focal)) and float(focal) > 0):
+        return np.full(3, np.nan, np.float32)
+    K = camera_matrix(width, height, center, focal)
     ok, rvec, tvec = cv2.solvePnP(FACE_MODEL_5, pts, K, None, flags=cv2.SOLVEPNP_EPNP)
     if ok:
         ok, rvec, tvec = cv2.solvePnP(FACE_MODEL_5, pts, K, None, rvec, tvec, useExtrinsicGuess=True,

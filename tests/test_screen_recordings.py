@@ -197,6 +197,118 @@ def test_pose_camera_option_and_fingerprint():
     assert np.isnan(estimate_pose(np.zeros((5, 2)), 640, 480, (math.nan, 0.0))).all()
 
 
+@pytest.mark.parametrize("angles", [(0.1, 0.7, 0.05), (-0.2, -0.6, 0.1)])
+def test_a_known_focal_length_reads_the_rotation_a_face_was_filmed_at(angles):
+    """`pose_focal`: a face filmed off centre at a large yaw by a camera of focal length 1500 px in a 1920x1080
+    frame reads its filmed rotation given that focal length; the default (the frame's longer side, 1920 px) reads
+    it degrees off. The default's camera is the one it was (bit-identical), and so is one given the longer side."""
+    import cv2
+
+    from realtime.pose import FACE_MODEL_5, camera_matrix, estimate_pose, euler_to_rotation
+
+    F = 1500.0
+    K = camera_matrix(1920, 1080, focal=F)
+    assert K[0, 0] == K[1, 1] == F and K[0, 2] == 960.0 and K[1, 2] == 540.0
+    assert np.array_equal(camera_matrix(1920, 1080), camera_matrix(1920, 1080, focal=1920))
+    assert camera_matrix(1080, 1920, (10.0, 20.0), 700)[0, 0] == 700.0
+    rv, _ = cv2.Rodrigues(euler_to_rotation(angles))
+    pts, _ = cv2.projectPoints(FACE_MODEL_5, rv, np.array([[300.0], [-150.0], [900.0]]), K, None)
+    pts = pts.reshape(5, 2)
+    assert pts[:, 0].min() > 1300 and pts[:, 1].max() < 450  # up and to the right of the frame's centre
+    err = np.degrees(np.abs(estimate_pose(pts, 1920, 1080, focal=F) - angles))
+    assert err.max() < 0.5, err
+    default = estimate_pose(pts, 1920, 1080)
+    assert np.degrees(abs(default[1] - angles[1])) > 2.0, np.degrees(default - angles)  # yaw measurably off
+    assert np.array_equal(default, estimate_pose(pts, 1920, 1080, focal=1920.0))
+    assert np.array_equal(default, estimate_pose(pts, 1920, 1080, None, None))
+    for bad in (0.0, -5.0, math.nan, math.inf):  # no camera: no pose (the Analyzer refuses these first)
+        assert np.isnan(estimate_pose(pts, 1920, 1080, focal=bad)).all()
+
+
+def test_pose_focal_option_and_fingerprint():
+    """`--pose-focal PX` reaches the Analyzer as a float (None without it); the batch fingerprint tells one focal
+    length from another and from none, whose fingerprint is as before the option existed (no key); a value that is
+    not a finite number > 0 is refused by the Analyzer before its model loads."""
+    from facecycle.errors import UsageError
+    from facecycle_cli.process_cmd import _add_analyzer_args, analyzer_options
+    from realtime import Analyzer
+    from realtime.batch import BatchSettings, settings_fingerprint
+
+    ap = argparse.ArgumentParser()
+    _add_analyzer_args(ap)
+    assert analyzer_options(ap.parse_args([]))["pose_focal"] is None
+    assert analyzer_options(ap.parse_args(["--pose-focal", "1500"]))["pose_focal"] == 1500.0
+    assert analyzer_options(ap.parse_args(["--pose-focal", "-5"]))["pose_focal"] == -5.0  # (the Analyzer refuses it)
+    with pytest.raises(SystemExit):
+        ap.parse_args(["--pose-focal", "wide"])
+
+    def fp(**kw):
+        return settings_fingerprint(BatchSettings(analyzer={"detect_every": 5, **kw}, video=False))
+
+    base, unset, f1500, f1000 = fp(), fp(pose_focal=None), fp(pose_focal=1500.0), fp(pose_focal=1000)
+    assert base[0] == unset[0] and "pose_focal" not in base[1]
+    assert len({base[0], f1500[0], f1000[0]}) == 3
+    assert f1500[1]["pose_focal"] == 1500.0 and f1000[1]["pose_focal"] == 1000.0
+    assert fp(pose_focal=1500)[0] == f1500[0]  # 1500 and 1500.0: one camera
+    for bad in (0, -5.0, math.nan, math.inf, True, "1500"):
+        with pytest.raises(UsageError, match=r"pose_focal \(--pose-focal\)") as e:
+            Analyzer(pose_focal=bad)
+        assert "\n" not in str(e.value)
+
+
+def _two_faces_clip(tmp_path, n: int = 3):
+    """A short clip of the repo's picture of two faces (1000x360, the faces off the frame's centre)."""
+    from pathlib import Path
+
+    import cv2
+
+    img = cv2.imread(str(Path(__file__).resolve().parents[1] / "docs" / "overlays_twofaces.jpg"))
+    assert img is not None
+    return write_video(tmp_path / "twofaces.mp4", [img] * n, rate=5), img.shape
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan"])
+def test_a_pose_focal_that_is_not_a_focal_length_is_a_usage_error_in_one_line(cli, tmp_path, value):
+    from .conftest import assert_one_line
+
+    clip = write_video(tmp_path / "grey.mp4", [np.full((48, 64, 3), 128, np.uint8)] * 2)
+    rc, err = cli(clip, "--pose-focal", value, "--no-video", "--backend", "onnxruntime")
+    assert rc == 2, err
+    assert_one_line(err, "--pose-focal", "> 0")
+    assert not (tmp_path / "out" / "grey.csv").exists()
+
+
+def test_pose_focal_changes_the_pose_columns_only_and_the_sidecar_says_which(model, cli, tmp_path):
+    """On a clip of two real faces: a run without `pose_focal` and one with `pose_focal=None` (and one given the
+    frame's longer side, the default's focal length) write byte-identical CSVs; a run with another focal length
+    changes every face row's pose_* columns and nothing else, and its sidecar records the focal length (null
+    without one). The CLI's `--pose-focal` reaches the sidecar."""
+    from realtime import Analyzer
+
+    clip, (h, w, _) = _two_faces_clip(tmp_path)
+    texts, sides = {}, {}
+    for name, kw in (("default", {}), ("none", {"pose_focal": None}), ("longer", {"pose_focal": float(max(w, h))}),
+                     ("f400", {"pose_focal": 400.0})):
+        with Analyzer(model=model, backend="onnxruntime", infer_workers=1, **kw) as an:
+            for _ in an.process_video(clip, csv=tmp_path / f"{name}.csv", video=None):
+                pass
+        texts[name] = (tmp_path / f"{name}.csv").read_bytes()
+        sides[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert texts["default"] == texts["none"] == texts["longer"]
+    assert sides["default"]["pose_focal"] is None and sides["none"]["pose_focal"] is None
+    assert sides["longer"]["pose_focal"] == float(max(w, h)) and sides["f400"]["pose_focal"] == 400.0
+    base, f400 = _rows(tmp_path / "default.csv"), _rows(tmp_path / "f400.csv")
+    assert len(base) == len(f400) >= 3  # a face in every frame
+    pose = ("pose_Rx", "pose_Ry", "pose_Rz")
+    for a, b in zip(base, f400, strict=True):
+        assert {k: v for k, v in a.items() if k not in pose} == {k: v for k, v in b.items() if k not in pose}
+        assert a["pose_Ry"] and b["pose_Ry"]
+        assert max(abs(float(a[k]) - float(b[k])) for k in pose) > 0.01, (a, b)
+    rc, err = cli(clip, "--pose-focal", "400", "--no-video", "--backend", "onnxruntime", out=tmp_path / "cli")
+    assert rc == 0, err
+    assert json.loads((tmp_path / "cli" / "twofaces.json").read_text())["pose_focal"] == 400.0
+
+
 def test_a_small_face_lost_soon_after_a_look_brings_the_next_look_within_2_s(monkeypatch):
     """A face at the detector's limit (16 px at 320) lost at a detection brings the next look at a larger size
     forward, to 2 s after the last one. The loss was noticed on its own detection frame only: one coming under 2 s

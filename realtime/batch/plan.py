@@ -531,6 +531,9 @@ def settings_fingerprint(settings: BatchSettings) -> Tuple[str, Dict[str, Any]]:
               # absent for the frame's camera, as before it existed)
               **({"pose_camera": str(a["pose_camera"])}
                  if a.get("pose_camera") not in (None, "frame") else {}),
+              # the head pose's camera's focal length (--pose-focal: the pose_* columns change; the key is absent
+              # for the frame's longer side, as before it existed)
+              **({"pose_focal": float(a["pose_focal"])} if a.get("pose_focal") is not None else {}),
               # the tracker's scene-cut rule shapes face_id (tracks end at cuts)
               "tracker": Tracker().describe(),
               # only with --reid (the key's absence keeps the fingerprints of runs without it)
