@@ -10,11 +10,12 @@ from .draw import (
     InfoAnnotator,
     LandmarkAnnotator,
     NeutralizedFaceAnnotator,
+    Placement,
     PoseAxesAnnotator,
 )
 
 __all__ = ["Annotator", "Compose", "color_for", "BoxAnnotator", "LandmarkAnnotator", "PoseAxesAnnotator",
-           "FacePanelAnnotator", "NeutralizedFaceAnnotator", "InfoAnnotator", "default_annotator"]
+           "FacePanelAnnotator", "Placement", "NeutralizedFaceAnnotator", "InfoAnnotator", "default_annotator"]
 
 
 def default_annotator(boxes: bool = True, landmarks: bool = True, pose: bool = True, emotions: bool = True,
@@ -29,6 +30,7 @@ def default_annotator(boxes: bool = True, landmarks: bool = True, pose: bool = T
         a.append(LandmarkAnnotator())
     if pose:
         a.append(PoseAxesAnnotator())
-    if emotions or intensity or thumbnail:  # one panel per face, laid out to stay readable (layout.py)
+    if emotions or intensity or thumbnail:  # one panel (in a crowd: a compact label) per face, laid out to
+        # stay readable: off the other faces and panels, next to its own face (layout.py)
         a.append(FacePanelAnnotator(emotions=emotions, intensity=intensity, thumbnail=thumbnail))
     return Compose(a)
