@@ -1230,3 +1230,56 @@ def test_soak_without_clips_in_an_installed_package_says_where_clips_are_found(t
     monkeypatch.setenv("FACECYCLE_SHARED", str(tmp_path / "nowhere"))
     with pytest.raises(UsageError, match="nowhere"):
         soak.default_clips()
+
+
+def _video_beside_others(path: Path, fmt: str, audio_first: bool, attachment: bool = False, n: int = 30) -> Path:
+    """An H.264 clip (2 B-frames) of ``n`` frames with AAC audio 1.6 s long, the audio stream first where
+    ``audio_first``, and (Matroska) a font attachment."""
+    c = av.open(str(path), "w", format=fmt)
+    a = None
+    if audio_first:
+        a = c.add_stream("aac", rate=16000)
+        a.layout = "mono"
+    s = c.add_stream("libx264", rate=30)
+    s.width, s.height, s.pix_fmt, s.options = 64, 48, "yuv420p", {"bf": "2"}
+    if a is None:
+        a = c.add_stream("aac", rate=16000)
+        a.layout = "mono"
+    if attachment:
+        c.add_attachment("font.ttf", "application/x-truetype-font", b"\0" * 100)
+    packets = []
+    for i in range(n):
+        f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), (i * 8) % 256, np.uint8), format="bgr24")
+        f.pts = i
+        packets += s.encode(f)
+    packets += s.encode()
+    wave = (np.sin(np.arange(25600) / 16000 * 2 * np.pi * 440) * 0.3).astype(np.float32)
+    for t in range(0, wave.size, 1024):
+        af = av.AudioFrame.from_ndarray(wave[None, t:t + 1024], format=a.format.name, layout="mono")
+        af.sample_rate, af.pts = 16000, t
+        packets += a.encode(af)
+    packets += a.encode(None)
+    for p in packets:
+        c.mux(p)
+    c.close()
+    return path
+
+
+def test_the_other_streams_read_along_never_take_the_videos_last_frames(tmp_path):
+    """Review finding: the flush packets ``demux()`` ends with (one a stream) all say stream index 0, so where the
+    other streams were read along (an FLV's), a video that is not the first stream had its own flush dropped, and
+    lost the frames still in its decoder (26 of 30 read, nothing said), and a Matroska file whose tracks state no
+    length of their own, with a font attachment first in line for a flush, failed at its end ("'AttachmentStream'
+    object has no attribute 'decode'"). Each packet is now told by its own stream."""
+    audio_first = _video_beside_others(tmp_path / "audio_first.flv", "flv", audio_first=True)
+    with av.open(str(audio_first)) as c:
+        assert c.streams[0].type == "audio" and c.streams.video[0].index == 1
+    n, src = _read_whole(audio_first)
+    assert (n, src.frames_missing, src.frame_count) == (30, 0, 30)
+    mkv = _video_beside_others(tmp_path / "attached.mkv", "matroska", audio_first=False, attachment=True)
+    data = mkv.read_bytes()
+    assert b"DURATION" in data
+    untagged = tmp_path / "untagged.mkv"
+    untagged.write_bytes(data.replace(b"DURATION", b"DURATIOX"))  # (no track lengths: shared)
+    n, src = _read_whole(untagged)
+    assert (n, src.frames_missing, src.frame_count) == (30, 0, 30)

@@ -821,7 +821,9 @@ class VideoSource(Source):
             for packet in self.container.demux() if along else self.container.demux(self.stream):
                 if packet.pos is not None and packet.pos >= 0:
                     self._bytes_read = max(self._bytes_read, int(packet.pos) + int(packet.size))
-                if along and packet.stream_index != self.stream_index:
+                # (the packet's own stream: the flush packets demux() ends with, one a stream, all say stream_index
+                # 0, so a video not first lost its decoder's last frames, and an attachment's flush was decoded)
+                if along and packet.stream is not self.stream:
                     if packet.pts is not None and packet.size and packet.time_base:
                         end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
                         self._others_end = end if self._others_end is None else max(self._others_end, end)
