@@ -574,9 +574,17 @@ def fsync_file(path: Path) -> None:
     try:
         os.fsync(fd)
     except OSError as e:
+        if e.errno not in _CANNOT_FLUSH:  # (EIO, ENOSPC, EDQUOT: the bytes did not reach the disk; the caller's
+            raise                        # rename must not put them in place of the last good file)
         log.debug("%s: not flushed (%s)", path, e)
     finally:
         os.close(fd)
+
+
+#: the errors of an fsync that this file system or handle cannot do (the bytes are left to the system's own
+#: flush); any other (EIO, ENOSPC, EDQUOT) means they did not reach the disk, and is raised
+_CANNOT_FLUSH = frozenset(getattr(errno, n) for n in ("EINVAL", "ENOTSUP", "EOPNOTSUPP", "EBADF", "EROFS", "EACCES",
+                                                        "EPERM", "ENOSYS") if hasattr(errno, n))
 
 
 def fsync_dir(path: Path) -> None:

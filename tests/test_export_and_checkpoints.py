@@ -373,3 +373,15 @@ def test_a_file_system_that_cannot_flush_does_not_fail_the_save(tmp_path, monkey
     p = save_checkpoint(_tiny(), tmp_path / "w.safetensors")
     assert p.is_file() and not (tmp_path / "w.safetensors.tmp").exists()
     assert load_checkpoint(p) is not None
+    # a flush that failed to write (EIO) is an error: the last good file stays, nothing half written replaces it
+    good = p.read_bytes()
+
+    def fail(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(files.os, "fsync", fail)
+    from facecycle.errors import OutputError
+
+    with pytest.raises(OutputError, match="cannot write"):
+        save_checkpoint(_tiny(1), p)
+    assert p.read_bytes() == good and not (tmp_path / "w.safetensors.tmp").exists()
