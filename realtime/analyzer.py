@@ -102,8 +102,16 @@ def _close_runs_at_exit() -> None:
 
 def _forget_runs_in_child() -> None:
     """After a fork, in the child: its parent's runs are not its own (their files are the parent's, which a child
-    exiting would have finished under it), and a lock another thread of the parent held stays held here."""
+    exiting would have finished under it), and a lock another thread of the parent held stays held here. Each
+    inherited run is marked (its Analyzer's close() in the child leaves it alone) and its collection finalizer no
+    longer runs at the child's exit. (The child has one thread: the old set is read without its lock.)"""
     global _RUNS, _RUNS_LOCK
+    for run in list(_RUNS):
+        run._forked_away = True
+        try:
+            run._finalizer.atexit = False
+        except AttributeError:  # (a run made bare)
+            pass
     _RUNS, _RUNS_LOCK = weakref.WeakSet(), threading.Lock()
 
 
@@ -639,7 +647,7 @@ class Analyzer:
         raises :class:`~facecycle.errors.UsageError`."""
         with self._lock:
             active, self._closed = self._active, True
-            made = [r for r in self._runs if r is not active and not r._closed]
+            made = [r for r in self._runs if r is not active and not r._closed and not r._forked_away]
         try:
             for run in made:  # made, never iterated (one that starts now fails its claim: the Analyzer is closed)
                 try:
@@ -853,6 +861,8 @@ class Run:
     #: ended by the interpreter's exit (:func:`_close_runs_at_exit`), not by a stop() of the caller's: recorded
     #: ``stopped`` (the consumer stopped reading), not ``interrupted``
     _exit_stop = False
+    #: a run of the parent process, seen in a forked child (:func:`_forget_runs_in_child`): not the child's to close
+    _forked_away = False
 
     def __init__(self, analyzer: Analyzer, source, *, realtime: bool, csv, video, annotate, overwrite: bool,
                  max_frames: Optional[int], audio: bool, video_preset: str, sidecar,
@@ -989,7 +999,14 @@ class Run:
         # known (weakly) to its Analyzer, whose close() finishes it where it was never iterated, and to the
         # interpreter's exit, which ends it where it is still open (a look-ahead's first pass is taken off again)
         with analyzer._lock:  # (close() takes its snapshot under this lock)
-            analyzer._runs.add(self)
+            closed = analyzer._closed
+            if not closed:
+                analyzer._runs.add(self)
+        if closed:  # closed while this run was made (after process_video's check): its files let go at once
+            self._iterated = self._closed = True
+            self.status = "stopped"
+            self._finalizer()
+            raise UsageError("this Analyzer is closed (its model and detector are released): make a new one")
         with _RUNS_LOCK:
             _RUNS.add(self)
         if analyzer.head is None and not analyzer.warned_no_head:  # once, when a run starts (not before a bad input's

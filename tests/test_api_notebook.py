@@ -444,3 +444,33 @@ def test_closing_the_analyzer_finishes_the_runs_it_made_that_were_never_iterated
     with Analyzer(model=model) as other:  # the same files, written by another Analyzer
         assert len(list(other.process_video(clip, csv=out / "x.csv", overwrite=True, max_frames=3))) == 3
     assert json.loads((out / "x.json").read_text())["status"] == "complete"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork (POSIX)")
+def test_a_forked_child_leaves_its_parents_runs_alone(tiny_export, tmp_path):
+    """Review finding: a child of ``os.fork()`` that exits normally ran its parent's runs' finalizers (finishing
+    the parent's files ``stopped`` under it), and its Analyzer's ``close()`` would close them too. Inherited runs
+    are marked in the child now: neither touches them."""
+    import atexit
+
+    from realtime import Analyzer
+
+    _, model = tiny_export
+    clip = write_video(tmp_path / "c.mp4", real_frames(10, size=(160, 96)), rate=25)
+    with Analyzer(model=model) as an:
+        run = an.process_video(clip, csv=tmp_path / "x.csv")
+        assert json.loads((tmp_path / "x.json").read_text())["status"] == "running"
+        pid = os.fork()
+        if pid == 0:  # the child: its Analyzer closed, then what a normal exit runs
+            code = 0
+            try:
+                an.close()
+                atexit._run_exitfuncs()
+            except BaseException:  # noqa: BLE001 - report through the exit code
+                code = 1
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        assert json.loads((tmp_path / "x.json").read_text())["status"] == "running"  # still the parent's
+        assert len(list(run)) == 10
+    assert json.loads((tmp_path / "x.json").read_text())["status"] == "complete"
