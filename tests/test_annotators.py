@@ -392,3 +392,30 @@ def test_steadiness_leaves_a_single_face_its_first_choice():
         tag = tag_rect(p.image, f.box, "#0", m)
         assert q.rect[:2] == place_panel((1280, 720), box, size, [box], [tag], m.pad)
     assert q.rect[0] == 1100 + m.pad  # right of the face again once there is room
+
+
+def test_a_face_kept_small_in_a_crowd_gets_its_panel_back_when_there_is_room():
+    """Review finding: ``steady`` kept a face's compact label or smaller panel for as long as two faces were on
+    screen: after a 4x6 gallery became three faces 300 px apart, the three kept 9-px labels (a fresh plan gives
+    each a frame-sized panel), and the app's cached annotator carried a crowded picture's state into the next
+    picture at index 0. A face kept smaller gets a frame-sized panel again where one fits with room to spare, and
+    another source (or an index that does not move on) is planned afresh."""
+    a = FacePanelAnnotator()
+    crowd = _packet(1280, 720, _grid_faces(1280, 720, 4, 6))
+    crowd.index, crowd.source = 0, "a.mp4"
+    first = a.plan(crowd.image, crowd)
+    a.annotate(crowd.image.copy(), crowd)
+    small = [q.index for q in first if q.kind == "label" or q.px < text_metrics(crowd.image).px]
+    assert len(small) >= 3
+    ids = [crowd.faces[i].track_id for i in small[:3]]
+    spread = [_face((150 + 400 * k, 300, 250 + 400 * k, 420), tid) for k, tid in enumerate(ids)]
+    fresh = FacePanelAnnotator().plan(crowd.image, _packet(1280, 720, spread))
+    assert all(q.kind == "panel" and q.px == text_metrics(crowd.image).px for q in fresh)
+    later = _packet(1280, 720, spread)
+    later.index, later.source = 1, "a.mp4"
+    assert [(q.kind, q.px, q.rect) for q in a.plan(later.image, later)] == [(q.kind, q.px, q.rect) for q in fresh]
+    # another picture at index 0 (the app's cached annotator): planned afresh, whatever the last one kept
+    a.annotate(crowd.image.copy(), crowd)
+    other = _packet(1280, 720, spread)
+    other.index, other.source = 0, "b.jpg"
+    assert [(q.kind, q.px, q.rect) for q in a.plan(other.image, other)] == [(q.kind, q.px, q.rect) for q in fresh]
