@@ -188,21 +188,24 @@ def _encode(path: Path, sizes_pts: Sequence[tuple], fmt: Optional[str] = None) -
     return path
 
 
+def _read_whole(path: Path):
+    """Read every frame of ``path`` with a VideoSource: (frames read, the closed source)."""
+    from realtime.sources.video import VideoSource
+
+    src = VideoSource(str(path))
+    try:
+        n = sum(1 for _ in src)
+    finally:
+        src.close()
+    return n, src
+
+
 def test_whole_files_without_a_sample_count_are_judged_complete_by_their_time(tmp_path, caplog):
     """Where a container does not count its samples (Matroska, WebM, MPEG-TS, FLV) the frame count is its duration
     times the nominal rate. A Matroska file starting at 10 s read as 250 of 310 frames missing (its duration
     counts from 0), and a variable-frame-rate one as 18 missing: both were reported truncated. Completeness is now
     judged by the time the frames span; a cut file still says so."""
-    from realtime.sources.video import VideoSource
-
-    def read(path):
-        src = VideoSource(str(path))
-        try:
-            n = sum(1 for _ in src)
-        finally:
-            src.close()
-        return n, src
-
+    read = _read_whole
     late = _encode(tmp_path / "late.mkv", [(160, 120, [10_000 + 40 * i for i in range(60)])])
     vfr = _encode(tmp_path / "vfr.mkv", [(160, 120, list(np.cumsum([0] + [40, 40, 120, 40, 200] * 12)))])
     with caplog.at_level("WARNING", logger="realtime.sources.video"):
@@ -214,18 +217,6 @@ def test_whole_files_without_a_sample_count_are_judged_complete_by_their_time(tm
     (tmp_path / "cut.mkv").write_bytes(data[: len(data) // 2])
     n, src = read(tmp_path / "cut.mkv")
     assert n < 45 and src.frames_missing >= 60 - n - 3
-
-
-def _read_whole(path: Path):
-    """Read every frame of ``path`` with a VideoSource: (frames read, the closed source)."""
-    from realtime.sources.video import VideoSource
-
-    src = VideoSource(str(path))
-    try:
-        n = sum(1 for _ in src)
-    finally:
-        src.close()
-    return n, src
 
 
 @pytest.mark.parametrize("codec", ["flv", "libx264"])
