@@ -1198,9 +1198,10 @@ class Run:
         what = "upside down" if k == 2 else f"turned 90° {'clockwise' if k == 1 else 'anti-clockwise'}"
         self.info["orientation"] = {"faces_turned_deg": 90 * k, "share": round(share, 3), "faces": len(turns),
                                     "rotate_upright": fix}
-        log.warning("%s: %d of the first %d faces are %s (the model reads turned faces wrongly: a video without "
-                    "its rotation tag, a camera mounted turned, a person lying down?): --rotate %d reads them "
-                    "upright", self.src.name, quarters.count(k), len(turns), what, fix)
+        log.warning("%s: %d of the first %d faces are %s (the model reads turned faces wrongly, and their landmarks "
+                    "and head pose with them: a video without its rotation tag, a camera mounted turned, a person "
+                    "lying down?): --rotate %d reads them upright", self.src.name, quarters.count(k), len(turns),
+                    what, fix)
 
     def _look_side(self, image: np.ndarray) -> int:
         """The size a look at this frame detects at (:meth:`_look_for_small_faces`): twice the detection size, at

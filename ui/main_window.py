@@ -997,7 +997,8 @@ class MainWindow(QMainWindow):
         share, faces = value.get("share"), value.get("faces")
         most = (f"{round(float(share) * int(faces))} of the first {int(faces)} faces"
                 if isinstance(share, (int, float)) and isinstance(faces, int) else "Most faces")
-        message = (f"{most} are {turns.get(turned, 'turned')} (the model reads turned faces wrongly): "
+        message = (f"{most} are {turns.get(turned, 'turned')} (the model reads turned faces wrongly, and their head "
+                   "pose with them): "
                    f"Rotate clockwise {rotation_text(fix)} reads them upright.")
         self.notices.append(message)
         log.info("shown in the window: %s", message)
